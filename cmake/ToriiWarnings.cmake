@@ -1,0 +1,12 @@
+# Warning set shared by every torii target (STYLE.md 2.10).
+function(torii_warnings target)
+  target_compile_options(${target} PRIVATE
+    -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith
+    -Wcast-qual -Wwrite-strings -Wformat=2 -Wvla -Wimplicit-fallthrough)
+  if(TORII_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(NOT CMAKE_BUILD_TYPE STREQUAL "Debug" AND NOT TORII_SANITIZE)
+    target_compile_options(${target} PRIVATE -fstack-protector-strong -D_FORTIFY_SOURCE=2)
+  endif()
+endfunction()

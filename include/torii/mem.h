@@ -1,0 +1,43 @@
+/* mem.h - allocation helpers (abort on OOM for internal sizes), slices, randomness, ids.
+ * Threads: any thread.
+ * Ownership: torii_x* return memory the caller frees with free(); torii_secure_free wipes first. */
+#ifndef TORII_MEM_H
+#define TORII_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "torii/err.h"
+
+void *torii_xmalloc(size_t n);
+void *torii_xcalloc(size_t n, size_t sz);
+void *torii_xrealloc(void *p, size_t n);
+char *torii_xstrdup(const char *s);
+char *torii_xstrndup(const char *s, size_t n);
+/** Wipe len bytes then free; NULL accepted. */
+void torii_secure_free(void *p, size_t len);
+
+#define TORII_FREE(p)                                                                              \
+    do {                                                                                           \
+        free(p);                                                                                   \
+        (p) = NULL;                                                                                \
+    } while (0)
+
+/** Peer bytes: never assumed NUL-terminated. */
+struct torii_slice {
+    const char *ptr;
+    size_t len;
+};
+
+/** Cryptographically strong random bytes (OpenSSL RAND_bytes). */
+int torii_rand_bytes(void *buf, size_t len) TORII_MUST_USE;
+/** Random [A-Za-z0-9] string of n chars into out (size >= n+1). */
+int torii_rand_alnum(char *out, size_t n) TORII_MUST_USE;
+/** "<prefix><uuid v4>" into out (size >= strlen(prefix)+37). */
+int torii_uuid_id(const char *prefix, char *out, size_t outlen) TORII_MUST_USE;
+
+/** Case-insensitive ASCII compare of a slice with a C string. */
+int torii_slice_eq_ci(struct torii_slice s, const char *lit);
+
+#endif
