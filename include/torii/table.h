@@ -67,7 +67,50 @@ const char *torii_tls_cert_id(const struct torii_tls_cert *c);
 void torii_tls_cert_ref(struct torii_tls_cert *c);
 void torii_tls_cert_unref(struct torii_tls_cert *c);
 
+/** Key type of the certificate (EVP_PKEY_RSA, EVP_PKEY_EC, ...; 0 when it has no key). */
+int torii_tls_cert_key_type(const struct torii_tls_cert *c);
+
 /** Number of certificates currently in the table. */
 size_t torii_table_size(struct torii_table *t);
+
+/* ---- the selection rule itself (pure: no table, no lock; used by torii_table_select) ---- */
+
+#define TORII_SNI_NAME_MAX 253 /* longest host name (RFC 1035), without the trailing dot */
+#define TORII_SNI_KEY_MAX  255 /* longest table key: "*." + name */
+
+/** What the rule looks at in a candidate (copied from its TLS record, immutable). */
+struct torii_sni_attr {
+    uint32_t flags; /* TORII_CERTREC_* */
+    int64_t not_before_ms;
+    int64_t not_after_ms;
+    int key_type; /* EVP_PKEY_* */
+};
+
+/** Normalize a host name into out (TORII_SNI_NAME_MAX + 1 bytes, NUL-terminated): one trailing
+ * dot removed, ASCII lower-cased. Rejects (TORII_EINVAL) an empty name, one longer than
+ * TORII_SNI_NAME_MAX, and any NUL or '*' byte (a client never gets to name a wildcard itself).
+ * Returns the normalized length (> 0). */
+int torii_sni_name_normalize(const char *name, size_t len, char *out) TORII_MUST_USE;
+
+/** The one-label wildcard key of a normalized name: "*." + name minus its first label, into out
+ * (TORII_SNI_KEY_MAX + 1 bytes). "a.b.example.com" -> "*.b.example.com" (never deeper).
+ * TORII_ENOTFOUND when the name has no dot, an empty first label or nothing after the dot.
+ * Returns the key length. */
+int torii_sni_wildcard_key(const char *name, size_t len, char *out) TORII_MUST_USE;
+
+/** 1 when a candidate may be served at now_ms: HAS_KEY and KEY_MATCHES set; not REVOKED, CA,
+ * CLIENT or KEYPAIR; not_before <= now < not_after. 0 otherwise. */
+int torii_sni_usable(const struct torii_sni_attr *a, int64_t now_ms);
+
+/** Preference of a key type for this client: 3 ECDSA when offered, 2 RSA when offered, 1 any
+ * other type, 0 a type the client did not offer. A client that offered neither ranks all 1. */
+int torii_sni_key_rank(int key_type, const struct torii_sni_query *q);
+
+/** Index of the best candidate: usable only, then highest key rank, then latest not_after (the
+ * first one wins a full tie). Candidates of rank 0 are still returned when nothing better
+ * exists: the handshake then fails cleanly instead of silently using another name's
+ * certificate. TORII_ENOTFOUND when none is usable (or n == 0). */
+int torii_sni_pick(const struct torii_sni_attr *const *cands, size_t n,
+                   const struct torii_sni_query *q) TORII_MUST_USE;
 
 #endif

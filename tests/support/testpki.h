@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -31,5 +32,14 @@ int testpki_make(const struct testpki_opts *o, X509 **cert, EVP_PKEY **key);
 /** PEM text (malloc'd, NUL-terminated). password non-NULL -> encrypted PKCS#8 (AES-256-CBC). */
 char *testpki_cert_pem(X509 *c);
 char *testpki_key_pem(EVP_PKEY *k, const char *password);
+/** Traditional PEM ("BEGIN RSA/EC PRIVATE KEY"); password non-NULL -> "Proc-Type: 4,ENCRYPTED"
+ * (AES-128-CBC). malloc'd. */
+char *testpki_key_pem_traditional(EVP_PKEY *k, const char *password);
+/** A minimal (not yet normalized or enriched) certificate entity:
+ * {"id", "chain": PEM of chain[0..n) leaf first, "privateKey": PEM of key ("" when NULL),
+ * encrypted PKCS#8 when password != NULL, "password"}. Caller json_decref()s. NULL on failure.
+ * Typical use: e = testpki_entity(...); torii_cert_normalize(e); torii_cert_enrich(e, now). */
+json_t *testpki_entity(const char *id, X509 *const *chain, size_t n_chain, EVP_PKEY *key,
+                       const char *password);
 
 #endif

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the Debian packages torii needs to build, test and benchmark, when missing.
+# Usage: scripts/deps.sh [--bench]
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansson-dev
+      libcurl4-openssl-dev liblmdb-dev lmdb-utils liburcu-dev libcmocka-dev node-llhttp
+      curl ca-certificates python3 procps psmisc)
+if [ "${1:-}" = "--bench" ]; then
+  pkgs+=(haproxy nginx wrk nghttp2-client)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,282 @@
+/* main.c - argv, config, wiring and the main loop (signals, ticket rotation): no logic. */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/ssl.h>
+
+#include "torii/admin.h"
+#include "torii/clock.h"
+#include "torii/conf.h"
+#include "torii/log.h"
+#include "torii/mem.h"
+#include "torii/pki.h"
+#include "torii/proxy.h"
+#include "torii/store.h"
+#include "torii/table.h"
+#include "torii/tls.h"
+
+struct app {
+    struct torii_config *cfg;
+    struct torii_store *store;
+    struct torii_table *table;
+    struct torii_tls_ctx *tls;
+    struct torii_workers *workers;
+    struct torii_admin *admin;
+    struct event_base *base;
+};
+
+static void usage(FILE *f)
+{
+    (void)fprintf(f, "usage: torii [-c FILE] [--check-config] [--version]\n"
+                     "  -c FILE          JSON configuration (default: embedded defaults)\n"
+                     "  --check-config   validate the configuration and exit\n"
+                     "  --version        print the version and exit\n");
+}
+
+/* Store change feed -> certificate table. Runs on the writing thread, in commit order. */
+static void app_on_store_change(enum torii_store_op_kind kind, enum torii_store_bucket b,
+                                const struct torii_store_rec *rec, void *arg)
+{
+    struct app *app = arg;
+    struct torii_errbuf eb = {{0}};
+    char id[512];
+
+    if (b != TORII_STORE_CERTS || rec->id_len >= sizeof(id)) {
+        return;
+    }
+    memcpy(id, rec->id, rec->id_len);
+    id[rec->id_len] = '\0';
+    if (torii_table_update(app->table, id, kind == TORII_STORE_DELETE ? NULL : rec->aux,
+                           kind == TORII_STORE_DELETE ? 0 : rec->aux_len, &eb)
+        != TORII_OK) {
+        torii_log(TORII_LOG_WARN, "main: certificate not served: %s (id=%s)", eb.msg, id);
+    }
+}
+
+static int app_load_one(const struct torii_store_rec *rec, void *arg)
+{
+    app_on_store_change(TORII_STORE_PUT, TORII_STORE_CERTS, rec, arg);
+    return TORII_OK;
+}
+
+/* First start: a self-signed certificate for localhost becomes the default certificate. */
+static int app_ensure_default_cert(struct app *app, struct torii_errbuf *eb)
+{
+    static const char *const names[] = {"localhost", "127.0.0.1"};
+    json_t *ent = NULL;
+    char *json = NULL;
+    unsigned char *aux = NULL;
+    size_t aux_len = 0;
+    char *existing = NULL;
+    size_t len = 0;
+    struct torii_store_rec rec;
+    int rc;
+
+    rc = torii_store_get(app->store, TORII_STORE_CERTS, app->cfg->default_cert, &existing, &len,
+                         NULL, NULL);
+    if (rc != TORII_ENOTFOUND) {
+        goto out; /* present (OK) or a store error */
+    }
+    rc = TORII_OK;
+    TORII_TRY(torii_cert_generate_selfsigned(app->cfg->default_cert, names, 2,
+                                             torii_clock_now_ms(), 365, &ent, eb));
+    TORII_TRY(torii_certrec_build(ent, &aux, &aux_len, eb));
+    json = json_dumps(ent, JSON_COMPACT);
+    TORII_ENSURE(json != NULL, TORII_ENOMEM);
+    rec = (struct torii_store_rec){.id = app->cfg->default_cert,
+                                   .id_len = strlen(app->cfg->default_cert),
+                                   .json = json,
+                                   .json_len = strlen(json),
+                                   .aux = aux,
+                                   .aux_len = aux_len};
+    TORII_TRY(torii_store_put(app->store, TORII_STORE_CERTS, &rec, TORII_STORE_CREATE, eb));
+    torii_log(TORII_LOG_NOTICE, "main: created a self-signed default certificate for localhost "
+                                "(id=%s)",
+              app->cfg->default_cert);
+out:
+    free(existing);
+    if (json != NULL) {
+        torii_secure_free(json, strlen(json));
+    }
+    torii_secure_free(aux, aux_len);
+    json_decref(ent);
+    return rc;
+}
+
+/* systemd readiness (sd_notify protocol) without linking libsystemd. */
+static void app_sd_notify(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    size_t plen;
+    int fd;
+
+    if (path == NULL || (path[0] != '/' && path[0] != '@')
+        || (plen = strlen(path)) >= sizeof(sun.sun_path)) {
+        return;
+    }
+    memcpy(sun.sun_path, path, plen);
+    if (sun.sun_path[0] == '@') {
+        sun.sun_path[0] = '\0';
+    }
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return;
+    }
+    if (sendto(fd, msg, strlen(msg), 0, (struct sockaddr *)&sun,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen))
+        < 0) {
+        torii_log_errno(TORII_LOG_WARN, "main: sd_notify failed");
+    }
+    (void)close(fd);
+}
+
+static void app_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct app *app = arg;
+    (void)what;
+    torii_log(TORII_LOG_NOTICE, "main: signal %d, shutting down", (int)sig);
+    app_sd_notify("STOPPING=1");
+    (void)event_base_loopexit(app->base, NULL);
+}
+
+static void app_on_rotate(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *app = arg;
+    (void)fd;
+    (void)what;
+    if (torii_tls_ctx_rotate_tickets(app->tls) != TORII_OK) {
+        torii_log(TORII_LOG_ERR, "main: session ticket key rotation failed");
+    }
+}
+
+static int app_make_data_dir(const char *dir, struct torii_errbuf *eb)
+{
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        return torii_errf(eb, TORII_EIO, "cannot create data dir %s: %s", dir, strerror(errno));
+    }
+    return TORII_OK;
+}
+
+static int app_run(struct app *app)
+{
+    struct torii_errbuf eb = {{0}};
+    struct torii_store_opts sopts = {.dir = app->cfg->data_dir};
+    struct torii_tls_opts topts = {0};
+    struct event *sigs[2] = {NULL, NULL};
+    struct event *rotate = NULL;
+    struct timeval rot = {.tv_sec = app->cfg->ticket_rotate_s};
+    int64_t t0 = torii_clock_mono_us();
+    size_t ncerts = 0;
+    int rc = TORII_OK;
+
+    TORII_TRY(app_make_data_dir(app->cfg->data_dir, &eb));
+    TORII_TRY(torii_store_open(&sopts, &app->store, &eb));
+    TORII_TRY(torii_table_new(&app->table));
+    torii_table_set_default(app->table, app->cfg->default_cert);
+    TORII_TRY(torii_store_watch(app->store, app_on_store_change, app));
+    TORII_TRY(torii_store_foreach(app->store, TORII_STORE_CERTS, app_load_one, app));
+    TORII_TRY(app_ensure_default_cert(app, &eb));
+    TORII_TRY(torii_store_count(app->store, TORII_STORE_CERTS, &ncerts));
+    topts.table = app->table;
+    topts.strict_sni = app->cfg->strict_sni;
+    TORII_TRY(torii_tls_ctx_new(&topts, &app->tls, &eb));
+
+    app->base = event_base_new();
+    TORII_ENSURE(app->base != NULL, torii_errf(&eb, TORII_ENOMEM, "event_base_new failed"));
+    sigs[0] = evsignal_new(app->base, SIGTERM, app_on_signal, app);
+    sigs[1] = evsignal_new(app->base, SIGINT, app_on_signal, app);
+    rotate = event_new(app->base, -1, EV_PERSIST, app_on_rotate, app);
+    TORII_ENSURE(sigs[0] && sigs[1] && rotate, TORII_ENOMEM);
+    TORII_ENSURE(event_add(sigs[0], NULL) == 0 && event_add(sigs[1], NULL) == 0
+                     && event_add(rotate, app->cfg->ticket_rotate_s ? &rot : NULL) == 0,
+                 TORII_EIO);
+
+    TORII_TRY(torii_workers_start(app->cfg, app->table, app->tls, &app->workers, &eb));
+    TORII_TRY(torii_admin_start(app->cfg, app->store, app->table, &app->admin, &eb));
+    torii_log(TORII_LOG_NOTICE,
+              "main: torii %s ready: %zu certificates, start-up %.1f ms (admin=%s data=%s)",
+              TORII_VERSION, ncerts, (double)(torii_clock_mono_us() - t0) / 1000.0,
+              app->cfg->admin_listen, app->cfg->data_dir);
+    app_sd_notify("READY=1");
+    if (event_base_dispatch(app->base) < 0) {
+        rc = torii_errf(&eb, TORII_EIO, "main loop failed");
+    }
+out:
+    if (rc != TORII_OK) {
+        torii_log(TORII_LOG_ERR, "main: %s", eb.msg[0] ? eb.msg : torii_strerror(rc));
+    }
+    torii_admin_stop(app->admin);
+    torii_workers_stop(app->workers);
+    for (int i = 0; i < 2; i++) {
+        if (sigs[i] != NULL) {
+            event_free(sigs[i]);
+        }
+    }
+    if (rotate != NULL) {
+        event_free(rotate);
+    }
+    if (app->base != NULL) {
+        event_base_free(app->base);
+    }
+    torii_tls_ctx_free(app->tls);
+    torii_table_free(app->table);
+    torii_store_free(app->store);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct app app = {0};
+    struct torii_errbuf eb = {{0}};
+    const char *path = NULL;
+    int check_only = 0;
+    enum torii_log_level lvl;
+    int rc;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            path = argv[++i];
+        } else if (strcmp(argv[i], "--check-config") == 0) {
+            check_only = 1;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            (void)printf("torii %s (%s)\n", TORII_VERSION, OpenSSL_version(OPENSSL_VERSION));
+            return 0;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (torii_config_load(path, &app.cfg, &eb) != TORII_OK) {
+        (void)fprintf(stderr, "torii: %s\n", eb.msg);
+        return 1;
+    }
+    if (check_only) {
+        (void)printf("torii: configuration %s is valid\n", path ? path : "(defaults)");
+        torii_config_free(app.cfg);
+        return 0;
+    }
+    if (torii_log_level_parse(app.cfg->log_level, &lvl) == TORII_OK) {
+        torii_log_set_level(lvl);
+    }
+    (void)signal(SIGPIPE, SIG_IGN);
+    if (evthread_use_pthreads() != 0) {
+        torii_fatal("main: evthread_use_pthreads failed");
+    }
+    rc = app_run(&app);
+    torii_config_free(app.cfg);
+    libevent_global_shutdown();
+    return rc == TORII_OK ? 0 : 1;
+}

@@ -1,0 +1,421 @@
+/* certrec.c - the compact binary TLS record stored next to a certificate entity.
+ *
+ * Layout (version 1, all integers little-endian, no padding):
+ *   off  size  field
+ *     0     4  magic "TCRT"
+ *     4     2  version (1)
+ *     6     2  reserved (0)
+ *     8     4  flags (TORII_CERTREC_*)
+ *    12     8  not_before_ms (int64)
+ *    20     8  not_after_ms (int64)
+ *    28     4  key_type (int32, EVP_PKEY_base_id; 0 without a key)
+ *    32     4  n_names (<= TORII_CERTREC_MAX_NAMES)
+ *    36     4  n_chain (1..TORII_CERTREC_MAX_CHAIN)
+ *    40        n_names x { u32 len (1..255), len bytes }      lower-case names, IPs as text
+ *              n_chain x { u32 len (1..PKI_REC_MAX_DER), DER } leaf first
+ *              u32 key_len, key_len bytes                     i2d_PrivateKey, unencrypted;
+ *                                                             0 iff HAS_KEY is clear
+ * The blob must end exactly after the key. The key is stored unencrypted because the TLS
+ * table rebuilds SSL_CTXs with d2i_PrivateKey, several times faster than PEM; the record is
+ * as sensitive as the entity itself (which holds the key and its password in clear). */
+#include <ctype.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "pki_int.h"
+#include "torii/pki.h"
+
+#define PKI_REC_MAGIC    "TCRT"
+#define PKI_REC_VERSION  1u
+#define PKI_REC_HDR      40u
+#define PKI_REC_NAME_MAX 255u
+#define PKI_REC_MAX_DER  (1u << 20)
+
+/* ---- names ---- */
+
+struct pki_names {
+    char *v[TORII_CERTREC_MAX_NAMES];
+    size_t n;
+    size_t n_dns;
+};
+
+static void pki_names_clear(struct pki_names *ns)
+{
+    size_t i;
+
+    for (i = 0; i < ns->n; i++) {
+        free(ns->v[i]);
+    }
+    ns->n = 0;
+}
+
+/* Hostname-ish characters only: a CN like "Otoroshi Root CA" is not a name to serve. */
+static int pki_name_ok(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len == 0 || len > PKI_REC_NAME_MAX) {
+        return 0;
+    }
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(isalnum(c) || c == '-' || c == '.' || c == '*' || c == '_')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Add a DNS-style name (lower-cased, one trailing dot stripped, deduplicated). Names that are
+ * not hostname-shaped are skipped. TORII_EINVAL when the table is full. */
+static int pki_names_add_dns(struct pki_names *ns, const char *s, size_t len)
+{
+    char *v;
+    size_t i;
+
+    if (len > 0 && s[len - 1] == '.') {
+        len--;
+    }
+    if (!pki_name_ok(s, len)) {
+        return TORII_OK;
+    }
+    v = torii_xstrndup(s, len);
+    for (i = 0; i < len; i++) {
+        v[i] = (char)tolower((unsigned char)v[i]);
+    }
+    for (i = 0; i < ns->n; i++) {
+        if (strcmp(ns->v[i], v) == 0) {
+            free(v);
+            return TORII_OK;
+        }
+    }
+    if (ns->n >= TORII_CERTREC_MAX_NAMES) {
+        free(v);
+        return TORII_EINVAL;
+    }
+    ns->v[ns->n++] = v;
+    return TORII_OK;
+}
+
+static int pki_names_add_raw(struct pki_names *ns, const char *s)
+{
+    size_t i;
+
+    for (i = 0; i < ns->n; i++) {
+        if (strcmp(ns->v[i], s) == 0) {
+            return TORII_OK;
+        }
+    }
+    if (ns->n >= TORII_CERTREC_MAX_NAMES) {
+        return TORII_EINVAL;
+    }
+    ns->v[ns->n++] = torii_xstrdup(s);
+    return TORII_OK;
+}
+
+static int pki_names_collect(X509 *leaf, struct pki_names *ns, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    GENERAL_NAMES *gens = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+    unsigned char *cn = NULL;
+    int i;
+
+    for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        char ip[64];
+
+        if (g->type == GEN_DNS) {
+            const char *d = (const char *)ASN1_STRING_get0_data(g->d.dNSName);
+            size_t before = ns->n;
+            TORII_TRY(pki_names_add_dns(ns, d, (size_t)ASN1_STRING_length(g->d.dNSName)));
+            ns->n_dns += ns->n > before ? 1 : 0;
+        } else if (g->type == GEN_IPADD) {
+            if (torii_pki__ip_text(g->d.iPAddress, ip, sizeof(ip)) == TORII_OK) {
+                TORII_TRY(pki_names_add_raw(ns, ip));
+            }
+        }
+    }
+    if (ns->n_dns == 0) {
+        X509_NAME *subj = X509_get_subject_name(leaf);
+        int idx = -1;
+        int last = -1;
+        int len;
+
+        while ((idx = X509_NAME_get_index_by_NID(subj, NID_commonName, idx)) >= 0) {
+            last = idx;
+        }
+        if (last >= 0) {
+            len = ASN1_STRING_to_UTF8(
+                &cn, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, last)));
+            if (len > 0) {
+                TORII_TRY(pki_names_add_dns(ns, (const char *)cn, (size_t)len));
+            }
+        }
+    }
+out:
+    if (rc != TORII_OK) {
+        (void)torii_errf(eb, rc, "certrec: more than %d names", TORII_CERTREC_MAX_NAMES);
+    }
+    OPENSSL_free(cn);
+    GENERAL_NAMES_free(gens);
+    ERR_clear_error();
+    return rc;
+}
+
+/* ---- little-endian writer/reader ---- */
+
+static unsigned char *pki_put_u16(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)(v & 0xffu);
+    p[1] = (unsigned char)(v >> 8);
+    return p + 2;
+}
+
+static unsigned char *pki_put_u32(unsigned char *p, uint32_t v)
+{
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        p[i] = (unsigned char)((v >> (8 * i)) & 0xffu);
+    }
+    return p + 4;
+}
+
+static unsigned char *pki_put_u64(unsigned char *p, uint64_t v)
+{
+    int i;
+
+    for (i = 0; i < 8; i++) {
+        p[i] = (unsigned char)((v >> (8 * i)) & 0xffu);
+    }
+    return p + 8;
+}
+
+static unsigned char *pki_put_bytes(unsigned char *p, const void *d, size_t len)
+{
+    p = pki_put_u32(p, (uint32_t)len);
+    if (len > 0) {
+        memcpy(p, d, len);
+    }
+    return p + len;
+}
+
+static uint16_t pki_get_u16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t pki_get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16)
+           | ((uint32_t)p[3] << 24);
+}
+
+static uint64_t pki_get_u64(const unsigned char *p)
+{
+    return (uint64_t)pki_get_u32(p) | ((uint64_t)pki_get_u32(p + 4) << 32);
+}
+
+/* ---- build ---- */
+
+static const char *pki_json_str(const json_t *e, const char *field)
+{
+    return json_string_value(json_object_get(e, field));
+}
+
+int torii_certrec_build(const json_t *entity, unsigned char **out, size_t *out_len,
+                        struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    STACK_OF(X509) *chain = NULL;
+    EVP_PKEY *key = NULL;
+    struct pki_names names;
+    unsigned char *der[TORII_CERTREC_MAX_CHAIN] = {NULL};
+    int der_len[TORII_CERTREC_MAX_CHAIN] = {0};
+    unsigned char *key_der = NULL;
+    int key_der_len = 0;
+    unsigned char *buf = NULL;
+    size_t total = PKI_REC_HDR;
+    unsigned char *p;
+    const char *pk;
+    const char *pw;
+    uint32_t flags = 0;
+    int64_t nb = 0;
+    int64_t na = 0;
+    int n_chain = 0;
+    int key_type = 0;
+    int i;
+    X509 *leaf;
+
+    memset(&names, 0, sizeof(names));
+    TORII_ENSURE(json_is_object(entity),
+                 torii_errf(eb, TORII_EINVAL, "certrec: entity is not an object"));
+    TORII_TRY(torii_pki__chain_parse(pki_json_str(entity, "chain"), &chain, eb));
+    n_chain = sk_X509_num(chain);
+    TORII_ENSURE(n_chain <= TORII_CERTREC_MAX_CHAIN,
+                 torii_errf(eb, TORII_EINVAL, "certrec: chain longer than %d certificates",
+                            TORII_CERTREC_MAX_CHAIN));
+    leaf = sk_X509_value(chain, 0);
+    pk = pki_json_str(entity, "privateKey");
+    pw = pki_json_str(entity, "password");
+    if (pw != NULL && pw[0] == '\0') {
+        pw = NULL;
+    }
+    if (pk != NULL && pk[0] != '\0') {
+        TORII_TRY(torii_pki__key_parse(pk, pw, &key, eb));
+        flags |= TORII_CERTREC_HAS_KEY;
+        key_type = EVP_PKEY_get_base_id(key);
+        if (X509_check_private_key(leaf, key) == 1) {
+            flags |= TORII_CERTREC_KEY_MATCHES;
+        }
+        ERR_clear_error();
+        key_der_len = i2d_PrivateKey(key, &key_der);
+        if (key_der_len <= 0) {
+            (void)torii_errbuf_ossl(eb, "certrec: i2d_PrivateKey");
+            rc = TORII_EINVAL;
+            goto out;
+        }
+        total += (size_t)key_der_len;
+    }
+    total += 4;
+    if (json_is_true(json_object_get(entity, "revoked"))) {
+        flags |= TORII_CERTREC_REVOKED;
+    }
+    if (json_is_true(json_object_get(entity, "client"))) {
+        flags |= TORII_CERTREC_CLIENT;
+    }
+    if (json_is_true(json_object_get(entity, "keypair"))) {
+        flags |= TORII_CERTREC_KEYPAIR;
+    }
+    if ((X509_get_extension_flags(leaf) & EXFLAG_CA) != 0) {
+        flags |= TORII_CERTREC_CA;
+    }
+    if (torii_pki__self_signed(leaf)) {
+        flags |= TORII_CERTREC_SELF_SIGNED;
+    }
+    TORII_ENSURE(torii_pki__time_ms(X509_get0_notBefore(leaf), &nb) == TORII_OK
+                     && torii_pki__time_ms(X509_get0_notAfter(leaf), &na) == TORII_OK,
+                 torii_errf(eb, TORII_EINVAL, "certrec: leaf validity dates do not convert"));
+    TORII_TRY(pki_names_collect(leaf, &names, eb));
+    for (i = 0; i < (int)names.n; i++) {
+        total += 4 + strlen(names.v[i]);
+    }
+    for (i = 0; i < n_chain; i++) {
+        der_len[i] = i2d_X509(sk_X509_value(chain, i), &der[i]);
+        TORII_ENSURE(der_len[i] > 0 && (unsigned)der_len[i] <= PKI_REC_MAX_DER,
+                     torii_errf(eb, TORII_EINVAL, "certrec: certificate #%d does not encode",
+                                i + 1));
+        total += 4 + (size_t)der_len[i];
+    }
+
+    buf = torii_xmalloc(total);
+    p = buf;
+    memcpy(p, PKI_REC_MAGIC, 4);
+    p += 4;
+    p = pki_put_u16(p, PKI_REC_VERSION);
+    p = pki_put_u16(p, 0);
+    p = pki_put_u32(p, flags);
+    p = pki_put_u64(p, (uint64_t)nb);
+    p = pki_put_u64(p, (uint64_t)na);
+    p = pki_put_u32(p, (uint32_t)key_type);
+    p = pki_put_u32(p, (uint32_t)names.n);
+    p = pki_put_u32(p, (uint32_t)n_chain);
+    for (i = 0; i < (int)names.n; i++) {
+        p = pki_put_bytes(p, names.v[i], strlen(names.v[i]));
+    }
+    for (i = 0; i < n_chain; i++) {
+        p = pki_put_bytes(p, der[i], (size_t)der_len[i]);
+    }
+    p = pki_put_bytes(p, key_der, (size_t)key_der_len);
+    TORII_ASSERT((size_t)(p - buf) == total);
+    *out = buf;
+    *out_len = total;
+    buf = NULL;
+out:
+    torii_secure_free(buf, total);
+    if (key_der != NULL) {
+        OPENSSL_clear_free(key_der, (size_t)key_der_len);
+    }
+    for (i = 0; i < TORII_CERTREC_MAX_CHAIN; i++) {
+        OPENSSL_free(der[i]);
+    }
+    pki_names_clear(&names);
+    EVP_PKEY_free(key);
+    sk_X509_pop_free(chain, X509_free);
+    return rc;
+}
+
+/* ---- decode ---- */
+
+struct pki_reader {
+    const unsigned char *p;
+    size_t left;
+};
+
+static int pki_read_slice(struct pki_reader *r, uint32_t min, uint32_t max, struct torii_slice *s)
+{
+    uint32_t len;
+
+    if (r->left < 4) {
+        return TORII_EINVAL;
+    }
+    len = pki_get_u32(r->p);
+    r->p += 4;
+    r->left -= 4;
+    if (len < min || len > max || len > r->left) {
+        return TORII_EINVAL;
+    }
+    s->ptr = (const char *)r->p;
+    s->len = len;
+    r->p += len;
+    r->left -= len;
+    return TORII_OK;
+}
+
+int torii_certrec_decode(const unsigned char *buf, size_t len, struct torii_certrec *rec)
+{
+    int rc = TORII_OK;
+    struct pki_reader r;
+    uint32_t n_names;
+    uint32_t n_chain;
+    uint32_t i;
+    int32_t key_type;
+
+    TORII_ENSURE(buf != NULL && rec != NULL && len >= PKI_REC_HDR, TORII_EINVAL);
+    TORII_ENSURE(memcmp(buf, PKI_REC_MAGIC, 4) == 0, TORII_EINVAL);
+    TORII_ENSURE(pki_get_u16(buf + 4) == PKI_REC_VERSION && pki_get_u16(buf + 6) == 0,
+                 TORII_EINVAL);
+    n_names = pki_get_u32(buf + 32);
+    n_chain = pki_get_u32(buf + 36);
+    TORII_ENSURE(n_names <= TORII_CERTREC_MAX_NAMES, TORII_EINVAL);
+    TORII_ENSURE(n_chain >= 1 && n_chain <= TORII_CERTREC_MAX_CHAIN, TORII_EINVAL);
+    rec->flags = pki_get_u32(buf + 8);
+    rec->not_before_ms = (int64_t)pki_get_u64(buf + 12);
+    rec->not_after_ms = (int64_t)pki_get_u64(buf + 20);
+    key_type = (int32_t)pki_get_u32(buf + 28);
+    rec->key_type = key_type;
+    rec->n_names = n_names;
+    rec->n_chain = n_chain;
+    r.p = buf + PKI_REC_HDR;
+    r.left = len - PKI_REC_HDR;
+    for (i = 0; i < n_names; i++) {
+        TORII_TRY(pki_read_slice(&r, 1, PKI_REC_NAME_MAX, &rec->names[i]));
+    }
+    for (i = 0; i < n_chain; i++) {
+        TORII_TRY(pki_read_slice(&r, 1, PKI_REC_MAX_DER, &rec->chain[i]));
+    }
+    if ((rec->flags & TORII_CERTREC_HAS_KEY) != 0) {
+        TORII_ENSURE(key_type > 0, TORII_EINVAL);
+        TORII_TRY(pki_read_slice(&r, 1, PKI_REC_MAX_DER, &rec->key_der));
+    } else {
+        TORII_ENSURE(key_type == 0, TORII_EINVAL);
+        TORII_TRY(pki_read_slice(&r, 0, 0, &rec->key_der));
+        rec->key_der.ptr = NULL;
+    }
+    TORII_ENSURE(r.left == 0, TORII_EINVAL);
+out:
+    return rc;
+}

@@ -1,0 +1,409 @@
+/* x509.c - lenient PEM location, key loading and small X.509 helpers for the pki module.
+ *
+ * Why our own PEM locator: Otoroshi finds certificate blocks with a lenient, case-insensitive
+ * regex and decodes the base64 MIME-style, so stored entities may carry surrounding text,
+ * CRLF line ends or indented lines that OpenSSL's PEM reader rejects. We accept the same
+ * inputs, then re-emit clean PEM. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "pki_int.h"
+#include "torii/mem.h"
+
+/* A chain longer than this is not a certificate chain anyone serves. */
+#define PKI_CHAIN_PARSE_MAX 64
+
+/* Case-insensitive strstr over a NUL-terminated haystack. */
+static const char *pki_find_ci(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+
+    for (; *hay != '\0'; hay++) {
+        size_t i = 0;
+        while (i < n && hay[i] != '\0'
+               && tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i])) {
+            i++;
+        }
+        if (i == n) {
+            return hay;
+        }
+    }
+    return NULL;
+}
+
+/* Case-insensitive search inside [p, p+len). */
+static int pki_contains_ci(const char *p, size_t len, const char *needle)
+{
+    size_t n = strlen(needle);
+    size_t i;
+
+    for (i = 0; i + n <= len; i++) {
+        size_t j = 0;
+        while (j < n && tolower((unsigned char)p[i + j]) == tolower((unsigned char)needle[j])) {
+            j++;
+        }
+        if (j == n) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int pki_b64_value(int c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    if (c == '+') {
+        return 62;
+    }
+    if (c == '/') {
+        return 63;
+    }
+    return 64;
+}
+
+/* MIME-style base64: whitespace anywhere is skipped, '=' ends the data, anything else fails.
+ * out must hold len*3/4+3 bytes. Returns the decoded length, 0 on bad input. */
+static long pki_b64_decode(const char *in, size_t len, unsigned char *out)
+{
+    unsigned int acc = 0;
+    int bits = 0;
+    long n = 0;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        int c = (unsigned char)in[i];
+        int v;
+
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+            continue;
+        }
+        if (c == '=') {
+            break;
+        }
+        v = pki_b64_value(c);
+        if (v > 63) {
+            return 0;
+        }
+        acc = (acc << 6) | (unsigned int)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)((acc >> bits) & 0xffu);
+        }
+    }
+    /* Only '=' and whitespace may follow the padding. */
+    for (; i < len; i++) {
+        int c = (unsigned char)in[i];
+        if (c != '=' && c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+            return 0;
+        }
+    }
+    return n;
+}
+
+int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    STACK_OF(X509) *chain = NULL;
+    X509 *cert = NULL;
+    unsigned char *der = NULL;
+    const char *p = text;
+    int idx = 0;
+
+    TORII_ENSURE(text != NULL, torii_errf(eb, TORII_EINVAL, "chain: missing"));
+    chain = sk_X509_new_null();
+    TORII_ENSURE(chain != NULL, TORII_ENOMEM);
+    for (;;) {
+        const char *begin = pki_find_ci(p, "-----BEGIN");
+        const char *label;
+        const char *hdr_end;
+        const char *end;
+        const char *close;
+        const unsigned char *dp;
+        long n;
+
+        if (begin == NULL) {
+            break;
+        }
+        label = begin + 10;
+        hdr_end = strstr(label, "-----");
+        if (hdr_end == NULL) {
+            break;
+        }
+        if (!pki_contains_ci(label, (size_t)(hdr_end - label), "CERTIFICATE")
+            || pki_contains_ci(label, (size_t)(hdr_end - label), "REQUEST")) {
+            p = hdr_end + 5;
+            continue;
+        }
+        end = pki_find_ci(hdr_end + 5, "-----END");
+        TORII_ENSURE(end != NULL, torii_errf(eb, TORII_EINVAL,
+                                             "chain: certificate #%d has no END line", idx + 1));
+        TORII_ENSURE(sk_X509_num(chain) < PKI_CHAIN_PARSE_MAX,
+                     torii_errf(eb, TORII_EINVAL, "chain: more than %d certificates",
+                                PKI_CHAIN_PARSE_MAX));
+        der = torii_xmalloc((size_t)(end - hdr_end) * 3 / 4 + 3);
+        n = pki_b64_decode(hdr_end + 5, (size_t)(end - (hdr_end + 5)), der);
+        TORII_ENSURE(n > 0, torii_errf(eb, TORII_EINVAL,
+                                       "chain: certificate #%d is not valid base64", idx + 1));
+        dp = der;
+        cert = d2i_X509(NULL, &dp, n);
+        if (cert == NULL || dp != der + n) {
+            char what[64];
+            (void)snprintf(what, sizeof(what), "chain: certificate #%d does not parse", idx + 1);
+            (void)torii_errbuf_ossl(eb, what);
+            rc = TORII_EINVAL;
+            goto out;
+        }
+        TORII_ENSURE(sk_X509_push(chain, cert) > 0, TORII_ENOMEM);
+        cert = NULL;
+        TORII_FREE(der);
+        idx++;
+        close = strstr(end + 8, "-----");
+        p = close != NULL ? close + 5 : end + 8;
+    }
+    TORII_ENSURE(sk_X509_num(chain) > 0,
+                 torii_errf(eb, TORII_EINVAL, "chain: no PEM certificate found"));
+    *out = chain;
+    chain = NULL;
+out:
+    free(der);
+    X509_free(cert);
+    sk_X509_pop_free(chain, X509_free);
+    return rc;
+}
+
+struct pki_pass {
+    const char *pw;
+};
+
+static int pki_pass_cb(char *buf, int size, int rwflag, void *u)
+{
+    const struct pki_pass *pp = u;
+    size_t n;
+
+    (void)rwflag;
+    /* 0 = no password: decryption then fails instead of prompting on a terminal. */
+    if (pp == NULL || pp->pw == NULL || size <= 0) {
+        return 0;
+    }
+    n = strlen(pp->pw);
+    if (n > (size_t)size) {
+        return 0;
+    }
+    memcpy(buf, pp->pw, n);
+    return (int)n;
+}
+
+/* Copy of [b, e) with CR removed, lines trimmed, and the armour lines upper-cased, so
+ * OpenSSL's strict PEM reader accepts what a lenient user pasted. */
+static char *pki_pem_clean(const char *b, const char *e, size_t *out_len)
+{
+    char *o = torii_xmalloc((size_t)(e - b) + 2);
+    size_t n = 0;
+    const char *line = b;
+
+    while (line < e) {
+        const char *nl = memchr(line, '\n', (size_t)(e - line));
+        const char *le = nl != NULL ? nl : e;
+        const char *s = line;
+        int armour;
+
+        while (s < le && (*s == ' ' || *s == '\t' || *s == '\r')) {
+            s++;
+        }
+        while (le > s && (le[-1] == ' ' || le[-1] == '\t' || le[-1] == '\r')) {
+            le--;
+        }
+        armour = (le - s) >= 5 && strncmp(s, "-----", 5) == 0;
+        if (le > s) {
+            for (; s < le; s++) {
+                o[n++] = armour ? (char)toupper((unsigned char)*s) : *s;
+            }
+            o[n++] = '\n';
+        }
+        line = nl != NULL ? nl + 1 : e;
+    }
+    o[n] = '\0';
+    *out_len = n;
+    return o;
+}
+
+int torii_pki__key_parse(const char *text, const char *password, EVP_PKEY **out,
+                         struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    const char *p = text;
+    const char *begin = NULL;
+    const char *hdr_end = NULL;
+    const char *end;
+    const char *close;
+    char *clean = NULL;
+    size_t clean_len = 0;
+    BIO *bio = NULL;
+    EVP_PKEY *key = NULL;
+    struct pki_pass pp = {password};
+    int encrypted;
+
+    TORII_ENSURE(text != NULL, torii_errf(eb, TORII_EINVAL, "privateKey: missing"));
+    for (;;) {
+        begin = pki_find_ci(p, "-----BEGIN");
+        if (begin == NULL) {
+            break;
+        }
+        hdr_end = strstr(begin + 10, "-----");
+        if (hdr_end == NULL) {
+            begin = NULL;
+            break;
+        }
+        if (pki_contains_ci(begin + 10, (size_t)(hdr_end - begin - 10), "PRIVATE KEY")) {
+            break;
+        }
+        p = hdr_end + 5;
+    }
+    TORII_ENSURE(begin != NULL,
+                 torii_errf(eb, TORII_EINVAL, "privateKey: no PEM private key block found"));
+    end = pki_find_ci(hdr_end + 5, "-----END");
+    TORII_ENSURE(end != NULL, torii_errf(eb, TORII_EINVAL, "privateKey: PEM block has no END"));
+    close = strstr(end + 8, "-----");
+    TORII_ENSURE(close != NULL,
+                 torii_errf(eb, TORII_EINVAL, "privateKey: PEM END line not terminated"));
+    close += 5;
+    encrypted = pki_contains_ci(begin, (size_t)(end - begin), "ENCRYPTED");
+    clean = pki_pem_clean(begin, close, &clean_len);
+    bio = BIO_new_mem_buf(clean, (int)clean_len);
+    TORII_ENSURE(bio != NULL, TORII_ENOMEM);
+    ERR_clear_error();
+    key = PEM_read_bio_PrivateKey(bio, NULL, pki_pass_cb, &pp);
+    if (key == NULL) {
+        if (encrypted) {
+            (void)torii_errbuf_ossl(eb, password == NULL
+                                            ? "privateKey: encrypted and no password given"
+                                            : "privateKey: wrong password");
+        } else {
+            (void)torii_errbuf_ossl(eb, "privateKey: not a parsable PEM private key");
+        }
+        rc = TORII_EINVAL;
+        goto out;
+    }
+    *out = key;
+    key = NULL;
+out:
+    BIO_free(bio);
+    if (clean != NULL) {
+        OPENSSL_cleanse(clean, clean_len);
+    }
+    free(clean);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+int torii_pki__chain_pem(STACK_OF(X509) * chain, char **out)
+{
+    int rc = TORII_OK;
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    long n;
+    int i;
+
+    TORII_ENSURE(b != NULL, TORII_ENOMEM);
+    for (i = 0; i < sk_X509_num(chain); i++) {
+        TORII_ENSURE(PEM_write_bio_X509(b, sk_X509_value(chain, i)) == 1, TORII_ENOMEM);
+    }
+    n = BIO_get_mem_data(b, &data);
+    TORII_ENSURE(n >= 0, TORII_ENOMEM);
+    *out = torii_xstrndup(data != NULL ? data : "", (size_t)n);
+out:
+    BIO_free(b);
+    return rc;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's civil algorithm). */
+static int64_t pki_days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    int64_t era;
+    int64_t yoe;
+    int64_t doy;
+    int64_t doe;
+
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+int torii_pki__time_ms(const ASN1_TIME *t, int64_t *out)
+{
+    struct tm tm;
+    int64_t days;
+
+    memset(&tm, 0, sizeof(tm));
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) {
+        return TORII_EINVAL;
+    }
+    days = pki_days_from_civil((int64_t)tm.tm_year + 1900, (int64_t)tm.tm_mon + 1, tm.tm_mday);
+    *out = ((days * 24 + tm.tm_hour) * 60 + tm.tm_min) * 60000 + (int64_t)tm.tm_sec * 1000;
+    return TORII_OK;
+}
+
+int torii_pki__self_signed(X509 *c)
+{
+    EVP_PKEY *pub = X509_get0_pubkey(c);
+    int ok;
+
+    if (pub == NULL || X509_NAME_cmp(X509_get_issuer_name(c), X509_get_subject_name(c)) != 0) {
+        ERR_clear_error();
+        return 0;
+    }
+    ok = X509_verify(c, pub) == 1;
+    ERR_clear_error();
+    return ok;
+}
+
+int torii_pki__chain_links(STACK_OF(X509) * chain)
+{
+    int i;
+
+    for (i = 0; i + 1 < sk_X509_num(chain); i++) {
+        X509 *c = sk_X509_value(chain, i);
+        X509 *issuer = sk_X509_value(chain, i + 1);
+        EVP_PKEY *pub = X509_get0_pubkey(issuer);
+
+        if (pub == NULL || X509_NAME_cmp(X509_get_issuer_name(c), X509_get_subject_name(issuer)) != 0
+            || X509_verify(c, pub) != 1) {
+            ERR_clear_error();
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int torii_pki__ip_text(const ASN1_OCTET_STRING *ip, char *buf, size_t len)
+{
+    const unsigned char *d = ASN1_STRING_get0_data(ip);
+    int n = ASN1_STRING_length(ip);
+
+    if (n == 4) {
+        return inet_ntop(AF_INET, d, buf, (socklen_t)len) != NULL ? TORII_OK : TORII_EINVAL;
+    }
+    if (n == 16) {
+        return inet_ntop(AF_INET6, d, buf, (socklen_t)len) != NULL ? TORII_OK : TORII_EINVAL;
+    }
+    return TORII_EINVAL;
+}

@@ -1,0 +1,322 @@
+/* ctx.c - the listener SSL_CTX: protocol policy, session tickets, client-hello selection. */
+#include <pthread.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/tls1.h>
+
+#include "torii/clock.h"
+#include "torii/log.h"
+#include "torii/mem.h"
+#include "torii/tls.h"
+
+/* Mozilla "intermediate" TLS 1.2 suites (TLS 1.3 suites are OpenSSL's defaults). */
+#define TLS_CIPHERS_12                                                                             \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                                   \
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+#define TLS_GROUPS "X25519:P-256:P-384"
+
+#define TLS_TICKET_KEYS 2 /* current + previous */
+
+struct tls_ticket_key {
+    unsigned char name[16];
+    unsigned char aes[32];
+    unsigned char hmac[32];
+    int set;
+};
+
+struct torii_tls_ctx {
+    SSL_CTX *ctx;
+    struct torii_table *table;
+    int strict_sni;
+    /* Ticket keys: written by the main thread on rotation, read by workers per handshake
+     * that issues or resumes a ticket. */
+    pthread_rwlock_t tk_lock;
+    struct tls_ticket_key tk[TLS_TICKET_KEYS]; /* tk[0] is current */
+};
+
+/* ex_data slots, registered once (process-wide, set before any worker starts). */
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static int tls_ctx_idx = -1;  /* SSL_CTX -> struct torii_tls_ctx */
+static int tls_cert_idx = -1; /* SSL -> struct torii_tls_cert reference */
+
+static void tls_cert_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                             void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    torii_tls_cert_unref(ptr);
+}
+
+static void tls_init_once(void)
+{
+    tls_ctx_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    tls_cert_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_cert_ex_free);
+}
+
+int torii_tls_parse_sni(const unsigned char *ext, size_t len, const char **name,
+                        size_t *name_len)
+{
+    size_t list_len;
+    size_t n;
+
+    /* ServerNameList: u16 length, then entries {u8 type, u16 len, bytes}. We take the first
+     * host_name entry (RFC 6066 allows one per type). */
+    if (len < 2) {
+        return TORII_EPROTO;
+    }
+    list_len = ((size_t)ext[0] << 8) | ext[1];
+    if (list_len != len - 2 || list_len < 3) {
+        return TORII_EPROTO;
+    }
+    ext += 2;
+    if (ext[0] != TLSEXT_NAMETYPE_host_name) {
+        return TORII_EPROTO;
+    }
+    n = ((size_t)ext[1] << 8) | ext[2];
+    if (n == 0 || n > list_len - 3 || n > 255) {
+        return TORII_EPROTO;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ext[3 + i] == '\0') {
+            return TORII_EPROTO;
+        }
+    }
+    *name = (const char *)ext + 3;
+    *name_len = n;
+    return TORII_OK;
+}
+
+int torii_tls_parse_sigalgs(const unsigned char *ext, size_t len, int *ecdsa_ok, int *rsa_ok)
+{
+    size_t n;
+
+    *ecdsa_ok = 0;
+    *rsa_ok = 0;
+    if (len < 2) {
+        return TORII_EPROTO;
+    }
+    n = ((size_t)ext[0] << 8) | ext[1];
+    if (n != len - 2 || (n & 1) != 0) {
+        return TORII_EPROTO;
+    }
+    for (size_t i = 2; i + 1 < len; i += 2) {
+        unsigned hi = ext[i];
+        unsigned lo = ext[i + 1];
+        /* RFC 8446 4.2.3: 0x04-0x06|03 ecdsa_secp*; 0x0203 ecdsa_sha1 (TLS 1.2). */
+        if (lo == 0x03 && hi >= 0x02 && hi <= 0x06) {
+            *ecdsa_ok = 1;
+        }
+        /* rsa_pkcs1_* (0x0201..0x0601), rsa_pss_rsae_* (0x0804..0x0806). */
+        if ((lo == 0x01 && hi >= 0x02 && hi <= 0x06) || (hi == 0x08 && lo >= 0x04 && lo <= 0x06)) {
+            *rsa_ok = 1;
+        }
+    }
+    return TORII_OK;
+}
+
+static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
+{
+    struct torii_tls_ctx *tc = arg;
+    struct torii_sni_query q = {0};
+    struct torii_tls_cert *cert = NULL;
+    enum torii_sni_match match = TORII_SNI_DEFAULT;
+    const unsigned char *ext;
+    size_t ext_len;
+    X509 *leaf;
+    EVP_PKEY *key;
+    STACK_OF(X509) *chain;
+
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1) {
+        if (torii_tls_parse_sni(ext, ext_len, &q.name, &q.name_len) != TORII_OK) {
+            *al = SSL_AD_DECODE_ERROR;
+            return SSL_CLIENT_HELLO_ERROR;
+        }
+    }
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_signature_algorithms, &ext, &ext_len) == 1) {
+        if (torii_tls_parse_sigalgs(ext, ext_len, &q.ecdsa_ok, &q.rsa_ok) != TORII_OK) {
+            *al = SSL_AD_DECODE_ERROR;
+            return SSL_CLIENT_HELLO_ERROR;
+        }
+    } else {
+        /* TLS 1.2 without the extension: RFC 5246 7.4.1.4.1 defaults allow both. */
+        q.ecdsa_ok = 1;
+        q.rsa_ok = 1;
+    }
+    q.now_ms = torii_clock_now_ms();
+    if (torii_table_select(tc->table, &q, &cert, &match) != TORII_OK) {
+        *al = q.name != NULL ? SSL_AD_UNRECOGNIZED_NAME : SSL_AD_HANDSHAKE_FAILURE;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    if (tc->strict_sni && q.name != NULL && match == TORII_SNI_DEFAULT) {
+        torii_tls_cert_unref(cert);
+        *al = SSL_AD_UNRECOGNIZED_NAME;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    if (torii_tls_cert_get(cert, &leaf, &key, &chain) != TORII_OK
+        || SSL_use_cert_and_key(ssl, leaf, key, chain, 1) != 1
+        || SSL_set_ex_data(ssl, tls_cert_idx, cert) != 1) {
+        char errs[200];
+        torii_ossl_errors(errs, sizeof(errs));
+        torii_log(TORII_LOG_WARN, "tls: cannot use certificate: %s (id=%s)", errs,
+                  torii_tls_cert_id(cert));
+        torii_tls_cert_unref(cert);
+        *al = SSL_AD_INTERNAL_ERROR;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+static int tls_ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[16],
+                             EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+    struct torii_tls_ctx *tc = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_ctx_idx);
+    const struct tls_ticket_key *k = NULL;
+    OSSL_PARAM params[2];
+    int rc = -1; /* OpenSSL's convention for this callback: -1 error, 0 no key */
+    int slot = 0;
+
+    if (tc == NULL || pthread_rwlock_rdlock(&tc->tk_lock) != 0) {
+        return -1;
+    }
+    if (enc) {
+        k = &tc->tk[0];
+        if (!k->set || RAND_bytes(iv, 16) != 1) {
+            goto out;
+        }
+        memcpy(key_name, k->name, 16);
+    } else {
+        for (slot = 0; slot < TLS_TICKET_KEYS; slot++) {
+            if (tc->tk[slot].set && CRYPTO_memcmp(tc->tk[slot].name, key_name, 16) == 0) {
+                k = &tc->tk[slot];
+                break;
+            }
+        }
+        if (k == NULL) {
+            rc = 0; /* unknown key: full handshake */
+            goto out;
+        }
+    }
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)(uintptr_t)k->hmac,
+                                                  sizeof(k->hmac));
+    params[1] = OSSL_PARAM_construct_end();
+    if (EVP_MAC_CTX_set_params(hctx, params) != 1) {
+        goto out;
+    }
+    if (enc) {
+        if (EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1) {
+            goto out;
+        }
+        rc = 1;
+    } else {
+        if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1) {
+            goto out;
+        }
+        rc = slot == 0 ? 1 : 2; /* 2: valid, but issue a new ticket under the current key */
+    }
+out:
+    (void)pthread_rwlock_unlock(&tc->tk_lock);
+    return rc;
+}
+
+int torii_tls_ctx_rotate_tickets(struct torii_tls_ctx *tc)
+{
+    struct tls_ticket_key fresh;
+    int rc = TORII_OK;
+
+    if (RAND_bytes(fresh.name, sizeof(fresh.name)) != 1
+        || RAND_bytes(fresh.aes, sizeof(fresh.aes)) != 1
+        || RAND_bytes(fresh.hmac, sizeof(fresh.hmac)) != 1) {
+        rc = TORII_EIO;
+        goto out;
+    }
+    fresh.set = 1;
+    if (pthread_rwlock_wrlock(&tc->tk_lock) != 0) {
+        rc = TORII_EIO;
+        goto out;
+    }
+    tc->tk[1] = tc->tk[0];
+    tc->tk[0] = fresh;
+    (void)pthread_rwlock_unlock(&tc->tk_lock);
+out:
+    OPENSSL_cleanse(&fresh, sizeof(fresh));
+    return rc;
+}
+
+int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **out,
+                      struct torii_errbuf *eb)
+{
+    struct torii_tls_ctx *tc = NULL;
+    SSL_CTX *ctx = NULL;
+    int rc = TORII_OK;
+
+    (void)pthread_once(&tls_once, tls_init_once);
+    TORII_ENSURE(tls_ctx_idx >= 0 && tls_cert_idx >= 0,
+                 torii_errbuf_ossl(eb, "tls: ex_data index"));
+    ctx = SSL_CTX_new(TLS_server_method());
+    TORII_ENSURE(ctx != NULL, torii_errbuf_ossl(eb, "tls: SSL_CTX_new"));
+    tc = torii_xcalloc(1, sizeof(*tc));
+    TORII_ENSURE(pthread_rwlock_init(&tc->tk_lock, NULL) == 0, TORII_EIO);
+    tc->table = opts->table;
+    tc->strict_sni = opts->strict_sni;
+
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1
+        || SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1
+        || SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS_12) != 1
+        || SSL_CTX_set1_groups_list(ctx, TLS_GROUPS) != 1 || SSL_CTX_set_dh_auto(ctx, 1) != 1
+        || SSL_CTX_set_num_tickets(ctx, 1) != 1 || SSL_CTX_set_ex_data(ctx, tls_ctx_idx, tc) != 1
+        || SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_key_cb) != 1) {
+        rc = torii_errbuf_ossl(eb, "tls: configuring the listener context");
+        goto out;
+    }
+    /* Stateless resumption only (tickets): no server-side session cache to grow. */
+    (void)SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    (void)SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    (void)SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_client_hello_cb(ctx, tls_client_hello_cb, tc);
+    tc->ctx = ctx;
+    ctx = NULL;
+    TORII_TRY(torii_tls_ctx_rotate_tickets(tc));
+    *out = tc;
+    tc = NULL;
+out:
+    SSL_CTX_free(ctx);
+    torii_tls_ctx_free(tc);
+    return rc;
+}
+
+void torii_tls_ctx_free(struct torii_tls_ctx *tc)
+{
+    if (tc == NULL) {
+        return;
+    }
+    SSL_CTX_free(tc->ctx);
+    (void)pthread_rwlock_destroy(&tc->tk_lock);
+    OPENSSL_cleanse(tc->tk, sizeof(tc->tk));
+    free(tc);
+}
+
+SSL *torii_tls_conn_new(struct torii_tls_ctx *tc)
+{
+    SSL *ssl = SSL_new(tc->ctx);
+    if (ssl == NULL) {
+        char errs[200];
+        torii_ossl_errors(errs, sizeof(errs));
+        torii_log(TORII_LOG_WARN, "tls: SSL_new failed: %s", errs);
+    }
+    return ssl;
+}
+
+struct torii_tls_cert *torii_tls_conn_cert(const SSL *ssl)
+{
+    return SSL_get_ex_data(ssl, tls_cert_idx);
+}

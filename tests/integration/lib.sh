@@ -1,0 +1,147 @@
+# lib.sh - shared helpers for integration tests: start the real daemon on loopback ports with
+# a temporary data dir, talk to it with curl and openssl, count failures.
+# Usage: source from a test; $1 of the test is the torii binary.
+set -uo pipefail
+
+TORII_BIN=${TORII_BIN:-$1}
+T_TMP=$(mktemp -d /tmp/torii-it.XXXXXX)
+T_FAILS=0
+T_PASSES=0
+T_PID=""
+T_TOKEN="it-token-0123456789abcdef"
+
+t_cleanup() {
+  if [ -n "$T_PID" ] && kill -0 "$T_PID" 2>/dev/null; then
+    kill -9 "$T_PID" 2>/dev/null
+  fi
+  rm -rf "$T_TMP"
+}
+trap t_cleanup EXIT
+
+# Three free loopback ports.
+read -r T_HTTPS T_HTTP T_ADMIN < <(python3 - <<'PY'
+import socket
+socks = []
+for _ in range(3):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(*[s.getsockname()[1] for s in socks])
+PY
+)
+
+ok()   { T_PASSES=$((T_PASSES + 1)); echo "ok   - $*"; }
+fail() { T_FAILS=$((T_FAILS + 1)); echo "FAIL - $*"; }
+check() { # check "description" command...
+  local d=$1; shift
+  if "$@"; then ok "$d"; else fail "$d"; fi
+}
+check_eq() { # check_eq "description" expected actual
+  if [ "$2" = "$3" ]; then ok "$1"; else fail "$1 (expected '$2', got '$3')"; fi
+}
+
+# Write the config; extra JSON members may be passed as $1 (e.g. '"tls": {"strict_sni": true},').
+t_config() {
+  cat > "$T_TMP/torii.json" <<JSON
+{
+  ${1:-}
+  "data_dir": "$T_TMP/data",
+  "workers": 2,
+  "log_level": "info",
+  "listen": {"https": "127.0.0.1:$T_HTTPS", "http": "127.0.0.1:$T_HTTP"},
+  "admin": {"listen": "127.0.0.1:$T_ADMIN", "token": "$T_TOKEN"}
+}
+JSON
+}
+
+# Start the daemon and wait until the admin API answers.
+t_start() {
+  "$TORII_BIN" -c "$T_TMP/torii.json" >>"$T_TMP/torii.log" 2>&1 &
+  T_PID=$!
+  for _ in $(seq 1 100); do
+    if curl -s -o /dev/null "http://127.0.0.1:$T_ADMIN/" 2>/dev/null; then
+      return 0
+    fi
+    if ! kill -0 "$T_PID" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  echo "daemon did not start; log:"; cat "$T_TMP/torii.log"
+  return 1
+}
+
+# Graceful stop; returns the daemon's exit status (sanitizer reports make it non-zero).
+t_stop() {
+  local st=0
+  kill -TERM "$T_PID" 2>/dev/null
+  wait "$T_PID" || st=$?
+  T_PID=""
+  return $st
+}
+
+t_kill9() {
+  kill -9 "$T_PID" 2>/dev/null
+  wait "$T_PID" 2>/dev/null
+  T_PID=""
+}
+
+# api METHOD PATH [curl args...] -> prints body, sets T_STATUS
+api() {
+  local m=$1 p=$2; shift 2
+  local out
+  out=$(curl -s -X "$m" -H "Authorization: Bearer $T_TOKEN" -w '\n%{http_code}' \
+        "http://127.0.0.1:$T_ADMIN$p" "$@")
+  T_STATUS=${out##*$'\n'}
+  T_BODY=${out%$'\n'*}
+}
+
+# The subject and serial of the certificate served for SNI name $1 (empty when none).
+served() {
+  local args=(-connect "127.0.0.1:$T_HTTPS")
+  if [ -n "$1" ]; then args+=(-servername "$1"); else args+=(-noservername); fi
+  echo | timeout 10 openssl s_client "${args[@]}" ${2:+$2} 2>/dev/null \
+    | openssl x509 -noout -serial 2>/dev/null | sed 's/serial=//'
+}
+
+# Make a certificate: mkcert NAME KEYTYPE(ec|rsa) DAYS SANS [ISSUER_PREFIX]
+# -> $T_TMP/NAME.crt, NAME.key
+mkcert() {
+  local name=$1 kt=$2 days=$3 sans=$4 issuer=${5:-}
+  local key="$T_TMP/$name.key" crt="$T_TMP/$name.crt"
+  if [ "$kt" = ec ]; then
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$key" 2>/dev/null
+  else
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$key" 2>/dev/null
+  fi
+  if [ -z "$issuer" ]; then
+    openssl req -x509 -new -key "$key" -out "$crt" -days "$days" -subj "/CN=${sans%%,*}" \
+      -addext "subjectAltName=$(echo "$sans" | sed 's/\([^,]*\)/DNS:\1/g')" 2>/dev/null
+  else
+    openssl req -new -key "$key" -subj "/CN=${sans%%,*}" -out "$T_TMP/$name.csr" 2>/dev/null
+    printf 'subjectAltName=%s\n' "$(echo "$sans" | sed 's/\([^,]*\)/DNS:\1/g')" > "$T_TMP/$name.ext"
+    openssl x509 -req -in "$T_TMP/$name.csr" -CA "$T_TMP/$issuer.crt" -CAkey "$T_TMP/$issuer.key" \
+      -CAcreateserial -days "$days" -extfile "$T_TMP/$name.ext" -out "$crt" 2>/dev/null
+  fi
+}
+
+serial_of() { openssl x509 -in "$T_TMP/$1.crt" -noout -serial | sed 's/serial=//'; }
+
+# JSON entity for a cert made by mkcert: entity_json ID NAME [extra members]
+entity_json() {
+  python3 - "$T_TMP/$2.crt" "$T_TMP/$2.key" "$1" "${3:-}" <<'PY'
+import json, sys
+crt = open(sys.argv[1]).read(); key = open(sys.argv[2]).read()
+e = {"id": sys.argv[3], "name": sys.argv[3], "chain": crt, "privateKey": key}
+if sys.argv[4]:
+    e.update(json.loads(sys.argv[4]))
+print(json.dumps(e))
+PY
+}
+
+jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"; }
+
+t_done() {
+  echo "$T_PASSES passed, $T_FAILS failed"
+  if [ "$T_FAILS" -ne 0 ]; then
+    echo "--- daemon log (tail)"; tail -n 40 "$T_TMP/torii.log"
+    exit 1
+  fi
+  exit 0
+}
