@@ -114,6 +114,12 @@ static int conf_is_section(const char *name)
     return 0;
 }
 
+/* JSON has no comments: members named "//" or starting with "//" are ignored. */
+static int conf_is_comment(const char *name)
+{
+    return strncmp(name, "//", 2) == 0;
+}
+
 static int conf_apply_key(struct torii_config *c, const struct conf_key *k, json_t *v,
                           struct torii_errbuf *eb)
 {
@@ -178,6 +184,9 @@ static int conf_apply_json(struct torii_config *c, json_t *root, struct torii_er
     }
     json_object_foreach (root, name, v) {
         const struct conf_key *k = conf_find(name);
+        if (conf_is_comment(name)) {
+            continue;
+        }
         if (k != NULL) {
             TORII_TRY(conf_apply_key(c, k, v, eb));
         } else if (conf_is_section(name)) {
@@ -188,6 +197,9 @@ static int conf_apply_json(struct torii_config *c, json_t *root, struct torii_er
             }
             json_object_foreach (v, sub, sv) {
                 char path[128];
+                if (conf_is_comment(sub)) {
+                    continue;
+                }
                 int n = snprintf(path, sizeof(path), "%s.%s", name, sub);
                 if (n < 0 || (size_t)n >= sizeof(path) || (k = conf_find(path)) == NULL) {
                     return torii_errf(eb, TORII_EINVAL, "config: unknown key \"%s.%.64s\"", name,
