@@ -36,6 +36,7 @@ int torii_log_level_parse(const char *s, enum torii_log_level *out)
     return TORII_EINVAL;
 }
 
+TORII_PRINTF(3, 0)
 static void log_vwrite(enum torii_log_level lvl, int errnum, const char *fmt, va_list ap)
 {
     char line[2048];

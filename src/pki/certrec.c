@@ -148,8 +148,8 @@ static int pki_names_collect(X509 *leaf, struct pki_names *ns, struct torii_errb
             last = idx;
         }
         if (last >= 0) {
-            len = ASN1_STRING_to_UTF8(
-                &cn, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, last)));
+            len =
+                ASN1_STRING_to_UTF8(&cn, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, last)));
             if (len > 0) {
                 TORII_TRY(pki_names_add_dns(ns, (const char *)cn, (size_t)len));
             }
@@ -210,8 +210,7 @@ static uint16_t pki_get_u16(const unsigned char *p)
 
 static uint32_t pki_get_u32(const unsigned char *p)
 {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16)
-           | ((uint32_t)p[3] << 24);
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
 static uint64_t pki_get_u64(const unsigned char *p)
@@ -305,9 +304,9 @@ int torii_certrec_build(const json_t *entity, unsigned char **out, size_t *out_l
     }
     for (i = 0; i < n_chain; i++) {
         der_len[i] = i2d_X509(sk_X509_value(chain, i), &der[i]);
-        TORII_ENSURE(der_len[i] > 0 && (unsigned)der_len[i] <= PKI_REC_MAX_DER,
-                     torii_errf(eb, TORII_EINVAL, "certrec: certificate #%d does not encode",
-                                i + 1));
+        TORII_ENSURE(
+            der_len[i] > 0 && (unsigned)der_len[i] <= PKI_REC_MAX_DER,
+            torii_errf(eb, TORII_EINVAL, "certrec: certificate #%d does not encode", i + 1));
         total += 4 + (size_t)der_len[i];
     }
 

@@ -5,6 +5,7 @@
  * CRLF line ends or indented lines that OpenSSL's PEM reader rejects. We accept the same
  * inputs, then re-emit clean PEM. */
 #include <arpa/inet.h>
+
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -153,9 +154,9 @@ int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii
         end = pki_find_ci(hdr_end + 5, "-----END");
         TORII_ENSURE(end != NULL, torii_errf(eb, TORII_EINVAL,
                                              "chain: certificate #%d has no END line", idx + 1));
-        TORII_ENSURE(sk_X509_num(chain) < PKI_CHAIN_PARSE_MAX,
-                     torii_errf(eb, TORII_EINVAL, "chain: more than %d certificates",
-                                PKI_CHAIN_PARSE_MAX));
+        TORII_ENSURE(
+            sk_X509_num(chain) < PKI_CHAIN_PARSE_MAX,
+            torii_errf(eb, TORII_EINVAL, "chain: more than %d certificates", PKI_CHAIN_PARSE_MAX));
         der = torii_xmalloc((size_t)(end - hdr_end) * 3 / 4 + 3);
         n = pki_b64_decode(hdr_end + 5, (size_t)(end - (hdr_end + 5)), der);
         TORII_ENSURE(n > 0, torii_errf(eb, TORII_EINVAL,
@@ -209,13 +210,15 @@ static int pki_pass_cb(char *buf, int size, int rwflag, void *u)
     return (int)n;
 }
 
-/* Copy of [b, e) with CR removed, lines trimmed, and the armour lines upper-cased, so
+/* Copy of [b, e) with CR removed, lines trimmed, blank lines dropped (except the one ending
+ * RFC 1421 headers), and the armour lines upper-cased, so
  * OpenSSL's strict PEM reader accepts what a lenient user pasted. */
 static char *pki_pem_clean(const char *b, const char *e, size_t *out_len)
 {
     char *o = torii_xmalloc((size_t)(e - b) + 2);
     size_t n = 0;
     const char *line = b;
+    int prev_header = 0;
 
     while (line < e) {
         const char *nl = memchr(line, '\n', (size_t)(e - line));
@@ -231,10 +234,15 @@ static char *pki_pem_clean(const char *b, const char *e, size_t *out_len)
         }
         armour = (le - s) >= 5 && strncmp(s, "-----", 5) == 0;
         if (le > s) {
+            prev_header = memchr(s, ':', (size_t)(le - s)) != NULL;
             for (; s < le; s++) {
                 o[n++] = armour ? (char)toupper((unsigned char)*s) : *s;
             }
             o[n++] = '\n';
+        } else if (prev_header) {
+            /* RFC 1421 headers (Proc-Type, DEK-Info) end with an empty line: keep it. */
+            o[n++] = '\n';
+            prev_header = 0;
         }
         line = nl != NULL ? nl + 1 : e;
     }
@@ -385,7 +393,8 @@ int torii_pki__chain_links(STACK_OF(X509) * chain)
         X509 *issuer = sk_X509_value(chain, i + 1);
         EVP_PKEY *pub = X509_get0_pubkey(issuer);
 
-        if (pub == NULL || X509_NAME_cmp(X509_get_issuer_name(c), X509_get_subject_name(issuer)) != 0
+        if (pub == NULL
+            || X509_NAME_cmp(X509_get_issuer_name(c), X509_get_subject_name(issuer)) != 0
             || X509_verify(c, pub) != 1) {
             ERR_clear_error();
             return 0;

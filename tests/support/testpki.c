@@ -1,4 +1,6 @@
 /* testpki.c - in-memory keys and certificates for tests (see testpki.h). */
+#include "testpki.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -8,8 +10,6 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
-
-#include "testpki.h"
 
 static EVP_PKEY *testpki_keygen(int key_type, int bits)
 {
@@ -127,8 +127,7 @@ int testpki_make(const struct testpki_opts *o, X509 **cert, EVP_PKEY **key)
     if (X509_set_subject_name(c, name) != 1 || X509_set_pubkey(c, k) != 1) {
         goto out;
     }
-    if (X509_set_issuer_name(c, o->issuer != NULL ? X509_get_subject_name(o->issuer) : name)
-        != 1) {
+    if (X509_set_issuer_name(c, o->issuer != NULL ? X509_get_subject_name(o->issuer) : name) != 1) {
         goto out;
     }
     X509V3_set_ctx(&ctx, o->issuer != NULL ? o->issuer : c, c, NULL, NULL, 0);
@@ -144,8 +143,7 @@ int testpki_make(const struct testpki_opts *o, X509 **cert, EVP_PKEY **key)
                                    ? "critical,digitalSignature,keyEncipherment"
                                    : "critical,digitalSignature")
                    != 0
-            || testpki_add_ext(c, &ctx, NID_ext_key_usage,
-                               o->client ? "clientAuth" : "serverAuth")
+            || testpki_add_ext(c, &ctx, NID_ext_key_usage, o->client ? "clientAuth" : "serverAuth")
                    != 0) {
             goto out;
         }
@@ -228,8 +226,8 @@ char *testpki_key_pem(EVP_PKEY *k, const char *password)
         return NULL;
     }
     if (password != NULL) {
-        ok = PEM_write_bio_PKCS8PrivateKey(b, k, EVP_aes_256_cbc(), password,
-                                           (int)strlen(password), NULL, NULL);
+        ok = PEM_write_bio_PKCS8PrivateKey(b, k, EVP_aes_256_cbc(), password, (int)strlen(password),
+                                           NULL, NULL);
     } else {
         ok = PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
     }
@@ -293,8 +291,8 @@ json_t *testpki_entity(const char *id, X509 *const *chain, size_t n_chain, EVP_P
             goto fail;
         }
     }
-    e = json_pack("{s:s, s:s, s:s, s:s*}", "id", id, "chain", pem != NULL ? pem : "",
-                  "privateKey", kp != NULL ? kp : "", "password", password);
+    e = json_pack("{s:s, s:s, s:s, s:s*}", "id", id, "chain", pem != NULL ? pem : "", "privateKey",
+                  kp != NULL ? kp : "", "password", password);
 fail:
     if (kp != NULL) {
         OPENSSL_cleanse(kp, strlen(kp));

@@ -12,18 +12,18 @@
 #include <openssl/x509.h>
 
 struct testpki_opts {
-    int key_type;        /* EVP_PKEY_EC (P-256) or EVP_PKEY_RSA */
-    int bits;            /* RSA bits (default 2048) or EC curve bits 256/384 */
-    const char *cn;      /* subject CN, may be NULL */
+    int key_type;           /* EVP_PKEY_EC (P-256) or EVP_PKEY_RSA */
+    int bits;               /* RSA bits (default 2048) or EC curve bits 256/384 */
+    const char *cn;         /* subject CN, may be NULL */
     const char *const *dns; /* DNS SANs */
     size_t n_dns;
     const char *const *ips; /* IP SANs, textual */
     size_t n_ips;
     int64_t not_before_off_s; /* relative to now (may be negative) */
     int64_t not_after_off_s;  /* relative to now; 0 = +365 days */
-    int is_ca;           /* basicConstraints CA:TRUE, keyCertSign */
-    int client;          /* EKU clientAuth instead of serverAuth */
-    X509 *issuer;        /* NULL = self-signed */
+    int is_ca;                /* basicConstraints CA:TRUE, keyCertSign */
+    int client;               /* EKU clientAuth instead of serverAuth */
+    X509 *issuer;             /* NULL = self-signed */
     EVP_PKEY *issuer_key;
 };
 

@@ -1,0 +1,663 @@
+/* entity.c - the certificate entity JSON: template, normalize (types + defaults), enrich
+ * (derived fields from the chain and key), redaction.
+ *
+ * Field names, types and defaults follow Otoroshi's Cert entity (reference 1.1). Deliberate
+ * differences (reference section 13):
+ *  - `valid` also requires: now within [from, to], not revoked, a private key, and each chain
+ *    certificate signed by the next one. A key that does not match the leaf is an error.
+ *  - `subject` is built per attribute rather than by splitting a printed DN on ',', so an
+ *    escaped comma inside a value no longer corrupts it (see pki_subject_string).
+ *  - name/description: when normalize had to fall back to "none" because domain was unknown,
+ *    enrich replaces that "none" with the derived domain / "Certificate for <domain>".
+ *  - JSON null for a non-nullable field means "absent" (the default applies). */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "pki_int.h"
+#include "torii/clock.h"
+#include "torii/pki.h"
+
+enum pki_ftype {
+    PKI_F_STR,
+    PKI_F_STR_OR_NULL,
+    PKI_F_BOOL,
+    PKI_F_NUM,
+    PKI_F_STR_ARRAY,
+    PKI_F_STR_MAP,
+    PKI_F_LOC,
+    PKI_F_OUTPUT, /* certType: accepted on input, dropped by normalize */
+};
+
+struct pki_field {
+    const char *name;
+    enum pki_ftype type;
+};
+
+/* Serializer order of the reference (1.1); certType sits after sans. */
+static const struct pki_field pki_fields[] = {
+    {"_loc", PKI_F_LOC},
+    {"id", PKI_F_STR},
+    {"domain", PKI_F_STR},
+    {"name", PKI_F_STR},
+    {"description", PKI_F_STR},
+    {"chain", PKI_F_STR},
+    {"caRef", PKI_F_STR_OR_NULL},
+    {"privateKey", PKI_F_STR},
+    {"selfSigned", PKI_F_BOOL},
+    {"ca", PKI_F_BOOL},
+    {"valid", PKI_F_BOOL},
+    {"exposed", PKI_F_BOOL},
+    {"revoked", PKI_F_BOOL},
+    {"autoRenew", PKI_F_BOOL},
+    {"letsEncrypt", PKI_F_BOOL},
+    {"subject", PKI_F_STR},
+    {"from", PKI_F_NUM},
+    {"to", PKI_F_NUM},
+    {"client", PKI_F_BOOL},
+    {"keypair", PKI_F_BOOL},
+    {"sans", PKI_F_STR_ARRAY},
+    {"certType", PKI_F_OUTPUT},
+    {"password", PKI_F_STR_OR_NULL},
+    {"metadata", PKI_F_STR_MAP},
+    {"tags", PKI_F_STR_ARRAY},
+};
+
+#define PKI_N_FIELDS (sizeof(pki_fields) / sizeof(pki_fields[0]))
+
+static const struct pki_field *pki_field_find(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < PKI_N_FIELDS; i++) {
+        if (strcmp(pki_fields[i].name, name) == 0) {
+            return &pki_fields[i];
+        }
+    }
+    return NULL;
+}
+
+static int pki_is_str_array(const json_t *v)
+{
+    size_t i;
+    json_t *x;
+
+    if (!json_is_array(v)) {
+        return 0;
+    }
+    json_array_foreach (v, i, x) {
+        if (!json_is_string(x)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int pki_is_str_map(const json_t *v)
+{
+    const char *k;
+    json_t *x;
+
+    if (!json_is_object(v)) {
+        return 0;
+    }
+    json_object_foreach ((json_t *)(uintptr_t)v, k, x) {
+        if (!json_is_string(x)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int pki_check_loc(const json_t *v, struct torii_errbuf *eb)
+{
+    const json_t *tenant;
+    const json_t *teams;
+
+    if (!json_is_object(v)) {
+        return torii_errf(eb, TORII_EINVAL, "field '_loc' must be an object");
+    }
+    tenant = json_object_get(v, "tenant");
+    teams = json_object_get(v, "teams");
+    if (tenant != NULL && !json_is_null(tenant) && !json_is_string(tenant)) {
+        return torii_errf(eb, TORII_EINVAL, "field '_loc.tenant' must be a string");
+    }
+    if (teams != NULL && !json_is_null(teams) && !pki_is_str_array(teams)) {
+        return torii_errf(eb, TORII_EINVAL, "field '_loc.teams' must be an array of strings");
+    }
+    return TORII_OK;
+}
+
+static int pki_check_field(const struct pki_field *f, const json_t *v, struct torii_errbuf *eb)
+{
+    if (json_is_null(v)) {
+        return TORII_OK; /* absent: the default applies (or null stays, when nullable) */
+    }
+    switch (f->type) {
+    case PKI_F_STR:
+    case PKI_F_STR_OR_NULL:
+        if (!json_is_string(v)) {
+            return torii_errf(eb, TORII_EINVAL, "field '%s' must be a string", f->name);
+        }
+        if (strcmp(f->name, "id") == 0 && json_string_length(v) == 0) {
+            return torii_errf(eb, TORII_EINVAL, "field 'id' must not be empty");
+        }
+        return TORII_OK;
+    case PKI_F_BOOL:
+        if (!json_is_boolean(v)) {
+            return torii_errf(eb, TORII_EINVAL, "field '%s' must be a boolean", f->name);
+        }
+        return TORII_OK;
+    case PKI_F_NUM:
+        if (!json_is_number(v)) {
+            return torii_errf(eb, TORII_EINVAL, "field '%s' must be a number (epoch ms)", f->name);
+        }
+        if (json_is_real(v) && !(json_real_value(v) >= -9.2e18 && json_real_value(v) <= 9.2e18)) {
+            return torii_errf(eb, TORII_EINVAL, "field '%s' is out of range", f->name);
+        }
+        return TORII_OK;
+    case PKI_F_STR_ARRAY:
+        if (!pki_is_str_array(v)) {
+            return torii_errf(eb, TORII_EINVAL, "field '%s' must be an array of strings", f->name);
+        }
+        return TORII_OK;
+    case PKI_F_STR_MAP:
+        if (!pki_is_str_map(v)) {
+            return torii_errf(eb, TORII_EINVAL, "field '%s' must be an object of string values",
+                              f->name);
+        }
+        return TORII_OK;
+    case PKI_F_LOC:
+        return pki_check_loc(v, eb);
+    case PKI_F_OUTPUT:
+        return TORII_OK;
+    default:
+        return torii_errf(eb, TORII_EINVAL, "field '%s': unknown type", f->name);
+    }
+}
+
+/* Rebuild the object in serializer order (jansson keeps insertion order). */
+static int pki_reorder(json_t *e)
+{
+    int rc = TORII_OK;
+    json_t *tmp = json_object();
+    size_t i;
+
+    TORII_ENSURE(tmp != NULL, TORII_ENOMEM);
+    for (i = 0; i < PKI_N_FIELDS; i++) {
+        json_t *v = json_object_get(e, pki_fields[i].name);
+        if (v != NULL) {
+            TORII_ENSURE(json_object_set(tmp, pki_fields[i].name, v) == 0, TORII_ENOMEM);
+        }
+    }
+    json_object_clear(e);
+    TORII_ENSURE(json_object_update(e, tmp) == 0, TORII_ENOMEM);
+out:
+    json_decref(tmp);
+    return rc;
+}
+
+/* A NULL value here comes from json_string() refusing invalid UTF-8 (allocation failures
+ * inside jansson are as unlikely as anywhere else), hence EINVAL. */
+static int pki_set(json_t *e, const char *k, json_t *v_owned)
+{
+    if (v_owned == NULL) {
+        return TORII_EINVAL;
+    }
+    return json_object_set_new(e, k, v_owned) == 0 ? TORII_OK : TORII_ENOMEM;
+}
+
+static int pki_is_blank(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s != ' ' && *s != '\t' && *s != '\r' && *s != '\n') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int pki_fill_loc(json_t *e)
+{
+    int rc = TORII_OK;
+    json_t *loc = json_object_get(e, "_loc");
+
+    if (!json_is_object(loc)) {
+        loc = json_object();
+        TORII_ENSURE(loc != NULL, TORII_ENOMEM);
+        TORII_TRY(pki_set(e, "_loc", loc));
+    }
+    if (!json_is_string(json_object_get(loc, "tenant"))) {
+        TORII_TRY(pki_set(loc, "tenant", json_string("default")));
+    }
+    if (!json_is_array(json_object_get(loc, "teams"))) {
+        TORII_TRY(pki_set(loc, "teams", json_pack("[s]", "default")));
+    }
+out:
+    return rc;
+}
+
+int torii_cert_normalize(json_t *entity, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    const char *k;
+    json_t *v;
+    const char *domain;
+    int64_t now = torii_clock_now_ms();
+    size_t i;
+
+    TORII_ENSURE(json_is_object(entity),
+                 torii_errf(eb, TORII_EINVAL, "certificate entity must be a JSON object"));
+    /* Validate everything before changing anything. */
+    json_object_foreach (entity, k, v) {
+        const struct pki_field *f = pki_field_find(k);
+        TORII_ENSURE(f != NULL, torii_errf(eb, TORII_EINVAL, "unknown field '%s'", k));
+        TORII_TRY(pki_check_field(f, v, eb));
+    }
+
+    (void)json_object_del(entity, "certType");
+    /* null means absent for non-nullable fields */
+    for (i = 0; i < PKI_N_FIELDS; i++) {
+        const struct pki_field *f = &pki_fields[i];
+        v = json_object_get(entity, f->name);
+        if (v != NULL && json_is_null(v) && f->type != PKI_F_STR_OR_NULL) {
+            (void)json_object_del(entity, f->name);
+        }
+    }
+    if (json_object_get(entity, "id") == NULL) {
+        char id[64];
+        TORII_TRY(torii_uuid_id("certificate_", id, sizeof(id)));
+        TORII_TRY(pki_set(entity, "id", json_string(id)));
+    }
+    domain = json_string_value(json_object_get(entity, "domain"));
+    if (json_object_get(entity, "name") == NULL) {
+        TORII_TRY(pki_set(entity, "name", json_string(domain != NULL ? domain : "none")));
+    }
+    if (json_object_get(entity, "description") == NULL) {
+        if (domain != NULL) {
+            TORII_TRY(pki_set(entity, "description", json_sprintf("Certificate for %s", domain)));
+        } else {
+            TORII_TRY(pki_set(entity, "description", json_string("none")));
+        }
+    }
+    if (domain == NULL) {
+        TORII_TRY(pki_set(entity, "domain", json_string("--")));
+    }
+    TORII_TRY(pki_fill_loc(entity));
+    for (i = 0; i < PKI_N_FIELDS; i++) {
+        const struct pki_field *f = &pki_fields[i];
+        json_t *def = NULL;
+
+        v = json_object_get(entity, f->name);
+        if (v != NULL) {
+            if (f->type == PKI_F_NUM && json_is_real(v)) {
+                TORII_TRY(pki_set(entity, f->name, json_integer((json_int_t)json_real_value(v))));
+            }
+            continue;
+        }
+        switch (f->type) {
+        case PKI_F_STR:
+            def = json_string(strcmp(f->name, "subject") == 0 ? "--" : "");
+            break;
+        case PKI_F_STR_OR_NULL:
+            def = json_null();
+            break;
+        case PKI_F_BOOL:
+            def = json_false();
+            break;
+        case PKI_F_NUM:
+            def = json_integer((json_int_t)now);
+            break;
+        case PKI_F_STR_ARRAY:
+            def = json_array();
+            break;
+        case PKI_F_STR_MAP:
+            def = json_object();
+            break;
+        case PKI_F_LOC:
+        case PKI_F_OUTPUT:
+            continue;
+        default:
+            continue;
+        }
+        TORII_TRY(pki_set(entity, f->name, def));
+    }
+    v = json_object_get(entity, "password");
+    if (json_is_string(v) && pki_is_blank(json_string_value(v))) {
+        TORII_TRY(pki_set(entity, "password", json_null()));
+    }
+    TORII_TRY(pki_reorder(entity));
+out:
+    return rc;
+}
+
+json_t *torii_cert_template(void)
+{
+    char id[64];
+    json_t *e = NULL;
+
+    if (torii_uuid_id("cert_", id, sizeof(id)) != TORII_OK) {
+        return NULL;
+    }
+    e = json_pack("{s:s}", "id", id);
+    if (e == NULL || torii_cert_normalize(e, NULL) != TORII_OK) {
+        json_decref(e);
+        return NULL;
+    }
+    return e;
+}
+
+json_t *torii_cert_redacted(const json_t *entity)
+{
+    json_t *c = json_deep_copy(entity);
+
+    if (c != NULL && json_is_object(c)) {
+        (void)json_object_del(c, "privateKey");
+        (void)json_object_del(c, "password");
+    }
+    return c;
+}
+
+/* ---- enrich ---- */
+
+struct pki_rdn {
+    char name[64];
+    char *value;
+    int order;
+};
+
+/* Otoroshi's DN printer: attribute names upper-cased (SN renamed SURNAME), attributes sorted
+ * by name descending, joined with ", ". Ties keep RFC 2253 order (most specific first).
+ * Values are RFC 2253-escaped, UTF-8 kept as is. Unknown attributes print as dotted OIDs. */
+static int pki_subject_string(const X509_NAME *name, char **out)
+{
+    int rc = TORII_OK;
+    int n = X509_NAME_entry_count(name);
+    struct pki_rdn *rdns = NULL;
+    BIO *b = NULL;
+    X509_NAME *one = NULL;
+    char *s = NULL;
+    size_t cap = 1;
+    size_t used = 0;
+    int i;
+    int j;
+    unsigned long fl = (XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) | XN_FLAG_FN_SN;
+
+    rdns = torii_xcalloc((size_t)(n > 0 ? n : 1), sizeof(*rdns));
+    for (i = 0; i < n; i++) {
+        const X509_NAME_ENTRY *ent = X509_NAME_get_entry(name, n - 1 - i);
+        const ASN1_OBJECT *obj = X509_NAME_ENTRY_get_object(ent);
+        int nid = OBJ_obj2nid(obj);
+        char *data = NULL;
+        long len;
+        char *eq;
+        size_t k;
+
+        if (nid == NID_surname) {
+            (void)snprintf(rdns[i].name, sizeof(rdns[i].name), "SURNAME");
+        } else if (nid != NID_undef) {
+            (void)snprintf(rdns[i].name, sizeof(rdns[i].name), "%s", OBJ_nid2sn(nid));
+        } else {
+            TORII_ENSURE(OBJ_obj2txt(rdns[i].name, sizeof(rdns[i].name), obj, 1) > 0, TORII_EINVAL);
+        }
+        for (k = 0; rdns[i].name[k] != '\0'; k++) {
+            char c = rdns[i].name[k];
+            rdns[i].name[k] = (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
+        }
+        one = X509_NAME_new();
+        b = BIO_new(BIO_s_mem());
+        TORII_ENSURE(one != NULL && b != NULL, TORII_ENOMEM);
+        TORII_ENSURE(X509_NAME_add_entry(one, ent, -1, 0) == 1, TORII_ENOMEM);
+        TORII_ENSURE(X509_NAME_print_ex(b, one, 0, fl) >= 0, TORII_EINVAL);
+        len = BIO_get_mem_data(b, &data);
+        TORII_ENSURE(len >= 0, TORII_ENOMEM);
+        eq = memchr(data, '=', (size_t)len);
+        rdns[i].value = eq != NULL ? torii_xstrndup(eq + 1, (size_t)(len - (eq + 1 - data)))
+                                   : torii_xstrndup(data, (size_t)len);
+        rdns[i].order = i;
+        cap += strlen(rdns[i].name) + strlen(rdns[i].value) + 3;
+        BIO_free(b);
+        b = NULL;
+        X509_NAME_free(one);
+        one = NULL;
+    }
+    /* Stable insertion sort, name descending. */
+    for (i = 1; i < n; i++) {
+        struct pki_rdn cur = rdns[i];
+        j = i - 1;
+        while (j >= 0 && strcmp(rdns[j].name, cur.name) < 0) {
+            rdns[j + 1] = rdns[j];
+            j--;
+        }
+        rdns[j + 1] = cur;
+    }
+    s = torii_xmalloc(cap);
+    s[0] = '\0';
+    for (i = 0; i < n; i++) {
+        int w =
+            snprintf(s + used, cap - used, "%s%s=%s", i ? ", " : "", rdns[i].name, rdns[i].value);
+        TORII_ASSERT(w >= 0 && (size_t)w < cap - used);
+        used += (size_t)w;
+    }
+    *out = s;
+    s = NULL;
+out:
+    free(s);
+    if (rdns != NULL) {
+        for (i = 0; i < n; i++) {
+            free(rdns[i].value);
+        }
+    }
+    free(rdns);
+    BIO_free(b);
+    X509_NAME_free(one);
+    return rc;
+}
+
+static int pki_rfc2253(const X509_NAME *name, char **out)
+{
+    int rc = TORII_OK;
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    long len;
+
+    TORII_ENSURE(b != NULL, TORII_ENOMEM);
+    TORII_ENSURE(X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0,
+                 TORII_EINVAL);
+    len = BIO_get_mem_data(b, &data);
+    TORII_ENSURE(len >= 0, TORII_ENOMEM);
+    *out = torii_xstrndup(data != NULL ? data : "", (size_t)len);
+out:
+    BIO_free(b);
+    return rc;
+}
+
+/* sans: dNSName, iPAddress (text) and otherName with a UTF8String value, in certificate
+ * order; rfc822/URI entries are ignored (reference 1.2). */
+static int pki_sans(X509 *leaf, json_t **out)
+{
+    int rc = TORII_OK;
+    GENERAL_NAMES *gens = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+    json_t *arr = json_array();
+    int i;
+
+    TORII_ENSURE(arr != NULL, TORII_ENOMEM);
+    for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        const ASN1_STRING *str = NULL;
+        char ip[64];
+
+        if (g->type == GEN_DNS) {
+            str = g->d.dNSName;
+        } else if (g->type == GEN_OTHERNAME && g->d.otherName->value != NULL
+                   && g->d.otherName->value->type == V_ASN1_UTF8STRING) {
+            str = g->d.otherName->value->value.utf8string;
+        } else if (g->type == GEN_IPADD) {
+            if (torii_pki__ip_text(g->d.iPAddress, ip, sizeof(ip)) == TORII_OK) {
+                TORII_ENSURE(json_array_append_new(arr, json_string(ip)) == 0, TORII_ENOMEM);
+            }
+            continue;
+        } else {
+            continue;
+        }
+        /* jansson rejects invalid UTF-8 and embedded NULs: such names are skipped. */
+        {
+            json_t *js = json_stringn((const char *)ASN1_STRING_get0_data(str),
+                                      (size_t)ASN1_STRING_length(str));
+            if (js != NULL) {
+                TORII_ENSURE(json_array_append_new(arr, js) == 0, TORII_ENOMEM);
+            }
+        }
+    }
+    *out = arr;
+    arr = NULL;
+out:
+    json_decref(arr);
+    GENERAL_NAMES_free(gens);
+    ERR_clear_error();
+    return rc;
+}
+
+/* CN of the subject (the most specific one), UTF-8, or NULL. */
+static char *pki_cn(X509 *leaf)
+{
+    X509_NAME *subj = X509_get_subject_name(leaf);
+    unsigned char *utf8 = NULL;
+    char *r = NULL;
+    int idx = -1;
+    int last = -1;
+    int len;
+
+    while ((idx = X509_NAME_get_index_by_NID(subj, NID_commonName, idx)) >= 0) {
+        last = idx;
+    }
+    if (last < 0) {
+        return NULL;
+    }
+    len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, last)));
+    if (len > 0 && memchr(utf8, '\0', (size_t)len) == NULL) {
+        r = torii_xstrndup((const char *)utf8, (size_t)len);
+    }
+    OPENSSL_free(utf8);
+    return r;
+}
+
+static const char *pki_cert_type(const json_t *e)
+{
+    static const char *const order[] = {"client", "ca", "letsEncrypt", "keypair", "selfSigned"};
+    size_t i;
+
+    for (i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        if (json_is_true(json_object_get(e, order[i]))) {
+            return order[i];
+        }
+    }
+    return "certificate";
+}
+
+int torii_cert_enrich(json_t *entity, int64_t now_ms, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    STACK_OF(X509) *chain = NULL;
+    EVP_PKEY *key = NULL;
+    char *pem = NULL;
+    char *subject = NULL;
+    char *cn = NULL;
+    char *raw = NULL;
+    json_t *sans = NULL;
+    json_t *domain = NULL;
+    json_t *jsubject = NULL;
+    const char *pk;
+    const char *pw;
+    const char *s;
+    X509 *leaf;
+    int64_t from = 0;
+    int64_t to = 0;
+    int ca;
+    int self_signed;
+    int valid;
+
+    TORII_TRY(torii_cert_normalize(entity, eb));
+    TORII_ENSURE(json_string_length(json_object_get(entity, "chain")) > 0,
+                 torii_errf(eb, TORII_EINVAL, "chain: empty"));
+    TORII_TRY(
+        torii_pki__chain_parse(json_string_value(json_object_get(entity, "chain")), &chain, eb));
+    leaf = sk_X509_value(chain, 0);
+    pk = json_string_value(json_object_get(entity, "privateKey"));
+    pw = json_string_value(json_object_get(entity, "password"));
+    if (pk != NULL && pk[0] != '\0') {
+        TORII_TRY(torii_pki__key_parse(pk, pw, &key, eb));
+        if (X509_check_private_key(leaf, key) != 1) {
+            (void)torii_errbuf_ossl(eb, "privateKey: does not match the leaf certificate");
+            rc = TORII_EINVAL;
+            goto out;
+        }
+    }
+    TORII_ENSURE(torii_pki__time_ms(X509_get0_notBefore(leaf), &from) == TORII_OK
+                     && torii_pki__time_ms(X509_get0_notAfter(leaf), &to) == TORII_OK,
+                 torii_errf(eb, TORII_EINVAL, "chain: leaf validity dates do not convert"));
+    TORII_TRY(torii_pki__chain_pem(chain, &pem));
+    if (pki_subject_string(X509_get_subject_name(leaf), &subject) != TORII_OK) {
+        rc = torii_errf(eb, TORII_EINVAL, "chain: leaf subject does not print");
+        goto out;
+    }
+    TORII_TRY(pki_sans(leaf, &sans));
+    cn = pki_cn(leaf);
+    if (cn != NULL) {
+        domain = json_string(cn);
+    } else if (json_array_size(sans) > 0) {
+        domain = json_incref(json_array_get(sans, 0));
+    } else {
+        TORII_TRY(pki_rfc2253(X509_get_subject_name(leaf), &raw));
+        domain = json_string(raw[0] != '\0' ? raw : "--");
+    }
+    if (domain == NULL) {
+        domain = json_string("--"); /* CN not valid UTF-8 for jansson */
+    }
+    TORII_ENSURE(domain != NULL, TORII_ENOMEM);
+    ca = (X509_get_extension_flags(leaf) & EXFLAG_CA) != 0;
+    self_signed = torii_pki__self_signed(leaf);
+    valid = key != NULL && now_ms >= from && now_ms <= to
+            && !json_is_true(json_object_get(entity, "revoked")) && torii_pki__chain_links(chain);
+
+    jsubject = json_string(subject);
+    TORII_ENSURE(jsubject != NULL,
+                 torii_errf(eb, TORII_EINVAL, "chain: leaf subject is not valid UTF-8"));
+
+    /* Everything derived: apply. */
+    TORII_TRY(pki_set(entity, "chain", json_string(pem)));
+    TORII_TRY(pki_set(entity, "subject", json_incref(jsubject)));
+    TORII_TRY(pki_set(entity, "domain", json_incref(domain)));
+    TORII_TRY(pki_set(entity, "sans", json_incref(sans)));
+    TORII_TRY(pki_set(entity, "from", json_integer((json_int_t)from)));
+    TORII_TRY(pki_set(entity, "to", json_integer((json_int_t)to)));
+    TORII_TRY(pki_set(entity, "ca", json_boolean(ca)));
+    TORII_TRY(pki_set(entity, "selfSigned", json_boolean(self_signed)));
+    TORII_TRY(pki_set(entity, "valid", json_boolean(valid)));
+    s = json_string_value(json_object_get(entity, "name"));
+    if (s != NULL && strcmp(s, "none") == 0) {
+        TORII_TRY(pki_set(entity, "name", json_incref(domain)));
+    }
+    s = json_string_value(json_object_get(entity, "description"));
+    if (s != NULL && strcmp(s, "none") == 0) {
+        TORII_TRY(pki_set(entity, "description",
+                          json_sprintf("Certificate for %s", json_string_value(domain))));
+    }
+    TORII_TRY(pki_set(entity, "certType", json_string(pki_cert_type(entity))));
+    TORII_TRY(pki_reorder(entity));
+out:
+    ERR_clear_error();
+    json_decref(jsubject);
+    json_decref(domain);
+    json_decref(sans);
+    free(raw);
+    free(cn);
+    free(subject);
+    free(pem);
+    EVP_PKEY_free(key);
+    sk_X509_pop_free(chain, X509_free);
+    return rc;
+}
