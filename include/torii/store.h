@@ -8,7 +8,11 @@
  * Ownership: records passed in are borrowed for the call; torii_store_get() returns malloc'd
  * copies the caller frees; records handed to iterator and watch callbacks are borrowed for
  * the duration of the callback only.
- * Files: <dir>/store.mdb (data.mdb, lock.mdb inside), mode 0600. */
+ * Files: the LMDB env lives directly in opts->dir (created 0700): <dir>/data.mdb and
+ * <dir>/lock.mdb, mode 0600. Layout: one named DB per bucket ("certs", "serials", "acme"),
+ * key = id bytes (no NUL, 1..511 bytes), value = [u32 json_len, little-endian][json][aux], where
+ * aux runs to the end of the value; plus DB "meta": key -> string value (no NUL), holding
+ * "schema_version" = decimal TORII_STORE_SCHEMA_VERSION, written on first open. */
 #ifndef TORII_STORE_H
 #define TORII_STORE_H
 
@@ -28,6 +32,10 @@ enum torii_store_bucket {
 };
 
 #define TORII_STORE_SCHEMA_VERSION 1
+/** Longest id or meta key in bytes (LMDB's default key size limit). */
+#define TORII_STORE_ID_MAX 511
+/** Most watchers one store accepts. */
+#define TORII_STORE_WATCHERS_MAX 8
 
 struct torii_store_opts {
     const char *dir;         /* directory for the LMDB env; created 0700 if missing */
@@ -35,7 +43,9 @@ struct torii_store_opts {
     size_t max_map_size;     /* 0 = 64 GiB */
 };
 
-/** A record. json is not NUL-terminated (use json_len); aux may be NULL/0. */
+/** A record. id and json are not NUL-terminated (use id_len/json_len); id_len must be 1..511
+ * (TORII_STORE_ID_MAX) with no NUL byte; json may be NULL only when json_len is 0; aux may be
+ * NULL/0. json_len must fit in 32 bits. */
 struct torii_store_rec {
     const char *id;
     size_t id_len;
@@ -46,10 +56,10 @@ struct torii_store_rec {
 };
 
 enum torii_store_op_kind {
-    TORII_STORE_PUT = 0,  /* create or replace */
-    TORII_STORE_CREATE,   /* fails the whole apply with TORII_EEXIST if id exists */
-    TORII_STORE_REPLACE,  /* fails the whole apply with TORII_ENOTFOUND if id is missing */
-    TORII_STORE_DELETE,   /* fails the whole apply with TORII_ENOTFOUND if id is missing */
+    TORII_STORE_PUT = 0, /* create or replace */
+    TORII_STORE_CREATE,  /* fails the whole apply with TORII_EEXIST if id exists */
+    TORII_STORE_REPLACE, /* fails the whole apply with TORII_ENOTFOUND if id is missing */
+    TORII_STORE_DELETE,  /* fails the whole apply with TORII_ENOTFOUND if id is missing */
 };
 
 struct torii_store_op {
@@ -66,8 +76,11 @@ int torii_store_open(const struct torii_store_opts *opts, struct torii_store **o
 void torii_store_free(struct torii_store *st);
 
 /** Apply ops atomically in one durable transaction. On success, watchers are called once per
- * op, in order, before returning. Returns TORII_OK, TORII_EEXIST, TORII_ENOTFOUND,
- * TORII_ESTORE (eb says why), TORII_EINVAL. */
+ * op, in order, before returning. On any failure nothing is changed and no watcher runs.
+ * n == 0 is a no-op. If the map is full it is doubled (up to max_map_size) and the whole
+ * transaction retried. Must not be called from a watcher or from inside a foreach callback
+ * (TORII_EPERM: it would deadlock). Returns TORII_OK, TORII_EEXIST, TORII_ENOTFOUND,
+ * TORII_ESTORE (eb says why; includes MDB_MAP_FULL at max_map_size), TORII_EINVAL, TORII_EPERM. */
 int torii_store_apply(struct torii_store *st, const struct torii_store_op *ops, size_t n,
                       struct torii_errbuf *eb) TORII_MUST_USE;
 
@@ -78,8 +91,10 @@ int torii_store_put(struct torii_store *st, enum torii_store_bucket b,
 int torii_store_delete(struct torii_store *st, enum torii_store_bucket b, const char *id,
                        struct torii_errbuf *eb) TORII_MUST_USE;
 
-/** Copy a record out. *json_out is NUL-terminated (len excludes the NUL); aux_out may be NULL
- * if the caller does not want it. Returns TORII_OK, TORII_ENOTFOUND, TORII_ESTORE. */
+/** Copy a record out. *json_out is NUL-terminated (len excludes the NUL); json_len, aux_out and
+ * aux_len may be NULL if the caller does not want them. *aux_out is NULL when the record has no
+ * aux. Outputs are written only on success; the caller frees them (aux may hold a private key:
+ * wipe it before freeing). Returns TORII_OK, TORII_ENOTFOUND, TORII_ESTORE, TORII_EINVAL. */
 int torii_store_get(struct torii_store *st, enum torii_store_bucket b, const char *id,
                     char **json_out, size_t *json_len, unsigned char **aux_out, size_t *aux_len)
     TORII_MUST_USE;
@@ -87,23 +102,45 @@ int torii_store_get(struct torii_store *st, enum torii_store_bucket b, const cha
 /** Iterator callback; return TORII_OK to go on, anything else stops and is returned. */
 typedef int (*torii_store_iter_cb)(const struct torii_store_rec *rec, void *arg);
 
-/** Call cb for each record of bucket b in id order inside one read transaction. */
+/** Call cb for each record of bucket b in id order (bytewise) inside one read transaction.
+ * cb may read the store (get/count/foreach) but must not write to it. Returns TORII_OK, the
+ * first non-OK value cb returned, TORII_ESTORE, TORII_EINVAL. */
 int torii_store_foreach(struct torii_store *st, enum torii_store_bucket b, torii_store_iter_cb cb,
                         void *arg) TORII_MUST_USE;
 
-/** Number of records in bucket b. */
-int torii_store_count(struct torii_store *st, enum torii_store_bucket b, size_t *out) TORII_MUST_USE;
+/** Number of records in bucket b. Returns TORII_OK, TORII_ESTORE, TORII_EINVAL. */
+int torii_store_count(struct torii_store *st, enum torii_store_bucket b, size_t *out)
+    TORII_MUST_USE;
 
 /** Change feed: called after each committed op (kind PUT/CREATE/REPLACE/DELETE) from the
  * writing thread, serialized by the store's write lock. For DELETE, json/aux are NULL. */
 typedef void (*torii_store_watch_cb)(enum torii_store_op_kind kind, enum torii_store_bucket b,
                                      const struct torii_store_rec *rec, void *arg);
-/** Register a watcher (at most 8). Call before other threads use the store. */
+/** Register a watcher (at most TORII_STORE_WATCHERS_MAX, else TORII_ETOOBIG). Call before other
+ * threads use the store. A watcher may read the store but must not write to it (TORII_EPERM). */
 int torii_store_watch(struct torii_store *st, torii_store_watch_cb cb, void *arg) TORII_MUST_USE;
 
-/** Small string values in the meta database (e.g. "schema_version"). */
+/** Small string values in the meta database (e.g. "schema_version"). Keys are 1..511 bytes.
+ * meta_get returns a malloc'd NUL-terminated copy (TORII_OK, TORII_ENOTFOUND, TORII_ESTORE,
+ * TORII_EINVAL); meta_put is one durable write transaction, no watcher runs (TORII_OK,
+ * TORII_ESTORE, TORII_EINVAL, TORII_EPERM as for apply). */
 int torii_store_meta_get(struct torii_store *st, const char *key, char **val_out) TORII_MUST_USE;
 int torii_store_meta_put(struct torii_store *st, const char *key, const char *val,
                          struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** Health numbers, for /metrics and the "store nearly full" alert. */
+struct torii_store_stat {
+    size_t map_size;           /* current map size in bytes */
+    size_t max_map_size;       /* growth limit in bytes */
+    size_t used_bytes;         /* high-water mark of pages in use, in bytes */
+    int stale_readers_cleared; /* stale reader slots cleared by torii_store_open */
+};
+/** Fill *out. Returns TORII_OK, TORII_ESTORE, TORII_EINVAL. */
+int torii_store_stat_get(struct torii_store *st, struct torii_store_stat *out) TORII_MUST_USE;
+
+/** Clear reader slots left by dead processes (done at open; call periodically in long-lived
+ * multi-process setups). *cleared (may be NULL) gets the count. Returns TORII_OK, TORII_ESTORE,
+ * TORII_EINVAL. */
+int torii_store_reader_check(struct torii_store *st, int *cleared) TORII_MUST_USE;
 
 #endif
