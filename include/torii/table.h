@@ -21,20 +21,31 @@
 struct torii_table;
 struct torii_tls_cert;
 
+/** An empty table (urcu-memb flavour, auto-resizing hash tables).
+ * TORII_ENOMEM, or the error of torii_rand_bytes (hash seed). */
 int torii_table_new(struct torii_table **out) TORII_MUST_USE;
-/** Free; NULL accepted. Waits for readers (synchronize_rcu); no reader may still be active. */
+/** Free; NULL accepted. Waits for a grace period and for every pending call_rcu callback
+ * (rcu_barrier), then frees everything; no reader or writer may still be using t. */
 void torii_table_free(struct torii_table *t);
 
-/** Register / unregister the calling thread as an RCU reader (once per thread). */
+/** Register / unregister the calling thread as an RCU reader (idempotent; once per thread,
+ * before its first torii_table_select, and before it exits). Threads that register with
+ * liburcu must do it through these calls only. A thread that only writes need not register:
+ * writers register themselves for the length of the call when they are not readers. */
 void torii_table_reader_register(void);
 void torii_table_reader_unregister(void);
 
-/** Insert or replace certificate `id` from its TLS record (pki.h), or remove it when rec is
- * NULL. Cost is proportional to the certificate's names. TORII_EINVAL on a bad record. */
+/** Insert or replace certificate `id` from its TLS record (pki.h; copied, rec stays the
+ * caller's), or remove it when rec is NULL (removing an absent id is TORII_OK). The names that
+ * the old version had and the new one lacks are dropped; cost is proportional to the old and
+ * new certificate's names, not to the table. Record names that are not a host name or "*."
+ * plus one are ignored. TORII_EINVAL (message in eb) for an empty id or a malformed record;
+ * the table is then unchanged. Never blocks readers. */
 int torii_table_update(struct torii_table *t, const char *id, const unsigned char *rec,
                        size_t rec_len, struct torii_errbuf *eb) TORII_MUST_USE;
 
-/** Name the default certificate (by id; may be set before the certificate exists). */
+/** Name the default certificate (by id, copied; may be set before the certificate exists;
+ * NULL clears it). It is looked up at select time, so updates of that id apply at once. */
 void torii_table_set_default(struct torii_table *t, const char *id);
 
 /** What the client offered. */
@@ -54,16 +65,25 @@ enum torii_sni_match {
 
 /** Select by the rule: exact > one-label wildcard > default; usable only (has key, not
  * revoked, in validity, not CA-only/client-only/keypair), ECDSA when offered else RSA, latest
- * notAfter wins. Names compared case-insensitively, trailing dot ignored.
- * Returns TORII_OK (with *out a new reference and *match set) or TORII_ENOTFOUND. */
+ * notAfter wins (torii_sni_pick). A level is used when it has a usable candidate. Names
+ * compared case-insensitively, trailing dot ignored; a missing, empty, over-long (> 253) or
+ * '*'-bearing name goes straight to the default. The default itself must be usable.
+ * Lock-free and allocation-free; the caller must be a registered reader.
+ * Returns TORII_OK (with *out a new reference and *match, which may be NULL, set),
+ * TORII_ENOTFOUND, or TORII_EINVAL when t, q or out is NULL. */
 int torii_table_select(struct torii_table *t, const struct torii_sni_query *q,
                        struct torii_tls_cert **out, enum torii_sni_match *match) TORII_MUST_USE;
 
-/** The parsed materials (parsed once, lazily, on first use). TORII_ETLS if they do not parse. */
+/** The parsed materials (parsed once, lazily, on first use; concurrent first calls agree on
+ * one copy). Any out-pointer may be NULL. chain holds the certificates after the leaf (may be
+ * empty), ready for SSL_use_cert_and_key. All three are borrowed while the reference is held.
+ * TORII_ETLS if they do not parse (remembered: later calls fail fast). */
 int torii_tls_cert_get(struct torii_tls_cert *c, X509 **leaf, EVP_PKEY **key,
-                       STACK_OF(X509) **chain) TORII_MUST_USE;
+                       STACK_OF(X509) * *chain) TORII_MUST_USE;
 /** The entity id (borrowed for the life of the reference). */
 const char *torii_tls_cert_id(const struct torii_tls_cert *c);
+/** Atomic reference count; both accept NULL. The last unref frees the parsed objects and wipes
+ * the private key DER. */
 void torii_tls_cert_ref(struct torii_tls_cert *c);
 void torii_tls_cert_unref(struct torii_tls_cert *c);
 
