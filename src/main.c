@@ -87,8 +87,8 @@ static int app_ensure_default_cert(struct app *app, struct torii_errbuf *eb)
         goto out; /* present (OK) or a store error */
     }
     rc = TORII_OK;
-    TORII_TRY(torii_cert_generate_selfsigned(app->cfg->default_cert, names, 2,
-                                             torii_clock_now_ms(), 365, &ent, eb));
+    TORII_TRY(torii_cert_generate_selfsigned(app->cfg->default_cert, names, 2, torii_clock_now_ms(),
+                                             365, &ent, eb));
     TORII_TRY(torii_certrec_build(ent, &aux, &aux_len, eb));
     json = json_dumps(ent, JSON_COMPACT);
     TORII_ENSURE(json != NULL, TORII_ENOMEM);
@@ -99,8 +99,9 @@ static int app_ensure_default_cert(struct app *app, struct torii_errbuf *eb)
                                    .aux = aux,
                                    .aux_len = aux_len};
     TORII_TRY(torii_store_put(app->store, TORII_STORE_CERTS, &rec, TORII_STORE_CREATE, eb));
-    torii_log(TORII_LOG_NOTICE, "main: created a self-signed default certificate for localhost "
-                                "(id=%s)",
+    torii_log(TORII_LOG_NOTICE,
+              "main: created a self-signed default certificate for localhost "
+              "(id=%s)",
               app->cfg->default_cert);
 out:
     free(existing);

@@ -19,8 +19,8 @@ struct torii_admin;
 
 /** Bind the listener (errors reported synchronously) and start the admin thread. */
 int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
-                      struct torii_table *table, struct torii_admin **out,
-                      struct torii_errbuf *eb) TORII_MUST_USE;
+                      struct torii_table *table, struct torii_admin **out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
 /** Stop the loop, join the thread, free everything; NULL accepted. */
 void torii_admin_stop(struct torii_admin *adm);
 

@@ -44,7 +44,8 @@ struct torii_errbuf {
     char msg[TORII_ERRBUF_SIZE];
 };
 
-/** Format into eb (NULL ignored); truncates silently. Returns code, for `return torii_errf(...)`. */
+/** Format into eb (NULL ignored); truncates silently. Returns code, for `return torii_errf(...)`.
+ */
 int torii_errf(struct torii_errbuf *eb, int code, const char *fmt, ...) TORII_PRINTF(3, 4);
 
 /** Append ": <openssl error queue>" to eb after "what", and clear the OpenSSL error queue.

@@ -41,8 +41,8 @@ struct torii_tls_cert *torii_tls_conn_cert(const SSL *ssl);
 
 /** Parse a raw server_name extension body (RFC 6066 section 3) into the host name slice.
  * TORII_EPROTO on malformed input. Exposed for tests. */
-int torii_tls_parse_sni(const unsigned char *ext, size_t len, const char **name,
-                        size_t *name_len) TORII_MUST_USE;
+int torii_tls_parse_sni(const unsigned char *ext, size_t len, const char **name, size_t *name_len)
+    TORII_MUST_USE;
 /** Scan a signature_algorithms extension body for ECDSA / RSA schemes. Exposed for tests. */
 int torii_tls_parse_sigalgs(const unsigned char *ext, size_t len, int *ecdsa_ok, int *rsa_ok)
     TORII_MUST_USE;

@@ -1,8 +1,8 @@
 /* config.c - embedded defaults, JSON file, environment; one immutable struct torii_config.
  * The file is validated strictly: unknown keys and wrong types are errors naming the key. */
-#include <sys/socket.h>
-#include <netinet/in.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -247,8 +247,9 @@ static int conf_validate(struct torii_config *c, struct torii_errbuf *eb)
     TORII_ENSURE(c->data_dir[0] != '\0', torii_errf(eb, TORII_EINVAL, "config: data_dir is empty"));
     TORII_ENSURE(c->default_cert[0] != '\0',
                  torii_errf(eb, TORII_EINVAL, "config: tls.default_cert is empty"));
-    TORII_ENSURE(c->admin_token == NULL || strlen(c->admin_token) >= 16,
-                 torii_errf(eb, TORII_EINVAL, "config: admin.token must be at least 16 characters"));
+    TORII_ENSURE(
+        c->admin_token == NULL || strlen(c->admin_token) >= 16,
+        torii_errf(eb, TORII_EINVAL, "config: admin.token must be at least 16 characters"));
     if (c->workers == 0) {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         c->workers = ncpu > 0 ? (unsigned)ncpu : 1;
@@ -269,8 +270,8 @@ int torii_config_load(const char *path, struct torii_config **out, struct torii_
     if (path != NULL) {
         root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
         if (root == NULL) {
-            rc = torii_errf(eb, TORII_EINVAL, "config: %s:%d:%d: %s", path, jerr.line,
-                            jerr.column, jerr.text);
+            rc = torii_errf(eb, TORII_EINVAL, "config: %s:%d:%d: %s", path, jerr.line, jerr.column,
+                            jerr.text);
             goto out;
         }
         TORII_TRY(conf_apply_json(c, root, eb));

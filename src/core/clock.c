@@ -1,8 +1,8 @@
 /* clock.c - wall and monotonic time with an injectable offset. */
+#include "torii/clock.h"
+
 #include <stdatomic.h>
 #include <time.h>
-
-#include "torii/clock.h"
 
 /* Written by the debug hook / tests, read by any thread. */
 static _Atomic int64_t clock_offset_ms;

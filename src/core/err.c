@@ -1,11 +1,12 @@
 /* err.c - error codes and errbuf helpers. */
+#include "torii/err.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
 
-#include "torii/err.h"
 #include "torii/log.h"
 
 const char *torii_strerror(int code)

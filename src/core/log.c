@@ -1,4 +1,6 @@
 /* log.c - stderr logging, one write(2) per line so threads do not interleave. */
+#include "torii/log.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -7,8 +9,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "torii/log.h"
 
 /* Read by every thread, written at start-up (atomic for the debug hook). */
 static _Atomic int log_level = TORII_LOG_INFO;
@@ -51,8 +51,7 @@ static void log_vwrite(enum torii_log_level lvl, int errnum, const char *fmt, va
     (void)clock_gettime(CLOCK_REALTIME, &ts);
     (void)gmtime_r(&ts.tv_sec, &tm);
     n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    w = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s ", ts.tv_nsec / 1000000L,
-                 log_names[lvl]);
+    w = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s ", ts.tv_nsec / 1000000L, log_names[lvl]);
     if (w > 0) {
         n += (size_t)w;
     }

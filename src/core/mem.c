@@ -1,4 +1,6 @@
 /* mem.c - allocation helpers, randomness and ids. */
+#include "torii/mem.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -7,7 +9,6 @@
 #include <openssl/rand.h>
 
 #include "torii/log.h"
-#include "torii/mem.h"
 
 static void mem_oom(size_t n)
 {

@@ -1,8 +1,8 @@
 /* workers.c - worker threads, per-worker SO_REUSEPORT listeners, TLS accept. */
-#include <sys/socket.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -112,14 +112,14 @@ static void worker_accept(struct evconnlistener *lev, evutil_socket_t fd, struct
     }
 }
 
-static void worker_accept_https(struct evconnlistener *lev, evutil_socket_t fd,
-                                struct sockaddr *sa, int salen, void *arg)
+static void worker_accept_https(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+                                int salen, void *arg)
 {
     worker_accept(lev, fd, sa, salen, arg, 1);
 }
 
-static void worker_accept_http(struct evconnlistener *lev, evutil_socket_t fd,
-                               struct sockaddr *sa, int salen, void *arg)
+static void worker_accept_http(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+                               int salen, void *arg)
 {
     worker_accept(lev, fd, sa, salen, arg, 0);
 }

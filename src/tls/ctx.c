@@ -63,8 +63,7 @@ static void tls_init_once(void)
     tls_cert_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_cert_ex_free);
 }
 
-int torii_tls_parse_sni(const unsigned char *ext, size_t len, const char **name,
-                        size_t *name_len)
+int torii_tls_parse_sni(const unsigned char *ext, size_t len, const char **name, size_t *name_len)
 {
     size_t list_len;
     size_t n;
@@ -134,7 +133,7 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
     size_t ext_len;
     X509 *leaf;
     EVP_PKEY *key;
-    STACK_OF(X509) *chain;
+    STACK_OF(X509) * chain;
 
     if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1) {
         if (torii_tls_parse_sni(ext, ext_len, &q.name, &q.name_len) != TORII_OK) {

@@ -3,10 +3,10 @@
  * Bounded by a connection count and a time limit. Loopback targets only.
  * usage: torii-hsload -p PORT [-h 127.0.0.1] [-n COUNT] [-t SECONDS] [-s SNI|-S FMT -r RANGE]
  *                     [-k] [-q]   (-S "h%d.bench.test" -r 10000: random SNI per connection) */
-#include <sys/socket.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include <stdio.h>
 #include <stdlib.h>
