@@ -3,7 +3,10 @@
  * engine reads requests, buffers bodies up to limits.max_body, calls the handler once per
  * complete request, and writes responses in request order (pipelining), keeping the
  * connection alive per RFC 9112 section 9.
+ * Two layers: torii_http_parser is fed bytes and emits events (no I/O, testable alone, and
+ * usable by a streaming proxy later); torii_http_conn drives one parser over a bufferevent.
  * Threads: loop thread only (the thread running the event_base the bufferevent belongs to).
+ * A parser belongs to one thread at a time.
  * Ownership: torii_http_conn_start takes the bufferevent (bev_owned) on success and frees it
  * when the connection ends. A torii_http_req and every slice in it are borrowed for the
  * duration of the handler call only. The handler must call torii_http_respond exactly once
@@ -14,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
@@ -21,13 +25,13 @@
 #include "torii/mem.h"
 
 struct torii_http_limits {
-    size_t max_header_bytes;   /* whole header section; over -> 431 */
-    size_t max_headers;        /* number of fields; over -> 431 */
-    size_t max_target;         /* request-target length; over -> 414 */
-    size_t max_body;           /* declared or received body; over -> 413 */
+    size_t max_header_bytes;    /* whole head (request line + fields); over -> 431 */
+    size_t max_headers;         /* number of fields; over -> 431 */
+    size_t max_target;          /* request-target length; over -> 414 */
+    size_t max_body;            /* declared or received body; over -> 413 */
     uint32_t header_timeout_ms; /* to receive a complete header section; then 408 + close */
-    uint32_t idle_timeout_ms;  /* keep-alive idle between requests; then close */
-    uint32_t max_requests;     /* per connection, 0 = unlimited */
+    uint32_t idle_timeout_ms;   /* keep-alive idle between requests (and I/O stalls); then close */
+    uint32_t max_requests;      /* per connection, 0 = unlimited */
 };
 
 /** Safe defaults: 16 KiB headers, 100 fields, 8 KiB target, 1 MiB body, 10 s, 60 s. */
@@ -35,31 +39,106 @@ void torii_http_limits_default(struct torii_http_limits *lim);
 
 struct torii_http_header {
     struct torii_slice name;
-    struct torii_slice value;
+    struct torii_slice value; /* leading and trailing OWS removed */
 };
 
 struct torii_http_req {
-    const char *method;     /* NUL-terminated, e.g. "GET" */
+    const char *method;        /* NUL-terminated, e.g. "GET" */
     struct torii_slice target; /* as received */
-    struct torii_slice path;   /* target up to '?' (origin-form), not decoded */
+    struct torii_slice path;   /* target up to '?' (origin-form), not decoded; for absolute-form
+                                  the path after the authority ("/" when empty); "*" for OPTIONS * */
     struct torii_slice query;  /* after '?', empty if none */
-    int version_minor;      /* 0 or 1 */
+    int version_minor;         /* 0 or 1 */
     const struct torii_http_header *headers;
     size_t n_headers;
+    const struct torii_http_header *trailers; /* chunked trailer fields, never merged above */
+    size_t n_trailers;
     const unsigned char *body; /* de-chunked; NULL when empty */
     size_t body_len;
-    const char *peer;       /* "ip:port", for logs */
-    const char *sni;        /* TLS server name or NULL */
+    int keep_alive;   /* the connection may carry another request after this one */
+    const char *peer; /* "ip:port", for logs */
+    const char *sni;  /* TLS server name or NULL */
 };
 
 /** First header with that name (case-insensitive), or NULL. */
-const struct torii_slice *torii_http_req_header(const struct torii_http_req *req,
-                                                const char *name);
+const struct torii_slice *torii_http_req_header(const struct torii_http_req *req, const char *name);
+
+/* ---- parser: bytes in, events out ------------------------------------------------------ */
+
+struct torii_http_parser;
+
+enum torii_http_parse_ev {
+    TORII_HTTP_PARSE_MORE = 0, /* every byte given was consumed; feed more */
+    TORII_HTTP_PARSE_HEAD,     /* the head of a request with a body is complete; the request
+                                  (without body) is readable; body bytes follow */
+    TORII_HTTP_PARSE_DONE,     /* a whole request (body, trailers) is complete; call
+                                  torii_http_parser_next() before feeding the next one */
+    TORII_HTTP_PARSE_ERROR,    /* rejected: see torii_http_parser_error(); close after replying */
+};
+
+/** Body sink for streaming: when set, body bytes go to cb instead of being buffered (max_body
+ * is still enforced). Return TORII_OK, or an error to abort the request with a 500. */
+typedef int (*torii_http_body_cb)(void *arg, const unsigned char *data, size_t len);
+
+/** New parser for requests under lim (copied). Aborts on OOM. */
+int torii_http_parser_new(const struct torii_http_limits *lim, struct torii_http_parser **out)
+    TORII_MUST_USE;
+/** NULL accepted. */
+void torii_http_parser_free(struct torii_http_parser *p);
+/** Route body bytes to cb (NULL: buffer them, the default). */
+void torii_http_parser_set_body_cb(struct torii_http_parser *p, torii_http_body_cb cb, void *arg);
+
+/** Feed len bytes; *consumed is how many were used. Stops (returning the event) right after
+ * the head of a request with a body, and right after a complete request, so pipelined bytes
+ * stay with the caller. After ERROR every further call returns ERROR and consumes nothing. */
+enum torii_http_parse_ev torii_http_parser_feed(struct torii_http_parser *p, const char *data,
+                                                size_t len, size_t *consumed);
+
+/** The current request, valid from HEAD (or DONE) until torii_http_parser_next(); body and
+ * trailers are only set at DONE. NULL before the head is complete. peer/sni are NULL. */
+const struct torii_http_req *torii_http_parser_req(const struct torii_http_parser *p);
+/** 1 when the client sent "Expect: 100-continue" (HTTP/1.1) and waits before the body. */
+int torii_http_parser_expects_continue(const struct torii_http_parser *p);
+/** 1 while no byte of the next request has been seen (the connection is idle). */
+int torii_http_parser_idle(const struct torii_http_parser *p);
+/** After ERROR: status to answer (400, 408, 413, 414, 417, 431, 501, 505, 500) and a short
+ * static message for the JSON body. Rejected requests always close the connection. */
+int torii_http_parser_error(const struct torii_http_parser *p, const char **msg);
+/** After DONE: forget the request (frees its storage) and get ready for the next one. */
+void torii_http_parser_next(struct torii_http_parser *p);
+
+/* ---- response writer ------------------------------------------------------------------- */
+
+struct torii_http_response {
+    int status;
+    const char *content_type; /* NULL: no Content-Type */
+    const void *body;
+    size_t len;
+    const struct torii_http_header *extra; /* copied; invalid ones dropped (see below) */
+    size_t n_extra;
+    int head_only;     /* answer to HEAD: Content-Length of the body, but no body */
+    int close;         /* send "Connection: close" */
+    int version_minor; /* of the request; HTTP/1.0 keep-alive gets "Connection: keep-alive" */
+};
+
+/** Append a complete response to out: status line, Date, Content-Type, Content-Length,
+ * Connection, then the extra headers. Extra headers whose name is not a token, whose value
+ * holds CR, LF or NUL, or that the engine owns (Content-Length, Transfer-Encoding,
+ * Connection, Date) are dropped. 1xx, 204 and 304 get neither body nor Content-Length.
+ * Returns TORII_OK or TORII_ENOMEM. */
+int torii_http_response_write(struct evbuffer *out, const struct torii_http_response *r)
+    TORII_MUST_USE;
+
+/* ---- connection engine ----------------------------------------------------------------- */
 
 struct torii_http_exchange;
+struct torii_http_conn;
 
 typedef void (*torii_http_handler_cb)(struct torii_http_exchange *ex,
                                       const struct torii_http_req *req, void *arg);
+/** Called once when the engine ends a connection by itself (not from torii_http_conn_free),
+ * just before the conn is freed; it must not call back into the engine for this conn. */
+typedef void (*torii_http_close_cb)(struct torii_http_conn *conn, void *arg);
 
 /** Queue the response to the current request. Adds Date, Content-Length and Connection as
  * needed; extra headers are copied. body is copied. HEAD requests get no body. */
@@ -70,8 +149,27 @@ void torii_http_respond(struct torii_http_exchange *ex, int status, const char *
 /** Serve HTTP/1.1 on bev_owned. sni (may be NULL) is copied. On failure the caller still owns
  * bev_owned. */
 int torii_http_conn_start(struct event_base *base, struct bufferevent *bev_owned,
-                          const struct torii_http_limits *lim, const char *peer,
-                          const char *sni, torii_http_handler_cb cb, void *arg) TORII_MUST_USE;
+                          const struct torii_http_limits *lim, const char *peer, const char *sni,
+                          torii_http_handler_cb cb, void *arg) TORII_MUST_USE;
+
+struct torii_http_conn_opts {
+    struct event_base *base;
+    const struct torii_http_limits *lim; /* copied */
+    const char *peer;                    /* copied; may be NULL */
+    const char *sni;                     /* copied; may be NULL */
+    torii_http_handler_cb cb;
+    void *arg;
+    torii_http_close_cb close_cb; /* may be NULL */
+    void *close_arg;
+};
+
+/** Like torii_http_conn_start, returning the connection so an owner can track it (and end it
+ * with torii_http_conn_free, e.g. at shutdown). *out is valid until close_cb runs. */
+int torii_http_conn_open(const struct torii_http_conn_opts *opts, struct bufferevent *bev_owned,
+                         struct torii_http_conn **out) TORII_MUST_USE;
+/** End the connection now (no response, no close_cb), freeing the bufferevent. Loop thread
+ * only, never from inside this connection's handler. NULL accepted. */
+void torii_http_conn_free(struct torii_http_conn *conn);
 
 /** Reason phrase for a status code ("Unknown" otherwise). */
 const char *torii_http_reason(int status);

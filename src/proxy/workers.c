@@ -23,6 +23,14 @@
 
 enum worker_listener_kind { WORKER_HTTPS = 0, WORKER_HTTP, WORKER_LISTENERS };
 
+/* A tracked client connection, so shutdown can end them all and the per-worker limit holds. */
+struct worker_conn {
+    struct worker *w;
+    struct torii_http_conn *conn;
+    struct worker_conn *prev;
+    struct worker_conn *next;
+};
+
 struct worker {
     struct torii_workers *owner;
     unsigned index;
@@ -30,7 +38,9 @@ struct worker {
     int started;
     struct event_base *base;
     struct evconnlistener *lev[WORKER_LISTENERS];
-    unsigned conns; /* loop thread only */
+    unsigned n_conns;          /* loop thread only */
+    struct worker_conn *conns; /* loop thread only (main thread after join) */
+    int paused;                /* listeners disabled at max_conns_per_worker */
 };
 
 struct torii_workers {
@@ -50,6 +60,41 @@ static void worker_handle(struct torii_http_exchange *ex, const struct torii_htt
     (void)req;
     (void)arg;
     torii_http_respond(ex, 404, "application/json", body, sizeof(body) - 1, NULL, 0);
+}
+
+static void worker_listeners_enable(struct worker *w, int on)
+{
+    for (int i = 0; i < WORKER_LISTENERS; i++) {
+        if (w->lev[i] != NULL) {
+            (void)(on ? evconnlistener_enable(w->lev[i]) : evconnlistener_disable(w->lev[i]));
+        }
+    }
+    w->paused = !on;
+}
+
+static void worker_conn_unlink(struct worker_conn *wc)
+{
+    struct worker *w = wc->w;
+
+    if (wc->prev != NULL) {
+        wc->prev->next = wc->next;
+    } else {
+        w->conns = wc->next;
+    }
+    if (wc->next != NULL) {
+        wc->next->prev = wc->prev;
+    }
+    w->n_conns--;
+    if (w->paused && w->n_conns < w->owner->cfg->max_conns_per_worker) {
+        worker_listeners_enable(w, 1);
+    }
+    free(wc);
+}
+
+static void worker_conn_closed(struct torii_http_conn *conn, void *arg)
+{
+    (void)conn;
+    worker_conn_unlink(arg);
 }
 
 static void worker_peer(const struct sockaddr *sa, char *out, size_t len)
@@ -77,6 +122,8 @@ static void worker_accept(struct evconnlistener *lev, evutil_socket_t fd, struct
 {
     struct worker *w = arg;
     struct bufferevent *bev = NULL;
+    struct worker_conn *wc;
+    struct torii_http_conn_opts opts;
     char peer[INET6_ADDRSTRLEN + 8];
     int one = 1;
 
@@ -105,10 +152,30 @@ static void worker_accept(struct evconnlistener *lev, evutil_socket_t fd, struct
         evutil_closesocket(fd);
         return;
     }
-    if (torii_http_conn_start(w->base, bev, &w->owner->limits, peer, NULL, worker_handle, w)
-        != TORII_OK) {
+    wc = torii_xcalloc(1, sizeof(*wc));
+    wc->w = w;
+    opts = (struct torii_http_conn_opts){.base = w->base,
+                                         .lim = &w->owner->limits,
+                                         .peer = peer,
+                                         .cb = worker_handle,
+                                         .arg = w,
+                                         .close_cb = worker_conn_closed,
+                                         .close_arg = wc};
+    if (torii_http_conn_open(&opts, bev, &wc->conn) != TORII_OK) {
         torii_log(TORII_LOG_WARN, "proxy: cannot start a connection (peer=%s)", peer);
         bufferevent_free(bev);
+        free(wc);
+        return;
+    }
+    wc->next = w->conns;
+    if (w->conns != NULL) {
+        w->conns->prev = wc;
+    }
+    w->conns = wc;
+    /* At the limit, stop accepting: the kernel queues (and eventually refuses) new clients
+     * instead of us accepting connections we cannot serve. */
+    if (++w->n_conns >= w->owner->cfg->max_conns_per_worker) {
+        worker_listeners_enable(w, 0);
     }
 }
 
@@ -259,6 +326,12 @@ void torii_workers_stop(struct torii_workers *ws)
         struct worker *w = &ws->w[i];
         if (w->started) {
             (void)pthread_join(w->thread, NULL);
+        }
+        while (w->conns != NULL) {
+            struct worker_conn *wc = w->conns;
+            torii_http_conn_free(wc->conn);
+            w->conns = wc->next;
+            free(wc);
         }
         for (int j = 0; j < WORKER_LISTENERS; j++) {
             if (w->lev[j] != NULL) {

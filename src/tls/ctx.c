@@ -180,7 +180,8 @@ static int tls_ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char
 {
     struct torii_tls_ctx *tc = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_ctx_idx);
     const struct tls_ticket_key *k = NULL;
-    OSSL_PARAM params[2];
+    OSSL_PARAM params[3];
+    static char digest[] = "SHA256";
     int rc = -1; /* OpenSSL's convention for this callback: -1 error, 0 no key */
     int slot = 0;
 
@@ -207,7 +208,8 @@ static int tls_ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char
     }
     params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)(uintptr_t)k->hmac,
                                                   sizeof(k->hmac));
-    params[1] = OSSL_PARAM_construct_end();
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
+    params[2] = OSSL_PARAM_construct_end();
     if (EVP_MAC_CTX_set_params(hctx, params) != 1) {
         goto out;
     }

@@ -1,0 +1,783 @@
+/* parser.c - the request parser: bytes in, events out, no I/O.
+ * Three layers, in the order a byte meets them:
+ *  1. our section scanner, over the head and the trailer section only: CRLF line endings
+ *     (no bare CR or LF), no NUL or other control bytes in field lines, no obs-fold, no
+ *     whitespace before the colon (RFC 9112 sections 2.2, 5.1, 5.2), and the size limits
+ *     (431). It runs before llhttp so llhttp's build mode cannot loosen these rules.
+ *  2. llhttp (HTTP_REQUEST, no lenient flag): request line, tokens, chunked framing,
+ *     Content-Length syntax and duplicates. Any error it reports is a 400 (501 for a bad
+ *     Transfer-Encoding list).
+ *  3. policy on the complete head (head_policy): version, Host, Content-Length vs
+ *     Transfer-Encoding, Expect, request-target form, body limits.
+ * llhttp is paused after the head of a request with a body, after the last chunk (so the
+ * scanner can take the trailer section) and after each request, so pipelined bytes are never
+ * consumed ahead of the request being answered. */
+#include <string.h>
+
+#include <llhttp.h>
+
+#include "http_int.h"
+#include "torii/http.h"
+#include "torii/mem.h"
+
+enum scan_mode {
+    SCAN_OFF = 0, /* body bytes: llhttp alone */
+    SCAN_HEAD,    /* request line + field lines + empty line */
+    SCAN_TRAILER, /* trailer field lines + empty line */
+};
+
+enum last_cb {
+    LAST_NONE = 0,
+    LAST_NAME,
+    LAST_VALUE,
+};
+
+/* Fields are recorded as offsets while their bytes arrive (the buffer may move), and turned
+ * into slices once the section is complete and the buffer no longer grows. */
+struct field_rec {
+    size_t name_off, name_len, val_off, val_len;
+};
+
+struct field_store {
+    char *buf;
+    size_t len, cap;
+    struct field_rec *recs;
+    size_t n, cap_recs;
+    struct torii_http_header *arr;
+};
+
+struct torii_http_parser {
+    llhttp_t ll;
+    struct torii_http_limits lim;
+
+    /* Section scanner. */
+    enum scan_mode mode;
+    size_t sec_bytes;
+    size_t line_len;
+    size_t n_fields;
+    unsigned line_no;
+    int saw_cr;
+    int colon_seen;
+    int started;
+
+    /* Head and trailers, as received. */
+    struct field_store head;
+    struct field_store trl;
+    struct field_store *fs;
+    enum last_cb last;
+    size_t url_off, url_len;
+    int in_url;
+
+    /* Body. */
+    unsigned char *body;
+    size_t body_len, body_cap;
+    torii_http_body_cb body_cb;
+    void *body_arg;
+
+    struct torii_http_req req;
+    int head_ready;
+    int head_pause;
+    int trailer_pause;
+    int msg_done;
+    int expect_continue;
+
+    int failed;
+    int err_status;
+    const char *err_msg;
+};
+
+static int parser_fail(struct torii_http_parser *p, int status, const char *msg)
+{
+    if (!p->failed) {
+        p->failed = 1;
+        p->err_status = status;
+        p->err_msg = msg;
+    }
+    return -1;
+}
+
+static int store_append(struct field_store *fs, const char *at, size_t len)
+{
+    if (fs->len + len > fs->cap) {
+        size_t ncap = fs->cap ? fs->cap : 512;
+        while (ncap < fs->len + len) {
+            ncap *= 2;
+        }
+        fs->buf = torii_xrealloc(fs->buf, ncap);
+        fs->cap = ncap;
+    }
+    memcpy(fs->buf + fs->len, at, len);
+    fs->len += len;
+    return TORII_OK;
+}
+
+static struct field_rec *store_new_rec(struct field_store *fs)
+{
+    if (fs->n == fs->cap_recs) {
+        fs->cap_recs = fs->cap_recs ? fs->cap_recs * 2 : 16;
+        fs->recs = torii_xrealloc(fs->recs, fs->cap_recs * sizeof(*fs->recs));
+    }
+    memset(&fs->recs[fs->n], 0, sizeof(fs->recs[0]));
+    fs->recs[fs->n].name_off = fs->len;
+    fs->recs[fs->n].val_off = fs->len;
+    return &fs->recs[fs->n++];
+}
+
+static void store_build(struct field_store *fs)
+{
+    free(fs->arr);
+    fs->arr = torii_xcalloc(fs->n ? fs->n : 1, sizeof(*fs->arr));
+    for (size_t i = 0; i < fs->n; i++) {
+        const struct field_rec *r = &fs->recs[i];
+        size_t vl = r->val_len;
+        size_t vo = r->val_off;
+        /* Field values exclude leading and trailing OWS (RFC 9110 section 5.5). */
+        while (vl > 0 && (fs->buf[vo] == ' ' || fs->buf[vo] == '\t')) {
+            vo++;
+            vl--;
+        }
+        while (vl > 0 && (fs->buf[vo + vl - 1] == ' ' || fs->buf[vo + vl - 1] == '\t')) {
+            vl--;
+        }
+        fs->arr[i].name.ptr = fs->buf + r->name_off;
+        fs->arr[i].name.len = r->name_len;
+        fs->arr[i].value.ptr = fs->buf + vo;
+        fs->arr[i].value.len = vl;
+    }
+}
+
+static void store_reset(struct field_store *fs)
+{
+    fs->len = 0;
+    fs->n = 0;
+    TORII_FREE(fs->arr);
+}
+
+static void store_free(struct field_store *fs)
+{
+    TORII_FREE(fs->buf);
+    TORII_FREE(fs->recs);
+    TORII_FREE(fs->arr);
+}
+
+static void section_begin(struct torii_http_parser *p, enum scan_mode mode)
+{
+    p->mode = mode;
+    p->sec_bytes = 0;
+    p->line_len = 0;
+    p->n_fields = 0;
+    p->line_no = 0;
+    p->saw_cr = 0;
+    p->colon_seen = 0;
+}
+
+/* Scan head or trailer bytes. Returns how many bytes belong to the section (stopping after
+ * the LF of its empty line, which sets *end), or sets p->failed at the first bad byte. */
+static size_t scan_section(struct torii_http_parser *p, const char *d, size_t len, int *end)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)d[i];
+        int field_line = p->mode == SCAN_TRAILER || p->line_no > 0;
+
+        p->started = 1;
+        if (++p->sec_bytes > p->lim.max_header_bytes) {
+            (void)parser_fail(p, 431, "request header section too large");
+            return i;
+        }
+        if (p->saw_cr) {
+            if (c != '\n') {
+                (void)parser_fail(p, 400, "bare CR in request head");
+                return i;
+            }
+            p->saw_cr = 0;
+            if (p->line_len == 0) {
+                if (p->mode == SCAN_HEAD && p->line_no == 0) {
+                    continue; /* empty line before the request line (RFC 9112 2.2) */
+                }
+                *end = 1;
+                p->mode = SCAN_OFF;
+                return i + 1;
+            }
+            if (field_line && !p->colon_seen) {
+                (void)parser_fail(p, 400, "header field without colon");
+                return i;
+            }
+            p->line_no++;
+            p->line_len = 0;
+            p->colon_seen = 0;
+            continue;
+        }
+        if (c == '\r') {
+            p->saw_cr = 1;
+            continue;
+        }
+        if (c == '\n') {
+            (void)parser_fail(p, 400, "bare LF in request head");
+            return i;
+        }
+        if (c == '\0') {
+            (void)parser_fail(p, 400, "NUL in request head");
+            return i;
+        }
+        if (field_line) {
+            if (p->line_len == 0) {
+                if (c == ' ' || c == '\t') {
+                    (void)parser_fail(p, 400, "obsolete line folding");
+                    return i;
+                }
+                if (++p->n_fields > p->lim.max_headers) {
+                    (void)parser_fail(p, 431, "too many header fields");
+                    return i;
+                }
+            }
+            if (!p->colon_seen) {
+                if (c == ':') {
+                    p->colon_seen = 1;
+                } else if (c == ' ' || c == '\t') {
+                    (void)parser_fail(p, 400, "whitespace before colon");
+                    return i;
+                }
+            } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
+                (void)parser_fail(p, 400, "control character in field value");
+                return i;
+            }
+        } else if (c < 0x20 || c == 0x7f) {
+            (void)parser_fail(p, 400, "control character in request line");
+            return i;
+        }
+        p->line_len++;
+    }
+    return len;
+}
+
+static struct torii_http_parser *from_ll(llhttp_t *ll)
+{
+    return ll->data;
+}
+
+/* ---- llhttp callbacks: record bytes, enforce limits, pause at boundaries ---------------- */
+
+static int on_url(llhttp_t *ll, const char *at, size_t len)
+{
+    struct torii_http_parser *p = from_ll(ll);
+
+    if (!p->in_url) {
+        p->in_url = 1;
+        p->url_off = p->head.len;
+        p->url_len = 0;
+    }
+    if (len > p->lim.max_target - p->url_len) {
+        return parser_fail(p, 414, "request-target too long");
+    }
+    p->url_len += len;
+    return store_append(&p->head, at, len);
+}
+
+static int on_header_field(llhttp_t *ll, const char *at, size_t len)
+{
+    struct torii_http_parser *p = from_ll(ll);
+    struct field_rec *r;
+
+    if (p->last != LAST_NAME) {
+        r = store_new_rec(p->fs);
+        p->last = LAST_NAME;
+    } else {
+        r = &p->fs->recs[p->fs->n - 1];
+    }
+    r->name_len += len;
+    return store_append(p->fs, at, len);
+}
+
+static int on_header_value(llhttp_t *ll, const char *at, size_t len)
+{
+    struct torii_http_parser *p = from_ll(ll);
+    struct field_rec *r;
+
+    if (p->fs->n == 0) {
+        return parser_fail(p, 400, "header value without name");
+    }
+    r = &p->fs->recs[p->fs->n - 1];
+    if (p->last != LAST_VALUE) {
+        r->val_off = p->fs->len;
+        r->val_len = 0;
+        p->last = LAST_VALUE;
+    }
+    r->val_len += len;
+    return store_append(p->fs, at, len);
+}
+
+static int on_header_value_complete(llhttp_t *ll)
+{
+    struct torii_http_parser *p = from_ll(ll);
+
+    if (p->last == LAST_NAME && p->fs->n > 0) {
+        p->fs->recs[p->fs->n - 1].val_off = p->fs->len;
+        p->fs->recs[p->fs->n - 1].val_len = 0;
+    }
+    p->last = LAST_NONE;
+    return 0;
+}
+
+static int has_token(struct torii_slice v, const char *tok)
+{
+    size_t i = 0;
+
+    while (i < v.len) {
+        size_t s;
+        size_t e;
+        while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t' || v.ptr[i] == ',')) {
+            i++;
+        }
+        s = i;
+        while (i < v.len && v.ptr[i] != ',') {
+            i++;
+        }
+        e = i;
+        while (e > s && (v.ptr[e - 1] == ' ' || v.ptr[e - 1] == '\t')) {
+            e--;
+        }
+        if (e > s) {
+            struct torii_slice t = {v.ptr + s, e - s};
+            if (torii_slice_eq_ci(t, tok)) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Content-Length = 1*DIGIT; a list of identical values collapses (RFC 9110 section 8.6).
+ * Returns TORII_OK with *val, TORII_EINVAL otherwise. */
+static int parse_content_length(struct torii_slice v, int *seen, uint64_t *val)
+{
+    size_t i = 0;
+
+    for (;;) {
+        uint64_t n = 0;
+        size_t digits = 0;
+        while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t')) {
+            i++;
+        }
+        while (i < v.len && v.ptr[i] >= '0' && v.ptr[i] <= '9') {
+            if (++digits > 18) {
+                return TORII_EINVAL; /* > 10^18: far past any limit, and no overflow */
+            }
+            n = n * 10 + (uint64_t)(v.ptr[i] - '0');
+            i++;
+        }
+        if (digits == 0) {
+            return TORII_EINVAL;
+        }
+        if (*seen && n != *val) {
+            return TORII_EINVAL;
+        }
+        *seen = 1;
+        *val = n;
+        while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t')) {
+            i++;
+        }
+        if (i == v.len) {
+            return TORII_OK;
+        }
+        if (v.ptr[i] != ',') {
+            return TORII_EINVAL;
+        }
+        i++;
+    }
+}
+
+static void split_target(struct torii_http_req *req)
+{
+    static const char slash[] = "/";
+    const char *t = req->target.ptr;
+    size_t len = req->target.len;
+    size_t ps = 0;
+    size_t pe;
+
+    if (len > 0 && t[0] != '/' && !(len == 1 && t[0] == '*')) {
+        /* absolute-form: skip "scheme://authority" */
+        const char *sep = memchr(t, ':', len);
+        ps = sep != NULL ? (size_t)(sep - t) + 1 : len;
+        while (ps < len && t[ps] == '/') {
+            ps++;
+        }
+        while (ps < len && t[ps] != '/' && t[ps] != '?') {
+            ps++;
+        }
+    }
+    pe = ps;
+    while (pe < len && t[pe] != '?') {
+        pe++;
+    }
+    req->path.ptr = t + ps;
+    req->path.len = pe - ps;
+    if (req->path.len == 0) {
+        req->path.ptr = slash;
+        req->path.len = 1;
+    }
+    if (pe < len) {
+        req->query.ptr = t + pe + 1;
+        req->query.len = len - pe - 1;
+    } else {
+        req->query.ptr = t + len;
+        req->query.len = 0;
+    }
+}
+
+static int target_form_ok(const struct torii_http_req *req, uint8_t method)
+{
+    struct torii_slice t = req->target;
+
+    if (t.len == 0) {
+        return 0;
+    }
+    if (t.ptr[0] == '/') {
+        return 1;
+    }
+    if (t.len == 1 && t.ptr[0] == '*') {
+        return method == HTTP_OPTIONS;
+    }
+    if (t.len > 7 && torii_slice_eq_ci((struct torii_slice){t.ptr, 7}, "http://")) {
+        return 1;
+    }
+    return t.len > 8 && torii_slice_eq_ci((struct torii_slice){t.ptr, 8}, "https://");
+}
+
+/* Our rules on a complete head. Returns 0 or calls parser_fail (returns -1). */
+static int head_policy(struct torii_http_parser *p, int *has_body)
+{
+    const struct torii_http_req *req = &p->req;
+    size_t n_host = 0;
+    size_t n_te = 0;
+    size_t n_cl = 0;
+    int cl_seen = 0;
+    uint64_t cl = 0;
+    const struct torii_slice *te = NULL;
+    const struct torii_slice *expect = NULL;
+    int conn_close = 0;
+    int conn_keep = 0;
+
+    if (p->ll.http_major != 1 || p->ll.http_minor > 1) {
+        return parser_fail(p, 505, "HTTP version not supported");
+    }
+    for (size_t i = 0; i < req->n_headers; i++) {
+        const struct torii_http_header *h = &req->headers[i];
+        if (torii_slice_eq_ci(h->name, "Host")) {
+            n_host++;
+        } else if (torii_slice_eq_ci(h->name, "Transfer-Encoding")) {
+            n_te++;
+            te = &h->value;
+        } else if (torii_slice_eq_ci(h->name, "Content-Length")) {
+            n_cl++;
+            if (parse_content_length(h->value, &cl_seen, &cl) != TORII_OK) {
+                return parser_fail(p, 400, "invalid Content-Length");
+            }
+        } else if (torii_slice_eq_ci(h->name, "Expect")) {
+            if (expect != NULL) {
+                return parser_fail(p, 417, "unsupported expectation");
+            }
+            expect = &h->value;
+        } else if (torii_slice_eq_ci(h->name, "Connection")) {
+            conn_close |= has_token(h->value, "close");
+            conn_keep |= has_token(h->value, "keep-alive");
+        }
+    }
+    if (p->ll.method == HTTP_CONNECT) {
+        return parser_fail(p, 501, "CONNECT not supported");
+    }
+    if (!target_form_ok(req, p->ll.method)) {
+        return parser_fail(p, 400, "invalid request-target");
+    }
+    if (n_host > 1) {
+        return parser_fail(p, 400, "duplicate Host header");
+    }
+    if (n_host == 0 && req->version_minor == 1) {
+        return parser_fail(p, 400, "missing Host header");
+    }
+    if (n_te > 0 && n_cl > 0) {
+        return parser_fail(p, 400, "both Content-Length and Transfer-Encoding");
+    }
+    if (n_te > 0 && req->version_minor == 0) {
+        return parser_fail(p, 400, "Transfer-Encoding in an HTTP/1.0 request");
+    }
+    if (n_te > 1 || (te != NULL && !torii_slice_eq_ci(*te, "chunked"))) {
+        return parser_fail(p, 501, "unsupported transfer coding");
+    }
+    if (cl > p->lim.max_body) {
+        return parser_fail(p, 413, "request body too large");
+    }
+    *has_body = te != NULL || cl > 0;
+    if (expect != NULL && req->version_minor == 1) {
+        /* An HTTP/1.0 client cannot know 100 Continue: ignore (RFC 9110 section 10.1.1). */
+        if (!torii_slice_eq_ci(*expect, "100-continue")) {
+            return parser_fail(p, 417, "unsupported expectation");
+        }
+        p->expect_continue = *has_body;
+    }
+    /* RFC 9112 section 9.3. */
+    p->req.keep_alive = req->version_minor == 1 ? !conn_close : conn_keep && !conn_close;
+    if (cl > 0 && p->body_cb == NULL) {
+        p->body = malloc((size_t)cl);
+        if (p->body == NULL) {
+            return parser_fail(p, 500, "out of memory");
+        }
+        p->body_cap = (size_t)cl;
+    }
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *ll)
+{
+    struct torii_http_parser *p = from_ll(ll);
+    int has_body = 0;
+
+    store_build(&p->head);
+    memset(&p->req, 0, sizeof(p->req));
+    p->req.method = llhttp_method_name((llhttp_method_t)ll->method);
+    p->req.target.ptr = p->head.buf != NULL ? p->head.buf + p->url_off : "";
+    p->req.target.len = p->url_len;
+    split_target(&p->req);
+    p->req.version_minor = ll->http_minor;
+    p->req.headers = p->head.arr;
+    p->req.n_headers = p->head.n;
+    if (head_policy(p, &has_body) != 0) {
+        return -1;
+    }
+    /* No protocol switch: a request carrying Upgrade is answered as plain HTTP/1.1. */
+    ll->upgrade = 0;
+    p->head_ready = 1;
+    p->fs = &p->trl;
+    p->last = LAST_NONE;
+    if (has_body) {
+        p->head_pause = 1;
+        return HPE_PAUSED;
+    }
+    return 0;
+}
+
+static int on_body(llhttp_t *ll, const char *at, size_t len)
+{
+    struct torii_http_parser *p = from_ll(ll);
+
+    if (len > p->lim.max_body - p->body_len) {
+        return parser_fail(p, 413, "request body too large");
+    }
+    if (p->body_cb != NULL) {
+        if (p->body_cb(p->body_arg, (const unsigned char *)at, len) != TORII_OK) {
+            return parser_fail(p, 500, "request body rejected");
+        }
+        p->body_len += len;
+        return 0;
+    }
+    if (p->body_len + len > p->body_cap) {
+        size_t ncap = p->body_cap ? p->body_cap : 1024;
+        unsigned char *nb;
+        while (ncap < p->body_len + len) {
+            ncap *= 2;
+        }
+        if (ncap > p->lim.max_body) {
+            ncap = p->lim.max_body;
+        }
+        nb = realloc(p->body, ncap);
+        if (nb == NULL) {
+            return parser_fail(p, 500, "out of memory");
+        }
+        p->body = nb;
+        p->body_cap = ncap;
+    }
+    memcpy(p->body + p->body_len, at, len);
+    p->body_len += len;
+    return 0;
+}
+
+static int on_chunk_header(llhttp_t *ll)
+{
+    struct torii_http_parser *p = from_ll(ll);
+
+    if (ll->content_length == 0) {
+        p->trailer_pause = 1; /* the scanner takes the trailer section */
+        return HPE_PAUSED;
+    }
+    if (ll->content_length > (uint64_t)(p->lim.max_body - p->body_len)) {
+        return parser_fail(p, 413, "request body too large");
+    }
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *ll)
+{
+    struct torii_http_parser *p = from_ll(ll);
+
+    store_build(&p->trl);
+    p->req.trailers = p->trl.arr;
+    p->req.n_trailers = p->trl.n;
+    p->req.body = p->body_len > 0 && p->body_cb == NULL ? p->body : NULL;
+    p->req.body_len = p->body_len;
+    p->msg_done = 1;
+    p->mode = SCAN_OFF;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t parser_settings = {
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---- public API ------------------------------------------------------------------------- */
+
+static void parser_clear_request(struct torii_http_parser *p)
+{
+    store_reset(&p->head);
+    store_reset(&p->trl);
+    p->fs = &p->head;
+    p->last = LAST_NONE;
+    p->in_url = 0;
+    p->url_off = 0;
+    p->url_len = 0;
+    TORII_FREE(p->body);
+    p->body_len = 0;
+    p->body_cap = 0;
+    memset(&p->req, 0, sizeof(p->req));
+    p->head_ready = 0;
+    p->head_pause = 0;
+    p->trailer_pause = 0;
+    p->msg_done = 0;
+    p->expect_continue = 0;
+    p->started = 0;
+    section_begin(p, SCAN_HEAD);
+}
+
+int torii_http_parser_new(const struct torii_http_limits *lim, struct torii_http_parser **out)
+{
+    struct torii_http_parser *p = torii_xcalloc(1, sizeof(*p));
+
+    p->lim = *lim;
+    llhttp_init(&p->ll, HTTP_REQUEST, &parser_settings);
+    /* Strict: no leniency of any kind (the defaults, spelled out). */
+    llhttp_set_lenient_headers(&p->ll, 0);
+    llhttp_set_lenient_chunked_length(&p->ll, 0);
+    llhttp_set_lenient_keep_alive(&p->ll, 0);
+    llhttp_set_lenient_transfer_encoding(&p->ll, 0);
+    p->ll.data = p;
+    parser_clear_request(p);
+    *out = p;
+    return TORII_OK;
+}
+
+void torii_http_parser_free(struct torii_http_parser *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    store_free(&p->head);
+    store_free(&p->trl);
+    free(p->body);
+    free(p);
+}
+
+void torii_http_parser_set_body_cb(struct torii_http_parser *p, torii_http_body_cb cb, void *arg)
+{
+    p->body_cb = cb;
+    p->body_arg = arg;
+}
+
+static void fail_from_llhttp(struct torii_http_parser *p, llhttp_errno_t e)
+{
+    if (p->failed) {
+        return;
+    }
+    if (e == HPE_INVALID_TRANSFER_ENCODING) {
+        (void)parser_fail(p, 501, "unsupported transfer coding");
+        return;
+    }
+    /* llhttp reasons are static strings. */
+    const char *why = llhttp_get_error_reason(&p->ll);
+    (void)parser_fail(p, 400, why != NULL ? why : "malformed request");
+}
+
+enum torii_http_parse_ev torii_http_parser_feed(struct torii_http_parser *p, const char *data,
+                                                size_t len, size_t *consumed)
+{
+    size_t off = 0;
+
+    *consumed = 0;
+    if (p->failed) {
+        return TORII_HTTP_PARSE_ERROR;
+    }
+    if (p->msg_done) {
+        return TORII_HTTP_PARSE_DONE;
+    }
+    while (off < len) {
+        size_t n = len - off;
+        int end = 0;
+        llhttp_errno_t e;
+
+        if (p->mode != SCAN_OFF) {
+            n = scan_section(p, data + off, n, &end);
+            if (p->failed) {
+                *consumed = off;
+                return TORII_HTTP_PARSE_ERROR;
+            }
+        }
+        p->head_pause = 0;
+        p->trailer_pause = 0;
+        e = llhttp_execute(&p->ll, data + off, n);
+        if (e == HPE_OK) {
+            off += n;
+            continue;
+        }
+        if (e != HPE_PAUSED) {
+            fail_from_llhttp(p, e);
+            *consumed = off;
+            return TORII_HTTP_PARSE_ERROR;
+        }
+        off = (size_t)(llhttp_get_error_pos(&p->ll) - data);
+        llhttp_resume(&p->ll);
+        *consumed = off;
+        if (p->msg_done) {
+            return TORII_HTTP_PARSE_DONE;
+        }
+        if (p->head_pause) {
+            return TORII_HTTP_PARSE_HEAD;
+        }
+        if (p->trailer_pause) {
+            section_begin(p, SCAN_TRAILER);
+        }
+    }
+    *consumed = off;
+    return TORII_HTTP_PARSE_MORE;
+}
+
+const struct torii_http_req *torii_http_parser_req(const struct torii_http_parser *p)
+{
+    return p->head_ready ? &p->req : NULL;
+}
+
+int torii_http_parser_expects_continue(const struct torii_http_parser *p)
+{
+    return p->expect_continue;
+}
+
+int torii_http_parser_idle(const struct torii_http_parser *p)
+{
+    return !p->started && !p->failed;
+}
+
+int torii_http_parser_error(const struct torii_http_parser *p, const char **msg)
+{
+    if (msg != NULL) {
+        *msg = p->failed ? p->err_msg : NULL;
+    }
+    return p->failed ? p->err_status : 0;
+}
+
+void torii_http_parser_next(struct torii_http_parser *p)
+{
+    parser_clear_request(p);
+}
