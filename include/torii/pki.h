@@ -65,6 +65,11 @@ int torii_cert_generate_selfsigned(const char *id, const char *const *dns_names,
 #define TORII_CERTREC_KEYPAIR     (1u << 4)
 #define TORII_CERTREC_SELF_SIGNED (1u << 5)
 #define TORII_CERTREC_KEY_MATCHES (1u << 6) /* private key matches the leaf */
+/* The leaf's usages forbid TLS server authentication (keyUsage without digitalSignature /
+ * keyEncipherment / keyAgreement, or extendedKeyUsage without serverAuth): a CA-only or
+ * client-only certificate. A CA:TRUE certificate without such restrictions (what
+ * `openssl req -x509` makes) stays usable. */
+#define TORII_CERTREC_NOT_SERVER (1u << 7)
 
 #define TORII_CERTREC_MAX_NAMES 1024
 #define TORII_CERTREC_MAX_CHAIN 16
@@ -92,5 +97,242 @@ int torii_certrec_build(const json_t *entity, unsigned char **out, size_t *out_l
  * unspecified. Format: see src/pki/certrec.c. key_der.len is 0 without HAS_KEY. */
 int torii_certrec_decode(const unsigned char *buf, size_t len, struct torii_certrec *rec)
     TORII_MUST_USE;
+
+/* ---- issuing (PKI API) ----
+ * Pure functions behind the Otoroshi-compatible PKI endpoints (reference section 3). A
+ * "query" is Otoroshi's GenCsrQuery JSON: hosts[] (DNS names and IP literals -> SANs),
+ * key {algo: "rsa"|"ecdsa", size} (or keyType/keySize; RSA 2048/3072/4096, ECDSA
+ * 256/384/521; absent -> ECDSA P-256 for leaves, P-384 for CAs), subject ("CN=x, O=y") or
+ * name ({"CN":"x"}; subject wins; neither -> CN=hosts[0]), client (EKU clientAuth instead
+ * of serverAuth), ca, includeAIA, duration (ms; default 365 days, 10 years for CAs),
+ * signatureAlg/digestAlg (only the digest is used: SHA-256/384/512; default follows the
+ * signing key). Unknown query fields are ignored. Every certificate gets a random positive
+ * 128-bit serial, SKI and AKI, critical BasicConstraints and KeyUsage (CA: keyCertSign,
+ * cRLSign, digitalSignature; leaf: digitalSignature, +keyEncipherment for RSA keys).
+ * A "CA entity" is a certificate entity with ca=true, not revoked, whose chain leaf is a CA
+ * certificate and whose privateKey (decrypted with its password) matches it; anything else
+ * is TORII_EINVAL with a message naming the entity id. Issued entities carry the new key,
+ * chain = new cert + the CA entity's chain, caRef = CA id (null when self-signed),
+ * client/keypair flags, metadata.csr = the query echo, and are enriched. Differences from
+ * Otoroshi (reference 13): unsupported key sizes are refused instead of falling back to
+ * P-256, the digest never has to "match" the key type, caIssuers points at the issuer. */
+
+/** Options shared by the issuing calls. All strings are borrowed for the call. */
+struct torii_pki_opts {
+    int64_t now_ms;       /* notBefore of new certificates; "now" for enrich */
+    const char *base_url; /* public base URL ("https://pki.example.com"), no trailing path;
+                           * NULL when not configured (includeAIA is then refused) */
+    const char *id;       /* id of the new entity; NULL -> random 32 chars [A-Za-z0-9] */
+};
+
+/** Self-signed root CA from a query (the CA profile whatever query.ca says; no path length;
+ * default ECDSA P-384, 10 years). *out is a new enriched entity (caller json_decref()s),
+ * written only on success. TORII_EINVAL (eb says why) for a bad query; TORII_ETLS when
+ * OpenSSL fails. */
+int torii_pki_ca_create(const json_t *query, const struct torii_pki_opts *o, json_t **out,
+                        struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** Sub-CA signed by ca_entity: BasicConstraints CA:TRUE, pathLen 0. includeAIA adds
+ * OCSP/caIssuers/CRL URLs under o->base_url (see torii_pki_cert_issue). TORII_EINVAL when
+ * ca_entity is not a usable CA entity (see above) or its own pathLen is 0. */
+int torii_pki_subca_create(const json_t *ca_entity, const json_t *query,
+                           const struct torii_pki_opts *o, json_t **out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** Certificate signed by ca_entity: a server leaf (EKU serverAuth), a client leaf
+ * (query.client: EKU clientAuth, entity client=true) or, with query.ca, a sub-CA as
+ * torii_pki_subca_create. notAfter is clamped to the CA's notAfter. With includeAIA:
+ * authorityInfoAccess OCSP = <base>/.well-known/torii/ocsp, caIssuers =
+ * <base>/.well-known/torii/ca/<CA id>, CRL distribution point
+ * <base>/.well-known/torii/crl/<CA id>. Errors as torii_pki_subca_create. */
+int torii_pki_cert_issue(const json_t *ca_entity, const json_t *query,
+                         const struct torii_pki_opts *o, json_t **out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** Self-signed certificate from a query (query.ca -> self-signed CA as
+ * torii_pki_ca_create). includeAIA is ignored (there is no issuer to point at). */
+int torii_pki_cert_selfsigned(const json_t *query, const struct torii_pki_opts *o,
+                              json_t **out, struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** Key pair for JWT signing (POST /api/pki/keys): key_spec {algo, size} (NULL -> ECDSA
+ * P-256) wrapped in a self-signed certificate "CN=keypair-<random hex>" valid 10 years;
+ * the entity has keypair=true and name "KeyPair - <hex>". */
+int torii_pki_keypair_create(const json_t *key_spec, const struct torii_pki_opts *o,
+                             json_t **out, struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** CSR from a query: *out = {"csr", "publicKey", "privateKey"} (PEM strings; the private
+ * key is unencrypted PKCS#8). The CSR requests the SANs (and CA:TRUE when query.ca).
+ * TORII_EINVAL for a bad query or no subject/name/hosts. */
+int torii_pki_csr_create(const json_t *query, json_t **out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** Sign a PEM CSR with ca_entity. The CSR's signature must verify. The CA decides the
+ * profile: CA:FALSE always, key usages of a leaf, EKU serverAuth (clientAuth when client),
+ * validity now..now+duration_ms (<= 0 -> 365 days, clamped to the CA); only the subject and
+ * the requested SANs are copied from the CSR, every other requested extension is dropped.
+ * AIA/CRL URLs are added when o->base_url is set. *out = {"cert", "csr", "ca"} (PEM; "ca"
+ * is the CA's chain). TORII_EINVAL for an unparsable CSR, a bad CSR signature or a bad CA. */
+int torii_pki_csr_sign(const json_t *ca_entity, const char *csr_pem, int64_t duration_ms,
+                       int client, const struct torii_pki_opts *o, json_t **out,
+                       struct torii_errbuf *eb) TORII_MUST_USE;
+
+/* ---- imports and inspection ---- */
+
+/** PKCS#12 import: every private key entry becomes one enriched entity (id random 64 chars,
+ * name "Imported Certificate", chain = the certificate matching the key + its issuers found
+ * in the file, privateKey unencrypted PKCS#8, client = the leaf's EKU has clientAuth).
+ * password NULL means "" (both encodings are tried). *out is a new JSON array, written only
+ * on success. TORII_EINVAL for a wrong password, corrupt DER, a file without key entries or
+ * a key without its certificate; nothing is returned then. Legacy RC2/3DES files need
+ * OpenSSL's legacy provider to be loaded by the caller. */
+int torii_pki_import_p12(const unsigned char *der, size_t len, const char *password,
+                         int64_t now_ms, json_t **out, struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** PEM bundle import: certificates and private keys in any order (CSRs and other blocks
+ * ignored; keys may be encrypted with password). Each key is paired with the certificate it
+ * matches, and the chain is built from the other certificates by issuer name and signature.
+ * One enriched entity per key (id "cert_<uuid>"). *out is a new JSON array. TORII_EINVAL
+ * for no key, a key matching no certificate, or any block that does not parse. */
+int torii_pki_import_pem_bundle(const char *text, const char *password, int64_t now_ms,
+                                json_t **out, struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** Certificate data of the first certificate of a PEM text (reference 3.3): issuerDN,
+ * subjectDN, notBefore, notAfter, serialNumber (lower-case hex), serialNumberLng (low 64
+ * bits, signed, as Java's longValue), sigAlgName ("SHA256WITHRSA"), sigAlgOID, _signature,
+ * signature, domain, rawDomain, version, type, publicKey, selfSigned, constraints, ca,
+ * client, subAltNames, cExtensions, ncExtensions. Extension values are base64 of the DER
+ * (Otoroshi emits the raw bytes as UTF-8, which is not valid JSON text). */
+int torii_pki_cert_data(const char *pem, json_t **out, struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** {"valid": bool} for an entity (borrowed, not modified): the `valid` an enrich at now_ms
+ * would compute; false when the entity does not enrich. NULL only on OOM. */
+json_t *torii_pki_cert_valid(const json_t *entity, int64_t now_ms);
+
+/** Serial of the entity's leaf certificate as lower-case hex without leading zeros (the key
+ * of a serial -> id index; same text as torii_pki_certid.serial_hex). buf >= 83 bytes.
+ * TORII_EINVAL when the chain does not parse. */
+int torii_pki_cert_serial_hex(const json_t *entity, char *buf, size_t len,
+                              struct torii_errbuf *eb) TORII_MUST_USE;
+
+/* ---- revocation: reasons, OCSP (RFC 6960), CRL (RFC 5280) ---- */
+
+#define TORII_PKI_SERIAL_HEX_MAX 83 /* 41 DER octets of INTEGER content, hex, NUL */
+
+/** CRLReason codes (RFC 5280 5.3.1); TORII_PKI_REASON_NONE = no reason given. */
+enum torii_pki_reason {
+    TORII_PKI_REASON_NONE = -1,
+    TORII_PKI_REASON_UNSPECIFIED = 0,
+    TORII_PKI_REASON_KEY_COMPROMISE = 1,
+    TORII_PKI_REASON_CA_COMPROMISE = 2,
+    TORII_PKI_REASON_AFFILIATION_CHANGED = 3,
+    TORII_PKI_REASON_SUPERSEDED = 4,
+    TORII_PKI_REASON_CESSATION_OF_OPERATION = 5,
+    TORII_PKI_REASON_CERTIFICATE_HOLD = 6,
+    TORII_PKI_REASON_REMOVE_FROM_CRL = 8,
+    TORII_PKI_REASON_PRIVILEGE_WITHDRAWN = 9,
+    TORII_PKI_REASON_AA_COMPROMISE = 10,
+};
+
+/** metadata.revocationReason text (reference 1.6, case-insensitive; "PRIVILEGE_WITH_DRAWN"
+ * as Otoroshi spells it, and "PRIVILEGE_WITHDRAWN") -> code. NULL, "" and "VALID" give
+ * TORII_PKI_REASON_UNSPECIFIED. TORII_EINVAL for any other text. */
+int torii_pki_reason_parse(const char *name, enum torii_pki_reason *out) TORII_MUST_USE;
+
+/** One revoked certificate, for CRLs. */
+struct torii_pki_revoked {
+    char serial_hex[TORII_PKI_SERIAL_HEX_MAX]; /* as torii_pki_cert_serial_hex */
+    int64_t revoked_at_ms;
+    enum torii_pki_reason reason;
+};
+
+/** Fill *out from an entity with revoked=true: serial of its leaf, time =
+ * metadata.revokedAt (epoch ms, decimal) when present, else the leaf's notBefore (the
+ * entity keeps no revocation time; notBefore is the conservative choice), reason from
+ * metadata.revocationReason (unknown text -> unspecified). TORII_ENOTFOUND when the entity
+ * is not revoked; TORII_EINVAL when its chain does not parse. */
+int torii_pki_revoked_from_entity(const json_t *entity, struct torii_pki_revoked *out,
+                                  struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** DER CRL v2 signed by ca_entity (see "CA entity" above): thisUpdate = now_ms, nextUpdate
+ * = now_ms + next_update_s, one entry per revoked[i] (reason extension unless NONE or
+ * UNSPECIFIED, RFC 5280 5.3.1), CRL number and AKI extensions. *der is malloc'd (caller
+ * frees). TORII_EINVAL for a bad CA, a bad serial_hex or next_update_s <= 0. */
+int torii_pki_crl_build(const json_t *ca_entity, const struct torii_pki_revoked *revoked,
+                        size_t n_revoked, uint64_t crl_number, int64_t now_ms,
+                        int64_t next_update_s, unsigned char **der, size_t *der_len,
+                        struct torii_errbuf *eb) TORII_MUST_USE;
+
+enum torii_pki_ocsp_status {
+    TORII_PKI_OCSP_GOOD = 0,
+    TORII_PKI_OCSP_REVOKED = 1,
+    TORII_PKI_OCSP_UNKNOWN = 2,
+};
+
+/** One CertID of an OCSP request, borrowed for the duration of the callback. */
+struct torii_pki_certid {
+    const char *hash_alg;            /* OpenSSL short name of the hash, e.g. "SHA1" */
+    const unsigned char *name_hash;  /* hash of the issuer's subject DN (DER) */
+    size_t name_hash_len;
+    const unsigned char *key_hash;   /* hash of the issuer's public key BIT STRING */
+    size_t key_hash_len;
+    const char *serial_hex;          /* as torii_pki_cert_serial_hex */
+    const void *_cid;                /* private: the OCSP_CERTID */
+};
+
+/** What the lookup callback answers for one CertID. The responder pre-fills status
+ * UNKNOWN, reason NONE and issuer NULL. */
+struct torii_pki_ocsp_answer {
+    enum torii_pki_ocsp_status status;
+    int64_t revoked_at_ms;        /* REVOKED only */
+    enum torii_pki_reason reason; /* REVOKED only; NONE = omit */
+    json_t *issuer_owned;         /* the issuing CA entity (a new reference the responder
+                                   * json_decref()s), or NULL when no CA is known */
+};
+
+/** Lookup callback: fill *ans for id. Typical store-backed implementation: serial_hex ->
+ * entity id (index), entity -> torii_pki_ocsp_answer_from_entity, entity.caRef -> CA
+ * entity as issuer_owned; when the serial is unknown, find the CA among the CA entities
+ * with torii_pki_certid_matches and answer UNKNOWN with it. The responder checks itself
+ * that the CertID's hashes match issuer_owned (a mismatch makes the answer UNKNOWN), so the
+ * callback may trust the serial alone. Return TORII_OK, or an error code to make the whole
+ * response internalError. Called on the responder's thread, once per CertID, in order. */
+typedef int (*torii_pki_ocsp_lookup_cb)(void *ctx, const struct torii_pki_certid *id,
+                                        struct torii_pki_ocsp_answer *ans);
+
+/** Status of an entity at now_ms for OCSP: revoked=true -> REVOKED (time and reason as
+ * torii_pki_revoked_from_entity); expired (now > to) -> UNKNOWN (no status is kept for
+ * expired certificates); else GOOD. Leaves issuer_owned alone. */
+void torii_pki_ocsp_answer_from_entity(const json_t *entity, int64_t now_ms,
+                                       struct torii_pki_ocsp_answer *ans);
+
+/** 1 when id names ca_entity's leaf as issuer (name and key hashes), else 0. */
+int torii_pki_certid_matches(const struct torii_pki_certid *id, const json_t *ca_entity);
+
+/** RFC 6960 responder: decode a DER OCSPRequest, call cb for each CertID (at most 32), and
+ * build a DER OCSPResponse. The BasicOCSPResponse is signed by the issuing CA's key (the
+ * issuer of the first CertID that has one; CertIDs of another issuer are answered
+ * UNKNOWN), ResponderID by key hash, the CA certificate included, thisUpdate = now_ms,
+ * nextUpdate = now_ms + next_update_s, request nonce echoed. Request signatures are not
+ * checked (RFC 6960 4.1.2 makes them optional). A request that does not decode or holds no
+ * (or too many) CertIDs gives malformedRequest; no CA for any CertID gives unauthorized; a
+ * callback error or an unusable CA gives internalError. Returns TORII_OK with *der (malloc'd)
+ * and *resp_status (RFC 6960 4.2.1 OCSPResponseStatus: 0 successful, 1 malformedRequest,
+ * 2 internalError, 6 unauthorized; may be NULL) whenever a response was built;
+ * eb then explains a non-successful status. TORII_ENOMEM/TORII_ETLS only when no response
+ * could be encoded at all. */
+int torii_pki_ocsp_respond(const unsigned char *req, size_t req_len, torii_pki_ocsp_lookup_cb cb,
+                           void *cb_ctx, int64_t now_ms, int64_t next_update_s,
+                           unsigned char **der, size_t *der_len, int *resp_status,
+                           struct torii_errbuf *eb) TORII_MUST_USE;
+
+/* ---- JWKS (RFC 7517) ---- */
+
+/** {"keys":[...]} from an array of entities (borrowed). One JWK per entity that is exposed,
+ * not revoked, and has a chain and a privateKey that parse and match: RSA -> kty, n, e, alg
+ * RS256; EC -> kty, crv, x, y, alg ES256/ES384/ES512 by curve; kid = entity id, use "sig",
+ * x5c (standard base64 DER of the chain), x5t#S256 (base64url SHA-256 of the leaf DER);
+ * base64url without padding. Other key types and broken entries are skipped (logged at WARN
+ * with the id); they never break the document. A non-array counts as empty. NULL on OOM. */
+json_t *torii_pki_jwks_build(const json_t *entities);
 
 #endif

@@ -11,21 +11,21 @@
 #include "torii/table.h"
 
 struct torii_admin_ctx {
-    struct torii_store *store;       /* borrowed */
-    struct torii_table *table;       /* borrowed */
-    const struct torii_config *cfg;  /* borrowed */
+    struct torii_store *store;      /* borrowed */
+    struct torii_table *table;      /* borrowed */
+    const struct torii_config *cfg; /* borrowed */
 };
 
 #define ADMIN_REPLY_MAX_HEADERS 8
 
 struct torii_admin_reply {
     int status;
-    json_t *json;            /* owned; serialized compactly if set */
-    char *raw;               /* owned; used when json is NULL (e.g. NDJSON, HTML) */
+    json_t *json; /* owned; serialized compactly if set */
+    char *raw;    /* owned; used when json is NULL (e.g. NDJSON, HTML) */
     size_t raw_len;
     const char *content_type; /* static string; default application/json */
     size_t n_headers;
-    char *hname[ADMIN_REPLY_MAX_HEADERS]; /* owned */
+    char *hname[ADMIN_REPLY_MAX_HEADERS];  /* owned */
     char *hvalue[ADMIN_REPLY_MAX_HEADERS]; /* owned */
 };
 

@@ -1,12 +1,13 @@
 /* jsonpatch.c - RFC 6902 JSON Patch, RFC 6901 JSON Pointer and RFC 7386 JSON Merge Patch.
  * Every walk over peer data uses an explicit heap stack instead of recursion (misc-no-recursion);
  * depth is bounded before jansson's recursive helpers (json_deep_copy) see a value. */
+#include "jsonpatch.h"
+
 #include <stdint.h>
 #include <string.h>
 
 #include <jansson.h>
 
-#include "jsonpatch.h"
 #include "torii/err.h"
 #include "torii/mem.h"
 
@@ -17,6 +18,60 @@ static json_t *jp_unconst(const json_t *v)
     return (json_t *)(uintptr_t)v;
 }
 
+/* ---- an explicit stack (replaces recursion over peer data) ---- */
+
+struct jp_stack {
+    unsigned char *items;
+    size_t n;
+    size_t cap;
+    size_t size; /* bytes per item */
+};
+
+static void jp_stack_init(struct jp_stack *s, size_t size)
+{
+    s->items = NULL;
+    s->n = 0;
+    s->cap = 0;
+    s->size = size;
+}
+
+static void jp_stack_push(struct jp_stack *s, const void *item)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap == 0 ? 16 : s->cap * 2;
+        s->items = torii_xrealloc(s->items, s->cap * s->size);
+    }
+    memcpy(s->items + s->n * s->size, item, s->size);
+    s->n++;
+}
+
+static int jp_stack_pop(struct jp_stack *s, void *out)
+{
+    if (s->n == 0) {
+        return 0;
+    }
+    s->n--;
+    memcpy(out, s->items + s->n * s->size, s->size);
+    return 1;
+}
+
+static void jp_stack_clear(struct jp_stack *s)
+{
+    TORII_FREE(s->items);
+    s->n = 0;
+    s->cap = 0;
+}
+
+static int jp_is_container(const json_t *v)
+{
+    return json_is_object(v) || json_is_array(v);
+}
+
+static size_t jp_container_size(const json_t *v)
+{
+    return json_is_object(v) ? json_object_size(v) : json_array_size(v);
+}
+
 /* ---- depth and equality (iterative) ---- */
 
 struct jp_depth_item {
@@ -24,51 +79,43 @@ struct jp_depth_item {
     size_t depth;
 };
 
+static void jp_depth_push_child(struct jp_stack *s, const json_t *child, size_t depth)
+{
+    if (jp_is_container(child)) {
+        struct jp_depth_item it = {child, depth};
+        jp_stack_push(s, &it);
+    }
+}
+
+static void jp_depth_push_children(struct jp_stack *s, const struct jp_depth_item *it)
+{
+    if (json_is_object(it->v)) {
+        for (void *iter = json_object_iter(jp_unconst(it->v)); iter != NULL;
+             iter = json_object_iter_next(jp_unconst(it->v), iter)) {
+            jp_depth_push_child(s, json_object_iter_value(iter), it->depth + 1);
+        }
+        return;
+    }
+    for (size_t i = 0; i < json_array_size(it->v); i++) {
+        jp_depth_push_child(s, json_array_get(it->v, i), it->depth + 1);
+    }
+}
+
 int admin_json_depth(const json_t *v, size_t *out)
 {
-    struct jp_depth_item *stack = NULL;
-    size_t n = 0;
-    size_t cap = 16;
+    struct jp_stack stack;
+    struct jp_depth_item it;
     size_t max = 0;
 
-    if (!json_is_object(v) && !json_is_array(v)) {
-        *out = 0;
-        return TORII_OK;
-    }
-    stack = torii_xmalloc(cap * sizeof(*stack));
-    stack[n++] = (struct jp_depth_item){v, 1};
-    while (n > 0) {
-        struct jp_depth_item it = stack[--n];
-        size_t nchild = json_is_object(it.v) ? json_object_size(it.v) : json_array_size(it.v);
-
+    jp_stack_init(&stack, sizeof(it));
+    jp_depth_push_child(&stack, v, 1);
+    while (jp_stack_pop(&stack, &it)) {
         if (it.depth > max) {
             max = it.depth;
         }
-        if (n + nchild > cap) {
-            while (n + nchild > cap) {
-                cap *= 2;
-            }
-            stack = torii_xrealloc(stack, cap * sizeof(*stack));
-        }
-        if (json_is_object(it.v)) {
-            void *iter = json_object_iter(jp_unconst(it.v));
-            while (iter != NULL) {
-                const json_t *child = json_object_iter_value(iter);
-                if (json_is_object(child) || json_is_array(child)) {
-                    stack[n++] = (struct jp_depth_item){child, it.depth + 1};
-                }
-                iter = json_object_iter_next(jp_unconst(it.v), iter);
-            }
-        } else {
-            for (size_t i = 0; i < nchild; i++) {
-                const json_t *child = json_array_get(it.v, i);
-                if (json_is_object(child) || json_is_array(child)) {
-                    stack[n++] = (struct jp_depth_item){child, it.depth + 1};
-                }
-            }
-        }
+        jp_depth_push_children(&stack, &it);
     }
-    free(stack);
+    jp_stack_clear(&stack);
     *out = max;
     return TORII_OK;
 }
@@ -91,65 +138,55 @@ static int jp_scalar_equal(const json_t *a, const json_t *b)
     }
     if (json_is_string(a)) {
         size_t la = json_string_length(a);
-        return la == json_string_length(b) && memcmp(json_string_value(a), json_string_value(b), la) == 0;
+        return la == json_string_length(b)
+               && memcmp(json_string_value(a), json_string_value(b), la) == 0;
     }
     return 1; /* true, false, null */
 }
 
+/* Compare one pair; when both are containers of the same kind and size, push their children
+ * as new pairs (a member missing from b is pushed as (x, NULL), which compares unequal). */
+static int jp_equal_step(struct jp_stack *s, const struct jp_pair *p)
+{
+    if (p->a == NULL || p->b == NULL) {
+        return p->a == p->b;
+    }
+    if (!jp_is_container(p->a)) {
+        return jp_scalar_equal(p->a, p->b);
+    }
+    if (json_typeof(p->a) != json_typeof(p->b)
+        || jp_container_size(p->a) != jp_container_size(p->b)) {
+        return 0;
+    }
+    if (json_is_object(p->a)) {
+        for (void *iter = json_object_iter(jp_unconst(p->a)); iter != NULL;
+             iter = json_object_iter_next(jp_unconst(p->a), iter)) {
+            struct jp_pair c = {
+                json_object_iter_value(iter),
+                json_object_getn(p->b, json_object_iter_key(iter), json_object_iter_key_len(iter))};
+            jp_stack_push(s, &c);
+        }
+        return 1;
+    }
+    for (size_t i = 0; i < json_array_size(p->a); i++) {
+        struct jp_pair c = {json_array_get(p->a, i), json_array_get(p->b, i)};
+        jp_stack_push(s, &c);
+    }
+    return 1;
+}
+
 int admin_json_equal(const json_t *a, const json_t *b)
 {
-    struct jp_pair *stack = NULL;
-    size_t n = 0;
-    size_t cap = 16;
+    struct jp_stack stack;
+    struct jp_pair p = {a, b};
     int equal = 1;
 
-    stack = torii_xmalloc(cap * sizeof(*stack));
-    stack[n++] = (struct jp_pair){a, b};
-    while (n > 0 && equal) {
-        struct jp_pair p = stack[--n];
-        size_t nchild = 0;
-
-        if (p.a == NULL || p.b == NULL) {
-            equal = p.a == p.b;
-            continue;
-        }
-        if (json_is_object(p.a) || json_is_array(p.a)) {
-            if (json_typeof(p.a) != json_typeof(p.b)) {
-                equal = 0;
-                continue;
-            }
-            nchild = json_is_object(p.a) ? json_object_size(p.a) : json_array_size(p.a);
-            if (nchild != (json_is_object(p.b) ? json_object_size(p.b) : json_array_size(p.b))) {
-                equal = 0;
-                continue;
-            }
-        } else {
-            equal = jp_scalar_equal(p.a, p.b);
-            continue;
-        }
-        if (n + nchild > cap) {
-            while (n + nchild > cap) {
-                cap *= 2;
-            }
-            stack = torii_xrealloc(stack, cap * sizeof(*stack));
-        }
-        if (json_is_object(p.a)) {
-            void *iter = json_object_iter(jp_unconst(p.a));
-            while (iter != NULL) {
-                const char *key = json_object_iter_key(iter);
-                size_t klen = json_object_iter_key_len(iter);
-                /* A member missing from b pushes (x, NULL), which compares unequal. */
-                stack[n++] = (struct jp_pair){json_object_iter_value(iter),
-                                              json_object_getn(p.b, key, klen)};
-                iter = json_object_iter_next(jp_unconst(p.a), iter);
-            }
-        } else {
-            for (size_t i = 0; i < nchild; i++) {
-                stack[n++] = (struct jp_pair){json_array_get(p.a, i), json_array_get(p.b, i)};
-            }
-        }
+    jp_stack_init(&stack, sizeof(p));
+    jp_stack_push(&stack, &p);
+    while (equal && jp_stack_pop(&stack, &p)) {
+        equal = jp_equal_step(&stack, &p);
     }
-    free(stack);
+    jp_stack_clear(&stack);
     return equal;
 }
 
@@ -287,8 +324,8 @@ static json_t *jp_child(json_t *c, const struct jp_token *t, const char **why)
     }
     if (json_is_array(c)) {
         if (jp_index(t, &idx) != TORII_OK) {
-            *why = jp_is_dash(t) ? "index '-' refers to a nonexistent element"
-                                 : "invalid array index";
+            *why =
+                jp_is_dash(t) ? "index '-' refers to a nonexistent element" : "invalid array index";
             return NULL;
         }
         if (idx >= json_array_size(c)) {
@@ -431,7 +468,8 @@ static int jp_replace(json_t **root, const struct jp_ptr *p, json_t *value_owned
 static int jp_tokens_match(const struct jp_ptr *a, const struct jp_ptr *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (a->tok[i].len != b->tok[i].len || memcmp(a->tok[i].s, b->tok[i].s, a->tok[i].len) != 0) {
+        if (a->tok[i].len != b->tok[i].len
+            || memcmp(a->tok[i].s, b->tok[i].s, a->tok[i].len) != 0) {
             return 0;
         }
     }
@@ -460,6 +498,19 @@ enum jp_opcode {
     JP_TEST,
 };
 
+/* One decoded operation; the strings and value borrow from the patch. */
+struct jp_op {
+    size_t idx;
+    enum jp_opcode code;
+    const char *name;
+    const char *path_s;
+    const char *from_s;  /* move and copy only */
+    const json_t *value; /* add, replace and test only */
+    struct jp_ptr path;
+    struct jp_ptr from;
+    const char *why;
+};
+
 static int jp_opcode_parse(const char *s, enum jp_opcode *out)
 {
     static const char *const names[] = {"add", "remove", "replace", "move", "copy", "test"};
@@ -474,150 +525,174 @@ static int jp_opcode_parse(const char *s, enum jp_opcode *out)
 }
 
 /* Fill eb with "patch operation <i> (<op> <path>[ from <from>]): <why>". */
-static int jp_fail(struct torii_errbuf *eb, int rc, size_t idx, const char *op, const char *path,
-                   const char *from, const char *why)
+static int jp_fail(struct torii_errbuf *eb, int rc, const struct jp_op *op)
 {
     if (rc == TORII_ENOMEM) {
-        return torii_errf(eb, rc, "patch operation %zu: out of memory", idx);
+        return torii_errf(eb, rc, "patch operation %zu: out of memory", op->idx);
     }
-    if (from != NULL) {
-        return torii_errf(eb, TORII_EINVAL, "patch operation %zu (%s %.80s from %.80s): %s", idx,
-                          op, path, from, why);
+    if (op->from_s != NULL) {
+        return torii_errf(eb, TORII_EINVAL, "patch operation %zu (%s %.80s from %.80s): %s",
+                          op->idx, op->name, op->path_s, op->from_s, op->why);
     }
-    return torii_errf(eb, TORII_EINVAL, "patch operation %zu (%s %.80s): %s", idx, op,
-                      path != NULL ? path : "?", why);
+    return torii_errf(eb, TORII_EINVAL, "patch operation %zu (%s %.80s): %s", op->idx, op->name,
+                      op->path_s, op->why);
 }
 
-static int jp_apply_one(json_t **doc, const json_t *op, size_t idx, struct torii_errbuf *eb)
+/* Validate the members of operation object `o` (RFC 6902 section 4) into op. Errors before
+ * "path" is known are reported here; later ones are left in op->why for jp_fail. */
+static int jp_op_decode(const json_t *o, struct jp_op *op, struct torii_errbuf *eb)
 {
-    int rc = TORII_OK;
-    struct jp_ptr path = {NULL, 0};
-    struct jp_ptr from = {NULL, 0};
-    const json_t *jop = NULL;
-    const json_t *jpath = NULL;
-    const json_t *jfrom = NULL;
-    const json_t *value = NULL;
-    const char *opname = "?";
-    const char *pathstr = NULL;
-    const char *fromstr = NULL;
-    const char *why = "invalid operation";
-    enum jp_opcode code = JP_ADD;
-    json_t *v = NULL;
+    const json_t *jop = json_object_get(o, "op");
+    const json_t *jpath = json_object_get(o, "path");
+    const json_t *jfrom = json_object_get(o, "from");
 
-    if (!json_is_object(op)) {
-        return torii_errf(eb, TORII_EINVAL, "patch operation %zu: not a JSON object", idx);
+    if (!json_is_object(o)) {
+        return torii_errf(eb, TORII_EINVAL, "patch operation %zu: not a JSON object", op->idx);
     }
-    jop = json_object_get(op, "op");
     if (!json_is_string(jop)) {
         return torii_errf(eb, TORII_EINVAL, "patch operation %zu: missing or non-string \"op\"",
-                          idx);
+                          op->idx);
     }
-    opname = json_string_value(jop);
-    if (jp_opcode_parse(opname, &code) != TORII_OK) {
-        return torii_errf(eb, TORII_EINVAL, "patch operation %zu: unknown op \"%.40s\"", idx,
-                          opname);
+    op->name = json_string_value(jop);
+    if (jp_opcode_parse(op->name, &op->code) != TORII_OK) {
+        return torii_errf(eb, TORII_EINVAL, "patch operation %zu: unknown op \"%.40s\"", op->idx,
+                          op->name);
     }
-    jpath = json_object_get(op, "path");
     if (!json_is_string(jpath)) {
         return torii_errf(eb, TORII_EINVAL,
-                          "patch operation %zu (%s): missing or non-string \"path\"", idx, opname);
+                          "patch operation %zu (%s): missing or non-string \"path\"", op->idx,
+                          op->name);
     }
-    pathstr = json_string_value(jpath);
-    if (code == JP_MOVE || code == JP_COPY) {
-        jfrom = json_object_get(op, "from");
+    op->path_s = json_string_value(jpath);
+    if (op->code == JP_MOVE || op->code == JP_COPY) {
         if (!json_is_string(jfrom)) {
-            why = "missing or non-string \"from\"";
-            rc = TORII_EINVAL;
-            goto out;
+            op->why = "missing or non-string \"from\"";
+            return jp_fail(eb, TORII_EINVAL, op);
         }
-        fromstr = json_string_value(jfrom);
-        if (jp_ptr_parse(fromstr, json_string_length(jfrom), &from, &why) != TORII_OK) {
-            rc = TORII_EINVAL;
-            goto out;
+        op->from_s = json_string_value(jfrom);
+        if (jp_ptr_parse(op->from_s, json_string_length(jfrom), &op->from, &op->why) != TORII_OK) {
+            return jp_fail(eb, TORII_EINVAL, op);
         }
     }
-    if (code == JP_ADD || code == JP_REPLACE || code == JP_TEST) {
-        value = json_object_get(op, "value");
-        if (value == NULL) {
-            why = "missing \"value\"";
-            rc = TORII_EINVAL;
-            goto out;
+    if (op->code == JP_ADD || op->code == JP_REPLACE || op->code == JP_TEST) {
+        op->value = json_object_get(o, "value");
+        if (op->value == NULL) {
+            op->why = "missing \"value\"";
+            return jp_fail(eb, TORII_EINVAL, op);
         }
     }
-    if (jp_ptr_parse(pathstr, json_string_length(jpath), &path, &why) != TORII_OK) {
-        rc = TORII_EINVAL;
-        goto out;
+    if (jp_ptr_parse(op->path_s, json_string_length(jpath), &op->path, &op->why) != TORII_OK) {
+        return jp_fail(eb, TORII_EINVAL, op);
     }
+    return TORII_OK;
+}
 
-    switch (code) {
-    case JP_ADD:
-        /* The patch's value is copied so later operations never mutate (or alias) the patch. */
-        v = json_deep_copy(value);
-        TORII_ENSURE(v != NULL, TORII_ENOMEM);
-        rc = jp_add(doc, &path, v, &why);
-        v = NULL;
-        break;
-    case JP_REMOVE:
-        rc = jp_remove(*doc, &path, &why);
-        break;
-    case JP_REPLACE:
-        v = json_deep_copy(value);
-        TORII_ENSURE(v != NULL, TORII_ENOMEM);
-        rc = jp_replace(doc, &path, v, &why);
-        v = NULL;
-        break;
-    case JP_MOVE:
-        /* RFC 6902 section 4.4: "from" must not be a proper prefix of "path". */
-        if (jp_is_proper_prefix(&from, &path)) {
-            why = "cannot move a value into one of its own children";
-            rc = TORII_EINVAL;
-            break;
-        }
-        if (jp_get(*doc, &from, &why) == NULL) {
-            rc = TORII_EINVAL;
-            break;
-        }
-        if (jp_ptr_equal(&from, &path)) {
-            break; /* moving a value onto itself changes nothing */
-        }
-        /* from is not "" here: "" is a prefix of every other pointer. */
-        v = json_incref(jp_get(*doc, &from, &why));
-        rc = jp_remove(*doc, &from, &why);
-        if (rc == TORII_OK) {
-            rc = jp_add(doc, &path, v, &why);
-            v = NULL;
-        }
-        break;
-    case JP_COPY:
-        v = jp_get(*doc, &from, &why);
-        TORII_ENSURE(v != NULL, TORII_EINVAL);
-        v = json_deep_copy(v);
-        TORII_ENSURE(v != NULL, TORII_ENOMEM);
-        rc = jp_add(doc, &path, v, &why);
-        v = NULL;
-        break;
-    case JP_TEST: {
-        const json_t *cur = jp_get(*doc, &path, &why);
-        if (cur == NULL) {
-            rc = TORII_EINVAL;
-        } else if (!admin_json_equal(cur, value)) {
-            why = "test failed: value differs";
-            rc = TORII_EINVAL;
-        }
-        break;
+/* RFC 6902 section 4.4: remove then add; "from" must not be a proper prefix of "path". */
+static int jp_move(json_t **doc, struct jp_op *op)
+{
+    json_t *v = NULL;
+    int rc = TORII_OK;
+
+    if (jp_is_proper_prefix(&op->from, &op->path)) {
+        op->why = "cannot move a value into one of its own children";
+        return TORII_EINVAL;
     }
-    default:
-        rc = TORII_EINVAL;
-        break;
+    v = jp_get(*doc, &op->from, &op->why);
+    if (v == NULL) {
+        return TORII_EINVAL;
     }
-out:
-    json_decref(v);
-    jp_ptr_clear(&path);
-    jp_ptr_clear(&from);
+    if (jp_ptr_equal(&op->from, &op->path)) {
+        return TORII_OK; /* moving a value onto itself changes nothing */
+    }
+    /* from is not "" here: "" is a prefix of every other pointer. */
+    json_incref(v);
+    rc = jp_remove(*doc, &op->from, &op->why);
     if (rc != TORII_OK) {
-        rc = jp_fail(eb, rc, idx, opname, pathstr, fromstr, why);
+        json_decref(v);
+        return rc;
     }
+    return jp_add(doc, &op->path, v, &op->why);
+}
+
+static int jp_test(json_t *doc, struct jp_op *op)
+{
+    const json_t *cur = jp_get(doc, &op->path, &op->why);
+
+    if (cur == NULL) {
+        return TORII_EINVAL;
+    }
+    if (!admin_json_equal(cur, op->value)) {
+        op->why = "test failed: value differs";
+        return TORII_EINVAL;
+    }
+    return TORII_OK;
+}
+
+/* Values taken from the patch or copied within the document are deep copies, so later
+ * operations never mutate (or alias) the patch or another part of the document. */
+static int jp_op_exec(json_t **doc, struct jp_op *op)
+{
+    json_t *v = NULL;
+
+    switch (op->code) {
+    case JP_ADD:
+    case JP_REPLACE:
+        v = json_deep_copy(op->value);
+        if (v == NULL) {
+            return TORII_ENOMEM;
+        }
+        return op->code == JP_ADD ? jp_add(doc, &op->path, v, &op->why)
+                                  : jp_replace(doc, &op->path, v, &op->why);
+    case JP_REMOVE:
+        return jp_remove(*doc, &op->path, &op->why);
+    case JP_MOVE:
+        return jp_move(doc, op);
+    case JP_COPY:
+        v = jp_get(*doc, &op->from, &op->why);
+        if (v == NULL) {
+            return TORII_EINVAL;
+        }
+        v = json_deep_copy(v);
+        if (v == NULL) {
+            return TORII_ENOMEM;
+        }
+        return jp_add(doc, &op->path, v, &op->why);
+    case JP_TEST:
+        return jp_test(*doc, op);
+    default:
+        op->why = "unknown op";
+        return TORII_EINVAL;
+    }
+}
+
+static int jp_apply_one(json_t **doc, const json_t *o, size_t idx, struct torii_errbuf *eb)
+{
+    struct jp_op op;
+    int rc = TORII_OK;
+
+    memset(&op, 0, sizeof(op));
+    op.idx = idx;
+    op.name = "?";
+    op.path_s = "?";
+    op.why = "invalid operation";
+    rc = jp_op_decode(o, &op, eb);
+    if (rc == TORII_OK) {
+        rc = jp_op_exec(doc, &op);
+        if (rc != TORII_OK) {
+            rc = jp_fail(eb, rc, &op);
+        }
+    }
+    jp_ptr_clear(&op.path);
+    jp_ptr_clear(&op.from);
     return rc;
+}
+
+static int jp_check_inputs(const json_t *doc, const json_t *patch, const char *what,
+                           struct torii_errbuf *eb)
+{
+    int rc = jp_check_depth(doc, "document", eb);
+
+    return rc != TORII_OK ? rc : jp_check_depth(patch, what, eb);
 }
 
 int admin_jsonpatch_apply(const json_t *doc, const json_t *patch, json_t **out,
@@ -631,13 +706,13 @@ int admin_jsonpatch_apply(const json_t *doc, const json_t *patch, json_t **out,
         rc = torii_errf(eb, TORII_EINVAL, "JSON Patch must be an array of operations");
         goto out;
     }
-    TORII_TRY(jp_check_depth(doc, "document", eb));
-    TORII_TRY(jp_check_depth(patch, "patch", eb));
+    TORII_TRY(jp_check_inputs(doc, patch, "patch", eb));
     work = json_deep_copy(doc);
     TORII_ENSURE(work != NULL, TORII_ENOMEM);
-    for (size_t i = 0; i < json_array_size(patch); i++) {
-        TORII_TRY(jp_apply_one(&work, json_array_get(patch, i), i, eb));
+    for (size_t i = 0; i < json_array_size(patch) && rc == TORII_OK; i++) {
+        rc = jp_apply_one(&work, json_array_get(patch, i), i, eb);
     }
+    TORII_TRY(rc);
     TORII_TRY(jp_check_depth(work, "patched document", eb));
     *out = work;
     work = NULL;
@@ -654,65 +729,75 @@ struct jp_merge_item {
     const json_t *p;
 };
 
+/* Merge one member of a patch object into t; nested objects are queued on s. */
+static int jp_merge_member(struct jp_stack *s, json_t *t, const char *key, size_t klen,
+                           const json_t *pv)
+{
+    json_t *tv = NULL;
+
+    if (json_is_null(pv)) {
+        (void)json_object_deln(t, key, klen); /* absent is fine */
+        return TORII_OK;
+    }
+    if (!json_is_object(pv)) {
+        return json_object_setn_new(t, key, klen, json_deep_copy(pv)) == 0 ? TORII_OK
+                                                                           : TORII_ENOMEM;
+    }
+    tv = json_object_getn(t, key, klen);
+    if (!json_is_object(tv)) {
+        tv = json_object();
+        if (json_object_setn_new(t, key, klen, tv) != 0) {
+            return TORII_ENOMEM;
+        }
+    }
+    {
+        struct jp_merge_item it = {tv, pv};
+        jp_stack_push(s, &it);
+    }
+    return TORII_OK;
+}
+
+static int jp_merge_object(struct jp_stack *s, const struct jp_merge_item *it)
+{
+    int rc = TORII_OK;
+
+    for (void *iter = json_object_iter(jp_unconst(it->p)); iter != NULL && rc == TORII_OK;
+         iter = json_object_iter_next(jp_unconst(it->p), iter)) {
+        rc = jp_merge_member(s, it->t, json_object_iter_key(iter), json_object_iter_key_len(iter),
+                             json_object_iter_value(iter));
+    }
+    return rc;
+}
+
 int admin_mergepatch_apply(const json_t *doc, const json_t *patch, json_t **out,
                            struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     json_t *work = NULL;
-    struct jp_merge_item *stack = NULL;
-    size_t n = 0;
-    size_t cap = 16;
+    struct jp_stack stack;
+    struct jp_merge_item it;
 
+    jp_stack_init(&stack, sizeof(it));
     TORII_ENSURE(doc != NULL && patch != NULL && out != NULL, TORII_EINVAL);
-    TORII_TRY(jp_check_depth(doc, "document", eb));
-    TORII_TRY(jp_check_depth(patch, "merge patch", eb));
+    TORII_TRY(jp_check_inputs(doc, patch, "merge patch", eb));
     if (!json_is_object(patch)) {
         /* RFC 7386 section 2: a non-object patch replaces the target wholesale. */
         work = json_deep_copy(patch);
-        TORII_ENSURE(work != NULL, TORII_ENOMEM);
     } else {
         work = json_is_object(doc) ? json_deep_copy(doc) : json_object();
-        TORII_ENSURE(work != NULL, TORII_ENOMEM);
-        stack = torii_xmalloc(cap * sizeof(*stack));
-        stack[n++] = (struct jp_merge_item){work, patch};
+        it = (struct jp_merge_item){work, patch};
+        jp_stack_push(&stack, &it);
     }
-    while (n > 0) {
-        struct jp_merge_item it = stack[--n];
-        void *iter = json_object_iter(jp_unconst(it.p));
-
-        while (iter != NULL) {
-            const char *key = json_object_iter_key(iter);
-            size_t klen = json_object_iter_key_len(iter);
-            const json_t *pv = json_object_iter_value(iter);
-
-            iter = json_object_iter_next(jp_unconst(it.p), iter);
-            if (json_is_null(pv)) {
-                (void)json_object_deln(it.t, key, klen); /* absent is fine */
-                continue;
-            }
-            if (json_is_object(pv)) {
-                json_t *tv = json_object_getn(it.t, key, klen);
-                if (!json_is_object(tv)) {
-                    tv = json_object();
-                    TORII_ENSURE(tv != NULL, TORII_ENOMEM);
-                    TORII_ENSURE(json_object_setn_new(it.t, key, klen, tv) == 0, TORII_ENOMEM);
-                }
-                if (n == cap) {
-                    cap *= 2;
-                    stack = torii_xrealloc(stack, cap * sizeof(*stack));
-                }
-                stack[n++] = (struct jp_merge_item){tv, pv};
-                continue;
-            }
-            TORII_ENSURE(json_object_setn_new(it.t, key, klen, json_deep_copy(pv)) == 0,
-                         TORII_ENOMEM);
-        }
+    TORII_ENSURE(work != NULL, TORII_ENOMEM);
+    while (rc == TORII_OK && jp_stack_pop(&stack, &it)) {
+        rc = jp_merge_object(&stack, &it);
     }
+    TORII_TRY(rc);
     TORII_TRY(jp_check_depth(work, "patched document", eb));
     *out = work;
     work = NULL;
 out:
-    free(stack);
+    jp_stack_clear(&stack);
     json_decref(work);
     if (rc == TORII_ENOMEM) {
         (void)torii_errf(eb, rc, "merge patch: out of memory");

@@ -20,12 +20,12 @@
 #define ADMIN_JSON_MAX_DEPTH 64
 
 /** Nesting depth of v without recursion: 0 for a scalar, 1 for a flat object or array.
- * Never fails except on OOM (returns TORII_ENOMEM); *out is written on success. */
+ * Always returns TORII_OK (the work stack uses torii_xrealloc, which aborts on OOM). */
 int admin_json_depth(const json_t *v, size_t *out) TORII_MUST_USE;
 
 /** Structural equality per RFC 6902 section 4.6 (numbers compare by value, so 1 equals 1.0;
- * object member order is irrelevant), without recursion. Returns 1 when equal, 0 otherwise
- * (also on OOM, which callers treat as "not equal"). */
+ * object member order is irrelevant; strings compare byte for byte), without recursion.
+ * Returns 1 when equal, 0 otherwise. NULL equals only NULL. */
 int admin_json_equal(const json_t *a, const json_t *b);
 
 /** Apply an RFC 6902 patch (a JSON array of operation objects) to a copy of doc.

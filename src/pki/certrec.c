@@ -295,6 +295,9 @@ int torii_certrec_build(const json_t *entity, unsigned char **out, size_t *out_l
     if (torii_pki__self_signed(leaf)) {
         flags |= TORII_CERTREC_SELF_SIGNED;
     }
+    if (X509_check_purpose(leaf, X509_PURPOSE_SSL_SERVER, 0) != 1) {
+        flags |= TORII_CERTREC_NOT_SERVER;
+    }
     TORII_ENSURE(torii_pki__time_ms(X509_get0_notBefore(leaf), &nb) == TORII_OK
                      && torii_pki__time_ms(X509_get0_notAfter(leaf), &na) == TORII_OK,
                  torii_errf(eb, TORII_EINVAL, "certrec: leaf validity dates do not convert"));

@@ -39,4 +39,117 @@ int torii_pki__chain_links(STACK_OF(X509) * chain);
 /** One IP SAN in text form into buf (size >= 46). TORII_OK or TORII_EINVAL. */
 int torii_pki__ip_text(const ASN1_OCTET_STRING *ip, char *buf, size_t len);
 
+/* ---- issuing helpers (ca.c, issue.c, csr.c, import.c, data.c, ocsp.c, crl.c, jwks.c) ---- */
+
+#include <jansson.h>
+
+/** A CA entity loaded for signing: leaf certificate, its private key and the whole chain.
+ * Clear with torii_pki__ca_clear (wipes nothing itself: OpenSSL frees the key). */
+struct torii_pki__ca {
+    X509 *cert;            /* chain[0], borrowed from chain */
+    EVP_PKEY *key;         /* owned */
+    STACK_OF(X509) *chain; /* owned, leaf first */
+    const char *id;        /* borrowed from the entity */
+};
+
+/** Load a CA entity: it must be a JSON object with ca=true, not revoked, a parsable chain
+ * whose leaf has BasicConstraints CA:TRUE, and a private key matching that leaf.
+ * TORII_EINVAL with a message naming the entity otherwise. */
+int torii_pki__ca_load(const json_t *entity, struct torii_pki__ca *ca, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+void torii_pki__ca_clear(struct torii_pki__ca *ca);
+
+/** What torii_pki__cert_build makes. */
+enum torii_pki__kind {
+    TORII_PKI__LEAF,    /* CA:FALSE, server (or client) usages */
+    TORII_PKI__ROOT_CA, /* CA:TRUE, no path length */
+    TORII_PKI__SUB_CA,  /* CA:TRUE, pathLen 0 */
+    TORII_PKI__KEYPAIR, /* CA:FALSE, digitalSignature only, no EKU */
+};
+
+struct torii_pki__build {
+    const X509_NAME *subject;
+    EVP_PKEY *pubkey;          /* subject public key */
+    const GENERAL_NAMES *sans; /* NULL or empty: no SAN extension */
+    enum torii_pki__kind kind;
+    int client;           /* leaf: EKU clientAuth instead of serverAuth */
+    int64_t now_ms;       /* notBefore */
+    int64_t duration_ms;  /* > 0 */
+    X509 *issuer;         /* NULL: self-signed */
+    EVP_PKEY *signer;     /* issuer key, or the subject key when self-signed */
+    const EVP_MD *md;     /* NULL: the signer's default (torii_pki__default_md) */
+    const char *base_url; /* AIA + CRL DP when non-NULL and issuer_id non-NULL */
+    const char *issuer_id;
+};
+
+/** Build and sign one certificate with the profile of `kind` (random positive 128-bit
+ * serial, SKI, AKI, key usages); notAfter is clamped to the issuer's notAfter. */
+int torii_pki__cert_build(const struct torii_pki__build *b, X509 **out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** Digest for signatures made with key: SHA-384 for P-384, SHA-512 for P-521, NULL for
+ * EdDSA, SHA-256 otherwise. */
+const EVP_MD *torii_pki__default_md(EVP_PKEY *key);
+
+/** Generate a key: EVP_PKEY_RSA 2048/3072/4096 or EVP_PKEY_EC 256/384/521.
+ * TORII_EINVAL for anything else. */
+int torii_pki__key_generate(int type, int bits, EVP_PKEY **out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** Unencrypted PKCS#8 PEM of a private key (malloc'd; free with torii_secure_free). */
+int torii_pki__key_pem(EVP_PKEY *key, char **out) TORII_MUST_USE;
+
+/** SubjectPublicKeyInfo PEM ("BEGIN PUBLIC KEY"), malloc'd. */
+int torii_pki__pubkey_pem(EVP_PKEY *key, char **out) TORII_MUST_USE;
+
+/** Serial as lower-case hex without leading zeros ("0" for zero), as Java prints it. */
+int torii_pki__serial_hex(const ASN1_INTEGER *serial, char *buf, size_t len) TORII_MUST_USE;
+
+/** Otoroshi's normalized DN ("OU=b, O=c, CN=a"; reference 1.2), malloc'd. */
+int torii_pki__dn_string(const X509_NAME *name, char **out) TORII_MUST_USE;
+
+/** Base64 (RFC 4648 section 4, padded) or base64url without padding (section 5), malloc'd. */
+char *torii_pki__b64(const unsigned char *data, size_t len, int url);
+
+/** Parsed GenCsrQuery (reference 3.1); see torii_pki__query_parse. */
+struct torii_pki__query {
+    X509_NAME *subject;    /* NULL when the query gives neither subject nor name */
+    GENERAL_NAMES *sans;   /* never NULL, may be empty */
+    char *first_host;      /* hosts[0] or NULL */
+    int key_type;          /* 0 (default for the use), EVP_PKEY_RSA or EVP_PKEY_EC */
+    int key_bits;          /* 0 with key_type 0 */
+    int client;
+    int ca;
+    int include_aia;
+    int64_t duration_ms;   /* 0: default for the use */
+    const EVP_MD *md;      /* NULL: default for the signer */
+    json_t *echo;          /* the query as Otoroshi echoes it (metadata.csr) */
+};
+
+/** Parse a GenCsrQuery (NULL = {}). TORII_EINVAL naming the field on a type error, an
+ * unsupported key algorithm or size, a bad host, an unparsable subject or digest. */
+int torii_pki__query_parse(const json_t *q, struct torii_pki__query *out,
+                           struct torii_errbuf *eb) TORII_MUST_USE;
+void torii_pki__query_clear(struct torii_pki__query *q);
+
+/** Parse only a key spec {algo, size} (or keyType/keySize); absent -> *type = 0. */
+int torii_pki__keyspec_parse(const json_t *q, int *type, int *bits, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** Parse a DN string "CN=x, O=y" (RFC 4514 escapes with '\'); attributes are encoded in
+ * the order written. TORII_EINVAL on an unknown attribute or an empty value. */
+int torii_pki__dn_parse(const char *s, X509_NAME **out, struct torii_errbuf *eb) TORII_MUST_USE;
+
+struct torii_pki_opts;
+
+/** Generate a key per q (default EC P-384 for CAs, P-256 otherwise), build the certificate
+ * of `kind` signed by ca (NULL: self-signed) and return the enriched entity (reference
+ * 3.2 "entity response"). q->subject NULL falls back to CN=hosts[0]. */
+int torii_pki__issue_entity(const struct torii_pki__query *q, const struct torii_pki__ca *ca,
+                            enum torii_pki__kind kind, const struct torii_pki_opts *o,
+                            json_t **out, struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** Check a public base URL for AIA/CRL (http(s)://, no whitespace, comma or quote). */
+int torii_pki__base_url_check(const char *url, struct torii_errbuf *eb) TORII_MUST_USE;
+
 #endif

@@ -37,6 +37,7 @@ struct worker {
     pthread_t thread;
     int started;
     struct event_base *base;
+    struct event *stop_ev; /* activated from the main thread to end the loop */
     struct evconnlistener *lev[WORKER_LISTENERS];
     unsigned n_conns;          /* loop thread only */
     struct worker_conn *conns; /* loop thread only (main thread after join) */
@@ -233,6 +234,16 @@ out:
     return rc;
 }
 
+/* event_base_loopbreak() from another thread is lost if the loop has not started yet (the
+ * loop clears the flag on entry); an activated event is not. */
+static void worker_stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    (void)fd;
+    (void)what;
+    (void)event_base_loopbreak(w->base);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -254,6 +265,8 @@ static int worker_setup(struct torii_workers *ws, struct worker *w, struct torii
     w->owner = ws;
     w->base = event_base_new();
     TORII_ENSURE(w->base != NULL, torii_errf(eb, TORII_ENOMEM, "proxy: event_base_new failed"));
+    w->stop_ev = event_new(w->base, -1, 0, worker_stop_cb, w);
+    TORII_ENSURE(w->stop_ev != NULL, torii_errf(eb, TORII_ENOMEM, "proxy: event_new failed"));
     for (int i = 0; i < WORKER_LISTENERS; i++) {
         evutil_socket_t fd = -1;
         if (addrs[i][0] == '\0') {
@@ -318,8 +331,8 @@ void torii_workers_stop(struct torii_workers *ws)
         return;
     }
     for (unsigned i = 0; i < ws->n; i++) {
-        if (ws->w[i].base != NULL) {
-            (void)event_base_loopbreak(ws->w[i].base);
+        if (ws->w[i].stop_ev != NULL) {
+            event_active(ws->w[i].stop_ev, EV_READ, 0);
         }
     }
     for (unsigned i = 0; i < ws->n; i++) {
@@ -337,6 +350,9 @@ void torii_workers_stop(struct torii_workers *ws)
             if (w->lev[j] != NULL) {
                 evconnlistener_free(w->lev[j]);
             }
+        }
+        if (w->stop_ev != NULL) {
+            event_free(w->stop_ev);
         }
         if (w->base != NULL) {
             event_base_free(w->base);

@@ -62,8 +62,8 @@ int torii_sni_wildcard_key(const char *name, size_t len, char *out)
 int torii_sni_usable(const struct torii_sni_attr *a, int64_t now_ms)
 {
     const uint32_t need = TORII_CERTREC_HAS_KEY | TORII_CERTREC_KEY_MATCHES;
-    const uint32_t veto =
-        TORII_CERTREC_REVOKED | TORII_CERTREC_CA | TORII_CERTREC_CLIENT | TORII_CERTREC_KEYPAIR;
+    const uint32_t veto = TORII_CERTREC_REVOKED | TORII_CERTREC_NOT_SERVER | TORII_CERTREC_CLIENT
+                          | TORII_CERTREC_KEYPAIR;
 
     if (a == NULL) {
         return 0;

@@ -31,7 +31,7 @@ else
   ok "TLS 1.1 refused"
 fi
 proto=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:$T_HTTPS" -servername k.example.test 2>/dev/null \
-        | awk '/Protocol *:/ {print $NF; exit}')
+        | awk -F', ' '/^New, / {print $2; exit}')
 check_eq "TLS 1.3 negotiated by default" TLSv1.3 "$proto"
 
 # An expired certificate is stored (valid=false) but never served.

@@ -227,7 +227,7 @@ static void test_sni_usable_rejects_each_veto(void **state)
     assert_true(torii_sni_usable(&a, 1999));
     assert_false(torii_sni_usable(&a, 999));
     assert_false(torii_sni_usable(&a, 2000));
-    const uint32_t bad[] = {TORII_CERTREC_REVOKED, TORII_CERTREC_CA, TORII_CERTREC_CLIENT,
+    const uint32_t bad[] = {TORII_CERTREC_REVOKED, TORII_CERTREC_NOT_SERVER, TORII_CERTREC_CLIENT,
                             TORII_CERTREC_KEYPAIR};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         a.flags = ok | bad[i];

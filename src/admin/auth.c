@@ -1,0 +1,303 @@
+/* auth.c - the admin token and the per-request credential check. The token never reaches a
+ * log line or an error message; decoded Basic credentials are wiped after use. */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "admin_auth.h"
+#include "torii/log.h"
+#include "torii/mem.h"
+
+#define ADMIN_TOKEN_FILE    "admin.token"
+#define ADMIN_TOKEN_RAW     32
+#define ADMIN_TOKEN_MIN_LEN 16
+#define ADMIN_TOKEN_MAX_LEN 512
+#define ADMIN_BASIC_MAX_B64 1024
+
+static int errno_msg(struct torii_errbuf *eb, const char *what, const char *path, int err)
+{
+    char buf[128];
+
+    if (strerror_r(err, buf, sizeof(buf)) != 0) {
+        (void)snprintf(buf, sizeof(buf), "errno %d", err);
+    }
+    return torii_errf(eb, TORII_EIO, "admin: %s %s: %s", what, path, buf);
+}
+
+/* Read a token file: whitespace around the token is ignored. */
+static int token_read_fd(int fd, const char *path, char **out, struct torii_errbuf *eb)
+{
+    char buf[ADMIN_TOKEN_MAX_LEN + 2];
+    size_t len = 0;
+    size_t start = 0;
+    struct stat st;
+    int rc = TORII_OK;
+
+    if (fstat(fd, &st) != 0) {
+        rc = errno_msg(eb, "cannot stat", path, errno);
+        goto out;
+    }
+    TORII_ENSURE(S_ISREG(st.st_mode),
+                 torii_errf(eb, TORII_EIO, "admin: %s is not a regular file", path));
+    if ((st.st_mode & 077) != 0) {
+        torii_log(TORII_LOG_WARN, "admin: token file is readable by others (file=%s mode=%03o)",
+                  path, (unsigned)(st.st_mode & 0777));
+    }
+    for (;;) {
+        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            rc = errno_msg(eb, "cannot read", path, errno);
+            goto out;
+        }
+        if (n == 0) {
+            break;
+        }
+        len += (size_t)n;
+        TORII_ENSURE(len < sizeof(buf) - 1,
+                     torii_errf(eb, TORII_EINVAL, "admin: token in %s is too long", path));
+    }
+    while (len > 0
+           && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '
+               || buf[len - 1] == '\t')) {
+        len--;
+    }
+    while (start < len && (buf[start] == ' ' || buf[start] == '\t')) {
+        start++;
+    }
+    TORII_ENSURE(len - start >= ADMIN_TOKEN_MIN_LEN,
+                 torii_errf(eb, TORII_EINVAL, "admin: token in %s is shorter than %d characters",
+                            path, ADMIN_TOKEN_MIN_LEN));
+    for (size_t i = start; i < len; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        TORII_ENSURE(c > 0x20 && c < 0x7f,
+                     torii_errf(eb, TORII_EINVAL,
+                                "admin: token in %s holds a non-printable character", path));
+    }
+    *out = torii_xstrndup(buf + start, len - start);
+out:
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return rc;
+}
+
+static int token_generate(const char *path, char **out, struct torii_errbuf *eb)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[ADMIN_TOKEN_RAW];
+    char tok[ADMIN_TOKEN_RAW * 2 + 2];
+    size_t len = ADMIN_TOKEN_RAW * 2 + 1;
+    size_t off = 0;
+    int fd = -1;
+    int rc = TORII_OK;
+
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        rc = errno == EEXIST ? TORII_EEXIST : errno_msg(eb, "cannot create", path, errno);
+        goto out;
+    }
+    TORII_ENSURE(torii_rand_bytes(raw, sizeof(raw)) == TORII_OK,
+                 torii_errf(eb, TORII_EIO, "admin: no randomness for the admin token"));
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        tok[2 * i] = hex[raw[i] >> 4];
+        tok[2 * i + 1] = hex[raw[i] & 15];
+    }
+    tok[len - 1] = '\n';
+    tok[len] = '\0';
+    while (off < len) {
+        ssize_t n = write(fd, tok + off, len - off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            rc = errno_msg(eb, "cannot write", path, errno);
+            goto out;
+        }
+        off += (size_t)n;
+    }
+    if (fsync(fd) != 0) {
+        rc = errno_msg(eb, "cannot sync", path, errno);
+        goto out;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        rc = errno_msg(eb, "cannot close", path, errno);
+        goto out;
+    }
+    fd = -1;
+    *out = torii_xstrndup(tok, len - 1);
+    torii_log(TORII_LOG_NOTICE, "admin: generated a new admin token (file=%s)", path);
+out:
+    if (fd >= 0) {
+        (void)close(fd);
+        (void)unlink(path); /* never leave a half-written token behind */
+    }
+    OPENSSL_cleanse(raw, sizeof(raw));
+    OPENSSL_cleanse(tok, sizeof(tok));
+    return rc;
+}
+
+int admin_auth_load_token(const struct torii_config *cfg, char **token_out, struct torii_errbuf *eb)
+{
+    char path[4096];
+    char *tok = NULL;
+    int fd = -1;
+    int rc = TORII_OK;
+    int n;
+
+    if (cfg->admin_token != NULL && cfg->admin_token[0] != '\0') {
+        *token_out = torii_xstrdup(cfg->admin_token);
+        return TORII_OK;
+    }
+    TORII_ENSURE(cfg->data_dir != NULL && cfg->data_dir[0] != '\0',
+                 torii_errf(eb, TORII_EINVAL, "admin: no token and no data_dir"));
+    n = snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, ADMIN_TOKEN_FILE);
+    TORII_ENSURE(n > 0 && (size_t)n < sizeof(path),
+                 torii_errf(eb, TORII_EINVAL, "admin: data_dir path too long"));
+    /* Two rounds: a concurrent first start may create the file between open and create. */
+    for (int round = 0; round < 2 && tok == NULL; round++) {
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0) {
+            TORII_TRY(token_read_fd(fd, path, &tok, eb));
+            break;
+        }
+        if (errno != ENOENT) {
+            rc = errno_msg(eb, "cannot open", path, errno);
+            goto out;
+        }
+        if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
+            rc = errno_msg(eb, "cannot create directory", cfg->data_dir, errno);
+            goto out;
+        }
+        rc = token_generate(path, &tok, eb);
+        if (rc == TORII_EEXIST) {
+            rc = TORII_OK;
+            continue;
+        }
+        TORII_TRY(rc);
+    }
+    TORII_ENSURE(tok != NULL, torii_errf(eb, TORII_EIO, "admin: cannot obtain a token"));
+    *token_out = tok;
+    tok = NULL;
+out:
+    if (fd >= 0) {
+        (void)close(fd);
+    }
+    if (tok != NULL) {
+        torii_secure_free(tok, strlen(tok));
+    }
+    return rc;
+}
+
+static int secret_eq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    return alen == blen && CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+/* "<scheme> <rest>" with a case-insensitive scheme; rest trimmed. */
+static int auth_param(const struct torii_slice *v, const char *scheme, struct torii_slice *rest)
+{
+    size_t n = strlen(scheme);
+    size_t i = n;
+
+    if (v->len <= n || (v->ptr[n] != ' ' && v->ptr[n] != '\t')
+        || !torii_slice_eq_ci((struct torii_slice){v->ptr, n}, scheme)) {
+        return 0;
+    }
+    while (i < v->len && (v->ptr[i] == ' ' || v->ptr[i] == '\t')) {
+        i++;
+    }
+    rest->ptr = v->ptr + i;
+    rest->len = v->len - i;
+    return rest->len > 0;
+}
+
+static int check_basic(const char *client_id, const char *token, struct torii_slice b64)
+{
+    unsigned char dec[ADMIN_BASIC_MAX_B64];
+    char in[ADMIN_BASIC_MAX_B64 + 1];
+    const char *colon;
+    int n;
+    int pad = 0;
+    int ok = 0;
+
+    if (b64.len == 0 || b64.len % 4 != 0 || b64.len > ADMIN_BASIC_MAX_B64) {
+        return 0;
+    }
+    memcpy(in, b64.ptr, b64.len);
+    in[b64.len] = '\0';
+    n = EVP_DecodeBlock(dec, (const unsigned char *)in, (int)b64.len);
+    if (n < 0) {
+        goto out;
+    }
+    /* EVP_DecodeBlock counts the padding as zero bytes. */
+    pad = (in[b64.len - 1] == '=') + (in[b64.len - 2] == '=');
+    n -= pad;
+    colon = n > 0 ? memchr(dec, ':', (size_t)n) : NULL;
+    if (colon != NULL) {
+        size_t idlen = (size_t)(colon - (const char *)dec);
+        const char *sec = colon + 1;
+        size_t seclen = (size_t)n - idlen - 1;
+        /* Both compared, always, so timing does not tell which one failed. */
+        int id_ok = secret_eq((const char *)dec, idlen, client_id, strlen(client_id));
+        int sec_ok = secret_eq(sec, seclen, token, strlen(token));
+        ok = id_ok & sec_ok;
+    }
+out:
+    OPENSSL_cleanse(dec, sizeof(dec));
+    OPENSSL_cleanse(in, sizeof(in));
+    return ok;
+}
+
+const char *admin_auth_scheme(const struct torii_http_req *req)
+{
+    const struct torii_slice *a = torii_http_req_header(req, "Authorization");
+    struct torii_slice rest;
+
+    if (a != NULL) {
+        if (auth_param(a, "Bearer", &rest)) {
+            return "bearer";
+        }
+        if (auth_param(a, "Basic", &rest)) {
+            return "basic";
+        }
+        return "unknown";
+    }
+    if (torii_http_req_header(req, "Otoroshi-Client-Secret") != NULL) {
+        return "otoroshi";
+    }
+    return "none";
+}
+
+int admin_auth_check(const char *client_id, const char *token, const struct torii_http_req *req)
+{
+    const struct torii_slice *a = torii_http_req_header(req, "Authorization");
+    const struct torii_slice *id = torii_http_req_header(req, "Otoroshi-Client-Id");
+    const struct torii_slice *sec = torii_http_req_header(req, "Otoroshi-Client-Secret");
+    struct torii_slice rest;
+
+    if (a != NULL) {
+        if (auth_param(a, "Bearer", &rest)) {
+            return secret_eq(rest.ptr, rest.len, token, strlen(token));
+        }
+        if (auth_param(a, "Basic", &rest)) {
+            return check_basic(client_id, token, rest);
+        }
+        return 0;
+    }
+    if (id != NULL && sec != NULL) {
+        int id_ok = secret_eq(id->ptr, id->len, client_id, strlen(client_id));
+        int sec_ok = secret_eq(sec->ptr, sec->len, token, strlen(token));
+        return id_ok & sec_ok;
+    }
+    return 0;
+}

@@ -1,0 +1,342 @@
+/* server.c - the admin server: one thread running its own event_base, an evconnlistener on
+ * admin.listen, every connection served by the strict HTTP/1.1 engine (http.h). Dispatch:
+ * authentication first (every request, unknown paths included), then the route modules,
+ * else 404. Replies are serialized here (compact JSON unless a route set raw bytes).
+ * Threads: torii_admin_start/stop on the main thread; accept, dispatch and routes on the
+ * admin thread. The main thread reaches the loop only through stop_ev (event_active).
+ * Ownership: the server owns its base, listener, connections and the token (wiped on free);
+ * cfg/store/table are borrowed. */
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <jansson.h>
+
+#include "admin_auth.h"
+#include "admin_int.h"
+#include "torii/admin.h"
+#include "torii/http.h"
+#include "torii/log.h"
+#include "torii/mem.h"
+
+#define ADMIN_DEFAULT_LISTEN "127.0.0.1:9000"
+#define ADMIN_BACKLOG        128
+
+struct admin_conn {
+    struct torii_admin *adm;
+    struct torii_http_conn *conn;
+    struct admin_conn *prev, *next;
+};
+
+struct torii_admin {
+    struct torii_admin_ctx ctx;
+    struct torii_http_limits lim;
+    char *token;     /* secret: wiped on free */
+    char *client_id; /* "admin" by default */
+    struct event_base *base;
+    struct evconnlistener *lis;
+    struct event *stop_ev;
+    pthread_t thread;
+    int thread_started;
+    struct admin_conn *conns; /* admin thread only (main thread after join) */
+};
+
+/* ---- dispatch ---------------------------------------------------------------------------- */
+
+static void admin_send(struct torii_http_exchange *ex, struct torii_admin_reply *r)
+{
+    struct torii_http_header hdrs[ADMIN_REPLY_MAX_HEADERS];
+    const char *ctype = r->content_type != NULL ? r->content_type : "application/json";
+    char *dumped = NULL;
+    const void *body = NULL;
+    size_t len = 0;
+    int status = r->status != 0 ? r->status : 200;
+
+    if (r->json != NULL) {
+        dumped = json_dumps(r->json, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (dumped == NULL) {
+            static const char oom[] = "{\"error\":\"cannot serialize the reply\"}";
+            status = 500;
+            ctype = "application/json";
+            body = oom;
+            len = sizeof(oom) - 1;
+        } else {
+            body = dumped;
+            len = strlen(dumped);
+        }
+    } else if (r->raw != NULL) {
+        body = r->raw;
+        len = r->raw_len;
+    }
+    for (size_t i = 0; i < r->n_headers; i++) {
+        hdrs[i].name.ptr = r->hname[i];
+        hdrs[i].name.len = strlen(r->hname[i]);
+        hdrs[i].value.ptr = r->hvalue[i];
+        hdrs[i].value.len = strlen(r->hvalue[i]);
+    }
+    torii_http_respond(ex, status, ctype, body, len, hdrs, r->n_headers);
+    free(dumped);
+}
+
+static void admin_handle(struct torii_http_exchange *ex, const struct torii_http_req *req,
+                         void *arg)
+{
+    struct torii_admin *adm = arg;
+    struct torii_admin_reply reply;
+    char path[512];
+
+    memset(&reply, 0, sizeof(reply));
+    if (!admin_auth_check(adm->client_id, adm->token, req)) {
+        (void)torii_log_escape(req->path.ptr, req->path.len, path, sizeof(path));
+        /* Never the supplied secret: peer, request line and credential form only. */
+        torii_log(TORII_LOG_WARN,
+                  "admin: authentication failed (peer=%s method=%s path=\"%s\" scheme=%s)",
+                  req->peer, req->method, path, admin_auth_scheme(req));
+        admin_reply_error(&reply, 401, "You're not authorized - %s %s", req->method, path);
+    } else if (admin_certs_route(&adm->ctx, req, &reply) == TORII_ENOTFOUND) {
+        admin_reply_clear(&reply);
+        admin_reply_error(&reply, 404, "not found");
+    }
+    admin_send(ex, &reply);
+    admin_reply_clear(&reply);
+}
+
+/* ---- connections --------------------------------------------------------------------- */
+
+static void admin_conn_unlink(struct admin_conn *ac)
+{
+    if (ac->prev != NULL) {
+        ac->prev->next = ac->next;
+    } else {
+        ac->adm->conns = ac->next;
+    }
+    if (ac->next != NULL) {
+        ac->next->prev = ac->prev;
+    }
+    free(ac);
+}
+
+static void admin_conn_closed(struct torii_http_conn *conn, void *arg)
+{
+    (void)conn;
+    admin_conn_unlink(arg);
+}
+
+static void admin_peer_name(const struct sockaddr *sa, int salen, char *out, size_t outlen)
+{
+    char host[NI_MAXHOST];
+    char serv[NI_MAXSERV];
+
+    if (getnameinfo(sa, (socklen_t)salen, host, sizeof(host), serv, sizeof(serv),
+                    NI_NUMERICHOST | NI_NUMERICSERV)
+        != 0) {
+        (void)snprintf(out, outlen, "-");
+        return;
+    }
+    (void)snprintf(out, outlen, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
+}
+
+static void admin_accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
+                            int salen, void *arg)
+{
+    struct torii_admin *adm = arg;
+    struct bufferevent *bev;
+    struct admin_conn *ac;
+    struct torii_http_conn_opts o;
+    char peer[NI_MAXHOST + NI_MAXSERV + 4];
+
+    (void)lis;
+    bev = bufferevent_socket_new(adm->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (bev == NULL) {
+        torii_log(TORII_LOG_ERR, "admin: cannot allocate a connection");
+        (void)evutil_closesocket(fd);
+        return;
+    }
+    admin_peer_name(sa, salen, peer, sizeof(peer));
+    ac = torii_xcalloc(1, sizeof(*ac));
+    ac->adm = adm;
+    memset(&o, 0, sizeof(o));
+    o.base = adm->base;
+    o.lim = &adm->lim;
+    o.peer = peer;
+    o.cb = admin_handle;
+    o.arg = adm;
+    o.close_cb = admin_conn_closed;
+    o.close_arg = ac;
+    if (torii_http_conn_open(&o, bev, &ac->conn) != TORII_OK) {
+        torii_log(TORII_LOG_ERR, "admin: cannot start a connection (peer=%s)", peer);
+        bufferevent_free(bev);
+        free(ac);
+        return;
+    }
+    ac->next = adm->conns;
+    if (adm->conns != NULL) {
+        adm->conns->prev = ac;
+    }
+    adm->conns = ac;
+}
+
+static void admin_accept_error_cb(struct evconnlistener *lis, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+
+    (void)lis;
+    (void)arg;
+    torii_log(TORII_LOG_WARN, "admin: accept failed: %s", evutil_socket_error_to_string(err));
+}
+
+/* ---- thread and lifecycle ------------------------------------------------------------ */
+
+static void admin_stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct torii_admin *adm = arg;
+
+    (void)fd;
+    (void)what;
+    (void)event_base_loopbreak(adm->base);
+}
+
+static void admin_close_conns(struct torii_admin *adm)
+{
+    while (adm->conns != NULL) {
+        struct admin_conn *ac = adm->conns;
+        adm->conns = ac->next;
+        if (adm->conns != NULL) {
+            adm->conns->prev = NULL;
+        }
+        torii_http_conn_free(ac->conn);
+        free(ac);
+    }
+}
+
+static void *admin_thread_main(void *arg)
+{
+    struct torii_admin *adm = arg;
+
+    if (event_base_dispatch(adm->base) < 0) {
+        torii_log(TORII_LOG_ERR, "admin: event loop failed");
+    }
+    /* End the connections on their own thread, then give libevent one more turn to run the
+     * deferred finalizers of the freed bufferevents. */
+    admin_close_conns(adm);
+    (void)event_base_loop(adm->base, EVLOOP_NONBLOCK);
+    (void)event_base_loop(adm->base, EVLOOP_NONBLOCK);
+    return NULL;
+}
+
+static void admin_free(struct torii_admin *adm)
+{
+    admin_close_conns(adm);
+    if (adm->lis != NULL) {
+        evconnlistener_free(adm->lis);
+    }
+    if (adm->stop_ev != NULL) {
+        event_free(adm->stop_ev);
+    }
+    if (adm->base != NULL) {
+        event_base_free(adm->base);
+    }
+    if (adm->token != NULL) {
+        torii_secure_free(adm->token, strlen(adm->token));
+    }
+    free(adm->client_id);
+    free(adm);
+}
+
+static void admin_limits(const struct torii_config *cfg, struct torii_http_limits *lim)
+{
+    torii_http_limits_default(lim);
+    lim->max_body = (size_t)8 * 1024 * 1024;
+    if (cfg->max_header_bytes != 0) {
+        lim->max_header_bytes = cfg->max_header_bytes;
+    }
+    if (cfg->max_headers != 0) {
+        lim->max_headers = cfg->max_headers;
+    }
+    if (cfg->max_target != 0) {
+        lim->max_target = cfg->max_target;
+    }
+    if (cfg->admin_max_body != 0) {
+        lim->max_body = cfg->admin_max_body;
+    }
+    if (cfg->header_timeout_ms != 0) {
+        lim->header_timeout_ms = cfg->header_timeout_ms;
+    }
+    if (cfg->idle_timeout_ms != 0) {
+        lim->idle_timeout_ms = cfg->idle_timeout_ms;
+    }
+}
+
+int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
+                      struct torii_table *table, struct torii_admin **out, struct torii_errbuf *eb)
+{
+    struct torii_admin *adm = torii_xcalloc(1, sizeof(*adm));
+    const char *listen_on = cfg->admin_listen != NULL && cfg->admin_listen[0] != '\0'
+                                ? cfg->admin_listen
+                                : ADMIN_DEFAULT_LISTEN;
+    struct sockaddr_storage ss;
+    int sslen = 0;
+    int err;
+    int rc = TORII_OK;
+
+    adm->ctx.store = store;
+    adm->ctx.table = table;
+    adm->ctx.cfg = cfg;
+    adm->client_id = torii_xstrdup(cfg->admin_client_id != NULL && cfg->admin_client_id[0] != '\0'
+                                       ? cfg->admin_client_id
+                                       : "admin");
+    admin_limits(cfg, &adm->lim);
+    TORII_TRY(admin_auth_load_token(cfg, &adm->token, eb));
+    TORII_TRY(torii_config_parse_addr(listen_on, &ss, &sslen, eb));
+    adm->base = event_base_new();
+    TORII_ENSURE(adm->base != NULL,
+                 torii_errf(eb, TORII_ENOMEM, "admin: cannot create the event base"));
+    adm->lis =
+        evconnlistener_new_bind(adm->base, admin_accept_cb, adm,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+                                ADMIN_BACKLOG, (struct sockaddr *)&ss, sslen);
+    if (adm->lis == NULL) {
+        err = EVUTIL_SOCKET_ERROR();
+        rc = torii_errf(eb, TORII_EIO, "admin: cannot listen on %s: %s", listen_on,
+                        evutil_socket_error_to_string(err));
+        goto out;
+    }
+    evconnlistener_set_error_cb(adm->lis, admin_accept_error_cb);
+    adm->stop_ev = event_new(adm->base, -1, 0, admin_stop_cb, adm);
+    TORII_ENSURE(adm->stop_ev != NULL,
+                 torii_errf(eb, TORII_ENOMEM, "admin: cannot create the stop event"));
+    err = pthread_create(&adm->thread, NULL, admin_thread_main, adm);
+    TORII_ENSURE(err == 0, torii_errf(eb, TORII_EIO, "admin: cannot start the thread (%d)", err));
+    adm->thread_started = 1;
+    torii_log(TORII_LOG_INFO, "admin: listening (addr=%s)", listen_on);
+    *out = adm;
+    adm = NULL;
+out:
+    if (adm != NULL) {
+        admin_free(adm);
+    }
+    return rc;
+}
+
+void torii_admin_stop(struct torii_admin *adm)
+{
+    if (adm == NULL) {
+        return;
+    }
+    if (adm->thread_started) {
+        /* Thread-safe with evthread_use_pthreads(); an active event is not lost even when the
+         * loop has not started yet (a loopbreak would be). */
+        event_active(adm->stop_ev, EV_READ, 0);
+        (void)pthread_join(adm->thread, NULL);
+    }
+    admin_free(adm);
+}
