@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 jobs=$(nproc)
 status=0
+echo "== lint"
+./scripts/lint.sh || status=1
 run_suite() {
   local dir=$1; shift
   cmake -S . -B "$dir" -DTORII_WERROR=ON "$@" >/dev/null
