@@ -151,20 +151,19 @@ int torii_pki_cert_issue(const json_t *ca_entity, const json_t *query,
 
 /** Self-signed certificate from a query (query.ca -> self-signed CA as
  * torii_pki_ca_create). includeAIA is ignored (there is no issuer to point at). */
-int torii_pki_cert_selfsigned(const json_t *query, const struct torii_pki_opts *o,
-                              json_t **out, struct torii_errbuf *eb) TORII_MUST_USE;
+int torii_pki_cert_selfsigned(const json_t *query, const struct torii_pki_opts *o, json_t **out,
+                              struct torii_errbuf *eb) TORII_MUST_USE;
 
 /** Key pair for JWT signing (POST /api/pki/keys): key_spec {algo, size} (NULL -> ECDSA
  * P-256) wrapped in a self-signed certificate "CN=keypair-<random hex>" valid 10 years;
  * the entity has keypair=true and name "KeyPair - <hex>". */
-int torii_pki_keypair_create(const json_t *key_spec, const struct torii_pki_opts *o,
-                             json_t **out, struct torii_errbuf *eb) TORII_MUST_USE;
+int torii_pki_keypair_create(const json_t *key_spec, const struct torii_pki_opts *o, json_t **out,
+                             struct torii_errbuf *eb) TORII_MUST_USE;
 
 /** CSR from a query: *out = {"csr", "publicKey", "privateKey"} (PEM strings; the private
  * key is unencrypted PKCS#8). The CSR requests the SANs (and CA:TRUE when query.ca).
  * TORII_EINVAL for a bad query or no subject/name/hosts. */
-int torii_pki_csr_create(const json_t *query, json_t **out, struct torii_errbuf *eb)
-    TORII_MUST_USE;
+int torii_pki_csr_create(const json_t *query, json_t **out, struct torii_errbuf *eb) TORII_MUST_USE;
 
 /** Sign a PEM CSR with ca_entity. The CSR's signature must verify. The CA decides the
  * profile: CA:FALSE always, key usages of a leaf, EKU serverAuth (clientAuth when client),
@@ -185,8 +184,8 @@ int torii_pki_csr_sign(const json_t *ca_entity, const char *csr_pem, int64_t dur
  * on success. TORII_EINVAL for a wrong password, corrupt DER, a file without key entries or
  * a key without its certificate; nothing is returned then. Legacy RC2/3DES files need
  * OpenSSL's legacy provider to be loaded by the caller. */
-int torii_pki_import_p12(const unsigned char *der, size_t len, const char *password,
-                         int64_t now_ms, json_t **out, struct torii_errbuf *eb) TORII_MUST_USE;
+int torii_pki_import_p12(const unsigned char *der, size_t len, const char *password, int64_t now_ms,
+                         json_t **out, struct torii_errbuf *eb) TORII_MUST_USE;
 
 /** PEM bundle import: certificates and private keys in any order (CSRs and other blocks
  * ignored; keys may be encrypted with password). Each key is paired with the certificate it
@@ -211,8 +210,8 @@ json_t *torii_pki_cert_valid(const json_t *entity, int64_t now_ms);
 /** Serial of the entity's leaf certificate as lower-case hex without leading zeros (the key
  * of a serial -> id index; same text as torii_pki_certid.serial_hex). buf >= 83 bytes.
  * TORII_EINVAL when the chain does not parse. */
-int torii_pki_cert_serial_hex(const json_t *entity, char *buf, size_t len,
-                              struct torii_errbuf *eb) TORII_MUST_USE;
+int torii_pki_cert_serial_hex(const json_t *entity, char *buf, size_t len, struct torii_errbuf *eb)
+    TORII_MUST_USE;
 
 /* ---- revocation: reasons, OCSP (RFC 6960), CRL (RFC 5280) ---- */
 
@@ -270,13 +269,13 @@ enum torii_pki_ocsp_status {
 
 /** One CertID of an OCSP request, borrowed for the duration of the callback. */
 struct torii_pki_certid {
-    const char *hash_alg;            /* OpenSSL short name of the hash, e.g. "SHA1" */
-    const unsigned char *name_hash;  /* hash of the issuer's subject DN (DER) */
+    const char *hash_alg;           /* OpenSSL short name of the hash, e.g. "SHA1" */
+    const unsigned char *name_hash; /* hash of the issuer's subject DN (DER) */
     size_t name_hash_len;
-    const unsigned char *key_hash;   /* hash of the issuer's public key BIT STRING */
+    const unsigned char *key_hash; /* hash of the issuer's public key BIT STRING */
     size_t key_hash_len;
-    const char *serial_hex;          /* as torii_pki_cert_serial_hex */
-    const void *_cid;                /* private: the OCSP_CERTID */
+    const char *serial_hex; /* as torii_pki_cert_serial_hex */
+    void *_cid;             /* private: the OCSP_CERTID */
 };
 
 /** What the lookup callback answers for one CertID. The responder pre-fills status
@@ -321,9 +320,9 @@ int torii_pki_certid_matches(const struct torii_pki_certid *id, const json_t *ca
  * eb then explains a non-successful status. TORII_ENOMEM/TORII_ETLS only when no response
  * could be encoded at all. */
 int torii_pki_ocsp_respond(const unsigned char *req, size_t req_len, torii_pki_ocsp_lookup_cb cb,
-                           void *cb_ctx, int64_t now_ms, int64_t next_update_s,
-                           unsigned char **der, size_t *der_len, int *resp_status,
-                           struct torii_errbuf *eb) TORII_MUST_USE;
+                           void *cb_ctx, int64_t now_ms, int64_t next_update_s, unsigned char **der,
+                           size_t *der_len, int *resp_status, struct torii_errbuf *eb)
+    TORII_MUST_USE;
 
 /* ---- JWKS (RFC 7517) ---- */
 

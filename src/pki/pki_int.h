@@ -42,14 +42,15 @@ int torii_pki__ip_text(const ASN1_OCTET_STRING *ip, char *buf, size_t len);
 /* ---- issuing helpers (ca.c, issue.c, csr.c, import.c, data.c, ocsp.c, crl.c, jwks.c) ---- */
 
 #include <jansson.h>
+#include <openssl/x509v3.h>
 
 /** A CA entity loaded for signing: leaf certificate, its private key and the whole chain.
  * Clear with torii_pki__ca_clear (wipes nothing itself: OpenSSL frees the key). */
 struct torii_pki__ca {
-    X509 *cert;            /* chain[0], borrowed from chain */
-    EVP_PKEY *key;         /* owned */
-    STACK_OF(X509) *chain; /* owned, leaf first */
-    const char *id;        /* borrowed from the entity */
+    X509 *cert;             /* chain[0], borrowed from chain */
+    EVP_PKEY *key;          /* owned */
+    STACK_OF(X509) * chain; /* owned, leaf first */
+    const char *id;         /* borrowed from the entity */
 };
 
 /** Load a CA entity: it must be a JSON object with ca=true, not revoked, a parsable chain
@@ -113,23 +114,23 @@ char *torii_pki__b64(const unsigned char *data, size_t len, int url);
 
 /** Parsed GenCsrQuery (reference 3.1); see torii_pki__query_parse. */
 struct torii_pki__query {
-    X509_NAME *subject;    /* NULL when the query gives neither subject nor name */
-    GENERAL_NAMES *sans;   /* never NULL, may be empty */
-    char *first_host;      /* hosts[0] or NULL */
-    int key_type;          /* 0 (default for the use), EVP_PKEY_RSA or EVP_PKEY_EC */
-    int key_bits;          /* 0 with key_type 0 */
+    X509_NAME *subject;  /* NULL when the query gives neither subject nor name */
+    GENERAL_NAMES *sans; /* never NULL, may be empty */
+    char *first_host;    /* hosts[0] or NULL */
+    int key_type;        /* 0 (default for the use), EVP_PKEY_RSA or EVP_PKEY_EC */
+    int key_bits;        /* 0 with key_type 0 */
     int client;
     int ca;
     int include_aia;
-    int64_t duration_ms;   /* 0: default for the use */
-    const EVP_MD *md;      /* NULL: default for the signer */
-    json_t *echo;          /* the query as Otoroshi echoes it (metadata.csr) */
+    int64_t duration_ms; /* 0: default for the use */
+    const EVP_MD *md;    /* NULL: default for the signer */
+    json_t *echo;        /* the query as Otoroshi echoes it (metadata.csr) */
 };
 
 /** Parse a GenCsrQuery (NULL = {}). TORII_EINVAL naming the field on a type error, an
  * unsupported key algorithm or size, a bad host, an unparsable subject or digest. */
-int torii_pki__query_parse(const json_t *q, struct torii_pki__query *out,
-                           struct torii_errbuf *eb) TORII_MUST_USE;
+int torii_pki__query_parse(const json_t *q, struct torii_pki__query *out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
 void torii_pki__query_clear(struct torii_pki__query *q);
 
 /** Parse only a key spec {algo, size} (or keyType/keySize); absent -> *type = 0. */
@@ -146,8 +147,8 @@ struct torii_pki_opts;
  * of `kind` signed by ca (NULL: self-signed) and return the enriched entity (reference
  * 3.2 "entity response"). q->subject NULL falls back to CN=hosts[0]. */
 int torii_pki__issue_entity(const struct torii_pki__query *q, const struct torii_pki__ca *ca,
-                            enum torii_pki__kind kind, const struct torii_pki_opts *o,
-                            json_t **out, struct torii_errbuf *eb) TORII_MUST_USE;
+                            enum torii_pki__kind kind, const struct torii_pki_opts *o, json_t **out,
+                            struct torii_errbuf *eb) TORII_MUST_USE;
 
 /** Check a public base URL for AIA/CRL (http(s)://, no whitespace, comma or quote). */
 int torii_pki__base_url_check(const char *url, struct torii_errbuf *eb) TORII_MUST_USE;

@@ -1,0 +1,210 @@
+/* crl.c - revocation data: reason names (reference 1.6), the revoked entry of an entity,
+ * and DER CRLs signed by a CA entity (RFC 5280 section 5). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "pki_int.h"
+#include "torii/pki.h"
+
+static const struct {
+    const char *name;
+    enum torii_pki_reason code;
+} crl_reasons[] = {
+    {"UNSPECIFIED", TORII_PKI_REASON_UNSPECIFIED},
+    {"KEY_COMPROMISE", TORII_PKI_REASON_KEY_COMPROMISE},
+    {"CA_COMPROMISE", TORII_PKI_REASON_CA_COMPROMISE},
+    {"AFFILIATION_CHANGED", TORII_PKI_REASON_AFFILIATION_CHANGED},
+    {"SUPERSEDED", TORII_PKI_REASON_SUPERSEDED},
+    {"CESSATION_OF_OPERATION", TORII_PKI_REASON_CESSATION_OF_OPERATION},
+    {"CERTIFICATE_HOLD", TORII_PKI_REASON_CERTIFICATE_HOLD},
+    {"REMOVE_FROM_CRL", TORII_PKI_REASON_REMOVE_FROM_CRL},
+    {"PRIVILEGE_WITH_DRAWN", TORII_PKI_REASON_PRIVILEGE_WITHDRAWN}, /* Otoroshi's spelling */
+    {"PRIVILEGE_WITHDRAWN", TORII_PKI_REASON_PRIVILEGE_WITHDRAWN},
+    {"AA_COMPROMISE", TORII_PKI_REASON_AA_COMPROMISE},
+    {"VALID", TORII_PKI_REASON_UNSPECIFIED}, /* the UI's "not revoked" */
+};
+
+int torii_pki_reason_parse(const char *name, enum torii_pki_reason *out)
+{
+    size_t i;
+
+    if (name == NULL || name[0] == '\0') {
+        *out = TORII_PKI_REASON_UNSPECIFIED;
+        return TORII_OK;
+    }
+    for (i = 0; i < sizeof(crl_reasons) / sizeof(crl_reasons[0]); i++) {
+        if (strcasecmp(crl_reasons[i].name, name) == 0) {
+            *out = crl_reasons[i].code;
+            return TORII_OK;
+        }
+    }
+    return TORII_EINVAL;
+}
+
+int torii_pki_revoked_from_entity(const json_t *entity, struct torii_pki_revoked *out,
+                                  struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    STACK_OF(X509) *chain = NULL;
+    struct torii_pki_revoked r;
+    const json_t *meta = json_object_get(entity, "metadata");
+    const char *at = json_string_value(json_object_get(meta, "revokedAt"));
+    X509 *leaf;
+
+    memset(&r, 0, sizeof(r));
+    TORII_ENSURE(json_is_true(json_object_get(entity, "revoked")), TORII_ENOTFOUND);
+    TORII_TRY(
+        torii_pki__chain_parse(json_string_value(json_object_get(entity, "chain")), &chain, eb));
+    leaf = sk_X509_value(chain, 0);
+    TORII_ENSURE(
+        torii_pki__serial_hex(X509_get0_serialNumber(leaf), r.serial_hex, sizeof(r.serial_hex))
+            == TORII_OK,
+        torii_errf(eb, TORII_EINVAL, "revoked: serial does not print"));
+    if (torii_pki_reason_parse(json_string_value(json_object_get(meta, "revocationReason")),
+                               &r.reason)
+        != TORII_OK) {
+        r.reason = TORII_PKI_REASON_UNSPECIFIED;
+    }
+    r.revoked_at_ms = -1;
+    if (at != NULL && at[0] != '\0') {
+        char *end = NULL;
+        long long v = strtoll(at, &end, 10);
+        if (end != NULL && *end == '\0' && v >= 0) {
+            r.revoked_at_ms = (int64_t)v;
+        }
+    }
+    if (r.revoked_at_ms < 0) {
+        TORII_ENSURE(torii_pki__time_ms(X509_get0_notBefore(leaf), &r.revoked_at_ms) == TORII_OK,
+                     torii_errf(eb, TORII_EINVAL, "revoked: notBefore does not convert"));
+    }
+    *out = r;
+out:
+    sk_X509_pop_free(chain, X509_free);
+    return rc;
+}
+
+/* Lower- or upper-case hex, optional leading '-' refused (serials are positive). */
+static int crl_serial(const char *hex, ASN1_INTEGER **out)
+{
+    BIGNUM *bn = NULL;
+    ASN1_INTEGER *ai = NULL;
+    size_t n = strlen(hex);
+
+    if (n == 0 || n >= TORII_PKI_SERIAL_HEX_MAX || strspn(hex, "0123456789abcdefABCDEF") != n) {
+        return TORII_EINVAL;
+    }
+    if (BN_hex2bn(&bn, hex) != (int)n) {
+        BN_free(bn);
+        return TORII_EINVAL;
+    }
+    ai = BN_to_ASN1_INTEGER(bn, NULL);
+    BN_free(bn);
+    if (ai == NULL) {
+        return TORII_ENOMEM;
+    }
+    *out = ai;
+    return TORII_OK;
+}
+
+static int crl_add(X509_CRL *crl, const struct torii_pki_revoked *r, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    X509_REVOKED *rev = X509_REVOKED_new();
+    ASN1_INTEGER *serial = NULL;
+    ASN1_TIME *t = NULL;
+    ASN1_ENUMERATED *reason = NULL;
+
+    TORII_ENSURE(rev != NULL, TORII_ENOMEM);
+    TORII_ENSURE(crl_serial(r->serial_hex, &serial) == TORII_OK,
+                 torii_errf(eb, TORII_EINVAL, "crl: bad serial '%.40s'", r->serial_hex));
+    TORII_ENSURE(r->revoked_at_ms >= 0, torii_errf(eb, TORII_EINVAL, "crl: bad revocation time"));
+    t = ASN1_TIME_set(NULL, (time_t)(r->revoked_at_ms / 1000));
+    TORII_ENSURE(t != NULL, TORII_ENOMEM);
+    TORII_ENSURE(X509_REVOKED_set_serialNumber(rev, serial) == 1
+                     && X509_REVOKED_set_revocationDate(rev, t) == 1,
+                 TORII_ENOMEM);
+    /* RFC 5280 5.3.1: reasonCode SHOULD be absent rather than unspecified (0). */
+    if (r->reason > TORII_PKI_REASON_UNSPECIFIED) {
+        reason = ASN1_ENUMERATED_new();
+        TORII_ENSURE(reason != NULL && ASN1_ENUMERATED_set(reason, (long)r->reason) == 1,
+                     TORII_ENOMEM);
+        TORII_ENSURE(X509_REVOKED_add1_ext_i2d(rev, NID_crl_reason, reason, 0, 0) == 1,
+                     TORII_ENOMEM);
+    }
+    TORII_ENSURE(X509_CRL_add0_revoked(crl, rev) == 1, TORII_ENOMEM);
+    rev = NULL;
+out:
+    ASN1_ENUMERATED_free(reason);
+    ASN1_TIME_free(t);
+    ASN1_INTEGER_free(serial);
+    X509_REVOKED_free(rev);
+    return rc;
+}
+
+int torii_pki_crl_build(const json_t *ca_entity, const struct torii_pki_revoked *revoked,
+                        size_t n_revoked, uint64_t crl_number, int64_t now_ms,
+                        int64_t next_update_s, unsigned char **der, size_t *der_len,
+                        struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    struct torii_pki__ca ca;
+    X509_CRL *crl = NULL;
+    ASN1_TIME *last = NULL;
+    ASN1_TIME *next = NULL;
+    ASN1_INTEGER *num = NULL;
+    X509_EXTENSION *aki = NULL;
+    X509V3_CTX ctx;
+    unsigned char *buf = NULL;
+    int len;
+    size_t i;
+
+    memset(&ca, 0, sizeof(ca));
+    TORII_ENSURE(next_update_s > 0 && next_update_s <= 366LL * 86400,
+                 torii_errf(eb, TORII_EINVAL, "crl: nextUpdate must be 1 s to 1 year ahead"));
+    TORII_ENSURE(now_ms >= 0 && (n_revoked == 0 || revoked != NULL),
+                 torii_errf(eb, TORII_EINVAL, "crl: bad arguments"));
+    TORII_TRY(torii_pki__ca_load(ca_entity, &ca, eb));
+    crl = X509_CRL_new();
+    last = ASN1_TIME_set(NULL, (time_t)(now_ms / 1000));
+    next = ASN1_TIME_set(NULL, (time_t)(now_ms / 1000 + next_update_s));
+    num = ASN1_INTEGER_new();
+    TORII_ENSURE(crl != NULL && last != NULL && next != NULL && num != NULL, TORII_ENOMEM);
+    TORII_ENSURE(X509_CRL_set_version(crl, X509_CRL_VERSION_2) == 1
+                     && X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca.cert)) == 1
+                     && X509_CRL_set1_lastUpdate(crl, last) == 1
+                     && X509_CRL_set1_nextUpdate(crl, next) == 1,
+                 TORII_ENOMEM);
+    for (i = 0; i < n_revoked; i++) {
+        TORII_TRY(crl_add(crl, &revoked[i], eb));
+    }
+    TORII_ENSURE(ASN1_INTEGER_set_uint64(num, crl_number) == 1
+                     && X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0) == 1,
+                 TORII_ENOMEM);
+    X509V3_set_ctx(&ctx, ca.cert, NULL, NULL, crl, 0);
+    aki = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid:always");
+    TORII_ENSURE(aki != NULL, torii_errbuf_ossl(eb, "crl: authorityKeyIdentifier"));
+    TORII_ENSURE(X509_CRL_add_ext(crl, aki, -1) == 1, TORII_ENOMEM);
+    TORII_ENSURE(X509_CRL_sort(crl) == 1, TORII_ENOMEM);
+    TORII_ENSURE(X509_CRL_sign(crl, ca.key, torii_pki__default_md(ca.key)) > 0,
+                 torii_errbuf_ossl(eb, "crl: sign"));
+    len = i2d_X509_CRL(crl, &buf);
+    TORII_ENSURE(len > 0, TORII_ENOMEM);
+    *der = torii_xmalloc((size_t)len);
+    memcpy(*der, buf, (size_t)len);
+    *der_len = (size_t)len;
+out:
+    OPENSSL_free(buf);
+    X509_EXTENSION_free(aki);
+    ASN1_INTEGER_free(num);
+    ASN1_TIME_free(next);
+    ASN1_TIME_free(last);
+    X509_CRL_free(crl);
+    torii_pki__ca_clear(&ca);
+    return rc;
+}

@@ -1,0 +1,233 @@
+/* jwks.c - the JWK Set of exposed certificate keys (RFC 7517, RFC 7518 6.2/6.3).
+ *
+ * Otoroshi (reference 7) emits kty/n/e or kty/crv/x/y with kid = entity id. We add use,
+ * alg, x5c and x5t#S256 (RFC 7517 4.7, 4.9), which verifiers may ignore, and require the
+ * private key to match the leaf: a published key nobody can sign with helps no one. */
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "pki_int.h"
+#include "torii/log.h"
+#include "torii/pki.h"
+
+static int jwks_set_b64(json_t *o, const char *k, const unsigned char *d, size_t n, int url)
+{
+    char *s = torii_pki__b64(d, n, url);
+    int rc;
+
+    if (s == NULL) {
+        return TORII_ENOMEM;
+    }
+    rc = json_object_set_new(o, k, json_string(s)) == 0 ? TORII_OK : TORII_ENOMEM;
+    free(s);
+    return rc;
+}
+
+/* Big-endian unsigned bytes of bn, left-padded to `pad` bytes (0 = minimal). */
+static int jwks_set_bn(json_t *o, const char *k, const BIGNUM *bn, int pad)
+{
+    int n = pad > 0 ? pad : BN_num_bytes(bn);
+    unsigned char *buf;
+    int rc;
+
+    if (n <= 0 || n > 2048 || BN_num_bytes(bn) > n) {
+        return TORII_EINVAL;
+    }
+    buf = torii_xmalloc((size_t)n);
+    if (BN_bn2binpad(bn, buf, n) != n) {
+        free(buf);
+        return TORII_EINVAL;
+    }
+    rc = jwks_set_b64(o, k, buf, (size_t)n, 1);
+    free(buf);
+    return rc;
+}
+
+static int jwks_rsa(EVP_PKEY *pub, json_t *jwk)
+{
+    int rc = TORII_OK;
+    BIGNUM *n = NULL;
+    BIGNUM *e = NULL;
+
+    TORII_ENSURE(EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &n) == 1
+                     && EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_E, &e) == 1,
+                 TORII_EINVAL);
+    TORII_ENSURE(json_object_set_new(jwk, "kty", json_string("RSA")) == 0, TORII_ENOMEM);
+    TORII_TRY(jwks_set_bn(jwk, "n", n, 0));
+    TORII_TRY(jwks_set_bn(jwk, "e", e, 0));
+    TORII_ENSURE(json_object_set_new(jwk, "alg", json_string("RS256")) == 0, TORII_ENOMEM);
+out:
+    BN_free(n);
+    BN_free(e);
+    return rc;
+}
+
+static int jwks_ec(EVP_PKEY *pub, json_t *jwk)
+{
+    int rc = TORII_OK;
+    BIGNUM *x = NULL;
+    BIGNUM *y = NULL;
+    char group[32];
+    const char *crv;
+    const char *alg;
+    int len;
+
+    TORII_ENSURE(
+        EVP_PKEY_get_utf8_string_param(pub, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL)
+            == 1,
+        TORII_EINVAL);
+    /* RFC 7518 6.2.1.2: coordinates are padded to the full field size. */
+    if (strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0) {
+        crv = "P-256";
+        alg = "ES256";
+        len = 32;
+    } else if (strcmp(group, "secp384r1") == 0 || strcmp(group, "P-384") == 0) {
+        crv = "P-384";
+        alg = "ES384";
+        len = 48;
+    } else if (strcmp(group, "secp521r1") == 0 || strcmp(group, "P-521") == 0) {
+        crv = "P-521";
+        alg = "ES512";
+        len = 66;
+    } else {
+        rc = TORII_EUNSUPPORTED;
+        goto out;
+    }
+    TORII_ENSURE(EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_EC_PUB_X, &x) == 1
+                     && EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_EC_PUB_Y, &y) == 1,
+                 TORII_EINVAL);
+    TORII_ENSURE(json_object_set_new(jwk, "kty", json_string("EC")) == 0
+                     && json_object_set_new(jwk, "crv", json_string(crv)) == 0,
+                 TORII_ENOMEM);
+    TORII_TRY(jwks_set_bn(jwk, "x", x, len));
+    TORII_TRY(jwks_set_bn(jwk, "y", y, len));
+    TORII_ENSURE(json_object_set_new(jwk, "alg", json_string(alg)) == 0, TORII_ENOMEM);
+out:
+    BN_free(x);
+    BN_free(y);
+    return rc;
+}
+
+static int jwks_x5c(STACK_OF(X509) * chain, json_t *jwk)
+{
+    int rc = TORII_OK;
+    json_t *x5c = json_array();
+    unsigned char *der = NULL;
+    unsigned char hash[32];
+    unsigned int hlen = 0;
+    int i;
+
+    TORII_ENSURE(x5c != NULL, TORII_ENOMEM);
+    for (i = 0; i < sk_X509_num(chain); i++) {
+        char *b64;
+        int ok;
+        int len = i2d_X509(sk_X509_value(chain, i), &der);
+
+        TORII_ENSURE(len > 0, TORII_EINVAL);
+        if (i == 0) {
+            TORII_ENSURE(EVP_Digest(der, (size_t)len, hash, &hlen, EVP_sha256(), NULL) == 1,
+                         TORII_ETLS);
+        }
+        /* RFC 7517 4.7: x5c is standard base64 (not url-safe) of the DER. */
+        b64 = torii_pki__b64(der, (size_t)len, 0);
+        TORII_ENSURE(b64 != NULL, TORII_ENOMEM);
+        ok = json_array_append_new(x5c, json_string(b64)) == 0;
+        free(b64);
+        TORII_ENSURE(ok, TORII_ENOMEM);
+        OPENSSL_free(der);
+        der = NULL;
+    }
+    TORII_ENSURE(json_object_set(jwk, "x5c", x5c) == 0, TORII_ENOMEM);
+    TORII_TRY(jwks_set_b64(jwk, "x5t#S256", hash, hlen, 1));
+out:
+    OPENSSL_free(der);
+    json_decref(x5c);
+    return rc;
+}
+
+/* One JWK, or TORII_ENOTFOUND when the entity is not to be published. */
+static int jwks_one(const json_t *e, json_t **out)
+{
+    int rc = TORII_OK;
+    STACK_OF(X509) *chain = NULL;
+    EVP_PKEY *key = NULL;
+    json_t *jwk = NULL;
+    const char *id = json_string_value(json_object_get(e, "id"));
+    const char *pk = json_string_value(json_object_get(e, "privateKey"));
+    EVP_PKEY *pub;
+    int type;
+
+    TORII_ENSURE(json_is_object(e) && json_is_true(json_object_get(e, "exposed"))
+                     && !json_is_true(json_object_get(e, "revoked")) && pk != NULL && pk[0] != '\0',
+                 TORII_ENOTFOUND);
+    TORII_ENSURE(id != NULL && id[0] != '\0', TORII_EINVAL);
+    TORII_TRY(torii_pki__chain_parse(json_string_value(json_object_get(e, "chain")), &chain, NULL));
+    TORII_TRY(
+        torii_pki__key_parse(pk, json_string_value(json_object_get(e, "password")), &key, NULL));
+    TORII_ENSURE(X509_check_private_key(sk_X509_value(chain, 0), key) == 1, TORII_EINVAL);
+    pub = X509_get0_pubkey(sk_X509_value(chain, 0));
+    TORII_ENSURE(pub != NULL, TORII_EINVAL);
+    jwk = json_object();
+    TORII_ENSURE(jwk != NULL, TORII_ENOMEM);
+    type = EVP_PKEY_get_base_id(pub);
+    if (type == EVP_PKEY_RSA) {
+        TORII_TRY(jwks_rsa(pub, jwk));
+    } else if (type == EVP_PKEY_EC) {
+        TORII_TRY(jwks_ec(pub, jwk));
+    } else {
+        rc = TORII_EUNSUPPORTED;
+        goto out;
+    }
+    TORII_ENSURE(json_object_set_new(jwk, "kid", json_string(id)) == 0
+                     && json_object_set_new(jwk, "use", json_string("sig")) == 0,
+                 TORII_EINVAL);
+    TORII_TRY(jwks_x5c(chain, jwk));
+    *out = jwk;
+    jwk = NULL;
+out:
+    ERR_clear_error();
+    json_decref(jwk);
+    EVP_PKEY_free(key);
+    sk_X509_pop_free(chain, X509_free);
+    return rc;
+}
+
+json_t *torii_pki_jwks_build(const json_t *entities)
+{
+    json_t *doc = json_object();
+    json_t *keys = json_array();
+    size_t i;
+    const json_t *e;
+
+    if (doc == NULL || keys == NULL || json_object_set(doc, "keys", keys) != 0) {
+        json_decref(doc);
+        json_decref(keys);
+        return NULL;
+    }
+    json_array_foreach (entities, i, e) {
+        json_t *jwk = NULL;
+        int rc = jwks_one(e, &jwk);
+
+        if (rc == TORII_OK) {
+            if (json_array_append_new(keys, jwk) != 0) {
+                json_decref(doc);
+                json_decref(keys);
+                return NULL;
+            }
+        } else if (rc != TORII_ENOTFOUND) {
+            const char *id = json_string_value(json_object_get(e, "id"));
+            char esc[128];
+
+            torii_log(TORII_LOG_WARN, "jwks: certificate skipped: %s (id=%s)", torii_strerror(rc),
+                      torii_log_escape(id != NULL ? id : "", id != NULL ? strlen(id) : 0, esc,
+                                       sizeof(esc)));
+        }
+    }
+    json_decref(keys);
+    return doc;
+}
