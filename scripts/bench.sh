@@ -78,7 +78,7 @@ measure() {
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # ---- certificates: the same ECDSA P-256 certificates for everyone
-mkdir -p "$B/one" "$B/many" "$B/pem1" "$B/pemN"
+mkdir -p -m 0700 "$B/one" "$B/many" "$B/pem1" "$B/pemN"
 $FILL "$B/one" 1 "$B/pem1" >/dev/null
 echo "generating $NCERTS certificates..."
 $FILL "$B/many" "$NCERTS" "$B/pemN" >/dev/null
@@ -172,12 +172,20 @@ for name in torii haproxy nginx; do
   start_proxy "$name" N
   R[$name.many.start]=$STARTMS
   R[$name.many.rss]=$(rss_kb "$SPID")
+  # First use of not-yet-used certificates (torii parses DER lazily), then the same names
+  # again, warm: mean connection time as seen by the client.
+  R[$name.first.ms]=$(taskset -c 1 $HSLOAD -p "$SPORT" -n 300 -t 30 -q -S 'h%d.bench.test' -r "$NCERTS" -w -o 1 | awk '{print $4}')
+  R[$name.warm.ms]=$(taskset -c 1 $HSLOAD -p "$SPORT" -n 300 -t 30 -q -S 'h%d.bench.test' -r "$NCERTS" -w -o 1 | awk '{print $4}')
+  # Warm-up: every name once, so the random-SNI rounds measure the steady state.
+  taskset -c 1 $HSLOAD -p "$SPORT" -n "$NCERTS" -t 120 -q -S 'h%d.bench.test' -r "$NCERTS" -w >/dev/null
+  R[$name.many.rss_warm]=$(rss_kb "$SPID")
   cpus=(); rates=()
   for r in $(seq 1 "$ROUNDS"); do
     read -r cpu rate < <(measure "$SPID" "$SPORT" -S 'h%d.bench.test' -r "$NCERTS")
     cpus+=("$cpu"); rates+=("$rate")
   done
   R[$name.many.cpu]=$(printf '%s\n' "${cpus[@]}" | median)
+  R[$name.many.rss_end]=$(rss_kb "$SPID")
   R[$name.many.rate]=$(printf '%s\n' "${rates[@]}" | median)
   echo "   $NCERTS certs: start ${R[$name.many.start]} ms, RSS $((R[$name.many.rss] / 1024)) MB," \
        "random SNI ${R[$name.many.cpu]} us CPU/conn, ${R[$name.many.rate]} conn/s"
@@ -198,6 +206,9 @@ row "resumed handshake + 1 request: CPU us/conn" resumed.cpu
 row "$NCERTS certs, random SNI: CPU us/conn" many.cpu
 row "$NCERTS certs: start-up ms (to first handshake)" many.start
 row "$NCERTS certs: RSS KB" many.rss
+row "$NCERTS certs: RSS KB after every cert was used" many.rss_warm
+row "first handshake of an unused cert: client ms/conn" first.ms
+row "same names again (warm): client ms/conn" warm.ms
 row "1 cert: RSS KB after start" rss_idle
 echo
 echo "torii random SNI ($NCERTS certs) vs 1 cert, CPU/conn: $(ratio "${R[torii.many.cpu]}" "${R[torii.full.cpu]}")"

@@ -2,7 +2,9 @@
  * full handshake (or a resumed one with -k), one HTTP/1.1 request, read the response, close.
  * Bounded by a connection count and a time limit. Loopback targets only.
  * usage: torii-hsload -p PORT [-h 127.0.0.1] [-n COUNT] [-t SECONDS] [-s SNI|-S FMT -r RANGE]
- *                     [-k] [-q]   (-S "h%d.bench.test" -r 10000: random SNI per connection) */
+ *                     [-k] [-w] [-o OFFSET] [-q]
+ *   -S "h%d.bench.test" -r 10000: random SNI per connection; with -w the names are taken in
+ *   order from OFFSET (warm-up / first-use passes). Prints the mean connection time too. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -62,6 +64,9 @@ int main(int argc, char **argv)
     double limit = 10.0;
     int resume = 0;
     int quiet = 0;
+    int seq = 0;
+    long offset = 0;
+    double total_conn_s = 0;
     long done = 0;
     long errors = 0;
     long resumed = 0;
@@ -71,7 +76,7 @@ int main(int argc, char **argv)
     double el;
     int opt;
 
-    while ((opt = getopt(argc, argv, "h:p:n:t:s:S:r:kq")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:n:t:s:S:r:kqwo:")) != -1) {
         switch (opt) {
         case 'h':
             host = optarg;
@@ -100,6 +105,12 @@ int main(int argc, char **argv)
         case 'q':
             quiet = 1;
             break;
+        case 'w':
+            seq = 1;
+            break;
+        case 'o':
+            offset = atol(optarg);
+            break;
         default:
             (void)fprintf(stderr, "usage: %s -p PORT [-n N] [-t S] [-s SNI|-S FMT -r N] [-k]\n",
                           argv[0]);
@@ -124,6 +135,7 @@ int main(int argc, char **argv)
         char name[256];
         char req[512];
         char buf[4096];
+        double c0 = hs_now();
         int fd = hs_connect(host, port);
         SSL *ssl;
         int n;
@@ -143,6 +155,9 @@ int main(int argc, char **argv)
             const char *pct = strstr(fmt, "%d");
             unsigned int r;
             (void)RAND_bytes((unsigned char *)&r, sizeof(r));
+            if (seq) {
+                r = (unsigned int)((offset + done) % range);
+            }
             if (pct == NULL) {
                 (void)snprintf(name, sizeof(name), "%s", fmt);
             } else {
@@ -173,6 +188,7 @@ int main(int argc, char **argv)
             while ((n = SSL_read(ssl, buf, sizeof(buf))) > 0) {
             }
         }
+        total_conn_s += hs_now() - c0;
         if (SSL_session_reused(ssl)) {
             resumed++;
         }
@@ -191,10 +207,13 @@ int main(int argc, char **argv)
     }
     el = hs_now() - t0;
     if (!quiet) {
-        (void)printf("connections=%ld errors=%ld resumed=%ld seconds=%.3f rate=%.1f\n", done,
-                     errors, resumed, el, (double)done / el);
+        (void)printf("connections=%ld errors=%ld resumed=%ld seconds=%.3f rate=%.1f "
+                     "mean_conn_ms=%.3f\n",
+                     done, errors, resumed, el, (double)done / el,
+                     done ? total_conn_s * 1000.0 / (double)done : 0.0);
     } else {
-        (void)printf("%ld %ld %.3f\n", done, errors, el);
+        (void)printf("%ld %ld %.3f %.3f\n", done, errors, el,
+                     done ? total_conn_s * 1000.0 / (double)done : 0.0);
     }
     SSL_SESSION_free(sess);
     SSL_CTX_free(ctx);
