@@ -9,6 +9,10 @@ if [ "${1:-}" = "--bench" ]; then
   pkgs+=(haproxy nginx wrk nghttp2-client)
 fi
 missing=()
+# node + npm run the JWKS interoperability test (npm package "jose"); a node that is already
+# on the PATH (from any source) is kept as is.
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done

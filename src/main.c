@@ -14,12 +14,15 @@
 #include <openssl/ssl.h>
 
 #include "torii/admin.h"
+#include "torii/alert.h"
 #include "torii/clock.h"
 #include "torii/conf.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
+#include "torii/pkistate.h"
 #include "torii/proxy.h"
+#include "torii/renew.h"
 #include "torii/store.h"
 #include "torii/table.h"
 #include "torii/tls.h"
@@ -31,6 +34,10 @@ struct app {
     struct torii_tls_ctx *tls;
     struct torii_workers *workers;
     struct torii_admin *admin;
+    struct torii_pki_state *pki;
+    struct torii_alerts *alerts;
+    struct torii_renewer *renewer;
+    struct torii_routes *routes; /* compiled in main() (also for --check-config) */
     struct event_base *base;
 };
 
@@ -66,51 +73,6 @@ static int app_load_one(const struct torii_store_rec *rec, void *arg)
 {
     app_on_store_change(TORII_STORE_PUT, TORII_STORE_CERTS, rec, arg);
     return TORII_OK;
-}
-
-/* First start: a self-signed certificate for localhost becomes the default certificate. */
-static int app_ensure_default_cert(struct app *app, struct torii_errbuf *eb)
-{
-    static const char *const names[] = {"localhost", "127.0.0.1"};
-    json_t *ent = NULL;
-    char *json = NULL;
-    unsigned char *aux = NULL;
-    size_t aux_len = 0;
-    char *existing = NULL;
-    size_t len = 0;
-    struct torii_store_rec rec;
-    int rc;
-
-    rc = torii_store_get(app->store, TORII_STORE_CERTS, app->cfg->default_cert, &existing, &len,
-                         NULL, NULL);
-    if (rc != TORII_ENOTFOUND) {
-        goto out; /* present (OK) or a store error */
-    }
-    rc = TORII_OK;
-    TORII_TRY(torii_cert_generate_selfsigned(app->cfg->default_cert, names, 2, torii_clock_now_ms(),
-                                             365, &ent, eb));
-    TORII_TRY(torii_certrec_build(ent, &aux, &aux_len, eb));
-    json = json_dumps(ent, JSON_COMPACT);
-    TORII_ENSURE(json != NULL, TORII_ENOMEM);
-    rec = (struct torii_store_rec){.id = app->cfg->default_cert,
-                                   .id_len = strlen(app->cfg->default_cert),
-                                   .json = json,
-                                   .json_len = strlen(json),
-                                   .aux = aux,
-                                   .aux_len = aux_len};
-    TORII_TRY(torii_store_put(app->store, TORII_STORE_CERTS, &rec, TORII_STORE_CREATE, eb));
-    torii_log(TORII_LOG_NOTICE,
-              "main: created a self-signed default certificate for localhost "
-              "(id=%s)",
-              app->cfg->default_cert);
-out:
-    free(existing);
-    if (json != NULL) {
-        torii_secure_free(json, strlen(json));
-    }
-    torii_secure_free(aux, aux_len);
-    json_decref(ent);
-    return rc;
 }
 
 /* systemd readiness (sd_notify protocol) without linking libsystemd. */
@@ -150,6 +112,15 @@ static void app_on_signal(evutil_socket_t sig, short what, void *arg)
     (void)event_base_loopexit(app->base, NULL);
 }
 
+static void app_on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    struct app *app = arg;
+    (void)sig;
+    (void)what;
+    torii_log(TORII_LOG_NOTICE, "main: SIGHUP, reopening alert files");
+    torii_alerts_reopen(app->alerts);
+}
+
 static void app_on_rotate(evutil_socket_t fd, short what, void *arg)
 {
     struct app *app = arg;
@@ -173,7 +144,7 @@ static int app_run(struct app *app)
     struct torii_errbuf eb = {{0}};
     struct torii_store_opts sopts = {.dir = app->cfg->data_dir};
     struct torii_tls_opts topts = {0};
-    struct event *sigs[2] = {NULL, NULL};
+    struct event *sigs[3] = {NULL, NULL, NULL};
     struct event *rotate = NULL;
     struct timeval rot = {.tv_sec = app->cfg->ticket_rotate_s};
     int64_t t0 = torii_clock_mono_us();
@@ -186,23 +157,36 @@ static int app_run(struct app *app)
     torii_table_set_default(app->table, app->cfg->default_cert);
     TORII_TRY(torii_store_watch(app->store, app_on_store_change, app));
     TORII_TRY(torii_store_foreach(app->store, TORII_STORE_CERTS, app_load_one, app));
-    TORII_TRY(app_ensure_default_cert(app, &eb));
+    TORII_TRY(torii_admin_pki_state_open(app->cfg, app->store, &app->pki, &eb));
+    TORII_TRY(torii_admin_pki_bootstrap(app->cfg, app->store, &eb));
     TORII_TRY(torii_store_count(app->store, TORII_STORE_CERTS, &ncerts));
+    TORII_TRY(torii_alerts_new(app->cfg, app->store, &app->alerts, &eb));
+    TORII_TRY(torii_alerts_watch_store(app->alerts, app->store));
     topts.table = app->table;
     topts.strict_sni = app->cfg->strict_sni;
+    TORII_TRY(torii_routes_bind_tls(app->routes, app->table, &eb));
+    topts.client_auth_lookup = torii_routes_tls_lookup;
+    topts.client_auth_arg = app->routes;
+    topts.ocsp_staple = torii_pki_state_staple_cb;
+    topts.ocsp_staple_arg = app->pki;
     TORII_TRY(torii_tls_ctx_new(&topts, &app->tls, &eb));
 
     app->base = event_base_new();
     TORII_ENSURE(app->base != NULL, torii_errf(&eb, TORII_ENOMEM, "event_base_new failed"));
     sigs[0] = evsignal_new(app->base, SIGTERM, app_on_signal, app);
     sigs[1] = evsignal_new(app->base, SIGINT, app_on_signal, app);
+    sigs[2] = evsignal_new(app->base, SIGHUP, app_on_hup, app);
     rotate = event_new(app->base, -1, EV_PERSIST, app_on_rotate, app);
-    TORII_ENSURE(sigs[0] && sigs[1] && rotate, TORII_ENOMEM);
+    TORII_ENSURE(sigs[0] && sigs[1] && sigs[2] && rotate, TORII_ENOMEM);
     TORII_ENSURE(event_add(sigs[0], NULL) == 0 && event_add(sigs[1], NULL) == 0
+                     && event_add(sigs[2], NULL) == 0
                      && event_add(rotate, app->cfg->ticket_rotate_s ? &rot : NULL) == 0,
                  TORII_EIO);
 
-    TORII_TRY(torii_workers_start(app->cfg, app->table, app->tls, &app->workers, &eb));
+    torii_wellknown_pki_set(app->pki);
+    TORII_TRY(torii_workers_start(app->cfg, app->table, app->tls, app->routes, &app->workers, &eb));
+    TORII_TRY(torii_renewer_start(app->cfg, app->store, app->alerts, &app->renewer, &eb));
+    torii_admin_set_renewer(app->renewer);
     TORII_TRY(torii_admin_start(app->cfg, app->store, app->table, &app->admin, &eb));
     torii_log(TORII_LOG_NOTICE,
               "main: torii %s ready: %zu certificates, start-up %.1f ms (admin=%s data=%s)",
@@ -217,8 +201,12 @@ out:
         torii_log(TORII_LOG_ERR, "main: %s", eb.msg[0] ? eb.msg : torii_strerror(rc));
     }
     torii_admin_stop(app->admin);
+    torii_admin_set_renewer(NULL);
     torii_workers_stop(app->workers);
-    for (int i = 0; i < 2; i++) {
+    /* The renewal thread writes to the store, whose watcher raises alerts: stop it first. */
+    torii_renewer_stop(app->renewer);
+    torii_alerts_free(app->alerts);
+    for (int i = 0; i < 3; i++) {
         if (sigs[i] != NULL) {
             event_free(sigs[i]);
         }
@@ -230,7 +218,11 @@ out:
         event_base_free(app->base);
     }
     torii_tls_ctx_free(app->tls);
+    torii_routes_free(app->routes); /* its trust sets read the table: before it goes */
+    app->routes = NULL;
     torii_table_free(app->table);
+    torii_wellknown_pki_set(NULL);
+    torii_pki_state_free(app->pki); /* after every store writer stopped */
     torii_store_free(app->store);
     return rc;
 }
@@ -264,8 +256,14 @@ int main(int argc, char **argv)
         (void)fprintf(stderr, "torii: %s\n", eb.msg);
         return 1;
     }
+    if (torii_routes_compile(app.cfg, &app.routes, &eb) != TORII_OK) {
+        (void)fprintf(stderr, "torii: %s\n", eb.msg);
+        torii_config_free(app.cfg);
+        return 1;
+    }
     if (check_only) {
         (void)printf("torii: configuration %s is valid\n", path ? path : "(defaults)");
+        torii_routes_free(app.routes);
         torii_config_free(app.cfg);
         return 0;
     }

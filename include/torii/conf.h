@@ -15,6 +15,41 @@
 
 #define TORII_CONF_DEFAULT_CERT_ID "torii-default-cert"
 
+/** Alert types an exporter may filter on (alert.h raises exactly these). */
+#define TORII_CONF_ALERT_TYPES                                                                     \
+    "CertAlmostExpiredAlert", "CertExpiredAlert", "CertRenewalAlert", "CertRenewalFailedAlert",    \
+        "CertCreatedAlert", "CertUpdatedAlert", "CertDeletedAlert"
+
+enum torii_conf_exporter_type {
+    TORII_CONF_EXPORTER_WEBHOOK = 0, /* libcurl POST of a JSON array of alerts */
+    TORII_CONF_EXPORTER_FILE,        /* JSON lines appended to a file, reopened on SIGHUP */
+    TORII_CONF_EXPORTER_LOG,         /* one log line per alert */
+};
+
+/** One entry of exporters[] (enabled ones only), validated strictly at load. */
+struct torii_conf_exporter {
+    enum torii_conf_exporter_type type;
+    char *name;    /* "name", default "<type>-<index>" */
+    char **alerts; /* alert types wanted ("alerts": [...]); n_alerts 0 = every type */
+    size_t n_alerts;
+    size_t queue_size; /* bounded queue; overflow is counted and logged (1000) */
+    /* webhook */
+    char *url;      /* http:// or https:// */
+    char **headers; /* "Name: value" lines (headers {}) */
+    size_t n_headers;
+    char *trusted_ca;      /* tls.trusted_ca: store id of the CA to trust; NULL = system */
+    char *client_cert;     /* tls.client_cert: store id of the client certificate; NULL */
+    int tls_verify;        /* tls.verify (true) */
+    unsigned batch_size;   /* alerts per POST (100) */
+    unsigned batch_ms;     /* wait this long for more alerts before a POST (1000) */
+    unsigned timeout_ms;   /* per POST (10000) */
+    unsigned retry_min_ms; /* first retry delay, doubled per failure (1000) */
+    unsigned retry_max_ms; /* retry delay cap (60000) */
+    unsigned max_retries;  /* then the batch is dropped; 0 = retry forever (10) */
+    /* file */
+    char *path;
+};
+
 struct torii_config {
     char *data_dir;           /* "./data", or $STATE_DIRECTORY under systemd */
     unsigned workers;         /* 0 in the file = number of CPUs */
@@ -29,20 +64,30 @@ struct torii_config {
     char *log_level;          /* "info" */
     int access_log;           /* 1 */
     /* HTTP limits (public and admin listeners). */
-    size_t max_header_bytes;       /* 16384 */
-    size_t max_headers;            /* 100 */
-    size_t max_target;             /* 8192 */
-    size_t max_body;               /* proxy: 1 GiB; admin uses admin_max_body */
-    size_t admin_max_body;         /* 8 MiB */
-    uint32_t header_timeout_ms;    /* 10000 */
-    uint32_t idle_timeout_ms;      /* 60000 */
-    uint32_t max_conns_per_worker; /* 20000 */
-    unsigned renewal_interval_s;   /* 3600 */
-    json_t *routes;                /* routes[] as given (validated by the proxy module) */
-    json_t *acme;                  /* acme{} as given */
-    json_t *exporters;             /* exporters[] as given */
-    json_t *pki;                   /* pki{} as given */
-    json_t *alerts;                /* alerts{} as given */
+    size_t max_header_bytes;             /* 16384 */
+    size_t max_headers;                  /* 100 */
+    size_t max_target;                   /* 8192 */
+    size_t max_body;                     /* proxy: 1 GiB; admin uses admin_max_body */
+    size_t admin_max_body;               /* 8 MiB */
+    uint32_t header_timeout_ms;          /* 10000 */
+    uint32_t idle_timeout_ms;            /* 60000 */
+    uint32_t max_conns_per_worker;       /* 20000 */
+    unsigned renewal_interval_s;         /* 3600; 0 = renew on demand only */
+    unsigned renewal_threshold_pct;      /* renew in the last N% of the validity (20) */
+    unsigned renewal_jitter_s;           /* random extra delay per period, up to (600) */
+    unsigned renewal_initial_delay_s;    /* first run after start (60) */
+    unsigned renewal_retry_min_s;        /* first retry of a failed renewal (60) */
+    unsigned renewal_retry_max_s;        /* retry backoff cap (21600) */
+    int renewal_delete_expired_copies;   /* delete "[UNTIL EXPIRATION]" copies once expired (1) */
+    unsigned alerts_almost_expired_days; /* also "almost expired" this close to notAfter (15) */
+    unsigned alerts_repeat_s;            /* repeat a standing alert this often; 0 = once (0) */
+    int debug_clock_hook;                /* POST /api/_debug/clock enabled (0) */
+    json_t *routes;                      /* routes[] as given (validated by the proxy module) */
+    json_t *acme;                        /* acme{} as given */
+    json_t *exporters;                   /* exporters[] as given (parsed into exporter_list) */
+    json_t *pki;                         /* pki{} as given */
+    struct torii_conf_exporter *exporter_list; /* enabled exporters, validated */
+    size_t n_exporters;
 };
 
 /** Load defaults, then path (NULL = none), then the environment. Unknown keys, wrong types

@@ -3,8 +3,9 @@
  * engine reads requests, buffers bodies up to limits.max_body, calls the handler once per
  * complete request, and writes responses in request order (pipelining), keeping the
  * connection alive per RFC 9112 section 9.
- * Two layers: torii_http_parser is fed bytes and emits events (no I/O, testable alone, and
- * usable by a streaming proxy later); torii_http_conn drives one parser over a bufferevent.
+ * Two layers: torii_http_parser is fed bytes and emits events (no I/O, testable alone; the
+ * streaming proxy drives it directly, in request mode on clients and in response mode on
+ * upstream connections); torii_http_conn drives one parser over a bufferevent (admin).
  * Threads: loop thread only (the thread running the event_base the bufferevent belongs to).
  * A parser belongs to one thread at a time.
  * Ownership: torii_http_conn_start takes the bufferevent (bev_owned) on success and frees it
@@ -63,6 +64,27 @@ struct torii_http_req {
 /** First header with that name (case-insensitive), or NULL. */
 const struct torii_slice *torii_http_req_header(const struct torii_http_req *req, const char *name);
 
+/** A response head parsed by a response-mode parser (the upstream side of the proxy). */
+struct torii_http_resp {
+    int status;
+    struct torii_slice reason;
+    int version_minor;
+    const struct torii_http_header *headers;
+    size_t n_headers;
+    const struct torii_http_header *trailers; /* chunked trailer fields, never merged above */
+    size_t n_trailers;
+    int keep_alive; /* the connection may carry another exchange after this one */
+    int interim;    /* 1xx (never 101): another response head follows */
+};
+
+/** How the body of the current message is framed (RFC 9112 section 6.3). */
+enum torii_http_body_kind {
+    TORII_HTTP_BODY_NONE = 0, /* no body */
+    TORII_HTTP_BODY_LENGTH,   /* Content-Length bytes */
+    TORII_HTTP_BODY_CHUNKED,  /* chunked: feed the bytes, the body callback gets the data */
+    TORII_HTTP_BODY_EOF,      /* responses only: until the connection closes */
+};
+
 /* ---- parser: bytes in, events out ------------------------------------------------------ */
 
 struct torii_http_parser;
@@ -83,6 +105,28 @@ typedef int (*torii_http_body_cb)(void *arg, const unsigned char *data, size_t l
 /** New parser for requests under lim (copied). Aborts on OOM. */
 int torii_http_parser_new(const struct torii_http_limits *lim, struct torii_http_parser **out)
     TORII_MUST_USE;
+/** New parser for responses (llhttp HTTP_RESPONSE, the same strict section scanner): used by
+ * the proxy on upstream connections. Errors are always reported as 502. 1xx heads come out as
+ * DONE with resp->interim set; 101 is an error (we never ask for a protocol switch); a
+ * response with both Content-Length and Transfer-Encoding, a coding other than "chunked", or
+ * a bad Content-Length is an error. Aborts on OOM. */
+int torii_http_parser_new_response(const struct torii_http_limits *lim,
+                                   struct torii_http_parser **out) TORII_MUST_USE;
+/** Response mode: the next response answers a HEAD request (no body whatever its framing). */
+void torii_http_parser_set_no_body(struct torii_http_parser *p, int on);
+/** Response mode: the current response head, valid from HEAD (or DONE) until
+ * torii_http_parser_next(); trailers only at DONE. NULL before the head is complete. */
+const struct torii_http_resp *torii_http_parser_resp(const struct torii_http_parser *p);
+/** Framing of the current message once its head is complete (NONE before). *length (may be
+ * NULL) gets the Content-Length for LENGTH. */
+enum torii_http_body_kind torii_http_parser_body(const struct torii_http_parser *p,
+                                                 uint64_t *length);
+/** After HEAD with a LENGTH or EOF body: the caller took the n body bytes itself (moving them
+ * between evbuffers without copying) and never fed them. Completes the message: the next
+ * feed returns DONE (no trailers), then call torii_http_parser_next() as usual. */
+void torii_http_parser_body_taken(struct torii_http_parser *p, uint64_t n);
+/** 1 once any byte of the current message has been seen. */
+int torii_http_parser_started(const struct torii_http_parser *p);
 /** NULL accepted. */
 void torii_http_parser_free(struct torii_http_parser *p);
 /** Route body bytes to cb (NULL: buffer them, the default). */
@@ -170,6 +214,11 @@ int torii_http_conn_open(const struct torii_http_conn_opts *opts, struct buffere
 /** End the connection now (no response, no close_cb), freeing the bufferevent. Loop thread
  * only, never from inside this connection's handler. NULL accepted. */
 void torii_http_conn_free(struct torii_http_conn *conn);
+
+/** Append a complete error response with the JSON body {"error": msg} (msg escaped); close
+ * adds "Connection: close". TORII_OK or TORII_ENOMEM. */
+int torii_http_error_write(struct evbuffer *out, int status, const char *msg, int version_minor,
+                           int close) TORII_MUST_USE;
 
 /** Reason phrase for a status code ("Unknown" otherwise). */
 const char *torii_http_reason(int status);

@@ -73,9 +73,14 @@ int torii_cert_generate_selfsigned(const char *id, const char *const *dns_names,
 
 #define TORII_CERTREC_MAX_NAMES 1024
 #define TORII_CERTREC_MAX_CHAIN 16
+/* The leaf's identity for revocation lookups (record version 2): the SHA-256 of the DER of
+ * its issuer name, and the DER of its serialNumber INTEGER (tag and length included). */
+#define TORII_CERTREC_ISSUER_HASH_LEN 32
+#define TORII_CERTREC_SERIAL_MAX      64
 
 /** Decoded view of a record; the slices point into the blob it was decoded from. */
 struct torii_certrec {
+    uint32_t version; /* 1 (legacy, no issuer/serial) or 2 */
     uint32_t flags;
     int64_t not_before_ms;
     int64_t not_after_ms;
@@ -85,16 +90,21 @@ struct torii_certrec {
     uint32_t n_chain;
     struct torii_slice chain[TORII_CERTREC_MAX_CHAIN]; /* DER, leaf first */
     struct torii_slice key_der;                        /* private key DER (type key_type) */
+    struct torii_slice issuer_hash; /* TORII_CERTREC_ISSUER_HASH_LEN bytes; empty in v1 */
+    struct torii_slice serial;      /* DER INTEGER, 3..TORII_CERTREC_SERIAL_MAX; empty in v1 */
 };
 
 /** Build the record from an enriched entity. TORII_EINVAL if chain/key do not parse. */
 int torii_certrec_build(const json_t *entity, unsigned char **out, size_t *out_len,
                         struct torii_errbuf *eb) TORII_MUST_USE;
 
-/** Decode a record (no allocation; rec is large, keep it off small stacks).
+/** Decode a record (no allocation; rec is large, keep it off small stacks). Version 2
+ * records (what torii_certrec_build writes) and legacy version 1 records (written before
+ * the issuer hash and serial were added; both slices are then empty) are accepted.
  * TORII_EINVAL on a truncated or malformed blob (bad magic/version, counts over the
- * TORII_CERTREC_MAX_* limits, lengths past the end, trailing bytes); *rec is then
- * unspecified. Format: see src/pki/certrec.c. key_der.len is 0 without HAS_KEY. */
+ * TORII_CERTREC_MAX_* limits, lengths past the end, an issuer hash or serial of the wrong
+ * size or shape, trailing bytes); *rec is then unspecified. Format: see src/pki/certrec.c.
+ * key_der.len is 0 without HAS_KEY. */
 int torii_certrec_decode(const unsigned char *buf, size_t len, struct torii_certrec *rec)
     TORII_MUST_USE;
 

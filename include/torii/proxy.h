@@ -1,23 +1,214 @@
-/* proxy.h - the public listeners and the worker threads that serve them. Each worker owns one
- * libevent event_base, its own SO_REUSEPORT sockets for the https and http listeners, and
- * every connection accepted on them (TLS through the shared torii_tls_ctx). Until routes
- * exist, every request gets a 404 JSON body saying no route matched.
- * Threads: start/stop from the main thread only; the workers run their loops.
- * Ownership: cfg, table and tls are borrowed and must outlive the workers. */
+/* proxy.h - the public listeners, the worker threads that serve them, and the HTTP/1.1
+ * reverse proxy: routes compiled from the configuration, the streaming engine (client <->
+ * upstream bufferevents with watermarks), the per-worker upstream keep-alive pool, the
+ * /.well-known/ hook and the access log.
+ * Each worker owns one libevent event_base, its own SO_REUSEPORT sockets for the https and
+ * http listeners, every connection accepted on them, and its own upstream pool and target
+ * health (no state shared between workers but the immutable routes).
+ * Threads: routes are any thread (immutable after publish); start/stop from the main thread
+ * only; the workers run their loops (worker thread only for everything per connection).
+ * Ownership: cfg, table, tls and routes are borrowed and must outlive the workers. */
 #ifndef TORII_PROXY_H
 #define TORII_PROXY_H
 
+#include <sys/socket.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/buffer.h>
+
 #include "torii/conf.h"
 #include "torii/err.h"
+#include "torii/http.h"
 #include "torii/table.h"
 #include "torii/tls.h"
+
+/* ---- routes ------------------------------------------------------------------------------ */
+
+/** One backend target: "[http://|https://]host:port" resolved once at compile time. */
+struct torii_route_target {
+    char *name;     /* "host:port" as configured (for logs and the default SNI) */
+    char *host;     /* host part, without brackets */
+    uint16_t port;  /* 80/443 by default for http:// / https:// */
+    int tls;        /* https:// */
+    unsigned index; /* 0..torii_routes_n_targets()-1, unique across all routes */
+    struct sockaddr_storage addr;
+    int addrlen;
+};
+
+/** backend.tls: handed to the TLS module for upstream connections. */
+struct torii_route_backend_tls {
+    char *trusted_ca;  /* certificate id, NULL: the system trust store */
+    char *client_cert; /* certificate id presented to the backend, or NULL */
+    char *sni;         /* server name to send, NULL: the target host (none for an IP) */
+};
+
+/** client_auth: which client certificates a route accepts at the edge (edge mTLS). */
+struct torii_route_client_auth {
+    enum torii_tls_client_auth_mode mode;
+    char **trusted_cas; /* certificate ids of the CAs that may sign client certificates */
+    size_t n_trusted_cas;
+    struct torii_tls_client_auth policy; /* for the TLS context; trust set by bind_tls */
+};
+
+struct torii_route_backend {
+    struct torii_route_target *targets;
+    size_t n_targets;
+    struct torii_route_backend_tls tls;
+    int has_tls;         /* "tls" given */
+    uint32_t connect_ms; /* 5000: connect (TCP + TLS) deadline; then 504 */
+    uint32_t read_ms;    /* 60000: wait for (and between bytes of) a response; then 504 */
+    uint32_t idle_ms;    /* 60000: idle pooled connection lifetime */
+    uint32_t max_idle;   /* 32: idle pooled connections per target and worker */
+    struct torii_tls_upstream *tls_ctx; /* https targets; made by torii_routes_bind_tls */
+};
+
+struct torii_route {
+    unsigned index; /* position in routes[] */
+    char **hosts;   /* lower-cased, exact names or "*.suffix" */
+    size_t n_hosts;
+    struct torii_route_backend backend;
+    struct torii_route_client_auth client_auth;
+};
+
+struct torii_routes;
+
+/** Validate cfg->routes and compile them into an immutable table. Every error names the
+ * route index and key, e.g. "routes[1].backend.targets[0]: ...": unknown keys, wrong types,
+ * bad host patterns, a host claimed by two routes, bad targets (unresolvable names too: host
+ * names are resolved here, once), bad timeouts, bad tls/client_auth shapes. An absent or empty
+ * routes[] compiles to an empty table. TORII_EINVAL (eb) or TORII_ENOMEM. */
+int torii_routes_compile(const struct torii_config *cfg, struct torii_routes **out,
+                         struct torii_errbuf *eb) TORII_MUST_USE;
+/** Runtime step after compile (not done by --check-config): build the TLS objects the routes
+ * need from the certificate table (borrowed; must outlive the routes): the trust set of each
+ * client_auth and the upstream TLS context of each backend with an https target. Main thread,
+ * before the routes are published. TORII_EINVAL/TORII_ETLS with the route named in eb. */
+int torii_routes_bind_tls(struct torii_routes *r, struct torii_table *table,
+                          struct torii_errbuf *eb) TORII_MUST_USE;
+/** NULL accepted. */
+void torii_routes_free(struct torii_routes *r);
+
+/** The route serving host name (not NUL-terminated; a trailing dot and case are ignored; no
+ * port): exact name first, then the one-label wildcard. NULL when none. Allocation-free. */
+const struct torii_route *torii_routes_match(const struct torii_routes *r, const char *host,
+                                             size_t len);
+size_t torii_routes_count(const struct torii_routes *r);
+const struct torii_route *torii_routes_get(const struct torii_routes *r, size_t i);
+/** Number of targets over all routes (target->index ranges over it). */
+size_t torii_routes_n_targets(const struct torii_routes *r);
+
+/** Client-auth policy for a TLS server name (the client-hello callback's question): the
+ * matching route's client_auth, or NULL when no route matches or it asks for none.
+ * Allocation-free, lock-free; r may be NULL. */
+const struct torii_route_client_auth *torii_routes_client_auth(const struct torii_routes *r,
+                                                               const char *name, size_t len);
+/** The same as a torii_tls_client_auth_lookup_cb: arg is the const struct torii_routes *. */
+const struct torii_tls_client_auth *torii_routes_tls_lookup(void *arg, const char *host,
+                                                            size_t len);
+
+/* ---- header rewriting (pure; exposed for tests) ----------------------------------------- */
+
+/** Split a Host value into its host part (brackets kept for IPv6) and validate it: reg-name
+ * characters, an IPv4 address or a bracketed IPv6 address, and an optional numeric port.
+ * The host is normalized into out (TORII_SNI_NAME_MAX + 1 bytes: lower-cased, trailing dot
+ * removed). Returns its length, or TORII_EINVAL. */
+int torii_proxy_host_parse(struct torii_slice host, char *out) TORII_MUST_USE;
+
+/** What the proxy adds to a forwarded request. */
+struct torii_proxy_fwd {
+    const char *client_ip;                /* "1.2.3.4" or "2001:db8::1" */
+    int https;                            /* X-Forwarded-Proto / Forwarded proto */
+    struct torii_slice host;              /* Host to send (as received, or the SNI for HTTP/1.0) */
+    struct torii_slice client_cert;       /* RFC 9440 Client-Cert value, empty: none */
+    struct torii_slice client_cert_chain; /* RFC 9440 Client-Cert-Chain value, empty: none */
+    enum torii_http_body_kind body;       /* NONE, LENGTH (Content-Length) or CHUNKED */
+    uint64_t body_length;
+};
+
+/** Append the upstream request head for req to out, in one pass into one reserved region:
+ * origin-form request line in HTTP/1.1; every field but the hop-by-hop ones (RFC 9110 section
+ * 7.6.1: Connection, Keep-Alive, Proxy-Connection, TE, Transfer-Encoding, Upgrade, and every
+ * field named in Connection), Expect (answered by the proxy), Content-Length (re-emitted from
+ * the framing), and any incoming X-Forwarded-For/-Proto/-Host, Forwarded, Client-Cert and
+ * Client-Cert-Chain, which are replaced by ours (RFC 7239 Forwarded: for, host, proto).
+ * TORII_OK or TORII_ENOMEM. */
+int torii_proxy_req_head_write(struct evbuffer *out, const struct torii_http_req *req,
+                               const struct torii_proxy_fwd *fwd) TORII_MUST_USE;
+
+/** How the proxy frames a response body towards the client. */
+enum torii_proxy_out_framing {
+    TORII_PROXY_OUT_NONE = 0, /* no body: the upstream's Content-Length kept (HEAD, 304) */
+    TORII_PROXY_OUT_LENGTH,   /* Content-Length: length */
+    TORII_PROXY_OUT_CHUNKED,  /* Transfer-Encoding: chunked (re-framed) */
+    TORII_PROXY_OUT_CLOSE,    /* close-delimited (HTTP/1.0 client, unknown length) */
+};
+
+/** Append the client response head for resp: status line in HTTP/1.1, every field but the
+ * hop-by-hop ones and the upstream's framing, then our framing and Connection (close, or
+ * keep-alive for an HTTP/1.0 client). TORII_OK or TORII_ENOMEM. */
+int torii_proxy_resp_head_write(struct evbuffer *out, const struct torii_http_resp *resp,
+                                enum torii_proxy_out_framing framing, uint64_t length, int close,
+                                int client_minor) TORII_MUST_USE;
+
+/* ---- /.well-known/ hook ----------------------------------------------------------------- */
+
+/* Contract: torii answers /.well-known/ paths itself, on both listeners and for any Host,
+ * before route matching (and before the http -> https redirect). torii_wellknown_handle is
+ * called for every request whose path starts with "/.well-known/". It finds the first entry
+ * of a static dispatch table (wellknown.c) whose prefix matches the path and calls its
+ * handler, which fills the reply (status, content type, body appended to reply->body, up to
+ * TORII_WELLKNOWN_MAX_EXTRA extra headers) and returns TORII_OK; the proxy sends it (HEAD
+ * gets no body). A handler runs on a worker thread: it must not block (no LMDB write, no
+ * network), and reads shared state only through thread-safe interfaces (certificate table,
+ * immutable snapshots). When no entry matches, TORII_ENOTFOUND: the proxy answers 404 JSON.
+ * Handlers see the request head only (no body; requests with a body are answered and the
+ * connection is closed). */
+
+struct torii_wellknown;
+
+#define TORII_WELLKNOWN_MAX_EXTRA 4
+
+struct torii_wellknown_reply {
+    int status;               /* 200 by default */
+    const char *content_type; /* static string or NULL */
+    struct evbuffer *body;    /* empty on entry; the handler appends the body */
+    struct torii_http_header extra[TORII_WELLKNOWN_MAX_EXTRA]; /* static or reply-owned */
+    size_t n_extra;
+};
+
+/** What the handlers may use (borrowed; each must outlive the workers). */
+struct torii_wellknown_opts {
+    const struct torii_config *cfg;
+    struct torii_table *table;
+};
+
+int torii_wellknown_new(const struct torii_wellknown_opts *opts, struct torii_wellknown **out)
+    TORII_MUST_USE;
+/** NULL accepted. */
+void torii_wellknown_free(struct torii_wellknown *wk);
+
+/** Serve req if its path is one of ours. https: the request came on the TLS listener.
+ * Returns TORII_OK (reply filled), TORII_ENOTFOUND (not ours: answer 404) or another code
+ * (answer 500). Worker thread only. */
+int torii_wellknown_handle(struct torii_wellknown *wk, const struct torii_http_req *req, int https,
+                           struct torii_wellknown_reply *reply) TORII_MUST_USE;
+
+/** The built-in PKI's public paths (wellknown_pki.c: JWKS, OCSP, CA issuers, CRLs) serve
+ * this state (borrowed; must outlive the workers). Main thread, before torii_workers_start;
+ * without it those paths answer 404. */
+struct torii_pki_state;
+void torii_wellknown_pki_set(struct torii_pki_state *pki);
+
+/* ---- workers ----------------------------------------------------------------------------- */
 
 struct torii_workers;
 
 /** Bind every listener socket (errors reported here, synchronously) and start the workers. */
 int torii_workers_start(const struct torii_config *cfg, struct torii_table *table,
-                        struct torii_tls_ctx *tls, struct torii_workers **out,
-                        struct torii_errbuf *eb) TORII_MUST_USE;
+                        struct torii_tls_ctx *tls, const struct torii_routes *routes,
+                        struct torii_workers **out, struct torii_errbuf *eb) TORII_MUST_USE;
 /** Stop accepting, close connections, join and free; NULL accepted. */
 void torii_workers_stop(struct torii_workers *w);
 

@@ -3,9 +3,12 @@
  * Readers (workers, in the client-hello callback) take no lock and allocate nothing; a writer
  * replaces only the entries of the certificate that changed and frees old ones after an RCU
  * grace period (call_rcu).
- * Threads: torii_table_select: any thread registered with torii_table_reader_register();
+ * Three indexes: host name -> candidates (SNI), entity id -> certificate (torii_table_get,
+ * the default certificate), issuer name hash + serial -> certificates (client certificate
+ * revocation, torii_table_issuer_serial).
+ * Threads: select/get/issuer_serial: any thread registered with torii_table_reader_register();
  * update/default: any thread (internally locked, writers serialized).
- * Ownership: torii_table_select returns a counted reference the caller releases with
+ * Ownership: torii_table_select and torii_table_get return a counted reference released with
  * torii_tls_cert_unref(); X509/EVP_PKEY pointers from torii_tls_cert_get are borrowed for as
  * long as that reference is held, so a connection keeps what it was handed after a replace. */
 #ifndef TORII_TABLE_H
@@ -17,6 +20,7 @@
 #include <openssl/ssl.h>
 
 #include "torii/err.h"
+#include "torii/pki.h"
 
 struct torii_table;
 struct torii_tls_cert;
@@ -80,6 +84,10 @@ int torii_table_select(struct torii_table *t, const struct torii_sni_query *q,
  * TORII_ETLS if they do not parse (remembered: later calls fail fast). */
 int torii_tls_cert_get(struct torii_tls_cert *c, X509 **leaf, EVP_PKEY **key,
                        STACK_OF(X509) * *chain) TORII_MUST_USE;
+/** A new X509 parsed from the leaf DER (caller X509_free()s), also for certificates without a
+ * private key (CA entries), which torii_tls_cert_get refuses. TORII_ETLS when it does not
+ * parse, TORII_EINVAL for NULL arguments. */
+int torii_tls_cert_leaf_dup(const struct torii_tls_cert *c, X509 **out) TORII_MUST_USE;
 /** The entity id (borrowed for the life of the reference). */
 const char *torii_tls_cert_id(const struct torii_tls_cert *c);
 /** Atomic reference count; both accept NULL. The last unref frees the parsed objects and wipes
@@ -89,6 +97,33 @@ void torii_tls_cert_unref(struct torii_tls_cert *c);
 
 /** Key type of the certificate (EVP_PKEY_RSA, EVP_PKEY_EC, ...; 0 when it has no key). */
 int torii_tls_cert_key_type(const struct torii_tls_cert *c);
+/** TORII_CERTREC_* flags of its record (HAS_KEY cleared when the record has no key). */
+uint32_t torii_tls_cert_flags(const struct torii_tls_cert *c);
+
+/** The certificate installed under entity id, as a new reference (*out; release with
+ * torii_tls_cert_unref). Lock-free; the caller must be a registered reader. A replaced id
+ * yields a new reference object, so comparing references tells whether an entry changed
+ * (a held reference is never reused for another certificate).
+ * TORII_ENOTFOUND when absent; TORII_EINVAL for a NULL or empty argument. */
+int torii_table_get(struct torii_table *t, const char *id, struct torii_tls_cert **out)
+    TORII_MUST_USE;
+
+/** Longest issuer+serial index key: issuer name hash, then the serial DER. */
+#define TORII_TABLE_SERIAL_KEY_MAX (TORII_CERTREC_ISSUER_HASH_LEN + TORII_CERTREC_SERIAL_MAX)
+
+/** The issuer+serial index key of a certificate (the same bytes the TLS record carries):
+ * SHA-256 of the DER issuer name, then the DER serialNumber INTEGER. out holds
+ * TORII_TABLE_SERIAL_KEY_MAX bytes; *len receives the length. TORII_ENOTFOUND when the
+ * serial is too long to be indexed (over TORII_CERTREC_SERIAL_MAX bytes of DER); TORII_ETLS
+ * when the name does not encode; TORII_EINVAL for NULL arguments. */
+int torii_table_serial_key(const X509 *x, unsigned char *out, size_t *len) TORII_MUST_USE;
+
+/** How many certificates of the table have a leaf with x's issuer name and serial number
+ * (the same certificate imported under several ids counts once per id); *revoked (may be
+ * NULL) is set to 1 when any of them is revoked, else 0. A revoked leaf of a v1 record is
+ * indexed too (parsed at update). Lock-free; the caller must be a registered reader.
+ * Returns the count (>= 0), TORII_EINVAL (NULL t or x) or TORII_ETLS. */
+int torii_table_issuer_serial(struct torii_table *t, const X509 *x, int *revoked) TORII_MUST_USE;
 
 /** Number of certificates currently in the table. */
 size_t torii_table_size(struct torii_table *t);

@@ -389,13 +389,15 @@ out:
 
 /* One durable write of a prepared entity and its record. */
 static int certs_write(struct torii_admin_ctx *ctx, enum torii_store_op_kind kind,
-                       const json_t *entity, const unsigned char *aux, size_t aux_len,
-                       struct torii_errbuf *eb)
+                       const json_t *old, const json_t *entity, const unsigned char *aux,
+                       size_t aux_len, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     const char *id = json_string_value(json_object_get(entity, "id"));
     char *text = json_dumps(entity, JSON_COMPACT);
     struct torii_store_rec rec;
+    struct admin_serial_ops idx;
+    struct torii_store_op ops[3];
 
     TORII_ENSURE(text != NULL && id != NULL, TORII_ENOMEM);
     rec = (struct torii_store_rec){
@@ -406,7 +408,11 @@ static int certs_write(struct torii_admin_ctx *ctx, enum torii_store_op_kind kin
         .aux = aux,
         .aux_len = aux_len,
     };
-    rc = torii_store_put(ctx->store, TORII_STORE_CERTS, &rec, kind, eb);
+    /* The serial index entries change in the same transaction (pki.c). */
+    admin_serial_index_ops(ctx->store, old, entity, &idx);
+    ops[0] = (struct torii_store_op){.kind = kind, .bucket = TORII_STORE_CERTS, .rec = rec};
+    memcpy(&ops[1], idx.op, idx.n * sizeof(idx.op[0]));
+    rc = torii_store_apply(ctx->store, ops, 1 + idx.n, eb);
     if (rc == TORII_EEXIST) {
         rc = torii_errf(eb, TORII_EEXIST, "entity already exists");
     } else if (rc == TORII_ENOTFOUND) {
@@ -515,7 +521,7 @@ static int certs_op_create(struct torii_admin_ctx *ctx, json_t *entity, int enri
         TORII_ENSURE(json_object_set_new(entity, "id", json_string(gen)) == 0, TORII_ENOMEM);
     }
     TORII_TRY(certs_prepare(entity, enrich, &aux, &aux_len, eb));
-    TORII_TRY(certs_write(ctx, TORII_STORE_CREATE, entity, aux, aux_len, eb));
+    TORII_TRY(certs_write(ctx, TORII_STORE_CREATE, NULL, entity, aux, aux_len, eb));
     certs_log_write("created", json_string_value(json_object_get(entity, "id")));
 out:
     torii_secure_free(aux, aux_len);
@@ -541,7 +547,7 @@ static int certs_op_replace(struct torii_admin_ctx *ctx, const char *id, json_t 
     TORII_TRY(torii_cert_normalize(entity, eb));
     certs_keep_key(stored, stored_aux, stored_aux_len, entity);
     TORII_TRY(certs_prepare(entity, enrich, &aux, &aux_len, eb));
-    TORII_TRY(certs_write(ctx, TORII_STORE_REPLACE, entity, aux, aux_len, eb));
+    TORII_TRY(certs_write(ctx, TORII_STORE_REPLACE, stored, entity, aux, aux_len, eb));
     certs_log_write("updated", id);
 out:
     json_decref(stored);
@@ -593,7 +599,7 @@ static int certs_op_patch(struct torii_admin_ctx *ctx, const char *id, const jso
     TORII_TRY(certs_load(ctx, id, &stored, NULL, NULL, eb));
     TORII_TRY(certs_apply_patch(stored, patch, merge, id, &patched, eb));
     TORII_TRY(certs_prepare(patched, enrich, &aux, &aux_len, eb));
-    TORII_TRY(certs_write(ctx, TORII_STORE_REPLACE, patched, aux, aux_len, eb));
+    TORII_TRY(certs_write(ctx, TORII_STORE_REPLACE, stored, patched, aux, aux_len, eb));
     certs_log_write("patched", id);
     *out = patched;
     patched = NULL;
@@ -606,7 +612,22 @@ out:
 
 static int certs_op_delete(struct torii_admin_ctx *ctx, const char *id, struct torii_errbuf *eb)
 {
-    int rc = torii_store_delete(ctx->store, TORII_STORE_CERTS, id, eb);
+    json_t *stored = NULL;
+    struct admin_serial_ops idx;
+    struct torii_store_op ops[3];
+    int rc = certs_load(ctx, id, &stored, NULL, NULL, eb);
+
+    if (rc != TORII_OK && rc != TORII_ESTORE) {
+        return torii_errf(eb, TORII_ENOTFOUND, "entity not found");
+    }
+    /* An unreadable stored entity is still deleted (its index entry, if any, stays). */
+    admin_serial_index_ops(ctx->store, stored, NULL, &idx);
+    json_decref(stored);
+    ops[0] = (struct torii_store_op){.kind = TORII_STORE_DELETE,
+                                     .bucket = TORII_STORE_CERTS,
+                                     .rec = {.id = id, .id_len = strlen(id)}};
+    memcpy(&ops[1], idx.op, idx.n * sizeof(idx.op[0]));
+    rc = torii_store_apply(ctx->store, ops, 1 + idx.n, eb);
 
     if (rc == TORII_ENOTFOUND || rc == TORII_EINVAL) {
         /* EINVAL: an id the store cannot hold cannot exist either */

@@ -95,14 +95,18 @@ static void admin_handle(struct torii_http_exchange *ex, const struct torii_http
     char path[512];
 
     memset(&reply, 0, sizeof(reply));
-    if (!admin_auth_check(adm->client_id, adm->token, req)) {
+    if (admin_pki_public_route(&adm->ctx, req, &reply) == TORII_OK) {
+        /* public documents (JWKS): answered without authentication */
+    } else if (!admin_auth_check(adm->client_id, adm->token, req)) {
         (void)torii_log_escape(req->path.ptr, req->path.len, path, sizeof(path));
         /* Never the supplied secret: peer, request line and credential form only. */
         torii_log(TORII_LOG_WARN,
                   "admin: authentication failed (peer=%s method=%s path=\"%s\" scheme=%s)",
                   req->peer, req->method, path, admin_auth_scheme(req));
         admin_reply_error(&reply, 401, "You're not authorized - %s %s", req->method, path);
-    } else if (admin_certs_route(&adm->ctx, req, &reply) == TORII_ENOTFOUND) {
+    } else if (admin_lifecycle_route(&adm->ctx, req, &reply) == TORII_ENOTFOUND
+               && admin_certs_route(&adm->ctx, req, &reply) == TORII_ENOTFOUND
+               && admin_pki_route(&adm->ctx, req, &reply) == TORII_ENOTFOUND) {
         admin_reply_clear(&reply);
         admin_reply_error(&reply, 404, "not found");
     }

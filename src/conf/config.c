@@ -48,6 +48,15 @@ static void conf_defaults(struct torii_config *c)
     c->idle_timeout_ms = 60000;
     c->max_conns_per_worker = 20000;
     c->renewal_interval_s = 3600;
+    c->renewal_threshold_pct = 20;
+    c->renewal_jitter_s = 600;
+    c->renewal_initial_delay_s = 60;
+    c->renewal_retry_min_s = 60;
+    c->renewal_retry_max_s = 21600;
+    c->renewal_delete_expired_copies = 1;
+    c->alerts_almost_expired_days = 15;
+    c->alerts_repeat_s = 0;
+    c->debug_clock_hook = 0;
 }
 
 /* One key of the schema: where it goes and how it is typed. */
@@ -84,15 +93,24 @@ static const struct conf_key conf_keys[] = {
     {"limits.idle_timeout_ms", CONF_MS, OFF(idle_timeout_ms), 3600000},
     {"limits.max_conns_per_worker", CONF_MS, OFF(max_conns_per_worker), 1000000},
     {"renewal.interval_s", CONF_UINT, OFF(renewal_interval_s), 86400 * 30},
+    {"renewal.threshold_pct", CONF_UINT, OFF(renewal_threshold_pct), 99},
+    {"renewal.jitter_s", CONF_UINT, OFF(renewal_jitter_s), 86400},
+    {"renewal.initial_delay_s", CONF_UINT, OFF(renewal_initial_delay_s), 86400},
+    {"renewal.retry_min_s", CONF_UINT, OFF(renewal_retry_min_s), 86400},
+    {"renewal.retry_max_s", CONF_UINT, OFF(renewal_retry_max_s), 86400 * 7},
+    {"renewal.delete_expired_copies", CONF_BOOL, OFF(renewal_delete_expired_copies), 0},
+    {"alerts.almost_expired_days", CONF_UINT, OFF(alerts_almost_expired_days), 3650},
+    {"alerts.repeat_s", CONF_UINT, OFF(alerts_repeat_s), 86400 * 30},
+    {"debug.clock_hook", CONF_BOOL, OFF(debug_clock_hook), 0},
     {"routes", CONF_ARRAY, OFF(routes), 0},
     {"exporters", CONF_ARRAY, OFF(exporters), 0},
     {"acme", CONF_OBJECT, OFF(acme), 0},
     {"pki", CONF_OBJECT, OFF(pki), 0},
-    {"alerts", CONF_OBJECT, OFF(alerts), 0},
 };
 
 /* Sections whose members are all listed in conf_keys (so unknown members are errors). */
-static const char *const conf_sections[] = {"listen", "admin", "tls", "limits", "renewal"};
+static const char *const conf_sections[] = {"listen",  "admin",  "tls",  "limits",
+                                            "renewal", "alerts", "debug"};
 
 static const struct conf_key *conf_find(const char *path)
 {
@@ -215,6 +233,424 @@ out:
     return rc;
 }
 
+/* ---- exporters[] ------------------------------------------------------------------- */
+
+static void conf_exporter_clear(struct torii_conf_exporter *e)
+{
+    free(e->name);
+    for (size_t i = 0; i < e->n_alerts; i++) {
+        free(e->alerts[i]);
+    }
+    free(e->alerts);
+    free(e->url);
+    for (size_t i = 0; i < e->n_headers; i++) {
+        free(e->headers[i]);
+    }
+    free(e->headers);
+    free(e->trusted_ca);
+    free(e->client_cert);
+    free(e->path);
+    memset(e, 0, sizeof(*e));
+}
+
+static void conf_exporters_free(struct torii_config *c)
+{
+    for (size_t i = 0; i < c->n_exporters; i++) {
+        conf_exporter_clear(&c->exporter_list[i]);
+    }
+    TORII_FREE(c->exporter_list);
+    c->n_exporters = 0;
+}
+
+/* Members allowed per exporter type (besides "//" comments). */
+static int conf_exporter_member_ok(enum torii_conf_exporter_type t, const char *k)
+{
+    static const char *const common[] = {"type", "name", "enabled", "alerts", "queue_size"};
+    static const char *const webhook[] = {"url",          "headers",      "tls",
+                                          "batch_size",   "batch_ms",     "timeout_ms",
+                                          "retry_min_ms", "retry_max_ms", "max_retries"};
+
+    for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++) {
+        if (strcmp(common[i], k) == 0) {
+            return 1;
+        }
+    }
+    if (t == TORII_CONF_EXPORTER_WEBHOOK) {
+        for (size_t i = 0; i < sizeof(webhook) / sizeof(webhook[0]); i++) {
+            if (strcmp(webhook[i], k) == 0) {
+                return 1;
+            }
+        }
+    }
+    return t == TORII_CONF_EXPORTER_FILE && strcmp(k, "path") == 0;
+}
+
+static int conf_uint_member(const json_t *o, const char *k, unsigned min, unsigned max,
+                            unsigned *out, const char *where, struct torii_errbuf *eb)
+{
+    const json_t *v = json_object_get(o, k);
+    json_int_t n;
+
+    if (v == NULL) {
+        return TORII_OK;
+    }
+    if (!json_is_integer(v) || (n = json_integer_value(v)) < (json_int_t)min
+        || n > (json_int_t)max) {
+        return torii_errf(eb, TORII_EINVAL, "config: %s.%s: expected an integer from %u to %u",
+                          where, k, min, max);
+    }
+    *out = (unsigned)n;
+    return TORII_OK;
+}
+
+static int conf_str_member(const json_t *o, const char *k, char **out, const char *where,
+                           struct torii_errbuf *eb)
+{
+    const json_t *v = json_object_get(o, k);
+
+    if (v == NULL) {
+        return TORII_OK;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        return torii_errf(eb, TORII_EINVAL, "config: %s.%s: expected a non-empty string", where, k);
+    }
+    conf_set_str(out, json_string_value(v));
+    return TORII_OK;
+}
+
+static int conf_alert_type_ok(const char *s)
+{
+    static const char *const types[] = {TORII_CONF_ALERT_TYPES};
+
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        if (strcmp(types[i], s) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int conf_exporter_alerts(const json_t *o, struct torii_conf_exporter *e, const char *where,
+                                struct torii_errbuf *eb)
+{
+    const json_t *v = json_object_get(o, "alerts");
+    size_t i;
+    json_t *it;
+
+    if (v == NULL) {
+        return TORII_OK;
+    }
+    if (!json_is_array(v) || json_array_size(v) == 0) {
+        return torii_errf(eb, TORII_EINVAL,
+                          "config: %s.alerts: expected a non-empty array of alert types", where);
+    }
+    e->alerts = torii_xcalloc(json_array_size(v) + 1, sizeof(char *));
+    json_array_foreach (v, i, it) {
+        if (!json_is_string(it) || !conf_alert_type_ok(json_string_value(it))) {
+            return torii_errf(eb, TORII_EINVAL, "config: %s.alerts[%zu]: unknown alert type", where,
+                              i);
+        }
+        e->alerts[e->n_alerts++] = torii_xstrdup(json_string_value(it));
+    }
+    return TORII_OK;
+}
+
+static int conf_header_ok(const char *name, const char *value)
+{
+    if (name[0] == '\0') {
+        return 0;
+    }
+    for (const char *p = name; *p != '\0'; p++) {
+        if (*p <= ' ' || *p >= 127 || *p == ':') {
+            return 0;
+        }
+    }
+    for (const char *p = value; *p != '\0'; p++) {
+        if (*p == '\r' || *p == '\n') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int conf_exporter_webhook(json_t *o, struct torii_conf_exporter *e, const char *where,
+                                 struct torii_errbuf *eb)
+{
+    json_t *hdrs = json_object_get(o, "headers");
+    json_t *tls = json_object_get(o, "tls");
+    const char *k;
+    json_t *v;
+    int rc = TORII_OK;
+
+    TORII_TRY(conf_str_member(o, "url", &e->url, where, eb));
+    TORII_ENSURE(
+        e->url != NULL
+            && (strncmp(e->url, "http://", 7) == 0 || strncmp(e->url, "https://", 8) == 0),
+        torii_errf(eb, TORII_EINVAL, "config: %s.url: expected an http:// or https:// URL", where));
+    if (hdrs != NULL) {
+        TORII_ENSURE(json_is_object(hdrs),
+                     torii_errf(eb, TORII_EINVAL, "config: %s.headers: expected an object", where));
+        e->headers = torii_xcalloc(json_object_size(hdrs) + 1, sizeof(char *));
+        json_object_foreach (hdrs, k, v) {
+            size_t n;
+            TORII_ENSURE(
+                json_is_string(v) && conf_header_ok(k, json_string_value(v)),
+                torii_errf(eb, TORII_EINVAL, "config: %s.headers.%.64s: bad header", where, k));
+            n = strlen(k) + json_string_length(v) + 3;
+            e->headers[e->n_headers] = torii_xmalloc(n);
+            (void)snprintf(e->headers[e->n_headers], n, "%s: %s", k, json_string_value(v));
+            e->n_headers++;
+        }
+    }
+    if (tls != NULL) {
+        TORII_ENSURE(json_is_object(tls),
+                     torii_errf(eb, TORII_EINVAL, "config: %s.tls: expected an object", where));
+        json_object_foreach (tls, k, v) {
+            TORII_ENSURE(
+                conf_is_comment(k) || strcmp(k, "trusted_ca") == 0 || strcmp(k, "client_cert") == 0
+                    || strcmp(k, "verify") == 0,
+                torii_errf(eb, TORII_EINVAL, "config: %s.tls: unknown key \"%.64s\"", where, k));
+        }
+        TORII_TRY(conf_str_member(tls, "trusted_ca", &e->trusted_ca, where, eb));
+        TORII_TRY(conf_str_member(tls, "client_cert", &e->client_cert, where, eb));
+        if ((v = json_object_get(tls, "verify")) != NULL) {
+            TORII_ENSURE(
+                json_is_boolean(v),
+                torii_errf(eb, TORII_EINVAL, "config: %s.tls.verify: expected a boolean", where));
+            e->tls_verify = json_is_true(v);
+        }
+    }
+    TORII_TRY(conf_uint_member(o, "batch_size", 1, 10000, &e->batch_size, where, eb));
+    TORII_TRY(conf_uint_member(o, "batch_ms", 0, 600000, &e->batch_ms, where, eb));
+    TORII_TRY(conf_uint_member(o, "timeout_ms", 100, 600000, &e->timeout_ms, where, eb));
+    TORII_TRY(conf_uint_member(o, "retry_min_ms", 10, 3600000, &e->retry_min_ms, where, eb));
+    TORII_TRY(conf_uint_member(o, "retry_max_ms", 10, 86400000, &e->retry_max_ms, where, eb));
+    TORII_TRY(conf_uint_member(o, "max_retries", 0, 1000000, &e->max_retries, where, eb));
+    TORII_ENSURE(e->retry_min_ms <= e->retry_max_ms,
+                 torii_errf(eb, TORII_EINVAL,
+                            "config: %s: retry_min_ms must not exceed retry_max_ms", where));
+out:
+    return rc;
+}
+
+/* One exporters[i]; *skip set when "enabled": false. */
+static int conf_exporter_parse(json_t *o, size_t idx, struct torii_conf_exporter *e, int *skip,
+                               struct torii_errbuf *eb)
+{
+    static const char *const tnames[] = {"webhook", "file", "log"};
+    char where[32];
+    const json_t *t = json_object_get(o, "type");
+    const json_t *en = json_object_get(o, "enabled");
+    unsigned qs = 1000;
+    const char *k;
+    json_t *v;
+    size_t ti;
+    int rc = TORII_OK;
+
+    (void)snprintf(where, sizeof(where), "exporters[%zu]", idx);
+    *skip = 0;
+    TORII_ENSURE(json_is_object(o),
+                 torii_errf(eb, TORII_EINVAL, "config: %s: expected an object", where));
+    for (ti = 0; ti < 3; ti++) {
+        if (json_is_string(t) && strcmp(json_string_value(t), tnames[ti]) == 0) {
+            break;
+        }
+    }
+    TORII_ENSURE(ti < 3,
+                 torii_errf(eb, TORII_EINVAL,
+                            "config: %s.type: expected \"webhook\", \"file\" or \"log\"", where));
+    e->type = (enum torii_conf_exporter_type)ti;
+    json_object_foreach (o, k, v) {
+        TORII_ENSURE(conf_is_comment(k) || conf_exporter_member_ok(e->type, k),
+                     torii_errf(eb, TORII_EINVAL, "config: %s: unknown key \"%.64s\" for type %s",
+                                where, k, tnames[ti]));
+    }
+    TORII_ENSURE(en == NULL || json_is_boolean(en),
+                 torii_errf(eb, TORII_EINVAL, "config: %s.enabled: expected a boolean", where));
+    *skip = en != NULL && json_is_false(en);
+    e->tls_verify = 1;
+    e->batch_size = 100;
+    e->batch_ms = 1000;
+    e->timeout_ms = 10000;
+    e->retry_min_ms = 1000;
+    e->retry_max_ms = 60000;
+    e->max_retries = 10;
+    TORII_TRY(conf_str_member(o, "name", &e->name, where, eb));
+    if (e->name == NULL) {
+        char def[48];
+        (void)snprintf(def, sizeof(def), "%s-%zu", tnames[ti], idx);
+        e->name = torii_xstrdup(def);
+    }
+    TORII_TRY(conf_exporter_alerts(o, e, where, eb));
+    TORII_TRY(conf_uint_member(o, "queue_size", 1, 1000000, &qs, where, eb));
+    e->queue_size = qs;
+    if (e->type == TORII_CONF_EXPORTER_WEBHOOK) {
+        TORII_TRY(conf_exporter_webhook(o, e, where, eb));
+    } else if (e->type == TORII_CONF_EXPORTER_FILE) {
+        TORII_TRY(conf_str_member(o, "path", &e->path, where, eb));
+        TORII_ENSURE(
+            e->path != NULL,
+            torii_errf(eb, TORII_EINVAL, "config: %s.path: required for a file exporter", where));
+    }
+out:
+    return rc;
+}
+
+static int conf_exporters_parse(struct torii_config *c, struct torii_errbuf *eb)
+{
+    size_t n = json_array_size(c->exporters);
+    size_t i;
+    json_t *o;
+    int rc = TORII_OK;
+
+    conf_exporters_free(c);
+    if (n == 0) {
+        return TORII_OK;
+    }
+    c->exporter_list = torii_xcalloc(n, sizeof(*c->exporter_list));
+    json_array_foreach (c->exporters, i, o) {
+        struct torii_conf_exporter *e = &c->exporter_list[c->n_exporters];
+        int skip = 0;
+        rc = conf_exporter_parse(o, i, e, &skip, eb);
+        if (rc != TORII_OK || skip) {
+            conf_exporter_clear(e);
+            TORII_TRY(rc);
+            continue;
+        }
+        for (size_t j = 0; j < c->n_exporters; j++) {
+            if (strcmp(c->exporter_list[j].name, e->name) == 0) {
+                conf_exporter_clear(e);
+                rc = torii_errf(eb, TORII_EINVAL, "config: exporters[%zu]: duplicate name", i);
+                goto out;
+            }
+        }
+        c->n_exporters++;
+    }
+out:
+    return rc;
+}
+
+/* ---- pki{} ------------------------------------------------------------------------ */
+
+/* pki.ca_key values: the key of the first-start CAs. */
+static const char *const conf_pki_ca_keys[] = {"ecdsa-p256", "ecdsa-p384", "ecdsa-p521",
+                                               "rsa-2048",   "rsa-3072",   "rsa-4096"};
+
+/* http(s)://host[:port][/path] without whitespace, quotes, commas or a trailing '/'. */
+static int conf_pki_url_ok(const char *u)
+{
+    size_t n = strlen(u);
+    const char *host = NULL;
+
+    if (strncmp(u, "http://", 7) == 0) {
+        host = u + 7;
+    } else if (strncmp(u, "https://", 8) == 0) {
+        host = u + 8;
+    }
+    if (host == NULL || host[0] == '\0' || host[0] == '/' || n > 512 || u[n - 1] == '/') {
+        return 0;
+    }
+    for (const char *p = u; *p != '\0'; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '"' || *p == ',' || *p == '\\'
+            || *p == '?' || *p == '#') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Default public URL: the plain http listener (the https one when http is off); a wildcard
+ * address is replaced by the machine's host name. */
+static void conf_pki_default_url(const struct torii_config *c, char *out, size_t len)
+{
+    const char *addr = c->listen_http[0] != '\0' ? c->listen_http : c->listen_https;
+    const char *scheme = c->listen_http[0] != '\0' ? "http" : "https";
+    const char *colon = strrchr(addr, ':');
+    char host[256];
+
+    if (colon == NULL || addr[0] == '\0') {
+        (void)snprintf(out, len, "http://localhost");
+        return;
+    }
+    if (strncmp(addr, "0.0.0.0:", 8) == 0 || strncmp(addr, "[::]:", 5) == 0) {
+        if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0') {
+            (void)snprintf(host, sizeof(host), "localhost");
+        }
+        host[sizeof(host) - 1] = '\0';
+        (void)snprintf(out, len, "%s://%s%s", scheme, host, colon);
+        return;
+    }
+    (void)snprintf(out, len, "%s://%s", scheme, addr);
+}
+
+static int conf_pki_uint(json_t *pki, const char *k, json_int_t min, json_int_t max, json_int_t def,
+                         struct torii_errbuf *eb)
+{
+    json_t *v = json_object_get(pki, k);
+
+    if (v == NULL) {
+        return json_object_set_new(pki, k, json_integer(def)) == 0 ? TORII_OK : TORII_ENOMEM;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+        return torii_errf(eb, TORII_EINVAL, "config: pki.%s: expected an integer from %lld to %lld",
+                          k, (long long)min, (long long)max);
+    }
+    return TORII_OK;
+}
+
+/* Validate pki{} strictly and fill in the defaults, so users of cfg->pki read every key. */
+static int conf_pki_parse(struct torii_config *c, struct torii_errbuf *eb)
+{
+    json_t *pki = c->pki != NULL ? json_deep_copy(c->pki) : json_object();
+    const char *k;
+    json_t *v;
+    char url[600];
+    int rc = TORII_OK;
+
+    TORII_ENSURE(pki != NULL, TORII_ENOMEM);
+    json_object_foreach (pki, k, v) {
+        if (conf_is_comment(k)) {
+            continue;
+        }
+        if (strcmp(k, "public_url") == 0) {
+            TORII_ENSURE(json_is_string(v) && conf_pki_url_ok(json_string_value(v)),
+                         torii_errf(eb, TORII_EINVAL,
+                                    "config: pki.public_url: expected an http:// or https:// URL "
+                                    "without a trailing '/', query or fragment"));
+        } else if (strcmp(k, "ca_key") == 0) {
+            int ok = 0;
+            for (size_t i = 0; json_is_string(v) && i < sizeof(conf_pki_ca_keys) / sizeof(char *);
+                 i++) {
+                ok |= strcmp(json_string_value(v), conf_pki_ca_keys[i]) == 0;
+            }
+            TORII_ENSURE(ok, torii_errf(eb, TORII_EINVAL,
+                                        "config: pki.ca_key: expected ecdsa-p256, ecdsa-p384, "
+                                        "ecdsa-p521, rsa-2048, rsa-3072 or rsa-4096"));
+        } else if (strcmp(k, "ocsp_next_update_s") != 0 && strcmp(k, "ocsp_cache_s") != 0
+                   && strcmp(k, "crl_next_update_s") != 0) {
+            rc = torii_errf(eb, TORII_EINVAL, "config: unknown key \"pki.%.64s\"", k);
+            goto out;
+        }
+    }
+    if (json_object_get(pki, "public_url") == NULL) {
+        conf_pki_default_url(c, url, sizeof(url));
+        TORII_ENSURE(json_object_set_new(pki, "public_url", json_string(url)) == 0, TORII_ENOMEM);
+    }
+    if (json_object_get(pki, "ca_key") == NULL) {
+        TORII_ENSURE(json_object_set_new(pki, "ca_key", json_string("ecdsa-p384")) == 0,
+                     TORII_ENOMEM);
+    }
+    TORII_TRY(conf_pki_uint(pki, "ocsp_next_update_s", 60, 7 * 86400, 3600, eb));
+    TORII_TRY(conf_pki_uint(pki, "ocsp_cache_s", 0, 3600, 60, eb));
+    TORII_TRY(conf_pki_uint(pki, "crl_next_update_s", 300, 365 * 86400, 86400, eb));
+    json_decref(c->pki);
+    c->pki = pki;
+    pki = NULL;
+out:
+    json_decref(pki);
+    return rc;
+}
+
 static int conf_validate(struct torii_config *c, struct torii_errbuf *eb)
 {
     struct sockaddr_storage ss;
@@ -250,6 +686,13 @@ static int conf_validate(struct torii_config *c, struct torii_errbuf *eb)
     TORII_ENSURE(
         c->admin_token == NULL || strlen(c->admin_token) >= 16,
         torii_errf(eb, TORII_EINVAL, "config: admin.token must be at least 16 characters"));
+    TORII_ENSURE(c->renewal_threshold_pct >= 1,
+                 torii_errf(eb, TORII_EINVAL, "config: renewal.threshold_pct: expected 1 to 99"));
+    TORII_ENSURE(c->renewal_retry_min_s >= 1 && c->renewal_retry_min_s <= c->renewal_retry_max_s,
+                 torii_errf(eb, TORII_EINVAL,
+                            "config: renewal.retry_min_s must be >= 1 and <= renewal.retry_max_s"));
+    TORII_TRY(conf_exporters_parse(c, eb));
+    TORII_TRY(conf_pki_parse(c, eb));
     if (c->workers == 0) {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         c->workers = ncpu > 0 ? (unsigned)ncpu : 1;
@@ -308,7 +751,7 @@ void torii_config_free(struct torii_config *c)
     json_decref(c->acme);
     json_decref(c->exporters);
     json_decref(c->pki);
-    json_decref(c->alerts);
+    conf_exporters_free(c);
     free(c);
 }
 

@@ -44,11 +44,14 @@ struct field_store {
     struct field_rec *recs;
     size_t n, cap_recs;
     struct torii_http_header *arr;
+    size_t cap_arr;
 };
 
 struct torii_http_parser {
     llhttp_t ll;
     struct torii_http_limits lim;
+    int response; /* parses responses (HTTP_RESPONSE) */
+    int no_body;  /* response mode: the request was HEAD */
 
     /* Section scanner. */
     enum scan_mode mode;
@@ -75,6 +78,9 @@ struct torii_http_parser {
     void *body_arg;
 
     struct torii_http_req req;
+    struct torii_http_resp resp;
+    enum torii_http_body_kind body_kind;
+    uint64_t body_length;
     int head_ready;
     int head_pause;
     int trailer_pause;
@@ -125,8 +131,12 @@ static struct field_rec *store_new_rec(struct field_store *fs)
 
 static void store_build(struct field_store *fs)
 {
-    free(fs->arr);
-    fs->arr = torii_xcalloc(fs->n ? fs->n : 1, sizeof(*fs->arr));
+    /* The array keeps its capacity across requests: no allocation per request. */
+    if (fs->cap_arr < fs->n || fs->arr == NULL) {
+        fs->cap_arr = fs->n > 16 ? fs->n : 16;
+        free(fs->arr);
+        fs->arr = torii_xcalloc(fs->cap_arr, sizeof(*fs->arr));
+    }
     for (size_t i = 0; i < fs->n; i++) {
         const struct field_rec *r = &fs->recs[i];
         size_t vl = r->val_len;
@@ -150,7 +160,6 @@ static void store_reset(struct field_store *fs)
 {
     fs->len = 0;
     fs->n = 0;
-    TORII_FREE(fs->arr);
 }
 
 static void store_free(struct field_store *fs)
@@ -158,6 +167,7 @@ static void store_free(struct field_store *fs)
     TORII_FREE(fs->buf);
     TORII_FREE(fs->recs);
     TORII_FREE(fs->arr);
+    fs->cap_arr = 0;
 }
 
 static void section_begin(struct torii_http_parser *p, enum scan_mode mode)
@@ -268,6 +278,23 @@ static int on_url(llhttp_t *ll, const char *at, size_t len)
     }
     if (len > p->lim.max_target - p->url_len) {
         return parser_fail(p, 414, "request-target too long");
+    }
+    p->url_len += len;
+    return store_append(&p->head, at, len);
+}
+
+/* Response mode: the reason phrase, kept where a request keeps its target. */
+static int on_status(llhttp_t *ll, const char *at, size_t len)
+{
+    struct torii_http_parser *p = from_ll(ll);
+
+    if (!p->in_url) {
+        p->in_url = 1;
+        p->url_off = p->head.len;
+        p->url_len = 0;
+    }
+    if (len > 1024 - p->url_len) {
+        return parser_fail(p, 502, "reason phrase too long");
     }
     p->url_len += len;
     return store_append(&p->head, at, len);
@@ -507,6 +534,10 @@ static int head_policy(struct torii_http_parser *p, int *has_body)
         return parser_fail(p, 413, "request body too large");
     }
     *has_body = te != NULL || cl > 0;
+    p->body_kind = te != NULL ? TORII_HTTP_BODY_CHUNKED
+                   : cl > 0   ? TORII_HTTP_BODY_LENGTH
+                              : TORII_HTTP_BODY_NONE;
+    p->body_length = te != NULL ? 0 : cl;
     if (expect != NULL && req->version_minor == 1) {
         /* An HTTP/1.0 client cannot know 100 Continue: ignore (RFC 9110 section 10.1.1). */
         if (!torii_slice_eq_ci(*expect, "100-continue")) {
@@ -526,10 +557,115 @@ static int head_policy(struct torii_http_parser *p, int *has_body)
     return 0;
 }
 
+/* Our rules on a complete response head (RFC 9112 section 6.3). Returns the llhttp
+ * on_headers_complete verdict: 0 go on, 1 no body, HPE_PAUSED pause (body follows), or -1. */
+static int resp_policy(struct torii_http_parser *p)
+{
+    struct torii_http_resp *r = &p->resp;
+    size_t n_te = 0;
+    size_t n_cl = 0;
+    int cl_seen = 0;
+    uint64_t cl = 0;
+    const struct torii_slice *te = NULL;
+    int conn_close = 0;
+    int conn_keep = 0;
+
+    if (p->ll.http_major != 1 || p->ll.http_minor > 1) {
+        return parser_fail(p, 502, "upstream HTTP version not supported");
+    }
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const struct torii_http_header *h = &r->headers[i];
+        if (torii_slice_eq_ci(h->name, "Transfer-Encoding")) {
+            n_te++;
+            te = &h->value;
+        } else if (torii_slice_eq_ci(h->name, "Content-Length")) {
+            n_cl++;
+            if (parse_content_length(h->value, &cl_seen, &cl) != TORII_OK) {
+                return parser_fail(p, 502, "invalid Content-Length from upstream");
+            }
+        } else if (torii_slice_eq_ci(h->name, "Connection")) {
+            conn_close |= has_token(h->value, "close");
+            conn_keep |= has_token(h->value, "keep-alive");
+        }
+    }
+    if (r->status == 101) {
+        return parser_fail(p, 502, "protocol switch not requested");
+    }
+    if (r->status < 100 || r->status > 599) {
+        return parser_fail(p, 502, "invalid status code from upstream");
+    }
+    if (n_te > 0 && n_cl > 0) {
+        return parser_fail(p, 502, "both Content-Length and Transfer-Encoding from upstream");
+    }
+    if (n_te > 1 || (te != NULL && !torii_slice_eq_ci(*te, "chunked"))
+        || (te != NULL && r->version_minor == 0)) {
+        return parser_fail(p, 502, "unsupported transfer coding from upstream");
+    }
+    r->keep_alive = r->version_minor == 1 ? !conn_close : conn_keep && !conn_close;
+    p->body_length = 0;
+    if (r->status < 200) {
+        r->interim = 1;
+        p->body_kind = TORII_HTTP_BODY_NONE;
+        return 1;
+    }
+    /* RFC 9110 sections 9.3.2, 15.3.5, 15.4.5: no content, whatever the framing says. */
+    if (p->no_body || r->status == 204 || r->status == 304) {
+        p->body_kind = TORII_HTTP_BODY_NONE;
+        return 1;
+    }
+    if (te != NULL) {
+        p->body_kind = TORII_HTTP_BODY_CHUNKED;
+        p->head_pause = 1;
+        return HPE_PAUSED;
+    }
+    if (cl_seen) {
+        if (cl == 0) {
+            p->body_kind = TORII_HTTP_BODY_NONE;
+            return 0;
+        }
+        p->body_kind = TORII_HTTP_BODY_LENGTH;
+        p->body_length = cl;
+        p->head_pause = 1;
+        return HPE_PAUSED;
+    }
+    p->body_kind = TORII_HTTP_BODY_EOF;
+    r->keep_alive = 0;
+    p->head_pause = 1;
+    return HPE_PAUSED;
+}
+
+static int resp_headers_complete(struct torii_http_parser *p)
+{
+    llhttp_t *ll = &p->ll;
+    int v;
+
+    store_build(&p->head);
+    memset(&p->resp, 0, sizeof(p->resp));
+    p->resp.status = ll->status_code;
+    p->resp.reason.ptr = p->head.buf != NULL ? p->head.buf + p->url_off : "";
+    p->resp.reason.len = p->url_len;
+    p->resp.version_minor = ll->http_minor;
+    p->resp.headers = p->head.arr;
+    p->resp.n_headers = p->head.n;
+    v = resp_policy(p);
+    if (v < 0) {
+        return -1;
+    }
+    ll->upgrade = 0;
+    p->head_ready = 1;
+    p->fs = &p->trl;
+    p->last = LAST_NONE;
+    return v;
+}
+
 static int on_headers_complete(llhttp_t *ll)
 {
     struct torii_http_parser *p = from_ll(ll);
     int has_body = 0;
+
+    if (p->response) {
+        return resp_headers_complete(p);
+    }
 
     store_build(&p->head);
     memset(&p->req, 0, sizeof(p->req));
@@ -611,6 +747,8 @@ static int on_message_complete(llhttp_t *ll)
     store_build(&p->trl);
     p->req.trailers = p->trl.arr;
     p->req.n_trailers = p->trl.n;
+    p->resp.trailers = p->trl.arr;
+    p->resp.n_trailers = p->trl.n;
     p->req.body = p->body_len > 0 && p->body_cb == NULL ? p->body : NULL;
     p->req.body_len = p->body_len;
     p->msg_done = 1;
@@ -620,6 +758,7 @@ static int on_message_complete(llhttp_t *ll)
 
 static const llhttp_settings_t parser_settings = {
     .on_url = on_url,
+    .on_status = on_status,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_header_value_complete = on_header_value_complete,
@@ -644,6 +783,9 @@ static void parser_clear_request(struct torii_http_parser *p)
     p->body_len = 0;
     p->body_cap = 0;
     memset(&p->req, 0, sizeof(p->req));
+    memset(&p->resp, 0, sizeof(p->resp));
+    p->body_kind = TORII_HTTP_BODY_NONE;
+    p->body_length = 0;
     p->head_ready = 0;
     p->head_pause = 0;
     p->trailer_pause = 0;
@@ -653,12 +795,13 @@ static void parser_clear_request(struct torii_http_parser *p)
     section_begin(p, SCAN_HEAD);
 }
 
-int torii_http_parser_new(const struct torii_http_limits *lim, struct torii_http_parser **out)
+static struct torii_http_parser *parser_make(const struct torii_http_limits *lim, int response)
 {
     struct torii_http_parser *p = torii_xcalloc(1, sizeof(*p));
 
     p->lim = *lim;
-    llhttp_init(&p->ll, HTTP_REQUEST, &parser_settings);
+    p->response = response;
+    llhttp_init(&p->ll, response ? HTTP_RESPONSE : HTTP_REQUEST, &parser_settings);
     /* Strict: no leniency of any kind (the defaults, spelled out). */
     llhttp_set_lenient_headers(&p->ll, 0);
     llhttp_set_lenient_chunked_length(&p->ll, 0);
@@ -666,8 +809,61 @@ int torii_http_parser_new(const struct torii_http_limits *lim, struct torii_http
     llhttp_set_lenient_transfer_encoding(&p->ll, 0);
     p->ll.data = p;
     parser_clear_request(p);
-    *out = p;
+    return p;
+}
+
+int torii_http_parser_new(const struct torii_http_limits *lim, struct torii_http_parser **out)
+{
+    *out = parser_make(lim, 0);
     return TORII_OK;
+}
+
+int torii_http_parser_new_response(const struct torii_http_limits *lim,
+                                   struct torii_http_parser **out)
+{
+    *out = parser_make(lim, 1);
+    return TORII_OK;
+}
+
+void torii_http_parser_set_no_body(struct torii_http_parser *p, int on)
+{
+    p->no_body = on;
+}
+
+const struct torii_http_resp *torii_http_parser_resp(const struct torii_http_parser *p)
+{
+    return p->response && p->head_ready ? &p->resp : NULL;
+}
+
+enum torii_http_body_kind torii_http_parser_body(const struct torii_http_parser *p,
+                                                 uint64_t *length)
+{
+    if (length != NULL) {
+        *length = p->body_length;
+    }
+    return p->head_ready ? p->body_kind : TORII_HTTP_BODY_NONE;
+}
+
+void torii_http_parser_body_taken(struct torii_http_parser *p, uint64_t n)
+{
+    /* llhttp is left mid-body: start it over for the next message (same type, callbacks
+     * and strictness). */
+    llhttp_reset(&p->ll);
+    store_build(&p->trl);
+    p->body_len = (size_t)n;
+    p->req.body = NULL;
+    p->req.body_len = (size_t)n;
+    p->req.trailers = p->trl.arr;
+    p->req.n_trailers = 0;
+    p->resp.trailers = p->trl.arr;
+    p->resp.n_trailers = 0;
+    p->mode = SCAN_OFF;
+    p->msg_done = 1;
+}
+
+int torii_http_parser_started(const struct torii_http_parser *p)
+{
+    return p->started;
 }
 
 void torii_http_parser_free(struct torii_http_parser *p)
@@ -774,7 +970,10 @@ int torii_http_parser_error(const struct torii_http_parser *p, const char **msg)
     if (msg != NULL) {
         *msg = p->failed ? p->err_msg : NULL;
     }
-    return p->failed ? p->err_status : 0;
+    if (!p->failed) {
+        return 0;
+    }
+    return p->response ? 502 : p->err_status;
 }
 
 void torii_http_parser_next(struct torii_http_parser *p)

@@ -261,3 +261,9 @@ int http_write_error(struct evbuffer *out, int status, const char *msg, int vers
     r.version_minor = version_minor;
     return torii_http_response_write(out, &r);
 }
+
+int torii_http_error_write(struct evbuffer *out, int status, const char *msg, int version_minor,
+                           int close)
+{
+    return http_write_error(out, status, msg, version_minor, close);
+}

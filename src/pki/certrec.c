@@ -1,6 +1,6 @@
 /* certrec.c - the compact binary TLS record stored next to a certificate entity.
  *
- * Layout (version 1, all integers little-endian, no padding):
+ * Layout (version 2, all integers little-endian, no padding):
  *   off  size  field
  *     0     4  magic "TCRT"
  *     4     2  version (1)
@@ -15,7 +15,14 @@
  *              n_chain x { u32 len (1..PKI_REC_MAX_DER), DER } leaf first
  *              u32 key_len, key_len bytes                     i2d_PrivateKey, unencrypted;
  *                                                             0 iff HAS_KEY is clear
- * The blob must end exactly after the key. The key is stored unencrypted because the TLS
+ *              u32 ih_len (0 or 32), ih_len bytes             SHA-256 of the leaf's issuer
+ *                                                             name (DER)
+ *              u32 sn_len (0 or 3..64), sn_len bytes          the leaf's serialNumber as a
+ *                                                             DER INTEGER; 0 iff ih_len is 0
+ *                                                             (a serial too long to index)
+ * Version 1 is the same without the last two fields (still decoded: stores written before
+ * version 2 keep working; their certificates are simply not in the issuer+serial index).
+ * The blob must end exactly after the last field. The key is stored unencrypted because the TLS
  * table rebuilds SSL_CTXs with d2i_PrivateKey, several times faster than PEM; the record is
  * as sensitive as the entity itself (which holds the key and its password in clear). */
 #include <ctype.h>
@@ -29,7 +36,8 @@
 #include "torii/pki.h"
 
 #define PKI_REC_MAGIC    "TCRT"
-#define PKI_REC_VERSION  1u
+#define PKI_REC_VERSION  2u
+#define PKI_REC_V1       1u
 #define PKI_REC_HDR      40u
 #define PKI_REC_NAME_MAX 255u
 #define PKI_REC_MAX_DER  (1u << 20)
@@ -225,6 +233,37 @@ static const char *pki_json_str(const json_t *e, const char *field)
     return json_string_value(json_object_get(e, field));
 }
 
+/* The leaf's issuer+serial identity. A serial whose DER exceeds TORII_CERTREC_SERIAL_MAX
+ * (RFC 5280 4.1.2.2 allows 20 octets) leaves both empty: the certificate is then simply not
+ * indexed, which is better than refusing to serve it. */
+static int pki_rec_identity(X509 *leaf, unsigned char ih[TORII_CERTREC_ISSUER_HASH_LEN],
+                            size_t *ih_len, unsigned char sn[TORII_CERTREC_SERIAL_MAX],
+                            size_t *sn_len, struct torii_errbuf *eb)
+{
+    unsigned char *der = NULL;
+    unsigned int n = 0;
+    int len;
+
+    *ih_len = 0;
+    *sn_len = 0;
+    len = i2d_ASN1_INTEGER(X509_get0_serialNumber(leaf), &der);
+    if (len < 3 || len > TORII_CERTREC_SERIAL_MAX) {
+        OPENSSL_free(der);
+        ERR_clear_error();
+        return TORII_OK;
+    }
+    if (X509_NAME_digest(X509_get_issuer_name(leaf), EVP_sha256(), ih, &n) != 1
+        || n != TORII_CERTREC_ISSUER_HASH_LEN) {
+        OPENSSL_free(der);
+        return torii_errbuf_ossl(eb, "certrec: issuer name digest");
+    }
+    memcpy(sn, der, (size_t)len);
+    OPENSSL_free(der);
+    *ih_len = n;
+    *sn_len = (size_t)len;
+    return TORII_OK;
+}
+
 int torii_certrec_build(const json_t *entity, unsigned char **out, size_t *out_len,
                         struct torii_errbuf *eb)
 {
@@ -237,6 +276,10 @@ int torii_certrec_build(const json_t *entity, unsigned char **out, size_t *out_l
     unsigned char *key_der = NULL;
     int key_der_len = 0;
     unsigned char *buf = NULL;
+    unsigned char ih[TORII_CERTREC_ISSUER_HASH_LEN];
+    unsigned char sn[TORII_CERTREC_SERIAL_MAX];
+    size_t ih_len = 0;
+    size_t sn_len = 0;
     size_t total = PKI_REC_HDR;
     unsigned char *p;
     const char *pk;
@@ -301,6 +344,8 @@ int torii_certrec_build(const json_t *entity, unsigned char **out, size_t *out_l
     TORII_ENSURE(torii_pki__time_ms(X509_get0_notBefore(leaf), &nb) == TORII_OK
                      && torii_pki__time_ms(X509_get0_notAfter(leaf), &na) == TORII_OK,
                  torii_errf(eb, TORII_EINVAL, "certrec: leaf validity dates do not convert"));
+    TORII_TRY(pki_rec_identity(leaf, ih, &ih_len, sn, &sn_len, eb));
+    total += 4 + ih_len + 4 + sn_len;
     TORII_TRY(pki_names_collect(leaf, &names, eb));
     for (i = 0; i < (int)names.n; i++) {
         total += 4 + strlen(names.v[i]);
@@ -332,6 +377,8 @@ int torii_certrec_build(const json_t *entity, unsigned char **out, size_t *out_l
         p = pki_put_bytes(p, der[i], (size_t)der_len[i]);
     }
     p = pki_put_bytes(p, key_der, (size_t)key_der_len);
+    p = pki_put_bytes(p, ih, ih_len);
+    p = pki_put_bytes(p, sn, sn_len);
     TORII_ASSERT((size_t)(p - buf) == total);
     *out = buf;
     *out_len = total;
@@ -377,10 +424,32 @@ static int pki_read_slice(struct pki_reader *r, uint32_t min, uint32_t max, stru
     return TORII_OK;
 }
 
+/* The v2 identity fields: both empty, or a 32-byte hash and a short-form DER INTEGER. */
+static int pki_read_identity(struct pki_reader *r, struct torii_certrec *rec)
+{
+    const unsigned char *sn;
+
+    if (pki_read_slice(r, 0, TORII_CERTREC_ISSUER_HASH_LEN, &rec->issuer_hash) != TORII_OK
+        || pki_read_slice(r, 0, TORII_CERTREC_SERIAL_MAX, &rec->serial) != TORII_OK) {
+        return TORII_EINVAL;
+    }
+    if (rec->issuer_hash.len == 0 && rec->serial.len == 0) {
+        return TORII_OK;
+    }
+    sn = (const unsigned char *)rec->serial.ptr;
+    /* TORII_CERTREC_SERIAL_MAX < 130, so the DER length is always in short form. */
+    if (rec->issuer_hash.len != TORII_CERTREC_ISSUER_HASH_LEN || rec->serial.len < 3
+        || sn[0] != 0x02 || sn[1] != rec->serial.len - 2) {
+        return TORII_EINVAL;
+    }
+    return TORII_OK;
+}
+
 int torii_certrec_decode(const unsigned char *buf, size_t len, struct torii_certrec *rec)
 {
     int rc = TORII_OK;
     struct pki_reader r;
+    uint32_t version;
     uint32_t n_names;
     uint32_t n_chain;
     uint32_t i;
@@ -388,8 +457,10 @@ int torii_certrec_decode(const unsigned char *buf, size_t len, struct torii_cert
 
     TORII_ENSURE(buf != NULL && rec != NULL && len >= PKI_REC_HDR, TORII_EINVAL);
     TORII_ENSURE(memcmp(buf, PKI_REC_MAGIC, 4) == 0, TORII_EINVAL);
-    TORII_ENSURE(pki_get_u16(buf + 4) == PKI_REC_VERSION && pki_get_u16(buf + 6) == 0,
+    version = pki_get_u16(buf + 4);
+    TORII_ENSURE((version == PKI_REC_VERSION || version == PKI_REC_V1) && pki_get_u16(buf + 6) == 0,
                  TORII_EINVAL);
+    rec->version = version;
     n_names = pki_get_u32(buf + 32);
     n_chain = pki_get_u32(buf + 36);
     TORII_ENSURE(n_names <= TORII_CERTREC_MAX_NAMES, TORII_EINVAL);
@@ -416,6 +487,11 @@ int torii_certrec_decode(const unsigned char *buf, size_t len, struct torii_cert
         TORII_ENSURE(key_type == 0, TORII_EINVAL);
         TORII_TRY(pki_read_slice(&r, 0, 0, &rec->key_der));
         rec->key_der.ptr = NULL;
+    }
+    rec->issuer_hash = (struct torii_slice){NULL, 0};
+    rec->serial = (struct torii_slice){NULL, 0};
+    if (version >= PKI_REC_VERSION) {
+        TORII_TRY(pki_read_identity(&r, rec));
     }
     TORII_ENSURE(r.left == 0, TORII_EINVAL);
 out:

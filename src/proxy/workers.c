@@ -1,4 +1,5 @@
-/* workers.c - worker threads, per-worker SO_REUSEPORT listeners, TLS accept. */
+/* workers.c - worker threads, per-worker SO_REUSEPORT listeners, the per-worker connection
+ * limit; each accepted connection goes to the proxy engine (session.c). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,20 +17,14 @@
 #include <event2/listener.h>
 #include <openssl/err.h>
 
+#include "proxy_int.h"
 #include "torii/http.h"
 #include "torii/log.h"
 #include "torii/mem.h"
+#include "torii/metrics.h"
 #include "torii/proxy.h"
 
 enum worker_listener_kind { WORKER_HTTPS = 0, WORKER_HTTP, WORKER_LISTENERS };
-
-/* A tracked client connection, so shutdown can end them all and the per-worker limit holds. */
-struct worker_conn {
-    struct worker *w;
-    struct torii_http_conn *conn;
-    struct worker_conn *prev;
-    struct worker_conn *next;
-};
 
 struct worker {
     struct torii_workers *owner;
@@ -39,29 +34,19 @@ struct worker {
     struct event_base *base;
     struct event *stop_ev; /* activated from the main thread to end the loop */
     struct evconnlistener *lev[WORKER_LISTENERS];
-    unsigned n_conns;          /* loop thread only */
-    struct worker_conn *conns; /* loop thread only (main thread after join) */
-    int paused;                /* listeners disabled at max_conns_per_worker */
+    struct proxy_worker pw; /* loop thread only (main thread after join) */
+    int pw_ready;
+    int paused; /* listeners disabled at max_conns_per_worker */
 };
 
 struct torii_workers {
     const struct torii_config *cfg;
     struct torii_table *table;
     struct torii_tls_ctx *tls;
-    struct torii_http_limits limits;
+    const struct torii_routes *routes;
     unsigned n;
     struct worker *w;
 };
-
-static void worker_handle(struct torii_http_exchange *ex, const struct torii_http_req *req,
-                          void *arg)
-{
-    static const char body[] = "{\"error\":\"no route matched this request\"}";
-
-    (void)req;
-    (void)arg;
-    torii_http_respond(ex, 404, "application/json", body, sizeof(body) - 1, NULL, 0);
-}
 
 static void worker_listeners_enable(struct worker *w, int on)
 {
@@ -73,48 +58,13 @@ static void worker_listeners_enable(struct worker *w, int on)
     w->paused = !on;
 }
 
-static void worker_conn_unlink(struct worker_conn *wc)
+static void worker_conn_closed(void *arg)
 {
-    struct worker *w = wc->w;
+    struct worker *w = arg;
 
-    if (wc->prev != NULL) {
-        wc->prev->next = wc->next;
-    } else {
-        w->conns = wc->next;
-    }
-    if (wc->next != NULL) {
-        wc->next->prev = wc->prev;
-    }
-    w->n_conns--;
-    if (w->paused && w->n_conns < w->owner->cfg->max_conns_per_worker) {
+    torii_metrics_add(TORII_METRIC_CONN_OPEN, -1);
+    if (w->paused && w->pw.n_conns < w->owner->cfg->max_conns_per_worker) {
         worker_listeners_enable(w, 1);
-    }
-    free(wc);
-}
-
-static void worker_conn_closed(struct torii_http_conn *conn, void *arg)
-{
-    (void)conn;
-    worker_conn_unlink(arg);
-}
-
-static void worker_peer(const struct sockaddr *sa, char *out, size_t len)
-{
-    char ip[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)sa;
-        (void)inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
-        port = ntohs(s4->sin_port);
-        (void)snprintf(out, len, "%s:%u", ip, port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
-        (void)inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
-        port = ntohs(s6->sin6_port);
-        (void)snprintf(out, len, "[%s]:%u", ip, port);
-    } else {
-        (void)snprintf(out, len, "?");
     }
 }
 
@@ -122,60 +72,18 @@ static void worker_accept(struct evconnlistener *lev, evutil_socket_t fd, struct
                           int salen, void *arg, int tls)
 {
     struct worker *w = arg;
-    struct bufferevent *bev = NULL;
-    struct worker_conn *wc;
-    struct torii_http_conn_opts opts;
-    char peer[INET6_ADDRSTRLEN + 8];
-    int one = 1;
+    unsigned before = w->pw.n_conns;
 
     (void)lev;
     (void)salen;
-    worker_peer(sa, peer, sizeof(peer));
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (tls) {
-        SSL *ssl = torii_tls_conn_new(w->owner->tls);
-        if (ssl == NULL) {
-            evutil_closesocket(fd);
-            return;
-        }
-        bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                             BEV_OPT_CLOSE_ON_FREE);
-        if (bev == NULL) {
-            SSL_free(ssl);
-        } else {
-            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-        }
-    } else {
-        bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    torii_proxy__accept(&w->pw, fd, sa, tls);
+    if (w->pw.n_conns > before) {
+        torii_metrics_inc(TORII_METRIC_CONN_ACCEPTED);
+        torii_metrics_add(TORII_METRIC_CONN_OPEN, 1);
     }
-    if (bev == NULL) {
-        torii_log(TORII_LOG_WARN, "proxy: cannot create a bufferevent (peer=%s)", peer);
-        evutil_closesocket(fd);
-        return;
-    }
-    wc = torii_xcalloc(1, sizeof(*wc));
-    wc->w = w;
-    opts = (struct torii_http_conn_opts){.base = w->base,
-                                         .lim = &w->owner->limits,
-                                         .peer = peer,
-                                         .cb = worker_handle,
-                                         .arg = w,
-                                         .close_cb = worker_conn_closed,
-                                         .close_arg = wc};
-    if (torii_http_conn_open(&opts, bev, &wc->conn) != TORII_OK) {
-        torii_log(TORII_LOG_WARN, "proxy: cannot start a connection (peer=%s)", peer);
-        bufferevent_free(bev);
-        free(wc);
-        return;
-    }
-    wc->next = w->conns;
-    if (w->conns != NULL) {
-        w->conns->prev = wc;
-    }
-    w->conns = wc;
     /* At the limit, stop accepting: the kernel queues (and eventually refuses) new clients
      * instead of us accepting connections we cannot serve. */
-    if (++w->n_conns >= w->owner->cfg->max_conns_per_worker) {
+    if (w->pw.n_conns >= w->owner->cfg->max_conns_per_worker) {
         worker_listeners_enable(w, 0);
     }
 }
@@ -267,6 +175,10 @@ static int worker_setup(struct torii_workers *ws, struct worker *w, struct torii
     TORII_ENSURE(w->base != NULL, torii_errf(eb, TORII_ENOMEM, "proxy: event_base_new failed"));
     w->stop_ev = event_new(w->base, -1, 0, worker_stop_cb, w);
     TORII_ENSURE(w->stop_ev != NULL, torii_errf(eb, TORII_ENOMEM, "proxy: event_new failed"));
+    TORII_TRY(torii_proxy__worker_init(&w->pw, w->base, ws->cfg, ws->routes, ws->tls));
+    w->pw_ready = 1;
+    w->pw.on_conn_closed = worker_conn_closed;
+    w->pw.on_conn_closed_arg = w;
     for (int i = 0; i < WORKER_LISTENERS; i++) {
         evutil_socket_t fd = -1;
         if (addrs[i][0] == '\0') {
@@ -286,8 +198,8 @@ out:
 }
 
 int torii_workers_start(const struct torii_config *cfg, struct torii_table *table,
-                        struct torii_tls_ctx *tls, struct torii_workers **out,
-                        struct torii_errbuf *eb)
+                        struct torii_tls_ctx *tls, const struct torii_routes *routes,
+                        struct torii_workers **out, struct torii_errbuf *eb)
 {
     struct torii_workers *ws = torii_xcalloc(1, sizeof(*ws));
     int rc = TORII_OK;
@@ -295,13 +207,7 @@ int torii_workers_start(const struct torii_config *cfg, struct torii_table *tabl
     ws->cfg = cfg;
     ws->table = table;
     ws->tls = tls;
-    torii_http_limits_default(&ws->limits);
-    ws->limits.max_header_bytes = cfg->max_header_bytes;
-    ws->limits.max_headers = cfg->max_headers;
-    ws->limits.max_target = cfg->max_target;
-    ws->limits.max_body = cfg->max_body;
-    ws->limits.header_timeout_ms = cfg->header_timeout_ms;
-    ws->limits.idle_timeout_ms = cfg->idle_timeout_ms;
+    ws->routes = routes;
     ws->n = cfg->workers;
     ws->w = torii_xcalloc(ws->n, sizeof(*ws->w));
     for (unsigned i = 0; i < ws->n; i++) {
@@ -315,9 +221,9 @@ int torii_workers_start(const struct torii_config *cfg, struct torii_table *tabl
         }
         ws->w[i].started = 1;
     }
-    torii_log(TORII_LOG_INFO, "proxy: %u workers serving https=%s http=%s", ws->n,
+    torii_log(TORII_LOG_INFO, "proxy: %u workers serving https=%s http=%s (%zu routes)", ws->n,
               cfg->listen_https[0] ? cfg->listen_https : "off",
-              cfg->listen_http[0] ? cfg->listen_http : "off");
+              cfg->listen_http[0] ? cfg->listen_http : "off", torii_routes_count(routes));
     *out = ws;
     ws = NULL;
 out:
@@ -340,11 +246,9 @@ void torii_workers_stop(struct torii_workers *ws)
         if (w->started) {
             (void)pthread_join(w->thread, NULL);
         }
-        while (w->conns != NULL) {
-            struct worker_conn *wc = w->conns;
-            torii_http_conn_free(wc->conn);
-            w->conns = wc->next;
-            free(wc);
+        if (w->pw_ready) {
+            w->pw.on_conn_closed = NULL;
+            torii_proxy__worker_clear(&w->pw);
         }
         for (int j = 0; j < WORKER_LISTENERS; j++) {
             if (w->lev[j] != NULL) {

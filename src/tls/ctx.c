@@ -1,4 +1,5 @@
-/* ctx.c - the listener SSL_CTX: protocol policy, session tickets, client-hello selection. */
+/* ctx.c - the listener SSL_CTX: protocol policy, session tickets, client-hello selection,
+ * and the module's OpenSSL ex_data slots. */
 #include <pthread.h>
 #include <string.h>
 
@@ -9,9 +10,11 @@
 #include <openssl/ssl.h>
 #include <openssl/tls1.h>
 
+#include "tls_int.h"
 #include "torii/clock.h"
 #include "torii/log.h"
 #include "torii/mem.h"
+#include "torii/metrics.h"
 #include "torii/tls.h"
 
 /* Mozilla "intermediate" TLS 1.2 suites (TLS 1.3 suites are OpenSSL's defaults). */
@@ -35,32 +38,73 @@ struct torii_tls_ctx {
     SSL_CTX *ctx;
     struct torii_table *table;
     int strict_sni;
+    torii_tls_client_auth_lookup_cb client_auth_lookup;
+    void *client_auth_arg;
+    torii_tls_ocsp_staple_cb ocsp_staple;
+    void *ocsp_staple_arg;
     /* Ticket keys: written by the main thread on rotation, read by workers per handshake
      * that issues or resumes a ticket. */
     pthread_rwlock_t tk_lock;
     struct tls_ticket_key tk[TLS_TICKET_KEYS]; /* tk[0] is current */
 };
 
-/* ex_data slots, registered once (process-wide, set before any worker starts). */
+/* ex_data slots, registered once (any thread, through pthread_once; read-only after). */
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
-static int tls_ctx_idx = -1;  /* SSL_CTX -> struct torii_tls_ctx */
-static int tls_cert_idx = -1; /* SSL -> struct torii_tls_cert reference */
+static struct torii_tls__ex tls_ex = {-1, -1, -1, -1, -1};
+static int tls_ex_ok;
 
-static void tls_cert_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-                             void *argp)
+/* argl tells which slot a free callback serves (one callback for all SSL slots). */
+enum tls_ex_kind {
+    TLS_EX_CERT = 1,
+    TLS_EX_CLIENT = 2,
+    TLS_EX_UP_CONN = 3,
+};
+
+static void tls_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
     (void)parent;
     (void)ad;
     (void)idx;
-    (void)argl;
     (void)argp;
-    torii_tls_cert_unref(ptr);
+    switch ((enum tls_ex_kind)argl) {
+    case TLS_EX_CERT:
+        torii_tls_cert_unref(ptr);
+        break;
+    case TLS_EX_CLIENT:
+        torii_tls__client_state_free(ptr);
+        break;
+    case TLS_EX_UP_CONN:
+        torii_tls__up_conn_free(ptr);
+        break;
+    default:
+        break;
+    }
 }
 
 static void tls_init_once(void)
 {
-    tls_ctx_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-    tls_cert_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_cert_ex_free);
+    tls_ex.ctx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    tls_ex.cert = SSL_get_ex_new_index(TLS_EX_CERT, NULL, NULL, NULL, tls_ex_free);
+    tls_ex.client = SSL_get_ex_new_index(TLS_EX_CLIENT, NULL, NULL, NULL, tls_ex_free);
+    tls_ex.up_ctx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    tls_ex.up_conn = SSL_get_ex_new_index(TLS_EX_UP_CONN, NULL, NULL, NULL, tls_ex_free);
+    tls_ex_ok = tls_ex.ctx >= 0 && tls_ex.cert >= 0 && tls_ex.client >= 0 && tls_ex.up_ctx >= 0
+                && tls_ex.up_conn >= 0;
+}
+
+const struct torii_tls__ex *torii_tls__ex(void)
+{
+    (void)pthread_once(&tls_once, tls_init_once);
+    return tls_ex_ok ? &tls_ex : NULL;
+}
+
+void torii_tls__set_verify_time(SSL *ssl)
+{
+    X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+
+    if (param != NULL) {
+        X509_VERIFY_PARAM_set_time(param, (time_t)(torii_clock_now_ms() / 1000));
+    }
 }
 
 int torii_tls_parse_sni(const unsigned char *ext, size_t len, const char **name, size_t *name_len)
@@ -123,9 +167,12 @@ int torii_tls_parse_sigalgs(const unsigned char *ext, size_t len, int *ecdsa_ok,
     return TORII_OK;
 }
 
-static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
+static int tls_client_hello_select(SSL *ssl, int *al, void *arg)
 {
     struct torii_tls_ctx *tc = arg;
+    const struct torii_tls__ex *ex = torii_tls__ex();
+    char host[TORII_SNI_NAME_MAX + 1];
+    int host_len = TORII_EINVAL;
     struct torii_sni_query q = {0};
     struct torii_tls_cert *cert = NULL;
     enum torii_sni_match match = TORII_SNI_DEFAULT;
@@ -163,7 +210,7 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
     }
     if (torii_tls_cert_get(cert, &leaf, &key, &chain) != TORII_OK
         || SSL_use_cert_and_key(ssl, leaf, key, chain, 1) != 1
-        || SSL_set_ex_data(ssl, tls_cert_idx, cert) != 1) {
+        || SSL_set_ex_data(ssl, ex->cert, cert) != 1) {
         char errs[200];
         torii_ossl_errors(errs, sizeof(errs));
         torii_log(TORII_LOG_WARN, "tls: cannot use certificate: %s (id=%s)", errs,
@@ -172,13 +219,35 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
         *al = SSL_AD_INTERNAL_ERROR;
         return SSL_CLIENT_HELLO_ERROR;
     }
+    /* The route's client-certificate policy, by the same name the certificate was chosen for
+     * (the ex_data slot now owns cert). */
+    if (q.name != NULL) {
+        host_len = torii_sni_name_normalize(q.name, q.name_len, host);
+    }
+    if (torii_tls__client_auth_apply(ssl, tc->table, tc->client_auth_lookup, tc->client_auth_arg,
+                                     host_len > 0 ? host : NULL,
+                                     host_len > 0 ? (size_t)host_len : 0)
+        != TORII_OK) {
+        *al = SSL_AD_INTERNAL_ERROR;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
     return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* Counts outcomes around the selection (metrics), nothing else. */
+static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
+{
+    int r = tls_client_hello_select(ssl, al, arg);
+
+    torii_metrics_inc(r == SSL_CLIENT_HELLO_SUCCESS ? TORII_METRIC_HANDSHAKE_OK
+                                                    : TORII_METRIC_HANDSHAKE_FAILED);
+    return r;
 }
 
 static int tls_ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[16],
                              EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
 {
-    struct torii_tls_ctx *tc = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_ctx_idx);
+    struct torii_tls_ctx *tc = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), torii_tls__ex()->ctx);
     const struct tls_ticket_key *k = NULL;
     OSSL_PARAM params[3];
     static char digest[] = "SHA256";
@@ -253,28 +322,55 @@ out:
     return rc;
 }
 
+/* OCSP stapling (RFC 6066 8): the staple kept for the chosen certificate, if any. */
+static int tls_status_cb(SSL *ssl, void *arg)
+{
+    struct torii_tls_ctx *tc = arg;
+    struct torii_tls_cert *c = torii_tls_conn_cert(ssl);
+    unsigned char *der = NULL;
+    unsigned char *copy = NULL;
+    size_t len = 0;
+
+    if (c == NULL
+        || tc->ocsp_staple(tc->ocsp_staple_arg, torii_tls_cert_id(c), &der, &len) != TORII_OK) {
+        return SSL_TLSEXT_ERR_NOACK;
+    }
+    copy = OPENSSL_memdup(der, len);
+    free(der);
+    if (copy == NULL || SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)len) != 1) {
+        OPENSSL_free(copy);
+        return SSL_TLSEXT_ERR_NOACK;
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
 int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **out,
                       struct torii_errbuf *eb)
 {
     struct torii_tls_ctx *tc = NULL;
     SSL_CTX *ctx = NULL;
+    const struct torii_tls__ex *ex = torii_tls__ex();
     int rc = TORII_OK;
 
-    (void)pthread_once(&tls_once, tls_init_once);
-    TORII_ENSURE(tls_ctx_idx >= 0 && tls_cert_idx >= 0,
-                 torii_errbuf_ossl(eb, "tls: ex_data index"));
+    TORII_ENSURE(opts != NULL && opts->table != NULL,
+                 torii_errf(eb, TORII_EINVAL, "tls: listener context needs a table"));
+    TORII_ENSURE(ex != NULL, torii_errbuf_ossl(eb, "tls: ex_data index"));
     ctx = SSL_CTX_new(TLS_server_method());
     TORII_ENSURE(ctx != NULL, torii_errbuf_ossl(eb, "tls: SSL_CTX_new"));
     tc = torii_xcalloc(1, sizeof(*tc));
     TORII_ENSURE(pthread_rwlock_init(&tc->tk_lock, NULL) == 0, TORII_EIO);
     tc->table = opts->table;
     tc->strict_sni = opts->strict_sni;
+    tc->client_auth_lookup = opts->client_auth_lookup;
+    tc->client_auth_arg = opts->client_auth_arg;
+    tc->ocsp_staple = opts->ocsp_staple;
+    tc->ocsp_staple_arg = opts->ocsp_staple_arg;
 
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1
         || SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1
         || SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS_12) != 1
         || SSL_CTX_set1_groups_list(ctx, TLS_GROUPS) != 1 || SSL_CTX_set_dh_auto(ctx, 1) != 1
-        || SSL_CTX_set_num_tickets(ctx, 1) != 1 || SSL_CTX_set_ex_data(ctx, tls_ctx_idx, tc) != 1
+        || SSL_CTX_set_num_tickets(ctx, 1) != 1 || SSL_CTX_set_ex_data(ctx, ex->ctx, tc) != 1
         || SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_key_cb) != 1) {
         rc = torii_errbuf_ossl(eb, "tls: configuring the listener context");
         goto out;
@@ -284,6 +380,10 @@ int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **
     (void)SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     (void)SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_client_hello_cb(ctx, tls_client_hello_cb, tc);
+    if (tc->ocsp_staple != NULL) {
+        (void)SSL_CTX_set_tlsext_status_cb(ctx, tls_status_cb);
+        (void)SSL_CTX_set_tlsext_status_arg(ctx, tc);
+    }
     tc->ctx = ctx;
     ctx = NULL;
     TORII_TRY(torii_tls_ctx_rotate_tickets(tc));
@@ -319,5 +419,7 @@ SSL *torii_tls_conn_new(struct torii_tls_ctx *tc)
 
 struct torii_tls_cert *torii_tls_conn_cert(const SSL *ssl)
 {
-    return SSL_get_ex_data(ssl, tls_cert_idx);
+    const struct torii_tls__ex *ex = torii_tls__ex();
+
+    return ex != NULL ? SSL_get_ex_data(ssl, ex->cert) : NULL;
 }

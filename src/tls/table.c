@@ -5,7 +5,10 @@
  *          immutable array of the candidate certificates carrying that name;
  *   ids:   entity id -> struct id_node, the certificate currently installed under that id.
  *          Writers use it to find a certificate's previous names; readers use it to resolve the
- *          default certificate, which is kept by id.
+ *          default certificate, which is kept by id, and torii_table_get.
+ *   serials: SHA-256(issuer name DER) || serialNumber DER -> struct name_node (same layout as
+ *          the names table: the certificates whose leaf has that issuer and serial). Readers
+ *          use it to find the store entity of a presented client certificate (revocation).
  * Nodes never change after publication. A writer (serialized by t->lock) builds a fresh node
  * for every name the changed certificate had or now has (copy on write), swaps it in with
  * cds_lfht_replace / add / del, and hands the old node to call_rcu, which drops its
@@ -93,6 +96,8 @@ struct torii_tls_cert {
     char *name_buf;
     _Atomic(struct tls_parsed *) parsed; /* set once, by compare-exchange */
     atomic_int parse_failed;
+    size_t skey_len; /* 0: not in the issuer+serial index */
+    unsigned char skey[TORII_TABLE_SERIAL_KEY_MAX];
 };
 
 struct name_node {
@@ -122,6 +127,7 @@ struct default_id {
 struct torii_table {
     struct cds_lfht *names;
     struct cds_lfht *ids;
+    struct cds_lfht *serials;
     _Atomic(struct default_id *) def;
     pthread_mutex_t lock; /* serializes writers */
     atomic_size_t count;
@@ -213,6 +219,11 @@ int torii_tls_cert_key_type(const struct torii_tls_cert *c)
     return c->attr.key_type;
 }
 
+uint32_t torii_tls_cert_flags(const struct torii_tls_cert *c)
+{
+    return c->attr.flags;
+}
+
 static int x509_from_der(struct torii_slice der, X509 **out)
 {
     const unsigned char *p = (const unsigned char *)der.ptr;
@@ -248,6 +259,49 @@ out:
     X509_free(x);
     sk_X509_pop_free(sk, X509_free);
     return rc;
+}
+
+int torii_table_serial_key(const X509 *x, unsigned char *out, size_t *len)
+{
+    unsigned char *der = NULL;
+    unsigned int n = 0;
+    int dlen;
+
+    if (x == NULL || out == NULL || len == NULL) {
+        return TORII_EINVAL;
+    }
+    dlen = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &der);
+    if (dlen < 3 || dlen > TORII_CERTREC_SERIAL_MAX) {
+        /* Same rule as the record (certrec.c): such a serial is never indexed. */
+        OPENSSL_free(der);
+        ERR_clear_error();
+        return TORII_ENOTFOUND;
+    }
+    if (X509_NAME_digest(X509_get_issuer_name(x), EVP_sha256(), out, &n) != 1
+        || n != TORII_CERTREC_ISSUER_HASH_LEN) {
+        OPENSSL_free(der);
+        ERR_clear_error();
+        return TORII_ETLS;
+    }
+    memcpy(out + n, der, (size_t)dlen);
+    OPENSSL_free(der);
+    *len = n + (size_t)dlen;
+    return TORII_OK;
+}
+
+int torii_tls_cert_leaf_dup(const struct torii_tls_cert *c, X509 **out)
+{
+    X509 *x = NULL;
+
+    if (c == NULL || out == NULL || c->n_chain == 0) {
+        return TORII_EINVAL;
+    }
+    if (x509_from_der(c->chain[0], &x) != TORII_OK) {
+        ERR_clear_error();
+        return TORII_ETLS;
+    }
+    *out = x;
+    return TORII_OK;
 }
 
 static int cert_parse(const struct torii_tls_cert *c, struct tls_parsed **out)
@@ -381,6 +435,32 @@ static void cert_set_names(struct torii_tls_cert *c, const struct torii_certrec 
     c->n_names = u;
 }
 
+/* The issuer+serial key, from the record (version 2). A legacy version 1 record has no
+ * identity fields; for a revoked one (the only kind the index must find) the leaf is parsed
+ * here once, so a store written before version 2 still rejects its revoked client
+ * certificates. Other v1 records stay out of the index (no parsing at start-up). */
+static void cert_set_serial_key(struct torii_tls_cert *c, const struct torii_certrec *cr)
+{
+    X509 *leaf = NULL;
+
+    if (cr->issuer_hash.len == TORII_CERTREC_ISSUER_HASH_LEN && cr->serial.len > 0
+        && cr->serial.len <= TORII_CERTREC_SERIAL_MAX) {
+        memcpy(c->skey, cr->issuer_hash.ptr, cr->issuer_hash.len);
+        memcpy(c->skey + cr->issuer_hash.len, cr->serial.ptr, cr->serial.len);
+        c->skey_len = cr->issuer_hash.len + cr->serial.len;
+        return;
+    }
+    if (cr->version >= 2 || (c->attr.flags & TORII_CERTREC_REVOKED) == 0 || c->n_chain == 0) {
+        return;
+    }
+    if (x509_from_der(c->chain[0], &leaf) == TORII_OK
+        && torii_table_serial_key(leaf, c->skey, &c->skey_len) != TORII_OK) {
+        c->skey_len = 0;
+    }
+    ERR_clear_error();
+    X509_free(leaf);
+}
+
 static int cert_new(const char *id, const unsigned char *rec, size_t rec_len,
                     struct torii_tls_cert **out, struct torii_errbuf *eb)
 {
@@ -417,6 +497,7 @@ static int cert_new(const char *id, const unsigned char *rec, size_t rec_len,
         c->attr.flags &= ~(uint32_t)TORII_CERTREC_HAS_KEY;
     }
     cert_set_names(c, cr);
+    cert_set_serial_key(c, cr);
     *out = c;
     c = NULL;
 out:
@@ -522,10 +603,10 @@ static void writer_leave(int temporary)
     }
 }
 
-/* Rebuild the node of one name: drop `gone` (may be NULL), add `added` (may be NULL).
- * Called under t->lock, inside rcu_read_lock. */
-static void name_apply(struct torii_table *t, struct torii_slice name,
-                       const struct torii_tls_cert *gone, struct torii_tls_cert *added)
+/* Rebuild the node of one key of ht (the names or the serials table): drop `gone` (may be
+ * NULL), add `added` (may be NULL). Called under t->lock, inside rcu_read_lock. */
+static void key_apply(struct torii_table *t, struct cds_lfht *ht, struct torii_slice name,
+                      const struct torii_tls_cert *gone, struct torii_tls_cert *added)
 {
     struct lookup_key k = {name.ptr, name.len, table_hash(t, name.ptr, name.len)};
     struct cds_lfht_iter iter;
@@ -533,7 +614,7 @@ static void name_apply(struct torii_table *t, struct torii_slice name,
     struct name_node *node = NULL;
     size_t keep = 0;
 
-    cds_lfht_lookup(t->names, k.hash, name_match, &k, &iter);
+    cds_lfht_lookup(ht, k.hash, name_match, &k, &iter);
     struct cds_lfht_node *hn = cds_lfht_iter_get_node(&iter);
     if (hn != NULL) {
         old = caa_container_of(hn, struct name_node, ht);
@@ -543,7 +624,7 @@ static void name_apply(struct torii_table *t, struct torii_slice name,
     }
     if (keep == 0 && added == NULL) {
         if (old != NULL) {
-            TORII_ASSERT(cds_lfht_del(t->names, &old->ht) == 0);
+            TORII_ASSERT(cds_lfht_del(ht, &old->ht) == 0);
             defer_free(&old->rcu, name_node_free_cb);
         }
         return;
@@ -562,10 +643,10 @@ static void name_apply(struct torii_table *t, struct torii_slice name,
     }
     atomic_store_explicit(&node->pub_hash, k.hash, memory_order_release);
     if (old != NULL) {
-        TORII_ASSERT(cds_lfht_replace(t->names, &iter, k.hash, name_match, &k, &node->ht) == 0);
+        TORII_ASSERT(cds_lfht_replace(ht, &iter, k.hash, name_match, &k, &node->ht) == 0);
         defer_free(&old->rcu, name_node_free_cb);
     } else {
-        cds_lfht_add(t->names, k.hash, &node->ht);
+        cds_lfht_add(ht, k.hash, &node->ht);
     }
 }
 
@@ -589,14 +670,39 @@ static void names_apply(struct torii_table *t, const struct torii_tls_cert *oc,
             cmp = slice_cmp(&oc->names[i], &nc->names[j]);
         }
         if (cmp < 0) {
-            name_apply(t, oc->names[i++], oc, NULL);
+            key_apply(t, t->names, oc->names[i++], oc, NULL);
         } else if (cmp > 0) {
-            name_apply(t, nc->names[j++], NULL, nc);
+            key_apply(t, t->names, nc->names[j++], NULL, nc);
         } else {
-            name_apply(t, nc->names[j], oc, nc);
+            key_apply(t, t->names, nc->names[j], oc, nc);
             i++;
             j++;
         }
+    }
+}
+
+/* The issuer+serial index: at most one key per certificate. */
+static void serial_apply(struct torii_table *t, const struct torii_tls_cert *oc,
+                         struct torii_tls_cert *nc)
+{
+    struct torii_slice ok = {NULL, 0};
+    struct torii_slice nk = {NULL, 0};
+
+    if (oc != NULL && oc->skey_len > 0) {
+        ok = (struct torii_slice){(const char *)oc->skey, oc->skey_len};
+    }
+    if (nc != NULL && nc->skey_len > 0) {
+        nk = (struct torii_slice){(const char *)nc->skey, nc->skey_len};
+    }
+    if (ok.len > 0 && nk.len > 0 && slice_eq(ok, nk)) {
+        key_apply(t, t->serials, nk, oc, nc);
+        return;
+    }
+    if (ok.len > 0) {
+        key_apply(t, t->serials, ok, oc, NULL);
+    }
+    if (nk.len > 0) {
+        key_apply(t, t->serials, nk, NULL, nc);
     }
 }
 
@@ -655,6 +761,7 @@ int torii_table_update(struct torii_table *t, const char *id, const unsigned cha
         old = caa_container_of(hn, struct id_node, ht);
     }
     names_apply(t, old != NULL ? old->cert : NULL, nc);
+    serial_apply(t, old != NULL ? old->cert : NULL, nc);
     id_apply(t, &k, &iter, old, nc);
     nc = NULL; /* the id node holds our reference now */
     rcu_read_unlock();
@@ -794,6 +901,73 @@ int torii_table_select(struct torii_table *t, const struct torii_sni_query *q,
     return TORII_OK;
 }
 
+int torii_table_get(struct torii_table *t, const char *id, struct torii_tls_cert **out)
+{
+    struct lookup_key k;
+    struct cds_lfht_iter iter;
+    struct torii_tls_cert *c = NULL;
+
+    if (t == NULL || id == NULL || out == NULL || id[0] == '\0') {
+        return TORII_EINVAL;
+    }
+    k.ptr = id;
+    k.len = strlen(id);
+    k.hash = table_hash(t, id, k.len);
+    rcu_read_lock();
+    cds_lfht_lookup(t->ids, k.hash, id_match, &k, &iter);
+    struct cds_lfht_node *hn = cds_lfht_iter_get_node(&iter);
+    if (hn != NULL) {
+        c = caa_container_of(hn, struct id_node, ht)->cert;
+        torii_tls_cert_ref(c); /* the node holds one until after the grace period */
+    }
+    grace_release();
+    rcu_read_unlock();
+    if (c == NULL) {
+        return TORII_ENOTFOUND;
+    }
+    *out = c;
+    return TORII_OK;
+}
+
+int torii_table_issuer_serial(struct torii_table *t, const X509 *x, int *revoked)
+{
+    unsigned char key[TORII_TABLE_SERIAL_KEY_MAX];
+    struct lookup_key k;
+    struct cds_lfht_iter iter;
+    size_t len = 0;
+    int count = 0;
+    int rev = 0;
+    int rc;
+
+    if (t == NULL || x == NULL) {
+        return TORII_EINVAL;
+    }
+    rc = torii_table_serial_key(x, key, &len);
+    if (rc == TORII_OK) {
+        k.ptr = (const char *)key;
+        k.len = len;
+        k.hash = table_hash(t, k.ptr, len);
+        rcu_read_lock();
+        cds_lfht_lookup(t->serials, k.hash, name_match, &k, &iter);
+        struct cds_lfht_node *hn = cds_lfht_iter_get_node(&iter);
+        if (hn != NULL) {
+            const struct name_node *node = caa_container_of(hn, struct name_node, ht);
+            for (size_t i = 0; i < node->n; i++) {
+                rev |= (node->cands[i]->flags & TORII_CERTREC_REVOKED) != 0;
+            }
+            count = node->n > INT_MAX ? INT_MAX : (int)node->n;
+        }
+        grace_release();
+        rcu_read_unlock();
+    } else if (rc != TORII_ENOTFOUND) {
+        return rc;
+    }
+    if (revoked != NULL) {
+        *revoked = rev;
+    }
+    return count;
+}
+
 /* ---- life cycle ---- */
 
 int torii_table_new(struct torii_table **out)
@@ -808,7 +982,8 @@ int torii_table_new(struct torii_table **out)
     TORII_TRY(torii_rand_bytes(&t->seed, sizeof(t->seed)));
     t->names = cds_lfht_new(64, 64, 0, flags, NULL);
     t->ids = cds_lfht_new(64, 64, 0, flags, NULL);
-    TORII_ENSURE(t->names != NULL && t->ids != NULL, TORII_ENOMEM);
+    t->serials = cds_lfht_new(64, 64, 0, flags, NULL);
+    TORII_ENSURE(t->names != NULL && t->ids != NULL && t->serials != NULL, TORII_ENOMEM);
     *out = t;
     t = NULL;
 out:
@@ -818,6 +993,9 @@ out:
         }
         if (t->ids != NULL) {
             (void)cds_lfht_destroy(t->ids, NULL);
+        }
+        if (t->serials != NULL) {
+            (void)cds_lfht_destroy(t->serials, NULL);
         }
         (void)pthread_mutex_destroy(&t->lock);
         free(t);
@@ -842,6 +1020,11 @@ void torii_table_free(struct torii_table *t)
         TORII_ASSERT(cds_lfht_del(t->names, &nn->ht) == 0);
         defer_free(&nn->rcu, name_node_free_cb);
     }
+    cds_lfht_for_each_entry(t->serials, &iter, nn, ht)
+    {
+        TORII_ASSERT(cds_lfht_del(t->serials, &nn->ht) == 0);
+        defer_free(&nn->rcu, name_node_free_cb);
+    }
     cds_lfht_for_each_entry(t->ids, &iter, in, ht)
     {
         TORII_ASSERT(cds_lfht_del(t->ids, &in->ht) == 0);
@@ -855,7 +1038,8 @@ void torii_table_free(struct torii_table *t)
     grace_acquire();
     writer_leave(temporary);
     free(atomic_load_explicit(&t->def, memory_order_acquire));
-    if (cds_lfht_destroy(t->names, NULL) != 0 || cds_lfht_destroy(t->ids, NULL) != 0) {
+    if (cds_lfht_destroy(t->names, NULL) != 0 || cds_lfht_destroy(t->ids, NULL) != 0
+        || cds_lfht_destroy(t->serials, NULL) != 0) {
         torii_log(TORII_LOG_ERR, "tls: %s: cds_lfht_destroy failed", __func__);
     }
     (void)pthread_mutex_destroy(&t->lock);

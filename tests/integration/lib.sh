@@ -9,6 +9,11 @@ T_FAILS=0
 T_PASSES=0
 T_PID=""
 T_TOKEN="it-token-0123456789abcdef"
+# 1 when the daemon is built with a sanitizer: memory figures are then not meaningful.
+T_SANITIZED=0
+if ldd "$TORII_BIN" 2>/dev/null | grep -qE 'lib(asan|tsan|ubsan)'; then
+  T_SANITIZED=1
+fi
 
 t_cleanup() {
   if [ -n "$T_PID" ] && kill -0 "$T_PID" 2>/dev/null; then
@@ -144,4 +149,162 @@ t_done() {
     exit 1
   fi
   exit 0
+}
+
+# --- helpers for lifecycle tests (alerts receiver, fake clock) ---
+
+# A free loopback port.
+t_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# HTTP receiver on 127.0.0.1:$1 appending each POST body as one line to $2 (answers 200).
+T_RECV_PID=""
+t_receiver_start() {
+  cat > "$T_TMP/recv.py" <<'PY'
+import http.server, sys
+port, out = int(sys.argv[1]), sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(n).decode()
+        with open(out, "a") as f:
+            f.write(body.replace("\n", " ") + "\n")
+        with open(out + ".headers", "a") as f:
+            f.write(self.headers.get("X-Test", "") + "\n")
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+PY
+  python3 "$T_TMP/recv.py" "$1" "$2" &
+  T_RECV_PID=$!
+  for _ in $(seq 1 50); do
+    if curl -s -o /dev/null "http://127.0.0.1:$1/probe" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+t_receiver_stop() {
+  if [ -n "$T_RECV_PID" ]; then kill "$T_RECV_PID" 2>/dev/null; wait "$T_RECV_PID" 2>/dev/null; fi
+  T_RECV_PID=""
+}
+
+# Shift the daemon's clock (needs "debug": {"clock_hook": true}); $1 = offset in ms.
+t_clock() {
+  api POST /api/_debug/clock -H 'Content-Type: application/json' -d "{\"offset_ms\": $1}"
+}
+
+# --- proxy helpers (appended) ---
+
+# A free loopback port.
+t_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Start torii-backend (built next to torii) on port $1, request log in $T_TMP/backend-$1.log.
+T_BACKEND_PIDS=""
+t_backend_start() {
+  local bin
+  bin="$(dirname "$TORII_BIN")/tests/torii-backend"
+  [ -x "$bin" ] || bin="$(dirname "$TORII_BIN")/torii-backend"
+  "$bin" "$1" "$T_TMP/backend-$1.log" >>"$T_TMP/backend.out" 2>&1 &
+  T_BACKEND_PIDS="$T_BACKEND_PIDS $!"
+  for _ in $(seq 1 50); do
+    if curl -s -o /dev/null "http://127.0.0.1:$1/stats"; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+t_backend_stop_all() {
+  for p in $T_BACKEND_PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  T_BACKEND_PIDS=""
+}
+
+# Backend counters: t_backend_stat PORT connections|requests
+t_backend_stat() {
+  curl -s "http://127.0.0.1:$1/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2"
+}
+
+# --- helpers for mTLS tests (test_mtls.sh) ---
+
+# mkca NAME CN [ISSUER] -> $T_TMP/NAME.crt, NAME.key: a CA (self-signed, or signed by ISSUER).
+mkca() {
+  local name=$1 cn=$2 issuer=${3:-}
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T_TMP/$name.key" 2>/dev/null
+  printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n' \
+    > "$T_TMP/$name.ext"
+  if [ -z "$issuer" ]; then
+    openssl req -x509 -new -key "$T_TMP/$name.key" -out "$T_TMP/$name.crt" -days 30 \
+      -subj "/CN=$cn" -addext basicConstraints=critical,CA:TRUE \
+      -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+  else
+    openssl req -new -key "$T_TMP/$name.key" -subj "/CN=$cn" -out "$T_TMP/$name.csr" 2>/dev/null
+    openssl x509 -req -in "$T_TMP/$name.csr" -CA "$T_TMP/$issuer.crt" -CAkey "$T_TMP/$issuer.key" \
+      -CAcreateserial -days 30 -extfile "$T_TMP/$name.ext" -out "$T_TMP/$name.crt" 2>/dev/null
+  fi
+}
+
+# mkleaf NAME CN ISSUER EXT [DAYS] -> a leaf signed by ISSUER with the extension lines EXT
+# (printf %b: "\n" separates lines), e.g. 'extendedKeyUsage=clientAuth'. DAYS may be negative.
+mkleaf() {
+  local name=$1 cn=$2 issuer=$3 ext=$4 days=${5:-30}
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T_TMP/$name.key" 2>/dev/null
+  openssl req -new -key "$T_TMP/$name.key" -subj "/CN=$cn" -out "$T_TMP/$name.csr" 2>/dev/null
+  printf '%b\n' "$ext" > "$T_TMP/$name.ext"
+  openssl x509 -req -in "$T_TMP/$name.csr" -CA "$T_TMP/$issuer.crt" -CAkey "$T_TMP/$issuer.key" \
+    -CAcreateserial -days "$days" -extfile "$T_TMP/$name.ext" -out "$T_TMP/$name.crt" 2>/dev/null
+}
+
+# RFC 9440 byte sequence of a certificate made above: ":<base64 DER>:".
+sf_cert() { printf ':%s:' "$(openssl x509 -in "$T_TMP/$1.crt" -outform DER | base64 -w0)"; }
+
+# Background helpers; their pids go to T_BG_PIDS, stopped by t_bg_stop.
+T_BG_PIDS=()
+t_bg_stop() {
+  local p
+  for p in "${T_BG_PIDS[@]}"; do
+    kill "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+  done
+  T_BG_PIDS=()
+}
+
+# Wait until something accepts TCP connections on 127.0.0.1:$1.
+t_wait_port() {
+  local _
+  for _ in $(seq 1 100); do
+    if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
+         "$1" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# Plain HTTP backend on 127.0.0.1:$1 answering every GET with a JSON object of the request
+# headers (names lower-cased).
+t_echo_start() {
+  cat > "$T_TMP/echo.py" <<'PY'
+import http.server, json, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+  python3 "$T_TMP/echo.py" "$1" &
+  T_BG_PIDS+=($!)
+  t_wait_port "$1"
 }

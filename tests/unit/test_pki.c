@@ -176,6 +176,23 @@ static void test_certrec_build_decode_roundtrip(void **state)
     nb = rec->not_before_ms;
     assert_true(nb <= now_ms() && nb > now_ms() - 3600 * 1000);
     assert_true(rec->not_after_ms > now_ms() + 300LL * DAY_S * 1000);
+    /* Version 2: the leaf's issuer name hash and serial, for the issuer+serial index. */
+    {
+        unsigned char ih[EVP_MAX_MD_SIZE];
+        unsigned int ih_len = 0;
+        unsigned char *sn = NULL;
+        int sn_len = i2d_ASN1_INTEGER(X509_get0_serialNumber(leaf), &sn);
+
+        assert_int_equal(rec->version, 2);
+        assert_int_equal(X509_NAME_digest(X509_get_issuer_name(leaf), EVP_sha256(), ih, &ih_len),
+                         1);
+        assert_int_equal(rec->issuer_hash.len, TORII_CERTREC_ISSUER_HASH_LEN);
+        assert_memory_equal(rec->issuer_hash.ptr, ih, ih_len);
+        assert_true(sn_len >= 3);
+        assert_int_equal(rec->serial.len, (size_t)sn_len);
+        assert_memory_equal(rec->serial.ptr, sn, (size_t)sn_len);
+        OPENSSL_free(sn);
+    }
     X509_free(leaf);
     torii_secure_free(buf, len);
     free(rec);
@@ -249,7 +266,10 @@ static void test_certrec_decode_oversize_counts_einval(void **state)
     put32(t + 40, 0xfffffff0u); /* first name length */
     assert_int_equal(torii_certrec_decode(t, len, rec), TORII_EINVAL);
     memcpy(t, buf, len);
-    t[4] = 2; /* version */
+    t[4] = 3; /* version */
+    assert_int_equal(torii_certrec_decode(t, len, rec), TORII_EINVAL);
+    memcpy(t, buf, len);
+    t[4] = 0;
     assert_int_equal(torii_certrec_decode(t, len, rec), TORII_EINVAL);
     memcpy(t, buf, len);
     t[0] = 'X'; /* magic */
@@ -257,6 +277,86 @@ static void test_certrec_decode_oversize_counts_einval(void **state)
     memcpy(t, buf, len);
     assert_int_equal(torii_certrec_decode(t, len, rec), TORII_OK);
     assert_int_equal(torii_certrec_decode(NULL, 0, rec), TORII_EINVAL);
+
+    free(t);
+    torii_secure_free(buf, len);
+    free(rec);
+}
+
+/* A version 1 record (as stored before the issuer hash and serial existed) still decodes. */
+static void test_certrec_decode_version1_has_no_identity(void **state)
+{
+    struct torii_certrec *rec = calloc(1, sizeof(*rec));
+    size_t len = 0;
+    unsigned char *buf;
+    size_t v1_len;
+
+    (void)state;
+    assert_non_null(rec);
+    buf = build_record(&len, NULL);
+    assert_int_equal(torii_certrec_decode(buf, len, rec), TORII_OK);
+    v1_len = len - 8 - rec->issuer_hash.len - rec->serial.len;
+    buf[4] = 1;
+    assert_int_equal(torii_certrec_decode(buf, v1_len, rec), TORII_OK);
+    assert_int_equal(rec->version, 1);
+    assert_int_equal(rec->issuer_hash.len, 0);
+    assert_int_equal(rec->serial.len, 0);
+    assert_int_equal(rec->n_chain, 2);
+    /* ... but a v1 header on a v2 body has trailing bytes. */
+    assert_int_equal(torii_certrec_decode(buf, len, rec), TORII_EINVAL);
+    torii_secure_free(buf, len);
+    free(rec);
+}
+
+/* The identity fields are checked for their exact shape. */
+static void test_certrec_decode_bad_identity_einval(void **state)
+{
+    struct torii_certrec *rec = calloc(1, sizeof(*rec));
+    size_t len = 0;
+    unsigned char *buf;
+    unsigned char *t;
+    size_t ih_off;
+    size_t sn_off;
+    size_t sn_len;
+
+    (void)state;
+    assert_non_null(rec);
+    buf = build_record(&len, NULL);
+    assert_int_equal(torii_certrec_decode(buf, len, rec), TORII_OK);
+    sn_len = rec->serial.len;
+    sn_off = len - sn_len;                               /* serial bytes */
+    ih_off = sn_off - 4 - TORII_CERTREC_ISSUER_HASH_LEN; /* issuer hash bytes */
+    t = malloc(len);
+    assert_non_null(t);
+
+    memcpy(t, buf, len);
+    t[sn_off] = 0x04; /* not an INTEGER */
+    assert_int_equal(torii_certrec_decode(t, len, rec), TORII_EINVAL);
+    memcpy(t, buf, len);
+    t[sn_off + 1] ^= 0x01; /* DER length disagrees with the field length */
+    assert_int_equal(torii_certrec_decode(t, len, rec), TORII_EINVAL);
+    memcpy(t, buf, len);
+    put32(t + ih_off - 4, TORII_CERTREC_ISSUER_HASH_LEN + 1); /* hash too long */
+    assert_int_equal(torii_certrec_decode(t, len, rec), TORII_EINVAL);
+    /* Hash of 31 bytes (the record shortened by one byte accordingly). */
+    memcpy(t, buf, ih_off - 4);
+    put32(t + ih_off - 4, TORII_CERTREC_ISSUER_HASH_LEN - 1);
+    memcpy(t + ih_off, buf + ih_off + 1, len - ih_off - 1);
+    assert_int_equal(torii_certrec_decode(t, len - 1, rec), TORII_EINVAL);
+    /* A serial without a hash. */
+    memcpy(t, buf, ih_off - 4);
+    put32(t + ih_off - 4, 0);
+    memcpy(t + ih_off, buf + ih_off + TORII_CERTREC_ISSUER_HASH_LEN,
+           len - ih_off - TORII_CERTREC_ISSUER_HASH_LEN);
+    assert_int_equal(torii_certrec_decode(t, len - TORII_CERTREC_ISSUER_HASH_LEN, rec),
+                     TORII_EINVAL);
+    /* Both empty: allowed (a serial too long to index). */
+    memcpy(t, buf, ih_off - 4);
+    put32(t + ih_off - 4, 0);
+    put32(t + ih_off, 0);
+    assert_int_equal(torii_certrec_decode(t, ih_off + 4, rec), TORII_OK);
+    assert_int_equal(rec->serial.len, 0);
+    assert_int_equal(rec->issuer_hash.len, 0);
 
     free(t);
     torii_secure_free(buf, len);
@@ -1016,6 +1116,8 @@ int main(void)
         cmocka_unit_test(test_certrec_build_decode_roundtrip),
         cmocka_unit_test(test_certrec_decode_every_truncation_einval),
         cmocka_unit_test(test_certrec_decode_oversize_counts_einval),
+        cmocka_unit_test(test_certrec_decode_version1_has_no_identity),
+        cmocka_unit_test(test_certrec_decode_bad_identity_einval),
         cmocka_unit_test(test_certrec_build_without_key_and_cn_only),
         cmocka_unit_test(test_certrec_build_garbage_chain_einval),
         cmocka_unit_test(test_certrec_build_from_encrypted_rsa_entity),

@@ -515,6 +515,172 @@ static void test_table_update_bad_record_changes_nothing(void **state)
     torii_secure_free(rec, len);
 }
 
+/* ---- lookups by id and by issuer + serial ---- */
+
+/* Record of a given certificate (so two ids can carry the very same leaf). */
+static void put_cert(struct torii_table *t, const char *id, X509 *cert, EVP_PKEY *key, int revoked)
+{
+    json_t *e = testpki_entity(id, &cert, 1, key, NULL);
+    unsigned char *rec = NULL;
+    size_t len = 0;
+
+    assert_non_null(e);
+    assert_int_equal(json_object_set_new(e, "revoked", json_boolean(revoked)), 0);
+    assert_int_equal(torii_certrec_build(e, &rec, &len, NULL), TORII_OK);
+    assert_int_equal(torii_table_update(t, id, rec, len, NULL), TORII_OK);
+    torii_secure_free(rec, len);
+    json_decref(e);
+}
+
+static X509 *issued_by(X509 *issuer, EVP_PKEY *issuer_key, const char *cn)
+{
+    struct testpki_opts o;
+    X509 *c = NULL;
+    EVP_PKEY *k = g_ec_key;
+
+    memset(&o, 0, sizeof(o));
+    o.key_type = EVP_PKEY_EC;
+    o.cn = cn;
+    o.not_before_off_s = -DAY_S;
+    o.client = 1;
+    o.issuer = issuer;
+    o.issuer_key = issuer_key;
+    EVP_PKEY_up_ref(k);
+    assert_int_equal(testpki_make(&o, &c, &k), 0);
+    EVP_PKEY_free(k);
+    return c;
+}
+
+static void test_table_get_returns_current_reference_by_id(void **state)
+{
+    struct torii_table *t = *state;
+    struct torii_tls_cert *a = NULL;
+    struct torii_tls_cert *b = NULL;
+    struct torii_tls_cert *c = NULL;
+
+    assert_int_equal(torii_table_get(t, "x", &a), TORII_ENOTFOUND);
+    assert_int_equal(torii_table_get(t, "", &a), TORII_EINVAL);
+    assert_int_equal(torii_table_get(t, NULL, &a), TORII_EINVAL);
+    assert_int_equal(torii_table_get(NULL, "x", &a), TORII_EINVAL);
+    assert_null(a);
+    put_names(t, "x", EVP_PKEY_EC, "x.example.com", NULL);
+    assert_int_equal(torii_table_get(t, "x", &a), TORII_OK);
+    assert_string_equal(torii_tls_cert_id(a), "x");
+    assert_true(torii_tls_cert_flags(a) & TORII_CERTREC_HAS_KEY);
+    assert_int_equal(torii_table_get(t, "x", &b), TORII_OK);
+    assert_ptr_equal(a, b); /* unchanged entry: same reference object */
+    put_names(t, "x", EVP_PKEY_EC, "x.example.com", NULL);
+    assert_int_equal(torii_table_get(t, "x", &c), TORII_OK);
+    assert_ptr_not_equal(a, c); /* replaced: a new one, the old still usable */
+    X509 *leaf = NULL;
+    assert_int_equal(torii_tls_cert_leaf_dup(a, &leaf), TORII_OK);
+    X509_free(leaf);
+    del(t, "x");
+    torii_tls_cert_unref(c);
+    assert_int_equal(torii_table_get(t, "x", &c), TORII_ENOTFOUND);
+    torii_tls_cert_unref(a);
+    torii_tls_cert_unref(b);
+}
+
+static void test_table_issuer_serial_index_follows_updates(void **state)
+{
+    struct torii_table *t = *state;
+    struct testpki_opts o;
+    X509 *ca = NULL;
+    EVP_PKEY *ca_key = NULL;
+    X509 *leaf;
+    X509 *other;
+    int revoked = -1;
+
+    memset(&o, 0, sizeof(o));
+    o.key_type = EVP_PKEY_EC;
+    o.cn = "Index Test CA";
+    o.is_ca = 1;
+    o.not_before_off_s = -DAY_S;
+    assert_int_equal(testpki_make(&o, &ca, &ca_key), 0);
+    leaf = issued_by(ca, ca_key, "leaf");
+    other = issued_by(ca, ca_key, "other");
+
+    assert_int_equal(torii_table_issuer_serial(t, leaf, &revoked), 0);
+    assert_int_equal(revoked, 0);
+    assert_int_equal(torii_table_issuer_serial(t, NULL, &revoked), TORII_EINVAL);
+    put_cert(t, "a", leaf, g_ec_key, 0);
+    assert_int_equal(torii_table_issuer_serial(t, leaf, &revoked), 1);
+    assert_int_equal(revoked, 0);
+    assert_int_equal(torii_table_issuer_serial(t, other, &revoked), 0);
+    /* The same certificate under a second id, revoked there: revoked wins. */
+    put_cert(t, "b", leaf, g_ec_key, 1);
+    assert_int_equal(torii_table_issuer_serial(t, leaf, &revoked), 2);
+    assert_int_equal(revoked, 1);
+    /* "b" replaced by another certificate: the key moves with it. */
+    put_cert(t, "b", other, g_ec_key, 1);
+    assert_int_equal(torii_table_issuer_serial(t, leaf, &revoked), 1);
+    assert_int_equal(revoked, 0);
+    assert_int_equal(torii_table_issuer_serial(t, other, &revoked), 1);
+    assert_int_equal(revoked, 1);
+    /* Un-revoked in place (same key, new version). */
+    put_cert(t, "b", other, g_ec_key, 0);
+    assert_int_equal(torii_table_issuer_serial(t, other, &revoked), 1);
+    assert_int_equal(revoked, 0);
+    del(t, "a");
+    del(t, "b");
+    assert_int_equal(torii_table_issuer_serial(t, leaf, NULL), 0);
+    assert_int_equal(torii_table_issuer_serial(t, other, NULL), 0);
+    /* Same serial from another issuer (a self-signed certificate) is another key. */
+    {
+        unsigned char k1[TORII_TABLE_SERIAL_KEY_MAX];
+        unsigned char k2[TORII_TABLE_SERIAL_KEY_MAX];
+        size_t l1 = 0;
+        size_t l2 = 0;
+        X509 *twin = X509_dup(other);
+        assert_non_null(twin);
+        assert_int_equal(X509_set_issuer_name(twin, X509_get_subject_name(other)), 1);
+        assert_int_equal(torii_table_serial_key(other, k1, &l1), TORII_OK);
+        assert_int_equal(torii_table_serial_key(twin, k2, &l2), TORII_OK);
+        assert_int_equal(l1, l2);
+        assert_true(memcmp(k1, k2, TORII_CERTREC_ISSUER_HASH_LEN) != 0);
+        assert_memory_equal(k1 + TORII_CERTREC_ISSUER_HASH_LEN, k2 + TORII_CERTREC_ISSUER_HASH_LEN,
+                            l1 - TORII_CERTREC_ISSUER_HASH_LEN);
+        X509_free(twin);
+    }
+    X509_free(leaf);
+    X509_free(other);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+}
+
+/* A legacy (version 1) record has no identity fields: a revoked one is indexed anyway. */
+static void test_table_issuer_serial_indexes_revoked_v1_record(void **state)
+{
+    struct torii_table *t = *state;
+    struct torii_certrec *cr = calloc(1, sizeof(*cr));
+    X509 *leaf = issued_by(NULL, NULL, "legacy");
+    json_t *e = testpki_entity("v1", &leaf, 1, g_ec_key, NULL);
+    unsigned char *rec = NULL;
+    size_t len = 0;
+    size_t v1_len;
+    int revoked = 0;
+
+    assert_non_null(cr);
+    assert_non_null(e);
+    assert_int_equal(json_object_set_new(e, "revoked", json_true()), 0);
+    assert_int_equal(torii_certrec_build(e, &rec, &len, NULL), TORII_OK);
+    assert_int_equal(torii_certrec_decode(rec, len, cr), TORII_OK);
+    v1_len = len - 8 - cr->issuer_hash.len - cr->serial.len;
+    rec[4] = 1;
+    assert_int_equal(torii_table_update(t, "v1", rec, v1_len, NULL), TORII_OK);
+    assert_int_equal(torii_table_issuer_serial(t, leaf, &revoked), 1);
+    assert_int_equal(revoked, 1);
+    /* Not revoked: left out of the index (no parsing for it at start-up). */
+    rec[8] &= (unsigned char)~TORII_CERTREC_REVOKED;
+    assert_int_equal(torii_table_update(t, "v1", rec, v1_len, NULL), TORII_OK);
+    assert_int_equal(torii_table_issuer_serial(t, leaf, &revoked), 0);
+    torii_secure_free(rec, len);
+    json_decref(e);
+    X509_free(leaf);
+    free(cr);
+}
+
 /* ---- concurrency ---- */
 
 #define SLOTS        4
@@ -753,6 +919,9 @@ int main(void)
         T(test_table_ref_survives_replace),
         T(test_table_chain_parsed_after_leaf),
         T(test_table_update_bad_record_changes_nothing),
+        T(test_table_get_returns_current_reference_by_id),
+        T(test_table_issuer_serial_index_follows_updates),
+        T(test_table_issuer_serial_indexes_revoked_v1_record),
         T(test_tls_cert_get_parses_once_under_race),
         T(test_table_concurrent_readers_and_writer),
     };

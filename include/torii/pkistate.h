@@ -1,0 +1,96 @@
+/* pkistate.h - what the public listeners serve for the built-in PKI: the JWKS document, the
+ * CA certificates (AIA caIssuers), one DER CRL per CA, the OCSP responder (RFC 6960) and the
+ * OCSP staples of certificates issued by our CAs. Fed by the store change feed (and a first
+ * load), the state keeps a compact view of every certificate (issuer hash, serial, flags; the
+ * JSON is parsed only for CAs, revoked and exposed entities) and publishes an immutable,
+ * reference-counted snapshot after each change. A refresher thread re-signs CRLs and staples
+ * before their nextUpdate and persists CRL numbers through the meta callbacks.
+ * Threads: feed (watch/load callbacks) on the store's writing threads (serialized by the
+ * store); start/stop/free on the main thread; the serving calls (jwks, ca, crl, ocsp, staple)
+ * on any thread (worker threads included): they take a snapshot reference under a lock held
+ * only for a pointer load and a counter increment, never block on I/O and never write the
+ * store. Ownership: bodies returned by the serving calls are malloc'd copies the caller
+ * frees. */
+#ifndef TORII_PKISTATE_H
+#define TORII_PKISTATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "torii/err.h"
+#include "torii/store.h"
+
+struct torii_pki_state;
+
+/** Persistence of small counters (CRL numbers): meta_get returns a malloc'd string
+ * (TORII_OK), TORII_ENOTFOUND or an error; meta_put stores one. meta_get is called from the
+ * feed (store readers are allowed there), meta_put only from the refresher thread. */
+typedef int (*torii_pki_state_meta_get_cb)(void *arg, const char *key, char **val);
+typedef int (*torii_pki_state_meta_put_cb)(void *arg, const char *key, const char *val);
+
+struct torii_pki_state_opts {
+    int64_t ocsp_next_update_s;           /* OCSP nextUpdate - thisUpdate; 0 -> 3600 */
+    int64_t ocsp_cache_s;                 /* nonce-less responses are reused this long; 0: never */
+    int64_t crl_next_update_s;            /* CRL nextUpdate - thisUpdate; 0 -> 86400 */
+    torii_pki_state_meta_get_cb meta_get; /* may be NULL (numbers start from the clock) */
+    torii_pki_state_meta_put_cb meta_put; /* may be NULL */
+    void *meta_arg;
+};
+
+/** An empty state. TORII_EINVAL for negative durations. */
+int torii_pki_state_new(const struct torii_pki_state_opts *o, struct torii_pki_state **out)
+    TORII_MUST_USE;
+/** Stops the refresher and frees; NULL accepted. No serving call may be in flight. */
+void torii_pki_state_free(struct torii_pki_state *st);
+
+/** Start the refresher thread (staples, CRL refresh, counter persistence). TORII_EIO. */
+int torii_pki_state_start(struct torii_pki_state *st) TORII_MUST_USE;
+
+/** Store watch callback (torii_store_watch_cb; arg = the state): applies one committed op of
+ * TORII_STORE_CERTS and publishes a new snapshot. Other buckets are ignored. A record that
+ * does not decode is dropped from the view (logged), never fatal. */
+void torii_pki_state_watch_cb(enum torii_store_op_kind kind, enum torii_store_bucket b,
+                              const struct torii_store_rec *rec, void *arg);
+/** Store iterator callback (torii_store_iter_cb) for the first load of TORII_STORE_CERTS;
+ * does not publish (call torii_pki_state_publish after the foreach). Always TORII_OK. */
+int torii_pki_state_load_cb(const struct torii_store_rec *rec, void *arg);
+/** Rebuild what changed (JWKS, CRLs) and publish a new snapshot. */
+void torii_pki_state_publish(struct torii_pki_state *st);
+/** Run one refresher pass now (tests): staples and CRLs due at now_ms are re-signed. */
+void torii_pki_state_refresh(struct torii_pki_state *st, int64_t now_ms);
+
+/** The JWKS document ({"keys":[...]}, built once per change). TORII_OK. */
+int torii_pki_state_jwks(struct torii_pki_state *st, char **body, size_t *len) TORII_MUST_USE;
+/** DER of the certificate of CA entity `id` (any entity with ca=true). TORII_ENOTFOUND. */
+int torii_pki_state_ca_der(struct torii_pki_state *st, const char *id, unsigned char **body,
+                           size_t *len) TORII_MUST_USE;
+/** Current DER CRL of CA `id` (a CA entity with its key). TORII_ENOTFOUND. */
+int torii_pki_state_crl(struct torii_pki_state *st, const char *id, unsigned char **body,
+                        size_t *len) TORII_MUST_USE;
+/** Answer a DER OCSPRequest: status computed now from the snapshot (good, revoked with time
+ * and reason, unknown for serials we never issued), signed by the issuing CA, nonce echoed.
+ * Responses to nonce-less requests are cached per CA for ocsp_cache_s and dropped on any
+ * change of that CA's certificates. Always a DER OCSPResponse (malformedRequest,
+ * unauthorized... included) unless TORII_ENOMEM/TORII_ETLS. */
+int torii_pki_state_ocsp(struct torii_pki_state *st, const unsigned char *req, size_t req_len,
+                         unsigned char **body, size_t *len) TORII_MUST_USE;
+/** The OCSP staple of certificate `id` (a DER OCSPResponse, good, fresh), when it was issued
+ * by one of our CAs and the refresher has signed one. TORII_ENOTFOUND otherwise. */
+int torii_pki_state_staple(struct torii_pki_state *st, const char *id, unsigned char **body,
+                           size_t *len) TORII_MUST_USE;
+
+/** torii_pki_state_staple with a void * state: a torii_tls_ocsp_staple_cb (tls.h). */
+int torii_pki_state_staple_cb(void *st, const char *id, unsigned char **body, size_t *len)
+    TORII_MUST_USE;
+
+/** Counts for tests and diagnostics. */
+struct torii_pki_state_stat {
+    size_t certs;   /* entries in the view */
+    size_t cas;     /* CA entities */
+    size_t signers; /* CA entities with a usable key */
+    size_t staples; /* staples held */
+    uint64_t publishes;
+};
+void torii_pki_state_stat_get(struct torii_pki_state *st, struct torii_pki_state_stat *out);
+
+#endif

@@ -1,0 +1,903 @@
+/* pki.c - the /api/pki admin routes (Otoroshi-compatible, reference 3.2), POST
+ * /api/certificates/_bundle, the public GET /.well-known/jwks.json of the admin listener, and
+ * the serial index (TORII_STORE_SERIALS) shared with certs.c.
+ *
+ * Decisions:
+ * - Every issued or imported certificate is stored (unless ?persist=false) in one
+ *   torii_store_apply together with its serial index entry, so the OCSP responder and the TLS
+ *   table see it as soon as the reply is sent; persisted entity responses carry "certId".
+ * - Certificates signed from a CSR (cas/:ca/certs/_sign) are stored too, without a private
+ *   key, so the responder answers "good" for them instead of "unknown".
+ * - Bad input (JSON, key spec, CA that is not a CA or has no key, wrong p12 password, corrupt
+ *   PEM/DER) is a 400 {"error": ...} naming the problem; nothing is stored then. Unknown CA
+ *   ids are 404 {"error": "ca not found !"} as in the reference.
+ * - _letencrypt/_letsencrypt belong to the ACME routes: TORII_ENOTFOUND for them.
+ * Private keys are never logged. Threads: admin thread only. */
+#include "torii/pki.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "admin_int.h"
+#include "jsonpatch.h"
+#include "torii/clock.h"
+#include "torii/log.h"
+#include "torii/mem.h"
+#include "torii/store.h"
+
+#define PKI_PREFIX    "/api/pki/"
+#define PKI_BUNDLE    "/api/certificates/_bundle"
+#define PKI_JWKS      "/.well-known/jwks.json"
+#define PKI_MAX_QUERY 16
+
+/* ---- serial index ------------------------------------------------------------------------- */
+
+/* "<issuer id>:<serial hex>" of an entity; TORII_ENOTFOUND when it is not indexed. */
+static int pki_serial_key(const json_t *e, char *key, size_t len)
+{
+    const char *id = json_string_value(json_object_get(e, "id"));
+    const char *ca_ref = json_string_value(json_object_get(e, "caRef"));
+    const char *issuer = NULL;
+    char hex[TORII_PKI_SERIAL_HEX_MAX];
+    int n;
+
+    if (id == NULL) {
+        return TORII_ENOTFOUND;
+    }
+    if (ca_ref != NULL && ca_ref[0] != '\0') {
+        issuer = ca_ref;
+    } else if (json_is_true(json_object_get(e, "selfSigned"))) {
+        issuer = id;
+    } else {
+        return TORII_ENOTFOUND;
+    }
+    if (torii_pki_cert_serial_hex(e, hex, sizeof(hex), NULL) != TORII_OK) {
+        return TORII_ENOTFOUND;
+    }
+    n = snprintf(key, len, "%s:%s", issuer, hex);
+    if (n < 0 || (size_t)n >= len || (size_t)n > TORII_STORE_ID_MAX) {
+        return TORII_ENOTFOUND;
+    }
+    return TORII_OK;
+}
+
+void admin_serial_index_ops(struct torii_store *st, const json_t *old_entity,
+                            const json_t *new_entity, struct admin_serial_ops *out)
+{
+    int has_new = 0;
+    const char *old_id = json_string_value(json_object_get(old_entity, "id"));
+    const char *new_id = json_string_value(json_object_get(new_entity, "id"));
+
+    memset(out, 0, sizeof(*out));
+    if (new_entity != NULL && new_id != NULL
+        && pki_serial_key(new_entity, out->put_key, sizeof(out->put_key)) == TORII_OK
+        && strlen(new_id) <= TORII_STORE_ID_MAX) {
+        has_new = 1;
+        (void)snprintf(out->put_val, sizeof(out->put_val), "%s", new_id);
+    }
+    if (old_entity != NULL && old_id != NULL
+        && pki_serial_key(old_entity, out->del_key, sizeof(out->del_key)) == TORII_OK
+        && (!has_new || strcmp(out->del_key, out->put_key) != 0)) {
+        char *val = NULL;
+        size_t len = 0;
+
+        /* Only an entry that exists and still names this certificate (a DELETE of a missing
+         * id would fail the whole apply). */
+        if (torii_store_get(st, TORII_STORE_SERIALS, out->del_key, &val, &len, NULL, NULL)
+                == TORII_OK
+            && strcmp(val, old_id) == 0) {
+            out->op[out->n].kind = TORII_STORE_DELETE;
+            out->op[out->n].bucket = TORII_STORE_SERIALS;
+            out->op[out->n].rec.id = out->del_key;
+            out->op[out->n].rec.id_len = strlen(out->del_key);
+            out->n++;
+        }
+        free(val);
+    }
+    if (has_new) {
+        out->op[out->n].kind = TORII_STORE_PUT;
+        out->op[out->n].bucket = TORII_STORE_SERIALS;
+        out->op[out->n].rec.id = out->put_key;
+        out->op[out->n].rec.id_len = strlen(out->put_key);
+        out->op[out->n].rec.json = out->put_val;
+        out->op[out->n].rec.json_len = strlen(out->put_val);
+        out->n++;
+    }
+}
+
+int admin_pki_persist(struct torii_store *st, const json_t *entities, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    size_t n = json_array_size(entities);
+    struct torii_store_op *ops = torii_xcalloc(n * 3 + 1, sizeof(*ops));
+    struct admin_serial_ops *idx = torii_xcalloc(n + 1, sizeof(*idx));
+    char **texts = torii_xcalloc(n + 1, sizeof(*texts));
+    unsigned char **aux = torii_xcalloc(n + 1, sizeof(*aux));
+    size_t *aux_len = torii_xcalloc(n + 1, sizeof(*aux_len));
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const json_t *e = json_array_get(entities, i);
+        const char *id = json_string_value(json_object_get(e, "id"));
+
+        TORII_ENSURE(id != NULL, torii_errf(eb, TORII_EINVAL, "entity without an id"));
+        TORII_TRY(torii_certrec_build(e, &aux[i], &aux_len[i], eb));
+        texts[i] = json_dumps(e, JSON_COMPACT);
+        TORII_ENSURE(texts[i] != NULL, TORII_ENOMEM);
+        ops[k].kind = TORII_STORE_CREATE;
+        ops[k].bucket = TORII_STORE_CERTS;
+        ops[k].rec = (struct torii_store_rec){.id = id,
+                                              .id_len = strlen(id),
+                                              .json = texts[i],
+                                              .json_len = strlen(texts[i]),
+                                              .aux = aux[i],
+                                              .aux_len = aux_len[i]};
+        k++;
+        admin_serial_index_ops(st, NULL, e, &idx[i]);
+        for (size_t j = 0; j < idx[i].n; j++) {
+            ops[k++] = idx[i].op[j];
+        }
+    }
+    rc = torii_store_apply(st, ops, k, eb);
+    if (rc == TORII_EEXIST) {
+        rc = torii_errf(eb, TORII_EEXIST, "entity already exists");
+    } else if (rc != TORII_OK) {
+        torii_log(TORII_LOG_ERR, "admin: PKI write failed: %s", eb != NULL ? eb->msg : "");
+        if (rc == TORII_EINVAL) {
+            rc = TORII_ESTORE;
+        }
+    }
+out:
+    for (size_t i = 0; i < n; i++) {
+        if (texts[i] != NULL) {
+            torii_secure_free(texts[i], strlen(texts[i]));
+        }
+        torii_secure_free(aux[i], aux_len[i]);
+    }
+    free(texts);
+    free(aux);
+    free(aux_len);
+    free(idx);
+    free(ops);
+    return rc;
+}
+
+/* ---- request helpers ---------------------------------------------------------------------- */
+
+struct pki_query {
+    size_t n;
+    char *k[PKI_MAX_QUERY];
+    char *v[PKI_MAX_QUERY];
+};
+
+static void pki_query_clear(struct pki_query *q)
+{
+    for (size_t i = 0; i < q->n; i++) {
+        free(q->k[i]);
+        if (q->v[i] != NULL) {
+            torii_secure_free(q->v[i], strlen(q->v[i])); /* may be a p12 password */
+        }
+    }
+    q->n = 0;
+}
+
+static int pki_hexval(int c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    c = tolower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Percent-decode ('+' = space) into a new string; TORII_EINVAL on a bad escape or NUL. */
+static int pki_pct_decode(const char *s, size_t len, char **out)
+{
+    char *d = torii_xmalloc(len + 1);
+    size_t k = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '%') {
+            int hi = i + 2 < len ? pki_hexval((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < len ? pki_hexval((unsigned char)s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                free(d);
+                return TORII_EINVAL;
+            }
+            d[k++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (s[i] == '+') {
+            d[k++] = ' ';
+        } else {
+            d[k++] = s[i];
+        }
+    }
+    d[k] = '\0';
+    *out = d;
+    return TORII_OK;
+}
+
+static int pki_query_parse(struct torii_slice qs, struct pki_query *q)
+{
+    size_t i = 0;
+
+    memset(q, 0, sizeof(*q));
+    while (i < qs.len) {
+        const char *amp = memchr(qs.ptr + i, '&', qs.len - i);
+        size_t end = amp != NULL ? (size_t)(amp - qs.ptr) : qs.len;
+        const char *item = qs.ptr + i;
+        size_t len = end - i;
+        const char *eq = memchr(item, '=', len);
+        size_t klen = eq != NULL ? (size_t)(eq - item) : len;
+
+        if (len > 0) {
+            if (q->n == PKI_MAX_QUERY) {
+                pki_query_clear(q);
+                return TORII_EINVAL;
+            }
+            if (pki_pct_decode(item, klen, &q->k[q->n]) != TORII_OK) {
+                pki_query_clear(q);
+                return TORII_EINVAL;
+            }
+            if (pki_pct_decode(eq != NULL ? eq + 1 : "", eq != NULL ? len - klen - 1 : 0,
+                               &q->v[q->n])
+                != TORII_OK) {
+                free(q->k[q->n]);
+                pki_query_clear(q);
+                return TORII_EINVAL;
+            }
+            q->n++;
+        }
+        i = end + 1;
+    }
+    return TORII_OK;
+}
+
+static const char *pki_query_get(const struct pki_query *q, const char *k)
+{
+    for (size_t i = 0; i < q->n; i++) {
+        if (strcmp(q->k[i], k) == 0) {
+            return q->v[i];
+        }
+    }
+    return NULL;
+}
+
+/* The body as a NUL-terminated string; TORII_EINVAL when it holds a NUL byte. */
+static int pki_body_text(const struct torii_http_req *req, char **out)
+{
+    size_t len = req->body != NULL ? req->body_len : 0;
+
+    if (len > 0 && memchr(req->body, '\0', len) != NULL) {
+        return TORII_EINVAL;
+    }
+    *out = torii_xstrndup(len > 0 ? (const char *)req->body : "", len);
+    return TORII_OK;
+}
+
+/* JSON body (an empty body is {}); no duplicate keys, bounded depth. */
+static int pki_body_json(const struct torii_http_req *req, json_t **out, struct torii_errbuf *eb)
+{
+    json_error_t jerr;
+    json_t *v = NULL;
+    size_t depth = 0;
+    size_t len = req->body != NULL ? req->body_len : 0;
+
+    if (len == 0) {
+        *out = json_object();
+        return *out != NULL ? TORII_OK : TORII_ENOMEM;
+    }
+    v = json_loadb((const char *)req->body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (v == NULL) {
+        return torii_errf(eb, TORII_EINVAL, "invalid JSON: %s (line %d, column %d)", jerr.text,
+                          jerr.line, jerr.column);
+    }
+    if (admin_json_depth(v, &depth) != TORII_OK || depth > ADMIN_JSON_MAX_DEPTH) {
+        json_decref(v);
+        return torii_errf(eb, TORII_EINVAL, "JSON nested too deep");
+    }
+    *out = v;
+    return TORII_OK;
+}
+
+static int pki_persist_wanted(const struct pki_query *q)
+{
+    const char *v = pki_query_get(q, "persist");
+    return v == NULL || strcmp(v, "false") != 0;
+}
+
+static void pki_reply_json(struct torii_admin_reply *r, int status, json_t *v_owned)
+{
+    json_decref(r->json);
+    r->json = v_owned;
+    r->status = v_owned != NULL ? status : 500;
+    if (v_owned == NULL) {
+        admin_reply_error(r, 500, "out of memory");
+    }
+}
+
+static int pki_status_of(int rc)
+{
+    switch (rc) {
+    case TORII_EINVAL:
+    case TORII_EUNSUPPORTED:
+        return 400;
+    case TORII_ENOTFOUND:
+        return 404;
+    case TORII_EEXIST:
+        return 409;
+    default:
+        return 500;
+    }
+}
+
+static void pki_reply_rc(struct torii_admin_reply *r, int rc, const char *prefix,
+                         const struct torii_errbuf *eb)
+{
+    admin_reply_error(r, pki_status_of(rc), "%s%s", prefix,
+                      eb->msg[0] != '\0' ? eb->msg : torii_strerror(rc));
+}
+
+/* Store entity (unless persist=false) and reply with it (+ certId when stored). */
+static void pki_reply_entity(struct torii_admin_ctx *ctx, const struct pki_query *q, json_t *e,
+                             struct torii_admin_reply *reply)
+{
+    struct torii_errbuf eb = {{0}};
+    json_t *arr = NULL;
+    int rc = TORII_OK;
+
+    if (pki_persist_wanted(q)) {
+        arr = json_pack("[O]", e);
+        rc = arr != NULL ? admin_pki_persist(ctx->store, arr, &eb) : TORII_ENOMEM;
+        json_decref(arr);
+        if (rc != TORII_OK) {
+            json_decref(e);
+            pki_reply_rc(reply, rc, "", &eb);
+            return;
+        }
+        torii_log(TORII_LOG_INFO, "admin: PKI certificate stored (id=%s)",
+                  json_string_value(json_object_get(e, "id")));
+        (void)json_object_set(e, "certId", json_object_get(e, "id"));
+    }
+    pki_reply_json(reply, 200, e);
+}
+
+static struct torii_pki_opts pki_opts(struct torii_admin_ctx *ctx)
+{
+    struct torii_pki_opts o = {
+        .now_ms = torii_clock_now_ms(),
+        .base_url = json_string_value(json_object_get(ctx->cfg->pki, "public_url")),
+        .id = NULL,
+    };
+    return o;
+}
+
+/* ---- CA lookup ------------------------------------------------------------------------------ */
+
+struct pki_serial_find {
+    const char *hex;
+    char *id;
+};
+
+static int pki_serial_find_cb(const struct torii_store_rec *rec, void *arg)
+{
+    struct pki_serial_find *f = arg;
+    size_t hl = strlen(f->hex);
+
+    if (rec->id_len > hl + 1 && rec->id[rec->id_len - hl - 1] == ':'
+        && memcmp(rec->id + rec->id_len - hl, f->hex, hl) == 0 && rec->json_len > 0) {
+        f->id = torii_xstrndup(rec->json, rec->json_len);
+        return TORII_EEXIST; /* stop */
+    }
+    return TORII_OK;
+}
+
+static int pki_load_entity(struct torii_admin_ctx *ctx, const char *id, json_t **out)
+{
+    char *text = NULL;
+    size_t len = 0;
+    json_error_t jerr;
+    json_t *e = NULL;
+    int rc = torii_store_get(ctx->store, TORII_STORE_CERTS, id, &text, &len, NULL, NULL);
+
+    if (rc != TORII_OK) {
+        return rc == TORII_EINVAL ? TORII_ENOTFOUND : rc;
+    }
+    e = json_loadb(text, len, 0, &jerr);
+    torii_secure_free(text, len);
+    if (!json_is_object(e)) {
+        json_decref(e);
+        return TORII_ESTORE;
+    }
+    *out = e;
+    return TORII_OK;
+}
+
+/* A CA by entity id, else by the hex serial of its certificate (reference 3.2). */
+static int pki_load_ca(struct torii_admin_ctx *ctx, const char *ref, json_t **out)
+{
+    struct pki_serial_find f = {NULL, NULL};
+    char hex[TORII_PKI_SERIAL_HEX_MAX];
+    size_t n = strlen(ref);
+    int rc = pki_load_entity(ctx, ref, out);
+
+    if (rc != TORII_ENOTFOUND || n == 0 || n >= sizeof(hex)
+        || strspn(ref, "0123456789abcdefABCDEF") != n) {
+        return rc;
+    }
+    for (size_t i = 0; i <= n; i++) {
+        hex[i] = (char)tolower((unsigned char)ref[i]);
+    }
+    while (hex[0] == '0' && hex[1] != '\0') {
+        memmove(hex, hex + 1, strlen(hex));
+    }
+    f.hex = hex;
+    if (torii_store_foreach(ctx->store, TORII_STORE_SERIALS, pki_serial_find_cb, &f) == TORII_EEXIST
+        && f.id != NULL) {
+        rc = pki_load_entity(ctx, f.id, out);
+    }
+    free(f.id);
+    return rc;
+}
+
+/* ---- handlers ------------------------------------------------------------------------------- */
+
+static void pki_keys(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                     const struct pki_query *q, struct torii_admin_reply *reply)
+{
+    struct torii_errbuf eb = {{0}};
+    struct torii_pki_opts o = pki_opts(ctx);
+    json_t *spec = NULL;
+    json_t *e = NULL;
+    int rc = pki_body_json(req, &spec, &eb);
+
+    if (rc == TORII_OK && !json_is_object(spec)) {
+        rc = torii_errf(&eb, TORII_EINVAL, "body must be a JSON object {\"algo\", \"size\"}");
+    }
+    if (rc == TORII_OK) {
+        rc = torii_pki_keypair_create(json_object_size(spec) > 0 ? spec : NULL, &o, &e, &eb);
+    }
+    json_decref(spec);
+    if (rc != TORII_OK) {
+        pki_reply_rc(reply, rc, "", &eb);
+        return;
+    }
+    pki_reply_entity(ctx, q, e, reply);
+}
+
+static void pki_csrs(const struct torii_http_req *req, struct torii_admin_reply *reply)
+{
+    struct torii_errbuf eb = {{0}};
+    json_t *query = NULL;
+    json_t *out = NULL;
+    int rc = pki_body_json(req, &query, &eb);
+
+    if (rc == TORII_OK) {
+        rc = torii_pki_csr_create(query, &out, &eb);
+    }
+    json_decref(query);
+    if (rc != TORII_OK) {
+        pki_reply_rc(reply, rc, "", &eb);
+        return;
+    }
+    pki_reply_json(reply, 200, out);
+}
+
+enum pki_gen { PKI_GEN_SELF, PKI_GEN_ROOT, PKI_GEN_LEAF, PKI_GEN_SUBCA };
+
+static void pki_generate(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                         const struct pki_query *q, const char *ca_ref, enum pki_gen kind,
+                         struct torii_admin_reply *reply)
+{
+    struct torii_errbuf eb = {{0}};
+    struct torii_pki_opts o = pki_opts(ctx);
+    json_t *query = NULL;
+    json_t *ca = NULL;
+    json_t *e = NULL;
+    int rc = pki_body_json(req, &query, &eb);
+
+    if (rc == TORII_OK && !json_is_object(query)) {
+        rc = torii_errf(&eb, TORII_EINVAL, "body must be a JSON object (GenCsrQuery)");
+    }
+    if (rc == TORII_OK && ca_ref != NULL) {
+        rc = pki_load_ca(ctx, ca_ref, &ca);
+        if (rc == TORII_ENOTFOUND) {
+            json_decref(query);
+            admin_reply_error(reply, 404, "ca not found !");
+            return;
+        }
+        if (rc == TORII_OK && !json_is_true(json_object_get(ca, "ca"))) {
+            rc = torii_errf(&eb, TORII_EINVAL, "issuer '%s' is not a CA (ca=false)", ca_ref);
+        }
+    }
+    if (rc == TORII_OK) {
+        switch (kind) {
+        case PKI_GEN_SELF:
+            rc = torii_pki_cert_selfsigned(query, &o, &e, &eb);
+            break;
+        case PKI_GEN_ROOT:
+            rc = torii_pki_ca_create(query, &o, &e, &eb);
+            break;
+        case PKI_GEN_LEAF:
+            rc = torii_pki_cert_issue(ca, query, &o, &e, &eb);
+            break;
+        case PKI_GEN_SUBCA:
+            rc = torii_pki_subca_create(ca, query, &o, &e, &eb);
+            break;
+        default:
+            rc = TORII_EINVAL;
+            break;
+        }
+    }
+    json_decref(query);
+    json_decref(ca);
+    if (rc != TORII_OK) {
+        pki_reply_rc(reply, rc, "", &eb);
+        return;
+    }
+    pki_reply_entity(ctx, q, e, reply);
+}
+
+/* The entity of a certificate signed from a CSR: no key, chain = cert + the CA's chain. */
+static int pki_signed_entity(const json_t *signed_out, const json_t *ca, int client, json_t **out,
+                             struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    json_t *e = torii_cert_template();
+    const char *cert = json_string_value(json_object_get(signed_out, "cert"));
+    const char *chain = json_string_value(json_object_get(ca, "chain"));
+    char *full = NULL;
+    size_t n;
+
+    TORII_ENSURE(e != NULL && cert != NULL && chain != NULL, TORII_ENOMEM);
+    n = strlen(cert) + strlen(chain) + 2;
+    full = torii_xmalloc(n);
+    (void)snprintf(full, n, "%s%s%s", cert,
+                   cert[0] != '\0' && cert[strlen(cert) - 1] == '\n' ? "" : "\n", chain);
+    TORII_ENSURE(json_object_set_new(e, "chain", json_string(full)) == 0
+                     && json_object_set(e, "caRef", json_object_get(ca, "id")) == 0
+                     && json_object_set_new(e, "client", json_boolean(client)) == 0,
+                 TORII_ENOMEM);
+    TORII_TRY(torii_cert_enrich(e, torii_clock_now_ms(), eb));
+    *out = e;
+    e = NULL;
+out:
+    free(full);
+    json_decref(e);
+    return rc;
+}
+
+static void pki_sign(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                     const struct pki_query *q, const char *ca_ref, struct torii_admin_reply *reply)
+{
+    struct torii_errbuf eb = {{0}};
+    struct torii_pki_opts o = pki_opts(ctx);
+    const char *dur = pki_query_get(q, "duration");
+    const char *cl = pki_query_get(q, "client");
+    int client = cl != NULL && strcmp(cl, "true") == 0;
+    long long duration = 0;
+    char *csr = NULL;
+    json_t *ca = NULL;
+    json_t *out = NULL;
+    json_t *ent = NULL;
+    json_t *arr = NULL;
+    int rc;
+
+    if (dur != NULL) {
+        char *end = NULL;
+        duration = strtoll(dur, &end, 10);
+        if (dur[0] == '\0' || end == NULL || *end != '\0' || duration <= 0) {
+            admin_reply_error(reply, 400, "duration: expected a positive number of ms");
+            return;
+        }
+    }
+    rc = pki_load_ca(ctx, ca_ref, &ca);
+    if (rc == TORII_ENOTFOUND) {
+        admin_reply_error(reply, 404, "ca not found !");
+        return;
+    }
+    if (rc == TORII_OK && pki_body_text(req, &csr) != TORII_OK) {
+        rc = torii_errf(&eb, TORII_EINVAL, "CSR: body holds a NUL byte");
+    }
+    if (rc == TORII_OK) {
+        rc = torii_pki_csr_sign(ca, csr, (int64_t)duration, client, &o, &out, &eb);
+    }
+    if (rc == TORII_OK && pki_persist_wanted(q)) {
+        rc = pki_signed_entity(out, ca, client, &ent, &eb);
+        if (rc == TORII_OK) {
+            arr = json_pack("[O]", ent);
+            rc = arr != NULL ? admin_pki_persist(ctx->store, arr, &eb) : TORII_ENOMEM;
+        }
+        if (rc == TORII_OK) {
+            (void)json_object_set(out, "certId", json_object_get(ent, "id"));
+        }
+    }
+    free(csr);
+    json_decref(ca);
+    json_decref(ent);
+    json_decref(arr);
+    if (rc != TORII_OK) {
+        json_decref(out);
+        pki_reply_rc(reply, rc, "", &eb);
+        return;
+    }
+    pki_reply_json(reply, 200, out);
+}
+
+static void pki_p12(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                    const struct pki_query *q, struct torii_admin_reply *reply)
+{
+    struct torii_errbuf eb = {{0}};
+    json_t *arr = NULL;
+    json_t *ids = NULL;
+    size_t i;
+    json_t *e;
+    int rc;
+
+    if (req->body == NULL || req->body_len == 0) {
+        admin_reply_error(reply, 400, "Bad p12 : empty body");
+        return;
+    }
+    rc = torii_pki_import_p12(req->body, req->body_len, pki_query_get(q, "password"),
+                              torii_clock_now_ms(), &arr, &eb);
+    if (rc != TORII_OK) {
+        pki_reply_rc(reply, rc, "Bad p12 : ", &eb);
+        return;
+    }
+    if (pki_persist_wanted(q)) {
+        rc = admin_pki_persist(ctx->store, arr, &eb);
+        if (rc != TORII_OK) {
+            json_decref(arr);
+            pki_reply_rc(reply, rc, "", &eb);
+            return;
+        }
+    }
+    ids = json_array();
+    json_array_foreach (arr, i, e) {
+        (void)json_array_append(ids, json_object_get(e, "id"));
+    }
+    json_decref(arr);
+    pki_reply_json(reply, 200, json_pack("{s:b, s:o}", "done", 1, "certIds", ids));
+}
+
+static void pki_bundle(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                       const struct pki_query *q, struct torii_admin_reply *reply)
+{
+    struct torii_errbuf eb = {{0}};
+    json_t *arr = NULL;
+    char *text = NULL;
+    int rc = pki_body_text(req, &text);
+
+    if (rc != TORII_OK) {
+        rc = torii_errf(&eb, TORII_EINVAL, "the body holds a NUL byte");
+    } else {
+        rc = torii_pki_import_pem_bundle(text, pki_query_get(q, "password"), torii_clock_now_ms(),
+                                         &arr, &eb);
+    }
+    if (text != NULL) {
+        torii_secure_free(text, strlen(text));
+    }
+    if (rc == TORII_OK && pki_persist_wanted(q)) {
+        rc = admin_pki_persist(ctx->store, arr, &eb);
+    }
+    if (rc != TORII_OK) {
+        json_decref(arr);
+        if (rc == TORII_EINVAL) {
+            pki_reply_json(reply, 400,
+                           json_pack("{s:s, s:s}", "error", "error while importing PEM bundle",
+                                     "error_description", eb.msg));
+        } else {
+            pki_reply_rc(reply, rc, "", &eb);
+        }
+        return;
+    }
+    if (json_array_size(arr) == 1) {
+        json_t *one = json_incref(json_array_get(arr, 0));
+        json_decref(arr);
+        pki_reply_json(reply, 201, one);
+    } else {
+        pki_reply_json(reply, 201, arr);
+    }
+}
+
+static void pki_valid(const struct torii_http_req *req, struct torii_admin_reply *reply)
+{
+    struct torii_errbuf eb = {{0}};
+    json_t *e = NULL;
+    int rc = pki_body_json(req, &e, &eb);
+
+    if (rc == TORII_OK && !json_is_object(e)) {
+        rc = torii_errf(&eb, TORII_EINVAL, "body must be a certificate entity (JSON object)");
+    }
+    if (rc != TORII_OK) {
+        json_decref(e);
+        pki_reply_rc(reply, rc, "", &eb);
+        return;
+    }
+    (void)json_object_del(e, "certId"); /* what our own entity responses add */
+    pki_reply_json(reply, 200, torii_pki_cert_valid(e, torii_clock_now_ms()));
+    json_decref(e);
+}
+
+static void pki_data(const struct torii_http_req *req, struct torii_admin_reply *reply)
+{
+    struct torii_errbuf eb = {{0}};
+    json_t *out = NULL;
+    char *text = NULL;
+    int rc = pki_body_text(req, &text);
+
+    if (rc != TORII_OK) {
+        rc = torii_errf(&eb, TORII_EINVAL, "the body holds a NUL byte");
+    } else {
+        rc = torii_pki_cert_data(text, &out, &eb);
+    }
+    free(text);
+    if (rc != TORII_OK) {
+        pki_reply_rc(reply, rc, "Bad certificate : ", &eb);
+        return;
+    }
+    pki_reply_json(reply, 200, out);
+}
+
+/* ---- routing -------------------------------------------------------------------------------- */
+
+static int pki_path_is(const struct torii_http_req *req, const char *lit)
+{
+    return req->path.len == strlen(lit) && memcmp(req->path.ptr, lit, req->path.len) == 0;
+}
+
+/* Split the path after PKI_PREFIX into at most 4 '/'-separated segments. */
+static size_t pki_segments(struct torii_slice rest, struct torii_slice *seg, size_t max)
+{
+    size_t n = 0;
+    size_t i = 0;
+
+    while (i <= rest.len && n < max + 1) {
+        const char *slash = i < rest.len ? memchr(rest.ptr + i, '/', rest.len - i) : NULL;
+        size_t end = slash != NULL ? (size_t)(slash - rest.ptr) : rest.len;
+
+        if (n < max) {
+            seg[n] = (struct torii_slice){rest.ptr + i, end - i};
+        }
+        n++;
+        i = end + 1;
+        if (slash == NULL) {
+            break;
+        }
+    }
+    return n;
+}
+
+static int pki_seg_is(struct torii_slice s, const char *lit)
+{
+    return s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
+}
+
+static void pki_dispatch(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                         const struct pki_query *q, const struct torii_slice *seg, size_t n,
+                         struct torii_admin_reply *reply)
+{
+    char *ca = NULL;
+
+    if (n == 1 && pki_seg_is(seg[0], "keys")) {
+        pki_keys(ctx, req, q, reply);
+    } else if (n == 1 && pki_seg_is(seg[0], "csrs")) {
+        pki_csrs(req, reply);
+    } else if (n == 1 && pki_seg_is(seg[0], "certs")) {
+        pki_generate(ctx, req, q, NULL, PKI_GEN_SELF, reply);
+    } else if (n == 1 && pki_seg_is(seg[0], "cas")) {
+        pki_generate(ctx, req, q, NULL, PKI_GEN_ROOT, reply);
+    } else if (n == 2 && pki_seg_is(seg[0], "certs") && pki_seg_is(seg[1], "_p12")) {
+        pki_p12(ctx, req, q, reply);
+    } else if (n == 2 && pki_seg_is(seg[0], "certs") && pki_seg_is(seg[1], "_valid")) {
+        pki_valid(req, reply);
+    } else if (n == 2 && pki_seg_is(seg[0], "certs") && pki_seg_is(seg[1], "_data")) {
+        pki_data(req, reply);
+    } else if ((n == 3 || n == 4) && pki_seg_is(seg[0], "cas") && seg[1].len > 0) {
+        if (pki_pct_decode(seg[1].ptr, seg[1].len, &ca) != TORII_OK) {
+            admin_reply_error(reply, 404, "ca not found !");
+        } else if (n == 3 && pki_seg_is(seg[2], "certs")) {
+            pki_generate(ctx, req, q, ca, PKI_GEN_LEAF, reply);
+        } else if (n == 3 && pki_seg_is(seg[2], "cas")) {
+            pki_generate(ctx, req, q, ca, PKI_GEN_SUBCA, reply);
+        } else if (n == 4 && pki_seg_is(seg[2], "certs") && pki_seg_is(seg[3], "_sign")) {
+            pki_sign(ctx, req, q, ca, reply);
+        } else {
+            admin_reply_error(reply, 404, "resource not found");
+        }
+        free(ca);
+    } else {
+        admin_reply_error(reply, 404, "resource not found");
+    }
+}
+
+int admin_pki_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                    struct torii_admin_reply *reply)
+{
+    const size_t plen = sizeof(PKI_PREFIX) - 1;
+    struct torii_slice seg[5];
+    struct pki_query q;
+    size_t n = 0;
+    int bundle = pki_path_is(req, PKI_BUNDLE);
+
+    if (!bundle && (req->path.len < plen || memcmp(req->path.ptr, PKI_PREFIX, plen) != 0)) {
+        return TORII_ENOTFOUND;
+    }
+    if (!bundle) {
+        n = pki_segments((struct torii_slice){req->path.ptr + plen, req->path.len - plen}, seg, 4);
+        if (n == 2 && pki_seg_is(seg[0], "certs")
+            && (pki_seg_is(seg[1], "_letencrypt") || pki_seg_is(seg[1], "_letsencrypt"))) {
+            return TORII_ENOTFOUND; /* the ACME routes */
+        }
+    }
+    if (strcmp(req->method, "POST") != 0) {
+        admin_reply_error(reply, 405, "method not allowed");
+        admin_reply_header(reply, "Allow", "POST");
+        return TORII_OK;
+    }
+    if (pki_query_parse(req->query, &q) != TORII_OK) {
+        admin_reply_error(reply, 400, "invalid query string");
+        return TORII_OK;
+    }
+    if (bundle) {
+        pki_bundle(ctx, req, &q, reply);
+    } else if (n > 4) {
+        admin_reply_error(reply, 404, "resource not found");
+    } else {
+        pki_dispatch(ctx, req, &q, seg, n, reply);
+    }
+    pki_query_clear(&q);
+    return TORII_OK;
+}
+
+/* ---- public JWKS on the admin listener --------------------------------------------------------
+ */
+
+static int pki_jwks_cb(const struct torii_store_rec *rec, void *arg)
+{
+    json_t *arr = arg;
+    json_error_t jerr;
+    json_t *e;
+    const char *needle = "\"exposed\":true";
+    int hit = 0;
+
+    for (size_t i = 0; rec->json != NULL && i + strlen(needle) <= rec->json_len && !hit; i++) {
+        hit = memcmp(rec->json + i, needle, strlen(needle)) == 0;
+    }
+    if (!hit) {
+        return TORII_OK;
+    }
+    e = json_loadb(rec->json, rec->json_len, 0, &jerr);
+    if (json_is_object(e)) {
+        (void)json_array_append(arr, e);
+    }
+    json_decref(e);
+    return TORII_OK;
+}
+
+int admin_pki_public_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                           struct torii_admin_reply *reply)
+{
+    json_t *arr = NULL;
+    json_t *doc = NULL;
+
+    if (!pki_path_is(req, PKI_JWKS)
+        || (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)) {
+        return TORII_ENOTFOUND;
+    }
+    arr = json_array();
+    if (arr == NULL
+        || torii_store_foreach(ctx->store, TORII_STORE_CERTS, pki_jwks_cb, arr) != TORII_OK) {
+        json_decref(arr);
+        admin_reply_error(reply, 500, "store: cannot list certificates");
+        return TORII_OK;
+    }
+    doc = torii_pki_jwks_build(arr);
+    json_decref(arr);
+    pki_reply_json(reply, 200, doc);
+    return TORII_OK;
+}

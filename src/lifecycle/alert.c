@@ -1,0 +1,236 @@
+/* alert.c - alert types, the AlertEvent envelope (redacted), the alert sink and the store
+ * watcher that turns API writes into CertCreated/Updated/DeletedAlert. */
+#include "torii/alert.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "lifecycle_int.h"
+#include "torii/clock.h"
+#include "torii/log.h"
+#include "torii/mem.h"
+#include "torii/metrics.h"
+#include "torii/pki.h"
+
+static const char *const alert_names[TORII_ALERT_TYPES] = {
+    "CertAlmostExpiredAlert", "CertExpiredAlert", "CertRenewalAlert", "CertRenewalFailedAlert",
+    "CertCreatedAlert",       "CertUpdatedAlert", "CertDeletedAlert",
+};
+
+struct torii_alerts {
+    struct torii_exporters *xs;
+    unsigned mask; /* immutable after new */
+    int curl_inited;
+};
+
+/* Set while this thread applies lifecycle writes (renewal, validity watch); its thread. */
+static _Thread_local int lifecycle_writing;
+
+void torii_lifecycle_write_begin(void)
+{
+    lifecycle_writing++;
+}
+
+void torii_lifecycle_write_end(void)
+{
+    if (lifecycle_writing > 0) {
+        lifecycle_writing--;
+    }
+}
+
+int torii_lifecycle__writing(void)
+{
+    return lifecycle_writing > 0;
+}
+
+const char *torii_alert_type_name(enum torii_alert_type t)
+{
+    if ((unsigned)t >= TORII_ALERT_TYPES) {
+        return NULL;
+    }
+    return alert_names[t];
+}
+
+int torii_alert_type_parse(const char *name, enum torii_alert_type *out)
+{
+    for (unsigned i = 0; name != NULL && i < TORII_ALERT_TYPES; i++) {
+        if (strcmp(alert_names[i], name) == 0) {
+            *out = (enum torii_alert_type)i;
+            return TORII_OK;
+        }
+    }
+    return TORII_EINVAL;
+}
+
+json_t *torii_alert_envelope(enum torii_alert_type t, const json_t *entity, const json_t *extra,
+                             int64_t now_ms)
+{
+    json_t *env = NULL;
+    json_t *cert = NULL;
+    char uuid[40];
+    const char *k;
+    json_t *v;
+
+    if ((unsigned)t >= TORII_ALERT_TYPES || torii_uuid_id("", uuid, sizeof(uuid)) != TORII_OK) {
+        return NULL;
+    }
+    if (entity != NULL) {
+        cert = torii_cert_redacted(entity);
+        if (cert == NULL) {
+            return NULL;
+        }
+    } else {
+        cert = json_null();
+    }
+    env = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "@id", uuid, "@timestamp",
+                    (json_int_t)now_ms, "@type", "AlertEvent", "@product", "torii", "@serviceId",
+                    "--", "@service", "torii", "@env", "prod", "alert", alert_names[t],
+                    "certificate", cert);
+    if (env == NULL) {
+        return NULL;
+    }
+    if (json_is_object(extra)) {
+        json_object_foreach ((json_t *)(uintptr_t)extra, k, v) {
+            if (json_object_get(env, k) == NULL && strcmp(k, "privateKey") != 0
+                && strcmp(k, "password") != 0) {
+                (void)json_object_set(env, k, v);
+            }
+        }
+    }
+    return env;
+}
+
+int torii_alerts_new(const struct torii_config *cfg, struct torii_store *store,
+                     struct torii_alerts **out, struct torii_errbuf *eb)
+{
+    struct torii_alerts *al = torii_xcalloc(1, sizeof(*al));
+    int rc = TORII_OK;
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        rc = torii_errf(eb, TORII_EIO, "alerts: curl_global_init failed");
+        goto out;
+    }
+    al->curl_inited = 1;
+    TORII_TRY(torii_exporters__new(cfg, store, &al->xs, eb));
+    al->mask = torii_exporters__mask(al->xs);
+    *out = al;
+    al = NULL;
+out:
+    torii_alerts_free(al);
+    return rc;
+}
+
+void torii_alerts_free(struct torii_alerts *al)
+{
+    if (al == NULL) {
+        return;
+    }
+    torii_exporters__free(al->xs);
+    if (al->curl_inited) {
+        curl_global_cleanup();
+    }
+    free(al);
+}
+
+int torii_alerts_wanted(const struct torii_alerts *al, enum torii_alert_type t)
+{
+    return al != NULL && (unsigned)t < TORII_ALERT_TYPES && (al->mask & (1u << t)) != 0;
+}
+
+void torii_alerts_raise(struct torii_alerts *al, enum torii_alert_type t, const json_t *entity,
+                        const json_t *extra)
+{
+    json_t *env;
+
+    if ((unsigned)t >= TORII_ALERT_TYPES) {
+        return;
+    }
+    torii_metrics_inc(TORII_METRIC_ALERTS_RAISED);
+    if (!torii_alerts_wanted(al, t)) {
+        return;
+    }
+    env = torii_alert_envelope(t, entity, extra, torii_clock_now_ms());
+    if (env == NULL) {
+        torii_log(TORII_LOG_ERR, "alert: cannot build %s: out of memory", alert_names[t]);
+        return;
+    }
+    torii_exporters__push(al->xs, t, env);
+    json_decref(env);
+}
+
+void torii_alerts_reopen(struct torii_alerts *al)
+{
+    if (al != NULL) {
+        torii_exporters__reopen(al->xs);
+    }
+}
+
+/* Runs on the writing thread, under the store's write lock: parse, redact, queue; no I/O. */
+static void alerts_on_store_change(enum torii_store_op_kind kind, enum torii_store_bucket b,
+                                   const struct torii_store_rec *rec, void *arg)
+{
+    struct torii_alerts *al = arg;
+    enum torii_alert_type t;
+    json_t *ent = NULL;
+
+    if (b != TORII_STORE_CERTS || torii_lifecycle__writing()) {
+        return;
+    }
+    switch (kind) {
+    case TORII_STORE_CREATE:
+        t = TORII_ALERT_CREATED;
+        break;
+    case TORII_STORE_PUT:
+    case TORII_STORE_REPLACE:
+        t = TORII_ALERT_UPDATED;
+        break;
+    case TORII_STORE_DELETE:
+        t = TORII_ALERT_DELETED;
+        break;
+    default:
+        return;
+    }
+    if (!torii_alerts_wanted(al, t)) {
+        torii_metrics_inc(TORII_METRIC_ALERTS_RAISED);
+        return;
+    }
+    if (kind == TORII_STORE_DELETE) {
+        ent = json_pack("{s:s%}", "id", rec->id, rec->id_len);
+    } else {
+        ent = json_loadb(rec->json, rec->json_len, 0, NULL);
+    }
+    if (ent == NULL) {
+        torii_log(TORII_LOG_WARN, "alert: cannot decode the entity for %s", alert_names[t]);
+        return;
+    }
+    torii_alerts_raise(al, t, ent, NULL);
+    json_decref(ent);
+}
+
+int torii_alerts_watch_store(struct torii_alerts *al, struct torii_store *store)
+{
+    return torii_store_watch(store, alerts_on_store_change, al);
+}
+
+int torii_lifecycle__load(struct torii_store *store, const char *id, json_t **out)
+{
+    char *json = NULL;
+    size_t len = 0;
+    json_t *ent;
+    int rc;
+
+    rc = torii_store_get(store, TORII_STORE_CERTS, id, &json, &len, NULL, NULL);
+    if (rc != TORII_OK) {
+        return rc;
+    }
+    ent = json_loadb(json, len, 0, NULL);
+    torii_secure_free(json, len);
+    if (!json_is_object(ent)) {
+        json_decref(ent);
+        return TORII_EINVAL;
+    }
+    *out = ent;
+    return TORII_OK;
+}

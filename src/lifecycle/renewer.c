@@ -1,0 +1,848 @@
+/* renewer.c - renewing one certificate in the store (one transaction), the periodic cycle
+ * (renew what is due, keep expiry flags current, raise alerts, delete expired copies), and
+ * the renewal thread with its own event_base. Other threads hand it requests through a
+ * mutex-protected list plus event_active on work_ev, and wait on a condition variable. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "lifecycle_int.h"
+#include "torii/clock.h"
+#include "torii/log.h"
+#include "torii/mem.h"
+#include "torii/metrics.h"
+#include "torii/pki.h"
+#include "torii/renew.h"
+
+/* ---- one renewal ---------------------------------------------------------------------- */
+
+static const char *renew_str(const json_t *e, const char *k)
+{
+    const char *s = json_string_value(json_object_get(e, k));
+    return s != NULL && s[0] != '\0' ? s : NULL;
+}
+
+/* Serialized entity and its TLS record, for a store op. */
+struct renew_blob {
+    char *json;
+    unsigned char *aux;
+    size_t aux_len;
+};
+
+static void renew_blob_clear(struct renew_blob *b)
+{
+    if (b->json != NULL) {
+        torii_secure_free(b->json, strlen(b->json));
+    }
+    torii_secure_free(b->aux, b->aux_len);
+    memset(b, 0, sizeof(*b));
+}
+
+static int renew_blob_make(const json_t *e, struct renew_blob *b, struct torii_errbuf *eb)
+{
+    int rc = torii_certrec_build(e, &b->aux, &b->aux_len, eb);
+
+    if (rc != TORII_OK) {
+        return rc;
+    }
+    b->json = json_dumps(e, JSON_COMPACT);
+    return b->json != NULL ? TORII_OK : TORII_ENOMEM;
+}
+
+static struct torii_store_op renew_op(enum torii_store_op_kind kind, const char *id,
+                                      const struct renew_blob *b)
+{
+    struct torii_store_op op;
+
+    memset(&op, 0, sizeof(op));
+    op.kind = kind;
+    op.bucket = TORII_STORE_CERTS;
+    op.rec.id = id;
+    op.rec.id_len = strlen(id);
+    if (b != NULL) {
+        op.rec.json = b->json;
+        op.rec.json_len = strlen(b->json);
+        op.rec.aux = b->aux;
+        op.rec.aux_len = b->aux_len;
+    }
+    return op;
+}
+
+/* Serial index key "<issuer id>:<serial hex>" (TORII_STORE_SERIALS, the rule the admin API
+ * uses: issuer = caRef, or the entity's own id when self-signed). 0 when not indexed. */
+static int renew_serial_key(const json_t *e, const char *own_id, char *out, size_t len)
+{
+    char serial[TORII_PKI_SERIAL_HEX_MAX];
+    const char *issuer = renew_str(e, "caRef");
+    int n;
+
+    if (issuer == NULL && json_is_true(json_object_get(e, "selfSigned"))) {
+        issuer = own_id;
+    }
+    if (issuer == NULL || torii_pki_cert_serial_hex(e, serial, sizeof(serial), NULL) != TORII_OK) {
+        return 0;
+    }
+    n = snprintf(out, len, "%s:%s", issuer, serial);
+    return n > 0 && (size_t)n < len && (size_t)n <= TORII_STORE_ID_MAX;
+}
+
+static struct torii_store_op renew_serial_op(enum torii_store_op_kind kind, const char *key,
+                                             const char *cert_id)
+{
+    struct torii_store_op op;
+
+    memset(&op, 0, sizeof(op));
+    op.kind = kind;
+    op.bucket = TORII_STORE_SERIALS;
+    op.rec.id = key;
+    op.rec.id_len = strlen(key);
+    if (cert_id != NULL) {
+        op.rec.json = cert_id;
+        op.rec.json_len = strlen(cert_id);
+    }
+    return op;
+}
+
+int torii_renew_one(struct torii_store *store, struct torii_alerts *alerts, const char *id,
+                    int64_t now_ms, json_t **out, struct torii_errbuf *eb)
+{
+    json_t *old = NULL;
+    json_t *ca = NULL;
+    json_t *renewed = NULL;
+    json_t *copy = NULL;
+    struct renew_blob nb = {0};
+    struct renew_blob cb = {0};
+    struct torii_store_op ops[4];
+    size_t n_ops = 0;
+    char copy_id[TORII_RENEW_COPY_ID_LEN + 1];
+    char old_key[TORII_STORE_ID_MAX + 1];
+    char new_key[TORII_STORE_ID_MAX + 1];
+    const char *ca_ref;
+    int rc;
+
+    rc = torii_lifecycle__load(store, id, &old);
+    if (rc == TORII_ENOTFOUND) {
+        rc = torii_errf(eb, TORII_ENOTFOUND, "entity not found");
+        goto out;
+    }
+    TORII_ENSURE(rc == TORII_OK,
+                 torii_errf(eb, rc, "cannot read the entity: %s", torii_strerror(rc)));
+    TORII_ENSURE(!json_is_true(json_object_get(old, "revoked")),
+                 torii_errf(eb, TORII_EINVAL, "a revoked certificate is not renewed"));
+    TORII_ENSURE(!torii_renew_is_copy(old),
+                 torii_errf(eb, TORII_EINVAL, "an [UNTIL EXPIRATION] copy is never renewed"));
+    TORII_ENSURE(
+        !json_is_true(json_object_get(old, "letsEncrypt")),
+        torii_errf(eb, TORII_EUNSUPPORTED, "Let's Encrypt certificates are renewed through ACME"));
+    ca_ref = renew_str(old, "caRef");
+    if (ca_ref != NULL && strcmp(ca_ref, id) != 0) {
+        rc = torii_lifecycle__load(store, ca_ref, &ca);
+        TORII_ENSURE(rc == TORII_OK, torii_errf(eb, TORII_EINVAL, "issuing CA %.200s: %s", ca_ref,
+                                                torii_strerror(rc)));
+    } else if (!json_is_true(json_object_get(old, "selfSigned"))) {
+        rc = torii_errf(eb, TORII_EINVAL,
+                        "neither caRef nor self-signed: the issuer is unknown to torii");
+        goto out;
+    }
+    TORII_TRY(torii_renew_reissue(old, ca, now_ms, &renewed, eb));
+    TORII_TRY(torii_rand_alnum(copy_id, TORII_RENEW_COPY_ID_LEN));
+    copy = torii_renew_copy_of(old, copy_id);
+    TORII_ENSURE(copy != NULL, TORII_ENOMEM);
+    TORII_TRY(renew_blob_make(renewed, &nb, eb));
+    TORII_TRY(renew_blob_make(copy, &cb, eb));
+    /* One durable transaction: the old version as its copy, the new one under the id, and
+     * the serial index following both (the old serial now names the copy). */
+    ops[n_ops++] = renew_op(TORII_STORE_CREATE, copy_id, &cb);
+    ops[n_ops++] = renew_op(TORII_STORE_REPLACE, id, &nb);
+    if (renew_serial_key(old, id, old_key, sizeof(old_key))) {
+        ops[n_ops++] = renew_serial_op(TORII_STORE_PUT, old_key, copy_id);
+    }
+    if (renew_serial_key(renewed, id, new_key, sizeof(new_key))) {
+        ops[n_ops++] = renew_serial_op(TORII_STORE_PUT, new_key, id);
+    }
+    torii_lifecycle_write_begin();
+    rc = torii_store_apply(store, ops, n_ops, eb);
+    torii_lifecycle_write_end();
+    TORII_TRY(rc);
+    torii_metrics_inc(TORII_METRIC_RENEWALS);
+    torii_log(TORII_LOG_NOTICE, "renew: certificate renewed (id=%s copy=%s to=%lld)", id, copy_id,
+              (long long)json_integer_value(json_object_get(renewed, "to")));
+    torii_alerts_raise(alerts, TORII_ALERT_RENEWAL, renewed, NULL);
+    if (out != NULL) {
+        *out = renewed;
+        renewed = NULL;
+    }
+out:
+    if (rc != TORII_OK) {
+        torii_metrics_inc(TORII_METRIC_RENEWAL_FAILURES);
+    }
+    renew_blob_clear(&nb);
+    renew_blob_clear(&cb);
+    json_decref(old);
+    json_decref(ca);
+    json_decref(renewed);
+    json_decref(copy);
+    return rc;
+}
+
+/* ---- the renewal thread ------------------------------------------------------------------ */
+
+struct renew_req {
+    char *id;    /* NULL: cycle or ids */
+    json_t *ids; /* owned copy or NULL */
+    json_t *out; /* result */
+    int rc;
+    struct torii_errbuf eb;
+    int done;
+    int refs; /* waiter + thread; under r->mu */
+    struct renew_req *next;
+};
+
+struct torii_renewer {
+    const struct torii_config *cfg;
+    struct torii_store *store;
+    struct torii_alerts *alerts;
+    struct torii_renew_policy pol;
+    struct event_base *base;
+    struct event *timer_ev;
+    struct event *work_ev;
+    struct event *stop_ev;
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct renew_req *reqs; /* under mu; LIFO is fine, each is independent */
+    int stopped;            /* under mu */
+    /* Renewal thread only. */
+    json_t *failures; /* id -> {"attempts": n, "next": ms} */
+    json_t *alerted;  /* id -> {"state": n, "at": ms} */
+};
+
+/* What a cycle needs of each stored entity (parsed inside the read transaction). */
+struct renew_item {
+    char *id;
+    int64_t from;
+    int64_t to;
+    int copy;
+    int revoked;
+    enum torii_renew_due due;
+    enum torii_renew_state stored; /* from metadata flags */
+};
+
+struct renew_scan {
+    struct renew_item *v;
+    size_t n;
+    size_t cap;
+    int64_t now;
+    const struct torii_renew_policy *pol;
+};
+
+static int renew_md_true(const json_t *e, const char *k)
+{
+    const json_t *v = json_object_get(json_object_get(e, "metadata"), k);
+    return json_is_true(v) || (json_is_string(v) && strcmp(json_string_value(v), "true") == 0);
+}
+
+static enum torii_renew_state renew_stored_state(const json_t *e)
+{
+    if (renew_md_true(e, "expired")) {
+        return TORII_RENEW_STATE_EXPIRED;
+    }
+    if (renew_md_true(e, "almostExpired")) {
+        return TORII_RENEW_STATE_ALMOST_EXPIRED;
+    }
+    return TORII_RENEW_STATE_OK;
+}
+
+static int renew_scan_cb(const struct torii_store_rec *rec, void *arg)
+{
+    struct renew_scan *s = arg;
+    json_t *e = json_loadb(rec->json, rec->json_len, 0, NULL);
+    struct renew_item *it;
+
+    if (!json_is_object(e)) {
+        json_decref(e);
+        return TORII_OK; /* not ours to judge; the admin API reports it */
+    }
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->v = torii_xrealloc(s->v, s->cap * sizeof(*s->v));
+    }
+    it = &s->v[s->n++];
+    memset(it, 0, sizeof(*it));
+    it->id = torii_xstrndup(rec->id, rec->id_len);
+    it->from = json_integer_value(json_object_get(e, "from"));
+    it->to = json_integer_value(json_object_get(e, "to"));
+    it->copy = torii_renew_is_copy(e);
+    it->revoked = json_is_true(json_object_get(e, "revoked"));
+    it->due = torii_renew_due_of(e, s->now, s->pol);
+    it->stored = renew_stored_state(e);
+    json_decref(e);
+    return TORII_OK;
+}
+
+static void renew_scan_clear(struct renew_scan *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->v[i].id);
+    }
+    TORII_FREE(s->v);
+    s->n = 0;
+    s->cap = 0;
+}
+
+static void renew_result_add(json_t *res, const char *list, const char *id, const char *k,
+                             const char *v)
+{
+    json_t *arr = json_object_get(res, list);
+
+    if (k == NULL) {
+        (void)json_array_append_new(arr, json_string(id));
+    } else {
+        (void)json_array_append_new(arr, json_pack("{s:s, s:s}", "id", id, k, v));
+    }
+}
+
+static json_t *renew_result_new(void)
+{
+    return json_pack("{s:[], s:[], s:[], s:[], s:[]}", "renewed", "failed", "skipped", "flagged",
+                     "deleted");
+}
+
+/* Backoff bookkeeping for automatic renewals (renewal thread). */
+static int renew_backoff_active(struct torii_renewer *r, const char *id, int64_t now)
+{
+    const json_t *f = json_object_get(r->failures, id);
+    return f != NULL && json_integer_value(json_object_get(f, "next")) > now;
+}
+
+static void renew_failed(struct torii_renewer *r, const char *id, int64_t now, const char *why)
+{
+    json_t *f = json_object_get(r->failures, id);
+    unsigned attempts = (unsigned)json_integer_value(json_object_get(f, "attempts")) + 1;
+    int64_t delay = torii_renew_backoff_ms(attempts, (int64_t)r->cfg->renewal_retry_min_s * 1000,
+                                           (int64_t)r->cfg->renewal_retry_max_s * 1000);
+    int64_t last_alert = json_integer_value(json_object_get(f, "alert"));
+    int alert = attempts == 1
+                || (r->cfg->alerts_repeat_s > 0
+                    && now - last_alert >= (int64_t)r->cfg->alerts_repeat_s * 1000);
+
+    torii_log(TORII_LOG_ERR,
+              "renew: renewal failed, the old certificate stays: %s (id=%s attempt=%u "
+              "retry_in_s=%lld)",
+              why, id, attempts, (long long)(delay / 1000));
+    (void)json_object_set_new(r->failures, id,
+                              json_pack("{s:I, s:I, s:I}", "attempts", (json_int_t)attempts, "next",
+                                        (json_int_t)(now + delay), "alert",
+                                        (json_int_t)(alert ? now : last_alert)));
+    if (alert) {
+        json_t *ent = NULL;
+        json_t *extra = json_pack("{s:s, s:I}", "error", why, "attempts", (json_int_t)attempts);
+        if (torii_lifecycle__load(r->store, id, &ent) == TORII_OK) {
+            torii_alerts_raise(r->alerts, TORII_ALERT_RENEWAL_FAILED, ent, extra);
+        }
+        json_decref(ent);
+        json_decref(extra);
+    }
+}
+
+/* Store the new expiry state in the entity (metadata flags, valid) and raise its alert. */
+static int renew_flag(struct torii_renewer *r, const struct renew_item *it,
+                      enum torii_renew_state st, int64_t now, struct torii_errbuf *eb)
+{
+    json_t *e = NULL;
+    json_t *md;
+    struct renew_blob b = {0};
+    struct torii_store_op op;
+    int rc = TORII_OK;
+
+    TORII_TRY(torii_lifecycle__load(r->store, it->id, &e));
+    md = json_object_get(e, "metadata");
+    if (!json_is_object(md)) {
+        md = json_object();
+        TORII_ENSURE(md != NULL && json_object_set_new(e, "metadata", md) == 0, TORII_ENOMEM);
+    }
+    (void)json_object_del(md, "expired");
+    (void)json_object_del(md, "almostExpired");
+    if (st == TORII_RENEW_STATE_EXPIRED) {
+        (void)json_object_set_new(md, "expired", json_string("true"));
+        (void)json_object_set_new(e, "valid", json_false());
+    } else if (st == TORII_RENEW_STATE_ALMOST_EXPIRED) {
+        (void)json_object_set_new(md, "almostExpired", json_string("true"));
+    }
+    if (it->stored == TORII_RENEW_STATE_EXPIRED && st != TORII_RENEW_STATE_EXPIRED) {
+        /* Back inside its window (clock set back): recompute valid. */
+        TORII_TRY(torii_cert_enrich(e, now, eb));
+    }
+    TORII_TRY(renew_blob_make(e, &b, eb));
+    op = renew_op(TORII_STORE_REPLACE, it->id, &b);
+    torii_lifecycle_write_begin();
+    rc = torii_store_apply(r->store, &op, 1, eb);
+    torii_lifecycle_write_end();
+    TORII_TRY(rc);
+    if (st == TORII_RENEW_STATE_EXPIRED || st == TORII_RENEW_STATE_ALMOST_EXPIRED) {
+        torii_log(TORII_LOG_WARN, "renew: certificate %s (id=%s to=%lld)",
+                  st == TORII_RENEW_STATE_EXPIRED ? "expired" : "almost expired", it->id,
+                  (long long)it->to);
+        torii_alerts_raise(r->alerts,
+                           st == TORII_RENEW_STATE_EXPIRED ? TORII_ALERT_EXPIRED
+                                                           : TORII_ALERT_ALMOST_EXPIRED,
+                           e, NULL);
+        (void)json_object_set_new(r->alerted, it->id,
+                                  json_pack("{s:i, s:I}", "state", (int)st, "at", (json_int_t)now));
+    } else {
+        (void)json_object_del(r->alerted, it->id);
+    }
+out:
+    renew_blob_clear(&b);
+    json_decref(e);
+    return rc;
+}
+
+/* Standing alerts repeat every alerts.repeat_s (renewal thread). */
+static void renew_repeat(struct torii_renewer *r, const struct renew_item *it,
+                         enum torii_renew_state st, int64_t now)
+{
+    const json_t *a = json_object_get(r->alerted, it->id);
+    json_t *e = NULL;
+
+    if (r->cfg->alerts_repeat_s == 0
+        || (st != TORII_RENEW_STATE_EXPIRED && st != TORII_RENEW_STATE_ALMOST_EXPIRED)) {
+        return;
+    }
+    if (a != NULL
+        && now - json_integer_value(json_object_get(a, "at"))
+               < (int64_t)r->cfg->alerts_repeat_s * 1000) {
+        return;
+    }
+    if (torii_lifecycle__load(r->store, it->id, &e) == TORII_OK) {
+        torii_alerts_raise(r->alerts,
+                           st == TORII_RENEW_STATE_EXPIRED ? TORII_ALERT_EXPIRED
+                                                           : TORII_ALERT_ALMOST_EXPIRED,
+                           e, NULL);
+        (void)json_object_set_new(r->alerted, it->id,
+                                  json_pack("{s:i, s:I}", "state", (int)st, "at", (json_int_t)now));
+    }
+    json_decref(e);
+}
+
+static void renew_delete_copy(struct torii_renewer *r, const struct renew_item *it, json_t *res)
+{
+    struct torii_errbuf eb = {{0}};
+    struct torii_store_op ops[2];
+    size_t n_ops = 0;
+    char key[TORII_STORE_ID_MAX + 1];
+    const char *next;
+    json_t *e = NULL;
+    char *val = NULL;
+    int rc;
+
+    ops[n_ops++] = renew_op(TORII_STORE_DELETE, it->id, NULL);
+    /* Its serial index entry goes with it, when it still names this copy. */
+    if (torii_lifecycle__load(r->store, it->id, &e) == TORII_OK
+        && (next = renew_str(json_object_get(e, "metadata"), "nextCertificate")) != NULL
+        && renew_serial_key(e, next, key, sizeof(key))
+        && torii_store_get(r->store, TORII_STORE_SERIALS, key, &val, NULL, NULL, NULL) == TORII_OK
+        && strcmp(val, it->id) == 0) {
+        ops[n_ops++] = renew_serial_op(TORII_STORE_DELETE, key, NULL);
+    }
+    free(val);
+    json_decref(e);
+    torii_lifecycle_write_begin();
+    rc = torii_store_apply(r->store, ops, n_ops, &eb);
+    torii_lifecycle_write_end();
+    if (rc == TORII_OK) {
+        torii_log(TORII_LOG_INFO, "renew: expired [UNTIL EXPIRATION] copy deleted (id=%s)", it->id);
+        renew_result_add(res, "deleted", it->id, NULL, NULL);
+    } else if (rc != TORII_ENOTFOUND) {
+        torii_log(TORII_LOG_WARN, "renew: cannot delete an expired copy: %s (id=%s)",
+                  eb.msg[0] ? eb.msg : torii_strerror(rc), it->id);
+    }
+}
+
+static void renew_cycle_item(struct torii_renewer *r, const struct renew_item *it, int64_t now,
+                             json_t *res)
+{
+    struct torii_errbuf eb = {{0}};
+    enum torii_renew_state st;
+
+    if (it->copy) {
+        if (it->to <= now && r->cfg->renewal_delete_expired_copies) {
+            renew_delete_copy(r, it, res);
+        }
+        return;
+    }
+    if (it->due == TORII_RENEW_DUE_ACME) {
+        torii_log(TORII_LOG_INFO, "renew: due but Let's Encrypt: left to ACME (id=%s)", it->id);
+        renew_result_add(res, "skipped", it->id, "reason", "letsEncrypt (ACME)");
+    } else if (it->due == TORII_RENEW_DUE) {
+        if (renew_backoff_active(r, it->id, now)) {
+            renew_result_add(res, "skipped", it->id, "reason", "retry backoff");
+        } else if (torii_renew_one(r->store, r->alerts, it->id, now, NULL, &eb) == TORII_OK) {
+            (void)json_object_del(r->failures, it->id);
+            (void)json_object_del(r->alerted, it->id);
+            renew_result_add(res, "renewed", it->id, NULL, NULL);
+            return; /* fresh validity; flags were cleared by the renewal */
+        } else {
+            renew_failed(r, it->id, now, eb.msg);
+            renew_result_add(res, "failed", it->id, "error", eb.msg);
+        }
+    }
+    if (it->revoked) {
+        return;
+    }
+    st = torii_renew_state_of(it->from, it->to, now, &r->pol);
+    if (st == TORII_RENEW_STATE_NOT_YET_VALID) {
+        st = TORII_RENEW_STATE_OK;
+    }
+    if (st != it->stored) {
+        memset(&eb, 0, sizeof(eb));
+        if (renew_flag(r, it, st, now, &eb) != TORII_OK) {
+            torii_log(TORII_LOG_WARN, "renew: cannot store the expiry state: %s (id=%s)", eb.msg,
+                      it->id);
+        } else if (st != TORII_RENEW_STATE_OK) {
+            renew_result_add(res, "flagged", it->id, "state",
+                             st == TORII_RENEW_STATE_EXPIRED ? "expired" : "almostExpired");
+        }
+    } else {
+        renew_repeat(r, it, st, now);
+    }
+}
+
+/* One full cycle; returns the summary (never NULL unless OOM). */
+static json_t *renew_cycle(struct torii_renewer *r)
+{
+    struct renew_scan s = {NULL, 0, 0, torii_clock_now_ms(), &r->pol};
+    json_t *res = renew_result_new();
+    int rc;
+
+    if (res == NULL) {
+        return NULL;
+    }
+    rc = torii_store_foreach(r->store, TORII_STORE_CERTS, renew_scan_cb, &s);
+    if (rc != TORII_OK) {
+        torii_log(TORII_LOG_ERR, "renew: cannot scan the store: %s", torii_strerror(rc));
+    }
+    for (size_t i = 0; i < s.n; i++) {
+        renew_cycle_item(r, &s.v[i], s.now, res);
+    }
+    torii_log(json_array_size(json_object_get(res, "renewed")) > 0
+                      || json_array_size(json_object_get(res, "failed")) > 0
+                  ? TORII_LOG_NOTICE
+                  : TORII_LOG_DEBUG,
+              "renew: cycle done (certificates=%zu renewed=%zu failed=%zu flagged=%zu)", s.n,
+              json_array_size(json_object_get(res, "renewed")),
+              json_array_size(json_object_get(res, "failed")),
+              json_array_size(json_object_get(res, "flagged")));
+    renew_scan_clear(&s);
+    return res;
+}
+
+/* Explicit ids: renewed due or not; failures are reported, not retried. */
+static json_t *renew_ids(struct torii_renewer *r, const json_t *ids)
+{
+    json_t *res = renew_result_new();
+    size_t i;
+    json_t *v;
+
+    if (res == NULL) {
+        return NULL;
+    }
+    json_array_foreach ((json_t *)(uintptr_t)ids, i, v) {
+        struct torii_errbuf eb = {{0}};
+        const char *id = json_string_value(v);
+        if (torii_renew_one(r->store, r->alerts, id, torii_clock_now_ms(), NULL, &eb) == TORII_OK) {
+            (void)json_object_del(r->failures, id);
+            (void)json_object_del(r->alerted, id);
+            renew_result_add(res, "renewed", id, NULL, NULL);
+        } else {
+            renew_result_add(res, "failed", id, "error", eb.msg);
+        }
+    }
+    return res;
+}
+
+static void renew_schedule(struct torii_renewer *r, int64_t delay_ms)
+{
+    struct timeval tv;
+
+    if (delay_ms < 0) {
+        return;
+    }
+    tv.tv_sec = (time_t)(delay_ms / 1000);
+    tv.tv_usec = (suseconds_t)(delay_ms % 1000) * 1000;
+    if (event_add(r->timer_ev, &tv) != 0) {
+        torii_log(TORII_LOG_ERR, "renew: cannot schedule the next run");
+    }
+}
+
+/* Next run: the period plus jitter, or sooner when a failed renewal is due for a retry. */
+static void renew_schedule_next(struct torii_renewer *r)
+{
+    int64_t now = torii_clock_now_ms();
+    int64_t next = -1;
+    const char *id;
+    json_t *f;
+
+    if (r->cfg->renewal_interval_s > 0) {
+        int64_t jitter_max = (int64_t)r->cfg->renewal_jitter_s * 1000;
+        uint32_t rnd = 0;
+        if (jitter_max > (int64_t)r->cfg->renewal_interval_s * 500) {
+            jitter_max = (int64_t)r->cfg->renewal_interval_s * 500;
+        }
+        if (jitter_max > 0 && torii_rand_bytes(&rnd, sizeof(rnd)) == TORII_OK) {
+            jitter_max = (int64_t)(rnd % (uint64_t)jitter_max);
+        } else {
+            jitter_max = 0;
+        }
+        next = (int64_t)r->cfg->renewal_interval_s * 1000 + jitter_max;
+    }
+    json_object_foreach (r->failures, id, f) {
+        int64_t d = json_integer_value(json_object_get(f, "next")) - now;
+        if (d < 1000) {
+            d = 1000;
+        }
+        if (next < 0 || d < next) {
+            next = d;
+        }
+    }
+    renew_schedule(r, next);
+}
+
+static void renew_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct torii_renewer *r = arg;
+
+    (void)fd;
+    (void)what;
+    json_decref(renew_cycle(r));
+    renew_schedule_next(r);
+}
+
+static void renew_req_release(struct torii_renewer *r, struct renew_req *q)
+{
+    /* Under r->mu. */
+    if (--q->refs == 0) {
+        free(q->id);
+        json_decref(q->ids);
+        json_decref(q->out);
+        free(q);
+    }
+    (void)r;
+}
+
+static void renew_req_run(struct torii_renewer *r, struct renew_req *q)
+{
+    if (q->id != NULL) {
+        q->rc = torii_renew_one(r->store, r->alerts, q->id, torii_clock_now_ms(), &q->out, &q->eb);
+        if (q->rc == TORII_OK) {
+            (void)json_object_del(r->failures, q->id);
+            (void)json_object_del(r->alerted, q->id);
+        }
+        return;
+    }
+    q->out = q->ids != NULL ? renew_ids(r, q->ids) : renew_cycle(r);
+    q->rc = q->out != NULL ? TORII_OK : TORII_ENOMEM;
+    if (q->ids == NULL) {
+        /* A full cycle ran: restart the period from now. */
+        (void)event_del(r->timer_ev);
+        renew_schedule_next(r);
+    }
+}
+
+static void renew_work_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct torii_renewer *r = arg;
+    struct renew_req *list;
+
+    (void)fd;
+    (void)what;
+    (void)pthread_mutex_lock(&r->mu);
+    list = r->reqs;
+    r->reqs = NULL;
+    (void)pthread_mutex_unlock(&r->mu);
+    while (list != NULL) {
+        struct renew_req *q = list;
+        list = q->next;
+        renew_req_run(r, q);
+        (void)pthread_mutex_lock(&r->mu);
+        q->done = 1;
+        (void)pthread_cond_broadcast(&r->cv);
+        renew_req_release(r, q);
+        (void)pthread_mutex_unlock(&r->mu);
+    }
+}
+
+static void renew_stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct torii_renewer *r = arg;
+
+    (void)fd;
+    (void)what;
+    (void)event_base_loopbreak(r->base);
+}
+
+static void *renew_thread_main(void *arg)
+{
+    struct torii_renewer *r = arg;
+
+    /* Nothing may be pending (interval 0): keep looping until stop_ev breaks the loop. */
+    if (event_base_loop(r->base, EVLOOP_NO_EXIT_ON_EMPTY) < 0) {
+        torii_log(TORII_LOG_ERR, "renew: event loop failed");
+    }
+    return NULL;
+}
+
+static void renewer_free(struct torii_renewer *r)
+{
+    if (r->timer_ev != NULL) {
+        event_free(r->timer_ev);
+    }
+    if (r->work_ev != NULL) {
+        event_free(r->work_ev);
+    }
+    if (r->stop_ev != NULL) {
+        event_free(r->stop_ev);
+    }
+    if (r->base != NULL) {
+        event_base_free(r->base);
+    }
+    json_decref(r->failures);
+    json_decref(r->alerted);
+    (void)pthread_cond_destroy(&r->cv);
+    (void)pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+int torii_renewer_start(const struct torii_config *cfg, struct torii_store *store,
+                        struct torii_alerts *alerts, struct torii_renewer **out,
+                        struct torii_errbuf *eb)
+{
+    struct torii_renewer *r = torii_xcalloc(1, sizeof(*r));
+    int err;
+    int rc = TORII_OK;
+
+    r->cfg = cfg;
+    r->store = store;
+    r->alerts = alerts;
+    torii_renew_policy_from_config(cfg, &r->pol);
+    if (pthread_mutex_init(&r->mu, NULL) != 0 || pthread_cond_init(&r->cv, NULL) != 0) {
+        torii_fatal("renew: cannot create a mutex or condition variable");
+    }
+    r->failures = json_object();
+    r->alerted = json_object();
+    r->base = event_base_new();
+    TORII_ENSURE(r->base != NULL && r->failures != NULL && r->alerted != NULL,
+                 torii_errf(eb, TORII_ENOMEM, "renew: cannot create the event base"));
+    r->timer_ev = evtimer_new(r->base, renew_timer_cb, r);
+    r->work_ev = event_new(r->base, -1, 0, renew_work_cb, r);
+    r->stop_ev = event_new(r->base, -1, 0, renew_stop_cb, r);
+    TORII_ENSURE(r->timer_ev != NULL && r->work_ev != NULL && r->stop_ev != NULL,
+                 torii_errf(eb, TORII_ENOMEM, "renew: cannot create events"));
+    if (cfg->renewal_interval_s > 0) {
+        renew_schedule(r, (int64_t)cfg->renewal_initial_delay_s * 1000);
+    }
+    err = pthread_create(&r->thread, NULL, renew_thread_main, r);
+    TORII_ENSURE(err == 0, torii_errf(eb, TORII_EIO, "renew: cannot start the thread (%d)", err));
+    r->started = 1;
+    torii_log(TORII_LOG_INFO,
+              "renew: thread started (interval_s=%u threshold_pct=%u almost_expired_days=%u)",
+              cfg->renewal_interval_s, r->pol.threshold_pct, cfg->alerts_almost_expired_days);
+    *out = r;
+    r = NULL;
+out:
+    if (r != NULL) {
+        renewer_free(r);
+    }
+    return rc;
+}
+
+void torii_renewer_stop(struct torii_renewer *r)
+{
+    struct renew_req *list;
+
+    if (r == NULL) {
+        return;
+    }
+    if (r->started) {
+        event_active(r->stop_ev, EV_READ, 0);
+        (void)pthread_join(r->thread, NULL);
+    }
+    /* Requests that arrived too late: answer them so no waiter hangs. */
+    (void)pthread_mutex_lock(&r->mu);
+    r->stopped = 1;
+    list = r->reqs;
+    r->reqs = NULL;
+    while (list != NULL) {
+        struct renew_req *q = list;
+        list = q->next;
+        q->rc = torii_errf(&q->eb, TORII_EAGAIN, "shutting down");
+        q->done = 1;
+        renew_req_release(r, q);
+    }
+    (void)pthread_cond_broadcast(&r->cv);
+    (void)pthread_mutex_unlock(&r->mu);
+    renewer_free(r);
+}
+
+int torii_renewer_request(struct torii_renewer *r, const char *id, const json_t *ids,
+                          int64_t timeout_ms, json_t **out, struct torii_errbuf *eb)
+{
+    struct renew_req *q = torii_xcalloc(1, sizeof(*q));
+    struct timespec ts;
+    int rc;
+
+    if (ids != NULL) {
+        q->ids = json_deep_copy(ids);
+        if (q->ids == NULL) {
+            free(q);
+            return TORII_ENOMEM;
+        }
+    }
+    q->id = id != NULL ? torii_xstrdup(id) : NULL;
+    q->refs = 2;
+    (void)clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(timeout_ms / 1000);
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    (void)pthread_mutex_lock(&r->mu);
+    if (r->stopped) {
+        (void)pthread_mutex_unlock(&r->mu);
+        free(q->id);
+        json_decref(q->ids);
+        free(q);
+        return torii_errf(eb, TORII_EAGAIN, "shutting down");
+    }
+    q->next = r->reqs;
+    r->reqs = q;
+    (void)pthread_mutex_unlock(&r->mu);
+    event_active(r->work_ev, EV_READ, 0);
+    (void)pthread_mutex_lock(&r->mu);
+    while (!q->done) {
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) != 0 && !q->done) {
+            break;
+        }
+    }
+    if (!q->done) {
+        rc = torii_errf(eb, TORII_ETIMEDOUT, "the renewal thread did not answer in time");
+    } else {
+        rc = q->rc;
+        if (rc != TORII_OK && eb != NULL) {
+            *eb = q->eb;
+        }
+        if (rc == TORII_OK && out != NULL) {
+            *out = q->out;
+            q->out = NULL;
+        }
+    }
+    renew_req_release(r, q);
+    (void)pthread_mutex_unlock(&r->mu);
+    return rc;
+}

@@ -1,0 +1,447 @@
+/* headers.c - request and response heads rewritten for the other side, in one pass into one
+ * reserved region of the output evbuffer: hop-by-hop fields dropped (RFC 9110 section 7.6.1),
+ * framing re-emitted, forwarding fields replaced (X-Forwarded-*, RFC 7239 Forwarded). */
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "torii/mem.h"
+#include "torii/proxy.h"
+
+#define HDR_MAX_CONN_TOKENS 32
+
+struct hdr_tokens {
+    struct torii_slice t[HDR_MAX_CONN_TOKENS];
+    size_t n;
+};
+
+/* Collect the field names listed in every Connection field. */
+static void hdr_conn_tokens(const struct torii_http_header *h, size_t n, struct hdr_tokens *out)
+{
+    out->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct torii_slice v = h[i].value;
+        size_t j = 0;
+        if (!torii_slice_eq_ci(h[i].name, "Connection")) {
+            continue;
+        }
+        while (j < v.len) {
+            size_t s;
+            size_t e;
+            while (j < v.len && (v.ptr[j] == ' ' || v.ptr[j] == '\t' || v.ptr[j] == ',')) {
+                j++;
+            }
+            s = j;
+            while (j < v.len && v.ptr[j] != ',') {
+                j++;
+            }
+            e = j;
+            while (e > s && (v.ptr[e - 1] == ' ' || v.ptr[e - 1] == '\t')) {
+                e--;
+            }
+            if (e > s && out->n < HDR_MAX_CONN_TOKENS) {
+                out->t[out->n].ptr = v.ptr + s;
+                out->t[out->n].len = e - s;
+                out->n++;
+            }
+        }
+    }
+}
+
+static int hdr_eq(struct torii_slice a, struct torii_slice b)
+{
+    if (a.len != b.len) {
+        return 0;
+    }
+    for (size_t i = 0; i < a.len; i++) {
+        unsigned char x = (unsigned char)a.ptr[i];
+        unsigned char y = (unsigned char)b.ptr[i];
+        if (x >= 'A' && x <= 'Z') {
+            x = (unsigned char)(x - 'A' + 'a');
+        }
+        if (y >= 'A' && y <= 'Z') {
+            y = (unsigned char)(y - 'A' + 'a');
+        }
+        if (x != y) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Hop-by-hop or framing: never forwarded as is, in either direction. The first letter
+ * filters most fields before any string compare. */
+static int hdr_hop(struct torii_slice n, const struct hdr_tokens *tok)
+{
+    unsigned char c = n.len > 0 ? (unsigned char)(n.ptr[0] | 0x20) : 0;
+
+    switch (c) {
+    case 'c':
+        if (torii_slice_eq_ci(n, "Connection") || torii_slice_eq_ci(n, "Content-Length")) {
+            return 1;
+        }
+        break;
+    case 'k':
+        if (torii_slice_eq_ci(n, "Keep-Alive")) {
+            return 1;
+        }
+        break;
+    case 'p':
+        if (torii_slice_eq_ci(n, "Proxy-Connection")) {
+            return 1;
+        }
+        break;
+    case 't':
+        if (torii_slice_eq_ci(n, "TE") || torii_slice_eq_ci(n, "Transfer-Encoding")) {
+            return 1;
+        }
+        break;
+    case 'u':
+        if (torii_slice_eq_ci(n, "Upgrade")) {
+            return 1;
+        }
+        break;
+    default:
+        break;
+    }
+    for (size_t i = 0; i < tok->n; i++) {
+        if (hdr_eq(n, tok->t[i])) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Request-only drops: fields we answer (Expect), replace (forwarding, client certificate) or
+ * must never pass (HTTP2-Settings belongs to the h2c upgrade we strip). */
+static int hdr_req_drop(struct torii_slice n)
+{
+    unsigned char c = n.len > 0 ? (unsigned char)(n.ptr[0] | 0x20) : 0;
+
+    switch (c) {
+    case 'e':
+        return torii_slice_eq_ci(n, "Expect");
+    case 'x':
+        return torii_slice_eq_ci(n, "X-Forwarded-For") || torii_slice_eq_ci(n, "X-Forwarded-Proto")
+               || torii_slice_eq_ci(n, "X-Forwarded-Host");
+    case 'f':
+        return torii_slice_eq_ci(n, "Forwarded");
+    case 'c':
+        return torii_slice_eq_ci(n, "Client-Cert") || torii_slice_eq_ci(n, "Client-Cert-Chain");
+    case 'h':
+        return torii_slice_eq_ci(n, "Host") || torii_slice_eq_ci(n, "HTTP2-Settings");
+    default:
+        return 0;
+    }
+}
+
+/* A cursor over a reserved region. */
+struct hdr_out {
+    char *p;
+    size_t len;
+    size_t cap;
+};
+
+static void out_put(struct hdr_out *o, const char *s, size_t n)
+{
+    if (o->len + n <= o->cap) {
+        memcpy(o->p + o->len, s, n);
+    }
+    o->len += n;
+}
+
+static void out_str(struct hdr_out *o, const char *s)
+{
+    out_put(o, s, strlen(s));
+}
+
+static void out_slice(struct hdr_out *o, struct torii_slice s)
+{
+    out_put(o, s.ptr, s.len);
+}
+
+static void out_field(struct hdr_out *o, const char *name, struct torii_slice v)
+{
+    out_str(o, name);
+    out_put(o, ": ", 2);
+    out_slice(o, v);
+    out_put(o, "\r\n", 2);
+}
+
+static void out_u64(struct hdr_out *o, uint64_t v)
+{
+    char b[24];
+    int n = snprintf(b, sizeof(b), "%llu", (unsigned long long)v);
+    out_put(o, b, n > 0 ? (size_t)n : 0);
+}
+
+static int hdr_tchar_only(struct torii_slice s)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c != 0 && strchr(extra, c) != NULL))) {
+            return 0;
+        }
+    }
+    return s.len > 0;
+}
+
+/* RFC 7239 section 4: a value that is not a token goes in a quoted-string. Host values come
+ * from our own validation (no '"' or '\\'), but escape anyway. */
+static void out_fwd_value(struct hdr_out *o, struct torii_slice v)
+{
+    if (hdr_tchar_only(v)) {
+        out_slice(o, v);
+        return;
+    }
+    out_put(o, "\"", 1);
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.ptr[i] == '"' || v.ptr[i] == '\\') {
+            out_put(o, "\\", 1);
+        }
+        out_put(o, v.ptr + i, 1);
+    }
+    out_put(o, "\"", 1);
+}
+
+/* Write the request head into o (when o->p is NULL, only measure). */
+static void req_head_emit(struct hdr_out *o, const struct torii_http_req *req,
+                          const struct torii_proxy_fwd *fwd, const struct hdr_tokens *tok)
+{
+    const char *proto = fwd->https ? "https" : "http";
+    struct torii_slice ip = {fwd->client_ip, strlen(fwd->client_ip)};
+    int v6 = memchr(ip.ptr, ':', ip.len) != NULL;
+
+    out_str(o, req->method);
+    out_put(o, " ", 1);
+    if (req->target.len > 0 && req->target.ptr[0] != '/'
+        && !(req->target.len == 1 && req->target.ptr[0] == '*')) {
+        /* absolute-form -> origin-form (RFC 9112 section 3.2.2) */
+        out_slice(o, req->path);
+        if (req->query.ptr > req->path.ptr && req->query.ptr <= req->target.ptr + req->target.len
+            && req->query.ptr[-1] == '?') {
+            out_put(o, "?", 1);
+            out_slice(o, req->query);
+        }
+    } else {
+        out_slice(o, req->target);
+    }
+    out_str(o, " HTTP/1.1\r\n");
+    out_field(o, "Host", fwd->host);
+    for (size_t i = 0; i < req->n_headers; i++) {
+        const struct torii_http_header *h = &req->headers[i];
+        if (hdr_hop(h->name, tok) || hdr_req_drop(h->name)) {
+            continue;
+        }
+        out_slice(o, h->name);
+        out_put(o, ": ", 2);
+        out_slice(o, h->value);
+        out_put(o, "\r\n", 2);
+    }
+    if (fwd->body == TORII_HTTP_BODY_LENGTH) {
+        out_str(o, "Content-Length: ");
+        out_u64(o, fwd->body_length);
+        out_put(o, "\r\n", 2);
+    } else if (fwd->body == TORII_HTTP_BODY_CHUNKED) {
+        out_str(o, "Transfer-Encoding: chunked\r\n");
+    }
+    out_str(o, "X-Forwarded-For: ");
+    out_slice(o, ip);
+    out_str(o, "\r\nX-Forwarded-Proto: ");
+    out_str(o, proto);
+    out_str(o, "\r\n");
+    out_field(o, "X-Forwarded-Host", fwd->host);
+    out_str(o, "Forwarded: for=");
+    if (v6) {
+        out_str(o, "\"[");
+        out_slice(o, ip);
+        out_str(o, "]\"");
+    } else {
+        out_slice(o, ip);
+    }
+    out_str(o, ";host=");
+    out_fwd_value(o, fwd->host);
+    out_str(o, ";proto=");
+    out_str(o, proto);
+    out_put(o, "\r\n", 2);
+    if (fwd->client_cert.len > 0) {
+        out_field(o, "Client-Cert", fwd->client_cert);
+    }
+    if (fwd->client_cert_chain.len > 0) {
+        out_field(o, "Client-Cert-Chain", fwd->client_cert_chain);
+    }
+    out_put(o, "\r\n", 2);
+}
+
+/* Measure, reserve one contiguous region, write, commit. */
+static int hdr_commit(struct evbuffer *out, struct hdr_out *o)
+{
+    struct evbuffer_iovec v;
+
+    if (evbuffer_reserve_space(out, (ev_ssize_t)o->len, &v, 1) != 1 || v.iov_len < o->len) {
+        return TORII_ENOMEM;
+    }
+    o->p = v.iov_base;
+    o->cap = o->len;
+    return TORII_OK;
+}
+
+int torii_proxy_req_head_write(struct evbuffer *out, const struct torii_http_req *req,
+                               const struct torii_proxy_fwd *fwd)
+{
+    struct hdr_tokens tok;
+    struct hdr_out o = {0};
+    struct evbuffer_iovec v;
+    size_t need;
+
+    hdr_conn_tokens(req->headers, req->n_headers, &tok);
+    req_head_emit(&o, req, fwd, &tok);
+    need = o.len;
+    if (hdr_commit(out, &o) != TORII_OK) {
+        return TORII_ENOMEM;
+    }
+    o.len = 0;
+    req_head_emit(&o, req, fwd, &tok);
+    v.iov_base = o.p;
+    v.iov_len = need;
+    return evbuffer_commit_space(out, &v, 1) == 0 ? TORII_OK : TORII_ENOMEM;
+}
+
+static void resp_head_emit(struct hdr_out *o, const struct torii_http_resp *resp,
+                           enum torii_proxy_out_framing framing, uint64_t length, int close,
+                           int client_minor, const struct hdr_tokens *tok)
+{
+    char st[8];
+    int n = snprintf(st, sizeof(st), "%d", resp->status);
+
+    out_str(o, "HTTP/1.1 ");
+    out_put(o, st, n > 0 ? (size_t)n : 0);
+    out_put(o, " ", 1);
+    if (resp->reason.len > 0) {
+        out_slice(o, resp->reason);
+    } else {
+        out_str(o, torii_http_reason(resp->status));
+    }
+    out_put(o, "\r\n", 2);
+    for (size_t i = 0; i < resp->n_headers; i++) {
+        const struct torii_http_header *h = &resp->headers[i];
+        if (hdr_hop(h->name, tok)) {
+            /* HEAD and 304: the upstream's Content-Length describes the representation. */
+            if (!(framing == TORII_PROXY_OUT_NONE && resp->status != 204
+                  && torii_slice_eq_ci(h->name, "Content-Length"))) {
+                continue;
+            }
+        }
+        out_slice(o, h->name);
+        out_put(o, ": ", 2);
+        out_slice(o, h->value);
+        out_put(o, "\r\n", 2);
+    }
+    if (framing == TORII_PROXY_OUT_LENGTH) {
+        out_str(o, "Content-Length: ");
+        out_u64(o, length);
+        out_put(o, "\r\n", 2);
+    } else if (framing == TORII_PROXY_OUT_CHUNKED) {
+        out_str(o, "Transfer-Encoding: chunked\r\n");
+    }
+    if (close) {
+        out_str(o, "Connection: close\r\n");
+    } else if (client_minor == 0) {
+        out_str(o, "Connection: keep-alive\r\n");
+    }
+    out_put(o, "\r\n", 2);
+}
+
+int torii_proxy_resp_head_write(struct evbuffer *out, const struct torii_http_resp *resp,
+                                enum torii_proxy_out_framing framing, uint64_t length, int close,
+                                int client_minor)
+{
+    struct hdr_tokens tok;
+    struct hdr_out o = {0};
+    struct evbuffer_iovec v;
+    size_t need;
+
+    hdr_conn_tokens(resp->headers, resp->n_headers, &tok);
+    resp_head_emit(&o, resp, framing, length, close, client_minor, &tok);
+    need = o.len;
+    if (hdr_commit(out, &o) != TORII_OK) {
+        return TORII_ENOMEM;
+    }
+    o.len = 0;
+    resp_head_emit(&o, resp, framing, length, close, client_minor, &tok);
+    v.iov_base = o.p;
+    v.iov_len = need;
+    return evbuffer_commit_space(out, &v, 1) == 0 ? TORII_OK : TORII_ENOMEM;
+}
+
+static int hdr_reg_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'
+           || c == '.' || c == '_' || c == '~';
+}
+
+int torii_proxy_host_parse(struct torii_slice host, char *out)
+{
+    size_t i = 0;
+    size_t end;
+    size_t n = 0;
+
+    if (host.len == 0 || host.len > TORII_SNI_NAME_MAX + 6) {
+        return TORII_EINVAL;
+    }
+    if (host.ptr[0] == '[') {
+        const char *rb = memchr(host.ptr, ']', host.len);
+        if (rb == NULL) {
+            return TORII_EINVAL;
+        }
+        end = (size_t)(rb - host.ptr) + 1;
+        for (i = 1; i + 1 < end; i++) {
+            unsigned char c = (unsigned char)host.ptr[i];
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+                  || c == ':' || c == '.')) {
+                return TORII_EINVAL;
+            }
+        }
+        if (end <= 2) {
+            return TORII_EINVAL;
+        }
+    } else {
+        end = 0;
+        while (end < host.len && host.ptr[end] != ':') {
+            if (!hdr_reg_char((unsigned char)host.ptr[end])) {
+                return TORII_EINVAL;
+            }
+            end++;
+        }
+        if (end == 0) {
+            return TORII_EINVAL;
+        }
+    }
+    if (end < host.len) {
+        /* ":" port, digits only (may be empty, RFC 3986 section 3.2.3) */
+        if (host.ptr[end] != ':' || host.len - end > 6) {
+            return TORII_EINVAL;
+        }
+        for (i = end + 1; i < host.len; i++) {
+            if (host.ptr[i] < '0' || host.ptr[i] > '9') {
+                return TORII_EINVAL;
+            }
+        }
+    }
+    if (end > 0 && host.ptr[end - 1] == '.' && host.ptr[0] != '[') {
+        end--;
+    }
+    if (end == 0 || end > TORII_SNI_NAME_MAX) {
+        return TORII_EINVAL;
+    }
+    for (i = 0; i < end; i++) {
+        char c = host.ptr[i];
+        out[n++] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+    }
+    out[n] = '\0';
+    return (int)n;
+}

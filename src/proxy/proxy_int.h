@@ -1,0 +1,68 @@
+/* proxy_int.h - internal to the proxy module: the per-worker proxy state shared by the worker
+ * threads (workers.c) and the streaming engine (session.c). Not to be included elsewhere.
+ * Threads: worker thread only (each struct proxy_worker belongs to one loop). */
+#ifndef TORII_PROXY_INT_H
+#define TORII_PROXY_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "torii/http.h"
+#include "torii/proxy.h"
+
+struct proxy_conn;
+struct proxy_upstream;
+
+/* Passive health and idle pool of one target, per worker. */
+struct proxy_target_state {
+    int64_t down_until_ms;       /* skipped until then (unless every target is down) */
+    struct proxy_upstream *idle; /* idle keep-alive connections, most recent first */
+    uint32_t n_idle;
+};
+
+struct proxy_worker {
+    struct event_base *base;
+    const struct torii_config *cfg;
+    const struct torii_routes *routes;
+    struct torii_tls_ctx *tls;
+    struct torii_wellknown *wk;
+    struct torii_http_limits lim;  /* client requests */
+    struct torii_http_limits ulim; /* upstream responses */
+    struct proxy_target_state *targets;
+    size_t n_targets;
+    unsigned *rr; /* round-robin position per route */
+    unsigned https_port;
+    struct proxy_conn *conns; /* every client connection of this worker */
+    unsigned n_conns;
+    void (*on_conn_closed)(void *arg); /* after a connection is gone (listener resume) */
+    void *on_conn_closed_arg;
+    /* access log: the cached time string of the current second */
+    int64_t log_sec;
+    char log_time[32];
+};
+
+/** Set up / tear down the proxy state of a worker (pool, health, well-known). */
+int torii_proxy__worker_init(struct proxy_worker *pw, struct event_base *base,
+                             const struct torii_config *cfg, const struct torii_routes *routes,
+                             struct torii_tls_ctx *tls) TORII_MUST_USE;
+/** Closes every client and pooled upstream connection, then frees the state. */
+void torii_proxy__worker_clear(struct proxy_worker *pw);
+
+/** Serve a new client connection on fd (taken in every case). tls: the https listener. */
+void torii_proxy__accept(struct proxy_worker *pw, evutil_socket_t fd, const struct sockaddr *sa,
+                         int tls);
+
+/* ---- /.well-known/ handlers of the built-in PKI (wellknown_pki.c) ---- */
+/* Signature of wellknown.c's dispatch entries; rest = the path after the entry's prefix. */
+int torii_wellknown__pki_jwks(struct torii_wellknown *wk, const struct torii_http_req *req,
+                              struct torii_slice rest, struct torii_wellknown_reply *reply);
+int torii_wellknown__pki_ocsp(struct torii_wellknown *wk, const struct torii_http_req *req,
+                              struct torii_slice rest, struct torii_wellknown_reply *reply);
+int torii_wellknown__pki_ca(struct torii_wellknown *wk, const struct torii_http_req *req,
+                            struct torii_slice rest, struct torii_wellknown_reply *reply);
+int torii_wellknown__pki_crl(struct torii_wellknown *wk, const struct torii_http_req *req,
+                             struct torii_slice rest, struct torii_wellknown_reply *reply);
+
+#endif

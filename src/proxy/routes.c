@@ -1,0 +1,598 @@
+/* routes.c - routes[] of the configuration validated and compiled into an immutable table:
+ * host patterns in one sorted array (bsearch, exact name before one-label wildcard), backend
+ * targets resolved once. Every error names the route index and key. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "torii/log.h"
+#include "torii/mem.h"
+#include "torii/proxy.h"
+
+#define ROUTES_DEF_CONNECT_MS 5000
+#define ROUTES_DEF_READ_MS    60000
+#define ROUTES_DEF_IDLE_MS    60000
+#define ROUTES_DEF_MAX_IDLE   32
+#define ROUTES_MAX_MS         3600000
+
+struct routes_host {
+    const char *name; /* borrowed from its route */
+    const struct torii_route *route;
+};
+
+struct torii_routes {
+    struct torii_route *routes;
+    size_t n;
+    struct routes_host *hosts; /* sorted by name */
+    size_t n_hosts;
+    size_t n_targets;
+};
+
+static int routes_is_comment(const char *k)
+{
+    return strncmp(k, "//", 2) == 0;
+}
+
+/* Unknown members are errors (typos must not silently change routing). */
+static int routes_check_keys(json_t *obj, const char *const *allowed, const char *where,
+                             struct torii_errbuf *eb)
+{
+    const char *k;
+    json_t *v;
+
+    json_object_foreach (obj, k, v) {
+        int ok = routes_is_comment(k);
+        for (size_t i = 0; !ok && allowed[i] != NULL; i++) {
+            ok = strcmp(allowed[i], k) == 0;
+        }
+        if (!ok) {
+            return torii_errf(eb, TORII_EINVAL, "%s.%s: unknown key", where, k);
+        }
+    }
+    return TORII_OK;
+}
+
+static int routes_host_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
+}
+
+/* A host pattern: a DNS name, or "*." followed by one. Lower-cased into out. */
+static int routes_host_pattern(const char *s, char *out, size_t outlen)
+{
+    size_t len = strlen(s);
+    size_t i = 0;
+
+    if (len == 0 || len >= outlen || len > TORII_SNI_NAME_MAX) {
+        return TORII_EINVAL;
+    }
+    if (s[len - 1] == '.') {
+        len--;
+    }
+    if (len >= 2 && s[0] == '*' && s[1] == '.') {
+        out[0] = '*';
+        out[1] = '.';
+        i = 2;
+        if (len == 2) {
+            return TORII_EINVAL;
+        }
+    }
+    for (; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 'A' && c <= 'Z') {
+            c = (unsigned char)(c - 'A' + 'a');
+        }
+        if (!routes_host_char(c)) {
+            return TORII_EINVAL;
+        }
+        if (c == '.' && (i == 0 || out[i - 1] == '.')) {
+            return TORII_EINVAL; /* empty label */
+        }
+        out[i] = (char)c;
+    }
+    out[len] = '\0';
+    return TORII_OK;
+}
+
+static int routes_get_ms(json_t *obj, const char *key, uint32_t *dst, const char *where,
+                         struct torii_errbuf *eb)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (v == NULL) {
+        return TORII_OK;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > ROUTES_MAX_MS) {
+        return torii_errf(eb, TORII_EINVAL, "%s.%s: expected milliseconds in 1..%d", where, key,
+                          ROUTES_MAX_MS);
+    }
+    *dst = (uint32_t)json_integer_value(v);
+    return TORII_OK;
+}
+
+static int routes_get_str(json_t *obj, const char *key, char **dst, const char *where,
+                          struct torii_errbuf *eb)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (v == NULL) {
+        return TORII_OK;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        return torii_errf(eb, TORII_EINVAL, "%s.%s: expected a non-empty string", where, key);
+    }
+    *dst = torii_xstrdup(json_string_value(v));
+    return TORII_OK;
+}
+
+/* "[http://|https://]host:port" -> target, resolved now (start-up only: may block on DNS). */
+static int routes_target(const char *spec, struct torii_route_target *t, const char *where,
+                         struct torii_errbuf *eb)
+{
+    const char *s = spec;
+    const char *hs;
+    const char *he;
+    const char *ps = NULL;
+    char host[256];
+    char port[8];
+    unsigned long pv;
+    char *end = NULL;
+    struct addrinfo hints;
+    struct addrinfo *res = NULL;
+    int gai;
+
+    if (strncmp(s, "http://", 7) == 0) {
+        s += 7;
+    } else if (strncmp(s, "https://", 8) == 0) {
+        s += 8;
+        t->tls = 1;
+    } else if (strstr(s, "://") != NULL) {
+        return torii_errf(eb, TORII_EINVAL, "%s: scheme must be http or https", where);
+    }
+    if (s[0] == '[') {
+        hs = s + 1;
+        he = strchr(hs, ']');
+        if (he == NULL) {
+            return torii_errf(eb, TORII_EINVAL, "%s: unterminated IPv6 literal", where);
+        }
+        if (he[1] == ':') {
+            ps = he + 2;
+        } else if (he[1] != '\0') {
+            return torii_errf(eb, TORII_EINVAL, "%s: expected host:port", where);
+        }
+    } else {
+        hs = s;
+        he = strchr(s, ':');
+        if (he != NULL) {
+            ps = he + 1;
+        } else {
+            he = s + strlen(s);
+        }
+    }
+    if (he == hs || (size_t)(he - hs) >= sizeof(host)) {
+        return torii_errf(eb, TORII_EINVAL, "%s: bad host", where);
+    }
+    memcpy(host, hs, (size_t)(he - hs));
+    host[he - hs] = '\0';
+    if (strpbrk(host, "/@?# ") != NULL) {
+        return torii_errf(eb, TORII_EINVAL, "%s: bad host (no path or userinfo allowed)", where);
+    }
+    if (ps == NULL) {
+        if (s == spec) {
+            return torii_errf(eb, TORII_EINVAL, "%s: expected host:port", where);
+        }
+        pv = t->tls ? 443 : 80;
+    } else {
+        pv = strtoul(ps, &end, 10);
+        if (ps[0] < '0' || ps[0] > '9' || *end != '\0' || pv == 0 || pv > 65535) {
+            return torii_errf(eb, TORII_EINVAL, "%s: bad port (expected host:port)", where);
+        }
+    }
+    (void)snprintf(port, sizeof(port), "%lu", pv);
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    gai = getaddrinfo(host, port, &hints, &res);
+    if (gai != 0 || res == NULL || res->ai_addrlen > sizeof(t->addr)) {
+        if (res != NULL) {
+            freeaddrinfo(res);
+        }
+        return torii_errf(eb, TORII_EINVAL, "%s: cannot resolve %s: %s", where, host,
+                          gai != 0 ? gai_strerror(gai) : "no address");
+    }
+    memcpy(&t->addr, res->ai_addr, res->ai_addrlen);
+    t->addrlen = (int)res->ai_addrlen;
+    freeaddrinfo(res);
+    t->host = torii_xstrdup(host);
+    t->port = (uint16_t)pv;
+    {
+        char name[300];
+        (void)snprintf(name, sizeof(name), strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
+        t->name = torii_xstrdup(name);
+    }
+    return TORII_OK;
+}
+
+static int routes_backend(json_t *b, struct torii_route_backend *be, size_t *n_targets,
+                          const char *where, struct torii_errbuf *eb)
+{
+    static const char *const keys[] = {"targets", "tls", "timeouts", "max_idle", NULL};
+    static const char *const tls_keys[] = {"trusted_ca", "client_cert", "sni", NULL};
+    static const char *const to_keys[] = {"connect_ms", "read_ms", "idle_ms", NULL};
+    char w[128];
+    json_t *targets;
+    json_t *v;
+    int rc = TORII_OK;
+
+    be->connect_ms = ROUTES_DEF_CONNECT_MS;
+    be->read_ms = ROUTES_DEF_READ_MS;
+    be->idle_ms = ROUTES_DEF_IDLE_MS;
+    be->max_idle = ROUTES_DEF_MAX_IDLE;
+    if (!json_is_object(b)) {
+        return torii_errf(eb, TORII_EINVAL, "%s: expected an object", where);
+    }
+    TORII_TRY(routes_check_keys(b, keys, where, eb));
+    targets = json_object_get(b, "targets");
+    if (!json_is_array(targets) || json_array_size(targets) == 0) {
+        return torii_errf(eb, TORII_EINVAL, "%s.targets: expected a non-empty array", where);
+    }
+    be->targets = torii_xcalloc(json_array_size(targets), sizeof(*be->targets));
+    for (size_t i = 0; i < json_array_size(targets); i++) {
+        json_t *t = json_array_get(targets, i);
+        (void)snprintf(w, sizeof(w), "%s.targets[%zu]", where, i);
+        if (!json_is_string(t)) {
+            return torii_errf(eb, TORII_EINVAL, "%s: expected a string", w);
+        }
+        TORII_TRY(routes_target(json_string_value(t), &be->targets[i], w, eb));
+        be->targets[i].index = (unsigned)(*n_targets)++;
+        be->n_targets++;
+    }
+    v = json_object_get(b, "tls");
+    if (v != NULL) {
+        (void)snprintf(w, sizeof(w), "%s.tls", where);
+        if (!json_is_object(v)) {
+            return torii_errf(eb, TORII_EINVAL, "%s: expected an object", w);
+        }
+        TORII_TRY(routes_check_keys(v, tls_keys, w, eb));
+        TORII_TRY(routes_get_str(v, "trusted_ca", &be->tls.trusted_ca, w, eb));
+        TORII_TRY(routes_get_str(v, "client_cert", &be->tls.client_cert, w, eb));
+        TORII_TRY(routes_get_str(v, "sni", &be->tls.sni, w, eb));
+        if (be->tls.sni != NULL) {
+            char tmp[TORII_SNI_NAME_MAX + 1];
+            if (routes_host_pattern(be->tls.sni, tmp, sizeof(tmp)) != TORII_OK || tmp[0] == '*') {
+                return torii_errf(eb, TORII_EINVAL, "%s.sni: expected a host name", w);
+            }
+        }
+        be->has_tls = 1;
+    }
+    v = json_object_get(b, "timeouts");
+    if (v != NULL) {
+        (void)snprintf(w, sizeof(w), "%s.timeouts", where);
+        if (!json_is_object(v)) {
+            return torii_errf(eb, TORII_EINVAL, "%s: expected an object", w);
+        }
+        TORII_TRY(routes_check_keys(v, to_keys, w, eb));
+        TORII_TRY(routes_get_ms(v, "connect_ms", &be->connect_ms, w, eb));
+        TORII_TRY(routes_get_ms(v, "read_ms", &be->read_ms, w, eb));
+        TORII_TRY(routes_get_ms(v, "idle_ms", &be->idle_ms, w, eb));
+    }
+    v = json_object_get(b, "max_idle");
+    if (v != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 100000) {
+            return torii_errf(eb, TORII_EINVAL, "%s.max_idle: expected an integer in 0..100000",
+                              where);
+        }
+        be->max_idle = (uint32_t)json_integer_value(v);
+    }
+out:
+    return rc;
+}
+
+static int routes_client_auth(json_t *ca, struct torii_route_client_auth *out, const char *where,
+                              struct torii_errbuf *eb)
+{
+    static const char *const keys[] = {"mode", "trusted_cas", NULL};
+    json_t *mode;
+    json_t *cas;
+    const char *m;
+    int rc = TORII_OK;
+
+    if (!json_is_object(ca)) {
+        return torii_errf(eb, TORII_EINVAL, "%s: expected an object", where);
+    }
+    TORII_TRY(routes_check_keys(ca, keys, where, eb));
+    mode = json_object_get(ca, "mode");
+    m = json_is_string(mode) ? json_string_value(mode) : NULL;
+    if (m == NULL && mode != NULL) {
+        return torii_errf(eb, TORII_EINVAL, "%s.mode: expected none, optional or required", where);
+    }
+    if (m == NULL || strcmp(m, "none") == 0) {
+        out->mode = TORII_TLS_CLIENT_AUTH_NONE;
+    } else if (strcmp(m, "optional") == 0) {
+        out->mode = TORII_TLS_CLIENT_AUTH_OPTIONAL;
+    } else if (strcmp(m, "required") == 0) {
+        out->mode = TORII_TLS_CLIENT_AUTH_REQUIRED;
+    } else {
+        return torii_errf(eb, TORII_EINVAL, "%s.mode: expected none, optional or required", where);
+    }
+    cas = json_object_get(ca, "trusted_cas");
+    if (cas != NULL) {
+        if (!json_is_array(cas)) {
+            return torii_errf(eb, TORII_EINVAL, "%s.trusted_cas: expected an array of ids", where);
+        }
+        out->trusted_cas = torii_xcalloc(json_array_size(cas) + 1, sizeof(char *));
+        for (size_t i = 0; i < json_array_size(cas); i++) {
+            json_t *id = json_array_get(cas, i);
+            if (!json_is_string(id) || json_string_length(id) == 0) {
+                return torii_errf(eb, TORII_EINVAL,
+                                  "%s.trusted_cas[%zu]: expected a certificate id", where, i);
+            }
+            out->trusted_cas[out->n_trusted_cas++] = torii_xstrdup(json_string_value(id));
+        }
+    }
+    out->policy.mode = out->mode;
+    if (out->mode != TORII_TLS_CLIENT_AUTH_NONE && out->n_trusted_cas == 0) {
+        return torii_errf(eb, TORII_EINVAL, "%s.trusted_cas: required when mode is %s", where, m);
+    }
+out:
+    return rc;
+}
+
+static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, struct torii_errbuf *eb)
+{
+    static const char *const keys[] = {"hosts", "backend", "client_auth", NULL};
+    char where[64];
+    char w[96];
+    json_t *hosts;
+    json_t *v;
+    int rc = TORII_OK;
+
+    (void)snprintf(where, sizeof(where), "routes[%u]", r->index);
+    if (!json_is_object(jr)) {
+        return torii_errf(eb, TORII_EINVAL, "%s: expected an object", where);
+    }
+    TORII_TRY(routes_check_keys(jr, keys, where, eb));
+    hosts = json_object_get(jr, "hosts");
+    if (!json_is_array(hosts) || json_array_size(hosts) == 0) {
+        return torii_errf(eb, TORII_EINVAL, "%s.hosts: expected a non-empty array of names", where);
+    }
+    r->hosts = torii_xcalloc(json_array_size(hosts), sizeof(char *));
+    for (size_t i = 0; i < json_array_size(hosts); i++) {
+        json_t *h = json_array_get(hosts, i);
+        char name[TORII_SNI_NAME_MAX + 1];
+        if (!json_is_string(h)
+            || routes_host_pattern(json_string_value(h), name, sizeof(name)) != TORII_OK) {
+            return torii_errf(eb, TORII_EINVAL, "%s.hosts[%zu]: expected a host name or *.domain",
+                              where, i);
+        }
+        r->hosts[r->n_hosts++] = torii_xstrdup(name);
+    }
+    v = json_object_get(jr, "backend");
+    if (v == NULL) {
+        return torii_errf(eb, TORII_EINVAL, "%s.backend: missing", where);
+    }
+    (void)snprintf(w, sizeof(w), "%s.backend", where);
+    TORII_TRY(routes_backend(v, &r->backend, n_targets, w, eb));
+    v = json_object_get(jr, "client_auth");
+    if (v != NULL) {
+        (void)snprintf(w, sizeof(w), "%s.client_auth", where);
+        TORII_TRY(routes_client_auth(v, &r->client_auth, w, eb));
+    }
+out:
+    return rc;
+}
+
+static int routes_host_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct routes_host *)a)->name, ((const struct routes_host *)b)->name);
+}
+
+int torii_routes_compile(const struct torii_config *cfg, struct torii_routes **out,
+                         struct torii_errbuf *eb)
+{
+    struct torii_routes *rt = torii_xcalloc(1, sizeof(*rt));
+    json_t *arr = cfg->routes;
+    size_t nh = 0;
+    int rc = TORII_OK;
+
+    if (arr != NULL && !json_is_array(arr)) {
+        rc = torii_errf(eb, TORII_EINVAL, "routes: expected an array");
+        goto out;
+    }
+    rt->n = arr != NULL ? json_array_size(arr) : 0;
+    rt->routes = torii_xcalloc(rt->n ? rt->n : 1, sizeof(*rt->routes));
+    for (size_t i = 0; i < rt->n; i++) {
+        rt->routes[i].index = (unsigned)i;
+        TORII_TRY(routes_one(json_array_get(arr, i), &rt->routes[i], &rt->n_targets, eb));
+        nh += rt->routes[i].n_hosts;
+    }
+    rt->hosts = torii_xcalloc(nh ? nh : 1, sizeof(*rt->hosts));
+    for (size_t i = 0; i < rt->n; i++) {
+        for (size_t j = 0; j < rt->routes[i].n_hosts; j++) {
+            rt->hosts[rt->n_hosts].name = rt->routes[i].hosts[j];
+            rt->hosts[rt->n_hosts].route = &rt->routes[i];
+            rt->n_hosts++;
+        }
+    }
+    qsort(rt->hosts, rt->n_hosts, sizeof(*rt->hosts), routes_host_cmp);
+    for (size_t i = 1; i < rt->n_hosts; i++) {
+        if (strcmp(rt->hosts[i - 1].name, rt->hosts[i].name) == 0) {
+            unsigned a = rt->hosts[i - 1].route->index;
+            unsigned b = rt->hosts[i].route->index;
+            rc =
+                torii_errf(eb, TORII_EINVAL, "routes[%u].hosts: %s is already served by routes[%u]",
+                           a > b ? a : b, rt->hosts[i].name, a > b ? b : a);
+            goto out;
+        }
+    }
+    *out = rt;
+    rt = NULL;
+out:
+    torii_routes_free(rt);
+    return rc;
+}
+
+void torii_routes_free(struct torii_routes *rt)
+{
+    if (rt == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < rt->n; i++) {
+        struct torii_route *r = &rt->routes[i];
+        for (size_t j = 0; j < r->n_hosts; j++) {
+            free(r->hosts[j]);
+        }
+        free(r->hosts);
+        for (size_t j = 0; j < r->backend.n_targets; j++) {
+            free(r->backend.targets[j].name);
+            free(r->backend.targets[j].host);
+        }
+        free(r->backend.targets);
+        free(r->backend.tls.trusted_ca);
+        free(r->backend.tls.client_cert);
+        free(r->backend.tls.sni);
+        for (size_t j = 0; j < r->client_auth.n_trusted_cas; j++) {
+            free(r->client_auth.trusted_cas[j]);
+        }
+        free(r->client_auth.trusted_cas);
+        torii_tls_trust_free(r->client_auth.policy.trust);
+        torii_tls_upstream_free(r->backend.tls_ctx);
+    }
+    free(rt->routes);
+    free(rt->hosts);
+    free(rt);
+}
+
+static const struct torii_route *routes_find(const struct torii_routes *rt, const char *key)
+{
+    size_t lo = 0;
+    size_t hi = rt->n_hosts;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(key, rt->hosts[mid].name);
+        if (c == 0) {
+            return rt->hosts[mid].route;
+        }
+        if (c < 0) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    return NULL;
+}
+
+const struct torii_route *torii_routes_match(const struct torii_routes *rt, const char *host,
+                                             size_t len)
+{
+    char name[TORII_SNI_NAME_MAX + 1];
+    char key[TORII_SNI_KEY_MAX + 1];
+    const struct torii_route *r;
+    int n;
+
+    if (rt == NULL || rt->n_hosts == 0 || host == NULL) {
+        return NULL;
+    }
+    n = torii_sni_name_normalize(host, len, name);
+    if (n <= 0) {
+        return NULL;
+    }
+    r = routes_find(rt, name);
+    if (r != NULL) {
+        return r;
+    }
+    if (torii_sni_wildcard_key(name, (size_t)n, key) <= 0) {
+        return NULL;
+    }
+    return routes_find(rt, key);
+}
+
+size_t torii_routes_count(const struct torii_routes *rt)
+{
+    return rt != NULL ? rt->n : 0;
+}
+
+const struct torii_route *torii_routes_get(const struct torii_routes *rt, size_t i)
+{
+    return rt != NULL && i < rt->n ? &rt->routes[i] : NULL;
+}
+
+size_t torii_routes_n_targets(const struct torii_routes *rt)
+{
+    return rt != NULL ? rt->n_targets : 0;
+}
+
+const struct torii_route_client_auth *torii_routes_client_auth(const struct torii_routes *rt,
+                                                               const char *name, size_t len)
+{
+    const struct torii_route *r = torii_routes_match(rt, name, len);
+
+    if (r == NULL || r->client_auth.mode == TORII_TLS_CLIENT_AUTH_NONE) {
+        return NULL;
+    }
+    return &r->client_auth;
+}
+
+const struct torii_tls_client_auth *torii_routes_tls_lookup(void *arg, const char *host, size_t len)
+{
+    const struct torii_route_client_auth *ca = torii_routes_client_auth(arg, host, len);
+
+    return ca != NULL ? &ca->policy : NULL;
+}
+
+int torii_routes_bind_tls(struct torii_routes *rt, struct torii_table *table,
+                          struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
+    for (size_t i = 0; rt != NULL && i < rt->n; i++) {
+        struct torii_route *r = &rt->routes[i];
+        struct torii_tls_upstream_opts uo;
+        int any_tls = 0;
+
+        if (r->client_auth.mode != TORII_TLS_CLIENT_AUTH_NONE
+            && r->client_auth.policy.trust == NULL) {
+            rc =
+                torii_tls_trust_new(table, (const char *const *)r->client_auth.trusted_cas,
+                                    r->client_auth.n_trusted_cas, &r->client_auth.policy.trust, eb);
+            if (rc != TORII_OK) {
+                char m[TORII_ERRBUF_SIZE] = "";
+                if (eb != NULL) {
+                    memcpy(m, eb->msg, sizeof(m));
+                }
+                rc = torii_errf(eb, rc, "routes[%zu].client_auth: %s", i, m);
+                goto out;
+            }
+        }
+        for (size_t j = 0; j < r->backend.n_targets; j++) {
+            any_tls |= r->backend.targets[j].tls;
+        }
+        if (!any_tls || r->backend.tls_ctx != NULL) {
+            continue;
+        }
+        memset(&uo, 0, sizeof(uo));
+        uo.table = table;
+        uo.trusted_ca_id = r->backend.tls.trusted_ca;
+        uo.client_cert_id = r->backend.tls.client_cert;
+        uo.sni = r->backend.tls.sni;
+        rc = torii_tls_upstream_new(&uo, &r->backend.tls_ctx, eb);
+        if (rc != TORII_OK) {
+            char m[TORII_ERRBUF_SIZE] = "";
+            if (eb != NULL) {
+                memcpy(m, eb->msg, sizeof(m));
+            }
+            rc = torii_errf(eb, rc, "routes[%zu].backend.tls: %s", i, m);
+            goto out;
+        }
+    }
+out:
+    return rc;
+}

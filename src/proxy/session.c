@@ -1,0 +1,1664 @@
+/* session.c - the streaming HTTP/1.1 proxy engine: one struct proxy_conn per client
+ * connection, at most one request in flight (pipelined requests wait in the input buffer and
+ * are answered in order), and one struct proxy_upstream attached while that request is served.
+ *
+ * Request side (client -> upstream): the strict request parser reads the head; the head is
+ * rewritten in one pass into the upstream's output; a Content-Length body is moved between
+ * evbuffers (evbuffer_remove_buffer: no copy), a chunked body goes through the parser and is
+ * re-framed. Response side (upstream -> client): the strict response parser reads the head
+ * (1xx dropped), the head is rewritten, a Content-Length body is moved, a chunked or
+ * close-delimited one is re-framed as chunked for HTTP/1.1 clients or sent close-delimited to
+ * HTTP/1.0 clients.
+ * Back-pressure: a side stops reading while the other side's output is above PX_HIGH_WM and
+ * resumes from the write callback, called when that output drains to PX_LOW_WM (le-proxy.c).
+ * Re-entrancy: every callback ends in pc_run(), which steps the state machine and is the only
+ * place where a connection is freed (pc->dead), guarded against nested calls (pc->busy).
+ * Every connection ends in pc_close(). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "proxy_int.h"
+#include "torii/clock.h"
+#include "torii/log.h"
+#include "torii/mem.h"
+#include "torii/metrics.h"
+
+#define PX_HIGH_WM   ((size_t)512 * 1024) /* stop reading the other side above this */
+#define PX_LOW_WM    ((size_t)128 * 1024) /* resume below this */
+#define PX_DOWN_MS   10000                /* a failed target is skipped this long */
+#define PX_LINGER_MS 1000
+
+enum pc_phase {
+    PH_HEAD = 0, /* reading a request head (or idle between requests) */
+    PH_BODY,     /* streaming the request body to the upstream */
+    PH_WAIT,     /* request sent; the response is being streamed */
+    PH_CLOSING,  /* last bytes queued; close once written */
+};
+
+enum rs_phase {
+    RS_NONE = 0, /* no upstream response expected */
+    RS_HEAD,     /* waiting for the response head */
+    RS_BODY,     /* streaming the response body */
+};
+
+enum pc_timer {
+    PT_NONE = 0,
+    PT_IDLE,   /* keep-alive idle between requests */
+    PT_HEADER, /* absolute deadline for a complete head (slowloris) */
+    PT_BODY,   /* request body inactivity */
+    PT_CLOSE,  /* last response being written */
+    PT_LINGER, /* discarding input after the last response */
+};
+
+struct proxy_upstream {
+    struct proxy_worker *pw;
+    struct bufferevent *bev;
+    struct torii_http_parser *parser;
+    const struct torii_route_backend *be;
+    const struct torii_route_target *t;
+    struct proxy_conn *pc;              /* attached client, NULL while pooled */
+    struct proxy_upstream *prev, *next; /* idle list of its target */
+    int connected;
+    int reused;
+};
+
+/* The request being served. */
+struct proxy_exch {
+    int active;
+    const struct torii_route *route;
+    const struct torii_route_target *target;
+    int minor;
+    int keep; /* the client connection may carry another request */
+    int head_req;
+    enum torii_http_body_kind req_body;
+    uint64_t req_len, req_left;
+    enum rs_phase rs;
+    enum torii_http_body_kind resp_body;
+    uint64_t resp_left;
+    enum torii_proxy_out_framing out;
+    int resp_started; /* bytes of the response written to the client */
+    int retried;
+    int status;
+    uint64_t bytes_in, bytes_out;
+    int64_t t0_us, tu0_us, tu1_us;
+    char method[16];
+    char host[128];
+    char path[256];
+};
+
+struct proxy_conn {
+    struct proxy_worker *pw;
+    struct proxy_conn *prev, *next;
+    struct bufferevent *bev;
+    struct torii_http_parser *rp;
+    struct proxy_upstream *up;
+    struct event *timer;
+    enum pc_timer tmode;
+    enum pc_phase phase;
+    unsigned tls : 1;
+    unsigned busy : 1;
+    unsigned again : 1;
+    unsigned dead : 1;
+    unsigned peer_eof : 1;
+    unsigned reading : 1;
+    unsigned up_reading : 1;
+    unsigned discarded : 1;
+    unsigned up_eof : 1;
+    unsigned up_err : 1;
+    unsigned up_timeout : 1;
+    unsigned certs_done : 1;
+    int verdict;
+    char *cov_host; /* last Host checked against the certificate, and the outcome */
+    int cov_ok;
+    char *client_cert; /* RFC 9440 values, computed once per connection */
+    char *client_cert_chain;
+    uint64_t head_bytes;
+    char ip[INET6_ADDRSTRLEN];
+    struct proxy_exch x;
+};
+
+static void pc_run(struct proxy_conn *pc);
+
+static int64_t px_now_ms(void)
+{
+    return torii_clock_mono_us() / 1000;
+}
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static void pc_set_read(struct proxy_conn *pc, int on)
+{
+    if (on && !pc->reading) {
+        (void)bufferevent_enable(pc->bev, EV_READ);
+    } else if (!on && pc->reading) {
+        (void)bufferevent_disable(pc->bev, EV_READ);
+    }
+    pc->reading = on ? 1 : 0;
+}
+
+static void pc_set_up_read(struct proxy_conn *pc, int on)
+{
+    if (pc->up == NULL) {
+        return;
+    }
+    if (on && !pc->up_reading) {
+        (void)bufferevent_enable(pc->up->bev, EV_READ);
+    } else if (!on && pc->up_reading) {
+        (void)bufferevent_disable(pc->up->bev, EV_READ);
+    }
+    pc->up_reading = on ? 1 : 0;
+}
+
+static void pc_timer_arm(struct proxy_conn *pc, enum pc_timer mode, uint32_t ms)
+{
+    struct timeval tv;
+
+    pc->tmode = mode;
+    if (mode == PT_NONE || ms == 0) {
+        (void)event_del(pc->timer);
+        pc->tmode = PT_NONE;
+        return;
+    }
+    tv.tv_sec = (time_t)(ms / 1000);
+    tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+    (void)event_add(pc->timer, &tv);
+}
+
+static void px_copy(char *dst, size_t cap, struct torii_slice s)
+{
+    size_t n = s.len < cap - 1 ? s.len : cap - 1;
+
+    memcpy(dst, s.ptr, n);
+    dst[n] = '\0';
+}
+
+static void px_ms_tv(struct timeval *tv, uint32_t ms)
+{
+    tv->tv_sec = (time_t)(ms / 1000);
+    tv->tv_usec = (suseconds_t)(ms % 1000) * 1000;
+}
+
+/* ---- access log --------------------------------------------------------------------------- */
+
+static size_t log_json_str(char *o, size_t cap, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+
+    if (s == NULL) {
+        if (cap > 4) {
+            memcpy(o, "null", 4);
+            return 4;
+        }
+        return 0;
+    }
+    if (n + 1 < cap) {
+        o[n++] = '"';
+    }
+    for (; *s != '\0' && n + 8 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            o[n++] = '\\';
+            o[n++] = (char)c;
+        } else if (c < 0x20 || c >= 0x7f) {
+            o[n++] = '\\';
+            o[n++] = 'u';
+            o[n++] = '0';
+            o[n++] = '0';
+            o[n++] = hex[c >> 4];
+            o[n++] = hex[c & 15];
+        } else {
+            o[n++] = (char)c;
+        }
+    }
+    if (n + 1 < cap) {
+        o[n++] = '"';
+    }
+    return n;
+}
+
+static void pc_access_log(struct proxy_conn *pc)
+{
+    struct proxy_worker *pw = pc->pw;
+    struct proxy_exch *x = &pc->x;
+    const char *sni = NULL;
+    char line[2048];
+    size_t n = 0;
+    int64_t now_ms = torii_clock_now_ms();
+    int64_t end_us = torii_clock_mono_us();
+    int w;
+
+    torii_metrics_http_status(x->status);
+    if (!pw->cfg->access_log) {
+        return;
+    }
+    if (now_ms / 1000 != pw->log_sec) {
+        time_t t = (time_t)(now_ms / 1000);
+        struct tm tm;
+        pw->log_sec = now_ms / 1000;
+        if (gmtime_r(&t, &tm) == NULL
+            || strftime(pw->log_time, sizeof(pw->log_time), "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+            (void)snprintf(pw->log_time, sizeof(pw->log_time), "1970-01-01T00:00:00");
+        }
+    }
+    if (pc->tls) {
+        sni = SSL_get_servername(bufferevent_openssl_get_ssl(pc->bev), TLSEXT_NAMETYPE_host_name);
+    }
+    w = snprintf(line, sizeof(line), "{\"time\":\"%s.%03dZ\",\"client\":", pw->log_time,
+                 (int)(now_ms % 1000));
+    n = w > 0 ? (size_t)w : 0;
+    n += log_json_str(line + n, sizeof(line) - n, pc->ip);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"sni\":");
+    n += log_json_str(line + n, sizeof(line) - n, sni);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"host\":");
+    n += log_json_str(line + n, sizeof(line) - n, x->host);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"method\":");
+    n += log_json_str(line + n, sizeof(line) - n, x->method);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"path\":");
+    n += log_json_str(line + n, sizeof(line) - n, x->path);
+    n += (size_t)snprintf(
+        line + n, sizeof(line) - n,
+        ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"upstream\":", x->status,
+        (unsigned long long)x->bytes_in, (unsigned long long)x->bytes_out);
+    n += log_json_str(line + n, sizeof(line) - n, x->target != NULL ? x->target->name : NULL);
+    if (n < sizeof(line)) {
+        w = snprintf(
+            line + n, sizeof(line) - n, ",\"duration_ms\":%.3f,\"upstream_ms\":%.3f}\n",
+            (double)(end_us - x->t0_us) / 1000.0,
+            x->tu0_us != 0 ? (double)((x->tu1_us ? x->tu1_us : end_us) - x->tu0_us) / 1000.0 : 0.0);
+        n += w > 0 ? (size_t)w : 0;
+    }
+    if (n >= sizeof(line)) {
+        n = sizeof(line) - 1;
+        line[n - 1] = '\n';
+    }
+    /* One write per line: lines of concurrent workers never interleave. */
+    if (write(STDERR_FILENO, line, n) < 0) {
+        return;
+    }
+}
+
+/* ---- upstream connections and the pool ------------------------------------------------------ */
+
+static void up_free(struct proxy_upstream *up)
+{
+    if (up == NULL) {
+        return;
+    }
+    if (up->bev != NULL) {
+        bufferevent_free(up->bev);
+    }
+    ERR_clear_error();
+    torii_http_parser_free(up->parser);
+    free(up);
+}
+
+static void pool_unlink(struct proxy_upstream *up)
+{
+    struct proxy_target_state *ts = &up->pw->targets[up->t->index];
+
+    if (up->prev != NULL) {
+        up->prev->next = up->next;
+    } else {
+        ts->idle = up->next;
+    }
+    if (up->next != NULL) {
+        up->next->prev = up->prev;
+    }
+    up->prev = NULL;
+    up->next = NULL;
+    ts->n_idle--;
+}
+
+/* An idle pooled connection that reads anything, closes or times out is dropped. */
+static void pool_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_upstream *up = arg;
+
+    (void)bev;
+    pool_unlink(up);
+    up_free(up);
+}
+
+static void pool_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)what;
+    pool_read_cb(bev, arg);
+}
+
+static void pool_put(struct proxy_upstream *up)
+{
+    struct proxy_target_state *ts = &up->pw->targets[up->t->index];
+    struct timeval tv;
+
+    if (!up->connected || ts->n_idle >= up->be->max_idle
+        || evbuffer_get_length(bufferevent_get_input(up->bev)) > 0
+        || evbuffer_get_length(bufferevent_get_output(up->bev)) > 0) {
+        up_free(up);
+        return;
+    }
+    up->pc = NULL;
+    torii_http_parser_set_no_body(up->parser, 0);
+    bufferevent_setcb(up->bev, pool_read_cb, NULL, pool_event_cb, up);
+    px_ms_tv(&tv, up->be->idle_ms);
+    (void)bufferevent_set_timeouts(up->bev, &tv, NULL);
+    (void)bufferevent_enable(up->bev, EV_READ);
+    up->next = ts->idle;
+    up->prev = NULL;
+    if (ts->idle != NULL) {
+        ts->idle->prev = up;
+    }
+    ts->idle = up;
+    ts->n_idle++;
+}
+
+static int pc_resp_body_cb(void *arg, const unsigned char *data, size_t len);
+static void up_read_cb(struct bufferevent *bev, void *arg);
+static void up_write_cb(struct bufferevent *bev, void *arg);
+static void up_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* Timeouts of the attached upstream for the current phase. */
+static void up_timeouts(struct proxy_conn *pc)
+{
+    struct proxy_upstream *up = pc->up;
+    struct timeval rd;
+    struct timeval wr;
+
+    if (up == NULL) {
+        return;
+    }
+    if (!up->connected) {
+        px_ms_tv(&wr, up->be->connect_ms);
+        (void)bufferevent_set_timeouts(up->bev, NULL, &wr);
+        return;
+    }
+    px_ms_tv(&rd, up->be->read_ms);
+    px_ms_tv(&wr, up->be->read_ms);
+    /* While the client uploads, the backend is not expected to answer: only write stalls. */
+    (void)bufferevent_set_timeouts(up->bev, pc->phase == PH_BODY ? NULL : &rd, &wr);
+}
+
+static void target_mark_down(struct proxy_worker *pw, const struct torii_route_target *t)
+{
+    pw->targets[t->index].down_until_ms = px_now_ms() + PX_DOWN_MS;
+}
+
+static const struct torii_route_target *target_pick(struct proxy_worker *pw,
+                                                    const struct torii_route *r)
+{
+    const struct torii_route_backend *be = &r->backend;
+    unsigned start = pw->rr[r->index]++;
+    int64_t now = px_now_ms();
+
+    for (size_t i = 0; i < be->n_targets; i++) {
+        const struct torii_route_target *t = &be->targets[(start + i) % be->n_targets];
+        if (pw->targets[t->index].down_until_ms <= now) {
+            return t;
+        }
+    }
+    return &be->targets[start % be->n_targets]; /* all down: try anyway */
+}
+
+/* Attach an upstream for target t: a pooled one when allowed, else a new connection. */
+static int up_acquire(struct proxy_conn *pc, const struct torii_route *r,
+                      const struct torii_route_target *t, int allow_pool)
+{
+    struct proxy_worker *pw = pc->pw;
+    struct proxy_target_state *ts = &pw->targets[t->index];
+    struct proxy_upstream *up = NULL;
+    SSL *ssl = NULL;
+    int rc = TORII_OK;
+
+    if (allow_pool && ts->idle != NULL) {
+        up = ts->idle;
+        pool_unlink(up);
+        up->reused = 1;
+    } else {
+        up = torii_xcalloc(1, sizeof(*up));
+        up->pw = pw;
+        up->be = &r->backend;
+        up->t = t;
+        TORII_TRY(torii_http_parser_new_response(&pw->ulim, &up->parser));
+        if (t->tls) {
+            TORII_ENSURE(r->backend.tls_ctx != NULL, TORII_ETLS);
+            ssl = torii_tls_upstream_conn_new(r->backend.tls_ctx, t->host);
+            TORII_ENSURE(ssl != NULL, TORII_ETLS);
+            up->bev = bufferevent_openssl_socket_new(pw->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                     BEV_OPT_CLOSE_ON_FREE);
+            TORII_ENSURE(up->bev != NULL, TORII_ENOMEM);
+            ssl = NULL; /* the bufferevent owns it */
+            bufferevent_openssl_set_allow_dirty_shutdown(up->bev, 1);
+        } else {
+            up->bev = bufferevent_socket_new(pw->base, -1, BEV_OPT_CLOSE_ON_FREE);
+            TORII_ENSURE(up->bev != NULL, TORII_ENOMEM);
+        }
+        bufferevent_setwatermark(up->bev, EV_WRITE, PX_LOW_WM, 0);
+        bufferevent_setcb(up->bev, up_read_cb, up_write_cb, up_event_cb, up);
+        if (bufferevent_socket_connect(up->bev, (const struct sockaddr *)&t->addr, t->addrlen)
+            != 0) {
+            rc = TORII_EIO;
+            goto out;
+        }
+    }
+    up->pc = pc;
+    torii_http_parser_set_body_cb(up->parser, pc_resp_body_cb, pc);
+    bufferevent_setcb(up->bev, up_read_cb, up_write_cb, up_event_cb, up);
+    (void)bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+    pc->up = up;
+    pc->up_reading = 1;
+    pc->up_eof = 0;
+    pc->up_err = 0;
+    pc->up_timeout = 0;
+    up = NULL;
+    up_timeouts(pc);
+out:
+    if (ssl != NULL) {
+        SSL_free(ssl);
+    }
+    up_free(up);
+    return rc;
+}
+
+/* Detach the upstream: back to the pool when it can carry another exchange. */
+static void pc_up_release(struct proxy_conn *pc, int reusable)
+{
+    struct proxy_upstream *up = pc->up;
+
+    if (up == NULL) {
+        return;
+    }
+    pc->up = NULL;
+    pc->up_reading = 0;
+    if (reusable) {
+        torii_http_parser_next(up->parser);
+        pool_put(up);
+    } else {
+        up_free(up);
+    }
+}
+
+/* ---- exchanges ---------------------------------------------------------------------------- */
+
+static void pc_exchange_end(struct proxy_conn *pc, int up_reusable)
+{
+    int keep = pc->x.keep && !pc->peer_eof;
+
+    pc_up_release(pc, up_reusable);
+    if (pc->x.active) {
+        pc_access_log(pc);
+    }
+    memset(&pc->x, 0, sizeof(pc->x));
+    torii_http_parser_next(pc->rp);
+    if (keep) {
+        pc->phase = PH_HEAD;
+        pc->again = 1; /* pipelined input may wait */
+        pc_timer_arm(pc, PT_NONE, 0);
+    } else {
+        pc->phase = PH_CLOSING;
+        pc_timer_arm(pc, PT_CLOSE, pc->pw->cfg->idle_timeout_ms);
+    }
+}
+
+/* A response of our own (error, redirect, well-known). A request body we did not read forces
+ * the connection closed. */
+static void pc_local(struct proxy_conn *pc, int status, const char *ctype, const void *body,
+                     size_t len, const struct torii_http_header *extra, size_t n_extra, int close)
+{
+    struct evbuffer *out = bufferevent_get_output(pc->bev);
+    struct torii_http_response r;
+    size_t before = evbuffer_get_length(out);
+
+    if (pc->phase == PH_BODY || (pc->phase == PH_HEAD && pc->x.req_body != TORII_HTTP_BODY_NONE)) {
+        close = 1;
+    }
+    if (close) {
+        pc->x.keep = 0;
+    }
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.content_type = ctype;
+    r.body = body;
+    r.len = len;
+    r.extra = extra;
+    r.n_extra = n_extra;
+    r.head_only = pc->x.head_req;
+    r.close = !pc->x.keep;
+    r.version_minor = pc->x.minor;
+    if (torii_http_response_write(out, &r) != TORII_OK) {
+        pc->dead = 1;
+        return;
+    }
+    pc->x.status = status;
+    pc->x.bytes_out += evbuffer_get_length(out) - before;
+    pc_exchange_end(pc, 0);
+}
+
+static void pc_local_error(struct proxy_conn *pc, int status, const char *msg, int close)
+{
+    char body[256];
+    char esc[160];
+    size_t i = 0;
+
+    for (const char *s = msg; *s != '\0' && i + 2 < sizeof(esc); s++) {
+        esc[i++] = (*s == '"' || *s == '\\') ? '\'' : *s;
+    }
+    esc[i] = '\0';
+    i = (size_t)snprintf(body, sizeof(body), "{\"error\":\"%s\"}", esc);
+    pc_local(pc, status, "application/json", body, i < sizeof(body) ? i : sizeof(body) - 1, NULL, 0,
+             close);
+}
+
+/* Trailer fields that may pass (RFC 9110 section 6.5.1: never framing, routing or
+ * connection fields). */
+static int px_trailer_ok(struct torii_slice n)
+{
+    static const char *const bad[] = {"Content-Length",   "Transfer-Encoding", "Host",
+                                      "Connection",       "Keep-Alive",        "TE",
+                                      "Trailer",          "Upgrade",           "Content-Type",
+                                      "Content-Encoding", "Content-Range",     "Authorization",
+                                      "Set-Cookie",       "Cache-Control",     NULL};
+
+    for (size_t i = 0; bad[i] != NULL; i++) {
+        if (torii_slice_eq_ci(n, bad[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int px_last_chunk(struct evbuffer *out, const struct torii_http_header *t, size_t n)
+{
+    int ok = evbuffer_add(out, "0\r\n", 3) == 0;
+
+    for (size_t i = 0; ok && i < n; i++) {
+        if (px_trailer_ok(t[i].name)) {
+            ok = evbuffer_add(out, t[i].name.ptr, t[i].name.len) == 0
+                 && evbuffer_add(out, ": ", 2) == 0
+                 && evbuffer_add(out, t[i].value.ptr, t[i].value.len) == 0
+                 && evbuffer_add(out, "\r\n", 2) == 0;
+        }
+    }
+    return ok && evbuffer_add(out, "\r\n", 2) == 0 ? TORII_OK : TORII_ENOMEM;
+}
+
+static int px_chunk(struct evbuffer *out, const void *data, size_t len)
+{
+    char sz[24];
+    int n = snprintf(sz, sizeof(sz), "%zx\r\n", len);
+
+    if (n <= 0 || evbuffer_add(out, sz, (size_t)n) != 0 || evbuffer_add(out, data, len) != 0
+        || evbuffer_add(out, "\r\n", 2) != 0) {
+        return TORII_ENOMEM;
+    }
+    return TORII_OK;
+}
+
+/* Request parser body callback (chunked request bodies): re-frame into the upstream. */
+static int pc_req_body_cb(void *arg, const unsigned char *data, size_t len)
+{
+    struct proxy_conn *pc = arg;
+
+    if (pc->up == NULL || len == 0) {
+        return TORII_OK;
+    }
+    pc->x.bytes_in += len;
+    return px_chunk(bufferevent_get_output(pc->up->bev), data, len);
+}
+
+/* Response parser body callback (chunked responses): re-frame, or raw for HTTP/1.0. */
+static int pc_resp_body_cb(void *arg, const unsigned char *data, size_t len)
+{
+    struct proxy_conn *pc = arg;
+    struct evbuffer *out = bufferevent_get_output(pc->bev);
+    size_t before = evbuffer_get_length(out);
+    int rc;
+
+    if (len == 0) {
+        return TORII_OK;
+    }
+    if (pc->x.out == TORII_PROXY_OUT_CHUNKED) {
+        rc = px_chunk(out, data, len);
+    } else {
+        rc = evbuffer_add(out, data, len) == 0 ? TORII_OK : TORII_ENOMEM;
+    }
+    pc->x.bytes_out += evbuffer_get_length(out) - before;
+    return rc;
+}
+
+/* ---- request dispatch --------------------------------------------------------------------- */
+
+/* Does the connection's certificate cover host? Cached per connection (one Host usually). */
+static int pc_cert_covers(struct proxy_conn *pc, const char *host, size_t len)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(pc->bev);
+    struct torii_tls_cert *cert = ssl != NULL ? torii_tls_conn_cert(ssl) : NULL;
+    X509 *leaf = NULL;
+    int ok = 0;
+
+    if (pc->cov_host != NULL && strlen(pc->cov_host) == len
+        && memcmp(pc->cov_host, host, len) == 0) {
+        return pc->cov_ok;
+    }
+    if (cert != NULL && torii_tls_cert_get(cert, &leaf, NULL, NULL) == TORII_OK && leaf != NULL) {
+        if (host[0] == '[') {
+            char ip[64];
+            if (len > 2 && len - 2 < sizeof(ip)) {
+                memcpy(ip, host + 1, len - 2);
+                ip[len - 2] = '\0';
+                ok = X509_check_ip_asc(leaf, ip, 0) == 1;
+            }
+        } else if (strspn(host, "0123456789.") == len) {
+            ok = X509_check_ip_asc(leaf, host, 0) == 1;
+        } else {
+            ok = X509_check_host(leaf, host, len, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
+        }
+    }
+    ERR_clear_error();
+    free(pc->cov_host);
+    pc->cov_host = torii_xstrndup(host, len);
+    pc->cov_ok = ok;
+    return ok;
+}
+
+/* Edge client certificates: 421 when the route's policy is not the one the handshake applied
+ * (SNI of another route), 403 when a certificate is required or presented and unacceptable.
+ * Returns 0 to go on, or the status answered. */
+static int pc_client_auth(struct proxy_conn *pc, const struct torii_route *route)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(pc->bev);
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    const struct torii_route *sr =
+        sni != NULL ? torii_routes_match(pc->pw->routes, sni, strlen(sni)) : NULL;
+    const char *why = NULL;
+
+    if (sr != route
+        && (route->client_auth.mode != TORII_TLS_CLIENT_AUTH_NONE
+            || (sr != NULL && sr->client_auth.mode != TORII_TLS_CLIENT_AUTH_NONE))) {
+        pc_local_error(pc, 421, "client certificate policy differs: connect with this host as SNI",
+                       0);
+        return 421;
+    }
+    if (!pc->certs_done) {
+        pc->certs_done = 1;
+        pc->verdict = (int)torii_tls_conn_client_verdict(ssl, &why);
+        if (pc->verdict == TORII_TLS_CLIENT_VERIFIED
+            && torii_tls_client_cert_headers(ssl, &pc->client_cert, &pc->client_cert_chain)
+                   != TORII_OK) {
+            pc->verdict = TORII_TLS_CLIENT_REJECTED;
+        }
+        ERR_clear_error();
+    }
+    if (pc->verdict == TORII_TLS_CLIENT_REJECTED
+        || (route->client_auth.mode == TORII_TLS_CLIENT_AUTH_REQUIRED
+            && pc->verdict != TORII_TLS_CLIENT_VERIFIED)) {
+        pc_local_error(pc, 403, "client certificate not accepted", 0);
+        return 403;
+    }
+    return 0;
+}
+
+static void pc_send_continue(struct proxy_conn *pc)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+    if (torii_http_parser_expects_continue(pc->rp)) {
+        if (bufferevent_write(pc->bev, cont, sizeof(cont) - 1) != 0) {
+            pc->dead = 1;
+        }
+    }
+}
+
+static int pc_forward(struct proxy_conn *pc, const struct torii_http_req *req,
+                      struct torii_slice host, int allow_pool)
+{
+    struct proxy_exch *x = &pc->x;
+    struct torii_proxy_fwd fwd;
+    int rc;
+
+    rc = up_acquire(pc, x->route, x->target, allow_pool);
+    if (rc != TORII_OK) {
+        target_mark_down(pc->pw, x->target);
+        return rc;
+    }
+    memset(&fwd, 0, sizeof(fwd));
+    fwd.client_ip = pc->ip;
+    fwd.https = pc->tls;
+    fwd.host = host;
+    if (pc->client_cert != NULL && pc->verdict == TORII_TLS_CLIENT_VERIFIED) {
+        fwd.client_cert.ptr = pc->client_cert;
+        fwd.client_cert.len = strlen(pc->client_cert);
+        if (pc->client_cert_chain != NULL) {
+            fwd.client_cert_chain.ptr = pc->client_cert_chain;
+            fwd.client_cert_chain.len = strlen(pc->client_cert_chain);
+        }
+    }
+    fwd.body = x->req_body;
+    fwd.body_length = x->req_len;
+    if (torii_proxy_req_head_write(bufferevent_get_output(pc->up->bev), req, &fwd) != TORII_OK) {
+        return TORII_ENOMEM;
+    }
+    torii_http_parser_set_no_body(pc->up->parser, x->head_req);
+    x->rs = RS_HEAD;
+    if (x->tu0_us == 0) {
+        x->tu0_us = torii_clock_mono_us();
+    }
+    return TORII_OK;
+}
+
+static int px_slice_eq_ci(struct torii_slice a, struct torii_slice b)
+{
+    if (a.len != b.len) {
+        return 0;
+    }
+    for (size_t i = 0; i < a.len; i++) {
+        char x = a.ptr[i];
+        char y = b.ptr[i];
+        x = (x >= 'A' && x <= 'Z') ? (char)(x - 'A' + 'a') : x;
+        y = (y >= 'A' && y <= 'Z') ? (char)(y - 'A' + 'a') : y;
+        if (x != y) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The authority of an absolute-form target ("http://host:port/..."). */
+static struct torii_slice px_authority(struct torii_slice t)
+{
+    struct torii_slice a = {NULL, 0};
+    const char *p = memchr(t.ptr, ':', t.len);
+    size_t s;
+    size_t e;
+
+    if (p == NULL) {
+        return a;
+    }
+    s = (size_t)(p - t.ptr) + 1;
+    while (s < t.len && t.ptr[s] == '/') {
+        s++;
+    }
+    e = s;
+    while (e < t.len && t.ptr[e] != '/' && t.ptr[e] != '?' && t.ptr[e] != '#') {
+        e++;
+    }
+    a.ptr = t.ptr + s;
+    a.len = e - s;
+    return a;
+}
+
+static void pc_redirect(struct proxy_conn *pc, const struct torii_http_req *req, const char *host)
+{
+    char loc[TORII_SNI_NAME_MAX + 32 + 8192];
+    struct torii_http_header h;
+    int n;
+    struct torii_slice tail = req->target;
+
+    if (tail.len == 0 || tail.ptr[0] != '/') {
+        /* absolute-form: keep path and query */
+        struct torii_slice a = px_authority(req->target);
+        tail.ptr = a.ptr + a.len;
+        tail.len = (size_t)(req->target.ptr + req->target.len - tail.ptr);
+    }
+    if (pc->pw->https_port == 443 || pc->pw->https_port == 0) {
+        n = snprintf(loc, sizeof(loc), "https://%s%.*s", host, (int)tail.len, tail.ptr);
+    } else {
+        n = snprintf(loc, sizeof(loc), "https://%s:%u%.*s", host, pc->pw->https_port, (int)tail.len,
+                     tail.ptr);
+    }
+    if (n <= 0 || (size_t)n >= sizeof(loc)) {
+        pc_local_error(pc, 414, "request-target too long", 1);
+        return;
+    }
+    if (tail.len == 0) {
+        loc[n++] = '/';
+    }
+    h.name.ptr = "Location";
+    h.name.len = 8;
+    h.value.ptr = loc;
+    h.value.len = (size_t)n;
+    {
+        static const char body[] = "{\"error\":\"use https\"}";
+        pc_local(pc, 308, "application/json", body, sizeof(body) - 1, &h, 1, 0);
+    }
+}
+
+static void pc_wellknown(struct proxy_conn *pc, const struct torii_http_req *req)
+{
+    struct torii_wellknown_reply reply;
+    int rc;
+
+    memset(&reply, 0, sizeof(reply));
+    reply.body = evbuffer_new();
+    if (reply.body == NULL) {
+        pc->dead = 1;
+        return;
+    }
+    rc = torii_wellknown_handle(pc->pw->wk, req, pc->tls, &reply);
+    if (rc == TORII_ENOTFOUND) {
+        pc_local_error(pc, 404, "not found", 0);
+    } else if (rc != TORII_OK) {
+        pc_local_error(pc, 500, "internal error", 0);
+    } else {
+        size_t len = evbuffer_get_length(reply.body);
+        const unsigned char *b = len > 0 ? evbuffer_pullup(reply.body, -1) : NULL;
+        pc_local(pc, reply.status, reply.content_type, b, len, reply.extra, reply.n_extra, 0);
+    }
+    evbuffer_free(reply.body);
+}
+
+static void pc_dispatch(struct proxy_conn *pc)
+{
+    const struct torii_http_req *req = torii_http_parser_req(pc->rp);
+    struct proxy_exch *x = &pc->x;
+    const struct torii_slice *hv = torii_http_req_header(req, "Host");
+    struct torii_slice host = {NULL, 0};
+    char hn[TORII_SNI_NAME_MAX + 1];
+    const char *sni = NULL;
+    int n;
+
+    memset(x, 0, sizeof(*x));
+    x->active = 1;
+    x->t0_us = torii_clock_mono_us();
+    x->minor = req->version_minor;
+    x->keep = req->keep_alive;
+    x->head_req = strcmp(req->method, "HEAD") == 0;
+    x->req_body = torii_http_parser_body(pc->rp, &x->req_len);
+    x->req_left = x->req_len;
+    x->bytes_in = pc->head_bytes;
+    pc->head_bytes = 0;
+    (void)snprintf(x->method, sizeof(x->method), "%s", req->method);
+    px_copy(x->path, sizeof(x->path), req->path);
+    if (pc->tls) {
+        sni = SSL_get_servername(bufferevent_openssl_get_ssl(pc->bev), TLSEXT_NAMETYPE_host_name);
+    }
+    if (hv != NULL) {
+        host = *hv;
+    }
+    if (req->target.len > 0 && req->target.ptr[0] != '/' && req->target.ptr[0] != '*') {
+        /* absolute-form: the authority must be the Host (RFC 9112 section 3.2.2), and
+         * userinfo is not allowed in http(s) URIs (RFC 9110 section 4.2.4). */
+        struct torii_slice a = px_authority(req->target);
+        if (memchr(a.ptr, '@', a.len) != NULL) {
+            pc_local_error(pc, 400, "userinfo in request-target", 1);
+            return;
+        }
+        if (hv == NULL) {
+            host = a;
+        } else if (!px_slice_eq_ci(a, *hv)) {
+            pc_local_error(pc, 400, "request-target authority differs from Host", 1);
+            return;
+        }
+    }
+    if (host.len == 0 && sni != NULL) {
+        host.ptr = sni; /* HTTP/1.0 without Host */
+        host.len = strlen(sni);
+    }
+    px_copy(x->host, sizeof(x->host), host);
+    n = host.len > 0 ? torii_proxy_host_parse(host, hn) : TORII_EINVAL;
+    if (req->path.len >= 13 && memcmp(req->path.ptr, "/.well-known/", 13) == 0) {
+        pc_wellknown(pc, req);
+        return;
+    }
+    if (n <= 0) {
+        pc_local_error(pc, 400, "missing or invalid Host", 1);
+        return;
+    }
+    if (!pc->tls) {
+        pc_redirect(pc, req, hn);
+        return;
+    }
+    x->route = torii_routes_match(pc->pw->routes, hn, (size_t)n);
+    if (x->route == NULL) {
+        /* No routes at all: nothing is misdirected, there is just nothing here. */
+        if (torii_routes_count(pc->pw->routes) == 0) {
+            pc_local_error(pc, 404, "no route matched this request", 0);
+        } else {
+            pc_local_error(pc, 421, "no route for this host", 0);
+        }
+        return;
+    }
+    if (!pc_cert_covers(pc, hn, (size_t)n)) {
+        pc_local_error(pc, 421, "host not covered by this connection's certificate", 0);
+        return;
+    }
+    if (pc_client_auth(pc, x->route) != 0) {
+        return;
+    }
+    x->target = target_pick(pc->pw, x->route);
+    if (pc_forward(pc, req, host, 1) != TORII_OK) {
+        pc_up_release(pc, 0);
+        pc_local_error(pc, 502, "upstream connection failed", 0);
+        return;
+    }
+    pc_send_continue(pc);
+    if (x->req_body == TORII_HTTP_BODY_NONE) {
+        pc->phase = PH_WAIT;
+        pc_timer_arm(pc, PT_NONE, 0);
+    } else {
+        pc->phase = PH_BODY;
+        pc_timer_arm(pc, PT_BODY, pc->pw->cfg->idle_timeout_ms);
+    }
+    up_timeouts(pc);
+}
+
+/* ---- pumps -------------------------------------------------------------------------------- */
+
+static void pc_reject(struct proxy_conn *pc)
+{
+    const struct torii_http_req *req = torii_http_parser_req(pc->rp);
+    const char *msg = NULL;
+    int status = torii_http_parser_error(pc->rp, &msg);
+
+    if (!pc->x.active) {
+        memset(&pc->x, 0, sizeof(pc->x));
+        pc->x.active = 1;
+        pc->x.t0_us = torii_clock_mono_us();
+        pc->x.minor = req != NULL ? req->version_minor : 1;
+        pc->x.bytes_in = pc->head_bytes;
+        if (req != NULL) {
+            (void)snprintf(pc->x.method, sizeof(pc->x.method), "%s", req->method);
+            px_copy(pc->x.path, sizeof(pc->x.path), req->path);
+        }
+    }
+    pc_up_release(pc, 0);
+    if (pc->x.resp_started) {
+        pc->dead = 1;
+        return;
+    }
+    pc_local_error(pc, status != 0 ? status : 400, msg != NULL ? msg : "malformed request", 1);
+}
+
+/* Parse request heads; dispatches each one. */
+static void pc_read_heads(struct proxy_conn *pc)
+{
+    struct evbuffer *in = bufferevent_get_input(pc->bev);
+
+    while (pc->phase == PH_HEAD && !pc->dead) {
+        struct evbuffer_iovec v;
+        size_t used = 0;
+        enum torii_http_parse_ev ev;
+
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+            break;
+        }
+        ev = torii_http_parser_feed(pc->rp, v.iov_base, v.iov_len, &used);
+        (void)evbuffer_drain(in, used);
+        pc->head_bytes += used;
+        switch (ev) {
+        case TORII_HTTP_PARSE_MORE:
+            break;
+        case TORII_HTTP_PARSE_HEAD:
+        case TORII_HTTP_PARSE_DONE:
+            pc_dispatch(pc);
+            break;
+        case TORII_HTTP_PARSE_ERROR:
+        default:
+            pc_reject(pc);
+            break;
+        }
+    }
+}
+
+static void pc_req_done(struct proxy_conn *pc)
+{
+    pc->phase = PH_WAIT;
+    pc_timer_arm(pc, PT_NONE, 0);
+    up_timeouts(pc);
+}
+
+/* Request body -> upstream, until the body is done or the upstream's output is full. */
+static void pc_pump_req(struct proxy_conn *pc)
+{
+    struct evbuffer *in = bufferevent_get_input(pc->bev);
+    struct evbuffer *out;
+    struct proxy_exch *x = &pc->x;
+    size_t avail;
+    int progress = 0;
+
+    if (pc->up == NULL) {
+        return;
+    }
+    out = bufferevent_get_output(pc->up->bev);
+    while (pc->phase == PH_BODY && !pc->dead && evbuffer_get_length(out) < PX_HIGH_WM
+           && (avail = evbuffer_get_length(in)) > 0) {
+        if (x->req_body == TORII_HTTP_BODY_LENGTH) {
+            size_t n = avail < x->req_left ? avail : (size_t)x->req_left;
+            if (evbuffer_remove_buffer(in, out, n) != (int)n) {
+                pc->dead = 1;
+                return;
+            }
+            x->req_left -= n;
+            x->bytes_in += n;
+            progress = 1;
+            if (x->req_left == 0) {
+                torii_http_parser_body_taken(pc->rp, x->req_len);
+                pc_req_done(pc);
+            }
+        } else {
+            struct evbuffer_iovec v;
+            size_t used = 0;
+            enum torii_http_parse_ev ev;
+
+            if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+                break;
+            }
+            ev = torii_http_parser_feed(pc->rp, v.iov_base, v.iov_len, &used);
+            (void)evbuffer_drain(in, used);
+            progress = 1;
+            if (ev == TORII_HTTP_PARSE_ERROR) {
+                pc_reject(pc);
+                return;
+            }
+            if (ev == TORII_HTTP_PARSE_DONE) {
+                const struct torii_http_req *req = torii_http_parser_req(pc->rp);
+                if (px_last_chunk(out, req->trailers, req->n_trailers) != TORII_OK) {
+                    pc->dead = 1;
+                    return;
+                }
+                pc_req_done(pc);
+            }
+        }
+    }
+    if (progress && pc->phase == PH_BODY) {
+        pc_timer_arm(pc, PT_BODY, pc->pw->cfg->idle_timeout_ms);
+    }
+}
+
+static void pc_resp_complete(struct proxy_conn *pc)
+{
+    struct proxy_exch *x = &pc->x;
+    const struct torii_http_resp *resp = torii_http_parser_resp(pc->up->parser);
+    int reusable = resp != NULL && resp->keep_alive && x->resp_body != TORII_HTTP_BODY_EOF
+                   && pc->phase == PH_WAIT && !pc->up_eof && !pc->up_err;
+
+    x->tu1_us = torii_clock_mono_us();
+    if (pc->phase == PH_BODY) {
+        /* Answered before the whole request body arrived: the rest cannot be skipped
+         * reliably, so this connection ends after the response. */
+        x->keep = 0;
+    }
+    pc_exchange_end(pc, reusable);
+}
+
+static int pc_resp_head(struct proxy_conn *pc)
+{
+    struct proxy_exch *x = &pc->x;
+    struct proxy_upstream *up = pc->up;
+    const struct torii_http_resp *resp = torii_http_parser_resp(up->parser);
+    struct evbuffer *out = bufferevent_get_output(pc->bev);
+    size_t before = evbuffer_get_length(out);
+    uint64_t len = 0;
+    enum torii_http_body_kind kind = torii_http_parser_body(up->parser, &len);
+
+    switch (kind) {
+    case TORII_HTTP_BODY_LENGTH:
+        x->out = TORII_PROXY_OUT_LENGTH;
+        break;
+    case TORII_HTTP_BODY_CHUNKED:
+    case TORII_HTTP_BODY_EOF:
+        x->out = x->minor == 1 ? TORII_PROXY_OUT_CHUNKED : TORII_PROXY_OUT_CLOSE;
+        break;
+    case TORII_HTTP_BODY_NONE:
+    default:
+        x->out = TORII_PROXY_OUT_NONE;
+        break;
+    }
+    if (x->out == TORII_PROXY_OUT_CLOSE || pc->phase == PH_BODY || pc->peer_eof) {
+        x->keep = 0;
+    }
+    if (torii_proxy_resp_head_write(out, resp, x->out, len, !x->keep, x->minor) != TORII_OK) {
+        return TORII_ENOMEM;
+    }
+    x->status = resp->status;
+    x->resp_started = 1;
+    x->resp_body = kind;
+    x->resp_left = len;
+    x->bytes_out += evbuffer_get_length(out) - before;
+    x->rs = RS_BODY;
+    return TORII_OK;
+}
+
+static void pc_up_fail(struct proxy_conn *pc, int status, const char *msg)
+{
+    if (pc->x.resp_started) {
+        pc->dead = 1; /* mid-response: the client sees a truncated message */
+        return;
+    }
+    pc_up_release(pc, 0);
+    pc_local_error(pc, status, msg, 0);
+}
+
+/* Upstream response -> client, until done or the client's output is full. */
+static void pc_pump_resp(struct proxy_conn *pc)
+{
+    struct proxy_exch *x = &pc->x;
+    struct evbuffer *out = bufferevent_get_output(pc->bev);
+
+    while (pc->up != NULL && x->rs != RS_NONE && !pc->dead
+           && evbuffer_get_length(out) < PX_HIGH_WM) {
+        struct evbuffer *in = bufferevent_get_input(pc->up->bev);
+        size_t avail = evbuffer_get_length(in);
+        struct evbuffer_iovec v;
+        size_t used = 0;
+        enum torii_http_parse_ev ev;
+
+        if (avail == 0) {
+            break;
+        }
+        if (x->rs == RS_BODY && x->resp_body == TORII_HTTP_BODY_LENGTH) {
+            size_t n = avail < x->resp_left ? avail : (size_t)x->resp_left;
+            if (evbuffer_remove_buffer(in, out, n) != (int)n) {
+                pc->dead = 1;
+                return;
+            }
+            x->resp_left -= n;
+            x->bytes_out += n;
+            if (x->resp_left == 0) {
+                torii_http_parser_body_taken(pc->up->parser, 0);
+                pc_resp_complete(pc);
+            }
+            continue;
+        }
+        if (x->rs == RS_BODY && x->resp_body == TORII_HTTP_BODY_EOF) {
+            if (x->out == TORII_PROXY_OUT_CHUNKED) {
+                char sz[24];
+                int k = snprintf(sz, sizeof(sz), "%zx\r\n", avail);
+                if (k <= 0 || evbuffer_add(out, sz, (size_t)k) != 0) {
+                    pc->dead = 1;
+                    return;
+                }
+                x->bytes_out += (size_t)k + 2;
+            }
+            if (evbuffer_remove_buffer(in, out, avail) != (int)avail) {
+                pc->dead = 1;
+                return;
+            }
+            if (x->out == TORII_PROXY_OUT_CHUNKED && evbuffer_add(out, "\r\n", 2) != 0) {
+                pc->dead = 1;
+                return;
+            }
+            x->bytes_out += avail;
+            continue;
+        }
+        /* Head, or a chunked body: through the parser. */
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+            break;
+        }
+        ev = torii_http_parser_feed(pc->up->parser, v.iov_base, v.iov_len, &used);
+        (void)evbuffer_drain(in, used);
+        switch (ev) {
+        case TORII_HTTP_PARSE_MORE:
+            break;
+        case TORII_HTTP_PARSE_HEAD:
+            if (pc_resp_head(pc) != TORII_OK) {
+                pc->dead = 1;
+                return;
+            }
+            break;
+        case TORII_HTTP_PARSE_DONE: {
+            const struct torii_http_resp *resp = torii_http_parser_resp(pc->up->parser);
+            if (resp->interim) {
+                /* 1xx: we answered 100 ourselves, and no other is forwarded. */
+                torii_http_parser_next(pc->up->parser);
+                torii_http_parser_set_no_body(pc->up->parser, x->head_req);
+                break;
+            }
+            if (x->rs == RS_HEAD && pc_resp_head(pc) != TORII_OK) {
+                pc->dead = 1;
+                return;
+            }
+            if (x->out == TORII_PROXY_OUT_CHUNKED) {
+                size_t before = evbuffer_get_length(out);
+                if (px_last_chunk(out, resp->trailers, resp->n_trailers) != TORII_OK) {
+                    pc->dead = 1;
+                    return;
+                }
+                x->bytes_out += evbuffer_get_length(out) - before;
+            }
+            pc_resp_complete(pc);
+            break;
+        }
+        case TORII_HTTP_PARSE_ERROR:
+        default:
+            if (x->tu0_us != 0 && x->target != NULL) {
+                torii_log(TORII_LOG_WARN, "proxy: invalid response from upstream (upstream=%s)",
+                          x->target->name);
+            }
+            pc_up_fail(pc, 502, "invalid response from upstream");
+            return;
+        }
+    }
+}
+
+/* EOF, error or timeout on the attached upstream. */
+static void pc_up_trouble(struct proxy_conn *pc)
+{
+    struct proxy_exch *x = &pc->x;
+    struct proxy_upstream *up = pc->up;
+    int started;
+
+    if (pc->up_eof && x->rs == RS_BODY && x->resp_body == TORII_HTTP_BODY_EOF) {
+        struct evbuffer *out = bufferevent_get_output(pc->bev);
+        if (evbuffer_get_length(bufferevent_get_input(up->bev)) > 0) {
+            return; /* still data to move first */
+        }
+        if (x->out == TORII_PROXY_OUT_CHUNKED) {
+            if (px_last_chunk(out, NULL, 0) != TORII_OK) {
+                pc->dead = 1;
+                return;
+            }
+            x->bytes_out += 5;
+        }
+        torii_http_parser_body_taken(up->parser, 0);
+        pc_resp_complete(pc);
+        return;
+    }
+    if (pc->up_eof && x->rs != RS_NONE && evbuffer_get_length(bufferevent_get_input(up->bev)) > 0) {
+        return; /* move what arrived before the EOF first (the client may be slow) */
+    }
+    started = torii_http_parser_started(up->parser) || x->resp_started;
+    if (!started && up->reused && !x->retried && x->req_body == TORII_HTTP_BODY_NONE
+        && !pc->up_timeout) {
+        /* A pooled connection closed by the backend while idle (a race every keep-alive
+         * client has): send the request again on a new connection, once. */
+        const struct torii_http_req *req = torii_http_parser_req(pc->rp);
+        const struct torii_slice *hv = torii_http_req_header(req, "Host");
+        struct torii_slice host = {x->host, strlen(x->host)};
+        pc_up_release(pc, 0);
+        x->retried = 1;
+        if (hv != NULL) {
+            host = *hv;
+        }
+        if (pc_forward(pc, req, host, 0) != TORII_OK) {
+            pc_up_release(pc, 0);
+            pc_local_error(pc, 502, "upstream connection failed", 0);
+        }
+        return;
+    }
+    if (!up->connected) {
+        target_mark_down(pc->pw, up->t);
+        torii_log(TORII_LOG_WARN, "proxy: upstream %s (upstream=%s)",
+                  pc->up_timeout ? "connect timed out" : "connect failed", up->t->name);
+        pc_up_fail(pc, pc->up_timeout ? 504 : 502,
+                   pc->up_timeout ? "upstream connect timed out" : "upstream connection failed");
+        return;
+    }
+    if (pc->up_timeout) {
+        if (!started) {
+            target_mark_down(pc->pw, up->t);
+        }
+        torii_log(TORII_LOG_WARN, "proxy: upstream timed out (upstream=%s)", up->t->name);
+        pc_up_fail(pc, 504, "upstream timed out");
+        return;
+    }
+    pc_up_fail(pc, 502, pc->up_eof ? "upstream closed the connection" : "upstream error");
+}
+
+/* ---- the state machine -------------------------------------------------------------------- */
+
+static void pc_step(struct proxy_conn *pc)
+{
+    struct evbuffer *in = bufferevent_get_input(pc->bev);
+    struct evbuffer *out = bufferevent_get_output(pc->bev);
+
+    if (pc->phase == PH_HEAD && evbuffer_get_length(out) < PX_HIGH_WM) {
+        pc_read_heads(pc);
+    }
+    if (!pc->dead && pc->phase == PH_BODY) {
+        pc_pump_req(pc);
+    }
+    if (!pc->dead && pc->up != NULL && pc->x.rs != RS_NONE) {
+        pc_pump_resp(pc);
+    }
+    if (!pc->dead && pc->up != NULL && (pc->up_eof || pc->up_err || pc->up_timeout)) {
+        pc_up_trouble(pc);
+    }
+    if (pc->dead || pc->again) {
+        return;
+    }
+    switch (pc->phase) {
+    case PH_HEAD:
+        pc_set_read(pc, evbuffer_get_length(out) < PX_HIGH_WM);
+        if (!torii_http_parser_started(pc->rp)) {
+            if (pc->peer_eof) {
+                pc->dead = 1;
+            } else if (pc->tmode != PT_IDLE) {
+                pc_timer_arm(pc, PT_IDLE, pc->pw->cfg->idle_timeout_ms);
+            }
+        } else if (pc->peer_eof) {
+            pc->dead = 1; /* truncated request */
+        } else if (pc->tmode != PT_HEADER) {
+            /* Absolute deadline from the first byte: trickling bytes do not extend it. */
+            pc_timer_arm(pc, PT_HEADER, pc->pw->cfg->header_timeout_ms);
+        }
+        break;
+    case PH_BODY:
+        if (pc->peer_eof) {
+            pc->dead = 1; /* upload aborted: the upstream gets a truncated request, closed */
+            break;
+        }
+        pc_set_read(pc,
+                    pc->up != NULL
+                        && evbuffer_get_length(bufferevent_get_output(pc->up->bev)) < PX_HIGH_WM);
+        break;
+    case PH_WAIT:
+        pc_set_read(pc, 0);
+        break;
+    case PH_CLOSING:
+        pc_set_read(pc, 1);
+        if (evbuffer_get_length(in) > 0) {
+            pc->discarded = 1;
+            (void)evbuffer_drain(in, evbuffer_get_length(in));
+        }
+        if (evbuffer_get_length(out) == 0) {
+            if (!pc->discarded || pc->peer_eof) {
+                pc->dead = 1;
+            } else if (pc->tmode != PT_LINGER) {
+                /* Keep reading a moment so our last response is not lost to a reset. */
+                pc_timer_arm(pc, PT_LINGER, PX_LINGER_MS);
+            }
+        }
+        break;
+    default:
+        break;
+    }
+    if (pc->up != NULL) {
+        pc_set_up_read(pc, pc->x.rs != RS_NONE && evbuffer_get_length(out) < PX_HIGH_WM);
+    }
+}
+
+static void pc_close(struct proxy_conn *pc)
+{
+    struct proxy_worker *pw = pc->pw;
+
+    if (pc->x.active && pc->pw->cfg->access_log) {
+        pc_access_log(pc);
+    }
+    pc_up_release(pc, 0);
+    if (pc->prev != NULL) {
+        pc->prev->next = pc->next;
+    } else {
+        pw->conns = pc->next;
+    }
+    if (pc->next != NULL) {
+        pc->next->prev = pc->prev;
+    }
+    pw->n_conns--;
+    if (pc->timer != NULL) {
+        event_free(pc->timer);
+    }
+    if (pc->tls) {
+        SSL *ssl = bufferevent_openssl_get_ssl(pc->bev);
+        /* Send close_notify when all was written: without it, OpenSSL clients treat the EOF
+         * as an error and drop the session instead of resuming it. Never blocks (one write to
+         * the non-blocking socket); a failure only means the peer is gone. */
+        if (ssl != NULL && SSL_is_init_finished(ssl)
+            && evbuffer_get_length(bufferevent_get_output(pc->bev)) == 0) {
+            (void)SSL_shutdown(ssl);
+        }
+    }
+    bufferevent_free(pc->bev);
+    ERR_clear_error();
+    torii_http_parser_free(pc->rp);
+    free(pc->cov_host);
+    free(pc->client_cert);
+    free(pc->client_cert_chain);
+    free(pc);
+}
+
+static void pc_run(struct proxy_conn *pc)
+{
+    struct proxy_worker *pw = pc->pw;
+
+    if (pc->busy) {
+        pc->again = 1;
+        return;
+    }
+    pc->busy = 1;
+    do {
+        pc->again = 0;
+        pc_step(pc);
+    } while (pc->again && !pc->dead);
+    pc->busy = 0;
+    if (pc->dead) {
+        pc_close(pc);
+        if (pw->on_conn_closed != NULL) {
+            pw->on_conn_closed(pw->on_conn_closed_arg);
+        }
+    }
+}
+
+/* ---- callbacks (thin) ----------------------------------------------------------------------- */
+
+static void pc_read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    pc_run(arg);
+}
+
+static void pc_write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    pc_run(arg);
+}
+
+static void pc_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct proxy_conn *pc = arg;
+
+    (void)bev;
+    if (what & BEV_EVENT_EOF) {
+        pc->peer_eof = 1;
+    } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        pc->dead = 1;
+    }
+    pc_run(pc);
+}
+
+static void pc_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_conn *pc = arg;
+    enum pc_timer mode = pc->tmode;
+
+    (void)fd;
+    (void)what;
+    pc->tmode = PT_NONE;
+    if ((mode == PT_HEADER || mode == PT_BODY) && !pc->x.resp_started && pc->phase != PH_CLOSING) {
+        pc_local_error(pc, 408, "request timeout", 1);
+        pc_set_read(pc, 0);
+    } else {
+        pc->dead = 1;
+    }
+    pc_run(pc);
+}
+
+static void up_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_upstream *up = arg;
+
+    (void)bev;
+    pc_run(up->pc);
+}
+
+static void up_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_upstream *up = arg;
+
+    (void)bev;
+    pc_run(up->pc);
+}
+
+static void up_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct proxy_upstream *up = arg;
+    struct proxy_conn *pc = up->pc;
+
+    if (what & BEV_EVENT_CONNECTED) {
+        int one = 1;
+        evutil_socket_t fd = bufferevent_getfd(bev);
+        up->connected = 1;
+        if (fd >= 0) {
+            (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
+        up_timeouts(pc);
+    } else if (what & BEV_EVENT_EOF) {
+        pc->up_eof = 1;
+    } else if (what & BEV_EVENT_TIMEOUT) {
+        pc->up_timeout = 1;
+    } else if (what & BEV_EVENT_ERROR) {
+        pc->up_err = 1;
+    }
+    pc_run(pc);
+}
+
+/* ---- accept and worker state -------------------------------------------------------------- */
+
+static void px_peer_ip(const struct sockaddr *sa, char *out, size_t len)
+{
+    const void *a = NULL;
+
+    if (sa->sa_family == AF_INET) {
+        a = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    } else if (sa->sa_family == AF_INET6) {
+        a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    }
+    if (a == NULL || inet_ntop(sa->sa_family, a, out, (socklen_t)len) == NULL) {
+        (void)snprintf(out, len, "unknown");
+    }
+}
+
+void torii_proxy__accept(struct proxy_worker *pw, evutil_socket_t fd, const struct sockaddr *sa,
+                         int tls)
+{
+    struct proxy_conn *pc = torii_xcalloc(1, sizeof(*pc));
+    struct timeval wr;
+    int one = 1;
+
+    pc->pw = pw;
+    pc->tls = tls ? 1 : 0;
+    px_peer_ip(sa, pc->ip, sizeof(pc->ip));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (tls) {
+        SSL *ssl = torii_tls_conn_new(pw->tls);
+        if (ssl != NULL) {
+            pc->bev = bufferevent_openssl_socket_new(pw->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                     BEV_OPT_CLOSE_ON_FREE);
+            if (pc->bev == NULL) {
+                SSL_free(ssl);
+            } else {
+                bufferevent_openssl_set_allow_dirty_shutdown(pc->bev, 1);
+            }
+        }
+    } else {
+        pc->bev = bufferevent_socket_new(pw->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    pc->timer = evtimer_new(pw->base, pc_timer_cb, pc);
+    if (pc->bev == NULL || pc->timer == NULL) {
+        torii_log(TORII_LOG_WARN, "proxy: cannot set up a connection (client=%s)", pc->ip);
+        if (pc->bev != NULL) {
+            bufferevent_free(pc->bev);
+        } else {
+            evutil_closesocket(fd);
+        }
+        if (pc->timer != NULL) {
+            event_free(pc->timer);
+        }
+        free(pc);
+        return;
+    }
+    if (torii_http_parser_new(&pw->lim, &pc->rp) != TORII_OK) {
+        event_free(pc->timer);
+        bufferevent_free(pc->bev);
+        free(pc);
+        return;
+    }
+    torii_http_parser_set_body_cb(pc->rp, pc_req_body_cb, pc);
+    bufferevent_setcb(pc->bev, pc_read_cb, pc_write_cb, pc_event_cb, pc);
+    bufferevent_setwatermark(pc->bev, EV_WRITE, PX_LOW_WM, 0);
+    /* A client that stops reading our output is dropped after the idle timeout. */
+    px_ms_tv(&wr, pw->cfg->idle_timeout_ms);
+    (void)bufferevent_set_timeouts(pc->bev, NULL, &wr);
+    (void)bufferevent_enable(pc->bev, EV_READ | EV_WRITE);
+    pc->reading = 1;
+    pc_timer_arm(pc, PT_IDLE, pw->cfg->idle_timeout_ms);
+    pc->next = pw->conns;
+    if (pw->conns != NULL) {
+        pw->conns->prev = pc;
+    }
+    pw->conns = pc;
+    pw->n_conns++;
+}
+
+int torii_proxy__worker_init(struct proxy_worker *pw, struct event_base *base,
+                             const struct torii_config *cfg, const struct torii_routes *routes,
+                             struct torii_tls_ctx *tls)
+{
+    struct torii_wellknown_opts wo = {.cfg = cfg, .table = NULL};
+    struct sockaddr_storage ss;
+    int sslen = 0;
+    int rc = TORII_OK;
+
+    pw->base = base;
+    pw->cfg = cfg;
+    pw->routes = routes;
+    pw->tls = tls;
+    torii_http_limits_default(&pw->lim);
+    pw->lim.max_header_bytes = cfg->max_header_bytes;
+    pw->lim.max_headers = cfg->max_headers;
+    pw->lim.max_target = cfg->max_target;
+    pw->lim.max_body = cfg->max_body;
+    pw->lim.header_timeout_ms = cfg->header_timeout_ms;
+    pw->lim.idle_timeout_ms = cfg->idle_timeout_ms;
+    torii_http_limits_default(&pw->ulim);
+    pw->ulim.max_header_bytes = cfg->max_header_bytes > 65536 ? cfg->max_header_bytes : 65536;
+    pw->ulim.max_headers = cfg->max_headers > 200 ? cfg->max_headers : 200;
+    pw->ulim.max_body = SIZE_MAX;
+    pw->n_targets = torii_routes_n_targets(routes);
+    pw->targets = torii_xcalloc(pw->n_targets ? pw->n_targets : 1, sizeof(*pw->targets));
+    pw->rr = torii_xcalloc(torii_routes_count(routes) + 1, sizeof(*pw->rr));
+    pw->https_port = 443;
+    if (cfg->listen_https[0] != '\0'
+        && torii_config_parse_addr(cfg->listen_https, &ss, &sslen, NULL) == TORII_OK) {
+        pw->https_port = ss.ss_family == AF_INET6
+                             ? ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port)
+                             : ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
+    }
+    pw->log_sec = -1;
+    TORII_TRY(torii_wellknown_new(&wo, &pw->wk));
+out:
+    return rc;
+}
+
+void torii_proxy__worker_clear(struct proxy_worker *pw)
+{
+    while (pw->conns != NULL) {
+        struct proxy_conn *pc = pw->conns;
+        pc->x.active = 0; /* no access log line at shutdown */
+        pc_close(pc);
+    }
+    for (size_t i = 0; pw->targets != NULL && i < pw->n_targets; i++) {
+        while (pw->targets[i].idle != NULL) {
+            struct proxy_upstream *up = pw->targets[i].idle;
+            pool_unlink(up);
+            up_free(up);
+        }
+    }
+    TORII_FREE(pw->targets);
+    TORII_FREE(pw->rr);
+    torii_wellknown_free(pw->wk);
+    pw->wk = NULL;
+}

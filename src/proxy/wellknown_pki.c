@@ -1,0 +1,242 @@
+/* wellknown_pki.c - the built-in PKI's public paths, answered on both public listeners for any
+ * Host (registered in wellknown.c's dispatch table):
+ *   GET  /.well-known/jwks.json                 JWK Set of exposed key pairs (RFC 7517)
+ *   POST /.well-known/torii/ocsp                OCSP (RFC 6960 A.1), application/ocsp-request
+ *   GET  /.well-known/torii/ocsp/<base64 req>   the same, GET form (url-encoded base64 DER)
+ *   GET  /.well-known/torii/ca/<id>             CA certificate, DER (AIA caIssuers, RFC 5280)
+ *   GET  /.well-known/torii/crl/<ca id>         current CRL of that CA, DER
+ * Everything comes from the PKI state's snapshot (pkistate.h): no store access, no blocking.
+ * Threads: worker threads; torii_wellknown_pki_set on the main thread before they start. */
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <openssl/evp.h>
+
+#include "proxy_int.h"
+#include "torii/mem.h"
+#include "torii/pkistate.h"
+#include "torii/proxy.h"
+
+#define WK_OCSP_MAX (64 * 1024) /* a request with 32 CertIDs and a nonce is far smaller */
+
+/* Set by the main thread before the workers start, read-only afterwards (thread creation
+ * orders the accesses). NULL: the PKI paths answer 404. */
+static struct torii_pki_state *wellknown_pki;
+
+void torii_wellknown_pki_set(struct torii_pki_state *pki)
+{
+    wellknown_pki = pki;
+}
+
+static int wk_is_get(const struct torii_http_req *req)
+{
+    return strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+}
+
+static int wk_error(struct torii_wellknown_reply *reply, int status, const char *msg)
+{
+    reply->status = status;
+    reply->content_type = "application/json";
+    return evbuffer_add_printf(reply->body, "{\"error\":\"%s\"}", msg) < 0 ? TORII_ENOMEM
+                                                                           : TORII_OK;
+}
+
+static int wk_method_not_allowed(struct torii_wellknown_reply *reply, const char *allow)
+{
+    reply->extra[0].name = (struct torii_slice){"Allow", 5};
+    reply->extra[0].value = (struct torii_slice){allow, strlen(allow)};
+    reply->n_extra = 1;
+    return wk_error(reply, 405, "method not allowed");
+}
+
+static int wk_body(struct torii_wellknown_reply *reply, const char *ctype, unsigned char *body,
+                   size_t len)
+{
+    int rc = evbuffer_add(reply->body, body, len) == 0 ? TORII_OK : TORII_ENOMEM;
+
+    free(body);
+    reply->status = 200;
+    reply->content_type = ctype;
+    return rc;
+}
+
+static int wk_hex(int c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* Percent-decode a path segment into out (NUL-terminated, at most cap - 1 bytes); no NUL
+ * bytes and no '/' after decoding. TORII_EINVAL otherwise. */
+static int wk_decode(struct torii_slice s, char *out, size_t cap, int allow_slash)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < s.len; i++) {
+        int c = (unsigned char)s.ptr[i];
+        if (c == '%') {
+            int hi = i + 2 < s.len ? wk_hex((unsigned char)s.ptr[i + 1]) : -1;
+            int lo = i + 2 < s.len ? wk_hex((unsigned char)s.ptr[i + 2]) : -1;
+            if (hi < 0 || lo < 0) {
+                return TORII_EINVAL;
+            }
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (c == 0 || (c == '/' && !allow_slash) || k + 1 >= cap) {
+            return TORII_EINVAL;
+        }
+        out[k++] = (char)c;
+    }
+    out[k] = '\0';
+    return k > 0 ? TORII_OK : TORII_EINVAL;
+}
+
+int torii_wellknown__pki_jwks(struct torii_wellknown *wk, const struct torii_http_req *req,
+                              struct torii_slice rest, struct torii_wellknown_reply *reply)
+{
+    char *body = NULL;
+    size_t len = 0;
+
+    (void)wk;
+    (void)rest;
+    if (wellknown_pki == NULL) {
+        return TORII_ENOTFOUND;
+    }
+    if (!wk_is_get(req)) {
+        return wk_method_not_allowed(reply, "GET, HEAD");
+    }
+    if (torii_pki_state_jwks(wellknown_pki, &body, &len) != TORII_OK) {
+        return wk_error(reply, 503, "JWKS not available yet");
+    }
+    return wk_body(reply, "application/json", (unsigned char *)body, len);
+}
+
+/* rest = "/<id>" */
+static int wk_pki_der(const struct torii_http_req *req, struct torii_slice rest, int crl,
+                      struct torii_wellknown_reply *reply)
+{
+    char id[TORII_STORE_ID_MAX + 1];
+    unsigned char *body = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (wellknown_pki == NULL) {
+        return TORII_ENOTFOUND;
+    }
+    if (!wk_is_get(req)) {
+        return wk_method_not_allowed(reply, "GET, HEAD");
+    }
+    if (wk_decode(rest, id, sizeof(id), 0) != TORII_OK) {
+        return wk_error(reply, 404, crl ? "CRL not found" : "CA not found");
+    }
+    rc = crl ? torii_pki_state_crl(wellknown_pki, id, &body, &len)
+             : torii_pki_state_ca_der(wellknown_pki, id, &body, &len);
+    if (rc != TORII_OK) {
+        return wk_error(reply, 404, crl ? "CRL not found" : "CA not found");
+    }
+    return wk_body(reply, crl ? "application/pkix-crl" : "application/pkix-cert", body, len);
+}
+
+int torii_wellknown__pki_ca(struct torii_wellknown *wk, const struct torii_http_req *req,
+                            struct torii_slice rest, struct torii_wellknown_reply *reply)
+{
+    (void)wk;
+    return wk_pki_der(req, rest, 0, reply);
+}
+
+int torii_wellknown__pki_crl(struct torii_wellknown *wk, const struct torii_http_req *req,
+                             struct torii_slice rest, struct torii_wellknown_reply *reply)
+{
+    (void)wk;
+    return wk_pki_der(req, rest, 1, reply);
+}
+
+/* RFC 6960 A.1 GET: url-encoding of the base64 of the DER request (base64url tolerated). */
+static int wk_ocsp_get_der(struct torii_slice rest, unsigned char **der, size_t *len)
+{
+    char *b64 = torii_xmalloc(rest.len + 4);
+    unsigned char *out = NULL;
+    size_t n;
+    int m;
+
+    if (rest.len == 0 || wk_decode(rest, b64, rest.len + 1, 1) != TORII_OK) {
+        free(b64);
+        return TORII_EINVAL;
+    }
+    n = strlen(b64);
+    for (size_t i = 0; i < n; i++) {
+        b64[i] = b64[i] == '-' ? '+' : b64[i] == '_' ? '/' : b64[i];
+    }
+    while (n % 4 != 0) {
+        b64[n++] = '=';
+    }
+    b64[n] = '\0';
+    out = torii_xmalloc(n / 4 * 3 + 1);
+    m = EVP_DecodeBlock(out, (const unsigned char *)b64, (int)n);
+    if (m < 0) {
+        free(b64);
+        free(out);
+        return TORII_EINVAL;
+    }
+    /* EVP_DecodeBlock counts the padding as zero bytes. */
+    while (n > 0 && b64[n - 1] == '=' && m > 0) {
+        n--;
+        m--;
+    }
+    free(b64);
+    *der = out;
+    *len = (size_t)m;
+    return TORII_OK;
+}
+
+int torii_wellknown__pki_ocsp(struct torii_wellknown *wk, const struct torii_http_req *req,
+                              struct torii_slice rest, struct torii_wellknown_reply *reply)
+{
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    unsigned char *body = NULL;
+    size_t len = 0;
+    int rc;
+
+    (void)wk;
+    if (wellknown_pki == NULL) {
+        return TORII_ENOTFOUND;
+    }
+    if (strcmp(req->method, "POST") == 0) {
+        if (rest.len != 0) {
+            return wk_error(reply, 404, "not found");
+        }
+        if (req->body == NULL || req->body_len == 0 || req->body_len > WK_OCSP_MAX) {
+            /* An empty request still gets an OCSP answer: malformedRequest. */
+            rc = torii_pki_state_ocsp(wellknown_pki, NULL, 0, &body, &len);
+        } else {
+            rc = torii_pki_state_ocsp(wellknown_pki, req->body, req->body_len, &body, &len);
+        }
+    } else if (wk_is_get(req)) {
+        if (rest.len < 2 || rest.ptr[0] != '/' || rest.len > WK_OCSP_MAX) {
+            return wk_error(reply, 404, "not found");
+        }
+        rest.ptr++;
+        rest.len--;
+        if (wk_ocsp_get_der(rest, &der, &der_len) != TORII_OK) {
+            der_len = 0; /* malformedRequest below */
+        }
+        rc = torii_pki_state_ocsp(wellknown_pki, der, der_len, &body, &len);
+        free(der);
+    } else {
+        return wk_method_not_allowed(reply, "GET, HEAD, POST");
+    }
+    if (rc != TORII_OK) {
+        return wk_error(reply, 503, "OCSP responder not available");
+    }
+    return wk_body(reply, "application/ocsp-response", body, len);
+}

@@ -1,0 +1,52 @@
+/* tls_int.h - helpers shared by the files of the tls module only (ctx.c, trust.c,
+ * clientauth.c, upstream.c); no other module includes this header.
+ * Threads: as stated per function. Ownership: as stated per function. */
+#ifndef TORII_TLS_INT_H
+#define TORII_TLS_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "torii/tls.h"
+
+/** OpenSSL ex_data slots of the module, registered once per process. */
+struct torii_tls__ex {
+    int ctx;     /* SSL_CTX -> struct torii_tls_ctx (listener) */
+    int cert;    /* SSL -> struct torii_tls_cert reference (released by SSL_free) */
+    int client;  /* SSL -> client-auth state of an accepted connection (clientauth.c) */
+    int up_ctx;  /* SSL_CTX -> struct torii_tls_upstream */
+    int up_conn; /* SSL -> upstream connection state (upstream.c) */
+};
+
+/** The slots (registered on first call; any thread). NULL when OpenSSL could not register
+ * them (errors left on the queue). */
+const struct torii_tls__ex *torii_tls__ex(void);
+
+/** Free callbacks of the slots owned by clientauth.c and upstream.c. */
+void torii_tls__client_state_free(void *ptr);
+void torii_tls__up_conn_free(void *ptr);
+
+/** A consistent view of a trust set, refreshed from the table when one of its CA entries
+ * changed: *store is a new reference (X509_STORE_free it), *names (may be NULL: not wanted)
+ * a new copy of the CA subject names (sk_X509_NAME_pop_free), *gen the process-wide unique
+ * generation of the view (a new one each time the set is rebuilt). Any thread registered as
+ * a table reader. TORII_ENOMEM / TORII_ETLS when OpenSSL fails (nothing returned then). */
+int torii_tls__trust_acquire(struct torii_tls_trust *tr, X509_STORE **store,
+                             STACK_OF(X509_NAME) * *names, uint64_t *gen) TORII_MUST_USE;
+
+/** Apply the client-auth policy of a host to an accepted connection, from the client-hello
+ * callback (worker thread): nothing when lookup is NULL or the policy is NULL/NONE; else
+ * verification, CA names and a session id context tied to the policy. host is the
+ * normalized SNI (NULL, 0 when absent). TORII_OK, or an error after which the handshake
+ * must fail with an internal_error alert. */
+int torii_tls__client_auth_apply(SSL *ssl, struct torii_table *table,
+                                 torii_tls_client_auth_lookup_cb lookup, void *arg,
+                                 const char *host, size_t host_len) TORII_MUST_USE;
+
+/** Set the verification time of an SSL to the injectable clock (clock.h). */
+void torii_tls__set_verify_time(SSL *ssl);
+
+#endif

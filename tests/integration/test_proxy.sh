@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# The HTTP/1.1 proxy end to end against torii-backend on loopback: routing, keep-alive reuse,
+# 20 MiB bodies both ways, chunked both ways, 100-continue, pipelining, HTTP/1.0, 502/504,
+# 421, 308, forwarding headers, hop-by-hop removal, a framing corpus (status + close, and the
+# backend never sees a smuggled request), faults (backend reset, client abort, slowloris) and
+# 10,000 idle connections with bounded memory.
+here=$(dirname "$0")
+source "$here/lib.sh"
+# 10,000 client sockets on each side of loopback, plus backends: raise the soft limit now,
+# before the daemon starts (it inherits it).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 10100 ]; then
+  echo "# RLIMIT_NOFILE hard limit $(ulimit -Hn) < 10100: the idle-connection test will fail"
+fi
+
+BK1=$(t_free_port)
+BK2=$(t_free_port)
+DEAD=$(t_free_port)
+t_backend_start "$BK1" || { echo "backend did not start"; exit 1; }
+t_backend_start "$BK2" || { echo "backend did not start"; exit 1; }
+trap 't_backend_stop_all; t_cleanup' EXIT
+
+t_config "\"routes\": [
+  {\"hosts\": [\"localhost\"], \"backend\": {\"targets\": [\"127.0.0.1:$BK1\"],
+   \"timeouts\": {\"connect_ms\": 1000, \"read_ms\": 1500, \"idle_ms\": 30000}}},
+  {\"hosts\": [\"*.example.test\"], \"backend\": {\"targets\": [\"http://127.0.0.1:$BK2\"]}},
+  {\"hosts\": [\"127.0.0.1\"], \"backend\": {\"targets\": [\"127.0.0.1:$DEAD\"],
+   \"timeouts\": {\"connect_ms\": 500}}}
+],
+\"limits\": {\"header_timeout_ms\": 1500, \"idle_timeout_ms\": 5000},"
+# One worker, so keep-alive reuse is observable on one pool.
+sed -i 's/"workers": 2/"workers": 1/' "$T_TMP/torii.json"
+t_start || exit 1
+
+U="https://localhost:$T_HTTPS"
+C=(curl -sk --max-time 20)
+
+# --- raw client: raw.py PORT tls|plain [close_after_s] < request bytes -> response bytes
+cat > "$T_TMP/raw.py" <<'PY'
+import socket, ssl, sys, time
+port, mode = int(sys.argv[1]), sys.argv[2]
+wait = float(sys.argv[3]) if len(sys.argv) > 3 else 3.0
+data = sys.stdin.buffer.read()
+s = socket.create_connection(("127.0.0.1", port))
+if mode == "tls":
+    ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+    s = ctx.wrap_socket(s, server_hostname="localhost")
+s.sendall(data)
+s.settimeout(wait)
+out = b""; closed = False
+t0 = time.time()
+while time.time() - t0 < wait:
+    try:
+        b = s.recv(65536)
+    except (socket.timeout, ssl.SSLError, ConnectionResetError):
+        break
+    if not b:
+        closed = True
+        break
+    out += b
+sys.stdout.buffer.write(out)
+sys.stdout.buffer.write(b"\n<<CLOSED>>\n" if closed else b"\n<<OPEN>>\n")
+PY
+raw() { python3 "$T_TMP/raw.py" "$@"; }
+
+# --- basic proxying and forwarding headers
+body=$("${C[@]}" "$U/echo" -H 'X-Forwarded-For: 6.6.6.6' -H 'Forwarded: for=evil' \
+       -H 'X-Forwarded-Host: evil' -H 'Connection: keep-alive, X-Hop' -H 'X-Hop: 1' \
+       -H 'Keep-Alive: timeout=5' -H 'TE: trailers' -H 'Proxy-Connection: x' -H 'Upgrade: h2c' \
+       -H 'Client-Cert: :Zm9v:' -H 'X-Keep: yes')
+hdr() { echo "$body" | python3 -c 'import json,sys; h=json.load(sys.stdin)["headers"]; print(",".join(v for n,v in h if n.lower()==sys.argv[1].lower()))' "$1"; }
+check_eq "proxied GET reaches the backend" "/echo" "$(echo "$body" | jget '["path"]')"
+check_eq "X-Forwarded-For replaced" "127.0.0.1" "$(hdr X-Forwarded-For)"
+check_eq "X-Forwarded-Proto set" "https" "$(hdr X-Forwarded-Proto)"
+check_eq "X-Forwarded-Host replaced" "localhost:$T_HTTPS" "$(hdr X-Forwarded-Host)"
+check_eq "Forwarded replaced (RFC 7239)" "for=127.0.0.1;host=\"localhost:$T_HTTPS\";proto=https" "$(hdr Forwarded)"
+for h in Connection X-Hop Keep-Alive TE Proxy-Connection Upgrade Client-Cert; do
+  check_eq "hop-by-hop/untrusted $h not forwarded" "" "$(hdr $h)"
+done
+check_eq "end-to-end header forwarded" "yes" "$(hdr X-Keep)"
+check_eq "backend speaks HTTP/1.1" "HTTP/1.1" "$(echo "$body" | jget '["version"]')"
+
+# --- keep-alive reuse: many requests, few backend connections
+c0=$(t_backend_stat "$BK1" connections)
+for i in $(seq 1 20); do "${C[@]}" -o /dev/null "$U/bytes/100"; done
+c1=$(t_backend_stat "$BK1" connections)
+check "20 requests from 20 clients reuse pooled backend connections ($((c1 - c0)) new)" test $((c1 - c0)) -le 2
+n=$("${C[@]}" "$U/bytes/10" "$U/bytes/10" "$U/bytes/10" -w '%{num_connects}\n' -o /dev/null | paste -sd+ | bc)
+check_eq "client keep-alive: 3 requests on one connection" 1 "$n"
+
+# --- 20 MiB both ways, intact
+head -c $((20 * 1024 * 1024)) /dev/urandom > "$T_TMP/big.bin"
+want=$(sha256sum "$T_TMP/big.bin" | cut -c1-64)
+got=$("${C[@]}" --data-binary @"$T_TMP/big.bin" "$U/upload" | jget '["sha256"]')
+check_eq "20 MiB upload (Content-Length) intact" "$want" "$got"
+got=$("${C[@]}" -H 'Transfer-Encoding: chunked' --data-binary @"$T_TMP/big.bin" "$U/upload" | jget '["sha256"]')
+check_eq "20 MiB upload (chunked, re-framed) intact" "$want" "$got"
+got=$("${C[@]}" -H 'Expect: 100-continue' --data-binary @"$T_TMP/big.bin" "$U/upload" | jget '["sha256"]')
+check_eq "100-continue upload intact" "$want" "$got"
+want=$(python3 -c 'import hashlib,sys; b=bytes((97+i%26) for i in range(16384)); n=20*1024*1024; h=hashlib.sha256(); [h.update(b) for _ in range(n//16384)]; print(h.hexdigest())')
+check_eq "20 MiB download (Content-Length) intact" "$want" "$("${C[@]}" "$U/bytes/$((20 * 1024 * 1024))" | sha256sum | cut -c1-64)"
+check_eq "20 MiB download (chunked) intact" "$want" "$("${C[@]}" "$U/chunked/$((20 * 1024 * 1024))" | sha256sum | cut -c1-64)"
+out=$("${C[@]}" -D - -o /dev/null "$U/chunked/100")
+check "chunked response passed through chunked to HTTP/1.1" grep -qi 'transfer-encoding: chunked' <<<"$out"
+out=$("${C[@]}" --http1.0 -D - -o "$T_TMP/c10" "$U/chunked/1000")
+check "HTTP/1.0 client: no chunked framing" sh -c "! echo '$out' | grep -qi 'transfer-encoding'"
+check_eq "HTTP/1.0 client: de-chunked, close-delimited body" 1000 "$(wc -c < "$T_TMP/c10")"
+check_eq "close-delimited response re-framed for HTTP/1.1" 5000 "$("${C[@]}" "$U/eof/5000" | wc -c)"
+check_eq "HEAD gets no body" "" "$("${C[@]}" -I "$U/bytes/100" -o /dev/null -w '' ; "${C[@]}" --head "$U/bytes/100" | tr -d '\r' | sed -n '/^$/,$p' | tr -d '\n')"
+check_eq "204 passes without body" 204 "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/status/204")"
+
+# --- pipelining, answered in order
+out=$(printf 'GET /bytes/3 HTTP/1.1\r\nHost: localhost\r\n\r\nGET /echo?a=1 HTTP/1.1\r\nHost: localhost\r\n\r\nGET /bytes/4 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' | raw "$T_HTTPS" tls)
+check_eq "pipelined: three responses" 3 "$(grep -ao 'HTTP/1.1 200' <<<"$out" | wc -l)"
+check "pipelined: in order" python3 -c 'import sys; s=sys.argv[1]; a=s.find("abc\n")+1 or s.find("abcHTTP"); b=s.find("/echo"); c=s.find("abcd<"); sys.exit(0 if 0 < s.find("abc") < b < s.rfind("abcd") else 1)' "$out"
+check "Connection: close honoured" grep -q '<<CLOSED>>' <<<"$out"
+
+# --- HTTP/1.0 keep-alive
+out=$(printf 'GET /bytes/2 HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\nGET /bytes/2 HTTP/1.0\r\nHost: localhost\r\n\r\n' | raw "$T_HTTPS" tls)
+check_eq "HTTP/1.0 keep-alive: two responses" 2 "$(grep -ao 'HTTP/1.1 200' <<<"$out" | wc -l)"
+check "HTTP/1.0 keep-alive announced" grep -qi '^Connection: keep-alive' <<<"$out"
+
+# --- routing errors
+check_eq "421: Host not covered by the certificate (Host != SNI)" 421 \
+  "$("${C[@]}" -o /dev/null -w '%{http_code}' -H 'Host: app.example.test' "$U/echo")"
+check_eq "421: no route for this Host" 421 \
+  "$("${C[@]}" -o /dev/null -w '%{http_code}' -H 'Host: nowhere.test' "$U/echo")"
+check_eq "502: backend down" 502 "$("${C[@]}" -o /dev/null -w '%{http_code}' "https://127.0.0.1:$T_HTTPS/x")"
+body=$("${C[@]}" "https://127.0.0.1:$T_HTTPS/x")
+check "502 body is JSON" grep -q '"error"' <<<"$body"
+check_eq "504: backend too slow" 504 "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/sleep/3000")"
+check_eq "proxy still serves after 504" 200 "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/bytes/1")"
+check_eq "400: absolute-form authority differs from Host" 400 \
+  "$(printf 'GET http://other.test/echo HTTP/1.1\r\nHost: localhost\r\n\r\n' | raw "$T_HTTPS" tls | head -1 | cut -d' ' -f2)"
+check_eq "400: userinfo in absolute-form" 400 \
+  "$(printf 'GET http://u:p@localhost/echo HTTP/1.1\r\nHost: u:p@localhost\r\n\r\n' | raw "$T_HTTPS" tls | head -1 | cut -d' ' -f2)"
+check_eq "absolute-form with matching Host is proxied" 200 \
+  "$(printf 'GET https://localhost/echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' | raw "$T_HTTPS" tls | head -1 | cut -d' ' -f2)"
+
+# --- plain http listener
+out=$(curl -s -D - -o /dev/null "http://localhost:$T_HTTP/some/path?q=1")
+check "308 on the http listener" grep -q '^HTTP/1.1 308' <<<"$out"
+check "Location points at https with the port" grep -qi "^Location: https://localhost:$T_HTTPS/some/path?q=1" <<<"$out"
+check_eq "/.well-known/ unknown path: 404 on http" 404 \
+  "$(curl -s -o /dev/null -w '%{http_code}' "http://localhost:$T_HTTP/.well-known/nothing")"
+check_eq "/.well-known/ unknown path: 404 on https (any host)" 404 \
+  "$("${C[@]}" -o /dev/null -w '%{http_code}' -H 'Host: nowhere.test' "$U/.well-known/nothing")"
+
+# --- framing corpus: each malformed request -> status and close; nothing smuggled
+r0=$(t_backend_stat "$BK1" requests)
+corpus=(
+  "400|GET /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n"
+  "400|POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n"
+  "501|POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"
+  "501|POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n"
+  "400|POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n"
+  "400|GET /echo HTTP/1.1\r\nHost: localhost\r\n X-Folded: yes\r\n\r\n"
+  "400|GET /echo HTTP/1.1\nHost: localhost\n\n"
+  "400|GET /echo HTTP/1.1\r\nHost: localhost\r\nHost: other\r\n\r\n"
+  "400|GET /echo HTTP/1.1\r\n\r\n"
+  "400|POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n"
+  "400|POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1x\r\n\r\n"
+  "505|GET /echo HTTP/2.0\r\nHost: localhost\r\n\r\n"
+)
+for entry in "${corpus[@]}"; do
+  want=${entry%%|*}
+  req=${entry#*|}
+  out=$(printf "$req" | raw "$T_HTTPS" tls)
+  got=$(head -1 <<<"$out" | cut -d' ' -f2)
+  check_eq "corpus: $(printf '%q' "${req:0:60}") -> $want" "$want" "$got"
+  check "corpus: connection closed after $want" grep -q '<<CLOSED>>' <<<"$out"
+done
+out=$(printf 'POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n' | raw "$T_HTTPS" tls)
+check "bad chunk framing mid-body: closed" grep -q '<<CLOSED>>' <<<"$out"
+r1=$(t_backend_stat "$BK1" requests)
+check "backend never saw a smuggled request" sh -c "! grep -q smuggled '$T_TMP/backend-$BK1.log'"
+check "framing corpus: at most the cut-off upload reached the backend ($((r1 - r0 - 1)))" test $((r1 - r0 - 1)) -le 1
+
+# --- invalid upstream framing -> 502 (backend answering both CL and TE is simulated by a
+# tiny python origin on a route of its own would need another route; covered by unit tests)
+
+# --- faults
+code=$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/reset")
+check "backend reset mid-response: client sees a truncated response" test "$code" = 200 -o "$code" = 000
+check_eq "proxy still serves after a backend reset" 200 "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/bytes/1")"
+python3 - "$T_HTTPS" <<'PY'
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="localhost")
+s.sendall(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 100000)
+time.sleep(0.3)
+s.close()
+PY
+sleep 0.3
+check_eq "client disconnect mid-upload: proxy still serves" 200 "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/bytes/1")"
+t0=$(date +%s%N)
+out=$( (printf 'GET /echo HTTP/1.1\r\n'; for i in 1 2 3 4 5 6; do sleep 0.4; printf 'X-Slow: %d\r\n' $i; done) | raw "$T_HTTP" plain 5)
+t1=$(date +%s%N)
+check "slowloris: 408 at the header deadline" grep -q '^HTTP/1.1 408' <<<"$out"
+check "slowloris: closed within ~2 s" test $(( (t1 - t0) / 1000000 )) -lt 4000
+
+# --- access log
+check "access log line is JSON with status and upstream" \
+  sh -c "grep '^{\"time\"' '$T_TMP/torii.log' | tail -50 | python3 -c 'import json,sys; [json.loads(l) for l in sys.stdin]' && grep -q '\"upstream\":\"127.0.0.1:$BK1\"' '$T_TMP/torii.log'"
+
+# --- 10,000 concurrent idle connections, bounded memory
+rss0=$(awk '/VmRSS/ {print $2}' "/proc/$T_PID/status")
+python3 - "$T_HTTP" > "$T_TMP/idle.out" <<'PY' &
+import socket, sys, time, resource
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+import select
+port = int(sys.argv[1]); socks = []
+t0 = time.time()
+for i in range(10000):
+    s = socket.socket(); s.setblocking(False)
+    s.connect_ex(("127.0.0.1", port)); socks.append(s)
+pending = {s.fileno(): s for s in socks}
+poll = select.poll()
+for fd in pending:
+    poll.register(fd, select.POLLOUT)
+while pending and time.time() - t0 < 60:
+    for fd, ev in poll.poll(1000):
+        poll.unregister(fd)
+        del pending[fd]
+for s in socks:
+    s.setblocking(True); s.settimeout(5)
+# every connection is served: one request on a sample
+ok = 0
+for s in socks[::1000]:
+    s.sendall(b"GET /.well-known/x HTTP/1.1\r\nHost: a\r\n\r\n")
+    if s.recv(100).startswith(b"HTTP/1.1 404"): ok += 1
+print(len(socks) - len(pending), ok, round(time.time() - t0, 1))
+sys.stdout.flush()
+time.sleep(1.5)
+PY
+pyp=$!
+for _ in $(seq 1 600); do [ -s "$T_TMP/idle.out" ] && break; sleep 0.1; done
+rss1=$(awk '/VmRSS/ {print $2}' "/proc/$T_PID/status" 2>/dev/null)
+wait $pyp
+read -r n ok secs < "$T_TMP/idle.out"
+check_eq "10,000 idle connections accepted" 10000 "$n"
+check_eq "idle connections still answered" 10 "$ok"
+echo "# RSS before ${rss0} KiB, with 10k idle connections ${rss1} KiB (opened in ${secs}s)"
+if [ "$T_SANITIZED" = 1 ]; then
+  echo "# sanitizer build: memory bounds not checked"
+else
+check "RSS with 10k idle connections bounded (< 20 KiB per connection)" test $((rss1 - rss0)) -lt 200000
+fi
+check_eq "proxy still serves after the idle storm" 200 "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/bytes/1")"
+rss2=$(awk '/VmRSS/ {print $2}' "/proc/$T_PID/status")
+echo "# RSS after ${rss2} KiB"
+if [ "$T_SANITIZED" != 1 ]; then
+  check "RSS bounded after 10k idle connections (< 300 MiB)" test "$rss2" -lt 307200
+fi
+
+check "graceful stop" t_stop
+t_done

@@ -1,0 +1,597 @@
+/* test_lifecycle.c - the lifecycle module: the due-ness rule and expiry states, retry
+ * backoff, the alert envelope and its redaction, re-issuing (leaf with a new key, CA with the
+ * same key), renewal in one store transaction with its [UNTIL EXPIRATION] copy, and a file
+ * exporter end to end. */
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "testpki.h"
+#include "torii/alert.h"
+#include "torii/clock.h"
+#include "torii/conf.h"
+#include "torii/mem.h"
+#include "torii/pki.h"
+#include "torii/renew.h"
+#include "torii/store.h"
+
+#define DAY_MS ((int64_t)86400000)
+
+static const struct torii_renew_policy pol20 = {20, 0};
+
+/* ---- due-ness and states ---- */
+
+static json_t *entity_dates(int64_t from, int64_t to, const char *extra)
+{
+    json_t *e = json_pack("{s:s, s:I, s:I, s:b}", "id", "x", "from", (json_int_t)from, "to",
+                          (json_int_t)to, "autoRenew", 1);
+    if (extra != NULL) {
+        json_t *x = json_loads(extra, 0, NULL);
+        assert_non_null(x);
+        assert_int_equal(json_object_update(e, x), 0);
+        json_decref(x);
+    }
+    return e;
+}
+
+static void test_renew_due_last_20_percent_is_due(void **state)
+{
+    json_t *e = entity_dates(0, 100 * DAY_MS, NULL);
+
+    (void)state;
+    /* 19 % left -> due; exactly 20 % left -> not yet (strictly below); 21 % -> not due. */
+    assert_int_equal(torii_renew_due_of(e, 81 * DAY_MS, &pol20), TORII_RENEW_DUE);
+    assert_int_equal(torii_renew_due_of(e, 80 * DAY_MS, &pol20), TORII_RENEW_NOT_DUE);
+    assert_int_equal(torii_renew_due_of(e, 79 * DAY_MS, &pol20), TORII_RENEW_NOT_DUE);
+    /* Expired certificates are never auto-renewed. */
+    assert_int_equal(torii_renew_due_of(e, 100 * DAY_MS, &pol20), TORII_RENEW_NOT_DUE);
+    assert_int_equal(torii_renew_due_of(e, 200 * DAY_MS, &pol20), TORII_RENEW_NOT_DUE);
+    json_decref(e);
+}
+
+static void test_renew_due_flags_exclude(void **state)
+{
+    static const char *const not_due[] = {
+        "{\"autoRenew\": false}",
+        "{\"revoked\": true}",
+        "{\"metadata\": {\"untilExpiration\": \"true\"}}",
+        "{\"from\": \"0\"}",
+        "{\"to\": null}",
+    };
+    json_t *e;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(not_due) / sizeof(not_due[0]); i++) {
+        e = entity_dates(0, 100 * DAY_MS, not_due[i]);
+        assert_int_equal(torii_renew_due_of(e, 90 * DAY_MS, &pol20), TORII_RENEW_NOT_DUE);
+        json_decref(e);
+    }
+    e = entity_dates(0, 100 * DAY_MS, "{\"letsEncrypt\": true}");
+    assert_int_equal(torii_renew_due_of(e, 90 * DAY_MS, &pol20), TORII_RENEW_DUE_ACME);
+    json_decref(e);
+    assert_int_equal(torii_renew_due_of(NULL, 0, &pol20), TORII_RENEW_NOT_DUE);
+    e = json_array();
+    assert_int_equal(torii_renew_due_of(e, 0, &pol20), TORII_RENEW_NOT_DUE);
+    json_decref(e);
+}
+
+static void test_renew_threshold_is_configurable_and_overflow_safe(void **state)
+{
+    const struct torii_renew_policy pol50 = {50, 0};
+    json_t *e = entity_dates(0, 100 * DAY_MS, NULL);
+
+    (void)state;
+    assert_int_equal(torii_renew_due_of(e, 51 * DAY_MS, &pol50), TORII_RENEW_DUE);
+    assert_int_equal(torii_renew_due_of(e, 51 * DAY_MS, &pol20), TORII_RENEW_NOT_DUE);
+    json_decref(e);
+    /* Huge windows do not overflow the integer math. */
+    assert_int_equal(torii_renew_in_last_pct(INT64_MIN / 2, INT64_MAX / 2, INT64_MAX / 2 - 1, 20),
+                     1);
+    assert_int_equal(torii_renew_in_last_pct(INT64_MIN / 2, INT64_MAX / 2, 0, 20), 0);
+    /* An empty window is "last %" until it ends. */
+    assert_int_equal(torii_renew_in_last_pct(10, 10, 5, 20), 1);
+}
+
+static void test_renew_state_of_each_state(void **state)
+{
+    const struct torii_renew_policy days = {20, 15 * DAY_MS};
+
+    (void)state;
+    assert_int_equal(torii_renew_state_of(0, 100 * DAY_MS, 10 * DAY_MS, &pol20),
+                     TORII_RENEW_STATE_OK);
+    assert_int_equal(torii_renew_state_of(0, 100 * DAY_MS, 81 * DAY_MS, &pol20),
+                     TORII_RENEW_STATE_ALMOST_EXPIRED);
+    assert_int_equal(torii_renew_state_of(0, 100 * DAY_MS, 100 * DAY_MS, &pol20),
+                     TORII_RENEW_STATE_EXPIRED);
+    assert_int_equal(torii_renew_state_of(10 * DAY_MS, 100 * DAY_MS, 0, &pol20),
+                     TORII_RENEW_STATE_NOT_YET_VALID);
+    /* Whichever comes first: 20 % of 10 years is 2 years, 15 days comes much later. */
+    assert_int_equal(torii_renew_state_of(0, 3650 * DAY_MS, 3000 * DAY_MS, &days),
+                     TORII_RENEW_STATE_ALMOST_EXPIRED);
+    /* For a 30-day certificate, 15 days before the end comes before its last 20 % (6 d). */
+    assert_int_equal(torii_renew_state_of(0, 30 * DAY_MS, 16 * DAY_MS, &days),
+                     TORII_RENEW_STATE_ALMOST_EXPIRED);
+    assert_int_equal(torii_renew_state_of(0, 30 * DAY_MS, 14 * DAY_MS, &days),
+                     TORII_RENEW_STATE_OK);
+}
+
+static void test_renew_backoff_doubles_and_caps(void **state)
+{
+    (void)state;
+    assert_int_equal(torii_renew_backoff_ms(0, 1000, 60000), 0);
+    assert_int_equal(torii_renew_backoff_ms(1, 1000, 60000), 1000);
+    assert_int_equal(torii_renew_backoff_ms(2, 1000, 60000), 2000);
+    assert_int_equal(torii_renew_backoff_ms(6, 1000, 60000), 32000);
+    assert_int_equal(torii_renew_backoff_ms(7, 1000, 60000), 60000);
+    assert_int_equal(torii_renew_backoff_ms(4000000000u, 1000, 60000), 60000);
+    assert_int_equal(torii_renew_backoff_ms(80, INT64_MAX / 4, INT64_MAX), INT64_MAX);
+    assert_int_equal(torii_renew_backoff_ms(3, 5000, 1000), 1000); /* min above max */
+    assert_int_equal(torii_renew_backoff_ms(3, 0, 1000), 0);
+}
+
+/* ---- alerts ---- */
+
+static void test_alert_type_names_round_trip_and_match_config(void **state)
+{
+    static const char *const conf_names[] = {TORII_CONF_ALERT_TYPES};
+    enum torii_alert_type t;
+
+    (void)state;
+    assert_int_equal(sizeof(conf_names) / sizeof(conf_names[0]), TORII_ALERT_TYPES);
+    for (unsigned i = 0; i < TORII_ALERT_TYPES; i++) {
+        assert_string_equal(torii_alert_type_name((enum torii_alert_type)i), conf_names[i]);
+        assert_int_equal(torii_alert_type_parse(conf_names[i], &t), TORII_OK);
+        assert_int_equal(t, i);
+    }
+    assert_null(torii_alert_type_name(TORII_ALERT_TYPES));
+    assert_int_equal(torii_alert_type_parse("certExpiredAlert", &t), TORII_EINVAL);
+    assert_int_equal(torii_alert_type_parse(NULL, &t), TORII_EINVAL);
+}
+
+static void test_alert_envelope_is_redacted(void **state)
+{
+    json_t *ent =
+        json_pack("{s:s, s:s, s:s, s:s, s:{s:s}}", "id", "c1", "domain", "a.test", "privateKey",
+                  "-----BEGIN PRIVATE KEY-----\nxx\n", "password", "pw", "metadata", "k", "v");
+    json_t *extra = json_pack("{s:s, s:s, s:s, s:s}", "error", "boom", "alert", "Forged",
+                              "privateKey", "leak", "@type", "Forged");
+    json_t *env = torii_alert_envelope(TORII_ALERT_EXPIRED, ent, extra, 1234);
+    char *text;
+
+    (void)state;
+    assert_non_null(env);
+    assert_string_equal(json_string_value(json_object_get(env, "@type")), "AlertEvent");
+    assert_string_equal(json_string_value(json_object_get(env, "alert")), "CertExpiredAlert");
+    assert_int_equal(json_integer_value(json_object_get(env, "@timestamp")), 1234);
+    assert_int_equal(strlen(json_string_value(json_object_get(env, "@id"))), 36);
+    assert_string_equal(json_string_value(json_object_get(env, "error")), "boom");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(env, "certificate"), "domain")),
+        "a.test");
+    text = json_dumps(env, JSON_COMPACT);
+    assert_null(strstr(text, "privateKey"));
+    assert_null(strstr(text, "PRIVATE KEY"));
+    assert_null(strstr(text, "password"));
+    assert_null(strstr(text, "leak"));
+    assert_null(strstr(text, "Forged"));
+    /* The caller's entity is untouched. */
+    assert_non_null(json_object_get(ent, "privateKey"));
+    free(text);
+    json_decref(env);
+    env = torii_alert_envelope(TORII_ALERT_DELETED, NULL, NULL, 1);
+    assert_true(json_is_null(json_object_get(env, "certificate")));
+    json_decref(env);
+    assert_null(torii_alert_envelope(TORII_ALERT_TYPES, ent, NULL, 1));
+    json_decref(extra);
+    json_decref(ent);
+}
+
+/* ---- re-issuing ---- */
+
+struct pki_fixture {
+    X509 *ca;
+    EVP_PKEY *ca_key;
+    json_t *ca_ent;
+    X509 *leaf;
+    EVP_PKEY *leaf_key;
+    json_t *leaf_ent;
+    char dir[64];
+    struct torii_store *st;
+};
+
+static json_t *enriched(const char *id, X509 *const *chain, size_t n, EVP_PKEY *key)
+{
+    json_t *e = testpki_entity(id, chain, n, key, NULL);
+
+    assert_non_null(e);
+    assert_int_equal(torii_cert_normalize(e, NULL), TORII_OK);
+    assert_int_equal(torii_cert_enrich(e, torii_clock_now_ms(), NULL), TORII_OK);
+    return e;
+}
+
+static int pki_setup(void **state)
+{
+    struct pki_fixture *f = torii_xcalloc(1, sizeof(*f));
+    static const char *const dns[] = {"a.test", "b.test"};
+    struct testpki_opts ca = {.key_type = EVP_PKEY_EC,
+                              .bits = 256,
+                              .cn = "Unit CA",
+                              .is_ca = 1,
+                              .not_before_off_s = -3600,
+                              .not_after_off_s = 86400 * 3650};
+    struct testpki_opts lf = {.key_type = EVP_PKEY_RSA,
+                              .bits = 2048,
+                              .cn = "a.test",
+                              .dns = dns,
+                              .n_dns = 2,
+                              .not_before_off_s = -86400 * 9,
+                              .not_after_off_s = 86400};
+    X509 *chain[2];
+
+    if (testpki_make(&ca, &f->ca, &f->ca_key) != 0) {
+        return -1;
+    }
+    lf.issuer = f->ca;
+    lf.issuer_key = f->ca_key;
+    if (testpki_make(&lf, &f->leaf, &f->leaf_key) != 0) {
+        return -1;
+    }
+    f->ca_ent = enriched("ca", &f->ca, 1, f->ca_key);
+    chain[0] = f->leaf;
+    chain[1] = f->ca;
+    f->leaf_ent = enriched("leaf", chain, 2, f->leaf_key);
+    assert_int_equal(json_object_set_new(f->leaf_ent, "caRef", json_string("ca")), 0);
+    assert_int_equal(json_object_set_new(f->leaf_ent, "autoRenew", json_true()), 0);
+    *state = f;
+    return 0;
+}
+
+static int pki_teardown(void **state)
+{
+    struct pki_fixture *f = *state;
+    char path[128];
+
+    torii_store_free(f->st);
+    if (f->dir[0] != '\0') {
+        (void)snprintf(path, sizeof(path), "%s/data.mdb", f->dir);
+        (void)unlink(path);
+        (void)snprintf(path, sizeof(path), "%s/lock.mdb", f->dir);
+        (void)unlink(path);
+        (void)rmdir(f->dir);
+    }
+    X509_free(f->ca);
+    X509_free(f->leaf);
+    EVP_PKEY_free(f->ca_key);
+    EVP_PKEY_free(f->leaf_key);
+    json_decref(f->ca_ent);
+    json_decref(f->leaf_ent);
+    free(f);
+    return 0;
+}
+
+/* The leaf certificate of an entity's chain (caller frees). */
+static X509 *entity_leaf(const json_t *e)
+{
+    const char *pem = json_string_value(json_object_get(e, "chain"));
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509 *c = PEM_read_bio_X509(b, NULL, NULL, NULL);
+
+    BIO_free(b);
+    assert_non_null(c);
+    return c;
+}
+
+static void assert_same_ext(X509 *a, X509 *b, int nid)
+{
+    int la = X509_get_ext_by_NID(a, nid, -1);
+    int lb = X509_get_ext_by_NID(b, nid, -1);
+    ASN1_OCTET_STRING *da;
+    ASN1_OCTET_STRING *db;
+
+    assert_true(la >= 0 && lb >= 0);
+    da = X509_EXTENSION_get_data(X509_get_ext(a, la));
+    db = X509_EXTENSION_get_data(X509_get_ext(b, lb));
+    assert_int_equal(ASN1_STRING_cmp(da, db), 0);
+}
+
+static void test_renew_reissue_leaf_gets_new_key_same_profile(void **state)
+{
+    struct pki_fixture *f = *state;
+    struct torii_errbuf eb = {{0}};
+    int64_t now = torii_clock_now_ms();
+    json_t *out = NULL;
+    X509 *nc;
+
+    assert_int_equal(torii_renew_reissue(f->leaf_ent, f->ca_ent, now, &out, &eb), TORII_OK);
+    nc = entity_leaf(out);
+    assert_string_equal(json_string_value(json_object_get(out, "id")), "leaf");
+    assert_string_equal(json_string_value(json_object_get(out, "caRef")), "ca");
+    assert_true(json_is_true(json_object_get(out, "valid")));
+    assert_string_not_equal(json_string_value(json_object_get(out, "privateKey")),
+                            json_string_value(json_object_get(f->leaf_ent, "privateKey")));
+    assert_int_not_equal(
+        ASN1_INTEGER_cmp(X509_get0_serialNumber(nc), X509_get0_serialNumber(f->leaf)), 0);
+    assert_int_equal(X509_NAME_cmp(X509_get_subject_name(nc), X509_get_subject_name(f->leaf)), 0);
+    assert_int_equal(EVP_PKEY_get_base_id(X509_get0_pubkey(nc)), EVP_PKEY_RSA);
+    assert_int_equal(EVP_PKEY_get_bits(X509_get0_pubkey(nc)), 2048);
+    assert_int_not_equal(EVP_PKEY_eq(X509_get0_pubkey(nc), f->leaf_key), 1);
+    assert_same_ext(nc, f->leaf, NID_subject_alt_name);
+    assert_same_ext(nc, f->leaf, NID_ext_key_usage);
+    assert_same_ext(nc, f->leaf, NID_key_usage);
+    assert_same_ext(nc, f->leaf, NID_basic_constraints);
+    assert_int_equal(X509_verify(nc, f->ca_key), 1);
+    /* Same validity length (10 days). */
+    assert_int_equal(json_integer_value(json_object_get(out, "to"))
+                         - json_integer_value(json_object_get(out, "from")),
+                     10 * DAY_MS);
+    assert_true(json_integer_value(json_object_get(out, "to")) > now + 9 * DAY_MS);
+    X509_free(nc);
+    json_decref(out);
+}
+
+static void test_renew_reissue_ca_keeps_key_and_subject(void **state)
+{
+    struct pki_fixture *f = *state;
+    json_t *out = NULL;
+    X509 *nc;
+
+    assert_int_equal(torii_renew_reissue(f->ca_ent, NULL, torii_clock_now_ms(), &out, NULL),
+                     TORII_OK);
+    nc = entity_leaf(out);
+    assert_string_equal(json_string_value(json_object_get(out, "privateKey")),
+                        json_string_value(json_object_get(f->ca_ent, "privateKey")));
+    assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(nc), f->ca_key), 1);
+    assert_int_equal(X509_NAME_cmp(X509_get_subject_name(nc), X509_get_subject_name(f->ca)), 0);
+    assert_same_ext(nc, f->ca, NID_subject_key_identifier);
+    assert_true(json_is_true(json_object_get(out, "ca")));
+    assert_true(json_is_true(json_object_get(out, "selfSigned")));
+    /* The old leaf still verifies with the renewed CA. */
+    assert_int_equal(X509_verify(f->leaf, X509_get0_pubkey(nc)), 1);
+    assert_int_equal(X509_check_issued(nc, f->leaf), X509_V_OK);
+    X509_free(nc);
+    json_decref(out);
+}
+
+static void test_renew_reissue_rejects_bad_input(void **state)
+{
+    struct pki_fixture *f = *state;
+    struct torii_errbuf eb = {{0}};
+    json_t *out = NULL;
+    json_t *bad = json_deep_copy(f->ca_ent);
+
+    assert_int_equal(json_object_set_new(bad, "revoked", json_true()), 0);
+    assert_int_equal(torii_renew_reissue(f->leaf_ent, bad, 0, &out, &eb), TORII_EINVAL);
+    assert_non_null(strstr(eb.msg, "not a usable CA"));
+    json_decref(bad);
+    /* A "CA" whose key does not match. */
+    bad = json_deep_copy(f->ca_ent);
+    assert_int_equal(json_object_set(bad, "privateKey", json_object_get(f->leaf_ent, "privateKey")),
+                     0);
+    assert_int_equal(torii_renew_reissue(f->leaf_ent, bad, 0, &out, &eb), TORII_EINVAL);
+    json_decref(bad);
+    bad = json_deep_copy(f->leaf_ent);
+    assert_int_equal(json_object_set_new(bad, "chain", json_string("garbage")), 0);
+    assert_int_equal(torii_renew_reissue(bad, f->ca_ent, 0, &out, &eb), TORII_EINVAL);
+    assert_int_equal(json_object_set_new(bad, "chain", json_string("")), 0);
+    assert_int_equal(torii_renew_reissue(bad, f->ca_ent, 0, &out, &eb), TORII_EINVAL);
+    json_decref(bad);
+    bad = json_deep_copy(f->leaf_ent);
+    assert_int_equal(json_object_set_new(bad, "privateKey", json_string("")), 0);
+    assert_int_equal(torii_renew_reissue(bad, f->ca_ent, 0, &out, &eb), TORII_EINVAL);
+    json_decref(bad);
+    assert_null(out);
+}
+
+static void store_put_entity(struct torii_store *st, const json_t *e)
+{
+    unsigned char *aux = NULL;
+    size_t aux_len = 0;
+    char *json = json_dumps(e, JSON_COMPACT);
+    const char *id = json_string_value(json_object_get(e, "id"));
+    struct torii_store_rec rec;
+
+    assert_int_equal(torii_certrec_build(e, &aux, &aux_len, NULL), TORII_OK);
+    rec = (struct torii_store_rec){id, strlen(id), json, strlen(json), aux, aux_len};
+    assert_int_equal(torii_store_put(st, TORII_STORE_CERTS, &rec, TORII_STORE_PUT, NULL), TORII_OK);
+    free(json);
+    torii_secure_free(aux, aux_len);
+}
+
+struct copy_find {
+    int n;
+    char id[80];
+};
+
+static int find_copy_cb(const struct torii_store_rec *rec, void *arg)
+{
+    struct copy_find *c = arg;
+    json_t *e = json_loadb(rec->json, rec->json_len, 0, NULL);
+
+    if (torii_renew_is_copy(e)) {
+        c->n++;
+        (void)snprintf(c->id, sizeof(c->id), "%.*s", (int)rec->id_len, rec->id);
+    }
+    json_decref(e);
+    return TORII_OK;
+}
+
+static void test_renew_one_stores_renewal_and_copy(void **state)
+{
+    struct pki_fixture *f = *state;
+    struct torii_store_opts o = {0};
+    struct torii_errbuf eb = {{0}};
+    struct copy_find cf = {0};
+    json_t *out = NULL;
+    json_t *copy = NULL;
+    json_t *le;
+    char *text;
+    char name[128];
+    char serial[TORII_PKI_SERIAL_HEX_MAX];
+    char key[128];
+    size_t len;
+
+    (void)snprintf(f->dir, sizeof(f->dir), "/tmp/torii-ut-life.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    o.dir = f->dir;
+    assert_int_equal(torii_store_open(&o, &f->st, NULL), TORII_OK);
+    store_put_entity(f->st, f->ca_ent);
+    store_put_entity(f->st, f->leaf_ent);
+    assert_int_equal(torii_renew_one(f->st, NULL, "leaf", torii_clock_now_ms(), &out, &eb),
+                     TORII_OK);
+    assert_int_equal(torii_store_foreach(f->st, TORII_STORE_CERTS, find_copy_cb, &cf), TORII_OK);
+    assert_int_equal(cf.n, 1);
+    assert_int_equal(strlen(cf.id), TORII_RENEW_COPY_ID_LEN);
+    assert_int_equal(torii_store_get(f->st, TORII_STORE_CERTS, cf.id, &text, &len, NULL, NULL),
+                     TORII_OK);
+    copy = json_loads(text, 0, NULL);
+    free(text);
+    (void)snprintf(name, sizeof(name), "[UNTIL EXPIRATION] %s",
+                   json_string_value(json_object_get(f->leaf_ent, "name")));
+    assert_string_equal(json_string_value(json_object_get(copy, "name")), name);
+    assert_string_equal(json_string_value(json_object_get(copy, "chain")),
+                        json_string_value(json_object_get(f->leaf_ent, "chain")));
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(copy, "metadata"), "nextCertificate")),
+        "leaf");
+    assert_true(json_is_false(json_object_get(copy, "autoRenew")));
+    assert_int_equal(torii_store_get(f->st, TORII_STORE_CERTS, "leaf", &text, &len, NULL, NULL),
+                     TORII_OK);
+    le = json_loads(text, 0, NULL);
+    free(text);
+    assert_string_equal(json_string_value(json_object_get(le, "chain")),
+                        json_string_value(json_object_get(out, "chain")));
+    json_decref(le);
+    /* The serial index follows: old serial -> the copy, new serial -> the id. */
+    assert_int_equal(torii_pki_cert_serial_hex(f->leaf_ent, serial, sizeof(serial), NULL),
+                     TORII_OK);
+    (void)snprintf(key, sizeof(key), "ca:%s", serial);
+    assert_int_equal(torii_store_get(f->st, TORII_STORE_SERIALS, key, &text, &len, NULL, NULL),
+                     TORII_OK);
+    assert_string_equal(text, cf.id);
+    free(text);
+    assert_int_equal(torii_pki_cert_serial_hex(out, serial, sizeof(serial), NULL), TORII_OK);
+    (void)snprintf(key, sizeof(key), "ca:%s", serial);
+    assert_int_equal(torii_store_get(f->st, TORII_STORE_SERIALS, key, &text, &len, NULL, NULL),
+                     TORII_OK);
+    assert_string_equal(text, "leaf");
+    free(text);
+    /* Refusals. */
+    assert_int_equal(torii_renew_one(f->st, NULL, "nope", 0, NULL, &eb), TORII_ENOTFOUND);
+    assert_int_equal(torii_renew_one(f->st, NULL, cf.id, 0, NULL, &eb), TORII_EINVAL);
+    assert_int_equal(json_object_set_new(f->leaf_ent, "letsEncrypt", json_true()), 0);
+    store_put_entity(f->st, f->leaf_ent);
+    assert_int_equal(torii_renew_one(f->st, NULL, "leaf", 0, NULL, &eb), TORII_EUNSUPPORTED);
+    assert_int_equal(json_object_set_new(f->leaf_ent, "letsEncrypt", json_false()), 0);
+    assert_int_equal(json_object_set_new(f->leaf_ent, "caRef", json_string("missing-ca")), 0);
+    store_put_entity(f->st, f->leaf_ent);
+    assert_int_equal(torii_renew_one(f->st, NULL, "leaf", 0, NULL, &eb), TORII_EINVAL);
+    assert_non_null(strstr(eb.msg, "missing-ca"));
+    json_decref(copy);
+    json_decref(out);
+}
+
+/* ---- exporters ---- */
+
+static void test_file_exporter_writes_filtered_redacted_lines(void **state)
+{
+    struct pki_fixture *f = *state;
+    struct torii_config cfg;
+    struct torii_conf_exporter ex;
+    struct torii_alerts *al = NULL;
+    char path[] = "/tmp/torii-ut-alerts.XXXXXX";
+    char tname[] = "CertRenewalAlert";
+    char ename[] = "f";
+    char *types[] = {tname};
+    char line[65536];
+    FILE *fp;
+    int fd = mkstemp(path);
+    int n = 0;
+
+    assert_true(fd >= 0);
+    (void)close(fd);
+    memset(&cfg, 0, sizeof(cfg));
+    memset(&ex, 0, sizeof(ex));
+    ex.type = TORII_CONF_EXPORTER_FILE;
+    ex.name = ename;
+    ex.path = path;
+    ex.alerts = types;
+    ex.n_alerts = 1;
+    ex.queue_size = 4;
+    cfg.exporter_list = &ex;
+    cfg.n_exporters = 1;
+    assert_int_equal(torii_alerts_new(&cfg, NULL, &al, NULL), TORII_OK);
+    assert_true(torii_alerts_wanted(al, TORII_ALERT_RENEWAL));
+    assert_false(torii_alerts_wanted(al, TORII_ALERT_EXPIRED));
+    torii_alerts_raise(al, TORII_ALERT_RENEWAL, f->leaf_ent, NULL);
+    torii_alerts_raise(al, TORII_ALERT_EXPIRED, f->leaf_ent, NULL); /* filtered out */
+    torii_alerts_free(al);                                          /* drains the queue */
+    fp = fopen(path, "r");
+    assert_non_null(fp);
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        json_t *a = json_loads(line, 0, NULL);
+        assert_non_null(a);
+        assert_string_equal(json_string_value(json_object_get(a, "alert")), "CertRenewalAlert");
+        assert_null(strstr(line, "PRIVATE KEY"));
+        json_decref(a);
+        n++;
+    }
+    (void)fclose(fp);
+    (void)unlink(path);
+    assert_int_equal(n, 1);
+}
+
+static void test_alerts_without_exporters_want_nothing(void **state)
+{
+    struct torii_config cfg;
+    struct torii_alerts *al = NULL;
+
+    (void)state;
+    memset(&cfg, 0, sizeof(cfg));
+    assert_int_equal(torii_alerts_new(&cfg, NULL, &al, NULL), TORII_OK);
+    for (unsigned t = 0; t < TORII_ALERT_TYPES; t++) {
+        assert_false(torii_alerts_wanted(al, (enum torii_alert_type)t));
+    }
+    torii_alerts_raise(al, TORII_ALERT_EXPIRED, NULL, NULL);
+    torii_alerts_raise(NULL, TORII_ALERT_EXPIRED, NULL, NULL);
+    torii_alerts_free(al);
+    torii_alerts_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_renew_due_last_20_percent_is_due),
+        cmocka_unit_test(test_renew_due_flags_exclude),
+        cmocka_unit_test(test_renew_threshold_is_configurable_and_overflow_safe),
+        cmocka_unit_test(test_renew_state_of_each_state),
+        cmocka_unit_test(test_renew_backoff_doubles_and_caps),
+        cmocka_unit_test(test_alert_type_names_round_trip_and_match_config),
+        cmocka_unit_test(test_alert_envelope_is_redacted),
+        cmocka_unit_test_setup_teardown(test_renew_reissue_leaf_gets_new_key_same_profile,
+                                        pki_setup, pki_teardown),
+        cmocka_unit_test_setup_teardown(test_renew_reissue_ca_keeps_key_and_subject, pki_setup,
+                                        pki_teardown),
+        cmocka_unit_test_setup_teardown(test_renew_reissue_rejects_bad_input, pki_setup,
+                                        pki_teardown),
+        cmocka_unit_test_setup_teardown(test_renew_one_stores_renewal_and_copy, pki_setup,
+                                        pki_teardown),
+        cmocka_unit_test_setup_teardown(test_file_exporter_writes_filtered_redacted_lines,
+                                        pki_setup, pki_teardown),
+        cmocka_unit_test(test_alerts_without_exporters_want_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
