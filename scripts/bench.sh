@@ -4,6 +4,10 @@
 # Loopback only, bounded in time (a few minutes), every process stopped at the end.
 # Compares the proxies' own CPU time per unit of work (see shared peer notes: one client core
 # cannot saturate a proxy with full handshakes).
+# Metrics: keep-alive requests (CPU per request), 1 MiB responses (MB/s per core), latency at
+# a fixed rate (p50/p99), memory per idle TLS connection, full and resumed handshakes + one
+# request (CPU per connection), and with N certificates: start-up, RSS, first-use latency and
+# CPU per connection with a random SNI. The backend is nginx (plain HTTP, keep-alive) on CPU 1.
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--certs N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +80,53 @@ measure() {
     'BEGIN { printf "%.1f %.0f\n", (n > 0 ? c * 1e6 / hz / n : 0), n / t }'
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# wrk_run PID PORT PATH CONNS [extra wrk args] -> "requests seconds cpu_ticks p50_us p99_us"
+wrk_run() {
+  local pid=$1 port=$2 path=$3 conns=$4; shift 4
+  local c0 c1 out
+  c0=$(cpu_ticks "$pid")
+  out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${SECS}s" --latency -H 'Host: h0.bench.test' "$@" \
+        "https://127.0.0.1:$port$path" 2>&1)
+  c1=$(cpu_ticks "$pid")
+  echo "$out" | awk -v c=$((c1 - c0)) '
+    function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1e6; return v }
+    /requests in/ { n = $1; t = $4 + 0 }
+    $1 == "50%" { p50 = us($2) } $1 == "99%" { p99 = us($2) }
+    END { printf "%d %.3f %d %.0f %.0f\n", n, t, c, p50, p99 }'
+}
+# idle_tls PID PORT COUNT -> KB of RSS per idle TLS connection
+idle_tls() {
+  local pid=$1 port=$2 n=$3 r0 r1
+  r0=$(rss_kb "$pid")
+  taskset -c 1 python3 - "$port" "$n" "$B/idle.$port" <<'PY' &
+import asyncio, os, ssl, sys
+port, n, flag = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+async def main():
+    sem = asyncio.Semaphore(200); conns = []
+    async def one():
+        async with sem:
+            try:
+                conns.append(await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
+                                                          server_hostname="h0.bench.test"))
+            except OSError:
+                pass
+    await asyncio.gather(*[one() for _ in range(n)])
+    open(flag, "w").write(str(len(conns)))
+    for _ in range(600):
+        if not os.path.exists(flag): break
+        await asyncio.sleep(0.1)
+asyncio.run(main())
+PY
+  local py=$!
+  for _ in $(seq 1 600); do [ -s "$B/idle.$port" ] && break; sleep 0.1; done
+  sleep 1
+  r1=$(rss_kb "$pid")
+  local got; got=$(cat "$B/idle.$port" 2>/dev/null || echo 0)
+  rm -f "$B/idle.$port"; wait "$py" 2>/dev/null || true
+  awk -v a="$r0" -v b="$r1" -v n="$got" 'BEGIN { if (n > 0) printf "%.1f\n", (b - a) / n; else print "n/a" }'
+}
+ulimit -n 200000 2>/dev/null || ulimit -n 65536 || true
 
 # ---- certificates: the same ECDSA P-256 certificates for everyone
 mkdir -p -m 0700 "$B/one" "$B/many" "$B/pem1" "$B/pemN"
@@ -83,13 +134,32 @@ $FILL "$B/one" 1 "$B/pem1" >/dev/null
 echo "generating $NCERTS certificates..."
 $FILL "$B/many" "$NCERTS" "$B/pemN" >/dev/null
 
-# ---- configs
+# ---- the backend: nginx, plain HTTP/1.1 keep-alive, on CPU 1 with the load generator
+BK=$(port)
+mkdir -p -m 0700 "$B/bk"
+head -c 100 /dev/zero | tr '\0' x > "$B/bk/small"
+head -c 1048576 /dev/urandom > "$B/bk/1m"
+cat > "$B/bk/nginx.conf" <<CFG
+daemon off; master_process on; worker_processes 1; user root;
+pid $B/bk/nginx.pid; error_log $B/bk/error.log warn;
+events { worker_connections 20000; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$BK backlog=4096; root $B/bk;
+    location = / { try_files /small =404; }
+    location = /1m { try_files /1m =404; } } }
+CFG
+taskset -c 1 nginx -c "$B/bk/nginx.conf" -p "$B/bk" >>"$B/bk/log" 2>&1 &
+PIDS+=("$!")
+
+# ---- configs: every proxy terminates TLS and forwards to the same backend
 torii_conf() { # dir port
   cat > "$1/torii.json" <<JSON
 {"data_dir": "$1", "workers": 1, "log_level": "warn", "access_log": false,
  "listen": {"https": "127.0.0.1:$2", "http": ""},
  "admin": {"listen": "127.0.0.1:$(port)", "token": "bench-token-0123456789"},
- "tls": {"default_cert": "bench-0"}}
+ "tls": {"default_cert": "bench-0"},
+ "limits": {"max_conns_per_worker": 100000},
+ "routes": [{"hosts": ["*.bench.test"], "backend": {"targets": ["127.0.0.1:$BK"], "max_idle": 256}}]}
 JSON
 }
 haproxy_conf() { # file port crt-spec
@@ -103,22 +173,29 @@ defaults
   timeout client 30s
   timeout connect 5s
   timeout server 30s
+  maxconn 100000
 frontend fe
   bind 127.0.0.1:$2 ssl $3
-  http-request return status 404 content-type application/json string "{}"
+  maxconn 100000
+  default_backend be
+backend be
+  http-reuse always
+  server s1 127.0.0.1:$BK
 CFG
 }
 nginx_conf() { # dir port pemdir nservers
   {
     echo "daemon off; master_process on; worker_processes 1; user root;"
     echo "pid $1/nginx.pid; error_log $1/error.log warn;"
-    echo "events { worker_connections 20000; }"
-    echo "http { access_log off; ssl_protocols TLSv1.2 TLSv1.3;"
+    echo "worker_rlimit_nofile 200000; events { worker_connections 100000; }"
+    echo "http { access_log off; ssl_protocols TLSv1.2 TLSv1.3; keepalive_requests 1000000;"
+    echo "upstream bk { server 127.0.0.1:$BK; keepalive 256; }"
     local i
     for i in $(seq 0 $(($4 - 1))); do
       local ds=""; [ "$i" -eq 0 ] && ds=" default_server"
       echo "server { listen 127.0.0.1:$2 ssl$ds; server_name h$i.bench.test;"
-      echo "  ssl_certificate $3/h$i.pem; ssl_certificate_key $3/h$i.pem; return 404 '{}'; }"
+      echo "  ssl_certificate $3/h$i.pem; ssl_certificate_key $3/h$i.pem;"
+      echo "  location / { proxy_pass http://bk; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
     done
     echo "}"
   } > "$1/nginx.conf"
@@ -168,6 +245,32 @@ for name in torii haproxy nginx; do
     R[$name.$metric.rate]=$(printf '%s\n' "${rates[@]}" | median)
     echo "   $metric: ${R[$name.$metric.cpu]} us CPU/conn, ${R[$name.$metric.rate]} conn/s"
   done
+  # Keep-alive small responses (100 bytes): proxy CPU us per request.
+  cpus=(); rates=()
+  for r in $(seq 1 "$ROUNDS"); do
+    read -r n t c p50 p99 < <(wrk_run "$SPID" "$SPORT" / 50)
+    cpus+=("$(awk -v c="$c" -v hz="$HZ" -v n="$n" 'BEGIN { printf "%.2f", (n > 0 ? c * 1e6 / hz / n : 0) }')")
+    rates+=("$(awk -v n="$n" -v t="$t" 'BEGIN { printf "%.0f", n / t }')")
+  done
+  R[$name.ka.cpu]=$(printf '%s\n' "${cpus[@]}" | median)
+  R[$name.ka.rate]=$(printf '%s\n' "${rates[@]}" | median)
+  # 1 MiB responses: MB/s per proxy core (bytes moved / proxy CPU seconds).
+  mbs=()
+  for r in $(seq 1 "$ROUNDS"); do
+    read -r n t c p50 p99 < <(wrk_run "$SPID" "$SPORT" /1m 4)
+    mbs+=("$(awk -v c="$c" -v hz="$HZ" -v n="$n" 'BEGIN { printf "%.0f", (c > 0 ? n * 1.048576 / (c / hz) : 0) }')")
+  done
+  R[$name.mib.mbs]=$(printf '%s\n' "${mbs[@]}" | median)
+  # Latency at a fixed moderate rate: 20 connections, each pausing 4 ms between requests.
+  echo 'function delay() return 4 end' > "$B/rate.lua"
+  read -r n t c p50 p99 < <(wrk_run "$SPID" "$SPORT" / 20 -s "$B/rate.lua")
+  R[$name.lat.rate]=$(awk -v n="$n" -v t="$t" 'BEGIN { printf "%.0f", n / t }')
+  R[$name.lat.p50]=$p50
+  R[$name.lat.p99]=$p99
+  # Memory per idle TLS connection (handshake done, no request).
+  R[$name.idle.kb]=$(idle_tls "$SPID" "$SPORT" 5000)
+  echo "   keep-alive: ${R[$name.ka.cpu]} us CPU/req, ${R[$name.ka.rate]} req/s; 1 MiB: ${R[$name.mib.mbs]} MB/s per core;" \
+       "latency at ${R[$name.lat.rate]} req/s p50 ${R[$name.lat.p50]} us p99 ${R[$name.lat.p99]} us; idle TLS conn ${R[$name.idle.kb]} KB"
   stop_proxy
   start_proxy "$name" N
   R[$name.many.start]=$STARTMS
@@ -200,6 +303,13 @@ row() { # label key
   printf '%-52s %12s %12s %12s %10s %10s\n' "$1" "${R[torii.$2]}" "${R[haproxy.$2]}" "${R[nginx.$2]}" \
     "$(ratio "${R[torii.$2]}" "${R[haproxy.$2]}")" "$(ratio "${R[torii.$2]}" "${R[nginx.$2]}")"
 }
+row "keep-alive 100-byte responses: CPU us/req" ka.cpu
+row "keep-alive req/s (client-bound, higher better)" ka.rate
+row "1 MiB responses: MB/s per proxy core (higher better)" mib.mbs
+row "latency p50 us at a fixed rate" lat.p50
+row "latency p99 us at a fixed rate" lat.p99
+row "  (achieved rate, req/s)" lat.rate
+row "RSS KB per idle TLS connection (5,000 open)" idle.kb
 row "full TLS handshake + 1 request: CPU us/conn" full.cpu
 row "full handshakes/s (client-bound, higher better)" full.rate
 row "resumed handshake + 1 request: CPU us/conn" resumed.cpu
@@ -212,4 +322,4 @@ row "same names again (warm): client ms/conn" warm.ms
 row "1 cert: RSS KB after start" rss_idle
 echo
 echo "torii random SNI ($NCERTS certs) vs 1 cert, CPU/conn: $(ratio "${R[torii.many.cpu]}" "${R[torii.full.cpu]}")"
-echo "not yet measured (need the proxy engine): keep-alive req/s, 1 MiB throughput, p50/p99 latency, RSS per idle TLS connection"
+echo "backend: nginx on CPU 1 (plain HTTP/1.1, keep-alive); proxies: one worker on CPU 0; load: CPU 1"

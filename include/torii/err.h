@@ -26,7 +26,8 @@
     X(TORII_EAGAIN, -10, "try again")                                                              \
     X(TORII_EPERM, -11, "not permitted")                                                           \
     X(TORII_ETOOBIG, -12, "too big")                                                               \
-    X(TORII_EUNSUPPORTED, -13, "unsupported")
+    X(TORII_EUNSUPPORTED, -13, "unsupported")                                                      \
+    X(TORII_ECONFLICT, -14, "changed concurrently")
 
 enum torii_err {
 #define TORII_ERR_ENUM(name, val, text) name = (val),

@@ -163,12 +163,15 @@ int torii_proxy_resp_head_write(struct evbuffer *out, const struct torii_http_re
  * gets no body). A handler runs on a worker thread: it must not block (no LMDB write, no
  * network), and reads shared state only through thread-safe interfaces (certificate table,
  * immutable snapshots). When no entry matches, TORII_ENOTFOUND: the proxy answers 404 JSON.
- * Handlers see the request head only (no body; requests with a body are answered and the
- * connection is closed). */
+ * The proxy reads a request body (Content-Length or chunked) into memory before the handler
+ * runs and passes it as req->body/req->body_len (NULL/0 without a body); a body over
+ * TORII_WELLKNOWN_MAX_BODY is answered 413 without calling the handler, and that connection
+ * closes. req and its body are borrowed for the call only. */
 
 struct torii_wellknown;
 
 #define TORII_WELLKNOWN_MAX_EXTRA 4
+#define TORII_WELLKNOWN_MAX_BODY  ((size_t)64 * 1024) /* request body buffered for a handler */
 
 struct torii_wellknown_reply {
     int status;               /* 200 by default */

@@ -75,13 +75,15 @@ int torii_renew_is_copy(const json_t *entity);
  * capped at max_ms (no overflow for any attempt). attempt 0 gives 0. */
 int64_t torii_renew_backoff_ms(unsigned attempt, int64_t min_ms, int64_t max_ms);
 
-/** Re-issue `entity` (see the rules above): ca_entity is the issuing CA entity (caRef) or
- * NULL for a self-signed certificate. *out is a new enriched entity with the same id and
- * user fields, a new chain (new leaf + the CA entity's chain), a new privateKey (leaves)
- * or the same one (CAs), metadata flags expired/almostExpired removed, metadata.renewedAt
- * = now. TORII_EINVAL (eb says why) when the chain or key does not parse, the CA is not a
- * usable CA (not ca, revoked, no key, key does not match), or the certificate is neither
- * self-signed nor has a CA; TORII_ETLS when OpenSSL fails. */
+/** Re-issue `entity` (see the rules above) through torii_pki_cert_renew: ca_entity is the
+ * issuing CA entity (caRef) or NULL for a self-signed certificate. *out is a new enriched
+ * entity with the same id and user fields, a new chain (new leaf + the CA entity's chain),
+ * a new privateKey (leaves) or the same one (CAs), metadata flags expired/almostExpired
+ * removed, metadata.renewedAt = now. No private key is handled here. TORII_EINVAL (eb says
+ * why) when the chain or key does not parse, the CA is not a usable CA (not ca, revoked,
+ * no key, key does not match), or the certificate is neither self-signed nor has a CA;
+ * TORII_EUNSUPPORTED for a key type that cannot be regenerated; TORII_ETLS when OpenSSL
+ * fails. */
 int torii_renew_reissue(const json_t *entity, const json_t *ca_entity, int64_t now_ms, json_t **out,
                         struct torii_errbuf *eb) TORII_MUST_USE;
 
@@ -89,9 +91,12 @@ int torii_renew_reissue(const json_t *entity, const json_t *ca_entity, int64_t n
 json_t *torii_renew_copy_of(const json_t *old_entity, const char *copy_id);
 
 /** Renew certificate `id` in the store now (due or not; see torii_renewer_request for the
- * refusals), in one transaction as described above, then raise CertRenewalAlert.
+ * refusals), in one transaction as described above, then raise CertRenewalAlert. The
+ * entity is written back only if nobody wrote it since it was read (TORII_STORE_REPLACE_IF);
+ * otherwise the renewal starts again once from what was written.
  * *out (may be NULL) receives the renewed entity. TORII_ENOTFOUND, TORII_EINVAL (revoked,
- * a copy, bad CA...), TORII_EUNSUPPORTED (letsEncrypt), TORII_ESTORE; eb says why. */
+ * a copy, bad CA...), TORII_EUNSUPPORTED (letsEncrypt), TORII_ESTORE, TORII_ECONFLICT (written
+ * by someone else during both attempts; nothing changed); eb says why. */
 int torii_renew_one(struct torii_store *store, struct torii_alerts *alerts, const char *id,
                     int64_t now_ms, json_t **out, struct torii_errbuf *eb) TORII_MUST_USE;
 

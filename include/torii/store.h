@@ -60,12 +60,22 @@ enum torii_store_op_kind {
     TORII_STORE_CREATE,  /* fails the whole apply with TORII_EEXIST if id exists */
     TORII_STORE_REPLACE, /* fails the whole apply with TORII_ENOTFOUND if id is missing */
     TORII_STORE_DELETE,  /* fails the whole apply with TORII_ENOTFOUND if id is missing */
+    /* Compare-and-swap replace: fails the whole apply with TORII_ENOTFOUND if id is missing
+     * and with TORII_ECONFLICT if the JSON stored under id is not, byte for byte, the op's
+     * expect_json (someone wrote it since the caller read it). Aux is not compared. Watchers
+     * see it as TORII_STORE_REPLACE. */
+    TORII_STORE_REPLACE_IF,
 };
 
 struct torii_store_op {
     enum torii_store_op_kind kind;
     enum torii_store_bucket bucket;
     struct torii_store_rec rec; /* for DELETE only id/id_len are read */
+    /* REPLACE_IF only (other kinds ignore them): the JSON text the caller read, as
+     * torii_store_get returned it. Borrowed for the call; expect_json must not be NULL
+     * (expect_json_len may be 0). */
+    const char *expect_json;
+    size_t expect_json_len;
 };
 
 /** Open (creating if needed) the store; records the schema version on first open and fails
@@ -80,11 +90,13 @@ void torii_store_free(struct torii_store *st);
  * n == 0 is a no-op. If the map is full it is doubled (up to max_map_size) and the whole
  * transaction retried. Must not be called from a watcher or from inside a foreach callback
  * (TORII_EPERM: it would deadlock). Returns TORII_OK, TORII_EEXIST, TORII_ENOTFOUND,
- * TORII_ESTORE (eb says why; includes MDB_MAP_FULL at max_map_size), TORII_EINVAL, TORII_EPERM. */
+ * TORII_ECONFLICT (a REPLACE_IF whose expected JSON no longer matches), TORII_ESTORE (eb says
+ * why; includes MDB_MAP_FULL at max_map_size), TORII_EINVAL, TORII_EPERM. */
 int torii_store_apply(struct torii_store *st, const struct torii_store_op *ops, size_t n,
                       struct torii_errbuf *eb) TORII_MUST_USE;
 
-/** Convenience wrappers around torii_store_apply with one op. */
+/** Convenience wrappers around torii_store_apply with one op (kind REPLACE_IF needs an
+ * expected value: use torii_store_apply; torii_store_put refuses it with TORII_EINVAL). */
 int torii_store_put(struct torii_store *st, enum torii_store_bucket b,
                     const struct torii_store_rec *rec, enum torii_store_op_kind kind,
                     struct torii_errbuf *eb) TORII_MUST_USE;
@@ -112,8 +124,9 @@ int torii_store_foreach(struct torii_store *st, enum torii_store_bucket b, torii
 int torii_store_count(struct torii_store *st, enum torii_store_bucket b, size_t *out)
     TORII_MUST_USE;
 
-/** Change feed: called after each committed op (kind PUT/CREATE/REPLACE/DELETE) from the
- * writing thread, serialized by the store's write lock. For DELETE, json/aux are NULL. */
+/** Change feed: called after each committed op (kind PUT/CREATE/REPLACE/DELETE; a
+ * REPLACE_IF is reported as REPLACE) from the writing thread, serialized by the store's
+ * write lock. For DELETE, json/aux are NULL. */
 typedef void (*torii_store_watch_cb)(enum torii_store_op_kind kind, enum torii_store_bucket b,
                                      const struct torii_store_rec *rec, void *arg);
 /** Register a watcher (at most TORII_STORE_WATCHERS_MAX, else TORII_ETOOBIG). Call before other

@@ -1,11 +1,15 @@
-/* admin_int.h - internal to the admin module: the shared context and the reply shape that
- * route handlers fill and the server writes. Not to be included outside src/admin. */
+/* admin_int.h - internal to the admin module: the shared context, the reply shape that
+ * route handlers fill and the server writes, and the request and stored-entity helpers every
+ * route file uses (request.c). Not to be included outside src/admin. */
 #ifndef TORII_ADMIN_INT_H
 #define TORII_ADMIN_INT_H
+
+#include <stddef.h>
 
 #include <jansson.h>
 
 #include "torii/conf.h"
+#include "torii/err.h"
 #include "torii/http.h"
 #include "torii/store.h"
 #include "torii/table.h"
@@ -35,6 +39,8 @@ void admin_reply_error(struct torii_admin_reply *r, int status, const char *fmt,
 /** Add a response header (copied). */
 void admin_reply_header(struct torii_admin_reply *r, const char *name, const char *value);
 void admin_reply_clear(struct torii_admin_reply *r);
+/** 405 {"error": "method not allowed"} with an Allow header (allow: e.g. "GET, HEAD"). */
+void admin_reply_method_not_allowed(struct torii_admin_reply *r, const char *allow);
 
 /** /api/certificates routes. Returns TORII_OK when the path belongs to it (reply filled, even
  * for errors), TORII_ENOTFOUND when it does not. */
@@ -78,5 +84,107 @@ void admin_serial_index_ops(struct torii_store *st, const json_t *old_entity,
  * a record does not build, TORII_EEXIST, TORII_ESTORE (eb says why); nothing stored then. */
 int admin_pki_persist(struct torii_store *st, const json_t *entities, struct torii_errbuf *eb)
     TORII_MUST_USE;
+
+/* ---- request helpers shared by the route files (request.c) ---- */
+
+/** 1 when the request method is exactly `method`. */
+int admin_req_method_is(const struct torii_http_req *req, const char *method);
+/** 1 for GET and HEAD, which are served alike (the HTTP engine drops a HEAD reply's body). */
+int admin_req_is_get(const struct torii_http_req *req);
+/** 1 when s holds exactly the bytes of lit. */
+int admin_req_slice_is(struct torii_slice s, const char *lit);
+/** 1 when the request path is exactly lit (no query string). */
+int admin_req_path_is(const struct torii_http_req *req, const char *lit);
+/** 1 when the media type of header `name` (first occurrence; parameters such as charset and
+ * surrounding blanks ignored) equals type, case-insensitively. 0 when the header is absent. */
+int admin_req_media_type_is(const struct torii_http_req *req, const char *name, const char *type);
+
+/** Percent-decode len bytes of s (and '+' as a space when plus_space) into a new
+ * NUL-terminated string *out, owned by the caller. Both hex cases are accepted. Rejects with
+ * TORII_EINVAL, *out untouched: a truncated or non-hex escape, %00 and a raw NUL byte. */
+int admin_req_pct_decode(const char *s, size_t len, int plus_space, char **out) TORII_MUST_USE;
+/** 1 when id is 1..max_len bytes with no control character (< 0x20, 0x7f) and no '/' (it
+ * could not be addressed in a path). */
+int admin_req_id_ok(const char *id, size_t max_len);
+/** A path segment decoded (no '+' rule) into an id that passes admin_req_id_ok: TORII_OK with
+ * *out owned by the caller, else TORII_EINVAL with *out untouched. */
+int admin_req_id_decode(const char *s, size_t len, size_t max_len, char **out) TORII_MUST_USE;
+
+struct admin_req_param {
+    char *k; /* owned, decoded */
+    char *v; /* owned, decoded ("" for a key without '='); wiped on clear */
+};
+
+struct admin_req_query {
+    struct admin_req_param *p; /* owned; in query-string order */
+    size_t n;
+};
+
+/** Split a query string ("a=1&b=2") into percent-decoded pairs ('+' = space); empty items are
+ * skipped, repeated keys kept in order. max limits the pairs (0: no limit). On TORII_OK *out
+ * is filled (clear it with admin_req_query_clear); TORII_EINVAL (bad encoding, more than max
+ * pairs) leaves *out untouched. */
+int admin_req_query_parse(struct torii_slice qs, size_t max, struct admin_req_query *out)
+    TORII_MUST_USE;
+/** Free the pairs, wiping the values (they may be passwords). */
+void admin_req_query_clear(struct admin_req_query *q);
+/** The value of the first pair named key (borrowed from q), or NULL. */
+const char *admin_req_query_get(const struct admin_req_query *q, const char *key);
+/** A boolean parameter: dflt when absent; otherwise with dflt 1 anything but "false" is 1,
+ * with dflt 0 only "true" is 1. */
+int admin_req_query_bool(const struct admin_req_query *q, const char *key, int dflt);
+
+#define ADMIN_REQ_JSON_ANY          0x1u /* any JSON value on top, not only an object or array */
+#define ADMIN_REQ_JSON_EMPTY_OBJECT 0x2u /* admin_req_json_parse: an empty body is {} */
+
+/** jansson's json_loadb over a body (buf may be NULL, read as empty) with duplicate object
+ * keys rejected (RFC 8259 section 4 leaves their meaning open). NULL on error, *jerr says why.
+ * No depth bound: for callers that only look at the top level. */
+json_t *admin_req_json_load(const void *buf, size_t len, unsigned flags, json_error_t *jerr);
+/** admin_req_json_load, then nesting bounded by ADMIN_JSON_MAX_DEPTH (jsonpatch.h). *out is a
+ * new reference, written only on success. TORII_EINVAL ("invalid JSON: <why> (line L, column
+ * C)" in eb), TORII_ETOOBIG ("JSON nested deeper than N levels" in eb), TORII_ENOMEM. */
+int admin_req_json_parse(const void *buf, size_t len, unsigned flags, json_t **out,
+                         struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** torii_secure_free of a NUL-terminated string (entity JSON, passwords); NULL is ignored. */
+void admin_req_wipe_str(char *s);
+
+/* ---- stored entities (request.c) ---- */
+
+/** The entity `id` of TORII_STORE_CERTS as a JSON object (*out, new reference) and, when
+ * aux_out is not NULL, its TLS record (*aux_out, owned, wipe with torii_secure_free). Out-params
+ * are written only on success. Returns TORII_OK, TORII_ENOTFOUND ("entity not found"), the
+ * store's code ("store: read failed: ..."), or TORII_ESTORE when the stored text is not a JSON
+ * object; eb (may be NULL) says why. */
+int admin_req_entity_load(struct torii_store *st, const char *id, json_t **out,
+                          unsigned char **aux_out, size_t *aux_len_out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** One entity write ready for torii_store_apply: op[0..n) is the record op on
+ * TORII_STORE_CERTS followed by its serial index ops (admin_serial_index_ops). The ops point
+ * into this struct, into the entity (id) and into aux: keep all three alive and unmoved until
+ * the apply, then admin_req_entity_write_clear. */
+struct admin_req_entity_write {
+    char *text; /* owned: the compact entity JSON, wiped on clear */
+    struct admin_serial_ops idx;
+    size_t n;
+    struct torii_store_op op[3];
+};
+
+/** Serialize entity (which carries a string "id") and fill w for `kind`, with the serial
+ * index moving from old (NULL: none) to entity. aux (the TLS record) is borrowed. TORII_OK, or
+ * TORII_ENOMEM (entity not serializable or without an id; w is then cleared). */
+int admin_req_entity_write_init(struct torii_store *st, enum torii_store_op_kind kind,
+                                const json_t *old, const json_t *entity, const unsigned char *aux,
+                                size_t aux_len, struct admin_req_entity_write *w) TORII_MUST_USE;
+/** Wipe and free w's text; w may then be reused. */
+void admin_req_entity_write_clear(struct admin_req_entity_write *w);
+/** torii_store_apply(ops) with the admin error mapping: TORII_EEXIST ("entity already
+ * exists"), TORII_ENOTFOUND ("entity not found"), other failures logged as "admin: <what>
+ * write failed: ..." and returned, a store TORII_EINVAL as TORII_ESTORE (the entities were
+ * validated before). eb may be NULL. */
+int admin_req_entity_apply(struct torii_store *st, const struct torii_store_op *ops, size_t n,
+                           const char *what, struct torii_errbuf *eb) TORII_MUST_USE;
 
 #endif

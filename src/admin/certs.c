@@ -51,225 +51,18 @@
 
 /* ---- request helpers ---- */
 
-static const struct torii_slice *certs_header(const struct torii_http_req *req, const char *name)
-{
-    for (size_t i = 0; i < req->n_headers; i++) {
-        if (torii_slice_eq_ci(req->headers[i].name, name)) {
-            return &req->headers[i].value;
-        }
-    }
-    return NULL;
-}
-
-/* The media type of header `name` (parameters such as charset ignored) equals type. */
-static int certs_media_type_is(const struct torii_http_req *req, const char *name, const char *type)
-{
-    const struct torii_slice *v = certs_header(req, name);
-    struct torii_slice mt;
-
-    if (v == NULL) {
-        return 0;
-    }
-    mt = *v;
-    while (mt.len > 0 && (mt.ptr[0] == ' ' || mt.ptr[0] == '\t')) {
-        mt.ptr++;
-        mt.len--;
-    }
-    for (size_t i = 0; i < mt.len; i++) {
-        if (mt.ptr[i] == ';') {
-            mt.len = i;
-            break;
-        }
-    }
-    while (mt.len > 0 && (mt.ptr[mt.len - 1] == ' ' || mt.ptr[mt.len - 1] == '\t')) {
-        mt.len--;
-    }
-    return torii_slice_eq_ci(mt, type);
-}
-
-static int certs_method_is(const struct torii_http_req *req, const char *m)
-{
-    return strcmp(req->method, m) == 0;
-}
-
-/* GET and HEAD are served alike (the HTTP engine drops the body of a HEAD reply). */
-static int certs_is_get(const struct torii_http_req *req)
-{
-    return certs_method_is(req, "GET") || certs_method_is(req, "HEAD");
-}
-
-static int certs_hex(int c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-/* Percent-decode s (and '+' as space when plus_space) into a new NUL-terminated string.
- * Rejects bad escapes and encoded NUL bytes. */
-static int certs_pct_decode(const char *s, size_t len, int plus_space, char **out)
-{
-    char *d = torii_xmalloc(len + 1);
-    size_t k = 0;
-
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            int hi = i + 2 < len ? certs_hex((unsigned char)s[i + 1]) : -1;
-            int lo = i + 2 < len ? certs_hex((unsigned char)s[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-                free(d);
-                return TORII_EINVAL;
-            }
-            d[k++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else if (s[i] == '+' && plus_space) {
-            d[k++] = ' ';
-        } else if (s[i] == '\0') {
-            free(d);
-            return TORII_EINVAL;
-        } else {
-            d[k++] = s[i];
-        }
-    }
-    d[k] = '\0';
-    *out = d;
-    return TORII_OK;
-}
-
-struct certs_param {
-    char *k;
-    char *v;
-};
-
-struct certs_query {
-    struct certs_param *p;
-    size_t n;
-};
-
-static void certs_query_clear(struct certs_query *q)
-{
-    for (size_t i = 0; i < q->n; i++) {
-        free(q->p[i].k);
-        free(q->p[i].v);
-    }
-    TORII_FREE(q->p);
-    q->n = 0;
-}
-
-/* Decode one "k=v" item (a key without '=' gets "") and append it to q. */
-static int certs_query_add(struct certs_query *q, size_t *cap, const char *item, size_t len)
-{
-    const char *eq = memchr(item, '=', len);
-    size_t klen = eq != NULL ? (size_t)(eq - item) : len;
-    char *k = NULL;
-    char *v = NULL;
-
-    if (certs_pct_decode(item, klen, 1, &k) != TORII_OK) {
-        return TORII_EINVAL;
-    }
-    if (certs_pct_decode(eq != NULL ? eq + 1 : "", eq != NULL ? len - klen - 1 : 0, 1, &v)
-        != TORII_OK) {
-        free(k);
-        return TORII_EINVAL;
-    }
-    if (q->n == *cap) {
-        *cap = *cap == 0 ? 8 : *cap * 2;
-        q->p = torii_xrealloc(q->p, *cap * sizeof(*q->p));
-    }
-    q->p[q->n++] = (struct certs_param){k, v};
-    return TORII_OK;
-}
-
-/* Split "a=1&b=2" into decoded pairs. Empty items are skipped. */
-static int certs_query_parse(struct torii_slice qs, struct certs_query *out)
-{
-    int rc = TORII_OK;
-    struct certs_query q = {NULL, 0};
-    size_t cap = 0;
-    size_t i = 0;
-
-    while (i < qs.len) {
-        const char *amp = memchr(qs.ptr + i, '&', qs.len - i);
-        size_t end = amp != NULL ? (size_t)(amp - qs.ptr) : qs.len;
-
-        if (end > i) {
-            TORII_TRY(certs_query_add(&q, &cap, qs.ptr + i, end - i));
-        }
-        i = end + 1;
-    }
-    *out = q;
-    q.p = NULL;
-    q.n = 0;
-out:
-    certs_query_clear(&q);
-    return rc;
-}
-
-static const char *certs_query_get(const struct certs_query *q, const char *key)
-{
-    for (size_t i = 0; i < q->n; i++) {
-        if (strcmp(q->p[i].k, key) == 0) {
-            return q->p[i].v;
-        }
-    }
-    return NULL;
-}
-
-static int certs_enrich_wanted(const struct certs_query *q)
-{
-    const char *v = certs_query_get(q, "enrich");
-    return v == NULL || strcmp(v, "false") != 0;
-}
-
-/* Ids: 1..CERTS_ID_MAX bytes, no control characters, no '/' (it could not be addressed). */
-static int certs_id_ok(const char *id)
-{
-    size_t len = strlen(id);
-
-    if (len == 0 || len > CERTS_ID_MAX) {
-        return 0;
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)id[i];
-        if (c < 0x20 || c == 0x7f || c == '/') {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* Parse a JSON body (no duplicate keys, no NUL in strings, bounded depth). */
+/* A JSON body or bulk line: any JSON value, duplicate keys rejected, depth bounded. Too deep is
+ * bad input like any other here (400, "bad_entity" in bulk results). */
 static int certs_parse_json(const char *buf, size_t len, json_t **out, struct torii_errbuf *eb)
 {
-    int rc = TORII_OK;
-    json_error_t jerr;
-    json_t *v = NULL;
-    size_t depth = 0;
+    int rc = admin_req_json_parse(buf, len, ADMIN_REQ_JSON_ANY, out, eb);
 
-    v = json_loadb(buf != NULL ? buf : "", len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-    if (v == NULL) {
-        rc = torii_errf(eb, TORII_EINVAL, "invalid JSON: %s (line %d, column %d)", jerr.text,
-                        jerr.line, jerr.column);
-        goto out;
-    }
-    TORII_TRY(admin_json_depth(v, &depth));
-    if (depth > ADMIN_JSON_MAX_DEPTH) {
-        rc =
-            torii_errf(eb, TORII_EINVAL, "JSON nested deeper than %d levels", ADMIN_JSON_MAX_DEPTH);
-        goto out;
-    }
-    *out = v;
-    v = NULL;
-out:
-    json_decref(v);
-    return rc;
+    return rc == TORII_ETOOBIG ? TORII_EINVAL : rc;
+}
+
+static int certs_enrich_wanted(const struct admin_req_query *q)
+{
+    return admin_req_query_bool(q, "enrich", 1);
 }
 
 /* ---- reply helpers ---- */
@@ -307,12 +100,6 @@ static void certs_reply_rc(struct torii_admin_reply *r, int rc, const struct tor
     admin_reply_error(r, certs_status_of(rc), "%s", eb->msg[0] != '\0' ? eb->msg : "error");
 }
 
-static void certs_method_not_allowed(struct torii_admin_reply *r, const char *allow)
-{
-    admin_reply_error(r, 405, "method not allowed");
-    admin_reply_header(r, "Allow", allow);
-}
-
 /* A new object with only the listed top-level keys of e ("a,b,c"). */
 static json_t *certs_project(const json_t *e, const char *fields)
 {
@@ -346,87 +133,18 @@ static void certs_log_write(const char *what, const char *id)
 
 /* ---- store access ---- */
 
-/* Stored entity and its TLS record; aux_out may be NULL. TORII_ENOTFOUND with eb set. */
-static int certs_load(struct torii_admin_ctx *ctx, const char *id, json_t **out,
-                      unsigned char **aux_out, size_t *aux_len_out, struct torii_errbuf *eb)
-{
-    int rc = TORII_OK;
-    char *text = NULL;
-    size_t len = 0;
-    unsigned char *aux = NULL;
-    size_t aux_len = 0;
-    json_error_t jerr;
-    json_t *e = NULL;
-
-    rc = torii_store_get(ctx->store, TORII_STORE_CERTS, id, &text, &len,
-                         aux_out != NULL ? &aux : NULL, aux_out != NULL ? &aux_len : NULL);
-    if (rc == TORII_ENOTFOUND) {
-        rc = torii_errf(eb, TORII_ENOTFOUND, "entity not found");
-        goto out;
-    }
-    if (rc != TORII_OK) {
-        rc = torii_errf(eb, rc, "store: read failed: %s", torii_strerror(rc));
-        goto out;
-    }
-    e = json_loadb(text, len, 0, &jerr);
-    if (!json_is_object(e)) {
-        rc = torii_errf(eb, TORII_ESTORE, "store: stored entity is not a JSON object");
-        goto out;
-    }
-    *out = e;
-    e = NULL;
-    if (aux_out != NULL) {
-        *aux_out = aux;
-        *aux_len_out = aux_len;
-        aux = NULL;
-    }
-out:
-    json_decref(e);
-    torii_secure_free(text, len);
-    torii_secure_free(aux, aux_len);
-    return rc;
-}
-
-/* One durable write of a prepared entity and its record. */
+/* One durable write of a prepared entity and its record (with its serial index entries). */
 static int certs_write(struct torii_admin_ctx *ctx, enum torii_store_op_kind kind,
                        const json_t *old, const json_t *entity, const unsigned char *aux,
                        size_t aux_len, struct torii_errbuf *eb)
 {
-    int rc = TORII_OK;
-    const char *id = json_string_value(json_object_get(entity, "id"));
-    char *text = json_dumps(entity, JSON_COMPACT);
-    struct torii_store_rec rec;
-    struct admin_serial_ops idx;
-    struct torii_store_op ops[3];
+    struct admin_req_entity_write w;
+    int rc = admin_req_entity_write_init(ctx->store, kind, old, entity, aux, aux_len, &w);
 
-    TORII_ENSURE(text != NULL && id != NULL, TORII_ENOMEM);
-    rec = (struct torii_store_rec){
-        .id = id,
-        .id_len = strlen(id),
-        .json = text,
-        .json_len = strlen(text),
-        .aux = aux,
-        .aux_len = aux_len,
-    };
-    /* The serial index entries change in the same transaction (pki.c). */
-    admin_serial_index_ops(ctx->store, old, entity, &idx);
-    ops[0] = (struct torii_store_op){.kind = kind, .bucket = TORII_STORE_CERTS, .rec = rec};
-    memcpy(&ops[1], idx.op, idx.n * sizeof(idx.op[0]));
-    rc = torii_store_apply(ctx->store, ops, 1 + idx.n, eb);
-    if (rc == TORII_EEXIST) {
-        rc = torii_errf(eb, TORII_EEXIST, "entity already exists");
-    } else if (rc == TORII_ENOTFOUND) {
-        rc = torii_errf(eb, TORII_ENOTFOUND, "entity not found");
-    } else if (rc != TORII_OK) {
-        torii_log(TORII_LOG_ERR, "admin: certificate write failed: %s", eb->msg);
-        if (rc == TORII_EINVAL) {
-            rc = TORII_ESTORE; /* the entity was validated: a store refusal is our failure */
-        }
+    if (rc == TORII_OK) {
+        rc = admin_req_entity_apply(ctx->store, w.op, w.n, "certificate", eb);
     }
-out:
-    if (text != NULL) {
-        torii_secure_free(text, strlen(text));
-    }
+    admin_req_entity_write_clear(&w);
     return rc;
 }
 
@@ -440,7 +158,7 @@ static int certs_prepare(json_t *entity, int enrich, unsigned char **aux, size_t
 
     TORII_TRY(torii_cert_normalize(entity, eb));
     id = json_string_value(json_object_get(entity, "id"));
-    if (id == NULL || !certs_id_ok(id)) {
+    if (id == NULL || !admin_req_id_ok(id, CERTS_ID_MAX)) {
         rc =
             torii_errf(eb, TORII_EINVAL,
                        "id: must be 1 to %d bytes without control characters or '/'", CERTS_ID_MAX);
@@ -543,7 +261,7 @@ static int certs_op_replace(struct torii_admin_ctx *ctx, const char *id, json_t 
         return torii_errf(eb, TORII_EINVAL, "certificate entity must be a JSON object");
     }
     TORII_ENSURE(json_object_set_new(entity, "id", json_string(id)) == 0, TORII_ENOMEM);
-    TORII_TRY(certs_load(ctx, id, &stored, &stored_aux, &stored_aux_len, eb));
+    TORII_TRY(admin_req_entity_load(ctx->store, id, &stored, &stored_aux, &stored_aux_len, eb));
     TORII_TRY(torii_cert_normalize(entity, eb));
     certs_keep_key(stored, stored_aux, stored_aux_len, entity);
     TORII_TRY(certs_prepare(entity, enrich, &aux, &aux_len, eb));
@@ -596,7 +314,7 @@ static int certs_op_patch(struct torii_admin_ctx *ctx, const char *id, const jso
     unsigned char *aux = NULL;
     size_t aux_len = 0;
 
-    TORII_TRY(certs_load(ctx, id, &stored, NULL, NULL, eb));
+    TORII_TRY(admin_req_entity_load(ctx->store, id, &stored, NULL, NULL, eb));
     TORII_TRY(certs_apply_patch(stored, patch, merge, id, &patched, eb));
     TORII_TRY(certs_prepare(patched, enrich, &aux, &aux_len, eb));
     TORII_TRY(certs_write(ctx, TORII_STORE_REPLACE, stored, patched, aux, aux_len, eb));
@@ -615,7 +333,7 @@ static int certs_op_delete(struct torii_admin_ctx *ctx, const char *id, struct t
     json_t *stored = NULL;
     struct admin_serial_ops idx;
     struct torii_store_op ops[3];
-    int rc = certs_load(ctx, id, &stored, NULL, NULL, eb);
+    int rc = admin_req_entity_load(ctx->store, id, &stored, NULL, NULL, eb);
 
     if (rc != TORII_OK && rc != TORII_ESTORE) {
         return torii_errf(eb, TORII_ENOTFOUND, "entity not found");
@@ -644,7 +362,7 @@ static int certs_op_delete(struct torii_admin_ctx *ctx, const char *id, struct t
 /* ---- collection: list and create ---- */
 
 struct certs_list {
-    const struct certs_query *q;
+    const struct admin_req_query *q;
     const char *fields;
     int keypair_only;
     size_t total;   /* every record, before filtering (X-Count, as the reference) */
@@ -690,7 +408,7 @@ static int certs_entity_matches(const struct certs_list *l, const json_t *e)
         return 0;
     }
     for (size_t i = 0; i < l->q->n; i++) {
-        const struct certs_param *p = &l->q->p[i];
+        const struct admin_req_param *p = &l->q->p[i];
         const json_t *v = NULL;
 
         if (strncmp(p->k, "filter.", 7) != 0) {
@@ -755,13 +473,12 @@ static int certs_parse_pos(const char *s, long *out)
     return TORII_OK;
 }
 
-static void certs_list_reply(struct torii_admin_ctx *ctx, const struct certs_query *q,
+static void certs_list_reply(struct torii_admin_ctx *ctx, const struct admin_req_query *q,
                              struct torii_admin_reply *reply)
 {
     struct certs_list l;
-    const char *page_s = certs_query_get(q, "page");
-    const char *size_s = certs_query_get(q, "pageSize");
-    const char *kp = certs_query_get(q, "keypair");
+    const char *page_s = admin_req_query_get(q, "page");
+    const char *size_s = admin_req_query_get(q, "pageSize");
     long page = 1;
     long size = CERTS_NO_PAGING;
     char num[32];
@@ -777,11 +494,11 @@ static void certs_list_reply(struct torii_admin_ctx *ctx, const struct certs_que
     }
     memset(&l, 0, sizeof(l));
     l.q = q;
-    l.fields = certs_query_get(q, "fields");
+    l.fields = admin_req_query_get(q, "fields");
     if (l.fields != NULL && l.fields[0] == '\0') {
         l.fields = NULL;
     }
-    l.keypair_only = kp != NULL && strcmp(kp, "true") == 0;
+    l.keypair_only = admin_req_query_bool(q, "keypair", 0);
     l.offset = (size_t)(page - 1) * (size_t)size;
     l.limit = (size_t)size;
     l.items = json_array();
@@ -807,46 +524,42 @@ static void certs_list_reply(struct torii_admin_ctx *ctx, const struct certs_que
     admin_reply_header(reply, "X-Page-Size", num);
 }
 
-static int certs_require_json(const struct torii_http_req *req, struct torii_admin_reply *reply)
-{
-    if (!certs_media_type_is(req, "Content-Type", "application/json")) {
-        admin_reply_error(reply, 415, "unsupported content type, expected application/json");
-        return 0;
-    }
-    return 1;
-}
-
-static void certs_create_reply(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                               const struct certs_query *q, struct torii_admin_reply *reply)
+/* POST / (id NULL: create, 201) and PUT /:id (replace, 200): a JSON entity body. */
+static void certs_save_reply(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                             const char *id, const struct admin_req_query *q,
+                             struct torii_admin_reply *reply)
 {
     struct torii_errbuf eb = {{0}};
     json_t *entity = NULL;
+    int enrich = certs_enrich_wanted(q);
     int rc = TORII_OK;
 
-    if (!certs_require_json(req, reply)) {
+    if (!admin_req_media_type_is(req, "Content-Type", "application/json")) {
+        admin_reply_error(reply, 415, "unsupported content type, expected application/json");
         return;
     }
     rc = certs_parse_json((const char *)req->body, req->body_len, &entity, &eb);
     if (rc == TORII_OK) {
-        rc = certs_op_create(ctx, entity, certs_enrich_wanted(q), &eb);
+        rc = id == NULL ? certs_op_create(ctx, entity, enrich, &eb)
+                        : certs_op_replace(ctx, id, entity, enrich, &eb);
     }
     if (rc != TORII_OK) {
         json_decref(entity);
         certs_reply_rc(reply, rc, &eb);
         return;
     }
-    certs_reply_json(reply, 201, entity);
+    certs_reply_json(reply, id == NULL ? 201 : 200, entity);
 }
 
 /* ---- one entity ---- */
 
 static void certs_get_reply(struct torii_admin_ctx *ctx, const char *id,
-                            const struct certs_query *q, struct torii_admin_reply *reply)
+                            const struct admin_req_query *q, struct torii_admin_reply *reply)
 {
     struct torii_errbuf eb = {{0}};
     json_t *e = NULL;
-    const char *fields = certs_query_get(q, "fields");
-    int rc = certs_load(ctx, id, &e, NULL, NULL, &eb);
+    const char *fields = admin_req_query_get(q, "fields");
+    int rc = admin_req_entity_load(ctx->store, id, &e, NULL, NULL, &eb);
 
     if (rc != TORII_OK) {
         certs_reply_rc(reply, rc, &eb);
@@ -864,31 +577,8 @@ static void certs_get_reply(struct torii_admin_ctx *ctx, const char *id,
     certs_reply_json(reply, 200, e);
 }
 
-static void certs_put_reply(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                            const char *id, const struct certs_query *q,
-                            struct torii_admin_reply *reply)
-{
-    struct torii_errbuf eb = {{0}};
-    json_t *entity = NULL;
-    int rc = TORII_OK;
-
-    if (!certs_require_json(req, reply)) {
-        return;
-    }
-    rc = certs_parse_json((const char *)req->body, req->body_len, &entity, &eb);
-    if (rc == TORII_OK) {
-        rc = certs_op_replace(ctx, id, entity, certs_enrich_wanted(q), &eb);
-    }
-    if (rc != TORII_OK) {
-        json_decref(entity);
-        certs_reply_rc(reply, rc, &eb);
-        return;
-    }
-    certs_reply_json(reply, 200, entity);
-}
-
 static void certs_patch_reply(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                              const char *id, const struct certs_query *q,
+                              const char *id, const struct admin_req_query *q,
                               struct torii_admin_reply *reply)
 {
     struct torii_errbuf eb = {{0}};
@@ -897,10 +587,10 @@ static void certs_patch_reply(struct torii_admin_ctx *ctx, const struct torii_ht
     int merge = 0;
     int rc = TORII_OK;
 
-    if (certs_media_type_is(req, "Content-Type", "application/merge-patch+json")) {
+    if (admin_req_media_type_is(req, "Content-Type", "application/merge-patch+json")) {
         merge = 1;
-    } else if (!certs_media_type_is(req, "Content-Type", "application/json")
-               && !certs_media_type_is(req, "Content-Type", "application/json-patch+json")) {
+    } else if (!admin_req_media_type_is(req, "Content-Type", "application/json")
+               && !admin_req_media_type_is(req, "Content-Type", "application/json-patch+json")) {
         admin_reply_error(reply, 415,
                           "unsupported content type, expected application/json-patch+json, "
                           "application/json or application/merge-patch+json");
@@ -938,7 +628,7 @@ static void certs_valid_reply(struct torii_admin_ctx *ctx, const char *id,
     struct torii_errbuf eb = {{0}};
     json_t *e = NULL;
     int valid = 0;
-    int rc = certs_load(ctx, id, &e, NULL, NULL, &eb);
+    int rc = admin_req_entity_load(ctx->store, id, &e, NULL, NULL, &eb);
 
     if (rc != TORII_OK) {
         certs_reply_rc(reply, rc, &eb);
@@ -951,7 +641,7 @@ static void certs_valid_reply(struct torii_admin_ctx *ctx, const char *id,
     certs_reply_json(reply, 200, json_pack("{s:b}", "valid", valid));
 }
 
-static void certs_template_reply(const struct certs_query *q, struct torii_admin_reply *reply)
+static void certs_template_reply(const struct admin_req_query *q, struct torii_admin_reply *reply)
 {
     json_t *t = torii_cert_template();
 
@@ -1057,7 +747,7 @@ static int certs_bulk_exec(struct torii_admin_ctx *ctx, const char *method, json
         *verb = "created";
         return rc;
     }
-    if (*id == NULL || !certs_id_ok(*id)) {
+    if (*id == NULL || !admin_req_id_ok(*id, CERTS_ID_MAX)) {
         return torii_errf(eb, TORII_EINVAL, "id: missing or invalid");
     }
     *status = 200;
@@ -1112,7 +802,7 @@ static json_t *certs_bulk_line(struct torii_admin_ctx *ctx, const char *method, 
 }
 
 static void certs_bulk_reply(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                             const struct certs_query *q, struct torii_admin_reply *reply)
+                             const struct admin_req_query *q, struct torii_admin_reply *reply)
 {
     struct certs_buf out = {NULL, 0, 0};
     const char *body = (const char *)req->body;
@@ -1120,9 +810,9 @@ static void certs_bulk_reply(struct torii_admin_ctx *ctx, const struct torii_htt
     int enrich = certs_enrich_wanted(q);
     size_t i = 0;
 
-    if (!certs_media_type_is(req, "Content-Type", CERTS_NDJSON)
-        && !(certs_method_is(req, "DELETE")
-             && certs_media_type_is(req, "X-Content-Type", CERTS_NDJSON))) {
+    if (!admin_req_media_type_is(req, "Content-Type", CERTS_NDJSON)
+        && !(admin_req_method_is(req, "DELETE")
+             && admin_req_media_type_is(req, "X-Content-Type", CERTS_NDJSON))) {
         certs_reply_json(reply, 400,
                          json_pack("{s:s, s:s}", "error", "bad_content_type", "error_description",
                                    "Unsupported content type, expected " CERTS_NDJSON));
@@ -1159,25 +849,20 @@ static void certs_bulk_reply(struct torii_admin_ctx *ctx, const struct torii_htt
 /* ---- routing ---- */
 
 static void certs_route_id(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                           const char *id, const struct certs_query *q,
+                           const char *id, const struct admin_req_query *q,
                            struct torii_admin_reply *reply)
 {
-    if (certs_is_get(req)) {
+    if (admin_req_is_get(req)) {
         certs_get_reply(ctx, id, q, reply);
-    } else if (certs_method_is(req, "PUT")) {
-        certs_put_reply(ctx, req, id, q, reply);
-    } else if (certs_method_is(req, "PATCH")) {
+    } else if (admin_req_method_is(req, "PUT")) {
+        certs_save_reply(ctx, req, id, q, reply);
+    } else if (admin_req_method_is(req, "PATCH")) {
         certs_patch_reply(ctx, req, id, q, reply);
-    } else if (certs_method_is(req, "DELETE")) {
+    } else if (admin_req_method_is(req, "DELETE")) {
         certs_delete_reply(ctx, id, reply);
     } else {
-        certs_method_not_allowed(reply, CERTS_ALLOW_ONE);
+        admin_reply_method_not_allowed(reply, CERTS_ALLOW_ONE);
     }
-}
-
-static int certs_seg_is(struct torii_slice s, const char *lit)
-{
-    return s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
 }
 
 struct certs_path {
@@ -1217,61 +902,61 @@ static int certs_path_split(struct torii_slice path, struct certs_path *out)
 static int certs_path_is_sibling(const struct certs_path *p)
 {
     if (p->has_seg2) {
-        return certs_seg_is(p->seg2, "_renew");
+        return admin_req_slice_is(p->seg2, "_renew");
     }
-    return certs_seg_is(p->seg1, "_renew") || certs_seg_is(p->seg1, "_bundle");
+    return admin_req_slice_is(p->seg1, "_renew") || admin_req_slice_is(p->seg1, "_bundle");
 }
 
 /* /:id and /:id/valid */
 static void certs_route_entity(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                               const struct certs_path *p, const struct certs_query *q,
+                               const struct certs_path *p, const struct admin_req_query *q,
                                struct torii_admin_reply *reply)
 {
     char *id = NULL;
 
-    if (p->has_seg2 && !certs_seg_is(p->seg2, "valid")) {
+    if (p->has_seg2 && !admin_req_slice_is(p->seg2, "valid")) {
         admin_reply_error(reply, 404, "resource not found");
         return;
     }
-    if (certs_pct_decode(p->seg1.ptr, p->seg1.len, 0, &id) != TORII_OK || !certs_id_ok(id)) {
+    if (admin_req_id_decode(p->seg1.ptr, p->seg1.len, CERTS_ID_MAX, &id) != TORII_OK) {
         /* No stored entity can carry such an id. */
         admin_reply_error(reply, 404, "entity not found");
     } else if (!p->has_seg2) {
         certs_route_id(ctx, req, id, q, reply);
-    } else if (certs_is_get(req)) {
+    } else if (admin_req_is_get(req)) {
         certs_valid_reply(ctx, id, reply);
     } else {
-        certs_method_not_allowed(reply, CERTS_ALLOW_GET);
+        admin_reply_method_not_allowed(reply, CERTS_ALLOW_GET);
     }
     free(id);
 }
 
 static void certs_dispatch(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                           const struct certs_path *p, const struct certs_query *q,
+                           const struct certs_path *p, const struct admin_req_query *q,
                            struct torii_admin_reply *reply)
 {
     int special = !p->has_seg2;
 
     if (special && p->seg1.len == 0) {
-        if (certs_is_get(req)) {
+        if (admin_req_is_get(req)) {
             certs_list_reply(ctx, q, reply);
-        } else if (certs_method_is(req, "POST")) {
-            certs_create_reply(ctx, req, q, reply);
+        } else if (admin_req_method_is(req, "POST")) {
+            certs_save_reply(ctx, req, NULL, q, reply);
         } else {
-            certs_method_not_allowed(reply, CERTS_ALLOW_COLL);
+            admin_reply_method_not_allowed(reply, CERTS_ALLOW_COLL);
         }
-    } else if (special && certs_seg_is(p->seg1, "_template")) {
-        if (certs_is_get(req)) {
+    } else if (special && admin_req_slice_is(p->seg1, "_template")) {
+        if (admin_req_is_get(req)) {
             certs_template_reply(q, reply);
         } else {
-            certs_method_not_allowed(reply, CERTS_ALLOW_GET);
+            admin_reply_method_not_allowed(reply, CERTS_ALLOW_GET);
         }
-    } else if (special && certs_seg_is(p->seg1, "_bulk")) {
-        if (certs_method_is(req, "POST") || certs_method_is(req, "PUT")
-            || certs_method_is(req, "PATCH") || certs_method_is(req, "DELETE")) {
+    } else if (special && admin_req_slice_is(p->seg1, "_bulk")) {
+        if (admin_req_method_is(req, "POST") || admin_req_method_is(req, "PUT")
+            || admin_req_method_is(req, "PATCH") || admin_req_method_is(req, "DELETE")) {
             certs_bulk_reply(ctx, req, q, reply);
         } else {
-            certs_method_not_allowed(reply, CERTS_ALLOW_BULK);
+            admin_reply_method_not_allowed(reply, CERTS_ALLOW_BULK);
         }
     } else {
         certs_route_entity(ctx, req, p, q, reply);
@@ -1281,17 +966,17 @@ static void certs_dispatch(struct torii_admin_ctx *ctx, const struct torii_http_
 int admin_certs_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                       struct torii_admin_reply *reply)
 {
-    struct certs_query q = {NULL, 0};
+    struct admin_req_query q = {NULL, 0};
     struct certs_path p;
 
     if (certs_path_split(req->path, &p) != TORII_OK || certs_path_is_sibling(&p)) {
         return TORII_ENOTFOUND;
     }
-    if (certs_query_parse(req->query, &q) != TORII_OK) {
+    if (admin_req_query_parse(req->query, 0, &q) != TORII_OK) {
         admin_reply_error(reply, 400, "invalid percent-encoding in the query string");
         return TORII_OK;
     }
     certs_dispatch(ctx, req, &p, &q, reply);
-    certs_query_clear(&q);
+    admin_req_query_clear(&q);
     return TORII_OK;
 }

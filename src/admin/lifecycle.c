@@ -8,6 +8,7 @@
  * Renewals run on the renewal thread; this (admin) thread hands them over and waits.
  * Threads: admin thread only, except torii_admin_set_renewer (main thread, before
  * torii_admin_start and after torii_admin_stop). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,57 +35,6 @@ void torii_admin_set_renewer(struct torii_renewer *r)
     lifecycle_renewer = r;
 }
 
-static int lifecycle_path_is(const struct torii_http_req *req, const char *lit)
-{
-    return req->path.len == strlen(lit) && memcmp(req->path.ptr, lit, req->path.len) == 0;
-}
-
-static int lifecycle_hex(int c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-/* Percent-decode a path segment; NULL for bad escapes, NUL, control bytes or '/'. */
-static char *lifecycle_decode_id(const char *s, size_t len)
-{
-    char *out = torii_xmalloc(len + 1);
-    size_t n = 0;
-
-    for (size_t i = 0; i < len; i++) {
-        int c = (unsigned char)s[i];
-        if (c == '%') {
-            int hi = i + 2 < len ? lifecycle_hex(s[i + 1]) : -1;
-            int lo = i + 2 < len ? lifecycle_hex(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0) {
-                free(out);
-                return NULL;
-            }
-            c = hi * 16 + lo;
-            i += 2;
-        }
-        if (c < 0x20 || c == 0x7f || c == '/') {
-            free(out);
-            return NULL;
-        }
-        out[n++] = (char)c;
-    }
-    out[n] = '\0';
-    if (n == 0) {
-        free(out);
-        return NULL;
-    }
-    return out;
-}
-
 static int lifecycle_status_of(int rc)
 {
     switch (rc) {
@@ -92,6 +42,8 @@ static int lifecycle_status_of(int rc)
         return 400;
     case TORII_ENOTFOUND:
         return 404;
+    case TORII_ECONFLICT:
+        return 409;
     case TORII_EUNSUPPORTED:
         return 501;
     case TORII_EAGAIN:
@@ -103,64 +55,60 @@ static int lifecycle_status_of(int rc)
     }
 }
 
-static void lifecycle_method_not_allowed(struct torii_admin_reply *reply, const char *allow)
+/* Hand id (one certificate) or ids (NULL: a full cycle) to the renewal thread and reply with
+ * its result. */
+static void lifecycle_request(const char *id, const json_t *ids, struct torii_admin_reply *reply)
 {
-    admin_reply_error(reply, 405, "method not allowed");
-    admin_reply_header(reply, "Allow", allow);
+    struct torii_errbuf eb = {{0}};
+    json_t *res = NULL;
+    int rc;
+
+    if (lifecycle_renewer == NULL) {
+        admin_reply_error(reply, 503, "the renewal thread is not running");
+        return;
+    }
+    rc = torii_renewer_request(lifecycle_renewer, id, ids, LIFECYCLE_TIMEOUT_MS, &res, &eb);
+    if (rc == TORII_OK) {
+        reply->status = 200;
+        reply->json = res;
+    } else {
+        admin_reply_error(reply, lifecycle_status_of(rc), "%s",
+                          eb.msg[0] ? eb.msg : torii_strerror(rc));
+    }
 }
 
 /* POST /api/certificates/:id/_renew */
 static void lifecycle_renew_one(const struct torii_http_req *req, const char *seg, size_t len,
                                 struct torii_admin_reply *reply)
 {
-    struct torii_errbuf eb = {{0}};
-    json_t *ent = NULL;
-    char *id;
-    int rc;
+    char *id = NULL;
 
-    if (strcmp(req->method, "POST") != 0) {
-        lifecycle_method_not_allowed(reply, "POST");
+    if (!admin_req_method_is(req, "POST")) {
+        admin_reply_method_not_allowed(reply, "POST");
         return;
     }
-    id = lifecycle_decode_id(seg, len);
-    if (id == NULL) {
+    if (admin_req_id_decode(seg, len, SIZE_MAX, &id) != TORII_OK) {
         admin_reply_error(reply, 404, "entity not found");
         return;
     }
-    if (lifecycle_renewer == NULL) {
-        admin_reply_error(reply, 503, "the renewal thread is not running");
-        free(id);
-        return;
-    }
-    rc = torii_renewer_request(lifecycle_renewer, id, NULL, LIFECYCLE_TIMEOUT_MS, &ent, &eb);
-    if (rc == TORII_OK) {
-        reply->status = 200;
-        reply->json = ent;
-    } else {
-        admin_reply_error(reply, lifecycle_status_of(rc), "%s",
-                          eb.msg[0] ? eb.msg : torii_strerror(rc));
-    }
+    lifecycle_request(id, NULL, reply);
     free(id);
 }
 
 /* POST /api/certificates/_renew */
 static void lifecycle_renew_many(const struct torii_http_req *req, struct torii_admin_reply *reply)
 {
-    struct torii_errbuf eb = {{0}};
     json_t *ids = NULL;
-    json_t *res = NULL;
     json_error_t jerr;
     size_t i;
     json_t *v;
-    int rc;
 
-    if (strcmp(req->method, "POST") != 0) {
-        lifecycle_method_not_allowed(reply, "POST");
+    if (!admin_req_method_is(req, "POST")) {
+        admin_reply_method_not_allowed(reply, "POST");
         return;
     }
     if (req->body_len > 0) {
-        ids = json_loadb((const char *)req->body, req->body_len,
-                         JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+        ids = admin_req_json_load(req->body, req->body_len, ADMIN_REQ_JSON_ANY, &jerr);
         if (ids == NULL) {
             admin_reply_error(reply, 400, "invalid JSON: %s", jerr.text);
             return;
@@ -182,19 +130,7 @@ static void lifecycle_renew_many(const struct torii_http_req *req, struct torii_
             }
         }
     }
-    if (lifecycle_renewer == NULL) {
-        admin_reply_error(reply, 503, "the renewal thread is not running");
-        json_decref(ids);
-        return;
-    }
-    rc = torii_renewer_request(lifecycle_renewer, NULL, ids, LIFECYCLE_TIMEOUT_MS, &res, &eb);
-    if (rc == TORII_OK) {
-        reply->status = 200;
-        reply->json = res;
-    } else {
-        admin_reply_error(reply, lifecycle_status_of(rc), "%s",
-                          eb.msg[0] ? eb.msg : torii_strerror(rc));
-    }
+    lifecycle_request(NULL, ids, reply);
     json_decref(ids);
 }
 
@@ -258,8 +194,8 @@ static void lifecycle_metrics_reply(struct torii_admin_ctx *ctx, const struct to
     static const char *const valid[] = {"state", "valid"};
     int rc = TORII_OK;
 
-    if (strcmp(req->method, "GET") != 0) {
-        lifecycle_method_not_allowed(reply, "GET");
+    if (!admin_req_method_is(req, "GET")) {
+        admin_reply_method_not_allowed(reply, "GET");
         return;
     }
     if (ctx->store != NULL) {
@@ -321,12 +257,11 @@ static void lifecycle_debug_clock(struct torii_admin_ctx *ctx, const struct tori
         admin_reply_error(reply, 404, "not found");
         return;
     }
-    if (strcmp(req->method, "POST") != 0) {
-        lifecycle_method_not_allowed(reply, "POST");
+    if (!admin_req_method_is(req, "POST")) {
+        admin_reply_method_not_allowed(reply, "POST");
         return;
     }
-    body = json_loadb(req->body != NULL ? (const char *)req->body : "", req->body_len,
-                      JSON_REJECT_DUPLICATES, &jerr);
+    body = admin_req_json_load(req->body, req->body_len, 0, &jerr);
     off = json_object_get(body, "offset_ms");
     if (!json_is_integer(off) || json_object_size(body) != 1) {
         admin_reply_error(reply, 400, "expected {\"offset_ms\": <integer>}");
@@ -351,11 +286,11 @@ int admin_lifecycle_route(struct torii_admin_ctx *ctx, const struct torii_http_r
     const char *p = req->path.ptr;
     size_t len = req->path.len;
 
-    if (lifecycle_path_is(req, "/metrics")) {
+    if (admin_req_path_is(req, "/metrics")) {
         lifecycle_metrics_reply(ctx, req, reply);
         return TORII_OK;
     }
-    if (lifecycle_path_is(req, "/api/_debug/clock")) {
+    if (admin_req_path_is(req, "/api/_debug/clock")) {
         lifecycle_debug_clock(ctx, req, reply);
         return TORII_OK;
     }

@@ -114,8 +114,7 @@ int admin_pki_persist(struct torii_store *st, const json_t *entities, struct tor
     int rc = TORII_OK;
     size_t n = json_array_size(entities);
     struct torii_store_op *ops = torii_xcalloc(n * 3 + 1, sizeof(*ops));
-    struct admin_serial_ops *idx = torii_xcalloc(n + 1, sizeof(*idx));
-    char **texts = torii_xcalloc(n + 1, sizeof(*texts));
+    struct admin_req_entity_write *w = torii_xcalloc(n + 1, sizeof(*w));
     unsigned char **aux = torii_xcalloc(n + 1, sizeof(*aux));
     size_t *aux_len = torii_xcalloc(n + 1, sizeof(*aux_len));
     size_t k = 0;
@@ -126,146 +125,25 @@ int admin_pki_persist(struct torii_store *st, const json_t *entities, struct tor
 
         TORII_ENSURE(id != NULL, torii_errf(eb, TORII_EINVAL, "entity without an id"));
         TORII_TRY(torii_certrec_build(e, &aux[i], &aux_len[i], eb));
-        texts[i] = json_dumps(e, JSON_COMPACT);
-        TORII_ENSURE(texts[i] != NULL, TORII_ENOMEM);
-        ops[k].kind = TORII_STORE_CREATE;
-        ops[k].bucket = TORII_STORE_CERTS;
-        ops[k].rec = (struct torii_store_rec){.id = id,
-                                              .id_len = strlen(id),
-                                              .json = texts[i],
-                                              .json_len = strlen(texts[i]),
-                                              .aux = aux[i],
-                                              .aux_len = aux_len[i]};
-        k++;
-        admin_serial_index_ops(st, NULL, e, &idx[i]);
-        for (size_t j = 0; j < idx[i].n; j++) {
-            ops[k++] = idx[i].op[j];
-        }
+        TORII_TRY(admin_req_entity_write_init(st, TORII_STORE_CREATE, NULL, e, aux[i], aux_len[i],
+                                              &w[i]));
+        memcpy(&ops[k], w[i].op, w[i].n * sizeof(w[i].op[0]));
+        k += w[i].n;
     }
-    rc = torii_store_apply(st, ops, k, eb);
-    if (rc == TORII_EEXIST) {
-        rc = torii_errf(eb, TORII_EEXIST, "entity already exists");
-    } else if (rc != TORII_OK) {
-        torii_log(TORII_LOG_ERR, "admin: PKI write failed: %s", eb != NULL ? eb->msg : "");
-        if (rc == TORII_EINVAL) {
-            rc = TORII_ESTORE;
-        }
-    }
+    rc = admin_req_entity_apply(st, ops, k, "PKI", eb);
 out:
     for (size_t i = 0; i < n; i++) {
-        if (texts[i] != NULL) {
-            torii_secure_free(texts[i], strlen(texts[i]));
-        }
+        admin_req_entity_write_clear(&w[i]);
         torii_secure_free(aux[i], aux_len[i]);
     }
-    free(texts);
+    free(w);
     free(aux);
     free(aux_len);
-    free(idx);
     free(ops);
     return rc;
 }
 
 /* ---- request helpers ---------------------------------------------------------------------- */
-
-struct pki_query {
-    size_t n;
-    char *k[PKI_MAX_QUERY];
-    char *v[PKI_MAX_QUERY];
-};
-
-static void pki_query_clear(struct pki_query *q)
-{
-    for (size_t i = 0; i < q->n; i++) {
-        free(q->k[i]);
-        if (q->v[i] != NULL) {
-            torii_secure_free(q->v[i], strlen(q->v[i])); /* may be a p12 password */
-        }
-    }
-    q->n = 0;
-}
-
-static int pki_hexval(int c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    c = tolower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Percent-decode ('+' = space) into a new string; TORII_EINVAL on a bad escape or NUL. */
-static int pki_pct_decode(const char *s, size_t len, char **out)
-{
-    char *d = torii_xmalloc(len + 1);
-    size_t k = 0;
-
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            int hi = i + 2 < len ? pki_hexval((unsigned char)s[i + 1]) : -1;
-            int lo = i + 2 < len ? pki_hexval((unsigned char)s[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-                free(d);
-                return TORII_EINVAL;
-            }
-            d[k++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else if (s[i] == '+') {
-            d[k++] = ' ';
-        } else {
-            d[k++] = s[i];
-        }
-    }
-    d[k] = '\0';
-    *out = d;
-    return TORII_OK;
-}
-
-static int pki_query_parse(struct torii_slice qs, struct pki_query *q)
-{
-    size_t i = 0;
-
-    memset(q, 0, sizeof(*q));
-    while (i < qs.len) {
-        const char *amp = memchr(qs.ptr + i, '&', qs.len - i);
-        size_t end = amp != NULL ? (size_t)(amp - qs.ptr) : qs.len;
-        const char *item = qs.ptr + i;
-        size_t len = end - i;
-        const char *eq = memchr(item, '=', len);
-        size_t klen = eq != NULL ? (size_t)(eq - item) : len;
-
-        if (len > 0) {
-            if (q->n == PKI_MAX_QUERY) {
-                pki_query_clear(q);
-                return TORII_EINVAL;
-            }
-            if (pki_pct_decode(item, klen, &q->k[q->n]) != TORII_OK) {
-                pki_query_clear(q);
-                return TORII_EINVAL;
-            }
-            if (pki_pct_decode(eq != NULL ? eq + 1 : "", eq != NULL ? len - klen - 1 : 0,
-                               &q->v[q->n])
-                != TORII_OK) {
-                free(q->k[q->n]);
-                pki_query_clear(q);
-                return TORII_EINVAL;
-            }
-            q->n++;
-        }
-        i = end + 1;
-    }
-    return TORII_OK;
-}
-
-static const char *pki_query_get(const struct pki_query *q, const char *k)
-{
-    for (size_t i = 0; i < q->n; i++) {
-        if (strcmp(q->k[i], k) == 0) {
-            return q->v[i];
-        }
-    }
-    return NULL;
-}
 
 /* The body as a NUL-terminated string; TORII_EINVAL when it holds a NUL byte. */
 static int pki_body_text(const struct torii_http_req *req, char **out)
@@ -282,32 +160,17 @@ static int pki_body_text(const struct torii_http_req *req, char **out)
 /* JSON body (an empty body is {}); no duplicate keys, bounded depth. */
 static int pki_body_json(const struct torii_http_req *req, json_t **out, struct torii_errbuf *eb)
 {
-    json_error_t jerr;
-    json_t *v = NULL;
-    size_t depth = 0;
-    size_t len = req->body != NULL ? req->body_len : 0;
+    int rc = admin_req_json_parse(req->body, req->body_len, ADMIN_REQ_JSON_EMPTY_OBJECT, out, eb);
 
-    if (len == 0) {
-        *out = json_object();
-        return *out != NULL ? TORII_OK : TORII_ENOMEM;
+    if (rc == TORII_ETOOBIG) {
+        rc = torii_errf(eb, TORII_EINVAL, "JSON nested too deep");
     }
-    v = json_loadb((const char *)req->body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (v == NULL) {
-        return torii_errf(eb, TORII_EINVAL, "invalid JSON: %s (line %d, column %d)", jerr.text,
-                          jerr.line, jerr.column);
-    }
-    if (admin_json_depth(v, &depth) != TORII_OK || depth > ADMIN_JSON_MAX_DEPTH) {
-        json_decref(v);
-        return torii_errf(eb, TORII_EINVAL, "JSON nested too deep");
-    }
-    *out = v;
-    return TORII_OK;
+    return rc;
 }
 
-static int pki_persist_wanted(const struct pki_query *q)
+static int pki_persist_wanted(const struct admin_req_query *q)
 {
-    const char *v = pki_query_get(q, "persist");
-    return v == NULL || strcmp(v, "false") != 0;
+    return admin_req_query_bool(q, "persist", 1);
 }
 
 static void pki_reply_json(struct torii_admin_reply *r, int status, json_t *v_owned)
@@ -343,8 +206,8 @@ static void pki_reply_rc(struct torii_admin_reply *r, int rc, const char *prefix
 }
 
 /* Store entity (unless persist=false) and reply with it (+ certId when stored). */
-static void pki_reply_entity(struct torii_admin_ctx *ctx, const struct pki_query *q, json_t *e,
-                             struct torii_admin_reply *reply)
+static void pki_reply_entity(struct torii_admin_ctx *ctx, const struct admin_req_query *q,
+                             json_t *e, struct torii_admin_reply *reply)
 {
     struct torii_errbuf eb = {{0}};
     json_t *arr = NULL;
@@ -398,23 +261,9 @@ static int pki_serial_find_cb(const struct torii_store_rec *rec, void *arg)
 
 static int pki_load_entity(struct torii_admin_ctx *ctx, const char *id, json_t **out)
 {
-    char *text = NULL;
-    size_t len = 0;
-    json_error_t jerr;
-    json_t *e = NULL;
-    int rc = torii_store_get(ctx->store, TORII_STORE_CERTS, id, &text, &len, NULL, NULL);
+    int rc = admin_req_entity_load(ctx->store, id, out, NULL, NULL, NULL);
 
-    if (rc != TORII_OK) {
-        return rc == TORII_EINVAL ? TORII_ENOTFOUND : rc;
-    }
-    e = json_loadb(text, len, 0, &jerr);
-    torii_secure_free(text, len);
-    if (!json_is_object(e)) {
-        json_decref(e);
-        return TORII_ESTORE;
-    }
-    *out = e;
-    return TORII_OK;
+    return rc == TORII_EINVAL ? TORII_ENOTFOUND : rc;
 }
 
 /* A CA by entity id, else by the hex serial of its certificate (reference 3.2). */
@@ -447,7 +296,7 @@ static int pki_load_ca(struct torii_admin_ctx *ctx, const char *ref, json_t **ou
 /* ---- handlers ------------------------------------------------------------------------------- */
 
 static void pki_keys(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                     const struct pki_query *q, struct torii_admin_reply *reply)
+                     const struct admin_req_query *q, struct torii_admin_reply *reply)
 {
     struct torii_errbuf eb = {{0}};
     struct torii_pki_opts o = pki_opts(ctx);
@@ -490,7 +339,7 @@ static void pki_csrs(const struct torii_http_req *req, struct torii_admin_reply 
 enum pki_gen { PKI_GEN_SELF, PKI_GEN_ROOT, PKI_GEN_LEAF, PKI_GEN_SUBCA };
 
 static void pki_generate(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                         const struct pki_query *q, const char *ca_ref, enum pki_gen kind,
+                         const struct admin_req_query *q, const char *ca_ref, enum pki_gen kind,
                          struct torii_admin_reply *reply)
 {
     struct torii_errbuf eb = {{0}};
@@ -572,13 +421,13 @@ out:
 }
 
 static void pki_sign(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                     const struct pki_query *q, const char *ca_ref, struct torii_admin_reply *reply)
+                     const struct admin_req_query *q, const char *ca_ref,
+                     struct torii_admin_reply *reply)
 {
     struct torii_errbuf eb = {{0}};
     struct torii_pki_opts o = pki_opts(ctx);
-    const char *dur = pki_query_get(q, "duration");
-    const char *cl = pki_query_get(q, "client");
-    int client = cl != NULL && strcmp(cl, "true") == 0;
+    const char *dur = admin_req_query_get(q, "duration");
+    int client = admin_req_query_bool(q, "client", 0);
     long long duration = 0;
     char *csr = NULL;
     json_t *ca = NULL;
@@ -629,7 +478,7 @@ static void pki_sign(struct torii_admin_ctx *ctx, const struct torii_http_req *r
 }
 
 static void pki_p12(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                    const struct pki_query *q, struct torii_admin_reply *reply)
+                    const struct admin_req_query *q, struct torii_admin_reply *reply)
 {
     struct torii_errbuf eb = {{0}};
     json_t *arr = NULL;
@@ -642,7 +491,7 @@ static void pki_p12(struct torii_admin_ctx *ctx, const struct torii_http_req *re
         admin_reply_error(reply, 400, "Bad p12 : empty body");
         return;
     }
-    rc = torii_pki_import_p12(req->body, req->body_len, pki_query_get(q, "password"),
+    rc = torii_pki_import_p12(req->body, req->body_len, admin_req_query_get(q, "password"),
                               torii_clock_now_ms(), &arr, &eb);
     if (rc != TORII_OK) {
         pki_reply_rc(reply, rc, "Bad p12 : ", &eb);
@@ -665,7 +514,7 @@ static void pki_p12(struct torii_admin_ctx *ctx, const struct torii_http_req *re
 }
 
 static void pki_bundle(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                       const struct pki_query *q, struct torii_admin_reply *reply)
+                       const struct admin_req_query *q, struct torii_admin_reply *reply)
 {
     struct torii_errbuf eb = {{0}};
     json_t *arr = NULL;
@@ -675,12 +524,10 @@ static void pki_bundle(struct torii_admin_ctx *ctx, const struct torii_http_req 
     if (rc != TORII_OK) {
         rc = torii_errf(&eb, TORII_EINVAL, "the body holds a NUL byte");
     } else {
-        rc = torii_pki_import_pem_bundle(text, pki_query_get(q, "password"), torii_clock_now_ms(),
-                                         &arr, &eb);
+        rc = torii_pki_import_pem_bundle(text, admin_req_query_get(q, "password"),
+                                         torii_clock_now_ms(), &arr, &eb);
     }
-    if (text != NULL) {
-        torii_secure_free(text, strlen(text));
-    }
+    admin_req_wipe_str(text);
     if (rc == TORII_OK && pki_persist_wanted(q)) {
         rc = admin_pki_persist(ctx->store, arr, &eb);
     }
@@ -745,11 +592,6 @@ static void pki_data(const struct torii_http_req *req, struct torii_admin_reply 
 
 /* ---- routing -------------------------------------------------------------------------------- */
 
-static int pki_path_is(const struct torii_http_req *req, const char *lit)
-{
-    return req->path.len == strlen(lit) && memcmp(req->path.ptr, lit, req->path.len) == 0;
-}
-
 /* Split the path after PKI_PREFIX into at most 4 '/'-separated segments. */
 static size_t pki_segments(struct torii_slice rest, struct torii_slice *seg, size_t max)
 {
@@ -772,39 +614,38 @@ static size_t pki_segments(struct torii_slice rest, struct torii_slice *seg, siz
     return n;
 }
 
-static int pki_seg_is(struct torii_slice s, const char *lit)
-{
-    return s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
-}
-
 static void pki_dispatch(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                         const struct pki_query *q, const struct torii_slice *seg, size_t n,
+                         const struct admin_req_query *q, const struct torii_slice *seg, size_t n,
                          struct torii_admin_reply *reply)
 {
     char *ca = NULL;
 
-    if (n == 1 && pki_seg_is(seg[0], "keys")) {
+    if (n == 1 && admin_req_slice_is(seg[0], "keys")) {
         pki_keys(ctx, req, q, reply);
-    } else if (n == 1 && pki_seg_is(seg[0], "csrs")) {
+    } else if (n == 1 && admin_req_slice_is(seg[0], "csrs")) {
         pki_csrs(req, reply);
-    } else if (n == 1 && pki_seg_is(seg[0], "certs")) {
+    } else if (n == 1 && admin_req_slice_is(seg[0], "certs")) {
         pki_generate(ctx, req, q, NULL, PKI_GEN_SELF, reply);
-    } else if (n == 1 && pki_seg_is(seg[0], "cas")) {
+    } else if (n == 1 && admin_req_slice_is(seg[0], "cas")) {
         pki_generate(ctx, req, q, NULL, PKI_GEN_ROOT, reply);
-    } else if (n == 2 && pki_seg_is(seg[0], "certs") && pki_seg_is(seg[1], "_p12")) {
+    } else if (n == 2 && admin_req_slice_is(seg[0], "certs")
+               && admin_req_slice_is(seg[1], "_p12")) {
         pki_p12(ctx, req, q, reply);
-    } else if (n == 2 && pki_seg_is(seg[0], "certs") && pki_seg_is(seg[1], "_valid")) {
+    } else if (n == 2 && admin_req_slice_is(seg[0], "certs")
+               && admin_req_slice_is(seg[1], "_valid")) {
         pki_valid(req, reply);
-    } else if (n == 2 && pki_seg_is(seg[0], "certs") && pki_seg_is(seg[1], "_data")) {
+    } else if (n == 2 && admin_req_slice_is(seg[0], "certs")
+               && admin_req_slice_is(seg[1], "_data")) {
         pki_data(req, reply);
-    } else if ((n == 3 || n == 4) && pki_seg_is(seg[0], "cas") && seg[1].len > 0) {
-        if (pki_pct_decode(seg[1].ptr, seg[1].len, &ca) != TORII_OK) {
+    } else if ((n == 3 || n == 4) && admin_req_slice_is(seg[0], "cas") && seg[1].len > 0) {
+        if (admin_req_pct_decode(seg[1].ptr, seg[1].len, 1, &ca) != TORII_OK) {
             admin_reply_error(reply, 404, "ca not found !");
-        } else if (n == 3 && pki_seg_is(seg[2], "certs")) {
+        } else if (n == 3 && admin_req_slice_is(seg[2], "certs")) {
             pki_generate(ctx, req, q, ca, PKI_GEN_LEAF, reply);
-        } else if (n == 3 && pki_seg_is(seg[2], "cas")) {
+        } else if (n == 3 && admin_req_slice_is(seg[2], "cas")) {
             pki_generate(ctx, req, q, ca, PKI_GEN_SUBCA, reply);
-        } else if (n == 4 && pki_seg_is(seg[2], "certs") && pki_seg_is(seg[3], "_sign")) {
+        } else if (n == 4 && admin_req_slice_is(seg[2], "certs")
+                   && admin_req_slice_is(seg[3], "_sign")) {
             pki_sign(ctx, req, q, ca, reply);
         } else {
             admin_reply_error(reply, 404, "resource not found");
@@ -820,26 +661,26 @@ int admin_pki_route(struct torii_admin_ctx *ctx, const struct torii_http_req *re
 {
     const size_t plen = sizeof(PKI_PREFIX) - 1;
     struct torii_slice seg[5];
-    struct pki_query q;
+    struct admin_req_query q;
     size_t n = 0;
-    int bundle = pki_path_is(req, PKI_BUNDLE);
+    int bundle = admin_req_path_is(req, PKI_BUNDLE);
 
     if (!bundle && (req->path.len < plen || memcmp(req->path.ptr, PKI_PREFIX, plen) != 0)) {
         return TORII_ENOTFOUND;
     }
     if (!bundle) {
         n = pki_segments((struct torii_slice){req->path.ptr + plen, req->path.len - plen}, seg, 4);
-        if (n == 2 && pki_seg_is(seg[0], "certs")
-            && (pki_seg_is(seg[1], "_letencrypt") || pki_seg_is(seg[1], "_letsencrypt"))) {
+        if (n == 2 && admin_req_slice_is(seg[0], "certs")
+            && (admin_req_slice_is(seg[1], "_letencrypt")
+                || admin_req_slice_is(seg[1], "_letsencrypt"))) {
             return TORII_ENOTFOUND; /* the ACME routes */
         }
     }
-    if (strcmp(req->method, "POST") != 0) {
-        admin_reply_error(reply, 405, "method not allowed");
-        admin_reply_header(reply, "Allow", "POST");
+    if (!admin_req_method_is(req, "POST")) {
+        admin_reply_method_not_allowed(reply, "POST");
         return TORII_OK;
     }
-    if (pki_query_parse(req->query, &q) != TORII_OK) {
+    if (admin_req_query_parse(req->query, PKI_MAX_QUERY, &q) != TORII_OK) {
         admin_reply_error(reply, 400, "invalid query string");
         return TORII_OK;
     }
@@ -850,7 +691,7 @@ int admin_pki_route(struct torii_admin_ctx *ctx, const struct torii_http_req *re
     } else {
         pki_dispatch(ctx, req, &q, seg, n, reply);
     }
-    pki_query_clear(&q);
+    admin_req_query_clear(&q);
     return TORII_OK;
 }
 
@@ -885,8 +726,7 @@ int admin_pki_public_route(struct torii_admin_ctx *ctx, const struct torii_http_
     json_t *arr = NULL;
     json_t *doc = NULL;
 
-    if (!pki_path_is(req, PKI_JWKS)
-        || (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)) {
+    if (!admin_req_path_is(req, PKI_JWKS) || !admin_req_is_get(req)) {
         return TORII_ENOTFOUND;
     }
     arr = json_array();

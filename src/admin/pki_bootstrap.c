@@ -23,28 +23,6 @@
 #define BOOT_CA_MS    (3650LL * 86400 * 1000)
 #define BOOT_LEAF_MS  (365LL * 86400 * 1000)
 
-/* The stored entity `id`: TORII_OK with *out, TORII_ENOTFOUND, or a store error. */
-static int boot_load(struct torii_store *st, const char *id, json_t **out)
-{
-    char *text = NULL;
-    size_t len = 0;
-    json_error_t jerr;
-    json_t *e = NULL;
-    int rc = torii_store_get(st, TORII_STORE_CERTS, id, &text, &len, NULL, NULL);
-
-    if (rc != TORII_OK) {
-        return rc;
-    }
-    e = json_loadb(text, len, 0, &jerr);
-    torii_secure_free(text, len);
-    if (!json_is_object(e)) {
-        json_decref(e);
-        return TORII_ESTORE;
-    }
-    *out = e;
-    return TORII_OK;
-}
-
 /* pki.ca_key ("ecdsa-p384", "rsa-2048", ...; validated by the config) -> {algo, size}. */
 static json_t *boot_key_spec(const struct torii_config *cfg)
 {
@@ -89,7 +67,7 @@ out:
 static int boot_root(const struct torii_config *cfg, struct torii_store *st, json_t **out,
                      struct torii_errbuf *eb)
 {
-    int rc = boot_load(st, BOOT_ROOT_ID, out);
+    int rc = admin_req_entity_load(st, BOOT_ROOT_ID, out, NULL, NULL, NULL);
     struct torii_pki_opts o = {.now_ms = torii_clock_now_ms(), .id = BOOT_ROOT_ID};
     json_t *q = NULL;
     json_t *e = NULL;
@@ -116,7 +94,7 @@ out:
 static int boot_intermediate(const struct torii_config *cfg, struct torii_store *st,
                              const json_t *root, json_t **out, struct torii_errbuf *eb)
 {
-    int rc = boot_load(st, BOOT_INTER_ID, out);
+    int rc = admin_req_entity_load(st, BOOT_INTER_ID, out, NULL, NULL, NULL);
     struct torii_pki_opts o = {.now_ms = torii_clock_now_ms(), .id = BOOT_INTER_ID};
     json_t *q = NULL;
     json_t *e = NULL;
@@ -154,7 +132,7 @@ static int boot_default(const struct torii_config *cfg, struct torii_store *st, 
     json_t *hosts = NULL;
     json_t *q = NULL;
     json_t *e = NULL;
-    int rc = boot_load(st, cfg->default_cert, &existing);
+    int rc = admin_req_entity_load(st, cfg->default_cert, &existing, NULL, NULL, NULL);
 
     if (rc != TORII_ENOTFOUND) {
         json_decref(existing);

@@ -1,5 +1,5 @@
 /* reply.c - the reply that route handlers fill and the server writes: an {"error": ...}
- * helper, extra headers, and clearing. */
+ * helper, 405 with Allow, extra headers, and clearing. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,6 +55,12 @@ void admin_reply_header(struct torii_admin_reply *r, const char *name, const cha
     r->hname[r->n_headers] = torii_xstrdup(name);
     r->hvalue[r->n_headers] = torii_xstrdup(value);
     r->n_headers++;
+}
+
+void admin_reply_method_not_allowed(struct torii_admin_reply *r, const char *allow)
+{
+    admin_reply_error(r, 405, "method not allowed");
+    admin_reply_header(r, "Allow", allow);
 }
 
 void admin_reply_clear(struct torii_admin_reply *r)

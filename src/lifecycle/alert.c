@@ -184,6 +184,7 @@ static void alerts_on_store_change(enum torii_store_op_kind kind, enum torii_sto
         break;
     case TORII_STORE_PUT:
     case TORII_STORE_REPLACE:
+    case TORII_STORE_REPLACE_IF: /* reported as REPLACE; listed for -Wswitch-enum */
         t = TORII_ALERT_UPDATED;
         break;
     case TORII_STORE_DELETE:

@@ -30,4 +30,38 @@ void torii_exporters__reopen(struct torii_exporters *xs);
  * TORII_ESTORE, TORII_EINVAL (stored JSON does not parse). */
 int torii_lifecycle__load(struct torii_store *store, const char *id, json_t **out) TORII_MUST_USE;
 
+/* ---- read-modify-write of entities (renewer.c) ---- */
+
+struct torii_renew_policy;
+
+/** Test seam for the read-modify-write window: `between` (may be NULL) is called on the
+ * writing thread after the entity was read and just before it is written back, with the
+ * attempt number (0, then 1 for the retry after a conflict). NULL in production. */
+struct torii_renew__seam {
+    void (*between)(const char *id, unsigned attempt, void *arg);
+    void *arg;
+};
+
+/** torii_renew_one, plus: pol non-NULL (the automatic cycle) renews only while the entity
+ * just read is still due by pol, else TORII_ECONFLICT ("no longer due"; no retry). The
+ * write is a TORII_STORE_REPLACE_IF of the JSON read, so a write that landed in between
+ * (the admin API's) is never overwritten: on such a conflict the whole renewal starts again
+ * from a fresh read, once; a second conflict gives TORII_ECONFLICT and changes nothing.
+ * TORII_ECONFLICT does not count as a renewal failure. */
+int torii_renew__one(struct torii_store *store, struct torii_alerts *alerts, const char *id,
+                     int64_t now_ms, const struct torii_renew_policy *pol,
+                     const struct torii_renew__seam *seam, json_t **out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** Store the expiry state entity `id` has at now_ms by pol (metadata.expired /
+ * almostExpired, valid) when its stored flags differ, judged on the entity as read now;
+ * raises CertExpiredAlert / CertAlmostExpiredAlert for those states. *written = the
+ * torii_renew_state stored, or -1 when nothing had to change (or it is revoked or a copy).
+ * A conflicting write is handled as in torii_renew__one (re-read and judged again, once).
+ * TORII_ENOTFOUND, TORII_EINVAL, TORII_ESTORE, TORII_ECONFLICT. */
+int torii_renew__flag(struct torii_store *store, struct torii_alerts *alerts, const char *id,
+                      int64_t now_ms, const struct torii_renew_policy *pol,
+                      const struct torii_renew__seam *seam, int *written, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
 #endif

@@ -107,10 +107,60 @@ static struct torii_store_op renew_serial_op(enum torii_store_op_kind kind, cons
     return op;
 }
 
-int torii_renew_one(struct torii_store *store, struct torii_alerts *alerts, const char *id,
-                    int64_t now_ms, json_t **out, struct torii_errbuf *eb)
+/* An entity as read, with the exact JSON text stored: the precondition of its write back
+ * (TORII_STORE_REPLACE_IF), so a write that landed in between is never overwritten. */
+struct renew_read {
+    json_t *ent;
+    char *text; /* holds the private key: wiped on clear */
+    size_t len;
+};
+
+static void renew_read_clear(struct renew_read *rd)
 {
-    json_t *old = NULL;
+    json_decref(rd->ent);
+    torii_secure_free(rd->text, rd->len);
+    memset(rd, 0, sizeof(*rd));
+}
+
+/* TORII_ENOTFOUND, TORII_ESTORE, TORII_EINVAL (the stored JSON is not an object). */
+static int renew_read(struct torii_store *store, const char *id, struct renew_read *out)
+{
+    char *text = NULL;
+    size_t len = 0;
+    json_t *ent;
+    int rc = torii_store_get(store, TORII_STORE_CERTS, id, &text, &len, NULL, NULL);
+
+    if (rc != TORII_OK) {
+        return rc;
+    }
+    ent = json_loadb(text, len, 0, NULL);
+    if (!json_is_object(ent)) {
+        json_decref(ent);
+        torii_secure_free(text, len);
+        return TORII_EINVAL;
+    }
+    out->ent = ent;
+    out->text = text;
+    out->len = len;
+    return TORII_OK;
+}
+
+static void renew_seam_call(const struct torii_renew__seam *seam, const char *id, unsigned attempt)
+{
+    if (seam != NULL && seam->between != NULL) {
+        seam->between(id, attempt, seam->arg);
+    }
+}
+
+/* One read-renew-write pass. *stale is set when pol says the entity just read is no longer
+ * due (a concurrent change made it so): TORII_ECONFLICT, not worth a retry. */
+static int renew_one_attempt(struct torii_store *store, struct torii_alerts *alerts, const char *id,
+                             int64_t now_ms, const struct torii_renew_policy *pol,
+                             const struct torii_renew__seam *seam, unsigned attempt, json_t **out,
+                             int *stale, struct torii_errbuf *eb)
+{
+    struct renew_read rd = {0};
+    json_t *old;
     json_t *ca = NULL;
     json_t *renewed = NULL;
     json_t *copy = NULL;
@@ -124,13 +174,14 @@ int torii_renew_one(struct torii_store *store, struct torii_alerts *alerts, cons
     const char *ca_ref;
     int rc;
 
-    rc = torii_lifecycle__load(store, id, &old);
+    rc = renew_read(store, id, &rd);
     if (rc == TORII_ENOTFOUND) {
         rc = torii_errf(eb, TORII_ENOTFOUND, "entity not found");
         goto out;
     }
     TORII_ENSURE(rc == TORII_OK,
                  torii_errf(eb, rc, "cannot read the entity: %s", torii_strerror(rc)));
+    old = rd.ent;
     TORII_ENSURE(!json_is_true(json_object_get(old, "revoked")),
                  torii_errf(eb, TORII_EINVAL, "a revoked certificate is not renewed"));
     TORII_ENSURE(!torii_renew_is_copy(old),
@@ -138,6 +189,11 @@ int torii_renew_one(struct torii_store *store, struct torii_alerts *alerts, cons
     TORII_ENSURE(
         !json_is_true(json_object_get(old, "letsEncrypt")),
         torii_errf(eb, TORII_EUNSUPPORTED, "Let's Encrypt certificates are renewed through ACME"));
+    if (pol != NULL && torii_renew_due_of(old, now_ms, pol) != TORII_RENEW_DUE) {
+        *stale = 1;
+        rc = torii_errf(eb, TORII_ECONFLICT, "changed since it was found due: no longer due");
+        goto out;
+    }
     ca_ref = renew_str(old, "caRef");
     if (ca_ref != NULL && strcmp(ca_ref, id) != 0) {
         rc = torii_lifecycle__load(store, ca_ref, &ca);
@@ -154,21 +210,24 @@ int torii_renew_one(struct torii_store *store, struct torii_alerts *alerts, cons
     TORII_ENSURE(copy != NULL, TORII_ENOMEM);
     TORII_TRY(renew_blob_make(renewed, &nb, eb));
     TORII_TRY(renew_blob_make(copy, &cb, eb));
-    /* One durable transaction: the old version as its copy, the new one under the id, and
-     * the serial index following both (the old serial now names the copy). */
+    /* One durable transaction: the old version as its copy, the new one under the id (only
+     * if nobody wrote it since we read it), and the serial index following both (the old
+     * serial now names the copy). */
     ops[n_ops++] = renew_op(TORII_STORE_CREATE, copy_id, &cb);
-    ops[n_ops++] = renew_op(TORII_STORE_REPLACE, id, &nb);
+    ops[n_ops] = renew_op(TORII_STORE_REPLACE_IF, id, &nb);
+    ops[n_ops].expect_json = rd.text;
+    ops[n_ops++].expect_json_len = rd.len;
     if (renew_serial_key(old, id, old_key, sizeof(old_key))) {
         ops[n_ops++] = renew_serial_op(TORII_STORE_PUT, old_key, copy_id);
     }
     if (renew_serial_key(renewed, id, new_key, sizeof(new_key))) {
         ops[n_ops++] = renew_serial_op(TORII_STORE_PUT, new_key, id);
     }
+    renew_seam_call(seam, id, attempt);
     torii_lifecycle_write_begin();
     rc = torii_store_apply(store, ops, n_ops, eb);
     torii_lifecycle_write_end();
     TORII_TRY(rc);
-    torii_metrics_inc(TORII_METRIC_RENEWALS);
     torii_log(TORII_LOG_NOTICE, "renew: certificate renewed (id=%s copy=%s to=%lld)", id, copy_id,
               (long long)json_integer_value(json_object_get(renewed, "to")));
     torii_alerts_raise(alerts, TORII_ALERT_RENEWAL, renewed, NULL);
@@ -177,16 +236,44 @@ int torii_renew_one(struct torii_store *store, struct torii_alerts *alerts, cons
         renewed = NULL;
     }
 out:
-    if (rc != TORII_OK) {
-        torii_metrics_inc(TORII_METRIC_RENEWAL_FAILURES);
-    }
     renew_blob_clear(&nb);
     renew_blob_clear(&cb);
-    json_decref(old);
+    renew_read_clear(&rd);
     json_decref(ca);
     json_decref(renewed);
     json_decref(copy);
     return rc;
+}
+
+int torii_renew__one(struct torii_store *store, struct torii_alerts *alerts, const char *id,
+                     int64_t now_ms, const struct torii_renew_policy *pol,
+                     const struct torii_renew__seam *seam, json_t **out, struct torii_errbuf *eb)
+{
+    int stale = 0;
+    int rc = renew_one_attempt(store, alerts, id, now_ms, pol, seam, 0, out, &stale, eb);
+
+    if (rc == TORII_ECONFLICT && !stale) {
+        /* Someone (the admin API) wrote the entity while we re-issued it: their write stands.
+         * Start again from what they wrote, once. */
+        torii_log(TORII_LOG_NOTICE,
+                  "renew: certificate changed while being renewed, starting again (id=%s)", id);
+        rc = renew_one_attempt(store, alerts, id, now_ms, pol, seam, 1, out, &stale, eb);
+    }
+    if (rc == TORII_ECONFLICT) {
+        torii_log(TORII_LOG_NOTICE, "renew: renewal skipped: %s (id=%s)", eb != NULL ? eb->msg : "",
+                  id);
+    } else if (rc != TORII_OK) {
+        torii_metrics_inc(TORII_METRIC_RENEWAL_FAILURES);
+    } else {
+        torii_metrics_inc(TORII_METRIC_RENEWALS);
+    }
+    return rc;
+}
+
+int torii_renew_one(struct torii_store *store, struct torii_alerts *alerts, const char *id,
+                    int64_t now_ms, json_t **out, struct torii_errbuf *eb)
+{
+    return torii_renew__one(store, alerts, id, now_ms, NULL, NULL, out, eb);
 }
 
 /* ---- the renewal thread ------------------------------------------------------------------ */
@@ -350,17 +437,38 @@ static void renew_failed(struct torii_renewer *r, const char *id, int64_t now, c
     }
 }
 
-/* Store the new expiry state in the entity (metadata flags, valid) and raise its alert. */
-static int renew_flag(struct torii_renewer *r, const struct renew_item *it,
-                      enum torii_renew_state st, int64_t now, struct torii_errbuf *eb)
+/* One read-modify-write pass of torii_renew__flag. */
+static int renew_flag_attempt(struct torii_store *store, struct torii_alerts *alerts,
+                              const char *id, int64_t now, const struct torii_renew_policy *pol,
+                              const struct torii_renew__seam *seam, unsigned attempt, int *written,
+                              struct torii_errbuf *eb)
 {
-    json_t *e = NULL;
+    struct renew_read rd = {0};
+    json_t *e;
     json_t *md;
     struct renew_blob b = {0};
     struct torii_store_op op;
+    enum torii_renew_state st;
+    enum torii_renew_state stored;
     int rc = TORII_OK;
 
-    TORII_TRY(torii_lifecycle__load(r->store, it->id, &e));
+    *written = -1;
+    TORII_TRY(renew_read(store, id, &rd));
+    e = rd.ent;
+    if (json_is_true(json_object_get(e, "revoked")) || torii_renew_is_copy(e)) {
+        goto out;
+    }
+    /* Judged on the entity as it is now, not as a scan saw it: an API write may have put a
+     * new certificate there since. */
+    st = torii_renew_state_of(json_integer_value(json_object_get(e, "from")),
+                              json_integer_value(json_object_get(e, "to")), now, pol);
+    if (st == TORII_RENEW_STATE_NOT_YET_VALID) {
+        st = TORII_RENEW_STATE_OK;
+    }
+    stored = renew_stored_state(e);
+    if (st == stored) {
+        goto out;
+    }
     md = json_object_get(e, "metadata");
     if (!json_is_object(md)) {
         md = json_object();
@@ -374,32 +482,49 @@ static int renew_flag(struct torii_renewer *r, const struct renew_item *it,
     } else if (st == TORII_RENEW_STATE_ALMOST_EXPIRED) {
         (void)json_object_set_new(md, "almostExpired", json_string("true"));
     }
-    if (it->stored == TORII_RENEW_STATE_EXPIRED && st != TORII_RENEW_STATE_EXPIRED) {
+    if (stored == TORII_RENEW_STATE_EXPIRED && st != TORII_RENEW_STATE_EXPIRED) {
         /* Back inside its window (clock set back): recompute valid. */
         TORII_TRY(torii_cert_enrich(e, now, eb));
     }
     TORII_TRY(renew_blob_make(e, &b, eb));
-    op = renew_op(TORII_STORE_REPLACE, it->id, &b);
+    op = renew_op(TORII_STORE_REPLACE_IF, id, &b);
+    op.expect_json = rd.text;
+    op.expect_json_len = rd.len;
+    renew_seam_call(seam, id, attempt);
     torii_lifecycle_write_begin();
-    rc = torii_store_apply(r->store, &op, 1, eb);
+    rc = torii_store_apply(store, &op, 1, eb);
     torii_lifecycle_write_end();
     TORII_TRY(rc);
+    *written = (int)st;
     if (st == TORII_RENEW_STATE_EXPIRED || st == TORII_RENEW_STATE_ALMOST_EXPIRED) {
         torii_log(TORII_LOG_WARN, "renew: certificate %s (id=%s to=%lld)",
-                  st == TORII_RENEW_STATE_EXPIRED ? "expired" : "almost expired", it->id,
-                  (long long)it->to);
-        torii_alerts_raise(r->alerts,
+                  st == TORII_RENEW_STATE_EXPIRED ? "expired" : "almost expired", id,
+                  (long long)json_integer_value(json_object_get(e, "to")));
+        torii_alerts_raise(alerts,
                            st == TORII_RENEW_STATE_EXPIRED ? TORII_ALERT_EXPIRED
                                                            : TORII_ALERT_ALMOST_EXPIRED,
                            e, NULL);
-        (void)json_object_set_new(r->alerted, it->id,
-                                  json_pack("{s:i, s:I}", "state", (int)st, "at", (json_int_t)now));
-    } else {
-        (void)json_object_del(r->alerted, it->id);
     }
 out:
     renew_blob_clear(&b);
-    json_decref(e);
+    renew_read_clear(&rd);
+    return rc;
+}
+
+int torii_renew__flag(struct torii_store *store, struct torii_alerts *alerts, const char *id,
+                      int64_t now_ms, const struct torii_renew_policy *pol,
+                      const struct torii_renew__seam *seam, int *written, struct torii_errbuf *eb)
+{
+    int rc = renew_flag_attempt(store, alerts, id, now_ms, pol, seam, 0, written, eb);
+
+    if (rc == TORII_ECONFLICT) {
+        /* Written meanwhile: judge the new content once more rather than overwrite it. */
+        torii_log(TORII_LOG_INFO,
+                  "renew: certificate changed while its expiry state was stored, re-reading "
+                  "(id=%s)",
+                  id);
+        rc = renew_flag_attempt(store, alerts, id, now_ms, pol, seam, 1, written, eb);
+    }
     return rc;
 }
 
@@ -469,6 +594,7 @@ static void renew_cycle_item(struct torii_renewer *r, const struct renew_item *i
 {
     struct torii_errbuf eb = {{0}};
     enum torii_renew_state st;
+    int rc;
 
     if (it->copy) {
         if (it->to <= now && r->cfg->renewal_delete_expired_copies) {
@@ -482,11 +608,17 @@ static void renew_cycle_item(struct torii_renewer *r, const struct renew_item *i
     } else if (it->due == TORII_RENEW_DUE) {
         if (renew_backoff_active(r, it->id, now)) {
             renew_result_add(res, "skipped", it->id, "reason", "retry backoff");
-        } else if (torii_renew_one(r->store, r->alerts, it->id, now, NULL, &eb) == TORII_OK) {
+        } else if ((rc = torii_renew__one(r->store, r->alerts, it->id, now, &r->pol, NULL, NULL,
+                                          &eb))
+                   == TORII_OK) {
             (void)json_object_del(r->failures, it->id);
             (void)json_object_del(r->alerted, it->id);
             renew_result_add(res, "renewed", it->id, NULL, NULL);
             return; /* fresh validity; flags were cleared by the renewal */
+        } else if (rc == TORII_ECONFLICT) {
+            /* Changed under us (the API wrote it): not a failure, no backoff; its expiry
+             * state below is judged on what was written. */
+            renew_result_add(res, "skipped", it->id, "reason", eb.msg);
         } else {
             renew_failed(r, it->id, now, eb.msg);
             renew_result_add(res, "failed", it->id, "error", eb.msg);
@@ -500,13 +632,27 @@ static void renew_cycle_item(struct torii_renewer *r, const struct renew_item *i
         st = TORII_RENEW_STATE_OK;
     }
     if (st != it->stored) {
+        int written = -1;
+
         memset(&eb, 0, sizeof(eb));
-        if (renew_flag(r, it, st, now, &eb) != TORII_OK) {
+        rc = torii_renew__flag(r->store, r->alerts, it->id, now, &r->pol, NULL, &written, &eb);
+        if (rc == TORII_ECONFLICT) {
+            torii_log(TORII_LOG_NOTICE,
+                      "renew: certificate keeps changing, expiry state left for the next run "
+                      "(id=%s)",
+                      it->id);
+        } else if (rc != TORII_OK) {
             torii_log(TORII_LOG_WARN, "renew: cannot store the expiry state: %s (id=%s)", eb.msg,
                       it->id);
-        } else if (st != TORII_RENEW_STATE_OK) {
+        } else if (written == TORII_RENEW_STATE_EXPIRED
+                   || written == TORII_RENEW_STATE_ALMOST_EXPIRED) {
+            (void)json_object_set_new(
+                r->alerted, it->id,
+                json_pack("{s:i, s:I}", "state", written, "at", (json_int_t)now));
             renew_result_add(res, "flagged", it->id, "state",
-                             st == TORII_RENEW_STATE_EXPIRED ? "expired" : "almostExpired");
+                             written == TORII_RENEW_STATE_EXPIRED ? "expired" : "almostExpired");
+        } else if (written == TORII_RENEW_STATE_OK) {
+            (void)json_object_del(r->alerted, it->id);
         }
     } else {
         renew_repeat(r, it, st, now);

@@ -561,7 +561,7 @@ out:
     return rc;
 }
 
-static int pki_serial_random(X509 *c)
+int torii_pki__serial_random(X509 *c)
 {
     int rc = TORII_OK;
     unsigned char serial[16];
@@ -595,7 +595,7 @@ int torii_pki__cert_build(const struct torii_pki__build *b, X509 **out, struct t
     TORII_ENSURE(b->duration_ms > 0 && b->duration_ms <= PKI_MAX_DURATION && b->now_ms >= 0,
                  torii_errf(eb, TORII_EINVAL, "issue: bad validity"));
     TORII_ENSURE(X509_set_version(c, X509_VERSION_3) == 1, TORII_ENOMEM);
-    TORII_TRY(pki_serial_random(c));
+    TORII_TRY(torii_pki__serial_random(c));
     TORII_ENSURE(X509_time_adj_ex(X509_getm_notBefore(c), 0, 0, &t) != NULL
                      && X509_time_adj_ex(X509_getm_notAfter(c), (int)(b->duration_ms / PKI_DAY_MS),
                                          (long)((b->duration_ms % PKI_DAY_MS) / 1000), &t)

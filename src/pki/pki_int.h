@@ -153,4 +153,10 @@ int torii_pki__issue_entity(const struct torii_pki__query *q, const struct torii
 /** Check a public base URL for AIA/CRL (http(s)://, no whitespace, comma or quote). */
 int torii_pki__base_url_check(const char *url, struct torii_errbuf *eb) TORII_MUST_USE;
 
+/* ---- renewal helpers (issue.c, renew.c) ---- */
+
+/** Give c a new random positive 128-bit serial (RFC 5280 4.1.2.2), the one every
+ * certificate torii signs gets. */
+int torii_pki__serial_random(X509 *c) TORII_MUST_USE;
+
 #endif

@@ -11,6 +11,11 @@
  * HTTP/1.0 clients.
  * Back-pressure: a side stops reading while the other side's output is above PX_HIGH_WM and
  * resumes from the write callback, called when that output drains to PX_LOW_WM (le-proxy.c).
+ * Requests torii answers itself: a /.well-known/ request body is buffered (PH_LOCAL, at most
+ * TORII_WELLKNOWN_MAX_BODY) before the handler runs. When a response (ours, or the backend's)
+ * is complete before the request body is, the rest of the body is read and dropped
+ * (PH_DRAIN, at most PX_DRAIN_MAX bytes or PX_DRAIN_MS) so the connection can carry the next
+ * request; when the framing does not allow that, the response says close.
  * Re-entrancy: every callback ends in pc_run(), which steps the state machine and is the only
  * place where a connection is freed (pc->dead), guarded against nested calls (pc->busy).
  * Every connection ends in pc_close(). */
@@ -41,12 +46,16 @@
 #define PX_LOW_WM    ((size_t)128 * 1024) /* resume below this */
 #define PX_DOWN_MS   10000                /* a failed target is skipped this long */
 #define PX_LINGER_MS 1000
+#define PX_DRAIN_MAX ((uint64_t)1024 * 1024) /* request body dropped after an early answer */
+#define PX_DRAIN_MS  5000                    /* ... within this long, else close */
 
 enum pc_phase {
     PH_HEAD = 0, /* reading a request head (or idle between requests) */
     PH_BODY,     /* streaming the request body to the upstream */
     PH_WAIT,     /* request sent; the response is being streamed */
     PH_CLOSING,  /* last bytes queued; close once written */
+    PH_LOCAL,    /* buffering the body of a request torii answers itself */
+    PH_DRAIN,    /* answered: dropping the rest of the request body */
 };
 
 enum rs_phase {
@@ -62,6 +71,7 @@ enum pc_timer {
     PT_BODY,   /* request body inactivity */
     PT_CLOSE,  /* last response being written */
     PT_LINGER, /* discarding input after the last response */
+    PT_DRAIN,  /* absolute deadline for dropping the rest of an answered request's body */
 };
 
 struct proxy_upstream {
@@ -86,6 +96,9 @@ struct proxy_exch {
     int head_req;
     enum torii_http_body_kind req_body;
     uint64_t req_len, req_left;
+    int req_done;           /* the request body has been read to its end */
+    struct evbuffer *lbody; /* PH_LOCAL: the body being buffered */
+    int lbody_over;         /* PH_LOCAL: the body exceeds TORII_WELLKNOWN_MAX_BODY */
     enum rs_phase rs;
     enum torii_http_body_kind resp_body;
     uint64_t resp_left;
@@ -127,6 +140,9 @@ struct proxy_conn {
     char *client_cert; /* RFC 9440 values, computed once per connection */
     char *client_cert_chain;
     uint64_t head_bytes;
+    enum torii_http_body_kind drain_kind; /* PH_DRAIN: framing of the body being dropped */
+    uint64_t drain_left;                  /* PH_DRAIN, LENGTH: bytes still to drop */
+    uint64_t drain_budget;                /* PH_DRAIN, CHUNKED: raw bytes still allowed */
     char ip[INET6_ADDRSTRLEN];
     struct proxy_exch x;
 };
@@ -493,15 +509,61 @@ static void pc_up_release(struct proxy_conn *pc, int reusable)
 
 /* ---- exchanges ---------------------------------------------------------------------------- */
 
+/* 1 while the body of the current request has not been read to its end. */
+static int pc_body_pending(const struct proxy_conn *pc)
+{
+    return pc->x.req_body != TORII_HTTP_BODY_NONE && !pc->x.req_done;
+}
+
+/* May the rest of the current request body be read and dropped after the response, keeping
+ * the connection? Only when we know where it ends and it is bounded: a Content-Length
+ * remainder of at most PX_DRAIN_MAX, or a chunked body (cut off at PX_DRAIN_MAX). A client
+ * waiting for a 100 Continue we never sent may send its body or not (RFC 9110 section
+ * 10.1.1): the connection cannot be framed and closes. */
+static int pc_can_drain(struct proxy_conn *pc)
+{
+    const struct proxy_exch *x = &pc->x;
+
+    if (!pc_body_pending(pc)) {
+        return 1;
+    }
+    if (pc->peer_eof || (pc->phase == PH_HEAD && torii_http_parser_expects_continue(pc->rp))) {
+        return 0;
+    }
+    if (x->req_body == TORII_HTTP_BODY_LENGTH) {
+        return x->req_left <= PX_DRAIN_MAX;
+    }
+    return x->req_body == TORII_HTTP_BODY_CHUNKED;
+}
+
 static void pc_exchange_end(struct proxy_conn *pc, int up_reusable)
 {
-    int keep = pc->x.keep && !pc->peer_eof;
+    struct proxy_exch *x = &pc->x;
+    int keep = x->keep && !pc->peer_eof;
+    int drain = 0;
 
+    if (keep && pc_body_pending(pc)) {
+        drain = pc_can_drain(pc);
+        keep = drain;
+        pc->drain_kind = x->req_body;
+        pc->drain_left = x->req_left;
+        pc->drain_budget = PX_DRAIN_MAX;
+    }
     pc_up_release(pc, up_reusable);
-    if (pc->x.active) {
+    if (x->active) {
         pc_access_log(pc);
     }
-    memset(&pc->x, 0, sizeof(pc->x));
+    if (x->lbody != NULL) {
+        evbuffer_free(x->lbody);
+    }
+    memset(x, 0, sizeof(*x));
+    if (drain) {
+        /* The parser stays on this request until its body ends (pc_pump_drain). */
+        pc->phase = PH_DRAIN;
+        pc->again = 1;
+        pc_timer_arm(pc, PT_DRAIN, PX_DRAIN_MS);
+        return;
+    }
     torii_http_parser_next(pc->rp);
     if (keep) {
         pc->phase = PH_HEAD;
@@ -513,8 +575,8 @@ static void pc_exchange_end(struct proxy_conn *pc, int up_reusable)
     }
 }
 
-/* A response of our own (error, redirect, well-known). A request body we did not read forces
- * the connection closed. */
+/* A response of our own (error, redirect, well-known). The rest of a request body we did not
+ * read is dropped afterwards when pc_can_drain() allows it; otherwise the connection closes. */
 static void pc_local(struct proxy_conn *pc, int status, const char *ctype, const void *body,
                      size_t len, const struct torii_http_header *extra, size_t n_extra, int close)
 {
@@ -522,7 +584,7 @@ static void pc_local(struct proxy_conn *pc, int status, const char *ctype, const
     struct torii_http_response r;
     size_t before = evbuffer_get_length(out);
 
-    if (pc->phase == PH_BODY || (pc->phase == PH_HEAD && pc->x.req_body != TORII_HTTP_BODY_NONE)) {
+    if (!pc_can_drain(pc)) {
         close = 1;
     }
     if (close) {
@@ -607,15 +669,28 @@ static int px_chunk(struct evbuffer *out, const void *data, size_t len)
     return TORII_OK;
 }
 
-/* Request parser body callback (chunked request bodies): re-frame into the upstream. */
+/* Request parser body callback (chunked request bodies): re-frame into the upstream, or
+ * buffer for a local answer (PH_LOCAL), or drop (PH_DRAIN). */
 static int pc_req_body_cb(void *arg, const unsigned char *data, size_t len)
 {
     struct proxy_conn *pc = arg;
+    struct proxy_exch *x = &pc->x;
 
-    if (pc->up == NULL || len == 0) {
+    if (len == 0) {
         return TORII_OK;
     }
-    pc->x.bytes_in += len;
+    if (x->lbody != NULL) {
+        if (len > TORII_WELLKNOWN_MAX_BODY - evbuffer_get_length(x->lbody)) {
+            x->lbody_over = 1; /* answered 413 by pc_pump_local */
+            return TORII_OK;
+        }
+        x->bytes_in += len;
+        return evbuffer_add(x->lbody, data, len) == 0 ? TORII_OK : TORII_ENOMEM;
+    }
+    if (pc->up == NULL) {
+        return TORII_OK; /* being dropped (PH_DRAIN) */
+    }
+    x->bytes_in += len;
     return px_chunk(bufferevent_get_output(pc->up->bev), data, len);
 }
 
@@ -860,6 +935,47 @@ static void pc_wellknown(struct proxy_conn *pc, const struct torii_http_req *req
     evbuffer_free(reply.body);
 }
 
+/* A request with a body that torii answers itself: buffer the body first (PH_LOCAL). Over
+ * TORII_WELLKNOWN_MAX_BODY: 413, and the connection closes (the rest is not read). */
+static void pc_local_body_start(struct proxy_conn *pc)
+{
+    struct proxy_exch *x = &pc->x;
+
+    if (x->req_body == TORII_HTTP_BODY_LENGTH && x->req_len > TORII_WELLKNOWN_MAX_BODY) {
+        pc_local_error(pc, 413, "request body too large", 1);
+        return;
+    }
+    x->lbody = evbuffer_new();
+    if (x->lbody == NULL) {
+        pc->dead = 1;
+        return;
+    }
+    pc_send_continue(pc);
+    pc->phase = PH_LOCAL;
+    pc_timer_arm(pc, PT_BODY, pc->pw->cfg->idle_timeout_ms);
+}
+
+/* The buffered body is complete: answer with it. */
+static void pc_local_body_done(struct proxy_conn *pc)
+{
+    struct proxy_exch *x = &pc->x;
+    struct torii_http_req req = *torii_http_parser_req(pc->rp);
+    struct evbuffer *body = x->lbody;
+    size_t len = evbuffer_get_length(body);
+
+    x->lbody = NULL;
+    x->req_done = 1;
+    pc_timer_arm(pc, PT_NONE, 0);
+    req.body = len > 0 ? evbuffer_pullup(body, -1) : NULL;
+    req.body_len = len;
+    if (len > 0 && req.body == NULL) {
+        pc->dead = 1;
+    } else {
+        pc_wellknown(pc, &req);
+    }
+    evbuffer_free(body);
+}
+
 static void pc_dispatch(struct proxy_conn *pc)
 {
     const struct torii_http_req *req = torii_http_parser_req(pc->rp);
@@ -910,7 +1026,11 @@ static void pc_dispatch(struct proxy_conn *pc)
     px_copy(x->host, sizeof(x->host), host);
     n = host.len > 0 ? torii_proxy_host_parse(host, hn) : TORII_EINVAL;
     if (req->path.len >= 13 && memcmp(req->path.ptr, "/.well-known/", 13) == 0) {
-        pc_wellknown(pc, req);
+        if (x->req_body == TORII_HTTP_BODY_NONE) {
+            pc_wellknown(pc, req);
+        } else {
+            pc_local_body_start(pc);
+        }
         return;
     }
     if (n <= 0) {
@@ -1015,6 +1135,7 @@ static void pc_read_heads(struct proxy_conn *pc)
 
 static void pc_req_done(struct proxy_conn *pc)
 {
+    pc->x.req_done = 1;
     pc->phase = PH_WAIT;
     pc_timer_arm(pc, PT_NONE, 0);
     up_timeouts(pc);
@@ -1078,6 +1199,112 @@ static void pc_pump_req(struct proxy_conn *pc)
     }
 }
 
+/* Request body -> the local buffer (PH_LOCAL), then the local answer. */
+static void pc_pump_local(struct proxy_conn *pc)
+{
+    struct evbuffer *in = bufferevent_get_input(pc->bev);
+    struct proxy_exch *x = &pc->x;
+    size_t avail;
+    int progress = 0;
+
+    while (pc->phase == PH_LOCAL && !pc->dead && (avail = evbuffer_get_length(in)) > 0) {
+        if (x->req_body == TORII_HTTP_BODY_LENGTH) {
+            size_t n = avail < x->req_left ? avail : (size_t)x->req_left;
+            if (evbuffer_remove_buffer(in, x->lbody, n) != (int)n) {
+                pc->dead = 1;
+                return;
+            }
+            x->req_left -= n;
+            x->bytes_in += n;
+            progress = 1;
+            if (x->req_left == 0) {
+                torii_http_parser_body_taken(pc->rp, x->req_len);
+                pc_local_body_done(pc);
+            }
+        } else {
+            struct evbuffer_iovec v;
+            size_t used = 0;
+            enum torii_http_parse_ev ev;
+
+            if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+                break;
+            }
+            ev = torii_http_parser_feed(pc->rp, v.iov_base, v.iov_len, &used);
+            (void)evbuffer_drain(in, used);
+            progress = 1;
+            if (x->lbody_over) {
+                pc_local_error(pc, 413, "request body too large", 1);
+                return;
+            }
+            if (ev == TORII_HTTP_PARSE_ERROR) {
+                pc_reject(pc);
+                return;
+            }
+            if (ev == TORII_HTTP_PARSE_DONE) {
+                pc_local_body_done(pc);
+            }
+        }
+    }
+    if (progress && pc->phase == PH_LOCAL) {
+        pc_timer_arm(pc, PT_BODY, pc->pw->cfg->idle_timeout_ms);
+    }
+}
+
+/* Dropping the body cannot go on (over the limits, bad framing, the client left): close once
+ * the response is out. */
+static void pc_drain_stop(struct proxy_conn *pc)
+{
+    pc->phase = PH_CLOSING;
+    pc->again = 1;
+    pc_timer_arm(pc, PT_CLOSE, pc->pw->cfg->idle_timeout_ms);
+}
+
+static void pc_drain_done(struct proxy_conn *pc)
+{
+    torii_http_parser_next(pc->rp);
+    pc->phase = PH_HEAD;
+    pc->again = 1; /* pipelined input may wait */
+    pc_timer_arm(pc, PT_NONE, 0);
+}
+
+/* The rest of an answered request's body -> nowhere (PH_DRAIN), then the next request. */
+static void pc_pump_drain(struct proxy_conn *pc)
+{
+    struct evbuffer *in = bufferevent_get_input(pc->bev);
+    size_t avail;
+
+    while (pc->phase == PH_DRAIN && !pc->dead && (avail = evbuffer_get_length(in)) > 0) {
+        struct evbuffer_iovec v;
+        size_t used = 0;
+        size_t n;
+        enum torii_http_parse_ev ev;
+
+        if (pc->drain_kind == TORII_HTTP_BODY_LENGTH) {
+            n = avail < pc->drain_left ? avail : (size_t)pc->drain_left;
+            (void)evbuffer_drain(in, n);
+            pc->drain_left -= n;
+            if (pc->drain_left == 0) {
+                torii_http_parser_body_taken(pc->rp, 0);
+                pc_drain_done(pc);
+            }
+            continue;
+        }
+        /* Chunked: the parser finds the end; at most drain_budget raw bytes are fed. */
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+            break;
+        }
+        n = v.iov_len < pc->drain_budget ? v.iov_len : (size_t)pc->drain_budget;
+        ev = torii_http_parser_feed(pc->rp, v.iov_base, n, &used);
+        (void)evbuffer_drain(in, used);
+        pc->drain_budget -= used;
+        if (ev == TORII_HTTP_PARSE_DONE) {
+            pc_drain_done(pc);
+        } else if (ev != TORII_HTTP_PARSE_MORE || pc->drain_budget == 0) {
+            pc_drain_stop(pc);
+        }
+    }
+}
+
 static void pc_resp_complete(struct proxy_conn *pc)
 {
     struct proxy_exch *x = &pc->x;
@@ -1086,9 +1313,10 @@ static void pc_resp_complete(struct proxy_conn *pc)
                    && pc->phase == PH_WAIT && !pc->up_eof && !pc->up_err;
 
     x->tu1_us = torii_clock_mono_us();
-    if (pc->phase == PH_BODY) {
-        /* Answered before the whole request body arrived: the rest cannot be skipped
-         * reliably, so this connection ends after the response. */
+    if (pc->phase == PH_BODY && !pc_can_drain(pc)) {
+        /* Answered before the whole request body arrived, and the rest cannot be skipped
+         * (pc_can_drain): this connection ends after the response. Otherwise the upstream,
+         * which saw part of the body only, is closed and the rest is dropped (PH_DRAIN). */
         x->keep = 0;
     }
     pc_exchange_end(pc, reusable);
@@ -1117,7 +1345,8 @@ static int pc_resp_head(struct proxy_conn *pc)
         x->out = TORII_PROXY_OUT_NONE;
         break;
     }
-    if (x->out == TORII_PROXY_OUT_CLOSE || pc->phase == PH_BODY || pc->peer_eof) {
+    if (x->out == TORII_PROXY_OUT_CLOSE || (pc->phase == PH_BODY && !pc_can_drain(pc))
+        || pc->peer_eof) {
         x->keep = 0;
     }
     if (torii_proxy_resp_head_write(out, resp, x->out, len, !x->keep, x->minor) != TORII_OK) {
@@ -1310,17 +1539,42 @@ static void pc_up_trouble(struct proxy_conn *pc)
 
 /* ---- the state machine -------------------------------------------------------------------- */
 
+/* Client input: request heads, then the body of the current request (to the upstream, to
+ * the local buffer, or dropped), in the order the phases follow each other. */
+static void pc_pump_client(struct proxy_conn *pc)
+{
+    if (pc->phase == PH_HEAD && evbuffer_get_length(bufferevent_get_output(pc->bev)) < PX_HIGH_WM) {
+        pc_read_heads(pc);
+    }
+    if (!pc->dead && pc->phase == PH_LOCAL) {
+        pc_pump_local(pc);
+    }
+    if (!pc->dead && pc->phase == PH_DRAIN) {
+        pc_pump_drain(pc);
+    }
+    if (!pc->dead && pc->phase == PH_BODY) {
+        pc_pump_req(pc);
+    }
+}
+
+/* PH_LOCAL, PH_DRAIN: keep reading the body; a client that leaves ends the exchange. */
+static void pc_settle_body(struct proxy_conn *pc)
+{
+    if (!pc->peer_eof) {
+        pc_set_read(pc, 1);
+    } else if (pc->phase == PH_LOCAL) {
+        pc->dead = 1; /* upload aborted */
+    } else {
+        pc_drain_stop(pc); /* the answer may still be unwritten */
+    }
+}
+
 static void pc_step(struct proxy_conn *pc)
 {
     struct evbuffer *in = bufferevent_get_input(pc->bev);
     struct evbuffer *out = bufferevent_get_output(pc->bev);
 
-    if (pc->phase == PH_HEAD && evbuffer_get_length(out) < PX_HIGH_WM) {
-        pc_read_heads(pc);
-    }
-    if (!pc->dead && pc->phase == PH_BODY) {
-        pc_pump_req(pc);
-    }
+    pc_pump_client(pc);
     if (!pc->dead && pc->up != NULL && pc->x.rs != RS_NONE) {
         pc_pump_resp(pc);
     }
@@ -1358,6 +1612,10 @@ static void pc_step(struct proxy_conn *pc)
     case PH_WAIT:
         pc_set_read(pc, 0);
         break;
+    case PH_LOCAL:
+    case PH_DRAIN:
+        pc_settle_body(pc);
+        break;
     case PH_CLOSING:
         pc_set_read(pc, 1);
         if (evbuffer_get_length(in) > 0) {
@@ -1389,6 +1647,10 @@ static void pc_close(struct proxy_conn *pc)
         pc_access_log(pc);
     }
     pc_up_release(pc, 0);
+    if (pc->x.lbody != NULL) {
+        evbuffer_free(pc->x.lbody);
+        pc->x.lbody = NULL;
+    }
     if (pc->prev != NULL) {
         pc->prev->next = pc->next;
     } else {
@@ -1480,6 +1742,8 @@ static void pc_timer_cb(evutil_socket_t fd, short what, void *arg)
     if ((mode == PT_HEADER || mode == PT_BODY) && !pc->x.resp_started && pc->phase != PH_CLOSING) {
         pc_local_error(pc, 408, "request timeout", 1);
         pc_set_read(pc, 0);
+    } else if (mode == PT_DRAIN && pc->phase == PH_DRAIN) {
+        pc_drain_stop(pc);
     } else {
         pc->dead = 1;
     }

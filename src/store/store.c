@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include <lmdb.h>
+#include <openssl/crypto.h>
 
 #include "torii/log.h"
 #include "torii/mem.h"
@@ -165,6 +166,12 @@ static int store_op_check(const struct torii_store_op *op, size_t i, struct tori
     case TORII_STORE_CREATE:
     case TORII_STORE_REPLACE:
     case TORII_STORE_DELETE:
+        break;
+    case TORII_STORE_REPLACE_IF:
+        if (op->expect_json == NULL || op->expect_json_len > UINT32_MAX) {
+            return torii_errf(eb, TORII_EINVAL, "store: op %zu: REPLACE_IF without expected JSON",
+                              i);
+        }
         break;
     default:
         return torii_errf(eb, TORII_EINVAL, "store: op %zu: bad kind %d", i, (int)op->kind);
@@ -445,6 +452,22 @@ static void store_log_corrupt(enum torii_store_bucket b, const char *id, size_t 
     torii_log(TORII_LOG_ERR, "store: corrupt record (bucket=%s id=%s)", store_bucket_names[b], esc);
 }
 
+/* REPLACE_IF's precondition on the value read inside the write txn: 0 when the stored JSON is
+ * exactly what the caller read. Constant time: the JSON may hold a private key (STYLE 2.6.6). */
+static int store_expect_differs(const MDB_val *key, const MDB_val *cur,
+                                const struct torii_store_op *op)
+{
+    struct torii_store_rec have;
+
+    if (store_rec_decode(key, cur, &have) != TORII_OK) {
+        return 1;
+    }
+    if (have.json_len != op->expect_json_len) {
+        return 1;
+    }
+    return have.json_len > 0 && CRYPTO_memcmp(have.json, op->expect_json, have.json_len) != 0;
+}
+
 static int store_apply_body(struct torii_store *st, MDB_txn *txn, void *vctx, int *mrc,
                             struct torii_errbuf *eb)
 {
@@ -479,6 +502,18 @@ static int store_apply_body(struct torii_store *st, MDB_txn *txn, void *vctx, in
                 e = store_rec_write(txn, dbi, &op->rec, 0);
             }
             break;
+        case TORII_STORE_REPLACE_IF:
+            e = mdb_get(txn, dbi, &key, &cur);
+            if (e == 0 && store_expect_differs(&key, &cur, op)) {
+                (void)torii_log_escape(op->rec.id, op->rec.id_len, esc, sizeof(esc));
+                rc = torii_errf(eb, TORII_ECONFLICT, "store: %s/%s changed since it was read",
+                                store_bucket_names[op->bucket], esc);
+                goto out;
+            }
+            if (e == 0) {
+                e = store_rec_write(txn, dbi, &op->rec, 0);
+            }
+            break;
         case TORII_STORE_DELETE:
             what = "delete";
             e = mdb_del(txn, dbi, &key, NULL);
@@ -507,6 +542,9 @@ static void store_notify(struct torii_store *st, const struct torii_store_op *op
 {
     for (size_t i = 0; i < n; i++) {
         struct torii_store_rec rec = ops[i].rec;
+        /* Watchers need not know about preconditions: a REPLACE_IF that applied replaced. */
+        enum torii_store_op_kind kind =
+            ops[i].kind == TORII_STORE_REPLACE_IF ? TORII_STORE_REPLACE : ops[i].kind;
 
         if (ops[i].kind == TORII_STORE_DELETE) {
             rec.json = NULL;
@@ -515,7 +553,7 @@ static void store_notify(struct torii_store *st, const struct torii_store_op *op
             rec.aux_len = 0;
         }
         for (size_t w = 0; w < st->nwatchers; w++) {
-            st->watchers[w].cb(ops[i].kind, ops[i].bucket, &rec, st->watchers[w].arg);
+            st->watchers[w].cb(kind, ops[i].bucket, &rec, st->watchers[w].arg);
         }
     }
 }
@@ -777,6 +815,7 @@ int torii_store_put(struct torii_store *st, enum torii_store_bucket b,
     if (rec == NULL) {
         return torii_errf(eb, TORII_EINVAL, "store: put: NULL record");
     }
+    memset(&op, 0, sizeof(op)); /* no expected value: a REPLACE_IF is refused */
     op.kind = kind;
     op.bucket = b;
     op.rec = *rec;

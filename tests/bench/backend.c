@@ -9,12 +9,17 @@
  *   GET  /reset         promises 1 MB, sends 1000 bytes, then resets the connection
  *   GET  /status/N      answers status N with no body
  *   GET  /close         answers with Connection: close
+ *   *    /early         answers 200 right after the head, then reads the body (an origin
+ *                       rejecting an upload early)
+ *   GET  /badframe      invalid framing (Content-Length with Transfer-Encoding); then logs
+ *                       "EOF /badframe" when the client closes the connection within 5 s
  *   GET  /stats         {"connections":N,"requests":N}
  * Usage: torii-backend PORT [REQUEST_LOG]   (one line per request: "METHOD PATH") */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -324,6 +329,10 @@ static int bk_serve_one(struct bk_conn *c)
     (void)fprintf(f, "]}");
     (void)fclose(f);
     bk_consume(c, head_len);
+    if (strcmp(path, "/early") == 0
+        && bk_respond(c->fd, 200, "", "{\"early\":true}", 14, !keep) != 0) {
+        goto out;
+    }
     (void)EVP_DigestInit_ex(md, EVP_sha256(), NULL);
     if (is_chunked) {
         if (bk_read_chunked(c, md, &body) != 0) {
@@ -382,6 +391,20 @@ static int bk_serve_one(struct bk_conn *c)
         char head[128];
         int l = snprintf(head, sizeof(head), "HTTP/1.1 %ld X\r\n\r\n", strtol(path + 8, NULL, 10));
         rc = bk_write_all(c->fd, head, (size_t)l) == 0 && keep;
+    } else if (strcmp(path, "/early") == 0) {
+        rc = keep; /* answered before the body */
+    } else if (strcmp(path, "/badframe") == 0) {
+        static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                                   "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        struct timeval tv = {.tv_sec = 5, .tv_usec = 0};
+        char b[256];
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        if (bk_write_all(c->fd, head, sizeof(head) - 1) == 0 && recv(c->fd, b, sizeof(b), 0) == 0
+            && bk_log != NULL) {
+            (void)fprintf(bk_log, "EOF /badframe\n");
+            (void)fflush(bk_log);
+        }
+        rc = 0;
     } else if (strcmp(path, "/close") == 0) {
         (void)bk_respond(c->fd, 200, "", "{}", 2, 1);
         rc = 0;

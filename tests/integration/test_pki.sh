@@ -36,6 +36,10 @@ ocsp_get() { # ocsp_get ISSUER CERT -> status line, through the RFC 6960 GET for
   openssl ocsp -respin "$T_TMP/resp.der" -issuer "$T_TMP/$1.crt" -cert "$T_TMP/$2.crt" -no_nonce \
     -CAfile "$T_TMP/root.crt" -verify_other "$T_TMP/inter.crt" 2>&1
 }
+# nonce_ok "OUTPUT" -> 0 when `openssl ocsp` (which sends and checks a nonce by default) got
+# a verified response and reported no nonce problem ("WARNING: no nonce in response",
+# "Nonce Verify error").
+nonce_ok() { printf '%s' "$1" | grep -q 'Response verify OK' && ! printf '%s' "$1" | grep -qi 'nonce'; }
 crl_number() { openssl crl -inform der -in "$1" -noout -crlnumber | sed 's/crlNumber=//'; }
 
 # --- first start -------------------------------------------------------------------------
@@ -101,13 +105,16 @@ check_eq "signed CSR is known to the responder" "$T_TMP/signed.crt: good" "$(ocs
 curl -s -o "$T_TMP/crl1.der" "$PUB/.well-known/torii/crl/torii-intermediate-ca"
 check "CRL verifies" openssl crl -inform der -in "$T_TMP/crl1.der" -CAfile "$T_TMP/inter.crt" -noout -verify
 check_eq "OCSP GET: good" "$T_TMP/ec.crt: good" "$(ocsp_get inter ec | grep "ec.crt:")"
+# RFC 6960 A.1 POST (the default of `openssl ocsp -url`), with a nonce
 post=$(ocsp inter ec)
-if printf '%s' "$post" | grep -q malformedrequest; then
-  echo "skip - OCSP POST: the proxy does not hand /.well-known/ request bodies to handlers yet"
-else
-  check_eq "OCSP POST: good" "$T_TMP/ec.crt: good" "$(printf '%s' "$post" | grep "ec.crt:")"
-  check "OCSP POST: response verifies" bash -c "printf '%s' \"$post\" | grep -q 'Response verify OK'"
-fi
+check_eq "OCSP POST: good" "$T_TMP/ec.crt: good" "$(printf '%s' "$post" | grep "ec.crt:")"
+check "OCSP POST: response verifies" grep -q 'Response verify OK' <<<"$post"
+check "OCSP POST: nonce echoed" nonce_ok "$post"
+openssl ocsp -issuer "$T_TMP/inter.crt" -cert "$T_TMP/ec.crt" -reqout "$T_TMP/post.der" >/dev/null 2>&1
+code=$(curl -s -o "$T_TMP/post.resp" -w '%{http_code} %{content_type}' -H 'Transfer-Encoding: chunked' \
+  -H 'Content-Type: application/ocsp-request' --data-binary @"$T_TMP/post.der" "$PUB/.well-known/torii/ocsp")
+check_eq "OCSP POST, chunked body: 200 application/ocsp-response" "200 application/ocsp-response" "$code"
+check "OCSP POST, chunked body: good" bash -c "openssl ocsp -respin '$T_TMP/post.resp' -resp_text -noverify 2>/dev/null | grep -q 'Cert Status: good'"
 EC=$(jget "['certId']" < "$T_TMP/ec.json")
 api PATCH "/api/certificates/$EC" -H 'Content-Type: application/json' \
   -d '[{"op":"replace","path":"/revoked","value":true},{"op":"add","path":"/metadata/revocationReason","value":"KEY_COMPROMISE"}]'
@@ -116,10 +123,20 @@ out=$(ocsp_get inter ec)
 check_eq "OCSP GET after revocation: revoked" "$T_TMP/ec.crt: revoked" "$(printf '%s' "$out" | grep "ec.crt:")"
 check "OCSP reason keyCompromise" bash -c "printf '%s' \"$out\" | grep -q 'Reason: keyCompromise'"
 check "OCSP response verifies" bash -c "printf '%s' \"$out\" | grep -q 'Response verify OK'"
+post=$(ocsp inter ec)
+check_eq "OCSP POST after revocation: revoked" "$T_TMP/ec.crt: revoked" "$(printf '%s' "$post" | grep "ec.crt:")"
+check "OCSP POST after revocation: reason keyCompromise" grep -q 'Reason: keyCompromise' <<<"$post"
+check "OCSP POST after revocation: response verifies" grep -q 'Response verify OK' <<<"$post"
+check "OCSP POST after revocation: nonce echoed" nonce_ok "$post"
 out=$(openssl ocsp -issuer "$T_TMP/inter.crt" -serial 0x123456789 -reqout "$T_TMP/u.der" 2>&1)
 b64=$(base64 -w0 "$T_TMP/u.der" | python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.stdin.read(), safe=""))')
 curl -s -o "$T_TMP/u.resp" "$PUB/.well-known/torii/ocsp/$b64"
 check "OCSP unknown serial: unknown" bash -c "openssl ocsp -respin '$T_TMP/u.resp' -resp_text -noverify 2>/dev/null | grep -q 'Cert Status: unknown'"
+post=$(openssl ocsp -issuer "$T_TMP/inter.crt" -serial 0x123456789 -url "$PUB/.well-known/torii/ocsp" \
+  -CAfile "$T_TMP/root.crt" -verify_other "$T_TMP/inter.crt" 2>&1)
+check_eq "OCSP POST unknown serial: unknown" "0x123456789: unknown" "$(printf '%s' "$post" | grep '0x123456789:')"
+check "OCSP POST unknown serial: response verifies" grep -q 'Response verify OK' <<<"$post"
+check "OCSP POST unknown serial: nonce echoed" nonce_ok "$post"
 curl -s -o "$T_TMP/crl2.der" "$PUB/.well-known/torii/crl/torii-intermediate-ca"
 check "CRL after revocation verifies" openssl crl -inform der -in "$T_TMP/crl2.der" -CAfile "$T_TMP/inter.crt" -noout -verify
 n1=$(crl_number "$T_TMP/crl1.der"); n2=$(crl_number "$T_TMP/crl2.der")

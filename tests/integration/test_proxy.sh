@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The HTTP/1.1 proxy end to end against torii-backend on loopback: routing, keep-alive reuse,
 # 20 MiB bodies both ways, chunked both ways, 100-continue, pipelining, HTTP/1.0, 502/504,
-# 421, 308, forwarding headers, hop-by-hop removal, a framing corpus (status + close, and the
-# backend never sees a smuggled request), faults (backend reset, client abort, slowloris) and
-# 10,000 idle connections with bounded memory.
+# 421, 308, forwarding headers, hop-by-hop removal, request bodies dropped after an early
+# answer (keep-alive kept), a framing corpus (status + close, and the backend never sees a
+# smuggled request), invalid backend framing (502, upstream closed), faults (backend reset,
+# client abort, slowloris) and 10,000 idle connections with bounded memory.
 here=$(dirname "$0")
 source "$here/lib.sh"
 # 10,000 client sockets on each side of loopback, plus backends: raise the soft limit now,
@@ -36,6 +37,7 @@ U="https://localhost:$T_HTTPS"
 C=(curl -sk --max-time 20)
 
 # --- raw client: raw.py PORT tls|plain [close_after_s] < request bytes -> response bytes
+# ("<<PAUSE>>" in the input: wait 0.5 s there, so the proxy answers before the rest arrives)
 cat > "$T_TMP/raw.py" <<'PY'
 import socket, ssl, sys, time
 port, mode = int(sys.argv[1]), sys.argv[2]
@@ -45,7 +47,11 @@ s = socket.create_connection(("127.0.0.1", port))
 if mode == "tls":
     ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
     s = ctx.wrap_socket(s, server_hostname="localhost")
-s.sendall(data)
+parts = data.split(b"<<PAUSE>>")
+for i, part in enumerate(parts):
+    if i > 0:
+        time.sleep(0.5)
+    s.sendall(part)
 s.settimeout(wait)
 out = b""; closed = False
 t0 = time.time()
@@ -62,6 +68,17 @@ sys.stdout.buffer.write(out)
 sys.stdout.buffer.write(b"\n<<CLOSED>>\n" if closed else b"\n<<OPEN>>\n")
 PY
 raw() { python3 "$T_TMP/raw.py" "$@"; }
+# statuses < raw output -> the status codes of the responses, space-separated
+statuses() { grep -ao 'HTTP/1\.[01] [0-9][0-9][0-9]' | cut -d' ' -f2 | paste -sd' '; }
+# closed_after STATUSES < raw output -> success when exactly these responses came, the first
+# one said Connection: close and the connection was closed
+closed_after() {
+  local o
+  o=$(cat)
+  [ "$(statuses <<<"$o")" = "$1" ] && ! first_keeps <<<"$o" && grep -q '<<CLOSED>>' <<<"$o"
+}
+# first_keeps < raw output -> success when the first response head does not say close
+first_keeps() { python3 -c 'import sys; h=sys.stdin.buffer.read().split(b"\r\n\r\n",1)[0].lower(); sys.exit(1 if b"\r\nconnection: close" in h else 0)'; }
 
 # --- basic proxying and forwarding headers
 body=$("${C[@]}" "$U/echo" -H 'X-Forwarded-For: 6.6.6.6' -H 'Forwarded: for=evil' \
@@ -146,6 +163,36 @@ check_eq "/.well-known/ unknown path: 404 on http" 404 \
 check_eq "/.well-known/ unknown path: 404 on https (any host)" 404 \
   "$("${C[@]}" -o /dev/null -w '%{http_code}' -H 'Host: nowhere.test' "$U/.well-known/nothing")"
 
+# --- answered before the request body was read (by torii, or early by the backend): the
+# rest of the body is dropped and the connection carries the next request
+NEXT='GET /bytes/3 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'
+out=$(printf "POST /x HTTP/1.1\r\nHost: nowhere.test\r\nContent-Length: 10\r\n\r\n0123456789$NEXT" | raw "$T_HTTPS" tls)
+check_eq "POST with a body to a no-route host: 421, then the next request" "421 200" "$(statuses <<<"$out")"
+check "no-route 421 with a body keeps the connection" first_keeps <<<"$out"
+out=$(printf "POST /x HTTP/1.1\r\nHost: nowhere.test\r\nContent-Length: 3000\r\n\r\nabc<<PAUSE>>%02997d$NEXT" 0 | raw "$T_HTTPS" tls)
+check_eq "421 sent before the body arrived, body dropped, next request answered" "421 200" "$(statuses <<<"$out")"
+out=$(printf 'POST /x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello<<PAUSE>>\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\nGET /y HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' | raw "$T_HTTP" plain)
+check_eq "chunked POST redirected (308), body dropped, next request answered" "308 308" "$(statuses <<<"$out")"
+check "308 with a chunked body keeps the connection" first_keeps <<<"$out"
+out=$(printf 'POST /.well-known/nothing HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /.well-known/none HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n' | raw "$T_HTTP" plain)
+check_eq "/.well-known/ POST with a body: 404, then the next request" "404 404" "$(statuses <<<"$out")"
+check "/.well-known/ 404 with a body keeps the connection" first_keeps <<<"$out"
+out=$(printf 'POST /x HTTP/1.1\r\nHost: nowhere.test\r\nContent-Length: 2000000\r\n\r\nabc' | raw "$T_HTTPS" tls)
+check "body remainder over the drain limit: 421, Connection: close, closed" closed_after 421 <<<"$out"
+out=$(printf 'POST /x HTTP/1.1\r\nHost: nowhere.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n' | raw "$T_HTTPS" tls)
+check "100-continue never sent, body may not follow: 421, Connection: close, closed" closed_after 421 <<<"$out"
+out=$(printf 'POST /.well-known/x HTTP/1.1\r\nHost: a\r\nContent-Length: 70000\r\n\r\nabc' | raw "$T_HTTP" plain)
+check "/.well-known/ body over 64 KiB (Content-Length): 413 and closed" closed_after 413 <<<"$out"
+out=$(python3 -c 'import sys; sys.stdout.buffer.write(b"POST /.well-known/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + b"8000\r\n" + b"x" * 0x8000 + b"\r\n" + b"8001\r\n" + b"x" * 0x8001 + b"\r\n0\r\n\r\n")' | raw "$T_HTTP" plain)
+check "/.well-known/ body over 64 KiB (chunked): 413 and closed" closed_after 413 <<<"$out"
+out=$( (printf 'POST /early HTTP/1.1\r\nHost: localhost\r\nContent-Length: 200000\r\n\r\n'; head -c 1000 /dev/zero; printf '<<PAUSE>>'; head -c 199000 /dev/zero; printf "$NEXT") | raw "$T_HTTPS" tls)
+check_eq "backend answered before the body (Content-Length): rest dropped, next request" "200 200" "$(statuses <<<"$out")"
+check "backend answered early: connection kept" first_keeps <<<"$out"
+check "backend answered early: its answer relayed" grep -q '{"early":true}' <<<"$out"
+out=$(printf "POST /early HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n<<PAUSE>>5\r\nworld\r\n0\r\n\r\n$NEXT" | raw "$T_HTTPS" tls)
+check_eq "backend answered before the body (chunked): rest dropped, next request" "200 200" "$(statuses <<<"$out")"
+check "backend answered early (chunked): connection kept" first_keeps <<<"$out"
+
 # --- framing corpus: each malformed request -> status and close; nothing smuggled
 r0=$(t_backend_stat "$BK1" requests)
 corpus=(
@@ -176,8 +223,14 @@ r1=$(t_backend_stat "$BK1" requests)
 check "backend never saw a smuggled request" sh -c "! grep -q smuggled '$T_TMP/backend-$BK1.log'"
 check "framing corpus: at most the cut-off upload reached the backend ($((r1 - r0 - 1)))" test $((r1 - r0 - 1)) -le 1
 
-# --- invalid upstream framing -> 502 (backend answering both CL and TE is simulated by a
-# tiny python origin on a route of its own would need another route; covered by unit tests)
+# --- invalid upstream framing (Content-Length with Transfer-Encoding) -> 502, and that
+# upstream connection is closed, not pooled
+out=$("${C[@]}" -D - "$U/badframe")
+check "invalid backend framing: 502" grep -q '^HTTP/1.1 502' <<<"$out"
+check "invalid backend framing: JSON error" grep -q '"error"' <<<"$out"
+for _ in $(seq 1 30); do grep -q 'EOF /badframe' "$T_TMP/backend-$BK1.log" && break; sleep 0.1; done
+check "invalid backend framing: upstream connection closed" grep -q 'EOF /badframe' "$T_TMP/backend-$BK1.log"
+check_eq "proxy still serves after invalid backend framing" 200 "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/bytes/1")"
 
 # --- faults
 code=$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/reset")

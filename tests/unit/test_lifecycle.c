@@ -1,7 +1,8 @@
 /* test_lifecycle.c - the lifecycle module: the due-ness rule and expiry states, retry
- * backoff, the alert envelope and its redaction, re-issuing (leaf with a new key, CA with the
- * same key), renewal in one store transaction with its [UNTIL EXPIRATION] copy, and a file
- * exporter end to end. */
+ * backoff, the alert envelope and its redaction, the lifecycle side of re-issuing (the X.509
+ * side is tested in test_pki_issue.c), renewal in one store transaction with its
+ * [UNTIL EXPIRATION] copy, writes racing an API write (compare-and-swap: retried once or
+ * skipped, never overwriting), and a file exporter end to end. */
 #include <sys/stat.h>
 
 #include <dirent.h>
@@ -20,6 +21,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "../../src/lifecycle/lifecycle_int.h" /* module-internal: the race seam */
 #include "testpki.h"
 #include "torii/alert.h"
 #include "torii/clock.h"
@@ -295,105 +297,38 @@ static X509 *entity_leaf(const json_t *e)
     return c;
 }
 
-static void assert_same_ext(X509 *a, X509 *b, int nid)
-{
-    int la = X509_get_ext_by_NID(a, nid, -1);
-    int lb = X509_get_ext_by_NID(b, nid, -1);
-    ASN1_OCTET_STRING *da;
-    ASN1_OCTET_STRING *db;
-
-    assert_true(la >= 0 && lb >= 0);
-    da = X509_EXTENSION_get_data(X509_get_ext(a, la));
-    db = X509_EXTENSION_get_data(X509_get_ext(b, lb));
-    assert_int_equal(ASN1_STRING_cmp(da, db), 0);
-}
-
-static void test_renew_reissue_leaf_gets_new_key_same_profile(void **state)
+/* The X.509 side of re-issuing is torii_pki_cert_renew's (tests in test_pki_issue.c); here
+ * only what the lifecycle adds: the expiry flags go, renewedAt comes, and errors pass through. */
+static void test_renew_reissue_adds_lifecycle_metadata(void **state)
 {
     struct pki_fixture *f = *state;
     struct torii_errbuf eb = {{0}};
     int64_t now = torii_clock_now_ms();
+    json_t *in = json_deep_copy(f->leaf_ent);
+    json_t *md =
+        json_pack("{s:s, s:s, s:s}", "almostExpired", "true", "expired", "true", "keep", "me");
     json_t *out = NULL;
+    char ms[32];
     X509 *nc;
 
-    assert_int_equal(torii_renew_reissue(f->leaf_ent, f->ca_ent, now, &out, &eb), TORII_OK);
-    nc = entity_leaf(out);
-    assert_string_equal(json_string_value(json_object_get(out, "id")), "leaf");
-    assert_string_equal(json_string_value(json_object_get(out, "caRef")), "ca");
+    assert_int_equal(json_object_set_new(in, "metadata", md), 0);
+    assert_int_equal(torii_renew_reissue(in, f->ca_ent, now, &out, &eb), TORII_OK);
+    md = json_object_get(out, "metadata");
+    assert_null(json_object_get(md, "almostExpired"));
+    assert_null(json_object_get(md, "expired"));
+    assert_string_equal(json_string_value(json_object_get(md, "keep")), "me");
+    (void)snprintf(ms, sizeof(ms), "%lld", (long long)now);
+    assert_string_equal(json_string_value(json_object_get(md, "renewedAt")), ms);
     assert_true(json_is_true(json_object_get(out, "valid")));
-    assert_string_not_equal(json_string_value(json_object_get(out, "privateKey")),
-                            json_string_value(json_object_get(f->leaf_ent, "privateKey")));
-    assert_int_not_equal(
-        ASN1_INTEGER_cmp(X509_get0_serialNumber(nc), X509_get0_serialNumber(f->leaf)), 0);
-    assert_int_equal(X509_NAME_cmp(X509_get_subject_name(nc), X509_get_subject_name(f->leaf)), 0);
-    assert_int_equal(EVP_PKEY_get_base_id(X509_get0_pubkey(nc)), EVP_PKEY_RSA);
-    assert_int_equal(EVP_PKEY_get_bits(X509_get0_pubkey(nc)), 2048);
-    assert_int_not_equal(EVP_PKEY_eq(X509_get0_pubkey(nc), f->leaf_key), 1);
-    assert_same_ext(nc, f->leaf, NID_subject_alt_name);
-    assert_same_ext(nc, f->leaf, NID_ext_key_usage);
-    assert_same_ext(nc, f->leaf, NID_key_usage);
-    assert_same_ext(nc, f->leaf, NID_basic_constraints);
-    assert_int_equal(X509_verify(nc, f->ca_key), 1);
-    /* Same validity length (10 days). */
-    assert_int_equal(json_integer_value(json_object_get(out, "to"))
-                         - json_integer_value(json_object_get(out, "from")),
-                     10 * DAY_MS);
-    assert_true(json_integer_value(json_object_get(out, "to")) > now + 9 * DAY_MS);
-    X509_free(nc);
-    json_decref(out);
-}
-
-static void test_renew_reissue_ca_keeps_key_and_subject(void **state)
-{
-    struct pki_fixture *f = *state;
-    json_t *out = NULL;
-    X509 *nc;
-
-    assert_int_equal(torii_renew_reissue(f->ca_ent, NULL, torii_clock_now_ms(), &out, NULL),
-                     TORII_OK);
     nc = entity_leaf(out);
-    assert_string_equal(json_string_value(json_object_get(out, "privateKey")),
-                        json_string_value(json_object_get(f->ca_ent, "privateKey")));
-    assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(nc), f->ca_key), 1);
-    assert_int_equal(X509_NAME_cmp(X509_get_subject_name(nc), X509_get_subject_name(f->ca)), 0);
-    assert_same_ext(nc, f->ca, NID_subject_key_identifier);
-    assert_true(json_is_true(json_object_get(out, "ca")));
-    assert_true(json_is_true(json_object_get(out, "selfSigned")));
-    /* The old leaf still verifies with the renewed CA. */
-    assert_int_equal(X509_verify(f->leaf, X509_get0_pubkey(nc)), 1);
-    assert_int_equal(X509_check_issued(nc, f->leaf), X509_V_OK);
+    assert_int_equal(X509_verify(nc, f->ca_key), 1);
     X509_free(nc);
     json_decref(out);
-}
-
-static void test_renew_reissue_rejects_bad_input(void **state)
-{
-    struct pki_fixture *f = *state;
-    struct torii_errbuf eb = {{0}};
-    json_t *out = NULL;
-    json_t *bad = json_deep_copy(f->ca_ent);
-
-    assert_int_equal(json_object_set_new(bad, "revoked", json_true()), 0);
-    assert_int_equal(torii_renew_reissue(f->leaf_ent, bad, 0, &out, &eb), TORII_EINVAL);
-    assert_non_null(strstr(eb.msg, "not a usable CA"));
-    json_decref(bad);
-    /* A "CA" whose key does not match. */
-    bad = json_deep_copy(f->ca_ent);
-    assert_int_equal(json_object_set(bad, "privateKey", json_object_get(f->leaf_ent, "privateKey")),
-                     0);
-    assert_int_equal(torii_renew_reissue(f->leaf_ent, bad, 0, &out, &eb), TORII_EINVAL);
-    json_decref(bad);
-    bad = json_deep_copy(f->leaf_ent);
-    assert_int_equal(json_object_set_new(bad, "chain", json_string("garbage")), 0);
-    assert_int_equal(torii_renew_reissue(bad, f->ca_ent, 0, &out, &eb), TORII_EINVAL);
-    assert_int_equal(json_object_set_new(bad, "chain", json_string("")), 0);
-    assert_int_equal(torii_renew_reissue(bad, f->ca_ent, 0, &out, &eb), TORII_EINVAL);
-    json_decref(bad);
-    bad = json_deep_copy(f->leaf_ent);
-    assert_int_equal(json_object_set_new(bad, "privateKey", json_string("")), 0);
-    assert_int_equal(torii_renew_reissue(bad, f->ca_ent, 0, &out, &eb), TORII_EINVAL);
-    json_decref(bad);
+    out = NULL;
+    /* Refusals come from the PKI module. */
+    assert_int_equal(torii_renew_reissue(in, NULL, now, &out, &eb), TORII_EINVAL);
     assert_null(out);
+    json_decref(in);
 }
 
 static void store_put_entity(struct torii_store *st, const json_t *e)
@@ -504,6 +439,221 @@ static void test_renew_one_stores_renewal_and_copy(void **state)
     json_decref(out);
 }
 
+/* ---- read-modify-write races with the admin API ---- */
+
+static void fixture_store_open(struct pki_fixture *f)
+{
+    struct torii_store_opts o = {0};
+
+    (void)snprintf(f->dir, sizeof(f->dir), "/tmp/torii-ut-life.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    o.dir = f->dir;
+    assert_int_equal(torii_store_open(&o, &f->st, NULL), TORII_OK);
+    store_put_entity(f->st, f->ca_ent);
+    store_put_entity(f->st, f->leaf_ent);
+}
+
+static json_t *stored_entity(struct torii_store *st, const char *id)
+{
+    char *text = NULL;
+    size_t len = 0;
+    json_t *e;
+
+    assert_int_equal(torii_store_get(st, TORII_STORE_CERTS, id, &text, &len, NULL, NULL), TORII_OK);
+    e = json_loadb(text, len, 0, NULL);
+    torii_secure_free(text, len);
+    assert_non_null(e);
+    return e;
+}
+
+static json_t *with_field(const json_t *e, const char *k, json_t *v_owned)
+{
+    json_t *c = json_deep_copy(e);
+
+    assert_int_equal(json_object_set_new(c, k, v_owned), 0);
+    return c;
+}
+
+/* Plays the admin API: a PUT of api[attempt] lands between the lifecycle's read and write. */
+struct race {
+    struct torii_store *st;
+    json_t *api[2];
+    unsigned calls;
+};
+
+static void race_between(const char *id, unsigned attempt, void *arg)
+{
+    struct race *r = arg;
+
+    assert_string_equal(id, "leaf");
+    assert_int_equal(attempt, r->calls);
+    r->calls++;
+    if (attempt < 2 && r->api[attempt] != NULL) {
+        store_put_entity(r->st, r->api[attempt]);
+    }
+}
+
+static void race_clear(struct race *r)
+{
+    json_decref(r->api[0]);
+    json_decref(r->api[1]);
+    memset(r, 0, sizeof(*r));
+}
+
+static void assert_field(const json_t *e, const char *k, const char *want)
+{
+    assert_string_equal(json_string_value(json_object_get(e, k)), want);
+}
+
+static void test_renew_one_conflict_starts_again_and_keeps_the_api_write(void **state)
+{
+    struct pki_fixture *f = *state;
+    struct torii_errbuf eb = {{0}};
+    struct race r = {0};
+    struct torii_renew__seam seam = {race_between, &r};
+    struct copy_find cf = {0};
+    int64_t now = torii_clock_now_ms();
+    json_t *out = NULL;
+    json_t *e;
+
+    fixture_store_open(f);
+    r.st = f->st;
+    r.api[0] = with_field(f->leaf_ent, "description", json_string("edited by the API"));
+    assert_int_equal(torii_renew__one(f->st, NULL, "leaf", now, &pol20, &seam, &out, &eb),
+                     TORII_OK);
+    assert_int_equal(r.calls, 2);
+    /* The renewal started again from the API's version: its edit survives in both. */
+    e = stored_entity(f->st, "leaf");
+    assert_field(e, "description", "edited by the API");
+    assert_field(e, "chain", json_string_value(json_object_get(out, "chain")));
+    assert_true(json_integer_value(json_object_get(e, "to")) > now + 9 * DAY_MS);
+    json_decref(e);
+    assert_int_equal(torii_store_foreach(f->st, TORII_STORE_CERTS, find_copy_cb, &cf), TORII_OK);
+    assert_int_equal(cf.n, 1); /* the failed attempt left no copy behind */
+    e = stored_entity(f->st, cf.id);
+    assert_field(e, "description", "edited by the API");
+    assert_field(e, "chain", json_string_value(json_object_get(f->leaf_ent, "chain")));
+    json_decref(e);
+    json_decref(out);
+    race_clear(&r);
+}
+
+static void test_renew_one_conflict_no_longer_due_is_skipped(void **state)
+{
+    struct pki_fixture *f = *state;
+    struct torii_errbuf eb = {{0}};
+    struct race r = {0};
+    struct torii_renew__seam seam = {race_between, &r};
+    struct copy_find cf = {0};
+    json_t *out = NULL;
+    json_t *e;
+    size_t n = 0;
+
+    fixture_store_open(f);
+    r.st = f->st;
+    r.api[0] = with_field(f->leaf_ent, "autoRenew", json_false());
+    assert_int_equal(
+        torii_renew__one(f->st, NULL, "leaf", torii_clock_now_ms(), &pol20, &seam, &out, &eb),
+        TORII_ECONFLICT);
+    assert_non_null(strstr(eb.msg, "no longer due"));
+    assert_int_equal(r.calls, 1); /* re-read, judged not due: not re-issued */
+    assert_null(out);
+    e = stored_entity(f->st, "leaf");
+    assert_true(json_equal(e, r.api[0]));
+    json_decref(e);
+    assert_int_equal(torii_store_foreach(f->st, TORII_STORE_CERTS, find_copy_cb, &cf), TORII_OK);
+    assert_int_equal(cf.n, 0);
+    assert_int_equal(torii_store_count(f->st, TORII_STORE_SERIALS, &n), TORII_OK);
+    assert_int_equal(n, 0);
+    race_clear(&r);
+}
+
+static void test_renew_one_conflict_twice_changes_nothing(void **state)
+{
+    struct pki_fixture *f = *state;
+    struct torii_errbuf eb = {{0}};
+    struct race r = {0};
+    struct torii_renew__seam seam = {race_between, &r};
+    struct copy_find cf = {0};
+    json_t *out = NULL;
+    json_t *e;
+    size_t n = 0;
+
+    fixture_store_open(f);
+    r.st = f->st;
+    r.api[0] = with_field(f->leaf_ent, "description", json_string("one"));
+    r.api[1] = with_field(f->leaf_ent, "description", json_string("two"));
+    /* An explicit renewal (no policy) is retried once, then gives up. */
+    assert_int_equal(
+        torii_renew__one(f->st, NULL, "leaf", torii_clock_now_ms(), NULL, &seam, &out, &eb),
+        TORII_ECONFLICT);
+    assert_int_equal(r.calls, 2);
+    assert_null(out);
+    e = stored_entity(f->st, "leaf");
+    assert_true(json_equal(e, r.api[1]));
+    json_decref(e);
+    assert_int_equal(torii_store_foreach(f->st, TORII_STORE_CERTS, find_copy_cb, &cf), TORII_OK);
+    assert_int_equal(cf.n, 0);
+    assert_int_equal(torii_store_count(f->st, TORII_STORE_SERIALS, &n), TORII_OK);
+    assert_int_equal(n, 0);
+    race_clear(&r);
+}
+
+static void test_renew_flag_conflict_judges_what_was_written(void **state)
+{
+    struct pki_fixture *f = *state;
+    struct torii_errbuf eb = {{0}};
+    struct race r = {0};
+    struct torii_renew__seam seam = {race_between, &r};
+    int64_t now = torii_clock_now_ms();
+    json_t *fresh = NULL;
+    json_t *e;
+    int written = 0;
+
+    /* The stored leaf has 1 day of 10 left: almost expired. The API replaces it with a fresh
+     * certificate in the window: the flag must not land on the fresh one. */
+    fixture_store_open(f);
+    assert_int_equal(torii_renew_reissue(f->leaf_ent, f->ca_ent, now, &fresh, &eb), TORII_OK);
+    r.st = f->st;
+    r.api[0] = json_incref(fresh);
+    assert_int_equal(torii_renew__flag(f->st, NULL, "leaf", now, &pol20, &seam, &written, &eb),
+                     TORII_OK);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(written, -1);
+    e = stored_entity(f->st, "leaf");
+    assert_true(json_equal(e, fresh));
+    assert_null(json_object_get(json_object_get(e, "metadata"), "almostExpired"));
+    json_decref(e);
+    race_clear(&r);
+
+    /* Without interference the flag is stored, once. */
+    store_put_entity(f->st, f->leaf_ent);
+    assert_int_equal(torii_renew__flag(f->st, NULL, "leaf", now, &pol20, NULL, &written, &eb),
+                     TORII_OK);
+    assert_int_equal(written, TORII_RENEW_STATE_ALMOST_EXPIRED);
+    e = stored_entity(f->st, "leaf");
+    assert_field(json_object_get(e, "metadata"), "almostExpired", "true");
+    json_decref(e);
+    assert_int_equal(torii_renew__flag(f->st, NULL, "leaf", now, &pol20, NULL, &written, &eb),
+                     TORII_OK);
+    assert_int_equal(written, -1);
+
+    /* Two conflicting writes in a row: give up, the API's last write stands. */
+    store_put_entity(f->st, f->leaf_ent);
+    r.st = f->st;
+    r.api[0] = with_field(f->leaf_ent, "description", json_string("x"));
+    r.api[1] = with_field(f->leaf_ent, "description", json_string("y"));
+    assert_int_equal(torii_renew__flag(f->st, NULL, "leaf", now, &pol20, &seam, &written, &eb),
+                     TORII_ECONFLICT);
+    assert_int_equal(r.calls, 2);
+    assert_int_equal(written, -1);
+    e = stored_entity(f->st, "leaf");
+    assert_true(json_equal(e, r.api[1]));
+    json_decref(e);
+    race_clear(&r);
+    json_decref(fresh);
+}
+
 /* ---- exporters ---- */
 
 static void test_file_exporter_writes_filtered_redacted_lines(void **state)
@@ -581,13 +731,17 @@ int main(void)
         cmocka_unit_test(test_renew_backoff_doubles_and_caps),
         cmocka_unit_test(test_alert_type_names_round_trip_and_match_config),
         cmocka_unit_test(test_alert_envelope_is_redacted),
-        cmocka_unit_test_setup_teardown(test_renew_reissue_leaf_gets_new_key_same_profile,
-                                        pki_setup, pki_teardown),
-        cmocka_unit_test_setup_teardown(test_renew_reissue_ca_keeps_key_and_subject, pki_setup,
-                                        pki_teardown),
-        cmocka_unit_test_setup_teardown(test_renew_reissue_rejects_bad_input, pki_setup,
+        cmocka_unit_test_setup_teardown(test_renew_reissue_adds_lifecycle_metadata, pki_setup,
                                         pki_teardown),
         cmocka_unit_test_setup_teardown(test_renew_one_stores_renewal_and_copy, pki_setup,
+                                        pki_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_renew_one_conflict_starts_again_and_keeps_the_api_write, pki_setup, pki_teardown),
+        cmocka_unit_test_setup_teardown(test_renew_one_conflict_no_longer_due_is_skipped, pki_setup,
+                                        pki_teardown),
+        cmocka_unit_test_setup_teardown(test_renew_one_conflict_twice_changes_nothing, pki_setup,
+                                        pki_teardown),
+        cmocka_unit_test_setup_teardown(test_renew_flag_conflict_judges_what_was_written, pki_setup,
                                         pki_teardown),
         cmocka_unit_test_setup_teardown(test_file_exporter_writes_filtered_redacted_lines,
                                         pki_setup, pki_teardown),

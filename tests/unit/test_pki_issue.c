@@ -1,5 +1,6 @@
 /* test_pki_issue.c - unit tests for the PKI API library: CA creation, issuing from a
- * GenCsrQuery, CSR generation and signing, PKCS#12 / PEM bundle imports, _data, _valid.
+ * GenCsrQuery, CSR generation and signing, PKCS#12 / PEM bundle imports, _data, _valid,
+ * renewal (new key for leaves, same key for CAs, self-signed re-signed by its new key).
  * Chains are checked with OpenSSL's own verifier (X509_verify_cert). */
 #include <arpa/inet.h>
 
@@ -1002,6 +1003,247 @@ static void test_subject_dn_parsing(void **state)
     json_decref(q);
 }
 
+/* ---- renewal (torii_pki_cert_renew) ---- */
+
+struct renew_fx {
+    X509 *ca;
+    EVP_PKEY *ca_key;
+    json_t *ca_ent;
+    X509 *leaf;
+    EVP_PKEY *leaf_key;
+    json_t *leaf_ent; /* RSA 2048, issued by ca, 10 days, 1 left */
+};
+
+static json_t *renew_enriched(const char *id, X509 *const *chain, size_t n, EVP_PKEY *key)
+{
+    json_t *e = testpki_entity(id, chain, n, key, NULL);
+
+    assert_non_null(e);
+    assert_int_equal(torii_cert_normalize(e, NULL), TORII_OK);
+    assert_int_equal(torii_cert_enrich(e, torii_clock_now_ms(), NULL), TORII_OK);
+    return e;
+}
+
+static int renew_setup(void **state)
+{
+    struct renew_fx *f = calloc(1, sizeof(*f));
+    static const char *const dns[] = {"a.test", "b.test"};
+    struct testpki_opts ca = {.key_type = EVP_PKEY_EC,
+                              .bits = 256,
+                              .cn = "Unit CA",
+                              .is_ca = 1,
+                              .not_before_off_s = -3600,
+                              .not_after_off_s = 86400 * 3650};
+    struct testpki_opts lf = {.key_type = EVP_PKEY_RSA,
+                              .bits = 2048,
+                              .cn = "a.test",
+                              .dns = dns,
+                              .n_dns = 2,
+                              .not_before_off_s = -86400 * 9,
+                              .not_after_off_s = 86400};
+    X509 *chain[2];
+
+    if (f == NULL || testpki_make(&ca, &f->ca, &f->ca_key) != 0) {
+        free(f);
+        return -1;
+    }
+    lf.issuer = f->ca;
+    lf.issuer_key = f->ca_key;
+    if (testpki_make(&lf, &f->leaf, &f->leaf_key) != 0) {
+        return -1;
+    }
+    f->ca_ent = renew_enriched("ca", &f->ca, 1, f->ca_key);
+    chain[0] = f->leaf;
+    chain[1] = f->ca;
+    f->leaf_ent = renew_enriched("leaf", chain, 2, f->leaf_key);
+    assert_int_equal(json_object_set_new(f->leaf_ent, "caRef", json_string("ca")), 0);
+    *state = f;
+    return 0;
+}
+
+static int renew_teardown(void **state)
+{
+    struct renew_fx *f = *state;
+
+    X509_free(f->ca);
+    X509_free(f->leaf);
+    EVP_PKEY_free(f->ca_key);
+    EVP_PKEY_free(f->leaf_key);
+    json_decref(f->ca_ent);
+    json_decref(f->leaf_ent);
+    free(f);
+    return 0;
+}
+
+static void assert_same_ext(X509 *a, X509 *b, int nid)
+{
+    int la = X509_get_ext_by_NID(a, nid, -1);
+    int lb = X509_get_ext_by_NID(b, nid, -1);
+
+    assert_true(la >= 0 && lb >= 0);
+    assert_int_equal(ASN1_STRING_cmp(X509_EXTENSION_get_data(X509_get_ext(a, la)),
+                                     X509_EXTENSION_get_data(X509_get_ext(b, lb))),
+                     0);
+}
+
+static void test_cert_renew_leaf_gets_new_key_same_profile(void **state)
+{
+    struct renew_fx *f = *state;
+    struct torii_pki_opts o = opts_now();
+    struct torii_errbuf eb = {{0}};
+    json_t *before = json_deep_copy(f->leaf_ent);
+    json_t *out = NULL;
+    X509 *nc;
+
+    assert_int_equal(torii_pki_cert_renew(f->leaf_ent, f->ca_ent, &o, &out, &eb), TORII_OK);
+    assert_true(json_equal(before, f->leaf_ent)); /* borrowed, untouched */
+    nc = leaf_of(out);
+    assert_string_equal(json_string_value(json_object_get(out, "id")), "leaf");
+    assert_string_equal(json_string_value(json_object_get(out, "caRef")), "ca");
+    assert_true(json_is_true(json_object_get(out, "valid")));
+    assert_true(json_is_null(json_object_get(out, "password")));
+    assert_string_not_equal(json_string_value(json_object_get(out, "privateKey")),
+                            json_string_value(json_object_get(f->leaf_ent, "privateKey")));
+    assert_int_not_equal(
+        ASN1_INTEGER_cmp(X509_get0_serialNumber(nc), X509_get0_serialNumber(f->leaf)), 0);
+    assert_int_equal(X509_NAME_cmp(X509_get_subject_name(nc), X509_get_subject_name(f->leaf)), 0);
+    assert_int_equal(EVP_PKEY_get_base_id(X509_get0_pubkey(nc)), EVP_PKEY_RSA);
+    assert_int_equal(EVP_PKEY_get_bits(X509_get0_pubkey(nc)), 2048);
+    assert_int_not_equal(EVP_PKEY_eq(X509_get0_pubkey(nc), f->leaf_key), 1);
+    assert_same_ext(nc, f->leaf, NID_subject_alt_name);
+    assert_same_ext(nc, f->leaf, NID_ext_key_usage);
+    assert_same_ext(nc, f->leaf, NID_key_usage);
+    assert_same_ext(nc, f->leaf, NID_basic_constraints);
+    assert_int_equal(X509_verify(nc, f->ca_key), 1);
+    /* The same validity length (10 days) from now, backdated a little. */
+    assert_int_equal(json_integer_value(json_object_get(out, "to"))
+                         - json_integer_value(json_object_get(out, "from")),
+                     10 * DAY_MS);
+    assert_true(json_integer_value(json_object_get(out, "to")) > o.now_ms + 9 * DAY_MS);
+    assert_true(json_integer_value(json_object_get(out, "from")) <= o.now_ms);
+    X509_free(nc);
+    json_decref(out);
+    json_decref(before);
+}
+
+static void test_cert_renew_ca_keeps_key_and_subject(void **state)
+{
+    struct renew_fx *f = *state;
+    json_t *out = NULL;
+    X509 *nc;
+
+    assert_int_equal(torii_pki_cert_renew(f->ca_ent, NULL, NULL, &out, NULL), TORII_OK);
+    nc = leaf_of(out);
+    assert_string_equal(json_string_value(json_object_get(out, "privateKey")),
+                        json_string_value(json_object_get(f->ca_ent, "privateKey")));
+    assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(nc), f->ca_key), 1);
+    assert_int_equal(X509_NAME_cmp(X509_get_subject_name(nc), X509_get_subject_name(f->ca)), 0);
+    assert_same_ext(nc, f->ca, NID_subject_key_identifier);
+    assert_true(json_is_true(json_object_get(out, "ca")));
+    assert_true(json_is_true(json_object_get(out, "selfSigned")));
+    /* The leaf it issued before still verifies with the renewed CA. */
+    assert_int_equal(X509_verify(f->leaf, X509_get0_pubkey(nc)), 1);
+    assert_int_equal(X509_check_issued(nc, f->leaf), X509_V_OK);
+    X509_free(nc);
+    json_decref(out);
+}
+
+static void test_cert_renew_selfsigned_leaf_is_signed_by_its_new_key(void **state)
+{
+    struct torii_pki_opts o = opts_now();
+    struct torii_errbuf eb = {{0}};
+    json_t *q = parse("{\"hosts\":[\"self.test\"],\"key\":{\"algo\":\"ecdsa\",\"size\":384}}");
+    json_t *e = NULL;
+    json_t *out = NULL;
+    json_t *again = NULL;
+    X509 *oc;
+    X509 *nc;
+
+    (void)state;
+    assert_int_equal(torii_pki_cert_selfsigned(q, &o, &e, &eb), TORII_OK);
+    assert_int_equal(torii_pki_cert_renew(e, NULL, &o, &out, &eb), TORII_OK);
+    oc = leaf_of(e);
+    nc = leaf_of(out);
+    assert_int_not_equal(EVP_PKEY_eq(X509_get0_pubkey(nc), X509_get0_pubkey(oc)), 1);
+    assert_int_equal(EVP_PKEY_get_bits(X509_get0_pubkey(nc)), 384);
+    /* Self-signed by the key it carries, so it stays self-signed and valid, and renews again. */
+    assert_int_equal(X509_verify(nc, X509_get0_pubkey(nc)), 1);
+    assert_true(json_is_true(json_object_get(out, "selfSigned")));
+    assert_true(json_is_true(json_object_get(out, "valid")));
+    assert_true(has_san(nc, GEN_DNS, "self.test"));
+    assert_int_equal(torii_pki_cert_renew(out, NULL, &o, &again, &eb), TORII_OK);
+    X509_free(oc);
+    X509_free(nc);
+    json_decref(again);
+    json_decref(out);
+    json_decref(e);
+    json_decref(q);
+}
+
+static void test_cert_renew_chain_of_issued_cert_verifies(void **state)
+{
+    struct torii_pki_opts o = opts_now();
+    struct torii_errbuf eb = {{0}};
+    json_t *leaf = NULL;
+    json_t *inter = NULL;
+    X509 *old_leaf = leaf_of(fx->leaf);
+    X509 *ni;
+
+    (void)state;
+    assert_int_equal(torii_pki_cert_renew(fx->leaf, fx->inter, &o, &leaf, &eb), TORII_OK);
+    assert_true(verify_entity(leaf, fx->root, X509_PURPOSE_SSL_SERVER));
+    assert_true(json_is_true(json_object_get(leaf, "valid")));
+    /* The sub-CA keeps its key: the leaf it issued before verifies with the renewed one. */
+    assert_int_equal(torii_pki_cert_renew(fx->inter, fx->root, &o, &inter, &eb), TORII_OK);
+    assert_true(verify_entity(inter, fx->root, 0));
+    ni = leaf_of(inter);
+    assert_int_equal(X509_verify(old_leaf, X509_get0_pubkey(ni)), 1);
+    X509_free(ni);
+    X509_free(old_leaf);
+    json_decref(inter);
+    json_decref(leaf);
+}
+
+static void test_cert_renew_rejects_bad_input(void **state)
+{
+    struct renew_fx *f = *state;
+    struct torii_errbuf eb = {{0}};
+    json_t *out = NULL;
+    json_t *bad = json_deep_copy(f->ca_ent);
+
+    assert_int_equal(json_object_set_new(bad, "revoked", json_true()), 0);
+    assert_int_equal(torii_pki_cert_renew(f->leaf_ent, bad, NULL, &out, &eb), TORII_EINVAL);
+    assert_non_null(strstr(eb.msg, "not a usable CA"));
+    json_decref(bad);
+    /* A "CA" whose key does not match. */
+    bad = json_deep_copy(f->ca_ent);
+    assert_int_equal(json_object_set(bad, "privateKey", json_object_get(f->leaf_ent, "privateKey")),
+                     0);
+    assert_int_equal(torii_pki_cert_renew(f->leaf_ent, bad, NULL, &out, &eb), TORII_EINVAL);
+    json_decref(bad);
+    /* An issued certificate without its CA is not self-signed. */
+    assert_int_equal(torii_pki_cert_renew(f->leaf_ent, NULL, NULL, &out, &eb), TORII_EINVAL);
+    assert_non_null(strstr(eb.msg, "not self-signed"));
+    bad = json_deep_copy(f->leaf_ent);
+    assert_int_equal(json_object_set_new(bad, "chain", json_string("garbage")), 0);
+    assert_int_equal(torii_pki_cert_renew(bad, f->ca_ent, NULL, &out, &eb), TORII_EINVAL);
+    assert_int_equal(json_object_set_new(bad, "chain", json_string("")), 0);
+    assert_int_equal(torii_pki_cert_renew(bad, f->ca_ent, NULL, &out, &eb), TORII_EINVAL);
+    json_decref(bad);
+    bad = json_deep_copy(f->leaf_ent);
+    assert_int_equal(json_object_set_new(bad, "privateKey", json_string("")), 0);
+    assert_int_equal(torii_pki_cert_renew(bad, f->ca_ent, NULL, &out, &eb), TORII_EINVAL);
+    assert_non_null(strstr(eb.msg, "no private key"));
+    /* Another certificate's key. */
+    assert_int_equal(json_object_set(bad, "privateKey", json_object_get(f->ca_ent, "privateKey")),
+                     0);
+    assert_int_equal(torii_pki_cert_renew(bad, f->ca_ent, NULL, &out, &eb), TORII_EINVAL);
+    assert_non_null(strstr(eb.msg, "does not match"));
+    json_decref(bad);
+    assert_int_equal(torii_pki_cert_renew(NULL, f->ca_ent, NULL, &out, &eb), TORII_EINVAL);
+    assert_null(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1025,6 +1267,14 @@ int main(void)
         cmocka_unit_test(test_cert_data_fields),
         cmocka_unit_test(test_cert_valid),
         cmocka_unit_test(test_subject_dn_parsing),
+        cmocka_unit_test_setup_teardown(test_cert_renew_leaf_gets_new_key_same_profile, renew_setup,
+                                        renew_teardown),
+        cmocka_unit_test_setup_teardown(test_cert_renew_ca_keeps_key_and_subject, renew_setup,
+                                        renew_teardown),
+        cmocka_unit_test(test_cert_renew_selfsigned_leaf_is_signed_by_its_new_key),
+        cmocka_unit_test(test_cert_renew_chain_of_issued_cert_verifies),
+        cmocka_unit_test_setup_teardown(test_cert_renew_rejects_bad_input, renew_setup,
+                                        renew_teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -396,6 +396,94 @@ static void test_store_multi_op_apply_failing_midway_changes_nothing(void **stat
     assert_int_equal(w.n, 0); /* no watcher call for a failed apply */
 }
 
+static struct torii_store_op replace_if(const char *id, const char *json, const char *expect)
+{
+    struct torii_store_op op = {.kind = TORII_STORE_REPLACE_IF,
+                                .bucket = TORII_STORE_CERTS,
+                                .rec = mkrec(id, json),
+                                .expect_json = expect,
+                                .expect_json_len = expect != NULL ? strlen(expect) : 0};
+    return op;
+}
+
+static void test_store_replace_if_changed_returns_econflict_and_changes_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct torii_errbuf eb = {{0}};
+    struct watch_log w = {.st = f->st};
+    struct torii_store_op ops[2] = {
+        {.kind = TORII_STORE_CREATE, .bucket = TORII_STORE_CERTS, .rec = mkrec("copy", "{}")},
+        replace_if("a", "{\"v\":3}", "{\"v\":1}"),
+    };
+
+    assert_int_equal(put_json(f->st, TORII_STORE_CERTS, "a", "{\"v\":1}", TORII_STORE_PUT),
+                     TORII_OK);
+    /* Someone else writes "a" after our read of {"v":1}. */
+    assert_int_equal(put_json(f->st, TORII_STORE_CERTS, "a", "{\"v\":2}", TORII_STORE_PUT),
+                     TORII_OK);
+    assert_int_equal(torii_store_watch(f->st, watch_cb, &w), TORII_OK);
+    assert_int_equal(torii_store_apply(f->st, ops, 2, &eb), TORII_ECONFLICT);
+    assert_non_null(strstr(eb.msg, "changed"));
+    assert_json(f->st, TORII_STORE_CERTS, "a", "{\"v\":2}");
+    assert_missing(f->st, TORII_STORE_CERTS, "copy"); /* the whole apply failed */
+    assert_int_equal(w.n, 0);
+    /* Same prefix, other length; and an empty expectation: still conflicts. */
+    ops[1] = replace_if("a", "{}", "{\"v\":2}x");
+    assert_int_equal(torii_store_apply(f->st, &ops[1], 1, &eb), TORII_ECONFLICT);
+    ops[1] = replace_if("a", "{}", "");
+    assert_int_equal(torii_store_apply(f->st, &ops[1], 1, &eb), TORII_ECONFLICT);
+    assert_json(f->st, TORII_STORE_CERTS, "a", "{\"v\":2}");
+    assert_int_equal(w.n, 0);
+    assert_string_equal(torii_strerror(TORII_ECONFLICT), "changed concurrently");
+}
+
+static void test_store_replace_if_unchanged_replaces_and_reports_replace(void **state)
+{
+    struct fixture *f = *state;
+    struct torii_errbuf eb = {{0}};
+    struct watch_log w = {.st = f->st};
+    struct torii_store_op ops[2] = {
+        {.kind = TORII_STORE_CREATE, .bucket = TORII_STORE_CERTS, .rec = mkrec("copy", "{}")},
+        replace_if("a", "{\"v\":2}", "{\"v\":1}"),
+    };
+
+    assert_int_equal(put_json(f->st, TORII_STORE_CERTS, "a", "{\"v\":1}", TORII_STORE_PUT),
+                     TORII_OK);
+    assert_int_equal(torii_store_watch(f->st, watch_cb, &w), TORII_OK);
+    assert_int_equal(torii_store_apply(f->st, ops, 2, &eb), TORII_OK);
+    assert_json(f->st, TORII_STORE_CERTS, "a", "{\"v\":2}");
+    assert_json(f->st, TORII_STORE_CERTS, "copy", "{}");
+    assert_int_equal(w.n, 2);
+    assert_int_equal(w.kinds[1], TORII_STORE_REPLACE); /* watchers never see REPLACE_IF */
+    assert_string_equal(w.ids[1], "a");
+    /* The same op again: its expectation is now stale. */
+    assert_int_equal(torii_store_apply(f->st, &ops[1], 1, &eb), TORII_ECONFLICT);
+    /* An empty stored JSON matches an empty expectation. */
+    assert_int_equal(put_json(f->st, TORII_STORE_CERTS, "e", "", TORII_STORE_PUT), TORII_OK);
+    ops[1] = replace_if("e", "{}", "");
+    assert_int_equal(torii_store_apply(f->st, &ops[1], 1, &eb), TORII_OK);
+    assert_json(f->st, TORII_STORE_CERTS, "e", "{}");
+}
+
+static void test_store_replace_if_missing_or_without_expectation_fails(void **state)
+{
+    struct fixture *f = *state;
+    struct torii_errbuf eb = {{0}};
+    struct torii_store_op op = replace_if("nope", "{}", "{}");
+    struct torii_store_rec r = mkrec("a", "{}");
+
+    assert_int_equal(torii_store_apply(f->st, &op, 1, &eb), TORII_ENOTFOUND);
+    assert_missing(f->st, TORII_STORE_CERTS, "nope");
+    assert_int_equal(put_json(f->st, TORII_STORE_CERTS, "a", "{\"v\":1}", TORII_STORE_PUT),
+                     TORII_OK);
+    op = replace_if("a", "{}", NULL);
+    assert_int_equal(torii_store_apply(f->st, &op, 1, &eb), TORII_EINVAL);
+    /* torii_store_put has no way to pass an expectation. */
+    assert_int_equal(torii_store_put(f->st, TORII_STORE_CERTS, &r, TORII_STORE_REPLACE_IF, &eb),
+                     TORII_EINVAL);
+    assert_json(f->st, TORII_STORE_CERTS, "a", "{\"v\":1}");
+}
+
 static void test_store_watchers_see_ops_in_order_after_commit(void **state)
 {
     struct fixture *f = *state;
@@ -1108,6 +1196,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_replace_missing_returns_enotfound, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_store_multi_op_apply_failing_midway_changes_nothing,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_store_replace_if_changed_returns_econflict_and_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_store_replace_if_unchanged_replaces_and_reports_replace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_replace_if_missing_or_without_expectation_fails,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_watchers_see_ops_in_order_after_commit, setup,
                                         teardown),

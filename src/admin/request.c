@@ -1,0 +1,362 @@
+/* request.c - request helpers shared by the admin route files (certs.c, pki.c, lifecycle.c,
+ * pki_bootstrap.c): method, path and media-type tests, query strings and percent-decoding,
+ * entity ids, JSON bodies (duplicate keys rejected, depth bounded), wiping string buffers,
+ * and the stored-entity helpers (load, serialize into store ops, apply).
+ * Threads: any thread (pure over their arguments; the store calls are any-thread). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "admin_int.h"
+#include "jsonpatch.h"
+#include "torii/err.h"
+#include "torii/log.h"
+#include "torii/mem.h"
+#include "torii/store.h"
+
+/* ---- method, path, headers ---- */
+
+int admin_req_method_is(const struct torii_http_req *req, const char *method)
+{
+    return strcmp(req->method, method) == 0;
+}
+
+int admin_req_is_get(const struct torii_http_req *req)
+{
+    return admin_req_method_is(req, "GET") || admin_req_method_is(req, "HEAD");
+}
+
+int admin_req_slice_is(struct torii_slice s, const char *lit)
+{
+    return s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
+}
+
+int admin_req_path_is(const struct torii_http_req *req, const char *lit)
+{
+    return admin_req_slice_is(req->path, lit);
+}
+
+int admin_req_media_type_is(const struct torii_http_req *req, const char *name, const char *type)
+{
+    const struct torii_slice *v = torii_http_req_header(req, name);
+    struct torii_slice mt;
+
+    if (v == NULL) {
+        return 0;
+    }
+    mt = *v;
+    while (mt.len > 0 && (mt.ptr[0] == ' ' || mt.ptr[0] == '\t')) {
+        mt.ptr++;
+        mt.len--;
+    }
+    for (size_t i = 0; i < mt.len; i++) {
+        if (mt.ptr[i] == ';') {
+            mt.len = i;
+            break;
+        }
+    }
+    while (mt.len > 0 && (mt.ptr[mt.len - 1] == ' ' || mt.ptr[mt.len - 1] == '\t')) {
+        mt.len--;
+    }
+    return torii_slice_eq_ci(mt, type);
+}
+
+/* ---- percent-decoding and ids ---- */
+
+static int req_hex(int c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+int admin_req_pct_decode(const char *s, size_t len, int plus_space, char **out)
+{
+    char *d = torii_xmalloc(len + 1);
+    size_t k = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '%') {
+            int hi = i + 2 < len ? req_hex((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < len ? req_hex((unsigned char)s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                free(d);
+                return TORII_EINVAL;
+            }
+            d[k++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (s[i] == '+' && plus_space) {
+            d[k++] = ' ';
+        } else if (s[i] == '\0') {
+            free(d);
+            return TORII_EINVAL;
+        } else {
+            d[k++] = s[i];
+        }
+    }
+    d[k] = '\0';
+    *out = d;
+    return TORII_OK;
+}
+
+int admin_req_id_ok(const char *id, size_t max_len)
+{
+    size_t len = strlen(id);
+
+    if (len == 0 || len > max_len) {
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (c < 0x20 || c == 0x7f || c == '/') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int admin_req_id_decode(const char *s, size_t len, size_t max_len, char **out)
+{
+    char *id = NULL;
+
+    if (admin_req_pct_decode(s, len, 0, &id) != TORII_OK) {
+        return TORII_EINVAL;
+    }
+    if (!admin_req_id_ok(id, max_len)) {
+        free(id);
+        return TORII_EINVAL;
+    }
+    *out = id;
+    return TORII_OK;
+}
+
+/* ---- query strings ---- */
+
+void admin_req_query_clear(struct admin_req_query *q)
+{
+    for (size_t i = 0; i < q->n; i++) {
+        free(q->p[i].k);
+        admin_req_wipe_str(q->p[i].v); /* may be a password (p12, PEM bundle) */
+    }
+    TORII_FREE(q->p);
+    q->n = 0;
+}
+
+/* Decode one "k=v" item (a key without '=' gets "") and append it to q. */
+static int req_query_add(struct admin_req_query *q, size_t *cap, const char *item, size_t len)
+{
+    const char *eq = memchr(item, '=', len);
+    size_t klen = eq != NULL ? (size_t)(eq - item) : len;
+    char *k = NULL;
+    char *v = NULL;
+
+    if (admin_req_pct_decode(item, klen, 1, &k) != TORII_OK) {
+        return TORII_EINVAL;
+    }
+    if (admin_req_pct_decode(eq != NULL ? eq + 1 : "", eq != NULL ? len - klen - 1 : 0, 1, &v)
+        != TORII_OK) {
+        free(k);
+        return TORII_EINVAL;
+    }
+    if (q->n == *cap) {
+        *cap = *cap == 0 ? 8 : *cap * 2;
+        q->p = torii_xrealloc(q->p, *cap * sizeof(*q->p));
+    }
+    q->p[q->n++] = (struct admin_req_param){k, v};
+    return TORII_OK;
+}
+
+int admin_req_query_parse(struct torii_slice qs, size_t max, struct admin_req_query *out)
+{
+    int rc = TORII_OK;
+    struct admin_req_query q = {NULL, 0};
+    size_t cap = 0;
+    size_t i = 0;
+
+    while (i < qs.len) {
+        const char *amp = memchr(qs.ptr + i, '&', qs.len - i);
+        size_t end = amp != NULL ? (size_t)(amp - qs.ptr) : qs.len;
+
+        if (end > i) {
+            TORII_ENSURE(max == 0 || q.n < max, TORII_EINVAL);
+            TORII_TRY(req_query_add(&q, &cap, qs.ptr + i, end - i));
+        }
+        i = end + 1;
+    }
+    *out = q;
+    q.p = NULL;
+    q.n = 0;
+out:
+    admin_req_query_clear(&q);
+    return rc;
+}
+
+const char *admin_req_query_get(const struct admin_req_query *q, const char *key)
+{
+    for (size_t i = 0; i < q->n; i++) {
+        if (strcmp(q->p[i].k, key) == 0) {
+            return q->p[i].v;
+        }
+    }
+    return NULL;
+}
+
+int admin_req_query_bool(const struct admin_req_query *q, const char *key, int dflt)
+{
+    const char *v = admin_req_query_get(q, key);
+
+    if (v == NULL) {
+        return dflt;
+    }
+    return dflt ? strcmp(v, "false") != 0 : strcmp(v, "true") == 0;
+}
+
+/* ---- JSON bodies ---- */
+
+json_t *admin_req_json_load(const void *buf, size_t len, unsigned flags, json_error_t *jerr)
+{
+    size_t jflags = JSON_REJECT_DUPLICATES;
+
+    if ((flags & ADMIN_REQ_JSON_ANY) != 0) {
+        jflags |= JSON_DECODE_ANY;
+    }
+    return json_loadb(buf != NULL ? (const char *)buf : "", buf != NULL ? len : 0, jflags, jerr);
+}
+
+int admin_req_json_parse(const void *buf, size_t len, unsigned flags, json_t **out,
+                         struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    json_error_t jerr;
+    json_t *v = NULL;
+    size_t depth = 0;
+
+    if ((flags & ADMIN_REQ_JSON_EMPTY_OBJECT) != 0 && (buf == NULL || len == 0)) {
+        v = json_object();
+        TORII_ENSURE(v != NULL, TORII_ENOMEM);
+    } else {
+        v = admin_req_json_load(buf, len, flags, &jerr);
+        TORII_ENSURE(v != NULL,
+                     torii_errf(eb, TORII_EINVAL, "invalid JSON: %s (line %d, column %d)",
+                                jerr.text, jerr.line, jerr.column));
+    }
+    TORII_TRY(admin_json_depth(v, &depth));
+    TORII_ENSURE(
+        depth <= ADMIN_JSON_MAX_DEPTH,
+        torii_errf(eb, TORII_ETOOBIG, "JSON nested deeper than %d levels", ADMIN_JSON_MAX_DEPTH));
+    *out = v;
+    v = NULL;
+out:
+    json_decref(v);
+    return rc;
+}
+
+/* ---- buffers ---- */
+
+void admin_req_wipe_str(char *s)
+{
+    if (s != NULL) {
+        torii_secure_free(s, strlen(s));
+    }
+}
+
+/* ---- stored entities ---- */
+
+int admin_req_entity_load(struct torii_store *st, const char *id, json_t **out,
+                          unsigned char **aux_out, size_t *aux_len_out, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    char *text = NULL;
+    size_t len = 0;
+    unsigned char *aux = NULL;
+    size_t aux_len = 0;
+    json_error_t jerr;
+    json_t *e = NULL;
+
+    rc = torii_store_get(st, TORII_STORE_CERTS, id, &text, &len, aux_out != NULL ? &aux : NULL,
+                         aux_out != NULL ? &aux_len : NULL);
+    if (rc == TORII_ENOTFOUND) {
+        rc = torii_errf(eb, TORII_ENOTFOUND, "entity not found");
+        goto out;
+    }
+    if (rc != TORII_OK) {
+        rc = torii_errf(eb, rc, "store: read failed: %s", torii_strerror(rc));
+        goto out;
+    }
+    e = json_loadb(text, len, 0, &jerr);
+    TORII_ENSURE(json_is_object(e),
+                 torii_errf(eb, TORII_ESTORE, "store: stored entity is not a JSON object"));
+    *out = e;
+    e = NULL;
+    if (aux_out != NULL) {
+        *aux_out = aux;
+        *aux_len_out = aux_len;
+        aux = NULL;
+    }
+out:
+    json_decref(e);
+    torii_secure_free(text, len);
+    torii_secure_free(aux, aux_len);
+    return rc;
+}
+
+int admin_req_entity_write_init(struct torii_store *st, enum torii_store_op_kind kind,
+                                const json_t *old, const json_t *entity, const unsigned char *aux,
+                                size_t aux_len, struct admin_req_entity_write *w)
+{
+    const char *id = json_string_value(json_object_get(entity, "id"));
+
+    memset(w, 0, sizeof(*w));
+    w->text = json_dumps(entity, JSON_COMPACT);
+    if (w->text == NULL || id == NULL) {
+        admin_req_entity_write_clear(w);
+        return TORII_ENOMEM;
+    }
+    w->op[0] = (struct torii_store_op){.kind = kind,
+                                       .bucket = TORII_STORE_CERTS,
+                                       .rec = {.id = id,
+                                               .id_len = strlen(id),
+                                               .json = w->text,
+                                               .json_len = strlen(w->text),
+                                               .aux = aux,
+                                               .aux_len = aux_len}};
+    /* The serial index entries change in the same transaction (pki.c). */
+    admin_serial_index_ops(st, old, entity, &w->idx);
+    memcpy(&w->op[1], w->idx.op, w->idx.n * sizeof(w->idx.op[0]));
+    w->n = 1 + w->idx.n;
+    return TORII_OK;
+}
+
+void admin_req_entity_write_clear(struct admin_req_entity_write *w)
+{
+    admin_req_wipe_str(w->text);
+    w->text = NULL;
+    w->n = 0;
+}
+
+int admin_req_entity_apply(struct torii_store *st, const struct torii_store_op *ops, size_t n,
+                           const char *what, struct torii_errbuf *eb)
+{
+    int rc = torii_store_apply(st, ops, n, eb);
+
+    if (rc == TORII_EEXIST) {
+        rc = torii_errf(eb, TORII_EEXIST, "entity already exists");
+    } else if (rc == TORII_ENOTFOUND) {
+        rc = torii_errf(eb, TORII_ENOTFOUND, "entity not found");
+    } else if (rc != TORII_OK) {
+        torii_log(TORII_LOG_ERR, "admin: %s write failed: %s", what, eb != NULL ? eb->msg : "");
+        if (rc == TORII_EINVAL) {
+            rc = TORII_ESTORE; /* the entity was validated: a store refusal is our failure */
+        }
+    }
+    return rc;
+}
