@@ -6,7 +6,7 @@
  *  - `valid` also requires: now within [from, to], not revoked, a private key, and each chain
  *    certificate signed by the next one. A key that does not match the leaf is an error.
  *  - `subject` is built per attribute rather than by splitting a printed DN on ',', so an
- *    escaped comma inside a value no longer corrupts it (see pki_subject_string).
+ *    escaped comma inside a value no longer corrupts it (see torii_pki__dn_string in data.c).
  *  - name/description: when normalize had to fall back to "none" because domain was unknown,
  *    enrich replaces that "none" with the derived domain / "Certificate for <domain>".
  *  - JSON null for a non-nullable field means "absent" (the default applies). */
@@ -363,100 +363,6 @@ json_t *torii_cert_redacted(const json_t *entity)
 
 /* ---- enrich ---- */
 
-struct pki_rdn {
-    char name[64];
-    char *value;
-    int order;
-};
-
-/* Otoroshi's DN printer: attribute names upper-cased (SN renamed SURNAME), attributes sorted
- * by name descending, joined with ", ". Ties keep RFC 2253 order (most specific first).
- * Values are RFC 2253-escaped, UTF-8 kept as is. Unknown attributes print as dotted OIDs. */
-static int pki_subject_string(const X509_NAME *name, char **out)
-{
-    int rc = TORII_OK;
-    int n = X509_NAME_entry_count(name);
-    struct pki_rdn *rdns = NULL;
-    BIO *b = NULL;
-    X509_NAME *one = NULL;
-    char *s = NULL;
-    size_t cap = 1;
-    size_t used = 0;
-    int i;
-    int j;
-    unsigned long fl = (XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) | XN_FLAG_FN_SN;
-
-    rdns = torii_xcalloc((size_t)(n > 0 ? n : 1), sizeof(*rdns));
-    for (i = 0; i < n; i++) {
-        const X509_NAME_ENTRY *ent = X509_NAME_get_entry(name, n - 1 - i);
-        const ASN1_OBJECT *obj = X509_NAME_ENTRY_get_object(ent);
-        int nid = OBJ_obj2nid(obj);
-        char *data = NULL;
-        long len;
-        char *eq;
-        size_t k;
-
-        if (nid == NID_surname) {
-            (void)snprintf(rdns[i].name, sizeof(rdns[i].name), "SURNAME");
-        } else if (nid != NID_undef) {
-            (void)snprintf(rdns[i].name, sizeof(rdns[i].name), "%s", OBJ_nid2sn(nid));
-        } else {
-            TORII_ENSURE(OBJ_obj2txt(rdns[i].name, sizeof(rdns[i].name), obj, 1) > 0, TORII_EINVAL);
-        }
-        for (k = 0; rdns[i].name[k] != '\0'; k++) {
-            char c = rdns[i].name[k];
-            rdns[i].name[k] = (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
-        }
-        one = X509_NAME_new();
-        b = BIO_new(BIO_s_mem());
-        TORII_ENSURE(one != NULL && b != NULL, TORII_ENOMEM);
-        TORII_ENSURE(X509_NAME_add_entry(one, ent, -1, 0) == 1, TORII_ENOMEM);
-        TORII_ENSURE(X509_NAME_print_ex(b, one, 0, fl) >= 0, TORII_EINVAL);
-        len = BIO_get_mem_data(b, &data);
-        TORII_ENSURE(len >= 0, TORII_ENOMEM);
-        eq = memchr(data, '=', (size_t)len);
-        rdns[i].value = eq != NULL ? torii_xstrndup(eq + 1, (size_t)(len - (eq + 1 - data)))
-                                   : torii_xstrndup(data, (size_t)len);
-        rdns[i].order = i;
-        cap += strlen(rdns[i].name) + strlen(rdns[i].value) + 3;
-        BIO_free(b);
-        b = NULL;
-        X509_NAME_free(one);
-        one = NULL;
-    }
-    /* Stable insertion sort, name descending. */
-    for (i = 1; i < n; i++) {
-        struct pki_rdn cur = rdns[i];
-        j = i - 1;
-        while (j >= 0 && strcmp(rdns[j].name, cur.name) < 0) {
-            rdns[j + 1] = rdns[j];
-            j--;
-        }
-        rdns[j + 1] = cur;
-    }
-    s = torii_xmalloc(cap);
-    s[0] = '\0';
-    for (i = 0; i < n; i++) {
-        int w =
-            snprintf(s + used, cap - used, "%s%s=%s", i ? ", " : "", rdns[i].name, rdns[i].value);
-        TORII_ASSERT(w >= 0 && (size_t)w < cap - used);
-        used += (size_t)w;
-    }
-    *out = s;
-    s = NULL;
-out:
-    free(s);
-    if (rdns != NULL) {
-        for (i = 0; i < n; i++) {
-            free(rdns[i].value);
-        }
-    }
-    free(rdns);
-    BIO_free(b);
-    X509_NAME_free(one);
-    return rc;
-}
-
 static int pki_rfc2253(const X509_NAME *name, char **out)
 {
     int rc = TORII_OK;
@@ -600,7 +506,7 @@ int torii_cert_enrich(json_t *entity, int64_t now_ms, struct torii_errbuf *eb)
                      && torii_pki__time_ms(X509_get0_notAfter(leaf), &to) == TORII_OK,
                  torii_errf(eb, TORII_EINVAL, "chain: leaf validity dates do not convert"));
     TORII_TRY(torii_pki__chain_pem(chain, &pem));
-    if (pki_subject_string(X509_get_subject_name(leaf), &subject) != TORII_OK) {
+    if (torii_pki__dn_string(X509_get_subject_name(leaf), &subject) != TORII_OK) {
         rc = torii_errf(eb, TORII_EINVAL, "chain: leaf subject does not print");
         goto out;
     }

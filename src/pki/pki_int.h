@@ -106,7 +106,10 @@ int torii_pki__pubkey_pem(EVP_PKEY *key, char **out) TORII_MUST_USE;
 /** Serial as lower-case hex without leading zeros ("0" for zero), as Java prints it. */
 int torii_pki__serial_hex(const ASN1_INTEGER *serial, char *buf, size_t len) TORII_MUST_USE;
 
-/** Otoroshi's normalized DN ("OU=b, O=c, CN=a"; reference 1.2), malloc'd. */
+/** Otoroshi's normalized DN ("OU=b, O=c, CN=a"; reference 1.2), malloc'd: attribute names
+ * upper-cased (SN renamed SURNAME), sorted by name descending (ties keep RFC 2253 order),
+ * joined with ", "; values RFC 2253-escaped, UTF-8 kept; unknown attributes as dotted OIDs.
+ * Used for the entity's `subject` and for `_data`. */
 int torii_pki__dn_string(const X509_NAME *name, char **out) TORII_MUST_USE;
 
 /** Base64 (RFC 4648 section 4, padded) or base64url without padding (section 5), malloc'd. */
