@@ -9,8 +9,11 @@
  * (1xx dropped), the head is rewritten, a Content-Length body is moved, a chunked or
  * close-delimited one is re-framed as chunked for HTTP/1.1 clients or sent close-delimited to
  * HTTP/1.0 clients.
- * Back-pressure: a side stops reading while the other side's output is above PX_HIGH_WM and
- * resumes from the write callback, called when that output drains to PX_LOW_WM (le-proxy.c).
+ * I/O: both sides are torii_streams; every callback steps the state machine, then flushes
+ * what it queued, once per side (pc_run), so an exchange costs few system calls.
+ * Back-pressure: a side stops reading while the other side's unsent output is above
+ * PX_HIGH_WM and resumes when it drains (the flush, or the stream's write callback at
+ * PX_LOW_WM).
  * Requests torii answers itself: a /.well-known/ request body is buffered (PH_LOCAL, at most
  * TORII_WELLKNOWN_MAX_BODY) before the handler runs. When a response (ours, or the backend's)
  * is complete before the request body is, the rest of the body is read and dropped
@@ -30,8 +33,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -41,6 +42,7 @@
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/metrics.h"
+#include "torii/stream.h"
 
 #define PX_HIGH_WM   ((size_t)512 * 1024) /* stop reading the other side above this */
 #define PX_LOW_WM    ((size_t)128 * 1024) /* resume below this */
@@ -76,7 +78,7 @@ enum pc_timer {
 
 struct proxy_upstream {
     struct proxy_worker *pw;
-    struct bufferevent *bev;
+    struct torii_stream *st;
     struct torii_http_parser *parser;
     const struct torii_route_backend *be;
     const struct torii_route_target *t;
@@ -116,7 +118,7 @@ struct proxy_exch {
 struct proxy_conn {
     struct proxy_worker *pw;
     struct proxy_conn *prev, *next;
-    struct bufferevent *bev;
+    struct torii_stream *st;
     struct torii_http_parser *rp;
     struct proxy_upstream *up;
     struct event *timer;
@@ -127,8 +129,6 @@ struct proxy_conn {
     unsigned again : 1;
     unsigned dead : 1;
     unsigned peer_eof : 1;
-    unsigned reading : 1;
-    unsigned up_reading : 1;
     unsigned discarded : 1;
     unsigned up_eof : 1;
     unsigned up_err : 1;
@@ -158,12 +158,7 @@ static int64_t px_now_ms(void)
 
 static void pc_set_read(struct proxy_conn *pc, int on)
 {
-    if (on && !pc->reading) {
-        (void)bufferevent_enable(pc->bev, EV_READ);
-    } else if (!on && pc->reading) {
-        (void)bufferevent_disable(pc->bev, EV_READ);
-    }
-    pc->reading = on ? 1 : 0;
+    torii_stream_read(pc->st, on);
 }
 
 static void pc_set_up_read(struct proxy_conn *pc, int on)
@@ -171,12 +166,7 @@ static void pc_set_up_read(struct proxy_conn *pc, int on)
     if (pc->up == NULL) {
         return;
     }
-    if (on && !pc->up_reading) {
-        (void)bufferevent_enable(pc->up->bev, EV_READ);
-    } else if (!on && pc->up_reading) {
-        (void)bufferevent_disable(pc->up->bev, EV_READ);
-    }
-    pc->up_reading = on ? 1 : 0;
+    torii_stream_read(pc->up->st, on);
 }
 
 static void pc_timer_arm(struct proxy_conn *pc, enum pc_timer mode, uint32_t ms)
@@ -200,12 +190,6 @@ static void px_copy(char *dst, size_t cap, struct torii_slice s)
 
     memcpy(dst, s.ptr, n);
     dst[n] = '\0';
-}
-
-static void px_ms_tv(struct timeval *tv, uint32_t ms)
-{
-    tv->tv_sec = (time_t)(ms / 1000);
-    tv->tv_usec = (suseconds_t)(ms % 1000) * 1000;
 }
 
 /* ---- access log --------------------------------------------------------------------------- */
@@ -272,7 +256,7 @@ static void pc_access_log(struct proxy_conn *pc)
         }
     }
     if (pc->tls) {
-        sni = SSL_get_servername(bufferevent_openssl_get_ssl(pc->bev), TLSEXT_NAMETYPE_host_name);
+        sni = SSL_get_servername(torii_stream_ssl(pc->st), TLSEXT_NAMETYPE_host_name);
     }
     w = snprintf(line, sizeof(line), "{\"time\":\"%s.%03dZ\",\"client\":", pw->log_time,
                  (int)(now_ms % 1000));
@@ -315,10 +299,7 @@ static void up_free(struct proxy_upstream *up)
     if (up == NULL) {
         return;
     }
-    if (up->bev != NULL) {
-        bufferevent_free(up->bev);
-    }
-    ERR_clear_error();
+    torii_stream_free(up->st);
     torii_http_parser_free(up->parser);
     free(up);
 }
@@ -341,38 +322,30 @@ static void pool_unlink(struct proxy_upstream *up)
 }
 
 /* An idle pooled connection that reads anything, closes or times out is dropped. */
-static void pool_read_cb(struct bufferevent *bev, void *arg)
+static void pool_cb(struct torii_stream *st, int what, void *arg)
 {
     struct proxy_upstream *up = arg;
 
-    (void)bev;
+    (void)st;
+    (void)what;
     pool_unlink(up);
     up_free(up);
-}
-
-static void pool_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    (void)what;
-    pool_read_cb(bev, arg);
 }
 
 static void pool_put(struct proxy_upstream *up)
 {
     struct proxy_target_state *ts = &up->pw->targets[up->t->index];
-    struct timeval tv;
 
     if (!up->connected || ts->n_idle >= up->be->max_idle
-        || evbuffer_get_length(bufferevent_get_input(up->bev)) > 0
-        || evbuffer_get_length(bufferevent_get_output(up->bev)) > 0) {
+        || evbuffer_get_length(torii_stream_input(up->st)) > 0 || torii_stream_unsent(up->st) > 0) {
         up_free(up);
         return;
     }
     up->pc = NULL;
     torii_http_parser_set_no_body(up->parser, 0);
-    bufferevent_setcb(up->bev, pool_read_cb, NULL, pool_event_cb, up);
-    px_ms_tv(&tv, up->be->idle_ms);
-    (void)bufferevent_set_timeouts(up->bev, &tv, NULL);
-    (void)bufferevent_enable(up->bev, EV_READ);
+    torii_stream_setcb(up->st, pool_cb, up);
+    torii_stream_timeouts(up->st, up->be->idle_ms, 0);
+    torii_stream_read(up->st, 1);
     up->next = ts->idle;
     up->prev = NULL;
     if (ts->idle != NULL) {
@@ -383,29 +356,22 @@ static void pool_put(struct proxy_upstream *up)
 }
 
 static int pc_resp_body_cb(void *arg, const unsigned char *data, size_t len);
-static void up_read_cb(struct bufferevent *bev, void *arg);
-static void up_write_cb(struct bufferevent *bev, void *arg);
-static void up_event_cb(struct bufferevent *bev, short what, void *arg);
+static void up_cb(struct torii_stream *st, int what, void *arg);
 
 /* Timeouts of the attached upstream for the current phase. */
 static void up_timeouts(struct proxy_conn *pc)
 {
     struct proxy_upstream *up = pc->up;
-    struct timeval rd;
-    struct timeval wr;
 
     if (up == NULL) {
         return;
     }
     if (!up->connected) {
-        px_ms_tv(&wr, up->be->connect_ms);
-        (void)bufferevent_set_timeouts(up->bev, NULL, &wr);
+        torii_stream_timeouts(up->st, up->be->connect_ms, up->be->connect_ms);
         return;
     }
-    px_ms_tv(&rd, up->be->read_ms);
-    px_ms_tv(&wr, up->be->read_ms);
     /* While the client uploads, the backend is not expected to answer: only write stalls. */
-    (void)bufferevent_set_timeouts(up->bev, pc->phase == PH_BODY ? NULL : &rd, &wr);
+    torii_stream_timeouts(up->st, pc->phase == PH_BODY ? 0 : up->be->read_ms, up->be->read_ms);
 }
 
 static void target_mark_down(struct proxy_worker *pw, const struct torii_route_target *t)
@@ -453,29 +419,17 @@ static int up_acquire(struct proxy_conn *pc, const struct torii_route *r,
             TORII_ENSURE(r->backend.tls_ctx != NULL, TORII_ETLS);
             ssl = torii_tls_upstream_conn_new(r->backend.tls_ctx, t->host);
             TORII_ENSURE(ssl != NULL, TORII_ETLS);
-            up->bev = bufferevent_openssl_socket_new(pw->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                                     BEV_OPT_CLOSE_ON_FREE);
-            TORII_ENSURE(up->bev != NULL, TORII_ENOMEM);
-            ssl = NULL; /* the bufferevent owns it */
-            bufferevent_openssl_set_allow_dirty_shutdown(up->bev, 1);
-        } else {
-            up->bev = bufferevent_socket_new(pw->base, -1, BEV_OPT_CLOSE_ON_FREE);
-            TORII_ENSURE(up->bev != NULL, TORII_ENOMEM);
         }
-        bufferevent_setwatermark(up->bev, EV_WRITE, PX_LOW_WM, 0);
-        bufferevent_setcb(up->bev, up_read_cb, up_write_cb, up_event_cb, up);
-        if (bufferevent_socket_connect(up->bev, (const struct sockaddr *)&t->addr, t->addrlen)
-            != 0) {
-            rc = TORII_EIO;
-            goto out;
-        }
+        up->st = torii_stream_connect(pw->base, (const struct sockaddr *)&t->addr, t->addrlen, ssl);
+        ssl = NULL; /* the stream owns it, also on failure */
+        TORII_ENSURE(up->st != NULL, TORII_EIO);
+        torii_stream_set_lowat(up->st, PX_LOW_WM);
     }
     up->pc = pc;
     torii_http_parser_set_body_cb(up->parser, pc_resp_body_cb, pc);
-    bufferevent_setcb(up->bev, up_read_cb, up_write_cb, up_event_cb, up);
-    (void)bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+    torii_stream_setcb(up->st, up_cb, up);
+    torii_stream_read(up->st, 1);
     pc->up = up;
-    pc->up_reading = 1;
     pc->up_eof = 0;
     pc->up_err = 0;
     pc->up_timeout = 0;
@@ -498,7 +452,6 @@ static void pc_up_release(struct proxy_conn *pc, int reusable)
         return;
     }
     pc->up = NULL;
-    pc->up_reading = 0;
     if (reusable) {
         torii_http_parser_next(up->parser);
         pool_put(up);
@@ -580,7 +533,7 @@ static void pc_exchange_end(struct proxy_conn *pc, int up_reusable)
 static void pc_local(struct proxy_conn *pc, int status, const char *ctype, const void *body,
                      size_t len, const struct torii_http_header *extra, size_t n_extra, int close)
 {
-    struct evbuffer *out = bufferevent_get_output(pc->bev);
+    struct evbuffer *out = torii_stream_output(pc->st);
     struct torii_http_response r;
     size_t before = evbuffer_get_length(out);
 
@@ -691,14 +644,14 @@ static int pc_req_body_cb(void *arg, const unsigned char *data, size_t len)
         return TORII_OK; /* being dropped (PH_DRAIN) */
     }
     x->bytes_in += len;
-    return px_chunk(bufferevent_get_output(pc->up->bev), data, len);
+    return px_chunk(torii_stream_output(pc->up->st), data, len);
 }
 
 /* Response parser body callback (chunked responses): re-frame, or raw for HTTP/1.0. */
 static int pc_resp_body_cb(void *arg, const unsigned char *data, size_t len)
 {
     struct proxy_conn *pc = arg;
-    struct evbuffer *out = bufferevent_get_output(pc->bev);
+    struct evbuffer *out = torii_stream_output(pc->st);
     size_t before = evbuffer_get_length(out);
     int rc;
 
@@ -719,7 +672,7 @@ static int pc_resp_body_cb(void *arg, const unsigned char *data, size_t len)
 /* Does the connection's certificate cover host? Cached per connection (one Host usually). */
 static int pc_cert_covers(struct proxy_conn *pc, const char *host, size_t len)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(pc->bev);
+    SSL *ssl = torii_stream_ssl(pc->st);
     struct torii_tls_cert *cert = ssl != NULL ? torii_tls_conn_cert(ssl) : NULL;
     X509 *leaf = NULL;
     int ok = 0;
@@ -754,7 +707,7 @@ static int pc_cert_covers(struct proxy_conn *pc, const char *host, size_t len)
  * Returns 0 to go on, or the status answered. */
 static int pc_client_auth(struct proxy_conn *pc, const struct torii_route *route)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(pc->bev);
+    SSL *ssl = torii_stream_ssl(pc->st);
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     const struct torii_route *sr =
         sni != NULL ? torii_routes_match(pc->pw->routes, sni, strlen(sni)) : NULL;
@@ -791,7 +744,7 @@ static void pc_send_continue(struct proxy_conn *pc)
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
     if (torii_http_parser_expects_continue(pc->rp)) {
-        if (bufferevent_write(pc->bev, cont, sizeof(cont) - 1) != 0) {
+        if (evbuffer_add(torii_stream_output(pc->st), cont, sizeof(cont) - 1) != 0) {
             pc->dead = 1;
         }
     }
@@ -823,7 +776,7 @@ static int pc_forward(struct proxy_conn *pc, const struct torii_http_req *req,
     }
     fwd.body = x->req_body;
     fwd.body_length = x->req_len;
-    if (torii_proxy_req_head_write(bufferevent_get_output(pc->up->bev), req, &fwd) != TORII_OK) {
+    if (torii_proxy_req_head_write(torii_stream_output(pc->up->st), req, &fwd) != TORII_OK) {
         return TORII_ENOMEM;
     }
     torii_http_parser_set_no_body(pc->up->parser, x->head_req);
@@ -999,7 +952,7 @@ static void pc_dispatch(struct proxy_conn *pc)
     (void)snprintf(x->method, sizeof(x->method), "%s", req->method);
     px_copy(x->path, sizeof(x->path), req->path);
     if (pc->tls) {
-        sni = SSL_get_servername(bufferevent_openssl_get_ssl(pc->bev), TLSEXT_NAMETYPE_host_name);
+        sni = SSL_get_servername(torii_stream_ssl(pc->st), TLSEXT_NAMETYPE_host_name);
     }
     if (hv != NULL) {
         host = *hv;
@@ -1105,7 +1058,7 @@ static void pc_reject(struct proxy_conn *pc)
 /* Parse request heads; dispatches each one. */
 static void pc_read_heads(struct proxy_conn *pc)
 {
-    struct evbuffer *in = bufferevent_get_input(pc->bev);
+    struct evbuffer *in = torii_stream_input(pc->st);
 
     while (pc->phase == PH_HEAD && !pc->dead) {
         struct evbuffer_iovec v;
@@ -1144,7 +1097,7 @@ static void pc_req_done(struct proxy_conn *pc)
 /* Request body -> upstream, until the body is done or the upstream's output is full. */
 static void pc_pump_req(struct proxy_conn *pc)
 {
-    struct evbuffer *in = bufferevent_get_input(pc->bev);
+    struct evbuffer *in = torii_stream_input(pc->st);
     struct evbuffer *out;
     struct proxy_exch *x = &pc->x;
     size_t avail;
@@ -1153,7 +1106,7 @@ static void pc_pump_req(struct proxy_conn *pc)
     if (pc->up == NULL) {
         return;
     }
-    out = bufferevent_get_output(pc->up->bev);
+    out = torii_stream_output(pc->up->st);
     while (pc->phase == PH_BODY && !pc->dead && evbuffer_get_length(out) < PX_HIGH_WM
            && (avail = evbuffer_get_length(in)) > 0) {
         if (x->req_body == TORII_HTTP_BODY_LENGTH) {
@@ -1202,7 +1155,7 @@ static void pc_pump_req(struct proxy_conn *pc)
 /* Request body -> the local buffer (PH_LOCAL), then the local answer. */
 static void pc_pump_local(struct proxy_conn *pc)
 {
-    struct evbuffer *in = bufferevent_get_input(pc->bev);
+    struct evbuffer *in = torii_stream_input(pc->st);
     struct proxy_exch *x = &pc->x;
     size_t avail;
     int progress = 0;
@@ -1270,7 +1223,7 @@ static void pc_drain_done(struct proxy_conn *pc)
 /* The rest of an answered request's body -> nowhere (PH_DRAIN), then the next request. */
 static void pc_pump_drain(struct proxy_conn *pc)
 {
-    struct evbuffer *in = bufferevent_get_input(pc->bev);
+    struct evbuffer *in = torii_stream_input(pc->st);
     size_t avail;
 
     while (pc->phase == PH_DRAIN && !pc->dead && (avail = evbuffer_get_length(in)) > 0) {
@@ -1327,7 +1280,7 @@ static int pc_resp_head(struct proxy_conn *pc)
     struct proxy_exch *x = &pc->x;
     struct proxy_upstream *up = pc->up;
     const struct torii_http_resp *resp = torii_http_parser_resp(up->parser);
-    struct evbuffer *out = bufferevent_get_output(pc->bev);
+    struct evbuffer *out = torii_stream_output(pc->st);
     size_t before = evbuffer_get_length(out);
     uint64_t len = 0;
     enum torii_http_body_kind kind = torii_http_parser_body(up->parser, &len);
@@ -1375,11 +1328,11 @@ static void pc_up_fail(struct proxy_conn *pc, int status, const char *msg)
 static void pc_pump_resp(struct proxy_conn *pc)
 {
     struct proxy_exch *x = &pc->x;
-    struct evbuffer *out = bufferevent_get_output(pc->bev);
+    struct evbuffer *out = torii_stream_output(pc->st);
 
     while (pc->up != NULL && x->rs != RS_NONE && !pc->dead
            && evbuffer_get_length(out) < PX_HIGH_WM) {
-        struct evbuffer *in = bufferevent_get_input(pc->up->bev);
+        struct evbuffer *in = torii_stream_input(pc->up->st);
         size_t avail = evbuffer_get_length(in);
         struct evbuffer_iovec v;
         size_t used = 0;
@@ -1481,8 +1434,8 @@ static void pc_up_trouble(struct proxy_conn *pc)
     int started;
 
     if (pc->up_eof && x->rs == RS_BODY && x->resp_body == TORII_HTTP_BODY_EOF) {
-        struct evbuffer *out = bufferevent_get_output(pc->bev);
-        if (evbuffer_get_length(bufferevent_get_input(up->bev)) > 0) {
+        struct evbuffer *out = torii_stream_output(pc->st);
+        if (evbuffer_get_length(torii_stream_input(up->st)) > 0) {
             return; /* still data to move first */
         }
         if (x->out == TORII_PROXY_OUT_CHUNKED) {
@@ -1496,7 +1449,7 @@ static void pc_up_trouble(struct proxy_conn *pc)
         pc_resp_complete(pc);
         return;
     }
-    if (pc->up_eof && x->rs != RS_NONE && evbuffer_get_length(bufferevent_get_input(up->bev)) > 0) {
+    if (pc->up_eof && x->rs != RS_NONE && evbuffer_get_length(torii_stream_input(up->st)) > 0) {
         return; /* move what arrived before the EOF first (the client may be slow) */
     }
     started = torii_http_parser_started(up->parser) || x->resp_started;
@@ -1543,7 +1496,7 @@ static void pc_up_trouble(struct proxy_conn *pc)
  * the local buffer, or dropped), in the order the phases follow each other. */
 static void pc_pump_client(struct proxy_conn *pc)
 {
-    if (pc->phase == PH_HEAD && evbuffer_get_length(bufferevent_get_output(pc->bev)) < PX_HIGH_WM) {
+    if (pc->phase == PH_HEAD && evbuffer_get_length(torii_stream_output(pc->st)) < PX_HIGH_WM) {
         pc_read_heads(pc);
     }
     if (!pc->dead && pc->phase == PH_LOCAL) {
@@ -1571,8 +1524,8 @@ static void pc_settle_body(struct proxy_conn *pc)
 
 static void pc_step(struct proxy_conn *pc)
 {
-    struct evbuffer *in = bufferevent_get_input(pc->bev);
-    struct evbuffer *out = bufferevent_get_output(pc->bev);
+    struct evbuffer *in = torii_stream_input(pc->st);
+    struct evbuffer *out = torii_stream_output(pc->st);
 
     pc_pump_client(pc);
     if (!pc->dead && pc->up != NULL && pc->x.rs != RS_NONE) {
@@ -1605,12 +1558,13 @@ static void pc_step(struct proxy_conn *pc)
             pc->dead = 1; /* upload aborted: the upstream gets a truncated request, closed */
             break;
         }
-        pc_set_read(pc,
-                    pc->up != NULL
-                        && evbuffer_get_length(bufferevent_get_output(pc->up->bev)) < PX_HIGH_WM);
+        pc_set_read(pc, pc->up != NULL
+                            && evbuffer_get_length(torii_stream_output(pc->up->st)) < PX_HIGH_WM);
         break;
     case PH_WAIT:
-        pc_set_read(pc, 0);
+        /* Keep reading (no epoll change per request): a pipelined request waits in the
+         * input, bounded by the high-water mark. */
+        pc_set_read(pc, evbuffer_get_length(in) < PX_HIGH_WM);
         break;
     case PH_LOCAL:
     case PH_DRAIN:
@@ -1622,7 +1576,7 @@ static void pc_step(struct proxy_conn *pc)
             pc->discarded = 1;
             (void)evbuffer_drain(in, evbuffer_get_length(in));
         }
-        if (evbuffer_get_length(out) == 0) {
+        if (torii_stream_unsent(pc->st) == 0) {
             if (!pc->discarded || pc->peer_eof) {
                 pc->dead = 1;
             } else if (pc->tmode != PT_LINGER) {
@@ -1663,23 +1617,48 @@ static void pc_close(struct proxy_conn *pc)
     if (pc->timer != NULL) {
         event_free(pc->timer);
     }
-    if (pc->tls) {
-        SSL *ssl = bufferevent_openssl_get_ssl(pc->bev);
-        /* Send close_notify when all was written: without it, OpenSSL clients treat the EOF
-         * as an error and drop the session instead of resuming it. Never blocks (one write to
-         * the non-blocking socket); a failure only means the peer is gone. */
-        if (ssl != NULL && SSL_is_init_finished(ssl)
-            && evbuffer_get_length(bufferevent_get_output(pc->bev)) == 0) {
-            (void)SSL_shutdown(ssl);
-        }
-    }
-    bufferevent_free(pc->bev);
-    ERR_clear_error();
+    /* close_notify when all was written: without it, OpenSSL clients treat the EOF as an
+     * error and drop the session instead of resuming it. Never blocks. */
+    torii_stream_close_notify(pc->st);
+    torii_stream_free(pc->st);
     torii_http_parser_free(pc->rp);
     free(pc->cov_host);
     free(pc->client_cert);
     free(pc->client_cert_chain);
     free(pc);
+}
+
+/* Hand what the step queued to the kernel: one flush per side per event. Sending may free
+ * room that lets a paused side go on (the high-water marks), or end a closing connection:
+ * then the state machine steps again. */
+static void pc_flush(struct proxy_conn *pc)
+{
+    size_t before = torii_stream_unsent(pc->st);
+    size_t after;
+
+    if (torii_stream_flush(pc->st) != TORII_OK) {
+        pc->dead = 1;
+        return;
+    }
+    after = torii_stream_unsent(pc->st);
+    if (after < before
+        && ((before >= PX_HIGH_WM && after < PX_HIGH_WM)
+            || (after == 0 && pc->phase == PH_CLOSING))) {
+        pc->again = 1;
+    }
+    if (pc->up == NULL) {
+        return;
+    }
+    before = torii_stream_unsent(pc->up->st);
+    if (torii_stream_flush(pc->up->st) != TORII_OK) {
+        pc->up_err = 1;
+        pc->again = 1;
+        return;
+    }
+    after = torii_stream_unsent(pc->up->st);
+    if (before >= PX_HIGH_WM && after < PX_HIGH_WM) {
+        pc->again = 1;
+    }
 }
 
 static void pc_run(struct proxy_conn *pc)
@@ -1694,6 +1673,9 @@ static void pc_run(struct proxy_conn *pc)
     do {
         pc->again = 0;
         pc_step(pc);
+        if (!pc->dead) {
+            pc_flush(pc);
+        }
     } while (pc->again && !pc->dead);
     pc->busy = 0;
     if (pc->dead) {
@@ -1706,26 +1688,15 @@ static void pc_run(struct proxy_conn *pc)
 
 /* ---- callbacks (thin) ----------------------------------------------------------------------- */
 
-static void pc_read_cb(struct bufferevent *bev, void *arg)
-{
-    (void)bev;
-    pc_run(arg);
-}
-
-static void pc_write_cb(struct bufferevent *bev, void *arg)
-{
-    (void)bev;
-    pc_run(arg);
-}
-
-static void pc_event_cb(struct bufferevent *bev, short what, void *arg)
+static void pc_cb(struct torii_stream *st, int what, void *arg)
 {
     struct proxy_conn *pc = arg;
 
-    (void)bev;
-    if (what & BEV_EVENT_EOF) {
+    (void)st;
+    if (what & TORII_STREAM_EOF) {
         pc->peer_eof = 1;
-    } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+    }
+    if (what & (TORII_STREAM_ERROR | TORII_STREAM_TIMEOUT)) {
         pc->dead = 1;
     }
     pc_run(pc);
@@ -1750,40 +1721,23 @@ static void pc_timer_cb(evutil_socket_t fd, short what, void *arg)
     pc_run(pc);
 }
 
-static void up_read_cb(struct bufferevent *bev, void *arg)
-{
-    struct proxy_upstream *up = arg;
-
-    (void)bev;
-    pc_run(up->pc);
-}
-
-static void up_write_cb(struct bufferevent *bev, void *arg)
-{
-    struct proxy_upstream *up = arg;
-
-    (void)bev;
-    pc_run(up->pc);
-}
-
-static void up_event_cb(struct bufferevent *bev, short what, void *arg)
+static void up_cb(struct torii_stream *st, int what, void *arg)
 {
     struct proxy_upstream *up = arg;
     struct proxy_conn *pc = up->pc;
 
-    if (what & BEV_EVENT_CONNECTED) {
-        int one = 1;
-        evutil_socket_t fd = bufferevent_getfd(bev);
+    (void)st;
+    if (what & TORII_STREAM_CONNECTED) {
         up->connected = 1;
-        if (fd >= 0) {
-            (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        }
         up_timeouts(pc);
-    } else if (what & BEV_EVENT_EOF) {
+    }
+    if (what & TORII_STREAM_EOF) {
         pc->up_eof = 1;
-    } else if (what & BEV_EVENT_TIMEOUT) {
+    }
+    if (what & TORII_STREAM_TIMEOUT) {
         pc->up_timeout = 1;
-    } else if (what & BEV_EVENT_ERROR) {
+    }
+    if (what & TORII_STREAM_ERROR) {
         pc->up_err = 1;
     }
     pc_run(pc);
@@ -1809,55 +1763,36 @@ void torii_proxy__accept(struct proxy_worker *pw, evutil_socket_t fd, const stru
                          int tls)
 {
     struct proxy_conn *pc = torii_xcalloc(1, sizeof(*pc));
-    struct timeval wr;
+    SSL *ssl = NULL;
     int one = 1;
 
     pc->pw = pw;
     pc->tls = tls ? 1 : 0;
     px_peer_ip(sa, pc->ip, sizeof(pc->ip));
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (tls) {
-        SSL *ssl = torii_tls_conn_new(pw->tls);
-        if (ssl != NULL) {
-            pc->bev = bufferevent_openssl_socket_new(pw->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                     BEV_OPT_CLOSE_ON_FREE);
-            if (pc->bev == NULL) {
-                SSL_free(ssl);
-            } else {
-                bufferevent_openssl_set_allow_dirty_shutdown(pc->bev, 1);
-            }
-        }
-    } else {
-        pc->bev = bufferevent_socket_new(pw->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (tls && (ssl = torii_tls_conn_new(pw->tls)) == NULL) {
+        evutil_closesocket(fd);
+        free(pc);
+        return;
     }
+    pc->st = torii_stream_accept(pw->base, fd, ssl); /* owns fd and ssl from here */
     pc->timer = evtimer_new(pw->base, pc_timer_cb, pc);
-    if (pc->bev == NULL || pc->timer == NULL) {
+    if (pc->st == NULL || pc->timer == NULL
+        || torii_http_parser_new(&pw->lim, &pc->rp) != TORII_OK) {
         torii_log(TORII_LOG_WARN, "proxy: cannot set up a connection (client=%s)", pc->ip);
-        if (pc->bev != NULL) {
-            bufferevent_free(pc->bev);
-        } else {
-            evutil_closesocket(fd);
-        }
+        torii_stream_free(pc->st);
         if (pc->timer != NULL) {
             event_free(pc->timer);
         }
         free(pc);
         return;
     }
-    if (torii_http_parser_new(&pw->lim, &pc->rp) != TORII_OK) {
-        event_free(pc->timer);
-        bufferevent_free(pc->bev);
-        free(pc);
-        return;
-    }
     torii_http_parser_set_body_cb(pc->rp, pc_req_body_cb, pc);
-    bufferevent_setcb(pc->bev, pc_read_cb, pc_write_cb, pc_event_cb, pc);
-    bufferevent_setwatermark(pc->bev, EV_WRITE, PX_LOW_WM, 0);
+    torii_stream_setcb(pc->st, pc_cb, pc);
+    torii_stream_set_lowat(pc->st, PX_LOW_WM);
     /* A client that stops reading our output is dropped after the idle timeout. */
-    px_ms_tv(&wr, pw->cfg->idle_timeout_ms);
-    (void)bufferevent_set_timeouts(pc->bev, NULL, &wr);
-    (void)bufferevent_enable(pc->bev, EV_READ | EV_WRITE);
-    pc->reading = 1;
+    torii_stream_timeouts(pc->st, 0, pw->cfg->idle_timeout_ms);
+    torii_stream_read(pc->st, 1);
     pc_timer_arm(pc, PT_IDLE, pw->cfg->idle_timeout_ms);
     pc->next = pw->conns;
     if (pw->conns != NULL) {

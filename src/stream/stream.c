@@ -1,0 +1,707 @@
+/* stream.c - see torii/stream.h. Two events per stream on the same socket: rev (persistent,
+ * added while reading or while a connect is in progress) and wev (persistent, added only
+ * while output is blocked or a connect is in progress). TLS goes through a BIO of our own:
+ * its read side is recv() on the socket that remembers a short read (the socket is drained:
+ * the next read would only say EAGAIN, so it says so without the system call); its write
+ * side appends records to tls_out, which torii_stream_flush() sends with writev. */
+#include "torii/stream.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <openssl/err.h>
+
+#include "torii/log.h"
+#include "torii/mem.h"
+
+#define ST_PLAIN_READ ((size_t)65536 - 256) /* one readv; fits a 64 KiB evbuffer chain */
+#define ST_TLS_READ   ((size_t)16384 - 256) /* one SSL_read; fits a 16 KiB chain */
+#define ST_READ_MAX   ((size_t)256 * 1024)  /* plaintext taken per readiness */
+#define ST_RECORD     ((size_t)16384)       /* TLS record payload */
+#define ST_MIN_RECORD ((size_t)4096)        /* below: coalesce chains into one record */
+#define ST_TLS_OUT    ((size_t)256 * 1024)  /* records encrypted ahead of the socket */
+
+struct torii_stream {
+    struct event_base *base;
+    evutil_socket_t fd;
+    SSL *ssl;
+    struct event *rev;
+    struct event *wev;
+    struct evbuffer *in;
+    struct evbuffer *out;
+    struct evbuffer *tls_out;
+    torii_stream_cb cb;
+    void *arg;
+    size_t lowat;
+    uint32_t read_ms;
+    uint32_t write_ms;
+    uint32_t rev_ms;          /* the timeout rev was added with */
+    unsigned reading : 1;     /* the owner wants input */
+    unsigned rev_on : 1;      /* rev is added */
+    unsigned wev_on : 1;      /* wev is added */
+    unsigned connecting : 1;  /* TCP connect in progress */
+    unsigned established : 1; /* connected, and the TLS handshake is done */
+    unsigned rd_short : 1;    /* the last recv() came back short: the socket is drained */
+    unsigned sock_eof : 1;    /* recv() returned 0 */
+    unsigned failed : 1;      /* a write failed: nothing more will be sent */
+    unsigned rd_done : 1;     /* EOF or error reported: nothing more will be read */
+};
+
+/* ---- the BIO ---------------------------------------------------------------------------- */
+
+/* The method table is process-wide, immutable once built (like OpenSSL's own), and built
+ * once by whichever thread creates the first TLS stream. */
+static BIO_METHOD *st_method;
+static pthread_once_t st_method_once = PTHREAD_ONCE_INIT;
+
+static int st_bio_write(BIO *b, const char *buf, int len)
+{
+    struct torii_stream *s = BIO_get_data(b);
+
+    BIO_clear_retry_flags(b);
+    if (len <= 0) {
+        return 0;
+    }
+    return evbuffer_add(s->tls_out, buf, (size_t)len) == 0 ? len : -1;
+}
+
+static int st_bio_read(BIO *b, char *buf, int len)
+{
+    struct torii_stream *s = BIO_get_data(b);
+    ssize_t n;
+
+    BIO_clear_retry_flags(b);
+    if (len <= 0) {
+        return 0;
+    }
+    if (s->rd_short) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    n = recv(s->fd, buf, (size_t)len, 0);
+    if (n > 0) {
+        if (n < len) {
+            s->rd_short = 1;
+        }
+        return (int)n;
+    }
+    if (n == 0) {
+        s->sock_eof = 1;
+        return 0;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        s->rd_short = 1;
+        BIO_set_retry_read(b);
+    }
+    return -1;
+}
+
+static long st_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    const struct torii_stream *s = BIO_get_data(b);
+
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+    case BIO_CTRL_DUP:
+        return 1;
+    case BIO_CTRL_EOF:
+        return s != NULL && s->sock_eof;
+    default:
+        return 0;
+    }
+}
+
+static void st_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "torii-stream");
+
+    if (m != NULL
+        && (BIO_meth_set_write(m, st_bio_write) != 1 || BIO_meth_set_read(m, st_bio_read) != 1
+            || BIO_meth_set_ctrl(m, st_bio_ctrl) != 1)) {
+        BIO_meth_free(m);
+        m = NULL;
+    }
+    st_method = m;
+}
+
+/* ---- events ----------------------------------------------------------------------------- */
+
+static void st_tv(struct timeval *tv, uint32_t ms)
+{
+    tv->tv_sec = (time_t)(ms / 1000);
+    tv->tv_usec = (suseconds_t)(ms % 1000) * 1000;
+}
+
+/* While connecting or handshaking, one deadline bounds both: the smaller non-zero timeout. */
+static uint32_t st_connect_ms(const struct torii_stream *s)
+{
+    if (s->read_ms == 0 || (s->write_ms != 0 && s->write_ms < s->read_ms)) {
+        return s->write_ms;
+    }
+    return s->read_ms;
+}
+
+/* Add or remove rev to match what is wanted; re-adding only changes the timeout. */
+static void st_rev_update(struct torii_stream *s)
+{
+    int want = !s->rd_done && (s->reading || !s->established);
+    uint32_t ms = s->established ? s->read_ms : st_connect_ms(s);
+    struct timeval tv;
+
+    if (s->rev == NULL) {
+        return;
+    }
+    if (want) {
+        if (s->rev_on && s->rev_ms == ms) {
+            return;
+        }
+        if (s->rev_on && ms == 0) {
+            (void)event_del(s->rev); /* event_add(NULL) would keep the old timeout */
+        }
+        st_tv(&tv, ms);
+        (void)event_add(s->rev, ms != 0 ? &tv : NULL);
+        s->rev_on = 1;
+        s->rev_ms = ms;
+    } else if (s->rev_on) {
+        (void)event_del(s->rev);
+        s->rev_on = 0;
+    }
+}
+
+static void st_wev_set(struct torii_stream *s, int on)
+{
+    struct timeval tv;
+    uint32_t ms;
+
+    if (on && !s->wev_on) {
+        ms = s->connecting ? st_connect_ms(s) : s->write_ms;
+        st_tv(&tv, ms);
+        (void)event_add(s->wev, ms != 0 ? &tv : NULL);
+        s->wev_on = 1;
+    } else if (!on && s->wev_on) {
+        (void)event_del(s->wev);
+        s->wev_on = 0;
+    }
+}
+
+/* ---- writing ---------------------------------------------------------------------------- */
+
+size_t torii_stream_unsent(const struct torii_stream *s)
+{
+    return evbuffer_get_length(s->out) + (s->tls_out != NULL ? evbuffer_get_length(s->tls_out) : 0);
+}
+
+/* Write buf to the socket until it is empty or the socket is full. 1 = blocked, 0 = all
+ * sent, -1 = failed. A partial write means the socket is full: no second try. */
+static int st_send(struct torii_stream *s, struct evbuffer *buf)
+{
+    size_t len;
+
+    while ((len = evbuffer_get_length(buf)) > 0) {
+        int n = evbuffer_write(buf, s->fd);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                return 1;
+            }
+            return -1;
+        }
+        if ((size_t)n < len) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Encrypt plaintext into records until tls_out holds ST_TLS_OUT. A record takes the first
+ * chain as it is when that is large enough, else up to ST_RECORD bytes pulled together.
+ * TORII_EAGAIN: the TLS layer waits for input first. */
+static int st_encrypt(struct torii_stream *s)
+{
+    size_t len;
+
+    while ((len = evbuffer_get_length(s->out)) > 0
+           && evbuffer_get_length(s->tls_out) < ST_TLS_OUT) {
+        struct evbuffer_iovec v;
+        size_t n = len < ST_RECORD ? len : ST_RECORD;
+        unsigned char *p;
+        int r;
+
+        if (evbuffer_peek(s->out, -1, NULL, &v, 1) >= 1 && v.iov_len >= ST_MIN_RECORD) {
+            n = v.iov_len < n ? v.iov_len : n;
+            p = v.iov_base;
+        } else if ((p = evbuffer_pullup(s->out, (ssize_t)n)) == NULL) {
+            return TORII_ENOMEM;
+        }
+        r = SSL_write(s->ssl, p, (int)n);
+        if (r <= 0) {
+            int e = SSL_get_error(s->ssl, r);
+            if (e == SSL_ERROR_WANT_READ) {
+                return TORII_EAGAIN; /* resumes after the next read */
+            }
+            ERR_clear_error();
+            return TORII_EIO;
+        }
+        (void)evbuffer_drain(s->out, (size_t)r);
+    }
+    return TORII_OK;
+}
+
+int torii_stream_flush(struct torii_stream *s)
+{
+    int blocked = 0;
+
+    if (s->failed) {
+        return TORII_EIO;
+    }
+    if (s->connecting) {
+        return TORII_OK; /* sent once connected */
+    }
+    if (s->ssl == NULL) {
+        blocked = st_send(s, s->out);
+    } else {
+        int rc = TORII_OK;
+        /* Encrypt up to ST_TLS_OUT ahead, send, again, until sent, blocked or stalled. */
+        do {
+            if (s->established && (rc = st_encrypt(s)) != TORII_OK && rc != TORII_EAGAIN) {
+                blocked = -1;
+                break;
+            }
+            blocked = st_send(s, s->tls_out);
+        } while (blocked == 0 && rc == TORII_OK && s->established
+                 && evbuffer_get_length(s->out) > 0);
+    }
+    if (blocked < 0) {
+        s->failed = 1;
+        st_wev_set(s, 0);
+        return TORII_EIO;
+    }
+    st_wev_set(s, blocked);
+    return TORII_OK;
+}
+
+/* ---- reading ---------------------------------------------------------------------------- */
+
+/* One readv into the input. Returns the mask to report. */
+static int st_read_plain(struct torii_stream *s)
+{
+    struct evbuffer_iovec v;
+    ssize_t n;
+
+    if (evbuffer_reserve_space(s->in, (ssize_t)ST_PLAIN_READ, &v, 1) < 1) {
+        return TORII_STREAM_ERROR;
+    }
+    n = readv(s->fd, (struct iovec *)(void *)&v, 1);
+    if (n > 0) {
+        v.iov_len = (size_t)n;
+        return evbuffer_commit_space(s->in, &v, 1) == 0 ? TORII_STREAM_READ : TORII_STREAM_ERROR;
+    }
+    if (n == 0) {
+        s->sock_eof = 1;
+        return TORII_STREAM_EOF;
+    }
+    return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : TORII_STREAM_ERROR;
+}
+
+static void st_log_tls(const struct torii_stream *s, const char *what)
+{
+    char errs[256];
+
+    torii_ossl_errors(errs, sizeof(errs));
+    /* Clients failing their handshakes are everyday noise; a backend that does is not. */
+    torii_log(SSL_is_server(s->ssl) ? TORII_LOG_DEBUG : TORII_LOG_WARN, "tls: %s: %s", what,
+              errs[0] != '\0' ? errs : "connection closed");
+}
+
+/* TLS: handshake progress and records, up to ST_READ_MAX bytes of plaintext. */
+static int st_read_tls(struct torii_stream *s)
+{
+    size_t got = 0;
+    int what = 0;
+
+    if (!s->established && !SSL_is_server(s->ssl)) {
+        int r = SSL_do_handshake(s->ssl);
+        if (r != 1) {
+            int e = SSL_get_error(s->ssl, r);
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+                st_log_tls(s, "upstream handshake failed");
+                what = TORII_STREAM_ERROR;
+            }
+            return what;
+        }
+        s->established = 1;
+        what |= TORII_STREAM_CONNECTED;
+    }
+    while (got < ST_READ_MAX) {
+        struct evbuffer_iovec v;
+        int r;
+
+        if (s->rd_short && !SSL_has_pending(s->ssl)) {
+            break; /* the next SSL_read could only say WANT_READ */
+        }
+        if (evbuffer_reserve_space(s->in, (ssize_t)ST_TLS_READ, &v, 1) < 1) {
+            return what | TORII_STREAM_ERROR;
+        }
+        r = SSL_read(s->ssl, v.iov_base, (int)(v.iov_len < INT_MAX ? v.iov_len : INT_MAX));
+        if (r > 0) {
+            v.iov_len = (size_t)r;
+            if (evbuffer_commit_space(s->in, &v, 1) != 0) {
+                return what | TORII_STREAM_ERROR;
+            }
+            got += (size_t)r;
+            what |= TORII_STREAM_READ;
+            continue;
+        }
+        switch (SSL_get_error(s->ssl, r)) {
+        case SSL_ERROR_WANT_READ:
+        case SSL_ERROR_WANT_WRITE:
+            break;
+        case SSL_ERROR_ZERO_RETURN:
+            what |= TORII_STREAM_EOF; /* close_notify */
+            break;
+        default:
+            if (s->sock_eof && s->established) {
+                ERR_clear_error(); /* EOF without close_notify: allowed */
+                what |= TORII_STREAM_EOF;
+            } else {
+                st_log_tls(s, s->established ? "read failed" : "handshake failed");
+                what |= TORII_STREAM_ERROR;
+            }
+            break;
+        }
+        break;
+    }
+    if (!s->established && SSL_is_init_finished(s->ssl)) {
+        s->established = 1;
+    }
+    return what;
+}
+
+/* An evbuffer_reserve_space() that read nothing leaves an empty chain behind (16-64 KiB):
+ * an idle connection must not keep one, so an empty input is replaced by a fresh buffer. */
+static int st_trim_input(struct torii_stream *s)
+{
+    struct evbuffer *fresh;
+
+    if (evbuffer_get_length(s->in) > 0) {
+        return TORII_OK;
+    }
+    if ((fresh = evbuffer_new()) == NULL) {
+        return TORII_ENOMEM;
+    }
+    evbuffer_free(s->in);
+    s->in = fresh;
+    return TORII_OK;
+}
+
+static void st_connected(struct torii_stream *s);
+
+static void st_read_cb(evutil_socket_t fd, short ev, void *arg)
+{
+    struct torii_stream *s = arg;
+    unsigned was_established = s->established;
+    int what;
+
+    (void)fd;
+    if (s->connecting) {
+        if (ev & EV_TIMEOUT) {
+            s->cb(s, TORII_STREAM_TIMEOUT, s->arg);
+        } else {
+            st_connected(s);
+        }
+        return;
+    }
+    if (ev & EV_TIMEOUT) {
+        s->cb(s, TORII_STREAM_TIMEOUT, s->arg);
+        return;
+    }
+    s->rd_short = 0;
+    what = s->ssl != NULL ? st_read_tls(s) : st_read_plain(s);
+    if (!(what & TORII_STREAM_READ) && st_trim_input(s) != TORII_OK) {
+        what |= TORII_STREAM_ERROR;
+    }
+    if (s->ssl != NULL && (what & TORII_STREAM_ERROR)) {
+        (void)st_send(s, s->tls_out); /* the alert that says why, best effort */
+    } else if (s->ssl != NULL && torii_stream_flush(s) != TORII_OK) {
+        /* Handshake flights, tickets, and output that waited for the handshake. */
+        what |= TORII_STREAM_ERROR;
+    }
+    if (what & (TORII_STREAM_EOF | TORII_STREAM_ERROR)) {
+        s->reading = 0;
+        s->rd_done = 1;
+        st_rev_update(s);
+    } else if (s->established != was_established) {
+        st_rev_update(s); /* from the handshake deadline to the read timeout */
+    }
+    if (!(what & (TORII_STREAM_EOF | TORII_STREAM_ERROR)) && s->ssl != NULL && s->reading
+        && SSL_has_pending(s->ssl)) {
+        event_active(s->rev, EV_READ, 1); /* stopped at ST_READ_MAX with records buffered */
+    }
+    if (what != 0) {
+        s->cb(s, what, s->arg);
+    }
+}
+
+static void st_write_cb(evutil_socket_t fd, short ev, void *arg)
+{
+    struct torii_stream *s = arg;
+    size_t before;
+
+    (void)fd;
+    if (ev & EV_TIMEOUT) {
+        s->cb(s, TORII_STREAM_TIMEOUT, s->arg);
+        return;
+    }
+    if (s->connecting) {
+        st_connected(s);
+        return;
+    }
+    before = torii_stream_unsent(s);
+    if (torii_stream_flush(s) != TORII_OK) {
+        s->cb(s, TORII_STREAM_ERROR, s->arg);
+        return;
+    }
+    if (torii_stream_unsent(s) <= s->lowat && torii_stream_unsent(s) < before) {
+        s->cb(s, TORII_STREAM_WRITE, s->arg);
+    }
+}
+
+/* The TCP connect finished (or failed). TLS: the handshake starts; CONNECTED follows it. */
+static void st_connected(struct torii_stream *s)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    int one = 1;
+
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+        err = errno;
+    }
+    if (err == EINPROGRESS || err == EALREADY) {
+        return; /* spurious wake-up */
+    }
+    s->connecting = 0;
+    st_wev_set(s, 0);
+    if (err != 0) {
+        s->failed = 1;
+        s->cb(s, TORII_STREAM_ERROR, s->arg);
+        return;
+    }
+    (void)setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (s->ssl != NULL) {
+        int r = SSL_do_handshake(s->ssl); /* ClientHello into tls_out */
+        if (r != 1 && SSL_get_error(s->ssl, r) != SSL_ERROR_WANT_READ) {
+            st_log_tls(s, "upstream handshake failed");
+            s->cb(s, TORII_STREAM_ERROR, s->arg);
+            return;
+        }
+        if (torii_stream_flush(s) != TORII_OK) {
+            s->cb(s, TORII_STREAM_ERROR, s->arg);
+        }
+        return;
+    }
+    s->established = 1;
+    st_rev_update(s);
+    if (torii_stream_flush(s) != TORII_OK) {
+        s->cb(s, TORII_STREAM_ERROR, s->arg);
+        return;
+    }
+    s->cb(s, TORII_STREAM_CONNECTED, s->arg);
+}
+
+/* ---- life ------------------------------------------------------------------------------- */
+
+static void st_nop_cb(struct torii_stream *s, int what, void *arg)
+{
+    (void)s;
+    (void)what;
+    (void)arg;
+}
+
+/* Everything but the connect: buffers, events, the BIO. On failure the caller frees s. */
+static int st_init(struct torii_stream *s, struct event_base *base, evutil_socket_t fd, SSL *ssl)
+{
+    BIO *bio = NULL;
+
+    s->base = base;
+    s->fd = fd;
+    s->ssl = ssl;
+    s->cb = st_nop_cb;
+    s->in = evbuffer_new();
+    s->out = evbuffer_new();
+    s->rev = event_new(base, fd, EV_READ | EV_PERSIST, st_read_cb, s);
+    s->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, st_write_cb, s);
+    if (s->in == NULL || s->out == NULL || s->rev == NULL || s->wev == NULL) {
+        return TORII_ENOMEM;
+    }
+    if (ssl == NULL) {
+        return TORII_OK;
+    }
+    if (pthread_once(&st_method_once, st_method_init) != 0 || st_method == NULL
+        || (s->tls_out = evbuffer_new()) == NULL || (bio = BIO_new(st_method)) == NULL) {
+        ERR_clear_error();
+        return TORII_ENOMEM;
+    }
+    BIO_set_data(bio, s);
+    BIO_set_init(bio, 1);
+    SSL_set_bio(ssl, bio, bio); /* the SSL owns the BIO */
+    SSL_set_read_ahead(ssl, 1);
+    return TORII_OK;
+}
+
+struct torii_stream *torii_stream_accept(struct event_base *base, evutil_socket_t fd, SSL *ssl)
+{
+    struct torii_stream *s = torii_xcalloc(1, sizeof(*s));
+
+    if (evutil_make_socket_nonblocking(fd) != 0 || st_init(s, base, fd, ssl) != TORII_OK) {
+        s->fd = fd;
+        s->ssl = ssl;
+        torii_stream_free(s);
+        return NULL;
+    }
+    if (ssl != NULL) {
+        SSL_set_accept_state(ssl);
+    } else {
+        s->established = 1;
+    }
+    /* A server-side handshake needs reads: rev is on until it completes. */
+    st_rev_update(s);
+    return s;
+}
+
+struct torii_stream *torii_stream_connect(struct event_base *base, const struct sockaddr *sa,
+                                          socklen_t salen, SSL *ssl)
+{
+    struct torii_stream *s = torii_xcalloc(1, sizeof(*s));
+    evutil_socket_t fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    s->fd = fd;
+    s->ssl = ssl;
+    if (fd < 0 || st_init(s, base, fd, ssl) != TORII_OK) {
+        torii_stream_free(s);
+        return NULL;
+    }
+    if (ssl != NULL) {
+        SSL_set_connect_state(ssl);
+    }
+    s->connecting = 1;
+    if (connect(fd, sa, salen) != 0 && errno != EINPROGRESS) {
+        torii_stream_free(s);
+        return NULL;
+    }
+    /* Completion (even an immediate one) is taken from the write event. */
+    st_wev_set(s, 1);
+    st_rev_update(s);
+    return s;
+}
+
+void torii_stream_free(struct torii_stream *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->rev != NULL) {
+        event_free(s->rev);
+    }
+    if (s->wev != NULL) {
+        event_free(s->wev);
+    }
+    if (s->ssl != NULL) {
+        SSL_free(s->ssl);
+    }
+    ERR_clear_error();
+    if (s->fd >= 0) {
+        (void)close(s->fd);
+    }
+    if (s->in != NULL) {
+        evbuffer_free(s->in);
+    }
+    if (s->out != NULL) {
+        evbuffer_free(s->out);
+    }
+    if (s->tls_out != NULL) {
+        evbuffer_free(s->tls_out);
+    }
+    free(s);
+}
+
+void torii_stream_setcb(struct torii_stream *s, torii_stream_cb cb, void *arg)
+{
+    s->cb = cb != NULL ? cb : st_nop_cb;
+    s->arg = arg;
+}
+
+struct evbuffer *torii_stream_input(struct torii_stream *s)
+{
+    return s->in;
+}
+
+struct evbuffer *torii_stream_output(struct torii_stream *s)
+{
+    return s->out;
+}
+
+void torii_stream_read(struct torii_stream *s, int on)
+{
+    if ((on != 0) == s->reading) {
+        return;
+    }
+    if (on && s->rd_done) {
+        return; /* nothing more will come */
+    }
+    s->reading = on ? 1 : 0;
+    st_rev_update(s);
+    if (on && s->ssl != NULL && SSL_has_pending(s->ssl)) {
+        event_active(s->rev, EV_READ, 1); /* records already read from the socket */
+    }
+}
+
+void torii_stream_timeouts(struct torii_stream *s, uint32_t read_ms, uint32_t write_ms)
+{
+    if (s->read_ms == read_ms && s->write_ms == write_ms) {
+        return;
+    }
+    s->read_ms = read_ms;
+    s->write_ms = write_ms;
+    if (s->rev_on) {
+        st_rev_update(s);
+    }
+    if (s->wev_on) {
+        st_wev_set(s, 0);
+        st_wev_set(s, 1);
+    }
+}
+
+void torii_stream_set_lowat(struct torii_stream *s, size_t lowat)
+{
+    s->lowat = lowat;
+}
+
+void torii_stream_close_notify(struct torii_stream *s)
+{
+    if (s->ssl == NULL || s->failed || !s->established || torii_stream_unsent(s) > 0) {
+        return;
+    }
+    (void)SSL_shutdown(s->ssl);
+    ERR_clear_error();
+    (void)st_send(s, s->tls_out);
+}
+
+SSL *torii_stream_ssl(const struct torii_stream *s)
+{
+    return s->ssl;
+}
+
+int torii_stream_established(const struct torii_stream *s)
+{
+    return s->established;
+}
