@@ -8,7 +8,10 @@
  *   - writes are optimistic: torii_stream_flush() writes at once and arms the write event
  *     only when the socket is full, so a keep-alive exchange makes no epoll_ctl at all.
  * Plaintext goes through two evbuffers owned by the stream (torii_stream_input/_output);
- * nothing is written until the owner calls torii_stream_flush().
+ * nothing is written until the owner calls torii_stream_flush(). TLS handshake flights are
+ * sent by the stream itself; what the TLS layer produces along with application data it
+ * reports (a session ticket after the handshake) waits for the owner's next flush, so it
+ * leaves with the answer in one write.
  *
  * Callbacks: one function gets a mask of TORII_STREAM_* bits. It is called from the event
  * loop only (never from inside a torii_stream_* call), always as the last thing the stream
@@ -44,7 +47,7 @@ enum {
 
 typedef void (*torii_stream_cb)(struct torii_stream *s, int what, void *arg);
 
-/** A stream over fd, an accepted connected socket (made non-blocking here); ssl NULL for
+/** A stream over fd, an accepted connected non-blocking socket; ssl NULL for
  * plain TCP, else a server-side SSL (handshake driven by reads). Returns NULL on failure
  * (fd closed, ssl freed). Reading starts disabled. */
 struct torii_stream *torii_stream_accept(struct event_base *base, evutil_socket_t fd, SSL *ssl);
@@ -74,8 +77,10 @@ size_t torii_stream_unsent(const struct torii_stream *s);
 void torii_stream_read(struct torii_stream *s, int on);
 
 /** Read timeout (no input for read_ms while reading is enabled) and write timeout (no progress
- * for write_ms while output is blocked); 0 = none. While connecting, the smaller non-zero one
- * bounds the whole connect and handshake. TIMEOUT is reported, the stream stays usable. */
+ * for write_ms while output is blocked); 0 = none. A torii_stream_connect stream: while
+ * connecting, the smaller non-zero one bounds the whole connect and handshake (an accepted
+ * stream's handshake is bounded by its owner). TIMEOUT is reported, the stream stays usable.
+ */
 void torii_stream_timeouts(struct torii_stream *s, uint32_t read_ms, uint32_t write_ms);
 
 /** WRITE is reported when blocked output drains to at most lowat bytes (default 0). */
@@ -85,9 +90,10 @@ void torii_stream_set_lowat(struct torii_stream *s, size_t lowat);
  * TORII_OK, or TORII_EIO when the connection failed (the stream should be freed). */
 int torii_stream_flush(struct torii_stream *s) TORII_MUST_USE;
 
-/** TLS: queue and try to send close_notify when nothing else is unsent (best effort, never
- * blocks). Plain streams: nothing. */
-void torii_stream_close_notify(struct torii_stream *s);
+/** TLS: end the stream with close_notify, sent right after the output queued so far (in the
+ * same write); nothing may be queued after. Takes effect at the next flush. Plain streams:
+ * nothing. */
+void torii_stream_shutdown(struct torii_stream *s);
 
 /** The SSL object (NULL for plain streams); still owned by the stream. */
 SSL *torii_stream_ssl(const struct torii_stream *s);

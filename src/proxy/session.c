@@ -524,6 +524,7 @@ static void pc_exchange_end(struct proxy_conn *pc, int up_reusable)
         pc_timer_arm(pc, PT_NONE, 0);
     } else {
         pc->phase = PH_CLOSING;
+        torii_stream_shutdown(pc->st); /* close_notify leaves with the last response */
         pc_timer_arm(pc, PT_CLOSE, pc->pw->cfg->idle_timeout_ms);
     }
 }
@@ -1209,6 +1210,7 @@ static void pc_drain_stop(struct proxy_conn *pc)
 {
     pc->phase = PH_CLOSING;
     pc->again = 1;
+    torii_stream_shutdown(pc->st);
     pc_timer_arm(pc, PT_CLOSE, pc->pw->cfg->idle_timeout_ms);
 }
 
@@ -1617,9 +1619,13 @@ static void pc_close(struct proxy_conn *pc)
     if (pc->timer != NULL) {
         event_free(pc->timer);
     }
-    /* close_notify when all was written: without it, OpenSSL clients treat the EOF as an
-     * error and drop the session instead of resuming it. Never blocks. */
-    torii_stream_close_notify(pc->st);
+    /* close_notify when all was written and the client still listens: without it, OpenSSL
+     * clients treat the EOF as an error and drop the session instead of resuming it. Never
+     * blocks; never after a truncated response (it would make the truncation look clean). */
+    if (!pc->peer_eof && torii_stream_unsent(pc->st) == 0) {
+        torii_stream_shutdown(pc->st);
+        (void)torii_stream_flush(pc->st);
+    }
     torii_stream_free(pc->st);
     torii_http_parser_free(pc->rp);
     free(pc->cov_host);
@@ -1636,7 +1642,9 @@ static void pc_flush(struct proxy_conn *pc)
     size_t before = torii_stream_unsent(pc->st);
     size_t after;
 
-    if (torii_stream_flush(pc->st) != TORII_OK) {
+    if (pc->phase == PH_WAIT && evbuffer_get_length(torii_stream_output(pc->st)) == 0) {
+        before = 0; /* waiting for the response: what TLS queued (a ticket) goes with it */
+    } else if (torii_stream_flush(pc->st) != TORII_OK) {
         pc->dead = 1;
         return;
     }

@@ -54,6 +54,9 @@ struct torii_stream {
     unsigned sock_eof : 1;    /* recv() returned 0 */
     unsigned failed : 1;      /* a write failed: nothing more will be sent */
     unsigned rd_done : 1;     /* EOF or error reported: nothing more will be read */
+    unsigned outbound : 1;    /* made by torii_stream_connect */
+    unsigned shut : 1;        /* close_notify wanted after the output */
+    unsigned shut_sent : 1;   /* close_notify queued */
 };
 
 /* ---- the BIO ---------------------------------------------------------------------------- */
@@ -155,8 +158,9 @@ static uint32_t st_connect_ms(const struct torii_stream *s)
 /* Add or remove rev to match what is wanted; re-adding only changes the timeout. */
 static void st_rev_update(struct torii_stream *s)
 {
-    int want = !s->rd_done && (s->reading || !s->established);
-    uint32_t ms = s->established ? s->read_ms : st_connect_ms(s);
+    int connecting = s->outbound && !s->established;
+    int want = !s->rd_done && (s->reading || connecting);
+    uint32_t ms = connecting ? st_connect_ms(s) : s->read_ms;
     struct timeval tv;
 
     if (s->rev == NULL) {
@@ -276,6 +280,11 @@ int torii_stream_flush(struct torii_stream *s)
             if (s->established && (rc = st_encrypt(s)) != TORII_OK && rc != TORII_EAGAIN) {
                 blocked = -1;
                 break;
+            }
+            if (s->shut && !s->shut_sent && s->established && evbuffer_get_length(s->out) == 0) {
+                s->shut_sent = 1;
+                (void)SSL_shutdown(s->ssl); /* close_notify into tls_out */
+                ERR_clear_error();
             }
             blocked = st_send(s, s->tls_out);
         } while (blocked == 0 && rc == TORII_OK && s->established
@@ -432,8 +441,9 @@ static void st_read_cb(evutil_socket_t fd, short ev, void *arg)
     }
     if (s->ssl != NULL && (what & TORII_STREAM_ERROR)) {
         (void)st_send(s, s->tls_out); /* the alert that says why, best effort */
-    } else if (s->ssl != NULL && torii_stream_flush(s) != TORII_OK) {
-        /* Handshake flights, tickets, and output that waited for the handshake. */
+    } else if (s->ssl != NULL && !(what & TORII_STREAM_READ) && torii_stream_flush(s) != TORII_OK) {
+        /* Handshake flights, and output that waited for the handshake. With application
+         * data read, the owner answers and flushes: a ticket leaves with that answer. */
         what |= TORII_STREAM_ERROR;
     }
     if (what & (TORII_STREAM_EOF | TORII_STREAM_ERROR)) {
@@ -562,7 +572,7 @@ struct torii_stream *torii_stream_accept(struct event_base *base, evutil_socket_
 {
     struct torii_stream *s = torii_xcalloc(1, sizeof(*s));
 
-    if (evutil_make_socket_nonblocking(fd) != 0 || st_init(s, base, fd, ssl) != TORII_OK) {
+    if (st_init(s, base, fd, ssl) != TORII_OK) {
         s->fd = fd;
         s->ssl = ssl;
         torii_stream_free(s);
@@ -593,6 +603,7 @@ struct torii_stream *torii_stream_connect(struct event_base *base, const struct 
     if (ssl != NULL) {
         SSL_set_connect_state(ssl);
     }
+    s->outbound = 1;
     s->connecting = 1;
     if (connect(fd, sa, salen) != 0 && errno != EINPROGRESS) {
         torii_stream_free(s);
@@ -686,14 +697,9 @@ void torii_stream_set_lowat(struct torii_stream *s, size_t lowat)
     s->lowat = lowat;
 }
 
-void torii_stream_close_notify(struct torii_stream *s)
+void torii_stream_shutdown(struct torii_stream *s)
 {
-    if (s->ssl == NULL || s->failed || !s->established || torii_stream_unsent(s) > 0) {
-        return;
-    }
-    (void)SSL_shutdown(s->ssl);
-    ERR_clear_error();
-    (void)st_send(s, s->tls_out);
+    s->shut = s->ssl != NULL ? 1 : 0;
 }
 
 SSL *torii_stream_ssl(const struct torii_stream *s)
