@@ -110,9 +110,11 @@ struct proxy_exch {
     int status;
     uint64_t bytes_in, bytes_out;
     int64_t t0_us, tu0_us, tu1_us;
-    char method[16];
-    char host[128];
-    char path[256];
+    /* For the access log and a retry: into the request head (valid until the parser moves
+     * to the next request) or the SNI. */
+    struct torii_slice method;
+    struct torii_slice host;
+    struct torii_slice path;
 };
 
 struct proxy_conn {
@@ -184,22 +186,18 @@ static void pc_timer_arm(struct proxy_conn *pc, enum pc_timer mode, uint32_t ms)
     (void)event_add(pc->timer, &tv);
 }
 
-static void px_copy(char *dst, size_t cap, struct torii_slice s)
-{
-    size_t n = s.len < cap - 1 ? s.len : cap - 1;
-
-    memcpy(dst, s.ptr, n);
-    dst[n] = '\0';
-}
-
 /* ---- access log --------------------------------------------------------------------------- */
 
-static size_t log_json_str(char *o, size_t cap, const char *s)
+#define PX_LOG_FIELD_MAX 256 /* characters of one logged field */
+
+/* A JSON string of at most PX_LOG_FIELD_MAX characters of s ("null" when s.ptr is NULL). */
+static size_t log_json_slice(char *o, size_t cap, struct torii_slice s)
 {
     static const char hex[] = "0123456789abcdef";
     size_t n = 0;
+    size_t len = s.len < PX_LOG_FIELD_MAX ? s.len : PX_LOG_FIELD_MAX;
 
-    if (s == NULL) {
+    if (s.ptr == NULL) {
         if (cap > 4) {
             memcpy(o, "null", 4);
             return 4;
@@ -209,8 +207,8 @@ static size_t log_json_str(char *o, size_t cap, const char *s)
     if (n + 1 < cap) {
         o[n++] = '"';
     }
-    for (; *s != '\0' && n + 8 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
+    for (size_t i = 0; i < len && n + 8 < cap; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
         if (c == '"' || c == '\\') {
             o[n++] = '\\';
             o[n++] = (char)c;
@@ -229,6 +227,22 @@ static size_t log_json_str(char *o, size_t cap, const char *s)
         o[n++] = '"';
     }
     return n;
+}
+
+static struct torii_slice px_or_empty(struct torii_slice s)
+{
+    if (s.ptr == NULL) {
+        s.ptr = "";
+        s.len = 0;
+    }
+    return s;
+}
+
+static size_t log_json_str(char *o, size_t cap, const char *s)
+{
+    struct torii_slice v = {s, s != NULL ? strlen(s) : 0};
+
+    return log_json_slice(o, cap, v);
 }
 
 static void pc_access_log(struct proxy_conn *pc)
@@ -265,11 +279,11 @@ static void pc_access_log(struct proxy_conn *pc)
     n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"sni\":");
     n += log_json_str(line + n, sizeof(line) - n, sni);
     n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"host\":");
-    n += log_json_str(line + n, sizeof(line) - n, x->host);
+    n += log_json_slice(line + n, sizeof(line) - n, px_or_empty(x->host));
     n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"method\":");
-    n += log_json_str(line + n, sizeof(line) - n, x->method);
+    n += log_json_slice(line + n, sizeof(line) - n, px_or_empty(x->method));
     n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"path\":");
-    n += log_json_str(line + n, sizeof(line) - n, x->path);
+    n += log_json_slice(line + n, sizeof(line) - n, px_or_empty(x->path));
     n += (size_t)snprintf(
         line + n, sizeof(line) - n,
         ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"upstream\":", x->status,
@@ -480,7 +494,8 @@ static int pc_can_drain(struct proxy_conn *pc)
     if (!pc_body_pending(pc)) {
         return 1;
     }
-    if (pc->peer_eof || (pc->phase == PH_HEAD && torii_http_parser_expects_continue(pc->rp))) {
+    if (pc->peer_eof
+        || (pc->phase == PH_HEAD && pc->rp != NULL && torii_http_parser_expects_continue(pc->rp))) {
         return 0;
     }
     if (x->req_body == TORII_HTTP_BODY_LENGTH) {
@@ -744,7 +759,7 @@ static void pc_send_continue(struct proxy_conn *pc)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
-    if (torii_http_parser_expects_continue(pc->rp)) {
+    if (pc->rp != NULL && torii_http_parser_expects_continue(pc->rp)) {
         if (evbuffer_add(torii_stream_output(pc->st), cont, sizeof(cont) - 1) != 0) {
             pc->dead = 1;
         }
@@ -950,8 +965,9 @@ static void pc_dispatch(struct proxy_conn *pc)
     x->req_left = x->req_len;
     x->bytes_in = pc->head_bytes;
     pc->head_bytes = 0;
-    (void)snprintf(x->method, sizeof(x->method), "%s", req->method);
-    px_copy(x->path, sizeof(x->path), req->path);
+    x->method.ptr = req->method;
+    x->method.len = strlen(req->method);
+    x->path = req->path;
     if (pc->tls) {
         sni = SSL_get_servername(torii_stream_ssl(pc->st), TLSEXT_NAMETYPE_host_name);
     }
@@ -977,7 +993,7 @@ static void pc_dispatch(struct proxy_conn *pc)
         host.ptr = sni; /* HTTP/1.0 without Host */
         host.len = strlen(sni);
     }
-    px_copy(x->host, sizeof(x->host), host);
+    x->host = host;
     n = host.len > 0 ? torii_proxy_host_parse(host, hn) : TORII_EINVAL;
     if (req->path.len >= 13 && memcmp(req->path.ptr, "/.well-known/", 13) == 0) {
         if (x->req_body == TORII_HTTP_BODY_NONE) {
@@ -1044,8 +1060,9 @@ static void pc_reject(struct proxy_conn *pc)
         pc->x.minor = req != NULL ? req->version_minor : 1;
         pc->x.bytes_in = pc->head_bytes;
         if (req != NULL) {
-            (void)snprintf(pc->x.method, sizeof(pc->x.method), "%s", req->method);
-            px_copy(pc->x.path, sizeof(pc->x.path), req->path);
+            pc->x.method.ptr = req->method;
+            pc->x.method.len = req->method != NULL ? strlen(req->method) : 0;
+            pc->x.path = req->path;
         }
     }
     pc_up_release(pc, 0);
@@ -1060,6 +1077,16 @@ static void pc_reject(struct proxy_conn *pc)
 static void pc_read_heads(struct proxy_conn *pc)
 {
     struct evbuffer *in = torii_stream_input(pc->st);
+
+    /* The parser comes with the first bytes: a connection that never sends a request (a
+     * pre-connect, a handshake-only client) does not carry one. */
+    if (pc->rp == NULL && evbuffer_get_length(in) > 0) {
+        if (torii_http_parser_new(&pc->pw->lim, &pc->rp) != TORII_OK) {
+            pc->dead = 1;
+            return;
+        }
+        torii_http_parser_set_body_cb(pc->rp, pc_req_body_cb, pc);
+    }
 
     while (pc->phase == PH_HEAD && !pc->dead) {
         struct evbuffer_iovec v;
@@ -1461,7 +1488,7 @@ static void pc_up_trouble(struct proxy_conn *pc)
          * client has): send the request again on a new connection, once. */
         const struct torii_http_req *req = torii_http_parser_req(pc->rp);
         const struct torii_slice *hv = torii_http_req_header(req, "Host");
-        struct torii_slice host = {x->host, strlen(x->host)};
+        struct torii_slice host = x->host;
         pc_up_release(pc, 0);
         x->retried = 1;
         if (hv != NULL) {
@@ -1542,7 +1569,7 @@ static void pc_step(struct proxy_conn *pc)
     switch (pc->phase) {
     case PH_HEAD:
         pc_set_read(pc, evbuffer_get_length(out) < PX_HIGH_WM);
-        if (!torii_http_parser_started(pc->rp)) {
+        if (pc->rp == NULL || !torii_http_parser_started(pc->rp)) {
             if (pc->peer_eof) {
                 pc->dead = 1;
             } else if (pc->tmode != PT_IDLE) {
@@ -1624,7 +1651,9 @@ static void pc_close(struct proxy_conn *pc)
      * blocks; never after a truncated response (it would make the truncation look clean). */
     if (!pc->peer_eof && torii_stream_unsent(pc->st) == 0) {
         torii_stream_shutdown(pc->st);
-        (void)torii_stream_flush(pc->st);
+        if (torii_stream_flush(pc->st) != TORII_OK) {
+            ERR_clear_error(); /* the peer is gone: nothing to tell it */
+        }
     }
     torii_stream_free(pc->st);
     torii_http_parser_free(pc->rp);
@@ -1785,8 +1814,7 @@ void torii_proxy__accept(struct proxy_worker *pw, evutil_socket_t fd, const stru
     }
     pc->st = torii_stream_accept(pw->base, fd, ssl); /* owns fd and ssl from here */
     pc->timer = evtimer_new(pw->base, pc_timer_cb, pc);
-    if (pc->st == NULL || pc->timer == NULL
-        || torii_http_parser_new(&pw->lim, &pc->rp) != TORII_OK) {
+    if (pc->st == NULL || pc->timer == NULL) {
         torii_log(TORII_LOG_WARN, "proxy: cannot set up a connection (client=%s)", pc->ip);
         torii_stream_free(pc->st);
         if (pc->timer != NULL) {
@@ -1795,7 +1823,6 @@ void torii_proxy__accept(struct proxy_worker *pw, evutil_socket_t fd, const stru
         free(pc);
         return;
     }
-    torii_http_parser_set_body_cb(pc->rp, pc_req_body_cb, pc);
     torii_stream_setcb(pc->st, pc_cb, pc);
     torii_stream_set_lowat(pc->st, PX_LOW_WM);
     /* A client that stops reading our output is dropped after the idle timeout. */

@@ -183,11 +183,19 @@ static void st_rev_update(struct torii_stream *s)
     }
 }
 
-static void st_wev_set(struct torii_stream *s, int on)
+static void st_write_cb(evutil_socket_t fd, short ev, void *arg);
+
+/* Arm or disarm wev (made on first need: most connections never fill their socket).
+ * TORII_ENOMEM when it cannot be made. */
+static int st_wev_set(struct torii_stream *s, int on)
 {
     struct timeval tv;
     uint32_t ms;
 
+    if (on && s->wev == NULL
+        && (s->wev = event_new(s->base, s->fd, EV_WRITE | EV_PERSIST, st_write_cb, s)) == NULL) {
+        return TORII_ENOMEM;
+    }
     if (on && !s->wev_on) {
         ms = s->connecting ? st_connect_ms(s) : s->write_ms;
         st_tv(&tv, ms);
@@ -197,6 +205,7 @@ static void st_wev_set(struct torii_stream *s, int on)
         (void)event_del(s->wev);
         s->wev_on = 0;
     }
+    return TORII_OK;
 }
 
 /* ---- writing ---------------------------------------------------------------------------- */
@@ -292,10 +301,13 @@ int torii_stream_flush(struct torii_stream *s)
     }
     if (blocked < 0) {
         s->failed = 1;
-        st_wev_set(s, 0);
+        (void)st_wev_set(s, 0);
         return TORII_EIO;
     }
-    st_wev_set(s, blocked);
+    if (st_wev_set(s, blocked) != TORII_OK) {
+        s->failed = 1;
+        return TORII_EIO;
+    }
     return TORII_OK;
 }
 
@@ -500,7 +512,7 @@ static void st_connected(struct torii_stream *s)
         return; /* spurious wake-up */
     }
     s->connecting = 0;
-    st_wev_set(s, 0);
+    (void)st_wev_set(s, 0);
     if (err != 0) {
         s->failed = 1;
         s->cb(s, TORII_STREAM_ERROR, s->arg);
@@ -549,8 +561,7 @@ static int st_init(struct torii_stream *s, struct event_base *base, evutil_socke
     s->in = evbuffer_new();
     s->out = evbuffer_new();
     s->rev = event_new(base, fd, EV_READ | EV_PERSIST, st_read_cb, s);
-    s->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, st_write_cb, s);
-    if (s->in == NULL || s->out == NULL || s->rev == NULL || s->wev == NULL) {
+    if (s->in == NULL || s->out == NULL || s->rev == NULL) {
         return TORII_ENOMEM;
     }
     if (ssl == NULL) {
@@ -610,7 +621,10 @@ struct torii_stream *torii_stream_connect(struct event_base *base, const struct 
         return NULL;
     }
     /* Completion (even an immediate one) is taken from the write event. */
-    st_wev_set(s, 1);
+    if (st_wev_set(s, 1) != TORII_OK) {
+        torii_stream_free(s);
+        return NULL;
+    }
     st_rev_update(s);
     return s;
 }
@@ -687,8 +701,10 @@ void torii_stream_timeouts(struct torii_stream *s, uint32_t read_ms, uint32_t wr
         st_rev_update(s);
     }
     if (s->wev_on) {
-        st_wev_set(s, 0);
-        st_wev_set(s, 1);
+        (void)st_wev_set(s, 0);
+        if (st_wev_set(s, 1) != TORII_OK) {
+            s->failed = 1;
+        }
     }
 }
 
