@@ -183,13 +183,43 @@ static void section_begin(struct torii_http_parser *p, enum scan_mode mode)
 
 /* Scan head or trailer bytes. Returns how many bytes belong to the section (stopping after
  * the LF of its empty line, which sets *end), or sets p->failed at the first bad byte. */
+/* Length of the run at d of bytes that need no decision: inside a field value (after the
+ * colon) anything but CR, LF, NUL and other controls except HTAB; in the request line
+ * anything but controls. At most max bytes. */
+static size_t scan_plain_run(const char *d, size_t max, int value)
+{
+    size_t i = 0;
+
+    while (i < max) {
+        unsigned char c = (unsigned char)d[i];
+        if ((c < 0x20 && !(value && c == '\t')) || c == 0x7f) {
+            break;
+        }
+        i++;
+    }
+    return i;
+}
+
 static size_t scan_section(struct torii_http_parser *p, const char *d, size_t len, int *end)
 {
     for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)d[i];
+        unsigned char c;
         int field_line = p->mode == SCAN_TRAILER || p->line_no > 0;
 
         p->started = 1;
+        if (!p->saw_cr && p->line_len > 0 && (!field_line || p->colon_seen)
+            && p->sec_bytes < p->lim.max_header_bytes) {
+            /* Fast path: the middle of a value or of the request line. */
+            size_t room = p->lim.max_header_bytes - p->sec_bytes;
+            size_t run = scan_plain_run(d + i, len - i < room ? len - i : room, field_line);
+            p->sec_bytes += run;
+            p->line_len += run;
+            i += run;
+            if (i == len) {
+                break;
+            }
+        }
+        c = (unsigned char)d[i];
         if (++p->sec_bytes > p->lim.max_header_bytes) {
             (void)parser_fail(p, 431, "request header section too large");
             return i;
