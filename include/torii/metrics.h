@@ -41,7 +41,13 @@
     X(TORII_METRIC_ALERTS_DROPPED, "torii_alerts_dropped_total", "", "counter",                    \
       "Alerts dropped by an exporter (queue full or retries exhausted)")                           \
     X(TORII_METRIC_ALERTS_RETRIES, "torii_alerts_retries_total", "", "counter",                    \
-      "Exporter delivery attempts that failed and were retried")
+      "Exporter delivery attempts that failed and were retried")                                   \
+    X(TORII_METRIC_CERT_PARSE, "torii_tls_cert_parse_total", "", "counter",                        \
+      "Certificates parsed (DER chain and private key) on their first use by a handshake")         \
+    X(TORII_METRIC_CERT_PARSE_SECONDS, "torii_tls_cert_parse_seconds_total", "", "counter",        \
+      "Time spent in those first-use parses")                                                      \
+    X(TORII_METRIC_CERT_PARSE_MAX_SECONDS, "torii_tls_cert_parse_max_seconds", "", "gauge",        \
+      "Longest single first-use parse since start")
 
 enum torii_metric {
 #define TORII_METRIC_ENUM(id, fam, lbl, type, help) id,
@@ -50,11 +56,23 @@ enum torii_metric {
         TORII_METRIC_COUNT
 };
 
+/* Metrics recorded in microseconds and written in seconds (their families end in _seconds or
+ * _seconds_total, Prometheus base units): add a duration in microseconds. */
+#define TORII_METRIC_IN_US(m)                                                                      \
+    ((m) == TORII_METRIC_CERT_PARSE_SECONDS || (m) == TORII_METRIC_CERT_PARSE_MAX_SECONDS)
+/* Metrics holding a maximum (set with torii_metrics_max; read as the largest shard) rather than
+ * a sum. */
+#define TORII_METRIC_IS_MAX(m) ((m) == TORII_METRIC_CERT_PARSE_MAX_SECONDS)
+
 /** Add n (may be negative for gauges) to metric m. Lock-free; any thread. */
 void torii_metrics_add(enum torii_metric m, int64_t n);
 /** Add one. */
 void torii_metrics_inc(enum torii_metric m);
-/** Current value (sum over the shards; a racy but consistent-enough snapshot). */
+/** Raise metric m (a TORII_METRIC_IS_MAX one) to v if v is larger: a compare-exchange loop on
+ * this thread's shard, no lock, no allocation. Any thread. */
+void torii_metrics_max(enum torii_metric m, int64_t v);
+/** Current value: the sum over the shards, or their maximum for a TORII_METRIC_IS_MAX metric
+ * (a racy but consistent-enough snapshot). In microseconds for a TORII_METRIC_IN_US one. */
 int64_t torii_metrics_get(enum torii_metric m);
 /** Count one HTTP response by its status class (100..599; anything else is ignored). */
 void torii_metrics_http_status(int status);
@@ -84,7 +102,8 @@ int torii_prom_family(struct torii_prom *p, const char *name, const char *type, 
 int torii_prom_sample(struct torii_prom *p, const char *name, const char *const *labels,
                       size_t n_labels, double value) TORII_MUST_USE;
 
-/** Every built-in counter of TORII_METRICS_LIST, with HELP and TYPE. */
+/** Every built-in counter of TORII_METRICS_LIST, with HELP and TYPE (TORII_METRIC_IN_US ones
+ * converted to seconds, written exactly: "0.000215"). */
 void torii_prom_counters(struct torii_prom *p);
 
 /** Escape a label value into out (always terminated; truncated to outlen). Returns out. */

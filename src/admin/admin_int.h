@@ -14,10 +14,20 @@
 #include "torii/store.h"
 #include "torii/table.h"
 
+/** Test seam for the read-modify-write window of PUT and PATCH /api/certificates/:id (and
+ * their bulk lines): `between` (may be NULL) runs on the admin thread after the stored entity
+ * was read and just before the write that expects it unchanged (TORII_STORE_REPLACE_IF), so
+ * a test can land a concurrent write there. */
+struct admin_rmw_seam {
+    void (*between)(const char *id, void *arg);
+    void *arg;
+};
+
 struct torii_admin_ctx {
-    struct torii_store *store;      /* borrowed */
-    struct torii_table *table;      /* borrowed */
-    const struct torii_config *cfg; /* borrowed */
+    struct torii_store *store;         /* borrowed */
+    struct torii_table *table;         /* borrowed */
+    const struct torii_config *cfg;    /* borrowed */
+    const struct admin_rmw_seam *seam; /* borrowed; tests only, NULL in production */
 };
 
 #define ADMIN_REPLY_MAX_HEADERS 8
@@ -161,6 +171,15 @@ int admin_req_entity_load(struct torii_store *st, const char *id, json_t **out,
                           unsigned char **aux_out, size_t *aux_len_out, struct torii_errbuf *eb)
     TORII_MUST_USE;
 
+/** admin_req_entity_load, plus the stored JSON text exactly as read (*text_out, NUL-terminated,
+ * *text_len_out bytes without the NUL; owned, and it holds the private key: wipe it with
+ * torii_secure_free): the expect_json of a TORII_STORE_REPLACE_IF that writes the entity
+ * back only if nobody changed it since. text_out and text_len_out must not be NULL. Same
+ * codes; out-params written only on success. */
+int admin_req_entity_read(struct torii_store *st, const char *id, json_t **out, char **text_out,
+                          size_t *text_len_out, unsigned char **aux_out, size_t *aux_len_out,
+                          struct torii_errbuf *eb) TORII_MUST_USE;
+
 /** One entity write ready for torii_store_apply: op[0..n) is the record op on
  * TORII_STORE_CERTS followed by its serial index ops (admin_serial_index_ops). The ops point
  * into this struct, into the entity (id) and into aux: keep all three alive and unmoved until
@@ -181,9 +200,10 @@ int admin_req_entity_write_init(struct torii_store *st, enum torii_store_op_kind
 /** Wipe and free w's text; w may then be reused. */
 void admin_req_entity_write_clear(struct admin_req_entity_write *w);
 /** torii_store_apply(ops) with the admin error mapping: TORII_EEXIST ("entity already
- * exists"), TORII_ENOTFOUND ("entity not found"), other failures logged as "admin: <what>
- * write failed: ..." and returned, a store TORII_EINVAL as TORII_ESTORE (the entities were
- * validated before). eb may be NULL. */
+ * exists"), TORII_ENOTFOUND ("entity not found"), TORII_ECONFLICT (a TORII_STORE_REPLACE_IF
+ * whose entity changed since it was read: "entity changed concurrently ..."), other failures
+ * logged as "admin: <what> write failed: ..." and returned, a store TORII_EINVAL as
+ * TORII_ESTORE (the entities were validated before). eb may be NULL. */
 int admin_req_entity_apply(struct torii_store *st, const struct torii_store_op *ops, size_t n,
                            const char *what, struct torii_errbuf *eb) TORII_MUST_USE;
 

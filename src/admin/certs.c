@@ -5,6 +5,11 @@
  * Decisions:
  * - Every write is one torii_store_apply (through torii_store_put/delete), durable before the
  *   reply; a request that fails validation never reaches the store.
+ * - PUT and PATCH of an existing entity are read-modify-write: the write back is a
+ *   TORII_STORE_REPLACE_IF of the exact JSON read, as the renewal thread does. When the entity
+ *   changed in between (a renewal landed, another request wrote it), the request answers 409
+ *   and writes nothing, instead of silently undoing the other write; the client re-reads and
+ *   retries. No automatic retry: the client decided on what it had read.
  * - ?enrich=false skips torii_cert_enrich (derived fields are kept as sent) but still normalizes
  *   and still builds the TLS record from the chain and key, so a chain or key that does not
  *   parse is rejected (400) either way: nothing is ever stored that the TLS table cannot load.
@@ -84,6 +89,7 @@ static int certs_status_of(int rc)
     case TORII_ENOTFOUND:
         return 404;
     case TORII_EEXIST:
+    case TORII_ECONFLICT:
         return 409;
     default:
         return 500;
@@ -133,16 +139,59 @@ static void certs_log_write(const char *what, const char *id)
 
 /* ---- store access ---- */
 
-/* One durable write of a prepared entity and its record (with its serial index entries). */
-static int certs_write(struct torii_admin_ctx *ctx, enum torii_store_op_kind kind,
-                       const json_t *old, const json_t *entity, const unsigned char *aux,
-                       size_t aux_len, struct torii_errbuf *eb)
+/* The stored entity as a read-modify-write request read it. */
+struct certs_read {
+    json_t *ent;
+    char *text; /* the exact stored JSON (holds the private key: wiped on clear) */
+    size_t len;
+    unsigned char *aux; /* its TLS record (wiped on clear); NULL unless asked for */
+    size_t aux_len;
+};
+
+static void certs_read_clear(struct certs_read *rd)
+{
+    json_decref(rd->ent);
+    torii_secure_free(rd->text, rd->len);
+    torii_secure_free(rd->aux, rd->aux_len);
+    memset(rd, 0, sizeof(*rd));
+}
+
+static int certs_read(struct torii_admin_ctx *ctx, const char *id, int with_aux,
+                      struct certs_read *rd, struct torii_errbuf *eb)
+{
+    return admin_req_entity_read(ctx->store, id, &rd->ent, &rd->text, &rd->len,
+                                 with_aux ? &rd->aux : NULL, with_aux ? &rd->aux_len : NULL, eb);
+}
+
+/* One durable write of a prepared entity and its record (with its serial index entries):
+ * read NULL creates it (TORII_EEXIST when the id is taken); otherwise it replaces read->ent
+ * only if the stored JSON is still read->text (TORII_ECONFLICT when it is not). */
+static int certs_write(struct torii_admin_ctx *ctx, const struct certs_read *read,
+                       const json_t *entity, const unsigned char *aux, size_t aux_len,
+                       struct torii_errbuf *eb)
 {
     struct admin_req_entity_write w;
-    int rc = admin_req_entity_write_init(ctx->store, kind, old, entity, aux, aux_len, &w);
+    const char *id = json_string_value(json_object_get(entity, "id"));
+    int rc = admin_req_entity_write_init(ctx->store,
+                                         read != NULL ? TORII_STORE_REPLACE_IF : TORII_STORE_CREATE,
+                                         read != NULL ? read->ent : NULL, entity, aux, aux_len, &w);
 
-    if (rc == TORII_OK) {
-        rc = admin_req_entity_apply(ctx->store, w.op, w.n, "certificate", eb);
+    if (rc != TORII_OK) {
+        return rc;
+    }
+    if (read != NULL) {
+        w.op[0].expect_json = read->text;
+        w.op[0].expect_json_len = read->len;
+        if (ctx->seam != NULL && ctx->seam->between != NULL) {
+            ctx->seam->between(id, ctx->seam->arg);
+        }
+    }
+    rc = admin_req_entity_apply(ctx->store, w.op, w.n, "certificate", eb);
+    if (rc == TORII_ECONFLICT) {
+        char esc[128];
+        torii_log(TORII_LOG_NOTICE,
+                  "admin: certificate update refused, changed concurrently (id=%s)",
+                  torii_log_escape(id, strlen(id), esc, sizeof(esc)));
     }
     admin_req_entity_write_clear(&w);
     return rc;
@@ -239,7 +288,7 @@ static int certs_op_create(struct torii_admin_ctx *ctx, json_t *entity, int enri
         TORII_ENSURE(json_object_set_new(entity, "id", json_string(gen)) == 0, TORII_ENOMEM);
     }
     TORII_TRY(certs_prepare(entity, enrich, &aux, &aux_len, eb));
-    TORII_TRY(certs_write(ctx, TORII_STORE_CREATE, NULL, entity, aux, aux_len, eb));
+    TORII_TRY(certs_write(ctx, NULL, entity, aux, aux_len, eb));
     certs_log_write("created", json_string_value(json_object_get(entity, "id")));
 out:
     torii_secure_free(aux, aux_len);
@@ -251,9 +300,7 @@ static int certs_op_replace(struct torii_admin_ctx *ctx, const char *id, json_t 
                             struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
-    json_t *stored = NULL;
-    unsigned char *stored_aux = NULL;
-    size_t stored_aux_len = 0;
+    struct certs_read rd = {0};
     unsigned char *aux = NULL;
     size_t aux_len = 0;
 
@@ -261,15 +308,14 @@ static int certs_op_replace(struct torii_admin_ctx *ctx, const char *id, json_t 
         return torii_errf(eb, TORII_EINVAL, "certificate entity must be a JSON object");
     }
     TORII_ENSURE(json_object_set_new(entity, "id", json_string(id)) == 0, TORII_ENOMEM);
-    TORII_TRY(admin_req_entity_load(ctx->store, id, &stored, &stored_aux, &stored_aux_len, eb));
+    TORII_TRY(certs_read(ctx, id, 1, &rd, eb));
     TORII_TRY(torii_cert_normalize(entity, eb));
-    certs_keep_key(stored, stored_aux, stored_aux_len, entity);
+    certs_keep_key(rd.ent, rd.aux, rd.aux_len, entity);
     TORII_TRY(certs_prepare(entity, enrich, &aux, &aux_len, eb));
-    TORII_TRY(certs_write(ctx, TORII_STORE_REPLACE, stored, entity, aux, aux_len, eb));
+    TORII_TRY(certs_write(ctx, &rd, entity, aux, aux_len, eb));
     certs_log_write("updated", id);
 out:
-    json_decref(stored);
-    torii_secure_free(stored_aux, stored_aux_len);
+    certs_read_clear(&rd);
     torii_secure_free(aux, aux_len);
     return rc;
 }
@@ -309,20 +355,20 @@ static int certs_op_patch(struct torii_admin_ctx *ctx, const char *id, const jso
                           int merge, int enrich, json_t **out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
-    json_t *stored = NULL;
+    struct certs_read rd = {0};
     json_t *patched = NULL;
     unsigned char *aux = NULL;
     size_t aux_len = 0;
 
-    TORII_TRY(admin_req_entity_load(ctx->store, id, &stored, NULL, NULL, eb));
-    TORII_TRY(certs_apply_patch(stored, patch, merge, id, &patched, eb));
+    TORII_TRY(certs_read(ctx, id, 0, &rd, eb));
+    TORII_TRY(certs_apply_patch(rd.ent, patch, merge, id, &patched, eb));
     TORII_TRY(certs_prepare(patched, enrich, &aux, &aux_len, eb));
-    TORII_TRY(certs_write(ctx, TORII_STORE_REPLACE, stored, patched, aux, aux_len, eb));
+    TORII_TRY(certs_write(ctx, &rd, patched, aux, aux_len, eb));
     certs_log_write("patched", id);
     *out = patched;
     patched = NULL;
 out:
-    json_decref(stored);
+    certs_read_clear(&rd);
     json_decref(patched);
     torii_secure_free(aux, aux_len);
     return rc;
@@ -718,6 +764,8 @@ static const char *certs_bulk_code(int rc)
         return "not_found";
     case TORII_EEXIST:
         return "already_exists";
+    case TORII_ECONFLICT:
+        return "conflict";
     default:
         return "server_error";
     }

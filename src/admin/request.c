@@ -271,8 +271,10 @@ void admin_req_wipe_str(char *s)
 
 /* ---- stored entities ---- */
 
-int admin_req_entity_load(struct torii_store *st, const char *id, json_t **out,
-                          unsigned char **aux_out, size_t *aux_len_out, struct torii_errbuf *eb)
+/* The entity, optionally with its exact text (text_out NULL: not wanted) and TLS record. */
+static int req_entity_get(struct torii_store *st, const char *id, json_t **out, char **text_out,
+                          size_t *text_len_out, unsigned char **aux_out, size_t *aux_len_out,
+                          struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     char *text = NULL;
@@ -297,6 +299,11 @@ int admin_req_entity_load(struct torii_store *st, const char *id, json_t **out,
                  torii_errf(eb, TORII_ESTORE, "store: stored entity is not a JSON object"));
     *out = e;
     e = NULL;
+    if (text_out != NULL) {
+        *text_out = text;
+        *text_len_out = len;
+        text = NULL;
+    }
     if (aux_out != NULL) {
         *aux_out = aux;
         *aux_len_out = aux_len;
@@ -307,6 +314,22 @@ out:
     torii_secure_free(text, len);
     torii_secure_free(aux, aux_len);
     return rc;
+}
+
+int admin_req_entity_load(struct torii_store *st, const char *id, json_t **out,
+                          unsigned char **aux_out, size_t *aux_len_out, struct torii_errbuf *eb)
+{
+    return req_entity_get(st, id, out, NULL, NULL, aux_out, aux_len_out, eb);
+}
+
+int admin_req_entity_read(struct torii_store *st, const char *id, json_t **out, char **text_out,
+                          size_t *text_len_out, unsigned char **aux_out, size_t *aux_len_out,
+                          struct torii_errbuf *eb)
+{
+    if (text_out == NULL || text_len_out == NULL) {
+        return torii_errf(eb, TORII_EINVAL, "entity read: no text out-param");
+    }
+    return req_entity_get(st, id, out, text_out, text_len_out, aux_out, aux_len_out, eb);
 }
 
 int admin_req_entity_write_init(struct torii_store *st, enum torii_store_op_kind kind,
@@ -352,6 +375,10 @@ int admin_req_entity_apply(struct torii_store *st, const struct torii_store_op *
         rc = torii_errf(eb, TORII_EEXIST, "entity already exists");
     } else if (rc == TORII_ENOTFOUND) {
         rc = torii_errf(eb, TORII_ENOTFOUND, "entity not found");
+    } else if (rc == TORII_ECONFLICT) {
+        rc = torii_errf(eb, TORII_ECONFLICT,
+                        "entity changed concurrently (renewed or updated by another request) "
+                        "since this request read it; nothing was written: fetch it and retry");
     } else if (rc != TORII_OK) {
         torii_log(TORII_LOG_ERR, "admin: %s write failed: %s", what, eb != NULL ? eb->msg : "");
         if (rc == TORII_EINVAL) {

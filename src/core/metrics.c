@@ -45,17 +45,37 @@ void torii_metrics_inc(enum torii_metric m)
     torii_metrics_add(m, 1);
 }
 
+void torii_metrics_max(enum torii_metric m, int64_t v)
+{
+    _Atomic int64_t *slot;
+    int64_t cur;
+
+    if ((unsigned)m >= TORII_METRIC_COUNT) {
+        return;
+    }
+    slot = &metrics_shard()->v[m];
+    cur = atomic_load_explicit(slot, memory_order_relaxed);
+    /* Only this thread's group writes the shard: the loop retries at most a few times. */
+    while (v > cur
+           && !atomic_compare_exchange_weak_explicit(slot, &cur, v, memory_order_relaxed,
+                                                     memory_order_relaxed)) {
+    }
+}
+
 int64_t torii_metrics_get(enum torii_metric m)
 {
     int64_t sum = 0;
+    int64_t max = 0;
 
     if ((unsigned)m >= TORII_METRIC_COUNT) {
         return 0;
     }
     for (size_t i = 0; i < METRICS_SHARDS; i++) {
-        sum += atomic_load_explicit(&metrics_shards[i].v[m], memory_order_relaxed);
+        int64_t v = atomic_load_explicit(&metrics_shards[i].v[m], memory_order_relaxed);
+        sum += v;
+        max = v > max ? v : max;
     }
-    return sum;
+    return TORII_METRIC_IS_MAX(m) ? max : sum;
 }
 
 void torii_metrics_http_status(int status)
@@ -231,6 +251,28 @@ int torii_prom_sample(struct torii_prom *p, const char *name, const char *const 
     return TORII_OK;
 }
 
+/* A duration in microseconds, written in seconds exactly (no binary rounding): "0.000215". */
+static void prom_put_us(struct torii_prom *p, int64_t us)
+{
+    char num[64];
+    uint64_t mag = us < 0 ? (uint64_t)0 - (uint64_t)us : (uint64_t)us;
+    uint64_t frac = mag % 1000000u;
+    int n;
+
+    if (frac == 0) {
+        n = snprintf(num, sizeof(num), "%s%llu", us < 0 ? "-" : "",
+                     (unsigned long long)(mag / 1000000u));
+    } else {
+        n = snprintf(num, sizeof(num), "%s%llu.%06llu", us < 0 ? "-" : "",
+                     (unsigned long long)(mag / 1000000u), (unsigned long long)frac);
+        while (n > 0 && num[n - 1] == '0') {
+            num[--n] = '\0';
+        }
+    }
+    TORII_ASSERT(n > 0 && (size_t)n < sizeof(num));
+    prom_puts(p, num);
+}
+
 void torii_prom_counters(struct torii_prom *p)
 {
     static const struct {
@@ -258,7 +300,11 @@ void torii_prom_counters(struct torii_prom *p)
             prom_puts(p, "}");
         }
         prom_puts(p, " ");
-        prom_put_value(p, (double)torii_metrics_get((enum torii_metric)m));
+        if (TORII_METRIC_IN_US(m)) {
+            prom_put_us(p, torii_metrics_get((enum torii_metric)m));
+        } else {
+            prom_put_value(p, (double)torii_metrics_get((enum torii_metric)m));
+        }
         prom_puts(p, "\n");
     }
 }

@@ -1,6 +1,8 @@
 /* exporter.c - one thread and one bounded queue per configured exporter: webhook (libcurl,
  * batched JSON arrays, retry with exponential backoff), file (JSON lines, reopened on
- * request) and log. Raising an alert only takes the queue lock for a pointer push. */
+ * request) and log. Raising an alert only takes the queue lock for a pointer push.
+ * A webhook's tls.client_cert is never handled as key material here: the stored TLS record
+ * becomes an opaque torii_pki_identity, which pki installs on libcurl's SSL_CTX. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -10,13 +12,13 @@
 #include <time.h>
 
 #include <curl/curl.h>
-#include <openssl/crypto.h>
 
 #include "lifecycle_int.h"
 #include "torii/clock.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/metrics.h"
+#include "torii/pki.h"
 #include "torii/renew.h"
 
 struct exporter {
@@ -38,6 +40,11 @@ struct exporter {
     /* Exporter thread only. */
     FILE *fp;
     CURL *curl;
+    /* The client identity the connections pooled in curl were opened with (the SSL_CTX
+     * callback runs for new connections only), and why the callback last failed. */
+    struct torii_pki_identity *ident;
+    struct torii_errbuf tls_eb;
+    int tls_failed;
     _Atomic int reopen;
 };
 
@@ -209,26 +216,9 @@ static void exporter_file_one(struct exporter *e, json_t *env)
     free(line);
 }
 
-/* Chain, key and password of a stored entity, for webhook TLS. */
-struct exporter_pem {
-    char *chain;
-    char *key; /* secret */
-    char *password;
-};
-
-static void exporter_pem_clear(struct exporter_pem *p)
-{
-    free(p->chain);
-    if (p->key != NULL) {
-        torii_secure_free(p->key, strlen(p->key));
-    }
-    if (p->password != NULL) {
-        torii_secure_free(p->password, strlen(p->password));
-    }
-    memset(p, 0, sizeof(*p));
-}
-
-static int exporter_pem_load(struct torii_store *store, const char *id, struct exporter_pem *p)
+/* PEM chain of a stored entity (tls.trusted_ca): public data only, the entity's secrets are
+ * wiped before it is released. */
+static int exporter_chain_load(struct torii_store *store, const char *id, char **out)
 {
     json_t *ent = NULL;
     const char *s;
@@ -237,21 +227,120 @@ static int exporter_pem_load(struct torii_store *store, const char *id, struct e
     if (rc != TORII_OK) {
         return rc;
     }
-    if ((s = json_string_value(json_object_get(ent, "chain"))) != NULL) {
-        p->chain = torii_xstrdup(s);
+    s = json_string_value(json_object_get(ent, "chain"));
+    if (s != NULL && s[0] != '\0') {
+        *out = torii_xstrdup(s);
+    } else {
+        rc = TORII_EINVAL;
     }
-    if ((s = json_string_value(json_object_get(ent, "privateKey"))) != NULL && s[0] != '\0') {
-        p->key = torii_xstrdup(s);
-    }
-    if ((s = json_string_value(json_object_get(ent, "password"))) != NULL && s[0] != '\0') {
-        p->password = torii_xstrdup(s);
-    }
-    /* The entity holds the key: wipe what jansson allocated for it. */
-    if ((s = json_string_value(json_object_get(ent, "privateKey"))) != NULL) {
-        OPENSSL_cleanse((void *)(uintptr_t)s, strlen(s));
-    }
+    torii_cert_secrets_wipe(ent);
     json_decref(ent);
-    return p->chain != NULL ? TORII_OK : TORII_EINVAL;
+    return rc;
+}
+
+/* The TLS client identity of stored entity id (tls.client_cert), from its TLS record. eb
+ * says why it failed (never with key material). */
+static int exporter_identity_load(struct torii_store *store, const char *id,
+                                  struct torii_pki_identity **out, struct torii_errbuf *eb)
+{
+    char *json = NULL;
+    size_t json_len = 0;
+    unsigned char *aux = NULL;
+    size_t aux_len = 0;
+    int rc = torii_store_get(store, TORII_STORE_CERTS, id, &json, &json_len, &aux, &aux_len);
+
+    if (rc == TORII_ENOTFOUND) {
+        (void)torii_errf(eb, rc, "not found in the store");
+    } else if (rc != TORII_OK) {
+        (void)torii_errf(eb, rc, "store: read failed: %s", torii_strerror(rc));
+    } else if (aux == NULL) {
+        rc = torii_errf(eb, TORII_EINVAL, "no TLS record stored with it");
+    } else {
+        rc = torii_pki_identity_new(aux, aux_len, out, eb);
+    }
+    /* Both hold the private key. */
+    torii_secure_free(json, json_len);
+    torii_secure_free(aux, aux_len);
+    return rc;
+}
+
+/* CURLOPT_SSL_CTX_FUNCTION: called by curl_easy_perform, on this exporter's thread, for each
+ * new TLS connection. */
+static CURLcode exporter_ssl_ctx_cb(CURL *curl, void *sslctx, void *arg)
+{
+    struct exporter *e = arg;
+
+    (void)curl;
+    if (torii_pki_identity_use(e->ident, sslctx, &e->tls_eb) != TORII_OK) {
+        e->tls_failed = 1;
+        return CURLE_SSL_CERTPROBLEM;
+    }
+    return CURLE_OK;
+}
+
+/* Load the identity of stored entity c->client_cert for the next transfer. TORII_ENOTFOUND
+ * (unusable entity), why filled. */
+static int exporter_identity_refresh(struct exporter *e, char *why, size_t why_len)
+{
+    const char *id = e->conf->client_cert;
+    struct torii_pki_identity *ident = NULL;
+    struct torii_errbuf eb = {{0}};
+
+    if (exporter_identity_load(e->xs->store, id, &ident, &eb) != TORII_OK) {
+        (void)snprintf(why, why_len, "tls.client_cert %s not usable: %s", id, eb.msg);
+        return TORII_ENOTFOUND;
+    }
+    if (torii_pki_identity_eq(e->ident, ident)) {
+        torii_pki_identity_free(ident);
+        return TORII_OK;
+    }
+    /* A pooled connection keeps the identity it was opened with, and curl does not see the
+     * change: a new certificate (renewed, replaced) starts with a fresh handle, which closes
+     * every connection of the old one. */
+    if (e->curl != NULL) {
+        curl_easy_cleanup(e->curl);
+        e->curl = NULL;
+    }
+    torii_pki_identity_free(e->ident);
+    e->ident = ident;
+    return TORII_OK;
+}
+
+/* Have curl present e->ident on new TLS connections. TORII_EUNSUPPORTED, why filled. */
+static int exporter_identity_setopt(struct exporter *e, char *why, size_t why_len)
+{
+    e->tls_failed = 0;
+    e->tls_eb.msg[0] = '\0';
+    if (curl_easy_setopt(e->curl, CURLOPT_SSL_CTX_FUNCTION, exporter_ssl_ctx_cb) != CURLE_OK) {
+        (void)snprintf(why, why_len, "tls.client_cert needs libcurl built with OpenSSL");
+        return TORII_EUNSUPPORTED;
+    }
+    (void)curl_easy_setopt(e->curl, CURLOPT_SSL_CTX_DATA, e);
+    /* A resumed TLS session carries the client identity of the handshake that made it, which
+     * the callback cannot change: always authenticate afresh. */
+    (void)curl_easy_setopt(e->curl, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+    return TORII_OK;
+}
+
+/* The store-backed TLS options of a webhook: the CA to trust (tls.trusted_ca, copied by
+ * curl) and the client identity (tls.client_cert). TORII_ENOTFOUND or TORII_EUNSUPPORTED,
+ * why filled. */
+static int exporter_webhook_tls(struct exporter *e, char *why, size_t why_len)
+{
+    const struct torii_conf_exporter *c = e->conf;
+    char *ca_chain = NULL;
+    struct curl_blob b;
+
+    if (c->trusted_ca != NULL) {
+        if (exporter_chain_load(e->xs->store, c->trusted_ca, &ca_chain) != TORII_OK) {
+            (void)snprintf(why, why_len, "tls.trusted_ca %s not found in the store", c->trusted_ca);
+            return TORII_ENOTFOUND;
+        }
+        b = (struct curl_blob){.data = ca_chain, .len = strlen(ca_chain), .flags = CURL_BLOB_COPY};
+        (void)curl_easy_setopt(e->curl, CURLOPT_CAINFO_BLOB, &b);
+        free(ca_chain);
+    }
+    return c->client_cert != NULL ? exporter_identity_setopt(e, why, why_len) : TORII_OK;
 }
 
 static size_t exporter_discard(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -261,34 +350,29 @@ static size_t exporter_discard(char *ptr, size_t size, size_t nmemb, void *arg)
     return size * nmemb;
 }
 
-/* One POST of body; TORII_OK on a 2xx answer. */
-static int exporter_webhook_post(struct exporter *e, const char *body, size_t len, char *why,
-                                 size_t why_len)
+/* The request headers: JSON content type plus the configured ones. NULL on OOM. */
+static struct curl_slist *exporter_webhook_headers(const struct torii_conf_exporter *c)
 {
-    const struct torii_conf_exporter *c = e->conf;
-    struct curl_slist *hdrs = NULL;
-    struct curl_slist *tmp;
-    struct exporter_pem ca = {0};
-    struct exporter_pem cl = {0};
-    struct curl_blob b;
-    char errbuf[CURL_ERROR_SIZE] = "";
-    long code = 0;
-    CURLcode cc;
-    int rc = TORII_OK;
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
 
-    if (e->curl == NULL) {
-        e->curl = curl_easy_init();
-        TORII_ENSURE(e->curl != NULL, TORII_ENOMEM);
-    }
-    curl_easy_reset(e->curl);
-    tmp = curl_slist_append(hdrs, "Content-Type: application/json");
-    TORII_ENSURE(tmp != NULL, TORII_ENOMEM);
-    hdrs = tmp;
-    for (size_t i = 0; i < c->n_headers; i++) {
-        tmp = curl_slist_append(hdrs, c->headers[i]);
-        TORII_ENSURE(tmp != NULL, TORII_ENOMEM);
+    for (size_t i = 0; hdrs != NULL && i < c->n_headers; i++) {
+        struct curl_slist *tmp = curl_slist_append(hdrs, c->headers[i]);
+        if (tmp == NULL) {
+            curl_slist_free_all(hdrs);
+            return NULL;
+        }
         hdrs = tmp;
     }
+    return hdrs;
+}
+
+/* Every option of one POST but the store-backed TLS ones (exporter_webhook_tls). The
+ * buffers are borrowed until the next curl_easy_reset. */
+static void exporter_webhook_setopt(struct exporter *e, const char *body, size_t len,
+                                    struct curl_slist *hdrs, char *errbuf)
+{
+    const struct torii_conf_exporter *c = e->conf;
+
     (void)curl_easy_setopt(e->curl, CURLOPT_URL, c->url);
     (void)curl_easy_setopt(e->curl, CURLOPT_PROTOCOLS_STR, "http,https");
     (void)curl_easy_setopt(e->curl, CURLOPT_NOSIGNAL, 1L);
@@ -302,37 +386,46 @@ static int exporter_webhook_post(struct exporter *e, const char *body, size_t le
     (void)curl_easy_setopt(e->curl, CURLOPT_WRITEFUNCTION, exporter_discard);
     (void)curl_easy_setopt(e->curl, CURLOPT_SSL_VERIFYPEER, c->tls_verify ? 1L : 0L);
     (void)curl_easy_setopt(e->curl, CURLOPT_SSL_VERIFYHOST, c->tls_verify ? 2L : 0L);
-    if (c->trusted_ca != NULL) {
-        if (exporter_pem_load(e->xs->store, c->trusted_ca, &ca) != TORII_OK) {
-            (void)snprintf(why, why_len, "tls.trusted_ca %s not found in the store", c->trusted_ca);
-            rc = TORII_ENOTFOUND;
-            goto out;
-        }
-        b = (struct curl_blob){.data = ca.chain, .len = strlen(ca.chain), .flags = CURL_BLOB_COPY};
-        (void)curl_easy_setopt(e->curl, CURLOPT_CAINFO_BLOB, &b);
+}
+
+/* Why curl_easy_perform failed: our SSL_CTX callback's reason when it refused, else curl's. */
+static int exporter_perform_failed(const struct exporter *e, CURLcode cc, const char *errbuf,
+                                   char *why, size_t why_len)
+{
+    if (e->tls_failed) {
+        (void)snprintf(why, why_len, "tls.client_cert %s: %s", e->conf->client_cert, e->tls_eb.msg);
+        return TORII_ETLS;
     }
+    (void)snprintf(why, why_len, "%s", errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc));
+    return TORII_EIO;
+}
+
+/* One POST of body; TORII_OK on a 2xx answer. */
+static int exporter_webhook_post(struct exporter *e, const char *body, size_t len, char *why,
+                                 size_t why_len)
+{
+    const struct torii_conf_exporter *c = e->conf;
+    struct curl_slist *hdrs = NULL;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    long code = 0;
+    CURLcode cc;
+    int rc = TORII_OK;
+
     if (c->client_cert != NULL) {
-        if (exporter_pem_load(e->xs->store, c->client_cert, &cl) != TORII_OK || cl.key == NULL) {
-            (void)snprintf(why, why_len, "tls.client_cert %s not found or without a key",
-                           c->client_cert);
-            rc = TORII_ENOTFOUND;
-            goto out;
-        }
-        b = (struct curl_blob){.data = cl.chain, .len = strlen(cl.chain), .flags = CURL_BLOB_COPY};
-        (void)curl_easy_setopt(e->curl, CURLOPT_SSLCERT_BLOB, &b);
-        (void)curl_easy_setopt(e->curl, CURLOPT_SSLCERTTYPE, "PEM");
-        /* NOCOPY: the key stays in our buffer, wiped below once the transfer is over. */
-        b = (struct curl_blob){.data = cl.key, .len = strlen(cl.key), .flags = CURL_BLOB_NOCOPY};
-        (void)curl_easy_setopt(e->curl, CURLOPT_SSLKEY_BLOB, &b);
-        (void)curl_easy_setopt(e->curl, CURLOPT_SSLKEYTYPE, "PEM");
-        if (cl.password != NULL) {
-            (void)curl_easy_setopt(e->curl, CURLOPT_KEYPASSWD, cl.password);
-        }
+        TORII_TRY(exporter_identity_refresh(e, why, why_len));
     }
+    if (e->curl == NULL) {
+        e->curl = curl_easy_init();
+        TORII_ENSURE(e->curl != NULL, TORII_ENOMEM);
+    }
+    curl_easy_reset(e->curl);
+    hdrs = exporter_webhook_headers(c);
+    TORII_ENSURE(hdrs != NULL, TORII_ENOMEM);
+    exporter_webhook_setopt(e, body, len, hdrs, errbuf);
+    TORII_TRY(exporter_webhook_tls(e, why, why_len));
     cc = curl_easy_perform(e->curl);
     if (cc != CURLE_OK) {
-        (void)snprintf(why, why_len, "%s", errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc));
-        rc = TORII_EIO;
+        rc = exporter_perform_failed(e, cc, errbuf, why, why_len);
         goto out;
     }
     (void)curl_easy_getinfo(e->curl, CURLINFO_RESPONSE_CODE, &code);
@@ -342,12 +435,10 @@ static int exporter_webhook_post(struct exporter *e, const char *body, size_t le
     }
 out:
     if (e->curl != NULL) {
-        /* Drop references to our buffers (key blob, password, headers) before freeing them. */
+        /* Drop references to our buffers (headers, callback data) before freeing them. */
         curl_easy_reset(e->curl);
     }
     curl_slist_free_all(hdrs);
-    exporter_pem_clear(&ca);
-    exporter_pem_clear(&cl);
     return rc;
 }
 
@@ -546,6 +637,7 @@ void torii_exporters__free(struct torii_exporters *xs)
         if (e->curl != NULL) {
             curl_easy_cleanup(e->curl);
         }
+        torii_pki_identity_free(e->ident);
         (void)pthread_cond_destroy(&e->cv);
         (void)pthread_mutex_destroy(&e->mu);
     }

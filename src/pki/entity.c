@@ -10,9 +10,11 @@
  *  - name/description: when normalize had to fall back to "none" because domain was unknown,
  *    enrich replaces that "none" with the derived domain / "Certificate for <domain>".
  *  - JSON null for a non-nullable field means "absent" (the default applies). */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -359,6 +361,21 @@ json_t *torii_cert_redacted(const json_t *entity)
         (void)json_object_del(c, "password");
     }
     return c;
+}
+
+void torii_cert_secrets_wipe(json_t *entity)
+{
+    static const char *const secret[] = {"privateKey", "password"};
+
+    for (size_t i = 0; i < sizeof(secret) / sizeof(secret[0]); i++) {
+        const json_t *v = json_object_get(entity, secret[i]);
+        const char *s = json_string_value(v);
+
+        if (s != NULL) {
+            /* jansson hands out const text; the string is ours to clear before it is freed. */
+            OPENSSL_cleanse((void *)(uintptr_t)s, json_string_length(v));
+        }
+    }
 }
 
 /* ---- enrich ---- */

@@ -34,8 +34,10 @@
 #include <urcu.h>
 #include <urcu/rculfhash.h>
 
+#include "torii/clock.h"
 #include "torii/log.h"
 #include "torii/mem.h"
+#include "torii/metrics.h"
 #include "torii/pki.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -329,18 +331,34 @@ out:
     return rc;
 }
 
+/* First-use parse cost, for /metrics (lock-free, no allocation: sharded relaxed adds). Every
+ * parse done is counted, a failed one or the losing copy of a race included: it cost the
+ * handshake that did it as much. */
+static void cert_parse_account(int64_t us)
+{
+    if (us < 0) {
+        us = 0;
+    }
+    torii_metrics_inc(TORII_METRIC_CERT_PARSE);
+    torii_metrics_add(TORII_METRIC_CERT_PARSE_SECONDS, us);
+    torii_metrics_max(TORII_METRIC_CERT_PARSE_MAX_SECONDS, us);
+}
+
 int torii_tls_cert_get(struct torii_tls_cert *c, X509 **leaf, EVP_PKEY **key,
                        STACK_OF(X509) * *chain)
 {
     int rc = TORII_OK;
     struct tls_parsed *p = NULL;
     struct tls_parsed *mine = NULL;
+    int64_t t0;
 
     TORII_ENSURE(c != NULL, TORII_EINVAL);
     p = atomic_load_explicit(&c->parsed, memory_order_acquire);
     if (p == NULL) {
         TORII_ENSURE(!atomic_load_explicit(&c->parse_failed, memory_order_relaxed), TORII_ETLS);
+        t0 = torii_clock_mono_us();
         rc = cert_parse(c, &mine);
+        cert_parse_account(torii_clock_mono_us() - t0);
         if (rc != TORII_OK) {
             if (!atomic_exchange_explicit(&c->parse_failed, 1, memory_order_relaxed)) {
                 torii_log(TORII_LOG_WARN, "tls: certificate does not parse: %s (id=%s)",

@@ -3,7 +3,8 @@
 # renewal of a CA-issued leaf and of an intermediate CA through /_renew, the
 # [UNTIL EXPIRATION] copy, SNI switching to the renewed certificate, expiry flags, alerts
 # delivered once each to a webhook (never with a private key), retried while the receiver is
-# down, and /metrics checked by a strict Prometheus text parser.
+# down, /metrics checked by a strict Prometheus text parser, and a webhook over HTTPS that
+# presents a client certificate from the store to a receiver requiring one.
 here=$(dirname "$0")
 source "$here/lib.sh"
 trap 't_receiver_stop; t_cleanup' EXIT
@@ -344,6 +345,95 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$T_ADMIN/metrics
 check_eq "/metrics without credentials -> 401" 401 "$code"
 
 check "graceful stop" t_stop
+
+# --- webhook over HTTPS presenting a client certificate from the store (tls.client_cert,
+# key encrypted with a password) to a receiver that requires one; trusted_ca from the store
+t_receiver_stop # the plain receiver: T_RECV_PID names the mTLS one from here on
+HOOK_PORT=$(t_free_port)
+HOOK_OUT="$T_TMP/hook-mtls.txt"
+: > "$HOOK_OUT"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T_TMP/hookca.key" 2>/dev/null
+openssl req -x509 -new -key "$T_TMP/hookca.key" -days 30 -subj "/CN=Hook CA" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -out "$T_TMP/hookca.crt" 2>/dev/null
+hook_leaf() { # hook_leaf NAME CN EXT
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T_TMP/$1.key" 2>/dev/null
+  openssl req -new -key "$T_TMP/$1.key" -subj "/CN=$2" -out "$T_TMP/$1.csr" 2>/dev/null
+  printf '%s\n' "$3" > "$T_TMP/$1.ext"
+  openssl x509 -req -in "$T_TMP/$1.csr" -CA "$T_TMP/hookca.crt" -CAkey "$T_TMP/hookca.key" \
+    -CAcreateserial -days 30 -extfile "$T_TMP/$1.ext" -out "$T_TMP/$1.crt" 2>/dev/null
+}
+hook_leaf hooksrv 127.0.0.1 "subjectAltName=IP:127.0.0.1
+extendedKeyUsage=serverAuth"
+hook_leaf hookcli torii-webhook-client "extendedKeyUsage=clientAuth"
+cat "$T_TMP/hookcli.crt" "$T_TMP/hookca.crt" > "$T_TMP/hookcli.chain"
+openssl pkey -in "$T_TMP/hookcli.key" -aes256 -passout pass:hook-pw -out "$T_TMP/hookcli.enc" 2>/dev/null
+cat > "$T_TMP/recv-mtls.py" <<'PY'
+import http.server, ssl, sys
+port, out, crt, key, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+        cn = [v for rdn in self.connection.getpeercert()["subject"] for k, v in rdn
+              if k == "commonName"]
+        with open(out, "a") as f:
+            f.write((cn[0] if cn else "-") + " " + body.replace("\n", " ") + "\n")
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a):
+        pass
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(crt, key)
+ctx.load_verify_locations(ca)
+ctx.verify_mode = ssl.CERT_REQUIRED
+srv = http.server.HTTPServer(("127.0.0.1", port), H)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+PY
+python3 "$T_TMP/recv-mtls.py" "$HOOK_PORT" "$HOOK_OUT" "$T_TMP/hooksrv.crt" "$T_TMP/hooksrv.key" \
+  "$T_TMP/hookca.crt" &
+T_RECV_PID=$!
+for _ in $(seq 1 50); do
+  curl -s -o /dev/null --cacert "$T_TMP/hookca.crt" --cert "$T_TMP/hookcli.crt" \
+    --key "$T_TMP/hookcli.key" "https://127.0.0.1:$HOOK_PORT/probe" && break
+  sleep 0.1
+done
+check_eq "the mTLS receiver refuses a client without a certificate" 000 \
+  "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$T_TMP/hookca.crt" \
+     "https://127.0.0.1:$HOOK_PORT/probe")"
+t_config "\"exporters\": [
+    {\"type\": \"webhook\", \"name\": \"mtls\", \"url\": \"https://127.0.0.1:$HOOK_PORT/alerts\",
+     \"tls\": {\"trusted_ca\": \"hook-ca\", \"client_cert\": \"hook-client\"},
+     \"alerts\": [\"CertCreatedAlert\"], \"batch_ms\": 50, \"retry_min_ms\": 100,
+     \"retry_max_ms\": 400, \"max_retries\": 0, \"timeout_ms\": 2000}
+  ],"
+t_start || exit 1
+post_entity hook-ca "$T_TMP/hookca.crt" "$T_TMP/hookca.key" '{}'
+check_eq "import the webhook's trusted CA -> 201" 201 "$T_STATUS"
+post_entity hook-client "$T_TMP/hookcli.chain" "$T_TMP/hookcli.enc" '{"password": "hook-pw"}'
+check_eq "import the webhook's client certificate (encrypted key) -> 201" 201 "$T_STATUS"
+got_hook() {
+  python3 - "$HOOK_OUT" <<'PY'
+import json, sys
+ids = set()
+for l in open(sys.argv[1]):
+    cn, _, body = l.partition(" ")
+    if cn != "torii-webhook-client":
+        sys.exit(2)
+    ids |= {a["certificate"]["id"] for a in json.loads(body) if a["alert"] == "CertCreatedAlert"}
+sys.exit(0 if {"hook-ca", "hook-client"} <= ids else 1)
+PY
+}
+for _ in $(seq 1 50); do
+  got_hook && break
+  sleep 0.2
+done
+check "mTLS webhook delivers, presenting the stored client certificate" got_hook
+check_eq "no private key in the mTLS webhook payloads" 0 \
+  "$(grep -c -e 'PRIVATE KEY' -e privateKey -e hook-pw "$HOOK_OUT")"
+check_eq "no key material in the daemon log" 0 \
+  "$(grep -c -e 'PRIVATE KEY' -e hook-pw "$T_TMP/torii.log")"
+t_receiver_stop
+check "graceful stop (mTLS webhook)" t_stop
 
 # --- the debug hook is off by default
 t_config

@@ -157,6 +157,52 @@ static void test_metrics_concurrent_adds_are_not_lost(void **state)
     assert_int_equal(torii_metrics_get(TORII_METRIC_COUNT), 0); /* out of range */
 }
 
+/* Durations are kept in microseconds and written in seconds, exactly; a max gauge keeps the
+ * largest value from any thread rather than a sum. */
+static void *maxer(void *arg)
+{
+    torii_metrics_max(TORII_METRIC_CERT_PARSE_MAX_SECONDS, *(const int64_t *)arg);
+    return NULL;
+}
+
+static void test_metrics_durations_and_max(void **state)
+{
+    struct torii_prom p = {0};
+    pthread_t t[3];
+    int64_t v[3] = {700, 250, 1999};
+    char *text;
+
+    (void)state;
+    torii_metrics_inc(TORII_METRIC_CERT_PARSE);
+    torii_metrics_inc(TORII_METRIC_CERT_PARSE);
+    torii_metrics_add(TORII_METRIC_CERT_PARSE_SECONDS, 215);
+    torii_metrics_add(TORII_METRIC_CERT_PARSE_SECONDS, 1000000);
+    torii_metrics_max(TORII_METRIC_CERT_PARSE_MAX_SECONDS, 300);
+    torii_metrics_max(TORII_METRIC_CERT_PARSE_MAX_SECONDS, 120); /* lower: ignored */
+    assert_int_equal(torii_metrics_get(TORII_METRIC_CERT_PARSE_MAX_SECONDS), 300);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(pthread_create(&t[i], NULL, maxer, &v[i]), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    }
+    assert_int_equal(torii_metrics_get(TORII_METRIC_CERT_PARSE_MAX_SECONDS), 1999);
+    torii_prom_counters(&p);
+    text = torii_prom_take(&p, NULL);
+    assert_non_null(strstr(text, "\ntorii_tls_cert_parse_total 2\n"));
+    assert_non_null(strstr(text, "\ntorii_tls_cert_parse_seconds_total 1.000215\n"));
+    assert_non_null(strstr(text, "\ntorii_tls_cert_parse_max_seconds 0.001999\n"));
+    assert_non_null(strstr(text, "# TYPE torii_tls_cert_parse_max_seconds gauge\n"));
+    free(text);
+    torii_metrics_reset();
+    torii_metrics_add(TORII_METRIC_CERT_PARSE_SECONDS, 3000000);
+    torii_prom_counters(&p);
+    text = torii_prom_take(&p, NULL);
+    assert_non_null(strstr(text, "\ntorii_tls_cert_parse_seconds_total 3\n"));
+    assert_non_null(strstr(text, "\ntorii_tls_cert_parse_max_seconds 0\n"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +213,7 @@ int main(void)
         cmocka_unit_test_setup(test_prom_counters_declare_each_family_once, setup),
         cmocka_unit_test_setup(test_prom_escape_label_truncates_safely, setup),
         cmocka_unit_test_setup(test_metrics_concurrent_adds_are_not_lost, setup),
+        cmocka_unit_test_setup(test_metrics_durations_and_max, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include "testpki.h"
 #include "torii/clock.h"
 #include "torii/mem.h"
+#include "torii/metrics.h"
 #include "torii/pki.h"
 #include "torii/table.h"
 
@@ -900,6 +901,47 @@ static void test_tls_cert_get_parses_once_under_race(void **state)
     torii_tls_cert_unref(r.c);
 }
 
+/* The lazy parse is timed into /metrics: once on a certificate's first use, never again for the
+ * same certificate, and again for the new certificate after a replacement. */
+static void test_tls_cert_first_use_parse_is_counted_once(void **state)
+{
+    struct torii_table *t = *state;
+    struct torii_sni_query q = {"fu.example.com", 14, 1, 1, torii_clock_now_ms()};
+    struct torii_tls_cert *c = NULL;
+    X509 *leaf = NULL;
+    EVP_PKEY *key = NULL;
+    STACK_OF(X509) *chain = NULL;
+    int64_t n0 = torii_metrics_get(TORII_METRIC_CERT_PARSE);
+    int64_t us0 = torii_metrics_get(TORII_METRIC_CERT_PARSE_SECONDS);
+    int64_t us1;
+
+    put_names(t, "fu", EVP_PKEY_EC, "fu.example.com", NULL);
+    assert_int_equal(torii_table_select(t, &q, &c, NULL), TORII_OK);
+    /* Loading and selecting parse nothing. */
+    assert_int_equal(torii_metrics_get(TORII_METRIC_CERT_PARSE), n0);
+    assert_int_equal(torii_tls_cert_get(c, &leaf, &key, &chain), TORII_OK);
+    assert_int_equal(torii_metrics_get(TORII_METRIC_CERT_PARSE), n0 + 1);
+    us1 = torii_metrics_get(TORII_METRIC_CERT_PARSE_SECONDS);
+    assert_true(us1 >= us0);
+    assert_true(torii_metrics_get(TORII_METRIC_CERT_PARSE_MAX_SECONDS) >= us1 - us0);
+    /* Second use, same reference or a new selection: already parsed. */
+    assert_int_equal(torii_tls_cert_get(c, &leaf, NULL, NULL), TORII_OK);
+    torii_tls_cert_unref(c);
+    c = NULL;
+    assert_int_equal(torii_table_select(t, &q, &c, NULL), TORII_OK);
+    assert_int_equal(torii_tls_cert_get(c, &leaf, &key, &chain), TORII_OK);
+    torii_tls_cert_unref(c);
+    c = NULL;
+    assert_int_equal(torii_metrics_get(TORII_METRIC_CERT_PARSE), n0 + 1);
+    assert_int_equal(torii_metrics_get(TORII_METRIC_CERT_PARSE_SECONDS), us1);
+    /* A replaced certificate is a new one: its first use parses. */
+    put_names(t, "fu", EVP_PKEY_EC, "fu.example.com", NULL);
+    assert_int_equal(torii_table_select(t, &q, &c, NULL), TORII_OK);
+    assert_int_equal(torii_tls_cert_get(c, NULL, NULL, NULL), TORII_OK);
+    assert_int_equal(torii_metrics_get(TORII_METRIC_CERT_PARSE), n0 + 2);
+    torii_tls_cert_unref(c);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, table_setup, table_teardown)
@@ -923,6 +965,7 @@ int main(void)
         T(test_table_issuer_serial_index_follows_updates),
         T(test_table_issuer_serial_indexes_revoked_v1_record),
         T(test_tls_cert_get_parses_once_under_race),
+        T(test_tls_cert_first_use_parse_is_counted_once),
         T(test_table_concurrent_readers_and_writer),
     };
 #undef T
