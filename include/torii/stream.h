@@ -64,7 +64,8 @@ void torii_stream_free(struct torii_stream *s);
 
 void torii_stream_setcb(struct torii_stream *s, torii_stream_cb cb, void *arg);
 
-/** Plaintext received and not yet taken; the owner drains it. */
+/** Plaintext received and not yet taken; the owner drains it. The buffer may be replaced by
+ * the stream between events: take it anew in each callback, never keep it. */
 struct evbuffer *torii_stream_input(struct torii_stream *s);
 
 /** Plaintext to send; sent by torii_stream_flush(). */

@@ -57,6 +57,7 @@ struct torii_stream {
     unsigned outbound : 1;    /* made by torii_stream_connect */
     unsigned shut : 1;        /* close_notify wanted after the output */
     unsigned shut_sent : 1;   /* close_notify queued */
+    unsigned rd_max : 1;      /* the last read stopped at ST_READ_MAX */
 };
 
 /* ---- the BIO ---------------------------------------------------------------------------- */
@@ -350,6 +351,7 @@ static int st_read_tls(struct torii_stream *s)
     size_t got = 0;
     int what = 0;
 
+    s->rd_max = 0;
     if (!s->established && !SSL_is_server(s->ssl)) {
         int r = SSL_do_handshake(s->ssl);
         if (r != 1) {
@@ -402,6 +404,9 @@ static int st_read_tls(struct torii_stream *s)
         }
         break;
     }
+    if (got >= ST_READ_MAX) {
+        s->rd_max = 1;
+    }
     if (!s->established && SSL_is_init_finished(s->ssl)) {
         s->established = 1;
     }
@@ -432,11 +437,15 @@ static void st_read_cb(evutil_socket_t fd, short ev, void *arg)
     struct torii_stream *s = arg;
     unsigned was_established = s->established;
     int what;
+    int was_blocked;
+    size_t before;
 
     (void)fd;
     if (s->connecting) {
         if (ev & EV_TIMEOUT) {
-            s->cb(s, TORII_STREAM_TIMEOUT, s->arg);
+            if (!s->wev_on) {
+                s->cb(s, TORII_STREAM_TIMEOUT, s->arg);
+            }
         } else {
             st_connected(s);
         }
@@ -447,13 +456,16 @@ static void st_read_cb(evutil_socket_t fd, short ev, void *arg)
         return;
     }
     s->rd_short = 0;
+    was_blocked = s->wev_on;
+    before = torii_stream_unsent(s);
     what = s->ssl != NULL ? st_read_tls(s) : st_read_plain(s);
     if (!(what & TORII_STREAM_READ) && st_trim_input(s) != TORII_OK) {
         what |= TORII_STREAM_ERROR;
     }
     if (s->ssl != NULL && (what & TORII_STREAM_ERROR)) {
         (void)st_send(s, s->tls_out); /* the alert that says why, best effort */
-    } else if (s->ssl != NULL && !(what & TORII_STREAM_READ) && torii_stream_flush(s) != TORII_OK) {
+    } else if (s->ssl != NULL && (!(what & TORII_STREAM_READ) || (what & TORII_STREAM_CONNECTED))
+               && torii_stream_flush(s) != TORII_OK) {
         /* Handshake flights, and output that waited for the handshake. With application
          * data read, the owner answers and flushes: a ticket leaves with that answer. */
         what |= TORII_STREAM_ERROR;
@@ -466,8 +478,12 @@ static void st_read_cb(evutil_socket_t fd, short ev, void *arg)
         st_rev_update(s); /* from the handshake deadline to the read timeout */
     }
     if (!(what & (TORII_STREAM_EOF | TORII_STREAM_ERROR)) && s->ssl != NULL && s->reading
-        && SSL_has_pending(s->ssl)) {
+        && s->rd_max && SSL_has_pending(s->ssl)) {
         event_active(s->rev, EV_READ, 1); /* stopped at ST_READ_MAX with records buffered */
+    }
+    if (was_blocked && !(what & TORII_STREAM_ERROR) && torii_stream_unsent(s) <= s->lowat
+        && torii_stream_unsent(s) < before) {
+        what |= TORII_STREAM_WRITE;
     }
     if (what != 0) {
         s->cb(s, what, s->arg);
@@ -594,7 +610,7 @@ struct torii_stream *torii_stream_accept(struct event_base *base, evutil_socket_
     } else {
         s->established = 1;
     }
-    /* A server-side handshake needs reads: rev is on until it completes. */
+    /* The handshake is driven by reads: it progresses while the owner has reading on. */
     st_rev_update(s);
     return s;
 }
