@@ -183,18 +183,32 @@ static void section_begin(struct torii_http_parser *p, enum scan_mode mode)
 
 /* Scan head or trailer bytes. Returns how many bytes belong to the section (stopping after
  * the LF of its empty line, which sets *end), or sets p->failed at the first bad byte. */
-/* Length of the run at d of bytes that need no decision: inside a field value (after the
- * colon) anything but CR, LF, NUL and other controls except HTAB; in the request line
- * anything but controls. At most max bytes. */
-static size_t scan_plain_run(const char *d, size_t max, int value)
+enum scan_run {
+    RUN_LINE = 1,  /* the request line: anything but controls */
+    RUN_NAME = 2,  /* a field name: and neither ':' nor whitespace */
+    RUN_VALUE = 4, /* a field value: anything but controls other than HTAB */
+};
+
+/* For each byte, the runs it ends (bits of enum scan_run): controls end every run but HTAB
+ * does not end a value; ':' and SP end a name. */
+static const unsigned char scan_stop[256] = {
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 3, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+    2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+/* Length of the run at d (at most max bytes) of bytes that need no decision of the scanner:
+ * it stops at the first byte that ends the part or may be an error. */
+static size_t scan_plain_run(const char *d, size_t max, enum scan_run kind)
 {
     size_t i = 0;
 
-    while (i < max) {
-        unsigned char c = (unsigned char)d[i];
-        if ((c < 0x20 && !(value && c == '\t')) || c == 0x7f) {
-            break;
-        }
+    while (i < max && !(scan_stop[(unsigned char)d[i]] & kind)) {
         i++;
     }
     return i;
@@ -207,11 +221,11 @@ static size_t scan_section(struct torii_http_parser *p, const char *d, size_t le
         int field_line = p->mode == SCAN_TRAILER || p->line_no > 0;
 
         p->started = 1;
-        if (!p->saw_cr && p->line_len > 0 && (!field_line || p->colon_seen)
-            && p->sec_bytes < p->lim.max_header_bytes) {
-            /* Fast path: the middle of a value or of the request line. */
+        if (!p->saw_cr && p->line_len > 0 && p->sec_bytes < p->lim.max_header_bytes) {
+            /* Fast path: the middle of the request line, a name or a value. */
             size_t room = p->lim.max_header_bytes - p->sec_bytes;
-            size_t run = scan_plain_run(d + i, len - i < room ? len - i : room, field_line);
+            enum scan_run kind = !field_line ? RUN_LINE : p->colon_seen ? RUN_VALUE : RUN_NAME;
+            size_t run = scan_plain_run(d + i, len - i < room ? len - i : room, kind);
             p->sec_bytes += run;
             p->line_len += run;
             i += run;
