@@ -650,7 +650,7 @@ static int pc_req_body_cb(void *arg, const unsigned char *data, size_t len)
     }
     if (x->lbody != NULL) {
         if (len > TORII_WELLKNOWN_MAX_BODY - evbuffer_get_length(x->lbody)) {
-            x->lbody_over = 1; /* answered 413 by pc_pump_local */
+            x->lbody_over = 1; /* answered 413 by pc_pump_body */
             return TORII_OK;
         }
         x->bytes_in += len;
@@ -1122,97 +1122,50 @@ static void pc_req_done(struct proxy_conn *pc)
     up_timeouts(pc);
 }
 
-/* Request body -> upstream, until the body is done or the upstream's output is full. */
-static void pc_pump_req(struct proxy_conn *pc)
+/* The request body -> its sink: the upstream (PH_BODY; a chunked body re-framed by
+ * pc_req_body_cb) or the local buffer (PH_LOCAL), until the body ends or the upstream's
+ * output is full. Then the request is done, or answered locally. */
+static void pc_pump_body(struct proxy_conn *pc)
 {
     struct evbuffer *in = torii_stream_input(pc->st);
-    struct evbuffer *out;
     struct proxy_exch *x = &pc->x;
+    enum pc_phase phase = pc->phase;
+    struct evbuffer *sink = x->lbody;
     size_t avail;
     int progress = 0;
 
-    if (pc->up == NULL) {
-        return;
-    }
-    out = torii_stream_output(pc->up->st);
-    while (pc->phase == PH_BODY && !pc->dead && evbuffer_get_length(out) < PX_HIGH_WM
-           && (avail = evbuffer_get_length(in)) > 0) {
-        if (x->req_body == TORII_HTTP_BODY_LENGTH) {
-            size_t n = avail < x->req_left ? avail : (size_t)x->req_left;
-            if (evbuffer_remove_buffer(in, out, n) != (int)n) {
-                pc->dead = 1;
-                return;
-            }
-            x->req_left -= n;
-            x->bytes_in += n;
-            progress = 1;
-            if (x->req_left == 0) {
-                torii_http_parser_body_taken(pc->rp, x->req_len);
-                pc_req_done(pc);
-            }
-        } else {
-            struct evbuffer_iovec v;
-            size_t used = 0;
-            enum torii_http_parse_ev ev;
-
-            if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
-                break;
-            }
-            ev = torii_http_parser_feed(pc->rp, v.iov_base, v.iov_len, &used);
-            (void)evbuffer_drain(in, used);
-            progress = 1;
-            if (ev == TORII_HTTP_PARSE_ERROR) {
-                pc_reject(pc);
-                return;
-            }
-            if (ev == TORII_HTTP_PARSE_DONE) {
-                const struct torii_http_req *req = torii_http_parser_req(pc->rp);
-                if (px_last_chunk(out, req->trailers, req->n_trailers) != TORII_OK) {
-                    pc->dead = 1;
-                    return;
-                }
-                pc_req_done(pc);
-            }
+    if (phase == PH_BODY) {
+        if (pc->up == NULL) {
+            return;
         }
+        sink = torii_stream_output(pc->up->st);
     }
-    if (progress && pc->phase == PH_BODY) {
-        pc_timer_arm(pc, PT_BODY, pc->pw->cfg->idle_timeout_ms);
-    }
-}
+    while (pc->phase == phase && !pc->dead
+           && (phase == PH_LOCAL || evbuffer_get_length(sink) < PX_HIGH_WM)
+           && (avail = evbuffer_get_length(in)) > 0) {
+        enum torii_http_parse_ev ev = TORII_HTTP_PARSE_MORE;
 
-/* Request body -> the local buffer (PH_LOCAL), then the local answer. */
-static void pc_pump_local(struct proxy_conn *pc)
-{
-    struct evbuffer *in = torii_stream_input(pc->st);
-    struct proxy_exch *x = &pc->x;
-    size_t avail;
-    int progress = 0;
-
-    while (pc->phase == PH_LOCAL && !pc->dead && (avail = evbuffer_get_length(in)) > 0) {
         if (x->req_body == TORII_HTTP_BODY_LENGTH) {
             size_t n = avail < x->req_left ? avail : (size_t)x->req_left;
-            if (evbuffer_remove_buffer(in, x->lbody, n) != (int)n) {
+            if (evbuffer_remove_buffer(in, sink, n) != (int)n) {
                 pc->dead = 1;
                 return;
             }
             x->req_left -= n;
             x->bytes_in += n;
-            progress = 1;
             if (x->req_left == 0) {
                 torii_http_parser_body_taken(pc->rp, x->req_len);
-                pc_local_body_done(pc);
+                ev = TORII_HTTP_PARSE_DONE;
             }
         } else {
             struct evbuffer_iovec v;
             size_t used = 0;
-            enum torii_http_parse_ev ev;
 
             if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
                 break;
             }
             ev = torii_http_parser_feed(pc->rp, v.iov_base, v.iov_len, &used);
             (void)evbuffer_drain(in, used);
-            progress = 1;
             if (x->lbody_over) {
                 pc_local_error(pc, 413, "request body too large", 1);
                 return;
@@ -1221,12 +1174,24 @@ static void pc_pump_local(struct proxy_conn *pc)
                 pc_reject(pc);
                 return;
             }
-            if (ev == TORII_HTTP_PARSE_DONE) {
+            if (ev == TORII_HTTP_PARSE_DONE && phase == PH_BODY) {
+                const struct torii_http_req *req = torii_http_parser_req(pc->rp);
+                if (px_last_chunk(sink, req->trailers, req->n_trailers) != TORII_OK) {
+                    pc->dead = 1;
+                    return;
+                }
+            }
+        }
+        progress = 1;
+        if (ev == TORII_HTTP_PARSE_DONE) {
+            if (phase == PH_BODY) {
+                pc_req_done(pc);
+            } else {
                 pc_local_body_done(pc);
             }
         }
     }
-    if (progress && pc->phase == PH_LOCAL) {
+    if (progress && pc->phase == phase) {
         pc_timer_arm(pc, PT_BODY, pc->pw->cfg->idle_timeout_ms);
     }
 }
@@ -1529,13 +1494,13 @@ static void pc_pump_client(struct proxy_conn *pc)
         pc_read_heads(pc);
     }
     if (!pc->dead && pc->phase == PH_LOCAL) {
-        pc_pump_local(pc);
+        pc_pump_body(pc);
     }
     if (!pc->dead && pc->phase == PH_DRAIN) {
         pc_pump_drain(pc);
     }
     if (!pc->dead && pc->phase == PH_BODY) {
-        pc_pump_req(pc);
+        pc_pump_body(pc);
     }
 }
 
