@@ -55,7 +55,8 @@ cmake --build build-bench -j"$(nproc)" --target torii torii-hsload torii-fill >/
 B=$(mktemp -d /tmp/torii-bench.XXXXXX)
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  # Children first (nginx workers would outlive a killed master), then the processes.
+  for p in "${PIDS[@]}"; do pkill -9 -P "$p" 2>/dev/null || true; kill -9 "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   # nginx workers and the idle-connection client: only processes whose command line holds
   # this run's private directory.
