@@ -3,8 +3,11 @@
  * OCSP staples of certificates issued by our CAs. Fed by the store change feed (and a first
  * load), the state keeps a compact view of every certificate (issuer hash, serial, flags; the
  * JSON is parsed only for CAs, revoked and exposed entities) and publishes an immutable,
- * reference-counted snapshot after each change. A refresher thread re-signs CRLs and staples
- * before their nextUpdate and persists CRL numbers through the meta callbacks.
+ * reference-counted snapshot after each change. Cost: a change touches only the CAs that
+ * issued the certificate (O(1) to find, O(log n) to publish; the CRLs of those CAs are
+ * rebuilt), the first load is O(1) a record and builds everything once at its publish. A
+ * refresher thread re-signs CRLs and staples before their nextUpdate and persists CRL
+ * numbers through the meta callbacks.
  * Threads: feed (watch/load callbacks) on the store's writing threads (serialized by the
  * store); start/stop/free on the main thread; the serving calls (jwks, ca, crl, ocsp, staple)
  * on any thread (worker threads included): they take a snapshot reference under a lock held

@@ -132,6 +132,41 @@ out:
     return rc;
 }
 
+int torii_pki__serial_hex_der(const unsigned char *der, size_t der_len, char *buf, size_t len)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *p = der;
+    ASN1_INTEGER *ai = NULL;
+    size_t n = 0;
+    int rc;
+
+    /* Fast path: INTEGER, short-form length, positive (top bit clear), minimal (no leading
+     * 0x00 before a byte below 0x80). Anything else goes through OpenSSL, errors included. */
+    if (der_len >= 3 && der_len <= 129 && der[0] == 0x02 && der[1] == der_len - 2
+        && (der[2] & 0x80) == 0 && !(der[2] == 0 && der_len > 3 && (der[3] & 0x80) == 0)) {
+        for (size_t i = 2; i < der_len; i++) {
+            unsigned nib[2] = {der[i] >> 4, der[i] & 15u};
+            for (int k = 0; k < 2; k++) {
+                /* Leading zeros dropped, one kept for zero itself. */
+                if (n == 0 && nib[k] == 0 && !(i + 1 == der_len && k == 1)) {
+                    continue;
+                }
+                if (n + 1 >= len) {
+                    return TORII_EINVAL;
+                }
+                buf[n++] = digits[nib[k]];
+            }
+        }
+        buf[n] = '\0';
+        return TORII_OK;
+    }
+    ai = d2i_ASN1_INTEGER(NULL, &p, (long)der_len);
+    rc = ai != NULL ? torii_pki__serial_hex(ai, buf, len) : TORII_EINVAL;
+    ASN1_INTEGER_free(ai);
+    ERR_clear_error();
+    return rc;
+}
+
 /* Wipe and free a memory BIO that held key material. */
 static void pki_bio_wipe_free(BIO *b)
 {

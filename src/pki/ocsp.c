@@ -99,11 +99,20 @@ static int ocsp_encode(OCSP_RESPONSE *resp, unsigned char **der, size_t *der_len
 struct ocsp_item {
     OCSP_CERTID *cid; /* borrowed from the request */
     struct torii_pki_ocsp_answer ans;
+    const struct torii_pki__ca *signer; /* internal lookups: the issuer, loaded (borrowed) */
+};
+
+/* The caller's lookup: the public kind (issuer as an entity) or the internal one (issuer
+ * already loaded). */
+struct ocsp_cb {
+    torii_pki_ocsp_lookup_cb pub;
+    torii_pki__ocsp_lookup_cb loaded;
+    void *ctx;
 };
 
 /* Ask the callback about every CertID. OCSP_RESPONSE_STATUS_* result. */
-static int ocsp_lookup(OCSP_REQUEST *req, struct ocsp_item *items, int n,
-                       torii_pki_ocsp_lookup_cb cb, void *cb_ctx, struct torii_errbuf *eb)
+static int ocsp_lookup(OCSP_REQUEST *req, struct ocsp_item *items, int n, const struct ocsp_cb *cb,
+                       struct torii_errbuf *eb)
 {
     int i;
 
@@ -134,7 +143,9 @@ static int ocsp_lookup(OCSP_REQUEST *req, struct ocsp_item *items, int n,
         items[i].cid = cid;
         items[i].ans.status = TORII_PKI_OCSP_UNKNOWN;
         items[i].ans.reason = TORII_PKI_REASON_NONE;
-        if (cb(cb_ctx, &id, &items[i].ans) != TORII_OK) {
+        if ((cb->pub != NULL ? cb->pub(cb->ctx, &id, &items[i].ans)
+                             : cb->loaded(cb->ctx, &id, &items[i].ans, &items[i].signer))
+            != TORII_OK) {
             (void)torii_errf(eb, TORII_EIO, "ocsp: lookup failed (serial=%s)", serial_hex);
             return OCSP_RESPONSE_STATUS_INTERNALERROR;
         }
@@ -142,26 +153,39 @@ static int ocsp_lookup(OCSP_REQUEST *req, struct ocsp_item *items, int n,
     return OCSP_RESPONSE_STATUS_SUCCESSFUL;
 }
 
-/* The signer: the first issuer returned that loads and matches its own CertID. */
-static int ocsp_pick_signer(struct ocsp_item *items, int n, struct torii_pki__ca *signer, int *have,
-                            struct torii_errbuf *eb)
+/* 1 when the lookup named an issuer for item i. */
+static int ocsp_has_issuer(const struct ocsp_item *it)
+{
+    return it->ans.issuer_owned != NULL || it->signer != NULL;
+}
+
+/* The signer: the first issuer returned that loads and matches its own CertID. One loaded
+ * here goes to *owned; *use points at it or at a borrowed pre-loaded one. */
+static int ocsp_pick_signer(struct ocsp_item *items, int n, struct torii_pki__ca *owned,
+                            const struct torii_pki__ca **use, struct torii_errbuf *eb)
 {
     int i;
 
-    for (i = 0; i < n && !*have; i++) {
+    for (i = 0; i < n && *use == NULL; i++) {
+        if (items[i].signer != NULL) {
+            if (ocsp_cid_matches(items[i].cid, items[i].signer->cert)) {
+                *use = items[i].signer;
+            }
+            continue;
+        }
         if (items[i].ans.issuer_owned == NULL) {
             continue;
         }
-        if (torii_pki__ca_load(items[i].ans.issuer_owned, signer, eb) != TORII_OK) {
+        if (torii_pki__ca_load(items[i].ans.issuer_owned, owned, eb) != TORII_OK) {
             return OCSP_RESPONSE_STATUS_INTERNALERROR;
         }
-        if (ocsp_cid_matches(items[i].cid, signer->cert)) {
-            *have = 1;
+        if (ocsp_cid_matches(items[i].cid, owned->cert)) {
+            *use = owned;
         } else {
-            torii_pki__ca_clear(signer);
+            torii_pki__ca_clear(owned);
         }
     }
-    if (!*have) {
+    if (*use == NULL) {
         (void)torii_errf(eb, TORII_ENOTFOUND, "ocsp: no known CA issued the requested serials");
         return OCSP_RESPONSE_STATUS_UNAUTHORIZED;
     }
@@ -169,7 +193,7 @@ static int ocsp_pick_signer(struct ocsp_item *items, int n, struct torii_pki__ca
 }
 
 static int ocsp_basic(OCSP_REQUEST *req, struct ocsp_item *items, int n,
-                      struct torii_pki__ca *signer, int64_t now_ms, int64_t next_update_s,
+                      const struct torii_pki__ca *signer, int64_t now_ms, int64_t next_update_s,
                       OCSP_BASICRESP **out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
@@ -188,7 +212,7 @@ static int ocsp_basic(OCSP_REQUEST *req, struct ocsp_item *items, int n,
 
         /* A CertID of another issuer (or whose hashes do not name the signer) cannot be
          * vouched for by this signature: unknown (RFC 6960 2.2). */
-        if (a->issuer_owned != NULL && ocsp_cid_matches(items[i].cid, signer->cert)) {
+        if (ocsp_has_issuer(&items[i]) && ocsp_cid_matches(items[i].cid, signer->cert)) {
             if (a->status == TORII_PKI_OCSP_GOOD) {
                 st = V_OCSP_CERTSTATUS_GOOD;
             } else if (a->status == TORII_PKI_OCSP_REVOKED) {
@@ -220,10 +244,9 @@ out:
     return rc;
 }
 
-int torii_pki_ocsp_respond(const unsigned char *req_der, size_t req_len,
-                           torii_pki_ocsp_lookup_cb cb, void *cb_ctx, int64_t now_ms,
-                           int64_t next_update_s, unsigned char **der, size_t *der_len,
-                           int *resp_status, struct torii_errbuf *eb)
+static int ocsp_respond(const unsigned char *req_der, size_t req_len, const struct ocsp_cb *cb,
+                        int64_t now_ms, int64_t next_update_s, unsigned char **der, size_t *der_len,
+                        int *resp_status, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     int status = OCSP_RESPONSE_STATUS_SUCCESSFUL;
@@ -231,15 +254,15 @@ int torii_pki_ocsp_respond(const unsigned char *req_der, size_t req_len,
     OCSP_BASICRESP *bs = NULL;
     OCSP_RESPONSE *resp = NULL;
     struct ocsp_item items[OCSP_MAX_IDS];
-    struct torii_pki__ca signer;
+    struct torii_pki__ca owned;
+    const struct torii_pki__ca *signer = NULL;
     const unsigned char *p = req_der;
-    int have_signer = 0;
     int n = 0;
     int i;
 
     memset(items, 0, sizeof(items));
-    memset(&signer, 0, sizeof(signer));
-    TORII_ENSURE(cb != NULL && next_update_s > 0 && now_ms >= 0,
+    memset(&owned, 0, sizeof(owned));
+    TORII_ENSURE((cb->pub != NULL || cb->loaded != NULL) && next_update_s > 0 && now_ms >= 0,
                  torii_errf(eb, TORII_EINVAL, "ocsp: bad arguments"));
     if (req_der == NULL || req_len == 0 || req_len > INT_MAX) {
         status = OCSP_RESPONSE_STATUS_MALFORMEDREQUEST;
@@ -261,13 +284,13 @@ int torii_pki_ocsp_respond(const unsigned char *req_der, size_t req_len,
         }
     }
     if (status == OCSP_RESPONSE_STATUS_SUCCESSFUL) {
-        status = ocsp_lookup(req, items, n, cb, cb_ctx, eb);
+        status = ocsp_lookup(req, items, n, cb, eb);
     }
     if (status == OCSP_RESPONSE_STATUS_SUCCESSFUL) {
-        status = ocsp_pick_signer(items, n, &signer, &have_signer, eb);
+        status = ocsp_pick_signer(items, n, &owned, &signer, eb);
     }
     if (status == OCSP_RESPONSE_STATUS_SUCCESSFUL
-        && ocsp_basic(req, items, n, &signer, now_ms, next_update_s, &bs, eb) != TORII_OK) {
+        && ocsp_basic(req, items, n, signer, now_ms, next_update_s, &bs, eb) != TORII_OK) {
         status = OCSP_RESPONSE_STATUS_INTERNALERROR;
     }
     ERR_clear_error();
@@ -281,9 +304,35 @@ out:
     for (i = 0; i < OCSP_MAX_IDS; i++) {
         json_decref(items[i].ans.issuer_owned);
     }
-    torii_pki__ca_clear(&signer);
+    torii_pki__ca_clear(&owned);
     OCSP_RESPONSE_free(resp);
     OCSP_BASICRESP_free(bs);
     OCSP_REQUEST_free(req);
     return rc;
+}
+
+int torii_pki_ocsp_respond(const unsigned char *req_der, size_t req_len,
+                           torii_pki_ocsp_lookup_cb cb, void *cb_ctx, int64_t now_ms,
+                           int64_t next_update_s, unsigned char **der, size_t *der_len,
+                           int *resp_status, struct torii_errbuf *eb)
+{
+    struct ocsp_cb c = {cb, NULL, cb_ctx};
+
+    if (cb == NULL) {
+        return torii_errf(eb, TORII_EINVAL, "ocsp: bad arguments");
+    }
+    return ocsp_respond(req_der, req_len, &c, now_ms, next_update_s, der, der_len, resp_status, eb);
+}
+
+int torii_pki__ocsp_respond(const unsigned char *req_der, size_t req_len,
+                            torii_pki__ocsp_lookup_cb cb, void *cb_ctx, int64_t now_ms,
+                            int64_t next_update_s, unsigned char **der, size_t *der_len,
+                            int *resp_status, struct torii_errbuf *eb)
+{
+    struct ocsp_cb c = {NULL, cb, cb_ctx};
+
+    if (cb == NULL) {
+        return torii_errf(eb, TORII_EINVAL, "ocsp: bad arguments");
+    }
+    return ocsp_respond(req_der, req_len, &c, now_ms, next_update_s, der, der_len, resp_status, eb);
 }

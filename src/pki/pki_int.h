@@ -60,6 +60,23 @@ int torii_pki__ca_load(const json_t *entity, struct torii_pki__ca *ca, struct to
     TORII_MUST_USE;
 void torii_pki__ca_clear(struct torii_pki__ca *ca);
 
+struct torii_pki_certid;
+struct torii_pki_ocsp_answer;
+
+/** Lookup for torii_pki__ocsp_respond: as torii_pki_ocsp_lookup_cb, but the issuer is named
+ * by *signer, a CA the caller keeps loaded (borrowed for the call; ans->issuer_owned stays
+ * NULL). The signer may be used by several threads at once: it is only read. */
+typedef int (*torii_pki__ocsp_lookup_cb)(void *ctx, const struct torii_pki_certid *id,
+                                         struct torii_pki_ocsp_answer *ans,
+                                         const struct torii_pki__ca **signer);
+
+/** torii_pki_ocsp_respond with a torii_pki__ocsp_lookup_cb: same response, but no CA entity
+ * is parsed per response (the PKI state answers OCSP and signs staples this way). */
+int torii_pki__ocsp_respond(const unsigned char *req_der, size_t req_len,
+                            torii_pki__ocsp_lookup_cb cb, void *cb_ctx, int64_t now_ms,
+                            int64_t next_update_s, unsigned char **der, size_t *der_len,
+                            int *resp_status, struct torii_errbuf *eb) TORII_MUST_USE;
+
 /** What torii_pki__cert_build makes. */
 enum torii_pki__kind {
     TORII_PKI__LEAF,    /* CA:FALSE, server (or client) usages */
@@ -105,6 +122,13 @@ int torii_pki__pubkey_pem(EVP_PKEY *key, char **out) TORII_MUST_USE;
 
 /** Serial as lower-case hex without leading zeros ("0" for zero), as Java prints it. */
 int torii_pki__serial_hex(const ASN1_INTEGER *serial, char *buf, size_t len) TORII_MUST_USE;
+
+/** torii_pki__serial_hex of a DER INTEGER (tag, length, content), same text and same codes;
+ * TORII_EINVAL as well when der does not decode. Positive minimal short-form encodings (what
+ * certificates carry) are printed directly, without a BIGNUM (start-up reads one per stored
+ * certificate). */
+int torii_pki__serial_hex_der(const unsigned char *der, size_t der_len, char *buf, size_t len)
+    TORII_MUST_USE;
 
 /** Otoroshi's normalized DN ("OU=b, O=c, CN=a"; reference 1.2), malloc'd: attribute names
  * upper-cased (SN renamed SURNAME), sorted by name descending (ties keep RFC 2253 order),

@@ -19,6 +19,7 @@
  */
 #include "torii/store.h"
 
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -45,6 +46,10 @@
 #define STORE_SCHEMA_KEY       "schema_version"
 /* Room for an id escaped by torii_log_escape (truncated for long ids). */
 #define STORE_ESC_LEN 160
+/* A foreach hands back its mapped pages every STORE_DROP_EVERY bytes read, and at the end
+ * when it read at least STORE_DROP_MIN (see store_map_drop). */
+#define STORE_DROP_EVERY ((size_t)32 << 20)
+#define STORE_DROP_MIN   ((size_t)8 << 20)
 
 struct store_watcher {
     torii_store_watch_cb cb;
@@ -901,6 +906,53 @@ out:
     return rc;
 }
 
+/* The part of the map a scan has read: [lo, hi). */
+struct store_span {
+    uintptr_t lo;
+    uintptr_t hi;
+};
+
+static void store_span_add(struct store_span *sp, const void *p, size_t len)
+{
+    uintptr_t a = (uintptr_t)p;
+
+    if (sp->hi == 0 || a < sp->lo) {
+        sp->lo = a;
+    }
+    if (a + len > sp->hi) {
+        sp->hi = a + len;
+    }
+}
+
+/* Reading maps the file's pages into this process, and they stay mapped (counted in its RSS)
+ * until something unmaps them: a scan of a large store, such as the start-up loads (every
+ * record, twice: the certificate table and the PKI view, which keep their own copies of what
+ * they need), would leave the whole file resident, ~4 KB a certificate. The map is read-only
+ * and shared (no MDB_WRITEMAP), so MADV_DONTNEED only drops this process's page-table
+ * entries: the data stays in the page cache and the next access maps it back (fault-around
+ * maps 16 pages at a time); pointers into the map stay valid. What a read-only txn returns
+ * always points into the map (mdb_page_get), so the span of the records read, rounded out to
+ * pages, is map and nothing else. Caller holds a read hold, so the map is not being replaced. */
+static void store_map_drop(struct torii_store *st, struct store_span *sp)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    unsigned flags = 0;
+    uintptr_t lo;
+    uintptr_t hi;
+
+    if (sp->hi == 0 || page == 0 || (page & (page - 1)) != 0
+        || mdb_env_get_flags(st->env, &flags) != 0 || (flags & MDB_WRITEMAP) != 0) {
+        return;
+    }
+    lo = sp->lo & ~(page - 1);
+    hi = (sp->hi + page - 1) & ~(page - 1);
+    if (madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0) {
+        torii_log_errno(TORII_LOG_DEBUG, "store: madvise failed");
+    }
+    sp->lo = 0;
+    sp->hi = 0;
+}
+
 int torii_store_foreach(struct torii_store *st, enum torii_store_bucket b, torii_store_iter_cb cb,
                         void *arg)
 {
@@ -910,6 +962,9 @@ int torii_store_foreach(struct torii_store *st, enum torii_store_bucket b, torii
     MDB_val key;
     MDB_val data;
     MDB_cursor_op op = MDB_FIRST;
+    struct store_span span = {0, 0};
+    size_t read = 0;
+    size_t since_drop = 0;
     int mrc;
 
     TORII_ENSURE(st != NULL && cb != NULL && store_bucket_ok(b), TORII_EINVAL);
@@ -936,9 +991,20 @@ int torii_store_foreach(struct torii_store *st, enum torii_store_bucket b, torii
             rc = TORII_ESTORE;
             goto out;
         }
+        store_span_add(&span, key.mv_data, key.mv_size);
+        store_span_add(&span, data.mv_data, data.mv_size);
         TORII_TRY(cb(&rec, arg));
+        read += key.mv_size + data.mv_size;
+        since_drop += key.mv_size + data.mv_size;
+        if (since_drop >= STORE_DROP_EVERY) {
+            store_map_drop(st, &span);
+            since_drop = 0;
+        }
     }
 out:
+    if (read >= STORE_DROP_MIN) {
+        store_map_drop(st, &span);
+    }
     mdb_cursor_close(cur);
     if (txn != NULL) {
         mdb_txn_abort(txn);

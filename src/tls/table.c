@@ -40,6 +40,8 @@
 #include "torii/metrics.h"
 #include "torii/pki.h"
 
+#define TABLE_MIN_BUCKETS 64
+
 #if defined(__SANITIZE_THREAD__)
 #define TABLE_TSAN 1
 #elif defined(__has_feature)
@@ -134,6 +136,13 @@ struct torii_table {
     pthread_mutex_t lock; /* serializes writers */
     atomic_size_t count;
     uint64_t seed;
+    /* Writer side (t->lock): nodes in names and serials, and the bucket counts each table was
+     * last grown to by table_fit (ids: count). */
+    size_t n_names;
+    size_t n_serials;
+    unsigned long names_size;
+    unsigned long ids_size;
+    unsigned long serials_size;
 };
 
 struct lookup_key {
@@ -626,6 +635,7 @@ static void writer_leave(int temporary)
 static void key_apply(struct torii_table *t, struct cds_lfht *ht, struct torii_slice name,
                       const struct torii_tls_cert *gone, struct torii_tls_cert *added)
 {
+    size_t *nodes = ht == t->names ? &t->n_names : &t->n_serials;
     struct lookup_key k = {name.ptr, name.len, table_hash(t, name.ptr, name.len)};
     struct cds_lfht_iter iter;
     struct name_node *old = NULL;
@@ -644,6 +654,7 @@ static void key_apply(struct torii_table *t, struct cds_lfht *ht, struct torii_s
         if (old != NULL) {
             TORII_ASSERT(cds_lfht_del(ht, &old->ht) == 0);
             defer_free(&old->rcu, name_node_free_cb);
+            (*nodes)--;
         }
         return;
     }
@@ -665,6 +676,7 @@ static void key_apply(struct torii_table *t, struct cds_lfht *ht, struct torii_s
         defer_free(&old->rcu, name_node_free_cb);
     } else {
         cds_lfht_add(ht, k.hash, &node->ht);
+        (*nodes)++;
     }
 }
 
@@ -750,6 +762,31 @@ static void id_apply(struct torii_table *t, const struct lookup_key *k, struct c
     }
 }
 
+/* liburcu grows a table lazily: from its call_rcu thread, and only once chains average 8
+ * nodes. A bulk load (start-up: 100,000 certificates in a few hundred ms) outruns that, and
+ * when the call_rcu thread is short of CPU the lookups walk chains of thousands (start-up
+ * took 0.4 s to 10 s for the same store). So the writer grows each table itself, at once,
+ * to at least one bucket per two nodes; shrinking stays liburcu's (lazy, on deletes). Called
+ * under t->lock, registered, outside any read-side section (cds_lfht_resize's rules). */
+static void table_fit(struct cds_lfht *ht, size_t nodes, unsigned long *size)
+{
+    unsigned long want = *size;
+
+    if (nodes < want / 8 && want > TABLE_MIN_BUCKETS) {
+        /* Far below the mark (liburcu may have shrunk it): lower the mark, grow again later. */
+        want /= 2;
+    }
+    *size = want;
+    if (nodes <= 2 * want) {
+        return;
+    }
+    while (2 * want < nodes) {
+        want *= 2;
+    }
+    cds_lfht_resize(ht, want);
+    *size = want;
+}
+
 int torii_table_update(struct torii_table *t, const char *id, const unsigned char *rec,
                        size_t rec_len, struct torii_errbuf *eb)
 {
@@ -783,6 +820,9 @@ int torii_table_update(struct torii_table *t, const char *id, const unsigned cha
     id_apply(t, &k, &iter, old, nc);
     nc = NULL; /* the id node holds our reference now */
     rcu_read_unlock();
+    table_fit(t->names, t->n_names, &t->names_size);
+    table_fit(t->ids, atomic_load_explicit(&t->count, memory_order_relaxed), &t->ids_size);
+    table_fit(t->serials, t->n_serials, &t->serials_size);
     TORII_ASSERT(pthread_mutex_unlock(&t->lock) == 0);
     writer_leave(temporary);
 out:
@@ -998,9 +1038,12 @@ int torii_table_new(struct torii_table **out)
     atomic_init(&t->count, 0);
     TORII_ENSURE(pthread_mutex_init(&t->lock, NULL) == 0, TORII_ENOMEM);
     TORII_TRY(torii_rand_bytes(&t->seed, sizeof(t->seed)));
-    t->names = cds_lfht_new(64, 64, 0, flags, NULL);
-    t->ids = cds_lfht_new(64, 64, 0, flags, NULL);
-    t->serials = cds_lfht_new(64, 64, 0, flags, NULL);
+    t->names = cds_lfht_new(TABLE_MIN_BUCKETS, TABLE_MIN_BUCKETS, 0, flags, NULL);
+    t->ids = cds_lfht_new(TABLE_MIN_BUCKETS, TABLE_MIN_BUCKETS, 0, flags, NULL);
+    t->serials = cds_lfht_new(TABLE_MIN_BUCKETS, TABLE_MIN_BUCKETS, 0, flags, NULL);
+    t->names_size = TABLE_MIN_BUCKETS;
+    t->ids_size = TABLE_MIN_BUCKETS;
+    t->serials_size = TABLE_MIN_BUCKETS;
     TORII_ENSURE(t->names != NULL && t->ids != NULL && t->serials != NULL, TORII_ENOMEM);
     *out = t;
     t = NULL;

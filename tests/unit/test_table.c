@@ -942,6 +942,45 @@ static void test_tls_cert_first_use_parse_is_counted_once(void **state)
     torii_tls_cert_unref(c);
 }
 
+/* Thousands of certificates in one go (a start-up load), then most of them removed and the
+ * table refilled: every name and id stays reachable while the tables grow (writer-driven
+ * cds_lfht_resize) and shrink. */
+static void test_table_bulk_load_grows_and_shrinks(void **state)
+{
+    struct torii_table *t = *state;
+    enum { N = 800 };
+    char name[64];
+    char id[32];
+
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) {
+            (void)snprintf(name, sizeof(name), "h%d.bulk.test", i);
+            (void)snprintf(id, sizeof(id), "bulk-%d", i);
+            put_names(t, id, EVP_PKEY_EC, name, NULL);
+        }
+        assert_int_equal(torii_table_size(t), N);
+        for (int i = 0; i < N; i++) {
+            (void)snprintf(name, sizeof(name), "h%d.bulk.test", i);
+            (void)snprintf(id, sizeof(id), "bulk-%d", i);
+            assert_string_equal(sel(t, name, 1, 1, NULL), id);
+        }
+        for (int i = 0; i < N - 10; i++) {
+            (void)snprintf(id, sizeof(id), "bulk-%d", i);
+            del(t, id);
+        }
+        assert_int_equal(torii_table_size(t), 10);
+        for (int i = 0; i < N; i++) {
+            (void)snprintf(name, sizeof(name), "h%d.bulk.test", i);
+            (void)snprintf(id, sizeof(id), "bulk-%d", i);
+            if (i < N - 10) {
+                assert_null(sel(t, name, 1, 1, NULL));
+            } else {
+                assert_string_equal(sel(t, name, 1, 1, NULL), id);
+            }
+        }
+    }
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, table_setup, table_teardown)
@@ -967,6 +1006,7 @@ int main(void)
         T(test_tls_cert_get_parses_once_under_race),
         T(test_tls_cert_first_use_parse_is_counted_once),
         T(test_table_concurrent_readers_and_writer),
+        T(test_table_bulk_load_grows_and_shrinks),
     };
 #undef T
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
