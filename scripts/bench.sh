@@ -410,12 +410,17 @@ for name in "${PROXIES[@]}"; do
   # Warm-up: every name once, so the random-SNI rounds measure the steady state.
   taskset -c 1 $HSLOAD -p "$SPORT" -n "$NCERTS" -t 120 -q -S 'h%d.bench.test' -r "$NCERTS" -w >/dev/null
   R[$name.many.rss_warm]=$(rss_kb "$SPID")
-  cpus=(); rates=()
+  # Random SNI, interleaved with rounds on one name of the same process: the pair compares
+  # the cost of choosing among N certificates, the rest of the process being the same.
+  cpus=(); rates=(); fixed=()
   for _ in $(seq 1 "$ROUNDS"); do
     read -r cpu rate < <(measure "$SPID" "$SPORT" -S 'h%d.bench.test' -r "$NCERTS")
     cpus+=("$cpu"); rates+=("$rate")
+    read -r cpu _ < <(measure "$SPID" "$SPORT" -s h0.bench.test)
+    fixed+=("$cpu")
   done
   R[$name.many.cpu]=$(printf '%s\n' "${cpus[@]}" | median)
+  R[$name.many.fixed]=$(printf '%s\n' "${fixed[@]}" | median)
   R[$name.many.rss_end]=$(rss_kb "$SPID")
   R[$name.many.rate]=$(printf '%s\n' "${rates[@]}" | median)
   echo "   $NCERTS certs: start ${R[$name.many.start]} ms, RSS $((R[$name.many.rss] / 1024)) MB," \
@@ -453,12 +458,15 @@ if [ "$BIG" -gt 0 ]; then
     read -r "R[big.warm.ms]" "R[big.warm.cpu]" _ _ _ < <(pass torii "$SPID" "$SPORT" $((BIG - BFIRSTN)) "$BFIRSTN" "$BIG")
     taskset -c 1 $HSLOAD -p "$SPORT" -n "$WARMN" -t 120 -q -S 'h%d.bench.test' -r "$BIG" -w >/dev/null
     R[big.rss_warm]=$(rss_kb "$SPID")
-    cpus=(); rates=()
+    cpus=(); rates=(); fixed=()
     for _ in $(seq 1 "$ROUNDS"); do
       read -r cpu rate < <(measure "$SPID" "$SPORT" -S 'h%d.bench.test' -r "$WARMN")
       cpus+=("$cpu"); rates+=("$rate")
+      read -r cpu _ < <(measure "$SPID" "$SPORT" -s h0.bench.test)
+      fixed+=("$cpu")
     done
     R[big.cpu]=$(printf '%s\n' "${cpus[@]}" | median)
+    R[big.fixed]=$(printf '%s\n' "${fixed[@]}" | median)
     R[big.rate]=$(printf '%s\n' "${rates[@]}" | median)
   else
     R[big.start]="> $((BIG_WAIT * 1000))"
@@ -501,6 +509,7 @@ row "full TLS handshake + 1 request: CPU us/conn" full.cpu
 row "full handshakes/s (client-bound, higher better)" full.rate
 row "resumed handshake + 1 request: CPU us/conn" resumed.cpu
 row "$NCERTS certs, random SNI: CPU us/conn" many.cpu
+row "$NCERTS certs, one name, same process: CPU us/conn" many.fixed
 row "$NCERTS certs: start-up ms (to first handshake)" many.start
 row "$NCERTS certs: torii's own start-up figure (log), ms" many.own
 row "$NCERTS certs: RSS KB" many.rss
@@ -515,7 +524,8 @@ row "first use: server-side cert parse us, mean (torii /metrics)" parse.us
 row "first use: longest cert parse us since start (torii)" parse.max
 row "1 cert: RSS KB after start" rss_idle
 echo
-echo "torii random SNI ($NCERTS certs) vs 1 cert, CPU/conn: $(ratio "$(v torii.many.cpu)" "$(v torii.full.cpu)") (goal <= 1.05)"
+echo "torii random SNI ($NCERTS certs) vs 1 cert, CPU/conn: $(ratio "$(v torii.many.cpu)" "$(v torii.full.cpu)") (goal <= 1.05);" \
+     "vs one name in the same process, interleaved rounds: $(ratio "$(v torii.many.cpu)" "$(v torii.many.fixed)")"
 echo "torii first use of a certificate, server side: parse $(v torii.parse.us) us mean, CPU" \
      "$(v torii.first.cpu) us/conn vs $(v torii.warm.cpu) warm (goal: first handshake <= 1000 us)"
 if [ "$BIG" -gt 0 ]; then
@@ -547,6 +557,7 @@ if [ "$BIG" -gt 0 ]; then
     "$(awk -v a="$(v big.rss_settled)" -v b="$(v big.rss_warm)" -v n="$WARMN" 'BEGIN { if (a != "-" && b != "-") printf "%.1f", (b - a) / n; else print "-" }')"
   printf '  %-58s %12s\n' "random SNI over the $WARMN used names: CPU us/conn" "$(v big.cpu)"
   printf '  %-58s %12s\n' "  vs 1 cert ($(v torii.full.cpu) us; goal <= 1.05)" "$(ratio "$(v big.cpu)" "$(v torii.full.cpu)")"
+  printf '  %-58s %12s\n' "  vs one name, same process, interleaved ($(v big.fixed) us)" "$(ratio "$(v big.cpu)" "$(v big.fixed)")"
   printf '  %-58s %12s\n' "  conn/s (client-bound)" "$(v big.rate)"
 fi
 footer
