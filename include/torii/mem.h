@@ -40,4 +40,24 @@ int torii_uuid_id(const char *prefix, char *out, size_t outlen) TORII_MUST_USE;
 /** Case-insensitive ASCII compare of a slice with a C string. */
 int torii_slice_eq_ci(struct torii_slice s, const char *lit);
 
+/** A 64-bit hash of len bytes under a seed (FNV-1a, then a 64-bit finalizer so the high bits
+ * are as mixed as the low ones: split-ordered hash tables use the bit-reversed value). For
+ * hash tables with a per-table random seed; not a cryptographic hash. */
+static inline uint64_t torii_hash64(uint64_t seed, const void *p, size_t len)
+{
+    const unsigned char *s = p;
+    uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ULL;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
 #endif

@@ -178,27 +178,6 @@ static void cache_put(struct pki_cache *c, const unsigned char *key, struct pki_
     blob_unref(old);
 }
 
-/* ---- hashing ------------------------------------------------------------------------------- */
-
-/* FNV-1a over a per-state random seed, then a 64-bit finalizer: the maps index by the low
- * bits first, so every bit must depend on every input byte. */
-static uint64_t state_hash64(uint64_t seed, const void *p, size_t len)
-{
-    const unsigned char *s = p;
-    uint64_t h = 0xcbf29ce484222325ULL ^ seed;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= s[i];
-        h *= 0x100000001b3ULL;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
 /* ---- snapshot ---------------------------------------------------------------------------- */
 
 /* The CertID hashes of a CA (RFC 6960 4.1.1) for the two digests clients use. */
@@ -636,7 +615,7 @@ static void view_add(struct torii_pki_state *st, const struct pki_ent *e)
 {
     unsigned char key[STATE_HASH + TORII_PKI_SERIAL_HEX_MAX];
     size_t len = view_key(e, key);
-    uint64_t h = state_hash64(st->seed, key, len);
+    uint64_t h = torii_hash64(st->seed, key, len);
     const struct view_leaf *old =
         (const struct view_leaf *)torii_pki__pmap_get(st->view.root, h, key, len);
     struct view_val v = {
@@ -656,7 +635,7 @@ static void view_remove(struct torii_pki_state *st, const struct pki_ent *e)
 {
     unsigned char key[STATE_HASH + TORII_PKI_SERIAL_HEX_MAX];
     size_t len = view_key(e, key);
-    uint64_t h = state_hash64(st->seed, key, len);
+    uint64_t h = torii_hash64(st->seed, key, len);
     const struct view_leaf *old =
         (const struct view_leaf *)torii_pki__pmap_get(st->view.root, h, key, len);
     struct view_leaf *l;
@@ -977,7 +956,7 @@ static struct pki_ent *ent_build(struct torii_pki_state *st, const struct torii_
     e->serial_hex = e->id + rec->id_len + 1;
     memcpy(e->serial_hex, serial, slen + 1);
     e->serial_len = slen;
-    e->h = state_hash64(st->seed, e->id, e->id_len);
+    e->h = torii_hash64(st->seed, e->id, e->id_len);
     /* The bucket lines state_apply reads first: fetched while the JSON is scanned (the first
      * load is bound by cache misses on these tables). */
     __builtin_prefetch(&st->ids[e->h & st->ids_mask]);
@@ -1029,7 +1008,7 @@ static struct pki_ent *ent_build(struct torii_pki_state *st, const struct torii_
 static void state_apply(struct torii_pki_state *st, const char *id, size_t id_len,
                         struct pki_ent *ent)
 {
-    uint64_t h = ent != NULL ? ent->h : state_hash64(st->seed, id, id_len);
+    uint64_t h = ent != NULL ? ent->h : torii_hash64(st->seed, id, id_len);
     struct pki_ent **pp = state_find(st, id, id_len, h);
     struct pki_ent *old = *pp;
 
@@ -1342,7 +1321,7 @@ static const struct view_val *snap_cert_find(const struct pki_snap *s, const uns
     memcpy(key, issuer, STATE_HASH);
     memcpy(key + STATE_HASH, serial_hex, slen);
     l = (const struct view_leaf *)torii_pki__pmap_get(
-        s->certs, state_hash64(s->seed, key, STATE_HASH + slen), key, STATE_HASH + slen);
+        s->certs, torii_hash64(s->seed, key, STATE_HASH + slen), key, STATE_HASH + slen);
     return l != NULL ? view_pick(l) : NULL;
 }
 
@@ -1521,7 +1500,7 @@ int torii_pki_state_staple(struct torii_pki_state *st, const char *id, unsigned 
     if (s != NULL && id != NULL && s->staples != NULL) {
         size_t n = strlen(id);
         hit = (const struct staple_leaf *)torii_pki__pmap_get(s->staples,
-                                                              state_hash64(s->seed, id, n), id, n);
+                                                              torii_hash64(s->seed, id, n), id, n);
     }
     if (hit != NULL) {
         rc = blob_copy_out(hit->der, body, len);

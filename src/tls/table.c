@@ -160,19 +160,7 @@ static struct torii_tls_cert *cert_of(const struct torii_sni_attr *a)
 
 static unsigned long table_hash(const struct torii_table *t, const char *s, size_t len)
 {
-    /* FNV-1a over a per-table random seed, then a 64-bit finalizer (split-ordered lists use
-     * the bit-reversed hash, so the high bits must be as mixed as the low ones). */
-    uint64_t h = 0xcbf29ce484222325ULL ^ t->seed;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ULL;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return (unsigned long)h;
+    return (unsigned long)torii_hash64(t->seed, s, len);
 }
 
 /* ---- certificates ---- */
