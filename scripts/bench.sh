@@ -154,6 +154,20 @@ measure() {
     'BEGIN { printf "%.1f %.0f\n", (n > 0 ? c * 1e6 / hz / n : 0), n / t }'
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# sni_rounds N (proxy in SPID/SPORT) -> "random_cpu random_rate fixed_cpu": ROUNDS rounds of
+# random SNI over h0..h<N-1>, each followed by a round on one name in the same process (the
+# pair compares the cost of choosing among N certificates, all else being equal); medians.
+sni_rounds() {
+  local cpus=() rates=() fixed=() cpu rate
+  for _ in $(seq 1 "$ROUNDS"); do
+    read -r cpu rate < <(measure "$SPID" "$SPORT" -S 'h%d.bench.test' -r "$1")
+    cpus+=("$cpu"); rates+=("$rate")
+    read -r cpu _ < <(measure "$SPID" "$SPORT" -s h0.bench.test)
+    fixed+=("$cpu")
+  done
+  echo "$(printf '%s\n' "${cpus[@]}" | median) $(printf '%s\n' "${rates[@]}" | median)" \
+       "$(printf '%s\n' "${fixed[@]}" | median)"
+}
 # pass NAME PID PORT OFFSET COUNT RANGE: COUNT connections, names h<OFFSET>.. in order (each a
 # full handshake + one request). Prints "client_ms_per_conn proxy_cpu_us_per_conn parses
 # parse_us_mean parse_max_us": the last three from torii's /metrics (cert parses during the
@@ -410,19 +424,8 @@ for name in "${PROXIES[@]}"; do
   # Warm-up: every name once, so the random-SNI rounds measure the steady state.
   taskset -c 1 $HSLOAD -p "$SPORT" -n "$NCERTS" -t 120 -q -S 'h%d.bench.test' -r "$NCERTS" -w >/dev/null
   R[$name.many.rss_warm]=$(rss_kb "$SPID")
-  # Random SNI, interleaved with rounds on one name of the same process: the pair compares
-  # the cost of choosing among N certificates, the rest of the process being the same.
-  cpus=(); rates=(); fixed=()
-  for _ in $(seq 1 "$ROUNDS"); do
-    read -r cpu rate < <(measure "$SPID" "$SPORT" -S 'h%d.bench.test' -r "$NCERTS")
-    cpus+=("$cpu"); rates+=("$rate")
-    read -r cpu _ < <(measure "$SPID" "$SPORT" -s h0.bench.test)
-    fixed+=("$cpu")
-  done
-  R[$name.many.cpu]=$(printf '%s\n' "${cpus[@]}" | median)
-  R[$name.many.fixed]=$(printf '%s\n' "${fixed[@]}" | median)
+  read -r "R[$name.many.cpu]" "R[$name.many.rate]" "R[$name.many.fixed]" < <(sni_rounds "$NCERTS")
   R[$name.many.rss_end]=$(rss_kb "$SPID")
-  R[$name.many.rate]=$(printf '%s\n' "${rates[@]}" | median)
   echo "   $NCERTS certs: start ${R[$name.many.start]} ms, RSS $((R[$name.many.rss] / 1024)) MB," \
        "busy ${R[$name.many.busy]} s after start (${R[$name.many.busycpu]} CPU s)," \
        "random SNI ${R[$name.many.cpu]} us CPU/conn, ${R[$name.many.rate]} conn/s"
@@ -458,16 +461,7 @@ if [ "$BIG" -gt 0 ]; then
     read -r "R[big.warm.ms]" "R[big.warm.cpu]" _ _ _ < <(pass torii "$SPID" "$SPORT" $((BIG - BFIRSTN)) "$BFIRSTN" "$BIG")
     taskset -c 1 $HSLOAD -p "$SPORT" -n "$WARMN" -t 120 -q -S 'h%d.bench.test' -r "$BIG" -w >/dev/null
     R[big.rss_warm]=$(rss_kb "$SPID")
-    cpus=(); rates=(); fixed=()
-    for _ in $(seq 1 "$ROUNDS"); do
-      read -r cpu rate < <(measure "$SPID" "$SPORT" -S 'h%d.bench.test' -r "$WARMN")
-      cpus+=("$cpu"); rates+=("$rate")
-      read -r cpu _ < <(measure "$SPID" "$SPORT" -s h0.bench.test)
-      fixed+=("$cpu")
-    done
-    R[big.cpu]=$(printf '%s\n' "${cpus[@]}" | median)
-    R[big.fixed]=$(printf '%s\n' "${fixed[@]}" | median)
-    R[big.rate]=$(printf '%s\n' "${rates[@]}" | median)
+    read -r "R[big.cpu]" "R[big.rate]" "R[big.fixed]" < <(sni_rounds "$WARMN")
   else
     R[big.start]="> $((BIG_WAIT * 1000))"
     R[big.rss]=$(rss_kb "$SPID")

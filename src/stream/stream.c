@@ -216,6 +216,15 @@ size_t torii_stream_unsent(const struct torii_stream *s)
     return evbuffer_get_length(s->out) + (s->tls_out != NULL ? evbuffer_get_length(s->tls_out) : 0);
 }
 
+/* Did sending since `before` bytes were unsent bring the output down to the low-water mark?
+ * Then the owner hears WRITE. */
+static int st_drained(const struct torii_stream *s, size_t before)
+{
+    size_t now = torii_stream_unsent(s);
+
+    return now <= s->lowat && now < before;
+}
+
 /* Write buf to the socket until it is empty or the socket is full. 1 = blocked, 0 = all
  * sent, -1 = failed. A partial write means the socket is full: no second try. */
 static int st_send(struct torii_stream *s, struct evbuffer *buf)
@@ -481,8 +490,7 @@ static void st_read_cb(evutil_socket_t fd, short ev, void *arg)
         && s->rd_max && SSL_has_pending(s->ssl)) {
         event_active(s->rev, EV_READ, 1); /* stopped at ST_READ_MAX with records buffered */
     }
-    if (was_blocked && !(what & TORII_STREAM_ERROR) && torii_stream_unsent(s) <= s->lowat
-        && torii_stream_unsent(s) < before) {
+    if (was_blocked && !(what & TORII_STREAM_ERROR) && st_drained(s, before)) {
         what |= TORII_STREAM_WRITE;
     }
     if (what != 0) {
@@ -509,7 +517,7 @@ static void st_write_cb(evutil_socket_t fd, short ev, void *arg)
         s->cb(s, TORII_STREAM_ERROR, s->arg);
         return;
     }
-    if (torii_stream_unsent(s) <= s->lowat && torii_stream_unsent(s) < before) {
+    if (st_drained(s, before)) {
         s->cb(s, TORII_STREAM_WRITE, s->arg);
     }
 }
