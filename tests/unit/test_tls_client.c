@@ -605,6 +605,24 @@ static void test_resumed_handshake_issues_a_new_ticket(void **state)
     }
 }
 
+static void test_parse_versions_finds_tls13(void **state)
+{
+    const unsigned char both[] = {4, 0x03, 0x04, 0x03, 0x03};
+    const unsigned char grease_12[] = {4, 0x7a, 0x7a, 0x03, 0x03};
+    const unsigned char odd[] = {3, 0x03, 0x04, 0x03};
+    const unsigned char short_len[] = {4, 0x03, 0x04};
+    int tls13 = -1;
+
+    (void)state;
+    assert_int_equal(torii_tls_parse_versions(both, sizeof(both), &tls13), TORII_OK);
+    assert_int_equal(tls13, 1);
+    assert_int_equal(torii_tls_parse_versions(grease_12, sizeof(grease_12), &tls13), TORII_OK);
+    assert_int_equal(tls13, 0);
+    assert_int_equal(torii_tls_parse_versions(odd, sizeof(odd), &tls13), TORII_EPROTO);
+    assert_int_equal(torii_tls_parse_versions(short_len, sizeof(short_len), &tls13), TORII_EPROTO);
+    assert_int_equal(torii_tls_parse_versions(both, 1, &tls13), TORII_EPROTO);
+}
+
 static void test_client_auth_policy_without_trust_rejects_everything(void **state)
 {
     struct fx *f = *state;
@@ -872,6 +890,7 @@ int main(void)
         T(test_client_auth_trusted_ca_replaced_applies_to_next_handshake),
         T(test_client_auth_sessions_never_cross_policies),
         T(test_resumed_handshake_issues_a_new_ticket),
+        cmocka_unit_test(test_parse_versions_finds_tls13),
         T(test_client_auth_policy_without_trust_rejects_everything),
         T(test_trust_new_bad_input_and_missing_ids),
         T(test_upstream_mtls_presents_client_cert_and_follows_replacement),
