@@ -7,7 +7,8 @@
 # cannot saturate a proxy with full handshakes).
 # Metrics: keep-alive requests (CPU per request), 1 MiB responses (MB/s per core), latency at
 # a fixed rate (p50/p99), memory per idle TLS connection, full and resumed handshakes + one
-# request (CPU per connection), and with N certificates: start-up, RSS, first use of a
+# request (CPU per connection), the resumption rate of clients that use each session ticket
+# once (RFC 8446 C.4, as browsers do), and with N certificates: start-up, RSS, first use of a
 # not-yet-used certificate (client latency, proxy CPU, and torii's own parse time from its
 # /metrics) and CPU per connection with a random SNI. The backend is nginx (plain HTTP,
 # keep-alive) on CPU 1.
@@ -154,6 +155,15 @@ measure() {
     'BEGIN { printf "%.1f %.0f\n", (n > 0 ? c * 1e6 / hz / n : 0), n / t }'
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# resume_rate PORT: share of RESUME_N sequential connections that resumed, each offering the
+# newest session and using every ticket once (hsload -k -1: a session that brought no new
+# ticket is not offered again). A server that issues no ticket on resumed handshakes scores
+# about 0.5. Bounded by RESUME_N connections and 60 s.
+RESUME_N=1000
+resume_rate() {
+  taskset -c 1 $HSLOAD -p "$1" -n "$RESUME_N" -t 60 -q -s h0.bench.test -k -1 \
+    | awk '{ if ($1 > 0) printf "%.3f\n", $5 / $1; else print "n/a" }'
+}
 # sni_rounds N (proxy in SPID/SPORT) -> "random_cpu random_rate fixed_cpu": ROUNDS rounds of
 # random SNI over h0..h<N-1>, each followed by a round on one name in the same process (the
 # pair compares the cost of choosing among N certificates, all else being equal); medians.
@@ -383,6 +393,8 @@ for name in "${PROXIES[@]}"; do
     R[$name.$metric.rate]=$(printf '%s\n' "${rates[@]}" | median)
     echo "   $metric: ${R[$name.$metric.cpu]} us CPU/conn, ${R[$name.$metric.rate]} conn/s"
   done
+  R[$name.resume.rate]=$(resume_rate "$SPORT")
+  echo "   resumption rate, each ticket used once: ${R[$name.resume.rate]} of $RESUME_N connections"
   # Keep-alive small responses (100 bytes): proxy CPU us per request.
   cpus=(); rates=()
   for _ in $(seq 1 "$ROUNDS"); do
@@ -502,6 +514,7 @@ row "RSS KB per idle TLS connection (5,000 open)" idle.kb
 row "full TLS handshake + 1 request: CPU us/conn" full.cpu
 row "full handshakes/s (client-bound, higher better)" full.rate
 row "resumed handshake + 1 request: CPU us/conn" resumed.cpu
+row "resumption rate, each ticket used once (higher better)" resume.rate
 row "$NCERTS certs, random SNI: CPU us/conn" many.cpu
 row "$NCERTS certs, one name, same process: CPU us/conn" many.fixed
 row "$NCERTS certs: start-up ms (to first handshake)" many.start
@@ -520,6 +533,7 @@ row "1 cert: RSS KB after start" rss_idle
 echo
 echo "torii random SNI ($NCERTS certs) vs 1 cert, CPU/conn: $(ratio "$(v torii.many.cpu)" "$(v torii.full.cpu)") (goal <= 1.05);" \
      "vs one name in the same process, interleaved rounds: $(ratio "$(v torii.many.cpu)" "$(v torii.many.fixed)")"
+echo "torii resumption rate, clients using each ticket once: $(v torii.resume.rate) (goal >= 0.99)"
 echo "torii first use of a certificate, server side: parse $(v torii.parse.us) us mean, CPU" \
      "$(v torii.first.cpu) us/conn vs $(v torii.warm.cpu) warm (goal: first handshake <= 1000 us)"
 if [ "$BIG" -gt 0 ]; then

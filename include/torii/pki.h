@@ -73,8 +73,8 @@ int torii_cert_generate_selfsigned(const char *id, const char *const *dns_names,
 #define TORII_CERTREC_KEY_MATCHES (1u << 6) /* private key matches the leaf */
 /* The leaf's usages forbid TLS server authentication (keyUsage without digitalSignature /
  * keyEncipherment / keyAgreement, or extendedKeyUsage without serverAuth): a CA-only or
- * client-only certificate. A CA:TRUE certificate without such restrictions (what
- * `openssl req -x509` makes) stays usable. */
+ * client-only certificate. A CA:TRUE certificate is never served whatever its usages (CA
+ * flag; what `openssl req -x509` makes by default is such a certificate). */
 #define TORII_CERTREC_NOT_SERVER (1u << 7)
 
 #define TORII_CERTREC_MAX_NAMES 1024
@@ -103,6 +103,14 @@ struct torii_certrec {
 /** Build the record from an enriched entity. TORII_EINVAL if chain/key do not parse. */
 int torii_certrec_build(const json_t *entity, unsigned char **out, size_t *out_len,
                         struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** Why the certificate of an entity (its chain's leaf, its client/keypair fields) will never
+ * be chosen for a TLS handshake by SNI: *out is a new JSON array of sentences such as
+ * "not served by SNI: CA certificate (basicConstraints CA:TRUE)" (CA, key pair, client, usages
+ * without TLS server authentication), empty when none applies. Revocation, validity and the
+ * private key are not reported (they change, or are reported by `valid`). TORII_EINVAL when
+ * the chain does not parse, TORII_ENOMEM. */
+int torii_certrec_sni_warnings(const json_t *entity, json_t **out) TORII_MUST_USE;
 
 /** Decode a record (no allocation; rec is large, keep it off small stacks). Version 2
  * records (what torii_certrec_build writes) and legacy version 1 records (written before

@@ -59,6 +59,12 @@ struct torii_sni_query {
     int ecdsa_ok; /* client offered an ECDSA signature algorithm */
     int rsa_ok;   /* client offered an RSA signature algorithm (or sent none at all) */
     int64_t now_ms;
+    /* Set when the client cannot negotiate TLS 1.3 (no 0x0304 in supported_versions): the
+     * TLS 1.2 cipher suite then fixes the certificate type. 0 (TLS 1.3 offered, or unknown)
+     * leaves the choice to the signature algorithms alone and the two fields below unread. */
+    int tls12_only;
+    int suite_ecdsa; /* offered an ECDHE-ECDSA suite that the server enables */
+    int suite_rsa;   /* offered an RSA-authenticated suite (ECDHE-RSA, DHE-RSA) it enables */
 };
 
 enum torii_sni_match {
@@ -68,20 +74,24 @@ enum torii_sni_match {
 };
 
 /** Select by the rule: exact > one-label wildcard > default; usable only (has key, not
- * revoked, in validity, not CA-only/client-only/keypair), ECDSA when offered else RSA, latest
- * notAfter wins (torii_sni_pick). A level is used when it has a usable candidate. Names
- * compared case-insensitively, trailing dot ignored; a missing, empty, over-long (> 253) or
- * '*'-bearing name goes straight to the default. The default itself must be usable.
- * Lock-free and allocation-free; the caller must be a registered reader.
+ * revoked, in validity, not a CA certificate, not client-only, not a key pair), a key type
+ * the client can use (ECDSA when offered else RSA; for a TLS 1.2-only client, one its cipher
+ * suites allow), latest notAfter wins (torii_sni_pick). A level is used when it has a
+ * usable candidate. Names compared case-insensitively, trailing dot ignored; a missing,
+ * empty, over-long (> 253) or '*'-bearing name goes straight to the default. The default
+ * itself must be usable. Lock-free and allocation-free; the caller must be a registered
+ * reader.
  * Returns TORII_OK (with *out a new reference and *match, which may be NULL, set),
  * TORII_ENOTFOUND, or TORII_EINVAL when t, q or out is NULL. */
 int torii_table_select(struct torii_table *t, const struct torii_sni_query *q,
                        struct torii_tls_cert **out, enum torii_sni_match *match) TORII_MUST_USE;
 
 /** The parsed materials (parsed once, lazily, on first use; concurrent first calls agree on
- * one copy). Any out-pointer may be NULL. chain holds the certificates after the leaf (may be
- * empty), ready for SSL_use_cert_and_key. All three are borrowed while the reference is held.
- * TORII_ETLS if they do not parse (remembered: later calls fail fast). */
+ * one copy). Any out-pointer may be NULL. chain holds the certificates sent after the leaf:
+ * the record's chain without the leaf and without any self-signed (root) certificate, which
+ * the client must already trust (may be empty), ready for SSL_use_cert_and_key. All three
+ * are borrowed while the reference is held. TORII_ETLS if they do not parse (remembered:
+ * later calls fail fast). */
 int torii_tls_cert_get(struct torii_tls_cert *c, X509 **leaf, EVP_PKEY **key,
                        STACK_OF(X509) * *chain) TORII_MUST_USE;
 /** A new X509 parsed from the leaf DER (caller X509_free()s), also for certificates without a
@@ -153,12 +163,15 @@ int torii_sni_name_normalize(const char *name, size_t len, char *out) TORII_MUST
  * Returns the key length. */
 int torii_sni_wildcard_key(const char *name, size_t len, char *out) TORII_MUST_USE;
 
-/** 1 when a candidate may be served at now_ms: HAS_KEY and KEY_MATCHES set; not REVOKED, CA,
- * CLIENT or KEYPAIR; not_before <= now < not_after. 0 otherwise. */
+/** 1 when a candidate may be served at now_ms: HAS_KEY and KEY_MATCHES set; not REVOKED,
+ * NOT_SERVER, CLIENT, KEYPAIR or CA (basicConstraints CA:TRUE: a CA certificate is never an
+ * end entity, whatever its key usage); not_before <= now < not_after. 0 otherwise. */
 int torii_sni_usable(const struct torii_sni_attr *a, int64_t now_ms);
 
-/** Preference of a key type for this client: 3 ECDSA when offered, 2 RSA when offered, 1 any
- * other type, 0 a type the client did not offer. A client that offered neither ranks all 1. */
+/** Preference of a key type for this client: 0 when a TLS 1.2-only client offered no cipher
+ * suite for that type (tls12_only, suite_*); else 3 ECDSA when offered, 2 RSA when offered,
+ * 1 any other type, 0 a type the client did not offer. A client that offered neither
+ * signature type ranks all the suite-allowed types 1. */
 int torii_sni_key_rank(int key_type, const struct torii_sni_query *q);
 
 /** Index of the best candidate: usable only, then highest key rank, then latest not_after (the

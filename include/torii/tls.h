@@ -167,5 +167,9 @@ int torii_tls_parse_sni(const unsigned char *ext, size_t len, const char **name,
 /** Scan a signature_algorithms extension body for ECDSA / RSA schemes. Exposed for tests. */
 int torii_tls_parse_sigalgs(const unsigned char *ext, size_t len, int *ecdsa_ok, int *rsa_ok)
     TORII_MUST_USE;
+/** Scan a ClientHello supported_versions extension body (RFC 8446 4.2.1: u8 length, then
+ * u16 versions) for TLS 1.3 (0x0304): *tls13 = 1 when listed, else 0. TORII_EPROTO on
+ * malformed input (odd or inconsistent length, empty list). Exposed for tests. */
+int torii_tls_parse_versions(const unsigned char *ext, size_t len, int *tls13) TORII_MUST_USE;
 
 #endif

@@ -570,6 +570,26 @@ static void certs_list_reply(struct torii_admin_ctx *ctx, const struct admin_req
     admin_reply_header(reply, "X-Page-Size", num);
 }
 
+/* A saved certificate that SNI will never select (a CA, a key pair, ...): say why in the
+ * response ("warnings", response-only: dropped when sent back) and in the log. */
+static void certs_add_warnings(json_t *entity)
+{
+    json_t *w = NULL;
+    size_t i;
+    json_t *v;
+    const char *id = json_string_value(json_object_get(entity, "id"));
+
+    if (id == NULL || torii_certrec_sni_warnings(entity, &w) != TORII_OK
+        || json_array_size(w) == 0) {
+        json_decref(w);
+        return;
+    }
+    json_array_foreach (w, i, v) {
+        certs_log_write(json_string_value(v), id);
+    }
+    (void)json_object_set_new(entity, "warnings", w);
+}
+
 /* POST / (id NULL: create, 201) and PUT /:id (replace, 200): a JSON entity body. */
 static void certs_save_reply(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                              const char *id, const struct admin_req_query *q,
@@ -594,6 +614,7 @@ static void certs_save_reply(struct torii_admin_ctx *ctx, const struct torii_htt
         certs_reply_rc(reply, rc, &eb);
         return;
     }
+    certs_add_warnings(entity);
     certs_reply_json(reply, id == NULL ? 201 : 200, entity);
 }
 

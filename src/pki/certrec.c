@@ -264,6 +264,80 @@ static int pki_rec_identity(X509 *leaf, unsigned char ih[TORII_CERTREC_ISSUER_HA
     return TORII_OK;
 }
 
+/* The flags that the entity's role fields and the leaf's extensions decide (no key, no
+ * dates): REVOKED, CLIENT, KEYPAIR, CA, SELF_SIGNED, NOT_SERVER. */
+static uint32_t pki_rec_role_flags(const json_t *entity, X509 *leaf)
+{
+    uint32_t flags = 0;
+
+    if (json_is_true(json_object_get(entity, "revoked"))) {
+        flags |= TORII_CERTREC_REVOKED;
+    }
+    if (json_is_true(json_object_get(entity, "client"))) {
+        flags |= TORII_CERTREC_CLIENT;
+    }
+    if (json_is_true(json_object_get(entity, "keypair"))) {
+        flags |= TORII_CERTREC_KEYPAIR;
+    }
+    if ((X509_get_extension_flags(leaf) & EXFLAG_CA) != 0) {
+        flags |= TORII_CERTREC_CA;
+    }
+    if (torii_pki__self_signed(leaf)) {
+        flags |= TORII_CERTREC_SELF_SIGNED;
+    }
+    if (X509_check_purpose(leaf, X509_PURPOSE_SSL_SERVER, 0) != 1) {
+        flags |= TORII_CERTREC_NOT_SERVER;
+    }
+    ERR_clear_error();
+    return flags;
+}
+
+/* One reason per role that keeps a certificate out of SNI selection (torii_sni_usable). */
+static int pki_rec_add_warnings(json_t *arr, uint32_t flags)
+{
+    static const struct {
+        uint32_t flag;
+        const char *text;
+    } why[] = {
+        {TORII_CERTREC_CA, "not served by SNI: CA certificate (basicConstraints CA:TRUE)"},
+        {TORII_CERTREC_KEYPAIR, "not served by SNI: key pair entity (keypair: true)"},
+        {TORII_CERTREC_CLIENT, "not served by SNI: client certificate (client: true)"},
+        {TORII_CERTREC_NOT_SERVER, "not served by SNI: its key usage or extended key usage "
+                                   "does not allow TLS server authentication"},
+    };
+
+    for (size_t i = 0; i < sizeof(why) / sizeof(why[0]); i++) {
+        /* A CA's key usage (keyCertSign) says nothing more than CA:TRUE already did. */
+        if ((flags & why[i].flag) == 0
+            || (why[i].flag == TORII_CERTREC_NOT_SERVER && (flags & TORII_CERTREC_CA) != 0)) {
+            continue;
+        }
+        if (json_array_append_new(arr, json_string(why[i].text)) != 0) {
+            return TORII_ENOMEM;
+        }
+    }
+    return TORII_OK;
+}
+
+int torii_certrec_sni_warnings(const json_t *entity, json_t **out)
+{
+    int rc = TORII_OK;
+    STACK_OF(X509) *chain = NULL;
+    json_t *arr = json_array();
+
+    TORII_ENSURE(arr != NULL, TORII_ENOMEM);
+    TORII_ENSURE(json_is_object(entity) && out != NULL, TORII_EINVAL);
+    TORII_TRY(torii_pki__chain_parse(pki_json_str(entity, "chain"), &chain, NULL));
+    TORII_TRY(pki_rec_add_warnings(arr, pki_rec_role_flags(entity, sk_X509_value(chain, 0))));
+    *out = arr;
+    arr = NULL;
+out:
+    json_decref(arr);
+    sk_X509_pop_free(chain, X509_free);
+    ERR_clear_error();
+    return rc;
+}
+
 int torii_certrec_build(const json_t *entity, unsigned char **out, size_t *out_len,
                         struct torii_errbuf *eb)
 {
@@ -323,24 +397,7 @@ int torii_certrec_build(const json_t *entity, unsigned char **out, size_t *out_l
         total += (size_t)key_der_len;
     }
     total += 4;
-    if (json_is_true(json_object_get(entity, "revoked"))) {
-        flags |= TORII_CERTREC_REVOKED;
-    }
-    if (json_is_true(json_object_get(entity, "client"))) {
-        flags |= TORII_CERTREC_CLIENT;
-    }
-    if (json_is_true(json_object_get(entity, "keypair"))) {
-        flags |= TORII_CERTREC_KEYPAIR;
-    }
-    if ((X509_get_extension_flags(leaf) & EXFLAG_CA) != 0) {
-        flags |= TORII_CERTREC_CA;
-    }
-    if (torii_pki__self_signed(leaf)) {
-        flags |= TORII_CERTREC_SELF_SIGNED;
-    }
-    if (X509_check_purpose(leaf, X509_PURPOSE_SSL_SERVER, 0) != 1) {
-        flags |= TORII_CERTREC_NOT_SERVER;
-    }
+    flags |= pki_rec_role_flags(entity, leaf);
     TORII_ENSURE(torii_pki__time_ms(X509_get0_notBefore(leaf), &nb) == TORII_OK
                      && torii_pki__time_ms(X509_get0_notAfter(leaf), &na) == TORII_OK,
                  torii_errf(eb, TORII_EINVAL, "certrec: leaf validity dates do not convert"));

@@ -31,7 +31,7 @@ enum pki_ftype {
     PKI_F_STR_ARRAY,
     PKI_F_STR_MAP,
     PKI_F_LOC,
-    PKI_F_OUTPUT, /* certType: accepted on input, dropped by normalize */
+    PKI_F_OUTPUT, /* certType, warnings: accepted on input, dropped by normalize */
 };
 
 struct pki_field {
@@ -63,6 +63,7 @@ static const struct pki_field pki_fields[] = {
     {"keypair", PKI_F_BOOL},
     {"sans", PKI_F_STR_ARRAY},
     {"certType", PKI_F_OUTPUT},
+    {"warnings", PKI_F_OUTPUT}, /* of POST/PUT responses only: never stored */
     {"password", PKI_F_STR_OR_NULL},
     {"metadata", PKI_F_STR_MAP},
     {"tags", PKI_F_STR_ARRAY},
@@ -261,6 +262,7 @@ int torii_cert_normalize(json_t *entity, struct torii_errbuf *eb)
     }
 
     (void)json_object_del(entity, "certType");
+    (void)json_object_del(entity, "warnings");
     /* null means absent for non-nullable fields */
     for (i = 0; i < PKI_N_FIELDS; i++) {
         const struct pki_field *f = &pki_fields[i];

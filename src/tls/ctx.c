@@ -167,6 +167,90 @@ int torii_tls_parse_sigalgs(const unsigned char *ext, size_t len, int *ecdsa_ok,
     return TORII_OK;
 }
 
+int torii_tls_parse_versions(const unsigned char *ext, size_t len, int *tls13)
+{
+    *tls13 = 0;
+    if (len < 3 || (size_t)ext[0] != len - 1 || (ext[0] & 1) != 0) {
+        return TORII_EPROTO;
+    }
+    for (size_t i = 1; i + 1 < len; i += 2) {
+        if (ext[i] == 0x03 && ext[i + 1] == 0x04) {
+            *tls13 = 1;
+        }
+    }
+    return TORII_OK;
+}
+
+/* An offered suite counts only when this listener enables it (the TLS 1.3 suites and the
+ * TLS 1.2 list above): it could otherwise never be negotiated. */
+static int tls_suite_enabled(const STACK_OF(SSL_CIPHER) * enabled, const SSL_CIPHER *c)
+{
+    uint32_t id = SSL_CIPHER_get_id(c);
+
+    for (int i = 0; i < sk_SSL_CIPHER_num(enabled); i++) {
+        if (SSL_CIPHER_get_id(sk_SSL_CIPHER_value(enabled, i)) == id) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A client without TLS 1.3 gets the certificate type of a TLS 1.2 suite it offered (ECDSA or
+ * RSA authentication): read supported_versions and the cipher suites, allocation-free.
+ * TORII_EPROTO when supported_versions is malformed. */
+static int tls_hello_suites(SSL *ssl, struct torii_sni_query *q)
+{
+    const unsigned char *ext;
+    size_t ext_len;
+    int tls13 = 0;
+
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &ext, &ext_len) == 1
+        && torii_tls_parse_versions(ext, ext_len, &tls13) != TORII_OK) {
+        return TORII_EPROTO;
+    }
+    /* An SSLv2-format hello lists 3-byte suites: leave the choice to the signature rule. */
+    if (tls13 || SSL_client_hello_isv2(ssl)) {
+        return TORII_OK;
+    }
+    const STACK_OF(SSL_CIPHER) *enabled = SSL_get_ciphers(ssl);
+    size_t n = SSL_client_hello_get0_ciphers(ssl, &ext);
+    q->tls12_only = 1;
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        const SSL_CIPHER *c = SSL_CIPHER_find(ssl, ext + i);
+        if (c == NULL || !tls_suite_enabled(enabled, c)) {
+            continue;
+        }
+        int auth = SSL_CIPHER_get_auth_nid(c);
+        q->suite_ecdsa |= auth == NID_auth_ecdsa;
+        q->suite_rsa |= auth == NID_auth_rsa;
+    }
+    return TORII_OK;
+}
+
+/* What the client offered, from its ClientHello: SNI, signature algorithms, and for a
+ * TLS 1.2-only client the suites' certificate types. TORII_EPROTO when an extension is
+ * malformed (the handshake then fails with decode_error). */
+static int tls_hello_query(SSL *ssl, struct torii_sni_query *q)
+{
+    const unsigned char *ext;
+    size_t ext_len;
+
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1
+        && torii_tls_parse_sni(ext, ext_len, &q->name, &q->name_len) != TORII_OK) {
+        return TORII_EPROTO;
+    }
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_signature_algorithms, &ext, &ext_len) == 1) {
+        if (torii_tls_parse_sigalgs(ext, ext_len, &q->ecdsa_ok, &q->rsa_ok) != TORII_OK) {
+            return TORII_EPROTO;
+        }
+    } else {
+        /* TLS 1.2 without the extension: RFC 5246 7.4.1.4.1 defaults allow both. */
+        q->ecdsa_ok = 1;
+        q->rsa_ok = 1;
+    }
+    return tls_hello_suites(ssl, q);
+}
+
 static int tls_client_hello_select(SSL *ssl, int *al, void *arg)
 {
     struct torii_tls_ctx *tc = arg;
@@ -176,27 +260,13 @@ static int tls_client_hello_select(SSL *ssl, int *al, void *arg)
     struct torii_sni_query q = {0};
     struct torii_tls_cert *cert = NULL;
     enum torii_sni_match match = TORII_SNI_DEFAULT;
-    const unsigned char *ext;
-    size_t ext_len;
     X509 *leaf;
     EVP_PKEY *key;
     STACK_OF(X509) * chain;
 
-    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1) {
-        if (torii_tls_parse_sni(ext, ext_len, &q.name, &q.name_len) != TORII_OK) {
-            *al = SSL_AD_DECODE_ERROR;
-            return SSL_CLIENT_HELLO_ERROR;
-        }
-    }
-    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_signature_algorithms, &ext, &ext_len) == 1) {
-        if (torii_tls_parse_sigalgs(ext, ext_len, &q.ecdsa_ok, &q.rsa_ok) != TORII_OK) {
-            *al = SSL_AD_DECODE_ERROR;
-            return SSL_CLIENT_HELLO_ERROR;
-        }
-    } else {
-        /* TLS 1.2 without the extension: RFC 5246 7.4.1.4.1 defaults allow both. */
-        q.ecdsa_ok = 1;
-        q.rsa_ok = 1;
+    if (tls_hello_query(ssl, &q) != TORII_OK) {
+        *al = SSL_AD_DECODE_ERROR;
+        return SSL_CLIENT_HELLO_ERROR;
     }
     q.now_ms = torii_clock_now_ms();
     if (torii_table_select(tc->table, &q, &cert, &match) != TORII_OK) {
@@ -291,7 +361,11 @@ static int tls_ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char
         if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1) {
             goto out;
         }
-        rc = slot == 0 ? 1 : 2; /* 2: valid, but issue a new ticket under the current key */
+        /* 2: valid, and issue a new ticket. TLS 1.3 clients use a ticket once (RFC 8446
+         * C.4), so a resumed TLS 1.3 handshake always gets a fresh one, or the client's next
+         * connection would be a full handshake; TLS 1.2 only when the key is the previous one
+         * (re-encrypted under the current key). */
+        rc = slot == 0 && SSL_version(ssl) < TLS1_3_VERSION ? 1 : 2;
     }
 out:
     (void)pthread_rwlock_unlock(&tc->tk_lock);

@@ -62,8 +62,11 @@ int torii_sni_wildcard_key(const char *name, size_t len, char *out)
 int torii_sni_usable(const struct torii_sni_attr *a, int64_t now_ms)
 {
     const uint32_t need = TORII_CERTREC_HAS_KEY | TORII_CERTREC_KEY_MATCHES;
+    /* A CA certificate is an issuer or a trust anchor, never an end entity: browsers refuse
+     * one served for a host (Firefox: CA_CERT_USED_AS_END_ENTITY), and the reference product
+     * leaves CA and key-pair entities out of SNI selection. */
     const uint32_t veto = TORII_CERTREC_REVOKED | TORII_CERTREC_NOT_SERVER | TORII_CERTREC_CLIENT
-                          | TORII_CERTREC_KEYPAIR;
+                          | TORII_CERTREC_KEYPAIR | TORII_CERTREC_CA;
 
     if (a == NULL) {
         return 0;
@@ -74,8 +77,31 @@ int torii_sni_usable(const struct torii_sni_attr *a, int64_t now_ms)
     return a->not_before_ms <= now_ms && now_ms < a->not_after_ms;
 }
 
+/* TLS 1.2 only: the negotiated cipher suite names the certificate type (RFC 5246 7.4.2), so a
+ * type that no offered suite can authenticate with is of no use, whatever the sigalgs say. */
+static int sni_suite_allows(int key_type, const struct torii_sni_query *q)
+{
+    if (!q->tls12_only) {
+        return 1;
+    }
+    switch (key_type) {
+    case EVP_PKEY_EC:
+    case EVP_PKEY_ED25519:
+    case EVP_PKEY_ED448:
+        return q->suite_ecdsa; /* ECDHE-ECDSA suites carry EdDSA too (RFC 8422 5.1.1) */
+    case EVP_PKEY_RSA:
+    case EVP_PKEY_RSA_PSS:
+        return q->suite_rsa;
+    default:
+        return 1;
+    }
+}
+
 int torii_sni_key_rank(int key_type, const struct torii_sni_query *q)
 {
+    if (!sni_suite_allows(key_type, q)) {
+        return 0;
+    }
     if (!q->ecdsa_ok && !q->rsa_ok) {
         return 1;
     }

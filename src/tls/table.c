@@ -240,6 +240,10 @@ static int x509_from_der(struct torii_slice der, X509 **out)
     return TORII_OK;
 }
 
+/* The certificates sent after the leaf: the record's chain minus any self-signed one. A
+ * self-signed certificate is a trust anchor the client must already hold (RFC 8446 4.4.2,
+ * RFC 5246 7.4.2 let the server omit it); sending it costs bytes on every handshake. Built
+ * once per certificate (parse time); the stored chain is unchanged. */
 static int chain_from_der(const struct torii_tls_cert *c, STACK_OF(X509) * *out)
 {
     int rc = TORII_OK;
@@ -249,6 +253,11 @@ static int chain_from_der(const struct torii_tls_cert *c, STACK_OF(X509) * *out)
     TORII_ENSURE(sk != NULL, TORII_ENOMEM);
     for (uint32_t i = 1; i < c->n_chain; i++) {
         TORII_TRY(x509_from_der(c->chain[i], &x));
+        if (X509_self_signed(x, 1) == 1) {
+            X509_free(x);
+            x = NULL;
+            continue;
+        }
         TORII_ENSURE(sk_X509_push(sk, x) > 0, TORII_ENOMEM);
         x = NULL;
     }

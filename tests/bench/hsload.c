@@ -2,9 +2,13 @@
  * full handshake (or a resumed one with -k), one HTTP/1.1 request, read the response, close.
  * Bounded by a connection count and a time limit. Loopback targets only.
  * usage: torii-hsload -p PORT [-h 127.0.0.1] [-n COUNT] [-t SECONDS] [-s SNI|-S FMT -r RANGE]
- *                     [-k] [-w] [-o OFFSET] [-q]
+ *                     [-k [-1]] [-w] [-o OFFSET] [-q]
+ *   -k offers the newest session on each connection; with -1 each ticket is used once (RFC
+ *   8446 C.4, as browsers do): a session that brought no new ticket is not offered again, so
+ *   resumed/connections is the server's resumption rate for such clients.
  *   -S "h%d.bench.test" -r 10000: random SNI per connection; with -w the names are taken in
- *   order from OFFSET (warm-up / first-use passes). Prints the mean connection time too. */
+ *   order from OFFSET (warm-up / first-use passes). Prints the mean connection time too; -q
+ *   prints "connections errors seconds mean_conn_ms resumed". */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -53,6 +57,19 @@ static int hs_connect(const char *host, int port)
     return fd;
 }
 
+/* 1 when both sessions carry the same ticket (or neither has one). */
+static int hs_same_ticket(const SSL_SESSION *a, const SSL_SESSION *b)
+{
+    const unsigned char *ta = NULL;
+    const unsigned char *tb = NULL;
+    size_t la = 0;
+    size_t lb = 0;
+
+    SSL_SESSION_get0_ticket(a, &ta, &la);
+    SSL_SESSION_get0_ticket(b, &tb, &lb);
+    return la == lb && (la == 0 || memcmp(ta, tb, la) == 0);
+}
+
 int main(int argc, char **argv)
 {
     const char *host = "127.0.0.1";
@@ -63,6 +80,7 @@ int main(int argc, char **argv)
     long range = 1;
     double limit = 10.0;
     int resume = 0;
+    int once = 0;
     int quiet = 0;
     int seq = 0;
     long offset = 0;
@@ -76,7 +94,7 @@ int main(int argc, char **argv)
     double el;
     int opt;
 
-    while ((opt = getopt(argc, argv, "h:p:n:t:s:S:r:kqwo:")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:n:t:s:S:r:k1qwo:")) != -1) {
         switch (opt) {
         case 'h':
             host = optarg;
@@ -102,6 +120,9 @@ int main(int argc, char **argv)
         case 'k':
             resume = 1;
             break;
+        case '1':
+            once = 1;
+            break;
         case 'q':
             quiet = 1;
             break;
@@ -112,7 +133,8 @@ int main(int argc, char **argv)
             offset = atol(optarg);
             break;
         default:
-            (void)fprintf(stderr, "usage: %s -p PORT [-n N] [-t S] [-s SNI|-S FMT -r N] [-k]\n",
+            (void)fprintf(stderr,
+                          "usage: %s -p PORT [-n N] [-t S] [-s SNI|-S FMT -r N] [-k [-1]]\n",
                           argv[0]);
             return 2;
         }
@@ -194,7 +216,11 @@ int main(int argc, char **argv)
         }
         if (resume) {
             SSL_SESSION *s = SSL_get1_session(ssl);
-            if (s != NULL) {
+            if (once && s != NULL && sess != NULL && hs_same_ticket(s, sess)) {
+                SSL_SESSION_free(s); /* no new ticket: the used one is not offered again */
+                s = NULL;
+            }
+            if (s != NULL || once) {
                 SSL_SESSION_free(sess);
                 sess = s;
             }
@@ -212,8 +238,8 @@ int main(int argc, char **argv)
                      done, errors, resumed, el, (double)done / el,
                      done ? total_conn_s * 1000.0 / (double)done : 0.0);
     } else {
-        (void)printf("%ld %ld %.3f %.3f\n", done, errors, el,
-                     done ? total_conn_s * 1000.0 / (double)done : 0.0);
+        (void)printf("%ld %ld %.3f %.3f %ld\n", done, errors, el,
+                     done ? total_conn_s * 1000.0 / (double)done : 0.0, resumed);
     }
     SSL_SESSION_free(sess);
     SSL_CTX_free(ctx);

@@ -106,7 +106,8 @@ served() {
 }
 
 # Make a certificate: mkcert NAME KEYTYPE(ec|rsa) DAYS SANS [ISSUER_PREFIX]
-# -> $T_TMP/NAME.crt, NAME.key
+# -> $T_TMP/NAME.crt, NAME.key. A leaf (CA:FALSE, EKU serverAuth): `openssl req -x509` alone
+# makes a CA:TRUE certificate, which torii never serves.
 mkcert() {
   local name=$1 kt=$2 days=$3 sans=$4 issuer=${5:-}
   local key="$T_TMP/$name.key" crt="$T_TMP/$name.crt"
@@ -117,7 +118,8 @@ mkcert() {
   fi
   if [ -z "$issuer" ]; then
     openssl req -x509 -new -key "$key" -out "$crt" -days "$days" -subj "/CN=${sans%%,*}" \
-      -addext "subjectAltName=$(echo "$sans" | sed 's/\([^,]*\)/DNS:\1/g')" 2>/dev/null
+      -addext "subjectAltName=$(echo "$sans" | sed 's/\([^,]*\)/DNS:\1/g')" \
+      -addext basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=serverAuth 2>/dev/null
   else
     openssl req -new -key "$key" -subj "/CN=${sans%%,*}" -out "$T_TMP/$name.csr" 2>/dev/null
     printf 'subjectAltName=%s\n' "$(echo "$sans" | sed 's/\([^,]*\)/DNS:\1/g')" > "$T_TMP/$name.ext"

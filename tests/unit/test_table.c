@@ -39,11 +39,30 @@ struct spec {
     int64_t na_s;            /* not_after offset from now; 0 = +365 d */
     int key_type;            /* EVP_PKEY_EC (default) or EVP_PKEY_RSA */
     int is_ca;               /* CA:TRUE */
+    int ca_signs;            /* with is_ca: keyUsage digitalSignature + keyCertSign, no EKU */
     int client;              /* entity "client": true */
     int revoked;             /* entity "revoked": true */
     int keypair;             /* entity "keypair": true */
     int no_key;              /* entity without privateKey */
 };
+
+/* Turn a testpki CA (keyUsage keyCertSign, cRLSign) into the kind `openssl req -x509` users
+ * make: keyUsage digitalSignature + keyCertSign and no EKU, which the TLS server purpose check
+ * accepts; only CA:TRUE tells it is not an end entity. Re-signed with signer. */
+static void ca_usage_sign(X509 *cert, EVP_PKEY *signer)
+{
+    int at = X509_get_ext_by_NID(cert, NID_key_usage, -1);
+    X509_EXTENSION *ext = NULL;
+
+    assert_true(at >= 0);
+    X509_EXTENSION_free(X509_delete_ext(cert, at));
+    ext = X509V3_EXT_conf_nid(NULL, NULL, NID_key_usage, "critical,digitalSignature,keyCertSign");
+    assert_non_null(ext);
+    assert_int_equal(X509_add_ext(cert, ext, -1), 1);
+    X509_EXTENSION_free(ext);
+    assert_true(X509_sign(cert, signer, EVP_sha256()) > 0);
+    assert_int_equal(X509_check_purpose(cert, X509_PURPOSE_SSL_SERVER, 0), 1);
+}
 
 /* A TLS record built the way the store builds it: entity JSON -> torii_certrec_build. */
 static unsigned char *make_rec(const struct spec *s, size_t *len, X509 **cert_out)
@@ -66,6 +85,9 @@ static unsigned char *make_rec(const struct spec *s, size_t *len, X509 **cert_ou
     o.issuer_key = s->issuer_key;
     EVP_PKEY_up_ref(key);
     assert_int_equal(testpki_make(&o, &cert, &key), 0);
+    if (s->ca_signs) {
+        ca_usage_sign(cert, s->issuer_key != NULL ? s->issuer_key : key);
+    }
     char *cpem = testpki_cert_pem(cert);
     char *kpem = testpki_key_pem(key, NULL);
     assert_non_null(cpem);
@@ -129,8 +151,11 @@ static const char *sel(struct torii_table *t, const char *name, int ecdsa_ok, in
                        enum torii_sni_match *m)
 {
     static char id[128]; /* main thread only */
-    struct torii_sni_query q = {name, name != NULL ? strlen(name) : 0, ecdsa_ok, rsa_ok,
-                                torii_clock_now_ms()};
+    struct torii_sni_query q = {.name = name,
+                                .name_len = name != NULL ? strlen(name) : 0,
+                                .ecdsa_ok = ecdsa_ok,
+                                .rsa_ok = rsa_ok,
+                                .now_ms = torii_clock_now_ms()};
     struct torii_tls_cert *c = NULL;
     enum torii_sni_match dummy;
 
@@ -229,7 +254,7 @@ static void test_sni_usable_rejects_each_veto(void **state)
     assert_false(torii_sni_usable(&a, 999));
     assert_false(torii_sni_usable(&a, 2000));
     const uint32_t bad[] = {TORII_CERTREC_REVOKED, TORII_CERTREC_NOT_SERVER, TORII_CERTREC_CLIENT,
-                            TORII_CERTREC_KEYPAIR};
+                            TORII_CERTREC_KEYPAIR, TORII_CERTREC_CA};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         a.flags = ok | bad[i];
         assert_false(torii_sni_usable(&a, 1500));
@@ -251,10 +276,14 @@ static void test_sni_pick_prefers_key_type_then_latest_expiry(void **state)
     struct torii_sni_attr ec_late = {ok, 0, 6000, EVP_PKEY_EC};
     struct torii_sni_attr ec_revoked = {ok | TORII_CERTREC_REVOKED, 0, 9999, EVP_PKEY_EC};
     const struct torii_sni_attr *c[] = {&rsa_late, &ec_early, &ec_revoked, &ec_late};
-    struct torii_sni_query both = {NULL, 0, 1, 1, 100};
-    struct torii_sni_query rsa = {NULL, 0, 0, 1, 100};
-    struct torii_sni_query ec = {NULL, 0, 1, 0, 100};
-    struct torii_sni_query none = {NULL, 0, 0, 0, 100};
+    struct torii_sni_query both = {
+        .name = NULL, .name_len = 0, .ecdsa_ok = 1, .rsa_ok = 1, .now_ms = 100};
+    struct torii_sni_query rsa = {
+        .name = NULL, .name_len = 0, .ecdsa_ok = 0, .rsa_ok = 1, .now_ms = 100};
+    struct torii_sni_query ec = {
+        .name = NULL, .name_len = 0, .ecdsa_ok = 1, .rsa_ok = 0, .now_ms = 100};
+    struct torii_sni_query none = {
+        .name = NULL, .name_len = 0, .ecdsa_ok = 0, .rsa_ok = 0, .now_ms = 100};
 
     (void)state;
     assert_int_equal(torii_sni_pick(c, 4, &both), 3);
@@ -267,6 +296,46 @@ static void test_sni_pick_prefers_key_type_then_latest_expiry(void **state)
     assert_int_equal(torii_sni_pick(c, 0, &both), TORII_ENOTFOUND);
     assert_int_equal(torii_sni_key_rank(EVP_PKEY_ED25519, &rsa), 1);
     assert_int_equal(torii_sni_key_rank(EVP_PKEY_EC, &rsa), 0);
+}
+
+/* TLS 1.2 without TLS 1.3: the offered cipher suites decide the certificate type. */
+static void test_sni_pick_tls12_suites_decide_key_type(void **state)
+{
+    const uint32_t ok = TORII_CERTREC_HAS_KEY | TORII_CERTREC_KEY_MATCHES;
+    struct torii_sni_attr rsa = {ok, 0, 5000, EVP_PKEY_RSA};
+    struct torii_sni_attr ec = {ok, 0, 6000, EVP_PKEY_EC};
+    const struct torii_sni_attr *c[] = {&rsa, &ec};
+    /* Default sigalgs of a TLS 1.2 client (both types), only ECDHE-RSA suites. */
+    struct torii_sni_query rsa_suites = {
+        .ecdsa_ok = 1, .rsa_ok = 1, .now_ms = 100, .tls12_only = 1, .suite_rsa = 1};
+    struct torii_sni_query ec_suites = {
+        .ecdsa_ok = 1, .rsa_ok = 1, .now_ms = 100, .tls12_only = 1, .suite_ecdsa = 1};
+    struct torii_sni_query both_suites = {.ecdsa_ok = 1,
+                                          .rsa_ok = 1,
+                                          .now_ms = 100,
+                                          .tls12_only = 1,
+                                          .suite_ecdsa = 1,
+                                          .suite_rsa = 1};
+    /* TLS 1.3 offered: suites say nothing about the certificate, sigalgs decide. */
+    struct torii_sni_query tls13_ec = {.ecdsa_ok = 1, .now_ms = 100, .suite_rsa = 1};
+    struct torii_sni_query tls13_rsa = {.rsa_ok = 1, .now_ms = 100, .suite_ecdsa = 1};
+    /* No signature_algorithms at all (TLS 1.2 defaults): the suites still decide. */
+    struct torii_sni_query none_rsa = {.now_ms = 100, .tls12_only = 1, .suite_rsa = 1};
+
+    (void)state;
+    assert_int_equal(torii_sni_pick(c, 2, &rsa_suites), 0);
+    assert_int_equal(torii_sni_pick(c, 2, &ec_suites), 1);
+    assert_int_equal(torii_sni_pick(c, 2, &both_suites), 1);
+    assert_int_equal(torii_sni_pick(c, 2, &tls13_ec), 1);
+    assert_int_equal(torii_sni_pick(c, 2, &tls13_rsa), 0);
+    assert_int_equal(torii_sni_pick(c, 2, &none_rsa), 0);
+    assert_int_equal(torii_sni_key_rank(EVP_PKEY_EC, &rsa_suites), 0);
+    assert_int_equal(torii_sni_key_rank(EVP_PKEY_RSA, &rsa_suites), 2);
+    assert_int_equal(torii_sni_key_rank(EVP_PKEY_RSA, &ec_suites), 0);
+    assert_int_equal(torii_sni_key_rank(EVP_PKEY_ED25519, &ec_suites), 1);
+    assert_int_equal(torii_sni_key_rank(EVP_PKEY_ED25519, &rsa_suites), 0);
+    /* Only the unusable type left: still returned, the handshake then fails cleanly. */
+    assert_int_equal(torii_sni_pick(c + 1, 1, &rsa_suites), 0);
 }
 
 /* ---- the table ---- */
@@ -322,6 +391,7 @@ static void test_table_unusable_certificates_excluded(void **state)
         {.dns = dns, .n_dns = 1, .nb_s = 100 * DAY_S, .na_s = 200 * DAY_S},
         {.dns = dns, .n_dns = 1, .revoked = 1},
         {.dns = dns, .n_dns = 1, .is_ca = 1},
+        {.dns = dns, .n_dns = 1, .is_ca = 1, .ca_signs = 1}, /* TLS server purpose passes */
         {.dns = dns, .n_dns = 1, .client = 1},
         {.dns = dns, .n_dns = 1, .keypair = 1},
         {.dns = dns, .n_dns = 1, .no_key = 1},
@@ -428,7 +498,11 @@ static void test_table_ref_survives_replace(void **state)
     const char *dns2[] = {"r.example.com"};
     const struct spec s1 = {.dns = dns1, .n_dns = 2};
     const struct spec s2 = {.key_type = EVP_PKEY_RSA, .dns = dns2, .n_dns = 1};
-    struct torii_sni_query q = {"r.example.com", 13, 1, 1, torii_clock_now_ms()};
+    struct torii_sni_query q = {.name = "r.example.com",
+                                .name_len = 13,
+                                .ecdsa_ok = 1,
+                                .rsa_ok = 1,
+                                .now_ms = torii_clock_now_ms()};
     struct torii_tls_cert *c1 = NULL;
     struct torii_tls_cert *c2 = NULL;
     X509 *leaf1 = NULL;
@@ -468,30 +542,81 @@ static void test_table_ref_survives_replace(void **state)
     X509_free(orig);
 }
 
+static void mk_ca(const char *cn, X509 *issuer, EVP_PKEY *issuer_key, X509 **cert, EVP_PKEY **key)
+{
+    struct testpki_opts o;
+
+    memset(&o, 0, sizeof(o));
+    o.key_type = EVP_PKEY_EC;
+    o.cn = cn;
+    o.not_before_off_s = -DAY_S;
+    o.is_ca = 1;
+    o.issuer = issuer;
+    o.issuer_key = issuer_key;
+    *cert = NULL;
+    *key = NULL;
+    assert_int_equal(testpki_make(&o, cert, key), 0);
+}
+
+/* The chain handed to the handshake: what follows the leaf, minus the self-signed root (the
+ * client must hold it already); parsed once; a self-signed leaf is still the leaf. */
 static void test_table_chain_parsed_after_leaf(void **state)
 {
     struct torii_table *t = *state;
     const char *dns[] = {"ch.example.com"};
-    struct spec ca = {.is_ca = 1};
-    X509 *ca_cert = NULL;
-    size_t len = 0;
-    unsigned char *rec = make_rec(&ca, &len, &ca_cert);
-    char *ca_pem = testpki_cert_pem(ca_cert);
-    const struct spec leaf = {
-        .dns = dns, .n_dns = 1, .issuer = ca_cert, .issuer_key = g_ec_key, .extra_chain = ca_pem};
-    struct torii_sni_query q = {"ch.example.com", 14, 1, 1, torii_clock_now_ms()};
-    struct torii_tls_cert *c = NULL;
+    const char *dns_ss[] = {"ss.example.com"};
+    X509 *root = NULL;
+    X509 *inter = NULL;
+    EVP_PKEY *root_key = NULL;
+    EVP_PKEY *inter_key = NULL;
+    X509 *leaf_ss = NULL;
+    X509 *leaf = NULL;
     STACK_OF(X509) *chain = NULL;
 
-    torii_secure_free(rec, len);
-    put(t, "ch", &leaf);
+    mk_ca("Chain Test Root", NULL, NULL, &root, &root_key);
+    mk_ca("Chain Test Intermediate", root, root_key, &inter, &inter_key);
+    char *inter_pem = testpki_cert_pem(inter);
+    char *root_pem = testpki_cert_pem(root);
+    size_t both_len = strlen(inter_pem) + strlen(root_pem) + 1;
+    char *both = malloc(both_len);
+    assert_non_null(both);
+    (void)snprintf(both, both_len, "%s%s", inter_pem, root_pem);
+    const struct spec ls = {
+        .dns = dns, .n_dns = 1, .issuer = inter, .issuer_key = inter_key, .extra_chain = both};
+    const struct spec ss = {.dns = dns_ss, .n_dns = 1};
+    struct torii_sni_query q = {.name = "ch.example.com",
+                                .name_len = 14,
+                                .ecdsa_ok = 1,
+                                .rsa_ok = 1,
+                                .now_ms = torii_clock_now_ms()};
+    struct torii_tls_cert *c = NULL;
+
+    put(t, "ch", &ls);
     assert_int_equal(torii_table_select(t, &q, &c, NULL), TORII_OK);
     assert_int_equal(torii_tls_cert_get(c, NULL, NULL, &chain), TORII_OK);
     assert_int_equal(sk_X509_num(chain), 1);
-    assert_int_equal(X509_cmp(sk_X509_value(chain, 0), ca_cert), 0);
+    assert_int_equal(X509_cmp(sk_X509_value(chain, 0), inter), 0);
     torii_tls_cert_unref(c);
-    free(ca_pem);
-    X509_free(ca_cert);
+
+    size_t len = 0;
+    unsigned char *rec = make_rec(&ss, &len, &leaf_ss);
+    assert_int_equal(torii_table_update(t, "ss", rec, len, NULL), TORII_OK);
+    torii_secure_free(rec, len);
+    q.name = "ss.example.com";
+    assert_int_equal(torii_table_select(t, &q, &c, NULL), TORII_OK);
+    assert_int_equal(torii_tls_cert_get(c, &leaf, NULL, &chain), TORII_OK);
+    assert_int_equal(X509_cmp(leaf, leaf_ss), 0);
+    assert_int_equal(sk_X509_num(chain), 0);
+    torii_tls_cert_unref(c);
+
+    free(both);
+    free(inter_pem);
+    free(root_pem);
+    X509_free(leaf_ss);
+    X509_free(root);
+    X509_free(inter);
+    EVP_PKEY_free(root_key);
+    EVP_PKEY_free(inter_key);
 }
 
 static void test_table_update_bad_record_changes_nothing(void **state)
@@ -703,8 +828,11 @@ struct conc {
 
 static int check_one(struct conc *cc, const char *name, int slot, unsigned iter)
 {
-    struct torii_sni_query q = {name, strlen(name), (int)(iter & 1), (int)((iter >> 1) & 1),
-                                torii_clock_now_ms()};
+    struct torii_sni_query q = {.name = name,
+                                .name_len = strlen(name),
+                                .ecdsa_ok = (int)(iter & 1),
+                                .rsa_ok = (int)((iter >> 1) & 1),
+                                .now_ms = torii_clock_now_ms()};
     struct torii_tls_cert *c = NULL;
     enum torii_sni_match m;
     X509 *leaf = NULL;
@@ -880,7 +1008,11 @@ static void test_tls_cert_get_parses_once_under_race(void **state)
     struct race r;
     struct race_arg args[READERS];
     pthread_t th[READERS];
-    struct torii_sni_query q = {"p.example.com", 13, 1, 1, torii_clock_now_ms()};
+    struct torii_sni_query q = {.name = "p.example.com",
+                                .name_len = 13,
+                                .ecdsa_ok = 1,
+                                .rsa_ok = 1,
+                                .now_ms = torii_clock_now_ms()};
 
     memset(&r, 0, sizeof(r));
     put_names(t, "p", EVP_PKEY_EC, "p.example.com", NULL);
@@ -906,7 +1038,11 @@ static void test_tls_cert_get_parses_once_under_race(void **state)
 static void test_tls_cert_first_use_parse_is_counted_once(void **state)
 {
     struct torii_table *t = *state;
-    struct torii_sni_query q = {"fu.example.com", 14, 1, 1, torii_clock_now_ms()};
+    struct torii_sni_query q = {.name = "fu.example.com",
+                                .name_len = 14,
+                                .ecdsa_ok = 1,
+                                .rsa_ok = 1,
+                                .now_ms = torii_clock_now_ms()};
     struct torii_tls_cert *c = NULL;
     X509 *leaf = NULL;
     EVP_PKEY *key = NULL;
@@ -989,6 +1125,7 @@ int main(void)
         cmocka_unit_test(test_sni_wildcard_key_replaces_first_label_only),
         cmocka_unit_test(test_sni_usable_rejects_each_veto),
         cmocka_unit_test(test_sni_pick_prefers_key_type_then_latest_expiry),
+        cmocka_unit_test(test_sni_pick_tls12_suites_decide_key_type),
         T(test_table_select_exact_beats_wildcard),
         T(test_table_wildcard_matches_one_label_only),
         T(test_table_names_case_insensitive_and_trailing_dot),

@@ -569,6 +569,60 @@ static void test_client_auth_sessions_never_cross_policies(void **state)
     SSL_SESSION_free(plain);
 }
 
+/* A resumed TLS 1.3 handshake issues a fresh ticket (RFC 8446 C.4: clients use each ticket
+ * once), so a client that always offers the newest session, and never one twice, resumes
+ * every time. */
+static void test_resumed_handshake_issues_a_new_ticket(void **state)
+{
+    struct fx *f = *state;
+    SSL_SESSION *used[6] = {NULL};
+    int reused = -1;
+
+    assert_int_equal(edge(f, "plain.example", NULL, NULL, NULL, &used[0], NULL, NULL),
+                     TORII_TLS_CLIENT_NONE);
+    assert_non_null(used[0]);
+    for (int i = 1; i < 6; i++) {
+        const unsigned char *t_old = NULL;
+        const unsigned char *t_new = NULL;
+        size_t l_old = 0;
+        size_t l_new = 0;
+
+        reused = -1;
+        assert_int_equal(edge(f, "plain.example", NULL, NULL, used[i - 1], &used[i], &reused, NULL),
+                         TORII_TLS_CLIENT_NONE);
+        assert_int_equal(reused, 1);
+        /* What the client holds afterwards is a new session with a new ticket. */
+        assert_non_null(used[i]);
+        assert_ptr_not_equal(used[i], used[i - 1]);
+        assert_int_equal(SSL_SESSION_is_resumable(used[i]), 1);
+        SSL_SESSION_get0_ticket(used[i - 1], &t_old, &l_old);
+        SSL_SESSION_get0_ticket(used[i], &t_new, &l_new);
+        assert_true(l_old > 0 && l_new > 0);
+        assert_false(l_old == l_new && memcmp(t_old, t_new, l_new) == 0);
+    }
+    for (int i = 0; i < 6; i++) {
+        SSL_SESSION_free(used[i]);
+    }
+}
+
+static void test_parse_versions_finds_tls13(void **state)
+{
+    const unsigned char both[] = {4, 0x03, 0x04, 0x03, 0x03};
+    const unsigned char grease_12[] = {4, 0x7a, 0x7a, 0x03, 0x03};
+    const unsigned char odd[] = {3, 0x03, 0x04, 0x03};
+    const unsigned char short_len[] = {4, 0x03, 0x04};
+    int tls13 = -1;
+
+    (void)state;
+    assert_int_equal(torii_tls_parse_versions(both, sizeof(both), &tls13), TORII_OK);
+    assert_int_equal(tls13, 1);
+    assert_int_equal(torii_tls_parse_versions(grease_12, sizeof(grease_12), &tls13), TORII_OK);
+    assert_int_equal(tls13, 0);
+    assert_int_equal(torii_tls_parse_versions(odd, sizeof(odd), &tls13), TORII_EPROTO);
+    assert_int_equal(torii_tls_parse_versions(short_len, sizeof(short_len), &tls13), TORII_EPROTO);
+    assert_int_equal(torii_tls_parse_versions(both, 1, &tls13), TORII_EPROTO);
+}
+
 static void test_client_auth_policy_without_trust_rejects_everything(void **state)
 {
     struct fx *f = *state;
@@ -835,6 +889,8 @@ int main(void)
         T(test_client_auth_no_policy_requests_nothing),
         T(test_client_auth_trusted_ca_replaced_applies_to_next_handshake),
         T(test_client_auth_sessions_never_cross_policies),
+        T(test_resumed_handshake_issues_a_new_ticket),
+        cmocka_unit_test(test_parse_versions_finds_tls13),
         T(test_client_auth_policy_without_trust_rejects_everything),
         T(test_trust_new_bad_input_and_missing_ids),
         T(test_upstream_mtls_presents_client_cert_and_follows_replacement),
