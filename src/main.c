@@ -227,10 +227,33 @@ out:
     return rc;
 }
 
+/* The configuration and its routes; every problem found is printed on its own line. */
+static int app_load_config(const char *path, struct app *app)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+    int rc = torii_config_check(path, &app->cfg, &errs);
+
+    if (app->cfg != NULL && torii_routes_check(app->cfg, &app->routes, &errs) != TORII_OK) {
+        rc = TORII_EINVAL;
+    }
+    for (size_t i = 0; i < errs.n; i++) {
+        (void)fprintf(stderr, "torii: %s\n", errs.msgs[i]);
+    }
+    if (rc != TORII_OK) {
+        (void)fprintf(stderr, "torii: configuration %s is not valid (%zu problem%s)\n",
+                      path ? path : "(defaults)", errs.n, errs.n == 1 ? "" : "s");
+        torii_routes_free(app->routes);
+        app->routes = NULL;
+        torii_config_free(app->cfg);
+        app->cfg = NULL;
+    }
+    torii_conf_errs_free(&errs);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct app app = {0};
-    struct torii_errbuf eb = {{0}};
     const char *path = NULL;
     int check_only = 0;
     enum torii_log_level lvl;
@@ -252,13 +275,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (torii_config_load(path, &app.cfg, &eb) != TORII_OK) {
-        (void)fprintf(stderr, "torii: %s\n", eb.msg);
-        return 1;
-    }
-    if (torii_routes_compile(app.cfg, &app.routes, &eb) != TORII_OK) {
-        (void)fprintf(stderr, "torii: %s\n", eb.msg);
-        torii_config_free(app.cfg);
+    if (app_load_config(path, &app) != TORII_OK) {
         return 1;
     }
     if (check_only) {

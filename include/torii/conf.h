@@ -60,6 +60,7 @@ struct torii_config {
     char *admin_client_id;    /* "admin" */
     char *default_cert;       /* TORII_CONF_DEFAULT_CERT_ID */
     int strict_sni;           /* 0 */
+    int strict_host;          /* 1: 421 for a Host the connection's certificate does not name */
     unsigned ticket_rotate_s; /* session ticket key rotation, 3600 */
     char *log_level;          /* "info" */
     int access_log;           /* 1 */
@@ -83,16 +84,32 @@ struct torii_config {
     unsigned alerts_repeat_s;            /* repeat a standing alert this often; 0 = once (0) */
     int debug_clock_hook;                /* POST /api/_debug/clock enabled (0) */
     json_t *routes;                      /* routes[] as given (validated by the proxy module) */
-    json_t *acme;                        /* acme{} as given */
     json_t *exporters;                   /* exporters[] as given (parsed into exporter_list) */
     json_t *pki;                         /* pki{} as given */
     struct torii_conf_exporter *exporter_list; /* enabled exporters, validated */
     size_t n_exporters;
 };
 
+/** Problems found in a configuration, one line each ("config: KEY: problem"), in the order
+ * they were found. Owned by the caller: torii_conf_errs_free. */
+struct torii_conf_errs {
+    char **msgs;
+    size_t n;
+};
+void torii_conf_errs_add(struct torii_conf_errs *errs, const char *msg);
+void torii_conf_errs_free(struct torii_conf_errs *errs);
+
 /** Load defaults, then path (NULL = none), then the environment. Unknown keys, wrong types
- * and bad values are TORII_EINVAL with the key named in eb. */
+ * and bad values are TORII_EINVAL with the key named in eb (the first problem; the others
+ * are counted in the message: torii_config_check lists them all). */
 int torii_config_load(const char *path, struct torii_config **out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+/** The same load, but it does not stop at the first problem: every problem found is appended
+ * to errs (not NULL). A file that cannot be read ("config: FILE: No such file or directory")
+ * or is not JSON is one problem. Returns TORII_OK, or TORII_EINVAL when errs got any entry;
+ * *out is then still set when the file was read (keys with bad values keep their defaults),
+ * so that later checks (routes) can run over it, or NULL. */
+int torii_config_check(const char *path, struct torii_config **out, struct torii_conf_errs *errs)
     TORII_MUST_USE;
 void torii_config_free(struct torii_config *cfg);
 

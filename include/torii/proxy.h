@@ -66,7 +66,7 @@ struct torii_route_backend {
 
 struct torii_route {
     unsigned index; /* position in routes[] */
-    char **hosts;   /* lower-cased, exact names or "*.suffix" */
+    char **hosts;   /* lower-cased, exact names, "*.suffix", or "*" (the default route) */
     size_t n_hosts;
     struct torii_route_backend backend;
     struct torii_route_client_auth client_auth;
@@ -81,6 +81,11 @@ struct torii_routes;
  * routes[] compiles to an empty table. TORII_EINVAL (eb) or TORII_ENOMEM. */
 int torii_routes_compile(const struct torii_config *cfg, struct torii_routes **out,
                          struct torii_errbuf *eb) TORII_MUST_USE;
+/** The same, without stopping at the first problem: each is appended to errs as
+ * "config: routes[i]...: problem" (also: backend.tls with a plain http target, a second
+ * route with "*"). TORII_EINVAL (*out NULL) when any was found. */
+int torii_routes_check(const struct torii_config *cfg, struct torii_routes **out,
+                       struct torii_conf_errs *errs) TORII_MUST_USE;
 /** Runtime step after compile (not done by --check-config): build the TLS objects the routes
  * need from the certificate table (borrowed; must outlive the routes): the trust set of each
  * client_auth and the upstream TLS context of each backend with an https target. Main thread,
@@ -91,7 +96,9 @@ int torii_routes_bind_tls(struct torii_routes *r, struct torii_table *table,
 void torii_routes_free(struct torii_routes *r);
 
 /** The route serving host name (not NUL-terminated; a trailing dot and case are ignored; no
- * port): exact name first, then the one-label wildcard. NULL when none. Allocation-free. */
+ * port): exact name first, then the one-label wildcard, then the default route ("*"), which
+ * also serves host NULL (no SNI) and names no route can hold (IPv6 literals). NULL when none.
+ * Allocation-free. */
 const struct torii_route *torii_routes_match(const struct torii_routes *r, const char *host,
                                              size_t len);
 size_t torii_routes_count(const struct torii_routes *r);

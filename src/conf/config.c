@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -37,6 +38,7 @@ static void conf_defaults(struct torii_config *c)
     conf_set_str(&c->default_cert, TORII_CONF_DEFAULT_CERT_ID);
     conf_set_str(&c->log_level, "info");
     c->strict_sni = 0;
+    c->strict_host = 1;
     c->ticket_rotate_s = 3600;
     c->access_log = 1;
     c->max_header_bytes = 16384;
@@ -84,6 +86,7 @@ static const struct conf_key conf_keys[] = {
     {"admin.max_body", CONF_SIZE, OFF(admin_max_body), (unsigned long long)1 << 31},
     {"tls.default_cert", CONF_STR, OFF(default_cert), 0},
     {"tls.strict_sni", CONF_BOOL, OFF(strict_sni), 0},
+    {"tls.strict_host", CONF_BOOL, OFF(strict_host), 0},
     {"tls.ticket_rotate_s", CONF_UINT, OFF(ticket_rotate_s), 86400 * 7},
     {"limits.max_header_bytes", CONF_SIZE, OFF(max_header_bytes), 1 << 20},
     {"limits.max_headers", CONF_SIZE, OFF(max_headers), 10000},
@@ -104,7 +107,6 @@ static const struct conf_key conf_keys[] = {
     {"debug.clock_hook", CONF_BOOL, OFF(debug_clock_hook), 0},
     {"routes", CONF_ARRAY, OFF(routes), 0},
     {"exporters", CONF_ARRAY, OFF(exporters), 0},
-    {"acme", CONF_OBJECT, OFF(acme), 0},
     {"pki", CONF_OBJECT, OFF(pki), 0},
 };
 
@@ -191,14 +193,76 @@ static int conf_apply_key(struct torii_config *c, const struct conf_key *k, json
     }
 }
 
-static int conf_apply_json(struct torii_config *c, json_t *root, struct torii_errbuf *eb)
+/* Collected problems. */
+void torii_conf_errs_add(struct torii_conf_errs *errs, const char *msg)
 {
+    errs->msgs = torii_xrealloc(errs->msgs, (errs->n + 1) * sizeof(*errs->msgs));
+    errs->msgs[errs->n++] = torii_xstrdup(msg);
+}
+
+void torii_conf_errs_free(struct torii_conf_errs *errs)
+{
+    if (errs == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < errs->n; i++) {
+        free(errs->msgs[i]);
+    }
+    TORII_FREE(errs->msgs);
+    errs->n = 0;
+}
+
+/* Record the problem in eb when rc is an error; returns rc. */
+static int conf_note(struct torii_conf_errs *errs, int rc, const struct torii_errbuf *eb)
+{
+    if (rc != TORII_OK) {
+        torii_conf_errs_add(errs, eb->msg[0] != '\0' ? eb->msg : torii_strerror(rc));
+    }
+    return rc;
+}
+
+/* The members of one section ("listen", "tls", ...): every unknown or bad one is noted. */
+static void conf_apply_section(struct torii_config *c, const char *name, json_t *v,
+                               struct torii_conf_errs *errs)
+{
+    struct torii_errbuf eb = {{0}};
+    const char *sub;
+    json_t *sv;
+
+    if (!json_is_object(v)) {
+        (void)conf_note(errs, torii_errf(&eb, TORII_EINVAL, "config: %s: expected an object", name),
+                        &eb);
+        return;
+    }
+    json_object_foreach (v, sub, sv) {
+        const struct conf_key *k = NULL;
+        char path[128];
+        int n;
+        if (conf_is_comment(sub)) {
+            continue;
+        }
+        n = snprintf(path, sizeof(path), "%s.%s", name, sub);
+        if (n < 0 || (size_t)n >= sizeof(path) || (k = conf_find(path)) == NULL) {
+            (void)conf_note(
+                errs, torii_errf(&eb, TORII_EINVAL, "config: unknown key \"%s.%.64s\"", name, sub),
+                &eb);
+            continue;
+        }
+        (void)conf_note(errs, conf_apply_key(c, k, sv, &eb), &eb);
+    }
+}
+
+static void conf_apply_json(struct torii_config *c, json_t *root, struct torii_conf_errs *errs)
+{
+    struct torii_errbuf eb = {{0}};
     const char *name;
     json_t *v;
-    int rc = TORII_OK;
 
     if (!json_is_object(root)) {
-        return torii_errf(eb, TORII_EINVAL, "config: the top level must be a JSON object");
+        (void)conf_note(
+            errs, torii_errf(&eb, TORII_EINVAL, "config: the top level must be a JSON object"),
+            &eb);
+        return;
     }
     json_object_foreach (root, name, v) {
         const struct conf_key *k = conf_find(name);
@@ -206,31 +270,20 @@ static int conf_apply_json(struct torii_config *c, json_t *root, struct torii_er
             continue;
         }
         if (k != NULL) {
-            TORII_TRY(conf_apply_key(c, k, v, eb));
+            (void)conf_note(errs, conf_apply_key(c, k, v, &eb), &eb);
         } else if (conf_is_section(name)) {
-            const char *sub;
-            json_t *sv;
-            if (!json_is_object(v)) {
-                return torii_errf(eb, TORII_EINVAL, "config: %s: expected an object", name);
-            }
-            json_object_foreach (v, sub, sv) {
-                char path[128];
-                if (conf_is_comment(sub)) {
-                    continue;
-                }
-                int n = snprintf(path, sizeof(path), "%s.%s", name, sub);
-                if (n < 0 || (size_t)n >= sizeof(path) || (k = conf_find(path)) == NULL) {
-                    return torii_errf(eb, TORII_EINVAL, "config: unknown key \"%s.%.64s\"", name,
-                                      sub);
-                }
-                TORII_TRY(conf_apply_key(c, k, sv, eb));
-            }
+            conf_apply_section(c, name, v, errs);
+        } else if (strcmp(name, "acme") == 0) {
+            (void)conf_note(errs,
+                            torii_errf(&eb, TORII_EINVAL,
+                                       "config: acme: not supported yet (ACME is not implemented "
+                                       "in this version)"),
+                            &eb);
         } else {
-            return torii_errf(eb, TORII_EINVAL, "config: unknown key \"%.64s\"", name);
+            (void)conf_note(
+                errs, torii_errf(&eb, TORII_EINVAL, "config: unknown key \"%.64s\"", name), &eb);
         }
     }
-out:
-    return rc;
 }
 
 /* ---- exporters[] ------------------------------------------------------------------- */
@@ -496,38 +549,36 @@ out:
     return rc;
 }
 
-static int conf_exporters_parse(struct torii_config *c, struct torii_errbuf *eb)
+/* Every exporter is checked; each bad one is noted (its first problem). */
+static void conf_exporters_parse(struct torii_config *c, struct torii_conf_errs *errs)
 {
+    struct torii_errbuf eb = {{0}};
     size_t n = json_array_size(c->exporters);
     size_t i;
     json_t *o;
-    int rc = TORII_OK;
 
     conf_exporters_free(c);
     if (n == 0) {
-        return TORII_OK;
+        return;
     }
     c->exporter_list = torii_xcalloc(n, sizeof(*c->exporter_list));
     json_array_foreach (c->exporters, i, o) {
         struct torii_conf_exporter *e = &c->exporter_list[c->n_exporters];
         int skip = 0;
-        rc = conf_exporter_parse(o, i, e, &skip, eb);
-        if (rc != TORII_OK || skip) {
-            conf_exporter_clear(e);
-            TORII_TRY(rc);
-            continue;
-        }
-        for (size_t j = 0; j < c->n_exporters; j++) {
+        int rc = conf_exporter_parse(o, i, e, &skip, &eb);
+        for (size_t j = 0; rc == TORII_OK && !skip && j < c->n_exporters; j++) {
             if (strcmp(c->exporter_list[j].name, e->name) == 0) {
-                conf_exporter_clear(e);
-                rc = torii_errf(eb, TORII_EINVAL, "config: exporters[%zu]: duplicate name", i);
-                goto out;
+                rc =
+                    torii_errf(&eb, TORII_EINVAL,
+                               "config: exporters[%zu].name: duplicate name \"%.64s\"", i, e->name);
             }
+        }
+        if (conf_note(errs, rc, &eb) != TORII_OK || skip) {
+            conf_exporter_clear(e);
+            continue;
         }
         c->n_exporters++;
     }
-out:
-    return rc;
 }
 
 /* ---- pki{} ------------------------------------------------------------------------ */
@@ -598,137 +649,263 @@ static int conf_pki_uint(json_t *pki, const char *k, json_int_t min, json_int_t 
     return TORII_OK;
 }
 
-/* Validate pki{} strictly and fill in the defaults, so users of cfg->pki read every key. */
-static int conf_pki_parse(struct torii_config *c, struct torii_errbuf *eb)
+/* One member of pki{}: TORII_OK or the problem in eb. The integers are checked after. */
+static int conf_pki_member(const char *k, json_t *v, struct torii_errbuf *eb)
 {
+    if (strcmp(k, "public_url") == 0) {
+        if (!json_is_string(v) || !conf_pki_url_ok(json_string_value(v))) {
+            return torii_errf(eb, TORII_EINVAL,
+                              "config: pki.public_url: expected an http:// or https:// URL "
+                              "without a trailing '/', query or fragment");
+        }
+    } else if (strcmp(k, "ca_key") == 0) {
+        int ok = 0;
+        for (size_t i = 0; json_is_string(v) && i < sizeof(conf_pki_ca_keys) / sizeof(char *);
+             i++) {
+            ok |= strcmp(json_string_value(v), conf_pki_ca_keys[i]) == 0;
+        }
+        if (!ok) {
+            return torii_errf(eb, TORII_EINVAL,
+                              "config: pki.ca_key: expected ecdsa-p256, ecdsa-p384, "
+                              "ecdsa-p521, rsa-2048, rsa-3072 or rsa-4096");
+        }
+    } else if (strcmp(k, "ocsp_next_update_s") != 0 && strcmp(k, "ocsp_cache_s") != 0
+               && strcmp(k, "crl_next_update_s") != 0) {
+        return torii_errf(eb, TORII_EINVAL, "config: unknown key \"pki.%.64s\"", k);
+    }
+    return TORII_OK;
+}
+
+/* Validate pki{} strictly (every problem noted) and fill in the defaults, so users of
+ * cfg->pki read every key. */
+static void conf_pki_parse(struct torii_config *c, struct torii_conf_errs *errs)
+{
+    struct torii_errbuf eb = {{0}};
     json_t *pki = c->pki != NULL ? json_deep_copy(c->pki) : json_object();
     const char *k;
     json_t *v;
     char url[600];
-    int rc = TORII_OK;
 
-    TORII_ENSURE(pki != NULL, TORII_ENOMEM);
+    if (pki == NULL) {
+        torii_conf_errs_add(errs, "config: pki: out of memory");
+        return;
+    }
     json_object_foreach (pki, k, v) {
-        if (conf_is_comment(k)) {
-            continue;
-        }
-        if (strcmp(k, "public_url") == 0) {
-            TORII_ENSURE(json_is_string(v) && conf_pki_url_ok(json_string_value(v)),
-                         torii_errf(eb, TORII_EINVAL,
-                                    "config: pki.public_url: expected an http:// or https:// URL "
-                                    "without a trailing '/', query or fragment"));
-        } else if (strcmp(k, "ca_key") == 0) {
-            int ok = 0;
-            for (size_t i = 0; json_is_string(v) && i < sizeof(conf_pki_ca_keys) / sizeof(char *);
-                 i++) {
-                ok |= strcmp(json_string_value(v), conf_pki_ca_keys[i]) == 0;
-            }
-            TORII_ENSURE(ok, torii_errf(eb, TORII_EINVAL,
-                                        "config: pki.ca_key: expected ecdsa-p256, ecdsa-p384, "
-                                        "ecdsa-p521, rsa-2048, rsa-3072 or rsa-4096"));
-        } else if (strcmp(k, "ocsp_next_update_s") != 0 && strcmp(k, "ocsp_cache_s") != 0
-                   && strcmp(k, "crl_next_update_s") != 0) {
-            rc = torii_errf(eb, TORII_EINVAL, "config: unknown key \"pki.%.64s\"", k);
-            goto out;
+        if (!conf_is_comment(k)) {
+            (void)conf_note(errs, conf_pki_member(k, v, &eb), &eb);
         }
     }
     if (json_object_get(pki, "public_url") == NULL) {
         conf_pki_default_url(c, url, sizeof(url));
-        TORII_ENSURE(json_object_set_new(pki, "public_url", json_string(url)) == 0, TORII_ENOMEM);
+        (void)json_object_set_new(pki, "public_url", json_string(url));
     }
     if (json_object_get(pki, "ca_key") == NULL) {
-        TORII_ENSURE(json_object_set_new(pki, "ca_key", json_string("ecdsa-p384")) == 0,
-                     TORII_ENOMEM);
+        (void)json_object_set_new(pki, "ca_key", json_string("ecdsa-p384"));
     }
-    TORII_TRY(conf_pki_uint(pki, "ocsp_next_update_s", 60, 7 * 86400, 3600, eb));
-    TORII_TRY(conf_pki_uint(pki, "ocsp_cache_s", 0, 3600, 60, eb));
-    TORII_TRY(conf_pki_uint(pki, "crl_next_update_s", 300, 365 * 86400, 86400, eb));
+    (void)conf_note(errs, conf_pki_uint(pki, "ocsp_next_update_s", 60, 7 * 86400, 3600, &eb), &eb);
+    (void)conf_note(errs, conf_pki_uint(pki, "ocsp_cache_s", 0, 3600, 60, &eb), &eb);
+    (void)conf_note(errs, conf_pki_uint(pki, "crl_next_update_s", 300, 365 * 86400, 86400, &eb),
+                    &eb);
     json_decref(c->pki);
     c->pki = pki;
-    pki = NULL;
-out:
-    json_decref(pki);
-    return rc;
 }
 
-static int conf_validate(struct torii_config *c, struct torii_errbuf *eb)
+/* The wildcard address of either family ("0.0.0.0", "[::]"). */
+static int conf_addr_any(const struct sockaddr_storage *ss)
 {
-    struct sockaddr_storage ss;
-    enum torii_log_level lvl;
-    int len;
-    int rc = TORII_OK;
-    const struct {
-        const char *key;
-        const char *val;
-        int optional;
-    } addrs[] = {
-        {"listen.https", c->listen_https, 1},
-        {"listen.http", c->listen_http, 1},
-        {"admin.listen", c->admin_listen, 0},
-    };
+    static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
 
-    for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
-        struct torii_errbuf aeb;
-        if (addrs[i].optional && addrs[i].val[0] == '\0') {
+    if (ss->ss_family == AF_INET) {
+        return ((const struct sockaddr_in *)(const void *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    }
+    return memcmp(&((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr, &any6, sizeof(any6))
+           == 0;
+}
+
+static uint16_t conf_addr_port(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        return ntohs(((const struct sockaddr_in *)(const void *)ss)->sin_port);
+    }
+    return ntohs(((const struct sockaddr_in6 *)(const void *)ss)->sin6_port);
+}
+
+/* Two listeners that cannot both bind: the same port (not 0) and the same address, or a
+ * wildcard on either side (the IPv6 wildcard also takes IPv4 on a dual-stack host). */
+static int conf_addr_clash(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    int any_a = conf_addr_any(a);
+    int any_b = conf_addr_any(b);
+
+    if (conf_addr_port(a) == 0 || conf_addr_port(a) != conf_addr_port(b)) {
+        return 0;
+    }
+    if ((any_a && a->ss_family == AF_INET6) || (any_b && b->ss_family == AF_INET6)) {
+        return 1;
+    }
+    if (a->ss_family != b->ss_family) {
+        return 0;
+    }
+    if (any_a || any_b) {
+        return 1;
+    }
+    if (a->ss_family == AF_INET) {
+        return ((const struct sockaddr_in *)(const void *)a)->sin_addr.s_addr
+               == ((const struct sockaddr_in *)(const void *)b)->sin_addr.s_addr;
+    }
+    return memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)(const void *)b)->sin6_addr,
+                  sizeof(struct in6_addr))
+           == 0;
+}
+
+/* listen.https, listen.http and admin.listen: each a valid address, no two on one port. */
+static void conf_validate_listeners(const struct torii_config *c, struct torii_conf_errs *errs)
+{
+    struct torii_errbuf eb = {{0}};
+    struct sockaddr_storage ss[3];
+    int ok[3] = {0, 0, 0};
+    const char *const keys[3] = {"listen.https", "listen.http", "admin.listen"};
+    const char *const vals[3] = {c->listen_https, c->listen_http, c->admin_listen};
+    int len;
+
+    for (size_t i = 0; i < 3; i++) {
+        struct torii_errbuf aeb = {{0}};
+        if (i < 2 && vals[i][0] == '\0') {
+            continue; /* the public listeners may be disabled */
+        }
+        if (torii_config_parse_addr(vals[i], &ss[i], &len, &aeb) != TORII_OK) {
+            (void)conf_note(errs, torii_errf(&eb, TORII_EINVAL, "config: %s: %s", keys[i], aeb.msg),
+                            &eb);
             continue;
         }
-        if (torii_config_parse_addr(addrs[i].val, &ss, &len, &aeb) != TORII_OK) {
-            return torii_errf(eb, TORII_EINVAL, "config: %s: %s", addrs[i].key, aeb.msg);
+        ok[i] = 1;
+    }
+    for (size_t i = 0; i < 3; i++) {
+        for (size_t j = i + 1; j < 3; j++) {
+            if (ok[i] && ok[j] && conf_addr_clash(&ss[i], &ss[j])) {
+                (void)conf_note(errs,
+                                torii_errf(&eb, TORII_EINVAL,
+                                           "config: %s (%.64s) and %s (%.64s): the same "
+                                           "port on overlapping addresses; each listener needs "
+                                           "its own address and port",
+                                           keys[i], vals[i], keys[j], vals[j]),
+                                &eb);
+            }
         }
     }
-    if (torii_log_level_parse(c->log_level, &lvl) != TORII_OK) {
-        return torii_errf(eb, TORII_EINVAL,
-                          "config: log_level: expected err, warn, notice, info or debug");
+}
+
+/* A check of conf_validate: when cond is false, note msg. */
+static void conf_require(struct torii_conf_errs *errs, int cond, const char *msg)
+{
+    if (!cond) {
+        torii_conf_errs_add(errs, msg);
     }
-    TORII_ENSURE(c->data_dir[0] != '\0', torii_errf(eb, TORII_EINVAL, "config: data_dir is empty"));
-    TORII_ENSURE(c->default_cert[0] != '\0',
-                 torii_errf(eb, TORII_EINVAL, "config: tls.default_cert is empty"));
-    TORII_ENSURE(
-        c->admin_token == NULL || strlen(c->admin_token) >= 16,
-        torii_errf(eb, TORII_EINVAL, "config: admin.token must be at least 16 characters"));
-    TORII_ENSURE(c->renewal_threshold_pct >= 1,
-                 torii_errf(eb, TORII_EINVAL, "config: renewal.threshold_pct: expected 1 to 99"));
-    TORII_ENSURE(c->renewal_retry_min_s >= 1 && c->renewal_retry_min_s <= c->renewal_retry_max_s,
-                 torii_errf(eb, TORII_EINVAL,
-                            "config: renewal.retry_min_s must be >= 1 and <= renewal.retry_max_s"));
-    TORII_TRY(conf_exporters_parse(c, eb));
-    TORII_TRY(conf_pki_parse(c, eb));
+}
+
+static void conf_validate(struct torii_config *c, struct torii_conf_errs *errs)
+{
+    enum torii_log_level lvl;
+
+    conf_validate_listeners(c, errs);
+    conf_require(errs, torii_log_level_parse(c->log_level, &lvl) == TORII_OK,
+                 "config: log_level: expected err, warn, notice, info or debug");
+    conf_require(errs, c->data_dir[0] != '\0', "config: data_dir is empty");
+    conf_require(errs, c->default_cert[0] != '\0', "config: tls.default_cert is empty");
+    conf_require(errs, c->admin_token == NULL || strlen(c->admin_token) >= 16,
+                 "config: admin.token must be at least 16 characters");
+    conf_require(errs, c->renewal_threshold_pct >= 1,
+                 "config: renewal.threshold_pct: expected 1 to 99");
+    conf_require(errs,
+                 c->renewal_retry_min_s >= 1 && c->renewal_retry_min_s <= c->renewal_retry_max_s,
+                 "config: renewal.retry_min_s must be >= 1 and <= renewal.retry_max_s");
+    conf_exporters_parse(c, errs);
+    conf_pki_parse(c, errs);
     if (c->workers == 0) {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         c->workers = ncpu > 0 ? (unsigned)ncpu : 1;
     }
-out:
-    return rc;
 }
 
-int torii_config_load(const char *path, struct torii_config **out, struct torii_errbuf *eb)
+/* The file as JSON, or NULL with the problem noted: "config: FILE: <errno text>" when it
+ * cannot be read, "config: FILE:LINE:COLUMN: <parser text>" when it is not JSON. */
+static json_t *conf_read_file(const char *path, struct torii_conf_errs *errs)
+{
+    struct torii_errbuf eb = {{0}};
+    struct stat st = {0};
+    json_error_t jerr;
+    json_t *root = NULL;
+    FILE *f = fopen(path, "re");
+
+    if (f == NULL) {
+        (void)conf_note(
+            errs, torii_errf(&eb, TORII_EINVAL, "config: %s: %s", path, strerror(errno)), &eb);
+        return NULL;
+    }
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        (void)conf_note(errs,
+                        torii_errf(&eb, TORII_EINVAL, "config: %s: %s", path,
+                                   S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file"),
+                        &eb);
+        goto out;
+    }
+    root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        (void)conf_note(errs,
+                        torii_errf(&eb, TORII_EINVAL, "config: %s:%d:%d: %s", path, jerr.line,
+                                   jerr.column, jerr.text),
+                        &eb);
+    }
+out:
+    (void)fclose(f);
+    return root;
+}
+
+int torii_config_check(const char *path, struct torii_config **out, struct torii_conf_errs *errs)
 {
     struct torii_config *c = torii_xcalloc(1, sizeof(*c));
     json_t *root = NULL;
-    json_error_t jerr;
     const char *env;
-    int rc = TORII_OK;
+    size_t n0 = errs->n;
 
+    *out = NULL;
     conf_defaults(c);
     if (path != NULL) {
-        root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+        root = conf_read_file(path, errs);
         if (root == NULL) {
-            rc = torii_errf(eb, TORII_EINVAL, "config: %s:%d:%d: %s", path, jerr.line, jerr.column,
-                            jerr.text);
-            goto out;
+            torii_config_free(c);
+            return TORII_EINVAL;
         }
-        TORII_TRY(conf_apply_json(c, root, eb));
+        conf_apply_json(c, root, errs);
+        json_decref(root);
     }
     env = getenv("TORII_ADMIN_TOKEN");
     if (env != NULL && env[0] != '\0') {
         conf_set_str(&c->admin_token, env);
     }
-    TORII_TRY(conf_validate(c, eb));
+    conf_validate(c, errs);
     *out = c;
-    c = NULL;
-out:
-    json_decref(root);
-    torii_config_free(c);
+    return errs->n > n0 ? TORII_EINVAL : TORII_OK;
+}
+
+int torii_config_load(const char *path, struct torii_config **out, struct torii_errbuf *eb)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+    struct torii_config *c = NULL;
+    int rc = torii_config_check(path, &c, &errs);
+
+    if (rc != TORII_OK) {
+        if (errs.n > 1) {
+            (void)torii_errf(eb, rc, "%s (and %zu more problems)", errs.msgs[0], errs.n - 1);
+        } else {
+            (void)torii_errf(eb, rc, "%s", errs.n == 1 ? errs.msgs[0] : torii_strerror(rc));
+        }
+        torii_config_free(c);
+        c = NULL;
+    }
+    *out = c;
+    torii_conf_errs_free(&errs);
     return rc;
 }
 
@@ -748,7 +925,6 @@ void torii_config_free(struct torii_config *c)
     free(c->default_cert);
     free(c->log_level);
     json_decref(c->routes);
-    json_decref(c->acme);
     json_decref(c->exporters);
     json_decref(c->pki);
     conf_exporters_free(c);

@@ -30,8 +30,9 @@ struct routes_host {
 struct torii_routes {
     struct torii_route *routes;
     size_t n;
-    struct routes_host *hosts; /* sorted by name */
+    struct routes_host *hosts; /* sorted by name; "*" is not in it */
     size_t n_hosts;
+    const struct torii_route *def; /* the route with "*": any host the others do not name */
     size_t n_targets;
 };
 
@@ -64,7 +65,8 @@ static int routes_host_char(unsigned char c)
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
 }
 
-/* A host pattern: a DNS name, or "*." followed by one. Lower-cased into out. */
+/* A host pattern: a DNS name, "*." followed by one, or "*" alone (any host no other route
+ * names). Lower-cased into out. */
 static int routes_host_pattern(const char *s, char *out, size_t outlen)
 {
     size_t len = strlen(s);
@@ -75,6 +77,11 @@ static int routes_host_pattern(const char *s, char *out, size_t outlen)
     }
     if (s[len - 1] == '.') {
         len--;
+    }
+    if (len == 1 && s[0] == '*') { /* the default route */
+        out[0] = '*';
+        out[1] = '\0';
+        return TORII_OK;
     }
     if (len >= 2 && s[0] == '*' && s[1] == '.') {
         out[0] = '*';
@@ -220,6 +227,22 @@ static int routes_target(const char *spec, struct torii_route_target *t, const c
     return TORII_OK;
 }
 
+/* backend.tls with a plain target would send the request in clear and ignore the TLS
+ * settings (trusted CA, client certificate): an error, never a silent downgrade. */
+static int routes_tls_targets(const struct torii_route_backend *be, const char *where,
+                              struct torii_errbuf *eb)
+{
+    for (size_t i = 0; i < be->n_targets; i++) {
+        if (!be->targets[i].tls) {
+            return torii_errf(eb, TORII_EINVAL,
+                              "%s.tls: given, but %s.targets[%zu] (%s) is plain http: "
+                              "write https://%s, or remove tls",
+                              where, where, i, be->targets[i].name, be->targets[i].name);
+        }
+    }
+    return TORII_OK;
+}
+
 static int routes_backend(json_t *b, struct torii_route_backend *be, size_t *n_targets,
                           const char *where, struct torii_errbuf *eb)
 {
@@ -271,6 +294,7 @@ static int routes_backend(json_t *b, struct torii_route_backend *be, size_t *n_t
             }
         }
         be->has_tls = 1;
+        TORII_TRY(routes_tls_targets(be, where, eb));
     }
     v = json_object_get(b, "timeouts");
     if (v != NULL) {
@@ -369,8 +393,8 @@ static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, stru
         char name[TORII_SNI_NAME_MAX + 1];
         if (!json_is_string(h)
             || routes_host_pattern(json_string_value(h), name, sizeof(name)) != TORII_OK) {
-            return torii_errf(eb, TORII_EINVAL, "%s.hosts[%zu]: expected a host name or *.domain",
-                              where, i);
+            return torii_errf(eb, TORII_EINVAL,
+                              "%s.hosts[%zu]: expected a host name, *.domain or *", where, i);
         }
         r->hosts[r->n_hosts++] = torii_xstrdup(name);
     }
@@ -394,31 +418,37 @@ static int routes_host_cmp(const void *a, const void *b)
     return strcmp(((const struct routes_host *)a)->name, ((const struct routes_host *)b)->name);
 }
 
-int torii_routes_compile(const struct torii_config *cfg, struct torii_routes **out,
-                         struct torii_errbuf *eb)
+/* Note a problem of routes[] as "config: <message>". */
+static void routes_note(struct torii_conf_errs *errs, const struct torii_errbuf *eb)
 {
-    struct torii_routes *rt = torii_xcalloc(1, sizeof(*rt));
-    json_t *arr = cfg->routes;
-    size_t nh = 0;
-    int rc = TORII_OK;
+    char line[TORII_ERRBUF_SIZE + 16];
 
-    if (arr != NULL && !json_is_array(arr)) {
-        rc = torii_errf(eb, TORII_EINVAL, "routes: expected an array");
-        goto out;
-    }
-    rt->n = arr != NULL ? json_array_size(arr) : 0;
-    rt->routes = torii_xcalloc(rt->n ? rt->n : 1, sizeof(*rt->routes));
-    for (size_t i = 0; i < rt->n; i++) {
-        rt->routes[i].index = (unsigned)i;
-        TORII_TRY(routes_one(json_array_get(arr, i), &rt->routes[i], &rt->n_targets, eb));
-        nh += rt->routes[i].n_hosts;
-    }
+    (void)snprintf(line, sizeof(line), "config: %s", eb->msg);
+    torii_conf_errs_add(errs, line);
+}
+
+/* The host index: every name once, at most one default route ("*"). Problems noted. */
+static void routes_index(struct torii_routes *rt, size_t nh, struct torii_conf_errs *errs)
+{
+    struct torii_errbuf eb = {{0}};
+
     rt->hosts = torii_xcalloc(nh ? nh : 1, sizeof(*rt->hosts));
     for (size_t i = 0; i < rt->n; i++) {
         for (size_t j = 0; j < rt->routes[i].n_hosts; j++) {
-            rt->hosts[rt->n_hosts].name = rt->routes[i].hosts[j];
-            rt->hosts[rt->n_hosts].route = &rt->routes[i];
-            rt->n_hosts++;
+            const char *h = rt->routes[i].hosts[j];
+            if (strcmp(h, "*") != 0) {
+                rt->hosts[rt->n_hosts].name = h;
+                rt->hosts[rt->n_hosts].route = &rt->routes[i];
+                rt->n_hosts++;
+            } else if (rt->def != NULL && rt->def != &rt->routes[i]) {
+                (void)torii_errf(&eb, TORII_EINVAL,
+                                 "routes[%zu].hosts: \"*\" (the default route) is already "
+                                 "routes[%u]: only one route may have it",
+                                 i, rt->def->index);
+                routes_note(errs, &eb);
+            } else {
+                rt->def = &rt->routes[i];
+            }
         }
     }
     qsort(rt->hosts, rt->n_hosts, sizeof(*rt->hosts), routes_host_cmp);
@@ -426,16 +456,64 @@ int torii_routes_compile(const struct torii_config *cfg, struct torii_routes **o
         if (strcmp(rt->hosts[i - 1].name, rt->hosts[i].name) == 0) {
             unsigned a = rt->hosts[i - 1].route->index;
             unsigned b = rt->hosts[i].route->index;
-            rc =
-                torii_errf(eb, TORII_EINVAL, "routes[%u].hosts: %s is already served by routes[%u]",
-                           a > b ? a : b, rt->hosts[i].name, a > b ? b : a);
-            goto out;
+            (void)torii_errf(&eb, TORII_EINVAL,
+                             "routes[%u].hosts: %s is already served by routes[%u]", a > b ? a : b,
+                             rt->hosts[i].name, a > b ? b : a);
+            routes_note(errs, &eb);
         }
     }
+}
+
+int torii_routes_check(const struct torii_config *cfg, struct torii_routes **out,
+                       struct torii_conf_errs *errs)
+{
+    struct torii_routes *rt = torii_xcalloc(1, sizeof(*rt));
+    struct torii_errbuf eb = {{0}};
+    json_t *arr = cfg->routes;
+    size_t n0 = errs->n;
+    size_t nh = 0;
+
+    *out = NULL;
+    if (arr != NULL && !json_is_array(arr)) {
+        (void)torii_errf(&eb, TORII_EINVAL, "routes: expected an array");
+        routes_note(errs, &eb);
+        torii_routes_free(rt);
+        return TORII_EINVAL;
+    }
+    rt->n = arr != NULL ? json_array_size(arr) : 0;
+    rt->routes = torii_xcalloc(rt->n ? rt->n : 1, sizeof(*rt->routes));
+    for (size_t i = 0; i < rt->n; i++) {
+        rt->routes[i].index = (unsigned)i;
+        if (routes_one(json_array_get(arr, i), &rt->routes[i], &rt->n_targets, &eb) != TORII_OK) {
+            routes_note(errs, &eb);
+        }
+        nh += rt->routes[i].n_hosts;
+    }
+    routes_index(rt, nh, errs);
+    if (errs->n > n0) {
+        torii_routes_free(rt);
+        return TORII_EINVAL;
+    }
     *out = rt;
-    rt = NULL;
-out:
-    torii_routes_free(rt);
+    return TORII_OK;
+}
+
+int torii_routes_compile(const struct torii_config *cfg, struct torii_routes **out,
+                         struct torii_errbuf *eb)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+    int rc = torii_routes_check(cfg, out, &errs);
+
+    if (rc != TORII_OK) {
+        /* without the "config: " prefix of the list */
+        const char *m = errs.n > 0 ? errs.msgs[0] + strlen("config: ") : torii_strerror(rc);
+        if (errs.n > 1) {
+            (void)torii_errf(eb, rc, "%s (and %zu more problems)", m, errs.n - 1);
+        } else {
+            (void)torii_errf(eb, rc, "%s", m);
+        }
+    }
+    torii_conf_errs_free(&errs);
     return rc;
 }
 
@@ -498,21 +576,21 @@ const struct torii_route *torii_routes_match(const struct torii_routes *rt, cons
     const struct torii_route *r;
     int n;
 
-    if (rt == NULL || rt->n_hosts == 0 || host == NULL) {
+    if (rt == NULL) {
         return NULL;
+    }
+    if (host == NULL || rt->n_hosts == 0) {
+        return rt->def;
     }
     n = torii_sni_name_normalize(host, len, name);
     if (n <= 0) {
-        return NULL;
+        return rt->def; /* e.g. "[::1]": no name route can match it */
     }
     r = routes_find(rt, name);
-    if (r != NULL) {
-        return r;
+    if (r == NULL && torii_sni_wildcard_key(name, (size_t)n, key) > 0) {
+        r = routes_find(rt, key);
     }
-    if (torii_sni_wildcard_key(name, (size_t)n, key) <= 0) {
-        return NULL;
-    }
-    return routes_find(rt, key);
+    return r != NULL ? r : rt->def;
 }
 
 size_t torii_routes_count(const struct torii_routes *rt)

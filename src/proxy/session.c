@@ -744,8 +744,9 @@ static int pc_client_auth(struct proxy_conn *pc, const struct torii_route *route
 {
     SSL *ssl = torii_stream_ssl(pc->st);
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    /* the route whose policy the handshake applied (the default route's without SNI) */
     const struct torii_route *sr =
-        sni != NULL ? torii_routes_match(pc->pw->routes, sni, strlen(sni)) : NULL;
+        torii_routes_match(pc->pw->routes, sni, sni != NULL ? strlen(sni) : 0);
     const char *why = NULL;
 
     if (sr != route
@@ -1040,7 +1041,9 @@ static void pc_dispatch(struct proxy_conn *pc)
         }
         return;
     }
-    if (!pc_cert_covers(pc, hn, (size_t)n)) {
+    /* tls.strict_host off: a Host the certificate does not name may still be served (a
+     * default route behind an IP, say); the client-certificate check below stays. */
+    if (pc->pw->cfg->strict_host && !pc_cert_covers(pc, hn, (size_t)n)) {
         pc_local_error(pc, 421, "host not covered by this connection's certificate", 0);
         return;
     }

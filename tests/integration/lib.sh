@@ -61,7 +61,7 @@ JSON
 t_start() {
   "$TORII_BIN" -c "$T_TMP/torii.json" >>"$T_TMP/torii.log" 2>&1 &
   T_PID=$!
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 600); do
     if curl -s -o /dev/null "http://127.0.0.1:$T_ADMIN/" 2>/dev/null; then
       return 0
     fi
@@ -181,7 +181,7 @@ http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 PY
   python3 "$T_TMP/recv.py" "$1" "$2" &
   T_RECV_PID=$!
-  for _ in $(seq 1 50); do
+  for _ in $(seq 1 300); do
     if curl -s -o /dev/null "http://127.0.0.1:$1/probe" 2>/dev/null; then
       return 0
     fi
@@ -214,7 +214,7 @@ t_backend_start() {
   [ -x "$bin" ] || bin="$(dirname "$TORII_BIN")/torii-backend"
   "$bin" "$1" "$T_TMP/backend-$1.log" >>"$T_TMP/backend.out" 2>&1 &
   T_BACKEND_PIDS="$T_BACKEND_PIDS $!"
-  for _ in $(seq 1 50); do
+  for _ in $(seq 1 300); do
     if curl -s -o /dev/null "http://127.0.0.1:$1/stats"; then return 0; fi
     sleep 0.1
   done
@@ -278,7 +278,7 @@ t_bg_stop() {
 # Wait until something accepts TCP connections on 127.0.0.1:$1.
 t_wait_port() {
   local _
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 300); do
     if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
          "$1" 2>/dev/null; then
       return 0

@@ -154,7 +154,7 @@ check_eq "OCSP garbage GET: malformedRequest" 1 \
 
 # --- stapling ----------------------------------------------------------------------------------
 staple=""
-for _ in $(seq 1 50); do
+for _ in $(seq 1 150); do
   staple=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:$T_HTTPS" -servername localhost -status 2>/dev/null | grep -c 'Cert Status: good')
   [ "$staple" = 1 ] && break
   sleep 0.2

@@ -40,7 +40,7 @@ static void test_routes_match_exact_before_wildcard(void **state)
         compile_json(
             "[{\"hosts\":[\"*.example.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"]}},"
             " {\"hosts\":[\"App.Example.Test\"],\"backend\":{\"targets\":"
-            "[\"http://127.0.0.1:2\",\"https://127.0.0.1\"],"
+            "[\"https://127.0.0.1:2\",\"https://127.0.0.1\"],"
             "\"timeouts\":{\"connect_ms\":100,\"read_ms\":200,\"idle_ms\":300},"
             "\"tls\":{\"sni\":\"backend.test\"}},"
             "\"client_auth\":{\"mode\":\"required\",\"trusted_cas\":[\"ca1\"]}}]",
@@ -57,6 +57,7 @@ static void test_routes_match_exact_before_wildcard(void **state)
     assert_int_equal(m->backend.targets[1].port, 443);
     assert_true(m->backend.targets[1].tls);
     assert_int_equal(m->backend.targets[0].port, 2);
+    assert_true(m->backend.targets[0].tls);
     assert_string_equal(m->backend.tls.sni, "backend.test");
     m = torii_routes_match(r, "APP.example.test.", 17);
     assert_non_null(m);
@@ -118,6 +119,103 @@ static void test_routes_bad_config_names_route_and_key(void **state)
     expect_error("[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"]}},"
                  " {\"hosts\":[\"A.test\"],\"backend\":{\"targets\":[\"127.0.0.1:2\"]}}]",
                  "routes[1].hosts: a.test is already served by routes[0]");
+}
+
+/* "*": the default route, for any host no other route names (IP addresses, unlisted
+ * names, no SNI); exact names and one-label wildcards come first. */
+static void test_routes_default_route(void **state)
+{
+    struct torii_routes *r = NULL;
+    struct torii_errbuf eb = {{0}};
+    const struct torii_route *m;
+
+    (void)state;
+    assert_int_equal(
+        compile_json(
+            "[{\"hosts\":[\"*.example.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"]}},"
+            " {\"hosts\":[\"*\"],\"backend\":{\"targets\":[\"127.0.0.1:2\"]},"
+            "  \"client_auth\":{\"mode\":\"required\",\"trusted_cas\":[\"ca1\"]}},"
+            " {\"hosts\":[\"app.example.test\"],\"backend\":{\"targets\":"
+            "[\"127.0.0.1:3\"]}}]",
+            &r, &eb),
+        TORII_OK);
+    assert_int_equal(torii_routes_match(r, "app.example.test", 16)->index, 2);
+    assert_int_equal(torii_routes_match(r, "b.example.test", 14)->index, 0);
+    m = torii_routes_match(r, "10.0.0.5", 8);
+    assert_non_null(m);
+    assert_int_equal(m->index, 1);
+    assert_int_equal(torii_routes_match(r, "other.test", 10)->index, 1);
+    assert_int_equal(torii_routes_match(r, "x.b.example.test", 16)->index, 1);
+    assert_int_equal(torii_routes_match(r, "[::1]", 5)->index, 1);
+    assert_int_equal(torii_routes_match(r, NULL, 0)->index, 1); /* no SNI */
+    /* the handshake applies the default route's client-certificate policy too */
+    assert_non_null(torii_routes_client_auth(r, "10.0.0.5", 8));
+    assert_non_null(torii_routes_client_auth(r, NULL, 0));
+    assert_null(torii_routes_client_auth(r, "app.example.test", 16));
+    torii_routes_free(r);
+
+    /* "*" next to names in one route: that route serves its names and everything else */
+    assert_int_equal(
+        compile_json("[{\"hosts\":[\"a.test\",\"*\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"]}},"
+                     " {\"hosts\":[\"b.test\"],\"backend\":{\"targets\":[\"127.0.0.1:2\"]}}]",
+                     &r, &eb),
+        TORII_OK);
+    assert_int_equal(torii_routes_match(r, "a.test", 6)->index, 0);
+    assert_int_equal(torii_routes_match(r, "b.test", 6)->index, 1);
+    assert_int_equal(torii_routes_match(r, "c.test", 6)->index, 0);
+    torii_routes_free(r);
+
+    /* without "*" nothing changes: unlisted hosts have no route */
+    assert_int_equal(
+        compile_json("[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"]}}]", &r,
+                     &eb),
+        TORII_OK);
+    assert_null(torii_routes_match(r, "10.0.0.5", 8));
+    assert_null(torii_routes_match(r, NULL, 0));
+    torii_routes_free(r);
+}
+
+static void test_routes_config_errors_not_silent(void **state)
+{
+    struct torii_config cfg;
+    struct torii_conf_errs errs = {NULL, 0};
+    struct torii_routes *r = NULL;
+    json_error_t jerr;
+
+    (void)state;
+    expect_error("[{\"hosts\":[\"*\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"]}},"
+                 " {\"hosts\":[\"*\"],\"backend\":{\"targets\":[\"127.0.0.1:2\"]}}]",
+                 "routes[1].hosts: \"*\" (the default route) is already routes[0]");
+    expect_error("[{\"hosts\":[\"**\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"]}}]",
+                 "routes[0].hosts[0]");
+    /* backend.tls (CA, client certificate) with a plain target: an error, not plaintext */
+    expect_error("[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"],"
+                 "\"tls\":{\"trusted_ca\":\"ca\",\"client_cert\":\"cli\"}}}]",
+                 "routes[0].backend.tls: given, but routes[0].backend.targets[0] (127.0.0.1:1) "
+                 "is plain http");
+    expect_error("[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"https://127.0.0.1:1\","
+                 "\"http://127.0.0.1:2\"],\"tls\":{\"client_cert\":\"cli\"}}}]",
+                 "routes[0].backend.targets[1] (127.0.0.1:2) is plain http");
+    expect_error("[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"],"
+                 "\"tls\":{}}}]",
+                 "routes[0].backend.tls: given");
+    /* every bad route is reported, not only the first */
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.routes =
+        json_loads("[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"],"
+                   "\"tls\":{\"trusted_ca\":\"ca\"}}},"
+                   " {\"hosts\":[\"b.test\"],\"bogus\":1},"
+                   " {\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:3\"]}}]",
+                   0, &jerr);
+    assert_non_null(cfg.routes);
+    assert_int_equal(torii_routes_check(&cfg, &r, &errs), TORII_EINVAL);
+    assert_null(r);
+    assert_int_equal(errs.n, 3);
+    assert_non_null(strstr(errs.msgs[0], "config: routes[0].backend.tls"));
+    assert_non_null(strstr(errs.msgs[1], "config: routes[1].bogus"));
+    assert_non_null(strstr(errs.msgs[2], "config: routes[2].hosts: a.test is already served"));
+    torii_conf_errs_free(&errs);
+    json_decref(cfg.routes);
 }
 
 static void test_host_parse_validates_and_normalizes(void **state)
@@ -358,6 +456,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routes_match_exact_before_wildcard),
         cmocka_unit_test(test_routes_bad_config_names_route_and_key),
+        cmocka_unit_test(test_routes_default_route),
+        cmocka_unit_test(test_routes_config_errors_not_silent),
         cmocka_unit_test(test_host_parse_validates_and_normalizes),
         cmocka_unit_test(test_req_head_drops_hop_by_hop_and_replaces_forwarding),
         cmocka_unit_test(test_resp_head_reframes),

@@ -1,0 +1,242 @@
+/* test_conf.c - the configuration loader: every problem of a file is collected (key path +
+ * problem, one entry each), an unreadable file is named with its errno text, "acme" is an
+ * error until ACME exists, no two listeners share an address and port, tls.strict_host. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "torii/conf.h"
+
+/* A temporary file holding text; its path in path (64 bytes). */
+static void write_conf(char *path, const char *text)
+{
+    FILE *f;
+    int fd;
+
+    (void)snprintf(path, 64, "/tmp/torii-test-conf-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    f = fdopen(fd, "w");
+    assert_non_null(f);
+    assert_true(fputs(text, f) >= 0);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Check text; returns the status, errs filled (caller frees), the config freed. */
+static int check_text(const char *text, struct torii_conf_errs *errs)
+{
+    char path[64];
+    struct torii_config *cfg = NULL;
+    int rc;
+
+    write_conf(path, text);
+    rc = torii_config_check(path, &cfg, errs);
+    assert_non_null(cfg); /* the file was read: the config is there for the route checks */
+    torii_config_free(cfg);
+    (void)unlink(path);
+    return rc;
+}
+
+/* errs holds an entry containing fragment. */
+static void assert_has(const struct torii_conf_errs *errs, const char *fragment)
+{
+    for (size_t i = 0; i < errs->n; i++) {
+        if (strstr(errs->msgs[i], fragment) != NULL) {
+            return;
+        }
+    }
+    for (size_t i = 0; i < errs->n; i++) {
+        print_message("  errs[%zu] = %s\n", i, errs->msgs[i]);
+    }
+    fail_msg("no error contains '%s'", fragment);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    (void)unsetenv("TORII_ADMIN_TOKEN");
+    return 0;
+}
+
+static void test_valid_file_and_defaults(void **state)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+    char path[64];
+    struct torii_config *cfg = NULL;
+
+    (void)state;
+    write_conf(path, "{\"// note\": \"comment\", \"listen\": {\"https\": \"127.0.0.1:8443\"},"
+                     " \"tls\": {\"strict_sni\": true}}");
+    assert_int_equal(torii_config_check(path, &cfg, &errs), TORII_OK);
+    assert_int_equal(errs.n, 0);
+    assert_string_equal(cfg->listen_https, "127.0.0.1:8443");
+    assert_true(cfg->strict_sni);
+    assert_true(cfg->strict_host); /* on by default */
+    torii_config_free(cfg);
+    (void)unlink(path);
+}
+
+static void test_strict_host_option(void **state)
+{
+    struct torii_errbuf eb = {{0}};
+    char path[64];
+    struct torii_config *cfg = NULL;
+
+    (void)state;
+    write_conf(path, "{\"tls\": {\"strict_host\": false}}");
+    assert_int_equal(torii_config_load(path, &cfg, &eb), TORII_OK);
+    assert_false(cfg->strict_host);
+    torii_config_free(cfg);
+    (void)unlink(path);
+    write_conf(path, "{\"tls\": {\"strict_host\": \"no\"}}");
+    assert_int_equal(torii_config_load(path, &cfg, &eb), TORII_EINVAL);
+    assert_null(cfg);
+    assert_non_null(strstr(eb.msg, "tls.strict_host: expected true or false"));
+    (void)unlink(path);
+}
+
+static void test_every_problem_is_reported(void **state)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+
+    (void)state;
+    assert_int_equal(check_text("{\"bogus\": 1, \"listen\": {\"https\": \"nowhere\", \"x\": 1},"
+                                " \"workers\": \"two\", \"log_level\": \"loud\","
+                                " \"admin\": {\"token\": \"short\"},"
+                                " \"exporters\": [{\"type\": \"carrier-pigeon\"},"
+                                "                 {\"type\": \"file\"}],"
+                                " \"pki\": {\"ca_key\": \"dsa\", \"ocsp_cache_s\": -1}}",
+                                &errs),
+                     TORII_EINVAL);
+    assert_has(&errs, "config: unknown key \"bogus\"");
+    assert_has(&errs, "config: unknown key \"listen.x\"");
+    assert_has(&errs, "config: listen.https: bad address \"nowhere\"");
+    assert_has(&errs, "config: workers: expected an integer");
+    assert_has(&errs, "config: log_level: expected");
+    assert_has(&errs, "config: admin.token must be at least 16 characters");
+    assert_has(&errs, "config: exporters[0].type");
+    assert_has(&errs, "config: exporters[1].path: required");
+    assert_has(&errs, "config: pki.ca_key");
+    assert_has(&errs, "config: pki.ocsp_cache_s");
+    assert_int_equal(errs.n, 10);
+    torii_conf_errs_free(&errs);
+    assert_int_equal(errs.n, 0);
+}
+
+static void test_load_names_first_and_counts_the_rest(void **state)
+{
+    struct torii_errbuf eb = {{0}};
+    char path[64];
+    struct torii_config *cfg = NULL;
+
+    (void)state;
+    write_conf(path, "{\"a\": 1, \"b\": 2, \"c\": 3}");
+    assert_int_equal(torii_config_load(path, &cfg, &eb), TORII_EINVAL);
+    assert_null(cfg);
+    assert_string_equal(eb.msg, "config: unknown key \"a\" (and 2 more problems)");
+    (void)unlink(path);
+}
+
+static void test_unreadable_or_broken_file(void **state)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+    struct torii_config *cfg = NULL;
+    char path[64];
+
+    (void)state;
+    assert_int_equal(torii_config_check("/nonexistent/torii.json", &cfg, &errs), TORII_EINVAL);
+    assert_null(cfg);
+    assert_int_equal(errs.n, 1);
+    assert_string_equal(errs.msgs[0], "config: /nonexistent/torii.json: No such file or directory");
+    torii_conf_errs_free(&errs);
+    assert_int_equal(torii_config_check("/tmp", &cfg, &errs), TORII_EINVAL);
+    assert_null(cfg);
+    assert_string_equal(errs.msgs[0], "config: /tmp: Is a directory");
+    torii_conf_errs_free(&errs);
+    write_conf(path, "{\"workers\": 1,\n \"x\" }");
+    assert_int_equal(torii_config_check(path, &cfg, &errs), TORII_EINVAL);
+    assert_null(cfg);
+    assert_int_equal(errs.n, 1);
+    assert_non_null(strstr(errs.msgs[0], ":2:")); /* line 2 */
+    assert_null(strstr(errs.msgs[0], ":-1:-1:")); /* never the "no position" marker */
+    torii_conf_errs_free(&errs);
+    (void)unlink(path);
+}
+
+static void test_acme_is_an_error(void **state)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+
+    (void)state;
+    assert_int_equal(check_text("{\"acme\": {\"email\": \"ops@example.test\"}}", &errs),
+                     TORII_EINVAL);
+    assert_int_equal(errs.n, 1);
+    assert_string_equal(errs.msgs[0], "config: acme: not supported yet (ACME is not implemented "
+                                      "in this version)");
+    torii_conf_errs_free(&errs);
+    assert_int_equal(check_text("{\"acme\": {}}", &errs), TORII_EINVAL);
+    torii_conf_errs_free(&errs);
+}
+
+/* listen.https, listen.http, admin.listen as given -> the number of problems. */
+static size_t listeners(const char *https, const char *http, const char *admin,
+                        struct torii_conf_errs *errs)
+{
+    char text[256];
+
+    (void)snprintf(text, sizeof(text),
+                   "{\"listen\": {\"https\": \"%s\", \"http\": \"%s\"},"
+                   " \"admin\": {\"listen\": \"%s\"}}",
+                   https, http, admin);
+    torii_conf_errs_free(errs);
+    (void)check_text(text, errs);
+    return errs->n;
+}
+
+static void test_listeners_must_not_share_address_and_port(void **state)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+
+    (void)state;
+    assert_int_equal(listeners("127.0.0.1:9000", "127.0.0.1:8080", "127.0.0.1:9000", &errs), 1);
+    assert_string_equal(errs.msgs[0], "config: listen.https (127.0.0.1:9000) and admin.listen "
+                                      "(127.0.0.1:9000): the same port on overlapping addresses; "
+                                      "each listener needs its own address and port");
+    /* a wildcard overlaps every address of its family */
+    assert_int_equal(listeners("0.0.0.0:9000", "127.0.0.1:8080", "127.0.0.1:9000", &errs), 1);
+    assert_has(&errs, "listen.https (0.0.0.0:9000) and admin.listen (127.0.0.1:9000)");
+    assert_int_equal(listeners("0.0.0.0:8443", "localhost:8443", "127.0.0.1:9000", &errs), 1);
+    assert_has(&errs, "listen.https (0.0.0.0:8443) and listen.http (localhost:8443)");
+    /* the IPv6 wildcard takes IPv4 too (dual stack) */
+    assert_int_equal(listeners("[::]:8443", "127.0.0.1:8080", "127.0.0.1:8443", &errs), 1);
+    assert_has(&errs, "listen.https ([::]:8443) and admin.listen (127.0.0.1:8443)");
+    /* all three on one port: every pair */
+    assert_int_equal(listeners("0.0.0.0:7000", "0.0.0.0:7000", "127.0.0.1:7000", &errs), 3);
+    /* fine: other ports, other addresses, a disabled listener, port 0 */
+    assert_int_equal(listeners("0.0.0.0:8443", "0.0.0.0:8080", "127.0.0.1:9000", &errs), 0);
+    assert_int_equal(listeners("127.0.0.1:9000", "", "127.0.0.2:9000", &errs), 0);
+    assert_int_equal(listeners("", "", "127.0.0.1:9000", &errs), 0);
+    assert_int_equal(listeners("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", &errs), 0);
+    assert_int_equal(listeners("[::1]:9000", "127.0.0.1:8080", "127.0.0.1:9000", &errs), 0);
+    torii_conf_errs_free(&errs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_file_and_defaults),
+        cmocka_unit_test(test_strict_host_option),
+        cmocka_unit_test(test_every_problem_is_reported),
+        cmocka_unit_test(test_load_names_first_and_counts_the_rest),
+        cmocka_unit_test(test_unreadable_or_broken_file),
+        cmocka_unit_test(test_acme_is_an_error),
+        cmocka_unit_test(test_listeners_must_not_share_address_and_port),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
