@@ -35,6 +35,11 @@ struct torii_http_limits {
     uint32_t max_requests;      /* per connection, 0 = unlimited */
 };
 
+/* A chunk-size line of a chunked body (hex size, chunk extensions, CRLF) is at most this many
+ * bytes, in both directions (RFC 9112 section 7.1.1): longer is a 400 (502 from an upstream).
+ * Trailer sections are bounded like head sections, by max_header_bytes and max_headers. */
+#define TORII_HTTP_MAX_CHUNK_LINE 4096
+
 /** Safe defaults: 16 KiB headers, 100 fields, 8 KiB target, 1 MiB body, 10 s, 60 s. */
 void torii_http_limits_default(struct torii_http_limits *lim);
 

@@ -24,6 +24,8 @@
       "Connections accepted on the public listeners")                                              \
     X(TORII_METRIC_CONN_OPEN, "torii_connections_open", "", "gauge",                               \
       "Connections currently open on the public listeners")                                        \
+    X(TORII_METRIC_CONN_NO_REQUEST, "torii_connections_without_request_total", "", "counter",      \
+      "Connections on the public listeners closed without any request (none, or empty lines)")     \
     X(TORII_METRIC_HTTP_1XX, "torii_http_requests_total", "class=\"1xx\"", "counter",              \
       "HTTP requests answered, by status class")                                                   \
     X(TORII_METRIC_HTTP_2XX, "torii_http_requests_total", "class=\"2xx\"", "counter", "")          \

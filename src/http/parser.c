@@ -1,16 +1,21 @@
 /* parser.c - the request parser: bytes in, events out, no I/O.
  * Three layers, in the order a byte meets them:
- *  1. our section scanner, over the head and the trailer section only: CRLF line endings
- *     (no bare CR or LF), no NUL or other control bytes in field lines, no obs-fold, no
- *     whitespace before the colon (RFC 9112 sections 2.2, 5.1, 5.2), and the size limits
- *     (431). It runs before llhttp so llhttp's build mode cannot loosen these rules.
+ *  1. our section scanner, over the head, the trailer section and each chunk-size line:
+ *     CRLF line endings (no bare CR or LF), no NUL or other control bytes in field lines, no
+ *     obs-fold, a non-empty field name with no whitespace before the colon (RFC 9112 sections
+ *     2.2, 5.1, 5.2; RFC 9110 section 5.1), and the size limits (431; a chunk-size line, with
+ *     its extensions, of at most TORII_HTTP_MAX_CHUNK_LINE bytes, else 400: RFC 9112 section
+ *     7.1.1). Empty lines before a request line are skipped (RFC 9112 section 2.2) and do not
+ *     start a request. It runs before llhttp so llhttp's build mode cannot loosen these
+ *     rules.
  *  2. llhttp (HTTP_REQUEST, no lenient flag): request line, tokens, chunked framing,
  *     Content-Length syntax and duplicates. Any error it reports is a 400 (501 for a bad
  *     Transfer-Encoding list).
  *  3. policy on the complete head (head_policy): version, Host, Content-Length vs
  *     Transfer-Encoding, Expect, request-target form, body limits.
- * llhttp is paused after the head of a request with a body, after the last chunk (so the
- * scanner can take the trailer section) and after each request, so pipelined bytes are never
+ * llhttp is paused after the head of a request with a body, after each chunk (so the scanner
+ * can take the next chunk-size line), after the last chunk (so the scanner can take the
+ * trailer section) and after each request, so pipelined bytes are never
  * consumed ahead of the request being answered. */
 #include <string.h>
 
@@ -24,6 +29,7 @@ enum scan_mode {
     SCAN_OFF = 0, /* body bytes: llhttp alone */
     SCAN_HEAD,    /* request line + field lines + empty line */
     SCAN_TRAILER, /* trailer field lines + empty line */
+    SCAN_CHUNK,   /* one chunk-size line (size, extensions, CRLF): its length only */
 };
 
 enum last_cb {
@@ -84,6 +90,8 @@ struct torii_http_parser {
     int head_ready;
     int head_pause;
     int trailer_pause;
+    int chunk_pause; /* a chunk ended: the scanner takes the next chunk-size line */
+    int last_chunk;  /* the last chunk (size 0) was seen: trailers follow */
     int msg_done;
     int expect_continue;
 
@@ -104,6 +112,9 @@ static int parser_fail(struct torii_http_parser *p, int status, const char *msg)
 
 static int store_append(struct field_store *fs, const char *at, size_t len)
 {
+    if (len == 0) {
+        return TORII_OK; /* an empty span (an empty request-target): fs->buf may be NULL */
+    }
     if (fs->len + len > fs->cap) {
         size_t ncap = fs->cap ? fs->cap : 512;
         while (ncap < fs->len + len) {
@@ -214,13 +225,99 @@ static size_t scan_plain_run(const char *d, size_t max, enum scan_run kind)
     return i;
 }
 
+/* A chunk-size line (size, extensions, CRLF): llhttp checks its syntax, the scanner bounds its
+ * length (RFC 9112 section 7.1.1: extensions are unbounded otherwise). Returns the bytes up to
+ * and including its LF, or sets p->failed. */
+static size_t scan_chunk_line(struct torii_http_parser *p, const char *d, size_t len)
+{
+    size_t room = TORII_HTTP_MAX_CHUNK_LINE - p->line_len;
+    size_t n = len < room ? len : room;
+    const char *lf = n > 0 ? memchr(d, '\n', n) : NULL;
+
+    if (lf != NULL) {
+        p->mode = SCAN_OFF;
+        return (size_t)(lf - d) + 1;
+    }
+    p->line_len += n;
+    if (n < len) {
+        (void)parser_fail(p, 400, "chunk-size line too long (chunk extensions)");
+    }
+    return n;
+}
+
+/* One byte of a request line or a field line that is neither CR nor LF: -1 (p->failed set)
+ * when the scanner rejects it. */
+static int scan_line_byte(struct torii_http_parser *p, unsigned char c, int field_line)
+{
+    if (c == '\0') {
+        return parser_fail(p, 400, "NUL in request head");
+    }
+    if (!field_line) {
+        if (c < 0x20 || c == 0x7f) {
+            return parser_fail(p, 400, "control character in request line");
+        }
+        return 0;
+    }
+    if (p->line_len == 0) {
+        if (c == ' ' || c == '\t') {
+            return parser_fail(p, 400, "obsolete line folding");
+        }
+        if (++p->n_fields > p->lim.max_headers) {
+            return parser_fail(p, 431,
+                               p->mode == SCAN_TRAILER ? "too many trailer fields"
+                                                       : "too many header fields");
+        }
+    }
+    if (p->colon_seen) {
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            return parser_fail(p, 400, "control character in field value");
+        }
+        return 0;
+    }
+    if (c == ':') {
+        if (p->line_len == 0) {
+            return parser_fail(p, 400, "empty header field name"); /* RFC 9110 section 5.1 */
+        }
+        p->colon_seen = 1;
+    } else if (c == ' ' || c == '\t') {
+        return parser_fail(p, 400, "whitespace before colon");
+    }
+    return 0;
+}
+
+/* The end of a line (its LF after a CR). Returns 1 when it ends the section, 0 to go on, -1
+ * when the line is rejected. */
+static int scan_line_end(struct torii_http_parser *p, int field_line, int lead)
+{
+    if (p->line_len == 0) {
+        if (lead) {
+            return 0; /* empty line before the request line (RFC 9112 section 2.2) */
+        }
+        p->mode = SCAN_OFF;
+        return 1;
+    }
+    if (field_line && !p->colon_seen) {
+        return parser_fail(p, 400, "header field without colon");
+    }
+    p->line_no++;
+    p->line_len = 0;
+    p->colon_seen = 0;
+    return 0;
+}
+
 static size_t scan_section(struct torii_http_parser *p, const char *d, size_t len, int *end)
 {
+    if (p->mode == SCAN_CHUNK) {
+        return scan_chunk_line(p, d, len);
+    }
     for (size_t i = 0; i < len; i++) {
         unsigned char c;
         int field_line = p->mode == SCAN_TRAILER || p->line_no > 0;
+        /* Nothing but empty lines so far before the request line: they start no request. */
+        int lead = p->mode == SCAN_HEAD && p->line_no == 0 && p->line_len == 0;
+        int r;
 
-        p->started = 1;
+        p->started |= p->response;
         if (!p->saw_cr && p->line_len > 0 && p->sec_bytes < p->lim.max_header_bytes) {
             /* Fast path: the middle of the request line, a name or a value. */
             size_t room = p->lim.max_header_bytes - p->sec_bytes;
@@ -235,7 +332,9 @@ static size_t scan_section(struct torii_http_parser *p, const char *d, size_t le
         }
         c = (unsigned char)d[i];
         if (++p->sec_bytes > p->lim.max_header_bytes) {
-            (void)parser_fail(p, 431, "request header section too large");
+            (void)parser_fail(p, 431,
+                              p->mode == SCAN_TRAILER ? "trailer section too large"
+                                                      : "request header section too large");
             return i;
         }
         if (p->saw_cr) {
@@ -244,21 +343,11 @@ static size_t scan_section(struct torii_http_parser *p, const char *d, size_t le
                 return i;
             }
             p->saw_cr = 0;
-            if (p->line_len == 0) {
-                if (p->mode == SCAN_HEAD && p->line_no == 0) {
-                    continue; /* empty line before the request line (RFC 9112 2.2) */
-                }
-                *end = 1;
-                p->mode = SCAN_OFF;
-                return i + 1;
+            r = scan_line_end(p, field_line, lead);
+            if (r != 0) {
+                *end = r > 0;
+                return r > 0 ? i + 1 : i;
             }
-            if (field_line && !p->colon_seen) {
-                (void)parser_fail(p, 400, "header field without colon");
-                return i;
-            }
-            p->line_no++;
-            p->line_len = 0;
-            p->colon_seen = 0;
             continue;
         }
         if (c == '\r') {
@@ -266,37 +355,14 @@ static size_t scan_section(struct torii_http_parser *p, const char *d, size_t le
             continue;
         }
         if (c == '\n') {
+            if (lead && !p->response) {
+                continue; /* a bare LF empty line before a request: what `echo` sends */
+            }
             (void)parser_fail(p, 400, "bare LF in request head");
             return i;
         }
-        if (c == '\0') {
-            (void)parser_fail(p, 400, "NUL in request head");
-            return i;
-        }
-        if (field_line) {
-            if (p->line_len == 0) {
-                if (c == ' ' || c == '\t') {
-                    (void)parser_fail(p, 400, "obsolete line folding");
-                    return i;
-                }
-                if (++p->n_fields > p->lim.max_headers) {
-                    (void)parser_fail(p, 431, "too many header fields");
-                    return i;
-                }
-            }
-            if (!p->colon_seen) {
-                if (c == ':') {
-                    p->colon_seen = 1;
-                } else if (c == ' ' || c == '\t') {
-                    (void)parser_fail(p, 400, "whitespace before colon");
-                    return i;
-                }
-            } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
-                (void)parser_fail(p, 400, "control character in field value");
-                return i;
-            }
-        } else if (c < 0x20 || c == 0x7f) {
-            (void)parser_fail(p, 400, "control character in request line");
+        p->started = 1;
+        if (scan_line_byte(p, c, field_line) != 0) {
             return i;
         }
         p->line_len++;
@@ -528,6 +594,9 @@ static int head_policy(struct torii_http_parser *p, int *has_body)
     int conn_close = 0;
     int conn_keep = 0;
 
+    if (req->target.len == 0) {
+        return parser_fail(p, 400, "empty request-target"); /* "CONNECT \r\n": no version either */
+    }
     if (p->ll.http_major != 1 || p->ll.http_minor > 1) {
         return parser_fail(p, 505, "HTTP version not supported");
     }
@@ -699,6 +768,9 @@ static int resp_headers_complete(struct torii_http_parser *p)
     p->head_ready = 1;
     p->fs = &p->trl;
     p->last = LAST_NONE;
+    if (p->body_kind == TORII_HTTP_BODY_CHUNKED) {
+        section_begin(p, SCAN_CHUNK); /* the first chunk-size line */
+    }
     return v;
 }
 
@@ -728,6 +800,9 @@ static int on_headers_complete(llhttp_t *ll)
     p->head_ready = 1;
     p->fs = &p->trl;
     p->last = LAST_NONE;
+    if (p->body_kind == TORII_HTTP_BODY_CHUNKED) {
+        section_begin(p, SCAN_CHUNK); /* the first chunk-size line */
+    }
     if (has_body) {
         p->head_pause = 1;
         return HPE_PAUSED;
@@ -775,6 +850,7 @@ static int on_chunk_header(llhttp_t *ll)
     struct torii_http_parser *p = from_ll(ll);
 
     if (ll->content_length == 0) {
+        p->last_chunk = 1;
         p->trailer_pause = 1; /* the scanner takes the trailer section */
         return HPE_PAUSED;
     }
@@ -782,6 +858,19 @@ static int on_chunk_header(llhttp_t *ll)
         return parser_fail(p, 413, "request body too large");
     }
     return 0;
+}
+
+/* After a chunk's data and CRLF: the scanner takes the next chunk-size line. After the last
+ * chunk's trailer section the message is complete instead. */
+static int on_chunk_complete(llhttp_t *ll)
+{
+    struct torii_http_parser *p = from_ll(ll);
+
+    if (p->last_chunk) {
+        return 0;
+    }
+    p->chunk_pause = 1;
+    return HPE_PAUSED;
 }
 
 static int on_message_complete(llhttp_t *ll)
@@ -809,6 +898,7 @@ static const llhttp_settings_t parser_settings = {
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_chunk_header = on_chunk_header,
+    .on_chunk_complete = on_chunk_complete,
     .on_message_complete = on_message_complete,
 };
 
@@ -833,6 +923,8 @@ static void parser_clear_request(struct torii_http_parser *p)
     p->head_ready = 0;
     p->head_pause = 0;
     p->trailer_pause = 0;
+    p->chunk_pause = 0;
+    p->last_chunk = 0;
     p->msg_done = 0;
     p->expect_continue = 0;
     p->started = 0;
@@ -967,6 +1059,7 @@ enum torii_http_parse_ev torii_http_parser_feed(struct torii_http_parser *p, con
         }
         p->head_pause = 0;
         p->trailer_pause = 0;
+        p->chunk_pause = 0;
         e = llhttp_execute(&p->ll, data + off, n);
         if (e == HPE_OK) {
             off += n;
@@ -988,6 +1081,8 @@ enum torii_http_parse_ev torii_http_parser_feed(struct torii_http_parser *p, con
         }
         if (p->trailer_pause) {
             section_begin(p, SCAN_TRAILER);
+        } else if (p->chunk_pause) {
+            section_begin(p, SCAN_CHUNK);
         }
     }
     *consumed = off;

@@ -138,6 +138,7 @@ struct proxy_conn {
     unsigned up_err : 1;
     unsigned up_timeout : 1;
     unsigned certs_done : 1;
+    unsigned had_request : 1; /* at least one request was answered (or rejected) and counted */
     int verdict;
     char *cov_host; /* last Host checked against the certificate, and the outcome */
     int cov_ok;
@@ -257,6 +258,18 @@ static struct torii_slice px_or_empty(struct torii_slice s)
     return s;
 }
 
+/* The path and query of a request as logged ("path" field, cut at PX_LOG_FIELD_MAX): the
+ * query follows the path in the request-target, so one slice covers both. */
+static struct torii_slice px_log_target(const struct torii_http_req *req)
+{
+    struct torii_slice s = req->path;
+
+    if (s.ptr != NULL && req->query.len > 0 && req->query.ptr == s.ptr + s.len + 1) {
+        s.len += 1 + req->query.len;
+    }
+    return s;
+}
+
 static size_t log_json_str(char *o, size_t cap, const char *s)
 {
     struct torii_slice v = {s, s != NULL ? strlen(s) : 0};
@@ -275,6 +288,7 @@ static void pc_access_log(struct proxy_conn *pc)
     int64_t end_us = torii_clock_mono_us();
     int w;
 
+    pc->had_request = 1;
     torii_metrics_http_status(x->status);
     if (!pw->cfg->access_log) {
         return;
@@ -987,7 +1001,7 @@ static void pc_dispatch(struct proxy_conn *pc)
     pc->head_bytes = 0;
     x->method.ptr = req->method;
     x->method.len = strlen(req->method);
-    x->path = req->path;
+    x->path = px_log_target(req);
     if (pc->tls) {
         sni = SSL_get_servername(torii_stream_ssl(pc->st), TLSEXT_NAMETYPE_host_name);
     }
@@ -1084,7 +1098,7 @@ static void pc_reject(struct proxy_conn *pc)
         if (req != NULL) {
             pc->x.method.ptr = req->method;
             pc->x.method.len = req->method != NULL ? strlen(req->method) : 0;
-            pc->x.path = req->path;
+            pc->x.path = px_log_target(req);
         }
     }
     pc_up_release(pc, 0);
@@ -1613,8 +1627,14 @@ static void pc_close(struct proxy_conn *pc)
 {
     struct proxy_worker *pw = pc->pw;
 
-    if (pc->x.active && pc->pw->cfg->access_log) {
+    /* Counted whatever the access_log setting (pc_access_log counts, then logs if asked). */
+    if (pc->x.active) {
         pc_access_log(pc);
+    }
+    if (!pc->had_request) {
+        /* Nothing, or only empty lines (ignored, RFC 9112 section 2.2), before the close: a
+         * connection outcome, not a request. */
+        torii_metrics_inc(TORII_METRIC_CONN_NO_REQUEST);
     }
     pc_up_release(pc, 0);
     if (pc->x.lbody != NULL) {

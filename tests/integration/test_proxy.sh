@@ -439,4 +439,122 @@ check_eq "strict_host off: client-certificate policy still checked (SNI unlisted
 check_eq "strict_host off: client-certificate policy still checked (no SNI)" "421 0" \
   "$(on_bk2 -H 'Host: mtls.example.test' "https://127.0.0.1:$T_HTTPS/echo")"
 check "graceful stop (strict_host off)" t_stop
+
+# --- (restart) chunk-size lines and trailers bounded both ways, empty field names, an empty
+# line before any request, the query string in the access log; then, with access_log off,
+# requests still counted. A hostile raw backend on 127.0.0.1 answers by path.
+RAWBK=$(t_free_port)
+cat > "$T_TMP/rawbk.py" <<'PY'
+import socket, sys, threading
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1]))); srv.listen(16)
+HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+def serve(c):
+    try:
+        c.settimeout(10)
+        d = b""
+        while b"\r\n\r\n" not in d and len(d) < 65536:
+            b = c.recv(4096)
+            if not b:
+                return
+            d += b
+        path = d.split(b" ", 2)[1]
+        if path == b"/chunkext":
+            c.sendall(HEAD + b"5;" + b"a" * 70000 + b"\r\nhello\r\n0\r\n\r\n")
+        elif path == b"/trailers":
+            c.sendall(HEAD + b"5\r\nhello\r\n0\r\n")
+            for _ in range(100):  # 800 KB of trailer fields at most, or until torii closes
+                c.sendall(b"X-T: v\r\n" * 1000)
+        else:
+            c.sendall(HEAD + b"5;k=v\r\nhello\r\n0\r\nX-T: 1\r\n\r\n")
+    except OSError:
+        pass
+    finally:
+        c.close()
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+python3 "$T_TMP/rawbk.py" "$RAWBK" &
+T_BG_PIDS+=($!)
+trap 't_bg_stop; t_backend_stop_all; t_cleanup' EXIT
+t_wait_port "$RAWBK" || echo "# raw backend did not start"
+routes2="\"routes\": [
+  {\"hosts\": [\"localhost\"], \"backend\": {\"targets\": [\"127.0.0.1:$BK1\"]}},
+  {\"hosts\": [\"127.0.0.1\"], \"backend\": {\"targets\": [\"127.0.0.1:$RAWBK\"]}}
+],"
+t_config "$routes2"
+t_start || exit 1
+# metric NAME_WITH_LABELS -> its value on /metrics (empty when absent)
+metric() { api GET /metrics; awk -v n="$1" '$1 == n {print $2}' <<<"$T_BODY"; }
+# wait_metric_above NAME VALUE -> success once the metric is above VALUE (bounded: 20 s)
+wait_metric_above() {
+  local v _
+  for _ in $(seq 1 200); do
+    v=$(metric "$1")
+    [ -n "$v" ] && [ "$v" -gt "$2" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+# wait_log STRING -> success once the daemon log holds STRING (bounded: 20 s)
+wait_log() {
+  local _
+  for _ in $(seq 1 200); do
+    grep -qF -- "$1" "$T_TMP/torii.log" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+# lacks STRING TEXT -> success when TEXT does not hold STRING
+lacks() { [[ "$2" != *"$1"* ]]; }
+
+out=$(python3 -c 'import sys; sys.stdout.buffer.write(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5;" + b"a" * 70000 + b"\r\nhello\r\n0\r\n\r\n")' | raw "$T_HTTPS" tls)
+check "request chunk extension of 70,000 bytes: 400 and closed" closed_after 400 <<<"$out"
+out=$(printf 'POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5;k=v\r\nhello\r\n0\r\n\r\n' | raw "$T_HTTPS" tls)
+check_eq "request with a short chunk extension still proxied" 200 "$(statuses <<<"$out")"
+out=$(printf 'GET /chunkext HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' | raw "$T_HTTPS" tls)
+check "backend chunk extension of 70,000 bytes: its body never relayed" lacks hello "$out"
+check "backend chunk extension of 70,000 bytes: connection closed" grep -q '<<CLOSED>>' <<<"$out"
+check "backend chunk extension: logged as an invalid response" wait_log "invalid response from upstream"
+out=$(printf 'GET /trailers HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' | raw "$T_HTTPS" tls 10)
+check "backend endless trailers: the message is never completed" lacks $'\r\n0\r\n\r\n' "$out"
+check "backend endless trailers: connection closed" grep -q '<<CLOSED>>' <<<"$out"
+out=$(printf 'GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' | raw "$T_HTTPS" tls)
+check "backend chunk extension and trailer within the limits: relayed" grep -q hello <<<"$out"
+
+r0=$(t_backend_stat "$BK1" requests)
+out=$(printf 'GET /echo HTTP/1.1\r\nHost: localhost\r\n: v\r\n\r\n' | raw "$T_HTTPS" tls)
+check "proxy listener: empty header field name -> 400 and closed" closed_after 400 <<<"$out"
+# (the backend counts the /stats request that read r0)
+check_eq "proxy listener: empty header field name never reaches the backend" "$((r0 + 1))" \
+  "$(t_backend_stat "$BK1" requests)"
+out=$(printf 'GET / HTTP/1.1\r\nHost: a\r\n: v\r\n\r\n' | raw "$T_ADMIN" plain)
+check "admin listener: empty header field name -> 400 and closed" closed_after 400 <<<"$out"
+
+out=$(printf '\n<<PAUSE>>GET /bytes/3 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' | raw "$T_HTTPS" tls)
+check_eq "a lone LF before a request is ignored: only the request is answered" 200 "$(statuses <<<"$out")"
+n0=$(metric torii_connections_without_request_total)
+e0=$(grep -c '"method":""' "$T_TMP/torii.log")
+out=$(echo | timeout 30 openssl s_client -connect "127.0.0.1:$T_HTTPS" -servername localhost 2>/dev/null)
+check "empty line over TLS, then close: no response" lacks "HTTP/1.1" "$out"
+check "empty line over TLS, then close: counted as a connection without request" \
+  wait_metric_above torii_connections_without_request_total "${n0:-0}"
+check_eq "empty line over TLS, then close: no access log line" "$e0" "$(grep -c '"method":""' "$T_TMP/torii.log")"
+
+"${C[@]}" -o /dev/null "$U/echo?a=1&b=two"
+check "access log keeps the query string" wait_log '"path":"/echo?a=1&b=two"'
+long=$(head -c 400 /dev/zero | tr '\0' q)
+"${C[@]}" -o /dev/null "$U/echo?$long"
+check "access log path with the query cut at 256 characters" wait_log "\"path\":\"/echo?${long:0:250}\","
+check "graceful stop (access log on)" t_stop
+
+t_config "\"access_log\": false, $routes2"
+t_start || exit 1
+c0=$(metric 'torii_http_requests_total{class="2xx"}')
+"${C[@]}" -o /dev/null "$U/reset"
+check "access_log off: a request cut by the backend (connection closed) is still counted" \
+  wait_metric_above 'torii_http_requests_total{class="2xx"}' "${c0:-0}"
+check "graceful stop (access log off)" t_stop
+t_bg_stop
 t_done

@@ -126,6 +126,70 @@ static void test_parser_chunked_trailers_bytewise(void **state)
     }
 }
 
+/* A chunk-size line (size, extensions, CRLF) of exactly TORII_HTTP_MAX_CHUNK_LINE bytes
+ * passes, one byte more is a 400, whole or fed in pieces. */
+static void test_parser_chunk_line_limit(void **state)
+{
+    static const char head[] = "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    static const char tail[] = "\r\nhello\r\n0\r\n\r\n";
+    size_t cap = sizeof(head) + TORII_HTTP_MAX_CHUNK_LINE + sizeof(tail) + 8;
+    char *b = torii_xmalloc(cap);
+    struct torii_http_limits lim;
+
+    (void)state;
+    torii_http_limits_default(&lim);
+    for (size_t extra = 0; extra <= 1; extra++) {
+        /* "5;" + name + CRLF */
+        size_t ext = TORII_HTTP_MAX_CHUNK_LINE - 4 + extra;
+        size_t o = (size_t)snprintf(b, cap, "%s5;", head);
+        memset(b + o, 'n', ext);
+        o += ext;
+        o += (size_t)snprintf(b + o, cap - o, "%s", tail);
+        for (size_t step = 0; step <= 7; step += 7) {
+            struct parse_result r = parse_all(&lim, b, o, step);
+            assert_int_equal(r.status, extra ? 400 : 0);
+            assert_int_equal(r.requests, extra ? 0 : 1);
+            if (!extra) {
+                assert_string_equal(r.last_body, "hello");
+            }
+        }
+    }
+    free(b);
+}
+
+/* Empty lines (CRLF, or a bare LF as `echo` sends) before a request are skipped and do not
+ * start one: the parser stays idle, and the request that follows parses. */
+static void test_parser_empty_lines_before_request(void **state)
+{
+    static const char req[] = "\r\n\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    struct torii_http_limits lim;
+    struct torii_http_parser *p = NULL;
+    struct parse_result r;
+    size_t used = 0;
+
+    (void)state;
+    torii_http_limits_default(&lim);
+    assert_int_equal(torii_http_parser_new(&lim, &p), TORII_OK);
+    assert_int_equal(torii_http_parser_feed(p, "\n", 1, &used), TORII_HTTP_PARSE_MORE);
+    assert_int_equal(used, 1);
+    assert_int_equal(torii_http_parser_feed(p, "\r\n\r", 3, &used), TORII_HTTP_PARSE_MORE);
+    assert_int_equal(used, 3);
+    assert_true(torii_http_parser_idle(p));
+    assert_false(torii_http_parser_started(p));
+    torii_http_parser_free(p);
+    for (size_t step = 0; step <= 1; step++) {
+        r = parse_all(&lim, req, sizeof(req) - 1, step);
+        assert_int_equal(r.status, 0);
+        assert_int_equal(r.requests, 1);
+    }
+    /* only before the request line: a bare LF after it is still an error */
+    {
+        static const char bad[] = "\nGET / HTTP/1.1\nHost: a\r\n\r\n";
+        r = parse_all(&lim, bad, sizeof(bad) - 1, 0);
+    }
+    assert_int_equal(r.status, 400);
+}
+
 static void test_parser_pipeline_stops_per_request(void **state)
 {
     static const char raw[] = "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -608,6 +672,27 @@ static void test_conn_idle_timeout_closes(void **state)
     fx_close(&f);
 }
 
+/* A client that sends only an empty line and closes (`echo | openssl s_client`) sent no
+ * request: no response, the connection just closes. */
+static void test_conn_empty_line_then_close(void **state)
+{
+    struct torii_http_limits lim;
+    struct fx f;
+
+    (void)state;
+    limits_small(&lim);
+    for (int crlf = 0; crlf <= 1; crlf++) {
+        fx_open(&f, &lim);
+        fx_send(&f, crlf ? "\r\n" : "\n", crlf ? 2 : 1);
+        bufferevent_flush(f.client, EV_WRITE, BEV_FINISHED);
+        fx_run(&f, cond_closed, 0, 2000);
+        assert_true(f.closed);
+        assert_int_equal(evbuffer_get_length(f.got), 0);
+        assert_int_equal(f.handled, 0);
+        fx_close(&f);
+    }
+}
+
 static void test_conn_max_requests_closes(void **state)
 {
     static const char raw[] =
@@ -725,12 +810,22 @@ static const struct bad_case bad_cases[] = {
     {"asterisk not OPTIONS", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 0, 400},
     {"CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 0, 501},
     {"unknown expectation", P11 "Content-Length: 1\r\nExpect: 200-ok\r\n\r\nx", 0, 417},
+    {"empty request-target", "CONNECT \r\n\r\n", 0, 400},
+    {"empty field name", H11 ": v\r\n\r\n", 0, 400},
+    {"empty field name first", "GET / HTTP/1.1\r\n: v\r\nHost: a\r\n\r\n", 0, 400},
+    {"empty field name in trailer", P11 "Transfer-Encoding: chunked\r\n\r\n0\r\n: v\r\n\r\n", 0,
+     400},
+    {"chunk extension of 70,000 bytes", NULL, 4, 400},
+    {"chunk extension too long in a later chunk", NULL, 5, 400},
+    {"chunk-size line too long (zeros)", NULL, 6, 400},
+    {"too many trailer fields", NULL, 7, 431},
+    {"trailer section too large", NULL, 8, 431},
 };
 
 /* Oversized inputs, built at run time. */
 static char *make_big(size_t which, size_t *len)
 {
-    size_t cap = 64 * 1024;
+    size_t cap = 128 * 1024;
     char *b = torii_xmalloc(cap);
     size_t o = 0;
 
@@ -753,6 +848,37 @@ static char *make_big(size_t which, size_t *len)
         memset(b + o, 'p', 300);
         o += 300;
         o += (size_t)snprintf(b + o, cap - o, " HTTP/1.1\r\nHost: a\r\n\r\n");
+        break;
+    case 4: /* a 70,000-byte extension on the first chunk-size line */
+        o += (size_t)snprintf(b, cap, P11 "Transfer-Encoding: chunked\r\n\r\n5;");
+        memset(b + o, 'a', 70000);
+        o += 70000;
+        o += (size_t)snprintf(b + o, cap - o, "\r\nhello\r\n0\r\n\r\n");
+        break;
+    case 5: /* a good chunk, then one whose extension passes TORII_HTTP_MAX_CHUNK_LINE */
+        o += (size_t)snprintf(b, cap, P11 "Transfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2;");
+        memset(b + o, 'e', TORII_HTTP_MAX_CHUNK_LINE);
+        o += TORII_HTTP_MAX_CHUNK_LINE;
+        o += (size_t)snprintf(b + o, cap - o, "\r\nde\r\n0\r\n\r\n");
+        break;
+    case 6: /* leading zeros: a chunk size of 5 written in 5000 digits */
+        o += (size_t)snprintf(b, cap, P11 "Transfer-Encoding: chunked\r\n\r\n");
+        memset(b + o, '0', 4999);
+        o += 4999;
+        o += (size_t)snprintf(b + o, cap - o, "5\r\nhello\r\n0\r\n\r\n");
+        break;
+    case 7: /* 21 trailer fields, limit 20 */
+        o += (size_t)snprintf(b, cap, P11 "Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n");
+        for (int i = 0; i < 21; i++) {
+            o += (size_t)snprintf(b + o, cap - o, "T-%d: v\r\n", i);
+        }
+        o += (size_t)snprintf(b + o, cap - o, "\r\n");
+        break;
+    case 8: /* one 3000-byte trailer value, limit 2048 */
+        o += (size_t)snprintf(b, cap, P11 "Transfer-Encoding: chunked\r\n\r\n0\r\nT: ");
+        memset(b + o, 't', 3000);
+        o += 3000;
+        o += (size_t)snprintf(b + o, cap - o, "\r\n\r\n");
         break;
     case 3: /* two chunks of 600, limit 1024 */
     default:
@@ -873,6 +999,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parser_get_fields_split),
         cmocka_unit_test(test_parser_chunked_trailers_bytewise),
+        cmocka_unit_test(test_parser_chunk_line_limit),
+        cmocka_unit_test(test_parser_empty_lines_before_request),
         cmocka_unit_test(test_parser_pipeline_stops_per_request),
         cmocka_unit_test(test_parser_http10_keepalive_flags),
         cmocka_unit_test(test_conn_get_keepalive),
@@ -885,6 +1013,7 @@ int main(void)
         cmocka_unit_test(test_conn_head_has_no_body),
         cmocka_unit_test(test_conn_header_timeout_408),
         cmocka_unit_test(test_conn_idle_timeout_closes),
+        cmocka_unit_test(test_conn_empty_line_then_close),
         cmocka_unit_test(test_conn_max_requests_closes),
         cmocka_unit_test(test_response_write_drops_bad_headers),
         cmocka_unit_test(test_corpus_parser_statuses),

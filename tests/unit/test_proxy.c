@@ -397,6 +397,8 @@ static void test_response_parser_framing(void **state)
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
         "HTTP/2.0 200 OK\r\n\r\n",
         "HTTP/1.1 200 OK\r\n Folded: x\r\n\r\n",
+        "HTTP/1.1 200 OK\r\n: v\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nA: b\r\n: v\r\n\r\n",
     };
 
     (void)state;
@@ -451,6 +453,55 @@ static void test_response_parser_framing(void **state)
     torii_http_parser_free(p);
 }
 
+/* A chunked response from a hostile backend: the head passes, then a chunk-size line over
+ * TORII_HTTP_MAX_CHUNK_LINE bytes, or a trailer section over the limits: 502. */
+static void test_response_parser_bounds(void **state)
+{
+    static const char head[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    struct torii_http_limits lim;
+    size_t cap = 256 * 1024;
+    char *b = torii_xmalloc(cap);
+
+    (void)state;
+    torii_http_limits_default(&lim);
+    lim.max_body = SIZE_MAX;
+    for (int which = 0; which < 4; which++) {
+        struct torii_http_parser *p = NULL;
+        size_t o = 0;
+        size_t used = 0;
+        enum torii_http_parse_ev ev;
+
+        assert_int_equal(torii_http_parser_new_response(&lim, &p), TORII_OK);
+        assert_int_equal(feed_resp(p, head), TORII_HTTP_PARSE_HEAD);
+        if (which == 0) { /* a 70,000-byte extension on the first chunk */
+            o = (size_t)snprintf(b, cap, "5;");
+            memset(b + o, 'a', 70000);
+            o += 70000;
+        } else if (which == 1) { /* a good chunk, then a long extension */
+            o = (size_t)snprintf(b, cap, "3;k=v\r\nabc\r\n4;");
+            memset(b + o, 'a', TORII_HTTP_MAX_CHUNK_LINE);
+            o += TORII_HTTP_MAX_CHUNK_LINE;
+        } else { /* endless trailer fields (2), one endless trailer value (3) */
+            o = (size_t)snprintf(b, cap, "0\r\n");
+            while (which == 2 && o + 16 < cap) {
+                o += (size_t)snprintf(b + o, cap - o, "X-T: v\r\n");
+            }
+            if (which == 3) {
+                o += (size_t)snprintf(b + o, cap - o, "X-T: ");
+                memset(b + o, 'v', 100000);
+                o += 100000;
+            }
+        }
+        ev = torii_http_parser_feed(p, b, o, &used);
+        if (ev != TORII_HTTP_PARSE_ERROR) {
+            fail_msg("case %d accepted (event %d, %zu of %zu bytes)", which, (int)ev, used, o);
+        }
+        assert_int_equal(torii_http_parser_error(p, NULL), 502);
+        torii_http_parser_free(p);
+    }
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -462,6 +513,7 @@ int main(void)
         cmocka_unit_test(test_req_head_drops_hop_by_hop_and_replaces_forwarding),
         cmocka_unit_test(test_resp_head_reframes),
         cmocka_unit_test(test_response_parser_framing),
+        cmocka_unit_test(test_response_parser_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
