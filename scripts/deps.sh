@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages torii needs to build, test and benchmark, when missing.
-# Usage: scripts/deps.sh [--bench]
+# Usage: scripts/deps.sh [--bench | --fuzz]
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansson-dev
       libcurl4-openssl-dev liblmdb-dev lmdb-utils liburcu-dev libcmocka-dev node-llhttp
       curl ca-certificates python3 procps psmisc)
-if [ "${1:-}" = "--bench" ]; then
-  pkgs+=(haproxy nginx wrk nghttp2-client)
-fi
+case "${1:-}" in
+  --bench) pkgs+=(haproxy nginx wrk nghttp2-client) ;;
+  --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+esac
 missing=()
 # node + npm run the JWKS interoperability test (npm package "jose"); a node that is already
 # on the PATH (from any source) is kept as is.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build torii and run every test (unit + integration), first in a normal build, then in an
-# ASan+UBSan build. Prints ctest's summary for each. Usage: scripts/test.sh [--quick]
-# (--quick: the normal build only).
+# ASan+UBSan build, then a short deterministic libFuzzer run of every fuzz target. Prints
+# ctest's summary for each build. Usage: scripts/test.sh [--quick] (--quick: the normal build
+# only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
@@ -20,5 +21,7 @@ run_suite build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo
 if [ "${1:-}" != "--quick" ]; then
   echo "== build: ASan + UBSan"
   run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DTORII_SANITIZE=address,undefined
+  echo "== fuzz smoke run (libFuzzer, fixed seed, 20000 inputs per target)"
+  ./scripts/fuzz.sh --runs 20000 || status=1
 fi
 exit $status

@@ -10,9 +10,9 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <openssl/evp.h>
 
 #include "proxy_int.h"
+#include "torii/codec.h"
 #include "torii/mem.h"
 #include "torii/pkistate.h"
 #include "torii/proxy.h"
@@ -60,44 +60,25 @@ static int wk_body(struct torii_wellknown_reply *reply, const char *ctype, unsig
     return rc;
 }
 
-static int wk_hex(int c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-/* Percent-decode a path segment into out (NUL-terminated, at most cap - 1 bytes); no NUL
- * bytes and no '/' after decoding. TORII_EINVAL otherwise. */
+/* Percent-decode a path segment into out (NUL-terminated, at most cap - 1 bytes); not empty,
+ * no NUL bytes, and no '/' after decoding unless allow_slash. TORII_EINVAL otherwise. */
 static int wk_decode(struct torii_slice s, char *out, size_t cap, int allow_slash)
 {
-    size_t k = 0;
+    char *dec = NULL;
+    size_t n = 0;
+    int rc = TORII_EINVAL;
 
-    for (size_t i = 0; i < s.len; i++) {
-        int c = (unsigned char)s.ptr[i];
-        if (c == '%') {
-            int hi = i + 2 < s.len ? wk_hex((unsigned char)s.ptr[i + 1]) : -1;
-            int lo = i + 2 < s.len ? wk_hex((unsigned char)s.ptr[i + 2]) : -1;
-            if (hi < 0 || lo < 0) {
-                return TORII_EINVAL;
-            }
-            c = hi * 16 + lo;
-            i += 2;
-        }
-        if (c == 0 || (c == '/' && !allow_slash) || k + 1 >= cap) {
-            return TORII_EINVAL;
-        }
-        out[k++] = (char)c;
+    if (torii_pct_decode(s.ptr, s.len, 0, &dec, &n) != TORII_OK) {
+        return TORII_EINVAL;
     }
-    out[k] = '\0';
-    return k > 0 ? TORII_OK : TORII_EINVAL;
+    if (n == 0 || n >= cap || (!allow_slash && memchr(dec, '/', n) != NULL)) {
+        goto out;
+    }
+    memcpy(out, dec, n + 1);
+    rc = TORII_OK;
+out:
+    free(dec);
+    return rc;
 }
 
 int torii_wellknown__pki_jwks(struct torii_wellknown *wk, const struct torii_http_req *req,
@@ -163,39 +144,16 @@ int torii_wellknown__pki_crl(struct torii_wellknown *wk, const struct torii_http
 /* RFC 6960 A.1 GET: url-encoding of the base64 of the DER request (base64url tolerated). */
 static int wk_ocsp_get_der(struct torii_slice rest, unsigned char **der, size_t *len)
 {
-    char *b64 = torii_xmalloc(rest.len + 4);
-    unsigned char *out = NULL;
-    size_t n;
-    int m;
+    char *b64 = NULL;
+    size_t n = 0;
+    int rc;
 
-    if (rest.len == 0 || wk_decode(rest, b64, rest.len + 1, 1) != TORII_OK) {
-        free(b64);
+    if (torii_pct_decode(rest.ptr, rest.len, 0, &b64, &n) != TORII_OK) {
         return TORII_EINVAL;
     }
-    n = strlen(b64);
-    for (size_t i = 0; i < n; i++) {
-        b64[i] = b64[i] == '-' ? '+' : b64[i] == '_' ? '/' : b64[i];
-    }
-    while (n % 4 != 0) {
-        b64[n++] = '=';
-    }
-    b64[n] = '\0';
-    out = torii_xmalloc(n / 4 * 3 + 1);
-    m = EVP_DecodeBlock(out, (const unsigned char *)b64, (int)n);
-    if (m < 0) {
-        free(b64);
-        free(out);
-        return TORII_EINVAL;
-    }
-    /* EVP_DecodeBlock counts the padding as zero bytes. */
-    while (n > 0 && b64[n - 1] == '=' && m > 0) {
-        n--;
-        m--;
-    }
+    rc = n == 0 ? TORII_EINVAL : torii_b64_decode(b64, n, der, len);
     free(b64);
-    *der = out;
-    *len = (size_t)m;
-    return TORII_OK;
+    return rc;
 }
 
 int torii_wellknown__pki_ocsp(struct torii_wellknown *wk, const struct torii_http_req *req,

@@ -1,0 +1,113 @@
+/* codec.c - base64 and percent-decoding; see codec.h. */
+#include "torii/codec.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "torii/mem.h"
+
+/* Value of a base64 character in either alphabet, or -1. */
+static int codec_b64_val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    if (c == '+' || c == '-') {
+        return 62;
+    }
+    if (c == '/' || c == '_') {
+        return 63;
+    }
+    return -1;
+}
+
+int torii_b64_decode(const char *s, size_t len, unsigned char **out, size_t *out_len)
+{
+    unsigned char *buf = NULL;
+    uint32_t acc = 0;
+    size_t bits = 0;
+    size_t n = 0;
+    size_t pad = 0;
+
+    while (pad < 2 && len > 0 && s[len - 1] == '=') {
+        len--;
+        pad++;
+    }
+    if (len % 4 == 1 || (pad > 0 && (len + pad) % 4 != 0)) {
+        return TORII_EINVAL;
+    }
+    buf = torii_xmalloc(len / 4 * 3 + 3);
+    for (size_t i = 0; i < len; i++) {
+        int v = codec_b64_val((unsigned char)s[i]);
+        if (v < 0) {
+            free(buf);
+            return TORII_EINVAL;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            buf[n++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    if (acc != 0) { /* RFC 4648 3.5: the pad bits must be zero */
+        free(buf);
+        return TORII_EINVAL;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *out_len = n;
+    return TORII_OK;
+}
+
+static int codec_hex_val(unsigned char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+int torii_pct_decode(const char *s, size_t len, int plus_space, char **out, size_t *out_len)
+{
+    char *buf = torii_xmalloc(len + 1);
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            int hi = i + 2 < len ? codec_hex_val((unsigned char)s[i + 1]) : -1;
+            int lo = hi >= 0 ? codec_hex_val((unsigned char)s[i + 2]) : -1;
+            if (hi < 0 || lo < 0) {
+                free(buf);
+                return TORII_EINVAL;
+            }
+            c = hi * 16 + lo;
+            i += 2;
+        } else if (c == '+' && plus_space) {
+            c = ' ';
+        }
+        if (c == 0) {
+            free(buf);
+            return TORII_EINVAL;
+        }
+        buf[n++] = (char)c;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *out_len = n;
+    return TORII_OK;
+}

@@ -1,0 +1,126 @@
+/* test_codec.c - base64 and percent-decoding (core/codec.c): both alphabets, padding rules,
+ * trailing bits, and every way an input can be malformed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "torii/codec.h"
+
+static void expect_b64(const char *in, const char *want, size_t want_len)
+{
+    unsigned char *out = NULL;
+    size_t n = 0;
+
+    assert_int_equal(torii_b64_decode(in, strlen(in), &out, &n), TORII_OK);
+    assert_int_equal(n, want_len);
+    assert_memory_equal(out, want, want_len);
+    assert_int_equal(out[n], 0);
+    free(out);
+}
+
+static void expect_b64_bad(const char *in)
+{
+    static unsigned char sentinel[] = "untouched";
+    unsigned char *out = sentinel;
+    size_t n = 7;
+
+    assert_int_equal(torii_b64_decode(in, strlen(in), &out, &n), TORII_EINVAL);
+    assert_ptr_equal(out, sentinel); /* written only on success */
+    assert_int_equal(n, 7);
+}
+
+static void test_b64_rfc4648_vectors(void **state)
+{
+    (void)state;
+    expect_b64("", "", 0);
+    expect_b64("Zg==", "f", 1);
+    expect_b64("Zm8=", "fo", 2);
+    expect_b64("Zm9v", "foo", 3);
+    expect_b64("Zm9vYg==", "foob", 4);
+    expect_b64("Zm9vYmE=", "fooba", 5);
+    expect_b64("Zm9vYmFy", "foobar", 6);
+    /* unpadded (base64url style) */
+    expect_b64("Zg", "f", 1);
+    expect_b64("Zm8", "fo", 2);
+}
+
+static void test_b64_alphabets(void **state)
+{
+    (void)state;
+    expect_b64("+/8=", "\xfb\xff", 2);
+    expect_b64("-_8", "\xfb\xff", 2);
+}
+
+static void test_b64_malformed(void **state)
+{
+    (void)state;
+    expect_b64_bad("Z");        /* 1 mod 4 */
+    expect_b64_bad("Zm9vY");    /* 1 mod 4 */
+    expect_b64_bad("Zg=");      /* padding does not complete a quantum */
+    expect_b64_bad("Zg===");    /* three '=' */
+    expect_b64_bad("Z=g=");     /* padding in the middle */
+    expect_b64_bad("Zm 9v");    /* whitespace */
+    expect_b64_bad("Zm9v\n");   /* newline */
+    expect_b64_bad("Zh==");     /* non-zero trailing bits */
+    expect_b64_bad("Zm9=");     /* non-zero trailing bits */
+    expect_b64_bad("Zm9v*A=="); /* outside both alphabets */
+}
+
+static void test_b64_embedded_nul(void **state)
+{
+    unsigned char *out = NULL;
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(torii_b64_decode("Zg\0=", 4, &out, &n), TORII_EINVAL);
+    assert_null(out);
+}
+
+static void test_pct_decode(void **state)
+{
+    char *out = NULL;
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(torii_pct_decode("a%2Fb%2fc+d", 11, 0, &out, &n), TORII_OK);
+    assert_string_equal(out, "a/b/c+d");
+    assert_int_equal(n, 7);
+    free(out);
+    assert_int_equal(torii_pct_decode("a+b%20c", 7, 1, &out, &n), TORII_OK);
+    assert_string_equal(out, "a b c");
+    free(out);
+    assert_int_equal(torii_pct_decode("", 0, 0, &out, &n), TORII_OK);
+    assert_int_equal(n, 0);
+    free(out);
+    /* Only len bytes are read: a '%' at the end of the slice is truncated, not read past. */
+    assert_int_equal(torii_pct_decode("ab%41", 4, 0, &out, &n), TORII_EINVAL);
+}
+
+static void test_pct_malformed(void **state)
+{
+    char *out = NULL;
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(torii_pct_decode("%", 1, 0, &out, &n), TORII_EINVAL);
+    assert_int_equal(torii_pct_decode("%4", 2, 0, &out, &n), TORII_EINVAL);
+    assert_int_equal(torii_pct_decode("%4g", 3, 0, &out, &n), TORII_EINVAL);
+    assert_int_equal(torii_pct_decode("%00", 3, 0, &out, &n), TORII_EINVAL);
+    assert_int_equal(torii_pct_decode("a\0b", 3, 0, &out, &n), TORII_EINVAL);
+    assert_null(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_b64_rfc4648_vectors), cmocka_unit_test(test_b64_alphabets),
+        cmocka_unit_test(test_b64_malformed),       cmocka_unit_test(test_b64_embedded_nul),
+        cmocka_unit_test(test_pct_decode),          cmocka_unit_test(test_pct_malformed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
