@@ -18,6 +18,13 @@
 int torii_b64_decode(const char *s, size_t len, unsigned char **out, size_t *out_len)
     TORII_MUST_USE;
 
+/** Decode MIME-style base64 as found between PEM armour lines (RFC 7468): the standard or
+ * URL-safe alphabet, whitespace (space, tab, CR, LF) skipped anywhere, the first '=' ends the
+ * data and only '=' and whitespace may follow. TORII_EINVAL for any other byte or a dangling
+ * 6-bit group. */
+int torii_b64_decode_mime(const char *s, size_t len, unsigned char **out, size_t *out_len)
+    TORII_MUST_USE;
+
 /** Percent-decode s[0..len). plus_space: '+' means ' ' (form encoding). TORII_EINVAL for a '%'
  * not followed by two hex digits, or a decoded NUL byte. */
 int torii_pct_decode(const char *s, size_t len, int plus_space, char **out, size_t *out_len)

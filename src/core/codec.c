@@ -27,27 +27,33 @@ static int codec_b64_val(unsigned char c)
     return -1;
 }
 
-int torii_b64_decode(const char *s, size_t len, unsigned char **out, size_t *out_len)
+static int codec_b64_space(unsigned char c)
 {
-    unsigned char *buf = NULL;
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* One decoder for both entry points. mime: whitespace is skipped anywhere and the first '='
+ * ends the data (only '=' and whitespace may follow; trailing bits are not checked, as PEM
+ * readers do); otherwise the strict rules of torii_b64_decode. */
+static int codec_b64(const char *s, size_t len, int mime, unsigned char **out, size_t *out_len)
+{
+    unsigned char *buf = torii_xmalloc(len / 4 * 3 + 3);
     uint32_t acc = 0;
     size_t bits = 0;
     size_t n = 0;
-    size_t pad = 0;
+    size_t i;
 
-    while (pad < 2 && len > 0 && s[len - 1] == '=') {
-        len--;
-        pad++;
-    }
-    if (len % 4 == 1 || (pad > 0 && (len + pad) % 4 != 0)) {
-        return TORII_EINVAL;
-    }
-    buf = torii_xmalloc(len / 4 * 3 + 3);
-    for (size_t i = 0; i < len; i++) {
-        int v = codec_b64_val((unsigned char)s[i]);
+    for (i = 0; i < len; i++) {
+        int v;
+        if (mime && codec_b64_space((unsigned char)s[i])) {
+            continue;
+        }
+        if (mime && s[i] == '=') {
+            break;
+        }
+        v = codec_b64_val((unsigned char)s[i]);
         if (v < 0) {
-            free(buf);
-            return TORII_EINVAL;
+            goto bad;
         }
         acc = (acc << 6) | (uint32_t)v;
         bits += 6;
@@ -57,14 +63,40 @@ int torii_b64_decode(const char *s, size_t len, unsigned char **out, size_t *out
             acc &= (1u << bits) - 1;
         }
     }
-    if (acc != 0) { /* RFC 4648 3.5: the pad bits must be zero */
-        free(buf);
-        return TORII_EINVAL;
+    for (; i < len; i++) {
+        if (s[i] != '=' && !codec_b64_space((unsigned char)s[i])) {
+            goto bad;
+        }
+    }
+    if (bits >= 6 || (!mime && acc != 0)) { /* a lone 6-bit group; RFC 4648 3.5 pad bits */
+        goto bad;
     }
     buf[n] = '\0';
     *out = buf;
     *out_len = n;
     return TORII_OK;
+bad:
+    free(buf);
+    return TORII_EINVAL;
+}
+
+int torii_b64_decode(const char *s, size_t len, unsigned char **out, size_t *out_len)
+{
+    size_t pad = 0;
+
+    while (pad < 2 && len > 0 && s[len - 1] == '=') {
+        len--;
+        pad++;
+    }
+    if (len % 4 == 1 || (pad > 0 && (len + pad) % 4 != 0)) {
+        return TORII_EINVAL;
+    }
+    return codec_b64(s, len, 0, out, out_len);
+}
+
+int torii_b64_decode_mime(const char *s, size_t len, unsigned char **out, size_t *out_len)
+{
+    return codec_b64(s, len, 1, out, out_len);
 }
 
 static int codec_hex_val(unsigned char c)

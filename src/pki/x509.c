@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -16,6 +17,7 @@
 #include <openssl/x509v3.h>
 
 #include "pki_int.h"
+#include "torii/codec.h"
 #include "torii/mem.h"
 
 /* A chain longer than this is not a certificate chain anyone serves. */
@@ -57,66 +59,6 @@ static int pki_contains_ci(const char *p, size_t len, const char *needle)
     return 0;
 }
 
-static int pki_b64_value(int c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '+') {
-        return 62;
-    }
-    if (c == '/') {
-        return 63;
-    }
-    return 64;
-}
-
-/* MIME-style base64: whitespace anywhere is skipped, '=' ends the data, anything else fails.
- * out must hold len*3/4+3 bytes. Returns the decoded length, 0 on bad input. */
-static long pki_b64_decode(const char *in, size_t len, unsigned char *out)
-{
-    unsigned int acc = 0;
-    int bits = 0;
-    long n = 0;
-    size_t i;
-
-    for (i = 0; i < len; i++) {
-        int c = (unsigned char)in[i];
-        int v;
-
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
-            continue;
-        }
-        if (c == '=') {
-            break;
-        }
-        v = pki_b64_value(c);
-        if (v > 63) {
-            return 0;
-        }
-        acc = (acc << 6) | (unsigned int)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (unsigned char)((acc >> bits) & 0xffu);
-        }
-    }
-    /* Only '=' and whitespace may follow the padding. */
-    for (; i < len; i++) {
-        int c = (unsigned char)in[i];
-        if (c != '=' && c != ' ' && c != '\t' && c != '\r' && c != '\n') {
-            return 0;
-        }
-    }
-    return n;
-}
-
 int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
@@ -136,7 +78,7 @@ int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii
         const char *end;
         const char *close;
         const unsigned char *dp;
-        long n;
+        size_t n = 0;
 
         if (begin == NULL) {
             break;
@@ -157,12 +99,12 @@ int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii
         TORII_ENSURE(
             sk_X509_num(chain) < PKI_CHAIN_PARSE_MAX,
             torii_errf(eb, TORII_EINVAL, "chain: more than %d certificates", PKI_CHAIN_PARSE_MAX));
-        der = torii_xmalloc((size_t)(end - hdr_end) * 3 / 4 + 3);
-        n = pki_b64_decode(hdr_end + 5, (size_t)(end - (hdr_end + 5)), der);
-        TORII_ENSURE(n > 0, torii_errf(eb, TORII_EINVAL,
-                                       "chain: certificate #%d is not valid base64", idx + 1));
+        TORII_ENSURE(
+            torii_b64_decode_mime(hdr_end + 5, (size_t)(end - (hdr_end + 5)), &der, &n) == TORII_OK
+                && n > 0 && n <= LONG_MAX,
+            torii_errf(eb, TORII_EINVAL, "chain: certificate #%d is not valid base64", idx + 1));
         dp = der;
-        cert = d2i_X509(NULL, &dp, n);
+        cert = d2i_X509(NULL, &dp, (long)n);
         if (cert == NULL || dp != der + n) {
             char what[64];
             (void)snprintf(what, sizeof(what), "chain: certificate #%d does not parse", idx + 1);

@@ -81,6 +81,29 @@ static void test_b64_embedded_nul(void **state)
     assert_null(out);
 }
 
+static void test_b64_mime(void **state)
+{
+    const char *pem = "\r\n  Zm9v\nYmFy\r\n";
+    const char *padded = "Zm9v\nYg==\n";
+    unsigned char *out = NULL;
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(torii_b64_decode_mime(pem, strlen(pem), &out, &n), TORII_OK);
+    assert_int_equal(n, 6);
+    assert_memory_equal(out, "foobar", 6);
+    free(out);
+    assert_int_equal(torii_b64_decode_mime(padded, strlen(padded), &out, &n), TORII_OK);
+    assert_int_equal(n, 4);
+    assert_memory_equal(out, "foob", 4);
+    free(out);
+    out = NULL;
+    assert_int_equal(torii_b64_decode_mime("Zm9v*", 5, &out, &n), TORII_EINVAL);
+    assert_int_equal(torii_b64_decode_mime("Zg==x", 5, &out, &n), TORII_EINVAL);
+    assert_int_equal(torii_b64_decode_mime("Zm9vY", 5, &out, &n), TORII_EINVAL);
+    assert_null(out);
+}
+
 static void test_pct_decode(void **state)
 {
     char *out = NULL;
@@ -118,9 +141,13 @@ static void test_pct_malformed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_b64_rfc4648_vectors), cmocka_unit_test(test_b64_alphabets),
-        cmocka_unit_test(test_b64_malformed),       cmocka_unit_test(test_b64_embedded_nul),
-        cmocka_unit_test(test_pct_decode),          cmocka_unit_test(test_pct_malformed),
+        cmocka_unit_test(test_b64_rfc4648_vectors),
+        cmocka_unit_test(test_b64_alphabets),
+        cmocka_unit_test(test_b64_malformed),
+        cmocka_unit_test(test_b64_embedded_nul),
+        cmocka_unit_test(test_b64_mime),
+        cmocka_unit_test(test_pct_decode),
+        cmocka_unit_test(test_pct_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
