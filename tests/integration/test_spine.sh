@@ -129,8 +129,9 @@ d = sys.argv[1]
 # 16 pairs double the document 32 times (the old code took gigabytes for 18)
 grow = [{"op": "copy", "from": "", "path": "/x"}, {"op": "copy", "from": "/x", "path": "/y"}] * 16
 json.dump(grow, open(d + "/grow.json", "w"))
-# copies of the document into its own deepest member double the nesting at each step
-deep = [{"op": "copy", "from": "", "path": "/_loc" * (2 ** k)} for k in range(12)]
+# copies of the document into its own deepest member double the nesting at each step (the
+# last one would nest ~65,000 levels: the old code's recursive deep copy overflowed the stack)
+deep = [{"op": "copy", "from": "", "path": "/_loc" * (2 ** k)} for k in range(17)]
 json.dump(deep, open(d + "/deep.json", "w"))
 PY
 api PATCH /api/certificates/cert-d --max-time 120 -H 'Content-Type: application/json' -d @"$T_TMP/grow.json"

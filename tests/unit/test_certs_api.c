@@ -1310,6 +1310,22 @@ static void test_certs_patch_work_bounded(void **state)
         fail_msg("nesting patch: %d %s", r.status, jstr(r.json, "error"));
     }
     resp_clear(&r);
+    /* bodies nested deeper than the bound: parsed (jansson stops at its own 2048) and refused */
+    {
+        char *body = torii_xmalloc(6001);
+        memset(body, '[', 3000);
+        memset(body + 3000, ']', 3000);
+        body[6000] = '\0';
+        r = call(f, "PATCH", "/api/certificates/pw", JSON_CT, body);
+        expect_error(&r, 400, "JSON");
+        resp_clear(&r);
+        body[200] = '\0';
+        memset(body + 100, ']', 100);
+        r = call(f, "PUT", "/api/certificates/pw", JSON_CT, body);
+        expect_error(&r, 400, "nested deeper than 64");
+        resp_clear(&r);
+        free(body);
+    }
     after = snapshot(f);
     assert_string_equal(before, after);
     free(after);
