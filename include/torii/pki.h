@@ -43,6 +43,10 @@ int torii_cert_normalize(json_t *entity, struct torii_errbuf *eb) TORII_MUST_USE
  * no derived field is changed. */
 int torii_cert_enrich(json_t *entity, int64_t now_ms, struct torii_errbuf *eb) TORII_MUST_USE;
 
+/** The certType the entity's flags give (client, ca, letsEncrypt, keypair, selfSigned, in that
+ * order, else certificate), as torii_cert_enrich sets it. A static string. */
+const char *torii_cert_type(const json_t *entity);
+
 /** Copy of the entity with privateKey and password removed (for alerts and logs). */
 json_t *torii_cert_redacted(const json_t *entity);
 

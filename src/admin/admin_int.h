@@ -113,8 +113,10 @@ int admin_req_media_type_is(const struct torii_http_req *req, const char *name, 
  * NUL-terminated string *out, owned by the caller. Both hex cases are accepted. Rejects with
  * TORII_EINVAL, *out untouched: a truncated or non-hex escape, %00 and a raw NUL byte. */
 int admin_req_pct_decode(const char *s, size_t len, int plus_space, char **out) TORII_MUST_USE;
-/** 1 when id is 1..max_len bytes with no control character (< 0x20, 0x7f) and no '/' (it
- * could not be addressed in a path). */
+/** 1 when the len bytes of s are valid UTF-8 that a JSON string can hold (jansson's rule). */
+int admin_req_utf8_ok(const char *s, size_t len);
+/** 1 when id is 1..max_len bytes of valid UTF-8 with no control character (< 0x20, 0x7f) and
+ * no '/' (it could not be addressed in a path). */
 int admin_req_id_ok(const char *id, size_t max_len);
 /** A path segment decoded (no '+' rule) into an id that passes admin_req_id_ok: TORII_OK with
  * *out owned by the caller, else TORII_EINVAL with *out untouched. */
@@ -140,6 +142,18 @@ int admin_req_query_parse(struct torii_slice qs, size_t max, struct admin_req_qu
 void admin_req_query_clear(struct admin_req_query *q);
 /** The value of the first pair named key (borrowed from q), or NULL. */
 const char *admin_req_query_get(const struct admin_req_query *q, const char *key);
+/** Every parameter of q must be named by allowed (a NULL-terminated list, NULL for none; an
+ * entry ending in '.' allows any longer name with that prefix, e.g. "filter.") and given
+ * once: TORII_OK, else TORII_EINVAL with "unknown query parameter 'x'" or "query parameter 'x'
+ * is given more than once" in eb. Nothing in a query string is silently ignored. */
+int admin_req_query_check(const struct admin_req_query *q, const char *const *allowed,
+                          struct torii_errbuf *eb) TORII_MUST_USE;
+/** For routes that take no query parameter: 1 when the request has none; else 0 with reply
+ * filled (400 naming the first parameter, or the bad percent-encoding). */
+int admin_req_query_none(const struct torii_http_req *req, struct torii_admin_reply *reply);
+/** TORII_OK when parameter key is absent, "true" or "false"; else TORII_EINVAL (eb says so). */
+int admin_req_query_bool_check(const struct admin_req_query *q, const char *key,
+                               struct torii_errbuf *eb) TORII_MUST_USE;
 /** A boolean parameter: dflt when absent; otherwise with dflt 1 anything but "false" is 1,
  * with dflt 0 only "true" is 1. */
 int admin_req_query_bool(const struct admin_req_query *q, const char *key, int dflt);

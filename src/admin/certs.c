@@ -35,6 +35,7 @@
 #include <openssl/x509.h>
 
 #include "admin_int.h"
+#include "certs_query.h"
 #include "jsonpatch.h"
 #include "torii/clock.h"
 #include "torii/err.h"
@@ -53,6 +54,7 @@
 #define CERTS_ALLOW_ONE  "GET, HEAD, PUT, PATCH, DELETE"
 #define CERTS_ALLOW_GET  "GET, HEAD"
 #define CERTS_ALLOW_BULK "POST, PUT, PATCH, DELETE"
+#define CERTS_ID_RULE    "id: must be 1 to 256 bytes of UTF-8 without control characters or '/'"
 
 /* ---- request helpers ---- */
 
@@ -69,6 +71,12 @@ static int certs_enrich_wanted(const struct admin_req_query *q)
 {
     return admin_req_query_bool(q, "enrich", 1);
 }
+
+/* Query parameters each route takes (admin_req_query_check); anything else is a 400. */
+static const char *const certs_q_list[] = {"page",   "pageSize", "filter.", "filtered",
+                                           "sorted", "fields",   "keypair", NULL};
+static const char *const certs_q_write[] = {"enrich", NULL};
+static const char *const certs_q_get[] = {"fields", NULL};
 
 /* ---- reply helpers ---- */
 
@@ -91,6 +99,8 @@ static int certs_status_of(int rc)
     case TORII_EEXIST:
     case TORII_ECONFLICT:
         return 409;
+    case TORII_ETOOBIG:
+        return 413;
     default:
         return 500;
     }
@@ -106,27 +116,19 @@ static void certs_reply_rc(struct torii_admin_reply *r, int rc, const struct tor
     admin_reply_error(r, certs_status_of(rc), "%s", eb->msg[0] != '\0' ? eb->msg : "error");
 }
 
-/* A new object with only the listed top-level keys of e ("a,b,c"). */
-static json_t *certs_project(const json_t *e, const char *fields)
+/* 1 when q holds only the allowed parameters, once each, and enrich (when given) is a
+ * boolean; else 0 with a 400 naming the parameter. */
+static int certs_query_ok(const struct admin_req_query *q, const char *const *allowed,
+                          struct torii_admin_reply *reply)
 {
-    json_t *p = json_object();
-    const char *s = fields;
+    struct torii_errbuf eb = {{0}};
 
-    while (p != NULL && *s != '\0') {
-        const char *comma = strchr(s, ',');
-        size_t len = comma != NULL ? (size_t)(comma - s) : strlen(s);
-        json_t *v = json_object_getn(e, s, len);
-
-        if (v != NULL && json_object_setn(p, s, len, v) != 0) {
-            json_decref(p);
-            return NULL;
-        }
-        s += len;
-        if (*s == ',') {
-            s++;
-        }
+    if (admin_req_query_check(q, allowed, &eb) != TORII_OK
+        || admin_req_query_bool_check(q, "enrich", &eb) != TORII_OK) {
+        admin_reply_error(reply, 400, "%s", eb.msg);
+        return 0;
     }
-    return p;
+    return 1;
 }
 
 static void certs_log_write(const char *what, const char *id)
@@ -197,8 +199,17 @@ static int certs_write(struct torii_admin_ctx *ctx, const struct certs_read *rea
     return rc;
 }
 
-/* Normalize (type checks and defaults), validate the id, enrich unless told not to, and build
- * the TLS record. entity is modified in place into its stored form. */
+/* Members the API adds to its own responses (a PKI response's certId, a write's warnings): a
+ * body that sends one back is accepted and the member dropped. */
+static void certs_drop_response_only(json_t *entity)
+{
+    (void)json_object_del(entity, "certId");
+    (void)json_object_del(entity, "warnings");
+}
+
+/* Normalize (type checks and defaults), validate the id, enrich unless told not to (certType
+ * is still set from the flags then: normalize drops it), and build the TLS record. entity is
+ * modified in place into its stored form. */
 static int certs_prepare(json_t *entity, int enrich, unsigned char **aux, size_t *aux_len,
                          struct torii_errbuf *eb)
 {
@@ -208,13 +219,15 @@ static int certs_prepare(json_t *entity, int enrich, unsigned char **aux, size_t
     TORII_TRY(torii_cert_normalize(entity, eb));
     id = json_string_value(json_object_get(entity, "id"));
     if (id == NULL || !admin_req_id_ok(id, CERTS_ID_MAX)) {
-        rc =
-            torii_errf(eb, TORII_EINVAL,
-                       "id: must be 1 to %d bytes without control characters or '/'", CERTS_ID_MAX);
+        rc = torii_errf(eb, TORII_EINVAL, "%s", CERTS_ID_RULE);
         goto out;
     }
     if (enrich) {
         TORII_TRY(torii_cert_enrich(entity, torii_clock_now_ms(), eb));
+    } else {
+        TORII_ENSURE(json_object_set_new(entity, "certType", json_string(torii_cert_type(entity)))
+                         == 0,
+                     TORII_ENOMEM);
     }
     TORII_TRY(torii_certrec_build(entity, aux, aux_len, eb));
 out:
@@ -283,6 +296,7 @@ static int certs_op_create(struct torii_admin_ctx *ctx, json_t *entity, int enri
     if (!json_is_object(entity)) {
         return torii_errf(eb, TORII_EINVAL, "certificate entity must be a JSON object");
     }
+    certs_drop_response_only(entity);
     if (id == NULL || json_is_null(id)) {
         TORII_TRY(torii_uuid_id(CERTS_ID_PREFIX, gen, sizeof(gen)));
         TORII_ENSURE(json_object_set_new(entity, "id", json_string(gen)) == 0, TORII_ENOMEM);
@@ -307,6 +321,7 @@ static int certs_op_replace(struct torii_admin_ctx *ctx, const char *id, json_t 
     if (!json_is_object(entity)) {
         return torii_errf(eb, TORII_EINVAL, "certificate entity must be a JSON object");
     }
+    certs_drop_response_only(entity);
     TORII_ENSURE(json_object_set_new(entity, "id", json_string(id)) == 0, TORII_ENOMEM);
     TORII_TRY(certs_read(ctx, id, 1, &rd, eb));
     TORII_TRY(torii_cert_normalize(entity, eb));
@@ -322,15 +337,17 @@ out:
 
 /* Apply a JSON Patch or merge patch to the stored entity; the result must still be an
  * object carrying the same id. */
-static int certs_apply_patch(const json_t *stored, const json_t *patch, int merge, const char *id,
-                             json_t **out, struct torii_errbuf *eb)
+static int certs_apply_patch(const struct torii_admin_ctx *ctx, const json_t *stored,
+                             const json_t *patch, int merge, const char *id, json_t **out,
+                             struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     json_t *patched = NULL;
     const json_t *new_id = NULL;
+    size_t max = ctx->cfg != NULL ? ctx->cfg->admin_max_body : 0; /* 0: the default */
 
-    rc = merge ? admin_mergepatch_apply(stored, patch, &patched, eb)
-               : admin_jsonpatch_apply(stored, patch, &patched, eb);
+    rc = merge ? admin_mergepatch_apply(stored, patch, max, &patched, eb)
+               : admin_jsonpatch_apply(stored, patch, max, &patched, eb);
     if (rc != TORII_OK) {
         return rc;
     }
@@ -350,6 +367,46 @@ out:
     return rc;
 }
 
+/* Fields computed from the chain and key (certType from the flags) on every write. */
+static const char *const certs_derived[] = {"domain", "subject",    "sans",  "from",    "to",
+                                            "ca",     "selfSigned", "valid", "certType"};
+
+/* The derived members of e (new references to its values, which the write replaces rather
+ * than changes), or NULL when out of memory. */
+static json_t *certs_derived_of(const json_t *e)
+{
+    json_t *d = json_object();
+
+    for (size_t i = 0; d != NULL && i < sizeof(certs_derived) / sizeof(certs_derived[0]); i++) {
+        json_t *v = json_object_get(e, certs_derived[i]);
+        if (v != NULL && json_object_set(d, certs_derived[i], v) != 0) {
+            json_decref(d);
+            d = NULL;
+        }
+    }
+    return d;
+}
+
+/* A patch that sets a derived field (asked) to a value that neither the stored entity had nor
+ * the written result carries would be silently undone by the recomputation: refuse it. */
+static int certs_check_derived(const json_t *stored, const json_t *asked, const json_t *result,
+                               struct torii_errbuf *eb)
+{
+    for (size_t i = 0; i < sizeof(certs_derived) / sizeof(certs_derived[0]); i++) {
+        const char *f = certs_derived[i];
+        const json_t *a = json_object_get(asked, f);
+
+        if (!admin_json_equal(a, json_object_get(stored, f))
+            && !admin_json_equal(a, json_object_get(result, f))) {
+            return torii_errf(eb, TORII_EINVAL,
+                              "field '%s' is derived from the chain%s and recomputed on every "
+                              "write: a patch cannot set it",
+                              f, strcmp(f, "certType") == 0 ? " and the flags" : "");
+        }
+    }
+    return TORII_OK;
+}
+
 /* Patch the stored entity; *out is the stored result. */
 static int certs_op_patch(struct torii_admin_ctx *ctx, const char *id, const json_t *patch,
                           int merge, int enrich, json_t **out, struct torii_errbuf *eb)
@@ -357,18 +414,23 @@ static int certs_op_patch(struct torii_admin_ctx *ctx, const char *id, const jso
     int rc = TORII_OK;
     struct certs_read rd = {0};
     json_t *patched = NULL;
+    json_t *asked = NULL;
     unsigned char *aux = NULL;
     size_t aux_len = 0;
 
     TORII_TRY(certs_read(ctx, id, 0, &rd, eb));
-    TORII_TRY(certs_apply_patch(rd.ent, patch, merge, id, &patched, eb));
+    TORII_TRY(certs_apply_patch(ctx, rd.ent, patch, merge, id, &patched, eb));
+    asked = certs_derived_of(patched);
+    TORII_ENSURE(asked != NULL, TORII_ENOMEM);
     TORII_TRY(certs_prepare(patched, enrich, &aux, &aux_len, eb));
+    TORII_TRY(certs_check_derived(rd.ent, asked, patched, eb));
     TORII_TRY(certs_write(ctx, &rd, patched, aux, aux_len, eb));
     certs_log_write("patched", id);
     *out = patched;
     patched = NULL;
 out:
     certs_read_clear(&rd);
+    json_decref(asked);
     json_decref(patched);
     torii_secure_free(aux, aux_len);
     return rc;
@@ -409,14 +471,15 @@ static int certs_op_delete(struct torii_admin_ctx *ctx, const char *id, struct t
 
 struct certs_list {
     const struct admin_req_query *q;
-    const char *fields;
+    struct certs_query_terms fields;   /* n == 0: whole entities */
+    struct certs_query_terms filtered; /* every term must match */
+    struct certs_query_terms sorted;   /* n > 0: items collects every match, sorted after */
     int keypair_only;
     size_t total;   /* every record, before filtering (X-Count, as the reference) */
     size_t matched; /* records passing the filters */
     size_t offset;  /* first matched index on the page */
     size_t limit;   /* page size */
-    json_t *items;  /* the page */
-    int rc;
+    json_t *items;  /* the page (every match while sorting) */
 };
 
 /* filter.<field>=<v>: strings compare exactly, other values by their compact JSON text. */
@@ -465,7 +528,13 @@ static int certs_entity_matches(const struct certs_list *l, const json_t *e)
             return 0;
         }
     }
-    return 1;
+    return certs_query_filtered_match(&l->filtered, e);
+}
+
+/* What a list item shows of e: the selected fields, or e itself. */
+static json_t *certs_list_item(const struct certs_list *l, json_t *e)
+{
+    return l->fields.n > 0 ? certs_query_project(e, &l->fields) : json_incref(e);
 }
 
 static int certs_list_cb(const struct torii_store_rec *rec, void *arg)
@@ -474,6 +543,7 @@ static int certs_list_cb(const struct torii_store_rec *rec, void *arg)
     json_error_t jerr;
     json_t *e = NULL;
     json_t *item = NULL;
+    int rc = TORII_OK;
 
     l->total++;
     e = json_loadb(rec->json, rec->json_len, 0, &jerr);
@@ -485,16 +555,61 @@ static int certs_list_cb(const struct torii_store_rec *rec, void *arg)
         return TORII_OK;
     }
     if (certs_entity_matches(l, e)) {
-        if (l->matched >= l->offset && l->matched - l->offset < l->limit) {
-            item = l->fields != NULL ? certs_project(e, l->fields) : json_incref(e);
-            if (item == NULL || json_array_append_new(l->items, item) != 0) {
-                json_decref(e);
-                return TORII_ENOMEM;
-            }
+        if (l->sorted.n > 0) {
+            item = json_incref(e); /* paged once sorted */
+        } else if (l->matched >= l->offset && l->matched - l->offset < l->limit) {
+            item = certs_list_item(l, e);
+            rc = item == NULL ? TORII_ENOMEM : TORII_OK;
+        }
+        if (item != NULL && json_array_append_new(l->items, item) != 0) {
+            rc = TORII_ENOMEM;
         }
         l->matched++;
     }
     json_decref(e);
+    return rc;
+}
+
+struct certs_sort_item {
+    const struct certs_query_terms *by;
+    json_t *e;
+    size_t seq; /* store order: ties keep it */
+};
+
+static int certs_sort_cmp(const void *a, const void *b)
+{
+    const struct certs_sort_item *x = a;
+    const struct certs_sort_item *y = b;
+    int c = certs_query_sorted_cmp(x->by, x->e, y->e);
+
+    return c != 0 ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* Sort every match (l->items) and keep the page. */
+static int certs_list_sort_page(struct certs_list *l)
+{
+    size_t n = json_array_size(l->items);
+    struct certs_sort_item *v = torii_xcalloc(n > 0 ? n : 1, sizeof(*v));
+    json_t *page = json_array();
+    int rc = page != NULL ? TORII_OK : TORII_ENOMEM;
+
+    for (size_t i = 0; i < n; i++) {
+        v[i] = (struct certs_sort_item){&l->sorted, json_array_get(l->items, i), i};
+    }
+    qsort(v, n, sizeof(*v), certs_sort_cmp);
+    for (size_t i = l->offset; rc == TORII_OK && i < n && i - l->offset < l->limit; i++) {
+        json_t *item = certs_list_item(l, v[i].e);
+        if (item == NULL || json_array_append_new(page, item) != 0) {
+            rc = TORII_ENOMEM;
+        }
+    }
+    free(v);
+    if (rc != TORII_OK) {
+        json_decref(page);
+        return rc;
+    }
+    json_decref(l->items);
+    l->items = page;
     return TORII_OK;
 }
 
@@ -519,50 +634,54 @@ static int certs_parse_pos(const char *s, long *out)
     return TORII_OK;
 }
 
-static void certs_list_reply(struct torii_admin_ctx *ctx, const struct admin_req_query *q,
-                             struct torii_admin_reply *reply)
+static void certs_list_clear(struct certs_list *l)
 {
-    struct certs_list l;
+    certs_query_terms_clear(&l->fields);
+    certs_query_terms_clear(&l->filtered);
+    certs_query_terms_clear(&l->sorted);
+    json_decref(l->items);
+    l->items = NULL;
+}
+
+/* The list parameters of q into l (page numbers in *page and *size); eb names a bad one. */
+static int certs_list_parse(const struct admin_req_query *q, struct certs_list *l, long *page,
+                            long *size, struct torii_errbuf *eb)
+{
     const char *page_s = admin_req_query_get(q, "page");
     const char *size_s = admin_req_query_get(q, "pageSize");
-    long page = 1;
-    long size = CERTS_NO_PAGING;
-    char num[32];
+    const char *fields = admin_req_query_get(q, "fields");
+    const char *filtered = admin_req_query_get(q, "filtered");
+    const char *sorted = admin_req_query_get(q, "sorted");
     int rc = TORII_OK;
 
-    if (page_s != NULL && certs_parse_pos(page_s, &page) != TORII_OK) {
-        admin_reply_error(reply, 400, "page: must be an integer from 1 to %ld", CERTS_PAGE_MAX);
-        return;
+    if (page_s != NULL && certs_parse_pos(page_s, page) != TORII_OK) {
+        return torii_errf(eb, TORII_EINVAL, "page: must be an integer from 1 to %ld",
+                          CERTS_PAGE_MAX);
     }
-    if (size_s != NULL && certs_parse_pos(size_s, &size) != TORII_OK) {
-        admin_reply_error(reply, 400, "pageSize: must be an integer from 1 to %ld", CERTS_PAGE_MAX);
-        return;
+    if (size_s != NULL && certs_parse_pos(size_s, size) != TORII_OK) {
+        return torii_errf(eb, TORII_EINVAL, "pageSize: must be an integer from 1 to %ld",
+                          CERTS_PAGE_MAX);
     }
-    memset(&l, 0, sizeof(l));
-    l.q = q;
-    l.fields = admin_req_query_get(q, "fields");
-    if (l.fields != NULL && l.fields[0] == '\0') {
-        l.fields = NULL;
-    }
-    l.keypair_only = admin_req_query_bool(q, "keypair", 0);
-    l.offset = (size_t)(page - 1) * (size_t)size;
-    l.limit = (size_t)size;
-    l.items = json_array();
-    if (l.items == NULL) {
-        admin_reply_error(reply, 500, "out of memory");
-        return;
-    }
-    rc = torii_store_foreach(ctx->store, TORII_STORE_CERTS, certs_list_cb, &l);
-    if (rc != TORII_OK) {
-        torii_log(TORII_LOG_ERR, "admin: certificate list failed: %s", torii_strerror(rc));
-        json_decref(l.items);
-        admin_reply_error(reply, 500, "store: list failed: %s", torii_strerror(rc));
-        return;
-    }
-    certs_reply_json(reply, 200, l.items);
-    (void)snprintf(num, sizeof(num), "%zu", l.total);
+    TORII_TRY(admin_req_query_bool_check(q, "keypair", eb));
+    l->q = q;
+    l->keypair_only = admin_req_query_bool(q, "keypair", 0);
+    l->offset = (size_t)(*page - 1) * (size_t)*size;
+    l->limit = (size_t)*size;
+    TORII_TRY(certs_query_fields_parse(fields != NULL ? fields : "", &l->fields, eb));
+    TORII_TRY(certs_query_filtered_parse(filtered != NULL ? filtered : "", &l->filtered, eb));
+    TORII_TRY(certs_query_sorted_parse(sorted != NULL ? sorted : "", &l->sorted, eb));
+out:
+    return rc;
+}
+
+static void certs_list_headers(struct torii_admin_reply *reply, const struct certs_list *l,
+                               long page, long size)
+{
+    char num[32];
+
+    (void)snprintf(num, sizeof(num), "%zu", l->total);
     admin_reply_header(reply, "X-Count", num);
-    (void)snprintf(num, sizeof(num), "%zu", l.offset);
+    (void)snprintf(num, sizeof(num), "%zu", l->offset);
     admin_reply_header(reply, "X-Offset", num);
     (void)snprintf(num, sizeof(num), "%ld", page);
     admin_reply_header(reply, "X-Page", num);
@@ -588,6 +707,38 @@ static void certs_add_warnings(json_t *entity)
         certs_log_write(json_string_value(v), id);
     }
     (void)json_object_set_new(entity, "warnings", w);
+}
+
+static void certs_list_reply(struct torii_admin_ctx *ctx, const struct admin_req_query *q,
+                             struct torii_admin_reply *reply)
+{
+    struct certs_list l;
+    struct torii_errbuf eb = {{0}};
+    long page = 1;
+    long size = CERTS_NO_PAGING;
+    int rc = TORII_OK;
+
+    memset(&l, 0, sizeof(l));
+    if (certs_list_parse(q, &l, &page, &size, &eb) != TORII_OK) {
+        admin_reply_error(reply, 400, "%s", eb.msg);
+        goto out;
+    }
+    l.items = json_array();
+    rc = l.items != NULL ? torii_store_foreach(ctx->store, TORII_STORE_CERTS, certs_list_cb, &l)
+                         : TORII_ENOMEM;
+    if (rc == TORII_OK && l.sorted.n > 0) {
+        rc = certs_list_sort_page(&l);
+    }
+    if (rc != TORII_OK) {
+        torii_log(TORII_LOG_ERR, "admin: certificate list failed: %s", torii_strerror(rc));
+        admin_reply_error(reply, 500, "store: list failed: %s", torii_strerror(rc));
+        goto out;
+    }
+    certs_reply_json(reply, 200, l.items);
+    l.items = NULL;
+    certs_list_headers(reply, &l, page, size);
+out:
+    certs_list_clear(&l);
 }
 
 /* POST / (id NULL: create, 201) and PUT /:id (replace, 200): a JSON entity body. */
@@ -624,22 +775,24 @@ static void certs_get_reply(struct torii_admin_ctx *ctx, const char *id,
                             const struct admin_req_query *q, struct torii_admin_reply *reply)
 {
     struct torii_errbuf eb = {{0}};
+    struct certs_query_terms fields = {NULL, 0};
     json_t *e = NULL;
-    const char *fields = admin_req_query_get(q, "fields");
-    int rc = admin_req_entity_load(ctx->store, id, &e, NULL, NULL, &eb);
+    const char *fields_s = admin_req_query_get(q, "fields");
+    int rc = certs_query_fields_parse(fields_s != NULL ? fields_s : "", &fields, &eb);
 
+    if (rc == TORII_OK) {
+        rc = admin_req_entity_load(ctx->store, id, &e, NULL, NULL, &eb);
+    }
+    if (rc == TORII_OK && fields.n > 0) {
+        json_t *p = certs_query_project(e, &fields);
+        json_decref(e);
+        e = p;
+        rc = e != NULL ? TORII_OK : TORII_ENOMEM;
+    }
+    certs_query_terms_clear(&fields);
     if (rc != TORII_OK) {
         certs_reply_rc(reply, rc, &eb);
         return;
-    }
-    if (fields != NULL && fields[0] != '\0') {
-        json_t *p = certs_project(e, fields);
-        json_decref(e);
-        e = p;
-        if (e == NULL) {
-            admin_reply_error(reply, 500, "out of memory");
-            return;
-        }
     }
     certs_reply_json(reply, 200, e);
 }
@@ -787,6 +940,8 @@ static const char *certs_bulk_code(int rc)
         return "already_exists";
     case TORII_ECONFLICT:
         return "conflict";
+    case TORII_ETOOBIG:
+        return "too_large";
     default:
         return "server_error";
     }
@@ -922,13 +1077,21 @@ static void certs_route_id(struct torii_admin_ctx *ctx, const struct torii_http_
                            struct torii_admin_reply *reply)
 {
     if (admin_req_is_get(req)) {
-        certs_get_reply(ctx, id, q, reply);
+        if (certs_query_ok(q, certs_q_get, reply)) {
+            certs_get_reply(ctx, id, q, reply);
+        }
     } else if (admin_req_method_is(req, "PUT")) {
-        certs_save_reply(ctx, req, id, q, reply);
+        if (certs_query_ok(q, certs_q_write, reply)) {
+            certs_save_reply(ctx, req, id, q, reply);
+        }
     } else if (admin_req_method_is(req, "PATCH")) {
-        certs_patch_reply(ctx, req, id, q, reply);
+        if (certs_query_ok(q, certs_q_write, reply)) {
+            certs_patch_reply(ctx, req, id, q, reply);
+        }
     } else if (admin_req_method_is(req, "DELETE")) {
-        certs_delete_reply(ctx, id, reply);
+        if (certs_query_ok(q, NULL, reply)) {
+            certs_delete_reply(ctx, id, reply);
+        }
     } else {
         admin_reply_method_not_allowed(reply, CERTS_ALLOW_ONE);
     }
@@ -988,12 +1151,13 @@ static void certs_route_entity(struct torii_admin_ctx *ctx, const struct torii_h
         return;
     }
     if (admin_req_id_decode(p->seg1.ptr, p->seg1.len, CERTS_ID_MAX, &id) != TORII_OK) {
-        /* No stored entity can carry such an id. */
-        admin_reply_error(reply, 404, "entity not found");
+        admin_reply_error(reply, 400, "%s", CERTS_ID_RULE);
     } else if (!p->has_seg2) {
         certs_route_id(ctx, req, id, q, reply);
     } else if (admin_req_is_get(req)) {
-        certs_valid_reply(ctx, id, reply);
+        if (certs_query_ok(q, NULL, reply)) {
+            certs_valid_reply(ctx, id, reply);
+        }
     } else {
         admin_reply_method_not_allowed(reply, CERTS_ALLOW_GET);
     }
@@ -1008,9 +1172,13 @@ static void certs_dispatch(struct torii_admin_ctx *ctx, const struct torii_http_
 
     if (special && p->seg1.len == 0) {
         if (admin_req_is_get(req)) {
-            certs_list_reply(ctx, q, reply);
+            if (certs_query_ok(q, certs_q_list, reply)) {
+                certs_list_reply(ctx, q, reply);
+            }
         } else if (admin_req_method_is(req, "POST")) {
-            certs_save_reply(ctx, req, NULL, q, reply);
+            if (certs_query_ok(q, certs_q_write, reply)) {
+                certs_save_reply(ctx, req, NULL, q, reply);
+            }
         } else {
             admin_reply_method_not_allowed(reply, CERTS_ALLOW_COLL);
         }
@@ -1023,7 +1191,9 @@ static void certs_dispatch(struct torii_admin_ctx *ctx, const struct torii_http_
     } else if (special && admin_req_slice_is(p->seg1, "_bulk")) {
         if (admin_req_method_is(req, "POST") || admin_req_method_is(req, "PUT")
             || admin_req_method_is(req, "PATCH") || admin_req_method_is(req, "DELETE")) {
-            certs_bulk_reply(ctx, req, q, reply);
+            if (certs_query_ok(q, certs_q_write, reply)) {
+                certs_bulk_reply(ctx, req, q, reply);
+            }
         } else {
             admin_reply_method_not_allowed(reply, CERTS_ALLOW_BULK);
         }

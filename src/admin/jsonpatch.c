@@ -205,6 +205,175 @@ static int jp_check_depth(const json_t *v, const char *what, struct torii_errbuf
     return TORII_OK;
 }
 
+/* ---- size and depth of a value, bounded ---- */
+
+/* Compact-JSON size of an integer. */
+static size_t jp_int_bytes(json_int_t i)
+{
+    size_t n = i < 0 ? 2 : 1;
+    json_int_t q = i / 10;
+
+    while (q != 0) {
+        n++;
+        q /= 10;
+    }
+    return n;
+}
+
+/* Compact-JSON size of a scalar (strings counted unescaped), or of a container's brackets. */
+static size_t jp_node_bytes(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return json_string_length(v) + 2;
+    case JSON_INTEGER:
+        return jp_int_bytes(json_integer_value(v));
+    case JSON_REAL:
+        return 24;
+    case JSON_FALSE:
+        return 5;
+    case JSON_TRUE:
+    case JSON_NULL:
+        return 4;
+    default:
+        return 2;
+    }
+}
+
+struct jp_measure {
+    size_t bytes; /* about the compact JSON size */
+    size_t depth; /* as admin_json_depth */
+};
+
+/* Account for one node (at depth `depth` when a container) and queue its children. */
+static void jp_measure_node(struct jp_stack *s, const struct jp_depth_item *it,
+                            struct jp_measure *m)
+{
+    m->bytes += jp_node_bytes(it->v);
+    if (!jp_is_container(it->v)) {
+        return;
+    }
+    if (it->depth > m->depth) {
+        m->depth = it->depth;
+    }
+    if (json_is_object(it->v)) {
+        for (void *iter = json_object_iter(jp_unconst(it->v)); iter != NULL;
+             iter = json_object_iter_next(jp_unconst(it->v), iter)) {
+            struct jp_depth_item c = {json_object_iter_value(iter), it->depth + 1};
+            m->bytes += json_object_iter_key_len(iter) + 4; /* "key": and a comma */
+            jp_stack_push(s, &c);
+        }
+        return;
+    }
+    for (size_t i = 0; i < json_array_size(it->v); i++) {
+        struct jp_depth_item c = {json_array_get(it->v, i), it->depth + 1};
+        m->bytes += 1; /* a comma */
+        jp_stack_push(s, &c);
+    }
+}
+
+/* Size and depth of v without recursion. Stops as soon as the size passes limit: TORII_ETOOBIG
+ * (m->bytes is then only known to exceed limit). The walk never visits more than about limit
+ * bytes worth of nodes, so measuring costs no more than the bound allows. */
+static int jp_measure(const json_t *v, size_t limit, struct jp_measure *m)
+{
+    struct jp_stack stack;
+    struct jp_depth_item it = {v, 1};
+    int rc = TORII_OK;
+
+    memset(m, 0, sizeof(*m));
+    jp_stack_init(&stack, sizeof(it));
+    jp_stack_push(&stack, &it);
+    while (jp_stack_pop(&stack, &it)) {
+        jp_measure_node(&stack, &it, m);
+        if (m->bytes > limit) {
+            rc = TORII_ETOOBIG;
+            break;
+        }
+    }
+    jp_stack_clear(&stack);
+    return rc;
+}
+
+/* The work a patch may do: the working document stays within max_bytes (bytes is an upper
+ * bound of its size: removals are not subtracted, the document is measured again when the
+ * bound would pass the limit) and every byte measured counts towards max_work, so a patch
+ * costs at most a few times the size limit whatever its operations. */
+struct jp_budget {
+    size_t max_bytes;
+    size_t bytes;
+    size_t work;
+    size_t max_work;
+};
+
+#define JP_WORK_FACTOR 8
+
+static int jp_budget_init(struct jp_budget *b, const json_t *doc, size_t max_bytes)
+{
+    struct jp_measure m;
+
+    b->max_bytes = max_bytes != 0 ? max_bytes : ADMIN_JSON_MAX_BYTES;
+    b->max_work =
+        b->max_bytes > SIZE_MAX / JP_WORK_FACTOR ? SIZE_MAX : b->max_bytes * JP_WORK_FACTOR;
+    (void)jp_measure(doc, SIZE_MAX, &m); /* the stored document: already bounded */
+    b->bytes = m.bytes;
+    b->work = m.bytes;
+    return TORII_OK;
+}
+
+/* Measure v (at most limit bytes) and charge the walk to the budget. */
+static int jp_budget_measure(struct jp_budget *b, const json_t *v, size_t limit,
+                             struct jp_measure *m, const char **why)
+{
+    int rc = jp_measure(v, limit, m);
+
+    b->work += m->bytes;
+    if (b->work > b->max_work) {
+        *why = "the patch does too much work (copies and moves of large values)";
+        return TORII_ETOOBIG;
+    }
+    if (rc != TORII_OK) {
+        *why = "the patched document would be larger than the admin body limit";
+    }
+    return rc;
+}
+
+#define JP_STR2(x) #x
+#define JP_STR(x)  JP_STR2(x)
+
+/* Before v (not copied yet) is added at a pointer of n tokens of doc: the result's depth and
+ * size must stay within the bounds. TORII_EINVAL (depth), TORII_ETOOBIG (size, work). */
+static int jp_budget_add(struct jp_budget *b, const json_t *doc, const json_t *v, size_t n,
+                         const char **why)
+{
+    struct jp_measure m;
+    struct jp_measure d;
+    int rc = jp_budget_measure(b, v, b->max_bytes, &m, why);
+
+    if (rc != TORII_OK) {
+        return rc;
+    }
+    if (n + m.depth > ADMIN_JSON_MAX_DEPTH) {
+        *why = "the patched document would be nested deeper than " JP_STR(
+            ADMIN_JSON_MAX_DEPTH) " levels";
+        return TORII_EINVAL;
+    }
+    if (n == 0) {
+        b->bytes = m.bytes; /* the whole document is replaced */
+        return TORII_OK;
+    }
+    if (b->bytes + m.bytes > b->max_bytes) {
+        /* The bound is stale when values were removed: measure the document itself. */
+        rc = jp_budget_measure(b, doc, b->max_bytes - m.bytes, &d, why);
+        if (rc != TORII_OK) {
+            return rc;
+        }
+        b->bytes = d.bytes;
+    }
+    b->bytes += m.bytes;
+    return TORII_OK;
+}
+
 /* ---- RFC 6901 pointers ---- */
 
 struct jp_token {
@@ -530,12 +699,13 @@ static int jp_fail(struct torii_errbuf *eb, int rc, const struct jp_op *op)
     if (rc == TORII_ENOMEM) {
         return torii_errf(eb, rc, "patch operation %zu: out of memory", op->idx);
     }
+    rc = rc == TORII_ETOOBIG ? TORII_ETOOBIG : TORII_EINVAL;
     if (op->from_s != NULL) {
-        return torii_errf(eb, TORII_EINVAL, "patch operation %zu (%s %.80s from %.80s): %s",
-                          op->idx, op->name, op->path_s, op->from_s, op->why);
+        return torii_errf(eb, rc, "patch operation %zu (%s %.80s from %.80s): %s", op->idx,
+                          op->name, op->path_s, op->from_s, op->why);
     }
-    return torii_errf(eb, TORII_EINVAL, "patch operation %zu (%s %.80s): %s", op->idx, op->name,
-                      op->path_s, op->why);
+    return torii_errf(eb, rc, "patch operation %zu (%s %.80s): %s", op->idx, op->name, op->path_s,
+                      op->why);
 }
 
 /* Validate the members of operation object `o` (RFC 6902 section 4) into op. Errors before
@@ -587,10 +757,12 @@ static int jp_op_decode(const json_t *o, struct jp_op *op, struct torii_errbuf *
     return TORII_OK;
 }
 
-/* RFC 6902 section 4.4: remove then add; "from" must not be a proper prefix of "path". */
-static int jp_move(json_t **doc, struct jp_op *op)
+/* RFC 6902 section 4.4: remove then add; "from" must not be a proper prefix of "path". A move
+ * deeper into the document is checked for depth first (its size does not change). */
+static int jp_move(json_t **doc, struct jp_op *op, struct jp_budget *b)
 {
     json_t *v = NULL;
+    struct jp_measure m;
     int rc = TORII_OK;
 
     if (jp_is_proper_prefix(&op->from, &op->path)) {
@@ -604,6 +776,14 @@ static int jp_move(json_t **doc, struct jp_op *op)
     if (jp_ptr_equal(&op->from, &op->path)) {
         return TORII_OK; /* moving a value onto itself changes nothing */
     }
+    if (op->path.n > op->from.n) {
+        TORII_TRY(jp_budget_measure(b, v, SIZE_MAX, &m, &op->why));
+        if (op->path.n + m.depth > ADMIN_JSON_MAX_DEPTH) {
+            op->why = "the patched document would be nested deeper than " JP_STR(
+                ADMIN_JSON_MAX_DEPTH) " levels";
+            return TORII_EINVAL;
+        }
+    }
     /* from is not "" here: "" is a prefix of every other pointer. */
     json_incref(v);
     rc = jp_remove(*doc, &op->from, &op->why);
@@ -612,6 +792,8 @@ static int jp_move(json_t **doc, struct jp_op *op)
         return rc;
     }
     return jp_add(doc, &op->path, v, &op->why);
+out:
+    return rc;
 }
 
 static int jp_test(json_t *doc, struct jp_op *op)
@@ -629,43 +811,45 @@ static int jp_test(json_t *doc, struct jp_op *op)
 }
 
 /* Values taken from the patch or copied within the document are deep copies, so later
- * operations never mutate (or alias) the patch or another part of the document. */
-static int jp_op_exec(json_t **doc, struct jp_op *op)
+ * operations never mutate (or alias) the patch or another part of the document. Each is
+ * measured against the budget before it is copied. */
+static int jp_op_exec(json_t **doc, struct jp_op *op, struct jp_budget *b)
 {
+    const json_t *src = op->value;
     json_t *v = NULL;
+    int rc = TORII_OK;
 
     switch (op->code) {
-    case JP_ADD:
-    case JP_REPLACE:
-        v = json_deep_copy(op->value);
-        if (v == NULL) {
-            return TORII_ENOMEM;
-        }
-        return op->code == JP_ADD ? jp_add(doc, &op->path, v, &op->why)
-                                  : jp_replace(doc, &op->path, v, &op->why);
     case JP_REMOVE:
         return jp_remove(*doc, &op->path, &op->why);
     case JP_MOVE:
-        return jp_move(doc, op);
-    case JP_COPY:
-        v = jp_get(*doc, &op->from, &op->why);
-        if (v == NULL) {
-            return TORII_EINVAL;
-        }
-        v = json_deep_copy(v);
-        if (v == NULL) {
-            return TORII_ENOMEM;
-        }
-        return jp_add(doc, &op->path, v, &op->why);
+        return jp_move(doc, op, b);
     case JP_TEST:
         return jp_test(*doc, op);
+    case JP_COPY:
+        src = jp_get(*doc, &op->from, &op->why);
+        if (src == NULL) {
+            return TORII_EINVAL;
+        }
+        break;
+    case JP_ADD:
+    case JP_REPLACE:
+        break;
     default:
         op->why = "unknown op";
         return TORII_EINVAL;
     }
+    TORII_TRY(jp_budget_add(b, *doc, src, op->path.n, &op->why));
+    v = json_deep_copy(src);
+    TORII_ENSURE(v != NULL, TORII_ENOMEM);
+    rc = op->code == JP_REPLACE ? jp_replace(doc, &op->path, v, &op->why)
+                                : jp_add(doc, &op->path, v, &op->why);
+out:
+    return rc;
 }
 
-static int jp_apply_one(json_t **doc, const json_t *o, size_t idx, struct torii_errbuf *eb)
+static int jp_apply_one(json_t **doc, const json_t *o, size_t idx, struct jp_budget *b,
+                        struct torii_errbuf *eb)
 {
     struct jp_op op;
     int rc = TORII_OK;
@@ -677,7 +861,7 @@ static int jp_apply_one(json_t **doc, const json_t *o, size_t idx, struct torii_
     op.why = "invalid operation";
     rc = jp_op_decode(o, &op, eb);
     if (rc == TORII_OK) {
-        rc = jp_op_exec(doc, &op);
+        rc = jp_op_exec(doc, &op, b);
         if (rc != TORII_OK) {
             rc = jp_fail(eb, rc, &op);
         }
@@ -695,11 +879,12 @@ static int jp_check_inputs(const json_t *doc, const json_t *patch, const char *w
     return rc != TORII_OK ? rc : jp_check_depth(patch, what, eb);
 }
 
-int admin_jsonpatch_apply(const json_t *doc, const json_t *patch, json_t **out,
+int admin_jsonpatch_apply(const json_t *doc, const json_t *patch, size_t max_bytes, json_t **out,
                           struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     json_t *work = NULL;
+    struct jp_budget budget;
 
     TORII_ENSURE(doc != NULL && out != NULL, TORII_EINVAL);
     if (!json_is_array(patch)) {
@@ -707,10 +892,11 @@ int admin_jsonpatch_apply(const json_t *doc, const json_t *patch, json_t **out,
         goto out;
     }
     TORII_TRY(jp_check_inputs(doc, patch, "patch", eb));
+    TORII_TRY(jp_budget_init(&budget, doc, max_bytes));
     work = json_deep_copy(doc);
     TORII_ENSURE(work != NULL, TORII_ENOMEM);
     for (size_t i = 0; i < json_array_size(patch) && rc == TORII_OK; i++) {
-        rc = jp_apply_one(&work, json_array_get(patch, i), i, eb);
+        rc = jp_apply_one(&work, json_array_get(patch, i), i, &budget, eb);
     }
     TORII_TRY(rc);
     TORII_TRY(jp_check_depth(work, "patched document", eb));
@@ -769,7 +955,22 @@ static int jp_merge_object(struct jp_stack *s, const struct jp_merge_item *it)
     return rc;
 }
 
-int admin_mergepatch_apply(const json_t *doc, const json_t *patch, json_t **out,
+/* The merged result is at most doc plus patch (each patch member is visited once): measured
+ * once at the end against the size bound. */
+static int jp_check_size(const json_t *v, size_t max_bytes, struct torii_errbuf *eb)
+{
+    struct jp_measure m;
+    size_t max = max_bytes != 0 ? max_bytes : ADMIN_JSON_MAX_BYTES;
+
+    if (jp_measure(v, max, &m) != TORII_OK) {
+        return torii_errf(eb, TORII_ETOOBIG,
+                          "patched document would be larger than the admin body limit (%zu bytes)",
+                          max);
+    }
+    return TORII_OK;
+}
+
+int admin_mergepatch_apply(const json_t *doc, const json_t *patch, size_t max_bytes, json_t **out,
                            struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
@@ -794,6 +995,7 @@ int admin_mergepatch_apply(const json_t *doc, const json_t *patch, json_t **out,
     }
     TORII_TRY(rc);
     TORII_TRY(jp_check_depth(work, "patched document", eb));
+    TORII_TRY(jp_check_size(work, max_bytes, eb));
     *out = work;
     work = NULL;
 out:

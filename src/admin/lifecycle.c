@@ -87,8 +87,13 @@ static void lifecycle_renew_one(const struct torii_http_req *req, const char *se
         admin_reply_method_not_allowed(reply, "POST");
         return;
     }
-    if (admin_req_id_decode(seg, len, SIZE_MAX, &id) != TORII_OK) {
-        admin_reply_error(reply, 404, "entity not found");
+    if (!admin_req_query_none(req, reply)) {
+        return;
+    }
+    if (admin_req_id_decode(seg, len, TORII_STORE_ID_MAX, &id) != TORII_OK) {
+        admin_reply_error(reply, 400,
+                          "id: must be 1 to %d bytes of UTF-8 without control characters or '/'",
+                          TORII_STORE_ID_MAX);
         return;
     }
     lifecycle_request(id, NULL, reply);
@@ -105,6 +110,9 @@ static void lifecycle_renew_many(const struct torii_http_req *req, struct torii_
 
     if (!admin_req_method_is(req, "POST")) {
         admin_reply_method_not_allowed(reply, "POST");
+        return;
+    }
+    if (!admin_req_query_none(req, reply)) {
         return;
     }
     if (req->body_len > 0) {
@@ -198,6 +206,9 @@ static void lifecycle_metrics_reply(struct torii_admin_ctx *ctx, const struct to
         admin_reply_method_not_allowed(reply, "GET");
         return;
     }
+    if (!admin_req_query_none(req, reply)) {
+        return;
+    }
     if (ctx->store != NULL) {
         rc = torii_store_foreach(ctx->store, TORII_STORE_CERTS, lifecycle_metrics_cb, &m);
     }
@@ -259,6 +270,9 @@ static void lifecycle_debug_clock(struct torii_admin_ctx *ctx, const struct tori
     }
     if (!admin_req_method_is(req, "POST")) {
         admin_reply_method_not_allowed(reply, "POST");
+        return;
+    }
+    if (!admin_req_query_none(req, reply)) {
         return;
     }
     body = admin_req_json_load(req->body, req->body_len, 0, &jerr);

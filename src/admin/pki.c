@@ -614,6 +614,43 @@ static size_t pki_segments(struct torii_slice rest, struct torii_slice *seg, siz
     return n;
 }
 
+/* Query parameters each endpoint takes; anything else is a 400 naming it. */
+static const char *const pki_q_persist[] = {"persist", NULL};
+static const char *const pki_q_import[] = {"password", "persist", NULL};
+static const char *const pki_q_sign[] = {"duration", "client", "persist", NULL};
+
+static const char *const *pki_query_allowed(const struct torii_slice *seg, size_t n, int bundle)
+{
+    if (bundle || (n == 2 && admin_req_slice_is(seg[1], "_p12"))) {
+        return pki_q_import;
+    }
+    if (n == 4) {
+        return pki_q_sign;
+    }
+    if ((n == 1 && admin_req_slice_is(seg[0], "csrs"))
+        || (n == 2
+            && (admin_req_slice_is(seg[1], "_valid") || admin_req_slice_is(seg[1], "_data")))) {
+        return NULL;
+    }
+    return pki_q_persist;
+}
+
+/* 1 when q passes the endpoint's allow-list and its booleans are true or false; else 0 with a
+ * 400 naming the parameter. */
+static int pki_query_ok(const struct admin_req_query *q, const char *const *allowed,
+                        struct torii_admin_reply *reply)
+{
+    struct torii_errbuf eb = {{0}};
+
+    if (admin_req_query_check(q, allowed, &eb) != TORII_OK
+        || admin_req_query_bool_check(q, "persist", &eb) != TORII_OK
+        || admin_req_query_bool_check(q, "client", &eb) != TORII_OK) {
+        admin_reply_error(reply, 400, "%s", eb.msg);
+        return 0;
+    }
+    return 1;
+}
+
 static void pki_dispatch(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                          const struct admin_req_query *q, const struct torii_slice *seg, size_t n,
                          struct torii_admin_reply *reply)
@@ -684,7 +721,9 @@ int admin_pki_route(struct torii_admin_ctx *ctx, const struct torii_http_req *re
         admin_reply_error(reply, 400, "invalid query string");
         return TORII_OK;
     }
-    if (bundle) {
+    if (n <= 4 && !pki_query_ok(&q, pki_query_allowed(seg, n, bundle), reply)) {
+        /* replied */
+    } else if (bundle) {
         pki_bundle(ctx, req, &q, reply);
     } else if (n > 4) {
         admin_reply_error(reply, 404, "resource not found");
@@ -728,6 +767,9 @@ int admin_pki_public_route(struct torii_admin_ctx *ctx, const struct torii_http_
 
     if (!admin_req_path_is(req, PKI_JWKS) || !admin_req_is_get(req)) {
         return TORII_ENOTFOUND;
+    }
+    if (!admin_req_query_none(req, reply)) {
+        return TORII_OK;
     }
     arr = json_array();
     if (arr == NULL

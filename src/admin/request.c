@@ -108,6 +108,15 @@ int admin_req_pct_decode(const char *s, size_t len, int plus_space, char **out)
     return TORII_OK;
 }
 
+int admin_req_utf8_ok(const char *s, size_t len)
+{
+    json_t *v = json_stringn(s, len); /* jansson's own rule: what it accepts, it can hold */
+    int ok = v != NULL;
+
+    json_decref(v);
+    return ok;
+}
+
 int admin_req_id_ok(const char *id, size_t max_len)
 {
     size_t len = strlen(id);
@@ -121,7 +130,7 @@ int admin_req_id_ok(const char *id, size_t max_len)
             return 0;
         }
     }
-    return 1;
+    return admin_req_utf8_ok(id, len);
 }
 
 int admin_req_id_decode(const char *s, size_t len, size_t max_len, char **out)
@@ -208,6 +217,78 @@ const char *admin_req_query_get(const struct admin_req_query *q, const char *key
         }
     }
     return NULL;
+}
+
+/* 1 when key is named by the allow-list: an exact entry, or an entry ending in '.' that is a
+ * proper prefix of key ("filter." allows "filter.domain"). */
+static int req_query_allowed(const char *key, const char *const *allowed)
+{
+    for (size_t i = 0; allowed != NULL && allowed[i] != NULL; i++) {
+        size_t n = strlen(allowed[i]);
+
+        if (n > 0 && allowed[i][n - 1] == '.') {
+            if (strncmp(key, allowed[i], n) == 0 && key[n] != '\0') {
+                return 1;
+            }
+        } else if (strcmp(key, allowed[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int admin_req_query_check(const struct admin_req_query *q, const char *const *allowed,
+                          struct torii_errbuf *eb)
+{
+    char esc[128];
+
+    for (size_t i = 0; i < q->n; i++) {
+        const char *k = q->p[i].k;
+
+        if (!req_query_allowed(k, allowed)) {
+            return torii_errf(eb, TORII_EINVAL, "unknown query parameter '%s'",
+                              torii_log_escape(k, strlen(k), esc, sizeof(esc)));
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(q->p[j].k, k) == 0) {
+                return torii_errf(eb, TORII_EINVAL, "query parameter '%s' is given more than once",
+                                  torii_log_escape(k, strlen(k), esc, sizeof(esc)));
+            }
+        }
+    }
+    return TORII_OK;
+}
+
+int admin_req_query_none(const struct torii_http_req *req, struct torii_admin_reply *reply)
+{
+    struct admin_req_query q = {NULL, 0};
+    struct torii_errbuf eb = {{0}};
+
+    if (req->query.len == 0) {
+        return 1;
+    }
+    if (admin_req_query_parse(req->query, 0, &q) != TORII_OK) {
+        admin_reply_error(reply, 400, "invalid percent-encoding in the query string");
+        return 0;
+    }
+    if (admin_req_query_check(&q, NULL, &eb) != TORII_OK) {
+        admin_reply_error(reply, 400, "%s", eb.msg);
+        admin_req_query_clear(&q);
+        return 0;
+    }
+    admin_req_query_clear(&q);
+    return 1;
+}
+
+int admin_req_query_bool_check(const struct admin_req_query *q, const char *key,
+                               struct torii_errbuf *eb)
+{
+    const char *v = admin_req_query_get(q, key);
+
+    if (v != NULL && strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
+        return torii_errf(eb, TORII_EINVAL, "query parameter '%s' must be true or false", key);
+    }
+    return TORII_OK;
 }
 
 int admin_req_query_bool(const struct admin_req_query *q, const char *key, int dflt)

@@ -64,4 +64,13 @@ int torii_renew__flag(struct torii_store *store, struct torii_alerts *alerts, co
                       const struct torii_renew__seam *seam, int *written, struct torii_errbuf *eb)
     TORII_MUST_USE;
 
+/* ---- scheduling (renewer.c; pure, for tests) ---- */
+
+/** Delay of the first run after start: renewal.initial_delay_s, bounded by
+ * renewal.interval_s (the first run is never later than one period). */
+int64_t torii_renew__first_delay_ms(unsigned interval_s, unsigned initial_delay_s);
+/** Delay of the next periodic run: the interval plus a jitter of rnd modulo
+ * min(jitter_s, interval_s / 2) (in ms), so a run is never later than 1.5 periods. */
+int64_t torii_renew__period_delay_ms(unsigned interval_s, unsigned jitter_s, uint32_t rnd);
+
 #endif

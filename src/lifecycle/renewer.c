@@ -726,6 +726,22 @@ static void renew_schedule(struct torii_renewer *r, int64_t delay_ms)
     }
 }
 
+int64_t torii_renew__first_delay_ms(unsigned interval_s, unsigned initial_delay_s)
+{
+    return (int64_t)(initial_delay_s < interval_s ? initial_delay_s : interval_s) * 1000;
+}
+
+int64_t torii_renew__period_delay_ms(unsigned interval_s, unsigned jitter_s, uint32_t rnd)
+{
+    int64_t jitter_max = (int64_t)jitter_s * 1000;
+
+    if (jitter_max > (int64_t)interval_s * 500) {
+        jitter_max = (int64_t)interval_s * 500;
+    }
+    return (int64_t)interval_s * 1000
+           + (jitter_max > 0 ? (int64_t)(rnd % (uint64_t)jitter_max) : 0);
+}
+
 /* Next run: the period plus jitter, or sooner when a failed renewal is due for a retry. */
 static void renew_schedule_next(struct torii_renewer *r)
 {
@@ -735,17 +751,12 @@ static void renew_schedule_next(struct torii_renewer *r)
     json_t *f;
 
     if (r->cfg->renewal_interval_s > 0) {
-        int64_t jitter_max = (int64_t)r->cfg->renewal_jitter_s * 1000;
         uint32_t rnd = 0;
-        if (jitter_max > (int64_t)r->cfg->renewal_interval_s * 500) {
-            jitter_max = (int64_t)r->cfg->renewal_interval_s * 500;
+        if (torii_rand_bytes(&rnd, sizeof(rnd)) != TORII_OK) {
+            rnd = 0;
         }
-        if (jitter_max > 0 && torii_rand_bytes(&rnd, sizeof(rnd)) == TORII_OK) {
-            jitter_max = (int64_t)(rnd % (uint64_t)jitter_max);
-        } else {
-            jitter_max = 0;
-        }
-        next = (int64_t)r->cfg->renewal_interval_s * 1000 + jitter_max;
+        next =
+            torii_renew__period_delay_ms(r->cfg->renewal_interval_s, r->cfg->renewal_jitter_s, rnd);
     }
     json_object_foreach (r->failures, id, f) {
         int64_t d = json_integer_value(json_object_get(f, "next")) - now;
@@ -890,7 +901,14 @@ int torii_renewer_start(const struct torii_config *cfg, struct torii_store *stor
     TORII_ENSURE(r->timer_ev != NULL && r->work_ev != NULL && r->stop_ev != NULL,
                  torii_errf(eb, TORII_ENOMEM, "renew: cannot create events"));
     if (cfg->renewal_interval_s > 0) {
-        renew_schedule(r, (int64_t)cfg->renewal_initial_delay_s * 1000);
+        if (cfg->renewal_initial_delay_s > cfg->renewal_interval_s) {
+            torii_log(TORII_LOG_NOTICE,
+                      "renew: first run after interval_s=%u, not initial_delay_s=%u (the first "
+                      "run is never later than one period)",
+                      cfg->renewal_interval_s, cfg->renewal_initial_delay_s);
+        }
+        renew_schedule(
+            r, torii_renew__first_delay_ms(cfg->renewal_interval_s, cfg->renewal_initial_delay_s));
     }
     err = pthread_create(&r->thread, NULL, renew_thread_main, r);
     TORII_ENSURE(err == 0, torii_errf(eb, TORII_EIO, "renew: cannot start the thread (%d)", err));

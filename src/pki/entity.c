@@ -470,7 +470,7 @@ static char *pki_cn(X509 *leaf)
     return r;
 }
 
-static const char *pki_cert_type(const json_t *e)
+const char *torii_cert_type(const json_t *e)
 {
     static const char *const order[] = {"client", "ca", "letsEncrypt", "keypair", "selfSigned"};
     size_t i;
@@ -571,7 +571,7 @@ int torii_cert_enrich(json_t *entity, int64_t now_ms, struct torii_errbuf *eb)
         TORII_TRY(pki_set(entity, "description",
                           json_sprintf("Certificate for %s", json_string_value(domain))));
     }
-    TORII_TRY(pki_set(entity, "certType", json_string(pki_cert_type(entity))));
+    TORII_TRY(pki_set(entity, "certType", json_string(torii_cert_type(entity))));
     TORII_TRY(pki_reorder(entity));
 out:
     ERR_clear_error();

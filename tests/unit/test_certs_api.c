@@ -980,7 +980,7 @@ static void test_certs_routing_and_methods(void **state)
     expect_error(&r, 404, NULL);
     resp_clear(&r);
     r = call(f, "GET", "/api/certificates/%2F", NULL, NULL);
-    expect_error(&r, 404, NULL);
+    expect_error(&r, 400, "id: must be");
     resp_clear(&r);
 
     r = call(f, "GET", "/api/certificatesX", NULL, NULL);
@@ -1007,6 +1007,331 @@ static void test_certs_routing_and_methods(void **state)
     resp_clear(&r);
 }
 
+/* ---- issue items 5, 9, 10c, 10d ---- */
+
+/* Send every request of a NULL-terminated list and expect a 400 naming `what`, store unchanged. */
+static void expect_400s(struct fixture *f, const char *const (*reqs)[3], const char *const *what)
+{
+    char *before = snapshot(f);
+
+    for (size_t i = 0; reqs[i][0] != NULL; i++) {
+        struct resp r = call(f, reqs[i][0], reqs[i][1], JSON_CT, reqs[i][2]);
+        char *after = snapshot(f);
+
+        if (r.status != 400 || strstr(jstr(r.json, "error"), what[i]) == NULL) {
+            fail_msg("%s %s: %d %s (want 400 naming %s)", reqs[i][0], reqs[i][1], r.status,
+                     jstr(r.json, "error"), what[i]);
+        }
+        assert_string_equal(before, after);
+        free(after);
+        resp_clear(&r);
+    }
+    free(before);
+}
+
+/* 10c: an id that is not valid UTF-8 (percent-decoded) is a 400 on every route, never a 500. */
+static void test_certs_non_utf8_id_is_400(void **state)
+{
+    struct fixture *f = *state;
+    char *body = entity(NULL, pki.a_chain, pki.a_key, NULL);
+    static const char *const reqs[][3] = {
+        {"PUT", "/api/certificates/%FF%FE", "{}"},
+        {"PUT", "/api/certificates/a%C3", "{}"},
+        {"GET", "/api/certificates/%FF", NULL},
+        {"DELETE", "/api/certificates/%FF", NULL},
+        {"PATCH", "/api/certificates/%FF", "[]"},
+        {"GET", "/api/certificates/%FF/valid", NULL},
+        {NULL, NULL, NULL},
+    };
+    static const char *const what[] = {"UTF-8", "UTF-8", "UTF-8", "UTF-8", "UTF-8", "UTF-8"};
+    struct resp r = call(f, "PUT", "/api/certificates/%FF%FE", JSON_CT, body);
+
+    (void)state;
+    expect_error(&r, 400, "UTF-8");
+    resp_clear(&r);
+    expect_400s(f, reqs, what);
+    /* a valid UTF-8 id still works, percent-encoded */
+    create_ok(f, "caf\xc3\xa9", pki.a_chain, pki.a_key, NULL);
+    r = call(f, "PUT", "/api/certificates/caf%C3%A9", JSON_CT, body);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    free(body);
+}
+
+/* 10d: a patch of a derived field is a 400 naming it (nothing silently dropped); setting one to
+ * its current value passes; enrich=false keeps them as sent but never loses certType. */
+static void test_certs_patch_derived_fields_rejected(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const reqs[][3] = {
+        {"PATCH", "/api/certificates/dv",
+         "[{\"op\":\"replace\",\"path\":\"/valid\",\"value\":false}]"},
+        {"PATCH", "/api/certificates/dv",
+         "[{\"op\":\"replace\",\"path\":\"/subject\",\"value\":\"CN=x\"}]"},
+        {"PATCH", "/api/certificates/dv", "[{\"op\":\"replace\",\"path\":\"/from\",\"value\":1}]"},
+        {"PATCH", "/api/certificates/dv", "[{\"op\":\"replace\",\"path\":\"/ca\",\"value\":true}]"},
+        {"PATCH", "/api/certificates/dv",
+         "[{\"op\":\"replace\",\"path\":\"/certType\",\"value\":\"ca\"}]"},
+        {"PATCH", "/api/certificates/dv", "[{\"op\":\"remove\",\"path\":\"/certType\"}]"},
+        {"PATCH", "/api/certificates/dv?enrich=false",
+         "[{\"op\":\"replace\",\"path\":\"/certType\",\"value\":\"ca\"}]"},
+        {NULL, NULL, NULL},
+    };
+    static const char *const what[] = {
+        "'valid' is derived",    "'subject' is derived",  "'from' is derived",    "'ca' is derived",
+        "'certType' is derived", "'certType' is derived", "'certType' is derived"};
+    struct resp r;
+
+    (void)state;
+    create_ok(f, "dv", pki.a_chain, pki.a_key, NULL);
+    expect_400s(f, reqs, what);
+    r = call(f, "PATCH", "/api/certificates/dv", "application/merge-patch+json",
+             "{\"subject\":\"CN=x\"}");
+    expect_error(&r, 400, "'subject' is derived");
+    resp_clear(&r);
+    /* unchanged values pass */
+    r = call(f, "PATCH", "/api/certificates/dv", JSON_CT,
+             "[{\"op\":\"replace\",\"path\":\"/valid\",\"value\":true},"
+             "{\"op\":\"replace\",\"path\":\"/name\",\"value\":\"n\"}]");
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    /* enrich=false: derived fields kept as sent, certType kept */
+    r = call(f, "PATCH", "/api/certificates/dv?enrich=false", JSON_CT,
+             "[{\"op\":\"replace\",\"path\":\"/subject\",\"value\":\"as sent\"}]");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "subject"), "as sent");
+    assert_string_equal(jstr(r.json, "certType"), "certificate");
+    resp_clear(&r);
+    r = call(f, "GET", "/api/certificates/dv", NULL, NULL);
+    assert_string_equal(jstr(r.json, "certType"), "certificate");
+    resp_clear(&r);
+}
+
+/* 10d: POST and PUT with enrich=false keep certType (from the flags). */
+static void test_certs_no_enrich_keeps_cert_type(void **state)
+{
+    struct fixture *f = *state;
+    char *body = entity("ne", pki.b_chain, pki.b_key, "{\"client\":true}");
+    struct resp r = call(f, "POST", "/api/certificates?enrich=false", JSON_CT, body);
+
+    (void)state;
+    assert_int_equal(r.status, 201);
+    assert_string_equal(jstr(r.json, "certType"), "client");
+    resp_clear(&r);
+    r = call(f, "PUT", "/api/certificates/ne?enrich=false", JSON_CT, body);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "certType"), "client");
+    resp_clear(&r);
+    r = call(f, "GET", "/api/certificates/ne", NULL, NULL);
+    assert_string_equal(jstr(r.json, "certType"), "client");
+    resp_clear(&r);
+    free(body);
+}
+
+/* 5: a response sent back unchanged (with certId or warnings, which responses carry) is
+ * accepted by PUT and POST; the members are dropped. */
+static void test_certs_put_accepts_response_only_fields(void **state)
+{
+    struct fixture *f = *state;
+    struct resp r;
+    char *body = NULL;
+
+    (void)state;
+    create_ok(f, "ro", pki.a_chain, pki.a_key, NULL);
+    r = call(f, "GET", "/api/certificates/ro", NULL, NULL);
+    assert_int_equal(json_object_set_new(r.json, "certId", json_string("ro")), 0);
+    assert_int_equal(json_object_set_new(r.json, "warnings", json_pack("[s]", "w")), 0);
+    body = json_dumps(r.json, JSON_COMPACT);
+    resp_clear(&r);
+    r = call(f, "PUT", "/api/certificates/ro", JSON_CT, body);
+    assert_int_equal(r.status, 200);
+    assert_null(json_object_get(r.json, "certId"));
+    assert_null(json_object_get(r.json, "warnings"));
+    resp_clear(&r);
+    free(body);
+    body = entity("ro2", pki.b_chain, pki.b_key, "{\"certId\":\"ro2\"}");
+    r = call(f, "POST", "/api/certificates", JSON_CT, body);
+    assert_int_equal(r.status, 201);
+    assert_null(json_object_get(r.json, "certId"));
+    resp_clear(&r);
+    free(body);
+}
+
+/* 5: unknown or repeated query parameters and unusable values are a 400 naming them. */
+static void test_certs_unknown_query_parameters_rejected(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const reqs[][3] = {
+        {"GET", "/api/certificates?nosuch=1", NULL},
+        {"GET", "/api/certificates?page=1&page=2", NULL},
+        {"GET", "/api/certificates?filtered=name", NULL},
+        {"GET", "/api/certificates?sorted=name:up", NULL},
+        {"GET", "/api/certificates?fields=metadata..k", NULL},
+        {"GET", "/api/certificates?keypair=yes", NULL},
+        {"GET", "/api/certificates?enrich=false", NULL},
+        {"GET", "/api/certificates/q1?filter.x=1", NULL},
+        {"GET", "/api/certificates/q1?fields=a.", NULL},
+        {"PUT", "/api/certificates/q1?enrich=maybe", "{}"},
+        {"PATCH", "/api/certificates/q1?dryRun=true", "[]"},
+        {"DELETE", "/api/certificates/q1?force=true", NULL},
+        {"GET", "/api/certificates/q1/valid?x", NULL},
+        {"POST", "/api/certificates?persist=false", "{}"},
+        {"POST", "/api/certificates/_bulk?_group=2", ""},
+        {NULL, NULL, NULL},
+    };
+    static const char *const what[] = {
+        "'nosuch'", "'page' is given more than once",
+        "filtered", "sorted",
+        "fields",   "'keypair' must be true or false",
+        "'enrich'", "'filter.x'",
+        "fields",   "'enrich' must be true or false",
+        "'dryRun'", "'force'",
+        "'x'",      "'persist'",
+        "'_group'",
+    };
+
+    (void)state;
+    create_ok(f, "q1", pki.a_chain, pki.a_key, NULL);
+    expect_400s(f, reqs, what);
+}
+
+/* 5: filtered (case-insensitive substring, dotted paths), sorted (true ascending, false
+ * descending, numbers by value) and dotted fields, as the reference. */
+static void test_certs_list_filtered_sorted_dotted_fields(void **state)
+{
+    struct fixture *f = *state;
+    struct resp r;
+    json_t *first = NULL;
+
+    (void)state;
+    create_ok(f, "s1", pki.a_chain, pki.a_key, "{\"metadata\":{\"owner\":\"Alice\",\"t\":\"1\"}}");
+    create_ok(f, "s2", pki.b_chain, pki.b_key, "{\"metadata\":{\"owner\":\"bob\"}}");
+    create_ok(f, "s3", pki.c_chain, pki.c_key, NULL);
+
+    r = call(f, "GET", "/api/certificates?filtered=domain:A.EXAMPLE", NULL, NULL);
+    assert_int_equal(json_array_size(r.json), 1);
+    assert_string_equal(jstr(json_array_get(r.json, 0), "id"), "s1");
+    assert_string_equal(resp_header(&r, "X-Count"), "3");
+    resp_clear(&r);
+    r = call(f, "GET", "/api/certificates?filtered=metadata.owner:o,domain:example", NULL, NULL);
+    assert_int_equal(json_array_size(r.json), 1);
+    assert_string_equal(jstr(json_array_get(r.json, 0), "id"), "s2");
+    resp_clear(&r);
+    r = call(f, "GET", "/api/certificates?filtered=sans:WWW.", NULL, NULL);
+    assert_int_equal(json_array_size(r.json), 1);
+    resp_clear(&r);
+
+    r = call(f, "GET", "/api/certificates?sorted=domain:false", NULL, NULL);
+    assert_int_equal(json_array_size(r.json), 3);
+    assert_string_equal(jstr(json_array_get(r.json, 0), "id"), "s3");
+    assert_string_equal(jstr(json_array_get(r.json, 2), "id"), "s1");
+    resp_clear(&r);
+    r = call(f, "GET", "/api/certificates?sorted=to:true&page=1&pageSize=1&fields=id", NULL, NULL);
+    assert_int_equal(json_array_size(r.json), 1);
+    first = json_array_get(r.json, 0);
+    assert_string_equal(jstr(first, "id"), "s3"); /* the expired one ends first */
+    assert_int_equal(json_object_size(first), 1);
+    resp_clear(&r);
+
+    r = call(f, "GET", "/api/certificates?fields=id,metadata.owner,_loc.tenant&filter.id=s1", NULL,
+             NULL);
+    first = json_array_get(r.json, 0);
+    assert_int_equal(json_object_size(first), 3);
+    assert_string_equal(jstr(json_object_get(first, "metadata"), "owner"), "Alice");
+    assert_int_equal(json_object_size(json_object_get(first, "metadata")), 1);
+    assert_string_equal(jstr(json_object_get(first, "_loc"), "tenant"), "default");
+    resp_clear(&r);
+    r = call(f, "GET", "/api/certificates/s2?fields=metadata.owner", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(json_object_get(r.json, "metadata"), "owner"), "bob");
+    assert_int_equal(json_object_size(r.json), 1);
+    resp_clear(&r);
+}
+
+/* Build "[op,op,...]" of n copies of one operation text. */
+static char *repeat_ops(const char *const *ops, size_t n_ops, size_t times)
+{
+    size_t cap = 2;
+    char *s = NULL;
+    size_t len = 0;
+
+    for (size_t i = 0; i < n_ops; i++) {
+        cap += (strlen(ops[i]) + 1) * times;
+    }
+    s = torii_xmalloc(cap + 1);
+    s[len++] = '[';
+    for (size_t t = 0; t < times; t++) {
+        for (size_t i = 0; i < n_ops; i++) {
+            size_t n = strlen(ops[i]);
+            memcpy(s + len, ops[i], n);
+            len += n;
+            s[len++] = ',';
+        }
+    }
+    s[len - 1] = ']';
+    s[len] = '\0';
+    return s;
+}
+
+/* 9: the size-doubling and nesting-doubling patches are refused (413 / 400) while applying,
+ * naming the operation, and change nothing. */
+static void test_certs_patch_work_bounded(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const grow[] = {"{\"op\":\"copy\",\"from\":\"\",\"path\":\"/x\"}",
+                                       "{\"op\":\"copy\",\"from\":\"/x\",\"path\":\"/y\"}"};
+    char *patch = repeat_ops(grow, 2, 40);
+    char *before = NULL;
+    char *after = NULL;
+    char deep[2048];
+    size_t len = 0;
+    struct resp r;
+
+    (void)state;
+    create_ok(f, "pw", pki.a_chain, pki.a_key, NULL);
+    before = snapshot(f);
+    r = call(f, "PATCH", "/api/certificates/pw", JSON_CT, patch);
+    expect_error(&r, 413, "patch operation ");
+    resp_clear(&r);
+    free(patch);
+    /* copies of the document into its own deepest member: /metadata, /metadata/metadata, ... */
+    len += (size_t)snprintf(deep, sizeof(deep), "[");
+    for (int k = 0, depth = 1; k < 12; k++, depth *= 2) {
+        len += (size_t)snprintf(deep + len, sizeof(deep) - len,
+                                "%s{\"op\":\"copy\",\"from\":\"\",\"path\":\"", k > 0 ? "," : "");
+        for (int d = 0; d < depth && d < 40; d++) {
+            len += (size_t)snprintf(deep + len, sizeof(deep) - len, "/_loc");
+        }
+        len += (size_t)snprintf(deep + len, sizeof(deep) - len, "\"}");
+    }
+    (void)snprintf(deep + len, sizeof(deep) - len, "]");
+    r = call(f, "PATCH", "/api/certificates/pw", JSON_CT, deep);
+    if (r.status != 400 || strstr(jstr(r.json, "error"), "nested deeper") == NULL) {
+        fail_msg("nesting patch: %d %s", r.status, jstr(r.json, "error"));
+    }
+    resp_clear(&r);
+    /* bodies nested deeper than the bound: parsed (jansson stops at its own 2048) and refused */
+    {
+        char *body = torii_xmalloc(6001);
+        memset(body, '[', 3000);
+        memset(body + 3000, ']', 3000);
+        body[6000] = '\0';
+        r = call(f, "PATCH", "/api/certificates/pw", JSON_CT, body);
+        expect_error(&r, 400, "JSON");
+        resp_clear(&r);
+        body[200] = '\0';
+        memset(body + 100, ']', 100);
+        r = call(f, "PUT", "/api/certificates/pw", JSON_CT, body);
+        expect_error(&r, 400, "nested deeper than 64");
+        resp_clear(&r);
+        free(body);
+    }
+    after = snapshot(f);
+    assert_string_equal(before, after);
+    free(after);
+    free(before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1027,6 +1352,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_certs_template_copies_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_certs_bulk_all_methods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_certs_routing_and_methods, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_certs_non_utf8_id_is_400, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_certs_patch_derived_fields_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_certs_no_enrich_keeps_cert_type, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_certs_put_accepts_response_only_fields, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_certs_unknown_query_parameters_rejected, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_certs_list_filtered_sorted_dotted_fields, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_certs_patch_work_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

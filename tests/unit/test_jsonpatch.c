@@ -38,8 +38,8 @@ static void run_case(const struct patch_case *c, int merge)
     json_t *before = json_deep_copy(doc);
     json_t *out = NULL;
     struct torii_errbuf eb = {{0}};
-    int rc = merge ? admin_mergepatch_apply(doc, patch, &out, &eb)
-                   : admin_jsonpatch_apply(doc, patch, &out, &eb);
+    int rc = merge ? admin_mergepatch_apply(doc, patch, 0, &out, &eb)
+                   : admin_jsonpatch_apply(doc, patch, 0, &out, &eb);
 
     if (c->expect != NULL) {
         json_t *want = load(c->expect);
@@ -261,7 +261,7 @@ static void test_jsonpatch_failure_is_atomic(void **state)
     struct torii_errbuf eb = {{0}};
 
     (void)state;
-    assert_int_equal(admin_jsonpatch_apply(doc, patch, &out, &eb), TORII_EINVAL);
+    assert_int_equal(admin_jsonpatch_apply(doc, patch, 0, &out, &eb), TORII_EINVAL);
     /* out-params are written only on success */
     assert_ptr_equal(out, (json_t *)(uintptr_t)0x1);
     assert_non_null(strstr(eb.msg, "patch operation 2 (test /arr/3)"));
@@ -279,7 +279,7 @@ static void test_jsonpatch_error_message_names_move_from(void **state)
     struct torii_errbuf eb = {{0}};
 
     (void)state;
-    assert_int_equal(admin_jsonpatch_apply(doc, patch, &out, &eb), TORII_EINVAL);
+    assert_int_equal(admin_jsonpatch_apply(doc, patch, 0, &out, &eb), TORII_EINVAL);
     assert_string_equal(eb.msg, "patch operation 0 (move /a/b from /a): cannot move a value into "
                                 "one of its own children");
     json_decref(patch);
@@ -293,7 +293,7 @@ static void test_jsonpatch_null_eb_is_accepted(void **state)
     json_t *out = NULL;
 
     (void)state;
-    assert_int_equal(admin_jsonpatch_apply(doc, patch, &out, NULL), TORII_EINVAL);
+    assert_int_equal(admin_jsonpatch_apply(doc, patch, 0, &out, NULL), TORII_EINVAL);
     assert_null(out);
     json_decref(patch);
     json_decref(doc);
@@ -307,10 +307,10 @@ static void test_jsonpatch_strings_with_nul_bytes(void **state)
     json_t *out = NULL;
 
     (void)state;
-    assert_int_equal(admin_jsonpatch_apply(doc, ok, &out, NULL), TORII_OK);
+    assert_int_equal(admin_jsonpatch_apply(doc, ok, 0, &out, NULL), TORII_OK);
     json_decref(out);
     out = NULL;
-    assert_int_equal(admin_jsonpatch_apply(doc, bad, &out, NULL), TORII_EINVAL);
+    assert_int_equal(admin_jsonpatch_apply(doc, bad, 0, &out, NULL), TORII_EINVAL);
     json_decref(bad);
     json_decref(ok);
     json_decref(doc);
@@ -348,18 +348,18 @@ static void test_jsonpatch_depth_limits(void **state)
     assert_int_equal(admin_json_depth(scalar, &depth), TORII_OK);
     assert_int_equal(depth, 0);
     /* a document at the limit is fine */
-    assert_int_equal(admin_jsonpatch_apply(ok, empty, &out, &eb), TORII_OK);
+    assert_int_equal(admin_jsonpatch_apply(ok, empty, 0, &out, &eb), TORII_OK);
     json_decref(out);
     out = NULL;
     /* too-deep document */
-    assert_int_equal(admin_jsonpatch_apply(deep, empty, &out, &eb), TORII_EINVAL);
+    assert_int_equal(admin_jsonpatch_apply(deep, empty, 0, &out, &eb), TORII_EINVAL);
     assert_non_null(strstr(eb.msg, "document is nested deeper than 64"));
-    assert_int_equal(admin_mergepatch_apply(deep, obj, &out, &eb), TORII_EINVAL);
+    assert_int_equal(admin_mergepatch_apply(deep, obj, 0, &out, &eb), TORII_EINVAL);
     /* a patch whose value is too deep */
     assert_int_equal(json_array_append_new(patch, json_pack("{s:s, s:s, s:O}", "op", "add", "path",
                                                             "/x", "value", deep)),
                      0);
-    assert_int_equal(admin_jsonpatch_apply(obj, patch, &out, &eb), TORII_EINVAL);
+    assert_int_equal(admin_jsonpatch_apply(obj, patch, 0, &out, &eb), TORII_EINVAL);
     assert_non_null(strstr(eb.msg, "patch is nested deeper"));
     json_decref(patch);
     /* document and patch each within bounds (3 and 64), the result is not (3 + 62) */
@@ -369,8 +369,9 @@ static void test_jsonpatch_depth_limits(void **state)
                      0);
     assert_int_equal(admin_json_depth(patch, &depth), TORII_OK);
     assert_int_equal(depth, ADMIN_JSON_MAX_DEPTH);
-    assert_int_equal(admin_jsonpatch_apply(doc, patch, &out, &eb), TORII_EINVAL);
-    assert_non_null(strstr(eb.msg, "patched document is nested deeper"));
+    assert_int_equal(admin_jsonpatch_apply(doc, patch, 0, &out, &eb), TORII_EINVAL);
+    assert_non_null(strstr(eb.msg, "patch operation 0 (add /a/b/c)"));
+    assert_non_null(strstr(eb.msg, "patched document would be nested deeper than 64"));
     assert_null(out);
     json_decref(patch);
     json_decref(doc);
@@ -462,11 +463,132 @@ static void test_mergepatch_too_deep_patch_rejected(void **state)
     struct torii_errbuf eb = {{0}};
 
     (void)state;
-    assert_int_equal(admin_mergepatch_apply(doc, patch, &out, &eb), TORII_EINVAL);
+    assert_int_equal(admin_mergepatch_apply(doc, patch, 0, &out, &eb), TORII_EINVAL);
     assert_null(out);
     assert_non_null(strstr(eb.msg, "merge patch is nested deeper"));
     json_decref(patch);
     json_decref(deep);
+    json_decref(doc);
+}
+
+/* Item 9: copies of the document into its own deepest member double the nesting at each step
+ * (and json_deep_copy used to recurse ~75,000 times on the admin thread's stack): refused by
+ * the operation that would pass the depth limit, before anything is copied. */
+static void test_jsonpatch_nesting_doubling_refused_while_applying(void **state)
+{
+    json_t *doc = load("{\"a\":{}}");
+    json_t *before = json_deep_copy(doc);
+    json_t *patch = json_array();
+    json_t *out = NULL;
+    struct torii_errbuf eb = {{0}};
+    char path[4096] = "/a";
+    size_t len = 2;
+
+    (void)state;
+    /* step k copies the whole document into its deepest member /a/a/.../a */
+    for (int k = 0; k < 12; k++) {
+        assert_int_equal(json_array_append_new(patch, json_pack("{s:s, s:s, s:s}", "op", "copy",
+                                                                "from", "", "path", path)),
+                         0);
+        for (size_t i = 0, n = len; i < n && len + 2 < sizeof(path); i += 2) {
+            memcpy(path + len, "/a", 3);
+            len += 2;
+        }
+    }
+    assert_int_equal(admin_jsonpatch_apply(doc, patch, 0, &out, &eb), TORII_EINVAL);
+    assert_null(out);
+    assert_non_null(strstr(eb.msg, "patch operation "));
+    assert_non_null(strstr(eb.msg, "would be nested deeper than 64"));
+    assert_true(admin_json_equal(doc, before));
+    json_decref(patch);
+    json_decref(before);
+    json_decref(doc);
+}
+
+static json_t *size_doubling_patch(size_t pairs)
+{
+    json_t *patch = json_array();
+
+    for (size_t i = 0; i < pairs; i++) {
+        assert_int_equal(json_array_append_new(patch, json_pack("{s:s, s:s, s:s}", "op", "copy",
+                                                                "from", "", "path", "/x")),
+                         0);
+        assert_int_equal(json_array_append_new(patch, json_pack("{s:s, s:s, s:s}", "op", "copy",
+                                                                "from", "/x", "path", "/y")),
+                         0);
+    }
+    return patch;
+}
+
+/* Item 9: pairs of copies double the document's size (18 pairs used to take 4 GB): refused with
+ * TORII_ETOOBIG by the first operation that would pass the size bound. */
+static void test_jsonpatch_size_doubling_refused_while_applying(void **state)
+{
+    json_t *doc = load("{\"s\":\"0123456789abcdef0123456789abcdef\"}");
+    json_t *patch = size_doubling_patch(40);
+    json_t *out = NULL;
+    struct torii_errbuf eb = {{0}};
+
+    (void)state;
+    assert_int_equal(admin_jsonpatch_apply(doc, patch, 64 * 1024, &out, &eb), TORII_ETOOBIG);
+    assert_null(out);
+    assert_non_null(strstr(eb.msg, "patch operation "));
+    assert_non_null(strstr(eb.msg, "larger than the admin body limit"));
+    /* with the default bound (8 MiB) too */
+    assert_int_equal(admin_jsonpatch_apply(doc, patch, 0, &out, &eb), TORII_ETOOBIG);
+    assert_null(out);
+    json_decref(patch);
+    /* a few pairs stay within the bound and apply */
+    patch = size_doubling_patch(3);
+    assert_int_equal(admin_jsonpatch_apply(doc, patch, 64 * 1024, &out, &eb), TORII_OK);
+    json_decref(out);
+    json_decref(patch);
+    json_decref(doc);
+}
+
+/* Copying a large value and removing it again keeps the size down but not the work: bounded. */
+static void test_jsonpatch_work_is_bounded(void **state)
+{
+    char *big = torii_xmalloc(20001);
+    json_t *doc = NULL;
+    json_t *patch = json_array();
+    json_t *out = NULL;
+    struct torii_errbuf eb = {{0}};
+
+    (void)state;
+    memset(big, 'x', 20000);
+    big[20000] = '\0';
+    doc = json_pack("{s:s}", "s", big);
+    for (int i = 0; i < 200; i++) {
+        assert_int_equal(json_array_append_new(patch, json_pack("{s:s, s:s, s:s}", "op", "copy",
+                                                                "from", "/s", "path", "/t")),
+                         0);
+        assert_int_equal(
+            json_array_append_new(patch, json_pack("{s:s, s:s}", "op", "remove", "path", "/t")), 0);
+    }
+    assert_int_equal(admin_jsonpatch_apply(doc, patch, 64 * 1024, &out, &eb), TORII_ETOOBIG);
+    assert_null(out);
+    assert_non_null(strstr(eb.msg, "too much work"));
+    free(big);
+    json_decref(patch);
+    json_decref(doc);
+}
+
+/* A merge patch result over the size bound is TORII_ETOOBIG. */
+static void test_mergepatch_size_bounded(void **state)
+{
+    json_t *doc = load("{\"a\":\"0123456789\"}");
+    json_t *patch = load("{\"b\":\"0123456789012345678901234567890123456789\"}");
+    json_t *out = NULL;
+    struct torii_errbuf eb = {{0}};
+
+    (void)state;
+    assert_int_equal(admin_mergepatch_apply(doc, patch, 40, &out, &eb), TORII_ETOOBIG);
+    assert_null(out);
+    assert_non_null(strstr(eb.msg, "larger than the admin body limit"));
+    assert_int_equal(admin_mergepatch_apply(doc, patch, 0, &out, &eb), TORII_OK);
+    json_decref(out);
+    json_decref(patch);
     json_decref(doc);
 }
 
@@ -483,6 +605,10 @@ int main(void)
         cmocka_unit_test(test_json_equal_cases),
         cmocka_unit_test(test_mergepatch_corpus_applies),
         cmocka_unit_test(test_mergepatch_too_deep_patch_rejected),
+        cmocka_unit_test(test_jsonpatch_nesting_doubling_refused_while_applying),
+        cmocka_unit_test(test_jsonpatch_size_doubling_refused_while_applying),
+        cmocka_unit_test(test_jsonpatch_work_is_bounded),
+        cmocka_unit_test(test_mergepatch_size_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

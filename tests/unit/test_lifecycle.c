@@ -145,6 +145,27 @@ static void test_renew_backoff_doubles_and_caps(void **state)
     assert_int_equal(torii_renew_backoff_ms(3, 0, 1000), 0);
 }
 
+/* Item 4: interval 2 s with the default initial delay (60) and jitter 60: every run, the first
+ * included, comes within one and a half periods, whatever the random draw. */
+static void test_renew_delays_bounded_by_the_interval(void **state)
+{
+    static const uint32_t draws[] = {0, 1, 999, 1000, 59999, 60000, 123456789u, UINT32_MAX};
+
+    (void)state;
+    assert_true(torii_renew__first_delay_ms(2, 60) <= 2000);
+    assert_int_equal(torii_renew__first_delay_ms(2, 60), 2000);
+    assert_int_equal(torii_renew__first_delay_ms(3600, 60), 60000);
+    assert_int_equal(torii_renew__first_delay_ms(3600, 0), 0);
+    for (size_t i = 0; i < sizeof(draws) / sizeof(draws[0]); i++) {
+        int64_t d = torii_renew__period_delay_ms(2, 60, draws[i]);
+        assert_true(d >= 2000 && d < 3000);
+        d = torii_renew__period_delay_ms(3600, 60, draws[i]);
+        assert_true(d >= 3600000 && d < 3660000);
+        assert_int_equal(torii_renew__period_delay_ms(5, 0, draws[i]), 5000);
+    }
+    assert_int_equal(torii_renew__period_delay_ms(1, 60, UINT32_MAX), 1000 + UINT32_MAX % 500);
+}
+
 /* ---- alerts ---- */
 
 static void test_alert_type_names_round_trip_and_match_config(void **state)
@@ -729,6 +750,7 @@ int main(void)
         cmocka_unit_test(test_renew_threshold_is_configurable_and_overflow_safe),
         cmocka_unit_test(test_renew_state_of_each_state),
         cmocka_unit_test(test_renew_backoff_doubles_and_caps),
+        cmocka_unit_test(test_renew_delays_bounded_by_the_interval),
         cmocka_unit_test(test_alert_type_names_round_trip_and_match_config),
         cmocka_unit_test(test_alert_envelope_is_redacted),
         cmocka_unit_test_setup_teardown(test_renew_reissue_adds_lifecycle_metadata, pki_setup,
