@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "admin_auth.h"
+#include "torii/codec.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 
@@ -223,38 +224,26 @@ static int auth_param(const struct torii_slice *v, const char *scheme, struct to
 
 static int check_basic(const char *client_id, const char *token, struct torii_slice b64)
 {
-    unsigned char dec[ADMIN_BASIC_MAX_B64];
-    char in[ADMIN_BASIC_MAX_B64 + 1];
+    unsigned char *dec = NULL;
+    size_t n = 0;
     const char *colon;
-    int n;
-    int pad = 0;
     int ok = 0;
 
-    if (b64.len == 0 || b64.len % 4 != 0 || b64.len > ADMIN_BASIC_MAX_B64) {
+    if (b64.len == 0 || b64.len > ADMIN_BASIC_MAX_B64
+        || torii_b64_decode(b64.ptr, b64.len, &dec, &n) != TORII_OK) {
         return 0;
     }
-    memcpy(in, b64.ptr, b64.len);
-    in[b64.len] = '\0';
-    n = EVP_DecodeBlock(dec, (const unsigned char *)in, (int)b64.len);
-    if (n < 0) {
-        goto out;
-    }
-    /* EVP_DecodeBlock counts the padding as zero bytes. */
-    pad = (in[b64.len - 1] == '=') + (in[b64.len - 2] == '=');
-    n -= pad;
-    colon = n > 0 ? memchr(dec, ':', (size_t)n) : NULL;
+    colon = memchr(dec, ':', n);
     if (colon != NULL) {
         size_t idlen = (size_t)(colon - (const char *)dec);
         const char *sec = colon + 1;
-        size_t seclen = (size_t)n - idlen - 1;
+        size_t seclen = n - idlen - 1;
         /* Both compared, always, so timing does not tell which one failed. */
         int id_ok = secret_eq((const char *)dec, idlen, client_id, strlen(client_id));
         int sec_ok = secret_eq(sec, seclen, token, strlen(token));
         ok = id_ok & sec_ok;
     }
-out:
-    OPENSSL_cleanse(dec, sizeof(dec));
-    OPENSSL_cleanse(in, sizeof(in));
+    torii_secure_free(dec, n);
     return ok;
 }
 

@@ -11,6 +11,7 @@
 
 #include "admin_int.h"
 #include "jsonpatch.h"
+#include "torii/codec.h"
 #include "torii/err.h"
 #include "torii/log.h"
 #include "torii/mem.h"
@@ -65,47 +66,11 @@ int admin_req_media_type_is(const struct torii_http_req *req, const char *name, 
 
 /* ---- percent-decoding and ids ---- */
 
-static int req_hex(int c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 int admin_req_pct_decode(const char *s, size_t len, int plus_space, char **out)
 {
-    char *d = torii_xmalloc(len + 1);
-    size_t k = 0;
+    size_t n = 0;
 
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            int hi = i + 2 < len ? req_hex((unsigned char)s[i + 1]) : -1;
-            int lo = i + 2 < len ? req_hex((unsigned char)s[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-                free(d);
-                return TORII_EINVAL;
-            }
-            d[k++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else if (s[i] == '+' && plus_space) {
-            d[k++] = ' ';
-        } else if (s[i] == '\0') {
-            free(d);
-            return TORII_EINVAL;
-        } else {
-            d[k++] = s[i];
-        }
-    }
-    d[k] = '\0';
-    *out = d;
-    return TORII_OK;
+    return torii_pct_decode(s, len, plus_space, out, &n);
 }
 
 int admin_req_utf8_ok(const char *s, size_t len)
