@@ -102,6 +102,7 @@ static const struct conf_key conf_keys[] = {
     {"alerts.almost_expired_days", CONF_UINT, OFF(alerts_almost_expired_days), 3650},
     {"alerts.repeat_s", CONF_UINT, OFF(alerts_repeat_s), 86400 * 30},
     {"debug.clock_hook", CONF_BOOL, OFF(debug_clock_hook), 0},
+    {"debug.stall_file", CONF_STR, OFF(debug_stall_file), 0},
     {"routes", CONF_ARRAY, OFF(routes), 0},
     {"exporters", CONF_ARRAY, OFF(exporters), 0},
     {"acme", CONF_OBJECT, OFF(acme), 0},
@@ -747,6 +748,7 @@ void torii_config_free(struct torii_config *c)
     free(c->admin_client_id);
     free(c->default_cert);
     free(c->log_level);
+    free(c->debug_stall_file);
     json_decref(c->routes);
     json_decref(c->acme);
     json_decref(c->exporters);
