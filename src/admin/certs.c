@@ -91,6 +91,10 @@ static int certs_status_of(int rc)
     case TORII_EEXIST:
     case TORII_ECONFLICT:
         return 409;
+    case TORII_ENOSPC: /* the store's disk is full: 507 Insufficient Storage */
+        return 507;
+    case TORII_EIO: /* the store's disk failed: retry later, maybe elsewhere */
+        return 503;
     default:
         return 500;
     }
@@ -766,6 +770,8 @@ static const char *certs_bulk_code(int rc)
         return "already_exists";
     case TORII_ECONFLICT:
         return "conflict";
+    case TORII_ENOSPC:
+        return "insufficient_storage";
     default:
         return "server_error";
     }
