@@ -41,8 +41,9 @@ struct app {
     struct event_base *base;
 };
 
-/* LMDB reader slots of crashed processes are reclaimed this often (and at open). */
-#define APP_READER_CHECK_S 60
+/* LMDB reader slots of crashed processes (an mdb_copy backup killed mid-copy) are reclaimed
+ * this often, and at open: a stale slot pins old pages, so the file would keep growing. */
+#define APP_READER_CHECK_S 10
 
 static void usage(FILE *f)
 {

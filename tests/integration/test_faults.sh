@@ -70,6 +70,32 @@ kill "$HOLD" 2>/dev/null
 wait "$HOLD" 2>/dev/null
 check "new connections served once descriptors are free" wait_for http_answers
 check "admin answers again" wait_for curl -s -o /dev/null "http://127.0.0.1:$T_ADMIN/healthz"
+
+# --- stale LMDB reader: an mdb_copy backup killed while it holds its read transaction
+if command -v mdb_copy >/dev/null && command -v mdb_stat >/dev/null; then
+  cat > "$T_TMP/stale.py" <<'PY'
+import fcntl, os, subprocess, sys, time
+r, w = os.pipe()
+fcntl.fcntl(w, 1031, 4096)  # F_SETPIPE_SZ: mdb_copy blocks after 4 KiB, mid-copy
+p = subprocess.Popen(["mdb_copy", sys.argv[1]], stdout=w)
+os.close(w)
+for _ in range(300):  # until its reader slot shows in the table (30 s at most)
+    out = subprocess.run(["mdb_stat", "-r", sys.argv[1]], capture_output=True, text=True).stdout
+    if any(line.split()[:1] == [str(p.pid)] for line in out.splitlines()):
+        break
+    time.sleep(0.1)
+else:
+    sys.exit("mdb_copy never showed up as a reader")
+p.kill()
+p.wait()
+print(p.pid)
+PY
+  stale_pid=$(python3 "$T_TMP/stale.py" "$T_TMP/data")
+  check "a killed mdb_copy left a reader slot" test -n "$stale_pid"
+  check "torii reclaims the stale reader slot by itself" wait_for grep -q "store: cleared 1 stale reader slot" "$T_TMP/torii.log"
+else
+  echo "# mdb_copy/mdb_stat (lmdb-utils) missing: the stale reader case is not tested"
+fi
 check "graceful stop" t_stop
 
 # --- 2. full file system under the data dir
