@@ -92,10 +92,10 @@ static void app_on_signal(evutil_socket_t sig, short what, void *arg)
 static void app_on_hup(evutil_socket_t sig, short what, void *arg)
 {
     struct app *app = arg;
-    (void)sig;
-    (void)what;
     char msg[64];
 
+    (void)sig;
+    (void)what;
     (void)snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%lld",
                    (long long)torii_clock_mono_us());
     torii_daemon_notify(msg);
