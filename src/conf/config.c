@@ -57,6 +57,7 @@ static void conf_defaults(struct torii_config *c)
     c->alerts_almost_expired_days = 15;
     c->alerts_repeat_s = 0;
     c->debug_clock_hook = 0;
+    conf_set_str(&c->health_public_path, "");
 }
 
 /* One key of the schema: where it goes and how it is typed. */
@@ -103,6 +104,7 @@ static const struct conf_key conf_keys[] = {
     {"alerts.repeat_s", CONF_UINT, OFF(alerts_repeat_s), 86400 * 30},
     {"debug.clock_hook", CONF_BOOL, OFF(debug_clock_hook), 0},
     {"debug.stall_file", CONF_STR, OFF(debug_stall_file), 0},
+    {"health.public_path", CONF_STR, OFF(health_public_path), 0},
     {"routes", CONF_ARRAY, OFF(routes), 0},
     {"exporters", CONF_ARRAY, OFF(exporters), 0},
     {"acme", CONF_OBJECT, OFF(acme), 0},
@@ -110,8 +112,8 @@ static const struct conf_key conf_keys[] = {
 };
 
 /* Sections whose members are all listed in conf_keys (so unknown members are errors). */
-static const char *const conf_sections[] = {"listen",  "admin",  "tls",  "limits",
-                                            "renewal", "alerts", "debug"};
+static const char *const conf_sections[] = {"listen",  "admin",  "tls",   "limits",
+                                            "renewal", "alerts", "debug", "health"};
 
 static const struct conf_key *conf_find(const char *path)
 {
@@ -652,6 +654,27 @@ out:
     return rc;
 }
 
+/* health.public_path: "" (off) or an absolute path without query, fragment, spaces or control
+ * characters, outside /.well-known/ (which torii serves itself). */
+static int conf_health_path_ok(const char *p)
+{
+    size_t n = strlen(p);
+
+    if (n == 0) {
+        return 1;
+    }
+    if (p[0] != '/' || n > 256 || strncmp(p, "/.well-known/", 13) == 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch <= 0x20 || ch >= 0x7f || ch == '?' || ch == '#') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static int conf_validate(struct torii_config *c, struct torii_errbuf *eb)
 {
     struct sockaddr_storage ss;
@@ -692,6 +715,11 @@ static int conf_validate(struct torii_config *c, struct torii_errbuf *eb)
     TORII_ENSURE(c->renewal_retry_min_s >= 1 && c->renewal_retry_min_s <= c->renewal_retry_max_s,
                  torii_errf(eb, TORII_EINVAL,
                             "config: renewal.retry_min_s must be >= 1 and <= renewal.retry_max_s"));
+    TORII_ENSURE(conf_health_path_ok(c->health_public_path),
+                 torii_errf(eb, TORII_EINVAL,
+                            "config: health.public_path: expected \"\" or a path starting with "
+                            "'/' (no query, spaces or /.well-known/), got \"%.64s\"",
+                            c->health_public_path));
     TORII_TRY(conf_exporters_parse(c, eb));
     TORII_TRY(conf_pki_parse(c, eb));
     if (c->workers == 0) {
@@ -749,6 +777,7 @@ void torii_config_free(struct torii_config *c)
     free(c->default_cert);
     free(c->log_level);
     free(c->debug_stall_file);
+    free(c->health_public_path);
     json_decref(c->routes);
     json_decref(c->acme);
     json_decref(c->exporters);

@@ -233,6 +233,7 @@ static int worker_setup(struct torii_workers *ws, struct worker *w, struct torii
     }
     TORII_TRY(torii_proxy__worker_init(&w->pw, w->base, ws->cfg, ws->routes, ws->tls));
     w->pw_ready = 1;
+    w->pw.daemon = ws->daemon;
     w->pw.on_conn_closed = worker_conn_closed;
     w->pw.on_conn_closed_arg = w;
     for (int i = 0; i < WORKER_LISTENERS; i++) {

@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 
 STALL="$T_TMP/stall"
 NOTIFY_LOG="$T_TMP/notify.log"
-t_config '"debug": {"stall_file": "'"$STALL"'"},'
+t_config '"debug": {"stall_file": "'"$STALL"'"}, "health": {"public_path": "/lb-health"},'
 
 # --- sd_notify receiver: every datagram appended to $NOTIFY_LOG, one message per line
 cat > "$T_TMP/notify.py" <<'PY'
@@ -52,6 +52,17 @@ check_eq "/readyz body has no details" "ok" "$body"
 check_eq "POST /healthz is 405" 405 \
   "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$T_ADMIN/healthz")"
 check_eq "other admin paths still need credentials" 401 "$(health /api/certificates)"
+# health.public_path on the public listeners, for load balancers (any Host, no TLS needed)
+check_eq "http /lb-health 200" 200 \
+  "$(curl -s -o /dev/null -m 10 -w '%{http_code}' "http://127.0.0.1:$T_HTTP/lb-health")"
+check_eq "https /lb-health says ok" ok "$(curl -sk -m 10 "https://127.0.0.1:$T_HTTPS/lb-health")"
+check_eq "POST /lb-health is 405" 405 \
+  "$(curl -s -o /dev/null -m 10 -w '%{http_code}' -X POST "http://127.0.0.1:$T_HTTP/lb-health")"
+check_eq "other paths are not health (http: redirect)" 308 \
+  "$(curl -s -o /dev/null -m 10 -w '%{http_code}' "http://127.0.0.1:$T_HTTP/lb-healthz")"
+printf '{"health": {"public_path": "lb"}}' > "$T_TMP/bad-health.json"
+check "a bad health.public_path is refused by --check-config, naming the key" \
+  grep -q 'health.public_path' <("$TORII_BIN" --check-config -c "$T_TMP/bad-health.json" 2>&1)
 
 # --- a second instance: same data dir (other ports) is refused, naming the data dir
 P1=$(t_free_port); P2=$(t_free_port); P3=$(t_free_port)
