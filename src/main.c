@@ -1,7 +1,5 @@
 /* main.c - argv, config, wiring and the main loop (signals, ticket rotation): no logic. */
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -17,6 +15,7 @@
 #include "torii/alert.h"
 #include "torii/clock.h"
 #include "torii/conf.h"
+#include "torii/daemon.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
@@ -38,8 +37,13 @@ struct app {
     struct torii_alerts *alerts;
     struct torii_renewer *renewer;
     struct torii_routes *routes; /* compiled in main() (also for --check-config) */
+    struct torii_daemon *daemon; /* instance lock, watchdog, health state */
     struct event_base *base;
 };
+
+/* LMDB reader slots of crashed processes (an mdb_copy backup killed mid-copy) are reclaimed
+ * this often, and at open: a stale slot pins old pages, so the file would keep growing. */
+#define APP_READER_CHECK_S 10
 
 static void usage(FILE *f)
 {
@@ -75,50 +79,58 @@ static int app_load_one(const struct torii_store_rec *rec, void *arg)
     return TORII_OK;
 }
 
-/* systemd readiness (sd_notify protocol) without linking libsystemd. */
-static void app_sd_notify(const char *msg)
-{
-    const char *path = getenv("NOTIFY_SOCKET");
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    size_t plen;
-    int fd;
-
-    if (path == NULL || (path[0] != '/' && path[0] != '@')
-        || (plen = strlen(path)) >= sizeof(sun.sun_path)) {
-        return;
-    }
-    memcpy(sun.sun_path, path, plen);
-    if (sun.sun_path[0] == '@') {
-        sun.sun_path[0] = '\0';
-    }
-    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return;
-    }
-    if (sendto(fd, msg, strlen(msg), 0, (struct sockaddr *)&sun,
-               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen))
-        < 0) {
-        torii_log_errno(TORII_LOG_WARN, "main: sd_notify failed");
-    }
-    (void)close(fd);
-}
-
 static void app_on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct app *app = arg;
     (void)what;
     torii_log(TORII_LOG_NOTICE, "main: signal %d, shutting down", (int)sig);
-    app_sd_notify("STOPPING=1");
+    torii_daemon_set_state(app->daemon, TORII_DAEMON_DRAINING);
+    torii_daemon_notify("STOPPING=1");
     (void)event_base_loopexit(app->base, NULL);
 }
 
 static void app_on_hup(evutil_socket_t sig, short what, void *arg)
 {
     struct app *app = arg;
+    char msg[64];
+
     (void)sig;
     (void)what;
+    (void)snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%lld",
+                   (long long)torii_clock_mono_us());
+    torii_daemon_notify(msg);
     torii_log(TORII_LOG_NOTICE, "main: SIGHUP, reopening alert files");
     torii_alerts_reopen(app->alerts);
+    torii_daemon_notify("READY=1");
+}
+
+static void app_on_reader_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *app = arg;
+    int cleared = 0;
+
+    (void)fd;
+    (void)what;
+    if (torii_store_reader_check(app->store, &cleared) != TORII_OK) {
+        torii_log(TORII_LOG_WARN, "main: periodic LMDB reader check failed");
+    }
+}
+
+/* One torii per listen address: refuse to start when another process listens on one of ours
+ * (all our sockets use SO_REUSEPORT, which would otherwise share the port silently). */
+static int app_probe_listeners(const struct torii_config *cfg, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
+    if (cfg->listen_https[0] != '\0') {
+        TORII_TRY(torii_daemon_probe_listen("listen.https", cfg->listen_https, eb));
+    }
+    if (cfg->listen_http[0] != '\0') {
+        TORII_TRY(torii_daemon_probe_listen("listen.http", cfg->listen_http, eb));
+    }
+    TORII_TRY(torii_daemon_probe_listen("admin.listen", cfg->admin_listen, eb));
+out:
+    return rc;
 }
 
 static void app_on_rotate(evutil_socket_t fd, short what, void *arg)
@@ -146,12 +158,17 @@ static int app_run(struct app *app)
     struct torii_tls_opts topts = {0};
     struct event *sigs[3] = {NULL, NULL, NULL};
     struct event *rotate = NULL;
+    struct event *rdcheck = NULL;
     struct timeval rot = {.tv_sec = app->cfg->ticket_rotate_s};
+    struct timeval rdc = {.tv_sec = APP_READER_CHECK_S};
     int64_t t0 = torii_clock_mono_us();
     size_t ncerts = 0;
     int rc = TORII_OK;
 
+    TORII_TRY(torii_daemon_new(app->cfg, &app->daemon, &eb));
     TORII_TRY(app_make_data_dir(app->cfg->data_dir, &eb));
+    TORII_TRY(torii_daemon_lock(app->daemon, app->cfg->data_dir, &eb));
+    TORII_TRY(app_probe_listeners(app->cfg, &eb));
     TORII_TRY(torii_store_open(&sopts, &app->store, &eb));
     TORII_TRY(torii_table_new(&app->table));
     torii_table_set_default(app->table, app->cfg->default_cert);
@@ -177,22 +194,27 @@ static int app_run(struct app *app)
     sigs[1] = evsignal_new(app->base, SIGINT, app_on_signal, app);
     sigs[2] = evsignal_new(app->base, SIGHUP, app_on_hup, app);
     rotate = event_new(app->base, -1, EV_PERSIST, app_on_rotate, app);
-    TORII_ENSURE(sigs[0] && sigs[1] && sigs[2] && rotate, TORII_ENOMEM);
+    rdcheck = event_new(app->base, -1, EV_PERSIST, app_on_reader_check, app);
+    TORII_ENSURE(sigs[0] && sigs[1] && sigs[2] && rotate && rdcheck, TORII_ENOMEM);
     TORII_ENSURE(event_add(sigs[0], NULL) == 0 && event_add(sigs[1], NULL) == 0
                      && event_add(sigs[2], NULL) == 0
-                     && event_add(rotate, app->cfg->ticket_rotate_s ? &rot : NULL) == 0,
+                     && event_add(rotate, app->cfg->ticket_rotate_s ? &rot : NULL) == 0
+                     && event_add(rdcheck, &rdc) == 0,
                  TORII_EIO);
 
     torii_wellknown_pki_set(app->pki);
-    TORII_TRY(torii_workers_start(app->cfg, app->table, app->tls, app->routes, &app->workers, &eb));
+    TORII_TRY(torii_workers_start(app->cfg, app->table, app->tls, app->routes, app->daemon,
+                                  &app->workers, &eb));
     TORII_TRY(torii_renewer_start(app->cfg, app->store, app->alerts, &app->renewer, &eb));
     torii_admin_set_renewer(app->renewer);
-    TORII_TRY(torii_admin_start(app->cfg, app->store, app->table, &app->admin, &eb));
+    TORII_TRY(torii_admin_start(app->cfg, app->store, app->table, app->daemon, &app->admin, &eb));
+    TORII_TRY(torii_daemon_watch(app->daemon, app->base));
+    torii_daemon_set_state(app->daemon, TORII_DAEMON_READY);
     torii_log(TORII_LOG_NOTICE,
               "main: torii %s ready: %zu certificates, start-up %.1f ms (admin=%s data=%s)",
               TORII_VERSION, ncerts, (double)(torii_clock_mono_us() - t0) / 1000.0,
               app->cfg->admin_listen, app->cfg->data_dir);
-    app_sd_notify("READY=1");
+    torii_daemon_notify("READY=1\nSTATUS=serving");
     if (event_base_dispatch(app->base) < 0) {
         rc = torii_errf(&eb, TORII_EIO, "main loop failed");
     }
@@ -214,6 +236,10 @@ out:
     if (rotate != NULL) {
         event_free(rotate);
     }
+    if (rdcheck != NULL) {
+        event_free(rdcheck);
+    }
+    torii_daemon_unwatch(app->daemon); /* its check timer is on base */
     if (app->base != NULL) {
         event_base_free(app->base);
     }
@@ -224,6 +250,8 @@ out:
     torii_wellknown_pki_set(NULL);
     torii_pki_state_free(app->pki); /* after every store writer stopped */
     torii_store_free(app->store);
+    torii_daemon_free(app->daemon); /* releases the instance lock, after the store is closed */
+    app->daemon = NULL;
     return rc;
 }
 

@@ -22,10 +22,14 @@ struct torii_renewer;
  * before torii_admin_start (and NULL again after torii_admin_stop). */
 void torii_admin_set_renewer(struct torii_renewer *r);
 
-/** Bind the listener (errors reported synchronously) and start the admin thread. */
+struct torii_daemon;
+/** Bind the listener (errors reported synchronously) and start the admin thread. With a daemon
+ * (daemon.h; borrowed, NULL: none) the admin loop attaches the beat "admin" and answers
+ * GET/HEAD /healthz (torii_daemon_alive) and /readyz (torii_daemon_ready) without
+ * authentication: 200 "ok" or 503, no details. */
 int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
-                      struct torii_table *table, struct torii_admin **out, struct torii_errbuf *eb)
-    TORII_MUST_USE;
+                      struct torii_table *table, struct torii_daemon *daemon,
+                      struct torii_admin **out, struct torii_errbuf *eb) TORII_MUST_USE;
 /** Stop the loop, join the thread, free everything; NULL accepted. */
 void torii_admin_stop(struct torii_admin *adm);
 

@@ -83,6 +83,8 @@ struct torii_config {
     unsigned alerts_almost_expired_days; /* also "almost expired" this close to notAfter (15) */
     unsigned alerts_repeat_s;            /* repeat a standing alert this often; 0 = once (0) */
     int debug_clock_hook;                /* POST /api/_debug/clock enabled (0) */
+    char *debug_stall_file;              /* tests: the loop named in it blocks (daemon.h) */
+    char *health_public_path;            /* readiness path on the public listeners ("": off) */
     json_t *routes;                      /* routes[] as given (validated by the proxy module) */
     json_t *exporters;                   /* exporters[] as given (parsed into exporter_list) */
     json_t *pki;                         /* pki{} as given */

@@ -27,7 +27,8 @@
     X(TORII_EPERM, -11, "not permitted")                                                           \
     X(TORII_ETOOBIG, -12, "too big")                                                               \
     X(TORII_EUNSUPPORTED, -13, "unsupported")                                                      \
-    X(TORII_ECONFLICT, -14, "changed concurrently")
+    X(TORII_ECONFLICT, -14, "changed concurrently")                                                \
+    X(TORII_ENOSPC, -15, "no space left for the store")
 
 enum torii_err {
 #define TORII_ERR_ENUM(name, val, text) name = (val),

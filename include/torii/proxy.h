@@ -215,10 +215,15 @@ void torii_wellknown_pki_set(struct torii_pki_state *pki);
 
 struct torii_workers;
 
-/** Bind every listener socket (errors reported here, synchronously) and start the workers. */
+struct torii_daemon;
+/** Bind every listener socket (errors reported here, synchronously) and start the workers.
+ * With a daemon (NULL: none), each worker loop attaches a beat "worker-<i>" (daemon.h). On
+ * EMFILE/ENFILE/ENOBUFS/ENOMEM from accept a worker disables its listeners for 50 ms, doubled
+ * up to 1 s while accept keeps failing, instead of spinning on the readable listener. */
 int torii_workers_start(const struct torii_config *cfg, struct torii_table *table,
                         struct torii_tls_ctx *tls, const struct torii_routes *routes,
-                        struct torii_workers **out, struct torii_errbuf *eb) TORII_MUST_USE;
+                        struct torii_daemon *daemon, struct torii_workers **out,
+                        struct torii_errbuf *eb) TORII_MUST_USE;
 /** Stop accepting, close connections, join and free; NULL accepted. */
 void torii_workers_stop(struct torii_workers *w);
 

@@ -90,8 +90,9 @@ void torii_store_free(struct torii_store *st);
  * n == 0 is a no-op. If the map is full it is doubled (up to max_map_size) and the whole
  * transaction retried. Must not be called from a watcher or from inside a foreach callback
  * (TORII_EPERM: it would deadlock). Returns TORII_OK, TORII_EEXIST, TORII_ENOTFOUND,
- * TORII_ECONFLICT (a REPLACE_IF whose expected JSON no longer matches), TORII_ESTORE (eb says
- * why; includes MDB_MAP_FULL at max_map_size), TORII_EINVAL, TORII_EPERM. */
+ * TORII_ECONFLICT (a REPLACE_IF whose expected JSON no longer matches), TORII_ENOSPC (the
+ * disk is full, ENOSPC/EDQUOT, or MDB_MAP_FULL at max_map_size), TORII_EIO (the disk failed,
+ * EIO), TORII_ESTORE (any other store failure; eb says why), TORII_EINVAL, TORII_EPERM. */
 int torii_store_apply(struct torii_store *st, const struct torii_store_op *ops, size_t n,
                       struct torii_errbuf *eb) TORII_MUST_USE;
 

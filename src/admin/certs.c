@@ -101,6 +101,10 @@ static int certs_status_of(int rc)
         return 409;
     case TORII_ETOOBIG:
         return 413;
+    case TORII_ENOSPC: /* the store's disk is full: 507 Insufficient Storage */
+        return 507;
+    case TORII_EIO: /* the store's disk failed: retry later, maybe elsewhere */
+        return 503;
     default:
         return 500;
     }
@@ -942,6 +946,8 @@ static const char *certs_bulk_code(int rc)
         return "conflict";
     case TORII_ETOOBIG:
         return "too_large";
+    case TORII_ENOSPC:
+        return "insufficient_storage";
     default:
         return "server_error";
     }

@@ -193,6 +193,10 @@ static int pki_status_of(int rc)
         return 404;
     case TORII_EEXIST:
         return 409;
+    case TORII_ENOSPC: /* the store's disk is full: 507 Insufficient Storage */
+        return 507;
+    case TORII_EIO: /* the store's disk failed: retry later, maybe elsewhere */
+        return 503;
     default:
         return 500;
     }

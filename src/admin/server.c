@@ -24,12 +24,14 @@
 #include "admin_auth.h"
 #include "admin_int.h"
 #include "torii/admin.h"
+#include "torii/daemon.h"
 #include "torii/http.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 
 #define ADMIN_DEFAULT_LISTEN "127.0.0.1:9000"
 #define ADMIN_BACKLOG        128
+#define ADMIN_BACKOFF_MS     100 /* accept paused this long on descriptor exhaustion */
 
 struct admin_conn {
     struct torii_admin *adm;
@@ -45,6 +47,9 @@ struct torii_admin {
     struct event_base *base;
     struct evconnlistener *lis;
     struct event *stop_ev;
+    struct event *backoff_ev;       /* re-enables the listener after EMFILE and friends */
+    struct torii_daemon *daemon;    /* borrowed; NULL: no health routes */
+    struct torii_daemon_beat *beat; /* the admin loop's liveness beat */
     pthread_t thread;
     int thread_started;
     struct admin_conn *conns; /* admin thread only (main thread after join) */
@@ -87,6 +92,41 @@ static void admin_send(struct torii_http_exchange *ex, struct torii_admin_reply 
     free(dumped);
 }
 
+static int admin_path_is(struct torii_slice path, const char *lit)
+{
+    return path.len == strlen(lit) && memcmp(path.ptr, lit, path.len) == 0;
+}
+
+/* GET/HEAD /healthz and /readyz: no authentication, no details (200 "ok" or 503). */
+static int admin_health_route(const struct torii_admin *adm, const struct torii_http_req *req,
+                              struct torii_admin_reply *reply)
+{
+    static const char ok[] = "ok\n";
+    static const char down[] = "unavailable\n";
+    int good;
+
+    if (adm->daemon == NULL) {
+        return TORII_ENOTFOUND;
+    }
+    if (admin_path_is(req->path, "/healthz")) {
+        good = torii_daemon_alive(adm->daemon);
+    } else if (admin_path_is(req->path, "/readyz")) {
+        good = torii_daemon_ready(adm->daemon);
+    } else {
+        return TORII_ENOTFOUND;
+    }
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        admin_reply_method_not_allowed(reply, "GET, HEAD");
+        return TORII_OK;
+    }
+    reply->status = good ? 200 : 503;
+    reply->content_type = "text/plain";
+    reply->raw = torii_xstrdup(good ? ok : down);
+    reply->raw_len = strlen(reply->raw);
+    admin_reply_header(reply, "Cache-Control", "no-store");
+    return TORII_OK;
+}
+
 static void admin_handle(struct torii_http_exchange *ex, const struct torii_http_req *req,
                          void *arg)
 {
@@ -95,7 +135,9 @@ static void admin_handle(struct torii_http_exchange *ex, const struct torii_http
     char path[512];
 
     memset(&reply, 0, sizeof(reply));
-    if (admin_pki_public_route(&adm->ctx, req, &reply) == TORII_OK) {
+    if (admin_health_route(adm, req, &reply) == TORII_OK) {
+        /* health probes: answered without authentication and without details */
+    } else if (admin_pki_public_route(&adm->ctx, req, &reply) == TORII_OK) {
         /* public documents (JWKS): answered without authentication */
     } else if (!admin_auth_check(adm->client_id, adm->token, req)) {
         (void)torii_log_escape(req->path.ptr, req->path.len, path, sizeof(path));
@@ -189,13 +231,29 @@ static void admin_accept_cb(struct evconnlistener *lis, evutil_socket_t fd, stru
     adm->conns = ac;
 }
 
+static void admin_backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct torii_admin *adm = arg;
+
+    (void)fd;
+    (void)what;
+    (void)evconnlistener_enable(adm->lis);
+}
+
 static void admin_accept_error_cb(struct evconnlistener *lis, void *arg)
 {
+    struct torii_admin *adm = arg;
     int err = EVUTIL_SOCKET_ERROR();
+    struct timeval tv = {.tv_sec = 0, .tv_usec = ADMIN_BACKOFF_MS * 1000};
 
-    (void)lis;
-    (void)arg;
     torii_log(TORII_LOG_WARN, "admin: accept failed: %s", evutil_socket_error_to_string(err));
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        /* The connection stays queued: accepting again at once would spin. */
+        (void)evconnlistener_disable(lis);
+        if (event_add(adm->backoff_ev, &tv) != 0) {
+            (void)evconnlistener_enable(lis);
+        }
+    }
 }
 
 /* ---- thread and lifecycle ------------------------------------------------------------ */
@@ -246,6 +304,10 @@ static void admin_free(struct torii_admin *adm)
     if (adm->stop_ev != NULL) {
         event_free(adm->stop_ev);
     }
+    if (adm->backoff_ev != NULL) {
+        event_free(adm->backoff_ev);
+    }
+    torii_daemon_beat_detach(adm->beat);
     if (adm->base != NULL) {
         event_base_free(adm->base);
     }
@@ -281,7 +343,8 @@ static void admin_limits(const struct torii_config *cfg, struct torii_http_limit
 }
 
 int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
-                      struct torii_table *table, struct torii_admin **out, struct torii_errbuf *eb)
+                      struct torii_table *table, struct torii_daemon *daemon,
+                      struct torii_admin **out, struct torii_errbuf *eb)
 {
     struct torii_admin *adm = torii_xcalloc(1, sizeof(*adm));
     const char *listen_on = cfg->admin_listen != NULL && cfg->admin_listen[0] != '\0'
@@ -295,6 +358,7 @@ int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
     adm->ctx.store = store;
     adm->ctx.table = table;
     adm->ctx.cfg = cfg;
+    adm->daemon = daemon;
     adm->client_id = torii_xstrdup(cfg->admin_client_id != NULL && cfg->admin_client_id[0] != '\0'
                                        ? cfg->admin_client_id
                                        : "admin");
@@ -316,8 +380,13 @@ int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
     }
     evconnlistener_set_error_cb(adm->lis, admin_accept_error_cb);
     adm->stop_ev = event_new(adm->base, -1, 0, admin_stop_cb, adm);
-    TORII_ENSURE(adm->stop_ev != NULL,
+    adm->backoff_ev = evtimer_new(adm->base, admin_backoff_cb, adm);
+    TORII_ENSURE(adm->stop_ev != NULL && adm->backoff_ev != NULL,
                  torii_errf(eb, TORII_ENOMEM, "admin: cannot create the stop event"));
+    if (daemon != NULL) {
+        rc = torii_daemon_beat_attach(daemon, adm->base, "admin", &adm->beat);
+        TORII_ENSURE(rc == TORII_OK, torii_errf(eb, rc, "admin: cannot attach the loop beat"));
+    }
     err = pthread_create(&adm->thread, NULL, admin_thread_main, adm);
     TORII_ENSURE(err == 0, torii_errf(eb, TORII_EIO, "admin: cannot start the thread (%d)", err));
     adm->thread_started = 1;

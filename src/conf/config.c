@@ -59,6 +59,7 @@ static void conf_defaults(struct torii_config *c)
     c->alerts_almost_expired_days = 15;
     c->alerts_repeat_s = 0;
     c->debug_clock_hook = 0;
+    conf_set_str(&c->health_public_path, "");
 }
 
 /* One key of the schema: where it goes and how it is typed. */
@@ -105,14 +106,16 @@ static const struct conf_key conf_keys[] = {
     {"alerts.almost_expired_days", CONF_UINT, OFF(alerts_almost_expired_days), 3650},
     {"alerts.repeat_s", CONF_UINT, OFF(alerts_repeat_s), 86400 * 30},
     {"debug.clock_hook", CONF_BOOL, OFF(debug_clock_hook), 0},
+    {"debug.stall_file", CONF_STR, OFF(debug_stall_file), 0},
+    {"health.public_path", CONF_STR, OFF(health_public_path), 0},
     {"routes", CONF_ARRAY, OFF(routes), 0},
     {"exporters", CONF_ARRAY, OFF(exporters), 0},
     {"pki", CONF_OBJECT, OFF(pki), 0},
 };
 
 /* Sections whose members are all listed in conf_keys (so unknown members are errors). */
-static const char *const conf_sections[] = {"listen",  "admin",  "tls",  "limits",
-                                            "renewal", "alerts", "debug"};
+static const char *const conf_sections[] = {"listen",  "admin",  "tls",   "limits",
+                                            "renewal", "alerts", "debug", "health"};
 
 static const struct conf_key *conf_find(const char *path)
 {
@@ -710,6 +713,27 @@ static void conf_pki_parse(struct torii_config *c, struct torii_conf_errs *errs)
     c->pki = pki;
 }
 
+/* health.public_path: "" (off) or an absolute path without query, fragment, spaces or control
+ * characters, outside /.well-known/ (which torii serves itself). */
+static int conf_health_path_ok(const char *p)
+{
+    size_t n = strlen(p);
+
+    if (n == 0) {
+        return 1;
+    }
+    if (p[0] != '/' || n > 256 || strncmp(p, "/.well-known/", 13) == 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch <= 0x20 || ch >= 0x7f || ch == '?' || ch == '#') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* The wildcard address of either family ("0.0.0.0", "[::]"). */
 static int conf_addr_any(const struct sockaddr_storage *ss)
 {
@@ -820,6 +844,14 @@ static void conf_validate(struct torii_config *c, struct torii_conf_errs *errs)
     conf_require(errs,
                  c->renewal_retry_min_s >= 1 && c->renewal_retry_min_s <= c->renewal_retry_max_s,
                  "config: renewal.retry_min_s must be >= 1 and <= renewal.retry_max_s");
+    if (!conf_health_path_ok(c->health_public_path)) {
+        struct torii_errbuf eb;
+        (void)torii_errf(&eb, TORII_EINVAL,
+                         "config: health.public_path: expected \"\" or a path starting with "
+                         "'/' (no query, spaces or /.well-known/), got \"%.64s\"",
+                         c->health_public_path);
+        torii_conf_errs_add(errs, eb.msg);
+    }
     conf_exporters_parse(c, errs);
     conf_pki_parse(c, errs);
     if (c->workers == 0) {
@@ -924,6 +956,8 @@ void torii_config_free(struct torii_config *c)
     free(c->admin_client_id);
     free(c->default_cert);
     free(c->log_level);
+    free(c->debug_stall_file);
+    free(c->health_public_path);
     json_decref(c->routes);
     json_decref(c->exporters);
     json_decref(c->pki);

@@ -36,6 +36,7 @@ struct proxy_worker {
     unsigned https_port;
     struct proxy_conn *conns; /* every client connection of this worker */
     unsigned n_conns;
+    struct torii_daemon *daemon;       /* health.public_path answers from its state; NULL: none */
     void (*on_conn_closed)(void *arg); /* after a connection is gone (listener resume) */
     void *on_conn_closed_arg;
     /* access log: the cached time string of the current second */

@@ -39,6 +39,7 @@
 
 #include "proxy_int.h"
 #include "torii/clock.h"
+#include "torii/daemon.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/metrics.h"
@@ -979,6 +980,31 @@ static void pc_local_body_done(struct proxy_conn *pc)
     evbuffer_free(body);
 }
 
+/* health.public_path, for load balancers: 200 "ok" while torii is ready (daemon.h), else 503;
+ * on both listeners, for any Host. Returns 1 when the request was answered. */
+static int pc_health(struct proxy_conn *pc, const struct torii_http_req *req)
+{
+    static const char ok[] = "ok\n";
+    static const char down[] = "unavailable\n";
+    static const struct torii_http_header allow = {{"Allow", 5}, {"GET, HEAD", 9}};
+    const char *p = pc->pw->cfg->health_public_path;
+    int ready;
+
+    if (pc->pw->daemon == NULL || p == NULL || p[0] == '\0' || req->path.len != strlen(p)
+        || memcmp(req->path.ptr, p, req->path.len) != 0) {
+        return 0;
+    }
+    if (strcmp(req->method, "GET") != 0 && !pc->x.head_req) {
+        static const char body[] = "{\"error\":\"method not allowed\"}";
+        pc_local(pc, 405, "application/json", body, sizeof(body) - 1, &allow, 1, 0);
+        return 1;
+    }
+    ready = torii_daemon_ready(pc->pw->daemon);
+    pc_local(pc, ready ? 200 : 503, "text/plain", ready ? ok : down,
+             ready ? sizeof(ok) - 1 : sizeof(down) - 1, NULL, 0, 0);
+    return 1;
+}
+
 static void pc_dispatch(struct proxy_conn *pc)
 {
     const struct torii_http_req *req = torii_http_parser_req(pc->rp);
@@ -1029,6 +1055,9 @@ static void pc_dispatch(struct proxy_conn *pc)
     }
     x->host = host;
     n = host.len > 0 ? torii_proxy_host_parse(host, hn) : TORII_EINVAL;
+    if (pc_health(pc, req)) {
+        return;
+    }
     if (req->path.len >= 13 && memcmp(req->path.ptr, "/.well-known/", 13) == 0) {
         if (x->req_body == TORII_HTTP_BODY_NONE) {
             pc_wellknown(pc, req);

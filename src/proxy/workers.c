@@ -1,5 +1,6 @@
 /* workers.c - worker threads, per-worker SO_REUSEPORT listeners, the per-worker connection
- * limit; each accepted connection goes to the proxy engine (session.c). */
+ * limit, the accept backoff on descriptor exhaustion and each loop's daemon beat; each
+ * accepted connection goes to the proxy engine (session.c). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,6 +17,7 @@
 #include <openssl/err.h>
 
 #include "proxy_int.h"
+#include "torii/daemon.h"
 #include "torii/http.h"
 #include "torii/log.h"
 #include "torii/mem.h"
@@ -23,6 +25,11 @@
 #include "torii/proxy.h"
 
 enum worker_listener_kind { WORKER_HTTPS = 0, WORKER_HTTP, WORKER_LISTENERS };
+
+/* Accept backoff on EMFILE/ENFILE/ENOBUFS/ENOMEM: listeners off for this long, doubled while
+ * accept keeps failing, back to the minimum after an accepted connection. */
+#define WORKER_BACKOFF_MIN_MS 50
+#define WORKER_BACKOFF_MAX_MS 1000
 
 struct worker {
     struct torii_workers *owner;
@@ -34,7 +41,11 @@ struct worker {
     struct evconnlistener *lev[WORKER_LISTENERS];
     struct proxy_worker pw; /* loop thread only (main thread after join) */
     int pw_ready;
-    int paused; /* listeners disabled at max_conns_per_worker */
+    int paused;                     /* listeners disabled at max_conns_per_worker */
+    struct event *backoff_ev;       /* re-enables the listeners after an accept backoff */
+    unsigned backoff_ms;            /* last backoff; 0 after an accepted connection */
+    int backoff_pending;            /* backoff_ev armed: listeners stay off until it fires */
+    struct torii_daemon_beat *beat; /* liveness (daemon.h); NULL without a daemon */
 };
 
 struct torii_workers {
@@ -42,6 +53,7 @@ struct torii_workers {
     struct torii_table *table;
     struct torii_tls_ctx *tls;
     const struct torii_routes *routes;
+    struct torii_daemon *daemon;
     unsigned n;
     struct worker *w;
 };
@@ -61,7 +73,7 @@ static void worker_conn_closed(void *arg)
     struct worker *w = arg;
 
     torii_metrics_add(TORII_METRIC_CONN_OPEN, -1);
-    if (w->paused && w->pw.n_conns < w->owner->cfg->max_conns_per_worker) {
+    if (w->paused && !w->backoff_pending && w->pw.n_conns < w->owner->cfg->max_conns_per_worker) {
         worker_listeners_enable(w, 1);
     }
 }
@@ -75,6 +87,7 @@ static void worker_accept(struct evconnlistener *lev, evutil_socket_t fd, struct
     (void)lev;
     (void)salen;
     torii_proxy__accept(&w->pw, fd, sa, tls);
+    w->backoff_ms = 0;
     if (w->pw.n_conns > before) {
         torii_metrics_inc(TORII_METRIC_CONN_ACCEPTED);
         torii_metrics_add(TORII_METRIC_CONN_OPEN, 1);
@@ -98,12 +111,48 @@ static void worker_accept_http(struct evconnlistener *lev, evutil_socket_t fd, s
     worker_accept(lev, fd, sa, salen, arg, 0);
 }
 
+static void worker_backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+
+    (void)fd;
+    (void)what;
+    w->backoff_pending = 0;
+    if (w->pw.n_conns < w->owner->cfg->max_conns_per_worker) {
+        worker_listeners_enable(w, 1); /* backoff_ms stays set: the next failure doubles it */
+    }
+}
+
 static void worker_accept_error(struct evconnlistener *lev, void *arg)
 {
-    (void)arg;
+    struct worker *w = arg;
+    int err = errno;
+    struct timeval tv;
+
     (void)lev;
-    /* EMFILE and friends: log and go on; libevent keeps the listener enabled. */
-    torii_log_errno(TORII_LOG_WARN, "proxy: accept failed");
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+        torii_log_errno(TORII_LOG_WARN, "proxy: worker %u: accept failed", w->index);
+        return;
+    }
+    /* Out of descriptors: the pending connection stays queued and the listener stays readable,
+     * so accepting again at once would spin. Stop accepting for a while instead. */
+    if (w->backoff_ms == 0) {
+        torii_log(TORII_LOG_WARN, "proxy: worker %u: accept failed: %s; backing off", w->index,
+                  strerror(err));
+        w->backoff_ms = WORKER_BACKOFF_MIN_MS;
+    } else if (w->backoff_ms < WORKER_BACKOFF_MAX_MS) {
+        w->backoff_ms =
+            w->backoff_ms * 2 < WORKER_BACKOFF_MAX_MS ? w->backoff_ms * 2 : WORKER_BACKOFF_MAX_MS;
+    }
+    worker_listeners_enable(w, 0);
+    w->backoff_pending = 1;
+    tv.tv_sec = w->backoff_ms / 1000;
+    tv.tv_usec = (suseconds_t)(w->backoff_ms % 1000) * 1000;
+    if (event_add(w->backoff_ev, &tv) != 0) {
+        torii_log(TORII_LOG_ERR, "proxy: worker %u: cannot arm the accept backoff", w->index);
+        w->backoff_pending = 0;
+        worker_listeners_enable(w, 1);
+    }
 }
 
 /* Bound socket with SO_REUSEPORT, so each worker has its own accept queue. */
@@ -172,9 +221,19 @@ static int worker_setup(struct torii_workers *ws, struct worker *w, struct torii
     w->base = event_base_new();
     TORII_ENSURE(w->base != NULL, torii_errf(eb, TORII_ENOMEM, "proxy: event_base_new failed"));
     w->stop_ev = event_new(w->base, -1, 0, worker_stop_cb, w);
-    TORII_ENSURE(w->stop_ev != NULL, torii_errf(eb, TORII_ENOMEM, "proxy: event_new failed"));
+    w->backoff_ev = evtimer_new(w->base, worker_backoff_cb, w);
+    TORII_ENSURE(w->stop_ev != NULL && w->backoff_ev != NULL,
+                 torii_errf(eb, TORII_ENOMEM, "proxy: event_new failed"));
+    if (ws->daemon != NULL) {
+        char name[24];
+        (void)snprintf(name, sizeof(name), "worker-%u", w->index);
+        rc = torii_daemon_beat_attach(ws->daemon, w->base, name, &w->beat);
+        TORII_ENSURE(rc == TORII_OK,
+                     torii_errf(eb, rc, "proxy: cannot attach the beat of %s", name));
+    }
     TORII_TRY(torii_proxy__worker_init(&w->pw, w->base, ws->cfg, ws->routes, ws->tls));
     w->pw_ready = 1;
+    w->pw.daemon = ws->daemon;
     w->pw.on_conn_closed = worker_conn_closed;
     w->pw.on_conn_closed_arg = w;
     for (int i = 0; i < WORKER_LISTENERS; i++) {
@@ -197,11 +256,13 @@ out:
 
 int torii_workers_start(const struct torii_config *cfg, struct torii_table *table,
                         struct torii_tls_ctx *tls, const struct torii_routes *routes,
-                        struct torii_workers **out, struct torii_errbuf *eb)
+                        struct torii_daemon *daemon, struct torii_workers **out,
+                        struct torii_errbuf *eb)
 {
     struct torii_workers *ws = torii_xcalloc(1, sizeof(*ws));
     int rc = TORII_OK;
 
+    ws->daemon = daemon;
     ws->cfg = cfg;
     ws->table = table;
     ws->tls = tls;
@@ -256,6 +317,10 @@ void torii_workers_stop(struct torii_workers *ws)
         if (w->stop_ev != NULL) {
             event_free(w->stop_ev);
         }
+        if (w->backoff_ev != NULL) {
+            event_free(w->backoff_ev);
+        }
+        torii_daemon_beat_detach(w->beat);
         if (w->base != NULL) {
             event_base_free(w->base);
         }

@@ -107,25 +107,36 @@ static const char *store_mdb_strerror(int mrc, char *buf, size_t len)
     return mdb_strerror(mrc);
 }
 
+/* The TORII_* code of an LMDB failure: a full or failing disk is told apart from the rest,
+ * so the admin API can answer 507 or 503 instead of 500. */
+static int store_fail_code(int mrc)
+{
+    if (mrc == ENOSPC || mrc == EDQUOT) {
+        return TORII_ENOSPC;
+    }
+    return mrc == EIO ? TORII_EIO : TORII_ESTORE;
+}
+
 static int store_mdb_fail(struct torii_errbuf *eb, int mrc, const char *what, const char *id,
                           size_t id_len)
 {
     char tmp[128];
     char esc[STORE_ESC_LEN];
     const char *why = store_mdb_strerror(mrc, tmp, sizeof(tmp));
+    int code = store_fail_code(mrc);
 
     if (id == NULL) {
         /* MAP_FULL is retried after growth; the runner logs it if growth is impossible. */
         if (mrc != MDB_MAP_FULL) {
             torii_log(TORII_LOG_ERR, "store: %s failed: %s", what, why);
         }
-        return torii_errf(eb, TORII_ESTORE, "store: %s failed: %s", what, why);
+        return torii_errf(eb, code, "store: %s failed: %s", what, why);
     }
     (void)torii_log_escape(id, id_len, esc, sizeof(esc));
     if (mrc != MDB_MAP_FULL) {
         torii_log(TORII_LOG_ERR, "store: %s failed: %s (id=%s)", what, why, esc);
     }
-    return torii_errf(eb, TORII_ESTORE, "store: %s failed: %s (id=%s)", what, why, esc);
+    return torii_errf(eb, code, "store: %s failed: %s (id=%s)", what, why, esc);
 }
 
 static int store_id_check(const char *id, size_t id_len, struct torii_errbuf *eb)
@@ -345,7 +356,7 @@ static int store_map_grow(struct torii_store *st, struct torii_errbuf *eb)
 
         torii_log(TORII_LOG_ERR, "store: write failed: %s (map_size=%zu max_map_size=%zu)", why,
                   cur, st->max_map_size);
-        rc = torii_errf(eb, TORII_ESTORE, "store: write failed: %s (map_size=%zu, at maximum)", why,
+        rc = torii_errf(eb, TORII_ENOSPC, "store: write failed: %s (map_size=%zu, at maximum)", why,
                         cur);
         goto out;
     }

@@ -1,0 +1,164 @@
+/* test_daemon.c - the daemon module: instance lock, listen probe, WATCHDOG_USEC parsing, beats
+ * and the liveness check, the health state. */
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+
+#include "torii/daemon.h"
+
+static struct torii_config test_cfg; /* only debug_stall_file is read (NULL) */
+
+static void test_lock_twice(void **state)
+{
+    char dir[] = "/tmp/torii-daemon-XXXXXX";
+    char path[64];
+    struct torii_daemon *a = NULL;
+    struct torii_daemon *b = NULL;
+    struct torii_errbuf eb = {{0}};
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    unsetenv("WATCHDOG_USEC");
+    assert_int_equal(torii_daemon_new(&test_cfg, &a, &eb), TORII_OK);
+    assert_int_equal(torii_daemon_new(&test_cfg, &b, &eb), TORII_OK);
+    assert_int_equal(torii_daemon_lock(a, dir, &eb), TORII_OK);
+    /* flock locks belong to the open file: a second open in this process conflicts too */
+    assert_int_equal(torii_daemon_lock(b, dir, &eb), TORII_EPERM);
+    assert_non_null(strstr(eb.msg, dir));
+    assert_non_null(strstr(eb.msg, "is in use by another torii"));
+    torii_daemon_free(a); /* releases it */
+    assert_int_equal(torii_daemon_lock(b, dir, &eb), TORII_OK);
+    torii_daemon_free(b);
+    (void)snprintf(path, sizeof(path), "%s/torii.lock", dir);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+static void test_probe(void **state)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sin);
+    struct torii_errbuf eb = {{0}};
+    char addr[64];
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    (void)state;
+    assert_true(fd >= 0);
+    /* a listener as torii's workers make them: SO_REUSEPORT */
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    (void)snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)ntohs(sin.sin_port));
+    assert_int_equal(torii_daemon_probe_listen("listen.https", addr, &eb), TORII_EIO);
+    assert_non_null(strstr(eb.msg, "listen.https: address"));
+    assert_non_null(strstr(eb.msg, addr));
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(torii_daemon_probe_listen("listen.https", addr, &eb), TORII_OK);
+    assert_int_equal(torii_daemon_probe_listen("listen.http", "127.0.0.1:0", &eb), TORII_OK);
+    assert_int_equal(torii_daemon_probe_listen("listen.http", "nonsense", &eb), TORII_EINVAL);
+}
+
+static void test_watchdog_env(void **state)
+{
+    struct torii_daemon *d = NULL;
+    struct torii_errbuf eb = {{0}};
+
+    (void)state;
+    unsetenv("WATCHDOG_PID");
+    assert_int_equal(setenv("WATCHDOG_USEC", "30000000", 1), 0);
+    assert_int_equal(torii_daemon_new(&test_cfg, &d, &eb), TORII_OK);
+    assert_int_equal(torii_daemon_check_period_us(d), 15000000);
+    torii_daemon_free(d);
+    assert_int_equal(setenv("WATCHDOG_USEC", "12x", 1), 0);
+    assert_int_equal(torii_daemon_new(&test_cfg, &d, &eb), TORII_EINVAL);
+    assert_non_null(strstr(eb.msg, "WATCHDOG_USEC"));
+    /* a watchdog meant for another process is not ours */
+    assert_int_equal(setenv("WATCHDOG_USEC", "30000000", 1), 0);
+    assert_int_equal(setenv("WATCHDOG_PID", "1", 1), 0);
+    assert_int_equal(torii_daemon_new(&test_cfg, &d, &eb), TORII_OK);
+    assert_int_equal(torii_daemon_check_period_us(d), 1000000);
+    torii_daemon_free(d);
+    unsetenv("WATCHDOG_PID");
+    unsetenv("WATCHDOG_USEC");
+}
+
+/* Run base until want(d) holds, at most 2000 turns of 10 ms. */
+static int run_until(struct event_base *base, struct torii_daemon *d,
+                     int (*want)(const struct torii_daemon *))
+{
+    struct timeval tick = {.tv_sec = 0, .tv_usec = 10000};
+
+    for (int i = 0; i < 2000; i++) {
+        (void)event_base_loopexit(base, &tick);
+        (void)event_base_dispatch(base);
+        if (want(d)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int not_alive(const struct torii_daemon *d)
+{
+    return !torii_daemon_alive(d);
+}
+
+static void test_beats(void **state)
+{
+    struct event_base *main_base = event_base_new();
+    struct event_base *idle_base = event_base_new();
+    struct torii_daemon *d = NULL;
+    struct torii_daemon_beat *live = NULL;
+    struct torii_daemon_beat *stuck = NULL;
+    struct torii_errbuf eb = {{0}};
+
+    (void)state;
+    assert_non_null(main_base);
+    assert_non_null(idle_base);
+    assert_int_equal(setenv("WATCHDOG_USEC", "80000", 1), 0); /* check every 40 ms */
+    assert_int_equal(torii_daemon_new(&test_cfg, &d, &eb), TORII_OK);
+    unsetenv("WATCHDOG_USEC");
+    assert_int_equal(torii_daemon_state(d), TORII_DAEMON_STARTING);
+    assert_int_equal(torii_daemon_beat_attach(d, main_base, "live", &live), TORII_OK);
+    assert_int_equal(torii_daemon_watch(d, main_base), TORII_OK);
+    torii_daemon_set_state(d, TORII_DAEMON_READY);
+    assert_true(run_until(main_base, d, torii_daemon_ready));
+    /* A loop that never runs (idle_base is not dispatched) makes the daemon not alive. */
+    assert_int_equal(torii_daemon_beat_attach(d, idle_base, "stuck", &stuck), TORII_OK);
+    assert_true(run_until(main_base, d, not_alive));
+    assert_false(torii_daemon_ready(d));
+    /* Detached (its loop ended), it no longer counts. */
+    torii_daemon_beat_detach(stuck);
+    assert_true(run_until(main_base, d, torii_daemon_alive));
+    torii_daemon_set_state(d, TORII_DAEMON_DRAINING);
+    assert_false(torii_daemon_ready(d));
+    assert_true(torii_daemon_alive(d));
+    torii_daemon_beat_detach(live);
+    torii_daemon_unwatch(d);
+    torii_daemon_free(d);
+    event_base_free(idle_base);
+    event_base_free(main_base);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lock_twice),
+        cmocka_unit_test(test_probe),
+        cmocka_unit_test(test_watchdog_env),
+        cmocka_unit_test(test_beats),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
