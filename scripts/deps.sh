@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install the Debian packages torii needs to build, test and benchmark, when missing.
+# Install the Debian packages torii needs to build, test (dpkg-dev, man-db and systemd for the
+# package and unit checks) and benchmark, when missing.
 # Usage: scripts/deps.sh [--bench | --fuzz]
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansson-dev
       libcurl4-openssl-dev liblmdb-dev lmdb-utils liburcu-dev libcmocka-dev node-llhttp
-      curl ca-certificates python3 procps psmisc)
+      curl ca-certificates python3 procps psmisc
+      dpkg-dev man-db systemd)
 case "${1:-}" in
   --bench) pkgs+=(haproxy nginx wrk nghttp2-client) ;;
   --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
