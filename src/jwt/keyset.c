@@ -85,7 +85,10 @@ int torii_jwt_keyset_add(struct torii_jwt_keyset *ks, const char *kid, size_t ki
     struct torii_jwt__key *k;
     unsigned algs;
 
-    if (ks == NULL || ks->sealed || pub == NULL) {
+    if (ks == NULL || pub == NULL) {
+        return torii_errf(eb, TORII_EINVAL, "jwt: no key set or no key");
+    }
+    if (ks->sealed) {
         return torii_errf(eb, TORII_EINVAL, "jwt: key set is sealed");
     }
     if (kid == NULL || kid_len == 0 || kid_len > TORII_JWT_MAX_KID) {

@@ -21,6 +21,7 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
+#include "testpki.h"
 #include "torii/clock.h"
 #include "torii/jwt.h"
 #include "torii/mem.h"
@@ -870,6 +871,77 @@ static void test_jwt_pki_state_rotation_keeps_old_key(void **state)
     json_decref(copy);
 }
 
+/* A self-signed Ed25519 key pair entity, exposed (torii does not generate Ed25519 key pairs
+ * yet; imported ones exist). */
+static json_t *ed25519_entity(const char *id, EVP_PKEY *key)
+{
+    X509 *x = X509_new();
+    X509_NAME *n = X509_NAME_new();
+    json_t *e;
+
+    assert_non_null(x);
+    assert_non_null(n);
+    assert_int_equal(X509_set_version(x, 2), 1);
+    assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), 7), 1);
+    assert_int_equal(X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
+                                                (const unsigned char *)"ed key", -1, -1, 0),
+                     1);
+    assert_int_equal(X509_set_subject_name(x, n), 1);
+    assert_int_equal(X509_set_issuer_name(x, n), 1);
+    assert_non_null(X509_time_adj_ex(X509_getm_notBefore(x), 0, -60, NULL));
+    assert_non_null(X509_time_adj_ex(X509_getm_notAfter(x), 30, 0, NULL));
+    assert_int_equal(X509_set_pubkey(x, key), 1);
+    assert_true(X509_sign(x, key, NULL) > 0);
+    e = testpki_entity(id, &x, 1, key, NULL);
+    assert_non_null(e);
+    assert_int_equal(torii_cert_normalize(e, NULL), TORII_OK);
+    assert_int_equal(torii_cert_enrich(e, fx->now_ms, NULL), TORII_OK);
+    assert_int_equal(json_object_set_new(e, "exposed", json_true()), 0);
+    X509_NAME_free(n);
+    X509_free(x);
+    return e;
+}
+
+static void test_jwt_pki_ed25519_published_and_verified(void **state)
+{
+    struct torii_pki_state_opts o = {0};
+    struct torii_pki_state *st = NULL;
+    struct torii_jwt_keyset *ks;
+    struct torii_jwt_policy p = policy();
+    json_t *e = ed25519_entity("kp-ed", fx->ed);
+    json_t *arr = json_pack("[O]", e);
+    json_t *doc = torii_pki_jwks_build(arr);
+    const json_t *jwk = json_array_get(json_object_get(doc, "keys"), 0);
+    unsigned char raw[32];
+    size_t raw_len = sizeof(raw);
+    char x[64];
+    char *tok = stored_sign(e);
+
+    (void)state;
+    /* RFC 8037: kty OKP, crv Ed25519, x = the raw public key */
+    assert_non_null(jwk);
+    assert_string_equal(json_string_value(json_object_get(jwk, "kty")), "OKP");
+    assert_string_equal(json_string_value(json_object_get(jwk, "crv")), "Ed25519");
+    assert_string_equal(json_string_value(json_object_get(jwk, "alg")), "EdDSA");
+    assert_string_equal(json_string_value(json_object_get(jwk, "kid")), "kp-ed");
+    assert_int_equal(EVP_PKEY_get_raw_public_key(fx->ed, raw, &raw_len), 1);
+    b64url(raw, raw_len, x);
+    assert_string_equal(json_string_value(json_object_get(jwk, "x")), x);
+    /* the PKI view's key set verifies what the stored key pair signed (EdDSA) */
+    assert_int_equal(torii_pki_state_new(&o, &st), TORII_OK);
+    feed(st, TORII_STORE_PUT, e);
+    ks = torii_pki_state_jwt_keys(st);
+    assert_int_equal(check_at(ks, &p, tok, fx->now_ms), TORII_JWT_OK);
+    b64url((const unsigned char *)"{\"alg\":\"EdDSA\",", 15, x);
+    assert_memory_equal(tok, x, strlen(x)); /* the header names EdDSA */
+    torii_jwt_keyset_unref(ks);
+    torii_pki_state_free(st);
+    free(tok);
+    json_decref(doc);
+    json_decref(arr);
+    json_decref(e);
+}
+
 /* ---- cost ---------------------------------------------------------------------------------- */
 
 #define BENCH_ROUNDS 7
@@ -954,6 +1026,7 @@ int main(void)
         cmocka_unit_test(test_jwt_ecdsa_signature_forms),
         cmocka_unit_test(test_jwt_pki_state_keys_follow_the_store),
         cmocka_unit_test(test_jwt_pki_state_rotation_keeps_old_key),
+        cmocka_unit_test(test_jwt_pki_ed25519_published_and_verified),
         cmocka_unit_test(test_jwt_bench_es256_verify),
     };
 
