@@ -1211,6 +1211,21 @@ static int state_jwt_usable(const struct pki_ent *e)
            && !json_is_true(json_object_get(e->entity, "revoked"));
 }
 
+/* The live id an "[UNTIL EXPIRATION]" copy was replaced by (metadata untilExpiration "true",
+ * nextCertificate), or NULL. */
+static const char *state_jwt_live_id(const struct pki_ent *e, size_t *len)
+{
+    const json_t *md = json_object_get(e->entity, "metadata");
+    const char *next = json_string_value(json_object_get(md, "nextCertificate"));
+    const char *until = json_string_value(json_object_get(md, "untilExpiration"));
+
+    if (next == NULL || next[0] == '\0' || until == NULL || strcmp(until, "true") != 0) {
+        return NULL;
+    }
+    *len = strlen(next);
+    return *len <= TORII_STORE_ID_MAX ? next : NULL;
+}
+
 /* The verification key set of the exposed entities. A rotated key pair's "[UNTIL EXPIRATION]"
  * copy (metadata.untilExpiration, nextCertificate = the live id) is added under its own id and
  * under the live id too: tokens minted before the rotation carry the live id as kid and must
@@ -1219,25 +1234,20 @@ static void state_build_jwt_keys(struct torii_pki_state *st)
 {
     struct torii_jwt_keyset *ks = torii_jwt_keyset_new();
 
+    /* Every entity under its own id first, so that the per-kid limit
+     * (TORII_JWT_KID_KEYS_MAX) can only ever drop rotated keys, never a live one. */
     for (struct pki_ent *e = st->exposed; e != NULL; e = e->x_next) {
-        const json_t *md;
-        const char *next;
-
-        if (!state_jwt_usable(e)) {
-            continue;
+        if (state_jwt_usable(e)) {
+            state_jwt_key_add(ks, e, e->id, e->id_len);
         }
-        state_jwt_key_add(ks, e, e->id, e->id_len);
-        md = json_object_get(e->entity, "metadata");
-        next = json_string_value(json_object_get(md, "nextCertificate"));
-        if (next != NULL && next[0] != '\0' && strlen(next) <= TORII_STORE_ID_MAX
-            && json_is_string(json_object_get(md, "untilExpiration"))
-            && strcmp(json_string_value(json_object_get(md, "untilExpiration")), "true") == 0) {
-            size_t n = strlen(next);
-            const struct pki_ent *live = *state_find(st, next, n, torii_hash64(st->seed, next, n));
+    }
+    for (struct pki_ent *e = st->exposed; e != NULL; e = e->x_next) {
+        size_t n = 0;
+        const char *live = state_jwt_live_id(e, &n);
 
-            if (state_jwt_usable(live)) {
-                state_jwt_key_add(ks, e, next, n);
-            }
+        if (live != NULL && state_jwt_usable(e)
+            && state_jwt_usable(*state_find(st, live, n, torii_hash64(st->seed, live, n)))) {
+            state_jwt_key_add(ks, e, live, n);
         }
     }
     torii_jwt_keyset_seal(ks);

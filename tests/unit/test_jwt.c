@@ -871,6 +871,44 @@ static void test_jwt_pki_state_rotation_keeps_old_key(void **state)
     json_decref(copy);
 }
 
+/* More rotated copies than one kid may hold: the live key is never the one left out. */
+static void test_jwt_pki_state_many_copies_keep_live_key(void **state)
+{
+    struct torii_pki_state_opts o = {0};
+    struct torii_pki_state *st = NULL;
+    struct torii_jwt_keyset *ks;
+    struct torii_jwt_policy p = policy();
+    json_t *live = keypair("{\"algo\":\"ecdsa\",\"size\":256}", "kp-live", 1);
+    char *t_live = stored_sign(live);
+    json_t *copies[TORII_JWT_KID_KEYS_MAX + 1];
+
+    (void)state;
+    assert_int_equal(torii_pki_state_new(&o, &st), TORII_OK);
+    /* fed first: the last of the exposed list, the last one a single pass would reach */
+    feed(st, TORII_STORE_PUT, live);
+    for (size_t i = 0; i < TORII_JWT_KID_KEYS_MAX + 1; i++) {
+        json_t *old = keypair("{\"algo\":\"ecdsa\",\"size\":256}", "kp-live", 1);
+        char id[32];
+
+        (void)snprintf(id, sizeof(id), "kp-live-copy-%zu", i);
+        copies[i] = torii_renew_copy_of(old, id);
+        assert_non_null(copies[i]);
+        feed(st, TORII_STORE_PUT, copies[i]);
+        json_decref(old);
+    }
+    ks = torii_pki_state_jwt_keys(st);
+    assert_int_equal(check_at(ks, &p, t_live, fx->now_ms), TORII_JWT_OK);
+    /* the live key plus TORII_JWT_KID_KEYS_MAX - 1 aliases, and each copy under its own id */
+    assert_int_equal(torii_jwt_keyset_count(ks), 2 * TORII_JWT_KID_KEYS_MAX + 1);
+    torii_jwt_keyset_unref(ks);
+    torii_pki_state_free(st);
+    for (size_t i = 0; i < TORII_JWT_KID_KEYS_MAX + 1; i++) {
+        json_decref(copies[i]);
+    }
+    free(t_live);
+    json_decref(live);
+}
+
 /* A self-signed Ed25519 key pair entity, exposed (torii does not generate Ed25519 key pairs
  * yet; imported ones exist). */
 static json_t *ed25519_entity(const char *id, EVP_PKEY *key)
@@ -1026,6 +1064,7 @@ int main(void)
         cmocka_unit_test(test_jwt_ecdsa_signature_forms),
         cmocka_unit_test(test_jwt_pki_state_keys_follow_the_store),
         cmocka_unit_test(test_jwt_pki_state_rotation_keeps_old_key),
+        cmocka_unit_test(test_jwt_pki_state_many_copies_keep_live_key),
         cmocka_unit_test(test_jwt_pki_ed25519_published_and_verified),
         cmocka_unit_test(test_jwt_bench_es256_verify),
     };
