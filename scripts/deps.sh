@@ -6,7 +6,9 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansson-dev
       libcurl4-openssl-dev liblmdb-dev lmdb-utils liburcu-dev libcmocka-dev node-llhttp
       curl ca-certificates python3 procps psmisc
-      dpkg-dev man-db systemd)
+      dpkg-dev man-db systemd
+      # PyJWT for the JWT interoperability test (run with /usr/bin/python3)
+      python3-jwt python3-cryptography)
 case "${1:-}" in
   --bench) pkgs+=(haproxy nginx wrk nghttp2-client) ;;
   --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;

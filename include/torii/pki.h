@@ -389,11 +389,23 @@ int torii_pki_ocsp_respond(const unsigned char *req, size_t req_len, torii_pki_o
 
 /** {"keys":[...]} from an array of entities (borrowed). One JWK per entity that is exposed,
  * not revoked, and has a chain and a privateKey that parse and match: RSA -> kty, n, e, alg
- * RS256; EC -> kty, crv, x, y, alg ES256/ES384/ES512 by curve; kid = entity id, use "sig",
+ * RS256; EC -> kty, crv, x, y, alg ES256/ES384/ES512 by curve; Ed25519 -> kty OKP, crv
+ * Ed25519, x, alg EdDSA (RFC 8037); kid = entity id, use "sig",
  * x5c (standard base64 DER of the chain), x5t#S256 (base64url SHA-256 of the leaf DER);
  * base64url without padding. Other key types and broken entries are skipped (logged at WARN
  * with the id); they never break the document. A non-array counts as empty. NULL on OOM. */
 json_t *torii_pki_jwks_build(const json_t *entities);
+
+/** Mint a JWT with an entity's key pair (core of POST /api/certificates/:id/_sign): a copy of
+ * claims (a JSON object, borrowed) with iat = now and exp = now + lifetime_s (any iat/exp the
+ * caller gave are replaced), signed with the entity's private key as torii_jwt_sign does
+ * (header kid = entity id, alg from the key). *out is a malloc'd NUL-terminated token.
+ * TORII_EINVAL (eb says why) for: claims not an object, lifetime_s outside 1..366 days, a
+ * revoked or not exposed entity (no verifier could find its key), no private key or one that
+ * does not match the leaf, a key type without a JWS algorithm, exp past the leaf's notAfter.
+ * TORII_ETOOBIG for a token over 8 KiB. */
+int torii_pki_jwt_sign(const json_t *entity, const json_t *claims, int64_t lifetime_s,
+                       int64_t now_ms, char **out, struct torii_errbuf *eb) TORII_MUST_USE;
 
 /* ---- renewal ---- */
 

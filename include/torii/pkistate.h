@@ -64,6 +64,15 @@ void torii_pki_state_refresh(struct torii_pki_state *st, int64_t now_ms);
 
 /** The JWKS document ({"keys":[...]}, built once per change). TORII_OK. */
 int torii_pki_state_jwks(struct torii_pki_state *st, char **body, size_t *len) TORII_MUST_USE;
+struct torii_jwt_keyset;
+
+/** The JWT verification keys of the current snapshot (jwt.h): one key per exposed, unrevoked
+ * entity whose private key matches its leaf (the JWKS rule), kid = entity id, the public key
+ * of the chain's leaf, notAfter = the leaf's; an "[UNTIL EXPIRATION]" copy of a rotated entity
+ * is also listed under the live entity's id until its own notAfter. Rebuilt with the JWKS on
+ * each change that touches an exposed entity, never per request. Returns a new reference
+ * (torii_jwt_keyset_unref), never NULL (an empty sealed set before the first publish). */
+struct torii_jwt_keyset *torii_pki_state_jwt_keys(struct torii_pki_state *st);
 /** DER of the certificate of CA entity `id` (any entity with ca=true). TORII_ENOTFOUND. */
 int torii_pki_state_ca_der(struct torii_pki_state *st, const char *id, unsigned char **body,
                            size_t *len) TORII_MUST_USE;

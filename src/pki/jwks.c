@@ -1,6 +1,7 @@
 /* jwks.c - the JWK Set of exposed certificate keys (RFC 7517, RFC 7518 6.2/6.3).
  *
- * Otoroshi (reference 7) emits kty/n/e or kty/crv/x/y with kid = entity id. We add use,
+ * Otoroshi (reference 7) emits kty/n/e or kty/crv/x/y with kid = entity id; Ed25519 keys
+ * are published as OKP (RFC 8037), which Otoroshi does not emit. We add use,
  * alg, x5c and x5t#S256 (RFC 7517 4.7, 4.9), which verifiers may ignore, and require the
  * private key to match the leaf: a published key nobody can sign with helps no one. */
 #include <string.h>
@@ -113,6 +114,23 @@ out:
     return rc;
 }
 
+/* RFC 8037 2: an Ed25519 key is kty OKP, crv Ed25519, x = the raw 32-byte public key. */
+static int jwks_okp(EVP_PKEY *pub, json_t *jwk)
+{
+    unsigned char raw[32];
+    size_t len = sizeof(raw);
+
+    if (EVP_PKEY_get_raw_public_key(pub, raw, &len) != 1 || len != sizeof(raw)) {
+        return TORII_EINVAL;
+    }
+    if (json_object_set_new(jwk, "kty", json_string("OKP")) != 0
+        || json_object_set_new(jwk, "crv", json_string("Ed25519")) != 0
+        || json_object_set_new(jwk, "alg", json_string("EdDSA")) != 0) {
+        return TORII_ENOMEM;
+    }
+    return jwks_set_b64(jwk, "x", raw, len, 1);
+}
+
 static int jwks_x5c(STACK_OF(X509) * chain, json_t *jwk)
 {
     int rc = TORII_OK;
@@ -179,6 +197,8 @@ static int jwks_one(const json_t *e, json_t **out)
         TORII_TRY(jwks_rsa(pub, jwk));
     } else if (type == EVP_PKEY_EC) {
         TORII_TRY(jwks_ec(pub, jwk));
+    } else if (type == EVP_PKEY_ED25519) {
+        TORII_TRY(jwks_okp(pub, jwk));
     } else {
         rc = TORII_EUNSUPPORTED;
         goto out;

@@ -44,6 +44,7 @@
 #include "pki_int.h"
 #include "pmap.h"
 #include "torii/clock.h"
+#include "torii/jwt.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
@@ -255,6 +256,7 @@ struct pki_snap {
     atomic_long ref;
     uint64_t seed;
     struct pki_blob *jwks;
+    struct torii_jwt_keyset *jwt_keys; /* verification keys of the exposed entities */
     struct snap_cas *cas;
     struct torii_pki__pmap_node *certs; /* serial view */
     size_t n_certs;                     /* records in it */
@@ -285,6 +287,7 @@ static void snap_unref(struct pki_snap *s)
         return;
     }
     blob_unref(s->jwks);
+    torii_jwt_keyset_unref(s->jwt_keys);
     snap_cas_unref(s->cas);
     torii_pki__pmap_node_unref(s->certs);
     torii_pki__pmap_node_unref(s->staples);
@@ -389,7 +392,8 @@ struct torii_pki_state {
     size_t n_view;
     struct torii_pki__pmap staples;
     int jwks_dirty;
-    struct pki_blob *jwks; /* writer's current document */
+    struct pki_blob *jwks;             /* writer's current document */
+    struct torii_jwt_keyset *jwt_keys; /* writer's current key set (rebuilt with the JWKS) */
     int cas_dirty;
     struct snap_cas *snap_cas; /* writer's current CA array */
     struct torii_certrec *rec; /* decode scratch (large; one per state) */
@@ -1172,6 +1176,85 @@ static void state_build_jwks(struct torii_pki_state *st)
     json_decref(arr);
 }
 
+/* The public key of e's leaf under kid[0..kid_len) (the leaf of the entity's chain: no private
+ * key is decoded for verification). */
+static void state_jwt_key_add(struct torii_jwt_keyset *ks, const struct pki_ent *e, const char *kid,
+                              size_t kid_len)
+{
+    STACK_OF(X509) *chain = NULL;
+    struct torii_errbuf eb = {{0}};
+    EVP_PKEY *pub;
+
+    if (torii_pki__chain_parse(json_string_value(json_object_get(e->entity, "chain")), &chain, &eb)
+        != TORII_OK) {
+        torii_log(TORII_LOG_WARN, "pki: JWT key left out: %s (id=%s)", eb.msg, e->id);
+        return;
+    }
+    pub = X509_get0_pubkey(sk_X509_value(chain, 0));
+    if (pub == NULL
+        || torii_jwt_keyset_add(ks, kid, kid_len, pub, e->not_after_ms, &eb) != TORII_OK) {
+        torii_log(TORII_LOG_INFO, "pki: JWT key left out: %s (id=%s)",
+                  pub == NULL ? "no public key" : eb.msg, e->id);
+    }
+    ERR_clear_error();
+    sk_X509_pop_free(chain, X509_free);
+}
+
+/* 1 when e may verify tokens: exposed, not revoked, with a private key matching its leaf (the
+ * JWKS rule: a published key nobody can sign with helps no one). */
+static int state_jwt_usable(const struct pki_ent *e)
+{
+    const uint32_t need = TORII_CERTREC_HAS_KEY | TORII_CERTREC_KEY_MATCHES;
+
+    return e != NULL && e->exposed && e->entity != NULL && (e->flags & need) == need
+           && (e->flags & TORII_CERTREC_REVOKED) == 0
+           && !json_is_true(json_object_get(e->entity, "revoked"));
+}
+
+/* The live id an "[UNTIL EXPIRATION]" copy was replaced by (metadata untilExpiration "true",
+ * nextCertificate), or NULL. */
+static const char *state_jwt_live_id(const struct pki_ent *e, size_t *len)
+{
+    const json_t *md = json_object_get(e->entity, "metadata");
+    const char *next = json_string_value(json_object_get(md, "nextCertificate"));
+    const char *until = json_string_value(json_object_get(md, "untilExpiration"));
+
+    if (next == NULL || next[0] == '\0' || until == NULL || strcmp(until, "true") != 0) {
+        return NULL;
+    }
+    *len = strlen(next);
+    return *len <= TORII_STORE_ID_MAX ? next : NULL;
+}
+
+/* The verification key set of the exposed entities. A rotated key pair's "[UNTIL EXPIRATION]"
+ * copy (metadata.untilExpiration, nextCertificate = the live id) is added under its own id and
+ * under the live id too: tokens minted before the rotation carry the live id as kid and must
+ * verify until the old key's own notAfter (docs/jwt.md, Rotation). */
+static void state_build_jwt_keys(struct torii_pki_state *st)
+{
+    struct torii_jwt_keyset *ks = torii_jwt_keyset_new();
+
+    /* Every entity under its own id first, so that the per-kid limit
+     * (TORII_JWT_KID_KEYS_MAX) can only ever drop rotated keys, never a live one. */
+    for (struct pki_ent *e = st->exposed; e != NULL; e = e->x_next) {
+        if (state_jwt_usable(e)) {
+            state_jwt_key_add(ks, e, e->id, e->id_len);
+        }
+    }
+    for (struct pki_ent *e = st->exposed; e != NULL; e = e->x_next) {
+        size_t n = 0;
+        const char *live = state_jwt_live_id(e, &n);
+
+        if (live != NULL && state_jwt_usable(e)
+            && state_jwt_usable(*state_find(st, live, n, torii_hash64(st->seed, live, n)))) {
+            state_jwt_key_add(ks, e, live, n);
+        }
+    }
+    torii_jwt_keyset_seal(ks);
+    torii_jwt_keyset_unref(st->jwt_keys);
+    st->jwt_keys = ks;
+}
+
 /* The CA array readers see; from then on their caches are shared. */
 static void state_build_cas(struct torii_pki_state *st)
 {
@@ -1202,7 +1285,8 @@ static void state_publish_locked(struct torii_pki_state *st)
     struct pki_snap *old;
     int64_t now_ms = torii_clock_now_ms();
 
-    if (st->jwks_dirty || st->jwks == NULL) {
+    if (st->jwks_dirty || st->jwks == NULL || st->jwt_keys == NULL) {
+        state_build_jwt_keys(st);
         state_build_jwks(st);
     }
     for (size_t i = 0; i < st->n_cas; i++) {
@@ -1218,6 +1302,7 @@ static void state_publish_locked(struct torii_pki_state *st)
     atomic_init(&s->ref, 1);
     s->seed = st->seed;
     s->jwks = blob_ref(st->jwks);
+    s->jwt_keys = torii_jwt_keyset_ref(st->jwt_keys);
     atomic_fetch_add_explicit(&st->snap_cas->ref, 1, memory_order_relaxed);
     s->cas = st->snap_cas;
     s->certs = torii_pki__pmap_share(&st->view);
@@ -1460,6 +1545,22 @@ int torii_pki_state_jwks(struct torii_pki_state *st, char **body, size_t *len)
     }
     snap_unref(s);
     return rc;
+}
+
+struct torii_jwt_keyset *torii_pki_state_jwt_keys(struct torii_pki_state *st)
+{
+    struct pki_snap *s = state_acquire(st);
+    struct torii_jwt_keyset *ks = NULL;
+
+    if (s != NULL && s->jwt_keys != NULL) {
+        ks = torii_jwt_keyset_ref(s->jwt_keys);
+    }
+    snap_unref(s);
+    if (ks == NULL) {
+        ks = torii_jwt_keyset_new();
+        torii_jwt_keyset_seal(ks);
+    }
+    return ks;
 }
 
 int torii_pki_state_ca_der(struct torii_pki_state *st, const char *id, unsigned char **body,
@@ -1921,6 +2022,7 @@ void torii_pki_state_free(struct torii_pki_state *st)
     torii_pki__pmap_clear(&st->view);
     torii_pki__pmap_clear(&st->staples);
     blob_unref(st->jwks);
+    torii_jwt_keyset_unref(st->jwt_keys);
     snap_cas_unref(st->snap_cas);
     snap_unref(st->snap);
     (void)pthread_cond_destroy(&st->wake);

@@ -1,0 +1,84 @@
+/* jwtsign.c - minting a JWT with a stored key pair (the core of POST
+ * /api/certificates/:id/_sign, docs/jwt.md): the private key is decoded here and only here
+ * (STYLE 2.1); the JWS itself is built by the jwt module. */
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "pki_int.h"
+#include "torii/jwt.h"
+#include "torii/pki.h"
+
+#define PKI_JWT_LIFETIME_MAX_S (366LL * 86400)
+
+/* The entity's leaf and private key, which must match; TORII_EINVAL otherwise. */
+static int jwtsign_load(const json_t *e, const char *id, EVP_PKEY **key_out, int64_t *not_after,
+                        struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    struct torii_errbuf sub = {{0}};
+    STACK_OF(X509) *chain = NULL;
+    EVP_PKEY *key = NULL;
+    const char *pk = json_string_value(json_object_get(e, "privateKey"));
+
+    TORII_ENSURE(pk != NULL && pk[0] != '\0',
+                 torii_errf(eb, TORII_EINVAL, "jwt sign: '%s' has no private key", id));
+    if (torii_pki__chain_parse(json_string_value(json_object_get(e, "chain")), &chain, &sub)
+            != TORII_OK
+        || torii_pki__key_parse(pk, json_string_value(json_object_get(e, "password")), &key, &sub)
+               != TORII_OK) {
+        rc = torii_errf(eb, TORII_EINVAL, "jwt sign: '%s': %s", id, sub.msg);
+        goto out;
+    }
+    TORII_ENSURE(X509_check_private_key(sk_X509_value(chain, 0), key) == 1,
+                 torii_errf(eb, TORII_EINVAL,
+                            "jwt sign: '%s': private key does not match the certificate", id));
+    TORII_TRY(torii_pki__time_ms(X509_get0_notAfter(sk_X509_value(chain, 0)), not_after));
+    *key_out = key;
+    key = NULL;
+out:
+    ERR_clear_error();
+    EVP_PKEY_free(key);
+    sk_X509_pop_free(chain, X509_free);
+    return rc;
+}
+
+int torii_pki_jwt_sign(const json_t *entity, const json_t *claims, int64_t lifetime_s,
+                       int64_t now_ms, char **out, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    EVP_PKEY *key = NULL;
+    json_t *c = NULL;
+    int64_t not_after = 0;
+    int64_t now_s = now_ms / 1000;
+    const char *id = json_string_value(json_object_get(entity, "id"));
+
+    TORII_ENSURE(json_is_object(entity) && id != NULL && id[0] != '\0',
+                 torii_errf(eb, TORII_EINVAL, "jwt sign: entity has no id"));
+    TORII_ENSURE(json_is_object(claims),
+                 torii_errf(eb, TORII_EINVAL, "jwt sign: claims must be a JSON object"));
+    TORII_ENSURE(lifetime_s > 0 && lifetime_s <= PKI_JWT_LIFETIME_MAX_S,
+                 torii_errf(eb, TORII_EINVAL, "jwt sign: lifetime must be 1..%lld seconds",
+                            (long long)PKI_JWT_LIFETIME_MAX_S));
+    TORII_ENSURE(!json_is_true(json_object_get(entity, "revoked")),
+                 torii_errf(eb, TORII_EINVAL, "jwt sign: '%s' is revoked", id));
+    TORII_ENSURE(json_is_true(json_object_get(entity, "exposed")),
+                 torii_errf(eb, TORII_EINVAL,
+                            "jwt sign: '%s' is not exposed: no verifier would find its key", id));
+    TORII_TRY(jwtsign_load(entity, id, &key, &not_after, eb));
+    TORII_ENSURE(
+        now_s + lifetime_s <= not_after / 1000,
+        torii_errf(eb, TORII_EINVAL, "jwt sign: the token would outlive the key of '%s'", id));
+    c = json_deep_copy(claims);
+    TORII_ENSURE(c != NULL, TORII_ENOMEM);
+    TORII_ENSURE(json_object_set_new(c, "iat", json_integer(now_s)) == 0
+                     && json_object_set_new(c, "exp", json_integer(now_s + lifetime_s)) == 0,
+                 TORII_ENOMEM);
+    TORII_TRY(torii_jwt_sign(key, 0, id, c, out, NULL, eb));
+out:
+    json_decref(c);
+    EVP_PKEY_free(key);
+    return rc;
+}
