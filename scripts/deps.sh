@@ -4,7 +4,9 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansson-dev
       libcurl4-openssl-dev liblmdb-dev lmdb-utils liburcu-dev libcmocka-dev node-llhttp
-      curl ca-certificates python3 procps psmisc)
+      curl ca-certificates python3 procps psmisc testssl.sh iproute2)
+# testssl.sh (with its dependencies dnsutils, bsdextrautils) runs the TLS scan test; iproute2's
+# `ip` brings up loopback in that test's own network namespace.
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(haproxy nginx wrk nghttp2-client)
 fi

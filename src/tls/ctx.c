@@ -451,7 +451,11 @@ int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **
     }
     /* Stateless resumption only (tickets): no server-side session cache to grow. */
     (void)SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    (void)SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    /* Server order (ECDHE before DHE, AES-GCM first) unless the client puts ChaCha20 first
+     * (no AES hardware): a client's own order could pick the costlier finite-field DHE. */
+    (void)SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION
+                                       | SSL_OP_CIPHER_SERVER_PREFERENCE
+                                       | SSL_OP_PRIORITIZE_CHACHA);
     (void)SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_client_hello_cb(ctx, tls_client_hello_cb, tc);
     if (tc->ocsp_staple != NULL) {
