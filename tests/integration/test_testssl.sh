@@ -12,7 +12,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 if [ -z "${TORII_TESTSSL_NETNS:-}" ] && command -v ip >/dev/null 2>&1 \
   && unshare -n true 2>/dev/null; then
   exec env TORII_TESTSSL_NETNS=inside unshare -n \
-    bash -c 'ip link set lo up && exec bash "$0" "$@"' "$0" "$@"
+    bash -c 'ip link set lo up || { echo "FAIL - loopback down in the test namespace"; exit 1; }
+             exec bash "$0" "$@"' "$0" "$@"
 fi
 source "$here/lib.sh"
 
