@@ -8,7 +8,10 @@ pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansso
       curl ca-certificates python3 procps psmisc
       dpkg-dev man-db systemd
       # PyJWT for the JWT interoperability test (run with /usr/bin/python3)
-      python3-jwt python3-cryptography)
+      python3-jwt python3-cryptography
+      # testssl.sh (with dnsutils, bsdextrautils) runs the TLS scan test; iproute2's `ip`
+      # brings up loopback in that test's own network namespace
+      testssl.sh iproute2)
 case "${1:-}" in
   --bench) pkgs+=(haproxy nginx wrk nghttp2-client) ;;
   --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;

@@ -50,7 +50,7 @@ struct torii_tls_ctx {
 
 /* ex_data slots, registered once (any thread, through pthread_once; read-only after). */
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
-static struct torii_tls__ex tls_ex = {-1, -1, -1, -1, -1};
+static struct torii_tls__ex tls_ex = {-1, -1, -1, -1, -1, -1};
 static int tls_ex_ok;
 
 /* argl tells which slot a free callback serves (one callback for all SSL slots). */
@@ -58,6 +58,7 @@ enum tls_ex_kind {
     TLS_EX_CERT = 1,
     TLS_EX_CLIENT = 2,
     TLS_EX_UP_CONN = 3,
+    TLS_EX_HELLO = 4,
 };
 
 static void tls_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
@@ -76,6 +77,9 @@ static void tls_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lo
     case TLS_EX_UP_CONN:
         torii_tls__up_conn_free(ptr);
         break;
+    case TLS_EX_HELLO:
+        free(ptr);
+        break;
     default:
         break;
     }
@@ -88,8 +92,9 @@ static void tls_init_once(void)
     tls_ex.client = SSL_get_ex_new_index(TLS_EX_CLIENT, NULL, NULL, NULL, tls_ex_free);
     tls_ex.up_ctx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     tls_ex.up_conn = SSL_get_ex_new_index(TLS_EX_UP_CONN, NULL, NULL, NULL, tls_ex_free);
+    tls_ex.hello = SSL_get_ex_new_index(TLS_EX_HELLO, NULL, NULL, NULL, tls_ex_free);
     tls_ex_ok = tls_ex.ctx >= 0 && tls_ex.cert >= 0 && tls_ex.client >= 0 && tls_ex.up_ctx >= 0
-                && tls_ex.up_conn >= 0;
+                && tls_ex.up_conn >= 0 && tls_ex.hello >= 0;
 }
 
 const struct torii_tls__ex *torii_tls__ex(void)
@@ -227,6 +232,19 @@ static int tls_hello_suites(SSL *ssl, struct torii_sni_query *q)
     return TORII_OK;
 }
 
+/* The ClientHello's server name (*name untouched when none); TORII_EPROTO when malformed. */
+static int tls_hello_sni(SSL *ssl, const char **name, size_t *name_len)
+{
+    const unsigned char *ext;
+    size_t ext_len;
+
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1
+        && torii_tls_parse_sni(ext, ext_len, name, name_len) != TORII_OK) {
+        return TORII_EPROTO;
+    }
+    return TORII_OK;
+}
+
 /* What the client offered, from its ClientHello: SNI, signature algorithms, and for a
  * TLS 1.2-only client the suites' certificate types. TORII_EPROTO when an extension is
  * malformed (the handshake then fails with decode_error). */
@@ -235,8 +253,7 @@ static int tls_hello_query(SSL *ssl, struct torii_sni_query *q)
     const unsigned char *ext;
     size_t ext_len;
 
-    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1
-        && torii_tls_parse_sni(ext, ext_len, &q->name, &q->name_len) != TORII_OK) {
+    if (tls_hello_sni(ssl, &q->name, &q->name_len) != TORII_OK) {
         return TORII_EPROTO;
     }
     if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_signature_algorithms, &ext, &ext_len) == 1) {
@@ -304,11 +321,51 @@ static int tls_client_hello_select(SSL *ssl, int *al, void *arg)
     return SSL_CLIENT_HELLO_SUCCESS;
 }
 
-/* Counts outcomes around the selection (metrics), nothing else. */
+/* A ClientHello after a HelloRetryRequest repeats the first one (RFC 8446 4.1.2): the choices
+ * made for the first stand (choosing again would replace the references the SSL holds). The
+ * first hello's server name is kept to compare: TORII_EINVAL when the second names another
+ * (illegal_parameter), TORII_EPROTO when its extension is malformed. *retry: a second one. */
+static int tls_hello_retry_check(SSL *ssl, int *retry)
+{
+    const struct torii_tls__ex *ex = torii_tls__ex();
+    const char *first = SSL_get_ex_data(ssl, ex->hello);
+    const char *name = NULL;
+    size_t len = 0;
+    char *copy;
+
+    *retry = first != NULL;
+    if (tls_hello_sni(ssl, &name, &len) != TORII_OK) {
+        return TORII_EPROTO;
+    }
+    if (first != NULL) {
+        return strlen(first) == len && (len == 0 || memcmp(first, name, len) == 0) ? TORII_OK
+                                                                                   : TORII_EINVAL;
+    }
+    copy = torii_xstrndup(name != NULL ? name : "", len);
+    if (SSL_set_ex_data(ssl, ex->hello, copy) != 1) {
+        free(copy);
+        return TORII_ENOMEM;
+    }
+    return TORII_OK;
+}
+
+/* Checks a retried ClientHello, counts outcomes around the selection (metrics). */
 static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
 {
-    int r = tls_client_hello_select(ssl, al, arg);
+    int retry = 0;
+    int rc = tls_hello_retry_check(ssl, &retry);
+    int r = SSL_CLIENT_HELLO_ERROR;
 
+    if (rc == TORII_OK && retry) {
+        return SSL_CLIENT_HELLO_SUCCESS; /* counted with the first ClientHello */
+    }
+    if (rc == TORII_OK) {
+        r = tls_client_hello_select(ssl, al, arg);
+    } else {
+        *al = rc == TORII_EPROTO   ? SSL_AD_DECODE_ERROR
+              : rc == TORII_EINVAL ? SSL_AD_ILLEGAL_PARAMETER
+                                   : SSL_AD_INTERNAL_ERROR;
+    }
     torii_metrics_inc(r == SSL_CLIENT_HELLO_SUCCESS ? TORII_METRIC_HANDSHAKE_OK
                                                     : TORII_METRIC_HANDSHAKE_FAILED);
     return r;
@@ -451,7 +508,11 @@ int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **
     }
     /* Stateless resumption only (tickets): no server-side session cache to grow. */
     (void)SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    (void)SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    /* Server order (ECDHE before DHE, AES-GCM first) unless the client puts ChaCha20 first
+     * (no AES hardware): a client's own order could pick the costlier finite-field DHE. */
+    (void)SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION
+                                       | SSL_OP_CIPHER_SERVER_PREFERENCE
+                                       | SSL_OP_PRIORITIZE_CHACHA);
     (void)SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_client_hello_cb(ctx, tls_client_hello_cb, tc);
     if (tc->ocsp_staple != NULL) {

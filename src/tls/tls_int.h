@@ -19,6 +19,7 @@ struct torii_tls__ex {
     int client;  /* SSL -> client-auth state of an accepted connection (clientauth.c) */
     int up_ctx;  /* SSL_CTX -> struct torii_tls_upstream */
     int up_conn; /* SSL -> upstream connection state (upstream.c) */
+    int hello;   /* SSL -> server name of the first ClientHello (heap string, "" for none) */
 };
 
 /** The slots (registered on first call; any thread). NULL when OpenSSL could not register

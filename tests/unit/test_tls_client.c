@@ -605,6 +605,75 @@ static void test_resumed_handshake_issues_a_new_ticket(void **state)
     }
 }
 
+/* Client side of a HelloRetryRequest: counts the ClientHellos sent and, when rename is set,
+ * switches the server name once the first ServerHello (the HRR) arrives, so that the second
+ * ClientHello names another host. */
+struct hrr_probe {
+    int hellos;
+    const char *rename;
+};
+
+static void hrr_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+                       SSL *ssl, void *arg)
+{
+    struct hrr_probe *p = arg;
+    const unsigned char *b = buf;
+
+    (void)version;
+    if (content_type != SSL3_RT_HANDSHAKE || len == 0) {
+        return;
+    }
+    if (write_p && b[0] == SSL3_MT_CLIENT_HELLO) {
+        p->hellos++;
+    } else if (!write_p && b[0] == SSL3_MT_SERVER_HELLO && p->rename != NULL) {
+        assert_int_equal(SSL_set_tlsext_host_name(ssl, p->rename), 1);
+        p->rename = NULL;
+    }
+}
+
+/* A key share the listener does not take (P-521) forces a HelloRetryRequest. */
+static SSL *hrr_client(struct fx *f, const char *sni, const struct kc *cert, struct hrr_probe *p)
+{
+    SSL *c = client_new(f, sni, cert, cert != NULL ? &g.ca1i : NULL);
+
+    assert_int_equal(SSL_set_min_proto_version(c, TLS1_3_VERSION), 1);
+    assert_int_equal(SSL_set1_groups_list(c, "P-521:X25519"), 1);
+    SSL_set_msg_callback(c, hrr_msg_cb);
+    SSL_set_msg_callback_arg(c, p);
+    return c;
+}
+
+/* The second ClientHello keeps the certificate and client policy chosen for the first: the
+ * references the SSL holds are not replaced (a leak before: ASan). */
+static void test_hello_retry_keeps_the_first_choice(void **state)
+{
+    struct fx *f = *state;
+    struct hrr_probe p = {0};
+    SSL *c = hrr_client(f, "req.example", &g.good, &p);
+    SSL *s = server_new(f);
+
+    assert_true(handshake(c, s));
+    assert_int_equal(p.hellos, 2);
+    assert_int_equal(X509_cmp(SSL_get0_peer_certificate(c), g.edge.cert), 0);
+    assert_int_equal(torii_tls_conn_client_verdict(s, NULL), TORII_TLS_CLIENT_VERIFIED);
+    SSL_free(c);
+    SSL_free(s);
+}
+
+/* A second ClientHello naming another host is refused (RFC 8446 4.1.2). */
+static void test_hello_retry_with_another_name_refused(void **state)
+{
+    struct fx *f = *state;
+    struct hrr_probe p = {0, "opt.example"};
+    SSL *c = hrr_client(f, "plain.example", NULL, &p);
+    SSL *s = server_new(f);
+
+    assert_false(handshake(c, s));
+    assert_int_equal(p.hellos, 2);
+    SSL_free(c);
+    SSL_free(s);
+}
+
 static void test_parse_versions_finds_tls13(void **state)
 {
     const unsigned char both[] = {4, 0x03, 0x04, 0x03, 0x03};
@@ -890,6 +959,8 @@ int main(void)
         T(test_client_auth_trusted_ca_replaced_applies_to_next_handshake),
         T(test_client_auth_sessions_never_cross_policies),
         T(test_resumed_handshake_issues_a_new_ticket),
+        T(test_hello_retry_keeps_the_first_choice),
+        T(test_hello_retry_with_another_name_refused),
         cmocka_unit_test(test_parse_versions_finds_tls13),
         T(test_client_auth_policy_without_trust_rejects_everything),
         T(test_trust_new_bad_input_and_missing_ids),
