@@ -10,6 +10,8 @@
 #ifndef TORII_ADMIN_H
 #define TORII_ADMIN_H
 
+#include <stdio.h>
+
 #include "torii/conf.h"
 #include "torii/err.h"
 #include "torii/store.h"
@@ -28,6 +30,11 @@ int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
     TORII_MUST_USE;
 /** Stop the loop, join the thread, free everything; NULL accepted. */
 void torii_admin_stop(struct torii_admin *adm);
+
+/** `torii token new [--id ID] [--scopes a,b]` (argv[0] is "token"): print a new random
+ * 256-bit token once (hex) and the admin.tokens entry holding its SHA-256. Returns the process
+ * exit status (0, or 2 on a usage error, 1 without randomness). */
+int torii_admin_token_cmd(int argc, char **argv, FILE *out, FILE *err);
 
 /* ---- built-in PKI (pki_bootstrap.c) ---- */
 

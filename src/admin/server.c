@@ -21,9 +21,10 @@
 #include <event2/listener.h>
 #include <jansson.h>
 
-#include "admin_auth.h"
+#include "admin_guard.h"
 #include "admin_int.h"
 #include "torii/admin.h"
+#include "torii/clock.h"
 #include "torii/http.h"
 #include "torii/log.h"
 #include "torii/mem.h"
@@ -40,8 +41,8 @@ struct admin_conn {
 struct torii_admin {
     struct torii_admin_ctx ctx;
     struct torii_http_limits lim;
-    char *token;     /* secret: wiped on free */
-    char *client_id; /* "admin" by default */
+    struct admin_guard guard; /* tokens, limiter, audit log, accepted hosts */
+    int guard_ready;
     struct event_base *base;
     struct evconnlistener *lis;
     struct event *stop_ev;
@@ -92,24 +93,9 @@ static void admin_handle(struct torii_http_exchange *ex, const struct torii_http
 {
     struct torii_admin *adm = arg;
     struct torii_admin_reply reply;
-    char path[512];
 
     memset(&reply, 0, sizeof(reply));
-    if (admin_pki_public_route(&adm->ctx, req, &reply) == TORII_OK) {
-        /* public documents (JWKS): answered without authentication */
-    } else if (!admin_auth_check(adm->client_id, adm->token, req)) {
-        (void)torii_log_escape(req->path.ptr, req->path.len, path, sizeof(path));
-        /* Never the supplied secret: peer, request line and credential form only. */
-        torii_log(TORII_LOG_WARN,
-                  "admin: authentication failed (peer=%s method=%s path=\"%s\" scheme=%s)",
-                  req->peer, req->method, path, admin_auth_scheme(req));
-        admin_reply_error(&reply, 401, "You're not authorized - %s %s", req->method, path);
-    } else if (admin_lifecycle_route(&adm->ctx, req, &reply) == TORII_ENOTFOUND
-               && admin_certs_route(&adm->ctx, req, &reply) == TORII_ENOTFOUND
-               && admin_pki_route(&adm->ctx, req, &reply) == TORII_ENOTFOUND) {
-        admin_reply_clear(&reply);
-        admin_reply_error(&reply, 404, "not found");
-    }
+    admin_guard_dispatch(&adm->guard, &adm->ctx, req, torii_clock_mono_us() / 1000, &reply);
     admin_send(ex, &reply);
     admin_reply_clear(&reply);
 }
@@ -249,10 +235,9 @@ static void admin_free(struct torii_admin *adm)
     if (adm->base != NULL) {
         event_base_free(adm->base);
     }
-    if (adm->token != NULL) {
-        torii_secure_free(adm->token, strlen(adm->token));
+    if (adm->guard_ready) {
+        admin_guard_clear(&adm->guard);
     }
-    free(adm->client_id);
     free(adm);
 }
 
@@ -295,12 +280,18 @@ int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
     adm->ctx.store = store;
     adm->ctx.table = table;
     adm->ctx.cfg = cfg;
-    adm->client_id = torii_xstrdup(cfg->admin_client_id != NULL && cfg->admin_client_id[0] != '\0'
-                                       ? cfg->admin_client_id
-                                       : "admin");
     admin_limits(cfg, &adm->lim);
-    TORII_TRY(admin_auth_load_token(cfg, &adm->token, eb));
     TORII_TRY(torii_config_parse_addr(listen_on, &ss, &sslen, eb));
+    /* Client-certificate TLS on the admin listener is not implemented yet: without it, only a
+     * loopback address may serve the API (the keys of every site go through it). */
+    TORII_ENSURE(torii_conf_addr_is_loopback(listen_on),
+                 torii_errf(eb, TORII_EINVAL,
+                            "admin: admin.listen %s is not a loopback address: a non-loopback "
+                            "admin listener requires TLS with client certificates (admin.tls), "
+                            "which this version does not serve yet",
+                            listen_on));
+    TORII_TRY(admin_guard_init(&adm->guard, cfg, listen_on, eb));
+    adm->guard_ready = 1;
     adm->base = event_base_new();
     TORII_ENSURE(adm->base != NULL,
                  torii_errf(eb, TORII_ENOMEM, "admin: cannot create the event base"));
