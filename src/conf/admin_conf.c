@@ -187,7 +187,8 @@ static void conf_admin_tokens(struct torii_config *c, struct torii_conf_errs *er
     }
 }
 
-/* A non-empty array of non-empty strings (or absent); false with a problem noted. */
+/* An array (non-empty when required) of non-empty strings, or absent when not required;
+ * problems noted. */
 static void conf_admin_str_array(const json_t *v, const char *key, int required,
                                  struct torii_conf_errs *errs)
 {
@@ -197,8 +198,9 @@ static void conf_admin_str_array(const json_t *v, const char *key, int required,
     if (v == NULL && !required) {
         return;
     }
-    if (!json_is_array(v) || json_array_size(v) == 0) {
-        conf_admin_err(errs, "config: %s: expected a non-empty array of strings", key);
+    if (!json_is_array(v) || (required && json_array_size(v) == 0)) {
+        conf_admin_err(errs, "config: %s: expected a%s array of strings", key,
+                       required ? " non-empty" : "n");
         return;
     }
     json_array_foreach (v, i, s) {
