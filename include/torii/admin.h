@@ -1,9 +1,11 @@
 /* admin.h - the admin server: its own thread and event_base, bound to admin.listen
  * (loopback by default), serving /api/certificates (and later /api/pki, the web page and
  * /metrics) through the strict HTTP/1.1 engine. Every request is authenticated: bearer token,
- * HTTP Basic (client id + token), or Otoroshi-Client-Id/-Secret headers. The token comes from
- * config, TORII_ADMIN_TOKEN (already folded into the config), or <data_dir>/admin.token,
- * generated on first start with mode 0600.
+ * HTTP Basic (user + token), or Otoroshi-Client-Id/-Secret headers. Tokens: admin.tokens
+ * (SHA-256 hashes with scopes) and the all-scopes token from config, TORII_ADMIN_TOKEN
+ * (already folded into the config), or <data_dir>/admin.token, generated on first start with
+ * mode 0600. Private keys are redacted from responses (docs/api.md, Authentication); every
+ * state-changing call goes to the audit log. A non-loopback listener needs admin.tls.
  * Threads: torii_admin_start/stop from the main thread only; everything else runs on the
  * admin thread.
  * Ownership: cfg, store and table are borrowed and must outlive the admin server. */

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include <jansson.h>
+#include <openssl/ssl.h>
 
 #include "admin_auth.h"
 #include "admin_int.h"
@@ -105,6 +106,14 @@ void admin_redact(json_t *v);
 /** "sha256:<hex>" of the SubjectPublicKeyInfo DER of the first certificate in the "chain" of
  * v (an entity, or the first element of an array of entities) into out; 0 when there is none. */
 int admin_key_fingerprint(const json_t *v, char *out, size_t len);
+
+/* ---- TLS of the admin listener (tls_listener.c) ---- */
+
+/** The server context for admin.tls: certificate and key of the store entity admin.tls.cert,
+ * client certificates required, verified against the entities of admin.tls.client_cas.
+ * TORII_EINVAL (an id not in the store, nothing configured), TORII_ETLS (eb names the id). */
+int admin_tls_ctx_new(const struct torii_config *cfg, struct torii_store *st, SSL_CTX **out,
+                      struct torii_errbuf *eb) TORII_MUST_USE;
 
 /* ---- the guarded dispatch (guard.c) ---- */
 

@@ -1,10 +1,12 @@
 /* server.c - the admin server: one thread running its own event_base, an evconnlistener on
- * admin.listen, every connection served by the strict HTTP/1.1 engine (http.h). Dispatch:
- * authentication first (every request, unknown paths included), then the route modules,
- * else 404. Replies are serialized here (compact JSON unless a route set raw bytes).
+ * admin.listen (plain on loopback, else TLS with client certificates: admin.tls), every
+ * connection served by the strict HTTP/1.1 engine (http.h). Dispatch goes through the guard
+ * (guard.c: rate limit, tokens and scopes, browser checks, audit, redaction), then the route
+ * modules, else 404. Replies are serialized here (compact JSON unless a route set raw bytes).
  * Threads: torii_admin_start/stop on the main thread; accept, dispatch and routes on the
  * admin thread. The main thread reaches the loop only through stop_ev (event_active).
- * Ownership: the server owns its base, listener, connections and the token (wiped on free);
+ * Ownership: the server owns its base, listener, connections, TLS context and the guard
+ * (token hashes wiped on free);
  * cfg/store/table are borrowed. */
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <jansson.h>
@@ -43,6 +46,7 @@ struct torii_admin {
     struct torii_http_limits lim;
     struct admin_guard guard; /* tokens, limiter, audit log, accepted hosts */
     int guard_ready;
+    SSL_CTX *ssl_ctx; /* admin.tls; NULL: plain HTTP (loopback only) */
     struct event_base *base;
     struct evconnlistener *lis;
     struct event *stop_ev;
@@ -145,7 +149,19 @@ static void admin_accept_cb(struct evconnlistener *lis, evutil_socket_t fd, stru
     char peer[NI_MAXHOST + NI_MAXSERV + 4];
 
     (void)lis;
-    bev = bufferevent_socket_new(adm->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (adm->ssl_ctx != NULL) {
+        SSL *ssl = SSL_new(adm->ssl_ctx);
+        bev = ssl == NULL
+                  ? NULL
+                  : bufferevent_openssl_socket_new(adm->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                   BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        if (bev == NULL) {
+            SSL_free(ssl);
+        }
+    } else {
+        bev =
+            bufferevent_socket_new(adm->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    }
     if (bev == NULL) {
         torii_log(TORII_LOG_ERR, "admin: cannot allocate a connection");
         (void)evutil_closesocket(fd);
@@ -238,6 +254,7 @@ static void admin_free(struct torii_admin *adm)
     if (adm->guard_ready) {
         admin_guard_clear(&adm->guard);
     }
+    SSL_CTX_free(adm->ssl_ctx);
     free(adm);
 }
 
@@ -282,16 +299,20 @@ int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
     adm->ctx.cfg = cfg;
     admin_limits(cfg, &adm->lim);
     TORII_TRY(torii_config_parse_addr(listen_on, &ss, &sslen, eb));
-    /* Client-certificate TLS on the admin listener is not implemented yet: without it, only a
-     * loopback address may serve the API (the keys of every site go through it). */
-    TORII_ENSURE(torii_conf_addr_is_loopback(listen_on),
+    /* The keys of every site go through this API: off loopback, only TLS with client
+     * certificates from a CA in the store. */
+    TORII_ENSURE(cfg->admin_tls != NULL || torii_conf_addr_is_loopback(listen_on),
                  torii_errf(eb, TORII_EINVAL,
                             "admin: admin.listen %s is not a loopback address: a non-loopback "
-                            "admin listener requires TLS with client certificates (admin.tls), "
-                            "which this version does not serve yet",
+                            "admin listener requires TLS with client certificates (admin.tls "
+                            "{\"cert\", \"client_cas\"})",
                             listen_on));
+    if (cfg->admin_tls != NULL) {
+        TORII_TRY(admin_tls_ctx_new(cfg, store, &adm->ssl_ctx, eb));
+    }
     TORII_TRY(admin_guard_init(&adm->guard, cfg, listen_on, eb));
     adm->guard_ready = 1;
+    adm->guard.scheme = adm->ssl_ctx != NULL ? "https" : "http";
     adm->base = event_base_new();
     TORII_ENSURE(adm->base != NULL,
                  torii_errf(eb, TORII_ENOMEM, "admin: cannot create the event base"));
@@ -312,7 +333,8 @@ int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
     err = pthread_create(&adm->thread, NULL, admin_thread_main, adm);
     TORII_ENSURE(err == 0, torii_errf(eb, TORII_EIO, "admin: cannot start the thread (%d)", err));
     adm->thread_started = 1;
-    torii_log(TORII_LOG_INFO, "admin: listening (addr=%s)", listen_on);
+    torii_log(TORII_LOG_INFO, "admin: listening (addr=%s tls=%s)", listen_on,
+              adm->ssl_ctx != NULL ? "client-certificates" : "off");
     *out = adm;
     adm = NULL;
 out:

@@ -5,7 +5,8 @@
 # the key; failed authentications from loopback end in 429 + Retry-After (even for a valid
 # token); the audit log (0600) holds one intent and one result line per write, with the key
 # fingerprint and no key material; a foreign Origin is 403, a form content type 415, no CORS
-# header is ever sent; a non-loopback admin.listen refuses to start.
+# header is ever sent; a non-loopback admin.listen without admin.tls refuses to start; with
+# admin.tls the listener requires a client certificate from the configured CA.
 here=$(dirname "$0")
 source "$here/lib.sh"
 
@@ -120,6 +121,20 @@ check "audit: result line with status and key fingerprint" \
 check "audit: refused calls are not applied nor logged as results" sh -c "! grep -q '\"token\":\"ro\"' '$AUD'"
 check "audit: no key material" sh -c "! grep -q -e 'PRIVATE KEY' -e privateKey '$AUD'"
 
+# --- TLS with client certificates on the admin listener (admin.tls)
+mkca sca "Admin server CA"
+mkca cca "Admin client CA"
+mkca oca "Other CA"
+mkleaf adm localhost sca 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth'
+mkleaf good "good client" cca 'extendedKeyUsage=clientAuth'
+mkleaf other "other client" oca 'extendedKeyUsage=clientAuth'
+api POST /api/certificates -H 'Content-Type: application/json' -H "Host: localhost:$T_ADMIN" \
+  -d "$(entity_json admin-srv adm)"
+check_eq "store the admin listener's certificate" 201 "$T_STATUS"
+api POST /api/certificates -H 'Content-Type: application/json' -H "Host: localhost:$T_ADMIN" \
+  -d "$(entity_json admin-clients cca)"
+check_eq "store the admin client CA" 201 "$T_STATUS"
+
 # --- rate limit (window of an hour: no timing involved)
 for i in 1 2 3 4 5; do
   as wrong-token-0123456789 GET /api/certificates
@@ -133,4 +148,42 @@ check_eq "a valid token from that source is refused too" 429 "$T_STATUS"
 
 t_stop
 check_eq "clean stop" 0 "$?"
+
+cat > "$T_TMP/torii.json" <<JSON
+{
+  "data_dir": "$T_TMP/data",
+  "workers": 1,
+  "listen": {"https": "127.0.0.1:$T_HTTPS", "http": "127.0.0.1:$T_HTTP"},
+  "admin": {"listen": "127.0.0.1:$T_ADMIN", "token": "$T_TOKEN",
+            "tls": {"cert": "admin-srv", "client_cas": ["admin-clients"]}}
+}
+JSON
+"$TORII_BIN" -c "$T_TMP/torii.json" >>"$T_TMP/torii.log" 2>&1 &
+T_PID=$!
+S=(curl -s --cacert "$T_TMP/sca.crt" --resolve "localhost:$T_ADMIN:127.0.0.1"
+   -H "Authorization: Bearer $T_TOKEN" -o /dev/null -w '%{http_code}')
+URL="https://localhost:$T_ADMIN/api/certificates"
+code=000
+for _ in $(seq 1 600); do # bounded wait for the listener (up to a minute)
+  code=$("${S[@]}" --cert "$T_TMP/good.crt" --key "$T_TMP/good.key" "$URL" 2>/dev/null)
+  [ "$code" = 200 ] && break
+  kill -0 "$T_PID" 2>/dev/null || break
+  sleep 0.1
+done
+check_eq "TLS admin: a client certificate from the CA -> 200" 200 "$code"
+check_eq "TLS admin: no client certificate -> handshake refused" 000 "$("${S[@]}" "$URL" 2>/dev/null)"
+check_eq "TLS admin: a client certificate from another CA -> refused" 000 \
+  "$("${S[@]}" --cert "$T_TMP/other.crt" --key "$T_TMP/other.key" "$URL" 2>/dev/null)"
+check_eq "TLS admin: plain HTTP gets no answer" 000 \
+  "$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 -H "Authorization: Bearer $T_TOKEN" "http://127.0.0.1:$T_ADMIN/api/certificates")"
+code=$("${S[@]}" --cert "$T_TMP/good.crt" --key "$T_TMP/good.key" -X PATCH \
+  -H 'Content-Type: application/json' -H "Origin: http://localhost:$T_ADMIN" \
+  -d '[{"op":"replace","path":"/name","value":"n"}]' "https://localhost:$T_ADMIN/api/certificates/k1")
+check_eq "TLS admin: an http:// Origin is foreign -> 403" 403 "$code"
+code=$("${S[@]}" --cert "$T_TMP/good.crt" --key "$T_TMP/good.key" -X PATCH \
+  -H 'Content-Type: application/json' -H "Origin: https://localhost:$T_ADMIN" \
+  -d '[{"op":"replace","path":"/name","value":"n"}]' "https://localhost:$T_ADMIN/api/certificates/k1")
+check_eq "TLS admin: its own https:// Origin -> 200" 200 "$code"
+t_stop
+check_eq "clean stop (TLS)" 0 "$?"
 t_done
