@@ -1,10 +1,12 @@
-/* admin_auth.h - internal to the admin module: the admin token (config, or
- * <data_dir>/admin.token, generated on first start with mode 0600) and the per-request
- * credential check (Bearer, Basic, Otoroshi-Client-Id/-Secret).
- * Threads: admin_auth_load_token from the starting thread; admin_auth_check from any thread
- * (pure over its arguments).
+/* admin_auth.h - internal to the admin module: the admin tokens (the all-scopes token from
+ * config, or <data_dir>/admin.token generated on first start with mode 0600, plus the hashed
+ * admin.tokens) and the per-request credential check (Bearer, Basic,
+ * Otoroshi-Client-Id/-Secret).
+ * Threads: admin_auth_load_token and admin_tokens_init from the starting thread;
+ * admin_tokens_check from the admin thread (pure over its arguments).
  * Ownership: the token returned by admin_auth_load_token is owned by the caller, who wipes it
- * (torii_secure_free). Not to be included outside src/admin (and its tests). */
+ * (torii_secure_free); the table keeps hashes only. Not to be included outside src/admin (and
+ * its tests). */
 #ifndef TORII_ADMIN_AUTH_H
 #define TORII_ADMIN_AUTH_H
 
