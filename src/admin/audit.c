@@ -54,19 +54,21 @@ void admin_rl_source(const char *peer, char *key)
     key[n] = '\0';
 }
 
-static const struct admin_rl_slot *rl_find(const struct admin_rl *rl, const char *source)
+/* The slot index of source, or ADMIN_RL_SLOTS when it has none. */
+static size_t rl_find(const struct admin_rl *rl, const char *source)
 {
     for (size_t i = 0; i < ADMIN_RL_SLOTS; i++) {
         if (rl->slot[i].key[0] != '\0' && strcmp(rl->slot[i].key, source) == 0) {
-            return &rl->slot[i];
+            return i;
         }
     }
-    return NULL;
+    return ADMIN_RL_SLOTS;
 }
 
 unsigned admin_rl_blocked(const struct admin_rl *rl, const char *source, int64_t now_ms)
 {
-    const struct admin_rl_slot *s = rl_find(rl, source);
+    size_t i = rl_find(rl, source);
+    const struct admin_rl_slot *s = i < ADMIN_RL_SLOTS ? &rl->slot[i] : NULL;
     int64_t left;
 
     if (rl->limit == 0 || s == NULL || s->fails < rl->limit) {
@@ -81,7 +83,8 @@ unsigned admin_rl_blocked(const struct admin_rl *rl, const char *source, int64_t
 
 void admin_rl_fail(struct admin_rl *rl, const char *source, int64_t now_ms)
 {
-    struct admin_rl_slot *s = (struct admin_rl_slot *)(uintptr_t)rl_find(rl, source);
+    size_t at = rl_find(rl, source);
+    struct admin_rl_slot *s = at < ADMIN_RL_SLOTS ? &rl->slot[at] : NULL;
 
     if (rl->limit == 0) {
         return;

@@ -190,7 +190,7 @@ static void guard_routes(struct torii_admin_ctx *ctx, const struct torii_http_re
     }
 }
 
-/* 0 when the caller may go on; else reply is filled (429 or 401). */
+/* The token of req, or NULL with reply filled (429 while the source is blocked, else 401). */
 static const struct admin_token *guard_authenticate(struct admin_guard *g,
                                                     const struct torii_http_req *req,
                                                     const char *src, int64_t now_ms,
