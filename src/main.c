@@ -48,6 +48,7 @@ struct app {
 static void usage(FILE *f)
 {
     (void)fprintf(f, "usage: torii [-c FILE] [--check-config] [--version]\n"
+                     "       torii token new [--id ID] [--scopes read,write,...]\n"
                      "  -c FILE          JSON configuration (default: embedded defaults)\n"
                      "  --check-config   validate the configuration and exit\n"
                      "  --version        print the version and exit\n");
@@ -287,6 +288,9 @@ int main(int argc, char **argv)
     enum torii_log_level lvl;
     int rc;
 
+    if (argc >= 2 && strcmp(argv[1], "token") == 0) {
+        return torii_admin_token_cmd(argc - 1, argv + 1, stdout, stderr);
+    }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
             path = argv[++i];

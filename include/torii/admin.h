@@ -1,14 +1,18 @@
 /* admin.h - the admin server: its own thread and event_base, bound to admin.listen
  * (loopback by default), serving /api/certificates (and later /api/pki, the web page and
  * /metrics) through the strict HTTP/1.1 engine. Every request is authenticated: bearer token,
- * HTTP Basic (client id + token), or Otoroshi-Client-Id/-Secret headers. The token comes from
- * config, TORII_ADMIN_TOKEN (already folded into the config), or <data_dir>/admin.token,
- * generated on first start with mode 0600.
+ * HTTP Basic (user + token), or Otoroshi-Client-Id/-Secret headers. Tokens: admin.tokens
+ * (SHA-256 hashes with scopes) and the all-scopes token from config, TORII_ADMIN_TOKEN
+ * (already folded into the config), or <data_dir>/admin.token, generated on first start with
+ * mode 0600. Private keys are redacted from responses (docs/api.md, Authentication); every
+ * state-changing call goes to the audit log. A non-loopback listener needs admin.tls.
  * Threads: torii_admin_start/stop from the main thread only; everything else runs on the
  * admin thread.
  * Ownership: cfg, store and table are borrowed and must outlive the admin server. */
 #ifndef TORII_ADMIN_H
 #define TORII_ADMIN_H
+
+#include <stdio.h>
 
 #include "torii/conf.h"
 #include "torii/err.h"
@@ -32,6 +36,11 @@ int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
                       struct torii_admin **out, struct torii_errbuf *eb) TORII_MUST_USE;
 /** Stop the loop, join the thread, free everything; NULL accepted. */
 void torii_admin_stop(struct torii_admin *adm);
+
+/** `torii token new [--id ID] [--scopes a,b]` (argv[0] is "token"): print a new random
+ * 256-bit token once (hex) and the admin.tokens entry holding its SHA-256. Returns the process
+ * exit status (0, or 2 on a usage error, 1 without randomness). */
+int torii_admin_token_cmd(int argc, char **argv, FILE *out, FILE *err);
 
 /* ---- built-in PKI (pki_bootstrap.c) ---- */
 

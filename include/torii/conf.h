@@ -50,16 +50,45 @@ struct torii_conf_exporter {
     char *path;
 };
 
+/* Scopes of an admin token (admin.tokens[].scopes). "admin" grants every scope. */
+#define TORII_SCOPE_READ        0x01u
+#define TORII_SCOPE_WRITE       0x02u
+#define TORII_SCOPE_PKI         0x04u
+#define TORII_SCOPE_KEYS_EXPORT 0x08u
+#define TORII_SCOPE_ADMIN       0x10u
+#define TORII_SCOPE_ALL         0x1fu
+#define TORII_CONF_TOKEN_ID_MAX 64
+
+/** One configured admin token: only the SHA-256 of the secret is held. */
+struct torii_conf_token {
+    char id[TORII_CONF_TOKEN_ID_MAX + 1];
+    unsigned char sha256[32];
+    unsigned scopes; /* TORII_SCOPE_* bits */
+};
+
+/** The bit of a scope name ("read", "write", "pki", "keys:export", "admin"), 0 if unknown. */
+unsigned torii_conf_scope_bit(const char *name);
+/** The name of one scope bit, or NULL. */
+const char *torii_conf_scope_name(unsigned bit);
+
 struct torii_config {
-    char *data_dir;           /* "./data", or $STATE_DIRECTORY under systemd */
-    unsigned workers;         /* 0 in the file = number of CPUs */
-    char *listen_https;       /* "0.0.0.0:8443"; "" disables */
-    char *listen_http;        /* "0.0.0.0:8080"; "" disables */
-    char *admin_listen;       /* "127.0.0.1:9000" */
-    char *admin_token;        /* NULL: read or generate <data_dir>/admin.token */
-    char *admin_client_id;    /* "admin" */
-    char *default_cert;       /* TORII_CONF_DEFAULT_CERT_ID */
-    int strict_sni;           /* 0 */
+    char *data_dir;        /* "./data", or $STATE_DIRECTORY under systemd */
+    unsigned workers;      /* 0 in the file = number of CPUs */
+    char *listen_https;    /* "0.0.0.0:8443"; "" disables */
+    char *listen_http;     /* "0.0.0.0:8080"; "" disables */
+    char *admin_listen;    /* "127.0.0.1:9000" */
+    char *admin_token;     /* NULL: read or generate <data_dir>/admin.token */
+    char *admin_client_id; /* "admin" */
+    json_t *admin_tokens;  /* admin.tokens[] as given (parsed into admin_token_list) */
+    struct torii_conf_token *admin_token_list; /* validated admin.tokens */
+    size_t n_admin_tokens;
+    char *admin_audit_log;             /* NULL: <data_dir>/audit.log */
+    json_t *admin_hosts;               /* admin.hosts[]: extra names accepted in Host/Origin */
+    json_t *admin_tls;                 /* admin.tls{cert, client_cas} as given */
+    unsigned admin_auth_fail_limit;    /* failed authentications per source and window (10) */
+    unsigned admin_auth_fail_window_s; /* (60) */
+    char *default_cert;                /* TORII_CONF_DEFAULT_CERT_ID */
+    int strict_sni;                    /* 0 */
     int strict_host;          /* 1: 421 for a Host the connection's certificate does not name */
     unsigned ticket_rotate_s; /* session ticket key rotation, 3600 */
     char *log_level;          /* "info" */
@@ -100,6 +129,12 @@ struct torii_conf_errs {
 };
 void torii_conf_errs_add(struct torii_conf_errs *errs, const char *msg);
 void torii_conf_errs_free(struct torii_conf_errs *errs);
+
+/** admin.tokens, admin.hosts and admin.tls of c checked (problems appended to errs) and the
+ * tokens parsed into c->admin_token_list. Called by torii_config_check. */
+void torii_conf_admin_validate(struct torii_config *c, struct torii_conf_errs *errs);
+/** 1 when s ("host:port") names a loopback address (127.0.0.0/8, ::1, localhost). */
+int torii_conf_addr_is_loopback(const char *s);
 
 /** Load defaults, then path (NULL = none), then the environment. Unknown keys, wrong types
  * and bad values are TORII_EINVAL with the key named in eb (the first problem; the others

@@ -1,10 +1,12 @@
-/* admin_auth.h - internal to the admin module: the admin token (config, or
- * <data_dir>/admin.token, generated on first start with mode 0600) and the per-request
- * credential check (Bearer, Basic, Otoroshi-Client-Id/-Secret).
- * Threads: admin_auth_load_token from the starting thread; admin_auth_check from any thread
- * (pure over its arguments).
+/* admin_auth.h - internal to the admin module: the admin tokens (the all-scopes token from
+ * config, or <data_dir>/admin.token generated on first start with mode 0600, plus the hashed
+ * admin.tokens) and the per-request credential check (Bearer, Basic,
+ * Otoroshi-Client-Id/-Secret).
+ * Threads: admin_auth_load_token and admin_tokens_init from the starting thread;
+ * admin_tokens_check from the admin thread (pure over its arguments).
  * Ownership: the token returned by admin_auth_load_token is owned by the caller, who wipes it
- * (torii_secure_free). Not to be included outside src/admin (and its tests). */
+ * (torii_secure_free); the table keeps hashes only. Not to be included outside src/admin (and
+ * its tests). */
 #ifndef TORII_ADMIN_AUTH_H
 #define TORII_ADMIN_AUTH_H
 
@@ -24,10 +26,34 @@ int admin_auth_load_token(const struct torii_config *cfg, char **token_out, stru
 /** Which credential form a request used (for logs). */
 const char *admin_auth_scheme(const struct torii_http_req *req);
 
-/** 1 when req carries valid credentials for (client_id, token): "Authorization: Bearer
- * <token>", "Authorization: Basic base64(<client_id>:<token>)", or Otoroshi-Client-Id +
- * Otoroshi-Client-Secret. Secrets are compared in constant time after a length check.
- * 0 otherwise (missing, malformed or wrong). */
-int admin_auth_check(const char *client_id, const char *token, const struct torii_http_req *req);
+/** The admin tokens of a server: the configured admin.tokens (hashes and scopes) and the
+ * all-scopes token of admin_auth_load_token (id "admin", held as its hash only). */
+struct admin_token {
+    char id[TORII_CONF_TOKEN_ID_MAX + 1];
+    unsigned char sha256[32];
+    unsigned scopes; /* TORII_SCOPE_* */
+};
+struct admin_tokens {
+    struct admin_token *t; /* owned */
+    size_t n;
+    char *client_id; /* owned: the Basic / Otoroshi-Client-Id user of the "admin" token */
+};
+
+/** Build the table from cfg: admin.tokens, then (always) the token of admin_auth_load_token
+ * with every scope. TORII_OK or admin_auth_load_token's codes. */
+int admin_tokens_init(const struct torii_config *cfg, struct admin_tokens *out,
+                      struct torii_errbuf *eb) TORII_MUST_USE;
+void admin_tokens_clear(struct admin_tokens *tt);
+
+/** The token req authenticates as, or NULL (missing, malformed or wrong credentials).
+ * Credentials: "Authorization: Bearer <secret>", "Authorization: Basic base64(<user>:<secret>)"
+ * or Otoroshi-Client-Id (user) + Otoroshi-Client-Secret. The secret's SHA-256 is compared with
+ * every token's in constant time (CRYPTO_memcmp, no early exit); a user, when given, must be
+ * the token's id or (for any token) admin.client_id. */
+const struct admin_token *admin_tokens_check(const struct admin_tokens *tt,
+                                             const struct torii_http_req *req);
+
+/** SHA-256 of s as 64 lower-case hex digits into out (65 bytes). */
+void admin_auth_sha256_hex(const char *s, size_t len, char out[65]);
 
 #endif

@@ -38,6 +38,7 @@ struct torii_admin_reply {
     char *raw;    /* owned; used when json is NULL (e.g. NDJSON, HTML) */
     size_t raw_len;
     const char *content_type; /* static string; default application/json */
+    int fresh_key;            /* set by a route that generated the key it returns: not redacted */
     size_t n_headers;
     char *hname[ADMIN_REPLY_MAX_HEADERS];  /* owned */
     char *hvalue[ADMIN_REPLY_MAX_HEADERS]; /* owned */

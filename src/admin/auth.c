@@ -222,31 +222,6 @@ static int auth_param(const struct torii_slice *v, const char *scheme, struct to
     return rest->len > 0;
 }
 
-static int check_basic(const char *client_id, const char *token, struct torii_slice b64)
-{
-    unsigned char *dec = NULL;
-    size_t n = 0;
-    const char *colon;
-    int ok = 0;
-
-    if (b64.len == 0 || b64.len > ADMIN_BASIC_MAX_B64
-        || torii_b64_decode(b64.ptr, b64.len, &dec, &n) != TORII_OK) {
-        return 0;
-    }
-    colon = memchr(dec, ':', n);
-    if (colon != NULL) {
-        size_t idlen = (size_t)(colon - (const char *)dec);
-        const char *sec = colon + 1;
-        size_t seclen = n - idlen - 1;
-        /* Both compared, always, so timing does not tell which one failed. */
-        int id_ok = secret_eq((const char *)dec, idlen, client_id, strlen(client_id));
-        int sec_ok = secret_eq(sec, seclen, token, strlen(token));
-        ok = id_ok & sec_ok;
-    }
-    torii_secure_free(dec, n);
-    return ok;
-}
-
 const char *admin_auth_scheme(const struct torii_http_req *req)
 {
     const struct torii_slice *a = torii_http_req_header(req, "Authorization");
@@ -267,7 +242,119 @@ const char *admin_auth_scheme(const struct torii_http_req *req)
     return "none";
 }
 
-int admin_auth_check(const char *client_id, const char *token, const struct torii_http_req *req)
+static void auth_sha256(const void *p, size_t len, unsigned char out[32])
+{
+    unsigned int n = 32;
+
+    if (EVP_Digest(p, len, out, &n, EVP_sha256(), NULL) != 1) {
+        memset(out, 0, 32); /* matches no configured hash of a real digest */
+        out[0] = 1;
+    }
+}
+
+void admin_auth_sha256_hex(const char *s, size_t len, char out[65])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char d[32];
+
+    auth_sha256(s, len, d);
+    for (size_t i = 0; i < 32; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+int admin_tokens_init(const struct torii_config *cfg, struct admin_tokens *out,
+                      struct torii_errbuf *eb)
+{
+    char *tok = NULL;
+    int rc = TORII_OK;
+
+    memset(out, 0, sizeof(*out));
+    TORII_TRY(admin_auth_load_token(cfg, &tok, eb));
+    out->t = torii_xcalloc(cfg->n_admin_tokens + 1, sizeof(*out->t));
+    for (size_t i = 0; i < cfg->n_admin_tokens; i++) {
+        const struct torii_conf_token *c = &cfg->admin_token_list[i];
+        (void)snprintf(out->t[i].id, sizeof(out->t[i].id), "%s", c->id);
+        memcpy(out->t[i].sha256, c->sha256, sizeof(c->sha256));
+        out->t[i].scopes = c->scopes;
+    }
+    out->n = cfg->n_admin_tokens + 1;
+    (void)snprintf(out->t[cfg->n_admin_tokens].id, sizeof(out->t[0].id), "admin");
+    auth_sha256(tok, strlen(tok), out->t[cfg->n_admin_tokens].sha256);
+    out->t[cfg->n_admin_tokens].scopes = TORII_SCOPE_ALL;
+    out->client_id = torii_xstrdup(cfg->admin_client_id != NULL && cfg->admin_client_id[0] != '\0'
+                                       ? cfg->admin_client_id
+                                       : "admin");
+out:
+    if (tok != NULL) {
+        torii_secure_free(tok, strlen(tok));
+    }
+    return rc;
+}
+
+void admin_tokens_clear(struct admin_tokens *tt)
+{
+    if (tt->t != NULL) {
+        torii_secure_free(tt->t, tt->n * sizeof(*tt->t));
+    }
+    free(tt->client_id);
+    memset(tt, 0, sizeof(*tt));
+}
+
+/* The token whose hash is that of secret: every token compared, no early exit. */
+static const struct admin_token *auth_match(const struct admin_tokens *tt, const char *secret,
+                                            size_t len)
+{
+    unsigned char d[32];
+    const struct admin_token *hit = NULL;
+
+    auth_sha256(secret, len, d);
+    for (size_t i = 0; i < tt->n; i++) {
+        int eq = CRYPTO_memcmp(d, tt->t[i].sha256, sizeof(d)) == 0;
+        hit = eq && hit == NULL ? &tt->t[i] : hit;
+    }
+    OPENSSL_cleanse(d, sizeof(d));
+    return hit;
+}
+
+/* The token of (user, secret): user must be the token's id or the client id. */
+static const struct admin_token *auth_user_match(const struct admin_tokens *tt, const char *user,
+                                                 size_t ulen, const char *secret, size_t slen)
+{
+    const struct admin_token *t = auth_match(tt, secret, slen);
+    int id_ok = 0;
+
+    if (t != NULL) {
+        id_ok = secret_eq(user, ulen, t->id, strlen(t->id));
+        id_ok |= secret_eq(user, ulen, tt->client_id, strlen(tt->client_id));
+    }
+    return id_ok ? t : NULL;
+}
+
+static const struct admin_token *auth_basic(const struct admin_tokens *tt, struct torii_slice b64)
+{
+    unsigned char *dec = NULL;
+    size_t n = 0;
+    const char *colon;
+    const struct admin_token *t = NULL;
+
+    if (b64.len == 0 || b64.len > ADMIN_BASIC_MAX_B64
+        || torii_b64_decode(b64.ptr, b64.len, &dec, &n) != TORII_OK) {
+        return NULL;
+    }
+    colon = memchr(dec, ':', n);
+    if (colon != NULL) {
+        size_t idlen = (size_t)(colon - (const char *)dec);
+        t = auth_user_match(tt, (const char *)dec, idlen, colon + 1, n - idlen - 1);
+    }
+    torii_secure_free(dec, n);
+    return t;
+}
+
+const struct admin_token *admin_tokens_check(const struct admin_tokens *tt,
+                                             const struct torii_http_req *req)
 {
     const struct torii_slice *a = torii_http_req_header(req, "Authorization");
     const struct torii_slice *id = torii_http_req_header(req, "Otoroshi-Client-Id");
@@ -276,17 +363,15 @@ int admin_auth_check(const char *client_id, const char *token, const struct tori
 
     if (a != NULL) {
         if (auth_param(a, "Bearer", &rest)) {
-            return secret_eq(rest.ptr, rest.len, token, strlen(token));
+            return auth_match(tt, rest.ptr, rest.len);
         }
         if (auth_param(a, "Basic", &rest)) {
-            return check_basic(client_id, token, rest);
+            return auth_basic(tt, rest);
         }
-        return 0;
+        return NULL;
     }
     if (id != NULL && sec != NULL) {
-        int id_ok = secret_eq(id->ptr, id->len, client_id, strlen(client_id));
-        int sec_ok = secret_eq(sec->ptr, sec->len, token, strlen(token));
-        return id_ok & sec_ok;
+        return auth_user_match(tt, id->ptr, id->len, sec->ptr, sec->len);
     }
-    return 0;
+    return NULL;
 }

@@ -73,10 +73,10 @@ static int certs_enrich_wanted(const struct admin_req_query *q)
 }
 
 /* Query parameters each route takes (admin_req_query_check); anything else is a 400. */
-static const char *const certs_q_list[] = {"page",   "pageSize", "filter.", "filtered",
-                                           "sorted", "fields",   "keypair", NULL};
+static const char *const certs_q_list[] = {"page",   "pageSize", "filter.", "filtered", "sorted",
+                                           "fields", "keypair",  "export",  NULL};
 static const char *const certs_q_write[] = {"enrich", NULL};
-static const char *const certs_q_get[] = {"fields", NULL};
+static const char *const certs_q_get[] = {"fields", "export", NULL};
 
 /* ---- reply helpers ---- */
 
@@ -128,7 +128,8 @@ static int certs_query_ok(const struct admin_req_query *q, const char *const *al
     struct torii_errbuf eb = {{0}};
 
     if (admin_req_query_check(q, allowed, &eb) != TORII_OK
-        || admin_req_query_bool_check(q, "enrich", &eb) != TORII_OK) {
+        || admin_req_query_bool_check(q, "enrich", &eb) != TORII_OK
+        || admin_req_query_bool_check(q, "export", &eb) != TORII_OK) {
         admin_reply_error(reply, 400, "%s", eb.msg);
         return 0;
     }
@@ -209,6 +210,23 @@ static void certs_drop_response_only(json_t *entity)
 {
     (void)json_object_del(entity, "certId");
     (void)json_object_del(entity, "warnings");
+    (void)json_object_del(entity, "privateKeyRedacted");
+}
+
+/* A body copied from a redacted response ("privateKeyRedacted": true) without a key: on create
+ * there is no stored key to keep, so the copy would silently lose it. */
+static int certs_check_redacted_copy(const json_t *entity, struct torii_errbuf *eb)
+{
+    const char *key = json_string_value(json_object_get(entity, "privateKey"));
+
+    if (json_is_true(json_object_get(entity, "privateKeyRedacted"))
+        && (key == NULL || key[0] == '\0')) {
+        return torii_errf(
+            eb, TORII_EINVAL,
+            "privateKey: this body comes from a redacted response (privateKeyRedacted); "
+            "send the key itself (GET ?export=true needs the keys:export scope)");
+    }
+    return TORII_OK;
 }
 
 /* Normalize (type checks and defaults), validate the id, enrich unless told not to (certType
@@ -254,9 +272,11 @@ static X509 *certs_rec_leaf(const unsigned char *blob, size_t len)
 }
 
 /* PUT without a key: carry the stored key (and its password) over when the leaf public key is
- * unchanged (see the file comment). entity is normalized; errors here just mean "do not keep". */
-static void certs_keep_key(const json_t *stored, const unsigned char *stored_aux,
-                           size_t stored_aux_len, json_t *entity)
+ * unchanged (see the file comment). entity is normalized. A chain that does not parse is left
+ * to the real validation; a leaf with another public key is a 400 (the stored key cannot serve
+ * it, and dropping it silently would lose it). */
+static int certs_keep_key(const json_t *stored, const unsigned char *stored_aux,
+                          size_t stored_aux_len, json_t *entity, struct torii_errbuf *eb)
 {
     const char *old_key = json_string_value(json_object_get(stored, "privateKey"));
     const char *new_key = json_string_value(json_object_get(entity, "privateKey"));
@@ -265,12 +285,13 @@ static void certs_keep_key(const json_t *stored, const unsigned char *stored_aux
     X509 *a = NULL;
     X509 *b = NULL;
     json_t *pw = NULL;
+    int rc = TORII_OK;
 
     if (old_key == NULL || old_key[0] == '\0' || (new_key != NULL && new_key[0] != '\0')) {
-        return;
+        return TORII_OK;
     }
     if (torii_certrec_build(entity, &aux, &aux_len, NULL) != TORII_OK) {
-        return; /* the chain does not parse: the real validation reports it */
+        return TORII_OK; /* the chain does not parse: the real validation reports it */
     }
     a = certs_rec_leaf(aux, aux_len);
     b = certs_rec_leaf(stored_aux, stored_aux_len);
@@ -280,10 +301,15 @@ static void certs_keep_key(const json_t *stored, const unsigned char *stored_aux
         (void)json_object_set_new(entity, "privateKey", json_string(old_key));
         (void)json_object_set_new(entity, "password",
                                   json_is_string(pw) ? json_incref(pw) : json_null());
+    } else if (a != NULL && b != NULL) {
+        rc = torii_errf(eb, TORII_EINVAL,
+                        "privateKey: the new chain's leaf has another public key than the stored "
+                        "private key; send the private key of the new certificate");
     }
     X509_free(a);
     X509_free(b);
     torii_secure_free(aux, aux_len);
+    return rc;
 }
 
 /* ---- operations shared by the single and bulk endpoints (eb always says why) ---- */
@@ -300,6 +326,7 @@ static int certs_op_create(struct torii_admin_ctx *ctx, json_t *entity, int enri
     if (!json_is_object(entity)) {
         return torii_errf(eb, TORII_EINVAL, "certificate entity must be a JSON object");
     }
+    TORII_TRY(certs_check_redacted_copy(entity, eb));
     certs_drop_response_only(entity);
     if (id == NULL || json_is_null(id)) {
         TORII_TRY(torii_uuid_id(CERTS_ID_PREFIX, gen, sizeof(gen)));
@@ -329,7 +356,7 @@ static int certs_op_replace(struct torii_admin_ctx *ctx, const char *id, json_t 
     TORII_ENSURE(json_object_set_new(entity, "id", json_string(id)) == 0, TORII_ENOMEM);
     TORII_TRY(certs_read(ctx, id, 1, &rd, eb));
     TORII_TRY(torii_cert_normalize(entity, eb));
-    certs_keep_key(rd.ent, rd.aux, rd.aux_len, entity);
+    TORII_TRY(certs_keep_key(rd.ent, rd.aux, rd.aux_len, entity, eb));
     TORII_TRY(certs_prepare(entity, enrich, &aux, &aux_len, eb));
     TORII_TRY(certs_write(ctx, &rd, entity, aux, aux_len, eb));
     certs_log_write("updated", id);
@@ -337,6 +364,36 @@ out:
     certs_read_clear(&rd);
     torii_secure_free(aux, aux_len);
     return rc;
+}
+
+static int certs_is_secret_ptr(const json_t *p)
+{
+    const char *s = json_string_value(p);
+
+    return s != NULL && (strncmp(s, "/privateKey", 11) == 0 || strncmp(s, "/password", 9) == 0);
+}
+
+/* A JSON Patch must not read a secret: "test" against it is an oracle, "copy"/"move" from it
+ * would expose it in a field that responses show. Writing a secret (add/replace/remove) is
+ * fine. */
+static int certs_patch_reads_secret(const json_t *patch, int merge, struct torii_errbuf *eb)
+{
+    size_t i;
+    json_t *op;
+
+    if (merge || !json_is_array(patch)) {
+        return TORII_OK;
+    }
+    json_array_foreach (patch, i, op) {
+        const char *name = json_string_value(json_object_get(op, "op"));
+        if (certs_is_secret_ptr(json_object_get(op, "from"))
+            || (name != NULL && strcmp(name, "test") == 0
+                && certs_is_secret_ptr(json_object_get(op, "path")))) {
+            return torii_errf(eb, TORII_EINVAL,
+                              "patch operation %zu reads privateKey or password: not allowed", i);
+        }
+    }
+    return TORII_OK;
 }
 
 /* Apply a JSON Patch or merge patch to the stored entity; the result must still be an
@@ -350,6 +407,7 @@ static int certs_apply_patch(const struct torii_admin_ctx *ctx, const json_t *st
     const json_t *new_id = NULL;
     size_t max = ctx->cfg != NULL ? ctx->cfg->admin_max_body : 0; /* 0: the default */
 
+    TORII_TRY(certs_patch_reads_secret(patch, merge, eb));
     rc = merge ? admin_mergepatch_apply(stored, patch, max, &patched, eb)
                : admin_jsonpatch_apply(stored, patch, max, &patched, eb);
     if (rc != TORII_OK) {
@@ -647,6 +705,24 @@ static void certs_list_clear(struct certs_list *l)
     l->items = NULL;
 }
 
+/* Filtering or sorting on a secret would answer questions about it without showing it. */
+static int certs_list_no_secret(const struct admin_req_query *q, struct torii_errbuf *eb)
+{
+    for (size_t i = 0; i < q->n; i++) {
+        const char *k = q->p[i].k;
+        const char *v = q->p[i].v;
+        int filter = strncmp(k, "filter.", 7) == 0;
+        int terms = strcmp(k, "filtered") == 0 || strcmp(k, "sorted") == 0;
+
+        if ((filter && (strstr(k, "privateKey") != NULL || strstr(k, "password") != NULL))
+            || (terms && (strstr(v, "privateKey") != NULL || strstr(v, "password") != NULL))) {
+            return torii_errf(eb, TORII_EINVAL,
+                              "%s: privateKey and password cannot be filtered or sorted on", k);
+        }
+    }
+    return TORII_OK;
+}
+
 /* The list parameters of q into l (page numbers in *page and *size); eb names a bad one. */
 static int certs_list_parse(const struct admin_req_query *q, struct certs_list *l, long *page,
                             long *size, struct torii_errbuf *eb)
@@ -667,6 +743,7 @@ static int certs_list_parse(const struct admin_req_query *q, struct certs_list *
                           CERTS_PAGE_MAX);
     }
     TORII_TRY(admin_req_query_bool_check(q, "keypair", eb));
+    TORII_TRY(certs_list_no_secret(q, eb));
     l->q = q;
     l->keypair_only = admin_req_query_bool(q, "keypair", 0);
     l->offset = (size_t)(*page - 1) * (size_t)*size;

@@ -319,6 +319,7 @@ static void pki_keys(struct torii_admin_ctx *ctx, const struct torii_http_req *r
         pki_reply_rc(reply, rc, "", &eb);
         return;
     }
+    reply->fresh_key = 1; /* the caller asked for this key: shown once, here */
     pki_reply_entity(ctx, q, e, reply);
 }
 
@@ -337,6 +338,7 @@ static void pki_csrs(const struct torii_http_req *req, struct torii_admin_reply 
         pki_reply_rc(reply, rc, "", &eb);
         return;
     }
+    reply->fresh_key = 1; /* the CSR's key was made for the caller: shown once, here */
     pki_reply_json(reply, 200, out);
 }
 
@@ -392,6 +394,7 @@ static void pki_generate(struct torii_admin_ctx *ctx, const struct torii_http_re
         pki_reply_rc(reply, rc, "", &eb);
         return;
     }
+    reply->fresh_key = 1; /* generated for the caller: shown once, here */
     pki_reply_entity(ctx, q, e, reply);
 }
 

@@ -1,10 +1,12 @@
 /* server.c - the admin server: one thread running its own event_base, an evconnlistener on
- * admin.listen, every connection served by the strict HTTP/1.1 engine (http.h). Dispatch:
- * authentication first (every request, unknown paths included), then the route modules,
- * else 404. Replies are serialized here (compact JSON unless a route set raw bytes).
+ * admin.listen (plain on loopback, else TLS with client certificates: admin.tls), every
+ * connection served by the strict HTTP/1.1 engine (http.h). Dispatch goes through the guard
+ * (guard.c: rate limit, tokens and scopes, browser checks, audit, redaction), then the route
+ * modules, else 404. Replies are serialized here (compact JSON unless a route set raw bytes).
  * Threads: torii_admin_start/stop on the main thread; accept, dispatch and routes on the
  * admin thread. The main thread reaches the loop only through stop_ev (event_active).
- * Ownership: the server owns its base, listener, connections and the token (wiped on free);
+ * Ownership: the server owns its base, listener, connections, TLS context and the guard
+ * (token hashes wiped on free);
  * cfg/store/table are borrowed. */
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -17,13 +19,15 @@
 #include <unistd.h>
 
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <jansson.h>
 
-#include "admin_auth.h"
+#include "admin_guard.h"
 #include "admin_int.h"
 #include "torii/admin.h"
+#include "torii/clock.h"
 #include "torii/daemon.h"
 #include "torii/http.h"
 #include "torii/log.h"
@@ -42,8 +46,9 @@ struct admin_conn {
 struct torii_admin {
     struct torii_admin_ctx ctx;
     struct torii_http_limits lim;
-    char *token;     /* secret: wiped on free */
-    char *client_id; /* "admin" by default */
+    struct admin_guard guard; /* tokens, limiter, audit log, accepted hosts */
+    int guard_ready;
+    SSL_CTX *ssl_ctx; /* admin.tls; NULL: plain HTTP (loopback only) */
     struct event_base *base;
     struct evconnlistener *lis;
     struct event *stop_ev;
@@ -132,25 +137,12 @@ static void admin_handle(struct torii_http_exchange *ex, const struct torii_http
 {
     struct torii_admin *adm = arg;
     struct torii_admin_reply reply;
-    char path[512];
 
     memset(&reply, 0, sizeof(reply));
-    if (admin_health_route(adm, req, &reply) == TORII_OK) {
-        /* health probes: answered without authentication and without details */
-    } else if (admin_pki_public_route(&adm->ctx, req, &reply) == TORII_OK) {
-        /* public documents (JWKS): answered without authentication */
-    } else if (!admin_auth_check(adm->client_id, adm->token, req)) {
-        (void)torii_log_escape(req->path.ptr, req->path.len, path, sizeof(path));
-        /* Never the supplied secret: peer, request line and credential form only. */
-        torii_log(TORII_LOG_WARN,
-                  "admin: authentication failed (peer=%s method=%s path=\"%s\" scheme=%s)",
-                  req->peer, req->method, path, admin_auth_scheme(req));
-        admin_reply_error(&reply, 401, "You're not authorized - %s %s", req->method, path);
-    } else if (admin_lifecycle_route(&adm->ctx, req, &reply) == TORII_ENOTFOUND
-               && admin_certs_route(&adm->ctx, req, &reply) == TORII_ENOTFOUND
-               && admin_pki_route(&adm->ctx, req, &reply) == TORII_ENOTFOUND) {
-        admin_reply_clear(&reply);
-        admin_reply_error(&reply, 404, "not found");
+    if (admin_health_route(adm, req, &reply) != TORII_OK) {
+        /* health probes are answered above, without authentication and without details;
+         * everything else goes through the guard (scopes, rate limit, audit, redaction) */
+        admin_guard_dispatch(&adm->guard, &adm->ctx, req, torii_clock_mono_us() / 1000, &reply);
     }
     admin_send(ex, &reply);
     admin_reply_clear(&reply);
@@ -201,7 +193,19 @@ static void admin_accept_cb(struct evconnlistener *lis, evutil_socket_t fd, stru
     char peer[NI_MAXHOST + NI_MAXSERV + 4];
 
     (void)lis;
-    bev = bufferevent_socket_new(adm->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (adm->ssl_ctx != NULL) {
+        SSL *ssl = SSL_new(adm->ssl_ctx);
+        bev = ssl == NULL
+                  ? NULL
+                  : bufferevent_openssl_socket_new(adm->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                   BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        if (bev == NULL) {
+            SSL_free(ssl);
+        }
+    } else {
+        bev =
+            bufferevent_socket_new(adm->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    }
     if (bev == NULL) {
         torii_log(TORII_LOG_ERR, "admin: cannot allocate a connection");
         (void)evutil_closesocket(fd);
@@ -311,10 +315,10 @@ static void admin_free(struct torii_admin *adm)
     if (adm->base != NULL) {
         event_base_free(adm->base);
     }
-    if (adm->token != NULL) {
-        torii_secure_free(adm->token, strlen(adm->token));
+    if (adm->guard_ready) {
+        admin_guard_clear(&adm->guard);
     }
-    free(adm->client_id);
+    SSL_CTX_free(adm->ssl_ctx);
     free(adm);
 }
 
@@ -359,12 +363,22 @@ int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
     adm->ctx.table = table;
     adm->ctx.cfg = cfg;
     adm->daemon = daemon;
-    adm->client_id = torii_xstrdup(cfg->admin_client_id != NULL && cfg->admin_client_id[0] != '\0'
-                                       ? cfg->admin_client_id
-                                       : "admin");
     admin_limits(cfg, &adm->lim);
-    TORII_TRY(admin_auth_load_token(cfg, &adm->token, eb));
     TORII_TRY(torii_config_parse_addr(listen_on, &ss, &sslen, eb));
+    /* The keys of every site go through this API: off loopback, only TLS with client
+     * certificates from a CA in the store. */
+    TORII_ENSURE(cfg->admin_tls != NULL || torii_conf_addr_is_loopback(listen_on),
+                 torii_errf(eb, TORII_EINVAL,
+                            "admin: admin.listen %s is not a loopback address: a non-loopback "
+                            "admin listener requires TLS with client certificates (admin.tls "
+                            "{\"cert\", \"client_cas\"})",
+                            listen_on));
+    if (cfg->admin_tls != NULL) {
+        TORII_TRY(admin_tls_ctx_new(cfg, store, &adm->ssl_ctx, eb));
+    }
+    TORII_TRY(admin_guard_init(&adm->guard, cfg, listen_on, eb));
+    adm->guard_ready = 1;
+    adm->guard.scheme = adm->ssl_ctx != NULL ? "https" : "http";
     adm->base = event_base_new();
     TORII_ENSURE(adm->base != NULL,
                  torii_errf(eb, TORII_ENOMEM, "admin: cannot create the event base"));
@@ -390,7 +404,8 @@ int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
     err = pthread_create(&adm->thread, NULL, admin_thread_main, adm);
     TORII_ENSURE(err == 0, torii_errf(eb, TORII_EIO, "admin: cannot start the thread (%d)", err));
     adm->thread_started = 1;
-    torii_log(TORII_LOG_INFO, "admin: listening (addr=%s)", listen_on);
+    torii_log(TORII_LOG_INFO, "admin: listening (addr=%s tls=%s)", listen_on,
+              adm->ssl_ctx != NULL ? "client-certificates" : "off");
     *out = adm;
     adm = NULL;
 out:

@@ -60,6 +60,8 @@ static void conf_defaults(struct torii_config *c)
     c->alerts_repeat_s = 0;
     c->debug_clock_hook = 0;
     conf_set_str(&c->health_public_path, "");
+    c->admin_auth_fail_limit = 10;
+    c->admin_auth_fail_window_s = 60;
 }
 
 /* One key of the schema: where it goes and how it is typed. */
@@ -85,6 +87,12 @@ static const struct conf_key conf_keys[] = {
     {"admin.token", CONF_STR, OFF(admin_token), 0},
     {"admin.client_id", CONF_STR, OFF(admin_client_id), 0},
     {"admin.max_body", CONF_SIZE, OFF(admin_max_body), (unsigned long long)1 << 31},
+    {"admin.tokens", CONF_ARRAY, OFF(admin_tokens), 0},
+    {"admin.audit_log", CONF_STR, OFF(admin_audit_log), 0},
+    {"admin.hosts", CONF_ARRAY, OFF(admin_hosts), 0},
+    {"admin.tls", CONF_OBJECT, OFF(admin_tls), 0},
+    {"admin.auth_fail_limit", CONF_UINT, OFF(admin_auth_fail_limit), 1000000},
+    {"admin.auth_fail_window_s", CONF_UINT, OFF(admin_auth_fail_window_s), 86400},
     {"tls.default_cert", CONF_STR, OFF(default_cert), 0},
     {"tls.strict_sni", CONF_BOOL, OFF(strict_sni), 0},
     {"tls.strict_host", CONF_BOOL, OFF(strict_host), 0},
@@ -854,6 +862,7 @@ static void conf_validate(struct torii_config *c, struct torii_conf_errs *errs)
     }
     conf_exporters_parse(c, errs);
     conf_pki_parse(c, errs);
+    torii_conf_admin_validate(c, errs);
     if (c->workers == 0) {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         c->workers = ncpu > 0 ? (unsigned)ncpu : 1;
@@ -954,6 +963,11 @@ void torii_config_free(struct torii_config *c)
         torii_secure_free(c->admin_token, strlen(c->admin_token));
     }
     free(c->admin_client_id);
+    json_decref(c->admin_tokens);
+    free(c->admin_token_list);
+    free(c->admin_audit_log);
+    json_decref(c->admin_hosts);
+    json_decref(c->admin_tls);
     free(c->default_cert);
     free(c->log_level);
     free(c->debug_stall_file);

@@ -62,7 +62,8 @@ t_start() {
   "$TORII_BIN" -c "$T_TMP/torii.json" >>"$T_TMP/torii.log" 2>&1 &
   T_PID=$!
   for _ in $(seq 1 600); do
-    if curl -s -o /dev/null "http://127.0.0.1:$T_ADMIN/" 2>/dev/null; then
+    # With the token: probes must not count as failed authentications (rate limit).
+    if curl -s -o /dev/null -H "Authorization: Bearer $T_TOKEN" "http://127.0.0.1:$T_ADMIN/metrics" 2>/dev/null; then
       return 0
     fi
     if ! kill -0 "$T_PID" 2>/dev/null; then break; fi

@@ -122,7 +122,7 @@ check_eq "the due leaf is renewed" "['leaf']" "$(echo "$T_BODY" | jget '["renewe
 check_eq "almost is flagged almost expired" "almostExpired" \
   "$(echo "$T_BODY" | python3 -c 'import json,sys; d=json.load(sys.stdin); print([f["state"] for f in d["flagged"] if f["id"]=="almost"][0])')"
 
-api GET /api/certificates/leaf
+api GET "/api/certificates/leaf?export=true"
 echo "$T_BODY" > "$T_TMP/leaf-new.json"
 python3 - "$T_TMP/leaf-new.json" "$T_TMP" <<'PY'
 import json, sys, re
@@ -205,7 +205,7 @@ api POST /api/certificates/nope/_renew
 check_eq "POST /unknown/_renew -> 404" 404 "$T_STATUS"
 api POST "/api/certificates/$copy_id/_renew"
 check_eq "an [UNTIL EXPIRATION] copy is never renewed -> 400" 400 "$T_STATUS"
-api POST /api/certificates/_renew -d '["leaf"]'
+api POST /api/certificates/_renew -H 'Content-Type: application/json' -d '["leaf"]'
 check_eq "_renew with ids -> 200" 200 "$T_STATUS"
 check_eq "the listed id is renewed" "['leaf']" "$(echo "$T_BODY" | jget '["renewed"]')"
 api GET /api/certificates/leaf
@@ -215,7 +215,7 @@ e=json.load(sys.stdin)
 pem=re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", e["chain"], re.S)[0]+"\n"
 print(subprocess.run(["openssl","x509","-noout","-serial"],input=pem.encode(),capture_output=True).stdout.decode().strip().split("=")[1])')
 check_eq "SNI serves the latest renewal" "$new_serial" "$(served l.example.test)"
-api POST /api/certificates/_renew -d '{"x": 1}'
+api POST /api/certificates/_renew -H 'Content-Type: application/json' -d '{"x": 1}'
 check_eq "_renew with a non-array body -> 400" 400 "$T_STATUS"
 
 # --- 11 days later: "almost" has expired; the leaf's first copy expired and is deleted

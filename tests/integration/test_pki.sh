@@ -94,7 +94,7 @@ check_eq "persist=false: nothing stored" "$n0" "$(count)"
 api POST /api/pki/csrs -H 'Content-Type: application/json' -d '{"hosts":["csr.example.test"],"subject":"CN=csr.example.test"}'
 printf '%s' "$T_BODY" > "$T_TMP/csr.json"; pem_of "$T_TMP/csr.json" csr "$T_TMP/csr.pem"
 check "POST csrs returns a CSR that verifies" openssl req -in "$T_TMP/csr.pem" -noout -verify
-api POST "$IP/certs/_sign" --data-binary @"$T_TMP/csr.pem"
+api POST "$IP/certs/_sign" -H 'Content-Type: application/pkcs10' --data-binary @"$T_TMP/csr.pem"
 printf '%s' "$T_BODY" > "$T_TMP/signed.json"
 check_eq "CSR signed" 200 "$T_STATUS"
 pem_of "$T_TMP/signed.json" cert "$T_TMP/signed.crt"
@@ -168,15 +168,15 @@ n0=$(count)
 api POST '/api/pki/certs/_p12?password=s3cret' -H 'Content-Type: application/octet-stream' --data-binary @"$T_TMP/cli.p12"
 check_eq "p12 import" 200 "$T_STATUS"
 check_eq "p12 import stored one entity" $((n0 + 1)) "$(count)"
-api POST '/api/pki/certs/_p12?password=wrong' --data-binary @"$T_TMP/cli.p12"
+api POST '/api/pki/certs/_p12?password=wrong' -H 'Content-Type: application/x-pkcs12' --data-binary @"$T_TMP/cli.p12"
 check_eq "p12 wrong password: 400" 400 "$T_STATUS"
-api POST '/api/pki/certs/_p12?password=s3cret' --data-binary 'garbage'
+api POST '/api/pki/certs/_p12?password=s3cret' -H 'Content-Type: application/x-pkcs12' --data-binary 'garbage'
 check_eq "p12 corrupt: 400" 400 "$T_STATUS"
 check_eq "bad p12: nothing stored" $((n0 + 1)) "$(count)"
 cat "$T_TMP/deep.crt" "$T_TMP/sub.crt" "$T_TMP/deep.key" > "$T_TMP/bundle.pem"
-api POST /api/certificates/_bundle --data-binary @"$T_TMP/bundle.pem"
+api POST /api/certificates/_bundle -H 'Content-Type: application/x-pem-file' --data-binary @"$T_TMP/bundle.pem"
 check_eq "PEM bundle import: 201" 201 "$T_STATUS"
-api POST /api/certificates/_bundle --data-binary 'not a bundle'
+api POST /api/certificates/_bundle -H 'Content-Type: application/x-pem-file' --data-binary 'not a bundle'
 check_eq "PEM bundle garbage: 400" 400 "$T_STATUS"
 
 # --- negative cases (400, nothing stored) ---------------------------------------------------------
@@ -204,7 +204,7 @@ neg "_valid not an object" /api/pki/certs/_valid '[1]' 400
 check_eq "bad input: nothing stored" "$n0" "$(count)"
 api GET /api/pki/keys
 check_eq "GET on a PKI route: 405" 405 "$T_STATUS"
-api POST /api/pki/certs/_data --data-binary @"$T_TMP/ec.crt"
+api POST /api/pki/certs/_data -H 'Content-Type: application/x-pem-file' --data-binary @"$T_TMP/ec.crt"
 check_eq "_data of a PEM" "$(openssl x509 -in "$T_TMP/ec.crt" -noout -serial | sed 's/serial=//' | tr A-F a-f | sed 's/^0*//')" \
   "$(printf '%s' "$T_BODY" | jget "['serialNumber']")"
 api POST /api/pki/certs/_valid -H 'Content-Type: application/json' --data-binary @"$T_TMP/cli.json"

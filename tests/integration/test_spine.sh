@@ -44,6 +44,7 @@ api GET /api/certificates/cert-a
 body=$T_BODY
 api PUT /api/certificates/cert-a -H 'Content-Type: application/json' -d "$body"
 check_eq "GET-then-PUT round trip -> 200" 200 "$T_STATUS"
+api GET '/api/certificates/cert-a?export=true'
 check "GET-then-PUT keeps the private key" \
   test -n "$(echo "$T_BODY" | jget '["privateKey"]')"
 check_eq "still served after round trip" "$(serial_of a2)" "$(served a.example.test)"

@@ -643,6 +643,8 @@ static void test_certs_get_then_put_keeps_private_key(void **state)
     struct resp g;
     struct resp r;
     char *body = NULL;
+    char *before = NULL;
+    char *after = NULL;
     json_t *e = NULL;
 
     create_ok(f, "k1", pki.a_chain, pki.a_key, NULL);
@@ -673,13 +675,28 @@ static void test_certs_get_then_put_keeps_private_key(void **state)
     resp_clear(&r);
     free(body);
 
-    /* a different certificate (other key) without a key: the old key is not grafted on */
+    /* a different certificate (other key) without a key: the old key is not grafted on, and
+     * it is not silently dropped either: 400 naming privateKey, nothing written */
     (void)json_object_set_new(e, "chain", json_string(pki.b_chain));
     body = json_dumps(e, JSON_COMPACT);
+    before = snapshot(f);
     r = call(f, "PUT", "/api/certificates/k1", JSON_CT, body);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(jstr(r.json, "privateKey"), "");
-    assert_false(json_is_true(json_object_get(r.json, "valid")));
+    expect_error(&r, 400, "privateKey: the new chain's leaf has another public key");
+    after = snapshot(f);
+    assert_string_equal(before, after);
+    resp_clear(&r);
+    free(body);
+    free(before);
+    free(after);
+
+    /* a body copied from a redacted response is refused on create (no key to keep) */
+    (void)json_object_set_new(e, "id", json_string("k1-copy"));
+    (void)json_object_set_new(e, "chain", json_string(pki.a_chain));
+    (void)json_object_set_new(e, "privateKey", json_string(""));
+    (void)json_object_set_new(e, "privateKeyRedacted", json_true());
+    body = json_dumps(e, JSON_COMPACT);
+    r = call(f, "POST", "/api/certificates", JSON_CT, body);
+    expect_error(&r, 400, "redacted");
     resp_clear(&r);
     free(body);
     json_decref(e);
