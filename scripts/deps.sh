@@ -4,9 +4,9 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansson-dev
       libcurl4-openssl-dev liblmdb-dev lmdb-utils liburcu-dev libcmocka-dev node-llhttp
-      curl ca-certificates python3 procps psmisc)
+      curl ca-certificates python3 procps psmisc wrk)
 case "${1:-}" in
-  --bench) pkgs+=(haproxy nginx wrk nghttp2-client) ;;
+  --bench) pkgs+=(haproxy nginx nghttp2-client) ;;
   --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
 esac
 missing=()

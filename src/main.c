@@ -4,6 +4,8 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 #include "torii/alert.h"
 #include "torii/clock.h"
 #include "torii/conf.h"
+#include "torii/handover.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
@@ -27,25 +30,42 @@
 #include "torii/table.h"
 #include "torii/tls.h"
 
+#define APP_MAX_OLD 8 /* generations still draining at once (then a reload is refused) */
+
 struct app {
-    struct torii_config *cfg;
+    struct torii_config *cfg; /* the start-up config: admin, renewal, alerts, store */
+    const char *path;         /* -c FILE, re-read on SIGHUP */
+    char exe[PATH_MAX];       /* this binary's path, exec'd on SIGUSR2 */
+    int upgrade;              /* --upgrade: take the sockets of the running torii */
     struct torii_store *store;
     struct torii_table *table;
-    struct torii_tls_ctx *tls;
-    struct torii_workers *workers;
     struct torii_admin *admin;
     struct torii_pki_state *pki;
     struct torii_alerts *alerts;
     struct torii_renewer *renewer;
-    struct torii_routes *routes; /* compiled in main() (also for --check-config) */
+    struct torii_routes *routes;                  /* compiled in main() (also for --check-config) */
+    struct torii_proxy_gen *gen;                  /* the generation new connections get */
+    struct torii_proxy_gen *old[APP_MAX_OLD + 1]; /* draining */
+    size_t n_old;
+    unsigned gen_seq;
     struct event_base *base;
+    struct event *rotate;
+    struct event *reap;  /* frees drained generations; ends the loop when stopping */
+    struct event *ho_ev; /* the upgrade socket */
+    int ho_fd;
+    int stopping;
+    int64_t deadline_us; /* stopping: requests still in flight then are cut */
+    unsigned cut;
+    long successor; /* pid that took over our sockets */
 };
 
 static void usage(FILE *f)
 {
-    (void)fprintf(f, "usage: torii [-c FILE] [--check-config] [--version]\n"
+    (void)fprintf(f, "usage: torii [-c FILE] [--check-config] [--upgrade] [--version]\n"
                      "  -c FILE          JSON configuration (default: embedded defaults)\n"
                      "  --check-config   validate the configuration and exit\n"
+                     "  --upgrade        take over the listening sockets of the torii running\n"
+                     "                   on the same data_dir, which then drains and exits\n"
                      "  --version        print the version and exit\n");
 }
 
@@ -103,22 +123,192 @@ static void app_sd_notify(const char *msg)
     (void)close(fd);
 }
 
-static void app_on_signal(evutil_socket_t sig, short what, void *arg)
+/* The daemon state the health endpoints will report (daemon module, other branch): for now
+ * systemd is told, and the log says it. */
+static void app_mark_draining(struct app *app, const char *why)
+{
+    torii_log(TORII_LOG_NOTICE, "main: %s: draining (shutdown_timeout_s=%u)", why,
+              app->cfg->shutdown_timeout_s);
+    app_sd_notify("STOPPING=1");
+}
+
+/* Stop accepting and let what is in flight finish, up to shutdown_timeout_s. soft (upgrade):
+ * idle keep-alive connections are closed by their next response, not at once. */
+static void app_begin_stop(struct app *app, int soft, const char *why)
+{
+    if (app->stopping) {
+        /* A second signal: no more waiting. */
+        app->deadline_us = torii_clock_mono_us();
+        torii_log(TORII_LOG_NOTICE, "main: %s again: stopping now", why);
+        return;
+    }
+    app->stopping = 1;
+    app->deadline_us = torii_clock_mono_us() + (int64_t)app->cfg->shutdown_timeout_s * 1000000;
+    app_mark_draining(app, why);
+    if (app->gen != NULL) {
+        app->old[app->n_old++] = app->gen;
+        app->gen = NULL;
+    }
+    for (size_t i = 0; i < app->n_old; i++) {
+        torii_proxy_gen_drain(app->old[i], !soft);
+    }
+    if (app->ho_ev != NULL) {
+        (void)event_del(app->ho_ev);
+    }
+}
+
+/* Every 100 ms: free the generations whose last connection ended; when stopping, end the
+ * loop once all have, or at the deadline. */
+static void app_on_reap(evutil_socket_t fd, short what, void *arg)
 {
     struct app *app = arg;
+    size_t j = 0;
+
+    (void)fd;
     (void)what;
-    torii_log(TORII_LOG_NOTICE, "main: signal %d, shutting down", (int)sig);
-    app_sd_notify("STOPPING=1");
-    (void)event_base_loopexit(app->base, NULL);
+    for (size_t i = 0; i < app->n_old; i++) {
+        if (torii_proxy_gen_drained(app->old[i])) {
+            torii_log(TORII_LOG_INFO, "main: configuration generation %u drained",
+                      torii_proxy_gen_id(app->old[i]));
+            app->cut += torii_proxy_gen_free(app->old[i]);
+        } else {
+            app->old[j++] = app->old[i];
+        }
+    }
+    app->n_old = j;
+    if (app->stopping && (app->n_old == 0 || torii_clock_mono_us() >= app->deadline_us)) {
+        (void)event_base_loopexit(app->base, NULL);
+    }
+}
+
+static void app_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    app_begin_stop(arg, 0, sig == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void app_reopen_logs(struct app *app)
+{
+    struct torii_errbuf eb = {{0}};
+    const struct torii_config *cfg = app->gen != NULL ? torii_proxy_gen_config(app->gen) : app->cfg;
+
+    if (torii_log_access_open(cfg->access_log_path, &eb) != TORII_OK) {
+        torii_log(TORII_LOG_ERR, "main: %s (the access log stays where it was)", eb.msg);
+    }
+    torii_alerts_reopen(app->alerts);
+}
+
+static void app_on_usr1(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    torii_log(TORII_LOG_NOTICE, "main: SIGUSR1, reopening the access log and alert files");
+    app_reopen_logs(arg);
+}
+
+/* A new configuration, checked like at start plus the keys a reload cannot change; every
+ * problem is logged. */
+static int app_reload_load(struct app *app, struct torii_config **cfg, struct torii_routes **routes)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+    int rc = torii_config_check(app->path, cfg, &errs);
+
+    if (*cfg != NULL && torii_routes_check(*cfg, routes, &errs) != TORII_OK) {
+        rc = TORII_EINVAL;
+    }
+    if (*cfg != NULL && torii_config_reload_check(app->cfg, *cfg, &errs) != TORII_OK) {
+        rc = TORII_EINVAL;
+    }
+    if (rc == TORII_OK && app->n_old >= APP_MAX_OLD) {
+        torii_conf_errs_add(&errs, "reload: too many configurations still draining; try later");
+        rc = TORII_EINVAL;
+    }
+    for (size_t i = 0; i < errs.n; i++) {
+        torii_log(TORII_LOG_ERR, "main: reload refused: %s", errs.msgs[i]);
+    }
+    torii_conf_errs_free(&errs);
+    return rc;
+}
+
+static int app_gen_start(struct app *app, struct torii_config *cfg, int own_cfg,
+                         struct torii_routes *routes, const struct torii_listen_socks *inherit,
+                         struct torii_proxy_gen **out, struct torii_errbuf *eb)
+{
+    struct torii_proxy_gen_opts o = {
+        .cfg = cfg,
+        .own_cfg = own_cfg,
+        .routes = routes,
+        .table = app->table,
+        .ocsp_staple = torii_pki_state_staple_cb,
+        .ocsp_staple_arg = app->pki,
+        .inherit = inherit,
+        .id = ++app->gen_seq,
+    };
+
+    return torii_proxy_gen_start(&o, out, eb);
+}
+
+/* Publish a started generation: new connections get it, the old one drains. */
+static void app_gen_publish(struct app *app, struct torii_proxy_gen *g)
+{
+    const struct torii_config *cfg = torii_proxy_gen_config(g);
+    struct timeval rot = {.tv_sec = cfg->ticket_rotate_s};
+    enum torii_log_level lvl;
+
+    torii_proxy_gen_drain(app->gen, 0);
+    app->old[app->n_old++] = app->gen;
+    app->gen = g;
+    if (torii_log_level_parse(cfg->log_level, &lvl) == TORII_OK) {
+        torii_log_set_level(lvl);
+    }
+    (void)event_del(app->rotate);
+    if (cfg->ticket_rotate_s != 0 && event_add(app->rotate, &rot) != 0) {
+        torii_log(TORII_LOG_ERR, "main: cannot schedule session ticket rotation");
+    }
 }
 
 static void app_on_hup(evutil_socket_t sig, short what, void *arg)
 {
     struct app *app = arg;
+    struct torii_errbuf eb = {{0}};
+    struct torii_config *cfg = NULL;
+    struct torii_routes *routes = NULL;
+    struct torii_proxy_gen *g = NULL;
+    struct torii_listen_sock *socks = NULL;
+    struct torii_listen_socks in = {NULL, 0};
+    char msg[96];
+
     (void)sig;
     (void)what;
-    torii_log(TORII_LOG_NOTICE, "main: SIGHUP, reopening alert files");
-    torii_alerts_reopen(app->alerts);
+    if (app->stopping) {
+        return;
+    }
+    (void)snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%lld",
+                   (long long)torii_clock_mono_us());
+    app_sd_notify(msg);
+    torii_log(TORII_LOG_NOTICE, "main: SIGHUP, reloading %s", app->path ? app->path : "(defaults)");
+    if (app_reload_load(app, &cfg, &routes) == TORII_OK) {
+        socks = torii_xcalloc((size_t)app->cfg->workers * 2, sizeof(*socks));
+        in.v = socks;
+        in.n = torii_proxy_gen_listeners(app->gen, socks, (size_t)app->cfg->workers * 2);
+        if (app_gen_start(app, cfg, 1, routes, &in, &g, &eb) == TORII_OK) {
+            app_gen_publish(app, g);
+            torii_log(TORII_LOG_NOTICE, "main: configuration reloaded (generation %u)",
+                      torii_proxy_gen_id(g));
+            cfg = NULL;
+            routes = NULL;
+        } else {
+            torii_log(TORII_LOG_ERR, "main: reload refused: %s", eb.msg);
+        }
+    }
+    if (cfg != NULL) {
+        torii_log(TORII_LOG_ERR, "main: reload refused: the running configuration stays");
+    }
+    free(socks);
+    torii_routes_free(routes);
+    torii_config_free(cfg);
+    app_reopen_logs(app); /* the access log (maybe moved) and alert files, reload or not */
+    app_sd_notify("READY=1");
 }
 
 static void app_on_rotate(evutil_socket_t fd, short what, void *arg)
@@ -126,7 +316,8 @@ static void app_on_rotate(evutil_socket_t fd, short what, void *arg)
     struct app *app = arg;
     (void)fd;
     (void)what;
-    if (torii_tls_ctx_rotate_tickets(app->tls) != TORII_OK) {
+    if (app->gen != NULL
+        && torii_tls_ctx_rotate_tickets(torii_proxy_gen_tls(app->gen)) != TORII_OK) {
         torii_log(TORII_LOG_ERR, "main: session ticket key rotation failed");
     }
 }
@@ -139,60 +330,263 @@ static int app_make_data_dir(const char *dir, struct torii_errbuf *eb)
     return TORII_OK;
 }
 
-static int app_run(struct app *app)
+/* The admin API and the renewal thread: one per data dir, handed over on upgrade. */
+static int app_services_start(struct app *app, struct torii_errbuf *eb)
 {
-    struct torii_errbuf eb = {{0}};
-    struct torii_store_opts sopts = {.dir = app->cfg->data_dir};
-    struct torii_tls_opts topts = {0};
-    struct event *sigs[3] = {NULL, NULL, NULL};
-    struct event *rotate = NULL;
-    struct timeval rot = {.tv_sec = app->cfg->ticket_rotate_s};
-    int64_t t0 = torii_clock_mono_us();
-    size_t ncerts = 0;
     int rc = TORII_OK;
 
-    TORII_TRY(app_make_data_dir(app->cfg->data_dir, &eb));
-    TORII_TRY(torii_store_open(&sopts, &app->store, &eb));
+    TORII_TRY(torii_renewer_start(app->cfg, app->store, app->alerts, &app->renewer, eb));
+    torii_admin_set_renewer(app->renewer);
+    TORII_TRY(torii_admin_start(app->cfg, app->store, app->table, &app->admin, eb));
+out:
+    return rc;
+}
+
+static void app_services_stop(struct app *app)
+{
+    torii_admin_stop(app->admin);
+    app->admin = NULL;
+    torii_admin_set_renewer(NULL);
+    /* The renewal thread writes to the store, whose watcher raises alerts: stop it first. */
+    torii_renewer_stop(app->renewer);
+    app->renewer = NULL;
+}
+
+/* SIGUSR2: start the new binary with --upgrade; it takes our sockets (app_on_handover). */
+static void app_on_usr2(evutil_socket_t sig, short what, void *arg)
+{
+    struct app *app = arg;
+    static char opt_upgrade[] = "--upgrade";
+    static char opt_c[] = "-c";
+    char *argv[5] = {app->exe, opt_upgrade, NULL, NULL, NULL};
+    pid_t pid;
+
+    (void)sig;
+    (void)what;
+    if (app->stopping) {
+        return;
+    }
+    if (app->path != NULL) {
+        argv[2] = opt_c;
+        argv[3] = (char *)(uintptr_t)app->path;
+    }
+    pid = fork();
+    if (pid == 0) {
+        (void)execv(app->exe, argv);
+        _exit(127);
+    }
+    if (pid < 0) {
+        torii_log_errno(TORII_LOG_ERR, "main: SIGUSR2: cannot start %s", app->exe);
+        return;
+    }
+    torii_log(TORII_LOG_NOTICE, "main: SIGUSR2, started %s --upgrade (pid %ld)", app->exe,
+              (long)pid);
+}
+
+/* A successor asks for our sockets: give them, then drain. Admin and renewal stop first (the
+ * successor runs its own) and come back if the hand-over fails. */
+static void app_on_handover(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *app = arg;
+    struct torii_errbuf eb = {{0}};
+    size_t cap = (size_t)app->cfg->workers * 2;
+    struct torii_listen_sock *socks = NULL;
+    size_t n;
+    int conn = -1;
+    long pid = 0;
+
+    (void)fd;
+    (void)what;
+    if (app->stopping || torii_handover_accept(app->ho_fd, &conn, &pid, &eb) != TORII_OK) {
+        goto out;
+    }
+    socks = torii_xcalloc(cap, sizeof(*socks));
+    n = torii_proxy_gen_listeners(app->gen, socks, cap);
+    torii_log(TORII_LOG_NOTICE, "main: upgrade: pid %ld takes over %zu listening sockets", pid, n);
+    app_services_stop(app);
+    if (torii_handover_give(conn, socks, n, &eb) != TORII_OK) {
+        torii_log(TORII_LOG_ERR, "main: upgrade aborted, serving on: %s", eb.msg);
+        eb.msg[0] = '\0';
+        if (app_services_start(app, &eb) != TORII_OK) {
+            torii_log(TORII_LOG_ERR, "main: %s", eb.msg);
+            app_begin_stop(app, 0, "admin restart failed");
+        }
+        goto out;
+    }
+    app->successor = pid;
+    app_begin_stop(app, 1, "upgrade");
+out:
+    if (eb.msg[0] != '\0' && pid == 0) {
+        torii_log(TORII_LOG_WARN, "main: %s", eb.msg);
+    }
+    if (conn >= 0) {
+        (void)close(conn);
+    }
+    free(socks);
+}
+static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *eb)
+{
+    struct torii_store_opts sopts = {.dir = app->cfg->data_dir};
+    int rc = TORII_OK;
+
+    TORII_TRY(app_make_data_dir(app->cfg->data_dir, eb));
+    TORII_TRY(torii_store_open(&sopts, &app->store, eb));
     TORII_TRY(torii_table_new(&app->table));
     torii_table_set_default(app->table, app->cfg->default_cert);
     TORII_TRY(torii_store_watch(app->store, app_on_store_change, app));
     TORII_TRY(torii_store_foreach(app->store, TORII_STORE_CERTS, app_load_one, app));
-    TORII_TRY(torii_admin_pki_state_open(app->cfg, app->store, &app->pki, &eb));
-    TORII_TRY(torii_admin_pki_bootstrap(app->cfg, app->store, &eb));
-    TORII_TRY(torii_store_count(app->store, TORII_STORE_CERTS, &ncerts));
-    TORII_TRY(torii_alerts_new(app->cfg, app->store, &app->alerts, &eb));
+    TORII_TRY(torii_admin_pki_state_open(app->cfg, app->store, &app->pki, eb));
+    TORII_TRY(torii_admin_pki_bootstrap(app->cfg, app->store, eb));
+    TORII_TRY(torii_store_count(app->store, TORII_STORE_CERTS, ncerts));
+    TORII_TRY(torii_alerts_new(app->cfg, app->store, &app->alerts, eb));
     TORII_TRY(torii_alerts_watch_store(app->alerts, app->store));
-    topts.table = app->table;
-    topts.strict_sni = app->cfg->strict_sni;
-    TORII_TRY(torii_routes_bind_tls(app->routes, app->table, &eb));
-    topts.client_auth_lookup = torii_routes_tls_lookup;
-    topts.client_auth_arg = app->routes;
-    topts.ocsp_staple = torii_pki_state_staple_cb;
-    topts.ocsp_staple_arg = app->pki;
-    TORII_TRY(torii_tls_ctx_new(&topts, &app->tls, &eb));
+    TORII_TRY(torii_log_access_open(app->cfg->access_log_path, eb));
+out:
+    return rc;
+}
+
+#define APP_NSIGS 5
+
+static int app_events(struct app *app, struct event **sigs, struct torii_errbuf *eb)
+{
+    static const int nums[APP_NSIGS] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
+    static const event_callback_fn cbs[APP_NSIGS] = {app_on_signal, app_on_signal, app_on_hup,
+                                                     app_on_usr1, app_on_usr2};
+    struct timeval rot = {.tv_sec = app->cfg->ticket_rotate_s};
+    struct timeval tick = {.tv_sec = 0, .tv_usec = 100000};
+    int rc = TORII_OK;
 
     app->base = event_base_new();
-    TORII_ENSURE(app->base != NULL, torii_errf(&eb, TORII_ENOMEM, "event_base_new failed"));
-    sigs[0] = evsignal_new(app->base, SIGTERM, app_on_signal, app);
-    sigs[1] = evsignal_new(app->base, SIGINT, app_on_signal, app);
-    sigs[2] = evsignal_new(app->base, SIGHUP, app_on_hup, app);
-    rotate = event_new(app->base, -1, EV_PERSIST, app_on_rotate, app);
-    TORII_ENSURE(sigs[0] && sigs[1] && sigs[2] && rotate, TORII_ENOMEM);
-    TORII_ENSURE(event_add(sigs[0], NULL) == 0 && event_add(sigs[1], NULL) == 0
-                     && event_add(sigs[2], NULL) == 0
-                     && event_add(rotate, app->cfg->ticket_rotate_s ? &rot : NULL) == 0,
+    TORII_ENSURE(app->base != NULL, torii_errf(eb, TORII_ENOMEM, "event_base_new failed"));
+    for (int i = 0; i < APP_NSIGS; i++) {
+        sigs[i] = evsignal_new(app->base, nums[i], cbs[i], app);
+        TORII_ENSURE(sigs[i] != NULL && event_add(sigs[i], NULL) == 0,
+                     torii_errf(eb, TORII_EIO, "cannot watch signal %d", nums[i]));
+    }
+    app->rotate = event_new(app->base, -1, EV_PERSIST, app_on_rotate, app);
+    app->reap = event_new(app->base, -1, EV_PERSIST, app_on_reap, app);
+    TORII_ENSURE(app->rotate != NULL && app->reap != NULL, TORII_ENOMEM);
+    TORII_ENSURE(event_add(app->rotate, app->cfg->ticket_rotate_s ? &rot : NULL) == 0
+                     && event_add(app->reap, &tick) == 0,
                  TORII_EIO);
+out:
+    return rc;
+}
 
+/* --upgrade: every socket received must be one this configuration listens on, in a worker
+ * slot it has; otherwise a connection queued in it would be lost. */
+static int app_check_inherited(const struct app *app, const struct torii_listen_socks *in,
+                               struct torii_errbuf *eb)
+{
+    for (size_t i = 0; i < in->n; i++) {
+        const struct torii_listen_sock *ls = &in->v[i];
+        const char *mine = ls->kind == 0 ? app->cfg->listen_https : app->cfg->listen_http;
+        if (ls->slot >= app->cfg->workers || strcmp(ls->addr, mine) != 0) {
+            return torii_errf(eb, TORII_EINVAL,
+                              "upgrade: the running torii listens on %s (worker %u): workers and "
+                              "listen.* must be the same for an upgrade; restart instead",
+                              ls->addr, ls->slot);
+        }
+    }
+    return TORII_OK;
+}
+
+/* The first generation and the services; with --upgrade, on the running torii's sockets. */
+static int app_serve(struct app *app, struct torii_errbuf *eb)
+{
+    struct torii_listen_socks in = {NULL, 0};
+    int conn = -1;
+    int rc = TORII_OK;
+
+    if (app->upgrade) {
+        TORII_TRY(torii_handover_take(app->cfg->data_dir, &conn, &in, eb));
+        TORII_TRY(app_check_inherited(app, &in, eb));
+    } else {
+        /* First: refuses to start next to a torii serving the same data dir. */
+        TORII_TRY(torii_handover_listen(app->cfg->data_dir, 0, &app->ho_fd, eb));
+    }
+    TORII_TRY(app_gen_start(app, app->cfg, 0, app->routes, &in, &app->gen, eb));
+    app->routes = NULL; /* the generation's now */
+    TORII_TRY(app_services_start(app, eb));
+    if (conn >= 0) {
+        TORII_TRY(torii_handover_serving(conn, eb));
+        torii_log(TORII_LOG_NOTICE, "main: upgrade: took over %zu listening sockets (pid %ld)",
+                  in.n, (long)getpid());
+    }
+    if (app->upgrade) {
+        TORII_TRY(torii_handover_listen(app->cfg->data_dir, 1, &app->ho_fd, eb));
+    }
+    app->ho_ev = event_new(app->base, app->ho_fd, EV_READ | EV_PERSIST, app_on_handover, app);
+    TORII_ENSURE(app->ho_ev != NULL && event_add(app->ho_ev, NULL) == 0, TORII_ENOMEM);
+out:
+    torii_handover_socks_free(&in);
+    if (conn >= 0) {
+        (void)close(conn);
+    }
+    return rc;
+}
+
+static void app_close(struct app *app, struct event **sigs)
+{
+    app_services_stop(app);
+    if (app->gen != NULL) {
+        app->old[app->n_old++] = app->gen;
+        app->gen = NULL;
+    }
+    for (size_t i = 0; i < app->n_old; i++) {
+        app->cut += torii_proxy_gen_free(app->old[i]);
+    }
+    app->n_old = 0;
+    torii_alerts_free(app->alerts); /* flushes the exporters' queues */
+    torii_log_access_close();
+    for (int i = 0; i < APP_NSIGS; i++) {
+        if (sigs[i] != NULL) {
+            event_free(sigs[i]);
+        }
+    }
+    if (app->rotate != NULL) {
+        event_free(app->rotate);
+    }
+    if (app->reap != NULL) {
+        event_free(app->reap);
+    }
+    if (app->ho_ev != NULL) {
+        event_free(app->ho_ev);
+    }
+    if (app->ho_fd >= 0) {
+        (void)close(app->ho_fd); /* not unlinked: a successor may have bound the path */
+    }
+    if (app->base != NULL) {
+        event_base_free(app->base);
+    }
+    torii_routes_free(app->routes);
+    app->routes = NULL;
+    torii_table_free(app->table);
+    torii_wellknown_pki_set(NULL);
+    torii_pki_state_free(app->pki); /* after every store writer stopped */
+    torii_store_free(app->store);
+}
+
+static int app_run(struct app *app)
+{
+    struct torii_errbuf eb = {{0}};
+    struct event *sigs[APP_NSIGS] = {NULL};
+    int64_t t0 = torii_clock_mono_us();
+    size_t ncerts = 0;
+    char msg[64];
+    int rc = TORII_OK;
+
+    app->ho_fd = -1;
+    TORII_TRY(app_open_state(app, &ncerts, &eb));
+    TORII_TRY(app_events(app, sigs, &eb));
     torii_wellknown_pki_set(app->pki);
-    TORII_TRY(torii_workers_start(app->cfg, app->table, app->tls, app->routes, &app->workers, &eb));
-    TORII_TRY(torii_renewer_start(app->cfg, app->store, app->alerts, &app->renewer, &eb));
-    torii_admin_set_renewer(app->renewer);
-    TORII_TRY(torii_admin_start(app->cfg, app->store, app->table, &app->admin, &eb));
+    TORII_TRY(app_serve(app, &eb));
     torii_log(TORII_LOG_NOTICE,
               "main: torii %s ready: %zu certificates, start-up %.1f ms (admin=%s data=%s)",
               TORII_VERSION, ncerts, (double)(torii_clock_mono_us() - t0) / 1000.0,
               app->cfg->admin_listen, app->cfg->data_dir);
-    app_sd_notify("READY=1");
+    (void)snprintf(msg, sizeof(msg), "MAINPID=%ld\nREADY=1", (long)getpid());
+    app_sd_notify(msg);
     if (event_base_dispatch(app->base) < 0) {
         rc = torii_errf(&eb, TORII_EIO, "main loop failed");
     }
@@ -200,30 +594,13 @@ out:
     if (rc != TORII_OK) {
         torii_log(TORII_LOG_ERR, "main: %s", eb.msg[0] ? eb.msg : torii_strerror(rc));
     }
-    torii_admin_stop(app->admin);
-    torii_admin_set_renewer(NULL);
-    torii_workers_stop(app->workers);
-    /* The renewal thread writes to the store, whose watcher raises alerts: stop it first. */
-    torii_renewer_stop(app->renewer);
-    torii_alerts_free(app->alerts);
-    for (int i = 0; i < 3; i++) {
-        if (sigs[i] != NULL) {
-            event_free(sigs[i]);
-        }
+    app_close(app, sigs);
+    if (app->cut > 0) {
+        torii_log(TORII_LOG_ERR,
+                  "main: shutdown_timeout_s (%us) cut %u connection%s with a request in flight",
+                  app->cfg->shutdown_timeout_s, app->cut, app->cut == 1 ? "" : "s");
+        rc = rc == TORII_OK ? TORII_EIO : rc;
     }
-    if (rotate != NULL) {
-        event_free(rotate);
-    }
-    if (app->base != NULL) {
-        event_base_free(app->base);
-    }
-    torii_tls_ctx_free(app->tls);
-    torii_routes_free(app->routes); /* its trust sets read the table: before it goes */
-    app->routes = NULL;
-    torii_table_free(app->table);
-    torii_wellknown_pki_set(NULL);
-    torii_pki_state_free(app->pki); /* after every store writer stopped */
-    torii_store_free(app->store);
     return rc;
 }
 
@@ -251,6 +628,23 @@ static int app_load_config(const char *path, struct app *app)
     return rc;
 }
 
+/* The path to exec for an upgrade: where this binary was started from (the package manager
+ * replaces the file there). */
+static void app_self_exe(const char *argv0, char *out, size_t len)
+{
+    ssize_t n = readlink("/proc/self/exe", out, len - 1);
+
+    if (n > 0) {
+        out[n] = '\0';
+        /* "/usr/sbin/torii (deleted)" once the file has been replaced: the new one is there. */
+        if ((size_t)n > 10 && strcmp(out + n - 10, " (deleted)") == 0) {
+            out[n - 10] = '\0';
+        }
+    } else {
+        (void)snprintf(out, len, "%s", argv0);
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct app app = {0};
@@ -264,6 +658,8 @@ int main(int argc, char **argv)
             path = argv[++i];
         } else if (strcmp(argv[i], "--check-config") == 0) {
             check_only = 1;
+        } else if (strcmp(argv[i], "--upgrade") == 0) {
+            app.upgrade = 1;
         } else if (strcmp(argv[i], "--version") == 0) {
             (void)printf("torii %s (%s)\n", TORII_VERSION, OpenSSL_version(OPENSSL_VERSION));
             return 0;
@@ -288,10 +684,20 @@ int main(int argc, char **argv)
         torii_log_set_level(lvl);
     }
     (void)signal(SIGPIPE, SIG_IGN);
+    torii_log_detect_journal();
+    app.path = path;
+    app_self_exe(argv[0], app.exe, sizeof(app.exe));
     if (evthread_use_pthreads() != 0) {
         torii_fatal("main: evthread_use_pthreads failed");
     }
     rc = app_run(&app);
+    if (app.successor != 0) {
+        torii_log(TORII_LOG_NOTICE, "main: torii %s exiting (status %d): handed over to pid %ld",
+                  TORII_VERSION, rc == TORII_OK ? 0 : 1, app.successor);
+    } else {
+        torii_log(TORII_LOG_NOTICE, "main: torii %s exiting (status %d)", TORII_VERSION,
+                  rc == TORII_OK ? 0 : 1);
+    }
     torii_config_free(app.cfg);
     libevent_global_shutdown();
     return rc == TORII_OK ? 0 : 1;

@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Daemon behaviour: graceful stop (SIGTERM lets requests in flight finish), reload (SIGHUP
+# under keep-alive load, invalid configurations refused), binary upgrade (torii --upgrade
+# takes the listening sockets under load), access log file (format, SIGUSR1 reopen) and
+# journal priority prefixes. Every wait is a bounded poll on a condition.
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+BK1=$(t_free_port)
+BK2=$(t_free_port)
+t_backend_start "$BK1" || { echo "backend did not start"; exit 1; }
+t_backend_start "$BK2" || { echo "backend did not start"; exit 1; }
+T_PID2=""
+trap 't_bg_stop; t_backend_stop_all; [ -n "$T_PID2" ] && kill -9 "$T_PID2" 2>/dev/null; t_cleanup' EXIT
+
+# wait_for CMD...: poll a condition for up to 60 s.
+wait_for() {
+  local _
+  for _ in $(seq 1 600); do
+    if "$@"; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+log_has() { grep -q -- "$1" "${2:-$T_TMP/torii.log}" 2>/dev/null; }
+# config EXTRA_ROUTES [EXTRA_MEMBERS]: route a.example.test -> BK1, plus more routes.
+config() {
+  t_config "\"routes\": [
+    {\"hosts\": [\"a.example.test\"], \"backend\": {\"targets\": [\"127.0.0.1:$BK1\"]}}${1:-}
+  ],
+  \"tls\": {\"strict_host\": false},
+  ${2:-}"
+}
+C=(curl -sk --max-time 60)
+status_of() { "${C[@]}" -o /dev/null -w '%{http_code}' -H "Host: $1" "https://127.0.0.1:$T_HTTPS$2"; }
+
+# --- 1. SIGTERM with a slow request in flight: it completes, is logged, new connections refused
+config "" "\"access_log\": {\"path\": \"$T_TMP/access.log\"}, \"shutdown_timeout_s\": 120,"
+t_start || exit 1
+"${C[@]}" -o "$T_TMP/slow.out" -w '%{http_code}' -H "Host: a.example.test" \
+  "https://127.0.0.1:$T_HTTPS/sleep/3000" > "$T_TMP/slow.code" &
+SLOW=$!
+check "backend got the slow request" wait_for log_has "GET /sleep/3000" "$T_TMP/backend-$BK1.log"
+kill -TERM "$T_PID"
+check "drain announced" wait_for log_has "SIGTERM: draining"
+check "no new connection while draining" \
+  bash -c "! curl -sk --max-time 10 -o /dev/null https://127.0.0.1:$T_HTTPS/ 2>/dev/null"
+wait "$SLOW"
+check_eq "slow request completed after SIGTERM" "200" "$(cat "$T_TMP/slow.code")"
+st=0; wait "$T_PID" || st=$?; T_PID=""
+check_eq "exit status 0 after a complete drain" "0" "$st"
+check "slow request in the access log" grep -q '"path":"/sleep/3000","status":200' "$T_TMP/access.log"
+check "final log line" log_has "exiting (status 0)"
+
+# --- 2. the deadline cuts: non-zero exit, a line saying how many
+config "" "\"shutdown_timeout_s\": 1,"
+t_start || exit 1
+"${C[@]}" -o /dev/null -H "Host: a.example.test" "https://127.0.0.1:$T_HTTPS/sleep/30000" &
+SLOW=$!
+check "backend got the long request" wait_for log_has "GET /sleep/30000" "$T_TMP/backend-$BK1.log"
+st=0; kill -TERM "$T_PID"; wait "$T_PID" || st=$?; T_PID=""
+check "deadline: exit status non-zero" test "$st" -ne 0
+check "deadline: cut count logged" log_has "cut 1 connection with a request in flight"
+wait "$SLOW" 2>/dev/null
+
+# --- 3. access log file, combined format, SIGUSR1 reopen (logrotate); journal prefixes
+: > "$T_TMP/torii.log"
+config "" "\"access_log\": {\"path\": \"$T_TMP/access.log\", \"format\": \"combined\"},"
+JOURNAL_STREAM=$(stat -c '%d:%i' "$T_TMP/torii.log") t_start || exit 1
+check_eq "request 1" "200" "$(status_of a.example.test /bytes/10)"
+check "combined line" wait_for grep -q '"GET /bytes/10 HTTP/1.1" 200 .* a.example.test ' "$T_TMP/access.log"
+mv "$T_TMP/access.log" "$T_TMP/access.log.1"
+kill -USR1 "$T_PID"
+check "SIGUSR1 logged" wait_for log_has "SIGUSR1, reopening"
+check_eq "request 2" "200" "$(status_of a.example.test /bytes/11)"
+check "reopened file gets the next line" wait_for grep -q '/bytes/11 ' "$T_TMP/access.log"
+check "rotated file kept the old lines only" bash -c "! grep -q /bytes/11 '$T_TMP/access.log.1'"
+check "journal: syslog priority prefixes" grep -q '^<5>.*notice main: torii .* ready' "$T_TMP/torii.log"
+check "access lines not in the event log" bash -c "! grep -q 'GET /bytes/10' '$T_TMP/torii.log'"
+t_stop
+
+# --- 4. SIGHUP under keep-alive load (wrk) that adds a route: zero failures, new route served
+: > "$T_TMP/torii.log"
+config ""
+t_start || exit 1
+check_eq "b.example.test has no route yet" "421" "$(status_of b.example.test /bytes/5)"
+wrk -t2 -c16 -d60s --timeout 60s -H "Host: a.example.test" \
+  "https://127.0.0.1:$T_HTTPS/bytes/64" > "$T_TMP/wrk1.out" 2>&1 &
+WRK=$!
+reqs() { t_backend_stat "$BK1" requests; }
+N0=$(reqs)
+check "wrk load running" wait_for bash -c "[ \$(curl -s http://127.0.0.1:$BK1/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"requests\"])') -gt $((N0 + 200)) ]"
+config ",{\"hosts\": [\"b.example.test\"], \"backend\": {\"targets\": [\"127.0.0.1:$BK2\"]}}"
+kill -HUP "$T_PID"
+check "reload applied" wait_for log_has "configuration reloaded (generation 2)"
+check_eq "new requests see the new route" "200" "$(status_of b.example.test /bytes/5)"
+check "old generation drained under load" wait_for log_has "generation 1 drained"
+N1=$(reqs)
+check "load went on after the reload" wait_for bash -c "[ \$(curl -s http://127.0.0.1:$BK1/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"requests\"])') -gt $((N1 + 200)) ]"
+check "wrk still running at the end (reload happened under load)" kill -0 "$WRK"
+kill -INT "$WRK"; wait "$WRK"
+wrk_ok() { # no socket error, no non-2xx, some requests done
+  ! grep -q "Socket errors" "$1" && ! grep -q "Non-2xx" "$1" && grep -q "requests in" "$1"
+}
+check "wrk: zero failed requests across the reload" wrk_ok "$T_TMP/wrk1.out"
+
+# --- 5. invalid configurations on SIGHUP are refused and logged; the old one keeps running
+cp "$T_TMP/torii.json" "$T_TMP/good.json"
+sed -i 's/"workers": 2/"workers": 3/' "$T_TMP/torii.json"
+kill -HUP "$T_PID"
+check "workers change refused, key named" wait_for log_has "reload refused: config: workers: cannot change on reload"
+echo '{"routes": [' > "$T_TMP/torii.json"
+kill -HUP "$T_PID"
+check "broken JSON refused" wait_for log_has "reload refused: config: $T_TMP/torii.json:"
+python3 - "$T_TMP/good.json" "$T_TMP/torii.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["routes"][0]["backend"]["targets"] = ["nonsense::"]
+json.dump(c, open(sys.argv[2], "w"))
+PY
+kill -HUP "$T_PID"
+check "bad route refused" wait_for log_has "reload refused: config: routes\[0\].backend.targets\[0\]"
+check_eq "old routes still served" "200" "$(status_of b.example.test /bytes/5)"
+check_eq "no generation 3" "0" "$(grep -c 'generation 3' "$T_TMP/torii.log")"
+cp "$T_TMP/good.json" "$T_TMP/torii.json"
+
+# --- 6. binary upgrade under load (wrk keep-alive + new connections): zero failures
+cat > "$T_TMP/newconn.py" <<'PY'
+# New TLS connection per request until STOPFILE exists (at most 100000 requests, 300 s).
+import os, socket, ssl, sys, time
+port, stop, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+ok = fail = 0; t0 = time.time(); last = ""
+while not os.path.exists(stop) and ok + fail < 100000 and time.time() - t0 < 300:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            with ctx.wrap_socket(s) as t:
+                t.sendall(b"GET /bytes/32 HTTP/1.1\r\nHost: a.example.test\r\nConnection: close\r\n\r\n")
+                data = b""
+                while True:
+                    b = t.recv(65536)
+                    if not b: break
+                    data += b
+        if data.startswith(b"HTTP/1.1 200") and len(data) > 32:
+            ok += 1
+        else:
+            fail += 1; last = repr(data[:80])
+    except Exception as e:
+        fail += 1; last = repr(e)
+    if (ok + fail) % 20 == 0 or os.path.exists(stop):
+        with open(out + ".tmp", "w") as f: f.write("%d %d %s\n" % (ok, fail, last))
+        os.replace(out + ".tmp", out)
+with open(out + ".tmp", "w") as f: f.write("%d %d %s\n" % (ok, fail, last))
+os.replace(out + ".tmp", out)
+PY
+newconn_ok() { awk '{print $1}' "$T_TMP/newconn.out" 2>/dev/null; }
+python3 "$T_TMP/newconn.py" "$T_HTTPS" "$T_TMP/stop" "$T_TMP/newconn.out" &
+NEWCONN=$!
+T_BG_PIDS+=($NEWCONN)
+wrk -t1 -c8 -d120s --timeout 60s -H "Host: a.example.test" \
+  "https://127.0.0.1:$T_HTTPS/bytes/64" > "$T_TMP/wrk2.out" 2>&1 &
+WRK=$!
+check "new-connection load running" wait_for bash -c "[ \"\$(awk '{print \$1}' $T_TMP/newconn.out 2>/dev/null)\" -gt 40 ] 2>/dev/null"
+OLD=$T_PID
+"$TORII_BIN" --upgrade -c "$T_TMP/torii.json" >> "$T_TMP/torii2.log" 2>&1 &
+T_PID2=$!
+check "successor took the sockets" wait_for log_has "upgrade: took over 4 listening sockets" "$T_TMP/torii2.log"
+check "old process drains" wait_for log_has "upgrade: draining"
+st=0; wait_for bash -c "! kill -0 $OLD 2>/dev/null"; wait "$OLD" || st=$?; T_PID=$T_PID2
+check_eq "old process exits 0 after the hand-over" "0" "$st"
+check "old process final line names the successor" log_has "handed over to pid $T_PID2"
+K=$(newconn_ok)
+check "new connections go on after the upgrade" wait_for bash -c "[ \"\$(awk '{print \$1}' $T_TMP/newconn.out)\" -gt $((K + 40)) ]"
+check "wrk still running at the end (upgrade happened under load)" kill -0 "$WRK"
+kill -INT "$WRK"; wait "$WRK"
+touch "$T_TMP/stop"; wait "$NEWCONN"
+check "wrk: zero failed requests across the upgrade" wrk_ok "$T_TMP/wrk2.out"
+check_eq "new connections: zero failed requests or handshakes" "0" "$(awk '{print $2}' "$T_TMP/newconn.out")"
+check_eq "the successor serves" "200" "$(status_of b.example.test /bytes/5)"
+check "upgrade socket is the successor's" test -S "$T_TMP/data/torii-upgrade.sock"
+st=0; kill -TERM "$T_PID2"; wait "$T_PID2" || st=$?; T_PID=""; T_PID2=""
+check_eq "successor stops cleanly" "0" "$st"
+cat "$T_TMP/torii2.log" >> "$T_TMP/torii.log"
+echo "wrk reload: $(grep 'requests in' "$T_TMP/wrk1.out"); wrk upgrade: $(grep 'requests in' "$T_TMP/wrk2.out"); new connections: $(cat "$T_TMP/newconn.out")"
+t_done
