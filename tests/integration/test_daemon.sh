@@ -95,6 +95,7 @@ kill -HUP "$T_PID"
 check "reload applied" wait_for log_has "configuration reloaded (generation 2)"
 check_eq "new requests see the new route" "200" "$(status_of b.example.test /bytes/5)"
 check "old generation drained under load" wait_for log_has "generation 1 drained"
+check "wrk still running when it had drained" kill -0 "$WRK"
 N1=$(reqs)
 check "load went on after the reload" wait_for bash -c "[ \$(curl -s http://127.0.0.1:$BK1/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"requests\"])') -gt $((N1 + 200)) ]"
 check "wrk still running at the end (reload happened under load)" kill -0 "$WRK"
