@@ -22,6 +22,20 @@ wait_for() {
   done
   return 1
 }
+# The inodes of the sockets listening on 127.0.0.1:$1 (sorted, one line): the same set
+# before and after a reload or an upgrade means the sockets were handed over, not re-bound.
+listen_inodes() {
+  python3 - "$1" <<'PY'
+import sys
+port = "%04X" % int(sys.argv[1])
+inos = []
+for line in open("/proc/net/tcp").read().splitlines()[1:]:
+    f = line.split()
+    if f[1] == "0100007F:" + port and f[3] == "0A":
+        inos.append(f[9])
+print(" ".join(sorted(inos)))
+PY
+}
 log_has() { grep -q -- "$1" "${2:-$T_TMP/torii.log}" 2>/dev/null; }
 # config EXTRA_ROUTES [EXTRA_MEMBERS]: route a.example.test -> BK1, plus more routes.
 config() {
@@ -91,8 +105,11 @@ reqs() { t_backend_stat "$BK1" requests; }
 N0=$(reqs)
 check "wrk load running" wait_for bash -c "[ \$(curl -s http://127.0.0.1:$BK1/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"requests\"])') -gt $((N0 + 200)) ]"
 config ",{\"hosts\": [\"b.example.test\"], \"backend\": {\"targets\": [\"127.0.0.1:$BK2\"]}}"
+INO=$(listen_inodes "$T_HTTPS")
 kill -HUP "$T_PID"
 check "reload applied" wait_for log_has "configuration reloaded (generation 2)"
+check "two listening sockets before the reload" test "$(echo "$INO" | wc -w)" -eq 2
+check_eq "reload kept the listening sockets" "$INO" "$(listen_inodes "$T_HTTPS")"
 check_eq "new requests see the new route" "200" "$(status_of b.example.test /bytes/5)"
 check "old generation drained under load" wait_for log_has "generation 1 drained"
 check "wrk still running when it had drained" kill -0 "$WRK"
@@ -163,12 +180,14 @@ wrk -t1 -c8 -d120s --timeout 60s -H "Host: a.example.test" \
 WRK=$!
 check "new-connection load running" wait_for bash -c "[ \"\$(awk '{print \$1}' $T_TMP/newconn.out 2>/dev/null)\" -gt 40 ] 2>/dev/null"
 OLD=$T_PID
+INO=$(listen_inodes "$T_HTTPS")
 "$TORII_BIN" --upgrade -c "$T_TMP/torii.json" >> "$T_TMP/torii2.log" 2>&1 &
 T_PID2=$!
 check "successor took the sockets" wait_for log_has "upgrade: took over 4 listening sockets" "$T_TMP/torii2.log"
 check "old process drains" wait_for log_has "upgrade: draining"
 st=0; wait_for bash -c "! kill -0 $OLD 2>/dev/null"; wait "$OLD" || st=$?; T_PID=$T_PID2
 check_eq "old process exits 0 after the hand-over" "0" "$st"
+check_eq "the successor accepts on the same listening sockets" "$INO" "$(listen_inodes "$T_HTTPS")"
 check "old process final line names the successor" log_has "handed over to pid $T_PID2"
 K=$(newconn_ok)
 check "new connections go on after the upgrade" wait_for bash -c "[ \"\$(awk '{print \$1}' $T_TMP/newconn.out)\" -gt $((K + 40)) ]"
