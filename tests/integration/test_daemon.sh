@@ -48,22 +48,90 @@ config() {
 C=(curl -sk --max-time 60)
 status_of() { "${C[@]}" -o /dev/null -w '%{http_code}' -H "Host: $1" "https://127.0.0.1:$T_HTTPS$2"; }
 
-# --- 1. SIGTERM with a slow request in flight: it completes, is logged, new connections refused
-config "" "\"access_log\": {\"path\": \"$T_TMP/access.log\"}, \"shutdown_timeout_s\": 120,"
+# --- 1. SIGTERM with requests in flight: they complete and are logged (a held response and
+# a streamed body), an idle keep-alive connection closes at once, new connections refused.
+# The held backend answers only once $T_TMP/release exists: the order is deterministic.
+HOLD=$(t_free_port)
+cat > "$T_TMP/hold.py" <<'PY'
+import os, socket, sys, threading, time
+port, release = int(sys.argv[1]), sys.argv[2]
+def serve(c):
+    with c:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            b = c.recv(4096)
+            if not b: return
+            data += b
+        if data.startswith(b"GET /hold"):
+            open(release + ".got", "w").close()
+            t0 = time.time()
+            while not os.path.exists(release) and time.time() - t0 < 300:
+                time.sleep(0.05)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nreleased")
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port)); s.listen(64)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+python3 "$T_TMP/hold.py" "$HOLD" "$T_TMP/release" &
+T_BG_PIDS+=($!)
+t_wait_port "$HOLD"
+cat > "$T_TMP/idle.py" <<'PY'
+# One keep-alive request, then wait (at most 60 s) for the server to close: prints "eof"
+# when it does, with "held" if $release did not exist yet (the held request was in flight).
+import os, socket, ssl, sys, time
+port, ready, release = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+t = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=60))
+t.sendall(b"GET /bytes/3 HTTP/1.1\r\nHost: a.example.test\r\n\r\n")
+data = b""
+while len(data) < 65536:
+    b = t.recv(4096)
+    if not b: break
+    data += b
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if sep and len(body) >= 3:  # Content-Length: 3
+        break
+open(ready, "w").close()
+try:
+    while t.recv(4096): pass
+    print("eof", "held" if not os.path.exists(release) else "released")
+except Exception as e:
+    print("error", repr(e))
+PY
+config ",{\"hosts\": [\"hold.example.test\"], \"backend\": {\"targets\": [\"127.0.0.1:$HOLD\"]}}" \
+  "\"access_log\": {\"path\": \"$T_TMP/access.log\"}, \"shutdown_timeout_s\": 120,
+   \"limits\": {\"idle_timeout_ms\": 3600000},"
 t_start || exit 1
-"${C[@]}" -o "$T_TMP/slow.out" -w '%{http_code}' -H "Host: a.example.test" \
-  "https://127.0.0.1:$T_HTTPS/sleep/3000" > "$T_TMP/slow.code" &
+python3 "$T_TMP/idle.py" "$T_HTTPS" "$T_TMP/idle.ready" "$T_TMP/release" > "$T_TMP/idle.out" &
+IDLE=$!
+"${C[@]}" -o "$T_TMP/slow.out" -w '%{http_code}' -H "Host: hold.example.test" \
+  "https://127.0.0.1:$T_HTTPS/hold" > "$T_TMP/slow.code" &
 SLOW=$!
-check "backend got the slow request" wait_for log_has "GET /sleep/3000" "$T_TMP/backend-$BK1.log"
+"${C[@]}" -o "$T_TMP/big.out" -w '%{http_code}' --limit-rate 1M -H "Host: a.example.test" \
+  "https://127.0.0.1:$T_HTTPS/bytes/3000000" > "$T_TMP/big.code" &
+BIG=$!
+check "held request reached the backend" wait_for test -e "$T_TMP/release.got"
+check "idle keep-alive connection ready" wait_for test -e "$T_TMP/idle.ready"
+check "streamed body started" wait_for log_has "GET /bytes/3000000" "$T_TMP/backend-$BK1.log"
 kill -TERM "$T_PID"
 check "drain announced" wait_for log_has "SIGTERM: draining"
+wait "$IDLE"
+check_eq "idle keep-alive connection closed at once (request still held)" "eof held" \
+  "$(cat "$T_TMP/idle.out")"
 check "no new connection while draining" \
   bash -c "! curl -sk --max-time 10 -o /dev/null https://127.0.0.1:$T_HTTPS/ 2>/dev/null"
-wait "$SLOW"
-check_eq "slow request completed after SIGTERM" "200" "$(cat "$T_TMP/slow.code")"
+touch "$T_TMP/release"
+wait "$SLOW"; wait "$BIG"
+check_eq "held request completed after SIGTERM" "200" "$(cat "$T_TMP/slow.code")"
+check_eq "held request body" "released" "$(cat "$T_TMP/slow.out")"
+check_eq "streamed body completed after SIGTERM" "200 3000000" \
+  "$(cat "$T_TMP/big.code") $(stat -c %s "$T_TMP/big.out")"
 st=0; wait "$T_PID" || st=$?; T_PID=""
 check_eq "exit status 0 after a complete drain" "0" "$st"
-check "slow request in the access log" grep -q '"path":"/sleep/3000","status":200' "$T_TMP/access.log"
+check "held request in the access log" grep -q '"path":"/hold","status":200' "$T_TMP/access.log"
+check "streamed body in the access log" grep -q '"path":"/bytes/3000000","status":200' "$T_TMP/access.log"
 check "final log line" log_has "exiting (status 0)"
 
 # --- 2. the deadline cuts: non-zero exit, a line saying how many
