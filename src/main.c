@@ -692,11 +692,12 @@ int main(int argc, char **argv)
     }
     rc = app_run(&app);
     if (app.successor != 0) {
-        torii_log(TORII_LOG_NOTICE, "main: torii %s exiting (status %d): handed over to pid %ld",
-                  TORII_VERSION, rc == TORII_OK ? 0 : 1, app.successor);
+        torii_log(TORII_LOG_NOTICE,
+                  "main: torii %s exiting (status %d, pid %ld): handed over to pid %ld",
+                  TORII_VERSION, rc == TORII_OK ? 0 : 1, (long)getpid(), app.successor);
     } else {
-        torii_log(TORII_LOG_NOTICE, "main: torii %s exiting (status %d)", TORII_VERSION,
-                  rc == TORII_OK ? 0 : 1);
+        torii_log(TORII_LOG_NOTICE, "main: torii %s exiting (status %d, pid %ld)", TORII_VERSION,
+                  rc == TORII_OK ? 0 : 1, (long)getpid());
     }
     torii_config_free(app.cfg);
     libevent_global_shutdown();

@@ -132,7 +132,7 @@ st=0; wait "$T_PID" || st=$?; T_PID=""
 check_eq "exit status 0 after a complete drain" "0" "$st"
 check "held request in the access log" grep -q '"path":"/hold","status":200' "$T_TMP/access.log"
 check "streamed body in the access log" grep -q '"path":"/bytes/3000000","status":200' "$T_TMP/access.log"
-check "final log line" log_has "exiting (status 0)"
+check "final log line" log_has "exiting (status 0, pid "
 
 # --- 2. the deadline cuts: non-zero exit, a line saying how many
 config "" "\"shutdown_timeout_s\": 1,"
@@ -266,8 +266,26 @@ check "wrk: zero failed requests across the upgrade" wrk_ok "$T_TMP/wrk2.out"
 check_eq "new connections: zero failed requests or handshakes" "0" "$(awk '{print $2}' "$T_TMP/newconn.out")"
 check_eq "the successor serves" "200" "$(status_of b.example.test /bytes/5)"
 check "upgrade socket is the successor's" test -S "$T_TMP/data/torii-upgrade.sock"
-st=0; kill -TERM "$T_PID2"; wait "$T_PID2" || st=$?; T_PID=""; T_PID2=""
-check_eq "successor stops cleanly" "0" "$st"
+# A second torii on the same data dir (without --upgrade) refuses to start.
+st=0; timeout 60 "$TORII_BIN" -c "$T_TMP/torii.json" > "$T_TMP/second.log" 2>&1 || st=$?
+check "second instance refused" test "$st" -ne 0
+check "second instance names the running one" grep -q "another torii is running on data_dir" \
+  "$T_TMP/second.log"
+
+# --- 7. SIGUSR2: the running torii starts its own binary with --upgrade, which takes over
+kill -USR2 "$T_PID2"
+check "SIGUSR2 started the successor" wait_for log_has "SIGUSR2, started .* --upgrade" "$T_TMP/torii2.log"
+check "SIGUSR2 successor took the sockets" wait_for log_has "took over 4 listening sockets (pid" \
+  "$T_TMP/torii2.log"
+st=0; wait_for bash -c "! kill -0 $T_PID2 2>/dev/null"; wait "$T_PID2" || st=$?; T_PID=""
+check_eq "upgraded process exits 0" "0" "$st"
+T_PID3=$(grep -o 'took over 4 listening sockets (pid [0-9]*' "$T_TMP/torii2.log" | tail -1 | grep -o '[0-9]*$')
+T_PID2=$T_PID3 # killed on exit if something goes wrong
+check_eq "the SIGUSR2 successor serves" "200" "$(status_of b.example.test /bytes/5)"
+kill -TERM "$T_PID3"
+check "SIGUSR2 successor stops" wait_for bash -c "! kill -0 $T_PID3 2>/dev/null"
+check "SIGUSR2 successor final line" wait_for log_has "exiting (status 0, pid $T_PID3)" "$T_TMP/torii2.log"
+T_PID2=""
 cat "$T_TMP/torii2.log" >> "$T_TMP/torii.log"
 echo "wrk reload: $(grep 'requests in' "$T_TMP/wrk1.out"); wrk upgrade: $(grep 'requests in' "$T_TMP/wrk2.out"); new connections: $(cat "$T_TMP/newconn.out")"
 t_done
