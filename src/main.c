@@ -2,6 +2,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +55,7 @@ struct app {
     struct event *ho_ev; /* the upgrade socket */
     int ho_fd;
     int stopping;
+    unsigned timeout_s;  /* stopping: shutdown_timeout_s of the configuration at work */
     int64_t deadline_us; /* stopping: requests still in flight then are cut */
     unsigned cut;
     long successor; /* pid that took over our sockets */
@@ -127,8 +129,7 @@ static void app_sd_notify(const char *msg)
  * systemd is told, and the log says it. */
 static void app_mark_draining(struct app *app, const char *why)
 {
-    torii_log(TORII_LOG_NOTICE, "main: %s: draining (shutdown_timeout_s=%u)", why,
-              app->cfg->shutdown_timeout_s);
+    torii_log(TORII_LOG_NOTICE, "main: %s: draining (shutdown_timeout_s=%u)", why, app->timeout_s);
     app_sd_notify("STOPPING=1");
 }
 
@@ -143,7 +144,9 @@ static void app_begin_stop(struct app *app, int soft, const char *why)
         return;
     }
     app->stopping = 1;
-    app->deadline_us = torii_clock_mono_us() + (int64_t)app->cfg->shutdown_timeout_s * 1000000;
+    app->timeout_s = app->gen != NULL ? torii_proxy_gen_config(app->gen)->shutdown_timeout_s
+                                      : app->cfg->shutdown_timeout_s;
+    app->deadline_us = torii_clock_mono_us() + (int64_t)app->timeout_s * 1000000;
     app_mark_draining(app, why);
     if (app->gen != NULL) {
         app->old[app->n_old++] = app->gen;
@@ -157,6 +160,19 @@ static void app_begin_stop(struct app *app, int soft, const char *why)
     }
 }
 
+/* A successor started by SIGUSR2 that exited (a failed upgrade) is reaped and logged. */
+static void app_reap_children(void)
+{
+    int st = 0;
+    pid_t pid;
+
+    for (int i = 0; i < 16 && (pid = waitpid(-1, &st, WNOHANG)) > 0; i++) {
+        torii_log(WIFEXITED(st) && WEXITSTATUS(st) == 0 ? TORII_LOG_INFO : TORII_LOG_ERR,
+                  "main: upgrade process %ld exited (status %d)", (long)pid,
+                  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    }
+}
+
 /* Every 100 ms: free the generations whose last connection ended; when stopping, end the
  * loop once all have, or at the deadline. */
 static void app_on_reap(evutil_socket_t fd, short what, void *arg)
@@ -166,6 +182,7 @@ static void app_on_reap(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    app_reap_children();
     for (size_t i = 0; i < app->n_old; i++) {
         if (torii_proxy_gen_drained(app->old[i])) {
             torii_log(TORII_LOG_INFO, "main: configuration generation %u drained",
@@ -598,7 +615,7 @@ out:
     if (app->cut > 0) {
         torii_log(TORII_LOG_ERR,
                   "main: shutdown_timeout_s (%us) cut %u connection%s with a request in flight",
-                  app->cfg->shutdown_timeout_s, app->cut, app->cut == 1 ? "" : "s");
+                  app->timeout_s, app->cut, app->cut == 1 ? "" : "s");
         rc = rc == TORII_OK ? TORII_EIO : rc;
     }
     return rc;

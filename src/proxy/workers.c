@@ -193,20 +193,26 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* The inherited socket for this listener (same kind, worker slot and address), duplicated,
- * or -1. */
-static evutil_socket_t worker_inherited(const struct torii_workers *ws, int kind, unsigned slot,
-                                        const char *addr)
+/* The inherited socket for this listener (same kind, worker slot and address), duplicated
+ * into *fd; -1 when there is none. */
+static int worker_inherited(const struct torii_workers *ws, int kind, unsigned slot,
+                            const char *addr, evutil_socket_t *fd, struct torii_errbuf *eb)
 {
     const struct torii_listen_socks *in = ws->inherit;
 
+    *fd = -1;
     for (size_t i = 0; in != NULL && i < in->n; i++) {
         const struct torii_listen_sock *ls = &in->v[i];
         if (ls->kind == kind && ls->slot == slot && strcmp(ls->addr, addr) == 0) {
-            return fcntl(ls->fd, F_DUPFD_CLOEXEC, 3);
+            *fd = fcntl(ls->fd, F_DUPFD_CLOEXEC, 3);
+            if (*fd < 0) {
+                return torii_errf(eb, TORII_EIO, "proxy: cannot take over the socket of %s: %s",
+                                  addr, strerror(errno));
+            }
+            break;
         }
     }
-    return -1;
+    return TORII_OK;
 }
 
 static int worker_setup(struct torii_workers *ws, struct worker *w, struct torii_errbuf *eb)
@@ -231,7 +237,7 @@ static int worker_setup(struct torii_workers *ws, struct worker *w, struct torii
         if (addrs[i][0] == '\0') {
             continue;
         }
-        fd = worker_inherited(ws, i, w->index, addrs[i]);
+        TORII_TRY(worker_inherited(ws, i, w->index, addrs[i], &fd, eb));
         if (fd < 0) {
             TORII_TRY(worker_bind(addrs[i], &fd, eb));
         }
