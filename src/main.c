@@ -34,10 +34,11 @@
 #define APP_MAX_OLD 8 /* generations still draining at once (then a reload is refused) */
 
 struct app {
-    struct torii_config *cfg; /* the start-up config: admin, renewal, alerts, store */
-    const char *path;         /* -c FILE, re-read on SIGHUP */
-    char exe[PATH_MAX];       /* this binary's path, exec'd on SIGUSR2 */
-    int upgrade;              /* --upgrade: take the sockets of the running torii */
+    struct torii_config *cfg;              /* the start-up config: admin, renewal, alerts, store */
+    const struct torii_config *alerts_cfg; /* the one the exporters borrow (reloadable) */
+    const char *path;                      /* -c FILE, re-read on SIGHUP */
+    char exe[PATH_MAX];                    /* this binary's path, exec'd on SIGUSR2 */
+    int upgrade;                           /* --upgrade: take the sockets of the running torii */
     struct torii_store *store;
     struct torii_table *table;
     struct torii_admin *admin;
@@ -160,6 +161,29 @@ static void app_begin_stop(struct app *app, int soft, const char *why)
     }
 }
 
+/* The configuration of a generation: owned by main, not by the generation (the exporters may
+ * borrow it longer). */
+static struct torii_config *app_gen_cfg(const struct torii_proxy_gen *g)
+{
+    return (struct torii_config *)(uintptr_t)torii_proxy_gen_config(g);
+}
+
+/* Free a configuration nothing uses any more: not the start-up one, not the exporters', not
+ * a running generation's. */
+static void app_cfg_release(struct app *app, struct torii_config *cfg)
+{
+    if (cfg == NULL || cfg == app->cfg || cfg == app->alerts_cfg
+        || (app->gen != NULL && torii_proxy_gen_config(app->gen) == cfg)) {
+        return;
+    }
+    for (size_t i = 0; i < app->n_old; i++) {
+        if (app->old[i] != NULL && torii_proxy_gen_config(app->old[i]) == cfg) {
+            return;
+        }
+    }
+    torii_config_free(cfg);
+}
+
 /* A successor started by SIGUSR2 that exited (a failed upgrade) is reaped and logged. */
 static void app_reap_children(void)
 {
@@ -185,9 +209,12 @@ static void app_on_reap(evutil_socket_t fd, short what, void *arg)
     app_reap_children();
     for (size_t i = 0; i < app->n_old; i++) {
         if (torii_proxy_gen_drained(app->old[i])) {
+            struct torii_config *cfg = app_gen_cfg(app->old[i]);
             torii_log(TORII_LOG_INFO, "main: configuration generation %u drained",
                       torii_proxy_gen_id(app->old[i]));
             app->cut += torii_proxy_gen_free(app->old[i]);
+            app->old[i] = NULL;
+            app_cfg_release(app, cfg);
         } else {
             app->old[j++] = app->old[i];
         }
@@ -284,6 +311,28 @@ static void app_gen_publish(struct app *app, struct torii_proxy_gen *g)
     }
 }
 
+/* exporters[] changed: the alerts get the new exporters (the old ones deliver what they hold).
+ * A failure here (a webhook client certificate missing from the store, say) keeps the old
+ * exporters: logged, the rest of the reload stands. */
+static void app_exporters_reload(struct app *app, struct torii_config *cfg)
+{
+    struct torii_errbuf eb = {{0}};
+    const struct torii_config *prev = app->alerts_cfg;
+
+    if (json_equal(prev->exporters, cfg->exporters)
+        || (prev->exporters == NULL && cfg->exporters == NULL)) {
+        return;
+    }
+    if (torii_alerts_reload(app->alerts, cfg, app->store, &eb) != TORII_OK) {
+        torii_log(TORII_LOG_ERR, "main: exporters not reloaded, the previous ones stay: %s",
+                  eb.msg);
+        return;
+    }
+    app->alerts_cfg = cfg;
+    torii_log(TORII_LOG_NOTICE, "main: exporters reloaded (%zu)", cfg->n_exporters);
+    app_cfg_release(app, (struct torii_config *)(uintptr_t)prev);
+}
+
 static void app_on_hup(evutil_socket_t sig, short what, void *arg)
 {
     struct app *app = arg;
@@ -308,17 +357,18 @@ static void app_on_hup(evutil_socket_t sig, short what, void *arg)
         socks = torii_xcalloc((size_t)app->cfg->workers * 2, sizeof(*socks));
         in.v = socks;
         in.n = torii_proxy_gen_listeners(app->gen, socks, (size_t)app->cfg->workers * 2);
-        if (app_gen_start(app, cfg, 1, routes, &in, &g, &eb) == TORII_OK) {
+        if (app_gen_start(app, cfg, 0, routes, &in, &g, &eb) == TORII_OK) {
             app_gen_publish(app, g);
+            app_exporters_reload(app, cfg);
             torii_log(TORII_LOG_NOTICE, "main: configuration reloaded (generation %u)",
                       torii_proxy_gen_id(g));
-            cfg = NULL;
+            cfg = NULL; /* main's, freed with the last user (app_cfg_release) */
             routes = NULL;
         } else {
             torii_log(TORII_LOG_ERR, "main: reload refused: %s", eb.msg);
         }
     }
-    if (cfg != NULL) {
+    if (g == NULL) {
         torii_log(TORII_LOG_ERR, "main: reload refused: the running configuration stays");
     }
     free(socks);
@@ -456,6 +506,7 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
     TORII_TRY(torii_admin_pki_bootstrap(app->cfg, app->store, eb));
     TORII_TRY(torii_store_count(app->store, TORII_STORE_CERTS, ncerts));
     TORII_TRY(torii_alerts_new(app->cfg, app->store, &app->alerts, eb));
+    app->alerts_cfg = app->cfg;
     TORII_TRY(torii_alerts_watch_store(app->alerts, app->store));
     TORII_TRY(torii_log_access_open(app->cfg->access_log_path, eb));
 out:
@@ -551,10 +602,17 @@ static void app_close(struct app *app, struct event **sigs)
         app->gen = NULL;
     }
     for (size_t i = 0; i < app->n_old; i++) {
+        struct torii_config *cfg = app_gen_cfg(app->old[i]);
         app->cut += torii_proxy_gen_free(app->old[i]);
+        app->old[i] = NULL;
+        app_cfg_release(app, cfg);
     }
     app->n_old = 0;
     torii_alerts_free(app->alerts); /* flushes the exporters' queues */
+    if (app->alerts_cfg != app->cfg) {
+        torii_config_free((struct torii_config *)(uintptr_t)app->alerts_cfg);
+    }
+    app->alerts_cfg = NULL;
     torii_log_access_close();
     for (int i = 0; i < APP_NSIGS; i++) {
         if (sigs[i] != NULL) {

@@ -119,7 +119,7 @@ int torii_config_check(const char *path, struct torii_config **out, struct torii
 void torii_config_free(struct torii_config *cfg);
 
 /** Reload (SIGHUP): the keys of next that cannot change in a running daemon (data_dir,
- * workers, admin.*, tls.default_cert, renewal, alerts, debug, pki, exporters) must equal
+ * workers, admin.*, tls.default_cert, renewal, alerts, debug, pki) must equal
  * those of cur; each one that differs is appended to errs, named ("config: workers: cannot
  * change on reload; restart torii to apply it"). TORII_OK or TORII_EINVAL. */
 int torii_config_reload_check(const struct torii_config *cur, const struct torii_config *next,

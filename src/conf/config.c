@@ -1051,9 +1051,5 @@ int torii_config_reload_check(const struct torii_config *cur, const struct torii
     /* pki.public_url defaults to http://<listen.http>: moving that listener moves it. */
     conf_fixed(errs, json_equal(cur->pki, next->pki) || (cur->pki == NULL && next->pki == NULL),
                "pki (pki.public_url, by default http://<listen.http>)");
-    conf_fixed(errs,
-               json_equal(cur->exporters, next->exporters)
-                   || (cur->exporters == NULL && next->exporters == NULL),
-               "exporters");
     return errs->n > n0 ? TORII_EINVAL : TORII_OK;
 }

@@ -172,13 +172,19 @@ WRK=$!
 reqs() { t_backend_stat "$BK1" requests; }
 N0=$(reqs)
 check "wrk load running" wait_for bash -c "[ \$(curl -s http://127.0.0.1:$BK1/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"requests\"])') -gt $((N0 + 200)) ]"
-config ",{\"hosts\": [\"b.example.test\"], \"backend\": {\"targets\": [\"127.0.0.1:$BK2\"]}}"
+config ",{\"hosts\": [\"b.example.test\"], \"backend\": {\"targets\": [\"127.0.0.1:$BK2\"]}}" \
+  "\"exporters\": [{\"type\": \"file\", \"path\": \"$T_TMP/alerts.jsonl\"}],"
 INO=$(listen_inodes "$T_HTTPS")
 kill -HUP "$T_PID"
 check "reload applied" wait_for log_has "configuration reloaded (generation 2)"
 check "two listening sockets before the reload" test "$(echo "$INO" | wc -w)" -eq 2
 check_eq "reload kept the listening sockets" "$INO" "$(listen_inodes "$T_HTTPS")"
 check_eq "new requests see the new route" "200" "$(status_of b.example.test /bytes/5)"
+check "exporters reloaded" log_has "exporters reloaded (1)"
+mkcert c1 ec 30 c1.example.test
+api POST /api/certificates -H 'Content-Type: application/json' -d "$(entity_json c1 c1)"
+check_eq "certificate created" "201" "$T_STATUS"
+check "the new file exporter gets the alert" wait_for grep -q CertCreatedAlert "$T_TMP/alerts.jsonl"
 check "old generation drained under load" wait_for log_has "generation 1 drained"
 check "wrk still running when it had drained" kill -0 "$WRK"
 N1=$(reqs)
