@@ -42,7 +42,7 @@ config() {
   t_config "\"routes\": [
     {\"hosts\": [\"a.example.test\"], \"backend\": {\"targets\": [\"127.0.0.1:$BK1\"]}}${1:-}
   ],
-  \"tls\": {\"strict_host\": false},
+  \"tls\": {\"strict_host\": false}, \"pki\": {\"public_url\": \"http://localhost\"},
   ${2:-}"
 }
 C=(curl -sk --max-time 60)
@@ -166,7 +166,7 @@ t_stop
 config ""
 t_start || exit 1
 check_eq "b.example.test has no route yet" "421" "$(status_of b.example.test /bytes/5)"
-wrk -t2 -c16 -d60s --timeout 60s -H "Host: a.example.test" \
+wrk -t2 -c16 -d300s --timeout 60s -H "Host: a.example.test" \
   "https://127.0.0.1:$T_HTTPS/bytes/64" > "$T_TMP/wrk1.out" 2>&1 &
 WRK=$!
 reqs() { t_backend_stat "$BK1" requests; }
@@ -214,7 +214,16 @@ kill -HUP "$T_PID"
 check "bad route refused" wait_for log_has "reload refused: config: routes\[0\].backend.targets\[0\]"
 check_eq "old routes still served" "200" "$(status_of b.example.test /bytes/5)"
 check_eq "no generation 3" "0" "$(grep -c 'generation 3' "$T_TMP/torii.log")"
-cp "$T_TMP/good.json" "$T_TMP/torii.json"
+# A listener moved by a reload: the new address is bound, the old one closes.
+NEWHTTP=$(t_free_port)
+sed "s/127.0.0.1:$T_HTTP\"/127.0.0.1:$NEWHTTP\"/" "$T_TMP/good.json" > "$T_TMP/torii.json"
+kill -HUP "$T_PID"
+check "listener move applied" wait_for log_has "configuration reloaded (generation 3)"
+check_eq "new http listener answers (redirect)" "308" \
+  "$(curl -s --max-time 60 -o /dev/null -w '%{http_code}' -H 'Host: a.example.test' "http://127.0.0.1:$NEWHTTP/")"
+check "old http listener closed once drained" wait_for bash -c \
+  "! curl -s --max-time 10 -o /dev/null http://127.0.0.1:$T_HTTP/ 2>/dev/null"
+T_HTTP=$NEWHTTP
 
 # --- 6. binary upgrade under load (wrk keep-alive + new connections): zero failures
 cat > "$T_TMP/newconn.py" <<'PY'
@@ -249,7 +258,7 @@ newconn_ok() { awk '{print $1}' "$T_TMP/newconn.out" 2>/dev/null; }
 python3 "$T_TMP/newconn.py" "$T_HTTPS" "$T_TMP/stop" "$T_TMP/newconn.out" &
 NEWCONN=$!
 T_BG_PIDS+=($NEWCONN)
-wrk -t1 -c8 -d120s --timeout 60s -H "Host: a.example.test" \
+wrk -t1 -c8 -d300s --timeout 60s -H "Host: a.example.test" \
   "https://127.0.0.1:$T_HTTPS/bytes/64" > "$T_TMP/wrk2.out" 2>&1 &
 WRK=$!
 check "new-connection load running" wait_for bash -c "[ \"\$(awk '{print \$1}' $T_TMP/newconn.out 2>/dev/null)\" -gt 40 ] 2>/dev/null"
