@@ -11,9 +11,11 @@ pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansso
       python3-jwt python3-cryptography
       # testssl.sh (with dnsutils, bsdextrautils) runs the TLS scan test; iproute2's `ip`
       # brings up loopback in that test's own network namespace
-      testssl.sh iproute2)
+      testssl.sh iproute2
+      # wrk drives the keep-alive load of the reload and upgrade tests
+      wrk)
 case "${1:-}" in
-  --bench) pkgs+=(haproxy nginx wrk nghttp2-client) ;;
+  --bench) pkgs+=(haproxy nginx nghttp2-client) ;;
   --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
 esac
 missing=()

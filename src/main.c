@@ -1,7 +1,10 @@
 /* main.c - argv, config, wiring and the main loop (signals, ticket rotation): no logic. */
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +19,7 @@
 #include "torii/clock.h"
 #include "torii/conf.h"
 #include "torii/daemon.h"
+#include "torii/handover.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
@@ -26,31 +30,52 @@
 #include "torii/table.h"
 #include "torii/tls.h"
 
+#define APP_MAX_OLD 8 /* generations still draining at once (then a reload is refused) */
+/* LMDB reader slots of crashed processes (an mdb_copy backup killed mid-copy) are reclaimed
+ * this often, and at open: a stale slot pins old pages, so the file would keep growing. */
+#define APP_READER_CHECK_S 10
+/* An upgraded process waits this long for its predecessor to release the data-dir lock. */
+#define APP_LOCK_WAIT_MS 30000
+
 struct app {
-    struct torii_config *cfg;
+    struct torii_config *cfg;              /* the start-up config: admin, renewal, alerts, store */
+    const struct torii_config *alerts_cfg; /* the one the exporters borrow (reloadable) */
+    const char *path;                      /* -c FILE, re-read on SIGHUP */
+    char exe[PATH_MAX];                    /* this binary's path, exec'd on SIGUSR2 */
+    int upgrade;                           /* --upgrade: take the sockets of the running torii */
     struct torii_store *store;
     struct torii_table *table;
-    struct torii_tls_ctx *tls;
-    struct torii_workers *workers;
     struct torii_admin *admin;
     struct torii_pki_state *pki;
     struct torii_alerts *alerts;
     struct torii_renewer *renewer;
-    struct torii_routes *routes; /* compiled in main() (also for --check-config) */
-    struct torii_daemon *daemon; /* instance lock, watchdog, health state */
+    struct torii_routes *routes;                  /* compiled in main() (also for --check-config) */
+    struct torii_proxy_gen *gen;                  /* the generation new connections get */
+    struct torii_proxy_gen *old[APP_MAX_OLD + 1]; /* draining */
+    size_t n_old;
+    unsigned gen_seq;
     struct event_base *base;
+    struct event *rotate;
+    struct event *reap;          /* frees drained generations; ends the loop when stopping */
+    struct event *ho_ev;         /* the upgrade socket */
+    struct event *rdcheck;       /* LMDB stale readers */
+    struct torii_daemon *daemon; /* instance lock, watchdog, health state */
+    int ho_fd;
+    int stopping;
+    unsigned timeout_s;  /* stopping: shutdown_timeout_s of the configuration at work */
+    int64_t deadline_us; /* stopping: requests still in flight then are cut */
+    unsigned cut;
+    long successor; /* pid that took over our sockets */
 };
-
-/* LMDB reader slots of crashed processes (an mdb_copy backup killed mid-copy) are reclaimed
- * this often, and at open: a stale slot pins old pages, so the file would keep growing. */
-#define APP_READER_CHECK_S 10
 
 static void usage(FILE *f)
 {
-    (void)fprintf(f, "usage: torii [-c FILE] [--check-config] [--version]\n"
+    (void)fprintf(f, "usage: torii [-c FILE] [--check-config] [--upgrade] [--version]\n"
                      "       torii token new [--id ID] [--scopes read,write,...]\n"
                      "  -c FILE          JSON configuration (default: embedded defaults)\n"
                      "  --check-config   validate the configuration and exit\n"
+                     "  --upgrade        take over the listening sockets of the torii running\n"
+                     "                   on the same data_dir, which then drains and exits\n"
                      "  --version        print the version and exit\n");
 }
 
@@ -80,28 +105,256 @@ static int app_load_one(const struct torii_store_rec *rec, void *arg)
     return TORII_OK;
 }
 
-static void app_on_signal(evutil_socket_t sig, short what, void *arg)
+/* Draining: /readyz answers 503 from now on, systemd is told, and the log says it. */
+static void app_mark_draining(struct app *app, const char *why)
 {
-    struct app *app = arg;
-    (void)what;
-    torii_log(TORII_LOG_NOTICE, "main: signal %d, shutting down", (int)sig);
+    torii_log(TORII_LOG_NOTICE, "main: %s: draining (shutdown_timeout_s=%u)", why, app->timeout_s);
     torii_daemon_set_state(app->daemon, TORII_DAEMON_DRAINING);
     torii_daemon_notify("STOPPING=1");
-    (void)event_base_loopexit(app->base, NULL);
+}
+
+/* Stop accepting and let what is in flight finish, up to shutdown_timeout_s. soft (upgrade):
+ * idle keep-alive connections are closed by their next response, not at once. */
+static void app_begin_stop(struct app *app, int soft, const char *why)
+{
+    if (app->stopping) {
+        /* A second signal: no more waiting. */
+        app->deadline_us = torii_clock_mono_us();
+        torii_log(TORII_LOG_NOTICE, "main: %s again: stopping now", why);
+        return;
+    }
+    app->stopping = 1;
+    app->timeout_s = app->gen != NULL ? torii_proxy_gen_config(app->gen)->shutdown_timeout_s
+                                      : app->cfg->shutdown_timeout_s;
+    app->deadline_us = torii_clock_mono_us() + (int64_t)app->timeout_s * 1000000;
+    app_mark_draining(app, why);
+    if (app->gen != NULL) {
+        app->old[app->n_old++] = app->gen;
+        app->gen = NULL;
+    }
+    for (size_t i = 0; i < app->n_old; i++) {
+        torii_proxy_gen_drain(app->old[i], !soft);
+    }
+    if (app->ho_ev != NULL) {
+        (void)event_del(app->ho_ev);
+    }
+}
+
+/* The configuration of a generation: owned by main, not by the generation (the exporters may
+ * borrow it longer). */
+static struct torii_config *app_gen_cfg(const struct torii_proxy_gen *g)
+{
+    return (struct torii_config *)(uintptr_t)torii_proxy_gen_config(g);
+}
+
+/* Free a configuration nothing uses any more: not the start-up one, not the exporters', not
+ * a running generation's. */
+static void app_cfg_release(struct app *app, struct torii_config *cfg)
+{
+    if (cfg == NULL || cfg == app->cfg || cfg == app->alerts_cfg
+        || (app->gen != NULL && torii_proxy_gen_config(app->gen) == cfg)) {
+        return;
+    }
+    for (size_t i = 0; i < app->n_old; i++) {
+        if (app->old[i] != NULL && torii_proxy_gen_config(app->old[i]) == cfg) {
+            return;
+        }
+    }
+    torii_config_free(cfg);
+}
+
+/* A successor started by SIGUSR2 that exited (a failed upgrade) is reaped and logged. */
+static void app_reap_children(void)
+{
+    int st = 0;
+    pid_t pid;
+
+    for (int i = 0; i < 16 && (pid = waitpid(-1, &st, WNOHANG)) > 0; i++) {
+        torii_log(WIFEXITED(st) && WEXITSTATUS(st) == 0 ? TORII_LOG_INFO : TORII_LOG_ERR,
+                  "main: upgrade process %ld exited (status %d)", (long)pid,
+                  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    }
+}
+
+/* Every 100 ms: free the generations whose last connection ended; when stopping, end the
+ * loop once all have, or at the deadline. */
+static void app_on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *app = arg;
+    size_t j = 0;
+
+    (void)fd;
+    (void)what;
+    app_reap_children();
+    for (size_t i = 0; i < app->n_old; i++) {
+        if (torii_proxy_gen_drained(app->old[i])) {
+            struct torii_config *cfg = app_gen_cfg(app->old[i]);
+            torii_log(TORII_LOG_INFO, "main: configuration generation %u drained",
+                      torii_proxy_gen_id(app->old[i]));
+            app->cut += torii_proxy_gen_free(app->old[i]);
+            app->old[i] = NULL;
+            app_cfg_release(app, cfg);
+        } else {
+            app->old[j++] = app->old[i];
+        }
+    }
+    app->n_old = j;
+    if (app->stopping && (app->n_old == 0 || torii_clock_mono_us() >= app->deadline_us)) {
+        (void)event_base_loopexit(app->base, NULL);
+    }
+}
+
+static void app_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    app_begin_stop(arg, 0, sig == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void app_reopen_logs(struct app *app)
+{
+    struct torii_errbuf eb = {{0}};
+    const struct torii_config *cfg = app->gen != NULL ? torii_proxy_gen_config(app->gen) : app->cfg;
+
+    if (torii_log_access_open(cfg->access_log_path, &eb) != TORII_OK) {
+        torii_log(TORII_LOG_ERR, "main: %s (the access log stays where it was)", eb.msg);
+    }
+    torii_alerts_reopen(app->alerts);
+}
+
+static void app_on_usr1(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    torii_log(TORII_LOG_NOTICE, "main: SIGUSR1, reopening the access log and alert files");
+    app_reopen_logs(arg);
+}
+
+/* A new configuration, checked like at start plus the keys a reload cannot change; every
+ * problem is logged. */
+static int app_reload_load(struct app *app, struct torii_config **cfg, struct torii_routes **routes)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+    int rc = torii_config_check(app->path, cfg, &errs);
+
+    if (*cfg != NULL && torii_routes_check(*cfg, routes, &errs) != TORII_OK) {
+        rc = TORII_EINVAL;
+    }
+    if (*cfg != NULL && torii_config_reload_check(app->cfg, *cfg, &errs) != TORII_OK) {
+        rc = TORII_EINVAL;
+    }
+    if (rc == TORII_OK && app->n_old >= APP_MAX_OLD) {
+        torii_conf_errs_add(&errs, "reload: too many configurations still draining; try later");
+        rc = TORII_EINVAL;
+    }
+    for (size_t i = 0; i < errs.n; i++) {
+        torii_log(TORII_LOG_ERR, "main: reload refused: %s", errs.msgs[i]);
+    }
+    torii_conf_errs_free(&errs);
+    return rc;
+}
+
+static int app_gen_start(struct app *app, struct torii_config *cfg, int own_cfg,
+                         struct torii_routes *routes, const struct torii_listen_socks *inherit,
+                         struct torii_proxy_gen **out, struct torii_errbuf *eb)
+{
+    struct torii_proxy_gen_opts o = {
+        .cfg = cfg,
+        .own_cfg = own_cfg,
+        .routes = routes,
+        .table = app->table,
+        .ocsp_staple = torii_pki_state_staple_cb,
+        .ocsp_staple_arg = app->pki,
+        .inherit = inherit,
+        .daemon = app->daemon,
+        .id = ++app->gen_seq,
+    };
+
+    return torii_proxy_gen_start(&o, out, eb);
+}
+
+/* Publish a started generation: new connections get it, the old one drains. */
+static void app_gen_publish(struct app *app, struct torii_proxy_gen *g)
+{
+    const struct torii_config *cfg = torii_proxy_gen_config(g);
+    struct timeval rot = {.tv_sec = cfg->ticket_rotate_s};
+    enum torii_log_level lvl;
+
+    torii_proxy_gen_drain(app->gen, 0);
+    app->old[app->n_old++] = app->gen;
+    app->gen = g;
+    if (torii_log_level_parse(cfg->log_level, &lvl) == TORII_OK) {
+        torii_log_set_level(lvl);
+    }
+    (void)event_del(app->rotate);
+    if (cfg->ticket_rotate_s != 0 && event_add(app->rotate, &rot) != 0) {
+        torii_log(TORII_LOG_ERR, "main: cannot schedule session ticket rotation");
+    }
+}
+
+/* exporters[] changed: the alerts get the new exporters (the old ones deliver what they hold).
+ * A failure here (a webhook client certificate missing from the store, say) keeps the old
+ * exporters: logged, the rest of the reload stands. */
+static void app_exporters_reload(struct app *app, struct torii_config *cfg)
+{
+    struct torii_errbuf eb = {{0}};
+    const struct torii_config *prev = app->alerts_cfg;
+
+    if (json_equal(prev->exporters, cfg->exporters)
+        || (prev->exporters == NULL && cfg->exporters == NULL)) {
+        return;
+    }
+    if (torii_alerts_reload(app->alerts, cfg, app->store, &eb) != TORII_OK) {
+        torii_log(TORII_LOG_ERR, "main: exporters not reloaded, the previous ones stay: %s",
+                  eb.msg);
+        return;
+    }
+    app->alerts_cfg = cfg;
+    torii_log(TORII_LOG_NOTICE, "main: exporters reloaded (%zu)", cfg->n_exporters);
+    app_cfg_release(app, (struct torii_config *)(uintptr_t)prev);
 }
 
 static void app_on_hup(evutil_socket_t sig, short what, void *arg)
 {
     struct app *app = arg;
-    char msg[64];
+    struct torii_errbuf eb = {{0}};
+    struct torii_config *cfg = NULL;
+    struct torii_routes *routes = NULL;
+    struct torii_proxy_gen *g = NULL;
+    struct torii_listen_sock *socks = NULL;
+    struct torii_listen_socks in = {NULL, 0};
+    char msg[96];
 
     (void)sig;
     (void)what;
+    if (app->stopping) {
+        return;
+    }
     (void)snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%lld",
                    (long long)torii_clock_mono_us());
     torii_daemon_notify(msg);
-    torii_log(TORII_LOG_NOTICE, "main: SIGHUP, reopening alert files");
-    torii_alerts_reopen(app->alerts);
+    torii_log(TORII_LOG_NOTICE, "main: SIGHUP, reloading %s", app->path ? app->path : "(defaults)");
+    if (app_reload_load(app, &cfg, &routes) == TORII_OK) {
+        socks = torii_xcalloc((size_t)app->cfg->workers * 2, sizeof(*socks));
+        in.v = socks;
+        in.n = torii_proxy_gen_listeners(app->gen, socks, (size_t)app->cfg->workers * 2);
+        if (app_gen_start(app, cfg, 0, routes, &in, &g, &eb) == TORII_OK) {
+            app_gen_publish(app, g);
+            app_exporters_reload(app, cfg);
+            torii_log(TORII_LOG_NOTICE, "main: configuration reloaded (generation %u)",
+                      torii_proxy_gen_id(g));
+            cfg = NULL; /* main's, freed with the last user (app_cfg_release) */
+            routes = NULL;
+        } else {
+            torii_log(TORII_LOG_ERR, "main: reload refused: %s", eb.msg);
+        }
+    }
+    if (g == NULL) {
+        torii_log(TORII_LOG_ERR, "main: reload refused: the running configuration stays");
+    }
+    free(socks);
+    torii_routes_free(routes);
+    torii_config_free(cfg);
+    app_reopen_logs(app); /* the access log (maybe moved) and alert files, reload or not */
     torii_daemon_notify("READY=1");
 }
 
@@ -139,7 +392,8 @@ static void app_on_rotate(evutil_socket_t fd, short what, void *arg)
     struct app *app = arg;
     (void)fd;
     (void)what;
-    if (torii_tls_ctx_rotate_tickets(app->tls) != TORII_OK) {
+    if (app->gen != NULL
+        && torii_tls_ctx_rotate_tickets(torii_proxy_gen_tls(app->gen)) != TORII_OK) {
         torii_log(TORII_LOG_ERR, "main: session ticket key rotation failed");
     }
 }
@@ -152,100 +406,259 @@ static int app_make_data_dir(const char *dir, struct torii_errbuf *eb)
     return TORII_OK;
 }
 
-static int app_run(struct app *app)
+/* The admin API and the renewal thread: one per data dir, handed over on upgrade. */
+static int app_services_start(struct app *app, struct torii_errbuf *eb)
 {
-    struct torii_errbuf eb = {{0}};
-    struct torii_store_opts sopts = {.dir = app->cfg->data_dir};
-    struct torii_tls_opts topts = {0};
-    struct event *sigs[3] = {NULL, NULL, NULL};
-    struct event *rotate = NULL;
-    struct event *rdcheck = NULL;
-    struct timeval rot = {.tv_sec = app->cfg->ticket_rotate_s};
-    struct timeval rdc = {.tv_sec = APP_READER_CHECK_S};
-    int64_t t0 = torii_clock_mono_us();
-    size_t ncerts = 0;
     int rc = TORII_OK;
 
-    TORII_TRY(torii_daemon_new(app->cfg, &app->daemon, &eb));
-    TORII_TRY(app_make_data_dir(app->cfg->data_dir, &eb));
-    TORII_TRY(torii_daemon_lock(app->daemon, app->cfg->data_dir, &eb));
-    TORII_TRY(app_probe_listeners(app->cfg, &eb));
-    TORII_TRY(torii_store_open(&sopts, &app->store, &eb));
+    TORII_TRY(torii_renewer_start(app->cfg, app->store, app->alerts, &app->renewer, eb));
+    torii_admin_set_renewer(app->renewer);
+    TORII_TRY(torii_admin_start(app->cfg, app->store, app->table, app->daemon, &app->admin, eb));
+out:
+    return rc;
+}
+
+static void app_services_stop(struct app *app)
+{
+    torii_admin_stop(app->admin);
+    app->admin = NULL;
+    torii_admin_set_renewer(NULL);
+    /* The renewal thread writes to the store, whose watcher raises alerts: stop it first. */
+    torii_renewer_stop(app->renewer);
+    app->renewer = NULL;
+}
+
+/* SIGUSR2: start the new binary with --upgrade; it takes our sockets (app_on_handover). */
+static void app_on_usr2(evutil_socket_t sig, short what, void *arg)
+{
+    struct app *app = arg;
+    static char opt_upgrade[] = "--upgrade";
+    static char opt_c[] = "-c";
+    char *argv[5] = {app->exe, opt_upgrade, NULL, NULL, NULL};
+    pid_t pid;
+
+    (void)sig;
+    (void)what;
+    if (app->stopping) {
+        return;
+    }
+    if (app->path != NULL) {
+        argv[2] = opt_c;
+        argv[3] = (char *)(uintptr_t)app->path;
+    }
+    pid = fork();
+    if (pid == 0) {
+        (void)execv(app->exe, argv);
+        _exit(127);
+    }
+    if (pid < 0) {
+        torii_log_errno(TORII_LOG_ERR, "main: SIGUSR2: cannot start %s", app->exe);
+        return;
+    }
+    torii_log(TORII_LOG_NOTICE, "main: SIGUSR2, started %s --upgrade (pid %ld)", app->exe,
+              (long)pid);
+}
+
+/* A successor asks for our sockets: give them, then drain. Admin and renewal stop first (the
+ * successor runs its own) and come back if the hand-over fails. */
+static void app_on_handover(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *app = arg;
+    struct torii_errbuf eb = {{0}};
+    size_t cap = (size_t)app->cfg->workers * 2;
+    struct torii_listen_sock *socks = NULL;
+    size_t n;
+    int conn = -1;
+    long pid = 0;
+
+    (void)fd;
+    (void)what;
+    if (app->stopping || torii_handover_accept(app->ho_fd, &conn, &pid, &eb) != TORII_OK) {
+        goto out;
+    }
+    socks = torii_xcalloc(cap, sizeof(*socks));
+    n = torii_proxy_gen_listeners(app->gen, socks, cap);
+    torii_log(TORII_LOG_NOTICE, "main: upgrade: pid %ld takes over %zu listening sockets", pid, n);
+    app_services_stop(app);
+    if (torii_handover_give(conn, socks, n, &eb) != TORII_OK) {
+        torii_log(TORII_LOG_ERR, "main: upgrade aborted, serving on: %s", eb.msg);
+        eb.msg[0] = '\0';
+        if (app_services_start(app, &eb) != TORII_OK) {
+            torii_log(TORII_LOG_ERR, "main: %s", eb.msg);
+            app_begin_stop(app, 0, "admin restart failed");
+        }
+        goto out;
+    }
+    app->successor = pid;
+    torii_daemon_unlock(app->daemon); /* the successor takes the data-dir lock now */
+    app_begin_stop(app, 1, "upgrade");
+out:
+    if (eb.msg[0] != '\0' && pid == 0) {
+        torii_log(TORII_LOG_WARN, "main: %s", eb.msg);
+    }
+    if (conn >= 0) {
+        (void)close(conn);
+    }
+    free(socks);
+}
+static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *eb)
+{
+    struct torii_store_opts sopts = {.dir = app->cfg->data_dir};
+    int rc = TORII_OK;
+
+    TORII_TRY(torii_daemon_new(app->cfg, &app->daemon, eb));
+    TORII_TRY(app_make_data_dir(app->cfg->data_dir, eb));
+    if (!app->upgrade) {
+        /* One torii per data dir and per listen address; a successor (upgrade) inherits the
+         * sockets and takes the lock once its predecessor hands over (app_serve). */
+        TORII_TRY(torii_daemon_lock(app->daemon, app->cfg->data_dir, eb));
+        TORII_TRY(app_probe_listeners(app->cfg, eb));
+    }
+    TORII_TRY(torii_store_open(&sopts, &app->store, eb));
     TORII_TRY(torii_table_new(&app->table));
     torii_table_set_default(app->table, app->cfg->default_cert);
     TORII_TRY(torii_store_watch(app->store, app_on_store_change, app));
     TORII_TRY(torii_store_foreach(app->store, TORII_STORE_CERTS, app_load_one, app));
-    TORII_TRY(torii_admin_pki_state_open(app->cfg, app->store, &app->pki, &eb));
-    TORII_TRY(torii_admin_pki_bootstrap(app->cfg, app->store, &eb));
-    TORII_TRY(torii_store_count(app->store, TORII_STORE_CERTS, &ncerts));
-    TORII_TRY(torii_alerts_new(app->cfg, app->store, &app->alerts, &eb));
+    TORII_TRY(torii_admin_pki_state_open(app->cfg, app->store, &app->pki, eb));
+    TORII_TRY(torii_admin_pki_bootstrap(app->cfg, app->store, eb));
+    TORII_TRY(torii_store_count(app->store, TORII_STORE_CERTS, ncerts));
+    TORII_TRY(torii_alerts_new(app->cfg, app->store, &app->alerts, eb));
+    app->alerts_cfg = app->cfg;
     TORII_TRY(torii_alerts_watch_store(app->alerts, app->store));
-    topts.table = app->table;
-    topts.strict_sni = app->cfg->strict_sni;
-    TORII_TRY(torii_routes_bind_tls(app->routes, app->table, &eb));
-    topts.client_auth_lookup = torii_routes_tls_lookup;
-    topts.client_auth_arg = app->routes;
-    topts.ocsp_staple = torii_pki_state_staple_cb;
-    topts.ocsp_staple_arg = app->pki;
-    TORII_TRY(torii_tls_ctx_new(&topts, &app->tls, &eb));
+    TORII_TRY(torii_log_access_open(app->cfg->access_log_path, eb));
+out:
+    return rc;
+}
+
+#define APP_NSIGS 5
+
+static int app_events(struct app *app, struct event **sigs, struct torii_errbuf *eb)
+{
+    static const int nums[APP_NSIGS] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
+    static const event_callback_fn cbs[APP_NSIGS] = {app_on_signal, app_on_signal, app_on_hup,
+                                                     app_on_usr1, app_on_usr2};
+    struct timeval rot = {.tv_sec = app->cfg->ticket_rotate_s};
+    struct timeval tick = {.tv_sec = 0, .tv_usec = 100000};
+    struct timeval rdc = {.tv_sec = APP_READER_CHECK_S};
+    int rc = TORII_OK;
 
     app->base = event_base_new();
-    TORII_ENSURE(app->base != NULL, torii_errf(&eb, TORII_ENOMEM, "event_base_new failed"));
-    sigs[0] = evsignal_new(app->base, SIGTERM, app_on_signal, app);
-    sigs[1] = evsignal_new(app->base, SIGINT, app_on_signal, app);
-    sigs[2] = evsignal_new(app->base, SIGHUP, app_on_hup, app);
-    rotate = event_new(app->base, -1, EV_PERSIST, app_on_rotate, app);
-    rdcheck = event_new(app->base, -1, EV_PERSIST, app_on_reader_check, app);
-    TORII_ENSURE(sigs[0] && sigs[1] && sigs[2] && rotate && rdcheck, TORII_ENOMEM);
-    TORII_ENSURE(event_add(sigs[0], NULL) == 0 && event_add(sigs[1], NULL) == 0
-                     && event_add(sigs[2], NULL) == 0
-                     && event_add(rotate, app->cfg->ticket_rotate_s ? &rot : NULL) == 0
-                     && event_add(rdcheck, &rdc) == 0,
+    TORII_ENSURE(app->base != NULL, torii_errf(eb, TORII_ENOMEM, "event_base_new failed"));
+    for (int i = 0; i < APP_NSIGS; i++) {
+        sigs[i] = evsignal_new(app->base, nums[i], cbs[i], app);
+        TORII_ENSURE(sigs[i] != NULL && event_add(sigs[i], NULL) == 0,
+                     torii_errf(eb, TORII_EIO, "cannot watch signal %d", nums[i]));
+    }
+    app->rotate = event_new(app->base, -1, EV_PERSIST, app_on_rotate, app);
+    app->reap = event_new(app->base, -1, EV_PERSIST, app_on_reap, app);
+    app->rdcheck = event_new(app->base, -1, EV_PERSIST, app_on_reader_check, app);
+    TORII_ENSURE(app->rotate != NULL && app->reap != NULL && app->rdcheck != NULL, TORII_ENOMEM);
+    TORII_ENSURE(event_add(app->rotate, app->cfg->ticket_rotate_s ? &rot : NULL) == 0
+                     && event_add(app->reap, &tick) == 0 && event_add(app->rdcheck, &rdc) == 0,
                  TORII_EIO);
-
-    torii_wellknown_pki_set(app->pki);
-    TORII_TRY(torii_workers_start(app->cfg, app->table, app->tls, app->routes, app->daemon,
-                                  &app->workers, &eb));
-    TORII_TRY(torii_renewer_start(app->cfg, app->store, app->alerts, &app->renewer, &eb));
-    torii_admin_set_renewer(app->renewer);
-    TORII_TRY(torii_admin_start(app->cfg, app->store, app->table, app->daemon, &app->admin, &eb));
-    TORII_TRY(torii_daemon_watch(app->daemon, app->base));
-    torii_daemon_set_state(app->daemon, TORII_DAEMON_READY);
-    torii_log(TORII_LOG_NOTICE,
-              "main: torii %s ready: %zu certificates, start-up %.1f ms (admin=%s data=%s)",
-              TORII_VERSION, ncerts, (double)(torii_clock_mono_us() - t0) / 1000.0,
-              app->cfg->admin_listen, app->cfg->data_dir);
-    torii_daemon_notify("READY=1\nSTATUS=serving");
-    if (event_base_dispatch(app->base) < 0) {
-        rc = torii_errf(&eb, TORII_EIO, "main loop failed");
-    }
 out:
-    if (rc != TORII_OK) {
-        torii_log(TORII_LOG_ERR, "main: %s", eb.msg[0] ? eb.msg : torii_strerror(rc));
+    return rc;
+}
+
+/* --upgrade: every socket received must be one this configuration listens on, in a worker
+ * slot it has; otherwise a connection queued in it would be lost. */
+static int app_check_inherited(const struct app *app, const struct torii_listen_socks *in,
+                               struct torii_errbuf *eb)
+{
+    for (size_t i = 0; i < in->n; i++) {
+        const struct torii_listen_sock *ls = &in->v[i];
+        const char *mine = ls->kind == 0 ? app->cfg->listen_https : app->cfg->listen_http;
+        if (ls->slot >= app->cfg->workers || strcmp(ls->addr, mine) != 0) {
+            return torii_errf(eb, TORII_EINVAL,
+                              "upgrade: the running torii listens on %s (worker %u): workers and "
+                              "listen.* must be the same for an upgrade; restart instead",
+                              ls->addr, ls->slot);
+        }
     }
-    torii_admin_stop(app->admin);
-    torii_admin_set_renewer(NULL);
-    torii_workers_stop(app->workers);
-    /* The renewal thread writes to the store, whose watcher raises alerts: stop it first. */
-    torii_renewer_stop(app->renewer);
-    torii_alerts_free(app->alerts);
-    for (int i = 0; i < 3; i++) {
+    return TORII_OK;
+}
+
+/* The first generation and the services; with --upgrade, on the running torii's sockets. */
+static int app_serve(struct app *app, struct torii_errbuf *eb)
+{
+    struct torii_listen_socks in = {NULL, 0};
+    int conn = -1;
+    int rc = TORII_OK;
+
+    if (app->upgrade) {
+        TORII_TRY(torii_handover_take(app->cfg->data_dir, &conn, &in, eb));
+        TORII_TRY(app_check_inherited(app, &in, eb));
+    } else {
+        /* First: refuses to start next to a torii serving the same data dir. */
+        TORII_TRY(torii_handover_listen(app->cfg->data_dir, 0, &app->ho_fd, eb));
+    }
+    TORII_TRY(app_gen_start(app, app->cfg, 0, app->routes, &in, &app->gen, eb));
+    app->routes = NULL; /* the generation's now */
+    TORII_TRY(app_services_start(app, eb));
+    if (conn >= 0) {
+        TORII_TRY(torii_handover_serving(conn, eb));
+        torii_log(TORII_LOG_NOTICE, "main: upgrade: took over %zu listening sockets (pid %ld)",
+                  in.n, (long)getpid());
+        TORII_TRY(torii_daemon_lock_wait(app->daemon, app->cfg->data_dir, APP_LOCK_WAIT_MS, eb));
+    }
+    if (app->upgrade) {
+        TORII_TRY(torii_handover_listen(app->cfg->data_dir, 1, &app->ho_fd, eb));
+    }
+    app->ho_ev = event_new(app->base, app->ho_fd, EV_READ | EV_PERSIST, app_on_handover, app);
+    TORII_ENSURE(app->ho_ev != NULL && event_add(app->ho_ev, NULL) == 0, TORII_ENOMEM);
+out:
+    torii_handover_socks_free(&in);
+    if (conn >= 0) {
+        (void)close(conn);
+    }
+    return rc;
+}
+
+static void app_close(struct app *app, struct event **sigs)
+{
+    app_services_stop(app);
+    if (app->gen != NULL) {
+        app->old[app->n_old++] = app->gen;
+        app->gen = NULL;
+    }
+    for (size_t i = 0; i < app->n_old; i++) {
+        struct torii_config *cfg = app_gen_cfg(app->old[i]);
+        app->cut += torii_proxy_gen_free(app->old[i]);
+        app->old[i] = NULL;
+        app_cfg_release(app, cfg);
+    }
+    app->n_old = 0;
+    torii_alerts_free(app->alerts); /* flushes the exporters' queues */
+    if (app->alerts_cfg != app->cfg) {
+        torii_config_free((struct torii_config *)(uintptr_t)app->alerts_cfg);
+    }
+    app->alerts_cfg = NULL;
+    torii_log_access_close();
+    for (int i = 0; i < APP_NSIGS; i++) {
         if (sigs[i] != NULL) {
             event_free(sigs[i]);
         }
     }
-    if (rotate != NULL) {
-        event_free(rotate);
+    if (app->rotate != NULL) {
+        event_free(app->rotate);
     }
-    if (rdcheck != NULL) {
-        event_free(rdcheck);
+    if (app->reap != NULL) {
+        event_free(app->reap);
+    }
+    if (app->ho_ev != NULL) {
+        event_free(app->ho_ev);
+    }
+    if (app->ho_fd >= 0) {
+        (void)close(app->ho_fd); /* not unlinked: a successor may have bound the path */
+    }
+    if (app->rdcheck != NULL) {
+        event_free(app->rdcheck);
     }
     torii_daemon_unwatch(app->daemon); /* its check timer is on base */
     if (app->base != NULL) {
         event_base_free(app->base);
     }
-    torii_tls_ctx_free(app->tls);
-    torii_routes_free(app->routes); /* its trust sets read the table: before it goes */
+    torii_routes_free(app->routes);
     app->routes = NULL;
     torii_table_free(app->table);
     torii_wellknown_pki_set(NULL);
@@ -253,6 +666,44 @@ out:
     torii_store_free(app->store);
     torii_daemon_free(app->daemon); /* releases the instance lock, after the store is closed */
     app->daemon = NULL;
+}
+
+static int app_run(struct app *app)
+{
+    struct torii_errbuf eb = {{0}};
+    struct event *sigs[APP_NSIGS] = {NULL};
+    int64_t t0 = torii_clock_mono_us();
+    size_t ncerts = 0;
+    char msg[64];
+    int rc = TORII_OK;
+
+    app->ho_fd = -1;
+    TORII_TRY(app_open_state(app, &ncerts, &eb));
+    TORII_TRY(app_events(app, sigs, &eb));
+    torii_wellknown_pki_set(app->pki);
+    TORII_TRY(app_serve(app, &eb));
+    TORII_TRY(torii_daemon_watch(app->daemon, app->base));
+    torii_daemon_set_state(app->daemon, TORII_DAEMON_READY);
+    torii_log(TORII_LOG_NOTICE,
+              "main: torii %s ready: %zu certificates, start-up %.1f ms (admin=%s data=%s)",
+              TORII_VERSION, ncerts, (double)(torii_clock_mono_us() - t0) / 1000.0,
+              app->cfg->admin_listen, app->cfg->data_dir);
+    (void)snprintf(msg, sizeof(msg), "MAINPID=%ld\nREADY=1\nSTATUS=serving", (long)getpid());
+    torii_daemon_notify(msg);
+    if (event_base_dispatch(app->base) < 0) {
+        rc = torii_errf(&eb, TORII_EIO, "main loop failed");
+    }
+out:
+    if (rc != TORII_OK) {
+        torii_log(TORII_LOG_ERR, "main: %s", eb.msg[0] ? eb.msg : torii_strerror(rc));
+    }
+    app_close(app, sigs);
+    if (app->cut > 0) {
+        torii_log(TORII_LOG_ERR,
+                  "main: shutdown_timeout_s (%us) cut %u connection%s with a request in flight",
+                  app->timeout_s, app->cut, app->cut == 1 ? "" : "s");
+        rc = rc == TORII_OK ? TORII_EIO : rc;
+    }
     return rc;
 }
 
@@ -280,6 +731,23 @@ static int app_load_config(const char *path, struct app *app)
     return rc;
 }
 
+/* The path to exec for an upgrade: where this binary was started from (the package manager
+ * replaces the file there). */
+static void app_self_exe(const char *argv0, char *out, size_t len)
+{
+    ssize_t n = readlink("/proc/self/exe", out, len - 1);
+
+    if (n > 0) {
+        out[n] = '\0';
+        /* "/usr/sbin/torii (deleted)" once the file has been replaced: the new one is there. */
+        if ((size_t)n > 10 && strcmp(out + n - 10, " (deleted)") == 0) {
+            out[n - 10] = '\0';
+        }
+    } else {
+        (void)snprintf(out, len, "%s", argv0);
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct app app = {0};
@@ -296,6 +764,8 @@ int main(int argc, char **argv)
             path = argv[++i];
         } else if (strcmp(argv[i], "--check-config") == 0) {
             check_only = 1;
+        } else if (strcmp(argv[i], "--upgrade") == 0) {
+            app.upgrade = 1;
         } else if (strcmp(argv[i], "--version") == 0) {
             (void)printf("torii %s (%s)\n", TORII_VERSION, OpenSSL_version(OPENSSL_VERSION));
             return 0;
@@ -320,10 +790,21 @@ int main(int argc, char **argv)
         torii_log_set_level(lvl);
     }
     (void)signal(SIGPIPE, SIG_IGN);
+    torii_log_detect_journal();
+    app.path = path;
+    app_self_exe(argv[0], app.exe, sizeof(app.exe));
     if (evthread_use_pthreads() != 0) {
         torii_fatal("main: evthread_use_pthreads failed");
     }
     rc = app_run(&app);
+    if (app.successor != 0) {
+        torii_log(TORII_LOG_NOTICE,
+                  "main: torii %s exiting (status %d, pid %ld): handed over to pid %ld",
+                  TORII_VERSION, rc == TORII_OK ? 0 : 1, (long)getpid(), app.successor);
+    } else {
+        torii_log(TORII_LOG_NOTICE, "main: torii %s exiting (status %d, pid %ld)", TORII_VERSION,
+                  rc == TORII_OK ? 0 : 1, (long)getpid());
+    }
     torii_config_free(app.cfg);
     libevent_global_shutdown();
     return rc == TORII_OK ? 0 : 1;

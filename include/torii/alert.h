@@ -72,6 +72,12 @@ void torii_alerts_raise(struct torii_alerts *al, enum torii_alert_type t, const 
 /** Reopen file exporters before their next write (SIGHUP, for logrotate). Any thread. */
 void torii_alerts_reopen(struct torii_alerts *al);
 
+/** Reload: replace the exporters with those of cfg (borrowed from now on: it must outlive
+ * the alerts object or the next reload). The old exporters deliver what they hold, then go.
+ * On failure the old ones stay (eb names the problem). Main thread. */
+int torii_alerts_reload(struct torii_alerts *al, const struct torii_config *cfg,
+                        struct torii_store *store, struct torii_errbuf *eb) TORII_MUST_USE;
+
 /** Register a store watcher that raises CertCreatedAlert / CertUpdatedAlert /
  * CertDeletedAlert for writes to the certificate bucket made by the API (writes made by the
  * lifecycle module itself, inside torii_lifecycle_write_begin/end, raise their own alerts

@@ -92,7 +92,12 @@ struct torii_config {
     int strict_host;          /* 1: 421 for a Host the connection's certificate does not name */
     unsigned ticket_rotate_s; /* session ticket key rotation, 3600 */
     char *log_level;          /* "info" */
-    int access_log;           /* 1 */
+    int access_log;           /* 1 ("access_log": bool, or access_log.enabled) */
+    /* Daemon: access_log.path (NULL: stderr; reopened on SIGUSR1 and reload), .format
+     * ("json" or "combined"), and how long SIGTERM/upgrade let requests in flight finish. */
+    char *access_log_path;
+    char *access_log_format;
+    unsigned shutdown_timeout_s; /* 30 */
     /* HTTP limits (public and admin listeners). */
     size_t max_header_bytes;             /* 16384 */
     size_t max_headers;                  /* 100 */
@@ -149,6 +154,13 @@ int torii_config_load(const char *path, struct torii_config **out, struct torii_
 int torii_config_check(const char *path, struct torii_config **out, struct torii_conf_errs *errs)
     TORII_MUST_USE;
 void torii_config_free(struct torii_config *cfg);
+
+/** Reload (SIGHUP): the keys of next that cannot change in a running daemon (data_dir,
+ * workers, admin.*, tls.default_cert, renewal, alerts, debug, pki) must equal
+ * those of cur; each one that differs is appended to errs, named ("config: workers: cannot
+ * change on reload; restart torii to apply it"). TORII_OK or TORII_EINVAL. */
+int torii_config_reload_check(const struct torii_config *cur, const struct torii_config *next,
+                              struct torii_conf_errs *errs) TORII_MUST_USE;
 
 /** Split "host:port" / "[v6]:port" into a sockaddr. TORII_EINVAL on bad syntax. */
 struct sockaddr_storage;

@@ -49,6 +49,15 @@ void torii_daemon_free(struct torii_daemon *d);
 int torii_daemon_lock(struct torii_daemon *d, const char *data_dir, struct torii_errbuf *eb)
     TORII_MUST_USE;
 
+/** torii_daemon_lock, retried every 50 ms while another process holds the lock, for at most
+ * timeout_ms: the successor of an upgrade takes the lock its predecessor releases once the
+ * hand-over is done. Main thread. */
+int torii_daemon_lock_wait(struct torii_daemon *d, const char *data_dir, unsigned timeout_ms,
+                           struct torii_errbuf *eb) TORII_MUST_USE;
+/** Release the instance lock (the predecessor of an upgrade, once its successor serves);
+ * NULL accepted. Main thread. */
+void torii_daemon_unlock(struct torii_daemon *d);
+
 /** One instance per listen address: bind addr (key names it in errors, e.g. "listen.https")
  * once without SO_REUSEPORT and close it again. Every listener of torii sets SO_REUSEPORT, so
  * a second torii could otherwise share the port silently; this bind fails with EADDRINUSE

@@ -27,6 +27,19 @@ void torii_log_errno(enum torii_log_level lvl, const char *fmt, ...) TORII_PRINT
 /** Log and exit(1); start-up only. */
 void torii_fatal(const char *fmt, ...) TORII_PRINTF(1, 2) __attribute__((noreturn));
 
+/** When $JOURNAL_STREAM names stderr (systemd), event lines start with their syslog priority
+ * ("<3>" err .. "<7>" debug) so the journal keeps the level. Main thread, at start-up. */
+void torii_log_detect_journal(void);
+
+/** Access log sink: path (append, created 0640) or NULL for stderr. Called again to reopen
+ * (logrotate, SIGUSR1, reload): the descriptor is swapped atomically, writers never block.
+ * TORII_EIO with the path named in eb; the previous sink is kept then. Main thread. */
+int torii_log_access_open(const char *path, struct torii_errbuf *eb) TORII_MUST_USE;
+/** Write one complete line (one write(2), so lines never interleave). Any thread. */
+void torii_log_access_write(const char *line, size_t len);
+/** Flush (fsync) and close the sink; later lines go to stderr. At exit, workers stopped. */
+void torii_log_access_close(void);
+
 /** Copy s[0..len) into out (size outlen, always terminated), escaping quotes, backslashes,
  * control and non-ASCII bytes as \xHH. Returns out. */
 char *torii_log_escape(const char *s, size_t len, char *out, size_t outlen);

@@ -224,7 +224,75 @@ int torii_workers_start(const struct torii_config *cfg, struct torii_table *tabl
                         struct torii_tls_ctx *tls, const struct torii_routes *routes,
                         struct torii_daemon *daemon, struct torii_workers **out,
                         struct torii_errbuf *eb) TORII_MUST_USE;
-/** Stop accepting, close connections, join and free; NULL accepted. */
-void torii_workers_stop(struct torii_workers *w);
+
+/** One listening socket of one worker, as handed to the next workers (reload) or the next
+ * process (upgrade). kind: 0 https, 1 http; slot: the worker index; addr: the listen.* string
+ * it was opened for. */
+struct torii_listen_sock {
+    int kind;
+    unsigned slot;
+    char addr[128];
+    int fd;
+};
+struct torii_listen_socks {
+    const struct torii_listen_sock *v;
+    size_t n;
+};
+/** torii_workers_start, taking over the inherited sockets (borrowed: duplicated) whose
+ * kind, slot and address match, and binding the others: a connection waiting in a kept
+ * socket's accept queue is never lost. */
+int torii_workers_start_inherit(const struct torii_config *cfg, struct torii_table *table,
+                                struct torii_tls_ctx *tls, const struct torii_routes *routes,
+                                struct torii_daemon *daemon,
+                                const struct torii_listen_socks *inherit,
+                                struct torii_workers **out, struct torii_errbuf *eb) TORII_MUST_USE;
+/** The listening sockets (fds borrowed: valid until the workers drain), at most cap. */
+size_t torii_workers_listeners(const struct torii_workers *ws, struct torii_listen_sock *out,
+                               size_t cap);
+/** Stop accepting (the listeners close) and finish the connections: every response says
+ * Connection: close; stop = 1 also closes keep-alive connections idle after a request at
+ * once. Each loop ends with its last connection (torii_workers_drained). Main thread. */
+void torii_workers_drain(struct torii_workers *ws, int stop);
+/** 1 when every worker loop has ended (NULL accepted). Any thread. */
+int torii_workers_drained(const struct torii_workers *ws);
+/** Stop accepting, close connections, join and free; NULL accepted. Returns the number of
+ * connections that still had a request in flight (cut off). */
+unsigned torii_workers_stop(struct torii_workers *w);
+
+/* ---- generations ------------------------------------------------------------------------ */
+
+/* A generation is one configuration at work: config, compiled routes, TLS context and
+ * workers. A reload starts a new one on the sockets of the current one and drains the old
+ * one; connections finish under the generation that accepted them. Main thread only. */
+struct torii_proxy_gen;
+
+struct torii_proxy_gen_opts {
+    struct torii_config *cfg; /* owned by the generation (on success) when own_cfg */
+    int own_cfg;
+    struct torii_routes *routes; /* compiled, not bound: owned by the generation on success */
+    struct torii_table *table;   /* borrowed; outlives the generation */
+    torii_tls_ocsp_staple_cb ocsp_staple;
+    void *ocsp_staple_arg;
+    const struct torii_listen_socks *inherit; /* sockets to take over, or NULL */
+    struct torii_daemon *daemon;              /* each worker loop's beat (NULL: none) */
+    unsigned id;                              /* for the logs */
+};
+
+/** Bind the routes' TLS, make the TLS context, start the workers. On failure nothing is
+ * taken (the caller still owns cfg and routes) and eb names the problem. */
+int torii_proxy_gen_start(const struct torii_proxy_gen_opts *o, struct torii_proxy_gen **out,
+                          struct torii_errbuf *eb) TORII_MUST_USE;
+/** Stop accepting and finish the connections (see torii_workers_drain). */
+void torii_proxy_gen_drain(struct torii_proxy_gen *g, int stop);
+/** 1 once every connection of a draining generation has ended. */
+int torii_proxy_gen_drained(const struct torii_proxy_gen *g);
+/** Stop (cutting what is left), free; NULL accepted. Returns the connections cut off. */
+unsigned torii_proxy_gen_free(struct torii_proxy_gen *g);
+struct torii_tls_ctx *torii_proxy_gen_tls(const struct torii_proxy_gen *g);
+const struct torii_config *torii_proxy_gen_config(const struct torii_proxy_gen *g);
+unsigned torii_proxy_gen_id(const struct torii_proxy_gen *g);
+/** The generation's listening sockets (see torii_workers_listeners). */
+size_t torii_proxy_gen_listeners(const struct torii_proxy_gen *g, struct torii_listen_sock *out,
+                                 size_t cap);
 
 #endif

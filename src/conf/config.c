@@ -41,6 +41,8 @@ static void conf_defaults(struct torii_config *c)
     c->strict_host = 1;
     c->ticket_rotate_s = 3600;
     c->access_log = 1;
+    conf_set_str(&c->access_log_format, "json");
+    c->shutdown_timeout_s = 30;
     c->max_header_bytes = 16384;
     c->max_headers = 100;
     c->max_target = 8192;
@@ -81,6 +83,10 @@ static const struct conf_key conf_keys[] = {
     {"workers", CONF_UINT, OFF(workers), 256},
     {"log_level", CONF_STR, OFF(log_level), 0},
     {"access_log", CONF_BOOL, OFF(access_log), 0},
+    {"access_log.enabled", CONF_BOOL, OFF(access_log), 0},
+    {"access_log.path", CONF_STR, OFF(access_log_path), 0},
+    {"access_log.format", CONF_STR, OFF(access_log_format), 0},
+    {"shutdown_timeout_s", CONF_UINT, OFF(shutdown_timeout_s), 86400},
     {"listen.https", CONF_STR, OFF(listen_https), 0},
     {"listen.http", CONF_STR, OFF(listen_http), 0},
     {"admin.listen", CONF_STR, OFF(admin_listen), 0},
@@ -122,8 +128,8 @@ static const struct conf_key conf_keys[] = {
 };
 
 /* Sections whose members are all listed in conf_keys (so unknown members are errors). */
-static const char *const conf_sections[] = {"listen",  "admin",  "tls",   "limits",
-                                            "renewal", "alerts", "debug", "health"};
+static const char *const conf_sections[] = {"listen", "admin", "tls",    "limits",    "renewal",
+                                            "alerts", "debug", "health", "access_log"};
 
 static const struct conf_key *conf_find(const char *path)
 {
@@ -280,7 +286,7 @@ static void conf_apply_json(struct torii_config *c, json_t *root, struct torii_c
         if (conf_is_comment(name)) {
             continue;
         }
-        if (k != NULL) {
+        if (k != NULL && !(json_is_object(v) && conf_is_section(name))) {
             (void)conf_note(errs, conf_apply_key(c, k, v, &eb), &eb);
         } else if (conf_is_section(name)) {
             conf_apply_section(c, name, v, errs);
@@ -844,6 +850,12 @@ static void conf_validate(struct torii_config *c, struct torii_conf_errs *errs)
     conf_require(errs, torii_log_level_parse(c->log_level, &lvl) == TORII_OK,
                  "config: log_level: expected err, warn, notice, info or debug");
     conf_require(errs, c->data_dir[0] != '\0', "config: data_dir is empty");
+    conf_require(errs,
+                 strcmp(c->access_log_format, "json") == 0
+                     || strcmp(c->access_log_format, "combined") == 0,
+                 "config: access_log.format: expected json or combined");
+    conf_require(errs, c->access_log_path == NULL || c->access_log_path[0] == '/',
+                 "config: access_log.path: expected an absolute path");
     conf_require(errs, c->default_cert[0] != '\0', "config: tls.default_cert is empty");
     conf_require(errs, c->admin_token == NULL || strlen(c->admin_token) >= 16,
                  "config: admin.token must be at least 16 characters");
@@ -972,6 +984,8 @@ void torii_config_free(struct torii_config *c)
     free(c->log_level);
     free(c->debug_stall_file);
     free(c->health_public_path);
+    free(c->access_log_path);
+    free(c->access_log_format);
     json_decref(c->routes);
     json_decref(c->exporters);
     json_decref(c->pki);
@@ -1036,4 +1050,54 @@ int torii_config_parse_addr(const char *s, struct sockaddr_storage *ss, int *ssl
         *sslen = (int)sizeof(*sin6);
     }
     return TORII_OK;
+}
+
+/* ---- reload ---------------------------------------------------------------------------- */
+
+static int conf_str_eq(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static void conf_fixed(struct torii_conf_errs *errs, int same, const char *key)
+{
+    char msg[256];
+
+    if (!same) {
+        (void)snprintf(msg, sizeof(msg),
+                       "config: %s: cannot change on reload; restart torii to apply it", key);
+        torii_conf_errs_add(errs, msg);
+    }
+}
+
+int torii_config_reload_check(const struct torii_config *cur, const struct torii_config *next,
+                              struct torii_conf_errs *errs)
+{
+    size_t n0 = errs->n;
+
+    conf_fixed(errs, conf_str_eq(cur->data_dir, next->data_dir), "data_dir");
+    conf_fixed(errs, cur->workers == next->workers, "workers");
+    conf_fixed(errs, conf_str_eq(cur->admin_listen, next->admin_listen), "admin.listen");
+    conf_fixed(errs, conf_str_eq(cur->admin_token, next->admin_token), "admin.token");
+    conf_fixed(errs, conf_str_eq(cur->admin_client_id, next->admin_client_id), "admin.client_id");
+    conf_fixed(errs, cur->admin_max_body == next->admin_max_body, "admin.max_body");
+    conf_fixed(errs, conf_str_eq(cur->default_cert, next->default_cert), "tls.default_cert");
+    conf_fixed(errs,
+               cur->renewal_interval_s == next->renewal_interval_s
+                   && cur->renewal_threshold_pct == next->renewal_threshold_pct
+                   && cur->renewal_jitter_s == next->renewal_jitter_s
+                   && cur->renewal_initial_delay_s == next->renewal_initial_delay_s
+                   && cur->renewal_retry_min_s == next->renewal_retry_min_s
+                   && cur->renewal_retry_max_s == next->renewal_retry_max_s
+                   && cur->renewal_delete_expired_copies == next->renewal_delete_expired_copies,
+               "renewal");
+    conf_fixed(errs,
+               cur->alerts_almost_expired_days == next->alerts_almost_expired_days
+                   && cur->alerts_repeat_s == next->alerts_repeat_s,
+               "alerts");
+    conf_fixed(errs, cur->debug_clock_hook == next->debug_clock_hook, "debug.clock_hook");
+    /* pki.public_url defaults to http://<listen.http>: moving that listener moves it. */
+    conf_fixed(errs, json_equal(cur->pki, next->pki) || (cur->pki == NULL && next->pki == NULL),
+               "pki (pki.public_url, by default http://<listen.http>)");
+    return errs->n > n0 ? TORII_EINVAL : TORII_OK;
 }

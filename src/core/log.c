@@ -1,7 +1,10 @@
 /* log.c - stderr logging, one write(2) per line so threads do not interleave. */
 #include "torii/log.h"
 
+#include <sys/stat.h>
+
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +17,70 @@
 static _Atomic int log_level = TORII_LOG_INFO;
 
 static const char *const log_names[] = {"err", "warn", "notice", "info", "debug"};
+
+/* 1 when stderr is the journal: lines start with a syslog priority "<N>" (sd-daemon(3)). */
+static _Atomic int log_journal = 0;
+
+/* The access log's descriptor: a fixed number, repointed with dup2() (atomic), so that
+ * writers never see a closed descriptor. -1: stderr. */
+static _Atomic int log_access_fd = -1;
+
+void torii_log_detect_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev = 0;
+    unsigned long long ino = 0;
+    struct stat st;
+
+    if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) != 0) {
+        return;
+    }
+    atomic_store(&log_journal,
+                 (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino);
+}
+
+int torii_log_access_open(const char *path, struct torii_errbuf *eb)
+{
+    int cur = atomic_load(&log_access_fd);
+    int fd = path != NULL ? open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)
+                          : fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    int rc = TORII_OK;
+
+    if (fd < 0) {
+        return torii_errf(eb, TORII_EIO, "access_log.path: cannot open %s: %s",
+                          path != NULL ? path : "stderr", strerror(errno));
+    }
+    if (cur < 0) {
+        atomic_store(&log_access_fd, fd);
+        return TORII_OK;
+    }
+    if (dup2(fd, cur) < 0 || fcntl(cur, F_SETFD, FD_CLOEXEC) != 0) {
+        rc = torii_errf(eb, TORII_EIO, "access_log.path: cannot switch to %s: %s",
+                        path != NULL ? path : "stderr", strerror(errno));
+    }
+    (void)close(fd);
+    return rc;
+}
+
+void torii_log_access_write(const char *line, size_t len)
+{
+    int fd = atomic_load(&log_access_fd);
+
+    /* One write per line: lines of concurrent workers never interleave. */
+    if (write(fd >= 0 ? fd : STDERR_FILENO, line, len) < 0) {
+        return;
+    }
+}
+
+void torii_log_access_close(void)
+{
+    int fd = atomic_exchange(&log_access_fd, -1);
+
+    if (fd >= 0) {
+        (void)fsync(fd);
+        (void)close(fd);
+    }
+}
 
 void torii_log_set_level(enum torii_log_level lvl)
 {
@@ -50,7 +117,14 @@ static void log_vwrite(enum torii_log_level lvl, int errnum, const char *fmt, va
     }
     (void)clock_gettime(CLOCK_REALTIME, &ts);
     (void)gmtime_r(&ts.tv_sec, &tm);
-    n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+    n = 0;
+    if (atomic_load(&log_journal)) {
+        static const char prio[] = {'3', '4', '5', '6', '7'}; /* LOG_ERR .. LOG_DEBUG */
+        line[n++] = '<';
+        line[n++] = prio[lvl];
+        line[n++] = '>';
+    }
+    n += strftime(line + n, sizeof(line) - n, "%Y-%m-%dT%H:%M:%S", &tm);
     w = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s ", ts.tv_nsec / 1000000L, log_names[lvl]);
     if (w > 0) {
         n += (size_t)w;

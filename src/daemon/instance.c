@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon_int.h"
@@ -152,4 +153,26 @@ out:
         (void)close(fd);
     }
     return rc;
+}
+
+int torii_daemon_lock_wait(struct torii_daemon *d, const char *data_dir, unsigned timeout_ms,
+                           struct torii_errbuf *eb)
+{
+    const struct timespec step = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
+    unsigned waited = 0;
+    int rc;
+
+    while ((rc = torii_daemon_lock(d, data_dir, eb)) == TORII_EPERM && waited < timeout_ms) {
+        (void)nanosleep(&step, NULL);
+        waited += 50;
+    }
+    return rc;
+}
+
+void torii_daemon_unlock(struct torii_daemon *d)
+{
+    if (d != NULL && d->lock_fd >= 0) {
+        (void)close(d->lock_fd); /* releases the flock */
+        d->lock_fd = -1;
+    }
 }

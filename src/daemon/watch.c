@@ -142,13 +142,21 @@ static void daemon_beat_cb(evutil_socket_t fd, short what, void *arg)
 int torii_daemon_beat_attach(struct torii_daemon *d, struct event_base *base, const char *name,
                              struct torii_daemon_beat **out)
 {
-    struct torii_daemon_beat *b;
+    struct torii_daemon_beat *b = NULL;
     struct timeval tv = daemon_tv(d->beat_us);
+    size_t slot = d->n_beats;
 
-    if (d->n_beats >= DAEMON_BEATS_MAX) {
+    /* A detached slot is reused: worker sets come and go with every reload. */
+    for (size_t i = 0; i < d->n_beats; i++) {
+        if (!d->beats[i].active && d->beats[i].ev == NULL) {
+            slot = i;
+            break;
+        }
+    }
+    if (slot >= DAEMON_BEATS_MAX) {
         return TORII_EINVAL;
     }
-    b = &d->beats[d->n_beats];
+    b = &d->beats[slot];
     b->owner = d;
     (void)snprintf(b->name, sizeof(b->name), "%s", name);
     b->ev = event_new(base, -1, EV_PERSIST, daemon_beat_cb, b);
@@ -162,7 +170,9 @@ int torii_daemon_beat_attach(struct torii_daemon *d, struct event_base *base, co
     atomic_init(&b->count, 0);
     b->seen = 0;
     b->active = 1;
-    d->n_beats++;
+    if (slot == d->n_beats) {
+        d->n_beats++;
+    }
     *out = b;
     return TORII_OK;
 }

@@ -2,6 +2,8 @@
  * watcher that turns API writes into CertCreated/Updated/DeletedAlert. */
 #include "torii/alert.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,9 +22,11 @@ static const char *const alert_names[TORII_ALERT_TYPES] = {
 };
 
 struct torii_alerts {
-    struct torii_exporters *xs;
-    unsigned mask; /* immutable after new */
+    pthread_rwlock_t lock;      /* xs: read to push or reopen, written by a reload */
+    struct torii_exporters *xs; /* replaced by torii_alerts_reload */
+    _Atomic unsigned mask;
     int curl_inited;
+    int lock_inited;
 };
 
 /* Set while this thread applies lifecycle writes (renewal, validity watch); its thread. */
@@ -113,8 +117,11 @@ int torii_alerts_new(const struct torii_config *cfg, struct torii_store *store,
         goto out;
     }
     al->curl_inited = 1;
+    TORII_ENSURE(pthread_rwlock_init(&al->lock, NULL) == 0,
+                 torii_errf(eb, TORII_ENOMEM, "alerts: pthread_rwlock_init failed"));
+    al->lock_inited = 1;
     TORII_TRY(torii_exporters__new(cfg, store, &al->xs, eb));
-    al->mask = torii_exporters__mask(al->xs);
+    atomic_store(&al->mask, torii_exporters__mask(al->xs));
     *out = al;
     al = NULL;
 out:
@@ -128,6 +135,9 @@ void torii_alerts_free(struct torii_alerts *al)
         return;
     }
     torii_exporters__free(al->xs);
+    if (al->lock_inited) {
+        (void)pthread_rwlock_destroy(&al->lock);
+    }
     if (al->curl_inited) {
         curl_global_cleanup();
     }
@@ -136,7 +146,8 @@ void torii_alerts_free(struct torii_alerts *al)
 
 int torii_alerts_wanted(const struct torii_alerts *al, enum torii_alert_type t)
 {
-    return al != NULL && (unsigned)t < TORII_ALERT_TYPES && (al->mask & (1u << t)) != 0;
+    return al != NULL && (unsigned)t < TORII_ALERT_TYPES
+           && (atomic_load(&al->mask) & (1u << t)) != 0;
 }
 
 void torii_alerts_raise(struct torii_alerts *al, enum torii_alert_type t, const json_t *entity,
@@ -156,15 +167,37 @@ void torii_alerts_raise(struct torii_alerts *al, enum torii_alert_type t, const 
         torii_log(TORII_LOG_ERR, "alert: cannot build %s: out of memory", alert_names[t]);
         return;
     }
+    (void)pthread_rwlock_rdlock(&al->lock);
     torii_exporters__push(al->xs, t, env);
+    (void)pthread_rwlock_unlock(&al->lock);
     json_decref(env);
 }
 
 void torii_alerts_reopen(struct torii_alerts *al)
 {
     if (al != NULL) {
+        (void)pthread_rwlock_rdlock(&al->lock);
         torii_exporters__reopen(al->xs);
+        (void)pthread_rwlock_unlock(&al->lock);
     }
+}
+
+int torii_alerts_reload(struct torii_alerts *al, const struct torii_config *cfg,
+                        struct torii_store *store, struct torii_errbuf *eb)
+{
+    struct torii_exporters *xs = NULL;
+    struct torii_exporters *old;
+    int rc = TORII_OK;
+
+    TORII_TRY(torii_exporters__new(cfg, store, &xs, eb));
+    (void)pthread_rwlock_wrlock(&al->lock);
+    old = al->xs;
+    al->xs = xs;
+    atomic_store(&al->mask, torii_exporters__mask(xs));
+    (void)pthread_rwlock_unlock(&al->lock);
+    torii_exporters__free(old); /* delivers what it still holds (one last webhook attempt) */
+out:
+    return rc;
 }
 
 /* Runs on the writing thread, under the store's write lock: parse, redact, queue; no I/O. */

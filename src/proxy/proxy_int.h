@@ -37,19 +37,28 @@ struct proxy_worker {
     struct proxy_conn *conns; /* every client connection of this worker */
     unsigned n_conns;
     struct torii_daemon *daemon;       /* health.public_path answers from its state; NULL: none */
+    int draining;                      /* TORII_PROXY_DRAIN_*: responses say Connection: close */
     void (*on_conn_closed)(void *arg); /* after a connection is gone (listener resume) */
     void *on_conn_closed_arg;
     /* access log: the cached time string of the current second */
     int64_t log_sec;
     char log_time[32];
+    char log_clf[40];
 };
 
 /** Set up / tear down the proxy state of a worker (pool, health, well-known). */
 int torii_proxy__worker_init(struct proxy_worker *pw, struct event_base *base,
                              const struct torii_config *cfg, const struct torii_routes *routes,
                              struct torii_tls_ctx *tls) TORII_MUST_USE;
-/** Closes every client and pooled upstream connection, then frees the state. */
-void torii_proxy__worker_clear(struct proxy_worker *pw);
+/** Closes every client and pooled upstream connection, then frees the state. Returns the
+ * number of client connections that had a request in flight (cut off). */
+unsigned torii_proxy__worker_clear(struct proxy_worker *pw);
+
+#define TORII_PROXY_DRAIN_SOFT 1 /* reload/upgrade: idle connections close on their own */
+#define TORII_PROXY_DRAIN_STOP 2 /* stop: idle keep-alive connections close at once */
+/** From now on every response says Connection: close; in STOP mode the connections idle
+ * after a request are closed now. Loop thread. */
+void torii_proxy__worker_drain(struct proxy_worker *pw, int mode);
 
 /** Serve a new client connection on fd (taken in every case). tls: the https listener. */
 void torii_proxy__accept(struct proxy_worker *pw, evutil_socket_t fd, const struct sockaddr *sa,

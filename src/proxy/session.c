@@ -116,6 +116,8 @@ struct proxy_exch {
     struct torii_slice method;
     struct torii_slice host;
     struct torii_slice path;
+    struct torii_slice referer; /* combined access log format */
+    struct torii_slice ua;
 };
 
 struct proxy_conn {
@@ -278,66 +280,128 @@ static size_t log_json_str(char *o, size_t cap, const char *s)
     return log_json_slice(o, cap, v);
 }
 
-static void pc_access_log(struct proxy_conn *pc)
+/* The cached time strings of the current second (ISO 8601 and the common log format). */
+static void px_log_clock(struct proxy_worker *pw, int64_t now_ms)
 {
-    struct proxy_worker *pw = pc->pw;
-    struct proxy_exch *x = &pc->x;
-    const char *sni = NULL;
-    char line[2048];
-    size_t n = 0;
-    int64_t now_ms = torii_clock_now_ms();
-    int64_t end_us = torii_clock_mono_us();
-    int w;
+    time_t t = (time_t)(now_ms / 1000);
+    struct tm tm;
 
-    pc->had_request = 1;
-    torii_metrics_http_status(x->status);
-    if (!pw->cfg->access_log) {
+    if (now_ms / 1000 == pw->log_sec) {
         return;
     }
-    if (now_ms / 1000 != pw->log_sec) {
-        time_t t = (time_t)(now_ms / 1000);
-        struct tm tm;
-        pw->log_sec = now_ms / 1000;
-        if (gmtime_r(&t, &tm) == NULL
-            || strftime(pw->log_time, sizeof(pw->log_time), "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
-            (void)snprintf(pw->log_time, sizeof(pw->log_time), "1970-01-01T00:00:00");
-        }
+    pw->log_sec = now_ms / 1000;
+    if (gmtime_r(&t, &tm) == NULL
+        || strftime(pw->log_time, sizeof(pw->log_time), "%Y-%m-%dT%H:%M:%S", &tm) == 0
+        || strftime(pw->log_clf, sizeof(pw->log_clf), "%d/%b/%Y:%H:%M:%S +0000", &tm) == 0) {
+        (void)snprintf(pw->log_time, sizeof(pw->log_time), "1970-01-01T00:00:00");
+        (void)snprintf(pw->log_clf, sizeof(pw->log_clf), "01/Jan/1970:00:00:00 +0000");
     }
+}
+
+/* A field of the combined format: "-" when absent, quotes and controls escaped as \xHH. */
+static size_t log_clf_slice(char *o, size_t cap, struct torii_slice s)
+{
+    char esc[PX_LOG_FIELD_MAX * 4 + 1];
+    int w;
+
+    if (s.ptr == NULL || s.len == 0) {
+        w = snprintf(o, cap, "-");
+    } else {
+        w = snprintf(o, cap, "%s",
+                     torii_log_escape(s.ptr, s.len < PX_LOG_FIELD_MAX ? s.len : PX_LOG_FIELD_MAX,
+                                      esc, sizeof(esc)));
+    }
+    return w > 0 && (size_t)w < cap ? (size_t)w : 0;
+}
+
+/* Apache/nginx "combined", plus the host and the duration in ms:
+ * ip - - [time] "METHOD target HTTP/1.x" status bytes "referer" "user-agent" host ms */
+static size_t pc_log_combined(struct proxy_conn *pc, char *line, size_t cap, int64_t end_us)
+{
+    const struct proxy_exch *x = &pc->x;
+    size_t n = 0;
+    int w = snprintf(line, cap, "%s - - [%s] \"", pc->ip, pc->pw->log_clf);
+
+    n = w > 0 ? (size_t)w : 0;
+    n += log_clf_slice(line + n, cap - n, x->method);
+    n += (size_t)snprintf(line + n, cap - n, " ");
+    n += log_clf_slice(line + n, cap - n, x->path);
+    n += (size_t)snprintf(line + n, cap - n, " HTTP/1.%d\" %d %llu \"", x->minor, x->status,
+                          (unsigned long long)x->bytes_out);
+    n += log_clf_slice(line + n, cap - n, x->referer);
+    n += (size_t)snprintf(line + n, cap - n, "\" \"");
+    n += log_clf_slice(line + n, cap - n, x->ua);
+    n += (size_t)snprintf(line + n, cap - n, "\" ");
+    n += log_clf_slice(line + n, cap - n, x->host);
+    if (n < cap) {
+        w = snprintf(line + n, cap - n, " %.3f\n", (double)(end_us - x->t0_us) / 1000.0);
+        n += w > 0 ? (size_t)w : 0;
+    }
+    return n;
+}
+
+static size_t pc_log_json(struct proxy_conn *pc, char *line, size_t cap, int64_t now_ms,
+                          int64_t end_us)
+{
+    const struct proxy_exch *x = &pc->x;
+    const char *sni = NULL;
+    size_t n = 0;
+    int w;
+
     if (pc->tls) {
         sni = SSL_get_servername(torii_stream_ssl(pc->st), TLSEXT_NAMETYPE_host_name);
     }
-    w = snprintf(line, sizeof(line), "{\"time\":\"%s.%03dZ\",\"client\":", pw->log_time,
+    w = snprintf(line, cap, "{\"time\":\"%s.%03dZ\",\"client\":", pc->pw->log_time,
                  (int)(now_ms % 1000));
     n = w > 0 ? (size_t)w : 0;
-    n += log_json_str(line + n, sizeof(line) - n, pc->ip);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"sni\":");
-    n += log_json_str(line + n, sizeof(line) - n, sni);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"host\":");
-    n += log_json_slice(line + n, sizeof(line) - n, px_or_empty(x->host));
-    n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"method\":");
-    n += log_json_slice(line + n, sizeof(line) - n, px_or_empty(x->method));
-    n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"path\":");
-    n += log_json_slice(line + n, sizeof(line) - n, px_or_empty(x->path));
+    n += log_json_str(line + n, cap - n, pc->ip);
+    n += (size_t)snprintf(line + n, cap - n, ",\"sni\":");
+    n += log_json_str(line + n, cap - n, sni);
+    n += (size_t)snprintf(line + n, cap - n, ",\"host\":");
+    n += log_json_slice(line + n, cap - n, px_or_empty(x->host));
+    n += (size_t)snprintf(line + n, cap - n, ",\"method\":");
+    n += log_json_slice(line + n, cap - n, px_or_empty(x->method));
+    n += (size_t)snprintf(line + n, cap - n, ",\"path\":");
+    n += log_json_slice(line + n, cap - n, px_or_empty(x->path));
     n += (size_t)snprintf(
-        line + n, sizeof(line) - n,
+        line + n, cap - n,
         ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"upstream\":", x->status,
         (unsigned long long)x->bytes_in, (unsigned long long)x->bytes_out);
-    n += log_json_str(line + n, sizeof(line) - n, x->target != NULL ? x->target->name : NULL);
-    if (n < sizeof(line)) {
+    n += log_json_str(line + n, cap - n, x->target != NULL ? x->target->name : NULL);
+    if (n < cap) {
         w = snprintf(
-            line + n, sizeof(line) - n, ",\"duration_ms\":%.3f,\"upstream_ms\":%.3f}\n",
+            line + n, cap - n, ",\"duration_ms\":%.3f,\"upstream_ms\":%.3f}\n",
             (double)(end_us - x->t0_us) / 1000.0,
             x->tu0_us != 0 ? (double)((x->tu1_us ? x->tu1_us : end_us) - x->tu0_us) / 1000.0 : 0.0);
         n += w > 0 ? (size_t)w : 0;
+    }
+    return n;
+}
+
+static void pc_access_log(struct proxy_conn *pc)
+{
+    struct proxy_worker *pw = pc->pw;
+    char line[2048];
+    size_t n;
+    int64_t now_ms = torii_clock_now_ms();
+    int64_t end_us = torii_clock_mono_us();
+
+    pc->had_request = 1;
+    torii_metrics_http_status(pc->x.status);
+    if (!pw->cfg->access_log) {
+        return;
+    }
+    px_log_clock(pw, now_ms);
+    if (pw->cfg->access_log_format[0] == 'c') {
+        n = pc_log_combined(pc, line, sizeof(line), end_us);
+    } else {
+        n = pc_log_json(pc, line, sizeof(line), now_ms, end_us);
     }
     if (n >= sizeof(line)) {
         n = sizeof(line) - 1;
         line[n - 1] = '\n';
     }
-    /* One write per line: lines of concurrent workers never interleave. */
-    if (write(STDERR_FILENO, line, n) < 0) {
-        return;
-    }
+    torii_log_access_write(line, n);
 }
 
 /* ---- upstream connections and the pool ------------------------------------------------------ */
@@ -587,8 +651,8 @@ static void pc_local(struct proxy_conn *pc, int status, const char *ctype, const
     struct torii_http_response r;
     size_t before = evbuffer_get_length(out);
 
-    if (!pc_can_drain(pc)) {
-        close = 1;
+    if (!pc_can_drain(pc) || pc->pw->draining) {
+        close = 1; /* draining: the client is told, and opens its next connection elsewhere */
     }
     if (close) {
         pc->x.keep = 0;
@@ -1005,6 +1069,19 @@ static int pc_health(struct proxy_conn *pc, const struct torii_http_req *req)
     return 1;
 }
 
+static void pc_note_log_headers(struct proxy_conn *pc, const struct torii_http_req *req)
+{
+    const struct torii_slice *v = torii_http_req_header(req, "Referer");
+
+    if (v != NULL) {
+        pc->x.referer = *v;
+    }
+    v = torii_http_req_header(req, "User-Agent");
+    if (v != NULL) {
+        pc->x.ua = *v;
+    }
+}
+
 static void pc_dispatch(struct proxy_conn *pc)
 {
     const struct torii_http_req *req = torii_http_parser_req(pc->rp);
@@ -1054,6 +1131,7 @@ static void pc_dispatch(struct proxy_conn *pc)
         host.len = strlen(sni);
     }
     x->host = host;
+    pc_note_log_headers(pc, req);
     n = host.len > 0 ? torii_proxy_host_parse(host, hn) : TORII_EINVAL;
     if (pc_health(pc, req)) {
         return;
@@ -1358,7 +1436,7 @@ static int pc_resp_head(struct proxy_conn *pc)
         break;
     }
     if (x->out == TORII_PROXY_OUT_CLOSE || (pc->phase == PH_BODY && !pc_can_drain(pc))
-        || pc->peer_eof) {
+        || pc->peer_eof || pc->pw->draining) {
         x->keep = 0;
     }
     if (torii_proxy_resp_head_write(out, resp, x->out, len, !x->keep, x->minor) != TORII_OK) {
@@ -1600,8 +1678,8 @@ static void pc_step(struct proxy_conn *pc)
     case PH_HEAD:
         pc_set_read(pc, evbuffer_get_length(out) < PX_HIGH_WM);
         if (pc->rp == NULL || !torii_http_parser_started(pc->rp)) {
-            if (pc->peer_eof) {
-                pc->dead = 1;
+            if (pc->peer_eof || (pc->pw->draining == TORII_PROXY_DRAIN_STOP && pc->had_request)) {
+                pc->dead = 1; /* stopping: an idle keep-alive connection closes at once */
             } else if (pc->tmode != PT_IDLE) {
                 pc_timer_arm(pc, PT_IDLE, pc->pw->cfg->idle_timeout_ms);
             }
@@ -1922,10 +2000,28 @@ out:
     return rc;
 }
 
-void torii_proxy__worker_clear(struct proxy_worker *pw)
+void torii_proxy__worker_drain(struct proxy_worker *pw, int mode)
 {
+    struct proxy_conn *pc = pw->conns;
+
+    pw->draining = mode;
+    while (pc != NULL) {
+        struct proxy_conn *next = pc->next;
+        pc_run(pc); /* idle ones close (stop), the others answer with Connection: close */
+        pc = next;
+    }
+}
+
+unsigned torii_proxy__worker_clear(struct proxy_worker *pw)
+{
+    unsigned cut = 0;
+
     while (pw->conns != NULL) {
         struct proxy_conn *pc = pw->conns;
+        if (pc->x.active || pc->phase != PH_HEAD
+            || (pc->rp != NULL && torii_http_parser_started(pc->rp))) {
+            cut++; /* a request in flight, cut off */
+        }
         pc->x.active = 0; /* no access log line at shutdown */
         pc_close(pc);
     }
@@ -1940,4 +2036,5 @@ void torii_proxy__worker_clear(struct proxy_worker *pw)
     TORII_FREE(pw->rr);
     torii_wellknown_free(pw->wk);
     pw->wk = NULL;
+    return cut;
 }

@@ -7,7 +7,9 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,7 +39,9 @@ struct worker {
     pthread_t thread;
     int started;
     struct event_base *base;
-    struct event *stop_ev; /* activated from the main thread to end the loop */
+    struct event *stop_ev;  /* activated from the main thread to end the loop */
+    struct event *drain_ev; /* activated from the main thread: stop accepting, drain */
+    _Atomic int drain_mode; /* TORII_PROXY_DRAIN_* asked by the main thread */
     struct evconnlistener *lev[WORKER_LISTENERS];
     struct proxy_worker pw; /* loop thread only (main thread after join) */
     int pw_ready;
@@ -56,6 +60,8 @@ struct torii_workers {
     struct torii_daemon *daemon;
     unsigned n;
     struct worker *w;
+    const struct torii_listen_socks *inherit; /* during start only */
+    _Atomic unsigned n_running;               /* worker loops not yet returned */
 };
 
 static void worker_listeners_enable(struct worker *w, int on)
@@ -73,6 +79,10 @@ static void worker_conn_closed(void *arg)
     struct worker *w = arg;
 
     torii_metrics_add(TORII_METRIC_CONN_OPEN, -1);
+    if (w->pw.draining && w->pw.n_conns == 0) {
+        (void)event_base_loopbreak(w->base); /* drained: the loop ends */
+        return;
+    }
     if (w->paused && !w->backoff_pending && w->pw.n_conns < w->owner->cfg->max_conns_per_worker) {
         worker_listeners_enable(w, 1);
     }
@@ -199,6 +209,29 @@ static void worker_stop_cb(evutil_socket_t fd, short what, void *arg)
     (void)event_base_loopbreak(w->base);
 }
 
+/* Drain: the listeners close (their sockets live on in the next workers, if any), then
+ * the loop ends with the last connection. */
+static void worker_drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+
+    (void)fd;
+    (void)what;
+    /* An accept backoff would re-enable listeners that are gone. */
+    (void)event_del(w->backoff_ev);
+    w->backoff_pending = 0;
+    for (int i = 0; i < WORKER_LISTENERS; i++) {
+        if (w->lev[i] != NULL) {
+            evconnlistener_free(w->lev[i]);
+            w->lev[i] = NULL;
+        }
+    }
+    torii_proxy__worker_drain(&w->pw, atomic_load(&w->drain_mode));
+    if (w->pw.n_conns == 0) {
+        (void)event_base_loopbreak(w->base);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -208,7 +241,30 @@ static void *worker_main(void *arg)
         torii_log(TORII_LOG_ERR, "proxy: worker %u: event loop failed", w->index);
     }
     torii_table_reader_unregister();
+    atomic_fetch_sub(&w->owner->n_running, 1);
     return NULL;
+}
+
+/* The inherited socket for this listener (same kind, worker slot and address), duplicated
+ * into *fd; -1 when there is none. */
+static int worker_inherited(const struct torii_workers *ws, int kind, unsigned slot,
+                            const char *addr, evutil_socket_t *fd, struct torii_errbuf *eb)
+{
+    const struct torii_listen_socks *in = ws->inherit;
+
+    *fd = -1;
+    for (size_t i = 0; in != NULL && i < in->n; i++) {
+        const struct torii_listen_sock *ls = &in->v[i];
+        if (ls->kind == kind && ls->slot == slot && strcmp(ls->addr, addr) == 0) {
+            *fd = fcntl(ls->fd, F_DUPFD_CLOEXEC, 3);
+            if (*fd < 0) {
+                return torii_errf(eb, TORII_EIO, "proxy: cannot take over the socket of %s: %s",
+                                  addr, strerror(errno));
+            }
+            break;
+        }
+    }
+    return TORII_OK;
 }
 
 static int worker_setup(struct torii_workers *ws, struct worker *w, struct torii_errbuf *eb)
@@ -222,7 +278,8 @@ static int worker_setup(struct torii_workers *ws, struct worker *w, struct torii
     TORII_ENSURE(w->base != NULL, torii_errf(eb, TORII_ENOMEM, "proxy: event_base_new failed"));
     w->stop_ev = event_new(w->base, -1, 0, worker_stop_cb, w);
     w->backoff_ev = evtimer_new(w->base, worker_backoff_cb, w);
-    TORII_ENSURE(w->stop_ev != NULL && w->backoff_ev != NULL,
+    w->drain_ev = event_new(w->base, -1, 0, worker_drain_cb, w);
+    TORII_ENSURE(w->stop_ev != NULL && w->backoff_ev != NULL && w->drain_ev != NULL,
                  torii_errf(eb, TORII_ENOMEM, "proxy: event_new failed"));
     if (ws->daemon != NULL) {
         char name[24];
@@ -241,7 +298,10 @@ static int worker_setup(struct torii_workers *ws, struct worker *w, struct torii
         if (addrs[i][0] == '\0') {
             continue;
         }
-        TORII_TRY(worker_bind(addrs[i], &fd, eb));
+        TORII_TRY(worker_inherited(ws, i, w->index, addrs[i], &fd, eb));
+        if (fd < 0) {
+            TORII_TRY(worker_bind(addrs[i], &fd, eb));
+        }
         w->lev[i] = evconnlistener_new(w->base, cbs[i], w, LEV_OPT_CLOSE_ON_FREE, -1, fd);
         if (w->lev[i] == NULL) {
             (void)close(fd);
@@ -259,6 +319,15 @@ int torii_workers_start(const struct torii_config *cfg, struct torii_table *tabl
                         struct torii_daemon *daemon, struct torii_workers **out,
                         struct torii_errbuf *eb)
 {
+    return torii_workers_start_inherit(cfg, table, tls, routes, daemon, NULL, out, eb);
+}
+
+int torii_workers_start_inherit(const struct torii_config *cfg, struct torii_table *table,
+                                struct torii_tls_ctx *tls, const struct torii_routes *routes,
+                                struct torii_daemon *daemon,
+                                const struct torii_listen_socks *inherit,
+                                struct torii_workers **out, struct torii_errbuf *eb)
+{
     struct torii_workers *ws = torii_xcalloc(1, sizeof(*ws));
     int rc = TORII_OK;
 
@@ -267,14 +336,18 @@ int torii_workers_start(const struct torii_config *cfg, struct torii_table *tabl
     ws->table = table;
     ws->tls = tls;
     ws->routes = routes;
+    ws->inherit = inherit;
     ws->n = cfg->workers;
     ws->w = torii_xcalloc(ws->n, sizeof(*ws->w));
     for (unsigned i = 0; i < ws->n; i++) {
         ws->w[i].index = i;
         TORII_TRY(worker_setup(ws, &ws->w[i], eb));
     }
+    ws->inherit = NULL;
     for (unsigned i = 0; i < ws->n; i++) {
+        atomic_fetch_add(&ws->n_running, 1);
         if (pthread_create(&ws->w[i].thread, NULL, worker_main, &ws->w[i]) != 0) {
+            atomic_fetch_sub(&ws->n_running, 1);
             rc = torii_errf(eb, TORII_EIO, "proxy: cannot start worker thread %u", i);
             goto out;
         }
@@ -286,14 +359,50 @@ int torii_workers_start(const struct torii_config *cfg, struct torii_table *tabl
     *out = ws;
     ws = NULL;
 out:
-    torii_workers_stop(ws);
+    (void)torii_workers_stop(ws);
     return rc;
 }
 
-void torii_workers_stop(struct torii_workers *ws)
+size_t torii_workers_listeners(const struct torii_workers *ws, struct torii_listen_sock *out,
+                               size_t cap)
 {
+    const char *addrs[WORKER_LISTENERS] = {ws->cfg->listen_https, ws->cfg->listen_http};
+    size_t n = 0;
+
+    for (unsigned i = 0; i < ws->n; i++) {
+        for (int k = 0; k < WORKER_LISTENERS; k++) {
+            if (ws->w[i].lev[k] == NULL || n >= cap) {
+                continue;
+            }
+            out[n].kind = k;
+            out[n].slot = i;
+            (void)snprintf(out[n].addr, sizeof(out[n].addr), "%s", addrs[k]);
+            out[n].fd = evconnlistener_get_fd(ws->w[i].lev[k]);
+            n++;
+        }
+    }
+    return n;
+}
+
+void torii_workers_drain(struct torii_workers *ws, int stop)
+{
+    for (unsigned i = 0; ws != NULL && i < ws->n; i++) {
+        atomic_store(&ws->w[i].drain_mode, stop ? TORII_PROXY_DRAIN_STOP : TORII_PROXY_DRAIN_SOFT);
+        event_active(ws->w[i].drain_ev, EV_READ, 0);
+    }
+}
+
+int torii_workers_drained(const struct torii_workers *ws)
+{
+    return ws == NULL || atomic_load(&ws->n_running) == 0;
+}
+
+unsigned torii_workers_stop(struct torii_workers *ws)
+{
+    unsigned cut = 0;
+
     if (ws == NULL) {
-        return;
+        return 0;
     }
     for (unsigned i = 0; i < ws->n; i++) {
         if (ws->w[i].stop_ev != NULL) {
@@ -307,7 +416,7 @@ void torii_workers_stop(struct torii_workers *ws)
         }
         if (w->pw_ready) {
             w->pw.on_conn_closed = NULL;
-            torii_proxy__worker_clear(&w->pw);
+            cut += torii_proxy__worker_clear(&w->pw);
         }
         for (int j = 0; j < WORKER_LISTENERS; j++) {
             if (w->lev[j] != NULL) {
@@ -320,6 +429,9 @@ void torii_workers_stop(struct torii_workers *ws)
         if (w->backoff_ev != NULL) {
             event_free(w->backoff_ev);
         }
+        if (w->drain_ev != NULL) {
+            event_free(w->drain_ev);
+        }
         torii_daemon_beat_detach(w->beat);
         if (w->base != NULL) {
             event_base_free(w->base);
@@ -327,4 +439,5 @@ void torii_workers_stop(struct torii_workers *ws)
     }
     free(ws->w);
     free(ws);
+    return cut;
 }

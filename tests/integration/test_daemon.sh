@@ -41,7 +41,7 @@ health_is() { [ "$(health "$1")" = "$2" ]; }
 # WATCHDOG_USEC=1 s: ping every 500 ms while every loop iterates.
 export NOTIFY_SOCKET="$T_TMP/notify.sock" WATCHDOG_USEC=1000000
 t_start || exit 1
-check "READY=1 sent" wait_for grep -q '^READY=1' "$NOTIFY_LOG"
+check "READY=1 sent" wait_for grep -Eq '(^|[^A-Z_])READY=1' "$NOTIFY_LOG"
 check "WATCHDOG=1 pings arrive" wait_for pings_above 2
 
 # --- health

@@ -1,6 +1,8 @@
 /* test_conf.c - the configuration loader: every problem of a file is collected (key path +
  * problem, one entry each), an unreadable file is named with its errno text, "acme" is an
- * error until ACME exists, no two listeners share an address and port, tls.strict_host. */
+ * error until ACME exists, no two listeners share an address and port, tls.strict_host,
+ * access_log (bool or object with path/format), shutdown_timeout_s, and the keys a reload
+ * cannot change. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -227,6 +229,87 @@ static void test_listeners_must_not_share_address_and_port(void **state)
     torii_conf_errs_free(&errs);
 }
 
+static struct torii_config *load_text(const char *text)
+{
+    struct torii_errbuf eb = {{0}};
+    char path[64];
+    struct torii_config *cfg = NULL;
+
+    write_conf(path, text);
+    if (torii_config_load(path, &cfg, &eb) != TORII_OK) {
+        print_message("  %s\n", eb.msg);
+    }
+    (void)unlink(path);
+    return cfg;
+}
+
+static void test_access_log_and_shutdown_timeout(void **state)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+    struct torii_config *cfg = load_text("{}");
+
+    (void)state;
+    assert_non_null(cfg);
+    assert_true(cfg->access_log);
+    assert_null(cfg->access_log_path);
+    assert_string_equal(cfg->access_log_format, "json");
+    assert_int_equal(cfg->shutdown_timeout_s, 30);
+    torii_config_free(cfg);
+    cfg = load_text("{\"access_log\": false, \"shutdown_timeout_s\": 5}");
+    assert_non_null(cfg);
+    assert_false(cfg->access_log);
+    assert_int_equal(cfg->shutdown_timeout_s, 5);
+    torii_config_free(cfg);
+    cfg = load_text("{\"access_log\": {\"path\": \"/var/log/torii/access.log\","
+                    " \"format\": \"combined\", \"enabled\": true}}");
+    assert_non_null(cfg);
+    assert_true(cfg->access_log);
+    assert_string_equal(cfg->access_log_path, "/var/log/torii/access.log");
+    assert_string_equal(cfg->access_log_format, "combined");
+    torii_config_free(cfg);
+    assert_int_equal(check_text("{\"access_log\": {\"path\": \"rel.log\", \"format\": \"clf\","
+                                " \"rotate\": 1}, \"shutdown_timeout_s\": -1}",
+                                &errs),
+                     TORII_EINVAL);
+    assert_has(&errs, "access_log.path: expected an absolute path");
+    assert_has(&errs, "access_log.format: expected json or combined");
+    assert_has(&errs, "unknown key \"access_log.rotate\"");
+    assert_has(&errs, "shutdown_timeout_s: expected an integer");
+    torii_conf_errs_free(&errs);
+}
+
+static void test_reload_check_names_fixed_keys(void **state)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+    struct torii_config *cur = load_text("{\"workers\": 2, \"data_dir\": \"/tmp/a\"}");
+    struct torii_config *ok =
+        load_text("{\"workers\": 2, \"data_dir\": \"/tmp/a\", \"log_level\": \"debug\","
+                  " \"limits\": {\"max_body\": 10}, \"listen\": {\"https\": \"127.0.0.1:1\"},"
+                  " \"tls\": {\"strict_sni\": true}, \"access_log\": {\"format\": \"combined\"}}");
+    struct torii_config *bad = load_text(
+        "{\"workers\": 3, \"data_dir\": \"/tmp/b\", \"admin\": {\"listen\": \"127.0.0.1:1\"},"
+        " \"exporters\": [{\"type\": \"log\"}], \"renewal\": {\"interval_s\": 5},"
+        " \"listen\": {\"http\": \"127.0.0.1:2\"}}");
+
+    (void)state;
+    assert_non_null(cur);
+    assert_non_null(ok);
+    assert_non_null(bad);
+    assert_int_equal(torii_config_reload_check(cur, ok, &errs), TORII_OK);
+    assert_int_equal(errs.n, 0);
+    assert_int_equal(torii_config_reload_check(cur, bad, &errs), TORII_EINVAL);
+    assert_has(&errs, "config: workers: cannot change on reload");
+    assert_has(&errs, "config: data_dir: cannot change on reload");
+    assert_has(&errs, "config: admin.listen: cannot change on reload");
+    assert_has(&errs, "config: renewal: cannot change on reload");
+    assert_has(&errs, "config: pki (pki.public_url, by default http://<listen.http>): cannot");
+    assert_int_equal(errs.n, 5); /* exporters may change */
+    torii_conf_errs_free(&errs);
+    torii_config_free(cur);
+    torii_config_free(ok);
+    torii_config_free(bad);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +320,8 @@ int main(void)
         cmocka_unit_test(test_unreadable_or_broken_file),
         cmocka_unit_test(test_acme_is_an_error),
         cmocka_unit_test(test_listeners_must_not_share_address_and_port),
+        cmocka_unit_test(test_access_log_and_shutdown_timeout),
+        cmocka_unit_test(test_reload_check_names_fixed_keys),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
