@@ -115,6 +115,8 @@ BIG=$!
 check "held request reached the backend" wait_for test -e "$T_TMP/release.got"
 check "idle keep-alive connection ready" wait_for test -e "$T_TMP/idle.ready"
 check "streamed body started" wait_for log_has "GET /bytes/3000000" "$T_TMP/backend-$BK1.log"
+check_eq "serving: /readyz 200 before SIGTERM" "200" \
+  "$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$T_ADMIN/readyz")"
 kill -TERM "$T_PID"
 check "drain announced" wait_for log_has "SIGTERM: draining"
 wait "$IDLE"
@@ -122,6 +124,11 @@ check_eq "idle keep-alive connection closed at once (request still held)" "eof h
   "$(cat "$T_TMP/idle.out")"
 check "no new connection while draining" \
   bash -c "! curl -sk --max-time 10 -o /dev/null https://127.0.0.1:$T_HTTPS/ 2>/dev/null"
+# Health through the drain (the held request keeps torii draining): alive, not ready.
+check_eq "draining: /healthz still 200 (loops iterate)" "200" \
+  "$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$T_ADMIN/healthz")"
+check_eq "draining: /readyz 503 (no new work)" "503" \
+  "$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$T_ADMIN/readyz")"
 touch "$T_TMP/release"
 wait "$SLOW"; wait "$BIG"
 check_eq "held request completed after SIGTERM" "200" "$(cat "$T_TMP/slow.code")"
