@@ -147,6 +147,7 @@ static void admin_handle(struct torii_http_exchange *ex, const struct torii_http
                   req->peer, req->method, path, admin_auth_scheme(req));
         admin_reply_error(&reply, 401, "You're not authorized - %s %s", req->method, path);
     } else if (admin_lifecycle_route(&adm->ctx, req, &reply) == TORII_ENOTFOUND
+               && admin_jwt_route(&adm->ctx, req, &reply) == TORII_ENOTFOUND
                && admin_certs_route(&adm->ctx, req, &reply) == TORII_ENOTFOUND
                && admin_pki_route(&adm->ctx, req, &reply) == TORII_ENOTFOUND) {
         admin_reply_clear(&reply);
