@@ -291,7 +291,9 @@ static void req_head_emit(struct hdr_out *o, const struct torii_http_req *req,
     if (fwd->client_cert_chain.len > 0) {
         out_field(o, "Client-Cert-Chain", fwd->client_cert_chain);
     }
-    out_slice(o, fwd->extra);
+    if (fwd->extra.len > 0) {
+        out_slice(o, fwd->extra);
+    }
     out_put(o, "\r\n", 2);
 }
 
