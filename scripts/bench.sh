@@ -16,8 +16,13 @@
 # first-use parse cost, RSS after a warm-up, random-SNI CPU against the 1-certificate figure.
 # torii start-ups are measured on a copy of a store that torii has already started on once,
 # so they time loading the certificates, not the first-start creation of the built-in CAs.
+# Then, torii alone, JWT at the edge: CPU per keep-alive request on a route with routes[].jwt
+# (an ES256 token minted by _sign, verified on every request) against the same route without
+# jwt, same request bytes, as a ratio.
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii]
-#   --big 0 skips the large store; --only-torii skips HAProxy and nginx (torii's figures only).
+#                         [--only-jwt]
+#   --big 0 skips the large store; --only-torii skips HAProxy and nginx (torii's figures only);
+#   --only-jwt runs the JWT row alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=3
@@ -25,8 +30,9 @@ SECS=4
 NCERTS=10000
 BIG=100000
 ONLY_TORII=0
+ONLY_JWT=0
 usage() {
-  echo "usage: $0 [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii]" >&2
+  echo "usage: $0 [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii] [--only-jwt]" >&2
   exit 2
 }
 num() { [[ "${2:-}" =~ ^[0-9]+$ ]] || { echo "$1 needs a number" >&2; usage; }; }
@@ -37,6 +43,7 @@ while [ $# -gt 0 ]; do
     --certs) num "$1" "${2:-}"; NCERTS=$2; shift 2 ;;
     --big) num "$1" "${2:-}"; BIG=$2; shift 2 ;;
     --only-torii) ONLY_TORII=1; shift ;;
+    --only-jwt) ONLY_TORII=1; ONLY_JWT=1; shift ;;
     *) usage ;;
   esac
 done
@@ -369,15 +376,80 @@ start_proxy() {
 }
 stop_proxy() { stop_pid "$SPID"; }
 
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+mb() { awk -v k="${1:-}" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.0f", k / 1024; else print "-" }'; }
+v() { echo "${R[$1]:--}"; } # a result, "-" when it was not measured
+footer() {
+  echo
+  echo "backend: nginx on CPU 1 (plain HTTP/1.1, keep-alive); proxies: one worker on CPU 0; load: CPU 1"
+  echo "bench took $(( $(date +%s) - T_START )) s"
+}
+# jwt_bench: torii alone, one worker on CPU 0, two routes to the same backend, one with jwt;
+# an exposed P-256 key pair signs a token (POST .../_sign); wrk sends it on every request to
+# both routes (identical request bytes but the Host). Sets R[torii.jwt.*].
+jwt_kid() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+jwt_bench() {
+  local dir="$B/run-jwt" p kid tok cpus=() cpus0=() n t c
+  mkdir -p "$dir"; cp -r "$B/one/." "$dir/"; p=$(port); ADMIN_PORT=$(port)
+  cat > "$dir/torii.json" <<JSON
+{"data_dir": "$dir", "workers": 1, "log_level": "notice", "access_log": false,
+ "listen": {"https": "127.0.0.1:$p", "http": ""},
+ "admin": {"listen": "127.0.0.1:$ADMIN_PORT", "token": "$TOKEN"},
+ "tls": {"default_cert": "bench-0", "strict_host": false},
+ "routes": [{"hosts": ["plain.bench.test"], "backend": {"targets": ["127.0.0.1:$BK"]}},
+            {"hosts": ["jwt.bench.test"], "backend": {"targets": ["127.0.0.1:$BK"]},
+             "jwt": {"issuer": "bench", "claims_to_headers": {"sub": "X-Jwt-Sub"}}}]}
+JSON
+  taskset -c 0 $TORII -c "$dir/torii.json" 2>>"$dir/log" &
+  SPID=$!; PIDS+=("$SPID")
+  wait_tls "$p" "$(date +%s%N)" 120 >/dev/null
+  local api=(curl -sf --max-time 30 -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json')
+  kid=$("${api[@]}" -X POST "http://127.0.0.1:$ADMIN_PORT/api/pki/keys"         -d '{"algo":"ecdsa","size":256}' | jwt_kid certId)
+  "${api[@]}" -X PATCH "http://127.0.0.1:$ADMIN_PORT/api/certificates/$kid"     -d '[{"op":"replace","path":"/exposed","value":true}]' >/dev/null
+  tok=$("${api[@]}" -X POST "http://127.0.0.1:$ADMIN_PORT/api/certificates/$kid/_sign"         -d '{"claims":{"sub":"bench","iss":"bench"},"lifetime_s":86400}' | jwt_kid token)
+  # the key set follows the store feed: wait (bounded) until the route accepts the token
+  for _ in $(seq 1 100); do
+    [ "$(curl -sk -o /dev/null -w '%{http_code}' -H 'Host: jwt.bench.test'          -H "Authorization: Bearer $tok" "https://127.0.0.1:$p/")" = 200 ] && break
+    sleep 0.1
+  done
+  for _ in $(seq 1 "$ROUNDS"); do
+    for h in jwt plain; do
+      c=$(cpu_ticks "$SPID")
+      n=$(taskset -c 1 wrk -t1 -c50 -d"${SECS}s" -H "Host: $h.bench.test"             -H "Authorization: Bearer $tok" "https://127.0.0.1:$p/" 2>&1           | awk '/requests in/ { print $1 }')
+      c=$(( $(cpu_ticks "$SPID") - c ))
+      t=$(awk -v c="$c" -v hz="$HZ" -v n="${n:-0}" 'BEGIN { printf "%.2f", (n > 0 ? c * 1e6 / hz / n : 0) }')
+      if [ "$h" = jwt ]; then cpus+=("$t"); else cpus0+=("$t"); fi
+    done
+  done
+  R[torii.jwt.cpu]=$(printf '%s\n' "${cpus[@]}" | median)
+  R[torii.jwt.plain]=$(printf '%s\n' "${cpus0[@]}" | median)
+  R[torii.jwt.401]=$(curl -sk -o /dev/null -w '%{http_code}' -H 'Host: jwt.bench.test' "https://127.0.0.1:$p/")
+  stop_pid "$SPID"
+}
+jwt_report() {
+  printf '%-60s %12s\n' "JWT ES256 verified request vs same route without jwt, CPU per request" \
+    "$(ratio "$(v torii.jwt.cpu)" "$(v torii.jwt.plain)")"
+  printf '%-60s %12s\n' "  keep-alive, route with jwt: CPU us/req" "$(v torii.jwt.cpu)"
+  printf '%-60s %12s\n' "  keep-alive, same route without jwt: CPU us/req" "$(v torii.jwt.plain)"
+  printf '%-60s %12s\n' "  (a request without a token got)" "$(v torii.jwt.401)"
+}
+
 prep_store "$B/one"
-prep_store "$B/many"
 $FILL "$B/one" 1 "$B/pem1" >/dev/null
+declare -A R
+if [ "$ONLY_JWT" = 1 ]; then
+  echo "== torii, JWT at the edge (--only-jwt; median of $ROUNDS rounds of ${SECS}s)"
+  jwt_bench
+  jwt_report
+  footer
+  exit 0
+fi
+prep_store "$B/many"
 echo "generating $NCERTS certificates..."
 if [ "$ONLY_TORII" = 1 ]; then $FILL "$B/many" "$NCERTS"; else $FILL "$B/many" "$NCERTS" "$B/pemN"; fi
 # First-use passes: this many names, from h1 (h0 is the default certificate, used at start).
 FIRSTN=$((NCERTS - 1 < 300 ? NCERTS - 1 : 300))
 
-declare -A R
 for name in "${PROXIES[@]}"; do
   echo "== $name"
   start_proxy "$name" 1
@@ -451,6 +523,9 @@ done
 # kind, at 100,000 certificates HAProxy 2.6 starts in ~75 s with 2.07 GB RSS and nginx 1.22
 # (one server block each) in ~74 s with ~8 GB, random SNI costing them 323 / 397 us CPU per
 # connection (shared/reference/peer-benchmarks.md).
+echo "== torii, JWT at the edge (torii only)"
+jwt_bench
+
 if [ "$BIG" -gt 0 ]; then
   echo "== torii, $BIG certificates (torii only)"
   mkdir -p -m 0700 "$B/big"
@@ -483,14 +558,6 @@ if [ "$BIG" -gt 0 ]; then
   stop_proxy
 fi
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-mb() { awk -v k="${1:-}" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.0f", k / 1024; else print "-" }'; }
-v() { echo "${R[$1]:--}"; } # a result, "-" when it was not measured
-footer() {
-  echo
-  echo "backend: nginx on CPU 1 (plain HTTP/1.1, keep-alive); proxies: one worker on CPU 0; load: CPU 1"
-  echo "bench took $(( $(date +%s) - T_START )) s"
-}
 echo
 if [ "$ONLY_TORII" = 1 ]; then
   echo "torii alone (--only-torii; median of $ROUNDS rounds of ${SECS}s; CPU = proxy CPU per unit)"
@@ -536,6 +603,7 @@ echo "torii random SNI ($NCERTS certs) vs 1 cert, CPU/conn: $(ratio "$(v torii.m
 echo "torii resumption rate, clients using each ticket once: $(v torii.resume.rate) (goal >= 0.99)"
 echo "torii first use of a certificate, server side: parse $(v torii.parse.us) us mean, CPU" \
      "$(v torii.first.cpu) us/conn vs $(v torii.warm.cpu) warm (goal: first handshake <= 1000 us)"
+jwt_report
 if [ "$BIG" -gt 0 ]; then
   echo
   echo "torii with $BIG certificates (torii only: HAProxy and nginx are not run at this size, they take" \

@@ -65,6 +65,27 @@ enum torii_jwt_verdict {
 /** "ok", "malformed", "bad_alg", ...: a static string, never NULL. */
 const char *torii_jwt_verdict_name(enum torii_jwt_verdict v);
 
+/* ---- metrics: torii_jwt_verifications_total{route,outcome} ---- */
+
+/** Outcomes counted besides the verdicts: no token where the route reads it, and a claim that
+ * cannot be sent as a header (not a string, number or boolean; a control character). */
+#define TORII_JWT_OUTCOME_MISSING   ((unsigned)TORII_JWT_BAD_AUDIENCE + 1u)
+#define TORII_JWT_OUTCOME_BAD_CLAIM ((unsigned)TORII_JWT_BAD_AUDIENCE + 2u)
+#define TORII_JWT_OUTCOMES          ((unsigned)TORII_JWT_BAD_AUDIENCE + 3u)
+/** Routes counted one by one (by index); higher indexes share the route label "other". */
+#define TORII_JWT_METRIC_ROUTES 1024u
+
+/** The label of an outcome: torii_jwt_verdict_name, "missing", "bad_claim". */
+const char *torii_jwt_outcome_name(unsigned outcome);
+/** Count one verification of route `route` (its index in routes[]). Lock-free; any thread. */
+void torii_jwt_metrics_count(unsigned route, unsigned outcome);
+/** The count so far (tests). */
+uint64_t torii_jwt_metrics_get(unsigned route, unsigned outcome);
+struct torii_prom;
+/** The family torii_jwt_verifications_total, with every outcome of each route that counted at
+ * least one verification (none before the first). */
+void torii_jwt_metrics_write(struct torii_prom *p);
+
 /* ---- key set ---- */
 
 struct torii_jwt_keyset;

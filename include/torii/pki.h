@@ -407,6 +407,18 @@ json_t *torii_pki_jwks_build(const json_t *entities);
 int torii_pki_jwt_sign(const json_t *entity, const json_t *claims, int64_t lifetime_s,
                        int64_t now_ms, char **out, struct torii_errbuf *eb) TORII_MUST_USE;
 
+/** Check a token against one entity's key (core of POST /api/certificates/:id/_verify): the
+ * public key of the leaf of its chain under kid = entity id, usable until the leaf's notAfter;
+ * policy p (borrowed; its kids are ignored) as torii_jwt_verify. A revoked entity's key
+ * verifies nothing (*verdict unknown_key). Returns torii_jwt_verify's code (TORII_EPERM for a
+ * refused token, *verdict says why, eb the detail), or TORII_EINVAL when the entity has no
+ * usable public key (eb says why). On TORII_OK *claims (may be NULL) is a new reference. */
+struct torii_jwt_policy;
+enum torii_jwt_verdict;
+int torii_pki_jwt_verify(const json_t *entity, const struct torii_jwt_policy *p, const char *tok,
+                         size_t len, int64_t now_ms, enum torii_jwt_verdict *verdict,
+                         json_t **claims, struct torii_errbuf *eb) TORII_MUST_USE;
+
 /* ---- renewal ---- */
 
 /** Renew a certificate entity (docs/operations.md, Renewal): a copy of its leaf (subject,

@@ -64,12 +64,15 @@ struct torii_route_backend {
     struct torii_tls_upstream *tls_ctx; /* https targets; made by torii_routes_bind_tls */
 };
 
+struct torii_route_jwt;
+
 struct torii_route {
     unsigned index; /* position in routes[] */
     char **hosts;   /* lower-cased, exact names, "*.suffix", or "*" (the default route) */
     size_t n_hosts;
     struct torii_route_backend backend;
     struct torii_route_client_auth client_auth;
+    struct torii_route_jwt *jwt; /* routes[].jwt (jwtroute.h), NULL: none */
 };
 
 struct torii_routes;
@@ -132,6 +135,9 @@ struct torii_proxy_fwd {
     struct torii_slice client_cert_chain; /* RFC 9440 Client-Cert-Chain value, empty: none */
     enum torii_http_body_kind body;       /* NONE, LENGTH (Content-Length) or CHUNKED */
     uint64_t body_length;
+    const struct torii_slice *drop; /* more client fields to drop (case-insensitive names) */
+    size_t n_drop;
+    struct torii_slice extra; /* "Name: value\r\n" lines appended as they are (routes[].jwt) */
 };
 
 /** Append the upstream request head for req to out, in one pass into one reserved region:
@@ -139,8 +145,8 @@ struct torii_proxy_fwd {
  * 7.6.1: Connection, Keep-Alive, Proxy-Connection, TE, Transfer-Encoding, Upgrade, and every
  * field named in Connection), Expect (answered by the proxy), Content-Length (re-emitted from
  * the framing), and any incoming X-Forwarded-For/-Proto/-Host, Forwarded, Client-Cert and
- * Client-Cert-Chain, which are replaced by ours (RFC 7239 Forwarded: for, host, proto).
- * TORII_OK or TORII_ENOMEM. */
+ * Client-Cert-Chain, which are replaced by ours (RFC 7239 Forwarded: for, host, proto), and
+ * the fields named in fwd->drop; fwd->extra is appended last. TORII_OK or TORII_ENOMEM. */
 int torii_proxy_req_head_write(struct evbuffer *out, const struct torii_http_req *req,
                                const struct torii_proxy_fwd *fwd) TORII_MUST_USE;
 

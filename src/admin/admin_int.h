@@ -63,6 +63,10 @@ int admin_certs_route(struct torii_admin_ctx *ctx, const struct torii_http_req *
 int admin_lifecycle_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                           struct torii_admin_reply *reply);
 
+/** JWT routes (jwt.c): POST /api/certificates/:id/_sign and /_verify. Same contract. */
+int admin_jwt_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                    struct torii_admin_reply *reply);
+
 /* ---- PKI routes and the serial index (pki.c) ---- */
 
 /** /api/pki/... and POST /api/certificates/_bundle. Same contract as admin_certs_route. */

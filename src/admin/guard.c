@@ -183,6 +183,7 @@ static void guard_routes(struct torii_admin_ctx *ctx, const struct torii_http_re
                          struct torii_admin_reply *reply)
 {
     if (admin_lifecycle_route(ctx, req, reply) == TORII_ENOTFOUND
+        && admin_jwt_route(ctx, req, reply) == TORII_ENOTFOUND
         && admin_certs_route(ctx, req, reply) == TORII_ENOTFOUND
         && admin_pki_route(ctx, req, reply) == TORII_ENOTFOUND) {
         admin_reply_clear(reply);

@@ -18,6 +18,7 @@
 #include "admin_int.h"
 #include "torii/admin.h"
 #include "torii/clock.h"
+#include "torii/jwt.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/metrics.h"
@@ -217,6 +218,7 @@ static void lifecycle_metrics_reply(struct torii_admin_ctx *ctx, const struct to
         goto out;
     }
     torii_prom_counters(&out);
+    torii_jwt_metrics_write(&out);
     /* Names, types and keys below are constants: formatting them cannot fail. */
     TORII_ASSERT(torii_prom_family(&out, "torii_certificates", "gauge",
                                    "Certificates in the store (all, and valid now)")

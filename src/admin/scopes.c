@@ -29,6 +29,10 @@ const struct admin_scope_rule admin_scope_rules[] = {
     {"DELETE", "/api/certificates/*", W, 1},
     {"GET", "/api/certificates/*/valid", R, 0},
     {"POST", "/api/certificates/*/_renew", W, 1},
+    /* JWT with a stored key pair: signing uses the private key (never exports it), so it is
+     * audited and takes the key-using scope; verifying needs only the public key. */
+    {"POST", "/api/certificates/*/_sign", P, 1},
+    {"POST", "/api/certificates/*/_verify", R, 0},
     {"POST", "/api/pki/keys", P, 1},
     {"POST", "/api/pki/csrs", P, 0},
     {"POST", "/api/pki/certs", P, 1},

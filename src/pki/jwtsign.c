@@ -82,3 +82,59 @@ out:
     EVP_PKEY_free(key);
     return rc;
 }
+
+/* A sealed key set holding the public key of the entity's leaf under its id. */
+static int jwtsign_keyset(const json_t *e, const char *id, struct torii_jwt_keyset **out,
+                          struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    struct torii_errbuf sub = {{0}};
+    STACK_OF(X509) *chain = NULL;
+    struct torii_jwt_keyset *ks = torii_jwt_keyset_new();
+    int64_t not_after = 0;
+
+    if (torii_pki__chain_parse(json_string_value(json_object_get(e, "chain")), &chain, &sub)
+        != TORII_OK) {
+        rc = torii_errf(eb, TORII_EINVAL, "jwt verify: '%s': %s", id, sub.msg);
+        goto out;
+    }
+    TORII_TRY(torii_pki__time_ms(X509_get0_notAfter(sk_X509_value(chain, 0)), &not_after));
+    if (torii_jwt_keyset_add(ks, id, strlen(id), X509_get0_pubkey(sk_X509_value(chain, 0)),
+                             not_after, &sub)
+        != TORII_OK) {
+        rc = torii_errf(eb, TORII_EINVAL, "jwt verify: '%s': %s", id, sub.msg);
+        goto out;
+    }
+    torii_jwt_keyset_seal(ks);
+    *out = ks;
+    ks = NULL;
+out:
+    ERR_clear_error();
+    torii_jwt_keyset_unref(ks);
+    sk_X509_pop_free(chain, X509_free);
+    return rc;
+}
+
+int torii_pki_jwt_verify(const json_t *entity, const struct torii_jwt_policy *p, const char *tok,
+                         size_t len, int64_t now_ms, enum torii_jwt_verdict *verdict,
+                         json_t **claims, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    struct torii_jwt_keyset *ks = NULL;
+    struct torii_jwt_policy pol;
+    const char *id = json_string_value(json_object_get(entity, "id"));
+
+    *verdict = TORII_JWT_UNKNOWN_KEY;
+    TORII_ENSURE(json_is_object(entity) && id != NULL && id[0] != '\0' && p != NULL,
+                 torii_errf(eb, TORII_EINVAL, "jwt verify: entity has no id"));
+    TORII_ENSURE(!json_is_true(json_object_get(entity, "revoked")),
+                 torii_errf(eb, TORII_EPERM, "jwt verify: '%s' is revoked", id));
+    TORII_TRY(jwtsign_keyset(entity, id, &ks, eb));
+    pol = *p;
+    pol.kids = NULL;
+    pol.n_kids = 0;
+    rc = torii_jwt_verify(ks, &pol, tok, len, now_ms, verdict, claims, eb);
+out:
+    torii_jwt_keyset_unref(ks);
+    return rc;
+}

@@ -136,6 +136,17 @@ static int hdr_req_drop(struct torii_slice n)
     }
 }
 
+/* A field the caller asked to drop (fwd->drop: e.g. the claim headers of routes[].jwt). */
+static int hdr_listed(struct torii_slice n, const struct torii_proxy_fwd *fwd)
+{
+    for (size_t i = 0; i < fwd->n_drop; i++) {
+        if (hdr_eq(n, fwd->drop[i])) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* A cursor over a reserved region. */
 struct hdr_out {
     char *p;
@@ -240,7 +251,7 @@ static void req_head_emit(struct hdr_out *o, const struct torii_http_req *req,
     out_field(o, "Host", fwd->host);
     for (size_t i = 0; i < req->n_headers; i++) {
         const struct torii_http_header *h = &req->headers[i];
-        if (hdr_hop(h->name, tok) || hdr_req_drop(h->name)) {
+        if (hdr_hop(h->name, tok) || hdr_req_drop(h->name) || hdr_listed(h->name, fwd)) {
             continue;
         }
         out_slice(o, h->name);
@@ -279,6 +290,9 @@ static void req_head_emit(struct hdr_out *o, const struct torii_http_req *req,
     }
     if (fwd->client_cert_chain.len > 0) {
         out_field(o, "Client-Cert-Chain", fwd->client_cert_chain);
+    }
+    if (fwd->extra.len > 0) {
+        out_slice(o, fwd->extra);
     }
     out_put(o, "\r\n", 2);
 }

@@ -75,4 +75,14 @@ int torii_wellknown__pki_ca(struct torii_wellknown *wk, const struct torii_http_
 int torii_wellknown__pki_crl(struct torii_wellknown *wk, const struct torii_http_req *req,
                              struct torii_slice rest, struct torii_wellknown_reply *reply);
 
+/* ---- routes[].jwt (jwtauth.c) ---- */
+/** The PKI state set by torii_wellknown_pki_set (NULL: none; wellknown_pki.c). */
+struct torii_pki_state *torii_wellknown__pki(void);
+struct torii_route_jwt;
+/** Check req against a route's jwt with the current key set of the PKI snapshot and the
+ * current time: 0 (TORII_JWT_OK; *hdrs gets the claim header lines, malloc'd or NULL) or the
+ * refusal's outcome (jwt.h), counted in the metrics and logged at debug. */
+unsigned torii_proxy__jwt_check(const struct torii_route_jwt *j, const struct torii_http_req *req,
+                                char **hdrs, size_t *hdrs_len);
+
 #endif

@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "torii/jwtroute.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/proxy.h"
@@ -371,7 +372,7 @@ out:
 
 static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, struct torii_errbuf *eb)
 {
-    static const char *const keys[] = {"hosts", "backend", "client_auth", NULL};
+    static const char *const keys[] = {"hosts", "backend", "client_auth", "jwt", NULL};
     char where[64];
     char w[96];
     json_t *hosts;
@@ -408,6 +409,10 @@ static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, stru
     if (v != NULL) {
         (void)snprintf(w, sizeof(w), "%s.client_auth", where);
         TORII_TRY(routes_client_auth(v, &r->client_auth, w, eb));
+    }
+    if ((v = json_object_get(jr, "jwt")) != NULL) {
+        (void)snprintf(w, sizeof(w), "%s.jwt", where);
+        TORII_TRY(torii_route_jwt_parse(v, r->index, w, &r->jwt, eb));
     }
 out:
     return rc;
@@ -542,6 +547,7 @@ void torii_routes_free(struct torii_routes *rt)
         free(r->client_auth.trusted_cas);
         torii_tls_trust_free(r->client_auth.policy.trust);
         torii_tls_upstream_free(r->backend.tls_ctx);
+        torii_route_jwt_free(r->jwt);
     }
     free(rt->routes);
     free(rt->hosts);

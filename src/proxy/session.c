@@ -40,6 +40,7 @@
 #include "proxy_int.h"
 #include "torii/clock.h"
 #include "torii/daemon.h"
+#include "torii/jwtroute.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/metrics.h"
@@ -147,6 +148,8 @@ struct proxy_conn {
     int cov_ok;
     char *client_cert; /* RFC 9440 values, computed once per connection */
     char *client_cert_chain;
+    char *jwt_hdrs; /* claim headers of the current request (routes[].jwt), or NULL */
+    size_t jwt_hdrs_len;
     uint64_t head_bytes;
     enum torii_http_body_kind drain_kind; /* PH_DRAIN: framing of the body being dropped */
     uint64_t drain_left;                  /* PH_DRAIN, LENGTH: bytes still to drop */
@@ -854,6 +857,28 @@ static int pc_client_auth(struct proxy_conn *pc, const struct torii_route *route
     return 0;
 }
 
+/* routes[].jwt: 401 when the token does not pass (before any byte of the body is read, like
+ * the 421 above); else its claim headers are kept for pc_forward. Returns 0 to go on. */
+static int pc_jwt(struct proxy_conn *pc, const struct torii_http_req *req)
+{
+    static const struct torii_http_header www = {{"WWW-Authenticate", 16},
+                                                 {"Bearer error=\"invalid_token\"", 28}};
+    char body[96];
+    unsigned outcome;
+    int n;
+
+    free(pc->jwt_hdrs);
+    pc->jwt_hdrs = NULL;
+    outcome = torii_proxy__jwt_check(pc->x.route->jwt, req, &pc->jwt_hdrs, &pc->jwt_hdrs_len);
+    if (outcome == TORII_JWT_OK) {
+        return 0;
+    }
+    n = snprintf(body, sizeof(body), "{\"error\":\"invalid_token\",\"reason\":\"%s\"}",
+                 torii_jwt_outcome_name(outcome));
+    pc_local(pc, 401, "application/json", body, n > 0 ? (size_t)n : 0, &www, 1, 0);
+    return 401;
+}
+
 static void pc_send_continue(struct proxy_conn *pc)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -891,6 +916,10 @@ static int pc_forward(struct proxy_conn *pc, const struct torii_http_req *req,
     }
     fwd.body = x->req_body;
     fwd.body_length = x->req_len;
+    if (x->route->jwt != NULL) {
+        fwd.drop = torii_route_jwt_drop(x->route->jwt, &fwd.n_drop);
+        fwd.extra = (struct torii_slice){pc->jwt_hdrs, pc->jwt_hdrs_len};
+    }
     if (torii_proxy_req_head_write(torii_stream_output(pc->up->st), req, &fwd) != TORII_OK) {
         return TORII_ENOMEM;
     }
@@ -1169,6 +1198,9 @@ static void pc_dispatch(struct proxy_conn *pc)
         return;
     }
     if (pc_client_auth(pc, x->route) != 0) {
+        return;
+    }
+    if (x->route->jwt != NULL && pc_jwt(pc, req) != 0) {
         return;
     }
     x->target = target_pick(pc->pw, x->route);
@@ -1774,6 +1806,7 @@ static void pc_close(struct proxy_conn *pc)
     free(pc->cov_host);
     free(pc->client_cert);
     free(pc->client_cert_chain);
+    free(pc->jwt_hdrs);
     free(pc);
 }
 

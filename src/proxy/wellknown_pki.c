@@ -28,6 +28,11 @@ void torii_wellknown_pki_set(struct torii_pki_state *pki)
     wellknown_pki = pki;
 }
 
+struct torii_pki_state *torii_wellknown__pki(void)
+{
+    return wellknown_pki;
+}
+
 static int wk_is_get(const struct torii_http_req *req)
 {
     return strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
