@@ -1,9 +1,10 @@
 /* codec.h - text codecs shared by every module that reads encoded peer bytes: base64
- * (RFC 4648 sections 4 and 5) and percent-decoding (RFC 3986 section 2.1). Strict by default:
- * any byte outside the alphabet is an error, so callers never have to re-check the output.
+ * (RFC 4648 sections 4 and 5), hex, and percent-decoding (RFC 3986 section 2.1). Strict by
+ * default: any byte outside the alphabet is an error, so callers never have to re-check the
+ * output.
  * Threads: any thread (pure functions).
- * Ownership: *out is malloc'd, NUL-terminated for convenience (not counted in *out_len), owned
- * by the caller, and written only on success. */
+ * Ownership: (base64, percent) *out is malloc'd, NUL-terminated for convenience (not counted in
+ * *out_len), owned by the caller, and written only on success. */
 #ifndef TORII_CODEC_H
 #define TORII_CODEC_H
 
@@ -29,5 +30,9 @@ int torii_b64_decode_mime(const char *s, size_t len, unsigned char **out, size_t
  * not followed by two hex digits, or a decoded NUL byte. */
 int torii_pct_decode(const char *s, size_t len, int plus_space, char **out, size_t *out_len)
     TORII_MUST_USE;
+
+/** Decode exactly 2 * out_len hex digits (either case) into out. TORII_EINVAL for any other
+ * length or a non-hex character (out may then be partly written). */
+int torii_hex_decode(const char *s, size_t len, unsigned char *out, size_t out_len) TORII_MUST_USE;
 
 #endif

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "torii/codec.h"
 #include "torii/conf.h"
 #include "torii/mem.h"
 
@@ -49,35 +50,10 @@ static void conf_admin_err(struct torii_conf_errs *errs, const char *fmt, ...)
     torii_conf_errs_add(errs, msg);
 }
 
-static int conf_hex_nibble(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* 64 hex digits into 32 bytes; 0 on a bad string. */
 static int conf_sha256_hex(const char *s, unsigned char out[32])
 {
-    if (s == NULL || strlen(s) != 64) {
-        return 0;
-    }
-    for (size_t i = 0; i < 32; i++) {
-        int hi = conf_hex_nibble(s[2 * i]);
-        int lo = conf_hex_nibble(s[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            return 0;
-        }
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return 1;
+    return s != NULL && torii_hex_decode(s, strlen(s), out, 32) == TORII_OK;
 }
 
 static int conf_token_id_ok(const char *id)

@@ -143,3 +143,19 @@ int torii_pct_decode(const char *s, size_t len, int plus_space, char **out, size
     *out_len = n;
     return TORII_OK;
 }
+
+int torii_hex_decode(const char *s, size_t len, unsigned char *out, size_t out_len)
+{
+    if (s == NULL || len != 2 * out_len) {
+        return TORII_EINVAL;
+    }
+    for (size_t i = 0; i < out_len; i++) {
+        int hi = codec_hex_val((unsigned char)s[2 * i]);
+        int lo = codec_hex_val((unsigned char)s[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            return TORII_EINVAL;
+        }
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return TORII_OK;
+}

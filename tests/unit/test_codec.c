@@ -104,6 +104,19 @@ static void test_b64_mime(void **state)
     assert_null(out);
 }
 
+static void test_hex_decode(void **state)
+{
+    unsigned char out[4];
+
+    (void)state;
+    assert_int_equal(torii_hex_decode("00ff7Aa5", 8, out, 4), TORII_OK);
+    assert_memory_equal(out, "\x00\xff\x7a\xa5", 4);
+    assert_int_equal(torii_hex_decode("00ff7A", 6, out, 4), TORII_EINVAL);    /* short */
+    assert_int_equal(torii_hex_decode("00ff7Aa5b", 9, out, 4), TORII_EINVAL); /* long */
+    assert_int_equal(torii_hex_decode("00fg7Aa5", 8, out, 4), TORII_EINVAL);  /* not hex */
+    assert_int_equal(torii_hex_decode(NULL, 0, out, 0), TORII_EINVAL);
+}
+
 static void test_pct_decode(void **state)
 {
     char *out = NULL;
@@ -146,6 +159,7 @@ int main(void)
         cmocka_unit_test(test_b64_malformed),
         cmocka_unit_test(test_b64_embedded_nul),
         cmocka_unit_test(test_b64_mime),
+        cmocka_unit_test(test_hex_decode),
         cmocka_unit_test(test_pct_decode),
         cmocka_unit_test(test_pct_malformed),
     };
