@@ -589,8 +589,7 @@ static int app_serve(struct app *app, struct torii_errbuf *eb)
         TORII_TRY(torii_handover_take(app->cfg->data_dir, &conn, &in, eb));
         TORII_TRY(app_check_inherited(app, &in, eb));
     } else {
-        /* First: refuses to start next to a torii serving the same data dir. */
-        TORII_TRY(torii_handover_listen(app->cfg->data_dir, 0, &app->ho_fd, eb));
+        TORII_TRY(torii_handover_listen(app->cfg->data_dir, &app->ho_fd, eb));
     }
     TORII_TRY(app_gen_start(app, app->cfg, 0, app->routes, &in, &app->gen, eb));
     app->routes = NULL; /* the generation's now */
@@ -602,7 +601,7 @@ static int app_serve(struct app *app, struct torii_errbuf *eb)
         TORII_TRY(torii_daemon_lock_wait(app->daemon, app->cfg->data_dir, APP_LOCK_WAIT_MS, eb));
     }
     if (app->upgrade) {
-        TORII_TRY(torii_handover_listen(app->cfg->data_dir, 1, &app->ho_fd, eb));
+        TORII_TRY(torii_handover_listen(app->cfg->data_dir, &app->ho_fd, eb));
     }
     app->ho_ev = event_new(app->base, app->ho_fd, EV_READ | EV_PERSIST, app_on_handover, app);
     TORII_ENSURE(app->ho_ev != NULL && event_add(app->ho_ev, NULL) == 0, TORII_ENOMEM);

@@ -14,11 +14,10 @@
 #define TORII_HANDOVER_TIMEOUT_S 60
 #define TORII_HANDOVER_MAX_SOCKS 1024
 
-/** Listen on <data_dir>/torii-upgrade.sock (mode 0600) for a successor. A stale socket is
- * replaced; one that answers is another torii on the same data dir: TORII_EINVAL, unless
- * successor (we took over from it: it is draining). */
-int torii_handover_listen(const char *data_dir, int successor, int *out, struct torii_errbuf *eb)
-    TORII_MUST_USE;
+/** Listen on <data_dir>/torii-upgrade.sock (mode 0600) for a successor; an existing socket is
+ * replaced. One torii per data dir is the data-dir lock's rule (torii_daemon_lock): call this
+ * holding it, or as the successor that took over the socket's owner. */
+int torii_handover_listen(const char *data_dir, int *out, struct torii_errbuf *eb) TORII_MUST_USE;
 /** Old side: accept a successor and read its TAKEOVER request. */
 int torii_handover_accept(int lfd, int *conn, long *peer_pid, struct torii_errbuf *eb)
     TORII_MUST_USE;

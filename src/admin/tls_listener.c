@@ -16,7 +16,9 @@
 
 #include "admin_guard.h"
 #include "admin_int.h"
+#include "torii/mem.h"
 #include "torii/pki.h"
+#include "torii/store.h"
 
 static int tls_ossl_err(struct torii_errbuf *eb, const char *what, const char *id)
 {
@@ -33,49 +35,36 @@ static BIO *tls_bio_of(const char *pem)
     return pem != NULL && strlen(pem) <= INT32_MAX ? BIO_new_mem_buf(pem, (int)strlen(pem)) : NULL;
 }
 
-/* The listener's chain and key from entity `id`. */
+/* The listener's chain and key from entity `id`: its TLS record, decoded by pki (the one place
+ * that parses private keys) into an identity installed on ctx. */
 static int tls_use_cert(SSL_CTX *ctx, struct torii_store *st, const char *id,
                         struct torii_errbuf *eb)
 {
-    json_t *e = NULL;
-    BIO *b = NULL;
-    X509 *x = NULL;
-    EVP_PKEY *k = NULL;
-    int rc = admin_req_entity_load(st, id, &e, NULL, NULL, NULL);
-    const char *pw = NULL;
+    struct torii_pki_identity *ident = NULL;
+    struct torii_errbuf why = {{0}};
+    char *json = NULL;
+    size_t json_len = 0;
+    unsigned char *aux = NULL;
+    size_t aux_len = 0;
+    int rc = torii_store_get(st, TORII_STORE_CERTS, id, &json, &json_len, &aux, &aux_len);
 
     TORII_ENSURE(
         rc == TORII_OK,
         torii_errf(eb, TORII_EINVAL, "admin.tls.cert: no certificate '%s' in the store", id));
-    pw = json_string_value(json_object_get(e, "password"));
-    b = tls_bio_of(json_string_value(json_object_get(e, "chain")));
-    x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-    TORII_ENSURE(x != NULL && SSL_CTX_use_certificate(ctx, x) == 1,
-                 tls_ossl_err(eb, "the chain does not load for", id));
-    for (X509 *more = NULL; (more = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL;) {
-        if (SSL_CTX_add0_chain_cert(ctx, more) != 1) {
-            X509_free(more);
-            rc = tls_ossl_err(eb, "the chain does not load for", id);
-            goto out;
-        }
-    }
-    ERR_clear_error(); /* the end of the PEM stream */
-    BIO_free(b);
-    b = tls_bio_of(json_string_value(json_object_get(e, "privateKey")));
-    k = b != NULL
-            ? PEM_read_bio_PrivateKey(b, NULL, NULL, (void *)(uintptr_t)(pw != NULL ? pw : ""))
-            : NULL;
-    TORII_ENSURE(k != NULL && SSL_CTX_use_PrivateKey(ctx, k) == 1
-                     && SSL_CTX_check_private_key(ctx) == 1,
-                 tls_ossl_err(eb, "no usable private key in", id));
+    TORII_ENSURE(aux != NULL,
+                 torii_errf(eb, TORII_EINVAL, "admin.tls.cert: '%s' has no TLS record stored", id));
+    rc = torii_pki_identity_new(aux, aux_len, &ident, &why);
+    TORII_ENSURE(rc == TORII_OK,
+                 torii_errf(eb, rc, "admin.tls: no usable private key in '%s': %s", id, why.msg));
+    rc = torii_pki_identity_use(ident, ctx, &why);
+    TORII_ENSURE(
+        rc == TORII_OK,
+        torii_errf(eb, rc, "admin.tls: the chain does not load for '%s': %s", id, why.msg));
 out:
-    EVP_PKEY_free(k);
-    X509_free(x);
-    BIO_free(b);
-    if (e != NULL) {
-        torii_cert_secrets_wipe(e);
-    }
-    json_decref(e);
+    torii_pki_identity_free(ident);
+    /* Both hold the private key. */
+    torii_secure_free(json, json_len);
+    torii_secure_free(aux, aux_len);
     return rc;
 }
 

@@ -47,25 +47,15 @@ static void ho_timeouts(int fd)
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-int torii_handover_listen(const char *data_dir, int successor, int *out, struct torii_errbuf *eb)
+int torii_handover_listen(const char *data_dir, int *out, struct torii_errbuf *eb)
 {
     struct sockaddr_un sun;
     int fd = -1;
     int rc = TORII_OK;
 
+    /* Exclusivity is the data-dir lock's (daemon.h): the caller holds it, or is the successor
+     * replacing the socket of the process it took over. A leftover socket is replaced. */
     TORII_TRY(ho_addr(data_dir, &sun, eb));
-    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    TORII_ENSURE(fd >= 0, torii_errf(eb, TORII_EIO, "upgrade: socket: %s", strerror(errno)));
-    /* A socket that answers belongs to a torii serving this data dir: never steal it (a
-     * successor replaces the one of the process it took over, which is draining). */
-    if (!successor && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
-        rc = torii_errf(eb, TORII_EINVAL,
-                        "another torii is running on data_dir %s (%s answers); use --upgrade to "
-                        "replace it",
-                        data_dir, sun.sun_path);
-        goto out;
-    }
-    (void)close(fd);
     fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     TORII_ENSURE(fd >= 0, torii_errf(eb, TORII_EIO, "upgrade: socket: %s", strerror(errno)));
     if (unlink(sun.sun_path) != 0 && errno != ENOENT) {
