@@ -11,9 +11,12 @@ T_PID=""
 T_TOKEN="it-token-0123456789abcdef"
 # 1 when the daemon is built with a sanitizer: memory figures are then not meaningful.
 T_SANITIZED=0
-if ldd "$TORII_BIN" 2>/dev/null | grep -qE 'lib(asan|tsan|ubsan)'; then
-  T_SANITIZED=1
-fi
+# (ldd's output is read whole first: `ldd | grep -q` under pipefail fails whenever grep exits
+# before ldd has written everything, which made a sanitized build look plain now and then.)
+T_LDD=$(ldd "$TORII_BIN" 2>/dev/null || true)
+case "$T_LDD" in
+  *libasan* | *libtsan* | *libubsan*) T_SANITIZED=1 ;;
+esac
 
 t_cleanup() {
   if [ -n "$T_PID" ] && kill -0 "$T_PID" 2>/dev/null; then

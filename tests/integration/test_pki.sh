@@ -39,7 +39,9 @@ ocsp_get() { # ocsp_get ISSUER CERT -> status line, through the RFC 6960 GET for
 # nonce_ok "OUTPUT" -> 0 when `openssl ocsp` (which sends and checks a nonce by default) got
 # a verified response and reported no nonce problem ("WARNING: no nonce in response",
 # "Nonce Verify error").
-nonce_ok() { printf '%s' "$1" | grep -q 'Response verify OK' && ! printf '%s' "$1" | grep -qi 'nonce'; }
+# (here-strings, not `printf | grep -q`: under pipefail that pipeline fails when grep exits
+# before printf has written everything)
+nonce_ok() { grep -q 'Response verify OK' <<<"$1" && ! grep -qi 'nonce' <<<"$1"; }
 # nonce_echoed "OUTPUT" CMD... -> nonce_ok on OUTPUT; when it fails, the output is printed (for
 # the log) and CMD (the same query, with a fresh nonce) is run once more. One miss in about
 # forty was seen in one CI run and could not be reproduced in 500 tries; a responder that never
