@@ -1,0 +1,423 @@
+/* pump.c - the bytes of an exchange. Request side: a Content-Length body is moved between
+ * evbuffers (no copy), a chunked one goes through the parser and is re-framed (trailers
+ * filtered); sinks are the upstream (PH_BODY), the local buffer (PH_LOCAL) or nowhere
+ * (PH_DRAIN). Response side: the head is rewritten, a Content-Length body moved, a chunked or
+ * close-delimited one re-framed as chunked for HTTP/1.1 clients or sent close-delimited to
+ * HTTP/1.0 clients. Each pump stops at the other side's PX_HIGH_WM. Worker thread only. */
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "session_int.h"
+#include "torii/clock.h"
+#include "torii/log.h"
+#include "torii/stream.h"
+
+/* Trailer fields that may pass (RFC 9110 section 6.5.1: never framing, routing or
+ * connection fields). */
+static int px_trailer_ok(struct torii_slice n)
+{
+    static const char *const bad[] = {"Content-Length",   "Transfer-Encoding", "Host",
+                                      "Connection",       "Keep-Alive",        "TE",
+                                      "Trailer",          "Upgrade",           "Content-Type",
+                                      "Content-Encoding", "Content-Range",     "Authorization",
+                                      "Set-Cookie",       "Cache-Control",     NULL};
+
+    for (size_t i = 0; bad[i] != NULL; i++) {
+        if (torii_slice_eq_ci(n, bad[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int torii_proxy__last_chunk(struct evbuffer *out, const struct torii_http_header *t, size_t n)
+{
+    int ok = evbuffer_add(out, "0\r\n", 3) == 0;
+
+    for (size_t i = 0; ok && i < n; i++) {
+        if (px_trailer_ok(t[i].name)) {
+            ok = evbuffer_add(out, t[i].name.ptr, t[i].name.len) == 0
+                 && evbuffer_add(out, ": ", 2) == 0
+                 && evbuffer_add(out, t[i].value.ptr, t[i].value.len) == 0
+                 && evbuffer_add(out, "\r\n", 2) == 0;
+        }
+    }
+    return ok && evbuffer_add(out, "\r\n", 2) == 0 ? TORII_OK : TORII_ENOMEM;
+}
+
+static int px_chunk(struct evbuffer *out, const void *data, size_t len)
+{
+    char sz[24];
+    int n = snprintf(sz, sizeof(sz), "%zx\r\n", len);
+
+    if (n <= 0 || evbuffer_add(out, sz, (size_t)n) != 0 || evbuffer_add(out, data, len) != 0
+        || evbuffer_add(out, "\r\n", 2) != 0) {
+        return TORII_ENOMEM;
+    }
+    return TORII_OK;
+}
+
+/* Request parser body callback (chunked request bodies): re-frame into the upstream, or
+ * buffer for a local answer (PH_LOCAL), or drop (PH_DRAIN). */
+int torii_proxy__req_body_cb(void *arg, const unsigned char *data, size_t len)
+{
+    struct proxy_conn *pc = arg;
+    struct proxy_exch *x = &pc->x;
+
+    if (len == 0) {
+        return TORII_OK;
+    }
+    if (x->lbody != NULL) {
+        if (len > TORII_WELLKNOWN_MAX_BODY - evbuffer_get_length(x->lbody)) {
+            x->lbody_over = 1; /* answered 413 by torii_proxy__pump_body */
+            return TORII_OK;
+        }
+        x->bytes_in += len;
+        return evbuffer_add(x->lbody, data, len) == 0 ? TORII_OK : TORII_ENOMEM;
+    }
+    if (pc->up == NULL) {
+        return TORII_OK; /* being dropped (PH_DRAIN) */
+    }
+    x->bytes_in += len;
+    return px_chunk(torii_stream_output(pc->up->st), data, len);
+}
+
+/* Response parser body callback (chunked responses): re-frame, or raw for HTTP/1.0. */
+int torii_proxy__resp_body_cb(void *arg, const unsigned char *data, size_t len)
+{
+    struct proxy_conn *pc = arg;
+    struct evbuffer *out = torii_stream_output(pc->st);
+    size_t before = evbuffer_get_length(out);
+    int rc;
+
+    if (len == 0) {
+        return TORII_OK;
+    }
+    if (pc->x.out == TORII_PROXY_OUT_CHUNKED) {
+        rc = px_chunk(out, data, len);
+    } else {
+        rc = evbuffer_add(out, data, len) == 0 ? TORII_OK : TORII_ENOMEM;
+    }
+    pc->x.bytes_out += evbuffer_get_length(out) - before;
+    return rc;
+}
+
+static void pc_req_done(struct proxy_conn *pc)
+{
+    pc->x.req_done = 1;
+    pc->phase = PH_WAIT;
+    torii_proxy__timer_arm(pc, PT_NONE, 0);
+    torii_proxy__up_timeouts(pc);
+}
+
+/* The request body -> its sink: the upstream (PH_BODY; a chunked body re-framed by
+ * torii_proxy__req_body_cb) or the local buffer (PH_LOCAL), until the body ends or the upstream's
+ * output is full. Then the request is done, or answered locally. */
+void torii_proxy__pump_body(struct proxy_conn *pc)
+{
+    struct evbuffer *in = torii_stream_input(pc->st);
+    struct proxy_exch *x = &pc->x;
+    enum pc_phase phase = pc->phase;
+    struct evbuffer *sink = x->lbody;
+    size_t avail;
+    int progress = 0;
+
+    if (phase == PH_BODY) {
+        if (pc->up == NULL) {
+            return;
+        }
+        sink = torii_stream_output(pc->up->st);
+    }
+    while (pc->phase == phase && !pc->dead
+           && (phase == PH_LOCAL || evbuffer_get_length(sink) < PX_HIGH_WM)
+           && (avail = evbuffer_get_length(in)) > 0) {
+        enum torii_http_parse_ev ev = TORII_HTTP_PARSE_MORE;
+
+        if (x->req_body == TORII_HTTP_BODY_LENGTH) {
+            size_t n = avail < x->req_left ? avail : (size_t)x->req_left;
+            if (evbuffer_remove_buffer(in, sink, n) != (int)n) {
+                pc->dead = 1;
+                return;
+            }
+            x->req_left -= n;
+            x->bytes_in += n;
+            if (x->req_left == 0) {
+                torii_http_parser_body_taken(pc->rp, x->req_len);
+                ev = TORII_HTTP_PARSE_DONE;
+            }
+        } else {
+            struct evbuffer_iovec v;
+            size_t used = 0;
+
+            if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+                break;
+            }
+            ev = torii_http_parser_feed(pc->rp, v.iov_base, v.iov_len, &used);
+            (void)evbuffer_drain(in, used);
+            if (x->lbody_over) {
+                torii_proxy__local_error(pc, 413, "request body too large", 1);
+                return;
+            }
+            if (ev == TORII_HTTP_PARSE_ERROR) {
+                torii_proxy__reject(pc);
+                return;
+            }
+            if (ev == TORII_HTTP_PARSE_DONE && phase == PH_BODY) {
+                const struct torii_http_req *req = torii_http_parser_req(pc->rp);
+                if (torii_proxy__last_chunk(sink, req->trailers, req->n_trailers) != TORII_OK) {
+                    pc->dead = 1;
+                    return;
+                }
+            }
+        }
+        progress = 1;
+        if (ev == TORII_HTTP_PARSE_DONE) {
+            if (phase == PH_BODY) {
+                pc_req_done(pc);
+            } else {
+                torii_proxy__local_body_done(pc);
+            }
+        }
+    }
+    if (progress && pc->phase == phase) {
+        torii_proxy__timer_arm(pc, PT_BODY, pc->pw->cfg->idle_timeout_ms);
+    }
+}
+
+/* Dropping the body cannot go on (over the limits, bad framing, the client left): close once
+ * the response is out. */
+void torii_proxy__drain_stop(struct proxy_conn *pc)
+{
+    pc->phase = PH_CLOSING;
+    pc->again = 1;
+    torii_stream_shutdown(pc->st);
+    torii_proxy__timer_arm(pc, PT_CLOSE, pc->pw->cfg->idle_timeout_ms);
+}
+
+static void pc_drain_done(struct proxy_conn *pc)
+{
+    torii_http_parser_next(pc->rp);
+    pc->phase = PH_HEAD;
+    pc->again = 1; /* pipelined input may wait */
+    torii_proxy__timer_arm(pc, PT_NONE, 0);
+}
+
+/* The rest of an answered request's body -> nowhere (PH_DRAIN), then the next request. */
+void torii_proxy__pump_drain(struct proxy_conn *pc)
+{
+    struct evbuffer *in = torii_stream_input(pc->st);
+    size_t avail;
+
+    while (pc->phase == PH_DRAIN && !pc->dead && (avail = evbuffer_get_length(in)) > 0) {
+        struct evbuffer_iovec v;
+        size_t used = 0;
+        size_t n;
+        enum torii_http_parse_ev ev;
+
+        if (pc->drain_kind == TORII_HTTP_BODY_LENGTH) {
+            n = avail < pc->drain_left ? avail : (size_t)pc->drain_left;
+            (void)evbuffer_drain(in, n);
+            pc->drain_left -= n;
+            if (pc->drain_left == 0) {
+                torii_http_parser_body_taken(pc->rp, 0);
+                pc_drain_done(pc);
+            }
+            continue;
+        }
+        /* Chunked: the parser finds the end; at most drain_budget raw bytes are fed. */
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+            break;
+        }
+        n = v.iov_len < pc->drain_budget ? v.iov_len : (size_t)pc->drain_budget;
+        ev = torii_http_parser_feed(pc->rp, v.iov_base, n, &used);
+        (void)evbuffer_drain(in, used);
+        pc->drain_budget -= used;
+        if (ev == TORII_HTTP_PARSE_DONE) {
+            pc_drain_done(pc);
+        } else if (ev != TORII_HTTP_PARSE_MORE || pc->drain_budget == 0) {
+            torii_proxy__drain_stop(pc);
+        }
+    }
+}
+
+void torii_proxy__resp_complete(struct proxy_conn *pc)
+{
+    struct proxy_exch *x = &pc->x;
+    const struct torii_http_resp *resp = torii_http_parser_resp(pc->up->parser);
+    int reusable = resp != NULL && resp->keep_alive && x->resp_body != TORII_HTTP_BODY_EOF
+                   && pc->phase == PH_WAIT && !pc->up_eof && !pc->up_err;
+
+    x->tu1_us = torii_clock_mono_us();
+    if (pc->phase == PH_BODY && !torii_proxy__can_drain(pc)) {
+        /* Answered before the whole request body arrived, and the rest cannot be skipped
+         * (torii_proxy__can_drain): this connection ends after the response. Otherwise the
+         * upstream, which saw part of the body only, is closed and the rest is dropped (PH_DRAIN).
+         */
+        x->keep = 0;
+    }
+    torii_proxy__exchange_end(pc, reusable);
+}
+
+static int pc_resp_head(struct proxy_conn *pc)
+{
+    struct proxy_exch *x = &pc->x;
+    struct proxy_upstream *up = pc->up;
+    const struct torii_http_resp *resp = torii_http_parser_resp(up->parser);
+    struct evbuffer *out = torii_stream_output(pc->st);
+    size_t before = evbuffer_get_length(out);
+    uint64_t len = 0;
+    enum torii_http_body_kind kind = torii_http_parser_body(up->parser, &len);
+
+    switch (kind) {
+    case TORII_HTTP_BODY_LENGTH:
+        x->out = TORII_PROXY_OUT_LENGTH;
+        break;
+    case TORII_HTTP_BODY_CHUNKED:
+    case TORII_HTTP_BODY_EOF:
+        x->out = x->minor == 1 ? TORII_PROXY_OUT_CHUNKED : TORII_PROXY_OUT_CLOSE;
+        break;
+    case TORII_HTTP_BODY_NONE:
+    default:
+        x->out = TORII_PROXY_OUT_NONE;
+        break;
+    }
+    if (x->out == TORII_PROXY_OUT_CLOSE || (pc->phase == PH_BODY && !torii_proxy__can_drain(pc))
+        || pc->peer_eof || pc->pw->draining) {
+        x->keep = 0;
+    }
+    if (torii_proxy_resp_head_write(out, resp, x->out, len, !x->keep, x->minor) != TORII_OK) {
+        return TORII_ENOMEM;
+    }
+    x->status = resp->status;
+    x->resp_started = 1;
+    x->resp_body = kind;
+    x->resp_left = len;
+    x->bytes_out += evbuffer_get_length(out) - before;
+    x->rs = RS_BODY;
+    return TORII_OK;
+}
+
+/* A close-delimited response body: what arrived (avail bytes of in), as one chunk for an
+ * HTTP/1.1 client or raw for HTTP/1.0. */
+static int pump_resp_eof_body(struct proxy_conn *pc, struct evbuffer *in, struct evbuffer *out,
+                              size_t avail)
+{
+    struct proxy_exch *x = &pc->x;
+
+    if (x->out == TORII_PROXY_OUT_CHUNKED) {
+        char sz[24];
+        int k = snprintf(sz, sizeof(sz), "%zx\r\n", avail);
+        if (k <= 0 || evbuffer_add(out, sz, (size_t)k) != 0) {
+            return TORII_ENOMEM;
+        }
+        x->bytes_out += (size_t)k + 2;
+    }
+    if (evbuffer_remove_buffer(in, out, avail) != (int)avail) {
+        return TORII_ENOMEM;
+    }
+    if (x->out == TORII_PROXY_OUT_CHUNKED && evbuffer_add(out, "\r\n", 2) != 0) {
+        return TORII_ENOMEM;
+    }
+    x->bytes_out += avail;
+    return TORII_OK;
+}
+
+/* The response parser reached the end of a message: a 1xx is dropped, else the response is
+ * complete (its head written first when it had no body, the last chunk when re-framed). */
+static int pump_resp_done(struct proxy_conn *pc, struct evbuffer *out)
+{
+    struct proxy_exch *x = &pc->x;
+    const struct torii_http_resp *resp = torii_http_parser_resp(pc->up->parser);
+
+    if (resp->interim) {
+        /* 1xx: we answered 100 ourselves, and no other is forwarded. */
+        torii_http_parser_next(pc->up->parser);
+        torii_http_parser_set_no_body(pc->up->parser, x->head_req);
+        return TORII_OK;
+    }
+    if (x->rs == RS_HEAD && pc_resp_head(pc) != TORII_OK) {
+        return TORII_ENOMEM;
+    }
+    if (x->out == TORII_PROXY_OUT_CHUNKED) {
+        size_t before = evbuffer_get_length(out);
+        if (torii_proxy__last_chunk(out, resp->trailers, resp->n_trailers) != TORII_OK) {
+            return TORII_ENOMEM;
+        }
+        x->bytes_out += evbuffer_get_length(out) - before;
+    }
+    torii_proxy__resp_complete(pc);
+    return TORII_OK;
+}
+
+/* Upstream response -> client, until done or the client's output is full. */
+void torii_proxy__pump_resp(struct proxy_conn *pc)
+{
+    struct proxy_exch *x = &pc->x;
+    struct evbuffer *out = torii_stream_output(pc->st);
+
+    while (pc->up != NULL && x->rs != RS_NONE && !pc->dead
+           && evbuffer_get_length(out) < PX_HIGH_WM) {
+        struct evbuffer *in = torii_stream_input(pc->up->st);
+        size_t avail = evbuffer_get_length(in);
+        struct evbuffer_iovec v;
+        size_t used = 0;
+        enum torii_http_parse_ev ev;
+
+        if (avail == 0) {
+            break;
+        }
+        if (x->rs == RS_BODY && x->resp_body == TORII_HTTP_BODY_LENGTH) {
+            size_t n = avail < x->resp_left ? avail : (size_t)x->resp_left;
+            if (evbuffer_remove_buffer(in, out, n) != (int)n) {
+                pc->dead = 1;
+                return;
+            }
+            x->resp_left -= n;
+            x->bytes_out += n;
+            if (x->resp_left == 0) {
+                torii_http_parser_body_taken(pc->up->parser, 0);
+                torii_proxy__resp_complete(pc);
+            }
+            continue;
+        }
+        if (x->rs == RS_BODY && x->resp_body == TORII_HTTP_BODY_EOF) {
+            if (pump_resp_eof_body(pc, in, out, avail) != TORII_OK) {
+                pc->dead = 1;
+                return;
+            }
+            continue;
+        }
+        /* Head, or a chunked body: through the parser. */
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+            break;
+        }
+        ev = torii_http_parser_feed(pc->up->parser, v.iov_base, v.iov_len, &used);
+        (void)evbuffer_drain(in, used);
+        switch (ev) {
+        case TORII_HTTP_PARSE_MORE:
+            break;
+        case TORII_HTTP_PARSE_HEAD:
+            if (pc_resp_head(pc) != TORII_OK) {
+                pc->dead = 1;
+                return;
+            }
+            break;
+        case TORII_HTTP_PARSE_DONE:
+            if (pump_resp_done(pc, out) != TORII_OK) {
+                pc->dead = 1;
+                return;
+            }
+            break;
+        case TORII_HTTP_PARSE_ERROR:
+        default:
+            if (x->tu0_us != 0 && x->target != NULL) {
+                torii_log(TORII_LOG_WARN, "proxy: invalid response from upstream (upstream=%s)",
+                          x->target->name);
+            }
+            torii_proxy__up_fail(pc, 502, "invalid response from upstream");
+            return;
+        }
+    }
+}

@@ -1,0 +1,248 @@
+/* session_int.h - internal to the proxy module: the layouts of a client connection
+ * (struct proxy_conn), the request it serves (struct proxy_exch) and an upstream connection
+ * (struct proxy_upstream), and the seams between the files of the streaming engine:
+ *   session.c   the state machine: phases, timers, the end of an exchange, local answers,
+ *               HTTP/1.1 request heads, flush/run, accept and the worker state;
+ *   admission.c what a parsed request may do (torii_proxy__dispatch): Host, route, certificate,
+ *               client certificate, jwt, health, well-known, redirect;
+ *   upstream.c  the upstream attached to a connection: forward a request head, timeouts,
+ *               failures and the one retry;
+ *   pump.c      bytes of bodies: request body -> upstream (or the local buffer, or dropped),
+ *               response -> client (head rewrite, Content-Length moved, chunked re-framed);
+ *   pool.c      upstream connections: the idle pool and the passive health of each target;
+ *   accesslog.c the access log line (json or combined) and the status metric.
+ * Only the files of src/proxy include it; it includes proxy_int.h, nothing includes it back.
+ * A request source other than HTTP/1.1 parsing (HTTP/2, WebSocket) enters at
+ * torii_proxy__dispatch with a struct torii_http_req and its body framing, and feeds the body
+ * through torii_proxy__pump_body's sinks; responses leave through torii_proxy__local or the
+ * response pump. Threads: worker thread only (each connection belongs to one loop). */
+#ifndef TORII_PROXY_SESSION_INT_H
+#define TORII_PROXY_SESSION_INT_H
+
+#include <netinet/in.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "proxy_int.h"
+#include "torii/http.h"
+#include "torii/proxy.h"
+#include "torii/stream.h"
+
+#define PX_HIGH_WM   ((size_t)512 * 1024) /* stop reading the other side above this */
+#define PX_LOW_WM    ((size_t)128 * 1024) /* resume below this */
+#define PX_DOWN_MS   10000                /* a failed target is skipped this long */
+#define PX_LINGER_MS 1000
+#define PX_DRAIN_MAX ((uint64_t)1024 * 1024) /* request body dropped after an early answer */
+#define PX_DRAIN_MS  5000                    /* ... within this long, else close */
+
+enum pc_phase {
+    PH_HEAD = 0, /* reading a request head (or idle between requests) */
+    PH_BODY,     /* streaming the request body to the upstream */
+    PH_WAIT,     /* request sent; the response is being streamed */
+    PH_CLOSING,  /* last bytes queued; close once written */
+    PH_LOCAL,    /* buffering the body of a request torii answers itself */
+    PH_DRAIN,    /* answered: dropping the rest of the request body */
+};
+
+enum rs_phase {
+    RS_NONE = 0, /* no upstream response expected */
+    RS_HEAD,     /* waiting for the response head */
+    RS_BODY,     /* streaming the response body */
+};
+
+enum pc_timer {
+    PT_NONE = 0,
+    PT_IDLE,   /* keep-alive idle between requests */
+    PT_HEADER, /* absolute deadline for a complete head (slowloris) */
+    PT_BODY,   /* request body inactivity */
+    PT_CLOSE,  /* last response being written */
+    PT_LINGER, /* discarding input after the last response */
+    PT_DRAIN,  /* absolute deadline for dropping the rest of an answered request's body */
+};
+
+struct proxy_upstream {
+    struct proxy_worker *pw;
+    struct torii_stream *st;
+    struct torii_http_parser *parser;
+    const struct torii_route_backend *be;
+    const struct torii_route_target *t;
+    struct proxy_conn *pc;              /* attached client, NULL while pooled */
+    struct proxy_upstream *prev, *next; /* idle list of its target */
+    int connected;
+    int reused;
+};
+
+/* The request being served. */
+struct proxy_exch {
+    int active;
+    const struct torii_route *route;
+    const struct torii_route_target *target;
+    int minor;
+    int keep; /* the client connection may carry another request */
+    int head_req;
+    enum torii_http_body_kind req_body;
+    uint64_t req_len, req_left;
+    int req_done;           /* the request body has been read to its end */
+    struct evbuffer *lbody; /* PH_LOCAL: the body being buffered */
+    int lbody_over;         /* PH_LOCAL: the body exceeds TORII_WELLKNOWN_MAX_BODY */
+    enum rs_phase rs;
+    enum torii_http_body_kind resp_body;
+    uint64_t resp_left;
+    enum torii_proxy_out_framing out;
+    int resp_started; /* bytes of the response written to the client */
+    int retried;
+    int status;
+    uint64_t bytes_in, bytes_out;
+    int64_t t0_us, tu0_us, tu1_us;
+    /* For the access log and a retry: into the request head (valid until the parser moves
+     * to the next request) or the SNI. */
+    struct torii_slice method;
+    struct torii_slice host;
+    struct torii_slice path;
+    struct torii_slice referer; /* combined access log format */
+    struct torii_slice ua;
+};
+
+struct proxy_conn {
+    struct proxy_worker *pw;
+    struct proxy_conn *prev, *next;
+    struct torii_stream *st;
+    struct torii_http_parser *rp;
+    struct proxy_upstream *up;
+    struct event *timer;
+    enum pc_timer tmode;
+    int64_t t_deadline_us; /* when tmode expires */
+    int64_t t_fire_us;     /* when the pending timer event fires; 0: not pending */
+    enum pc_phase phase;
+    unsigned tls : 1;
+    unsigned busy : 1;
+    unsigned again : 1;
+    unsigned dead : 1;
+    unsigned peer_eof : 1;
+    unsigned discarded : 1;
+    unsigned up_eof : 1;
+    unsigned up_err : 1;
+    unsigned up_timeout : 1;
+    unsigned certs_done : 1;
+    unsigned had_request : 1; /* at least one request was answered (or rejected) and counted */
+    int verdict;
+    char *cov_host; /* last Host checked against the certificate, and the outcome */
+    int cov_ok;
+    char *client_cert; /* RFC 9440 values, computed once per connection */
+    char *client_cert_chain;
+    char *jwt_hdrs; /* claim headers of the current request (routes[].jwt), or NULL */
+    size_t jwt_hdrs_len;
+    uint64_t head_bytes;
+    enum torii_http_body_kind drain_kind; /* PH_DRAIN: framing of the body being dropped */
+    uint64_t drain_left;                  /* PH_DRAIN, LENGTH: bytes still to drop */
+    uint64_t drain_budget;                /* PH_DRAIN, CHUNKED: raw bytes still allowed */
+    char ip[INET6_ADDRSTRLEN];
+    struct proxy_exch x;
+};
+
+/* ---- session.c: the state machine ---- */
+
+/** Set the connection's timer mode (PT_NONE or ms 0: none) with a deadline ms from now. */
+void torii_proxy__timer_arm(struct proxy_conn *pc, enum pc_timer mode, uint32_t ms);
+/** 1 when the rest of the current request body may be read and dropped after the response
+ * (bounded and framed), keeping the connection; 0 when the connection must close. */
+int torii_proxy__can_drain(struct proxy_conn *pc);
+/** End the current exchange: the upstream back to the pool (up_reusable) or closed, the
+ * access log line, then the next phase (next request, drain the body, or closing). */
+void torii_proxy__exchange_end(struct proxy_conn *pc, int up_reusable);
+/** Answer the current request ourselves (body borrowed, copied out), then end the exchange.
+ * close: the connection closes after it (also forced when the body cannot be drained). */
+void torii_proxy__local(struct proxy_conn *pc, int status, const char *ctype, const void *body,
+                        size_t len, const struct torii_http_header *extra, size_t n_extra,
+                        int close);
+/** torii_proxy__local with a JSON body {"error": msg}. */
+void torii_proxy__local_error(struct proxy_conn *pc, int status, const char *msg, int close);
+/** The HTTP/1.1 request parser failed: answer its status (400 by default) and close. */
+void torii_proxy__reject(struct proxy_conn *pc);
+/** Step the state machine and flush, until nothing is left to do; frees the connection when
+ * it is dead. Safe from nested callbacks (deferred to the outer call). */
+void torii_proxy__run(struct proxy_conn *pc);
+
+/* ---- admission.c ---- */
+
+/** A request head has been read (req borrowed for the exchange; body: its framing and, for
+ * LENGTH, its length): start the exchange, run the admission checks in order (health path,
+ * well-known, Host, https redirect, route, certificate coverage, client certificate, jwt) and
+ * either answer locally or forward to a target (next phase PH_BODY or PH_WAIT). */
+void torii_proxy__dispatch(struct proxy_conn *pc, const struct torii_http_req *req,
+                           enum torii_http_body_kind body, uint64_t body_len);
+/** PH_LOCAL: the buffered body is complete; answer the well-known request with it. */
+void torii_proxy__local_body_done(struct proxy_conn *pc);
+
+/* ---- upstream.c ---- */
+
+/** Attach an upstream for the current exchange's target (pooled when allow_pool) and write
+ * the request head (req, host borrowed) into its output. TORII_OK, or an error with the
+ * target marked down (the caller releases and answers 502). */
+int torii_proxy__forward(struct proxy_conn *pc, const struct torii_http_req *req,
+                         struct torii_slice host, int allow_pool) TORII_MUST_USE;
+/** Detach the upstream: back to the pool when reusable, else closed. NULL upstream: no-op. */
+void torii_proxy__up_release(struct proxy_conn *pc, int reusable);
+/** Timeouts of the attached upstream for the current phase. */
+void torii_proxy__up_timeouts(struct proxy_conn *pc);
+/** The upstream failed: status answered if no byte of the response was sent, else the
+ * connection dies (the client sees a truncated message). */
+void torii_proxy__up_fail(struct proxy_conn *pc, int status, const char *msg);
+/** EOF, error or timeout on the attached upstream: finish a close-delimited response, retry
+ * once on a new connection, or fail with 502/504. */
+void torii_proxy__up_trouble(struct proxy_conn *pc);
+
+/* ---- pump.c ---- */
+
+/** The last chunk and the trailers that may pass (RFC 9110 section 6.5.1) into out. */
+int torii_proxy__last_chunk(struct evbuffer *out, const struct torii_http_header *t, size_t n)
+    TORII_MUST_USE;
+/** HTTP parser body callbacks (arg: the proxy_conn): a chunked request body to the upstream
+ * (re-framed), the local buffer or nowhere; a chunked response body to the client. */
+int torii_proxy__req_body_cb(void *arg, const unsigned char *data, size_t len);
+int torii_proxy__resp_body_cb(void *arg, const unsigned char *data, size_t len);
+/** Client input -> the request body's sink (PH_BODY: upstream, PH_LOCAL: local buffer). */
+void torii_proxy__pump_body(struct proxy_conn *pc);
+/** PH_DRAIN: client input -> nowhere, until the body ends; then the next request. */
+void torii_proxy__pump_drain(struct proxy_conn *pc);
+/** Dropping the body cannot go on: close once the response is out. */
+void torii_proxy__drain_stop(struct proxy_conn *pc);
+/** Upstream input -> client, until the response is done or the client's output is full. */
+void torii_proxy__pump_resp(struct proxy_conn *pc);
+/** The response is complete: end the exchange (upstream pooled when it can be). */
+void torii_proxy__resp_complete(struct proxy_conn *pc);
+
+/* ---- pool.c ---- */
+
+/** An upstream for target t of route r, detached (no callbacks): the most recent idle one
+ * when allow_pool and there is one (reused = 1), else a new connection (TLS to t when t->tls).
+ * TORII_ETLS, TORII_EIO, or a parser allocation error. */
+int torii_proxy__upstream_get(struct proxy_worker *pw, const struct torii_route *r,
+                              const struct torii_route_target *t, int allow_pool,
+                              struct proxy_upstream **out) TORII_MUST_USE;
+/** Back to the idle pool of its target if it is connected, has nothing pending and the pool
+ * has room; otherwise freed. Takes up. */
+void torii_proxy__pool_put(struct proxy_upstream *up);
+/** Close and free (NULL accepted). Not for pooled ones (see torii_proxy__pool_clear). */
+void torii_proxy__upstream_free(struct proxy_upstream *up);
+/** Close every idle pooled connection of the worker. */
+void torii_proxy__pool_clear(struct proxy_worker *pw);
+/** Passive health: t is skipped for PX_DOWN_MS (unless every target is down). */
+void torii_proxy__target_mark_down(struct proxy_worker *pw, const struct torii_route_target *t);
+/** The next target of route r, round robin over the targets that are not down. */
+const struct torii_route_target *torii_proxy__target_pick(struct proxy_worker *pw,
+                                                          const struct torii_route *r);
+
+/* ---- accesslog.c ---- */
+
+/** Count the exchange's status and, when access_log is on, write its line (json or combined,
+ * cfg->access_log_format). */
+void torii_proxy__access_log(struct proxy_conn *pc);
+/** The path and query of a request as logged (one slice into the request head). */
+struct torii_slice torii_proxy__log_target(const struct torii_http_req *req);
+
+#endif

@@ -1,0 +1,202 @@
+/* upstream.c - the upstream attached to a client connection while one request is served:
+ * attach (pooled or new) and write the rewritten request head, its timeouts per phase, and
+ * what happens when it fails: the end of a close-delimited response, one retry of a request
+ * sent on a pooled connection the backend had closed, or 502/504. Worker thread only. */
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "session_int.h"
+#include "torii/clock.h"
+#include "torii/jwtroute.h"
+#include "torii/log.h"
+#include "torii/stream.h"
+
+/* Timeouts of the attached upstream for the current phase. */
+void torii_proxy__up_timeouts(struct proxy_conn *pc)
+{
+    struct proxy_upstream *up = pc->up;
+
+    if (up == NULL) {
+        return;
+    }
+    if (!up->connected) {
+        torii_stream_timeouts(up->st, up->be->connect_ms, up->be->connect_ms);
+        return;
+    }
+    /* While the client uploads, the backend is not expected to answer: only write stalls. */
+    torii_stream_timeouts(up->st, pc->phase == PH_BODY ? 0 : up->be->read_ms, up->be->read_ms);
+}
+
+static void up_cb(struct torii_stream *st, int what, void *arg);
+
+/* The upstream serves this connection from now on: its events step the connection. */
+static void up_attach(struct proxy_conn *pc, struct proxy_upstream *up)
+{
+    up->pc = pc;
+    torii_http_parser_set_body_cb(up->parser, torii_proxy__resp_body_cb, pc);
+    torii_stream_setcb(up->st, up_cb, up);
+    torii_stream_read(up->st, 1);
+    pc->up = up;
+    pc->up_eof = 0;
+    pc->up_err = 0;
+    pc->up_timeout = 0;
+    torii_proxy__up_timeouts(pc);
+}
+
+/* Detach the upstream: back to the pool when it can carry another exchange. */
+void torii_proxy__up_release(struct proxy_conn *pc, int reusable)
+{
+    struct proxy_upstream *up = pc->up;
+
+    if (up == NULL) {
+        return;
+    }
+    pc->up = NULL;
+    if (reusable) {
+        torii_http_parser_next(up->parser);
+        torii_proxy__pool_put(up);
+    } else {
+        torii_proxy__upstream_free(up);
+    }
+}
+
+int torii_proxy__forward(struct proxy_conn *pc, const struct torii_http_req *req,
+                         struct torii_slice host, int allow_pool)
+{
+    struct proxy_exch *x = &pc->x;
+    struct torii_proxy_fwd fwd;
+    struct proxy_upstream *up = NULL;
+    int rc;
+
+    rc = torii_proxy__upstream_get(pc->pw, x->route, x->target, allow_pool, &up);
+    if (rc != TORII_OK) {
+        torii_proxy__target_mark_down(pc->pw, x->target);
+        return rc;
+    }
+    up_attach(pc, up);
+    memset(&fwd, 0, sizeof(fwd));
+    fwd.client_ip = pc->ip;
+    fwd.https = pc->tls;
+    fwd.host = host;
+    if (pc->client_cert != NULL && pc->verdict == TORII_TLS_CLIENT_VERIFIED) {
+        fwd.client_cert.ptr = pc->client_cert;
+        fwd.client_cert.len = strlen(pc->client_cert);
+        if (pc->client_cert_chain != NULL) {
+            fwd.client_cert_chain.ptr = pc->client_cert_chain;
+            fwd.client_cert_chain.len = strlen(pc->client_cert_chain);
+        }
+    }
+    fwd.body = x->req_body;
+    fwd.body_length = x->req_len;
+    if (x->route->jwt != NULL) {
+        fwd.drop = torii_route_jwt_drop(x->route->jwt, &fwd.n_drop);
+        fwd.extra = (struct torii_slice){pc->jwt_hdrs, pc->jwt_hdrs_len};
+    }
+    if (torii_proxy_req_head_write(torii_stream_output(pc->up->st), req, &fwd) != TORII_OK) {
+        return TORII_ENOMEM;
+    }
+    torii_http_parser_set_no_body(pc->up->parser, x->head_req);
+    x->rs = RS_HEAD;
+    if (x->tu0_us == 0) {
+        x->tu0_us = torii_clock_mono_us();
+    }
+    return TORII_OK;
+}
+
+void torii_proxy__up_fail(struct proxy_conn *pc, int status, const char *msg)
+{
+    if (pc->x.resp_started) {
+        pc->dead = 1; /* mid-response: the client sees a truncated message */
+        return;
+    }
+    torii_proxy__up_release(pc, 0);
+    torii_proxy__local_error(pc, status, msg, 0);
+}
+
+/* EOF, error or timeout on the attached upstream. */
+void torii_proxy__up_trouble(struct proxy_conn *pc)
+{
+    struct proxy_exch *x = &pc->x;
+    struct proxy_upstream *up = pc->up;
+    int started;
+
+    if (pc->up_eof && x->rs == RS_BODY && x->resp_body == TORII_HTTP_BODY_EOF) {
+        struct evbuffer *out = torii_stream_output(pc->st);
+        if (evbuffer_get_length(torii_stream_input(up->st)) > 0) {
+            return; /* still data to move first */
+        }
+        if (x->out == TORII_PROXY_OUT_CHUNKED) {
+            if (torii_proxy__last_chunk(out, NULL, 0) != TORII_OK) {
+                pc->dead = 1;
+                return;
+            }
+            x->bytes_out += 5;
+        }
+        torii_http_parser_body_taken(up->parser, 0);
+        torii_proxy__resp_complete(pc);
+        return;
+    }
+    if (pc->up_eof && x->rs != RS_NONE && evbuffer_get_length(torii_stream_input(up->st)) > 0) {
+        return; /* move what arrived before the EOF first (the client may be slow) */
+    }
+    started = torii_http_parser_started(up->parser) || x->resp_started;
+    if (!started && up->reused && !x->retried && x->req_body == TORII_HTTP_BODY_NONE
+        && !pc->up_timeout) {
+        /* A pooled connection closed by the backend while idle (a race every keep-alive
+         * client has): send the request again on a new connection, once. */
+        const struct torii_http_req *req = torii_http_parser_req(pc->rp);
+        const struct torii_slice *hv = torii_http_req_header(req, "Host");
+        struct torii_slice host = x->host;
+        torii_proxy__up_release(pc, 0);
+        x->retried = 1;
+        if (hv != NULL) {
+            host = *hv;
+        }
+        if (torii_proxy__forward(pc, req, host, 0) != TORII_OK) {
+            torii_proxy__up_release(pc, 0);
+            torii_proxy__local_error(pc, 502, "upstream connection failed", 0);
+        }
+        return;
+    }
+    if (!up->connected) {
+        torii_proxy__target_mark_down(pc->pw, up->t);
+        torii_log(TORII_LOG_WARN, "proxy: upstream %s (upstream=%s)",
+                  pc->up_timeout ? "connect timed out" : "connect failed", up->t->name);
+        torii_proxy__up_fail(pc, pc->up_timeout ? 504 : 502,
+                             pc->up_timeout ? "upstream connect timed out"
+                                            : "upstream connection failed");
+        return;
+    }
+    if (pc->up_timeout) {
+        if (!started) {
+            torii_proxy__target_mark_down(pc->pw, up->t);
+        }
+        torii_log(TORII_LOG_WARN, "proxy: upstream timed out (upstream=%s)", up->t->name);
+        torii_proxy__up_fail(pc, 504, "upstream timed out");
+        return;
+    }
+    torii_proxy__up_fail(pc, 502, pc->up_eof ? "upstream closed the connection" : "upstream error");
+}
+
+static void up_cb(struct torii_stream *st, int what, void *arg)
+{
+    struct proxy_upstream *up = arg;
+    struct proxy_conn *pc = up->pc;
+
+    (void)st;
+    if (what & TORII_STREAM_CONNECTED) {
+        up->connected = 1;
+        torii_proxy__up_timeouts(pc);
+    }
+    if (what & TORII_STREAM_EOF) {
+        pc->up_eof = 1;
+    }
+    if (what & TORII_STREAM_TIMEOUT) {
+        pc->up_timeout = 1;
+    }
+    if (what & TORII_STREAM_ERROR) {
+        pc->up_err = 1;
+    }
+    torii_proxy__run(pc);
+}
