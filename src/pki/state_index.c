@@ -1,7 +1,8 @@
 /* state_index.c - the writer side of the PKI view (state_int.h): one compact entry per
  * certificate id in a growing hash table, entries grouped by name hash (a group lists the CAs
  * with that subject and the certificates with that issuer, live and revoked apart), the
- * exposed list and the staple queue; entries built from store records. wlock held throughout. */
+ * exposed list, the staple queue and the staples map; entries built from store records.
+ * wlock held throughout. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -566,4 +567,30 @@ void torii_pki__state_apply(struct torii_pki_state *st, const char *id, size_t i
         }
     }
     torii_pki__ent_free(old);
+}
+
+/* ---- staples (writer's map) ---------------------------------------------------------------- */
+
+static void staple_leaf_free(struct torii_pki__pmap_leaf *l)
+{
+    struct staple_leaf *s = (struct staple_leaf *)l;
+
+    torii_pki__blob_unref(s->der);
+    free(s);
+}
+void torii_pki__staple_set(struct torii_pki_state *st, const struct pki_ent *e,
+                           struct pki_blob *der)
+{
+    struct staple_leaf *l = torii_xmalloc(sizeof(*l) + e->id_len + 1);
+
+    memcpy(l->id, e->id, e->id_len + 1);
+    l->der = torii_pki__blob_ref(der);
+    torii_pki__pmap_leaf_init(&l->hdr, e->h, (const unsigned char *)l->id, e->id_len,
+                              staple_leaf_free);
+    torii_pki__pmap_leaf_unref(torii_pki__pmap_put(&st->staples, &l->hdr));
+}
+
+void torii_pki__staple_del(struct torii_pki_state *st, const struct pki_ent *e)
+{
+    torii_pki__pmap_leaf_unref(torii_pki__pmap_del(&st->staples, e->h, e->id, e->id_len));
 }

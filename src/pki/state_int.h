@@ -1,14 +1,18 @@
 /* state_int.h - the served PKI view (pkistate.h): types and helpers shared by its files.
  * Private to src/pki/state*.c. Files by duty:
- *   state_index.c   - writer-side index: entries by id, groups by name hash, lists, records
+ *   state_blob.c    - shared pieces: blobs, OCSP response caches, signers, snapshot release
+ *   state_index.c   - writer-side index: entries by id, groups by name hash, lists, records,
+ *                     the staples map
  *   state_serial.c  - the OCSP serial view (issuer hash + serial -> status), on its own
- *   state_snap.c    - blobs, OCSP caches, snapshot rebuilds (CRL, JWKS, JWT keys, CAs), publish
+ *   state_snap.c    - snapshot rebuilds (CRL, JWKS, JWT keys, CAs) and publish
  *   state_read.c    - readers: JWKS, CA, CRL, OCSP, staples, stats
  *   state_refresh.c - the refresher thread (CRL and staple re-signing, CRL number persistence)
  *   state.c         - lifecycle and the store feed (watch/load callbacks)
+ * Dependencies between these files go one way (scripts/include_cycles.sh): state.c ->
+ * refresh -> read, snap -> index -> serial, blob.
  * Threads: functions named *_locked, and every writer-side helper (index, serial view add or
- * remove, staples, rebuilds) need wlock held; the reader helpers (acquire, view find, snap
- * OCSP) any thread with a snapshot reference.
+ * remove, staples, rebuilds) need wlock held; the reader helpers (view find, snap OCSP) any
+ * thread with a snapshot reference; blob/cache/signer/snapshot references any thread.
  *
  * Writer side (wlock): one compact entry per certificate id, in a growing hash table. The
  * TLS record gives flags, notAfter, issuer-name hash and serial without parsing JSON; the
@@ -244,29 +248,25 @@ struct torii_pki_state {
     int stop;
 };
 
-/* ---- state_snap.c: blobs, caches, signers, snapshots ------------------------------------ */
+/* ---- state_blob.c: blobs, caches, signers, snapshot release (any thread) ----------------- */
 
 struct pki_blob *torii_pki__blob_new(const void *p, size_t len);
+struct pki_blob *torii_pki__blob_ref(struct pki_blob *b);
 void torii_pki__blob_unref(struct pki_blob *b);
 /** A malloc'd, NUL-terminated copy of b's bytes into *body (caller frees). */
 int torii_pki__blob_copy_out(const struct pki_blob *b, unsigned char **body, size_t *len);
 struct pki_cache *torii_pki__cache_new(void);
+struct pki_cache *torii_pki__cache_ref(struct pki_cache *c);
 void torii_pki__cache_unref(struct pki_cache *c);
 /** A reference to the cached response under key (SHA-256 of the request), or NULL. */
 struct pki_blob *torii_pki__cache_get(struct pki_cache *c, const unsigned char *key,
                                       int64_t now_ms);
 void torii_pki__cache_put(struct pki_cache *c, const unsigned char *key, struct pki_blob *resp,
                           int64_t until_ms);
+struct pki_signer *torii_pki__signer_ref(struct pki_signer *s);
 void torii_pki__signer_unref(struct pki_signer *s);
 void torii_pki__snap_cas_unref(struct snap_cas *c);
 void torii_pki__snap_unref(struct pki_snap *s);
-/** Staples map (writer's): set e's staple to der (a new reference), or drop it. wlock held. */
-void torii_pki__staple_set(struct torii_pki_state *st, const struct pki_ent *e,
-                           struct pki_blob *der);
-void torii_pki__staple_del(struct torii_pki_state *st, const struct pki_ent *e);
-/** Rebuild what is dirty (JWKS, JWT keys, CRLs, CA array) and swap in a new snapshot. wlock
- * held. */
-void torii_pki__state_publish_locked(struct torii_pki_state *st);
 
 /* ---- state_index.c: the writer-side index (wlock held) ---------------------------------- */
 
@@ -285,6 +285,17 @@ struct pki_ent *torii_pki__ent_build(struct torii_pki_state *st, const struct to
 /** Replace (ent != NULL) or remove entry id; takes ent. */
 void torii_pki__state_apply(struct torii_pki_state *st, const char *id, size_t id_len,
                             struct pki_ent *ent);
+
+/** Staples map (writer's): set e's staple to der (a new reference), or drop it. wlock held. */
+void torii_pki__staple_set(struct torii_pki_state *st, const struct pki_ent *e,
+                           struct pki_blob *der);
+void torii_pki__staple_del(struct torii_pki_state *st, const struct pki_ent *e);
+
+/* ---- state_snap.c ------------------------------------------------------------------------ */
+
+/** Rebuild what is dirty (JWKS, JWT keys, CRLs, CA array) and swap in a new snapshot. wlock
+ * held. */
+void torii_pki__state_publish_locked(struct torii_pki_state *st);
 
 /* ---- state_serial.c: the OCSP serial view --------------------------------------------- */
 

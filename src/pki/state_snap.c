@@ -1,7 +1,6 @@
-/* state_snap.c - the snapshot side of the PKI view (state_int.h): shared blobs, the OCSP
- * response cache of a CA generation, signers, the staples map, the rebuilds a publish runs
- * (CRLs, JWKS, JWT keys, the CA array) and the publish itself (wlock held; readers only take
- * snap_lock to load the pointer). */
+/* state_snap.c - the snapshots of the PKI view (state_int.h): the rebuilds a publish runs
+ * (CRLs, JWKS, JWT keys, the CA array) and the publish itself, which swaps the snapshot
+ * pointer under snap_lock (wlock held; readers only take snap_lock to load the pointer). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,169 +13,6 @@
 #include "torii/log.h"
 #include "torii/mem.h"
 
-struct pki_blob *torii_pki__blob_new(const void *p, size_t len)
-{
-    struct pki_blob *b = torii_xmalloc(sizeof(*b) + len + 1);
-
-    atomic_init(&b->ref, 1);
-    b->len = len;
-    if (len > 0) {
-        memcpy(b->data, p, len);
-    }
-    b->data[len] = 0;
-    return b;
-}
-
-static struct pki_blob *blob_ref(struct pki_blob *b)
-{
-    if (b != NULL) {
-        atomic_fetch_add_explicit(&b->ref, 1, memory_order_relaxed);
-    }
-    return b;
-}
-
-void torii_pki__blob_unref(struct pki_blob *b)
-{
-    if (b != NULL && atomic_fetch_sub_explicit(&b->ref, 1, memory_order_acq_rel) == 1) {
-        free(b);
-    }
-}
-
-int torii_pki__blob_copy_out(const struct pki_blob *b, unsigned char **body, size_t *len)
-{
-    unsigned char *p = torii_xmalloc(b->len + 1);
-
-    memcpy(p, b->data, b->len);
-    p[b->len] = 0;
-    *body = p;
-    *len = b->len;
-    return TORII_OK;
-}
-struct pki_cache *torii_pki__cache_new(void)
-{
-    struct pki_cache *c = torii_xcalloc(1, sizeof(*c));
-
-    atomic_init(&c->ref, 1);
-    TORII_ASSERT(pthread_mutex_init(&c->lock, NULL) == 0);
-    return c;
-}
-
-static struct pki_cache *cache_ref(struct pki_cache *c)
-{
-    if (c != NULL) {
-        atomic_fetch_add_explicit(&c->ref, 1, memory_order_relaxed);
-    }
-    return c;
-}
-
-void torii_pki__cache_unref(struct pki_cache *c)
-{
-    if (c == NULL || atomic_fetch_sub_explicit(&c->ref, 1, memory_order_acq_rel) != 1) {
-        return;
-    }
-    for (size_t i = 0; i < STATE_CACHE_SLOTS; i++) {
-        torii_pki__blob_unref(c->slot[i].resp);
-    }
-    (void)pthread_mutex_destroy(&c->lock);
-    free(c);
-}
-
-struct pki_blob *torii_pki__cache_get(struct pki_cache *c, const unsigned char *key, int64_t now_ms)
-{
-    struct pki_blob *b = NULL;
-
-    (void)pthread_mutex_lock(&c->lock);
-    for (size_t i = 0; i < STATE_CACHE_SLOTS; i++) {
-        if (c->slot[i].resp != NULL && c->slot[i].until_ms > now_ms
-            && memcmp(c->slot[i].key, key, STATE_HASH) == 0) {
-            b = blob_ref(c->slot[i].resp);
-            break;
-        }
-    }
-    (void)pthread_mutex_unlock(&c->lock);
-    return b;
-}
-
-void torii_pki__cache_put(struct pki_cache *c, const unsigned char *key, struct pki_blob *resp,
-                          int64_t until_ms)
-{
-    struct pki_blob *old;
-    unsigned i;
-
-    (void)pthread_mutex_lock(&c->lock);
-    i = c->next++ % STATE_CACHE_SLOTS;
-    old = c->slot[i].resp;
-    memcpy(c->slot[i].key, key, STATE_HASH);
-    c->slot[i].resp = blob_ref(resp);
-    c->slot[i].until_ms = until_ms;
-    (void)pthread_mutex_unlock(&c->lock);
-    torii_pki__blob_unref(old);
-}
-static struct pki_signer *signer_ref(struct pki_signer *s)
-{
-    if (s != NULL) {
-        atomic_fetch_add_explicit(&s->ref, 1, memory_order_relaxed);
-    }
-    return s;
-}
-
-void torii_pki__signer_unref(struct pki_signer *s)
-{
-    if (s != NULL && atomic_fetch_sub_explicit(&s->ref, 1, memory_order_acq_rel) == 1) {
-        torii_pki__ca_clear(&s->ca);
-        free(s);
-    }
-}
-void torii_pki__snap_cas_unref(struct snap_cas *c)
-{
-    if (c == NULL || atomic_fetch_sub_explicit(&c->ref, 1, memory_order_acq_rel) != 1) {
-        return;
-    }
-    for (size_t i = 0; i < c->n; i++) {
-        free(c->ca[i].id);
-        torii_pki__signer_unref(c->ca[i].signer);
-        torii_pki__blob_unref(c->ca[i].der);
-        torii_pki__blob_unref(c->ca[i].crl);
-        torii_pki__cache_unref(c->ca[i].cache);
-    }
-    free(c);
-}
-
-void torii_pki__snap_unref(struct pki_snap *s)
-{
-    if (s == NULL || atomic_fetch_sub_explicit(&s->ref, 1, memory_order_acq_rel) != 1) {
-        return;
-    }
-    torii_pki__blob_unref(s->jwks);
-    torii_jwt_keyset_unref(s->jwt_keys);
-    torii_pki__snap_cas_unref(s->cas);
-    torii_pki__pmap_node_unref(s->certs);
-    torii_pki__pmap_node_unref(s->staples);
-    free(s);
-}
-static void staple_leaf_free(struct torii_pki__pmap_leaf *l)
-{
-    struct staple_leaf *s = (struct staple_leaf *)l;
-
-    torii_pki__blob_unref(s->der);
-    free(s);
-}
-void torii_pki__staple_set(struct torii_pki_state *st, const struct pki_ent *e,
-                           struct pki_blob *der)
-{
-    struct staple_leaf *l = torii_xmalloc(sizeof(*l) + e->id_len + 1);
-
-    memcpy(l->id, e->id, e->id_len + 1);
-    l->der = blob_ref(der);
-    torii_pki__pmap_leaf_init(&l->hdr, e->h, (const unsigned char *)l->id, e->id_len,
-                              staple_leaf_free);
-    torii_pki__pmap_leaf_unref(torii_pki__pmap_put(&st->staples, &l->hdr));
-}
-
-void torii_pki__staple_del(struct torii_pki_state *st, const struct pki_ent *e)
-{
-    torii_pki__pmap_leaf_unref(torii_pki__pmap_del(&st->staples, e->h, e->id, e->id_len));
-}
 /* ---- rebuilds (wlock held) ---------------------------------------------------------------- */
 
 static void state_load_crl_number(struct torii_pki_state *st, struct pki_ent *e)
@@ -384,10 +220,10 @@ static void state_build_cas(struct torii_pki_state *st)
         struct snap_ca *s = &c->ca[c->n++];
 
         s->id = torii_xstrdup(e->id);
-        s->signer = signer_ref(e->ca->signer);
-        s->der = blob_ref(e->ca->der);
-        s->crl = blob_ref(e->ca->crl);
-        s->cache = cache_ref(e->ca->cache);
+        s->signer = torii_pki__signer_ref(e->ca->signer);
+        s->der = torii_pki__blob_ref(e->ca->der);
+        s->crl = torii_pki__blob_ref(e->ca->crl);
+        s->cache = torii_pki__cache_ref(e->ca->cache);
         memcpy(s->subject_hash, e->ca->subject_hash, STATE_HASH);
         s->ids = e->ca->ids;
         e->ca->cache_shared = 1;
@@ -419,7 +255,7 @@ void torii_pki__state_publish_locked(struct torii_pki_state *st)
     }
     atomic_init(&s->ref, 1);
     s->seed = st->seed;
-    s->jwks = blob_ref(st->jwks);
+    s->jwks = torii_pki__blob_ref(st->jwks);
     s->jwt_keys = torii_jwt_keyset_ref(st->jwt_keys);
     atomic_fetch_add_explicit(&st->snap_cas->ref, 1, memory_order_relaxed);
     s->cas = st->snap_cas;
