@@ -1,0 +1,273 @@
+/* state_refresh.c - the refresher thread of the PKI view: re-signs CRLs before their
+ * nextUpdate, signs staples for new candidates and re-signs the due ones in bounded batches
+ * (yielding wlock to waiting feed calls), and persists CRL numbers outside wlock. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ocsp.h>
+
+#include "state_int.h"
+#include "torii/clock.h"
+#include "torii/log.h"
+#include "torii/mem.h"
+
+/* ---- refresher ----------------------------------------------------------------------------- */
+
+/* A DER OCSPRequest for e's serial, issued by ca (SHA-1 CertID, what clients send). */
+static int state_staple_request(const struct pki_ca *ca, const struct pki_ent *e,
+                                unsigned char **der, size_t *len)
+{
+    int rc = TORII_ETLS;
+    OCSP_REQUEST *req = OCSP_REQUEST_new();
+    OCSP_CERTID *cid = NULL;
+    BIGNUM *bn = NULL;
+    ASN1_INTEGER *serial = NULL;
+    unsigned char *buf = NULL;
+    int n;
+
+    if (req == NULL || BN_hex2bn(&bn, e->serial_hex) == 0
+        || (serial = BN_to_ASN1_INTEGER(bn, NULL)) == NULL) {
+        goto out;
+    }
+    cid = OCSP_cert_id_new(EVP_sha1(), X509_get_subject_name(ca->cert),
+                           X509_get0_pubkey_bitstr(ca->cert), serial);
+    if (cid == NULL || OCSP_request_add0_id(req, cid) == NULL) {
+        OCSP_CERTID_free(cid);
+        goto out;
+    }
+    n = i2d_OCSP_REQUEST(req, &buf);
+    if (n > 0) {
+        *der = torii_xmalloc((size_t)n);
+        memcpy(*der, buf, (size_t)n);
+        *len = (size_t)n;
+        rc = TORII_OK;
+    }
+out:
+    OPENSSL_free(buf);
+    ASN1_INTEGER_free(serial);
+    BN_free(bn);
+    OCSP_REQUEST_free(req);
+    ERR_clear_error();
+    return rc;
+}
+
+/* Sign e's staple with the snapshot s (e is served and issued by signer ca). Returns 1 when
+ * the staple changed. */
+static int state_staple_sign(struct torii_pki_state *st, const struct pki_snap *s,
+                             const struct pki_ent *ca, struct pki_ent *e, int64_t now_ms)
+{
+    unsigned char *req = NULL;
+    size_t req_len = 0;
+    struct pki_blob *resp = NULL;
+    int changed = 0;
+
+    if (state_staple_request(ca->ca, e, &req, &req_len) == TORII_OK
+        && torii_pki__snap_ocsp(s, req, req_len, now_ms, &resp) == TORII_OK) {
+        torii_pki__blob_unref(e->staple);
+        e->staple = resp;
+        e->staple_refresh_ms = now_ms + st->o.ocsp_next_update_s * 1000 / 2;
+        torii_pki__staple_set(st, e, resp);
+        changed = 1;
+    } else {
+        /* Try again on a later pass rather than spinning. */
+        e->staple_refresh_ms = now_ms + 60000;
+    }
+    free(req);
+    return changed;
+}
+
+/* 1 when candidate e (a member of a signed group) needs a staple at now_ms. */
+static int state_staple_due(const struct pki_ent *e, int64_t now_ms)
+{
+    return torii_pki__ent_served(e, now_ms)
+           && (e->staple == NULL || now_ms >= e->staple_refresh_ms);
+}
+
+/* Sign up to a batch of due staples and re-sign due CRLs. full: every candidate (the served
+ * certificates of each signed group) is checked, and what is due beyond the batch is queued,
+ * so the following passes work through the queue instead of rescanning; else only the queue
+ * (new candidates, and the rest of a full pass) is worked on. Returns 1 when more work is
+ * left. wlock held. */
+static int state_refresh_locked(struct torii_pki_state *st, int64_t now_ms, int full)
+{
+    struct pki_snap *s = NULL;
+    int64_t next_ms = now_ms + STATE_REFRESH_MAX_MS;
+    int changed = 0;
+    int signed_n = 0;
+    int more = 0;
+
+    for (size_t i = 0; i < st->n_cas; i++) {
+        struct pki_ca *c = st->cas[i]->ca;
+        if (c->signer != NULL && c->crl != NULL && now_ms >= c->crl_refresh_ms) {
+            c->crl_dirty = 1;
+            changed = 1;
+        }
+    }
+    if (changed) {
+        torii_pki__state_publish_locked(st);
+        changed = 0;
+    }
+    s = st->snap;
+    if (s == NULL) {
+        return 0;
+    }
+    if (full) {
+        for (size_t i = 0; i < st->n_cas; i++) {
+            struct pki_ent *ca = st->cas[i];
+            struct pki_group *g = ca->ca->grp;
+
+            /* Each signed group once, through the signer that answers for it. */
+            if (ca->ca->signer == NULL || torii_pki__state_signer_for(g) != ca) {
+                continue;
+            }
+            for (struct pki_ent *e = g->live; e != NULL; e = e->m_next) {
+                if (e == ca || !torii_pki__ent_served(e, now_ms)) {
+                    continue;
+                }
+                if (!state_staple_due(e, now_ms)) {
+                    next_ms = e->staple_refresh_ms < next_ms ? e->staple_refresh_ms : next_ms;
+                    continue;
+                }
+                if (signed_n >= STATE_STAPLE_BATCH) {
+                    if (!e->pending) {
+                        torii_pki__pending_push(st, e);
+                    }
+                    more = 1;
+                    continue;
+                }
+                signed_n++;
+                torii_pki__pending_unlink(st, e);
+                changed |= state_staple_sign(st, s, ca, e, now_ms);
+                next_ms = e->staple_refresh_ms < next_ms ? e->staple_refresh_ms : next_ms;
+            }
+        }
+        if (!more) {
+            /* Every candidate was seen: what is still queued needs nothing now. */
+            while (st->pending != NULL) {
+                torii_pki__pending_unlink(st, st->pending);
+            }
+        }
+        st->last_full_ms = now_ms;
+        st->next_full_ms = next_ms;
+    } else {
+        while (st->pending != NULL) {
+            struct pki_ent *e = st->pending;
+            struct pki_ent *ca = torii_pki__state_signer_for(e->grp);
+
+            if (ca == NULL || ca == e || !state_staple_due(e, now_ms)) {
+                torii_pki__pending_unlink(st, e);
+                continue;
+            }
+            if (signed_n >= STATE_STAPLE_BATCH) {
+                more = 1;
+                break;
+            }
+            signed_n++;
+            torii_pki__pending_unlink(st, e);
+            changed |= state_staple_sign(st, s, ca, e, now_ms);
+            if (e->staple_refresh_ms < st->next_full_ms) {
+                st->next_full_ms = e->staple_refresh_ms;
+            }
+        }
+    }
+    if (changed) {
+        torii_pki__state_publish_locked(st);
+    }
+    return more;
+}
+
+void torii_pki_state_refresh(struct torii_pki_state *st, int64_t now_ms)
+{
+    (void)pthread_mutex_lock(&st->wlock);
+    if (state_refresh_locked(st, now_ms, 1)) {
+        while (state_refresh_locked(st, now_ms, 0)) {
+        }
+    }
+    (void)pthread_mutex_unlock(&st->wlock);
+}
+
+struct persist_item {
+    char key[sizeof(STATE_META_PREFIX) + TORII_STORE_ID_MAX];
+    char val[24];
+};
+
+static void *state_thread(void *arg)
+{
+    struct torii_pki_state *st = arg;
+    int timed_out = 1; /* the first pass is a full one */
+
+    (void)pthread_mutex_lock(&st->wlock);
+    while (!st->stop) {
+        struct persist_item *items = NULL;
+        size_t n = 0;
+        struct timespec ts;
+        int64_t now_ms = torii_clock_now_ms();
+        /* A full pass when woken by the clock, when something is due, and at least every
+         * STATE_REFRESH_MAX_MS however often publishes wake us; else the queue only. */
+        int full = timed_out || now_ms >= st->next_full_ms || now_ms < st->last_full_ms
+                   || now_ms - st->last_full_ms >= STATE_REFRESH_MAX_MS;
+        int more = state_refresh_locked(st, now_ms, full);
+
+        for (size_t i = 0; i < st->n_cas; i++) {
+            const struct pki_ent *c = st->cas[i];
+            if (!c->ca->crl_persist) {
+                continue;
+            }
+            c->ca->crl_persist = 0;
+            items = torii_xrealloc(items, (n + 1) * sizeof(*items));
+            (void)snprintf(items[n].key, sizeof(items[n].key), STATE_META_PREFIX "%s", c->id);
+            (void)snprintf(items[n].val, sizeof(items[n].val), "%llu",
+                           (unsigned long long)c->ca->crl_number);
+            n++;
+        }
+        if (n > 0 && st->o.meta_put != NULL) {
+            /* Outside wlock: a store write must never wait for a watcher holding wlock. */
+            (void)pthread_mutex_unlock(&st->wlock);
+            for (size_t i = 0; i < n; i++) {
+                if (st->o.meta_put(st->o.meta_arg, items[i].key, items[i].val) != TORII_OK) {
+                    torii_log(TORII_LOG_WARN, "pki: CRL number not persisted (key=%s)",
+                              items[i].key);
+                }
+            }
+            (void)pthread_mutex_lock(&st->wlock);
+        }
+        free(items);
+        timed_out = 0;
+        if (more && atomic_load_explicit(&st->writers_waiting, memory_order_relaxed) > 0) {
+            /* Between batches, a waiting feed call (a store writer, blocked in its watcher)
+             * goes first: wait for its publish, which signals us (bounded, in case it does
+             * not publish). A plain unlock/lock would just take the mutex back. */
+            (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_nsec += STATE_YIELD_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            (void)pthread_cond_timedwait(&st->wake, &st->wlock, &ts);
+        }
+        if (more || st->stop) {
+            continue;
+        }
+        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += STATE_REFRESH_MAX_MS / 1000;
+        timed_out = pthread_cond_timedwait(&st->wake, &st->wlock, &ts) == ETIMEDOUT;
+    }
+    (void)pthread_mutex_unlock(&st->wlock);
+    return NULL;
+}
+int torii_pki_state_start(struct torii_pki_state *st)
+{
+    int err = pthread_create(&st->thread, NULL, state_thread, st);
+
+    if (err != 0) {
+        return TORII_EIO;
+    }
+    st->thread_started = 1;
+    return TORII_OK;
+}
