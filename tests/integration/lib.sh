@@ -60,6 +60,22 @@ t_config() {
 JSON
 }
 
+# t_wait_for CMD...: run CMD every 0.1 s until it succeeds; fails after 600 tries (60 s, a
+# bound no healthy run comes near, even sanitized on a loaded machine).
+t_wait_for() {
+  local _
+  for _ in $(seq 1 600); do
+    if "$@"; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# pem_of FILE KEY OUT: write the string field KEY of the JSON object in FILE to OUT.
+pem_of() {
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); open(sys.argv[3],"w").write(d[sys.argv[2]])' "$1" "$2" "$3"
+}
+
 # Start the daemon and wait until the admin API answers.
 t_start() {
   "$TORII_BIN" -c "$T_TMP/torii.json" >>"$T_TMP/torii.log" 2>&1 &
@@ -185,13 +201,7 @@ http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 PY
   python3 "$T_TMP/recv.py" "$1" "$2" &
   T_RECV_PID=$!
-  for _ in $(seq 1 300); do
-    if curl -s -o /dev/null "http://127.0.0.1:$1/probe" 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  return 1
+  t_wait_for curl -s -o /dev/null "http://127.0.0.1:$1/probe"
 }
 t_receiver_stop() {
   if [ -n "$T_RECV_PID" ]; then kill "$T_RECV_PID" 2>/dev/null; wait "$T_RECV_PID" 2>/dev/null; fi
@@ -205,11 +215,6 @@ t_clock() {
 
 # --- proxy helpers (appended) ---
 
-# A free loopback port.
-t_free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # Start torii-backend (built next to torii) on port $1, request log in $T_TMP/backend-$1.log.
 T_BACKEND_PIDS=""
 t_backend_start() {
@@ -218,11 +223,7 @@ t_backend_start() {
   [ -x "$bin" ] || bin="$(dirname "$TORII_BIN")/torii-backend"
   "$bin" "$1" "$T_TMP/backend-$1.log" >>"$T_TMP/backend.out" 2>&1 &
   T_BACKEND_PIDS="$T_BACKEND_PIDS $!"
-  for _ in $(seq 1 300); do
-    if curl -s -o /dev/null "http://127.0.0.1:$1/stats"; then return 0; fi
-    sleep 0.1
-  done
-  return 1
+  t_wait_for curl -s -o /dev/null "http://127.0.0.1:$1/stats"
 }
 
 t_backend_stop_all() {
@@ -281,15 +282,8 @@ t_bg_stop() {
 
 # Wait until something accepts TCP connections on 127.0.0.1:$1.
 t_wait_port() {
-  local _
-  for _ in $(seq 1 300); do
-    if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
-         "$1" 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  return 1
+  t_wait_for python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
+    "$1" 2>/dev/null
 }
 
 # Plain HTTP backend on 127.0.0.1:$1 answering every GET with a JSON object of the request

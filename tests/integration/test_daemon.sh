@@ -25,15 +25,6 @@ for _ in $(seq 1 100); do [ -e "$NOTIFY_LOG.ready" ] && break; sleep 0.1; done
 touch "$NOTIFY_LOG"
 
 pings() { grep -c '^WATCHDOG=1$' "$NOTIFY_LOG"; }
-# wait_for COMMAND...: poll up to 30 s.
-wait_for() {
-  local _
-  for _ in $(seq 1 300); do
-    if "$@"; then return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
 pings_above() { [ "$(pings)" -gt "$1" ]; }
 health() { curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$T_ADMIN$1"; }
 health_is() { [ "$(health "$1")" = "$2" ]; }
@@ -41,8 +32,8 @@ health_is() { [ "$(health "$1")" = "$2" ]; }
 # WATCHDOG_USEC=1 s: ping every 500 ms while every loop iterates.
 export NOTIFY_SOCKET="$T_TMP/notify.sock" WATCHDOG_USEC=1000000
 t_start || exit 1
-check "READY=1 sent" wait_for grep -Eq '(^|[^A-Z_])READY=1' "$NOTIFY_LOG"
-check "WATCHDOG=1 pings arrive" wait_for pings_above 2
+check "READY=1 sent" t_wait_for grep -Eq '(^|[^A-Z_])READY=1' "$NOTIFY_LOG"
+check "WATCHDOG=1 pings arrive" t_wait_for pings_above 2
 
 # --- health
 check_eq "/healthz 200 without credentials" 200 "$(health /healthz)"
@@ -102,7 +93,7 @@ check_eq "every handshake answered by the first instance" 6 "$handshakes"
 
 # --- watchdog: block worker-1; the pings stop, /healthz and /readyz answer 503
 echo worker-1 > "$STALL"
-check "the stuck loop is reported (STATUS=)" wait_for grep -q '^STATUS=event loop worker-1 does not iterate' "$NOTIFY_LOG"
+check "the stuck loop is reported (STATUS=)" t_wait_for grep -q '^STATUS=event loop worker-1 does not iterate' "$NOTIFY_LOG"
 check_eq "/healthz 503 while a worker is stuck" 503 "$(health /healthz)"
 check_eq "/readyz 503 while a worker is stuck" 503 "$(health /readyz)"
 n=$(pings)
@@ -110,16 +101,16 @@ n=$(pings)
 for _ in $(seq 1 30); do sleep 0.1; done
 check_eq "no WATCHDOG=1 while worker-1 is blocked" "$n" "$(pings)"
 rm -f "$STALL"
-check "pings resume once the loop iterates" wait_for pings_above "$n"
-check "/healthz 200 again" wait_for health_is /healthz 200
+check "pings resume once the loop iterates" t_wait_for pings_above "$n"
+check "/healthz 200 again" t_wait_for health_is /healthz 200
 # The admin loop too.
 echo admin > "$STALL"
-check "a stuck admin loop is reported too" wait_for grep -q '^STATUS=event loop admin does not iterate' "$NOTIFY_LOG"
+check "a stuck admin loop is reported too" t_wait_for grep -q '^STATUS=event loop admin does not iterate' "$NOTIFY_LOG"
 n=$(pings)
 for _ in $(seq 1 30); do sleep 0.1; done
 check_eq "no WATCHDOG=1 while the admin loop is blocked" "$n" "$(pings)"
 rm -f "$STALL"
-check "pings resume after the admin loop" wait_for pings_above "$n"
+check "pings resume after the admin loop" t_wait_for pings_above "$n"
 
 # --- stop: STOPPING=1, lock released (a new instance on the same data dir starts)
 check "graceful stop" t_stop

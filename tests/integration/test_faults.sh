@@ -17,14 +17,6 @@ faults_cleanup() {
 }
 trap faults_cleanup EXIT
 
-wait_for() { # poll up to 30 s
-  local _
-  for _ in $(seq 1 300); do
-    if "$@"; then return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
 # CPU time (user + system) of the daemon in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$T_PID/stat"; }
 http_code() { curl -s -o /dev/null -m 10 -w '%{http_code}' "http://127.0.0.1:$T_HTTP/"; }
@@ -34,7 +26,7 @@ http_answers() { [ "$(http_code)" != 000 ]; }
 t_config '"limits": {"header_timeout_ms": 600000, "idle_timeout_ms": 600000},'
 prlimit --nofile=64:64 "$TORII_BIN" -c "$T_TMP/torii.json" >>"$T_TMP/torii.log" 2>&1 &
 T_PID=$!
-check "daemon starts with 64 descriptors" wait_for curl -s -o /dev/null "http://127.0.0.1:$T_ADMIN/"
+check "daemon starts with 64 descriptors" t_wait_for curl -s -o /dev/null "http://127.0.0.1:$T_ADMIN/"
 check "plain HTTP answers before exhaustion" http_answers
 
 # Hold 200 connections open on the http listener: far more than the daemon can accept.
@@ -52,8 +44,8 @@ PY
 python3 "$T_TMP/hold.py" "$T_HTTP" 200 "$T_TMP/held" &
 HOLD=$!
 T_BG_PIDS+=($HOLD)
-check "connections opened" wait_for test -s "$T_TMP/held"
-check "the daemon reports descriptor exhaustion" wait_for grep -q "accept failed: Too many open files" "$T_TMP/torii.log"
+check "connections opened" t_wait_for test -s "$T_TMP/held"
+check "the daemon reports descriptor exhaustion" t_wait_for grep -q "accept failed: Too many open files" "$T_TMP/torii.log"
 # A spinning accept loop burns a full CPU; the backoff wakes a few times per second.
 hz=$(getconf CLK_TCK)
 c0=$(cpu_ticks)
@@ -68,8 +60,8 @@ check "no spinning while out of descriptors (CPU ${used_ms} ms <= 10% of ${wall_
   [ $((used_ms * 10)) -le "$wall_ms" ]
 kill "$HOLD" 2>/dev/null
 wait "$HOLD" 2>/dev/null
-check "new connections served once descriptors are free" wait_for http_answers
-check "admin answers again" wait_for curl -s -o /dev/null "http://127.0.0.1:$T_ADMIN/healthz"
+check "new connections served once descriptors are free" t_wait_for http_answers
+check "admin answers again" t_wait_for curl -s -o /dev/null "http://127.0.0.1:$T_ADMIN/healthz"
 
 # --- stale LMDB reader: an mdb_copy backup killed while it holds its read transaction
 if command -v mdb_copy >/dev/null && command -v mdb_stat >/dev/null; then
@@ -92,7 +84,7 @@ print(p.pid)
 PY
   stale_pid=$(python3 "$T_TMP/stale.py" "$T_TMP/data")
   check "a killed mdb_copy left a reader slot" test -n "$stale_pid"
-  check "torii reclaims the stale reader slot by itself" wait_for grep -q "store: cleared 1 stale reader slot" "$T_TMP/torii.log"
+  check "torii reclaims the stale reader slot by itself" t_wait_for grep -q "store: cleared 1 stale reader slot" "$T_TMP/torii.log"
 else
   echo "# mdb_copy/mdb_stat (lmdb-utils) missing: the stale reader case is not tested"
 fi
@@ -112,7 +104,7 @@ api POST /api/certificates -H 'Content-Type: application/json' -d @"$T_TMP/befor
 check_eq "a certificate is created while there is space" 201 "$T_STATUS"
 before_serial=$(serial_of before)
 served_is() { [ "$(served "$1")" = "$2" ]; }
-check "it is served" wait_for served_is before.test "$before_serial"
+check "it is served" t_wait_for served_is before.test "$before_serial"
 
 # Fill the file system.
 dd if=/dev/zero of="$MNT/filler" bs=64k >/dev/null 2>&1

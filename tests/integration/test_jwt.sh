@@ -20,7 +20,6 @@ fi
 t_config
 t_start || exit 1
 PUB="http://127.0.0.1:$T_HTTP"
-pem_of() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); open(sys.argv[3],"w").write(d[sys.argv[2]])' "$1" "$2" "$3"; }
 jwks() { curl -s "$PUB/.well-known/jwks.json" > "$T_TMP/jwks.json"; }
 
 for kp in ec:ecdsa:256 rs:rsa:2048; do

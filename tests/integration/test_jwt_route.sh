@@ -36,7 +36,6 @@ t_start || exit 1
 U="https://localhost:$T_HTTPS"
 C=(curl -sk --max-time 20)
 PUB="http://127.0.0.1:$T_HTTP"
-pem_of() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); open(sys.argv[3],"w").write(d[sys.argv[2]])' "$1" "$2" "$3"; }
 # wait_jwks present|absent KID: the public key set (published with the verifier's key set)
 wait_jwks() {
   local _

@@ -13,7 +13,6 @@ t_start || exit 1
 PUB="http://127.0.0.1:$T_HTTP"
 count() { api GET /api/certificates; python3 -c 'import json,sys; print(len(json.loads(sys.argv[1])))' "$T_BODY"; }
 # pem_of FILE.json FIELD OUT: write a PEM field of a JSON reply
-pem_of() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); open(sys.argv[3],"w").write(d[sys.argv[2]])' "$1" "$2" "$3"; }
 # issue PATH BODY NAME: POST to the PKI API, keep the reply in $T_TMP/NAME.json, leaf in NAME.crt
 issue() {
   api POST "$1" -H 'Content-Type: application/json' -d "$2"

@@ -13,15 +13,6 @@ t_backend_start "$BK2" || { echo "backend did not start"; exit 1; }
 T_PID2=""
 trap 't_bg_stop; t_backend_stop_all; [ -n "$T_PID2" ] && kill -9 "$T_PID2" 2>/dev/null; t_cleanup' EXIT
 
-# wait_for CMD...: poll a condition for up to 60 s.
-wait_for() {
-  local _
-  for _ in $(seq 1 600); do
-    if "$@"; then return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
 # The inodes of the sockets listening on 127.0.0.1:$1 (sorted, one line): the same set
 # before and after a reload or an upgrade means the sockets were handed over, not re-bound.
 listen_inodes() {
@@ -112,13 +103,13 @@ SLOW=$!
 "${C[@]}" -o "$T_TMP/big.out" -w '%{http_code}' --limit-rate 1M -H "Host: a.example.test" \
   "https://127.0.0.1:$T_HTTPS/bytes/3000000" > "$T_TMP/big.code" &
 BIG=$!
-check "held request reached the backend" wait_for test -e "$T_TMP/release.got"
-check "idle keep-alive connection ready" wait_for test -e "$T_TMP/idle.ready"
-check "streamed body started" wait_for log_has "GET /bytes/3000000" "$T_TMP/backend-$BK1.log"
+check "held request reached the backend" t_wait_for test -e "$T_TMP/release.got"
+check "idle keep-alive connection ready" t_wait_for test -e "$T_TMP/idle.ready"
+check "streamed body started" t_wait_for log_has "GET /bytes/3000000" "$T_TMP/backend-$BK1.log"
 check_eq "serving: /readyz 200 before SIGTERM" "200" \
   "$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$T_ADMIN/readyz")"
 kill -TERM "$T_PID"
-check "drain announced" wait_for log_has "SIGTERM: draining"
+check "drain announced" t_wait_for log_has "SIGTERM: draining"
 wait "$IDLE"
 check_eq "idle keep-alive connection closed at once (request still held)" "eof held" \
   "$(cat "$T_TMP/idle.out")"
@@ -146,7 +137,7 @@ config "" "\"shutdown_timeout_s\": 1,"
 t_start || exit 1
 "${C[@]}" -o /dev/null -H "Host: a.example.test" "https://127.0.0.1:$T_HTTPS/sleep/30000" &
 SLOW=$!
-check "backend got the long request" wait_for log_has "GET /sleep/30000" "$T_TMP/backend-$BK1.log"
+check "backend got the long request" t_wait_for log_has "GET /sleep/30000" "$T_TMP/backend-$BK1.log"
 st=0; kill -TERM "$T_PID"; wait "$T_PID" || st=$?; T_PID=""
 check "deadline: exit status non-zero" test "$st" -ne 0
 check "deadline: cut count logged" log_has "cut 1 connection with a request in flight"
@@ -157,12 +148,12 @@ wait "$SLOW" 2>/dev/null
 config "" "\"access_log\": {\"path\": \"$T_TMP/access.log\", \"format\": \"combined\"},"
 JOURNAL_STREAM=$(stat -c '%d:%i' "$T_TMP/torii.log") t_start || exit 1
 check_eq "request 1" "200" "$(status_of a.example.test /bytes/10)"
-check "combined line" wait_for grep -q '"GET /bytes/10 HTTP/1.1" 200 .* a.example.test ' "$T_TMP/access.log"
+check "combined line" t_wait_for grep -q '"GET /bytes/10 HTTP/1.1" 200 .* a.example.test ' "$T_TMP/access.log"
 mv "$T_TMP/access.log" "$T_TMP/access.log.1"
 kill -USR1 "$T_PID"
-check "SIGUSR1 logged" wait_for log_has "SIGUSR1, reopening"
+check "SIGUSR1 logged" t_wait_for log_has "SIGUSR1, reopening"
 check_eq "request 2" "200" "$(status_of a.example.test /bytes/11)"
-check "reopened file gets the next line" wait_for grep -q '/bytes/11 ' "$T_TMP/access.log"
+check "reopened file gets the next line" t_wait_for grep -q '/bytes/11 ' "$T_TMP/access.log"
 check "rotated file kept the old lines only" bash -c "! grep -q /bytes/11 '$T_TMP/access.log.1'"
 check "journal: syslog priority prefixes" grep -q '^<5>.*notice main: torii .* ready' "$T_TMP/torii.log"
 check "access lines not in the event log" bash -c "! grep -q 'GET /bytes/10' '$T_TMP/torii.log'"
@@ -178,12 +169,12 @@ wrk -t2 -c16 -d300s --timeout 60s -H "Host: a.example.test" \
 WRK=$!
 reqs() { t_backend_stat "$BK1" requests; }
 N0=$(reqs)
-check "wrk load running" wait_for bash -c "[ \$(curl -s http://127.0.0.1:$BK1/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"requests\"])') -gt $((N0 + 200)) ]"
+check "wrk load running" t_wait_for bash -c "[ \$(curl -s http://127.0.0.1:$BK1/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"requests\"])') -gt $((N0 + 200)) ]"
 config ",{\"hosts\": [\"b.example.test\"], \"backend\": {\"targets\": [\"127.0.0.1:$BK2\"]}}" \
   "\"exporters\": [{\"type\": \"file\", \"path\": \"$T_TMP/alerts.jsonl\"}],"
 INO=$(listen_inodes "$T_HTTPS")
 kill -HUP "$T_PID"
-check "reload applied" wait_for log_has "configuration reloaded (generation 2)"
+check "reload applied" t_wait_for log_has "configuration reloaded (generation 2)"
 check "two listening sockets before the reload" test "$(echo "$INO" | wc -w)" -eq 2
 check_eq "reload kept the listening sockets" "$INO" "$(listen_inodes "$T_HTTPS")"
 check_eq "new requests see the new route" "200" "$(status_of b.example.test /bytes/5)"
@@ -191,11 +182,11 @@ check "exporters reloaded" log_has "exporters reloaded (1)"
 mkcert c1 ec 30 c1.example.test
 api POST /api/certificates -H 'Content-Type: application/json' -d "$(entity_json c1 c1)"
 check_eq "certificate created" "201" "$T_STATUS"
-check "the new file exporter gets the alert" wait_for grep -q CertCreatedAlert "$T_TMP/alerts.jsonl"
-check "old generation drained under load" wait_for log_has "generation 1 drained"
+check "the new file exporter gets the alert" t_wait_for grep -q CertCreatedAlert "$T_TMP/alerts.jsonl"
+check "old generation drained under load" t_wait_for log_has "generation 1 drained"
 check "wrk still running when it had drained" kill -0 "$WRK"
 N1=$(reqs)
-check "load went on after the reload" wait_for bash -c "[ \$(curl -s http://127.0.0.1:$BK1/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"requests\"])') -gt $((N1 + 200)) ]"
+check "load went on after the reload" t_wait_for bash -c "[ \$(curl -s http://127.0.0.1:$BK1/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"requests\"])') -gt $((N1 + 200)) ]"
 check "wrk still running at the end (reload happened under load)" kill -0 "$WRK"
 kill -INT "$WRK"; wait "$WRK"
 wrk_ok() { # no socket error, no non-2xx, some requests done
@@ -207,10 +198,10 @@ check "wrk: zero failed requests across the reload" wrk_ok "$T_TMP/wrk1.out"
 cp "$T_TMP/torii.json" "$T_TMP/good.json"
 sed -i 's/"workers": 2/"workers": 3/' "$T_TMP/torii.json"
 kill -HUP "$T_PID"
-check "workers change refused, key named" wait_for log_has "reload refused: config: workers: cannot change on reload"
+check "workers change refused, key named" t_wait_for log_has "reload refused: config: workers: cannot change on reload"
 echo '{"routes": [' > "$T_TMP/torii.json"
 kill -HUP "$T_PID"
-check "broken JSON refused" wait_for log_has "reload refused: config: $T_TMP/torii.json:"
+check "broken JSON refused" t_wait_for log_has "reload refused: config: $T_TMP/torii.json:"
 python3 - "$T_TMP/good.json" "$T_TMP/torii.json" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
@@ -218,17 +209,17 @@ c["routes"][0]["backend"]["targets"] = ["nonsense::"]
 json.dump(c, open(sys.argv[2], "w"))
 PY
 kill -HUP "$T_PID"
-check "bad route refused" wait_for log_has "reload refused: config: routes\[0\].backend.targets\[0\]"
+check "bad route refused" t_wait_for log_has "reload refused: config: routes\[0\].backend.targets\[0\]"
 check_eq "old routes still served" "200" "$(status_of b.example.test /bytes/5)"
 check_eq "no generation 3" "0" "$(grep -c 'generation 3' "$T_TMP/torii.log")"
 # A listener moved by a reload: the new address is bound, the old one closes.
 NEWHTTP=$(t_free_port)
 sed "s/127.0.0.1:$T_HTTP\"/127.0.0.1:$NEWHTTP\"/" "$T_TMP/good.json" > "$T_TMP/torii.json"
 kill -HUP "$T_PID"
-check "listener move applied" wait_for log_has "configuration reloaded (generation 3)"
+check "listener move applied" t_wait_for log_has "configuration reloaded (generation 3)"
 check_eq "new http listener answers (redirect)" "308" \
   "$(curl -s --max-time 60 -o /dev/null -w '%{http_code}' -H 'Host: a.example.test' "http://127.0.0.1:$NEWHTTP/")"
-check "old http listener closed once drained" wait_for bash -c \
+check "old http listener closed once drained" t_wait_for bash -c \
   "! curl -s --max-time 10 -o /dev/null http://127.0.0.1:$T_HTTP/ 2>/dev/null"
 T_HTTP=$NEWHTTP
 
@@ -268,19 +259,19 @@ T_BG_PIDS+=($NEWCONN)
 wrk -t1 -c8 -d300s --timeout 60s -H "Host: a.example.test" \
   "https://127.0.0.1:$T_HTTPS/bytes/64" > "$T_TMP/wrk2.out" 2>&1 &
 WRK=$!
-check "new-connection load running" wait_for bash -c "[ \"\$(awk '{print \$1}' $T_TMP/newconn.out 2>/dev/null)\" -gt 40 ] 2>/dev/null"
+check "new-connection load running" t_wait_for bash -c "[ \"\$(awk '{print \$1}' $T_TMP/newconn.out 2>/dev/null)\" -gt 40 ] 2>/dev/null"
 OLD=$T_PID
 INO=$(listen_inodes "$T_HTTPS")
 "$TORII_BIN" --upgrade -c "$T_TMP/torii.json" >> "$T_TMP/torii2.log" 2>&1 &
 T_PID2=$!
-check "successor took the sockets" wait_for log_has "upgrade: took over 4 listening sockets" "$T_TMP/torii2.log"
-check "old process drains" wait_for log_has "upgrade: draining"
-st=0; wait_for bash -c "! kill -0 $OLD 2>/dev/null"; wait "$OLD" || st=$?; T_PID=$T_PID2
+check "successor took the sockets" t_wait_for log_has "upgrade: took over 4 listening sockets" "$T_TMP/torii2.log"
+check "old process drains" t_wait_for log_has "upgrade: draining"
+st=0; t_wait_for bash -c "! kill -0 $OLD 2>/dev/null"; wait "$OLD" || st=$?; T_PID=$T_PID2
 check_eq "old process exits 0 after the hand-over" "0" "$st"
 check_eq "the successor accepts on the same listening sockets" "$INO" "$(listen_inodes "$T_HTTPS")"
 check "old process final line names the successor" log_has "handed over to pid $T_PID2"
 K=$(newconn_ok)
-check "new connections go on after the upgrade" wait_for bash -c "[ \"\$(awk '{print \$1}' $T_TMP/newconn.out)\" -gt $((K + 40)) ]"
+check "new connections go on after the upgrade" t_wait_for bash -c "[ \"\$(awk '{print \$1}' $T_TMP/newconn.out)\" -gt $((K + 40)) ]"
 check "wrk still running at the end (upgrade happened under load)" kill -0 "$WRK"
 kill -INT "$WRK"; wait "$WRK"
 touch "$T_TMP/stop"; wait "$NEWCONN"
@@ -296,17 +287,17 @@ check "second instance names the running one" grep -Eq "another torii is running
 
 # --- 7. SIGUSR2: the running torii starts its own binary with --upgrade, which takes over
 kill -USR2 "$T_PID2"
-check "SIGUSR2 started the successor" wait_for log_has "SIGUSR2, started .* --upgrade" "$T_TMP/torii2.log"
-check "SIGUSR2 successor took the sockets" wait_for log_has "took over 4 listening sockets (pid" \
+check "SIGUSR2 started the successor" t_wait_for log_has "SIGUSR2, started .* --upgrade" "$T_TMP/torii2.log"
+check "SIGUSR2 successor took the sockets" t_wait_for log_has "took over 4 listening sockets (pid" \
   "$T_TMP/torii2.log"
-st=0; wait_for bash -c "! kill -0 $T_PID2 2>/dev/null"; wait "$T_PID2" || st=$?; T_PID=""
+st=0; t_wait_for bash -c "! kill -0 $T_PID2 2>/dev/null"; wait "$T_PID2" || st=$?; T_PID=""
 check_eq "upgraded process exits 0" "0" "$st"
 T_PID3=$(grep -o 'took over 4 listening sockets (pid [0-9]*' "$T_TMP/torii2.log" | tail -1 | grep -o '[0-9]*$')
 T_PID2=$T_PID3 # killed on exit if something goes wrong
 check_eq "the SIGUSR2 successor serves" "200" "$(status_of b.example.test /bytes/5)"
 kill -TERM "$T_PID3"
-check "SIGUSR2 successor stops" wait_for bash -c "! kill -0 $T_PID3 2>/dev/null"
-check "SIGUSR2 successor final line" wait_for log_has "exiting (status 0, pid $T_PID3)" "$T_TMP/torii2.log"
+check "SIGUSR2 successor stops" t_wait_for bash -c "! kill -0 $T_PID3 2>/dev/null"
+check "SIGUSR2 successor final line" t_wait_for log_has "exiting (status 0, pid $T_PID3)" "$T_TMP/torii2.log"
 T_PID2=""
 cat "$T_TMP/torii2.log" >> "$T_TMP/torii.log"
 echo "wrk reload: $(grep 'requests in' "$T_TMP/wrk1.out"); wrk upgrade: $(grep 'requests in' "$T_TMP/wrk2.out"); new connections: $(cat "$T_TMP/newconn.out")"

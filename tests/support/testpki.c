@@ -11,6 +11,10 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "torii/clock.h"
+#include "torii/err.h"
+#include "torii/pki.h"
+
 static EVP_PKEY *testpki_keygen(int key_type, int bits)
 {
     if (key_type == EVP_PKEY_RSA) {
@@ -300,4 +304,74 @@ fail:
     free(kp);
     free(pem);
     return e;
+}
+
+json_t *testpki_entity_enriched(const char *id, X509 *const *chain, size_t n_chain, EVP_PKEY *key)
+{
+    json_t *e = testpki_entity(id, chain, n_chain, key, NULL);
+
+    if (e == NULL) {
+        return NULL;
+    }
+    if (torii_cert_normalize(e, NULL) != TORII_OK
+        || torii_cert_enrich(e, torii_clock_now_ms(), NULL) != TORII_OK) {
+        json_decref(e);
+        return NULL;
+    }
+    return e;
+}
+
+int testpki_ca_leaf_make(struct testpki_ca_leaf *f)
+{
+    static const char *const dns[] = {"a.test", "b.test"};
+    const struct testpki_opts ca = {.key_type = EVP_PKEY_EC,
+                                    .bits = 256,
+                                    .cn = "Unit CA",
+                                    .is_ca = 1,
+                                    .not_before_off_s = -3600,
+                                    .not_after_off_s = 86400 * 3650};
+    struct testpki_opts lf = {.key_type = EVP_PKEY_RSA,
+                              .bits = 2048,
+                              .cn = "a.test",
+                              .dns = dns,
+                              .n_dns = 2,
+                              .not_before_off_s = -86400 * 9,
+                              .not_after_off_s = 86400};
+    X509 *chain[2];
+    int rc = -1;
+
+    memset(f, 0, sizeof(*f));
+    if (testpki_make(&ca, &f->ca, &f->ca_key) != 0) {
+        goto out;
+    }
+    lf.issuer = f->ca;
+    lf.issuer_key = f->ca_key;
+    if (testpki_make(&lf, &f->leaf, &f->leaf_key) != 0) {
+        goto out;
+    }
+    f->ca_ent = testpki_entity_enriched("ca", &f->ca, 1, f->ca_key);
+    chain[0] = f->leaf;
+    chain[1] = f->ca;
+    f->leaf_ent = testpki_entity_enriched("leaf", chain, 2, f->leaf_key);
+    if (f->ca_ent == NULL || f->leaf_ent == NULL
+        || json_object_set_new(f->leaf_ent, "caRef", json_string("ca")) != 0) {
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc != 0) {
+        testpki_ca_leaf_clear(f);
+    }
+    return rc;
+}
+
+void testpki_ca_leaf_clear(struct testpki_ca_leaf *f)
+{
+    X509_free(f->ca);
+    X509_free(f->leaf);
+    EVP_PKEY_free(f->ca_key);
+    EVP_PKEY_free(f->leaf_key);
+    json_decref(f->ca_ent);
+    json_decref(f->leaf_ent);
+    memset(f, 0, sizeof(*f));
 }

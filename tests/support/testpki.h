@@ -41,5 +41,26 @@ char *testpki_key_pem_traditional(EVP_PKEY *k, const char *password);
  * Typical use: e = testpki_entity(...); torii_cert_normalize(e); torii_cert_enrich(e, now). */
 json_t *testpki_entity(const char *id, X509 *const *chain, size_t n_chain, EVP_PKEY *key,
                        const char *password);
+/** testpki_entity (no password) then torii_cert_normalize and torii_cert_enrich at the current
+ * time: the entity as the store holds it. NULL on any failure. Caller json_decref()s. */
+json_t *testpki_entity_enriched(const char *id, X509 *const *chain, size_t n_chain, EVP_PKEY *key);
+
+/* A CA and a leaf it issued, with their stored entities: the renewal tests' fixture.
+ * ca: EC P-256 "Unit CA", valid from an hour ago for 10 years; entity "ca" (with its key).
+ * leaf: RSA-2048 "a.test", SANs a.test and b.test, 10 days long with 1 day left; entity
+ * "leaf" (chain leaf then CA, with its key, caRef "ca"). */
+struct testpki_ca_leaf {
+    X509 *ca;
+    EVP_PKEY *ca_key;
+    json_t *ca_ent;
+    X509 *leaf;
+    EVP_PKEY *leaf_key;
+    json_t *leaf_ent;
+};
+
+/** Fill *f (zeroed first); 0 on success, -1 on failure with everything freed. */
+int testpki_ca_leaf_make(struct testpki_ca_leaf *f);
+/** Free what testpki_ca_leaf_make made and zero *f; safe on a zeroed struct. */
+void testpki_ca_leaf_clear(struct testpki_ca_leaf *f);
 
 #endif

@@ -23,7 +23,7 @@
 #include <event2/thread.h>
 #include <jansson.h>
 
-#include "../../src/admin/admin_int.h" /* module-internal: reply helpers */
+#include "admin_int.h" /* module-internal: reply helpers */
 #include "torii/admin.h"
 #include "torii/conf.h"
 #include "torii/log.h"

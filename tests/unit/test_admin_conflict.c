@@ -20,6 +20,7 @@
 
 #include "admin_int.h"
 #include "testpki.h"
+#include "teststore.h"
 #include "torii/clock.h"
 #include "torii/err.h"
 #include "torii/mem.h"
@@ -37,8 +38,7 @@ enum race {
 };
 
 struct fixture {
-    char dir[64];
-    struct torii_store *store;
+    struct teststore ts;
     struct torii_admin_ctx ctx;
     struct admin_rmw_seam seam;
     enum race race;
@@ -135,8 +135,8 @@ static char *snapshot(struct fixture *f)
 {
     char *acc = NULL;
 
-    assert_int_equal(torii_store_foreach(f->store, TORII_STORE_CERTS, snap_cb, &acc), TORII_OK);
-    assert_int_equal(torii_store_foreach(f->store, TORII_STORE_SERIALS, snap_cb, &acc), TORII_OK);
+    assert_int_equal(torii_store_foreach(f->ts.st, TORII_STORE_CERTS, snap_cb, &acc), TORII_OK);
+    assert_int_equal(torii_store_foreach(f->ts.st, TORII_STORE_SERIALS, snap_cb, &acc), TORII_OK);
     return acc != NULL ? acc : torii_xstrdup("");
 }
 
@@ -146,7 +146,7 @@ static json_t *stored(struct fixture *f, const char *id)
     size_t len = 0;
     json_t *e;
 
-    assert_int_equal(torii_store_get(f->store, TORII_STORE_CERTS, id, &text, &len, NULL, NULL),
+    assert_int_equal(torii_store_get(f->ts.st, TORII_STORE_CERTS, id, &text, &len, NULL, NULL),
                      TORII_OK);
     e = json_loadb(text, len, 0, NULL);
     assert_non_null(e);
@@ -158,7 +158,7 @@ static size_t count(struct fixture *f)
 {
     size_t n = 0;
 
-    assert_int_equal(torii_store_count(f->store, TORII_STORE_CERTS, &n), TORII_OK);
+    assert_int_equal(torii_store_count(f->ts.st, TORII_STORE_CERTS, &n), TORII_OK);
     return n;
 }
 
@@ -175,7 +175,7 @@ static void race_between(const char *id, void *arg)
     f->race = RACE_NONE; /* one concurrent write per request */
     if (race == RACE_RENEW) {
         json_t *out = NULL;
-        if (torii_renew_one(f->store, NULL, id, torii_clock_now_ms(), &out, &eb) != TORII_OK) {
+        if (torii_renew_one(f->ts.st, NULL, id, torii_clock_now_ms(), &out, &eb) != TORII_OK) {
             fail_msg("concurrent renewal: %s", eb.msg);
         }
         json_decref(out);
@@ -189,7 +189,7 @@ static void race_between(const char *id, void *arg)
         expect_status(&r, 200);
         resp_clear(&r);
     } else if (race == RACE_DELETE) {
-        assert_int_equal(torii_store_delete(f->store, TORII_STORE_CERTS, id, &eb), TORII_OK);
+        assert_int_equal(torii_store_delete(f->ts.st, TORII_STORE_CERTS, id, &eb), TORII_OK);
     }
     if (race != RACE_NONE) {
         free(f->after_race);
@@ -229,20 +229,14 @@ static char *leaf_entity_json(void)
 static int setup(void **state)
 {
     struct fixture *f = torii_xcalloc(1, sizeof(*f));
-    struct torii_store_opts opts;
     struct torii_errbuf eb = {{0}};
     char *body = leaf_entity_json();
     struct resp r;
 
-    (void)snprintf(f->dir, sizeof(f->dir), "/tmp/torii-admin-rmw-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    memset(&opts, 0, sizeof(opts));
-    opts.dir = f->dir;
-    opts.initial_map_size = 8u << 20;
-    if (torii_store_open(&opts, &f->store, &eb) != TORII_OK) {
+    if (teststore_open(&f->ts, "admin-rmw", 8u << 20, &eb) != TORII_OK) {
         fail_msg("store open: %s", eb.msg);
     }
-    f->ctx.store = f->store;
+    f->ctx.store = f->ts.st;
     f->seam.between = race_between;
     f->seam.arg = f;
     f->ctx.seam = &f->seam;
@@ -258,15 +252,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    static const char *const files[] = {"data.mdb", "lock.mdb"};
-    char path[128];
 
-    torii_store_free(f->store);
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        (void)snprintf(path, sizeof(path), "%s/%s", f->dir, files[i]);
-        (void)unlink(path);
-    }
-    assert_int_equal(rmdir(f->dir), 0);
+    assert_int_equal(teststore_remove(&f->ts, NULL, 0), 0);
     free(f->after_race);
     free(f);
     return 0;

@@ -21,6 +21,7 @@
 #include "admin_guard.h"
 #include "admin_int.h"
 #include "testpki.h"
+#include "teststore.h"
 #include "torii/err.h"
 #include "torii/mem.h"
 #include "torii/store.h"
@@ -46,9 +47,8 @@ static char *leaf_chain;
 static char *leaf_key;
 
 struct fixture {
-    char dir[64];
+    struct teststore ts;
     char audit[96];
-    struct torii_store *store;
     struct torii_config cfg;
     struct torii_conf_token list[N_TOKS];
     struct torii_admin_ctx ctx;
@@ -114,31 +114,25 @@ static void sha256(const char *s, unsigned char out[32])
 static int setup(void **state)
 {
     struct fixture *f = torii_xcalloc(1, sizeof(*f));
-    struct torii_store_opts opts;
     struct torii_errbuf eb = {{0}};
 
-    (void)snprintf(f->dir, sizeof(f->dir), "/tmp/torii-guard-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    (void)snprintf(f->audit, sizeof(f->audit), "%s/audit.log", f->dir);
-    memset(&opts, 0, sizeof(opts));
-    opts.dir = f->dir;
-    opts.initial_map_size = 8u << 20;
-    if (torii_store_open(&opts, &f->store, &eb) != TORII_OK) {
+    if (teststore_open(&f->ts, "guard", 8u << 20, &eb) != TORII_OK) {
         fail_msg("store open: %s", eb.msg);
     }
+    (void)snprintf(f->audit, sizeof(f->audit), "%s/audit.log", f->ts.dir);
     for (size_t i = 0; i < N_TOKS; i++) {
         (void)snprintf(f->list[i].id, sizeof(f->list[i].id), "%s", toks[i].id);
         sha256(toks[i].secret, f->list[i].sha256);
         f->list[i].scopes = toks[i].scopes;
     }
-    f->cfg.data_dir = f->dir;
+    f->cfg.data_dir = f->ts.dir;
     f->cfg.admin_token = (char *)(uintptr_t)ADMIN_SECRET;
     f->cfg.admin_client_id = (char *)(uintptr_t) "admin";
     f->cfg.admin_token_list = f->list;
     f->cfg.n_admin_tokens = N_TOKS;
     f->cfg.admin_auth_fail_limit = 3;
     f->cfg.admin_auth_fail_window_s = 60;
-    f->ctx.store = f->store;
+    f->ctx.store = f->ts.st;
     f->ctx.cfg = &f->cfg;
     if (admin_guard_init(&f->g, &f->cfg, HOST, &eb) != TORII_OK) {
         fail_msg("guard init: %s", eb.msg);
@@ -151,16 +145,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    static const char *const files[] = {"data.mdb", "lock.mdb", "audit.log"};
-    char path[128];
+    static const char *const files[] = {"audit.log"};
 
     admin_guard_clear(&f->g);
-    torii_store_free(f->store);
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        (void)snprintf(path, sizeof(path), "%s/%s", f->dir, files[i]);
-        (void)unlink(path);
-    }
-    assert_int_equal(rmdir(f->dir), 0);
+    assert_int_equal(teststore_remove(&f->ts, files, 1), 0);
     free(f);
     return 0;
 }

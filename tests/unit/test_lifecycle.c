@@ -21,8 +21,9 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "../../src/lifecycle/lifecycle_int.h" /* module-internal: the race seam */
+#include "lifecycle_int.h" /* module-internal: the race seam */
 #include "testpki.h"
+#include "teststore.h"
 #include "torii/alert.h"
 #include "torii/clock.h"
 #include "torii/conf.h"
@@ -226,59 +227,19 @@ static void test_alert_envelope_is_redacted(void **state)
 /* ---- re-issuing ---- */
 
 struct pki_fixture {
-    X509 *ca;
-    EVP_PKEY *ca_key;
-    json_t *ca_ent;
-    X509 *leaf;
-    EVP_PKEY *leaf_key;
-    json_t *leaf_ent;
-    char dir[64];
-    struct torii_store *st;
+    struct testpki_ca_leaf pk; /* CA "ca" and leaf "leaf" (10 days, 1 left, autoRenew) */
+    struct teststore ts;       /* opened by the tests that need it */
 };
-
-static json_t *enriched(const char *id, X509 *const *chain, size_t n, EVP_PKEY *key)
-{
-    json_t *e = testpki_entity(id, chain, n, key, NULL);
-
-    assert_non_null(e);
-    assert_int_equal(torii_cert_normalize(e, NULL), TORII_OK);
-    assert_int_equal(torii_cert_enrich(e, torii_clock_now_ms(), NULL), TORII_OK);
-    return e;
-}
 
 static int pki_setup(void **state)
 {
     struct pki_fixture *f = torii_xcalloc(1, sizeof(*f));
-    static const char *const dns[] = {"a.test", "b.test"};
-    struct testpki_opts ca = {.key_type = EVP_PKEY_EC,
-                              .bits = 256,
-                              .cn = "Unit CA",
-                              .is_ca = 1,
-                              .not_before_off_s = -3600,
-                              .not_after_off_s = 86400 * 3650};
-    struct testpki_opts lf = {.key_type = EVP_PKEY_RSA,
-                              .bits = 2048,
-                              .cn = "a.test",
-                              .dns = dns,
-                              .n_dns = 2,
-                              .not_before_off_s = -86400 * 9,
-                              .not_after_off_s = 86400};
-    X509 *chain[2];
 
-    if (testpki_make(&ca, &f->ca, &f->ca_key) != 0) {
+    if (testpki_ca_leaf_make(&f->pk) != 0) {
+        free(f);
         return -1;
     }
-    lf.issuer = f->ca;
-    lf.issuer_key = f->ca_key;
-    if (testpki_make(&lf, &f->leaf, &f->leaf_key) != 0) {
-        return -1;
-    }
-    f->ca_ent = enriched("ca", &f->ca, 1, f->ca_key);
-    chain[0] = f->leaf;
-    chain[1] = f->ca;
-    f->leaf_ent = enriched("leaf", chain, 2, f->leaf_key);
-    assert_int_equal(json_object_set_new(f->leaf_ent, "caRef", json_string("ca")), 0);
-    assert_int_equal(json_object_set_new(f->leaf_ent, "autoRenew", json_true()), 0);
+    assert_int_equal(json_object_set_new(f->pk.leaf_ent, "autoRenew", json_true()), 0);
     *state = f;
     return 0;
 }
@@ -286,22 +247,9 @@ static int pki_setup(void **state)
 static int pki_teardown(void **state)
 {
     struct pki_fixture *f = *state;
-    char path[128];
 
-    torii_store_free(f->st);
-    if (f->dir[0] != '\0') {
-        (void)snprintf(path, sizeof(path), "%s/data.mdb", f->dir);
-        (void)unlink(path);
-        (void)snprintf(path, sizeof(path), "%s/lock.mdb", f->dir);
-        (void)unlink(path);
-        (void)rmdir(f->dir);
-    }
-    X509_free(f->ca);
-    X509_free(f->leaf);
-    EVP_PKEY_free(f->ca_key);
-    EVP_PKEY_free(f->leaf_key);
-    json_decref(f->ca_ent);
-    json_decref(f->leaf_ent);
+    (void)teststore_remove(&f->ts, NULL, 0);
+    testpki_ca_leaf_clear(&f->pk);
     free(f);
     return 0;
 }
@@ -325,7 +273,7 @@ static void test_renew_reissue_adds_lifecycle_metadata(void **state)
     struct pki_fixture *f = *state;
     struct torii_errbuf eb = {{0}};
     int64_t now = torii_clock_now_ms();
-    json_t *in = json_deep_copy(f->leaf_ent);
+    json_t *in = json_deep_copy(f->pk.leaf_ent);
     json_t *md =
         json_pack("{s:s, s:s, s:s}", "almostExpired", "true", "expired", "true", "keep", "me");
     json_t *out = NULL;
@@ -333,7 +281,7 @@ static void test_renew_reissue_adds_lifecycle_metadata(void **state)
     X509 *nc;
 
     assert_int_equal(json_object_set_new(in, "metadata", md), 0);
-    assert_int_equal(torii_renew_reissue(in, f->ca_ent, now, &out, &eb), TORII_OK);
+    assert_int_equal(torii_renew_reissue(in, f->pk.ca_ent, now, &out, &eb), TORII_OK);
     md = json_object_get(out, "metadata");
     assert_null(json_object_get(md, "almostExpired"));
     assert_null(json_object_get(md, "expired"));
@@ -342,7 +290,7 @@ static void test_renew_reissue_adds_lifecycle_metadata(void **state)
     assert_string_equal(json_string_value(json_object_get(md, "renewedAt")), ms);
     assert_true(json_is_true(json_object_get(out, "valid")));
     nc = entity_leaf(out);
-    assert_int_equal(X509_verify(nc, f->ca_key), 1);
+    assert_int_equal(X509_verify(nc, f->pk.ca_key), 1);
     X509_free(nc);
     json_decref(out);
     out = NULL;
@@ -367,6 +315,14 @@ static void store_put_entity(struct torii_store *st, const json_t *e)
     torii_secure_free(aux, aux_len);
 }
 
+/* The fixture's store, holding the CA and the leaf. */
+static void fixture_store_open(struct pki_fixture *f)
+{
+    assert_int_equal(teststore_open(&f->ts, "ut-life", 0, NULL), TORII_OK);
+    store_put_entity(f->ts.st, f->pk.ca_ent);
+    store_put_entity(f->ts.st, f->pk.leaf_ent);
+}
+
 struct copy_find {
     int n;
     char id[80];
@@ -388,7 +344,6 @@ static int find_copy_cb(const struct torii_store_rec *rec, void *arg)
 static void test_renew_one_stores_renewal_and_copy(void **state)
 {
     struct pki_fixture *f = *state;
-    struct torii_store_opts o = {0};
     struct torii_errbuf eb = {{0}};
     struct copy_find cf = {0};
     json_t *out = NULL;
@@ -400,31 +355,26 @@ static void test_renew_one_stores_renewal_and_copy(void **state)
     char key[128];
     size_t len;
 
-    (void)snprintf(f->dir, sizeof(f->dir), "/tmp/torii-ut-life.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    o.dir = f->dir;
-    assert_int_equal(torii_store_open(&o, &f->st, NULL), TORII_OK);
-    store_put_entity(f->st, f->ca_ent);
-    store_put_entity(f->st, f->leaf_ent);
-    assert_int_equal(torii_renew_one(f->st, NULL, "leaf", torii_clock_now_ms(), &out, &eb),
+    fixture_store_open(f);
+    assert_int_equal(torii_renew_one(f->ts.st, NULL, "leaf", torii_clock_now_ms(), &out, &eb),
                      TORII_OK);
-    assert_int_equal(torii_store_foreach(f->st, TORII_STORE_CERTS, find_copy_cb, &cf), TORII_OK);
+    assert_int_equal(torii_store_foreach(f->ts.st, TORII_STORE_CERTS, find_copy_cb, &cf), TORII_OK);
     assert_int_equal(cf.n, 1);
     assert_int_equal(strlen(cf.id), TORII_RENEW_COPY_ID_LEN);
-    assert_int_equal(torii_store_get(f->st, TORII_STORE_CERTS, cf.id, &text, &len, NULL, NULL),
+    assert_int_equal(torii_store_get(f->ts.st, TORII_STORE_CERTS, cf.id, &text, &len, NULL, NULL),
                      TORII_OK);
     copy = json_loads(text, 0, NULL);
     free(text);
     (void)snprintf(name, sizeof(name), "[UNTIL EXPIRATION] %s",
-                   json_string_value(json_object_get(f->leaf_ent, "name")));
+                   json_string_value(json_object_get(f->pk.leaf_ent, "name")));
     assert_string_equal(json_string_value(json_object_get(copy, "name")), name);
     assert_string_equal(json_string_value(json_object_get(copy, "chain")),
-                        json_string_value(json_object_get(f->leaf_ent, "chain")));
+                        json_string_value(json_object_get(f->pk.leaf_ent, "chain")));
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(copy, "metadata"), "nextCertificate")),
         "leaf");
     assert_true(json_is_false(json_object_get(copy, "autoRenew")));
-    assert_int_equal(torii_store_get(f->st, TORII_STORE_CERTS, "leaf", &text, &len, NULL, NULL),
+    assert_int_equal(torii_store_get(f->ts.st, TORII_STORE_CERTS, "leaf", &text, &len, NULL, NULL),
                      TORII_OK);
     le = json_loads(text, 0, NULL);
     free(text);
@@ -432,47 +382,35 @@ static void test_renew_one_stores_renewal_and_copy(void **state)
                         json_string_value(json_object_get(out, "chain")));
     json_decref(le);
     /* The serial index follows: old serial -> the copy, new serial -> the id. */
-    assert_int_equal(torii_pki_cert_serial_hex(f->leaf_ent, serial, sizeof(serial), NULL),
+    assert_int_equal(torii_pki_cert_serial_hex(f->pk.leaf_ent, serial, sizeof(serial), NULL),
                      TORII_OK);
     (void)snprintf(key, sizeof(key), "ca:%s", serial);
-    assert_int_equal(torii_store_get(f->st, TORII_STORE_SERIALS, key, &text, &len, NULL, NULL),
+    assert_int_equal(torii_store_get(f->ts.st, TORII_STORE_SERIALS, key, &text, &len, NULL, NULL),
                      TORII_OK);
     assert_string_equal(text, cf.id);
     free(text);
     assert_int_equal(torii_pki_cert_serial_hex(out, serial, sizeof(serial), NULL), TORII_OK);
     (void)snprintf(key, sizeof(key), "ca:%s", serial);
-    assert_int_equal(torii_store_get(f->st, TORII_STORE_SERIALS, key, &text, &len, NULL, NULL),
+    assert_int_equal(torii_store_get(f->ts.st, TORII_STORE_SERIALS, key, &text, &len, NULL, NULL),
                      TORII_OK);
     assert_string_equal(text, "leaf");
     free(text);
     /* Refusals. */
-    assert_int_equal(torii_renew_one(f->st, NULL, "nope", 0, NULL, &eb), TORII_ENOTFOUND);
-    assert_int_equal(torii_renew_one(f->st, NULL, cf.id, 0, NULL, &eb), TORII_EINVAL);
-    assert_int_equal(json_object_set_new(f->leaf_ent, "letsEncrypt", json_true()), 0);
-    store_put_entity(f->st, f->leaf_ent);
-    assert_int_equal(torii_renew_one(f->st, NULL, "leaf", 0, NULL, &eb), TORII_EUNSUPPORTED);
-    assert_int_equal(json_object_set_new(f->leaf_ent, "letsEncrypt", json_false()), 0);
-    assert_int_equal(json_object_set_new(f->leaf_ent, "caRef", json_string("missing-ca")), 0);
-    store_put_entity(f->st, f->leaf_ent);
-    assert_int_equal(torii_renew_one(f->st, NULL, "leaf", 0, NULL, &eb), TORII_EINVAL);
+    assert_int_equal(torii_renew_one(f->ts.st, NULL, "nope", 0, NULL, &eb), TORII_ENOTFOUND);
+    assert_int_equal(torii_renew_one(f->ts.st, NULL, cf.id, 0, NULL, &eb), TORII_EINVAL);
+    assert_int_equal(json_object_set_new(f->pk.leaf_ent, "letsEncrypt", json_true()), 0);
+    store_put_entity(f->ts.st, f->pk.leaf_ent);
+    assert_int_equal(torii_renew_one(f->ts.st, NULL, "leaf", 0, NULL, &eb), TORII_EUNSUPPORTED);
+    assert_int_equal(json_object_set_new(f->pk.leaf_ent, "letsEncrypt", json_false()), 0);
+    assert_int_equal(json_object_set_new(f->pk.leaf_ent, "caRef", json_string("missing-ca")), 0);
+    store_put_entity(f->ts.st, f->pk.leaf_ent);
+    assert_int_equal(torii_renew_one(f->ts.st, NULL, "leaf", 0, NULL, &eb), TORII_EINVAL);
     assert_non_null(strstr(eb.msg, "missing-ca"));
     json_decref(copy);
     json_decref(out);
 }
 
 /* ---- read-modify-write races with the admin API ---- */
-
-static void fixture_store_open(struct pki_fixture *f)
-{
-    struct torii_store_opts o = {0};
-
-    (void)snprintf(f->dir, sizeof(f->dir), "/tmp/torii-ut-life.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    o.dir = f->dir;
-    assert_int_equal(torii_store_open(&o, &f->st, NULL), TORII_OK);
-    store_put_entity(f->st, f->ca_ent);
-    store_put_entity(f->st, f->leaf_ent);
-}
 
 static json_t *stored_entity(struct torii_store *st, const char *id)
 {
@@ -538,22 +476,22 @@ static void test_renew_one_conflict_starts_again_and_keeps_the_api_write(void **
     json_t *e;
 
     fixture_store_open(f);
-    r.st = f->st;
-    r.api[0] = with_field(f->leaf_ent, "description", json_string("edited by the API"));
-    assert_int_equal(torii_renew__one(f->st, NULL, "leaf", now, &pol20, &seam, &out, &eb),
+    r.st = f->ts.st;
+    r.api[0] = with_field(f->pk.leaf_ent, "description", json_string("edited by the API"));
+    assert_int_equal(torii_renew__one(f->ts.st, NULL, "leaf", now, &pol20, &seam, &out, &eb),
                      TORII_OK);
     assert_int_equal(r.calls, 2);
     /* The renewal started again from the API's version: its edit survives in both. */
-    e = stored_entity(f->st, "leaf");
+    e = stored_entity(f->ts.st, "leaf");
     assert_field(e, "description", "edited by the API");
     assert_field(e, "chain", json_string_value(json_object_get(out, "chain")));
     assert_true(json_integer_value(json_object_get(e, "to")) > now + 9 * DAY_MS);
     json_decref(e);
-    assert_int_equal(torii_store_foreach(f->st, TORII_STORE_CERTS, find_copy_cb, &cf), TORII_OK);
+    assert_int_equal(torii_store_foreach(f->ts.st, TORII_STORE_CERTS, find_copy_cb, &cf), TORII_OK);
     assert_int_equal(cf.n, 1); /* the failed attempt left no copy behind */
-    e = stored_entity(f->st, cf.id);
+    e = stored_entity(f->ts.st, cf.id);
     assert_field(e, "description", "edited by the API");
-    assert_field(e, "chain", json_string_value(json_object_get(f->leaf_ent, "chain")));
+    assert_field(e, "chain", json_string_value(json_object_get(f->pk.leaf_ent, "chain")));
     json_decref(e);
     json_decref(out);
     race_clear(&r);
@@ -571,20 +509,20 @@ static void test_renew_one_conflict_no_longer_due_is_skipped(void **state)
     size_t n = 0;
 
     fixture_store_open(f);
-    r.st = f->st;
-    r.api[0] = with_field(f->leaf_ent, "autoRenew", json_false());
+    r.st = f->ts.st;
+    r.api[0] = with_field(f->pk.leaf_ent, "autoRenew", json_false());
     assert_int_equal(
-        torii_renew__one(f->st, NULL, "leaf", torii_clock_now_ms(), &pol20, &seam, &out, &eb),
+        torii_renew__one(f->ts.st, NULL, "leaf", torii_clock_now_ms(), &pol20, &seam, &out, &eb),
         TORII_ECONFLICT);
     assert_non_null(strstr(eb.msg, "no longer due"));
     assert_int_equal(r.calls, 1); /* re-read, judged not due: not re-issued */
     assert_null(out);
-    e = stored_entity(f->st, "leaf");
+    e = stored_entity(f->ts.st, "leaf");
     assert_true(json_equal(e, r.api[0]));
     json_decref(e);
-    assert_int_equal(torii_store_foreach(f->st, TORII_STORE_CERTS, find_copy_cb, &cf), TORII_OK);
+    assert_int_equal(torii_store_foreach(f->ts.st, TORII_STORE_CERTS, find_copy_cb, &cf), TORII_OK);
     assert_int_equal(cf.n, 0);
-    assert_int_equal(torii_store_count(f->st, TORII_STORE_SERIALS, &n), TORII_OK);
+    assert_int_equal(torii_store_count(f->ts.st, TORII_STORE_SERIALS, &n), TORII_OK);
     assert_int_equal(n, 0);
     race_clear(&r);
 }
@@ -601,21 +539,21 @@ static void test_renew_one_conflict_twice_changes_nothing(void **state)
     size_t n = 0;
 
     fixture_store_open(f);
-    r.st = f->st;
-    r.api[0] = with_field(f->leaf_ent, "description", json_string("one"));
-    r.api[1] = with_field(f->leaf_ent, "description", json_string("two"));
+    r.st = f->ts.st;
+    r.api[0] = with_field(f->pk.leaf_ent, "description", json_string("one"));
+    r.api[1] = with_field(f->pk.leaf_ent, "description", json_string("two"));
     /* An explicit renewal (no policy) is retried once, then gives up. */
     assert_int_equal(
-        torii_renew__one(f->st, NULL, "leaf", torii_clock_now_ms(), NULL, &seam, &out, &eb),
+        torii_renew__one(f->ts.st, NULL, "leaf", torii_clock_now_ms(), NULL, &seam, &out, &eb),
         TORII_ECONFLICT);
     assert_int_equal(r.calls, 2);
     assert_null(out);
-    e = stored_entity(f->st, "leaf");
+    e = stored_entity(f->ts.st, "leaf");
     assert_true(json_equal(e, r.api[1]));
     json_decref(e);
-    assert_int_equal(torii_store_foreach(f->st, TORII_STORE_CERTS, find_copy_cb, &cf), TORII_OK);
+    assert_int_equal(torii_store_foreach(f->ts.st, TORII_STORE_CERTS, find_copy_cb, &cf), TORII_OK);
     assert_int_equal(cf.n, 0);
-    assert_int_equal(torii_store_count(f->st, TORII_STORE_SERIALS, &n), TORII_OK);
+    assert_int_equal(torii_store_count(f->ts.st, TORII_STORE_SERIALS, &n), TORII_OK);
     assert_int_equal(n, 0);
     race_clear(&r);
 }
@@ -634,41 +572,41 @@ static void test_renew_flag_conflict_judges_what_was_written(void **state)
     /* The stored leaf has 1 day of 10 left: almost expired. The API replaces it with a fresh
      * certificate in the window: the flag must not land on the fresh one. */
     fixture_store_open(f);
-    assert_int_equal(torii_renew_reissue(f->leaf_ent, f->ca_ent, now, &fresh, &eb), TORII_OK);
-    r.st = f->st;
+    assert_int_equal(torii_renew_reissue(f->pk.leaf_ent, f->pk.ca_ent, now, &fresh, &eb), TORII_OK);
+    r.st = f->ts.st;
     r.api[0] = json_incref(fresh);
-    assert_int_equal(torii_renew__flag(f->st, NULL, "leaf", now, &pol20, &seam, &written, &eb),
+    assert_int_equal(torii_renew__flag(f->ts.st, NULL, "leaf", now, &pol20, &seam, &written, &eb),
                      TORII_OK);
     assert_int_equal(r.calls, 1);
     assert_int_equal(written, -1);
-    e = stored_entity(f->st, "leaf");
+    e = stored_entity(f->ts.st, "leaf");
     assert_true(json_equal(e, fresh));
     assert_null(json_object_get(json_object_get(e, "metadata"), "almostExpired"));
     json_decref(e);
     race_clear(&r);
 
     /* Without interference the flag is stored, once. */
-    store_put_entity(f->st, f->leaf_ent);
-    assert_int_equal(torii_renew__flag(f->st, NULL, "leaf", now, &pol20, NULL, &written, &eb),
+    store_put_entity(f->ts.st, f->pk.leaf_ent);
+    assert_int_equal(torii_renew__flag(f->ts.st, NULL, "leaf", now, &pol20, NULL, &written, &eb),
                      TORII_OK);
     assert_int_equal(written, TORII_RENEW_STATE_ALMOST_EXPIRED);
-    e = stored_entity(f->st, "leaf");
+    e = stored_entity(f->ts.st, "leaf");
     assert_field(json_object_get(e, "metadata"), "almostExpired", "true");
     json_decref(e);
-    assert_int_equal(torii_renew__flag(f->st, NULL, "leaf", now, &pol20, NULL, &written, &eb),
+    assert_int_equal(torii_renew__flag(f->ts.st, NULL, "leaf", now, &pol20, NULL, &written, &eb),
                      TORII_OK);
     assert_int_equal(written, -1);
 
     /* Two conflicting writes in a row: give up, the API's last write stands. */
-    store_put_entity(f->st, f->leaf_ent);
-    r.st = f->st;
-    r.api[0] = with_field(f->leaf_ent, "description", json_string("x"));
-    r.api[1] = with_field(f->leaf_ent, "description", json_string("y"));
-    assert_int_equal(torii_renew__flag(f->st, NULL, "leaf", now, &pol20, &seam, &written, &eb),
+    store_put_entity(f->ts.st, f->pk.leaf_ent);
+    r.st = f->ts.st;
+    r.api[0] = with_field(f->pk.leaf_ent, "description", json_string("x"));
+    r.api[1] = with_field(f->pk.leaf_ent, "description", json_string("y"));
+    assert_int_equal(torii_renew__flag(f->ts.st, NULL, "leaf", now, &pol20, &seam, &written, &eb),
                      TORII_ECONFLICT);
     assert_int_equal(r.calls, 2);
     assert_int_equal(written, -1);
-    e = stored_entity(f->st, "leaf");
+    e = stored_entity(f->ts.st, "leaf");
     assert_true(json_equal(e, r.api[1]));
     json_decref(e);
     race_clear(&r);
@@ -707,9 +645,9 @@ static void test_file_exporter_writes_filtered_redacted_lines(void **state)
     assert_int_equal(torii_alerts_new(&cfg, NULL, &al, NULL), TORII_OK);
     assert_true(torii_alerts_wanted(al, TORII_ALERT_RENEWAL));
     assert_false(torii_alerts_wanted(al, TORII_ALERT_EXPIRED));
-    torii_alerts_raise(al, TORII_ALERT_RENEWAL, f->leaf_ent, NULL);
-    torii_alerts_raise(al, TORII_ALERT_EXPIRED, f->leaf_ent, NULL); /* filtered out */
-    torii_alerts_free(al);                                          /* drains the queue */
+    torii_alerts_raise(al, TORII_ALERT_RENEWAL, f->pk.leaf_ent, NULL);
+    torii_alerts_raise(al, TORII_ALERT_EXPIRED, f->pk.leaf_ent, NULL); /* filtered out */
+    torii_alerts_free(al);                                             /* drains the queue */
     fp = fopen(path, "r");
     assert_non_null(fp);
     while (fgets(line, sizeof(line), fp) != NULL) {

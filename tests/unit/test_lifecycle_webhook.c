@@ -30,6 +30,7 @@
 #include <openssl/x509.h>
 
 #include "testpki.h"
+#include "teststore.h"
 #include "torii/alert.h"
 #include "torii/clock.h"
 #include "torii/conf.h"
@@ -261,8 +262,7 @@ struct fixture {
     EVP_PKEY *srv_key;
     X509 *cli_ca;
     EVP_PKEY *cli_ca_key;
-    char dir[64];
-    struct torii_store *st;
+    struct teststore ts;
     struct server server;
     char url[64];
     char name[16];
@@ -320,7 +320,6 @@ static int setup(void **state)
     static const char *const ips[] = {"127.0.0.1"};
     struct fixture *f = torii_xcalloc(1, sizeof(*f));
     struct testpki_opts o;
-    struct torii_store_opts so = {0};
     json_t *e;
 
     memset(&o, 0, sizeof(o));
@@ -345,16 +344,11 @@ static int setup(void **state)
     o.not_before_off_s = -3600;
     assert_int_equal(testpki_make(&o, &f->cli_ca, &f->cli_ca_key), 0);
 
-    (void)snprintf(f->dir, sizeof(f->dir), "/tmp/torii-ut-hook.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    so.dir = f->dir;
-    assert_int_equal(torii_store_open(&so, &f->st, NULL), TORII_OK);
+    assert_int_equal(teststore_open(&f->ts, "ut-hook", 0, NULL), TORII_OK);
     /* The server's CA, public only (no key), as tls.trusted_ca. */
-    e = testpki_entity("srvca", &f->srv_ca, 1, NULL, NULL);
+    e = testpki_entity_enriched("srvca", &f->srv_ca, 1, NULL);
     assert_non_null(e);
-    assert_int_equal(torii_cert_normalize(e, NULL), TORII_OK);
-    assert_int_equal(torii_cert_enrich(e, torii_clock_now_ms(), NULL), TORII_OK);
-    store_put(f->st, e);
+    store_put(f->ts.st, e);
 
     srv_start(&f->server, f->srv, f->srv_key, f->cli_ca);
     (void)snprintf(f->url, sizeof(f->url), "https://127.0.0.1:%d/hook", f->server.port);
@@ -382,15 +376,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    char path[128];
 
     srv_stop(&f->server);
-    torii_store_free(f->st);
-    (void)snprintf(path, sizeof(path), "%s/data.mdb", f->dir);
-    (void)unlink(path);
-    (void)snprintf(path, sizeof(path), "%s/lock.mdb", f->dir);
-    (void)unlink(path);
-    (void)rmdir(f->dir);
+    (void)teststore_remove(&f->ts, NULL, 0);
     X509_free(f->srv_ca);
     EVP_PKEY_free(f->srv_ca_key);
     X509_free(f->srv);
@@ -418,8 +406,8 @@ static void test_webhook_presents_the_stored_client_certificate(void **state)
     struct torii_alerts *al = NULL;
     struct torii_errbuf eb = {{0}};
 
-    store_put(f->st, client_entity(f, "client", "webhook-client-a", 0));
-    assert_int_equal(torii_alerts_new(&f->cfg, f->st, &al, &eb), TORII_OK);
+    store_put(f->ts.st, client_entity(f, "client", "webhook-client-a", 0));
+    assert_int_equal(torii_alerts_new(&f->cfg, f->ts.st, &al, &eb), TORII_OK);
 
     raise_one(al, "one");
     assert_int_equal(srv_wait_hits(&f->server, 1), 1);
@@ -434,7 +422,7 @@ static void test_webhook_presents_the_stored_client_certificate(void **state)
     assert_int_equal(f->server.hits[1].conn, f->server.hits[0].conn);
 
     /* The stored certificate changes (renewed, replaced): never sent on the old connection. */
-    store_put(f->st, client_entity(f, "client", "webhook-client-b", 0));
+    store_put(f->ts.st, client_entity(f, "client", "webhook-client-b", 0));
     raise_one(al, "three");
     assert_int_equal(srv_wait_hits(&f->server, 3), 3);
     assert_string_equal(f->server.hits[2].cn, "webhook-client-b");
@@ -454,8 +442,8 @@ static void test_webhook_never_connects_with_a_client_cert_without_key(void **st
     struct torii_alerts *al = NULL;
     struct torii_errbuf eb = {{0}};
 
-    store_put(f->st, client_entity(f, "client", "webhook-client-nokey", 1));
-    assert_int_equal(torii_alerts_new(&f->cfg, f->st, &al, &eb), TORII_OK);
+    store_put(f->ts.st, client_entity(f, "client", "webhook-client-nokey", 1));
+    assert_int_equal(torii_alerts_new(&f->cfg, f->ts.st, &al, &eb), TORII_OK);
     raise_one(al, "one");
     torii_alerts_free(al); /* retries, then the last attempt, then drops: all before return */
     (void)pthread_mutex_lock(&f->server.mu);
@@ -471,7 +459,7 @@ static void test_webhook_with_an_unknown_client_cert_id_never_connects(void **st
     struct torii_errbuf eb = {{0}};
 
     (void)snprintf(f->client, sizeof(f->client), "missing");
-    assert_int_equal(torii_alerts_new(&f->cfg, f->st, &al, &eb), TORII_OK);
+    assert_int_equal(torii_alerts_new(&f->cfg, f->ts.st, &al, &eb), TORII_OK);
     raise_one(al, "one");
     torii_alerts_free(al);
     (void)pthread_mutex_lock(&f->server.mu);
@@ -487,7 +475,7 @@ static void test_webhook_without_client_cert_is_refused_by_the_server(void **sta
 
     /* Control: the server really requires the certificate the other tests present. */
     f->ex.client_cert = NULL;
-    assert_int_equal(torii_alerts_new(&f->cfg, f->st, &al, &eb), TORII_OK);
+    assert_int_equal(torii_alerts_new(&f->cfg, f->ts.st, &al, &eb), TORII_OK);
     raise_one(al, "one");
     torii_alerts_free(al);
     (void)pthread_mutex_lock(&f->server.mu);

@@ -1005,72 +1005,24 @@ static void test_subject_dn_parsing(void **state)
 
 /* ---- renewal (torii_pki_cert_renew) ---- */
 
-struct renew_fx {
-    X509 *ca;
-    EVP_PKEY *ca_key;
-    json_t *ca_ent;
-    X509 *leaf;
-    EVP_PKEY *leaf_key;
-    json_t *leaf_ent; /* RSA 2048, issued by ca, 10 days, 1 left */
-};
-
-static json_t *renew_enriched(const char *id, X509 *const *chain, size_t n, EVP_PKEY *key)
-{
-    json_t *e = testpki_entity(id, chain, n, key, NULL);
-
-    assert_non_null(e);
-    assert_int_equal(torii_cert_normalize(e, NULL), TORII_OK);
-    assert_int_equal(torii_cert_enrich(e, torii_clock_now_ms(), NULL), TORII_OK);
-    return e;
-}
-
+/* The fixture is testpki's CA + leaf pair (leaf: RSA 2048, issued by ca, 10 days, 1 left). */
 static int renew_setup(void **state)
 {
-    struct renew_fx *f = calloc(1, sizeof(*f));
-    static const char *const dns[] = {"a.test", "b.test"};
-    struct testpki_opts ca = {.key_type = EVP_PKEY_EC,
-                              .bits = 256,
-                              .cn = "Unit CA",
-                              .is_ca = 1,
-                              .not_before_off_s = -3600,
-                              .not_after_off_s = 86400 * 3650};
-    struct testpki_opts lf = {.key_type = EVP_PKEY_RSA,
-                              .bits = 2048,
-                              .cn = "a.test",
-                              .dns = dns,
-                              .n_dns = 2,
-                              .not_before_off_s = -86400 * 9,
-                              .not_after_off_s = 86400};
-    X509 *chain[2];
+    struct testpki_ca_leaf *f = calloc(1, sizeof(*f));
 
-    if (f == NULL || testpki_make(&ca, &f->ca, &f->ca_key) != 0) {
+    if (f == NULL || testpki_ca_leaf_make(f) != 0) {
         free(f);
         return -1;
     }
-    lf.issuer = f->ca;
-    lf.issuer_key = f->ca_key;
-    if (testpki_make(&lf, &f->leaf, &f->leaf_key) != 0) {
-        return -1;
-    }
-    f->ca_ent = renew_enriched("ca", &f->ca, 1, f->ca_key);
-    chain[0] = f->leaf;
-    chain[1] = f->ca;
-    f->leaf_ent = renew_enriched("leaf", chain, 2, f->leaf_key);
-    assert_int_equal(json_object_set_new(f->leaf_ent, "caRef", json_string("ca")), 0);
     *state = f;
     return 0;
 }
 
 static int renew_teardown(void **state)
 {
-    struct renew_fx *f = *state;
+    struct testpki_ca_leaf *f = *state;
 
-    X509_free(f->ca);
-    X509_free(f->leaf);
-    EVP_PKEY_free(f->ca_key);
-    EVP_PKEY_free(f->leaf_key);
-    json_decref(f->ca_ent);
-    json_decref(f->leaf_ent);
+    testpki_ca_leaf_clear(f);
     free(f);
     return 0;
 }
@@ -1088,7 +1040,7 @@ static void assert_same_ext(X509 *a, X509 *b, int nid)
 
 static void test_cert_renew_leaf_gets_new_key_same_profile(void **state)
 {
-    struct renew_fx *f = *state;
+    struct testpki_ca_leaf *f = *state;
     struct torii_pki_opts o = opts_now();
     struct torii_errbuf eb = {{0}};
     json_t *before = json_deep_copy(f->leaf_ent);
@@ -1128,7 +1080,7 @@ static void test_cert_renew_leaf_gets_new_key_same_profile(void **state)
 
 static void test_cert_renew_ca_keeps_key_and_subject(void **state)
 {
-    struct renew_fx *f = *state;
+    struct testpki_ca_leaf *f = *state;
     json_t *out = NULL;
     X509 *nc;
 
@@ -1206,7 +1158,7 @@ static void test_cert_renew_chain_of_issued_cert_verifies(void **state)
 
 static void test_cert_renew_rejects_bad_input(void **state)
 {
-    struct renew_fx *f = *state;
+    struct testpki_ca_leaf *f = *state;
     struct torii_errbuf eb = {{0}};
     json_t *out = NULL;
     json_t *bad = json_deep_copy(f->ca_ent);

@@ -14,8 +14,8 @@
 #include <openssl/asn1.h>
 #include <openssl/rand.h>
 
-#include "../../src/pki/pki_int.h"
-#include "../../src/pki/pmap.h"
+#include "pki_int.h"
+#include "pmap.h"
 #include "torii/err.h"
 #include "torii/mem.h"
 #include "torii/pki.h"

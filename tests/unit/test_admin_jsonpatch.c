@@ -1,4 +1,4 @@
-/* test_jsonpatch.c - RFC 6902 JSON Patch / RFC 6901 pointers / RFC 7386 merge patch: a corpus
+/* test_admin_jsonpatch.c - RFC 6902 JSON Patch / RFC 6901 pointers / RFC 7386 merge patch: a corpus
  * of valid patches (with the expected document) and invalid ones (with the expected error text),
  * plus atomicity, depth limits and equality. */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* test_codec.c - base64 and percent-decoding (core/codec.c): both alphabets, padding rules,
+/* test_core_codec.c - base64 and percent-decoding (core/codec.c): both alphabets, padding rules,
  * trailing bits, and every way an input can be malformed. */
 #include <setjmp.h>
 #include <stdarg.h>

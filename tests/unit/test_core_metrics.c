@@ -1,4 +1,4 @@
-/* test_metrics.c - the lock-free counters and the Prometheus text writer: escaping, name
+/* test_core_metrics.c - the lock-free counters and the Prometheus text writer: escaping, name
  * and label validation, number formatting, one HELP/TYPE per family, concurrent adds. */
 #include <pthread.h>
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* test_certs_api.c - /api/certificates driven through admin_certs_route with hand-built requests
+/* test_admin_certs.c - /api/certificates driven through admin_certs_route with hand-built requests
  * against a real LMDB store in a temp dir and certificates from tests/support/testpki. Every
  * rejected request is checked to leave the store exactly as it was (count and content). */
 #include <setjmp.h>
@@ -18,6 +18,7 @@
 #include "admin_int.h"
 #include "jsonpatch.h"
 #include "testpki.h"
+#include "teststore.h"
 #include "torii/err.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
@@ -41,8 +42,7 @@ struct certs_pki {
 static struct certs_pki pki;
 
 struct fixture {
-    char dir[64];
-    struct torii_store *store;
+    struct teststore ts;
     struct torii_admin_ctx ctx;
 };
 
@@ -141,18 +141,12 @@ static int group_teardown(void **state)
 static int setup(void **state)
 {
     struct fixture *f = torii_xcalloc(1, sizeof(*f));
-    struct torii_store_opts opts;
     struct torii_errbuf eb = {{0}};
 
-    (void)snprintf(f->dir, sizeof(f->dir), "/tmp/torii-certs-api-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    memset(&opts, 0, sizeof(opts));
-    opts.dir = f->dir;
-    opts.initial_map_size = 8u << 20;
-    if (torii_store_open(&opts, &f->store, &eb) != TORII_OK) {
+    if (teststore_open(&f->ts, "certs-api", 8u << 20, &eb) != TORII_OK) {
         fail_msg("store open: %s", eb.msg);
     }
-    f->ctx.store = f->store;
+    f->ctx.store = f->ts.st;
     *state = f;
     return 0;
 }
@@ -160,15 +154,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    static const char *const files[] = {"data.mdb", "lock.mdb"};
-    char path[128];
 
-    torii_store_free(f->store);
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        (void)snprintf(path, sizeof(path), "%s/%s", f->dir, files[i]);
-        (void)unlink(path);
-    }
-    assert_int_equal(rmdir(f->dir), 0); /* fails if the store left anything else behind */
+    /* fails if the store left anything else behind */
+    assert_int_equal(teststore_remove(&f->ts, NULL, 0), 0);
     free(f);
     return 0;
 }
@@ -297,14 +285,14 @@ static char *snapshot(struct fixture *f)
     struct resp acc;
 
     memset(&acc, 0, sizeof(acc));
-    assert_int_equal(torii_store_foreach(f->store, TORII_STORE_CERTS, snap_cb, &acc), TORII_OK);
+    assert_int_equal(torii_store_foreach(f->ts.st, TORII_STORE_CERTS, snap_cb, &acc), TORII_OK);
     return acc.raw != NULL ? acc.raw : torii_xstrdup("");
 }
 
 static size_t count(struct fixture *f)
 {
     size_t n = 0;
-    assert_int_equal(torii_store_count(f->store, TORII_STORE_CERTS, &n), TORII_OK);
+    assert_int_equal(torii_store_count(f->ts.st, TORII_STORE_CERTS, &n), TORII_OK);
     return n;
 }
 

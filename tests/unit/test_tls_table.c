@@ -1,4 +1,4 @@
-/* test_table.c - the RCU certificate table and the pure selection rule (table.h). */
+/* test_tls_table.c - the RCU certificate table and the pure selection rule (table.h). */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>

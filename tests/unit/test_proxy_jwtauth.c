@@ -1,4 +1,4 @@
-/* test_jwt_route.c - routes[].jwt (src/proxy/jwtauth.c): configuration errors naming
+/* test_proxy_jwtauth.c - routes[].jwt (src/proxy/jwtauth.c): configuration errors naming
  * routes[i].jwt.<key>; the check of a request (token from Authorization: Bearer, a named
  * header or a cookie; missing, duplicated, refused tokens; claims turned into header lines,
  * unsendable claims refused); the metric counted per route and outcome; the request head

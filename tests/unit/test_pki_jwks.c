@@ -1,4 +1,4 @@
-/* test_jwks.c - unit tests for the JWK Set builder (RFC 7517/7518): which entities are
+/* test_pki_jwks.c - unit tests for the JWK Set builder (RFC 7517/7518): which entities are
  * published, key material round-trips (n/e, crv/x/y), x5c/x5t#S256, base64url form, and
  * that broken entries are skipped without breaking the document. */
 #include <setjmp.h>
