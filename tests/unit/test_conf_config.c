@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "testfile.h"
 #include "torii/conf.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -22,16 +23,7 @@
 /* A temporary file holding text; its path in path (64 bytes). */
 static void write_conf(char *path, const char *text)
 {
-    FILE *f;
-    int fd;
-
-    (void)snprintf(path, 64, "/tmp/torii-test-confcfg-XXXXXX");
-    fd = mkstemp(path);
-    assert_true(fd >= 0);
-    f = fdopen(fd, "w");
-    assert_non_null(f);
-    assert_true(fputs(text, f) >= 0);
-    assert_int_equal(fclose(f), 0);
+    assert_int_equal(testfile_write(path, 64, "confcfg", text), 0);
 }
 
 /* torii_config_check of text; errs filled (caller frees), the config freed. */
@@ -260,6 +252,15 @@ static void check_int_key(const struct key_case *k, char *doc, size_t cap)
     expect_none_with(doc, want);
 }
 
+/* Per type (enum kt order, but K_INT: check_int_key): wrong values and the problem's text. */
+static const struct {
+    const char *bad[2];
+    const char *expected;
+} type_cases[] = {
+    {{"7", "null"}, "a string"}, {{"\"true\"", "1"}, "true or false"}, {{NULL, NULL}, NULL},
+    {{"{}", NULL}, "an array"},  {{"[]", NULL}, "an object"},
+};
+
 static void test_every_key_refuses_wrong_types_naming_it(void **state)
 {
     char doc[256];
@@ -268,34 +269,15 @@ static void test_every_key_refuses_wrong_types_naming_it(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         const struct key_case *k = &keys[i];
-        switch (k->type) {
-        case K_STR:
-            (void)snprintf(want, sizeof(want), "config: %s: expected a string", k->path);
-            doc_for(k->path, "7", doc, sizeof(doc));
-            expect_one(doc, want);
-            doc_for(k->path, "null", doc, sizeof(doc));
-            expect_one(doc, want);
-            break;
-        case K_BOOL:
-            (void)snprintf(want, sizeof(want), "config: %s: expected true or false", k->path);
-            doc_for(k->path, "\"true\"", doc, sizeof(doc));
-            expect_one(doc, want);
-            doc_for(k->path, "1", doc, sizeof(doc));
-            expect_one(doc, want);
-            break;
-        case K_INT:
+        if (k->type == K_INT) {
             check_int_key(k, doc, sizeof(doc));
-            break;
-        case K_ARRAY:
-            (void)snprintf(want, sizeof(want), "config: %s: expected an array", k->path);
-            doc_for(k->path, "{}", doc, sizeof(doc));
+            continue;
+        }
+        (void)snprintf(want, sizeof(want), "config: %s: expected %s", k->path,
+                       type_cases[k->type].expected);
+        for (size_t v = 0; v < 2 && type_cases[k->type].bad[v] != NULL; v++) {
+            doc_for(k->path, type_cases[k->type].bad[v], doc, sizeof(doc));
             expect_one(doc, want);
-            break;
-        case K_OBJECT:
-            (void)snprintf(want, sizeof(want), "config: %s: expected an object", k->path);
-            doc_for(k->path, "[]", doc, sizeof(doc));
-            expect_one(doc, want);
-            break;
         }
     }
 }

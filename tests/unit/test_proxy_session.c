@@ -35,6 +35,7 @@
 #include <openssl/ssl.h>
 
 #include "proxy_int.h"
+#include "testfile.h"
 #include "testpki.h"
 #include "torii/conf.h"
 #include "torii/daemon.h"
@@ -278,18 +279,10 @@ static int group_teardown(void **state)
     return 0;
 }
 
+/* A temporary file holding text; its path in path (64 bytes). */
 static void write_file(char *path, const char *text)
 {
-    FILE *f;
-    int fd;
-
-    (void)snprintf(path, 64, "/tmp/torii-test-psess-XXXXXX");
-    fd = mkstemp(path);
-    assert_true(fd >= 0);
-    f = fdopen(fd, "w");
-    assert_non_null(f);
-    assert_true(fputs(text, f) >= 0);
-    assert_int_equal(fclose(f), 0);
+    assert_int_equal(testfile_write(path, 64, "psess", text), 0);
 }
 
 static void table_put_edge(struct torii_table *t)
