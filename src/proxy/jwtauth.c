@@ -515,7 +515,7 @@ out:
     return outcome;
 }
 
-/* ---- the proxy's hook (session.c) --------------------------------------------------------- */
+/* ---- the proxy's hook (admission.c) ------------------------------------------------------- */
 
 unsigned torii_proxy__jwt_check(const struct torii_route_jwt *j, const struct torii_http_req *req,
                                 char **hdrs, size_t *hdrs_len)

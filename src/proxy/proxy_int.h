@@ -1,5 +1,6 @@
 /* proxy_int.h - internal to the proxy module: the per-worker proxy state shared by the worker
- * threads (workers.c) and the streaming engine (session.c). Not to be included elsewhere.
+ * threads (workers.c) and the streaming engine (session_int.h and the files it lists). Not to
+ * be included elsewhere.
  * Threads: worker thread only (each struct proxy_worker belongs to one loop). */
 #ifndef TORII_PROXY_INT_H
 #define TORII_PROXY_INT_H

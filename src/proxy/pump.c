@@ -115,12 +115,74 @@ static void pc_req_done(struct proxy_conn *pc)
 /* The request body -> its sink: the upstream (PH_BODY; a chunked body re-framed by
  * torii_proxy__req_body_cb) or the local buffer (PH_LOCAL), until the body ends or the upstream's
  * output is full. Then the request is done, or answered locally. */
+/* Outcome of one step of the request body pump. */
+enum pump_step {
+    PB_STOP = -2, /* answered, rejected or dead: the pump returns */
+    PB_WAIT = -1, /* nothing to feed now */
+    PB_MORE = 0,  /* progress, the body goes on */
+    PB_DONE = 1,  /* the body ended */
+};
+
+/* Content-Length: up to what is left of the body, moved without copy. */
+static enum pump_step pump_body_length(struct proxy_conn *pc, struct evbuffer *in,
+                                       struct evbuffer *sink, size_t avail)
+{
+    struct proxy_exch *x = &pc->x;
+    size_t n = avail < x->req_left ? avail : (size_t)x->req_left;
+
+    if (evbuffer_remove_buffer(in, sink, n) != (int)n) {
+        pc->dead = 1;
+        return PB_STOP;
+    }
+    x->req_left -= n;
+    x->bytes_in += n;
+    if (x->req_left > 0) {
+        return PB_MORE;
+    }
+    torii_http_parser_body_taken(pc->rp, x->req_len);
+    return PB_DONE;
+}
+
+/* Chunked: through the parser (torii_proxy__req_body_cb re-frames into the sink); the last
+ * chunk and the trailers that may pass follow when the body ends (PH_BODY). */
+static enum pump_step pump_body_chunked(struct proxy_conn *pc, struct evbuffer *in,
+                                        struct evbuffer *sink, enum pc_phase phase)
+{
+    struct evbuffer_iovec v;
+    size_t used = 0;
+    enum torii_http_parse_ev ev;
+
+    if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+        return PB_WAIT;
+    }
+    ev = torii_http_parser_feed(pc->rp, v.iov_base, v.iov_len, &used);
+    (void)evbuffer_drain(in, used);
+    if (pc->x.lbody_over) {
+        torii_proxy__local_error(pc, 413, "request body too large", 1);
+        return PB_STOP;
+    }
+    if (ev == TORII_HTTP_PARSE_ERROR) {
+        torii_proxy__reject(pc);
+        return PB_STOP;
+    }
+    if (ev != TORII_HTTP_PARSE_DONE) {
+        return PB_MORE;
+    }
+    if (phase == PH_BODY) {
+        const struct torii_http_req *req = torii_http_parser_req(pc->rp);
+        if (torii_proxy__last_chunk(sink, req->trailers, req->n_trailers) != TORII_OK) {
+            pc->dead = 1;
+            return PB_STOP;
+        }
+    }
+    return PB_DONE;
+}
+
 void torii_proxy__pump_body(struct proxy_conn *pc)
 {
     struct evbuffer *in = torii_stream_input(pc->st);
-    struct proxy_exch *x = &pc->x;
     enum pc_phase phase = pc->phase;
-    struct evbuffer *sink = x->lbody;
+    struct evbuffer *sink = pc->x.lbody;
     size_t avail;
     int progress = 0;
 
@@ -133,52 +195,20 @@ void torii_proxy__pump_body(struct proxy_conn *pc)
     while (pc->phase == phase && !pc->dead
            && (phase == PH_LOCAL || evbuffer_get_length(sink) < PX_HIGH_WM)
            && (avail = evbuffer_get_length(in)) > 0) {
-        enum torii_http_parse_ev ev = TORII_HTTP_PARSE_MORE;
-
-        if (x->req_body == TORII_HTTP_BODY_LENGTH) {
-            size_t n = avail < x->req_left ? avail : (size_t)x->req_left;
-            if (evbuffer_remove_buffer(in, sink, n) != (int)n) {
-                pc->dead = 1;
-                return;
-            }
-            x->req_left -= n;
-            x->bytes_in += n;
-            if (x->req_left == 0) {
-                torii_http_parser_body_taken(pc->rp, x->req_len);
-                ev = TORII_HTTP_PARSE_DONE;
-            }
-        } else {
-            struct evbuffer_iovec v;
-            size_t used = 0;
-
-            if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
-                break;
-            }
-            ev = torii_http_parser_feed(pc->rp, v.iov_base, v.iov_len, &used);
-            (void)evbuffer_drain(in, used);
-            if (x->lbody_over) {
-                torii_proxy__local_error(pc, 413, "request body too large", 1);
-                return;
-            }
-            if (ev == TORII_HTTP_PARSE_ERROR) {
-                torii_proxy__reject(pc);
-                return;
-            }
-            if (ev == TORII_HTTP_PARSE_DONE && phase == PH_BODY) {
-                const struct torii_http_req *req = torii_http_parser_req(pc->rp);
-                if (torii_proxy__last_chunk(sink, req->trailers, req->n_trailers) != TORII_OK) {
-                    pc->dead = 1;
-                    return;
-                }
-            }
+        enum pump_step r = pc->x.req_body == TORII_HTTP_BODY_LENGTH
+                               ? pump_body_length(pc, in, sink, avail)
+                               : pump_body_chunked(pc, in, sink, phase);
+        if (r == PB_STOP) {
+            return;
+        }
+        if (r == PB_WAIT) {
+            break;
         }
         progress = 1;
-        if (ev == TORII_HTTP_PARSE_DONE) {
-            if (phase == PH_BODY) {
-                pc_req_done(pc);
-            } else {
-                torii_proxy__local_body_done(pc);
-            }
+        if (r == PB_DONE && phase == PH_BODY) {
+            pc_req_done(pc);
+        } else if (r == PB_DONE) {
+            torii_proxy__local_body_done(pc);
         }
     }
     if (progress && pc->phase == phase) {
@@ -352,6 +382,59 @@ static int pump_resp_done(struct proxy_conn *pc, struct evbuffer *out)
 }
 
 /* Upstream response -> client, until done or the client's output is full. */
+/* A Content-Length response body: up to what is left, moved without copy. */
+static int pump_resp_length(struct proxy_conn *pc, struct evbuffer *in, struct evbuffer *out,
+                            size_t avail)
+{
+    struct proxy_exch *x = &pc->x;
+    size_t n = avail < x->resp_left ? avail : (size_t)x->resp_left;
+
+    if (evbuffer_remove_buffer(in, out, n) != (int)n) {
+        return TORII_ENOMEM;
+    }
+    x->resp_left -= n;
+    x->bytes_out += n;
+    if (x->resp_left == 0) {
+        torii_http_parser_body_taken(pc->up->parser, 0);
+        torii_proxy__resp_complete(pc);
+    }
+    return TORII_OK;
+}
+
+/* The response head, or a chunked body: through the parser. */
+static enum pump_step pump_resp_parsed(struct proxy_conn *pc, struct evbuffer *in,
+                                       struct evbuffer *out)
+{
+    struct proxy_exch *x = &pc->x;
+    struct evbuffer_iovec v;
+    size_t used = 0;
+    enum torii_http_parse_ev ev;
+    int rc = TORII_OK;
+
+    if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+        return PB_WAIT;
+    }
+    ev = torii_http_parser_feed(pc->up->parser, v.iov_base, v.iov_len, &used);
+    (void)evbuffer_drain(in, used);
+    if (ev == TORII_HTTP_PARSE_HEAD) {
+        rc = pc_resp_head(pc);
+    } else if (ev == TORII_HTTP_PARSE_DONE) {
+        rc = pump_resp_done(pc, out);
+    } else if (ev != TORII_HTTP_PARSE_MORE) {
+        if (x->tu0_us != 0 && x->target != NULL) {
+            torii_log(TORII_LOG_WARN, "proxy: invalid response from upstream (upstream=%s)",
+                      x->target->name);
+        }
+        torii_proxy__up_fail(pc, 502, "invalid response from upstream");
+        return PB_STOP;
+    }
+    if (rc != TORII_OK) {
+        pc->dead = 1;
+        return PB_STOP;
+    }
+    return PB_MORE;
+}
+
 void torii_proxy__pump_resp(struct proxy_conn *pc)
 {
     struct proxy_exch *x = &pc->x;
@@ -361,62 +444,24 @@ void torii_proxy__pump_resp(struct proxy_conn *pc)
            && evbuffer_get_length(out) < PX_HIGH_WM) {
         struct evbuffer *in = torii_stream_input(pc->up->st);
         size_t avail = evbuffer_get_length(in);
-        struct evbuffer_iovec v;
-        size_t used = 0;
-        enum torii_http_parse_ev ev;
+        int rc;
 
         if (avail == 0) {
             break;
         }
         if (x->rs == RS_BODY && x->resp_body == TORII_HTTP_BODY_LENGTH) {
-            size_t n = avail < x->resp_left ? avail : (size_t)x->resp_left;
-            if (evbuffer_remove_buffer(in, out, n) != (int)n) {
-                pc->dead = 1;
-                return;
-            }
-            x->resp_left -= n;
-            x->bytes_out += n;
-            if (x->resp_left == 0) {
-                torii_http_parser_body_taken(pc->up->parser, 0);
-                torii_proxy__resp_complete(pc);
-            }
-            continue;
-        }
-        if (x->rs == RS_BODY && x->resp_body == TORII_HTTP_BODY_EOF) {
-            if (pump_resp_eof_body(pc, in, out, avail) != TORII_OK) {
-                pc->dead = 1;
+            rc = pump_resp_length(pc, in, out, avail);
+        } else if (x->rs == RS_BODY && x->resp_body == TORII_HTTP_BODY_EOF) {
+            rc = pump_resp_eof_body(pc, in, out, avail);
+        } else {
+            enum pump_step r = pump_resp_parsed(pc, in, out);
+            if (r == PB_STOP || r == PB_WAIT) {
                 return;
             }
             continue;
         }
-        /* Head, or a chunked body: through the parser. */
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
-            break;
-        }
-        ev = torii_http_parser_feed(pc->up->parser, v.iov_base, v.iov_len, &used);
-        (void)evbuffer_drain(in, used);
-        switch (ev) {
-        case TORII_HTTP_PARSE_MORE:
-            break;
-        case TORII_HTTP_PARSE_HEAD:
-            if (pc_resp_head(pc) != TORII_OK) {
-                pc->dead = 1;
-                return;
-            }
-            break;
-        case TORII_HTTP_PARSE_DONE:
-            if (pump_resp_done(pc, out) != TORII_OK) {
-                pc->dead = 1;
-                return;
-            }
-            break;
-        case TORII_HTTP_PARSE_ERROR:
-        default:
-            if (x->tu0_us != 0 && x->target != NULL) {
-                torii_log(TORII_LOG_WARN, "proxy: invalid response from upstream (upstream=%s)",
-                          x->target->name);
-            }
-            torii_proxy__up_fail(pc, 502, "invalid response from upstream");
+        if (rc != TORII_OK) {
+            pc->dead = 1;
             return;
         }
     }

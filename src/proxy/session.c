@@ -310,6 +310,46 @@ static void pc_settle_body(struct proxy_conn *pc)
     }
 }
 
+/* PH_HEAD: between requests (idle timer; a stopping worker closes the connection at once)
+ * or inside a head (absolute header deadline). */
+static void pc_settle_head(struct proxy_conn *pc)
+{
+    pc_set_read(pc, evbuffer_get_length(torii_stream_output(pc->st)) < PX_HIGH_WM);
+    if (pc->rp == NULL || !torii_http_parser_started(pc->rp)) {
+        if (pc->peer_eof || (pc->pw->draining == TORII_PROXY_DRAIN_STOP && pc->had_request)) {
+            pc->dead = 1; /* stopping: an idle keep-alive connection closes at once */
+        } else if (pc->tmode != PT_IDLE) {
+            torii_proxy__timer_arm(pc, PT_IDLE, pc->pw->cfg->idle_timeout_ms);
+        }
+    } else if (pc->peer_eof) {
+        pc->dead = 1; /* truncated request */
+    } else if (pc->tmode != PT_HEADER) {
+        /* Absolute deadline from the first byte: trickling bytes do not extend it. */
+        torii_proxy__timer_arm(pc, PT_HEADER, pc->pw->cfg->header_timeout_ms);
+    }
+}
+
+/* PH_CLOSING: input is dropped; once the last response is out the connection ends, after a
+ * linger when the client was still sending. */
+static void pc_settle_closing(struct proxy_conn *pc)
+{
+    struct evbuffer *in = torii_stream_input(pc->st);
+
+    pc_set_read(pc, 1);
+    if (evbuffer_get_length(in) > 0) {
+        pc->discarded = 1;
+        (void)evbuffer_drain(in, evbuffer_get_length(in));
+    }
+    if (torii_stream_unsent(pc->st) == 0) {
+        if (!pc->discarded || pc->peer_eof) {
+            pc->dead = 1;
+        } else if (pc->tmode != PT_LINGER) {
+            /* Keep reading a moment so our last response is not lost to a reset. */
+            torii_proxy__timer_arm(pc, PT_LINGER, PX_LINGER_MS);
+        }
+    }
+}
+
 static void pc_step(struct proxy_conn *pc)
 {
     struct evbuffer *in = torii_stream_input(pc->st);
@@ -327,19 +367,7 @@ static void pc_step(struct proxy_conn *pc)
     }
     switch (pc->phase) {
     case PH_HEAD:
-        pc_set_read(pc, evbuffer_get_length(out) < PX_HIGH_WM);
-        if (pc->rp == NULL || !torii_http_parser_started(pc->rp)) {
-            if (pc->peer_eof || (pc->pw->draining == TORII_PROXY_DRAIN_STOP && pc->had_request)) {
-                pc->dead = 1; /* stopping: an idle keep-alive connection closes at once */
-            } else if (pc->tmode != PT_IDLE) {
-                torii_proxy__timer_arm(pc, PT_IDLE, pc->pw->cfg->idle_timeout_ms);
-            }
-        } else if (pc->peer_eof) {
-            pc->dead = 1; /* truncated request */
-        } else if (pc->tmode != PT_HEADER) {
-            /* Absolute deadline from the first byte: trickling bytes do not extend it. */
-            torii_proxy__timer_arm(pc, PT_HEADER, pc->pw->cfg->header_timeout_ms);
-        }
+        pc_settle_head(pc);
         break;
     case PH_BODY:
         if (pc->peer_eof) {
@@ -359,19 +387,7 @@ static void pc_step(struct proxy_conn *pc)
         pc_settle_body(pc);
         break;
     case PH_CLOSING:
-        pc_set_read(pc, 1);
-        if (evbuffer_get_length(in) > 0) {
-            pc->discarded = 1;
-            (void)evbuffer_drain(in, evbuffer_get_length(in));
-        }
-        if (torii_stream_unsent(pc->st) == 0) {
-            if (!pc->discarded || pc->peer_eof) {
-                pc->dead = 1;
-            } else if (pc->tmode != PT_LINGER) {
-                /* Keep reading a moment so our last response is not lost to a reset. */
-                torii_proxy__timer_arm(pc, PT_LINGER, PX_LINGER_MS);
-            }
-        }
+        pc_settle_closing(pc);
         break;
     default:
         break;

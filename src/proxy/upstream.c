@@ -114,6 +114,26 @@ void torii_proxy__up_fail(struct proxy_conn *pc, int status, const char *msg)
     torii_proxy__local_error(pc, status, msg, 0);
 }
 
+/* A pooled connection closed by the backend while idle (a race every keep-alive client
+ * has): send the request again on a new connection, once. */
+static void up_retry(struct proxy_conn *pc)
+{
+    struct proxy_exch *x = &pc->x;
+    const struct torii_http_req *req = torii_http_parser_req(pc->rp);
+    const struct torii_slice *hv = torii_http_req_header(req, "Host");
+    struct torii_slice host = x->host;
+
+    torii_proxy__up_release(pc, 0);
+    x->retried = 1;
+    if (hv != NULL) {
+        host = *hv;
+    }
+    if (torii_proxy__forward(pc, req, host, 0) != TORII_OK) {
+        torii_proxy__up_release(pc, 0);
+        torii_proxy__local_error(pc, 502, "upstream connection failed", 0);
+    }
+}
+
 /* EOF, error or timeout on the attached upstream. */
 void torii_proxy__up_trouble(struct proxy_conn *pc)
 {
@@ -143,20 +163,7 @@ void torii_proxy__up_trouble(struct proxy_conn *pc)
     started = torii_http_parser_started(up->parser) || x->resp_started;
     if (!started && up->reused && !x->retried && x->req_body == TORII_HTTP_BODY_NONE
         && !pc->up_timeout) {
-        /* A pooled connection closed by the backend while idle (a race every keep-alive
-         * client has): send the request again on a new connection, once. */
-        const struct torii_http_req *req = torii_http_parser_req(pc->rp);
-        const struct torii_slice *hv = torii_http_req_header(req, "Host");
-        struct torii_slice host = x->host;
-        torii_proxy__up_release(pc, 0);
-        x->retried = 1;
-        if (hv != NULL) {
-            host = *hv;
-        }
-        if (torii_proxy__forward(pc, req, host, 0) != TORII_OK) {
-            torii_proxy__up_release(pc, 0);
-            torii_proxy__local_error(pc, 502, "upstream connection failed", 0);
-        }
+        up_retry(pc);
         return;
     }
     if (!up->connected) {

@@ -1,6 +1,6 @@
 /* workers.c - worker threads, per-worker SO_REUSEPORT listeners, the per-worker connection
  * limit, the accept backoff on descriptor exhaustion and each loop's daemon beat; each
- * accepted connection goes to the proxy engine (session.c). */
+ * accepted connection goes to the proxy engine (session.c, session_int.h). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>

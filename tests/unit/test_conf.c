@@ -13,21 +13,13 @@
 
 #include <cmocka.h>
 
+#include "testfile.h"
 #include "torii/conf.h"
 
 /* A temporary file holding text; its path in path (64 bytes). */
 static void write_conf(char *path, const char *text)
 {
-    FILE *f;
-    int fd;
-
-    (void)snprintf(path, 64, "/tmp/torii-test-conf-XXXXXX");
-    fd = mkstemp(path);
-    assert_true(fd >= 0);
-    f = fdopen(fd, "w");
-    assert_non_null(f);
-    assert_true(fputs(text, f) >= 0);
-    assert_int_equal(fclose(f), 0);
+    assert_int_equal(testfile_write(path, 64, "conf", text), 0);
 }
 
 /* Check text; returns the status, errs filled (caller frees), the config freed. */
