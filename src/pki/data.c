@@ -1,5 +1,4 @@
-/* data.c - the certificate data object of `POST /api/pki/certs/_data` (reference 3.3) and
- * the normalized DN printer it shares with the issuing code.
+/* data.c - the certificate data object of `POST /api/pki/certs/_data` (reference 3.3).
  *
  * Names follow what Otoroshi's JVM code prints (sigAlgName "SHA256WITHRSA", serial in
  * lower-case hex, constraints as Java's getBasicConstraints). One deliberate change:
@@ -13,94 +12,8 @@
 #include <openssl/x509v3.h>
 
 #include "pki_int.h"
+#include "torii/codec.h"
 #include "torii/pki.h"
-
-struct data_rdn {
-    char name[64];
-    char *value;
-};
-
-int torii_pki__dn_string(const X509_NAME *name, char **out)
-{
-    int rc = TORII_OK;
-    int n = X509_NAME_entry_count(name);
-    struct data_rdn *rdns = torii_xcalloc((size_t)(n > 0 ? n : 1), sizeof(*rdns));
-    X509_NAME *one = NULL;
-    BIO *b = NULL;
-    char *s = NULL;
-    size_t cap = 1;
-    size_t used = 0;
-    unsigned long fl = (XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) | XN_FLAG_FN_SN;
-    int i;
-    int j;
-
-    /* RFC 2253 order: most specific (last encoded) first. */
-    for (i = 0; i < n; i++) {
-        const X509_NAME_ENTRY *ent = X509_NAME_get_entry(name, n - 1 - i);
-        const ASN1_OBJECT *obj = X509_NAME_ENTRY_get_object(ent);
-        int nid = OBJ_obj2nid(obj);
-        char *data = NULL;
-        char *eq;
-        long len;
-        size_t k;
-
-        if (nid == NID_surname) {
-            (void)snprintf(rdns[i].name, sizeof(rdns[i].name), "SURNAME");
-        } else if (nid != NID_undef) {
-            (void)snprintf(rdns[i].name, sizeof(rdns[i].name), "%s", OBJ_nid2sn(nid));
-        } else {
-            TORII_ENSURE(OBJ_obj2txt(rdns[i].name, sizeof(rdns[i].name), obj, 1) > 0, TORII_EINVAL);
-        }
-        for (k = 0; rdns[i].name[k] != '\0'; k++) {
-            char c = rdns[i].name[k];
-            rdns[i].name[k] = (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
-        }
-        one = X509_NAME_new();
-        b = BIO_new(BIO_s_mem());
-        TORII_ENSURE(one != NULL && b != NULL, TORII_ENOMEM);
-        TORII_ENSURE(X509_NAME_add_entry(one, ent, -1, 0) == 1, TORII_ENOMEM);
-        TORII_ENSURE(X509_NAME_print_ex(b, one, 0, fl) >= 0, TORII_EINVAL);
-        len = BIO_get_mem_data(b, &data);
-        TORII_ENSURE(len >= 0, TORII_ENOMEM);
-        eq = len > 0 ? memchr(data, '=', (size_t)len) : NULL;
-        rdns[i].value = eq != NULL ? torii_xstrndup(eq + 1, (size_t)(len - (eq + 1 - data)))
-                                   : torii_xstrndup(data != NULL ? data : "", (size_t)len);
-        cap += strlen(rdns[i].name) + strlen(rdns[i].value) + 3;
-        BIO_free(b);
-        b = NULL;
-        X509_NAME_free(one);
-        one = NULL;
-    }
-    /* Stable insertion sort by attribute name, descending. */
-    for (i = 1; i < n; i++) {
-        struct data_rdn cur = rdns[i];
-        j = i - 1;
-        while (j >= 0 && strcmp(rdns[j].name, cur.name) < 0) {
-            rdns[j + 1] = rdns[j];
-            j--;
-        }
-        rdns[j + 1] = cur;
-    }
-    s = torii_xmalloc(cap);
-    s[0] = '\0';
-    for (i = 0; i < n; i++) {
-        int w =
-            snprintf(s + used, cap - used, "%s%s=%s", i ? ", " : "", rdns[i].name, rdns[i].value);
-        TORII_ASSERT(w >= 0 && (size_t)w < cap - used);
-        used += (size_t)w;
-    }
-    *out = s;
-    s = NULL;
-out:
-    free(s);
-    for (i = 0; i < n; i++) {
-        free(rdns[i].value);
-    }
-    free(rdns);
-    BIO_free(b);
-    X509_NAME_free(one);
-    return rc;
-}
 
 static int data_set(json_t *o, const char *k, json_t *v_owned)
 {
@@ -158,7 +71,8 @@ static int data_extensions(const X509 *c, json_t *crit, json_t *noncrit)
 
         TORII_ENSURE(OBJ_obj2txt(oid, sizeof(oid), X509_EXTENSION_get_object(ext), 1) > 0,
                      TORII_EINVAL);
-        b64 = torii_pki__b64(ASN1_STRING_get0_data(val), (size_t)ASN1_STRING_length(val), 0);
+        b64 =
+            torii_b64_encode(ASN1_STRING_get0_data(val), (size_t)ASN1_STRING_length(val), 0, NULL);
         TORII_ENSURE(b64 != NULL, TORII_ENOMEM);
         item = json_pack("{s:s,s:s}", "oid", oid, "value", b64);
         free(b64);
@@ -216,29 +130,6 @@ static int64_t data_serial_long(const ASN1_INTEGER *serial)
     return (int64_t)v;
 }
 
-static char *data_cn(X509 *c)
-{
-    X509_NAME *subj = X509_get_subject_name(c);
-    unsigned char *utf8 = NULL;
-    char *r = NULL;
-    int idx = -1;
-    int last = -1;
-    int len;
-
-    while ((idx = X509_NAME_get_index_by_NID(subj, NID_commonName, idx)) >= 0) {
-        last = idx;
-    }
-    if (last < 0) {
-        return NULL;
-    }
-    len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, last)));
-    if (len > 0 && memchr(utf8, '\0', (size_t)len) == NULL) {
-        r = torii_xstrndup((const char *)utf8, (size_t)len);
-    }
-    OPENSSL_free(utf8);
-    return r;
-}
-
 int torii_pki_cert_data(const char *pem, json_t **out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
@@ -286,7 +177,8 @@ int torii_pki_cert_data(const char *pem, json_t **out, struct torii_errbuf *eb)
         TORII_ENSURE(OBJ_obj2txt(sig_oid, sizeof(sig_oid), aobj, 1) > 0, TORII_EINVAL);
     }
     data_sig_name(c, sig_name, sizeof(sig_name));
-    sig_b64 = torii_pki__b64(ASN1_STRING_get0_data(sig), (size_t)ASN1_STRING_length(sig), 0);
+    sig_b64 =
+        torii_b64_encode(ASN1_STRING_get0_data(sig), (size_t)ASN1_STRING_length(sig), 0, NULL);
     TORII_ENSURE(sig_b64 != NULL, TORII_ENOMEM);
     TORII_ENSURE(EVP_Digest(ASN1_STRING_get0_data(sig), (size_t)ASN1_STRING_length(sig), hash,
                             &hash_len, EVP_sha256(), NULL)
@@ -309,7 +201,7 @@ int torii_pki_cert_data(const char *pem, json_t **out, struct torii_errbuf *eb)
     TORII_ENSURE(sans != NULL && crit != NULL && noncrit != NULL, TORII_ENOMEM);
     TORII_TRY(data_sans(c, sans));
     TORII_TRY(data_extensions(c, crit, noncrit));
-    cn = data_cn(c);
+    cn = torii_pki__cn(c);
 
     d = json_object();
     TORII_ENSURE(d != NULL, TORII_ENOMEM);
