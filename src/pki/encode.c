@@ -60,12 +60,20 @@ int torii_pki__pubkey_pem(EVP_PKEY *key, char **out)
     return torii_pki__bio_text(encode_pubkey_write, key, 0, out);
 }
 
-static int encode_chain_write(BIO *b, const void *chain)
-{
-    const STACK_OF(X509) *c = chain;
+struct encode_chain {
+    X509 *leaf;                  /* NULL: none */
+    const STACK_OF(X509) * rest; /* NULL: none */
+};
 
-    for (int i = 0; i < sk_X509_num(c); i++) {
-        if (PEM_write_bio_X509(b, sk_X509_value(c, i)) != 1) {
+static int encode_chain_write(BIO *b, const void *arg)
+{
+    const struct encode_chain *c = arg;
+
+    if (c->leaf != NULL && PEM_write_bio_X509(b, c->leaf) != 1) {
+        return TORII_ENOMEM;
+    }
+    for (int i = 0; c->rest != NULL && i < sk_X509_num(c->rest); i++) {
+        if (PEM_write_bio_X509(b, sk_X509_value(c->rest, i)) != 1) {
             return TORII_ENOMEM;
         }
     }
@@ -74,7 +82,16 @@ static int encode_chain_write(BIO *b, const void *chain)
 
 int torii_pki__chain_pem(STACK_OF(X509) * chain, char **out)
 {
-    return torii_pki__bio_text(encode_chain_write, chain, 0, out);
+    struct encode_chain c = {NULL, chain};
+
+    return torii_pki__bio_text(encode_chain_write, &c, 0, out);
+}
+
+int torii_pki__leaf_chain_pem(X509 *leaf, const STACK_OF(X509) * rest, char **out)
+{
+    struct encode_chain c = {leaf, rest};
+
+    return torii_pki__bio_text(encode_chain_write, &c, 0, out);
 }
 
 struct encode_name {

@@ -245,7 +245,6 @@ int torii_pki__issue(struct torii_pki__build *b, int type, int bits, const struc
     int rc = TORII_OK;
     EVP_PKEY *key = NULL;
     X509 *c = NULL;
-    STACK_OF(X509) *chain = NULL;
 
     memset(out, 0, sizeof(*out));
     TORII_TRY(torii_pki__key_generate(type, bits, &key, eb));
@@ -253,19 +252,7 @@ int torii_pki__issue(struct torii_pki__build *b, int type, int bits, const struc
     b->issuer = ca != NULL ? ca->cert : NULL;
     b->signer = ca != NULL ? ca->key : key;
     TORII_TRY(torii_pki__cert_build(b, &c, eb));
-    chain = sk_X509_new_null();
-    TORII_ENSURE(chain != NULL && sk_X509_push(chain, c) > 0, TORII_ENOMEM);
-    c = NULL;
-    for (int i = 0; ca != NULL && i < sk_X509_num(ca->chain); i++) {
-        X509 *x = sk_X509_value(ca->chain, i);
-        TORII_ENSURE(X509_up_ref(x) == 1, TORII_ENOMEM);
-        if (sk_X509_push(chain, x) <= 0) {
-            X509_free(x);
-            rc = TORII_ENOMEM;
-            goto out;
-        }
-    }
-    TORII_TRY(torii_pki__chain_pem(chain, &out->chain_pem));
+    TORII_TRY(torii_pki__leaf_chain_pem(c, ca != NULL ? ca->chain : NULL, &out->chain_pem));
     TORII_TRY(torii_pki__key_pem(key, &out->key_pem));
 out:
     if (rc != TORII_OK) {
@@ -273,7 +260,6 @@ out:
     }
     b->pubkey = NULL;
     b->signer = NULL;
-    sk_X509_pop_free(chain, X509_free);
     X509_free(c);
     EVP_PKEY_free(key);
     return rc;

@@ -27,6 +27,10 @@ int torii_pki__key_parse(const char *text, const char *password, EVP_PKEY **out,
 /** Clean PEM of the whole chain (malloc'd, NUL-terminated; encode.c). */
 int torii_pki__chain_pem(STACK_OF(X509) * chain, char **out) TORII_MUST_USE;
 
+/** Clean PEM of leaf followed by rest (an issuer's chain; NULL: none), malloc'd: the chain of
+ * a certificate just signed. */
+int torii_pki__leaf_chain_pem(X509 *leaf, const STACK_OF(X509) * rest, char **out) TORII_MUST_USE;
+
 /** ASN1_TIME to ms since the epoch. TORII_EINVAL when it does not convert. */
 int torii_pki__time_ms(const ASN1_TIME *t, int64_t *out) TORII_MUST_USE;
 
