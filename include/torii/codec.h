@@ -1,7 +1,7 @@
 /* codec.h - text codecs shared by every module that reads encoded peer bytes: base64
- * (RFC 4648 sections 4 and 5), hex, and percent-decoding (RFC 3986 section 2.1). Strict by
- * default: any byte outside the alphabet is an error, so callers never have to re-check the
- * output.
+ * (RFC 4648 sections 4 and 5) both ways, hex, and percent-decoding (RFC 3986 section 2.1).
+ * Strict by default: any byte outside the alphabet is an error, so callers never have to
+ * re-check the output.
  * Threads: any thread (pure functions).
  * Ownership: (base64, percent) *out is malloc'd, NUL-terminated for convenience (not counted in
  * *out_len), owned by the caller, and written only on success. */
@@ -25,6 +25,18 @@ int torii_b64_decode(const char *s, size_t len, unsigned char **out, size_t *out
  * 6-bit group. */
 int torii_b64_decode_mime(const char *s, size_t len, unsigned char **out, size_t *out_len)
     TORII_MUST_USE;
+
+/** Longest base64 text of len bytes (padded), without the NUL. */
+#define TORII_B64_ENCODED_MAX(len) (4 * (((size_t)(len) + 2) / 3))
+
+/** Base64 of data[0..len) at out (room for TORII_B64_ENCODED_MAX(len) + 1 bytes), then a NUL:
+ * the standard alphabet, padded (RFC 4648 section 4), or with url the URL-safe alphabet
+ * without padding (section 5). Returns the length written (NUL not counted). */
+size_t torii_b64_encode_to(const void *data, size_t len, int url, char *out);
+
+/** torii_b64_encode_to into a new malloc'd string (out of memory aborts, mem.h); *out_len
+ * (may be NULL) gets its length. */
+char *torii_b64_encode(const void *data, size_t len, int url, size_t *out_len);
 
 /** Percent-decode s[0..len). plus_space: '+' means ' ' (form encoding). TORII_EINVAL for a '%'
  * not followed by two hex digits, or a decoded NUL byte. */

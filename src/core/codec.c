@@ -159,3 +159,46 @@ int torii_hex_decode(const char *s, size_t len, unsigned char *out, size_t out_l
     }
     return TORII_OK;
 }
+
+size_t torii_b64_encode_to(const void *data, size_t len, int url, char *out)
+{
+    const char *abc = url ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                          : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *p = data;
+    size_t n = 0;
+    size_t i = 0;
+
+    for (; i + 3 <= len; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        out[n++] = abc[v >> 18];
+        out[n++] = abc[(v >> 12) & 63];
+        out[n++] = abc[(v >> 6) & 63];
+        out[n++] = abc[v & 63];
+    }
+    if (i < len) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0);
+        out[n++] = abc[v >> 18];
+        out[n++] = abc[(v >> 12) & 63];
+        if (i + 1 < len) {
+            out[n++] = abc[(v >> 6) & 63];
+        } else if (!url) {
+            out[n++] = '=';
+        }
+        if (!url) {
+            out[n++] = '=';
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
+char *torii_b64_encode(const void *data, size_t len, int url, size_t *out_len)
+{
+    char *s = torii_xmalloc(TORII_B64_ENCODED_MAX(len) + 1);
+    size_t n = torii_b64_encode_to(data, len, url, s);
+
+    if (out_len != NULL) {
+        *out_len = n;
+    }
+    return s;
+}

@@ -449,22 +449,6 @@ int torii_jwt_verify(const struct torii_jwt_keyset *ks, const struct torii_jwt_p
 
 /* ---- signing ------------------------------------------------------------------------------ */
 
-/* Append base64url (no padding) of d[0..n) at out (room for 4 * ceil(n / 3) + 1). */
-static size_t jws_b64url(const unsigned char *d, size_t n, char *out)
-{
-    int len = EVP_EncodeBlock((unsigned char *)out, d, (int)n);
-    size_t m = len > 0 ? (size_t)len : 0;
-
-    while (m > 0 && out[m - 1] == '=') {
-        m--;
-    }
-    for (size_t i = 0; i < m; i++) {
-        out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
-    }
-    out[m] = '\0';
-    return m;
-}
-
 static unsigned jws_default_alg(EVP_PKEY *key)
 {
     unsigned algs = torii_jwt_key_algs(key);
@@ -541,13 +525,13 @@ int torii_jwt_sign(EVP_PKEY *key, unsigned alg, const char *kid, const json_t *c
         torii_errf(eb, TORII_ETOOBIG, "jwt: token longer than %d bytes", TORII_JWT_MAX_TOKEN));
     /* header.payload.signature; an RSA-4096 signature is 512 bytes. */
     tok = torii_xmalloc((hl + 2) / 3 * 4 + (cl + 2) / 3 * 4 + 2 + (1024 + 2) / 3 * 4 + 2);
-    n = jws_b64url((const unsigned char *)htext, hl, tok);
+    n = torii_b64_encode_to(htext, hl, 1, tok);
     tok[n++] = '.';
-    n += jws_b64url((const unsigned char *)ctext, cl, tok + n);
+    n += torii_b64_encode_to(ctext, cl, 1, tok + n);
     TORII_TRY(jws_sign_raw(key, alg, tok, n, &sig, &sig_len, eb));
     TORII_ENSURE(sig_len <= 1024, torii_errf(eb, TORII_ETOOBIG, "jwt: signature too long"));
     tok[n++] = '.';
-    n += jws_b64url(sig, sig_len, tok + n);
+    n += torii_b64_encode_to(sig, sig_len, 1, tok + n);
     TORII_ENSURE(
         n <= TORII_JWT_MAX_TOKEN,
         torii_errf(eb, TORII_ETOOBIG, "jwt: token longer than %d bytes", TORII_JWT_MAX_TOKEN));

@@ -17,21 +17,14 @@
 
 #define PKI_CSR_MAX ((size_t)64 * 1024)
 
+static int csr_write(BIO *b, const void *req)
+{
+    return PEM_write_bio_X509_REQ(b, (X509_REQ *)(uintptr_t)req) == 1 ? TORII_OK : TORII_ENOMEM;
+}
+
 static int csr_to_pem(X509_REQ *req, char **out)
 {
-    int rc = TORII_OK;
-    BIO *b = BIO_new(BIO_s_mem());
-    char *data = NULL;
-    long len;
-
-    TORII_ENSURE(b != NULL, TORII_ENOMEM);
-    TORII_ENSURE(PEM_write_bio_X509_REQ(b, req) == 1, TORII_ENOMEM);
-    len = BIO_get_mem_data(b, &data);
-    TORII_ENSURE(len > 0, TORII_ENOMEM);
-    *out = torii_xstrndup(data, (size_t)len);
-out:
-    BIO_free(b);
-    return rc;
+    return torii_pki__bio_text(csr_write, req, 0, out);
 }
 
 static int csr_add_ext(STACK_OF(X509_EXTENSION) * exts, int nid, void *value)

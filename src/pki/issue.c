@@ -1,11 +1,10 @@
-/* issue.c - issuing certificates from an Otoroshi GenCsrQuery (reference 3.1, 3.4): query
- * parsing, DN parsing, key generation, the X.509 profiles, and the entity built around a
- * new certificate.
+/* issue.c - issuing certificates from a parsed GenCsrQuery (query.c; reference 3.1, 3.4): key
+ * generation, the X.509 profiles, the one issuing pipeline (key, certificate, chain and PEMs)
+ * that CAs, leaves, key pairs and the first-start self-signed certificate (gen.c) all go
+ * through, and the entity built around a new certificate.
  *
- * Fixed on purpose (reference 13): an unsupported key size is an error instead of a silent
- * P-256; only the digest of signatureAlg/digestAlg is used, so an RSA-named algorithm with
- * an EC key (Otoroshi's default) does not fail; caIssuers names the issuer, not the
- * certificate's own serial; client certificates keep client=true in the entity. */
+ * Fixed on purpose (reference 13): caIssuers names the issuer, not the certificate's own
+ * serial; client certificates keep client=true in the entity. */
 #include <arpa/inet.h>
 
 #include <ctype.h>
@@ -22,445 +21,10 @@
 #include "torii/clock.h"
 #include "torii/pki.h"
 
-#define PKI_DAY_MS       86400000LL
-#define PKI_MAX_DURATION (100LL * 366 * PKI_DAY_MS)
-#define PKI_CN_MAX       64 /* RFC 5280 ub-common-name */
-#define PKI_DN_MAX       4096
-#define PKI_HOSTS_MAX    1000
-
-/* ---- small parsers ---- */
-
-static int pki_dns_ok(const char *s)
-{
-    size_t len = strlen(s);
-    size_t i;
-
-    if (len == 0 || len > 253) {
-        return 0;
-    }
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        int alnum = isalnum(c) != 0;
-        if (!(alnum || c == '-' || c == '.' || c == '_' || (c == '*' && i == 0))) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-static int pki_bool_field(const json_t *q, const char *k, int *out, struct torii_errbuf *eb)
-{
-    const json_t *v = json_object_get(q, k);
-
-    if (v == NULL || json_is_null(v)) {
-        *out = 0;
-        return TORII_OK;
-    }
-    if (!json_is_boolean(v)) {
-        return torii_errf(eb, TORII_EINVAL, "query: '%s' must be a boolean", k);
-    }
-    *out = json_is_true(v);
-    return TORII_OK;
-}
-
-static int pki_md_parse(const char *s, const EVP_MD **out, struct torii_errbuf *eb)
-{
-    char up[64];
-    size_t n = 0;
-    size_t i;
-
-    for (i = 0; s[i] != '\0' && n + 1 < sizeof(up); i++) {
-        if (s[i] != '-' && s[i] != '_') {
-            up[n++] = (char)toupper((unsigned char)s[i]);
-        }
-    }
-    up[n] = '\0';
-    if (strncmp(up, "SHA512", 6) == 0) {
-        *out = EVP_sha512();
-    } else if (strncmp(up, "SHA384", 6) == 0) {
-        *out = EVP_sha384();
-    } else if (strncmp(up, "SHA256", 6) == 0) {
-        *out = EVP_sha256();
-    } else {
-        return torii_errf(eb, TORII_EINVAL,
-                          "query: unsupported signature/digest algorithm '%.40s' (SHA-256, "
-                          "SHA-384 or SHA-512)",
-                          s);
-    }
-    return TORII_OK;
-}
-
-static int pki_key_check(int type, int bits, struct torii_errbuf *eb)
-{
-    if (type == EVP_PKEY_RSA && (bits == 2048 || bits == 3072 || bits == 4096)) {
-        return TORII_OK;
-    }
-    if (type == EVP_PKEY_EC && (bits == 256 || bits == 384 || bits == 521)) {
-        return TORII_OK;
-    }
-    return torii_errf(eb, TORII_EINVAL,
-                      "query: unsupported %s key size %d (RSA 2048/3072/4096, ECDSA "
-                      "256/384/521)",
-                      type == EVP_PKEY_RSA ? "RSA" : "ECDSA", bits);
-}
-
-static int pki_algo_parse(const json_t *algo, const json_t *size, int *type, int *bits,
-                          struct torii_errbuf *eb)
-{
-    const char *a;
-
-    if (!json_is_string(algo)) {
-        return torii_errf(eb, TORII_EINVAL, "query: key algorithm must be a string");
-    }
-    a = json_string_value(algo);
-    if (strcasecmp(a, "rsa") == 0) {
-        *type = EVP_PKEY_RSA;
-        *bits = 2048;
-    } else if (strcasecmp(a, "ecdsa") == 0 || strcasecmp(a, "ec") == 0) {
-        *type = EVP_PKEY_EC;
-        *bits = 256;
-    } else {
-        return torii_errf(eb, TORII_EINVAL,
-                          "query: unsupported key algorithm '%.32s' (rsa or ecdsa)", a);
-    }
-    if (size != NULL && !json_is_null(size)) {
-        if (!json_is_integer(size)) {
-            return torii_errf(eb, TORII_EINVAL, "query: key size must be an integer");
-        }
-        if (json_integer_value(size) < 0 || json_integer_value(size) > 65536) {
-            return torii_errf(eb, TORII_EINVAL, "query: unsupported key size %lld",
-                              (long long)json_integer_value(size));
-        }
-        *bits = (int)json_integer_value(size);
-    }
-    return pki_key_check(*type, *bits, eb);
-}
-
-int torii_pki__keyspec_parse(const json_t *q, int *type, int *bits, struct torii_errbuf *eb)
-{
-    const json_t *key;
-
-    *type = 0;
-    *bits = 0;
-    if (q == NULL || json_is_null(q)) {
-        return TORII_OK;
-    }
-    if (!json_is_object(q)) {
-        return torii_errf(eb, TORII_EINVAL, "query: must be a JSON object");
-    }
-    key = json_object_get(q, "key");
-    if (key != NULL && !json_is_null(key)) {
-        if (!json_is_object(key)) {
-            return torii_errf(eb, TORII_EINVAL, "query: 'key' must be an object {algo, size}");
-        }
-        return pki_algo_parse(json_object_get(key, "algo"), json_object_get(key, "size"), type,
-                              bits, eb);
-    }
-    /* POST /api/pki/keys sends {algo, size} directly; other bodies use keyType/keySize. */
-    if (json_object_get(q, "algo") != NULL) {
-        return pki_algo_parse(json_object_get(q, "algo"), json_object_get(q, "size"), type, bits,
-                              eb);
-    }
-    if (json_object_get(q, "keyType") != NULL) {
-        return pki_algo_parse(json_object_get(q, "keyType"), json_object_get(q, "keySize"), type,
-                              bits, eb);
-    }
-    return TORII_OK;
-}
-
-/* Attribute names users write in upper case that OpenSSL knows under another spelling. */
-static const char *pki_attr_alias(const char *up)
-{
-    static const char *const map[][2] = {
-        {"E", "emailAddress"},
-        {"EMAIL", "emailAddress"},
-        {"EMAILADDRESS", "emailAddress"},
-        {"SERIALNUMBER", "serialNumber"},
-        {"STREET", "street"},
-        {"SURNAME", "SN"},
-        {"GIVENNAME", "GN"},
-        {"T", "title"},
-        {"TITLE", "title"},
-        {"S", "ST"},
-    };
-    size_t i;
-
-    for (i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-        if (strcmp(map[i][0], up) == 0) {
-            return map[i][1];
-        }
-    }
-    return up;
-}
-
-static char *pki_trim(char *s)
-{
-    char *e;
-
-    while (*s == ' ' || *s == '\t') {
-        s++;
-    }
-    e = s + strlen(s);
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) {
-        *--e = '\0';
-    }
-    return s;
-}
-
-/* One "K=V" with the value already unescaped. */
-static int pki_dn_add(X509_NAME *name, char *key, const char *value, struct torii_errbuf *eb)
-{
-    char up[64];
-    size_t i;
-    int nid;
-
-    key = pki_trim(key);
-    if (key[0] == '\0' || strlen(key) >= sizeof(up)) {
-        return torii_errf(eb, TORII_EINVAL, "subject: bad attribute name");
-    }
-    if (value[0] == '\0') {
-        return torii_errf(eb, TORII_EINVAL, "subject: attribute '%s' has an empty value", key);
-    }
-    nid = OBJ_txt2nid(key);
-    if (nid == NID_undef) {
-        for (i = 0; key[i] != '\0'; i++) {
-            up[i] = (char)toupper((unsigned char)key[i]);
-        }
-        up[i] = '\0';
-        nid = OBJ_txt2nid(pki_attr_alias(up));
-    }
-    if (nid == NID_undef) {
-        return torii_errf(eb, TORII_EINVAL, "subject: unknown attribute '%s'", key);
-    }
-    if (X509_NAME_add_entry_by_NID(name, nid, MBSTRING_UTF8, (const unsigned char *)value, -1, -1,
-                                   0)
-        != 1) {
-        (void)torii_errbuf_ossl(eb, "subject: bad value");
-        return torii_errf(eb, TORII_EINVAL, "subject: bad value for attribute '%s'", key);
-    }
-    return TORII_OK;
-}
-
-int torii_pki__dn_parse(const char *s, X509_NAME **out, struct torii_errbuf *eb)
-{
-    int rc = TORII_OK;
-    X509_NAME *name = X509_NAME_new();
-    char *buf = NULL;
-    char *val = NULL;
-    size_t len;
-    size_t i;
-    size_t start = 0;
-
-    TORII_ENSURE(name != NULL, TORII_ENOMEM);
-    len = strlen(s);
-    TORII_ENSURE(len > 0 && len <= PKI_DN_MAX,
-                 torii_errf(eb, TORII_EINVAL, "subject: empty or longer than %d", PKI_DN_MAX));
-    buf = torii_xstrndup(s, len);
-    val = torii_xmalloc(len + 1);
-    /* RFC 4514: ',' separates RDNs; '\' escapes the next character. */
-    for (i = 0; i <= len; i++) {
-        if (i < len && buf[i] == '\\') {
-            i++;
-            continue;
-        }
-        if (i == len || buf[i] == ',') {
-            char *rdn = buf + start;
-            char *eq;
-            size_t j;
-            size_t n = 0;
-            char *v;
-
-            buf[i] = '\0';
-            eq = strchr(rdn, '=');
-            TORII_ENSURE(eq != NULL, torii_errf(eb, TORII_EINVAL,
-                                                "subject: '%.40s' is not ATTRIBUTE=value", rdn));
-            *eq = '\0';
-            v = pki_trim(eq + 1);
-            for (j = 0; v[j] != '\0'; j++) {
-                if (v[j] == '\\' && v[j + 1] != '\0') {
-                    j++;
-                }
-                val[n++] = v[j];
-            }
-            val[n] = '\0';
-            TORII_TRY(pki_dn_add(name, rdn, val, eb));
-            start = i + 1;
-        }
-    }
-    *out = name;
-    name = NULL;
-out:
-    free(buf);
-    free(val);
-    X509_NAME_free(name);
-    return rc;
-}
-
-static int pki_hosts_parse(const json_t *hosts, struct torii_pki__query *q, struct torii_errbuf *eb)
-{
-    int rc = TORII_OK;
-    GENERAL_NAME *g = NULL;
-    size_t i;
-    const json_t *h;
-
-    if (hosts == NULL || json_is_null(hosts)) {
-        return TORII_OK;
-    }
-    TORII_ENSURE(json_is_array(hosts) && json_array_size(hosts) <= PKI_HOSTS_MAX,
-                 torii_errf(eb, TORII_EINVAL, "query: 'hosts' must be an array of names"));
-    json_array_foreach (hosts, i, h) {
-        const char *s = json_string_value(h);
-        unsigned char bin[16];
-
-        TORII_ENSURE(s != NULL,
-                     torii_errf(eb, TORII_EINVAL, "query: hosts[%zu] is not a string", i));
-        if (inet_pton(AF_INET, s, bin) == 1 || inet_pton(AF_INET6, s, bin) == 1) {
-            g = a2i_GENERAL_NAME(NULL, NULL, NULL, GEN_IPADD, s, 0);
-        } else {
-            TORII_ENSURE(
-                pki_dns_ok(s),
-                torii_errf(eb, TORII_EINVAL, "query: host '%.64s' is not a DNS name or IP", s));
-            g = a2i_GENERAL_NAME(NULL, NULL, NULL, GEN_DNS, s, 0);
-        }
-        TORII_ENSURE(g != NULL, torii_errbuf_ossl(eb, "query: host"));
-        TORII_ENSURE(sk_GENERAL_NAME_push(q->sans, g) > 0, TORII_ENOMEM);
-        g = NULL;
-        if (q->first_host == NULL) {
-            q->first_host = torii_xstrdup(s);
-        }
-    }
-out:
-    GENERAL_NAME_free(g);
-    return rc;
-}
-
-/* The `name` map as "K=V, K=V" (reference: subject built from name when subject absent). */
-static int pki_name_map(const json_t *name, X509_NAME **out, struct torii_errbuf *eb)
-{
-    int rc = TORII_OK;
-    X509_NAME *n = X509_NAME_new();
-    const char *k;
-    json_t *v;
-    char key[64];
-
-    TORII_ENSURE(n != NULL, TORII_ENOMEM);
-    json_object_foreach ((json_t *)(uintptr_t)name, k, v) {
-        TORII_ENSURE(json_is_string(v),
-                     torii_errf(eb, TORII_EINVAL, "query: name.%.32s must be a string", k));
-        TORII_ENSURE(strlen(k) < sizeof(key),
-                     torii_errf(eb, TORII_EINVAL, "query: name key too long"));
-        (void)snprintf(key, sizeof(key), "%s", k);
-        TORII_TRY(pki_dn_add(n, key, json_string_value(v), eb));
-    }
-    if (X509_NAME_entry_count(n) == 0) {
-        X509_NAME_free(n);
-        n = NULL;
-    }
-    *out = n;
-    n = NULL;
-out:
-    X509_NAME_free(n);
-    return rc;
-}
-
-int torii_pki__query_parse(const json_t *q, struct torii_pki__query *out, struct torii_errbuf *eb)
-{
-    int rc = TORII_OK;
-    struct torii_pki__query r;
-    const json_t *v;
-    const char *sig = NULL;
-
-    memset(&r, 0, sizeof(r));
-    r.sans = sk_GENERAL_NAME_new_null();
-    TORII_ENSURE(r.sans != NULL, TORII_ENOMEM);
-    if (q == NULL || json_is_null(q)) {
-        q = NULL;
-    } else {
-        TORII_ENSURE(json_is_object(q),
-                     torii_errf(eb, TORII_EINVAL, "query: must be a JSON object"));
-    }
-    TORII_TRY(torii_pki__keyspec_parse(q, &r.key_type, &r.key_bits, eb));
-    TORII_TRY(pki_hosts_parse(json_object_get(q, "hosts"), &r, eb));
-    v = json_object_get(q, "subject");
-    if (v != NULL && !json_is_null(v)) {
-        TORII_ENSURE(json_is_string(v),
-                     torii_errf(eb, TORII_EINVAL, "query: 'subject' must be a string"));
-        if (json_string_length(v) > 0) {
-            TORII_TRY(torii_pki__dn_parse(json_string_value(v), &r.subject, eb));
-        }
-    }
-    v = json_object_get(q, "name");
-    if (r.subject == NULL && v != NULL && !json_is_null(v)) {
-        TORII_ENSURE(json_is_object(v),
-                     torii_errf(eb, TORII_EINVAL, "query: 'name' must be an object"));
-        TORII_TRY(pki_name_map(v, &r.subject, eb));
-    }
-    TORII_TRY(pki_bool_field(q, "client", &r.client, eb));
-    TORII_TRY(pki_bool_field(q, "ca", &r.ca, eb));
-    TORII_TRY(pki_bool_field(q, "includeAIA", &r.include_aia, eb));
-    v = json_object_get(q, "duration");
-    if (v != NULL && !json_is_null(v)) {
-        double d = json_number_value(v);
-        TORII_ENSURE(json_is_number(v) && d >= 1000.0 && d <= (double)PKI_MAX_DURATION,
-                     torii_errf(eb, TORII_EINVAL,
-                                "query: 'duration' must be a number of ms (1 s to 100 years)"));
-        r.duration_ms = (int64_t)d;
-    }
-    v = json_object_get(q, "signatureAlg");
-    if (v != NULL && !json_is_null(v)) {
-        TORII_ENSURE(json_is_string(v),
-                     torii_errf(eb, TORII_EINVAL, "query: 'signatureAlg' must be a string"));
-        sig = json_string_value(v);
-    }
-    v = json_object_get(q, "digestAlg");
-    if (v != NULL && !json_is_null(v)) {
-        TORII_ENSURE(json_is_string(v),
-                     torii_errf(eb, TORII_EINVAL, "query: 'digestAlg' must be a string"));
-        if (sig == NULL) {
-            sig = json_string_value(v);
-        }
-    }
-    if (sig != NULL) {
-        TORII_TRY(pki_md_parse(sig, &r.md, eb));
-    }
-    r.echo = json_object();
-    TORII_ENSURE(r.echo != NULL, TORII_ENOMEM);
-    {
-        static const char *const keep[] = {"hosts",     "key",       "name",     "subject",
-                                           "client",    "ca",        "duration", "signatureAlg",
-                                           "digestAlg", "includeAIA"};
-        size_t i;
-        for (i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
-            v = json_object_get(q, keep[i]);
-            if (v != NULL) {
-                TORII_ENSURE(json_object_set_new(r.echo, keep[i], json_deep_copy(v)) == 0,
-                             TORII_ENOMEM);
-            }
-        }
-    }
-    *out = r;
-    memset(&r, 0, sizeof(r));
-out:
-    torii_pki__query_clear(&r);
-    return rc;
-}
-
-void torii_pki__query_clear(struct torii_pki__query *q)
-{
-    if (q == NULL) {
-        return;
-    }
-    X509_NAME_free(q->subject);
-    GENERAL_NAMES_free(q->sans);
-    free(q->first_host);
-    json_decref(q->echo);
-    memset(q, 0, sizeof(*q));
-}
-
 int torii_pki__key_generate(int type, int bits, EVP_PKEY **out, struct torii_errbuf *eb)
 {
     EVP_PKEY *k = NULL;
-    int rc = pki_key_check(type, bits, eb);
+    int rc = torii_pki__key_check(type, bits, eb);
 
     if (rc != TORII_OK) {
         return rc;
@@ -592,13 +156,15 @@ int torii_pki__cert_build(const struct torii_pki__build *b, X509 **out, struct t
     const char *eku = b->client ? "clientAuth" : "serverAuth";
 
     TORII_ENSURE(c != NULL, TORII_ENOMEM);
-    TORII_ENSURE(b->duration_ms > 0 && b->duration_ms <= PKI_MAX_DURATION && b->now_ms >= 0,
+    TORII_ENSURE(b->duration_ms > 0 && b->duration_ms <= TORII_PKI__MAX_DURATION_MS
+                     && b->now_ms >= 0,
                  torii_errf(eb, TORII_EINVAL, "issue: bad validity"));
     TORII_ENSURE(X509_set_version(c, X509_VERSION_3) == 1, TORII_ENOMEM);
     TORII_TRY(torii_pki__serial_random(c));
     TORII_ENSURE(X509_time_adj_ex(X509_getm_notBefore(c), 0, 0, &t) != NULL
-                     && X509_time_adj_ex(X509_getm_notAfter(c), (int)(b->duration_ms / PKI_DAY_MS),
-                                         (long)((b->duration_ms % PKI_DAY_MS) / 1000), &t)
+                     && X509_time_adj_ex(X509_getm_notAfter(c),
+                                         (int)(b->duration_ms / TORII_PKI__DAY_MS),
+                                         (long)((b->duration_ms % TORII_PKI__DAY_MS) / 1000), &t)
                             != NULL,
                  torii_errbuf_ossl(eb, "issue: validity"));
     /* A certificate cannot outlive its issuer (the chain would stop validating first). */
@@ -673,34 +239,164 @@ static int pki_is_ca_kind(enum torii_pki__kind kind)
     return kind == TORII_PKI__ROOT_CA || kind == TORII_PKI__SUB_CA;
 }
 
+int torii_pki__issue(struct torii_pki__build *b, int type, int bits, const struct torii_pki__ca *ca,
+                     struct torii_pki__issued *out, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    EVP_PKEY *key = NULL;
+    X509 *c = NULL;
+
+    memset(out, 0, sizeof(*out));
+    TORII_TRY(torii_pki__key_generate(type, bits, &key, eb));
+    b->pubkey = key;
+    b->issuer = ca != NULL ? ca->cert : NULL;
+    b->signer = ca != NULL ? ca->key : key;
+    TORII_TRY(torii_pki__cert_build(b, &c, eb));
+    TORII_TRY(torii_pki__leaf_chain_pem(c, ca != NULL ? ca->chain : NULL, &out->chain_pem));
+    TORII_TRY(torii_pki__key_pem(key, &out->key_pem));
+out:
+    if (rc != TORII_OK) {
+        torii_pki__issued_clear(out);
+    }
+    b->pubkey = NULL;
+    b->signer = NULL;
+    X509_free(c);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+void torii_pki__issued_clear(struct torii_pki__issued *x)
+{
+    if (x->key_pem != NULL) {
+        torii_secure_free(x->key_pem, strlen(x->key_pem));
+    }
+    free(x->chain_pem);
+    memset(x, 0, sizeof(*x));
+}
+
+/* The subject of a query: its own, else CN=hosts[0] (*owned, for the caller to free). */
+static int pki_query_subject(const struct torii_pki__query *q, const X509_NAME **subject,
+                             X509_NAME **owned, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
+    *owned = NULL;
+    if (q->subject != NULL) {
+        *subject = q->subject;
+        return TORII_OK;
+    }
+    TORII_ENSURE(
+        q->first_host != NULL && strlen(q->first_host) <= TORII_PKI__CN_MAX,
+        torii_errf(eb, TORII_EINVAL, "query: 'subject', 'name' or a short first host is required"));
+    *owned = X509_NAME_new();
+    TORII_ENSURE(*owned != NULL, TORII_ENOMEM);
+    TORII_ENSURE(X509_NAME_add_entry_by_NID(*owned, NID_commonName, MBSTRING_UTF8,
+                                            (const unsigned char *)q->first_host, -1, -1, 0)
+                     == 1,
+                 torii_errbuf_ossl(eb, "issue: subject CN"));
+    *subject = *owned;
+out:
+    return rc;
+}
+
+/* metadata.csr: the query as Otoroshi echoes it, with the effective key and duration. */
+static int pki_query_echo(const struct torii_pki__query *q, int type, int bits, int64_t duration_ms,
+                          char **out)
+{
+    int rc = TORII_OK;
+
+    TORII_ENSURE(
+        json_object_set_new(
+            q->echo, "key",
+            json_pack("{s:s,s:i}", "algo", type == EVP_PKEY_RSA ? "rsa" : "ecdsa", "size", bits))
+                == 0
+            && json_object_set_new(q->echo, "duration", json_integer((json_int_t)duration_ms)) == 0,
+        TORII_ENOMEM);
+    *out = json_dumps(q->echo, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    TORII_ENSURE(*out != NULL, TORII_ENOMEM);
+out:
+    return rc;
+}
+
+/* The entity around an issued certificate (enriched). */
+static int pki_issued_entity(const char *id, const struct torii_pki__issued *is,
+                             const struct torii_pki__ca *ca, int client, int keypair,
+                             const char *csr, int64_t now_ms, json_t **out, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    json_t *e = torii_cert_template();
+    json_t *meta;
+
+    TORII_ENSURE(e != NULL, TORII_ENOMEM);
+    TORII_TRY(pki_set(e, "id", json_string(id)));
+    TORII_TRY(pki_set(e, "chain", json_string(is->chain_pem)));
+    TORII_TRY(pki_set(e, "privateKey", json_string(is->key_pem)));
+    TORII_TRY(pki_set(e, "caRef", ca != NULL ? json_string(ca->id) : json_null()));
+    TORII_TRY(pki_set(e, "client", json_boolean(client)));
+    TORII_TRY(pki_set(e, "keypair", json_boolean(keypair)));
+    meta = json_object_get(e, "metadata");
+    TORII_ENSURE(json_is_object(meta), TORII_ENOMEM);
+    TORII_TRY(pki_set(meta, "csr", json_string(csr)));
+    TORII_TRY(torii_cert_enrich(e, now_ms, eb));
+    *out = e;
+    e = NULL;
+out:
+    json_decref(e);
+    return rc;
+}
+
+/* The build description of a query: kind, defaults for key and duration, AIA. */
+static int pki_query_build(const struct torii_pki__query *q, const struct torii_pki__ca *ca,
+                           enum torii_pki__kind kind, const struct torii_pki_opts *o,
+                           struct torii_pki__build *b, int *type, int *bits,
+                           struct torii_errbuf *eb)
+{
+    memset(b, 0, sizeof(*b));
+    *type = q->key_type;
+    *bits = q->key_bits;
+    if (*type == 0) {
+        *type = EVP_PKEY_EC;
+        *bits = pki_is_ca_kind(kind) ? 384 : 256;
+    }
+    if (q->include_aia && ca != NULL && o->base_url == NULL) {
+        return torii_errf(eb, TORII_EINVAL,
+                          "query: includeAIA needs a public base URL (not configured)");
+    }
+    b->sans = q->sans;
+    b->kind = kind;
+    b->client = q->client;
+    b->now_ms = o->now_ms;
+    b->duration_ms = q->duration_ms;
+    if (b->duration_ms == 0) {
+        b->duration_ms =
+            (pki_is_ca_kind(kind) || kind == TORII_PKI__KEYPAIR ? 3650 : 365) * TORII_PKI__DAY_MS;
+    }
+    b->md = q->md;
+    if (q->include_aia && ca != NULL) {
+        b->base_url = o->base_url;
+        b->issuer_id = ca->id;
+    }
+    return TORII_OK;
+}
+
 int torii_pki__issue_entity(const struct torii_pki__query *q, const struct torii_pki__ca *ca,
                             enum torii_pki__kind kind, const struct torii_pki_opts *o, json_t **out,
                             struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     struct torii_pki_opts def = {0, NULL, NULL};
+    struct torii_pki__issued is = {NULL, NULL};
     struct torii_pki__build b;
-    EVP_PKEY *key = NULL;
-    X509 *c = NULL;
+    const X509_NAME *subject = NULL;
     X509_NAME *subj = NULL;
-    STACK_OF(X509) *chain = NULL;
-    char *chain_pem = NULL;
-    char *key_pem = NULL;
     char *csr = NULL;
-    json_t *e = NULL;
-    json_t *meta;
     char id[40];
-    int type = q->key_type;
-    int bits = q->key_bits;
-    int i;
+    int type;
+    int bits;
 
     if (o == NULL) {
         def.now_ms = torii_clock_now_ms();
         o = &def;
-    }
-    if (type == 0) {
-        type = EVP_PKEY_EC;
-        bits = pki_is_ca_kind(kind) ? 384 : 256;
     }
     if (o->id != NULL) {
         TORII_ENSURE(o->id[0] != '\0' && strlen(o->id) < 256,
@@ -708,97 +404,56 @@ int torii_pki__issue_entity(const struct torii_pki__query *q, const struct torii
     } else {
         TORII_TRY(torii_rand_alnum(id, 32));
     }
-    if (q->subject == NULL) {
-        TORII_ENSURE(q->first_host != NULL && strlen(q->first_host) <= PKI_CN_MAX,
-                     torii_errf(eb, TORII_EINVAL,
-                                "query: 'subject', 'name' or a short first host is required"));
-        subj = X509_NAME_new();
-        TORII_ENSURE(subj != NULL, TORII_ENOMEM);
-        TORII_ENSURE(X509_NAME_add_entry_by_NID(subj, NID_commonName, MBSTRING_UTF8,
-                                                (const unsigned char *)q->first_host, -1, -1, 0)
-                         == 1,
-                     torii_errbuf_ossl(eb, "issue: subject CN"));
-    }
-    if (q->include_aia && ca != NULL) {
-        TORII_ENSURE(o->base_url != NULL,
-                     torii_errf(eb, TORII_EINVAL,
-                                "query: includeAIA needs a public base URL (not configured)"));
-    }
-    TORII_TRY(torii_pki__key_generate(type, bits, &key, eb));
-
-    memset(&b, 0, sizeof(b));
-    b.subject = q->subject != NULL ? q->subject : subj;
-    b.pubkey = key;
-    b.sans = q->sans;
-    b.kind = kind;
-    b.client = q->client;
-    b.now_ms = o->now_ms;
-    b.duration_ms = q->duration_ms;
-    if (b.duration_ms == 0) {
-        b.duration_ms =
-            (pki_is_ca_kind(kind) || kind == TORII_PKI__KEYPAIR ? 3650 : 365) * PKI_DAY_MS;
-    }
-    b.issuer = ca != NULL ? ca->cert : NULL;
-    b.signer = ca != NULL ? ca->key : key;
-    b.md = q->md;
-    if (q->include_aia && ca != NULL) {
-        b.base_url = o->base_url;
-        b.issuer_id = ca->id;
-    }
-    TORII_TRY(torii_pki__cert_build(&b, &c, eb));
-
-    chain = sk_X509_new_null();
-    TORII_ENSURE(chain != NULL && sk_X509_push(chain, c) > 0, TORII_ENOMEM);
-    c = NULL;
-    for (i = 0; ca != NULL && i < sk_X509_num(ca->chain); i++) {
-        X509 *x = sk_X509_value(ca->chain, i);
-        TORII_ENSURE(X509_up_ref(x) == 1, TORII_ENOMEM);
-        if (sk_X509_push(chain, x) <= 0) {
-            X509_free(x);
-            rc = TORII_ENOMEM;
-            goto out;
-        }
-    }
-    TORII_TRY(torii_pki__chain_pem(chain, &chain_pem));
-    TORII_TRY(torii_pki__key_pem(key, &key_pem));
-
-    /* metadata.csr: the query as Otoroshi echoes it, with the effective key and duration. */
-    TORII_ENSURE(
-        json_object_set_new(
-            q->echo, "key",
-            json_pack("{s:s,s:i}", "algo", type == EVP_PKEY_RSA ? "rsa" : "ecdsa", "size", bits))
-                == 0
-            && json_object_set_new(q->echo, "duration", json_integer((json_int_t)b.duration_ms))
-                   == 0,
-        TORII_ENOMEM);
-    csr = json_dumps(q->echo, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    TORII_ENSURE(csr != NULL, TORII_ENOMEM);
-
-    e = torii_cert_template();
-    TORII_ENSURE(e != NULL, TORII_ENOMEM);
-    TORII_TRY(pki_set(e, "id", json_string(o->id != NULL ? o->id : id)));
-    TORII_TRY(pki_set(e, "chain", json_string(chain_pem)));
-    TORII_TRY(pki_set(e, "privateKey", json_string(key_pem)));
-    TORII_TRY(pki_set(e, "caRef", ca != NULL ? json_string(ca->id) : json_null()));
-    TORII_TRY(pki_set(e, "client", json_boolean(kind == TORII_PKI__LEAF && q->client)));
-    TORII_TRY(pki_set(e, "keypair", json_boolean(kind == TORII_PKI__KEYPAIR)));
-    meta = json_object_get(e, "metadata");
-    TORII_ENSURE(json_is_object(meta), TORII_ENOMEM);
-    TORII_TRY(pki_set(meta, "csr", json_string(csr)));
-    TORII_TRY(torii_cert_enrich(e, o->now_ms, eb));
-    *out = e;
-    e = NULL;
+    TORII_TRY(pki_query_subject(q, &subject, &subj, eb));
+    TORII_TRY(pki_query_build(q, ca, kind, o, &b, &type, &bits, eb));
+    b.subject = subject;
+    TORII_TRY(torii_pki__issue(&b, type, bits, ca, &is, eb));
+    TORII_TRY(pki_query_echo(q, type, bits, b.duration_ms, &csr));
+    TORII_TRY(pki_issued_entity(o->id != NULL ? o->id : id, &is, ca,
+                                kind == TORII_PKI__LEAF && q->client, kind == TORII_PKI__KEYPAIR,
+                                csr, o->now_ms, out, eb));
 out:
-    json_decref(e);
     free(csr);
-    if (key_pem != NULL) {
-        torii_secure_free(key_pem, strlen(key_pem));
-    }
-    free(chain_pem);
-    sk_X509_pop_free(chain, X509_free);
-    X509_free(c);
+    torii_pki__issued_clear(&is);
     X509_NAME_free(subj);
-    EVP_PKEY_free(key);
+    return rc;
+}
+
+/* ---- public issuing calls ---- */
+
+int torii_pki_ca_create(const json_t *query, const struct torii_pki_opts *o, json_t **out,
+                        struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    struct torii_pki__query q;
+
+    memset(&q, 0, sizeof(q));
+    TORII_TRY(torii_pki__query_parse(query, &q, eb));
+    TORII_TRY(torii_pki__issue_entity(&q, NULL, TORII_PKI__ROOT_CA, o, out, eb));
+out:
+    torii_pki__query_clear(&q);
+    return rc;
+}
+
+int torii_pki_subca_create(const json_t *ca_entity, const json_t *query,
+                           const struct torii_pki_opts *o, json_t **out, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    struct torii_pki__query q;
+    struct torii_pki__ca ca;
+
+    memset(&q, 0, sizeof(q));
+    memset(&ca, 0, sizeof(ca));
+    TORII_TRY(torii_pki__ca_load(ca_entity, &ca, eb));
+    /* pathLenConstraint 0 on the issuer forbids any CA below it (RFC 5280 4.2.1.9). */
+    TORII_ENSURE(
+        X509_get_pathlen(ca.cert) != 0,
+        torii_errf(eb, TORII_EINVAL, "issuer '%s' has pathLen 0 and cannot sign a sub-CA", ca.id));
+    TORII_TRY(torii_pki__query_parse(query, &q, eb));
+    TORII_TRY(torii_pki__issue_entity(&q, &ca, TORII_PKI__SUB_CA, o, out, eb));
+out:
+    torii_pki__query_clear(&q);
+    torii_pki__ca_clear(&ca);
     return rc;
 }
 

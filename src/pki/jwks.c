@@ -13,12 +13,13 @@
 #include <openssl/x509.h>
 
 #include "pki_int.h"
+#include "torii/codec.h"
 #include "torii/log.h"
 #include "torii/pki.h"
 
 static int jwks_set_b64(json_t *o, const char *k, const unsigned char *d, size_t n, int url)
 {
-    char *s = torii_pki__b64(d, n, url);
+    char *s = torii_b64_encode(d, n, url, NULL);
     int rc;
 
     if (s == NULL) {
@@ -152,7 +153,7 @@ static int jwks_x5c(STACK_OF(X509) * chain, json_t *jwk)
                          TORII_ETLS);
         }
         /* RFC 7517 4.7: x5c is standard base64 (not url-safe) of the DER. */
-        b64 = torii_pki__b64(der, (size_t)len, 0);
+        b64 = torii_b64_encode(der, (size_t)len, 0, NULL);
         TORII_ENSURE(b64 != NULL, TORII_ENOMEM);
         ok = json_array_append_new(x5c, json_string(b64)) == 0;
         free(b64);

@@ -24,8 +24,12 @@ int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii
 int torii_pki__key_parse(const char *text, const char *password, EVP_PKEY **out,
                          struct torii_errbuf *eb) TORII_MUST_USE;
 
-/** Clean PEM of the whole chain (malloc'd, NUL-terminated). */
+/** Clean PEM of the whole chain (malloc'd, NUL-terminated; encode.c). */
 int torii_pki__chain_pem(STACK_OF(X509) * chain, char **out) TORII_MUST_USE;
+
+/** Clean PEM of leaf followed by rest (an issuer's chain; NULL: none), malloc'd: the chain of
+ * a certificate just signed. */
+int torii_pki__leaf_chain_pem(X509 *leaf, const STACK_OF(X509) * rest, char **out) TORII_MUST_USE;
 
 /** ASN1_TIME to ms since the epoch. TORII_EINVAL when it does not convert. */
 int torii_pki__time_ms(const ASN1_TIME *t, int64_t *out) TORII_MUST_USE;
@@ -77,6 +81,10 @@ int torii_pki__ocsp_respond(const unsigned char *req_der, size_t req_len,
                             int64_t next_update_s, unsigned char **der, size_t *der_len,
                             int *resp_status, struct torii_errbuf *eb) TORII_MUST_USE;
 
+#define TORII_PKI__DAY_MS          86400000LL
+#define TORII_PKI__MAX_DURATION_MS (100LL * 366 * TORII_PKI__DAY_MS) /* longest validity */
+#define TORII_PKI__CN_MAX          64                                /* RFC 5280 ub-common-name */
+
 /** What torii_pki__cert_build makes. */
 enum torii_pki__kind {
     TORII_PKI__LEAF,    /* CA:FALSE, server (or client) usages */
@@ -105,14 +113,52 @@ struct torii_pki__build {
 int torii_pki__cert_build(const struct torii_pki__build *b, X509 **out, struct torii_errbuf *eb)
     TORII_MUST_USE;
 
+/** What the issuing pipeline returns: the new certificate's chain (its issuer's chain after
+ * it) and its private key, as PEM. Clear with torii_pki__issued_clear (wipes the key). */
+struct torii_pki__issued {
+    char *chain_pem;
+    char *key_pem;
+};
+
+/** The one issuing pipeline (issue.c): generate a key (type, bits: torii_pki__key_generate),
+ * build and sign the certificate b describes for it (b->pubkey, b->issuer and b->signer are
+ * filled in here: the issuer from ca, or self-signed with the new key when ca is NULL), then
+ * its chain and key as PEM into *out. CAs, leaves, key pairs and the first-start certificate
+ * (gen.c) are all made by it. */
+int torii_pki__issue(struct torii_pki__build *b, int type, int bits, const struct torii_pki__ca *ca,
+                     struct torii_pki__issued *out, struct torii_errbuf *eb) TORII_MUST_USE;
+void torii_pki__issued_clear(struct torii_pki__issued *x);
+
 /** Digest for signatures made with key: SHA-384 for P-384, SHA-512 for P-521, NULL for
  * EdDSA, SHA-256 otherwise. */
 const EVP_MD *torii_pki__default_md(EVP_PKEY *key);
+
+/** Check a key spec (query.c): EVP_PKEY_RSA 2048/3072/4096 or EVP_PKEY_EC 256/384/521.
+ * TORII_EINVAL naming the spec otherwise. */
+int torii_pki__key_check(int type, int bits, struct torii_errbuf *eb) TORII_MUST_USE;
 
 /** Generate a key: EVP_PKEY_RSA 2048/3072/4096 or EVP_PKEY_EC 256/384/521.
  * TORII_EINVAL for anything else. */
 int torii_pki__key_generate(int type, int bits, EVP_PKEY **out, struct torii_errbuf *eb)
     TORII_MUST_USE;
+
+/* ---- text forms (encode.c) ---- */
+
+/** Writes obj into a memory BIO: TORII_OK or the error code the caller reports. */
+typedef int (*torii_pki__bio_write_cb)(BIO *b, const void *obj);
+
+/** The one way to text through a memory BIO: run write on a new memory BIO and return what it
+ * wrote as a malloc'd NUL-terminated string (possibly empty). secret: the BIO is wiped before
+ * it is freed (key material; free *out with torii_secure_free). */
+int torii_pki__bio_text(torii_pki__bio_write_cb write, const void *obj, int secret, char **out)
+    TORII_MUST_USE;
+
+/** X509_NAME_print_ex(name, flags) as a malloc'd string (RFC 2253 text and its variants). */
+int torii_pki__name_text(const X509_NAME *name, unsigned long flags, char **out) TORII_MUST_USE;
+
+/** The subject CN of c (the most specific one) in UTF-8, malloc'd; NULL when there is none or
+ * it holds a NUL byte. */
+char *torii_pki__cn(X509 *c);
 
 /** Unencrypted PKCS#8 PEM of a private key (malloc'd; free with torii_secure_free). */
 int torii_pki__key_pem(EVP_PKEY *key, char **out) TORII_MUST_USE;
@@ -136,9 +182,6 @@ int torii_pki__serial_hex_der(const unsigned char *der, size_t der_len, char *bu
  * Used for the entity's `subject` and for `_data`. */
 int torii_pki__dn_string(const X509_NAME *name, char **out) TORII_MUST_USE;
 
-/** Base64 (RFC 4648 section 4, padded) or base64url without padding (section 5), malloc'd. */
-char *torii_pki__b64(const unsigned char *data, size_t len, int url);
-
 /** Parsed GenCsrQuery (reference 3.1); see torii_pki__query_parse. */
 struct torii_pki__query {
     X509_NAME *subject;  /* NULL when the query gives neither subject nor name */
@@ -159,6 +202,15 @@ struct torii_pki__query {
 int torii_pki__query_parse(const json_t *q, struct torii_pki__query *out, struct torii_errbuf *eb)
     TORII_MUST_USE;
 void torii_pki__query_clear(struct torii_pki__query *q);
+
+/** 1 when s may be a DNS name in a certificate: 1 to 253 characters among letters, digits,
+ * '-', '.', '_', with an optional leading "*." wildcard. The one check (query.c). */
+int torii_pki__dns_name_ok(const char *s);
+
+/** Append host to sans: an iPAddress when it is an IPv4/IPv6 literal, else a dNSName checked
+ * with torii_pki__dns_name_ok. TORII_EINVAL naming host (prefixed by what) otherwise. */
+int torii_pki__san_add(GENERAL_NAMES *sans, const char *host, const char *what,
+                       struct torii_errbuf *eb) TORII_MUST_USE;
 
 /** Parse only a key spec {algo, size} (or keyType/keySize); absent -> *type = 0. */
 int torii_pki__keyspec_parse(const json_t *q, int *type, int *bits, struct torii_errbuf *eb)

@@ -198,59 +198,34 @@ out:
     return rc;
 }
 
-int torii_pki_cert_renew(const json_t *entity, const json_t *issuer_entity,
-                         const struct torii_pki_opts *o, json_t **out, struct torii_errbuf *eb)
+/* The CA that signs the renewal (issuer_entity), or a check that the old certificate is
+ * self-signed (issuer_entity NULL: ca stays empty). */
+static int renew_signing_ca(const json_t *issuer_entity, X509 *old, const char *id,
+                            struct torii_pki__ca *ca, struct torii_errbuf *eb)
+{
+    struct torii_errbuf sub = {{0}};
+
+    if (issuer_entity == NULL) {
+        return torii_pki__self_signed(old)
+                   ? TORII_OK
+                   : torii_errf(eb, TORII_EINVAL,
+                                "renew: certificate '%s' is not self-signed and has no issuing CA",
+                                id);
+    }
+    if (torii_pki__ca_load(issuer_entity, ca, &sub) != TORII_OK) {
+        return torii_errf(eb, TORII_EINVAL, "renew: not a usable CA: %s", sub.msg);
+    }
+    return TORII_OK;
+}
+
+/* A copy of old with a new serial, new dates, subject_key, fresh SKI (leaves) and AKI, signed
+ * by signer as issuer (NULL: self-signed). */
+static int renew_cert(X509 *old, X509 *issuer, EVP_PKEY *subject_key, EVP_PKEY *signer, int is_ca,
+                      int64_t now_ms, const char *id, X509 **out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
-    struct torii_pki__ca ca;
-    struct torii_errbuf sub = {{0}};
-    STACK_OF(X509) *chain = NULL;
-    STACK_OF(X509) *new_chain = NULL;
-    EVP_PKEY *old_key = NULL;
-    EVP_PKEY *new_key = NULL;
-    EVP_PKEY *subject_key;
-    EVP_PKEY *signer;
-    X509 *old;
-    X509 *issuer = NULL;
-    X509 *c = NULL;
-    char *chain_pem = NULL;
-    char *key_pem = NULL;
-    json_t *res = NULL;
-    const char *id;
-    int64_t now_ms = o != NULL ? o->now_ms : torii_clock_now_ms();
-    int is_ca;
-    int i;
+    X509 *c = X509_dup(old);
 
-    memset(&ca, 0, sizeof(ca));
-    TORII_ENSURE(json_is_object(entity),
-                 torii_errf(eb, TORII_EINVAL, "renew: entity must be a JSON object"));
-    id = renew_id(entity);
-    is_ca = json_is_true(json_object_get(entity, "ca"));
-    TORII_TRY(renew_subject_load(entity, id, &chain, &old_key, eb));
-    old = sk_X509_value(chain, 0);
-    if (issuer_entity != NULL) {
-        if (torii_pki__ca_load(issuer_entity, &ca, &sub) != TORII_OK) {
-            rc = torii_errf(eb, TORII_EINVAL, "renew: not a usable CA: %s", sub.msg);
-            goto out;
-        }
-        issuer = ca.cert;
-    } else {
-        TORII_ENSURE(torii_pki__self_signed(old),
-                     torii_errf(eb, TORII_EINVAL,
-                                "renew: certificate '%s' is not self-signed and has no issuing CA",
-                                id));
-    }
-    /* CAs keep their key: certificates they issued before must still verify. */
-    if (is_ca) {
-        subject_key = old_key;
-    } else {
-        TORII_TRY(renew_key_like(old_key, &new_key, eb));
-        subject_key = new_key;
-    }
-    /* Self-signed means signed by the key the certificate carries: the new one for a leaf. */
-    signer = issuer_entity != NULL ? ca.key : subject_key;
-
-    c = X509_dup(old);
     TORII_ENSURE(c != NULL, TORII_ENOMEM);
     TORII_TRY(torii_pki__serial_random(c));
     TORII_TRY(renew_dates(c, old, issuer, now_ms, id, eb));
@@ -273,20 +248,24 @@ int torii_pki_cert_renew(const json_t *entity, const json_t *issuer_entity,
     }
     TORII_ENSURE(X509_sign(c, signer, renew_md(old, signer)) > 0,
                  torii_errbuf_ossl(eb, "renew: sign"));
-
-    new_chain = sk_X509_new_null();
-    TORII_ENSURE(new_chain != NULL && sk_X509_push(new_chain, c) > 0, TORII_ENOMEM);
+    *out = c;
     c = NULL;
-    for (i = 0; ca.chain != NULL && i < sk_X509_num(ca.chain); i++) {
-        X509 *x = sk_X509_value(ca.chain, i);
-        TORII_ENSURE(X509_up_ref(x) == 1, TORII_ENOMEM);
-        if (sk_X509_push(new_chain, x) <= 0) {
-            X509_free(x);
-            rc = TORII_ENOMEM;
-            goto out;
-        }
-    }
-    TORII_TRY(torii_pki__chain_pem(new_chain, &chain_pem));
+out:
+    X509_free(c);
+    return rc;
+}
+
+/* The renewed entity: entity with c (then the CA's chain) and, when the key changed, new_key
+ * (without a password), enriched. */
+static int renew_entity(const json_t *entity, X509 *c, const STACK_OF(X509) * ca_chain,
+                        EVP_PKEY *new_key, int64_t now_ms, json_t **out, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    char *chain_pem = NULL;
+    char *key_pem = NULL;
+    json_t *res = NULL;
+
+    TORII_TRY(torii_pki__leaf_chain_pem(c, ca_chain, &chain_pem));
     res = json_deep_copy(entity);
     TORII_ENSURE(res != NULL, TORII_ENOMEM);
     TORII_ENSURE(json_object_set_new(res, "chain", json_string(chain_pem)) == 0, TORII_ENOMEM);
@@ -305,8 +284,45 @@ out:
         torii_secure_free(key_pem, strlen(key_pem));
     }
     free(chain_pem);
+    return rc;
+}
+
+int torii_pki_cert_renew(const json_t *entity, const json_t *issuer_entity,
+                         const struct torii_pki_opts *o, json_t **out, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    struct torii_pki__ca ca;
+    STACK_OF(X509) *chain = NULL;
+    EVP_PKEY *old_key = NULL;
+    EVP_PKEY *new_key = NULL;
+    EVP_PKEY *subject_key;
+    X509 *old;
+    X509 *c = NULL;
+    const char *id;
+    int64_t now_ms = o != NULL ? o->now_ms : torii_clock_now_ms();
+    int is_ca;
+
+    memset(&ca, 0, sizeof(ca));
+    TORII_ENSURE(json_is_object(entity),
+                 torii_errf(eb, TORII_EINVAL, "renew: entity must be a JSON object"));
+    id = renew_id(entity);
+    is_ca = json_is_true(json_object_get(entity, "ca"));
+    TORII_TRY(renew_subject_load(entity, id, &chain, &old_key, eb));
+    old = sk_X509_value(chain, 0);
+    TORII_TRY(renew_signing_ca(issuer_entity, old, id, &ca, eb));
+    /* CAs keep their key: certificates they issued before must still verify. */
+    if (is_ca) {
+        subject_key = old_key;
+    } else {
+        TORII_TRY(renew_key_like(old_key, &new_key, eb));
+        subject_key = new_key;
+    }
+    /* Self-signed means signed by the key the certificate carries: the new one for a leaf. */
+    TORII_TRY(renew_cert(old, ca.cert, subject_key, issuer_entity != NULL ? ca.key : subject_key,
+                         is_ca, now_ms, id, &c, eb));
+    TORII_TRY(renew_entity(entity, c, ca.chain, new_key, now_ms, out, eb));
+out:
     X509_free(c);
-    sk_X509_pop_free(new_chain, X509_free);
     EVP_PKEY_free(new_key);
     EVP_PKEY_free(old_key);
     torii_pki__ca_clear(&ca);

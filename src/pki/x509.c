@@ -262,26 +262,6 @@ out:
     return rc;
 }
 
-int torii_pki__chain_pem(STACK_OF(X509) * chain, char **out)
-{
-    int rc = TORII_OK;
-    BIO *b = BIO_new(BIO_s_mem());
-    char *data = NULL;
-    long n;
-    int i;
-
-    TORII_ENSURE(b != NULL, TORII_ENOMEM);
-    for (i = 0; i < sk_X509_num(chain); i++) {
-        TORII_ENSURE(PEM_write_bio_X509(b, sk_X509_value(chain, i)) == 1, TORII_ENOMEM);
-    }
-    n = BIO_get_mem_data(b, &data);
-    TORII_ENSURE(n >= 0, TORII_ENOMEM);
-    *out = torii_xstrndup(data != NULL ? data : "", (size_t)n);
-out:
-    BIO_free(b);
-    return rc;
-}
-
 /* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's civil algorithm). */
 static int64_t pki_days_from_civil(int64_t y, int64_t m, int64_t d)
 {

@@ -22,6 +22,7 @@
 #include <openssl/x509.h>
 
 #include "tls_int.h"
+#include "torii/codec.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/table.h"
@@ -245,8 +246,8 @@ static int client_sf_bytes(X509 *x, char **buf, size_t *cap, size_t *used)
         ERR_clear_error();
         return TORII_ETLS;
     }
-    /* 4 output bytes per 3 input bytes, two colons, ", " separator, NUL. */
-    need = *used + 4 * (((size_t)len + 2) / 3) + 5;
+    /* The base64, two colons, ", " separator, NUL. */
+    need = *used + TORII_B64_ENCODED_MAX(len) + 5;
     if (need > *cap || *buf == NULL) {
         /* OOM aborts (mem.h), as for every other allocation of ours. */
         *buf = torii_xrealloc(*buf, need);
@@ -257,7 +258,7 @@ static int client_sf_bytes(X509 *x, char **buf, size_t *cap, size_t *used)
         (*buf)[(*used)++] = ' ';
     }
     (*buf)[(*used)++] = ':';
-    *used += (size_t)EVP_EncodeBlock((unsigned char *)*buf + *used, der, len);
+    *used += torii_b64_encode_to(der, (size_t)len, 0, *buf + *used);
     (*buf)[(*used)++] = ':';
     (*buf)[*used] = '\0';
     OPENSSL_free(der);

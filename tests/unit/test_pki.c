@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1110,6 +1111,96 @@ static void test_cert_generate_selfsigned_bad_input_einval(void **state)
     json_decref(e);
 }
 
+/* The leaf of an entity's chain (first PEM block). */
+static X509 *entity_leaf(const json_t *e)
+{
+    const char *pem = json_string_value(json_object_get(e, "chain"));
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509 *x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+
+    BIO_free(b);
+    return x;
+}
+
+/* The NIDs of c's extensions, in order, as a comma-separated list into buf. */
+static const char *ext_nids(X509 *c, char *buf, size_t len)
+{
+    size_t n = 0;
+
+    buf[0] = '\0';
+    for (int i = 0; i < X509_get_ext_count(c) && n + 16 < len; i++) {
+        int nid = OBJ_obj2nid(X509_EXTENSION_get_object(X509_get_ext(c, i)));
+        n += (size_t)snprintf(buf + n, len - n, "%s%d", i > 0 ? "," : "", nid);
+    }
+    return buf;
+}
+
+/* The first-start certificate and a self-signed leaf issued from a query come out of one
+ * issuing pipeline: same extensions in the same order, same signature algorithm, key type. */
+static void test_cert_generate_selfsigned_same_profile_as_issued_leaf(void **state)
+{
+    static const char *const names[] = {"torii.local", "127.0.0.1"};
+    json_t *gen = NULL;
+    json_t *iss = NULL;
+    json_t *q = json_pack("{s:[s,s],s:{s:s,s:i}}", "hosts", "torii.local", "127.0.0.1", "key",
+                          "algo", "ecdsa", "size", 256);
+    struct torii_errbuf eb;
+    X509 *a;
+    X509 *b;
+    char ea[256];
+    char ebuf[256];
+
+    (void)state;
+    assert_non_null(q);
+    assert_int_equal(torii_cert_generate_selfsigned("g", names, 2, now_ms(), 30, &gen, &eb),
+                     TORII_OK);
+    assert_int_equal(torii_pki_cert_selfsigned(q, NULL, &iss, &eb), TORII_OK);
+    a = entity_leaf(gen);
+    b = entity_leaf(iss);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_string_equal(ext_nids(a, ea, sizeof(ea)), ext_nids(b, ebuf, sizeof(ebuf)));
+    assert_true(X509_get_ext_by_NID(a, NID_authority_key_identifier, -1) >= 0);
+    assert_int_equal(X509_get_signature_nid(a), X509_get_signature_nid(b));
+    assert_int_equal(X509_get_signature_nid(a), NID_ecdsa_with_SHA256);
+    assert_int_equal(X509_NAME_cmp(X509_get_subject_name(a), X509_get_subject_name(b)), 0);
+    assert_int_equal(X509_NAME_cmp(X509_get_subject_name(a), X509_get_issuer_name(a)), 0);
+    X509_free(a);
+    X509_free(b);
+    json_decref(gen);
+    json_decref(iss);
+    json_decref(q);
+}
+
+/* A first name longer than a CN may be leaves the subject empty (the SAN names it); a bad
+ * name is refused with an error that names it. */
+static void test_cert_generate_selfsigned_long_and_bad_names(void **state)
+{
+    static const char *const bad[] = {"ok.example", "bad name"};
+    char longname[80];
+    const char *names[1] = {longname};
+    json_t *e = NULL;
+    struct torii_errbuf eb;
+    X509 *x;
+
+    (void)state;
+    memset(longname, 'a', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    assert_int_equal(torii_cert_generate_selfsigned("l", names, 1, now_ms(), 30, &e, &eb),
+                     TORII_OK);
+    x = entity_leaf(e);
+    assert_non_null(x);
+    assert_int_equal(X509_NAME_entry_count(X509_get_subject_name(x)), 0);
+    assert_true(X509_get_ext_by_NID(x, NID_subject_alt_name, -1) >= 0);
+    X509_free(x);
+    json_decref(e);
+    e = NULL;
+    assert_int_equal(torii_cert_generate_selfsigned("b", bad, 2, now_ms(), 30, &e, &eb),
+                     TORII_EINVAL);
+    assert_null(e);
+    assert_non_null(strstr(eb.msg, "'bad name'"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1144,6 +1235,8 @@ int main(void)
         cmocka_unit_test(test_cert_enrich_keeps_user_fields),
         cmocka_unit_test(test_cert_generate_selfsigned_enriches_valid),
         cmocka_unit_test(test_cert_generate_selfsigned_bad_input_einval),
+        cmocka_unit_test(test_cert_generate_selfsigned_same_profile_as_issued_leaf),
+        cmocka_unit_test(test_cert_generate_selfsigned_long_and_bad_names),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
