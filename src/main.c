@@ -23,6 +23,7 @@
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
+#include "torii/pkiboot.h"
 #include "torii/pkistate.h"
 #include "torii/proxy.h"
 #include "torii/renew.h"
@@ -519,8 +520,8 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
     torii_table_set_default(app->table, app->cfg->default_cert);
     TORII_TRY(torii_store_watch(app->store, app_on_store_change, app));
     TORII_TRY(torii_store_foreach(app->store, TORII_STORE_CERTS, app_load_one, app));
-    TORII_TRY(torii_admin_pki_state_open(app->cfg, app->store, &app->pki, eb));
-    TORII_TRY(torii_admin_pki_bootstrap(app->cfg, app->store, eb));
+    TORII_TRY(torii_pkiboot_state_open(app->cfg, app->store, &app->pki, eb));
+    TORII_TRY(torii_pkiboot_run(app->cfg, app->store, eb));
     TORII_TRY(torii_store_count(app->store, TORII_STORE_CERTS, ncerts));
     TORII_TRY(torii_alerts_new(app->cfg, app->store, &app->alerts, eb));
     app->alerts_cfg = app->cfg;

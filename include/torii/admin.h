@@ -42,28 +42,4 @@ void torii_admin_stop(struct torii_admin *adm);
  * exit status (0, or 2 on a usage error, 1 without randomness). */
 int torii_admin_token_cmd(int argc, char **argv, FILE *out, FILE *err);
 
-/* ---- built-in PKI (pki_bootstrap.c) ---- */
-
-struct torii_pki_state;
-
-/** First start of the built-in PKI: creates what is missing of `torii-root-ca` (self-signed,
- * 10 years), `torii-intermediate-ca` (signed by the root, 10 years, pathLen 0), both with the
- * key type of pki.ca_key, and the default certificate cfg->default_cert (server certificate
- * for localhost, 127.0.0.1 and the host name, issued by the intermediate, with AIA/CRL URLs
- * under pki.public_url). Existing entities are never replaced, whatever their state; when a
- * CA cannot sign (replaced by one without key) the default certificate falls back to a
- * self-signed one. Each creation is one durable write with its serial index entry.
- * Main thread, before the listeners start. TORII_ESTORE/TORII_ETLS (eb says why). */
-int torii_admin_pki_bootstrap(const struct torii_config *cfg, struct torii_store *store,
-                              struct torii_errbuf *eb) TORII_MUST_USE;
-
-/** The PKI state served by the public listeners (pkistate.h): created with the durations of
- * cfg->pki, registered as a store watcher, loaded from the store, published, and its
- * refresher started (CRL numbers persisted in the store meta). Call before any other thread
- * uses the store (watchers are registered then). Free with torii_pki_state_free after the
- * workers and the admin server are stopped. */
-int torii_admin_pki_state_open(const struct torii_config *cfg, struct torii_store *store,
-                               struct torii_pki_state **out, struct torii_errbuf *eb)
-    TORII_MUST_USE;
-
 #endif
