@@ -267,6 +267,7 @@ static int app_gen_start(struct app *app, struct torii_config *cfg, int own_cfg,
         .ocsp_staple_arg = app->pki,
         .inherit = inherit,
         .daemon = app->daemon,
+        .pki = app->pki,
         .id = ++app->gen_seq,
     };
 
@@ -412,9 +413,12 @@ static int app_services_start(struct app *app, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
 
+    struct torii_admin_opts ao = {.cfg = app->cfg, .store = app->store, .daemon = app->daemon};
+
     TORII_TRY(torii_renewer_start(app->cfg, app->store, app->alerts, &app->renewer, eb));
-    torii_admin_set_renewer(app->renewer);
-    TORII_TRY(torii_admin_start(app->cfg, app->store, app->table, app->daemon, &app->admin, eb));
+    ao.renewer = app->renewer;
+    ao.pki = app->pki;
+    TORII_TRY(torii_admin_start(&ao, &app->admin, eb));
 out:
     return rc;
 }
@@ -423,7 +427,6 @@ static void app_services_stop(struct app *app)
 {
     torii_admin_stop(app->admin);
     app->admin = NULL;
-    torii_admin_set_renewer(NULL);
     /* The renewal thread writes to the store, whose watcher raises alerts: stop it first. */
     torii_renewer_stop(app->renewer);
     app->renewer = NULL;
@@ -661,7 +664,6 @@ static void app_close(struct app *app, struct event **sigs)
     torii_routes_free(app->routes);
     app->routes = NULL;
     torii_table_free(app->table);
-    torii_wellknown_pki_set(NULL);
     torii_pki_state_free(app->pki); /* after every store writer stopped */
     torii_store_free(app->store);
     torii_daemon_free(app->daemon); /* releases the instance lock, after the store is closed */
@@ -680,7 +682,6 @@ static int app_run(struct app *app)
     app->ho_fd = -1;
     TORII_TRY(app_open_state(app, &ncerts, &eb));
     TORII_TRY(app_events(app, sigs, &eb));
-    torii_wellknown_pki_set(app->pki);
     TORII_TRY(app_serve(app, &eb));
     TORII_TRY(torii_daemon_watch(app->daemon, app->base));
     torii_daemon_set_state(app->daemon, TORII_DAEMON_READY);

@@ -12,7 +12,6 @@
 #include "torii/err.h"
 #include "torii/http.h"
 #include "torii/store.h"
-#include "torii/table.h"
 
 /** Test seam for the read-modify-write window of PUT and PATCH /api/certificates/:id (and
  * their bulk lines): `between` (may be NULL) runs on the admin thread after the stored entity
@@ -23,10 +22,14 @@ struct admin_rmw_seam {
     void *arg;
 };
 
+struct torii_renewer;
+struct torii_pki_state;
+
 struct torii_admin_ctx {
     struct torii_store *store;         /* borrowed */
-    struct torii_table *table;         /* borrowed */
     const struct torii_config *cfg;    /* borrowed */
+    struct torii_renewer *renewer;     /* borrowed; NULL: POST .../_renew answers 503 */
+    struct torii_pki_state *pki;       /* borrowed; NULL: no JWKS on the admin listener */
     const struct admin_rmw_seam *seam; /* borrowed; tests only, NULL in production */
 };
 

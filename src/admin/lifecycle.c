@@ -6,8 +6,8 @@
  *   POST /api/_debug/clock              {"offset_ms": N}: shift torii's clock (only when the
  *                                       config sets debug.clock_hook; 404 otherwise)
  * Renewals run on the renewal thread; this (admin) thread hands them over and waits.
- * Threads: admin thread only, except torii_admin_set_renewer (main thread, before
- * torii_admin_start and after torii_admin_stop). */
+ * The renewal thread comes with the context (torii_admin_opts.renewer; NULL: 503).
+ * Threads: admin thread only. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,15 +26,6 @@
 
 #define LIFECYCLE_CERTS_PREFIX "/api/certificates/"
 #define LIFECYCLE_TIMEOUT_MS   120000
-
-/* Set by the main thread while no admin thread runs (before start, after stop); read by the
- * admin thread. The thread start/join orders the accesses. */
-static struct torii_renewer *lifecycle_renewer;
-
-void torii_admin_set_renewer(struct torii_renewer *r)
-{
-    lifecycle_renewer = r;
-}
 
 static int lifecycle_status_of(int rc)
 {
@@ -58,17 +49,18 @@ static int lifecycle_status_of(int rc)
 
 /* Hand id (one certificate) or ids (NULL: a full cycle) to the renewal thread and reply with
  * its result. */
-static void lifecycle_request(const char *id, const json_t *ids, struct torii_admin_reply *reply)
+static void lifecycle_request(struct torii_renewer *renewer, const char *id, const json_t *ids,
+                              struct torii_admin_reply *reply)
 {
     struct torii_errbuf eb = {{0}};
     json_t *res = NULL;
     int rc;
 
-    if (lifecycle_renewer == NULL) {
+    if (renewer == NULL) {
         admin_reply_error(reply, 503, "the renewal thread is not running");
         return;
     }
-    rc = torii_renewer_request(lifecycle_renewer, id, ids, LIFECYCLE_TIMEOUT_MS, &res, &eb);
+    rc = torii_renewer_request(renewer, id, ids, LIFECYCLE_TIMEOUT_MS, &res, &eb);
     if (rc == TORII_OK) {
         reply->status = 200;
         reply->json = res;
@@ -79,8 +71,8 @@ static void lifecycle_request(const char *id, const json_t *ids, struct torii_ad
 }
 
 /* POST /api/certificates/:id/_renew */
-static void lifecycle_renew_one(const struct torii_http_req *req, const char *seg, size_t len,
-                                struct torii_admin_reply *reply)
+static void lifecycle_renew_one(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                                const char *seg, size_t len, struct torii_admin_reply *reply)
 {
     char *id = NULL;
 
@@ -97,12 +89,13 @@ static void lifecycle_renew_one(const struct torii_http_req *req, const char *se
                           TORII_STORE_ID_MAX);
         return;
     }
-    lifecycle_request(id, NULL, reply);
+    lifecycle_request(ctx->renewer, id, NULL, reply);
     free(id);
 }
 
 /* POST /api/certificates/_renew */
-static void lifecycle_renew_many(const struct torii_http_req *req, struct torii_admin_reply *reply)
+static void lifecycle_renew_many(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                                 struct torii_admin_reply *reply)
 {
     json_t *ids = NULL;
     json_error_t jerr;
@@ -139,7 +132,7 @@ static void lifecycle_renew_many(const struct torii_http_req *req, struct torii_
             }
         }
     }
-    lifecycle_request(NULL, ids, reply);
+    lifecycle_request(ctx->renewer, NULL, ids, reply);
     json_decref(ids);
 }
 
@@ -316,13 +309,13 @@ int admin_lifecycle_route(struct torii_admin_ctx *ctx, const struct torii_http_r
     p += plen;
     len -= plen;
     if (len == slen - 1 && memcmp(p, "_renew", slen - 1) == 0) {
-        lifecycle_renew_many(req, reply);
+        lifecycle_renew_many(ctx, req, reply);
         return TORII_OK;
     }
     /* ":id/_renew" with one segment before the suffix. */
     if (len > slen && memcmp(p + len - slen, suffix, slen) == 0
         && memchr(p, '/', len - slen) == NULL) {
-        lifecycle_renew_one(req, p, len - slen, reply);
+        lifecycle_renew_one(ctx, req, p, len - slen, reply);
         return TORII_OK;
     }
     return TORII_ENOTFOUND;

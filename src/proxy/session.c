@@ -869,7 +869,8 @@ static int pc_jwt(struct proxy_conn *pc, const struct torii_http_req *req)
 
     free(pc->jwt_hdrs);
     pc->jwt_hdrs = NULL;
-    outcome = torii_proxy__jwt_check(pc->x.route->jwt, req, &pc->jwt_hdrs, &pc->jwt_hdrs_len);
+    outcome = torii_proxy__jwt_check(pc->pw->pki, pc->x.route->jwt, req, &pc->jwt_hdrs,
+                                     &pc->jwt_hdrs_len);
     if (outcome == TORII_JWT_OK) {
         return 0;
     }
@@ -1997,7 +1998,7 @@ int torii_proxy__worker_init(struct proxy_worker *pw, struct event_base *base,
                              const struct torii_config *cfg, const struct torii_routes *routes,
                              struct torii_tls_ctx *tls)
 {
-    struct torii_wellknown_opts wo = {.cfg = cfg, .table = NULL};
+    struct torii_wellknown_opts wo = {.cfg = cfg, .table = NULL, .pki = pw->pki};
     struct sockaddr_storage ss;
     int sslen = 0;
     int rc = TORII_OK;
