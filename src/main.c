@@ -16,6 +16,7 @@
 
 #include "torii/admin.h"
 #include "torii/alert.h"
+#include "torii/certstats.h"
 #include "torii/clock.h"
 #include "torii/conf.h"
 #include "torii/daemon.h"
@@ -48,6 +49,7 @@ struct app {
     struct torii_table *table;
     struct torii_admin *admin;
     struct torii_pki_state *pki;
+    struct torii_certstats *certstats; /* the certificate gauges of /metrics */
     struct torii_alerts *alerts;
     struct torii_renewer *renewer;
     struct torii_routes *routes;                  /* compiled in main() (also for --check-config) */
@@ -418,6 +420,7 @@ static int app_services_start(struct app *app, struct torii_errbuf *eb)
     TORII_TRY(torii_renewer_start(app->cfg, app->store, app->alerts, &app->renewer, eb));
     ao.renewer = app->renewer;
     ao.pki = app->pki;
+    ao.certstats = app->certstats;
     TORII_TRY(torii_admin_start(&ao, &app->admin, eb));
 out:
     return rc;
@@ -524,6 +527,7 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
     TORII_TRY(torii_store_watch(app->store, app_on_store_change, app));
     TORII_TRY(torii_store_foreach(app->store, TORII_STORE_CERTS, app_load_one, app));
     TORII_TRY(torii_pkiboot_state_open(app->cfg, app->store, &app->pki, eb));
+    TORII_TRY(torii_certstats_open(app->store, &app->certstats, eb));
     TORII_TRY(torii_pkiboot_run(app->cfg, app->store, eb));
     TORII_TRY(torii_store_count(app->store, TORII_STORE_CERTS, ncerts));
     TORII_TRY(torii_alerts_new(app->cfg, app->store, &app->alerts, eb));
@@ -664,7 +668,8 @@ static void app_close(struct app *app, struct event **sigs)
     torii_routes_free(app->routes);
     app->routes = NULL;
     torii_table_free(app->table);
-    torii_pki_state_free(app->pki); /* after every store writer stopped */
+    torii_pki_state_free(app->pki);       /* after every store writer stopped */
+    torii_certstats_free(app->certstats); /* likewise */
     torii_store_free(app->store);
     torii_daemon_free(app->daemon); /* releases the instance lock, after the store is closed */
     app->daemon = NULL;

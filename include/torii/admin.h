@@ -22,6 +22,7 @@ struct torii_admin;
 struct torii_daemon;
 struct torii_renewer;
 struct torii_pki_state;
+struct torii_certstats;
 
 /** What the admin server works with; all borrowed, each must outlive the server. */
 struct torii_admin_opts {
@@ -34,6 +35,9 @@ struct torii_admin_opts {
     struct torii_renewer *renewer; /* POST .../_renew; NULL: those answer 503 */
     /* The PKI snapshot: GET /.well-known/jwks.json of the admin listener; NULL: 404. */
     struct torii_pki_state *pki;
+    /* The certificate gauges of GET /metrics (certstats.h); NULL: those families are left
+     * out. */
+    struct torii_certstats *certstats;
 };
 
 /** Bind the listener (errors reported synchronously) and start the admin thread. */

@@ -362,6 +362,7 @@ int torii_admin_start(const struct torii_admin_opts *opts, struct torii_admin **
     adm->ctx.cfg = cfg;
     adm->ctx.renewer = opts->renewer;
     adm->ctx.pki = opts->pki;
+    adm->ctx.certstats = opts->certstats;
     adm->daemon = opts->daemon;
     admin_limits(cfg, &adm->lim);
     TORII_TRY(torii_config_parse_addr(listen_on, &ss, &sslen, eb));

@@ -1,4 +1,4 @@
-/* lifecycle.c - admin routes of the certificate lifecycle:
+/* routes_lifecycle.c - admin routes of the certificate lifecycle:
  *   POST /api/certificates/_renew       every due certificate now (a full renewal cycle), or
  *                                       the ids given in the body as a JSON array of strings
  *   POST /api/certificates/:id/_renew   that certificate, due or not -> 200 renewed entity
@@ -15,8 +15,9 @@
 
 #include <jansson.h>
 
-#include "admin_int.h"
+#include "admin_routes.h"
 #include "torii/admin.h"
+#include "torii/certstats.h"
 #include "torii/clock.h"
 #include "torii/jwt.h"
 #include "torii/log.h"
@@ -26,26 +27,6 @@
 
 #define LIFECYCLE_CERTS_PREFIX "/api/certificates/"
 #define LIFECYCLE_TIMEOUT_MS   120000
-
-static int lifecycle_status_of(int rc)
-{
-    switch (rc) {
-    case TORII_EINVAL:
-        return 400;
-    case TORII_ENOTFOUND:
-        return 404;
-    case TORII_ECONFLICT:
-        return 409;
-    case TORII_EUNSUPPORTED:
-        return 501;
-    case TORII_EAGAIN:
-        return 503;
-    case TORII_ETIMEDOUT:
-        return 504;
-    default:
-        return 500;
-    }
-}
 
 /* Hand id (one certificate) or ids (NULL: a full cycle) to the renewal thread and reply with
  * its result. */
@@ -65,7 +46,7 @@ static void lifecycle_request(struct torii_renewer *renewer, const char *id, con
         reply->status = 200;
         reply->json = res;
     } else {
-        admin_reply_error(reply, lifecycle_status_of(rc), "%s",
+        admin_reply_error(reply, admin_status_of(rc), "%s",
                           eb.msg[0] ? eb.msg : torii_strerror(rc));
     }
 }
@@ -138,63 +119,11 @@ static void lifecycle_renew_many(struct torii_admin_ctx *ctx, const struct torii
 
 /* ---- /metrics ------------------------------------------------------------------------- */
 
-struct lifecycle_metrics {
-    struct torii_prom valid;     /* torii_certificate_valid samples */
-    struct torii_prom not_after; /* torii_certificate_not_after_seconds samples */
-    size_t n;
-    size_t n_valid;
-    int64_t now;
-};
-
-static int lifecycle_metrics_cb(const struct torii_store_rec *rec, void *arg)
-{
-    struct lifecycle_metrics *m = arg;
-    json_t *e = json_loadb(rec->json, rec->json_len, 0, NULL);
-    const char *dom;
-    char *id;
-    const char *labels[4];
-    int64_t from;
-    int64_t to;
-    int valid;
-
-    if (!json_is_object(e)) {
-        json_decref(e);
-        return TORII_OK;
-    }
-    id = torii_xstrndup(rec->id, rec->id_len);
-    dom = json_string_value(json_object_get(e, "domain"));
-    from = json_integer_value(json_object_get(e, "from"));
-    to = json_integer_value(json_object_get(e, "to"));
-    /* Current validity: the stored valid (key, chain) and the dates and revocation now. */
-    valid = json_is_true(json_object_get(e, "valid"))
-            && !json_is_true(json_object_get(e, "revoked")) && from <= m->now && m->now < to;
-    labels[0] = "id";
-    labels[1] = id;
-    labels[2] = "domain";
-    labels[3] = dom != NULL ? dom : "";
-    if (torii_prom_sample(&m->not_after, "torii_certificate_not_after_seconds", labels, 2,
-                          (double)to / 1000.0)
-            != TORII_OK
-        || torii_prom_sample(&m->valid, "torii_certificate_valid", labels, 2, valid ? 1 : 0)
-               != TORII_OK) {
-        torii_log(TORII_LOG_WARN, "admin: metrics: cannot format a sample");
-    }
-    m->n++;
-    m->n_valid += valid ? 1 : 0;
-    free(id);
-    json_decref(e);
-    return TORII_OK;
-}
-
 static void lifecycle_metrics_reply(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                                     struct torii_admin_reply *reply)
 {
-    struct lifecycle_metrics m = {{0}, {0}, 0, 0, torii_clock_now_ms()};
     struct torii_prom out = {0};
     struct torii_store_stat st;
-    static const char *const all[] = {"state", "all"};
-    static const char *const valid[] = {"state", "valid"};
-    int rc = TORII_OK;
 
     if (!admin_req_method_is(req, "GET")) {
         admin_reply_method_not_allowed(reply, "GET");
@@ -203,31 +132,13 @@ static void lifecycle_metrics_reply(struct torii_admin_ctx *ctx, const struct to
     if (!admin_req_query_none(req, reply)) {
         return;
     }
-    if (ctx->store != NULL) {
-        rc = torii_store_foreach(ctx->store, TORII_STORE_CERTS, lifecycle_metrics_cb, &m);
-    }
-    if (rc != TORII_OK) {
-        admin_reply_error(reply, 500, "cannot read the store: %s", torii_strerror(rc));
-        goto out;
-    }
     torii_prom_counters(&out);
     torii_jwt_metrics_write(&out);
+    /* The certificate gauges were computed when the store changed: no entity is parsed. */
+    if (ctx->certstats != NULL) {
+        torii_certstats_write(ctx->certstats, torii_clock_now_ms(), &out);
+    }
     /* Names, types and keys below are constants: formatting them cannot fail. */
-    TORII_ASSERT(torii_prom_family(&out, "torii_certificates", "gauge",
-                                   "Certificates in the store (all, and valid now)")
-                 == TORII_OK);
-    TORII_ASSERT(torii_prom_sample(&out, "torii_certificates", all, 1, (double)m.n) == TORII_OK);
-    TORII_ASSERT(torii_prom_sample(&out, "torii_certificates", valid, 1, (double)m.n_valid)
-                 == TORII_OK);
-    TORII_ASSERT(torii_prom_family(&out, "torii_certificate_not_after_seconds", "gauge",
-                                   "notAfter of each certificate, in seconds since the epoch")
-                 == TORII_OK);
-    torii_prom_append(&out, &m.not_after);
-    TORII_ASSERT(torii_prom_family(&out, "torii_certificate_valid", "gauge",
-                                   "1 when the certificate is usable now (key and chain, within "
-                                   "its dates, not revoked)")
-                 == TORII_OK);
-    torii_prom_append(&out, &m.valid);
     if (ctx->store != NULL && torii_store_stat_get(ctx->store, &st) == TORII_OK) {
         TORII_ASSERT(
             torii_prom_family(&out, "torii_store_map_bytes", "gauge", "LMDB map size in bytes")
@@ -244,10 +155,7 @@ static void lifecycle_metrics_reply(struct torii_admin_ctx *ctx, const struct to
     reply->status = 200;
     reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
     reply->raw = torii_prom_take(&out, &reply->raw_len);
-out:
     torii_prom_clear(&out);
-    torii_prom_clear(&m.valid);
-    torii_prom_clear(&m.not_after);
 }
 
 /* ---- debug clock ---------------------------------------------------------------------- */
@@ -286,37 +194,38 @@ static void lifecycle_debug_clock(struct torii_admin_ctx *ctx, const struct tori
     json_decref(body);
 }
 
-int admin_lifecycle_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                          struct torii_admin_reply *reply)
+int admin_lc_metrics(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                     struct torii_admin_reply *reply)
+{
+    lifecycle_metrics_reply(ctx, req, reply);
+    return TORII_OK;
+}
+
+int admin_lc_debug_clock(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                         struct torii_admin_reply *reply)
+{
+    lifecycle_debug_clock(ctx, req, reply);
+    return TORII_OK;
+}
+
+int admin_lc_renew_all(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                       struct torii_admin_reply *reply)
+{
+    lifecycle_renew_many(ctx, req, reply);
+    return TORII_OK;
+}
+
+/* /api/certificates/:id/_renew (the path matched the row's pattern: one id segment). */
+int admin_lc_renew_one(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                       struct torii_admin_reply *reply)
 {
     static const char suffix[] = "/_renew";
     const size_t plen = strlen(LIFECYCLE_CERTS_PREFIX);
     const size_t slen = sizeof(suffix) - 1;
-    const char *p = req->path.ptr;
-    size_t len = req->path.len;
 
-    if (admin_req_path_is(req, "/metrics")) {
-        lifecycle_metrics_reply(ctx, req, reply);
-        return TORII_OK;
-    }
-    if (admin_req_path_is(req, "/api/_debug/clock")) {
-        lifecycle_debug_clock(ctx, req, reply);
-        return TORII_OK;
-    }
-    if (len < plen || memcmp(p, LIFECYCLE_CERTS_PREFIX, plen) != 0) {
+    if (req->path.len <= plen + slen) {
         return TORII_ENOTFOUND;
     }
-    p += plen;
-    len -= plen;
-    if (len == slen - 1 && memcmp(p, "_renew", slen - 1) == 0) {
-        lifecycle_renew_many(ctx, req, reply);
-        return TORII_OK;
-    }
-    /* ":id/_renew" with one segment before the suffix. */
-    if (len > slen && memcmp(p + len - slen, suffix, slen) == 0
-        && memchr(p, '/', len - slen) == NULL) {
-        lifecycle_renew_one(ctx, req, p, len - slen, reply);
-        return TORII_OK;
-    }
-    return TORII_ENOTFOUND;
+    lifecycle_renew_one(ctx, req, req->path.ptr + plen, req->path.len - plen - slen, reply);
+    return TORII_OK;
 }
