@@ -75,8 +75,8 @@ static void lifecycle_renew_one(struct torii_admin_ctx *ctx, const struct torii_
 }
 
 /* POST /api/certificates/_renew */
-static void lifecycle_renew_many(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                                 struct torii_admin_reply *reply)
+int admin_lc_renew_all(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                       struct torii_admin_reply *reply)
 {
     json_t *ids = NULL;
     json_error_t jerr;
@@ -85,16 +85,16 @@ static void lifecycle_renew_many(struct torii_admin_ctx *ctx, const struct torii
 
     if (!admin_req_method_is(req, "POST")) {
         admin_reply_method_not_allowed(reply, "POST");
-        return;
+        return TORII_OK;
     }
     if (!admin_req_query_none(req, reply)) {
-        return;
+        return TORII_OK;
     }
     if (req->body_len > 0) {
         ids = admin_req_json_load(req->body, req->body_len, ADMIN_REQ_JSON_ANY, &jerr);
         if (ids == NULL) {
             admin_reply_error(reply, 400, "invalid JSON: %s", jerr.text);
-            return;
+            return TORII_OK;
         }
         if (json_is_null(ids)) {
             json_decref(ids);
@@ -102,35 +102,36 @@ static void lifecycle_renew_many(struct torii_admin_ctx *ctx, const struct torii
         } else if (!json_is_array(ids)) {
             admin_reply_error(reply, 400, "expected a JSON array of certificate ids");
             json_decref(ids);
-            return;
+            return TORII_OK;
         }
         json_array_foreach (ids, i, v) {
             if (!json_is_string(v) || json_string_length(v) == 0
                 || json_string_length(v) > TORII_STORE_ID_MAX) {
                 admin_reply_error(reply, 400, "element %zu: expected a certificate id", i);
                 json_decref(ids);
-                return;
+                return TORII_OK;
             }
         }
     }
     lifecycle_request(ctx->renewer, NULL, ids, reply);
     json_decref(ids);
+    return TORII_OK;
 }
 
 /* ---- /metrics ------------------------------------------------------------------------- */
 
-static void lifecycle_metrics_reply(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                                    struct torii_admin_reply *reply)
+int admin_lc_metrics(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                     struct torii_admin_reply *reply)
 {
     struct torii_prom out = {0};
     struct torii_store_stat st;
 
     if (!admin_req_method_is(req, "GET")) {
         admin_reply_method_not_allowed(reply, "GET");
-        return;
+        return TORII_OK;
     }
     if (!admin_req_query_none(req, reply)) {
-        return;
+        return TORII_OK;
     }
     torii_prom_counters(&out);
     torii_jwt_metrics_write(&out);
@@ -156,12 +157,13 @@ static void lifecycle_metrics_reply(struct torii_admin_ctx *ctx, const struct to
     reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
     reply->raw = torii_prom_take(&out, &reply->raw_len);
     torii_prom_clear(&out);
+    return TORII_OK;
 }
 
 /* ---- debug clock ---------------------------------------------------------------------- */
 
-static void lifecycle_debug_clock(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                                  struct torii_admin_reply *reply)
+int admin_lc_debug_clock(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                         struct torii_admin_reply *reply)
 {
     json_t *body;
     json_t *off;
@@ -169,21 +171,21 @@ static void lifecycle_debug_clock(struct torii_admin_ctx *ctx, const struct tori
 
     if (ctx->cfg == NULL || !ctx->cfg->debug_clock_hook) {
         admin_reply_error(reply, 404, "not found");
-        return;
+        return TORII_OK;
     }
     if (!admin_req_method_is(req, "POST")) {
         admin_reply_method_not_allowed(reply, "POST");
-        return;
+        return TORII_OK;
     }
     if (!admin_req_query_none(req, reply)) {
-        return;
+        return TORII_OK;
     }
     body = admin_req_json_load(req->body, req->body_len, 0, &jerr);
     off = json_object_get(body, "offset_ms");
     if (!json_is_integer(off) || json_object_size(body) != 1) {
         admin_reply_error(reply, 400, "expected {\"offset_ms\": <integer>}");
         json_decref(body);
-        return;
+        return TORII_OK;
     }
     torii_clock_set_offset_ms((int64_t)json_integer_value(off));
     torii_log(TORII_LOG_WARN, "admin: debug clock offset set (offset_ms=%lld peer=%s)",
@@ -192,26 +194,6 @@ static void lifecycle_debug_clock(struct torii_admin_ctx *ctx, const struct tori
     reply->json = json_pack("{s:I, s:I}", "offset_ms", json_integer_value(off), "now_ms",
                             (json_int_t)torii_clock_now_ms());
     json_decref(body);
-}
-
-int admin_lc_metrics(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                     struct torii_admin_reply *reply)
-{
-    lifecycle_metrics_reply(ctx, req, reply);
-    return TORII_OK;
-}
-
-int admin_lc_debug_clock(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                         struct torii_admin_reply *reply)
-{
-    lifecycle_debug_clock(ctx, req, reply);
-    return TORII_OK;
-}
-
-int admin_lc_renew_all(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                       struct torii_admin_reply *reply)
-{
-    lifecycle_renew_many(ctx, req, reply);
     return TORII_OK;
 }
 
