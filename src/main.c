@@ -16,6 +16,7 @@
 
 #include "torii/admin.h"
 #include "torii/alert.h"
+#include "torii/certstats.h"
 #include "torii/clock.h"
 #include "torii/conf.h"
 #include "torii/daemon.h"
@@ -23,6 +24,7 @@
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
+#include "torii/pkiboot.h"
 #include "torii/pkistate.h"
 #include "torii/proxy.h"
 #include "torii/renew.h"
@@ -47,6 +49,7 @@ struct app {
     struct torii_table *table;
     struct torii_admin *admin;
     struct torii_pki_state *pki;
+    struct torii_certstats *certstats; /* the certificate gauges of /metrics */
     struct torii_alerts *alerts;
     struct torii_renewer *renewer;
     struct torii_routes *routes;                  /* compiled in main() (also for --check-config) */
@@ -266,6 +269,7 @@ static int app_gen_start(struct app *app, struct torii_config *cfg, int own_cfg,
         .ocsp_staple_arg = app->pki,
         .inherit = inherit,
         .daemon = app->daemon,
+        .pki = app->pki,
         .id = ++app->gen_seq,
     };
 
@@ -411,9 +415,13 @@ static int app_services_start(struct app *app, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
 
+    struct torii_admin_opts ao = {.cfg = app->cfg, .store = app->store, .daemon = app->daemon};
+
     TORII_TRY(torii_renewer_start(app->cfg, app->store, app->alerts, &app->renewer, eb));
-    torii_admin_set_renewer(app->renewer);
-    TORII_TRY(torii_admin_start(app->cfg, app->store, app->table, app->daemon, &app->admin, eb));
+    ao.renewer = app->renewer;
+    ao.pki = app->pki;
+    ao.certstats = app->certstats;
+    TORII_TRY(torii_admin_start(&ao, &app->admin, eb));
 out:
     return rc;
 }
@@ -422,7 +430,6 @@ static void app_services_stop(struct app *app)
 {
     torii_admin_stop(app->admin);
     app->admin = NULL;
-    torii_admin_set_renewer(NULL);
     /* The renewal thread writes to the store, whose watcher raises alerts: stop it first. */
     torii_renewer_stop(app->renewer);
     app->renewer = NULL;
@@ -519,8 +526,9 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
     torii_table_set_default(app->table, app->cfg->default_cert);
     TORII_TRY(torii_store_watch(app->store, app_on_store_change, app));
     TORII_TRY(torii_store_foreach(app->store, TORII_STORE_CERTS, app_load_one, app));
-    TORII_TRY(torii_admin_pki_state_open(app->cfg, app->store, &app->pki, eb));
-    TORII_TRY(torii_admin_pki_bootstrap(app->cfg, app->store, eb));
+    TORII_TRY(torii_pkiboot_state_open(app->cfg, app->store, &app->pki, eb));
+    TORII_TRY(torii_certstats_open(app->store, &app->certstats, eb));
+    TORII_TRY(torii_pkiboot_run(app->cfg, app->store, eb));
     TORII_TRY(torii_store_count(app->store, TORII_STORE_CERTS, ncerts));
     TORII_TRY(torii_alerts_new(app->cfg, app->store, &app->alerts, eb));
     app->alerts_cfg = app->cfg;
@@ -660,8 +668,8 @@ static void app_close(struct app *app, struct event **sigs)
     torii_routes_free(app->routes);
     app->routes = NULL;
     torii_table_free(app->table);
-    torii_wellknown_pki_set(NULL);
-    torii_pki_state_free(app->pki); /* after every store writer stopped */
+    torii_pki_state_free(app->pki);       /* after every store writer stopped */
+    torii_certstats_free(app->certstats); /* likewise */
     torii_store_free(app->store);
     torii_daemon_free(app->daemon); /* releases the instance lock, after the store is closed */
     app->daemon = NULL;
@@ -679,7 +687,6 @@ static int app_run(struct app *app)
     app->ho_fd = -1;
     TORII_TRY(app_open_state(app, &ncerts, &eb));
     TORII_TRY(app_events(app, sigs, &eb));
-    torii_wellknown_pki_set(app->pki);
     TORII_TRY(app_serve(app, &eb));
     TORII_TRY(torii_daemon_watch(app->daemon, app->base));
     torii_daemon_set_state(app->daemon, TORII_DAEMON_READY);

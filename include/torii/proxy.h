@@ -194,10 +194,15 @@ struct torii_wellknown_reply {
     size_t n_extra;
 };
 
-/** What the handlers may use (borrowed; each must outlive the workers). */
+struct torii_pki_state;
+
+/** What the handlers may use (borrowed; each must outlive the workers). pki: the state the
+ * built-in PKI's public paths (wellknown_pki.c: JWKS, OCSP, CA issuers, CRLs) serve from;
+ * NULL: those paths answer 404. */
 struct torii_wellknown_opts {
     const struct torii_config *cfg;
     struct torii_table *table;
+    struct torii_pki_state *pki;
 };
 
 int torii_wellknown_new(const struct torii_wellknown_opts *opts, struct torii_wellknown **out)
@@ -211,24 +216,33 @@ void torii_wellknown_free(struct torii_wellknown *wk);
 int torii_wellknown_handle(struct torii_wellknown *wk, const struct torii_http_req *req, int https,
                            struct torii_wellknown_reply *reply) TORII_MUST_USE;
 
-/** The built-in PKI's public paths (wellknown_pki.c: JWKS, OCSP, CA issuers, CRLs) serve
- * this state (borrowed; must outlive the workers). Main thread, before torii_workers_start;
- * without it those paths answer 404. */
-struct torii_pki_state;
-void torii_wellknown_pki_set(struct torii_pki_state *pki);
-
 /* ---- workers ----------------------------------------------------------------------------- */
 
 struct torii_workers;
 
 struct torii_daemon;
+struct torii_listen_socks;
+
+/** What the workers serve with (all borrowed; each must outlive the workers). */
+struct torii_workers_opts {
+    const struct torii_config *cfg;
+    struct torii_table *table;
+    struct torii_tls_ctx *tls;
+    const struct torii_routes *routes;
+    struct torii_daemon *daemon;              /* each loop's beat "worker-<i>"; NULL: none */
+    struct torii_pki_state *pki;              /* /.well-known PKI paths, routes[].jwt keys */
+    const struct torii_listen_socks *inherit; /* sockets to take over, or NULL */
+};
+
 /** Bind every listener socket (errors reported here, synchronously) and start the workers.
  * With a daemon (NULL: none), each worker loop attaches a beat "worker-<i>" (daemon.h). On
  * EMFILE/ENFILE/ENOBUFS/ENOMEM from accept a worker disables its listeners for 50 ms, doubled
- * up to 1 s while accept keeps failing, instead of spinning on the readable listener. */
-int torii_workers_start(const struct torii_config *cfg, struct torii_table *table,
-                        struct torii_tls_ctx *tls, const struct torii_routes *routes,
-                        struct torii_daemon *daemon, struct torii_workers **out,
+ * up to 1 s while accept keeps failing, instead of spinning on the readable listener.
+ * Inherited sockets (o->inherit, borrowed: duplicated) whose kind, slot and address match are
+ * taken over, the others bound: a connection waiting in a kept socket's accept queue is
+ * never lost. Without a PKI state (o->pki NULL) the /.well-known PKI paths answer 404 and
+ * routes[].jwt refuses every token. */
+int torii_workers_start(const struct torii_workers_opts *o, struct torii_workers **out,
                         struct torii_errbuf *eb) TORII_MUST_USE;
 
 /** One listening socket of one worker, as handed to the next workers (reload) or the next
@@ -244,14 +258,6 @@ struct torii_listen_socks {
     const struct torii_listen_sock *v;
     size_t n;
 };
-/** torii_workers_start, taking over the inherited sockets (borrowed: duplicated) whose
- * kind, slot and address match, and binding the others: a connection waiting in a kept
- * socket's accept queue is never lost. */
-int torii_workers_start_inherit(const struct torii_config *cfg, struct torii_table *table,
-                                struct torii_tls_ctx *tls, const struct torii_routes *routes,
-                                struct torii_daemon *daemon,
-                                const struct torii_listen_socks *inherit,
-                                struct torii_workers **out, struct torii_errbuf *eb) TORII_MUST_USE;
 /** The listening sockets (fds borrowed: valid until the workers drain), at most cap. */
 size_t torii_workers_listeners(const struct torii_workers *ws, struct torii_listen_sock *out,
                                size_t cap);
@@ -281,7 +287,8 @@ struct torii_proxy_gen_opts {
     void *ocsp_staple_arg;
     const struct torii_listen_socks *inherit; /* sockets to take over, or NULL */
     struct torii_daemon *daemon;              /* each worker loop's beat (NULL: none) */
-    unsigned id;                              /* for the logs */
+    struct torii_pki_state *pki; /* borrowed: PKI public paths and JWT keys (NULL: none) */
+    unsigned id;                 /* for the logs */
 };
 
 /** Bind the routes' TLS, make the TLS context, start the workers. On failure nothing is

@@ -1,6 +1,6 @@
 /* admin_guard.h - internal to the admin module: what stands between a request and the routes.
- * The scope table (scopes.c), the per-source limiter of failed authentications and the audit
- * log (audit.c), the redaction of private keys and passwords (redact.c), and the guarded
+ * The route table (routes.c, admin_routes.h), the per-source limiter of failed authentications and
+ * the audit log (audit.c), the redaction of private keys and passwords (redact.c), and the guarded
  * dispatch that runs them in order (guard.c):
  *   public documents -> rate limit -> authentication -> scope (and keys:export for
  *   ?export=true) -> Host/Origin/Content-Type on state-changing calls -> audit intent ->
@@ -18,31 +18,10 @@
 
 #include "admin_auth.h"
 #include "admin_int.h"
+#include "admin_routes.h"
 #include "torii/conf.h"
 #include "torii/err.h"
 #include "torii/http.h"
-
-/* ---- the scope table (scopes.c) ---- */
-
-/** One route: method ("GET" also serves HEAD), path pattern ('*' = exactly one non-empty
- * segment), the scope it needs and whether it changes state (audited). */
-struct admin_scope_rule {
-    const char *method;
-    const char *pattern;
-    unsigned scope;
-    int mutates;
-};
-
-/** Every authenticated route of the admin listener, in match order (first match wins). */
-extern const struct admin_scope_rule admin_scope_rules[];
-extern const size_t admin_scope_n_rules;
-
-/** The rule of (method, path), or NULL: a request that no rule names needs the admin scope
- * (deny by default) and is audited when its method is not GET/HEAD. */
-const struct admin_scope_rule *admin_scope_find(const char *method, struct torii_slice path);
-
-/** "read", "write", ... for the names of every bit of scopes, comma-separated, into buf. */
-void admin_scope_names(unsigned scopes, char *buf, size_t len);
 
 /* ---- failed authentications per source (audit.c) ---- */
 

@@ -12,7 +12,6 @@
 #include "torii/err.h"
 #include "torii/http.h"
 #include "torii/store.h"
-#include "torii/table.h"
 
 /** Test seam for the read-modify-write window of PUT and PATCH /api/certificates/:id (and
  * their bulk lines): `between` (may be NULL) runs on the admin thread after the stored entity
@@ -23,10 +22,16 @@ struct admin_rmw_seam {
     void *arg;
 };
 
+struct torii_renewer;
+struct torii_pki_state;
+struct torii_certstats;
+
 struct torii_admin_ctx {
     struct torii_store *store;         /* borrowed */
-    struct torii_table *table;         /* borrowed */
     const struct torii_config *cfg;    /* borrowed */
+    struct torii_renewer *renewer;     /* borrowed; NULL: POST .../_renew answers 503 */
+    struct torii_pki_state *pki;       /* borrowed; NULL: no JWKS on the admin listener */
+    struct torii_certstats *certstats; /* borrowed; NULL: /metrics without certificates */
     const struct admin_rmw_seam *seam; /* borrowed; tests only, NULL in production */
 };
 
@@ -52,30 +57,23 @@ void admin_reply_header(struct torii_admin_reply *r, const char *name, const cha
 void admin_reply_clear(struct torii_admin_reply *r);
 /** 405 {"error": "method not allowed"} with an Allow header (allow: e.g. "GET, HEAD"). */
 void admin_reply_method_not_allowed(struct torii_admin_reply *r, const char *allow);
+/** The one error-code -> HTTP status map of the admin API (docs/api.md, Errors): TORII_OK 200,
+ * TORII_EINVAL 400, TORII_ENOTFOUND 404, TORII_EEXIST and TORII_ECONFLICT 409, TORII_ETOOBIG
+ * 413, TORII_EUNSUPPORTED 501 (an operation torii does not implement for this entity, e.g.
+ * renewing a Let's Encrypt certificate), TORII_EIO and TORII_EAGAIN 503, TORII_ETIMEDOUT 504,
+ * TORII_ENOSPC 507, anything else (TORII_ENOMEM, TORII_ESTORE, TORII_ETLS, ...) 500. */
+int admin_status_of(int rc);
 
-/** /api/certificates routes. Returns TORII_OK when the path belongs to it (reply filled, even
- * for errors), TORII_ENOTFOUND when it does not. */
+/** /api/certificates routes (rows of admin_routes.h). Returns TORII_OK when the path belongs
+ * to it (reply filled, even for errors), TORII_ENOTFOUND when it does not. */
 int admin_certs_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                       struct torii_admin_reply *reply);
 
-/** Lifecycle routes (lifecycle.c): POST /api/certificates/_renew, POST
- * /api/certificates/:id/_renew, GET /metrics, POST /api/_debug/clock. Same contract. */
-int admin_lifecycle_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                          struct torii_admin_reply *reply);
-
-/** JWT routes (jwt.c): POST /api/certificates/:id/_sign and /_verify. Same contract. */
-int admin_jwt_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                    struct torii_admin_reply *reply);
-
-/* ---- PKI routes and the serial index (pki.c) ---- */
+/* ---- PKI routes (pki.c) and the serial index (serial_index.c) ---- */
 
 /** /api/pki/... and POST /api/certificates/_bundle. Same contract as admin_certs_route. */
 int admin_pki_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                     struct torii_admin_reply *reply);
-/** Unauthenticated public documents of the admin listener: GET /.well-known/jwks.json.
- * TORII_OK (reply filled) or TORII_ENOTFOUND. */
-int admin_pki_public_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                           struct torii_admin_reply *reply);
 
 #define ADMIN_SERIAL_KEY_MAX (TORII_STORE_ID_MAX + 1)
 

@@ -87,29 +87,6 @@ static void certs_reply_json(struct torii_admin_reply *r, int status, json_t *v_
     r->json = v_owned;
 }
 
-static int certs_status_of(int rc)
-{
-    switch (rc) {
-    case TORII_OK:
-        return 200;
-    case TORII_EINVAL:
-        return 400;
-    case TORII_ENOTFOUND:
-        return 404;
-    case TORII_EEXIST:
-    case TORII_ECONFLICT:
-        return 409;
-    case TORII_ETOOBIG:
-        return 413;
-    case TORII_ENOSPC: /* the store's disk is full: 507 Insufficient Storage */
-        return 507;
-    case TORII_EIO: /* the store's disk failed: retry later, maybe elsewhere */
-        return 503;
-    default:
-        return 500;
-    }
-}
-
 /* Reply with the status matching rc and {"error": eb.msg}. */
 static void certs_reply_rc(struct torii_admin_reply *r, int rc, const struct torii_errbuf *eb)
 {
@@ -117,7 +94,7 @@ static void certs_reply_rc(struct torii_admin_reply *r, int rc, const struct tor
         admin_reply_error(r, 500, "out of memory");
         return;
     }
-    admin_reply_error(r, certs_status_of(rc), "%s", eb->msg[0] != '\0' ? eb->msg : "error");
+    admin_reply_error(r, admin_status_of(rc), "%s", eb->msg[0] != '\0' ? eb->msg : "error");
 }
 
 /* 1 when q holds only the allowed parameters, once each, and enrich (when given) is a
@@ -1097,7 +1074,7 @@ static json_t *certs_bulk_line(struct torii_admin_ctx *ctx, const char *method, 
     if (rc == TORII_OK) {
         res = json_pack("{s:i, s:b, s:s}", "status", status, verb, 1, "id", id);
     } else {
-        res = json_pack("{s:i, s:s, s:s}", "status", certs_status_of(rc), "error",
+        res = json_pack("{s:i, s:s, s:s}", "status", admin_status_of(rc), "error",
                         certs_bulk_code(rc), "error_description", eb.msg);
         if (res != NULL && id != NULL) {
             (void)json_object_set_new(res, "id", json_string(id));

@@ -182,10 +182,9 @@ static int guard_export_asked(const struct torii_http_req *req)
 static void guard_routes(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                          struct torii_admin_reply *reply)
 {
-    if (admin_lifecycle_route(ctx, req, reply) == TORII_ENOTFOUND
-        && admin_jwt_route(ctx, req, reply) == TORII_ENOTFOUND
-        && admin_certs_route(ctx, req, reply) == TORII_ENOTFOUND
-        && admin_pki_route(ctx, req, reply) == TORII_ENOTFOUND) {
+    admin_route_fn fn = admin_route_handler(req->path);
+
+    if (fn == NULL || fn(ctx, req, reply) == TORII_ENOTFOUND) {
         admin_reply_clear(reply);
         admin_reply_error(reply, 404, "not found");
     }
@@ -292,21 +291,25 @@ void admin_guard_dispatch(struct admin_guard *g, struct torii_admin_ctx *ctx,
 {
     char src[ADMIN_RL_KEY];
     const struct admin_token *tok = NULL;
-    const struct admin_scope_rule *rule = NULL;
+    const struct admin_route *rule = admin_route_find(req->method, req->path);
     int is_get = admin_req_is_get(req);
     int exporting = 0;
     int mutates = 0;
     unsigned need = TORII_SCOPE_ADMIN;
 
-    if (admin_pki_public_route(ctx, req, reply) == TORII_OK) {
-        return; /* public documents (JWKS): answered without authentication */
+    if (rule != NULL && rule->scope == ADMIN_ROUTE_PUBLIC) {
+        /* public documents (JWKS): answered without authentication */
+        if (rule->fn(ctx, req, reply) == TORII_ENOTFOUND) {
+            admin_reply_clear(reply);
+            admin_reply_error(reply, 404, "not found");
+        }
+        return;
     }
     admin_rl_source(req->peer, src);
     tok = guard_authenticate(g, req, src, now_ms, reply);
     if (tok == NULL) {
         return;
     }
-    rule = admin_scope_find(req->method, req->path);
     need = rule != NULL ? rule->scope : TORII_SCOPE_ADMIN;
     mutates = rule != NULL ? rule->mutates : !is_get;
     exporting = is_get && guard_export_asked(req);

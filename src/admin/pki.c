@@ -1,6 +1,5 @@
 /* pki.c - the /api/pki admin routes (Otoroshi-compatible, reference 3.2), POST
- * /api/certificates/_bundle, the public GET /.well-known/jwks.json of the admin listener, and
- * the serial index (TORII_STORE_SERIALS) shared with certs.c.
+ * /api/certificates/_bundle, and the serial index (TORII_STORE_SERIALS) shared with certs.c.
  *
  * Decisions:
  * - Every issued or imported certificate is stored (unless ?persist=false) in one
@@ -31,83 +30,7 @@
 
 #define PKI_PREFIX    "/api/pki/"
 #define PKI_BUNDLE    "/api/certificates/_bundle"
-#define PKI_JWKS      "/.well-known/jwks.json"
 #define PKI_MAX_QUERY 16
-
-/* ---- serial index ------------------------------------------------------------------------- */
-
-/* "<issuer id>:<serial hex>" of an entity; TORII_ENOTFOUND when it is not indexed. */
-static int pki_serial_key(const json_t *e, char *key, size_t len)
-{
-    const char *id = json_string_value(json_object_get(e, "id"));
-    const char *ca_ref = json_string_value(json_object_get(e, "caRef"));
-    const char *issuer = NULL;
-    char hex[TORII_PKI_SERIAL_HEX_MAX];
-    int n;
-
-    if (id == NULL) {
-        return TORII_ENOTFOUND;
-    }
-    if (ca_ref != NULL && ca_ref[0] != '\0') {
-        issuer = ca_ref;
-    } else if (json_is_true(json_object_get(e, "selfSigned"))) {
-        issuer = id;
-    } else {
-        return TORII_ENOTFOUND;
-    }
-    if (torii_pki_cert_serial_hex(e, hex, sizeof(hex), NULL) != TORII_OK) {
-        return TORII_ENOTFOUND;
-    }
-    n = snprintf(key, len, "%s:%s", issuer, hex);
-    if (n < 0 || (size_t)n >= len || (size_t)n > TORII_STORE_ID_MAX) {
-        return TORII_ENOTFOUND;
-    }
-    return TORII_OK;
-}
-
-void admin_serial_index_ops(struct torii_store *st, const json_t *old_entity,
-                            const json_t *new_entity, struct admin_serial_ops *out)
-{
-    int has_new = 0;
-    const char *old_id = json_string_value(json_object_get(old_entity, "id"));
-    const char *new_id = json_string_value(json_object_get(new_entity, "id"));
-
-    memset(out, 0, sizeof(*out));
-    if (new_entity != NULL && new_id != NULL
-        && pki_serial_key(new_entity, out->put_key, sizeof(out->put_key)) == TORII_OK
-        && strlen(new_id) <= TORII_STORE_ID_MAX) {
-        has_new = 1;
-        (void)snprintf(out->put_val, sizeof(out->put_val), "%s", new_id);
-    }
-    if (old_entity != NULL && old_id != NULL
-        && pki_serial_key(old_entity, out->del_key, sizeof(out->del_key)) == TORII_OK
-        && (!has_new || strcmp(out->del_key, out->put_key) != 0)) {
-        char *val = NULL;
-        size_t len = 0;
-
-        /* Only an entry that exists and still names this certificate (a DELETE of a missing
-         * id would fail the whole apply). */
-        if (torii_store_get(st, TORII_STORE_SERIALS, out->del_key, &val, &len, NULL, NULL)
-                == TORII_OK
-            && strcmp(val, old_id) == 0) {
-            out->op[out->n].kind = TORII_STORE_DELETE;
-            out->op[out->n].bucket = TORII_STORE_SERIALS;
-            out->op[out->n].rec.id = out->del_key;
-            out->op[out->n].rec.id_len = strlen(out->del_key);
-            out->n++;
-        }
-        free(val);
-    }
-    if (has_new) {
-        out->op[out->n].kind = TORII_STORE_PUT;
-        out->op[out->n].bucket = TORII_STORE_SERIALS;
-        out->op[out->n].rec.id = out->put_key;
-        out->op[out->n].rec.id_len = strlen(out->put_key);
-        out->op[out->n].rec.json = out->put_val;
-        out->op[out->n].rec.json_len = strlen(out->put_val);
-        out->n++;
-    }
-}
 
 int admin_pki_persist(struct torii_store *st, const json_t *entities, struct torii_errbuf *eb)
 {
@@ -183,29 +106,10 @@ static void pki_reply_json(struct torii_admin_reply *r, int status, json_t *v_ow
     }
 }
 
-static int pki_status_of(int rc)
-{
-    switch (rc) {
-    case TORII_EINVAL:
-    case TORII_EUNSUPPORTED:
-        return 400;
-    case TORII_ENOTFOUND:
-        return 404;
-    case TORII_EEXIST:
-        return 409;
-    case TORII_ENOSPC: /* the store's disk is full: 507 Insufficient Storage */
-        return 507;
-    case TORII_EIO: /* the store's disk failed: retry later, maybe elsewhere */
-        return 503;
-    default:
-        return 500;
-    }
-}
-
 static void pki_reply_rc(struct torii_admin_reply *r, int rc, const char *prefix,
                          const struct torii_errbuf *eb)
 {
-    admin_reply_error(r, pki_status_of(rc), "%s%s", prefix,
+    admin_reply_error(r, admin_status_of(rc), "%s%s", prefix,
                       eb->msg[0] != '\0' ? eb->msg : torii_strerror(rc));
 }
 
@@ -738,55 +642,5 @@ int admin_pki_route(struct torii_admin_ctx *ctx, const struct torii_http_req *re
         pki_dispatch(ctx, req, &q, seg, n, reply);
     }
     admin_req_query_clear(&q);
-    return TORII_OK;
-}
-
-/* ---- public JWKS on the admin listener --------------------------------------------------------
- */
-
-static int pki_jwks_cb(const struct torii_store_rec *rec, void *arg)
-{
-    json_t *arr = arg;
-    json_error_t jerr;
-    json_t *e;
-    const char *needle = "\"exposed\":true";
-    int hit = 0;
-
-    for (size_t i = 0; rec->json != NULL && i + strlen(needle) <= rec->json_len && !hit; i++) {
-        hit = memcmp(rec->json + i, needle, strlen(needle)) == 0;
-    }
-    if (!hit) {
-        return TORII_OK;
-    }
-    e = json_loadb(rec->json, rec->json_len, 0, &jerr);
-    if (json_is_object(e)) {
-        (void)json_array_append(arr, e);
-    }
-    json_decref(e);
-    return TORII_OK;
-}
-
-int admin_pki_public_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                           struct torii_admin_reply *reply)
-{
-    json_t *arr = NULL;
-    json_t *doc = NULL;
-
-    if (!admin_req_path_is(req, PKI_JWKS) || !admin_req_is_get(req)) {
-        return TORII_ENOTFOUND;
-    }
-    if (!admin_req_query_none(req, reply)) {
-        return TORII_OK;
-    }
-    arr = json_array();
-    if (arr == NULL
-        || torii_store_foreach(ctx->store, TORII_STORE_CERTS, pki_jwks_cb, arr) != TORII_OK) {
-        json_decref(arr);
-        admin_reply_error(reply, 500, "store: cannot list certificates");
-        return TORII_OK;
-    }
-    doc = torii_pki_jwks_build(arr);
-    json_decref(arr);
-    pki_reply_json(reply, 200, doc);
     return TORII_OK;
 }

@@ -1,5 +1,5 @@
 /* reply.c - the reply that route handlers fill and the server writes: an {"error": ...}
- * helper, 405 with Allow, extra headers, and clearing. */
+ * helper, 405 with Allow, the one error-code -> status map, extra headers, and clearing. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -75,4 +75,32 @@ void admin_reply_clear(struct torii_admin_reply *r)
         free(r->hvalue[i]);
     }
     memset(r, 0, sizeof(*r));
+}
+
+int admin_status_of(int rc)
+{
+    switch (rc) {
+    case TORII_OK:
+        return 200;
+    case TORII_EINVAL:
+        return 400;
+    case TORII_ENOTFOUND:
+        return 404;
+    case TORII_EEXIST:
+    case TORII_ECONFLICT:
+        return 409;
+    case TORII_ETOOBIG:
+        return 413;
+    case TORII_EIO:    /* the store's disk failed: retry later, maybe elsewhere */
+    case TORII_EAGAIN: /* busy (the renewal thread): retry later */
+        return 503;
+    case TORII_EUNSUPPORTED: /* an operation torii does not implement for this entity */
+        return 501;
+    case TORII_ETIMEDOUT:
+        return 504;
+    case TORII_ENOSPC: /* the store's disk is full: 507 Insufficient Storage */
+        return 507;
+    default:
+        return 500;
+    }
 }

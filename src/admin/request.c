@@ -398,7 +398,7 @@ int admin_req_entity_write_init(struct torii_store *st, enum torii_store_op_kind
                                                .json_len = strlen(w->text),
                                                .aux = aux,
                                                .aux_len = aux_len}};
-    /* The serial index entries change in the same transaction (pki.c). */
+    /* The serial index entries change in the same transaction (serial_index.c). */
     admin_serial_index_ops(st, old, entity, &w->idx);
     memcpy(&w->op[1], w->idx.op, w->idx.n * sizeof(w->idx.op[0]));
     w->n = 1 + w->idx.n;

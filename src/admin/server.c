@@ -6,8 +6,7 @@
  * Threads: torii_admin_start/stop on the main thread; accept, dispatch and routes on the
  * admin thread. The main thread reaches the loop only through stop_ev (event_active).
  * Ownership: the server owns its base, listener, connections, TLS context and the guard
- * (token hashes wiped on free);
- * cfg/store/table are borrowed. */
+ * (token hashes wiped on free); everything in torii_admin_opts is borrowed. */
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -346,10 +345,10 @@ static void admin_limits(const struct torii_config *cfg, struct torii_http_limit
     }
 }
 
-int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
-                      struct torii_table *table, struct torii_daemon *daemon,
-                      struct torii_admin **out, struct torii_errbuf *eb)
+int torii_admin_start(const struct torii_admin_opts *opts, struct torii_admin **out,
+                      struct torii_errbuf *eb)
 {
+    const struct torii_config *cfg = opts->cfg;
     struct torii_admin *adm = torii_xcalloc(1, sizeof(*adm));
     const char *listen_on = cfg->admin_listen != NULL && cfg->admin_listen[0] != '\0'
                                 ? cfg->admin_listen
@@ -359,10 +358,12 @@ int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
     int err;
     int rc = TORII_OK;
 
-    adm->ctx.store = store;
-    adm->ctx.table = table;
+    adm->ctx.store = opts->store;
     adm->ctx.cfg = cfg;
-    adm->daemon = daemon;
+    adm->ctx.renewer = opts->renewer;
+    adm->ctx.pki = opts->pki;
+    adm->ctx.certstats = opts->certstats;
+    adm->daemon = opts->daemon;
     admin_limits(cfg, &adm->lim);
     TORII_TRY(torii_config_parse_addr(listen_on, &ss, &sslen, eb));
     /* The keys of every site go through this API: off loopback, only TLS with client
@@ -374,7 +375,7 @@ int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
                             "{\"cert\", \"client_cas\"})",
                             listen_on));
     if (cfg->admin_tls != NULL) {
-        TORII_TRY(admin_tls_ctx_new(cfg, store, &adm->ssl_ctx, eb));
+        TORII_TRY(admin_tls_ctx_new(cfg, opts->store, &adm->ssl_ctx, eb));
     }
     TORII_TRY(admin_guard_init(&adm->guard, cfg, listen_on, eb));
     adm->guard_ready = 1;
@@ -397,8 +398,8 @@ int torii_admin_start(const struct torii_config *cfg, struct torii_store *store,
     adm->backoff_ev = evtimer_new(adm->base, admin_backoff_cb, adm);
     TORII_ENSURE(adm->stop_ev != NULL && adm->backoff_ev != NULL,
                  torii_errf(eb, TORII_ENOMEM, "admin: cannot create the stop event"));
-    if (daemon != NULL) {
-        rc = torii_daemon_beat_attach(daemon, adm->base, "admin", &adm->beat);
+    if (adm->daemon != NULL) {
+        rc = torii_daemon_beat_attach(adm->daemon, adm->base, "admin", &adm->beat);
         TORII_ENSURE(rc == TORII_OK, torii_errf(eb, rc, "admin: cannot attach the loop beat"));
     }
     err = pthread_create(&adm->thread, NULL, admin_thread_main, adm);

@@ -101,7 +101,8 @@ static int pc_jwt(struct proxy_conn *pc, const struct torii_http_req *req)
 
     free(pc->jwt_hdrs);
     pc->jwt_hdrs = NULL;
-    outcome = torii_proxy__jwt_check(pc->x.route->jwt, req, &pc->jwt_hdrs, &pc->jwt_hdrs_len);
+    outcome = torii_proxy__jwt_check(pc->pw->pki, pc->x.route->jwt, req, &pc->jwt_hdrs,
+                                     &pc->jwt_hdrs_len);
     if (outcome == TORII_JWT_OK) {
         return 0;
     }

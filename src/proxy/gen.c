@@ -23,6 +23,7 @@ int torii_proxy_gen_start(const struct torii_proxy_gen_opts *o, struct torii_pro
 {
     struct torii_proxy_gen *g = torii_xcalloc(1, sizeof(*g));
     struct torii_tls_opts topts = {0};
+    struct torii_workers_opts wopts;
     int rc = TORII_OK;
 
     g->cfg = o->cfg;
@@ -37,8 +38,14 @@ int torii_proxy_gen_start(const struct torii_proxy_gen_opts *o, struct torii_pro
     topts.ocsp_staple = o->ocsp_staple;
     topts.ocsp_staple_arg = o->ocsp_staple_arg;
     TORII_TRY(torii_tls_ctx_new(&topts, &g->tls, eb));
-    TORII_TRY(torii_workers_start_inherit(g->cfg, o->table, g->tls, g->routes, o->daemon,
-                                          o->inherit, &g->workers, eb));
+    wopts = (struct torii_workers_opts){.cfg = g->cfg,
+                                        .table = o->table,
+                                        .tls = g->tls,
+                                        .routes = g->routes,
+                                        .daemon = o->daemon,
+                                        .pki = o->pki,
+                                        .inherit = o->inherit};
+    TORII_TRY(torii_workers_start(&wopts, &g->workers, eb));
     *out = g;
     g = NULL;
 out:

@@ -517,10 +517,9 @@ out:
 
 /* ---- the proxy's hook (admission.c) ------------------------------------------------------- */
 
-unsigned torii_proxy__jwt_check(const struct torii_route_jwt *j, const struct torii_http_req *req,
-                                char **hdrs, size_t *hdrs_len)
+unsigned torii_proxy__jwt_check(struct torii_pki_state *pki, const struct torii_route_jwt *j,
+                                const struct torii_http_req *req, char **hdrs, size_t *hdrs_len)
 {
-    struct torii_pki_state *pki = torii_wellknown__pki();
     struct torii_jwt_keyset *ks = pki != NULL ? torii_pki_state_jwt_keys(pki) : NULL;
     struct torii_errbuf eb = {{0}};
     unsigned outcome;

@@ -29,6 +29,7 @@ struct proxy_worker {
     const struct torii_routes *routes;
     struct torii_tls_ctx *tls;
     struct torii_wellknown *wk;
+    struct torii_pki_state *pki;   /* borrowed (NULL: none): the routes[].jwt keys */
     struct torii_http_limits lim;  /* client requests */
     struct torii_http_limits ulim; /* upstream responses */
     struct proxy_target_state *targets;
@@ -77,13 +78,14 @@ int torii_wellknown__pki_crl(struct torii_wellknown *wk, const struct torii_http
                              struct torii_slice rest, struct torii_wellknown_reply *reply);
 
 /* ---- routes[].jwt (jwtauth.c) ---- */
-/** The PKI state set by torii_wellknown_pki_set (NULL: none; wellknown_pki.c). */
-struct torii_pki_state *torii_wellknown__pki(void);
+/** The PKI state of the wellknown_opts (borrowed; NULL: none). */
+struct torii_pki_state *torii_wellknown__pki(const struct torii_wellknown *wk);
 struct torii_route_jwt;
-/** Check req against a route's jwt with the current key set of the PKI snapshot and the
- * current time: 0 (TORII_JWT_OK; *hdrs gets the claim header lines, malloc'd or NULL) or the
- * refusal's outcome (jwt.h), counted in the metrics and logged at debug. */
-unsigned torii_proxy__jwt_check(const struct torii_route_jwt *j, const struct torii_http_req *req,
-                                char **hdrs, size_t *hdrs_len);
+/** Check req against a route's jwt with the current key set of pki's snapshot (NULL: no key,
+ * every token refused) and the current time: 0 (TORII_JWT_OK; *hdrs gets the claim header
+ * lines, malloc'd or NULL) or the refusal's outcome (jwt.h), counted in the metrics and
+ * logged at debug. */
+unsigned torii_proxy__jwt_check(struct torii_pki_state *pki, const struct torii_route_jwt *j,
+                                const struct torii_http_req *req, char **hdrs, size_t *hdrs_len);
 
 #endif

@@ -11,6 +11,11 @@ struct torii_wellknown {
     struct torii_wellknown_opts opts;
 };
 
+struct torii_pki_state *torii_wellknown__pki(const struct torii_wellknown *wk)
+{
+    return wk->opts.pki;
+}
+
 /* rest: the path after the entry's prefix (not decoded, may be empty). */
 typedef int (*wellknown_fn)(struct torii_wellknown *wk, const struct torii_http_req *req,
                             struct torii_slice rest, struct torii_wellknown_reply *reply);

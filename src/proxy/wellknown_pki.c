@@ -6,7 +6,8 @@
  *   GET  /.well-known/torii/ca/<id>             CA certificate, DER (AIA caIssuers, RFC 5280)
  *   GET  /.well-known/torii/crl/<ca id>         current CRL of that CA, DER
  * Everything comes from the PKI state's snapshot (pkistate.h): no store access, no blocking.
- * Threads: worker threads; torii_wellknown_pki_set on the main thread before they start. */
+ * The state is the wellknown_opts.pki given at start (NULL: these paths answer 404).
+ * Threads: worker threads. */
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -18,20 +19,6 @@
 #include "torii/proxy.h"
 
 #define WK_OCSP_MAX (64 * 1024) /* a request with 32 CertIDs and a nonce is far smaller */
-
-/* Set by the main thread before the workers start, read-only afterwards (thread creation
- * orders the accesses). NULL: the PKI paths answer 404. */
-static struct torii_pki_state *wellknown_pki;
-
-void torii_wellknown_pki_set(struct torii_pki_state *pki)
-{
-    wellknown_pki = pki;
-}
-
-struct torii_pki_state *torii_wellknown__pki(void)
-{
-    return wellknown_pki;
-}
 
 static int wk_is_get(const struct torii_http_req *req)
 {
@@ -89,33 +76,33 @@ out:
 int torii_wellknown__pki_jwks(struct torii_wellknown *wk, const struct torii_http_req *req,
                               struct torii_slice rest, struct torii_wellknown_reply *reply)
 {
+    struct torii_pki_state *pki = torii_wellknown__pki(wk);
     char *body = NULL;
     size_t len = 0;
 
-    (void)wk;
     (void)rest;
-    if (wellknown_pki == NULL) {
+    if (pki == NULL) {
         return TORII_ENOTFOUND;
     }
     if (!wk_is_get(req)) {
         return wk_method_not_allowed(reply, "GET, HEAD");
     }
-    if (torii_pki_state_jwks(wellknown_pki, &body, &len) != TORII_OK) {
+    if (torii_pki_state_jwks(pki, &body, &len) != TORII_OK) {
         return wk_error(reply, 503, "JWKS not available yet");
     }
     return wk_body(reply, "application/json", (unsigned char *)body, len);
 }
 
 /* rest = "/<id>" */
-static int wk_pki_der(const struct torii_http_req *req, struct torii_slice rest, int crl,
-                      struct torii_wellknown_reply *reply)
+static int wk_pki_der(struct torii_pki_state *pki, const struct torii_http_req *req,
+                      struct torii_slice rest, int crl, struct torii_wellknown_reply *reply)
 {
     char id[TORII_STORE_ID_MAX + 1];
     unsigned char *body = NULL;
     size_t len = 0;
     int rc;
 
-    if (wellknown_pki == NULL) {
+    if (pki == NULL) {
         return TORII_ENOTFOUND;
     }
     if (!wk_is_get(req)) {
@@ -124,8 +111,8 @@ static int wk_pki_der(const struct torii_http_req *req, struct torii_slice rest,
     if (wk_decode(rest, id, sizeof(id), 0) != TORII_OK) {
         return wk_error(reply, 404, crl ? "CRL not found" : "CA not found");
     }
-    rc = crl ? torii_pki_state_crl(wellknown_pki, id, &body, &len)
-             : torii_pki_state_ca_der(wellknown_pki, id, &body, &len);
+    rc = crl ? torii_pki_state_crl(pki, id, &body, &len)
+             : torii_pki_state_ca_der(pki, id, &body, &len);
     if (rc != TORII_OK) {
         return wk_error(reply, 404, crl ? "CRL not found" : "CA not found");
     }
@@ -135,15 +122,13 @@ static int wk_pki_der(const struct torii_http_req *req, struct torii_slice rest,
 int torii_wellknown__pki_ca(struct torii_wellknown *wk, const struct torii_http_req *req,
                             struct torii_slice rest, struct torii_wellknown_reply *reply)
 {
-    (void)wk;
-    return wk_pki_der(req, rest, 0, reply);
+    return wk_pki_der(torii_wellknown__pki(wk), req, rest, 0, reply);
 }
 
 int torii_wellknown__pki_crl(struct torii_wellknown *wk, const struct torii_http_req *req,
                              struct torii_slice rest, struct torii_wellknown_reply *reply)
 {
-    (void)wk;
-    return wk_pki_der(req, rest, 1, reply);
+    return wk_pki_der(torii_wellknown__pki(wk), req, rest, 1, reply);
 }
 
 /* RFC 6960 A.1 GET: url-encoding of the base64 of the DER request (base64url tolerated). */
@@ -164,14 +149,14 @@ static int wk_ocsp_get_der(struct torii_slice rest, unsigned char **der, size_t 
 int torii_wellknown__pki_ocsp(struct torii_wellknown *wk, const struct torii_http_req *req,
                               struct torii_slice rest, struct torii_wellknown_reply *reply)
 {
+    struct torii_pki_state *pki = torii_wellknown__pki(wk);
     unsigned char *der = NULL;
     size_t der_len = 0;
     unsigned char *body = NULL;
     size_t len = 0;
     int rc;
 
-    (void)wk;
-    if (wellknown_pki == NULL) {
+    if (pki == NULL) {
         return TORII_ENOTFOUND;
     }
     if (strcmp(req->method, "POST") == 0) {
@@ -180,9 +165,9 @@ int torii_wellknown__pki_ocsp(struct torii_wellknown *wk, const struct torii_htt
         }
         if (req->body == NULL || req->body_len == 0 || req->body_len > WK_OCSP_MAX) {
             /* An empty request still gets an OCSP answer: malformedRequest. */
-            rc = torii_pki_state_ocsp(wellknown_pki, NULL, 0, &body, &len);
+            rc = torii_pki_state_ocsp(pki, NULL, 0, &body, &len);
         } else {
-            rc = torii_pki_state_ocsp(wellknown_pki, req->body, req->body_len, &body, &len);
+            rc = torii_pki_state_ocsp(pki, req->body, req->body_len, &body, &len);
         }
     } else if (wk_is_get(req)) {
         if (rest.len < 2 || rest.ptr[0] != '/' || rest.len > WK_OCSP_MAX) {
@@ -193,7 +178,7 @@ int torii_wellknown__pki_ocsp(struct torii_wellknown *wk, const struct torii_htt
         if (wk_ocsp_get_der(rest, &der, &der_len) != TORII_OK) {
             der_len = 0; /* malformedRequest below */
         }
-        rc = torii_pki_state_ocsp(wellknown_pki, der, der_len, &body, &len);
+        rc = torii_pki_state_ocsp(pki, der, der_len, &body, &len);
         free(der);
     } else {
         return wk_method_not_allowed(reply, "GET, HEAD, POST");

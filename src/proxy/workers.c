@@ -58,6 +58,7 @@ struct torii_workers {
     struct torii_tls_ctx *tls;
     const struct torii_routes *routes;
     struct torii_daemon *daemon;
+    struct torii_pki_state *pki;
     unsigned n;
     struct worker *w;
     const struct torii_listen_socks *inherit; /* during start only */
@@ -288,6 +289,7 @@ static int worker_setup(struct torii_workers *ws, struct worker *w, struct torii
         TORII_ENSURE(rc == TORII_OK,
                      torii_errf(eb, rc, "proxy: cannot attach the beat of %s", name));
     }
+    w->pw.pki = ws->pki;
     TORII_TRY(torii_proxy__worker_init(&w->pw, w->base, ws->cfg, ws->routes, ws->tls));
     w->pw_ready = 1;
     w->pw.daemon = ws->daemon;
@@ -314,29 +316,20 @@ out:
     return rc;
 }
 
-int torii_workers_start(const struct torii_config *cfg, struct torii_table *table,
-                        struct torii_tls_ctx *tls, const struct torii_routes *routes,
-                        struct torii_daemon *daemon, struct torii_workers **out,
+int torii_workers_start(const struct torii_workers_opts *o, struct torii_workers **out,
                         struct torii_errbuf *eb)
 {
-    return torii_workers_start_inherit(cfg, table, tls, routes, daemon, NULL, out, eb);
-}
-
-int torii_workers_start_inherit(const struct torii_config *cfg, struct torii_table *table,
-                                struct torii_tls_ctx *tls, const struct torii_routes *routes,
-                                struct torii_daemon *daemon,
-                                const struct torii_listen_socks *inherit,
-                                struct torii_workers **out, struct torii_errbuf *eb)
-{
     struct torii_workers *ws = torii_xcalloc(1, sizeof(*ws));
+    const struct torii_config *cfg = o->cfg;
     int rc = TORII_OK;
 
-    ws->daemon = daemon;
+    ws->daemon = o->daemon;
     ws->cfg = cfg;
-    ws->table = table;
-    ws->tls = tls;
-    ws->routes = routes;
-    ws->inherit = inherit;
+    ws->table = o->table;
+    ws->tls = o->tls;
+    ws->routes = o->routes;
+    ws->pki = o->pki;
+    ws->inherit = o->inherit;
     ws->n = cfg->workers;
     ws->w = torii_xcalloc(ws->n, sizeof(*ws->w));
     for (unsigned i = 0; i < ws->n; i++) {
@@ -355,7 +348,7 @@ int torii_workers_start_inherit(const struct torii_config *cfg, struct torii_tab
     }
     torii_log(TORII_LOG_INFO, "proxy: %u workers serving https=%s http=%s (%zu routes)", ws->n,
               cfg->listen_https[0] ? cfg->listen_https : "off",
-              cfg->listen_http[0] ? cfg->listen_http : "off", torii_routes_count(routes));
+              cfg->listen_http[0] ? cfg->listen_http : "off", torii_routes_count(o->routes));
     *out = ws;
     ws = NULL;
 out:

@@ -96,7 +96,7 @@ static int afx_teardown(void **state)
 static void afx_start(struct afx *f)
 {
     struct torii_errbuf eb = {{0}};
-    int rc = torii_admin_start(&f->cfg, NULL, NULL, NULL, &f->adm, &eb);
+    int rc = torii_admin_start(&(struct torii_admin_opts){.cfg = &f->cfg}, &f->adm, &eb);
     if (rc != TORII_OK) {
         print_error("torii_admin_start: %s\n", eb.msg);
     }
@@ -274,12 +274,14 @@ static void test_admin_bind_error_reported(void **state)
 
     f->cfg.admin_token = (char *)(uintptr_t)TOKEN;
     afx_start(f);
-    assert_int_equal(torii_admin_start(&f->cfg, NULL, NULL, NULL, &second, &eb), TORII_EIO);
+    assert_int_equal(torii_admin_start(&(struct torii_admin_opts){.cfg = &f->cfg}, &second, &eb),
+                     TORII_EIO);
     assert_null(second);
     assert_non_null(strstr(eb.msg, "cannot listen"));
     bad = f->cfg;
     bad.admin_listen = (char *)(uintptr_t) "nonsense";
-    assert_int_equal(torii_admin_start(&bad, NULL, NULL, NULL, &second, &eb), TORII_EINVAL);
+    assert_int_equal(torii_admin_start(&(struct torii_admin_opts){.cfg = &bad}, &second, &eb),
+                     TORII_EINVAL);
     torii_admin_stop(NULL);
 }
 

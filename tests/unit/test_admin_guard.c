@@ -272,13 +272,13 @@ static void test_scopes_every_route(void **state)
 {
     struct fixture *f = *state;
 
-    assert_true(admin_scope_n_rules > 20);
-    for (size_t i = 0; i < admin_scope_n_rules; i++) {
-        const struct admin_scope_rule *rule = &admin_scope_rules[i];
+    assert_true(admin_n_routes > 20);
+    for (size_t i = 0; i < admin_n_routes; i++) {
+        const struct admin_route *rule = &admin_routes[i];
         char path[128];
 
         pattern_path(rule->pattern, path, sizeof(path));
-        assert_ptr_equal(admin_scope_find(rule->method, (struct torii_slice){path, strlen(path)}),
+        assert_ptr_equal(admin_route_find(rule->method, (struct torii_slice){path, strlen(path)}),
                          rule);
         for (size_t t = 0; t < N_TOKS; t++) {
             struct call c = {rule->method, path, toks[t].secret, "application/json",
@@ -316,10 +316,10 @@ static void test_scopes_unknown_route_needs_admin(void **state)
     assert_int_equal(r.status, 404);
     resp_clear(&r);
     /* HEAD is GET */
-    assert_ptr_equal(admin_scope_find("HEAD", (struct torii_slice){"/metrics", 8}),
-                     admin_scope_find("GET", (struct torii_slice){"/metrics", 8}));
+    assert_ptr_equal(admin_route_find("HEAD", (struct torii_slice){"/metrics", 8}),
+                     admin_route_find("GET", (struct torii_slice){"/metrics", 8}));
     /* '*' is one non-empty segment */
-    assert_null(admin_scope_find("GET", (struct torii_slice){"/api/certificates//valid", 24}));
+    assert_null(admin_route_find("GET", (struct torii_slice){"/api/certificates//valid", 24}));
 }
 
 /* ---- redaction and export ---- */

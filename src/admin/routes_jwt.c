@@ -1,20 +1,19 @@
-/* jwt.c - tokens minted and checked with a stored key pair, for services that must not hold the
- * private key (docs/jwt.md, docs/api.md):
- *   POST /api/certificates/:id/_sign    {"claims": {...}, "lifetime_s": N} -> {"token": "..."}
- *   POST /api/certificates/:id/_verify  {"token": "...", "audience", "issuer", "leeway_s"}
+/* routes_jwt.c - tokens minted and checked with a stored key pair, for services that must not hold
+ * the private key (docs/jwt.md, docs/api.md): POST /api/certificates/:id/_sign    {"claims": {...},
+ * "lifetime_s": N} -> {"token": "..."} POST /api/certificates/:id/_verify  {"token": "...",
+ * "audience", "issuer", "leeway_s"}
  *                                       -> {"valid": true, "claims": {...}}
  *                                          or {"valid": false, "error": "<verdict>", ...}
  * The private key is decoded by the pki module only (torii_pki_jwt_sign) and never returned.
  * Threads: admin thread only. */
-#include "torii/jwt.h"
-
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
-#include "admin_int.h"
+#include "admin_routes.h"
 #include "torii/clock.h"
+#include "torii/jwt.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
 
@@ -90,7 +89,7 @@ static void admin_jwt_sign(const json_t *entity, json_t *body, struct torii_admi
                             lt != NULL ? json_integer_value(lt) : JWT_LIFETIME_DEFAULT,
                             torii_clock_now_ms(), &tok, &eb);
     if (rc != TORII_OK) {
-        admin_reply_error(reply, rc == TORII_ENOMEM ? 500 : 400, "%s", eb.msg);
+        admin_reply_error(reply, admin_status_of(rc), "%s", eb.msg);
         return;
     }
     reply->json = json_pack("{s:s}", "token", tok);
@@ -167,27 +166,10 @@ static void admin_jwt_verify(const json_t *entity, json_t *body, struct torii_ad
         reply->json = json_pack("{s:b,s:s,s:s}", "valid", 0, "error",
                                 torii_jwt_verdict_name(verdict), "detail", eb.msg);
     } else {
-        admin_reply_error(reply, rc == TORII_ENOMEM ? 500 : 400, "%s", eb.msg);
+        admin_reply_error(reply, admin_status_of(rc), "%s", eb.msg);
         return;
     }
     reply->status = reply->json != NULL ? 200 : 500;
-}
-
-/* ":id/_sign" or ":id/_verify" after the prefix: the action, and the id segment in *seg. */
-static const char *admin_jwt_action(struct torii_slice rest, struct torii_slice *seg)
-{
-    static const char *const acts[] = {"/_sign", "/_verify", NULL};
-
-    for (size_t i = 0; acts[i] != NULL; i++) {
-        size_t al = strlen(acts[i]);
-        if (rest.len > al && memcmp(rest.ptr + rest.len - al, acts[i], al) == 0
-            && memchr(rest.ptr, '/', rest.len - al) == NULL) {
-            seg->ptr = rest.ptr;
-            seg->len = rest.len - al;
-            return acts[i] + 2;
-        }
-    }
-    return NULL;
 }
 
 static void admin_jwt_run(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
@@ -206,7 +188,7 @@ static void admin_jwt_run(struct torii_admin_ctx *ctx, const struct torii_http_r
     }
     rc = admin_req_entity_load(ctx->store, id, &entity, NULL, NULL, &eb);
     if (rc != TORII_OK) {
-        admin_reply_error(reply, rc == TORII_ENOTFOUND ? 404 : 500, "%s", eb.msg);
+        admin_reply_error(reply, admin_status_of(rc), "%s", eb.msg);
         goto out;
     }
     if (strcmp(act, "sign") == 0) {
@@ -219,17 +201,15 @@ out:
     json_decref(body);
 }
 
-int admin_jwt_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
-                    struct torii_admin_reply *reply)
+/* POST /api/certificates/:id/<act> (the path matched the row's pattern: one id segment). */
+static int admin_jwt_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                           const char *act, struct torii_admin_reply *reply)
 {
     const size_t plen = strlen(JWT_CERTS_PREFIX);
-    struct torii_slice rest = {req->path.ptr + plen, req->path.len - plen};
-    struct torii_slice seg;
-    const char *act;
+    const size_t alen = strlen(act) + 2; /* "/_<act>" */
     char *id = NULL;
 
-    if (req->path.len <= plen || memcmp(req->path.ptr, JWT_CERTS_PREFIX, plen) != 0
-        || (act = admin_jwt_action(rest, &seg)) == NULL) {
+    if (req->path.len <= plen + alen) {
         return TORII_ENOTFOUND;
     }
     if (!admin_req_method_is(req, "POST")) {
@@ -239,7 +219,9 @@ int admin_jwt_route(struct torii_admin_ctx *ctx, const struct torii_http_req *re
     if (!admin_req_query_none(req, reply)) {
         return TORII_OK;
     }
-    if (admin_req_id_decode(seg.ptr, seg.len, TORII_STORE_ID_MAX, &id) != TORII_OK) {
+    if (admin_req_id_decode(req->path.ptr + plen, req->path.len - plen - alen, TORII_STORE_ID_MAX,
+                            &id)
+        != TORII_OK) {
         admin_reply_error(reply, 400,
                           "id: must be 1 to %d bytes of UTF-8 without control characters or '/'",
                           TORII_STORE_ID_MAX);
@@ -248,4 +230,16 @@ int admin_jwt_route(struct torii_admin_ctx *ctx, const struct torii_http_req *re
     admin_jwt_run(ctx, req, act, id, reply);
     free(id);
     return TORII_OK;
+}
+
+int admin_jwt_sign_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                         struct torii_admin_reply *reply)
+{
+    return admin_jwt_route(ctx, req, "sign", reply);
+}
+
+int admin_jwt_verify_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                           struct torii_admin_reply *reply)
+{
+    return admin_jwt_route(ctx, req, "verify", reply);
 }

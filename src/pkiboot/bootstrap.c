@@ -1,4 +1,4 @@
-/* pki_bootstrap.c - the built-in PKI at start-up: the first-start CAs and default
+/* bootstrap.c - the built-in PKI at start-up: the first-start CAs and default
  * certificate (reference 1.7, with our ids and ECDSA by default), and the wiring of the
  * served PKI state to the store (watcher, first load, CRL numbers in the store meta).
  * Threads: main thread, before the listeners and the admin server start. */
@@ -9,12 +9,12 @@
 
 #include <jansson.h>
 
-#include "admin_int.h"
-#include "torii/admin.h"
+#include "pkiboot_int.h"
 #include "torii/clock.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
+#include "torii/pkiboot.h"
 #include "torii/pkistate.h"
 #include "torii/store.h"
 
@@ -56,7 +56,7 @@ static int boot_store(struct torii_store *st, json_t *e, const char *name, const
                      && json_object_set_new(e, "autoRenew", json_true()) == 0
                      && json_array_append(arr, e) == 0,
                  TORII_ENOMEM);
-    TORII_TRY(admin_pki_persist(st, arr, eb));
+    TORII_TRY(pkiboot_persist(st, arr, eb));
     torii_log(TORII_LOG_NOTICE, "pki: created %s (id=%s)", name,
               json_string_value(json_object_get(e, "id")));
 out:
@@ -67,7 +67,7 @@ out:
 static int boot_root(const struct torii_config *cfg, struct torii_store *st, json_t **out,
                      struct torii_errbuf *eb)
 {
-    int rc = admin_req_entity_load(st, BOOT_ROOT_ID, out, NULL, NULL, NULL);
+    int rc = pkiboot_entity_load(st, BOOT_ROOT_ID, out);
     struct torii_pki_opts o = {.now_ms = torii_clock_now_ms(), .id = BOOT_ROOT_ID};
     json_t *q = NULL;
     json_t *e = NULL;
@@ -94,7 +94,7 @@ out:
 static int boot_intermediate(const struct torii_config *cfg, struct torii_store *st,
                              const json_t *root, json_t **out, struct torii_errbuf *eb)
 {
-    int rc = admin_req_entity_load(st, BOOT_INTER_ID, out, NULL, NULL, NULL);
+    int rc = pkiboot_entity_load(st, BOOT_INTER_ID, out);
     struct torii_pki_opts o = {.now_ms = torii_clock_now_ms(), .id = BOOT_INTER_ID};
     json_t *q = NULL;
     json_t *e = NULL;
@@ -132,7 +132,7 @@ static int boot_default(const struct torii_config *cfg, struct torii_store *st, 
     json_t *hosts = NULL;
     json_t *q = NULL;
     json_t *e = NULL;
-    int rc = admin_req_entity_load(st, cfg->default_cert, &existing, NULL, NULL, NULL);
+    int rc = pkiboot_entity_load(st, cfg->default_cert, &existing);
 
     if (rc != TORII_ENOTFOUND) {
         json_decref(existing);
@@ -175,8 +175,8 @@ out:
     return rc;
 }
 
-int torii_admin_pki_bootstrap(const struct torii_config *cfg, struct torii_store *store,
-                              struct torii_errbuf *eb)
+int torii_pkiboot_run(const struct torii_config *cfg, struct torii_store *store,
+                      struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     json_t *root = NULL;
@@ -223,8 +223,8 @@ static int64_t boot_pki_int(const struct torii_config *cfg, const char *k)
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
 }
 
-int torii_admin_pki_state_open(const struct torii_config *cfg, struct torii_store *store,
-                               struct torii_pki_state **out, struct torii_errbuf *eb)
+int torii_pkiboot_state_open(const struct torii_config *cfg, struct torii_store *store,
+                             struct torii_pki_state **out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     struct torii_pki_state *st = NULL;

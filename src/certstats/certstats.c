@@ -1,0 +1,247 @@
+/* certstats.c - the certificate gauges of /metrics (certstats.h): a sorted array of what a
+ * scrape needs per certificate, updated by the store's change feed under a mutex. */
+#include "torii/certstats.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "torii/log.h"
+#include "torii/mem.h"
+
+struct cs_entry {
+    char *id;     /* owned */
+    char *domain; /* owned; "" when absent */
+    int64_t from_ms;
+    int64_t to_ms;
+    int usable; /* stored valid (key and chain) and not revoked */
+};
+
+struct torii_certstats {
+    pthread_mutex_t lock;
+    struct cs_entry *v; /* sorted by id (bytewise, as the store iterates) */
+    size_t n;
+    size_t cap;
+    uint64_t parses;
+};
+
+struct torii_certstats *torii_certstats_new(void)
+{
+    struct torii_certstats *cs = torii_xcalloc(1, sizeof(*cs));
+
+    (void)pthread_mutex_init(&cs->lock, NULL);
+    return cs;
+}
+
+static void cs_entry_clear(struct cs_entry *e)
+{
+    free(e->id);
+    free(e->domain);
+}
+
+void torii_certstats_free(struct torii_certstats *cs)
+{
+    if (cs == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < cs->n; i++) {
+        cs_entry_clear(&cs->v[i]);
+    }
+    free(cs->v);
+    (void)pthread_mutex_destroy(&cs->lock);
+    free(cs);
+}
+
+/* Position of id (*found set) or where it would go. Lock held. */
+static size_t cs_find(const struct torii_certstats *cs, const char *id, int *found)
+{
+    size_t lo = 0;
+    size_t hi = cs->n;
+
+    *found = 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(cs->v[mid].id, id);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* Replace or insert e (taken) under its id. Lock held. */
+static void cs_put(struct torii_certstats *cs, struct cs_entry *e)
+{
+    int found = 0;
+    size_t at = cs_find(cs, e->id, &found);
+
+    if (found) {
+        cs_entry_clear(&cs->v[at]);
+        cs->v[at] = *e;
+        return;
+    }
+    if (cs->n == cs->cap) {
+        cs->cap = cs->cap == 0 ? 64 : cs->cap * 2;
+        cs->v = torii_xrealloc(cs->v, cs->cap * sizeof(*cs->v));
+    }
+    memmove(&cs->v[at + 1], &cs->v[at], (cs->n - at) * sizeof(*cs->v));
+    cs->v[at] = *e;
+    cs->n++;
+}
+
+/* Forget id. Lock held. */
+static void cs_drop(struct torii_certstats *cs, const char *id)
+{
+    int found = 0;
+    size_t at = cs_find(cs, id, &found);
+
+    if (found) {
+        cs_entry_clear(&cs->v[at]);
+        memmove(&cs->v[at], &cs->v[at + 1], (cs->n - at - 1) * sizeof(*cs->v));
+        cs->n--;
+    }
+}
+
+/* The one parse of a written entity. 0 when it is not a JSON object. */
+static int cs_entry_of(const struct torii_store_rec *rec, struct cs_entry *out)
+{
+    json_t *e = json_loadb(rec->json, rec->json_len, 0, NULL);
+    const char *dom = json_string_value(json_object_get(e, "domain"));
+    int ok = json_is_object(e);
+
+    if (ok) {
+        out->domain = torii_xstrdup(dom != NULL ? dom : "");
+        out->from_ms = (int64_t)json_integer_value(json_object_get(e, "from"));
+        out->to_ms = (int64_t)json_integer_value(json_object_get(e, "to"));
+        out->usable = json_is_true(json_object_get(e, "valid"))
+                      && !json_is_true(json_object_get(e, "revoked"));
+    }
+    json_decref(e);
+    return ok;
+}
+
+static void cs_apply(struct torii_certstats *cs, enum torii_store_op_kind kind,
+                     const struct torii_store_rec *rec)
+{
+    char *id = torii_xstrndup(rec->id, rec->id_len);
+    struct cs_entry e = {0};
+    int keep = 0;
+
+    if (kind != TORII_STORE_DELETE && rec->json != NULL) {
+        keep = cs_entry_of(rec, &e);
+    }
+    (void)pthread_mutex_lock(&cs->lock);
+    if (kind != TORII_STORE_DELETE) {
+        cs->parses++;
+    }
+    if (keep) {
+        e.id = id;
+        id = NULL;
+        cs_put(cs, &e);
+    } else {
+        cs_drop(cs, id);
+    }
+    (void)pthread_mutex_unlock(&cs->lock);
+    free(id);
+}
+
+void torii_certstats_watch_cb(enum torii_store_op_kind kind, enum torii_store_bucket b,
+                              const struct torii_store_rec *rec, void *arg)
+{
+    if (b == TORII_STORE_CERTS) {
+        cs_apply(arg, kind, rec);
+    }
+}
+
+int torii_certstats_load_cb(const struct torii_store_rec *rec, void *arg)
+{
+    cs_apply(arg, TORII_STORE_PUT, rec);
+    return TORII_OK;
+}
+
+int torii_certstats_open(struct torii_store *st, struct torii_certstats **out,
+                         struct torii_errbuf *eb)
+{
+    struct torii_certstats *cs = torii_certstats_new();
+    int rc = torii_store_watch(st, torii_certstats_watch_cb, cs);
+
+    if (rc != TORII_OK) {
+        torii_certstats_free(cs);
+        return torii_errf(eb, rc, "metrics: cannot watch the store");
+    }
+    /* Registered: from here on the set must outlive the store's writers, even on failure. */
+    *out = cs;
+    rc = torii_store_foreach(st, TORII_STORE_CERTS, torii_certstats_load_cb, cs);
+    if (rc != TORII_OK) {
+        return torii_errf(eb, rc, "metrics: cannot load the certificates");
+    }
+    return TORII_OK;
+}
+
+static void cs_sample(struct torii_prom *p, const char *name, const struct cs_entry *e,
+                      double value)
+{
+    const char *labels[4] = {"id", e->id, "domain", e->domain};
+
+    if (torii_prom_sample(p, name, labels, 2, value) != TORII_OK) {
+        torii_log(TORII_LOG_WARN, "metrics: cannot format a sample of %s", name);
+    }
+}
+
+void torii_certstats_write(struct torii_certstats *cs, int64_t now_ms, struct torii_prom *out)
+{
+    static const char *const all[] = {"state", "all"};
+    static const char *const valid[] = {"state", "valid"};
+    struct torii_prom not_after = {0};
+    struct torii_prom usable = {0};
+    size_t n_valid = 0;
+    size_t n;
+
+    (void)pthread_mutex_lock(&cs->lock);
+    n = cs->n;
+    for (size_t i = 0; i < cs->n; i++) {
+        const struct cs_entry *e = &cs->v[i];
+        int ok = e->usable && e->from_ms <= now_ms && now_ms < e->to_ms;
+
+        cs_sample(&not_after, "torii_certificate_not_after_seconds", e, (double)e->to_ms / 1000.0);
+        cs_sample(&usable, "torii_certificate_valid", e, ok ? 1 : 0);
+        n_valid += ok ? 1 : 0;
+    }
+    (void)pthread_mutex_unlock(&cs->lock);
+    /* Names, types and keys below are constants: formatting them cannot fail. */
+    TORII_ASSERT(torii_prom_family(out, "torii_certificates", "gauge",
+                                   "Certificates in the store (all, and valid now)")
+                 == TORII_OK);
+    TORII_ASSERT(torii_prom_sample(out, "torii_certificates", all, 1, (double)n) == TORII_OK);
+    TORII_ASSERT(torii_prom_sample(out, "torii_certificates", valid, 1, (double)n_valid)
+                 == TORII_OK);
+    TORII_ASSERT(torii_prom_family(out, "torii_certificate_not_after_seconds", "gauge",
+                                   "notAfter of each certificate, in seconds since the epoch")
+                 == TORII_OK);
+    torii_prom_append(out, &not_after);
+    TORII_ASSERT(torii_prom_family(out, "torii_certificate_valid", "gauge",
+                                   "1 when the certificate is usable now (key and chain, within "
+                                   "its dates, not revoked)")
+                 == TORII_OK);
+    torii_prom_append(out, &usable);
+    torii_prom_clear(&not_after);
+    torii_prom_clear(&usable);
+}
+
+uint64_t torii_certstats_parses(struct torii_certstats *cs)
+{
+    uint64_t n;
+
+    (void)pthread_mutex_lock(&cs->lock);
+    n = cs->parses;
+    (void)pthread_mutex_unlock(&cs->lock);
+    return n;
+}
