@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "admin_int.h"
+#include "torii/certdb.h"
 #include "torii/clock.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
@@ -204,7 +205,7 @@ static void admin_jwt_run(struct torii_admin_ctx *ctx, const struct torii_http_r
                           eb.msg);
         goto out;
     }
-    rc = admin_req_entity_load(ctx->store, id, &entity, NULL, NULL, &eb);
+    rc = torii_certdb_load(ctx->store, id, &entity, &eb);
     if (rc != TORII_OK) {
         admin_reply_error(reply, rc == TORII_ENOTFOUND ? 404 : 500, "%s", eb.msg);
         goto out;

@@ -1,10 +1,9 @@
 /* pki.c - the /api/pki admin routes (Otoroshi-compatible, reference 3.2), POST
- * /api/certificates/_bundle, the public GET /.well-known/jwks.json of the admin listener, and
- * the serial index (TORII_STORE_SERIALS) shared with certs.c.
+ * /api/certificates/_bundle and the public GET /.well-known/jwks.json of the admin listener.
  *
  * Decisions:
- * - Every issued or imported certificate is stored (unless ?persist=false) in one
- *   torii_store_apply together with its serial index entry, so the OCSP responder and the TLS
+ * - Every issued or imported certificate is stored (unless ?persist=false) through certdb,
+ *   in one transaction with its serial index entries, so the OCSP responder and the TLS
  *   table see it as soon as the reply is sent; persisted entity responses carry "certId".
  * - Certificates signed from a CSR (cas/:ca/certs/_sign) are stored too, without a private
  *   key, so the responder answers "good" for them instead of "unknown".
@@ -15,7 +14,6 @@
  * Private keys are never logged. Threads: admin thread only. */
 #include "torii/pki.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +22,7 @@
 
 #include "admin_int.h"
 #include "jsonpatch.h"
+#include "torii/certdb.h"
 #include "torii/clock.h"
 #include "torii/log.h"
 #include "torii/mem.h"
@@ -34,112 +33,22 @@
 #define PKI_JWKS      "/.well-known/jwks.json"
 #define PKI_MAX_QUERY 16
 
-/* ---- serial index ------------------------------------------------------------------------- */
-
-/* "<issuer id>:<serial hex>" of an entity; TORII_ENOTFOUND when it is not indexed. */
-static int pki_serial_key(const json_t *e, char *key, size_t len)
-{
-    const char *id = json_string_value(json_object_get(e, "id"));
-    const char *ca_ref = json_string_value(json_object_get(e, "caRef"));
-    const char *issuer = NULL;
-    char hex[TORII_PKI_SERIAL_HEX_MAX];
-    int n;
-
-    if (id == NULL) {
-        return TORII_ENOTFOUND;
-    }
-    if (ca_ref != NULL && ca_ref[0] != '\0') {
-        issuer = ca_ref;
-    } else if (json_is_true(json_object_get(e, "selfSigned"))) {
-        issuer = id;
-    } else {
-        return TORII_ENOTFOUND;
-    }
-    if (torii_pki_cert_serial_hex(e, hex, sizeof(hex), NULL) != TORII_OK) {
-        return TORII_ENOTFOUND;
-    }
-    n = snprintf(key, len, "%s:%s", issuer, hex);
-    if (n < 0 || (size_t)n >= len || (size_t)n > TORII_STORE_ID_MAX) {
-        return TORII_ENOTFOUND;
-    }
-    return TORII_OK;
-}
-
-void admin_serial_index_ops(struct torii_store *st, const json_t *old_entity,
-                            const json_t *new_entity, struct admin_serial_ops *out)
-{
-    int has_new = 0;
-    const char *old_id = json_string_value(json_object_get(old_entity, "id"));
-    const char *new_id = json_string_value(json_object_get(new_entity, "id"));
-
-    memset(out, 0, sizeof(*out));
-    if (new_entity != NULL && new_id != NULL
-        && pki_serial_key(new_entity, out->put_key, sizeof(out->put_key)) == TORII_OK
-        && strlen(new_id) <= TORII_STORE_ID_MAX) {
-        has_new = 1;
-        (void)snprintf(out->put_val, sizeof(out->put_val), "%s", new_id);
-    }
-    if (old_entity != NULL && old_id != NULL
-        && pki_serial_key(old_entity, out->del_key, sizeof(out->del_key)) == TORII_OK
-        && (!has_new || strcmp(out->del_key, out->put_key) != 0)) {
-        char *val = NULL;
-        size_t len = 0;
-
-        /* Only an entry that exists and still names this certificate (a DELETE of a missing
-         * id would fail the whole apply). */
-        if (torii_store_get(st, TORII_STORE_SERIALS, out->del_key, &val, &len, NULL, NULL)
-                == TORII_OK
-            && strcmp(val, old_id) == 0) {
-            out->op[out->n].kind = TORII_STORE_DELETE;
-            out->op[out->n].bucket = TORII_STORE_SERIALS;
-            out->op[out->n].rec.id = out->del_key;
-            out->op[out->n].rec.id_len = strlen(out->del_key);
-            out->n++;
-        }
-        free(val);
-    }
-    if (has_new) {
-        out->op[out->n].kind = TORII_STORE_PUT;
-        out->op[out->n].bucket = TORII_STORE_SERIALS;
-        out->op[out->n].rec.id = out->put_key;
-        out->op[out->n].rec.id_len = strlen(out->put_key);
-        out->op[out->n].rec.json = out->put_val;
-        out->op[out->n].rec.json_len = strlen(out->put_val);
-        out->n++;
-    }
-}
+/* ---- storing ------------------------------------------------------------------------------ */
 
 int admin_pki_persist(struct torii_store *st, const json_t *entities, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
-    size_t n = json_array_size(entities);
-    struct torii_store_op *ops = torii_xcalloc(n * 3 + 1, sizeof(*ops));
-    struct admin_req_entity_write *w = torii_xcalloc(n + 1, sizeof(*w));
-    unsigned char **aux = torii_xcalloc(n + 1, sizeof(*aux));
-    size_t *aux_len = torii_xcalloc(n + 1, sizeof(*aux_len));
-    size_t k = 0;
+    struct torii_certdb_batch *b = torii_certdb_batch_new(st);
+    size_t i;
+    json_t *e;
 
-    for (size_t i = 0; i < n; i++) {
-        const json_t *e = json_array_get(entities, i);
-        const char *id = json_string_value(json_object_get(e, "id"));
-
-        TORII_ENSURE(id != NULL, torii_errf(eb, TORII_EINVAL, "entity without an id"));
-        TORII_TRY(torii_certrec_build(e, &aux[i], &aux_len[i], eb));
-        TORII_TRY(admin_req_entity_write_init(st, TORII_STORE_CREATE, NULL, e, aux[i], aux_len[i],
-                                              &w[i]));
-        memcpy(&ops[k], w[i].op, w[i].n * sizeof(w[i].op[0]));
-        k += w[i].n;
+    /* The PKI made these entities enriched: stored as they are, with their record. */
+    json_array_foreach (entities, i, e) {
+        TORII_TRY(torii_certdb_batch_create(b, e, NULL, NULL, eb));
     }
-    rc = admin_req_entity_apply(st, ops, k, "PKI", eb);
+    rc = torii_certdb_batch_commit(b, TORII_CERTDB_ATOMIC, eb);
 out:
-    for (size_t i = 0; i < n; i++) {
-        admin_req_entity_write_clear(&w[i]);
-        torii_secure_free(aux[i], aux_len[i]);
-    }
-    free(w);
-    free(aux);
-    free(aux_len);
-    free(ops);
+    torii_certdb_batch_free(b);
     return rc;
 }
 
@@ -245,55 +154,25 @@ static struct torii_pki_opts pki_opts(struct torii_admin_ctx *ctx)
 
 /* ---- CA lookup ------------------------------------------------------------------------------ */
 
-struct pki_serial_find {
-    const char *hex;
-    char *id;
-};
-
-static int pki_serial_find_cb(const struct torii_store_rec *rec, void *arg)
-{
-    struct pki_serial_find *f = arg;
-    size_t hl = strlen(f->hex);
-
-    if (rec->id_len > hl + 1 && rec->id[rec->id_len - hl - 1] == ':'
-        && memcmp(rec->id + rec->id_len - hl, f->hex, hl) == 0 && rec->json_len > 0) {
-        f->id = torii_xstrndup(rec->json, rec->json_len);
-        return TORII_EEXIST; /* stop */
-    }
-    return TORII_OK;
-}
-
 static int pki_load_entity(struct torii_admin_ctx *ctx, const char *id, json_t **out)
 {
-    int rc = admin_req_entity_load(ctx->store, id, out, NULL, NULL, NULL);
-
-    return rc == TORII_EINVAL ? TORII_ENOTFOUND : rc;
+    return torii_certdb_load(ctx->store, id, out, NULL);
 }
 
-/* A CA by entity id, else by the hex serial of its certificate (reference 3.2). */
+/* A CA by entity id, else by the hex serial of its certificate (reference 3.2): one exact
+ * lookup in the serial index. */
 static int pki_load_ca(struct torii_admin_ctx *ctx, const char *ref, json_t **out)
 {
-    struct pki_serial_find f = {NULL, NULL};
-    char hex[TORII_PKI_SERIAL_HEX_MAX];
-    size_t n = strlen(ref);
+    char *id = NULL;
     int rc = pki_load_entity(ctx, ref, out);
 
-    if (rc != TORII_ENOTFOUND || n == 0 || n >= sizeof(hex)
-        || strspn(ref, "0123456789abcdefABCDEF") != n) {
+    if (rc != TORII_ENOTFOUND) {
         return rc;
     }
-    for (size_t i = 0; i <= n; i++) {
-        hex[i] = (char)tolower((unsigned char)ref[i]);
+    if (torii_certdb_serial_lookup(ctx->store, NULL, ref, &id) == TORII_OK) {
+        rc = pki_load_entity(ctx, id, out);
     }
-    while (hex[0] == '0' && hex[1] != '\0') {
-        memmove(hex, hex + 1, strlen(hex));
-    }
-    f.hex = hex;
-    if (torii_store_foreach(ctx->store, TORII_STORE_SERIALS, pki_serial_find_cb, &f) == TORII_EEXIST
-        && f.id != NULL) {
-        rc = pki_load_entity(ctx, f.id, out);
-    }
-    free(f.id);
+    free(id);
     return rc;
 }
 

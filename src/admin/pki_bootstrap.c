@@ -11,6 +11,7 @@
 
 #include "admin_int.h"
 #include "torii/admin.h"
+#include "torii/certdb.h"
 #include "torii/clock.h"
 #include "torii/log.h"
 #include "torii/mem.h"
@@ -67,7 +68,7 @@ out:
 static int boot_root(const struct torii_config *cfg, struct torii_store *st, json_t **out,
                      struct torii_errbuf *eb)
 {
-    int rc = admin_req_entity_load(st, BOOT_ROOT_ID, out, NULL, NULL, NULL);
+    int rc = torii_certdb_load(st, BOOT_ROOT_ID, out, NULL);
     struct torii_pki_opts o = {.now_ms = torii_clock_now_ms(), .id = BOOT_ROOT_ID};
     json_t *q = NULL;
     json_t *e = NULL;
@@ -94,7 +95,7 @@ out:
 static int boot_intermediate(const struct torii_config *cfg, struct torii_store *st,
                              const json_t *root, json_t **out, struct torii_errbuf *eb)
 {
-    int rc = admin_req_entity_load(st, BOOT_INTER_ID, out, NULL, NULL, NULL);
+    int rc = torii_certdb_load(st, BOOT_INTER_ID, out, NULL);
     struct torii_pki_opts o = {.now_ms = torii_clock_now_ms(), .id = BOOT_INTER_ID};
     json_t *q = NULL;
     json_t *e = NULL;
@@ -132,7 +133,7 @@ static int boot_default(const struct torii_config *cfg, struct torii_store *st, 
     json_t *hosts = NULL;
     json_t *q = NULL;
     json_t *e = NULL;
-    int rc = admin_req_entity_load(st, cfg->default_cert, &existing, NULL, NULL, NULL);
+    int rc = torii_certdb_load(st, cfg->default_cert, &existing, NULL);
 
     if (rc != TORII_ENOTFOUND) {
         json_decref(existing);

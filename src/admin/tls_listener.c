@@ -16,6 +16,7 @@
 
 #include "admin_guard.h"
 #include "admin_int.h"
+#include "torii/certdb.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
 #include "torii/store.h"
@@ -74,7 +75,7 @@ static int tls_add_ca(SSL_CTX *ctx, struct torii_store *st, const char *id, stru
     json_t *e = NULL;
     BIO *b = NULL;
     X509 *x = NULL;
-    int rc = admin_req_entity_load(st, id, &e, NULL, NULL, NULL);
+    int rc = torii_certdb_load(st, id, &e, NULL);
 
     TORII_ENSURE(
         rc == TORII_OK,

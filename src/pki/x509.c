@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -19,6 +20,7 @@
 #include "pki_int.h"
 #include "torii/codec.h"
 #include "torii/mem.h"
+#include "torii/pki.h"
 
 /* A chain longer than this is not a certificate chain anyone serves. */
 #define PKI_CHAIN_PARSE_MAX 64
@@ -59,6 +61,15 @@ static int pki_contains_ci(const char *p, size_t len, const char *needle)
     return 0;
 }
 
+/* PEM chain parses since start (torii_pki_chain_parse_count): the cost the one-parse write
+ * path is measured by. */
+static atomic_uint_fast64_t pki_chain_parses;
+
+uint64_t torii_pki_chain_parse_count(void)
+{
+    return (uint64_t)atomic_load_explicit(&pki_chain_parses, memory_order_relaxed);
+}
+
 int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
@@ -68,6 +79,7 @@ int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii
     const char *p = text;
     int idx = 0;
 
+    (void)atomic_fetch_add_explicit(&pki_chain_parses, 1, memory_order_relaxed);
     TORII_ENSURE(text != NULL, torii_errf(eb, TORII_EINVAL, "chain: missing"));
     chain = sk_X509_new_null();
     TORII_ENSURE(chain != NULL, TORII_ENOMEM);
