@@ -16,6 +16,7 @@
 
 #include "torii/admin.h"
 #include "torii/alert.h"
+#include "torii/certdb.h"
 #include "torii/clock.h"
 #include "torii/conf.h"
 #include "torii/daemon.h"
@@ -515,6 +516,7 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
         TORII_TRY(app_probe_listeners(app->cfg, eb));
     }
     TORII_TRY(torii_store_open(&sopts, &app->store, eb));
+    TORII_TRY(torii_certdb_migrate(app->store, eb)); /* stores written by an older torii */
     TORII_TRY(torii_table_new(&app->table));
     torii_table_set_default(app->table, app->cfg->default_cert);
     TORII_TRY(torii_store_watch(app->store, app_on_store_change, app));

@@ -107,6 +107,14 @@ int torii_certdb_batch_replace(struct torii_certdb_batch *b, const struct torii_
                                json_t *entity, const struct torii_cert_prep_opts *o,
                                uint32_t *flags, struct torii_errbuf *eb) TORII_MUST_USE;
 
+/** Queue a create-or-replace of an entity whose TLS record was built by the caller (bulk
+ * loaders such as torii-fill that derive records without torii_cert_prepare). The record must
+ * decode (TORII_EINVAL otherwise); the entity is stored as given; its index entries are
+ * added (an entry of a replaced version is left as it is). */
+int torii_certdb_batch_put_record(struct torii_certdb_batch *b, const json_t *entity,
+                                  const unsigned char *aux, size_t aux_len, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
 /** Queue the deletion of id (its index entries go with it). TORII_ENOTFOUND when it does not
  * exist. An entity whose JSON does not parse is still deleted. */
 int torii_certdb_batch_delete(struct torii_certdb_batch *b, const char *id, struct torii_errbuf *eb)

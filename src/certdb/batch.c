@@ -282,6 +282,38 @@ out:
     return rc;
 }
 
+int torii_certdb_batch_put_record(struct torii_certdb_batch *b, const json_t *entity,
+                                  const unsigned char *aux, size_t aux_len, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    struct certdb_item it;
+    struct certdb_keys none;
+    struct certdb_keys keys;
+    struct torii_certrec *rec = torii_xcalloc(1, sizeof(*rec));
+    const char *id = json_string_value(json_object_get(entity, "id"));
+
+    memset(&it, 0, sizeof(it));
+    memset(&none, 0, sizeof(none));
+    TORII_ENSURE(id != NULL && id[0] != '\0', torii_errf(eb, TORII_EINVAL, "entity without an id"));
+    TORII_ENSURE(aux != NULL && torii_certrec_decode(aux, aux_len, rec) == TORII_OK,
+                 torii_errf(eb, TORII_EINVAL, "record of '%.200s' does not decode", id));
+    it.kind = TORII_STORE_PUT;
+    it.id = torii_xstrdup(id);
+    it.text = json_dumps(entity, JSON_COMPACT);
+    TORII_ENSURE(it.text != NULL, TORII_ENOMEM);
+    it.prep.aux = torii_xmalloc(aux_len);
+    memcpy(it.prep.aux, aux, aux_len);
+    it.prep.aux_len = aux_len;
+    it.prep.flags = rec->flags;
+    certdb_keys_stored(entity, id, aux, aux_len, &keys);
+    certdb_index(b, &it, &none, &keys);
+    (void)certdb_push(b, &it);
+out:
+    free(rec);
+    certdb_item_clear(&it);
+    return rc;
+}
+
 int torii_certdb_batch_delete(struct torii_certdb_batch *b, const char *id, struct torii_errbuf *eb)
 {
     struct certdb_item it;
