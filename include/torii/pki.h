@@ -197,8 +197,8 @@ int torii_cert_prepare(json_t *entity, const struct torii_cert_prep_opts *o,
                        struct torii_cert_prepared *out, struct torii_errbuf *eb) TORII_MUST_USE;
 void torii_cert_prepared_clear(struct torii_cert_prepared *p);
 
-/** PEM chain parses since the process started (every path that reads an entity's chain);
- * the write path's cost measure, for tests and benchmarks. Any thread. */
+/** PEM chain parses since the process started (every path that reads an entity's chain;
+ * metric torii_pki_chain_parses_total): the write path's cost measure. Any thread. */
 uint64_t torii_pki_chain_parse_count(void);
 
 /* ---- TLS client identity ----

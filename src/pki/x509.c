@@ -9,7 +9,6 @@
 #include <ctype.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +23,7 @@
 #include "pki_int.h"
 #include "torii/codec.h"
 #include "torii/mem.h"
+#include "torii/metrics.h"
 #include "torii/pki.h"
 
 /* A chain longer than this is not a certificate chain anyone serves. */
@@ -65,13 +65,11 @@ static int pki_contains_ci(const char *p, size_t len, const char *needle)
     return 0;
 }
 
-/* PEM chain parses since start (torii_pki_chain_parse_count): the cost the one-parse write
- * path is measured by. */
-static atomic_uint_fast64_t pki_chain_parses;
-
+/* PEM chain parses since start (metric torii_pki_chain_parses_total): the cost the one-parse
+ * write path is measured by. */
 uint64_t torii_pki_chain_parse_count(void)
 {
-    return (uint64_t)atomic_load_explicit(&pki_chain_parses, memory_order_relaxed);
+    return (uint64_t)torii_metrics_get(TORII_METRIC_CHAIN_PARSE);
 }
 
 int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii_errbuf *eb)
@@ -83,7 +81,7 @@ int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii
     const char *p = text;
     int idx = 0;
 
-    (void)atomic_fetch_add_explicit(&pki_chain_parses, 1, memory_order_relaxed);
+    torii_metrics_inc(TORII_METRIC_CHAIN_PARSE);
     TORII_ENSURE(text != NULL, torii_errf(eb, TORII_EINVAL, "chain: missing"));
     chain = sk_X509_new_null();
     TORII_ENSURE(chain != NULL, TORII_ENOMEM);
