@@ -520,7 +520,7 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
     TORII_TRY(torii_table_new(&app->table));
     torii_table_set_default(app->table, app->cfg->default_cert);
     TORII_TRY(torii_store_watch(app->store, app_on_store_change, app));
-    TORII_TRY(torii_store_foreach(app->store, TORII_STORE_CERTS, app_load_one, app));
+    TORII_TRY(torii_certdb_foreach(app->store, app_load_one, app));
     TORII_TRY(torii_admin_pki_state_open(app->cfg, app->store, &app->pki, eb));
     TORII_TRY(torii_admin_pki_bootstrap(app->cfg, app->store, eb));
     TORII_TRY(torii_store_count(app->store, TORII_STORE_CERTS, ncerts));

@@ -17,6 +17,7 @@
 
 #include "admin_int.h"
 #include "torii/admin.h"
+#include "torii/certdb.h"
 #include "torii/clock.h"
 #include "torii/jwt.h"
 #include "torii/log.h"
@@ -211,7 +212,7 @@ static void lifecycle_metrics_reply(struct torii_admin_ctx *ctx, const struct to
         return;
     }
     if (ctx->store != NULL) {
-        rc = torii_store_foreach(ctx->store, TORII_STORE_CERTS, lifecycle_metrics_cb, &m);
+        rc = torii_certdb_foreach(ctx->store, lifecycle_metrics_cb, &m);
     }
     if (rc != TORII_OK) {
         admin_reply_error(reply, 500, "cannot read the store: %s", torii_strerror(rc));

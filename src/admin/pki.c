@@ -658,8 +658,7 @@ int admin_pki_public_route(struct torii_admin_ctx *ctx, const struct torii_http_
         return TORII_OK;
     }
     arr = json_array();
-    if (arr == NULL
-        || torii_store_foreach(ctx->store, TORII_STORE_CERTS, pki_jwks_cb, arr) != TORII_OK) {
+    if (arr == NULL || torii_certdb_foreach(ctx->store, pki_jwks_cb, arr) != TORII_OK) {
         json_decref(arr);
         admin_reply_error(reply, 500, "store: cannot list certificates");
         return TORII_OK;

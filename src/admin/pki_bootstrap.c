@@ -247,7 +247,7 @@ int torii_admin_pki_state_open(const struct torii_config *cfg, struct torii_stor
         rc = torii_errf(eb, rc, "pki: cannot watch the store");
         goto out;
     }
-    rc = torii_store_foreach(store, TORII_STORE_CERTS, torii_pki_state_load_cb, st);
+    rc = torii_certdb_foreach(store, torii_pki_state_load_cb, st);
     TORII_ENSURE(rc == TORII_OK, torii_errf(eb, rc, "pki: cannot load the store"));
     torii_pki_state_publish(st);
     rc = torii_pki_state_start(st);
