@@ -1107,10 +1107,12 @@ static void certs_bulk_run(struct torii_admin_ctx *ctx, const struct torii_http_
     }
     for (size_t i = 0; i < n; i++) {
         json_t *res = ls[i].res != NULL ? ls[i].res : certs_bulk_result(b, &ls[i]);
-        certs_buf_add_json(out, json_is_null(res) ? NULL : res);
-        if (json_is_null(res)) {
+
+        if (json_is_null(res)) { /* out of memory: certs_buf_add_json says so */
             json_decref(res);
+            res = NULL;
         }
+        certs_buf_add_json(out, res);
         free(ls[i].id);
     }
     free(ls);
