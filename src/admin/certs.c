@@ -33,8 +33,6 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
-#include <openssl/x509.h>
 
 #include "admin_int.h"
 #include "certs_query.h"

@@ -13,7 +13,8 @@
  *    36     4  n_chain (1..TORII_CERTREC_MAX_CHAIN)
  *    40        n_names x { u32 len (1..255), len bytes }      lower-case names, IPs as text
  *              n_chain x { u32 len (1..PKI_REC_MAX_DER), DER } leaf first
- *              u32 key_len, key_len bytes                     i2d_PrivateKey, unencrypted;
+ *              u32 key_len, key_len bytes                     the sealed key (keyseal.c:
+ *                                                             today i2d_PrivateKey, clear);
  *                                                             0 iff HAS_KEY is clear
  *              u32 ih_len (0 or 32), ih_len bytes             SHA-256 of the leaf's issuer
  *                                                             name (DER)
@@ -22,9 +23,10 @@
  *                                                             (a serial too long to index)
  * Version 1 is the same without the last two fields (still decoded: stores written before
  * version 2 keep working; their certificates are simply not in the issuer+serial index).
- * The blob must end exactly after the last field. The key is stored unencrypted because the TLS
- * table rebuilds SSL_CTXs with d2i_PrivateKey, several times faster than PEM; the record is
- * as sensitive as the entity itself (which holds the key and its password in clear). */
+ * The blob must end exactly after the last field. The key goes in through torii_pki_key_seal
+ * and comes out through torii_pki_key_open (the TLS table, client identities): DER, several
+ * times faster to open than PEM; the record is as sensitive as the entity itself (which holds
+ * the key and its password in clear) until the key-encryption-key envelope plugs in there. */
 #include <ctype.h>
 #include <string.h>
 
