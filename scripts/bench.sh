@@ -19,10 +19,13 @@
 # Then, torii alone, JWT at the edge: CPU per keep-alive request on a route with routes[].jwt
 # (an ES256 token minted by _sign, verified on every request) against the same route without
 # jwt, same request bytes, as a ratio.
+# Then, torii alone, bulk import: --bulk N certificates (default 10,000, made by torii-fill)
+# posted to POST /api/certificates/_bulk, BULK_LINES (2,000) NDJSON lines a request, into an
+# empty store: wall time of the whole import and torii's CPU time per certificate.
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii]
-#                         [--only-jwt]
+#                         [--only-jwt] [--only-bulk] [--bulk N|0]
 #   --big 0 skips the large store; --only-torii skips HAProxy and nginx (torii's figures only);
-#   --only-jwt runs the JWT row alone.
+#   --only-jwt runs the JWT row alone; --only-bulk the bulk-import row alone; --bulk 0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=3
@@ -31,8 +34,12 @@ NCERTS=10000
 BIG=100000
 ONLY_TORII=0
 ONLY_JWT=0
+ONLY_BULK=0
+NBULK=10000
+BULK_LINES=2000
 usage() {
-  echo "usage: $0 [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii] [--only-jwt]" >&2
+  echo "usage: $0 [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii] [--only-jwt]" \
+    "[--only-bulk] [--bulk N|0]" >&2
   exit 2
 }
 num() { [[ "${2:-}" =~ ^[0-9]+$ ]] || { echo "$1 needs a number" >&2; usage; }; }
@@ -44,11 +51,14 @@ while [ $# -gt 0 ]; do
     --big) num "$1" "${2:-}"; BIG=$2; shift 2 ;;
     --only-torii) ONLY_TORII=1; shift ;;
     --only-jwt) ONLY_TORII=1; ONLY_JWT=1; shift ;;
+    --only-bulk) ONLY_TORII=1; ONLY_BULK=1; shift ;;
+    --bulk) num "$1" "${2:-}"; NBULK=$2; shift 2 ;;
     *) usage ;;
   esac
 done
 [ "$ROUNDS" -ge 1 ] && [ "$SECS" -ge 1 ] && [ "$NCERTS" -ge 2 ] || usage
 [ "$BIG" -eq 0 ] || [ "$BIG" -ge 2 ] || usage
+[ "$ONLY_BULK" = 0 ] || [ "$NBULK" -ge 1 ] || usage
 PROXIES=(torii haproxy nginx)
 [ "$ONLY_TORII" = 1 ] && PROXIES=(torii)
 # Bounds that keep the whole bench under 10 minutes: a large-store start-up beyond BIG_WAIT s
@@ -434,9 +444,51 @@ jwt_report() {
   printf '%-60s %12s\n' "  (a request without a token got)" "$(v torii.jwt.401)"
 }
 
+# ---- bulk import: NBULK certificates through POST /api/certificates/_bulk into an empty store
+bulk_bench() {
+  local dir=$B/bulk p t0 t1 c0 c1 ok=0 out f
+  mkdir -p "$dir/data"; chmod 700 "$dir/data"
+  p=$(port); ADMIN_PORT=$(port)
+  $FILL --ndjson "$dir/all.ndjson" "$NBULK" >/dev/null
+  split -l "$BULK_LINES" -d -a 5 "$dir/all.ndjson" "$dir/part."
+  cat >"$dir/torii.json" <<JSON
+{"data_dir": "$dir/data", "workers": 1, "log_level": "notice", "access_log": false,
+ "listen": {"https": "127.0.0.1:$p", "http": ""},
+ "admin": {"listen": "127.0.0.1:$ADMIN_PORT", "token": "$TOKEN"}}
+JSON
+  taskset -c 0 $TORII -c "$dir/torii.json" 2>>"$dir/log" &
+  SPID=$!; PIDS+=("$SPID")
+  wait_tls "$p" "$(date +%s%N)" 120 >/dev/null
+  c0=$(cpu_ticks "$SPID"); t0=$(date +%s%N)
+  for f in "$dir"/part.*; do
+    out=$(taskset -c 1 curl -sf --max-time 600 -H "Authorization: Bearer $TOKEN" \
+      -H 'Content-Type: application/x-ndjson' --data-binary @"$f" \
+      "http://127.0.0.1:$ADMIN_PORT/api/certificates/_bulk" || true)
+    ok=$((ok + $(grep -c '"created":true' <<<"$out" || true)))
+  done
+  t1=$(date +%s%N); c1=$(cpu_ticks "$SPID")
+  R[torii.bulk.s]=$(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.2f", d / 1e9 }')
+  R[torii.bulk.cpu]=$(awk -v c=$((c1 - c0)) -v hz="$HZ" -v n="$NBULK" \
+    'BEGIN { printf "%.3f", c * 1000 / hz / n }')
+  R[torii.bulk.ok]=$ok
+  stop_pid "$SPID"
+}
+bulk_report() {
+  printf '%-60s %12s\n' "$NBULK certificates through _bulk ($BULK_LINES lines/request): s" "$(v torii.bulk.s)"
+  printf '%-60s %12s\n' "  torii CPU ms per certificate" "$(v torii.bulk.cpu)"
+  printf '%-60s %12s\n' "  certificates created" "$(v torii.bulk.ok)"
+}
+
+declare -A R
+if [ "$ONLY_BULK" = 1 ]; then
+  echo "== torii, bulk import (--only-bulk)"
+  bulk_bench
+  bulk_report
+  footer
+  exit 0
+fi
 prep_store "$B/one"
 $FILL "$B/one" 1 "$B/pem1" >/dev/null
-declare -A R
 if [ "$ONLY_JWT" = 1 ]; then
   echo "== torii, JWT at the edge (--only-jwt; median of $ROUNDS rounds of ${SECS}s)"
   jwt_bench
@@ -525,6 +577,10 @@ done
 # connection (shared/reference/peer-benchmarks.md).
 echo "== torii, JWT at the edge (torii only)"
 jwt_bench
+if [ "$NBULK" -gt 0 ]; then
+  echo "== torii, bulk import of $NBULK certificates (torii only)"
+  bulk_bench
+fi
 
 if [ "$BIG" -gt 0 ]; then
   echo "== torii, $BIG certificates (torii only)"
@@ -604,6 +660,7 @@ echo "torii resumption rate, clients using each ticket once: $(v torii.resume.ra
 echo "torii first use of a certificate, server side: parse $(v torii.parse.us) us mean, CPU" \
      "$(v torii.first.cpu) us/conn vs $(v torii.warm.cpu) warm (goal: first handshake <= 1000 us)"
 jwt_report
+[ "$NBULK" -gt 0 ] && bulk_report
 if [ "$BIG" -gt 0 ]; then
   echo
   echo "torii with $BIG certificates (torii only: HAProxy and nginx are not run at this size, they take" \

@@ -16,6 +16,7 @@
 
 #include "torii/admin.h"
 #include "torii/alert.h"
+#include "torii/certdb.h"
 #include "torii/certstats.h"
 #include "torii/clock.h"
 #include "torii/conf.h"
@@ -522,10 +523,11 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
         TORII_TRY(app_probe_listeners(app->cfg, eb));
     }
     TORII_TRY(torii_store_open(&sopts, &app->store, eb));
+    TORII_TRY(torii_certdb_migrate(app->store, eb)); /* stores written by an older torii */
     TORII_TRY(torii_table_new(&app->table));
     torii_table_set_default(app->table, app->cfg->default_cert);
     TORII_TRY(torii_store_watch(app->store, app_on_store_change, app));
-    TORII_TRY(torii_store_foreach(app->store, TORII_STORE_CERTS, app_load_one, app));
+    TORII_TRY(torii_certdb_foreach(app->store, app_load_one, app));
     TORII_TRY(torii_pkiboot_state_open(app->cfg, app->store, &app->pki, eb));
     TORII_TRY(torii_certstats_open(app->store, &app->certstats, eb));
     TORII_TRY(torii_pkiboot_run(app->cfg, app->store, eb));

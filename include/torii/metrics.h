@@ -49,7 +49,9 @@
     X(TORII_METRIC_CERT_PARSE_SECONDS, "torii_tls_cert_parse_seconds_total", "", "counter",        \
       "Time spent in those first-use parses")                                                      \
     X(TORII_METRIC_CERT_PARSE_MAX_SECONDS, "torii_tls_cert_parse_max_seconds", "", "gauge",        \
-      "Longest single first-use parse since start")
+      "Longest single first-use parse since start")                                                \
+    X(TORII_METRIC_CHAIN_PARSE, "torii_pki_chain_parses_total", "", "counter",                     \
+      "PEM certificate chains parsed (the store write path parses each written chain once)")
 
 enum torii_metric {
 #define TORII_METRIC_ENUM(id, fam, lbl, type, help) id,

@@ -81,8 +81,10 @@ int torii_cert_generate_selfsigned(const char *id, const char *const *dns_names,
  * flag; what `openssl req -x509` makes by default is such a certificate). */
 #define TORII_CERTREC_NOT_SERVER (1u << 7)
 
-#define TORII_CERTREC_MAX_NAMES 1024
-#define TORII_CERTREC_MAX_CHAIN 16
+/** Room for a serial in hex (41 DER octets of INTEGER content, hex, NUL). */
+#define TORII_PKI_SERIAL_HEX_MAX 83
+#define TORII_CERTREC_MAX_NAMES  1024
+#define TORII_CERTREC_MAX_CHAIN  16
 /* The leaf's identity for revocation lookups (record version 2): the SHA-256 of the DER of
  * its issuer name, and the DER of its serialNumber INTEGER (tag and length included). */
 #define TORII_CERTREC_ISSUER_HASH_LEN 32
@@ -125,6 +127,79 @@ int torii_certrec_sni_warnings(const json_t *entity, json_t **out) TORII_MUST_US
  * key_der.len is 0 without HAS_KEY. */
 int torii_certrec_decode(const unsigned char *buf, size_t len, struct torii_certrec *rec)
     TORII_MUST_USE;
+
+/** The record's flags (TORII_CERTREC_*) read from its header; 0 for a blob that is not a
+ * record. No allocation, no parse. */
+uint32_t torii_certrec_flags(const unsigned char *blob, size_t len);
+
+/** torii_certrec_sni_warnings from record flags (torii_certrec_flags): no chain parse. */
+int torii_certrec_sni_warnings_of(uint32_t flags, json_t **out) TORII_MUST_USE;
+
+/** The leaf serial of a decoded version 2 record as torii_pki_cert_serial_hex prints it.
+ * TORII_ENOTFOUND for a version 1 record (no serial), TORII_EINVAL when it does not print. */
+int torii_certrec_serial_hex(const struct torii_certrec *rec, char *buf, size_t len) TORII_MUST_USE;
+
+/* ---- key material at rest ----
+ * The one pair of functions that turn a private key into its stored form and back (the
+ * key-encryption-key envelope will live here; today the sealed form is the key's DER). The
+ * record id is the future AEAD associated data (may be NULL while it is unused). */
+
+/** Seal key into a new buffer (*out, wiped and freed by the caller with torii_secure_free).
+ * TORII_EINVAL when the key does not encode. */
+int torii_pki_key_seal(const char *id, EVP_PKEY *key, unsigned char **out, size_t *out_len,
+                       struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** Open a sealed key (key_type EVP_PKEY_* or 0: any). *out is a new EVP_PKEY the caller
+ * frees. TORII_EINVAL when it does not open. */
+int torii_pki_key_open(const char *id, int key_type, const unsigned char *sealed, size_t len,
+                       EVP_PKEY **out) TORII_MUST_USE;
+
+/* ---- one-parse preparation of an entity for the store (certdb) ---- */
+
+enum torii_cert_prep_mode {
+    TORII_CERT_PREP_AS_IS = 0, /* the entity is stored as given: only the record is built */
+    TORII_CERT_PREP_NORMALIZE, /* normalize, certType from the flags, record */
+    TORII_CERT_PREP_ENRICH,    /* normalize, every derived field (torii_cert_enrich), record */
+};
+
+struct torii_cert_prep_opts {
+    enum torii_cert_prep_mode mode;
+    int64_t now_ms; /* ENRICH: the instant `valid` is judged at */
+    /* Called once the entity is normalized, before anything is parsed (NULL: none); a non-OK
+     * return stops the preparation with that code. */
+    int (*check)(const json_t *entity, void *arg, struct torii_errbuf *eb);
+    void *check_arg;
+    /* Keep the stored key (NULL: no): when the entity has no privateKey and keep_from has
+     * one, and the entity's leaf has the public key of the leaf in keep_aux (keep_from's
+     * record), keep_from's privateKey and password are copied in; another public key is
+     * TORII_EINVAL. */
+    const json_t *keep_from;
+    const unsigned char *keep_aux;
+    size_t keep_aux_len;
+    /* Called on the prepared entity, record built (NULL: none); non-OK stops as check does. */
+    int (*after)(const json_t *entity, void *arg, struct torii_errbuf *eb);
+    void *after_arg;
+};
+
+/** What the preparation produced besides the modified entity. */
+struct torii_cert_prepared {
+    unsigned char *aux; /* the TLS record (holds the sealed key): torii_cert_prepared_clear */
+    size_t aux_len;
+    uint32_t flags;                            /* the record's TORII_CERTREC_* */
+    char serial_hex[TORII_PKI_SERIAL_HEX_MAX]; /* the leaf's, "" when it does not print */
+};
+
+/** Prepare entity (modified in place) for the store from ONE parse of its chain and key:
+ * normalize and enrich as o->mode says, then build the record and read the serial.
+ * TORII_EINVAL (eb says why) for a bad entity, chain or key. *out is written only on
+ * success. */
+int torii_cert_prepare(json_t *entity, const struct torii_cert_prep_opts *o,
+                       struct torii_cert_prepared *out, struct torii_errbuf *eb) TORII_MUST_USE;
+void torii_cert_prepared_clear(struct torii_cert_prepared *p);
+
+/** PEM chain parses since the process started (every path that reads an entity's chain;
+ * metric torii_pki_chain_parses_total): the write path's cost measure. Any thread. */
+uint64_t torii_pki_chain_parse_count(void);
 
 /* ---- TLS client identity ----
  * For modules that authenticate as a stored certificate (the webhook exporter's
@@ -275,8 +350,6 @@ int torii_pki_cert_serial_hex(const json_t *entity, char *buf, size_t len, struc
     TORII_MUST_USE;
 
 /* ---- revocation: reasons, OCSP (RFC 6960), CRL (RFC 5280) ---- */
-
-#define TORII_PKI_SERIAL_HEX_MAX 83 /* 41 DER octets of INTEGER content, hex, NUL */
 
 /** CRLReason codes (RFC 5280 5.3.1); TORII_PKI_REASON_NONE = no reason given. */
 enum torii_pki_reason {

@@ -69,34 +69,12 @@ int admin_status_of(int rc);
 int admin_certs_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                       struct torii_admin_reply *reply);
 
-/* ---- PKI routes (pki.c) and the serial index (serial_index.c) ---- */
+/* ---- PKI routes (pki.c) ---- */
 
 /** /api/pki/... and POST /api/certificates/_bundle. Same contract as admin_certs_route. */
 int admin_pki_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                     struct torii_admin_reply *reply);
 
-#define ADMIN_SERIAL_KEY_MAX (TORII_STORE_ID_MAX + 1)
-
-/** Store ops keeping TORII_STORE_SERIALS ("<issuer id>:<serial hex>" -> cert id) right when
- * old_entity (NULL: none) becomes new_entity (NULL: deleted). The issuer id is caRef, or the
- * entity's own id when it is self-signed; other certificates are not indexed. The old key is
- * deleted only when it exists, points at this id and differs from the new one. ops point into
- * *out (do not copy it). Entities whose chain does not parse give no op. */
-struct admin_serial_ops {
-    size_t n;
-    struct torii_store_op op[2];
-    char del_key[ADMIN_SERIAL_KEY_MAX];
-    char put_key[ADMIN_SERIAL_KEY_MAX];
-    char put_val[ADMIN_SERIAL_KEY_MAX];
-};
-void admin_serial_index_ops(struct torii_store *st, const json_t *old_entity,
-                            const json_t *new_entity, struct admin_serial_ops *out);
-
-/** Store new enriched entities (a JSON array) in one torii_store_apply: each record
- * (TORII_STORE_CREATE, TLS record built here) with its serial index entry. TORII_EINVAL when
- * a record does not build, TORII_EEXIST, TORII_ESTORE (eb says why); nothing stored then. */
-int admin_pki_persist(struct torii_store *st, const json_t *entities, struct torii_errbuf *eb)
-    TORII_MUST_USE;
 
 /* ---- request helpers shared by the route files (request.c) ---- */
 
@@ -176,52 +154,5 @@ int admin_req_json_parse(const void *buf, size_t len, unsigned flags, json_t **o
 
 /** torii_secure_free of a NUL-terminated string (entity JSON, passwords); NULL is ignored. */
 void admin_req_wipe_str(char *s);
-
-/* ---- stored entities (request.c) ---- */
-
-/** The entity `id` of TORII_STORE_CERTS as a JSON object (*out, new reference) and, when
- * aux_out is not NULL, its TLS record (*aux_out, owned, wipe with torii_secure_free). Out-params
- * are written only on success. Returns TORII_OK, TORII_ENOTFOUND ("entity not found"), the
- * store's code ("store: read failed: ..."), or TORII_ESTORE when the stored text is not a JSON
- * object; eb (may be NULL) says why. */
-int admin_req_entity_load(struct torii_store *st, const char *id, json_t **out,
-                          unsigned char **aux_out, size_t *aux_len_out, struct torii_errbuf *eb)
-    TORII_MUST_USE;
-
-/** admin_req_entity_load, plus the stored JSON text exactly as read (*text_out, NUL-terminated,
- * *text_len_out bytes without the NUL; owned, and it holds the private key: wipe it with
- * torii_secure_free): the expect_json of a TORII_STORE_REPLACE_IF that writes the entity
- * back only if nobody changed it since. text_out and text_len_out must not be NULL. Same
- * codes; out-params written only on success. */
-int admin_req_entity_read(struct torii_store *st, const char *id, json_t **out, char **text_out,
-                          size_t *text_len_out, unsigned char **aux_out, size_t *aux_len_out,
-                          struct torii_errbuf *eb) TORII_MUST_USE;
-
-/** One entity write ready for torii_store_apply: op[0..n) is the record op on
- * TORII_STORE_CERTS followed by its serial index ops (admin_serial_index_ops). The ops point
- * into this struct, into the entity (id) and into aux: keep all three alive and unmoved until
- * the apply, then admin_req_entity_write_clear. */
-struct admin_req_entity_write {
-    char *text; /* owned: the compact entity JSON, wiped on clear */
-    struct admin_serial_ops idx;
-    size_t n;
-    struct torii_store_op op[3];
-};
-
-/** Serialize entity (which carries a string "id") and fill w for `kind`, with the serial
- * index moving from old (NULL: none) to entity. aux (the TLS record) is borrowed. TORII_OK, or
- * TORII_ENOMEM (entity not serializable or without an id; w is then cleared). */
-int admin_req_entity_write_init(struct torii_store *st, enum torii_store_op_kind kind,
-                                const json_t *old, const json_t *entity, const unsigned char *aux,
-                                size_t aux_len, struct admin_req_entity_write *w) TORII_MUST_USE;
-/** Wipe and free w's text; w may then be reused. */
-void admin_req_entity_write_clear(struct admin_req_entity_write *w);
-/** torii_store_apply(ops) with the admin error mapping: TORII_EEXIST ("entity already
- * exists"), TORII_ENOTFOUND ("entity not found"), TORII_ECONFLICT (a TORII_STORE_REPLACE_IF
- * whose entity changed since it was read: "entity changed concurrently ..."), other failures
- * logged as "admin: <what> write failed: ..." and returned, a store TORII_EINVAL as
- * TORII_ESTORE (the entities were validated before). eb may be NULL. */
-int admin_req_entity_apply(struct torii_store *st, const struct torii_store_op *ops, size_t n,
-                           const char *what, struct torii_errbuf *eb) TORII_MUST_USE;
 
 #endif

@@ -3,8 +3,9 @@
  * computed from the chain), and every error is a 4xx/5xx {"error": "..."} that changes nothing.
  *
  * Decisions:
- * - Every write is one torii_store_apply (through torii_store_put/delete), durable before the
- *   reply; a request that fails validation never reaches the store.
+ * - Every write goes through certdb (one parse of the chain and key, one durable transaction
+ *   with the serial index entries) before the reply; a request that fails validation never
+ *   reaches the store.
  * - PUT and PATCH of an existing entity are read-modify-write: the write back is a
  *   TORII_STORE_REPLACE_IF of the exact JSON read, as the renewal thread does. When the entity
  *   changed in between (a renewal landed, another request wrote it), the request answers 409
@@ -21,8 +22,9 @@
  * - Listing: X-Count is the total before filtering (as the reference); without pageSize the
  *   page is unbounded and X-Page-Size reports 2147483647 (the reference's Int.MaxValue);
  *   ?keypair=true keeps key pairs only; bodies and filters are exact, top-level only.
- * - Bulk lines are applied one by one, in order (a later line sees an earlier one's effect),
- *   each with its own durable transaction; a failed line does not stop the others.
+ * - Bulk lines are applied in order (a later line sees an earlier one's effect) and committed
+ *   together in one durable transaction per request; a failed line does not stop the others
+ *   (certdb's TORII_CERTDB_PER_ITEM).
  * - _renew, _bundle and /:id/_renew belong to other route files: TORII_ENOTFOUND for those.
  * Private keys and passwords are never logged; buffers holding entity JSON or TLS records are
  * wiped before they are freed. */
@@ -31,12 +33,11 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
-#include <openssl/x509.h>
 
 #include "admin_int.h"
 #include "certs_query.h"
 #include "jsonpatch.h"
+#include "torii/certdb.h"
 #include "torii/clock.h"
 #include "torii/err.h"
 #include "torii/log.h"
@@ -121,63 +122,28 @@ static void certs_log_write(const char *what, const char *id)
               torii_log_escape(id, strlen(id), esc, sizeof(esc)));
 }
 
-/* ---- store access ---- */
+/* ---- writing through certdb ---- */
 
-/* The stored entity as a read-modify-write request read it. */
-struct certs_read {
-    json_t *ent;
-    char *text; /* the exact stored JSON (holds the private key: wiped on clear) */
-    size_t len;
-    unsigned char *aux; /* its TLS record (wiped on clear); NULL unless asked for */
-    size_t aux_len;
-};
-
-static void certs_read_clear(struct certs_read *rd)
+/* The seam of the read-modify-write window: after the read and the preparation, before the
+ * commit that expects the entity unchanged. */
+static void certs_seam(const struct torii_admin_ctx *ctx, const char *id)
 {
-    json_decref(rd->ent);
-    torii_secure_free(rd->text, rd->len);
-    torii_secure_free(rd->aux, rd->aux_len);
-    memset(rd, 0, sizeof(*rd));
+    if (ctx->seam != NULL && ctx->seam->between != NULL) {
+        ctx->seam->between(id, ctx->seam->arg);
+    }
 }
 
-static int certs_read(struct torii_admin_ctx *ctx, const char *id, int with_aux,
-                      struct certs_read *rd, struct torii_errbuf *eb)
+/* One request's batch, committed all or nothing (durable before the reply). */
+static int certs_commit(struct torii_certdb_batch *b, const char *id, struct torii_errbuf *eb)
 {
-    return admin_req_entity_read(ctx->store, id, &rd->ent, &rd->text, &rd->len,
-                                 with_aux ? &rd->aux : NULL, with_aux ? &rd->aux_len : NULL, eb);
-}
+    int rc = torii_certdb_batch_commit(b, TORII_CERTDB_ATOMIC, eb);
 
-/* One durable write of a prepared entity and its record (with its serial index entries):
- * read NULL creates it (TORII_EEXIST when the id is taken); otherwise it replaces read->ent
- * only if the stored JSON is still read->text (TORII_ECONFLICT when it is not). */
-static int certs_write(struct torii_admin_ctx *ctx, const struct certs_read *read,
-                       const json_t *entity, const unsigned char *aux, size_t aux_len,
-                       struct torii_errbuf *eb)
-{
-    struct admin_req_entity_write w;
-    const char *id = json_string_value(json_object_get(entity, "id"));
-    int rc = admin_req_entity_write_init(ctx->store,
-                                         read != NULL ? TORII_STORE_REPLACE_IF : TORII_STORE_CREATE,
-                                         read != NULL ? read->ent : NULL, entity, aux, aux_len, &w);
-
-    if (rc != TORII_OK) {
-        return rc;
-    }
-    if (read != NULL) {
-        w.op[0].expect_json = read->text;
-        w.op[0].expect_json_len = read->len;
-        if (ctx->seam != NULL && ctx->seam->between != NULL) {
-            ctx->seam->between(id, ctx->seam->arg);
-        }
-    }
-    rc = admin_req_entity_apply(ctx->store, w.op, w.n, "certificate", eb);
     if (rc == TORII_ECONFLICT) {
         char esc[128];
         torii_log(TORII_LOG_NOTICE,
                   "admin: certificate update refused, changed concurrently (id=%s)",
                   torii_log_escape(id, strlen(id), esc, sizeof(esc)));
     }
-    admin_req_entity_write_clear(&w);
     return rc;
 }
 
@@ -206,98 +172,45 @@ static int certs_check_redacted_copy(const json_t *entity, struct torii_errbuf *
     return TORII_OK;
 }
 
-/* Normalize (type checks and defaults), validate the id, enrich unless told not to (certType
- * is still set from the flags then: normalize drops it), and build the TLS record. entity is
- * modified in place into its stored form. */
-static int certs_prepare(json_t *entity, int enrich, unsigned char **aux, size_t *aux_len,
-                         struct torii_errbuf *eb)
+/* The id rule, checked once the entity is normalized (a missing id got one then). */
+static int certs_check_id(const json_t *entity, void *arg, struct torii_errbuf *eb)
 {
-    int rc = TORII_OK;
-    const char *id = NULL;
+    const char *id = json_string_value(json_object_get(entity, "id"));
 
-    TORII_TRY(torii_cert_normalize(entity, eb));
-    id = json_string_value(json_object_get(entity, "id"));
+    (void)arg;
     if (id == NULL || !admin_req_id_ok(id, CERTS_ID_MAX)) {
-        rc = torii_errf(eb, TORII_EINVAL, "%s", CERTS_ID_RULE);
-        goto out;
+        return torii_errf(eb, TORII_EINVAL, "%s", CERTS_ID_RULE);
     }
-    if (enrich) {
-        TORII_TRY(torii_cert_enrich(entity, torii_clock_now_ms(), eb));
-    } else {
-        TORII_ENSURE(json_object_set_new(entity, "certType", json_string(torii_cert_type(entity)))
-                         == 0,
-                     TORII_ENOMEM);
-    }
-    TORII_TRY(torii_certrec_build(entity, aux, aux_len, eb));
-out:
-    return rc;
+    return TORII_OK;
 }
 
-/* Leaf certificate of a TLS record, or NULL. */
-static X509 *certs_rec_leaf(const unsigned char *blob, size_t len)
+/* Normalize (type checks and defaults), validate the id, enrich unless told not to (certType
+ * is still set from the flags then), and build the TLS record: one parse (certdb). A PUT
+ * without a key keeps the stored one when the leaf public key is unchanged (file comment). */
+static struct torii_cert_prep_opts certs_prep_opts(int enrich, const struct torii_certdb_entry *rd)
 {
-    struct torii_certrec *rec = torii_xcalloc(1, sizeof(*rec));
-    X509 *x = NULL;
+    struct torii_cert_prep_opts o = {
+        .mode = enrich ? TORII_CERT_PREP_ENRICH : TORII_CERT_PREP_NORMALIZE,
+        .now_ms = torii_clock_now_ms(),
+        .check = certs_check_id,
+    };
 
-    if (blob != NULL && torii_certrec_decode(blob, len, rec) == TORII_OK && rec->n_chain > 0
-        && rec->chain[0].len <= INT32_MAX) {
-        const unsigned char *p = (const unsigned char *)rec->chain[0].ptr;
-        x = d2i_X509(NULL, &p, (long)rec->chain[0].len);
+    if (rd != NULL) {
+        o.keep_from = rd->ent;
+        o.keep_aux = rd->aux;
+        o.keep_aux_len = rd->aux_len;
     }
-    free(rec);
-    return x;
-}
-
-/* PUT without a key: carry the stored key (and its password) over when the leaf public key is
- * unchanged (see the file comment). entity is normalized. A chain that does not parse is left
- * to the real validation; a leaf with another public key is a 400 (the stored key cannot serve
- * it, and dropping it silently would lose it). */
-static int certs_keep_key(const json_t *stored, const unsigned char *stored_aux,
-                          size_t stored_aux_len, json_t *entity, struct torii_errbuf *eb)
-{
-    const char *old_key = json_string_value(json_object_get(stored, "privateKey"));
-    const char *new_key = json_string_value(json_object_get(entity, "privateKey"));
-    unsigned char *aux = NULL;
-    size_t aux_len = 0;
-    X509 *a = NULL;
-    X509 *b = NULL;
-    json_t *pw = NULL;
-    int rc = TORII_OK;
-
-    if (old_key == NULL || old_key[0] == '\0' || (new_key != NULL && new_key[0] != '\0')) {
-        return TORII_OK;
-    }
-    if (torii_certrec_build(entity, &aux, &aux_len, NULL) != TORII_OK) {
-        return TORII_OK; /* the chain does not parse: the real validation reports it */
-    }
-    a = certs_rec_leaf(aux, aux_len);
-    b = certs_rec_leaf(stored_aux, stored_aux_len);
-    if (a != NULL && b != NULL && X509_get0_pubkey(a) != NULL && X509_get0_pubkey(b) != NULL
-        && EVP_PKEY_eq(X509_get0_pubkey(a), X509_get0_pubkey(b)) == 1) {
-        pw = json_object_get(stored, "password");
-        (void)json_object_set_new(entity, "privateKey", json_string(old_key));
-        (void)json_object_set_new(entity, "password",
-                                  json_is_string(pw) ? json_incref(pw) : json_null());
-    } else if (a != NULL && b != NULL) {
-        rc = torii_errf(eb, TORII_EINVAL,
-                        "privateKey: the new chain's leaf has another public key than the stored "
-                        "private key; send the private key of the new certificate");
-    }
-    X509_free(a);
-    X509_free(b);
-    torii_secure_free(aux, aux_len);
-    return rc;
+    return o;
 }
 
 /* ---- operations shared by the single and bulk endpoints (eb always says why) ---- */
 
-static int certs_op_create(struct torii_admin_ctx *ctx, json_t *entity, int enrich,
-                           struct torii_errbuf *eb)
+static int certs_op_create(struct torii_certdb_batch *b, json_t *entity, int enrich,
+                           uint32_t *flags, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
-    unsigned char *aux = NULL;
-    size_t aux_len = 0;
     json_t *id = json_object_get(entity, "id");
+    struct torii_cert_prep_opts o = certs_prep_opts(enrich, NULL);
     char gen[64];
 
     if (!json_is_object(entity)) {
@@ -309,37 +222,31 @@ static int certs_op_create(struct torii_admin_ctx *ctx, json_t *entity, int enri
         TORII_TRY(torii_uuid_id(CERTS_ID_PREFIX, gen, sizeof(gen)));
         TORII_ENSURE(json_object_set_new(entity, "id", json_string(gen)) == 0, TORII_ENOMEM);
     }
-    TORII_TRY(certs_prepare(entity, enrich, &aux, &aux_len, eb));
-    TORII_TRY(certs_write(ctx, NULL, entity, aux, aux_len, eb));
-    certs_log_write("created", json_string_value(json_object_get(entity, "id")));
+    TORII_TRY(torii_certdb_batch_create(b, entity, &o, flags, eb));
 out:
-    torii_secure_free(aux, aux_len);
     return rc;
 }
 
 /* id must not point into entity (its "id" member is replaced). */
-static int certs_op_replace(struct torii_admin_ctx *ctx, const char *id, json_t *entity, int enrich,
+static int certs_op_replace(struct torii_admin_ctx *ctx, struct torii_certdb_batch *b,
+                            const char *id, json_t *entity, int enrich, uint32_t *flags,
                             struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
-    struct certs_read rd = {0};
-    unsigned char *aux = NULL;
-    size_t aux_len = 0;
+    struct torii_certdb_entry rd = {0};
+    struct torii_cert_prep_opts o;
 
     if (!json_is_object(entity)) {
         return torii_errf(eb, TORII_EINVAL, "certificate entity must be a JSON object");
     }
     certs_drop_response_only(entity);
     TORII_ENSURE(json_object_set_new(entity, "id", json_string(id)) == 0, TORII_ENOMEM);
-    TORII_TRY(certs_read(ctx, id, 1, &rd, eb));
-    TORII_TRY(torii_cert_normalize(entity, eb));
-    TORII_TRY(certs_keep_key(rd.ent, rd.aux, rd.aux_len, entity, eb));
-    TORII_TRY(certs_prepare(entity, enrich, &aux, &aux_len, eb));
-    TORII_TRY(certs_write(ctx, &rd, entity, aux, aux_len, eb));
-    certs_log_write("updated", id);
+    TORII_TRY(torii_certdb_batch_get(b, id, TORII_CERTDB_WITH_AUX, &rd, eb));
+    o = certs_prep_opts(enrich, &rd);
+    TORII_TRY(torii_certdb_batch_replace(b, &rd, entity, &o, flags, eb));
+    certs_seam(ctx, id);
 out:
-    certs_read_clear(&rd);
-    torii_secure_free(aux, aux_len);
+    torii_certdb_entry_clear(&rd);
     return rc;
 }
 
@@ -446,64 +353,47 @@ static int certs_check_derived(const json_t *stored, const json_t *asked, const 
     return TORII_OK;
 }
 
+/* A patch must not set derived fields (certs_check_derived), judged on the prepared result. */
+struct certs_patch_check {
+    const json_t *stored;
+    const json_t *asked;
+};
+
+static int certs_patch_after(const json_t *result, void *arg, struct torii_errbuf *eb)
+{
+    const struct certs_patch_check *c = arg;
+
+    return certs_check_derived(c->stored, c->asked, result, eb);
+}
+
 /* Patch the stored entity; *out is the stored result. */
-static int certs_op_patch(struct torii_admin_ctx *ctx, const char *id, const json_t *patch,
-                          int merge, int enrich, json_t **out, struct torii_errbuf *eb)
+static int certs_op_patch(struct torii_admin_ctx *ctx, struct torii_certdb_batch *b, const char *id,
+                          const json_t *patch, int merge, int enrich, json_t **out,
+                          struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
-    struct certs_read rd = {0};
+    struct torii_certdb_entry rd = {0};
+    struct certs_patch_check chk = {NULL, NULL};
+    struct torii_cert_prep_opts o = certs_prep_opts(enrich, NULL);
     json_t *patched = NULL;
     json_t *asked = NULL;
-    unsigned char *aux = NULL;
-    size_t aux_len = 0;
 
-    TORII_TRY(certs_read(ctx, id, 0, &rd, eb));
+    TORII_TRY(torii_certdb_batch_get(b, id, 0, &rd, eb));
     TORII_TRY(certs_apply_patch(ctx, rd.ent, patch, merge, id, &patched, eb));
     asked = certs_derived_of(patched);
     TORII_ENSURE(asked != NULL, TORII_ENOMEM);
-    TORII_TRY(certs_prepare(patched, enrich, &aux, &aux_len, eb));
-    TORII_TRY(certs_check_derived(rd.ent, asked, patched, eb));
-    TORII_TRY(certs_write(ctx, &rd, patched, aux, aux_len, eb));
-    certs_log_write("patched", id);
+    chk = (struct certs_patch_check){rd.ent, asked};
+    o.after = certs_patch_after;
+    o.after_arg = &chk;
+    TORII_TRY(torii_certdb_batch_replace(b, &rd, patched, &o, NULL, eb));
+    certs_seam(ctx, id);
     *out = patched;
     patched = NULL;
 out:
-    certs_read_clear(&rd);
+    torii_certdb_entry_clear(&rd);
     json_decref(asked);
     json_decref(patched);
-    torii_secure_free(aux, aux_len);
     return rc;
-}
-
-static int certs_op_delete(struct torii_admin_ctx *ctx, const char *id, struct torii_errbuf *eb)
-{
-    json_t *stored = NULL;
-    struct admin_serial_ops idx;
-    struct torii_store_op ops[3];
-    int rc = admin_req_entity_load(ctx->store, id, &stored, NULL, NULL, eb);
-
-    if (rc != TORII_OK && rc != TORII_ESTORE) {
-        return torii_errf(eb, TORII_ENOTFOUND, "entity not found");
-    }
-    /* An unreadable stored entity is still deleted (its index entry, if any, stays). */
-    admin_serial_index_ops(ctx->store, stored, NULL, &idx);
-    json_decref(stored);
-    ops[0] = (struct torii_store_op){.kind = TORII_STORE_DELETE,
-                                     .bucket = TORII_STORE_CERTS,
-                                     .rec = {.id = id, .id_len = strlen(id)}};
-    memcpy(&ops[1], idx.op, idx.n * sizeof(idx.op[0]));
-    rc = torii_store_apply(ctx->store, ops, 1 + idx.n, eb);
-
-    if (rc == TORII_ENOTFOUND || rc == TORII_EINVAL) {
-        /* EINVAL: an id the store cannot hold cannot exist either */
-        return torii_errf(eb, TORII_ENOTFOUND, "entity not found");
-    }
-    if (rc != TORII_OK) {
-        torii_log(TORII_LOG_ERR, "admin: certificate delete failed: %s", eb->msg);
-        return rc;
-    }
-    certs_log_write("deleted", id);
-    return TORII_OK;
 }
 
 /* ---- collection: list and create ---- */
@@ -749,14 +639,14 @@ static void certs_list_headers(struct torii_admin_reply *reply, const struct cer
 
 /* A saved certificate that SNI will never select (a CA, a key pair, ...): say why in the
  * response ("warnings", response-only: dropped when sent back) and in the log. */
-static void certs_add_warnings(json_t *entity)
+static void certs_add_warnings(json_t *entity, uint32_t flags)
 {
     json_t *w = NULL;
     size_t i;
     json_t *v;
     const char *id = json_string_value(json_object_get(entity, "id"));
 
-    if (id == NULL || torii_certrec_sni_warnings(entity, &w) != TORII_OK
+    if (id == NULL || torii_certrec_sni_warnings_of(flags, &w) != TORII_OK
         || json_array_size(w) == 0) {
         json_decref(w);
         return;
@@ -782,8 +672,7 @@ static void certs_list_reply(struct torii_admin_ctx *ctx, const struct admin_req
         goto out;
     }
     l.items = json_array();
-    rc = l.items != NULL ? torii_store_foreach(ctx->store, TORII_STORE_CERTS, certs_list_cb, &l)
-                         : TORII_ENOMEM;
+    rc = l.items != NULL ? torii_certdb_foreach(ctx->store, certs_list_cb, &l) : TORII_ENOMEM;
     if (rc == TORII_OK && l.sorted.n > 0) {
         rc = certs_list_sort_page(&l);
     }
@@ -805,8 +694,10 @@ static void certs_save_reply(struct torii_admin_ctx *ctx, const struct torii_htt
                              struct torii_admin_reply *reply)
 {
     struct torii_errbuf eb = {{0}};
+    struct torii_certdb_batch *b = NULL;
     json_t *entity = NULL;
     int enrich = certs_enrich_wanted(q);
+    uint32_t flags = 0;
     int rc = TORII_OK;
 
     if (!admin_req_media_type_is(req, "Content-Type", "application/json")) {
@@ -815,15 +706,22 @@ static void certs_save_reply(struct torii_admin_ctx *ctx, const struct torii_htt
     }
     rc = certs_parse_json((const char *)req->body, req->body_len, &entity, &eb);
     if (rc == TORII_OK) {
-        rc = id == NULL ? certs_op_create(ctx, entity, enrich, &eb)
-                        : certs_op_replace(ctx, id, entity, enrich, &eb);
+        b = torii_certdb_batch_new(ctx->store);
+        rc = id == NULL ? certs_op_create(b, entity, enrich, &flags, &eb)
+                        : certs_op_replace(ctx, b, id, entity, enrich, &flags, &eb);
     }
+    if (rc == TORII_OK) {
+        rc = certs_commit(b, json_string_value(json_object_get(entity, "id")), &eb);
+    }
+    torii_certdb_batch_free(b);
     if (rc != TORII_OK) {
         json_decref(entity);
         certs_reply_rc(reply, rc, &eb);
         return;
     }
-    certs_add_warnings(entity);
+    certs_log_write(id == NULL ? "created" : "updated",
+                    json_string_value(json_object_get(entity, "id")));
+    certs_add_warnings(entity, flags);
     certs_reply_json(reply, id == NULL ? 201 : 200, entity);
 }
 
@@ -839,7 +737,7 @@ static void certs_get_reply(struct torii_admin_ctx *ctx, const char *id,
     int rc = certs_query_fields_parse(fields_s != NULL ? fields_s : "", &fields, &eb);
 
     if (rc == TORII_OK) {
-        rc = admin_req_entity_load(ctx->store, id, &e, NULL, NULL, &eb);
+        rc = torii_certdb_load(ctx->store, id, &e, &eb);
     }
     if (rc == TORII_OK && fields.n > 0) {
         json_t *p = certs_query_project(e, &fields);
@@ -860,6 +758,7 @@ static void certs_patch_reply(struct torii_admin_ctx *ctx, const struct torii_ht
                               struct torii_admin_reply *reply)
 {
     struct torii_errbuf eb = {{0}};
+    struct torii_certdb_batch *b = NULL;
     json_t *patch = NULL;
     json_t *result = NULL;
     int merge = 0;
@@ -876,9 +775,19 @@ static void certs_patch_reply(struct torii_admin_ctx *ctx, const struct torii_ht
     }
     rc = certs_parse_json((const char *)req->body, req->body_len, &patch, &eb);
     if (rc == TORII_OK) {
-        rc = certs_op_patch(ctx, id, patch, merge, certs_enrich_wanted(q), &result, &eb);
+        b = torii_certdb_batch_new(ctx->store);
+        rc = certs_op_patch(ctx, b, id, patch, merge, certs_enrich_wanted(q), &result, &eb);
     }
+    if (rc == TORII_OK) {
+        rc = certs_commit(b, id, &eb);
+    }
+    torii_certdb_batch_free(b);
     json_decref(patch);
+    if (rc == TORII_OK) {
+        certs_log_write("patched", id);
+    } else {
+        json_decref(result);
+    }
     if (rc != TORII_OK) {
         certs_reply_rc(reply, rc, &eb);
         return;
@@ -890,12 +799,13 @@ static void certs_delete_reply(struct torii_admin_ctx *ctx, const char *id,
                                struct torii_admin_reply *reply)
 {
     struct torii_errbuf eb = {{0}};
-    int rc = certs_op_delete(ctx, id, &eb);
+    int rc = torii_certdb_delete(ctx->store, id, &eb);
 
     if (rc != TORII_OK) {
         certs_reply_rc(reply, rc, &eb);
         return;
     }
+    certs_log_write("deleted", id);
     certs_reply_json(reply, 200, json_pack("{s:b}", "deleted", 1));
 }
 
@@ -906,7 +816,7 @@ static void certs_valid_reply(struct torii_admin_ctx *ctx, const char *id,
     struct torii_errbuf eb = {{0}};
     json_t *e = NULL;
     int valid = 0;
-    int rc = admin_req_entity_load(ctx->store, id, &e, NULL, NULL, &eb);
+    int rc = torii_certdb_load(ctx->store, id, &e, &eb);
 
     if (rc != TORII_OK) {
         certs_reply_rc(reply, rc, &eb);
@@ -1013,86 +923,182 @@ static const char *certs_jstr(const json_t *o, const char *k)
     return s != NULL ? s : "";
 }
 
-/* Run one bulk operation on a parsed line object. *id is the line's id (a copy, replaced by the
- * generated one on create); on success *status and *verb describe the result. */
-static int certs_bulk_exec(struct torii_admin_ctx *ctx, const char *method, json_t *in, char **id,
-                           int enrich, int *status, const char **verb, struct torii_errbuf *eb)
+/* One bulk line: either failed before the commit (res set) or queued as item `item`. */
+struct certs_bulk_line {
+    json_t *res;
+    char *id; /* a copy: replacing the entity's "id" member would free the original */
+    const char *verb;
+    int status;
+    size_t item;
+};
+
+/* Queue one bulk operation of a parsed line object into b. l->id is the line's id (replaced
+ * by the generated one on create). */
+static int certs_bulk_exec(struct torii_admin_ctx *ctx, struct torii_certdb_batch *b,
+                           const char *method, json_t *in, int enrich, struct certs_bulk_line *l,
+                           struct torii_errbuf *eb)
 {
     json_t *patched = NULL;
     int rc = TORII_OK;
 
+    l->item = torii_certdb_batch_size(b);
     if (strcmp(method, "POST") == 0) {
-        rc = certs_op_create(ctx, in, enrich, eb);
+        rc = certs_op_create(b, in, enrich, NULL, eb);
         if (json_is_string(json_object_get(in, "id"))) {
-            free(*id);
-            *id = torii_xstrdup(certs_jstr(in, "id"));
+            free(l->id);
+            l->id = torii_xstrdup(certs_jstr(in, "id"));
         }
-        *status = 201;
-        *verb = "created";
+        l->status = 201;
+        l->verb = "created";
         return rc;
     }
-    if (*id == NULL || !admin_req_id_ok(*id, CERTS_ID_MAX)) {
+    if (l->id == NULL || !admin_req_id_ok(l->id, CERTS_ID_MAX)) {
         return torii_errf(eb, TORII_EINVAL, "id: missing or invalid");
     }
-    *status = 200;
+    l->status = 200;
+    l->verb = "updated";
     if (strcmp(method, "PUT") == 0) {
-        *verb = "updated";
-        return certs_op_replace(ctx, *id, in, enrich, eb);
+        return certs_op_replace(ctx, b, l->id, in, enrich, NULL, eb);
     }
     if (strcmp(method, "PATCH") == 0) {
         const json_t *patch = json_object_get(in, "patch");
-        *verb = "updated";
-        rc = certs_op_patch(ctx, *id, patch != NULL ? patch : json_null(), 0, enrich, &patched, eb);
+        rc = certs_op_patch(ctx, b, l->id, patch != NULL ? patch : json_null(), 0, enrich, &patched,
+                            eb);
         json_decref(patched);
         return rc;
     }
-    *verb = "deleted";
-    return certs_op_delete(ctx, *id, eb);
+    l->verb = "deleted";
+    return torii_certdb_batch_delete(b, l->id, eb);
 }
 
-/* One NDJSON input line -> one result object (reference 2.5 shapes). */
-static json_t *certs_bulk_line(struct torii_admin_ctx *ctx, const char *method, const char *line,
-                               size_t len, int enrich)
+static json_t *certs_bulk_error(int rc, const char *msg, const char *id)
+{
+    json_t *res = json_pack("{s:i, s:s, s:s}", "status", admin_status_of(rc), "error",
+                            certs_bulk_code(rc), "error_description", msg);
+
+    if (res != NULL && id != NULL) {
+        (void)json_object_set_new(res, "id", json_string(id));
+    }
+    return res;
+}
+
+/* One NDJSON input line: parsed and queued into b, or failed (l->res, reference 2.5 shapes). */
+static void certs_bulk_line(struct torii_admin_ctx *ctx, struct torii_certdb_batch *b,
+                            const char *method, const char *line, size_t len, int enrich,
+                            struct certs_bulk_line *l)
 {
     struct torii_errbuf eb = {{0}};
     json_t *in = NULL;
-    json_t *res = NULL;
-    char *id = NULL; /* a copy: replacing the entity's "id" member would free the original */
-    const char *verb = "updated";
-    int status = 200;
     int rc = certs_parse_json(line, len, &in, &eb);
 
+    memset(l, 0, sizeof(*l));
+    l->verb = "updated";
+    l->status = 200;
     if (rc == TORII_OK && !json_is_object(in)) {
         rc = torii_errf(&eb, TORII_EINVAL, "each line must be a JSON object");
     }
     if (rc == TORII_OK) {
         if (json_is_string(json_object_get(in, "id"))) {
-            id = torii_xstrdup(certs_jstr(in, "id"));
+            l->id = torii_xstrdup(certs_jstr(in, "id"));
         }
-        rc = certs_bulk_exec(ctx, method, in, &id, enrich, &status, &verb, &eb);
+        rc = certs_bulk_exec(ctx, b, method, in, enrich, l, &eb);
     }
-    if (rc == TORII_OK) {
-        res = json_pack("{s:i, s:b, s:s}", "status", status, verb, 1, "id", id);
-    } else {
-        res = json_pack("{s:i, s:s, s:s}", "status", admin_status_of(rc), "error",
-                        certs_bulk_code(rc), "error_description", eb.msg);
-        if (res != NULL && id != NULL) {
-            (void)json_object_set_new(res, "id", json_string(id));
+    if (rc != TORII_OK) {
+        l->res = certs_bulk_error(rc, eb.msg, l->id);
+        if (l->res == NULL) {
+            l->res = json_null(); /* reported as out of memory */
         }
     }
-    free(id);
     json_decref(in);
-    return res;
+}
+
+/* The result of a queued line once b is committed. */
+static json_t *certs_bulk_result(const struct torii_certdb_batch *b,
+                                 const struct certs_bulk_line *l)
+{
+    const char *msg = NULL;
+    int rc = torii_certdb_batch_item_rc(b, l->item, &msg);
+
+    if (rc != TORII_OK) {
+        return certs_bulk_error(rc, msg != NULL ? msg : torii_strerror(rc), l->id);
+    }
+    certs_log_write(l->verb, l->id);
+    return json_pack("{s:i, s:b, s:s}", "status", l->status, l->verb, 1, "id", l->id);
+}
+
+/* The non-blank lines of body, at most one per byte: [start, len) pairs into *out. */
+static size_t certs_bulk_split(const char *body, size_t len, struct torii_slice **out)
+{
+    struct torii_slice *v = NULL;
+    size_t n = 0;
+    size_t cap = 0;
+    size_t i = 0;
+
+    while (i < len) {
+        size_t end = i;
+        size_t k = 0;
+        size_t blank = 1;
+
+        while (end < len && body[end] != '\n') {
+            end++;
+        }
+        k = end - i;
+        if (k > 0 && body[i + k - 1] == '\r') {
+            k--;
+        }
+        for (size_t j = 0; j < k && blank; j++) {
+            blank = body[i + j] == ' ' || body[i + j] == '\t';
+        }
+        if (!blank) {
+            if (n == cap) {
+                cap = cap == 0 ? 64 : cap * 2;
+                v = torii_xrealloc(v, cap * sizeof(*v));
+            }
+            v[n++] = (struct torii_slice){body + i, k};
+        }
+        i = end + 1;
+    }
+    *out = v;
+    return n;
+}
+
+/* Every line is queued into one certdb batch, in order (a later line sees an earlier one's
+ * effect), committed in one durable transaction; each line still succeeds or fails alone. */
+static void certs_bulk_run(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                           int enrich, struct certs_buf *out)
+{
+    struct torii_certdb_batch *b = torii_certdb_batch_new(ctx->store);
+    struct torii_errbuf eb = {{0}};
+    struct torii_slice *lines = NULL;
+    size_t n =
+        certs_bulk_split((const char *)req->body, req->body != NULL ? req->body_len : 0, &lines);
+    struct certs_bulk_line *ls = torii_xcalloc(n + 1, sizeof(*ls));
+
+    for (size_t i = 0; i < n; i++) {
+        certs_bulk_line(ctx, b, req->method, lines[i].ptr, lines[i].len, enrich, &ls[i]);
+    }
+    if (torii_certdb_batch_commit(b, TORII_CERTDB_PER_ITEM, &eb) != TORII_OK) {
+        torii_log(TORII_LOG_ERR, "admin: bulk commit failed: %s", eb.msg); /* not expected */
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *res = ls[i].res != NULL ? ls[i].res : certs_bulk_result(b, &ls[i]);
+
+        if (json_is_null(res)) { /* out of memory: certs_buf_add_json says so */
+            json_decref(res);
+            res = NULL;
+        }
+        certs_buf_add_json(out, res);
+        free(ls[i].id);
+    }
+    free(ls);
+    free(lines);
+    torii_certdb_batch_free(b);
 }
 
 static void certs_bulk_reply(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                              const struct admin_req_query *q, struct torii_admin_reply *reply)
 {
     struct certs_buf out = {NULL, 0, 0};
-    const char *body = (const char *)req->body;
-    size_t len = req->body != NULL ? req->body_len : 0;
-    int enrich = certs_enrich_wanted(q);
-    size_t i = 0;
 
     if (!admin_req_media_type_is(req, "Content-Type", CERTS_NDJSON)
         && !(admin_req_method_is(req, "DELETE")
@@ -1102,26 +1108,7 @@ static void certs_bulk_reply(struct torii_admin_ctx *ctx, const struct torii_htt
                                    "Unsupported content type, expected " CERTS_NDJSON));
         return;
     }
-    while (i < len) {
-        size_t end = i;
-        size_t n = 0;
-        size_t blank = 1;
-
-        while (end < len && body[end] != '\n') {
-            end++;
-        }
-        n = end - i;
-        if (n > 0 && body[i + n - 1] == '\r') {
-            n--;
-        }
-        for (size_t k = 0; k < n && blank; k++) {
-            blank = body[i + k] == ' ' || body[i + k] == '\t';
-        }
-        if (!blank) {
-            certs_buf_add_json(&out, certs_bulk_line(ctx, req->method, body + i, n, enrich));
-        }
-        i = end + 1;
-    }
+    certs_bulk_run(ctx, req, certs_enrich_wanted(q), &out);
     json_decref(reply->json);
     reply->json = NULL;
     reply->status = 200;

@@ -1,9 +1,9 @@
 /* pki.c - the /api/pki admin routes (Otoroshi-compatible, reference 3.2), POST
- * /api/certificates/_bundle, and the serial index (TORII_STORE_SERIALS) shared with certs.c.
+ * /api/certificates/_bundle.
  *
  * Decisions:
- * - Every issued or imported certificate is stored (unless ?persist=false) in one
- *   torii_store_apply together with its serial index entry, so the OCSP responder and the TLS
+ * - Every issued or imported certificate is stored (unless ?persist=false) through certdb,
+ *   in one transaction with its serial index entries, so the OCSP responder and the TLS
  *   table see it as soon as the reply is sent; persisted entity responses carry "certId".
  * - Certificates signed from a CSR (cas/:ca/certs/_sign) are stored too, without a private
  *   key, so the responder answers "good" for them instead of "unknown".
@@ -14,7 +14,6 @@
  * Private keys are never logged. Threads: admin thread only. */
 #include "torii/pki.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 
 #include "admin_int.h"
 #include "jsonpatch.h"
+#include "torii/certdb.h"
 #include "torii/clock.h"
 #include "torii/log.h"
 #include "torii/mem.h"
@@ -31,40 +31,6 @@
 #define PKI_PREFIX    "/api/pki/"
 #define PKI_BUNDLE    "/api/certificates/_bundle"
 #define PKI_MAX_QUERY 16
-
-int admin_pki_persist(struct torii_store *st, const json_t *entities, struct torii_errbuf *eb)
-{
-    int rc = TORII_OK;
-    size_t n = json_array_size(entities);
-    struct torii_store_op *ops = torii_xcalloc(n * 3 + 1, sizeof(*ops));
-    struct admin_req_entity_write *w = torii_xcalloc(n + 1, sizeof(*w));
-    unsigned char **aux = torii_xcalloc(n + 1, sizeof(*aux));
-    size_t *aux_len = torii_xcalloc(n + 1, sizeof(*aux_len));
-    size_t k = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        const json_t *e = json_array_get(entities, i);
-        const char *id = json_string_value(json_object_get(e, "id"));
-
-        TORII_ENSURE(id != NULL, torii_errf(eb, TORII_EINVAL, "entity without an id"));
-        TORII_TRY(torii_certrec_build(e, &aux[i], &aux_len[i], eb));
-        TORII_TRY(admin_req_entity_write_init(st, TORII_STORE_CREATE, NULL, e, aux[i], aux_len[i],
-                                              &w[i]));
-        memcpy(&ops[k], w[i].op, w[i].n * sizeof(w[i].op[0]));
-        k += w[i].n;
-    }
-    rc = admin_req_entity_apply(st, ops, k, "PKI", eb);
-out:
-    for (size_t i = 0; i < n; i++) {
-        admin_req_entity_write_clear(&w[i]);
-        torii_secure_free(aux[i], aux_len[i]);
-    }
-    free(w);
-    free(aux);
-    free(aux_len);
-    free(ops);
-    return rc;
-}
 
 /* ---- request helpers ---------------------------------------------------------------------- */
 
@@ -123,7 +89,7 @@ static void pki_reply_entity(struct torii_admin_ctx *ctx, const struct admin_req
 
     if (pki_persist_wanted(q)) {
         arr = json_pack("[O]", e);
-        rc = arr != NULL ? admin_pki_persist(ctx->store, arr, &eb) : TORII_ENOMEM;
+        rc = arr != NULL ? torii_certdb_create_all(ctx->store, arr, &eb) : TORII_ENOMEM;
         json_decref(arr);
         if (rc != TORII_OK) {
             json_decref(e);
@@ -149,55 +115,25 @@ static struct torii_pki_opts pki_opts(struct torii_admin_ctx *ctx)
 
 /* ---- CA lookup ------------------------------------------------------------------------------ */
 
-struct pki_serial_find {
-    const char *hex;
-    char *id;
-};
-
-static int pki_serial_find_cb(const struct torii_store_rec *rec, void *arg)
-{
-    struct pki_serial_find *f = arg;
-    size_t hl = strlen(f->hex);
-
-    if (rec->id_len > hl + 1 && rec->id[rec->id_len - hl - 1] == ':'
-        && memcmp(rec->id + rec->id_len - hl, f->hex, hl) == 0 && rec->json_len > 0) {
-        f->id = torii_xstrndup(rec->json, rec->json_len);
-        return TORII_EEXIST; /* stop */
-    }
-    return TORII_OK;
-}
-
 static int pki_load_entity(struct torii_admin_ctx *ctx, const char *id, json_t **out)
 {
-    int rc = admin_req_entity_load(ctx->store, id, out, NULL, NULL, NULL);
-
-    return rc == TORII_EINVAL ? TORII_ENOTFOUND : rc;
+    return torii_certdb_load(ctx->store, id, out, NULL);
 }
 
-/* A CA by entity id, else by the hex serial of its certificate (reference 3.2). */
+/* A CA by entity id, else by the hex serial of its certificate (reference 3.2): one exact
+ * lookup in the serial index. */
 static int pki_load_ca(struct torii_admin_ctx *ctx, const char *ref, json_t **out)
 {
-    struct pki_serial_find f = {NULL, NULL};
-    char hex[TORII_PKI_SERIAL_HEX_MAX];
-    size_t n = strlen(ref);
+    char *id = NULL;
     int rc = pki_load_entity(ctx, ref, out);
 
-    if (rc != TORII_ENOTFOUND || n == 0 || n >= sizeof(hex)
-        || strspn(ref, "0123456789abcdefABCDEF") != n) {
+    if (rc != TORII_ENOTFOUND) {
         return rc;
     }
-    for (size_t i = 0; i <= n; i++) {
-        hex[i] = (char)tolower((unsigned char)ref[i]);
+    if (torii_certdb_serial_lookup(ctx->store, NULL, ref, &id) == TORII_OK) {
+        rc = pki_load_entity(ctx, id, out);
     }
-    while (hex[0] == '0' && hex[1] != '\0') {
-        memmove(hex, hex + 1, strlen(hex));
-    }
-    f.hex = hex;
-    if (torii_store_foreach(ctx->store, TORII_STORE_SERIALS, pki_serial_find_cb, &f) == TORII_EEXIST
-        && f.id != NULL) {
-        rc = pki_load_entity(ctx, f.id, out);
-    }
-    free(f.id);
+    free(id);
     return rc;
 }
 
@@ -370,7 +306,7 @@ static void pki_sign(struct torii_admin_ctx *ctx, const struct torii_http_req *r
         rc = pki_signed_entity(out, ca, client, &ent, &eb);
         if (rc == TORII_OK) {
             arr = json_pack("[O]", ent);
-            rc = arr != NULL ? admin_pki_persist(ctx->store, arr, &eb) : TORII_ENOMEM;
+            rc = arr != NULL ? torii_certdb_create_all(ctx->store, arr, &eb) : TORII_ENOMEM;
         }
         if (rc == TORII_OK) {
             (void)json_object_set(out, "certId", json_object_get(ent, "id"));
@@ -409,7 +345,7 @@ static void pki_p12(struct torii_admin_ctx *ctx, const struct torii_http_req *re
         return;
     }
     if (pki_persist_wanted(q)) {
-        rc = admin_pki_persist(ctx->store, arr, &eb);
+        rc = torii_certdb_create_all(ctx->store, arr, &eb);
         if (rc != TORII_OK) {
             json_decref(arr);
             pki_reply_rc(reply, rc, "", &eb);
@@ -440,7 +376,7 @@ static void pki_bundle(struct torii_admin_ctx *ctx, const struct torii_http_req 
     }
     admin_req_wipe_str(text);
     if (rc == TORII_OK && pki_persist_wanted(q)) {
-        rc = admin_pki_persist(ctx->store, arr, &eb);
+        rc = torii_certdb_create_all(ctx->store, arr, &eb);
     }
     if (rc != TORII_OK) {
         json_decref(arr);

@@ -1,7 +1,7 @@
 /* request.c - request helpers shared by the admin route files (certs.c, pki.c, lifecycle.c,
  * pki_bootstrap.c): method, path and media-type tests, query strings and percent-decoding,
- * entity ids, JSON bodies (duplicate keys rejected, depth bounded), wiping string buffers,
- * and the stored-entity helpers (load, serialize into store ops, apply).
+ * entity ids, JSON bodies (duplicate keys rejected, depth bounded), wiping string buffers.
+ * Stored certificates are read and written through certdb (torii/certdb.h).
  * Threads: any thread (pure over their arguments; the store calls are any-thread). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,7 +15,6 @@
 #include "torii/err.h"
 #include "torii/log.h"
 #include "torii/mem.h"
-#include "torii/store.h"
 
 /* ---- method, path, headers ---- */
 
@@ -313,123 +312,4 @@ void admin_req_wipe_str(char *s)
     if (s != NULL) {
         torii_secure_free(s, strlen(s));
     }
-}
-
-/* ---- stored entities ---- */
-
-/* The entity, optionally with its exact text (text_out NULL: not wanted) and TLS record. */
-static int req_entity_get(struct torii_store *st, const char *id, json_t **out, char **text_out,
-                          size_t *text_len_out, unsigned char **aux_out, size_t *aux_len_out,
-                          struct torii_errbuf *eb)
-{
-    int rc = TORII_OK;
-    char *text = NULL;
-    size_t len = 0;
-    unsigned char *aux = NULL;
-    size_t aux_len = 0;
-    json_error_t jerr;
-    json_t *e = NULL;
-
-    rc = torii_store_get(st, TORII_STORE_CERTS, id, &text, &len, aux_out != NULL ? &aux : NULL,
-                         aux_out != NULL ? &aux_len : NULL);
-    if (rc == TORII_ENOTFOUND) {
-        rc = torii_errf(eb, TORII_ENOTFOUND, "entity not found");
-        goto out;
-    }
-    if (rc != TORII_OK) {
-        rc = torii_errf(eb, rc, "store: read failed: %s", torii_strerror(rc));
-        goto out;
-    }
-    e = json_loadb(text, len, 0, &jerr);
-    TORII_ENSURE(json_is_object(e),
-                 torii_errf(eb, TORII_ESTORE, "store: stored entity is not a JSON object"));
-    *out = e;
-    e = NULL;
-    if (text_out != NULL) {
-        *text_out = text;
-        *text_len_out = len;
-        text = NULL;
-    }
-    if (aux_out != NULL) {
-        *aux_out = aux;
-        *aux_len_out = aux_len;
-        aux = NULL;
-    }
-out:
-    json_decref(e);
-    torii_secure_free(text, len);
-    torii_secure_free(aux, aux_len);
-    return rc;
-}
-
-int admin_req_entity_load(struct torii_store *st, const char *id, json_t **out,
-                          unsigned char **aux_out, size_t *aux_len_out, struct torii_errbuf *eb)
-{
-    return req_entity_get(st, id, out, NULL, NULL, aux_out, aux_len_out, eb);
-}
-
-int admin_req_entity_read(struct torii_store *st, const char *id, json_t **out, char **text_out,
-                          size_t *text_len_out, unsigned char **aux_out, size_t *aux_len_out,
-                          struct torii_errbuf *eb)
-{
-    if (text_out == NULL || text_len_out == NULL) {
-        return torii_errf(eb, TORII_EINVAL, "entity read: no text out-param");
-    }
-    return req_entity_get(st, id, out, text_out, text_len_out, aux_out, aux_len_out, eb);
-}
-
-int admin_req_entity_write_init(struct torii_store *st, enum torii_store_op_kind kind,
-                                const json_t *old, const json_t *entity, const unsigned char *aux,
-                                size_t aux_len, struct admin_req_entity_write *w)
-{
-    const char *id = json_string_value(json_object_get(entity, "id"));
-
-    memset(w, 0, sizeof(*w));
-    w->text = json_dumps(entity, JSON_COMPACT);
-    if (w->text == NULL || id == NULL) {
-        admin_req_entity_write_clear(w);
-        return TORII_ENOMEM;
-    }
-    w->op[0] = (struct torii_store_op){.kind = kind,
-                                       .bucket = TORII_STORE_CERTS,
-                                       .rec = {.id = id,
-                                               .id_len = strlen(id),
-                                               .json = w->text,
-                                               .json_len = strlen(w->text),
-                                               .aux = aux,
-                                               .aux_len = aux_len}};
-    /* The serial index entries change in the same transaction (serial_index.c). */
-    admin_serial_index_ops(st, old, entity, &w->idx);
-    memcpy(&w->op[1], w->idx.op, w->idx.n * sizeof(w->idx.op[0]));
-    w->n = 1 + w->idx.n;
-    return TORII_OK;
-}
-
-void admin_req_entity_write_clear(struct admin_req_entity_write *w)
-{
-    admin_req_wipe_str(w->text);
-    w->text = NULL;
-    w->n = 0;
-}
-
-int admin_req_entity_apply(struct torii_store *st, const struct torii_store_op *ops, size_t n,
-                           const char *what, struct torii_errbuf *eb)
-{
-    int rc = torii_store_apply(st, ops, n, eb);
-
-    if (rc == TORII_EEXIST) {
-        rc = torii_errf(eb, TORII_EEXIST, "entity already exists");
-    } else if (rc == TORII_ENOTFOUND) {
-        rc = torii_errf(eb, TORII_ENOTFOUND, "entity not found");
-    } else if (rc == TORII_ECONFLICT) {
-        rc = torii_errf(eb, TORII_ECONFLICT,
-                        "entity changed concurrently (renewed or updated by another request) "
-                        "since this request read it; nothing was written: fetch it and retry");
-    } else if (rc != TORII_OK) {
-        torii_log(TORII_LOG_ERR, "admin: %s write failed: %s", what, eb != NULL ? eb->msg : "");
-        if (rc == TORII_EINVAL) {
-            rc = TORII_ESTORE; /* the entity was validated: a store refusal is our failure */
-        }
-    }
-    return rc;
 }

@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "admin_routes.h"
+#include "torii/certdb.h"
 #include "torii/clock.h"
 #include "torii/jwt.h"
 #include "torii/mem.h"
@@ -186,7 +187,7 @@ static void admin_jwt_run(struct torii_admin_ctx *ctx, const struct torii_http_r
                           eb.msg);
         goto out;
     }
-    rc = admin_req_entity_load(ctx->store, id, &entity, NULL, NULL, &eb);
+    rc = torii_certdb_load(ctx->store, id, &entity, &eb);
     if (rc != TORII_OK) {
         admin_reply_error(reply, admin_status_of(rc), "%s", eb.msg);
         goto out;

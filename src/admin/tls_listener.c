@@ -16,6 +16,7 @@
 
 #include "admin_guard.h"
 #include "admin_int.h"
+#include "torii/certdb.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
 #include "torii/store.h"
@@ -42,18 +43,15 @@ static int tls_use_cert(SSL_CTX *ctx, struct torii_store *st, const char *id,
 {
     struct torii_pki_identity *ident = NULL;
     struct torii_errbuf why = {{0}};
-    char *json = NULL;
-    size_t json_len = 0;
-    unsigned char *aux = NULL;
-    size_t aux_len = 0;
-    int rc = torii_store_get(st, TORII_STORE_CERTS, id, &json, &json_len, &aux, &aux_len);
+    struct torii_certdb_entry e = {0};
+    int rc = torii_certdb_get(st, id, TORII_CERTDB_WITH_AUX, &e, NULL);
 
     TORII_ENSURE(
         rc == TORII_OK,
         torii_errf(eb, TORII_EINVAL, "admin.tls.cert: no certificate '%s' in the store", id));
-    TORII_ENSURE(aux != NULL,
+    TORII_ENSURE(e.aux != NULL,
                  torii_errf(eb, TORII_EINVAL, "admin.tls.cert: '%s' has no TLS record stored", id));
-    rc = torii_pki_identity_new(aux, aux_len, &ident, &why);
+    rc = torii_pki_identity_new(e.aux, e.aux_len, &ident, &why);
     TORII_ENSURE(rc == TORII_OK,
                  torii_errf(eb, rc, "admin.tls: no usable private key in '%s': %s", id, why.msg));
     rc = torii_pki_identity_use(ident, ctx, &why);
@@ -62,9 +60,7 @@ static int tls_use_cert(SSL_CTX *ctx, struct torii_store *st, const char *id,
         torii_errf(eb, rc, "admin.tls: the chain does not load for '%s': %s", id, why.msg));
 out:
     torii_pki_identity_free(ident);
-    /* Both hold the private key. */
-    torii_secure_free(json, json_len);
-    torii_secure_free(aux, aux_len);
+    torii_certdb_entry_clear(&e); /* holds the private key: wiped */
     return rc;
 }
 
@@ -74,7 +70,7 @@ static int tls_add_ca(SSL_CTX *ctx, struct torii_store *st, const char *id, stru
     json_t *e = NULL;
     BIO *b = NULL;
     X509 *x = NULL;
-    int rc = admin_req_entity_load(st, id, &e, NULL, NULL, NULL);
+    int rc = torii_certdb_load(st, id, &e, NULL);
 
     TORII_ENSURE(
         rc == TORII_OK,

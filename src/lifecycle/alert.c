@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 
 #include "lifecycle_int.h"
+#include "torii/certdb.h"
 #include "torii/clock.h"
 #include "torii/log.h"
 #include "torii/mem.h"
@@ -250,21 +251,5 @@ int torii_alerts_watch_store(struct torii_alerts *al, struct torii_store *store)
 
 int torii_lifecycle__load(struct torii_store *store, const char *id, json_t **out)
 {
-    char *json = NULL;
-    size_t len = 0;
-    json_t *ent;
-    int rc;
-
-    rc = torii_store_get(store, TORII_STORE_CERTS, id, &json, &len, NULL, NULL);
-    if (rc != TORII_OK) {
-        return rc;
-    }
-    ent = json_loadb(json, len, 0, NULL);
-    torii_secure_free(json, len);
-    if (!json_is_object(ent)) {
-        json_decref(ent);
-        return TORII_EINVAL;
-    }
-    *out = ent;
-    return TORII_OK;
+    return torii_certdb_load(store, id, out, NULL);
 }

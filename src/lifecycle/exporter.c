@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 
 #include "lifecycle_int.h"
+#include "torii/certdb.h"
 #include "torii/clock.h"
 #include "torii/log.h"
 #include "torii/mem.h"
@@ -243,24 +244,19 @@ static int exporter_chain_load(struct torii_store *store, const char *id, char *
 static int exporter_identity_load(struct torii_store *store, const char *id,
                                   struct torii_pki_identity **out, struct torii_errbuf *eb)
 {
-    char *json = NULL;
-    size_t json_len = 0;
-    unsigned char *aux = NULL;
-    size_t aux_len = 0;
-    int rc = torii_store_get(store, TORII_STORE_CERTS, id, &json, &json_len, &aux, &aux_len);
+    struct torii_certdb_entry e = {0};
+    int rc = torii_certdb_get(store, id, TORII_CERTDB_WITH_AUX, &e, NULL);
 
     if (rc == TORII_ENOTFOUND) {
         (void)torii_errf(eb, rc, "not found in the store");
     } else if (rc != TORII_OK) {
         (void)torii_errf(eb, rc, "store: read failed: %s", torii_strerror(rc));
-    } else if (aux == NULL) {
+    } else if (e.aux == NULL) {
         rc = torii_errf(eb, TORII_EINVAL, "no TLS record stored with it");
     } else {
-        rc = torii_pki_identity_new(aux, aux_len, out, eb);
+        rc = torii_pki_identity_new(e.aux, e.aux_len, out, eb);
     }
-    /* Both hold the private key. */
-    torii_secure_free(json, json_len);
-    torii_secure_free(aux, aux_len);
+    torii_certdb_entry_clear(&e); /* holds the private key: wiped */
     return rc;
 }
 

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "lifecycle_int.h"
+#include "torii/certdb.h"
 #include "torii/clock.h"
 #include "torii/log.h"
 #include "torii/mem.h"
@@ -26,221 +27,116 @@ static const char *renew_str(const json_t *e, const char *k)
     return s != NULL && s[0] != '\0' ? s : NULL;
 }
 
-/* Serialized entity and its TLS record, for a store op. */
-struct renew_blob {
-    char *json;
-    unsigned char *aux;
-    size_t aux_len;
+/* The test seam around certdb's commit window: the concurrent write a test lands there is
+ * not a lifecycle write (its alerts are not ours to suppress). */
+static void renew_between(const char *id, unsigned attempt, void *arg)
+{
+    const struct torii_renew__seam *seam = arg;
+
+    torii_lifecycle_write_end();
+    seam->between(id, attempt, seam->arg);
+    torii_lifecycle_write_begin();
+}
+
+/* One read-modify-write through certdb, as a lifecycle write (retried once on a conflict). */
+static int renew_update(struct torii_store *store, const char *id,
+                        const struct torii_renew__seam *seam, torii_certdb_edit_fn edit, void *arg,
+                        struct torii_errbuf *eb)
+{
+    struct torii_certdb_rmw rmw = {.attempts = 2};
+    struct torii_renew__seam s = {NULL, NULL};
+    int rc;
+
+    if (seam != NULL && seam->between != NULL) {
+        s = *seam;
+        rmw.between = renew_between;
+        rmw.between_arg = &s;
+    }
+    torii_lifecycle_write_begin();
+    rc = torii_certdb_update(store, id, &rmw, edit, arg, eb);
+    torii_lifecycle_write_end();
+    return rc;
+}
+
+struct renew_one_ctx {
+    struct torii_store *store;
+    const char *id;
+    int64_t now_ms;
+    const struct torii_renew_policy *pol;
+    json_t *renewed; /* the last attempt's new version */
+    char copy_id[TORII_RENEW_COPY_ID_LEN + 1];
 };
 
-static void renew_blob_clear(struct renew_blob *b)
+/* What may not be renewed, judged on the entity as read. */
+static int renew_check(const struct renew_one_ctx *c, const json_t *old, struct torii_errbuf *eb)
 {
-    if (b->json != NULL) {
-        torii_secure_free(b->json, strlen(b->json));
+    if (json_is_true(json_object_get(old, "revoked"))) {
+        return torii_errf(eb, TORII_EINVAL, "a revoked certificate is not renewed");
     }
-    torii_secure_free(b->aux, b->aux_len);
-    memset(b, 0, sizeof(*b));
-}
-
-static int renew_blob_make(const json_t *e, struct renew_blob *b, struct torii_errbuf *eb)
-{
-    int rc = torii_certrec_build(e, &b->aux, &b->aux_len, eb);
-
-    if (rc != TORII_OK) {
-        return rc;
+    if (torii_renew_is_copy(old)) {
+        return torii_errf(eb, TORII_EINVAL, "an [UNTIL EXPIRATION] copy is never renewed");
     }
-    b->json = json_dumps(e, JSON_COMPACT);
-    return b->json != NULL ? TORII_OK : TORII_ENOMEM;
-}
-
-static struct torii_store_op renew_op(enum torii_store_op_kind kind, const char *id,
-                                      const struct renew_blob *b)
-{
-    struct torii_store_op op;
-
-    memset(&op, 0, sizeof(op));
-    op.kind = kind;
-    op.bucket = TORII_STORE_CERTS;
-    op.rec.id = id;
-    op.rec.id_len = strlen(id);
-    if (b != NULL) {
-        op.rec.json = b->json;
-        op.rec.json_len = strlen(b->json);
-        op.rec.aux = b->aux;
-        op.rec.aux_len = b->aux_len;
+    if (json_is_true(json_object_get(old, "letsEncrypt"))) {
+        return torii_errf(eb, TORII_EUNSUPPORTED,
+                          "Let's Encrypt certificates are renewed through ACME");
     }
-    return op;
-}
-
-/* Serial index key "<issuer id>:<serial hex>" (TORII_STORE_SERIALS, the rule the admin API
- * uses: issuer = caRef, or the entity's own id when self-signed). 0 when not indexed. */
-static int renew_serial_key(const json_t *e, const char *own_id, char *out, size_t len)
-{
-    char serial[TORII_PKI_SERIAL_HEX_MAX];
-    const char *issuer = renew_str(e, "caRef");
-    int n;
-
-    if (issuer == NULL && json_is_true(json_object_get(e, "selfSigned"))) {
-        issuer = own_id;
+    if (c->pol != NULL && torii_renew_due_of(old, c->now_ms, c->pol) != TORII_RENEW_DUE) {
+        /* a concurrent change made it so: not worth a retry */
+        return torii_errf(eb, TORII_ECONFLICT, "changed since it was found due: no longer due");
     }
-    if (issuer == NULL || torii_pki_cert_serial_hex(e, serial, sizeof(serial), NULL) != TORII_OK) {
-        return 0;
-    }
-    n = snprintf(out, len, "%s:%s", issuer, serial);
-    return n > 0 && (size_t)n < len && (size_t)n <= TORII_STORE_ID_MAX;
-}
-
-static struct torii_store_op renew_serial_op(enum torii_store_op_kind kind, const char *key,
-                                             const char *cert_id)
-{
-    struct torii_store_op op;
-
-    memset(&op, 0, sizeof(op));
-    op.kind = kind;
-    op.bucket = TORII_STORE_SERIALS;
-    op.rec.id = key;
-    op.rec.id_len = strlen(key);
-    if (cert_id != NULL) {
-        op.rec.json = cert_id;
-        op.rec.json_len = strlen(cert_id);
-    }
-    return op;
-}
-
-/* An entity as read, with the exact JSON text stored: the precondition of its write back
- * (TORII_STORE_REPLACE_IF), so a write that landed in between is never overwritten. */
-struct renew_read {
-    json_t *ent;
-    char *text; /* holds the private key: wiped on clear */
-    size_t len;
-};
-
-static void renew_read_clear(struct renew_read *rd)
-{
-    json_decref(rd->ent);
-    torii_secure_free(rd->text, rd->len);
-    memset(rd, 0, sizeof(*rd));
-}
-
-/* TORII_ENOTFOUND, TORII_ESTORE, TORII_EINVAL (the stored JSON is not an object). */
-static int renew_read(struct torii_store *store, const char *id, struct renew_read *out)
-{
-    char *text = NULL;
-    size_t len = 0;
-    json_t *ent;
-    int rc = torii_store_get(store, TORII_STORE_CERTS, id, &text, &len, NULL, NULL);
-
-    if (rc != TORII_OK) {
-        return rc;
-    }
-    ent = json_loadb(text, len, 0, NULL);
-    if (!json_is_object(ent)) {
-        json_decref(ent);
-        torii_secure_free(text, len);
-        return TORII_EINVAL;
-    }
-    out->ent = ent;
-    out->text = text;
-    out->len = len;
     return TORII_OK;
 }
 
-static void renew_seam_call(const struct torii_renew__seam *seam, const char *id, unsigned attempt)
+/* The issuing CA of old (NULL for a self-signed certificate). */
+static int renew_ca(const struct renew_one_ctx *c, const json_t *old, json_t **ca,
+                    struct torii_errbuf *eb)
 {
-    if (seam != NULL && seam->between != NULL) {
-        seam->between(id, attempt, seam->arg);
-    }
-}
-
-/* One read-renew-write pass. *stale is set when pol says the entity just read is no longer
- * due (a concurrent change made it so): TORII_ECONFLICT, not worth a retry. */
-static int renew_one_attempt(struct torii_store *store, struct torii_alerts *alerts, const char *id,
-                             int64_t now_ms, const struct torii_renew_policy *pol,
-                             const struct torii_renew__seam *seam, unsigned attempt, json_t **out,
-                             int *stale, struct torii_errbuf *eb)
-{
-    struct renew_read rd = {0};
-    json_t *old;
-    json_t *ca = NULL;
-    json_t *renewed = NULL;
-    json_t *copy = NULL;
-    struct renew_blob nb = {0};
-    struct renew_blob cb = {0};
-    struct torii_store_op ops[4];
-    size_t n_ops = 0;
-    char copy_id[TORII_RENEW_COPY_ID_LEN + 1];
-    char old_key[TORII_STORE_ID_MAX + 1];
-    char new_key[TORII_STORE_ID_MAX + 1];
-    const char *ca_ref;
+    const char *ca_ref = renew_str(old, "caRef");
     int rc;
 
-    rc = renew_read(store, id, &rd);
-    if (rc == TORII_ENOTFOUND) {
-        rc = torii_errf(eb, TORII_ENOTFOUND, "entity not found");
-        goto out;
+    *ca = NULL;
+    if (ca_ref != NULL && strcmp(ca_ref, c->id) != 0) {
+        rc = torii_lifecycle__load(c->store, ca_ref, ca);
+        return rc == TORII_OK ? TORII_OK
+                              : torii_errf(eb, TORII_EINVAL, "issuing CA %.200s: %s", ca_ref,
+                                           torii_strerror(rc));
     }
-    TORII_ENSURE(rc == TORII_OK,
-                 torii_errf(eb, rc, "cannot read the entity: %s", torii_strerror(rc)));
-    old = rd.ent;
-    TORII_ENSURE(!json_is_true(json_object_get(old, "revoked")),
-                 torii_errf(eb, TORII_EINVAL, "a revoked certificate is not renewed"));
-    TORII_ENSURE(!torii_renew_is_copy(old),
-                 torii_errf(eb, TORII_EINVAL, "an [UNTIL EXPIRATION] copy is never renewed"));
-    TORII_ENSURE(
-        !json_is_true(json_object_get(old, "letsEncrypt")),
-        torii_errf(eb, TORII_EUNSUPPORTED, "Let's Encrypt certificates are renewed through ACME"));
-    if (pol != NULL && torii_renew_due_of(old, now_ms, pol) != TORII_RENEW_DUE) {
-        *stale = 1;
-        rc = torii_errf(eb, TORII_ECONFLICT, "changed since it was found due: no longer due");
-        goto out;
+    if (!json_is_true(json_object_get(old, "selfSigned"))) {
+        return torii_errf(eb, TORII_EINVAL,
+                          "neither caRef nor self-signed: the issuer is unknown to torii");
     }
-    ca_ref = renew_str(old, "caRef");
-    if (ca_ref != NULL && strcmp(ca_ref, id) != 0) {
-        rc = torii_lifecycle__load(store, ca_ref, &ca);
-        TORII_ENSURE(rc == TORII_OK, torii_errf(eb, TORII_EINVAL, "issuing CA %.200s: %s", ca_ref,
-                                                torii_strerror(rc)));
-    } else if (!json_is_true(json_object_get(old, "selfSigned"))) {
-        rc = torii_errf(eb, TORII_EINVAL,
-                        "neither caRef nor self-signed: the issuer is unknown to torii");
-        goto out;
+    return TORII_OK;
+}
+
+/* One read-renew-write pass: the old version as its copy, the new one under the id (only if
+ * nobody wrote it since we read it); certdb moves the serial index along (the old serial
+ * now names the copy). */
+static int renew_one_edit(struct torii_certdb_batch *b, const struct torii_certdb_entry *rd,
+                          unsigned attempt, void *arg, struct torii_errbuf *eb)
+{
+    struct renew_one_ctx *c = arg;
+    json_t *ca = NULL;
+    json_t *copy = NULL;
+    int rc = TORII_OK;
+
+    if (attempt > 0) {
+        /* Someone (the admin API) wrote the entity while we re-issued it: their write
+         * stands. Start again from what they wrote. */
+        torii_log(TORII_LOG_NOTICE,
+                  "renew: certificate changed while being renewed, starting again (id=%s)", c->id);
     }
-    TORII_TRY(torii_renew_reissue(old, ca, now_ms, &renewed, eb));
-    TORII_TRY(torii_rand_alnum(copy_id, TORII_RENEW_COPY_ID_LEN));
-    copy = torii_renew_copy_of(old, copy_id);
+    json_decref(c->renewed);
+    c->renewed = NULL;
+    TORII_TRY(renew_check(c, rd->ent, eb));
+    TORII_TRY(renew_ca(c, rd->ent, &ca, eb));
+    TORII_TRY(torii_renew_reissue(rd->ent, ca, c->now_ms, &c->renewed, eb));
+    TORII_TRY(torii_rand_alnum(c->copy_id, TORII_RENEW_COPY_ID_LEN));
+    copy = torii_renew_copy_of(rd->ent, c->copy_id);
     TORII_ENSURE(copy != NULL, TORII_ENOMEM);
-    TORII_TRY(renew_blob_make(renewed, &nb, eb));
-    TORII_TRY(renew_blob_make(copy, &cb, eb));
-    /* One durable transaction: the old version as its copy, the new one under the id (only
-     * if nobody wrote it since we read it), and the serial index following both (the old
-     * serial now names the copy). */
-    ops[n_ops++] = renew_op(TORII_STORE_CREATE, copy_id, &cb);
-    ops[n_ops] = renew_op(TORII_STORE_REPLACE_IF, id, &nb);
-    ops[n_ops].expect_json = rd.text;
-    ops[n_ops++].expect_json_len = rd.len;
-    if (renew_serial_key(old, id, old_key, sizeof(old_key))) {
-        ops[n_ops++] = renew_serial_op(TORII_STORE_PUT, old_key, copy_id);
-    }
-    if (renew_serial_key(renewed, id, new_key, sizeof(new_key))) {
-        ops[n_ops++] = renew_serial_op(TORII_STORE_PUT, new_key, id);
-    }
-    renew_seam_call(seam, id, attempt);
-    torii_lifecycle_write_begin();
-    rc = torii_store_apply(store, ops, n_ops, eb);
-    torii_lifecycle_write_end();
-    TORII_TRY(rc);
-    torii_log(TORII_LOG_NOTICE, "renew: certificate renewed (id=%s copy=%s to=%lld)", id, copy_id,
-              (long long)json_integer_value(json_object_get(renewed, "to")));
-    torii_alerts_raise(alerts, TORII_ALERT_RENEWAL, renewed, NULL);
-    if (out != NULL) {
-        *out = renewed;
-        renewed = NULL;
-    }
+    TORII_TRY(torii_certdb_batch_create(b, copy, NULL, NULL, eb));
+    TORII_TRY(torii_certdb_batch_replace(b, rd, c->renewed, NULL, NULL, eb));
 out:
-    renew_blob_clear(&nb);
-    renew_blob_clear(&cb);
-    renew_read_clear(&rd);
     json_decref(ca);
-    json_decref(renewed);
     json_decref(copy);
     return rc;
 }
@@ -249,16 +145,19 @@ int torii_renew__one(struct torii_store *store, struct torii_alerts *alerts, con
                      int64_t now_ms, const struct torii_renew_policy *pol,
                      const struct torii_renew__seam *seam, json_t **out, struct torii_errbuf *eb)
 {
-    int stale = 0;
-    int rc = renew_one_attempt(store, alerts, id, now_ms, pol, seam, 0, out, &stale, eb);
+    struct renew_one_ctx c = {.store = store, .id = id, .now_ms = now_ms, .pol = pol};
+    int rc = renew_update(store, id, seam, renew_one_edit, &c, eb);
 
-    if (rc == TORII_ECONFLICT && !stale) {
-        /* Someone (the admin API) wrote the entity while we re-issued it: their write stands.
-         * Start again from what they wrote, once. */
-        torii_log(TORII_LOG_NOTICE,
-                  "renew: certificate changed while being renewed, starting again (id=%s)", id);
-        rc = renew_one_attempt(store, alerts, id, now_ms, pol, seam, 1, out, &stale, eb);
+    if (rc == TORII_OK) {
+        torii_log(TORII_LOG_NOTICE, "renew: certificate renewed (id=%s copy=%s to=%lld)", id,
+                  c.copy_id, (long long)json_integer_value(json_object_get(c.renewed, "to")));
+        torii_alerts_raise(alerts, TORII_ALERT_RENEWAL, c.renewed, NULL);
+        if (out != NULL) {
+            *out = c.renewed;
+            c.renewed = NULL;
+        }
     }
+    json_decref(c.renewed);
     if (rc == TORII_ECONFLICT) {
         torii_log(TORII_LOG_NOTICE, "renew: renewal skipped: %s (id=%s)", eb != NULL ? eb->msg : "",
                   id);
@@ -437,42 +336,26 @@ static void renew_failed(struct torii_renewer *r, const char *id, int64_t now, c
     }
 }
 
-/* One read-modify-write pass of torii_renew__flag. */
-static int renew_flag_attempt(struct torii_store *store, struct torii_alerts *alerts,
-                              const char *id, int64_t now, const struct torii_renew_policy *pol,
-                              const struct torii_renew__seam *seam, unsigned attempt, int *written,
-                              struct torii_errbuf *eb)
-{
-    struct renew_read rd = {0};
-    json_t *e;
-    json_t *md;
-    struct renew_blob b = {0};
-    struct torii_store_op op;
-    enum torii_renew_state st;
-    enum torii_renew_state stored;
-    int rc = TORII_OK;
+struct renew_flag_ctx {
+    struct torii_alerts *alerts;
+    const char *id;
+    int64_t now;
+    const struct torii_renew_policy *pol;
+    int *written;
+    json_t *e; /* the version written */
+};
 
-    *written = -1;
-    TORII_TRY(renew_read(store, id, &rd));
-    e = rd.ent;
-    if (json_is_true(json_object_get(e, "revoked")) || torii_renew_is_copy(e)) {
-        goto out;
-    }
-    /* Judged on the entity as it is now, not as a scan saw it: an API write may have put a
-     * new certificate there since. */
-    st = torii_renew_state_of(json_integer_value(json_object_get(e, "from")),
-                              json_integer_value(json_object_get(e, "to")), now, pol);
-    if (st == TORII_RENEW_STATE_NOT_YET_VALID) {
-        st = TORII_RENEW_STATE_OK;
-    }
-    stored = renew_stored_state(e);
-    if (st == stored) {
-        goto out;
-    }
-    md = json_object_get(e, "metadata");
+/* metadata.expired / almostExpired (and valid) for state st; TORII_ENOMEM. */
+static int renew_flag_set(json_t *e, enum torii_renew_state st, enum torii_renew_state stored,
+                          int64_t now, struct torii_errbuf *eb)
+{
+    json_t *md = json_object_get(e, "metadata");
+
     if (!json_is_object(md)) {
         md = json_object();
-        TORII_ENSURE(md != NULL && json_object_set_new(e, "metadata", md) == 0, TORII_ENOMEM);
+        if (md == NULL || json_object_set_new(e, "metadata", md) != 0) {
+            return TORII_ENOMEM;
+        }
     }
     (void)json_object_del(md, "expired");
     (void)json_object_del(md, "almostExpired");
@@ -484,30 +367,51 @@ static int renew_flag_attempt(struct torii_store *store, struct torii_alerts *al
     }
     if (stored == TORII_RENEW_STATE_EXPIRED && st != TORII_RENEW_STATE_EXPIRED) {
         /* Back inside its window (clock set back): recompute valid. */
-        TORII_TRY(torii_cert_enrich(e, now, eb));
+        return torii_cert_enrich(e, now, eb);
     }
-    TORII_TRY(renew_blob_make(e, &b, eb));
-    op = renew_op(TORII_STORE_REPLACE_IF, id, &b);
-    op.expect_json = rd.text;
-    op.expect_json_len = rd.len;
-    renew_seam_call(seam, id, attempt);
-    torii_lifecycle_write_begin();
-    rc = torii_store_apply(store, &op, 1, eb);
-    torii_lifecycle_write_end();
-    TORII_TRY(rc);
-    *written = (int)st;
-    if (st == TORII_RENEW_STATE_EXPIRED || st == TORII_RENEW_STATE_ALMOST_EXPIRED) {
-        torii_log(TORII_LOG_WARN, "renew: certificate %s (id=%s to=%lld)",
-                  st == TORII_RENEW_STATE_EXPIRED ? "expired" : "almost expired", id,
-                  (long long)json_integer_value(json_object_get(e, "to")));
-        torii_alerts_raise(alerts,
-                           st == TORII_RENEW_STATE_EXPIRED ? TORII_ALERT_EXPIRED
-                                                           : TORII_ALERT_ALMOST_EXPIRED,
-                           e, NULL);
+    return TORII_OK;
+}
+
+/* One read-modify-write pass of torii_renew__flag. */
+static int renew_flag_edit(struct torii_certdb_batch *b, const struct torii_certdb_entry *rd,
+                           unsigned attempt, void *arg, struct torii_errbuf *eb)
+{
+    struct renew_flag_ctx *c = arg;
+    json_t *e = rd->ent;
+    enum torii_renew_state st;
+    enum torii_renew_state stored;
+    int rc = TORII_OK;
+
+    if (attempt > 0) {
+        /* Written meanwhile: judge the new content once more rather than overwrite it. */
+        torii_log(TORII_LOG_INFO,
+                  "renew: certificate changed while its expiry state was stored, re-reading "
+                  "(id=%s)",
+                  c->id);
     }
+    json_decref(c->e);
+    c->e = NULL;
+    *c->written = -1;
+    if (json_is_true(json_object_get(e, "revoked")) || torii_renew_is_copy(e)) {
+        return TORII_OK;
+    }
+    /* Judged on the entity as it is now, not as a scan saw it: an API write may have put a
+     * new certificate there since. */
+    st = torii_renew_state_of(json_integer_value(json_object_get(e, "from")),
+                              json_integer_value(json_object_get(e, "to")), c->now, c->pol);
+    if (st == TORII_RENEW_STATE_NOT_YET_VALID) {
+        st = TORII_RENEW_STATE_OK;
+    }
+    stored = renew_stored_state(e);
+    if (st == stored) {
+        return TORII_OK;
+    }
+    c->e = json_deep_copy(e);
+    TORII_ENSURE(c->e != NULL, TORII_ENOMEM);
+    TORII_TRY(renew_flag_set(c->e, st, stored, c->now, eb));
+    TORII_TRY(torii_certdb_batch_replace(b, rd, c->e, NULL, NULL, eb));
+    *c->written = (int)st;
 out:
-    renew_blob_clear(&b);
-    renew_read_clear(&rd);
     return rc;
 }
 
@@ -515,16 +419,23 @@ int torii_renew__flag(struct torii_store *store, struct torii_alerts *alerts, co
                       int64_t now_ms, const struct torii_renew_policy *pol,
                       const struct torii_renew__seam *seam, int *written, struct torii_errbuf *eb)
 {
-    int rc = renew_flag_attempt(store, alerts, id, now_ms, pol, seam, 0, written, eb);
+    struct renew_flag_ctx c = {alerts, id, now_ms, pol, written, NULL};
+    int rc;
 
-    if (rc == TORII_ECONFLICT) {
-        /* Written meanwhile: judge the new content once more rather than overwrite it. */
-        torii_log(TORII_LOG_INFO,
-                  "renew: certificate changed while its expiry state was stored, re-reading "
-                  "(id=%s)",
-                  id);
-        rc = renew_flag_attempt(store, alerts, id, now_ms, pol, seam, 1, written, eb);
+    *written = -1;
+    rc = renew_update(store, id, seam, renew_flag_edit, &c, eb);
+    if (rc != TORII_OK) {
+        *written = -1;
+    } else if (*written == TORII_RENEW_STATE_EXPIRED
+               || *written == TORII_RENEW_STATE_ALMOST_EXPIRED) {
+        int expired = *written == TORII_RENEW_STATE_EXPIRED;
+        torii_log(TORII_LOG_WARN, "renew: certificate %s (id=%s to=%lld)",
+                  expired ? "expired" : "almost expired", id,
+                  (long long)json_integer_value(json_object_get(c.e, "to")));
+        torii_alerts_raise(alerts, expired ? TORII_ALERT_EXPIRED : TORII_ALERT_ALMOST_EXPIRED, c.e,
+                           NULL);
     }
+    json_decref(c.e);
     return rc;
 }
 
@@ -558,27 +469,11 @@ static void renew_repeat(struct torii_renewer *r, const struct renew_item *it,
 static void renew_delete_copy(struct torii_renewer *r, const struct renew_item *it, json_t *res)
 {
     struct torii_errbuf eb = {{0}};
-    struct torii_store_op ops[2];
-    size_t n_ops = 0;
-    char key[TORII_STORE_ID_MAX + 1];
-    const char *next;
-    json_t *e = NULL;
-    char *val = NULL;
     int rc;
 
-    ops[n_ops++] = renew_op(TORII_STORE_DELETE, it->id, NULL);
-    /* Its serial index entry goes with it, when it still names this copy. */
-    if (torii_lifecycle__load(r->store, it->id, &e) == TORII_OK
-        && (next = renew_str(json_object_get(e, "metadata"), "nextCertificate")) != NULL
-        && renew_serial_key(e, next, key, sizeof(key))
-        && torii_store_get(r->store, TORII_STORE_SERIALS, key, &val, NULL, NULL, NULL) == TORII_OK
-        && strcmp(val, it->id) == 0) {
-        ops[n_ops++] = renew_serial_op(TORII_STORE_DELETE, key, NULL);
-    }
-    free(val);
-    json_decref(e);
+    /* Its serial index entries go with it (certdb), when they still name this copy. */
     torii_lifecycle_write_begin();
-    rc = torii_store_apply(r->store, ops, n_ops, &eb);
+    rc = torii_certdb_delete(r->store, it->id, &eb);
     torii_lifecycle_write_end();
     if (rc == TORII_OK) {
         torii_log(TORII_LOG_INFO, "renew: expired [UNTIL EXPIRATION] copy deleted (id=%s)", it->id);
@@ -669,7 +564,7 @@ static json_t *renew_cycle(struct torii_renewer *r)
     if (res == NULL) {
         return NULL;
     }
-    rc = torii_store_foreach(r->store, TORII_STORE_CERTS, renew_scan_cb, &s);
+    rc = torii_certdb_foreach(r->store, renew_scan_cb, &s);
     if (rc != TORII_OK) {
         torii_log(TORII_LOG_ERR, "renew: cannot scan the store: %s", torii_strerror(rc));
     }

@@ -13,7 +13,8 @@
  *    36     4  n_chain (1..TORII_CERTREC_MAX_CHAIN)
  *    40        n_names x { u32 len (1..255), len bytes }      lower-case names, IPs as text
  *              n_chain x { u32 len (1..PKI_REC_MAX_DER), DER } leaf first
- *              u32 key_len, key_len bytes                     i2d_PrivateKey, unencrypted;
+ *              u32 key_len, key_len bytes                     the sealed key (keyseal.c:
+ *                                                             today i2d_PrivateKey, clear);
  *                                                             0 iff HAS_KEY is clear
  *              u32 ih_len (0 or 32), ih_len bytes             SHA-256 of the leaf's issuer
  *                                                             name (DER)
@@ -22,9 +23,10 @@
  *                                                             (a serial too long to index)
  * Version 1 is the same without the last two fields (still decoded: stores written before
  * version 2 keep working; their certificates are simply not in the issuer+serial index).
- * The blob must end exactly after the last field. The key is stored unencrypted because the TLS
- * table rebuilds SSL_CTXs with d2i_PrivateKey, several times faster than PEM; the record is
- * as sensitive as the entity itself (which holds the key and its password in clear). */
+ * The blob must end exactly after the last field. The key goes in through torii_pki_key_seal
+ * and comes out through torii_pki_key_open (the TLS table, client identities): DER, several
+ * times faster to open than PEM; the record is as sensitive as the entity itself (which holds
+ * the key and its password in clear) until the key-encryption-key envelope plugs in there. */
 #include <ctype.h>
 #include <string.h>
 
@@ -319,6 +321,35 @@ static int pki_rec_add_warnings(json_t *arr, uint32_t flags)
     return TORII_OK;
 }
 
+int torii_certrec_sni_warnings_of(uint32_t flags, json_t **out)
+{
+    json_t *arr = json_array();
+
+    if (arr == NULL || out == NULL || pki_rec_add_warnings(arr, flags) != TORII_OK) {
+        json_decref(arr);
+        return arr == NULL ? TORII_ENOMEM : TORII_EINVAL;
+    }
+    *out = arr;
+    return TORII_OK;
+}
+
+uint32_t torii_certrec_flags(const unsigned char *blob, size_t len)
+{
+    if (blob == NULL || len < PKI_REC_HDR || memcmp(blob, PKI_REC_MAGIC, 4) != 0) {
+        return 0;
+    }
+    return pki_get_u32(blob + 8);
+}
+
+int torii_certrec_serial_hex(const struct torii_certrec *rec, char *buf, size_t len)
+{
+    if (rec->serial.len == 0) {
+        return TORII_ENOTFOUND;
+    }
+    return torii_pki__serial_hex_der((const unsigned char *)rec->serial.ptr, rec->serial.len, buf,
+                                     len);
+}
+
 int torii_certrec_sni_warnings(const json_t *entity, json_t **out)
 {
     int rc = TORII_OK;
@@ -338,117 +369,151 @@ out:
     return rc;
 }
 
+/* What a record holds besides names: DERs of the chain, the sealed key, the leaf identity. */
+struct pki_rec_parts {
+    uint32_t flags;
+    int64_t nb;
+    int64_t na;
+    int key_type;
+    int n_chain;
+    unsigned char *der[TORII_CERTREC_MAX_CHAIN];
+    int der_len[TORII_CERTREC_MAX_CHAIN];
+    unsigned char *key; /* sealed key material (torii_pki_key_seal) */
+    size_t key_len;
+    unsigned char ih[TORII_CERTREC_ISSUER_HASH_LEN];
+    unsigned char sn[TORII_CERTREC_SERIAL_MAX];
+    size_t ih_len;
+    size_t sn_len;
+    struct pki_names names;
+};
+
+static void pki_rec_parts_clear(struct pki_rec_parts *r)
+{
+    torii_secure_free(r->key, r->key_len);
+    for (int i = 0; i < TORII_CERTREC_MAX_CHAIN; i++) {
+        OPENSSL_free(r->der[i]);
+    }
+    pki_names_clear(&r->names);
+}
+
+/* The key's flags, type and sealed form. */
+static int pki_rec_key(const json_t *entity, X509 *leaf, EVP_PKEY *key, struct pki_rec_parts *r,
+                       struct torii_errbuf *eb)
+{
+    r->flags |= TORII_CERTREC_HAS_KEY;
+    r->key_type = EVP_PKEY_get_base_id(key);
+    if (X509_check_private_key(leaf, key) == 1) {
+        r->flags |= TORII_CERTREC_KEY_MATCHES;
+    }
+    ERR_clear_error();
+    return torii_pki_key_seal(pki_json_str(entity, "id"), key, &r->key, &r->key_len, eb);
+}
+
+/* Everything but the names' and chain's encoding. */
+static int pki_rec_parts_fill(const json_t *entity, STACK_OF(X509) * chain, EVP_PKEY *key,
+                              struct pki_rec_parts *r, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    X509 *leaf = sk_X509_value(chain, 0);
+
+    r->n_chain = sk_X509_num(chain);
+    TORII_ENSURE(r->n_chain <= TORII_CERTREC_MAX_CHAIN,
+                 torii_errf(eb, TORII_EINVAL, "certrec: chain longer than %d certificates",
+                            TORII_CERTREC_MAX_CHAIN));
+    if (key != NULL) {
+        TORII_TRY(pki_rec_key(entity, leaf, key, r, eb));
+    }
+    r->flags |= pki_rec_role_flags(entity, leaf);
+    TORII_ENSURE(torii_pki__time_ms(X509_get0_notBefore(leaf), &r->nb) == TORII_OK
+                     && torii_pki__time_ms(X509_get0_notAfter(leaf), &r->na) == TORII_OK,
+                 torii_errf(eb, TORII_EINVAL, "certrec: leaf validity dates do not convert"));
+    TORII_TRY(pki_rec_identity(leaf, r->ih, &r->ih_len, r->sn, &r->sn_len, eb));
+    TORII_TRY(pki_names_collect(leaf, &r->names, eb));
+    for (int i = 0; i < r->n_chain; i++) {
+        r->der_len[i] = i2d_X509(sk_X509_value(chain, i), &r->der[i]);
+        TORII_ENSURE(
+            r->der_len[i] > 0 && (unsigned)r->der_len[i] <= PKI_REC_MAX_DER,
+            torii_errf(eb, TORII_EINVAL, "certrec: certificate #%d does not encode", i + 1));
+    }
+out:
+    return rc;
+}
+
+static size_t pki_rec_size(const struct pki_rec_parts *r)
+{
+    size_t total = PKI_REC_HDR + 4 + r->key_len + 4 + r->ih_len + 4 + r->sn_len;
+
+    for (size_t i = 0; i < r->names.n; i++) {
+        total += 4 + strlen(r->names.v[i]);
+    }
+    for (int i = 0; i < r->n_chain; i++) {
+        total += 4 + (size_t)r->der_len[i];
+    }
+    return total;
+}
+
+static unsigned char *pki_rec_encode(const struct pki_rec_parts *r, size_t total)
+{
+    unsigned char *buf = torii_xmalloc(total);
+    unsigned char *p = buf;
+
+    memcpy(p, PKI_REC_MAGIC, 4);
+    p += 4;
+    p = pki_put_u16(p, PKI_REC_VERSION);
+    p = pki_put_u16(p, 0);
+    p = pki_put_u32(p, r->flags);
+    p = pki_put_u64(p, (uint64_t)r->nb);
+    p = pki_put_u64(p, (uint64_t)r->na);
+    p = pki_put_u32(p, (uint32_t)r->key_type);
+    p = pki_put_u32(p, (uint32_t)r->names.n);
+    p = pki_put_u32(p, (uint32_t)r->n_chain);
+    for (size_t i = 0; i < r->names.n; i++) {
+        p = pki_put_bytes(p, r->names.v[i], strlen(r->names.v[i]));
+    }
+    for (int i = 0; i < r->n_chain; i++) {
+        p = pki_put_bytes(p, r->der[i], (size_t)r->der_len[i]);
+    }
+    p = pki_put_bytes(p, r->key, r->key_len);
+    p = pki_put_bytes(p, r->ih, r->ih_len);
+    p = pki_put_bytes(p, r->sn, r->sn_len);
+    TORII_ASSERT((size_t)(p - buf) == total);
+    return buf;
+}
+
+int torii_pki__certrec_from(const json_t *entity, STACK_OF(X509) * chain, EVP_PKEY *key,
+                            unsigned char **out, size_t *out_len, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    struct pki_rec_parts r;
+
+    memset(&r, 0, sizeof(r));
+    TORII_TRY(pki_rec_parts_fill(entity, chain, key, &r, eb));
+    *out_len = pki_rec_size(&r);
+    *out = pki_rec_encode(&r, *out_len);
+out:
+    pki_rec_parts_clear(&r);
+    return rc;
+}
+
 int torii_certrec_build(const json_t *entity, unsigned char **out, size_t *out_len,
                         struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     STACK_OF(X509) *chain = NULL;
     EVP_PKEY *key = NULL;
-    struct pki_names names;
-    unsigned char *der[TORII_CERTREC_MAX_CHAIN] = {NULL};
-    int der_len[TORII_CERTREC_MAX_CHAIN] = {0};
-    unsigned char *key_der = NULL;
-    int key_der_len = 0;
-    unsigned char *buf = NULL;
-    unsigned char ih[TORII_CERTREC_ISSUER_HASH_LEN];
-    unsigned char sn[TORII_CERTREC_SERIAL_MAX];
-    size_t ih_len = 0;
-    size_t sn_len = 0;
-    size_t total = PKI_REC_HDR;
-    unsigned char *p;
     const char *pk;
     const char *pw;
-    uint32_t flags = 0;
-    int64_t nb = 0;
-    int64_t na = 0;
-    int n_chain = 0;
-    int key_type = 0;
-    int i;
-    X509 *leaf;
 
-    memset(&names, 0, sizeof(names));
     TORII_ENSURE(json_is_object(entity),
                  torii_errf(eb, TORII_EINVAL, "certrec: entity is not an object"));
     TORII_TRY(torii_pki__chain_parse(pki_json_str(entity, "chain"), &chain, eb));
-    n_chain = sk_X509_num(chain);
-    TORII_ENSURE(n_chain <= TORII_CERTREC_MAX_CHAIN,
-                 torii_errf(eb, TORII_EINVAL, "certrec: chain longer than %d certificates",
-                            TORII_CERTREC_MAX_CHAIN));
-    leaf = sk_X509_value(chain, 0);
     pk = pki_json_str(entity, "privateKey");
     pw = pki_json_str(entity, "password");
-    if (pw != NULL && pw[0] == '\0') {
-        pw = NULL;
-    }
     if (pk != NULL && pk[0] != '\0') {
-        TORII_TRY(torii_pki__key_parse(pk, pw, &key, eb));
-        flags |= TORII_CERTREC_HAS_KEY;
-        key_type = EVP_PKEY_get_base_id(key);
-        if (X509_check_private_key(leaf, key) == 1) {
-            flags |= TORII_CERTREC_KEY_MATCHES;
-        }
-        ERR_clear_error();
-        key_der_len = i2d_PrivateKey(key, &key_der);
-        if (key_der_len <= 0) {
-            (void)torii_errbuf_ossl(eb, "certrec: i2d_PrivateKey");
-            rc = TORII_EINVAL;
-            goto out;
-        }
-        total += (size_t)key_der_len;
+        TORII_TRY(torii_pki__key_parse(pk, pw != NULL && pw[0] != '\0' ? pw : NULL, &key, eb));
     }
-    total += 4;
-    flags |= pki_rec_role_flags(entity, leaf);
-    TORII_ENSURE(torii_pki__time_ms(X509_get0_notBefore(leaf), &nb) == TORII_OK
-                     && torii_pki__time_ms(X509_get0_notAfter(leaf), &na) == TORII_OK,
-                 torii_errf(eb, TORII_EINVAL, "certrec: leaf validity dates do not convert"));
-    TORII_TRY(pki_rec_identity(leaf, ih, &ih_len, sn, &sn_len, eb));
-    total += 4 + ih_len + 4 + sn_len;
-    TORII_TRY(pki_names_collect(leaf, &names, eb));
-    for (i = 0; i < (int)names.n; i++) {
-        total += 4 + strlen(names.v[i]);
-    }
-    for (i = 0; i < n_chain; i++) {
-        der_len[i] = i2d_X509(sk_X509_value(chain, i), &der[i]);
-        TORII_ENSURE(
-            der_len[i] > 0 && (unsigned)der_len[i] <= PKI_REC_MAX_DER,
-            torii_errf(eb, TORII_EINVAL, "certrec: certificate #%d does not encode", i + 1));
-        total += 4 + (size_t)der_len[i];
-    }
-
-    buf = torii_xmalloc(total);
-    p = buf;
-    memcpy(p, PKI_REC_MAGIC, 4);
-    p += 4;
-    p = pki_put_u16(p, PKI_REC_VERSION);
-    p = pki_put_u16(p, 0);
-    p = pki_put_u32(p, flags);
-    p = pki_put_u64(p, (uint64_t)nb);
-    p = pki_put_u64(p, (uint64_t)na);
-    p = pki_put_u32(p, (uint32_t)key_type);
-    p = pki_put_u32(p, (uint32_t)names.n);
-    p = pki_put_u32(p, (uint32_t)n_chain);
-    for (i = 0; i < (int)names.n; i++) {
-        p = pki_put_bytes(p, names.v[i], strlen(names.v[i]));
-    }
-    for (i = 0; i < n_chain; i++) {
-        p = pki_put_bytes(p, der[i], (size_t)der_len[i]);
-    }
-    p = pki_put_bytes(p, key_der, (size_t)key_der_len);
-    p = pki_put_bytes(p, ih, ih_len);
-    p = pki_put_bytes(p, sn, sn_len);
-    TORII_ASSERT((size_t)(p - buf) == total);
-    *out = buf;
-    *out_len = total;
-    buf = NULL;
+    rc = torii_pki__certrec_from(entity, chain, key, out, out_len, eb);
 out:
-    torii_secure_free(buf, total);
-    if (key_der != NULL) {
-        OPENSSL_clear_free(key_der, (size_t)key_der_len);
-    }
-    for (i = 0; i < TORII_CERTREC_MAX_CHAIN; i++) {
-        OPENSSL_free(der[i]);
-    }
-    pki_names_clear(&names);
     EVP_PKEY_free(key);
     sk_X509_pop_free(chain, X509_free);
     return rc;

@@ -483,54 +483,14 @@ const char *torii_cert_type(const json_t *e)
     return "certificate";
 }
 
-int torii_cert_enrich(json_t *entity, int64_t now_ms, struct torii_errbuf *eb)
+/* domain = CN, else first SAN, else the RFC 2253 subject ("--" when nothing prints). */
+static int pki_domain(X509 *leaf, const json_t *sans, json_t **out)
 {
     int rc = TORII_OK;
-    STACK_OF(X509) *chain = NULL;
-    EVP_PKEY *key = NULL;
-    char *pem = NULL;
-    char *subject = NULL;
-    char *cn = NULL;
+    char *cn = pki_cn(leaf);
     char *raw = NULL;
-    json_t *sans = NULL;
     json_t *domain = NULL;
-    json_t *jsubject = NULL;
-    const char *pk;
-    const char *pw;
-    const char *s;
-    X509 *leaf;
-    int64_t from = 0;
-    int64_t to = 0;
-    int ca;
-    int self_signed;
-    int valid;
 
-    TORII_TRY(torii_cert_normalize(entity, eb));
-    TORII_ENSURE(json_string_length(json_object_get(entity, "chain")) > 0,
-                 torii_errf(eb, TORII_EINVAL, "chain: empty"));
-    TORII_TRY(
-        torii_pki__chain_parse(json_string_value(json_object_get(entity, "chain")), &chain, eb));
-    leaf = sk_X509_value(chain, 0);
-    pk = json_string_value(json_object_get(entity, "privateKey"));
-    pw = json_string_value(json_object_get(entity, "password"));
-    if (pk != NULL && pk[0] != '\0') {
-        TORII_TRY(torii_pki__key_parse(pk, pw, &key, eb));
-        if (X509_check_private_key(leaf, key) != 1) {
-            (void)torii_errbuf_ossl(eb, "privateKey: does not match the leaf certificate");
-            rc = TORII_EINVAL;
-            goto out;
-        }
-    }
-    TORII_ENSURE(torii_pki__time_ms(X509_get0_notBefore(leaf), &from) == TORII_OK
-                     && torii_pki__time_ms(X509_get0_notAfter(leaf), &to) == TORII_OK,
-                 torii_errf(eb, TORII_EINVAL, "chain: leaf validity dates do not convert"));
-    TORII_TRY(torii_pki__chain_pem(chain, &pem));
-    if (torii_pki__dn_string(X509_get_subject_name(leaf), &subject) != TORII_OK) {
-        rc = torii_errf(eb, TORII_EINVAL, "chain: leaf subject does not print");
-        goto out;
-    }
-    TORII_TRY(pki_sans(leaf, &sans));
-    cn = pki_cn(leaf);
     if (cn != NULL) {
         domain = json_string(cn);
     } else if (json_array_size(sans) > 0) {
@@ -543,45 +503,143 @@ int torii_cert_enrich(json_t *entity, int64_t now_ms, struct torii_errbuf *eb)
         domain = json_string("--"); /* CN not valid UTF-8 for jansson */
     }
     TORII_ENSURE(domain != NULL, TORII_ENOMEM);
-    ca = (X509_get_extension_flags(leaf) & EXFLAG_CA) != 0;
-    self_signed = torii_pki__self_signed(leaf);
-    valid = key != NULL && now_ms >= from && now_ms <= to
-            && !json_is_true(json_object_get(entity, "revoked")) && torii_pki__chain_links(chain);
+    *out = domain;
+out:
+    free(raw);
+    free(cn);
+    return rc;
+}
 
-    jsubject = json_string(subject);
-    TORII_ENSURE(jsubject != NULL,
+/* The derived values of a parsed chain, before they are applied. */
+struct pki_derived {
+    char *pem;
+    json_t *subject;
+    json_t *domain;
+    json_t *sans;
+    int64_t from;
+    int64_t to;
+};
+
+static void pki_derived_clear(struct pki_derived *d)
+{
+    free(d->pem);
+    json_decref(d->subject);
+    json_decref(d->domain);
+    json_decref(d->sans);
+}
+
+static int pki_derive(STACK_OF(X509) * chain, struct pki_derived *d, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    X509 *leaf = sk_X509_value(chain, 0);
+    char *subject = NULL;
+
+    TORII_ENSURE(torii_pki__time_ms(X509_get0_notBefore(leaf), &d->from) == TORII_OK
+                     && torii_pki__time_ms(X509_get0_notAfter(leaf), &d->to) == TORII_OK,
+                 torii_errf(eb, TORII_EINVAL, "chain: leaf validity dates do not convert"));
+    TORII_TRY(torii_pki__chain_pem(chain, &d->pem));
+    TORII_ENSURE(torii_pki__dn_string(X509_get_subject_name(leaf), &subject) == TORII_OK,
+                 torii_errf(eb, TORII_EINVAL, "chain: leaf subject does not print"));
+    TORII_TRY(pki_sans(leaf, &d->sans));
+    TORII_TRY(pki_domain(leaf, d->sans, &d->domain));
+    d->subject = json_string(subject);
+    TORII_ENSURE(d->subject != NULL,
                  torii_errf(eb, TORII_EINVAL, "chain: leaf subject is not valid UTF-8"));
+out:
+    free(subject);
+    return rc;
+}
 
-    /* Everything derived: apply. */
-    TORII_TRY(pki_set(entity, "chain", json_string(pem)));
-    TORII_TRY(pki_set(entity, "subject", json_incref(jsubject)));
-    TORII_TRY(pki_set(entity, "domain", json_incref(domain)));
-    TORII_TRY(pki_set(entity, "sans", json_incref(sans)));
-    TORII_TRY(pki_set(entity, "from", json_integer((json_int_t)from)));
-    TORII_TRY(pki_set(entity, "to", json_integer((json_int_t)to)));
+/* Everything derived: apply (name/description still "none" get the domain). */
+static int pki_apply_derived(json_t *entity, const struct pki_derived *d, int ca, int self_signed,
+                             int valid)
+{
+    int rc = TORII_OK;
+    const char *s;
+
+    TORII_TRY(pki_set(entity, "chain", json_string(d->pem)));
+    TORII_TRY(pki_set(entity, "subject", json_incref(d->subject)));
+    TORII_TRY(pki_set(entity, "domain", json_incref(d->domain)));
+    TORII_TRY(pki_set(entity, "sans", json_incref(d->sans)));
+    TORII_TRY(pki_set(entity, "from", json_integer((json_int_t)d->from)));
+    TORII_TRY(pki_set(entity, "to", json_integer((json_int_t)d->to)));
     TORII_TRY(pki_set(entity, "ca", json_boolean(ca)));
     TORII_TRY(pki_set(entity, "selfSigned", json_boolean(self_signed)));
     TORII_TRY(pki_set(entity, "valid", json_boolean(valid)));
     s = json_string_value(json_object_get(entity, "name"));
     if (s != NULL && strcmp(s, "none") == 0) {
-        TORII_TRY(pki_set(entity, "name", json_incref(domain)));
+        TORII_TRY(pki_set(entity, "name", json_incref(d->domain)));
     }
     s = json_string_value(json_object_get(entity, "description"));
     if (s != NULL && strcmp(s, "none") == 0) {
         TORII_TRY(pki_set(entity, "description",
-                          json_sprintf("Certificate for %s", json_string_value(domain))));
+                          json_sprintf("Certificate for %s", json_string_value(d->domain))));
     }
     TORII_TRY(pki_set(entity, "certType", json_string(torii_cert_type(entity))));
     TORII_TRY(pki_reorder(entity));
 out:
+    return rc;
+}
+
+int torii_pki__enrich_from(json_t *entity, STACK_OF(X509) * chain, EVP_PKEY *key, int64_t now_ms,
+                           struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    struct pki_derived d;
+    X509 *leaf = sk_X509_value(chain, 0);
+    int valid;
+
+    memset(&d, 0, sizeof(d));
+    if (key != NULL && X509_check_private_key(leaf, key) != 1) {
+        (void)torii_errbuf_ossl(eb, "privateKey: does not match the leaf certificate");
+        rc = TORII_EINVAL;
+        goto out;
+    }
+    TORII_TRY(pki_derive(chain, &d, eb));
+    valid = key != NULL && now_ms >= d.from && now_ms <= d.to
+            && !json_is_true(json_object_get(entity, "revoked")) && torii_pki__chain_links(chain);
+    TORII_TRY(pki_apply_derived(entity, &d, (X509_get_extension_flags(leaf) & EXFLAG_CA) != 0,
+                                torii_pki__self_signed(leaf), valid));
+out:
     ERR_clear_error();
-    json_decref(jsubject);
-    json_decref(domain);
-    json_decref(sans);
-    free(raw);
-    free(cn);
-    free(subject);
-    free(pem);
+    pki_derived_clear(&d);
+    return rc;
+}
+
+int torii_pki__entity_parse(const json_t *entity, STACK_OF(X509) * *chain, EVP_PKEY **key,
+                            struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    const char *pk = json_string_value(json_object_get(entity, "privateKey"));
+    const char *pw = json_string_value(json_object_get(entity, "password"));
+
+    *chain = NULL;
+    *key = NULL;
+    TORII_ENSURE(json_string_length(json_object_get(entity, "chain")) > 0,
+                 torii_errf(eb, TORII_EINVAL, "chain: empty"));
+    TORII_TRY(
+        torii_pki__chain_parse(json_string_value(json_object_get(entity, "chain")), chain, eb));
+    if (pk != NULL && pk[0] != '\0') {
+        TORII_TRY(torii_pki__key_parse(pk, pw != NULL && pw[0] != '\0' ? pw : NULL, key, eb));
+    }
+out:
+    if (rc != TORII_OK) {
+        sk_X509_pop_free(*chain, X509_free);
+        *chain = NULL;
+    }
+    return rc;
+}
+
+int torii_cert_enrich(json_t *entity, int64_t now_ms, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    STACK_OF(X509) *chain = NULL;
+    EVP_PKEY *key = NULL;
+
+    TORII_TRY(torii_cert_normalize(entity, eb));
+    TORII_TRY(torii_pki__entity_parse(entity, &chain, &key, eb));
+    rc = torii_pki__enrich_from(entity, chain, key, now_ms, eb);
+out:
     EVP_PKEY_free(key);
     sk_X509_pop_free(chain, X509_free);
     return rc;

@@ -48,23 +48,14 @@ static X509 *identity_x509(struct torii_slice s)
     return x;
 }
 
-/* The record's key DER is i2d_PrivateKey output: type-specific for RSA and EC, PKCS#8 for
- * the others; d2i_AutoPrivateKey covers what d2i_PrivateKey of the recorded type does not. */
+/* The record's key through the one opener (torii_pki_key_open), NULL when it does not open. */
 static EVP_PKEY *identity_key(int type, struct torii_slice s)
 {
-    const unsigned char *p = (const unsigned char *)s.ptr;
     EVP_PKEY *k = NULL;
 
-    if (s.len == 0 || s.len > LONG_MAX) {
-        return NULL;
-    }
-    k = d2i_PrivateKey(type, NULL, &p, (long)s.len);
-    if (k == NULL) {
-        ERR_clear_error();
-        p = (const unsigned char *)s.ptr;
-        k = d2i_AutoPrivateKey(NULL, &p, (long)s.len);
-    }
-    return k;
+    return torii_pki_key_open(NULL, type, (const unsigned char *)s.ptr, s.len, &k) == TORII_OK
+               ? k
+               : NULL;
 }
 
 /* The issuers after the leaf, into id->chain. */

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -16,6 +17,21 @@
  * decode each. TORII_EINVAL when there is no block or a block does not decode. *out is a new
  * stack, leaf first. */
 int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** Parse the entity's chain (non-empty) and, when privateKey is set, its key (with password).
+ * *key is NULL without a key. TORII_EINVAL (eb says why). The caller frees both. */
+int torii_pki__entity_parse(const json_t *entity, STACK_OF(X509) * *chain, EVP_PKEY **key,
+                            struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** The derived fields of torii_cert_enrich from an already parsed chain and key (entity is
+ * normalized). TORII_EINVAL when the key does not match the leaf. */
+int torii_pki__enrich_from(json_t *entity, STACK_OF(X509) * chain, EVP_PKEY *key, int64_t now_ms,
+                           struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** The TLS record (torii_certrec_build) from an already parsed chain and key (key may be NULL). */
+int torii_pki__certrec_from(const json_t *entity, STACK_OF(X509) * chain, EVP_PKEY *key,
+                            unsigned char **out, size_t *out_len, struct torii_errbuf *eb)
     TORII_MUST_USE;
 
 /** Parse a PEM private key (PKCS#8, encrypted PKCS#8, PKCS#1 RSA, SEC1 EC, legacy

@@ -9,7 +9,7 @@
 
 #include <jansson.h>
 
-#include "pkiboot_int.h"
+#include "torii/certdb.h"
 #include "torii/clock.h"
 #include "torii/log.h"
 #include "torii/mem.h"
@@ -56,7 +56,7 @@ static int boot_store(struct torii_store *st, json_t *e, const char *name, const
                      && json_object_set_new(e, "autoRenew", json_true()) == 0
                      && json_array_append(arr, e) == 0,
                  TORII_ENOMEM);
-    TORII_TRY(pkiboot_persist(st, arr, eb));
+    TORII_TRY(torii_certdb_create_all(st, arr, eb));
     torii_log(TORII_LOG_NOTICE, "pki: created %s (id=%s)", name,
               json_string_value(json_object_get(e, "id")));
 out:
@@ -67,7 +67,7 @@ out:
 static int boot_root(const struct torii_config *cfg, struct torii_store *st, json_t **out,
                      struct torii_errbuf *eb)
 {
-    int rc = pkiboot_entity_load(st, BOOT_ROOT_ID, out);
+    int rc = torii_certdb_load(st, BOOT_ROOT_ID, out, NULL);
     struct torii_pki_opts o = {.now_ms = torii_clock_now_ms(), .id = BOOT_ROOT_ID};
     json_t *q = NULL;
     json_t *e = NULL;
@@ -94,7 +94,7 @@ out:
 static int boot_intermediate(const struct torii_config *cfg, struct torii_store *st,
                              const json_t *root, json_t **out, struct torii_errbuf *eb)
 {
-    int rc = pkiboot_entity_load(st, BOOT_INTER_ID, out);
+    int rc = torii_certdb_load(st, BOOT_INTER_ID, out, NULL);
     struct torii_pki_opts o = {.now_ms = torii_clock_now_ms(), .id = BOOT_INTER_ID};
     json_t *q = NULL;
     json_t *e = NULL;
@@ -132,7 +132,7 @@ static int boot_default(const struct torii_config *cfg, struct torii_store *st, 
     json_t *hosts = NULL;
     json_t *q = NULL;
     json_t *e = NULL;
-    int rc = pkiboot_entity_load(st, cfg->default_cert, &existing);
+    int rc = torii_certdb_load(st, cfg->default_cert, &existing, NULL);
 
     if (rc != TORII_ENOTFOUND) {
         json_decref(existing);
@@ -246,7 +246,7 @@ int torii_pkiboot_state_open(const struct torii_config *cfg, struct torii_store 
         rc = torii_errf(eb, rc, "pki: cannot watch the store");
         goto out;
     }
-    rc = torii_store_foreach(store, TORII_STORE_CERTS, torii_pki_state_load_cb, st);
+    rc = torii_certdb_foreach(store, torii_pki_state_load_cb, st);
     TORII_ENSURE(rc == TORII_OK, torii_errf(eb, rc, "pki: cannot load the store"));
     torii_pki_state_publish(st);
     rc = torii_pki_state_start(st);

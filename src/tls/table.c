@@ -316,17 +316,15 @@ static int cert_parse(const struct torii_tls_cert *c, struct tls_parsed **out)
 {
     int rc = TORII_OK;
     struct tls_parsed *p = torii_xcalloc(1, sizeof(*p));
-    const unsigned char *kp = (const unsigned char *)c->key_der.ptr;
 
-    TORII_ENSURE(c->n_chain > 0 && c->key_der.len > 0 && c->key_der.len <= LONG_MAX, TORII_ETLS);
+    TORII_ENSURE(c->n_chain > 0 && c->key_der.len > 0, TORII_ETLS);
     TORII_TRY(x509_from_der(c->chain[0], &p->leaf));
     TORII_TRY(chain_from_der(c, &p->chain));
-    if (c->attr.key_type != 0) {
-        p->key = d2i_PrivateKey(c->attr.key_type, NULL, &kp, (long)c->key_der.len);
-    } else {
-        p->key = d2i_AutoPrivateKey(NULL, &kp, (long)c->key_der.len);
-    }
-    TORII_ENSURE(p->key != NULL, TORII_ETLS);
+    /* Keys are opened only in pki (the at-rest envelope lives there). */
+    TORII_ENSURE(torii_pki_key_open(c->id, c->attr.key_type, (const unsigned char *)c->key_der.ptr,
+                                    c->key_der.len, &p->key)
+                     == TORII_OK,
+                 TORII_ETLS);
     *out = p;
     p = NULL;
 out:

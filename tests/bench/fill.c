@@ -1,6 +1,7 @@
 /* fill.c - bench helper: put N ECDSA P-256 certificates for h<i>.bench.test (ids bench-<i>)
  * into a torii data dir, stored as the admin API stores a generated certificate (the entity
- * JSON with its derived fields, plus the TLS record), one LMDB transaction per batch.
+ * JSON with its derived fields, plus the TLS record), one certdb batch (one LMDB transaction)
+ * per FILL_BATCH certificates.
  * With PEM_DIR, also writes <PEM_DIR>/h<i>.pem (chain + key) and <PEM_DIR>/list.txt for the
  * peers (HAProxy crt-list, nginx) to load the same certificates.
  *
@@ -21,7 +22,10 @@
  * compared: the entity field by field, the record byte for byte. Any drift in torii's formats
  * stops the fill with an error rather than leaving a store torii would not have written.
  * ~0.1 ms a certificate: 100,000 in about 10 s on one core.
- * usage: torii-fill DATA_DIR COUNT [PEM_DIR] */
+ * Stored through certdb (torii_certdb_batch_put_record: the serial index follows).
+ * With --ndjson FILE, the entities go to FILE instead, one per line without their derived
+ * fields, for POST /api/certificates/_bulk (scripts/bench.sh --only-bulk).
+ * usage: torii-fill DATA_DIR COUNT [PEM_DIR] | torii-fill --ndjson FILE COUNT */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +38,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "torii/certdb.h"
 #include "torii/clock.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
@@ -356,25 +361,102 @@ static void fill_check(struct fill_ctx *f, const struct fill_cert *c, const json
     torii_secure_free(rec, len);
 }
 
+/* Write certificate i's PEM (chain + key) and its crt-list line for the peers. */
+static void fill_pem(const struct fill_ctx *f, const struct fill_cert *c, const char *pem_dir,
+                     long i, FILE *list)
+{
+    char path[4096];
+    FILE *pf;
+
+    (void)snprintf(path, sizeof(path), "%s/h%ld.pem", pem_dir, i);
+    if ((pf = fopen(path, "w")) == NULL) {
+        perror(path);
+        exit(1);
+    }
+    (void)fprintf(pf, "%s%s", c->pem, f->key_pem);
+    (void)fclose(pf);
+    (void)fprintf(list, "%s %s\n", path, c->name);
+}
+
+/* One entity per line, as an API client would POST it to /api/certificates/_bulk (the
+ * derived fields dropped: torii computes them). */
+static void fill_ndjson_line(FILE *out, json_t *ent)
+{
+    static const char *const derived[] = {"domain", "subject", "sans",       "from",    "to",
+                                          "ca",     "valid",   "selfSigned", "certType"};
+    json_t *line = json_deep_copy(ent);
+    char *s;
+
+    for (size_t i = 0; line != NULL && i < sizeof(derived) / sizeof(derived[0]); i++) {
+        (void)json_object_del(line, derived[i]);
+    }
+    s = line != NULL ? json_dumps(line, JSON_COMPACT) : NULL;
+    if (s == NULL) {
+        fill_die("json_dumps", NULL);
+    }
+    (void)fprintf(out, "%s\n", s);
+    torii_secure_free(s, strlen(s));
+    json_decref(line);
+}
+
+/* One batch [base, base + FILL_BATCH) into the store through certdb (one transaction) or, with
+ * nd, into the NDJSON file. */
+static long fill_batch(struct fill_ctx *f, struct torii_store *st, FILE *nd, long base, long n,
+                       const char *pem_dir, FILE *list)
+{
+    struct torii_errbuf eb = {{0}};
+    struct torii_certdb_batch *b = nd == NULL ? torii_certdb_batch_new(st) : NULL;
+    long checked = 0;
+
+    for (long i = base; i < n && i < base + FILL_BATCH; i++) {
+        struct fill_cert c;
+        unsigned char *rec;
+        size_t rec_len = 0;
+        json_t *ent;
+
+        fill_make(f, i, &c);
+        ent = fill_fast_ent(f, &c);
+        rec = fill_fast_rec(f, &c, &rec_len);
+        if (i % FILL_CHECK_EVERY == 0 || i == n - 1) {
+            fill_check(f, &c, ent, rec, rec_len);
+            checked++;
+        }
+        if (list != NULL) {
+            fill_pem(f, &c, pem_dir, i, list);
+        }
+        if (nd != NULL) {
+            fill_ndjson_line(nd, ent);
+        } else if (torii_certdb_batch_put_record(b, ent, rec, rec_len, &eb) != TORII_OK) {
+            fill_die("certdb", &eb);
+        }
+        torii_secure_free(rec, rec_len);
+        fill_cert_clear(&c);
+    }
+    if (b != NULL && torii_certdb_batch_commit(b, TORII_CERTDB_ATOMIC, &eb) != TORII_OK) {
+        fill_die("store write", &eb);
+    }
+    torii_certdb_batch_free(b);
+    return checked;
+}
+
 int main(int argc, char **argv)
 {
     struct torii_store_opts so = {0};
     struct torii_store *st = NULL;
     struct torii_errbuf eb = {{0}};
-    static struct torii_store_op ops[FILL_BATCH];
-    static char *jsons[FILL_BATCH];
-    static unsigned char *recs[FILL_BATCH];
-    static size_t rec_lens[FILL_BATCH];
-    static char ids[FILL_BATCH][64];
-    const char *pem_dir = argc == 4 ? argv[3] : NULL;
+    int ndjson = argc >= 2 && strcmp(argv[1], "--ndjson") == 0;
+    const char *pem_dir = !ndjson && argc == 4 ? argv[3] : NULL;
     struct fill_ctx f;
     FILE *list = NULL;
+    FILE *nd = NULL;
     double t0 = fill_now();
     long checked = 0;
     long n;
 
-    if (argc < 3 || argc > 4 || (n = atol(argv[2])) <= 0) {
-        (void)fprintf(stderr, "usage: torii-fill DATA_DIR COUNT [PEM_DIR]\n");
+    if ((ndjson ? argc != 4 || (n = atol(argv[3])) <= 0
+                : argc < 3 || argc > 4 || (n = atol(argv[2])) <= 0)) {
+        (void)fprintf(stderr, "usage: torii-fill DATA_DIR COUNT [PEM_DIR]\n"
+                              "       torii-fill --ndjson FILE COUNT\n");
         return 2;
     }
     if (pem_dir != NULL) {
@@ -385,65 +467,28 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    so.dir = argv[1];
-    if (torii_store_open(&so, &st, &eb) != TORII_OK) {
+    if (ndjson && (nd = fopen(argv[2], "w")) == NULL) {
+        perror(argv[2]);
+        return 1;
+    }
+    so.dir = argv[ndjson ? 2 : 1];
+    if (!ndjson && torii_store_open(&so, &st, &eb) != TORII_OK) {
         fill_die("store", &eb);
     }
     fill_init(&f);
     for (long base = 0; base < n; base += FILL_BATCH) {
-        size_t k = 0;
-        for (long i = base; i < n && i < base + FILL_BATCH; i++, k++) {
-            struct fill_cert c;
-            json_t *ent;
-
-            fill_make(&f, i, &c);
-            ent = fill_fast_ent(&f, &c);
-            recs[k] = fill_fast_rec(&f, &c, &rec_lens[k]);
-            if (i % FILL_CHECK_EVERY == 0 || i == n - 1) {
-                fill_check(&f, &c, ent, recs[k], rec_lens[k]);
-                checked++;
-            }
-            if (list != NULL) {
-                char path[4096];
-                FILE *pf;
-                (void)snprintf(path, sizeof(path), "%s/h%ld.pem", pem_dir, i);
-                if ((pf = fopen(path, "w")) == NULL) {
-                    perror(path);
-                    return 1;
-                }
-                (void)fprintf(pf, "%s%s", c.pem, f.key_pem);
-                (void)fclose(pf);
-                (void)fprintf(list, "%s %s\n", path, c.name);
-            }
-            (void)snprintf(ids[k], sizeof(ids[k]), "%s", c.id);
-            jsons[k] = json_dumps(ent, JSON_COMPACT);
-            if (jsons[k] == NULL) {
-                fill_die("json_dumps", NULL);
-            }
-            ops[k] = (struct torii_store_op){.kind = TORII_STORE_PUT,
-                                             .bucket = TORII_STORE_CERTS,
-                                             .rec = {.id = ids[k],
-                                                     .id_len = strlen(ids[k]),
-                                                     .json = jsons[k],
-                                                     .json_len = strlen(jsons[k]),
-                                                     .aux = recs[k],
-                                                     .aux_len = rec_lens[k]}};
-            fill_cert_clear(&c);
-        }
-        if (torii_store_apply(st, ops, k, &eb) != TORII_OK) {
-            fill_die("store write", &eb);
-        }
-        for (size_t i = 0; i < k; i++) {
-            free(jsons[i]);
-            torii_secure_free(recs[i], rec_lens[i]);
-        }
+        checked += fill_batch(&f, st, nd, base, n, pem_dir, list);
     }
     torii_store_free(st);
     fill_fini(&f);
     if (list != NULL) {
         (void)fclose(list);
     }
+    if (nd != NULL && fclose(nd) != 0) {
+        perror(argv[2]);
+        return 1;
+    }
     (void)printf("fill: %ld certificates in %s (%.1f s; %ld checked against torii's own path)\n", n,
-                 argv[1], fill_now() - t0, checked);
+                 so.dir, fill_now() - t0, checked);
     return 0;
 }

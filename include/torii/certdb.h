@@ -1,0 +1,175 @@
+/* certdb.h - the one owner of "a certificate in the store": reading, preparing and writing
+ * certificate entities (TORII_STORE_CERTS: entity JSON + TLS record) together with their
+ * serial index entries (TORII_STORE_SERIALS). Admin, lifecycle, the PKI bootstrap (and later
+ * ACME and the fleet) read and write certificates only through it; `store` stays the generic
+ * bucket layer below, and torii_store_apply on these two buckets is called only from here.
+ *
+ * Writes: every write goes through a batch (torii_certdb_batch_*): each queued entity is
+ * prepared from ONE parse of its chain and key (torii_cert_prepare: normalize, enrich, TLS
+ * record, serial), and a commit is ONE durable torii_store_apply holding the entities and
+ * their index entries. A batch commits all or nothing (TORII_CERTDB_ATOMIC) or reports per
+ * item (TORII_CERTDB_PER_ITEM: the `_bulk` semantics - a failed item never stops the others;
+ * items normally still land in one transaction, and only when a concurrent writer made that
+ * transaction fail are the items applied one by one). Replaces are compare-and-swap on the
+ * exact JSON text the caller read; the read-modify-write retry loop is torii_certdb_update.
+ *
+ * Serial index: key "<issuer id>:<serial hex>" -> cert id (issuer = caRef, else for a
+ * self-signed certificate metadata.nextCertificate (an [UNTIL EXPIRATION] copy keeps its
+ * original's key) or its own id), plus key "<serial hex>" -> cert id for lookups that know no
+ * issuer (the newest writer wins when two certificates share a serial). Serial hex is
+ * lower-case without leading zeros (torii_pki_cert_serial_hex). Both are exact gets, never
+ * scans: torii_certdb_serial_lookup. An entry is removed only while it still names the
+ * certificate being replaced or deleted.
+ *
+ * Threads: any thread may call any function (the store serializes writes; concurrent writers
+ * of one id are resolved by the compare-and-swap). A batch belongs to the thread that made it.
+ * No function may be called from a store watcher or a torii_certdb_foreach callback.
+ * Ownership: entities passed in are borrowed (prepare modifies them in place); entries and
+ * batches returned are owned by the caller (clear/free them: they hold private keys and are
+ * wiped). */
+#ifndef TORII_CERTDB_H
+#define TORII_CERTDB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "torii/err.h"
+#include "torii/pki.h"
+#include "torii/store.h"
+
+/** A stored entity as read. */
+struct torii_certdb_entry {
+    json_t *ent;        /* the parsed entity (a JSON object) */
+    char *text;         /* the exact stored JSON, NUL-terminated: the compare-and-swap value */
+    size_t len;         /* strlen(text) */
+    unsigned char *aux; /* its TLS record; NULL unless TORII_CERTDB_WITH_AUX */
+    size_t aux_len;
+};
+
+#define TORII_CERTDB_WITH_AUX 1u
+
+/** Wipe and free what e holds; e is zeroed. NULL accepted. */
+void torii_certdb_entry_clear(struct torii_certdb_entry *e);
+
+/** Read entity id. TORII_ENOTFOUND ("entity not found"; also an id the store cannot hold),
+ * TORII_ESTORE (the stored JSON is not an object, or the store failed; eb says which). */
+int torii_certdb_get(struct torii_store *st, const char *id, unsigned flags,
+                     struct torii_certdb_entry *out, struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** The entity only (the one "load entity by id"); codes as torii_certdb_get. */
+int torii_certdb_load(struct torii_store *st, const char *id, json_t **out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** torii_store_foreach over the certificates (id order, one read transaction). */
+int torii_certdb_foreach(struct torii_store *st, torii_store_iter_cb cb, void *arg) TORII_MUST_USE;
+
+/** The id of the certificate with serial serial_hex (any case, leading zeros allowed) issued
+ * by issuer_id (NULL: any issuer) into *id_out (malloc'd). TORII_ENOTFOUND, TORII_EINVAL (not
+ * hex), TORII_ESTORE. One store get. */
+int torii_certdb_serial_lookup(struct torii_store *st, const char *issuer_id,
+                               const char *serial_hex, char **id_out) TORII_MUST_USE;
+
+/* ---- batches ---- */
+
+struct torii_certdb_batch;
+
+enum torii_certdb_commit_mode {
+    TORII_CERTDB_ATOMIC = 0, /* every item or none; the commit returns the failure */
+    TORII_CERTDB_PER_ITEM,   /* each item succeeds or fails alone (torii_certdb_batch_item_rc) */
+};
+
+/** A new empty batch over st (never NULL). */
+struct torii_certdb_batch *torii_certdb_batch_new(struct torii_store *st);
+/** Free (wiping what it holds); NULL accepted. */
+void torii_certdb_batch_free(struct torii_certdb_batch *b);
+/** Items queued so far; the next queued item gets this index. */
+size_t torii_certdb_batch_size(const struct torii_certdb_batch *b);
+
+/** torii_certdb_get as the batch will leave the store: what earlier items of b queued
+ * shadows the store. */
+int torii_certdb_batch_get(struct torii_certdb_batch *b, const char *id, unsigned flags,
+                           struct torii_certdb_entry *out, struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** Queue the creation of entity (prepared in place as o says; its "id" must be set, by the
+ * caller or by normalize). TORII_EEXIST ("entity already exists") when the id exists (in the
+ * store or earlier in b); TORII_EINVAL from the preparation. *flags (may be NULL) gets the
+ * record's TORII_CERTREC_* flags. Nothing is queued on failure. */
+int torii_certdb_batch_create(struct torii_certdb_batch *b, json_t *entity,
+                              const struct torii_cert_prep_opts *o, uint32_t *flags,
+                              struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** Queue the replacement of what `read` returned (torii_certdb_batch_get, with aux when o
+ * keeps the key) by entity, only if the stored JSON is still read->text at commit
+ * (TORII_ECONFLICT then). entity's "id" must equal the read one. */
+int torii_certdb_batch_replace(struct torii_certdb_batch *b, const struct torii_certdb_entry *read,
+                               json_t *entity, const struct torii_cert_prep_opts *o,
+                               uint32_t *flags, struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** Queue a create-or-replace of an entity whose TLS record was built by the caller (bulk
+ * loaders such as torii-fill that derive records without torii_cert_prepare). The record must
+ * decode (TORII_EINVAL otherwise); the entity is stored as given; its index entries are
+ * added (an entry of a replaced version is left as it is). */
+int torii_certdb_batch_put_record(struct torii_certdb_batch *b, const json_t *entity,
+                                  const unsigned char *aux, size_t aux_len, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** Queue the deletion of id (its index entries go with it). TORII_ENOTFOUND when it does not
+ * exist. An entity whose JSON does not parse is still deleted. */
+int torii_certdb_batch_delete(struct torii_certdb_batch *b, const char *id, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** Commit: one durable transaction (see the file comment for the modes). ATOMIC returns
+ * TORII_OK, TORII_EEXIST, TORII_ENOTFOUND, TORII_ECONFLICT (eb says "changed concurrently"),
+ * TORII_ENOSPC, TORII_EIO, TORII_ESTORE. PER_ITEM returns TORII_OK once every item has its own
+ * result. A batch is committed once. */
+int torii_certdb_batch_commit(struct torii_certdb_batch *b, enum torii_certdb_commit_mode mode,
+                              struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** Result of item i after a commit; *msg (may be NULL) gets its message (borrowed from b). */
+int torii_certdb_batch_item_rc(const struct torii_certdb_batch *b, size_t i, const char **msg);
+
+/* ---- read-modify-write ---- */
+
+/** Fills b from what was read (queue a replace of `read`, maybe creates); queueing nothing
+ * writes nothing. A non-OK return ends the update with that code (never retried). */
+typedef int (*torii_certdb_edit_fn)(struct torii_certdb_batch *b,
+                                    const struct torii_certdb_entry *read, unsigned attempt,
+                                    void *arg, struct torii_errbuf *eb);
+
+struct torii_certdb_rmw {
+    unsigned attempts; /* 1..: how many reads a concurrent write may cost; 0 counts as 1 */
+    /* Test seam (NULL in production): called after edit, just before the commit. */
+    void (*between)(const char *id, unsigned attempt, void *arg);
+    void *between_arg;
+};
+
+/** Read id (with its record), let edit fill a batch, commit it ATOMIC; when the commit finds
+ * the entity changed since the read (TORII_ECONFLICT) and attempts remain, start again from
+ * the new content. Returns edit's failure, the commit's, or TORII_ENOTFOUND. */
+int torii_certdb_update(struct torii_store *st, const char *id, const struct torii_certdb_rmw *rmw,
+                        torii_certdb_edit_fn edit, void *arg, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** Single-item conveniences (a batch of one, ATOMIC). */
+int torii_certdb_create(struct torii_store *st, json_t *entity,
+                        const struct torii_cert_prep_opts *o, uint32_t *flags,
+                        struct torii_errbuf *eb) TORII_MUST_USE;
+int torii_certdb_delete(struct torii_store *st, const char *id, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+/** Create every entity of the JSON array `entities` (already enriched by the PKI) in one
+ * ATOMIC batch: all stored, with their TLS records and serial index entries, or none.
+ * TORII_EEXIST, TORII_EINVAL (a record does not build), TORII_ESTORE; eb says why. */
+int torii_certdb_create_all(struct torii_store *st, const json_t *entities,
+                            struct torii_errbuf *eb) TORII_MUST_USE;
+
+/* ---- store format ---- */
+
+/** Bring a store written by an older torii up to date (idempotent, one scan the first time):
+ * index entries missing for stored certificates (the serial-only keys, written since
+ * certdb schema 2) are added. Call once after torii_store_open, before other threads use
+ * the store. TORII_OK, or the store's failure. */
+int torii_certdb_migrate(struct torii_store *st, struct torii_errbuf *eb) TORII_MUST_USE;
+
+#endif
