@@ -1,5 +1,5 @@
-/* alert.c - alert types, the AlertEvent envelope (redacted), the alert sink and the store
- * watcher that turns API writes into CertCreated/Updated/DeletedAlert. */
+/* alert.c - the alert sink (exporters, reload) and the store watcher that turns API writes
+ * into CertCreated/Updated/DeletedAlert. Alert types and the envelope: event.c. */
 #include "torii/alert.h"
 
 #include <pthread.h>
@@ -17,11 +17,6 @@
 #include "torii/metrics.h"
 #include "torii/pki.h"
 
-static const char *const alert_names[TORII_ALERT_TYPES] = {
-    "CertAlmostExpiredAlert", "CertExpiredAlert", "CertRenewalAlert", "CertRenewalFailedAlert",
-    "CertCreatedAlert",       "CertUpdatedAlert", "CertDeletedAlert",
-};
-
 struct torii_alerts {
     pthread_rwlock_t lock;      /* xs: read to push or reopen, written by a reload */
     struct torii_exporters *xs; /* replaced by torii_alerts_reload */
@@ -29,83 +24,6 @@ struct torii_alerts {
     int curl_inited;
     int lock_inited;
 };
-
-/* Set while this thread applies lifecycle writes (renewal, validity watch); its thread. */
-static _Thread_local int lifecycle_writing;
-
-void torii_lifecycle_write_begin(void)
-{
-    lifecycle_writing++;
-}
-
-void torii_lifecycle_write_end(void)
-{
-    if (lifecycle_writing > 0) {
-        lifecycle_writing--;
-    }
-}
-
-int torii_lifecycle__writing(void)
-{
-    return lifecycle_writing > 0;
-}
-
-const char *torii_alert_type_name(enum torii_alert_type t)
-{
-    if ((unsigned)t >= TORII_ALERT_TYPES) {
-        return NULL;
-    }
-    return alert_names[t];
-}
-
-int torii_alert_type_parse(const char *name, enum torii_alert_type *out)
-{
-    for (unsigned i = 0; name != NULL && i < TORII_ALERT_TYPES; i++) {
-        if (strcmp(alert_names[i], name) == 0) {
-            *out = (enum torii_alert_type)i;
-            return TORII_OK;
-        }
-    }
-    return TORII_EINVAL;
-}
-
-json_t *torii_alert_envelope(enum torii_alert_type t, const json_t *entity, const json_t *extra,
-                             int64_t now_ms)
-{
-    json_t *env = NULL;
-    json_t *cert = NULL;
-    char uuid[40];
-    const char *k;
-    json_t *v;
-
-    if ((unsigned)t >= TORII_ALERT_TYPES || torii_uuid_id("", uuid, sizeof(uuid)) != TORII_OK) {
-        return NULL;
-    }
-    if (entity != NULL) {
-        cert = torii_cert_redacted(entity);
-        if (cert == NULL) {
-            return NULL;
-        }
-    } else {
-        cert = json_null();
-    }
-    env = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "@id", uuid, "@timestamp",
-                    (json_int_t)now_ms, "@type", "AlertEvent", "@product", "torii", "@serviceId",
-                    "--", "@service", "torii", "@env", "prod", "alert", alert_names[t],
-                    "certificate", cert);
-    if (env == NULL) {
-        return NULL;
-    }
-    if (json_is_object(extra)) {
-        json_object_foreach ((json_t *)(uintptr_t)extra, k, v) {
-            if (json_object_get(env, k) == NULL && strcmp(k, "privateKey") != 0
-                && strcmp(k, "password") != 0) {
-                (void)json_object_set(env, k, v);
-            }
-        }
-    }
-    return env;
-}
 
 int torii_alerts_new(const struct torii_config *cfg, struct torii_store *store,
                      struct torii_alerts **out, struct torii_errbuf *eb)
@@ -165,7 +83,7 @@ void torii_alerts_raise(struct torii_alerts *al, enum torii_alert_type t, const 
     }
     env = torii_alert_envelope(t, entity, extra, torii_clock_now_ms());
     if (env == NULL) {
-        torii_log(TORII_LOG_ERR, "alert: cannot build %s: out of memory", alert_names[t]);
+        torii_log(TORII_LOG_ERR, "alert: cannot build %s: out of memory", torii_alert_type_name(t));
         return;
     }
     (void)pthread_rwlock_rdlock(&al->lock);
@@ -237,7 +155,8 @@ static void alerts_on_store_change(enum torii_store_op_kind kind, enum torii_sto
         ent = json_loadb(rec->json, rec->json_len, 0, NULL);
     }
     if (ent == NULL) {
-        torii_log(TORII_LOG_WARN, "alert: cannot decode the entity for %s", alert_names[t]);
+        torii_log(TORII_LOG_WARN, "alert: cannot decode the entity for %s",
+                  torii_alert_type_name(t));
         return;
     }
     torii_alerts_raise(al, t, ent, NULL);
@@ -247,9 +166,4 @@ static void alerts_on_store_change(enum torii_store_op_kind kind, enum torii_sto
 int torii_alerts_watch_store(struct torii_alerts *al, struct torii_store *store)
 {
     return torii_store_watch(store, alerts_on_store_change, al);
-}
-
-int torii_lifecycle__load(struct torii_store *store, const char *id, json_t **out)
-{
-    return torii_certdb_load(store, id, out, NULL);
 }

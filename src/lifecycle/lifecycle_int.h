@@ -1,4 +1,5 @@
-/* lifecycle_int.h - helpers shared inside src/lifecycle. Not to be included elsewhere. */
+/* lifecycle_int.h - helpers shared inside src/lifecycle. Not to be included elsewhere.
+ * Files depend one way (scripts/include_cycles.sh): renewer -> alert -> exporter -> event. */
 #ifndef TORII_LIFECYCLE_INT_H
 #define TORII_LIFECYCLE_INT_H
 
@@ -12,7 +13,7 @@
 #include "torii/err.h"
 #include "torii/store.h"
 
-/** 1 when the calling thread is inside torii_lifecycle_write_begin/end. */
+/** 1 when the calling thread is inside torii_lifecycle_write_begin/end (event.c). */
 int torii_lifecycle__writing(void);
 
 /** Exporter set (exporter.c). */
@@ -26,7 +27,7 @@ unsigned torii_exporters__mask(const struct torii_exporters *xs);
 void torii_exporters__push(struct torii_exporters *xs, enum torii_alert_type t, json_t *env);
 void torii_exporters__reopen(struct torii_exporters *xs);
 
-/** Load an entity from the certificate bucket (torii_certdb_load): *out a new object.
+/** Load an entity from the certificate bucket (event.c, through torii_certdb_load): *out a new object.
  * TORII_ENOTFOUND, TORII_ESTORE (stored JSON is not an object, or the store failed). */
 int torii_lifecycle__load(struct torii_store *store, const char *id, json_t **out) TORII_MUST_USE;
 

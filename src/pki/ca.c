@@ -4,13 +4,10 @@
  * A CA entity is only trusted to sign when everything agrees: the ca flag, BasicConstraints
  * CA:TRUE on its leaf, not revoked, and a private key that matches the leaf. Otoroshi only
  * checked the flag (reference 3.2); a flag without a key gave a server error. */
-#include <stdio.h>
 #include <string.h>
 
-#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "pki_int.h"

@@ -5,16 +5,12 @@
  *
  * Fixed on purpose (reference 13): caIssuers names the issuer, not the certificate's own
  * serial; client certificates keep client=true in the entity. */
-#include <arpa/inet.h>
-
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include <openssl/bn.h>
 #include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "pki_int.h"

@@ -218,32 +218,32 @@ struct torii_jwt_keyset *torii_pki_state_jwt_keys(struct torii_pki_state *st)
     return ks;
 }
 
-int torii_pki_state_ca_der(struct torii_pki_state *st, const char *id, unsigned char **body,
-                           size_t *len)
+/* A copy of the CA id's certificate (crl 0) or CRL (crl 1) in the current snapshot. */
+static int state_ca_blob(struct torii_pki_state *st, const char *id, int crl, unsigned char **body,
+                         size_t *len)
 {
     struct pki_snap *s = state_acquire(st);
     const struct snap_ca *ca = s != NULL ? snap_ca_by_id(s, id) : NULL;
+    const struct pki_blob *b = ca == NULL ? NULL : crl ? ca->crl : ca->der;
     int rc = TORII_ENOTFOUND;
 
-    if (ca != NULL && ca->der != NULL) {
-        rc = torii_pki__blob_copy_out(ca->der, body, len);
+    if (b != NULL) {
+        rc = torii_pki__blob_copy_out(b, body, len);
     }
     torii_pki__snap_unref(s);
     return rc;
 }
 
+int torii_pki_state_ca_der(struct torii_pki_state *st, const char *id, unsigned char **body,
+                           size_t *len)
+{
+    return state_ca_blob(st, id, 0, body, len);
+}
+
 int torii_pki_state_crl(struct torii_pki_state *st, const char *id, unsigned char **body,
                         size_t *len)
 {
-    struct pki_snap *s = state_acquire(st);
-    const struct snap_ca *ca = s != NULL ? snap_ca_by_id(s, id) : NULL;
-    int rc = TORII_ENOTFOUND;
-
-    if (ca != NULL && ca->crl != NULL) {
-        rc = torii_pki__blob_copy_out(ca->crl, body, len);
-    }
-    torii_pki__snap_unref(s);
-    return rc;
+    return state_ca_blob(st, id, 1, body, len);
 }
 
 int torii_pki_state_staple(struct torii_pki_state *st, const char *id, unsigned char **body,

@@ -61,13 +61,21 @@ static struct view_leaf *view_leaf_new(uint64_t h, const unsigned char *key, siz
     return l;
 }
 
+/* Key, hash and current leaf (NULL: none) of e's record in the writer's view. */
+static const struct view_leaf *view_slot(const struct torii_pki_state *st, const struct pki_ent *e,
+                                         unsigned char *key, size_t *len, uint64_t *h)
+{
+    *len = view_key(e, key);
+    *h = torii_hash64(st->seed, key, *len);
+    return (const struct view_leaf *)torii_pki__pmap_get(st->view.root, *h, key, *len);
+}
+
 void torii_pki__view_add(struct torii_pki_state *st, const struct pki_ent *e)
 {
     unsigned char key[STATE_HASH + TORII_PKI_SERIAL_HEX_MAX];
-    size_t len = view_key(e, key);
-    uint64_t h = torii_hash64(st->seed, key, len);
-    const struct view_leaf *old =
-        (const struct view_leaf *)torii_pki__pmap_get(st->view.root, h, key, len);
+    size_t len;
+    uint64_t h;
+    const struct view_leaf *old = view_slot(st, e, key, &len, &h);
     struct view_val v = {
         .seq = e->seq,
         .revoked = (e->flags & TORII_CERTREC_REVOKED) != 0,
@@ -84,10 +92,9 @@ void torii_pki__view_add(struct torii_pki_state *st, const struct pki_ent *e)
 void torii_pki__view_remove(struct torii_pki_state *st, const struct pki_ent *e)
 {
     unsigned char key[STATE_HASH + TORII_PKI_SERIAL_HEX_MAX];
-    size_t len = view_key(e, key);
-    uint64_t h = torii_hash64(st->seed, key, len);
-    const struct view_leaf *old =
-        (const struct view_leaf *)torii_pki__pmap_get(st->view.root, h, key, len);
+    size_t len;
+    uint64_t h;
+    const struct view_leaf *old = view_slot(st, e, key, &len, &h);
     struct view_leaf *l;
 
     TORII_ASSERT(old != NULL);
@@ -99,6 +106,7 @@ void torii_pki__view_remove(struct torii_pki_state *st, const struct pki_ent *e)
     }
     st->n_view--;
 }
+
 /* Of several records of one certificate: a revoked one first (any copy revoked means the
  * certificate is), else the one valid longest. */
 static const struct view_val *view_pick(const struct view_leaf *l)

@@ -37,11 +37,6 @@ struct tls_client_state {
     const char *reason;
 };
 
-void torii_tls__client_state_free(void *ptr)
-{
-    free(ptr);
-}
-
 static int client_verify_cb(int ok, X509_STORE_CTX *xs)
 {
     const struct torii_tls__ex *ex = torii_tls__ex();

@@ -1,5 +1,4 @@
-/* ctx.c - the listener SSL_CTX: protocol policy, session tickets, client-hello selection,
- * and the module's OpenSSL ex_data slots. */
+/* ctx.c - the listener SSL_CTX: protocol policy, session tickets, client-hello selection. */
 #include <pthread.h>
 #include <string.h>
 
@@ -47,70 +46,6 @@ struct torii_tls_ctx {
     pthread_rwlock_t tk_lock;
     struct tls_ticket_key tk[TLS_TICKET_KEYS]; /* tk[0] is current */
 };
-
-/* ex_data slots, registered once (any thread, through pthread_once; read-only after). */
-static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
-static struct torii_tls__ex tls_ex = {-1, -1, -1, -1, -1, -1};
-static int tls_ex_ok;
-
-/* argl tells which slot a free callback serves (one callback for all SSL slots). */
-enum tls_ex_kind {
-    TLS_EX_CERT = 1,
-    TLS_EX_CLIENT = 2,
-    TLS_EX_UP_CONN = 3,
-    TLS_EX_HELLO = 4,
-};
-
-static void tls_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
-{
-    (void)parent;
-    (void)ad;
-    (void)idx;
-    (void)argp;
-    switch ((enum tls_ex_kind)argl) {
-    case TLS_EX_CERT:
-        torii_tls_cert_unref(ptr);
-        break;
-    case TLS_EX_CLIENT:
-        torii_tls__client_state_free(ptr);
-        break;
-    case TLS_EX_UP_CONN:
-        torii_tls__up_conn_free(ptr);
-        break;
-    case TLS_EX_HELLO:
-        free(ptr);
-        break;
-    default:
-        break;
-    }
-}
-
-static void tls_init_once(void)
-{
-    tls_ex.ctx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-    tls_ex.cert = SSL_get_ex_new_index(TLS_EX_CERT, NULL, NULL, NULL, tls_ex_free);
-    tls_ex.client = SSL_get_ex_new_index(TLS_EX_CLIENT, NULL, NULL, NULL, tls_ex_free);
-    tls_ex.up_ctx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-    tls_ex.up_conn = SSL_get_ex_new_index(TLS_EX_UP_CONN, NULL, NULL, NULL, tls_ex_free);
-    tls_ex.hello = SSL_get_ex_new_index(TLS_EX_HELLO, NULL, NULL, NULL, tls_ex_free);
-    tls_ex_ok = tls_ex.ctx >= 0 && tls_ex.cert >= 0 && tls_ex.client >= 0 && tls_ex.up_ctx >= 0
-                && tls_ex.up_conn >= 0 && tls_ex.hello >= 0;
-}
-
-const struct torii_tls__ex *torii_tls__ex(void)
-{
-    (void)pthread_once(&tls_once, tls_init_once);
-    return tls_ex_ok ? &tls_ex : NULL;
-}
-
-void torii_tls__set_verify_time(SSL *ssl)
-{
-    X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
-
-    if (param != NULL) {
-        X509_VERIFY_PARAM_set_time(param, (time_t)(torii_clock_now_ms() / 1000));
-    }
-}
 
 int torii_tls_parse_sni(const unsigned char *ext, size_t len, const char **name, size_t *name_len)
 {

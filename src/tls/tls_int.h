@@ -1,5 +1,7 @@
-/* tls_int.h - helpers shared by the files of the tls module only (ctx.c, trust.c,
- * clientauth.c, upstream.c); no other module includes this header.
+/* tls_int.h - helpers shared by the files of the tls module only (exdata.c, ctx.c, trust.c,
+ * clientauth.c, upstream.c); no other module includes this header. Files depend one way
+ * (scripts/include_cycles.sh): ctx -> clientauth -> trust -> table, upstream -> trust,
+ * ctx, clientauth, upstream -> exdata -> table.
  * Threads: as stated per function. Ownership: as stated per function. */
 #ifndef TORII_TLS_INT_H
 #define TORII_TLS_INT_H
@@ -14,21 +16,16 @@
 
 /** OpenSSL ex_data slots of the module, registered once per process. */
 struct torii_tls__ex {
-    int ctx;     /* SSL_CTX -> struct torii_tls_ctx (listener) */
-    int cert;    /* SSL -> struct torii_tls_cert reference (released by SSL_free) */
-    int client;  /* SSL -> client-auth state of an accepted connection (clientauth.c) */
-    int up_ctx;  /* SSL_CTX -> struct torii_tls_upstream */
-    int up_conn; /* SSL -> upstream connection state (upstream.c) */
-    int hello;   /* SSL -> server name of the first ClientHello (heap string, "" for none) */
+    int ctx;    /* SSL_CTX -> struct torii_tls_ctx (listener) */
+    int cert;   /* SSL -> struct torii_tls_cert reference (released by SSL_free) */
+    int client; /* SSL -> client-auth state of an accepted connection (clientauth.c) */
+    int up_ctx; /* SSL_CTX -> struct torii_tls_upstream */
+    int hello;  /* SSL -> server name of the first ClientHello (heap string, "" for none) */
 };
 
-/** The slots (registered on first call; any thread). NULL when OpenSSL could not register
- * them (errors left on the queue). */
+/** The slots (exdata.c; registered on first call; any thread). NULL when OpenSSL could not
+ * register them (errors left on the queue). The client slot's value is freed with free(). */
 const struct torii_tls__ex *torii_tls__ex(void);
-
-/** Free callbacks of the slots owned by clientauth.c and upstream.c. */
-void torii_tls__client_state_free(void *ptr);
-void torii_tls__up_conn_free(void *ptr);
 
 /** A consistent view of a trust set, refreshed from the table when one of its CA entries
  * changed: *store is a new reference (X509_STORE_free it), *names (may be NULL: not wanted)
@@ -47,7 +44,7 @@ int torii_tls__client_auth_apply(SSL *ssl, struct torii_table *table,
                                  torii_tls_client_auth_lookup_cb lookup, void *arg,
                                  const char *host, size_t host_len) TORII_MUST_USE;
 
-/** Set the verification time of an SSL to the injectable clock (clock.h). */
+/** Set the verification time of an SSL to the injectable clock (clock.h; exdata.c). */
 void torii_tls__set_verify_time(SSL *ssl);
 
 #endif

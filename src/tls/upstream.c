@@ -64,14 +64,37 @@ struct up_conn {
 
 static void up_unref(struct torii_tls_upstream *u);
 
-void torii_tls__up_conn_free(void *ptr)
+static void up_conn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                         void *argp)
 {
     struct up_conn *c = ptr;
 
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
     if (c != NULL) {
         up_unref(c->u);
         free(c);
     }
+}
+
+/* The SSL ex_data slot of the connection state, this file's own (its free callback is
+ * above); registered once through pthread_once, any thread, read-only after. */
+static pthread_once_t up_conn_once = PTHREAD_ONCE_INIT;
+static int up_conn_idx = -1;
+
+static void up_conn_slot_init(void)
+{
+    up_conn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, up_conn_free);
+}
+
+/* The slot, or -1 when OpenSSL could not register it. */
+static int up_conn_slot(void)
+{
+    (void)pthread_once(&up_conn_once, up_conn_slot_init);
+    return up_conn_idx;
 }
 
 static void up_slot_clear(struct up_slot *s)
@@ -88,8 +111,7 @@ static void up_slot_clear(struct up_slot *s)
  * to sess itself. */
 static int up_new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
-    const struct torii_tls__ex *ex = torii_tls__ex();
-    struct up_conn *c = SSL_get_ex_data(ssl, ex->up_conn);
+    struct up_conn *c = SSL_get_ex_data(ssl, up_conn_slot());
     SSL_SESSION *copy;
     struct up_slot old;
 
@@ -311,7 +333,7 @@ SSL *torii_tls_upstream_conn_new(struct torii_tls_upstream *u, const char *host)
     uint64_t gen = 0;
     size_t name_len;
 
-    if (u == NULL || ex == NULL) {
+    if (u == NULL || ex == NULL || up_conn_slot() < 0) {
         return NULL;
     }
     name = u->sni != NULL ? u->sni : host;
@@ -348,7 +370,7 @@ SSL *torii_tls_upstream_conn_new(struct torii_tls_upstream *u, const char *host)
     c->cert = cert;
     c->gen = gen;
     memcpy(c->name, name, name_len + 1);
-    if (SSL_set_ex_data(ssl, ex->up_conn, c) != 1) {
+    if (SSL_set_ex_data(ssl, up_conn_slot(), c) != 1) {
         goto out;
     }
     atomic_fetch_add_explicit(&u->refs, 1, memory_order_relaxed);

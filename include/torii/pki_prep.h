@@ -1,0 +1,80 @@
+/* pki_prep.h - key material at rest and the one-parse preparation of an entity for the store
+ * (certdb's seam into the PKI). Part of pki.h.
+ * Threads: any thread (pure functions over their arguments).
+ * Ownership: sealed buffers and prepared records are malloc'd and owned by the caller (wiped
+ * on release); EVP_PKEYs returned are new references the caller frees. */
+#ifndef TORII_PKI_PREP_H
+#define TORII_PKI_PREP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <openssl/types.h>
+
+#include "torii/err.h"
+#include "torii/pki_revoke.h"
+
+/* ---- key material at rest ----
+ * The one pair of functions that turn a private key into its stored form and back (the
+ * key-encryption-key envelope will live here; today the sealed form is the key's DER). The
+ * record id is the future AEAD associated data (may be NULL while it is unused). */
+
+/** Seal key into a new buffer (*out, wiped and freed by the caller with torii_secure_free).
+ * TORII_EINVAL when the key does not encode. */
+int torii_pki_key_seal(const char *id, EVP_PKEY *key, unsigned char **out, size_t *out_len,
+                       struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** Open a sealed key (key_type EVP_PKEY_* or 0: any). *out is a new EVP_PKEY the caller
+ * frees. TORII_EINVAL when it does not open. */
+int torii_pki_key_open(const char *id, int key_type, const unsigned char *sealed, size_t len,
+                       EVP_PKEY **out) TORII_MUST_USE;
+
+/* ---- one-parse preparation of an entity for the store (certdb) ---- */
+
+enum torii_cert_prep_mode {
+    TORII_CERT_PREP_AS_IS = 0, /* the entity is stored as given: only the record is built */
+    TORII_CERT_PREP_NORMALIZE, /* normalize, certType from the flags, record */
+    TORII_CERT_PREP_ENRICH,    /* normalize, every derived field (torii_cert_enrich), record */
+};
+
+struct torii_cert_prep_opts {
+    enum torii_cert_prep_mode mode;
+    int64_t now_ms; /* ENRICH: the instant `valid` is judged at */
+    /* Called once the entity is normalized, before anything is parsed (NULL: none); a non-OK
+     * return stops the preparation with that code. */
+    int (*check)(const json_t *entity, void *arg, struct torii_errbuf *eb);
+    void *check_arg;
+    /* Keep the stored key (NULL: no): when the entity has no privateKey and keep_from has
+     * one, and the entity's leaf has the public key of the leaf in keep_aux (keep_from's
+     * record), keep_from's privateKey and password are copied in; another public key is
+     * TORII_EINVAL. */
+    const json_t *keep_from;
+    const unsigned char *keep_aux;
+    size_t keep_aux_len;
+    /* Called on the prepared entity, record built (NULL: none); non-OK stops as check does. */
+    int (*after)(const json_t *entity, void *arg, struct torii_errbuf *eb);
+    void *after_arg;
+};
+
+/** What the preparation produced besides the modified entity. */
+struct torii_cert_prepared {
+    unsigned char *aux; /* the TLS record (holds the sealed key): torii_cert_prepared_clear */
+    size_t aux_len;
+    uint32_t flags;                            /* the record's TORII_CERTREC_* */
+    char serial_hex[TORII_PKI_SERIAL_HEX_MAX]; /* the leaf's, "" when it does not print */
+};
+
+/** Prepare entity (modified in place) for the store from ONE parse of its chain and key:
+ * normalize and enrich as o->mode says, then build the record and read the serial.
+ * TORII_EINVAL (eb says why) for a bad entity, chain or key. *out is written only on
+ * success. */
+int torii_cert_prepare(json_t *entity, const struct torii_cert_prep_opts *o,
+                       struct torii_cert_prepared *out, struct torii_errbuf *eb) TORII_MUST_USE;
+void torii_cert_prepared_clear(struct torii_cert_prepared *p);
+
+/** PEM chain parses since the process started (every path that reads an entity's chain;
+ * metric torii_pki_chain_parses_total): the write path's cost measure. Any thread. */
+uint64_t torii_pki_chain_parse_count(void);
+
+#endif
