@@ -17,7 +17,7 @@
 #include "torii/pkistate.h"
 #include "torii/proxy.h"
 
-#define WK_OCSP_MAX (64 * 1024) /* a request with 32 CertIDs and a nonce is far smaller */
+#define WK_OCSP_MAX ((size_t)64 * 1024) /* a request with 32 CertIDs and a nonce is far smaller */
 
 /* Set by the main thread before the workers start, read-only afterwards (thread creation
  * orders the accesses). NULL: the PKI paths answer 404. */
