@@ -13,7 +13,9 @@ pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansso
       # brings up loopback in that test's own network namespace
       testssl.sh iproute2
       # wrk drives the keep-alive load of the reload and upgrade tests
-      wrk)
+      wrk
+      # static checks in scripts/lint.sh
+      clang-format clang-tidy cppcheck)
 case "${1:-}" in
   --bench) pkgs+=(haproxy nginx nghttp2-client) ;;
   --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;

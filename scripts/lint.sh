@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Static checks on the tree: clang-format (dry run), the banned-function grep, cppcheck, and
-# clang-tidy over compile_commands.json when asked (--tidy; slower).
+# clang-tidy (.clang-tidy) on every src/ file except the "not yet clean" list below, two files
+# at a time. Usage: scripts/lint.sh [--tidy-all] (--tidy-all: clang-tidy on every src/ file,
+# the list included, to see what is left).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0
@@ -16,9 +18,54 @@ if command -v cppcheck >/dev/null; then
   cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
     --suppress=missingIncludeSystem --suppress=unknownMacro -I include $(git ls-files 'src/*.c') || status=1
 fi
-if [ "${1:-}" = "--tidy" ]; then
-  echo "== clang-tidy"
-  cmake -S . -B build-tidy -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
-  clang-tidy -p build-tidy --quiet $(git ls-files 'src/*.c') || status=1
+# Not yet clean under .clang-tidy. Remove a file from this list once it is; never add one.
+tidy_not_yet_clean=(
+  # Being rewritten on other branches right now (issue 10: certdb, admin as REST only, the
+  # session and PKI state splits); checked once they land.
+  src/admin/certs.c src/admin/request.c src/admin/pki.c
+  src/pki/state.c src/pki/certrec.c src/pki/entity.c
+  src/proxy/session.c src/tls/table.c src/lifecycle/renewer.c
+  # Functions over the cognitive-complexity threshold (30) or 100 lines (readability-function-*),
+  # to be split.
+  src/admin/jsonpatch.c src/admin/jwt.c src/admin/lifecycle.c src/http/parser.c
+  src/pki/ca.c src/pki/crl.c src/pki/csr.c src/pki/data.c src/pki/gen.c src/pki/import.c
+  src/pki/issue.c src/pki/jwks.c src/pki/jwtsign.c src/pki/ocsp.c src/pki/renew.c
+  src/pki/x509.c src/proxy/routes.c src/stream/stream.c
+  # The same, plus a memcpy(dst, NULL, 0) the analyzer sees (clang-analyzer-core.NonNull).
+  src/admin/auth.c src/proxy/headers.c src/proxy/jwtauth.c
+  # The same, plus dead stores (clang-analyzer-deadcode) or int multiplications widened
+  # after the fact (bugprone-implicit-widening-of-multiplication-result).
+  src/admin/pki_bootstrap.c src/admin/server.c src/jwt/jws.c
+  # strerror/getenv/localtime... (concurrency-mt-unsafe): need a thread-safe errno text in core;
+  # some also over the complexity threshold or with sscanf conversions (cert-err34-c).
+  src/admin/audit.c src/conf/config.c src/core/log.c src/daemon/instance.c src/daemon/watch.c
+  src/lifecycle/exporter.c src/main.c src/proxy/handover.c src/proxy/workers.c
+  # Recursion over nested JSON/maps (misc-no-recursion): to be made iterative or bounded.
+  src/admin/redact.c src/pki/pmap.c
+)
+echo "== clang-tidy"
+for f in "${tidy_not_yet_clean[@]}"; do
+  [ -f "$f" ] || { echo "lint.sh: $f is in tidy_not_yet_clean but does not exist"; status=1; }
+done
+if command -v clang-tidy >/dev/null; then
+  cmake -S . -B build-tidy -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null || status=1
+  tidy_files=$(git ls-files 'src/*.c')
+  if [ "${1:-}" != "--tidy-all" ]; then
+    skip=$(printf '%s\n' "${tidy_not_yet_clean[@]}")
+    tidy_files=$(grep -vxF "$skip" <<<"$tidy_files" || true)
+  fi
+  # clang-tidy's "N warnings generated." counts the diagnostics it filtered out: noise.
+  tidy_run() {
+    local out rc=0
+    out=$(clang-tidy -p build-tidy --quiet "$@" 2>&1) || rc=$?
+    grep -v '^[0-9]* warnings\? generated\.$' <<<"$out" || true
+    return $rc
+  }
+  export -f tidy_run
+  # shellcheck disable=SC2086 # one file name per word
+  printf '%s\n' $tidy_files | xargs -r -P2 -n4 bash -c 'tidy_run "$@"' _ || status=1
+else
+  echo "clang-tidy not installed (scripts/deps.sh installs it)"
+  status=1
 fi
 exit $status

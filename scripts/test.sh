@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build torii and run every test (unit + integration), first in a normal build, then in an
-# ASan+UBSan build, then a short deterministic libFuzzer run of every fuzz target. Prints
-# ctest's summary for each build. Usage: scripts/test.sh [--quick] (--quick: the normal build
-# only).
+# ASan+UBSan build, then the concurrent tests (ctest label "threads") in a ThreadSanitizer
+# build, then a short deterministic libFuzzer run of every fuzz target. Prints ctest's summary
+# for each build and the time of each stage. Usage: scripts/test.sh [--quick] (--quick: the
+# normal build only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
@@ -10,17 +11,23 @@ jobs=$(nproc)
 status=0
 echo "== lint"
 ./scripts/lint.sh || status=1
+# run_suite DIR TARGET CTEST_ARGS CMAKE_ARGS...: configure and build TARGET in DIR, run ctest.
 run_suite() {
-  local dir=$1; shift
+  local dir=$1 target=$2 ctest_args=$3 start=$SECONDS; shift 3
   cmake -S . -B "$dir" -DTORII_WERROR=ON "$@" >/dev/null
-  cmake --build "$dir" -j"$jobs"
-  (cd "$dir" && ctest --output-on-failure -j"$jobs") || status=1
+  cmake --build "$dir" -j"$jobs" --target "$target"
+  # shellcheck disable=SC2086 # ctest_args is a list of words
+  (cd "$dir" && ctest --output-on-failure -j"$jobs" $ctest_args) || status=1
+  echo "== $dir: $((SECONDS - start)) s"
 }
 echo "== build: release (-Werror)"
-run_suite build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo
+run_suite build-test all "" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 if [ "${1:-}" != "--quick" ]; then
   echo "== build: ASan + UBSan"
-  run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DTORII_SANITIZE=address,undefined
+  run_suite build-asan all "" -DCMAKE_BUILD_TYPE=Debug -DTORII_SANITIZE=address,undefined
+  echo "== build: ThreadSanitizer (the tests that run threads: ctest -L threads)"
+  run_suite build-tsan torii_threads_tests "-L threads" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DTORII_SANITIZE=thread
   echo "== fuzz smoke run (libFuzzer, fixed seed, 20000 inputs per target)"
   ./scripts/fuzz.sh --runs 20000 || status=1
 fi

@@ -74,7 +74,7 @@ struct torii_pki_certid {
     const unsigned char *key_hash; /* hash of the issuer's public key BIT STRING */
     size_t key_hash_len;
     const char *serial_hex; /* as torii_pki_cert_serial_hex */
-    void *_cid;             /* private: the OCSP_CERTID */
+    void *priv_cid;         /* private: the OCSP_CERTID */
 };
 
 /** What the lookup callback answers for one CertID. The responder pre-fills status

@@ -76,24 +76,32 @@ static void exporter_drop_log(struct exporter *e, int64_t now)
     }
 }
 
-void torii_exporters__push(struct torii_exporters *xs, enum torii_alert_type t, json_t *env)
+void torii_exporters__push(struct torii_exporters *xs, enum torii_alert_type t, const json_t *env)
 {
     for (size_t i = 0; xs != NULL && i < xs->n; i++) {
         struct exporter *e = &xs->ex[i];
+        json_t *copy;
+
         if ((e->mask & (1u << t)) == 0) {
             continue;
         }
+        /* Each queue gets its own copy: no jansson value is shared with the exporter thread
+         * (json_decref reads the reference count non-atomically, so even sharing by
+         * reference would race with the exporter's json_incref). */
+        copy = json_deep_copy(env);
         (void)pthread_mutex_lock(&e->mu);
-        if (e->q_len == e->q_cap || e->stopping) {
+        if (copy == NULL || e->q_len == e->q_cap || e->stopping) {
             e->drops_unlogged++;
             torii_metrics_inc(TORII_METRIC_ALERTS_DROPPED);
             exporter_drop_log(e, torii_clock_mono_us() / 1000);
         } else {
-            e->q[(e->q_head + e->q_len) % e->q_cap] = json_incref(env);
+            e->q[(e->q_head + e->q_len) % e->q_cap] = copy;
+            copy = NULL;
             e->q_len++;
             (void)pthread_cond_signal(&e->cv);
         }
         (void)pthread_mutex_unlock(&e->mu);
+        json_decref(copy);
     }
 }
 

@@ -23,8 +23,8 @@ int torii_exporters__new(const struct torii_config *cfg, struct torii_store *sto
 void torii_exporters__free(struct torii_exporters *xs);
 /** Bit (1u << type) set for each alert type at least one exporter wants. */
 unsigned torii_exporters__mask(const struct torii_exporters *xs);
-/** Queue env (a new reference is taken per exporter that wants t). */
-void torii_exporters__push(struct torii_exporters *xs, enum torii_alert_type t, json_t *env);
+/** Queue a deep copy of env for each exporter that wants t (the caller keeps env). */
+void torii_exporters__push(struct torii_exporters *xs, enum torii_alert_type t, const json_t *env);
 void torii_exporters__reopen(struct torii_exporters *xs);
 
 /** Load an entity from the certificate bucket (event.c, through torii_certdb_load): *out a new object.

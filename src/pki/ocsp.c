@@ -46,13 +46,13 @@ int torii_pki_certid_matches(const struct torii_pki_certid *id, const json_t *ca
     STACK_OF(X509) *chain = NULL;
     int ok;
 
-    if (id == NULL || id->_cid == NULL
+    if (id == NULL || id->priv_cid == NULL
         || torii_pki__chain_parse(json_string_value(json_object_get(ca_entity, "chain")), &chain,
                                   NULL)
                != TORII_OK) {
         return 0;
     }
-    ok = ocsp_cid_matches(id->_cid, sk_X509_value(chain, 0));
+    ok = ocsp_cid_matches(id->priv_cid, sk_X509_value(chain, 0));
     sk_X509_pop_free(chain, X509_free);
     return ok;
 }
@@ -139,7 +139,7 @@ static int ocsp_lookup(OCSP_REQUEST *req, struct ocsp_item *items, int n, const 
         id.key_hash = ASN1_STRING_get0_data(kh);
         id.key_hash_len = (size_t)ASN1_STRING_length(kh);
         id.serial_hex = serial_hex;
-        id._cid = cid;
+        id.priv_cid = cid;
         items[i].cid = cid;
         items[i].ans.status = TORII_PKI_OCSP_UNKNOWN;
         items[i].ans.reason = TORII_PKI_REASON_NONE;

@@ -18,7 +18,7 @@
 #include "torii/pkistate.h"
 #include "torii/proxy.h"
 
-#define WK_OCSP_MAX (64 * 1024) /* a request with 32 CertIDs and a nonce is far smaller */
+#define WK_OCSP_MAX ((size_t)64 * 1024) /* a request with 32 CertIDs and a nonce is far smaller */
 
 static int wk_is_get(const struct torii_http_req *req)
 {

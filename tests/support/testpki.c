@@ -375,3 +375,17 @@ void testpki_ca_leaf_clear(struct testpki_ca_leaf *f)
     json_decref(f->leaf_ent);
     memset(f, 0, sizeof(*f));
 }
+
+X509 *testpki_pem_cert(const char *pem)
+{
+    BIO *b = pem != NULL ? BIO_new_mem_buf(pem, -1) : NULL;
+    X509 *x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+
+    BIO_free(b);
+    return x;
+}
+
+X509 *testpki_entity_leaf(const json_t *entity)
+{
+    return testpki_pem_cert(json_string_value(json_object_get(entity, "chain")));
+}

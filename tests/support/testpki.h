@@ -41,6 +41,10 @@ char *testpki_key_pem_traditional(EVP_PKEY *k, const char *password);
  * Typical use: e = testpki_entity(...); torii_cert_normalize(e); torii_cert_enrich(e, now). */
 json_t *testpki_entity(const char *id, X509 *const *chain, size_t n_chain, EVP_PKEY *key,
                        const char *password);
+/** The first certificate of a PEM text, or of an entity's "chain" (its leaf); NULL when there
+ * is none. Caller X509_free()s. */
+X509 *testpki_pem_cert(const char *pem);
+X509 *testpki_entity_leaf(const json_t *entity);
 /** testpki_entity (no password) then torii_cert_normalize and torii_cert_enrich at the current
  * time: the entity as the store holds it. NULL on any failure. Caller json_decref()s. */
 json_t *testpki_entity_enriched(const char *id, X509 *const *chain, size_t n_chain, EVP_PKEY *key);

@@ -576,10 +576,8 @@ static X509_REQ *req_of(const char *pem)
 
 static X509 *cert_of(const char *pem)
 {
-    BIO *b = BIO_new_mem_buf(pem, -1);
-    X509 *c = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    X509 *c = testpki_pem_cert(pem);
 
-    BIO_free(b);
     assert_non_null(c);
     return c;
 }

@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "testpki.h"
 #include "torii/clock.h"
 #include "torii/pki.h"
 
@@ -131,10 +132,8 @@ static const json_t *find_kid(const json_t *doc, const char *kid)
 
 static X509 *leaf_of(const json_t *e)
 {
-    BIO *b = BIO_new_mem_buf(json_string_value(json_object_get(e, "chain")), -1);
-    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    X509 *x = testpki_entity_leaf(e);
 
-    BIO_free(b);
     assert_non_null(x);
     return x;
 }

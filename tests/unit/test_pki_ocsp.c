@@ -14,6 +14,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "testpki.h"
 #include "torii/clock.h"
 #include "torii/pki.h"
 
@@ -86,10 +87,8 @@ static int lookup_cb(void *ctx, const struct torii_pki_certid *id,
 
 static X509 *leaf_of(const json_t *e)
 {
-    BIO *b = BIO_new_mem_buf(json_string_value(json_object_get(e, "chain")), -1);
-    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    X509 *x = testpki_entity_leaf(e);
 
-    BIO_free(b);
     assert_non_null(x);
     return x;
 }

@@ -19,6 +19,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "testpki.h"
 #include "torii/clock.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
@@ -77,23 +78,13 @@ static int teardown(void **state)
     return 0;
 }
 
-static X509 *leaf_of(const json_t *e)
-{
-    const char *pem = json_string_value(json_object_get(e, "chain"));
-    BIO *b = BIO_new_mem_buf(pem, -1);
-    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
-
-    BIO_free(b);
-    return x;
-}
-
 /* Ask st about the leaf of `leaf_e` (or `serial_override` of its issuer) as issued by `ca_e`;
  * returns V_OCSP_CERTSTATUS_* or -1 when the response is not successful. */
 static int ocsp_of(struct torii_pki_state *sst, const json_t *ca_e, const json_t *leaf_e,
                    long serial_override, int *reason)
 {
-    X509 *ca = leaf_of(ca_e);
-    X509 *leaf = leaf_of(leaf_e);
+    X509 *ca = testpki_entity_leaf(ca_e);
+    X509 *leaf = testpki_entity_leaf(leaf_e);
     OCSP_REQUEST *req = OCSP_REQUEST_new();
     OCSP_CERTID *cid = OCSP_cert_to_id(NULL, leaf, ca);
     OCSP_RESPONSE *resp = NULL;
@@ -342,7 +333,7 @@ static int crl_size(struct torii_pki_state *st, const char *id)
 static int crl_lists(struct torii_pki_state *st, const char *id, const json_t *leaf_e)
 {
     X509_CRL *crl = crl_of(st, id);
-    X509 *leaf = leaf_of(leaf_e);
+    X509 *leaf = testpki_entity_leaf(leaf_e);
     X509_REVOKED *rev = NULL;
     int hit = X509_CRL_get0_by_serial(crl, &rev, X509_get0_serialNumber(leaf)) == 1;
 
@@ -684,9 +675,9 @@ static void test_pki_state_readers_during_changes(void **state)
     memset(&c, 0, sizeof(c));
     c.st = new_state();
     many_make(&m, "ca", "c");
-    ca_x = leaf_of(m.ca);
+    ca_x = testpki_entity_leaf(m.ca);
     for (int i = 0; i < 4; i++) {
-        X509 *leaf = leaf_of(m.leaf[i]);
+        X509 *leaf = testpki_entity_leaf(m.leaf[i]);
         OCSP_REQUEST *req = OCSP_REQUEST_new();
         unsigned char *der = NULL;
         int n;
