@@ -72,6 +72,8 @@ static struct curl_slist *ctl_headers(const struct ctl *c, const char *ctype)
         char buf[128];
         (void)snprintf(buf, sizeof(buf), "Content-Type: %s", ctype);
         h = curl_slist_append(h, buf);
+    } else {
+        h = curl_slist_append(h, "Content-Type:"); /* not curl's form type for a bare POST */
     }
     h = curl_slist_append(h, "Expect:");
     if (c->token != NULL) {

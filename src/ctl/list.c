@@ -184,6 +184,7 @@ int ctl_cmd_list(struct ctl *c, const struct ctl_args *a)
     if (rc != TORII_CTL_EXIT_OK) {
         goto out;
     }
+    (void)fprintf(c->err, "%zu shown, %ld match\n", json_array_size(res), matched);
     if (ctl_has(a, "json")) {
         ctl_print_json(c, res);
         goto out;
@@ -192,7 +193,6 @@ int ctl_cmd_list(struct ctl *c, const struct ctl_args *a)
     json_array_foreach (res, i, e) {
         ctl_row(c, e, ctl_now_ms());
     }
-    (void)fprintf(c->err, "%zu shown, %ld match\n", json_array_size(res), matched);
 out:
     json_decref(res);
     return rc;
@@ -277,6 +277,10 @@ int ctl_cmd_watch(struct ctl *c, const struct ctl_args *a)
         return rc;
     }
     rc = ctl_snapshot(c, &old);
+    if (rc == TORII_CTL_EXIT_OK) {
+        (void)fprintf(c->err, "watching %zu certificates\n", json_object_size(old));
+        (void)fflush(c->err);
+    }
     /* until --count events or --timeout seconds (both 0: until interrupted) */
     while (rc == TORII_CTL_EXIT_OK && (count == 0 || events < (size_t)count)
            && (deadline == 0 || ctl_now_ms() < deadline)) {
