@@ -50,6 +50,7 @@
 
   const list = { page: 1, size: 50, sort: 'to', asc: true, search: '', badge: '', window: null };
   let current = null; // the entity of the details view (redacted)
+  let listRenders = 0;
 
   // ---- admin API ----
 
@@ -408,10 +409,11 @@
 
   function validityCell(e, now) {
     const left = Math.floor((e.to - now) / DAY);
+    const ago = Math.floor((now - e.to) / DAY);
     const td = el('td', { class: 'validity' });
     td.append(el('span', {}, day(e.from) + ' → ' + day(e.to)), el('br'),
-      el('span', { class: left < 0 ? 'days expired' : left < ALMOST_DAYS ? 'days soon' : 'days' },
-        left < 0 ? 'expired ' + -left + ' days ago' : left + ' days left'));
+      el('span', { class: e.to < now ? 'days expired' : left < ALMOST_DAYS ? 'days soon' : 'days' },
+        e.to < now ? 'expired ' + ago + ' day(s) ago' : left + ' days left'));
     return td;
   }
 
@@ -446,6 +448,8 @@
     } catch (e) {
       say('list-error', e.message);
     }
+    listRenders++;
+    document.body.dataset.listRendered = String(listRenders); // tests wait on it
   }
 
   function setupList() {
@@ -464,7 +468,7 @@
     $('list-clear').addEventListener('click', () => {
       $('list-search').value = '';
       sel.value = '';
-      Object.assign(list, { search: '', badge: '', window: null, page: 1 });
+      Object.assign(list, { search: '', badge: '', window: null, page: 1, sort: 'to', asc: true });
       renderList();
     });
     $('list-prev').addEventListener('click', () => { list.page--; renderList(); });
