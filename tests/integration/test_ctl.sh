@@ -156,5 +156,26 @@ else
   check "letsencrypt without ACME configured: an API error (exit 4)" test "$T_RC" = 4
 fi
 
+# --- bash completion: commands, and every option it offers is one `torii ctl help` documents
+# (and the parser takes: an option of another command is refused)
+source "$here/../../conf/torii.bash-completion"
+complete_words() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=(); _torii; echo "${COMPREPLY[*]}"; }
+check_eq "completion: commands" "list letsencrypt" "$(complete_words torii ctl l)"
+check_eq "completion: a command after a global option" "revoke renew" \
+  "$(complete_words torii ctl --url http://x re | tr ' ' '\n' | sort -r | tr '\n' ' ' | sed 's/ $//')"
+check_eq "completion: badges" "expired exposed" "$(complete_words torii ctl list --badge ex | tr ' ' '\n' | sort | tr '\n' ' ' | sed 's/ $//')"
+ctl help
+HELP=$T_OUT
+for cmd in list import issue letsencrypt revoke export watch; do
+  for opt in $(_torii_ctl_opts "$cmd"); do
+    case "$HELP" in
+      *"$cmd "*"$opt"*) ;;
+      *) fail "completion offers $cmd $opt, which help does not document" ;;
+    esac
+  done
+done
+ok "completion: every offered option is documented by help"
+ctl list --reason x; check_eq "an option of another command is refused: exit 1" 1 "$T_RC"
+
 t_stop || fail "daemon exit status"
 t_done
