@@ -117,6 +117,10 @@ static int ctl_list_query(struct ctl *c, const struct ctl_args *a, struct ctl_qu
     if (page < 0 || size < 0 || ctl_q_filters(c, a, q, ctl_now_ms()) != TORII_CTL_EXIT_OK) {
         return TORII_CTL_EXIT_USAGE;
     }
+    if (ctl_has(a, "page") && size == 0) {
+        (void)fprintf(c->err, "torii ctl list: --page needs --page-size\n");
+        return TORII_CTL_EXIT_USAGE;
+    }
     if (colon != NULL && strcmp(colon, ":desc") != 0 && strcmp(colon, ":asc") != 0) {
         (void)fprintf(c->err, "torii ctl list: --sort wants FIELD, FIELD:asc or FIELD:desc\n");
         return TORII_CTL_EXIT_USAGE;
