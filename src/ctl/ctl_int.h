@@ -45,6 +45,7 @@ struct ctl_resp {
     long status;
     char *body; /* owned, NUL-terminated (may hold a private key: wiped on clear) */
     size_t len;
+    size_t cap;    /* bytes allocated for body */
     long filtered; /* X-Filtered-Count, -1 when absent */
 };
 

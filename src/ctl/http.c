@@ -23,7 +23,7 @@
 void ctl_resp_clear(struct ctl_resp *r)
 {
     if (r->body != NULL) {
-        torii_secure_free(r->body, r->len + 1);
+        torii_secure_free(r->body, r->cap);
     }
     memset(r, 0, sizeof(*r));
     r->filtered = -1;
@@ -33,20 +33,28 @@ static size_t ctl_on_body(char *ptr, size_t size, size_t nmemb, void *arg)
 {
     struct ctl_resp *r = arg;
     size_t n = size * nmemb;
-    char *grown = NULL;
 
     if (r->len + n > (size_t)CTL_MAX_BODY) {
         return 0; /* curl reports a write error */
     }
-    grown = torii_xmalloc(r->len + n + 1);
-    if (r->body != NULL) {
-        memcpy(grown, r->body, r->len);
-        torii_secure_free(r->body, r->len + 1);
+    if (r->body == NULL || r->len + n + 1 > r->cap) {
+        size_t cap = r->cap > 0 ? r->cap : 16384;
+        char *grown = NULL;
+
+        while (cap < r->len + n + 1) {
+            cap *= 2;
+        }
+        grown = torii_xmalloc(cap); /* not realloc: the old copy may hold a key, wipe it */
+        if (r->body != NULL) {
+            memcpy(grown, r->body, r->len);
+            torii_secure_free(r->body, r->cap);
+        }
+        r->body = grown;
+        r->cap = cap;
     }
-    memcpy(grown + r->len, ptr, n);
+    memcpy(r->body + r->len, ptr, n);
     r->len += n;
-    grown[r->len] = '\0';
-    r->body = grown;
+    r->body[r->len] = '\0';
     return n;
 }
 
