@@ -102,6 +102,13 @@ static void ctl_headers_free(struct curl_slist *h)
     curl_slist_free_all(h);
 }
 
+/* The length of path without its query string: messages never show a query (the password of
+ * a .p12 import travels there). */
+static int ctl_path_len(const char *path)
+{
+    return (int)strcspn(path, "?");
+}
+
 int ctl_request(struct ctl *c, const char *method, const char *path, const char *ctype,
                 const void *body, size_t len, struct ctl_resp *r)
 {
@@ -132,8 +139,8 @@ int ctl_request(struct ctl *c, const char *method, const char *path, const char 
     }
     cc = curl_easy_perform(h);
     if (cc != CURLE_OK) {
-        (void)fprintf(c->err, "torii ctl: %s %s%s: %s\n", method, c->url, path,
-                      curl_easy_strerror(cc));
+        (void)fprintf(c->err, "torii ctl: %s %s%.*s: %s\n", method, c->url, ctl_path_len(path),
+                      path, curl_easy_strerror(cc));
         rc = TORII_CTL_EXIT_CONNECT;
         goto out;
     }
@@ -173,13 +180,13 @@ int ctl_call(struct ctl *c, const char *method, const char *path, const char *ct
     rc = ctl_status_exit(r.status);
     if (rc != TORII_CTL_EXIT_OK) {
         const char *e = json_string_value(json_object_get(v, "error"));
-        (void)fprintf(c->err, "torii ctl: %s %s: %ld %s\n", method, path, r.status,
-                      e != NULL ? e : "(no error message)");
+        (void)fprintf(c->err, "torii ctl: %s %.*s: %ld %s\n", method, ctl_path_len(path), path,
+                      r.status, e != NULL ? e : "(no error message)");
         goto out;
     }
     if (r.len > 0 && v == NULL) {
-        (void)fprintf(c->err, "torii ctl: %s %s: the answer is not JSON (%s)\n", method, path,
-                      jerr.text);
+        (void)fprintf(c->err, "torii ctl: %s %.*s: the answer is not JSON (%s)\n", method,
+                      ctl_path_len(path), path, jerr.text);
         rc = TORII_CTL_EXIT_API;
         goto out;
     }
