@@ -15,7 +15,9 @@ pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansso
       # wrk drives the keep-alive load of the reload and upgrade tests
       wrk
       # static checks in scripts/lint.sh
-      clang-format clang-tidy cppcheck)
+      clang-format clang-tidy cppcheck
+      # the web page's end-to-end test (test_ui.sh) drives Debian's chromium (playwright-core)
+      chromium)
 case "${1:-}" in
   --bench) pkgs+=(haproxy nginx nghttp2-client) ;;
   --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;

@@ -20,6 +20,7 @@
 #include "torii/certstats.h"
 #include "torii/clock.h"
 #include "torii/conf.h"
+#include "torii/ctl.h"
 #include "torii/daemon.h"
 #include "torii/handover.h"
 #include "torii/log.h"
@@ -76,6 +77,7 @@ static void usage(FILE *f)
 {
     (void)fprintf(f, "usage: torii [-c FILE] [--check-config] [--upgrade] [--version]\n"
                      "       torii token new [--id ID] [--scopes read,write,...]\n"
+                     "       torii ctl COMMAND ... (admin API client; torii ctl help)\n"
                      "  -c FILE          JSON configuration (default: embedded defaults)\n"
                      "  --check-config   validate the configuration and exit\n"
                      "  --upgrade        take over the listening sockets of the torii running\n"
@@ -766,6 +768,9 @@ int main(int argc, char **argv)
 
     if (argc >= 2 && strcmp(argv[1], "token") == 0) {
         return torii_admin_token_cmd(argc - 1, argv + 1, stdout, stderr);
+    }
+    if (argc >= 2 && strcmp(argv[1], "ctl") == 0) {
+        return torii_ctl_main(argc - 1, argv + 1, stdout, stderr);
     }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {

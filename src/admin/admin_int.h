@@ -69,6 +69,10 @@ int admin_status_of(int rc);
 int admin_certs_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                       struct torii_admin_reply *reply);
 
+/** The web page (routes_ui.c): GET/HEAD /ui and /ui/..., answered without authentication.
+ * TORII_OK (reply filled) or TORII_ENOTFOUND for any other path. */
+int admin_ui_route(const struct torii_http_req *req, struct torii_admin_reply *reply);
+
 /* ---- PKI routes (pki.c) ---- */
 
 /** /api/pki/... and POST /api/certificates/_bundle. Same contract as admin_certs_route. */

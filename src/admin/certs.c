@@ -74,8 +74,9 @@ static int certs_enrich_wanted(const struct admin_req_query *q)
 }
 
 /* Query parameters each route takes (admin_req_query_check); anything else is a 400. */
-static const char *const certs_q_list[] = {"page",   "pageSize", "filter.", "filtered", "sorted",
-                                           "fields", "keypair",  "export",  NULL};
+static const char *const certs_q_list[] = {"page",   "pageSize",     "filter.",       "filtered",
+                                           "sorted", "fields",       "keypair",       "export",
+                                           "search", "expiresAfter", "expiresBefore", NULL};
 static const char *const certs_q_write[] = {"enrich", NULL};
 static const char *const certs_q_get[] = {"fields", "export", NULL};
 
@@ -403,6 +404,7 @@ struct certs_list {
     struct certs_query_terms fields;   /* n == 0: whole entities */
     struct certs_query_terms filtered; /* every term must match */
     struct certs_query_terms sorted;   /* n > 0: items collects every match, sorted after */
+    struct certs_query_window window;  /* search, expiresAfter, expiresBefore */
     int keypair_only;
     size_t total;   /* every record, before filtering (X-Count, as the reference) */
     size_t matched; /* records passing the filters */
@@ -457,7 +459,7 @@ static int certs_entity_matches(const struct certs_list *l, const json_t *e)
             return 0;
         }
     }
-    return certs_query_filtered_match(&l->filtered, e);
+    return certs_query_filtered_match(&l->filtered, e) && certs_query_window_match(&l->window, e);
 }
 
 /* What a list item shows of e: the selected fields, or e itself. */
@@ -568,6 +570,7 @@ static void certs_list_clear(struct certs_list *l)
     certs_query_terms_clear(&l->fields);
     certs_query_terms_clear(&l->filtered);
     certs_query_terms_clear(&l->sorted);
+    certs_query_window_clear(&l->window);
     json_decref(l->items);
     l->items = NULL;
 }
@@ -618,6 +621,9 @@ static int certs_list_parse(const struct admin_req_query *q, struct certs_list *
     TORII_TRY(certs_query_fields_parse(fields != NULL ? fields : "", &l->fields, eb));
     TORII_TRY(certs_query_filtered_parse(filtered != NULL ? filtered : "", &l->filtered, eb));
     TORII_TRY(certs_query_sorted_parse(sorted != NULL ? sorted : "", &l->sorted, eb));
+    TORII_TRY(certs_query_window_parse(admin_req_query_get(q, "search"),
+                                       admin_req_query_get(q, "expiresAfter"),
+                                       admin_req_query_get(q, "expiresBefore"), &l->window, eb));
 out:
     return rc;
 }
@@ -629,6 +635,8 @@ static void certs_list_headers(struct torii_admin_reply *reply, const struct cer
 
     (void)snprintf(num, sizeof(num), "%zu", l->total);
     admin_reply_header(reply, "X-Count", num);
+    (void)snprintf(num, sizeof(num), "%zu", l->matched);
+    admin_reply_header(reply, "X-Filtered-Count", num);
     (void)snprintf(num, sizeof(num), "%zu", l->offset);
     admin_reply_header(reply, "X-Offset", num);
     (void)snprintf(num, sizeof(num), "%ld", page);

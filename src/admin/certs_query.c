@@ -9,6 +9,7 @@
  * Every item that cannot be honoured is a TORII_EINVAL naming it: nothing is ignored. */
 #include "certs_query.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,4 +319,79 @@ int certs_query_sorted_cmp(const struct certs_query_terms *sorted, const json_t 
         }
     }
     return 0;
+}
+
+/* ---- search and expiry window ---- */
+
+static int cq_parse_ms(const char *name, const char *s, int64_t *out, struct torii_errbuf *eb)
+{
+    char *end = NULL;
+    long long v = 0;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (s[0] == '\0' || *end != '\0' || errno != 0) {
+        return torii_errf(eb, TORII_EINVAL,
+                          "%s: expected milliseconds since the epoch, got '%.64s'", name, s);
+    }
+    *out = (int64_t)v;
+    return TORII_OK;
+}
+
+int certs_query_window_parse(const char *search, const char *after, const char *before,
+                             struct certs_query_window *out, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
+    memset(out, 0, sizeof(*out));
+    if (search != NULL && search[0] != '\0') {
+        out->search = torii_xstrdup(search);
+        for (char *c = out->search; *c != '\0'; c++) {
+            *c = (char)cq_lower((unsigned char)*c);
+        }
+    }
+    if (after != NULL) {
+        TORII_TRY(cq_parse_ms("expiresAfter", after, &out->after, eb));
+        out->has_after = 1;
+    }
+    if (before != NULL) {
+        TORII_TRY(cq_parse_ms("expiresBefore", before, &out->before, eb));
+        out->has_before = 1;
+    }
+out:
+    return rc;
+}
+
+void certs_query_window_clear(struct certs_query_window *w)
+{
+    TORII_FREE(w->search);
+}
+
+static int cq_search_match(const char *needle, const json_t *e)
+{
+    static const char *const fields[] = {"id",      "name", "domain", "description",
+                                         "subject", "sans", "tags"};
+
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        const json_t *v = json_object_get(e, fields[i]);
+
+        if (v != NULL && cq_value_contains(v, needle)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int certs_query_window_match(const struct certs_query_window *w, const json_t *e)
+{
+    const json_t *to = json_object_get(e, "to");
+    double ms = json_is_number(to) ? json_number_value(to) : 0;
+
+    if (w->search != NULL && !cq_search_match(w->search, e)) {
+        return 0;
+    }
+    if ((w->has_after || w->has_before) && !json_is_number(to)) {
+        return 0;
+    }
+    return (!w->has_after || ms >= (double)w->after) && (!w->has_before || ms < (double)w->before);
 }

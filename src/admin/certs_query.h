@@ -8,6 +8,7 @@
 #define TORII_ADMIN_CERTS_QUERY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -56,5 +57,27 @@ int certs_query_filtered_match(const struct certs_query_terms *filtered, const j
  * sorts before any present one. */
 int certs_query_sorted_cmp(const struct certs_query_terms *sorted, const json_t *a,
                            const json_t *b);
+
+/* ---- search and expiry window (the web page's and `torii ctl list`'s filters) ---- */
+
+struct certs_query_window {
+    char *search;   /* lower-cased needle (owned); NULL: no search */
+    int64_t after;  /* `to` >= after (ms) when has_after */
+    int64_t before; /* `to` < before (ms) when has_before */
+    int has_after;
+    int has_before;
+};
+
+/** Parse `search` (any text, may be NULL), `expiresAfter` and `expiresBefore` (NULL or a
+ * decimal count of ms since the epoch, may be negative): TORII_OK, or TORII_EINVAL naming the
+ * parameter. Clear *out with certs_query_window_clear either way. */
+int certs_query_window_parse(const char *search, const char *after, const char *before,
+                             struct certs_query_window *out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+void certs_query_window_clear(struct certs_query_window *w);
+/** 1 when e passes w: the needle is in id, name, domain, description, subject, a SAN or a tag
+ * (ASCII case-insensitively), and its `to` (a number; missing: no match when a bound is set)
+ * is within the bounds. */
+int certs_query_window_match(const struct certs_query_window *w, const json_t *e);
 
 #endif

@@ -138,7 +138,8 @@ static void admin_handle(struct torii_http_exchange *ex, const struct torii_http
     struct torii_admin_reply reply;
 
     memset(&reply, 0, sizeof(reply));
-    if (admin_health_route(adm, req, &reply) != TORII_OK) {
+    if (admin_health_route(adm, req, &reply) != TORII_OK
+        && admin_ui_route(req, &reply) != TORII_OK) {
         /* health probes are answered above, without authentication and without details;
          * everything else goes through the guard (scopes, rate limit, audit, redaction) */
         admin_guard_dispatch(&adm->guard, &adm->ctx, req, torii_clock_mono_us() / 1000, &reply);

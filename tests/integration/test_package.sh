@@ -19,7 +19,8 @@ contents=$(dpkg-deb -c "$deb" | awk '{print $6}')
 for f in ./usr/sbin/torii ./usr/lib/systemd/system/torii.service ./etc/torii/torii.json \
          ./usr/share/man/man8/torii.8.gz ./usr/share/man/man5/torii.json.5.gz \
          ./usr/share/doc/torii/README.md ./usr/share/doc/torii/operations.md \
-         ./usr/share/doc/torii/copyright ./usr/share/doc/torii/examples/torii.example.json; do
+         ./usr/share/doc/torii/copyright ./usr/share/doc/torii/examples/torii.example.json \
+         ./usr/share/bash-completion/completions/torii; do
   check "package holds $f" grep -qx "$f" <<<"$contents"
 done
 check "the config is a conffile" grep -qx /etc/torii/torii.json \
