@@ -12,22 +12,9 @@
 #include <event2/buffer.h>
 #include <jansson.h>
 
+#include "testroutes.h"
 #include "torii/http.h"
 #include "torii/proxy.h"
-
-static int compile_json(const char *routes_json, struct torii_routes **out, struct torii_errbuf *eb)
-{
-    struct torii_config cfg;
-    json_error_t jerr;
-    int rc;
-
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.routes = json_loads(routes_json, 0, &jerr);
-    assert_non_null(cfg.routes);
-    rc = torii_routes_compile(&cfg, out, eb);
-    json_decref(cfg.routes);
-    return rc;
-}
 
 static void test_routes_match_exact_before_wildcard(void **state)
 {
@@ -37,7 +24,7 @@ static void test_routes_match_exact_before_wildcard(void **state)
 
     (void)state;
     assert_int_equal(
-        compile_json(
+        testroutes_compile_json(
             "[{\"hosts\":[\"*.example.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"]}},"
             " {\"hosts\":[\"App.Example.Test\"],\"backend\":{\"targets\":"
             "[\"https://127.0.0.1:2\",\"https://127.0.0.1\"],"
@@ -78,7 +65,7 @@ static void expect_error(const char *json, const char *fragment)
     struct torii_routes *r = NULL;
     struct torii_errbuf eb = {{0}};
 
-    assert_int_equal(compile_json(json, &r, &eb), TORII_EINVAL);
+    assert_int_equal(testroutes_compile_json(json, &r, &eb), TORII_EINVAL);
     assert_null(r);
     if (strstr(eb.msg, fragment) == NULL) {
         fail_msg("error '%s' does not name '%s'", eb.msg, fragment);
@@ -131,7 +118,7 @@ static void test_routes_default_route(void **state)
 
     (void)state;
     assert_int_equal(
-        compile_json(
+        testroutes_compile_json(
             "[{\"hosts\":[\"*.example.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"]}},"
             " {\"hosts\":[\"*\"],\"backend\":{\"targets\":[\"127.0.0.1:2\"]},"
             "  \"client_auth\":{\"mode\":\"required\",\"trusted_cas\":[\"ca1\"]}},"
@@ -156,9 +143,10 @@ static void test_routes_default_route(void **state)
 
     /* "*" next to names in one route: that route serves its names and everything else */
     assert_int_equal(
-        compile_json("[{\"hosts\":[\"a.test\",\"*\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"]}},"
-                     " {\"hosts\":[\"b.test\"],\"backend\":{\"targets\":[\"127.0.0.1:2\"]}}]",
-                     &r, &eb),
+        testroutes_compile_json(
+            "[{\"hosts\":[\"a.test\",\"*\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"]}},"
+            " {\"hosts\":[\"b.test\"],\"backend\":{\"targets\":[\"127.0.0.1:2\"]}}]",
+            &r, &eb),
         TORII_OK);
     assert_int_equal(torii_routes_match(r, "a.test", 6)->index, 0);
     assert_int_equal(torii_routes_match(r, "b.test", 6)->index, 1);
@@ -167,8 +155,8 @@ static void test_routes_default_route(void **state)
 
     /* without "*" nothing changes: unlisted hosts have no route */
     assert_int_equal(
-        compile_json("[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"]}}]", &r,
-                     &eb),
+        testroutes_compile_json(
+            "[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"]}}]", &r, &eb),
         TORII_OK);
     assert_null(torii_routes_match(r, "10.0.0.5", 8));
     assert_null(torii_routes_match(r, NULL, 0));

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "testroutes.h"
 #include "torii/clock.h"
 #include "torii/jwtroute.h"
 #include "torii/metrics.h"
@@ -28,20 +29,6 @@
         }                                                                                          \
     }
 
-static int compile_json(const char *routes_json, struct torii_routes **out, struct torii_errbuf *eb)
-{
-    struct torii_config cfg;
-    json_error_t jerr;
-    int rc;
-
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.routes = json_loads(routes_json, 0, &jerr);
-    assert_non_null(cfg.routes);
-    rc = torii_routes_compile(&cfg, out, eb);
-    json_decref(cfg.routes);
-    return rc;
-}
-
 /* A route with this jwt object must be refused with a message starting with want. */
 static void expect_bad(const char *jwt, const char *want)
 {
@@ -53,7 +40,7 @@ static void expect_bad(const char *jwt, const char *want)
                    "[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"]},"
                    "\"jwt\":%s}]",
                    jwt);
-    assert_int_equal(compile_json(buf, &r, &eb), TORII_EINVAL);
+    assert_int_equal(testroutes_compile_json(buf, &r, &eb), TORII_EINVAL);
     assert_null(r);
     if (strncmp(eb.msg, want, strlen(want)) != 0) {
         fail_msg("%s: got \"%s\", want \"%s...\"", jwt, eb.msg, want);
@@ -136,7 +123,7 @@ static void fx_setup(struct fx *f, const char *jwt)
                    "{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"]},"
                    "\"jwt\":%s}]",
                    jwt);
-    assert_int_equal(compile_json(buf, &f->r, &eb), TORII_OK);
+    assert_int_equal(testroutes_compile_json(buf, &f->r, &eb), TORII_OK);
     assert_null(torii_routes_get(f->r, 0)->jwt);
     assert_non_null(torii_routes_get(f->r, 1)->jwt);
 }
