@@ -57,6 +57,15 @@ void torii_pki_state_watch_cb(enum torii_store_op_kind kind, enum torii_store_bu
 /** Store iterator callback (torii_store_iter_cb) for the first load of TORII_STORE_CERTS;
  * does not publish (call torii_pki_state_publish after the foreach). Always TORII_OK. */
 int torii_pki_state_load_cb(const struct torii_store_rec *rec, void *arg);
+/** A source of records for the first load: calls cb(rec, cb_arg) for every certificate
+ * (e.g. a wrapper of torii_certdb_foreach) and returns its own failure or cb's. */
+typedef int (*torii_pki_state_source_fn)(void *src, torii_store_iter_cb cb, void *cb_arg);
+/** First load from `each` and publish, under the state's feed lock held across the whole
+ * load, so that the lock order is always feed lock -> store read (as in a publish reading
+ * the store's meta): never a store read waiting for the feed lock. Start-up thread, before
+ * torii_pki_state_start. Returns each's result; nothing is published on failure. */
+int torii_pki_state_load(struct torii_pki_state *st, torii_pki_state_source_fn each, void *src)
+    TORII_MUST_USE;
 /** Rebuild what changed (JWKS, CRLs) and publish a new snapshot. */
 void torii_pki_state_publish(struct torii_pki_state *st);
 /** Run one refresher pass now (tests): staples and CRLs due at now_ms are re-signed. */

@@ -66,6 +66,26 @@ int torii_pki_state_load_cb(const struct torii_store_rec *rec, void *arg)
     return TORII_OK;
 }
 
+/* torii_pki_state_load's callback: the feed lock is already held. */
+static int state_load_locked_cb(const struct torii_store_rec *rec, void *arg)
+{
+    state_feed(arg, TORII_STORE_PUT, rec);
+    return TORII_OK;
+}
+
+int torii_pki_state_load(struct torii_pki_state *st, torii_pki_state_source_fn each, void *src)
+{
+    int rc;
+
+    state_feed_lock(st);
+    rc = each(src, state_load_locked_cb, st);
+    if (rc == TORII_OK) {
+        torii_pki__state_publish_locked(st);
+    }
+    (void)pthread_mutex_unlock(&st->wlock);
+    return rc;
+}
+
 void torii_pki_state_publish(struct torii_pki_state *st)
 {
     state_feed_lock(st);

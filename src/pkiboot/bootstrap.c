@@ -216,6 +216,11 @@ static int boot_meta_put(void *arg, const char *key, const char *val)
     return torii_store_meta_put(arg, key, val, NULL);
 }
 
+static int boot_each_cert(void *src, torii_store_iter_cb cb, void *cb_arg)
+{
+    return torii_certdb_foreach(src, cb, cb_arg);
+}
+
 static int64_t boot_pki_int(const struct torii_config *cfg, const char *k)
 {
     const json_t *v = json_object_get(cfg->pki, k);
@@ -246,9 +251,8 @@ int torii_pkiboot_state_open(const struct torii_config *cfg, struct torii_store 
         rc = torii_errf(eb, rc, "pki: cannot watch the store");
         goto out;
     }
-    rc = torii_certdb_foreach(store, torii_pki_state_load_cb, st);
+    rc = torii_pki_state_load(st, boot_each_cert, store);
     TORII_ENSURE(rc == TORII_OK, torii_errf(eb, rc, "pki: cannot load the store"));
-    torii_pki_state_publish(st);
     rc = torii_pki_state_start(st);
     TORII_ENSURE(rc == TORII_OK, torii_errf(eb, rc, "pki: cannot start the refresher thread"));
     *out = st;
