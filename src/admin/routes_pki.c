@@ -1,4 +1,4 @@
-/* pki.c - the /api/pki admin routes (Otoroshi-compatible, reference 3.2), POST
+/* routes_pki.c - the /api/pki admin routes (Otoroshi-compatible, reference 3.2), POST
  * /api/certificates/_bundle.
  *
  * Decisions:
