@@ -79,7 +79,6 @@ int admin_ui_route(const struct torii_http_req *req, struct torii_admin_reply *r
 int admin_pki_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                     struct torii_admin_reply *reply);
 
-
 /* ---- request helpers shared by the route files (request.c) ---- */
 
 /** 1 when the request method is exactly `method`. */
