@@ -73,12 +73,11 @@ int admin_certs_route(struct torii_admin_ctx *ctx, const struct torii_http_req *
  * TORII_OK (reply filled) or TORII_ENOTFOUND for any other path. */
 int admin_ui_route(const struct torii_http_req *req, struct torii_admin_reply *reply);
 
-/* ---- PKI routes (pki.c) ---- */
+/* ---- PKI routes (routes_pki.c) ---- */
 
 /** /api/pki/... and POST /api/certificates/_bundle. Same contract as admin_certs_route. */
 int admin_pki_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                     struct torii_admin_reply *reply);
-
 
 /* ---- request helpers shared by the route files (request.c) ---- */
 

@@ -2,7 +2,7 @@
  * Each row declares a method, a path pattern, the scope a token needs, whether the call is
  * audited, and the handler that serves it; the guarded dispatch (guard.c) reads the scope
  * and the handler from the same row, so a route cannot exist without its scope. Handlers
- * live in the routes_*.c files (and, for now, certs.c and pki.c).
+ * live in the routes_*.c files.
  * Threads: admin thread only. Not to be included outside src/admin (and its tests). */
 #ifndef TORII_ADMIN_ROUTES_H
 #define TORII_ADMIN_ROUTES_H
@@ -52,8 +52,8 @@ void admin_scope_names(unsigned scopes, char *buf, size_t len);
 
 /* ---- handlers ---- */
 
-/* admin_certs_route (certs.c) and admin_pki_route (pki.c) are declared in admin_int.h: each
- * serves several rows and dispatches by path itself. */
+/* admin_certs_route (routes_certs.c) and admin_pki_route (routes_pki.c) are declared in
+ * admin_int.h: each serves several rows and dispatches by path itself. */
 
 /* routes_lifecycle.c */
 int admin_lc_renew_all(struct torii_admin_ctx *ctx, const struct torii_http_req *req,

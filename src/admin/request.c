@@ -1,5 +1,5 @@
-/* request.c - request helpers shared by the admin route files (certs.c, pki.c, lifecycle.c,
- * pki_bootstrap.c): method, path and media-type tests, query strings and percent-decoding,
+/* request.c - request helpers shared by the admin route files (routes_*.c, certs_*.c):
+ * method, path and media-type tests, query strings and percent-decoding,
  * entity ids, JSON bodies (duplicate keys rejected, depth bounded), wiping string buffers.
  * Stored certificates are read and written through certdb (torii/certdb.h).
  * Threads: any thread (pure over their arguments; the store calls are any-thread). */

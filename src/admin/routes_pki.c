@@ -1,4 +1,4 @@
-/* pki.c - the /api/pki admin routes (Otoroshi-compatible, reference 3.2), POST
+/* routes_pki.c - the /api/pki admin routes (Otoroshi-compatible, reference 3.2), POST
  * /api/certificates/_bundle.
  *
  * Decisions:
@@ -12,8 +12,6 @@
  *   ids are 404 {"error": "ca not found !"} as in the reference.
  * - _letencrypt/_letsencrypt belong to the ACME routes: TORII_ENOTFOUND for them.
  * Private keys are never logged. Threads: admin thread only. */
-#include "torii/pki.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +24,7 @@
 #include "torii/clock.h"
 #include "torii/log.h"
 #include "torii/mem.h"
+#include "torii/pki.h"
 #include "torii/store.h"
 
 #define PKI_PREFIX    "/api/pki/"
