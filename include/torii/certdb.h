@@ -161,8 +161,8 @@ int torii_certdb_delete(struct torii_store *st, const char *id, struct torii_err
 /** Create every entity of the JSON array `entities` (already enriched by the PKI) in one
  * ATOMIC batch: all stored, with their TLS records and serial index entries, or none.
  * TORII_EEXIST, TORII_EINVAL (a record does not build), TORII_ESTORE; eb says why. */
-int torii_certdb_create_all(struct torii_store *st, const json_t *entities,
-                            struct torii_errbuf *eb) TORII_MUST_USE;
+int torii_certdb_create_all(struct torii_store *st, const json_t *entities, struct torii_errbuf *eb)
+    TORII_MUST_USE;
 
 /* ---- store format ---- */
 

@@ -20,8 +20,8 @@
 #include "torii/pki_identity.h"
 #include "torii/pki_import.h"
 #include "torii/pki_issue.h"
-#include "torii/pki_prep.h"
 #include "torii/pki_jwk.h"
+#include "torii/pki_prep.h"
 #include "torii/pki_renew.h"
 #include "torii/pki_revoke.h"
 

@@ -173,14 +173,14 @@ static void certdb_index_key(struct torii_certdb_batch *b, struct certdb_item *i
 
     if (old_key[0] != '\0' && strcmp(old_key, new_key) != 0) {
         cur = certdb_serial_val(b, old_key);
-        if (cur != NULL && strcmp(cur, it->id) == 0) {
+        if (cur != NULL && it->id != NULL && strcmp(cur, it->id) == 0) {
             certdb_sop_add(b, it, TORII_STORE_DELETE, old_key);
         }
         free(cur);
     }
     if (new_key[0] != '\0') {
         cur = certdb_serial_val(b, new_key);
-        if (cur == NULL || strcmp(cur, it->id) != 0) {
+        if (cur == NULL || it->id == NULL || strcmp(cur, it->id) != 0) {
             certdb_sop_add(b, it, TORII_STORE_PUT, new_key);
         }
         free(cur);
@@ -518,8 +518,7 @@ int torii_certdb_delete(struct torii_store *st, const char *id, struct torii_err
     return rc;
 }
 
-int torii_certdb_create_all(struct torii_store *st, const json_t *entities,
-                            struct torii_errbuf *eb)
+int torii_certdb_create_all(struct torii_store *st, const json_t *entities, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     struct torii_certdb_batch *b = torii_certdb_batch_new(st);

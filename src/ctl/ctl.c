@@ -169,8 +169,9 @@ static int ctl_token(struct ctl *c, const struct ctl_args *a)
     size_t len = 0;
 
     if (t == NULL && file == NULL) {
-        t = getenv("TORII_ADMIN_TOKEN");
-        file = t == NULL ? getenv("TORII_ADMIN_TOKEN_FILE") : NULL;
+        /* torii ctl is single-threaded: getenv cannot race a setenv. */
+        t = getenv("TORII_ADMIN_TOKEN");                            // NOLINT(concurrency-mt-unsafe)
+        file = t == NULL ? getenv("TORII_ADMIN_TOKEN_FILE") : NULL; // NOLINT(concurrency-mt-unsafe)
     }
     if (t != NULL) {
         c->token = torii_xstrdup(t);
@@ -196,7 +197,7 @@ static int ctl_setup(struct ctl *c, const struct ctl_args *a)
     size_t n = 0;
 
     if (url == NULL) {
-        url = getenv("TORII_ADMIN_URL");
+        url = getenv("TORII_ADMIN_URL"); // NOLINT(concurrency-mt-unsafe): one thread
     }
     c->url = torii_xstrdup(url != NULL && url[0] != '\0' ? url : CTL_DEFAULT_URL);
     n = strlen(c->url);

@@ -27,8 +27,8 @@ unsigned torii_exporters__mask(const struct torii_exporters *xs);
 void torii_exporters__push(struct torii_exporters *xs, enum torii_alert_type t, const json_t *env);
 void torii_exporters__reopen(struct torii_exporters *xs);
 
-/** Load an entity from the certificate bucket (event.c, through torii_certdb_load): *out a new object.
- * TORII_ENOTFOUND, TORII_ESTORE (stored JSON is not an object, or the store failed). */
+/** Load an entity from the certificate bucket (event.c, through torii_certdb_load): *out a new
+ * object. TORII_ENOTFOUND, TORII_ESTORE (stored JSON is not an object, or the store failed). */
 int torii_lifecycle__load(struct torii_store *store, const char *id, json_t **out) TORII_MUST_USE;
 
 /* ---- read-modify-write of entities (renewer.c) ---- */
