@@ -176,8 +176,34 @@ t_done() {
 # --- helpers for lifecycle tests (alerts receiver, fake clock) ---
 
 # A free loopback port.
+# A free TCP port on 127.0.0.1 for a listener of the test, chosen below the kernel's
+# ephemeral range (ip_local_port_range): a port the kernel picked (bind to 0) is one it may
+# hand out again at once as the source port of some client's connection, and the daemon's
+# bind would then fail now and then. Random in [the range's start - 12000, its start), and
+# checked free with a bind (SO_REUSEADDR off) before it is printed.
 t_free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  python3 - <<'PY'
+import random, socket
+try:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        lo = int(f.read().split()[0])
+except (OSError, ValueError, IndexError):
+    lo = 32768
+lo = max(lo, 13024)
+for _ in range(200):
+    port = random.randrange(lo - 12000, lo)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("t_free_port: no free port found in 200 tries")
+PY
 }
 
 # HTTP receiver on 127.0.0.1:$1 appending each POST body as one line to $2 (answers 200).
