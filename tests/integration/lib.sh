@@ -314,3 +314,13 @@ PY
   T_BG_PIDS+=($!)
   t_wait_port "$1"
 }
+
+# t_jose_available: 0 when node and the npm package jose (installed next to the tests on first
+# use) can run; T_IT_DIR is where it lives (the createRequire base of a test's .mjs).
+T_IT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+t_jose_available() {
+  if [ ! -d "$T_IT_DIR/node_modules/jose" ] && command -v npm >/dev/null; then
+    npm install --silent --no-save --no-audit --no-fund --prefix "$T_IT_DIR" jose@5 >/dev/null 2>&1
+  fi
+  [ -d "$T_IT_DIR/node_modules/jose" ] && command -v node >/dev/null
+}
