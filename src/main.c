@@ -87,8 +87,8 @@ static void app_on_store_change(enum torii_store_op_kind kind, enum torii_store_
 {
     struct app *app = arg;
     struct torii_errbuf eb = {{0}};
-    unsigned char *open = NULL;
-    size_t open_len = 0;
+    unsigned char *opened = NULL;
+    size_t opened_len = 0;
     int del = kind == TORII_STORE_DELETE;
     char id[512];
     int rc;
@@ -100,17 +100,13 @@ static void app_on_store_change(enum torii_store_op_kind kind, enum torii_store_
     id[rec->id_len] = '\0';
     /* A sealed key (keys at rest) is opened here, once per change; the table keeps it. */
     rc = del ? TORII_OK
-             : torii_kek_aux_open(app->kek, rec->id, rec->id_len, rec->aux, rec->aux_len, &open,
-                                  &open_len, &eb);
+             : torii_kek_aux_open(app->kek, rec->id, rec->id_len, rec->aux, rec->aux_len, &opened,
+                                  &opened_len, &eb);
     if (rc == TORII_OK) {
-        rc = torii_table_update(app->table, id,
-                                del            ? NULL
-                                : open != NULL ? open
-                                               : rec->aux,
-                                del            ? 0
-                                : open != NULL ? open_len
-                                               : rec->aux_len,
-                                &eb);
+        const unsigned char *aux = opened != NULL ? opened : rec->aux;
+        size_t aux_len = opened != NULL ? opened_len : rec->aux_len;
+
+        rc = torii_table_update(app->table, id, del ? NULL : aux, del ? 0 : aux_len, &eb);
     } else {
         /* Not served at all: an older version must not stay in the table either (removing
          * cannot fail for a valid id). */
@@ -121,7 +117,7 @@ static void app_on_store_change(enum torii_store_op_kind kind, enum torii_store_
     if (rc != TORII_OK) {
         torii_log(TORII_LOG_WARN, "main: certificate not served: %s (id=%s)", eb.msg, id);
     }
-    torii_secure_free(open, open_len);
+    torii_secure_free(opened, opened_len);
 }
 
 static int app_load_one(const struct torii_store_rec *rec, void *arg)

@@ -44,7 +44,7 @@ struct keys_batch {
     struct keys_item *items;
     size_t n;
     size_t max;
-    size_t scanned;
+    int full; /* the read stopped because the batch was full */
     struct torii_errbuf *eb;
 };
 
@@ -84,10 +84,10 @@ static int keys_collect(const struct torii_store_rec *rec, void *arg)
         return TORII_OK;
     }
     if (b->n == b->max) {
+        b->full = 1;
         return TORII_ETOOBIG; /* full: stop here, the rest is for the next batch */
     }
     it = &b->items[b->n];
-    b->scanned++;
     rc = torii_kek_rec_convert(b->ring, b->rewrap, &in, &it->conv, b->eb);
     if (rc != TORII_OK || !it->conv.changed) {
         torii_kek_rec_out_clear(&it->conv);
@@ -118,9 +118,11 @@ static int keys_collect(const struct torii_store_rec *rec, void *arg)
 /* Read the next batch: b->n records to rewrite (0: nothing left). */
 static int keys_batch_read(struct torii_store *st, struct keys_batch *b)
 {
-    int rc = torii_store_foreach(st, TORII_STORE_CERTS, keys_collect, b);
+    int rc;
 
-    return rc == TORII_ETOOBIG ? TORII_OK : rc;
+    b->full = 0;
+    rc = torii_store_foreach(st, TORII_STORE_CERTS, keys_collect, b);
+    return rc == TORII_ETOOBIG && b->full ? TORII_OK : rc;
 }
 
 /* Write the batch in one durable transaction; a record changed since it was read fails it. */

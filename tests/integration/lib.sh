@@ -47,11 +47,12 @@ check_eq() { # check_eq "description" expected actual
 }
 
 # Write the config; extra JSON members may be passed as $1 (e.g. '"tls": {"strict_sni": true},').
+# T_CONF_FILE and T_DATA_DIR, when set, change where it goes and the data dir it names.
 t_config() {
-  cat > "$T_TMP/torii.json" <<JSON
+  cat > "${T_CONF_FILE:-$T_TMP/torii.json}" <<JSON
 {
   ${1:-}
-  "data_dir": "$T_TMP/data",
+  "data_dir": "${T_DATA_DIR:-$T_TMP/data}",
   "workers": 2,
   "log_level": "info",
   "listen": {"https": "127.0.0.1:$T_HTTPS", "http": "127.0.0.1:$T_HTTP"},

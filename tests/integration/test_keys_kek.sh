@@ -16,16 +16,7 @@ fi
 cfg() {
   local keys=""
   if [ -n "${3:-}" ]; then keys="\"keys\": {$3},"; fi
-  cat > "$1" <<JSON
-{
-  $keys
-  "data_dir": "$2",
-  "workers": 2,
-  "log_level": "info",
-  "listen": {"https": "127.0.0.1:$T_HTTPS", "http": "127.0.0.1:$T_HTTP"},
-  "admin": {"listen": "127.0.0.1:$T_ADMIN", "token": "$T_TOKEN"}
-}
-JSON
+  T_CONF_FILE=$1 T_DATA_DIR=$2 t_config "$keys"
 }
 start_with() { # start_with CONFIG: t_start on another config file, with a fresh log
   cp "$1" "$T_TMP/torii.json"
