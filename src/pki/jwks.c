@@ -266,7 +266,8 @@ out:
 }
 
 /* The entity's JWK under its id (*out) and the same key under its key kid (*keyed, docs/jwt.md
- * "Key ids"), or TORII_ENOTFOUND when the entity is not to be published. */
+ * "Key ids"; NULL for an id too long to make one), or TORII_ENOTFOUND when the entity is not to
+ * be published. */
 static int jwks_one(const json_t *e, json_t **out, json_t **keyed)
 {
     int rc = TORII_OK;
@@ -295,10 +296,12 @@ static int jwks_one(const json_t *e, json_t **out, json_t **keyed)
                      && json_object_set_new(jwk, "use", json_string("sig")) == 0,
                  TORII_EINVAL);
     TORII_TRY(jwks_x5c(chain, jwk));
-    TORII_TRY(torii_pki__jwt_key_kid(e, pub, &kid));
-    *keyed = json_deep_copy(jwk);
-    TORII_ENSURE(*keyed != NULL && json_object_set_new(*keyed, "kid", json_string(kid)) == 0,
-                 TORII_ENOMEM);
+    /* An id too long for a key kid: published under the id only. */
+    if (torii_pki__jwt_key_kid(e, pub, &kid) == TORII_OK) {
+        *keyed = json_deep_copy(jwk);
+        TORII_ENSURE(*keyed != NULL && json_object_set_new(*keyed, "kid", json_string(kid)) == 0,
+                     TORII_ENOMEM);
+    }
     *out = jwk;
     jwk = NULL;
 out:
@@ -341,7 +344,7 @@ json_t *torii_pki_jwks_build(const json_t *entities)
 
         if (rc == TORII_OK) {
             int a = json_array_append_new(keys, jwk);
-            int b = json_array_append_new(keyed, kjwk);
+            int b = kjwk != NULL ? json_array_append_new(keyed, kjwk) : 0;
 
             ok = a == 0 && b == 0;
         } else if (rc != TORII_ENOTFOUND) {

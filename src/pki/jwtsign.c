@@ -37,9 +37,10 @@ static int jwtsign_load(const json_t *e, const char *id, EVP_PKEY **key_out, int
                  torii_errf(eb, TORII_EINVAL,
                             "jwt sign: '%s': private key does not match the certificate", id));
     TORII_TRY(torii_pki__time_ms(X509_get0_notAfter(sk_X509_value(chain, 0)), not_after));
-    TORII_ENSURE(torii_pki__jwt_key_kid(e, X509_get0_pubkey(sk_X509_value(chain, 0)), kid)
-                     == TORII_OK,
-                 torii_errf(eb, TORII_EINVAL, "jwt sign: '%s': no key id for this key type", id));
+    /* An id too long for a key kid (docs/jwt.md): the id itself names the key. */
+    if (torii_pki__jwt_key_kid(e, X509_get0_pubkey(sk_X509_value(chain, 0)), kid) != TORII_OK) {
+        *kid = torii_xstrdup(id);
+    }
     *key_out = key;
     key = NULL;
 out:
@@ -109,11 +110,11 @@ static int jwtsign_keyset(const json_t *e, const char *id, struct torii_jwt_keys
     TORII_TRY(torii_pki__time_ms(X509_get0_notAfter(sk_X509_value(chain, 0)), &not_after));
     pub = X509_get0_pubkey(sk_X509_value(chain, 0));
     if (pub != NULL && torii_pki__jwt_key_kid(e, pub, &kid) != TORII_OK) {
-        rc = torii_errf(eb, TORII_EINVAL, "jwt verify: '%s': no key id for this key type", id);
-        goto out;
+        kid = NULL; /* an id too long for a key kid: the id only */
     }
     if (torii_jwt_keyset_add(ks, id, strlen(id), pub, not_after, &sub) != TORII_OK
-        || torii_jwt_keyset_add(ks, kid, strlen(kid), pub, not_after, &sub) != TORII_OK) {
+        || (kid != NULL
+            && torii_jwt_keyset_add(ks, kid, strlen(kid), pub, not_after, &sub) != TORII_OK)) {
         rc = torii_errf(eb, TORII_EINVAL, "jwt verify: '%s': %s", id, sub.msg);
         goto out;
     }

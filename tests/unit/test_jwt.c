@@ -816,6 +816,37 @@ static char *stored_sign(const json_t *e)
     return tok;
 }
 
+/* An id too long for a key kid ("<id>." + 22 > TORII_JWT_MAX_KID): the key is published and
+ * signs under the id alone, as before key kids existed; a shorter id gets its key kid. */
+static void test_jwt_long_id_falls_back_to_the_id(void **state)
+{
+    char long_id[TORII_JWT_MAX_KID - TORII_JWT_KID_THUMB_LEN + 1];
+    json_t *kp;
+    json_t *arr;
+    json_t *doc;
+    char *tok;
+
+    (void)state;
+    memset(long_id, 'k', sizeof(long_id) - 1);
+    long_id[sizeof(long_id) - 1] = '\0';
+    kp = keypair("{\"algo\":\"ecdsa\",\"size\":256}", long_id, 1);
+    tok = stored_sign(kp);
+    assert_string_equal(kid_of(tok), long_id);
+    arr = json_pack("[O]", kp);
+    doc = torii_pki_jwks_build(arr);
+    assert_int_equal(json_array_size(json_object_get(doc, "keys")), 1);
+    json_decref(doc);
+    json_decref(arr);
+    json_decref(kp);
+    free(tok);
+    long_id[sizeof(long_id) - 2] = '\0'; /* one shorter: "<id>.<t>" is exactly 256 bytes */
+    kp = keypair("{\"algo\":\"ecdsa\",\"size\":256}", long_id, 1);
+    tok = stored_sign(kp);
+    assert_int_equal(strlen(kid_of(tok)), TORII_JWT_MAX_KID);
+    json_decref(kp);
+    free(tok);
+}
+
 static void test_jwt_pki_state_keys_follow_the_store(void **state)
 {
     struct torii_pki_state_opts o = {0};
@@ -1131,6 +1162,7 @@ int main(void)
         cmocka_unit_test(test_jwt_policy_kids_accept_key_kids),
         cmocka_unit_test(test_jwt_keyset_rotation_and_key_expiry),
         cmocka_unit_test(test_jwt_ecdsa_signature_forms),
+        cmocka_unit_test(test_jwt_long_id_falls_back_to_the_id),
         cmocka_unit_test(test_jwt_pki_state_keys_follow_the_store),
         cmocka_unit_test(test_jwt_pki_state_rotation_keeps_old_key),
         cmocka_unit_test(test_jwt_pki_state_many_copies_keep_live_key),
