@@ -87,43 +87,35 @@ static void usage(FILE *f)
                      "  --version        print the version and exit\n");
 }
 
-/* Store change feed -> certificate table. Runs on the writing thread, in commit order. */
+/* Store change feed -> certificate table. Runs on the writing thread, in commit order. The
+ * table gets the TLS record and the entity's privateKey as stored (maybe sealed), which it
+ * opens through the PKI at the certificate's first handshake. */
 static void app_on_store_change(enum torii_store_op_kind kind, enum torii_store_bucket b,
                                 const struct torii_store_rec *rec, void *arg)
 {
     struct app *app = arg;
     struct torii_errbuf eb = {{0}};
-    unsigned char *opened = NULL;
-    size_t opened_len = 0;
     int del = kind == TORII_STORE_DELETE;
+    json_t *ent = NULL;
+    struct torii_pki_key_src key;
     char id[512];
-    int rc;
 
     if (b != TORII_STORE_CERTS || rec->id_len >= sizeof(id)) {
         return;
     }
     memcpy(id, rec->id, rec->id_len);
     id[rec->id_len] = '\0';
-    /* A sealed key (keys at rest) is opened here, once per change; the table keeps it. */
-    rc = del ? TORII_OK
-             : torii_kek_aux_open(app->kek, rec->id, rec->id_len, rec->aux, rec->aux_len, &opened,
-                                  &opened_len, &eb);
-    if (rc == TORII_OK) {
-        const unsigned char *aux = opened != NULL ? opened : rec->aux;
-        size_t aux_len = opened != NULL ? opened_len : rec->aux_len;
-
-        rc = torii_table_update(app->table, id, del ? NULL : aux, del ? 0 : aux_len, &eb);
-    } else {
-        /* Not served at all: an older version must not stay in the table either (removing
-         * cannot fail for a valid id). */
-        if (torii_table_update(app->table, id, NULL, 0, NULL) != TORII_OK) {
-            torii_log(TORII_LOG_WARN, "main: certificate not removed (id=%s)", id);
-        }
+    if (!del) {
+        ent = json_loadb(rec->json, rec->json_len, 0, NULL);
     }
-    if (rc != TORII_OK) {
+    key = torii_pki_key_src_of(ent, app->kek);
+    key.id = id;
+    if (torii_table_update(app->table, id, del ? NULL : rec->aux, del ? 0 : rec->aux_len, &key, &eb)
+        != TORII_OK) {
         torii_log(TORII_LOG_WARN, "main: certificate not served: %s (id=%s)", eb.msg, id);
     }
-    torii_secure_free(opened, opened_len);
+    torii_cert_secrets_wipe(ent);
+    json_decref(ent);
 }
 
 static int app_load_one(const struct torii_store_rec *rec, void *arg)

@@ -80,9 +80,9 @@ int torii_kek_open(const struct torii_kek_ring *r, const char *id, size_t id_len
                    const unsigned char *env, size_t len, unsigned char **out, size_t *out_len,
                    struct torii_errbuf *eb) TORII_MUST_USE;
 
-/* The envelope on today's stored fields (kek_rec.c): the entity JSON's "privateKey" (sealed
- * text "TKEK:" + base64 of the envelope) and the key slot of the TLS record (the envelope in
- * place of the DER). */
+/* The envelope on the stored field (kek_rec.c): the entity JSON's "privateKey", sealed as the
+ * text "TKEK:" + base64 of the envelope. Everything else opens and seals keys through
+ * torii_pki_key_open / torii_pki_key_seal (pki_prep.h). */
 
 /** One stored certificate record (borrowed). */
 struct torii_kek_rec {
@@ -93,17 +93,19 @@ struct torii_kek_rec {
     const unsigned char *aux; /* TLS record, or NULL */
     size_t aux_len;
 };
-/** What torii_kek_rec_convert made: new JSON (NUL-terminated) and/or new TLS record, each NULL
- * when that part is unchanged; changed = either. Free with torii_kek_rec_out_clear. */
+/** What torii_kek_rec_convert made: new JSON (NUL-terminated) and/or new TLS record (without
+ * the key copy an older record held), each NULL when that part is unchanged; changed =
+ * either. Free with torii_kek_rec_out_clear. */
 struct torii_kek_rec_out {
     char *json;
     unsigned char *aux;
     size_t aux_len;
     int changed;
 };
-/** Seal every key copy of a record that is in clear under the current KEK; with rewrap, also
- * re-seal copies sealed under another (previous) KEK. Copies already sealed under the current
- * KEK are left alone, so converting twice changes nothing. TORII_EINVAL for a record that is
+/** Seal the record's privateKey under the current KEK when it is in clear; with rewrap, also
+ * re-seal one sealed under another (previous) KEK; drop the key copy of a TLS record written
+ * before the key was stored once. A key already sealed under the current KEK is left alone,
+ * so converting twice changes nothing. TORII_EINVAL for a record that is
  * not a JSON object or has a malformed TLS record; torii_kek_open's codes when a copy does not
  * open (rewrap). Plain key bytes made on the way are wiped. */
 int torii_kek_rec_convert(const struct torii_kek_ring *r, int rewrap,
@@ -111,14 +113,12 @@ int torii_kek_rec_convert(const struct torii_kek_ring *r, int rewrap,
                           struct torii_errbuf *eb) TORII_MUST_USE;
 void torii_kek_rec_out_clear(struct torii_kek_rec_out *o);
 
-/** A TLS record whose key slot is sealed, opened: *out (free with torii_secure_free) is the
- * record with the DER key in place. *out = NULL (TORII_OK) when the key is not sealed or the
- * blob is not a record. torii_kek_open's codes otherwise (r may be NULL: no KEK loaded). */
-int torii_kek_aux_open(const struct torii_kek_ring *r, const char *id, size_t id_len,
-                       const unsigned char *aux, size_t len, unsigned char **out, size_t *out_len,
-                       struct torii_errbuf *eb) TORII_MUST_USE;
 /** 1 when a privateKey text is sealed ("TKEK:..."). */
 int torii_kek_text_is_sealed(const char *s);
+/** Seal a privateKey text (PEM) for record id[0..id_len) under the current KEK: *out
+ * (malloc'd) is "TKEK:<base64>". torii_kek_seal's codes. */
+int torii_kek_text_seal(const struct torii_kek_ring *r, const char *id, size_t id_len,
+                        const char *plain, char **out, struct torii_errbuf *eb) TORII_MUST_USE;
 /** The PEM under a sealed privateKey text; *out malloc'd, NUL-terminated (wipe and free it).
  * TORII_EINVAL when s is not a sealed text; torii_kek_open's codes otherwise. */
 int torii_kek_text_open(const struct torii_kek_ring *r, const char *id, size_t id_len,

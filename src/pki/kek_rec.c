@@ -1,8 +1,8 @@
-/* kek_rec.c - the KEK envelope applied to the two places a stored certificate keeps its
- * private key today: the entity JSON's "privateKey" (PEM text) and the key slot of the TLS
- * record (DER, certrec.c). A sealed privateKey is the text "TKEK:" + standard base64 of the
- * envelope; a sealed TLS record holds the envelope in its key slot (a DER key starts with
- * 0x30, never with the magic). Both are sealed with the record id as associated data.
+/* kek_rec.c - the KEK envelope applied to the one place a stored certificate keeps its
+ * private key: the entity JSON's "privateKey". A sealed privateKey is the text "TKEK:" +
+ * standard base64 of the envelope, sealed with the record id as associated data. Converting
+ * a record (torii keys migrate/rotate) also drops the key copy a TLS record written by an
+ * older torii still holds (certrec.c, version 3).
  * Threads: any (pure functions over caller-owned data and a read-only ring). */
 #include <string.h>
 
@@ -14,61 +14,6 @@
 
 #define KEK_TEXT_PREFIX     "TKEK:"
 #define KEK_TEXT_PREFIX_LEN 5u
-
-/* The key slot of a TLS record: the offset of its u32 length field and its length; 0 when
- * the record has no key. */
-static int kek_rec_key_slot(const unsigned char *aux, size_t len, size_t *off, size_t *key_len)
-{
-    struct torii_certrec cr;
-
-    if (torii_certrec_decode(aux, len, &cr) != TORII_OK) {
-        return TORII_EINVAL;
-    }
-    *key_len = cr.key_der.len;
-    *off = cr.key_der.len > 0 ? (size_t)((const unsigned char *)cr.key_der.ptr - aux) - 4 : 0;
-    return TORII_OK;
-}
-
-/* aux with its key slot (at off, old_len bytes) replaced by key[0..key_len). */
-static unsigned char *kek_rec_splice(const unsigned char *aux, size_t len, size_t off,
-                                     size_t old_len, const unsigned char *key, size_t key_len,
-                                     size_t *out_len)
-{
-    size_t tail = len - off - 4 - old_len;
-    unsigned char *out = torii_xmalloc(off + 4 + key_len + tail);
-
-    memcpy(out, aux, off);
-    for (int i = 0; i < 4; i++) {
-        out[off + (size_t)i] = (unsigned char)(key_len >> (8 * i));
-    }
-    memcpy(out + off + 4, key, key_len);
-    memcpy(out + off + 4 + key_len, aux + off + 4 + old_len, tail);
-    *out_len = off + 4 + key_len + tail;
-    return out;
-}
-
-int torii_kek_aux_open(const struct torii_kek_ring *r, const char *id, size_t id_len,
-                       const unsigned char *aux, size_t len, unsigned char **out, size_t *out_len,
-                       struct torii_errbuf *eb)
-{
-    int rc = TORII_OK;
-    size_t off = 0;
-    size_t klen = 0;
-    unsigned char *plain = NULL;
-    size_t plen = 0;
-
-    *out = NULL;
-    *out_len = 0;
-    if (aux == NULL || kek_rec_key_slot(aux, len, &off, &klen) != TORII_OK || klen == 0
-        || !torii_kek_is_sealed(aux + off + 4, klen)) {
-        return TORII_OK; /* not sealed (or not a record: its reader says so) */
-    }
-    TORII_TRY(torii_kek_open(r, id, id_len, aux + off + 4, klen, &plain, &plen, eb));
-    *out = kek_rec_splice(aux, len, off, klen, plain, plen, out_len);
-out:
-    torii_secure_free(plain, plen);
-    return rc;
-}
 
 int torii_kek_text_is_sealed(const char *s)
 {
@@ -103,17 +48,16 @@ out:
     return rc;
 }
 
-/* A sealed text of plain[0..len). */
-static int kek_text_seal(const struct torii_kek_ring *r, const char *id, size_t id_len,
-                         const unsigned char *plain, size_t len, char **out,
-                         struct torii_errbuf *eb)
+int torii_kek_text_seal(const struct torii_kek_ring *r, const char *id, size_t id_len,
+                        const char *plain, char **out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     unsigned char *env = NULL;
     size_t elen = 0;
     char *b64 = NULL;
 
-    TORII_TRY(torii_kek_seal(r, id, id_len, plain, len, &env, &elen, eb));
+    TORII_TRY(torii_kek_seal(r, id, id_len, (const unsigned char *)plain, strlen(plain), &env,
+                             &elen, eb));
     b64 = torii_b64_encode(env, elen, 0, NULL);
     TORII_ENSURE(b64 != NULL, TORII_ENOMEM);
     *out = torii_xmalloc(KEK_TEXT_PREFIX_LEN + strlen(b64) + 1);
@@ -138,42 +82,31 @@ static int kek_under_current(const struct torii_kek_ring *r, const unsigned char
     return strcmp(cur, got) == 0;
 }
 
-/* One key field: plain -> sealed; sealed elsewhere and rewrap -> opened and sealed under the
- * current KEK; otherwise *out = NULL (nothing to do). in/in_len: the field as stored. */
-static int kek_field_convert(const struct torii_kek_ring *r, int rewrap, const char *id,
-                             size_t id_len, const unsigned char *in, size_t in_len, int text,
-                             unsigned char **out, size_t *out_len, struct torii_errbuf *eb)
+/* A privateKey text: clear -> sealed; sealed under another KEK and rewrap -> opened and
+ * sealed under the current KEK; otherwise *out = NULL (nothing to do). */
+static int kek_text_convert(const struct torii_kek_ring *r, int rewrap, const char *id,
+                            size_t id_len, const char *in, char **out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     unsigned char *env = NULL;
     size_t elen = 0;
-    unsigned char *plain = NULL;
-    size_t plen = 0;
-    int sealed =
-        text ? torii_kek_text_is_sealed((const char *)in) : torii_kek_is_sealed(in, in_len);
+    char *plain = NULL;
 
     *out = NULL;
-    if (sealed) {
-        if (text) {
-            TORII_TRY(kek_text_env((const char *)in, &env, &elen));
-        }
-        if (!rewrap || kek_under_current(r, text ? env : in, text ? elen : in_len)) {
+    if (torii_kek_text_is_sealed(in)) {
+        TORII_TRY(kek_text_env(in, &env, &elen));
+        if (!rewrap || kek_under_current(r, env, elen)) {
             goto out;
         }
-        TORII_TRY(torii_kek_open(r, id, id_len, text ? env : in, text ? elen : in_len, &plain,
-                                 &plen, eb));
+        TORII_TRY(torii_kek_text_open(r, id, id_len, in, &plain, eb));
         in = plain;
-        in_len = plen;
     }
-    if (text) {
-        TORII_TRY(kek_text_seal(r, id, id_len, in, in_len, (char **)out, eb));
-        *out_len = strlen((const char *)*out);
-    } else {
-        TORII_TRY(torii_kek_seal(r, id, id_len, in, in_len, out, out_len, eb));
-    }
+    rc = torii_kek_text_seal(r, id, id_len, in, out, eb);
 out:
     free(env);
-    torii_secure_free(plain, plen);
+    if (plain != NULL) {
+        torii_secure_free(plain, strlen(plain));
+    }
     return rc;
 }
 
@@ -185,8 +118,7 @@ static int kek_json_convert(const struct torii_kek_ring *r, int rewrap, const ch
     int rc = TORII_OK;
     json_t *e = json_loadb(json, len, 0, NULL);
     const char *pk = json_string_value(json_object_get(e, "privateKey"));
-    unsigned char *sealed = NULL;
-    size_t slen = 0;
+    char *sealed = NULL;
 
     *out = NULL;
     TORII_ENSURE(json_is_object(e),
@@ -195,13 +127,11 @@ static int kek_json_convert(const struct torii_kek_ring *r, int rewrap, const ch
     if (pk == NULL || pk[0] == '\0') {
         goto out;
     }
-    TORII_TRY(kek_field_convert(r, rewrap, id, id_len, (const unsigned char *)pk, strlen(pk), 1,
-                                &sealed, &slen, eb));
+    TORII_TRY(kek_text_convert(r, rewrap, id, id_len, pk, &sealed, eb));
     if (sealed != NULL) {
         /* The PEM lives in jansson's copy: wipe it before it is freed. */
         OPENSSL_cleanse((char *)(uintptr_t)pk, strlen(pk));
-        TORII_ENSURE(json_object_set_new(e, "privateKey", json_string((char *)sealed)) == 0,
-                     TORII_ENOMEM);
+        TORII_ENSURE(json_object_set_new(e, "privateKey", json_string(sealed)) == 0, TORII_ENOMEM);
         *out = json_dumps(e, JSON_COMPACT);
         TORII_ENSURE(*out != NULL, TORII_ENOMEM);
     }
@@ -216,29 +146,20 @@ int torii_kek_rec_convert(const struct torii_kek_ring *r, int rewrap,
                           struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
-    size_t off = 0;
-    size_t klen = 0;
-    unsigned char *key = NULL;
-    size_t key_len = 0;
 
     memset(out, 0, sizeof(*out));
     TORII_TRY(
         kek_json_convert(r, rewrap, in->id, in->id_len, in->json, in->json_len, &out->json, eb));
+    /* A TLS record written before the key was stored once still holds a copy of the key
+     * (clear DER, or sealed by an earlier migrate): it goes. */
     if (in->aux != NULL && in->aux_len > 0) {
-        TORII_ENSURE(kek_rec_key_slot(in->aux, in->aux_len, &off, &klen) == TORII_OK,
+        rc = torii_certrec_drop_key(in->aux, in->aux_len, &out->aux, &out->aux_len);
+        TORII_ENSURE(rc == TORII_OK,
                      torii_errf(eb, TORII_EINVAL, "kek: record '%.*s' has a malformed TLS record",
                                 (int)(in->id_len > 200 ? 200 : in->id_len), in->id));
     }
-    if (klen > 0) {
-        TORII_TRY(kek_field_convert(r, rewrap, in->id, in->id_len, in->aux + off + 4, klen, 0, &key,
-                                    &key_len, eb));
-    }
-    if (key != NULL) {
-        out->aux = kek_rec_splice(in->aux, in->aux_len, off, klen, key, key_len, &out->aux_len);
-    }
     out->changed = out->json != NULL || out->aux != NULL;
 out:
-    free(key);
     if (rc != TORII_OK) {
         torii_kek_rec_out_clear(out);
     }
