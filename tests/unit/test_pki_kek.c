@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <openssl/evp.h>
 
+#include "testpki.h"
 #include "torii/pki.h"
 
 static const unsigned char plain_key[] = "0\x82 not really DER, but private all the same";
@@ -337,6 +339,104 @@ static void test_kek_ring_load_sources(void **state)
     json_decref(prevs);
 }
 
+/* A self-signed P-256 certificate and its key, as an entity with id. */
+static json_t *kek_entity(const char *id, EVP_PKEY **key_out)
+{
+    static const char *const dns[] = {"kek.test"};
+    struct testpki_opts o;
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    json_t *e;
+
+    memset(&o, 0, sizeof(o));
+    o.key_type = EVP_PKEY_EC;
+    o.dns = dns;
+    o.n_dns = 1;
+    assert_int_equal(testpki_make(&o, &cert, &key), 0);
+    e = testpki_entity(id, &cert, 1, key, NULL);
+    assert_non_null(e);
+    X509_free(cert);
+    *key_out = key;
+    return e;
+}
+
+/* The one pair: seal makes "TKEK:..." under the current KEK (a copy without one), open takes
+ * it back with the same ring and record id only. */
+static void test_key_seal_open_pair(void **state)
+{
+    struct kfx *f = *state;
+    struct torii_kek_ring *r = ring_of(f->k1, NULL);
+    struct torii_kek_ring *other = ring_of(f->k2, NULL);
+    struct torii_errbuf eb = {{0}};
+    EVP_PKEY *key = NULL;
+    json_t *e = kek_entity("pair", &key);
+    const char *pem = json_string_value(json_object_get(e, "privateKey"));
+    char *sealed = NULL;
+    char *copy = NULL;
+    EVP_PKEY *k = NULL;
+
+    assert_int_equal(torii_pki_key_seal(NULL, "pair", pem, &copy, &eb), TORII_OK);
+    assert_string_equal(copy, pem);
+    assert_int_equal(torii_pki_key_seal(r, "pair", pem, &sealed, &eb), TORII_OK);
+    assert_true(torii_kek_text_is_sealed(sealed));
+    assert_null(strstr(sealed, "PRIVATE KEY"));
+    assert_int_equal(torii_pki_key_open(r, "pair", sealed, NULL, &k, &eb), TORII_OK);
+    assert_int_equal(EVP_PKEY_eq(k, key), 1);
+    EVP_PKEY_free(k);
+    k = NULL;
+    assert_int_equal(torii_pki_key_open(r, "pair", copy, NULL, &k, &eb), TORII_OK);
+    assert_int_equal(EVP_PKEY_eq(k, key), 1);
+    EVP_PKEY_free(k);
+    k = NULL;
+    assert_int_equal(torii_pki_key_open(NULL, "pair", sealed, NULL, &k, &eb), TORII_ENOTFOUND);
+    assert_int_equal(torii_pki_key_open(other, "pair", sealed, NULL, &k, &eb), TORII_ENOTFOUND);
+    assert_non_null(strstr(eb.msg, "pair"));
+    assert_int_equal(torii_pki_key_open(r, "moved", sealed, NULL, &k, &eb), TORII_EPERM);
+    assert_null(k);
+    free(sealed);
+    free(copy);
+    EVP_PKEY_free(key);
+    json_decref(e);
+    torii_kek_ring_free(r);
+    torii_kek_ring_free(other);
+}
+
+/* certdb's preparation with a ring: the entity's privateKey is stored sealed, the TLS record
+ * holds no key bytes, and the stored entity opens back to the key. */
+static void test_prepare_stores_the_key_once_sealed(void **state)
+{
+    struct kfx *f = *state;
+    struct torii_kek_ring *r = ring_of(f->k1, NULL);
+    struct torii_cert_prep_opts o = {.mode = TORII_CERT_PREP_ENRICH, .kek = r};
+    struct torii_cert_prepared p;
+    struct torii_certrec *rec = calloc(1, sizeof(*rec));
+    struct torii_errbuf eb = {{0}};
+    EVP_PKEY *key = NULL;
+    json_t *e = kek_entity("prep", &key);
+    EVP_PKEY *k = NULL;
+
+    assert_non_null(rec);
+    o.now_ms = (int64_t)time(NULL) * 1000;
+    assert_int_equal(torii_cert_prepare(e, &o, &p, &eb), TORII_OK);
+    assert_true(torii_kek_text_is_sealed(json_string_value(json_object_get(e, "privateKey"))));
+    assert_true(json_is_true(json_object_get(e, "valid")));
+    assert_int_equal(torii_certrec_decode(p.aux, p.aux_len, rec), TORII_OK);
+    assert_true((rec->flags & TORII_CERTREC_KEY_MATCHES) != 0);
+    assert_int_equal(rec->key_der.len, 0);
+    assert_int_equal(torii_pki_entity_key_open(r, e, &k, &eb), TORII_OK);
+    assert_int_equal(EVP_PKEY_eq(k, key), 1);
+    EVP_PKEY_free(k);
+    /* Prepared again (a replace keeping the key): still sealed, still opens. */
+    torii_cert_prepared_clear(&p);
+    assert_int_equal(torii_cert_prepare(e, &o, &p, &eb), TORII_OK);
+    assert_true(torii_kek_text_is_sealed(json_string_value(json_object_get(e, "privateKey"))));
+    torii_cert_prepared_clear(&p);
+    free(rec);
+    EVP_PKEY_free(key);
+    json_decref(e);
+    torii_kek_ring_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +446,8 @@ int main(void)
         cmocka_unit_test(test_kek_rotation_ring),
         cmocka_unit_test(test_kek_files),
         cmocka_unit_test(test_kek_ring_load_sources),
+        cmocka_unit_test(test_key_seal_open_pair),
+        cmocka_unit_test(test_prepare_stores_the_key_once_sealed),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
