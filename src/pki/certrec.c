@@ -24,7 +24,7 @@
  * when HAS_KEY is set; version 1 is version 2 without the last two fields. Both still decode
  * (stores written by older versions keep working; version 1 certificates are not in the
  * issuer+serial index); their key copy is never used and torii_certrec_drop_key (torii keys
- * migrate, torii_certdb_migrate) removes it. The blob must end exactly after the last field.
+ * migrate) removes it. The blob must end exactly after the last field.
  * HAS_KEY and key_type describe the entity's privateKey, which the TLS table and the client
  * identities open through torii_pki_key_open. */
 #include <ctype.h>
