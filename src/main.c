@@ -55,6 +55,7 @@ struct app {
     struct torii_alerts *alerts;
     struct torii_renewer *renewer;
     struct torii_routes *routes;                  /* compiled in main() (also for --check-config) */
+    struct torii_kek_ring *kek;                   /* keys at rest: NULL when no KEK is set */
     struct torii_proxy_gen *gen;                  /* the generation new connections get */
     struct torii_proxy_gen *old[APP_MAX_OLD + 1]; /* draining */
     size_t n_old;
@@ -78,6 +79,7 @@ static void usage(FILE *f)
     (void)fprintf(f, "usage: torii [-c FILE] [--check-config] [--upgrade] [--version]\n"
                      "       torii token new [--id ID] [--scopes read,write,...]\n"
                      "       torii ctl COMMAND ... (admin API client; torii ctl help)\n"
+                     "       torii keys migrate|rotate [-c FILE] [--batch N]\n"
                      "  -c FILE          JSON configuration (default: embedded defaults)\n"
                      "  --check-config   validate the configuration and exit\n"
                      "  --upgrade        take over the listening sockets of the torii running\n"
@@ -85,12 +87,17 @@ static void usage(FILE *f)
                      "  --version        print the version and exit\n");
 }
 
-/* Store change feed -> certificate table. Runs on the writing thread, in commit order. */
+/* Store change feed -> certificate table. Runs on the writing thread, in commit order. The
+ * table gets the TLS record and the entity's privateKey as stored (maybe sealed), which it
+ * opens through the PKI at the certificate's first handshake. */
 static void app_on_store_change(enum torii_store_op_kind kind, enum torii_store_bucket b,
                                 const struct torii_store_rec *rec, void *arg)
 {
     struct app *app = arg;
     struct torii_errbuf eb = {{0}};
+    int del = kind == TORII_STORE_DELETE;
+    json_t *ent = NULL;
+    struct torii_pki_key_src key;
     char id[512];
 
     if (b != TORII_STORE_CERTS || rec->id_len >= sizeof(id)) {
@@ -98,11 +105,17 @@ static void app_on_store_change(enum torii_store_op_kind kind, enum torii_store_
     }
     memcpy(id, rec->id, rec->id_len);
     id[rec->id_len] = '\0';
-    if (torii_table_update(app->table, id, kind == TORII_STORE_DELETE ? NULL : rec->aux,
-                           kind == TORII_STORE_DELETE ? 0 : rec->aux_len, &eb)
+    if (!del) {
+        ent = json_loadb(rec->json, rec->json_len, 0, NULL);
+    }
+    key = torii_pki_key_src_of(ent, app->kek);
+    key.id = id;
+    if (torii_table_update(app->table, id, del ? NULL : rec->aux, del ? 0 : rec->aux_len, &key, &eb)
         != TORII_OK) {
         torii_log(TORII_LOG_WARN, "main: certificate not served: %s (id=%s)", eb.msg, id);
     }
+    torii_cert_secrets_wipe(ent);
+    json_decref(ent);
 }
 
 static int app_load_one(const struct torii_store_rec *rec, void *arg)
@@ -511,6 +524,22 @@ out:
     }
     free(socks);
 }
+/* Once at start: whether stored keys are sealed, and under which KEK. */
+static void app_kek_notice(const struct app *app)
+{
+    char cur[2 * TORII_KEK_ID_LEN + 1];
+
+    if (torii_kek_ring_current_id(app->kek, cur) != TORII_OK) {
+        torii_log(TORII_LOG_WARN,
+                  "main: no KEK configured (keys.kek_file or keys.kek_credential): private keys "
+                  "in %s are not encrypted at rest (docs/operations.md, Keys at rest)",
+                  app->cfg->data_dir);
+        return;
+    }
+    torii_log(TORII_LOG_NOTICE, "main: keys at rest: current KEK %s, %zu KEK%s loaded", cur,
+              torii_kek_ring_count(app->kek), torii_kek_ring_count(app->kek) == 1 ? "" : "s");
+}
+
 static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *eb)
 {
     struct torii_store_opts sopts = {.dir = app->cfg->data_dir};
@@ -524,6 +553,8 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
         TORII_TRY(torii_daemon_lock(app->daemon, app->cfg->data_dir, eb));
         TORII_TRY(app_probe_listeners(app->cfg, eb));
     }
+    TORII_TRY(torii_admin_kek_load(app->cfg, &app->kek, eb));
+    app_kek_notice(app);
     TORII_TRY(torii_store_open(&sopts, &app->store, eb));
     TORII_TRY(torii_certdb_migrate(app->store, eb)); /* stores written by an older torii */
     TORII_TRY(torii_table_new(&app->table));
@@ -677,6 +708,8 @@ static void app_close(struct app *app, struct event **sigs)
     torii_store_free(app->store);
     torii_daemon_free(app->daemon); /* releases the instance lock, after the store is closed */
     app->daemon = NULL;
+    torii_kek_ring_free(app->kek);
+    app->kek = NULL;
 }
 
 static int app_run(struct app *app)
@@ -761,16 +794,25 @@ static void app_self_exe(const char *argv0, char *out, size_t len)
 int main(int argc, char **argv)
 {
     struct app app = {0};
+    struct torii_errbuf heb = {{0}};
     const char *path = NULL;
     int check_only = 0;
     enum torii_log_level lvl;
     int rc;
 
+    /* First of all: no core dump may carry a key or a KEK out of this process. */
+    if (torii_daemon_harden(&heb) != TORII_OK) {
+        (void)fprintf(stderr, "torii: %s\n", heb.msg);
+        return 1;
+    }
     if (argc >= 2 && strcmp(argv[1], "token") == 0) {
         return torii_admin_token_cmd(argc - 1, argv + 1, stdout, stderr);
     }
     if (argc >= 2 && strcmp(argv[1], "ctl") == 0) {
         return torii_ctl_main(argc - 1, argv + 1, stdout, stderr);
+    }
+    if (argc >= 2 && strcmp(argv[1], "keys") == 0) {
+        return torii_admin_keys_cmd(argc - 1, argv + 1, stdout, stderr);
     }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {

@@ -51,4 +51,19 @@ void torii_admin_stop(struct torii_admin *adm);
  * exit status (0, or 2 on a usage error, 1 without randomness). */
 int torii_admin_token_cmd(int argc, char **argv, FILE *out, FILE *err);
 
+/** `torii keys migrate|rotate [-c FILE] [--batch N]` (argv[0] is "keys"; keys_cmd.c,
+ * docs/operations.md "Keys at rest"): seal every private key of the store under the current KEK
+ * (and drop the key copy of TLS records written by older versions) (rotate: also re-seal those
+ * under previous KEKs), N records per durable transaction, resumable, then compact the data file.
+ * The daemon must be stopped. Main thread. Returns the exit status (0; 1 on failure, the reason on
+ * err; 2 on a usage error). */
+int torii_admin_keys_cmd(int argc, char **argv, FILE *out, FILE *err);
+
+struct torii_config;
+struct torii_kek_ring;
+/** The KEK ring of cfg's "keys" section ($CREDENTIALS_DIRECTORY for credentials): *out NULL
+ * when no KEK is configured. Main thread, at start. */
+int torii_admin_kek_load(const struct torii_config *cfg, struct torii_kek_ring **out,
+                         struct torii_errbuf *eb) TORII_MUST_USE;
+
 #endif

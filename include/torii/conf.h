@@ -124,6 +124,11 @@ struct torii_config {
     json_t *pki;                         /* pki{} as given */
     struct torii_conf_exporter *exporter_list; /* enabled exporters, validated */
     size_t n_exporters;
+    /* Keys at rest (docs/operations.md; loaded by torii_kek_ring_load in src/pki). */
+    char *keys_kek_file;                   /* current KEK file; NULL: none */
+    char *keys_kek_credential;             /* current KEK as a systemd credential name */
+    json_t *keys_previous_kek_files;       /* previous KEKs (opening only), paths */
+    json_t *keys_previous_kek_credentials; /* previous KEKs, credential names */
 };
 
 /** Problems found in a configuration, one line each ("config: KEY: problem"), in the order

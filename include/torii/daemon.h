@@ -93,4 +93,11 @@ int torii_daemon_ready(const struct torii_daemon *d);
 /** The check period in microseconds (half of WATCHDOG_USEC, else 1 s). */
 uint64_t torii_daemon_check_period_us(const struct torii_daemon *d);
 
+/** Disable core dumps for the whole process (RLIMIT_CORE 0, then prctl PR_SET_DUMPABLE 0):
+ * keys and KEKs in memory never reach a core file. Main thread, first thing at start (before
+ * any key is loaded). TORII_EIO (eb says which call) when the kernel refuses. */
+int torii_daemon_harden(struct torii_errbuf *eb) TORII_MUST_USE;
+/** PR_GET_DUMPABLE of the process (0 after torii_daemon_harden); -1 on error. Any thread. */
+int torii_daemon_dumpable(void);
+
 #endif

@@ -28,6 +28,10 @@
 #define TORII_JWT_MAX_AUD      32   /* entries of an "aud" array */
 #define TORII_JWT_MAX_KID      256  /* bytes of a kid */
 #define TORII_JWT_KID_KEYS_MAX 4    /* keys under one kid (the live key + rotated ones) */
+/* A key kid is "<store id>.<t>", t = base64url of the first 16 bytes of the key's RFC 7638
+ * thumbprint (22 characters); a route's "keys" entry <id> accepts both "<id>" and "<id>.<t>". */
+#define TORII_JWT_KID_THUMB_BYTES 16
+#define TORII_JWT_KID_THUMB_LEN   22
 
 /** JWS algorithms, as bits of an allow-list. */
 enum torii_jwt_alg {

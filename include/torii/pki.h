@@ -9,6 +9,7 @@
  *   pki_jwk.h      - JWKS and JWTs signed/verified with an entity's key
  *   pki_renew.h    - renewing a certificate
  *   pki_prep.h     - key material at rest and the one-parse preparation for the store (certdb)
+ *   pki_kek.h      - keys at rest: the KEK envelope and the KEK ring
  * The served PKI view (JWKS, CRLs, OCSP, staples from a snapshot) is pkistate.h.
  * Private keys are decoded only in src/pki. Including pki.h gives all of the above; a file
  * that needs one topic may include only that header. */
@@ -21,6 +22,7 @@
 #include "torii/pki_import.h"
 #include "torii/pki_issue.h"
 #include "torii/pki_jwk.h"
+#include "torii/pki_kek.h"
 #include "torii/pki_prep.h"
 #include "torii/pki_renew.h"
 #include "torii/pki_revoke.h"

@@ -2,8 +2,10 @@
  * (the aux blob of TORII_STORE_CERTS), so the TLS table never parses PEM or JSON. Part of
  * pki.h.
  * Threads: any thread (pure functions over caller-owned data).
- * Ownership: a built record is malloc'd and owned by the caller; it contains a private key:
- * free it with torii_secure_free. A decoded torii_certrec borrows from its blob. */
+ * Ownership: a built record is malloc'd and owned by the caller; it holds no key bytes since
+ * version 3 (the key is stored once, in the entity's privateKey; a version 1 or 2 record still
+ * holds a copy: free records with torii_secure_free). A decoded torii_certrec borrows from its
+ * blob. */
 #ifndef TORII_PKI_CERTREC_H
 #define TORII_PKI_CERTREC_H
 
@@ -39,7 +41,7 @@
 
 /** Decoded view of a record; the slices point into the blob it was decoded from. */
 struct torii_certrec {
-    uint32_t version; /* 1 (legacy, no issuer/serial) or 2 */
+    uint32_t version; /* 1 (legacy, no issuer/serial), 2 (legacy, key copy) or 3 */
     uint32_t flags;
     int64_t not_before_ms;
     int64_t not_after_ms;
@@ -48,7 +50,7 @@ struct torii_certrec {
     struct torii_slice names[TORII_CERTREC_MAX_NAMES]; /* lower-case, no trailing dot; "*.x" */
     uint32_t n_chain;
     struct torii_slice chain[TORII_CERTREC_MAX_CHAIN]; /* DER, leaf first */
-    struct torii_slice key_der;                        /* private key DER (type key_type) */
+    struct torii_slice key_der; /* versions 1, 2 only: their copy of the key (DER); empty in 3 */
     struct torii_slice issuer_hash; /* TORII_CERTREC_ISSUER_HASH_LEN bytes; empty in v1 */
     struct torii_slice serial;      /* DER INTEGER, 3..TORII_CERTREC_SERIAL_MAX; empty in v1 */
 };
@@ -56,6 +58,12 @@ struct torii_certrec {
 /** Build the record from an enriched entity. TORII_EINVAL if chain/key do not parse. */
 int torii_certrec_build(const json_t *entity, unsigned char **out, size_t *out_len,
                         struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** A record without the key copy of a version 1 or 2 record: *out (malloc'd) is the same
+ * record as version 3 (key type and flags kept, no key bytes); *out = NULL when rec holds no
+ * key bytes (nothing to drop). TORII_EINVAL when rec does not decode. */
+int torii_certrec_drop_key(const unsigned char *rec, size_t len, unsigned char **out,
+                           size_t *out_len) TORII_MUST_USE;
 
 /** Why the certificate of an entity (its chain's leaf, its client/keypair fields) will never
  * be chosen for a TLS handshake by SNI: *out is a new JSON array of sentences such as
@@ -71,7 +79,7 @@ int torii_certrec_sni_warnings(const json_t *entity, json_t **out) TORII_MUST_US
  * TORII_EINVAL on a truncated or malformed blob (bad magic/version, counts over the
  * TORII_CERTREC_MAX_* limits, lengths past the end, an issuer hash or serial of the wrong
  * size or shape, trailing bytes); *rec is then unspecified. Format: see src/pki/certrec.c.
- * key_der.len is 0 without HAS_KEY. */
+ * key_der.len is 0 without HAS_KEY and in version 3 records. */
 int torii_certrec_decode(const unsigned char *buf, size_t len, struct torii_certrec *rec)
     TORII_MUST_USE;
 

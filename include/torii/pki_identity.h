@@ -19,14 +19,18 @@
 
 struct torii_pki_identity;
 
-/** Parse an identity (leaf, issuers, private key) out of a TLS record (the aux blob stored
- * with the entity; borrowed, the caller still wipes it). *out is new (free with
+struct torii_pki_key_src;
+
+/** Parse an identity (leaf, issuers) out of a TLS record (the aux blob stored with the
+ * entity; borrowed) and open its private key from key (the entity's privateKey, maybe sealed:
+ * torii_pki_key_open; borrowed). *out is new (free with
  * torii_pki_identity_free), written only on success. TORII_EINVAL, eb saying why (never
  * quoting key material): the record does not decode, has no private key, a certificate or
  * the key does not parse, or the key does not match the leaf. TORII_ENOMEM. The OpenSSL
  * error queue is left empty. */
 int torii_pki_identity_new(const unsigned char *rec, size_t rec_len,
-                           struct torii_pki_identity **out, struct torii_errbuf *eb) TORII_MUST_USE;
+                           const struct torii_pki_key_src *key, struct torii_pki_identity **out,
+                           struct torii_errbuf *eb) TORII_MUST_USE;
 
 /** Free an identity; NULL accepted. OpenSSL wipes the key when its last reference goes. */
 void torii_pki_identity_free(struct torii_pki_identity *id);

@@ -16,19 +16,44 @@
 #include "torii/pki_revoke.h"
 
 /* ---- key material at rest ----
- * The one pair of functions that turn a private key into its stored form and back (the
- * key-encryption-key envelope will live here; today the sealed form is the key's DER). The
- * record id is the future AEAD associated data (may be NULL while it is unused). */
+ * A certificate's private key is stored once: the entity JSON's "privateKey", as PEM (maybe
+ * encrypted with "password") or sealed under a KEK ("TKEK:...", pki_kek.h). The TLS record
+ * holds no key bytes. These are the one pair of functions that make the stored form and open
+ * it; kek is the KEK ring (NULL: none loaded), passed down in the callers' option structs. */
 
-/** Seal key into a new buffer (*out, wiped and freed by the caller with torii_secure_free).
- * TORII_EINVAL when the key does not encode. */
-int torii_pki_key_seal(const char *id, EVP_PKEY *key, unsigned char **out, size_t *out_len,
-                       struct torii_errbuf *eb) TORII_MUST_USE;
+struct torii_kek_ring;
 
-/** Open a sealed key (key_type EVP_PKEY_* or 0: any). *out is a new EVP_PKEY the caller
- * frees. TORII_EINVAL when it does not open. */
-int torii_pki_key_open(const char *id, int key_type, const unsigned char *sealed, size_t len,
-                       EVP_PKEY **out) TORII_MUST_USE;
+/** The stored form of a private key text (PEM) of record id: sealed under kek's current KEK
+ * when one is loaded, else a copy of text; a text already sealed is copied as is. *out is
+ * malloc'd (wipe it with torii_secure_free). TORII_EINVAL without text or id; the envelope's
+ * codes (pki_kek.h). */
+int torii_pki_key_seal(const struct torii_kek_ring *kek, const char *id, const char *text,
+                       char **out, struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** Open a stored private key text of record id: a sealed text through kek (TORII_ENOTFOUND:
+ * sealed under a KEK that is not loaded; TORII_EPERM: altered or moved from another record),
+ * then the PEM with password (NULL or "": none). *out is a new EVP_PKEY the caller frees.
+ * TORII_EINVAL (eb names the record, never key bytes) when it does not open. */
+int torii_pki_key_open(const struct torii_kek_ring *kek, const char *id, const char *text,
+                       const char *password, EVP_PKEY **out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** Where a stored key is (all borrowed): what the TLS table and client identities are given
+ * next to a TLS record, to open the key at first use through torii_pki_key_open. */
+struct torii_pki_key_src {
+    const char *id;                   /* the record id (the envelope's associated data) */
+    const char *text;                 /* the entity's privateKey as stored; NULL or "": none */
+    const char *password;             /* the entity's password; NULL or "": none */
+    const struct torii_kek_ring *kek; /* NULL: none loaded */
+};
+
+/** The key source of a stored entity (strings borrowed from it). */
+struct torii_pki_key_src torii_pki_key_src_of(const json_t *entity,
+                                              const struct torii_kek_ring *kek);
+
+/** torii_pki_key_open on an entity's id, privateKey and password. */
+int torii_pki_entity_key_open(const struct torii_kek_ring *kek, const json_t *entity,
+                              EVP_PKEY **out, struct torii_errbuf *eb) TORII_MUST_USE;
 
 /* ---- one-parse preparation of an entity for the store (certdb) ---- */
 
@@ -55,11 +80,14 @@ struct torii_cert_prep_opts {
     /* Called on the prepared entity, record built (NULL: none); non-OK stops as check does. */
     int (*after)(const json_t *entity, void *arg, struct torii_errbuf *eb);
     void *after_arg;
+    /* Keys at rest (NULL: none loaded): a sealed privateKey is opened with it, and a clear
+     * one is stored sealed under its current KEK (torii_pki_key_seal). */
+    const struct torii_kek_ring *kek;
 };
 
 /** What the preparation produced besides the modified entity. */
 struct torii_cert_prepared {
-    unsigned char *aux; /* the TLS record (holds the sealed key): torii_cert_prepared_clear */
+    unsigned char *aux; /* the TLS record (no key bytes): torii_cert_prepared_clear */
     size_t aux_len;
     uint32_t flags;                            /* the record's TORII_CERTREC_* */
     char serial_hex[TORII_PKI_SERIAL_HEX_MAX]; /* the leaf's, "" when it does not print */

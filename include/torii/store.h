@@ -157,4 +157,10 @@ int torii_store_stat_get(struct torii_store *st, struct torii_store_stat *out) T
  * TORII_EINVAL. */
 int torii_store_reader_check(struct torii_store *st, int *cleared) TORII_MUST_USE;
 
+/** Rewrite <dir>/data.mdb without its free pages (compact.c), replacing it atomically: bytes
+ * of replaced or deleted records (e.g. keys before they were sealed) leave the file. Only
+ * with no torii_store open on dir and the instance lock held (a command, not the daemon).
+ * TORII_ESTORE (LMDB), TORII_EIO (file system), TORII_EINVAL; eb says why. */
+int torii_store_compact(const char *dir, struct torii_errbuf *eb) TORII_MUST_USE;
+
 #endif

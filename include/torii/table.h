@@ -39,14 +39,20 @@ void torii_table_free(struct torii_table *t);
 void torii_table_reader_register(void);
 void torii_table_reader_unregister(void);
 
+struct torii_pki_key_src;
+
 /** Insert or replace certificate `id` from its TLS record (pki.h; copied, rec stays the
- * caller's), or remove it when rec is NULL (removing an absent id is TORII_OK). The names that
+ * caller's) and its key source (the entity's privateKey and password, copied and wiped when
+ * the certificate goes; the KEK ring borrowed: it must outlive the table; NULL or no text: no
+ * key, not served), or remove it when rec is NULL (removing an absent id is TORII_OK). The
+ * key is opened through torii_pki_key_open at the certificate's first handshake. The names that
  * the old version had and the new one lacks are dropped; cost is proportional to the old and
  * new certificate's names, not to the table. Record names that are not a host name or "*."
  * plus one are ignored. TORII_EINVAL (message in eb) for an empty id or a malformed record;
  * the table is then unchanged. Never blocks readers. */
 int torii_table_update(struct torii_table *t, const char *id, const unsigned char *rec,
-                       size_t rec_len, struct torii_errbuf *eb) TORII_MUST_USE;
+                       size_t rec_len, const struct torii_pki_key_src *key, struct torii_errbuf *eb)
+    TORII_MUST_USE;
 
 /** Name the default certificate (by id, copied; may be set before the certificate exists;
  * NULL clears it). It is looked up at select time, so updates of that id apply at once. */

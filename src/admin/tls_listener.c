@@ -44,6 +44,7 @@ static int tls_use_cert(SSL_CTX *ctx, struct torii_store *st, const char *id,
     struct torii_pki_identity *ident = NULL;
     struct torii_errbuf why = {{0}};
     struct torii_certdb_entry e = {0};
+    struct torii_pki_key_src key;
     int rc = torii_certdb_get(st, id, TORII_CERTDB_WITH_AUX, &e, NULL);
 
     TORII_ENSURE(
@@ -51,7 +52,9 @@ static int tls_use_cert(SSL_CTX *ctx, struct torii_store *st, const char *id,
         torii_errf(eb, TORII_EINVAL, "admin.tls.cert: no certificate '%s' in the store", id));
     TORII_ENSURE(e.aux != NULL,
                  torii_errf(eb, TORII_EINVAL, "admin.tls.cert: '%s' has no TLS record stored", id));
-    rc = torii_pki_identity_new(e.aux, e.aux_len, &ident, &why);
+    /* No KEK reaches admin.tls yet: a sealed key is refused (docs/operations.md). */
+    key = torii_pki_key_src_of(e.ent, NULL);
+    rc = torii_pki_identity_new(e.aux, e.aux_len, &key, &ident, &why);
     TORII_ENSURE(rc == TORII_OK,
                  torii_errf(eb, rc, "admin.tls: no usable private key in '%s': %s", id, why.msg));
     rc = torii_pki_identity_use(ident, ctx, &why);

@@ -125,11 +125,15 @@ static const struct conf_key conf_keys[] = {
     {"routes", CONF_ARRAY, OFF(routes), 0},
     {"exporters", CONF_ARRAY, OFF(exporters), 0},
     {"pki", CONF_OBJECT, OFF(pki), 0},
+    {"keys.kek_file", CONF_STR, OFF(keys_kek_file), 0},
+    {"keys.kek_credential", CONF_STR, OFF(keys_kek_credential), 0},
+    {"keys.previous_kek_files", CONF_ARRAY, OFF(keys_previous_kek_files), 0},
+    {"keys.previous_kek_credentials", CONF_ARRAY, OFF(keys_previous_kek_credentials), 0},
 };
 
 /* Sections whose members are all listed in conf_keys (so unknown members are errors). */
-static const char *const conf_sections[] = {"listen", "admin", "tls",    "limits",    "renewal",
-                                            "alerts", "debug", "health", "access_log"};
+static const char *const conf_sections[] = {"listen", "admin", "tls",    "limits",     "renewal",
+                                            "alerts", "debug", "health", "access_log", "keys"};
 
 static const struct conf_key *conf_find(const char *path)
 {
@@ -989,6 +993,10 @@ void torii_config_free(struct torii_config *c)
     json_decref(c->routes);
     json_decref(c->exporters);
     json_decref(c->pki);
+    free(c->keys_kek_file);
+    free(c->keys_kek_credential);
+    json_decref(c->keys_previous_kek_files);
+    json_decref(c->keys_previous_kek_credentials);
     conf_exporters_free(c);
     free(c);
 }
@@ -1070,6 +1078,11 @@ static void conf_fixed(struct torii_conf_errs *errs, int same, const char *key)
     }
 }
 
+static int conf_json_eq(const json_t *a, const json_t *b)
+{
+    return (a == NULL && b == NULL) || json_equal(a, b);
+}
+
 int torii_config_reload_check(const struct torii_config *cur, const struct torii_config *next,
                               struct torii_conf_errs *errs)
 {
@@ -1096,6 +1109,13 @@ int torii_config_reload_check(const struct torii_config *cur, const struct torii
                    && cur->alerts_repeat_s == next->alerts_repeat_s,
                "alerts");
     conf_fixed(errs, cur->debug_clock_hook == next->debug_clock_hook, "debug.clock_hook");
+    conf_fixed(errs,
+               conf_str_eq(cur->keys_kek_file, next->keys_kek_file)
+                   && conf_str_eq(cur->keys_kek_credential, next->keys_kek_credential)
+                   && conf_json_eq(cur->keys_previous_kek_files, next->keys_previous_kek_files)
+                   && conf_json_eq(cur->keys_previous_kek_credentials,
+                                   next->keys_previous_kek_credentials),
+               "keys");
     /* pki.public_url defaults to http://<listen.http>: moving that listener moves it. */
     conf_fixed(errs, json_equal(cur->pki, next->pki) || (cur->pki == NULL && next->pki == NULL),
                "pki (pki.public_url, by default http://<listen.http>)");

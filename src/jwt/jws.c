@@ -307,8 +307,15 @@ static int jws_kid_allowed(const struct torii_jwt_policy *p, const struct jws_he
         return 1;
     }
     for (size_t i = 0; i < p->n_kids; i++) {
-        if (p->kids[i] != NULL && strlen(p->kids[i]) == h->kid_len
-            && memcmp(p->kids[i], h->kid, h->kid_len) == 0) {
+        size_t n = p->kids[i] != NULL ? strlen(p->kids[i]) : 0;
+
+        if (n == 0 || n > h->kid_len || memcmp(p->kids[i], h->kid, n) != 0) {
+            continue;
+        }
+        /* The store id itself, or its key kid "<id>.<thumbprint>" (jwt.h). */
+        if (n == h->kid_len
+            || (h->kid_len == n + 1 + TORII_JWT_KID_THUMB_LEN && h->kid[n] == '.'
+                && memchr(h->kid + n + 1, '.', TORII_JWT_KID_THUMB_LEN) == NULL)) {
             return 1;
         }
     }

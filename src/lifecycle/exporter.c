@@ -262,7 +262,10 @@ static int exporter_identity_load(struct torii_store *store, const char *id,
     } else if (e.aux == NULL) {
         rc = torii_errf(eb, TORII_EINVAL, "no TLS record stored with it");
     } else {
-        rc = torii_pki_identity_new(e.aux, e.aux_len, out, eb);
+        /* No KEK reaches the exporters yet: a sealed key is refused (docs/operations.md). */
+        struct torii_pki_key_src key = torii_pki_key_src_of(e.ent, NULL);
+
+        rc = torii_pki_identity_new(e.aux, e.aux_len, &key, out, eb);
     }
     torii_certdb_entry_clear(&e); /* holds the private key: wiped */
     return rc;

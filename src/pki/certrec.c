@@ -1,9 +1,9 @@
 /* certrec.c - the compact binary TLS record stored next to a certificate entity.
  *
- * Layout (version 2, all integers little-endian, no padding):
+ * Layout (version 3, all integers little-endian, no padding):
  *   off  size  field
  *     0     4  magic "TCRT"
- *     4     2  version (1)
+ *     4     2  version (3)
  *     6     2  reserved (0)
  *     8     4  flags (TORII_CERTREC_*)
  *    12     8  not_before_ms (int64)
@@ -13,20 +13,20 @@
  *    36     4  n_chain (1..TORII_CERTREC_MAX_CHAIN)
  *    40        n_names x { u32 len (1..255), len bytes }      lower-case names, IPs as text
  *              n_chain x { u32 len (1..PKI_REC_MAX_DER), DER } leaf first
- *              u32 key_len, key_len bytes                     the sealed key (keyseal.c:
- *                                                             today i2d_PrivateKey, clear);
- *                                                             0 iff HAS_KEY is clear
+ *              u32 key_len (0), no bytes                      the key is stored once, in
+ *                                                             the entity's privateKey
  *              u32 ih_len (0 or 32), ih_len bytes             SHA-256 of the leaf's issuer
  *                                                             name (DER)
  *              u32 sn_len (0 or 3..64), sn_len bytes          the leaf's serialNumber as a
  *                                                             DER INTEGER; 0 iff ih_len is 0
  *                                                             (a serial too long to index)
- * Version 1 is the same without the last two fields (still decoded: stores written before
- * version 2 keep working; their certificates are simply not in the issuer+serial index).
- * The blob must end exactly after the last field. The key goes in through torii_pki_key_seal
- * and comes out through torii_pki_key_open (the TLS table, client identities): DER, several
- * times faster to open than PEM; the record is as sensitive as the entity itself (which holds
- * the key and its password in clear) until the key-encryption-key envelope plugs in there. */
+ * Version 2 is the same with key_len = the length of a copy of the key (i2d_PrivateKey DER)
+ * when HAS_KEY is set; version 1 is version 2 without the last two fields. Both still decode
+ * (stores written by older versions keep working; version 1 certificates are not in the
+ * issuer+serial index); their key copy is never used and torii_certrec_drop_key (torii keys
+ * migrate) removes it. The blob must end exactly after the last field.
+ * HAS_KEY and key_type describe the entity's privateKey, which the TLS table and the client
+ * identities open through torii_pki_key_open. */
 #include <ctype.h>
 #include <string.h>
 
@@ -38,7 +38,8 @@
 #include "torii/pki.h"
 
 #define PKI_REC_MAGIC    "TCRT"
-#define PKI_REC_VERSION  2u
+#define PKI_REC_VERSION  3u
+#define PKI_REC_V2       2u
 #define PKI_REC_V1       1u
 #define PKI_REC_HDR      40u
 #define PKI_REC_NAME_MAX 255u
@@ -378,8 +379,6 @@ struct pki_rec_parts {
     int n_chain;
     unsigned char *der[TORII_CERTREC_MAX_CHAIN];
     int der_len[TORII_CERTREC_MAX_CHAIN];
-    unsigned char *key; /* sealed key material (torii_pki_key_seal) */
-    size_t key_len;
     unsigned char ih[TORII_CERTREC_ISSUER_HASH_LEN];
     unsigned char sn[TORII_CERTREC_SERIAL_MAX];
     size_t ih_len;
@@ -389,16 +388,14 @@ struct pki_rec_parts {
 
 static void pki_rec_parts_clear(struct pki_rec_parts *r)
 {
-    torii_secure_free(r->key, r->key_len);
     for (int i = 0; i < TORII_CERTREC_MAX_CHAIN; i++) {
         OPENSSL_free(r->der[i]);
     }
     pki_names_clear(&r->names);
 }
 
-/* The key's flags, type and sealed form. */
-static int pki_rec_key(const json_t *entity, X509 *leaf, EVP_PKEY *key, struct pki_rec_parts *r,
-                       struct torii_errbuf *eb)
+/* The key's flags and type (its bytes stay in the entity's privateKey). */
+static void pki_rec_key(X509 *leaf, EVP_PKEY *key, struct pki_rec_parts *r)
 {
     r->flags |= TORII_CERTREC_HAS_KEY;
     r->key_type = EVP_PKEY_get_base_id(key);
@@ -406,7 +403,6 @@ static int pki_rec_key(const json_t *entity, X509 *leaf, EVP_PKEY *key, struct p
         r->flags |= TORII_CERTREC_KEY_MATCHES;
     }
     ERR_clear_error();
-    return torii_pki_key_seal(pki_json_str(entity, "id"), key, &r->key, &r->key_len, eb);
 }
 
 /* Everything but the names' and chain's encoding. */
@@ -421,7 +417,7 @@ static int pki_rec_parts_fill(const json_t *entity, STACK_OF(X509) * chain, EVP_
                  torii_errf(eb, TORII_EINVAL, "certrec: chain longer than %d certificates",
                             TORII_CERTREC_MAX_CHAIN));
     if (key != NULL) {
-        TORII_TRY(pki_rec_key(entity, leaf, key, r, eb));
+        pki_rec_key(leaf, key, r);
     }
     r->flags |= pki_rec_role_flags(entity, leaf);
     TORII_ENSURE(torii_pki__time_ms(X509_get0_notBefore(leaf), &r->nb) == TORII_OK
@@ -441,7 +437,7 @@ out:
 
 static size_t pki_rec_size(const struct pki_rec_parts *r)
 {
-    size_t total = PKI_REC_HDR + 4 + r->key_len + 4 + r->ih_len + 4 + r->sn_len;
+    size_t total = PKI_REC_HDR + 4 + 4 + r->ih_len + 4 + r->sn_len;
 
     for (size_t i = 0; i < r->names.n; i++) {
         total += 4 + strlen(r->names.v[i]);
@@ -473,7 +469,7 @@ static unsigned char *pki_rec_encode(const struct pki_rec_parts *r, size_t total
     for (int i = 0; i < r->n_chain; i++) {
         p = pki_put_bytes(p, r->der[i], (size_t)r->der_len[i]);
     }
-    p = pki_put_bytes(p, r->key, r->key_len);
+    p = pki_put_u32(p, 0); /* no key bytes */
     p = pki_put_bytes(p, r->ih, r->ih_len);
     p = pki_put_bytes(p, r->sn, r->sn_len);
     TORII_ASSERT((size_t)(p - buf) == total);
@@ -580,7 +576,7 @@ int torii_certrec_decode(const unsigned char *buf, size_t len, struct torii_cert
     TORII_ENSURE(buf != NULL && rec != NULL && len >= PKI_REC_HDR, TORII_EINVAL);
     TORII_ENSURE(memcmp(buf, PKI_REC_MAGIC, 4) == 0, TORII_EINVAL);
     version = pki_get_u16(buf + 4);
-    TORII_ENSURE((version == PKI_REC_VERSION || version == PKI_REC_V1) && pki_get_u16(buf + 6) == 0,
+    TORII_ENSURE(version >= PKI_REC_V1 && version <= PKI_REC_VERSION && pki_get_u16(buf + 6) == 0,
                  TORII_EINVAL);
     rec->version = version;
     n_names = pki_get_u32(buf + 32);
@@ -604,7 +600,11 @@ int torii_certrec_decode(const unsigned char *buf, size_t len, struct torii_cert
     }
     if ((rec->flags & TORII_CERTREC_HAS_KEY) != 0) {
         TORII_ENSURE(key_type > 0, TORII_EINVAL);
-        TORII_TRY(pki_read_slice(&r, 1, PKI_REC_MAX_DER, &rec->key_der));
+        TORII_TRY(pki_read_slice(&r, version < PKI_REC_VERSION ? 1 : 0,
+                                 version < PKI_REC_VERSION ? PKI_REC_MAX_DER : 0, &rec->key_der));
+        if (rec->key_der.len == 0) {
+            rec->key_der.ptr = NULL;
+        }
     } else {
         TORII_ENSURE(key_type == 0, TORII_EINVAL);
         TORII_TRY(pki_read_slice(&r, 0, 0, &rec->key_der));
@@ -612,10 +612,45 @@ int torii_certrec_decode(const unsigned char *buf, size_t len, struct torii_cert
     }
     rec->issuer_hash = (struct torii_slice){NULL, 0};
     rec->serial = (struct torii_slice){NULL, 0};
-    if (version >= PKI_REC_VERSION) {
+    if (version >= PKI_REC_V2) {
         TORII_TRY(pki_read_identity(&r, rec));
     }
     TORII_ENSURE(r.left == 0, TORII_EINVAL);
 out:
+    return rc;
+}
+
+int torii_certrec_drop_key(const unsigned char *rec, size_t len, unsigned char **out,
+                           size_t *out_len)
+{
+    int rc = TORII_OK;
+    struct torii_certrec *cr = torii_xmalloc(sizeof(*cr)); /* large: off the stack */
+    size_t off;
+    size_t tail;
+    unsigned char *p;
+
+    *out = NULL;
+    *out_len = 0;
+    TORII_TRY(torii_certrec_decode(rec, len, cr));
+    if (cr->key_der.len == 0) {
+        goto out;
+    }
+    /* Same bytes without the key: header (version 3), then up to the key's length field, a
+     * zero length, then everything after the key. A version 1 record gains empty identity
+     * slices (version 3 has them). */
+    off = (size_t)((const unsigned char *)cr->key_der.ptr - rec) - 4;
+    tail = len - off - 4 - cr->key_der.len;
+    *out_len = off + 4 + tail + (cr->version == PKI_REC_V1 ? 8 : 0);
+    *out = torii_xmalloc(*out_len);
+    memcpy(*out, rec, off);
+    (void)pki_put_u16(*out + 4, PKI_REC_VERSION);
+    p = pki_put_u32(*out + off, 0);
+    memcpy(p, rec + off + 4 + cr->key_der.len, tail);
+    if (cr->version == PKI_REC_V1) {
+        p = pki_put_u32(p + tail, 0);
+        (void)pki_put_u32(p, 0);
+    }
+out:
+    free(cr);
     return rc;
 }

@@ -48,16 +48,6 @@ static X509 *identity_x509(struct torii_slice s)
     return x;
 }
 
-/* The record's key through the one opener (torii_pki_key_open), NULL when it does not open. */
-static EVP_PKEY *identity_key(int type, struct torii_slice s)
-{
-    EVP_PKEY *k = NULL;
-
-    return torii_pki_key_open(NULL, type, (const unsigned char *)s.ptr, s.len, &k) == TORII_OK
-               ? k
-               : NULL;
-}
-
 /* The issuers after the leaf, into id->chain. */
 static int identity_chain(const struct torii_certrec *rec, struct torii_pki_identity *id,
                           struct torii_errbuf *eb)
@@ -81,23 +71,26 @@ static int identity_chain(const struct torii_certrec *rec, struct torii_pki_iden
 }
 
 int torii_pki_identity_new(const unsigned char *rec_blob, size_t rec_len,
-                           struct torii_pki_identity **out, struct torii_errbuf *eb)
+                           const struct torii_pki_key_src *key, struct torii_pki_identity **out,
+                           struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     struct torii_certrec *rec = torii_xcalloc(1, sizeof(*rec)); /* large: off the stack */
     struct torii_pki_identity *id = torii_xcalloc(1, sizeof(*id));
+    struct torii_errbuf sub = {{0}};
 
     TORII_ENSURE(rec_blob != NULL && torii_certrec_decode(rec_blob, rec_len, rec) == TORII_OK,
                  torii_errf(eb, TORII_EINVAL, "identity: the TLS record does not decode"));
-    TORII_ENSURE((rec->flags & TORII_CERTREC_HAS_KEY) != 0 && rec->key_der.len > 0,
+    TORII_ENSURE((rec->flags & TORII_CERTREC_HAS_KEY) != 0 && key != NULL && key->text != NULL
+                     && key->text[0] != '\0',
                  torii_errf(eb, TORII_EINVAL, "identity: the certificate has no private key"));
     id->leaf = identity_x509(rec->chain[0]);
     TORII_ENSURE(id->leaf != NULL,
                  torii_errf(eb, TORII_EINVAL, "identity: the leaf certificate does not parse"));
     TORII_TRY(identity_chain(rec, id, eb));
-    id->key = identity_key(rec->key_type, rec->key_der);
-    TORII_ENSURE(id->key != NULL,
-                 torii_errf(eb, TORII_EINVAL, "identity: the private key does not parse"));
+    TORII_ENSURE(
+        torii_pki_key_open(key->kek, key->id, key->text, key->password, &id->key, &sub) == TORII_OK,
+        torii_errf(eb, TORII_EINVAL, "identity: the private key does not parse: %s", sub.msg));
     TORII_ENSURE(X509_check_private_key(id->leaf, id->key) == 1,
                  torii_errf(eb, TORII_EINVAL,
                             "identity: the private key does not match the leaf certificate"));

@@ -1,6 +1,8 @@
 /* jwks.c - the JWK Set of exposed certificate keys (RFC 7517, RFC 7518 6.2/6.3).
  *
- * Otoroshi (reference 7) emits kty/n/e or kty/crv/x/y with kid = entity id; Ed25519 keys
+ * Otoroshi (reference 7) emits kty/n/e or kty/crv/x/y with kid = entity id, and so do we; each
+ * key is listed a second time under its key kid "<id>.<thumbprint>" (docs/jwt.md, Key ids),
+ * which names that key even after a rotation gave the id a new one. Ed25519 keys
  * are published as OKP (RFC 8037), which Otoroshi does not emit. We add use,
  * alg, x5c and x5t#S256 (RFC 7517 4.7, 4.9), which verifiers may ignore, and require the
  * private key to match the leaf: a published key nobody can sign with helps no one. */
@@ -14,7 +16,9 @@
 
 #include "pki_int.h"
 #include "torii/codec.h"
+#include "torii/jwt.h"
 #include "torii/log.h"
+#include "torii/mem.h"
 #include "torii/pki.h"
 
 static int jwks_set_b64(json_t *o, const char *k, const unsigned char *d, size_t n, int url)
@@ -132,6 +136,99 @@ static int jwks_okp(EVP_PKEY *pub, json_t *jwk)
     return jwks_set_b64(jwk, "x", raw, len, 1);
 }
 
+/* kty and the public members of pub's JWK (RSA, EC, OKP) into jwk. */
+static int jwks_key_members(EVP_PKEY *pub, json_t *jwk)
+{
+    switch (EVP_PKEY_get_base_id(pub)) {
+    case EVP_PKEY_RSA:
+        return jwks_rsa(pub, jwk);
+    case EVP_PKEY_EC:
+        return jwks_ec(pub, jwk);
+    case EVP_PKEY_ED25519:
+        return jwks_okp(pub, jwk);
+    default:
+        return TORII_EUNSUPPORTED;
+    }
+}
+
+/* RFC 7638 3.2: the required members of the key type only, sorted, no whitespace. */
+static char *jwks_thumb_input(const json_t *jwk)
+{
+    static const char *const members[] = {"crv", "e", "kty", "n", "x", "y"};
+    json_t *req = json_object();
+    char *text = NULL;
+
+    if (req == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
+        json_t *v = json_object_get(jwk, members[i]);
+
+        if (v != NULL && json_object_set(req, members[i], v) != 0) {
+            goto out;
+        }
+    }
+    text = json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS);
+out:
+    json_decref(req);
+    return text;
+}
+
+int torii_pki__jwk_thumbprint(EVP_PKEY *pub, unsigned char out[32])
+{
+    int rc = TORII_OK;
+    json_t *jwk = json_object();
+    char *text = NULL;
+    unsigned int len = 0;
+
+    TORII_ENSURE(jwk != NULL, TORII_ENOMEM);
+    TORII_TRY(jwks_key_members(pub, jwk));
+    text = jwks_thumb_input(jwk);
+    TORII_ENSURE(text != NULL, TORII_ENOMEM);
+    TORII_ENSURE(EVP_Digest(text, strlen(text), out, &len, EVP_sha256(), NULL) == 1 && len == 32,
+                 TORII_ETLS);
+out:
+    free(text);
+    json_decref(jwk);
+    return rc;
+}
+
+/* The live id an "[UNTIL EXPIRATION]" copy stands in for, else the entity's own id. */
+static const char *jwks_base_id(const json_t *e)
+{
+    const json_t *md = json_object_get(e, "metadata");
+    const char *next = json_string_value(json_object_get(md, "nextCertificate"));
+    const char *until = json_string_value(json_object_get(md, "untilExpiration"));
+
+    if (next != NULL && next[0] != '\0' && until != NULL && strcmp(until, "true") == 0) {
+        return next;
+    }
+    return json_string_value(json_object_get(e, "id"));
+}
+
+int torii_pki__jwt_key_kid(const json_t *entity, EVP_PKEY *pub, char **out)
+{
+    int rc = TORII_OK;
+    unsigned char thumb[32];
+    const char *base = jwks_base_id(entity);
+    char *t = NULL;
+    size_t blen;
+
+    TORII_ENSURE(base != NULL && base[0] != '\0', TORII_EINVAL);
+    blen = strlen(base);
+    TORII_ENSURE(blen + 1 + TORII_JWT_KID_THUMB_LEN <= TORII_JWT_MAX_KID, TORII_ETOOBIG);
+    TORII_TRY(torii_pki__jwk_thumbprint(pub, thumb));
+    t = torii_b64_encode(thumb, TORII_JWT_KID_THUMB_BYTES, 1, NULL);
+    TORII_ENSURE(t != NULL && strlen(t) == TORII_JWT_KID_THUMB_LEN, TORII_ENOMEM);
+    *out = torii_xmalloc(blen + 2 + TORII_JWT_KID_THUMB_LEN);
+    memcpy(*out, base, blen);
+    (*out)[blen] = '.';
+    memcpy(*out + blen + 1, t, TORII_JWT_KID_THUMB_LEN + 1);
+out:
+    free(t);
+    return rc;
+}
+
 static int jwks_x5c(STACK_OF(X509) * chain, json_t *jwk)
 {
     int rc = TORII_OK;
@@ -169,8 +266,10 @@ out:
     return rc;
 }
 
-/* One JWK, or TORII_ENOTFOUND when the entity is not to be published. */
-static int jwks_one(const json_t *e, json_t **out)
+/* The entity's JWK under its id (*out) and the same key under its key kid (*keyed, docs/jwt.md
+ * "Key ids"; NULL for an id too long to make one), or TORII_ENOTFOUND when the entity is not to
+ * be published. */
+static int jwks_one(const json_t *e, json_t **out, json_t **keyed)
 {
     int rc = TORII_OK;
     STACK_OF(X509) *chain = NULL;
@@ -179,7 +278,7 @@ static int jwks_one(const json_t *e, json_t **out)
     const char *id = json_string_value(json_object_get(e, "id"));
     const char *pk = json_string_value(json_object_get(e, "privateKey"));
     EVP_PKEY *pub;
-    int type;
+    char *kid = NULL;
 
     TORII_ENSURE(json_is_object(e) && json_is_true(json_object_get(e, "exposed"))
                      && !json_is_true(json_object_get(e, "revoked")) && pk != NULL && pk[0] != '\0',
@@ -193,24 +292,25 @@ static int jwks_one(const json_t *e, json_t **out)
     TORII_ENSURE(pub != NULL, TORII_EINVAL);
     jwk = json_object();
     TORII_ENSURE(jwk != NULL, TORII_ENOMEM);
-    type = EVP_PKEY_get_base_id(pub);
-    if (type == EVP_PKEY_RSA) {
-        TORII_TRY(jwks_rsa(pub, jwk));
-    } else if (type == EVP_PKEY_EC) {
-        TORII_TRY(jwks_ec(pub, jwk));
-    } else if (type == EVP_PKEY_ED25519) {
-        TORII_TRY(jwks_okp(pub, jwk));
-    } else {
-        rc = TORII_EUNSUPPORTED;
-        goto out;
-    }
+    TORII_TRY(jwks_key_members(pub, jwk));
     TORII_ENSURE(json_object_set_new(jwk, "kid", json_string(id)) == 0
                      && json_object_set_new(jwk, "use", json_string("sig")) == 0,
                  TORII_EINVAL);
     TORII_TRY(jwks_x5c(chain, jwk));
+    /* An id too long for a key kid: published under the id only. */
+    if (torii_pki__jwt_key_kid(e, pub, &kid) == TORII_OK) {
+        *keyed = json_deep_copy(jwk);
+        TORII_ENSURE(*keyed != NULL && json_object_set_new(*keyed, "kid", json_string(kid)) == 0,
+                     TORII_ENOMEM);
+    }
     *out = jwk;
     jwk = NULL;
 out:
+    free(kid);
+    if (rc != TORII_OK) {
+        json_decref(*keyed);
+        *keyed = NULL;
+    }
     ERR_clear_error();
     json_decref(jwk);
     EVP_PKEY_free(key);
@@ -218,37 +318,48 @@ out:
     return rc;
 }
 
+static void jwks_skipped(const json_t *e, int rc)
+{
+    const char *id = json_string_value(json_object_get(e, "id"));
+    char esc[128];
+
+    torii_log(
+        TORII_LOG_WARN, "jwks: certificate skipped: %s (id=%s)", torii_strerror(rc),
+        torii_log_escape(id != NULL ? id : "", id != NULL ? strlen(id) : 0, esc, sizeof(esc)));
+}
+
 json_t *torii_pki_jwks_build(const json_t *entities)
 {
     json_t *doc = json_object();
     json_t *keys = json_array();
+    json_t *keyed = json_array();
     size_t i;
     const json_t *e;
+    int ok =
+        doc != NULL && keys != NULL && keyed != NULL && json_object_set(doc, "keys", keys) == 0;
 
-    if (doc == NULL || keys == NULL || json_object_set(doc, "keys", keys) != 0) {
-        json_decref(doc);
-        json_decref(keys);
-        return NULL;
-    }
     json_array_foreach (entities, i, e) {
         json_t *jwk = NULL;
-        int rc = jwks_one(e, &jwk);
+        json_t *kjwk = NULL;
+        int rc = ok ? jwks_one(e, &jwk, &kjwk) : TORII_ENOTFOUND;
 
         if (rc == TORII_OK) {
-            if (json_array_append_new(keys, jwk) != 0) {
-                json_decref(doc);
-                json_decref(keys);
-                return NULL;
-            }
-        } else if (rc != TORII_ENOTFOUND) {
-            const char *id = json_string_value(json_object_get(e, "id"));
-            char esc[128];
+            int a = json_array_append_new(keys, jwk);
+            int b = kjwk != NULL ? json_array_append_new(keyed, kjwk) : 0;
 
-            torii_log(TORII_LOG_WARN, "jwks: certificate skipped: %s (id=%s)", torii_strerror(rc),
-                      torii_log_escape(id != NULL ? id : "", id != NULL ? strlen(id) : 0, esc,
-                                       sizeof(esc)));
+            ok = a == 0 && b == 0;
+        } else if (rc != TORII_ENOTFOUND) {
+            jwks_skipped(e, rc);
         }
     }
+    /* The entity-id entries first (Otoroshi's kid, in entity order), then each key under its
+     * key kid. */
+    ok = ok && json_array_extend(keys, keyed) == 0;
     json_decref(keys);
+    json_decref(keyed);
+    if (!ok) {
+        json_decref(doc);
+        return NULL;
+    }
     return doc;
 }

@@ -13,9 +13,10 @@
 
 #define PKI_JWT_LIFETIME_MAX_S (366LL * 86400)
 
-/* The entity's leaf and private key, which must match; TORII_EINVAL otherwise. */
+/* The entity's private key, which must match its leaf (TORII_EINVAL otherwise), the leaf's
+ * notAfter and the key kid (docs/jwt.md, Key ids; malloc'd). */
 static int jwtsign_load(const json_t *e, const char *id, EVP_PKEY **key_out, int64_t *not_after,
-                        struct torii_errbuf *eb)
+                        char **kid, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     struct torii_errbuf sub = {{0}};
@@ -36,6 +37,10 @@ static int jwtsign_load(const json_t *e, const char *id, EVP_PKEY **key_out, int
                  torii_errf(eb, TORII_EINVAL,
                             "jwt sign: '%s': private key does not match the certificate", id));
     TORII_TRY(torii_pki__time_ms(X509_get0_notAfter(sk_X509_value(chain, 0)), not_after));
+    /* An id too long for a key kid (docs/jwt.md): the id itself names the key. */
+    if (torii_pki__jwt_key_kid(e, X509_get0_pubkey(sk_X509_value(chain, 0)), kid) != TORII_OK) {
+        *kid = torii_xstrdup(id);
+    }
     *key_out = key;
     key = NULL;
 out:
@@ -50,6 +55,7 @@ int torii_pki_jwt_sign(const json_t *entity, const json_t *claims, int64_t lifet
 {
     int rc = TORII_OK;
     EVP_PKEY *key = NULL;
+    char *kid = NULL;
     json_t *c = NULL;
     int64_t not_after = 0;
     int64_t now_s = now_ms / 1000;
@@ -67,7 +73,7 @@ int torii_pki_jwt_sign(const json_t *entity, const json_t *claims, int64_t lifet
     TORII_ENSURE(json_is_true(json_object_get(entity, "exposed")),
                  torii_errf(eb, TORII_EINVAL,
                             "jwt sign: '%s' is not exposed: no verifier would find its key", id));
-    TORII_TRY(jwtsign_load(entity, id, &key, &not_after, eb));
+    TORII_TRY(jwtsign_load(entity, id, &key, &not_after, &kid, eb));
     TORII_ENSURE(
         now_s + lifetime_s <= not_after / 1000,
         torii_errf(eb, TORII_EINVAL, "jwt sign: the token would outlive the key of '%s'", id));
@@ -76,14 +82,15 @@ int torii_pki_jwt_sign(const json_t *entity, const json_t *claims, int64_t lifet
     TORII_ENSURE(json_object_set_new(c, "iat", json_integer(now_s)) == 0
                      && json_object_set_new(c, "exp", json_integer(now_s + lifetime_s)) == 0,
                  TORII_ENOMEM);
-    TORII_TRY(torii_jwt_sign(key, 0, id, c, out, NULL, eb));
+    TORII_TRY(torii_jwt_sign(key, 0, kid, c, out, NULL, eb));
 out:
+    free(kid);
     json_decref(c);
     EVP_PKEY_free(key);
     return rc;
 }
 
-/* A sealed key set holding the public key of the entity's leaf under its id. */
+/* A sealed key set holding the public key of the entity's leaf under its id and its key kid. */
 static int jwtsign_keyset(const json_t *e, const char *id, struct torii_jwt_keyset **out,
                           struct torii_errbuf *eb)
 {
@@ -92,6 +99,8 @@ static int jwtsign_keyset(const json_t *e, const char *id, struct torii_jwt_keys
     STACK_OF(X509) *chain = NULL;
     struct torii_jwt_keyset *ks = torii_jwt_keyset_new();
     int64_t not_after = 0;
+    EVP_PKEY *pub;
+    char *kid = NULL;
 
     if (torii_pki__chain_parse(json_string_value(json_object_get(e, "chain")), &chain, &sub)
         != TORII_OK) {
@@ -99,9 +108,13 @@ static int jwtsign_keyset(const json_t *e, const char *id, struct torii_jwt_keys
         goto out;
     }
     TORII_TRY(torii_pki__time_ms(X509_get0_notAfter(sk_X509_value(chain, 0)), &not_after));
-    if (torii_jwt_keyset_add(ks, id, strlen(id), X509_get0_pubkey(sk_X509_value(chain, 0)),
-                             not_after, &sub)
-        != TORII_OK) {
+    pub = X509_get0_pubkey(sk_X509_value(chain, 0));
+    if (pub != NULL && torii_pki__jwt_key_kid(e, pub, &kid) != TORII_OK) {
+        kid = NULL; /* an id too long for a key kid: the id only */
+    }
+    if (torii_jwt_keyset_add(ks, id, strlen(id), pub, not_after, &sub) != TORII_OK
+        || (kid != NULL
+            && torii_jwt_keyset_add(ks, kid, strlen(kid), pub, not_after, &sub) != TORII_OK)) {
         rc = torii_errf(eb, TORII_EINVAL, "jwt verify: '%s': %s", id, sub.msg);
         goto out;
     }
@@ -109,6 +122,7 @@ static int jwtsign_keyset(const json_t *e, const char *id, struct torii_jwt_keys
     *out = ks;
     ks = NULL;
 out:
+    free(kid);
     ERR_clear_error();
     torii_jwt_keyset_unref(ks);
     sk_X509_pop_free(chain, X509_free);

@@ -1,9 +1,10 @@
-/* keyseal.c - the one place where private key material is turned into its stored form and
- * back: torii_pki_key_seal (for the TLS record) and torii_pki_key_open (for the TLS table and
- * the client identities). Today the sealed form is the DER of i2d_PrivateKey (a
- * pass-through); the key-encryption-key envelope (AES-256-GCM, the record id as associated
- * data) plugs in here without any caller changing. Threads: any (pure). */
-#include <limits.h>
+/* keyseal.c - the one place where a stored private key is turned into its stored form and
+ * back. A certificate keeps its key once, in the entity JSON's "privateKey": PEM (maybe
+ * encrypted with the entity's password), or, with a KEK configured, the sealed text
+ * "TKEK:<base64 envelope>" (kek.c, kek_rec.c: AES-256-GCM, the record id as associated data).
+ * torii_pki_key_seal makes that text on every write (certdb's preparation), torii_pki_key_open
+ * opens it for every use (the TLS table, client identities, the CA signers, renewal, JWTs,
+ * exports). Threads: any (pure over its arguments; the ring is read-only). */
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -13,49 +14,62 @@
 #include "torii/mem.h"
 #include "torii/pki.h"
 
-int torii_pki_key_seal(const char *id, EVP_PKEY *key, unsigned char **out, size_t *out_len,
-                       struct torii_errbuf *eb)
+int torii_pki_key_seal(const struct torii_kek_ring *kek, const char *id, const char *text,
+                       char **out, struct torii_errbuf *eb)
 {
-    unsigned char *der = NULL;
-    int len;
+    char cur[2 * TORII_KEK_ID_LEN + 1];
 
-    (void)id; /* the future AEAD's associated data */
-    len = i2d_PrivateKey(key, &der);
-    if (len <= 0) {
-        (void)torii_errbuf_ossl(eb, "certrec: i2d_PrivateKey");
-        return TORII_EINVAL;
+    if (text == NULL || id == NULL) {
+        return torii_errf(eb, TORII_EINVAL, "privateKey: nothing to seal or no record id");
     }
-    *out = torii_xmalloc((size_t)len);
-    memcpy(*out, der, (size_t)len);
-    *out_len = (size_t)len;
-    OPENSSL_clear_free(der, (size_t)len);
-    return TORII_OK;
+    if (torii_kek_text_is_sealed(text) || torii_kek_ring_current_id(kek, cur) != TORII_OK) {
+        *out = torii_xstrdup(text); /* already sealed, or no KEK: stored as given */
+        return TORII_OK;
+    }
+    return torii_kek_text_seal(kek, id, strlen(id), text, out, eb);
 }
 
-/* The sealed DER is i2d_PrivateKey output: type-specific for RSA and EC, PKCS#8 for the others;
- * d2i_AutoPrivateKey covers what d2i_PrivateKey of the recorded type does not. */
-int torii_pki_key_open(const char *id, int key_type, const unsigned char *sealed, size_t len,
-                       EVP_PKEY **out)
+int torii_pki_key_open(const struct torii_kek_ring *kek, const char *id, const char *text,
+                       const char *password, EVP_PKEY **out, struct torii_errbuf *eb)
 {
-    const unsigned char *p = sealed;
-    EVP_PKEY *k = NULL;
+    int rc = TORII_OK;
+    char *pem = NULL;
 
-    (void)id;
-    if (sealed == NULL || len == 0 || len > LONG_MAX) {
-        return TORII_EINVAL;
+    TORII_ENSURE(
+        text != NULL && text[0] != '\0',
+        torii_errf(eb, TORII_EINVAL, "privateKey: missing (id=%s)", id != NULL ? id : "?"));
+    if (torii_kek_text_is_sealed(text)) {
+        TORII_ENSURE(id != NULL, torii_errf(eb, TORII_EINVAL, "privateKey: sealed, no record id"));
+        TORII_TRY(torii_kek_text_open(kek, id, strlen(id), text, &pem, eb));
+        text = pem;
     }
-    if (key_type != 0) {
-        k = d2i_PrivateKey(key_type, NULL, &p, (long)len);
+    rc = torii_pki__key_parse(text, password != NULL && password[0] != '\0' ? password : NULL, out,
+                              eb);
+out:
+    if (pem != NULL) {
+        torii_secure_free(pem, strlen(pem));
     }
-    if (k == NULL) {
-        ERR_clear_error();
-        p = sealed;
-        k = d2i_AutoPrivateKey(NULL, &p, (long)len);
-    }
-    if (k == NULL) {
-        ERR_clear_error();
-        return TORII_EINVAL;
-    }
-    *out = k;
-    return TORII_OK;
+    ERR_clear_error();
+    return rc;
+}
+
+int torii_pki_entity_key_open(const struct torii_kek_ring *kek, const json_t *entity,
+                              EVP_PKEY **out, struct torii_errbuf *eb)
+{
+    return torii_pki_key_open(kek, json_string_value(json_object_get(entity, "id")),
+                              json_string_value(json_object_get(entity, "privateKey")),
+                              json_string_value(json_object_get(entity, "password")), out, eb);
+}
+
+struct torii_pki_key_src torii_pki_key_src_of(const json_t *entity,
+                                              const struct torii_kek_ring *kek)
+{
+    struct torii_pki_key_src s = {
+        .id = json_string_value(json_object_get(entity, "id")),
+        .text = json_string_value(json_object_get(entity, "privateKey")),
+        .password = json_string_value(json_object_get(entity, "password")),
+        .kek = kek,
+    };
+
+    return s;
 }

@@ -64,6 +64,16 @@ int torii_pki__ip_text(const ASN1_OCTET_STRING *ip, char *buf, size_t len);
 #include <jansson.h>
 #include <openssl/x509v3.h>
 
+/** RFC 7638 JWK thumbprint (SHA-256) of a public RSA, EC or Ed25519 key. TORII_EUNSUPPORTED
+ * for other key types. */
+int torii_pki__jwk_thumbprint(EVP_PKEY *pub, unsigned char out[32]) TORII_MUST_USE;
+
+/** The key kid of an entity's key pub (docs/jwt.md, Key ids): "<base>.<t>", base = the entity
+ * id, or the live id (metadata.nextCertificate) for an "[UNTIL EXPIRATION]" copy, and t = the
+ * base64url of the first TORII_JWT_KID_THUMB_BYTES of the RFC 7638 thumbprint. *out is
+ * malloc'd. TORII_ETOOBIG when it would exceed TORII_JWT_MAX_KID. */
+int torii_pki__jwt_key_kid(const json_t *entity, EVP_PKEY *pub, char **out) TORII_MUST_USE;
+
 /** A CA entity loaded for signing: leaf certificate, its private key and the whole chain.
  * Clear with torii_pki__ca_clear (wipes nothing itself: OpenSSL frees the key). */
 struct torii_pki__ca {

@@ -3,12 +3,15 @@
  * the TLS record, read the leaf serial for the serial index. certdb is its caller; the
  * counter torii_pki_chain_parse_count proves there is one parse per write.
  * Threads: any (pure over caller-owned data). */
+#include <stdint.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
 #include "pki_int.h"
+#include "torii/mem.h"
 #include "torii/pki.h"
 
 void torii_cert_prepared_clear(struct torii_cert_prepared *p)
@@ -101,7 +104,6 @@ static int prep_parse(json_t *entity, const struct torii_cert_prep_opts *o, STAC
 {
     int rc = TORII_OK;
     const char *pk;
-    const char *pw;
 
     TORII_ENSURE(o->mode != TORII_CERT_PREP_ENRICH
                      || json_string_length(json_object_get(entity, "chain")) > 0,
@@ -112,12 +114,46 @@ static int prep_parse(json_t *entity, const struct torii_cert_prep_opts *o, STAC
         torii_pki__chain_parse(json_string_value(json_object_get(entity, "chain")), chain, eb));
     TORII_TRY(prep_keep_key(entity, sk_X509_value(*chain, 0), o, eb));
     pk = json_string_value(json_object_get(entity, "privateKey"));
-    pw = json_string_value(json_object_get(entity, "password"));
     if (pk != NULL && pk[0] != '\0') {
-        TORII_TRY(torii_pki__key_parse(pk, pw != NULL && pw[0] != '\0' ? pw : NULL, key, eb));
+        TORII_TRY(torii_pki_entity_key_open(o->kek, entity, key, eb));
     }
 out:
     return rc;
+}
+
+/* The key as it is stored: sealed under the current KEK when one is loaded (a clear text is
+ * wiped before jansson frees it). */
+static int prep_seal_key(json_t *entity, const struct torii_cert_prep_opts *o,
+                         struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    const char *pk = json_string_value(json_object_get(entity, "privateKey"));
+    const char *id = json_string_value(json_object_get(entity, "id"));
+    char *sealed = NULL;
+
+    if (pk == NULL || pk[0] == '\0' || o->kek == NULL || torii_kek_text_is_sealed(pk)) {
+        return TORII_OK;
+    }
+    TORII_TRY(torii_pki_key_seal(o->kek, id, pk, &sealed, eb));
+    if (strcmp(sealed, pk) != 0) {
+        OPENSSL_cleanse((char *)(uintptr_t)pk, strlen(pk));
+        TORII_ENSURE(json_object_set_new(entity, "privateKey", json_string(sealed)) == 0,
+                     TORII_ENOMEM);
+    }
+out:
+    if (sealed != NULL) {
+        torii_secure_free(sealed, strlen(sealed));
+    }
+    return rc;
+}
+
+/* The TLS record (no key bytes), then the key in its stored form. */
+static int prep_record(json_t *entity, const struct torii_cert_prep_opts *o, STACK_OF(X509) * chain,
+                       EVP_PKEY *key, struct torii_cert_prepared *p, struct torii_errbuf *eb)
+{
+    int rc = torii_pki__certrec_from(entity, chain, key, &p->aux, &p->aux_len, eb);
+
+    return rc == TORII_OK ? prep_seal_key(entity, o, eb) : rc;
 }
 
 int torii_cert_prepare(json_t *entity, const struct torii_cert_prep_opts *o,
@@ -134,7 +170,7 @@ int torii_cert_prepare(json_t *entity, const struct torii_cert_prep_opts *o,
     if (o->mode == TORII_CERT_PREP_ENRICH) {
         TORII_TRY(torii_pki__enrich_from(entity, chain, key, o->now_ms, eb));
     }
-    TORII_TRY(torii_pki__certrec_from(entity, chain, key, &p.aux, &p.aux_len, eb));
+    TORII_TRY(prep_record(entity, o, chain, key, &p, eb));
     if (o->after != NULL) {
         TORII_TRY(o->after(entity, o->after_arg, eb));
     }

@@ -129,13 +129,15 @@ static void state_build_jwks(struct torii_pki_state *st)
     json_decref(arr);
 }
 
-/* The public key of e's leaf under kid[0..kid_len) (the leaf of the entity's chain: no private
- * key is decoded for verification). */
+/* The public key of e's leaf under kid[0..kid_len), or under its key kid when kid is NULL
+ * (docs/jwt.md, Key ids). The leaf of the entity's chain: no private key is decoded for
+ * verification. */
 static void state_jwt_key_add(struct torii_jwt_keyset *ks, const struct pki_ent *e, const char *kid,
                               size_t kid_len)
 {
     STACK_OF(X509) *chain = NULL;
     struct torii_errbuf eb = {{0}};
+    char *keyed = NULL;
     EVP_PKEY *pub;
 
     if (torii_pki__chain_parse(json_string_value(json_object_get(e->entity, "chain")), &chain, &eb)
@@ -144,11 +146,20 @@ static void state_jwt_key_add(struct torii_jwt_keyset *ks, const struct pki_ent 
         return;
     }
     pub = X509_get0_pubkey(sk_X509_value(chain, 0));
+    if (pub != NULL && kid == NULL && torii_pki__jwt_key_kid(e->entity, pub, &keyed) != TORII_OK) {
+        (void)torii_errf(&eb, TORII_EINVAL, "no key kid");
+        pub = NULL;
+    }
+    if (keyed != NULL) {
+        kid = keyed;
+        kid_len = strlen(keyed);
+    }
     if (pub == NULL
         || torii_jwt_keyset_add(ks, kid, kid_len, pub, e->not_after_ms, &eb) != TORII_OK) {
         torii_log(TORII_LOG_INFO, "pki: JWT key left out: %s (id=%s)",
-                  pub == NULL ? "no public key" : eb.msg, e->id);
+                  pub == NULL && eb.msg[0] == '\0' ? "no public key" : eb.msg, e->id);
     }
+    free(keyed);
     ERR_clear_error();
     sk_X509_pop_free(chain, X509_free);
 }
@@ -179,10 +190,12 @@ static const char *state_jwt_live_id(const struct pki_ent *e, size_t *len)
     return *len <= TORII_STORE_ID_MAX ? next : NULL;
 }
 
-/* The verification key set of the exposed entities. A rotated key pair's "[UNTIL EXPIRATION]"
- * copy (metadata.untilExpiration, nextCertificate = the live id) is added under its own id and
- * under the live id too: tokens minted before the rotation carry the live id as kid and must
- * verify until the old key's own notAfter (docs/jwt.md, Rotation). */
+/* The verification key set of the exposed entities. Every key is added under its key kid
+ * ("<live id>.<thumbprint>", what _sign puts in tokens: it names that one key, before and after
+ * a rotation) and under its entity id. A rotated key pair's "[UNTIL EXPIRATION]" copy
+ * (metadata.untilExpiration, nextCertificate = the live id) is also added under the live id:
+ * tokens minted before key kids existed carry the live id and must verify until the old key's
+ * own notAfter (docs/jwt.md, Rotation). */
 static void state_build_jwt_keys(struct torii_pki_state *st)
 {
     struct torii_jwt_keyset *ks = torii_jwt_keyset_new();
@@ -192,6 +205,7 @@ static void state_build_jwt_keys(struct torii_pki_state *st)
     for (struct pki_ent *e = st->exposed; e != NULL; e = e->x_next) {
         if (state_jwt_usable(e)) {
             state_jwt_key_add(ks, e, e->id, e->id_len);
+            state_jwt_key_add(ks, e, NULL, 0);
         }
     }
     for (struct pki_ent *e = st->exposed; e != NULL; e = e->x_next) {

@@ -297,6 +297,10 @@ int torii_pki__key_parse(const char *text, const char *password, EVP_PKEY **out,
     int encrypted;
 
     TORII_ENSURE(text != NULL, torii_errf(eb, TORII_EINVAL, "privateKey: missing"));
+    TORII_ENSURE(!torii_kek_text_is_sealed(text),
+                 torii_errf(eb, TORII_EPERM,
+                            "privateKey: sealed with a KEK (docs/operations.md, Keys at rest); "
+                            "this use of the key does not open sealed keys yet"));
     for (;;) {
         begin = pki_find_ci(p, "-----BEGIN");
         if (begin == NULL) {

@@ -90,11 +90,13 @@ struct torii_tls_cert {
     struct torii_sni_attr attr; /* immutable */
     atomic_size_t refs;
     char *id;
-    unsigned char *blob; /* private copy of the record; chain and key_der point into it */
+    unsigned char *blob; /* private copy of the record; chain points into it */
     size_t blob_len;
     uint32_t n_chain;
     struct torii_slice chain[TORII_CERTREC_MAX_CHAIN];
-    struct torii_slice key_der;
+    char *key_text;                   /* the entity's privateKey as stored (maybe sealed) */
+    char *key_password;               /* NULL: none */
+    const struct torii_kek_ring *kek; /* borrowed: outlives the table */
     size_t n_names;
     struct torii_slice *names; /* normalized, sorted, unique; into name_buf */
     char *name_buf;
@@ -182,6 +184,12 @@ static void cert_free(struct torii_tls_cert *c)
     if (c->blob != NULL) {
         OPENSSL_cleanse(c->blob, c->blob_len);
         free(c->blob);
+    }
+    if (c->key_text != NULL) {
+        torii_secure_free(c->key_text, strlen(c->key_text));
+    }
+    if (c->key_password != NULL) {
+        torii_secure_free(c->key_password, strlen(c->key_password));
     }
     free(c->names);
     free(c->name_buf);
@@ -312,17 +320,18 @@ int torii_tls_cert_leaf_dup(const struct torii_tls_cert *c, X509 **out)
     return TORII_OK;
 }
 
-static int cert_parse(const struct torii_tls_cert *c, struct tls_parsed **out)
+static int cert_parse(const struct torii_tls_cert *c, struct tls_parsed **out,
+                      struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     struct tls_parsed *p = torii_xcalloc(1, sizeof(*p));
 
-    TORII_ENSURE(c->n_chain > 0 && c->key_der.len > 0, TORII_ETLS);
+    TORII_ENSURE(c->n_chain > 0 && c->key_text != NULL,
+                 torii_errf(eb, TORII_ETLS, "no chain or no private key"));
     TORII_TRY(x509_from_der(c->chain[0], &p->leaf));
     TORII_TRY(chain_from_der(c, &p->chain));
-    /* Keys are opened only in pki (the at-rest envelope lives there). */
-    TORII_ENSURE(torii_pki_key_open(c->id, c->attr.key_type, (const unsigned char *)c->key_der.ptr,
-                                    c->key_der.len, &p->key)
+    /* Keys are opened only in pki (the at-rest envelope lives there), at first use. */
+    TORII_ENSURE(torii_pki_key_open(c->kek, c->id, c->key_text, c->key_password, &p->key, eb)
                      == TORII_OK,
                  TORII_ETLS);
     *out = p;
@@ -354,6 +363,7 @@ int torii_tls_cert_get(struct torii_tls_cert *c, X509 **leaf, EVP_PKEY **key,
     int rc = TORII_OK;
     struct tls_parsed *p = NULL;
     struct tls_parsed *mine = NULL;
+    struct torii_errbuf eb = {{0}};
     int64_t t0;
 
     TORII_ENSURE(c != NULL, TORII_EINVAL);
@@ -361,12 +371,12 @@ int torii_tls_cert_get(struct torii_tls_cert *c, X509 **leaf, EVP_PKEY **key,
     if (p == NULL) {
         TORII_ENSURE(!atomic_load_explicit(&c->parse_failed, memory_order_relaxed), TORII_ETLS);
         t0 = torii_clock_mono_us();
-        rc = cert_parse(c, &mine);
+        rc = cert_parse(c, &mine, &eb);
         cert_parse_account(torii_clock_mono_us() - t0);
         if (rc != TORII_OK) {
             if (!atomic_exchange_explicit(&c->parse_failed, 1, memory_order_relaxed)) {
                 torii_log(TORII_LOG_WARN, "tls: certificate does not parse: %s (id=%s)",
-                          torii_strerror(rc), c->id);
+                          eb.msg[0] != '\0' ? eb.msg : torii_strerror(rc), c->id);
             }
             goto out;
         }
@@ -483,8 +493,22 @@ static void cert_set_serial_key(struct torii_tls_cert *c, const struct torii_cer
     X509_free(leaf);
 }
 
+/* The key source, copied (the text is wiped when the certificate is freed). */
+static void cert_set_key(struct torii_tls_cert *c, const struct torii_pki_key_src *key)
+{
+    if (key == NULL || key->text == NULL || key->text[0] == '\0') {
+        return;
+    }
+    c->key_text = torii_xstrdup(key->text);
+    if (key->password != NULL && key->password[0] != '\0') {
+        c->key_password = torii_xstrdup(key->password);
+    }
+    c->kek = key->kek;
+}
+
 static int cert_new(const char *id, const unsigned char *rec, size_t rec_len,
-                    struct torii_tls_cert **out, struct torii_errbuf *eb)
+                    const struct torii_pki_key_src *key, struct torii_tls_cert **out,
+                    struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     struct torii_certrec *cr = NULL;
@@ -513,8 +537,10 @@ static int cert_new(const char *id, const unsigned char *rec, size_t rec_len,
     c->attr.key_type = cr->key_type;
     c->n_chain = cr->n_chain;
     memcpy(c->chain, cr->chain, cr->n_chain * sizeof(cr->chain[0]));
-    c->key_der = cr->key_der;
-    if (c->n_chain == 0 || c->key_der.len == 0) {
+    /* A version 1 or 2 record's own key copy (cr->key_der) is never used: the key is the
+     * entity's privateKey, opened at first use. */
+    cert_set_key(c, key);
+    if (c->n_chain == 0 || c->key_text == NULL) {
         /* Nothing to serve with, whatever the flags claim. */
         c->attr.flags &= ~(uint32_t)TORII_CERTREC_HAS_KEY;
     }
@@ -783,7 +809,7 @@ static void table_fit(struct cds_lfht *ht, size_t nodes, unsigned long *size)
 }
 
 int torii_table_update(struct torii_table *t, const char *id, const unsigned char *rec,
-                       size_t rec_len, struct torii_errbuf *eb)
+                       size_t rec_len, const struct torii_pki_key_src *key, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     struct torii_tls_cert *nc = NULL;
@@ -796,7 +822,7 @@ int torii_table_update(struct torii_table *t, const char *id, const unsigned cha
     TORII_ENSURE(t != NULL && id != NULL && id[0] != '\0',
                  torii_errf(eb, TORII_EINVAL, "tls: table update needs an id"));
     if (rec != NULL) {
-        TORII_TRY(cert_new(id, rec, rec_len, &nc, eb));
+        TORII_TRY(cert_new(id, rec, rec_len, key, &nc, eb));
     }
     k.ptr = id;
     k.len = strlen(id);

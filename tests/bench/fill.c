@@ -51,10 +51,8 @@
 /* What every certificate shares; built once by fill_init. Main thread only. */
 struct fill_ctx {
     EVP_PKEY *key;
-    char *key_pem;          /* PKCS#8 PEM, as gen.c writes it */
-    unsigned char *key_der; /* i2d_PrivateKey, as the record holds it */
-    int key_der_len;
-    X509 *tmpl; /* validity, public key and the constant extensions; rewritten per cert */
+    char *key_pem; /* PKCS#8 PEM, as gen.c writes it */
+    X509 *tmpl;    /* validity, public key and the constant extensions; rewritten per cert */
     int64_t now_ms;
     json_t *ent;                /* entity of certificate 0 (torii's path), rewritten per cert */
     struct torii_certrec *rec0; /* certificate 0's record, decoded (header fields) */
@@ -222,7 +220,7 @@ static unsigned char *fill_fast_rec(const struct fill_ctx *f, const struct fill_
     unsigned char *sn = NULL;
     int sn_len = i2d_ASN1_INTEGER(X509_get0_serialNumber(c->x), &sn);
     size_t nlen = strlen(c->name);
-    size_t total = 40 + (4 + nlen) + (4 + (size_t)c->der_len) + (4 + (size_t)f->key_der_len)
+    size_t total = 40 + (4 + nlen) + (4 + (size_t)c->der_len) + 4 /* no key bytes */
                    + (4 + TORII_CERTREC_ISSUER_HASH_LEN) + (4 + (size_t)sn_len);
     unsigned char *buf = malloc(total);
     unsigned char *p = buf;
@@ -241,7 +239,7 @@ static unsigned char *fill_fast_rec(const struct fill_ctx *f, const struct fill_
     p = fill_put_u32(p, 1); /* chain: the leaf */
     p = fill_put_bytes(p, c->name, nlen);
     p = fill_put_bytes(p, c->der, (size_t)c->der_len);
-    p = fill_put_bytes(p, f->key_der, (size_t)f->key_der_len);
+    p = fill_put_u32(p, 0); /* the key is stored once, in the entity's privateKey */
     p = fill_put_bytes(p, ih, ih_len);
     p = fill_put_bytes(p, sn, (size_t)sn_len);
     OPENSSL_free(sn);
@@ -289,10 +287,9 @@ static void fill_init(struct fill_ctx *f)
         fill_die("key", NULL);
     }
     f->key_pem = fill_bio_take(f->bio);
-    f->key_der_len = i2d_PrivateKey(f->key, &f->key_der);
     f->tmpl = X509_new();
     t = (time_t)(f->now_ms / 1000);
-    if (f->key_der_len <= 0 || f->tmpl == NULL || X509_set_version(f->tmpl, X509_VERSION_3) != 1
+    if (f->tmpl == NULL || X509_set_version(f->tmpl, X509_VERSION_3) != 1
         || X509_time_adj_ex(X509_getm_notBefore(f->tmpl), 0, 0, &t) == NULL
         || X509_time_adj_ex(X509_getm_notAfter(f->tmpl), FILL_DAYS, 0, &t) == NULL
         || X509_set_pubkey(f->tmpl, f->key) != 1) {
@@ -327,7 +324,6 @@ static void fill_fini(struct fill_ctx *f)
         OPENSSL_cleanse(f->key_pem, strlen(f->key_pem));
     }
     free(f->key_pem);
-    OPENSSL_clear_free(f->key_der, (size_t)f->key_der_len);
     X509_free(f->tmpl);
     json_decref(f->ent);
     free(f->rec0);

@@ -26,12 +26,25 @@ t_cleanup() {
 }
 trap t_cleanup EXIT
 
-# Three free loopback ports.
+# Three free loopback ports, below the kernel's ephemeral range (see t_free_port).
 read -r T_HTTPS T_HTTP T_ADMIN < <(python3 - <<'PY'
-import socket
+import random, socket
+try:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        lo = int(f.read().split()[0])
+except (OSError, ValueError, IndexError):
+    lo = 32768
+lo = max(lo, 13024)
 socks = []
-for _ in range(3):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+for _ in range(600):
+    if len(socks) == 3:
+        break
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randrange(lo - 12000, lo)))
+        socks.append(s)
+    except OSError:
+        s.close()
 print(*[s.getsockname()[1] for s in socks])
 PY
 )
@@ -47,11 +60,12 @@ check_eq() { # check_eq "description" expected actual
 }
 
 # Write the config; extra JSON members may be passed as $1 (e.g. '"tls": {"strict_sni": true},').
+# T_CONF_FILE and T_DATA_DIR, when set, change where it goes and the data dir it names.
 t_config() {
-  cat > "$T_TMP/torii.json" <<JSON
+  cat > "${T_CONF_FILE:-$T_TMP/torii.json}" <<JSON
 {
   ${1:-}
-  "data_dir": "$T_TMP/data",
+  "data_dir": "${T_DATA_DIR:-$T_TMP/data}",
   "workers": 2,
   "log_level": "info",
   "listen": {"https": "127.0.0.1:$T_HTTPS", "http": "127.0.0.1:$T_HTTP"},
@@ -333,4 +347,14 @@ PY
   python3 "$T_TMP/echo.py" "$1" &
   T_BG_PIDS+=($!)
   t_wait_port "$1"
+}
+
+# t_jose_available: 0 when node and the npm package jose (installed next to the tests on first
+# use) can run; T_IT_DIR is where it lives (the createRequire base of a test's .mjs).
+T_IT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+t_jose_available() {
+  if [ ! -d "$T_IT_DIR/node_modules/jose" ] && command -v npm >/dev/null; then
+    npm install --silent --no-save --no-audit --no-fund --prefix "$T_IT_DIR" jose@5 >/dev/null 2>&1
+  fi
+  [ -d "$T_IT_DIR/node_modules/jose" ] && command -v node >/dev/null
 }

@@ -171,12 +171,17 @@ check_eq "_sign -> 200" 200 "$T_STATUS"
 signed=$(printf '%s' "$T_BODY" | jget "['token']")
 curl -s "$PUB/.well-known/jwks.json" > "$T_TMP/jwks.json"
 res=$("$PY" - "$signed" "$T_TMP/jwks.json" "$id_ec" <<'PY' 2>&1
-import json, sys, jwt
+import base64, hashlib, json, sys, jwt
 tok, jwks, kid = sys.argv[1], json.load(open(sys.argv[2])), sys.argv[3]
 hdr = jwt.get_unverified_header(tok)
 key = jwt.PyJWKSet.from_dict(jwks)[hdr["kid"]].key
 c = jwt.decode(tok, key, algorithms=[hdr["alg"]], audience="api", issuer="https://idp.test")
-print("verified" if c["sub"] == "svc" and hdr["kid"] == kid and c["exp"] - c["iat"] == 600 else "mismatch")
+# the key kid: "<id>.<t>", t = base64url of the first 16 bytes of the RFC 7638 thumbprint
+jwk = next(k for k in jwks["keys"] if k["kid"] == hdr["kid"])
+req = {m: jwk[m] for m in ("crv", "e", "kty", "n", "x", "y") if m in jwk}
+th = hashlib.sha256(json.dumps(req, sort_keys=True, separators=(",", ":")).encode()).digest()
+want = kid + "." + base64.urlsafe_b64encode(th[:16]).decode().rstrip("=")
+print("verified" if c["sub"] == "svc" and hdr["kid"] == want and c["exp"] - c["iat"] == 600 else "mismatch")
 PY
 )
 check_eq "PyJWT verifies the _sign token against the JWKS" verified "$res"
@@ -206,6 +211,34 @@ api GET "/api/certificates/$id_ec/_verify"
 check_eq "_verify GET -> 405" 405 "$T_STATUS"
 
 # --- rotation: a forced renewal makes a new key under the same id; old tokens still pass ---
+sign_rs() { # sign_rs SUB > token (via _sign with the rs key pair)
+  api POST "/api/certificates/$id_rs/_sign" -H 'Content-Type: application/json' \
+    -d "{\"claims\":{\"sub\":\"$1\",\"iss\":\"https://idp.test\",\"aud\":\"api\"}}"
+  printf '%s' "$T_BODY" | jget "['token']"
+}
+kid_of() { "$PY" -c 'import jwt,sys; print(jwt.get_unverified_header(sys.argv[1])["kid"])' "$1"; }
+# jose_check TOKEN > "verified" or jose's error: jose verifies against the public JWKS
+jose_check() {
+  IT_DIR="$T_IT_DIR" node "$T_TMP/jose_verify.mjs" "$1" "$PUB/.well-known/jwks.json" 2>&1
+}
+tok_pre=$(sign_rs pre)
+kid_pre=$(kid_of "$tok_pre")
+have_jose=0
+if t_jose_available; then
+  have_jose=1
+  cat > "$T_TMP/jose_verify.mjs" <<'JS'
+import { createRequire } from 'module';
+const require = createRequire(process.env.IT_DIR + '/');
+const { createRemoteJWKSet, jwtVerify } = require('jose');
+const [tok, url] = process.argv.slice(2);
+const { payload } = await jwtVerify(tok, createRemoteJWKSet(new URL(url)),
+  { issuer: 'https://idp.test', audience: 'api' });
+console.log(payload.sub === 'pre' || payload.sub === 'new' ? 'verified' : 'wrong claims');
+JS
+  check_eq "jose verifies the _sign token before the rotation" verified "$(jose_check "$tok_pre")"
+else
+  echo "skip - jose checks: node/npm or the npm package jose is not available"
+fi
 api POST "/api/certificates/$id_rs/_renew"
 check_eq "key pair rs renewed" 200 "$T_STATUS"
 api POST "/api/certificates/$id_rs/_sign" -H 'Content-Type: application/json' \
@@ -218,6 +251,18 @@ for _ in $(seq 1 300); do # the key set is republished by the store feed
   sleep 0.1
 done
 check_eq "token of the new key passes" 1 "$ok_after"
+kid_new=$(kid_of "$tok_new")
+case "$kid_new" in "$id_rs".*) ok "new token's kid is a key kid of the id" ;; *) fail "new kid $kid_new" ;; esac
+if [ "$kid_new" != "$kid_pre" ]; then ok "a token signed after the rotation carries the new kid"
+else fail "the kid did not change with the key ($kid_new)"; fi
+body=$("${C[@]}" "$U/echo" -H "Authorization: Bearer $tok_pre")
+check_eq "the _sign token of the old key passes the route after the rotation" pre \
+  "$(printf '%s' "$body" | hdr X-Jwt-Sub)"
+wait_jwks present "$kid_new" || fail "the new key kid is published"
+if [ "$have_jose" = 1 ]; then
+  check_eq "jose verifies the old _sign token after the rotation" verified "$(jose_check "$tok_pre")"
+  check_eq "jose verifies the new _sign token" verified "$(jose_check "$tok_new")"
+fi
 body=$("${C[@]}" "$U/echo" -H "Authorization: Bearer $tok_rs")
 check_eq "token of the old key still passes after the rotation" alice \
   "$(printf '%s' "$body" | hdr X-Jwt-Sub)"
@@ -228,6 +273,13 @@ api DELETE "/api/certificates/$copy"
 check_eq "old key's copy deleted" 200 "$T_STATUS"
 wait_jwks absent "$copy" || fail "copy left the key set"
 refused "old key gone: its token refused" bad_signature "$tok_rs"
+wait_jwks absent "$kid_pre" || fail "the old key kid left the key set"
+refused "old key gone: its _sign token refused" unknown_key "$tok_pre"
+if [ "$have_jose" = 1 ]; then
+  res=$(jose_check "$tok_pre")
+  case "$res" in *verified*) fail "jose still verifies the old token: $res" ;;
+    *) ok "jose refuses the old token once the old key is gone" ;; esac
+fi
 
 # --- revocation applies to the next request ---
 api PATCH "/api/certificates/$id_ec" -H 'Content-Type: application/json' \

@@ -236,17 +236,14 @@ for kp in ec:ecdsa:256 rs:rsa:2048; do
   check_eq "key pair ${kp%%:*} exposed" 200 "$T_STATUS"
 done
 jwks=$(curl -s "$PUB/.well-known/jwks.json")
-check_eq "JWKS on the http listener lists both exposed keys" 2 \
+check_eq "JWKS on the http listener lists both exposed keys (each under its id and key kid)" 4 \
   "$(printf '%s' "$jwks" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["keys"]))')"
 check_eq "JWKS on the admin listener (no credentials)" 200 \
   "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$T_ADMIN/.well-known/jwks.json")"
-check_eq "JWKS on the https listener" 2 \
+check_eq "JWKS on the https listener" 4 \
   "$(curl -sk "https://127.0.0.1:$T_HTTPS/.well-known/jwks.json" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["keys"]))')"
 
-if [ ! -d "$IT_DIR/node_modules/jose" ] && command -v npm >/dev/null; then
-  npm install --silent --no-save --no-audit --no-fund --prefix "$IT_DIR" jose@5 >/dev/null 2>&1
-fi
-if [ -d "$IT_DIR/node_modules/jose" ] && command -v node >/dev/null; then
+if t_jose_available; then
   cat > "$T_TMP/jwt.mjs" <<'JS'
 import { createRequire } from 'module';
 const require = createRequire(process.env.IT_DIR + '/');

@@ -419,7 +419,8 @@ static void test_put_keeps_the_key_with_one_parse(void **state)
     json_decref(e);
 }
 
-/* The record holds the key in its sealed form; pki opens it back to the same key. */
+/* The key is stored once: the record holds no key bytes (only HAS_KEY and the type), and
+ * pki opens the stored privateKey back to the leaf's key. */
 static void test_key_seal_open_round_trip(void **state)
 {
     struct fx *f = *state;
@@ -434,15 +435,16 @@ static void test_key_seal_open_round_trip(void **state)
     assert_int_equal(torii_certdb_create(f->st, e, &enrich, NULL, &eb), TORII_OK);
     assert_int_equal(torii_certdb_get(f->st, "s", TORII_CERTDB_WITH_AUX, &rd, &eb), TORII_OK);
     assert_int_equal(torii_certrec_decode(rd.aux, rd.aux_len, rec), TORII_OK);
-    assert_int_equal(torii_pki_key_open("s", rec->key_type, (const unsigned char *)rec->key_der.ptr,
-                                        rec->key_der.len, &k),
-                     TORII_OK);
+    assert_int_equal(rec->version, 3);
+    assert_true((rec->flags & TORII_CERTREC_HAS_KEY) != 0);
+    assert_int_equal(rec->key_type, EVP_PKEY_EC);
+    assert_int_equal(rec->key_der.len, 0);
+    assert_int_equal(torii_pki_entity_key_open(NULL, rd.ent, &k, &eb), TORII_OK);
     p = (const unsigned char *)rec->chain[0].ptr;
     x = d2i_X509(NULL, &p, (long)rec->chain[0].len);
     assert_non_null(x);
     assert_int_equal(X509_check_private_key(x, k), 1);
-    assert_int_equal(torii_pki_key_open("s", 0, (const unsigned char *)"junk", 4, &k),
-                     TORII_EINVAL);
+    assert_int_equal(torii_pki_key_open(NULL, "s", "junk", NULL, &k, &eb), TORII_EINVAL);
     X509_free(x);
     EVP_PKEY_free(k);
     free(rec);

@@ -302,6 +302,38 @@ static void test_reload_check_names_fixed_keys(void **state)
     torii_config_free(bad);
 }
 
+/* The keys section (keys at rest): parsed, typed, unknown members refused, fixed on reload. */
+static void test_keys_section(void **state)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+    struct torii_config *none = load_text("{}");
+    struct torii_config *cfg = load_text(
+        "{\"keys\": {\"kek_file\": \"/etc/torii/kek\", \"previous_kek_files\": [\"/etc/old\"],"
+        " \"previous_kek_credentials\": []}}");
+
+    (void)state;
+    assert_non_null(none);
+    assert_null(none->keys_kek_file);
+    assert_null(none->keys_kek_credential);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->keys_kek_file, "/etc/torii/kek");
+    assert_int_equal(json_array_size(cfg->keys_previous_kek_files), 1);
+    assert_int_equal(torii_config_reload_check(cfg, cfg, &errs), TORII_OK);
+    assert_int_equal(torii_config_reload_check(none, cfg, &errs), TORII_EINVAL);
+    assert_has(&errs, "config: keys: cannot change on reload");
+    torii_conf_errs_free(&errs);
+    assert_int_equal(check_text("{\"keys\": {\"kek\": \"x\", \"kek_credential\": 3,"
+                                " \"previous_kek_files\": \"/etc/old\"}}",
+                                &errs),
+                     TORII_EINVAL);
+    assert_has(&errs, "unknown key \"keys.kek\"");
+    assert_has(&errs, "keys.kek_credential: expected a string");
+    assert_has(&errs, "keys.previous_kek_files: expected an array");
+    torii_conf_errs_free(&errs);
+    torii_config_free(none);
+    torii_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -314,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_listeners_must_not_share_address_and_port),
         cmocka_unit_test(test_access_log_and_shutdown_timeout),
         cmocka_unit_test(test_reload_check_names_fixed_keys),
+        cmocka_unit_test(test_keys_section),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -1,7 +1,9 @@
 /* test_daemon.c - the daemon module: instance lock, listen probe, WATCHDOG_USEC parsing, beats
  * and the liveness check, the health state. */
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -152,13 +154,39 @@ static void test_beats(void **state)
     event_base_free(main_base);
 }
 
+/* Hardening, in a child (it would make this test process undumpable too): no core file
+ * size, not dumpable; the child reports through its exit status. */
+static void test_harden(void **state)
+{
+    pid_t pid;
+    int status = 0;
+
+    (void)state;
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct torii_errbuf eb = {{0}};
+        struct rlimit rl = {1, 1};
+
+        if (torii_daemon_dumpable() != 1 || torii_daemon_harden(&eb) != TORII_OK) {
+            _exit(2);
+        }
+        if (getrlimit(RLIMIT_CORE, &rl) != 0 || rl.rlim_cur != 0 || rl.rlim_max != 0) {
+            _exit(3);
+        }
+        _exit(torii_daemon_dumpable() == 0 ? 0 : 4);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_lock_twice),
-        cmocka_unit_test(test_probe),
-        cmocka_unit_test(test_watchdog_env),
-        cmocka_unit_test(test_beats),
+        cmocka_unit_test(test_lock_twice),   cmocka_unit_test(test_probe),
+        cmocka_unit_test(test_watchdog_env), cmocka_unit_test(test_beats),
+        cmocka_unit_test(test_harden),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,7 @@
 
 #include "testpki.h"
 #include "torii/clock.h"
+#include "torii/codec.h"
 #include "torii/jwt.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
@@ -645,6 +646,43 @@ static void test_jwt_verify_policy_algs_and_kids(void **state)
     free(c);
 }
 
+/* A route's "keys" entry <id> accepts the kid <id> and the key kid <id>.<22 chars> (jwt.h),
+ * nothing that merely starts with the id. */
+static void test_jwt_policy_kids_accept_key_kids(void **state)
+{
+    static const char *const kids[] = {"svc",
+                                       "svc.b",
+                                       "svcAAAAAAAAAAAAAAAAAAAAAAA",
+                                       "svc.AAAAAAAAAAAAAAAAAAAAAA",
+                                       "svc.AAAAAAAAAAAAAAAAAAAAA",
+                                       "svc.AAAAAAAAAAAAAAAAAAAAAAA",
+                                       "svc.b.AAAAAAAAAAAAAAAAAAAA"};
+    static const enum torii_jwt_verdict want[] = {
+        TORII_JWT_OK,          TORII_JWT_UNKNOWN_KEY, TORII_JWT_UNKNOWN_KEY, TORII_JWT_OK,
+        TORII_JWT_UNKNOWN_KEY, TORII_JWT_UNKNOWN_KEY, TORII_JWT_UNKNOWN_KEY};
+    const char *only_svc[] = {"svc"};
+    struct torii_jwt_keyset *ks = torii_jwt_keyset_new();
+    struct torii_jwt_policy p = policy();
+    char *c = claims("");
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(kids) / sizeof(kids[0]); i++) {
+        assert_int_equal(
+            torii_jwt_keyset_add(ks, kids[i], strlen(kids[i]), fx->ec, INT64_MAX, NULL), TORII_OK);
+    }
+    torii_jwt_keyset_seal(ks);
+    p.kids = only_svc;
+    p.n_kids = 1;
+    for (size_t i = 0; i < sizeof(kids) / sizeof(kids[0]); i++) {
+        char *t = mk("ES256", kids[i], c, fx->ec);
+
+        assert_int_equal(check_at(ks, &p, t, fx->now_ms), want[i]);
+        free(t);
+    }
+    torii_jwt_keyset_unref(ks);
+    free(c);
+}
+
 static void test_jwt_keyset_rotation_and_key_expiry(void **state)
 {
     struct torii_jwt_keyset *ks = torii_jwt_keyset_new();
@@ -747,6 +785,25 @@ static json_t *keypair(const char *spec, const char *id, int exposed)
     return e;
 }
 
+/* The kid of a compact token's header (a static buffer). */
+static const char *kid_of(const char *tok)
+{
+    static char kid[TORII_JWT_MAX_KID + 1];
+    const char *dot = strchr(tok, '.');
+    unsigned char *hdr = NULL;
+    size_t len = 0;
+    json_t *h;
+
+    assert_non_null(dot);
+    assert_int_equal(torii_b64_decode(tok, (size_t)(dot - tok), &hdr, &len), TORII_OK);
+    h = json_loadb((const char *)hdr, len, 0, NULL);
+    assert_non_null(h);
+    (void)snprintf(kid, sizeof(kid), "%s", json_string_value(json_object_get(h, "kid")));
+    json_decref(h);
+    free(hdr);
+    return kid;
+}
+
 static char *stored_sign(const json_t *e)
 {
     json_t *c =
@@ -757,6 +814,37 @@ static char *stored_sign(const json_t *e)
     assert_int_equal(torii_pki_jwt_sign(e, c, 600, fx->now_ms, &tok, &eb), TORII_OK);
     json_decref(c);
     return tok;
+}
+
+/* An id too long for a key kid ("<id>." + 22 > TORII_JWT_MAX_KID): the key is published and
+ * signs under the id alone, as before key kids existed; a shorter id gets its key kid. */
+static void test_jwt_long_id_falls_back_to_the_id(void **state)
+{
+    char long_id[TORII_JWT_MAX_KID - TORII_JWT_KID_THUMB_LEN + 1];
+    json_t *kp;
+    json_t *arr;
+    json_t *doc;
+    char *tok;
+
+    (void)state;
+    memset(long_id, 'k', sizeof(long_id) - 1);
+    long_id[sizeof(long_id) - 1] = '\0';
+    kp = keypair("{\"algo\":\"ecdsa\",\"size\":256}", long_id, 1);
+    tok = stored_sign(kp);
+    assert_string_equal(kid_of(tok), long_id);
+    arr = json_pack("[O]", kp);
+    doc = torii_pki_jwks_build(arr);
+    assert_int_equal(json_array_size(json_object_get(doc, "keys")), 1);
+    json_decref(doc);
+    json_decref(arr);
+    json_decref(kp);
+    free(tok);
+    long_id[sizeof(long_id) - 2] = '\0'; /* one shorter: "<id>.<t>" is exactly 256 bytes */
+    kp = keypair("{\"algo\":\"ecdsa\",\"size\":256}", long_id, 1);
+    tok = stored_sign(kp);
+    assert_int_equal(strlen(kid_of(tok)), TORII_JWT_MAX_KID);
+    json_decref(kp);
+    free(tok);
 }
 
 static void test_jwt_pki_state_keys_follow_the_store(void **state)
@@ -787,7 +875,7 @@ static void test_jwt_pki_state_keys_follow_the_store(void **state)
     feed(st, TORII_STORE_PUT, rsa);
     feed(st, TORII_STORE_PUT, hidden);
     ks = torii_pki_state_jwt_keys(st);
-    assert_int_equal(torii_jwt_keyset_count(ks), 2);
+    assert_int_equal(torii_jwt_keyset_count(ks), 2 * 2); /* each under its id and its key kid */
     assert_int_equal(check_at(ks, &p, t_ec, fx->now_ms), TORII_JWT_OK);
     assert_int_equal(check_at(ks, &p, t_rsa, fx->now_ms), TORII_JWT_OK);
     torii_jwt_keyset_unref(ks);
@@ -834,6 +922,7 @@ static void test_jwt_pki_state_rotation_keeps_old_key(void **state)
     char *t_new;
     char *t_copy;
     int64_t old_to = json_integer_value(json_object_get(kp, "to"));
+    char kid_old[TORII_JWT_MAX_KID + 1];
 
     (void)state;
     /* renewed two days later: the new key outlives the old one */
@@ -849,17 +938,25 @@ static void test_jwt_pki_state_rotation_keeps_old_key(void **state)
     feed(st, TORII_STORE_PUT, copy);
     feed(st, TORII_STORE_PUT, renewed);
     ks = torii_pki_state_jwt_keys(st);
-    assert_int_equal(torii_jwt_keyset_count(ks), 3); /* renewed, copy, copy under the live id */
+    /* renewed, copy, copy under the live id; renewed and copy under their key kids */
+    assert_int_equal(torii_jwt_keyset_count(ks), 3 + 2);
     assert_int_equal(check_at(ks, &p, t_new, fx->now_ms), TORII_JWT_OK);
     assert_int_equal(check_at(ks, &p, t_old, fx->now_ms), TORII_JWT_OK);
     assert_int_equal(check_at(ks, &p, t_copy, fx->now_ms), TORII_JWT_OK);
-    /* past the old key's notAfter, only the renewed key answers for the kid */
-    assert_int_equal(check_at(ks, &p, t_old, old_to), TORII_JWT_BAD_SIGNATURE);
+    /* the old token names the old key (key kid), not the live id: after the rotation the
+     * renewed key is not even tried for it */
+    (void)snprintf(kid_old, sizeof(kid_old), "%s", kid_of(t_old));
+    assert_true(strcmp(kid_old, kid_of(t_new)) != 0);
+    assert_true(strncmp(kid_old, "kp-rot.", 7) == 0);
+    assert_int_equal(strlen(kid_old), strlen("kp-rot.") + TORII_JWT_KID_THUMB_LEN);
+    assert_string_equal(kid_old, kid_of(t_copy)); /* the copy holds the same key */
+    /* past the old key's notAfter, its kid has no usable key left */
+    assert_int_equal(check_at(ks, &p, t_old, old_to), TORII_JWT_UNKNOWN_KEY);
     torii_jwt_keyset_unref(ks);
     /* the copy deleted (the renewer does it once it expired): the old tokens stop verifying */
     feed(st, TORII_STORE_DELETE, copy);
     ks = torii_pki_state_jwt_keys(st);
-    assert_int_equal(check_at(ks, &p, t_old, fx->now_ms), TORII_JWT_BAD_SIGNATURE);
+    assert_int_equal(check_at(ks, &p, t_old, fx->now_ms), TORII_JWT_UNKNOWN_KEY);
     assert_int_equal(check_at(ks, &p, t_new, fx->now_ms), TORII_JWT_OK);
     torii_jwt_keyset_unref(ks);
     torii_pki_state_free(st);
@@ -898,8 +995,10 @@ static void test_jwt_pki_state_many_copies_keep_live_key(void **state)
     }
     ks = torii_pki_state_jwt_keys(st);
     assert_int_equal(check_at(ks, &p, t_live, fx->now_ms), TORII_JWT_OK);
-    /* the live key plus TORII_JWT_KID_KEYS_MAX - 1 aliases, and each copy under its own id */
-    assert_int_equal(torii_jwt_keyset_count(ks), 2 * TORII_JWT_KID_KEYS_MAX + 1);
+    /* the live key plus TORII_JWT_KID_KEYS_MAX - 1 aliases, and each copy under its own id;
+     * the live key and each copy under its key kid */
+    assert_int_equal(torii_jwt_keyset_count(ks),
+                     2 * TORII_JWT_KID_KEYS_MAX + 1 + 1 + TORII_JWT_KID_KEYS_MAX + 1);
     torii_jwt_keyset_unref(ks);
     torii_pki_state_free(st);
     for (size_t i = 0; i < TORII_JWT_KID_KEYS_MAX + 1; i++) {
@@ -1060,8 +1159,10 @@ int main(void)
         cmocka_unit_test(test_jwt_verify_malformed_tokens_rejected),
         cmocka_unit_test(test_jwt_verify_bad_arguments),
         cmocka_unit_test(test_jwt_verify_policy_algs_and_kids),
+        cmocka_unit_test(test_jwt_policy_kids_accept_key_kids),
         cmocka_unit_test(test_jwt_keyset_rotation_and_key_expiry),
         cmocka_unit_test(test_jwt_ecdsa_signature_forms),
+        cmocka_unit_test(test_jwt_long_id_falls_back_to_the_id),
         cmocka_unit_test(test_jwt_pki_state_keys_follow_the_store),
         cmocka_unit_test(test_jwt_pki_state_rotation_keeps_old_key),
         cmocka_unit_test(test_jwt_pki_state_many_copies_keep_live_key),

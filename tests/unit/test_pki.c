@@ -112,13 +112,13 @@ static X509 *make_leaf(EVP_PKEY *key, const char *cn, const char *const *dns, si
 
 /* ---- certrec ---- */
 
-static unsigned char *build_record(size_t *len, X509 **leaf_out)
+static unsigned char *build_record_key(size_t *len, X509 **leaf_out, int with_key)
 {
     static const char *const dns[] = {"WWW.Example.COM.", "*.example.com", "www.example.com"};
     static const char *const ips[] = {"192.0.2.7", "2001:db8::1"};
     X509 *leaf = make_leaf(fx->ec_key, "ignored.example.com", dns, 3, ips, 2, 0);
     X509 *chain[2] = {leaf, fx->inter};
-    json_t *e = testpki_entity("c1", chain, 2, fx->ec_key, NULL);
+    json_t *e = testpki_entity("c1", chain, 2, with_key ? fx->ec_key : NULL, NULL);
     unsigned char *buf = NULL;
     struct torii_errbuf eb;
 
@@ -134,6 +134,11 @@ static unsigned char *build_record(size_t *len, X509 **leaf_out)
     return buf;
 }
 
+static unsigned char *build_record(size_t *len, X509 **leaf_out)
+{
+    return build_record_key(len, leaf_out, 1);
+}
+
 static void test_certrec_build_decode_roundtrip(void **state)
 {
     struct torii_certrec *rec = calloc(1, sizeof(*rec));
@@ -142,7 +147,6 @@ static void test_certrec_build_decode_roundtrip(void **state)
     unsigned char *buf;
     const unsigned char *p;
     X509 *back;
-    EVP_PKEY *k;
     int64_t nb;
 
     (void)state;
@@ -168,11 +172,12 @@ static void test_certrec_build_decode_roundtrip(void **state)
     assert_non_null(back);
     assert_int_equal(X509_cmp(back, leaf), 0);
     X509_free(back);
-    p = (const unsigned char *)rec->key_der.ptr;
-    k = d2i_PrivateKey(rec->key_type, NULL, &p, (long)rec->key_der.len);
-    assert_non_null(k);
-    assert_int_equal(EVP_PKEY_eq(k, fx->ec_key), 1);
-    EVP_PKEY_free(k);
+    /* The key is stored once, in the entity: the record says it has one, of which type, and
+     * holds no key bytes. */
+    assert_int_equal(rec->version, 3);
+    assert_true((rec->flags & TORII_CERTREC_HAS_KEY) != 0);
+    assert_int_equal(rec->key_type, EVP_PKEY_EC);
+    assert_int_equal(rec->key_der.len, 0);
     assert_int_equal(torii_certrec_decode(buf, len, rec), TORII_OK);
     nb = rec->not_before_ms;
     assert_true(nb <= now_ms() && nb > now_ms() - 3600 * 1000);
@@ -184,7 +189,7 @@ static void test_certrec_build_decode_roundtrip(void **state)
         unsigned char *sn = NULL;
         int sn_len = i2d_ASN1_INTEGER(X509_get0_serialNumber(leaf), &sn);
 
-        assert_int_equal(rec->version, 2);
+        assert_int_equal(rec->version, 3); /* version 2 and up */
         assert_int_equal(X509_NAME_digest(X509_get_issuer_name(leaf), EVP_sha256(), ih, &ih_len),
                          1);
         assert_int_equal(rec->issuer_hash.len, TORII_CERTREC_ISSUER_HASH_LEN);
@@ -267,7 +272,7 @@ static void test_certrec_decode_oversize_counts_einval(void **state)
     put32(t + 40, 0xfffffff0u); /* first name length */
     assert_int_equal(torii_certrec_decode(t, len, rec), TORII_EINVAL);
     memcpy(t, buf, len);
-    t[4] = 3; /* version */
+    t[4] = 4; /* version */
     assert_int_equal(torii_certrec_decode(t, len, rec), TORII_EINVAL);
     memcpy(t, buf, len);
     t[4] = 0;
@@ -284,6 +289,66 @@ static void test_certrec_decode_oversize_counts_einval(void **state)
     free(rec);
 }
 
+/* A version 2 record as older versions wrote it: rec3 (version 3) with key bytes in its key
+ * slot. *len gets the length. */
+static unsigned char *legacy_v2(const unsigned char *rec3, size_t len3, const char *key,
+                                size_t *len)
+{
+    struct torii_certrec *rec = calloc(1, sizeof(*rec));
+    size_t klen = strlen(key);
+    size_t off;
+    unsigned char *v2;
+
+    assert_non_null(rec);
+    assert_int_equal(torii_certrec_decode(rec3, len3, rec), TORII_OK);
+    off = (size_t)((const unsigned char *)rec->chain[rec->n_chain - 1].ptr - rec3)
+          + rec->chain[rec->n_chain - 1].len; /* the key slot's length field */
+    *len = len3 + klen;
+    v2 = malloc(*len);
+    assert_non_null(v2);
+    memcpy(v2, rec3, off);
+    v2[4] = 2;
+    put32(v2 + off, (uint32_t)klen);
+    memcpy(v2 + off + 4, key, klen);
+    memcpy(v2 + off + 4 + klen, rec3 + off + 4, len3 - off - 4);
+    free(rec);
+    return v2;
+}
+
+/* An older record's key copy still decodes (never used), and torii_certrec_drop_key gives the
+ * version 3 record without it, byte for byte what torii_certrec_build writes today. */
+static void test_certrec_drop_key_of_a_version2_record(void **state)
+{
+    struct torii_certrec *rec = calloc(1, sizeof(*rec));
+    size_t len = 0;
+    size_t v2_len = 0;
+    size_t out_len = 0;
+    unsigned char *buf;
+    unsigned char *v2;
+    unsigned char *out = NULL;
+
+    (void)state;
+    assert_non_null(rec);
+    buf = build_record(&len, NULL);
+    v2 = legacy_v2(buf, len, "0123456789 not a key", &v2_len);
+    assert_int_equal(torii_certrec_decode(v2, v2_len, rec), TORII_OK);
+    assert_int_equal(rec->version, 2);
+    assert_int_equal(rec->key_der.len, strlen("0123456789 not a key"));
+    assert_int_equal(torii_certrec_drop_key(v2, v2_len, &out, &out_len), TORII_OK);
+    assert_non_null(out);
+    assert_int_equal(out_len, len);
+    assert_memory_equal(out, buf, len);
+    free(out);
+    out = NULL;
+    /* Nothing to drop in a version 3 record; a broken one is refused. */
+    assert_int_equal(torii_certrec_drop_key(buf, len, &out, &out_len), TORII_OK);
+    assert_null(out);
+    assert_int_equal(torii_certrec_drop_key(v2, v2_len - 1, &out, &out_len), TORII_EINVAL);
+    free(v2);
+    torii_secure_free(buf, len);
+    free(rec);
+}
+
 /* A version 1 record (as stored before the issuer hash and serial existed) still decodes. */
 static void test_certrec_decode_version1_has_no_identity(void **state)
 {
@@ -294,7 +359,7 @@ static void test_certrec_decode_version1_has_no_identity(void **state)
 
     (void)state;
     assert_non_null(rec);
-    buf = build_record(&len, NULL);
+    buf = build_record_key(&len, NULL, 0); /* a version 1 record with a key held its bytes */
     assert_int_equal(torii_certrec_decode(buf, len, rec), TORII_OK);
     v1_len = len - 8 - rec->issuer_hash.len - rec->serial.len;
     buf[4] = 1;
@@ -1004,7 +1069,6 @@ static void test_certrec_build_from_encrypted_rsa_entity(void **state)
     struct torii_certrec *rec = calloc(1, sizeof(*rec));
     unsigned char *buf = NULL;
     size_t len = 0;
-    const unsigned char *p;
     EVP_PKEY *k;
     struct torii_errbuf eb;
 
@@ -1014,9 +1078,9 @@ static void test_certrec_build_from_encrypted_rsa_entity(void **state)
     assert_int_equal(torii_certrec_build(e, &buf, &len, &eb), TORII_OK);
     assert_int_equal(torii_certrec_decode(buf, len, rec), TORII_OK);
     assert_int_equal(rec->key_type, EVP_PKEY_RSA);
-    p = (const unsigned char *)rec->key_der.ptr;
-    k = d2i_PrivateKey(rec->key_type, NULL, &p, (long)rec->key_der.len);
-    assert_non_null(k);
+    assert_int_equal(rec->key_der.len, 0);
+    k = NULL;
+    assert_int_equal(torii_pki_entity_key_open(NULL, e, &k, &eb), TORII_OK);
     assert_int_equal(EVP_PKEY_eq(k, fx->rsa_key), 1);
     EVP_PKEY_free(k);
     /* Wrong password: the record cannot be built. */
@@ -1208,6 +1272,7 @@ int main(void)
         cmocka_unit_test(test_certrec_decode_every_truncation_einval),
         cmocka_unit_test(test_certrec_decode_oversize_counts_einval),
         cmocka_unit_test(test_certrec_decode_version1_has_no_identity),
+        cmocka_unit_test(test_certrec_drop_key_of_a_version2_record),
         cmocka_unit_test(test_certrec_decode_bad_identity_einval),
         cmocka_unit_test(test_certrec_build_without_key_and_cn_only),
         cmocka_unit_test(test_certrec_build_garbage_chain_einval),

@@ -59,9 +59,24 @@ static int setup(void **state)
     return 0;
 }
 
+#define MAX_RECORDS 32
+/* The entities behind the records made (newest last): the identity opens the key of the
+ * entity's privateKey, the record holds none. */
+static struct {
+    const unsigned char *rec;
+    json_t *ent;
+    struct torii_pki_key_src key;
+} g_recs[MAX_RECORDS];
+static size_t g_n_recs;
+
 static int teardown(void **state)
 {
     struct fx *f = *state;
+
+    for (size_t i = 0; i < g_n_recs; i++) {
+        json_decref(g_recs[i].ent);
+    }
+    g_n_recs = 0;
 
     X509_free(f->ca);
     EVP_PKEY_free(f->ca_key);
@@ -75,6 +90,7 @@ static int teardown(void **state)
 
 /* The TLS record of an entity made of chain[0..n) and key (NULL: none), key encrypted with
  * password when not NULL. */
+
 static unsigned char *record(X509 *const *chain, size_t n, EVP_PKEY *key, const char *password,
                              size_t *len)
 {
@@ -83,8 +99,23 @@ static unsigned char *record(X509 *const *chain, size_t n, EVP_PKEY *key, const 
 
     assert_non_null(e);
     assert_int_equal(torii_certrec_build(e, &aux, len, NULL), TORII_OK);
-    json_decref(e);
+    assert_true(g_n_recs < MAX_RECORDS);
+    g_recs[g_n_recs].rec = aux;
+    g_recs[g_n_recs].ent = e;
+    g_recs[g_n_recs].key = torii_pki_key_src_of(e, NULL);
+    g_n_recs++;
     return aux;
+}
+
+/* The key source of the newest record at rec (NULL when rec was not made by record()). */
+static const struct torii_pki_key_src *src(const unsigned char *rec)
+{
+    for (size_t i = g_n_recs; i > 0; i--) {
+        if (g_recs[i - 1].rec == rec) {
+            return &g_recs[i - 1].key;
+        }
+    }
+    return NULL;
 }
 
 static void assert_clean_error(int rc, int want, const struct torii_errbuf *eb, const char *sub)
@@ -108,7 +139,7 @@ static void test_identity_from_record_installs_leaf_chain_and_key(void **state)
     STACK_OF(X509) *extra = NULL;
 
     assert_non_null(ctx);
-    assert_int_equal(torii_pki_identity_new(rec, len, &id, &eb), TORII_OK);
+    assert_int_equal(torii_pki_identity_new(rec, len, src(rec), &id, &eb), TORII_OK);
     torii_secure_free(rec, len); /* the identity does not borrow the record */
     assert_int_equal(torii_pki_identity_use(id, ctx, &eb), TORII_OK);
     torii_pki_identity_free(id); /* ctx holds its own references */
@@ -132,7 +163,7 @@ static void test_identity_with_encrypted_rsa_key_and_no_issuers(void **state)
     STACK_OF(X509) *extra = NULL;
 
     assert_non_null(ctx);
-    assert_int_equal(torii_pki_identity_new(rec, len, &id, NULL), TORII_OK);
+    assert_int_equal(torii_pki_identity_new(rec, len, src(rec), &id, NULL), TORII_OK);
     assert_int_equal(torii_pki_identity_use(id, ctx, NULL), TORII_OK);
     assert_int_equal(X509_cmp(SSL_CTX_get0_certificate(ctx), f->rsa), 0);
     assert_int_equal(SSL_CTX_check_private_key(ctx), 1);
@@ -152,7 +183,7 @@ static void test_identity_without_key_is_refused(void **state)
     struct torii_pki_identity *id = NULL;
     struct torii_errbuf eb = {{0}};
 
-    assert_clean_error(torii_pki_identity_new(rec, len, &id, &eb), TORII_EINVAL, &eb,
+    assert_clean_error(torii_pki_identity_new(rec, len, src(rec), &id, &eb), TORII_EINVAL, &eb,
                        "no private key");
     assert_null(id);
     torii_secure_free(rec, len);
@@ -166,7 +197,7 @@ static void test_identity_with_a_key_of_another_certificate_is_refused(void **st
     struct torii_pki_identity *id = NULL;
     struct torii_errbuf eb = {{0}};
 
-    assert_clean_error(torii_pki_identity_new(rec, len, &id, &eb), TORII_EINVAL, &eb,
+    assert_clean_error(torii_pki_identity_new(rec, len, src(rec), &id, &eb), TORII_EINVAL, &eb,
                        "does not match the leaf");
     assert_null(id);
     torii_secure_free(rec, len);
@@ -184,12 +215,12 @@ static void test_identity_from_a_bad_record_is_refused(void **state)
     struct torii_errbuf eb = {{0}};
     static const unsigned char garbage[64] = {'T', 'C', 'R', 'T', 2};
 
-    assert_clean_error(torii_pki_identity_new(NULL, 0, &id, &eb), TORII_EINVAL, &eb,
+    assert_clean_error(torii_pki_identity_new(NULL, 0, NULL, &id, &eb), TORII_EINVAL, &eb,
                        "does not decode");
-    assert_clean_error(torii_pki_identity_new(rec, len - 1, &id, &eb), TORII_EINVAL, &eb,
+    assert_clean_error(torii_pki_identity_new(rec, len - 1, src(rec), &id, &eb), TORII_EINVAL, &eb,
                        "does not decode");
-    assert_clean_error(torii_pki_identity_new(garbage, sizeof(garbage), &id, &eb), TORII_EINVAL,
-                       &eb, "does not decode");
+    assert_clean_error(torii_pki_identity_new(garbage, sizeof(garbage), NULL, &id, &eb),
+                       TORII_EINVAL, &eb, "does not decode");
     /* A record that decodes but whose leaf DER is damaged. */
     assert_true(leaf_len > 0);
     for (size_t i = 0; i + (size_t)leaf_len <= len; i++) {
@@ -200,7 +231,7 @@ static void test_identity_from_a_bad_record_is_refused(void **state)
     }
     assert_non_null(at);
     at[0] = 0x31; /* SET instead of SEQUENCE */
-    assert_clean_error(torii_pki_identity_new(rec, len, &id, &eb), TORII_EINVAL, &eb,
+    assert_clean_error(torii_pki_identity_new(rec, len, src(rec), &id, &eb), TORII_EINVAL, &eb,
                        "leaf certificate does not parse");
     assert_null(id);
     OPENSSL_free(leaf_der);
@@ -217,7 +248,7 @@ static void test_identity_use_refusals_drain_the_error_queue(void **state)
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
     assert_non_null(ctx);
-    assert_int_equal(torii_pki_identity_new(rec, len, &id, NULL), TORII_OK);
+    assert_int_equal(torii_pki_identity_new(rec, len, src(rec), &id, NULL), TORII_OK);
     assert_int_equal(torii_pki_identity_use(NULL, ctx, &eb), TORII_EINVAL);
     assert_int_equal(torii_pki_identity_use(id, NULL, &eb), TORII_EINVAL);
     /* Level 5 wants 256-bit security; a P-256 key gives 128. */
@@ -245,9 +276,9 @@ static void test_identity_eq_compares_certificates_and_key(void **state)
     struct torii_pki_identity *b = NULL;
     struct torii_pki_identity *c = NULL;
 
-    assert_int_equal(torii_pki_identity_new(ra, la, &a, NULL), TORII_OK);
-    assert_int_equal(torii_pki_identity_new(rb, lb, &b, NULL), TORII_OK);
-    assert_int_equal(torii_pki_identity_new(rc, lc, &c, NULL), TORII_OK);
+    assert_int_equal(torii_pki_identity_new(ra, la, src(ra), &a, NULL), TORII_OK);
+    assert_int_equal(torii_pki_identity_new(rb, lb, src(rb), &b, NULL), TORII_OK);
+    assert_int_equal(torii_pki_identity_new(rc, lc, src(rc), &c, NULL), TORII_OK);
     assert_true(torii_pki_identity_eq(a, b));
     assert_true(torii_pki_identity_eq(a, a));
     assert_false(torii_pki_identity_eq(a, c)); /* same leaf and key, different chain */

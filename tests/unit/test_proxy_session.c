@@ -295,7 +295,8 @@ static void table_put_edge(struct torii_table *t)
 
     assert_non_null(e);
     assert_int_equal(torii_certrec_build(e, &rec, &len, &eb), TORII_OK);
-    assert_int_equal(torii_table_update(t, "edge", rec, len, &eb), TORII_OK);
+    struct torii_pki_key_src ks = torii_pki_key_src_of(e, NULL);
+    assert_int_equal(torii_table_update(t, "edge", rec, len, &ks, &eb), TORII_OK);
     torii_secure_free(rec, len);
     json_decref(e);
     torii_table_set_default(t, "edge");

@@ -765,6 +765,74 @@ static void test_store_reopen_keeps_data(void **state)
     free(json);
 }
 
+/* 1 when needle[0..n) occurs in the file at path. */
+static int file_holds(const char *path, const void *needle, size_t n)
+{
+    FILE *fp = fopen(path, "rb");
+    unsigned char *buf = torii_xmalloc(64u << 20);
+    size_t len;
+    int found = 0;
+
+    assert_non_null(fp);
+    len = fread(buf, 1, 64u << 20, fp);
+    (void)fclose(fp);
+    for (size_t i = 0; !found && i + n <= len; i++) {
+        found = memcmp(buf + i, needle, n) == 0;
+    }
+    free(buf);
+    return found;
+}
+
+/* Replaced bytes stay in an LMDB file (free pages, gaps in live pages) until compacted; the
+ * compaction keeps every current record, JSON, aux and meta, and nothing else. */
+static void test_store_compact_drops_replaced_bytes(void **state)
+{
+    struct fixture *f = *state;
+    static const char old[] = "{\"secret\":\"OLD-SECRET-0123456789\"}";
+    struct torii_store_rec r = mkrec("small", old);
+    struct torii_errbuf eb = {{0}};
+    unsigned char aux[3000];
+    unsigned char *aux_out = NULL;
+    size_t al = 0;
+    char *json = NULL;
+    char data[600];
+
+    (void)snprintf(data, sizeof(data), "%s/data.mdb", f->dir);
+    fill_pattern(aux, sizeof(aux), 5);
+    assert_int_equal(torii_store_put(f->st, TORII_STORE_CERTS, &r, TORII_STORE_CREATE, &eb),
+                     TORII_OK);
+    r = mkrec("big", "{\"v\":2}");
+    r.aux = aux;
+    r.aux_len = sizeof(aux);
+    assert_int_equal(torii_store_put(f->st, TORII_STORE_CERTS, &r, TORII_STORE_CREATE, &eb),
+                     TORII_OK);
+    assert_int_equal(torii_store_meta_put(f->st, "node", "n1", &eb), TORII_OK);
+    r = mkrec("small", "{\"secret\":\"sealed\"}");
+    assert_int_equal(torii_store_put(f->st, TORII_STORE_CERTS, &r, TORII_STORE_REPLACE, &eb),
+                     TORII_OK);
+    torii_store_free(f->st);
+    f->st = NULL;
+    assert_true(file_holds(data, "OLD-SECRET-0123456789", 21)); /* the probe works */
+    assert_int_equal(torii_store_compact(f->dir, &eb), TORII_OK);
+    assert_false(file_holds(data, "OLD-SECRET-0123456789", 21));
+    assert_int_equal(open_store(f, 0, 0), TORII_OK);
+    assert_json(f->st, TORII_STORE_CERTS, "small", "{\"secret\":\"sealed\"}");
+    assert_json(f->st, TORII_STORE_CERTS, "big", "{\"v\":2}");
+    assert_int_equal(torii_store_get(f->st, TORII_STORE_CERTS, "big", &json, NULL, &aux_out, &al),
+                     TORII_OK);
+    assert_true(al == sizeof(aux) && memcmp(aux_out, aux, al) == 0);
+    free(json);
+    free(aux_out);
+    assert_int_equal(count_of(f->st, TORII_STORE_CERTS), 2);
+    assert_int_equal(torii_store_meta_get(f->st, "node", &json), TORII_OK);
+    assert_string_equal(json, "n1");
+    free(json);
+    torii_store_free(f->st);
+    f->st = NULL;
+    assert_int_equal(torii_store_compact("", &eb), TORII_EINVAL);
+    assert_int_equal(open_store(f, 0, 0), TORII_OK);
+}
+
 static void test_store_meta_round_trip_and_missing_key(void **state)
 {
     struct fixture *f = *state;
@@ -1283,6 +1351,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_store_put_get_with_aux_round_trips, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_compact_drops_replaced_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_get_without_aux_returns_null_aux, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_store_put_existing_replaces, setup, teardown),

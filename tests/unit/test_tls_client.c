@@ -127,7 +127,8 @@ static void put(struct torii_table *t, const char *id, const struct kc *leaf, co
     assert_non_null(e);
     assert_int_equal(json_object_set_new(e, "revoked", json_boolean(revoked)), 0);
     assert_int_equal(torii_certrec_build(e, &rec, &len, &eb), TORII_OK);
-    assert_int_equal(torii_table_update(t, id, rec, len, &eb), TORII_OK);
+    struct torii_pki_key_src ks = torii_pki_key_src_of(e, NULL);
+    assert_int_equal(torii_table_update(t, id, rec, len, &ks, &eb), TORII_OK);
     torii_secure_free(rec, len);
     json_decref(e);
 }
@@ -521,7 +522,7 @@ static void test_client_auth_trusted_ca_replaced_applies_to_next_handshake(void 
     assert_int_equal(edge(f, "req.example", &g.other, NULL, NULL, NULL, NULL, NULL),
                      TORII_TLS_CLIENT_REJECTED);
     /* Removed: nothing trusted either. */
-    assert_int_equal(torii_table_update(f->t, "ca1", NULL, 0, NULL), TORII_OK);
+    assert_int_equal(torii_table_update(f->t, "ca1", NULL, 0, NULL, NULL), TORII_OK);
     assert_int_equal(torii_tls_trust_count(f->trust), 0);
 }
 
@@ -546,7 +547,7 @@ static void test_client_auth_sessions_never_cross_policies(void **state)
                      TORII_TLS_CLIENT_REJECTED);
     assert_int_equal(reused, 1);
     assert_string_equal(reason, "certificate revoked");
-    assert_int_equal(torii_table_update(f->t, "good-entity", NULL, 0, NULL), TORII_OK);
+    assert_int_equal(torii_table_update(f->t, "good-entity", NULL, 0, NULL, NULL), TORII_OK);
     /* A trust change (CA entry updated) invalidates the sessions made before it. */
     put(f->t, "ca1", &g.ca1, NULL, 0, 0);
     assert_int_equal(edge(f, "req.example", &g.good, &g.ca1i, sess, NULL, &reused, NULL),

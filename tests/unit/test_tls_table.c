@@ -28,6 +28,17 @@
  * main thread only. */
 static EVP_PKEY *g_ec_key;
 static EVP_PKEY *g_rsa_key;
+/* The privateKey texts of the two keys: what the table is given next to a record (the record
+ * holds no key bytes). */
+static char *g_ec_pem;
+static char *g_rsa_pem;
+static struct torii_pki_key_src g_ec_src;
+static struct torii_pki_key_src g_rsa_src;
+
+static const struct torii_pki_key_src *key_src(int key_type)
+{
+    return key_type == EVP_PKEY_RSA ? &g_rsa_src : &g_ec_src;
+}
 
 struct spec {
     const char *const *dns;  /* SANs */
@@ -128,7 +139,7 @@ static void put(struct torii_table *t, const char *id, const struct spec *s)
     unsigned char *rec = make_rec(s, &len, NULL);
     struct torii_errbuf eb = {{0}};
 
-    assert_int_equal(torii_table_update(t, id, rec, len, &eb), TORII_OK);
+    assert_int_equal(torii_table_update(t, id, rec, len, key_src(s->key_type), &eb), TORII_OK);
     torii_secure_free(rec, len);
 }
 
@@ -143,7 +154,7 @@ static void put_names(struct torii_table *t, const char *id, int key_type, const
 
 static void del(struct torii_table *t, const char *id)
 {
-    assert_int_equal(torii_table_update(t, id, NULL, 0, NULL), TORII_OK);
+    assert_int_equal(torii_table_update(t, id, NULL, 0, NULL, NULL), TORII_OK);
 }
 
 /* Id selected for name (NULL name: no SNI), or NULL when nothing is found; *m gets the level. */
@@ -176,6 +187,13 @@ static int group_setup(void **state)
     (void)state;
     g_ec_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     g_rsa_key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    if (g_ec_key == NULL || g_rsa_key == NULL) {
+        return 1;
+    }
+    g_ec_pem = testpki_key_pem(g_ec_key, NULL);
+    g_rsa_pem = testpki_key_pem(g_rsa_key, NULL);
+    g_ec_src.text = g_ec_pem;
+    g_rsa_src.text = g_rsa_pem;
     torii_table_reader_register();
     return g_ec_key != NULL && g_rsa_key != NULL ? 0 : 1;
 }
@@ -185,6 +203,8 @@ static int group_teardown(void **state)
     (void)state;
     EVP_PKEY_free(g_ec_key);
     EVP_PKEY_free(g_rsa_key);
+    free(g_ec_pem);
+    free(g_rsa_pem);
     torii_table_reader_unregister();
     return 0;
 }
@@ -514,7 +534,7 @@ static void test_table_ref_survives_replace(void **state)
     size_t len = 0;
     unsigned char *rec = make_rec(&s1, &len, &orig);
 
-    assert_int_equal(torii_table_update(t, "r", rec, len, NULL), TORII_OK);
+    assert_int_equal(torii_table_update(t, "r", rec, len, key_src(s1.key_type), NULL), TORII_OK);
     torii_secure_free(rec, len);
     assert_int_equal(torii_table_select(t, &q, &c1, NULL), TORII_OK);
     assert_int_equal(torii_tls_cert_get(c1, &leaf1, &key, &chain), TORII_OK);
@@ -600,7 +620,7 @@ static void test_table_chain_parsed_after_leaf(void **state)
 
     size_t len = 0;
     unsigned char *rec = make_rec(&ss, &len, &leaf_ss);
-    assert_int_equal(torii_table_update(t, "ss", rec, len, NULL), TORII_OK);
+    assert_int_equal(torii_table_update(t, "ss", rec, len, key_src(ss.key_type), NULL), TORII_OK);
     torii_secure_free(rec, len);
     q.name = "ss.example.com";
     assert_int_equal(torii_table_select(t, &q, &c, NULL), TORII_OK);
@@ -629,13 +649,13 @@ static void test_table_update_bad_record_changes_nothing(void **state)
     size_t len = 0;
     unsigned char *rec = make_rec(&s, &len, NULL);
 
-    assert_int_equal(torii_table_update(t, "g", rec, len, NULL), TORII_OK);
-    assert_int_equal(torii_table_update(t, "g", junk, sizeof(junk), &eb), TORII_EINVAL);
+    assert_int_equal(torii_table_update(t, "g", rec, len, key_src(s.key_type), NULL), TORII_OK);
+    assert_int_equal(torii_table_update(t, "g", junk, sizeof(junk), NULL, &eb), TORII_EINVAL);
     assert_true(eb.msg[0] != '\0');
-    assert_int_equal(torii_table_update(t, "g", rec, len / 2, NULL), TORII_EINVAL);
-    assert_int_equal(torii_table_update(t, "g", rec, 0, NULL), TORII_EINVAL);
-    assert_int_equal(torii_table_update(t, "", rec, len, NULL), TORII_EINVAL);
-    assert_int_equal(torii_table_update(t, NULL, rec, len, NULL), TORII_EINVAL);
+    assert_int_equal(torii_table_update(t, "g", rec, len / 2, NULL, NULL), TORII_EINVAL);
+    assert_int_equal(torii_table_update(t, "g", rec, 0, NULL, NULL), TORII_EINVAL);
+    assert_int_equal(torii_table_update(t, "", rec, len, NULL, NULL), TORII_EINVAL);
+    assert_int_equal(torii_table_update(t, NULL, rec, len, NULL, NULL), TORII_EINVAL);
     assert_string_equal(sel(t, "g.example.com", 1, 1, NULL), "g");
     assert_int_equal(torii_table_size(t), 1);
     torii_secure_free(rec, len);
@@ -652,8 +672,10 @@ static void put_cert(struct torii_table *t, const char *id, X509 *cert, EVP_PKEY
 
     assert_non_null(e);
     assert_int_equal(json_object_set_new(e, "revoked", json_boolean(revoked)), 0);
+    struct torii_pki_key_src ks = torii_pki_key_src_of(e, NULL);
+
     assert_int_equal(torii_certrec_build(e, &rec, &len, NULL), TORII_OK);
-    assert_int_equal(torii_table_update(t, id, rec, len, NULL), TORII_OK);
+    assert_int_equal(torii_table_update(t, id, rec, len, &ks, NULL), TORII_OK);
     torii_secure_free(rec, len);
     json_decref(e);
 }
@@ -790,16 +812,18 @@ static void test_table_issuer_serial_indexes_revoked_v1_record(void **state)
     assert_non_null(cr);
     assert_non_null(e);
     assert_int_equal(json_object_set_new(e, "revoked", json_true()), 0);
+    /* A version 1 record with a key held a copy of it; this one is built without a key. */
+    assert_int_equal(json_object_set_new(e, "privateKey", json_string("")), 0);
     assert_int_equal(torii_certrec_build(e, &rec, &len, NULL), TORII_OK);
     assert_int_equal(torii_certrec_decode(rec, len, cr), TORII_OK);
     v1_len = len - 8 - cr->issuer_hash.len - cr->serial.len;
     rec[4] = 1;
-    assert_int_equal(torii_table_update(t, "v1", rec, v1_len, NULL), TORII_OK);
+    assert_int_equal(torii_table_update(t, "v1", rec, v1_len, NULL, NULL), TORII_OK);
     assert_int_equal(torii_table_issuer_serial(t, leaf, &revoked), 1);
     assert_int_equal(revoked, 1);
     /* Not revoked: left out of the index (no parsing for it at start-up). */
     rec[8] &= (unsigned char)~TORII_CERTREC_REVOKED;
-    assert_int_equal(torii_table_update(t, "v1", rec, v1_len, NULL), TORII_OK);
+    assert_int_equal(torii_table_update(t, "v1", rec, v1_len, NULL, NULL), TORII_OK);
     assert_int_equal(torii_table_issuer_serial(t, leaf, &revoked), 0);
     torii_secure_free(rec, len);
     json_decref(e);
@@ -914,9 +938,10 @@ static void *writer_main(void *arg)
         int rc;
         (void)snprintf(id, sizeof(id), "slot%d", slot);
         if (v == SLOT_VARIANT) {
-            rc = torii_table_update(cc->t, id, NULL, 0, NULL);
+            rc = torii_table_update(cc->t, id, NULL, 0, NULL, NULL);
         } else {
-            rc = torii_table_update(cc->t, id, cc->rec[slot][v], cc->len[slot][v], NULL);
+            rc = torii_table_update(cc->t, id, cc->rec[slot][v], cc->len[slot][v],
+                                    key_src(v == 0 ? EVP_PKEY_EC : EVP_PKEY_RSA), NULL);
         }
         if (rc != TORII_OK) {
             atomic_fetch_add(&cc->errors, 1);
