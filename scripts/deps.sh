@@ -13,7 +13,9 @@ pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansso
       # brings up loopback in that test's own network namespace
       testssl.sh iproute2
       # wrk drives the keep-alive load of the reload and upgrade tests
-      wrk)
+      wrk
+      # pebble + pebble-challtestsrv: the test ACME CA of the ACME tests
+      pebble)
 case "${1:-}" in
   --bench) pkgs+=(haproxy nginx nghttp2-client) ;;
   --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;

@@ -1,0 +1,103 @@
+# pebble.sh - Pebble (a test ACME CA) and pebble-challtestsrv (its DNS) on loopback for the
+# ACME integration tests. Source after lib.sh and after t_config's ports are known.
+# pebble_start [EXTRA_PEBBLE_JSON_MEMBERS]: writes a config with a test-made HTTPS
+# certificate, points Pebble's http-01/tls-alpn-01 validation at torii's http/https
+# listeners, and waits for both servers. Sets P_DIR_URL (directory), P_MGMT (management
+# port, /roots/0), P_CHALL (challtestsrv management port), P_CA (PEM file to trust Pebble's
+# HTTPS). The default 5 % badNonce rejection stays on; validity is short.
+P_PIDS=()
+P_PORT=$(t_free_port)
+P_MGMT=$(t_free_port)
+P_DNS=$(t_free_port)
+P_CHALL=$(t_free_port)
+P_DIR_URL="https://127.0.0.1:$P_PORT/dir"
+P_CA="$T_TMP/pebble-ca.crt"
+
+pebble_stop() {
+  local p
+  for p in "${P_PIDS[@]}"; do
+    kill "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+  done
+  P_PIDS=()
+}
+
+# Kill Pebble before lib.sh's cleanup removes its files.
+pebble_cleanup() {
+  pebble_stop
+  t_cleanup
+}
+trap pebble_cleanup EXIT
+
+pebble_have() {
+  command -v pebble >/dev/null 2>&1 && command -v pebble-challtestsrv >/dev/null 2>&1
+}
+
+# Pebble's own HTTPS identity: a CA and a leaf for 127.0.0.1 made here.
+pebble_certs() {
+  mkca pebble-ca "pebble test HTTPS CA"
+  mkleaf pebble-https 127.0.0.1 pebble-ca \
+    'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth'
+}
+
+pebble_config() {
+  cat > "$T_TMP/pebble.json" <<JSON
+{
+  "pebble": {
+    ${1:-}
+    "listenAddress": "127.0.0.1:$P_PORT",
+    "managementListenAddress": "127.0.0.1:$P_MGMT",
+    "certificate": "$T_TMP/pebble-https.crt",
+    "privateKey": "$T_TMP/pebble-https.key",
+    "httpPort": $T_HTTP,
+    "tlsPort": $T_HTTPS,
+    "ocspResponderURL": "",
+    "externalAccountBindingRequired": false,
+    "certificateValidityPeriod": 600
+  }
+}
+JSON
+}
+
+pebble_start() {
+  pebble_certs
+  pebble_config "${1:-}"
+  pebble-challtestsrv -defaultIPv4 127.0.0.1 -defaultIPv6 "" -dns01 "127.0.0.1:$P_DNS" \
+    -http01 "" -https01 "" -tlsalpn01 "" -management "127.0.0.1:$P_CHALL" \
+    >>"$T_TMP/challtestsrv.log" 2>&1 &
+  P_PIDS+=($!)
+  t_wait_port "$P_CHALL" || { echo "challtestsrv did not start"; cat "$T_TMP/challtestsrv.log"; return 1; }
+  PEBBLE_VA_NOSLEEP=1 pebble -config "$T_TMP/pebble.json" -dnsserver "127.0.0.1:$P_DNS" \
+    >>"$T_TMP/pebble.log" 2>&1 &
+  P_PIDS+=($!)
+  local _
+  for _ in $(seq 1 300); do
+    if curl -s -o /dev/null --cacert "$P_CA" "$P_DIR_URL" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "pebble did not start; log:"; cat "$T_TMP/pebble.log"
+  return 1
+}
+
+# Pebble's current root (PEM) into $1.
+pebble_root() {
+  curl -s --cacert "$P_CA" -o "$1" "https://127.0.0.1:$P_MGMT/roots/0"
+}
+
+# The DNS-01 hook the tests configure (acme.dns_hook): sets or clears the TXT record through
+# challtestsrv's management API. Written to $T_TMP/dns-hook.sh.
+pebble_dns_hook() {
+  cat > "$T_TMP/dns-hook.sh" <<HOOK
+#!/bin/sh
+# \$1 = set|clear, \$2 = record name (_acme-challenge.<domain>), \$3 = TXT value
+set -e
+case "\$1" in
+  set) curl -sf -d "{\"host\":\"\$2.\",\"value\":\"\$3\"}" "http://127.0.0.1:$P_CHALL/set-txt" ;;
+  clear) curl -sf -d "{\"host\":\"\$2.\"}" "http://127.0.0.1:$P_CHALL/clear-txt" ;;
+  *) exit 2 ;;
+esac
+HOOK
+  chmod +x "$T_TMP/dns-hook.sh"
+}
