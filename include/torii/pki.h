@@ -443,4 +443,33 @@ int torii_pki_cert_renew(const json_t *entity, const json_t *issuer_entity,
                          const struct torii_pki_opts *o, json_t **out, struct torii_errbuf *eb)
     TORII_MUST_USE;
 
+/* ---- ACME key material (acmekey.c) ----
+ * The ACME client (acme.h) holds keys as PEM text only; they are generated, decoded and used
+ * here. Strings returned are malloc'd (keys: free with torii_secure_free). */
+
+/** A fresh ECDSA P-256 account key as unencrypted PKCS#8 PEM. TORII_ETLS when OpenSSL fails. */
+int torii_pki_acme_key_new(char **pem_out, struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** The public JWK of an account key ({"crv","kty","x","y"}, new) and its RFC 7638 thumbprint
+ * (base64url SHA-256, NUL-terminated into thumb[thumb_len], 44 bytes suffice). TORII_EINVAL
+ * when key_pem is not an ECDSA P-256 private key. */
+int torii_pki_acme_jwk(const char *key_pem, json_t **jwk_out, char *thumb, size_t thumb_len,
+                       struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** ES256 JWS signature (RFC 7518 3.4, raw r||s, base64url) of signing_input ("<protected>.
+ * <payload>") with the account key. */
+int torii_pki_acme_sign(const char *key_pem, const char *signing_input, char **sig_out,
+                        struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** HS256 MAC (base64url) of signing_input with the external account binding key given in
+ * base64url (RFC 8555 7.3.4). TORII_EINVAL when the key does not decode. */
+int torii_pki_acme_hs256(const char *key_b64url, const char *signing_input, char **sig_out,
+                         struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** A CSR for hosts (a JSON array of names, borrowed) with a fresh key (key_spec {algo, size}
+ * as in a GenCsrQuery, NULL: ECDSA P-256): *csr_b64url is its DER in base64url, *key_pem the
+ * new key. TORII_EINVAL for a bad name or key spec. */
+int torii_pki_acme_csr(const json_t *hosts, const json_t *key_spec, char **csr_b64url,
+                       char **key_pem, struct torii_errbuf *eb) TORII_MUST_USE;
+
 #endif

@@ -125,6 +125,7 @@ static const struct conf_key conf_keys[] = {
     {"routes", CONF_ARRAY, OFF(routes), 0},
     {"exporters", CONF_ARRAY, OFF(exporters), 0},
     {"pki", CONF_OBJECT, OFF(pki), 0},
+    {"acme", CONF_OBJECT, OFF(acme_json), 0},
 };
 
 /* Sections whose members are all listed in conf_keys (so unknown members are errors). */
@@ -290,12 +291,6 @@ static void conf_apply_json(struct torii_config *c, json_t *root, struct torii_c
             (void)conf_note(errs, conf_apply_key(c, k, v, &eb), &eb);
         } else if (conf_is_section(name)) {
             conf_apply_section(c, name, v, errs);
-        } else if (strcmp(name, "acme") == 0) {
-            (void)conf_note(errs,
-                            torii_errf(&eb, TORII_EINVAL,
-                                       "config: acme: not supported yet (ACME is not implemented "
-                                       "in this version)"),
-                            &eb);
         } else {
             (void)conf_note(
                 errs, torii_errf(&eb, TORII_EINVAL, "config: unknown key \"%.64s\"", name), &eb);
@@ -875,6 +870,7 @@ static void conf_validate(struct torii_config *c, struct torii_conf_errs *errs)
     conf_exporters_parse(c, errs);
     conf_pki_parse(c, errs);
     torii_conf_admin_validate(c, errs);
+    torii_conf_acme_validate(c, errs);
     if (c->workers == 0) {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         c->workers = ncpu > 0 ? (unsigned)ncpu : 1;
@@ -989,6 +985,8 @@ void torii_config_free(struct torii_config *c)
     json_decref(c->routes);
     json_decref(c->exporters);
     json_decref(c->pki);
+    json_decref(c->acme_json);
+    torii_conf_acme_clear(&c->acme);
     conf_exporters_free(c);
     free(c);
 }
@@ -1099,5 +1097,9 @@ int torii_config_reload_check(const struct torii_config *cur, const struct torii
     /* pki.public_url defaults to http://<listen.http>: moving that listener moves it. */
     conf_fixed(errs, json_equal(cur->pki, next->pki) || (cur->pki == NULL && next->pki == NULL),
                "pki (pki.public_url, by default http://<listen.http>)");
+    conf_fixed(errs,
+               json_equal(cur->acme_json, next->acme_json)
+                   || (cur->acme_json == NULL && next->acme_json == NULL),
+               "acme");
     return errs->n > n0 ? TORII_EINVAL : TORII_OK;
 }
