@@ -14,6 +14,7 @@
 #include <event2/thread.h>
 #include <openssl/ssl.h>
 
+#include "torii/acme.h"
 #include "torii/admin.h"
 #include "torii/alert.h"
 #include "torii/clock.h"
@@ -49,8 +50,10 @@ struct app {
     struct torii_pki_state *pki;
     struct torii_alerts *alerts;
     struct torii_renewer *renewer;
-    struct torii_routes *routes;                  /* compiled in main() (also for --check-config) */
-    struct torii_proxy_gen *gen;                  /* the generation new connections get */
+    struct torii_acme_chal *acme_chal; /* pending ACME challenge answers (listeners read it) */
+    struct torii_acme *acme;           /* the ACME thread; NULL without acme{} */
+    struct torii_routes *routes;       /* compiled in main() (also for --check-config) */
+    struct torii_proxy_gen *gen;       /* the generation new connections get */
     struct torii_proxy_gen *old[APP_MAX_OLD + 1]; /* draining */
     size_t n_old;
     unsigned gen_seq;
@@ -413,6 +416,12 @@ static int app_services_start(struct app *app, struct torii_errbuf *eb)
 
     TORII_TRY(torii_renewer_start(app->cfg, app->store, app->alerts, &app->renewer, eb));
     torii_admin_set_renewer(app->renewer);
+    if (app->cfg->acme.enabled) {
+        struct torii_acme_opts ao = {
+            .conf = &app->cfg->acme, .store = app->store, .chal = app->acme_chal};
+        TORII_TRY(torii_acme_start(&ao, &app->acme, eb));
+        torii_admin_set_acme(app->acme);
+    }
     TORII_TRY(torii_admin_start(app->cfg, app->store, app->table, app->daemon, &app->admin, eb));
 out:
     return rc;
@@ -423,6 +432,9 @@ static void app_services_stop(struct app *app)
     torii_admin_stop(app->admin);
     app->admin = NULL;
     torii_admin_set_renewer(NULL);
+    torii_admin_set_acme(NULL);
+    torii_acme_stop(app->acme);
+    app->acme = NULL;
     /* The renewal thread writes to the store, whose watcher raises alerts: stop it first. */
     torii_renewer_stop(app->renewer);
     app->renewer = NULL;
@@ -516,6 +528,7 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
     }
     TORII_TRY(torii_store_open(&sopts, &app->store, eb));
     TORII_TRY(torii_table_new(&app->table));
+    TORII_TRY(torii_acme_chal_new(&app->acme_chal));
     torii_table_set_default(app->table, app->cfg->default_cert);
     TORII_TRY(torii_store_watch(app->store, app_on_store_change, app));
     TORII_TRY(torii_store_foreach(app->store, TORII_STORE_CERTS, app_load_one, app));
@@ -661,6 +674,9 @@ static void app_close(struct app *app, struct event **sigs)
     app->routes = NULL;
     torii_table_free(app->table);
     torii_wellknown_pki_set(NULL);
+    torii_wellknown_acme_set(NULL);
+    torii_acme_chal_free(app->acme_chal);
+    app->acme_chal = NULL;
     torii_pki_state_free(app->pki); /* after every store writer stopped */
     torii_store_free(app->store);
     torii_daemon_free(app->daemon); /* releases the instance lock, after the store is closed */
@@ -680,6 +696,7 @@ static int app_run(struct app *app)
     TORII_TRY(app_open_state(app, &ncerts, &eb));
     TORII_TRY(app_events(app, sigs, &eb));
     torii_wellknown_pki_set(app->pki);
+    torii_wellknown_acme_set(app->acme_chal);
     TORII_TRY(app_serve(app, &eb));
     TORII_TRY(torii_daemon_watch(app->daemon, app->base));
     torii_daemon_set_state(app->daemon, TORII_DAEMON_READY);

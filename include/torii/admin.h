@@ -26,6 +26,11 @@ struct torii_renewer;
  * before torii_admin_start (and NULL again after torii_admin_stop). */
 void torii_admin_set_renewer(struct torii_renewer *r);
 
+struct torii_acme;
+/** The ACME service serving POST /api/pki/certs/_letsencrypt and the job routes (NULL: those
+ * answer 503). Main thread only, before torii_admin_start (and NULL after torii_admin_stop). */
+void torii_admin_set_acme(struct torii_acme *a);
+
 struct torii_daemon;
 /** Bind the listener (errors reported synchronously) and start the admin thread. With a daemon
  * (daemon.h; borrowed, NULL: none) the admin loop attaches the beat "admin" and answers

@@ -26,6 +26,10 @@ int torii_b64_decode(const char *s, size_t len, unsigned char **out, size_t *out
 int torii_b64_decode_mime(const char *s, size_t len, unsigned char **out, size_t *out_len)
     TORII_MUST_USE;
 
+/** Encode base64 (RFC 4648 section 4, padded) or, with url, base64url without padding
+ * (section 5). malloc'd, NUL-terminated; NULL when len is too large. */
+char *torii_b64_encode(const unsigned char *data, size_t len, int url);
+
 /** Percent-decode s[0..len). plus_space: '+' means ' ' (form encoding). TORII_EINVAL for a '%'
  * not followed by two hex digits, or a decoded NUL byte. */
 int torii_pct_decode(const char *s, size_t len, int plus_space, char **out, size_t *out_len)

@@ -472,4 +472,12 @@ int torii_pki_acme_hs256(const char *key_b64url, const char *signing_input, char
 int torii_pki_acme_csr(const json_t *hosts, const json_t *key_spec, char **csr_b64url,
                        char **key_pem, struct torii_errbuf *eb) TORII_MUST_USE;
 
+/** The TLS-ALPN-01 validation certificate for name (RFC 8737 3): a fresh P-256 key, a
+ * self-signed certificate with that one dNSName and the critical acmeIdentifier extension
+ * holding digest (SHA-256 of the key authorization), as a TLS record (*rec_out, free with
+ * torii_secure_free) for the handshake that asks for acme-tls/1. */
+int torii_pki_acme_alpn_record(const char *name, const unsigned char digest[32],
+                               unsigned char **rec_out, size_t *rec_len, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
 #endif

@@ -217,6 +217,12 @@ int torii_wellknown_handle(struct torii_wellknown *wk, const struct torii_http_r
 struct torii_pki_state;
 void torii_wellknown_pki_set(struct torii_pki_state *pki);
 
+/** ACME HTTP-01 (wellknown_acme.c): GET /.well-known/acme-challenge/<token> on the plain http
+ * listener answers from this challenge table (acme.h; borrowed, must outlive the workers).
+ * Main thread, before torii_workers_start; NULL: every token is unknown (404). */
+struct torii_acme_chal;
+void torii_wellknown_acme_set(struct torii_acme_chal *chal);
+
 /* ---- workers ----------------------------------------------------------------------------- */
 
 struct torii_workers;

@@ -39,6 +39,7 @@ struct torii_admin_reply {
     size_t raw_len;
     const char *content_type; /* static string; default application/json */
     int fresh_key;            /* set by a route that generated the key it returns: not redacted */
+    char *defer_job;          /* owned; set by admin_acme_wait: answer when this ACME job ends */
     size_t n_headers;
     char *hname[ADMIN_REPLY_MAX_HEADERS];  /* owned */
     char *hvalue[ADMIN_REPLY_MAX_HEADERS]; /* owned */
@@ -66,6 +67,33 @@ int admin_lifecycle_route(struct torii_admin_ctx *ctx, const struct torii_http_r
 /** JWT routes (jwt.c): POST /api/certificates/:id/_sign and /_verify. Same contract. */
 int admin_jwt_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                     struct torii_admin_reply *reply);
+
+/* ---- ACME routes (acme.c, acme_wait.c) ---- */
+
+/** POST /api/pki/certs/_letencrypt|_letsencrypt and GET /api/pki/acme/jobs/:id. Same contract
+ * as admin_certs_route. */
+int admin_acme_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                     struct torii_admin_reply *reply);
+struct torii_acme;
+/** The ACME service set by torii_admin_set_acme, or NULL. */
+struct torii_acme *admin_acme_get(void);
+/** Mark reply deferred until job_id ends (the server parks the request). */
+void admin_acme_wait(struct torii_admin_ctx *ctx, const char *job_id,
+                     struct torii_admin_reply *reply);
+struct admin_acme_waits;
+struct event_base;
+struct torii_http_exchange;
+struct torii_http_conn;
+int admin_acme_waits_new(struct event_base *base, struct torii_admin_ctx *ctx,
+                         struct admin_acme_waits **out) TORII_MUST_USE;
+void admin_acme_waits_free(struct admin_acme_waits *w);
+/** Park ex until its job ends (torii_http_defer). TORII_ETOOBIG when too many are parked. */
+int admin_acme_park(struct admin_acme_waits *w, struct torii_http_exchange *ex, const char *job_id)
+    TORII_MUST_USE;
+/** conn ended: forget its parked request (NULL w accepted). */
+void admin_acme_wait_forget(struct admin_acme_waits *w, const struct torii_http_conn *conn);
+/** Send r as the answer of conn's deferred request (server.c). */
+void admin_send_deferred(struct torii_http_conn *conn, struct torii_admin_reply *r);
 
 /* ---- PKI routes and the serial index (pki.c) ---- */
 

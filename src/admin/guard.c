@@ -182,7 +182,8 @@ static int guard_export_asked(const struct torii_http_req *req)
 static void guard_routes(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                          struct torii_admin_reply *reply)
 {
-    if (admin_lifecycle_route(ctx, req, reply) == TORII_ENOTFOUND
+    if (admin_acme_route(ctx, req, reply) == TORII_ENOTFOUND
+        && admin_lifecycle_route(ctx, req, reply) == TORII_ENOTFOUND
         && admin_jwt_route(ctx, req, reply) == TORII_ENOTFOUND
         && admin_certs_route(ctx, req, reply) == TORII_ENOTFOUND
         && admin_pki_route(ctx, req, reply) == TORII_ENOTFOUND) {

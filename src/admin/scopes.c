@@ -43,6 +43,9 @@ const struct admin_scope_rule admin_scope_rules[] = {
     {"POST", "/api/pki/cas/*/certs", P, 1},
     {"POST", "/api/pki/cas/*/cas", P, 1},
     {"POST", "/api/pki/cas/*/certs/_sign", P, 1},
+    {"POST", "/api/pki/certs/_letencrypt", P, 1},
+    {"POST", "/api/pki/certs/_letsencrypt", P, 1},
+    {"GET", "/api/pki/acme/jobs/*", P, 0},
 };
 
 const size_t admin_scope_n_rules = sizeof(admin_scope_rules) / sizeof(admin_scope_rules[0]);

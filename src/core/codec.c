@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include <openssl/evp.h>
+
 #include "torii/mem.h"
 
 /* Value of a base64 character in either alphabet, or -1. */
@@ -158,4 +160,32 @@ int torii_hex_decode(const char *s, size_t len, unsigned char *out, size_t out_l
         out[i] = (unsigned char)(hi << 4 | lo);
     }
     return TORII_OK;
+}
+
+char *torii_b64_encode(const unsigned char *data, size_t len, int url)
+{
+    size_t cap = 4 * ((len + 2) / 3) + 1;
+    char *s = torii_xmalloc(cap);
+    size_t i;
+    size_t n;
+
+    if (len > (size_t)INT32_MAX / 2) {
+        free(s);
+        return NULL;
+    }
+    n = (size_t)EVP_EncodeBlock((unsigned char *)s, data, (int)len);
+    s[n] = '\0';
+    if (url) {
+        for (i = 0; i < n; i++) {
+            if (s[i] == '+') {
+                s[i] = '-';
+            } else if (s[i] == '/') {
+                s[i] = '_';
+            }
+        }
+        while (n > 0 && s[n - 1] == '=') {
+            s[--n] = '\0';
+        }
+    }
+    return s;
 }

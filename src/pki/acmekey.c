@@ -3,12 +3,15 @@
  * JWS signatures), the HS256 MAC of external account binding, and the CSR of a certificate
  * order with its fresh key. Threads: any thread (pure functions). */
 #include <string.h>
+#include <time.h>
 
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "pki_int.h"
 #include "torii/codec.h"
@@ -199,5 +202,120 @@ out:
     torii_cert_secrets_wipe(r);
     json_decref(r);
     json_decref(q);
+    return rc;
+}
+
+/* id-pe-acmeIdentifier (RFC 8737 6.1). */
+#define ACMEKEY_ALPN_OID "1.3.6.1.5.5.7.1.31"
+
+/* The critical acmeIdentifier extension: an OCTET STRING holding the 32-byte digest. */
+static int acmekey_alpn_ext(X509 *x, const unsigned char digest[32])
+{
+    int ok = 0;
+    ASN1_OBJECT *obj = OBJ_txt2obj(ACMEKEY_ALPN_OID, 1);
+    ASN1_OCTET_STRING *inner = ASN1_OCTET_STRING_new();
+    ASN1_OCTET_STRING *outer = ASN1_OCTET_STRING_new();
+    X509_EXTENSION *ext = NULL;
+    unsigned char *der = NULL;
+    int len;
+
+    if (obj == NULL || inner == NULL || outer == NULL
+        || ASN1_OCTET_STRING_set(inner, digest, 32) != 1
+        || (len = i2d_ASN1_OCTET_STRING(inner, &der)) <= 0
+        || ASN1_OCTET_STRING_set(outer, der, len) != 1) {
+        goto out;
+    }
+    ext = X509_EXTENSION_create_by_OBJ(NULL, obj, 1, outer);
+    ok = ext != NULL && X509_add_ext(x, ext, -1) == 1;
+out:
+    X509_EXTENSION_free(ext);
+    OPENSSL_free(der);
+    ASN1_OCTET_STRING_free(inner);
+    ASN1_OCTET_STRING_free(outer);
+    ASN1_OBJECT_free(obj);
+    return ok;
+}
+
+/* A self-signed certificate for name with the acmeIdentifier extension, valid a week. */
+static int acmekey_alpn_cert(const char *name, const unsigned char digest[32], EVP_PKEY *key,
+                             X509 **out, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    X509 *x = X509_new();
+    X509_NAME *subj = X509_NAME_new();
+    GENERAL_NAMES *sans = GENERAL_NAMES_new();
+    GENERAL_NAME *gn = GENERAL_NAME_new();
+    ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
+    BIGNUM *bn = NULL;
+    unsigned char serial[16];
+
+    TORII_ENSURE(x != NULL && subj != NULL && sans != NULL && gn != NULL && ia5 != NULL,
+                 TORII_ENOMEM);
+    TORII_TRY(torii_rand_bytes(serial, sizeof(serial)));
+    serial[0] &= 0x7f;
+    bn = BN_bin2bn(serial, sizeof(serial), NULL);
+    TORII_ENSURE(bn != NULL, TORII_ENOMEM);
+    TORII_ENSURE(ASN1_STRING_set(ia5, name, -1) == 1, TORII_ENOMEM);
+    GENERAL_NAME_set0_value(gn, GEN_DNS, ia5);
+    ia5 = NULL;
+    TORII_ENSURE(sk_GENERAL_NAME_push(sans, gn) > 0, TORII_ENOMEM);
+    gn = NULL;
+    TORII_ENSURE(X509_set_version(x, 2) == 1
+                     && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != NULL
+                     && X509_NAME_add_entry_by_NID(subj, NID_commonName, MBSTRING_UTF8,
+                                                   (const unsigned char *)name, -1, -1, 0)
+                            == 1
+                     && X509_set_subject_name(x, subj) == 1 && X509_set_issuer_name(x, subj) == 1
+                     && X509_gmtime_adj(X509_getm_notBefore(x), -3600) != NULL
+                     && X509_gmtime_adj(X509_getm_notAfter(x), 7L * 86400) != NULL
+                     && X509_set_pubkey(x, key) == 1
+                     && X509_add1_ext_i2d(x, NID_subject_alt_name, sans, 0, 0) == 1
+                     && acmekey_alpn_ext(x, digest) && X509_sign(x, key, EVP_sha256()) > 0,
+                 torii_errbuf_ossl(eb, "acme: tls-alpn-01 certificate"));
+    *out = x;
+    x = NULL;
+out:
+    BN_free(bn);
+    ASN1_IA5STRING_free(ia5);
+    GENERAL_NAME_free(gn);
+    GENERAL_NAMES_free(sans);
+    X509_NAME_free(subj);
+    X509_free(x);
+    return rc;
+}
+
+int torii_pki_acme_alpn_record(const char *name, const unsigned char digest[32],
+                               unsigned char **rec_out, size_t *rec_len, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    EVP_PKEY *key = NULL;
+    X509 *x = NULL;
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    char *chain_pem = NULL;
+    char *key_pem = NULL;
+    json_t *e = NULL;
+
+    TORII_ENSURE(chain != NULL, TORII_ENOMEM);
+    TORII_TRY(torii_pki__key_generate(EVP_PKEY_EC, 256, &key, eb));
+    TORII_TRY(acmekey_alpn_cert(name, digest, key, &x, eb));
+    TORII_ENSURE(sk_X509_push(chain, x) > 0, TORII_ENOMEM);
+    x = NULL;
+    TORII_TRY(torii_pki__chain_pem(chain, &chain_pem));
+    TORII_TRY(torii_pki__key_pem(key, &key_pem));
+    e = json_pack("{s:s,s:s,s:s}", "id", "acme-tls-alpn-01", "chain", chain_pem, "privateKey",
+                  key_pem);
+    TORII_ENSURE(e != NULL, TORII_ENOMEM);
+    TORII_TRY(torii_cert_enrich(e, (int64_t)time(NULL) * 1000, eb));
+    TORII_TRY(torii_certrec_build(e, rec_out, rec_len, eb));
+out:
+    torii_cert_secrets_wipe(e);
+    json_decref(e);
+    if (key_pem != NULL) {
+        torii_secure_free(key_pem, strlen(key_pem));
+    }
+    free(chain_pem);
+    sk_X509_pop_free(chain, X509_free);
+    X509_free(x);
+    EVP_PKEY_free(key);
     return rc;
 }

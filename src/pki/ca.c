@@ -14,6 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include "pki_int.h"
+#include "torii/codec.h"
 #include "torii/pki.h"
 
 int torii_pki__ca_load(const json_t *entity, struct torii_pki__ca *ca, struct torii_errbuf *eb)
@@ -219,30 +220,7 @@ out:
 
 char *torii_pki__b64(const unsigned char *data, size_t len, int url)
 {
-    size_t cap = 4 * ((len + 2) / 3) + 1;
-    char *s = torii_xmalloc(cap);
-    size_t i;
-    size_t n;
-
-    if (len > (size_t)INT32_MAX / 2) {
-        free(s);
-        return NULL;
-    }
-    n = (size_t)EVP_EncodeBlock((unsigned char *)s, data, (int)len);
-    s[n] = '\0';
-    if (url) {
-        for (i = 0; i < n; i++) {
-            if (s[i] == '+') {
-                s[i] = '-';
-            } else if (s[i] == '/') {
-                s[i] = '_';
-            }
-        }
-        while (n > 0 && s[n - 1] == '=') {
-            s[--n] = '\0';
-        }
-    }
-    return s;
+    return torii_b64_encode(data, len, url);
 }
 
 /* ---- CA creation ---- */

@@ -77,6 +77,9 @@ int torii_wellknown__pki_crl(struct torii_wellknown *wk, const struct torii_http
 
 /* ---- routes[].jwt (jwtauth.c) ---- */
 /** The PKI state set by torii_wellknown_pki_set (NULL: none; wellknown_pki.c). */
+/* ACME HTTP-01 (wellknown_acme.c). */
+int torii_wellknown__acme_http01(struct torii_wellknown *wk, const struct torii_http_req *req,
+                                 struct torii_slice rest, struct torii_wellknown_reply *reply);
 struct torii_pki_state *torii_wellknown__pki(void);
 struct torii_route_jwt;
 /** Check req against a route's jwt with the current key set of the PKI snapshot and the

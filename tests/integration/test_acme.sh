@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# test_acme.sh - ACME issuance against Pebble (a test CA) on loopback: HTTP-01 (synchronous
+# and ?async=true), a multi-name order, the chain verifying against Pebble's root, the
+# certificate served by SNI at once, the account reused, a failing validation (clear error,
+# nothing stored), and Pebble down (clear error, the proxy and the admin API unaffected).
+# Pebble validates against torii's own listeners (httpPort/tlsPort) and resolves every name
+# to 127.0.0.1 through pebble-challtestsrv.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$(realpath "$0")")/pebble.sh"
+if ! pebble_have; then
+  echo "SKIP: pebble and pebble-challtestsrv are not installed (Debian package pebble)"
+  exit 77
+fi
+pebble_start || exit 1
+
+t_config "\"acme\": {\"directory_url\": \"$P_DIR_URL\", \"ca_bundle\": \"$P_CA\",
+  \"contacts\": [\"mailto:ops@example.test\"], \"challenges\": [\"http-01\"]},"
+t_start || exit 1
+pebble_root "$T_TMP/pebble-root.pem"
+
+count_certs() { api GET /api/certificates; python3 -c 'import json,sys; print(len(json.loads(sys.argv[1])))' "$T_BODY"; }
+# leaf_of JSON OUT: the chain's leaf of an entity reply into OUT, the rest into OUT.inter
+leaf_of() {
+  python3 - "$1" "$2" <<'PY'
+import json, re, sys
+d = json.loads(sys.argv[1])
+pems = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?", d["chain"], re.S)
+open(sys.argv[2], "w").write(pems[0])
+open(sys.argv[2] + ".inter", "w").write("".join(pems[1:]))
+PY
+}
+served_subject() {
+  echo | timeout 10 openssl s_client -connect "127.0.0.1:$T_HTTPS" -servername "$1" 2>/dev/null \
+    | openssl x509 -noout -fingerprint -sha256 2>/dev/null
+}
+
+n0=$(count_certs)
+
+# --- HTTP-01, synchronous ---------------------------------------------------------------
+t0=$(date +%s%N)
+api POST /api/pki/certs/_letsencrypt -H 'Content-Type: application/json' -d '{"host": "site-a.test"}'
+t1=$(date +%s%N)
+check_eq "HTTP-01: synchronous order answers 200" 200 "$T_STATUS"
+[ "$T_STATUS" = 200 ] || echo "# $T_BODY"
+body_a=$T_BODY
+check_eq "entity is letsEncrypt" True "$(printf '%s' "$body_a" | jget "['letsEncrypt']")"
+check_eq "entity is autoRenew" True "$(printf '%s' "$body_a" | jget "['autoRenew']")"
+check_eq "entity names the host" "['site-a.test']" "$(printf '%s' "$body_a" | jget "['sans']")"
+check_eq "private key not in the reply" "" "$(printf '%s' "$body_a" | jget ".get('privateKey','')")"
+leaf_of "$body_a" "$T_TMP/a.crt"
+check "chain verifies against Pebble's root (/roots/0)" \
+  openssl verify -CAfile "$T_TMP/pebble-root.pem" -untrusted "$T_TMP/a.crt.inter" "$T_TMP/a.crt"
+want=$(openssl x509 -in "$T_TMP/a.crt" -noout -fingerprint -sha256)
+got=$(served_subject site-a.test)
+t2=$(date +%s%N)
+check_eq "served by SNI at once" "$want" "$got"
+echo "# measure: _letsencrypt -> 200 in $(( (t1 - t0) / 1000000 )) ms, -> served in $(( (t2 - t0) / 1000000 )) ms"
+check_eq "one more certificate stored" $((n0 + 1)) "$(count_certs)"
+api GET "/api/certificates/$(printf '%s' "$body_a" | jget "['id']")?export=true"
+check "stored entity holds the private key" \
+  python3 -c 'import json,sys; sys.exit(0 if "PRIVATE KEY" in json.loads(sys.argv[1])["privateKey"] else 1)' "$T_BODY"
+
+# --- multi-name order, asynchronous --------------------------------------------------------
+api POST '/api/pki/certs/_letencrypt?async=true' -H 'Content-Type: application/json' \
+  -d '{"hosts": ["multi-1.test", "Multi-2.test", "multi-3.test"]}'
+check_eq "async: 202" 202 "$T_STATUS"
+job=$(printf '%s' "$T_BODY" | jget "['id']")
+state=""
+for _ in $(seq 1 1200); do
+  api GET "/api/pki/acme/jobs/$job"
+  state=$(printf '%s' "$T_BODY" | jget "['status']")
+  case "$state" in valid|invalid) break ;; esac
+  sleep 0.1
+done
+check_eq "async job ends valid" valid "$state"
+[ "$state" = valid ] || echo "# $T_BODY"
+mid=$(printf '%s' "$T_BODY" | jget ".get('certId','')")
+api GET "/api/certificates/$mid"
+check_eq "multi-name certificate covers every name (lower-cased)" \
+  "['multi-1.test', 'multi-2.test', 'multi-3.test']" "$(printf '%s' "$T_BODY" | jget "['sans']")"
+leaf_of "$T_BODY" "$T_TMP/m.crt"
+check_eq "served for the second name" "$(openssl x509 -in "$T_TMP/m.crt" -noout -fingerprint -sha256)" \
+  "$(served_subject multi-2.test)"
+
+# --- the account is kept in the store and reused after a restart ----------------------------
+check "restart" t_stop
+t_start || exit 1
+api POST /api/pki/certs/_letsencrypt -H 'Content-Type: application/json' -d '{"host": "after-restart.test"}'
+check_eq "order after a restart: 200" 200 "$T_STATUS"
+accounts=$(grep -oE 'There are now [0-9]+ accounts' "$T_TMP/pebble.log")
+check_eq "one account registered with Pebble, reused by every order" \
+  "There are now 1 accounts" "$accounts"
+
+# --- bad requests ---------------------------------------------------------------------------
+api POST /api/pki/certs/_letsencrypt -H 'Content-Type: application/json' -d '{"host": "10.0.0.1"}'
+check_eq "IP literal refused: 400" 400 "$T_STATUS"
+api POST /api/pki/certs/_letsencrypt -H 'Content-Type: application/json' -d '{"host": "a.test", "hosts": ["b.test"]}'
+check_eq "host and hosts together: 400" 400 "$T_STATUS"
+api POST /api/pki/certs/_letsencrypt -H 'Content-Type: application/json' -d '{"host": "a.test", "x": 1}'
+check_eq "unknown member: 400" 400 "$T_STATUS"
+api GET /api/pki/acme/jobs/nosuchjob
+check_eq "unknown job: 404" 404 "$T_STATUS"
+
+# --- failing validation: a wildcard needs dns-01, which is not allowed here -----------------
+n1=$(count_certs)
+api POST /api/pki/certs/_letsencrypt -H 'Content-Type: application/json' -d '{"host": "*.wild.test"}'
+check_eq "no allowed challenge: 502" 502 "$T_STATUS"
+check "error names the name and the missing challenge" \
+  grep -q 'wild.test: none of acme.challenges is offered' <<<"$T_BODY"
+check_eq "nothing stored" "$n1" "$(count_certs)"
+
+# --- Pebble down: a clear error, nothing stored, the proxy unaffected ------------------------
+pebble_stop
+n2=$(count_certs)
+api POST /api/pki/certs/_letsencrypt -H 'Content-Type: application/json' -d '{"host": "down.test"}'
+check_eq "CA down: 502" 502 "$T_STATUS"
+check "CA down: the error names the directory and the cause" \
+  grep -q "acme: $P_DIR_URL: Couldn't connect to server" <<<"$T_BODY"
+check_eq "CA down: nothing stored" "$n2" "$(count_certs)"
+
+# --- a CA that accepts connections and never answers: nothing else waits ---------------------
+check "stop" t_stop
+HOLE=$(t_free_port)
+python3 -c 'import socket,sys,time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+conns = []
+while True:
+    c, _ = s.accept(); conns.append(c)' "$HOLE" &
+T_BG_PIDS+=($!)
+t_wait_port "$HOLE"
+t_config "\"acme\": {\"directory_url\": \"https://127.0.0.1:$HOLE/dir\", \"ca_bundle\": \"$P_CA\"},"
+t_start || exit 1
+api POST '/api/pki/certs/_letsencrypt?async=true' -H 'Content-Type: application/json' -d '{"host": "hole.test"}'
+check_eq "silent CA: order queued (202)" 202 "$T_STATUS"
+hjob=$(printf '%s' "$T_BODY" | jget "['id']")
+hstate=""
+for _ in $(seq 1 300); do
+  api GET "/api/pki/acme/jobs/$hjob"
+  hstate=$(printf '%s' "$T_BODY" | jget "['status']")
+  [ "$hstate" = pending ] || break
+  sleep 0.1
+done
+check_eq "silent CA: the job is waiting for the CA" processing "$hstate"
+api GET /api/certificates
+check_eq "silent CA: the admin API answers" 200 "$T_STATUS"
+check "silent CA: TLS handshakes are served" test -n "$(served "")"
+api GET "/api/pki/acme/jobs/$hjob"
+check_eq "silent CA: ... while the job still waits (its request times out after 30 s)" processing \
+  "$(printf '%s' "$T_BODY" | jget "['status']")"
+s0=$(date +%s%N)
+check "silent CA: graceful stop" t_stop
+s1=$(date +%s%N)
+check "silent CA: the stop cuts the CA's request short (< 20 s; it would time out after 30 s)" \
+  test $(( (s1 - s0) / 1000000 )) -lt 20000
+t_bg_stop
+
+t_done
