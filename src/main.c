@@ -256,6 +256,12 @@ static int app_reload_load(struct app *app, struct torii_config **cfg, struct to
     return rc;
 }
 
+/* torii_tls_acme_alpn_cb over the ACME challenge table. */
+static int app_acme_alpn(void *arg, const char *name, unsigned char **rec, size_t *rec_len)
+{
+    return torii_acme_chal_alpn(arg, name, rec, rec_len);
+}
+
 static int app_gen_start(struct app *app, struct torii_config *cfg, int own_cfg,
                          struct torii_routes *routes, const struct torii_listen_socks *inherit,
                          struct torii_proxy_gen **out, struct torii_errbuf *eb)
@@ -267,6 +273,8 @@ static int app_gen_start(struct app *app, struct torii_config *cfg, int own_cfg,
         .table = app->table,
         .ocsp_staple = torii_pki_state_staple_cb,
         .ocsp_staple_arg = app->pki,
+        .acme_alpn = cfg->acme.enabled ? app_acme_alpn : NULL,
+        .acme_alpn_arg = app->acme_chal,
         .inherit = inherit,
         .daemon = app->daemon,
         .id = ++app->gen_seq,

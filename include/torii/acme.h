@@ -96,4 +96,9 @@ struct torii_acme_counts {
 /** A snapshot (zeros when a is NULL). Any thread. */
 void torii_acme_counts_get(const struct torii_acme *a, struct torii_acme_counts *out);
 
+struct torii_prom;
+/** The families torii_acme_orders_total{outcome} and
+ * torii_acme_challenge_failures_total{type} into p; nothing when a is NULL. Any thread. */
+void torii_acme_metrics_write(const struct torii_acme *a, struct torii_prom *p);
+
 #endif

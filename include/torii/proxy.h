@@ -285,6 +285,8 @@ struct torii_proxy_gen_opts {
     struct torii_table *table;   /* borrowed; outlives the generation */
     torii_tls_ocsp_staple_cb ocsp_staple;
     void *ocsp_staple_arg;
+    torii_tls_acme_alpn_cb acme_alpn; /* TLS-ALPN-01 (tls.h); NULL: off */
+    void *acme_alpn_arg;
     const struct torii_listen_socks *inherit; /* sockets to take over, or NULL */
     struct torii_daemon *daemon;              /* each worker loop's beat (NULL: none) */
     unsigned id;                              /* for the logs */

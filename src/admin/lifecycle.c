@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "admin_int.h"
+#include "torii/acme.h"
 #include "torii/admin.h"
 #include "torii/clock.h"
 #include "torii/jwt.h"
@@ -219,6 +220,7 @@ static void lifecycle_metrics_reply(struct torii_admin_ctx *ctx, const struct to
     }
     torii_prom_counters(&out);
     torii_jwt_metrics_write(&out);
+    torii_acme_metrics_write(admin_acme_get(), &out);
     /* Names, types and keys below are constants: formatting them cannot fail. */
     TORII_ASSERT(torii_prom_family(&out, "torii_certificates", "gauge",
                                    "Certificates in the store (all, and valid now)")

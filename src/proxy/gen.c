@@ -36,6 +36,8 @@ int torii_proxy_gen_start(const struct torii_proxy_gen_opts *o, struct torii_pro
     topts.client_auth_arg = g->routes;
     topts.ocsp_staple = o->ocsp_staple;
     topts.ocsp_staple_arg = o->ocsp_staple_arg;
+    topts.acme_alpn = o->acme_alpn;
+    topts.acme_alpn_arg = o->acme_alpn_arg;
     TORII_TRY(torii_tls_ctx_new(&topts, &g->tls, eb));
     TORII_TRY(torii_workers_start_inherit(g->cfg, o->table, g->tls, g->routes, o->daemon,
                                           o->inherit, &g->workers, eb));

@@ -29,9 +29,18 @@ open(sys.argv[2], "w").write(pems[0])
 open(sys.argv[2] + ".inter", "w").write("".join(pems[1:]))
 PY
 }
+# The SHA-256 fingerprint (openssl's format) of the certificate served for SNI name $1.
 served_subject() {
-  echo | timeout 10 openssl s_client -connect "127.0.0.1:$T_HTTPS" -servername "$1" 2>/dev/null \
-    | openssl x509 -noout -fingerprint -sha256 2>/dev/null
+  python3 - "$T_HTTPS" "$1" <<'PY'
+import hashlib, socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as s:
+    with ctx.wrap_socket(s, server_hostname=sys.argv[2]) as t:
+        d = hashlib.sha256(t.getpeercert(binary_form=True)).hexdigest().upper()
+print("sha256 Fingerprint=" + ":".join(d[i:i + 2] for i in range(0, len(d), 2)))
+PY
 }
 
 n0=$(count_certs)
@@ -40,6 +49,8 @@ n0=$(count_certs)
 t0=$(date +%s%N)
 api POST /api/pki/certs/_letsencrypt -H 'Content-Type: application/json' -d '{"host": "site-a.test"}'
 t1=$(date +%s%N)
+got=$(served_subject site-a.test)
+t2=$(date +%s%N)
 check_eq "HTTP-01: synchronous order answers 200" 200 "$T_STATUS"
 [ "$T_STATUS" = 200 ] || echo "# $T_BODY"
 body_a=$T_BODY
@@ -51,9 +62,7 @@ leaf_of "$body_a" "$T_TMP/a.crt"
 check "chain verifies against Pebble's root (/roots/0)" \
   openssl verify -CAfile "$T_TMP/pebble-root.pem" -untrusted "$T_TMP/a.crt.inter" "$T_TMP/a.crt"
 want=$(openssl x509 -in "$T_TMP/a.crt" -noout -fingerprint -sha256)
-got=$(served_subject site-a.test)
-t2=$(date +%s%N)
-check_eq "served by SNI at once" "$want" "$got"
+check_eq "served by SNI at once (the first handshake after the reply)" "$want" "$got"
 echo "# measure: _letsencrypt -> 200 in $(( (t1 - t0) / 1000000 )) ms, -> served in $(( (t2 - t0) / 1000000 )) ms"
 check_eq "one more certificate stored" $((n0 + 1)) "$(count_certs)"
 api GET "/api/certificates/$(printf '%s' "$body_a" | jget "['id']")?export=true"
@@ -81,6 +90,20 @@ check_eq "multi-name certificate covers every name (lower-cased)" \
 leaf_of "$T_BODY" "$T_TMP/m.crt"
 check_eq "served for the second name" "$(openssl x509 -in "$T_TMP/m.crt" -noout -fingerprint -sha256)" \
   "$(served_subject multi-2.test)"
+
+# --- failing validation: the name points where torii does not listen -----------------------
+curl -sf -d '{"host": "elsewhere.test.", "addresses": ["127.0.0.2"]}' "http://127.0.0.1:$P_CHALL/add-a" >/dev/null
+nf=$(count_certs)
+api POST /api/pki/certs/_letsencrypt -H 'Content-Type: application/json' -d '{"host": "elsewhere.test"}'
+check_eq "failing validation: 502" 502 "$T_STATUS"
+check "failing validation: the error names the challenge, the name and the CA's reason" \
+  grep -q 'acme: http-01 challenge for elsewhere.test: connection: ' <<<"$T_BODY"
+[ "$T_STATUS" = 502 ] || echo "# $T_BODY"
+check_eq "failing validation: nothing stored" "$nf" "$(count_certs)"
+api GET /metrics
+check "metrics: the http-01 failure counted" \
+  grep -q '^torii_acme_challenge_failures_total{type="http-01"} 1$' <<<"$T_BODY"
+check "metrics: orders by outcome" grep -q '^torii_acme_orders_total{outcome="valid"} 2$' <<<"$T_BODY"
 
 # --- the account is kept in the store and reused after a restart ----------------------------
 check "restart" t_stop
