@@ -256,6 +256,17 @@ static int app_reload_load(struct app *app, struct torii_config **cfg, struct to
     return rc;
 }
 
+/* The renewal thread's ACME hook (renew.h) over the ACME service. */
+static int app_acme_due(void *arg, const json_t *entity, int64_t now_ms)
+{
+    return torii_acme_renew_due(arg, entity, now_ms);
+}
+
+static int app_acme_renew(void *arg, const char *id, const json_t *entity, struct torii_errbuf *eb)
+{
+    return torii_acme_renew(arg, id, entity, eb);
+}
+
 /* torii_tls_acme_alpn_cb over the ACME challenge table. */
 static int app_acme_alpn(void *arg, const char *name, unsigned char **rec, size_t *rec_len)
 {
@@ -427,8 +438,11 @@ static int app_services_start(struct app *app, struct torii_errbuf *eb)
     if (app->cfg->acme.enabled) {
         struct torii_acme_opts ao = {
             .conf = &app->cfg->acme, .store = app->store, .chal = app->acme_chal};
+        struct torii_renew_acme hook = {app_acme_due, app_acme_renew, NULL};
         TORII_TRY(torii_acme_start(&ao, &app->acme, eb));
         torii_admin_set_acme(app->acme);
+        hook.arg = app->acme;
+        torii_renewer_set_acme(app->renewer, &hook);
     }
     TORII_TRY(torii_admin_start(app->cfg, app->store, app->table, app->daemon, &app->admin, eb));
 out:
@@ -441,6 +455,9 @@ static void app_services_stop(struct app *app)
     app->admin = NULL;
     torii_admin_set_renewer(NULL);
     torii_admin_set_acme(NULL);
+    if (app->renewer != NULL) {
+        torii_renewer_set_acme(app->renewer, NULL);
+    }
     torii_acme_stop(app->acme);
     app->acme = NULL;
     /* The renewal thread writes to the store, whose watcher raises alerts: stop it first. */

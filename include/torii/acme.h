@@ -85,6 +85,32 @@ int torii_acme_submit(struct torii_acme *a, const json_t *hosts, const char *cer
  * for an unknown (or long forgotten) id. */
 int torii_acme_job_get(struct torii_acme *a, const char *job_id, json_t **out) TORII_MUST_USE;
 
+/** Wait (at most timeout_ms) until job_id has ended: TORII_OK, TORII_ETIMEDOUT, TORII_EAGAIN
+ * (stopping) or TORII_ENOTFOUND. Any thread but the ACME thread. */
+int torii_acme_wait(struct torii_acme *a, const char *job_id, int64_t timeout_ms) TORII_MUST_USE;
+
+/* ---- renewal (the renewal thread's hook, renew.h) ---- */
+
+/** 1 when the ACME certificate entity is due at now_ms: ARI's suggested window has started
+ * (RFC 9773, when the directory offers renewalInfo), else it is in the last third of its
+ * validity (also when the ARI look-up fails, logged). Renewal thread. */
+int torii_acme_renew_due(struct torii_acme *a, const json_t *entity, int64_t now_ms);
+/** Renew entity `id` in place: an order for its names on the ACME thread, waited for (at most
+ * acme.order_timeout_s + 120 s). TORII_OK or the order's error in eb. Renewal thread. */
+int torii_acme_renew(struct torii_acme *a, const char *id, const json_t *entity,
+                     struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** ARI's certID of the chain's leaf (RFC 9773 4.1): base64url(AKI keyIdentifier) "."
+ * base64url(serial DER content). TORII_EINVAL without AKI or on a bad chain. */
+int torii_acme_ari_cert_id(const char *chain_pem, char *out, size_t out_len) TORII_MUST_USE;
+/** *due = now_ms is at or past suggestedWindow.start of a renewalInfo object; TORII_EPROTO
+ * when the window is missing or malformed (RFC 3339 UTC times, end >= start). */
+int torii_acme_ari_window_due(const json_t *info, int64_t now_ms, int *due) TORII_MUST_USE;
+/** Ask conf's CA: the directory, then renewalInfo/<certID> (own connection). TORII_ENOTFOUND
+ * when the directory has no renewalInfo; other errors in eb. */
+int torii_acme_ari_due(const struct torii_conf_acme *conf, const char *chain_pem, int64_t now_ms,
+                       int *due, struct torii_errbuf *eb) TORII_MUST_USE;
+
 /* ---- metrics ---- */
 
 /** Counters for /metrics: orders by outcome ("valid", "invalid"), challenge failures by type. */

@@ -120,6 +120,10 @@ int acme_hook_run(const struct torii_conf_acme *conf, const char *action, const 
 int acme_chain_pick(struct acme_client *c, struct acme_resp *r, char **out, struct torii_errbuf *eb)
     TORII_MUST_USE;
 
+/* service.c */
+/** The validated acme{} the service runs with. */
+const struct torii_conf_acme *torii_acme__conf(const struct torii_acme *a);
+
 /* store.c */
 /** THE one write of an issued certificate (the lead points it at certdb): entity (enriched)
  * stored under its id, created or replaced in place. */

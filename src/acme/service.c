@@ -129,6 +129,7 @@ static void acme_job_run(struct torii_acme *a, struct acme_job *j)
         (void)snprintf(eb.msg, sizeof(eb.msg), "acme: %s", torii_strerror(rc));
     }
     (void)pthread_mutex_lock(&a->mu);
+    (void)pthread_cond_broadcast(&a->cv); /* torii_acme_wait */
     j->st = rc == TORII_OK ? JOB_VALID : JOB_INVALID;
     j->finished_ms = torii_clock_now_ms();
     if (rc == TORII_OK) {
@@ -341,4 +342,51 @@ void torii_acme_counts_get(const struct torii_acme *a, struct torii_acme_counts 
     for (size_t i = 0; i < 3; i++) {
         out->chal_failed[i] = __atomic_load_n(&a->counts.chal_failed[i], __ATOMIC_RELAXED);
     }
+}
+
+const struct torii_conf_acme *torii_acme__conf(const struct torii_acme *a)
+{
+    return a->o.conf;
+}
+
+/* The state of job_id; -1 when unknown. Mutex held. */
+static int acme_job_state(const struct torii_acme *a, const char *job_id)
+{
+    for (size_t i = 0; i < a->n_jobs; i++) {
+        if (strcmp(a->jobs[i]->id, job_id) == 0) {
+            return (int)a->jobs[i]->st;
+        }
+    }
+    return -1;
+}
+
+int torii_acme_wait(struct torii_acme *a, const char *job_id, int64_t timeout_ms)
+{
+    int rc = TORII_ETIMEDOUT;
+    struct timespec ts;
+    int st;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(timeout_ms / 1000);
+    (void)pthread_mutex_lock(&a->mu);
+    for (;;) {
+        st = acme_job_state(a, job_id);
+        if (st < 0) {
+            rc = TORII_ENOTFOUND;
+            break;
+        }
+        if (st == JOB_VALID || st == JOB_INVALID) {
+            rc = TORII_OK;
+            break;
+        }
+        if (a->stop) {
+            rc = TORII_EAGAIN;
+            break;
+        }
+        if (pthread_cond_timedwait(&a->cv, &a->mu, &ts) != 0) {
+            break;
+        }
+    }
+    (void)pthread_mutex_unlock(&a->mu);
+    return rc;
 }

@@ -14,7 +14,8 @@ fi
 pebble_start || exit 1
 
 t_config "\"acme\": {\"directory_url\": \"$P_DIR_URL\", \"ca_bundle\": \"$P_CA\",
-  \"contacts\": [\"mailto:ops@example.test\"], \"challenges\": [\"http-01\"]},"
+  \"contacts\": [\"mailto:ops@example.test\"], \"challenges\": [\"http-01\"]},
+  \"debug\": {\"clock_hook\": true},"
 t_start || exit 1
 pebble_root "$T_TMP/pebble-root.pem"
 
@@ -91,6 +92,31 @@ leaf_of "$T_BODY" "$T_TMP/m.crt"
 check_eq "served for the second name" "$(openssl x509 -in "$T_TMP/m.crt" -noout -fingerprint -sha256)" \
   "$(served_subject multi-2.test)"
 
+# --- renewal by the renewal thread: in place, one stored object -----------------------------
+aid=$(printf '%s' "$body_a" | jget "['id']")
+api GET "/api/certificates/$aid"
+from=$(printf '%s' "$T_BODY" | jget "['from']"); to=$(printf '%s' "$T_BODY" | jget "['to']")
+old_serial=$(openssl x509 -in "$T_TMP/a.crt" -noout -serial | sed 's/serial=//')
+nr=$(count_certs)
+api POST /api/certificates/_renew
+check_eq "renewal cycle: nothing due yet (not in the last third)" "[]" \
+  "$(printf '%s' "$T_BODY" | jget "['renewed']")"
+# Into the last third of the validity (Pebble issues for certificateValidityPeriod).
+t_clock $(( (to - from) * 7 / 10 ))
+api POST /api/certificates/_renew
+check "renewal cycle: the ACME certificate renewed" \
+  python3 -c 'import json,sys; sys.exit(0 if sys.argv[2] in json.loads(sys.argv[1])["renewed"] else 1)' "$T_BODY" "$aid"
+[ "$T_STATUS" = 200 ] || echo "# $T_BODY"
+check_eq "renewal: still one stored object per certificate" "$nr" "$(count_certs)"
+api GET "/api/certificates/$aid"
+leaf_of "$T_BODY" "$T_TMP/a2.crt"
+new_serial=$(openssl x509 -in "$T_TMP/a2.crt" -noout -serial | sed 's/serial=//')
+check "renewal: a new certificate under the same id" test "$new_serial" != "$old_serial"
+check_eq "renewal: still letsEncrypt" True "$(printf '%s' "$T_BODY" | jget "['letsEncrypt']")"
+check_eq "renewal: served at once" "$(openssl x509 -in "$T_TMP/a2.crt" -noout -fingerprint -sha256)" \
+  "$(served_subject site-a.test)"
+t_clock 0
+
 # --- failing validation: the name points where torii does not listen -----------------------
 curl -sf -d '{"host": "elsewhere.test.", "addresses": ["127.0.0.2"]}' "http://127.0.0.1:$P_CHALL/add-a" >/dev/null
 nf=$(count_certs)
@@ -103,7 +129,7 @@ check_eq "failing validation: nothing stored" "$nf" "$(count_certs)"
 api GET /metrics
 check "metrics: the http-01 failure counted" \
   grep -q '^torii_acme_challenge_failures_total{type="http-01"} 1$' <<<"$T_BODY"
-check "metrics: orders by outcome" grep -q '^torii_acme_orders_total{outcome="valid"} 2$' <<<"$T_BODY"
+check "metrics: orders by outcome (2 orders, 2 renewals)" grep -q '^torii_acme_orders_total{outcome="valid"} 4$' <<<"$T_BODY"
 
 # --- the account is kept in the store and reused after a restart ----------------------------
 check "restart" t_stop
