@@ -455,14 +455,17 @@ static void app_services_stop(struct app *app)
     app->admin = NULL;
     torii_admin_set_renewer(NULL);
     torii_admin_set_acme(NULL);
+    /* An ACME renewal in flight on the renewal thread ends at once (its wait is cut short),
+     * so the renewal thread stops promptly; the ACME service is freed after it. */
+    torii_acme_cancel(app->acme);
     if (app->renewer != NULL) {
         torii_renewer_set_acme(app->renewer, NULL);
     }
-    torii_acme_stop(app->acme);
-    app->acme = NULL;
     /* The renewal thread writes to the store, whose watcher raises alerts: stop it first. */
     torii_renewer_stop(app->renewer);
     app->renewer = NULL;
+    torii_acme_stop(app->acme);
+    app->acme = NULL;
 }
 
 /* SIGUSR2: start the new binary with --upgrade; it takes our sockets (app_on_handover). */

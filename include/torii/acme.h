@@ -64,8 +64,12 @@ struct torii_acme_opts {
 /** Start the ACME thread (idle until a job comes). TORII_EINVAL when acme is not enabled. */
 int torii_acme_start(const struct torii_acme_opts *o, struct torii_acme **out,
                      struct torii_errbuf *eb) TORII_MUST_USE;
-/** Stop: the job in progress is abandoned at its next request or wait; joins the thread.
- * NULL accepted. */
+/** Begin stopping: the job in progress is abandoned at its next request or wait (a transfer
+ * in progress is aborted), waiters (torii_acme_wait) return TORII_EAGAIN, new jobs never
+ * run. NULL accepted. Main thread. */
+void torii_acme_cancel(struct torii_acme *a);
+/** torii_acme_cancel, then join the thread and free everything. No other thread may be
+ * inside a torii_acme_* call (stop the renewal thread first). NULL accepted. */
 void torii_acme_stop(struct torii_acme *a);
 
 /** The names of an API body {"host": "a"} or {"hosts": ["a", "b"]} (exactly one of both,

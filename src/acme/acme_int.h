@@ -126,8 +126,9 @@ const struct torii_conf_acme *torii_acme__conf(const struct torii_acme *a);
 
 /* store.c */
 /** THE one write of an issued certificate (the lead points it at certdb): entity (enriched)
- * stored under its id, created or replaced in place. */
-int acme_store_issued(struct torii_store *store, const json_t *entity, struct torii_errbuf *eb)
-    TORII_MUST_USE;
+ * stored under its id, created or replaced in place; prev (NULL: a first issuance) is the
+ * version it replaces, kept as its "[UNTIL EXPIRATION]" copy in the same transaction. */
+int acme_store_issued(struct torii_store *store, const json_t *entity, const json_t *prev,
+                      struct torii_errbuf *eb) TORII_MUST_USE;
 
 #endif

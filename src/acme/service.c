@@ -72,9 +72,10 @@ static int acme_service_sleep(void *arg, int64_t ms)
     return stopping ? TORII_EAGAIN : TORII_OK;
 }
 
-/* The entity for a new chain and key: the stored one (cert_id) updated, else a new one. */
+/* The entity for a new chain and key: the stored one (cert_id) updated, else a new one.
+ * *prev gets the stored version it replaces (NULL for a new one). */
 static int acme_entity(struct torii_acme *a, const struct acme_job *j, const char *chain,
-                       const char *key, json_t **out, struct torii_errbuf *eb)
+                       const char *key, json_t **out, json_t **prev, struct torii_errbuf *eb)
 {
     char *text = NULL;
     size_t len = 0;
@@ -85,7 +86,8 @@ static int acme_entity(struct torii_acme *a, const struct acme_job *j, const cha
     if (j->cert_id != NULL
         && torii_store_get(a->o.store, TORII_STORE_CERTS, j->cert_id, &text, &len, NULL, NULL)
                == TORII_OK) {
-        e = json_loadb(text, len, 0, &je);
+        *prev = json_loadb(text, len, 0, &je);
+        e = *prev != NULL ? json_deep_copy(*prev) : NULL;
         torii_secure_free(text, len);
     }
     if (e == NULL) {
@@ -103,6 +105,9 @@ static int acme_entity(struct torii_acme *a, const struct acme_job *j, const cha
         json_decref(e);
         return TORII_ENOMEM;
     }
+    /* A fresh certificate: the expiry flags of the one it replaces no longer hold. */
+    (void)json_object_del(json_object_get(e, "metadata"), "almostExpired");
+    (void)json_object_del(json_object_get(e, "metadata"), "expired");
     *out = e;
     return torii_cert_enrich(e, torii_clock_now_ms(), eb);
 }
@@ -114,16 +119,17 @@ static void acme_job_run(struct torii_acme *a, struct acme_job *j)
     char *chain = NULL;
     char *key = NULL;
     json_t *e = NULL;
+    json_t *prev = NULL;
     int rc;
 
     a->client.deadline_ms =
         torii_clock_mono_us() / 1000 + (int64_t)a->o.conf->order_timeout_s * 1000;
     rc = acme_order_run(&a->client, j->hosts, &chain, &key, &eb);
     if (rc == TORII_OK) {
-        rc = acme_entity(a, j, chain, key, &e, &eb);
+        rc = acme_entity(a, j, chain, key, &e, &prev, &eb);
     }
     if (rc == TORII_OK) {
-        rc = acme_store_issued(a->o.store, e, &eb);
+        rc = acme_store_issued(a->o.store, e, prev, &eb);
     }
     if (rc != TORII_OK && eb.msg[0] == '\0') {
         (void)snprintf(eb.msg, sizeof(eb.msg), "acme: %s", torii_strerror(rc));
@@ -151,6 +157,8 @@ static void acme_job_run(struct torii_acme *a, struct acme_job *j)
     }
     torii_cert_secrets_wipe(e);
     json_decref(e);
+    torii_cert_secrets_wipe(prev);
+    json_decref(prev);
     free(chain);
     if (key != NULL) {
         torii_secure_free(key, strlen(key));
@@ -228,7 +236,7 @@ out:
     return rc;
 }
 
-void torii_acme_stop(struct torii_acme *a)
+void torii_acme_cancel(struct torii_acme *a)
 {
     if (a == NULL) {
         return;
@@ -237,6 +245,14 @@ void torii_acme_stop(struct torii_acme *a)
     __atomic_store_n(&a->stop, 1, __ATOMIC_RELAXED);
     (void)pthread_cond_broadcast(&a->cv);
     (void)pthread_mutex_unlock(&a->mu);
+}
+
+void torii_acme_stop(struct torii_acme *a)
+{
+    if (a == NULL) {
+        return;
+    }
+    torii_acme_cancel(a);
     if (a->started) {
         (void)pthread_join(a->th, NULL);
     }

@@ -140,6 +140,15 @@ int admin_acme_park(struct admin_acme_waits *w, struct torii_http_exchange *ex, 
     return TORII_OK;
 }
 
+void admin_acme_waits_clear(struct admin_acme_waits *w)
+{
+    if (w == NULL) {
+        return;
+    }
+    w->n = 0;
+    (void)event_del(w->tick);
+}
+
 void admin_acme_wait_forget(struct admin_acme_waits *w, const struct torii_http_conn *conn)
 {
     for (size_t i = 0; w != NULL && i < w->n; i++) {

@@ -90,6 +90,8 @@ void admin_acme_waits_free(struct admin_acme_waits *w);
 /** Park ex until its job ends (torii_http_defer). TORII_ETOOBIG when too many are parked. */
 int admin_acme_park(struct admin_acme_waits *w, struct torii_http_exchange *ex, const char *job_id)
     TORII_MUST_USE;
+/** Forget every parked request (their connections are being freed). NULL accepted. */
+void admin_acme_waits_clear(struct admin_acme_waits *w);
 /** conn ended: forget its parked request (NULL w accepted). */
 void admin_acme_wait_forget(struct admin_acme_waits *w, const struct torii_http_conn *conn);
 /** Send r as the answer of conn's deferred request (server.c). */

@@ -300,6 +300,7 @@ static void admin_stop_cb(evutil_socket_t fd, short what, void *arg)
 
 static void admin_close_conns(struct torii_admin *adm)
 {
+    admin_acme_waits_clear(adm->acme_waits);
     while (adm->conns != NULL) {
         struct admin_conn *ac = adm->conns;
         adm->conns = ac->next;

@@ -107,7 +107,15 @@ api POST /api/certificates/_renew
 check "renewal cycle: the ACME certificate renewed" \
   python3 -c 'import json,sys; sys.exit(0 if sys.argv[2] in json.loads(sys.argv[1])["renewed"] else 1)' "$T_BODY" "$aid"
 [ "$T_STATUS" = 200 ] || echo "# $T_BODY"
-check_eq "renewal: still one stored object per certificate" "$nr" "$(count_certs)"
+check_eq "renewal: one stored object per certificate, plus the [UNTIL EXPIRATION] copy of each renewed one" \
+  $((nr + 2)) "$(count_certs)"
+api GET /api/certificates
+check "renewal: the previous site-a certificate kept as its [UNTIL EXPIRATION] copy" python3 -c '
+import json, sys
+cs = json.loads(sys.argv[1])
+copies = [c for c in cs if c["name"] == "[UNTIL EXPIRATION] site-a.test"]
+sys.exit(0 if len(copies) == 1 and copies[0]["metadata"].get("nextCertificate") == sys.argv[2]
+         and not copies[0]["autoRenew"] else 1)' "$T_BODY" "$aid"
 api GET "/api/certificates/$aid"
 leaf_of "$T_BODY" "$T_TMP/a2.crt"
 new_serial=$(openssl x509 -in "$T_TMP/a2.crt" -noout -serial | sed 's/serial=//')
