@@ -35,6 +35,8 @@
 /* LMDB reader slots of crashed processes (an mdb_copy backup killed mid-copy) are reclaimed
  * this often, and at open: a stale slot pins old pages, so the file would keep growing. */
 #define APP_READER_CHECK_S 10
+/* SIGUSR2 successors tracked for reaping at once (more are not expected: each takes over). */
+#define APP_MAX_UPGRADES 8
 /* An upgraded process waits this long for its predecessor to release the data-dir lock. */
 #define APP_LOCK_WAIT_MS 30000
 
@@ -52,8 +54,12 @@ struct app {
     struct torii_renewer *renewer;
     struct torii_acme_chal *acme_chal; /* pending ACME challenge answers (listeners read it) */
     struct torii_acme *acme;           /* the ACME thread; NULL without acme{} */
-    struct torii_routes *routes;       /* compiled in main() (also for --check-config) */
-    struct torii_proxy_gen *gen;       /* the generation new connections get */
+    /* Successors started by SIGUSR2, reaped by pid: other children (the ACME DNS hook) are
+     * waited for by whoever started them. */
+    pid_t upgrade_pids[APP_MAX_UPGRADES];
+    size_t n_upgrade_pids;
+    struct torii_routes *routes;                  /* compiled in main() (also for --check-config) */
+    struct torii_proxy_gen *gen;                  /* the generation new connections get */
     struct torii_proxy_gen *old[APP_MAX_OLD + 1]; /* draining */
     size_t n_old;
     unsigned gen_seq;
@@ -166,16 +172,26 @@ static void app_cfg_release(struct app *app, struct torii_config *cfg)
     torii_config_free(cfg);
 }
 
-/* A successor started by SIGUSR2 that exited (a failed upgrade) is reaped and logged. */
-static void app_reap_children(void)
+/* A successor started by SIGUSR2 that exited (a failed upgrade) is reaped and logged. Only
+ * those: waitpid(-1) would take the exit status of the ACME DNS hook from its waiter. */
+static void app_reap_children(struct app *app)
 {
-    int st = 0;
-    pid_t pid;
+    size_t i = 0;
 
-    for (int i = 0; i < 16 && (pid = waitpid(-1, &st, WNOHANG)) > 0; i++) {
-        torii_log(WIFEXITED(st) && WEXITSTATUS(st) == 0 ? TORII_LOG_INFO : TORII_LOG_ERR,
-                  "main: upgrade process %ld exited (status %d)", (long)pid,
-                  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    while (i < app->n_upgrade_pids) {
+        int st = 0;
+        pid_t pid = app->upgrade_pids[i];
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == 0 || (r < 0 && errno == EINTR)) {
+            i++;
+            continue;
+        }
+        if (r == pid) {
+            torii_log(WIFEXITED(st) && WEXITSTATUS(st) == 0 ? TORII_LOG_INFO : TORII_LOG_ERR,
+                      "main: upgrade process %ld exited (status %d)", (long)pid,
+                      WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+        }
+        app->upgrade_pids[i] = app->upgrade_pids[--app->n_upgrade_pids];
     }
 }
 
@@ -188,7 +204,7 @@ static void app_on_reap(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    app_reap_children();
+    app_reap_children(app);
     for (size_t i = 0; i < app->n_old; i++) {
         if (torii_proxy_gen_drained(app->old[i])) {
             struct torii_config *cfg = app_gen_cfg(app->old[i]);
@@ -497,6 +513,9 @@ static void app_on_usr2(evutil_socket_t sig, short what, void *arg)
     }
     torii_log(TORII_LOG_NOTICE, "main: SIGUSR2, started %s --upgrade (pid %ld)", app->exe,
               (long)pid);
+    if (app->n_upgrade_pids < APP_MAX_UPGRADES) {
+        app->upgrade_pids[app->n_upgrade_pids++] = pid;
+    }
 }
 
 /* A successor asks for our sockets: give them, then drain. Admin and renewal stop first (the

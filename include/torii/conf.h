@@ -159,6 +159,8 @@ struct torii_conf_errs {
     size_t n;
 };
 void torii_conf_errs_add(struct torii_conf_errs *errs, const char *msg);
+/** torii_conf_errs_add of a formatted message (truncated at 511 bytes). */
+void torii_conf_errs_addf(struct torii_conf_errs *errs, const char *fmt, ...) TORII_PRINTF(2, 3);
 void torii_conf_errs_free(struct torii_conf_errs *errs);
 
 /** admin.tokens, admin.hosts and admin.tls of c checked (problems appended to errs) and the

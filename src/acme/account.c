@@ -70,25 +70,11 @@ static int acme_account_save(struct acme_client *c, struct torii_errbuf *eb)
 static int acme_account_eab(struct acme_client *c, const char *url, json_t **out,
                             struct torii_errbuf *eb)
 {
-    int rc = TORII_OK;
     json_t *prot = json_pack("{s:s,s:s,s:s}", "alg", "HS256", "kid", c->conf->eab_kid, "url", url);
-    char *p64 = prot != NULL ? acme_b64_json(prot) : NULL;
-    char *pl64 = acme_b64_json(c->jwk);
-    char *input = NULL;
-    char *sig = NULL;
+    int rc = prot != NULL ? acme_jws_flat(prot, c->jwk, NULL, c->conf->eab_hmac_key, out, eb)
+                          : TORII_ENOMEM;
 
-    TORII_ENSURE(p64 != NULL && pl64 != NULL, TORII_ENOMEM);
-    input = torii_xmalloc(strlen(p64) + strlen(pl64) + 2);
-    (void)snprintf(input, strlen(p64) + strlen(pl64) + 2, "%s.%s", p64, pl64);
-    TORII_TRY(torii_pki_acme_hs256(c->conf->eab_hmac_key, input, &sig, eb));
-    *out = json_pack("{s:s,s:s,s:s}", "protected", p64, "payload", pl64, "signature", sig);
-    TORII_ENSURE(*out != NULL, TORII_ENOMEM);
-out:
     json_decref(prot);
-    free(p64);
-    free(pl64);
-    free(input);
-    free(sig);
     return rc;
 }
 
@@ -109,12 +95,7 @@ static int acme_account_register(struct acme_client *c, struct torii_errbuf *eb)
         TORII_ENSURE(json_object_set(p, "externalAccountBinding", eab) == 0, TORII_ENOMEM);
     }
     TORII_TRY(acme_post(c, "newAccount", url, p, 1, &r, eb));
-    TORII_ENSURE(
-        r.location != NULL,
-        torii_errf(eb, TORII_EPROTO, "acme: newAccount: no account URL (HTTP %ld)", r.status));
-    free(c->kid);
-    c->kid = r.location;
-    r.location = NULL;
+    TORII_TRY(acme_take_location(&r, "newAccount", &c->kid, eb));
 out:
     acme_resp_clear(&r);
     json_decref(eab);

@@ -83,6 +83,14 @@ int acme_post(struct acme_client *c, const char *what, const char *url, const js
 /** The body of r as a JSON object, or TORII_EPROTO naming what. */
 int acme_resp_json(const struct acme_resp *r, const char *what, json_t **out,
                    struct torii_errbuf *eb) TORII_MUST_USE;
+/** The flattened JWS {protected, payload, signature} (RFC 7515 7.2.2) of prot and payload
+ * (NULL: "", POST-as-GET): ES256 with the account key key_pem, or HS256 with hmac_key
+ * (base64url) when it is not NULL. *out is new. */
+int acme_jws_flat(const json_t *prot, const json_t *payload, const char *key_pem,
+                  const char *hmac_key, json_t **out, struct torii_errbuf *eb) TORII_MUST_USE;
+/** Move r's Location into *out (freeing what *out held); TORII_EPROTO naming what without. */
+int acme_take_location(struct acme_resp *r, const char *what, char **out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
 /** Base64url of the JSON text of v (compact), malloc'd; NULL on OOM. */
 char *acme_b64_json(const json_t *v);
 /** A problem document (RFC 7807) as one sentence into eb, prefixed by what. TORII_EPROTO. */

@@ -34,7 +34,11 @@ static int acme_hook_spawn(const char *cmd, char *const argv[], pid_t *pid)
     return err;
 }
 
-/* Wait for pid up to timeout_ms; kill it after. *status as waitpid's; -1 on the timeout. */
+#define ACME_HOOK_TIMEDOUT (-1)
+#define ACME_HOOK_LOST     (-2) /* waitpid failed: the exit status is unknown */
+
+/* Wait for pid up to timeout_ms; kill it after. *status as waitpid's, or one of the two
+ * values above. */
 static void acme_hook_wait(pid_t pid, int64_t timeout_ms, int *status)
 {
     int64_t end = torii_clock_mono_us() / 1000 + timeout_ms;
@@ -42,7 +46,11 @@ static void acme_hook_wait(pid_t pid, int64_t timeout_ms, int *status)
 
     for (int64_t i = 0; i <= timeout_ms / ACME_HOOK_TICK_MS + 1; i++) {
         pid_t r = waitpid(pid, status, WNOHANG);
-        if (r == pid || (r < 0 && errno != EINTR)) {
+        if (r == pid) {
+            return;
+        }
+        if (r < 0 && errno != EINTR) {
+            *status = ACME_HOOK_LOST;
             return;
         }
         if (torii_clock_mono_us() / 1000 >= end) {
@@ -52,7 +60,7 @@ static void acme_hook_wait(pid_t pid, int64_t timeout_ms, int *status)
     }
     (void)kill(pid, SIGKILL);
     (void)waitpid(pid, NULL, 0);
-    *status = -1;
+    *status = ACME_HOOK_TIMEDOUT;
 }
 
 int acme_hook_run(const struct torii_conf_acme *conf, const char *action, const char *name,
@@ -76,7 +84,11 @@ int acme_hook_run(const struct torii_conf_acme *conf, const char *action, const 
         return torii_errf(eb, TORII_EIO, "acme: dns_hook %s: %s", conf->dns_hook, strerror(err));
     }
     acme_hook_wait(pid, (int64_t)conf->dns_hook_timeout_s * 1000, &status);
-    if (status == -1) {
+    if (status == ACME_HOOK_LOST) {
+        return torii_errf(eb, TORII_EIO, "acme: dns_hook %s %s %s: its exit status was lost",
+                          conf->dns_hook, action, name);
+    }
+    if (status == ACME_HOOK_TIMEDOUT) {
         return torii_errf(eb, TORII_ETIMEDOUT, "acme: dns_hook %s %s %s: no exit after %u s",
                           conf->dns_hook, action, name, conf->dns_hook_timeout_s);
     }

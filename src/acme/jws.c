@@ -129,16 +129,53 @@ out:
     return rc;
 }
 
+int acme_jws_flat(const json_t *prot, const json_t *payload, const char *key_pem,
+                  const char *hmac_key, json_t **out, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    char *p64 = acme_b64_json(prot);
+    char *pl64 = payload != NULL ? acme_b64_json(payload) : torii_xstrdup("");
+    char *input = NULL;
+    char *sig = NULL;
+    size_t n;
+
+    TORII_ENSURE(p64 != NULL && pl64 != NULL, TORII_ENOMEM);
+    n = strlen(p64) + strlen(pl64) + 2;
+    input = torii_xmalloc(n);
+    (void)snprintf(input, n, "%s.%s", p64, pl64);
+    if (hmac_key != NULL) {
+        TORII_TRY(torii_pki_acme_hs256(hmac_key, input, &sig, eb));
+    } else {
+        TORII_TRY(torii_pki_acme_sign(key_pem, input, &sig, eb));
+    }
+    *out = json_pack("{s:s,s:s,s:s}", "protected", p64, "payload", pl64, "signature", sig);
+    TORII_ENSURE(*out != NULL, TORII_ENOMEM);
+out:
+    free(p64);
+    free(pl64);
+    free(input);
+    free(sig);
+    return rc;
+}
+
+int acme_take_location(struct acme_resp *r, const char *what, char **out, struct torii_errbuf *eb)
+{
+    if (r->location == NULL) {
+        return torii_errf(eb, TORII_EPROTO, "acme: %s: no Location in the answer (HTTP %ld)", what,
+                          r->status);
+    }
+    free(*out);
+    *out = r->location;
+    r->location = NULL;
+    return TORII_OK;
+}
+
 /* The flattened JWS text of one request. */
 static int acme_jws(struct acme_client *c, const char *url, const char *nonce,
                     const json_t *payload, int use_jwk, char **out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     json_t *prot = json_pack("{s:s,s:s,s:s}", "alg", "ES256", "nonce", nonce, "url", url);
-    char *p64 = NULL;
-    char *pl64 = NULL;
-    char *input = NULL;
-    char *sig = NULL;
     json_t *jws = NULL;
 
     TORII_ENSURE(prot != NULL, TORII_ENOMEM);
@@ -146,23 +183,12 @@ static int acme_jws(struct acme_client *c, const char *url, const char *nonce,
                                      use_jwk ? json_incref(c->jwk) : json_string(c->kid))
                      == 0,
                  TORII_ENOMEM);
-    p64 = acme_b64_json(prot);
-    pl64 = payload != NULL ? acme_b64_json(payload) : torii_xstrdup("");
-    TORII_ENSURE(p64 != NULL && pl64 != NULL, TORII_ENOMEM);
-    input = torii_xmalloc(strlen(p64) + strlen(pl64) + 2);
-    (void)snprintf(input, strlen(p64) + strlen(pl64) + 2, "%s.%s", p64, pl64);
-    TORII_TRY(torii_pki_acme_sign(c->key_pem, input, &sig, eb));
-    jws = json_pack("{s:s,s:s,s:s}", "protected", p64, "payload", pl64, "signature", sig);
-    TORII_ENSURE(jws != NULL, TORII_ENOMEM);
+    TORII_TRY(acme_jws_flat(prot, payload, c->key_pem, NULL, &jws, eb));
     *out = json_dumps(jws, JSON_COMPACT);
     TORII_ENSURE(*out != NULL, TORII_ENOMEM);
 out:
     json_decref(jws);
     json_decref(prot);
-    free(p64);
-    free(pl64);
-    free(input);
-    free(sig);
     return rc;
 }
 

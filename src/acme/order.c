@@ -28,11 +28,8 @@ static int acme_order_new(struct acme_client *c, const json_t *hosts, char **url
     p = json_pack("{s:O}", "identifiers", ids);
     TORII_ENSURE(p != NULL, TORII_ENOMEM);
     TORII_TRY(acme_post(c, "newOrder", acme_dir_url(c, "newOrder"), p, 0, &r, eb));
-    TORII_ENSURE(r.location != NULL,
-                 torii_errf(eb, TORII_EPROTO, "acme: newOrder: no order URL (HTTP %ld)", r.status));
     TORII_TRY(acme_resp_json(&r, "newOrder", order, eb));
-    *url = r.location;
-    r.location = NULL;
+    TORII_TRY(acme_take_location(&r, "newOrder", url, eb));
 out:
     acme_resp_clear(&r);
     json_decref(p);

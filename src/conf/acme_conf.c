@@ -2,7 +2,6 @@
  * (contacts, external account binding), the key of issued certificates, the challenge types
  * in order of preference, the DNS-01 hook and the preferred chain. Validated strictly: every
  * unknown member and bad value is noted, naming the key; defaults are filled in. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,19 +13,6 @@
 static const char *const conf_acme_keys[] = {"ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072",
                                              "rsa-4096"};
 static const char *const conf_acme_chal[] = {"http-01", "tls-alpn-01", "dns-01"};
-
-static void conf_acme_err(struct torii_conf_errs *errs, const char *fmt, ...) TORII_PRINTF(2, 3);
-
-static void conf_acme_err(struct torii_conf_errs *errs, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    torii_conf_errs_add(errs, msg);
-}
 
 /* The index of s in list[0..n), or -1. */
 static int conf_acme_index(const char *s, const char *const *list, size_t n)
@@ -62,8 +48,9 @@ static char *conf_acme_str(json_t *v, const char *key, size_t max, int url,
 
     if (!conf_acme_token_ok(s, max)
         || (url && strncmp(s, "https://", 8) != 0 && strncmp(s, "http://", 7) != 0)) {
-        conf_acme_err(errs, "config: acme.%s: expected %s", key,
-                      url ? "an http:// or https:// URL" : "a non-empty string without blanks");
+        torii_conf_errs_addf(errs, "config: acme.%s: expected %s", key,
+                             url ? "an http:// or https:// URL"
+                                 : "a non-empty string without blanks");
         return NULL;
     }
     return torii_xstrdup(s);
@@ -75,13 +62,13 @@ static void conf_acme_contacts(struct torii_conf_acme *a, json_t *v, struct tori
     json_t *x;
 
     if (!json_is_array(v) || json_array_size(v) > 8) {
-        conf_acme_err(errs, "config: acme.contacts: expected an array of at most 8 URLs");
+        torii_conf_errs_addf(errs, "config: acme.contacts: expected an array of at most 8 URLs");
         return;
     }
     json_array_foreach (v, i, x) {
         const char *s = json_string_value(x);
         if (!conf_acme_token_ok(s, 256) || strncmp(s, "mailto:", 7) != 0) {
-            conf_acme_err(errs, "config: acme.contacts[%zu]: expected a \"mailto:\" URL", i);
+            torii_conf_errs_addf(errs, "config: acme.contacts[%zu]: expected a \"mailto:\" URL", i);
             return;
         }
     }
@@ -95,7 +82,7 @@ static void conf_acme_eab(struct torii_conf_acme *a, json_t *v, struct torii_con
     json_t *x;
 
     if (!json_is_object(v)) {
-        conf_acme_err(errs, "config: acme.eab: expected an object {\"kid\", \"hmac_key\"}");
+        torii_conf_errs_addf(errs, "config: acme.eab: expected an object {\"kid\", \"hmac_key\"}");
         return;
     }
     json_object_foreach (v, k, x) {
@@ -104,11 +91,11 @@ static void conf_acme_eab(struct torii_conf_acme *a, json_t *v, struct torii_con
         } else if (strcmp(k, "hmac_key") == 0) {
             a->eab_hmac_key = conf_acme_str(x, "eab.hmac_key", 1024, 0, errs);
         } else {
-            conf_acme_err(errs, "config: unknown key \"acme.eab.%.64s\"", k);
+            torii_conf_errs_addf(errs, "config: unknown key \"acme.eab.%.64s\"", k);
         }
     }
     if (a->eab_kid == NULL || a->eab_hmac_key == NULL) {
-        conf_acme_err(errs, "config: acme.eab: needs both \"kid\" and \"hmac_key\"");
+        torii_conf_errs_addf(errs, "config: acme.eab: needs both \"kid\" and \"hmac_key\"");
     }
 }
 
@@ -119,8 +106,8 @@ static void conf_acme_challenges(struct torii_conf_acme *a, json_t *v, struct to
     size_t nc = sizeof(conf_acme_chal) / sizeof(conf_acme_chal[0]);
 
     if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > nc) {
-        conf_acme_err(errs, "config: acme.challenges: expected a non-empty array of "
-                            "\"http-01\", \"tls-alpn-01\", \"dns-01\"");
+        torii_conf_errs_addf(errs, "config: acme.challenges: expected a non-empty array of "
+                                   "\"http-01\", \"tls-alpn-01\", \"dns-01\"");
         return;
     }
     a->n_challenges = 0;
@@ -128,12 +115,12 @@ static void conf_acme_challenges(struct torii_conf_acme *a, json_t *v, struct to
         const char *s = json_string_value(x);
         int idx = conf_acme_index(s, conf_acme_chal, nc);
         if (idx < 0) {
-            conf_acme_err(errs, "config: acme.challenges[%zu]: unknown challenge type", i);
+            torii_conf_errs_addf(errs, "config: acme.challenges[%zu]: unknown challenge type", i);
             return;
         }
         for (size_t j = 0; j < a->n_challenges; j++) {
             if (strcmp(a->challenges[j], s) == 0) {
-                conf_acme_err(errs, "config: acme.challenges[%zu]: listed twice", i);
+                torii_conf_errs_addf(errs, "config: acme.challenges[%zu]: listed twice", i);
                 return;
             }
         }
@@ -145,7 +132,8 @@ static void conf_acme_uint(unsigned *dst, json_t *v, const char *key, unsigned m
                            struct torii_conf_errs *errs)
 {
     if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-        conf_acme_err(errs, "config: acme.%s: expected an integer from %u to %u", key, min, max);
+        torii_conf_errs_addf(errs, "config: acme.%s: expected an integer from %u to %u", key, min,
+                             max);
         return;
     }
     *dst = (unsigned)json_integer_value(v);
@@ -164,8 +152,9 @@ static void conf_acme_member(struct torii_conf_acme *a, const char *k, json_t *v
         conf_acme_eab(a, v, errs);
     } else if (strcmp(k, "key") == 0) {
         if (conf_acme_index(json_string_value(v), conf_acme_keys, 5) < 0) {
-            conf_acme_err(errs, "config: acme.key: expected ecdsa-p256, ecdsa-p384, rsa-2048, "
-                                "rsa-3072 or rsa-4096");
+            torii_conf_errs_addf(errs,
+                                 "config: acme.key: expected ecdsa-p256, ecdsa-p384, rsa-2048, "
+                                 "rsa-3072 or rsa-4096");
         } else {
             (void)snprintf(a->key, sizeof(a->key), "%s", json_string_value(v));
         }
@@ -180,12 +169,13 @@ static void conf_acme_member(struct torii_conf_acme *a, const char *k, json_t *v
                                  ? torii_xstrdup(json_string_value(v))
                                  : NULL;
         if (a->preferred_chain == NULL) {
-            conf_acme_err(errs, "config: acme.preferred_chain: expected an issuer CN string");
+            torii_conf_errs_addf(errs,
+                                 "config: acme.preferred_chain: expected an issuer CN string");
         }
     } else if (strcmp(k, "order_timeout_s") == 0) {
         conf_acme_uint(&a->order_timeout_s, v, k, 5, 86400, errs);
     } else if (strncmp(k, "//", 2) != 0) {
-        conf_acme_err(errs, "config: unknown key \"acme.%.64s\"", k);
+        torii_conf_errs_addf(errs, "config: unknown key \"acme.%.64s\"", k);
     }
 }
 
@@ -208,11 +198,11 @@ void torii_conf_acme_validate(struct torii_config *c, struct torii_conf_errs *er
         conf_acme_member(a, k, v, errs);
     }
     if (a->directory_url == NULL) {
-        conf_acme_err(errs, "config: acme.directory_url: required when acme{} is given");
+        torii_conf_errs_addf(errs, "config: acme.directory_url: required when acme{} is given");
     }
     for (size_t i = 0; i < a->n_challenges; i++) {
         if (strcmp(a->challenges[i], "dns-01") == 0 && a->dns_hook == NULL) {
-            conf_acme_err(errs, "config: acme.challenges: \"dns-01\" needs acme.dns_hook");
+            torii_conf_errs_addf(errs, "config: acme.challenges: \"dns-01\" needs acme.dns_hook");
         }
     }
     a->enabled = a->directory_url != NULL;

@@ -5,7 +5,6 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,18 +36,8 @@ const char *torii_conf_scope_name(unsigned bit)
     return NULL;
 }
 
-static void conf_admin_err(struct torii_conf_errs *errs, const char *fmt, ...) TORII_PRINTF(2, 3);
-
-static void conf_admin_err(struct torii_conf_errs *errs, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    torii_conf_errs_add(errs, msg);
-}
+/* Problems are noted with the shared formatter (conf.h). */
+#define conf_admin_err torii_conf_errs_addf
 
 /* 64 hex digits into 32 bytes; 0 on a bad string. */
 static int conf_sha256_hex(const char *s, unsigned char out[32])

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +217,17 @@ void torii_conf_errs_add(struct torii_conf_errs *errs, const char *msg)
 {
     errs->msgs = torii_xrealloc(errs->msgs, (errs->n + 1) * sizeof(*errs->msgs));
     errs->msgs[errs->n++] = torii_xstrdup(msg);
+}
+
+void torii_conf_errs_addf(struct torii_conf_errs *errs, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    torii_conf_errs_add(errs, msg);
 }
 
 void torii_conf_errs_free(struct torii_conf_errs *errs)

@@ -14,11 +14,7 @@ P_DIR_URL="https://127.0.0.1:$P_PORT/dir"
 P_CA="$T_TMP/pebble-ca.crt"
 
 pebble_stop() {
-  local p
-  for p in "${P_PIDS[@]}"; do
-    kill "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-  done
+  t_pids_stop "${P_PIDS[@]}"
   P_PIDS=()
 }
 
@@ -57,6 +53,18 @@ pebble_config() {
   }
 }
 JSON
+}
+
+# The start of every ACME test: skip (77) without the Debian package pebble, else start
+# Pebble, fetch its root into $T_TMP/pebble-root.pem and write the DNS-01 hook.
+pebble_begin() {
+  if ! pebble_have; then
+    echo "SKIP: pebble and pebble-challtestsrv are not installed (Debian package pebble)"
+    exit 77
+  fi
+  pebble_start || exit 1
+  pebble_root "$T_TMP/pebble-root.pem"
+  pebble_dns_hook
 }
 
 pebble_start() {
@@ -100,4 +108,46 @@ case "\$1" in
 esac
 HOOK
   chmod +x "$T_TMP/dns-hook.sh"
+}
+
+# --- helpers shared by the ACME tests -------------------------------------------------------
+
+# Number of stored certificates.
+acme_count_certs() {
+  api GET /api/certificates
+  python3 -c 'import json,sys; print(len(json.loads(sys.argv[1])))' "$T_BODY"
+}
+
+# acme_leaf_of JSON OUT: the chain's leaf of an entity reply into OUT, the rest into OUT.inter.
+acme_leaf_of() {
+  python3 - "$1" "$2" <<'PY'
+import json, re, sys
+d = json.loads(sys.argv[1])
+pems = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?", d["chain"], re.S)
+open(sys.argv[2], "w").write(pems[0])
+open(sys.argv[2] + ".inter", "w").write("".join(pems[1:]))
+PY
+}
+
+# acme_check_chain WHAT NAME JSON: the entity's chain into $T_TMP/NAME.crt (+ .inter) and a
+# check that it verifies against Pebble's root ($T_TMP/pebble-root.pem, pebble_root).
+acme_check_chain() {
+  acme_leaf_of "$3" "$T_TMP/$2.crt"
+  check "$1: chain verifies against Pebble's root (/roots/0)" \
+    openssl verify -CAfile "$T_TMP/pebble-root.pem" -untrusted "$T_TMP/$2.crt.inter" "$T_TMP/$2.crt"
+}
+
+# acme_job_poll JOB STATE...: poll GET /api/pki/acme/jobs/JOB (bounded: 120 s) while its status
+# is one of STATE...; prints the last status (meant for $(...): fetch the job again for its
+# body).
+acme_job_poll() {
+  local job=$1 st="" _
+  shift
+  for _ in $(seq 1 1200); do
+    api GET "/api/pki/acme/jobs/$job"
+    st=$(printf '%s' "$T_BODY" | jget "['status']")
+    case " $* " in *" $st "*) ;; *) break ;; esac
+    sleep 0.1
+  done
+  printf '%s' "$st"
 }

@@ -7,29 +7,13 @@
 # to 127.0.0.1 through pebble-challtestsrv.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$(realpath "$0")")/pebble.sh"
-if ! pebble_have; then
-  echo "SKIP: pebble and pebble-challtestsrv are not installed (Debian package pebble)"
-  exit 77
-fi
-pebble_start || exit 1
+pebble_begin
 
 t_config "\"acme\": {\"directory_url\": \"$P_DIR_URL\", \"ca_bundle\": \"$P_CA\",
   \"contacts\": [\"mailto:ops@example.test\"], \"challenges\": [\"http-01\"]},
   \"debug\": {\"clock_hook\": true},"
 t_start || exit 1
-pebble_root "$T_TMP/pebble-root.pem"
 
-count_certs() { api GET /api/certificates; python3 -c 'import json,sys; print(len(json.loads(sys.argv[1])))' "$T_BODY"; }
-# leaf_of JSON OUT: the chain's leaf of an entity reply into OUT, the rest into OUT.inter
-leaf_of() {
-  python3 - "$1" "$2" <<'PY'
-import json, re, sys
-d = json.loads(sys.argv[1])
-pems = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?", d["chain"], re.S)
-open(sys.argv[2], "w").write(pems[0])
-open(sys.argv[2] + ".inter", "w").write("".join(pems[1:]))
-PY
-}
 # The SHA-256 fingerprint (openssl's format) of the certificate served for SNI name $1.
 served_subject() {
   python3 - "$T_HTTPS" "$1" <<'PY'
@@ -44,7 +28,7 @@ print("sha256 Fingerprint=" + ":".join(d[i:i + 2] for i in range(0, len(d), 2)))
 PY
 }
 
-n0=$(count_certs)
+n0=$(acme_count_certs)
 
 # --- HTTP-01, synchronous ---------------------------------------------------------------
 t0=$(date +%s%N)
@@ -59,13 +43,11 @@ check_eq "entity is letsEncrypt" True "$(printf '%s' "$body_a" | jget "['letsEnc
 check_eq "entity is autoRenew" True "$(printf '%s' "$body_a" | jget "['autoRenew']")"
 check_eq "entity names the host" "['site-a.test']" "$(printf '%s' "$body_a" | jget "['sans']")"
 check_eq "private key not in the reply" "" "$(printf '%s' "$body_a" | jget ".get('privateKey','')")"
-leaf_of "$body_a" "$T_TMP/a.crt"
-check "chain verifies against Pebble's root (/roots/0)" \
-  openssl verify -CAfile "$T_TMP/pebble-root.pem" -untrusted "$T_TMP/a.crt.inter" "$T_TMP/a.crt"
+acme_check_chain "HTTP-01" a "$body_a"
 want=$(openssl x509 -in "$T_TMP/a.crt" -noout -fingerprint -sha256)
 check_eq "served by SNI at once (the first handshake after the reply)" "$want" "$got"
 echo "# measure: _letsencrypt -> 200 in $(( (t1 - t0) / 1000000 )) ms, -> served in $(( (t2 - t0) / 1000000 )) ms"
-check_eq "one more certificate stored" $((n0 + 1)) "$(count_certs)"
+check_eq "one more certificate stored" $((n0 + 1)) "$(acme_count_certs)"
 api GET "/api/certificates/$(printf '%s' "$body_a" | jget "['id']")?export=true"
 check "stored entity holds the private key" \
   python3 -c 'import json,sys; sys.exit(0 if "PRIVATE KEY" in json.loads(sys.argv[1])["privateKey"] else 1)' "$T_BODY"
@@ -75,20 +57,15 @@ api POST '/api/pki/certs/_letencrypt?async=true' -H 'Content-Type: application/j
   -d '{"hosts": ["multi-1.test", "Multi-2.test", "multi-3.test"]}'
 check_eq "async: 202" 202 "$T_STATUS"
 job=$(printf '%s' "$T_BODY" | jget "['id']")
-state=""
-for _ in $(seq 1 1200); do
-  api GET "/api/pki/acme/jobs/$job"
-  state=$(printf '%s' "$T_BODY" | jget "['status']")
-  case "$state" in valid|invalid) break ;; esac
-  sleep 0.1
-done
+state=$(acme_job_poll "$job" pending processing)
+api GET "/api/pki/acme/jobs/$job"
 check_eq "async job ends valid" valid "$state"
 [ "$state" = valid ] || echo "# $T_BODY"
 mid=$(printf '%s' "$T_BODY" | jget ".get('certId','')")
 api GET "/api/certificates/$mid"
 check_eq "multi-name certificate covers every name (lower-cased)" \
   "['multi-1.test', 'multi-2.test', 'multi-3.test']" "$(printf '%s' "$T_BODY" | jget "['sans']")"
-leaf_of "$T_BODY" "$T_TMP/m.crt"
+acme_leaf_of "$T_BODY" "$T_TMP/m.crt"
 check_eq "served for the second name" "$(openssl x509 -in "$T_TMP/m.crt" -noout -fingerprint -sha256)" \
   "$(served_subject multi-2.test)"
 
@@ -97,7 +74,7 @@ aid=$(printf '%s' "$body_a" | jget "['id']")
 api GET "/api/certificates/$aid"
 from=$(printf '%s' "$T_BODY" | jget "['from']"); to=$(printf '%s' "$T_BODY" | jget "['to']")
 old_serial=$(openssl x509 -in "$T_TMP/a.crt" -noout -serial | sed 's/serial=//')
-nr=$(count_certs)
+nr=$(acme_count_certs)
 api POST /api/certificates/_renew
 check_eq "renewal cycle: nothing due yet (not in the last third)" "[]" \
   "$(printf '%s' "$T_BODY" | jget "['renewed']")"
@@ -108,7 +85,7 @@ check "renewal cycle: the ACME certificate renewed" \
   python3 -c 'import json,sys; sys.exit(0 if sys.argv[2] in json.loads(sys.argv[1])["renewed"] else 1)' "$T_BODY" "$aid"
 [ "$T_STATUS" = 200 ] || echo "# $T_BODY"
 check_eq "renewal: one stored object per certificate, plus the [UNTIL EXPIRATION] copy of each renewed one" \
-  $((nr + 2)) "$(count_certs)"
+  $((nr + 2)) "$(acme_count_certs)"
 api GET /api/certificates
 check "renewal: the previous site-a certificate kept as its [UNTIL EXPIRATION] copy" python3 -c '
 import json, sys
@@ -117,7 +94,7 @@ copies = [c for c in cs if c["name"] == "[UNTIL EXPIRATION] site-a.test"]
 sys.exit(0 if len(copies) == 1 and copies[0]["metadata"].get("nextCertificate") == sys.argv[2]
          and not copies[0]["autoRenew"] else 1)' "$T_BODY" "$aid"
 api GET "/api/certificates/$aid"
-leaf_of "$T_BODY" "$T_TMP/a2.crt"
+acme_leaf_of "$T_BODY" "$T_TMP/a2.crt"
 new_serial=$(openssl x509 -in "$T_TMP/a2.crt" -noout -serial | sed 's/serial=//')
 check "renewal: a new certificate under the same id" test "$new_serial" != "$old_serial"
 check_eq "renewal: still letsEncrypt" True "$(printf '%s' "$T_BODY" | jget "['letsEncrypt']")"
@@ -127,13 +104,13 @@ t_clock 0
 
 # --- failing validation: the name points where torii does not listen -----------------------
 curl -sf -d '{"host": "elsewhere.test.", "addresses": ["127.0.0.2"]}' "http://127.0.0.1:$P_CHALL/add-a" >/dev/null
-nf=$(count_certs)
+nf=$(acme_count_certs)
 api POST /api/pki/certs/_letsencrypt -H 'Content-Type: application/json' -d '{"host": "elsewhere.test"}'
 check_eq "failing validation: 502" 502 "$T_STATUS"
 check "failing validation: the error names the challenge, the name and the CA's reason" \
   grep -q 'acme: http-01 challenge for elsewhere.test: connection: ' <<<"$T_BODY"
 [ "$T_STATUS" = 502 ] || echo "# $T_BODY"
-check_eq "failing validation: nothing stored" "$nf" "$(count_certs)"
+check_eq "failing validation: nothing stored" "$nf" "$(acme_count_certs)"
 api GET /metrics
 check "metrics: the http-01 failure counted" \
   grep -q '^torii_acme_challenge_failures_total{type="http-01"} 1$' <<<"$T_BODY"
@@ -159,21 +136,21 @@ api GET /api/pki/acme/jobs/nosuchjob
 check_eq "unknown job: 404" 404 "$T_STATUS"
 
 # --- failing validation: a wildcard needs dns-01, which is not allowed here -----------------
-n1=$(count_certs)
+n1=$(acme_count_certs)
 api POST /api/pki/certs/_letsencrypt -H 'Content-Type: application/json' -d '{"host": "*.wild.test"}'
 check_eq "no allowed challenge: 502" 502 "$T_STATUS"
 check "error names the name and the missing challenge" \
   grep -q 'wild.test: none of acme.challenges is offered' <<<"$T_BODY"
-check_eq "nothing stored" "$n1" "$(count_certs)"
+check_eq "nothing stored" "$n1" "$(acme_count_certs)"
 
 # --- Pebble down: a clear error, nothing stored, the proxy unaffected ------------------------
 pebble_stop
-n2=$(count_certs)
+n2=$(acme_count_certs)
 api POST /api/pki/certs/_letsencrypt -H 'Content-Type: application/json' -d '{"host": "down.test"}'
 check_eq "CA down: 502" 502 "$T_STATUS"
 check "CA down: the error names the directory and the cause" \
   grep -q "acme: $P_DIR_URL: Couldn't connect to server" <<<"$T_BODY"
-check_eq "CA down: nothing stored" "$n2" "$(count_certs)"
+check_eq "CA down: nothing stored" "$n2" "$(acme_count_certs)"
 
 # --- a CA that accepts connections and never answers: nothing else waits ---------------------
 check "stop" t_stop
@@ -191,14 +168,7 @@ t_start || exit 1
 api POST '/api/pki/certs/_letsencrypt?async=true' -H 'Content-Type: application/json' -d '{"host": "hole.test"}'
 check_eq "silent CA: order queued (202)" 202 "$T_STATUS"
 hjob=$(printf '%s' "$T_BODY" | jget "['id']")
-hstate=""
-for _ in $(seq 1 300); do
-  api GET "/api/pki/acme/jobs/$hjob"
-  hstate=$(printf '%s' "$T_BODY" | jget "['status']")
-  [ "$hstate" = pending ] || break
-  sleep 0.1
-done
-check_eq "silent CA: the job is waiting for the CA" processing "$hstate"
+check_eq "silent CA: the job is waiting for the CA" processing "$(acme_job_poll "$hjob" pending)"
 api GET /api/certificates
 check_eq "silent CA: the admin API answers" 200 "$T_STATUS"
 check "silent CA: TLS handshakes are served" test -n "$(served "")"
