@@ -1,6 +1,7 @@
 # pebble.sh - Pebble (a test ACME CA) and pebble-challtestsrv (its DNS) on loopback for the
 # ACME integration tests. Source after lib.sh and after t_config's ports are known.
-# pebble_start [EXTRA_PEBBLE_JSON_MEMBERS]: writes a config with a test-made HTTPS
+# pebble_start [EXTRA_PEBBLE_JSON_MEMBERS]: (P_EAB_REQUIRED=true: accounts need external
+# account binding, keys in the extra members) writes a config with a test-made HTTPS
 # certificate, points Pebble's http-01/tls-alpn-01 validation at torii's http/https
 # listeners, and waits for both servers. Sets P_DIR_URL (directory), P_MGMT (management
 # port, /roots/0), P_CHALL (challtestsrv management port), P_CA (PEM file to trust Pebble's
@@ -48,7 +49,7 @@ pebble_config() {
     "httpPort": $T_HTTP,
     "tlsPort": $T_HTTPS,
     "ocspResponderURL": "",
-    "externalAccountBindingRequired": false,
+    "externalAccountBindingRequired": ${P_EAB_REQUIRED:-false},
     "certificateValidityPeriod": 600
   }
 }
@@ -56,13 +57,14 @@ JSON
 }
 
 # The start of every ACME test: skip (77) without the Debian package pebble, else start
-# Pebble, fetch its root into $T_TMP/pebble-root.pem and write the DNS-01 hook.
+# Pebble (pebble_begin [EXTRA_PEBBLE_JSON_MEMBERS]), fetch its root into
+# $T_TMP/pebble-root.pem and write the DNS-01 hook.
 pebble_begin() {
   if ! pebble_have; then
     echo "SKIP: pebble and pebble-challtestsrv are not installed (Debian package pebble)"
     exit 77
   fi
-  pebble_start || exit 1
+  pebble_start "${1:-}" || exit 1
   pebble_root "$T_TMP/pebble-root.pem"
   pebble_dns_hook
 }
