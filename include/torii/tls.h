@@ -70,6 +70,12 @@ typedef const struct torii_tls_client_auth *(*torii_tls_client_auth_lookup_cb)(v
 typedef int (*torii_tls_ocsp_staple_cb)(void *arg, const char *cert_id, unsigned char **der,
                                         size_t *len);
 
+/** TLS-ALPN-01 (RFC 8737): the validation certificate for name (lower case) as a TLS record
+ * (pki.h; *rec malloc'd, the caller wipes it with torii_secure_free), TORII_ENOTFOUND when no
+ * challenge is pending for name. Called on worker threads. */
+typedef int (*torii_tls_acme_alpn_cb)(void *arg, const char *name, unsigned char **rec,
+                                      size_t *rec_len);
+
 struct torii_tls_opts {
     struct torii_table *table; /* borrowed */
     int strict_sni;            /* unrecognized_name alert instead of the default certificate */
@@ -77,6 +83,11 @@ struct torii_tls_opts {
     void *client_auth_arg;                              /* passed to client_auth_lookup */
     torii_tls_ocsp_staple_cb ocsp_staple;               /* NULL: no OCSP stapling */
     void *ocsp_staple_arg;                              /* passed to ocsp_staple */
+    /* A ClientHello offering ALPN "acme-tls/1" with a name that acme_alpn knows gets that
+     * validation certificate and the acme-tls/1 protocol, nothing else; other clients never
+     * see it. NULL: acme-tls/1 is never negotiated. */
+    torii_tls_acme_alpn_cb acme_alpn;
+    void *acme_alpn_arg;
 };
 
 int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **out,

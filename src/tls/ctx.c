@@ -41,6 +41,8 @@ struct torii_tls_ctx {
     void *client_auth_arg;
     torii_tls_ocsp_staple_cb ocsp_staple;
     void *ocsp_staple_arg;
+    torii_tls_acme_alpn_cb acme_alpn; /* TLS-ALPN-01 validation certificates (acmealpn.c) */
+    void *acme_alpn_arg;
     /* Ticket keys: written by the main thread on rotation, read by workers per handshake
      * that issues or resumes a ticket. */
     pthread_rwlock_t tk_lock;
@@ -219,6 +221,19 @@ static int tls_client_hello_select(SSL *ssl, int *al, void *arg)
     if (tls_hello_query(ssl, &q) != TORII_OK) {
         *al = SSL_AD_DECODE_ERROR;
         return SSL_CLIENT_HELLO_ERROR;
+    }
+    if (q.name != NULL && tc->acme_alpn != NULL) {
+        host_len = torii_sni_name_normalize(q.name, q.name_len, host);
+        switch (torii_tls__acme_alpn_hello(ssl, host_len > 0 ? host : NULL, tc->acme_alpn,
+                                           tc->acme_alpn_arg)) {
+        case 1:
+            return SSL_CLIENT_HELLO_SUCCESS;
+        case 0:
+            break;
+        default:
+            *al = SSL_AD_INTERNAL_ERROR;
+            return SSL_CLIENT_HELLO_ERROR;
+        }
     }
     q.now_ms = torii_clock_now_ms();
     if (torii_table_select(tc->table, &q, &cert, &match) != TORII_OK) {
@@ -431,6 +446,8 @@ int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **
     tc->client_auth_arg = opts->client_auth_arg;
     tc->ocsp_staple = opts->ocsp_staple;
     tc->ocsp_staple_arg = opts->ocsp_staple_arg;
+    tc->acme_alpn = opts->acme_alpn;
+    tc->acme_alpn_arg = opts->acme_alpn_arg;
 
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1
         || SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1
@@ -450,6 +467,9 @@ int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **
                                        | SSL_OP_PRIORITIZE_CHACHA);
     (void)SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_client_hello_cb(ctx, tls_client_hello_cb, tc);
+    if (tc->acme_alpn != NULL) {
+        SSL_CTX_set_alpn_select_cb(ctx, torii_tls__alpn_select, tc);
+    }
     if (tc->ocsp_staple != NULL) {
         (void)SSL_CTX_set_tlsext_status_cb(ctx, tls_status_cb);
         (void)SSL_CTX_set_tlsext_status_arg(ctx, tc);
