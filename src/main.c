@@ -59,6 +59,7 @@ struct app {
     struct torii_renewer *renewer;
     struct torii_acme_chal *acme_chal; /* pending ACME challenge answers (listeners read it) */
     struct torii_acme *acme;           /* the ACME thread; NULL without acme{} */
+    struct torii_acme_od *acme_od;     /* on-demand decisions (workers ask); NULL: off */
     /* Successors started by SIGUSR2, reaped by pid: other children (the ACME DNS hook) are
      * waited for by whoever started them. */
     pid_t upgrade_pids[APP_MAX_UPGRADES];
@@ -289,6 +290,22 @@ static int app_acme_renew(void *arg, const char *id, const json_t *entity, struc
     return torii_acme_renew(arg, id, entity, eb);
 }
 
+/* torii_tls_on_demand_cb and _done_cb over the on-demand decisions. */
+static int app_on_demand(void *arg, const char *name)
+{
+    return torii_acme_on_demand(arg, name);
+}
+
+static int app_on_demand_pending(void *arg, const char *name)
+{
+    return torii_acme_on_demand_pending(arg, name);
+}
+
+static void app_on_demand_done(void *arg, int served)
+{
+    torii_acme_on_demand_outcome(arg, served);
+}
+
 /* torii_tls_acme_alpn_cb over the ACME challenge table. */
 static int app_acme_alpn(void *arg, const char *name, unsigned char **rec, size_t *rec_len)
 {
@@ -309,6 +326,11 @@ static int app_gen_start(struct app *app, struct torii_config *cfg, int own_cfg,
         .acme_alpn = cfg->acme.enabled ? app_acme_alpn : NULL,
         .acme_alpn_arg = app->acme_chal,
         .acme_chal = app->acme_chal,
+        .on_demand = app->acme_od != NULL ? app_on_demand : NULL,
+        .on_demand_done = app_on_demand_done,
+        .on_demand_pending = app_on_demand_pending,
+        .on_demand_arg = app->acme_od,
+        .on_demand_wait_ms = cfg->acme.on_demand.wait_ms,
         .inherit = inherit,
         .daemon = app->daemon,
         .pki = app->pki,
@@ -461,8 +483,10 @@ static int app_services_start(struct app *app, struct torii_errbuf *eb)
     struct torii_renew_acme hook = {app_acme_due, app_acme_renew, NULL};
 
     if (app->cfg->acme.enabled) {
-        struct torii_acme_opts aco = {
-            .conf = &app->cfg->acme, .store = app->store, .chal = app->acme_chal};
+        struct torii_acme_opts aco = {.conf = &app->cfg->acme,
+                                      .store = app->store,
+                                      .chal = app->acme_chal,
+                                      .od = app->acme_od};
         TORII_TRY(torii_acme_start(&aco, &app->acme, eb));
         hook.arg = app->acme;
         ro.acme = &hook;
@@ -584,6 +608,7 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
     TORII_TRY(torii_certdb_migrate(app->store, eb)); /* stores written by an older torii */
     TORII_TRY(torii_table_new(&app->table));
     TORII_TRY(torii_acme_chal_new(&app->acme_chal));
+    app->acme_od = app->cfg->acme.enabled ? torii_acme_od_new(&app->cfg->acme.on_demand) : NULL;
     torii_table_set_default(app->table, app->cfg->default_cert);
     TORII_TRY(torii_store_watch(app->store, app_on_store_change, app));
     TORII_TRY(torii_certdb_foreach(app->store, app_load_one, app));
@@ -731,6 +756,8 @@ static void app_close(struct app *app, struct event **sigs)
     torii_table_free(app->table);
     torii_acme_chal_free(app->acme_chal); /* after the workers and the ACME thread */
     app->acme_chal = NULL;
+    torii_acme_od_free(app->acme_od); /* likewise */
+    app->acme_od = NULL;
     torii_pki_state_free(app->pki);       /* after every store writer stopped */
     torii_certstats_free(app->certstats); /* likewise */
     torii_store_free(app->store);

@@ -59,6 +59,7 @@ struct torii_acme_opts {
     const struct torii_conf_acme *conf; /* validated acme{} (conf.h) */
     struct torii_store *store;
     struct torii_acme_chal *chal;
+    struct torii_acme_od *od; /* on-demand decisions (torii_acme_od_new); NULL: off */
 };
 
 /** Start the ACME thread (idle until a job comes). TORII_EINVAL when acme is not enabled. */
@@ -92,6 +93,28 @@ int torii_acme_job_get(struct torii_acme *a, const char *job_id, json_t **out) T
 /** Wait (at most timeout_ms) until job_id has ended: TORII_OK, TORII_ETIMEDOUT, TORII_EAGAIN
  * (stopping) or TORII_ENOTFOUND. Any thread but the ACME thread. */
 int torii_acme_wait(struct torii_acme *a, const char *job_id, int64_t timeout_ms) TORII_MUST_USE;
+
+/* ---- on-demand certificates (acme.on_demand, ondemand.c) ----
+ * The decision state outlives the service (the workers ask it until they stop): main makes
+ * it before the workers and frees it after them; the service attaches itself to it while it
+ * runs (torii_acme_opts.od). */
+
+struct torii_acme_od;
+/** NULL when conf is off. Main thread. */
+struct torii_acme_od *torii_acme_od_new(const struct torii_conf_on_demand *conf);
+/** NULL accepted. Main thread, after the workers and the service stopped. */
+void torii_acme_od_free(struct torii_acme_od *od);
+/** A handshake names `name` (lower case), which has no certificate: 1 when it should wait
+ * for one (an order for it started now, or one is in flight), 0 when it gets the default
+ * certificate (no service, name not allowed, failed recently, rate-limited). Never blocks on
+ * the network (the ask URL is asked by the ACME thread). Any thread (workers); NULL: 0. */
+int torii_acme_on_demand(struct torii_acme_od *od, const char *name);
+/** 1 while an order for name is in flight (or has just succeeded and its certificate is on
+ * its way to the table): a waiting handshake keeps waiting. Any thread; NULL: 0. */
+int torii_acme_on_demand_pending(struct torii_acme_od *od, const char *name);
+/** A waiting handshake ended: served its new certificate (1) or the default one at its
+ * deadline (0); counted for /metrics. Any thread; NULL accepted. */
+void torii_acme_on_demand_outcome(struct torii_acme_od *od, int served);
 
 /* ---- renewal (the renewal thread's hook, renew.h) ---- */
 

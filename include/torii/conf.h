@@ -72,6 +72,18 @@ unsigned torii_conf_scope_bit(const char *name);
 const char *torii_conf_scope_name(unsigned bit);
 
 /** acme{} (docs/acme.md), validated by torii_conf_acme_validate. Strings are owned. */
+/* acme.on_demand (docs/acme.md): certificates ordered during the handshake of a name that
+ * has none. */
+struct torii_conf_on_demand {
+    int enabled;              /* on_demand{} given */
+    json_t *allow;            /* patterns (lower case): "name" or "*.suffix" (any depth) */
+    char *ask;                /* GET <ask>?domain=<name> must answer 200; NULL: no ask */
+    unsigned wait_ms;         /* how long a handshake waits for its certificate (10000) */
+    unsigned global_per_min;  /* new orders per minute, all names together (10) */
+    unsigned domain_per_hour; /* new orders per hour per registered domain (5) */
+    unsigned failure_ttl_s;   /* a name whose order failed (or ask refused) waits this (600) */
+};
+
 struct torii_conf_acme {
     int enabled;         /* acme{} given with a directory_url */
     char *directory_url; /* the CA's directory (https://...) */
@@ -86,12 +98,18 @@ struct torii_conf_acme {
     unsigned dns_hook_timeout_s; /* (60) */
     char *preferred_chain;       /* issuer CN of the chain to prefer; NULL: the default chain */
     unsigned order_timeout_s;    /* bound on one order, polling included (300) */
+    struct torii_conf_on_demand on_demand;
 };
 
 struct torii_config;
 struct torii_conf_errs;
 /** Check c->acme_json into c->acme (defaults when absent); problems appended to errs. */
 void torii_conf_acme_validate(struct torii_config *c, struct torii_conf_errs *errs);
+/** Check acme.on_demand (v) into od (conf/acme_ondemand_conf.c). */
+void torii_conf__acme_on_demand(struct torii_conf_on_demand *od, json_t *v,
+                                struct torii_conf_errs *errs);
+/** 1 when name (lower case) matches a pattern of od->allow. Any thread. */
+int torii_conf_on_demand_allows(const struct torii_conf_on_demand *od, const char *name);
 /** Free what c->acme owns. */
 void torii_conf_acme_clear(struct torii_conf_acme *a);
 

@@ -292,7 +292,12 @@ struct torii_proxy_gen_opts {
     void *ocsp_staple_arg;
     torii_tls_acme_alpn_cb acme_alpn; /* TLS-ALPN-01 (tls.h); NULL: off */
     void *acme_alpn_arg;
-    struct torii_acme_chal *acme_chal;        /* borrowed: ACME HTTP-01 answers (NULL: none) */
+    struct torii_acme_chal *acme_chal; /* borrowed: ACME HTTP-01 answers (NULL: none) */
+    torii_tls_on_demand_cb on_demand;  /* on-demand certificates (tls.h); NULL: off */
+    torii_tls_on_demand_done_cb on_demand_done;
+    torii_tls_on_demand_pending_cb on_demand_pending;
+    void *on_demand_arg;
+    unsigned on_demand_wait_ms;
     const struct torii_listen_socks *inherit; /* sockets to take over, or NULL */
     struct torii_daemon *daemon;              /* each worker loop's beat (NULL: none) */
     struct torii_pki_state *pki; /* borrowed: PKI public paths and JWT keys (NULL: none) */

@@ -129,8 +129,37 @@ int acme_chain_pick(struct acme_client *c, struct acme_resp *r, char **out, stru
     TORII_MUST_USE;
 
 /* service.c */
+/** The on-demand state (NULL: off). */
+const struct torii_acme_od *torii_acme__od(const struct torii_acme *a);
 /** The validated acme{} the service runs with. */
 const struct torii_conf_acme *torii_acme__conf(const struct torii_acme *a);
+
+/* ondemand.c */
+/** On-demand decisions and handshake outcomes, as counted for /metrics. */
+enum acme_od_decision {
+    ACME_OD_STARTED = 0,
+    ACME_OD_JOINED,
+    ACME_OD_DENIED,
+    ACME_OD_FAILED_RECENTLY,
+    ACME_OD_RATE_LIMITED,
+    ACME_OD_ASK_REFUSED,
+    ACME_OD_SERVED,   /* a waiting handshake got its new certificate */
+    ACME_OD_FALLBACK, /* a waiting handshake reached its deadline: default certificate */
+    ACME_OD_N
+};
+struct torii_prom;
+/** The service that on-demand orders go to (NULL: none; decisions say no). Main thread. */
+void acme_od_attach(struct torii_acme_od *od, struct torii_acme *a);
+void acme_od_count(struct torii_acme_od *od, enum acme_od_decision d);
+/** ACME thread: the on-demand order for name ended. */
+void acme_od_done(struct torii_acme_od *od, const char *name, int ok, int64_t now_ms);
+/** ACME thread: the ask URL approves name (200), or there is none; TORII_EPERM otherwise. */
+int acme_od_ask(struct acme_client *c, struct torii_acme_od *od, const char *name,
+                struct torii_errbuf *eb) TORII_MUST_USE;
+void acme_od_metrics(const struct torii_acme_od *od, struct torii_prom *p);
+/** service.c: queue an on-demand order for name (the caller holds the name's entry). */
+int acme_submit_on_demand(struct torii_acme *a, const char *name, struct torii_errbuf *eb)
+    TORII_MUST_USE;
 
 /* store.c */
 /** THE one write of an issued certificate, through certdb: chain and key (PEM) as a

@@ -34,4 +34,5 @@ void torii_acme_metrics_write(const struct torii_acme *a, struct torii_prom *p)
                                        (double)c.chal_failed[i])
                      == TORII_OK);
     }
+    acme_od_metrics(torii_acme__od(a), p);
 }

@@ -24,6 +24,7 @@ struct acme_job {
     char id[33];
     json_t *hosts;
     char *cert_id; /* the entity to update (renewal), then the stored one */
+    int on_demand; /* ordered for a handshake (ondemand.c): asked first, outcome reported */
     enum acme_job_state st;
     char error[TORII_ERRBUF_SIZE];
     int64_t created_ms;
@@ -41,6 +42,7 @@ struct torii_acme {
     size_t n_jobs;
     struct torii_acme_counts counts;
     struct acme_client client; /* ACME thread only */
+    struct torii_acme_od *od;  /* o.od: acme.on_demand (NULL: off) */
 };
 
 static void acme_job_free(struct acme_job *j)
@@ -83,7 +85,12 @@ static void acme_job_run(struct torii_acme *a, struct acme_job *j)
 
     a->client.deadline_ms =
         torii_clock_mono_us() / 1000 + (int64_t)a->o.conf->order_timeout_s * 1000;
-    rc = acme_order_run(&a->client, j->hosts, &chain, &key, &eb);
+    rc = j->on_demand
+             ? acme_od_ask(&a->client, a->od, json_string_value(json_array_get(j->hosts, 0)), &eb)
+             : TORII_OK;
+    if (rc == TORII_OK) {
+        rc = acme_order_run(&a->client, j->hosts, &chain, &key, &eb);
+    }
     if (rc == TORII_OK) {
         rc = acme_store_issued(a->o.store, j->cert_id, j->hosts, chain, key, &cert_id, &eb);
     }
@@ -102,6 +109,10 @@ static void acme_job_run(struct torii_acme *a, struct acme_job *j)
         (void)snprintf(j->error, sizeof(j->error), "%s", eb.msg);
     }
     (void)pthread_mutex_unlock(&a->mu);
+    if (j->on_demand) { /* outside a->mu: ondemand.c takes its own mutex, then a->mu */
+        acme_od_done(a->od, json_string_value(json_array_get(j->hosts, 0)), rc == TORII_OK,
+                     torii_clock_mono_us() / 1000);
+    }
     __atomic_fetch_add(rc == TORII_OK ? &a->counts.orders_valid : &a->counts.orders_invalid, 1,
                        __ATOMIC_RELAXED);
     if (rc == TORII_OK) {
@@ -171,6 +182,7 @@ int torii_acme_start(const struct torii_acme_opts *o, struct torii_acme **out,
     a->client.sleep_arg = a;
     a->client.counts = &a->counts;
     a->client.stop = &a->stop;
+    a->od = o->od;
     TORII_TRY(acme_net_open(&a->client, eb));
     TORII_ENSURE(pthread_condattr_init(&ca) == 0, TORII_ENOMEM);
     (void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -180,6 +192,7 @@ int torii_acme_start(const struct torii_acme_opts *o, struct torii_acme **out,
     TORII_ENSURE(pthread_create(&a->th, NULL, acme_thread, a) == 0,
                  torii_errf(eb, TORII_ENOMEM, "acme: cannot start the ACME thread"));
     a->started = 1;
+    acme_od_attach(a->od, a);
     *out = a;
     a = NULL;
 out:
@@ -195,6 +208,7 @@ void torii_acme_cancel(struct torii_acme *a)
     if (a == NULL) {
         return;
     }
+    acme_od_attach(a->od, NULL); /* no new on-demand order from now on */
     (void)pthread_mutex_lock(&a->mu);
     __atomic_store_n(&a->stop, 1, __ATOMIC_RELAXED);
     (void)pthread_cond_broadcast(&a->cv);
@@ -247,6 +261,49 @@ static int acme_jobs_room(struct torii_acme *a)
     return 0;
 }
 
+/* Queue job j (taken, freed on failure); job_id (may be NULL) gets its id. */
+static int acme_queue(struct torii_acme *a, struct acme_job *j, char *job_id,
+                      struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
+    j->created_ms = torii_clock_now_ms();
+    (void)pthread_mutex_lock(&a->mu);
+    if (acme_jobs_room(a)) {
+        a->jobs[a->n_jobs++] = j;
+        (void)pthread_cond_broadcast(&a->cv);
+        if (job_id != NULL) {
+            memcpy(job_id, j->id, sizeof(j->id));
+        }
+        j = NULL;
+    } else {
+        rc = torii_errf(eb, TORII_EAGAIN, "acme: %d orders already queued", ACME_JOBS_MAX);
+    }
+    (void)pthread_mutex_unlock(&a->mu);
+    if (j != NULL) {
+        acme_job_free(j);
+    }
+    return rc;
+}
+
+int acme_submit_on_demand(struct torii_acme *a, const char *name, struct torii_errbuf *eb)
+{
+    struct acme_job *j = torii_xcalloc(1, sizeof(*j));
+
+    j->on_demand = 1;
+    j->hosts = json_pack("[s]", name);
+    if (j->hosts == NULL || torii_rand_alnum(j->id, 32) != TORII_OK) {
+        acme_job_free(j);
+        return TORII_ENOMEM;
+    }
+    return acme_queue(a, j, NULL, eb);
+}
+
+const struct torii_acme_od *torii_acme__od(const struct torii_acme *a)
+{
+    return a->od;
+}
+
 int torii_acme_submit(struct torii_acme *a, const json_t *hosts, const char *cert_id,
                       char job_id[33], struct torii_errbuf *eb)
 {
@@ -257,17 +314,8 @@ int torii_acme_submit(struct torii_acme *a, const json_t *hosts, const char *cer
     j->hosts = json_deep_copy(hosts);
     TORII_ENSURE(j->hosts != NULL, TORII_ENOMEM);
     j->cert_id = cert_id != NULL ? torii_xstrdup(cert_id) : NULL;
-    j->created_ms = torii_clock_now_ms();
-    (void)pthread_mutex_lock(&a->mu);
-    if (acme_jobs_room(a)) {
-        a->jobs[a->n_jobs++] = j;
-        (void)pthread_cond_broadcast(&a->cv);
-        memcpy(job_id, j->id, sizeof(j->id));
-        j = NULL;
-    } else {
-        rc = torii_errf(eb, TORII_EAGAIN, "acme: %d orders already queued", ACME_JOBS_MAX);
-    }
-    (void)pthread_mutex_unlock(&a->mu);
+    rc = acme_queue(a, j, job_id, eb);
+    j = NULL;
 out:
     if (j != NULL) {
         acme_job_free(j);

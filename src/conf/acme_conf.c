@@ -172,6 +172,8 @@ static void conf_acme_member(struct torii_conf_acme *a, const char *k, json_t *v
             torii_conf_errs_addf(errs,
                                  "config: acme.preferred_chain: expected an issuer CN string");
         }
+    } else if (strcmp(k, "on_demand") == 0) {
+        torii_conf__acme_on_demand(&a->on_demand, v, errs);
     } else if (strcmp(k, "order_timeout_s") == 0) {
         conf_acme_uint(&a->order_timeout_s, v, k, 5, 86400, errs);
     } else if (strncmp(k, "//", 2) != 0) {
@@ -219,5 +221,7 @@ void torii_conf_acme_clear(struct torii_conf_acme *a)
     }
     free(a->dns_hook);
     free(a->preferred_chain);
+    json_decref(a->on_demand.allow);
+    free(a->on_demand.ask);
     memset(a, 0, sizeof(*a));
 }

@@ -218,6 +218,55 @@ static void test_acme_defaults(void **state)
     (void)unlink(path);
 }
 
+static void test_acme_on_demand(void **state)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+    struct torii_conf_on_demand od;
+
+    (void)state;
+    /* allow is required; unknown members and bad values are named */
+    assert_int_equal(check_text("{\"acme\": {\"directory_url\": \"https://x/dir\", "
+                                "\"on_demand\": {\"ask\": \"ftp://x\", \"wait_ms\": 0, "
+                                "\"colour\": 1}}}",
+                                &errs),
+                     TORII_EINVAL);
+    assert_int_equal(errs.n, 4);
+    assert_string_equal(errs.msgs[0], "config: acme.on_demand.ask: expected an http:// or "
+                                      "https:// URL without blanks or fragment");
+    assert_string_equal(errs.msgs[1],
+                        "config: acme.on_demand.wait_ms: expected an integer from 1 to 120000");
+    assert_string_equal(errs.msgs[2], "config: unknown key \"acme.on_demand.colour\"");
+    assert_string_equal(errs.msgs[3], "config: acme.on_demand.allow: required (the names that "
+                                      "may get a certificate during their handshake)");
+    torii_conf_errs_free(&errs);
+    assert_int_equal(check_text("{\"acme\": {\"directory_url\": \"https://x/dir\", "
+                                "\"on_demand\": {\"allow\": [\"Shop.test\", \"*\"]}}}",
+                                &errs),
+                     TORII_EINVAL);
+    assert_int_equal(errs.n, 1);
+    assert_string_equal(errs.msgs[0], "config: acme.on_demand.allow[0]: expected a lower-case "
+                                      "DNS name or \"*.\" and one");
+    torii_conf_errs_free(&errs);
+    /* defaults, and the patterns: exact names, "*." for any depth below, never the base */
+    memset(&od, 0, sizeof(od));
+    json_t *v = json_loads("{\"allow\": [\"shop.test\", \"*.c.test\"]}", 0, NULL);
+    torii_conf__acme_on_demand(&od, v, &errs);
+    json_decref(v);
+    assert_int_equal(errs.n, 0);
+    assert_true(od.enabled);
+    assert_int_equal(od.wait_ms, 10000);
+    assert_int_equal(od.global_per_min, 10);
+    assert_int_equal(od.domain_per_hour, 5);
+    assert_int_equal(od.failure_ttl_s, 600);
+    assert_true(torii_conf_on_demand_allows(&od, "shop.test"));
+    assert_false(torii_conf_on_demand_allows(&od, "www.shop.test"));
+    assert_true(torii_conf_on_demand_allows(&od, "a.c.test"));
+    assert_true(torii_conf_on_demand_allows(&od, "a.b.c.test"));
+    assert_false(torii_conf_on_demand_allows(&od, "c.test"));
+    assert_false(torii_conf_on_demand_allows(&od, "xc.test"));
+    json_decref(od.allow);
+}
+
 /* listen.https, listen.http, admin.listen as given -> the number of problems. */
 static size_t listeners(const char *https, const char *http, const char *admin,
                         struct torii_conf_errs *errs)
@@ -352,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_unreadable_or_broken_file),
         cmocka_unit_test(test_acme_validated),
         cmocka_unit_test(test_acme_defaults),
+        cmocka_unit_test(test_acme_on_demand),
         cmocka_unit_test(test_listeners_must_not_share_address_and_port),
         cmocka_unit_test(test_access_log_and_shutdown_timeout),
         cmocka_unit_test(test_reload_check_names_fixed_keys),
