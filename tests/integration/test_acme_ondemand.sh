@@ -4,8 +4,9 @@
 # suspended, the worker free) and is served the certificate ordered for it; a name outside
 # acme.on_demand.allow gets the default certificate at once and nothing is ordered; a name
 # the ask URL refuses gets the default certificate and nothing is stored; two concurrent
-# handshakes for one new name make one order and both get its certificate. Measures the
-# on-demand handshake latency.
+# handshakes for one new name make one order and both get its certificate; past the
+# per-domain rate limit a new name gets the default certificate and nothing is ordered.
+# Measures the on-demand handshake latency.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$(realpath "$0")")/pebble.sh"
 pebble_begin
@@ -31,13 +32,14 @@ PY
 P_PIDS+=($!)
 t_wait_port "$ASK_PORT" || { echo "ask server did not start"; exit 1; }
 
+# domain_per_hour 3: the three orders below (shop1, no-thanks, twice) use od.test's hour.
 # wait_ms (and the idle timer that also bounds a handshake) far above an issuance against
 # Pebble: a slow machine waits longer, never fails.
 t_config "\"limits\": {\"idle_timeout_ms\": 600000},
   \"acme\": {\"directory_url\": \"$P_DIR_URL\", \"ca_bundle\": \"$P_CA\",
   \"challenges\": [\"http-01\"],
   \"on_demand\": {\"allow\": [\"*.od.test\"], \"ask\": \"http://127.0.0.1:$ASK_PORT/ask?k=1\",
-                  \"wait_ms\": 120000, \"global_per_min\": 20, \"domain_per_hour\": 20}},"
+                  \"wait_ms\": 120000, \"global_per_min\": 20, \"domain_per_hour\": 3}},"
 t_start || exit 1
 
 # The serial of the certificate served for SNI $1 (no bound below the daemon's own).
@@ -127,5 +129,14 @@ check_eq "concurrent: the second handshake is served it" "$want" "$(cat "$T_TMP/
 check_eq "concurrent: one order" $((valid0 + 1)) "$(metric 'torii_acme_orders_total{outcome="valid"}')"
 check_eq "concurrent: the second joined the first" 1 \
   "$(metric 'torii_acme_on_demand_total{decision="joined"}')"
+
+# --- the per-domain rate limit: a fourth new name of od.test this hour gets the default ----
+valid0=$(metric 'torii_acme_orders_total{outcome="valid"}')
+check_eq "rate limit: the default certificate" "$default" "$(od_served late.od.test)"
+check_eq "rate limit: counted" 1 "$(metric 'torii_acme_on_demand_total{decision="rate_limited"}')"
+check_eq "rate limit: nothing stored" " 0" "$(stored_serial late.od.test)"
+check_eq "rate limit: no order" "$valid0" "$(metric 'torii_acme_orders_total{outcome="valid"}')"
+ask=$(cat "$T_TMP/ask.log")
+check "rate limit: the ask URL is not asked" test "$(grep -c late <<<"$ask")" = 0
 
 t_done
