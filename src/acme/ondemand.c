@@ -136,20 +136,35 @@ static const char *od_registered(const char *name)
     return prev != NULL ? prev + 1 : name;
 }
 
+/* The per-hour entry of registered domain reg: its own, else an unused or expired one
+ * (NULL when all are in use: no new domain this hour). Under mu. */
+static struct od_domain *od_domain_of(struct torii_acme_od *od, const char *reg, int64_t now_ms)
+{
+    struct od_domain *spare = NULL;
+
+    for (size_t i = 0; i < OD_DOMAINS; i++) {
+        struct od_domain *d = &od->domains[i];
+        if (strcmp(d->name, reg) == 0) {
+            return d;
+        }
+        if (spare == NULL && (d->name[0] == '\0' || now_ms - d->window_ms >= 3600000)) {
+            spare = d;
+        }
+    }
+    return spare;
+}
+
 /* 1 (and counted) when one more order for name fits the rate limits. Under mu. */
 static int od_rate_take(struct torii_acme_od *od, const char *name, int64_t now_ms)
 {
     const char *reg = od_registered(name);
-    struct od_domain *d = NULL;
+    struct od_domain *d = od_domain_of(od, reg, now_ms);
 
-    if (now_ms - od->global_window_ms >= 60000) {
-        od->global_window_ms = now_ms;
+    if (od->global_n > 0 && now_ms - od->global_window_ms >= 60000) {
         od->global_n = 0;
     }
-    for (size_t i = 0; i < OD_DOMAINS && d == NULL; i++) {
-        if (strcmp(od->domains[i].name, reg) == 0 || now_ms - od->domains[i].window_ms >= 3600000) {
-            d = &od->domains[i];
-        }
+    if (od->global_n == 0) {
+        od->global_window_ms = now_ms;
     }
     if (d == NULL || od->global_n >= od->conf->global_per_min) {
         return 0;
