@@ -17,7 +17,9 @@ pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansso
       # static checks in scripts/lint.sh
       clang-format clang-tidy cppcheck
       # the web page's end-to-end test (test_ui.sh) drives Debian's chromium (playwright-core)
-      chromium)
+      chromium
+      # pebble + pebble-challtestsrv: the test ACME CA of the ACME tests
+      pebble)
 case "${1:-}" in
   --bench) pkgs+=(haproxy nginx nghttp2-client) ;;
   --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;

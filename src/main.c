@@ -14,6 +14,7 @@
 #include <event2/thread.h>
 #include <openssl/ssl.h>
 
+#include "torii/acme.h"
 #include "torii/admin.h"
 #include "torii/alert.h"
 #include "torii/certdb.h"
@@ -38,6 +39,8 @@
 /* LMDB reader slots of crashed processes (an mdb_copy backup killed mid-copy) are reclaimed
  * this often, and at open: a stale slot pins old pages, so the file would keep growing. */
 #define APP_READER_CHECK_S 10
+/* SIGUSR2 successors tracked for reaping at once (more are not expected: each takes over). */
+#define APP_MAX_UPGRADES 8
 /* An upgraded process waits this long for its predecessor to release the data-dir lock. */
 #define APP_LOCK_WAIT_MS 30000
 
@@ -54,6 +57,13 @@ struct app {
     struct torii_certstats *certstats; /* the certificate gauges of /metrics */
     struct torii_alerts *alerts;
     struct torii_renewer *renewer;
+    struct torii_acme_chal *acme_chal; /* pending ACME challenge answers (listeners read it) */
+    struct torii_acme *acme;           /* the ACME thread; NULL without acme{} */
+    struct torii_acme_od *acme_od;     /* on-demand decisions (workers ask); NULL: off */
+    /* Successors started by SIGUSR2, reaped by pid: other children (the ACME DNS hook) are
+     * waited for by whoever started them. */
+    pid_t upgrade_pids[APP_MAX_UPGRADES];
+    size_t n_upgrade_pids;
     struct torii_routes *routes;                  /* compiled in main() (also for --check-config) */
     struct torii_kek_ring *kek;                   /* keys at rest: NULL when no KEK is set */
     struct torii_proxy_gen *gen;                  /* the generation new connections get */
@@ -182,16 +192,26 @@ static void app_cfg_release(struct app *app, struct torii_config *cfg)
     torii_config_free(cfg);
 }
 
-/* A successor started by SIGUSR2 that exited (a failed upgrade) is reaped and logged. */
-static void app_reap_children(void)
+/* A successor started by SIGUSR2 that exited (a failed upgrade) is reaped and logged. Only
+ * those: waitpid(-1) would take the exit status of the ACME DNS hook from its waiter. */
+static void app_reap_children(struct app *app)
 {
-    int st = 0;
-    pid_t pid;
+    size_t i = 0;
 
-    for (int i = 0; i < 16 && (pid = waitpid(-1, &st, WNOHANG)) > 0; i++) {
-        torii_log(WIFEXITED(st) && WEXITSTATUS(st) == 0 ? TORII_LOG_INFO : TORII_LOG_ERR,
-                  "main: upgrade process %ld exited (status %d)", (long)pid,
-                  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    while (i < app->n_upgrade_pids) {
+        int st = 0;
+        pid_t pid = app->upgrade_pids[i];
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == 0 || (r < 0 && errno == EINTR)) {
+            i++;
+            continue;
+        }
+        if (r == pid) {
+            torii_log(WIFEXITED(st) && WEXITSTATUS(st) == 0 ? TORII_LOG_INFO : TORII_LOG_ERR,
+                      "main: upgrade process %ld exited (status %d)", (long)pid,
+                      WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+        }
+        app->upgrade_pids[i] = app->upgrade_pids[--app->n_upgrade_pids];
     }
 }
 
@@ -204,7 +224,7 @@ static void app_on_reap(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    app_reap_children();
+    app_reap_children(app);
     for (size_t i = 0; i < app->n_old; i++) {
         if (torii_proxy_gen_drained(app->old[i])) {
             struct torii_config *cfg = app_gen_cfg(app->old[i]);
@@ -272,6 +292,39 @@ static int app_reload_load(struct app *app, struct torii_config **cfg, struct to
     return rc;
 }
 
+/* The renewal thread's ACME hook (renew.h) over the ACME service. */
+static int app_acme_due(void *arg, const json_t *entity, int64_t now_ms)
+{
+    return torii_acme_renew_due(arg, entity, now_ms);
+}
+
+static int app_acme_renew(void *arg, const char *id, const json_t *entity, struct torii_errbuf *eb)
+{
+    return torii_acme_renew(arg, id, entity, eb);
+}
+
+/* torii_tls_on_demand_cb and _done_cb over the on-demand decisions. */
+static int app_on_demand(void *arg, const char *name)
+{
+    return torii_acme_on_demand(arg, name);
+}
+
+static int app_on_demand_pending(void *arg, const char *name)
+{
+    return torii_acme_on_demand_pending(arg, name);
+}
+
+static void app_on_demand_done(void *arg, int served)
+{
+    torii_acme_on_demand_outcome(arg, served);
+}
+
+/* torii_tls_acme_alpn_cb over the ACME challenge table. */
+static int app_acme_alpn(void *arg, const char *name, unsigned char **rec, size_t *rec_len)
+{
+    return torii_acme_chal_alpn(arg, name, rec, rec_len);
+}
+
 static int app_gen_start(struct app *app, struct torii_config *cfg, int own_cfg,
                          struct torii_routes *routes, const struct torii_listen_socks *inherit,
                          struct torii_proxy_gen **out, struct torii_errbuf *eb)
@@ -283,6 +336,14 @@ static int app_gen_start(struct app *app, struct torii_config *cfg, int own_cfg,
         .table = app->table,
         .ocsp_staple = torii_pki_state_staple_cb,
         .ocsp_staple_arg = app->pki,
+        .acme_alpn = cfg->acme.enabled ? app_acme_alpn : NULL,
+        .acme_alpn_arg = app->acme_chal,
+        .acme_chal = app->acme_chal,
+        .on_demand = app->acme_od != NULL ? app_on_demand : NULL,
+        .on_demand_done = app_on_demand_done,
+        .on_demand_pending = app_on_demand_pending,
+        .on_demand_arg = app->acme_od,
+        .on_demand_wait_ms = cfg->acme.on_demand.wait_ms,
         .inherit = inherit,
         .daemon = app->daemon,
         .pki = app->pki,
@@ -430,13 +491,24 @@ static int app_make_data_dir(const char *dir, struct torii_errbuf *eb)
 static int app_services_start(struct app *app, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
-
     struct torii_admin_opts ao = {.cfg = app->cfg, .store = app->store, .daemon = app->daemon};
+    struct torii_renewer_opts ro = {.cfg = app->cfg, .store = app->store, .alerts = app->alerts};
+    struct torii_renew_acme hook = {app_acme_due, app_acme_renew, NULL};
 
-    TORII_TRY(torii_renewer_start(app->cfg, app->store, app->alerts, &app->renewer, eb));
+    if (app->cfg->acme.enabled) {
+        struct torii_acme_opts aco = {.conf = &app->cfg->acme,
+                                      .store = app->store,
+                                      .chal = app->acme_chal,
+                                      .od = app->acme_od};
+        TORII_TRY(torii_acme_start(&aco, &app->acme, eb));
+        hook.arg = app->acme;
+        ro.acme = &hook;
+    }
+    TORII_TRY(torii_renewer_start(&ro, &app->renewer, eb));
     ao.renewer = app->renewer;
     ao.pki = app->pki;
     ao.certstats = app->certstats;
+    ao.acme = app->acme;
     TORII_TRY(torii_admin_start(&ao, &app->admin, eb));
 out:
     return rc;
@@ -446,9 +518,14 @@ static void app_services_stop(struct app *app)
 {
     torii_admin_stop(app->admin);
     app->admin = NULL;
+    /* An ACME renewal in flight on the renewal thread ends at once (its wait is cut short),
+     * so the renewal thread stops promptly; the ACME service is freed after it. */
+    torii_acme_cancel(app->acme);
     /* The renewal thread writes to the store, whose watcher raises alerts: stop it first. */
     torii_renewer_stop(app->renewer);
     app->renewer = NULL;
+    torii_acme_stop(app->acme);
+    app->acme = NULL;
 }
 
 /* SIGUSR2: start the new binary with --upgrade; it takes our sockets (app_on_handover). */
@@ -480,6 +557,9 @@ static void app_on_usr2(evutil_socket_t sig, short what, void *arg)
     }
     torii_log(TORII_LOG_NOTICE, "main: SIGUSR2, started %s --upgrade (pid %ld)", app->exe,
               (long)pid);
+    if (app->n_upgrade_pids < APP_MAX_UPGRADES) {
+        app->upgrade_pids[app->n_upgrade_pids++] = pid;
+    }
 }
 
 /* A successor asks for our sockets: give them, then drain. Admin and renewal stop first (the
@@ -558,6 +638,8 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
     TORII_TRY(torii_store_open(&sopts, &app->store, eb));
     TORII_TRY(torii_certdb_migrate(app->store, eb)); /* stores written by an older torii */
     TORII_TRY(torii_table_new(&app->table));
+    TORII_TRY(torii_acme_chal_new(&app->acme_chal));
+    app->acme_od = app->cfg->acme.enabled ? torii_acme_od_new(&app->cfg->acme.on_demand) : NULL;
     torii_table_set_default(app->table, app->cfg->default_cert);
     TORII_TRY(torii_store_watch(app->store, app_on_store_change, app));
     TORII_TRY(torii_certdb_foreach(app->store, app_load_one, app));
@@ -703,6 +785,10 @@ static void app_close(struct app *app, struct event **sigs)
     torii_routes_free(app->routes);
     app->routes = NULL;
     torii_table_free(app->table);
+    torii_acme_chal_free(app->acme_chal); /* after the workers and the ACME thread */
+    app->acme_chal = NULL;
+    torii_acme_od_free(app->acme_od); /* likewise */
+    app->acme_od = NULL;
     torii_pki_state_free(app->pki);       /* after every store writer stopped */
     torii_certstats_free(app->certstats); /* likewise */
     torii_store_free(app->store);

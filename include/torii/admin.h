@@ -23,6 +23,7 @@ struct torii_daemon;
 struct torii_renewer;
 struct torii_pki_state;
 struct torii_certstats;
+struct torii_acme;
 
 /** What the admin server works with; all borrowed, each must outlive the server. */
 struct torii_admin_opts {
@@ -38,6 +39,9 @@ struct torii_admin_opts {
     /* The certificate gauges of GET /metrics (certstats.h); NULL: those families are left
      * out. */
     struct torii_certstats *certstats;
+    /* The ACME service (acme.h): POST /api/pki/certs/_letsencrypt, the job routes and the
+     * ACME families of /metrics; NULL: those routes answer 503. */
+    struct torii_acme *acme;
 };
 
 /** Bind the listener (errors reported synchronously) and start the admin thread. */

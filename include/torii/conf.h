@@ -71,6 +71,48 @@ unsigned torii_conf_scope_bit(const char *name);
 /** The name of one scope bit, or NULL. */
 const char *torii_conf_scope_name(unsigned bit);
 
+/** acme{} (docs/acme.md), validated by torii_conf_acme_validate. Strings are owned. */
+/* acme.on_demand (docs/acme.md): certificates ordered during the handshake of a name that
+ * has none. */
+struct torii_conf_on_demand {
+    int enabled;              /* on_demand{} given */
+    json_t *allow;            /* patterns (lower case): "name" or "*.suffix" (any depth) */
+    char *ask;                /* GET <ask>?domain=<name> must answer 200; NULL: no ask */
+    unsigned wait_ms;         /* how long a handshake waits for its certificate (10000) */
+    unsigned global_per_min;  /* new orders per minute, all names together (10) */
+    unsigned domain_per_hour; /* new orders per hour per registered domain (5) */
+    unsigned failure_ttl_s;   /* a name whose order failed (or ask refused) waits this (600) */
+};
+
+struct torii_conf_acme {
+    int enabled;         /* acme{} given with a directory_url */
+    char *directory_url; /* the CA's directory (https://...) */
+    json_t *contacts;    /* "mailto:" URLs of the account; NULL: none */
+    char *ca_bundle;     /* PEM file trusted for the CA's HTTPS; NULL: the system's */
+    char *eab_kid;       /* external account binding (both or neither) */
+    char *eab_hmac_key;  /* base64url; a secret: never logged */
+    char key[16];        /* key of issued certificates: "ecdsa-p256" (default), "rsa-2048".. */
+    const char *challenges[3]; /* static names in order of preference (http-01, tls-alpn-01) */
+    size_t n_challenges;
+    char *dns_hook;              /* command run as: HOOK set|clear NAME VALUE; NULL: none */
+    unsigned dns_hook_timeout_s; /* (60) */
+    char *preferred_chain;       /* issuer CN of the chain to prefer; NULL: the default chain */
+    unsigned order_timeout_s;    /* bound on one order, polling included (300) */
+    struct torii_conf_on_demand on_demand;
+};
+
+struct torii_config;
+struct torii_conf_errs;
+/** Check c->acme_json into c->acme (defaults when absent); problems appended to errs. */
+void torii_conf_acme_validate(struct torii_config *c, struct torii_conf_errs *errs);
+/** Check acme.on_demand (v) into od (conf/acme_ondemand_conf.c). */
+void torii_conf__acme_on_demand(struct torii_conf_on_demand *od, json_t *v,
+                                struct torii_conf_errs *errs);
+/** 1 when name (lower case) matches a pattern of od->allow. Any thread. */
+int torii_conf_on_demand_allows(const struct torii_conf_on_demand *od, const char *name);
+/** Free what c->acme owns. */
+void torii_conf_acme_clear(struct torii_conf_acme *a);
+
 struct torii_config {
     char *data_dir;        /* "./data", or $STATE_DIRECTORY under systemd */
     unsigned workers;      /* 0 in the file = number of CPUs */
@@ -122,6 +164,8 @@ struct torii_config {
     json_t *routes;                      /* routes[] as given (validated by the proxy module) */
     json_t *exporters;                   /* exporters[] as given (parsed into exporter_list) */
     json_t *pki;                         /* pki{} as given */
+    json_t *acme_json;                   /* acme{} as given (parsed into acme) */
+    struct torii_conf_acme acme;
     struct torii_conf_exporter *exporter_list; /* enabled exporters, validated */
     size_t n_exporters;
     /* Keys at rest (docs/operations.md; loaded by torii_kek_ring_load in src/pki). */
@@ -138,6 +182,8 @@ struct torii_conf_errs {
     size_t n;
 };
 void torii_conf_errs_add(struct torii_conf_errs *errs, const char *msg);
+/** torii_conf_errs_add of a formatted message (truncated at 511 bytes). */
+void torii_conf_errs_addf(struct torii_conf_errs *errs, const char *fmt, ...) TORII_PRINTF(2, 3);
 void torii_conf_errs_free(struct torii_conf_errs *errs);
 
 /** admin.tokens, admin.hosts and admin.tls of c checked (problems appended to errs) and the

@@ -11,7 +11,7 @@
  * Ownership: torii_http_conn_start takes the bufferevent (bev_owned) on success and frees it
  * when the connection ends. A torii_http_req and every slice in it are borrowed for the
  * duration of the handler call only. The handler must call torii_http_respond exactly once
- * before returning. */
+ * before returning, or torii_http_defer (then torii_http_deferred_respond later). */
 #ifndef TORII_HTTP_H
 #define TORII_HTTP_H
 
@@ -194,6 +194,20 @@ typedef void (*torii_http_close_cb)(struct torii_http_conn *conn, void *arg);
 void torii_http_respond(struct torii_http_exchange *ex, int status, const char *content_type,
                         const void *body, size_t len, const struct torii_http_header *extra,
                         size_t n_extra);
+
+/** Answer the current request later: called by the handler instead of torii_http_respond.
+ * The connection then reads nothing more and has no timer until its owner calls
+ * torii_http_deferred_respond (the owner bounds the wait). If the connection ends first, its
+ * close_cb runs as usual: the owner must forget it there. */
+void torii_http_defer(struct torii_http_exchange *ex);
+/** The connection of an exchange (to answer a deferred request). */
+struct torii_http_conn *torii_http_exchange_conn(struct torii_http_exchange *ex);
+/** The response to the deferred request of conn (same arguments as torii_http_respond); the
+ * connection then goes on as after any response. conn may be freed by this call (close_cb
+ * runs then): do not use it afterwards. Loop thread, never from inside conn's handler. */
+void torii_http_deferred_respond(struct torii_http_conn *conn, int status, const char *content_type,
+                                 const void *body, size_t len,
+                                 const struct torii_http_header *extra, size_t n_extra);
 
 /** Serve HTTP/1.1 on bev_owned. sni (may be NULL) is copied. On failure the caller still owns
  * bev_owned. */

@@ -10,12 +10,14 @@
  *   pki_renew.h    - renewing a certificate
  *   pki_prep.h     - key material at rest and the one-parse preparation for the store (certdb)
  *   pki_kek.h      - keys at rest: the KEK envelope and the KEK ring
+ *   pki_acme.h     - the ACME client's key material: account key, JWS, CSR, TLS-ALPN-01 cert
  * The served PKI view (JWKS, CRLs, OCSP, staples from a snapshot) is pkistate.h.
  * Private keys are decoded only in src/pki. Including pki.h gives all of the above; a file
  * that needs one topic may include only that header. */
 #ifndef TORII_PKI_H
 #define TORII_PKI_H
 
+#include "torii/pki_acme.h"
 #include "torii/pki_certrec.h"
 #include "torii/pki_entity.h"
 #include "torii/pki_identity.h"

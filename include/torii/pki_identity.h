@@ -44,6 +44,11 @@ void torii_pki_identity_free(struct torii_pki_identity *id);
 int torii_pki_identity_use(const struct torii_pki_identity *id, SSL_CTX *ctx,
                            struct torii_errbuf *eb) TORII_MUST_USE;
 
+/** torii_pki_identity_use for one connection: ssl (a server SSL in its client-hello callback,
+ * e.g. the TLS-ALPN-01 validation certificate) presents id. Same codes. */
+int torii_pki_identity_use_ssl(const struct torii_pki_identity *id, SSL *ssl,
+                               struct torii_errbuf *eb) TORII_MUST_USE;
+
 /** 1 when a and b hold the same certificates (byte for byte, same order) and the same key
  * pair; 0 otherwise (two NULLs are equal). */
 int torii_pki_identity_eq(const struct torii_pki_identity *a, const struct torii_pki_identity *b);

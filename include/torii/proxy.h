@@ -199,10 +199,14 @@ struct torii_pki_state;
 /** What the handlers may use (borrowed; each must outlive the workers). pki: the state the
  * built-in PKI's public paths (wellknown_pki.c: JWKS, OCSP, CA issuers, CRLs) serve from;
  * NULL: those paths answer 404. */
+struct torii_acme_chal;
 struct torii_wellknown_opts {
     const struct torii_config *cfg;
     struct torii_table *table;
     struct torii_pki_state *pki;
+    /* ACME HTTP-01: /.well-known/acme-challenge/<token> on the plain http listener answers
+     * from this challenge table (acme.h); NULL: every token is unknown (404). */
+    struct torii_acme_chal *acme_chal;
 };
 
 int torii_wellknown_new(const struct torii_wellknown_opts *opts, struct torii_wellknown **out)
@@ -231,6 +235,7 @@ struct torii_workers_opts {
     const struct torii_routes *routes;
     struct torii_daemon *daemon;              /* each loop's beat "worker-<i>"; NULL: none */
     struct torii_pki_state *pki;              /* /.well-known PKI paths, routes[].jwt keys */
+    struct torii_acme_chal *acme_chal;        /* ACME HTTP-01 answers (NULL: none) */
     const struct torii_listen_socks *inherit; /* sockets to take over, or NULL */
 };
 
@@ -285,6 +290,14 @@ struct torii_proxy_gen_opts {
     struct torii_table *table;   /* borrowed; outlives the generation */
     torii_tls_ocsp_staple_cb ocsp_staple;
     void *ocsp_staple_arg;
+    torii_tls_acme_alpn_cb acme_alpn; /* TLS-ALPN-01 (tls.h); NULL: off */
+    void *acme_alpn_arg;
+    struct torii_acme_chal *acme_chal; /* borrowed: ACME HTTP-01 answers (NULL: none) */
+    torii_tls_on_demand_cb on_demand;  /* on-demand certificates (tls.h); NULL: off */
+    torii_tls_on_demand_done_cb on_demand_done;
+    torii_tls_on_demand_pending_cb on_demand_pending;
+    void *on_demand_arg;
+    unsigned on_demand_wait_ms;
     const struct torii_listen_socks *inherit; /* sockets to take over, or NULL */
     struct torii_daemon *daemon;              /* each worker loop's beat (NULL: none) */
     struct torii_pki_state *pki; /* borrowed: PKI public paths and JWT keys (NULL: none) */

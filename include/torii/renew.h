@@ -2,7 +2,8 @@
  * re-issuing a certificate, and the renewal thread that runs both every
  * renewal.interval_s (+ jitter) and on demand (admin POST .../_renew).
  * Renewal rules (fixing reference section 5.3 as its section 13 advises):
- * - due: autoRenew, not revoked, not letsEncrypt (ACME is separate: logged and skipped),
+ * - due: autoRenew, not revoked, not letsEncrypt (those go through the ACME hook,
+ *   torii_renewer_opts.acme; without one they are logged and skipped),
  *   not an "[UNTIL EXPIRATION]" copy, not expired, and remaining validity below
  *   threshold_pct of the total ((to - now) * 100 < pct * (to - from), integer math).
  * - a leaf with caRef is re-issued by that CA with a NEW key of the same type and size; a
@@ -104,10 +105,30 @@ int torii_renew_one(struct torii_store *store, struct torii_alerts *alerts, cons
 
 struct torii_renewer;
 
+/** Renewal of letsEncrypt certificates, provided by the ACME module (acme.h) so this module
+ * needs nothing of ACME: due (1: renew now; ARI's window or the last third of the validity)
+ * and renew (a new order for the entity's names, the entity updated in place; TORII_OK or
+ * the error in eb, then retried with backoff and alerted like any renewal). Both run on the
+ * renewal thread for autoRenew, live, non-copy letsEncrypt entities (borrowed). */
+struct torii_renew_acme {
+    int (*due)(void *arg, const json_t *entity, int64_t now_ms);
+    int (*renew)(void *arg, const char *id, const json_t *entity, struct torii_errbuf *eb);
+    void *arg;
+};
+
+/** What the renewal thread works with; all borrowed, each must outlive the thread. */
+struct torii_renewer_opts {
+    const struct torii_config *cfg; /* required */
+    struct torii_store *store;      /* required */
+    struct torii_alerts *alerts;    /* NULL: no alerts */
+    /* The ACME hook (copied; its arg must outlive the thread); NULL: letsEncrypt
+     * certificates are logged and skipped. */
+    const struct torii_renew_acme *acme;
+};
+
 /** Start the renewal thread (own event_base). First run after renewal.initial_delay_s, then
- * every renewal.interval_s + random jitter (0: on demand only). alerts may be NULL. */
-int torii_renewer_start(const struct torii_config *cfg, struct torii_store *store,
-                        struct torii_alerts *alerts, struct torii_renewer **out,
+ * every renewal.interval_s + random jitter (0: on demand only). */
+int torii_renewer_start(const struct torii_renewer_opts *o, struct torii_renewer **out,
                         struct torii_errbuf *eb) TORII_MUST_USE;
 /** Stop and join; a request in flight completes first; NULL accepted. */
 void torii_renewer_stop(struct torii_renewer *r);

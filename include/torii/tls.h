@@ -70,6 +70,21 @@ typedef const struct torii_tls_client_auth *(*torii_tls_client_auth_lookup_cb)(v
 typedef int (*torii_tls_ocsp_staple_cb)(void *arg, const char *cert_id, unsigned char **der,
                                         size_t *len);
 
+/** TLS-ALPN-01 (RFC 8737): the validation certificate for name (lower case) as the blob of
+ * torii_pki_acme_alpn_record (pki_acme.h; *rec malloc'd, holds the key: the caller wipes it
+ * with torii_secure_free), TORII_ENOTFOUND when no
+ * challenge is pending for name. Called on worker threads. */
+typedef int (*torii_tls_acme_alpn_cb)(void *arg, const char *name, unsigned char **rec,
+                                      size_t *rec_len);
+
+/** On-demand certificates (acme.h): 1 when a handshake for name (lower case), which has no
+ * certificate, should wait for one; 0: serve the default. done: a waiting handshake got its
+ * certificate (served 1) or reached its deadline (0). Called on worker threads. */
+typedef int (*torii_tls_on_demand_cb)(void *arg, const char *name);
+typedef void (*torii_tls_on_demand_done_cb)(void *arg, int served);
+/** 1 while the certificate for name may still come (its order is in flight). */
+typedef int (*torii_tls_on_demand_pending_cb)(void *arg, const char *name);
+
 struct torii_tls_opts {
     struct torii_table *table; /* borrowed */
     int strict_sni;            /* unrecognized_name alert instead of the default certificate */
@@ -77,6 +92,20 @@ struct torii_tls_opts {
     void *client_auth_arg;                              /* passed to client_auth_lookup */
     torii_tls_ocsp_staple_cb ocsp_staple;               /* NULL: no OCSP stapling */
     void *ocsp_staple_arg;                              /* passed to ocsp_staple */
+    /* A ClientHello offering ALPN "acme-tls/1" with a name that acme_alpn knows gets that
+     * validation certificate and the acme-tls/1 protocol, nothing else; other clients never
+     * see it. NULL: acme-tls/1 is never negotiated. */
+    torii_tls_acme_alpn_cb acme_alpn;
+    void *acme_alpn_arg;
+    /* A ClientHello naming a host with no certificate of its own, that on_demand says to
+     * wait for, is suspended (SSL_CLIENT_HELLO_RETRY; the stream retries it without
+     * blocking the worker) until the table has a certificate for the name, or for at most
+     * on_demand_wait_ms, then served that certificate or the default one. NULL: off. */
+    torii_tls_on_demand_cb on_demand;
+    torii_tls_on_demand_done_cb on_demand_done;
+    torii_tls_on_demand_pending_cb on_demand_pending; /* required with on_demand */
+    void *on_demand_arg;
+    unsigned on_demand_wait_ms;
 };
 
 int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **out,

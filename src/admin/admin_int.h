@@ -25,6 +25,7 @@ struct admin_rmw_seam {
 struct torii_renewer;
 struct torii_pki_state;
 struct torii_certstats;
+struct torii_acme;
 
 struct torii_admin_ctx {
     struct torii_store *store;         /* borrowed */
@@ -32,6 +33,7 @@ struct torii_admin_ctx {
     struct torii_renewer *renewer;     /* borrowed; NULL: POST .../_renew answers 503 */
     struct torii_pki_state *pki;       /* borrowed; NULL: no JWKS on the admin listener */
     struct torii_certstats *certstats; /* borrowed; NULL: /metrics without certificates */
+    struct torii_acme *acme;           /* borrowed; NULL: the ACME routes answer 503 */
     const struct admin_rmw_seam *seam; /* borrowed; tests only, NULL in production */
 };
 
@@ -44,6 +46,7 @@ struct torii_admin_reply {
     size_t raw_len;
     const char *content_type; /* static string; default application/json */
     int fresh_key;            /* set by a route that generated the key it returns: not redacted */
+    char *defer_job;          /* owned; set by admin_acme_wait: answer when this ACME job ends */
     size_t n_headers;
     char *hname[ADMIN_REPLY_MAX_HEADERS];  /* owned */
     char *hvalue[ADMIN_REPLY_MAX_HEADERS]; /* owned */
@@ -72,6 +75,28 @@ int admin_certs_route(struct torii_admin_ctx *ctx, const struct torii_http_req *
 /** The web page (routes_ui.c): GET/HEAD /ui and /ui/..., answered without authentication.
  * TORII_OK (reply filled) or TORII_ENOTFOUND for any other path. */
 int admin_ui_route(const struct torii_http_req *req, struct torii_admin_reply *reply);
+
+/* ---- ACME routes (acme.c, acme_wait.c) ---- */
+
+/** Mark reply deferred until job_id ends (the server parks the request). */
+void admin_acme_wait(struct torii_admin_ctx *ctx, const char *job_id,
+                     struct torii_admin_reply *reply);
+struct admin_acme_waits;
+struct event_base;
+struct torii_http_exchange;
+struct torii_http_conn;
+int admin_acme_waits_new(struct event_base *base, struct torii_admin_ctx *ctx,
+                         struct admin_acme_waits **out) TORII_MUST_USE;
+void admin_acme_waits_free(struct admin_acme_waits *w);
+/** Park ex until its job ends (torii_http_defer). TORII_ETOOBIG when too many are parked. */
+int admin_acme_park(struct admin_acme_waits *w, struct torii_http_exchange *ex, const char *job_id)
+    TORII_MUST_USE;
+/** Forget every parked request (their connections are being freed). NULL accepted. */
+void admin_acme_waits_clear(struct admin_acme_waits *w);
+/** conn ended: forget its parked request (NULL w accepted). */
+void admin_acme_wait_forget(struct admin_acme_waits *w, const struct torii_http_conn *conn);
+/** Send r as the answer of conn's deferred request (server.c). */
+void admin_send_deferred(struct torii_http_conn *conn, struct torii_admin_reply *r);
 
 /* ---- PKI routes (routes_pki.c) ---- */
 

@@ -71,6 +71,13 @@ int admin_jwt_sign_route(struct torii_admin_ctx *ctx, const struct torii_http_re
 int admin_jwt_verify_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                            struct torii_admin_reply *reply);
 
+/* acme.c: POST /api/pki/certs/_letencrypt|_letsencrypt (an order; synchronous unless
+ * ?async=true) and GET /api/pki/acme/jobs/:id; 503 without an ACME service. */
+int admin_acme_order_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                           struct torii_admin_reply *reply);
+int admin_acme_job_route(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
+                         struct torii_admin_reply *reply);
+
 /* routes_public.c: GET /.well-known/jwks.json from the PKI snapshot (404 without one). */
 int admin_public_jwks(struct torii_admin_ctx *ctx, const struct torii_http_req *req,
                       struct torii_admin_reply *reply);

@@ -70,6 +70,7 @@ void admin_reply_clear(struct torii_admin_reply *r)
     }
     json_decref(r->json);
     free(r->raw);
+    free(r->defer_job);
     for (size_t i = 0; i < r->n_headers; i++) {
         free(r->hname[i]);
         free(r->hvalue[i]);

@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "admin_routes.h"
+#include "torii/acme.h"
 #include "torii/admin.h"
 #include "torii/certstats.h"
 #include "torii/clock.h"
@@ -135,6 +136,7 @@ int admin_lc_metrics(struct torii_admin_ctx *ctx, const struct torii_http_req *r
     }
     torii_prom_counters(&out);
     torii_jwt_metrics_write(&out);
+    torii_acme_metrics_write(ctx->acme, &out);
     /* The certificate gauges were computed when the store changed: no entity is parsed. */
     if (ctx->certstats != NULL) {
         torii_certstats_write(ctx->certstats, torii_clock_now_ms(), &out);

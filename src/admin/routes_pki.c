@@ -10,7 +10,7 @@
  * - Bad input (JSON, key spec, CA that is not a CA or has no key, wrong p12 password, corrupt
  *   PEM/DER) is a 400 {"error": ...} naming the problem; nothing is stored then. Unknown CA
  *   ids are 404 {"error": "ca not found !"} as in the reference.
- * - _letencrypt/_letsencrypt belong to the ACME routes: TORII_ENOTFOUND for them.
+ * - _letencrypt/_letsencrypt belong to the ACME routes (acme.c, dispatched first).
  * Private keys are never logged. Threads: admin thread only. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -56,12 +56,15 @@ struct torii_admin {
     struct torii_daemon_beat *beat; /* the admin loop's liveness beat */
     pthread_t thread;
     int thread_started;
-    struct admin_conn *conns; /* admin thread only (main thread after join) */
+    struct admin_conn *conns;            /* admin thread only (main thread after join) */
+    struct admin_acme_waits *acme_waits; /* synchronous ACME orders parked (acme_wait.c) */
 };
 
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
-static void admin_send(struct torii_http_exchange *ex, struct torii_admin_reply *r)
+/* Serialize r and answer ex, or (ex NULL) the deferred request of conn. */
+static void admin_send_to(struct torii_http_exchange *ex, struct torii_http_conn *conn,
+                          struct torii_admin_reply *r)
 {
     struct torii_http_header hdrs[ADMIN_REPLY_MAX_HEADERS];
     const char *ctype = r->content_type != NULL ? r->content_type : "application/json";
@@ -92,8 +95,22 @@ static void admin_send(struct torii_http_exchange *ex, struct torii_admin_reply 
         hdrs[i].value.ptr = r->hvalue[i];
         hdrs[i].value.len = strlen(r->hvalue[i]);
     }
-    torii_http_respond(ex, status, ctype, body, len, hdrs, r->n_headers);
+    if (ex != NULL) {
+        torii_http_respond(ex, status, ctype, body, len, hdrs, r->n_headers);
+    } else {
+        torii_http_deferred_respond(conn, status, ctype, body, len, hdrs, r->n_headers);
+    }
     free(dumped);
+}
+
+static void admin_send(struct torii_http_exchange *ex, struct torii_admin_reply *r)
+{
+    admin_send_to(ex, NULL, r);
+}
+
+void admin_send_deferred(struct torii_http_conn *conn, struct torii_admin_reply *r)
+{
+    admin_send_to(NULL, conn, r);
 }
 
 static int admin_path_is(struct torii_slice path, const char *lit)
@@ -144,6 +161,15 @@ static void admin_handle(struct torii_http_exchange *ex, const struct torii_http
          * everything else goes through the guard (scopes, rate limit, audit, redaction) */
         admin_guard_dispatch(&adm->guard, &adm->ctx, req, torii_clock_mono_us() / 1000, &reply);
     }
+    if (reply.defer_job != NULL) {
+        if (admin_acme_park(adm->acme_waits, ex, reply.defer_job) == TORII_OK) {
+            admin_reply_clear(&reply);
+            return;
+        }
+        admin_reply_clear(&reply);
+        admin_reply_error(&reply, admin_status_of(TORII_EAGAIN),
+                          "too many synchronous ACME orders waiting; use ?async=true");
+    }
     admin_send(ex, &reply);
     admin_reply_clear(&reply);
 }
@@ -165,8 +191,10 @@ static void admin_conn_unlink(struct admin_conn *ac)
 
 static void admin_conn_closed(struct torii_http_conn *conn, void *arg)
 {
-    (void)conn;
-    admin_conn_unlink(arg);
+    struct admin_conn *ac = arg;
+
+    admin_acme_wait_forget(ac->adm->acme_waits, conn);
+    admin_conn_unlink(ac);
 }
 
 static void admin_peer_name(const struct sockaddr *sa, int salen, char *out, size_t outlen)
@@ -273,6 +301,7 @@ static void admin_stop_cb(evutil_socket_t fd, short what, void *arg)
 
 static void admin_close_conns(struct torii_admin *adm)
 {
+    admin_acme_waits_clear(adm->acme_waits);
     while (adm->conns != NULL) {
         struct admin_conn *ac = adm->conns;
         adm->conns = ac->next;
@@ -312,6 +341,7 @@ static void admin_free(struct torii_admin *adm)
         event_free(adm->backoff_ev);
     }
     torii_daemon_beat_detach(adm->beat);
+    admin_acme_waits_free(adm->acme_waits);
     if (adm->base != NULL) {
         event_base_free(adm->base);
     }
@@ -364,6 +394,7 @@ int torii_admin_start(const struct torii_admin_opts *opts, struct torii_admin **
     adm->ctx.renewer = opts->renewer;
     adm->ctx.pki = opts->pki;
     adm->ctx.certstats = opts->certstats;
+    adm->ctx.acme = opts->acme;
     adm->daemon = opts->daemon;
     admin_limits(cfg, &adm->lim);
     TORII_TRY(torii_config_parse_addr(listen_on, &ss, &sslen, eb));
@@ -395,6 +426,8 @@ int torii_admin_start(const struct torii_admin_opts *opts, struct torii_admin **
         goto out;
     }
     evconnlistener_set_error_cb(adm->lis, admin_accept_error_cb);
+    TORII_ENSURE(admin_acme_waits_new(adm->base, &adm->ctx, &adm->acme_waits) == TORII_OK,
+                 torii_errf(eb, TORII_ENOMEM, "admin: cannot create the ACME wait timer"));
     adm->stop_ev = event_new(adm->base, -1, 0, admin_stop_cb, adm);
     adm->backoff_ev = evtimer_new(adm->base, admin_backoff_cb, adm);
     TORII_ENSURE(adm->stop_ev != NULL && adm->backoff_ev != NULL,

@@ -5,7 +5,6 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,19 +36,6 @@ const char *torii_conf_scope_name(unsigned bit)
     return NULL;
 }
 
-static void conf_admin_err(struct torii_conf_errs *errs, const char *fmt, ...) TORII_PRINTF(2, 3);
-
-static void conf_admin_err(struct torii_conf_errs *errs, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    torii_conf_errs_add(errs, msg);
-}
-
 /* 64 hex digits into 32 bytes; 0 on a bad string. */
 static int conf_sha256_hex(const char *s, unsigned char out[32])
 {
@@ -79,19 +65,19 @@ static unsigned conf_token_scopes(const json_t *v, size_t idx, struct torii_conf
     json_t *s;
 
     if (!json_is_array(v) || json_array_size(v) == 0) {
-        conf_admin_err(errs,
-                       "config: admin.tokens[%zu].scopes: expected a non-empty array of "
-                       "read, write, pki, keys:export, admin",
-                       idx);
+        torii_conf_errs_addf(errs,
+                             "config: admin.tokens[%zu].scopes: expected a non-empty array of "
+                             "read, write, pki, keys:export, admin",
+                             idx);
         return 0;
     }
     json_array_foreach (v, i, s) {
         unsigned b = json_is_string(s) ? torii_conf_scope_bit(json_string_value(s)) : 0;
         if (b == 0) {
-            conf_admin_err(errs,
-                           "config: admin.tokens[%zu].scopes[%zu]: unknown scope (expected "
-                           "read, write, pki, keys:export or admin)",
-                           idx, i);
+            torii_conf_errs_addf(errs,
+                                 "config: admin.tokens[%zu].scopes[%zu]: unknown scope (expected "
+                                 "read, write, pki, keys:export or admin)",
+                                 idx, i);
             return 0;
         }
         bits |= b;
@@ -108,28 +94,28 @@ static int conf_token_parse(json_t *o, size_t idx, struct torii_conf_token *t,
     json_t *v;
 
     if (!json_is_object(o)) {
-        conf_admin_err(errs, "config: admin.tokens[%zu]: expected an object {id, sha256, scopes}",
-                       idx);
+        torii_conf_errs_addf(
+            errs, "config: admin.tokens[%zu]: expected an object {id, sha256, scopes}", idx);
         return 0;
     }
     json_object_foreach (o, k, v) {
         if (strcmp(k, "id") != 0 && strcmp(k, "sha256") != 0 && strcmp(k, "scopes") != 0) {
-            conf_admin_err(errs, "config: admin.tokens[%zu]: unknown key \"%.64s\"", idx, k);
+            torii_conf_errs_addf(errs, "config: admin.tokens[%zu]: unknown key \"%.64s\"", idx, k);
             return 0;
         }
     }
     if (!conf_token_id_ok(id)) {
-        conf_admin_err(errs,
-                       "config: admin.tokens[%zu].id: expected 1 to %d printable ASCII "
-                       "characters without blanks or quotes",
-                       idx, TORII_CONF_TOKEN_ID_MAX);
+        torii_conf_errs_addf(errs,
+                             "config: admin.tokens[%zu].id: expected 1 to %d printable ASCII "
+                             "characters without blanks or quotes",
+                             idx, TORII_CONF_TOKEN_ID_MAX);
         return 0;
     }
     if (!conf_sha256_hex(json_string_value(json_object_get(o, "sha256")), t->sha256)) {
-        conf_admin_err(errs,
-                       "config: admin.tokens[%zu].sha256: expected 64 hex digits (see "
-                       "`torii token new`)",
-                       idx);
+        torii_conf_errs_addf(errs,
+                             "config: admin.tokens[%zu].sha256: expected 64 hex digits (see "
+                             "`torii token new`)",
+                             idx);
         return 0;
     }
     (void)snprintf(t->id, sizeof(t->id), "%s", id);
@@ -155,8 +141,8 @@ static void conf_admin_tokens(struct torii_config *c, struct torii_conf_errs *er
         }
         for (size_t j = 0; j < c->n_admin_tokens; j++) {
             if (strcmp(c->admin_token_list[j].id, t->id) == 0) {
-                conf_admin_err(errs, "config: admin.tokens[%zu].id: \"%s\" is used twice", i,
-                               t->id);
+                torii_conf_errs_addf(errs, "config: admin.tokens[%zu].id: \"%s\" is used twice", i,
+                                     t->id);
             }
         }
         c->n_admin_tokens++;
@@ -175,13 +161,13 @@ static void conf_admin_str_array(const json_t *v, const char *key, int required,
         return;
     }
     if (!json_is_array(v) || (required && json_array_size(v) == 0)) {
-        conf_admin_err(errs, "config: %s: expected a%s array of strings", key,
-                       required ? " non-empty" : "n");
+        torii_conf_errs_addf(errs, "config: %s: expected a%s array of strings", key,
+                             required ? " non-empty" : "n");
         return;
     }
     json_array_foreach (v, i, s) {
         if (!json_is_string(s) || json_string_length(s) == 0 || json_string_length(s) > 255) {
-            conf_admin_err(errs, "config: %s[%zu]: expected a non-empty string", key, i);
+            torii_conf_errs_addf(errs, "config: %s[%zu]: expected a non-empty string", key, i);
         }
     }
 }
@@ -196,12 +182,13 @@ static void conf_admin_tls(json_t *tls, struct torii_conf_errs *errs)
     }
     json_object_foreach (tls, k, v) {
         if (strcmp(k, "cert") != 0 && strcmp(k, "client_cas") != 0) {
-            conf_admin_err(errs, "config: unknown key \"admin.tls.%.64s\"", k);
+            torii_conf_errs_addf(errs, "config: unknown key \"admin.tls.%.64s\"", k);
         }
     }
     v = json_object_get(tls, "cert");
     if (!json_is_string(v) || json_string_length(v) == 0) {
-        conf_admin_err(errs, "config: admin.tls.cert: expected the store id of the listener's "
+        torii_conf_errs_addf(errs,
+                             "config: admin.tls.cert: expected the store id of the listener's "
                              "certificate");
     }
     conf_admin_str_array(json_object_get(tls, "client_cas"), "admin.tls.client_cas", 1, errs);
@@ -228,10 +215,10 @@ void torii_conf_admin_validate(struct torii_config *c, struct torii_conf_errs *e
     conf_admin_str_array(c->admin_hosts, "admin.hosts", 0, errs);
     conf_admin_tls(c->admin_tls, errs);
     if (c->admin_audit_log != NULL && c->admin_audit_log[0] == '\0') {
-        conf_admin_err(errs, "config: admin.audit_log: expected a file path");
+        torii_conf_errs_addf(errs, "config: admin.audit_log: expected a file path");
     }
     if (c->admin_auth_fail_limit > 0 && c->admin_auth_fail_window_s == 0) {
-        conf_admin_err(errs, "config: admin.auth_fail_window_s must be >= 1 when "
-                             "admin.auth_fail_limit is set");
+        torii_conf_errs_addf(errs, "config: admin.auth_fail_window_s must be >= 1 when "
+                                   "admin.auth_fail_limit is set");
     }
 }

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,7 @@ static const struct conf_key conf_keys[] = {
     {"keys.kek_credential", CONF_STR, OFF(keys_kek_credential), 0},
     {"keys.previous_kek_files", CONF_ARRAY, OFF(keys_previous_kek_files), 0},
     {"keys.previous_kek_credentials", CONF_ARRAY, OFF(keys_previous_kek_credentials), 0},
+    {"acme", CONF_OBJECT, OFF(acme_json), 0},
 };
 
 /* Sections whose members are all listed in conf_keys (so unknown members are errors). */
@@ -221,6 +223,17 @@ void torii_conf_errs_add(struct torii_conf_errs *errs, const char *msg)
     errs->msgs[errs->n++] = torii_xstrdup(msg);
 }
 
+void torii_conf_errs_addf(struct torii_conf_errs *errs, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    torii_conf_errs_add(errs, msg);
+}
+
 void torii_conf_errs_free(struct torii_conf_errs *errs)
 {
     if (errs == NULL) {
@@ -294,12 +307,6 @@ static void conf_apply_json(struct torii_config *c, json_t *root, struct torii_c
             (void)conf_note(errs, conf_apply_key(c, k, v, &eb), &eb);
         } else if (conf_is_section(name)) {
             conf_apply_section(c, name, v, errs);
-        } else if (strcmp(name, "acme") == 0) {
-            (void)conf_note(errs,
-                            torii_errf(&eb, TORII_EINVAL,
-                                       "config: acme: not supported yet (ACME is not implemented "
-                                       "in this version)"),
-                            &eb);
         } else {
             (void)conf_note(
                 errs, torii_errf(&eb, TORII_EINVAL, "config: unknown key \"%.64s\"", name), &eb);
@@ -879,6 +886,7 @@ static void conf_validate(struct torii_config *c, struct torii_conf_errs *errs)
     conf_exporters_parse(c, errs);
     conf_pki_parse(c, errs);
     torii_conf_admin_validate(c, errs);
+    torii_conf_acme_validate(c, errs);
     if (c->workers == 0) {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         c->workers = ncpu > 0 ? (unsigned)ncpu : 1;
@@ -997,6 +1005,8 @@ void torii_config_free(struct torii_config *c)
     free(c->keys_kek_credential);
     json_decref(c->keys_previous_kek_files);
     json_decref(c->keys_previous_kek_credentials);
+    json_decref(c->acme_json);
+    torii_conf_acme_clear(&c->acme);
     conf_exporters_free(c);
     free(c);
 }
@@ -1119,5 +1129,9 @@ int torii_config_reload_check(const struct torii_config *cur, const struct torii
     /* pki.public_url defaults to http://<listen.http>: moving that listener moves it. */
     conf_fixed(errs, json_equal(cur->pki, next->pki) || (cur->pki == NULL && next->pki == NULL),
                "pki (pki.public_url, by default http://<listen.http>)");
+    conf_fixed(errs,
+               json_equal(cur->acme_json, next->acme_json)
+                   || (cur->acme_json == NULL && next->acme_json == NULL),
+               "acme");
     return errs->n > n0 ? TORII_EINVAL : TORII_OK;
 }

@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include <openssl/evp.h>
+
 #include "torii/mem.h"
 
 /* Value of a base64 character in either alphabet, or -1. */

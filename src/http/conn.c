@@ -28,6 +28,7 @@ enum conn_state {
     CONN_FLUSHING,
     CONN_CLOSING,
     CONN_LINGER,
+    CONN_DEFERRED, /* the handler answers later (torii_http_defer); nothing is read */
 };
 
 enum timer_mode {
@@ -42,6 +43,7 @@ enum timer_mode {
 struct torii_http_exchange {
     struct torii_http_conn *conn;
     int responded;
+    int deferred;
     int head_only;
     int close;
     int version_minor;
@@ -127,10 +129,17 @@ static void conn_dispatch(struct torii_http_conn *c)
     req.sni = c->sni;
     c->ex.conn = c;
     c->ex.responded = 0;
+    c->ex.deferred = 0;
     c->ex.head_only = strcmp(req.method, "HEAD") == 0;
     c->ex.close = !keep;
     c->ex.version_minor = req.version_minor;
     c->cb(&c->ex, &req, c->arg);
+    if (!c->ex.responded && c->ex.deferred) {
+        c->state = CONN_DEFERRED;
+        (void)bufferevent_disable(c->bev, EV_READ);
+        timer_arm(c, TIMER_NONE, 0);
+        return;
+    }
     if (!c->ex.responded) {
         torii_log(TORII_LOG_ERR, "http: handler did not respond (peer=%s)", c->peer);
         if (http_write_error(bufferevent_get_output(c->bev), 500, "internal error",
@@ -407,6 +416,32 @@ void torii_http_conn_free(struct torii_http_conn *conn)
         return;
     }
     conn_free(conn);
+}
+
+void torii_http_defer(struct torii_http_exchange *ex)
+{
+    ex->deferred = 1;
+}
+
+struct torii_http_conn *torii_http_exchange_conn(struct torii_http_exchange *ex)
+{
+    return ex->conn;
+}
+
+void torii_http_deferred_respond(struct torii_http_conn *c, int status, const char *content_type,
+                                 const void *body, size_t len,
+                                 const struct torii_http_header *extra, size_t n_extra)
+{
+    if (c == NULL || c->state != CONN_DEFERRED) {
+        torii_log(TORII_LOG_ERR, "http: deferred response without a deferred request");
+        return;
+    }
+    c->ex.deferred = 0;
+    torii_http_respond(&c->ex, status, content_type, body, len, extra, n_extra);
+    torii_http_parser_next(c->parser);
+    c->state = c->ex.close ? CONN_CLOSING : CONN_FLUSHING;
+    timer_arm(c, TIMER_WRITE, c->lim.idle_timeout_ms);
+    conn_run(c);
 }
 
 void torii_http_respond(struct torii_http_exchange *ex, int status, const char *content_type,

@@ -201,8 +201,9 @@ struct torii_renewer {
     int started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct renew_req *reqs; /* under mu; LIFO is fine, each is independent */
-    int stopped;            /* under mu */
+    struct renew_req *reqs;       /* under mu; LIFO is fine, each is independent */
+    int stopped;                  /* under mu */
+    struct torii_renew_acme acme; /* letsEncrypt certificates (none: skipped); set at start */
     /* Renewal thread only. */
     json_t *failures; /* id -> {"attempts": n, "next": ms} */
     json_t *alerted;  /* id -> {"state": n, "at": ms} */
@@ -217,6 +218,7 @@ struct renew_item {
     int revoked;
     enum torii_renew_due due;
     enum torii_renew_state stored; /* from metadata flags */
+    json_t *acme_ent;              /* letsEncrypt, autoRenew, live: the entity (for ACME) */
 };
 
 struct renew_scan {
@@ -267,6 +269,10 @@ static int renew_scan_cb(const struct torii_store_rec *rec, void *arg)
     it->revoked = json_is_true(json_object_get(e, "revoked"));
     it->due = torii_renew_due_of(e, s->now, s->pol);
     it->stored = renew_stored_state(e);
+    if (json_is_true(json_object_get(e, "letsEncrypt"))
+        && json_is_true(json_object_get(e, "autoRenew")) && !it->copy && !it->revoked) {
+        it->acme_ent = json_incref(e);
+    }
     json_decref(e);
     return TORII_OK;
 }
@@ -275,6 +281,8 @@ static void renew_scan_clear(struct renew_scan *s)
 {
     for (size_t i = 0; i < s->n; i++) {
         free(s->v[i].id);
+        torii_cert_secrets_wipe(s->v[i].acme_ent);
+        json_decref(s->v[i].acme_ent);
     }
     TORII_FREE(s->v);
     s->n = 0;
@@ -484,6 +492,32 @@ static void renew_delete_copy(struct torii_renewer *r, const struct renew_item *
     }
 }
 
+/* A letsEncrypt certificate through the ACME hook: its due rule (ARI or the last third),
+ * its renewal in place, failures retried with backoff and alerted as any other. 1 when it
+ * was renewed. */
+static int renew_acme_item(struct torii_renewer *r, const struct torii_renew_acme *acme,
+                           const struct renew_item *it, int64_t now, json_t *res)
+{
+    struct torii_errbuf eb = {{0}};
+
+    if (!acme->due(acme->arg, it->acme_ent, now)) {
+        return 0;
+    }
+    if (renew_backoff_active(r, it->id, now)) {
+        renew_result_add(res, "skipped", it->id, "reason", "retry backoff");
+        return 0;
+    }
+    if (acme->renew(acme->arg, it->id, it->acme_ent, &eb) != TORII_OK) {
+        renew_failed(r, it->id, now, eb.msg);
+        renew_result_add(res, "failed", it->id, "error", eb.msg);
+        return 0;
+    }
+    (void)json_object_del(r->failures, it->id);
+    (void)json_object_del(r->alerted, it->id);
+    renew_result_add(res, "renewed", it->id, NULL, NULL);
+    return 1;
+}
+
 static void renew_cycle_item(struct torii_renewer *r, const struct renew_item *it, int64_t now,
                              json_t *res)
 {
@@ -497,7 +531,11 @@ static void renew_cycle_item(struct torii_renewer *r, const struct renew_item *i
         }
         return;
     }
-    if (it->due == TORII_RENEW_DUE_ACME) {
+    if (it->acme_ent != NULL && r->acme.due != NULL) {
+        if (renew_acme_item(r, &r->acme, it, now, res)) {
+            return; /* fresh validity */
+        }
+    } else if (it->due == TORII_RENEW_DUE_ACME) {
         torii_log(TORII_LOG_INFO, "renew: due but Let's Encrypt: left to ACME (id=%s)", it->id);
         renew_result_add(res, "skipped", it->id, "reason", "letsEncrypt (ACME)");
     } else if (it->due == TORII_RENEW_DUE) {
@@ -770,17 +808,20 @@ static void renewer_free(struct torii_renewer *r)
     free(r);
 }
 
-int torii_renewer_start(const struct torii_config *cfg, struct torii_store *store,
-                        struct torii_alerts *alerts, struct torii_renewer **out,
+int torii_renewer_start(const struct torii_renewer_opts *o, struct torii_renewer **out,
                         struct torii_errbuf *eb)
 {
+    const struct torii_config *cfg = o->cfg;
     struct torii_renewer *r = torii_xcalloc(1, sizeof(*r));
     int err;
     int rc = TORII_OK;
 
     r->cfg = cfg;
-    r->store = store;
-    r->alerts = alerts;
+    r->store = o->store;
+    r->alerts = o->alerts;
+    if (o->acme != NULL) {
+        r->acme = *o->acme;
+    }
     torii_renew_policy_from_config(cfg, &r->pol);
     if (pthread_mutex_init(&r->mu, NULL) != 0 || pthread_cond_init(&r->cv, NULL) != 0) {
         torii_fatal("renew: cannot create a mutex or condition variable");

@@ -118,6 +118,18 @@ int torii_pki_identity_use(const struct torii_pki_identity *id, SSL_CTX *ctx,
     return TORII_OK;
 }
 
+int torii_pki_identity_use_ssl(const struct torii_pki_identity *id, SSL *ssl,
+                               struct torii_errbuf *eb)
+{
+    if (id == NULL || ssl == NULL) {
+        return torii_errf(eb, TORII_EINVAL, "identity: no identity or no SSL");
+    }
+    if (SSL_use_cert_and_key(ssl, id->leaf, id->key, id->chain, 1) != 1) {
+        return torii_errbuf_ossl(eb, "identity: SSL_use_cert_and_key");
+    }
+    return TORII_OK;
+}
+
 int torii_pki_identity_eq(const struct torii_pki_identity *a, const struct torii_pki_identity *b)
 {
     int n;

@@ -37,6 +37,13 @@ int torii_proxy_gen_start(const struct torii_proxy_gen_opts *o, struct torii_pro
     topts.client_auth_arg = g->routes;
     topts.ocsp_staple = o->ocsp_staple;
     topts.ocsp_staple_arg = o->ocsp_staple_arg;
+    topts.acme_alpn = o->acme_alpn;
+    topts.acme_alpn_arg = o->acme_alpn_arg;
+    topts.on_demand = o->on_demand;
+    topts.on_demand_done = o->on_demand_done;
+    topts.on_demand_pending = o->on_demand_pending;
+    topts.on_demand_arg = o->on_demand_arg;
+    topts.on_demand_wait_ms = o->on_demand_wait_ms;
     TORII_TRY(torii_tls_ctx_new(&topts, &g->tls, eb));
     wopts = (struct torii_workers_opts){.cfg = g->cfg,
                                         .table = o->table,
@@ -44,6 +51,7 @@ int torii_proxy_gen_start(const struct torii_proxy_gen_opts *o, struct torii_pro
                                         .routes = g->routes,
                                         .daemon = o->daemon,
                                         .pki = o->pki,
+                                        .acme_chal = o->acme_chal,
                                         .inherit = o->inherit};
     TORII_TRY(torii_workers_start(&wopts, &g->workers, eb));
     *out = g;

@@ -29,9 +29,10 @@ struct proxy_worker {
     const struct torii_routes *routes;
     struct torii_tls_ctx *tls;
     struct torii_wellknown *wk;
-    struct torii_pki_state *pki;   /* borrowed (NULL: none): the routes[].jwt keys */
-    struct torii_http_limits lim;  /* client requests */
-    struct torii_http_limits ulim; /* upstream responses */
+    struct torii_pki_state *pki;       /* borrowed (NULL: none): the routes[].jwt keys */
+    struct torii_acme_chal *acme_chal; /* borrowed (NULL: none): ACME HTTP-01 answers */
+    struct torii_http_limits lim;      /* client requests */
+    struct torii_http_limits ulim;     /* upstream responses */
     struct proxy_target_state *targets;
     size_t n_targets;
     unsigned *rr; /* round-robin position per route */
@@ -76,6 +77,12 @@ int torii_wellknown__pki_ca(struct torii_wellknown *wk, const struct torii_http_
                             struct torii_slice rest, struct torii_wellknown_reply *reply);
 int torii_wellknown__pki_crl(struct torii_wellknown *wk, const struct torii_http_req *req,
                              struct torii_slice rest, struct torii_wellknown_reply *reply);
+
+/* ---- ACME HTTP-01 (wellknown_acme.c) ---- */
+int torii_wellknown__acme_http01(struct torii_wellknown *wk, const struct torii_http_req *req,
+                                 struct torii_slice rest, struct torii_wellknown_reply *reply);
+/** The challenge table of the wellknown_opts (borrowed; NULL: none). */
+struct torii_acme_chal *torii_wellknown__acme(const struct torii_wellknown *wk);
 
 /* ---- routes[].jwt (jwtauth.c) ---- */
 /** The PKI state of the wellknown_opts (borrowed; NULL: none). */

@@ -607,7 +607,8 @@ int torii_proxy__worker_init(struct proxy_worker *pw, struct event_base *base,
                              const struct torii_config *cfg, const struct torii_routes *routes,
                              struct torii_tls_ctx *tls)
 {
-    struct torii_wellknown_opts wo = {.cfg = cfg, .table = NULL, .pki = pw->pki};
+    struct torii_wellknown_opts wo = {
+        .cfg = cfg, .table = NULL, .pki = pw->pki, .acme_chal = pw->acme_chal};
     struct sockaddr_storage ss;
     int sslen = 0;
     int rc = TORII_OK;

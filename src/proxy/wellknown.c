@@ -16,6 +16,11 @@ struct torii_pki_state *torii_wellknown__pki(const struct torii_wellknown *wk)
     return wk->opts.pki;
 }
 
+struct torii_acme_chal *torii_wellknown__acme(const struct torii_wellknown *wk)
+{
+    return wk->opts.acme_chal;
+}
+
 /* rest: the path after the entry's prefix (not decoded, may be empty). */
 typedef int (*wellknown_fn)(struct torii_wellknown *wk, const struct torii_http_req *req,
                             struct torii_slice rest, struct torii_wellknown_reply *reply);
@@ -31,13 +36,14 @@ struct wellknown_entry {
     wellknown_fn fn;
 };
 
-/* The dispatch table: first match wins. Empty for now; the PKI (JWKS, OCSP, CA issuers, CRL)
- * and ACME (http-01) handlers go here. */
+/* The dispatch table: first match wins: the PKI (JWKS, OCSP, CA issuers, CRL) and ACME
+ * (http-01, plain listener only) handlers. */
 static const struct wellknown_entry wellknown_table[] = {
     {"/.well-known/jwks.json", 1, WELLKNOWN_BOTH, torii_wellknown__pki_jwks},
     {"/.well-known/torii/ocsp", 0, WELLKNOWN_BOTH, torii_wellknown__pki_ocsp},
     {"/.well-known/torii/ca/", 0, WELLKNOWN_BOTH, torii_wellknown__pki_ca},
     {"/.well-known/torii/crl/", 0, WELLKNOWN_BOTH, torii_wellknown__pki_crl},
+    {"/.well-known/acme-challenge/", 0, WELLKNOWN_HTTP, torii_wellknown__acme_http01},
     {NULL, 0, 0, NULL},
 };
 

@@ -59,6 +59,7 @@ struct torii_workers {
     const struct torii_routes *routes;
     struct torii_daemon *daemon;
     struct torii_pki_state *pki;
+    struct torii_acme_chal *acme_chal;
     unsigned n;
     struct worker *w;
     const struct torii_listen_socks *inherit; /* during start only */
@@ -290,6 +291,7 @@ static int worker_setup(struct torii_workers *ws, struct worker *w, struct torii
                      torii_errf(eb, rc, "proxy: cannot attach the beat of %s", name));
     }
     w->pw.pki = ws->pki;
+    w->pw.acme_chal = ws->acme_chal;
     TORII_TRY(torii_proxy__worker_init(&w->pw, w->base, ws->cfg, ws->routes, ws->tls));
     w->pw_ready = 1;
     w->pw.daemon = ws->daemon;
@@ -329,6 +331,7 @@ int torii_workers_start(const struct torii_workers_opts *o, struct torii_workers
     ws->tls = o->tls;
     ws->routes = o->routes;
     ws->pki = o->pki;
+    ws->acme_chal = o->acme_chal;
     ws->inherit = o->inherit;
     ws->n = cfg->workers;
     ws->w = torii_xcalloc(ws->n, sizeof(*ws->w));

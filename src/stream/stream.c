@@ -29,6 +29,7 @@
 #define ST_RECORD     ((size_t)16384)       /* TLS record payload */
 #define ST_MIN_RECORD ((size_t)4096)        /* below: coalesce chains into one record */
 #define ST_TLS_OUT    ((size_t)256 * 1024)  /* records encrypted ahead of the socket */
+#define ST_HELLO_MS   20                    /* a suspended ClientHello is tried again this often */
 
 struct torii_stream {
     struct event_base *base;
@@ -36,6 +37,7 @@ struct torii_stream {
     SSL *ssl;
     struct event *rev;
     struct event *wev;
+    struct event *hello_ev; /* retry of a suspended ClientHello (on-demand certificates) */
     struct evbuffer *in;
     struct evbuffer *out;
     struct evbuffer *tls_out;
@@ -354,6 +356,29 @@ static void st_log_tls(const struct torii_stream *s, const char *what)
               errs[0] != '\0' ? errs : "connection closed");
 }
 
+static void st_read_cb(evutil_socket_t fd, short ev, void *arg);
+
+static void st_hello_cb(evutil_socket_t fd, short ev, void *arg)
+{
+    struct torii_stream *s = arg;
+
+    (void)fd;
+    (void)ev;
+    st_read_cb(s->fd, EV_READ, s);
+}
+
+/* The client-hello callback suspended the handshake (SSL_CLIENT_HELLO_RETRY: it waits for
+ * a certificate, tls.h): try again in ST_HELLO_MS, without blocking the loop. */
+static int st_hello_later(struct torii_stream *s)
+{
+    struct timeval tv = {0, (suseconds_t)ST_HELLO_MS * 1000};
+
+    if (s->hello_ev == NULL && (s->hello_ev = evtimer_new(s->base, st_hello_cb, s)) == NULL) {
+        return TORII_ENOMEM;
+    }
+    return evtimer_add(s->hello_ev, &tv) == 0 ? TORII_OK : TORII_ENOMEM;
+}
+
 /* TLS: handshake progress and records, up to ST_READ_MAX bytes of plaintext. */
 static int st_read_tls(struct torii_stream *s)
 {
@@ -400,6 +425,11 @@ static int st_read_tls(struct torii_stream *s)
             break;
         case SSL_ERROR_ZERO_RETURN:
             what |= TORII_STREAM_EOF; /* close_notify */
+            break;
+        case SSL_ERROR_WANT_CLIENT_HELLO_CB:
+            if (st_hello_later(s) != TORII_OK) {
+                what |= TORII_STREAM_ERROR;
+            }
             break;
         default:
             if (s->sock_eof && s->established) {
@@ -663,6 +693,9 @@ void torii_stream_free(struct torii_stream *s)
     }
     if (s->wev != NULL) {
         event_free(s->wev);
+    }
+    if (s->hello_ev != NULL) {
+        event_free(s->hello_ev);
     }
     if (s->ssl != NULL) {
         SSL_free(s->ssl);

@@ -41,6 +41,9 @@ struct torii_tls_ctx {
     void *client_auth_arg;
     torii_tls_ocsp_staple_cb ocsp_staple;
     void *ocsp_staple_arg;
+    torii_tls_acme_alpn_cb acme_alpn; /* TLS-ALPN-01 validation certificates (acmealpn.c) */
+    void *acme_alpn_arg;
+    struct torii_tls__od od; /* on-demand certificates (ondemand.c) */
     /* Ticket keys: written by the main thread on rotation, read by workers per handshake
      * that issues or resumes a ticket. */
     pthread_rwlock_t tk_lock;
@@ -203,6 +206,17 @@ static int tls_hello_query(SSL *ssl, struct torii_sni_query *q)
     return tls_hello_suites(ssl, q);
 }
 
+/* On-demand certificates: 1 to suspend the hello, 0 to go on, -1 on failure. */
+static int tls_hello_on_demand(SSL *ssl, const struct torii_tls_ctx *tc,
+                               const struct torii_sni_query *q, enum torii_sni_match match)
+{
+    char host[TORII_SNI_NAME_MAX + 1];
+    int host_len = q->name != NULL ? torii_sni_name_normalize(q->name, q->name_len, host) : -1;
+
+    return torii_tls__on_demand(ssl, &tc->od, host_len > 0 ? host : NULL,
+                                match != TORII_SNI_DEFAULT);
+}
+
 static int tls_client_hello_select(SSL *ssl, int *al, void *arg)
 {
     struct torii_tls_ctx *tc = arg;
@@ -220,10 +234,31 @@ static int tls_client_hello_select(SSL *ssl, int *al, void *arg)
         *al = SSL_AD_DECODE_ERROR;
         return SSL_CLIENT_HELLO_ERROR;
     }
+    if (q.name != NULL && tc->acme_alpn != NULL) {
+        host_len = torii_sni_name_normalize(q.name, q.name_len, host);
+        switch (torii_tls__acme_alpn_hello(ssl, host_len > 0 ? host : NULL, tc->acme_alpn,
+                                           tc->acme_alpn_arg)) {
+        case 1:
+            return SSL_CLIENT_HELLO_SUCCESS;
+        case 0:
+            break;
+        default:
+            *al = SSL_AD_INTERNAL_ERROR;
+            return SSL_CLIENT_HELLO_ERROR;
+        }
+    }
     q.now_ms = torii_clock_now_ms();
     if (torii_table_select(tc->table, &q, &cert, &match) != TORII_OK) {
         *al = q.name != NULL ? SSL_AD_UNRECOGNIZED_NAME : SSL_AD_HANDSHAKE_FAILURE;
         return SSL_CLIENT_HELLO_ERROR;
+    }
+    if (tc->od.decide != NULL) {
+        int w = tls_hello_on_demand(ssl, tc, &q, match);
+        if (w != 0) {
+            torii_tls_cert_unref(cert);
+            *al = SSL_AD_INTERNAL_ERROR;
+            return w > 0 ? SSL_CLIENT_HELLO_RETRY : SSL_CLIENT_HELLO_ERROR;
+        }
     }
     if (tc->strict_sni && q.name != NULL && match == TORII_SNI_DEFAULT) {
         torii_tls_cert_unref(cert);
@@ -291,11 +326,14 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
     int rc = tls_hello_retry_check(ssl, &retry);
     int r = SSL_CLIENT_HELLO_ERROR;
 
-    if (rc == TORII_OK && retry) {
+    if (rc == TORII_OK && retry && !torii_tls__on_demand_waiting(ssl)) {
         return SSL_CLIENT_HELLO_SUCCESS; /* counted with the first ClientHello */
     }
     if (rc == TORII_OK) {
         r = tls_client_hello_select(ssl, al, arg);
+        if (r == SSL_CLIENT_HELLO_RETRY) {
+            return r; /* suspended: counted when it goes on */
+        }
     } else {
         *al = rc == TORII_EPROTO   ? SSL_AD_DECODE_ERROR
               : rc == TORII_EINVAL ? SSL_AD_ILLEGAL_PARAMETER
@@ -431,6 +469,13 @@ int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **
     tc->client_auth_arg = opts->client_auth_arg;
     tc->ocsp_staple = opts->ocsp_staple;
     tc->ocsp_staple_arg = opts->ocsp_staple_arg;
+    tc->acme_alpn = opts->acme_alpn;
+    tc->acme_alpn_arg = opts->acme_alpn_arg;
+    tc->od.decide = opts->on_demand;
+    tc->od.done = opts->on_demand_done;
+    tc->od.pending = opts->on_demand_pending;
+    tc->od.arg = opts->on_demand_arg;
+    tc->od.wait_ms = opts->on_demand_wait_ms;
 
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1
         || SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1
@@ -450,6 +495,9 @@ int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **
                                        | SSL_OP_PRIORITIZE_CHACHA);
     (void)SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_client_hello_cb(ctx, tls_client_hello_cb, tc);
+    if (tc->acme_alpn != NULL) {
+        SSL_CTX_set_alpn_select_cb(ctx, torii_tls__alpn_select, tc);
+    }
     if (tc->ocsp_staple != NULL) {
         (void)SSL_CTX_set_tlsext_status_cb(ctx, tls_status_cb);
         (void)SSL_CTX_set_tlsext_status_arg(ctx, tc);

@@ -14,7 +14,7 @@
 
 /* ex_data slots, registered once (any thread, through pthread_once; read-only after). */
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
-static struct torii_tls__ex tls_ex = {-1, -1, -1, -1, -1};
+static struct torii_tls__ex tls_ex = {-1, -1, -1, -1, -1, -1};
 static int tls_ex_ok;
 
 /* argl tells which slot a free callback serves (one callback for all SSL slots). */
@@ -22,6 +22,7 @@ enum tls_ex_kind {
     TLS_EX_CERT = 1,
     TLS_EX_CLIENT = 2,
     TLS_EX_HELLO = 3,
+    TLS_EX_ONDEMAND = 4,
 };
 
 static void tls_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
@@ -36,6 +37,7 @@ static void tls_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lo
         break;
     case TLS_EX_CLIENT: /* the client-auth state is one flat allocation (clientauth.c) */
     case TLS_EX_HELLO:
+    case TLS_EX_ONDEMAND:
         free(ptr);
         break;
     default:
@@ -50,8 +52,9 @@ static void tls_init_once(void)
     tls_ex.client = SSL_get_ex_new_index(TLS_EX_CLIENT, NULL, NULL, NULL, tls_ex_free);
     tls_ex.up_ctx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     tls_ex.hello = SSL_get_ex_new_index(TLS_EX_HELLO, NULL, NULL, NULL, tls_ex_free);
+    tls_ex.od = SSL_get_ex_new_index(TLS_EX_ONDEMAND, NULL, NULL, NULL, tls_ex_free);
     tls_ex_ok = tls_ex.ctx >= 0 && tls_ex.cert >= 0 && tls_ex.client >= 0 && tls_ex.up_ctx >= 0
-                && tls_ex.hello >= 0;
+                && tls_ex.hello >= 0 && tls_ex.od >= 0;
 }
 
 const struct torii_tls__ex *torii_tls__ex(void)

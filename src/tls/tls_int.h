@@ -21,7 +21,23 @@ struct torii_tls__ex {
     int client; /* SSL -> client-auth state of an accepted connection (clientauth.c) */
     int up_ctx; /* SSL_CTX -> struct torii_tls_upstream */
     int hello;  /* SSL -> server name of the first ClientHello (heap string, "" for none) */
+    int od;     /* SSL -> on-demand wait of a suspended ClientHello (heap, ondemand.c) */
 };
+
+/* ---- on-demand certificates (ondemand.c) ---- */
+struct torii_tls__od {
+    torii_tls_on_demand_cb decide;
+    torii_tls_on_demand_done_cb done;
+    torii_tls_on_demand_pending_cb pending;
+    void *arg;
+    unsigned wait_ms;
+};
+/** In the client-hello callback, after the table chose (have_cert: a certificate of the
+ * name's own, not the default): 1 to suspend the hello (SSL_CLIENT_HELLO_RETRY), 0 to go on
+ * with the table's choice. -1 when the wait cannot be recorded (out of memory). */
+int torii_tls__on_demand(SSL *ssl, const struct torii_tls__od *od, const char *host, int have_cert);
+/** 1 while ssl's ClientHello is suspended by torii_tls__on_demand. */
+int torii_tls__on_demand_waiting(SSL *ssl);
 
 /** The slots (exdata.c; registered on first call; any thread). NULL when OpenSSL could not
  * register them (errors left on the queue). The client slot's value is freed with free(). */
@@ -46,5 +62,16 @@ int torii_tls__client_auth_apply(SSL *ssl, struct torii_table *table,
 
 /** Set the verification time of an SSL to the injectable clock (clock.h; exdata.c). */
 void torii_tls__set_verify_time(SSL *ssl);
+
+/* ---- TLS-ALPN-01 (acmealpn.c) ---- */
+
+/** In the client-hello callback, before the table: when the hello offers ALPN acme-tls/1 and
+ * cb knows name, install the validation certificate on ssl: 1; 0 when not applicable (an
+ * ordinary handshake follows); -1 when the certificate could not be used (logged). */
+int torii_tls__acme_alpn_hello(SSL *ssl, const char *name, torii_tls_acme_alpn_cb cb, void *arg);
+/** SSL_CTX_set_alpn_select_cb callback: acme-tls/1 for a connection that got the validation
+ * certificate, no ALPN for every other. */
+int torii_tls__alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                           const unsigned char *in, unsigned int inlen, void *arg);
 
 #endif

@@ -311,12 +311,16 @@ sf_cert() { printf ':%s:' "$(openssl x509 -in "$T_TMP/$1.crt" -outform DER | bas
 
 # Background helpers; their pids go to T_BG_PIDS, stopped by t_bg_stop.
 T_BG_PIDS=()
-t_bg_stop() {
+# Stop (TERM) and reap the processes given.
+t_pids_stop() {
   local p
-  for p in "${T_BG_PIDS[@]}"; do
+  for p in "$@"; do
     kill "$p" 2>/dev/null
     wait "$p" 2>/dev/null
   done
+}
+t_bg_stop() {
+  t_pids_stop "${T_BG_PIDS[@]}"
   T_BG_PIDS=()
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # torii --check-config as an operator sees it: every problem of a file on its own line
 # (key path + problem) and a non-zero exit; a missing file named with its errno text; the
-# acme key refused; listeners sharing an address and port; backend.tls with plain targets;
+# an unknown acme member refused; listeners sharing an address and port; backend.tls with plain targets;
 # two default routes. The daemon itself refuses to start on the same file with the same
 # lines. The shipped example conf/torii.json is valid.
 here=$(dirname "$0")
@@ -24,7 +24,7 @@ check "missing file: no -1:-1 position" sh -c "! grep -q -- ':-1:-1:' '$T_TMP/cc
 
 cat > "$T_TMP/bad.json" <<JSON
 {
-  "acme": {"email": "ops@example.test"},
+  "acme": {"directory_url": "https://127.0.0.1:9/dir", "email": "ops@example.test"},
   "listen": {"https": "0.0.0.0:$T_ADMIN", "http": "127.0.0.1:$T_HTTP", "htps": "x"},
   "admin": {"listen": "127.0.0.1:$T_ADMIN"},
   "log_level": "chatty",
@@ -38,8 +38,7 @@ cat > "$T_TMP/bad.json" <<JSON
 JSON
 cc "$T_TMP/bad.json"
 check_eq "bad file: exit status 1" 1 "$CC_RC"
-check "acme refused" \
-  has_line "torii: config: acme: not supported yet (ACME is not implemented in this version)"
+check "unknown acme member refused" has_line 'torii: config: unknown key "acme.email"'
 check "unknown key reported" has_line 'torii: config: unknown key "listen.htps"'
 check "bad log level reported" has_line \
   "torii: config: log_level: expected err, warn, notice, info or debug"

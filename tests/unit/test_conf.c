@@ -1,8 +1,8 @@
 /* test_conf.c - the configuration loader: every problem of a file is collected (key path +
- * problem, one entry each), an unreadable file is named with its errno text, "acme" is an
- * error until ACME exists, no two listeners share an address and port, tls.strict_host,
- * access_log (bool or object with path/format), shutdown_timeout_s, and the keys a reload
- * cannot change. */
+ * problem, one entry each), an unreadable file is named with its errno text, acme{} is
+ * validated (unknown members, bad values, defaults), no two listeners share an address and port,
+ * tls.strict_host, access_log (bool or object with path/format), shutdown_timeout_s, and the keys a
+ * reload cannot change. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -163,19 +163,108 @@ static void test_unreadable_or_broken_file(void **state)
     (void)unlink(path);
 }
 
-static void test_acme_is_an_error(void **state)
+static void test_acme_validated(void **state)
 {
     struct torii_conf_errs errs = {NULL, 0};
 
     (void)state;
+    /* an unknown member is refused, and directory_url is required */
     assert_int_equal(check_text("{\"acme\": {\"email\": \"ops@example.test\"}}", &errs),
                      TORII_EINVAL);
-    assert_int_equal(errs.n, 1);
-    assert_string_equal(errs.msgs[0], "config: acme: not supported yet (ACME is not implemented "
-                                      "in this version)");
+    assert_int_equal(errs.n, 2);
+    assert_string_equal(errs.msgs[0], "config: unknown key \"acme.email\"");
+    assert_string_equal(errs.msgs[1], "config: acme.directory_url: required when acme{} is given");
     torii_conf_errs_free(&errs);
     assert_int_equal(check_text("{\"acme\": {}}", &errs), TORII_EINVAL);
     torii_conf_errs_free(&errs);
+    /* bad values, each named */
+    assert_int_equal(check_text("{\"acme\": {\"directory_url\": \"ftp://x\", \"contacts\": "
+                                "[\"ops@x\"], \"key\": \"dsa\", \"challenges\": [\"dns-01\"], "
+                                "\"eab\": {\"kid\": \"k\"}}}",
+                                &errs),
+                     TORII_EINVAL);
+    assert_int_equal(errs.n, 6);
+    assert_string_equal(errs.msgs[0],
+                        "config: acme.directory_url: expected an http:// or https:// URL");
+    assert_string_equal(errs.msgs[1], "config: acme.contacts[0]: expected a \"mailto:\" URL");
+    assert_string_equal(errs.msgs[2], "config: acme.key: expected ecdsa-p256, ecdsa-p384, "
+                                      "rsa-2048, rsa-3072 or rsa-4096");
+    assert_string_equal(errs.msgs[3], "config: acme.eab: needs both \"kid\" and \"hmac_key\"");
+    torii_conf_errs_free(&errs);
+}
+
+static void test_acme_defaults(void **state)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+    struct torii_config *c = NULL;
+    char path[] = "/tmp/torii-conf-acme-XXXXXX";
+    int fd = mkstemp(path);
+    const char *text = "{\"acme\": {\"directory_url\": \"https://127.0.0.1:14000/dir\", "
+                       "\"challenges\": [\"dns-01\", \"http-01\"], \"dns_hook\": \"/bin/h\"}}";
+
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    (void)close(fd);
+    assert_int_equal(torii_config_check(path, &c, &errs), TORII_OK);
+    assert_true(c->acme.enabled);
+    assert_string_equal(c->acme.key, "ecdsa-p256");
+    assert_int_equal(c->acme.n_challenges, 2);
+    assert_string_equal(c->acme.challenges[0], "dns-01");
+    assert_string_equal(c->acme.challenges[1], "http-01");
+    assert_int_equal(c->acme.order_timeout_s, 300);
+    torii_config_free(c);
+    torii_conf_errs_free(&errs);
+    (void)unlink(path);
+}
+
+static void test_acme_on_demand(void **state)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+    struct torii_conf_on_demand od;
+
+    (void)state;
+    /* allow is required; unknown members and bad values are named */
+    assert_int_equal(check_text("{\"acme\": {\"directory_url\": \"https://x/dir\", "
+                                "\"on_demand\": {\"ask\": \"ftp://x\", \"wait_ms\": 0, "
+                                "\"colour\": 1}}}",
+                                &errs),
+                     TORII_EINVAL);
+    assert_int_equal(errs.n, 4);
+    assert_string_equal(errs.msgs[0], "config: acme.on_demand.ask: expected an http:// or "
+                                      "https:// URL without blanks or fragment");
+    assert_string_equal(errs.msgs[1],
+                        "config: acme.on_demand.wait_ms: expected an integer from 1 to 120000");
+    assert_string_equal(errs.msgs[2], "config: unknown key \"acme.on_demand.colour\"");
+    assert_string_equal(errs.msgs[3], "config: acme.on_demand.allow: required (the names that "
+                                      "may get a certificate during their handshake)");
+    torii_conf_errs_free(&errs);
+    assert_int_equal(check_text("{\"acme\": {\"directory_url\": \"https://x/dir\", "
+                                "\"on_demand\": {\"allow\": [\"Shop.test\", \"*\"]}}}",
+                                &errs),
+                     TORII_EINVAL);
+    assert_int_equal(errs.n, 1);
+    assert_string_equal(errs.msgs[0], "config: acme.on_demand.allow[0]: expected a lower-case "
+                                      "DNS name or \"*.\" and one");
+    torii_conf_errs_free(&errs);
+    /* defaults, and the patterns: exact names, "*." for any depth below, never the base */
+    memset(&od, 0, sizeof(od));
+    json_t *v = json_loads("{\"allow\": [\"shop.test\", \"*.c.test\"]}", 0, NULL);
+    torii_conf__acme_on_demand(&od, v, &errs);
+    json_decref(v);
+    assert_int_equal(errs.n, 0);
+    assert_true(od.enabled);
+    assert_int_equal(od.wait_ms, 10000);
+    assert_int_equal(od.global_per_min, 10);
+    assert_int_equal(od.domain_per_hour, 5);
+    assert_int_equal(od.failure_ttl_s, 600);
+    assert_true(torii_conf_on_demand_allows(&od, "shop.test"));
+    assert_false(torii_conf_on_demand_allows(&od, "www.shop.test"));
+    assert_true(torii_conf_on_demand_allows(&od, "a.c.test"));
+    assert_true(torii_conf_on_demand_allows(&od, "a.b.c.test"));
+    assert_false(torii_conf_on_demand_allows(&od, "c.test"));
+    assert_false(torii_conf_on_demand_allows(&od, "xc.test"));
+    json_decref(od.allow);
 }
 
 /* listen.https, listen.http, admin.listen as given -> the number of problems. */
@@ -342,7 +431,9 @@ int main(void)
         cmocka_unit_test(test_every_problem_is_reported),
         cmocka_unit_test(test_load_names_first_and_counts_the_rest),
         cmocka_unit_test(test_unreadable_or_broken_file),
-        cmocka_unit_test(test_acme_is_an_error),
+        cmocka_unit_test(test_acme_validated),
+        cmocka_unit_test(test_acme_defaults),
+        cmocka_unit_test(test_acme_on_demand),
         cmocka_unit_test(test_listeners_must_not_share_address_and_port),
         cmocka_unit_test(test_access_log_and_shutdown_timeout),
         cmocka_unit_test(test_reload_check_names_fixed_keys),

@@ -1,0 +1,38 @@
+/* metrics.c - the ACME families of /metrics: orders by outcome and challenge failures by
+ * type, from the service's atomic counters. Any thread. */
+#include "torii/metrics.h"
+
+#include "acme_int.h"
+
+static const char *const acme_chal_types[] = {"http-01", "tls-alpn-01", "dns-01"};
+
+void torii_acme_metrics_write(const struct torii_acme *a, struct torii_prom *p)
+{
+    struct torii_acme_counts c;
+    static const char *const valid[] = {"outcome", "valid"};
+    static const char *const invalid[] = {"outcome", "invalid"};
+
+    if (a == NULL) {
+        return; /* ACME not configured: no family */
+    }
+    torii_acme_counts_get(a, &c);
+    /* Names and label keys are constants: formatting them cannot fail. */
+    TORII_ASSERT(torii_prom_family(p, "torii_acme_orders_total", "counter",
+                                   "ACME orders finished, by outcome")
+                 == TORII_OK);
+    TORII_ASSERT(torii_prom_sample(p, "torii_acme_orders_total", valid, 1, (double)c.orders_valid)
+                 == TORII_OK);
+    TORII_ASSERT(
+        torii_prom_sample(p, "torii_acme_orders_total", invalid, 1, (double)c.orders_invalid)
+        == TORII_OK);
+    TORII_ASSERT(torii_prom_family(p, "torii_acme_challenge_failures_total", "counter",
+                                   "ACME challenges the CA found invalid, by type")
+                 == TORII_OK);
+    for (size_t i = 0; i < 3; i++) {
+        const char *const l[] = {"type", acme_chal_types[i]};
+        TORII_ASSERT(torii_prom_sample(p, "torii_acme_challenge_failures_total", l, 1,
+                                       (double)c.chal_failed[i])
+                     == TORII_OK);
+    }
+    acme_od_metrics(torii_acme__od(a), p);
+}
