@@ -4,11 +4,13 @@
 # wrong token shows an error), badges of certificates made through the API, the overview's
 # bars against the API's list, a certificate created from the intermediate CA through the
 # form then listed and served by SNI, Add item (PEM), Import .p12, details, edit, revoke,
-# delete, no private key in the page, sign out. Screenshots of the overview and the list go
+# delete, a Let's Encrypt order against Pebble (a test ACME CA on loopback) from the form, no
+# private key in the page, sign out. Screenshots of the overview and the list go
 # to $PWD/artifacts/ui (the build tree under ctest). Skips (77) only when chromium is absent
 # and cannot be installed.
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
+source "$here/pebble.sh"
 
 # --- the browser and its driver
 if [ ! -x /usr/bin/chromium ]; then
@@ -33,7 +35,10 @@ if [ ! -d "$here/node_modules/playwright-core" ]; then
 fi
 
 # --- the static page: no token needed, strict headers, nothing else under /ui/
-t_config
+# Pebble validates the page's Let's Encrypt order through torii's own http listener.
+pebble_begin
+t_config "\"acme\": {\"directory_url\": \"$P_DIR_URL\", \"ca_bundle\": \"$P_CA\",
+  \"challenges\": [\"http-01\"]},"
 t_start || exit 1
 HDRS=$(curl -s -D - -o "$T_TMP/index.html" "http://127.0.0.1:$T_ADMIN/ui/")
 case "$HDRS" in *"200 OK"*) ok "/ui/ without a token: 200" ;; *) fail "/ui/ without a token: $HDRS" ;; esac
@@ -84,7 +89,7 @@ openssl pkcs12 -export -in "$T_TMP/uip12.crt" -inkey "$T_TMP/uip12.key" -passout
 # --- the page in Chromium
 ART="$(pwd)/artifacts/ui"
 UI_URL="http://127.0.0.1:$T_ADMIN" UI_TOKEN="$T_TOKEN" UI_TMP="$T_TMP" UI_ARTIFACTS="$ART" \
-  UI_HTTPS="$T_HTTPS" IT_DIR="$here" timeout 600 node "$here/ui_e2e.js" >"$T_TMP/e2e.out" 2>&1
+  UI_HTTPS="$T_HTTPS" UI_ACME=1 IT_DIR="$here" timeout 600 node "$here/ui_e2e.js" >"$T_TMP/e2e.out" 2>&1
 E2E_RC=$?
 cat "$T_TMP/e2e.out"
 T_PASSES=$((T_PASSES + $(grep -c '^ok ' "$T_TMP/e2e.out")))
