@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "pki_int.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
 
@@ -237,4 +238,9 @@ int torii_kek_open(const struct torii_kek_ring *r, const char *id, size_t id_len
 out:
     torii_secure_free(plain, n);
     return rc;
+}
+
+int torii_kek_text_is_sealed(const char *s)
+{
+    return s != NULL && strncmp(s, KEK_TEXT_PREFIX, KEK_TEXT_PREFIX_LEN) == 0;
 }

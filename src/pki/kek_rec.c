@@ -12,14 +12,6 @@
 #include "torii/codec.h"
 #include "torii/pki.h"
 
-#define KEK_TEXT_PREFIX     "TKEK:"
-#define KEK_TEXT_PREFIX_LEN 5u
-
-int torii_kek_text_is_sealed(const char *s)
-{
-    return s != NULL && strncmp(s, KEK_TEXT_PREFIX, KEK_TEXT_PREFIX_LEN) == 0;
-}
-
 /* The envelope under a sealed text ("TKEK:<base64>"); *env malloc'd. */
 static int kek_text_env(const char *s, unsigned char **env, size_t *len)
 {

@@ -264,4 +264,9 @@ int torii_pki__base_url_check(const char *url, struct torii_errbuf *eb) TORII_MU
  * certificate torii signs gets. */
 int torii_pki__serial_random(X509 *c) TORII_MUST_USE;
 
+/* The text form of a sealed privateKey: this prefix + standard base64 of the KEK envelope
+ * (kek.c tells it apart, kek_rec.c makes and opens it). */
+#define KEK_TEXT_PREFIX     "TKEK:"
+#define KEK_TEXT_PREFIX_LEN 5u
+
 #endif
