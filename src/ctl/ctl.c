@@ -169,8 +169,10 @@ static int ctl_token(struct ctl *c, const struct ctl_args *a)
     size_t len = 0;
 
     if (t == NULL && file == NULL) {
+        /* NOLINTBEGIN(concurrency-mt-unsafe): single-threaded, never calls setenv */
         t = getenv("TORII_ADMIN_TOKEN");
         file = t == NULL ? getenv("TORII_ADMIN_TOKEN_FILE") : NULL;
+        /* NOLINTEND(concurrency-mt-unsafe) */
     }
     if (t != NULL) {
         c->token = torii_xstrdup(t);
@@ -196,6 +198,7 @@ static int ctl_setup(struct ctl *c, const struct ctl_args *a)
     size_t n = 0;
 
     if (url == NULL) {
+        /* NOLINTNEXTLINE(concurrency-mt-unsafe): single-threaded, never calls setenv */
         url = getenv("TORII_ADMIN_URL");
     }
     c->url = torii_xstrdup(url != NULL && url[0] != '\0' ? url : CTL_DEFAULT_URL);

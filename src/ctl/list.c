@@ -44,6 +44,10 @@ static int ctl_q_badge(struct ctl *c, struct ctl_query *q, const char *b, long l
 {
     char t[32];
 
+    if (b == NULL) {
+        (void)fprintf(c->err, "torii ctl list: --badge needs a value\n");
+        return TORII_CTL_EXIT_USAGE;
+    }
     for (size_t i = 0; i < sizeof(ctl_flag_badges) / sizeof(ctl_flag_badges[0]); i++) {
         if (strcmp(b, ctl_flag_badges[i]) == 0) {
             (void)snprintf(t, sizeof(t), "filter.%s", b);
