@@ -39,6 +39,14 @@ enum torii_err {
 /** Static text for a code; never NULL. */
 const char *torii_strerror(int code);
 
+/** Text of an errno value, held in the returned value itself (strerror_r, so any thread may
+ * call it, unlike strerror). Use it inside one expression: torii_errno_text(errno).s stays
+ * valid until the end of the full expression that made the call. */
+struct torii_errno_text {
+    char s[128];
+};
+struct torii_errno_text torii_errno_text(int err);
+
 #define TORII_ERRBUF_SIZE 256
 
 /** Human-readable detail of a failure, filled by functions that judge external input. */

@@ -10,11 +10,13 @@
 
 #include "torii/err.h"
 
-void *torii_xmalloc(size_t n);
-void *torii_xcalloc(size_t n, size_t sz);
-void *torii_xrealloc(void *p, size_t n);
-char *torii_xstrdup(const char *s);
-char *torii_xstrndup(const char *s, size_t n);
+/* Never NULL (out of memory aborts); the attribute tells the compiler and the analyzer so. */
+#define TORII_RETURNS_NONNULL __attribute__((returns_nonnull))
+void *torii_xmalloc(size_t n) TORII_RETURNS_NONNULL;
+void *torii_xcalloc(size_t n, size_t sz) TORII_RETURNS_NONNULL;
+void *torii_xrealloc(void *p, size_t n) TORII_RETURNS_NONNULL;
+char *torii_xstrdup(const char *s) TORII_RETURNS_NONNULL;
+char *torii_xstrndup(const char *s, size_t n) TORII_RETURNS_NONNULL;
 /** Wipe len bytes then free; NULL accepted. */
 void torii_secure_free(void *p, size_t len);
 

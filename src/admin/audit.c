@@ -130,7 +130,7 @@ int admin_audit_open(const struct torii_config *cfg, struct admin_audit *a, stru
     a->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (a->fd < 0) {
         return torii_errf(eb, TORII_EIO, "admin: cannot open the audit log %s: %s", path,
-                          strerror(errno));
+                          torii_errno_text(errno).s);
     }
     a->path = torii_xstrdup(path);
     torii_log(TORII_LOG_INFO, "admin: audit log (file=%s)", path);
@@ -223,7 +223,7 @@ int admin_audit_write(struct admin_audit *a, const struct admin_audit_rec *rec)
 out:
     if (rc != TORII_OK) {
         torii_log(TORII_LOG_ERR, "admin: cannot write the audit log (file=%s): %s",
-                  a->path != NULL ? a->path : "-", strerror(errno));
+                  a->path != NULL ? a->path : "-", torii_errno_text(errno).s);
     }
     free(line);
     return rc;

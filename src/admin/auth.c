@@ -25,12 +25,58 @@
 
 static int errno_msg(struct torii_errbuf *eb, const char *what, const char *path, int err)
 {
-    char buf[128];
+    return torii_errf(eb, TORII_EIO, "admin: %s %s: %s", what, path, torii_errno_text(err).s);
+}
 
-    if (strerror_r(err, buf, sizeof(buf)) != 0) {
-        (void)snprintf(buf, sizeof(buf), "errno %d", err);
+/* The whole file into buf (at most cap - 1 bytes, else too long); *len its length. */
+static int token_read_all(int fd, const char *path, char *buf, size_t cap, size_t *len,
+                          struct torii_errbuf *eb)
+{
+    for (;;) {
+        ssize_t n = read(fd, buf + *len, cap - 1 - *len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return errno_msg(eb, "cannot read", path, errno);
+        }
+        if (n == 0) {
+            return TORII_OK;
+        }
+        *len += (size_t)n;
+        if (*len >= cap - 1) {
+            return torii_errf(eb, TORII_EINVAL, "admin: token in %s is too long", path);
+        }
     }
-    return torii_errf(eb, TORII_EIO, "admin: %s %s: %s", what, path, buf);
+}
+
+/* The token in buf[0..len) without the whitespace around it, checked: *out (malloc'd). */
+static int token_trim_check(const char *buf, size_t len, const char *path, char **out,
+                            struct torii_errbuf *eb)
+{
+    size_t start = 0;
+
+    while (len > 0
+           && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '
+               || buf[len - 1] == '\t')) {
+        len--;
+    }
+    while (start < len && (buf[start] == ' ' || buf[start] == '\t')) {
+        start++;
+    }
+    if (len - start < ADMIN_TOKEN_MIN_LEN) {
+        return torii_errf(eb, TORII_EINVAL, "admin: token in %s is shorter than %d characters",
+                          path, ADMIN_TOKEN_MIN_LEN);
+    }
+    for (size_t i = start; i < len; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if (c <= 0x20 || c >= 0x7f) {
+            return torii_errf(eb, TORII_EINVAL,
+                              "admin: token in %s holds a non-printable character", path);
+        }
+    }
+    *out = torii_xstrndup(buf + start, len - start);
+    return TORII_OK;
 }
 
 /* Read a token file: whitespace around the token is ignored. */
@@ -38,7 +84,6 @@ static int token_read_fd(int fd, const char *path, char **out, struct torii_errb
 {
     char buf[ADMIN_TOKEN_MAX_LEN + 2];
     size_t len = 0;
-    size_t start = 0;
     struct stat st;
     int rc = TORII_OK;
 
@@ -52,40 +97,8 @@ static int token_read_fd(int fd, const char *path, char **out, struct torii_errb
         torii_log(TORII_LOG_WARN, "admin: token file is readable by others (file=%s mode=%03o)",
                   path, (unsigned)(st.st_mode & 0777));
     }
-    for (;;) {
-        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            rc = errno_msg(eb, "cannot read", path, errno);
-            goto out;
-        }
-        if (n == 0) {
-            break;
-        }
-        len += (size_t)n;
-        TORII_ENSURE(len < sizeof(buf) - 1,
-                     torii_errf(eb, TORII_EINVAL, "admin: token in %s is too long", path));
-    }
-    while (len > 0
-           && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '
-               || buf[len - 1] == '\t')) {
-        len--;
-    }
-    while (start < len && (buf[start] == ' ' || buf[start] == '\t')) {
-        start++;
-    }
-    TORII_ENSURE(len - start >= ADMIN_TOKEN_MIN_LEN,
-                 torii_errf(eb, TORII_EINVAL, "admin: token in %s is shorter than %d characters",
-                            path, ADMIN_TOKEN_MIN_LEN));
-    for (size_t i = start; i < len; i++) {
-        unsigned char c = (unsigned char)buf[i];
-        TORII_ENSURE(c > 0x20 && c < 0x7f,
-                     torii_errf(eb, TORII_EINVAL,
-                                "admin: token in %s holds a non-printable character", path));
-    }
-    *out = torii_xstrndup(buf + start, len - start);
+    TORII_TRY(token_read_all(fd, path, buf, sizeof(buf), &len, eb));
+    TORII_TRY(token_trim_check(buf, len, path, out, eb));
 out:
     OPENSSL_cleanse(buf, sizeof(buf));
     return rc;
@@ -147,11 +160,32 @@ out:
     return rc;
 }
 
+/* One round of loading the token file at path: read it when it exists, else create the
+ * directory and generate it. TORII_EEXIST: another process created it meanwhile. */
+static int token_load_round(const struct torii_config *cfg, const char *path, char **tok,
+                            struct torii_errbuf *eb)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int rc = TORII_OK;
+
+    if (fd >= 0) {
+        rc = token_read_fd(fd, path, tok, eb);
+        (void)close(fd);
+        return rc;
+    }
+    if (errno != ENOENT) {
+        return errno_msg(eb, "cannot open", path, errno);
+    }
+    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
+        return errno_msg(eb, "cannot create directory", cfg->data_dir, errno);
+    }
+    return token_generate(path, tok, eb);
+}
+
 int admin_auth_load_token(const struct torii_config *cfg, char **token_out, struct torii_errbuf *eb)
 {
     char path[4096];
     char *tok = NULL;
-    int fd = -1;
     int rc = TORII_OK;
     int n;
 
@@ -166,20 +200,7 @@ int admin_auth_load_token(const struct torii_config *cfg, char **token_out, stru
                  torii_errf(eb, TORII_EINVAL, "admin: data_dir path too long"));
     /* Two rounds: a concurrent first start may create the file between open and create. */
     for (int round = 0; round < 2 && tok == NULL; round++) {
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd >= 0) {
-            TORII_TRY(token_read_fd(fd, path, &tok, eb));
-            break;
-        }
-        if (errno != ENOENT) {
-            rc = errno_msg(eb, "cannot open", path, errno);
-            goto out;
-        }
-        if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
-            rc = errno_msg(eb, "cannot create directory", cfg->data_dir, errno);
-            goto out;
-        }
-        rc = token_generate(path, &tok, eb);
+        rc = token_load_round(cfg, path, &tok, eb);
         if (rc == TORII_EEXIST) {
             rc = TORII_OK;
             continue;
@@ -190,9 +211,6 @@ int admin_auth_load_token(const struct torii_config *cfg, char **token_out, stru
     *token_out = tok;
     tok = NULL;
 out:
-    if (fd >= 0) {
-        (void)close(fd);
-    }
     if (tok != NULL) {
         torii_secure_free(tok, strlen(tok));
     }
@@ -273,6 +291,7 @@ int admin_tokens_init(const struct torii_config *cfg, struct admin_tokens *out,
 
     memset(out, 0, sizeof(*out));
     TORII_TRY(admin_auth_load_token(cfg, &tok, eb));
+    TORII_ASSERT(tok != NULL); /* set on success */
     out->t = torii_xcalloc(cfg->n_admin_tokens + 1, sizeof(*out->t));
     for (size_t i = 0; i < cfg->n_admin_tokens; i++) {
         const struct torii_conf_token *c = &cfg->admin_token_list[i];

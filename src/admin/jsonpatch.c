@@ -970,36 +970,46 @@ static int jp_check_size(const json_t *v, size_t max_bytes, struct torii_errbuf 
     return TORII_OK;
 }
 
+/* Merge patch into a copy of doc (*work, the caller's even on failure), iteratively. */
+static int jp_merge_run(const json_t *doc, const json_t *patch, json_t **work)
+{
+    struct jp_stack stack;
+    struct jp_merge_item it;
+    int rc = TORII_OK;
+
+    jp_stack_init(&stack, sizeof(it));
+    if (!json_is_object(patch)) {
+        /* RFC 7386 section 2: a non-object patch replaces the target wholesale. */
+        *work = json_deep_copy(patch);
+    } else {
+        *work = json_is_object(doc) ? json_deep_copy(doc) : json_object();
+        it = (struct jp_merge_item){*work, patch};
+        jp_stack_push(&stack, &it);
+    }
+    if (*work == NULL) {
+        rc = TORII_ENOMEM;
+    }
+    while (rc == TORII_OK && jp_stack_pop(&stack, &it)) {
+        rc = jp_merge_object(&stack, &it);
+    }
+    jp_stack_clear(&stack);
+    return rc;
+}
+
 int admin_mergepatch_apply(const json_t *doc, const json_t *patch, size_t max_bytes, json_t **out,
                            struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     json_t *work = NULL;
-    struct jp_stack stack;
-    struct jp_merge_item it;
 
-    jp_stack_init(&stack, sizeof(it));
     TORII_ENSURE(doc != NULL && patch != NULL && out != NULL, TORII_EINVAL);
     TORII_TRY(jp_check_inputs(doc, patch, "merge patch", eb));
-    if (!json_is_object(patch)) {
-        /* RFC 7386 section 2: a non-object patch replaces the target wholesale. */
-        work = json_deep_copy(patch);
-    } else {
-        work = json_is_object(doc) ? json_deep_copy(doc) : json_object();
-        it = (struct jp_merge_item){work, patch};
-        jp_stack_push(&stack, &it);
-    }
-    TORII_ENSURE(work != NULL, TORII_ENOMEM);
-    while (rc == TORII_OK && jp_stack_pop(&stack, &it)) {
-        rc = jp_merge_object(&stack, &it);
-    }
-    TORII_TRY(rc);
+    TORII_TRY(jp_merge_run(doc, patch, &work));
     TORII_TRY(jp_check_depth(work, "patched document", eb));
     TORII_TRY(jp_check_size(work, max_bytes, eb));
     *out = work;
     work = NULL;
 out:
-    jp_stack_clear(&stack);
     json_decref(work);
     if (rc == TORII_ENOMEM) {
         (void)torii_errf(eb, rc, "merge patch: out of memory");

@@ -19,6 +19,7 @@
 
 #define REDACT_MAX_DEPTH 16
 
+/* NOLINTNEXTLINE(misc-no-recursion): bounded, at most REDACT_MAX_DEPTH frames deep */
 static void redact_walk(json_t *v, int depth)
 {
     const char *k;

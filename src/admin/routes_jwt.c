@@ -99,6 +99,27 @@ static void admin_jwt_sign(const json_t *entity, json_t *body, struct torii_admi
     admin_reply_header(reply, "Cache-Control", "no-store");
 }
 
+/* audience a (a string or an array of non-empty strings) into auds and p; 0 when malformed. */
+static int admin_jwt_audiences(const json_t *a, const char **auds, struct torii_jwt_policy *p)
+{
+    size_t n = json_is_array(a) ? json_array_size(a) : 1;
+
+    for (size_t i = 0; i < n && n <= JWT_VERIFY_AUDS_MAX; i++) {
+        const json_t *s = json_is_array(a) ? json_array_get(a, i) : a;
+        auds[p->n_audiences++] = json_is_string(s) ? json_string_value(s) : NULL;
+    }
+    for (size_t i = 0; i < p->n_audiences; i++) {
+        if (auds[i] == NULL || auds[i][0] == '\0') {
+            p->n_audiences = 0;
+        }
+    }
+    if (p->n_audiences == 0 || n > JWT_VERIFY_AUDS_MAX) {
+        return 0;
+    }
+    p->audiences = auds;
+    return 1;
+}
+
 /* audience (a string or an array of strings), issuer, leeway_s of a _verify body into p; the
  * strings stay borrowed from body. */
 static int admin_jwt_policy(const json_t *body, const char **auds, struct torii_jwt_policy *p,
@@ -107,24 +128,11 @@ static int admin_jwt_policy(const json_t *body, const char **auds, struct torii_
     const json_t *a = json_object_get(body, "audience");
     const json_t *iss = json_object_get(body, "issuer");
     const json_t *lw = json_object_get(body, "leeway_s");
-    size_t n = json_is_array(a) ? json_array_size(a) : 1;
 
-    if (a != NULL) {
-        for (size_t i = 0; i < n && n <= JWT_VERIFY_AUDS_MAX; i++) {
-            const json_t *s = json_is_array(a) ? json_array_get(a, i) : a;
-            auds[p->n_audiences++] = json_is_string(s) ? json_string_value(s) : NULL;
-        }
-        for (size_t i = 0; i < p->n_audiences; i++) {
-            if (auds[i] == NULL || auds[i][0] == '\0') {
-                p->n_audiences = 0;
-            }
-        }
-        if (p->n_audiences == 0 || n > JWT_VERIFY_AUDS_MAX) {
-            admin_reply_error(reply, 400, "audience: expected a string or 1..%d strings",
-                              JWT_VERIFY_AUDS_MAX);
-            return 0;
-        }
-        p->audiences = auds;
+    if (a != NULL && !admin_jwt_audiences(a, auds, p)) {
+        admin_reply_error(reply, 400, "audience: expected a string or 1..%d strings",
+                          JWT_VERIFY_AUDS_MAX);
+        return 0;
     }
     if (iss != NULL && (!json_is_string(iss) || json_string_length(iss) == 0)) {
         admin_reply_error(reply, 400, "issuer: expected a non-empty string");

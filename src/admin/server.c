@@ -276,7 +276,7 @@ static void admin_accept_error_cb(struct evconnlistener *lis, void *arg)
 {
     struct torii_admin *adm = arg;
     int err = EVUTIL_SOCKET_ERROR();
-    struct timeval tv = {.tv_sec = 0, .tv_usec = ADMIN_BACKOFF_MS * 1000};
+    struct timeval tv = {.tv_sec = 0, .tv_usec = (suseconds_t)ADMIN_BACKOFF_MS * 1000};
 
     torii_log(TORII_LOG_WARN, "admin: accept failed: %s", evutil_socket_error_to_string(err));
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
@@ -376,6 +376,57 @@ static void admin_limits(const struct torii_config *cfg, struct torii_http_limit
     }
 }
 
+/* The listening address, parsed. The keys of every site go through this API: off loopback,
+ * only TLS with client certificates from a CA in the store. */
+static int admin_listen_addr(const struct torii_config *cfg, const char *listen_on,
+                             struct sockaddr_storage *ss, int *sslen, struct torii_errbuf *eb)
+{
+    int rc = torii_config_parse_addr(listen_on, ss, sslen, eb);
+
+    if (rc == TORII_OK && cfg->admin_tls == NULL && !torii_conf_addr_is_loopback(listen_on)) {
+        rc = torii_errf(eb, TORII_EINVAL,
+                        "admin: admin.listen %s is not a loopback address: a non-loopback "
+                        "admin listener requires TLS with client certificates (admin.tls "
+                        "{\"cert\", \"client_cas\"})",
+                        listen_on);
+    }
+    return rc;
+}
+
+/* The admin event loop: its base, the listener on ss, the stop and backoff events, the beat. */
+static int admin_loop_new(struct torii_admin *adm, const char *listen_on,
+                          const struct sockaddr_storage *ss, int sslen, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
+    adm->base = event_base_new();
+    TORII_ENSURE(adm->base != NULL,
+                 torii_errf(eb, TORII_ENOMEM, "admin: cannot create the event base"));
+    adm->lis =
+        evconnlistener_new_bind(adm->base, admin_accept_cb, adm,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+                                ADMIN_BACKLOG, (const struct sockaddr *)ss, sslen);
+    if (adm->lis == NULL) {
+        int err = EVUTIL_SOCKET_ERROR();
+        rc = torii_errf(eb, TORII_EIO, "admin: cannot listen on %s: %s", listen_on,
+                        evutil_socket_error_to_string(err));
+        goto out;
+    }
+    evconnlistener_set_error_cb(adm->lis, admin_accept_error_cb);
+    TORII_ENSURE(admin_acme_waits_new(adm->base, &adm->ctx, &adm->acme_waits) == TORII_OK,
+                 torii_errf(eb, TORII_ENOMEM, "admin: cannot create the ACME wait timer"));
+    adm->stop_ev = event_new(adm->base, -1, 0, admin_stop_cb, adm);
+    adm->backoff_ev = evtimer_new(adm->base, admin_backoff_cb, adm);
+    TORII_ENSURE(adm->stop_ev != NULL && adm->backoff_ev != NULL,
+                 torii_errf(eb, TORII_ENOMEM, "admin: cannot create the stop event"));
+    if (adm->daemon != NULL) {
+        rc = torii_daemon_beat_attach(adm->daemon, adm->base, "admin", &adm->beat);
+        TORII_ENSURE(rc == TORII_OK, torii_errf(eb, rc, "admin: cannot attach the loop beat"));
+    }
+out:
+    return rc;
+}
+
 int torii_admin_start(const struct torii_admin_opts *opts, struct torii_admin **out,
                       struct torii_errbuf *eb)
 {
@@ -397,45 +448,14 @@ int torii_admin_start(const struct torii_admin_opts *opts, struct torii_admin **
     adm->ctx.acme = opts->acme;
     adm->daemon = opts->daemon;
     admin_limits(cfg, &adm->lim);
-    TORII_TRY(torii_config_parse_addr(listen_on, &ss, &sslen, eb));
-    /* The keys of every site go through this API: off loopback, only TLS with client
-     * certificates from a CA in the store. */
-    TORII_ENSURE(cfg->admin_tls != NULL || torii_conf_addr_is_loopback(listen_on),
-                 torii_errf(eb, TORII_EINVAL,
-                            "admin: admin.listen %s is not a loopback address: a non-loopback "
-                            "admin listener requires TLS with client certificates (admin.tls "
-                            "{\"cert\", \"client_cas\"})",
-                            listen_on));
+    TORII_TRY(admin_listen_addr(cfg, listen_on, &ss, &sslen, eb));
     if (cfg->admin_tls != NULL) {
         TORII_TRY(admin_tls_ctx_new(cfg, opts->store, &adm->ssl_ctx, eb));
     }
     TORII_TRY(admin_guard_init(&adm->guard, cfg, listen_on, eb));
     adm->guard_ready = 1;
     adm->guard.scheme = adm->ssl_ctx != NULL ? "https" : "http";
-    adm->base = event_base_new();
-    TORII_ENSURE(adm->base != NULL,
-                 torii_errf(eb, TORII_ENOMEM, "admin: cannot create the event base"));
-    adm->lis =
-        evconnlistener_new_bind(adm->base, admin_accept_cb, adm,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-                                ADMIN_BACKLOG, (struct sockaddr *)&ss, sslen);
-    if (adm->lis == NULL) {
-        err = EVUTIL_SOCKET_ERROR();
-        rc = torii_errf(eb, TORII_EIO, "admin: cannot listen on %s: %s", listen_on,
-                        evutil_socket_error_to_string(err));
-        goto out;
-    }
-    evconnlistener_set_error_cb(adm->lis, admin_accept_error_cb);
-    TORII_ENSURE(admin_acme_waits_new(adm->base, &adm->ctx, &adm->acme_waits) == TORII_OK,
-                 torii_errf(eb, TORII_ENOMEM, "admin: cannot create the ACME wait timer"));
-    adm->stop_ev = event_new(adm->base, -1, 0, admin_stop_cb, adm);
-    adm->backoff_ev = evtimer_new(adm->base, admin_backoff_cb, adm);
-    TORII_ENSURE(adm->stop_ev != NULL && adm->backoff_ev != NULL,
-                 torii_errf(eb, TORII_ENOMEM, "admin: cannot create the stop event"));
-    if (adm->daemon != NULL) {
-        rc = torii_daemon_beat_attach(adm->daemon, adm->base, "admin", &adm->beat);
-        TORII_ENSURE(rc == TORII_OK, torii_errf(eb, rc, "admin: cannot attach the loop beat"));
-    }
+    TORII_TRY(admin_loop_new(adm, listen_on, &ss, sslen, eb));
     err = pthread_create(&adm->thread, NULL, admin_thread_main, adm);
     TORII_ENSURE(err == 0, torii_errf(eb, TORII_EIO, "admin: cannot start the thread (%d)", err));
     adm->thread_started = 1;

@@ -22,6 +22,16 @@ const char *torii_strerror(int code)
     }
 }
 
+struct torii_errno_text torii_errno_text(int err)
+{
+    struct torii_errno_text t;
+
+    if (strerror_r(err, t.s, sizeof(t.s)) != 0) {
+        (void)snprintf(t.s, sizeof(t.s), "errno %d", err);
+    }
+    return t;
+}
+
 int torii_errf(struct torii_errbuf *eb, int code, const char *fmt, ...)
 {
     va_list ap;

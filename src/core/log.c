@@ -25,14 +25,30 @@ static _Atomic int log_journal = 0;
  * writers never see a closed descriptor. -1: stderr. */
 static _Atomic int log_access_fd = -1;
 
+/* Parse "<dev>:<ino>" (decimal, as systemd writes $JOURNAL_STREAM); 0 when malformed. */
+static int log_parse_dev_ino(const char *js, unsigned long long *dev, unsigned long long *ino)
+{
+    char *end = NULL;
+
+    errno = 0;
+    *dev = strtoull(js, &end, 10);
+    if (errno != 0 || end == js || *end != ':') {
+        return 0;
+    }
+    js = end + 1;
+    *ino = strtoull(js, &end, 10);
+    return errno == 0 && end != js && *end == '\0';
+}
+
 void torii_log_detect_journal(void)
 {
+    /* NOLINTNEXTLINE(concurrency-mt-unsafe): torii never calls setenv, so getenv only reads */
     const char *js = getenv("JOURNAL_STREAM");
     unsigned long long dev = 0;
     unsigned long long ino = 0;
     struct stat st;
 
-    if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) != 0) {
+    if (js == NULL || !log_parse_dev_ino(js, &dev, &ino) || fstat(STDERR_FILENO, &st) != 0) {
         return;
     }
     atomic_store(&log_journal,
@@ -48,7 +64,7 @@ int torii_log_access_open(const char *path, struct torii_errbuf *eb)
 
     if (fd < 0) {
         return torii_errf(eb, TORII_EIO, "access_log.path: cannot open %s: %s",
-                          path != NULL ? path : "stderr", strerror(errno));
+                          path != NULL ? path : "stderr", torii_errno_text(errno).s);
     }
     if (cur < 0) {
         atomic_store(&log_access_fd, fd);
@@ -56,7 +72,7 @@ int torii_log_access_open(const char *path, struct torii_errbuf *eb)
     }
     if (dup2(fd, cur) < 0 || fcntl(cur, F_SETFD, FD_CLOEXEC) != 0) {
         rc = torii_errf(eb, TORII_EIO, "access_log.path: cannot switch to %s: %s",
-                        path != NULL ? path : "stderr", strerror(errno));
+                        path != NULL ? path : "stderr", torii_errno_text(errno).s);
     }
     (void)close(fd);
     return rc;
@@ -137,16 +153,7 @@ static void log_vwrite(enum torii_log_level lvl, int errnum, const char *fmt, va
         n = sizeof(line) - 2;
     }
     if (errnum != 0) {
-        char eb[128];
-        const char *es = eb;
-#if (_POSIX_C_SOURCE >= 200112L) && !defined(_GNU_SOURCE)
-        if (strerror_r(errnum, eb, sizeof(eb)) != 0) {
-            (void)snprintf(eb, sizeof(eb), "errno %d", errnum);
-        }
-#else
-        es = strerror_r(errnum, eb, sizeof(eb));
-#endif
-        w = snprintf(line + n, sizeof(line) - n, ": %s", es);
+        w = snprintf(line + n, sizeof(line) - n, ": %s", torii_errno_text(errnum).s);
         if (w > 0) {
             n += (size_t)w;
         }
@@ -184,6 +191,7 @@ void torii_fatal(const char *fmt, ...)
     va_start(ap, fmt);
     log_vwrite(TORII_LOG_ERR, 0, fmt, ap);
     va_end(ap);
+    /* NOLINTNEXTLINE(concurrency-mt-unsafe): start-up only, before other threads call exit */
     exit(1);
 }
 

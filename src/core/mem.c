@@ -10,7 +10,7 @@
 
 #include "torii/log.h"
 
-static void mem_oom(size_t n)
+__attribute__((noreturn)) static void mem_oom(size_t n)
 {
     torii_log(TORII_LOG_ERR, "mem: allocation of %zu bytes failed, aborting", n);
     abort();

@@ -244,9 +244,7 @@ int ctl_read_file(struct ctl *c, const char *path, char **out, size_t *len)
     size_t n = 0;
 
     if (f == NULL) {
-        (void)fprintf(c->err, "torii ctl: cannot read %s: %s\n", path,
-                      strerror(errno)); // NOLINT(concurrency-mt-unsafe): one thread
-
+        (void)fprintf(c->err, "torii ctl: cannot read %s: %s\n", path, torii_errno_text(errno).s);
         return TORII_CTL_EXIT_USAGE;
     }
     buf = torii_xmalloc((size_t)CTL_MAX_FILE + 1);
@@ -271,9 +269,7 @@ int ctl_write_private(struct ctl *c, const char *path, const char *data, size_t 
 
     if (fd < 0 || fchmod(fd, 0600) != 0 || (w = write(fd, data, len)) != (ssize_t)len
         || close(fd) != 0) {
-        (void)fprintf(c->err, "torii ctl: cannot write %s: %s\n", path,
-                      strerror(errno)); // NOLINT(concurrency-mt-unsafe): one thread
-
+        (void)fprintf(c->err, "torii ctl: cannot write %s: %s\n", path, torii_errno_text(errno).s);
         if (fd >= 0 && w != (ssize_t)len) {
             (void)close(fd);
         }

@@ -45,7 +45,7 @@ static int ctl_q_badge(struct ctl *c, struct ctl_query *q, const char *b, long l
     char t[32];
 
     if (b == NULL) {
-        (void)fprintf(c->err, "torii ctl list: --badge wants a badge name\n");
+        (void)fprintf(c->err, "torii ctl list: --badge needs a value\n");
         return TORII_CTL_EXIT_USAGE;
     }
     for (size_t i = 0; i < sizeof(ctl_flag_badges) / sizeof(ctl_flag_badges[0]); i++) {

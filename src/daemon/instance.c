@@ -19,6 +19,7 @@
 
 void torii_daemon_notify(const char *msg)
 {
+    /* NOLINTNEXTLINE(concurrency-mt-unsafe): torii never calls setenv, so getenv only reads */
     const char *path = getenv("NOTIFY_SOCKET");
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     size_t plen;
@@ -71,7 +72,7 @@ static int daemon_lock_write_pid(int fd, const char *path, struct torii_errbuf *
 
     if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != (ssize_t)n) {
         return torii_errf(eb, TORII_EIO, "cannot write the instance lock %s: %s", path,
-                          strerror(errno));
+                          torii_errno_text(errno).s);
     }
     return TORII_OK;
 }
@@ -88,11 +89,11 @@ int torii_daemon_lock(struct torii_daemon *d, const char *data_dir, struct torii
                  torii_errf(eb, TORII_EINVAL, "data dir path too long: %.64s...", data_dir));
     fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     TORII_ENSURE(fd >= 0, torii_errf(eb, TORII_EIO, "cannot open the instance lock %s: %s", path,
-                                     strerror(errno)));
+                                     torii_errno_text(errno).s));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int err = errno;
         if (err != EWOULDBLOCK) {
-            rc = torii_errf(eb, TORII_EIO, "cannot lock %s: %s", path, strerror(err));
+            rc = torii_errf(eb, TORII_EIO, "cannot lock %s: %s", path, torii_errno_text(err).s);
             goto out;
         }
         daemon_lock_holder(fd, holder, sizeof(holder));
@@ -133,11 +134,12 @@ int torii_daemon_probe_listen(const char *key, const char *addr, struct torii_er
         goto out;
     }
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    TORII_ENSURE(fd >= 0,
-                 torii_errf(eb, TORII_EIO, "%s: socket(%s): %s", key, addr, strerror(errno)));
+    TORII_ENSURE(fd >= 0, torii_errf(eb, TORII_EIO, "%s: socket(%s): %s", key, addr,
+                                     torii_errno_text(errno).s));
     /* SO_REUSEADDR only: TIME_WAIT leftovers of a predecessor do not count, a listener does. */
-    TORII_ENSURE(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0,
-                 torii_errf(eb, TORII_EIO, "%s: setsockopt(%s): %s", key, addr, strerror(errno)));
+    TORII_ENSURE(
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0,
+        torii_errf(eb, TORII_EIO, "%s: setsockopt(%s): %s", key, addr, torii_errno_text(errno).s));
     if (bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen) != 0) {
         int err = errno;
         rc = torii_errf(eb, TORII_EIO,
@@ -145,7 +147,7 @@ int torii_daemon_probe_listen(const char *key, const char *addr, struct torii_er
                             ? "%s: address %s is already in use (another torii or another server "
                               "listens there): %s"
                             : "%s: cannot bind %s: %s",
-                        key, addr, strerror(err));
+                        key, addr, torii_errno_text(err).s);
         goto out;
     }
 out:
@@ -158,7 +160,7 @@ out:
 int torii_daemon_lock_wait(struct torii_daemon *d, const char *data_dir, unsigned timeout_ms,
                            struct torii_errbuf *eb)
 {
-    const struct timespec step = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
+    const struct timespec step = {.tv_sec = 0, .tv_nsec = 50L * 1000 * 1000};
     unsigned waited = 0;
     int rc;
 

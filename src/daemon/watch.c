@@ -22,8 +22,10 @@
 /* WATCHDOG_USEC (and WATCHDOG_PID, when set, naming us) -> *usec; 0 when not for us. */
 static int daemon_watchdog_env(uint64_t *usec, struct torii_errbuf *eb)
 {
+    /* NOLINTBEGIN(concurrency-mt-unsafe): torii never calls setenv, so getenv only reads */
     const char *v = getenv("WATCHDOG_USEC");
     const char *p = getenv("WATCHDOG_PID");
+    /* NOLINTEND(concurrency-mt-unsafe) */
     char *end = NULL;
     unsigned long long n;
 
@@ -116,7 +118,7 @@ static int daemon_stall_wanted(const char *path, const char *name)
 static void daemon_stall_hook(const struct torii_daemon_beat *b)
 {
     const char *path = b->owner->cfg->debug_stall_file;
-    const struct timespec nap = {.tv_sec = 0, .tv_nsec = 20 * 1000 * 1000};
+    const struct timespec nap = {.tv_sec = 0, .tv_nsec = 20L * 1000 * 1000};
     int64_t until = torii_clock_mono_us() + (int64_t)DAEMON_STALL_MAX_S * 1000000;
 
     if (path == NULL || path[0] == '\0' || !daemon_stall_wanted(path, b->name)) {

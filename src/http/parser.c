@@ -305,6 +305,55 @@ static int scan_line_end(struct torii_http_parser *p, int field_line, int lead)
     return 0;
 }
 
+/* Fast path: a run of plain bytes in the middle of the request line, a name or a value,
+ * within the section's byte budget. Returns its length. */
+static size_t scan_fast_run(struct torii_http_parser *p, const char *d, size_t len, int field_line)
+{
+    size_t room = p->lim.max_header_bytes - p->sec_bytes;
+    enum scan_run kind = !field_line ? RUN_LINE : p->colon_seen ? RUN_VALUE : RUN_NAME;
+    size_t run = scan_plain_run(d, len < room ? len : room, kind);
+
+    p->sec_bytes += run;
+    p->line_len += run;
+    return run;
+}
+
+enum scan_step {
+    STEP_FAIL = -1, /* stop before this byte: failed */
+    STEP_BYTE = 0,  /* an ordinary byte of the line */
+    STEP_NEXT = 1,  /* consumed: go on with the next byte */
+    STEP_END = 2,   /* stop after this byte: the section is complete */
+};
+
+/* The line-ending handling of byte c (CR LF, and the bare forms). */
+static enum scan_step scan_crlf(struct torii_http_parser *p, unsigned char c, int field_line,
+                                int lead)
+{
+    int r;
+
+    if (p->saw_cr) {
+        if (c != '\n') {
+            (void)parser_fail(p, 400, "bare CR in request head");
+            return STEP_FAIL;
+        }
+        p->saw_cr = 0;
+        r = scan_line_end(p, field_line, lead);
+        return r == 0 ? STEP_NEXT : r > 0 ? STEP_END : STEP_FAIL;
+    }
+    if (c == '\r') {
+        p->saw_cr = 1;
+        return STEP_NEXT;
+    }
+    if (c == '\n') {
+        if (lead && !p->response) {
+            return STEP_NEXT; /* a bare LF empty line before a request: what `echo` sends */
+        }
+        (void)parser_fail(p, 400, "bare LF in request head");
+        return STEP_FAIL;
+    }
+    return STEP_BYTE;
+}
+
 static size_t scan_section(struct torii_http_parser *p, const char *d, size_t len, int *end)
 {
     if (p->mode == SCAN_CHUNK) {
@@ -315,17 +364,11 @@ static size_t scan_section(struct torii_http_parser *p, const char *d, size_t le
         int field_line = p->mode == SCAN_TRAILER || p->line_no > 0;
         /* Nothing but empty lines so far before the request line: they start no request. */
         int lead = p->mode == SCAN_HEAD && p->line_no == 0 && p->line_len == 0;
-        int r;
+        enum scan_step step;
 
         p->started |= p->response;
         if (!p->saw_cr && p->line_len > 0 && p->sec_bytes < p->lim.max_header_bytes) {
-            /* Fast path: the middle of the request line, a name or a value. */
-            size_t room = p->lim.max_header_bytes - p->sec_bytes;
-            enum scan_run kind = !field_line ? RUN_LINE : p->colon_seen ? RUN_VALUE : RUN_NAME;
-            size_t run = scan_plain_run(d + i, len - i < room ? len - i : room, kind);
-            p->sec_bytes += run;
-            p->line_len += run;
-            i += run;
+            i += scan_fast_run(p, d + i, len - i, field_line);
             if (i == len) {
                 break;
             }
@@ -337,29 +380,13 @@ static size_t scan_section(struct torii_http_parser *p, const char *d, size_t le
                                                       : "request header section too large");
             return i;
         }
-        if (p->saw_cr) {
-            if (c != '\n') {
-                (void)parser_fail(p, 400, "bare CR in request head");
-                return i;
-            }
-            p->saw_cr = 0;
-            r = scan_line_end(p, field_line, lead);
-            if (r != 0) {
-                *end = r > 0;
-                return r > 0 ? i + 1 : i;
-            }
+        step = scan_crlf(p, c, field_line, lead);
+        if (step == STEP_NEXT) {
             continue;
         }
-        if (c == '\r') {
-            p->saw_cr = 1;
-            continue;
-        }
-        if (c == '\n') {
-            if (lead && !p->response) {
-                continue; /* a bare LF empty line before a request: what `echo` sends */
-            }
-            (void)parser_fail(p, 400, "bare LF in request head");
-            return i;
+        if (step != STEP_BYTE) {
+            *end = step == STEP_END;
+            return step == STEP_END ? i + 1 : i;
         }
         p->started = 1;
         if (scan_line_byte(p, c, field_line) != 0) {
@@ -580,19 +607,86 @@ static int target_form_ok(const struct torii_http_req *req, uint8_t method)
     return t.len > 8 && torii_slice_eq_ci((struct torii_slice){t.ptr, 8}, "https://");
 }
 
+/* What head_policy needs from the header fields of a request. */
+struct head_fields {
+    size_t n_host;
+    size_t n_te;
+    size_t n_cl;
+    int cl_seen;
+    uint64_t cl;
+    const struct torii_slice *te;
+    const struct torii_slice *expect;
+    int conn_close;
+    int conn_keep;
+};
+
+/* Collect the fields into f. Returns 0 or calls parser_fail (returns -1). */
+static int head_fields_scan(struct torii_http_parser *p, struct head_fields *f)
+{
+    const struct torii_http_req *req = &p->req;
+
+    for (size_t i = 0; i < req->n_headers; i++) {
+        const struct torii_http_header *h = &req->headers[i];
+        if (torii_slice_eq_ci(h->name, "Host")) {
+            f->n_host++;
+        } else if (torii_slice_eq_ci(h->name, "Transfer-Encoding")) {
+            f->n_te++;
+            f->te = &h->value;
+        } else if (torii_slice_eq_ci(h->name, "Content-Length")) {
+            f->n_cl++;
+            if (parse_content_length(h->value, &f->cl_seen, &f->cl) != TORII_OK) {
+                return parser_fail(p, 400, "invalid Content-Length");
+            }
+        } else if (torii_slice_eq_ci(h->name, "Expect")) {
+            if (f->expect != NULL) {
+                return parser_fail(p, 417, "unsupported expectation");
+            }
+            f->expect = &h->value;
+        } else if (torii_slice_eq_ci(h->name, "Connection")) {
+            f->conn_close |= has_token(h->value, "close");
+            f->conn_keep |= has_token(h->value, "keep-alive");
+        }
+    }
+    return 0;
+}
+
+/* Method, target form, Host and message framing. Returns 0 or calls parser_fail. */
+static int head_framing_check(struct torii_http_parser *p, const struct head_fields *f)
+{
+    const struct torii_http_req *req = &p->req;
+
+    if (p->ll.method == HTTP_CONNECT) {
+        return parser_fail(p, 501, "CONNECT not supported");
+    }
+    if (!target_form_ok(req, p->ll.method)) {
+        return parser_fail(p, 400, "invalid request-target");
+    }
+    if (f->n_host > 1) {
+        return parser_fail(p, 400, "duplicate Host header");
+    }
+    if (f->n_host == 0 && req->version_minor == 1) {
+        return parser_fail(p, 400, "missing Host header");
+    }
+    if (f->n_te > 0 && f->n_cl > 0) {
+        return parser_fail(p, 400, "both Content-Length and Transfer-Encoding");
+    }
+    if (f->n_te > 0 && req->version_minor == 0) {
+        return parser_fail(p, 400, "Transfer-Encoding in an HTTP/1.0 request");
+    }
+    if (f->n_te > 1 || (f->te != NULL && !torii_slice_eq_ci(*f->te, "chunked"))) {
+        return parser_fail(p, 501, "unsupported transfer coding");
+    }
+    if (f->cl > p->lim.max_body) {
+        return parser_fail(p, 413, "request body too large");
+    }
+    return 0;
+}
+
 /* Our rules on a complete head. Returns 0 or calls parser_fail (returns -1). */
 static int head_policy(struct torii_http_parser *p, int *has_body)
 {
     const struct torii_http_req *req = &p->req;
-    size_t n_host = 0;
-    size_t n_te = 0;
-    size_t n_cl = 0;
-    int cl_seen = 0;
-    uint64_t cl = 0;
-    const struct torii_slice *te = NULL;
-    const struct torii_slice *expect = NULL;
-    int conn_close = 0;
-    int conn_keep = 0;
+    struct head_fields f = {0};
 
     if (req->target.len == 0) {
         return parser_fail(p, 400, "empty request-target"); /* "CONNECT \r\n": no version either */
@@ -600,72 +694,29 @@ static int head_policy(struct torii_http_parser *p, int *has_body)
     if (p->ll.http_major != 1 || p->ll.http_minor > 1) {
         return parser_fail(p, 505, "HTTP version not supported");
     }
-    for (size_t i = 0; i < req->n_headers; i++) {
-        const struct torii_http_header *h = &req->headers[i];
-        if (torii_slice_eq_ci(h->name, "Host")) {
-            n_host++;
-        } else if (torii_slice_eq_ci(h->name, "Transfer-Encoding")) {
-            n_te++;
-            te = &h->value;
-        } else if (torii_slice_eq_ci(h->name, "Content-Length")) {
-            n_cl++;
-            if (parse_content_length(h->value, &cl_seen, &cl) != TORII_OK) {
-                return parser_fail(p, 400, "invalid Content-Length");
-            }
-        } else if (torii_slice_eq_ci(h->name, "Expect")) {
-            if (expect != NULL) {
-                return parser_fail(p, 417, "unsupported expectation");
-            }
-            expect = &h->value;
-        } else if (torii_slice_eq_ci(h->name, "Connection")) {
-            conn_close |= has_token(h->value, "close");
-            conn_keep |= has_token(h->value, "keep-alive");
-        }
+    if (head_fields_scan(p, &f) != 0 || head_framing_check(p, &f) != 0) {
+        return -1;
     }
-    if (p->ll.method == HTTP_CONNECT) {
-        return parser_fail(p, 501, "CONNECT not supported");
-    }
-    if (!target_form_ok(req, p->ll.method)) {
-        return parser_fail(p, 400, "invalid request-target");
-    }
-    if (n_host > 1) {
-        return parser_fail(p, 400, "duplicate Host header");
-    }
-    if (n_host == 0 && req->version_minor == 1) {
-        return parser_fail(p, 400, "missing Host header");
-    }
-    if (n_te > 0 && n_cl > 0) {
-        return parser_fail(p, 400, "both Content-Length and Transfer-Encoding");
-    }
-    if (n_te > 0 && req->version_minor == 0) {
-        return parser_fail(p, 400, "Transfer-Encoding in an HTTP/1.0 request");
-    }
-    if (n_te > 1 || (te != NULL && !torii_slice_eq_ci(*te, "chunked"))) {
-        return parser_fail(p, 501, "unsupported transfer coding");
-    }
-    if (cl > p->lim.max_body) {
-        return parser_fail(p, 413, "request body too large");
-    }
-    *has_body = te != NULL || cl > 0;
-    p->body_kind = te != NULL ? TORII_HTTP_BODY_CHUNKED
-                   : cl > 0   ? TORII_HTTP_BODY_LENGTH
-                              : TORII_HTTP_BODY_NONE;
-    p->body_length = te != NULL ? 0 : cl;
-    if (expect != NULL && req->version_minor == 1) {
+    *has_body = f.te != NULL || f.cl > 0;
+    p->body_kind = f.te != NULL ? TORII_HTTP_BODY_CHUNKED
+                   : f.cl > 0   ? TORII_HTTP_BODY_LENGTH
+                                : TORII_HTTP_BODY_NONE;
+    p->body_length = f.te != NULL ? 0 : f.cl;
+    if (f.expect != NULL && req->version_minor == 1) {
         /* An HTTP/1.0 client cannot know 100 Continue: ignore (RFC 9110 section 10.1.1). */
-        if (!torii_slice_eq_ci(*expect, "100-continue")) {
+        if (!torii_slice_eq_ci(*f.expect, "100-continue")) {
             return parser_fail(p, 417, "unsupported expectation");
         }
         p->expect_continue = *has_body;
     }
     /* RFC 9112 section 9.3. */
-    p->req.keep_alive = req->version_minor == 1 ? !conn_close : conn_keep && !conn_close;
-    if (cl > 0 && p->body_cb == NULL) {
-        p->body = malloc((size_t)cl);
+    p->req.keep_alive = req->version_minor == 1 ? !f.conn_close : f.conn_keep && !f.conn_close;
+    if (f.cl > 0 && p->body_cb == NULL) {
+        p->body = malloc((size_t)f.cl);
         if (p->body == NULL) {
             return parser_fail(p, 500, "out of memory");
         }
-        p->body_cap = (size_t)cl;
+        p->body_cap = (size_t)f.cl;
     }
     return 0;
 }

@@ -497,11 +497,44 @@ out:
     return rc;
 }
 
+#define JWS_SIG_MAX 1024 /* bytes; an RSA-4096 signature is 512 */
+
+static size_t jws_b64_len(size_t n)
+{
+    return (n + 2) / 3 * 4;
+}
+
+/* The compact header and claims texts; the algorithm checked against the key (0: the key's
+ * default, written back to *alg). */
+static int jws_texts(EVP_PKEY *key, unsigned *alg, const char *kid, const json_t *claims,
+                     char **htext, char **ctext, struct torii_errbuf *eb)
+{
+    json_t *hdr = NULL;
+    int rc = TORII_OK;
+
+    TORII_ENSURE(key != NULL && json_is_object(claims),
+                 torii_errf(eb, TORII_EINVAL, "jwt: claims must be a JSON object"));
+    TORII_ENSURE(kid != NULL && kid[0] != '\0' && strlen(kid) <= TORII_JWT_MAX_KID,
+                 torii_errf(eb, TORII_EINVAL, "jwt: kid must be 1..%d bytes", TORII_JWT_MAX_KID));
+    if (*alg == 0) {
+        *alg = jws_default_alg(key);
+    }
+    TORII_ENSURE(torii_jwt_alg_name(*alg) != NULL && (torii_jwt_key_algs(key) & *alg) != 0,
+                 torii_errf(eb, TORII_EINVAL, "jwt: the key does not allow this algorithm"));
+    hdr = json_pack("{s:s, s:s, s:s}", "alg", torii_jwt_alg_name(*alg), "typ", "JWT", "kid", kid);
+    TORII_ENSURE(hdr != NULL, TORII_ENOMEM);
+    *htext = json_dumps(hdr, JSON_COMPACT);
+    *ctext = json_dumps(claims, JSON_COMPACT);
+    TORII_ENSURE(*htext != NULL && *ctext != NULL, TORII_ENOMEM);
+out:
+    json_decref(hdr);
+    return rc;
+}
+
 int torii_jwt_sign(EVP_PKEY *key, unsigned alg, const char *kid, const json_t *claims, char **out,
                    size_t *out_len, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
-    json_t *hdr = NULL;
     char *htext = NULL;
     char *ctext = NULL;
     char *tok = NULL;
@@ -511,32 +544,19 @@ int torii_jwt_sign(EVP_PKEY *key, unsigned alg, const char *kid, const json_t *c
     size_t cl;
     size_t n;
 
-    TORII_ENSURE(key != NULL && json_is_object(claims),
-                 torii_errf(eb, TORII_EINVAL, "jwt: claims must be a JSON object"));
-    TORII_ENSURE(kid != NULL && kid[0] != '\0' && strlen(kid) <= TORII_JWT_MAX_KID,
-                 torii_errf(eb, TORII_EINVAL, "jwt: kid must be 1..%d bytes", TORII_JWT_MAX_KID));
-    if (alg == 0) {
-        alg = jws_default_alg(key);
-    }
-    TORII_ENSURE(torii_jwt_alg_name(alg) != NULL && (torii_jwt_key_algs(key) & alg) != 0,
-                 torii_errf(eb, TORII_EINVAL, "jwt: the key does not allow this algorithm"));
-    hdr = json_pack("{s:s, s:s, s:s}", "alg", torii_jwt_alg_name(alg), "typ", "JWT", "kid", kid);
-    TORII_ENSURE(hdr != NULL, TORII_ENOMEM);
-    htext = json_dumps(hdr, JSON_COMPACT);
-    ctext = json_dumps(claims, JSON_COMPACT);
-    TORII_ENSURE(htext != NULL && ctext != NULL, TORII_ENOMEM);
+    TORII_TRY(jws_texts(key, &alg, kid, claims, &htext, &ctext, eb));
     hl = strlen(htext);
     cl = strlen(ctext);
     TORII_ENSURE(
         hl < TORII_JWT_MAX_TOKEN && cl < TORII_JWT_MAX_TOKEN,
         torii_errf(eb, TORII_ETOOBIG, "jwt: token longer than %d bytes", TORII_JWT_MAX_TOKEN));
-    /* header.payload.signature; an RSA-4096 signature is 512 bytes. */
-    tok = torii_xmalloc((hl + 2) / 3 * 4 + (cl + 2) / 3 * 4 + 2 + (1024 + 2) / 3 * 4 + 2);
+    /* header.payload.signature */
+    tok = torii_xmalloc(jws_b64_len(hl) + jws_b64_len(cl) + 2 + jws_b64_len(JWS_SIG_MAX) + 2);
     n = torii_b64_encode_to(htext, hl, 1, tok);
     tok[n++] = '.';
     n += torii_b64_encode_to(ctext, cl, 1, tok + n);
     TORII_TRY(jws_sign_raw(key, alg, tok, n, &sig, &sig_len, eb));
-    TORII_ENSURE(sig_len <= 1024, torii_errf(eb, TORII_ETOOBIG, "jwt: signature too long"));
+    TORII_ENSURE(sig_len <= JWS_SIG_MAX, torii_errf(eb, TORII_ETOOBIG, "jwt: signature too long"));
     tok[n++] = '.';
     n += torii_b64_encode_to(sig, sig_len, 1, tok + n);
     TORII_ENSURE(
@@ -552,6 +572,5 @@ out:
     free(sig);
     free(htext);
     free(ctext);
-    json_decref(hdr);
     return rc;
 }

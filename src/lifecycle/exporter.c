@@ -350,6 +350,7 @@ static int exporter_webhook_tls(struct exporter *e, char *why, size_t why_len)
     return c->client_cert != NULL ? exporter_identity_setopt(e, why, why_len) : TORII_OK;
 }
 
+/* NOLINTNEXTLINE(readability-non-const-parameter): the curl write-callback signature */
 static size_t exporter_discard(char *ptr, size_t size, size_t nmemb, void *arg)
 {
     (void)ptr;
@@ -512,6 +513,7 @@ static void *exporter_main(void *arg)
     struct exporter *e = arg;
     const struct torii_conf_exporter *c = e->conf;
     size_t max = c->type == TORII_CONF_EXPORTER_WEBHOOK ? c->batch_size : 64;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     json_t **batch = torii_xcalloc(max, sizeof(*batch));
 
     for (;;) {
@@ -570,6 +572,37 @@ static unsigned exporter_mask(const struct torii_conf_exporter *c)
     return m;
 }
 
+/* Set up one exporter (queue, lock, file, thread); the caller counts it in xs->n once its
+ * lock exists (*made), so that torii_exporters__free tears down what was made. */
+static int exporter_start(struct exporter *e, size_t *made, struct torii_errbuf *eb)
+{
+    int err;
+    int rc = TORII_OK;
+
+    e->q_cap = e->conf->queue_size > 0 ? e->conf->queue_size : 1000;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    e->q = torii_xcalloc(e->q_cap, sizeof(*e->q));
+    TORII_ENSURE(pthread_mutex_init(&e->mu, NULL) == 0, TORII_ENOMEM);
+    if (exporter_cond_init(&e->cv) != 0) {
+        (void)pthread_mutex_destroy(&e->mu);
+        rc = TORII_ENOMEM;
+        goto out;
+    }
+    (*made)++;
+    if (e->conf->type == TORII_CONF_EXPORTER_FILE) {
+        e->fp = fopen(e->conf->path, "ae");
+        TORII_ENSURE(e->fp != NULL,
+                     torii_errf(eb, TORII_EIO, "alerts: exporter %s: cannot open %s: %s",
+                                e->conf->name, e->conf->path, torii_errno_text(errno).s));
+    }
+    err = pthread_create(&e->thread, NULL, exporter_main, e);
+    TORII_ENSURE(err == 0, torii_errf(eb, TORII_EIO, "alerts: exporter %s: no thread (%d)",
+                                      e->conf->name, err));
+    e->started = 1;
+out:
+    return rc;
+}
+
 int torii_exporters__new(const struct torii_config *cfg, struct torii_store *store,
                          struct torii_exporters **out, struct torii_errbuf *eb)
 {
@@ -580,29 +613,10 @@ int torii_exporters__new(const struct torii_config *cfg, struct torii_store *sto
     xs->ex = torii_xcalloc(cfg->n_exporters + 1, sizeof(*xs->ex));
     for (size_t i = 0; i < cfg->n_exporters; i++) {
         struct exporter *e = &xs->ex[i];
-        int err;
         e->xs = xs;
         e->conf = &cfg->exporter_list[i];
         e->mask = exporter_mask(e->conf);
-        e->q_cap = e->conf->queue_size > 0 ? e->conf->queue_size : 1000;
-        e->q = torii_xcalloc(e->q_cap, sizeof(*e->q));
-        TORII_ENSURE(pthread_mutex_init(&e->mu, NULL) == 0, TORII_ENOMEM);
-        if (exporter_cond_init(&e->cv) != 0) {
-            (void)pthread_mutex_destroy(&e->mu);
-            rc = TORII_ENOMEM;
-            goto out;
-        }
-        xs->n++;
-        if (e->conf->type == TORII_CONF_EXPORTER_FILE) {
-            e->fp = fopen(e->conf->path, "ae");
-            TORII_ENSURE(e->fp != NULL,
-                         torii_errf(eb, TORII_EIO, "alerts: exporter %s: cannot open %s: %s",
-                                    e->conf->name, e->conf->path, strerror(errno)));
-        }
-        err = pthread_create(&e->thread, NULL, exporter_main, e);
-        TORII_ENSURE(err == 0, torii_errf(eb, TORII_EIO, "alerts: exporter %s: no thread (%d)",
-                                          e->conf->name, err));
-        e->started = 1;
+        TORII_TRY(exporter_start(e, &xs->n, eb));
         torii_log(TORII_LOG_INFO, "alerts: exporter started (name=%s type=%s)", e->conf->name,
                   e->conf->type == TORII_CONF_EXPORTER_WEBHOOK ? "webhook"
                   : e->conf->type == TORII_CONF_EXPORTER_FILE  ? "file"

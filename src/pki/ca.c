@@ -13,29 +13,42 @@
 #include "pki_int.h"
 #include "torii/pki.h"
 
+/* The entity is a CA that may issue: an object, ca=true, not revoked, with a private key.
+ * *id (for messages; "(no id)" when absent) and *pk point into the entity. */
+static int ca_entity_check(const json_t *entity, const char **id, const char **pk,
+                           struct torii_errbuf *eb)
+{
+    if (!json_is_object(entity)) {
+        return torii_errf(eb, TORII_EINVAL, "issuer: CA entity must be a JSON object");
+    }
+    *id = json_string_value(json_object_get(entity, "id"));
+    if (*id == NULL) {
+        *id = "(no id)";
+    }
+    if (!json_is_true(json_object_get(entity, "ca"))) {
+        return torii_errf(eb, TORII_EINVAL, "issuer '%s' is not a CA (ca=false)", *id);
+    }
+    if (json_is_true(json_object_get(entity, "revoked"))) {
+        return torii_errf(eb, TORII_EINVAL, "issuer '%s' is revoked", *id);
+    }
+    *pk = json_string_value(json_object_get(entity, "privateKey"));
+    if (*pk == NULL || (*pk)[0] == '\0') {
+        return torii_errf(eb, TORII_EINVAL, "issuer '%s' has no private key", *id);
+    }
+    return TORII_OK;
+}
+
 int torii_pki__ca_load(const json_t *entity, struct torii_pki__ca *ca, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     STACK_OF(X509) *chain = NULL;
     EVP_PKEY *key = NULL;
-    const char *id;
-    const char *pk;
+    const char *id = NULL;
+    const char *pk = NULL;
     X509 *leaf;
 
     memset(ca, 0, sizeof(*ca));
-    TORII_ENSURE(json_is_object(entity),
-                 torii_errf(eb, TORII_EINVAL, "issuer: CA entity must be a JSON object"));
-    id = json_string_value(json_object_get(entity, "id"));
-    if (id == NULL) {
-        id = "(no id)";
-    }
-    TORII_ENSURE(json_is_true(json_object_get(entity, "ca")),
-                 torii_errf(eb, TORII_EINVAL, "issuer '%s' is not a CA (ca=false)", id));
-    TORII_ENSURE(!json_is_true(json_object_get(entity, "revoked")),
-                 torii_errf(eb, TORII_EINVAL, "issuer '%s' is revoked", id));
-    pk = json_string_value(json_object_get(entity, "privateKey"));
-    TORII_ENSURE(pk != NULL && pk[0] != '\0',
-                 torii_errf(eb, TORII_EINVAL, "issuer '%s' has no private key", id));
+    TORII_TRY(ca_entity_check(entity, &id, &pk, eb));
     if (torii_pki__chain_parse(json_string_value(json_object_get(entity, "chain")), &chain, eb)
         != TORII_OK) {
         rc = torii_errf(eb, TORII_EINVAL, "issuer '%s': chain does not parse", id);

@@ -94,7 +94,7 @@ static int crl_serial(const char *hex, ASN1_INTEGER **out)
 {
     BIGNUM *bn = NULL;
     ASN1_INTEGER *ai = NULL;
-    size_t n = strlen(hex);
+    size_t n = hex != NULL ? strlen(hex) : 0;
 
     if (n == 0 || n >= TORII_PKI_SERIAL_HEX_MAX || strspn(hex, "0123456789abcdefABCDEF") != n) {
         return TORII_EINVAL;
@@ -112,15 +112,27 @@ static int crl_serial(const char *hex, ASN1_INTEGER **out)
     return TORII_OK;
 }
 
-static int crl_add(X509_CRL *crl, const struct torii_pki_revoked *r, struct torii_errbuf *eb)
+static int crl_add_reason(X509_REVOKED *rev, long code)
+{
+    ASN1_ENUMERATED *reason = ASN1_ENUMERATED_new();
+    int rc = TORII_OK;
+
+    if (reason == NULL || ASN1_ENUMERATED_set(reason, code) != 1
+        || X509_REVOKED_add1_ext_i2d(rev, NID_crl_reason, reason, 0, 0) != 1) {
+        rc = TORII_ENOMEM;
+    }
+    ASN1_ENUMERATED_free(reason);
+    return rc;
+}
+
+/* serialNumber and revocationDate of rev from r. */
+static int crl_revoked_fields(X509_REVOKED *rev, const struct torii_pki_revoked *r,
+                              struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
-    X509_REVOKED *rev = X509_REVOKED_new();
     ASN1_INTEGER *serial = NULL;
     ASN1_TIME *t = NULL;
-    ASN1_ENUMERATED *reason = NULL;
 
-    TORII_ENSURE(rev != NULL, TORII_ENOMEM);
     TORII_ENSURE(crl_serial(r->serial_hex, &serial) == TORII_OK,
                  torii_errf(eb, TORII_EINVAL, "crl: bad serial '%.40s'", r->serial_hex));
     TORII_ENSURE(r->revoked_at_ms >= 0, torii_errf(eb, TORII_EINVAL, "crl: bad revocation time"));
@@ -129,22 +141,124 @@ static int crl_add(X509_CRL *crl, const struct torii_pki_revoked *r, struct tori
     TORII_ENSURE(X509_REVOKED_set_serialNumber(rev, serial) == 1
                      && X509_REVOKED_set_revocationDate(rev, t) == 1,
                  TORII_ENOMEM);
+out:
+    ASN1_TIME_free(t);
+    ASN1_INTEGER_free(serial);
+    return rc;
+}
+
+static int crl_add(X509_CRL *crl, const struct torii_pki_revoked *r, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    X509_REVOKED *rev = X509_REVOKED_new();
+
+    TORII_ENSURE(rev != NULL, TORII_ENOMEM);
+    TORII_TRY(crl_revoked_fields(rev, r, eb));
     /* RFC 5280 5.3.1: reasonCode SHOULD be absent rather than unspecified (0). */
     if (r->reason > TORII_PKI_REASON_UNSPECIFIED) {
-        reason = ASN1_ENUMERATED_new();
-        TORII_ENSURE(reason != NULL && ASN1_ENUMERATED_set(reason, (long)r->reason) == 1,
-                     TORII_ENOMEM);
-        TORII_ENSURE(X509_REVOKED_add1_ext_i2d(rev, NID_crl_reason, reason, 0, 0) == 1,
-                     TORII_ENOMEM);
+        TORII_TRY(crl_add_reason(rev, (long)r->reason));
     }
     TORII_ENSURE(X509_CRL_add0_revoked(crl, rev) == 1, TORII_ENOMEM);
     rev = NULL;
 out:
-    ASN1_ENUMERATED_free(reason);
-    ASN1_TIME_free(t);
-    ASN1_INTEGER_free(serial);
     X509_REVOKED_free(rev);
     return rc;
+}
+
+static int crl_add_all(X509_CRL *crl, const struct torii_pki_revoked *revoked, size_t n,
+                       struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
+    for (size_t i = 0; i < n && rc == TORII_OK; i++) {
+        rc = crl_add(crl, &revoked[i], eb);
+    }
+    return rc;
+}
+
+/* Version 2, the issuer's name, thisUpdate = now and nextUpdate next_update_s later. */
+static int crl_header(X509_CRL *crl, X509 *issuer, int64_t now_ms, int64_t next_update_s)
+{
+    ASN1_TIME *last = ASN1_TIME_set(NULL, (time_t)(now_ms / 1000));
+    ASN1_TIME *next = ASN1_TIME_set(NULL, (time_t)(now_ms / 1000 + next_update_s));
+    int rc = TORII_OK;
+
+    if (last == NULL || next == NULL || X509_CRL_set_version(crl, X509_CRL_VERSION_2) != 1
+        || X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer)) != 1
+        || X509_CRL_set1_lastUpdate(crl, last) != 1 || X509_CRL_set1_nextUpdate(crl, next) != 1) {
+        rc = TORII_ENOMEM;
+    }
+    ASN1_TIME_free(next);
+    ASN1_TIME_free(last);
+    return rc;
+}
+
+/* cRLNumber and authorityKeyIdentifier (of the CA certificate). */
+static int crl_extensions(X509_CRL *crl, X509 *issuer, uint64_t crl_number, struct torii_errbuf *eb)
+{
+    ASN1_INTEGER *num = ASN1_INTEGER_new();
+    X509_EXTENSION *aki = NULL;
+    X509V3_CTX ctx;
+    int rc = TORII_OK;
+
+    TORII_ENSURE(num != NULL && ASN1_INTEGER_set_uint64(num, crl_number) == 1
+                     && X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0) == 1,
+                 TORII_ENOMEM);
+    X509V3_set_ctx(&ctx, issuer, NULL, NULL, crl, 0);
+    aki = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid:always");
+    TORII_ENSURE(aki != NULL, torii_errbuf_ossl(eb, "crl: authorityKeyIdentifier"));
+    TORII_ENSURE(X509_CRL_add_ext(crl, aki, -1) == 1, TORII_ENOMEM);
+out:
+    X509_EXTENSION_free(aki);
+    ASN1_INTEGER_free(num);
+    return rc;
+}
+
+/* DER of crl into *der (malloc'd). */
+static int crl_encode(X509_CRL *crl, unsigned char **der, size_t *der_len)
+{
+    unsigned char *buf = NULL;
+    int len = i2d_X509_CRL(crl, &buf);
+
+    if (len <= 0) {
+        OPENSSL_free(buf);
+        return TORII_ENOMEM;
+    }
+    *der = torii_xmalloc((size_t)len);
+    memcpy(*der, buf, (size_t)len);
+    *der_len = (size_t)len;
+    OPENSSL_free(buf);
+    return TORII_OK;
+}
+
+/* The extensions, then sorted by serial and signed by the CA. */
+static int crl_finish(X509_CRL *crl, const struct torii_pki__ca *ca, uint64_t crl_number,
+                      struct torii_errbuf *eb)
+{
+    int rc = crl_extensions(crl, ca->cert, crl_number, eb);
+
+    if (rc != TORII_OK) {
+        return rc;
+    }
+    if (X509_CRL_sort(crl) != 1) {
+        return TORII_ENOMEM;
+    }
+    if (X509_CRL_sign(crl, ca->key, torii_pki__default_md(ca->key)) <= 0) {
+        return torii_errbuf_ossl(eb, "crl: sign");
+    }
+    return TORII_OK;
+}
+
+static int crl_check_args(const struct torii_pki_revoked *revoked, size_t n_revoked, int64_t now_ms,
+                          int64_t next_update_s, struct torii_errbuf *eb)
+{
+    if (next_update_s <= 0 || next_update_s > 366LL * 86400) {
+        return torii_errf(eb, TORII_EINVAL, "crl: nextUpdate must be 1 s to 1 year ahead");
+    }
+    if (now_ms < 0 || (n_revoked > 0 && revoked == NULL)) {
+        return torii_errf(eb, TORII_EINVAL, "crl: bad arguments");
+    }
+    return TORII_OK;
 }
 
 int torii_pki_crl_build(const json_t *ca_entity, const struct torii_pki_revoked *revoked,
@@ -155,55 +269,17 @@ int torii_pki_crl_build(const json_t *ca_entity, const struct torii_pki_revoked 
     int rc = TORII_OK;
     struct torii_pki__ca ca;
     X509_CRL *crl = NULL;
-    ASN1_TIME *last = NULL;
-    ASN1_TIME *next = NULL;
-    ASN1_INTEGER *num = NULL;
-    X509_EXTENSION *aki = NULL;
-    X509V3_CTX ctx;
-    unsigned char *buf = NULL;
-    int len;
-    size_t i;
 
     memset(&ca, 0, sizeof(ca));
-    TORII_ENSURE(next_update_s > 0 && next_update_s <= 366LL * 86400,
-                 torii_errf(eb, TORII_EINVAL, "crl: nextUpdate must be 1 s to 1 year ahead"));
-    TORII_ENSURE(now_ms >= 0 && (n_revoked == 0 || revoked != NULL),
-                 torii_errf(eb, TORII_EINVAL, "crl: bad arguments"));
+    TORII_TRY(crl_check_args(revoked, n_revoked, now_ms, next_update_s, eb));
     TORII_TRY(torii_pki__ca_load(ca_entity, &ca, eb));
     crl = X509_CRL_new();
-    last = ASN1_TIME_set(NULL, (time_t)(now_ms / 1000));
-    next = ASN1_TIME_set(NULL, (time_t)(now_ms / 1000 + next_update_s));
-    num = ASN1_INTEGER_new();
-    TORII_ENSURE(crl != NULL && last != NULL && next != NULL && num != NULL, TORII_ENOMEM);
-    TORII_ENSURE(X509_CRL_set_version(crl, X509_CRL_VERSION_2) == 1
-                     && X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca.cert)) == 1
-                     && X509_CRL_set1_lastUpdate(crl, last) == 1
-                     && X509_CRL_set1_nextUpdate(crl, next) == 1,
-                 TORII_ENOMEM);
-    for (i = 0; i < n_revoked; i++) {
-        TORII_TRY(crl_add(crl, &revoked[i], eb));
-    }
-    TORII_ENSURE(ASN1_INTEGER_set_uint64(num, crl_number) == 1
-                     && X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0) == 1,
-                 TORII_ENOMEM);
-    X509V3_set_ctx(&ctx, ca.cert, NULL, NULL, crl, 0);
-    aki = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid:always");
-    TORII_ENSURE(aki != NULL, torii_errbuf_ossl(eb, "crl: authorityKeyIdentifier"));
-    TORII_ENSURE(X509_CRL_add_ext(crl, aki, -1) == 1, TORII_ENOMEM);
-    TORII_ENSURE(X509_CRL_sort(crl) == 1, TORII_ENOMEM);
-    TORII_ENSURE(X509_CRL_sign(crl, ca.key, torii_pki__default_md(ca.key)) > 0,
-                 torii_errbuf_ossl(eb, "crl: sign"));
-    len = i2d_X509_CRL(crl, &buf);
-    TORII_ENSURE(len > 0, TORII_ENOMEM);
-    *der = torii_xmalloc((size_t)len);
-    memcpy(*der, buf, (size_t)len);
-    *der_len = (size_t)len;
+    TORII_ENSURE(crl != NULL, TORII_ENOMEM);
+    TORII_TRY(crl_header(crl, ca.cert, now_ms, next_update_s));
+    TORII_TRY(crl_add_all(crl, revoked, n_revoked, eb));
+    TORII_TRY(crl_finish(crl, &ca, crl_number, eb));
+    TORII_TRY(crl_encode(crl, der, der_len));
 out:
-    OPENSSL_free(buf);
-    X509_EXTENSION_free(aki);
-    ASN1_INTEGER_free(num);
-    ASN1_TIME_free(next);
-    ASN1_TIME_free(last);
     X509_CRL_free(crl);
     torii_pki__ca_clear(&ca);
     return rc;

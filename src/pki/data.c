@@ -23,6 +23,28 @@ static int data_set(json_t *o, const char *k, json_t *v_owned)
     return json_object_set_new(o, k, v_owned) == 0 ? TORII_OK : TORII_ENOMEM;
 }
 
+struct data_member {
+    const char *name;
+    json_t *value; /* owned; NULL: the value could not be made (TORII_EINVAL) */
+};
+
+/* data_set for each member in order; stops at the first failure, the rest released. */
+static int data_set_members(json_t *o, const struct data_member *m, size_t n)
+{
+    int rc = TORII_OK;
+
+    for (size_t i = 0; i < n; i++) {
+        if (rc == TORII_OK) {
+            rc = data_set(o, m[i].name, m[i].value);
+        } else {
+            json_decref(m[i].value);
+        }
+    }
+    return rc;
+}
+
+#define DATA_N(a) (sizeof(a) / sizeof((a)[0]))
+
 /* "SHA256WITHRSA" / "SHA384WITHECDSA" as the JVM names them; OpenSSL's long name else. */
 static void data_sig_name(const X509 *c, char *buf, size_t len)
 {
@@ -147,13 +169,18 @@ static int data_ident(X509 *c, json_t *d, char **subject, struct torii_errbuf *e
     TORII_ENSURE(torii_pki__serial_hex(X509_get0_serialNumber(c), serial, sizeof(serial))
                      == TORII_OK,
                  torii_errf(eb, TORII_EINVAL, "data: serial does not print"));
-    TORII_TRY(data_set(d, "issuerDN", json_string(issuer)));
-    TORII_TRY(data_set(d, "subjectDN", json_string(*subject)));
-    TORII_TRY(data_set(d, "notBefore", json_integer((json_int_t)nb)));
-    TORII_TRY(data_set(d, "notAfter", json_integer((json_int_t)na)));
-    TORII_TRY(data_set(d, "serialNumber", json_string(serial)));
-    TORII_TRY(data_set(d, "serialNumberLng",
-                       json_integer((json_int_t)data_serial_long(X509_get0_serialNumber(c)))));
+    {
+        const struct data_member m[] = {
+            {"issuerDN", json_string(issuer)},
+            {"subjectDN", json_string(*subject)},
+            {"notBefore", json_integer((json_int_t)nb)},
+            {"notAfter", json_integer((json_int_t)na)},
+            {"serialNumber", json_string(serial)},
+            {"serialNumberLng",
+             json_integer((json_int_t)data_serial_long(X509_get0_serialNumber(c)))},
+        };
+        rc = data_set_members(d, m, DATA_N(m));
+    }
 out:
     free(issuer);
     return rc;
@@ -189,10 +216,15 @@ static int data_signature(X509 *c, json_t *d, struct torii_errbuf *eb)
     for (unsigned int i = 0; i < hash_len; i++) {
         (void)snprintf(fp + (size_t)3 * i, 4, i + 1 < hash_len ? "%02X:" : "%02X", hash[i]);
     }
-    TORII_TRY(data_set(d, "sigAlgName", json_string(sig_name)));
-    TORII_TRY(data_set(d, "sigAlgOID", json_string(sig_oid)));
-    TORII_TRY(data_set(d, "_signature", json_string(sig_b64)));
-    TORII_TRY(data_set(d, "signature", json_string(fp)));
+    {
+        const struct data_member m[] = {
+            {"sigAlgName", json_string(sig_name)},
+            {"sigAlgOID", json_string(sig_oid)},
+            {"_signature", json_string(sig_b64)},
+            {"signature", json_string(fp)},
+        };
+        rc = data_set_members(d, m, DATA_N(m));
+    }
 out:
     free(sig_b64);
     return rc;
@@ -217,6 +249,22 @@ out:
     return rc;
 }
 
+/* Java's basic constraints: -1 when not a CA, the path length, or Integer.MAX_VALUE when
+ * unlimited. */
+static json_int_t data_constraints(X509 *c, int is_ca)
+{
+    long pathlen = X509_get_pathlen(c);
+
+    return !is_ca ? -1 : (pathlen < 0 ? 2147483647 : pathlen);
+}
+
+/* The certificate allows TLS client authentication (extended key usage). */
+static int data_is_client(X509 *c)
+{
+    return (X509_get_extension_flags(c) & EXFLAG_XKUSAGE) != 0
+           && (X509_get_extended_key_usage(c) & XKU_SSL_CLIENT) != 0;
+}
+
 /* Public key, names, constraints and extensions of c into d (after the signature fields). */
 static int data_subject(X509 *c, json_t *d, const char *subject, struct torii_errbuf *eb)
 {
@@ -226,9 +274,6 @@ static int data_subject(X509 *c, json_t *d, const char *subject, struct torii_er
     json_t *noncrit = json_array();
     char *pub_pem = NULL;
     int is_ca = (X509_get_extension_flags(c) & EXFLAG_CA) != 0;
-    long pathlen = X509_get_pathlen(c);
-    int client = (X509_get_extension_flags(c) & EXFLAG_XKUSAGE) != 0
-                 && (X509_get_extended_key_usage(c) & XKU_SSL_CLIENT) != 0;
 
     TORII_ENSURE(X509_get0_pubkey(c) != NULL,
                  torii_errf(eb, TORII_EINVAL, "data: public key does not parse"));
@@ -237,18 +282,21 @@ static int data_subject(X509 *c, json_t *d, const char *subject, struct torii_er
     TORII_TRY(data_sans(c, sans));
     TORII_TRY(data_extensions(c, crit, noncrit));
     TORII_TRY(data_domain(c, d, sans, subject));
-    TORII_TRY(data_set(d, "version", json_integer(X509_get_version(c) + 1)));
-    TORII_TRY(data_set(d, "type", json_string("X.509")));
-    TORII_TRY(data_set(d, "publicKey", json_string(pub_pem)));
-    TORII_TRY(data_set(d, "selfSigned", json_boolean(torii_pki__self_signed(c))));
-    /* Java: -1 when not a CA, the path length, or Integer.MAX_VALUE when unlimited. */
-    TORII_TRY(data_set(d, "constraints",
-                       json_integer(!is_ca ? -1 : (pathlen < 0 ? 2147483647 : pathlen))));
-    TORII_TRY(data_set(d, "ca", json_boolean(is_ca)));
-    TORII_TRY(data_set(d, "client", json_boolean(client)));
-    TORII_TRY(data_set(d, "subAltNames", json_incref(sans)));
-    TORII_TRY(data_set(d, "cExtensions", json_incref(crit)));
-    TORII_TRY(data_set(d, "ncExtensions", json_incref(noncrit)));
+    {
+        const struct data_member m[] = {
+            {"version", json_integer(X509_get_version(c) + 1)},
+            {"type", json_string("X.509")},
+            {"publicKey", json_string(pub_pem)},
+            {"selfSigned", json_boolean(torii_pki__self_signed(c))},
+            {"constraints", json_integer(data_constraints(c, is_ca))},
+            {"ca", json_boolean(is_ca)},
+            {"client", json_boolean(data_is_client(c))},
+            {"subAltNames", json_incref(sans)},
+            {"cExtensions", json_incref(crit)},
+            {"ncExtensions", json_incref(noncrit)},
+        };
+        rc = data_set_members(d, m, DATA_N(m));
+    }
 out:
     json_decref(sans);
     json_decref(crit);

@@ -214,78 +214,100 @@ struct data_rdn {
     char *value;
 };
 
-int torii_pki__dn_string(const X509_NAME *name, char **out)
+/* The attribute name of ent, upper case: its short name (SURNAME for sn), else its OID. */
+static int dn_rdn_name(const X509_NAME_ENTRY *ent, char *name, size_t len)
 {
-    int rc = TORII_OK;
-    int n = X509_NAME_entry_count(name);
-    struct data_rdn *rdns = torii_xcalloc((size_t)(n > 0 ? n : 1), sizeof(*rdns));
+    const ASN1_OBJECT *obj = X509_NAME_ENTRY_get_object(ent);
+    int nid = OBJ_obj2nid(obj);
+
+    if (nid == NID_surname) {
+        (void)snprintf(name, len, "SURNAME");
+    } else if (nid != NID_undef) {
+        (void)snprintf(name, len, "%s", OBJ_nid2sn(nid));
+    } else if (OBJ_obj2txt(name, (int)len, obj, 1) <= 0) {
+        return TORII_EINVAL;
+    }
+    for (size_t k = 0; name[k] != '\0'; k++) {
+        char c = name[k];
+        name[k] = (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
+    }
+    return TORII_OK;
+}
+
+/* Name and RFC 2253 value text of one entry into r. */
+static int dn_rdn_read(const X509_NAME_ENTRY *ent, struct data_rdn *r)
+{
+    unsigned long fl = (XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) | XN_FLAG_FN_SN;
     X509_NAME *one = NULL;
     char *text = NULL;
-    char *s = NULL;
-    size_t cap = 1;
-    size_t used = 0;
-    unsigned long fl = (XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) | XN_FLAG_FN_SN;
-    int i;
-    int j;
+    const char *eq;
+    int rc = TORII_OK;
 
-    /* RFC 2253 order: most specific (last encoded) first. */
-    for (i = 0; i < n; i++) {
-        const X509_NAME_ENTRY *ent = X509_NAME_get_entry(name, n - 1 - i);
-        const ASN1_OBJECT *obj = X509_NAME_ENTRY_get_object(ent);
-        int nid = OBJ_obj2nid(obj);
-        char *eq;
-        size_t k;
+    TORII_TRY(dn_rdn_name(ent, r->name, sizeof(r->name)));
+    one = X509_NAME_new();
+    TORII_ENSURE(one != NULL, TORII_ENOMEM);
+    TORII_ENSURE(X509_NAME_add_entry(one, ent, -1, 0) == 1, TORII_ENOMEM);
+    TORII_TRY(torii_pki__name_text(one, fl, &text));
+    eq = strchr(text, '=');
+    r->value = torii_xstrdup(eq != NULL ? eq + 1 : text);
+out:
+    free(text);
+    X509_NAME_free(one);
+    return rc;
+}
 
-        if (nid == NID_surname) {
-            (void)snprintf(rdns[i].name, sizeof(rdns[i].name), "SURNAME");
-        } else if (nid != NID_undef) {
-            (void)snprintf(rdns[i].name, sizeof(rdns[i].name), "%s", OBJ_nid2sn(nid));
-        } else {
-            TORII_ENSURE(OBJ_obj2txt(rdns[i].name, sizeof(rdns[i].name), obj, 1) > 0, TORII_EINVAL);
-        }
-        for (k = 0; rdns[i].name[k] != '\0'; k++) {
-            char c = rdns[i].name[k];
-            rdns[i].name[k] = (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
-        }
-        one = X509_NAME_new();
-        TORII_ENSURE(one != NULL, TORII_ENOMEM);
-        TORII_ENSURE(X509_NAME_add_entry(one, ent, -1, 0) == 1, TORII_ENOMEM);
-        TORII_TRY(torii_pki__name_text(one, fl, &text));
-        eq = strchr(text, '=');
-        rdns[i].value = torii_xstrdup(eq != NULL ? eq + 1 : text);
-        free(text);
-        text = NULL;
-        cap += strlen(rdns[i].name) + strlen(rdns[i].value) + 3;
-        X509_NAME_free(one);
-        one = NULL;
-    }
-    /* Stable insertion sort by attribute name, descending. */
-    for (i = 1; i < n; i++) {
+/* Stable insertion sort by attribute name, descending. */
+static void dn_rdn_sort(struct data_rdn *rdns, int n)
+{
+    for (int i = 1; i < n; i++) {
         struct data_rdn cur = rdns[i];
-        j = i - 1;
+        int j = i - 1;
         while (j >= 0 && strcmp(rdns[j].name, cur.name) < 0) {
             rdns[j + 1] = rdns[j];
             j--;
         }
         rdns[j + 1] = cur;
     }
+}
+
+/* "NAME=value, NAME=value..." (malloc'd). */
+static char *dn_rdn_join(const struct data_rdn *rdns, int n)
+{
+    size_t cap = 1;
+    size_t used = 0;
+    char *s;
+
+    for (int i = 0; i < n; i++) {
+        cap += strlen(rdns[i].name) + strlen(rdns[i].value) + 3;
+    }
     s = torii_xmalloc(cap);
     s[0] = '\0';
-    for (i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++) {
         int w =
             snprintf(s + used, cap - used, "%s%s=%s", i ? ", " : "", rdns[i].name, rdns[i].value);
         TORII_ASSERT(w >= 0 && (size_t)w < cap - used);
         used += (size_t)w;
     }
-    *out = s;
-    s = NULL;
-out:
-    free(s);
-    for (i = 0; i < n; i++) {
+    return s;
+}
+
+int torii_pki__dn_string(const X509_NAME *name, char **out)
+{
+    int rc = TORII_OK;
+    int n = X509_NAME_entry_count(name);
+    struct data_rdn *rdns = torii_xcalloc((size_t)(n > 0 ? n : 1), sizeof(*rdns));
+
+    /* RFC 2253 order: most specific (last encoded) first. */
+    for (int i = 0; i < n && rc == TORII_OK; i++) {
+        rc = dn_rdn_read(X509_NAME_get_entry(name, n - 1 - i), &rdns[i]);
+    }
+    if (rc == TORII_OK) {
+        dn_rdn_sort(rdns, n);
+        *out = dn_rdn_join(rdns, n);
+    }
+    for (int i = 0; i < n; i++) {
         free(rdns[i].value);
     }
     free(rdns);
-    free(text);
-    X509_NAME_free(one);
     return rc;
 }

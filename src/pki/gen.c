@@ -75,6 +75,24 @@ out:
     return rc;
 }
 
+static int gen_check_args(const char *id, const char *const *dns_names, size_t n_names,
+                          int64_t now_ms, int days, struct torii_errbuf *eb)
+{
+    if (dns_names == NULL || n_names == 0) {
+        return torii_errf(eb, TORII_EINVAL, "generate: at least one name is required");
+    }
+    if (days <= 0 || days > 36500) {
+        return torii_errf(eb, TORII_EINVAL, "generate: days must be in 1..36500");
+    }
+    if (now_ms < 0) {
+        return torii_errf(eb, TORII_EINVAL, "generate: negative time");
+    }
+    if (id != NULL && id[0] == '\0') {
+        return torii_errf(eb, TORII_EINVAL, "generate: empty id");
+    }
+    return TORII_OK;
+}
+
 int torii_cert_generate_selfsigned(const char *id, const char *const *dns_names, size_t n_names,
                                    int64_t now_ms, int days, json_t **out, struct torii_errbuf *eb)
 {
@@ -85,16 +103,11 @@ int torii_cert_generate_selfsigned(const char *id, const char *const *dns_names,
     GENERAL_NAMES *gens = NULL;
     char gen_id[64];
 
-    TORII_ENSURE(dns_names != NULL && n_names > 0,
-                 torii_errf(eb, TORII_EINVAL, "generate: at least one name is required"));
-    TORII_ENSURE(days > 0 && days <= 36500,
-                 torii_errf(eb, TORII_EINVAL, "generate: days must be in 1..36500"));
-    TORII_ENSURE(now_ms >= 0, torii_errf(eb, TORII_EINVAL, "generate: negative time"));
+    TORII_TRY(gen_check_args(id, dns_names, n_names, now_ms, days, eb));
     if (id == NULL) {
         TORII_TRY(torii_uuid_id("cert_", gen_id, sizeof(gen_id)));
         id = gen_id;
     }
-    TORII_ENSURE(id[0] != '\0', torii_errf(eb, TORII_EINVAL, "generate: empty id"));
     TORII_TRY(gen_sans(dns_names, n_names, &gens, eb));
     TORII_TRY(gen_subject(dns_names[0], &subj, eb));
     memset(&b, 0, sizeof(b));

@@ -138,80 +138,128 @@ out:
     return rc;
 }
 
+/* basicConstraints, keyUsage and extendedKeyUsage (NULL: none) of a kind of certificate. */
+static int pki_profile(const struct torii_pki__build *b, const char **bc, const char **ku,
+                       const char **eku)
+{
+    int rsa = EVP_PKEY_get_base_id(b->pubkey) == EVP_PKEY_RSA;
+
+    *bc = "critical,CA:FALSE";
+    *ku = rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature";
+    *eku = b->client ? "clientAuth" : "serverAuth";
+    switch (b->kind) {
+    case TORII_PKI__ROOT_CA:
+        *bc = "critical,CA:TRUE";
+        *ku = "critical,digitalSignature,keyCertSign,cRLSign";
+        *eku = NULL;
+        return TORII_OK;
+    case TORII_PKI__SUB_CA:
+        *bc = "critical,CA:TRUE,pathlen:0";
+        *ku = "critical,digitalSignature,keyCertSign,cRLSign";
+        *eku = NULL;
+        return TORII_OK;
+    case TORII_PKI__KEYPAIR:
+        *ku = "critical,digitalSignature";
+        *eku = NULL;
+        return TORII_OK;
+    case TORII_PKI__LEAF:
+        return TORII_OK;
+    default:
+        return TORII_EINVAL;
+    }
+}
+
+static int pki_validity_check(const struct torii_pki__build *b, struct torii_errbuf *eb)
+{
+    if (b->duration_ms <= 0 || b->duration_ms > TORII_PKI__MAX_DURATION_MS || b->now_ms < 0) {
+        return torii_errf(eb, TORII_EINVAL, "issue: bad validity");
+    }
+    return TORII_OK;
+}
+
+/* notBefore = now, notAfter = now + duration, never past the issuer's notAfter (the chain
+ * would stop validating first). */
+static int pki_validity(X509 *c, const struct torii_pki__build *b, struct torii_errbuf *eb)
+{
+    time_t t = (time_t)(b->now_ms / 1000);
+
+    if (X509_time_adj_ex(X509_getm_notBefore(c), 0, 0, &t) == NULL
+        || X509_time_adj_ex(X509_getm_notAfter(c), (int)(b->duration_ms / TORII_PKI__DAY_MS),
+                            (long)((b->duration_ms % TORII_PKI__DAY_MS) / 1000), &t)
+               == NULL) {
+        return torii_errbuf_ossl(eb, "issue: validity");
+    }
+    if (b->issuer != NULL
+        && ASN1_TIME_compare(X509_get0_notAfter(c), X509_get0_notAfter(b->issuer)) > 0
+        && X509_set1_notAfter(c, X509_get0_notAfter(b->issuer)) != 1) {
+        return TORII_ENOMEM;
+    }
+    return TORII_OK;
+}
+
+/* The extensions of the profile, the SANs and (when asked) the AIA. */
+static int pki_extensions(X509 *c, X509V3_CTX *ctx, const struct torii_pki__build *b,
+                          struct torii_errbuf *eb)
+{
+    struct {
+        int nid;
+        const char *value; /* NULL: not added */
+    } ext[] = {
+        {NID_basic_constraints, NULL},
+        {NID_key_usage, NULL},
+        {NID_ext_key_usage, NULL},
+        {NID_subject_key_identifier, "hash"},
+        {NID_authority_key_identifier, "keyid:always"},
+    };
+    int rc = pki_profile(b, &ext[0].value, &ext[1].value, &ext[2].value);
+
+    for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]) && rc == TORII_OK; i++) {
+        if (ext[i].value != NULL) {
+            rc = pki_add_ext(c, ctx, ext[i].nid, ext[i].value, eb);
+        }
+    }
+    if (rc == TORII_OK && b->sans != NULL && sk_GENERAL_NAME_num(b->sans) > 0
+        && X509_add1_ext_i2d(c, NID_subject_alt_name, (void *)(uintptr_t)b->sans, 0,
+                             X509V3_ADD_DEFAULT)
+               != 1) {
+        rc = TORII_ENOMEM;
+    }
+    if (rc == TORII_OK && b->issuer != NULL && b->base_url != NULL && b->issuer_id != NULL) {
+        rc = pki_add_aia(c, ctx, b->base_url, b->issuer_id, eb);
+    }
+    return rc;
+}
+
+/* Version, serial, validity, subject, issuer name and public key of c. */
+static int pki_head(X509 *c, const struct torii_pki__build *b, struct torii_errbuf *eb)
+{
+    const X509_NAME *issuer_name =
+        b->issuer != NULL ? X509_get_subject_name(b->issuer) : b->subject;
+    int rc = TORII_OK;
+
+    TORII_ENSURE(X509_set_version(c, X509_VERSION_3) == 1, TORII_ENOMEM);
+    TORII_TRY(torii_pki__serial_random(c));
+    TORII_TRY(pki_validity(c, b, eb));
+    TORII_ENSURE(X509_set_subject_name(c, b->subject) == 1
+                     && X509_set_issuer_name(c, issuer_name) == 1
+                     && X509_set_pubkey(c, b->pubkey) == 1,
+                 TORII_ENOMEM);
+out:
+    return rc;
+}
+
 int torii_pki__cert_build(const struct torii_pki__build *b, X509 **out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     X509 *c = X509_new();
     X509V3_CTX ctx;
-    time_t t = (time_t)(b->now_ms / 1000);
     const EVP_MD *md = b->md != NULL ? b->md : torii_pki__default_md(b->signer);
-    int rsa = EVP_PKEY_get_base_id(b->pubkey) == EVP_PKEY_RSA;
-    const char *bc = "critical,CA:FALSE";
-    const char *ku =
-        rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature";
-    const char *eku = b->client ? "clientAuth" : "serverAuth";
 
     TORII_ENSURE(c != NULL, TORII_ENOMEM);
-    TORII_ENSURE(b->duration_ms > 0 && b->duration_ms <= TORII_PKI__MAX_DURATION_MS
-                     && b->now_ms >= 0,
-                 torii_errf(eb, TORII_EINVAL, "issue: bad validity"));
-    TORII_ENSURE(X509_set_version(c, X509_VERSION_3) == 1, TORII_ENOMEM);
-    TORII_TRY(torii_pki__serial_random(c));
-    TORII_ENSURE(X509_time_adj_ex(X509_getm_notBefore(c), 0, 0, &t) != NULL
-                     && X509_time_adj_ex(X509_getm_notAfter(c),
-                                         (int)(b->duration_ms / TORII_PKI__DAY_MS),
-                                         (long)((b->duration_ms % TORII_PKI__DAY_MS) / 1000), &t)
-                            != NULL,
-                 torii_errbuf_ossl(eb, "issue: validity"));
-    /* A certificate cannot outlive its issuer (the chain would stop validating first). */
-    if (b->issuer != NULL
-        && ASN1_TIME_compare(X509_get0_notAfter(c), X509_get0_notAfter(b->issuer)) > 0) {
-        TORII_ENSURE(X509_set1_notAfter(c, X509_get0_notAfter(b->issuer)) == 1, TORII_ENOMEM);
-    }
-    TORII_ENSURE(X509_set_subject_name(c, b->subject) == 1
-                     && X509_set_issuer_name(c, b->issuer != NULL ? X509_get_subject_name(b->issuer)
-                                                                  : b->subject)
-                            == 1
-                     && X509_set_pubkey(c, b->pubkey) == 1,
-                 TORII_ENOMEM);
+    TORII_TRY(pki_validity_check(b, eb));
+    TORII_TRY(pki_head(c, b, eb));
     X509V3_set_ctx(&ctx, b->issuer != NULL ? b->issuer : c, c, NULL, NULL, 0);
-    switch (b->kind) {
-    case TORII_PKI__ROOT_CA:
-        bc = "critical,CA:TRUE";
-        ku = "critical,digitalSignature,keyCertSign,cRLSign";
-        eku = NULL;
-        break;
-    case TORII_PKI__SUB_CA:
-        bc = "critical,CA:TRUE,pathlen:0";
-        ku = "critical,digitalSignature,keyCertSign,cRLSign";
-        eku = NULL;
-        break;
-    case TORII_PKI__KEYPAIR:
-        ku = "critical,digitalSignature";
-        eku = NULL;
-        break;
-    case TORII_PKI__LEAF:
-        break;
-    default:
-        rc = TORII_EINVAL;
-        goto out;
-    }
-    TORII_TRY(pki_add_ext(c, &ctx, NID_basic_constraints, bc, eb));
-    TORII_TRY(pki_add_ext(c, &ctx, NID_key_usage, ku, eb));
-    if (eku != NULL) {
-        TORII_TRY(pki_add_ext(c, &ctx, NID_ext_key_usage, eku, eb));
-    }
-    TORII_TRY(pki_add_ext(c, &ctx, NID_subject_key_identifier, "hash", eb));
-    TORII_TRY(pki_add_ext(c, &ctx, NID_authority_key_identifier, "keyid:always", eb));
-    if (b->sans != NULL && sk_GENERAL_NAME_num(b->sans) > 0) {
-        TORII_ENSURE(X509_add1_ext_i2d(c, NID_subject_alt_name, (void *)(uintptr_t)b->sans, 0,
-                                       X509V3_ADD_DEFAULT)
-                         == 1,
-                     TORII_ENOMEM);
-    }
-    if (b->issuer != NULL && b->base_url != NULL && b->issuer_id != NULL) {
-        TORII_TRY(pki_add_aia(c, &ctx, b->base_url, b->issuer_id, eb));
-    }
+    TORII_TRY(pki_extensions(c, &ctx, b, eb));
     TORII_ENSURE(X509_sign(c, b->signer, md) > 0, torii_errbuf_ossl(eb, "issue: sign"));
     *out = c;
     c = NULL;
@@ -314,6 +362,31 @@ out:
     return rc;
 }
 
+/* id, chain, privateKey and caRef of an issued entity. */
+static int pki_issued_fields(json_t *e, const char *id, const struct torii_pki__issued *is,
+                             const struct torii_pki__ca *ca)
+{
+    int rc = pki_set(e, "id", json_string(id));
+
+    if (rc == TORII_OK) {
+        rc = pki_set(e, "chain", json_string(is->chain_pem));
+    }
+    if (rc == TORII_OK) {
+        rc = pki_set(e, "privateKey", json_string(is->key_pem));
+    }
+    if (rc == TORII_OK) {
+        rc = pki_set(e, "caRef", ca != NULL ? json_string(ca->id) : json_null());
+    }
+    return rc;
+}
+
+static int pki_issued_flags(json_t *e, int client, int keypair)
+{
+    int rc = pki_set(e, "client", json_boolean(client));
+
+    return rc == TORII_OK ? pki_set(e, "keypair", json_boolean(keypair)) : rc;
+}
+
 /* The entity around an issued certificate (enriched). */
 static int pki_issued_entity(const char *id, const struct torii_pki__issued *is,
                              const struct torii_pki__ca *ca, int client, int keypair,
@@ -324,12 +397,8 @@ static int pki_issued_entity(const char *id, const struct torii_pki__issued *is,
     json_t *meta;
 
     TORII_ENSURE(e != NULL, TORII_ENOMEM);
-    TORII_TRY(pki_set(e, "id", json_string(id)));
-    TORII_TRY(pki_set(e, "chain", json_string(is->chain_pem)));
-    TORII_TRY(pki_set(e, "privateKey", json_string(is->key_pem)));
-    TORII_TRY(pki_set(e, "caRef", ca != NULL ? json_string(ca->id) : json_null()));
-    TORII_TRY(pki_set(e, "client", json_boolean(client)));
-    TORII_TRY(pki_set(e, "keypair", json_boolean(keypair)));
+    TORII_TRY(pki_issued_fields(e, id, is, ca));
+    TORII_TRY(pki_issued_flags(e, client, keypair));
     meta = json_object_get(e, "metadata");
     TORII_ENSURE(json_is_object(meta), TORII_ENOMEM);
     TORII_TRY(pki_set(meta, "csr", json_string(csr)));
@@ -375,6 +444,18 @@ static int pki_query_build(const struct torii_pki__query *q, const struct torii_
     return TORII_OK;
 }
 
+/* The id asked for in o (checked), else a new random one in id (33 bytes). */
+static int pki_entity_id(const struct torii_pki_opts *o, char *id, struct torii_errbuf *eb)
+{
+    if (o->id == NULL) {
+        return torii_rand_alnum(id, 32);
+    }
+    if (o->id[0] == '\0' || strlen(o->id) >= 256) {
+        return torii_errf(eb, TORII_EINVAL, "issue: bad id");
+    }
+    return TORII_OK;
+}
+
 int torii_pki__issue_entity(const struct torii_pki__query *q, const struct torii_pki__ca *ca,
                             enum torii_pki__kind kind, const struct torii_pki_opts *o, json_t **out,
                             struct torii_errbuf *eb)
@@ -394,12 +475,7 @@ int torii_pki__issue_entity(const struct torii_pki__query *q, const struct torii
         def.now_ms = torii_clock_now_ms();
         o = &def;
     }
-    if (o->id != NULL) {
-        TORII_ENSURE(o->id[0] != '\0' && strlen(o->id) < 256,
-                     torii_errf(eb, TORII_EINVAL, "issue: bad id"));
-    } else {
-        TORII_TRY(torii_rand_alnum(id, 32));
-    }
+    TORII_TRY(pki_entity_id(o, id, eb));
     TORII_TRY(pki_query_subject(q, &subject, &subj, eb));
     TORII_TRY(pki_query_build(q, ca, kind, o, &b, &type, &bits, eb));
     b.subject = subject;

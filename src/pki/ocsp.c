@@ -192,6 +192,32 @@ static int ocsp_pick_signer(struct ocsp_item *items, int n, struct torii_pki__ca
     return OCSP_RESPONSE_STATUS_SUCCESSFUL;
 }
 
+/* The status of one item as the signer may vouch for it; *revt replaced for a revoked one. */
+static int ocsp_item_status(const struct ocsp_item *it, const struct torii_pki__ca *signer, int *st,
+                            int *reason, ASN1_TIME **revt)
+{
+    const struct torii_pki_ocsp_answer *a = &it->ans;
+
+    /* A CertID of another issuer (or whose hashes do not name the signer) cannot be
+     * vouched for by this signature: unknown (RFC 6960 2.2). */
+    if (!ocsp_has_issuer(it) || !ocsp_cid_matches(it->cid, signer->cert)) {
+        return TORII_OK;
+    }
+    if (a->status == TORII_PKI_OCSP_GOOD) {
+        *st = V_OCSP_CERTSTATUS_GOOD;
+    } else if (a->status == TORII_PKI_OCSP_REVOKED) {
+        *st = V_OCSP_CERTSTATUS_REVOKED;
+        *reason = a->reason >= 0 ? (int)a->reason : OCSP_REVOKED_STATUS_NOSTATUS;
+        ASN1_TIME_free(*revt);
+        *revt = ASN1_GENERALIZEDTIME_set(
+            NULL, (time_t)((a->revoked_at_ms > 0 ? a->revoked_at_ms : 0) / 1000));
+        if (*revt == NULL) {
+            return TORII_ENOMEM;
+        }
+    }
+    return TORII_OK;
+}
+
 static int ocsp_basic(OCSP_REQUEST *req, struct ocsp_item *items, int n,
                       const struct torii_pki__ca *signer, int64_t now_ms, int64_t next_update_s,
                       OCSP_BASICRESP **out, struct torii_errbuf *eb)
@@ -206,24 +232,10 @@ static int ocsp_basic(OCSP_REQUEST *req, struct ocsp_item *items, int n,
 
     TORII_ENSURE(bs != NULL && thisupd != NULL && nextupd != NULL, TORII_ENOMEM);
     for (i = 0; i < n; i++) {
-        const struct torii_pki_ocsp_answer *a = &items[i].ans;
         int st = V_OCSP_CERTSTATUS_UNKNOWN;
         int reason = OCSP_REVOKED_STATUS_NOSTATUS;
 
-        /* A CertID of another issuer (or whose hashes do not name the signer) cannot be
-         * vouched for by this signature: unknown (RFC 6960 2.2). */
-        if (ocsp_has_issuer(&items[i]) && ocsp_cid_matches(items[i].cid, signer->cert)) {
-            if (a->status == TORII_PKI_OCSP_GOOD) {
-                st = V_OCSP_CERTSTATUS_GOOD;
-            } else if (a->status == TORII_PKI_OCSP_REVOKED) {
-                st = V_OCSP_CERTSTATUS_REVOKED;
-                reason = a->reason >= 0 ? (int)a->reason : OCSP_REVOKED_STATUS_NOSTATUS;
-                ASN1_TIME_free(revt);
-                revt = ASN1_GENERALIZEDTIME_set(
-                    NULL, (time_t)((a->revoked_at_ms > 0 ? a->revoked_at_ms : 0) / 1000));
-                TORII_ENSURE(revt != NULL, TORII_ENOMEM);
-            }
-        }
+        TORII_TRY(ocsp_item_status(&items[i], signer, &st, &reason, &revt));
         TORII_ENSURE(OCSP_basic_add1_status(bs, items[i].cid, st, reason,
                                             st == V_OCSP_CERTSTATUS_REVOKED ? revt : NULL, thisupd,
                                             nextupd)
@@ -244,6 +256,33 @@ out:
     return rc;
 }
 
+/* Decode the request (*req, the caller's even on failure) and count its CertIDs (*n): an OCSP
+ * response status, MALFORMEDREQUEST with eb saying why. */
+static int ocsp_decode(const unsigned char *req_der, size_t req_len, OCSP_REQUEST **req, int *n,
+                       struct torii_errbuf *eb)
+{
+    const unsigned char *p = req_der;
+
+    if (req_der == NULL || req_len == 0 || req_len > INT_MAX) {
+        (void)torii_errf(eb, TORII_EINVAL, "ocsp: empty request");
+        return OCSP_RESPONSE_STATUS_MALFORMEDREQUEST;
+    }
+    ERR_clear_error();
+    *req = d2i_OCSP_REQUEST(NULL, &p, (long)req_len);
+    if (*req == NULL || p != req_der + req_len) {
+        (void)torii_errbuf_ossl(eb, "ocsp: request does not decode");
+        return OCSP_RESPONSE_STATUS_MALFORMEDREQUEST;
+    }
+    *n = OCSP_request_onereq_count(*req);
+    if (*n <= 0 || *n > OCSP_MAX_IDS) {
+        (void)torii_errf(eb, TORII_EINVAL, "ocsp: request has %d CertIDs (1..%d)", *n,
+                         OCSP_MAX_IDS);
+        *n = 0;
+        return OCSP_RESPONSE_STATUS_MALFORMEDREQUEST;
+    }
+    return OCSP_RESPONSE_STATUS_SUCCESSFUL;
+}
+
 static int ocsp_respond(const unsigned char *req_der, size_t req_len, const struct ocsp_cb *cb,
                         int64_t now_ms, int64_t next_update_s, unsigned char **der, size_t *der_len,
                         int *resp_status, struct torii_errbuf *eb)
@@ -256,7 +295,6 @@ static int ocsp_respond(const unsigned char *req_der, size_t req_len, const stru
     struct ocsp_item items[OCSP_MAX_IDS];
     struct torii_pki__ca owned;
     const struct torii_pki__ca *signer = NULL;
-    const unsigned char *p = req_der;
     int n = 0;
     int i;
 
@@ -264,25 +302,7 @@ static int ocsp_respond(const unsigned char *req_der, size_t req_len, const stru
     memset(&owned, 0, sizeof(owned));
     TORII_ENSURE((cb->pub != NULL || cb->loaded != NULL) && next_update_s > 0 && now_ms >= 0,
                  torii_errf(eb, TORII_EINVAL, "ocsp: bad arguments"));
-    if (req_der == NULL || req_len == 0 || req_len > INT_MAX) {
-        status = OCSP_RESPONSE_STATUS_MALFORMEDREQUEST;
-        (void)torii_errf(eb, TORII_EINVAL, "ocsp: empty request");
-    } else {
-        ERR_clear_error();
-        req = d2i_OCSP_REQUEST(NULL, &p, (long)req_len);
-        if (req == NULL || p != req_der + req_len) {
-            status = OCSP_RESPONSE_STATUS_MALFORMEDREQUEST;
-            (void)torii_errbuf_ossl(eb, "ocsp: request does not decode");
-        } else {
-            n = OCSP_request_onereq_count(req);
-            if (n <= 0 || n > OCSP_MAX_IDS) {
-                status = OCSP_RESPONSE_STATUS_MALFORMEDREQUEST;
-                (void)torii_errf(eb, TORII_EINVAL, "ocsp: request has %d CertIDs (1..%d)", n,
-                                 OCSP_MAX_IDS);
-                n = 0;
-            }
-        }
-    }
+    status = ocsp_decode(req_der, req_len, &req, &n, eb);
     if (status == OCSP_RESPONSE_STATUS_SUCCESSFUL) {
         status = ocsp_lookup(req, items, n, cb, eb);
     }

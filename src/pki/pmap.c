@@ -95,6 +95,7 @@ static int pmap_slot_is_leaf(const struct torii_pki__pmap_node *n, unsigned leve
 }
 
 /* Drop a reference on every slot of n and free it; the levels tell leaves from nodes. */
+/* NOLINTNEXTLINE(misc-no-recursion): one frame per level, at most PMAP_LEVELS + 1 deep */
 static void pmap_node_release(struct torii_pki__pmap_node *n, unsigned level)
 {
     if (n == NULL || atomic_fetch_sub_explicit(&n->ref, 1, memory_order_acq_rel) != 1) {
@@ -172,6 +173,7 @@ static void pmap_slot_remove(struct torii_pki__pmap_node *n, unsigned idx)
 }
 
 /* Insert leaf into the subtree n (may be NULL) at level; returns the new subtree root. */
+/* NOLINTNEXTLINE(misc-no-recursion): one frame per level, at most PMAP_LEVELS + 1 deep */
 static struct torii_pki__pmap_node *pmap_insert(struct torii_pki__pmap_node *n, unsigned level,
                                                 struct torii_pki__pmap_leaf *leaf,
                                                 struct torii_pki__pmap_leaf **old)
@@ -236,6 +238,7 @@ static struct torii_pki__pmap_node *pmap_insert(struct torii_pki__pmap_node *n, 
 
 /* Remove key from the subtree n, where it is known to be; returns the new subtree root (NULL
  * when it became empty). */
+/* NOLINTNEXTLINE(misc-no-recursion): one frame per level, at most PMAP_LEVELS + 1 deep */
 static struct torii_pki__pmap_node *pmap_remove(struct torii_pki__pmap_node *n, unsigned level,
                                                 uint64_t hash, const void *key, size_t key_len,
                                                 struct torii_pki__pmap_leaf **old)

@@ -260,6 +260,29 @@ static int pki_dn_add(X509_NAME *name, char *key, const char *value, struct tori
     return TORII_OK;
 }
 
+/* One "ATTRIBUTE=value" RDN (rdn is cut in place; val: scratch of strlen(rdn) + 1 bytes for
+ * the unescaped value) added to name. */
+static int pki_dn_rdn(X509_NAME *name, char *rdn, char *val, struct torii_errbuf *eb)
+{
+    char *eq = strchr(rdn, '=');
+    const char *v;
+    size_t n = 0;
+
+    if (eq == NULL) {
+        return torii_errf(eb, TORII_EINVAL, "subject: '%.40s' is not ATTRIBUTE=value", rdn);
+    }
+    *eq = '\0';
+    v = pki_trim(eq + 1);
+    for (size_t j = 0; v[j] != '\0'; j++) {
+        if (v[j] == '\\' && v[j + 1] != '\0') {
+            j++;
+        }
+        val[n++] = v[j];
+    }
+    val[n] = '\0';
+    return pki_dn_add(name, rdn, val, eb);
+}
+
 int torii_pki__dn_parse(const char *s, X509_NAME **out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
@@ -283,26 +306,8 @@ int torii_pki__dn_parse(const char *s, X509_NAME **out, struct torii_errbuf *eb)
             continue;
         }
         if (i == len || buf[i] == ',') {
-            char *rdn = buf + start;
-            char *eq;
-            size_t j;
-            size_t n = 0;
-            char *v;
-
             buf[i] = '\0';
-            eq = strchr(rdn, '=');
-            TORII_ENSURE(eq != NULL, torii_errf(eb, TORII_EINVAL,
-                                                "subject: '%.40s' is not ATTRIBUTE=value", rdn));
-            *eq = '\0';
-            v = pki_trim(eq + 1);
-            for (j = 0; v[j] != '\0'; j++) {
-                if (v[j] == '\\' && v[j + 1] != '\0') {
-                    j++;
-                }
-                val[n++] = v[j];
-            }
-            val[n] = '\0';
-            TORII_TRY(pki_dn_add(name, rdn, val, eb));
+            TORII_TRY(pki_dn_rdn(name, buf + start, val, eb));
             start = i + 1;
         }
     }
@@ -369,12 +374,143 @@ out:
     return rc;
 }
 
+static int pki_query_key(const json_t *q, struct torii_pki__query *r, struct torii_errbuf *eb)
+{
+    return torii_pki__keyspec_parse(q, &r->key_type, &r->key_bits, eb);
+}
+
+static int pki_query_hosts(const json_t *q, struct torii_pki__query *r, struct torii_errbuf *eb)
+{
+    return pki_hosts_parse(json_object_get(q, "hosts"), r, eb);
+}
+
+/* "subject": a DN string (empty: none). */
+static int pki_query_dn(const json_t *q, struct torii_pki__query *r, struct torii_errbuf *eb)
+{
+    const json_t *v = json_object_get(q, "subject");
+
+    if (v == NULL || json_is_null(v)) {
+        return TORII_OK;
+    }
+    if (!json_is_string(v)) {
+        return torii_errf(eb, TORII_EINVAL, "query: 'subject' must be a string");
+    }
+    if (json_string_length(v) == 0) {
+        return TORII_OK;
+    }
+    return torii_pki__dn_parse(json_string_value(v), &r->subject, eb);
+}
+
+/* "name" (an object of attributes), when there is no "subject". */
+static int pki_query_name(const json_t *q, struct torii_pki__query *r, struct torii_errbuf *eb)
+{
+    const json_t *v = json_object_get(q, "name");
+
+    if (r->subject != NULL || v == NULL || json_is_null(v)) {
+        return TORII_OK;
+    }
+    if (!json_is_object(v)) {
+        return torii_errf(eb, TORII_EINVAL, "query: 'name' must be an object");
+    }
+    return pki_name_map(v, &r->subject, eb);
+}
+
+static int pki_query_flags(const json_t *q, struct torii_pki__query *r, struct torii_errbuf *eb)
+{
+    int rc = pki_bool_field(q, "client", &r->client, eb);
+
+    if (rc == TORII_OK) {
+        rc = pki_bool_field(q, "ca", &r->ca, eb);
+    }
+    if (rc == TORII_OK) {
+        rc = pki_bool_field(q, "includeAIA", &r->include_aia, eb);
+    }
+    return rc;
+}
+
+static int pki_query_duration(const json_t *q, struct torii_pki__query *r, struct torii_errbuf *eb)
+{
+    const json_t *v = json_object_get(q, "duration");
+    double d;
+
+    if (v == NULL || json_is_null(v)) {
+        return TORII_OK;
+    }
+    d = json_number_value(v);
+    if (!json_is_number(v) || d < 1000.0 || d > (double)TORII_PKI__MAX_DURATION_MS) {
+        return torii_errf(eb, TORII_EINVAL,
+                          "query: 'duration' must be a number of ms (1 s to 100 years)");
+    }
+    r->duration_ms = (int64_t)d;
+    return TORII_OK;
+}
+
+/* A string member or null/absent (*out NULL); anything else is refused. */
+static int pki_query_str(const json_t *q, const char *key, const char **out,
+                         struct torii_errbuf *eb)
+{
+    const json_t *v = json_object_get(q, key);
+
+    *out = NULL;
+    if (v == NULL || json_is_null(v)) {
+        return TORII_OK;
+    }
+    if (!json_is_string(v)) {
+        return torii_errf(eb, TORII_EINVAL, "query: '%s' must be a string", key);
+    }
+    *out = json_string_value(v);
+    return TORII_OK;
+}
+
+/* signatureAlg, else digestAlg: the digest to sign with. */
+static int pki_query_md(const json_t *q, struct torii_pki__query *r, struct torii_errbuf *eb)
+{
+    const char *sig = NULL;
+    const char *digest = NULL;
+    int rc = pki_query_str(q, "signatureAlg", &sig, eb);
+
+    if (rc == TORII_OK) {
+        rc = pki_query_str(q, "digestAlg", &digest, eb);
+    }
+    if (rc == TORII_OK && sig == NULL) {
+        sig = digest;
+    }
+    if (rc == TORII_OK && sig != NULL) {
+        rc = pki_md_parse(sig, &r->md, eb);
+    }
+    return rc;
+}
+
+/* The query members as given, for metadata.csr. */
+static int pki_query_echo_of(const json_t *q, struct torii_pki__query *r, struct torii_errbuf *eb)
+{
+    static const char *const keep[] = {"hosts",     "key",       "name",     "subject",
+                                       "client",    "ca",        "duration", "signatureAlg",
+                                       "digestAlg", "includeAIA"};
+
+    (void)eb;
+    r->echo = json_object();
+    if (r->echo == NULL) {
+        return TORII_ENOMEM;
+    }
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+        const json_t *v = json_object_get(q, keep[i]);
+        if (v != NULL && json_object_set_new(r->echo, keep[i], json_deep_copy(v)) != 0) {
+            return TORII_ENOMEM;
+        }
+    }
+    return TORII_OK;
+}
+
 int torii_pki__query_parse(const json_t *q, struct torii_pki__query *out, struct torii_errbuf *eb)
 {
+    static int (*const steps[])(const json_t *q, struct torii_pki__query *r,
+                                struct torii_errbuf *eb) = {
+        pki_query_key,   pki_query_hosts,    pki_query_dn, pki_query_name,
+        pki_query_flags, pki_query_duration, pki_query_md, pki_query_echo_of,
+    };
     int rc = TORII_OK;
     struct torii_pki__query r;
-    const json_t *v;
-    const char *sig = NULL;
 
     memset(&r, 0, sizeof(r));
     r.sans = sk_GENERAL_NAME_new_null();
@@ -385,65 +521,10 @@ int torii_pki__query_parse(const json_t *q, struct torii_pki__query *out, struct
         TORII_ENSURE(json_is_object(q),
                      torii_errf(eb, TORII_EINVAL, "query: must be a JSON object"));
     }
-    TORII_TRY(torii_pki__keyspec_parse(q, &r.key_type, &r.key_bits, eb));
-    TORII_TRY(pki_hosts_parse(json_object_get(q, "hosts"), &r, eb));
-    v = json_object_get(q, "subject");
-    if (v != NULL && !json_is_null(v)) {
-        TORII_ENSURE(json_is_string(v),
-                     torii_errf(eb, TORII_EINVAL, "query: 'subject' must be a string"));
-        if (json_string_length(v) > 0) {
-            TORII_TRY(torii_pki__dn_parse(json_string_value(v), &r.subject, eb));
-        }
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) && rc == TORII_OK; i++) {
+        rc = steps[i](q, &r, eb);
     }
-    v = json_object_get(q, "name");
-    if (r.subject == NULL && v != NULL && !json_is_null(v)) {
-        TORII_ENSURE(json_is_object(v),
-                     torii_errf(eb, TORII_EINVAL, "query: 'name' must be an object"));
-        TORII_TRY(pki_name_map(v, &r.subject, eb));
-    }
-    TORII_TRY(pki_bool_field(q, "client", &r.client, eb));
-    TORII_TRY(pki_bool_field(q, "ca", &r.ca, eb));
-    TORII_TRY(pki_bool_field(q, "includeAIA", &r.include_aia, eb));
-    v = json_object_get(q, "duration");
-    if (v != NULL && !json_is_null(v)) {
-        double d = json_number_value(v);
-        TORII_ENSURE(json_is_number(v) && d >= 1000.0 && d <= (double)TORII_PKI__MAX_DURATION_MS,
-                     torii_errf(eb, TORII_EINVAL,
-                                "query: 'duration' must be a number of ms (1 s to 100 years)"));
-        r.duration_ms = (int64_t)d;
-    }
-    v = json_object_get(q, "signatureAlg");
-    if (v != NULL && !json_is_null(v)) {
-        TORII_ENSURE(json_is_string(v),
-                     torii_errf(eb, TORII_EINVAL, "query: 'signatureAlg' must be a string"));
-        sig = json_string_value(v);
-    }
-    v = json_object_get(q, "digestAlg");
-    if (v != NULL && !json_is_null(v)) {
-        TORII_ENSURE(json_is_string(v),
-                     torii_errf(eb, TORII_EINVAL, "query: 'digestAlg' must be a string"));
-        if (sig == NULL) {
-            sig = json_string_value(v);
-        }
-    }
-    if (sig != NULL) {
-        TORII_TRY(pki_md_parse(sig, &r.md, eb));
-    }
-    r.echo = json_object();
-    TORII_ENSURE(r.echo != NULL, TORII_ENOMEM);
-    {
-        static const char *const keep[] = {"hosts",     "key",       "name",     "subject",
-                                           "client",    "ca",        "duration", "signatureAlg",
-                                           "digestAlg", "includeAIA"};
-        size_t i;
-        for (i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
-            v = json_object_get(q, keep[i]);
-            if (v != NULL) {
-                TORII_ENSURE(json_object_set_new(r.echo, keep[i], json_deep_copy(v)) == 0,
-                             TORII_ENOMEM);
-            }
-        }
-    }
+    TORII_TRY(rc);
     *out = r;
     memset(&r, 0, sizeof(r));
 out:

@@ -218,6 +218,27 @@ static int renew_signing_ca(const json_t *issuer_entity, X509 *old, const char *
     return TORII_OK;
 }
 
+/* Fresh SKI (leaves), issuer name and AKI of c, issued by issuer (c itself: self-signed). */
+static int renew_identifiers(X509 *c, X509 *issuer, int is_ca, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
+    if (!is_ca) {
+        renew_del_ext(c, NID_subject_key_identifier);
+        TORII_TRY(renew_add_ext(c, c, NID_subject_key_identifier, "hash", eb));
+    }
+    TORII_ENSURE(X509_set_issuer_name(c, X509_get_subject_name(issuer)) == 1,
+                 torii_errbuf_ossl(eb, "renew: issuer name"));
+    if (X509_get_ext_by_NID(c, NID_authority_key_identifier, -1) >= 0) {
+        renew_del_ext(c, NID_authority_key_identifier);
+        if (X509_get_ext_by_NID(issuer, NID_subject_key_identifier, -1) >= 0) {
+            TORII_TRY(renew_add_ext(c, issuer, NID_authority_key_identifier, "keyid:always", eb));
+        }
+    }
+out:
+    return rc;
+}
+
 /* A copy of old with a new serial, new dates, subject_key, fresh SKI (leaves) and AKI, signed
  * by signer as issuer (NULL: self-signed). */
 static int renew_cert(X509 *old, X509 *issuer, EVP_PKEY *subject_key, EVP_PKEY *signer, int is_ca,
@@ -231,27 +252,30 @@ static int renew_cert(X509 *old, X509 *issuer, EVP_PKEY *subject_key, EVP_PKEY *
     TORII_TRY(renew_dates(c, old, issuer, now_ms, id, eb));
     TORII_ENSURE(X509_set_pubkey(c, subject_key) == 1, torii_errbuf_ossl(eb, "renew: public key"));
     renew_del_ext(c, NID_ct_precert_scts); /* SCTs are bound to the old certificate */
-    if (!is_ca) {
-        renew_del_ext(c, NID_subject_key_identifier);
-        TORII_TRY(renew_add_ext(c, c, NID_subject_key_identifier, "hash", eb));
-    }
-    if (issuer == NULL) {
-        issuer = c;
-    }
-    TORII_ENSURE(X509_set_issuer_name(c, X509_get_subject_name(issuer)) == 1,
-                 torii_errbuf_ossl(eb, "renew: issuer name"));
-    if (X509_get_ext_by_NID(c, NID_authority_key_identifier, -1) >= 0) {
-        renew_del_ext(c, NID_authority_key_identifier);
-        if (X509_get_ext_by_NID(issuer, NID_subject_key_identifier, -1) >= 0) {
-            TORII_TRY(renew_add_ext(c, issuer, NID_authority_key_identifier, "keyid:always", eb));
-        }
-    }
+    TORII_TRY(renew_identifiers(c, issuer != NULL ? issuer : c, is_ca, eb));
     TORII_ENSURE(X509_sign(c, signer, renew_md(old, signer)) > 0,
                  torii_errbuf_ossl(eb, "renew: sign"));
     *out = c;
     c = NULL;
 out:
     X509_free(c);
+    return rc;
+}
+
+/* privateKey of res := key (PEM, no password). */
+static int renew_set_key(json_t *res, EVP_PKEY *key)
+{
+    char *key_pem = NULL;
+    int rc = torii_pki__key_pem(key, &key_pem);
+
+    if (rc == TORII_OK
+        && (json_object_set_new(res, "privateKey", json_string(key_pem)) != 0
+            || json_object_set_new(res, "password", json_null()) != 0)) {
+        rc = TORII_ENOMEM;
+    }
+    if (key_pem != NULL) {
+        torii_secure_free(key_pem, strlen(key_pem));
+    }
     return rc;
 }
 
@@ -262,7 +286,6 @@ static int renew_entity(const json_t *entity, X509 *c, const STACK_OF(X509) * ca
 {
     int rc = TORII_OK;
     char *chain_pem = NULL;
-    char *key_pem = NULL;
     json_t *res = NULL;
 
     TORII_TRY(torii_pki__leaf_chain_pem(c, ca_chain, &chain_pem));
@@ -270,21 +293,33 @@ static int renew_entity(const json_t *entity, X509 *c, const STACK_OF(X509) * ca
     TORII_ENSURE(res != NULL, TORII_ENOMEM);
     TORII_ENSURE(json_object_set_new(res, "chain", json_string(chain_pem)) == 0, TORII_ENOMEM);
     if (new_key != NULL) {
-        TORII_TRY(torii_pki__key_pem(new_key, &key_pem));
-        TORII_ENSURE(json_object_set_new(res, "privateKey", json_string(key_pem)) == 0
-                         && json_object_set_new(res, "password", json_null()) == 0,
-                     TORII_ENOMEM);
+        TORII_TRY(renew_set_key(res, new_key));
     }
     TORII_TRY(torii_cert_enrich(res, now_ms, eb));
     *out = res;
     res = NULL;
 out:
     json_decref(res);
-    if (key_pem != NULL) {
-        torii_secure_free(key_pem, strlen(key_pem));
-    }
     free(chain_pem);
     return rc;
+}
+
+/* The entity's id (for messages), chain and key, and the CA that signs the renewal. */
+static int renew_load(const json_t *entity, const json_t *issuer_entity, const char **id,
+                      STACK_OF(X509) * *chain, EVP_PKEY **old_key, struct torii_pki__ca *ca,
+                      struct torii_errbuf *eb)
+{
+    int rc;
+
+    if (!json_is_object(entity)) {
+        return torii_errf(eb, TORII_EINVAL, "renew: entity must be a JSON object");
+    }
+    *id = renew_id(entity);
+    rc = renew_subject_load(entity, *id, chain, old_key, eb);
+    if (rc != TORII_OK) {
+        return rc;
+    }
+    return renew_signing_ca(issuer_entity, sk_X509_value(*chain, 0), *id, ca, eb);
 }
 
 int torii_pki_cert_renew(const json_t *entity, const json_t *issuer_entity,
@@ -298,25 +333,19 @@ int torii_pki_cert_renew(const json_t *entity, const json_t *issuer_entity,
     EVP_PKEY *subject_key;
     X509 *old;
     X509 *c = NULL;
-    const char *id;
+    const char *id = NULL;
     int64_t now_ms = o != NULL ? o->now_ms : torii_clock_now_ms();
     int is_ca;
 
     memset(&ca, 0, sizeof(ca));
-    TORII_ENSURE(json_is_object(entity),
-                 torii_errf(eb, TORII_EINVAL, "renew: entity must be a JSON object"));
-    id = renew_id(entity);
-    is_ca = json_is_true(json_object_get(entity, "ca"));
-    TORII_TRY(renew_subject_load(entity, id, &chain, &old_key, eb));
+    TORII_TRY(renew_load(entity, issuer_entity, &id, &chain, &old_key, &ca, eb));
     old = sk_X509_value(chain, 0);
-    TORII_TRY(renew_signing_ca(issuer_entity, old, id, &ca, eb));
+    is_ca = json_is_true(json_object_get(entity, "ca"));
     /* CAs keep their key: certificates they issued before must still verify. */
-    if (is_ca) {
-        subject_key = old_key;
-    } else {
+    if (!is_ca) {
         TORII_TRY(renew_key_like(old_key, &new_key, eb));
-        subject_key = new_key;
     }
+    subject_key = is_ca ? old_key : new_key;
     /* Self-signed means signed by the key the certificate carries: the new one for a leaf. */
     TORII_TRY(renew_cert(old, ca.cert, subject_key, issuer_entity != NULL ? ca.key : subject_key,
                          is_ca, now_ms, id, &c, eb));

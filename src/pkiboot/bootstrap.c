@@ -75,7 +75,6 @@ static int boot_root(const struct torii_config *cfg, struct torii_store *st, jso
     if (rc != TORII_ENOTFOUND) {
         return rc == TORII_OK ? rc : torii_errf(eb, rc, "pki: cannot read %s", BOOT_ROOT_ID);
     }
-    rc = TORII_OK;
     q = json_pack("{s:s, s:o, s:b, s:I}", "subject",
                   "CN=torii Root CA, OU=torii Certificates, O=torii", "key", boot_key_spec(cfg),
                   "ca", 1, "duration", (json_int_t)BOOT_CA_MS);
@@ -102,7 +101,6 @@ static int boot_intermediate(const struct torii_config *cfg, struct torii_store 
     if (rc != TORII_ENOTFOUND) {
         return rc == TORII_OK ? rc : torii_errf(eb, rc, "pki: cannot read %s", BOOT_INTER_ID);
     }
-    rc = TORII_OK;
     q = json_pack("{s:s, s:o, s:b, s:b, s:I}", "subject",
                   "CN=torii Intermediate CA, OU=torii Certificates, O=torii", "key",
                   boot_key_spec(cfg), "ca", 1, "includeAIA", 1, "duration", (json_int_t)BOOT_CA_MS);
@@ -119,6 +117,38 @@ out:
     return rc;
 }
 
+/* The request for the default certificate: CN=localhost for the given names. */
+static int boot_default_request(const char *const *names, size_t n_names, json_t **out)
+{
+    json_t *hosts = json_array();
+    int rc = TORII_OK;
+
+    TORII_ENSURE(hosts != NULL, TORII_ENOMEM);
+    for (size_t i = 0; i < n_names; i++) {
+        TORII_ENSURE(json_array_append_new(hosts, json_string(names[i])) == 0, TORII_ENOMEM);
+    }
+    *out = json_pack("{s:s, s:O, s:{s:s, s:i}, s:b, s:I}", "subject", "CN=localhost", "hosts",
+                     hosts, "key", "algo", "ecdsa", "size", 256, "includeAIA", 1, "duration",
+                     (json_int_t)BOOT_LEAF_MS);
+    TORII_ENSURE(*out != NULL, TORII_ENOMEM);
+out:
+    json_decref(hosts);
+    return rc;
+}
+
+/* Self-signed fallback. A host name that is not a valid DNS name would fail the generator:
+ * then names[0..1] only. */
+static int boot_selfsigned(const char *id, const char *const *names, size_t n_names, json_t **e,
+                           struct torii_errbuf *eb)
+{
+    int rc = torii_cert_generate_selfsigned(id, names, n_names, torii_clock_now_ms(), 365, e, eb);
+
+    if (rc != TORII_OK) {
+        rc = torii_cert_generate_selfsigned(id, names, 2, torii_clock_now_ms(), 365, e, eb);
+    }
+    return rc;
+}
+
 /* The default certificate: issued by the intermediate, else (no usable CA) self-signed. */
 static int boot_default(const struct torii_config *cfg, struct torii_store *st, const json_t *inter,
                         struct torii_errbuf *eb)
@@ -129,7 +159,6 @@ static int boot_default(const struct torii_config *cfg, struct torii_store *st, 
     struct torii_pki_opts o = {.now_ms = torii_clock_now_ms(), .id = cfg->default_cert};
     struct torii_errbuf ieb = {{0}};
     json_t *existing = NULL;
-    json_t *hosts = NULL;
     json_t *q = NULL;
     json_t *e = NULL;
     int rc = torii_certdb_load(st, cfg->default_cert, &existing, NULL);
@@ -138,38 +167,22 @@ static int boot_default(const struct torii_config *cfg, struct torii_store *st, 
         json_decref(existing);
         return rc == TORII_OK ? rc : torii_errf(eb, rc, "pki: cannot read %s", cfg->default_cert);
     }
-    rc = TORII_OK;
     if (gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0'
         && strcmp(host, "localhost") != 0) {
         n_names = 3;
     }
-    hosts = json_array();
-    TORII_ENSURE(hosts != NULL, TORII_ENOMEM);
-    for (size_t i = 0; i < n_names; i++) {
-        TORII_ENSURE(json_array_append_new(hosts, json_string(names[i])) == 0, TORII_ENOMEM);
-    }
-    q = json_pack("{s:s, s:O, s:{s:s, s:i}, s:b, s:I}", "subject", "CN=localhost", "hosts", hosts,
-                  "key", "algo", "ecdsa", "size", 256, "includeAIA", 1, "duration",
-                  (json_int_t)BOOT_LEAF_MS);
-    TORII_ENSURE(q != NULL, TORII_ENOMEM);
+    TORII_TRY(boot_default_request(names, n_names, &q));
     o.base_url = boot_base_url(cfg);
     if (inter == NULL || torii_pki_cert_issue(inter, q, &o, &e, &ieb) != TORII_OK) {
         if (inter != NULL) {
             torii_log(TORII_LOG_WARN, "pki: default certificate not issued by %s: %s",
                       BOOT_INTER_ID, ieb.msg);
         }
-        /* A host name that is not a valid DNS name would fail the generator: names[0..1]. */
-        rc = torii_cert_generate_selfsigned(cfg->default_cert, names, n_names, torii_clock_now_ms(),
-                                            365, &e, eb);
-        if (rc != TORII_OK) {
-            TORII_TRY(torii_cert_generate_selfsigned(cfg->default_cert, names, 2,
-                                                     torii_clock_now_ms(), 365, &e, eb));
-        }
+        TORII_TRY(boot_selfsigned(cfg->default_cert, names, n_names, &e, eb));
     }
     TORII_TRY(boot_store(st, e, "torii default certificate",
                          "Default certificate of torii (auto-generated)", eb));
 out:
-    json_decref(hosts);
     json_decref(q);
     json_decref(e);
     return rc;

@@ -24,7 +24,10 @@ static size_t log_json_slice(char *o, size_t cap, struct torii_slice s)
 
     if (s.ptr == NULL) {
         if (cap > 4) {
-            memcpy(o, "null", 4);
+            o[0] = 'n';
+            o[1] = 'u';
+            o[2] = 'l';
+            o[3] = 'l';
             return 4;
         }
         return 0;

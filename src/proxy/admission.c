@@ -346,7 +346,7 @@ static int dispatch_host(struct proxy_conn *pc, const struct torii_http_req *req
         /* absolute-form: the authority must be the Host (RFC 9112 section 3.2.2), and
          * userinfo is not allowed in http(s) URIs (RFC 9110 section 4.2.4). */
         struct torii_slice a = px_authority(req->target);
-        if (memchr(a.ptr, '@', a.len) != NULL) {
+        if (a.len > 0 && memchr(a.ptr, '@', a.len) != NULL) {
             torii_proxy__local_error(pc, 400, "userinfo in request-target", 1);
             return -1;
         }

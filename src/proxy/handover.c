@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,22 @@ static int ho_addr(const char *data_dir, struct sockaddr_un *sun, struct torii_e
     return TORII_OK;
 }
 
+/* A decimal number in [min, max] at the start of s; the text after it, or NULL when there is
+ * no such number. */
+static const char *ho_num(const char *s, long min, long max, long *out)
+{
+    char *end = NULL;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || v < min || v > max) {
+        return NULL;
+    }
+    *out = v;
+    return end;
+}
+
 static void ho_timeouts(int fd)
 {
     struct timeval tv = {.tv_sec = TORII_HANDOVER_TIMEOUT_S};
@@ -57,16 +74,17 @@ int torii_handover_listen(const char *data_dir, int *out, struct torii_errbuf *e
      * replacing the socket of the process it took over. A leftover socket is replaced. */
     TORII_TRY(ho_addr(data_dir, &sun, eb));
     fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    TORII_ENSURE(fd >= 0, torii_errf(eb, TORII_EIO, "upgrade: socket: %s", strerror(errno)));
+    TORII_ENSURE(fd >= 0,
+                 torii_errf(eb, TORII_EIO, "upgrade: socket: %s", torii_errno_text(errno).s));
     if (unlink(sun.sun_path) != 0 && errno != ENOENT) {
         rc = torii_errf(eb, TORII_EIO, "upgrade: cannot remove %s: %s", sun.sun_path,
-                        strerror(errno));
+                        torii_errno_text(errno).s);
         goto out;
     }
     if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 || chmod(sun.sun_path, 0600) != 0
         || listen(fd, 4) != 0) {
         rc = torii_errf(eb, TORII_EIO, "upgrade: cannot listen on %s: %s", sun.sun_path,
-                        strerror(errno));
+                        torii_errno_text(errno).s);
         goto out;
     }
     *out = fd;
@@ -100,7 +118,7 @@ static int ho_send(int s, const char *msg, int fd, struct torii_errbuf *eb)
         memcpy(CMSG_DATA(c), &fd, sizeof(int));
     }
     if (sendmsg(s, &mh, MSG_NOSIGNAL) != (ssize_t)iov.iov_len) {
-        return torii_errf(eb, TORII_EIO, "upgrade: send: %s", strerror(errno));
+        return torii_errf(eb, TORII_EIO, "upgrade: send: %s", torii_errno_text(errno).s);
     }
     return TORII_OK;
 }
@@ -121,7 +139,8 @@ static int ho_recv(int s, char *buf, size_t cap, int *fd, struct torii_errbuf *e
     *fd = -1;
     if (n <= 0) {
         return torii_errf(eb, TORII_EIO, "upgrade: %s",
-                          n == 0 ? "the other process closed the connection" : strerror(errno));
+                          n == 0 ? "the other process closed the connection"
+                                 : torii_errno_text(errno).s);
     }
     buf[n] = '\0';
     for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
@@ -138,12 +157,14 @@ int torii_handover_accept(int lfd, int *conn, long *peer_pid, struct torii_errbu
     char msg[HO_MSG_MAX];
     int s = accept(lfd, NULL, NULL);
     int fd = -1;
+    const char *end = NULL;
     int rc = TORII_OK;
 
-    TORII_ENSURE(s >= 0, torii_errf(eb, TORII_EIO, "upgrade: accept: %s", strerror(errno)));
+    TORII_ENSURE(s >= 0,
+                 torii_errf(eb, TORII_EIO, "upgrade: accept: %s", torii_errno_text(errno).s));
     /* Blocking I/O, bounded by the timeouts; never inherited by an exec'd successor. */
     if (fcntl(s, F_SETFD, FD_CLOEXEC) != 0 || fcntl(s, F_SETFL, 0) != 0) {
-        rc = torii_errf(eb, TORII_EIO, "upgrade: fcntl: %s", strerror(errno));
+        rc = torii_errf(eb, TORII_EIO, "upgrade: fcntl: %s", torii_errno_text(errno).s);
         goto out;
     }
     ho_timeouts(s);
@@ -151,7 +172,8 @@ int torii_handover_accept(int lfd, int *conn, long *peer_pid, struct torii_errbu
     if (fd >= 0) {
         (void)close(fd);
     }
-    if (sscanf(msg, "TAKEOVER %ld", peer_pid) != 1) {
+    end = strncmp(msg, "TAKEOVER ", 9) == 0 ? ho_num(msg + 9, 1, LONG_MAX, peer_pid) : NULL;
+    if (end == NULL || *end != '\0') {
         rc = torii_errf(eb, TORII_EINVAL, "upgrade: unexpected request \"%.32s\"", msg);
         goto out;
     }
@@ -189,21 +211,40 @@ out:
     return rc;
 }
 
+/* "SOCK <kind> <slot> <addr>": kind and slot into ls; the address text, or NULL. */
+static const char *ho_sock_fields(const char *msg, struct torii_listen_sock *ls)
+{
+    const char *p = strncmp(msg, "SOCK ", 5) == 0 ? msg + 5 : NULL;
+    long kind = 0;
+    long slot = 0;
+
+    p = p != NULL ? ho_num(p, INT_MIN, INT_MAX, &kind) : NULL;
+    p = p != NULL && *p == ' ' ? ho_num(p + 1, 0, UINT_MAX, &slot) : NULL;
+    if (p == NULL || *p != ' ') {
+        return NULL;
+    }
+    while (*p == ' ') {
+        p++;
+    }
+    ls->kind = (int)kind;
+    ls->slot = (unsigned)slot;
+    return p;
+}
+
 static int ho_take_one(const char *msg, int fd, struct torii_listen_socks *got,
                        struct torii_errbuf *eb)
 {
     struct torii_listen_sock *v = (struct torii_listen_sock *)(uintptr_t)got->v;
     struct torii_listen_sock ls = {0};
-    int off = 0;
+    const char *addr = ho_sock_fields(msg, &ls);
 
-    if (fd < 0 || sscanf(msg, "SOCK %d %u %n", &ls.kind, &ls.slot, &off) != 2 || off == 0
-        || strlen(msg + off) >= sizeof(ls.addr)) {
+    if (fd < 0 || addr == NULL || strlen(addr) >= sizeof(ls.addr)) {
         if (fd >= 0) {
             (void)close(fd);
         }
         return torii_errf(eb, TORII_EINVAL, "upgrade: bad socket message \"%.64s\"", msg);
     }
-    (void)snprintf(ls.addr, sizeof(ls.addr), "%s", msg + off);
+    (void)snprintf(ls.addr, sizeof(ls.addr), "%s", addr);
     ls.fd = fd;
     v = torii_xrealloc(v, (got->n + 1) * sizeof(*v));
     v[got->n++] = ls;
@@ -211,10 +252,35 @@ static int ho_take_one(const char *msg, int fd, struct torii_listen_socks *got,
     return TORII_OK;
 }
 
+/* Connect to the running torii's handover socket in data_dir; *out is the connection. */
+static int ho_connect(const char *data_dir, int *out, struct torii_errbuf *eb)
+{
+    struct sockaddr_un sun;
+    int s = -1;
+    int rc = TORII_OK;
+
+    TORII_TRY(ho_addr(data_dir, &sun, eb));
+    s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    TORII_ENSURE(s >= 0,
+                 torii_errf(eb, TORII_EIO, "upgrade: socket: %s", torii_errno_text(errno).s));
+    ho_timeouts(s);
+    if (connect(s, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+        rc = torii_errf(eb, TORII_EIO, "upgrade: no running torii at %s: %s", sun.sun_path,
+                        torii_errno_text(errno).s);
+        goto out;
+    }
+    *out = s;
+    s = -1;
+out:
+    if (s >= 0) {
+        (void)close(s);
+    }
+    return rc;
+}
+
 int torii_handover_take(const char *data_dir, int *conn, struct torii_listen_socks *got,
                         struct torii_errbuf *eb)
 {
-    struct sockaddr_un sun;
     char msg[HO_MSG_MAX];
     int s = -1;
     int fd = -1;
@@ -222,15 +288,7 @@ int torii_handover_take(const char *data_dir, int *conn, struct torii_listen_soc
 
     got->v = NULL;
     got->n = 0;
-    TORII_TRY(ho_addr(data_dir, &sun, eb));
-    s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    TORII_ENSURE(s >= 0, torii_errf(eb, TORII_EIO, "upgrade: socket: %s", strerror(errno)));
-    ho_timeouts(s);
-    if (connect(s, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-        rc = torii_errf(eb, TORII_EIO, "upgrade: no running torii at %s: %s", sun.sun_path,
-                        strerror(errno));
-        goto out;
-    }
+    TORII_TRY(ho_connect(data_dir, &s, eb));
     (void)snprintf(msg, sizeof(msg), "TAKEOVER %ld", (long)getpid());
     TORII_TRY(ho_send(s, msg, -1, eb));
     for (unsigned i = 0; i < TORII_HANDOVER_MAX_SOCKS; i++) {

@@ -156,7 +156,7 @@ struct hdr_out {
 
 static void out_put(struct hdr_out *o, const char *s, size_t n)
 {
-    if (o->len + n <= o->cap) {
+    if (o->p != NULL && n > 0 && o->len + n <= o->cap) {
         memcpy(o->p + o->len, s, n);
     }
     o->len += n;
@@ -401,61 +401,77 @@ static int hdr_reg_char(unsigned char c)
            || c == '.' || c == '_' || c == '~';
 }
 
+/* "[v6]" at the start of host: the length up to and with ']', 0 when malformed. */
+static size_t host_ip_literal_end(struct torii_slice host)
+{
+    const char *rb = memchr(host.ptr, ']', host.len);
+    size_t end;
+
+    if (rb == NULL) {
+        return 0;
+    }
+    end = (size_t)(rb - host.ptr) + 1;
+    for (size_t i = 1; i + 1 < end; i++) {
+        unsigned char c = (unsigned char)host.ptr[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':'
+              || c == '.')) {
+            return 0;
+        }
+    }
+    return end > 2 ? end : 0;
+}
+
+/* A registered name up to ':' or the end: its length, 0 when empty or malformed. */
+static size_t host_reg_name_end(struct torii_slice host)
+{
+    size_t end = 0;
+
+    while (end < host.len && host.ptr[end] != ':') {
+        if (!hdr_reg_char((unsigned char)host.ptr[end])) {
+            return 0;
+        }
+        end++;
+    }
+    return end;
+}
+
+/* What follows the host at end: nothing, or ":" and a port of digits only (may be empty,
+ * RFC 3986 section 3.2.3). */
+static int host_port_ok(struct torii_slice host, size_t end)
+{
+    if (end == host.len) {
+        return 1;
+    }
+    if (host.ptr[end] != ':' || host.len - end > 6) {
+        return 0;
+    }
+    for (size_t i = end + 1; i < host.len; i++) {
+        if (host.ptr[i] < '0' || host.ptr[i] > '9') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 int torii_proxy_host_parse(struct torii_slice host, char *out)
 {
-    size_t i = 0;
     size_t end;
     size_t n = 0;
 
     if (host.len == 0 || host.len > TORII_SNI_NAME_MAX + 6) {
         return TORII_EINVAL;
     }
-    if (host.ptr[0] == '[') {
-        const char *rb = memchr(host.ptr, ']', host.len);
-        if (rb == NULL) {
-            return TORII_EINVAL;
-        }
-        end = (size_t)(rb - host.ptr) + 1;
-        for (i = 1; i + 1 < end; i++) {
-            unsigned char c = (unsigned char)host.ptr[i];
-            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
-                  || c == ':' || c == '.')) {
-                return TORII_EINVAL;
-            }
-        }
-        if (end <= 2) {
-            return TORII_EINVAL;
-        }
-    } else {
-        end = 0;
-        while (end < host.len && host.ptr[end] != ':') {
-            if (!hdr_reg_char((unsigned char)host.ptr[end])) {
-                return TORII_EINVAL;
-            }
-            end++;
-        }
-        if (end == 0) {
-            return TORII_EINVAL;
-        }
+    end = host.ptr[0] == '[' ? host_ip_literal_end(host) : host_reg_name_end(host);
+    if (end == 0 || !host_port_ok(host, end)) {
+        return TORII_EINVAL;
     }
-    if (end < host.len) {
-        /* ":" port, digits only (may be empty, RFC 3986 section 3.2.3) */
-        if (host.ptr[end] != ':' || host.len - end > 6) {
-            return TORII_EINVAL;
-        }
-        for (i = end + 1; i < host.len; i++) {
-            if (host.ptr[i] < '0' || host.ptr[i] > '9') {
-                return TORII_EINVAL;
-            }
-        }
-    }
-    if (end > 0 && host.ptr[end - 1] == '.' && host.ptr[0] != '[') {
+    if (host.ptr[end - 1] == '.' && host.ptr[0] != '[') {
         end--;
     }
     if (end == 0 || end > TORII_SNI_NAME_MAX) {
         return TORII_EINVAL;
     }
-    for (i = 0; i < end; i++) {
+    for (size_t i = 0; i < end; i++) {
         char c = host.ptr[i];
         out[n++] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
     }

@@ -217,42 +217,65 @@ static int jwt_parse_leeway(json_t *v, struct torii_route_jwt *j, const char *wh
     return TORII_OK;
 }
 
+static int jwt_parse_keys(json_t *m, struct torii_route_jwt *j, const char *where,
+                          struct torii_errbuf *eb)
+{
+    if (!json_is_array(m) || json_array_size(m) == 0) {
+        return torii_errf(eb, TORII_EINVAL,
+                          "%s.keys: expected a non-empty array of store ids (omit it to "
+                          "accept every exposed key)",
+                          where);
+    }
+    return jwt_str_list(m, SIZE_MAX, TORII_JWT_MAX_KID, &j->kids, &j->n_kids, where, "keys", eb);
+}
+
+static int jwt_parse_issuer(json_t *m, struct torii_route_jwt *j, const char *where,
+                            struct torii_errbuf *eb)
+{
+    if (!json_is_string(m) || json_string_length(m) == 0
+        || strlen(json_string_value(m)) != json_string_length(m)) {
+        return torii_errf(eb, TORII_EINVAL, "%s.issuer: expected a non-empty string", where);
+    }
+    j->issuer = torii_xstrdup(json_string_value(m));
+    return TORII_OK;
+}
+
+static int jwt_parse_audience(json_t *m, struct torii_route_jwt *j, const char *where,
+                              struct torii_errbuf *eb)
+{
+    return jwt_str_list(m, TORII_JWT_MAX_AUD, 1024, &j->auds, &j->n_auds, where, "audience", eb);
+}
+
+static int jwt_parse_algorithms(json_t *m, struct torii_route_jwt *j, const char *where,
+                                struct torii_errbuf *eb)
+{
+    return jwt_parse_algs(m, &j->algs, where, eb);
+}
+
+/* The members of a route's "jwt" object, in this order, each parsed when present. */
+static const struct jwt_member {
+    const char *name;
+    int (*parse)(json_t *m, struct torii_route_jwt *j, const char *where, struct torii_errbuf *eb);
+} jwt_members[] = {
+    {"keys", jwt_parse_keys},
+    {"issuer", jwt_parse_issuer},
+    {"audience", jwt_parse_audience},
+    {"algorithms", jwt_parse_algorithms},
+    {"leeway_s", jwt_parse_leeway},
+    {"from", jwt_parse_from},
+    {"claims_to_headers", jwt_parse_claims},
+};
+
 static int jwt_parse_members(json_t *v, struct torii_route_jwt *j, const char *where,
                              struct torii_errbuf *eb)
 {
-    json_t *m;
     int rc = TORII_OK;
 
-    if ((m = json_object_get(v, "keys")) != NULL) {
-        TORII_ENSURE(json_is_array(m) && json_array_size(m) > 0,
-                     torii_errf(eb, TORII_EINVAL,
-                                "%s.keys: expected a non-empty array of store ids (omit it to "
-                                "accept every exposed key)",
-                                where));
-        TORII_TRY(
-            jwt_str_list(m, SIZE_MAX, TORII_JWT_MAX_KID, &j->kids, &j->n_kids, where, "keys", eb));
-    }
-    if ((m = json_object_get(v, "issuer")) != NULL) {
-        TORII_ENSURE(json_is_string(m) && json_string_length(m) > 0
-                         && strlen(json_string_value(m)) == json_string_length(m),
-                     torii_errf(eb, TORII_EINVAL, "%s.issuer: expected a non-empty string", where));
-        j->issuer = torii_xstrdup(json_string_value(m));
-    }
-    if ((m = json_object_get(v, "audience")) != NULL) {
-        TORII_TRY(
-            jwt_str_list(m, TORII_JWT_MAX_AUD, 1024, &j->auds, &j->n_auds, where, "audience", eb));
-    }
-    if ((m = json_object_get(v, "algorithms")) != NULL) {
-        TORII_TRY(jwt_parse_algs(m, &j->algs, where, eb));
-    }
-    if ((m = json_object_get(v, "leeway_s")) != NULL) {
-        TORII_TRY(jwt_parse_leeway(m, j, where, eb));
-    }
-    if ((m = json_object_get(v, "from")) != NULL) {
-        TORII_TRY(jwt_parse_from(m, j, where, eb));
-    }
-    if ((m = json_object_get(v, "claims_to_headers")) != NULL) {
-        TORII_TRY(jwt_parse_claims(m, j, where, eb));
+    for (size_t i = 0; i < sizeof(jwt_members) / sizeof(jwt_members[0]); i++) {
+        json_t *m = json_object_get(v, jwt_members[i].name);
+        if (m != NULL) {
+            TORII_TRY(jwt_members[i].parse(m, j, where, eb));
+        }
     }
 out:
     return rc;
@@ -435,7 +458,9 @@ static void jwt_buf_put(char **buf, size_t *len, size_t *cap, const char *s, siz
         *cap = (*len + n + 1) * 2;
         *buf = torii_xrealloc(*buf, *cap);
     }
-    memcpy(*buf + *len, s, n);
+    if (n > 0) {
+        memcpy(*buf + *len, s, n);
+    }
     *len += n;
     (*buf)[*len] = '\0';
 }

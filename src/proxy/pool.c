@@ -90,6 +90,8 @@ const struct torii_route_target *torii_proxy__target_pick(struct proxy_worker *p
     unsigned start = pw->rr[r->index]++;
     int64_t now = px_now_ms();
 
+    TORII_ASSERT(be->n_targets > 0); /* routes.c refuses an empty targets array */
+
     for (size_t i = 0; i < be->n_targets; i++) {
         const struct torii_route_target *t = &be->targets[(start + i) % be->n_targets];
         if (pw->targets[t->index].down_until_ms <= now) {
@@ -99,35 +101,27 @@ const struct torii_route_target *torii_proxy__target_pick(struct proxy_worker *p
     return &be->targets[start % be->n_targets]; /* all down: try anyway */
 }
 
-int torii_proxy__upstream_get(struct proxy_worker *pw, const struct torii_route *r,
-                              const struct torii_route_target *t, int allow_pool,
-                              struct proxy_upstream **out)
+/* A new connection to target t of route r (connecting, TLS when the target says so). */
+static int upstream_new(struct proxy_worker *pw, const struct torii_route *r,
+                        const struct torii_route_target *t, struct proxy_upstream **out)
 {
-    struct proxy_target_state *ts = &pw->targets[t->index];
-    struct proxy_upstream *up = NULL;
+    struct proxy_upstream *up = torii_xcalloc(1, sizeof(*up));
     SSL *ssl = NULL;
     int rc = TORII_OK;
 
-    if (allow_pool && ts->idle != NULL) {
-        up = ts->idle;
-        pool_unlink(up);
-        up->reused = 1;
-    } else {
-        up = torii_xcalloc(1, sizeof(*up));
-        up->pw = pw;
-        up->be = &r->backend;
-        up->t = t;
-        TORII_TRY(torii_http_parser_new_response(&pw->ulim, &up->parser));
-        if (t->tls) {
-            TORII_ENSURE(r->backend.tls_ctx != NULL, TORII_ETLS);
-            ssl = torii_tls_upstream_conn_new(r->backend.tls_ctx, t->host);
-            TORII_ENSURE(ssl != NULL, TORII_ETLS);
-        }
-        up->st = torii_stream_connect(pw->base, (const struct sockaddr *)&t->addr, t->addrlen, ssl);
-        ssl = NULL; /* the stream owns it, also on failure */
-        TORII_ENSURE(up->st != NULL, TORII_EIO);
-        torii_stream_set_lowat(up->st, PX_LOW_WM);
+    up->pw = pw;
+    up->be = &r->backend;
+    up->t = t;
+    TORII_TRY(torii_http_parser_new_response(&pw->ulim, &up->parser));
+    if (t->tls) {
+        TORII_ENSURE(r->backend.tls_ctx != NULL, TORII_ETLS);
+        ssl = torii_tls_upstream_conn_new(r->backend.tls_ctx, t->host);
+        TORII_ENSURE(ssl != NULL, TORII_ETLS);
     }
+    up->st = torii_stream_connect(pw->base, (const struct sockaddr *)&t->addr, t->addrlen, ssl);
+    ssl = NULL; /* the stream owns it, also on failure */
+    TORII_ENSURE(up->st != NULL, TORII_EIO);
+    torii_stream_set_lowat(up->st, PX_LOW_WM);
     *out = up;
     up = NULL;
 out:
@@ -138,13 +132,40 @@ out:
     return rc;
 }
 
+int torii_proxy__upstream_get(struct proxy_worker *pw, const struct torii_route *r,
+                              const struct torii_route_target *t, int allow_pool,
+                              struct proxy_upstream **out)
+{
+    struct proxy_target_state *ts = &pw->targets[t->index];
+    struct proxy_upstream *up = NULL;
+    int rc = TORII_OK;
+
+    if (allow_pool && ts->idle != NULL) {
+        up = ts->idle;
+        pool_unlink(up);
+        up->reused = 1;
+    } else {
+        TORII_TRY(upstream_new(pw, r, t, &up));
+    }
+    *out = up;
+    up = NULL;
+out:
+    torii_proxy__upstream_free(up);
+    return rc;
+}
+
 void torii_proxy__pool_clear(struct proxy_worker *pw)
 {
     for (size_t i = 0; pw->targets != NULL && i < pw->n_targets; i++) {
-        while (pw->targets[i].idle != NULL) {
-            struct proxy_upstream *up = pw->targets[i].idle;
-            pool_unlink(up);
+        struct proxy_upstream *up = pw->targets[i].idle;
+
+        /* Detach the whole list, then free it. */
+        pw->targets[i].idle = NULL;
+        pw->targets[i].n_idle = 0;
+        while (up != NULL) {
+            struct proxy_upstream *next = up->next;
             torii_proxy__upstream_free(up);
+            up = next;
         }
     }
 }

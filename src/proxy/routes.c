@@ -140,6 +140,38 @@ static int routes_get_str(json_t *obj, const char *key, char **dst, const char *
     return TORII_OK;
 }
 
+/* host:port into t (address, host, port, name). Start-up only: may block on DNS. */
+static int routes_resolve(const char *host, unsigned long pv, struct torii_route_target *t,
+                          const char *where, struct torii_errbuf *eb)
+{
+    char port[8];
+    char name[300];
+    struct addrinfo hints;
+    struct addrinfo *res = NULL;
+    int gai;
+
+    (void)snprintf(port, sizeof(port), "%lu", pv);
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    gai = getaddrinfo(host, port, &hints, &res);
+    if (gai != 0 || res == NULL || res->ai_addrlen > sizeof(t->addr)) {
+        if (res != NULL) {
+            freeaddrinfo(res);
+        }
+        return torii_errf(eb, TORII_EINVAL, "%s: cannot resolve %s: %s", where, host,
+                          gai != 0 ? gai_strerror(gai) : "no address");
+    }
+    memcpy(&t->addr, res->ai_addr, res->ai_addrlen);
+    t->addrlen = (int)res->ai_addrlen;
+    freeaddrinfo(res);
+    t->host = torii_xstrdup(host);
+    t->port = (uint16_t)pv;
+    (void)snprintf(name, sizeof(name), strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
+    t->name = torii_xstrdup(name);
+    return TORII_OK;
+}
+
 /* "[http://|https://]host:port" -> target, resolved now (start-up only: may block on DNS). */
 static int routes_target(const char *spec, struct torii_route_target *t, const char *where,
                          struct torii_errbuf *eb)
@@ -149,12 +181,8 @@ static int routes_target(const char *spec, struct torii_route_target *t, const c
     const char *he;
     const char *ps = NULL;
     char host[256];
-    char port[8];
     unsigned long pv;
     char *end = NULL;
-    struct addrinfo hints;
-    struct addrinfo *res = NULL;
-    int gai;
 
     if (strncmp(s, "http://", 7) == 0) {
         s += 7;
@@ -203,29 +231,7 @@ static int routes_target(const char *spec, struct torii_route_target *t, const c
             return torii_errf(eb, TORII_EINVAL, "%s: bad port (expected host:port)", where);
         }
     }
-    (void)snprintf(port, sizeof(port), "%lu", pv);
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    gai = getaddrinfo(host, port, &hints, &res);
-    if (gai != 0 || res == NULL || res->ai_addrlen > sizeof(t->addr)) {
-        if (res != NULL) {
-            freeaddrinfo(res);
-        }
-        return torii_errf(eb, TORII_EINVAL, "%s: cannot resolve %s: %s", where, host,
-                          gai != 0 ? gai_strerror(gai) : "no address");
-    }
-    memcpy(&t->addr, res->ai_addr, res->ai_addrlen);
-    t->addrlen = (int)res->ai_addrlen;
-    freeaddrinfo(res);
-    t->host = torii_xstrdup(host);
-    t->port = (uint16_t)pv;
-    {
-        char name[300];
-        (void)snprintf(name, sizeof(name), strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
-        t->name = torii_xstrdup(name);
-    }
-    return TORII_OK;
+    return routes_resolve(host, pv, t, where, eb);
 }
 
 /* backend.tls with a plain target would send the request in clear and ignore the TLS
@@ -244,26 +250,13 @@ static int routes_tls_targets(const struct torii_route_backend *be, const char *
     return TORII_OK;
 }
 
-static int routes_backend(json_t *b, struct torii_route_backend *be, size_t *n_targets,
-                          const char *where, struct torii_errbuf *eb)
+static int routes_backend_targets(json_t *b, struct torii_route_backend *be, size_t *n_targets,
+                                  const char *where, struct torii_errbuf *eb)
 {
-    static const char *const keys[] = {"targets", "tls", "timeouts", "max_idle", NULL};
-    static const char *const tls_keys[] = {"trusted_ca", "client_cert", "sni", NULL};
-    static const char *const to_keys[] = {"connect_ms", "read_ms", "idle_ms", NULL};
+    json_t *targets = json_object_get(b, "targets");
     char w[128];
-    json_t *targets;
-    json_t *v;
     int rc = TORII_OK;
 
-    be->connect_ms = ROUTES_DEF_CONNECT_MS;
-    be->read_ms = ROUTES_DEF_READ_MS;
-    be->idle_ms = ROUTES_DEF_IDLE_MS;
-    be->max_idle = ROUTES_DEF_MAX_IDLE;
-    if (!json_is_object(b)) {
-        return torii_errf(eb, TORII_EINVAL, "%s: expected an object", where);
-    }
-    TORII_TRY(routes_check_keys(b, keys, where, eb));
-    targets = json_object_get(b, "targets");
     if (!json_is_array(targets) || json_array_size(targets) == 0) {
         return torii_errf(eb, TORII_EINVAL, "%s.targets: expected a non-empty array", where);
     }
@@ -278,35 +271,79 @@ static int routes_backend(json_t *b, struct torii_route_backend *be, size_t *n_t
         be->targets[i].index = (unsigned)(*n_targets)++;
         be->n_targets++;
     }
-    v = json_object_get(b, "tls");
-    if (v != NULL) {
-        (void)snprintf(w, sizeof(w), "%s.tls", where);
-        if (!json_is_object(v)) {
-            return torii_errf(eb, TORII_EINVAL, "%s: expected an object", w);
-        }
-        TORII_TRY(routes_check_keys(v, tls_keys, w, eb));
-        TORII_TRY(routes_get_str(v, "trusted_ca", &be->tls.trusted_ca, w, eb));
-        TORII_TRY(routes_get_str(v, "client_cert", &be->tls.client_cert, w, eb));
-        TORII_TRY(routes_get_str(v, "sni", &be->tls.sni, w, eb));
-        if (be->tls.sni != NULL) {
-            char tmp[TORII_SNI_NAME_MAX + 1];
-            if (routes_host_pattern(be->tls.sni, tmp, sizeof(tmp)) != TORII_OK || tmp[0] == '*') {
-                return torii_errf(eb, TORII_EINVAL, "%s.sni: expected a host name", w);
-            }
-        }
-        be->has_tls = 1;
-        TORII_TRY(routes_tls_targets(be, where, eb));
+out:
+    return rc;
+}
+
+/* backend.tls (v): trusted CA, client certificate, SNI; every target must be https. */
+static int routes_backend_tls(json_t *v, struct torii_route_backend *be, const char *where,
+                              struct torii_errbuf *eb)
+{
+    static const char *const tls_keys[] = {"trusted_ca", "client_cert", "sni", NULL};
+    char w[128];
+    int rc = TORII_OK;
+
+    (void)snprintf(w, sizeof(w), "%s.tls", where);
+    if (!json_is_object(v)) {
+        return torii_errf(eb, TORII_EINVAL, "%s: expected an object", w);
     }
-    v = json_object_get(b, "timeouts");
-    if (v != NULL) {
-        (void)snprintf(w, sizeof(w), "%s.timeouts", where);
-        if (!json_is_object(v)) {
-            return torii_errf(eb, TORII_EINVAL, "%s: expected an object", w);
+    TORII_TRY(routes_check_keys(v, tls_keys, w, eb));
+    TORII_TRY(routes_get_str(v, "trusted_ca", &be->tls.trusted_ca, w, eb));
+    TORII_TRY(routes_get_str(v, "client_cert", &be->tls.client_cert, w, eb));
+    TORII_TRY(routes_get_str(v, "sni", &be->tls.sni, w, eb));
+    if (be->tls.sni != NULL) {
+        char tmp[TORII_SNI_NAME_MAX + 1];
+        if (routes_host_pattern(be->tls.sni, tmp, sizeof(tmp)) != TORII_OK || tmp[0] == '*') {
+            return torii_errf(eb, TORII_EINVAL, "%s.sni: expected a host name", w);
         }
-        TORII_TRY(routes_check_keys(v, to_keys, w, eb));
-        TORII_TRY(routes_get_ms(v, "connect_ms", &be->connect_ms, w, eb));
-        TORII_TRY(routes_get_ms(v, "read_ms", &be->read_ms, w, eb));
-        TORII_TRY(routes_get_ms(v, "idle_ms", &be->idle_ms, w, eb));
+    }
+    be->has_tls = 1;
+    TORII_TRY(routes_tls_targets(be, where, eb));
+out:
+    return rc;
+}
+
+/* backend.timeouts (v): connect_ms, read_ms, idle_ms. */
+static int routes_backend_timeouts(json_t *v, struct torii_route_backend *be, const char *where,
+                                   struct torii_errbuf *eb)
+{
+    static const char *const to_keys[] = {"connect_ms", "read_ms", "idle_ms", NULL};
+    char w[128];
+    int rc = TORII_OK;
+
+    (void)snprintf(w, sizeof(w), "%s.timeouts", where);
+    if (!json_is_object(v)) {
+        return torii_errf(eb, TORII_EINVAL, "%s: expected an object", w);
+    }
+    TORII_TRY(routes_check_keys(v, to_keys, w, eb));
+    TORII_TRY(routes_get_ms(v, "connect_ms", &be->connect_ms, w, eb));
+    TORII_TRY(routes_get_ms(v, "read_ms", &be->read_ms, w, eb));
+    TORII_TRY(routes_get_ms(v, "idle_ms", &be->idle_ms, w, eb));
+out:
+    return rc;
+}
+
+static int routes_backend(json_t *b, struct torii_route_backend *be, size_t *n_targets,
+                          const char *where, struct torii_errbuf *eb)
+{
+    static const char *const keys[] = {"targets", "tls", "timeouts", "max_idle", NULL};
+    json_t *v;
+    int rc = TORII_OK;
+
+    be->connect_ms = ROUTES_DEF_CONNECT_MS;
+    be->read_ms = ROUTES_DEF_READ_MS;
+    be->idle_ms = ROUTES_DEF_IDLE_MS;
+    be->max_idle = ROUTES_DEF_MAX_IDLE;
+    if (!json_is_object(b)) {
+        return torii_errf(eb, TORII_EINVAL, "%s: expected an object", where);
+    }
+    TORII_TRY(routes_check_keys(b, keys, where, eb));
+    TORII_TRY(routes_backend_targets(b, be, n_targets, where, eb));
+    if ((v = json_object_get(b, "tls")) != NULL) {
+        TORII_TRY(routes_backend_tls(v, be, where, eb));
+    }
+    if ((v = json_object_get(b, "timeouts")) != NULL) {
+        TORII_TRY(routes_backend_timeouts(v, be, where, eb));
     }
     v = json_object_get(b, "max_idle");
     if (v != NULL) {
@@ -370,21 +407,9 @@ out:
     return rc;
 }
 
-static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, struct torii_errbuf *eb)
+static int routes_hosts(json_t *hosts, struct torii_route *r, const char *where,
+                        struct torii_errbuf *eb)
 {
-    static const char *const keys[] = {"hosts", "backend", "client_auth", "jwt", NULL};
-    char where[64];
-    char w[96];
-    json_t *hosts;
-    json_t *v;
-    int rc = TORII_OK;
-
-    (void)snprintf(where, sizeof(where), "routes[%u]", r->index);
-    if (!json_is_object(jr)) {
-        return torii_errf(eb, TORII_EINVAL, "%s: expected an object", where);
-    }
-    TORII_TRY(routes_check_keys(jr, keys, where, eb));
-    hosts = json_object_get(jr, "hosts");
     if (!json_is_array(hosts) || json_array_size(hosts) == 0) {
         return torii_errf(eb, TORII_EINVAL, "%s.hosts: expected a non-empty array of names", where);
     }
@@ -399,6 +424,23 @@ static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, stru
         }
         r->hosts[r->n_hosts++] = torii_xstrdup(name);
     }
+    return TORII_OK;
+}
+
+static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, struct torii_errbuf *eb)
+{
+    static const char *const keys[] = {"hosts", "backend", "client_auth", "jwt", NULL};
+    char where[64];
+    char w[96];
+    json_t *v;
+    int rc = TORII_OK;
+
+    (void)snprintf(where, sizeof(where), "routes[%u]", r->index);
+    if (!json_is_object(jr)) {
+        return torii_errf(eb, TORII_EINVAL, "%s: expected an object", where);
+    }
+    TORII_TRY(routes_check_keys(jr, keys, where, eb));
+    TORII_TRY(routes_hosts(json_object_get(jr, "hosts"), r, where, eb));
     v = json_object_get(jr, "backend");
     if (v == NULL) {
         return torii_errf(eb, TORII_EINVAL, "%s.backend: missing", where);

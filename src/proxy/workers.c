@@ -150,7 +150,7 @@ static void worker_accept_error(struct evconnlistener *lev, void *arg)
      * so accepting again at once would spin. Stop accepting for a while instead. */
     if (w->backoff_ms == 0) {
         torii_log(TORII_LOG_WARN, "proxy: worker %u: accept failed: %s; backing off", w->index,
-                  strerror(err));
+                  torii_errno_text(err).s);
         w->backoff_ms = WORKER_BACKOFF_MIN_MS;
     } else if (w->backoff_ms < WORKER_BACKOFF_MAX_MS) {
         w->backoff_ms =
@@ -178,18 +178,19 @@ static int worker_bind(const char *addr, evutil_socket_t *out, struct torii_errb
 
     TORII_TRY(torii_config_parse_addr(addr, &ss, &sslen, eb));
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    TORII_ENSURE(fd >= 0, torii_errf(eb, TORII_EIO, "socket(%s): %s", addr, strerror(errno)));
+    TORII_ENSURE(fd >= 0,
+                 torii_errf(eb, TORII_EIO, "socket(%s): %s", addr, torii_errno_text(errno).s));
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0
         || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
-        rc = torii_errf(eb, TORII_EIO, "setsockopt(%s): %s", addr, strerror(errno));
+        rc = torii_errf(eb, TORII_EIO, "setsockopt(%s): %s", addr, torii_errno_text(errno).s);
         goto out;
     }
     if (bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen) != 0) {
-        rc = torii_errf(eb, TORII_EIO, "bind(%s): %s", addr, strerror(errno));
+        rc = torii_errf(eb, TORII_EIO, "bind(%s): %s", addr, torii_errno_text(errno).s);
         goto out;
     }
     if (listen(fd, 4096) != 0) {
-        rc = torii_errf(eb, TORII_EIO, "listen(%s): %s", addr, strerror(errno));
+        rc = torii_errf(eb, TORII_EIO, "listen(%s): %s", addr, torii_errno_text(errno).s);
         goto out;
     }
     *out = fd;
@@ -261,7 +262,7 @@ static int worker_inherited(const struct torii_workers *ws, int kind, unsigned s
             *fd = fcntl(ls->fd, F_DUPFD_CLOEXEC, 3);
             if (*fd < 0) {
                 return torii_errf(eb, TORII_EIO, "proxy: cannot take over the socket of %s: %s",
-                                  addr, strerror(errno));
+                                  addr, torii_errno_text(errno).s);
             }
             break;
         }
@@ -269,10 +270,37 @@ static int worker_inherited(const struct torii_workers *ws, int kind, unsigned s
     return TORII_OK;
 }
 
-static int worker_setup(struct torii_workers *ws, struct worker *w, struct torii_errbuf *eb)
+/* One listener per configured address: a socket inherited over a binary upgrade, or a new
+ * one bound with SO_REUSEPORT. */
+static int worker_listen(struct torii_workers *ws, struct worker *w, struct torii_errbuf *eb)
 {
     const char *addrs[WORKER_LISTENERS] = {ws->cfg->listen_https, ws->cfg->listen_http};
     evconnlistener_cb cbs[WORKER_LISTENERS] = {worker_accept_https, worker_accept_http};
+    int rc = TORII_OK;
+
+    for (int i = 0; i < WORKER_LISTENERS; i++) {
+        evutil_socket_t fd = -1;
+        if (addrs[i][0] == '\0') {
+            continue;
+        }
+        TORII_TRY(worker_inherited(ws, i, w->index, addrs[i], &fd, eb));
+        if (fd < 0) {
+            TORII_TRY(worker_bind(addrs[i], &fd, eb));
+        }
+        w->lev[i] = evconnlistener_new(w->base, cbs[i], w, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+        if (w->lev[i] == NULL) {
+            (void)close(fd);
+            rc = torii_errf(eb, TORII_EIO, "proxy: evconnlistener_new(%s) failed", addrs[i]);
+            goto out;
+        }
+        evconnlistener_set_error_cb(w->lev[i], worker_accept_error);
+    }
+out:
+    return rc;
+}
+
+static int worker_setup(struct torii_workers *ws, struct worker *w, struct torii_errbuf *eb)
+{
     int rc = TORII_OK;
 
     w->owner = ws;
@@ -297,23 +325,7 @@ static int worker_setup(struct torii_workers *ws, struct worker *w, struct torii
     w->pw.daemon = ws->daemon;
     w->pw.on_conn_closed = worker_conn_closed;
     w->pw.on_conn_closed_arg = w;
-    for (int i = 0; i < WORKER_LISTENERS; i++) {
-        evutil_socket_t fd = -1;
-        if (addrs[i][0] == '\0') {
-            continue;
-        }
-        TORII_TRY(worker_inherited(ws, i, w->index, addrs[i], &fd, eb));
-        if (fd < 0) {
-            TORII_TRY(worker_bind(addrs[i], &fd, eb));
-        }
-        w->lev[i] = evconnlistener_new(w->base, cbs[i], w, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-        if (w->lev[i] == NULL) {
-            (void)close(fd);
-            rc = torii_errf(eb, TORII_EIO, "proxy: evconnlistener_new(%s) failed", addrs[i]);
-            goto out;
-        }
-        evconnlistener_set_error_cb(w->lev[i], worker_accept_error);
-    }
+    TORII_TRY(worker_listen(ws, w, eb));
 out:
     return rc;
 }

@@ -379,6 +379,27 @@ static int st_hello_later(struct torii_stream *s)
     return evtimer_add(s->hello_ev, &tv) == 0 ? TORII_OK : TORII_ENOMEM;
 }
 
+/* Why SSL_read returned r <= 0: 0 (wants more I/O), TORII_STREAM_EOF or TORII_STREAM_ERROR. */
+static int st_tls_read_end(struct torii_stream *s, int r)
+{
+    switch (SSL_get_error(s->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return 0;
+    case SSL_ERROR_ZERO_RETURN:
+        return TORII_STREAM_EOF; /* close_notify */
+    case SSL_ERROR_WANT_CLIENT_HELLO_CB:
+        return st_hello_later(s) == TORII_OK ? 0 : TORII_STREAM_ERROR;
+    default:
+        if (s->sock_eof && s->established) {
+            ERR_clear_error(); /* EOF without close_notify: allowed */
+            return TORII_STREAM_EOF;
+        }
+        st_log_tls(s, s->established ? "read failed" : "handshake failed");
+        return TORII_STREAM_ERROR;
+    }
+}
+
 /* TLS: handshake progress and records, up to ST_READ_MAX bytes of plaintext. */
 static int st_read_tls(struct torii_stream *s)
 {
@@ -419,28 +440,7 @@ static int st_read_tls(struct torii_stream *s)
             what |= TORII_STREAM_READ;
             continue;
         }
-        switch (SSL_get_error(s->ssl, r)) {
-        case SSL_ERROR_WANT_READ:
-        case SSL_ERROR_WANT_WRITE:
-            break;
-        case SSL_ERROR_ZERO_RETURN:
-            what |= TORII_STREAM_EOF; /* close_notify */
-            break;
-        case SSL_ERROR_WANT_CLIENT_HELLO_CB:
-            if (st_hello_later(s) != TORII_OK) {
-                what |= TORII_STREAM_ERROR;
-            }
-            break;
-        default:
-            if (s->sock_eof && s->established) {
-                ERR_clear_error(); /* EOF without close_notify: allowed */
-                what |= TORII_STREAM_EOF;
-            } else {
-                st_log_tls(s, s->established ? "read failed" : "handshake failed");
-                what |= TORII_STREAM_ERROR;
-            }
-            break;
-        }
+        what |= st_tls_read_end(s, r);
         break;
     }
     if (got >= ST_READ_MAX) {
