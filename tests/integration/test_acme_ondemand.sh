@@ -14,7 +14,7 @@ pebble_begin
 # The ask endpoint: 200 unless the name starts with "no-"; every question logged.
 ASK_PORT=$(t_free_port)
 python3 - "$ASK_PORT" "$T_TMP/ask.log" >"$T_TMP/ask-server.log" 2>&1 <<'PY' &
-import http.server, sys, urllib.parse
+import http.server, os, sys, time, urllib.parse
 port, log = int(sys.argv[1]), sys.argv[2]
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -22,6 +22,13 @@ class H(http.server.BaseHTTPRequestHandler):
         name = q.get("domain", [""])[0]
         with open(log, "a") as f:
             f.write(name + "\n")
+        # "twice.*" waits for the test's release file: the order stays pending while the
+        # second handshake arrives, so it has to join the first (bounded: 25 s).
+        if name.startswith("twice."):
+            for _ in range(250):
+                if os.path.exists(log + ".release"):
+                    break
+                time.sleep(0.1)
         self.send_response(403 if name.startswith("no-") or not name else 200)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -117,10 +124,17 @@ check_eq "ask refuses: asked once only" 1 "$(grep -cx 'no-thanks.od.test' <<<"$a
 
 # --- two concurrent handshakes for one new name: one order, one certificate ---------------
 valid0=$(metric 'torii_acme_orders_total{outcome="valid"}')
+# The ask server holds twice.od.test's order until released: the second handshake starts
+# once the order is pending (the name was asked) and is released once it has joined.
+asked_twice() { grep -qsx 'twice.od.test' "$T_TMP/ask.log"; }
+joined_one() { [ "$(metric 'torii_acme_on_demand_total{decision="joined"}')" = 1 ]; }
 od_served twice.od.test >"$T_TMP/h1" &
 h1=$!
+t_wait_for asked_twice
 od_served twice.od.test >"$T_TMP/h2" &
 h2=$!
+t_wait_for joined_one
+touch "$T_TMP/ask.log.release"
 wait "$h1" "$h2"
 read -r want n <<<"$(stored_serial twice.od.test)"
 check_eq "concurrent: one certificate stored" 1 "$n"
