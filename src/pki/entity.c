@@ -446,30 +446,6 @@ out:
     return rc;
 }
 
-/* CN of the subject (the most specific one), UTF-8, or NULL. */
-static char *pki_cn(X509 *leaf)
-{
-    X509_NAME *subj = X509_get_subject_name(leaf);
-    unsigned char *utf8 = NULL;
-    char *r = NULL;
-    int idx = -1;
-    int last = -1;
-    int len;
-
-    while ((idx = X509_NAME_get_index_by_NID(subj, NID_commonName, idx)) >= 0) {
-        last = idx;
-    }
-    if (last < 0) {
-        return NULL;
-    }
-    len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, last)));
-    if (len > 0 && memchr(utf8, '\0', (size_t)len) == NULL) {
-        r = torii_xstrndup((const char *)utf8, (size_t)len);
-    }
-    OPENSSL_free(utf8);
-    return r;
-}
-
 const char *torii_cert_type(const json_t *e)
 {
     static const char *const order[] = {"client", "ca", "letsEncrypt", "keypair", "selfSigned"};
@@ -487,7 +463,7 @@ const char *torii_cert_type(const json_t *e)
 static int pki_domain(X509 *leaf, const json_t *sans, json_t **out)
 {
     int rc = TORII_OK;
-    char *cn = pki_cn(leaf);
+    char *cn = torii_pki__cn(leaf);
     char *raw = NULL;
     json_t *domain = NULL;
 
