@@ -40,9 +40,9 @@
     { key: 'domain', label: 'Domain', sort: 'domain' },
     { key: 'sans', label: 'SANs', sort: 'sans' },
     { key: 'issuer', label: 'Issuer', sort: 'caRef' },
-    { key: 'keyType', label: 'Key type', sort: null },
+    { key: 'keyType', label: 'Key type', sort: 'keyType' },
     { key: 'validity', label: 'Validity', sort: 'to' },
-    { key: 'badges', label: 'Badges', sort: null },
+    { key: 'badges', label: 'Badges', sort: 'badges' },
   ];
 
   const LIST_FIELDS = 'id,name,domain,sans,caRef,chain,from,to,ca,client,keypair,selfSigned,'

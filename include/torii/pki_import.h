@@ -50,4 +50,10 @@ json_t *torii_pki_cert_valid(const json_t *entity, int64_t now_ms);
 int torii_pki_cert_serial_hex(const json_t *entity, char *buf, size_t len, struct torii_errbuf *eb)
     TORII_MUST_USE;
 
+/** Key type of the entity's leaf certificate ("RSA 2048", "EC P-256", "EC P-384", "EC P-521",
+ * "EC" for another curve, "Ed25519", "Ed448", "other") into buf, read from the certificate's
+ * DER without decoding it (cheap enough for every item of a sorted list). TORII_EINVAL (buf
+ * empty) when the chain holds no readable certificate. Any thread. */
+int torii_pki_cert_key_type(const json_t *entity, char *buf, size_t len) TORII_MUST_USE;
+
 #endif

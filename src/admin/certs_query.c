@@ -11,11 +11,13 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "torii/log.h"
 #include "torii/mem.h"
+#include "torii/pki.h"
 
 enum certs_query_kind {
     CQ_FIELDS,
@@ -394,4 +396,85 @@ int certs_query_window_match(const struct certs_query_window *w, const json_t *e
         return 0;
     }
     return (!w->has_after || ms >= (double)w->after) && (!w->has_before || ms < (double)w->before);
+}
+
+/* ---- computed sort keys: keyType and badges ---- */
+
+#define CQ_DAY_MS ((int64_t)86400 * 1000)
+
+static const char *const cq_computed[] = {"keyType", "badges"};
+
+unsigned certs_query_computed(const struct certs_query_terms *sorted)
+{
+    unsigned mask = 0;
+
+    for (size_t i = 0; i < sorted->n; i++) {
+        for (size_t k = 0; k < sizeof(cq_computed) / sizeof(cq_computed[0]); k++) {
+            if (sorted->t[i].n == 1 && strcmp(sorted->t[i].seg[0], cq_computed[k]) == 0) {
+                mask |= 1u << k;
+            }
+        }
+    }
+    return mask;
+}
+
+static int cq_true(const json_t *e, const char *k)
+{
+    return json_is_true(json_object_get(e, k));
+}
+
+/* The web page's badges of e, in its order, comma-separated. */
+static void cq_badges(const json_t *e, int64_t now_ms, char *buf, size_t len)
+{
+    static const char *const flags[] = {"ca",          "client",    "keypair", "selfSigned",
+                                        "letsEncrypt", "autoRenew", "exposed", "revoked"};
+    const json_t *to = json_object_get(e, "to");
+    double to_ms = json_is_number(to) ? json_number_value(to) : 0;
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        if (cq_true(e, flags[i])) {
+            used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? "," : "", flags[i]);
+        }
+    }
+    if (!cq_true(e, "revoked") && json_is_number(to)) {
+        const char *b = to_ms < (double)now_ms ? "expired"
+                        : to_ms < (double)(now_ms + CERTS_QUERY_ALMOST_DAYS * CQ_DAY_MS)
+                            ? "almostExpired"
+                            : NULL;
+        if (b != NULL) {
+            (void)snprintf(buf + used, len - used, "%s%s", used ? "," : "", b);
+        }
+    }
+}
+
+int certs_query_computed_add(json_t *e, unsigned mask, int64_t now_ms)
+{
+    char buf[160];
+
+    if ((mask & 1u) != 0) {
+        if (torii_pki_cert_key_type(e, buf, sizeof(buf)) != TORII_OK) {
+            buf[0] = '\0'; /* unreadable: sorts first */
+        }
+        if (json_object_set_new(e, cq_computed[0], json_string(buf)) != 0) {
+            return TORII_ENOMEM;
+        }
+    }
+    if ((mask & 2u) != 0) {
+        cq_badges(e, now_ms, buf, sizeof(buf));
+        if (json_object_set_new(e, cq_computed[1], json_string(buf)) != 0) {
+            return TORII_ENOMEM;
+        }
+    }
+    return TORII_OK;
+}
+
+void certs_query_computed_del(json_t *e, unsigned mask)
+{
+    for (size_t k = 0; k < sizeof(cq_computed) / sizeof(cq_computed[0]); k++) {
+        if ((mask & (1u << k)) != 0) {
+            (void)json_object_del(e, cq_computed[k]);
+        }
+    }
 }

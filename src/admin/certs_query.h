@@ -80,4 +80,21 @@ void certs_query_window_clear(struct certs_query_window *w);
  * is within the bounds. */
 int certs_query_window_match(const struct certs_query_window *w, const json_t *e);
 
+/* ---- computed sort keys ---- */
+
+/** Days before `to` in which the badges sort key says almostExpired (the web page's badge). */
+#define CERTS_QUERY_ALMOST_DAYS 30
+
+/** Which computed sort keys the sorted terms name, as a mask: "keyType" (the leaf's key type,
+ * torii_pki_cert_key_type: "EC P-256", "RSA 2048", ...) and "badges" (the web page's badges
+ * that apply, comma-separated in a fixed order: ca, client, keypair, selfSigned, letsEncrypt,
+ * autoRenew, exposed, revoked, then expired or almostExpired). No entity member has these
+ * names; 0 when none is named. */
+unsigned certs_query_computed(const struct certs_query_terms *sorted);
+/** Set the computed members of mask on e (a list's own copy of an entity), at now_ms.
+ * TORII_ENOMEM. */
+int certs_query_computed_add(json_t *e, unsigned mask, int64_t now_ms) TORII_MUST_USE;
+/** Remove them again (before e is shown). */
+void certs_query_computed_del(json_t *e, unsigned mask);
+
 #endif

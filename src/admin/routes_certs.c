@@ -88,6 +88,8 @@ struct certs_list {
     struct certs_query_terms filtered; /* every term must match */
     struct certs_query_terms sorted;   /* n > 0: items collects every match, sorted after */
     struct certs_query_window window;  /* search, expiresAfter, expiresBefore */
+    unsigned computed;                 /* computed sort keys (certs_query_computed) */
+    int64_t now_ms;                    /* for the badges sort key */
     int keypair_only;
     size_t total;   /* every record, before filtering (X-Count, as the reference) */
     size_t matched; /* records passing the filters */
@@ -148,6 +150,7 @@ static int certs_entity_matches(const struct certs_list *l, const json_t *e)
 /* What a list item shows of e: the selected fields, or e itself. */
 static json_t *certs_list_item(const struct certs_list *l, json_t *e)
 {
+    certs_query_computed_del(e, l->computed);
     return l->fields.n > 0 ? certs_query_project(e, &l->fields) : json_incref(e);
 }
 
@@ -170,6 +173,7 @@ static int certs_list_cb(const struct torii_store_rec *rec, void *arg)
     }
     if (certs_entity_matches(l, e)) {
         if (l->sorted.n > 0) {
+            rc = certs_query_computed_add(e, l->computed, l->now_ms);
             item = json_incref(e); /* paged once sorted */
         } else if (l->matched >= l->offset && l->matched - l->offset < l->limit) {
             item = certs_list_item(l, e);
@@ -306,6 +310,8 @@ static int certs_list_terms(const struct admin_req_query *q, struct certs_list *
     TORII_TRY(certs_query_fields_parse(fields != NULL ? fields : "", &l->fields, eb));
     TORII_TRY(certs_query_filtered_parse(filtered != NULL ? filtered : "", &l->filtered, eb));
     TORII_TRY(certs_query_sorted_parse(sorted != NULL ? sorted : "", &l->sorted, eb));
+    l->computed = certs_query_computed(&l->sorted);
+    l->now_ms = torii_clock_now_ms();
     TORII_TRY(certs_query_window_parse(admin_req_query_get(q, "search"),
                                        admin_req_query_get(q, "expiresAfter"),
                                        admin_req_query_get(q, "expiresBefore"), &l->window, eb));

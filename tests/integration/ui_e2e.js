@@ -172,6 +172,16 @@ async function badges(page) {
   const names = await listIds(page);
   eq('sort by name, descending', [...names].sort().reverse(), names);
   check('sort: five rows', names.length === 5);
+  // badges and key type sort on the server too (computed sort keys): by the badge keys' text
+  await listRendered(page, () => page.click('button.sort[data-sort="badges"]'));
+  eq('sort by badges, ascending', ['ui-soon', 'ui-flags', 'ui-client', 'ui-expired', 'ui-revoked'],
+    await listIds(page));
+  await showList(page, '');
+  await listRendered(page, () => page.click('button.sort[data-sort="keyType"]'));
+  await listRendered(page, () => page.click('button.sort[data-sort="keyType"]'));
+  const kts = await page.$$eval('#list-body tr td:nth-child(5)', (tds) => tds.map((t) => t.textContent));
+  eq('sort by key type, descending', [...kts].sort().reverse(), kts);
+  check('sort by key type: more than one type listed: ' + kts.join('|'), new Set(kts).size > 1);
   await showList(page, '');
   await page.screenshot({ path: path.join(ART, 'ui-list.png'), fullPage: true });
 }

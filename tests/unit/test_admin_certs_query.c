@@ -11,6 +11,8 @@
 
 #include "admin_int.h"
 #include "certs_query.h"
+#include "testpki.h"
+#include "torii/pki.h"
 #include "ui_assets.h"
 
 static json_t *entity(void)
@@ -148,6 +150,84 @@ static void test_ui_route(void **state)
     admin_reply_clear(&r);
 }
 
+/* The key type text of a fresh self-signed certificate of key type/bits. */
+static void check_key_type(int type, int bits, const char *want)
+{
+    struct testpki_opts o = {.key_type = type, .bits = bits, .cn = "kt.test"};
+    X509 *c = NULL;
+    EVP_PKEY *k = NULL;
+    json_t *e = NULL;
+    char buf[32];
+
+    assert_int_equal(testpki_make(&o, &c, &k), 0);
+    e = testpki_entity("kt", &c, 1, NULL, NULL);
+    assert_non_null(e);
+    assert_int_equal(torii_pki_cert_key_type(e, buf, sizeof(buf)), TORII_OK);
+    assert_string_equal(buf, want);
+    json_decref(e);
+    X509_free(c);
+    EVP_PKEY_free(k);
+}
+
+static void test_key_type(void **state)
+{
+    json_t *bad = json_loads("{\"chain\":\"-----BEGIN CERTIFICATE-----\\nMIIB\\n"
+                             "-----END CERTIFICATE-----\"}",
+                             0, NULL);
+    char buf[32] = "x";
+
+    (void)state;
+    check_key_type(EVP_PKEY_EC, 256, "EC P-256");
+    check_key_type(EVP_PKEY_EC, 384, "EC P-384");
+    check_key_type(EVP_PKEY_RSA, 2048, "RSA 2048");
+    check_key_type(EVP_PKEY_RSA, 3072, "RSA 3072");
+    /* a truncated certificate, no chain at all, a buffer too small: errors, buf empty */
+    assert_non_null(bad);
+    assert_int_equal(torii_pki_cert_key_type(bad, buf, sizeof(buf)), TORII_EINVAL);
+    assert_string_equal(buf, "");
+    json_decref(bad);
+    bad = json_object();
+    assert_int_equal(torii_pki_cert_key_type(bad, buf, sizeof(buf)), TORII_EINVAL);
+    json_decref(bad);
+}
+
+/* The computed sort keys: set for sorting, named only when asked, removed before showing. */
+static void test_computed_sort_keys(void **state)
+{
+    struct certs_query_terms t = {NULL, 0};
+    struct torii_errbuf eb = {{0}};
+    json_t *e =
+        json_loads("{\"ca\":true,\"selfSigned\":true,\"revoked\":false,\"to\":4000000000000,"
+                   "\"chain\":\"\"}",
+                   0, NULL);
+    json_t *soon = json_loads("{\"client\":true,\"to\":2000}", 0, NULL);
+    unsigned mask = 0;
+
+    (void)state;
+    assert_int_equal(certs_query_sorted_parse("name:true", &t, &eb), TORII_OK);
+    assert_int_equal(certs_query_computed(&t), 0);
+    certs_query_terms_clear(&t);
+    assert_int_equal(certs_query_sorted_parse("badges:false,keyType,metadata.keyType", &t, &eb),
+                     TORII_OK);
+    mask = certs_query_computed(&t);
+    assert_int_equal(mask, 3);
+    assert_int_equal(certs_query_computed_add(e, mask, 1000), TORII_OK);
+    assert_string_equal(json_string_value(json_object_get(e, "badges")), "ca,selfSigned");
+    assert_string_equal(json_string_value(json_object_get(e, "keyType")), "");
+    assert_int_equal(certs_query_computed_add(e, mask, 5000000000000), TORII_OK);
+    assert_string_equal(json_string_value(json_object_get(e, "badges")), "ca,selfSigned,expired");
+    assert_int_equal(certs_query_computed_add(soon, mask, 1000), TORII_OK);
+    assert_string_equal(json_string_value(json_object_get(soon, "badges")), "client,almostExpired");
+    /* sorted descending by badges: "client,..." before "ca,..." */
+    assert_true(certs_query_sorted_cmp(&t, soon, e) < 0);
+    certs_query_computed_del(e, mask);
+    assert_null(json_object_get(e, "badges"));
+    assert_null(json_object_get(e, "keyType"));
+    certs_query_terms_clear(&t);
+    json_decref(e);
+    json_decref(soon);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -155,6 +235,8 @@ int main(void)
         cmocka_unit_test(test_expiry_bounds),
         cmocka_unit_test(test_bad_bounds_named),
         cmocka_unit_test(test_ui_route),
+        cmocka_unit_test(test_key_type),
+        cmocka_unit_test(test_computed_sort_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
