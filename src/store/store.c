@@ -67,6 +67,7 @@ struct torii_store {
     pthread_rwlock_t txn_rw;
     struct store_watcher watchers[TORII_STORE_WATCHERS_MAX];
     size_t nwatchers;
+    const struct torii_kek_ring *kek; /* borrowed: torii_store_opts.kek */
 };
 
 /* Per thread: how many store read holds (txn_rw shared) this thread has, across stores. */
@@ -713,6 +714,11 @@ static void store_locks_init(struct torii_store *st)
     TORII_ASSERT(pthread_rwlock_init(&st->txn_rw, NULL) == 0);
 }
 
+const struct torii_kek_ring *torii_store_kek(const struct torii_store *st)
+{
+    return st != NULL ? st->kek : NULL;
+}
+
 int torii_store_open(const struct torii_store_opts *opts, struct torii_store **out,
                      struct torii_errbuf *eb)
 {
@@ -731,6 +737,7 @@ int torii_store_open(const struct torii_store_opts *opts, struct torii_store **o
     st = torii_xcalloc(1, sizeof(*st));
     store_locks_init(st);
     st->max_map_size = opts->max_map_size ? opts->max_map_size : STORE_DEFAULT_MAX_MAP;
+    st->kek = opts->kek;
     if (initial > st->max_map_size) {
         rc = torii_errf(eb, TORII_EINVAL, "store: initial_map_size %zu > max_map_size %zu", initial,
                         st->max_map_size);
