@@ -130,6 +130,11 @@ typedef int (*torii_store_iter_cb)(const struct torii_store_rec *rec, void *arg)
 int torii_store_foreach(struct torii_store *st, enum torii_store_bucket b, torii_store_iter_cb cb,
                         void *arg) TORII_MUST_USE;
 
+/** torii_store_foreach from the first id >= from[0..from_len) (bytewise; from NULL or
+ * from_len 0: the first record): a cursor over ids, for walks resumed batch after batch. */
+int torii_store_foreach_from(struct torii_store *st, enum torii_store_bucket b, const char *from,
+                             size_t from_len, torii_store_iter_cb cb, void *arg) TORII_MUST_USE;
+
 /** Number of records in bucket b. Returns TORII_OK, TORII_ESTORE, TORII_EINVAL. */
 int torii_store_count(struct torii_store *st, enum torii_store_bucket b, size_t *out)
     TORII_MUST_USE;

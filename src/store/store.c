@@ -974,12 +974,18 @@ static void store_map_drop(struct torii_store *st, struct store_span *sp)
 int torii_store_foreach(struct torii_store *st, enum torii_store_bucket b, torii_store_iter_cb cb,
                         void *arg)
 {
+    return torii_store_foreach_from(st, b, NULL, 0, cb, arg);
+}
+
+int torii_store_foreach_from(struct torii_store *st, enum torii_store_bucket b, const char *from,
+                             size_t from_len, torii_store_iter_cb cb, void *arg)
+{
     int rc = TORII_OK;
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
-    MDB_val key;
+    MDB_val key = {from_len, (void *)(uintptr_t)from};
     MDB_val data;
-    MDB_cursor_op op = MDB_FIRST;
+    MDB_cursor_op op = from != NULL && from_len > 0 ? MDB_SET_RANGE : MDB_FIRST;
     struct store_span span = {0, 0};
     size_t read = 0;
     size_t since_drop = 0;
