@@ -58,10 +58,10 @@ int torii_pki_revoked_from_entity(const json_t *entity, struct torii_pki_revoked
  * UNSPECIFIED, RFC 5280 5.3.1), CRL number and AKI extensions. *der is malloc'd (caller
  * frees). TORII_EINVAL for a bad CA, a bad serial_hex or next_update_s <= 0. */
 int torii_pki_crl_build(const json_t *ca_entity, const struct torii_kek_ring *kek,
-                        const struct torii_pki_revoked *revoked,
-                        size_t n_revoked, uint64_t crl_number, int64_t now_ms,
-                        int64_t next_update_s, unsigned char **der, size_t *der_len,
-                        struct torii_errbuf *eb) TORII_MUST_USE;
+                        const struct torii_pki_revoked *revoked, size_t n_revoked,
+                        uint64_t crl_number, int64_t now_ms, int64_t next_update_s,
+                        unsigned char **der, size_t *der_len, struct torii_errbuf *eb)
+    TORII_MUST_USE;
 
 enum torii_pki_ocsp_status {
     TORII_PKI_OCSP_GOOD = 0,

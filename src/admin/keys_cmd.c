@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "torii/acme.h"
 #include "torii/admin.h"
 #include "torii/certdb.h"
 #include "torii/conf.h"
@@ -35,6 +36,7 @@ int torii_admin_kek_load(const struct torii_config *cfg, struct torii_kek_ring *
         .credential = cfg->keys_kek_credential,
         .previous_files = cfg->keys_previous_kek_files,
         .previous_credentials = cfg->keys_previous_kek_credentials,
+        /* NOLINTNEXTLINE(concurrency-mt-unsafe): torii never calls setenv, so getenv only reads */
         .credentials_dir = getenv("CREDENTIALS_DIRECTORY"),
     };
 
@@ -66,6 +68,25 @@ static int keys_parse_num(const char *s, unsigned long max, unsigned long *out)
     return TORII_OK;
 }
 
+/* One option and its value: -c FILE, --batch N, --test-crash-after-batches N. */
+static int keys_parse_opt(const char *name, const char *v, struct keys_args *a)
+{
+    if (v == NULL) {
+        return TORII_EINVAL;
+    }
+    if (strcmp(name, "-c") == 0) {
+        a->conf = v;
+        return TORII_OK;
+    }
+    if (strcmp(name, "--batch") == 0) {
+        return keys_parse_num(v, KEYS_BATCH_MAX, &a->batch);
+    }
+    if (strcmp(name, "--test-crash-after-batches") == 0) {
+        return keys_parse_num(v, 1000000, &a->crash_after);
+    }
+    return TORII_EINVAL;
+}
+
 static int keys_parse(int argc, char **argv, struct keys_args *a, FILE *err)
 {
     a->batch = KEYS_BATCH_DEFAULT;
@@ -76,13 +97,7 @@ static int keys_parse(int argc, char **argv, struct keys_args *a, FILE *err)
     for (int i = 2; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
-        if (strcmp(argv[i], "-c") == 0 && v != NULL) {
-            a->conf = v;
-        } else if (strcmp(argv[i], "--batch") == 0 && v != NULL
-                   && keys_parse_num(v, KEYS_BATCH_MAX, &a->batch) == TORII_OK) {
-        } else if (strcmp(argv[i], "--test-crash-after-batches") == 0 && v != NULL
-                   && keys_parse_num(v, 1000000, &a->crash_after) == TORII_OK) {
-        } else {
+        if (keys_parse_opt(argv[i], v, a) != TORII_OK) {
             (void)fprintf(err, "torii keys: bad argument '%s'\n", argv[i]);
             return keys_usage(err);
         }
@@ -91,41 +106,60 @@ static int keys_parse(int argc, char **argv, struct keys_args *a, FILE *err)
     return 0;
 }
 
-/* Ring, lock, store, walk, close, compact. */
+/* The walk over the store (certdb), the store closed before the compaction. */
+static int keys_rekey(const struct torii_config *cfg, const struct keys_args *a,
+                      const struct torii_kek_ring *ring, size_t *done, size_t *accounts,
+                      struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    struct torii_store *st = NULL;
+    struct torii_store_opts so = {.dir = cfg->data_dir};
+    unsigned crash_after = (unsigned)a->crash_after;
+    struct torii_certdb_rekey_opts ro = {.kek = ring,
+                                         .rewrap = a->rewrap,
+                                         .batch = a->batch,
+                                         .after_batch = crash_after > 0 ? keys_crash_seam : NULL,
+                                         .after_batch_arg = &crash_after};
+
+    TORII_TRY(torii_store_open(&so, &st, eb));
+    TORII_TRY(torii_certdb_rekey(st, &ro, done, eb));
+    rc = torii_acme_accounts_rekey(st, ring, a->rewrap, accounts, eb);
+out:
+    torii_store_free(st);
+    return rc;
+}
+
+static void keys_report(FILE *out, const char *cmd, size_t done, size_t accounts,
+                        const char *kek_id)
+{
+    (void)fprintf(out,
+                  "torii keys %s: %zu record%s sealed under KEK %s (and %zu ACME account key%s); "
+                  "data file compacted\n",
+                  cmd, done, done == 1 ? "" : "s", kek_id, accounts, accounts == 1 ? "" : "s");
+}
+
+/* Ring, lock, walk, compact. */
 static int keys_exec(const struct torii_config *cfg, const struct keys_args *a, FILE *out,
                      struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     struct torii_kek_ring *ring = NULL;
     struct torii_daemon *d = NULL;
-    struct torii_store *st = NULL;
-    struct torii_store_opts so = {.dir = cfg->data_dir};
     char cur[2 * TORII_KEK_ID_LEN + 1];
     size_t done = 0;
-    unsigned crash_after = (unsigned)a->crash_after;
-    struct torii_certdb_rekey_opts ro = {.rewrap = a->rewrap,
-                                         .batch = a->batch,
-                                         .after_batch = crash_after > 0 ? keys_crash_seam : NULL,
-                                         .after_batch_arg = &crash_after};
+    size_t accounts = 0;
 
     TORII_TRY(torii_admin_kek_load(cfg, &ring, eb));
-    ro.kek = ring;
     TORII_ENSURE(ring != NULL, torii_errf(eb, TORII_EINVAL,
                                           "no KEK configured: set keys.kek_file or "
                                           "keys.kek_credential (docs/operations.md)"));
     TORII_TRY(torii_daemon_new(cfg, &d, eb));
     TORII_TRY(torii_daemon_lock(d, cfg->data_dir, eb));
-    TORII_TRY(torii_store_open(&so, &st, eb));
-    rc = torii_certdb_rekey(st, &ro, &done, eb);
-    torii_store_free(st);
-    st = NULL;
-    TORII_TRY(rc);
+    TORII_TRY(keys_rekey(cfg, a, ring, &done, &accounts, eb));
     TORII_TRY(torii_store_compact(cfg->data_dir, eb));
     TORII_TRY(torii_kek_ring_current_id(ring, cur));
-    (void)fprintf(out, "torii keys %s: %zu record%s sealed under KEK %s; data file compacted\n",
-                  a->rewrap ? "rotate" : "migrate", done, done == 1 ? "" : "s", cur);
+    keys_report(out, a->rewrap ? "rotate" : "migrate", done, accounts, cur);
 out:
-    torii_store_free(st);
     torii_daemon_free(d);
     torii_kek_ring_free(ring);
     return rc;

@@ -80,35 +80,44 @@ static int export_one(json_t *v, const struct torii_kek_ring *kek, struct torii_
     return rc;
 }
 
-/* NOLINTNEXTLINE(misc-no-recursion): bounded, at most REDACT_MAX_DEPTH frames deep */
 static int export_walk(json_t *v, const struct torii_kek_ring *kek, int depth,
-                       struct torii_errbuf *eb)
+                       struct torii_errbuf *eb);
+
+/* The members of an array or object, one level down; the first failure stops the walk. */
+/* NOLINTNEXTLINE(misc-no-recursion): bounded, at most REDACT_MAX_DEPTH frames deep */
+static int export_children(json_t *v, const struct torii_kek_ring *kek, int depth,
+                           struct torii_errbuf *eb)
 {
     const char *k;
     json_t *m;
     size_t i;
     int rc = TORII_OK;
 
-    if (depth > REDACT_MAX_DEPTH) {
-        return TORII_OK;
-    }
     if (json_is_array(v)) {
         json_array_foreach (v, i, m) {
-            TORII_TRY(export_walk(m, kek, depth + 1, eb));
+            rc = rc == TORII_OK ? export_walk(m, kek, depth + 1, eb) : rc;
         }
-        return TORII_OK;
-    }
-    if (!json_is_object(v)) {
-        return TORII_OK;
-    }
-    TORII_TRY(export_one(v, kek, eb));
-    json_object_foreach (v, k, m) {
-        if (json_is_object(m) || json_is_array(m)) {
-            TORII_TRY(export_walk(m, kek, depth + 1, eb));
+    } else {
+        json_object_foreach (v, k, m) {
+            rc = rc == TORII_OK ? export_walk(m, kek, depth + 1, eb) : rc;
         }
     }
-out:
     return rc;
+}
+
+/* NOLINTNEXTLINE(misc-no-recursion): bounded, at most REDACT_MAX_DEPTH frames deep */
+static int export_walk(json_t *v, const struct torii_kek_ring *kek, int depth,
+                       struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
+    if (depth > REDACT_MAX_DEPTH || !(json_is_array(v) || json_is_object(v))) {
+        return TORII_OK;
+    }
+    if (json_is_object(v)) {
+        rc = export_one(v, kek, eb);
+    }
+    return rc == TORII_OK ? export_children(v, kek, depth, eb) : rc;
 }
 
 int admin_export_keys(json_t *v, const struct torii_kek_ring *kek, struct torii_errbuf *eb)

@@ -113,8 +113,7 @@ static int rekey_read(struct torii_store *st, struct rekey_batch *b)
 }
 
 /* The batch in one durable transaction; a record changed since it was read fails it. */
-static int rekey_write(struct torii_store *st, const struct rekey_batch *b,
-                       struct torii_errbuf *eb)
+static int rekey_write(struct torii_store *st, const struct rekey_batch *b, struct torii_errbuf *eb)
 {
     struct torii_store_op *ops = torii_xcalloc(b->n, sizeof(*ops));
     int rc;
@@ -139,6 +138,27 @@ static int rekey_write(struct torii_store *st, const struct rekey_batch *b,
     return rc;
 }
 
+/* One batch: read from the cursor, write what changed, move on. */
+static int rekey_step(struct torii_store *st, struct rekey_batch *b, size_t *done,
+                      unsigned *batches)
+{
+    int rc = rekey_read(st, b);
+
+    if (rc != TORII_OK || b->n == 0) {
+        return rc;
+    }
+    rc = rekey_write(st, b, b->eb);
+    if (rc != TORII_OK) {
+        return rc;
+    }
+    *done += b->n;
+    rekey_batch_clear(b);
+    if (b->o->after_batch != NULL) {
+        b->o->after_batch(++*batches, b->o->after_batch_arg);
+    }
+    return TORII_OK;
+}
+
 int torii_certdb_rekey(struct torii_store *st, const struct torii_certdb_rekey_opts *o,
                        size_t *done, struct torii_errbuf *eb)
 {
@@ -155,15 +175,7 @@ int torii_certdb_rekey(struct torii_store *st, const struct torii_certdb_rekey_o
     TORII_TRY(torii_store_count(st, TORII_STORE_CERTS, &total));
     /* Each batch moves the cursor past at least one record: bounded by the record count. */
     for (size_t round = 0; round <= total; round++) {
-        TORII_TRY(rekey_read(st, &b));
-        if (b.n > 0) {
-            TORII_TRY(rekey_write(st, &b, eb));
-            *done += b.n;
-            rekey_batch_clear(&b);
-            if (o->after_batch != NULL) {
-                o->after_batch(++batches, o->after_batch_arg);
-            }
-        }
+        TORII_TRY(rekey_step(st, &b, done, &batches));
         if (!b.full) {
             break;
         }

@@ -129,8 +129,8 @@ static int renew_one_edit(struct torii_certdb_batch *b, const struct torii_certd
     c->renewed = NULL;
     TORII_TRY(renew_check(c, rd->ent, eb));
     TORII_TRY(renew_ca(c, rd->ent, &ca, eb));
-    TORII_TRY(torii_renew_reissue(rd->ent, ca, torii_store_kek(c->store), c->now_ms, &c->renewed,
-                                  eb));
+    TORII_TRY(
+        torii_renew_reissue(rd->ent, ca, torii_store_kek(c->store), c->now_ms, &c->renewed, eb));
     TORII_TRY(torii_rand_alnum(c->copy_id, TORII_RENEW_COPY_ID_LEN));
     TORII_TRY(torii_renew_copy_make(rd->ent, c->copy_id, torii_store_kek(c->store), &copy, eb));
     TORII_TRY(torii_certdb_batch_create(b, copy, NULL, NULL, eb));

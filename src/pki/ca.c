@@ -62,8 +62,8 @@ int torii_pki__ca_load(const json_t *entity, const struct torii_kek_ring *kek,
     if (torii_pki_key_open(kek, id, pk, json_string_value(json_object_get(entity, "password")),
                            &key, &sub)
         != TORII_OK) {
-        rc = torii_errf(eb, TORII_EINVAL, "issuer '%s': private key does not open: %s", id,
-                        sub.msg);
+        rc =
+            torii_errf(eb, TORII_EINVAL, "issuer '%s': private key does not open: %s", id, sub.msg);
         goto out;
     }
     if (X509_check_private_key(leaf, key) != 1) {

@@ -262,10 +262,9 @@ static int crl_check_args(const struct torii_pki_revoked *revoked, size_t n_revo
 }
 
 int torii_pki_crl_build(const json_t *ca_entity, const struct torii_kek_ring *kek,
-                        const struct torii_pki_revoked *revoked,
-                        size_t n_revoked, uint64_t crl_number, int64_t now_ms,
-                        int64_t next_update_s, unsigned char **der, size_t *der_len,
-                        struct torii_errbuf *eb)
+                        const struct torii_pki_revoked *revoked, size_t n_revoked,
+                        uint64_t crl_number, int64_t now_ms, int64_t next_update_s,
+                        unsigned char **der, size_t *der_len, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     struct torii_pki__ca ca;

@@ -583,8 +583,7 @@ out:
 }
 
 int torii_pki__entity_parse(const json_t *entity, const struct torii_kek_ring *kek,
-                            STACK_OF(X509) * *chain, EVP_PKEY **key,
-                            struct torii_errbuf *eb)
+                            STACK_OF(X509) * *chain, EVP_PKEY **key, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     const char *pk = json_string_value(json_object_get(entity, "privateKey"));

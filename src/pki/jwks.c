@@ -269,8 +269,7 @@ out:
 /* The entity's JWK under its id (*out) and the same key under its key kid (*keyed, docs/jwt.md
  * "Key ids"; NULL for an id too long to make one), or TORII_ENOTFOUND when the entity is not to
  * be published. */
-static int jwks_one(const json_t *e, const struct torii_kek_ring *kek, json_t **out,
-                    json_t **keyed)
+static int jwks_one(const json_t *e, const struct torii_kek_ring *kek, json_t **out, json_t **keyed)
 {
     int rc = TORII_OK;
     STACK_OF(X509) *chain = NULL;

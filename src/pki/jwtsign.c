@@ -16,8 +16,7 @@
 /* The entity's private key, which must match its leaf (TORII_EINVAL otherwise), the leaf's
  * notAfter and the key kid (docs/jwt.md, Key ids; malloc'd). */
 static int jwtsign_load(const json_t *e, const struct torii_kek_ring *kek, const char *id,
-                        EVP_PKEY **key_out, int64_t *not_after, char **kid,
-                        struct torii_errbuf *eb)
+                        EVP_PKEY **key_out, int64_t *not_after, char **kid, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     struct torii_errbuf sub = {{0}};
@@ -52,9 +51,8 @@ out:
     return rc;
 }
 
-int torii_pki_jwt_sign(const json_t *entity, const struct torii_kek_ring *kek,
-                       const json_t *claims, int64_t lifetime_s, int64_t now_ms, char **out,
-                       struct torii_errbuf *eb)
+int torii_pki_jwt_sign(const json_t *entity, const struct torii_kek_ring *kek, const json_t *claims,
+                       int64_t lifetime_s, int64_t now_ms, char **out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     EVP_PKEY *key = NULL;

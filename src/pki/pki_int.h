@@ -25,8 +25,8 @@ int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii
  * sealed: opened with kek, NULL when none is loaded). *key is NULL without a key. TORII_EINVAL
  * (eb says why). The caller frees both. */
 int torii_pki__entity_parse(const json_t *entity, const struct torii_kek_ring *kek,
-                            STACK_OF(X509) * *chain, EVP_PKEY **key,
-                            struct torii_errbuf *eb) TORII_MUST_USE;
+                            STACK_OF(X509) * *chain, EVP_PKEY **key, struct torii_errbuf *eb)
+    TORII_MUST_USE;
 
 /** The derived fields of torii_cert_enrich from an already parsed chain and key (entity is
  * normalized). TORII_EINVAL when the key does not match the leaf. */

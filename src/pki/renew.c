@@ -161,8 +161,8 @@ static const EVP_MD *renew_md(X509 *old, EVP_PKEY *signer)
 }
 
 /* The entity's own chain and key, which must match its leaf. */
-static int renew_subject_load(const json_t *entity, const struct torii_kek_ring *kek, const char *id,
-                              STACK_OF(X509) * *chain_out, EVP_PKEY **key_out,
+static int renew_subject_load(const json_t *entity, const struct torii_kek_ring *kek,
+                              const char *id, STACK_OF(X509) * *chain_out, EVP_PKEY **key_out,
                               struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
@@ -178,8 +178,8 @@ static int renew_subject_load(const json_t *entity, const struct torii_kek_ring 
     }
     TORII_ENSURE(pk != NULL && pk[0] != '\0',
                  torii_errf(eb, TORII_EINVAL, "renew: certificate '%s' has no private key", id));
-    if (torii_pki_key_open(kek, id, pk, json_string_value(json_object_get(entity, "password")), &key,
-                           &sub)
+    if (torii_pki_key_open(kek, id, pk, json_string_value(json_object_get(entity, "password")),
+                           &key, &sub)
         != TORII_OK) {
         rc = torii_errf(eb, TORII_EINVAL, "renew: certificate '%s': %s", id, sub.msg);
         goto out;
@@ -202,8 +202,9 @@ out:
 
 /* The CA that signs the renewal (issuer_entity), or a check that the old certificate is
  * self-signed (issuer_entity NULL: ca stays empty). */
-static int renew_signing_ca(const json_t *issuer_entity, const struct torii_kek_ring *kek, X509 *old,
-                            const char *id, struct torii_pki__ca *ca, struct torii_errbuf *eb)
+static int renew_signing_ca(const json_t *issuer_entity, const struct torii_kek_ring *kek,
+                            X509 *old, const char *id, struct torii_pki__ca *ca,
+                            struct torii_errbuf *eb)
 {
     struct torii_errbuf sub = {{0}};
 

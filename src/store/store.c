@@ -977,6 +977,12 @@ int torii_store_foreach(struct torii_store *st, enum torii_store_bucket b, torii
     return torii_store_foreach_from(st, b, NULL, 0, cb, arg);
 }
 
+/* Where a walk starts: the first record, or the first id >= from. */
+static MDB_cursor_op store_first_op(const char *from, size_t from_len)
+{
+    return from != NULL && from_len > 0 ? MDB_SET_RANGE : MDB_FIRST;
+}
+
 int torii_store_foreach_from(struct torii_store *st, enum torii_store_bucket b, const char *from,
                              size_t from_len, torii_store_iter_cb cb, void *arg)
 {
@@ -985,7 +991,7 @@ int torii_store_foreach_from(struct torii_store *st, enum torii_store_bucket b, 
     MDB_cursor *cur = NULL;
     MDB_val key = {from_len, (void *)(uintptr_t)from};
     MDB_val data;
-    MDB_cursor_op op = from != NULL && from_len > 0 ? MDB_SET_RANGE : MDB_FIRST;
+    MDB_cursor_op op = store_first_op(from, from_len);
     struct store_span span = {0, 0};
     size_t read = 0;
     size_t since_drop = 0;

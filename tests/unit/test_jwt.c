@@ -863,7 +863,8 @@ static void test_jwt_pki_state_keys_follow_the_store(void **state)
 
     (void)state;
     /* signing refuses what no verifier could check */
-    assert_int_equal(torii_pki_jwt_sign(hidden, NULL, c, 600, fx->now_ms, &tok, NULL), TORII_EINVAL);
+    assert_int_equal(torii_pki_jwt_sign(hidden, NULL, c, 600, fx->now_ms, &tok, NULL),
+                     TORII_EINVAL);
     assert_int_equal(torii_pki_jwt_sign(ec, NULL, c, 0, fx->now_ms, &tok, NULL), TORII_EINVAL);
     assert_int_equal(torii_pki_jwt_sign(ec, NULL, c, 20LL * 365 * 86400, fx->now_ms, &tok, NULL),
                      TORII_EINVAL);
@@ -926,8 +927,8 @@ static void test_jwt_pki_state_rotation_keeps_old_key(void **state)
 
     (void)state;
     /* renewed two days later: the new key outlives the old one */
-    assert_int_equal(torii_renew_reissue(kp, NULL, NULL, fx->now_ms + 2 * 86400000LL, &renewed, NULL),
-                     TORII_OK);
+    assert_int_equal(
+        torii_renew_reissue(kp, NULL, NULL, fx->now_ms + 2 * 86400000LL, &renewed, NULL), TORII_OK);
     copy = torii_renew_copy_of(kp, "kp-rot-copy");
     assert_non_null(copy);
     /* the copy stays exposed: verifiers keep its key until its own expiry */

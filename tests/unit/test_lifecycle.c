@@ -569,7 +569,8 @@ static void test_renew_flag_conflict_judges_what_was_written(void **state)
     /* The stored leaf has 1 day of 10 left: almost expired. The API replaces it with a fresh
      * certificate in the window: the flag must not land on the fresh one. */
     fixture_store_open(f);
-    assert_int_equal(torii_renew_reissue(f->pk.leaf_ent, f->pk.ca_ent, NULL, now, &fresh, &eb), TORII_OK);
+    assert_int_equal(torii_renew_reissue(f->pk.leaf_ent, f->pk.ca_ent, NULL, now, &fresh, &eb),
+                     TORII_OK);
     r.st = f->ts.st;
     r.api[0] = json_incref(fresh);
     assert_int_equal(torii_renew__flag(f->ts.st, NULL, "leaf", now, &pol20, &seam, &written, &eb),
