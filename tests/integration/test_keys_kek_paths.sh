@@ -60,16 +60,6 @@ as() { # as TOKEN METHOD PATH [curl args] -> T_BODY, T_STATUS
   T_STATUS=${out##*$'\n'}
   T_BODY=${out%$'\n'*}
 }
-# issue PATH BODY NAME: POST to the PKI API; reply in NAME.json, leaf NAME.crt, key NAME.key
-issue() {
-  api POST "$1" -H 'Content-Type: application/json' -d "$2"
-  printf '%s' "$T_BODY" > "$T_TMP/$3.json"
-  if [ "$T_STATUS" = 200 ]; then
-    pem_of "$T_TMP/$3.json" chain "$T_TMP/$3.chain"
-    openssl x509 -in "$T_TMP/$3.chain" -out "$T_TMP/$3.crt"
-    pem_of "$T_TMP/$3.json" privateKey "$T_TMP/$3.key"
-  fi
-}
 id_of() { jget "['certId']" < "$T_TMP/$1.json"; }
 ca_pem() { curl -s "$PUB/.well-known/torii/ca/$1" | openssl x509 -inform der -out "$T_TMP/$2.crt"; }
 # export_to ID OUT: GET ?export=true; the privateKey into OUT (T_STATUS set)
@@ -222,6 +212,11 @@ as "$RO" GET "/api/certificates/$LEAF?export=true"
 check_eq "export without keys:export -> 403" 403 "$T_STATUS"
 api GET "/api/certificates/$CLI"
 check_eq "a plain GET stays redacted" "" "$(printf '%s' "$T_BODY" | jget "['privateKey']")"
+api PATCH "/api/certificates/$CLI" -H 'Content-Type: application/json' \
+  -d '[{"op":"replace","path":"/name","value":"alice2"}]'
+check_eq "PATCH of a sealed entity (its key opened, kept sealed)" 200 "$T_STATUS"
+export_to "$CLI" "$T_TMP/cli.exp.key"
+check "the patched entity still exports its key" key_matches "$T_TMP/cli.exp.key" "$T_TMP/cli.crt"
 # forced renewal of a leaf and of the intermediate CA
 api POST "/api/certificates/$LEAF/_renew"
 check_eq "forced renewal of the sealed leaf" 200 "$T_STATUS"
