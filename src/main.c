@@ -635,6 +635,7 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
     }
     TORII_TRY(torii_admin_kek_load(app->cfg, &app->kek, eb));
     app_kek_notice(app);
+    sopts.kek = app->kek; /* certdb seals every key it writes with it */
     TORII_TRY(torii_store_open(&sopts, &app->store, eb));
     TORII_TRY(torii_certdb_migrate(app->store, eb)); /* stores written by an older torii */
     TORII_TRY(torii_table_new(&app->table));

@@ -63,6 +63,13 @@ struct torii_acme_opts {
 };
 
 /** Start the ACME thread (idle until a job comes). TORII_EINVAL when acme is not enabled. */
+/** `torii keys migrate|rotate` over the ACME account keys (TORII_STORE_ACME "account:*"):
+ * each key converted by torii_kek_text_convert (rewrap: rotate) and written back, all in one
+ * durable transaction (a handful of records). *done = accounts rewritten. Only with no other
+ * writer of the store (the command). torii_kek_open's codes, the store's. */
+int torii_acme_accounts_rekey(struct torii_store *st, const struct torii_kek_ring *kek, int rewrap,
+                              size_t *done, struct torii_errbuf *eb) TORII_MUST_USE;
+
 int torii_acme_start(const struct torii_acme_opts *o, struct torii_acme **out,
                      struct torii_errbuf *eb) TORII_MUST_USE;
 /** Begin stopping: the job in progress is abandoned at its next request or wait (a transfer

@@ -172,4 +172,26 @@ int torii_certdb_create_all(struct torii_store *st, const json_t *entities, stru
  * the store. TORII_OK, or the store's failure. */
 int torii_certdb_migrate(struct torii_store *st, struct torii_errbuf *eb) TORII_MUST_USE;
 
+/* ---- keys at rest over the whole store (rekey.c) ---- */
+
+struct torii_certdb_rekey_opts {
+    const struct torii_kek_ring *kek; /* borrowed; must have a current KEK */
+    int rewrap;                       /* 0: migrate (seal clear keys); 1: rotate (also re-seal) */
+    size_t batch;                     /* records per durable transaction, >= 1 */
+    /* Test seam (NULL in production): called after each committed batch (1, 2, ...). */
+    void (*after_batch)(unsigned batches, void *arg);
+    void *after_batch_arg;
+};
+
+/** Seal every certificate's private key under o->kek's current KEK (migrate), and with
+ * o->rewrap re-seal those sealed under a previous KEK of the ring (rotate); drop the key copy
+ * of TLS records written before keys were stored once. A cursor over ids, o->batch records
+ * per durable transaction (compare-and-swap on the JSON read): resumable after a crash, and a
+ * record already sealed under the current KEK is not rewritten. *done = records rewritten.
+ * Only with no other writer of the store (the `torii keys` command). TORII_EINVAL (no current
+ * KEK, a malformed record), torii_kek_open's codes (a key that does not open: eb names the
+ * record and KEK ids), the store's. */
+int torii_certdb_rekey(struct torii_store *st, const struct torii_certdb_rekey_opts *o,
+                       size_t *done, struct torii_errbuf *eb) TORII_MUST_USE;
+
 #endif

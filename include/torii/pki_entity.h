@@ -15,6 +15,8 @@
 #include "torii/err.h"
 #include "torii/mem.h"
 
+struct torii_kek_ring;
+
 /* ---- entity ---- */
 
 /** A fresh entity with every field at its default (id "cert_<uuid>"). NULL on OOM. */
@@ -40,6 +42,10 @@ int torii_cert_normalize(json_t *entity, struct torii_errbuf *eb) TORII_MUST_USE
  * unknown at normalize) get the derived domain. On error the entity may be normalized but
  * no derived field is changed. */
 int torii_cert_enrich(json_t *entity, int64_t now_ms, struct torii_errbuf *eb) TORII_MUST_USE;
+/** torii_cert_enrich of a stored entity, whose privateKey may be sealed: opened with kek (NULL:
+ * none loaded) through torii_pki_key_open. */
+int torii_cert_enrich_kek(json_t *entity, const struct torii_kek_ring *kek, int64_t now_ms,
+                          struct torii_errbuf *eb) TORII_MUST_USE;
 
 /** The certType the entity's flags give (client, ca, letsEncrypt, keypair, selfSigned, in that
  * order, else certificate), as torii_cert_enrich sets it. A static string. */

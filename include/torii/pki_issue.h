@@ -13,6 +13,8 @@
 
 #include "torii/err.h"
 
+struct torii_kek_ring;
+
 /* ---- issuing (PKI API) ----
  * Pure functions behind the Otoroshi-compatible PKI endpoints (reference section 3). A
  * "query" is Otoroshi's GenCsrQuery JSON: hosts[] (DNS names and IP literals -> SANs),
@@ -38,6 +40,9 @@ struct torii_pki_opts {
     const char *base_url; /* public base URL ("https://pki.example.com"), no trailing path;
                            * NULL when not configured (includeAIA is then refused) */
     const char *id;       /* id of the new entity; NULL -> random 32 chars [A-Za-z0-9] */
+    /* Keys at rest (borrowed; NULL: none loaded): opens the signing CA's sealed privateKey
+     * (and a renewed entity's own) through torii_pki_key_open. */
+    const struct torii_kek_ring *kek;
 };
 
 /** Self-signed root CA from a query (the CA profile whatever query.ca says; no path length;

@@ -12,6 +12,8 @@
 
 #include "torii/err.h"
 
+struct torii_kek_ring;
+
 /* ---- JWKS (RFC 7517) ---- */
 
 /** {"keys":[...]} from an array of entities (borrowed). One JWK per entity that is exposed,
@@ -23,7 +25,7 @@
  * with the id); they never break the document. Each key is listed a second time, after all
  * of the above, under its key kid "<id>.<thumbprint>" (docs/jwt.md, Key ids). A non-array
  * counts as empty. NULL on OOM. */
-json_t *torii_pki_jwks_build(const json_t *entities);
+json_t *torii_pki_jwks_build(const json_t *entities, const struct torii_kek_ring *kek);
 
 /** Mint a JWT with an entity's key pair (core of POST /api/certificates/:id/_sign): a copy of
  * claims (a JSON object, borrowed) with iat = now and exp = now + lifetime_s (any iat/exp the
@@ -33,8 +35,9 @@ json_t *torii_pki_jwks_build(const json_t *entities);
  * outside 1..366 days, a revoked or not exposed entity (no verifier could find its key), no private
  * key or one that does not match the leaf, a key type without a JWS algorithm, exp past the leaf's
  * notAfter. TORII_ETOOBIG for a token over 8 KiB. */
-int torii_pki_jwt_sign(const json_t *entity, const json_t *claims, int64_t lifetime_s,
-                       int64_t now_ms, char **out, struct torii_errbuf *eb) TORII_MUST_USE;
+int torii_pki_jwt_sign(const json_t *entity, const struct torii_kek_ring *kek, const json_t *claims,
+                       int64_t lifetime_s, int64_t now_ms, char **out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
 
 /** Check a token against one entity's key (core of POST /api/certificates/:id/_verify): the
  * public key of the leaf of its chain under kid = entity id and its key kid, usable until the

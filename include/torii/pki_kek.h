@@ -119,6 +119,12 @@ int torii_kek_text_is_sealed(const char *s);
  * (malloc'd) is "TKEK:<base64>". torii_kek_seal's codes. */
 int torii_kek_text_seal(const struct torii_kek_ring *r, const char *id, size_t id_len,
                         const char *plain, char **out, struct torii_errbuf *eb) TORII_MUST_USE;
+/** What `torii keys migrate|rotate` does to one key text of record id: clear -> sealed under
+ * the current KEK; sealed under another KEK and rewrap -> opened and sealed under the current
+ * one; otherwise *out = NULL (nothing to do). *out is malloc'd. torii_kek_open's codes. */
+int torii_kek_text_convert(const struct torii_kek_ring *r, int rewrap, const char *id,
+                           size_t id_len, const char *in, char **out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
 /** The PEM under a sealed privateKey text; *out malloc'd, NUL-terminated (wipe and free it).
  * TORII_EINVAL when s is not a sealed text; torii_kek_open's codes otherwise. */
 int torii_kek_text_open(const struct torii_kek_ring *r, const char *id, size_t id_len,

@@ -38,6 +38,13 @@ int torii_pki_key_open(const struct torii_kek_ring *kek, const char *id, const c
                        const char *password, EVP_PKEY **out, struct torii_errbuf *eb)
     TORII_MUST_USE;
 
+/** The text of a stored private key of record id as it was given (PEM, maybe encrypted with
+ * the entity's password): a sealed text is opened through kek (codes as torii_pki_key_open),
+ * a clear one is copied. *out is malloc'd, NUL-terminated: wipe it with torii_secure_free.
+ * For `?export=true` only: every other use opens an EVP_PKEY with torii_pki_key_open. */
+int torii_pki_key_text_open(const struct torii_kek_ring *kek, const char *id, const char *text,
+                            char **out, struct torii_errbuf *eb) TORII_MUST_USE;
+
 /** Where a stored key is (all borrowed): what the TLS table and client identities are given
  * next to a TLS record, to open the key at first use through torii_pki_key_open. */
 struct torii_pki_key_src {
@@ -50,6 +57,13 @@ struct torii_pki_key_src {
 /** The key source of a stored entity (strings borrowed from it). */
 struct torii_pki_key_src torii_pki_key_src_of(const json_t *entity,
                                               const struct torii_kek_ring *kek);
+
+/** An entity copied under a new id (its "id" already set) from record from_id: a sealed
+ * privateKey, bound to from_id, is opened and sealed again for the new id under kek's current
+ * KEK (the clear text is wiped). A clear or missing key is left as is. torii_pki_key_open's
+ * codes (TORII_ENOTFOUND without the KEK it was sealed under). */
+int torii_pki_entity_key_rebind(const struct torii_kek_ring *kek, json_t *entity,
+                                const char *from_id, struct torii_errbuf *eb) TORII_MUST_USE;
 
 /** torii_pki_key_open on an entity's id, privateKey and password. */
 int torii_pki_entity_key_open(const struct torii_kek_ring *kek, const json_t *entity,

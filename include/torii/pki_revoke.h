@@ -12,6 +12,8 @@
 
 #include "torii/err.h"
 
+struct torii_kek_ring;
+
 /* ---- revocation: reasons, OCSP (RFC 6960), CRL (RFC 5280) ---- */
 
 #define TORII_PKI_SERIAL_HEX_MAX 83 /* 41 DER octets of INTEGER content, hex, NUL */
@@ -55,10 +57,11 @@ int torii_pki_revoked_from_entity(const json_t *entity, struct torii_pki_revoked
  * = now_ms + next_update_s, one entry per revoked[i] (reason extension unless NONE or
  * UNSPECIFIED, RFC 5280 5.3.1), CRL number and AKI extensions. *der is malloc'd (caller
  * frees). TORII_EINVAL for a bad CA, a bad serial_hex or next_update_s <= 0. */
-int torii_pki_crl_build(const json_t *ca_entity, const struct torii_pki_revoked *revoked,
-                        size_t n_revoked, uint64_t crl_number, int64_t now_ms,
-                        int64_t next_update_s, unsigned char **der, size_t *der_len,
-                        struct torii_errbuf *eb) TORII_MUST_USE;
+int torii_pki_crl_build(const json_t *ca_entity, const struct torii_kek_ring *kek,
+                        const struct torii_pki_revoked *revoked, size_t n_revoked,
+                        uint64_t crl_number, int64_t now_ms, int64_t next_update_s,
+                        unsigned char **der, size_t *der_len, struct torii_errbuf *eb)
+    TORII_MUST_USE;
 
 enum torii_pki_ocsp_status {
     TORII_PKI_OCSP_GOOD = 0,

@@ -23,6 +23,8 @@
 #include "torii/err.h"
 #include "torii/store.h"
 
+struct torii_kek_ring;
+
 struct torii_pki_state;
 
 /** Persistence of small counters (CRL numbers): meta_get returns a malloc'd string
@@ -38,6 +40,9 @@ struct torii_pki_state_opts {
     torii_pki_state_meta_get_cb meta_get; /* may be NULL (numbers start from the clock) */
     torii_pki_state_meta_put_cb meta_put; /* may be NULL */
     void *meta_arg;
+    /* Keys at rest (borrowed, outlives the state; NULL: none loaded): opens the sealed keys
+     * of the CAs (OCSP and CRL signing) and of the exposed JWT key pairs (JWKS). */
+    const struct torii_kek_ring *kek;
 };
 
 /** An empty state. TORII_EINVAL for negative durations. */

@@ -32,6 +32,8 @@
 #include "torii/err.h"
 #include "torii/store.h"
 
+struct torii_kek_ring;
+
 #define TORII_RENEW_COPY_PREFIX "[UNTIL EXPIRATION] "
 #define TORII_RENEW_COPY_ID_LEN 64
 
@@ -85,11 +87,18 @@ int64_t torii_renew_backoff_ms(unsigned attempt, int64_t min_ms, int64_t max_ms)
  * no key, key does not match), or the certificate is neither self-signed nor has a CA;
  * TORII_EUNSUPPORTED for a key type that cannot be regenerated; TORII_ETLS when OpenSSL
  * fails. */
-int torii_renew_reissue(const json_t *entity, const json_t *ca_entity, int64_t now_ms, json_t **out,
+int torii_renew_reissue(const json_t *entity, const json_t *ca_entity,
+                        const struct torii_kek_ring *kek, int64_t now_ms, json_t **out,
                         struct torii_errbuf *eb) TORII_MUST_USE;
+/* kek (borrowed; NULL: none loaded) opens the sealed keys of entity and ca_entity. */
 
 /** The "[UNTIL EXPIRATION]" copy of old_entity (see above) with id copy_id: a new object. */
 json_t *torii_renew_copy_of(const json_t *old_entity, const char *copy_id);
+/** torii_renew_copy_of for the store: a sealed privateKey (bound to the old id) is re-sealed
+ * for copy_id under kek's current KEK (torii_pki_entity_key_rebind). *out is a new object. */
+int torii_renew_copy_make(const json_t *old_entity, const char *copy_id,
+                          const struct torii_kek_ring *kek, json_t **out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
 
 /** Renew certificate `id` in the store now (due or not; see torii_renewer_request for the
  * refusals), in one transaction as described above, then raise CertRenewalAlert. The

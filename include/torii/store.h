@@ -37,10 +37,17 @@ enum torii_store_bucket {
 /** Most watchers one store accepts. */
 #define TORII_STORE_WATCHERS_MAX 8
 
+struct torii_kek_ring;
+
 struct torii_store_opts {
     const char *dir;         /* directory for the LMDB env; created 0700 if missing */
     size_t initial_map_size; /* 0 = 64 MiB */
     size_t max_map_size;     /* 0 = 64 GiB */
+    /* Keys at rest (borrowed, outlives the store; NULL: none loaded): the KEK ring the
+     * private keys held in this store are sealed with. The store never uses it; it travels
+     * with the handle so that certdb seals every key it writes and every key user that is
+     * given the store opens keys with the same ring (torii_store_kek). */
+    const struct torii_kek_ring *kek;
 };
 
 /** A record. id and json are not NUL-terminated (use id_len/json_len); id_len must be 1..511
@@ -84,6 +91,8 @@ int torii_store_open(const struct torii_store_opts *opts, struct torii_store **o
                      struct torii_errbuf *eb) TORII_MUST_USE;
 /** Close; NULL accepted. No call may be in flight. */
 void torii_store_free(struct torii_store *st);
+/** The KEK ring given in torii_store_opts.kek (NULL: none). Any thread. */
+const struct torii_kek_ring *torii_store_kek(const struct torii_store *st);
 
 /** Apply ops atomically in one durable transaction. On success, watchers are called once per
  * op, in order, before returning. On any failure nothing is changed and no watcher runs.
@@ -120,6 +129,11 @@ typedef int (*torii_store_iter_cb)(const struct torii_store_rec *rec, void *arg)
  * first non-OK value cb returned, TORII_ESTORE, TORII_EINVAL. */
 int torii_store_foreach(struct torii_store *st, enum torii_store_bucket b, torii_store_iter_cb cb,
                         void *arg) TORII_MUST_USE;
+
+/** torii_store_foreach from the first id >= from[0..from_len) (bytewise; from NULL or
+ * from_len 0: the first record): a cursor over ids, for walks resumed batch after batch. */
+int torii_store_foreach_from(struct torii_store *st, enum torii_store_bucket b, const char *from,
+                             size_t from_len, torii_store_iter_cb cb, void *arg) TORII_MUST_USE;
 
 /** Number of records in bucket b. Returns TORII_OK, TORII_ESTORE, TORII_EINVAL. */
 int torii_store_count(struct torii_store *st, enum torii_store_bucket b, size_t *out)

@@ -45,13 +45,22 @@ static int acme_account_load(struct acme_client *c, json_t **stored, struct tori
 static int acme_account_save(struct acme_client *c, struct torii_errbuf *eb)
 {
     char id[TORII_STORE_ID_MAX + 1];
-    json_t *v = json_pack("{s:s,s:s,s:s?,s:O?}", "directory", c->conf->directory_url, "key",
-                          c->key_pem, "kid", c->kid, "contacts", c->conf->contacts);
-    char *text = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
+    char *key = NULL;
+    json_t *v = NULL;
+    char *text = NULL;
     int rc;
     struct torii_store_rec rec;
 
     acme_account_id(c, id, sizeof(id));
+    /* Keys at rest: sealed under the store's KEK (the record id as associated data). */
+    rc = torii_pki_key_seal(torii_store_kek(c->store), id, c->key_pem, &key, eb);
+    if (rc != TORII_OK) {
+        return rc;
+    }
+    v = json_pack("{s:s,s:s,s:s?,s:O?}", "directory", c->conf->directory_url, "key", key, "kid",
+                  c->kid, "contacts", c->conf->contacts);
+    torii_secure_free(key, strlen(key));
+    text = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
     memset(&rec, 0, sizeof(rec));
     rec.id = id;
     rec.id_len = strlen(id);
@@ -137,6 +146,7 @@ static int acme_account_contacts(struct acme_client *c, const json_t *stored,
 /* The stored account's key and URL (*stored: the record), or a fresh key for a new one. */
 static int acme_account_key(struct acme_client *c, json_t **stored, struct torii_errbuf *eb)
 {
+    char id[TORII_STORE_ID_MAX + 1];
     int rc = acme_account_load(c, stored, eb);
 
     if (rc == TORII_ENOTFOUND) {
@@ -145,7 +155,13 @@ static int acme_account_key(struct acme_client *c, json_t **stored, struct torii
     if (rc != TORII_OK) {
         return rc;
     }
-    c->key_pem = torii_xstrdup(json_string_value(json_object_get(*stored, "key")));
+    acme_account_id(c, id, sizeof(id));
+    rc = torii_pki_key_text_open(torii_store_kek(c->store), id,
+                                 json_string_value(json_object_get(*stored, "key")), &c->key_pem,
+                                 eb);
+    if (rc != TORII_OK) {
+        return rc;
+    }
     if (json_is_string(json_object_get(*stored, "kid"))) {
         c->kid = torii_xstrdup(json_string_value(json_object_get(*stored, "kid")));
     }

@@ -51,8 +51,7 @@ static int acme_store_edit(struct torii_certdb_batch *b, const struct torii_cert
     TORII_ENSURE(e != NULL, TORII_ENOMEM);
     TORII_TRY(acme_fill(e, is));
     TORII_TRY(torii_rand_alnum(is->copy_id, TORII_RENEW_COPY_ID_LEN));
-    copy = torii_renew_copy_of(rd->ent, is->copy_id);
-    TORII_ENSURE(copy != NULL, TORII_ENOMEM);
+    TORII_TRY(torii_renew_copy_make(rd->ent, is->copy_id, is->prep.kek, &copy, eb));
     TORII_TRY(torii_certdb_batch_create(b, copy, NULL, NULL, eb));
     TORII_TRY(torii_certdb_batch_replace(b, rd, e, &is->prep, NULL, eb));
 out:
@@ -95,6 +94,7 @@ int acme_store_issued(struct torii_store *store, const char *cert_id, const json
 
     is.prep.mode = TORII_CERT_PREP_ENRICH;
     is.prep.now_ms = torii_clock_now_ms();
+    is.prep.kek = torii_store_kek(store); /* the copy's sealed key is re-sealed for its id */
     if (cert_id != NULL) {
         rc = torii_certdb_update(store, cert_id, &rmw, acme_store_edit, &is, eb);
         if (rc == TORII_OK) {

@@ -82,6 +82,10 @@ int admin_audit_write(struct admin_audit *a, const struct admin_audit_rec *rec) 
 /** Replace, in every object of v (depth-bounded walk), a non-empty string "privateKey" by ""
  * with "privateKeyRedacted": true added, and a string "password" by null. */
 void admin_redact(json_t *v);
+/** ?export=true: every sealed privateKey in v (objects with an "id", up to the redaction
+ * depth) is replaced by its clear text, opened with kek through torii_pki_key_text_open.
+ * TORII_OK, or the first key that does not open (eb names its id; v is then redacted). */
+int admin_export_keys(json_t *v, const struct torii_kek_ring *kek, struct torii_errbuf *eb);
 /** "sha256:<hex>" of the SubjectPublicKeyInfo DER of the first certificate in the "chain" of
  * v (an entity, or the first element of an array of entities) into out; 0 when there is none. */
 int admin_key_fingerprint(const json_t *v, char *out, size_t len);

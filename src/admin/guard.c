@@ -20,6 +20,7 @@
 #include "admin_guard.h"
 #include "torii/log.h"
 #include "torii/mem.h"
+#include "torii/store.h"
 
 static const char *const guard_media_types[] = {
     "application/json",     "application/merge-patch+json", "application/json-patch+json",
@@ -285,6 +286,20 @@ static int guard_audit(struct admin_guard *g, const struct admin_token *tok, con
     return admin_audit_write(&g->audit, &r);
 }
 
+/* ?export=true: the clear keys (sealed ones opened with the store's KEK ring); a key that does
+ * not open fails the reply rather than return its envelope or nothing. */
+static void guard_export(const struct torii_admin_ctx *ctx, struct torii_admin_reply *reply)
+{
+    struct torii_errbuf eb = {{0}};
+    int rc = admin_export_keys(reply->json, torii_store_kek(ctx->store), &eb);
+
+    if (rc != TORII_OK) {
+        torii_log(TORII_LOG_ERR, "admin: export refused: %s", eb.msg);
+        admin_reply_clear(reply);
+        admin_reply_error(reply, 500, "export: %s", eb.msg);
+    }
+}
+
 void admin_guard_dispatch(struct admin_guard *g, struct torii_admin_ctx *ctx,
                           const struct torii_http_req *req, int64_t now_ms,
                           struct torii_admin_reply *reply)
@@ -328,5 +343,7 @@ void admin_guard_dispatch(struct admin_guard *g, struct torii_admin_ctx *ctx,
     }
     if (!exporting && !reply->fresh_key) {
         admin_redact(reply->json);
+    } else if (exporting) {
+        guard_export(ctx, reply);
     }
 }

@@ -16,6 +16,7 @@
 
 #include "admin_guard.h"
 #include "torii/mem.h"
+#include "torii/pki.h"
 
 #define REDACT_MAX_DEPTH 16
 
@@ -56,6 +57,77 @@ static void redact_walk(json_t *v, int depth)
 void admin_redact(json_t *v)
 {
     redact_walk(v, 0);
+}
+
+/* The clear text of one entity's sealed key in place (the opened text is wiped). */
+static int export_one(json_t *v, const struct torii_kek_ring *kek, struct torii_errbuf *eb)
+{
+    const char *text = json_string_value(json_object_get(v, "privateKey"));
+    const char *id = json_string_value(json_object_get(v, "id"));
+    char *pem = NULL;
+    int rc;
+
+    if (!torii_kek_text_is_sealed(text)) {
+        return TORII_OK;
+    }
+    rc = torii_pki_key_text_open(kek, id, text, &pem, eb);
+    if (rc == TORII_OK && json_object_set_new(v, "privateKey", json_string(pem)) != 0) {
+        rc = TORII_ENOMEM;
+    }
+    if (pem != NULL) {
+        torii_secure_free(pem, strlen(pem));
+    }
+    return rc;
+}
+
+static int export_walk(json_t *v, const struct torii_kek_ring *kek, int depth,
+                       struct torii_errbuf *eb);
+
+/* The members of an array or object, one level down; the first failure stops the walk. */
+/* NOLINTNEXTLINE(misc-no-recursion): bounded, at most REDACT_MAX_DEPTH frames deep */
+static int export_children(json_t *v, const struct torii_kek_ring *kek, int depth,
+                           struct torii_errbuf *eb)
+{
+    const char *k;
+    json_t *m;
+    size_t i;
+    int rc = TORII_OK;
+
+    if (json_is_array(v)) {
+        json_array_foreach (v, i, m) {
+            rc = rc == TORII_OK ? export_walk(m, kek, depth + 1, eb) : rc;
+        }
+    } else {
+        json_object_foreach (v, k, m) {
+            rc = rc == TORII_OK ? export_walk(m, kek, depth + 1, eb) : rc;
+        }
+    }
+    return rc;
+}
+
+/* NOLINTNEXTLINE(misc-no-recursion): bounded, at most REDACT_MAX_DEPTH frames deep */
+static int export_walk(json_t *v, const struct torii_kek_ring *kek, int depth,
+                       struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
+    if (depth > REDACT_MAX_DEPTH || !(json_is_array(v) || json_is_object(v))) {
+        return TORII_OK;
+    }
+    if (json_is_object(v)) {
+        rc = export_one(v, kek, eb);
+    }
+    return rc == TORII_OK ? export_children(v, kek, depth, eb) : rc;
+}
+
+int admin_export_keys(json_t *v, const struct torii_kek_ring *kek, struct torii_errbuf *eb)
+{
+    int rc = export_walk(v, kek, 0, eb);
+
+    if (rc != TORII_OK) {
+        admin_redact(v);
+    }
+    return rc;
 }
 
 int admin_key_fingerprint(const json_t *v, char *out, size_t len)

@@ -540,7 +540,8 @@ static void certs_valid_reply(struct torii_admin_ctx *ctx, const char *id,
         certs_reply_rc(reply, rc, &eb);
         return;
     }
-    if (torii_cert_enrich(e, torii_clock_now_ms(), &eb) == TORII_OK) {
+    if (torii_cert_enrich_kek(e, torii_store_kek(ctx->store), torii_clock_now_ms(), &eb)
+        == TORII_OK) {
         valid = json_is_true(json_object_get(e, "valid"));
     }
     json_decref(e);

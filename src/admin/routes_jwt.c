@@ -68,7 +68,8 @@ static int admin_jwt_claims_ok(const json_t *claims, struct torii_admin_reply *r
     return 1;
 }
 
-static void admin_jwt_sign(const json_t *entity, json_t *body, struct torii_admin_reply *reply)
+static void admin_jwt_sign(const struct torii_kek_ring *kek, const json_t *entity, json_t *body,
+                           struct torii_admin_reply *reply)
 {
     static const char *const keys[] = {"claims", "lifetime_s", NULL};
     const json_t *claims = json_object_get(body, "claims");
@@ -86,7 +87,7 @@ static void admin_jwt_sign(const json_t *entity, json_t *body, struct torii_admi
         admin_reply_error(reply, 400, "lifetime_s: expected seconds in 1..%d", JWT_LIFETIME_MAX);
         return;
     }
-    rc = torii_pki_jwt_sign(entity, claims,
+    rc = torii_pki_jwt_sign(entity, kek, claims,
                             lt != NULL ? json_integer_value(lt) : JWT_LIFETIME_DEFAULT,
                             torii_clock_now_ms(), &tok, &eb);
     if (rc != TORII_OK) {
@@ -201,7 +202,7 @@ static void admin_jwt_run(struct torii_admin_ctx *ctx, const struct torii_http_r
         goto out;
     }
     if (strcmp(act, "sign") == 0) {
-        admin_jwt_sign(entity, body, reply);
+        admin_jwt_sign(torii_store_kek(ctx->store), entity, body, reply);
     } else {
         admin_jwt_verify(entity, body, reply);
     }

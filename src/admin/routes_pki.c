@@ -108,6 +108,7 @@ static struct torii_pki_opts pki_opts(struct torii_admin_ctx *ctx)
         .now_ms = torii_clock_now_ms(),
         .base_url = json_string_value(json_object_get(ctx->cfg->pki, "public_url")),
         .id = NULL,
+        .kek = torii_store_kek(ctx->store), /* opens a sealed CA key */
     };
     return o;
 }

@@ -52,8 +52,7 @@ static int tls_use_cert(SSL_CTX *ctx, struct torii_store *st, const char *id,
         torii_errf(eb, TORII_EINVAL, "admin.tls.cert: no certificate '%s' in the store", id));
     TORII_ENSURE(e.aux != NULL,
                  torii_errf(eb, TORII_EINVAL, "admin.tls.cert: '%s' has no TLS record stored", id));
-    /* No KEK reaches admin.tls yet: a sealed key is refused (docs/operations.md). */
-    key = torii_pki_key_src_of(e.ent, NULL);
+    key = torii_pki_key_src_of(e.ent, torii_store_kek(st)); /* a sealed key opens with it */
     rc = torii_pki_identity_new(e.aux, e.aux_len, &key, &ident, &why);
     TORII_ENSURE(rc == TORII_OK,
                  torii_errf(eb, rc, "admin.tls: no usable private key in '%s': %s", id, why.msg));

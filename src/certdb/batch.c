@@ -1,6 +1,7 @@
 /* batch.c - certdb writes: batches of prepared entities and their serial index entries,
  * committed in one durable store transaction; the compare-and-swap read-modify-write loop.
  * Threads: any; a batch belongs to the thread that made it (see certdb.h). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,17 +209,24 @@ static struct certdb_item *certdb_push(struct torii_certdb_batch *b, struct cert
     return &b->items[b->n++];
 }
 
-/* Prepare entity into it (id, text, record). */
-static int certdb_item_prepare(struct certdb_item *it, json_t *entity,
-                               const struct torii_cert_prep_opts *o, struct torii_errbuf *eb)
+/* Prepare entity into it (id, text, record). Keys at rest: the store's KEK ring opens a
+ * sealed key and seals a clear one (torii_cert_prepare), whatever ring o names, so that no
+ * writer can store a key in clear while a KEK is loaded. */
+static int certdb_item_prepare(const struct torii_certdb_batch *b, struct certdb_item *it,
+                               json_t *entity, const struct torii_cert_prep_opts *o,
+                               struct torii_errbuf *eb)
 {
-    static const struct torii_cert_prep_opts as_is = {.mode = TORII_CERT_PREP_AS_IS};
+    struct torii_cert_prep_opts po = {.mode = TORII_CERT_PREP_AS_IS};
     int rc = TORII_OK;
     const char *id;
 
+    if (o != NULL) {
+        po = *o;
+    }
+    po.kek = torii_store_kek(b->st);
     TORII_ENSURE(json_is_object(entity),
                  torii_errf(eb, TORII_EINVAL, "certificate entity must be a JSON object"));
-    TORII_TRY(torii_cert_prepare(entity, o != NULL ? o : &as_is, &it->prep, eb));
+    TORII_TRY(torii_cert_prepare(entity, &po, &it->prep, eb));
     id = json_string_value(json_object_get(entity, "id"));
     TORII_ENSURE(id != NULL && id[0] != '\0', torii_errf(eb, TORII_EINVAL, "entity without an id"));
     it->id = torii_xstrdup(id);
@@ -240,7 +248,7 @@ int torii_certdb_batch_create(struct torii_certdb_batch *b, json_t *entity,
 
     memset(&it, 0, sizeof(it));
     memset(&none, 0, sizeof(none));
-    TORII_TRY(certdb_item_prepare(&it, entity, o, eb));
+    TORII_TRY(certdb_item_prepare(b, &it, entity, o, eb));
     ex = certdb_exists(b, it.id);
     TORII_ENSURE(ex == 0, ex > 0 ? torii_errf(eb, TORII_EEXIST, "entity already exists")
                                  : torii_errf(eb, -ex, "store: read failed"));
@@ -266,7 +274,7 @@ int torii_certdb_batch_replace(struct torii_certdb_batch *b, const struct torii_
     struct certdb_keys keys;
 
     memset(&it, 0, sizeof(it));
-    TORII_TRY(certdb_item_prepare(&it, entity, o, eb));
+    TORII_TRY(certdb_item_prepare(b, &it, entity, o, eb));
     it.kind = TORII_STORE_REPLACE_IF;
     it.expect = torii_xstrndup(read->text, read->len);
     it.expect_len = read->len;
@@ -279,6 +287,34 @@ int torii_certdb_batch_replace(struct torii_certdb_batch *b, const struct torii_
     (void)certdb_push(b, &it);
 out:
     certdb_item_clear(&it);
+    return rc;
+}
+
+/* The JSON text of an entity stored as given, its privateKey sealed under the store's KEK
+ * ring when it is in clear (the caller's entity is left as it is). */
+static int certdb_text_sealed(const struct torii_certdb_batch *b, const json_t *entity,
+                              const char *id, char **out, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    const char *pk = json_string_value(json_object_get(entity, "privateKey"));
+    json_t *copy = NULL;
+    char *sealed = NULL;
+
+    if (pk == NULL || pk[0] == '\0' || torii_store_kek(b->st) == NULL) {
+        *out = json_dumps(entity, JSON_COMPACT);
+        return *out != NULL ? TORII_OK : TORII_ENOMEM;
+    }
+    TORII_TRY(torii_pki_key_seal(torii_store_kek(b->st), id, pk, &sealed, eb));
+    copy = json_copy((json_t *)(uintptr_t)entity); /* shallow: the clear string is not touched */
+    TORII_ENSURE(copy != NULL && json_object_set_new(copy, "privateKey", json_string(sealed)) == 0,
+                 TORII_ENOMEM);
+    *out = json_dumps(copy, JSON_COMPACT);
+    TORII_ENSURE(*out != NULL, TORII_ENOMEM);
+out:
+    json_decref(copy);
+    if (sealed != NULL) {
+        torii_secure_free(sealed, strlen(sealed));
+    }
     return rc;
 }
 
@@ -299,8 +335,7 @@ int torii_certdb_batch_put_record(struct torii_certdb_batch *b, const json_t *en
                  torii_errf(eb, TORII_EINVAL, "record of '%.200s' does not decode", id));
     it.kind = TORII_STORE_PUT;
     it.id = torii_xstrdup(id);
-    it.text = json_dumps(entity, JSON_COMPACT);
-    TORII_ENSURE(it.text != NULL, TORII_ENOMEM);
+    TORII_TRY(certdb_text_sealed(b, entity, id, &it.text, eb));
     it.prep.aux = torii_xmalloc(aux_len);
     memcpy(it.prep.aux, aux, aux_len);
     it.prep.aux_len = aux_len;
@@ -524,12 +559,20 @@ int torii_certdb_create_all(struct torii_store *st, const json_t *entities, stru
     struct torii_certdb_batch *b = torii_certdb_batch_new(st);
     size_t i;
     json_t *e;
+    json_t *copy = NULL;
 
+    /* A copy is prepared: with a KEK the stored key is sealed, and the caller's entities keep
+     * the key a PKI call returns once (docs/api.md). */
     json_array_foreach (entities, i, e) {
-        TORII_TRY(torii_certdb_batch_create(b, e, NULL, NULL, eb));
+        copy = json_deep_copy(e);
+        TORII_ENSURE(copy != NULL, TORII_ENOMEM);
+        TORII_TRY(torii_certdb_batch_create(b, copy, NULL, NULL, eb));
+        json_decref(copy);
+        copy = NULL;
     }
     rc = torii_certdb_batch_commit(b, TORII_CERTDB_ATOMIC, eb);
 out:
+    json_decref(copy);
     torii_certdb_batch_free(b);
     return rc;
 }

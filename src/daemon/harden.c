@@ -19,12 +19,14 @@ int torii_daemon_harden(struct torii_errbuf *eb)
     if (getrlimit(RLIMIT_CORE, &cur) == 0 && cur.rlim_cur == 0 && cur.rlim_max == 0) {
         /* nothing to lower */
     } else if (setrlimit(RLIMIT_CORE, &none) != 0) {
-        return torii_errf(eb, TORII_EIO, "daemon: setrlimit(RLIMIT_CORE, 0): %s", strerror(errno));
+        return torii_errf(eb, TORII_EIO, "daemon: setrlimit(RLIMIT_CORE, 0): %s",
+                          torii_errno_text(errno).s);
     }
     /* Not dumpable: no core dump at all, and no ptrace attach or /proc/<pid>/mem read by
      * other processes of the same user. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
-        return torii_errf(eb, TORII_EIO, "daemon: prctl(PR_SET_DUMPABLE, 0): %s", strerror(errno));
+        return torii_errf(eb, TORII_EIO, "daemon: prctl(PR_SET_DUMPABLE, 0): %s",
+                          torii_errno_text(errno).s);
     }
     return TORII_OK;
 }

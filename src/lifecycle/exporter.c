@@ -262,8 +262,7 @@ static int exporter_identity_load(struct torii_store *store, const char *id,
     } else if (e.aux == NULL) {
         rc = torii_errf(eb, TORII_EINVAL, "no TLS record stored with it");
     } else {
-        /* No KEK reaches the exporters yet: a sealed key is refused (docs/operations.md). */
-        struct torii_pki_key_src key = torii_pki_key_src_of(e.ent, NULL);
+        struct torii_pki_key_src key = torii_pki_key_src_of(e.ent, torii_store_kek(store));
 
         rc = torii_pki_identity_new(e.aux, e.aux_len, &key, out, eb);
     }

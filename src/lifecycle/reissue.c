@@ -8,10 +8,11 @@
 #include "torii/pki.h"
 #include "torii/renew.h"
 
-int torii_renew_reissue(const json_t *entity, const json_t *ca_entity, int64_t now_ms, json_t **out,
+int torii_renew_reissue(const json_t *entity, const json_t *ca_entity,
+                        const struct torii_kek_ring *kek, int64_t now_ms, json_t **out,
                         struct torii_errbuf *eb)
 {
-    struct torii_pki_opts o = {now_ms, NULL, NULL};
+    struct torii_pki_opts o = {.now_ms = now_ms, .kek = kek};
     json_t *res = NULL;
     json_t *md;
     char ms[32];
@@ -74,4 +75,21 @@ json_t *torii_renew_copy_of(const json_t *old_entity, const char *copy_id)
     }
     free(nn);
     return c;
+}
+
+int torii_renew_copy_make(const json_t *old_entity, const char *copy_id,
+                          const struct torii_kek_ring *kek, json_t **out, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    json_t *c = torii_renew_copy_of(old_entity, copy_id);
+
+    TORII_ENSURE(c != NULL, TORII_ENOMEM);
+    TORII_TRY(torii_pki_entity_key_rebind(
+        kek, c, json_string_value(json_object_get(old_entity, "id")), eb));
+    *out = c;
+    c = NULL;
+out:
+    torii_cert_secrets_wipe(c);
+    json_decref(c);
+    return rc;
 }

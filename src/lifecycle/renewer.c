@@ -129,10 +129,10 @@ static int renew_one_edit(struct torii_certdb_batch *b, const struct torii_certd
     c->renewed = NULL;
     TORII_TRY(renew_check(c, rd->ent, eb));
     TORII_TRY(renew_ca(c, rd->ent, &ca, eb));
-    TORII_TRY(torii_renew_reissue(rd->ent, ca, c->now_ms, &c->renewed, eb));
+    TORII_TRY(
+        torii_renew_reissue(rd->ent, ca, torii_store_kek(c->store), c->now_ms, &c->renewed, eb));
     TORII_TRY(torii_rand_alnum(c->copy_id, TORII_RENEW_COPY_ID_LEN));
-    copy = torii_renew_copy_of(rd->ent, c->copy_id);
-    TORII_ENSURE(copy != NULL, TORII_ENOMEM);
+    TORII_TRY(torii_renew_copy_make(rd->ent, c->copy_id, torii_store_kek(c->store), &copy, eb));
     TORII_TRY(torii_certdb_batch_create(b, copy, NULL, NULL, eb));
     TORII_TRY(torii_certdb_batch_replace(b, rd, c->renewed, NULL, NULL, eb));
 out:
@@ -350,12 +350,13 @@ struct renew_flag_ctx {
     int64_t now;
     const struct torii_renew_policy *pol;
     int *written;
-    json_t *e; /* the version written */
+    json_t *e;                        /* the version written */
+    const struct torii_kek_ring *kek; /* the store's: opens a sealed key to recompute valid */
 };
 
 /* metadata.expired / almostExpired (and valid) for state st; TORII_ENOMEM. */
-static int renew_flag_set(json_t *e, enum torii_renew_state st, enum torii_renew_state stored,
-                          int64_t now, struct torii_errbuf *eb)
+static int renew_flag_set(json_t *e, const struct torii_kek_ring *kek, enum torii_renew_state st,
+                          enum torii_renew_state stored, int64_t now, struct torii_errbuf *eb)
 {
     json_t *md = json_object_get(e, "metadata");
 
@@ -375,7 +376,7 @@ static int renew_flag_set(json_t *e, enum torii_renew_state st, enum torii_renew
     }
     if (stored == TORII_RENEW_STATE_EXPIRED && st != TORII_RENEW_STATE_EXPIRED) {
         /* Back inside its window (clock set back): recompute valid. */
-        return torii_cert_enrich(e, now, eb);
+        return torii_cert_enrich_kek(e, kek, now, eb);
     }
     return TORII_OK;
 }
@@ -416,7 +417,7 @@ static int renew_flag_edit(struct torii_certdb_batch *b, const struct torii_cert
     }
     c->e = json_deep_copy(e);
     TORII_ENSURE(c->e != NULL, TORII_ENOMEM);
-    TORII_TRY(renew_flag_set(c->e, st, stored, c->now, eb));
+    TORII_TRY(renew_flag_set(c->e, c->kek, st, stored, c->now, eb));
     TORII_TRY(torii_certdb_batch_replace(b, rd, c->e, NULL, NULL, eb));
     *c->written = (int)st;
 out:
@@ -427,7 +428,7 @@ int torii_renew__flag(struct torii_store *store, struct torii_alerts *alerts, co
                       int64_t now_ms, const struct torii_renew_policy *pol,
                       const struct torii_renew__seam *seam, int *written, struct torii_errbuf *eb)
 {
-    struct renew_flag_ctx c = {alerts, id, now_ms, pol, written, NULL};
+    struct renew_flag_ctx c = {alerts, id, now_ms, pol, written, NULL, torii_store_kek(store)};
     int rc;
 
     *written = -1;

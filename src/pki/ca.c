@@ -38,9 +38,11 @@ static int ca_entity_check(const json_t *entity, const char **id, const char **p
     return TORII_OK;
 }
 
-int torii_pki__ca_load(const json_t *entity, struct torii_pki__ca *ca, struct torii_errbuf *eb)
+int torii_pki__ca_load(const json_t *entity, const struct torii_kek_ring *kek,
+                       struct torii_pki__ca *ca, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
+    struct torii_errbuf sub = {{0}};
     STACK_OF(X509) *chain = NULL;
     EVP_PKEY *key = NULL;
     const char *id = NULL;
@@ -57,9 +59,11 @@ int torii_pki__ca_load(const json_t *entity, struct torii_pki__ca *ca, struct to
     leaf = sk_X509_value(chain, 0);
     TORII_ENSURE(X509_check_ca(leaf) == 1,
                  torii_errf(eb, TORII_EINVAL, "issuer '%s': certificate is not a CA", id));
-    if (torii_pki__key_parse(pk, json_string_value(json_object_get(entity, "password")), &key, eb)
+    if (torii_pki_key_open(kek, id, pk, json_string_value(json_object_get(entity, "password")),
+                           &key, &sub)
         != TORII_OK) {
-        rc = torii_errf(eb, TORII_EINVAL, "issuer '%s': private key does not parse", id);
+        rc =
+            torii_errf(eb, TORII_EINVAL, "issuer '%s': private key does not open: %s", id, sub.msg);
         goto out;
     }
     if (X509_check_private_key(leaf, key) != 1) {

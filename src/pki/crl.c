@@ -261,10 +261,10 @@ static int crl_check_args(const struct torii_pki_revoked *revoked, size_t n_revo
     return TORII_OK;
 }
 
-int torii_pki_crl_build(const json_t *ca_entity, const struct torii_pki_revoked *revoked,
-                        size_t n_revoked, uint64_t crl_number, int64_t now_ms,
-                        int64_t next_update_s, unsigned char **der, size_t *der_len,
-                        struct torii_errbuf *eb)
+int torii_pki_crl_build(const json_t *ca_entity, const struct torii_kek_ring *kek,
+                        const struct torii_pki_revoked *revoked, size_t n_revoked,
+                        uint64_t crl_number, int64_t now_ms, int64_t next_update_s,
+                        unsigned char **der, size_t *der_len, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     struct torii_pki__ca ca;
@@ -272,7 +272,7 @@ int torii_pki_crl_build(const json_t *ca_entity, const struct torii_pki_revoked 
 
     memset(&ca, 0, sizeof(ca));
     TORII_TRY(crl_check_args(revoked, n_revoked, now_ms, next_update_s, eb));
-    TORII_TRY(torii_pki__ca_load(ca_entity, &ca, eb));
+    TORII_TRY(torii_pki__ca_load(ca_entity, kek, &ca, eb));
     crl = X509_CRL_new();
     TORII_ENSURE(crl != NULL, TORII_ENOMEM);
     TORII_TRY(crl_header(crl, ca.cert, now_ms, next_update_s));

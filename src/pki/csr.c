@@ -301,7 +301,7 @@ int torii_pki_csr_sign(const json_t *ca_entity, const char *csr_pem, int64_t dur
 
     memset(&ca, 0, sizeof(ca));
     memset(&b, 0, sizeof(b));
-    TORII_TRY(torii_pki__ca_load(ca_entity, &ca, eb));
+    TORII_TRY(torii_pki__ca_load(ca_entity, o != NULL ? o->kek : NULL, &ca, eb));
     TORII_TRY(csr_read(csr_pem, &req, eb));
     TORII_TRY(csr_names(req, &sans, eb));
     b.subject = X509_REQ_get_subject_name(req);

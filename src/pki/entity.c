@@ -582,12 +582,11 @@ out:
     return rc;
 }
 
-int torii_pki__entity_parse(const json_t *entity, STACK_OF(X509) * *chain, EVP_PKEY **key,
-                            struct torii_errbuf *eb)
+int torii_pki__entity_parse(const json_t *entity, const struct torii_kek_ring *kek,
+                            STACK_OF(X509) * *chain, EVP_PKEY **key, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     const char *pk = json_string_value(json_object_get(entity, "privateKey"));
-    const char *pw = json_string_value(json_object_get(entity, "password"));
 
     *chain = NULL;
     *key = NULL;
@@ -596,7 +595,7 @@ int torii_pki__entity_parse(const json_t *entity, STACK_OF(X509) * *chain, EVP_P
     TORII_TRY(
         torii_pki__chain_parse(json_string_value(json_object_get(entity, "chain")), chain, eb));
     if (pk != NULL && pk[0] != '\0') {
-        TORII_TRY(torii_pki__key_parse(pk, pw != NULL && pw[0] != '\0' ? pw : NULL, key, eb));
+        TORII_TRY(torii_pki_entity_key_open(kek, entity, key, eb));
     }
 out:
     if (rc != TORII_OK) {
@@ -608,12 +607,18 @@ out:
 
 int torii_cert_enrich(json_t *entity, int64_t now_ms, struct torii_errbuf *eb)
 {
+    return torii_cert_enrich_kek(entity, NULL, now_ms, eb);
+}
+
+int torii_cert_enrich_kek(json_t *entity, const struct torii_kek_ring *kek, int64_t now_ms,
+                          struct torii_errbuf *eb)
+{
     int rc = TORII_OK;
     STACK_OF(X509) *chain = NULL;
     EVP_PKEY *key = NULL;
 
     TORII_TRY(torii_cert_normalize(entity, eb));
-    TORII_TRY(torii_pki__entity_parse(entity, &chain, &key, eb));
+    TORII_TRY(torii_pki__entity_parse(entity, kek, &chain, &key, eb));
     rc = torii_pki__enrich_from(entity, chain, key, now_ms, eb);
 out:
     EVP_PKEY_free(key);

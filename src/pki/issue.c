@@ -461,7 +461,7 @@ int torii_pki__issue_entity(const struct torii_pki__query *q, const struct torii
                             struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
-    struct torii_pki_opts def = {0, NULL, NULL};
+    struct torii_pki_opts def = {0};
     struct torii_pki__issued is = {NULL, NULL};
     struct torii_pki__build b;
     const X509_NAME *subject = NULL;
@@ -516,7 +516,7 @@ int torii_pki_subca_create(const json_t *ca_entity, const json_t *query,
 
     memset(&q, 0, sizeof(q));
     memset(&ca, 0, sizeof(ca));
-    TORII_TRY(torii_pki__ca_load(ca_entity, &ca, eb));
+    TORII_TRY(torii_pki__ca_load(ca_entity, o != NULL ? o->kek : NULL, &ca, eb));
     /* pathLenConstraint 0 on the issuer forbids any CA below it (RFC 5280 4.2.1.9). */
     TORII_ENSURE(
         X509_get_pathlen(ca.cert) != 0,
@@ -543,7 +543,7 @@ int torii_pki_cert_issue(const json_t *ca_entity, const json_t *query,
         rc = torii_pki_subca_create(ca_entity, query, o, out, eb);
         goto out;
     }
-    TORII_TRY(torii_pki__ca_load(ca_entity, &ca, eb));
+    TORII_TRY(torii_pki__ca_load(ca_entity, o != NULL ? o->kek : NULL, &ca, eb));
     TORII_TRY(torii_pki__issue_entity(&q, &ca, TORII_PKI__LEAF, o, out, eb));
 out:
     torii_pki__query_clear(&q);

@@ -269,7 +269,7 @@ out:
 /* The entity's JWK under its id (*out) and the same key under its key kid (*keyed, docs/jwt.md
  * "Key ids"; NULL for an id too long to make one), or TORII_ENOTFOUND when the entity is not to
  * be published. */
-static int jwks_one(const json_t *e, json_t **out, json_t **keyed)
+static int jwks_one(const json_t *e, const struct torii_kek_ring *kek, json_t **out, json_t **keyed)
 {
     int rc = TORII_OK;
     STACK_OF(X509) *chain = NULL;
@@ -285,8 +285,8 @@ static int jwks_one(const json_t *e, json_t **out, json_t **keyed)
                  TORII_ENOTFOUND);
     TORII_ENSURE(id != NULL && id[0] != '\0', TORII_EINVAL);
     TORII_TRY(torii_pki__chain_parse(json_string_value(json_object_get(e, "chain")), &chain, NULL));
-    TORII_TRY(
-        torii_pki__key_parse(pk, json_string_value(json_object_get(e, "password")), &key, NULL));
+    TORII_TRY(torii_pki_key_open(kek, id, pk, json_string_value(json_object_get(e, "password")),
+                                 &key, NULL));
     TORII_ENSURE(X509_check_private_key(sk_X509_value(chain, 0), key) == 1, TORII_EINVAL);
     pub = X509_get0_pubkey(sk_X509_value(chain, 0));
     TORII_ENSURE(pub != NULL, TORII_EINVAL);
@@ -328,7 +328,7 @@ static void jwks_skipped(const json_t *e, int rc)
         torii_log_escape(id != NULL ? id : "", id != NULL ? strlen(id) : 0, esc, sizeof(esc)));
 }
 
-json_t *torii_pki_jwks_build(const json_t *entities)
+json_t *torii_pki_jwks_build(const json_t *entities, const struct torii_kek_ring *kek)
 {
     json_t *doc = json_object();
     json_t *keys = json_array();
@@ -341,7 +341,7 @@ json_t *torii_pki_jwks_build(const json_t *entities)
     json_array_foreach (entities, i, e) {
         json_t *jwk = NULL;
         json_t *kjwk = NULL;
-        int rc = ok ? jwks_one(e, &jwk, &kjwk) : TORII_ENOTFOUND;
+        int rc = ok ? jwks_one(e, kek, &jwk, &kjwk) : TORII_ENOTFOUND;
 
         if (rc == TORII_OK) {
             int a = json_array_append_new(keys, jwk);

@@ -15,8 +15,8 @@
 
 /* The entity's private key, which must match its leaf (TORII_EINVAL otherwise), the leaf's
  * notAfter and the key kid (docs/jwt.md, Key ids; malloc'd). */
-static int jwtsign_load(const json_t *e, const char *id, EVP_PKEY **key_out, int64_t *not_after,
-                        char **kid, struct torii_errbuf *eb)
+static int jwtsign_load(const json_t *e, const struct torii_kek_ring *kek, const char *id,
+                        EVP_PKEY **key_out, int64_t *not_after, char **kid, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     struct torii_errbuf sub = {{0}};
@@ -28,7 +28,8 @@ static int jwtsign_load(const json_t *e, const char *id, EVP_PKEY **key_out, int
                  torii_errf(eb, TORII_EINVAL, "jwt sign: '%s' has no private key", id));
     if (torii_pki__chain_parse(json_string_value(json_object_get(e, "chain")), &chain, &sub)
             != TORII_OK
-        || torii_pki__key_parse(pk, json_string_value(json_object_get(e, "password")), &key, &sub)
+        || torii_pki_key_open(kek, id, pk, json_string_value(json_object_get(e, "password")), &key,
+                              &sub)
                != TORII_OK) {
         rc = torii_errf(eb, TORII_EINVAL, "jwt sign: '%s': %s", id, sub.msg);
         goto out;
@@ -50,8 +51,8 @@ out:
     return rc;
 }
 
-int torii_pki_jwt_sign(const json_t *entity, const json_t *claims, int64_t lifetime_s,
-                       int64_t now_ms, char **out, struct torii_errbuf *eb)
+int torii_pki_jwt_sign(const json_t *entity, const struct torii_kek_ring *kek, const json_t *claims,
+                       int64_t lifetime_s, int64_t now_ms, char **out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     EVP_PKEY *key = NULL;
@@ -73,7 +74,7 @@ int torii_pki_jwt_sign(const json_t *entity, const json_t *claims, int64_t lifet
     TORII_ENSURE(json_is_true(json_object_get(entity, "exposed")),
                  torii_errf(eb, TORII_EINVAL,
                             "jwt sign: '%s' is not exposed: no verifier would find its key", id));
-    TORII_TRY(jwtsign_load(entity, id, &key, &not_after, &kid, eb));
+    TORII_TRY(jwtsign_load(entity, kek, id, &key, &not_after, &kid, eb));
     TORII_ENSURE(
         now_s + lifetime_s <= not_after / 1000,
         torii_errf(eb, TORII_EINVAL, "jwt sign: the token would outlive the key of '%s'", id));

@@ -48,6 +48,7 @@ int torii_kek_text_seal(const struct torii_kek_ring *r, const char *id, size_t i
     size_t elen = 0;
     char *b64 = NULL;
 
+    TORII_ENSURE(plain != NULL, torii_errf(eb, TORII_EINVAL, "kek: nothing to seal"));
     TORII_TRY(torii_kek_seal(r, id, id_len, (const unsigned char *)plain, strlen(plain), &env,
                              &elen, eb));
     b64 = torii_b64_encode(env, elen, 0, NULL);
@@ -74,10 +75,8 @@ static int kek_under_current(const struct torii_kek_ring *r, const unsigned char
     return strcmp(cur, got) == 0;
 }
 
-/* A privateKey text: clear -> sealed; sealed under another KEK and rewrap -> opened and
- * sealed under the current KEK; otherwise *out = NULL (nothing to do). */
-static int kek_text_convert(const struct torii_kek_ring *r, int rewrap, const char *id,
-                            size_t id_len, const char *in, char **out, struct torii_errbuf *eb)
+int torii_kek_text_convert(const struct torii_kek_ring *r, int rewrap, const char *id,
+                           size_t id_len, const char *in, char **out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     unsigned char *env = NULL;
@@ -119,7 +118,7 @@ static int kek_json_convert(const struct torii_kek_ring *r, int rewrap, const ch
     if (pk == NULL || pk[0] == '\0') {
         goto out;
     }
-    TORII_TRY(kek_text_convert(r, rewrap, id, id_len, pk, &sealed, eb));
+    TORII_TRY(torii_kek_text_convert(r, rewrap, id, id_len, pk, &sealed, eb));
     if (sealed != NULL) {
         /* The PEM lives in jansson's copy: wipe it before it is freed. */
         OPENSSL_cleanse((char *)(uintptr_t)pk, strlen(pk));

@@ -47,8 +47,8 @@ int torii_kek_read_file(const char *path, unsigned char key[TORII_KEK_LEN], stru
     size_t len = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
-    TORII_ENSURE(fd >= 0,
-                 torii_errf(eb, TORII_EIO, "kek: cannot open '%s': %s", path, strerror(errno)));
+    TORII_ENSURE(fd >= 0, torii_errf(eb, TORII_EIO, "kek: cannot open '%s': %s", path,
+                                     torii_errno_text(errno).s));
     TORII_ENSURE(fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode),
                  torii_errf(eb, TORII_EINVAL, "kek: '%s' is not a regular file", path));
     TORII_ENSURE((sb.st_mode & 077) == 0,
@@ -60,8 +60,8 @@ int torii_kek_read_file(const char *path, unsigned char key[TORII_KEK_LEN], stru
         n = read(fd, buf + len, sizeof(buf) - len);
         len += n > 0 ? (size_t)n : 0;
     } while ((n > 0 || (n < 0 && errno == EINTR)) && len < sizeof(buf));
-    TORII_ENSURE(n >= 0,
-                 torii_errf(eb, TORII_EIO, "kek: cannot read '%s': %s", path, strerror(errno)));
+    TORII_ENSURE(n >= 0, torii_errf(eb, TORII_EIO, "kek: cannot read '%s': %s", path,
+                                    torii_errno_text(errno).s));
     TORII_ENSURE(len <= KEK_FILE_MAX && kek_decode(buf, len, key) == TORII_OK,
                  torii_errf(eb, TORII_EINVAL,
                             "kek: '%s' must hold exactly 32 raw bytes or 64 hex digits", path));

@@ -29,27 +29,61 @@ int torii_pki_key_seal(const struct torii_kek_ring *kek, const char *id, const c
     return torii_kek_text_seal(kek, id, strlen(id), text, out, eb);
 }
 
+int torii_pki_key_text_open(const struct torii_kek_ring *kek, const char *id, const char *text,
+                            char **out, struct torii_errbuf *eb)
+{
+    if (text == NULL || text[0] == '\0') {
+        return torii_errf(eb, TORII_EINVAL, "privateKey: missing (id=%s)", id != NULL ? id : "?");
+    }
+    if (!torii_kek_text_is_sealed(text)) {
+        *out = torii_xstrdup(text);
+        return TORII_OK;
+    }
+    if (id == NULL) {
+        return torii_errf(eb, TORII_EINVAL, "privateKey: sealed, no record id");
+    }
+    return torii_kek_text_open(kek, id, strlen(id), text, out, eb);
+}
+
 int torii_pki_key_open(const struct torii_kek_ring *kek, const char *id, const char *text,
                        const char *password, EVP_PKEY **out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     char *pem = NULL;
 
-    TORII_ENSURE(
-        text != NULL && text[0] != '\0',
-        torii_errf(eb, TORII_EINVAL, "privateKey: missing (id=%s)", id != NULL ? id : "?"));
-    if (torii_kek_text_is_sealed(text)) {
-        TORII_ENSURE(id != NULL, torii_errf(eb, TORII_EINVAL, "privateKey: sealed, no record id"));
-        TORII_TRY(torii_kek_text_open(kek, id, strlen(id), text, &pem, eb));
-        text = pem;
-    }
-    rc = torii_pki__key_parse(text, password != NULL && password[0] != '\0' ? password : NULL, out,
+    TORII_TRY(torii_pki_key_text_open(kek, id, text, &pem, eb));
+    rc = torii_pki__key_parse(pem, password != NULL && password[0] != '\0' ? password : NULL, out,
                               eb);
 out:
     if (pem != NULL) {
         torii_secure_free(pem, strlen(pem));
     }
     ERR_clear_error();
+    return rc;
+}
+
+int torii_pki_entity_key_rebind(const struct torii_kek_ring *kek, json_t *entity,
+                                const char *from_id, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    const char *text = json_string_value(json_object_get(entity, "privateKey"));
+    const char *id = json_string_value(json_object_get(entity, "id"));
+    char *pem = NULL;
+    char *sealed = NULL;
+
+    if (!torii_kek_text_is_sealed(text)) {
+        return TORII_OK;
+    }
+    TORII_ENSURE(id != NULL && from_id != NULL,
+                 torii_errf(eb, TORII_EINVAL, "privateKey: sealed, no record id"));
+    TORII_TRY(torii_pki_key_text_open(kek, from_id, text, &pem, eb));
+    TORII_TRY(torii_kek_text_seal(kek, id, strlen(id), pem, &sealed, eb));
+    TORII_ENSURE(json_object_set_new(entity, "privateKey", json_string(sealed)) == 0, TORII_ENOMEM);
+out:
+    if (pem != NULL) {
+        torii_secure_free(pem, strlen(pem));
+    }
+    free(sealed);
     return rc;
 }
 

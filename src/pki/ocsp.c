@@ -176,7 +176,9 @@ static int ocsp_pick_signer(struct ocsp_item *items, int n, struct torii_pki__ca
         if (items[i].ans.issuer_owned == NULL) {
             continue;
         }
-        if (torii_pki__ca_load(items[i].ans.issuer_owned, owned, eb) != TORII_OK) {
+        /* No ring here: this responder (torii_pki_ocsp_respond) serves tests and the fuzzer;
+         * the daemon's signs with the CA keys the PKI state opened with its ring. */
+        if (torii_pki__ca_load(items[i].ans.issuer_owned, NULL, owned, eb) != TORII_OK) {
             return OCSP_RESPONSE_STATUS_INTERNALERROR;
         }
         if (ocsp_cid_matches(items[i].cid, owned->cert)) {

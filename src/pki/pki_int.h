@@ -12,6 +12,8 @@
 
 #include "torii/err.h"
 
+struct torii_kek_ring;
+
 /** Locate every CERTIFICATE PEM block in text (lenient: case-insensitive armour, garbage and
  * whitespace around and between blocks, CRLF, MIME-style line breaks in the base64) and
  * decode each. TORII_EINVAL when there is no block or a block does not decode. *out is a new
@@ -19,10 +21,12 @@
 int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii_errbuf *eb)
     TORII_MUST_USE;
 
-/** Parse the entity's chain (non-empty) and, when privateKey is set, its key (with password).
- * *key is NULL without a key. TORII_EINVAL (eb says why). The caller frees both. */
-int torii_pki__entity_parse(const json_t *entity, STACK_OF(X509) * *chain, EVP_PKEY **key,
-                            struct torii_errbuf *eb) TORII_MUST_USE;
+/** Parse the entity's chain (non-empty) and, when privateKey is set, its key (with password;
+ * sealed: opened with kek, NULL when none is loaded). *key is NULL without a key. TORII_EINVAL
+ * (eb says why). The caller frees both. */
+int torii_pki__entity_parse(const json_t *entity, const struct torii_kek_ring *kek,
+                            STACK_OF(X509) * *chain, EVP_PKEY **key, struct torii_errbuf *eb)
+    TORII_MUST_USE;
 
 /** The derived fields of torii_cert_enrich from an already parsed chain and key (entity is
  * normalized). TORII_EINVAL when the key does not match the leaf. */
@@ -85,9 +89,10 @@ struct torii_pki__ca {
 
 /** Load a CA entity: it must be a JSON object with ca=true, not revoked, a parsable chain
  * whose leaf has BasicConstraints CA:TRUE, and a private key matching that leaf.
- * TORII_EINVAL with a message naming the entity otherwise. */
-int torii_pki__ca_load(const json_t *entity, struct torii_pki__ca *ca, struct torii_errbuf *eb)
-    TORII_MUST_USE;
+ * TORII_EINVAL with a message naming the entity otherwise. A sealed key is opened with kek
+ * (NULL: none loaded) through torii_pki_key_open. */
+int torii_pki__ca_load(const json_t *entity, const struct torii_kek_ring *kek,
+                       struct torii_pki__ca *ca, struct torii_errbuf *eb) TORII_MUST_USE;
 void torii_pki__ca_clear(struct torii_pki__ca *ca);
 
 struct torii_pki_certid;

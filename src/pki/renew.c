@@ -161,8 +161,9 @@ static const EVP_MD *renew_md(X509 *old, EVP_PKEY *signer)
 }
 
 /* The entity's own chain and key, which must match its leaf. */
-static int renew_subject_load(const json_t *entity, const char *id, STACK_OF(X509) * *chain_out,
-                              EVP_PKEY **key_out, struct torii_errbuf *eb)
+static int renew_subject_load(const json_t *entity, const struct torii_kek_ring *kek,
+                              const char *id, STACK_OF(X509) * *chain_out, EVP_PKEY **key_out,
+                              struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     struct torii_errbuf sub = {{0}};
@@ -177,7 +178,8 @@ static int renew_subject_load(const json_t *entity, const char *id, STACK_OF(X50
     }
     TORII_ENSURE(pk != NULL && pk[0] != '\0',
                  torii_errf(eb, TORII_EINVAL, "renew: certificate '%s' has no private key", id));
-    if (torii_pki__key_parse(pk, json_string_value(json_object_get(entity, "password")), &key, &sub)
+    if (torii_pki_key_open(kek, id, pk, json_string_value(json_object_get(entity, "password")),
+                           &key, &sub)
         != TORII_OK) {
         rc = torii_errf(eb, TORII_EINVAL, "renew: certificate '%s': %s", id, sub.msg);
         goto out;
@@ -200,8 +202,9 @@ out:
 
 /* The CA that signs the renewal (issuer_entity), or a check that the old certificate is
  * self-signed (issuer_entity NULL: ca stays empty). */
-static int renew_signing_ca(const json_t *issuer_entity, X509 *old, const char *id,
-                            struct torii_pki__ca *ca, struct torii_errbuf *eb)
+static int renew_signing_ca(const json_t *issuer_entity, const struct torii_kek_ring *kek,
+                            X509 *old, const char *id, struct torii_pki__ca *ca,
+                            struct torii_errbuf *eb)
 {
     struct torii_errbuf sub = {{0}};
 
@@ -212,7 +215,7 @@ static int renew_signing_ca(const json_t *issuer_entity, X509 *old, const char *
                                 "renew: certificate '%s' is not self-signed and has no issuing CA",
                                 id);
     }
-    if (torii_pki__ca_load(issuer_entity, ca, &sub) != TORII_OK) {
+    if (torii_pki__ca_load(issuer_entity, kek, ca, &sub) != TORII_OK) {
         return torii_errf(eb, TORII_EINVAL, "renew: not a usable CA: %s", sub.msg);
     }
     return TORII_OK;
@@ -282,7 +285,8 @@ static int renew_set_key(json_t *res, EVP_PKEY *key)
 /* The renewed entity: entity with c (then the CA's chain) and, when the key changed, new_key
  * (without a password), enriched. */
 static int renew_entity(const json_t *entity, X509 *c, const STACK_OF(X509) * ca_chain,
-                        EVP_PKEY *new_key, int64_t now_ms, json_t **out, struct torii_errbuf *eb)
+                        EVP_PKEY *new_key, const struct torii_pki_opts *o, int64_t now_ms,
+                        json_t **out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     char *chain_pem = NULL;
@@ -295,7 +299,7 @@ static int renew_entity(const json_t *entity, X509 *c, const STACK_OF(X509) * ca
     if (new_key != NULL) {
         TORII_TRY(renew_set_key(res, new_key));
     }
-    TORII_TRY(torii_cert_enrich(res, now_ms, eb));
+    TORII_TRY(torii_cert_enrich_kek(res, o != NULL ? o->kek : NULL, now_ms, eb));
     *out = res;
     res = NULL;
 out:
@@ -305,9 +309,9 @@ out:
 }
 
 /* The entity's id (for messages), chain and key, and the CA that signs the renewal. */
-static int renew_load(const json_t *entity, const json_t *issuer_entity, const char **id,
-                      STACK_OF(X509) * *chain, EVP_PKEY **old_key, struct torii_pki__ca *ca,
-                      struct torii_errbuf *eb)
+static int renew_load(const json_t *entity, const json_t *issuer_entity,
+                      const struct torii_kek_ring *kek, const char **id, STACK_OF(X509) * *chain,
+                      EVP_PKEY **old_key, struct torii_pki__ca *ca, struct torii_errbuf *eb)
 {
     int rc;
 
@@ -315,11 +319,11 @@ static int renew_load(const json_t *entity, const json_t *issuer_entity, const c
         return torii_errf(eb, TORII_EINVAL, "renew: entity must be a JSON object");
     }
     *id = renew_id(entity);
-    rc = renew_subject_load(entity, *id, chain, old_key, eb);
+    rc = renew_subject_load(entity, kek, *id, chain, old_key, eb);
     if (rc != TORII_OK) {
         return rc;
     }
-    return renew_signing_ca(issuer_entity, sk_X509_value(*chain, 0), *id, ca, eb);
+    return renew_signing_ca(issuer_entity, kek, sk_X509_value(*chain, 0), *id, ca, eb);
 }
 
 int torii_pki_cert_renew(const json_t *entity, const json_t *issuer_entity,
@@ -338,7 +342,8 @@ int torii_pki_cert_renew(const json_t *entity, const json_t *issuer_entity,
     int is_ca;
 
     memset(&ca, 0, sizeof(ca));
-    TORII_TRY(renew_load(entity, issuer_entity, &id, &chain, &old_key, &ca, eb));
+    TORII_TRY(renew_load(entity, issuer_entity, o != NULL ? o->kek : NULL, &id, &chain, &old_key,
+                         &ca, eb));
     old = sk_X509_value(chain, 0);
     is_ca = json_is_true(json_object_get(entity, "ca"));
     /* CAs keep their key: certificates they issued before must still verify. */
@@ -349,7 +354,7 @@ int torii_pki_cert_renew(const json_t *entity, const json_t *issuer_entity,
     /* Self-signed means signed by the key the certificate carries: the new one for a leaf. */
     TORII_TRY(renew_cert(old, ca.cert, subject_key, issuer_entity != NULL ? ca.key : subject_key,
                          is_ca, now_ms, id, &c, eb));
-    TORII_TRY(renew_entity(entity, c, ca.chain, new_key, now_ms, out, eb));
+    TORII_TRY(renew_entity(entity, c, ca.chain, new_key, o, now_ms, out, eb));
 out:
     X509_free(c);
     EVP_PKEY_free(new_key);

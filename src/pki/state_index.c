@@ -387,7 +387,8 @@ static void state_certid_hashes(X509 *x, struct pki_certid_hashes *h)
 
 /* CA part of an entry from its entity and leaf DER; e->ca stays NULL when the leaf does not
  * parse. */
-static void ent_load_ca(struct pki_ent *e, const struct torii_slice *leaf)
+static void ent_load_ca(const struct torii_pki_state *st, struct pki_ent *e,
+                        const struct torii_slice *leaf)
 {
     struct torii_pki__ca ca;
     const unsigned char *p = (const unsigned char *)leaf->ptr;
@@ -402,7 +403,7 @@ static void ent_load_ca(struct pki_ent *e, const struct torii_slice *leaf)
     e->ca->der = torii_pki__blob_new(leaf->ptr, leaf->len);
     state_name_hash(X509_get_subject_name(x), e->ca->subject_hash);
     state_certid_hashes(x, &e->ca->ids);
-    if (torii_pki__ca_load(e->entity, &ca, NULL) == TORII_OK) {
+    if (torii_pki__ca_load(e->entity, st->o.kek, &ca, NULL) == TORII_OK) {
         e->ca->signer = torii_xmalloc(sizeof(*e->ca->signer));
         atomic_init(&e->ca->signer->ref, 1);
         ca.id = NULL;
@@ -510,7 +511,7 @@ struct pki_ent *torii_pki__ent_build(struct torii_pki_state *st, const struct to
         json_decref(j);
     }
     if (is_ca) {
-        ent_load_ca(e, &cr->chain[0]);
+        ent_load_ca(st, e, &cr->chain[0]);
     }
     return e;
 }

@@ -67,8 +67,8 @@ static void state_build_crl(struct torii_pki_state *st, struct pki_ent *e, int64
     if ((uint64_t)now_ms > number) {
         number = (uint64_t)now_ms;
     }
-    if (torii_pki_crl_build(e->entity, rv, n, number, now_ms, st->o.crl_next_update_s, &der,
-                            &der_len, &eb)
+    if (torii_pki_crl_build(e->entity, st->o.kek, rv, n, number, now_ms, st->o.crl_next_update_s,
+                            &der, &der_len, &eb)
         != TORII_OK) {
         torii_log(TORII_LOG_WARN, "pki: CRL not built: %s (ca=%s)", eb.msg, e->id);
     } else {
@@ -114,7 +114,7 @@ static void state_build_jwks(struct torii_pki_state *st)
     for (size_t i = 0; i < n && arr != NULL; i++) {
         (void)json_array_append(arr, v[i]->entity);
     }
-    doc = torii_pki_jwks_build(arr);
+    doc = torii_pki_jwks_build(arr, st->o.kek);
     text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
     if (text != NULL) {
         torii_pki__blob_unref(st->jwks);

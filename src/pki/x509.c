@@ -300,7 +300,7 @@ int torii_pki__key_parse(const char *text, const char *password, EVP_PKEY **out,
     TORII_ENSURE(!torii_kek_text_is_sealed(text),
                  torii_errf(eb, TORII_EPERM,
                             "privateKey: sealed with a KEK (docs/operations.md, Keys at rest); "
-                            "this use of the key does not open sealed keys yet"));
+                            "opened only through torii_pki_key_open"));
     for (;;) {
         begin = pki_find_ci(p, "-----BEGIN");
         if (begin == NULL) {

@@ -94,7 +94,8 @@ static int boot_intermediate(const struct torii_config *cfg, struct torii_store 
                              const json_t *root, json_t **out, struct torii_errbuf *eb)
 {
     int rc = torii_certdb_load(st, BOOT_INTER_ID, out, NULL);
-    struct torii_pki_opts o = {.now_ms = torii_clock_now_ms(), .id = BOOT_INTER_ID};
+    struct torii_pki_opts o = {
+        .now_ms = torii_clock_now_ms(), .id = BOOT_INTER_ID, .kek = torii_store_kek(st)};
     json_t *q = NULL;
     json_t *e = NULL;
 
@@ -156,7 +157,8 @@ static int boot_default(const struct torii_config *cfg, struct torii_store *st, 
     char host[256] = "";
     const char *names[3] = {"localhost", "127.0.0.1", host};
     size_t n_names = 2;
-    struct torii_pki_opts o = {.now_ms = torii_clock_now_ms(), .id = cfg->default_cert};
+    struct torii_pki_opts o = {
+        .now_ms = torii_clock_now_ms(), .id = cfg->default_cert, .kek = torii_store_kek(st)};
     struct torii_errbuf ieb = {{0}};
     json_t *existing = NULL;
     json_t *q = NULL;
@@ -253,6 +255,7 @@ int torii_pkiboot_state_open(const struct torii_config *cfg, struct torii_store 
         .meta_get = boot_meta_get,
         .meta_put = boot_meta_put,
         .meta_arg = store,
+        .kek = torii_store_kek(store),
     };
 
     rc = torii_pki_state_new(&o, &st);

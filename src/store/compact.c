@@ -167,17 +167,18 @@ int torii_store_compact(const char *dir, struct torii_errbuf *eb)
     (void)snprintf(to, sizeof(to), "%s/data.mdb", dir);
     (void)unlink(from); /* a compaction that died half-way */
     (void)unlink(lock);
-    TORII_ENSURE(mkdir(tmp, 0700) == 0 || errno == EEXIST,
-                 torii_errf(eb, TORII_EIO, "store: cannot create %s: %s", tmp, strerror(errno)));
+    TORII_ENSURE(
+        mkdir(tmp, 0700) == 0 || errno == EEXIST,
+        torii_errf(eb, TORII_EIO, "store: cannot create %s: %s", tmp, torii_errno_text(errno).s));
     mrc = compact_envs(&c, dir, tmp);
     compact_close(&c);
     TORII_ENSURE(mrc == 0, torii_errf(eb, TORII_ESTORE, "store: compacting %s failed: %s", dir,
                                       mdb_strerror(mrc)));
-    TORII_ENSURE(rename(from, to) == 0,
-                 torii_errf(eb, TORII_EIO, "store: cannot replace %s: %s", to, strerror(errno)));
+    TORII_ENSURE(rename(from, to) == 0, torii_errf(eb, TORII_EIO, "store: cannot replace %s: %s",
+                                                   to, torii_errno_text(errno).s));
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    TORII_ENSURE(dfd >= 0 && fsync(dfd) == 0,
-                 torii_errf(eb, TORII_EIO, "store: cannot sync %s: %s", dir, strerror(errno)));
+    TORII_ENSURE(dfd >= 0 && fsync(dfd) == 0, torii_errf(eb, TORII_EIO, "store: cannot sync %s: %s",
+                                                         dir, torii_errno_text(errno).s));
 out:
     if (dfd >= 0) {
         (void)close(dfd);

@@ -67,6 +67,7 @@ struct torii_store {
     pthread_rwlock_t txn_rw;
     struct store_watcher watchers[TORII_STORE_WATCHERS_MAX];
     size_t nwatchers;
+    const struct torii_kek_ring *kek; /* borrowed: torii_store_opts.kek */
 };
 
 /* Per thread: how many store read holds (txn_rw shared) this thread has, across stores. */
@@ -713,6 +714,11 @@ static void store_locks_init(struct torii_store *st)
     TORII_ASSERT(pthread_rwlock_init(&st->txn_rw, NULL) == 0);
 }
 
+const struct torii_kek_ring *torii_store_kek(const struct torii_store *st)
+{
+    return st != NULL ? st->kek : NULL;
+}
+
 int torii_store_open(const struct torii_store_opts *opts, struct torii_store **out,
                      struct torii_errbuf *eb)
 {
@@ -731,6 +737,7 @@ int torii_store_open(const struct torii_store_opts *opts, struct torii_store **o
     st = torii_xcalloc(1, sizeof(*st));
     store_locks_init(st);
     st->max_map_size = opts->max_map_size ? opts->max_map_size : STORE_DEFAULT_MAX_MAP;
+    st->kek = opts->kek;
     if (initial > st->max_map_size) {
         rc = torii_errf(eb, TORII_EINVAL, "store: initial_map_size %zu > max_map_size %zu", initial,
                         st->max_map_size);
@@ -967,12 +974,24 @@ static void store_map_drop(struct torii_store *st, struct store_span *sp)
 int torii_store_foreach(struct torii_store *st, enum torii_store_bucket b, torii_store_iter_cb cb,
                         void *arg)
 {
+    return torii_store_foreach_from(st, b, NULL, 0, cb, arg);
+}
+
+/* Where a walk starts: the first record, or the first id >= from. */
+static MDB_cursor_op store_first_op(const char *from, size_t from_len)
+{
+    return from != NULL && from_len > 0 ? MDB_SET_RANGE : MDB_FIRST;
+}
+
+int torii_store_foreach_from(struct torii_store *st, enum torii_store_bucket b, const char *from,
+                             size_t from_len, torii_store_iter_cb cb, void *arg)
+{
     int rc = TORII_OK;
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
-    MDB_val key;
+    MDB_val key = {from_len, (void *)(uintptr_t)from};
     MDB_val data;
-    MDB_cursor_op op = MDB_FIRST;
+    MDB_cursor_op op = store_first_op(from, from_len);
     struct store_span span = {0, 0};
     size_t read = 0;
     size_t since_drop = 0;

@@ -162,6 +162,18 @@ mkcert() {
   fi
 }
 
+# issue PATH BODY NAME: POST to the PKI API, keep the reply in $T_TMP/NAME.json, leaf in
+# NAME.crt (whole chain in NAME.chain), the key returned once in NAME.key
+issue() {
+  api POST "$1" -H 'Content-Type: application/json' -d "$2"
+  printf '%s' "$T_BODY" > "$T_TMP/$3.json"
+  if [ "$T_STATUS" = 200 ]; then
+    pem_of "$T_TMP/$3.json" chain "$T_TMP/$3.chain"
+    openssl x509 -in "$T_TMP/$3.chain" -out "$T_TMP/$3.crt"
+    pem_of "$T_TMP/$3.json" privateKey "$T_TMP/$3.key"
+  fi
+}
+
 serial_of() { openssl x509 -in "$T_TMP/$1.crt" -noout -serial | sed 's/serial=//'; }
 
 # JSON entity for a cert made by mkcert: entity_json ID NAME [extra members]

@@ -13,16 +13,6 @@ t_start || exit 1
 PUB="http://127.0.0.1:$T_HTTP"
 count() { api GET /api/certificates; python3 -c 'import json,sys; print(len(json.loads(sys.argv[1])))' "$T_BODY"; }
 # pem_of FILE.json FIELD OUT: write a PEM field of a JSON reply
-# issue PATH BODY NAME: POST to the PKI API, keep the reply in $T_TMP/NAME.json, leaf in NAME.crt
-issue() {
-  api POST "$1" -H 'Content-Type: application/json' -d "$2"
-  printf '%s' "$T_BODY" > "$T_TMP/$3.json"
-  if [ "$T_STATUS" = 200 ]; then
-    pem_of "$T_TMP/$3.json" chain "$T_TMP/$3.chain"
-    openssl x509 -in "$T_TMP/$3.chain" -out "$T_TMP/$3.crt"
-    pem_of "$T_TMP/$3.json" privateKey "$T_TMP/$3.key"
-  fi
-}
 ocsp() { # ocsp ISSUER CERT [extra args] -> status line of the answer
   openssl ocsp -issuer "$T_TMP/$1.crt" -cert "$T_TMP/$2.crt" -url "$PUB/.well-known/torii/ocsp" \
     -CAfile "$T_TMP/root.crt" -verify_other "$T_TMP/inter.crt" "${@:3}" 2>&1

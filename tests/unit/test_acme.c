@@ -22,6 +22,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "teststore.h"
 #include "torii/acme.h"
 #include "torii/clock.h"
 #include "torii/codec.h"
@@ -363,12 +364,103 @@ static void test_account_key(void **state)
     torii_secure_free(pem, strlen(pem));
 }
 
+/* A ring holding cur (current) and prev (previous, may be NULL). */
+static struct torii_kek_ring *acme_ring(unsigned char cur, int with_prev, unsigned char prev)
+{
+    struct torii_kek_ring *r = torii_kek_ring_new();
+    unsigned char k[TORII_KEK_LEN];
+
+    memset(k, cur, sizeof(k));
+    assert_int_equal(torii_kek_ring_add(r, k, 1, NULL), TORII_OK);
+    if (with_prev) {
+        memset(k, prev, sizeof(k));
+        assert_int_equal(torii_kek_ring_add(r, k, 0, NULL), TORII_OK);
+    }
+    return r;
+}
+
+/* The "key" of an ACME record, opened with ring (NULL when it does not open). */
+static char *acme_stored_key(struct torii_store *st, const char *id,
+                             const struct torii_kek_ring *ring, int *sealed)
+{
+    char *text = NULL;
+    char *pem = NULL;
+    json_t *v;
+
+    assert_int_equal(torii_store_get(st, TORII_STORE_ACME, id, &text, NULL, NULL, NULL), TORII_OK);
+    v = json_loads(text, 0, NULL);
+    *sealed = torii_kek_text_is_sealed(json_string_value(json_object_get(v, "key")));
+    if (torii_pki_key_text_open(ring, id, json_string_value(json_object_get(v, "key")), &pem, NULL)
+        != TORII_OK) {
+        pem = NULL;
+    }
+    json_decref(v);
+    free(text);
+    return pem;
+}
+
+/* `torii keys migrate|rotate` over the account keys: sealed for their record id, left alone
+ * once sealed, re-sealed by a rotation (then the new KEK alone opens them); other ACME records
+ * untouched. */
+static void test_accounts_rekey(void **state)
+{
+    struct teststore ts;
+    struct torii_kek_ring *k1 = acme_ring(1, 0, 0);
+    struct torii_kek_ring *rot = acme_ring(2, 1, 1);
+    struct torii_kek_ring *k2 = acme_ring(2, 0, 0);
+    struct torii_errbuf eb = {{0}};
+    const char *id = "account:https://acme.test/dir";
+    char *pem = NULL;
+    char *json = NULL;
+    char *got = NULL;
+    size_t done = 9;
+    int sealed = 0;
+    json_t *acc_v;
+
+    (void)state;
+    assert_int_equal(teststore_open(&ts, "acmerekey", 0, NULL), TORII_OK);
+    assert_int_equal(torii_pki_acme_key_new(&pem, NULL), TORII_OK);
+    acc_v = json_pack("{s:s,s:s}", "directory", "https://acme.test/dir", "key", pem);
+    json = json_dumps(acc_v, JSON_COMPACT);
+    json_decref(acc_v);
+    struct torii_store_rec acc = {id, strlen(id), json, strlen(json), NULL, 0};
+    struct torii_store_rec other = {"order:x", 7, "{\"key\":1}", 9, NULL, 0};
+    assert_int_equal(torii_store_put(ts.st, TORII_STORE_ACME, &acc, TORII_STORE_PUT, NULL),
+                     TORII_OK);
+    assert_int_equal(torii_store_put(ts.st, TORII_STORE_ACME, &other, TORII_STORE_PUT, NULL),
+                     TORII_OK);
+    assert_int_equal(torii_acme_accounts_rekey(ts.st, k1, 0, &done, &eb), TORII_OK);
+    assert_int_equal(done, 1);
+    got = acme_stored_key(ts.st, id, k1, &sealed);
+    assert_true(sealed);
+    assert_non_null(got);
+    assert_string_equal(got, pem);
+    torii_secure_free(got, strlen(got));
+    assert_int_equal(torii_acme_accounts_rekey(ts.st, k1, 0, &done, &eb), TORII_OK);
+    assert_int_equal(done, 0);
+    assert_int_equal(torii_acme_accounts_rekey(ts.st, k2, 1, &done, &eb), TORII_ENOTFOUND);
+    assert_int_equal(torii_acme_accounts_rekey(ts.st, rot, 1, &done, &eb), TORII_OK);
+    assert_int_equal(done, 1);
+    got = acme_stored_key(ts.st, id, k2, &sealed);
+    assert_non_null(got);
+    assert_string_equal(got, pem);
+    torii_secure_free(got, strlen(got));
+    assert_null(acme_stored_key(ts.st, id, k1, &sealed));
+    free(json);
+    torii_secure_free(pem, strlen(pem));
+    torii_kek_ring_free(k1);
+    torii_kek_ring_free(k2);
+    torii_kek_ring_free(rot);
+    assert_int_equal(teststore_remove(&ts, NULL, 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ari_cert_id), cmocka_unit_test(test_ari_window),
-        cmocka_unit_test(test_ari_absent),  cmocka_unit_test(test_ari_window_parse),
-        cmocka_unit_test(test_hosts_parse), cmocka_unit_test(test_account_key),
+        cmocka_unit_test(test_ari_cert_id),    cmocka_unit_test(test_ari_window),
+        cmocka_unit_test(test_ari_absent),     cmocka_unit_test(test_ari_window_parse),
+        cmocka_unit_test(test_hosts_parse),    cmocka_unit_test(test_account_key),
+        cmocka_unit_test(test_accounts_rekey),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

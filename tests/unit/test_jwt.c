@@ -811,7 +811,7 @@ static char *stored_sign(const json_t *e)
     char *tok = NULL;
     struct torii_errbuf eb = {{0}};
 
-    assert_int_equal(torii_pki_jwt_sign(e, c, 600, fx->now_ms, &tok, &eb), TORII_OK);
+    assert_int_equal(torii_pki_jwt_sign(e, NULL, c, 600, fx->now_ms, &tok, &eb), TORII_OK);
     json_decref(c);
     return tok;
 }
@@ -833,7 +833,7 @@ static void test_jwt_long_id_falls_back_to_the_id(void **state)
     tok = stored_sign(kp);
     assert_string_equal(kid_of(tok), long_id);
     arr = json_pack("[O]", kp);
-    doc = torii_pki_jwks_build(arr);
+    doc = torii_pki_jwks_build(arr, NULL);
     assert_int_equal(json_array_size(json_object_get(doc, "keys")), 1);
     json_decref(doc);
     json_decref(arr);
@@ -863,9 +863,10 @@ static void test_jwt_pki_state_keys_follow_the_store(void **state)
 
     (void)state;
     /* signing refuses what no verifier could check */
-    assert_int_equal(torii_pki_jwt_sign(hidden, c, 600, fx->now_ms, &tok, NULL), TORII_EINVAL);
-    assert_int_equal(torii_pki_jwt_sign(ec, c, 0, fx->now_ms, &tok, NULL), TORII_EINVAL);
-    assert_int_equal(torii_pki_jwt_sign(ec, c, 20LL * 365 * 86400, fx->now_ms, &tok, NULL),
+    assert_int_equal(torii_pki_jwt_sign(hidden, NULL, c, 600, fx->now_ms, &tok, NULL),
+                     TORII_EINVAL);
+    assert_int_equal(torii_pki_jwt_sign(ec, NULL, c, 0, fx->now_ms, &tok, NULL), TORII_EINVAL);
+    assert_int_equal(torii_pki_jwt_sign(ec, NULL, c, 20LL * 365 * 86400, fx->now_ms, &tok, NULL),
                      TORII_EINVAL);
     assert_int_equal(torii_pki_state_new(&o, &st), TORII_OK);
     ks = torii_pki_state_jwt_keys(st); /* before any publish: empty */
@@ -926,8 +927,8 @@ static void test_jwt_pki_state_rotation_keeps_old_key(void **state)
 
     (void)state;
     /* renewed two days later: the new key outlives the old one */
-    assert_int_equal(torii_renew_reissue(kp, NULL, fx->now_ms + 2 * 86400000LL, &renewed, NULL),
-                     TORII_OK);
+    assert_int_equal(
+        torii_renew_reissue(kp, NULL, NULL, fx->now_ms + 2 * 86400000LL, &renewed, NULL), TORII_OK);
     copy = torii_renew_copy_of(kp, "kp-rot-copy");
     assert_non_null(copy);
     /* the copy stays exposed: verifiers keep its key until its own expiry */
@@ -1047,7 +1048,7 @@ static void test_jwt_pki_ed25519_published_and_verified(void **state)
     struct torii_jwt_policy p = policy();
     json_t *e = ed25519_entity("kp-ed", fx->ed);
     json_t *arr = json_pack("[O]", e);
-    json_t *doc = torii_pki_jwks_build(arr);
+    json_t *doc = torii_pki_jwks_build(arr, NULL);
     const json_t *jwk = json_array_get(json_object_get(doc, "keys"), 0);
     unsigned char raw[32];
     size_t raw_len = sizeof(raw);

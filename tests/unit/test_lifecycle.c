@@ -278,7 +278,7 @@ static void test_renew_reissue_adds_lifecycle_metadata(void **state)
     X509 *nc;
 
     assert_int_equal(json_object_set_new(in, "metadata", md), 0);
-    assert_int_equal(torii_renew_reissue(in, f->pk.ca_ent, now, &out, &eb), TORII_OK);
+    assert_int_equal(torii_renew_reissue(in, f->pk.ca_ent, NULL, now, &out, &eb), TORII_OK);
     md = json_object_get(out, "metadata");
     assert_null(json_object_get(md, "almostExpired"));
     assert_null(json_object_get(md, "expired"));
@@ -292,7 +292,7 @@ static void test_renew_reissue_adds_lifecycle_metadata(void **state)
     json_decref(out);
     out = NULL;
     /* Refusals come from the PKI module. */
-    assert_int_equal(torii_renew_reissue(in, NULL, now, &out, &eb), TORII_EINVAL);
+    assert_int_equal(torii_renew_reissue(in, NULL, NULL, now, &out, &eb), TORII_EINVAL);
     assert_null(out);
     json_decref(in);
 }
@@ -569,7 +569,8 @@ static void test_renew_flag_conflict_judges_what_was_written(void **state)
     /* The stored leaf has 1 day of 10 left: almost expired. The API replaces it with a fresh
      * certificate in the window: the flag must not land on the fresh one. */
     fixture_store_open(f);
-    assert_int_equal(torii_renew_reissue(f->pk.leaf_ent, f->pk.ca_ent, now, &fresh, &eb), TORII_OK);
+    assert_int_equal(torii_renew_reissue(f->pk.leaf_ent, f->pk.ca_ent, NULL, now, &fresh, &eb),
+                     TORII_OK);
     r.st = f->ts.st;
     r.api[0] = json_incref(fresh);
     assert_int_equal(torii_renew__flag(f->ts.st, NULL, "leaf", now, &pol20, &seam, &written, &eb),

@@ -188,7 +188,7 @@ static void check_x5(const json_t *jwk, const json_t *e)
 static void test_jwks_publishes_ec_and_rsa_keys(void **state)
 {
     json_t *list = json_pack("[O,O,O,O]", fx->ec256, fx->ec384, fx->ec521, fx->rsa);
-    json_t *doc = torii_pki_jwks_build(list);
+    json_t *doc = torii_pki_jwks_build(list, NULL);
     static const struct {
         const char *kid;
         const char *crv;
@@ -259,18 +259,18 @@ static void test_jwks_skips_unexposed_revoked_keyless_and_broken(void **state)
         json_object_set(mismatch, "privateKey", json_object_get(fx->ec384, "privateKey")), 0);
     list = json_pack("[O,O,O,O,O,s,i,O]", hidden, revoked, keyless, broken, mismatch, "junk", 7,
                      fx->rsa);
-    doc = torii_pki_jwks_build(list);
+    doc = torii_pki_jwks_build(list, NULL);
     assert_non_null(doc);
     /* Only the good RSA entry after all the bad ones. */
     assert_int_equal(json_array_size(json_object_get(doc, "keys")), 2 * 1);
     assert_non_null(find_kid(doc, "k-rsa"));
     json_decref(doc);
     /* Not an array, or an empty one: an empty set, never NULL. */
-    doc = torii_pki_jwks_build(json_object_get(fx->rsa, "id"));
+    doc = torii_pki_jwks_build(json_object_get(fx->rsa, "id"), NULL);
     assert_non_null(doc);
     assert_int_equal(json_array_size(json_object_get(doc, "keys")), 0);
     json_decref(doc);
-    doc = torii_pki_jwks_build(NULL);
+    doc = torii_pki_jwks_build(NULL, NULL);
     assert_non_null(doc);
     assert_int_equal(json_array_size(json_object_get(doc, "keys")), 0);
     json_decref(doc);
@@ -285,7 +285,7 @@ static void test_jwks_skips_unexposed_revoked_keyless_and_broken(void **state)
 static void test_jwks_encoding_is_base64url_without_padding(void **state)
 {
     json_t *list = json_pack("[O,O]", fx->ec521, fx->rsa);
-    json_t *doc = torii_pki_jwks_build(list);
+    json_t *doc = torii_pki_jwks_build(list, NULL);
     static const char *const fields[] = {"n", "e", "x", "y", "x5t#S256"};
     const json_t *keys = json_object_get(doc, "keys");
     const json_t *k;

@@ -446,7 +446,7 @@ static void test_crl_signed_by_ca_lists_revoked(void **state)
     (void)snprintf(rev[1].serial_hex, sizeof(rev[1].serial_hex), "0abc");
     rev[1].revoked_at_ms = REVOKED_AT_MS;
     rev[1].reason = TORII_PKI_REASON_UNSPECIFIED;
-    assert_int_equal(torii_pki_crl_build(fx->inter, rev, 2, 42, now, 86400, &der, &len, &eb),
+    assert_int_equal(torii_pki_crl_build(fx->inter, NULL, rev, 2, 42, now, 86400, &der, &len, &eb),
                      TORII_OK);
     p = der;
     crl = d2i_X509_CRL(NULL, &p, (long)len);
@@ -472,16 +472,16 @@ static void test_crl_signed_by_ca_lists_revoked(void **state)
     free(der);
     der = NULL;
     /* Empty CRL is fine; bad serial, bad nextUpdate, a CA without key are not. */
-    assert_int_equal(torii_pki_crl_build(fx->inter, NULL, 0, 1, now, 60, &der, &len, &eb),
+    assert_int_equal(torii_pki_crl_build(fx->inter, NULL, NULL, 0, 1, now, 60, &der, &len, &eb),
                      TORII_OK);
     free(der);
     der = NULL;
     (void)snprintf(rev[1].serial_hex, sizeof(rev[1].serial_hex), "xyz");
-    assert_int_equal(torii_pki_crl_build(fx->inter, rev, 2, 1, now, 60, &der, &len, &eb),
+    assert_int_equal(torii_pki_crl_build(fx->inter, NULL, rev, 2, 1, now, 60, &der, &len, &eb),
                      TORII_EINVAL);
-    assert_int_equal(torii_pki_crl_build(fx->inter, rev, 1, 1, now, 0, &der, &len, &eb),
+    assert_int_equal(torii_pki_crl_build(fx->inter, NULL, rev, 1, 1, now, 0, &der, &len, &eb),
                      TORII_EINVAL);
-    assert_int_equal(torii_pki_crl_build(fx->good, rev, 1, 1, now, 60, &der, &len, &eb),
+    assert_int_equal(torii_pki_crl_build(fx->good, NULL, rev, 1, 1, now, 60, &der, &len, &eb),
                      TORII_EINVAL);
     assert_null(der);
     X509_free(good);
