@@ -399,7 +399,7 @@ static void pki_rec_key(X509 *leaf, EVP_PKEY *key, struct pki_rec_parts *r)
 {
     r->flags |= TORII_CERTREC_HAS_KEY;
     r->key_type = EVP_PKEY_get_base_id(key);
-    if (X509_check_private_key(leaf, key) == 1) {
+    if (torii_pki__cert_key_match(leaf, key)) {
         r->flags |= TORII_CERTREC_KEY_MATCHES;
     }
     ERR_clear_error();

@@ -566,11 +566,8 @@ int torii_pki__enrich_from(json_t *entity, STACK_OF(X509) * chain, EVP_PKEY *key
     int valid;
 
     memset(&d, 0, sizeof(d));
-    if (key != NULL && X509_check_private_key(leaf, key) != 1) {
-        (void)torii_errbuf_ossl(eb, "privateKey: does not match the leaf certificate");
-        rc = TORII_EINVAL;
-        goto out;
-    }
+    TORII_ENSURE(key == NULL || torii_pki__cert_key_match(leaf, key),
+                 torii_errf(eb, TORII_EINVAL, "privateKey: does not match the leaf certificate"));
     TORII_TRY(pki_derive(chain, &d, eb));
     valid = key != NULL && now_ms >= d.from && now_ms <= d.to
             && !json_is_true(json_object_get(entity, "revoked")) && torii_pki__chain_links(chain);
@@ -593,8 +590,8 @@ int torii_pki__entity_parse(const json_t *entity, STACK_OF(X509) * *chain, EVP_P
     *key = NULL;
     TORII_ENSURE(json_string_length(json_object_get(entity, "chain")) > 0,
                  torii_errf(eb, TORII_EINVAL, "chain: empty"));
-    TORII_TRY(
-        torii_pki__chain_parse(json_string_value(json_object_get(entity, "chain")), chain, eb));
+    TORII_TRY(torii_pki__chain_parse_lazy(json_string_value(json_object_get(entity, "chain")),
+                                          chain, eb));
     if (pk != NULL && pk[0] != '\0') {
         TORII_TRY(torii_pki__key_parse(pk, pw != NULL && pw[0] != '\0' ? pw : NULL, key, eb));
     }

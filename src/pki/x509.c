@@ -72,7 +72,8 @@ uint64_t torii_pki_chain_parse_count(void)
     return (uint64_t)torii_metrics_get(TORII_METRIC_CHAIN_PARSE);
 }
 
-int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii_errbuf *eb)
+static int pki_chain_parse(const char *text, int lazy, STACK_OF(X509) * *out,
+                           struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     STACK_OF(X509) *chain = NULL;
@@ -118,7 +119,7 @@ int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii
                 && n > 0 && n <= LONG_MAX,
             torii_errf(eb, TORII_EINVAL, "chain: certificate #%d is not valid base64", idx + 1));
         dp = der;
-        cert = d2i_X509(NULL, &dp, (long)n);
+        cert = lazy ? torii_pki__x509_lazy_d2i(&dp, (long)n) : d2i_X509(NULL, &dp, (long)n);
         if (cert == NULL || dp != der + n) {
             char what[64];
             (void)snprintf(what, sizeof(what), "chain: certificate #%d does not parse", idx + 1);
@@ -142,6 +143,16 @@ out:
     X509_free(cert);
     sk_X509_pop_free(chain, X509_free);
     return rc;
+}
+
+int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii_errbuf *eb)
+{
+    return pki_chain_parse(text, 0, out, eb);
+}
+
+int torii_pki__chain_parse_lazy(const char *text, STACK_OF(X509) * *out, struct torii_errbuf *eb)
+{
+    return pki_chain_parse(text, 1, out, eb);
 }
 
 struct pki_pass {
@@ -398,7 +409,7 @@ static void pki_ss_init(void)
 
 int torii_pki__self_signed(X509 *c)
 {
-    EVP_PKEY *pub = X509_get0_pubkey(c);
+    EVP_PKEY *pub = NULL;
     int memo = pthread_once(&pki_ss_once, pki_ss_init) == 0 && pki_ss_idx >= 0;
     intptr_t known = memo ? (intptr_t)X509_get_ex_data(c, pki_ss_idx) : 0;
     int ok;
@@ -406,10 +417,12 @@ int torii_pki__self_signed(X509 *c)
     if (known != 0) {
         return known == 2;
     }
-    if (pub == NULL || X509_NAME_cmp(X509_get_issuer_name(c), X509_get_subject_name(c)) != 0) {
+    /* Issuer DN != subject DN cannot be self-signed: no key decode, no signature check. */
+    if (X509_NAME_cmp(X509_get_issuer_name(c), X509_get_subject_name(c)) != 0) {
         ok = 0;
     } else {
-        ok = X509_verify(c, pub) == 1;
+        pub = torii_pki__cert_pub(c);
+        ok = pub != NULL && X509_verify(c, pub) == 1;
     }
     ERR_clear_error();
     if (memo) {
@@ -425,11 +438,10 @@ int torii_pki__chain_links(STACK_OF(X509) * chain)
     for (i = 0; i + 1 < sk_X509_num(chain); i++) {
         X509 *c = sk_X509_value(chain, i);
         X509 *issuer = sk_X509_value(chain, i + 1);
-        EVP_PKEY *pub = X509_get0_pubkey(issuer);
+        EVP_PKEY *pub = NULL;
 
-        if (pub == NULL
-            || X509_NAME_cmp(X509_get_issuer_name(c), X509_get_subject_name(issuer)) != 0
-            || X509_verify(c, pub) != 1) {
+        if (X509_NAME_cmp(X509_get_issuer_name(c), X509_get_subject_name(issuer)) != 0
+            || (pub = torii_pki__cert_pub(issuer)) == NULL || X509_verify(c, pub) != 1) {
             ERR_clear_error();
             return 0;
         }
