@@ -55,8 +55,8 @@ char *certdb_idlist_with(const char *list, const char *id)
     char *out = torii_xmalloc(n + k + 2);
 
     if (n > 0) {
-        memcpy(out, list, n);
-        out[n++] = '\n';
+        memcpy(out, list, n + 1);
+        out[n++] = '\n'; /* over list's NUL */
     }
     memcpy(out + n, id, k + 1);
     return out;

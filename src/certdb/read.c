@@ -278,6 +278,14 @@ static int certdb_meta_is(struct torii_store *st, const char *key, const char *w
     return rc == TORII_OK || rc == TORII_ENOTFOUND ? is : -rc;
 }
 
+/* Record that the store has the serial-only keys and the id lists. */
+static int certdb_meta_mark(struct torii_store *st, struct torii_errbuf *eb)
+{
+    int rc = torii_store_meta_put(st, CERTDB_SCHEMA_KEY, CERTDB_SCHEMA, eb);
+
+    return rc == TORII_OK ? torii_store_meta_put(st, CERTDB_LISTS_KEY, CERTDB_LISTS, eb) : rc;
+}
+
 int torii_certdb_migrate(struct torii_store *st, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
@@ -294,8 +302,7 @@ int torii_certdb_migrate(struct torii_store *st, struct torii_errbuf *eb)
     TORII_ENSURE(m.puts != NULL, TORII_ENOMEM);
     TORII_TRY(torii_store_foreach(st, TORII_STORE_CERTS, certdb_mig_cb, &m));
     TORII_TRY(certdb_mig_apply(st, m.puts, eb));
-    TORII_TRY(torii_store_meta_put(st, CERTDB_SCHEMA_KEY, CERTDB_SCHEMA, eb));
-    TORII_TRY(torii_store_meta_put(st, CERTDB_LISTS_KEY, CERTDB_LISTS, eb));
+    TORII_TRY(certdb_meta_mark(st, eb));
     if (json_object_size(m.puts) > 0) {
         torii_log(TORII_LOG_NOTICE,
                   "certdb: serial index brought to schema %s with id lists (%zu keys updated)",
