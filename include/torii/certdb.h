@@ -13,13 +13,15 @@
  * transaction fail are the items applied one by one). Replaces are compare-and-swap on the
  * exact JSON text the caller read; the read-modify-write retry loop is torii_certdb_update.
  *
- * Serial index: key "<issuer id>:<serial hex>" -> cert id (issuer = caRef, else for a
- * self-signed certificate metadata.nextCertificate (an [UNTIL EXPIRATION] copy keeps its
- * original's key) or its own id), plus key "<serial hex>" -> cert id for lookups that know no
- * issuer (the newest writer wins when two certificates share a serial). Serial hex is
- * lower-case without leading zeros (torii_pki_cert_serial_hex). Both are exact gets, never
- * scans: torii_certdb_serial_lookup. An entry is removed only while it still names the
- * certificate being replaced or deleted.
+ * Serial index: key "<issuer id>:<serial hex>" -> the ids of the certificates under it
+ * (issuer = caRef, else for a self-signed certificate metadata.nextCertificate (an [UNTIL
+ * EXPIRATION] copy keeps its original's key, so a key names it and its copies) or its own id),
+ * plus key "<serial hex>" -> ids, for lookups that know no issuer. A value is the ids,
+ * '\n'-separated, in the order they were written (the newest writer last); an id leaves a
+ * key's list when its certificate is deleted or replaced by one with another key, and the key
+ * goes when its list is empty. Serial hex is lower-case without leading zeros
+ * (torii_pki_cert_serial_hex). Lookups are exact gets, never scans
+ * (torii_certdb_serial_lookup, torii_certdb_serial_lookup_all).
  *
  * Threads: any thread may call any function (the store serializes writes; concurrent writers
  * of one id are resolved by the compare-and-swap). A batch belongs to the thread that made it.
@@ -66,10 +68,18 @@ int torii_certdb_load(struct torii_store *st, const char *id, json_t **out, stru
 int torii_certdb_foreach(struct torii_store *st, torii_store_iter_cb cb, void *arg) TORII_MUST_USE;
 
 /** The id of the certificate with serial serial_hex (any case, leading zeros allowed) issued
- * by issuer_id (NULL: any issuer) into *id_out (malloc'd). TORII_ENOTFOUND, TORII_EINVAL (not
- * hex), TORII_ESTORE. One store get. */
+ * by issuer_id (NULL: any issuer) into *id_out (malloc'd); of several, the newest writer.
+ * TORII_ENOTFOUND, TORII_EINVAL (not hex), TORII_ESTORE. One store get. */
 int torii_certdb_serial_lookup(struct torii_store *st, const char *issuer_id,
                                const char *serial_hex, char **id_out) TORII_MUST_USE;
+
+/** Every id under (issuer_id or NULL, serial_hex) into *ids_out (torii_certdb_ids_free),
+ * oldest writer first, *n_out >= 1. Codes as torii_certdb_serial_lookup. One store get. */
+int torii_certdb_serial_lookup_all(struct torii_store *st, const char *issuer_id,
+                                   const char *serial_hex, char ***ids_out, size_t *n_out)
+    TORII_MUST_USE;
+/** Free what torii_certdb_serial_lookup_all returned; NULL accepted. */
+void torii_certdb_ids_free(char **ids, size_t n);
 
 /* ---- batches ---- */
 
@@ -168,8 +178,9 @@ int torii_certdb_create_all(struct torii_store *st, const json_t *entities, stru
 
 /** Bring a store written by an older torii up to date (idempotent, one scan the first time):
  * index entries missing for stored certificates (the serial-only keys, written since
- * certdb schema 2) are added. Call once after torii_store_open, before other threads use
- * the store. TORII_OK, or the store's failure. */
+ * certdb schema 2) are added, and every certificate's id joins its keys' id lists (schema 3:
+ * schema 2 kept only the newest writer of a key). Call once after torii_store_open, before other
+ * threads use the store. TORII_OK, or the store's failure. */
 int torii_certdb_migrate(struct torii_store *st, struct torii_errbuf *eb) TORII_MUST_USE;
 
 /* ---- keys at rest over the whole store (rekey.c) ---- */

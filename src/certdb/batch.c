@@ -14,8 +14,9 @@
 #define CERTDB_SOPS 4 /* index ops per item: two keys, each removed and/or written */
 
 struct certdb_sop {
-    enum torii_store_op_kind kind; /* PUT (value: the item's id) or DELETE */
+    enum torii_store_op_kind kind; /* PUT (value: the key's id list) or DELETE (list emptied) */
     char *key;
+    char *val; /* PUT: the ids, '\n'-separated, oldest first */
 };
 
 struct certdb_item {
@@ -37,7 +38,7 @@ struct torii_certdb_batch {
     size_t n;
     size_t cap;
     json_t *ents;    /* id -> index of the last item writing it */
-    json_t *serials; /* index key -> id, or null once removed, as the batch leaves it */
+    json_t *serials; /* index key -> its id list, or null once emptied, as the batch leaves it */
     int committed;
 };
 
@@ -62,6 +63,7 @@ static void certdb_item_clear(struct certdb_item *it)
     torii_cert_prepared_clear(&it->prep);
     for (size_t i = 0; i < it->n_sop; i++) {
         free(it->sop[i].key);
+        free(it->sop[i].val);
     }
     memset(it, 0, sizeof(*it));
 }
@@ -141,7 +143,7 @@ static int certdb_exists(struct torii_certdb_batch *b, const char *id)
     return rc == TORII_ENOTFOUND || rc == TORII_EINVAL ? 0 : -rc;
 }
 
-/* The id index key names as b leaves the store (malloc'd), or NULL. */
+/* The id list of index key as b leaves the store (malloc'd), or NULL when empty. */
 static char *certdb_serial_val(struct torii_certdb_batch *b, const char *key)
 {
     const json_t *v = json_object_get(b->serials, key);
@@ -156,33 +158,40 @@ static char *certdb_serial_val(struct torii_certdb_batch *b, const char *key)
     return val;
 }
 
-static void certdb_sop_add(struct torii_certdb_batch *b, struct certdb_item *it,
-                           enum torii_store_op_kind kind, const char *key)
+static void certdb_sop_add(struct torii_certdb_batch *b, struct certdb_item *it, const char *key,
+                           char *val_owned)
 {
     TORII_ASSERT(it->n_sop < CERTDB_SOPS);
-    it->sop[it->n_sop].kind = kind;
-    it->sop[it->n_sop++].key = torii_xstrdup(key);
+    it->sop[it->n_sop].kind = val_owned != NULL ? TORII_STORE_PUT : TORII_STORE_DELETE;
+    it->sop[it->n_sop].key = torii_xstrdup(key);
+    it->sop[it->n_sop++].val = val_owned;
     (void)json_object_set_new(b->serials, key,
-                              kind == TORII_STORE_PUT ? json_string(it->id) : json_null());
+                              val_owned != NULL ? json_string(val_owned) : json_null());
 }
 
-/* One key of the index moving from old_key to new_key ("" for none) for it->id. */
+/* One key of the index moving from old_key to new_key ("" for none) for it->id: the id leaves
+ * the old key's list and joins the new key's (appended: the newest writer is last). */
 static void certdb_index_key(struct torii_certdb_batch *b, struct certdb_item *it,
                              const char *old_key, const char *new_key)
 {
     char *cur = NULL;
+    char *next = NULL;
 
+    if (it->id == NULL || !certdb_idlist_id_ok(it->id)) {
+        return;
+    }
     if (old_key[0] != '\0' && strcmp(old_key, new_key) != 0) {
         cur = certdb_serial_val(b, old_key);
-        if (cur != NULL && it->id != NULL && strcmp(cur, it->id) == 0) {
-            certdb_sop_add(b, it, TORII_STORE_DELETE, old_key);
+        if (cur != NULL && certdb_idlist_has(cur, it->id)) {
+            next = certdb_idlist_without(cur, it->id);
+            certdb_sop_add(b, it, old_key, next);
         }
         free(cur);
     }
     if (new_key[0] != '\0') {
         cur = certdb_serial_val(b, new_key);
-        if (cur == NULL || it->id == NULL || strcmp(cur, it->id) != 0) {
-            certdb_sop_add(b, it, TORII_STORE_PUT, new_key);
+        if (cur == NULL || !certdb_idlist_has(cur, it->id)) {
+            certdb_sop_add(b, it, new_key, certdb_idlist_with(cur, it->id));
         }
         free(cur);
     }
@@ -406,8 +415,8 @@ static size_t certdb_ops(const struct torii_certdb_batch *b, size_t from, size_t
                 .bucket = TORII_STORE_SERIALS,
                 .rec = {.id = it->sop[j].key,
                         .id_len = strlen(it->sop[j].key),
-                        .json = it->sop[j].kind == TORII_STORE_PUT ? it->id : NULL,
-                        .json_len = it->sop[j].kind == TORII_STORE_PUT ? strlen(it->id) : 0}};
+                        .json = it->sop[j].val,
+                        .json_len = it->sop[j].val != NULL ? strlen(it->sop[j].val) : 0}};
         }
     }
     return k;

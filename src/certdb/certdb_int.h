@@ -1,4 +1,4 @@
-/* certdb_int.h - shared inside the certdb module: the serial index key rules. */
+/* certdb_int.h - shared inside the certdb module: the serial index key rules and values. */
 #ifndef TORII_CERTDB_INT_H
 #define TORII_CERTDB_INT_H
 
@@ -26,5 +26,18 @@ void certdb_keys_of(const json_t *e, const char *id, const char *serial_hex,
  * the chain). ent may be NULL (unreadable JSON): only the bare key is then known. */
 void certdb_keys_stored(const json_t *ent, const char *id, const unsigned char *aux, size_t aux_len,
                         struct certdb_keys *out);
+
+/* ---- id lists (idlist.c): the value of an index key ---- */
+
+/** 1 when id can be in an id list (non-empty, no '\n'). */
+int certdb_idlist_id_ok(const char *id);
+/** 1 when list (NUL-terminated) holds id. */
+int certdb_idlist_has(const char *list, const char *id);
+/** list (NULL: empty) with id appended (malloc'd). */
+char *certdb_idlist_with(const char *list, const char *id);
+/** list without id (malloc'd), NULL when nothing is left. */
+char *certdb_idlist_without(const char *list, const char *id);
+/** The ids of list into *out (malloc'd array of malloc'd strings, oldest first); the count. */
+size_t certdb_idlist_split(const char *list, char ***out);
 
 #endif

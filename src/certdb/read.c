@@ -1,5 +1,6 @@
 /* read.c - certdb reads: an entity by id, the whole bucket, the serial index (its key rules
- * and its lookup), and the migration of stores written before certdb schema 2.
+ * and its lookups), and the migration of stores written before certdb schema 2 and the
+ * index's id lists.
  * Threads: any (the store is internally locked). */
 #include <ctype.h>
 #include <stdio.h>
@@ -11,8 +12,12 @@
 #include "torii/log.h"
 #include "torii/mem.h"
 
+/* certdb_schema 2: the serial-only keys exist. certdb_index_lists 1: a key's value is the id
+ * list of every certificate under it (before: the newest writer's id alone). */
 #define CERTDB_SCHEMA_KEY "certdb_schema"
 #define CERTDB_SCHEMA     "2"
+#define CERTDB_LISTS_KEY  "certdb_index_lists"
+#define CERTDB_LISTS      "1"
 
 void torii_certdb_entry_clear(struct torii_certdb_entry *e)
 {
@@ -134,12 +139,12 @@ static int certdb_hex_norm(const char *in, char *out, size_t len)
     return TORII_OK;
 }
 
-int torii_certdb_serial_lookup(struct torii_store *st, const char *issuer_id,
-                               const char *serial_hex, char **id_out)
+/* The stored id list of (issuer_id, serial_hex) into *list (malloc'd). */
+static int certdb_serial_list(struct torii_store *st, const char *issuer_id, const char *serial_hex,
+                              char **list)
 {
     char hex[TORII_PKI_SERIAL_HEX_MAX];
     char key[CERTDB_KEY_MAX];
-    size_t len = 0;
     int n;
     int rc;
 
@@ -151,36 +156,79 @@ int torii_certdb_serial_lookup(struct torii_store *st, const char *issuer_id,
     if (n < 0 || (size_t)n > TORII_STORE_ID_MAX) {
         return TORII_ENOTFOUND;
     }
-    rc = torii_store_get(st, TORII_STORE_SERIALS, key, id_out, &len, NULL, NULL);
-    if (rc == TORII_OK && len == 0) {
-        free(*id_out);
-        *id_out = NULL;
-        rc = TORII_ENOTFOUND;
-    }
+    rc = torii_store_get(st, TORII_STORE_SERIALS, key, list, NULL, NULL, NULL);
     return rc == TORII_EINVAL ? TORII_ENOTFOUND : rc;
+}
+
+int torii_certdb_serial_lookup_all(struct torii_store *st, const char *issuer_id,
+                                   const char *serial_hex, char ***ids_out, size_t *n_out)
+{
+    char *list = NULL;
+    int rc = certdb_serial_list(st, issuer_id, serial_hex, &list);
+
+    *ids_out = NULL;
+    *n_out = 0;
+    if (rc == TORII_OK) {
+        *n_out = certdb_idlist_split(list, ids_out);
+        rc = *n_out > 0 ? TORII_OK : TORII_ENOTFOUND;
+    }
+    free(list);
+    return rc;
+}
+
+void torii_certdb_ids_free(char **ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(ids[i]);
+    }
+    free(ids);
+}
+
+int torii_certdb_serial_lookup(struct torii_store *st, const char *issuer_id,
+                               const char *serial_hex, char **id_out)
+{
+    char **ids = NULL;
+    size_t n = 0;
+    int rc = torii_certdb_serial_lookup_all(st, issuer_id, serial_hex, &ids, &n);
+
+    if (rc == TORII_OK) {
+        *id_out = ids[n - 1]; /* the newest writer */
+        ids[n - 1] = NULL;
+    }
+    torii_certdb_ids_free(ids, n);
+    return rc;
 }
 
 /* ---- migration ---- */
 
 struct certdb_mig {
     struct torii_store *st;
-    json_t *puts; /* key -> id, entries missing from the index */
+    json_t *puts; /* key -> id list, the keys whose list gains an id */
 };
 
+/* id joins key's list (as the migration leaves it) unless it is in it already. */
 static void certdb_mig_want(struct certdb_mig *m, const char *key, const char *id)
 {
+    const char *seen = json_string_value(json_object_get(m->puts, key));
     char *val = NULL;
 
-    if (key[0] == '\0') {
+    if (key[0] == '\0' || !certdb_idlist_id_ok(id)) {
         return;
     }
-    if (torii_store_get(m->st, TORII_STORE_SERIALS, key, &val, NULL, NULL, NULL)
-        == TORII_ENOTFOUND) {
-        (void)json_object_set_new(m->puts, key, json_string(id));
+    if (seen == NULL
+        && torii_store_get(m->st, TORII_STORE_SERIALS, key, &val, NULL, NULL, NULL) == TORII_OK) {
+        seen = val;
+    }
+    if (seen == NULL || !certdb_idlist_has(seen, id)) {
+        char *next = certdb_idlist_with(seen, id);
+        (void)json_object_set_new(m->puts, key, json_string(next));
+        free(next);
     }
     free(val);
 }
 
+/* Schema 2 kept one id per key (the newest writer): every certificate's id joins its keys'
+ * lists (a schema 2 value is a list of one). */
 static int certdb_mig_cb(const struct torii_store_rec *rec, void *arg)
 {
     struct certdb_mig *m = arg;
@@ -219,28 +267,48 @@ static int certdb_mig_apply(struct torii_store *st, json_t *puts, struct torii_e
     return rc;
 }
 
+/* 1 when meta key holds want, 0 when it holds something else or nothing, -code on failure. */
+static int certdb_meta_is(struct torii_store *st, const char *key, const char *want)
+{
+    char *val = NULL;
+    int rc = torii_store_meta_get(st, key, &val);
+    int is = rc == TORII_OK && strcmp(val, want) == 0;
+
+    free(val);
+    return rc == TORII_OK || rc == TORII_ENOTFOUND ? is : -rc;
+}
+
+/* Record that the store has the serial-only keys and the id lists. */
+static int certdb_meta_mark(struct torii_store *st, struct torii_errbuf *eb)
+{
+    int rc = torii_store_meta_put(st, CERTDB_SCHEMA_KEY, CERTDB_SCHEMA, eb);
+
+    return rc == TORII_OK ? torii_store_meta_put(st, CERTDB_LISTS_KEY, CERTDB_LISTS, eb) : rc;
+}
+
 int torii_certdb_migrate(struct torii_store *st, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
-    char *ver = NULL;
-    struct certdb_mig m = {st, json_object()};
+    int schema = certdb_meta_is(st, CERTDB_SCHEMA_KEY, CERTDB_SCHEMA);
+    int lists = certdb_meta_is(st, CERTDB_LISTS_KEY, CERTDB_LISTS);
+    struct certdb_mig m = {st, NULL};
 
-    TORII_ENSURE(m.puts != NULL, TORII_ENOMEM);
-    rc = torii_store_meta_get(st, CERTDB_SCHEMA_KEY, &ver);
-    if (rc == TORII_OK && strcmp(ver, CERTDB_SCHEMA) == 0) {
-        goto out;
+    TORII_ENSURE(schema >= 0 && lists >= 0, torii_errf(eb, schema < 0 ? -schema : -lists,
+                                                       "certdb: schema version unreadable"));
+    if (schema == 1 && lists == 1) {
+        return TORII_OK;
     }
-    TORII_ENSURE(rc == TORII_OK || rc == TORII_ENOTFOUND,
-                 torii_errf(eb, rc, "certdb: schema version unreadable"));
+    m.puts = json_object();
+    TORII_ENSURE(m.puts != NULL, TORII_ENOMEM);
     TORII_TRY(torii_store_foreach(st, TORII_STORE_CERTS, certdb_mig_cb, &m));
     TORII_TRY(certdb_mig_apply(st, m.puts, eb));
-    TORII_TRY(torii_store_meta_put(st, CERTDB_SCHEMA_KEY, CERTDB_SCHEMA, eb));
+    TORII_TRY(certdb_meta_mark(st, eb));
     if (json_object_size(m.puts) > 0) {
-        torii_log(TORII_LOG_NOTICE, "certdb: serial index brought to schema %s (%zu entries added)",
+        torii_log(TORII_LOG_NOTICE,
+                  "certdb: serial index brought to schema %s with id lists (%zu keys updated)",
                   CERTDB_SCHEMA, json_object_size(m.puts));
     }
 out:
-    free(ver);
     json_decref(m.puts);
     return rc;
 }

@@ -331,7 +331,7 @@ static void renew_failed(struct torii_renewer *r, const char *id, int64_t now, c
               why, id, attempts, (long long)(delay / 1000));
     (void)json_object_set_new(r->failures, id,
                               json_pack("{s:I, s:I, s:I}", "attempts", (json_int_t)attempts, "next",
-                                        (json_int_t)(now + delay), "alert",
+                                        (json_int_t)now + (json_int_t)delay, "alert",
                                         (json_int_t)(alert ? now : last_alert)));
     if (alert) {
         json_t *ent = NULL;

@@ -37,13 +37,15 @@
 #include "pki_int.h"
 #include "torii/pki.h"
 
-#define PKI_REC_MAGIC    "TCRT"
 #define PKI_REC_VERSION  3u
 #define PKI_REC_V2       2u
 #define PKI_REC_V1       1u
 #define PKI_REC_HDR      40u
 #define PKI_REC_NAME_MAX 255u
 #define PKI_REC_MAX_DER  (1u << 20)
+
+/* The record's first 4 bytes ("TCRT", no NUL). */
+static const unsigned char pki_rec_magic[4] = {'T', 'C', 'R', 'T'};
 
 /* ---- names ---- */
 
@@ -127,51 +129,64 @@ static int pki_names_add_raw(struct pki_names *ns, const char *s)
     return TORII_OK;
 }
 
-static int pki_names_collect(X509 *leaf, struct pki_names *ns, struct torii_errbuf *eb)
+/* The DNS and IP names of the leaf's SAN extension. */
+static int pki_names_from_sans(X509 *leaf, struct pki_names *ns)
 {
     int rc = TORII_OK;
     GENERAL_NAMES *gens = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
-    unsigned char *cn = NULL;
-    int i;
 
-    for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(gens) && rc == TORII_OK; i++) {
         const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
         char ip[64];
+        size_t before = ns->n;
 
         if (g->type == GEN_DNS) {
-            const char *d = (const char *)ASN1_STRING_get0_data(g->d.dNSName);
-            size_t before = ns->n;
-            TORII_TRY(pki_names_add_dns(ns, d, (size_t)ASN1_STRING_length(g->d.dNSName)));
+            rc = pki_names_add_dns(ns, (const char *)ASN1_STRING_get0_data(g->d.dNSName),
+                                   (size_t)ASN1_STRING_length(g->d.dNSName));
             ns->n_dns += ns->n > before ? 1 : 0;
-        } else if (g->type == GEN_IPADD) {
-            if (torii_pki__ip_text(g->d.iPAddress, ip, sizeof(ip)) == TORII_OK) {
-                TORII_TRY(pki_names_add_raw(ns, ip));
-            }
+        } else if (g->type == GEN_IPADD
+                   && torii_pki__ip_text(g->d.iPAddress, ip, sizeof(ip)) == TORII_OK) {
+            rc = pki_names_add_raw(ns, ip);
         }
     }
-    if (ns->n_dns == 0) {
-        X509_NAME *subj = X509_get_subject_name(leaf);
-        int idx = -1;
-        int last = -1;
-        int len;
+    GENERAL_NAMES_free(gens);
+    return rc;
+}
 
-        while ((idx = X509_NAME_get_index_by_NID(subj, NID_commonName, idx)) >= 0) {
-            last = idx;
-        }
-        if (last >= 0) {
-            len =
-                ASN1_STRING_to_UTF8(&cn, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, last)));
-            if (len > 0) {
-                TORII_TRY(pki_names_add_dns(ns, (const char *)cn, (size_t)len));
-            }
-        }
+/* The leaf's last subject CN (used when it has no DNS SAN). */
+static int pki_names_from_cn(X509 *leaf, struct pki_names *ns)
+{
+    X509_NAME *subj = X509_get_subject_name(leaf);
+    unsigned char *cn = NULL;
+    int idx = -1;
+    int last = -1;
+    int len;
+    int rc = TORII_OK;
+
+    while ((idx = X509_NAME_get_index_by_NID(subj, NID_commonName, idx)) >= 0) {
+        last = idx;
     }
-out:
+    if (last < 0) {
+        return TORII_OK;
+    }
+    len = ASN1_STRING_to_UTF8(&cn, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, last)));
+    if (len > 0) {
+        rc = pki_names_add_dns(ns, (const char *)cn, (size_t)len);
+    }
+    OPENSSL_free(cn);
+    return rc;
+}
+
+static int pki_names_collect(X509 *leaf, struct pki_names *ns, struct torii_errbuf *eb)
+{
+    int rc = pki_names_from_sans(leaf, ns);
+
+    if (rc == TORII_OK && ns->n_dns == 0) {
+        rc = pki_names_from_cn(leaf, ns);
+    }
     if (rc != TORII_OK) {
         (void)torii_errf(eb, rc, "certrec: more than %d names", TORII_CERTREC_MAX_NAMES);
     }
-    OPENSSL_free(cn);
-    GENERAL_NAMES_free(gens);
     ERR_clear_error();
     return rc;
 }
@@ -336,7 +351,8 @@ int torii_certrec_sni_warnings_of(uint32_t flags, json_t **out)
 
 uint32_t torii_certrec_flags(const unsigned char *blob, size_t len)
 {
-    if (blob == NULL || len < PKI_REC_HDR || memcmp(blob, PKI_REC_MAGIC, 4) != 0) {
+    if (blob == NULL || len < PKI_REC_HDR
+        || memcmp(blob, pki_rec_magic, sizeof(pki_rec_magic)) != 0) {
         return 0;
     }
     return pki_get_u32(blob + 8);
@@ -399,7 +415,7 @@ static void pki_rec_key(X509 *leaf, EVP_PKEY *key, struct pki_rec_parts *r)
 {
     r->flags |= TORII_CERTREC_HAS_KEY;
     r->key_type = EVP_PKEY_get_base_id(key);
-    if (X509_check_private_key(leaf, key) == 1) {
+    if (torii_pki__cert_key_match(leaf, key)) {
         r->flags |= TORII_CERTREC_KEY_MATCHES;
     }
     ERR_clear_error();
@@ -453,8 +469,8 @@ static unsigned char *pki_rec_encode(const struct pki_rec_parts *r, size_t total
     unsigned char *buf = torii_xmalloc(total);
     unsigned char *p = buf;
 
-    memcpy(p, PKI_REC_MAGIC, 4);
-    p += 4;
+    memcpy(p, pki_rec_magic, sizeof(pki_rec_magic));
+    p += sizeof(pki_rec_magic);
     p = pki_put_u16(p, PKI_REC_VERSION);
     p = pki_put_u16(p, 0);
     p = pki_put_u32(p, r->flags);
@@ -563,56 +579,78 @@ static int pki_read_identity(struct pki_reader *r, struct torii_certrec *rec)
     return TORII_OK;
 }
 
+/* The fixed header: magic, version, flags, dates, key type, counts. */
+static int pki_read_header(const unsigned char *buf, size_t len, struct torii_certrec *rec)
+{
+    uint32_t version;
+
+    if (buf == NULL || rec == NULL || len < PKI_REC_HDR
+        || memcmp(buf, pki_rec_magic, sizeof(pki_rec_magic)) != 0) {
+        return TORII_EINVAL;
+    }
+    version = pki_get_u16(buf + 4);
+    if (version < PKI_REC_V1 || version > PKI_REC_VERSION || pki_get_u16(buf + 6) != 0) {
+        return TORII_EINVAL;
+    }
+    rec->version = version;
+    rec->n_names = pki_get_u32(buf + 32);
+    rec->n_chain = pki_get_u32(buf + 36);
+    if (rec->n_names > TORII_CERTREC_MAX_NAMES || rec->n_chain < 1
+        || rec->n_chain > TORII_CERTREC_MAX_CHAIN) {
+        return TORII_EINVAL;
+    }
+    rec->flags = pki_get_u32(buf + 8);
+    rec->not_before_ms = (int64_t)pki_get_u64(buf + 12);
+    rec->not_after_ms = (int64_t)pki_get_u64(buf + 20);
+    rec->key_type = (int32_t)pki_get_u32(buf + 28);
+    return TORII_OK;
+}
+
+/* The key slice: key bytes only before version 3, empty without a key. */
+static int pki_read_key(struct pki_reader *r, struct torii_certrec *rec)
+{
+    int has_key = (rec->flags & TORII_CERTREC_HAS_KEY) != 0;
+    int old = rec->version < PKI_REC_VERSION;
+    int rc;
+
+    if (has_key ? rec->key_type <= 0 : rec->key_type != 0) {
+        return TORII_EINVAL;
+    }
+    rc = pki_read_slice(r, has_key && old ? 1 : 0, has_key && old ? PKI_REC_MAX_DER : 0,
+                        &rec->key_der);
+    if (rec->key_der.len == 0) {
+        rec->key_der.ptr = NULL;
+    }
+    return rc;
+}
+
+/* The names, then the chain's DER certificates. */
+static int pki_read_lists(struct pki_reader *r, struct torii_certrec *rec)
+{
+    int rc = TORII_OK;
+
+    for (uint32_t i = 0; i < rec->n_names && rc == TORII_OK; i++) {
+        rc = pki_read_slice(r, 1, PKI_REC_NAME_MAX, &rec->names[i]);
+    }
+    for (uint32_t i = 0; i < rec->n_chain && rc == TORII_OK; i++) {
+        rc = pki_read_slice(r, 1, PKI_REC_MAX_DER, &rec->chain[i]);
+    }
+    return rc;
+}
+
 int torii_certrec_decode(const unsigned char *buf, size_t len, struct torii_certrec *rec)
 {
     int rc = TORII_OK;
     struct pki_reader r;
-    uint32_t version;
-    uint32_t n_names;
-    uint32_t n_chain;
-    uint32_t i;
-    int32_t key_type;
 
-    TORII_ENSURE(buf != NULL && rec != NULL && len >= PKI_REC_HDR, TORII_EINVAL);
-    TORII_ENSURE(memcmp(buf, PKI_REC_MAGIC, 4) == 0, TORII_EINVAL);
-    version = pki_get_u16(buf + 4);
-    TORII_ENSURE(version >= PKI_REC_V1 && version <= PKI_REC_VERSION && pki_get_u16(buf + 6) == 0,
-                 TORII_EINVAL);
-    rec->version = version;
-    n_names = pki_get_u32(buf + 32);
-    n_chain = pki_get_u32(buf + 36);
-    TORII_ENSURE(n_names <= TORII_CERTREC_MAX_NAMES, TORII_EINVAL);
-    TORII_ENSURE(n_chain >= 1 && n_chain <= TORII_CERTREC_MAX_CHAIN, TORII_EINVAL);
-    rec->flags = pki_get_u32(buf + 8);
-    rec->not_before_ms = (int64_t)pki_get_u64(buf + 12);
-    rec->not_after_ms = (int64_t)pki_get_u64(buf + 20);
-    key_type = (int32_t)pki_get_u32(buf + 28);
-    rec->key_type = key_type;
-    rec->n_names = n_names;
-    rec->n_chain = n_chain;
+    TORII_TRY(pki_read_header(buf, len, rec));
     r.p = buf + PKI_REC_HDR;
     r.left = len - PKI_REC_HDR;
-    for (i = 0; i < n_names; i++) {
-        TORII_TRY(pki_read_slice(&r, 1, PKI_REC_NAME_MAX, &rec->names[i]));
-    }
-    for (i = 0; i < n_chain; i++) {
-        TORII_TRY(pki_read_slice(&r, 1, PKI_REC_MAX_DER, &rec->chain[i]));
-    }
-    if ((rec->flags & TORII_CERTREC_HAS_KEY) != 0) {
-        TORII_ENSURE(key_type > 0, TORII_EINVAL);
-        TORII_TRY(pki_read_slice(&r, version < PKI_REC_VERSION ? 1 : 0,
-                                 version < PKI_REC_VERSION ? PKI_REC_MAX_DER : 0, &rec->key_der));
-        if (rec->key_der.len == 0) {
-            rec->key_der.ptr = NULL;
-        }
-    } else {
-        TORII_ENSURE(key_type == 0, TORII_EINVAL);
-        TORII_TRY(pki_read_slice(&r, 0, 0, &rec->key_der));
-        rec->key_der.ptr = NULL;
-    }
+    TORII_TRY(pki_read_lists(&r, rec));
+    TORII_TRY(pki_read_key(&r, rec));
     rec->issuer_hash = (struct torii_slice){NULL, 0};
     rec->serial = (struct torii_slice){NULL, 0};
-    if (version >= PKI_REC_V2) {
+    if (rec->version >= PKI_REC_V2) {
         TORII_TRY(pki_read_identity(&r, rec));
     }
     TORII_ENSURE(r.left == 0, TORII_EINVAL);

@@ -243,97 +243,128 @@ out:
     return rc;
 }
 
-int torii_cert_normalize(json_t *entity, struct torii_errbuf *eb)
+/* Every member known and of its type (nothing is changed before this passed). */
+static int pki_norm_validate(json_t *entity, struct torii_errbuf *eb)
 {
-    int rc = TORII_OK;
     const char *k;
     json_t *v;
-    const char *domain;
-    int64_t now = torii_clock_now_ms();
-    size_t i;
 
-    TORII_ENSURE(json_is_object(entity),
-                 torii_errf(eb, TORII_EINVAL, "certificate entity must be a JSON object"));
-    /* Validate everything before changing anything. */
     json_object_foreach (entity, k, v) {
         const struct pki_field *f = pki_field_find(k);
-        TORII_ENSURE(f != NULL, torii_errf(eb, TORII_EINVAL, "unknown field '%s'", k));
-        TORII_TRY(pki_check_field(f, v, eb));
+        int rc = f != NULL ? pki_check_field(f, v, eb)
+                           : torii_errf(eb, TORII_EINVAL, "unknown field '%s'", k);
+        if (rc != TORII_OK) {
+            return rc;
+        }
     }
+    return TORII_OK;
+}
 
+/* Output-only members go; null means absent for non-nullable fields. */
+static void pki_norm_drop_nulls(json_t *entity)
+{
     (void)json_object_del(entity, "certType");
     (void)json_object_del(entity, "warnings");
-    /* null means absent for non-nullable fields */
-    for (i = 0; i < PKI_N_FIELDS; i++) {
+    for (size_t i = 0; i < PKI_N_FIELDS; i++) {
         const struct pki_field *f = &pki_fields[i];
-        v = json_object_get(entity, f->name);
+        const json_t *v = json_object_get(entity, f->name);
         if (v != NULL && json_is_null(v) && f->type != PKI_F_STR_OR_NULL) {
             (void)json_object_del(entity, f->name);
         }
     }
-    if (json_object_get(entity, "id") == NULL) {
-        char id[64];
-        TORII_TRY(torii_uuid_id("certificate_", id, sizeof(id)));
-        TORII_TRY(pki_set(entity, "id", json_string(id)));
-    }
-    domain = json_string_value(json_object_get(entity, "domain"));
-    if (json_object_get(entity, "name") == NULL) {
-        TORII_TRY(pki_set(entity, "name", json_string(domain != NULL ? domain : "none")));
-    }
-    if (json_object_get(entity, "description") == NULL) {
-        if (domain != NULL) {
-            TORII_TRY(pki_set(entity, "description", json_sprintf("Certificate for %s", domain)));
-        } else {
-            TORII_TRY(pki_set(entity, "description", json_string("none")));
-        }
-    }
-    if (domain == NULL) {
-        TORII_TRY(pki_set(entity, "domain", json_string("--")));
-    }
-    TORII_TRY(pki_fill_loc(entity));
-    for (i = 0; i < PKI_N_FIELDS; i++) {
-        const struct pki_field *f = &pki_fields[i];
-        json_t *def = NULL;
+}
 
-        v = json_object_get(entity, f->name);
-        if (v != NULL) {
-            if (f->type == PKI_F_NUM && json_is_real(v)) {
-                TORII_TRY(pki_set(entity, f->name, json_integer((json_int_t)json_real_value(v))));
-            }
-            continue;
-        }
-        switch (f->type) {
-        case PKI_F_STR:
-            def = json_string(strcmp(f->name, "subject") == 0 ? "--" : "");
-            break;
-        case PKI_F_STR_OR_NULL:
-            def = json_null();
-            break;
-        case PKI_F_BOOL:
-            def = json_false();
-            break;
-        case PKI_F_NUM:
-            def = json_integer((json_int_t)now);
-            break;
-        case PKI_F_STR_ARRAY:
-            def = json_array();
-            break;
-        case PKI_F_STR_MAP:
-            def = json_object();
-            break;
-        case PKI_F_LOC:
-        case PKI_F_OUTPUT:
-            continue;
-        default:
-            continue;
-        }
-        TORII_TRY(pki_set(entity, f->name, def));
+/* k = v_owned unless k is present (v_owned is then dropped). */
+static int pki_set_absent(json_t *e, const char *k, json_t *v_owned)
+{
+    if (json_object_get(e, k) != NULL) {
+        json_decref(v_owned);
+        return TORII_OK;
     }
-    v = json_object_get(entity, "password");
-    if (json_is_string(v) && pki_is_blank(json_string_value(v))) {
-        TORII_TRY(pki_set(entity, "password", json_null()));
+    return pki_set(e, k, v_owned);
+}
+
+/* id (generated), name, description and domain when missing. */
+static int pki_norm_names(json_t *entity)
+{
+    int rc = TORII_OK;
+    const char *domain = json_string_value(json_object_get(entity, "domain"));
+    char id[64];
+
+    if (json_object_get(entity, "id") == NULL) {
+        rc = torii_uuid_id("certificate_", id, sizeof(id));
+        rc = rc == TORII_OK ? pki_set(entity, "id", json_string(id)) : rc;
     }
-    TORII_TRY(pki_reorder(entity));
+    rc = rc == TORII_OK
+             ? pki_set_absent(entity, "name", json_string(domain != NULL ? domain : "none"))
+             : rc;
+    rc = rc == TORII_OK ? pki_set_absent(entity, "description",
+                                         domain != NULL ? json_sprintf("Certificate for %s", domain)
+                                                        : json_string("none"))
+                        : rc;
+    if (rc == TORII_OK && domain == NULL) {
+        rc = pki_set(entity, "domain", json_string("--"));
+    }
+    return rc;
+}
+
+/* The default of an absent field (a new reference), NULL when it has none. */
+static json_t *pki_field_default(const struct pki_field *f, int64_t now)
+{
+    switch (f->type) {
+    case PKI_F_STR:
+        return json_string(strcmp(f->name, "subject") == 0 ? "--" : "");
+    case PKI_F_STR_OR_NULL:
+        return json_null();
+    case PKI_F_BOOL:
+        return json_false();
+    case PKI_F_NUM:
+        return json_integer((json_int_t)now);
+    case PKI_F_STR_ARRAY:
+        return json_array();
+    case PKI_F_STR_MAP:
+        return json_object();
+    default: /* PKI_F_LOC (pki_fill_loc), PKI_F_OUTPUT */
+        return NULL;
+    }
+}
+
+/* Absent fields get their defaults; numbers sent as reals become integers. */
+static int pki_norm_defaults(json_t *entity, int64_t now)
+{
+    int rc = TORII_OK;
+
+    for (size_t i = 0; i < PKI_N_FIELDS && rc == TORII_OK; i++) {
+        const struct pki_field *f = &pki_fields[i];
+        const json_t *v = json_object_get(entity, f->name);
+        json_t *def = v == NULL ? pki_field_default(f, now) : NULL;
+
+        if (v != NULL && f->type == PKI_F_NUM && json_is_real(v)) {
+            rc = pki_set(entity, f->name, json_integer((json_int_t)json_real_value(v)));
+        } else if (def != NULL) {
+            rc = pki_set(entity, f->name, def);
+        }
+    }
+    return rc;
+}
+
+int torii_cert_normalize(json_t *entity, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    const json_t *pw;
+
+    TORII_ENSURE(json_is_object(entity),
+                 torii_errf(eb, TORII_EINVAL, "certificate entity must be a JSON object"));
+    TORII_TRY(pki_norm_validate(entity, eb));
+    pki_norm_drop_nulls(entity);
+    TORII_TRY(pki_norm_names(entity));
+    TORII_TRY(pki_fill_loc(entity));
+    TORII_TRY(pki_norm_defaults(entity, torii_clock_now_ms()));
+    pw = json_object_get(entity, "password");
+    rc = json_is_string(pw) && pki_is_blank(json_string_value(pw))
+             ? pki_set(entity, "password", json_null())
+             : TORII_OK;
+    rc = rc == TORII_OK ? pki_reorder(entity) : rc;
 out:
     return rc;
 }
@@ -402,40 +433,38 @@ out:
 
 /* sans: dNSName, iPAddress (text) and otherName with a UTF8String value, in certificate
  * order; rfc822/URI entries are ignored (reference 1.2). */
+/* One SAN as a JSON string (DNS, UTF-8 otherName, IP), NULL for other kinds and for names
+ * jansson rejects (invalid UTF-8, embedded NUL: skipped). */
+static json_t *pki_san_json(const GENERAL_NAME *g)
+{
+    const ASN1_STRING *str = NULL;
+    char ip[64];
+
+    if (g->type == GEN_IPADD) {
+        return torii_pki__ip_text(g->d.iPAddress, ip, sizeof(ip)) == TORII_OK ? json_string(ip)
+                                                                              : NULL;
+    }
+    if (g->type == GEN_DNS) {
+        str = g->d.dNSName;
+    } else if (g->type == GEN_OTHERNAME && g->d.otherName->value != NULL
+               && g->d.otherName->value->type == V_ASN1_UTF8STRING) {
+        str = g->d.otherName->value->value.utf8string;
+    }
+    return str != NULL ? json_stringn((const char *)ASN1_STRING_get0_data(str),
+                                      (size_t)ASN1_STRING_length(str))
+                       : NULL;
+}
+
 static int pki_sans(X509 *leaf, json_t **out)
 {
     int rc = TORII_OK;
     GENERAL_NAMES *gens = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
     json_t *arr = json_array();
-    int i;
 
     TORII_ENSURE(arr != NULL, TORII_ENOMEM);
-    for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
-        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
-        const ASN1_STRING *str = NULL;
-        char ip[64];
-
-        if (g->type == GEN_DNS) {
-            str = g->d.dNSName;
-        } else if (g->type == GEN_OTHERNAME && g->d.otherName->value != NULL
-                   && g->d.otherName->value->type == V_ASN1_UTF8STRING) {
-            str = g->d.otherName->value->value.utf8string;
-        } else if (g->type == GEN_IPADD) {
-            if (torii_pki__ip_text(g->d.iPAddress, ip, sizeof(ip)) == TORII_OK) {
-                TORII_ENSURE(json_array_append_new(arr, json_string(ip)) == 0, TORII_ENOMEM);
-            }
-            continue;
-        } else {
-            continue;
-        }
-        /* jansson rejects invalid UTF-8 and embedded NULs: such names are skipped. */
-        {
-            json_t *js = json_stringn((const char *)ASN1_STRING_get0_data(str),
-                                      (size_t)ASN1_STRING_length(str));
-            if (js != NULL) {
-                TORII_ENSURE(json_array_append_new(arr, js) == 0, TORII_ENOMEM);
-            }
-        }
+    for (int i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
+        json_t *js = pki_san_json(sk_GENERAL_NAME_value(gens, i));
+        TORII_ENSURE(js == NULL || json_array_append_new(arr, js) == 0, TORII_ENOMEM);
     }
     *out = arr;
     arr = NULL;
@@ -527,34 +556,51 @@ out:
 }
 
 /* Everything derived: apply (name/description still "none" get the domain). */
+/* key = v_owned when key holds the placeholder "none" (v_owned is dropped otherwise). */
+static int pki_set_if_none(json_t *e, const char *key, json_t *v_owned)
+{
+    const char *s = json_string_value(json_object_get(e, key));
+
+    if (s == NULL || strcmp(s, "none") != 0) {
+        json_decref(v_owned);
+        return TORII_OK;
+    }
+    return pki_set(e, key, v_owned);
+}
+
 static int pki_apply_derived(json_t *entity, const struct pki_derived *d, int ca, int self_signed,
                              int valid)
 {
+    const struct {
+        const char *k;
+        json_t *v;
+    } set[] = {
+        {"chain", json_string(d->pem)},
+        {"subject", json_incref(d->subject)},
+        {"domain", json_incref(d->domain)},
+        {"sans", json_incref(d->sans)},
+        {"from", json_integer((json_int_t)d->from)},
+        {"to", json_integer((json_int_t)d->to)},
+        {"ca", json_boolean(ca)},
+        {"selfSigned", json_boolean(self_signed)},
+        {"valid", json_boolean(valid)},
+    };
     int rc = TORII_OK;
-    const char *s;
 
-    TORII_TRY(pki_set(entity, "chain", json_string(d->pem)));
-    TORII_TRY(pki_set(entity, "subject", json_incref(d->subject)));
-    TORII_TRY(pki_set(entity, "domain", json_incref(d->domain)));
-    TORII_TRY(pki_set(entity, "sans", json_incref(d->sans)));
-    TORII_TRY(pki_set(entity, "from", json_integer((json_int_t)d->from)));
-    TORII_TRY(pki_set(entity, "to", json_integer((json_int_t)d->to)));
-    TORII_TRY(pki_set(entity, "ca", json_boolean(ca)));
-    TORII_TRY(pki_set(entity, "selfSigned", json_boolean(self_signed)));
-    TORII_TRY(pki_set(entity, "valid", json_boolean(valid)));
-    s = json_string_value(json_object_get(entity, "name"));
-    if (s != NULL && strcmp(s, "none") == 0) {
-        TORII_TRY(pki_set(entity, "name", json_incref(d->domain)));
+    for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++) {
+        if (rc == TORII_OK) {
+            rc = pki_set(entity, set[i].k, set[i].v);
+        } else {
+            json_decref(set[i].v);
+        }
     }
-    s = json_string_value(json_object_get(entity, "description"));
-    if (s != NULL && strcmp(s, "none") == 0) {
-        TORII_TRY(pki_set(entity, "description",
-                          json_sprintf("Certificate for %s", json_string_value(d->domain))));
-    }
-    TORII_TRY(pki_set(entity, "certType", json_string(torii_cert_type(entity))));
-    TORII_TRY(pki_reorder(entity));
-out:
-    return rc;
+    rc = rc == TORII_OK ? pki_set_if_none(entity, "name", json_incref(d->domain)) : rc;
+    rc = rc == TORII_OK
+             ? pki_set_if_none(entity, "description",
+                               json_sprintf("Certificate for %s", json_string_value(d->domain)))
+             : rc;
+    rc = rc == TORII_OK ? pki_set(entity, "certType", json_string(torii_cert_type(entity))) : rc;
+    return rc == TORII_OK ? pki_reorder(entity) : rc;
 }
 
 int torii_pki__enrich_from(json_t *entity, STACK_OF(X509) * chain, EVP_PKEY *key, int64_t now_ms,
@@ -566,11 +612,8 @@ int torii_pki__enrich_from(json_t *entity, STACK_OF(X509) * chain, EVP_PKEY *key
     int valid;
 
     memset(&d, 0, sizeof(d));
-    if (key != NULL && X509_check_private_key(leaf, key) != 1) {
-        (void)torii_errbuf_ossl(eb, "privateKey: does not match the leaf certificate");
-        rc = TORII_EINVAL;
-        goto out;
-    }
+    TORII_ENSURE(key == NULL || torii_pki__cert_key_match(leaf, key),
+                 torii_errf(eb, TORII_EINVAL, "privateKey: does not match the leaf certificate"));
     TORII_TRY(pki_derive(chain, &d, eb));
     valid = key != NULL && now_ms >= d.from && now_ms <= d.to
             && !json_is_true(json_object_get(entity, "revoked")) && torii_pki__chain_links(chain);
@@ -592,8 +635,8 @@ int torii_pki__entity_parse(const json_t *entity, const struct torii_kek_ring *k
     *key = NULL;
     TORII_ENSURE(json_string_length(json_object_get(entity, "chain")) > 0,
                  torii_errf(eb, TORII_EINVAL, "chain: empty"));
-    TORII_TRY(
-        torii_pki__chain_parse(json_string_value(json_object_get(entity, "chain")), chain, eb));
+    TORII_TRY(torii_pki__chain_parse_lazy(json_string_value(json_object_get(entity, "chain")),
+                                          chain, eb));
     if (pk != NULL && pk[0] != '\0') {
         TORII_TRY(torii_pki_entity_key_open(kek, entity, key, eb));
     }

@@ -73,12 +73,36 @@ out:
     return rc;
 }
 
+/* RFC 7518 6.2.1.2: coordinates are padded to the full field size. */
+static const struct jwks_curve {
+    const char *group; /* OpenSSL's name */
+    const char *nist;  /* its other spelling */
+    const char *crv;
+    const char *alg;
+    int len;
+} jwks_curves[] = {
+    {"prime256v1", "P-256", "P-256", "ES256", 32},
+    {"secp384r1", "P-384", "P-384", "ES384", 48},
+    {"secp521r1", "P-521", "P-521", "ES512", 66},
+};
+
+static const struct jwks_curve *jwks_curve_of(const char *group)
+{
+    for (size_t i = 0; i < sizeof(jwks_curves) / sizeof(jwks_curves[0]); i++) {
+        if (strcmp(group, jwks_curves[i].group) == 0 || strcmp(group, jwks_curves[i].nist) == 0) {
+            return &jwks_curves[i];
+        }
+    }
+    return NULL;
+}
+
 static int jwks_ec(EVP_PKEY *pub, json_t *jwk)
 {
     int rc = TORII_OK;
     BIGNUM *x = NULL;
     BIGNUM *y = NULL;
     char group[32];
+    const struct jwks_curve *c = NULL;
     const char *crv;
     const char *alg;
     int len;
@@ -87,23 +111,11 @@ static int jwks_ec(EVP_PKEY *pub, json_t *jwk)
         EVP_PKEY_get_utf8_string_param(pub, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL)
             == 1,
         TORII_EINVAL);
-    /* RFC 7518 6.2.1.2: coordinates are padded to the full field size. */
-    if (strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0) {
-        crv = "P-256";
-        alg = "ES256";
-        len = 32;
-    } else if (strcmp(group, "secp384r1") == 0 || strcmp(group, "P-384") == 0) {
-        crv = "P-384";
-        alg = "ES384";
-        len = 48;
-    } else if (strcmp(group, "secp521r1") == 0 || strcmp(group, "P-521") == 0) {
-        crv = "P-521";
-        alg = "ES512";
-        len = 66;
-    } else {
-        rc = TORII_EUNSUPPORTED;
-        goto out;
-    }
+    c = jwks_curve_of(group);
+    TORII_ENSURE(c != NULL, TORII_EUNSUPPORTED);
+    crv = c->crv;
+    alg = c->alg;
+    len = c->len;
     TORII_ENSURE(EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_EC_PUB_X, &x) == 1
                      && EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_EC_PUB_Y, &y) == 1,
                  TORII_EINVAL);
@@ -229,6 +241,16 @@ out:
     return rc;
 }
 
+/* RFC 7517 4.7: x5c is standard base64 (not url-safe) of the DER. */
+static int jwks_x5c_add(json_t *x5c, const unsigned char *der, int len)
+{
+    char *b64 = torii_b64_encode(der, (size_t)len, 0, NULL);
+    int ok = b64 != NULL && json_array_append_new(x5c, json_string(b64)) == 0;
+
+    free(b64);
+    return ok ? TORII_OK : TORII_ENOMEM;
+}
+
 static int jwks_x5c(STACK_OF(X509) * chain, json_t *jwk)
 {
     int rc = TORII_OK;
@@ -236,33 +258,53 @@ static int jwks_x5c(STACK_OF(X509) * chain, json_t *jwk)
     unsigned char *der = NULL;
     unsigned char hash[32];
     unsigned int hlen = 0;
-    int i;
 
     TORII_ENSURE(x5c != NULL, TORII_ENOMEM);
-    for (i = 0; i < sk_X509_num(chain); i++) {
-        char *b64;
-        int ok;
+    for (int i = 0; i < sk_X509_num(chain) && rc == TORII_OK; i++) {
         int len = i2d_X509(sk_X509_value(chain, i), &der);
 
         TORII_ENSURE(len > 0, TORII_EINVAL);
-        if (i == 0) {
-            TORII_ENSURE(EVP_Digest(der, (size_t)len, hash, &hlen, EVP_sha256(), NULL) == 1,
-                         TORII_ETLS);
+        if (i == 0 && EVP_Digest(der, (size_t)len, hash, &hlen, EVP_sha256(), NULL) != 1) {
+            rc = TORII_ETLS;
         }
-        /* RFC 7517 4.7: x5c is standard base64 (not url-safe) of the DER. */
-        b64 = torii_b64_encode(der, (size_t)len, 0, NULL);
-        TORII_ENSURE(b64 != NULL, TORII_ENOMEM);
-        ok = json_array_append_new(x5c, json_string(b64)) == 0;
-        free(b64);
-        TORII_ENSURE(ok, TORII_ENOMEM);
+        rc = rc == TORII_OK ? jwks_x5c_add(x5c, der, len) : rc;
         OPENSSL_free(der);
         der = NULL;
     }
+    TORII_TRY(rc);
     TORII_ENSURE(json_object_set(jwk, "x5c", x5c) == 0, TORII_ENOMEM);
     TORII_TRY(jwks_set_b64(jwk, "x5t#S256", hash, hlen, 1));
 out:
     OPENSSL_free(der);
     json_decref(x5c);
+    return rc;
+}
+
+/* The chain of a publishable entity (exposed, not revoked, with an id and a private key that
+ * matches its leaf); TORII_ENOTFOUND when it is not to be published. */
+static int jwks_chain(const json_t *e, const struct torii_kek_ring *kek, STACK_OF(X509) * *chain)
+{
+    int rc = TORII_OK;
+    EVP_PKEY *key = NULL;
+    const char *id = json_string_value(json_object_get(e, "id"));
+    const char *pk = json_string_value(json_object_get(e, "privateKey"));
+
+    TORII_ENSURE(json_is_object(e) && json_is_true(json_object_get(e, "exposed"))
+                     && !json_is_true(json_object_get(e, "revoked")) && pk != NULL && pk[0] != '\0',
+                 TORII_ENOTFOUND);
+    TORII_ENSURE(id != NULL && id[0] != '\0', TORII_EINVAL);
+    TORII_TRY(torii_pki__chain_parse(json_string_value(json_object_get(e, "chain")), chain, NULL));
+    TORII_TRY(torii_pki_key_open(kek, id, pk, json_string_value(json_object_get(e, "password")),
+                                 &key, NULL));
+    TORII_ENSURE(X509_check_private_key(sk_X509_value(*chain, 0), key) == 1, TORII_EINVAL);
+    TORII_ENSURE(X509_get0_pubkey(sk_X509_value(*chain, 0)) != NULL, TORII_EINVAL);
+out:
+    if (rc != TORII_OK) {
+        sk_X509_pop_free(*chain, X509_free);
+        *chain = NULL;
+    }
+    ERR_clear_error();
+    EVP_PKEY_free(key);
     return rc;
 }
 
@@ -273,23 +315,13 @@ static int jwks_one(const json_t *e, const struct torii_kek_ring *kek, json_t **
 {
     int rc = TORII_OK;
     STACK_OF(X509) *chain = NULL;
-    EVP_PKEY *key = NULL;
     json_t *jwk = NULL;
     const char *id = json_string_value(json_object_get(e, "id"));
-    const char *pk = json_string_value(json_object_get(e, "privateKey"));
     EVP_PKEY *pub;
     char *kid = NULL;
 
-    TORII_ENSURE(json_is_object(e) && json_is_true(json_object_get(e, "exposed"))
-                     && !json_is_true(json_object_get(e, "revoked")) && pk != NULL && pk[0] != '\0',
-                 TORII_ENOTFOUND);
-    TORII_ENSURE(id != NULL && id[0] != '\0', TORII_EINVAL);
-    TORII_TRY(torii_pki__chain_parse(json_string_value(json_object_get(e, "chain")), &chain, NULL));
-    TORII_TRY(torii_pki_key_open(kek, id, pk, json_string_value(json_object_get(e, "password")),
-                                 &key, NULL));
-    TORII_ENSURE(X509_check_private_key(sk_X509_value(chain, 0), key) == 1, TORII_EINVAL);
+    TORII_TRY(jwks_chain(e, kek, &chain));
     pub = X509_get0_pubkey(sk_X509_value(chain, 0));
-    TORII_ENSURE(pub != NULL, TORII_EINVAL);
     jwk = json_object();
     TORII_ENSURE(jwk != NULL, TORII_ENOMEM);
     TORII_TRY(jwks_key_members(pub, jwk));
@@ -313,7 +345,6 @@ out:
     }
     ERR_clear_error();
     json_decref(jwk);
-    EVP_PKEY_free(key);
     sk_X509_pop_free(chain, X509_free);
     return rc;
 }

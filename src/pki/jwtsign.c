@@ -51,6 +51,31 @@ out:
     return rc;
 }
 
+/* The request may be signed: an entity with an id, exposed, not revoked; claims an object;
+ * a lifetime in range. */
+static int jwtsign_check(const json_t *entity, const char *id, const json_t *claims,
+                         int64_t lifetime_s, struct torii_errbuf *eb)
+{
+    if (!json_is_object(entity) || id == NULL || id[0] == '\0') {
+        return torii_errf(eb, TORII_EINVAL, "jwt sign: entity has no id");
+    }
+    if (!json_is_object(claims)) {
+        return torii_errf(eb, TORII_EINVAL, "jwt sign: claims must be a JSON object");
+    }
+    if (lifetime_s <= 0 || lifetime_s > PKI_JWT_LIFETIME_MAX_S) {
+        return torii_errf(eb, TORII_EINVAL, "jwt sign: lifetime must be 1..%lld seconds",
+                          (long long)PKI_JWT_LIFETIME_MAX_S);
+    }
+    if (json_is_true(json_object_get(entity, "revoked"))) {
+        return torii_errf(eb, TORII_EINVAL, "jwt sign: '%s' is revoked", id);
+    }
+    if (!json_is_true(json_object_get(entity, "exposed"))) {
+        return torii_errf(eb, TORII_EINVAL,
+                          "jwt sign: '%s' is not exposed: no verifier would find its key", id);
+    }
+    return TORII_OK;
+}
+
 int torii_pki_jwt_sign(const json_t *entity, const struct torii_kek_ring *kek, const json_t *claims,
                        int64_t lifetime_s, int64_t now_ms, char **out, struct torii_errbuf *eb)
 {
@@ -62,18 +87,7 @@ int torii_pki_jwt_sign(const json_t *entity, const struct torii_kek_ring *kek, c
     int64_t now_s = now_ms / 1000;
     const char *id = json_string_value(json_object_get(entity, "id"));
 
-    TORII_ENSURE(json_is_object(entity) && id != NULL && id[0] != '\0',
-                 torii_errf(eb, TORII_EINVAL, "jwt sign: entity has no id"));
-    TORII_ENSURE(json_is_object(claims),
-                 torii_errf(eb, TORII_EINVAL, "jwt sign: claims must be a JSON object"));
-    TORII_ENSURE(lifetime_s > 0 && lifetime_s <= PKI_JWT_LIFETIME_MAX_S,
-                 torii_errf(eb, TORII_EINVAL, "jwt sign: lifetime must be 1..%lld seconds",
-                            (long long)PKI_JWT_LIFETIME_MAX_S));
-    TORII_ENSURE(!json_is_true(json_object_get(entity, "revoked")),
-                 torii_errf(eb, TORII_EINVAL, "jwt sign: '%s' is revoked", id));
-    TORII_ENSURE(json_is_true(json_object_get(entity, "exposed")),
-                 torii_errf(eb, TORII_EINVAL,
-                            "jwt sign: '%s' is not exposed: no verifier would find its key", id));
+    TORII_TRY(jwtsign_check(entity, id, claims, lifetime_s, eb));
     TORII_TRY(jwtsign_load(entity, kek, id, &key, &not_after, &kid, eb));
     TORII_ENSURE(
         now_s + lifetime_s <= not_after / 1000,

@@ -21,9 +21,26 @@ struct torii_kek_ring;
 int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii_errbuf *eb)
     TORII_MUST_USE;
 
-/** Parse the entity's chain (non-empty) and, when privateKey is set, its key (with password;
- * sealed: opened with kek, NULL when none is loaded). *key is NULL without a key. TORII_EINVAL
- * (eb says why). The caller frees both. */
+/** torii_pki__chain_parse without decoding the certificates' public keys (pubkey.c): for
+ * the write path, whose questions about a key go through torii_pki__cert_pub (X509_get0_pubkey
+ * and the OpenSSL calls that read the key themselves see none). */
+int torii_pki__chain_parse_lazy(const char *text, STACK_OF(X509) * *out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** d2i_X509 leaving the public key undecoded (pubkey.c). */
+X509 *torii_pki__x509_lazy_d2i(const unsigned char **pp, long len);
+
+/** The certificate's public key: X509_get0_pubkey, else (a lazily parsed certificate) decoded
+ * now and kept on c. Borrowed from c; NULL when it does not decode. */
+EVP_PKEY *torii_pki__cert_pub(X509 *c);
+
+/** 1 when key (private or public) is the key of certificate c (X509_check_private_key for
+ * lazily parsed certificates too). */
+int torii_pki__cert_key_match(X509 *c, EVP_PKEY *key);
+
+/** Parse the entity's chain (non-empty; lazily, as torii_pki__chain_parse_lazy) and, when
+ * privateKey is set, its key (with password; sealed: opened with kek, NULL when none is
+ * loaded). *key is NULL without a key. TORII_EINVAL (eb says why). The caller frees both. */
 int torii_pki__entity_parse(const json_t *entity, const struct torii_kek_ring *kek,
                             STACK_OF(X509) * *chain, EVP_PKEY **key, struct torii_errbuf *eb)
     TORII_MUST_USE;

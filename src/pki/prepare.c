@@ -36,7 +36,7 @@ static X509 *prep_record_leaf(const unsigned char *blob, size_t len)
     if (torii_certrec_decode(blob, len, rec) == TORII_OK && rec->n_chain > 0
         && rec->chain[0].len <= INT32_MAX) {
         p = (const unsigned char *)rec->chain[0].ptr;
-        x = d2i_X509(NULL, &p, (long)rec->chain[0].len);
+        x = torii_pki__x509_lazy_d2i(&p, (long)rec->chain[0].len);
     }
     free(rec);
     ERR_clear_error();
@@ -58,8 +58,7 @@ static int prep_keep_key(json_t *entity, X509 *leaf, const struct torii_cert_pre
         return TORII_OK;
     }
     stored = prep_record_leaf(o->keep_aux, o->keep_aux_len);
-    if (stored != NULL && X509_get0_pubkey(leaf) != NULL && X509_get0_pubkey(stored) != NULL
-        && EVP_PKEY_eq(X509_get0_pubkey(leaf), X509_get0_pubkey(stored)) == 1) {
+    if (stored != NULL && torii_pki__cert_key_match(leaf, torii_pki__cert_pub(stored))) {
         if (json_object_set_new(entity, "privateKey", json_string(old_key)) != 0
             || json_object_set_new(entity, "password",
                                    json_is_string(pw) ? json_incref(pw) : json_null())
@@ -110,8 +109,8 @@ static int prep_parse(json_t *entity, const struct torii_cert_prep_opts *o, STAC
                  torii_errf(eb, TORII_EINVAL, "chain: empty"));
     TORII_ENSURE(json_is_object(entity),
                  torii_errf(eb, TORII_EINVAL, "certrec: entity is not an object"));
-    TORII_TRY(
-        torii_pki__chain_parse(json_string_value(json_object_get(entity, "chain")), chain, eb));
+    TORII_TRY(torii_pki__chain_parse_lazy(json_string_value(json_object_get(entity, "chain")),
+                                          chain, eb));
     TORII_TRY(prep_keep_key(entity, sk_X509_value(*chain, 0), o, eb));
     pk = json_string_value(json_object_get(entity, "privateKey"));
     if (pk != NULL && pk[0] != '\0') {

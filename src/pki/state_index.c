@@ -65,7 +65,7 @@ struct pki_ent **torii_pki__state_find(struct torii_pki_state *st, const char *i
 static void state_ids_grow(struct torii_pki_state *st)
 {
     size_t n = (st->ids_mask + 1) * 2;
-    struct pki_ent **t = torii_xcalloc(n, sizeof(*t));
+    struct pki_ent **t = torii_xcalloc(n, sizeof(struct pki_ent *));
 
     for (size_t b = 0; b <= st->ids_mask; b++) {
         while (st->ids[b] != NULL) {
@@ -105,7 +105,7 @@ static struct pki_group **state_grp_slot(struct torii_pki_state *st, const unsig
 static void state_grps_grow(struct torii_pki_state *st)
 {
     size_t n = (st->grps_mask + 1) * 2;
-    struct pki_group **t = torii_xcalloc(n, sizeof(*t));
+    struct pki_group **t = torii_xcalloc(n, sizeof(struct pki_group *));
 
     for (size_t b = 0; b <= st->grps_mask; b++) {
         while (st->grps[b] != NULL) {
@@ -251,7 +251,7 @@ static void ca_attach(struct torii_pki_state *st, struct pki_ent *e)
     }
     if (st->n_cas == st->cap_cas) {
         st->cap_cas = st->cap_cas == 0 ? 8 : st->cap_cas * 2;
-        st->cas = torii_xrealloc(st->cas, st->cap_cas * sizeof(*st->cas));
+        st->cas = torii_xrealloc(st->cas, st->cap_cas * sizeof(struct pki_ent *));
     }
     while (i > 0 && strcmp(st->cas[i - 1]->id, e->id) > 0) {
         st->cas[i] = st->cas[i - 1];
@@ -284,7 +284,7 @@ static void ca_detach(struct torii_pki_state *st, struct pki_ent *e)
     while (st->cas[i] != e) {
         i++;
     }
-    memmove(&st->cas[i], &st->cas[i + 1], (st->n_cas - i - 1) * sizeof(*st->cas));
+    memmove(&st->cas[i], &st->cas[i + 1], (st->n_cas - i - 1) * sizeof(struct pki_ent *));
     st->n_cas--;
     st->cas_dirty = 1;
     state_grp_release(st, g);

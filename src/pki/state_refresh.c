@@ -94,13 +94,20 @@ static int state_staple_due(const struct pki_ent *e, int64_t now_ms)
  * so the following passes work through the queue instead of rescanning; else only the queue
  * (new candidates, and the rest of a full pass) is worked on. Returns 1 when more work is
  * left. wlock held. */
-static int state_refresh_locked(struct torii_pki_state *st, int64_t now_ms, int full)
+/* One refresher pass's running totals. */
+struct refresh_pass {
+    struct pki_snap *s;
+    int64_t now_ms;
+    int64_t next_ms; /* the earliest staple refresh seen */
+    int signed_n;
+    int changed;
+    int more;
+};
+
+/* Mark the CRLs due for re-signing; publish when there are. */
+static void state_crls_due(struct torii_pki_state *st, int64_t now_ms)
 {
-    struct pki_snap *s = NULL;
-    int64_t next_ms = now_ms + STATE_REFRESH_MAX_MS;
     int changed = 0;
-    int signed_n = 0;
-    int more = 0;
 
     for (size_t i = 0; i < st->n_cas; i++) {
         struct pki_ca *c = st->cas[i]->ca;
@@ -111,75 +118,96 @@ static int state_refresh_locked(struct torii_pki_state *st, int64_t now_ms, int 
     }
     if (changed) {
         torii_pki__state_publish_locked(st);
-        changed = 0;
     }
-    s = st->snap;
-    if (s == NULL) {
+}
+
+/* The staples of signed group g (signer ca): signed while the batch has room, queued after. */
+static void state_refresh_group(struct torii_pki_state *st, struct pki_ent *ca, struct pki_group *g,
+                                struct refresh_pass *p)
+{
+    for (struct pki_ent *e = g->live; e != NULL; e = e->m_next) {
+        if (e == ca || !torii_pki__ent_served(e, p->now_ms)) {
+            continue;
+        }
+        if (state_staple_due(e, p->now_ms) && p->signed_n >= STATE_STAPLE_BATCH) {
+            if (!e->pending) {
+                torii_pki__pending_push(st, e);
+            }
+            p->more = 1;
+            continue;
+        }
+        if (state_staple_due(e, p->now_ms)) {
+            p->signed_n++;
+            torii_pki__pending_unlink(st, e);
+            p->changed |= state_staple_sign(st, p->s, ca, e, p->now_ms);
+        }
+        p->next_ms = e->staple_refresh_ms < p->next_ms ? e->staple_refresh_ms : p->next_ms;
+    }
+}
+
+/* Every candidate checked; what is due beyond the batch is queued. */
+static void state_refresh_full(struct torii_pki_state *st, struct refresh_pass *p)
+{
+    for (size_t i = 0; i < st->n_cas; i++) {
+        struct pki_ent *ca = st->cas[i];
+
+        /* Each signed group once, through the signer that answers for it. */
+        if (ca->ca->signer != NULL && torii_pki__state_signer_for(ca->ca->grp) == ca) {
+            state_refresh_group(st, ca, ca->ca->grp, p);
+        }
+    }
+    if (!p->more) {
+        /* Every candidate was seen: what is still queued needs nothing now. */
+        while (st->pending != NULL) {
+            torii_pki__pending_unlink(st, st->pending);
+        }
+    }
+    st->last_full_ms = p->now_ms;
+    st->next_full_ms = p->next_ms;
+}
+
+/* Only the queue (new candidates, and the rest of a full pass). */
+static void state_refresh_queue(struct torii_pki_state *st, struct refresh_pass *p)
+{
+    while (st->pending != NULL) {
+        struct pki_ent *e = st->pending;
+        struct pki_ent *ca = torii_pki__state_signer_for(e->grp);
+
+        if (ca == NULL || ca == e || !state_staple_due(e, p->now_ms)) {
+            torii_pki__pending_unlink(st, e);
+            continue;
+        }
+        if (p->signed_n >= STATE_STAPLE_BATCH) {
+            p->more = 1;
+            break;
+        }
+        p->signed_n++;
+        torii_pki__pending_unlink(st, e);
+        p->changed |= state_staple_sign(st, p->s, ca, e, p->now_ms);
+        if (e->staple_refresh_ms < st->next_full_ms) {
+            st->next_full_ms = e->staple_refresh_ms;
+        }
+    }
+}
+
+static int state_refresh_locked(struct torii_pki_state *st, int64_t now_ms, int full)
+{
+    struct refresh_pass p = {.now_ms = now_ms, .next_ms = now_ms + STATE_REFRESH_MAX_MS};
+
+    state_crls_due(st, now_ms);
+    p.s = st->snap;
+    if (p.s == NULL) {
         return 0;
     }
     if (full) {
-        for (size_t i = 0; i < st->n_cas; i++) {
-            struct pki_ent *ca = st->cas[i];
-            struct pki_group *g = ca->ca->grp;
-
-            /* Each signed group once, through the signer that answers for it. */
-            if (ca->ca->signer == NULL || torii_pki__state_signer_for(g) != ca) {
-                continue;
-            }
-            for (struct pki_ent *e = g->live; e != NULL; e = e->m_next) {
-                if (e == ca || !torii_pki__ent_served(e, now_ms)) {
-                    continue;
-                }
-                if (!state_staple_due(e, now_ms)) {
-                    next_ms = e->staple_refresh_ms < next_ms ? e->staple_refresh_ms : next_ms;
-                    continue;
-                }
-                if (signed_n >= STATE_STAPLE_BATCH) {
-                    if (!e->pending) {
-                        torii_pki__pending_push(st, e);
-                    }
-                    more = 1;
-                    continue;
-                }
-                signed_n++;
-                torii_pki__pending_unlink(st, e);
-                changed |= state_staple_sign(st, s, ca, e, now_ms);
-                next_ms = e->staple_refresh_ms < next_ms ? e->staple_refresh_ms : next_ms;
-            }
-        }
-        if (!more) {
-            /* Every candidate was seen: what is still queued needs nothing now. */
-            while (st->pending != NULL) {
-                torii_pki__pending_unlink(st, st->pending);
-            }
-        }
-        st->last_full_ms = now_ms;
-        st->next_full_ms = next_ms;
+        state_refresh_full(st, &p);
     } else {
-        while (st->pending != NULL) {
-            struct pki_ent *e = st->pending;
-            struct pki_ent *ca = torii_pki__state_signer_for(e->grp);
-
-            if (ca == NULL || ca == e || !state_staple_due(e, now_ms)) {
-                torii_pki__pending_unlink(st, e);
-                continue;
-            }
-            if (signed_n >= STATE_STAPLE_BATCH) {
-                more = 1;
-                break;
-            }
-            signed_n++;
-            torii_pki__pending_unlink(st, e);
-            changed |= state_staple_sign(st, s, ca, e, now_ms);
-            if (e->staple_refresh_ms < st->next_full_ms) {
-                st->next_full_ms = e->staple_refresh_ms;
-            }
-        }
+        state_refresh_queue(st, &p);
     }
-    if (changed) {
+    if (p.changed) {
         torii_pki__state_publish_locked(st);
     }
-    return more;
+    return p.more;
 }
 
 void torii_pki_state_refresh(struct torii_pki_state *st, int64_t now_ms)

@@ -136,7 +136,7 @@ const struct view_val *torii_pki__view_find(const struct pki_snap *s, const unsi
         return NULL;
     }
     memcpy(key, issuer, STATE_HASH);
-    memcpy(key + STATE_HASH, serial_hex, slen);
+    memcpy(key + STATE_HASH, serial_hex, slen + 1); /* the NUL is not part of the key */
     l = (const struct view_leaf *)torii_pki__pmap_get(
         s->certs, torii_hash64(s->seed, key, STATE_HASH + slen), key, STATE_HASH + slen);
     return l != NULL ? view_pick(l) : NULL;

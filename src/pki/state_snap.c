@@ -104,12 +104,12 @@ static void state_build_jwks(struct torii_pki_state *st)
         }
         if (n == cap) {
             cap = cap == 0 ? 16 : cap * 2;
-            v = torii_xrealloc(v, cap * sizeof(*v));
+            v = torii_xrealloc(v, cap * sizeof(struct pki_ent *));
         }
         v[n++] = e;
     }
     if (n > 1) {
-        qsort(v, n, sizeof(*v), ent_id_cmp);
+        qsort(v, n, sizeof(struct pki_ent *), ent_id_cmp);
     }
     for (size_t i = 0; i < n && arr != NULL; i++) {
         (void)json_array_append(arr, v[i]->entity);

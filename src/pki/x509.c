@@ -29,6 +29,12 @@
 /* A chain longer than this is not a certificate chain anyone serves. */
 #define PKI_CHAIN_PARSE_MAX 64
 
+/* tolower as a function: glibc's macro form counts as several branches per use. */
+static int pki_lower(char c)
+{
+    return tolower((unsigned char)c);
+}
+
 /* Case-insensitive strstr over a NUL-terminated haystack. */
 static const char *pki_find_ci(const char *hay, const char *needle)
 {
@@ -36,8 +42,7 @@ static const char *pki_find_ci(const char *hay, const char *needle)
 
     for (; *hay != '\0'; hay++) {
         size_t i = 0;
-        while (i < n && hay[i] != '\0'
-               && tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i])) {
+        while (i < n && hay[i] != '\0' && pki_lower(hay[i]) == pki_lower(needle[i])) {
             i++;
         }
         if (i == n) {
@@ -55,7 +60,7 @@ static int pki_contains_ci(const char *p, size_t len, const char *needle)
 
     for (i = 0; i + n <= len; i++) {
         size_t j = 0;
-        while (j < n && tolower((unsigned char)p[i + j]) == tolower((unsigned char)needle[j])) {
+        while (j < n && pki_lower(p[i + j]) == pki_lower(needle[j])) {
             j++;
         }
         if (j == n) {
@@ -72,63 +77,83 @@ uint64_t torii_pki_chain_parse_count(void)
     return (uint64_t)torii_metrics_get(TORII_METRIC_CHAIN_PARSE);
 }
 
-int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii_errbuf *eb)
+/* The next CERTIFICATE block from *p (other blocks skipped): *body is where its base64
+ * starts, *end its END line (NULL: none), *p moves past its header. 0 when there is none. */
+static int pki_cert_block(const char **p, const char **body, const char **end)
+{
+    for (;;) {
+        const char *begin = pki_find_ci(*p, "-----BEGIN");
+        const char *label = begin != NULL ? begin + 10 : NULL;
+        const char *hdr_end = label != NULL ? strstr(label, "-----") : NULL;
+        size_t n;
+
+        if (hdr_end == NULL) {
+            return 0;
+        }
+        *p = hdr_end + 5;
+        n = (size_t)(hdr_end - label);
+        if (pki_contains_ci(label, n, "CERTIFICATE") && !pki_contains_ci(label, n, "REQUEST")) {
+            *body = hdr_end + 5;
+            *end = pki_find_ci(*body, "-----END");
+            return 1;
+        }
+    }
+}
+
+/* Certificate #idx (from 0) of a chain: the base64 in [body, end) decoded and parsed. */
+static int pki_cert_decode(const char *body, const char *end, int lazy, int idx, X509 **out,
+                           struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    unsigned char *der = NULL;
+    const unsigned char *dp;
+    size_t n = 0;
+    char what[64];
+
+    TORII_ENSURE(end != NULL,
+                 torii_errf(eb, TORII_EINVAL, "chain: certificate #%d has no END line", idx + 1));
+    TORII_ENSURE(
+        idx < PKI_CHAIN_PARSE_MAX,
+        torii_errf(eb, TORII_EINVAL, "chain: more than %d certificates", PKI_CHAIN_PARSE_MAX));
+    TORII_ENSURE(
+        torii_b64_decode_mime(body, (size_t)(end - body), &der, &n) == TORII_OK && n > 0
+            && n <= LONG_MAX,
+        torii_errf(eb, TORII_EINVAL, "chain: certificate #%d is not valid base64", idx + 1));
+    dp = der;
+    *out = lazy ? torii_pki__x509_lazy_d2i(&dp, (long)n) : d2i_X509(NULL, &dp, (long)n);
+    if (*out == NULL || dp != der + n) {
+        X509_free(*out);
+        *out = NULL;
+        (void)snprintf(what, sizeof(what), "chain: certificate #%d does not parse", idx + 1);
+        (void)torii_errbuf_ossl(eb, what);
+        rc = TORII_EINVAL;
+    }
+out:
+    free(der);
+    return rc;
+}
+
+static int pki_chain_parse(const char *text, int lazy, STACK_OF(X509) * *out,
+                           struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     STACK_OF(X509) *chain = NULL;
     X509 *cert = NULL;
-    unsigned char *der = NULL;
     const char *p = text;
+    const char *body = NULL;
+    const char *end = NULL;
     int idx = 0;
 
     torii_metrics_inc(TORII_METRIC_CHAIN_PARSE);
     TORII_ENSURE(text != NULL, torii_errf(eb, TORII_EINVAL, "chain: missing"));
     chain = sk_X509_new_null();
     TORII_ENSURE(chain != NULL, TORII_ENOMEM);
-    for (;;) {
-        const char *begin = pki_find_ci(p, "-----BEGIN");
-        const char *label;
-        const char *hdr_end;
-        const char *end;
+    while (pki_cert_block(&p, &body, &end)) {
         const char *close;
-        const unsigned char *dp;
-        size_t n = 0;
 
-        if (begin == NULL) {
-            break;
-        }
-        label = begin + 10;
-        hdr_end = strstr(label, "-----");
-        if (hdr_end == NULL) {
-            break;
-        }
-        if (!pki_contains_ci(label, (size_t)(hdr_end - label), "CERTIFICATE")
-            || pki_contains_ci(label, (size_t)(hdr_end - label), "REQUEST")) {
-            p = hdr_end + 5;
-            continue;
-        }
-        end = pki_find_ci(hdr_end + 5, "-----END");
-        TORII_ENSURE(end != NULL, torii_errf(eb, TORII_EINVAL,
-                                             "chain: certificate #%d has no END line", idx + 1));
-        TORII_ENSURE(
-            sk_X509_num(chain) < PKI_CHAIN_PARSE_MAX,
-            torii_errf(eb, TORII_EINVAL, "chain: more than %d certificates", PKI_CHAIN_PARSE_MAX));
-        TORII_ENSURE(
-            torii_b64_decode_mime(hdr_end + 5, (size_t)(end - (hdr_end + 5)), &der, &n) == TORII_OK
-                && n > 0 && n <= LONG_MAX,
-            torii_errf(eb, TORII_EINVAL, "chain: certificate #%d is not valid base64", idx + 1));
-        dp = der;
-        cert = d2i_X509(NULL, &dp, (long)n);
-        if (cert == NULL || dp != der + n) {
-            char what[64];
-            (void)snprintf(what, sizeof(what), "chain: certificate #%d does not parse", idx + 1);
-            (void)torii_errbuf_ossl(eb, what);
-            rc = TORII_EINVAL;
-            goto out;
-        }
+        TORII_TRY(pki_cert_decode(body, end, lazy, idx, &cert, eb));
         TORII_ENSURE(sk_X509_push(chain, cert) > 0, TORII_ENOMEM);
         cert = NULL;
-        TORII_FREE(der);
         idx++;
         close = strstr(end + 8, "-----");
         p = close != NULL ? close + 5 : end + 8;
@@ -138,10 +163,19 @@ int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii
     *out = chain;
     chain = NULL;
 out:
-    free(der);
     X509_free(cert);
     sk_X509_pop_free(chain, X509_free);
     return rc;
+}
+
+int torii_pki__chain_parse(const char *text, STACK_OF(X509) * *out, struct torii_errbuf *eb)
+{
+    return pki_chain_parse(text, 0, out, eb);
+}
+
+int torii_pki__chain_parse_lazy(const char *text, STACK_OF(X509) * *out, struct torii_errbuf *eb)
+{
+    return pki_chain_parse(text, 1, out, eb);
 }
 
 struct pki_pass {
@@ -169,6 +203,33 @@ static int pki_pass_cb(char *buf, int size, int rwflag, void *u)
 /* Copy of [b, e) with CR removed, lines trimmed, blank lines dropped (except the one ending
  * RFC 1421 headers), and the armour lines upper-cased, so
  * OpenSSL's strict PEM reader accepts what a lenient user pasted. */
+static int pki_pem_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* [*s, *le) without the blanks around it. */
+static void pki_pem_trim(const char **s, const char **le)
+{
+    while (*s < *le && pki_pem_space(**s)) {
+        (*s)++;
+    }
+    while (*le > *s && pki_pem_space((*le)[-1])) {
+        (*le)--;
+    }
+}
+
+/* Append the trimmed line [s, le) to o at *n, armour lines upper-cased, then a newline. */
+static void pki_pem_line(char *o, size_t *n, const char *s, const char *le)
+{
+    int armour = (le - s) >= 5 && memcmp(s, "-----", 5) == 0;
+
+    for (; s < le; s++) {
+        o[(*n)++] = armour ? (char)toupper((unsigned char)*s) : *s;
+    }
+    o[(*n)++] = '\n';
+}
+
 static char *pki_pem_clean(const char *b, const char *e, size_t *out_len)
 {
     char *o = torii_xmalloc((size_t)(e - b) + 2);
@@ -180,21 +241,11 @@ static char *pki_pem_clean(const char *b, const char *e, size_t *out_len)
         const char *nl = memchr(line, '\n', (size_t)(e - line));
         const char *le = nl != NULL ? nl : e;
         const char *s = line;
-        int armour;
 
-        while (s < le && (*s == ' ' || *s == '\t' || *s == '\r')) {
-            s++;
-        }
-        while (le > s && (le[-1] == ' ' || le[-1] == '\t' || le[-1] == '\r')) {
-            le--;
-        }
-        armour = (le - s) >= 5 && strncmp(s, "-----", 5) == 0;
+        pki_pem_trim(&s, &le);
         if (le > s) {
             prev_header = memchr(s, ':', (size_t)(le - s)) != NULL;
-            for (; s < le; s++) {
-                o[n++] = armour ? (char)toupper((unsigned char)*s) : *s;
-            }
-            o[n++] = '\n';
+            pki_pem_line(o, &n, s, le);
         } else if (prev_header) {
             /* RFC 1421 headers (Proc-Type, DEK-Info) end with an empty line: keep it. */
             o[n++] = '\n';
@@ -280,79 +331,92 @@ static EVP_PKEY *pki_key_decode_fast(const char *pem, size_t len)
     return key;
 }
 
+/* The first PEM block whose label says PRIVATE KEY in text: [*begin, *close) from its BEGIN
+ * line to the end of its END line; *encrypted when the block says ENCRYPTED. */
+static int pki_key_block(const char *text, const char **begin, const char **close, int *encrypted,
+                         struct torii_errbuf *eb)
+{
+    const char *p = text;
+    const char *hdr_end = NULL;
+    const char *end;
+
+    for (;;) {
+        *begin = pki_find_ci(p, "-----BEGIN");
+        hdr_end = *begin != NULL ? strstr(*begin + 10, "-----") : NULL;
+        if (hdr_end == NULL) {
+            return torii_errf(eb, TORII_EINVAL, "privateKey: no PEM private key block found");
+        }
+        if (pki_contains_ci(*begin + 10, (size_t)(hdr_end - *begin - 10), "PRIVATE KEY")) {
+            break;
+        }
+        p = hdr_end + 5;
+    }
+    end = pki_find_ci(hdr_end + 5, "-----END");
+    if (end == NULL) {
+        return torii_errf(eb, TORII_EINVAL, "privateKey: PEM block has no END");
+    }
+    *close = strstr(end + 8, "-----");
+    if (*close == NULL) {
+        return torii_errf(eb, TORII_EINVAL, "privateKey: PEM END line not terminated");
+    }
+    *close += 5;
+    *encrypted = pki_contains_ci(*begin, (size_t)(end - *begin), "ENCRYPTED");
+    return TORII_OK;
+}
+
+/* A clean PEM key block: the thread's decoder first (unencrypted), else OpenSSL's reader with
+ * the password. */
+static int pki_key_decode(const char *clean, size_t clean_len, int encrypted, const char *password,
+                          EVP_PKEY **out, struct torii_errbuf *eb)
+{
+    struct pki_pass pp = {password};
+    BIO *bio = NULL;
+    EVP_PKEY *key = NULL;
+
+    ERR_clear_error();
+    key = encrypted ? NULL : pki_key_decode_fast(clean, clean_len);
+    if (key == NULL) {
+        bio = BIO_new_mem_buf(clean, (int)clean_len);
+        if (bio == NULL) {
+            return TORII_ENOMEM;
+        }
+        key = PEM_read_bio_PrivateKey(bio, NULL, pki_pass_cb, &pp);
+        BIO_free(bio);
+    }
+    if (key == NULL) {
+        const char *what = !encrypted         ? "privateKey: not a parsable PEM private key"
+                           : password == NULL ? "privateKey: encrypted and no password given"
+                                              : "privateKey: wrong password";
+        (void)torii_errbuf_ossl(eb, what);
+        return TORII_EINVAL;
+    }
+    *out = key;
+    return TORII_OK;
+}
+
 int torii_pki__key_parse(const char *text, const char *password, EVP_PKEY **out,
                          struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
-    const char *p = text;
     const char *begin = NULL;
-    const char *hdr_end = NULL;
-    const char *end;
-    const char *close;
+    const char *close = NULL;
     char *clean = NULL;
     size_t clean_len = 0;
-    BIO *bio = NULL;
-    EVP_PKEY *key = NULL;
-    struct pki_pass pp = {password};
-    int encrypted;
+    int encrypted = 0;
 
     TORII_ENSURE(text != NULL, torii_errf(eb, TORII_EINVAL, "privateKey: missing"));
     TORII_ENSURE(!torii_kek_text_is_sealed(text),
                  torii_errf(eb, TORII_EPERM,
                             "privateKey: sealed with a KEK (docs/operations.md, Keys at rest); "
                             "opened only through torii_pki_key_open"));
-    for (;;) {
-        begin = pki_find_ci(p, "-----BEGIN");
-        if (begin == NULL) {
-            break;
-        }
-        hdr_end = strstr(begin + 10, "-----");
-        if (hdr_end == NULL) {
-            begin = NULL;
-            break;
-        }
-        if (pki_contains_ci(begin + 10, (size_t)(hdr_end - begin - 10), "PRIVATE KEY")) {
-            break;
-        }
-        p = hdr_end + 5;
-    }
-    TORII_ENSURE(begin != NULL,
-                 torii_errf(eb, TORII_EINVAL, "privateKey: no PEM private key block found"));
-    end = pki_find_ci(hdr_end + 5, "-----END");
-    TORII_ENSURE(end != NULL, torii_errf(eb, TORII_EINVAL, "privateKey: PEM block has no END"));
-    close = strstr(end + 8, "-----");
-    TORII_ENSURE(close != NULL,
-                 torii_errf(eb, TORII_EINVAL, "privateKey: PEM END line not terminated"));
-    close += 5;
-    encrypted = pki_contains_ci(begin, (size_t)(end - begin), "ENCRYPTED");
+    TORII_TRY(pki_key_block(text, &begin, &close, &encrypted, eb));
     clean = pki_pem_clean(begin, close, &clean_len);
-    bio = BIO_new_mem_buf(clean, (int)clean_len);
-    TORII_ENSURE(bio != NULL, TORII_ENOMEM);
-    ERR_clear_error();
-    key = encrypted ? NULL : pki_key_decode_fast(clean, clean_len);
-    if (key == NULL) {
-        key = PEM_read_bio_PrivateKey(bio, NULL, pki_pass_cb, &pp);
-    }
-    if (key == NULL) {
-        if (encrypted) {
-            (void)torii_errbuf_ossl(eb, password == NULL
-                                            ? "privateKey: encrypted and no password given"
-                                            : "privateKey: wrong password");
-        } else {
-            (void)torii_errbuf_ossl(eb, "privateKey: not a parsable PEM private key");
-        }
-        rc = TORII_EINVAL;
-        goto out;
-    }
-    *out = key;
-    key = NULL;
+    rc = pki_key_decode(clean, clean_len, encrypted, password, out, eb);
 out:
-    BIO_free(bio);
     if (clean != NULL) {
         OPENSSL_cleanse(clean, clean_len);
     }
     free(clean);
-    EVP_PKEY_free(key);
     return rc;
 }
 
@@ -398,7 +462,7 @@ static void pki_ss_init(void)
 
 int torii_pki__self_signed(X509 *c)
 {
-    EVP_PKEY *pub = X509_get0_pubkey(c);
+    EVP_PKEY *pub = NULL;
     int memo = pthread_once(&pki_ss_once, pki_ss_init) == 0 && pki_ss_idx >= 0;
     intptr_t known = memo ? (intptr_t)X509_get_ex_data(c, pki_ss_idx) : 0;
     int ok;
@@ -406,10 +470,12 @@ int torii_pki__self_signed(X509 *c)
     if (known != 0) {
         return known == 2;
     }
-    if (pub == NULL || X509_NAME_cmp(X509_get_issuer_name(c), X509_get_subject_name(c)) != 0) {
+    /* Issuer DN != subject DN cannot be self-signed: no key decode, no signature check. */
+    if (X509_NAME_cmp(X509_get_issuer_name(c), X509_get_subject_name(c)) != 0) {
         ok = 0;
     } else {
-        ok = X509_verify(c, pub) == 1;
+        pub = torii_pki__cert_pub(c);
+        ok = pub != NULL && X509_verify(c, pub) == 1;
     }
     ERR_clear_error();
     if (memo) {
@@ -425,11 +491,10 @@ int torii_pki__chain_links(STACK_OF(X509) * chain)
     for (i = 0; i + 1 < sk_X509_num(chain); i++) {
         X509 *c = sk_X509_value(chain, i);
         X509 *issuer = sk_X509_value(chain, i + 1);
-        EVP_PKEY *pub = X509_get0_pubkey(issuer);
+        EVP_PKEY *pub = NULL;
 
-        if (pub == NULL
-            || X509_NAME_cmp(X509_get_issuer_name(c), X509_get_subject_name(issuer)) != 0
-            || X509_verify(c, pub) != 1) {
+        if (X509_NAME_cmp(X509_get_issuer_name(c), X509_get_subject_name(issuer)) != 0
+            || (pub = torii_pki__cert_pub(issuer)) == NULL || X509_verify(c, pub) != 1) {
             ERR_clear_error();
             return 0;
         }

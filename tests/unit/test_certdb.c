@@ -1,7 +1,8 @@
 /* test_certdb.c - certdb: create/get, replace-if and its conflict, the read-modify-write
  * retry, delete, batches (per-item results, all-or-nothing), the serial index (exact lookups,
- * following replaces and deletes), one chain parse per write, key seal/open, and a store
- * written by the previous format (no serial-only keys) brought up to date. */
+ * following replaces and deletes; several ids under one key), one chain parse per write, key
+ * seal/open, and stores written by previous formats (no serial-only keys; one id per key)
+ * brought up to date. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -505,6 +506,110 @@ static void test_old_format_store_is_migrated(void **state)
     json_decref(e);
 }
 
+/* The ids under (issuer, serial), oldest first, '\n'-joined ("" when none). */
+static void assert_ids(struct torii_store *st, const char *issuer, const char *hex,
+                       const char *want)
+{
+    char **ids = NULL;
+    size_t n = 0;
+    char got[256] = "";
+    int rc = torii_certdb_serial_lookup_all(st, issuer, hex, &ids, &n);
+
+    assert_int_equal(rc, want[0] != '\0' ? TORII_OK : TORII_ENOTFOUND);
+    for (size_t i = 0; i < n; i++) {
+        (void)snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", i > 0 ? "\n" : "",
+                       ids[i]);
+    }
+    assert_string_equal(got, want);
+    torii_certdb_ids_free(ids, n);
+}
+
+/* A certificate and a copy of it (an [UNTIL EXPIRATION] copy shares its original's serial
+ * and issuer): the key names both; deleting one leaves the other; the key goes with the
+ * last. */
+static void test_index_key_holds_every_id(void **state)
+{
+    struct fx *f = *state;
+    struct torii_errbuf eb = {{0}};
+    json_t *e = leaf(f, "orig", "orig.certdb.test", 1);
+    json_t *copy = NULL;
+    char *hex = NULL;
+    size_t n = 0;
+
+    assert_int_equal(torii_certdb_create(f->st, e, &enrich, NULL, &eb), TORII_OK);
+    copy = json_deep_copy(e);
+    assert_int_equal(json_object_set_new(copy, "id", json_string("copy")), 0);
+    assert_int_equal(torii_certdb_create(f->st, copy, &enrich, NULL, &eb), TORII_OK);
+    hex = serial_of(e);
+    assert_ids(f->st, "the-ca", hex, "orig\ncopy");
+    assert_ids(f->st, NULL, hex, "orig\ncopy");
+    assert_lookup(f->st, "the-ca", hex, "copy"); /* the newest writer */
+    assert_int_equal(torii_store_count(f->st, TORII_STORE_SERIALS, &n), TORII_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(torii_certdb_delete(f->st, "copy", &eb), TORII_OK);
+    assert_ids(f->st, "the-ca", hex, "orig");
+    assert_ids(f->st, NULL, hex, "orig");
+    assert_lookup(f->st, NULL, hex, "orig");
+    assert_int_equal(torii_certdb_create(f->st, copy, &enrich, NULL, &eb), TORII_OK);
+    assert_int_equal(torii_certdb_delete(f->st, "orig", &eb), TORII_OK);
+    assert_ids(f->st, "the-ca", hex, "copy");
+    assert_int_equal(torii_certdb_delete(f->st, "copy", &eb), TORII_OK);
+    assert_ids(f->st, "the-ca", hex, "");
+    assert_ids(f->st, NULL, hex, "");
+    assert_int_equal(torii_store_count(f->st, TORII_STORE_SERIALS, &n), TORII_OK);
+    assert_int_equal(n, 0);
+    free(hex);
+    json_decref(e);
+    json_decref(copy);
+}
+
+/* A store whose index kept one id per key (schema 2: the newest writer): migrate makes every
+ * certificate's id join its keys' lists, once. */
+static void test_single_id_index_is_migrated_to_lists(void **state)
+{
+    struct fx *f = *state;
+    struct torii_errbuf eb = {{0}};
+    json_t *e = leaf(f, "first", "first.certdb.test", 1);
+    json_t *copy = NULL;
+    char *hex = NULL;
+    char *ver = NULL;
+    char key[600];
+    struct torii_store_rec rec = {0};
+    size_t n = 0;
+
+    assert_int_equal(torii_certdb_create(f->st, e, &enrich, NULL, &eb), TORII_OK);
+    copy = json_deep_copy(e);
+    assert_int_equal(json_object_set_new(copy, "id", json_string("second")), 0);
+    assert_int_equal(torii_certdb_create(f->st, copy, &enrich, NULL, &eb), TORII_OK);
+    hex = serial_of(e);
+    /* What schema 2 left: both keys name the newest writer alone. */
+    (void)snprintf(key, sizeof(key), "the-ca:%s", hex);
+    rec = (struct torii_store_rec){key, strlen(key), "second", 6, NULL, 0};
+    assert_int_equal(torii_store_put(f->st, TORII_STORE_SERIALS, &rec, TORII_STORE_PUT, &eb),
+                     TORII_OK);
+    rec = (struct torii_store_rec){hex, strlen(hex), "second", 6, NULL, 0};
+    assert_int_equal(torii_store_put(f->st, TORII_STORE_SERIALS, &rec, TORII_STORE_PUT, &eb),
+                     TORII_OK);
+    assert_int_equal(torii_store_meta_put(f->st, "certdb_index_lists", "0", &eb), TORII_OK);
+    assert_ids(f->st, "the-ca", hex, "second");
+    assert_int_equal(torii_certdb_migrate(f->st, &eb), TORII_OK);
+    assert_ids(f->st, "the-ca", hex, "second\nfirst");
+    assert_ids(f->st, NULL, hex, "second\nfirst");
+    assert_int_equal(torii_store_meta_get(f->st, "certdb_index_lists", &ver), TORII_OK);
+    assert_string_equal(ver, "1");
+    assert_int_equal(torii_certdb_migrate(f->st, &eb), TORII_OK); /* once only */
+    assert_ids(f->st, "the-ca", hex, "second\nfirst");
+    assert_int_equal(torii_certdb_delete(f->st, "second", &eb), TORII_OK);
+    assert_ids(f->st, NULL, hex, "first");
+    assert_int_equal(torii_certdb_delete(f->st, "first", &eb), TORII_OK);
+    assert_int_equal(torii_store_count(f->st, TORII_STORE_SERIALS, &n), TORII_OK);
+    assert_int_equal(n, 0);
+    free(ver);
+    free(hex);
+    json_decref(e);
+    json_decref(copy);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -516,6 +621,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_keeps_the_key_with_one_parse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_seal_open_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_format_store_is_migrated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_key_holds_every_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_single_id_index_is_migrated_to_lists, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

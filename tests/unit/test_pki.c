@@ -12,6 +12,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "pki_int.h" /* module-internal: the lazy chain parse */
 #include "testpki.h"
 #include "torii/clock.h"
 #include "torii/pki.h"
@@ -1265,6 +1266,63 @@ static void test_cert_generate_selfsigned_long_and_bad_names(void **state)
     assert_non_null(strstr(eb.msg, "'bad name'"));
 }
 
+/* The write path's parse leaves the public keys undecoded (OpenSSL 3.0 builds a decoder per
+ * certificate otherwise): the DER is unchanged, and every key question gets the key that a
+ * full parse decodes, RSA and EC. */
+static void test_chain_parse_lazy_decodes_keys_on_demand(void **state)
+{
+    static const char *const dns[] = {"lazy.example"};
+    X509 *leaf = make_leaf(fx->rsa_key, "lazy.example", dns, 1, NULL, 0, 0);
+    X509 *self = make_leaf(fx->ec_key, "self.example", dns, 1, NULL, 0, 1);
+    X509 *in[3] = {leaf, fx->inter, fx->ca};
+    char *pem = NULL;
+    STACK_OF(X509) *chain = NULL;
+    STACK_OF(X509) *chain2 = NULL;
+    struct torii_errbuf eb;
+
+    (void)state;
+    for (size_t i = 0; i < 3; i++) {
+        char *one = testpki_cert_pem(in[i]);
+        size_t n = pem != NULL ? strlen(pem) : 0;
+        pem = realloc(pem, n + strlen(one) + 1);
+        assert_non_null(pem);
+        memcpy(pem + n, one, strlen(one) + 1);
+        free(one);
+    }
+    assert_int_equal(torii_pki__chain_parse_lazy(pem, &chain, &eb), TORII_OK);
+    assert_int_equal(sk_X509_num(chain), 3);
+    for (int i = 0; i < 3; i++) {
+        X509 *c = sk_X509_value(chain, i);
+        unsigned char *a = NULL;
+        unsigned char *b = NULL;
+        int na = i2d_X509(c, &a);
+        int nb = i2d_X509(in[i], &b);
+
+        assert_null(X509_get0_pubkey(c)); /* not decoded by the parse */
+        ERR_clear_error();
+        assert_true(na > 0 && na == nb && memcmp(a, b, (size_t)na) == 0);
+        assert_non_null(torii_pki__cert_pub(c));
+        assert_int_equal(EVP_PKEY_eq(torii_pki__cert_pub(c), X509_get0_pubkey(in[i])), 1);
+        assert_ptr_equal(torii_pki__cert_pub(c), torii_pki__cert_pub(c)); /* kept on c */
+        OPENSSL_free(a);
+        OPENSSL_free(b);
+    }
+    assert_true(torii_pki__cert_key_match(sk_X509_value(chain, 0), fx->rsa_key));
+    assert_false(torii_pki__cert_key_match(sk_X509_value(chain, 0), fx->ec_key));
+    assert_true(torii_pki__chain_links(chain));
+    assert_false(torii_pki__self_signed(sk_X509_value(chain, 0)));
+    free(pem);
+    pem = testpki_cert_pem(self);
+    assert_int_equal(torii_pki__chain_parse_lazy(pem, &chain2, &eb), TORII_OK);
+    assert_true(torii_pki__self_signed(sk_X509_value(chain2, 0)));
+    assert_true(torii_pki__cert_key_match(sk_X509_value(chain2, 0), fx->ec_key));
+    free(pem);
+    sk_X509_pop_free(chain, X509_free);
+    sk_X509_pop_free(chain2, X509_free);
+    X509_free(leaf);
+    X509_free(self);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1302,6 +1360,7 @@ int main(void)
         cmocka_unit_test(test_cert_generate_selfsigned_bad_input_einval),
         cmocka_unit_test(test_cert_generate_selfsigned_same_profile_as_issued_leaf),
         cmocka_unit_test(test_cert_generate_selfsigned_long_and_bad_names),
+        cmocka_unit_test(test_chain_parse_lazy_decodes_keys_on_demand),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
