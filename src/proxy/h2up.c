@@ -270,9 +270,10 @@ static void hc_settle(struct h2up_conn *hc)
     if (!hc->failed && (hc->goaway || !nghttp2_session_want_read(hc->ng)) && hc->n_streams == 0) {
         hc_fail(hc, H2UP_EV_ERR); /* drained: nothing left to carry */
     }
-    if (!hc->failed) {
-        /* Without streams the connection lives idle_ms; with streams their timers rule. */
-        torii_stream_timeouts(hc->st, hc->n_streams == 0 ? hc->be->idle_ms : 0, hc->be->read_ms);
+    if (!hc->failed && hc->connected) {
+        /* Without streams the connection lives idle_ms; with streams their timers (read_ms)
+         * rule, a stalled write included (while connecting, hc_new's connect_ms). */
+        torii_stream_timeouts(hc->st, hc->n_streams == 0 ? hc->be->idle_ms : 0, 0);
     }
     hc->busy = 0;
     if (hc->failed && hc->streams == NULL) {

@@ -192,6 +192,9 @@ static void st_timer_cb(evutil_socket_t fd, short what, void *arg)
     if (s->resp_end || pc == NULL) {
         return;
     }
+    if (s->credit > 0) {
+        s->active_us = now; /* we hold the backend back (slow client): not its silence */
+    }
     if (s->deadline_us > 0 && now >= s->deadline_us) {
         st_deadline(s);
     } else if (s->idle_ms > 0 && now >= s->active_us + (int64_t)s->idle_ms * 1000) {

@@ -12,8 +12,9 @@ Paths:
   /hold?ms=N        200 "held\n" after N ms (keeps streams open at the same time)
   /goaway           200 "bye\n", then GOAWAY; the connection closes once its streams end
   /hang             never answers (deadline tests)
+  /stall            never answers nor acknowledges request DATA (flow control holds the sender)
   /reset            response head and some data, then RST_STREAM
-  /stats            JSON: connections accepted, requests
+  /stats            JSON: connections accepted, requests, DATA bytes sent
 """
 import argparse
 import json
@@ -28,7 +29,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 
-STATS = {"connections": 0, "requests": 0}
+STATS = {"connections": 0, "requests": 0, "sent": 0}
 LOCK = threading.Lock()
 
 
@@ -40,6 +41,7 @@ class Conn:
         self.out = {}  # stream id -> [bytes pending, end_stream, trailers]
         self.timers = []  # (at, stream id, callable)
         self.echo = set()
+        self.stalled = set()
         self.goaway = False
 
     def send_headers(self, sid, status, extra=(), end=False):
@@ -47,32 +49,35 @@ class Conn:
         self.h2.send_headers(sid, hdrs, end_stream=end)
 
     def queue(self, sid, data, end=True, trailers=None):
-        ent = self.out.setdefault(sid, [b"", False, None])
-        ent[0] += data
-        ent[1] = ent[1] or end
-        ent[2] = trailers
+        # [bytes pending, offset sent, end_stream, trailers] (an offset: no copy per frame)
+        ent = self.out.setdefault(sid, [b"", 0, False, None])
+        ent[0] = ent[0][ent[1]:] + data if ent[1] else ent[0] + data
+        ent[1] = 0
+        ent[2] = ent[2] or end
+        ent[3] = trailers
 
     def pump(self):
         for sid in list(self.out):
-            data, end, trailers = self.out[sid]
+            ent = self.out[sid]
+            data, end, trailers = ent[0], ent[2], ent[3]
             try:
                 win = min(self.h2.local_flow_control_window(sid), self.h2.max_outbound_frame_size)
             except (h2.exceptions.StreamClosedError, KeyError):
                 del self.out[sid]
                 continue
-            while data and win > 0:
-                n = min(win, len(data))
-                self.h2.send_data(sid, data[:n])
-                data = data[n:]
+            while ent[1] < len(data) and win > 0:
+                n = min(win, len(data) - ent[1])
+                self.h2.send_data(sid, data[ent[1]:ent[1] + n])
+                with LOCK:
+                    STATS["sent"] += n
+                ent[1] += n
                 win = min(self.h2.local_flow_control_window(sid), self.h2.max_outbound_frame_size)
-            if not data and end:
+            if ent[1] == len(data) and end:
                 if trailers:
                     self.h2.send_headers(sid, trailers, end_stream=True)
                 else:
                     self.h2.end_stream(sid)
                 del self.out[sid]
-            else:
-                self.out[sid] = [data, end, trailers]
 
     def request(self, sid, headers):
         h = dict(headers)
@@ -111,6 +116,8 @@ class Conn:
             self.goaway = True
         elif base == "/hang":
             pass
+        elif base == "/stall":
+            self.stalled.add(sid)  # its DATA is never acknowledged: no window for more
         elif base == "/reset":
             self.send_headers(sid, 200, [("content-type", "application/grpc")])
             self.h2.send_data(sid, b"partial")
@@ -133,7 +140,7 @@ class Conn:
         elif isinstance(ev, h2.events.DataReceived):
             if ev.stream_id in self.echo:
                 self.queue(ev.stream_id, ev.data, end=False)
-            if ev.flow_controlled_length:
+            if ev.flow_controlled_length and ev.stream_id not in self.stalled:
                 self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
         elif isinstance(ev, h2.events.StreamEnded):
             if ev.stream_id in self.echo:

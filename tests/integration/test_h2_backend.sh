@@ -117,6 +117,72 @@ check_eq "h2c: 5 MB download with Content-Length" 5000000 \
 head=$(c h2c.test -D - -o /dev/null "$(u h2c.test '/big?n=1000')")
 check "h2c: the backend's Content-Length kept" grep -qi '^content-length: 1000' <<<"$head"
 
+# ---- flow control: neither direction buffers a whole body ----
+cat >"$T_TMP/slow.py" <<'PY'
+import json, socket, ssl, sys, time
+port, mode = int(sys.argv[1]), sys.argv[2]
+N = 32 << 20
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+def conn():
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    return ctx.wrap_socket(s, server_hostname="h2c.test")
+def sent():  # DATA bytes the backend has sent, through torii
+    c = conn()
+    c.sendall(b"GET /stats HTTP/1.1\r\nHost: h2c.test\r\nConnection: close\r\n\r\n")
+    out = b""
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        out += b
+    return json.loads(out.split(b"\r\n\r\n", 1)[1].split(b"\r\n")[1])["sent"]
+if mode == "down":
+    base = sent()
+    s = conn()
+    s.sendall(b"GET /big?n=%d HTTP/1.1\r\nHost: h2c.test\r\n\r\n" % N)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1024)
+    got = len(head.split(b"\r\n\r\n", 1)[1])
+    prev = -1  # the client reads nothing now: wait until the backend stops sending (bounded)
+    for _ in range(100):
+        time.sleep(0.3)
+        cur = sent() - base
+        if cur - prev < 4096:  # (the /stats answers count too)
+            break
+        prev = cur
+    print("held", cur)
+    s.settimeout(60)
+    while got < N:
+        b = s.recv(1 << 20)
+        if not b:
+            break
+        got += len(b)
+    print("total", got)
+else:
+    s = conn()
+    s.sendall(b"POST /stall HTTP/1.1\r\nHost: h2c.test\r\nContent-Length: %d\r\n\r\n" % N)
+    s.settimeout(2)
+    chunk = b"x" * 65536
+    total = 0
+    while total < N:
+        try:
+            total += s.send(chunk)
+        except (socket.timeout, ssl.SSLWantWriteError, TimeoutError):
+            break
+    print("accepted", total)
+PY
+out=$($PY "$T_TMP/slow.py" "$T_HTTPS" down 2>&1)
+held=$(sed -n 's/^held //p' <<<"$out")
+check "download to a client that stops reading: the backend held at ${held:-?} of 32 MiB (< 12 MiB)" \
+  test "${held:-999999999}" -lt $((12 << 20))
+check_eq "... and the whole 32 MiB arrives once it reads again" "total $((32 << 20))" "$(grep '^total' <<<"$out")"
+out=$($PY "$T_TMP/slow.py" "$T_HTTPS" up 2>&1)
+acc=$(sed -n 's/^accepted //p' <<<"$out")
+check "upload to a backend that grants no window: ${acc:-?} bytes of 32 MiB taken (< 16 MiB)" \
+  test "${acc:-999999999}" -lt $((16 << 20))
+
 # ---- multiplexing: 40 concurrent requests, few backend connections ----
 read -r c0 r0 <<<"$(stats h2c.test)"
 (
