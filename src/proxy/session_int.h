@@ -10,6 +10,8 @@
  *   pump.c      bytes of bodies: request body -> upstream (or the local buffer, or dropped),
  *               response -> client (head rewrite, Content-Length moved, chunked re-framed);
  *   pool.c      upstream connections: the idle pool and the passive health of each target;
+ *   h2up*.c     HTTP/2 upstreams (backend.protocol h2/h2c) behind the same interface
+ *               (h2up_int.h);
  *   accesslog.c the access log line (json or combined) and the status metric.
  * Only the files of src/proxy include it; it includes proxy_int.h, nothing includes it back.
  * A request source other than HTTP/1.1 parsing (HTTP/2, WebSocket) enters at

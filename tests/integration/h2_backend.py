@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """HTTP/2 origin for test_h2_backend.sh, on python3-h2 (Debian): h2c with prior knowledge, or
-TLS with ALPN h2 (--cert/--key). One thread per connection, each a select loop, so many
+TLS with ALPN h2 (--cert/--key; --client-ca: mTLS). One thread per connection, each a select loop, so many
 streams of one connection are served at once and sends follow the flow-control windows.
 
 Paths:
@@ -207,12 +207,16 @@ def main():
     ap.add_argument("port", type=int)
     ap.add_argument("--cert")
     ap.add_argument("--key")
+    ap.add_argument("--client-ca", help="require a client certificate signed by this CA")
     a = ap.parse_args()
     ctx = None
     if a.cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(a.cert, a.key)
         ctx.set_alpn_protocols(["h2"])
+        if a.client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(a.client_ca)
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", a.port))

@@ -20,6 +20,7 @@ fi
 
 H2C=$(t_free_port)   # h2_backend.py, h2c
 H2S=$(t_free_port)   # h2_backend.py, TLS
+H2M=$(t_free_port)   # h2_backend.py, TLS asking for a client certificate (backend mTLS)
 NGC=$(t_free_port)   # nghttpd --no-tls
 NGS=$(t_free_port)   # nghttpd, TLS
 NOALPN=$(t_free_port) # openssl s_server: TLS without ALPN h2
@@ -27,14 +28,19 @@ DEAD=$(t_free_port)
 GRPC=$(t_free_port)  # grpc_driver.py serve (python3-grpcio), h2c
 
 mkca bca "Backend CA"
-mkcert edge ec 30 h2c.test,h2s.test,ngc.test,ngs.test,noalpn.test,dead.test,grpc.test
+mkcert edge ec 30 h2c.test,h2s.test,h2m.test,ngc.test,ngs.test,noalpn.test,dead.test,grpc.test
 mkleaf bk "backend" bca 'subjectAltName=DNS:backend.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth'
+mkca cca "Client CA"
+mkleaf up1 "torii upstream" cca 'extendedKeyUsage=clientAuth'
 mkdir -p "$T_TMP/htdocs"
 head -c 200000 /dev/urandom >"$T_TMP/htdocs/file.bin"
 
 $PY "$here/h2_backend.py" "$H2C" >"$T_TMP/h2c.log" 2>&1 &
 T_BG_PIDS+=($!)
 $PY "$here/h2_backend.py" "$H2S" --cert "$T_TMP/bk.crt" --key "$T_TMP/bk.key" >"$T_TMP/h2s.log" 2>&1 &
+T_BG_PIDS+=($!)
+$PY "$here/h2_backend.py" "$H2M" --cert "$T_TMP/bk.crt" --key "$T_TMP/bk.key" \
+  --client-ca "$T_TMP/cca.crt" >"$T_TMP/h2m.log" 2>&1 &
 T_BG_PIDS+=($!)
 nghttpd --no-tls -d "$T_TMP/htdocs" "$NGC" >"$T_TMP/ngc.log" 2>&1 &
 T_BG_PIDS+=($!)
@@ -45,7 +51,7 @@ openssl s_server -accept "$NOALPN" -cert "$T_TMP/bk.crt" -key "$T_TMP/bk.key" -w
 T_BG_PIDS+=($!)
 $PY "$here/grpc_driver.py" serve "$GRPC" >"$T_TMP/grpc.log" 2>&1 &
 T_BG_PIDS+=($!)
-for p in "$H2C" "$H2S" "$NGC" "$NGS" "$NOALPN" "$GRPC"; do
+for p in "$H2C" "$H2S" "$H2M" "$NGC" "$NGS" "$NOALPN" "$GRPC"; do
   t_wait_port "$p" || fail "backend on port $p did not start"
 done
 
@@ -57,6 +63,7 @@ TLS=', "tls": {"trusted_ca": "bca"}'
 t_config "\"routes\": [
   $(route h2c.test "http://127.0.0.1:$H2C" h2c ', "timeouts": {"read_ms": 20000}')
   $(route h2s.test "https://127.0.0.1:$H2S" h2 "$TLS")
+  $(route h2m.test "https://127.0.0.1:$H2M" h2 ', "tls": {"trusted_ca": "bca", "client_cert": "up1"}')
   $(route ngc.test "http://127.0.0.1:$NGC" h2c)
   $(route ngs.test "https://127.0.0.1:$NGS" h2 "$TLS")
   $(route noalpn.test "https://127.0.0.1:$NOALPN" h2 "$TLS")
@@ -69,6 +76,9 @@ api POST /api/certificates -H 'Content-Type: application/json' -d "$(entity_json
 check_eq "import the backend CA -> 201" 201 "$T_STATUS"
 api POST /api/certificates -H 'Content-Type: application/json' -d "$(entity_json edge edge)" >/dev/null
 check_eq "import the edge certificate -> 201" 201 "$T_STATUS"
+api POST /api/certificates -H 'Content-Type: application/json' \
+  -d "$(entity_json up1 up1 '{"client": true}')" >/dev/null
+check_eq "import torii's client certificate for the backend -> 201" 201 "$T_STATUS"
 
 c() { # host curl-args...: curl with that host resolved to the daemon's https listener
   local h=$1
@@ -87,6 +97,8 @@ for h in ngc.test ngs.test; do
   c $h -o "$T_TMP/got.bin" "$(u $h /file.bin)"
   check "$h: a file served by nghttpd through torii, byte for byte" cmp -s "$T_TMP/got.bin" "$T_TMP/htdocs/file.bin"
 done
+check_eq "h2 with backend mTLS (tls.client_cert from the store)" "hello h2" \
+  "$(c h2m.test "$(u h2m.test /hello)")"
 check_eq "h2 to a TLS backend that does not select ALPN h2 -> 502" 502 \
   "$(c noalpn.test -o /dev/null -w '%{http_code}' "$(u noalpn.test /)")"
 
