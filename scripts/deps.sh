@@ -19,7 +19,10 @@ pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansso
       # the web page's end-to-end test (test_ui.sh) drives Debian's chromium (playwright-core)
       chromium
       # pebble + pebble-challtestsrv: the test ACME CA of the ACME tests
-      pebble)
+      pebble
+      # HTTP/2 (libnghttp2: backend.protocol h2/h2c); the HTTP/2 backend and gRPC tests run
+      # nghttpd, python3-h2 and python3-grpcio backends (with /usr/bin/python3)
+      libnghttp2-dev nghttp2-server python3-h2 python3-grpcio)
 case "${1:-}" in
   --bench) pkgs+=(haproxy nginx nghttp2-client) ;;
   --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;

@@ -52,6 +52,13 @@ struct torii_route_client_auth {
     struct torii_tls_client_auth policy; /* for the TLS context; trust set by bind_tls */
 };
 
+/** backend.protocol: how requests reach the targets. */
+enum torii_route_protocol {
+    TORII_ROUTE_HTTP1 = 0, /* "http1" (default): HTTP/1.1, one request per connection at a time */
+    TORII_ROUTE_H2,        /* "h2": HTTP/2 over TLS (ALPN h2), https targets only */
+    TORII_ROUTE_H2C,       /* "h2c": HTTP/2 with prior knowledge over cleartext, http targets */
+};
+
 struct torii_route_backend {
     struct torii_route_target *targets;
     size_t n_targets;
@@ -61,6 +68,8 @@ struct torii_route_backend {
     uint32_t read_ms;    /* 60000: wait for (and between bytes of) a response; then 504 */
     uint32_t idle_ms;    /* 60000: idle pooled connection lifetime */
     uint32_t max_idle;   /* 32: idle pooled connections per target and worker */
+    enum torii_route_protocol protocol;
+    uint32_t h2_connections;            /* 2: HTTP/2 connections per target and worker (h2, h2c) */
     struct torii_tls_upstream *tls_ctx; /* https targets; made by torii_routes_bind_tls */
 };
 

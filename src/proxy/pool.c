@@ -7,6 +7,7 @@
 #include <event2/buffer.h>
 #include <openssl/ssl.h>
 
+#include "h2up_int.h"
 #include "session_int.h"
 #include "torii/clock.h"
 #include "torii/mem.h"
@@ -22,6 +23,7 @@ void torii_proxy__upstream_free(struct proxy_upstream *up)
     if (up == NULL) {
         return;
     }
+    torii_h2up__stream_free(up->h2);
     torii_stream_free(up->st);
     torii_http_parser_free(up->parser);
     free(up);
@@ -59,6 +61,10 @@ void torii_proxy__pool_put(struct proxy_upstream *up)
 {
     struct proxy_target_state *ts = &up->pw->targets[up->t->index];
 
+    if (up->h2 != NULL) {
+        torii_proxy__upstream_free(up); /* the stream ends; its connection stays (h2up.c) */
+        return;
+    }
     if (!up->connected || ts->n_idle >= up->be->max_idle
         || evbuffer_get_length(torii_stream_input(up->st)) > 0 || torii_stream_unsent(up->st) > 0) {
         torii_proxy__upstream_free(up);
@@ -140,7 +146,9 @@ int torii_proxy__upstream_get(struct proxy_worker *pw, const struct torii_route 
     struct proxy_upstream *up = NULL;
     int rc = TORII_OK;
 
-    if (allow_pool && ts->idle != NULL) {
+    if (r->backend.protocol != TORII_ROUTE_HTTP1) {
+        TORII_TRY(torii_h2up__get(pw, r, t, &up));
+    } else if (allow_pool && ts->idle != NULL) {
         up = ts->idle;
         pool_unlink(up);
         up->reused = 1;
@@ -168,4 +176,5 @@ void torii_proxy__pool_clear(struct proxy_worker *pw)
             up = next;
         }
     }
+    torii_h2up__clear(pw);
 }

@@ -15,12 +15,15 @@
 
 struct proxy_conn;
 struct proxy_upstream;
+struct h2up_conn;
 
 /* Passive health and idle pool of one target, per worker. */
 struct proxy_target_state {
     int64_t down_until_ms;       /* skipped until then (unless every target is down) */
     struct proxy_upstream *idle; /* idle keep-alive connections, most recent first */
     uint32_t n_idle;
+    struct h2up_conn *h2; /* backend.protocol h2/h2c: its HTTP/2 connections (h2up.c) */
+    uint32_t n_h2;
 };
 
 struct proxy_worker {

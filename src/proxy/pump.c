@@ -81,7 +81,7 @@ int torii_proxy__req_body_cb(void *arg, const unsigned char *data, size_t len)
         return TORII_OK; /* being dropped (PH_DRAIN) */
     }
     x->bytes_in += len;
-    return px_chunk(torii_stream_output(pc->up->st), data, len);
+    return px_chunk(torii_proxy__up_out(pc->up), data, len);
 }
 
 /* Response parser body callback (chunked responses): re-frame, or raw for HTTP/1.0. */
@@ -190,7 +190,7 @@ void torii_proxy__pump_body(struct proxy_conn *pc)
         if (pc->up == NULL) {
             return;
         }
-        sink = torii_stream_output(pc->up->st);
+        sink = torii_proxy__up_out(pc->up);
     }
     while (pc->phase == phase && !pc->dead
            && (phase == PH_LOCAL || evbuffer_get_length(sink) < PX_HIGH_WM)
@@ -442,7 +442,7 @@ void torii_proxy__pump_resp(struct proxy_conn *pc)
 
     while (pc->up != NULL && x->rs != RS_NONE && !pc->dead
            && evbuffer_get_length(out) < PX_HIGH_WM) {
-        struct evbuffer *in = torii_stream_input(pc->up->st);
+        struct evbuffer *in = torii_proxy__up_in(pc->up);
         size_t avail = evbuffer_get_length(in);
         int rc;
 

@@ -21,6 +21,7 @@
 #define ROUTES_DEF_READ_MS    60000
 #define ROUTES_DEF_IDLE_MS    60000
 #define ROUTES_DEF_MAX_IDLE   32
+#define ROUTES_DEF_H2_CONNS   2
 #define ROUTES_MAX_MS         3600000
 
 struct routes_host {
@@ -323,10 +324,60 @@ out:
     return rc;
 }
 
+/* backend.max_idle, backend.protocol and backend.h2_connections: how connections to the
+ * targets are made and kept (after the targets: h2 needs https ones, h2c plain ones). */
+static int routes_backend_conns(json_t *b, struct torii_route_backend *be, const char *where,
+                                struct torii_errbuf *eb)
+{
+    json_t *v = json_object_get(b, "max_idle");
+    const char *p;
+    int want_tls;
+
+    if (v != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 100000) {
+            return torii_errf(eb, TORII_EINVAL, "%s.max_idle: expected an integer in 0..100000",
+                              where);
+        }
+        be->max_idle = (uint32_t)json_integer_value(v);
+    }
+    v = json_object_get(b, "protocol");
+    p = v != NULL ? json_string_value(v) : "http1";
+
+    if (p == NULL || (strcmp(p, "http1") != 0 && strcmp(p, "h2") != 0 && strcmp(p, "h2c") != 0)) {
+        return torii_errf(eb, TORII_EINVAL, "%s.protocol: expected \"http1\", \"h2\" or \"h2c\"",
+                          where);
+    }
+    be->protocol = strcmp(p, "h2") == 0    ? TORII_ROUTE_H2
+                   : strcmp(p, "h2c") == 0 ? TORII_ROUTE_H2C
+                                           : TORII_ROUTE_HTTP1;
+    want_tls = be->protocol == TORII_ROUTE_H2;
+    for (size_t i = 0; be->protocol != TORII_ROUTE_HTTP1 && i < be->n_targets; i++) {
+        if (be->targets[i].tls != want_tls) {
+            return torii_errf(eb, TORII_EINVAL, "%s.targets[%zu]: protocol \"%s\" needs %s targets",
+                              where, i, p, want_tls ? "https://" : "http://");
+        }
+    }
+    be->h2_connections = ROUTES_DEF_H2_CONNS;
+    v = json_object_get(b, "h2_connections");
+    if (v != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 64) {
+            return torii_errf(eb, TORII_EINVAL, "%s.h2_connections: expected an integer in 1..64",
+                              where);
+        }
+        if (be->protocol == TORII_ROUTE_HTTP1) {
+            return torii_errf(eb, TORII_EINVAL,
+                              "%s.h2_connections: only with protocol \"h2\" or \"h2c\"", where);
+        }
+        be->h2_connections = (uint32_t)json_integer_value(v);
+    }
+    return TORII_OK;
+}
+
 static int routes_backend(json_t *b, struct torii_route_backend *be, size_t *n_targets,
                           const char *where, struct torii_errbuf *eb)
 {
-    static const char *const keys[] = {"targets", "tls", "timeouts", "max_idle", NULL};
+    static const char *const keys[] = {"targets",        "tls", "timeouts", "max_idle", "protocol",
+                                       "h2_connections", NULL};
     json_t *v;
     int rc = TORII_OK;
 
@@ -345,14 +396,7 @@ static int routes_backend(json_t *b, struct torii_route_backend *be, size_t *n_t
     if ((v = json_object_get(b, "timeouts")) != NULL) {
         TORII_TRY(routes_backend_timeouts(v, be, where, eb));
     }
-    v = json_object_get(b, "max_idle");
-    if (v != NULL) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 100000) {
-            return torii_errf(eb, TORII_EINVAL, "%s.max_idle: expected an integer in 0..100000",
-                              where);
-        }
-        be->max_idle = (uint32_t)json_integer_value(v);
-    }
+    TORII_TRY(routes_backend_conns(b, be, where, eb));
 out:
     return rc;
 }

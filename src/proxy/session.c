@@ -55,7 +55,7 @@ static void pc_set_up_read(struct proxy_conn *pc, int on)
     if (pc->up == NULL) {
         return;
     }
-    torii_stream_read(pc->up->st, on);
+    torii_proxy__up_read(pc->up, on);
 }
 
 static void pc_timer_schedule(struct proxy_conn *pc, int64_t now_us, int64_t at_us)
@@ -375,7 +375,7 @@ static void pc_step(struct proxy_conn *pc)
             break;
         }
         pc_set_read(pc, pc->up != NULL
-                            && evbuffer_get_length(torii_stream_output(pc->up->st)) < PX_HIGH_WM);
+                            && evbuffer_get_length(torii_proxy__up_out(pc->up)) < PX_HIGH_WM);
         break;
     case PH_WAIT:
         /* Keep reading (no epoll change per request): a pipelined request waits in the
@@ -469,13 +469,13 @@ static void pc_flush(struct proxy_conn *pc)
     if (pc->up == NULL) {
         return;
     }
-    before = torii_stream_unsent(pc->up->st);
-    if (torii_stream_flush(pc->up->st) != TORII_OK) {
+    before = torii_proxy__up_unsent(pc->up);
+    if (torii_proxy__up_flush(pc->up) != TORII_OK) {
         pc->up_err = 1;
         pc->again = 1;
         return;
     }
-    after = torii_stream_unsent(pc->up->st);
+    after = torii_proxy__up_unsent(pc->up);
     if (before >= PX_HIGH_WM && after < PX_HIGH_WM) {
         pc->again = 1;
     }

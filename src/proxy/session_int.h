@@ -10,6 +10,8 @@
  *   pump.c      bytes of bodies: request body -> upstream (or the local buffer, or dropped),
  *               response -> client (head rewrite, Content-Length moved, chunked re-framed);
  *   pool.c      upstream connections: the idle pool and the passive health of each target;
+ *   h2up*.c     HTTP/2 upstreams (backend.protocol h2/h2c) behind the same interface
+ *               (h2up_int.h);
  *   accesslog.c the access log line (json or combined) and the status metric.
  * Only the files of src/proxy include it; it includes proxy_int.h, nothing includes it back.
  * A request source other than HTTP/1.1 parsing (HTTP/2, WebSocket) enters at
@@ -64,6 +66,8 @@ enum pc_timer {
     PT_DRAIN,  /* absolute deadline for dropping the rest of an answered request's body */
 };
 
+struct h2up_stream;
+
 struct proxy_upstream {
     struct proxy_worker *pw;
     struct torii_stream *st;
@@ -74,6 +78,8 @@ struct proxy_upstream {
     struct proxy_upstream *prev, *next; /* idle list of its target */
     int connected;
     int reused;
+    struct h2up_stream *h2; /* backend.protocol h2/h2c: a stream on a shared connection, st
+                             * NULL (h2up.c; reached through torii_proxy__up_* below) */
 };
 
 /* The request being served. */
@@ -95,6 +101,7 @@ struct proxy_exch {
     enum torii_proxy_out_framing out;
     int resp_started; /* bytes of the response written to the client */
     int retried;
+    int grpc; /* the request's content-type is application/grpc* (gRPC error answers) */
     int status;
     uint64_t bytes_in, bytes_out;
     int64_t t0_us, tu0_us, tu1_us;
@@ -195,6 +202,15 @@ void torii_proxy__up_fail(struct proxy_conn *pc, int status, const char *msg);
 /** EOF, error or timeout on the attached upstream: finish a close-delimited response, retry
  * once on a new connection, or fail with 502/504. */
 void torii_proxy__up_trouble(struct proxy_conn *pc);
+
+/* The upstream's byte interface, for HTTP/1.1 (its stream) and HTTP/2 upstreams (h2up.c:
+ * the request written as HTTP/1.1 into up_out is sent as a stream; the response comes back as
+ * HTTP/1.1, chunked with its trailers, in up_in). */
+struct evbuffer *torii_proxy__up_out(struct proxy_upstream *up);
+struct evbuffer *torii_proxy__up_in(struct proxy_upstream *up);
+size_t torii_proxy__up_unsent(struct proxy_upstream *up);
+void torii_proxy__up_read(struct proxy_upstream *up, int on);
+int torii_proxy__up_flush(struct proxy_upstream *up) TORII_MUST_USE;
 
 /* ---- pump.c ---- */
 

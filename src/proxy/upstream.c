@@ -6,6 +6,7 @@
 
 #include <event2/buffer.h>
 
+#include "h2up_int.h"
 #include "session_int.h"
 #include "torii/clock.h"
 #include "torii/jwtroute.h"
@@ -20,12 +21,48 @@ void torii_proxy__up_timeouts(struct proxy_conn *pc)
     if (up == NULL) {
         return;
     }
+    if (up->h2 != NULL) {
+        torii_h2up__timeouts(up->h2, !up->connected         ? up->be->connect_ms
+                                     : pc->phase == PH_BODY ? 0
+                                                            : up->be->read_ms);
+        return;
+    }
     if (!up->connected) {
         torii_stream_timeouts(up->st, up->be->connect_ms, up->be->connect_ms);
         return;
     }
     /* While the client uploads, the backend is not expected to answer: only write stalls. */
     torii_stream_timeouts(up->st, pc->phase == PH_BODY ? 0 : up->be->read_ms, up->be->read_ms);
+}
+
+struct evbuffer *torii_proxy__up_out(struct proxy_upstream *up)
+{
+    return up->h2 != NULL ? torii_h2up__out(up->h2) : torii_stream_output(up->st);
+}
+
+struct evbuffer *torii_proxy__up_in(struct proxy_upstream *up)
+{
+    return up->h2 != NULL ? torii_h2up__in(up->h2) : torii_stream_input(up->st);
+}
+
+size_t torii_proxy__up_unsent(struct proxy_upstream *up)
+{
+    return up->h2 != NULL ? evbuffer_get_length(torii_h2up__out(up->h2))
+                          : torii_stream_unsent(up->st);
+}
+
+/* An HTTP/2 upstream keeps reading (its connection is shared); its flow control holds the
+ * backend back instead (h2up.c). */
+void torii_proxy__up_read(struct proxy_upstream *up, int on)
+{
+    if (up->h2 == NULL) {
+        torii_stream_read(up->st, on);
+    }
+}
+
+int torii_proxy__up_flush(struct proxy_upstream *up)
+{
+    return up->h2 != NULL ? torii_h2up__flush(up->h2) : torii_stream_flush(up->st);
 }
 
 static void up_cb(struct torii_stream *st, int what, void *arg);
@@ -35,8 +72,10 @@ static void up_attach(struct proxy_conn *pc, struct proxy_upstream *up)
 {
     up->pc = pc;
     torii_http_parser_set_body_cb(up->parser, torii_proxy__resp_body_cb, pc);
-    torii_stream_setcb(up->st, up_cb, up);
-    torii_stream_read(up->st, 1);
+    if (up->h2 == NULL) {
+        torii_stream_setcb(up->st, up_cb, up);
+    }
+    torii_proxy__up_read(up, 1);
     pc->up = up;
     pc->up_eof = 0;
     pc->up_err = 0;
@@ -75,6 +114,7 @@ int torii_proxy__forward(struct proxy_conn *pc, const struct torii_http_req *req
         return rc;
     }
     up_attach(pc, up);
+    x->grpc = torii_h2up__is_grpc(torii_http_req_header(req, "Content-Type"));
     memset(&fwd, 0, sizeof(fwd));
     fwd.client_ip = pc->ip;
     fwd.https = pc->tls;
@@ -93,7 +133,7 @@ int torii_proxy__forward(struct proxy_conn *pc, const struct torii_http_req *req
         fwd.drop = torii_route_jwt_drop(x->route->jwt, &fwd.n_drop);
         fwd.extra = (struct torii_slice){pc->jwt_hdrs, pc->jwt_hdrs_len};
     }
-    if (torii_proxy_req_head_write(torii_stream_output(pc->up->st), req, &fwd) != TORII_OK) {
+    if (torii_proxy_req_head_write(torii_proxy__up_out(pc->up), req, &fwd) != TORII_OK) {
         return TORII_ENOMEM;
     }
     torii_http_parser_set_no_body(pc->up->parser, x->head_req);
@@ -111,6 +151,15 @@ void torii_proxy__up_fail(struct proxy_conn *pc, int status, const char *msg)
         return;
     }
     torii_proxy__up_release(pc, 0);
+    if (pc->x.grpc) {
+        /* A gRPC client reads the outcome from grpc-status, not from an error page. */
+        struct torii_http_header h[2] = {
+            {{"grpc-status", 11}, {status == 504 ? "4" : "14", status == 504 ? 1 : 2}},
+            {{"grpc-message", 12}, {msg, strlen(msg)}},
+        };
+        torii_proxy__local(pc, 200, "application/grpc", NULL, 0, h, 2, 0);
+        return;
+    }
     torii_proxy__local_error(pc, status, msg, 0);
 }
 
@@ -143,7 +192,7 @@ void torii_proxy__up_trouble(struct proxy_conn *pc)
 
     if (pc->up_eof && x->rs == RS_BODY && x->resp_body == TORII_HTTP_BODY_EOF) {
         struct evbuffer *out = torii_stream_output(pc->st);
-        if (evbuffer_get_length(torii_stream_input(up->st)) > 0) {
+        if (evbuffer_get_length(torii_proxy__up_in(up)) > 0) {
             return; /* still data to move first */
         }
         if (x->out == TORII_PROXY_OUT_CHUNKED) {
@@ -157,7 +206,7 @@ void torii_proxy__up_trouble(struct proxy_conn *pc)
         torii_proxy__resp_complete(pc);
         return;
     }
-    if (pc->up_eof && x->rs != RS_NONE && evbuffer_get_length(torii_stream_input(up->st)) > 0) {
+    if (pc->up_eof && x->rs != RS_NONE && evbuffer_get_length(torii_proxy__up_in(up)) > 0) {
         return; /* move what arrived before the EOF first (the client may be slow) */
     }
     started = torii_http_parser_started(up->parser) || x->resp_started;

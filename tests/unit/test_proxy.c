@@ -110,6 +110,52 @@ static void test_routes_bad_config_names_route_and_key(void **state)
 
 /* "*": the default route, for any host no other route names (IP addresses, unlisted
  * names, no SNI); exact names and one-label wildcards come first. */
+/* backend.protocol and backend.h2_connections (HTTP/2 towards backends). */
+static void test_routes_backend_protocol(void **state)
+{
+    struct torii_routes *r = NULL;
+    struct torii_errbuf eb = {{0}};
+    const struct torii_route *m;
+
+    (void)state;
+    assert_int_equal(
+        testroutes_compile_json(
+            "[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"]}},"
+            " {\"hosts\":[\"b.test\"],\"backend\":{\"targets\":[\"http://127.0.0.1:2\"],"
+            "\"protocol\":\"h2c\",\"h2_connections\":3}},"
+            " {\"hosts\":[\"c.test\"],\"backend\":{\"targets\":[\"https://127.0.0.1:3\"],"
+            "\"protocol\":\"h2\"}}]",
+            &r, &eb),
+        TORII_OK);
+    m = torii_routes_match(r, "a.test", 6);
+    assert_int_equal(m->backend.protocol, TORII_ROUTE_HTTP1);
+    m = torii_routes_match(r, "b.test", 6);
+    assert_int_equal(m->backend.protocol, TORII_ROUTE_H2C);
+    assert_int_equal(m->backend.h2_connections, 3);
+    m = torii_routes_match(r, "c.test", 6);
+    assert_int_equal(m->backend.protocol, TORII_ROUTE_H2);
+    assert_int_equal(m->backend.h2_connections, 2);
+    torii_routes_free(r);
+    expect_error("[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"],"
+                 "\"protocol\":\"http2\"}}]",
+                 "routes[0].backend.protocol: expected \"http1\", \"h2\" or \"h2c\"");
+    expect_error("[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"],"
+                 "\"protocol\":2}}]",
+                 "routes[0].backend.protocol");
+    expect_error("[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"],"
+                 "\"protocol\":\"h2\"}}]",
+                 "routes[0].backend.targets[0]: protocol \"h2\" needs https:// targets");
+    expect_error("[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"https://127.0.0.1:1\"],"
+                 "\"protocol\":\"h2c\"}}]",
+                 "routes[0].backend.targets[0]: protocol \"h2c\" needs http:// targets");
+    expect_error("[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"],"
+                 "\"protocol\":\"h2c\",\"h2_connections\":0}}]",
+                 "routes[0].backend.h2_connections: expected an integer in 1..64");
+    expect_error("[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"],"
+                 "\"h2_connections\":2}}]",
+                 "routes[0].backend.h2_connections: only with protocol");
+}
+
 static void test_routes_default_route(void **state)
 {
     struct torii_routes *r = NULL;
@@ -495,6 +541,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routes_match_exact_before_wildcard),
         cmocka_unit_test(test_routes_bad_config_names_route_and_key),
+        cmocka_unit_test(test_routes_backend_protocol),
         cmocka_unit_test(test_routes_default_route),
         cmocka_unit_test(test_routes_config_errors_not_silent),
         cmocka_unit_test(test_host_parse_validates_and_normalizes),
