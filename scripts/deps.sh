@@ -9,6 +9,8 @@ pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansso
       dpkg-dev man-db systemd
       # PyJWT for the JWT interoperability test (run with /usr/bin/python3)
       python3-jwt python3-cryptography
+      # the WebSocket client and echo backend of test_websocket.sh (/usr/bin/python3)
+      python3-websockets
       # testssl.sh (with dnsutils, bsdextrautils) runs the TLS scan test; iproute2's `ip`
       # brings up loopback in that test's own network namespace
       testssl.sh iproute2

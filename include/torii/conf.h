@@ -148,6 +148,7 @@ struct torii_config {
     size_t admin_max_body;               /* 8 MiB */
     uint32_t header_timeout_ms;          /* 10000 */
     uint32_t idle_timeout_ms;            /* 60000 */
+    uint32_t tunnel_idle_timeout_ms;     /* 300000: upgraded connection without a byte; 0: none */
     uint32_t max_conns_per_worker;       /* 20000 */
     unsigned renewal_interval_s;         /* 3600; 0 = renew on demand only */
     unsigned renewal_threshold_pct;      /* renew in the last N% of the validity (20) */

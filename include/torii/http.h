@@ -119,6 +119,10 @@ int torii_http_parser_new_response(const struct torii_http_limits *lim,
                                    struct torii_http_parser **out) TORII_MUST_USE;
 /** Response mode: the next response answers a HEAD request (no body whatever its framing). */
 void torii_http_parser_set_no_body(struct torii_http_parser *p, int on);
+/** Response mode: the next response answers a request that asked for a protocol switch
+ * (Upgrade): a 101 is then a complete response without body (DONE, not interim, keep_alive
+ * 0); the bytes after its head belong to the new protocol and are never fed. */
+void torii_http_parser_allow_switch(struct torii_http_parser *p, int on);
 /** Response mode: the current response head, valid from HEAD (or DONE) until
  * torii_http_parser_next(); trailers only at DONE. NULL before the head is complete. */
 const struct torii_http_resp *torii_http_parser_resp(const struct torii_http_parser *p);

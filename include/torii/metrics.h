@@ -26,6 +26,12 @@
       "Connections currently open on the public listeners")                                        \
     X(TORII_METRIC_CONN_NO_REQUEST, "torii_connections_without_request_total", "", "counter",      \
       "Connections on the public listeners closed without any request (none, or empty lines)")     \
+    X(TORII_METRIC_TUNNELS_OPEN, "torii_tunnels_open", "", "gauge",                                \
+      "Upgraded connections (WebSocket...) currently tunnelled")                                   \
+    X(TORII_METRIC_TUNNELS, "torii_tunnels_total", "", "counter",                                  \
+      "Upgraded connections tunnelled since start")                                                \
+    X(TORII_METRIC_TUNNELS_IDLE, "torii_tunnels_idle_closed_total", "", "counter",                 \
+      "Tunnels closed by limits.tunnel_idle_timeout_ms")                                           \
     X(TORII_METRIC_HTTP_1XX, "torii_http_requests_total", "class=\"1xx\"", "counter",              \
       "HTTP requests answered, by status class")                                                   \
     X(TORII_METRIC_HTTP_2XX, "torii_http_requests_total", "class=\"2xx\"", "counter", "")          \

@@ -82,6 +82,8 @@ struct torii_route {
     struct torii_route_backend backend;
     struct torii_route_client_auth client_auth;
     struct torii_route_jwt *jwt; /* routes[].jwt (jwtroute.h), NULL: none */
+    char **upgrades;             /* routes[].upgrades: lower-cased tokens (["websocket"]) */
+    size_t n_upgrades;
 };
 
 struct torii_routes;
@@ -146,7 +148,8 @@ struct torii_proxy_fwd {
     uint64_t body_length;
     const struct torii_slice *drop; /* more client fields to drop (case-insensitive names) */
     size_t n_drop;
-    struct torii_slice extra; /* "Name: value\r\n" lines appended as they are (routes[].jwt) */
+    struct torii_slice extra;   /* "Name: value\r\n" lines appended as they are (routes[].jwt) */
+    struct torii_slice upgrade; /* protocol to ask for (Connection: upgrade), empty: none */
 };
 
 /** Append the upstream request head for req to out, in one pass into one reserved region:
@@ -159,6 +162,30 @@ struct torii_proxy_fwd {
 int torii_proxy_req_head_write(struct evbuffer *out, const struct torii_http_req *req,
                                const struct torii_proxy_fwd *fwd) TORII_MUST_USE;
 
+/** What to do with the Upgrade field of a request (RFC 9110 section 7.8). */
+enum torii_proxy_upgrade {
+    TORII_PROXY_UPGRADE_NONE = 0, /* none asked (or only h2c, never forwarded): a plain request */
+    TORII_PROXY_UPGRADE_FORWARD,  /* forward with Connection: upgrade + Upgrade: token */
+    TORII_PROXY_UPGRADE_REFUSE,   /* answer status with msg, close the connection */
+};
+
+struct torii_proxy_upgrade_verdict {
+    enum torii_proxy_upgrade what;
+    struct torii_slice token; /* FORWARD: the protocol, into the request head */
+    int websocket;            /* FORWARD: the token is "websocket" */
+    int status;               /* REFUSE: 400 */
+    char msg[160];            /* REFUSE: names the offending field or token */
+};
+
+/** Decide the upgrade of req (body: its framing) on a route allowing the allowed[] tokens
+ * (lower-case; matched case-insensitively): h2c is dropped from every offer; a remaining
+ * protocol must be a single token the route allows, listed in Connection, asked by an
+ * HTTP/1.1 request without a body; websocket also needs method GET, a Sec-WebSocket-Key of
+ * 16 bytes in base64 and a Sec-WebSocket-Version (RFC 6455 section 4.1). Pure. */
+void torii_proxy_upgrade_decide(const struct torii_http_req *req, enum torii_http_body_kind body,
+                                char *const *allowed, size_t n_allowed,
+                                struct torii_proxy_upgrade_verdict *v);
+
 /** How the proxy frames a response body towards the client. */
 enum torii_proxy_out_framing {
     TORII_PROXY_OUT_NONE = 0, /* no body: the upstream's Content-Length kept (HEAD, 304) */
@@ -169,7 +196,8 @@ enum torii_proxy_out_framing {
 
 /** Append the client response head for resp: status line in HTTP/1.1, every field but the
  * hop-by-hop ones and the upstream's framing, then our framing and Connection (close, or
- * keep-alive for an HTTP/1.0 client). TORII_OK or TORII_ENOMEM. */
+ * keep-alive for an HTTP/1.0 client); a 101 gets no framing, the upstream's Upgrade and
+ * Connection: upgrade instead. TORII_OK or TORII_ENOMEM. */
 int torii_proxy_resp_head_write(struct evbuffer *out, const struct torii_http_resp *resp,
                                 enum torii_proxy_out_framing framing, uint64_t length, int close,
                                 int client_minor) TORII_MUST_USE;

@@ -96,6 +96,11 @@ int torii_stream_flush(struct torii_stream *s) TORII_MUST_USE;
  * nothing. */
 void torii_stream_shutdown(struct torii_stream *s);
 
+/** Half-close: no more output after what is queued so far. TLS: close_notify (as
+ * torii_stream_shutdown); plain: shutdown(SHUT_WR) once the output is sent. Reading goes on.
+ * Takes effect at the next flush. */
+void torii_stream_shutdown_write(struct torii_stream *s);
+
 /** The SSL object (NULL for plain streams); still owned by the stream. */
 SSL *torii_stream_ssl(const struct torii_stream *s);
 

@@ -51,6 +51,7 @@ static void conf_defaults(struct torii_config *c)
     c->admin_max_body = (size_t)8 << 20;
     c->header_timeout_ms = 10000;
     c->idle_timeout_ms = 60000;
+    c->tunnel_idle_timeout_ms = 300000;
     c->max_conns_per_worker = 20000;
     c->renewal_interval_s = 3600;
     c->renewal_threshold_pct = 20;
@@ -110,6 +111,7 @@ static const struct conf_key conf_keys[] = {
     {"limits.max_body", CONF_SIZE, OFF(max_body), (unsigned long long)1 << 40},
     {"limits.header_timeout_ms", CONF_MS, OFF(header_timeout_ms), 3600000},
     {"limits.idle_timeout_ms", CONF_MS, OFF(idle_timeout_ms), 3600000},
+    {"limits.tunnel_idle_timeout_ms", CONF_MS, OFF(tunnel_idle_timeout_ms), 86400000},
     {"limits.max_conns_per_worker", CONF_MS, OFF(max_conns_per_worker), 1000000},
     {"renewal.interval_s", CONF_UINT, OFF(renewal_interval_s), 86400 * 30},
     {"renewal.threshold_pct", CONF_UINT, OFF(renewal_threshold_pct), 99},

@@ -56,8 +56,9 @@ struct field_store {
 struct torii_http_parser {
     llhttp_t ll;
     struct torii_http_limits lim;
-    int response; /* parses responses (HTTP_RESPONSE) */
-    int no_body;  /* response mode: the request was HEAD */
+    int response;     /* parses responses (HTTP_RESPONSE) */
+    int no_body;      /* response mode: the request was HEAD */
+    int allow_switch; /* response mode: the request asked for a protocol switch (101 ok) */
 
     /* Section scanner. */
     enum scan_mode mode;
@@ -752,8 +753,13 @@ static int resp_policy(struct torii_http_parser *p)
             conn_keep |= has_token(h->value, "keep-alive");
         }
     }
-    if (r->status == 101) {
+    if (r->status == 101 && !p->allow_switch) {
         return parser_fail(p, 502, "protocol switch not requested");
+    }
+    if (r->status == 101) {
+        r->keep_alive = 0; /* the connection now carries the other protocol */
+        p->body_kind = TORII_HTTP_BODY_NONE;
+        return 1;
     }
     if (r->status < 100 || r->status > 599) {
         return parser_fail(p, 502, "invalid status code from upstream");
@@ -1015,6 +1021,11 @@ int torii_http_parser_new_response(const struct torii_http_limits *lim,
 void torii_http_parser_set_no_body(struct torii_http_parser *p, int on)
 {
     p->no_body = on;
+}
+
+void torii_http_parser_allow_switch(struct torii_http_parser *p, int on)
+{
+    p->allow_switch = on;
 }
 
 const struct torii_http_resp *torii_http_parser_resp(const struct torii_http_parser *p)

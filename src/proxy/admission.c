@@ -393,6 +393,9 @@ static void dispatch_route(struct proxy_conn *pc, const struct torii_http_req *r
     if (x->route->jwt != NULL && pc_jwt(pc, req) != 0) {
         return;
     }
+    if (torii_proxy__upgrade_admit(pc, req) != 0) {
+        return;
+    }
     x->target = torii_proxy__target_pick(pc->pw, x->route);
     if (torii_proxy__forward(pc, req, host, 1) != TORII_OK) {
         torii_proxy__up_release(pc, 0);

@@ -16,14 +16,15 @@ struct hdr_tokens {
     size_t n;
 };
 
-/* Collect the field names listed in every Connection field. */
-static void hdr_conn_tokens(const struct torii_http_header *h, size_t n, struct hdr_tokens *out)
+/* Collect the comma-separated tokens of every field called name. */
+static void hdr_list_tokens(const struct torii_http_header *h, size_t n, const char *name,
+                            struct hdr_tokens *out)
 {
     out->n = 0;
     for (size_t i = 0; i < n; i++) {
         struct torii_slice v = h[i].value;
         size_t j = 0;
-        if (!torii_slice_eq_ci(h[i].name, "Connection")) {
+        if (!torii_slice_eq_ci(h[i].name, name)) {
             continue;
         }
         while (j < v.len) {
@@ -47,6 +48,12 @@ static void hdr_conn_tokens(const struct torii_http_header *h, size_t n, struct 
             }
         }
     }
+}
+
+/* Collect the field names listed in every Connection field. */
+static void hdr_conn_tokens(const struct torii_http_header *h, size_t n, struct hdr_tokens *out)
+{
+    hdr_list_tokens(h, n, "Connection", out);
 }
 
 static int hdr_eq(struct torii_slice a, struct torii_slice b)
@@ -266,6 +273,10 @@ static void req_head_emit(struct hdr_out *o, const struct torii_http_req *req,
     } else if (fwd->body == TORII_HTTP_BODY_CHUNKED) {
         out_str(o, "Transfer-Encoding: chunked\r\n");
     }
+    if (fwd->upgrade.len > 0) {
+        out_str(o, "Connection: upgrade\r\n");
+        out_field(o, "Upgrade", fwd->upgrade);
+    }
     out_str(o, "X-Forwarded-For: ");
     out_slice(o, ip);
     out_str(o, "\r\nX-Forwarded-Proto: ");
@@ -331,6 +342,17 @@ int torii_proxy_req_head_write(struct evbuffer *out, const struct torii_http_req
     return evbuffer_commit_space(out, &v, 1) == 0 ? TORII_OK : TORII_ENOMEM;
 }
 
+static const struct torii_slice *hdr_find(const struct torii_http_header *h, size_t n,
+                                          const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (torii_slice_eq_ci(h[i].name, name)) {
+            return &h[i].value;
+        }
+    }
+    return NULL;
+}
+
 static void resp_head_emit(struct hdr_out *o, const struct torii_http_resp *resp,
                            enum torii_proxy_out_framing framing, uint64_t length, int close,
                            int client_minor, const struct hdr_tokens *tok)
@@ -348,7 +370,7 @@ static void resp_head_emit(struct hdr_out *o, const struct torii_http_resp *resp
         const struct torii_http_header *h = &resp->headers[i];
         if (hdr_hop(h->name, tok)) {
             /* HEAD and 304: the upstream's Content-Length describes the representation. */
-            if (!(framing == TORII_PROXY_OUT_NONE && resp->status != 204
+            if (!(framing == TORII_PROXY_OUT_NONE && resp->status != 204 && resp->status != 101
                   && torii_slice_eq_ci(h->name, "Content-Length"))) {
                 continue;
             }
@@ -365,7 +387,13 @@ static void resp_head_emit(struct hdr_out *o, const struct torii_http_resp *resp
     } else if (framing == TORII_PROXY_OUT_CHUNKED) {
         out_str(o, "Transfer-Encoding: chunked\r\n");
     }
-    if (close) {
+    if (resp->status == 101) {
+        const struct torii_slice *up = hdr_find(resp->headers, resp->n_headers, "Upgrade");
+        if (up != NULL) {
+            out_field(o, "Upgrade", *up);
+        }
+        out_str(o, "Connection: upgrade\r\n");
+    } else if (close) {
         out_str(o, "Connection: close\r\n");
     } else if (client_minor == 0) {
         out_str(o, "Connection: keep-alive\r\n");
@@ -477,4 +505,106 @@ int torii_proxy_host_parse(struct torii_slice host, char *out)
     }
     out[n] = '\0';
     return (int)n;
+}
+
+/* ---- upgrades (RFC 9110 section 7.8, RFC 6455 section 4.1) ------------------------------ */
+
+/* Refused with "<pre><token, cut at 40><post>". */
+static void upg_refuse(struct torii_proxy_upgrade_verdict *v, const char *pre,
+                       struct torii_slice tok, const char *post)
+{
+    v->what = TORII_PROXY_UPGRADE_REFUSE;
+    v->status = 400;
+    (void)snprintf(v->msg, sizeof(v->msg), "%s%.*s%s", pre, (int)(tok.len < 40 ? tok.len : 40),
+                   tok.ptr, post);
+}
+
+static int upg_listed(struct torii_slice tok, char *const *allowed, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct torii_slice a = {allowed[i], strlen(allowed[i])};
+        if (hdr_eq(tok, a)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Sec-WebSocket-Key: 16 bytes in base64, 22 characters and "==". */
+static int upg_ws_key_ok(const struct torii_slice *k)
+{
+    if (k == NULL || k->len != 24 || k->ptr[22] != '=' || k->ptr[23] != '=') {
+        return 0;
+    }
+    for (size_t i = 0; i < 22; i++) {
+        unsigned char c = (unsigned char)k->ptr[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '+'
+              || c == '/')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The opening handshake of a WebSocket client: 0, or refused in v. */
+static int upg_ws_check(const struct torii_http_req *req, struct torii_proxy_upgrade_verdict *v)
+{
+    struct torii_slice m = {req->method, strlen(req->method)};
+    struct torii_slice none = {"", 0};
+
+    if (strcmp(req->method, "GET") != 0) {
+        upg_refuse(v, "WebSocket handshake: method ", m, " (must be GET)");
+        return -1;
+    }
+    if (!upg_ws_key_ok(torii_http_req_header(req, "Sec-WebSocket-Key"))) {
+        upg_refuse(v, "WebSocket handshake: missing or invalid Sec-WebSocket-Key", none, "");
+        return -1;
+    }
+    if (torii_http_req_header(req, "Sec-WebSocket-Version") == NULL) {
+        upg_refuse(v, "WebSocket handshake: missing Sec-WebSocket-Version", none, "");
+        return -1;
+    }
+    return 0;
+}
+
+void torii_proxy_upgrade_decide(const struct torii_http_req *req, enum torii_http_body_kind body,
+                                char *const *allowed, size_t n_allowed,
+                                struct torii_proxy_upgrade_verdict *v)
+{
+    struct hdr_tokens t;
+    struct torii_slice tok = {"", 0};
+    struct torii_slice upgrade = {"upgrade", 7};
+    size_t n = 0;
+    int listed = 0;
+
+    memset(v, 0, sizeof(*v));
+    hdr_list_tokens(req->headers, req->n_headers, "Upgrade", &t);
+    for (size_t i = 0; i < t.n; i++) {
+        if (!torii_slice_eq_ci(t.t[i], "h2c")) { /* never: HTTP/2 is offered by ALPN only */
+            tok = t.t[i];
+            n++;
+        }
+    }
+    if (n == 0) {
+        return;
+    }
+    hdr_conn_tokens(req->headers, req->n_headers, &t);
+    for (size_t i = 0; i < t.n; i++) {
+        listed |= hdr_eq(t.t[i], upgrade);
+    }
+    if (n > 1) {
+        upg_refuse(v, "Upgrade: more than one protocol offered (", tok, " and others)");
+    } else if (!upg_listed(tok, allowed, n_allowed)) {
+        upg_refuse(v, "Upgrade: protocol '", tok, "' is not allowed on this route");
+    } else if (!listed) {
+        upg_refuse(v, "Upgrade: '", tok, "' without Connection: upgrade");
+    } else if (req->version_minor != 1) {
+        upg_refuse(v, "Upgrade: '", tok, "' in an HTTP/1.0 request");
+    } else if (body != TORII_HTTP_BODY_NONE) {
+        upg_refuse(v, "Upgrade: '", tok, "' in a request with a body");
+    } else if (!torii_slice_eq_ci(tok, "websocket") || upg_ws_check(req, v) == 0) {
+        v->what = TORII_PROXY_UPGRADE_FORWARD;
+        v->token = tok;
+        v->websocket = torii_slice_eq_ci(tok, "websocket");
+    }
 }

@@ -367,6 +367,9 @@ static int pump_resp_done(struct proxy_conn *pc, struct evbuffer *out)
         torii_http_parser_set_no_body(pc->up->parser, x->head_req);
         return TORII_OK;
     }
+    if (resp->status == 101) {
+        return torii_proxy__tunnel_begin(pc); /* switched protocols: no message end */
+    }
     if (x->rs == RS_HEAD && pc_resp_head(pc) != TORII_OK) {
         return TORII_ENOMEM;
     }

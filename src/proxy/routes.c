@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
@@ -471,9 +472,63 @@ static int routes_hosts(json_t *hosts, struct torii_route *r, const char *where,
     return TORII_OK;
 }
 
+/* upgrades (v, NULL: absent): the protocols an HTTP/1.1 Upgrade may switch to, lower-cased;
+ * ["websocket"] by default, [] for none; h2c never (HTTP/2 is offered by ALPN only); none
+ * towards an HTTP/2 backend (an error when asked for). */
+static int routes_upgrades(json_t *v, struct torii_route *r, const char *where,
+                           struct torii_errbuf *eb)
+{
+    size_t n = v != NULL ? json_array_size(v) : 1;
+
+    if (v != NULL && !json_is_array(v)) {
+        return torii_errf(eb, TORII_EINVAL, "%s.upgrades: expected an array of protocol names",
+                          where);
+    }
+    if (r->backend.protocol != TORII_ROUTE_HTTP1 && n > 0) {
+        if (v == NULL) { /* the default: none towards an HTTP/2 backend */
+            r->upgrades = torii_xcalloc(1, sizeof(char *));
+            return TORII_OK;
+        }
+        return torii_errf(eb, TORII_EINVAL,
+                          "%s.upgrades: an HTTP/1.1 Upgrade cannot be carried to an HTTP/2 "
+                          "backend (backend.protocol h2/h2c): use []",
+                          where);
+    }
+    r->upgrades = torii_xcalloc(n + 1, sizeof(char *));
+    if (v == NULL) {
+        r->upgrades[r->n_upgrades++] = torii_xstrdup("websocket");
+        return TORII_OK;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *t = json_string_value(json_array_get(v, i));
+        size_t len = t != NULL ? strlen(t) : 0;
+        if (len == 0 || len > 64
+            || strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                         "0123456789!#$%&'*+-.^_`|~/")
+                   != len) {
+            return torii_errf(eb, TORII_EINVAL,
+                              "%s.upgrades[%zu]: expected a protocol name (a token, e.g. "
+                              "\"websocket\")",
+                              where, i);
+        }
+        if (strcasecmp(t, "h2c") == 0) {
+            return torii_errf(eb, TORII_EINVAL,
+                              "%s.upgrades[%zu]: h2c is never forwarded (HTTP/2 is offered by "
+                              "ALPN only)",
+                              where, i);
+        }
+        r->upgrades[r->n_upgrades] = torii_xstrdup(t);
+        for (char *c = r->upgrades[r->n_upgrades]; *c != '\0'; c++) {
+            *c = (*c >= 'A' && *c <= 'Z') ? (char)(*c - 'A' + 'a') : *c;
+        }
+        r->n_upgrades++;
+    }
+    return TORII_OK;
+}
+
 static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, struct torii_errbuf *eb)
 {
-    static const char *const keys[] = {"hosts", "backend", "client_auth", "jwt", NULL};
+    static const char *const keys[] = {"hosts", "backend", "client_auth", "jwt", "upgrades", NULL};
     char where[64];
     char w[96];
     json_t *v;
@@ -500,6 +555,7 @@ static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, stru
         (void)snprintf(w, sizeof(w), "%s.jwt", where);
         TORII_TRY(torii_route_jwt_parse(v, r->index, w, &r->jwt, eb));
     }
+    rc = routes_upgrades(json_object_get(jr, "upgrades"), r, where, eb);
 out:
     return rc;
 }
@@ -634,6 +690,10 @@ void torii_routes_free(struct torii_routes *rt)
         torii_tls_trust_free(r->client_auth.policy.trust);
         torii_tls_upstream_free(r->backend.tls_ctx);
         torii_route_jwt_free(r->jwt);
+        for (size_t j = 0; j < r->n_upgrades; j++) {
+            free(r->upgrades[j]);
+        }
+        free(r->upgrades);
     }
     free(rt->routes);
     free(rt->hosts);

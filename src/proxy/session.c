@@ -44,6 +44,7 @@
 #include "torii/mem.h"
 #include "torii/metrics.h"
 #include "torii/stream.h"
+#include "tunnel.h"
 
 static void pc_set_read(struct proxy_conn *pc, int on)
 {
@@ -355,9 +356,18 @@ static void pc_step(struct proxy_conn *pc)
     struct evbuffer *in = torii_stream_input(pc->st);
     struct evbuffer *out = torii_stream_output(pc->st);
 
+    if (pc->phase == PH_TUNNEL) {
+        if (!pc->dead) {
+            torii_proxy__tunnel_h1_step(pc);
+        }
+        return;
+    }
     pc_pump_client(pc);
     if (!pc->dead && pc->up != NULL && pc->x.rs != RS_NONE) {
         torii_proxy__pump_resp(pc);
+    }
+    if (pc->phase == PH_TUNNEL) {
+        return; /* switched by the response just read: the next pass pumps (pc->again) */
     }
     if (!pc->dead && pc->up != NULL && (pc->up_eof || pc->up_err || pc->up_timeout)) {
         torii_proxy__up_trouble(pc);
@@ -403,6 +413,8 @@ static void pc_close(struct proxy_conn *pc)
 
     /* Counted whatever the access_log setting (torii_proxy__access_log counts, then logs if asked).
      */
+    torii_proxy__tunnel_free(pc->tun);
+    pc->tun = NULL;
     if (pc->x.active) {
         torii_proxy__access_log(pc);
     }
@@ -511,6 +523,10 @@ static void pc_cb(struct torii_stream *st, int what, void *arg)
     struct proxy_conn *pc = arg;
 
     (void)st;
+    if (pc->phase == PH_TUNNEL) {
+        torii_proxy__tunnel_h1_event(pc, 0, what); /* may free pc */
+        return;
+    }
     if (what & TORII_STREAM_EOF) {
         pc->peer_eof = 1;
     }
@@ -659,15 +675,22 @@ void torii_proxy__worker_drain(struct proxy_worker *pw, int mode)
 unsigned torii_proxy__worker_clear(struct proxy_worker *pw)
 {
     unsigned cut = 0;
+    unsigned tunnels = 0;
 
     while (pw->conns != NULL) {
         struct proxy_conn *pc = pw->conns;
-        if (pc->x.active || pc->phase != PH_HEAD
-            || (pc->rp != NULL && torii_http_parser_started(pc->rp))) {
+        if (pc->phase == PH_TUNNEL) {
+            tunnels++; /* long-lived by nature: closed at the deadline, not a cut request */
+        } else if (pc->x.active || pc->phase != PH_HEAD
+                   || (pc->rp != NULL && torii_http_parser_started(pc->rp))) {
             cut++; /* a request in flight, cut off */
         }
         pc->x.active = 0; /* no access log line at shutdown */
         pc_close(pc);
+    }
+    if (tunnels > 0) {
+        torii_log(TORII_LOG_NOTICE, "proxy: %u tunnel%s closed at the drain deadline", tunnels,
+                  tunnels == 1 ? "" : "s");
     }
     torii_proxy__pool_clear(pw);
     TORII_FREE(pw->targets);

@@ -48,6 +48,7 @@ enum pc_phase {
     PH_CLOSING,  /* last bytes queued; close once written */
     PH_LOCAL,    /* buffering the body of a request torii answers itself */
     PH_DRAIN,    /* answered: dropping the rest of the request body */
+    PH_TUNNEL,   /* switched protocols (101): the bytes go through pc->tun (tunnel_h1.c) */
 };
 
 enum rs_phase {
@@ -67,6 +68,7 @@ enum pc_timer {
 };
 
 struct h2up_stream;
+struct proxy_tunnel;
 
 struct proxy_upstream {
     struct proxy_worker *pw;
@@ -112,6 +114,7 @@ struct proxy_exch {
     struct torii_slice path;
     struct torii_slice referer; /* combined access log format */
     struct torii_slice ua;
+    struct torii_slice upgrade; /* the protocol asked for upstream (Upgrade), empty: none */
 };
 
 struct proxy_conn {
@@ -120,6 +123,7 @@ struct proxy_conn {
     struct torii_stream *st;
     struct torii_http_parser *rp;
     struct proxy_upstream *up;
+    struct proxy_tunnel *tun; /* PH_TUNNEL: client <-> upstream */
     struct event *timer;
     enum pc_timer tmode;
     int64_t t_deadline_us; /* when tmode expires */
@@ -231,6 +235,19 @@ void torii_proxy__drain_stop(struct proxy_conn *pc);
 void torii_proxy__pump_resp(struct proxy_conn *pc);
 /** The response is complete: end the exchange (upstream pooled when it can be). */
 void torii_proxy__resp_complete(struct proxy_conn *pc);
+
+/* ---- tunnel_h1.c: HTTP/1.1 protocol switches ---- */
+
+/** Check the request's Upgrade against the route (before forwarding): 0 with x.upgrade set
+ * (or empty: a plain request), or -1 when refused (answered, the connection closes). */
+int torii_proxy__upgrade_admit(struct proxy_conn *pc, const struct torii_http_req *req);
+/** The upstream answered 101 to the current exchange: the 101 to the client and PH_TUNNEL
+ * (or 502 when it switched to something not asked for). TORII_OK or TORII_ENOMEM. */
+int torii_proxy__tunnel_begin(struct proxy_conn *pc) TORII_MUST_USE;
+/** PH_TUNNEL, from the state machine's step: pump (EOFs seen so far passed on). */
+void torii_proxy__tunnel_h1_step(struct proxy_conn *pc);
+/** PH_TUNNEL: an event of the client (upstream 0) or upstream stream; may free pc. */
+void torii_proxy__tunnel_h1_event(struct proxy_conn *pc, int upstream, int what);
 
 /* ---- pool.c ---- */
 

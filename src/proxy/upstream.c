@@ -128,6 +128,7 @@ int torii_proxy__forward(struct proxy_conn *pc, const struct torii_http_req *req
         }
     }
     fwd.body = x->req_body;
+    fwd.upgrade = x->upgrade;
     fwd.body_length = x->req_len;
     if (x->route->jwt != NULL) {
         fwd.drop = torii_route_jwt_drop(x->route->jwt, &fwd.n_drop);
@@ -137,6 +138,7 @@ int torii_proxy__forward(struct proxy_conn *pc, const struct torii_http_req *req
         return TORII_ENOMEM;
     }
     torii_http_parser_set_no_body(pc->up->parser, x->head_req);
+    torii_http_parser_allow_switch(pc->up->parser, x->upgrade.len > 0);
     x->rs = RS_HEAD;
     if (x->tu0_us == 0) {
         x->tu0_us = torii_clock_mono_us();
@@ -241,6 +243,10 @@ static void up_cb(struct torii_stream *st, int what, void *arg)
     struct proxy_conn *pc = up->pc;
 
     (void)st;
+    if (pc->phase == PH_TUNNEL) {
+        torii_proxy__tunnel_h1_event(pc, 1, what); /* may free pc */
+        return;
+    }
     if (what & TORII_STREAM_CONNECTED) {
         up->connected = 1;
         torii_proxy__up_timeouts(pc);

@@ -59,6 +59,8 @@ struct torii_stream {
     unsigned outbound : 1;    /* made by torii_stream_connect */
     unsigned shut : 1;        /* close_notify wanted after the output */
     unsigned shut_sent : 1;   /* close_notify queued */
+    unsigned wshut : 1;       /* plain: FIN wanted after the output (half-close) */
+    unsigned wshut_sent : 1;  /* plain: shutdown(SHUT_WR) done */
     unsigned rd_max : 1;      /* the last read stopped at ST_READ_MAX */
 };
 
@@ -294,6 +296,10 @@ int torii_stream_flush(struct torii_stream *s)
     }
     if (s->ssl == NULL) {
         blocked = st_send(s, s->out);
+        if (blocked == 0 && s->wshut && !s->wshut_sent) {
+            s->wshut_sent = 1;
+            (void)shutdown(s->fd, SHUT_WR); /* the peer may be gone: nothing to tell it */
+        }
     } else {
         int rc = TORII_OK;
         /* Encrypt up to ST_TLS_OUT ahead, send, again, until sent, blocked or stalled. */
@@ -773,6 +779,12 @@ void torii_stream_set_lowat(struct torii_stream *s, size_t lowat)
 void torii_stream_shutdown(struct torii_stream *s)
 {
     s->shut = s->ssl != NULL ? 1 : 0;
+}
+
+void torii_stream_shutdown_write(struct torii_stream *s)
+{
+    s->shut = s->ssl != NULL ? 1 : 0;
+    s->wshut = s->ssl == NULL ? 1 : 0;
 }
 
 SSL *torii_stream_ssl(const struct torii_stream *s)

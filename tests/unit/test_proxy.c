@@ -135,6 +135,18 @@ static void test_routes_backend_protocol(void **state)
     m = torii_routes_match(r, "c.test", 6);
     assert_int_equal(m->backend.protocol, TORII_ROUTE_H2);
     assert_int_equal(m->backend.h2_connections, 2);
+    /* no HTTP/1.1 Upgrade towards an HTTP/2 backend: none by default, an error when asked */
+    assert_int_equal(m->n_upgrades, 0);
+    assert_int_equal(torii_routes_match(r, "a.test", 6)->n_upgrades, 1);
+    torii_routes_free(r);
+    expect_error("[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"http://127.0.0.1:1\"],"
+                 "\"protocol\":\"h2c\"},\"upgrades\":[\"websocket\"]}]",
+                 "routes[0].upgrades: an HTTP/1.1 Upgrade cannot be carried to an HTTP/2 backend");
+    assert_int_equal(
+        testroutes_compile_json("[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"http://"
+                                "127.0.0.1:1\"],\"protocol\":\"h2c\"},\"upgrades\":[]}]",
+                                &r, &eb),
+        TORII_OK);
     torii_routes_free(r);
     expect_error("[{\"hosts\":[\"a.test\"],\"backend\":{\"targets\":[\"127.0.0.1:1\"],"
                  "\"protocol\":\"http2\"}}]",
