@@ -76,6 +76,9 @@ void torii_daemon_notify(const char *msg);
  * when the table of beats is full. */
 int torii_daemon_beat_attach(struct torii_daemon *d, struct event_base *base, const char *name,
                              struct torii_daemon_beat **out) TORII_MUST_USE;
+/** The beat's loop has returned (a drained worker whose siblings still serve): stop checking
+ * it. The loop's own thread, after its loop; NULL accepted. */
+void torii_daemon_beat_ended(struct torii_daemon_beat *b);
 /** Free the beat's timer and stop checking it (after its loop ended); NULL accepted. */
 void torii_daemon_beat_detach(struct torii_daemon_beat *b);
 

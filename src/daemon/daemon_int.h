@@ -15,6 +15,7 @@ struct torii_daemon_beat {
     struct torii_daemon *owner;
     struct event *ev;       /* on the beat's loop; NULL once detached */
     _Atomic uint64_t count; /* bumped by the loop's timer */
+    _Atomic int ended;      /* set by the loop's thread once its loop has returned */
     uint64_t seen;          /* main thread: count at the previous check */
     int active;             /* main thread: checked */
     char name[DAEMON_NAME_MAX];

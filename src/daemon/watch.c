@@ -170,6 +170,7 @@ int torii_daemon_beat_attach(struct torii_daemon *d, struct event_base *base, co
         return TORII_ENOMEM;
     }
     atomic_init(&b->count, 0);
+    atomic_init(&b->ended, 0);
     b->seen = 0;
     b->active = 1;
     if (slot == d->n_beats) {
@@ -177,6 +178,13 @@ int torii_daemon_beat_attach(struct torii_daemon *d, struct event_base *base, co
     }
     *out = b;
     return TORII_OK;
+}
+
+void torii_daemon_beat_ended(struct torii_daemon_beat *b)
+{
+    if (b != NULL) {
+        atomic_store_explicit(&b->ended, 1, memory_order_release);
+    }
 }
 
 void torii_daemon_beat_detach(struct torii_daemon_beat *b)
@@ -199,8 +207,8 @@ static const struct torii_daemon_beat *daemon_check_beats(struct torii_daemon *d
     for (size_t i = 0; i < d->n_beats; i++) {
         struct torii_daemon_beat *b = &d->beats[i];
         uint64_t now = atomic_load_explicit(&b->count, memory_order_relaxed);
-        if (!b->active) {
-            continue;
+        if (!b->active || atomic_load_explicit(&b->ended, memory_order_acquire)) {
+            continue; /* a loop that ended (a drained worker) is not stuck */
         }
         if (now == b->seen && stuck == NULL) {
             stuck = b;

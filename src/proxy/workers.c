@@ -243,6 +243,7 @@ static void *worker_main(void *arg)
     if (event_base_dispatch(w->base) < 0) {
         torii_log(TORII_LOG_ERR, "proxy: worker %u: event loop failed", w->index);
     }
+    torii_daemon_beat_ended(w->beat);
     torii_table_reader_unregister();
     atomic_fetch_sub(&w->owner->n_running, 1);
     return NULL;

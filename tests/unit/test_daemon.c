@@ -141,9 +141,12 @@ static void test_beats(void **state)
     assert_int_equal(torii_daemon_beat_attach(d, idle_base, "stuck", &stuck), TORII_OK);
     assert_true(run_until(main_base, d, not_alive));
     assert_false(torii_daemon_ready(d));
-    /* Detached (its loop ended), it no longer counts. */
-    torii_daemon_beat_detach(stuck);
+    /* Its loop ended (a drained worker, still attached until its siblings end): it no longer
+     * counts; then detached. */
+    torii_daemon_beat_ended(stuck);
     assert_true(run_until(main_base, d, torii_daemon_alive));
+    torii_daemon_beat_detach(stuck);
+    assert_true(torii_daemon_alive(d));
     torii_daemon_set_state(d, TORII_DAEMON_DRAINING);
     assert_false(torii_daemon_ready(d));
     assert_true(torii_daemon_alive(d));
