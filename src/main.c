@@ -97,17 +97,46 @@ static void usage(FILE *f)
                      "  --version        print the version and exit\n");
 }
 
+/* The certificate table's source (table.h): at a certificate's first handshake, its current
+ * TLS record and the entity's privateKey as stored (maybe sealed, opened through the PKI).
+ * Runs on worker threads, concurrently (one read transaction each). */
+static int app_cert_load(void *arg, const char *id, torii_table_use_fn use, void *use_arg,
+                         struct torii_errbuf *eb)
+{
+    struct app *app = arg;
+    char *json = NULL;
+    size_t json_len = 0;
+    unsigned char *aux = NULL;
+    size_t aux_len = 0;
+    json_t *ent = NULL;
+    struct torii_pki_key_src key;
+    int rc = torii_store_get(app->store, TORII_STORE_CERTS, id, &json, &json_len, &aux, &aux_len);
+
+    if (rc != TORII_OK) {
+        return torii_errf(eb, rc, "cannot read the certificate from the store: %s",
+                          torii_strerror(rc));
+    }
+    ent = json_loadb(json, json_len, 0, NULL);
+    key = torii_pki_key_src_of(ent, app->kek);
+    key.id = id;
+    rc = use(use_arg, aux, aux_len, &key, eb);
+    torii_cert_secrets_wipe(ent);
+    json_decref(ent);
+    torii_secure_free(json, json_len + 1);
+    torii_secure_free(aux, aux_len);
+    return rc;
+}
+
 /* Store change feed -> certificate table. Runs on the writing thread, in commit order. The
- * table gets the TLS record and the entity's privateKey as stored (maybe sealed), which it
- * opens through the PKI at the certificate's first handshake. */
+ * table keeps what selection needs from the TLS record (no JSON parsed here: O(1) per write,
+ * nothing per certificate at start-up but the record) and reads the rest through
+ * app_cert_load at the certificate's first handshake. */
 static void app_on_store_change(enum torii_store_op_kind kind, enum torii_store_bucket b,
                                 const struct torii_store_rec *rec, void *arg)
 {
     struct app *app = arg;
     struct torii_errbuf eb = {{0}};
     int del = kind == TORII_STORE_DELETE;
-    json_t *ent = NULL;
-    struct torii_pki_key_src key;
     char id[512];
 
     if (b != TORII_STORE_CERTS || rec->id_len >= sizeof(id)) {
@@ -115,17 +144,10 @@ static void app_on_store_change(enum torii_store_op_kind kind, enum torii_store_
     }
     memcpy(id, rec->id, rec->id_len);
     id[rec->id_len] = '\0';
-    if (!del) {
-        ent = json_loadb(rec->json, rec->json_len, 0, NULL);
-    }
-    key = torii_pki_key_src_of(ent, app->kek);
-    key.id = id;
-    if (torii_table_update(app->table, id, del ? NULL : rec->aux, del ? 0 : rec->aux_len, &key, &eb)
+    if (torii_table_update(app->table, id, del ? NULL : rec->aux, del ? 0 : rec->aux_len, NULL, &eb)
         != TORII_OK) {
         torii_log(TORII_LOG_WARN, "main: certificate not served: %s (id=%s)", eb.msg, id);
     }
-    torii_cert_secrets_wipe(ent);
-    json_decref(ent);
 }
 
 static int app_load_one(const struct torii_store_rec *rec, void *arg)
@@ -637,7 +659,7 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
     app_kek_notice(app);
     TORII_TRY(torii_store_open(&sopts, &app->store, eb));
     TORII_TRY(torii_certdb_migrate(app->store, eb)); /* stores written by an older torii */
-    TORII_TRY(torii_table_new(&app->table));
+    TORII_TRY(torii_table_new_src(&(struct torii_table_src){app_cert_load, app}, &app->table));
     TORII_TRY(torii_acme_chal_new(&app->acme_chal));
     app->acme_od = app->cfg->acme.enabled ? torii_acme_od_new(&app->cfg->acme.on_demand) : NULL;
     torii_table_set_default(app->table, app->cfg->default_cert);
