@@ -1,13 +1,19 @@
 /* certstats.c - the certificate gauges of /metrics (certstats.h): a sorted array of what a
- * scrape needs per certificate, updated by the store's change feed under a mutex. */
+ * scrape needs per certificate, updated by the store's change feed under a mutex.
+ * The first load runs on a thread of its own (torii_certstats_open returns at once: start-up
+ * does not parse every entity). It reads one snapshot of the store while the feed goes on; an
+ * id the feed wrote or deleted meanwhile is newer than the snapshot, so the feed's entry (or
+ * its tombstone, `gone`) wins and the loader skips that id. Scrapes wait for the load. */
 #include "torii/certstats.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "torii/clock.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 
@@ -16,15 +22,23 @@ struct cs_entry {
     char *domain; /* owned; "" when absent */
     int64_t from_ms;
     int64_t to_ms;
-    int usable; /* stored valid (key and chain) and not revoked */
+    int usable;   /* stored valid (key and chain) and not revoked */
+    uint8_t fed;  /* written by the feed while loading: the loader leaves it */
+    uint8_t gone; /* deleted by the feed while loading (tombstone, dropped when loaded) */
 };
 
 struct torii_certstats {
     pthread_mutex_t lock;
+    pthread_cond_t loaded_cv;
     struct cs_entry *v; /* sorted by id (bytewise, as the store iterates) */
     size_t n;
     size_t cap;
     uint64_t parses;
+    int loading;     /* lock held: the first load runs */
+    int has_loader;  /* main thread only */
+    atomic_int stop; /* the loader gives up (free) */
+    pthread_t loader;
+    struct torii_store *st; /* borrowed; read by the loader only */
 };
 
 struct torii_certstats *torii_certstats_new(void)
@@ -32,6 +46,8 @@ struct torii_certstats *torii_certstats_new(void)
     struct torii_certstats *cs = torii_xcalloc(1, sizeof(*cs));
 
     (void)pthread_mutex_init(&cs->lock, NULL);
+    (void)pthread_cond_init(&cs->loaded_cv, NULL);
+    atomic_init(&cs->stop, 0);
     return cs;
 }
 
@@ -46,10 +62,15 @@ void torii_certstats_free(struct torii_certstats *cs)
     if (cs == NULL) {
         return;
     }
+    if (cs->has_loader) {
+        atomic_store(&cs->stop, 1);
+        (void)pthread_join(cs->loader, NULL);
+    }
     for (size_t i = 0; i < cs->n; i++) {
         cs_entry_clear(&cs->v[i]);
     }
     free(cs->v);
+    (void)pthread_cond_destroy(&cs->loaded_cv);
     (void)pthread_mutex_destroy(&cs->lock);
     free(cs);
 }
@@ -97,12 +118,19 @@ static void cs_put(struct torii_certstats *cs, struct cs_entry *e)
     cs->n++;
 }
 
-/* Forget id. Lock held. */
-static void cs_drop(struct torii_certstats *cs, const char *id)
+/* Forget id (while loading: a tombstone, so the loader does not bring it back). Lock held;
+ * id taken. */
+static void cs_drop(struct torii_certstats *cs, char *id)
 {
     int found = 0;
     size_t at = cs_find(cs, id, &found);
 
+    if (cs->loading) {
+        struct cs_entry e = {.id = id, .domain = torii_xstrdup(""), .fed = 1, .gone = 1};
+        cs_put(cs, &e);
+        return;
+    }
+    free(id);
     if (found) {
         cs_entry_clear(&cs->v[at]);
         memmove(&cs->v[at], &cs->v[at + 1], (cs->n - at - 1) * sizeof(*cs->v));
@@ -144,13 +172,12 @@ static void cs_apply(struct torii_certstats *cs, enum torii_store_op_kind kind,
     }
     if (keep) {
         e.id = id;
-        id = NULL;
+        e.fed = (uint8_t)cs->loading;
         cs_put(cs, &e);
     } else {
         cs_drop(cs, id);
     }
     (void)pthread_mutex_unlock(&cs->lock);
-    free(id);
 }
 
 void torii_certstats_watch_cb(enum torii_store_op_kind kind, enum torii_store_bucket b,
@@ -167,6 +194,75 @@ int torii_certstats_load_cb(const struct torii_store_rec *rec, void *arg)
     return TORII_OK;
 }
 
+/* The loader's callback: what the feed has written meanwhile is newer and stays. */
+static int cs_load_one(const struct torii_store_rec *rec, void *arg)
+{
+    struct torii_certstats *cs = arg;
+    char *id = NULL;
+    struct cs_entry e = {0};
+    int found = 0;
+
+    if (atomic_load_explicit(&cs->stop, memory_order_relaxed)) {
+        return TORII_EAGAIN; /* stopped: free is waiting */
+    }
+    if (rec->json == NULL || !cs_entry_of(rec, &e)) {
+        return TORII_OK;
+    }
+    id = torii_xstrndup(rec->id, rec->id_len);
+    (void)pthread_mutex_lock(&cs->lock);
+    cs->parses++;
+    size_t at = cs_find(cs, id, &found);
+    if (found && cs->v[at].fed) {
+        cs_entry_clear(&e);
+        free(id);
+    } else {
+        e.id = id;
+        cs_put(cs, &e);
+    }
+    (void)pthread_mutex_unlock(&cs->lock);
+    return TORII_OK;
+}
+
+/* End of the load: tombstones dropped, marks cleared, waiting scrapes woken. O(n) once. */
+static void cs_load_done(struct torii_certstats *cs)
+{
+    size_t u = 0;
+
+    (void)pthread_mutex_lock(&cs->lock);
+    for (size_t i = 0; i < cs->n; i++) {
+        if (cs->v[i].gone) {
+            cs_entry_clear(&cs->v[i]);
+            continue;
+        }
+        cs->v[i].fed = 0;
+        cs->v[u++] = cs->v[i];
+    }
+    cs->n = u;
+    cs->loading = 0;
+    (void)pthread_cond_broadcast(&cs->loaded_cv);
+    (void)pthread_mutex_unlock(&cs->lock);
+}
+
+static void *cs_loader(void *arg)
+{
+    struct torii_certstats *cs = arg;
+    struct torii_store *st = NULL;
+    int64_t t0 = torii_clock_mono_us();
+    int rc;
+
+    (void)pthread_mutex_lock(&cs->lock);
+    st = cs->st;
+    (void)pthread_mutex_unlock(&cs->lock);
+    rc = torii_store_foreach(st, TORII_STORE_CERTS, cs_load_one, cs);
+    if (rc != TORII_OK && !atomic_load(&cs->stop)) {
+        torii_log(TORII_LOG_ERR, "metrics: cannot load the certificates: %s", torii_strerror(rc));
+    }
+    cs_load_done(cs);
+    torii_log(TORII_LOG_INFO, "metrics: certificate gauges loaded in %.1f ms",
+              (double)(torii_clock_mono_us() - t0) / 1000.0);
+    return NULL;
+}
+
 int torii_certstats_open(struct torii_store *st, struct torii_certstats **out,
                          struct torii_errbuf *eb)
 {
@@ -179,11 +275,22 @@ int torii_certstats_open(struct torii_store *st, struct torii_certstats **out,
     }
     /* Registered: from here on the set must outlive the store's writers, even on failure. */
     *out = cs;
-    rc = torii_store_foreach(st, TORII_STORE_CERTS, torii_certstats_load_cb, cs);
-    if (rc != TORII_OK) {
-        return torii_errf(eb, rc, "metrics: cannot load the certificates");
+    cs->st = st;
+    cs->loading = 1;
+    if (pthread_create(&cs->loader, NULL, cs_loader, cs) != 0) {
+        cs->loading = 0;
+        return torii_errf(eb, TORII_ENOMEM, "metrics: cannot start the loader thread");
     }
+    cs->has_loader = 1;
     return TORII_OK;
+}
+
+/* Wait for the first load (bounded by it). Lock held. */
+static void cs_wait_loaded(struct torii_certstats *cs)
+{
+    while (cs->loading) {
+        (void)pthread_cond_wait(&cs->loaded_cv, &cs->lock);
+    }
 }
 
 static void cs_sample(struct torii_prom *p, const char *name, const struct cs_entry *e,
@@ -206,6 +313,7 @@ void torii_certstats_write(struct torii_certstats *cs, int64_t now_ms, struct to
     size_t n;
 
     (void)pthread_mutex_lock(&cs->lock);
+    cs_wait_loaded(cs);
     n = cs->n;
     for (size_t i = 0; i < cs->n; i++) {
         const struct cs_entry *e = &cs->v[i];
@@ -241,6 +349,7 @@ uint64_t torii_certstats_parses(struct torii_certstats *cs)
     uint64_t n;
 
     (void)pthread_mutex_lock(&cs->lock);
+    cs_wait_loaded(cs);
     n = cs->parses;
     (void)pthread_mutex_unlock(&cs->lock);
     return n;
