@@ -191,35 +191,46 @@ struct mat_use {
     int want_key;              /* parse: the key too */
 };
 
-static int mat_use_cb(void *arg, const unsigned char *rec, size_t rec_len,
-                      const struct torii_pki_key_src *key, struct torii_errbuf *eb)
+/* Leaf, chain and key from a decoded record and its key source. */
+static int mat_parse(const struct torii_certrec *cr, const char *id,
+                     const struct torii_pki_key_src *key, struct tls_parsed **out,
+                     struct torii_errbuf *eb)
 {
-    struct mat_use *u = arg;
-    struct torii_certrec *cr = torii_xmalloc(sizeof(*cr));
-    struct tls_parsed *p = NULL;
     int rc = TORII_OK;
+    struct tls_parsed *p = NULL;
 
-    TORII_ENSURE(rec != NULL && torii_certrec_decode(rec, rec_len, cr) == TORII_OK
-                     && cr->n_chain > 0,
-                 torii_errf(eb, TORII_ETLS, "no certificate record or an empty chain"));
-    if (!u->want_key) {
-        TORII_ENSURE(x509_from_der(cr->chain[0], &u->leaf) == TORII_OK,
-                     torii_errf(eb, TORII_ETLS, "the leaf does not parse"));
-        goto out;
-    }
     TORII_ENSURE(key != NULL && key->text != NULL && key->text[0] != '\0',
                  torii_errf(eb, TORII_ETLS, "no private key"));
     p = torii_xcalloc(1, sizeof(*p));
     TORII_TRY(x509_from_der(cr->chain[0], &p->leaf));
     TORII_TRY(chain_from_der(cr, &p->chain));
     /* Keys are opened only in pki (the at-rest envelope lives there), at first use. */
-    TORII_ENSURE(torii_pki_key_open(key->kek, u->c->data, key->text, key->password, &p->key, eb)
+    TORII_ENSURE(torii_pki_key_open(key->kek, id, key->text, key->password, &p->key, eb)
                      == TORII_OK,
                  TORII_ETLS);
-    u->parsed = p;
+    *out = p;
     p = NULL;
 out:
     parsed_free(p);
+    return rc;
+}
+
+static int mat_use_cb(void *arg, const unsigned char *rec, size_t rec_len,
+                      const struct torii_pki_key_src *key, struct torii_errbuf *eb)
+{
+    struct mat_use *u = arg;
+    struct torii_certrec *cr = torii_xmalloc(sizeof(*cr));
+    int rc = TORII_OK;
+
+    TORII_ENSURE(rec != NULL && torii_certrec_decode(rec, rec_len, cr) == TORII_OK
+                     && cr->n_chain > 0,
+                 torii_errf(eb, TORII_ETLS, "no certificate record or an empty chain"));
+    if (u->want_key) {
+        rc = mat_parse(cr, u->c->data, key, &u->parsed, eb);
+    } else if (x509_from_der(cr->chain[0], &u->leaf) != TORII_OK) {
+        rc = torii_errf(eb, TORII_ETLS, "the leaf does not parse");
+    }
+out:
     free(cr);
     if (rc != TORII_OK) {
         ERR_clear_error();
@@ -249,7 +260,7 @@ int torii_tls_cert_leaf_dup(const struct torii_tls_cert *c, X509 **out)
     if (c == NULL || out == NULL) {
         return TORII_EINVAL;
     }
-    if (cert_with_mat(c, &u, &eb) != TORII_OK) {
+    if (cert_with_mat(c, &u, &eb) != TORII_OK || u.leaf == NULL) {
         ERR_clear_error();
         return TORII_ETLS;
     }
@@ -279,6 +290,9 @@ static int cert_parse(struct torii_tls_cert *c, struct tls_parsed **out)
     int rc = cert_with_mat(c, &u, &eb);
 
     cert_parse_account(torii_clock_mono_us() - t0);
+    if (rc == TORII_OK && u.parsed == NULL) {
+        rc = torii_errf(&eb, TORII_ETLS, "the source gave no materials");
+    }
     if (rc != TORII_OK) {
         if (!atomic_exchange_explicit(&c->parse_failed, 1, memory_order_relaxed)) {
             torii_log(TORII_LOG_WARN, "tls: certificate does not parse: %s (id=%s)",
@@ -309,6 +323,7 @@ int torii_tls_cert_get(struct torii_tls_cert *c, X509 **leaf, EVP_PKEY **key,
             mine = NULL;
         }
     }
+    TORII_ENSURE(p != NULL, TORII_ETLS); /* a failed exchange loaded the winner's copy */
     if (leaf != NULL) {
         *leaf = p->leaf;
     }
