@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -154,6 +155,28 @@ static int app_load_one(const struct torii_store_rec *rec, void *arg)
 {
     app_on_store_change(TORII_STORE_PUT, TORII_STORE_CERTS, rec, arg);
     return TORII_OK;
+}
+
+/* The certificate table's first load, on a thread of its own while the main thread loads the
+ * PKI state: two scans of the store at once (the two cores), joined before anything writes.
+ * Nothing writes the store before the join (pkiboot_run and the API come after). */
+struct app_table_load {
+    struct app *app;
+    int rc;
+};
+
+static void *app_table_load_main(void *arg)
+{
+    struct app_table_load *l = arg;
+    size_t n = 0;
+
+    torii_table_reader_register(); /* once, not once per update (writers need it) */
+    if (torii_store_count(l->app->store, TORII_STORE_CERTS, &n) == TORII_OK) {
+        torii_table_reserve(l->app->table, n);
+    }
+    l->rc = torii_certdb_foreach(l->app->store, app_load_one, l->app);
+    torii_table_reader_unregister();
+    return NULL;
 }
 
 /* Draining: /readyz answers 503 from now on, systemd is told, and the log says it. */
@@ -642,6 +665,27 @@ static void app_kek_notice(const struct app *app)
               torii_kek_ring_count(app->kek), torii_kek_ring_count(app->kek) == 1 ? "" : "s");
 }
 
+/* The certificate table and the PKI state, each loaded by one scan of the store, at once. */
+static int app_load_state(struct app *app, struct torii_errbuf *eb)
+{
+    struct app_table_load l = {app, TORII_OK};
+    pthread_t th;
+    int threaded = pthread_create(&th, NULL, app_table_load_main, &l) == 0;
+    int rc;
+
+    if (!threaded) {
+        (void)app_table_load_main(&l); /* no thread to be had: one after the other */
+    }
+    rc = torii_pkiboot_state_open(app->cfg, app->store, &app->pki, eb);
+    if (threaded) {
+        (void)pthread_join(th, NULL);
+    }
+    if (rc == TORII_OK && l.rc != TORII_OK) {
+        rc = torii_errf(eb, l.rc, "cannot load the certificates: %s", torii_strerror(l.rc));
+    }
+    return rc;
+}
+
 static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *eb)
 {
     struct torii_store_opts sopts = {.dir = app->cfg->data_dir};
@@ -664,8 +708,7 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
     app->acme_od = app->cfg->acme.enabled ? torii_acme_od_new(&app->cfg->acme.on_demand) : NULL;
     torii_table_set_default(app->table, app->cfg->default_cert);
     TORII_TRY(torii_store_watch(app->store, app_on_store_change, app));
-    TORII_TRY(torii_certdb_foreach(app->store, app_load_one, app));
-    TORII_TRY(torii_pkiboot_state_open(app->cfg, app->store, &app->pki, eb));
+    TORII_TRY(app_load_state(app, eb));
     TORII_TRY(torii_certstats_open(app->store, &app->certstats, eb));
     TORII_TRY(torii_pkiboot_run(app->cfg, app->store, eb));
     TORII_TRY(torii_store_count(app->store, TORII_STORE_CERTS, ncerts));

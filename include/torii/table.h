@@ -82,6 +82,12 @@ int torii_table_update(struct torii_table *t, const char *id, const unsigned cha
                        size_t rec_len, const struct torii_pki_key_src *key, struct torii_errbuf *eb)
     TORII_MUST_USE;
 
+/** Size the hash tables for n certificates at once (a bulk load: start-up with the store's
+ * count), instead of growing them step by step; the size holds until the table has n
+ * certificates, then the usual rule applies (grow at two nodes per bucket, liburcu shrinks).
+ * Any thread; a writer. NULL accepted. */
+void torii_table_reserve(struct torii_table *t, size_t n);
+
 /** Name the default certificate (by id, copied; may be set before the certificate exists;
  * NULL clears it). It is looked up at select time, so updates of that id apply at once. */
 void torii_table_set_default(struct torii_table *t, const char *id);

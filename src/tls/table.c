@@ -113,6 +113,7 @@ struct torii_table {
     unsigned long names_size;
     unsigned long ids_size;
     unsigned long serials_size;
+    size_t reserved; /* torii_table_reserve: until the table holds that many */
 };
 
 struct lookup_key {
@@ -366,10 +367,13 @@ static void id_apply(struct torii_table *t, const struct lookup_key *k, struct c
  * took 0.4 s to 10 s for the same store). So the writer grows each table itself, at once,
  * to at least one bucket per two nodes; shrinking stays liburcu's (lazy, on deletes). Called
  * under t->lock, registered, outside any read-side section (cds_lfht_resize's rules). */
-static void table_fit(struct cds_lfht *ht, size_t nodes, unsigned long *size)
+static void table_fit(struct cds_lfht *ht, size_t nodes, unsigned long *size, size_t reserved)
 {
     unsigned long want = *size;
 
+    if (nodes < reserved) {
+        nodes = reserved; /* torii_table_reserve: never below what a bulk load announced */
+    }
     if (nodes < want / 8 && want > TABLE_MIN_BUCKETS) {
         /* Far below the mark (liburcu may have shrunk it): lower the mark, grow again later. */
         want /= 2;
@@ -418,14 +422,35 @@ int torii_table_update(struct torii_table *t, const char *id, const unsigned cha
     id_apply(t, &k, &iter, old, nc);
     nc = NULL; /* the id node holds our reference now */
     rcu_read_unlock();
-    table_fit(t->names, t->n_names, &t->names_size);
-    table_fit(t->ids, atomic_load_explicit(&t->count, memory_order_relaxed), &t->ids_size);
-    table_fit(t->serials, t->n_serials, &t->serials_size);
+    if (atomic_load_explicit(&t->count, memory_order_relaxed) >= t->reserved) {
+        t->reserved = 0; /* reached: the usual rule from now on */
+    }
+    table_fit(t->names, t->n_names, &t->names_size, t->reserved);
+    table_fit(t->ids, atomic_load_explicit(&t->count, memory_order_relaxed), &t->ids_size,
+              t->reserved);
+    table_fit(t->serials, t->n_serials, &t->serials_size, t->reserved);
     TORII_ASSERT(pthread_mutex_unlock(&t->lock) == 0);
     writer_leave(temporary);
 out:
     torii_tls_cert_unref(nc);
     return rc;
+}
+
+void torii_table_reserve(struct torii_table *t, size_t n)
+{
+    int temporary;
+
+    if (t == NULL) {
+        return;
+    }
+    temporary = writer_enter();
+    TORII_ASSERT(pthread_mutex_lock(&t->lock) == 0);
+    t->reserved = n;
+    table_fit(t->names, t->n_names, &t->names_size, n);
+    table_fit(t->ids, atomic_load_explicit(&t->count, memory_order_relaxed), &t->ids_size, n);
+    table_fit(t->serials, t->n_serials, &t->serials_size, n);
+    TORII_ASSERT(pthread_mutex_unlock(&t->lock) == 0);
+    writer_leave(temporary);
 }
 
 void torii_table_set_default(struct torii_table *t, const char *id)
