@@ -13,7 +13,9 @@
 # The torii process runs one worker pinned to CPU 0; the load generator runs on CPU 1.
 # Usage: scripts/bench_big.sh [--rounds N] [--seconds S] [--warm N] [--build DIR] [--no-build] [N]
 #   N defaults to 100,000; --build names the build directory (default build-bench, configured
-#   Release), --no-build uses the binaries already there. Goals (issue 15): start-up < 3 s, RSS < 1 GB, random SNI within
+#   Release), --no-build uses the binaries already there. --store DIR keeps the filled store
+#   in DIR (filled there when DIR does not exist yet, else used as it is: no fill), so two
+#   builds can be measured on the same million certificates. Goals (issue 15): start-up < 3 s, RSS < 1 GB, random SNI within
 #   5 % of one certificate, a write served on the next handshake in < 10 ms.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +25,9 @@ SECS=4
 WARM=10000
 BUILD=build-bench
 NOBUILD=0
+STORE=""
 usage() {
-  echo "usage: $0 [--rounds N] [--seconds S] [--warm N] [--build DIR] [--no-build] [N]" >&2
+  echo "usage: $0 [--rounds N] [--seconds S] [--warm N] [--build DIR] [--no-build] [--store DIR] [N]" >&2
   exit 2
 }
 num() { [[ "${2:-}" =~ ^[0-9]+$ ]] || { echo "$1 needs a number" >&2; usage; }; }
@@ -35,6 +38,7 @@ while [ $# -gt 0 ]; do
     --warm) num "$1" "${2:-}"; WARM=$2; shift 2 ;;
     --build) BUILD=${2:-}; [ -n "$BUILD" ] || usage; shift 2 ;;
     --no-build) NOBUILD=1; shift ;;
+    --store) STORE=${2:-}; [ -n "$STORE" ] || usage; shift 2 ;;
     [0-9]*) num N "$1"; BIG=$1; shift ;;
     *) usage ;;
   esac
@@ -229,11 +233,15 @@ PY
 mkdir -p -m 0700 "$B/one" "$B/big"
 prep_store "$B/one"
 $FILL "$B/one" 1 >/dev/null
-prep_store "$B/big"
-t0=$(date +%s%N)
-$FILL "$B/big" "$BIG" >/dev/null
-R[fill]=$(awk -v ms="$(ms_since "$t0")" 'BEGIN { printf "%.1f", ms / 1000 }')
-R[store_mb]=$(du -sm "$B/big" | awk '{print $1}')
+BIGDIR=$B/big
+if [ -n "$STORE" ]; then BIGDIR=$STORE; fi
+if [ -z "$STORE" ] || [ ! -e "$STORE" ]; then
+  prep_store "$BIGDIR"
+  t0=$(date +%s%N)
+  $FILL "$BIGDIR" "$BIG" >/dev/null
+  R[fill]=$(awk -v ms="$(ms_since "$t0")" 'BEGIN { printf "%.1f", ms / 1000 }')
+fi
+R[store_mb]=$(du -sm "$BIGDIR" | awk '{print $1}')
 
 # ---- one certificate: the reference CPU per handshake
 start_torii "$B/one"
@@ -245,7 +253,7 @@ stop_pid "$SPID"
 
 # ---- the large store
 FIRSTN=$((BIG - 1 < 300 ? BIG - 1 : 300))
-if start_torii "$B/big"; then
+if start_torii "$BIGDIR"; then
   R[start]=$STARTMS
   R[own]=$(torii_own_start "$SDIR/log")
   R[rss]=$(rss_kb "$SPID")
