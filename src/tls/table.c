@@ -7,9 +7,10 @@
  *          object is its own node, table_int.h). Writers use it to find a certificate's
  *          previous names; readers use it to resolve the default certificate, which is kept
  *          by id, and torii_table_get.
- *   serials: SHA-256(issuer name DER) || serialNumber DER -> struct name_node (same layout as
- *          the names table: the certificates whose leaf has that issuer and serial). Readers
- *          use it to find the store entity of a presented client certificate (revocation).
+ *   serials: SHA-256(issuer name DER) || serialNumber DER -> the certificates whose leaf has
+ *          that issuer and serial, each its own node (duplicate keys, read with
+ *          cds_lfht_next_duplicate). Readers use it to find the store entity of a presented
+ *          client certificate (revocation).
  * Nodes never change after publication. A writer (serialized by t->lock) builds a fresh node
  * for every name the changed certificate had or now has (copy on write), swaps it in with
  * cds_lfht_replace / add / del, and hands the old node to call_rcu, which drops its
@@ -152,6 +153,19 @@ static int name_match(struct cds_lfht_node *node, const void *key)
     return n->key_len == k->len && memcmp(node_key(n), k->ptr, k->len) == 0;
 }
 
+static int serial_match(struct cds_lfht_node *node, const void *key)
+{
+    const struct torii_tls_cert *c = caa_container_of(node, struct torii_tls_cert, sht);
+    const struct lookup_key *k = key;
+    struct torii_slice sk;
+
+    if (atomic_load_explicit(&c->spub_hash, memory_order_acquire) != k->hash) {
+        return 0;
+    }
+    sk = torii_tls__cert_skey(c);
+    return sk.len == k->len && memcmp(sk.ptr, k->ptr, k->len) == 0;
+}
+
 static int id_match(struct cds_lfht_node *node, const void *key)
 {
     const struct torii_tls_cert *c = caa_container_of(node, struct torii_tls_cert, ht);
@@ -231,12 +245,12 @@ static void writer_leave(int temporary)
     }
 }
 
-/* Rebuild the node of one key of ht (the names or the serials table): drop `gone` (may be
+/* Rebuild the node of one key of ht (the names table): drop `gone` (may be
  * NULL), add `added` (may be NULL). Called under t->lock, inside rcu_read_lock. */
 static void key_apply(struct torii_table *t, struct cds_lfht *ht, struct torii_slice name,
                       const struct torii_tls_cert *gone, struct torii_tls_cert *added)
 {
-    size_t *nodes = ht == t->names ? &t->n_names : &t->n_serials;
+    size_t *nodes = &t->n_names;
     struct lookup_key k = {name.ptr, name.len, table_hash(t, name.ptr, name.len)};
     struct cds_lfht_iter iter;
     struct name_node *old = NULL;
@@ -315,27 +329,22 @@ static void names_apply(struct torii_table *t, const struct torii_tls_cert *oc,
 }
 
 /* The issuer+serial index: at most one key per certificate. */
-static void serial_apply(struct torii_table *t, const struct torii_tls_cert *oc,
+static void serial_apply(struct torii_table *t, struct torii_tls_cert *oc,
                          struct torii_tls_cert *nc)
 {
-    struct torii_slice ok = {NULL, 0};
-    struct torii_slice nk = {NULL, 0};
-
-    if (oc != NULL) {
-        ok = torii_tls__cert_skey(oc);
+    /* The new one first: a reader never finds neither (a revoked certificate replaced by
+     * a revoked copy stays visible throughout). The old node goes with the certificate, which
+     * the ids table keeps alive until after the grace period. */
+    if (nc != NULL && nc->skey_len > 0) {
+        struct torii_slice nk = torii_tls__cert_skey(nc);
+        unsigned long h = table_hash(t, nk.ptr, nk.len);
+        atomic_store_explicit(&nc->spub_hash, h, memory_order_release);
+        cds_lfht_add(t->serials, h, &nc->sht);
+        t->n_serials++;
     }
-    if (nc != NULL) {
-        nk = torii_tls__cert_skey(nc);
-    }
-    if (ok.len > 0 && nk.len > 0 && torii_tls__slice_eq(ok, nk)) {
-        key_apply(t, t->serials, nk, oc, nc);
-        return;
-    }
-    if (ok.len > 0) {
-        key_apply(t, t->serials, ok, oc, NULL);
-    }
-    if (nk.len > 0) {
-        key_apply(t, t->serials, nk, NULL, nc);
+    if (oc != NULL && oc->skey_len > 0) {
+        TORII_ASSERT(cds_lfht_del(t->serials, &oc->sht) == 0);
+        t->n_serials--;
     }
 }
 
@@ -629,14 +638,13 @@ int torii_table_issuer_serial(struct torii_table *t, const X509 *x, int *revoked
         k.len = len;
         k.hash = table_hash(t, k.ptr, len);
         rcu_read_lock();
-        cds_lfht_lookup(t->serials, k.hash, name_match, &k, &iter);
-        struct cds_lfht_node *hn = cds_lfht_iter_get_node(&iter);
-        if (hn != NULL) {
-            const struct name_node *node = caa_container_of(hn, struct name_node, ht);
-            for (size_t i = 0; i < node->n; i++) {
-                rev |= (node->cands[i]->flags & TORII_CERTREC_REVOKED) != 0;
-            }
-            count = node->n > INT_MAX ? INT_MAX : (int)node->n;
+        cds_lfht_lookup(t->serials, k.hash, serial_match, &k, &iter);
+        for (struct cds_lfht_node *hn = cds_lfht_iter_get_node(&iter);
+             hn != NULL && count < INT_MAX; hn = cds_lfht_iter_get_node(&iter)) {
+            const struct torii_tls_cert *c = caa_container_of(hn, struct torii_tls_cert, sht);
+            rev |= (c->attr.flags & TORII_CERTREC_REVOKED) != 0;
+            count++;
+            cds_lfht_next_duplicate(t->serials, serial_match, &k, &iter);
         }
         grace_release();
         rcu_read_unlock();
@@ -713,10 +721,9 @@ void torii_table_free(struct torii_table *t)
         TORII_ASSERT(cds_lfht_del(t->names, &nn->ht) == 0);
         defer_free(&nn->rcu, name_node_free_cb);
     }
-    cds_lfht_for_each_entry(t->serials, &iter, nn, ht)
+    cds_lfht_for_each_entry(t->serials, &iter, c, sht)
     {
-        TORII_ASSERT(cds_lfht_del(t->serials, &nn->ht) == 0);
-        defer_free(&nn->rcu, name_node_free_cb);
+        TORII_ASSERT(cds_lfht_del(t->serials, &c->sht) == 0); /* freed with its id node */
     }
     cds_lfht_for_each_entry(t->ids, &iter, c, ht)
     {

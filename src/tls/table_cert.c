@@ -461,7 +461,9 @@ static struct torii_tls_cert *cert_alloc(const char *id, size_t id_len,
     atomic_init(&c->parsed, NULL);
     atomic_init(&c->parse_failed, 0);
     atomic_init(&c->pub_hash, 0);
+    atomic_init(&c->spub_hash, 0);
     cds_lfht_node_init(&c->ht);
+    cds_lfht_node_init(&c->sht);
     memcpy(c->data, id, id_len);
     c->id_len = (uint16_t)id_len;
     c->n_names = (uint16_t)pt->n_names;

@@ -20,8 +20,9 @@ struct cert_mat;
 
 /* One allocation per certificate: the fixed part, then data[] = id NUL, the normalized names
  * (sorted bytewise, unique, each NUL-terminated), then the issuer+serial key. The certificate
- * is also the node of the ids table (ht, rcu, pub_hash): a replace always installs a new
- * certificate object, so a certificate is in that table at most once. */
+ * is also the node of the ids table (ht, rcu, pub_hash) and of the serials table (sht,
+ * spub_hash): a replace always installs a new certificate object, so a certificate is in
+ * each table at most once, and the ids table's reference keeps both nodes alive. */
 struct torii_tls_cert {
     struct torii_sni_attr attr; /* immutable */
     atomic_size_t refs;
@@ -31,6 +32,8 @@ struct torii_tls_cert {
     struct cds_lfht_node ht;             /* ids table */
     struct rcu_head rcu;                 /* the ids table's reference, dropped after a grace */
     atomic_ulong pub_hash;               /* ids table: stored last (release) */
+    struct cds_lfht_node sht;            /* serials table (when skey_len > 0) */
+    atomic_ulong spub_hash;              /* serials table: stored last (release) */
     atomic_int parse_failed;
     uint16_t id_len;
     uint16_t n_names;
