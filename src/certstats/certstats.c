@@ -371,17 +371,22 @@ static void cs_sample(struct torii_prom *p, const char *name, const struct cs_en
     }
 }
 
+/* One entry of a scrape's order. */
+struct cs_ref {
+    const struct cs_entry *e;
+};
+
 static int cs_id_cmp(const void *a, const void *b)
 {
-    const struct cs_entry *const *x = a;
-    const struct cs_entry *const *y = b;
+    const struct cs_ref *x = a;
+    const struct cs_ref *y = b;
 
-    return strcmp((*x)->id, (*y)->id);
+    return strcmp(x->e->id, y->e->id);
 }
 
 void torii_certstats_write(struct torii_certstats *cs, int64_t now_ms, struct torii_prom *out)
 {
-    const struct cs_entry **order = NULL;
+    struct cs_ref *order = NULL;
     static const char *const all[] = {"state", "all"};
     static const char *const valid[] = {"state", "valid"};
     struct torii_prom not_after = {0};
@@ -394,11 +399,11 @@ void torii_certstats_write(struct torii_certstats *cs, int64_t now_ms, struct to
     n = cs->n;
     order = torii_xcalloc(n + 1, sizeof(*order));
     for (size_t i = 0; i < n; i++) {
-        order[i] = &cs->v[i];
+        order[i].e = &cs->v[i];
     }
     qsort(order, n, sizeof(*order), cs_id_cmp); /* in id order, as the store iterates */
     for (size_t i = 0; i < n; i++) {
-        const struct cs_entry *e = order[i];
+        const struct cs_entry *e = order[i].e;
         int ok = e->usable && e->from_ms <= now_ms && now_ms < e->to_ms;
 
         cs_sample(&not_after, "torii_certificate_not_after_seconds", e, (double)e->to_ms / 1000.0);
