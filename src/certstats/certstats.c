@@ -8,8 +8,6 @@
  * its tombstone, `gone`) wins and the loader skips that id. Scrapes wait for the load. */
 #include "torii/certstats.h"
 
-#include <sys/resource.h>
-
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -21,8 +19,7 @@
 #include "torii/log.h"
 #include "torii/mem.h"
 
-#define CS_LOADER_NICE 10
-#define CS_MIN_SLOTS   64
+#define CS_MIN_SLOTS 64
 
 struct cs_entry {
     char *id;     /* owned */
@@ -315,9 +312,6 @@ static void *cs_loader(void *arg)
     int64_t t0 = torii_clock_mono_us();
     int rc;
 
-    /* Background work: on Linux the nice value is per thread, so handshakes and the start-up
-     * scans come first (failure only means it runs at the usual priority). */
-    (void)setpriority(PRIO_PROCESS, 0, CS_LOADER_NICE);
     (void)pthread_mutex_lock(&cs->lock);
     st = cs->st;
     (void)pthread_mutex_unlock(&cs->lock);
