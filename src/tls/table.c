@@ -708,7 +708,7 @@ void torii_table_free(struct torii_table *t)
 {
     struct cds_lfht_iter iter;
     struct name_node *nn;
-    struct torii_tls_cert *c;
+    struct cds_lfht_node *hn;
     int temporary;
 
     if (t == NULL) {
@@ -721,13 +721,16 @@ void torii_table_free(struct torii_table *t)
         TORII_ASSERT(cds_lfht_del(t->names, &nn->ht) == 0);
         defer_free(&nn->rcu, name_node_free_cb);
     }
-    cds_lfht_for_each_entry(t->serials, &iter, c, sht)
+    /* Node-level walks: the certificate's nodes are not at offset 0, and the _entry form
+     * computes the container of the final NULL. */
+    cds_lfht_for_each(t->serials, &iter, hn)
     {
-        TORII_ASSERT(cds_lfht_del(t->serials, &c->sht) == 0); /* freed with its id node */
+        TORII_ASSERT(cds_lfht_del(t->serials, hn) == 0); /* freed with its id node */
     }
-    cds_lfht_for_each_entry(t->ids, &iter, c, ht)
+    cds_lfht_for_each(t->ids, &iter, hn)
     {
-        TORII_ASSERT(cds_lfht_del(t->ids, &c->ht) == 0);
+        struct torii_tls_cert *c = caa_container_of(hn, struct torii_tls_cert, ht);
+        TORII_ASSERT(cds_lfht_del(t->ids, hn) == 0);
         defer_free(&c->rcu, id_unref_cb);
     }
     rcu_read_unlock();
