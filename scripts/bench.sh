@@ -61,11 +61,6 @@ done
 [ "$ONLY_BULK" = 0 ] || [ "$NBULK" -ge 1 ] || usage
 PROXIES=(torii haproxy nginx)
 [ "$ONLY_TORII" = 1 ] && PROXIES=(torii)
-# Bounds that keep the whole bench under 10 minutes: a large-store start-up beyond BIG_WAIT s
-# is reported as such (the goal is 1 s) and the rest of that run skipped; background work
-# after its start-up is waited for at most BIG_SETTLE s.
-BIG_WAIT=120
-BIG_SETTLE=60
 ./scripts/deps.sh --bench
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build-bench -j"$(nproc)" --target torii torii-hsload torii-fill >/dev/null
@@ -583,35 +578,10 @@ if [ "$NBULK" -gt 0 ]; then
 fi
 
 if [ "$BIG" -gt 0 ]; then
-  echo "== torii, $BIG certificates (torii only)"
-  mkdir -p -m 0700 "$B/big"
-  prep_store "$B/big"
-  $FILL "$B/big" "$BIG"
-  # Warm-up sample: as many names as the --certs run uses, so both random-SNI figures cover
-  # the same number of live certificates and differ only by the size of the table.
-  WARMN=$((NCERTS < BIG ? NCERTS : BIG))
-  BFIRSTN=$((BIG - 1 < 300 ? BIG - 1 : 300))
-  if start_proxy torii B; then
-    R[big.start]=$STARTMS
-    R[big.rss]=$(rss_kb "$SPID")
-    read -r "R[big.rss_anon]" "R[big.rss_file]" < <(rss_split "$SPID")
-    R[big.own]=$(torii_own_start "$SDIR/log")
-    read -r "R[big.busy]" "R[big.busycpu]" < <(settle "$SPID" "$BIG_SETTLE")
-    R[big.rss_settled]=$(rss_kb "$SPID")
-    # Names from the end of the store: not in the warm-up sample, never used before.
-    read -r "R[big.first.ms]" "R[big.first.cpu]" "R[big.parse.n]" "R[big.parse.us]" "R[big.parse.max]" \
-      < <(pass torii "$SPID" "$SPORT" $((BIG - BFIRSTN)) "$BFIRSTN" "$BIG")
-    read -r "R[big.warm.ms]" "R[big.warm.cpu]" _ _ _ < <(pass torii "$SPID" "$SPORT" $((BIG - BFIRSTN)) "$BFIRSTN" "$BIG")
-    taskset -c 1 $HSLOAD -p "$SPORT" -n "$WARMN" -t 120 -q -S 'h%d.bench.test' -r "$BIG" -w >/dev/null
-    R[big.rss_warm]=$(rss_kb "$SPID")
-    read -r "R[big.cpu]" "R[big.rate]" "R[big.fixed]" < <(sni_rounds "$WARMN")
-  else
-    R[big.start]="> $((BIG_WAIT * 1000))"
-    R[big.rss]=$(rss_kb "$SPID")
-    read -r "R[big.rss_anon]" "R[big.rss_file]" < <(rss_split "$SPID")
-    R[big.cpuload]=$(awk -v c="$(cpu_ns "$SPID")" 'BEGIN { printf "%.1f", c / 1e9 }')
-  fi
-  stop_proxy
+  echo "== torii, $BIG certificates (torii only: scripts/bench_big.sh)"
+  # Its own report, printed with the others below; random SNI warmed over NCERTS names.
+  scripts/bench_big.sh --no-build --build build-bench --rounds "$ROUNDS" --seconds "$SECS" \
+    --warm "$NCERTS" "$BIG" >"$B/big.txt" 2>&1 || echo "bench_big.sh failed (see below)" >>"$B/big.txt"
 fi
 
 echo
@@ -665,32 +635,6 @@ if [ "$BIG" -gt 0 ]; then
   echo
   echo "torii with $BIG certificates (torii only: HAProxy and nginx are not run at this size, they take" \
        "~75 s and 2-8 GB at 100,000; see the reference figures in the comment above)"
-  if [ -n "${R[big.cpuload]:-}" ]; then
-    echo "  torii did not come up within $BIG_WAIT s (had used $(v big.cpuload) CPU s);" \
-         "the other figures of this run were not measured"
-  fi
-  printf '  %-58s %12s\n' "start-up ms, to first handshake (goal < 1000)" "$(v big.start)"
-  printf '  %-58s %12s\n' "  torii's own start-up figure (log), ms" "$(v big.own)"
-  printf '  %-58s %12s\n' "RSS MB after start (goal < 300)" "$(mb "$(v big.rss)")"
-  printf '  %-58s %12s\n' "  of which anonymous / file-backed (LMDB map, binary) MB" \
-    "$(mb "$(v big.rss_anon)") / $(mb "$(v big.rss_file)")"
-  if [ -n "${R[big.cpuload]:-}" ]; then
-    footer
-    exit 0
-  fi
-  printf '  %-58s %12s\n' "busy after start (background work): s / CPU s" "$(v big.busy) / $(v big.busycpu)"
-  printf '  %-58s %12s\n' "RSS MB once idle" "$(mb "$(v big.rss_settled)")"
-  printf '  %-58s %12s\n' "first use: server-side cert parse us, mean of $(v big.parse.n)" "$(v big.parse.us)"
-  printf '  %-58s %12s\n' "first use: longest cert parse us since start" "$(v big.parse.max)"
-  printf '  %-58s %12s\n' "first handshake of an unused cert: proxy CPU us/conn" "$(v big.first.cpu)"
-  printf '  %-58s %12s\n' "same names again (warm): proxy CPU us/conn" "$(v big.warm.cpu)"
-  printf '  %-58s %12s\n' "first handshake of an unused cert: client ms/conn" "$(v big.first.ms)"
-  printf '  %-58s %12s\n' "RSS MB after using $WARMN certificates" "$(mb "$(v big.rss_warm)")"
-  printf '  %-58s %12s\n' "  RSS KB per used certificate" \
-    "$(awk -v a="$(v big.rss_settled)" -v b="$(v big.rss_warm)" -v n="$WARMN" 'BEGIN { if (a != "-" && b != "-") printf "%.1f", (b - a) / n; else print "-" }')"
-  printf '  %-58s %12s\n' "random SNI over the $WARMN used names: CPU us/conn" "$(v big.cpu)"
-  printf '  %-58s %12s\n' "  vs 1 cert ($(v torii.full.cpu) us; goal <= 1.05)" "$(ratio "$(v big.cpu)" "$(v torii.full.cpu)")"
-  printf '  %-58s %12s\n' "  vs one name, same process, interleaved ($(v big.fixed) us)" "$(ratio "$(v big.cpu)" "$(v big.fixed)")"
-  printf '  %-58s %12s\n' "  conn/s (client-bound)" "$(v big.rate)"
+  grep -v ' notice \| warn ' "$B/big.txt" || true
 fi
 footer

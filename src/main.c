@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -97,17 +98,46 @@ static void usage(FILE *f)
                      "  --version        print the version and exit\n");
 }
 
+/* The certificate table's source (table.h): at a certificate's first handshake, its current
+ * TLS record and the entity's privateKey as stored (maybe sealed, opened through the PKI).
+ * Runs on worker threads, concurrently (one read transaction each). */
+static int app_cert_load(void *arg, const char *id, torii_table_use_fn use, void *use_arg,
+                         struct torii_errbuf *eb)
+{
+    struct app *app = arg;
+    char *json = NULL;
+    size_t json_len = 0;
+    unsigned char *aux = NULL;
+    size_t aux_len = 0;
+    json_t *ent = NULL;
+    struct torii_pki_key_src key;
+    int rc = torii_store_get(app->store, TORII_STORE_CERTS, id, &json, &json_len, &aux, &aux_len);
+
+    if (rc != TORII_OK) {
+        return torii_errf(eb, rc, "cannot read the certificate from the store: %s",
+                          torii_strerror(rc));
+    }
+    ent = json_loadb(json, json_len, 0, NULL);
+    key = torii_pki_key_src_of(ent, app->kek);
+    key.id = id;
+    rc = use(use_arg, aux, aux_len, &key, eb);
+    torii_cert_secrets_wipe(ent);
+    json_decref(ent);
+    torii_secure_free(json, json_len + 1);
+    torii_secure_free(aux, aux_len);
+    return rc;
+}
+
 /* Store change feed -> certificate table. Runs on the writing thread, in commit order. The
- * table gets the TLS record and the entity's privateKey as stored (maybe sealed), which it
- * opens through the PKI at the certificate's first handshake. */
+ * table keeps what selection needs from the TLS record (no JSON parsed here: O(1) per write,
+ * nothing per certificate at start-up but the record) and reads the rest through
+ * app_cert_load at the certificate's first handshake. */
 static void app_on_store_change(enum torii_store_op_kind kind, enum torii_store_bucket b,
                                 const struct torii_store_rec *rec, void *arg)
 {
     struct app *app = arg;
     struct torii_errbuf eb = {{0}};
     int del = kind == TORII_STORE_DELETE;
-    json_t *ent = NULL;
-    struct torii_pki_key_src key;
     char id[512];
 
     if (b != TORII_STORE_CERTS || rec->id_len >= sizeof(id)) {
@@ -115,23 +145,38 @@ static void app_on_store_change(enum torii_store_op_kind kind, enum torii_store_
     }
     memcpy(id, rec->id, rec->id_len);
     id[rec->id_len] = '\0';
-    if (!del) {
-        ent = json_loadb(rec->json, rec->json_len, 0, NULL);
-    }
-    key = torii_pki_key_src_of(ent, app->kek);
-    key.id = id;
-    if (torii_table_update(app->table, id, del ? NULL : rec->aux, del ? 0 : rec->aux_len, &key, &eb)
+    if (torii_table_update(app->table, id, del ? NULL : rec->aux, del ? 0 : rec->aux_len, NULL, &eb)
         != TORII_OK) {
         torii_log(TORII_LOG_WARN, "main: certificate not served: %s (id=%s)", eb.msg, id);
     }
-    torii_cert_secrets_wipe(ent);
-    json_decref(ent);
 }
 
 static int app_load_one(const struct torii_store_rec *rec, void *arg)
 {
     app_on_store_change(TORII_STORE_PUT, TORII_STORE_CERTS, rec, arg);
     return TORII_OK;
+}
+
+/* The certificate table's first load, on a thread of its own while the main thread loads the
+ * PKI state: two scans of the store at once (the two cores), joined before anything writes.
+ * Nothing writes the store before the join (pkiboot_run and the API come after). */
+struct app_table_load {
+    struct app *app;
+    int rc;
+};
+
+static void *app_table_load_main(void *arg)
+{
+    struct app_table_load *l = arg;
+    size_t n = 0;
+
+    torii_table_reader_register(); /* once, not once per update (writers need it) */
+    if (torii_store_count(l->app->store, TORII_STORE_CERTS, &n) == TORII_OK) {
+        torii_table_reserve(l->app->table, n);
+    }
+    l->rc = torii_certdb_foreach(l->app->store, app_load_one, l->app);
+    torii_table_reader_unregister();
+    return NULL;
 }
 
 /* Draining: /readyz answers 503 from now on, systemd is told, and the log says it. */
@@ -620,6 +665,27 @@ static void app_kek_notice(const struct app *app)
               torii_kek_ring_count(app->kek), torii_kek_ring_count(app->kek) == 1 ? "" : "s");
 }
 
+/* The certificate table and the PKI state, each loaded by one scan of the store, at once. */
+static int app_load_state(struct app *app, struct torii_errbuf *eb)
+{
+    struct app_table_load l = {app, TORII_OK};
+    pthread_t th;
+    int threaded = pthread_create(&th, NULL, app_table_load_main, &l) == 0;
+    int rc;
+
+    if (!threaded) {
+        (void)app_table_load_main(&l); /* no thread to be had: one after the other */
+    }
+    rc = torii_pkiboot_state_open(app->cfg, app->store, &app->pki, eb);
+    if (threaded) {
+        (void)pthread_join(th, NULL);
+    }
+    if (rc == TORII_OK && l.rc != TORII_OK) {
+        rc = torii_errf(eb, l.rc, "cannot load the certificates: %s", torii_strerror(l.rc));
+    }
+    return rc;
+}
+
 static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *eb)
 {
     struct torii_store_opts sopts = {.dir = app->cfg->data_dir};
@@ -638,13 +704,12 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
     sopts.kek = app->kek; /* certdb seals every key it writes with it */
     TORII_TRY(torii_store_open(&sopts, &app->store, eb));
     TORII_TRY(torii_certdb_migrate(app->store, eb)); /* stores written by an older torii */
-    TORII_TRY(torii_table_new(&app->table));
+    TORII_TRY(torii_table_new_src(&(struct torii_table_src){app_cert_load, app}, &app->table));
     TORII_TRY(torii_acme_chal_new(&app->acme_chal));
     app->acme_od = app->cfg->acme.enabled ? torii_acme_od_new(&app->cfg->acme.on_demand) : NULL;
     torii_table_set_default(app->table, app->cfg->default_cert);
     TORII_TRY(torii_store_watch(app->store, app_on_store_change, app));
-    TORII_TRY(torii_certdb_foreach(app->store, app_load_one, app));
-    TORII_TRY(torii_pkiboot_state_open(app->cfg, app->store, &app->pki, eb));
+    TORII_TRY(app_load_state(app, eb));
     TORII_TRY(torii_certstats_open(app->store, &app->certstats, eb));
     TORII_TRY(torii_pkiboot_run(app->cfg, app->store, eb));
     TORII_TRY(torii_store_count(app->store, TORII_STORE_CERTS, ncerts));

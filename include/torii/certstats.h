@@ -4,8 +4,10 @@
  * formats numbers and never parses an entity (torii_certstats_parses counts the parses).
  * Role: main.c opens it on the store; the admin server's GET /metrics writes from it.
  * Threads: torii_certstats_open/free on the main thread (free after every store writer has
- * stopped: a store watcher cannot be removed); the watcher runs on whichever thread writes
- * the store; torii_certstats_write and torii_certstats_parses from any thread (a mutex).
+ * stopped: a store watcher cannot be removed, and before the store: free joins the loader
+ * thread that open starts); the watcher runs on whichever thread writes the store;
+ * torii_certstats_write and torii_certstats_parses from any thread (a mutex; both wait until
+ * the first load is done).
  * Ownership: the caller owns the object; ids and domains are copied. */
 #ifndef TORII_CERTSTATS_H
 #define TORII_CERTSTATS_H
@@ -20,9 +22,12 @@ struct torii_certstats;
 
 /** An empty set (torii_certstats_free). */
 struct torii_certstats *torii_certstats_new(void);
-/** torii_certstats_new, registered as a watcher of st and loaded from its certificates.
- * Call before any other thread uses the store. TORII_ETOOBIG (no watcher slot left) or the
- * store's code, eb says so; nothing to free then. */
+/** torii_certstats_new, registered as a watcher of st, then loaded from its certificates on a
+ * thread of its own (open returns at once: start-up parses no entity for the gauges). What
+ * the feed writes or deletes while the load runs wins over the load's older snapshot.
+ * Call before any other thread writes the store. TORII_ETOOBIG (no watcher slot left), eb
+ * says so, nothing to free then; TORII_ENOMEM when the thread does not start (*out is set:
+ * free it). */
 int torii_certstats_open(struct torii_store *st, struct torii_certstats **out,
                          struct torii_errbuf *eb) TORII_MUST_USE;
 /** NULL accepted. */

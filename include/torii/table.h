@@ -25,9 +25,35 @@
 struct torii_table;
 struct torii_tls_cert;
 
-/** An empty table (urcu-memb flavour, auto-resizing hash tables).
+struct torii_pki_key_src;
+
+/** What a source hands over for one use of a certificate's materials: its current TLS record
+ * and its key source, both borrowed for the length of the call. Returns TORII_OK or an error
+ * (message in eb), which the source returns as is. */
+typedef int (*torii_table_use_fn)(void *use_arg, const unsigned char *rec, size_t rec_len,
+                                  const struct torii_pki_key_src *key, struct torii_errbuf *eb);
+
+/** Where a table in source mode reads a certificate's materials at its first use (and for
+ * torii_tls_cert_leaf_dup): load reads id's current record and key source (for torii, from
+ * the store) and calls use(use_arg, ...) once with them, then wipes what it read. Called on
+ * any reader thread, concurrently, never with a table lock held. TORII_ENOTFOUND when id is
+ * gone, the store's error, or use's. arg and everything load reaches must outlive the table. */
+struct torii_table_src {
+    int (*load)(void *arg, const char *id, torii_table_use_fn use, void *use_arg,
+                struct torii_errbuf *eb);
+    void *arg;
+};
+
+/** An empty table (urcu-memb flavour, auto-resizing hash tables) without a source: every
+ * torii_table_update keeps a copy of its record and key.
  * TORII_ENOMEM, or the error of torii_rand_bytes (hash seed). */
 int torii_table_new(struct torii_table **out) TORII_MUST_USE;
+/** An empty table in source mode (src copied; NULL: as torii_table_new). An update without a
+ * key keeps only what selection needs (id, names, dates, flags, key type, issuer+serial key:
+ * about 150 bytes and one allocation per certificate, plus one hash node per name); the
+ * record and the key are read through src at the certificate's first use. Errors as
+ * torii_table_new. */
+int torii_table_new_src(const struct torii_table_src *src, struct torii_table **out) TORII_MUST_USE;
 /** Free; NULL accepted. Waits for a grace period and for every pending call_rcu callback
  * (rcu_barrier), then frees everything; no reader or writer may still be using t. */
 void torii_table_free(struct torii_table *t);
@@ -39,12 +65,14 @@ void torii_table_free(struct torii_table *t);
 void torii_table_reader_register(void);
 void torii_table_reader_unregister(void);
 
-struct torii_pki_key_src;
-
-/** Insert or replace certificate `id` from its TLS record (pki.h; copied, rec stays the
- * caller's) and its key source (the entity's privateKey and password, copied and wiped when
- * the certificate goes; the KEK ring borrowed: it must outlive the table; NULL or no text: no
- * key, not served), or remove it when rec is NULL (removing an absent id is TORII_OK). The
+/** Insert or replace certificate `id` from its TLS record (pki.h; rec stays the caller's) and
+ * its key source, or remove it when rec is NULL (removing an absent id is TORII_OK).
+ * With a key (text not empty), or on a table without a source, the record and the key source
+ * (the entity's privateKey and password) are copied, and wiped when the certificate goes (the
+ * KEK ring borrowed: it must outlive the table); there, no key means not served. On a table
+ * with a source and no key, nothing but what selection needs is kept: the record's
+ * TORII_CERTREC_HAS_KEY flag says whether it has a key, and both are read through the source
+ * at first use. The
  * key is opened through torii_pki_key_open at the certificate's first handshake. The names that
  * the old version had and the new one lacks are dropped; cost is proportional to the old and
  * new certificate's names, not to the table. Record names that are not a host name or "*."
@@ -53,6 +81,12 @@ struct torii_pki_key_src;
 int torii_table_update(struct torii_table *t, const char *id, const unsigned char *rec,
                        size_t rec_len, const struct torii_pki_key_src *key, struct torii_errbuf *eb)
     TORII_MUST_USE;
+
+/** Size the hash tables for n certificates at once (a bulk load: start-up with the store's
+ * count), instead of growing them step by step; the size holds until the table has n
+ * certificates, then the usual rule applies (grow at two nodes per bucket, liburcu shrinks).
+ * Any thread; a writer. NULL accepted. */
+void torii_table_reserve(struct torii_table *t, size_t n);
 
 /** Name the default certificate (by id, copied; may be set before the certificate exists;
  * NULL clears it). It is looked up at select time, so updates of that id apply at once. */

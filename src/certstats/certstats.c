@@ -1,30 +1,52 @@
-/* certstats.c - the certificate gauges of /metrics (certstats.h): a sorted array of what a
- * scrape needs per certificate, updated by the store's change feed under a mutex. */
+/* certstats.c - the certificate gauges of /metrics (certstats.h): an array of what a scrape
+ * needs per certificate with a hash index by id (open addressing, linear probing, deletion by
+ * backward shift), updated by the store's change feed under a mutex: a write costs O(1)
+ * whatever the number of certificates; a scrape sorts the ids (output in id order).
+ * The first load runs on a thread of its own (torii_certstats_open returns at once: start-up
+ * does not parse every entity). It reads one snapshot of the store while the feed goes on; an
+ * id the feed wrote or deleted meanwhile is newer than the snapshot, so the feed's entry (or
+ * its tombstone, `gone`) wins and the loader skips that id. Scrapes wait for the load. */
 #include "torii/certstats.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "torii/clock.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 
+#define CS_MIN_SLOTS 64
+
 struct cs_entry {
     char *id;     /* owned */
+    uint64_t h;   /* hash of id */
     char *domain; /* owned; "" when absent */
     int64_t from_ms;
     int64_t to_ms;
-    int usable; /* stored valid (key and chain) and not revoked */
+    int usable;   /* stored valid (key and chain) and not revoked */
+    uint8_t fed;  /* written by the feed while loading: the loader leaves it */
+    uint8_t gone; /* deleted by the feed while loading (tombstone, dropped when loaded) */
 };
 
 struct torii_certstats {
     pthread_mutex_t lock;
-    struct cs_entry *v; /* sorted by id (bytewise, as the store iterates) */
+    pthread_cond_t loaded_cv;
+    struct cs_entry *v; /* in no order; slot[] finds an id */
     size_t n;
     size_t cap;
+    uint32_t *slot; /* index in v + 1; 0: empty */
+    size_t mask;    /* slots - 1 (a power of two, at least twice n) */
+    uint64_t seed;
     uint64_t parses;
+    int loading;     /* lock held: the first load runs */
+    int has_loader;  /* main thread only */
+    atomic_int stop; /* the loader gives up (free) */
+    pthread_t loader;
+    struct torii_store *st; /* borrowed; read by the loader only */
 };
 
 struct torii_certstats *torii_certstats_new(void)
@@ -32,6 +54,13 @@ struct torii_certstats *torii_certstats_new(void)
     struct torii_certstats *cs = torii_xcalloc(1, sizeof(*cs));
 
     (void)pthread_mutex_init(&cs->lock, NULL);
+    (void)pthread_cond_init(&cs->loaded_cv, NULL);
+    atomic_init(&cs->stop, 0);
+    cs->mask = CS_MIN_SLOTS - 1;
+    cs->slot = torii_xcalloc(CS_MIN_SLOTS, sizeof(*cs->slot));
+    if (torii_rand_bytes(&cs->seed, sizeof(cs->seed)) != TORII_OK) {
+        cs->seed = 0x9e3779b97f4a7c15ULL; /* admin-written ids only: a fixed seed is fine */
+    }
     return cs;
 }
 
@@ -46,67 +75,130 @@ void torii_certstats_free(struct torii_certstats *cs)
     if (cs == NULL) {
         return;
     }
+    if (cs->has_loader) {
+        atomic_store(&cs->stop, 1);
+        (void)pthread_join(cs->loader, NULL);
+    }
     for (size_t i = 0; i < cs->n; i++) {
         cs_entry_clear(&cs->v[i]);
     }
     free(cs->v);
+    free(cs->slot);
+    (void)pthread_cond_destroy(&cs->loaded_cv);
     (void)pthread_mutex_destroy(&cs->lock);
     free(cs);
 }
 
-/* Position of id (*found set) or where it would go. Lock held. */
-static size_t cs_find(const struct torii_certstats *cs, const char *id, int *found)
+/* The slot of id (*found set), or the empty slot where it would go. Lock held. */
+static size_t cs_slot(const struct torii_certstats *cs, const char *id, uint64_t h, int *found)
 {
-    size_t lo = 0;
-    size_t hi = cs->n;
+    size_t i = (size_t)h & cs->mask;
 
     *found = 0;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(cs->v[mid].id, id);
-        if (c == 0) {
+    while (cs->slot[i] != 0) {
+        const struct cs_entry *e = &cs->v[cs->slot[i] - 1];
+        if (e->h == h && strcmp(e->id, id) == 0) {
             *found = 1;
-            return mid;
+            return i;
         }
-        if (c < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
+        i = (i + 1) & cs->mask;
     }
-    return lo;
+    return i;
+}
+
+/* Twice the slots, every entry placed again. Lock held. */
+static void cs_grow(struct torii_certstats *cs)
+{
+    size_t slots = (cs->mask + 1) * 2;
+    int found = 0;
+
+    free(cs->slot);
+    cs->slot = torii_xcalloc(slots, sizeof(*cs->slot));
+    cs->mask = slots - 1;
+    for (size_t k = 0; k < cs->n; k++) {
+        cs->slot[cs_slot(cs, cs->v[k].id, cs->v[k].h, &found)] = (uint32_t)(k + 1);
+    }
+}
+
+/* Empty slot i, shifting back the entries of the probe run after it. Lock held. */
+static void cs_slot_clear(struct torii_certstats *cs, size_t i)
+{
+    size_t j = i;
+
+    for (;;) {
+        cs->slot[i] = 0;
+        for (;;) {
+            j = (j + 1) & cs->mask;
+            if (cs->slot[j] == 0) {
+                return;
+            }
+            size_t home = (size_t)cs->v[cs->slot[j] - 1].h & cs->mask;
+            /* stays when its home lies cyclically in (i, j] */
+            if (i <= j ? (i < home && home <= j) : (i < home || home <= j)) {
+                continue;
+            }
+            break;
+        }
+        cs->slot[i] = cs->slot[j];
+        i = j;
+    }
 }
 
 /* Replace or insert e (taken) under its id. Lock held. */
 static void cs_put(struct torii_certstats *cs, struct cs_entry *e)
 {
     int found = 0;
-    size_t at = cs_find(cs, e->id, &found);
+    size_t at;
 
+    e->h = torii_hash64(cs->seed, e->id, strlen(e->id));
+    at = cs_slot(cs, e->id, e->h, &found);
     if (found) {
-        cs_entry_clear(&cs->v[at]);
-        cs->v[at] = *e;
+        cs_entry_clear(&cs->v[cs->slot[at] - 1]);
+        cs->v[cs->slot[at] - 1] = *e;
         return;
     }
     if (cs->n == cs->cap) {
         cs->cap = cs->cap == 0 ? 64 : cs->cap * 2;
         cs->v = torii_xrealloc(cs->v, cs->cap * sizeof(*cs->v));
     }
-    memmove(&cs->v[at + 1], &cs->v[at], (cs->n - at) * sizeof(*cs->v));
-    cs->v[at] = *e;
+    cs->v[cs->n] = *e;
+    cs->slot[at] = (uint32_t)(cs->n + 1);
     cs->n++;
+    if (2 * cs->n > cs->mask + 1) {
+        cs_grow(cs);
+    }
 }
 
-/* Forget id. Lock held. */
-static void cs_drop(struct torii_certstats *cs, const char *id)
+/* Remove the entry of slot at: the last entry moves into its place. Lock held. */
+static void cs_remove(struct torii_certstats *cs, size_t at)
+{
+    size_t k = cs->slot[at] - 1;
+    int found = 0;
+
+    cs_entry_clear(&cs->v[k]);
+    cs_slot_clear(cs, at);
+    if (k != cs->n - 1) {
+        cs->v[k] = cs->v[cs->n - 1];
+        cs->slot[cs_slot(cs, cs->v[k].id, cs->v[k].h, &found)] = (uint32_t)(k + 1);
+    }
+    cs->n--;
+}
+
+/* Forget id (while loading: a tombstone, so the loader does not bring it back). Lock held;
+ * id taken. */
+static void cs_drop(struct torii_certstats *cs, char *id)
 {
     int found = 0;
-    size_t at = cs_find(cs, id, &found);
+    size_t at = cs_slot(cs, id, torii_hash64(cs->seed, id, strlen(id)), &found);
 
+    if (cs->loading) {
+        struct cs_entry e = {.id = id, .domain = torii_xstrdup(""), .fed = 1, .gone = 1};
+        cs_put(cs, &e);
+        return;
+    }
+    free(id);
     if (found) {
-        cs_entry_clear(&cs->v[at]);
-        memmove(&cs->v[at], &cs->v[at + 1], (cs->n - at - 1) * sizeof(*cs->v));
-        cs->n--;
+        cs_remove(cs, at);
     }
 }
 
@@ -144,13 +236,12 @@ static void cs_apply(struct torii_certstats *cs, enum torii_store_op_kind kind,
     }
     if (keep) {
         e.id = id;
-        id = NULL;
+        e.fed = (uint8_t)cs->loading;
         cs_put(cs, &e);
     } else {
         cs_drop(cs, id);
     }
     (void)pthread_mutex_unlock(&cs->lock);
-    free(id);
 }
 
 void torii_certstats_watch_cb(enum torii_store_op_kind kind, enum torii_store_bucket b,
@@ -167,6 +258,73 @@ int torii_certstats_load_cb(const struct torii_store_rec *rec, void *arg)
     return TORII_OK;
 }
 
+/* The loader's callback: what the feed has written meanwhile is newer and stays. */
+static int cs_load_one(const struct torii_store_rec *rec, void *arg)
+{
+    struct torii_certstats *cs = arg;
+    char *id = NULL;
+    struct cs_entry e = {0};
+    int found = 0;
+
+    if (atomic_load_explicit(&cs->stop, memory_order_relaxed)) {
+        return TORII_EAGAIN; /* stopped: free is waiting */
+    }
+    if (rec->json == NULL || !cs_entry_of(rec, &e)) {
+        return TORII_OK;
+    }
+    id = torii_xstrndup(rec->id, rec->id_len);
+    (void)pthread_mutex_lock(&cs->lock);
+    cs->parses++;
+    size_t at = cs_slot(cs, id, torii_hash64(cs->seed, id, strlen(id)), &found);
+    if (found && cs->v[cs->slot[at] - 1].fed) {
+        cs_entry_clear(&e);
+        free(id);
+    } else {
+        e.id = id;
+        cs_put(cs, &e);
+    }
+    (void)pthread_mutex_unlock(&cs->lock);
+    return TORII_OK;
+}
+
+/* End of the load: tombstones dropped, marks cleared, waiting scrapes woken. O(n) once. */
+static void cs_load_done(struct torii_certstats *cs)
+{
+    int found = 0;
+
+    (void)pthread_mutex_lock(&cs->lock);
+    for (size_t i = cs->n; i-- > 0;) { /* from the end: a removal moves the last entry */
+        if (cs->v[i].gone) {
+            cs_remove(cs, cs_slot(cs, cs->v[i].id, cs->v[i].h, &found));
+        } else {
+            cs->v[i].fed = 0;
+        }
+    }
+    cs->loading = 0;
+    (void)pthread_cond_broadcast(&cs->loaded_cv);
+    (void)pthread_mutex_unlock(&cs->lock);
+}
+
+static void *cs_loader(void *arg)
+{
+    struct torii_certstats *cs = arg;
+    struct torii_store *st = NULL;
+    int64_t t0 = torii_clock_mono_us();
+    int rc;
+
+    (void)pthread_mutex_lock(&cs->lock);
+    st = cs->st;
+    (void)pthread_mutex_unlock(&cs->lock);
+    rc = torii_store_foreach(st, TORII_STORE_CERTS, cs_load_one, cs);
+    if (rc != TORII_OK && !atomic_load(&cs->stop)) {
+        torii_log(TORII_LOG_ERR, "metrics: cannot load the certificates: %s", torii_strerror(rc));
+    }
+    cs_load_done(cs);
+    torii_log(TORII_LOG_INFO, "metrics: certificate gauges loaded in %.1f ms",
+              (double)(torii_clock_mono_us() - t0) / 1000.0);
+    return NULL;
+}
+
 int torii_certstats_open(struct torii_store *st, struct torii_certstats **out,
                          struct torii_errbuf *eb)
 {
@@ -179,11 +337,22 @@ int torii_certstats_open(struct torii_store *st, struct torii_certstats **out,
     }
     /* Registered: from here on the set must outlive the store's writers, even on failure. */
     *out = cs;
-    rc = torii_store_foreach(st, TORII_STORE_CERTS, torii_certstats_load_cb, cs);
-    if (rc != TORII_OK) {
-        return torii_errf(eb, rc, "metrics: cannot load the certificates");
+    cs->st = st;
+    cs->loading = 1;
+    if (pthread_create(&cs->loader, NULL, cs_loader, cs) != 0) {
+        cs->loading = 0;
+        return torii_errf(eb, TORII_ENOMEM, "metrics: cannot start the loader thread");
     }
+    cs->has_loader = 1;
     return TORII_OK;
+}
+
+/* Wait for the first load (bounded by it). Lock held. */
+static void cs_wait_loaded(struct torii_certstats *cs)
+{
+    while (cs->loading) {
+        (void)pthread_cond_wait(&cs->loaded_cv, &cs->lock);
+    }
 }
 
 static void cs_sample(struct torii_prom *p, const char *name, const struct cs_entry *e,
@@ -196,8 +365,22 @@ static void cs_sample(struct torii_prom *p, const char *name, const struct cs_en
     }
 }
 
+/* One entry of a scrape's order. */
+struct cs_ref {
+    const struct cs_entry *e;
+};
+
+static int cs_id_cmp(const void *a, const void *b)
+{
+    const struct cs_ref *x = a;
+    const struct cs_ref *y = b;
+
+    return strcmp(x->e->id, y->e->id);
+}
+
 void torii_certstats_write(struct torii_certstats *cs, int64_t now_ms, struct torii_prom *out)
 {
+    struct cs_ref *order = NULL;
     static const char *const all[] = {"state", "all"};
     static const char *const valid[] = {"state", "valid"};
     struct torii_prom not_after = {0};
@@ -206,9 +389,15 @@ void torii_certstats_write(struct torii_certstats *cs, int64_t now_ms, struct to
     size_t n;
 
     (void)pthread_mutex_lock(&cs->lock);
+    cs_wait_loaded(cs);
     n = cs->n;
-    for (size_t i = 0; i < cs->n; i++) {
-        const struct cs_entry *e = &cs->v[i];
+    order = torii_xcalloc(n + 1, sizeof(*order));
+    for (size_t i = 0; i < n; i++) {
+        order[i].e = &cs->v[i];
+    }
+    qsort(order, n, sizeof(*order), cs_id_cmp); /* in id order, as the store iterates */
+    for (size_t i = 0; i < n; i++) {
+        const struct cs_entry *e = order[i].e;
         int ok = e->usable && e->from_ms <= now_ms && now_ms < e->to_ms;
 
         cs_sample(&not_after, "torii_certificate_not_after_seconds", e, (double)e->to_ms / 1000.0);
@@ -216,6 +405,7 @@ void torii_certstats_write(struct torii_certstats *cs, int64_t now_ms, struct to
         n_valid += ok ? 1 : 0;
     }
     (void)pthread_mutex_unlock(&cs->lock);
+    free(order);
     /* Names, types and keys below are constants: formatting them cannot fail. */
     TORII_ASSERT(torii_prom_family(out, "torii_certificates", "gauge",
                                    "Certificates in the store (all, and valid now)")
@@ -241,6 +431,7 @@ uint64_t torii_certstats_parses(struct torii_certstats *cs)
     uint64_t n;
 
     (void)pthread_mutex_lock(&cs->lock);
+    cs_wait_loaded(cs);
     n = cs->parses;
     (void)pthread_mutex_unlock(&cs->lock);
     return n;

@@ -3,17 +3,20 @@
  * Two liburcu lock-free hash tables (default flavour, urcu-memb):
  *   names: lower-cased name ("a.example.com" or "*.example.com") -> struct name_node, an
  *          immutable array of the candidate certificates carrying that name;
- *   ids:   entity id -> struct id_node, the certificate currently installed under that id.
- *          Writers use it to find a certificate's previous names; readers use it to resolve the
- *          default certificate, which is kept by id, and torii_table_get.
- *   serials: SHA-256(issuer name DER) || serialNumber DER -> struct name_node (same layout as
- *          the names table: the certificates whose leaf has that issuer and serial). Readers
- *          use it to find the store entity of a presented client certificate (revocation).
+ *   ids:   entity id -> the certificate currently installed under that id (the certificate
+ *          object is its own node, table_int.h). Writers use it to find a certificate's
+ *          previous names; readers use it to resolve the default certificate, which is kept
+ *          by id, and torii_table_get.
+ *   serials: SHA-256(issuer name DER) || serialNumber DER -> the certificates whose leaf has
+ *          that issuer and serial, each its own node (duplicate keys, read with
+ *          cds_lfht_next_duplicate). Readers use it to find the store entity of a presented
+ *          client certificate (revocation).
  * Nodes never change after publication. A writer (serialized by t->lock) builds a fresh node
  * for every name the changed certificate had or now has (copy on write), swaps it in with
  * cds_lfht_replace / add / del, and hands the old node to call_rcu, which drops its
  * certificate references after a grace period. Every node holds one reference on each
  * certificate it lists, so a certificate lives as long as any node or any handshake holds it.
+ * The certificates themselves (building from a record, parsing at first use) are table_cert.c.
  *
  * TSan cannot see the ordering liburcu provides (it is not instrumented), so publication is
  * modelled with a C11 release store / acquire load of each node's hash, and grace periods with
@@ -34,10 +37,9 @@
 #include <urcu.h>
 #include <urcu/rculfhash.h>
 
-#include "torii/clock.h"
+#include "table_int.h"
 #include "torii/log.h"
 #include "torii/mem.h"
-#include "torii/metrics.h"
 #include "torii/pki.h"
 
 #define TABLE_MIN_BUCKETS 64
@@ -80,47 +82,13 @@ static void grace_acquire(void)
 /* Per thread: this thread is registered with liburcu through this module. */
 static _Thread_local int reader_registered;
 
-struct tls_parsed {
-    X509 *leaf;
-    STACK_OF(X509) * chain; /* the certificates after the leaf; may be empty */
-    EVP_PKEY *key;
-};
-
-struct torii_tls_cert {
-    struct torii_sni_attr attr; /* immutable */
-    atomic_size_t refs;
-    char *id;
-    unsigned char *blob; /* private copy of the record; chain points into it */
-    size_t blob_len;
-    uint32_t n_chain;
-    struct torii_slice chain[TORII_CERTREC_MAX_CHAIN];
-    char *key_text;                   /* the entity's privateKey as stored (maybe sealed) */
-    char *key_password;               /* NULL: none */
-    const struct torii_kek_ring *kek; /* borrowed: outlives the table */
-    size_t n_names;
-    struct torii_slice *names; /* normalized, sorted, unique; into name_buf */
-    char *name_buf;
-    _Atomic(struct tls_parsed *) parsed; /* set once, by compare-exchange */
-    atomic_int parse_failed;
-    size_t skey_len; /* 0: not in the issuer+serial index */
-    unsigned char skey[TORII_TABLE_SERIAL_KEY_MAX];
-};
-
 struct name_node {
     struct cds_lfht_node ht;
     struct rcu_head rcu;
     atomic_ulong pub_hash; /* stored last (release): publishes the fields below */
-    size_t key_len;
-    char *key; /* points past cands[] */
-    size_t n;
-    const struct torii_sni_attr *cands[]; /* &cert->attr, one reference each */
-};
-
-struct id_node {
-    struct cds_lfht_node ht;
-    struct rcu_head rcu;
-    atomic_ulong pub_hash;
-    struct torii_tls_cert *cert; /* one reference; key is cert->id */
+    uint32_t key_len;
+    uint32_t n;
+    const struct torii_sni_attr *cands[]; /* &cert->attr, one reference each; then the key */
 };
 
 struct default_id {
@@ -131,6 +99,7 @@ struct default_id {
 };
 
 struct torii_table {
+    struct torii_table_src src; /* load == NULL: no source (every update passes its materials) */
     struct cds_lfht *names;
     struct cds_lfht *ids;
     struct cds_lfht *serials;
@@ -145,6 +114,7 @@ struct torii_table {
     unsigned long names_size;
     unsigned long ids_size;
     unsigned long serials_size;
+    size_t reserved; /* torii_table_reserve: until the table holds that many */
 };
 
 struct lookup_key {
@@ -158,402 +128,16 @@ static struct torii_tls_cert *cert_of(const struct torii_sni_attr *a)
     return caa_container_of(a, struct torii_tls_cert, attr);
 }
 
+static const char *node_key(const struct name_node *n)
+{
+    return (const char *)&n->cands[n->n];
+}
+
 /* ---- hashing ---- */
 
 static unsigned long table_hash(const struct torii_table *t, const char *s, size_t len)
 {
     return (unsigned long)torii_hash64(t->seed, s, len);
-}
-
-/* ---- certificates ---- */
-
-static void parsed_free(struct tls_parsed *p)
-{
-    if (p == NULL) {
-        return;
-    }
-    X509_free(p->leaf);
-    sk_X509_pop_free(p->chain, X509_free);
-    EVP_PKEY_free(p->key);
-    free(p);
-}
-
-static void cert_free(struct torii_tls_cert *c)
-{
-    parsed_free(atomic_load_explicit(&c->parsed, memory_order_acquire));
-    if (c->blob != NULL) {
-        OPENSSL_cleanse(c->blob, c->blob_len);
-        free(c->blob);
-    }
-    if (c->key_text != NULL) {
-        torii_secure_free(c->key_text, strlen(c->key_text));
-    }
-    if (c->key_password != NULL) {
-        torii_secure_free(c->key_password, strlen(c->key_password));
-    }
-    free(c->names);
-    free(c->name_buf);
-    free(c->id);
-    free(c);
-}
-
-void torii_tls_cert_ref(struct torii_tls_cert *c)
-{
-    if (c != NULL) {
-        atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
-    }
-}
-
-void torii_tls_cert_unref(struct torii_tls_cert *c)
-{
-    if (c == NULL) {
-        return;
-    }
-    size_t prev = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
-    TORII_ASSERT(prev > 0);
-    if (prev == 1) {
-        cert_free(c);
-    }
-}
-
-const char *torii_tls_cert_id(const struct torii_tls_cert *c)
-{
-    return c->id;
-}
-
-int torii_tls_cert_key_type(const struct torii_tls_cert *c)
-{
-    return c->attr.key_type;
-}
-
-uint32_t torii_tls_cert_flags(const struct torii_tls_cert *c)
-{
-    return c->attr.flags;
-}
-
-static int x509_from_der(struct torii_slice der, X509 **out)
-{
-    const unsigned char *p = (const unsigned char *)der.ptr;
-    X509 *x = NULL;
-
-    if (der.len == 0 || der.len > LONG_MAX) {
-        return TORII_ETLS;
-    }
-    x = d2i_X509(NULL, &p, (long)der.len);
-    if (x == NULL || p != (const unsigned char *)der.ptr + der.len) {
-        X509_free(x);
-        return TORII_ETLS;
-    }
-    *out = x;
-    return TORII_OK;
-}
-
-/* The certificates sent after the leaf: the record's chain minus any self-signed one. A
- * self-signed certificate is a trust anchor the client must already hold (RFC 8446 4.4.2,
- * RFC 5246 7.4.2 let the server omit it); sending it costs bytes on every handshake. Built
- * once per certificate (parse time); the stored chain is unchanged. */
-static int chain_from_der(const struct torii_tls_cert *c, STACK_OF(X509) * *out)
-{
-    int rc = TORII_OK;
-    STACK_OF(X509) *sk = sk_X509_new_null();
-    X509 *x = NULL;
-
-    TORII_ENSURE(sk != NULL, TORII_ENOMEM);
-    for (uint32_t i = 1; i < c->n_chain; i++) {
-        TORII_TRY(x509_from_der(c->chain[i], &x));
-        if (X509_self_signed(x, 1) == 1) {
-            X509_free(x);
-            x = NULL;
-            continue;
-        }
-        TORII_ENSURE(sk_X509_push(sk, x) > 0, TORII_ENOMEM);
-        x = NULL;
-    }
-    *out = sk;
-    sk = NULL;
-out:
-    X509_free(x);
-    sk_X509_pop_free(sk, X509_free);
-    return rc;
-}
-
-int torii_table_serial_key(const X509 *x, unsigned char *out, size_t *len)
-{
-    unsigned char *der = NULL;
-    unsigned int n = 0;
-    int dlen;
-
-    if (x == NULL || out == NULL || len == NULL) {
-        return TORII_EINVAL;
-    }
-    dlen = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &der);
-    if (dlen < 3 || dlen > TORII_CERTREC_SERIAL_MAX) {
-        /* Same rule as the record (certrec.c): such a serial is never indexed. */
-        OPENSSL_free(der);
-        ERR_clear_error();
-        return TORII_ENOTFOUND;
-    }
-    if (X509_NAME_digest(X509_get_issuer_name(x), EVP_sha256(), out, &n) != 1
-        || n != TORII_CERTREC_ISSUER_HASH_LEN) {
-        OPENSSL_free(der);
-        ERR_clear_error();
-        return TORII_ETLS;
-    }
-    memcpy(out + n, der, (size_t)dlen);
-    OPENSSL_free(der);
-    *len = n + (size_t)dlen;
-    return TORII_OK;
-}
-
-int torii_tls_cert_leaf_dup(const struct torii_tls_cert *c, X509 **out)
-{
-    X509 *x = NULL;
-
-    if (c == NULL || out == NULL || c->n_chain == 0) {
-        return TORII_EINVAL;
-    }
-    if (x509_from_der(c->chain[0], &x) != TORII_OK) {
-        ERR_clear_error();
-        return TORII_ETLS;
-    }
-    *out = x;
-    return TORII_OK;
-}
-
-static int cert_parse(const struct torii_tls_cert *c, struct tls_parsed **out,
-                      struct torii_errbuf *eb)
-{
-    int rc = TORII_OK;
-    struct tls_parsed *p = torii_xcalloc(1, sizeof(*p));
-
-    TORII_ENSURE(c->n_chain > 0 && c->key_text != NULL,
-                 torii_errf(eb, TORII_ETLS, "no chain or no private key"));
-    TORII_TRY(x509_from_der(c->chain[0], &p->leaf));
-    TORII_TRY(chain_from_der(c, &p->chain));
-    /* Keys are opened only in pki (the at-rest envelope lives there), at first use. */
-    TORII_ENSURE(torii_pki_key_open(c->kek, c->id, c->key_text, c->key_password, &p->key, eb)
-                     == TORII_OK,
-                 TORII_ETLS);
-    *out = p;
-    p = NULL;
-out:
-    parsed_free(p);
-    if (rc != TORII_OK) {
-        ERR_clear_error();
-    }
-    return rc;
-}
-
-/* First-use parse cost, for /metrics (lock-free, no allocation: sharded relaxed adds). Every
- * parse done is counted, a failed one or the losing copy of a race included: it cost the
- * handshake that did it as much. */
-static void cert_parse_account(int64_t us)
-{
-    if (us < 0) {
-        us = 0;
-    }
-    torii_metrics_inc(TORII_METRIC_CERT_PARSE);
-    torii_metrics_add(TORII_METRIC_CERT_PARSE_SECONDS, us);
-    torii_metrics_max(TORII_METRIC_CERT_PARSE_MAX_SECONDS, us);
-}
-
-int torii_tls_cert_get(struct torii_tls_cert *c, X509 **leaf, EVP_PKEY **key,
-                       STACK_OF(X509) * *chain)
-{
-    int rc = TORII_OK;
-    struct tls_parsed *p = NULL;
-    struct tls_parsed *mine = NULL;
-    struct torii_errbuf eb = {{0}};
-    int64_t t0;
-
-    TORII_ENSURE(c != NULL, TORII_EINVAL);
-    p = atomic_load_explicit(&c->parsed, memory_order_acquire);
-    if (p == NULL) {
-        TORII_ENSURE(!atomic_load_explicit(&c->parse_failed, memory_order_relaxed), TORII_ETLS);
-        t0 = torii_clock_mono_us();
-        rc = cert_parse(c, &mine, &eb);
-        cert_parse_account(torii_clock_mono_us() - t0);
-        if (rc != TORII_OK) {
-            if (!atomic_exchange_explicit(&c->parse_failed, 1, memory_order_relaxed)) {
-                torii_log(TORII_LOG_WARN, "tls: certificate does not parse: %s (id=%s)",
-                          eb.msg[0] != '\0' ? eb.msg : torii_strerror(rc), c->id);
-            }
-            goto out;
-        }
-        /* Two threads may parse at once on first use; one publishes, the other drops its copy. */
-        if (atomic_compare_exchange_strong_explicit(&c->parsed, &p, mine, memory_order_acq_rel,
-                                                    memory_order_acquire)) {
-            p = mine;
-            mine = NULL;
-        }
-    }
-    if (leaf != NULL) {
-        *leaf = p->leaf;
-    }
-    if (key != NULL) {
-        *key = p->key;
-    }
-    if (chain != NULL) {
-        *chain = p->chain;
-    }
-out:
-    parsed_free(mine);
-    return rc;
-}
-
-static int slice_cmp(const void *a, const void *b)
-{
-    const struct torii_slice *x = a;
-    const struct torii_slice *y = b;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->ptr, y->ptr, n);
-    if (c != 0) {
-        return c;
-    }
-    return (x->len > y->len) - (x->len < y->len);
-}
-
-static int slice_eq(struct torii_slice a, struct torii_slice b)
-{
-    return a.len == b.len && memcmp(a.ptr, b.ptr, a.len) == 0;
-}
-
-/* A record name as a table key: a normalized host name, or "*." + one. Returns its length, or
- * TORII_EINVAL for anything else (partial wildcards such as "f*.example.com" included). */
-static int name_key_normalize(struct torii_slice in, char *out)
-{
-    if (in.len >= 2 && in.ptr[0] == '*' && in.ptr[1] == '.') {
-        int n = torii_sni_name_normalize(in.ptr + 2, in.len - 2, out + 2);
-        if (n < 0 || out[2] == '.') {
-            return TORII_EINVAL;
-        }
-        out[0] = '*';
-        out[1] = '.';
-        return n + 2;
-    }
-    return torii_sni_name_normalize(in.ptr, in.len, out);
-}
-
-static void cert_set_names(struct torii_tls_cert *c, const struct torii_certrec *cr)
-{
-    size_t total = 0;
-    size_t used = 0;
-    size_t n = 0;
-
-    for (uint32_t i = 0; i < cr->n_names; i++) {
-        total += cr->names[i].len + 3; /* "*." prefix kept, NUL added */
-    }
-    c->name_buf = torii_xmalloc(total + 1);
-    c->names = torii_xcalloc(cr->n_names + 1, sizeof(*c->names));
-    for (uint32_t i = 0; i < cr->n_names; i++) {
-        char *dst = c->name_buf + used;
-        int len = name_key_normalize(cr->names[i], dst);
-        if (len <= 0) {
-            torii_log(TORII_LOG_DEBUG, "tls: %s: name %u skipped (id=%s)", __func__, i, c->id);
-            continue;
-        }
-        c->names[n].ptr = dst;
-        c->names[n].len = (size_t)len;
-        n++;
-        used += (size_t)len + 1;
-    }
-    qsort(c->names, n, sizeof(*c->names), slice_cmp);
-    size_t u = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (u == 0 || !slice_eq(c->names[u - 1], c->names[i])) {
-            c->names[u++] = c->names[i];
-        }
-    }
-    c->n_names = u;
-}
-
-/* The issuer+serial key, from the record (version 2). A legacy version 1 record has no
- * identity fields; for a revoked one (the only kind the index must find) the leaf is parsed
- * here once, so a store written before version 2 still rejects its revoked client
- * certificates. Other v1 records stay out of the index (no parsing at start-up). */
-static void cert_set_serial_key(struct torii_tls_cert *c, const struct torii_certrec *cr)
-{
-    X509 *leaf = NULL;
-
-    if (cr->issuer_hash.len == TORII_CERTREC_ISSUER_HASH_LEN && cr->serial.len > 0
-        && cr->serial.len <= TORII_CERTREC_SERIAL_MAX) {
-        memcpy(c->skey, cr->issuer_hash.ptr, cr->issuer_hash.len);
-        memcpy(c->skey + cr->issuer_hash.len, cr->serial.ptr, cr->serial.len);
-        c->skey_len = cr->issuer_hash.len + cr->serial.len;
-        return;
-    }
-    if (cr->version >= 2 || (c->attr.flags & TORII_CERTREC_REVOKED) == 0 || c->n_chain == 0) {
-        return;
-    }
-    if (x509_from_der(c->chain[0], &leaf) == TORII_OK
-        && torii_table_serial_key(leaf, c->skey, &c->skey_len) != TORII_OK) {
-        c->skey_len = 0;
-    }
-    ERR_clear_error();
-    X509_free(leaf);
-}
-
-/* The key source, copied (the text is wiped when the certificate is freed). */
-static void cert_set_key(struct torii_tls_cert *c, const struct torii_pki_key_src *key)
-{
-    if (key == NULL || key->text == NULL || key->text[0] == '\0') {
-        return;
-    }
-    c->key_text = torii_xstrdup(key->text);
-    if (key->password != NULL && key->password[0] != '\0') {
-        c->key_password = torii_xstrdup(key->password);
-    }
-    c->kek = key->kek;
-}
-
-static int cert_new(const char *id, const unsigned char *rec, size_t rec_len,
-                    const struct torii_pki_key_src *key, struct torii_tls_cert **out,
-                    struct torii_errbuf *eb)
-{
-    int rc = TORII_OK;
-    struct torii_certrec *cr = NULL;
-    struct torii_tls_cert *c = NULL;
-
-    TORII_ENSURE(rec_len > 0, torii_errf(eb, TORII_EINVAL, "tls: empty certificate record"));
-    cr = torii_xmalloc(sizeof(*cr));
-    c = torii_xcalloc(1, sizeof(*c));
-    atomic_init(&c->refs, 1);
-    atomic_init(&c->parsed, NULL);
-    atomic_init(&c->parse_failed, 0);
-    c->id = torii_xstrdup(id);
-    c->blob = torii_xmalloc(rec_len);
-    memcpy(c->blob, rec, rec_len);
-    c->blob_len = rec_len;
-    /* Decode our own copy so every slice points into memory this certificate owns. */
-    if (torii_certrec_decode(c->blob, rec_len, cr) != TORII_OK) {
-        rc = torii_errf(eb, TORII_EINVAL, "tls: malformed certificate record");
-        goto out;
-    }
-    TORII_ENSURE(cr->n_chain <= TORII_CERTREC_MAX_CHAIN && cr->n_names <= TORII_CERTREC_MAX_NAMES,
-                 torii_errf(eb, TORII_EINVAL, "tls: malformed certificate record"));
-    c->attr.flags = cr->flags;
-    c->attr.not_before_ms = cr->not_before_ms;
-    c->attr.not_after_ms = cr->not_after_ms;
-    c->attr.key_type = cr->key_type;
-    c->n_chain = cr->n_chain;
-    memcpy(c->chain, cr->chain, cr->n_chain * sizeof(cr->chain[0]));
-    /* A version 1 or 2 record's own key copy (cr->key_der) is never used: the key is the
-     * entity's privateKey, opened at first use. */
-    cert_set_key(c, key);
-    if (c->n_chain == 0 || c->key_text == NULL) {
-        /* Nothing to serve with, whatever the flags claim. */
-        c->attr.flags &= ~(uint32_t)TORII_CERTREC_HAS_KEY;
-    }
-    cert_set_names(c, cr);
-    cert_set_serial_key(c, cr);
-    *out = c;
-    c = NULL;
-out:
-    if (c != NULL) {
-        cert_free(c);
-    }
-    free(cr);
-    return rc;
 }
 
 /* ---- nodes ---- */
@@ -566,30 +150,42 @@ static int name_match(struct cds_lfht_node *node, const void *key)
     if (atomic_load_explicit(&n->pub_hash, memory_order_acquire) != k->hash) {
         return 0;
     }
-    return n->key_len == k->len && memcmp(n->key, k->ptr, k->len) == 0;
+    return n->key_len == k->len && memcmp(node_key(n), k->ptr, k->len) == 0;
+}
+
+static int serial_match(struct cds_lfht_node *node, const void *key)
+{
+    const struct torii_tls_cert *c = caa_container_of(node, struct torii_tls_cert, sht);
+    const struct lookup_key *k = key;
+    struct torii_slice sk;
+
+    if (atomic_load_explicit(&c->spub_hash, memory_order_acquire) != k->hash) {
+        return 0;
+    }
+    sk = torii_tls__cert_skey(c);
+    return sk.len == k->len && memcmp(sk.ptr, k->ptr, k->len) == 0;
 }
 
 static int id_match(struct cds_lfht_node *node, const void *key)
 {
-    const struct id_node *n = caa_container_of(node, struct id_node, ht);
+    const struct torii_tls_cert *c = caa_container_of(node, struct torii_tls_cert, ht);
     const struct lookup_key *k = key;
 
-    if (atomic_load_explicit(&n->pub_hash, memory_order_acquire) != k->hash) {
+    if (atomic_load_explicit(&c->pub_hash, memory_order_acquire) != k->hash) {
         return 0;
     }
-    return strlen(n->cert->id) == k->len && memcmp(n->cert->id, k->ptr, k->len) == 0;
+    return c->id_len == k->len && memcmp(c->data, k->ptr, k->len) == 0;
 }
 
 static struct name_node *name_node_new(const struct lookup_key *k, size_t n)
 {
+    /* The key goes after the n candidates: a node is published only once it holds all n. */
     struct name_node *node =
-        torii_xmalloc(sizeof(*node) + n * sizeof(const struct torii_sni_attr *) + k->len + 1);
+        torii_xmalloc(sizeof(*node) + n * sizeof(const struct torii_sni_attr *) + k->len);
     cds_lfht_node_init(&node->ht);
     atomic_init(&node->pub_hash, 0);
-    node->key = (char *)&node->cands[n];
-    memcpy(node->key, k->ptr, k->len);
-    node->key[k->len] = '\0';
-    node->key_len = k->len;
+    memcpy((char *)&node->cands[n], k->ptr, k->len);
+    node->key_len = (uint32_t)k->len;
     node->n = 0;
     return node;
 }
@@ -608,13 +204,11 @@ static void name_node_free_cb(struct rcu_head *head)
     name_node_free(caa_container_of(head, struct name_node, rcu));
 }
 
-static void id_node_free_cb(struct rcu_head *head)
+/* The ids table's reference on a certificate, dropped after the grace period. */
+static void id_unref_cb(struct rcu_head *head)
 {
-    struct id_node *node = caa_container_of(head, struct id_node, rcu);
-
     grace_acquire();
-    torii_tls_cert_unref(node->cert);
-    free(node);
+    torii_tls_cert_unref(caa_container_of(head, struct torii_tls_cert, rcu));
 }
 
 static void default_free_cb(struct rcu_head *head)
@@ -651,12 +245,12 @@ static void writer_leave(int temporary)
     }
 }
 
-/* Rebuild the node of one key of ht (the names or the serials table): drop `gone` (may be
+/* Rebuild the node of one key of ht (the names table): drop `gone` (may be
  * NULL), add `added` (may be NULL). Called under t->lock, inside rcu_read_lock. */
 static void key_apply(struct torii_table *t, struct cds_lfht *ht, struct torii_slice name,
                       const struct torii_tls_cert *gone, struct torii_tls_cert *added)
 {
-    size_t *nodes = ht == t->names ? &t->n_names : &t->n_serials;
+    size_t *nodes = &t->n_names;
     struct lookup_key k = {name.ptr, name.len, table_hash(t, name.ptr, name.len)};
     struct cds_lfht_iter iter;
     struct name_node *old = NULL;
@@ -706,72 +300,65 @@ static void key_apply(struct torii_table *t, struct cds_lfht *ht, struct torii_s
 static void names_apply(struct torii_table *t, const struct torii_tls_cert *oc,
                         struct torii_tls_cert *nc)
 {
-    size_t i = 0;
-    size_t j = 0;
-    size_t on = oc != NULL ? oc->n_names : 0;
-    size_t nn = nc != NULL ? nc->n_names : 0;
+    struct torii_tls__name_it i;
+    struct torii_tls__name_it j;
 
-    while (i < on || j < nn) {
+    torii_tls__name_first(&i, oc);
+    torii_tls__name_first(&j, nc);
+    while (i.cur.len > 0 || j.cur.len > 0) {
         int cmp;
-        if (i == on) {
+        if (i.cur.len == 0) {
             cmp = 1;
-        } else if (j == nn) {
+        } else if (j.cur.len == 0) {
             cmp = -1;
         } else {
-            cmp = slice_cmp(&oc->names[i], &nc->names[j]);
+            cmp = torii_tls__slice_cmp(i.cur, j.cur);
         }
         if (cmp < 0) {
-            key_apply(t, t->names, oc->names[i++], oc, NULL);
+            key_apply(t, t->names, i.cur, oc, NULL);
+            torii_tls__name_step(&i);
         } else if (cmp > 0) {
-            key_apply(t, t->names, nc->names[j++], NULL, nc);
+            key_apply(t, t->names, j.cur, NULL, nc);
+            torii_tls__name_step(&j);
         } else {
-            key_apply(t, t->names, nc->names[j], oc, nc);
-            i++;
-            j++;
+            key_apply(t, t->names, j.cur, oc, nc);
+            torii_tls__name_step(&i);
+            torii_tls__name_step(&j);
         }
     }
 }
 
 /* The issuer+serial index: at most one key per certificate. */
-static void serial_apply(struct torii_table *t, const struct torii_tls_cert *oc,
+static void serial_apply(struct torii_table *t, struct torii_tls_cert *oc,
                          struct torii_tls_cert *nc)
 {
-    struct torii_slice ok = {NULL, 0};
-    struct torii_slice nk = {NULL, 0};
-
-    if (oc != NULL && oc->skey_len > 0) {
-        ok = (struct torii_slice){(const char *)oc->skey, oc->skey_len};
-    }
+    /* The new one first: a reader never finds neither (a revoked certificate replaced by
+     * a revoked copy stays visible throughout). The old node goes with the certificate, which
+     * the ids table keeps alive until after the grace period. */
     if (nc != NULL && nc->skey_len > 0) {
-        nk = (struct torii_slice){(const char *)nc->skey, nc->skey_len};
+        struct torii_slice nk = torii_tls__cert_skey(nc);
+        unsigned long h = table_hash(t, nk.ptr, nk.len);
+        atomic_store_explicit(&nc->spub_hash, h, memory_order_release);
+        cds_lfht_add(t->serials, h, &nc->sht);
+        t->n_serials++;
     }
-    if (ok.len > 0 && nk.len > 0 && slice_eq(ok, nk)) {
-        key_apply(t, t->serials, nk, oc, nc);
-        return;
-    }
-    if (ok.len > 0) {
-        key_apply(t, t->serials, ok, oc, NULL);
-    }
-    if (nk.len > 0) {
-        key_apply(t, t->serials, nk, NULL, nc);
+    if (oc != NULL && oc->skey_len > 0) {
+        TORII_ASSERT(cds_lfht_del(t->serials, &oc->sht) == 0);
+        t->n_serials--;
     }
 }
 
 /* Install nc (may be NULL: remove) under its id, replacing `old` (may be NULL). Takes nc's
- * reference. Called under t->lock, inside rcu_read_lock, with iter on old. */
+ * reference (the ids table's). Called under t->lock, inside rcu_read_lock, with iter on old. */
 static void id_apply(struct torii_table *t, const struct lookup_key *k, struct cds_lfht_iter *iter,
-                     struct id_node *old, struct torii_tls_cert *nc)
+                     struct torii_tls_cert *old, struct torii_tls_cert *nc)
 {
     if (nc != NULL) {
-        struct id_node *node = torii_xmalloc(sizeof(*node));
-        cds_lfht_node_init(&node->ht);
-        node->cert = nc;
-        atomic_init(&node->pub_hash, 0);
-        atomic_store_explicit(&node->pub_hash, k->hash, memory_order_release);
+        atomic_store_explicit(&nc->pub_hash, k->hash, memory_order_release);
         if (old != NULL) {
-            TORII_ASSERT(cds_lfht_replace(t->ids, iter, k->hash, id_match, k, &node->ht) == 0);
+            TORII_ASSERT(cds_lfht_replace(t->ids, iter, k->hash, id_match, k, &nc->ht) == 0);
         } else {
-            cds_lfht_add(t->ids, k->hash, &node->ht);
+            cds_lfht_add(t->ids, k->hash, &nc->ht);
             atomic_fetch_add_explicit(&t->count, 1, memory_order_relaxed);
         }
     } else if (old != NULL) {
@@ -779,7 +366,7 @@ static void id_apply(struct torii_table *t, const struct lookup_key *k, struct c
         atomic_fetch_sub_explicit(&t->count, 1, memory_order_relaxed);
     }
     if (old != NULL) {
-        defer_free(&old->rcu, id_node_free_cb);
+        defer_free(&old->rcu, id_unref_cb);
     }
 }
 
@@ -789,10 +376,13 @@ static void id_apply(struct torii_table *t, const struct lookup_key *k, struct c
  * took 0.4 s to 10 s for the same store). So the writer grows each table itself, at once,
  * to at least one bucket per two nodes; shrinking stays liburcu's (lazy, on deletes). Called
  * under t->lock, registered, outside any read-side section (cds_lfht_resize's rules). */
-static void table_fit(struct cds_lfht *ht, size_t nodes, unsigned long *size)
+static void table_fit(struct cds_lfht *ht, size_t nodes, unsigned long *size, size_t reserved)
 {
     unsigned long want = *size;
 
+    if (nodes < reserved) {
+        nodes = reserved; /* torii_table_reserve: never below what a bulk load announced */
+    }
     if (nodes < want / 8 && want > TABLE_MIN_BUCKETS) {
         /* Far below the mark (liburcu may have shrunk it): lower the mark, grow again later. */
         want /= 2;
@@ -813,7 +403,7 @@ int torii_table_update(struct torii_table *t, const char *id, const unsigned cha
 {
     int rc = TORII_OK;
     struct torii_tls_cert *nc = NULL;
-    struct id_node *old = NULL;
+    struct torii_tls_cert *old = NULL;
     struct cds_lfht_iter iter;
     struct cds_lfht_node *hn = NULL;
     struct lookup_key k = {0};
@@ -822,7 +412,7 @@ int torii_table_update(struct torii_table *t, const char *id, const unsigned cha
     TORII_ENSURE(t != NULL && id != NULL && id[0] != '\0',
                  torii_errf(eb, TORII_EINVAL, "tls: table update needs an id"));
     if (rec != NULL) {
-        TORII_TRY(cert_new(id, rec, rec_len, key, &nc, eb));
+        TORII_TRY(torii_tls__cert_new(&t->src, id, rec, rec_len, key, &nc, eb));
     }
     k.ptr = id;
     k.len = strlen(id);
@@ -834,21 +424,42 @@ int torii_table_update(struct torii_table *t, const char *id, const unsigned cha
     cds_lfht_lookup(t->ids, k.hash, id_match, &k, &iter);
     hn = cds_lfht_iter_get_node(&iter);
     if (hn != NULL) {
-        old = caa_container_of(hn, struct id_node, ht);
+        old = caa_container_of(hn, struct torii_tls_cert, ht);
     }
-    names_apply(t, old != NULL ? old->cert : NULL, nc);
-    serial_apply(t, old != NULL ? old->cert : NULL, nc);
+    names_apply(t, old, nc);
+    serial_apply(t, old, nc);
     id_apply(t, &k, &iter, old, nc);
     nc = NULL; /* the id node holds our reference now */
     rcu_read_unlock();
-    table_fit(t->names, t->n_names, &t->names_size);
-    table_fit(t->ids, atomic_load_explicit(&t->count, memory_order_relaxed), &t->ids_size);
-    table_fit(t->serials, t->n_serials, &t->serials_size);
+    if (atomic_load_explicit(&t->count, memory_order_relaxed) >= t->reserved) {
+        t->reserved = 0; /* reached: the usual rule from now on */
+    }
+    table_fit(t->names, t->n_names, &t->names_size, t->reserved);
+    table_fit(t->ids, atomic_load_explicit(&t->count, memory_order_relaxed), &t->ids_size,
+              t->reserved);
+    table_fit(t->serials, t->n_serials, &t->serials_size, t->reserved);
     TORII_ASSERT(pthread_mutex_unlock(&t->lock) == 0);
     writer_leave(temporary);
 out:
     torii_tls_cert_unref(nc);
     return rc;
+}
+
+void torii_table_reserve(struct torii_table *t, size_t n)
+{
+    int temporary;
+
+    if (t == NULL) {
+        return;
+    }
+    temporary = writer_enter();
+    TORII_ASSERT(pthread_mutex_lock(&t->lock) == 0);
+    t->reserved = n;
+    table_fit(t->names, t->n_names, &t->names_size, n);
+    table_fit(t->ids, atomic_load_explicit(&t->count, memory_order_relaxed), &t->ids_size, n);
+    table_fit(t->serials, t->n_serials, &t->serials_size, n);
+    TORII_ASSERT(pthread_mutex_unlock(&t->lock) == 0);
+    writer_leave(temporary);
 }
 
 void torii_table_set_default(struct torii_table *t, const char *id)
@@ -927,9 +538,9 @@ static struct torii_tls_cert *lookup_default(struct torii_table *t, const struct
     if (hn == NULL) {
         return NULL;
     }
-    const struct id_node *node = caa_container_of(hn, struct id_node, ht);
-    const struct torii_sni_attr *a = &node->cert->attr;
-    return torii_sni_pick(&a, 1, q) == 0 ? node->cert : NULL;
+    struct torii_tls_cert *c = caa_container_of(hn, struct torii_tls_cert, ht);
+    const struct torii_sni_attr *a = &c->attr;
+    return torii_sni_pick(&a, 1, q) == 0 ? c : NULL;
 }
 
 int torii_table_select(struct torii_table *t, const struct torii_sni_query *q,
@@ -996,7 +607,7 @@ int torii_table_get(struct torii_table *t, const char *id, struct torii_tls_cert
     cds_lfht_lookup(t->ids, k.hash, id_match, &k, &iter);
     struct cds_lfht_node *hn = cds_lfht_iter_get_node(&iter);
     if (hn != NULL) {
-        c = caa_container_of(hn, struct id_node, ht)->cert;
+        c = caa_container_of(hn, struct torii_tls_cert, ht);
         torii_tls_cert_ref(c); /* the node holds one until after the grace period */
     }
     grace_release();
@@ -1027,14 +638,13 @@ int torii_table_issuer_serial(struct torii_table *t, const X509 *x, int *revoked
         k.len = len;
         k.hash = table_hash(t, k.ptr, len);
         rcu_read_lock();
-        cds_lfht_lookup(t->serials, k.hash, name_match, &k, &iter);
-        struct cds_lfht_node *hn = cds_lfht_iter_get_node(&iter);
-        if (hn != NULL) {
-            const struct name_node *node = caa_container_of(hn, struct name_node, ht);
-            for (size_t i = 0; i < node->n; i++) {
-                rev |= (node->cands[i]->flags & TORII_CERTREC_REVOKED) != 0;
-            }
-            count = node->n > INT_MAX ? INT_MAX : (int)node->n;
+        cds_lfht_lookup(t->serials, k.hash, serial_match, &k, &iter);
+        for (struct cds_lfht_node *hn = cds_lfht_iter_get_node(&iter);
+             hn != NULL && count < INT_MAX; hn = cds_lfht_iter_get_node(&iter)) {
+            const struct torii_tls_cert *c = caa_container_of(hn, struct torii_tls_cert, sht);
+            rev |= (c->attr.flags & TORII_CERTREC_REVOKED) != 0;
+            count++;
+            cds_lfht_next_duplicate(t->serials, serial_match, &k, &iter);
         }
         grace_release();
         rcu_read_unlock();
@@ -1051,8 +661,17 @@ int torii_table_issuer_serial(struct torii_table *t, const X509 *x, int *revoked
 
 int torii_table_new(struct torii_table **out)
 {
+    return torii_table_new_src(NULL, out);
+}
+
+int torii_table_new_src(const struct torii_table_src *src, struct torii_table **out)
+{
     int rc = TORII_OK;
     struct torii_table *t = torii_xcalloc(1, sizeof(*t));
+
+    if (src != NULL) {
+        t->src = *src;
+    }
     const int flags = CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING;
 
     atomic_init(&t->def, NULL);
@@ -1089,7 +708,7 @@ void torii_table_free(struct torii_table *t)
 {
     struct cds_lfht_iter iter;
     struct name_node *nn;
-    struct id_node *in;
+    struct cds_lfht_node *hn;
     int temporary;
 
     if (t == NULL) {
@@ -1102,15 +721,17 @@ void torii_table_free(struct torii_table *t)
         TORII_ASSERT(cds_lfht_del(t->names, &nn->ht) == 0);
         defer_free(&nn->rcu, name_node_free_cb);
     }
-    cds_lfht_for_each_entry(t->serials, &iter, nn, ht)
+    /* Node-level walks: the certificate's nodes are not at offset 0, and the _entry form
+     * computes the container of the final NULL. */
+    cds_lfht_for_each(t->serials, &iter, hn)
     {
-        TORII_ASSERT(cds_lfht_del(t->serials, &nn->ht) == 0);
-        defer_free(&nn->rcu, name_node_free_cb);
+        TORII_ASSERT(cds_lfht_del(t->serials, hn) == 0); /* freed with its id node */
     }
-    cds_lfht_for_each_entry(t->ids, &iter, in, ht)
+    cds_lfht_for_each(t->ids, &iter, hn)
     {
-        TORII_ASSERT(cds_lfht_del(t->ids, &in->ht) == 0);
-        defer_free(&in->rcu, id_node_free_cb);
+        struct torii_tls_cert *c = caa_container_of(hn, struct torii_tls_cert, ht);
+        TORII_ASSERT(cds_lfht_del(t->ids, hn) == 0);
+        defer_free(&c->rcu, id_unref_cb);
     }
     rcu_read_unlock();
     /* Wait for the grace period and run every callback queued so far (ours included), so no

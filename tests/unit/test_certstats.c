@@ -167,11 +167,89 @@ static void test_follows_the_store(void **state)
     assert_int_equal(torii_certstats_parses(f->cs), before + 3);
 }
 
+#define N_RACE  3000
+#define N_BATCH 50
+
+struct race_batch {
+    struct torii_store_op ops[N_BATCH];
+    char ids[N_BATCH][16];
+    size_t n;
+};
+
+/* Queue a put (domain) or a delete (domain NULL) of r<i>; commit every N_BATCH. */
+static void race_op(struct torii_store *st, struct race_batch *b, int i, const char *json)
+{
+    struct torii_store_op *op = &b->ops[b->n];
+
+    (void)snprintf(b->ids[b->n], sizeof(b->ids[b->n]), "r%05d", i);
+    memset(op, 0, sizeof(*op));
+    op->kind = json != NULL ? TORII_STORE_PUT : TORII_STORE_DELETE;
+    op->bucket = TORII_STORE_CERTS;
+    op->rec.id = b->ids[b->n];
+    op->rec.id_len = strlen(b->ids[b->n]);
+    op->rec.json = json;
+    op->rec.json_len = json != NULL ? strlen(json) : 0;
+    if (++b->n == N_BATCH) {
+        assert_int_equal(torii_store_apply(st, b->ops, b->n, NULL), TORII_OK);
+        b->n = 0;
+    }
+}
+
+/* The first load runs on its own thread while the feed goes on: every id ends as the store
+ * has it (rewritten ones with the feed's domain, deleted ones absent), whatever the order in
+ * which the loader and the feed reached it. */
+static void test_feed_during_load(void **state)
+{
+    struct fixture *f = *state;
+    struct torii_certstats *cs = NULL;
+    struct race_batch *b = calloc(1, sizeof(*b));
+    char old_json[256];
+    char new_json[256];
+    char line[128];
+    char *text;
+
+    assert_non_null(b);
+    entity_json(old_json, sizeof(old_json), "old.test", 1, 0);
+    entity_json(new_json, sizeof(new_json), "new.test", 1, 0);
+    for (int i = 0; i < N_RACE; i++) {
+        race_op(f->st, b, i, old_json);
+    }
+    assert_int_equal(torii_certstats_open(f->st, &cs, NULL), TORII_OK);
+    for (int i = N_RACE - 1; i >= 0; i--) { /* from the end: ahead of the loader */
+        if (i % 3 == 0) {
+            race_op(f->st, b, i, NULL);
+        } else if (i % 2 == 0) {
+            race_op(f->st, b, i, new_json);
+        }
+    }
+    assert_int_equal(b->n == 0 ? TORII_OK : torii_store_apply(f->st, b->ops, b->n, NULL), TORII_OK);
+    text = scrape(cs, NOW_MS);
+    for (int i = 0; i < N_RACE; i++) {
+        (void)snprintf(line, sizeof(line), "torii_certificate_valid{id=\"r%05d\",domain=", i);
+        const char *at = strstr(text, line);
+        if (i % 3 == 0) {
+            assert_null(at);
+            continue;
+        }
+        assert_non_null(at);
+        at += strlen(line);
+        assert_memory_equal(at, i % 2 == 0 ? "\"new.test\"" : "\"old.test\"", 10);
+    }
+    /* c0..c4 of the fixture, and two thirds of the others */
+    (void)snprintf(line, sizeof(line), "torii_certificates{state=\"all\"} %d\n",
+                   N_LOADED + N_RACE - (N_RACE + 2) / 3);
+    assert_has(text, line);
+    free(text);
+    free(b);
+    torii_certstats_free(cs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_scrapes_do_not_parse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follows_the_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_feed_during_load, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,100 @@
+/* table_int.h - the certificate object of the TLS table, shared by table.c (the hash tables,
+ * RCU publication) and table_cert.c (building a certificate from its record, its materials
+ * at first use); no other file includes it. table.c -> table_cert.c, never the other way.
+ * Threads: torii_tls__cert_new on the writer; the rest as in table.h.
+ * Ownership: a certificate is reference counted (torii_tls_cert_ref/unref, table.h). */
+#ifndef TORII_TABLE_INT_H
+#define TORII_TABLE_INT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <urcu.h>
+#include <urcu/rculfhash.h>
+
+#include "torii/table.h"
+
+struct tls_parsed;
+struct cert_mat;
+
+/* One allocation per certificate: the fixed part, then data[] = id NUL, the normalized names
+ * (sorted bytewise, unique, each NUL-terminated), then the issuer+serial key. The certificate
+ * is also the node of the ids table (ht, rcu, pub_hash) and of the serials table (sht,
+ * spub_hash): a replace always installs a new certificate object, so a certificate is in
+ * each table at most once, and the ids table's reference keeps both nodes alive. */
+struct torii_tls_cert {
+    struct torii_sni_attr attr; /* immutable */
+    atomic_size_t refs;
+    _Atomic(struct tls_parsed *) parsed; /* set once, by compare-exchange */
+    struct cert_mat *mat;                /* eager materials; NULL: read through src */
+    const struct torii_table_src *src;   /* the table's (borrowed); NULL with mat */
+    struct cds_lfht_node ht;             /* ids table */
+    struct rcu_head rcu;                 /* the ids table's reference, dropped after a grace */
+    atomic_ulong pub_hash;               /* ids table: stored last (release) */
+    struct cds_lfht_node sht;            /* serials table (when skey_len > 0) */
+    atomic_ulong spub_hash;              /* serials table: stored last (release) */
+    atomic_int parse_failed;
+    uint16_t id_len;
+    uint16_t n_names;
+    uint16_t skey_off; /* offset of the issuer+serial key in data */
+    uint8_t skey_len;  /* 0: not in the issuer+serial index */
+    char data[];
+};
+
+/** A certificate (one reference, *out) from its TLS record: eager (record and key copied)
+ * when src is NULL or has no load function, or when key has a text; otherwise only what
+ * selection needs, the materials read through src at first use. TORII_EINVAL (eb) for an
+ * over-long id, an empty or malformed record. */
+int torii_tls__cert_new(const struct torii_table_src *src, const char *id, const unsigned char *rec,
+                        size_t rec_len, const struct torii_pki_key_src *key,
+                        struct torii_tls_cert **out, struct torii_errbuf *eb) TORII_MUST_USE;
+
+static inline int torii_tls__slice_cmp(struct torii_slice x, struct torii_slice y)
+{
+    size_t n = x.len < y.len ? x.len : y.len;
+    int c = memcmp(x.ptr, y.ptr, n);
+    if (c != 0) {
+        return c;
+    }
+    return (x.len > y.len) - (x.len < y.len);
+}
+
+static inline int torii_tls__slice_eq(struct torii_slice a, struct torii_slice b)
+{
+    return a.len == b.len && memcmp(a.ptr, b.ptr, a.len) == 0;
+}
+
+static inline struct torii_slice torii_tls__cert_skey(const struct torii_tls_cert *c)
+{
+    return (struct torii_slice){c->data + c->skey_off, c->skey_len};
+}
+
+/* The sorted names of a certificate, walked in order (cost: their length). */
+struct torii_tls__name_it {
+    const char *next;
+    size_t left;
+    struct torii_slice cur; /* len 0: past the end */
+};
+
+static inline void torii_tls__name_step(struct torii_tls__name_it *it)
+{
+    if (it->left == 0) {
+        it->cur = (struct torii_slice){NULL, 0};
+        return;
+    }
+    it->cur = (struct torii_slice){it->next, strlen(it->next)};
+    it->next += it->cur.len + 1;
+    it->left--;
+}
+
+/** c may be NULL (no names). */
+static inline void torii_tls__name_first(struct torii_tls__name_it *it,
+                                         const struct torii_tls_cert *c)
+{
+    it->left = c != NULL ? c->n_names : 0;
+    it->next = c != NULL ? c->data + c->id_len + 1 : NULL;
+    torii_tls__name_step(it);
+}
+
+#endif
