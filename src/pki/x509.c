@@ -300,7 +300,7 @@ int torii_pki__key_parse(const char *text, const char *password, EVP_PKEY **out,
     TORII_ENSURE(!torii_kek_text_is_sealed(text),
                  torii_errf(eb, TORII_EPERM,
                             "privateKey: sealed with a KEK (docs/operations.md, Keys at rest); "
-                            "opened only through torii_pki_key_open"));
+                            "this use does not open sealed keys (docs/operations.md)"));
     for (;;) {
         begin = pki_find_ci(p, "-----BEGIN");
         if (begin == NULL) {
