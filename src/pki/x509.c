@@ -408,7 +408,7 @@ int torii_pki__key_parse(const char *text, const char *password, EVP_PKEY **out,
     TORII_ENSURE(!torii_kek_text_is_sealed(text),
                  torii_errf(eb, TORII_EPERM,
                             "privateKey: sealed with a KEK (docs/operations.md, Keys at rest); "
-                            "opened only through torii_pki_key_open"));
+                            "this use does not open sealed keys (docs/operations.md)"));
     TORII_TRY(pki_key_block(text, &begin, &close, &encrypted, eb));
     clean = pki_pem_clean(begin, close, &clean_len);
     rc = pki_key_decode(clean, clean_len, encrypted, password, out, eb);

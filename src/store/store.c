@@ -714,11 +714,6 @@ static void store_locks_init(struct torii_store *st)
     TORII_ASSERT(pthread_rwlock_init(&st->txn_rw, NULL) == 0);
 }
 
-const struct torii_kek_ring *torii_store_kek(const struct torii_store *st)
-{
-    return st != NULL ? st->kek : NULL;
-}
-
 int torii_store_open(const struct torii_store_opts *opts, struct torii_store **out,
                      struct torii_errbuf *eb)
 {
@@ -786,6 +781,10 @@ out:
     return rc;
 }
 
+const struct torii_kek_ring *torii_store_kek(const struct torii_store *st)
+{
+    return st != NULL ? st->kek : NULL;
+}
 void torii_store_free(struct torii_store *st)
 {
     if (st == NULL) {
@@ -977,7 +976,6 @@ int torii_store_foreach(struct torii_store *st, enum torii_store_bucket b, torii
     return torii_store_foreach_from(st, b, NULL, 0, cb, arg);
 }
 
-/* Where a walk starts: the first record, or the first id >= from. */
 static MDB_cursor_op store_first_op(const char *from, size_t from_len)
 {
     return from != NULL && from_len > 0 ? MDB_SET_RANGE : MDB_FIRST;
