@@ -19,9 +19,13 @@ pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansso
       # the web page's end-to-end test (test_ui.sh) drives Debian's chromium (playwright-core)
       chromium
       # pebble + pebble-challtestsrv: the test ACME CA of the ACME tests
-      pebble)
+      pebble
+      # the bench's smoke test (bench.smoke: scripts/bench.sh --smoke --only-torii): nginx as
+      # its backend, h2load for the HTTP/2 rows, the WebSocket echo server and client
+      nginx nghttp2-client python3-websockets)
 case "${1:-}" in
-  --bench) pkgs+=(haproxy nginx nghttp2-client) ;;
+  # the peers of scripts/bench.sh (h2o on its HTTP/2 rows only)
+  --bench) pkgs+=(haproxy caddy h2o) ;;
   --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
 esac
 missing=()
