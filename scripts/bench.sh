@@ -33,6 +33,7 @@
 # empty store: wall time of the whole import and torii's CPU time per certificate.
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii]
 #                         [--only-jwt] [--only-bulk] [--bulk N|0] [--smoke] [--bin DIR]
+#   --idle N: idle connections opened for the memory rows (default 2,000);
 #   --big 0 skips the large store; --only-torii skips the peers (torii's figures only);
 #   --only-jwt runs the JWT row alone; --only-bulk the bulk-import row alone; --bulk 0 skips it;
 #   --smoke: 1 round of 1 s, 20 certificates, 100 idle connections, no large store, 100 bulk
@@ -54,7 +55,7 @@ NBULK=10000
 BULK_LINES=2000
 usage() {
   echo "usage: $0 [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii] [--only-jwt]" \
-    "[--only-bulk] [--bulk N|0] [--smoke] [--bin DIR]" >&2
+    "[--only-bulk] [--bulk N|0] [--smoke] [--bin DIR] [--idle N]" >&2
   exit 2
 }
 num() { [[ "${2:-}" =~ ^[0-9]+$ ]] || { echo "$1 needs a number" >&2; usage; }; }
@@ -63,6 +64,7 @@ while [ $# -gt 0 ]; do
     --rounds) num "$1" "${2:-}"; ROUNDS=$2; shift 2 ;;
     --seconds) num "$1" "${2:-}"; SECS=$2; shift 2 ;;
     --certs) num "$1" "${2:-}"; NCERTS=$2; shift 2 ;;
+    --idle) num "$1" "${2:-}"; IDLEN=$2; shift 2 ;;
     --big) num "$1" "${2:-}"; BIG=$2; shift 2 ;;
     --only-torii) ONLY_TORII=1; shift ;;
     --only-jwt) ONLY_TORII=1; ONLY_JWT=1; shift ;;
@@ -75,7 +77,7 @@ while [ $# -gt 0 ]; do
     *) usage ;;
   esac
 done
-[ "$ROUNDS" -ge 1 ] && [ "$SECS" -ge 1 ] && [ "$NCERTS" -ge 2 ] || usage
+[ "$ROUNDS" -ge 1 ] && [ "$SECS" -ge 1 ] && [ "$NCERTS" -ge 2 ] && [ "$IDLEN" -ge 1 ] || usage
 [ "$BIG" -eq 0 ] || [ "$BIG" -ge 2 ] || usage
 [ "$ONLY_BULK" = 0 ] || [ "$NBULK" -ge 1 ] || usage
 PROXIES=(torii haproxy nginx caddy)
@@ -218,8 +220,8 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # resume_rate PORT: share of RESUME_N sequential connections that resumed, each offering the
 # newest session and using every ticket once (hsload -k -1: a session that brought no new
 # ticket is not offered again). A server that issues no ticket on resumed handshakes scores
-# about 0.5. Bounded by RESUME_N connections and 60 s.
-RESUME_N=${RESUME_N:-1000}
+# about 0.5. Bounded by RESUME_N connections (per round) and 60 s.
+RESUME_N=${RESUME_N:-300}
 resume_rate() {
   taskset -c 1 $HSLOAD -p "$1" -n "$RESUME_N" -t 60 -q -s h0.bench.test -k -1 \
     | awk '{ if ($1 > 0) printf "%.3f\n", $5 / $1; else print "n/a" }'
