@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/bench.sh - torii against HAProxy, nginx and Caddy (and h2o on the HTTP/2 rows), same
 # machine, same run, printed as ratios. Each proxy runs one worker pinned to CPU 0 (Caddy:
-# GOMAXPROCS=1); the load generators run on CPU 1. Loopback only, bounded in time (under 20
-# minutes with the defaults on 2 cores), every process stopped at the end.
+# GOMAXPROCS=1); the load generators run on CPU 1. Loopback only, bounded in time (defaults:
+# about 15 minutes on an idle 2-core machine, estimated; much longer on a loaded one, see
+# docs/operations.md), every process stopped at the end.
 # Every row is measured in ROUNDS rounds, the proxies interleaved inside each round (torii,
 # torii+acme, HAProxy, nginx, Caddy, torii, ...) so that a drift of the shared machine hits
 # all alike; a ratio is computed per round (torii / peer) and printed as median (min-max).
