@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
-# scripts/bench.sh - torii against HAProxy and nginx, same machine, same run, printed as
-# ratios. Each proxy runs one worker pinned to CPU 0; the load generator runs on CPU 1.
-# Loopback only, bounded in time (under 10 minutes with the defaults on 2 cores), every
-# process stopped at the end.
+# scripts/bench.sh - torii against HAProxy, nginx and Caddy (and h2o on the HTTP/2 rows), same
+# machine, same run, printed as ratios. Each proxy runs one worker pinned to CPU 0 (Caddy:
+# GOMAXPROCS=1); the load generators run on CPU 1. Loopback only, bounded in time (defaults:
+# about 15 minutes on an idle 2-core machine, estimated; much longer on a loaded one, see
+# docs/operations.md), every process stopped at the end.
+# Every row is measured in ROUNDS rounds, the proxies interleaved inside each round (torii,
+# torii+acme, HAProxy, nginx, Caddy, torii, ...) so that a drift of the shared machine hits
+# all alike; a ratio is computed per round (torii / peer) and printed as median (min-max).
 # Compares the proxies' own CPU time per unit of work (see shared peer notes: one client core
 # cannot saturate a proxy with full handshakes).
 # Metrics: keep-alive requests (CPU per request), 1 MiB responses (MB/s per core), latency at
 # a fixed rate (p50/p99), memory per idle TLS connection, full and resumed handshakes + one
 # request (CPU per connection), the resumption rate of clients that use each session ticket
-# once (RFC 8446 C.4, as browsers do), and with N certificates: start-up, RSS, first use of a
-# not-yet-used certificate (client latency, proxy CPU, and torii's own parse time from its
-# /metrics) and CPU per connection with a random SNI. The backend is nginx (plain HTTP,
-# keep-alive) on CPU 1.
-# Then, torii alone, a large store (--big, default 100,000 certificates): start-up, RSS,
+# once (RFC 8446 C.4, as browsers do); HTTP/2 with h2load (1 and 100 concurrent streams per
+# connection, one request per new connection, memory per idle h2 connection; h2o joins
+# there); a WebSocket echo (CPU per echoed message); and with N certificates: start-up, RSS,
+# first use of a not-yet-used certificate (client latency, proxy CPU, and torii's own parse
+# time from its /metrics) and CPU per connection with a random SNI. The backend is nginx
+# (plain HTTP, keep-alive; /ws passed to a WebSocket echo server) on CPU 1.
+# torii+acme: the same torii with an acme section (a local Pebble, on-demand on with an
+# allow-list the bench names never match), on the keep-alive and full-handshake rows.
+# torii's HTTP/2 and WebSocket cells print "n/a (no h2)" / "n/a (no ws)" while torii does
+# not offer ALPN h2 / pass a WebSocket upgrade (detected at start).
+# Then, torii alone with a large store (--big, default 100,000 certificates): start-up, RSS,
 # first-use parse cost, RSS after a warm-up, random-SNI CPU against the 1-certificate figure.
 # torii start-ups are measured on a copy of a store that torii has already started on once,
 # so they time loading the certificates, not the first-start creation of the built-in CAs.
@@ -23,13 +33,20 @@
 # posted to POST /api/certificates/_bulk, BULK_LINES (2,000) NDJSON lines a request, into an
 # empty store: wall time of the whole import and torii's CPU time per certificate.
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii]
-#                         [--only-jwt] [--only-bulk] [--bulk N|0]
-#   --big 0 skips the large store; --only-torii skips HAProxy and nginx (torii's figures only);
-#   --only-jwt runs the JWT row alone; --only-bulk the bulk-import row alone; --bulk 0 skips it.
+#                         [--only-jwt] [--only-bulk] [--bulk N|0] [--smoke] [--bin DIR]
+#   --idle N: idle connections opened for the memory rows (default 2,000);
+#   --big 0 skips the large store; --only-torii skips the peers (torii's figures only);
+#   --only-jwt runs the JWT row alone; --only-bulk the bulk-import row alone; --bulk 0 skips it;
+#   --smoke: 1 round of 1 s, 20 certificates, 100 idle connections, no large store, 100 bulk
+#   certificates (checks that every row runs, not a measurement); --bin DIR: use the torii,
+#   torii-hsload and torii-fill of the build tree DIR (no build, no package check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=3
-SECS=4
+ROUNDS=5
+SECS=2
+IDLEN=2000
+BIN=""
+SMOKE=0
 NCERTS=10000
 BIG=100000
 ONLY_TORII=0
@@ -39,7 +56,7 @@ NBULK=10000
 BULK_LINES=2000
 usage() {
   echo "usage: $0 [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii] [--only-jwt]" \
-    "[--only-bulk] [--bulk N|0]" >&2
+    "[--only-bulk] [--bulk N|0] [--smoke] [--bin DIR] [--idle N]" >&2
   exit 2
 }
 num() { [[ "${2:-}" =~ ^[0-9]+$ ]] || { echo "$1 needs a number" >&2; usage; }; }
@@ -48,22 +65,46 @@ while [ $# -gt 0 ]; do
     --rounds) num "$1" "${2:-}"; ROUNDS=$2; shift 2 ;;
     --seconds) num "$1" "${2:-}"; SECS=$2; shift 2 ;;
     --certs) num "$1" "${2:-}"; NCERTS=$2; shift 2 ;;
+    --idle) num "$1" "${2:-}"; IDLEN=$2; shift 2 ;;
     --big) num "$1" "${2:-}"; BIG=$2; shift 2 ;;
     --only-torii) ONLY_TORII=1; shift ;;
     --only-jwt) ONLY_TORII=1; ONLY_JWT=1; shift ;;
     --only-bulk) ONLY_TORII=1; ONLY_BULK=1; shift ;;
     --bulk) num "$1" "${2:-}"; NBULK=$2; shift 2 ;;
+    --smoke) SMOKE=1; ROUNDS=1; SECS=1; NCERTS=20; IDLEN=100; BIG=0; NBULK=100; BULK_LINES=50; RESUME_N=50
+             shift ;;
+    --bin) [ -d "${2:-}" ] || { echo "--bin needs a build directory" >&2; usage; }
+           BIN=$(cd "$2" && pwd); shift 2 ;;
     *) usage ;;
   esac
 done
-[ "$ROUNDS" -ge 1 ] && [ "$SECS" -ge 1 ] && [ "$NCERTS" -ge 2 ] || usage
+[ "$ROUNDS" -ge 1 ] && [ "$SECS" -ge 1 ] && [ "$NCERTS" -ge 2 ] && [ "$IDLEN" -ge 1 ] || usage
 [ "$BIG" -eq 0 ] || [ "$BIG" -ge 2 ] || usage
 [ "$ONLY_BULK" = 0 ] || [ "$NBULK" -ge 1 ] || usage
-PROXIES=(torii haproxy nginx)
+PROXIES=(torii haproxy nginx caddy)
 [ "$ONLY_TORII" = 1 ] && PROXIES=(torii)
-./scripts/deps.sh --bench
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j"$(nproc)" --target torii torii-hsload torii-fill >/dev/null
+# A large-store start-up (scripts/bench_big.sh has its own bounds) beyond BIG_WAIT s is
+# reported as such.
+BIG_WAIT=120
+if [ -n "$BIN" ]; then
+  # --bin: nothing installed; a missing tool skips the run (exit 77), named
+  need=(nginx wrk h2load openssl curl taskset)
+  [ "$ONLY_TORII" = 1 ] || need+=(haproxy caddy h2o)
+  for t in "${need[@]}"; do
+    command -v "$t" >/dev/null 2>&1 || { echo "SKIP: $t is not installed (scripts/deps.sh)"; exit 77; }
+  done
+  /usr/bin/python3 -c 'import websockets' 2>/dev/null ||
+    { echo "SKIP: /usr/bin/python3 has no websockets (Debian python3-websockets)"; exit 77; }
+  for t in torii tests/torii-hsload tests/torii-fill; do
+    [ -x "$BIN/$t" ] || { echo "--bin $BIN: no $t there (build it first)" >&2; exit 2; }
+  done
+else
+  ./scripts/deps.sh --bench
+  cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build build-bench -j"$(nproc)" --target torii torii-hsload torii-fill >/dev/null
+  BIN=build-bench
+fi
+
 
 B=$(mktemp -d /tmp/torii-bench.XXXXXX)
 PIDS=()
@@ -74,12 +115,20 @@ cleanup() {
   # nginx workers and the idle-connection client: only processes whose command line holds
   # this run's private directory.
   pkill -9 -f "$B/" 2>/dev/null || true
-  rm -rf "$B"
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "bench files kept in $B (BENCH_KEEP)"; else rm -rf "$B"; fi
 }
 trap cleanup EXIT
-TORII=build-bench/torii
-HSLOAD=build-bench/tests/torii-hsload
-FILL=build-bench/tests/torii-fill
+TORII=$BIN/torii
+HSLOAD=$BIN/tests/torii-hsload
+FILL=$BIN/tests/torii-fill
+# shellcheck source=scripts/bench/peers.sh
+. scripts/bench/peers.sh
+# shellcheck source=scripts/bench/rounds.sh
+. scripts/bench/rounds.sh
+# shellcheck source=scripts/bench/rows.sh
+. scripts/bench/rows.sh
+# shellcheck source=scripts/bench/phases.sh
+. scripts/bench/phases.sh
 HZ=$(getconf CLK_TCK)
 TOKEN=bench-token-0123456789
 T_START=$(date +%s)
@@ -170,8 +219,8 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # resume_rate PORT: share of RESUME_N sequential connections that resumed, each offering the
 # newest session and using every ticket once (hsload -k -1: a session that brought no new
 # ticket is not offered again). A server that issues no ticket on resumed handshakes scores
-# about 0.5. Bounded by RESUME_N connections and 60 s.
-RESUME_N=1000
+# about 0.5. Bounded by RESUME_N connections (per round) and 60 s.
+RESUME_N=${RESUME_N:-300}
 resume_rate() {
   taskset -c 1 $HSLOAD -p "$1" -n "$RESUME_N" -t 60 -q -s h0.bench.test -k -1 \
     | awk '{ if ($1 > 0) printf "%.3f\n", $5 / $1; else print "n/a" }'
@@ -228,38 +277,6 @@ wrk_run() {
     $1 == "50%" { p50 = us($2) } $1 == "99%" { p99 = us($2) }
     END { printf "%d %.3f %d %.0f %.0f\n", n, t, c, p50, p99 }'
 }
-# idle_tls PID PORT COUNT -> KB of RSS per idle TLS connection
-idle_tls() {
-  local pid=$1 port=$2 n=$3 r0 r1
-  r0=$(rss_kb "$pid")
-  taskset -c 1 python3 - "$port" "$n" "$B/idle.$port" <<'PY' &
-import asyncio, os, ssl, sys
-port, n, flag = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-async def main():
-    sem = asyncio.Semaphore(200); conns = []
-    async def one():
-        async with sem:
-            try:
-                conns.append(await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
-                                                          server_hostname="h0.bench.test"))
-            except OSError:
-                pass
-    await asyncio.gather(*[one() for _ in range(n)])
-    open(flag, "w").write(str(len(conns)))
-    for _ in range(600):
-        if not os.path.exists(flag): break
-        await asyncio.sleep(0.1)
-asyncio.run(main())
-PY
-  local py=$!
-  for _ in $(seq 1 600); do [ -s "$B/idle.$port" ] && break; sleep 0.1; done
-  sleep 1
-  r1=$(rss_kb "$pid")
-  local got; got=$(cat "$B/idle.$port" 2>/dev/null || echo 0)
-  rm -f "$B/idle.$port"; wait "$py" 2>/dev/null || true
-  awk -v a="$r0" -v b="$r1" -v n="$got" 'BEGIN { if (n > 0) printf "%.1f\n", (b - a) / n; else print "n/a" }'
-}
 ulimit -n 200000 2>/dev/null || ulimit -n 65536 || true
 
 # ---- certificates: the same ECDSA P-256 certificates for everyone (PEM files for the peers)
@@ -267,6 +284,7 @@ mkdir -p -m 0700 "$B/one" "$B/many" "$B/pem1" "$B/pemN"
 
 # ---- the backend: nginx, plain HTTP/1.1 keep-alive, on CPU 1 with the load generator
 BK=$(port)
+WSBK=$(port)
 mkdir -p -m 0700 "$B/bk"
 head -c 100 /dev/zero | tr '\0' x > "$B/bk/small"
 head -c 1048576 /dev/urandom > "$B/bk/1m"
@@ -277,16 +295,22 @@ events { worker_connections 20000; }
 http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$BK backlog=4096; root $B/bk;
     location = / { try_files /small =404; }
-    location = /1m { try_files /1m =404; } } }
+    location = /1m { try_files /1m =404; }
+    location = /ws { proxy_pass http://127.0.0.1:$WSBK; proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade; proxy_set_header Connection upgrade;
+      proxy_read_timeout 600s; } } }
 CFG
 taskset -c 1 nginx -c "$B/bk/nginx.conf" -p "$B/bk" >>"$B/bk/log" 2>&1 &
 PIDS+=("$!")
+# the WebSocket echo server behind the backend's /ws (Debian python3-websockets)
+taskset -c 1 /usr/bin/python3 scripts/bench/ws.py server "$WSBK" >>"$B/bk/ws.log" 2>&1 &
+PIDS+=("$!")
 
 # ---- configs: every proxy terminates TLS and forwards to the same backend
-torii_conf() { # dir port -> also sets ADMIN_PORT
+torii_conf() { # dir port [extra members] -> also sets ADMIN_PORT
   ADMIN_PORT=$(port)
   cat > "$1/torii.json" <<JSON
-{"data_dir": "$1", "workers": 1, "log_level": "notice", "access_log": false,
+{${3:-}"data_dir": "$1", "workers": 1, "log_level": "notice", "access_log": false,
  "listen": {"https": "127.0.0.1:$2", "http": ""},
  "admin": {"listen": "127.0.0.1:$ADMIN_PORT", "token": "$TOKEN"},
  "tls": {"default_cert": "bench-0"},
@@ -307,7 +331,7 @@ defaults
   timeout server 30s
   maxconn 100000
 frontend fe
-  bind 127.0.0.1:$2 ssl $3
+  bind 127.0.0.1:$2 ssl $3 alpn h2,http/1.1
   maxconn 100000
   default_backend be
 backend be
@@ -322,12 +346,14 @@ nginx_conf() { # dir port pemdir nservers
     echo "worker_rlimit_nofile 200000; events { worker_connections 100000; }"
     echo "http { access_log off; ssl_protocols TLSv1.2 TLSv1.3; keepalive_requests 1000000;"
     echo "upstream bk { server 127.0.0.1:$BK; keepalive 256; }"
+    echo "map \$http_upgrade \$bench_conn { default upgrade; '' ''; }"
     local i
     for i in $(seq 0 $(($4 - 1))); do
       local ds=""; [ "$i" -eq 0 ] && ds=" default_server"
-      echo "server { listen 127.0.0.1:$2 ssl$ds; server_name h$i.bench.test;"
+      echo "server { listen 127.0.0.1:$2 ssl http2$ds; server_name h$i.bench.test;"
       echo "  ssl_certificate $3/h$i.pem; ssl_certificate_key $3/h$i.pem;"
-      echo "  location / { proxy_pass http://bk; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+      echo "  location / { proxy_pass http://bk; proxy_http_version 1.1; proxy_read_timeout 600s;"
+      echo "    proxy_set_header Upgrade \$http_upgrade; proxy_set_header Connection \$bench_conn; } }"
     done
     echo "}"
   } > "$1/nginx.conf"
@@ -352,14 +378,16 @@ prep_store() { # dir
 torii_own_start() { grep -o 'start-up [0-9.]* ms' "$1" 2>/dev/null | tail -1 | awk '{print $2}'; }
 rss_split() { awk '/^RssAnon/ {a = $2} /^RssFile/ {f = $2} END {printf "%d %d\n", a, f}' "/proc/$1/status"; }
 
-# start NAME STOREKIND(1|N|B) -> sets SPID SPORT STARTMS SDIR (B: the --big store, torii only)
+# start NAME STOREKIND(1|N|B) [TAG] -> sets SPID SPORT STARTMS SDIR (B: the --big store, torii
+# only; TAG: a second instance of the same kind, in its own directory)
 start_proxy() {
-  local name=$1 kind=$2 dir="$B/run-$1-$2" t0
-  mkdir -p "$dir"; SPORT=$(port); SDIR=$dir
+  local name=$1 kind=$2 dir="$B/run-$1-$2${3:-}" t0
+  rm -rf "$dir"; mkdir -p "$dir"; SPORT=$(port); SDIR=$dir
   case $name in
-    torii)
+    torii|toriiacme)
       case $kind in 1) cp -r "$B/one/." "$dir/" ;; N) cp -r "$B/many/." "$dir/" ;; *) cp -r "$B/big/." "$dir/" ;; esac
-      torii_conf "$dir" "$SPORT"
+      if [ "$name" = toriiacme ]; then torii_conf "$dir" "$SPORT" "$(acme_json)"
+      else torii_conf "$dir" "$SPORT"; fi
       t0=$(date +%s%N)
       taskset -c 0 $TORII -c "$dir/torii.json" 2>>"$dir/log" &
       SPID=$! ;;
@@ -374,6 +402,16 @@ start_proxy() {
       else nginx_conf "$dir" "$SPORT" "$B/pemN" "$NCERTS"; fi
       t0=$(date +%s%N)
       taskset -c 0 nginx -c "$dir/nginx.conf" -p "$dir" >>"$dir/log" 2>&1 &
+      SPID=$! ;;
+    caddy)
+      if [ "$kind" = 1 ]; then caddy_conf "$dir" "$SPORT" "$B/pem1" 1
+      else caddy_conf "$dir" "$SPORT" "$B/pemN" "$NCERTS"; fi
+      t0=$(date +%s%N)
+      caddy_run "$dir" ;;
+    h2o)
+      h2o_conf "$dir" "$SPORT" "$B/pem1/h0.pem"
+      t0=$(date +%s%N)
+      taskset -c 0 h2o -c "$dir/h2o.conf" >>"$dir/log" 2>&1 &
       SPID=$! ;;
   esac
   PIDS+=("$SPID")
@@ -494,77 +532,10 @@ fi
 prep_store "$B/many"
 echo "generating $NCERTS certificates..."
 if [ "$ONLY_TORII" = 1 ]; then $FILL "$B/many" "$NCERTS"; else $FILL "$B/many" "$NCERTS" "$B/pemN"; fi
-# First-use passes: this many names, from h1 (h0 is the default certificate, used at start).
-FIRSTN=$((NCERTS - 1 < 300 ? NCERTS - 1 : 300))
-
-for name in "${PROXIES[@]}"; do
-  echo "== $name"
-  start_proxy "$name" 1
-  R[$name.rss_idle]=$(rss_kb "$SPID")
-  for metric in full resumed; do
-    args=(-s h0.bench.test); [ "$metric" = resumed ] && args+=(-k)
-    cpus=(); rates=()
-    for _ in $(seq 1 "$ROUNDS"); do
-      read -r cpu rate < <(measure "$SPID" "$SPORT" "${args[@]}")
-      cpus+=("$cpu"); rates+=("$rate")
-    done
-    R[$name.$metric.cpu]=$(printf '%s\n' "${cpus[@]}" | median)
-    R[$name.$metric.rate]=$(printf '%s\n' "${rates[@]}" | median)
-    echo "   $metric: ${R[$name.$metric.cpu]} us CPU/conn, ${R[$name.$metric.rate]} conn/s"
-  done
-  R[$name.resume.rate]=$(resume_rate "$SPORT")
-  echo "   resumption rate, each ticket used once: ${R[$name.resume.rate]} of $RESUME_N connections"
-  # Keep-alive small responses (100 bytes): proxy CPU us per request.
-  cpus=(); rates=()
-  for _ in $(seq 1 "$ROUNDS"); do
-    read -r n t c p50 p99 < <(wrk_run "$SPID" "$SPORT" / 50)
-    cpus+=("$(awk -v c="$c" -v hz="$HZ" -v n="$n" 'BEGIN { printf "%.2f", (n > 0 ? c * 1e6 / hz / n : 0) }')")
-    rates+=("$(awk -v n="$n" -v t="$t" 'BEGIN { printf "%.0f", n / t }')")
-  done
-  R[$name.ka.cpu]=$(printf '%s\n' "${cpus[@]}" | median)
-  R[$name.ka.rate]=$(printf '%s\n' "${rates[@]}" | median)
-  # 1 MiB responses: MB/s per proxy core (bytes moved / proxy CPU seconds).
-  mbs=()
-  for _ in $(seq 1 "$ROUNDS"); do
-    read -r n t c p50 p99 < <(wrk_run "$SPID" "$SPORT" /1m 4)
-    mbs+=("$(awk -v c="$c" -v hz="$HZ" -v n="$n" 'BEGIN { printf "%.0f", (c > 0 ? n * 1.048576 / (c / hz) : 0) }')")
-  done
-  R[$name.mib.mbs]=$(printf '%s\n' "${mbs[@]}" | median)
-  # Latency at a fixed moderate rate: 20 connections, each pausing 4 ms between requests.
-  echo 'function delay() return 4 end' > "$B/rate.lua"
-  read -r n t c p50 p99 < <(wrk_run "$SPID" "$SPORT" / 20 -s "$B/rate.lua")
-  R[$name.lat.rate]=$(awk -v n="$n" -v t="$t" 'BEGIN { printf "%.0f", n / t }')
-  R[$name.lat.p50]=$p50
-  R[$name.lat.p99]=$p99
-  # Memory per idle TLS connection (handshake done, no request).
-  R[$name.idle.kb]=$(idle_tls "$SPID" "$SPORT" 5000)
-  echo "   keep-alive: ${R[$name.ka.cpu]} us CPU/req, ${R[$name.ka.rate]} req/s; 1 MiB: ${R[$name.mib.mbs]} MB/s per core;" \
-       "latency at ${R[$name.lat.rate]} req/s p50 ${R[$name.lat.p50]} us p99 ${R[$name.lat.p99]} us; idle TLS conn ${R[$name.idle.kb]} KB"
-  stop_proxy
-  start_proxy "$name" N
-  R[$name.many.start]=$STARTMS
-  R[$name.many.rss]=$(rss_kb "$SPID")
-  [ "$name" = torii ] && R[$name.many.own]=$(torii_own_start "$SDIR/log")
-  read -r "R[$name.many.busy]" "R[$name.many.busycpu]" < <(settle "$SPID" 120)
-  # First use of not-yet-used certificates (torii parses DER lazily), then the same names
-  # again, warm: mean connection time as seen by the client, the proxy's CPU per connection,
-  # and torii's own parse time (server side, from /metrics).
-  read -r "R[$name.first.ms]" "R[$name.first.cpu]" "R[$name.parse.n]" "R[$name.parse.us]" "R[$name.parse.max]" \
-    < <(pass "$name" "$SPID" "$SPORT" 1 "$FIRSTN" "$NCERTS")
-  read -r "R[$name.warm.ms]" "R[$name.warm.cpu]" _ _ _ < <(pass "$name" "$SPID" "$SPORT" 1 "$FIRSTN" "$NCERTS")
-  # Warm-up: every name once, so the random-SNI rounds measure the steady state.
-  taskset -c 1 $HSLOAD -p "$SPORT" -n "$NCERTS" -t 120 -q -S 'h%d.bench.test' -r "$NCERTS" -w >/dev/null
-  R[$name.many.rss_warm]=$(rss_kb "$SPID")
-  read -r "R[$name.many.cpu]" "R[$name.many.rate]" "R[$name.many.fixed]" < <(sni_rounds "$NCERTS")
-  R[$name.many.rss_end]=$(rss_kb "$SPID")
-  echo "   $NCERTS certs: start ${R[$name.many.start]} ms, RSS $((R[$name.many.rss] / 1024)) MB," \
-       "busy ${R[$name.many.busy]} s after start (${R[$name.many.busycpu]} CPU s)," \
-       "random SNI ${R[$name.many.cpu]} us CPU/conn, ${R[$name.many.rate]} conn/s"
-  echo "   first use ($FIRSTN names): ${R[$name.first.ms]} ms/conn client, ${R[$name.first.cpu]} us CPU/conn" \
-       "(warm: ${R[$name.warm.ms]} ms, ${R[$name.warm.cpu]} us); server-side parse ${R[$name.parse.us]} us" \
-       "mean over ${R[$name.parse.n]} parses, max ${R[$name.parse.max]} us"
-  stop_proxy
-done
+ACME=0
+if pebble_up; then ACME=1; fi
+phase_one
+phase_many
 
 # ---- torii alone with a large store. The peers are not run at this size: on this machine
 # kind, at 100,000 certificates HAProxy 2.6 starts in ~75 s with 2.07 GB RSS and nginx 1.22
@@ -580,55 +551,11 @@ fi
 if [ "$BIG" -gt 0 ]; then
   echo "== torii, $BIG certificates (torii only: scripts/bench_big.sh)"
   # Its own report, printed with the others below; random SNI warmed over NCERTS names.
-  scripts/bench_big.sh --no-build --build build-bench --rounds "$ROUNDS" --seconds "$SECS" \
+  scripts/bench_big.sh --no-build --build "$BIN" --rounds "$ROUNDS" --seconds "$SECS" \
     --warm "$NCERTS" "$BIG" >"$B/big.txt" 2>&1 || echo "bench_big.sh failed (see below)" >>"$B/big.txt"
 fi
 
-echo
-if [ "$ONLY_TORII" = 1 ]; then
-  echo "torii alone (--only-torii; median of $ROUNDS rounds of ${SECS}s; CPU = proxy CPU per unit)"
-  printf '%-60s %12s\n' metric torii
-  row() { printf '%-60s %12s\n' "$1" "${R[torii.$2]:--}"; }
-else
-  echo "torii vs peers, same run (median of $ROUNDS rounds of ${SECS}s; CPU = proxy CPU per unit; lower is better unless noted)"
-  printf '%-60s %12s %12s %12s %10s %10s\n' metric torii haproxy nginx t/haproxy t/nginx
-  row() { # label key
-    printf '%-60s %12s %12s %12s %10s %10s\n' "$1" "${R[torii.$2]:--}" "${R[haproxy.$2]:--}" "${R[nginx.$2]:--}" \
-      "$(ratio "${R[torii.$2]:-0}" "${R[haproxy.$2]:-0}")" "$(ratio "${R[torii.$2]:-0}" "${R[nginx.$2]:-0}")"
-  }
-fi
-row "keep-alive 100-byte responses: CPU us/req" ka.cpu
-row "keep-alive req/s (client-bound, higher better)" ka.rate
-row "1 MiB responses: MB/s per proxy core (higher better)" mib.mbs
-row "latency p50 us at a fixed rate" lat.p50
-row "latency p99 us at a fixed rate" lat.p99
-row "  (achieved rate, req/s)" lat.rate
-row "RSS KB per idle TLS connection (5,000 open)" idle.kb
-row "full TLS handshake + 1 request: CPU us/conn" full.cpu
-row "full handshakes/s (client-bound, higher better)" full.rate
-row "resumed handshake + 1 request: CPU us/conn" resumed.cpu
-row "resumption rate, each ticket used once (higher better)" resume.rate
-row "$NCERTS certs, random SNI: CPU us/conn" many.cpu
-row "$NCERTS certs, one name, same process: CPU us/conn" many.fixed
-row "$NCERTS certs: start-up ms (to first handshake)" many.start
-row "$NCERTS certs: torii's own start-up figure (log), ms" many.own
-row "$NCERTS certs: RSS KB" many.rss
-row "$NCERTS certs: busy after start, s (until < 5% CPU)" many.busy
-row "$NCERTS certs: CPU s used meanwhile" many.busycpu
-row "$NCERTS certs: RSS KB after every cert was used" many.rss_warm
-row "first handshake of an unused cert: client ms/conn" first.ms
-row "first handshake of an unused cert: proxy CPU us/conn" first.cpu
-row "same names again (warm): client ms/conn" warm.ms
-row "same names again (warm): proxy CPU us/conn" warm.cpu
-row "first use: server-side cert parse us, mean (torii /metrics)" parse.us
-row "first use: longest cert parse us since start (torii)" parse.max
-row "1 cert: RSS KB after start" rss_idle
-echo
-echo "torii random SNI ($NCERTS certs) vs 1 cert, CPU/conn: $(ratio "$(v torii.many.cpu)" "$(v torii.full.cpu)") (goal <= 1.05);" \
-     "vs one name in the same process, interleaved rounds: $(ratio "$(v torii.many.cpu)" "$(v torii.many.fixed)")"
-echo "torii resumption rate, clients using each ticket once: $(v torii.resume.rate) (goal >= 0.99)"
-echo "torii first use of a certificate, server side: parse $(v torii.parse.us) us mean, CPU" \
-     "$(v torii.first.cpu) us/conn vs $(v torii.warm.cpu) warm (goal: first handshake <= 1000 us)"
+main_report
 jwt_report
 [ "$NBULK" -gt 0 ] && bulk_report
 if [ "$BIG" -gt 0 ]; then
@@ -638,3 +565,4 @@ if [ "$BIG" -gt 0 ]; then
   grep -v ' notice \| warn ' "$B/big.txt" || true
 fi
 footer
+if [ "$SMOKE" = 1 ]; then smoke_check; fi

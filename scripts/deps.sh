@@ -24,9 +24,13 @@ pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansso
       pebble
       # HTTP/2 (libnghttp2: backend.protocol h2/h2c); the HTTP/2 backend and gRPC tests run
       # nghttpd, python3-h2 and python3-grpcio backends (with /usr/bin/python3)
-      libnghttp2-dev nghttp2-server python3-h2 python3-grpcio)
+      libnghttp2-dev nghttp2-server python3-h2 python3-grpcio
+      # the bench's smoke test (bench.smoke: scripts/bench.sh --smoke --only-torii): nginx as
+      # its backend, h2load for the HTTP/2 rows, the WebSocket echo server and client
+      nginx nghttp2-client python3-websockets)
 case "${1:-}" in
-  --bench) pkgs+=(haproxy nginx nghttp2-client) ;;
+  # the peers of scripts/bench.sh (h2o on its HTTP/2 rows only)
+  --bench) pkgs+=(haproxy caddy h2o) ;;
   --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
 esac
 missing=()
