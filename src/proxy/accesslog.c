@@ -131,8 +131,11 @@ static size_t pc_log_combined(struct proxy_conn *pc, char *line, size_t cap, int
     n += log_clf_slice(line + n, cap - n, x->method);
     n += (size_t)snprintf(line + n, cap - n, " ");
     n += log_clf_slice(line + n, cap - n, x->path);
-    n += (size_t)snprintf(line + n, cap - n, " HTTP/1.%d\" %d %llu \"", x->minor, x->status,
-                          (unsigned long long)x->bytes_out);
+    n += (size_t)snprintf(line + n, cap - n, " HTTP/%s\" %d %llu \"",
+                          pc->h2_child ? "2.0"
+                          : x->minor   ? "1.1"
+                                       : "1.0",
+                          x->status, (unsigned long long)x->bytes_out);
     n += log_clf_slice(line + n, cap - n, x->referer);
     n += (size_t)snprintf(line + n, cap - n, "\" \"");
     n += log_clf_slice(line + n, cap - n, x->ua);
@@ -168,6 +171,10 @@ static size_t pc_log_json(struct proxy_conn *pc, char *line, size_t cap, int64_t
     n += log_json_slice(line + n, cap - n, px_or_empty(x->method));
     n += (size_t)snprintf(line + n, cap - n, ",\"path\":");
     n += log_json_slice(line + n, cap - n, px_or_empty(x->path));
+    n += (size_t)snprintf(line + n, cap - n, ",\"protocol\":\"HTTP/%s\"",
+                          pc->h2_child ? "2.0"
+                          : x->minor   ? "1.1"
+                                       : "1.0");
     n += (size_t)snprintf(
         line + n, cap - n,
         ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"upstream\":", x->status,

@@ -429,7 +429,7 @@ static int routes_hosts(json_t *hosts, struct torii_route *r, const char *where,
 
 static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, struct torii_errbuf *eb)
 {
-    static const char *const keys[] = {"hosts", "backend", "client_auth", "jwt", NULL};
+    static const char *const keys[] = {"hosts", "backend", "client_auth", "jwt", "http2", NULL};
     char where[64];
     char w[96];
     json_t *v;
@@ -455,6 +455,12 @@ static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, stru
     if ((v = json_object_get(jr, "jwt")) != NULL) {
         (void)snprintf(w, sizeof(w), "%s.jwt", where);
         TORII_TRY(torii_route_jwt_parse(v, r->index, w, &r->jwt, eb));
+    }
+    if ((v = json_object_get(jr, "http2")) != NULL) {
+        if (!json_is_boolean(v)) {
+            return torii_errf(eb, TORII_EINVAL, "%s.http2: expected true or false", where);
+        }
+        r->no_http2 = json_is_false(v);
     }
 out:
     return rc;
@@ -672,6 +678,13 @@ const struct torii_tls_client_auth *torii_routes_tls_lookup(void *arg, const cha
     const struct torii_route_client_auth *ca = torii_routes_client_auth(arg, host, len);
 
     return ca != NULL ? &ca->policy : NULL;
+}
+
+int torii_routes_h2_allowed(void *arg, const char *name, size_t len)
+{
+    const struct torii_route *r = torii_routes_match(arg, name, len);
+
+    return r == NULL || !r->no_http2;
 }
 
 int torii_routes_bind_tls(struct torii_routes *rt, struct torii_table *table,
