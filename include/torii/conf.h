@@ -141,29 +141,21 @@ struct torii_config {
     char *access_log_format;
     unsigned shutdown_timeout_s; /* 30 */
     /* HTTP limits (public and admin listeners). */
-    size_t max_header_bytes;       /* 16384 */
-    size_t max_headers;            /* 100 */
-    size_t max_target;             /* 8192 */
-    size_t max_body;               /* proxy: 1 GiB; admin uses admin_max_body */
-    size_t admin_max_body;         /* 8 MiB */
-    uint32_t header_timeout_ms;    /* 10000 */
-    uint32_t idle_timeout_ms;      /* 60000 */
-    uint32_t max_conns_per_worker; /* 20000 */
-    /* HTTP/2 to clients (docs/operations.md "HTTP/2"). */
-    int http2;                         /* proxy.http2: ALPN h2 offered on the https listener (1) */
-    unsigned h2_max_streams;           /* limits.h2_max_concurrent_streams (100) */
-    size_t h2_max_header_list;         /* limits.h2_max_header_list_size (65536) */
-    size_t h2_header_table;            /* limits.h2_header_table_size: HPACK, both ways (4096) */
-    unsigned h2_max_resets;            /* limits.h2_max_resets: rapid reset budget (200) */
-    unsigned h2_max_control;           /* limits.h2_max_control_frames per second (200) */
-    unsigned h2_max_continuations;     /* limits.h2_max_continuations per header block (8) */
-    unsigned renewal_interval_s;       /* 3600; 0 = renew on demand only */
-    unsigned renewal_threshold_pct;    /* renew in the last N% of the validity (20) */
-    unsigned renewal_jitter_s;         /* random extra delay per period, up to (600) */
-    unsigned renewal_initial_delay_s;  /* first run after start (60) */
-    unsigned renewal_retry_min_s;      /* first retry of a failed renewal (60) */
-    unsigned renewal_retry_max_s;      /* retry backoff cap (21600) */
-    int renewal_delete_expired_copies; /* delete "[UNTIL EXPIRATION]" copies once expired (1) */
+    size_t max_header_bytes;             /* 16384 */
+    size_t max_headers;                  /* 100 */
+    size_t max_target;                   /* 8192 */
+    size_t max_body;                     /* proxy: 1 GiB; admin uses admin_max_body */
+    size_t admin_max_body;               /* 8 MiB */
+    uint32_t header_timeout_ms;          /* 10000 */
+    uint32_t idle_timeout_ms;            /* 60000 */
+    uint32_t max_conns_per_worker;       /* 20000 */
+    unsigned renewal_interval_s;         /* 3600; 0 = renew on demand only */
+    unsigned renewal_threshold_pct;      /* renew in the last N% of the validity (20) */
+    unsigned renewal_jitter_s;           /* random extra delay per period, up to (600) */
+    unsigned renewal_initial_delay_s;    /* first run after start (60) */
+    unsigned renewal_retry_min_s;        /* first retry of a failed renewal (60) */
+    unsigned renewal_retry_max_s;        /* retry backoff cap (21600) */
+    int renewal_delete_expired_copies;   /* delete "[UNTIL EXPIRATION]" copies once expired (1) */
     unsigned alerts_almost_expired_days; /* also "almost expired" this close to notAfter (15) */
     unsigned alerts_repeat_s;            /* repeat a standing alert this often; 0 = once (0) */
     int debug_clock_hook;                /* POST /api/_debug/clock enabled (0) */
@@ -181,6 +173,15 @@ struct torii_config {
     char *keys_kek_credential;             /* current KEK as a systemd credential name */
     json_t *keys_previous_kek_files;       /* previous KEKs (opening only), paths */
     json_t *keys_previous_kek_credentials; /* previous KEKs, credential names */
+
+    /* HTTP/2 to clients (docs/operations.md, "HTTP/2"). */
+    int http2;                     /* proxy.http2: ALPN h2 offered on the https listener (1) */
+    unsigned h2_max_streams;       /* limits.h2_max_concurrent_streams (100) */
+    size_t h2_max_header_list;     /* limits.h2_max_header_list_size (65536) */
+    size_t h2_header_table;        /* limits.h2_header_table_size: HPACK, both ways (4096) */
+    unsigned h2_max_resets;        /* limits.h2_max_resets: rapid reset budget (200) */
+    unsigned h2_max_control;       /* limits.h2_max_control_frames per second (200) */
+    unsigned h2_max_continuations; /* limits.h2_max_continuations per header block (8) */
 };
 
 /** Problems found in a configuration, one line each ("config: KEY: problem"), in the order
