@@ -427,6 +427,20 @@ static int routes_hosts(json_t *hosts, struct torii_route *r, const char *where,
     return TORII_OK;
 }
 
+/* routes[].http2 (absent: on). */
+static int routes_http2(json_t *v, struct torii_route *r, const char *where,
+                        struct torii_errbuf *eb)
+{
+    if (v == NULL) {
+        return TORII_OK;
+    }
+    if (!json_is_boolean(v)) {
+        return torii_errf(eb, TORII_EINVAL, "%s.http2: expected true or false", where);
+    }
+    r->no_http2 = json_is_false(v);
+    return TORII_OK;
+}
+
 static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, struct torii_errbuf *eb)
 {
     static const char *const keys[] = {"hosts", "backend", "client_auth", "jwt", "http2", NULL};
@@ -456,12 +470,7 @@ static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, stru
         (void)snprintf(w, sizeof(w), "%s.jwt", where);
         TORII_TRY(torii_route_jwt_parse(v, r->index, w, &r->jwt, eb));
     }
-    if ((v = json_object_get(jr, "http2")) != NULL) {
-        if (!json_is_boolean(v)) {
-            return torii_errf(eb, TORII_EINVAL, "%s.http2: expected true or false", where);
-        }
-        r->no_http2 = json_is_false(v);
-    }
+    TORII_TRY(routes_http2(json_object_get(jr, "http2"), r, where, eb));
 out:
     return rc;
 }
