@@ -116,6 +116,9 @@ enum h2_field_kind {
  * only "trailers", only the four request pseudo-headers. *why: a static reason. */
 enum h2_field_kind torii_proxy__h2_field_kind(const uint8_t *name, size_t nlen,
                                               const uint8_t *value, size_t vlen, const char **why);
+/** 1 for a field that only makes sense on one HTTP/1.1 connection (RFC 9113 section 8.2.2:
+ * connection, keep-alive, proxy-connection, transfer-encoding, upgrade; any case). */
+int torii_proxy__h2_conn_specific(const char *name, size_t n);
 /** The pseudo-header set of a request is complete and consistent (RFC 9113 section
  * 8.3.1): :method, :scheme "https" and :path present (no CONNECT: refused earlier), :path
  * starting with '/' (or "*" for OPTIONS), :authority and host agreeing when both are sent.

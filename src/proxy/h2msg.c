@@ -18,14 +18,13 @@ static int h2_eq(const uint8_t *p, size_t n, const char *s)
     return strlen(s) == n && memcmp(p, s, n) == 0;
 }
 
-/* Fields that only make sense on one HTTP/1.1 connection (RFC 9113 section 8.2.2). */
-static int h2_conn_specific(const uint8_t *name, size_t n)
+int torii_proxy__h2_conn_specific(const char *name, size_t n)
 {
     static const char *const names[] = {"connection",        "keep-alive", "proxy-connection",
                                         "transfer-encoding", "upgrade",    NULL};
 
     for (size_t i = 0; names[i] != NULL; i++) {
-        if (h2_eq(name, n, names[i])) {
+        if (strlen(names[i]) == n && strncasecmp(name, names[i], n) == 0) {
             return 1;
         }
     }
@@ -79,7 +78,7 @@ enum h2_field_kind torii_proxy__h2_field_kind(const uint8_t *name, size_t nlen,
             return H2F_MALFORMED;
         }
     }
-    if (h2_conn_specific(name, nlen)) {
+    if (torii_proxy__h2_conn_specific((const char *)name, nlen)) {
         *why = "connection-specific field";
         return H2F_MALFORMED;
     }

@@ -365,20 +365,6 @@ static int h2s_resp_body(void *arg, const unsigned char *data, size_t len)
     return evbuffer_add(st->body, data, len) == 0 ? TORII_OK : TORII_ENOMEM;
 }
 
-/* Fields that describe the HTTP/1.1 connection, not the message (RFC 9113 section 8.2.2). */
-static int h2s_resp_skip(const struct torii_slice *n)
-{
-    static const char *const names[] = {"connection",        "keep-alive", "proxy-connection",
-                                        "transfer-encoding", "upgrade",    NULL};
-
-    for (size_t i = 0; names[i] != NULL; i++) {
-        if (n->len == strlen(names[i]) && strncasecmp(n->ptr, names[i], n->len) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* The response head as a HEADERS frame; with_body: DATA frames follow. */
 static int h2s_submit_head(struct h2_stream *st, const struct torii_http_resp *r, int with_body)
 {
@@ -394,7 +380,8 @@ static int h2s_submit_head(struct h2_stream *st, const struct torii_http_resp *r
     for (size_t i = 0; i < r->n_headers; i++) {
         const struct torii_http_header *f = &r->headers[i];
         char *lc = names + i * H2S_MAX_NAME;
-        if (h2s_resp_skip(&f->name) || f->name.len >= H2S_MAX_NAME) {
+        if (torii_proxy__h2_conn_specific(f->name.ptr, f->name.len)
+            || f->name.len >= H2S_MAX_NAME) {
             continue; /* a name that long is refused by the response parser's limits first */
         }
         for (size_t k = 0; k < f->name.len; k++) {

@@ -12,6 +12,8 @@ Cases:
   continuation     HEADERS without END_HEADERS, then 50 empty CONTINUATION frames
   ping_flood       1000 PING frames in one write
   get              one GET /bytes/100, then waits for GOAWAY (reload test) and prints it
+  slow_reader      GET /bytes/4000000 with a stream window of 0 that never opens: waits for
+                   the stream's reset
 """
 import socket
 import ssl
@@ -20,6 +22,7 @@ import sys
 import time
 
 import h2.config
+import h2.settings
 import h2.connection
 import h2.events
 import h2.exceptions
@@ -203,6 +206,11 @@ def main():
         data += b"".join(frame(6, 0, 0, struct.pack(">Q", i)) for i in range(1000))
         sock.sendall(data)
         raw_goaway(sock)
+    elif CASE == "slow_reader":
+        conn = h2conn(sock)
+        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        send_request(sock, conn, base("/bytes/4000000"), None)
+        print(" ".join(pump(sock, conn, final)))
     elif CASE == "get":
         conn = h2conn(sock)
         send_request(sock, conn, base("/bytes/100"), None)

@@ -7,7 +7,8 @@
 # cases of tests/integration/h2_client.py (each a stream or connection error, and the
 # backend sees none of them), 421 for an authority the certificate does not name, 431 for a
 # header list over the limit, rapid reset, CONTINUATION and PING floods (GOAWAY
-# ENHANCE_YOUR_CALM, counters in /metrics), the access log per stream, GOAWAY on reload.
+# ENHANCE_YOUR_CALM, counters in /metrics), the access log per stream, GOAWAY on reload, a
+# stream whose flow-control window stays closed reset (CANCEL).
 here=$(dirname "$0")
 source "$here/lib.sh"
 PY=/usr/bin/python3
@@ -20,13 +21,14 @@ BK=$(t_free_port)
 t_backend_start "$BK" || { echo "backend did not start"; exit 1; }
 trap 't_backend_stop_all; t_cleanup' EXIT
 
-write_conf() {
+write_conf() { # write_conf [IDLE_MS]
   t_config "\"routes\": [
   {\"hosts\": [\"localhost\"], \"backend\": {\"targets\": [\"127.0.0.1:$BK\"]}},
   {\"hosts\": [\"*.example.test\"], \"backend\": {\"targets\": [\"127.0.0.1:$BK\"]}},
   {\"hosts\": [\"noh2.test\"], \"http2\": false, \"backend\": {\"targets\": [\"127.0.0.1:$BK\"]}}
 ],
-\"limits\": {\"h2_max_resets\": 100, \"h2_max_control_frames\": 100, \"h2_max_continuations\": 8},"
+\"limits\": {\"h2_max_resets\": 100, \"h2_max_control_frames\": 100, \"h2_max_continuations\": 8,
+  \"idle_timeout_ms\": ${1:-60000}},"
 }
 write_conf
 t_start || exit 1
@@ -144,6 +146,17 @@ wait "$cpid"
 check "reload: the open h2 connection gets GOAWAY NO_ERROR" grep -q "GOAWAY 0" "$T_TMP/get.out"
 check "after the reload: h2 still served" \
   bash -c '[ "$(curl -sk --http2 -o /dev/null -w "%{http_version} %{http_code}" "$1")" = "2 200" ]' _ "$U/bytes/5"
+
+# --- slow reader: a window kept closed for idle_timeout_ms resets the stream (CANCEL) ----
+write_conf 1000
+kill -HUP "$T_PID"
+check "reload with idle_timeout_ms 1000" t_wait_for grep -q "configuration reloaded (generation 3)" "$T_TMP/torii.log"
+out=$($PY "$here/h2_client.py" "$T_HTTPS" slow_reader)
+case "$out" in
+  *"RST 8"*) ok "slow reader: the stream is reset with CANCEL" ;;
+  *) fail "slow reader: expected RST_STREAM CANCEL, got: $out" ;;
+esac
+check "slow reader counted" [ "$(metric 'torii_h2_defences_total{kind="slow_reader"}')" -ge 1 ]
 
 check "graceful stop" t_stop
 t_done
