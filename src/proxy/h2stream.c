@@ -402,13 +402,16 @@ static int h2s_parse_ev(struct h2_stream *st, enum torii_http_parse_ev ev)
 {
     const struct torii_http_resp *r = torii_http_parser_resp(st->rp);
 
+    if (ev != TORII_HTTP_PARSE_MORE && r == NULL) {
+        return -1; /* an error, or no head: nothing to relay */
+    }
     switch (ev) {
     case TORII_HTTP_PARSE_MORE:
         return 1;
     case TORII_HTTP_PARSE_HEAD:
         return h2s_submit_head(st, r, 1) == TORII_OK ? 1 : -1;
     case TORII_HTTP_PARSE_DONE:
-        if (r != NULL && r->interim) {
+        if (r->interim) {
             torii_http_parser_next(st->rp); /* 100 Continue: not relayed */
             return 1;
         }

@@ -470,7 +470,7 @@ static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, stru
         (void)snprintf(w, sizeof(w), "%s.jwt", where);
         TORII_TRY(torii_route_jwt_parse(v, r->index, w, &r->jwt, eb));
     }
-    TORII_TRY(routes_http2(json_object_get(jr, "http2"), r, where, eb));
+    rc = routes_http2(json_object_get(jr, "http2"), r, where, eb);
 out:
     return rc;
 }
