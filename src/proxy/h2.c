@@ -499,6 +499,11 @@ void torii_proxy__h2_timer(struct proxy_conn *pc)
     h2_stalls(h, now, limit);
 }
 
+int torii_proxy__h2_busy(const struct proxy_conn *pc)
+{
+    return pc->h2 != NULL && pc->h2->n_streams > 0;
+}
+
 void torii_proxy__h2_free(struct proxy_conn *pc)
 {
     struct proxy_h2 *h = pc->h2;

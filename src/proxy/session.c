@@ -693,7 +693,7 @@ unsigned torii_proxy__worker_clear(struct proxy_worker *pw)
 
     while (pw->conns != NULL) {
         struct proxy_conn *pc = pw->conns;
-        if (pc->x.active || pc->phase != PH_HEAD
+        if (pc->x.active || pc->phase != PH_HEAD || torii_proxy__h2_busy(pc)
             || (pc->rp != NULL && torii_http_parser_started(pc->rp))) {
             cut++; /* a request in flight, cut off */
         }

@@ -187,6 +187,8 @@ int torii_proxy__h2_detect(struct proxy_conn *pc);
 void torii_proxy__h2_step(struct proxy_conn *pc);
 /** The connection's timer fired: idle close, stalled streams. */
 void torii_proxy__h2_timer(struct proxy_conn *pc);
+/** 1 when pc speaks HTTP/2 and has a stream open (a request in flight). */
+int torii_proxy__h2_busy(const struct proxy_conn *pc);
 /** Free pc->h2 and end every stream's child (pc closes). */
 void torii_proxy__h2_free(struct proxy_conn *pc);
 /** A child connection ends (pc_close): its stream forgets it. */

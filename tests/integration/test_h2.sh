@@ -134,7 +134,7 @@ check "the daemon still answers over h2" \
   bash -c '[ "$(curl -sk --http2 -o /dev/null -w "%{http_version} %{http_code}" "$1")" = "2 200" ]' _ "$U/bytes/5"
 
 # --- access log, one line per stream ----------------------------------------------------
-log_h2() { grep -c '"path":"/bytes/20971520","protocol":"HTTP/2.0","status":200' "$T_TMP/torii.log"; }
+log_h2() { grep -c '"path":"/bytes/20971520","status":200,.*"protocol":"HTTP/2.0"}' "$T_TMP/torii.log"; }
 check "access log line of an h2 stream (protocol HTTP/2.0)" t_wait_for [ "$(log_h2)" -ge 1 ]
 
 # --- GOAWAY on reload -------------------------------------------------------------------
