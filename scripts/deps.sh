@@ -5,6 +5,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansson-dev
       libcurl4-openssl-dev liblmdb-dev lmdb-utils liburcu-dev libcmocka-dev node-llhttp
+      libnghttp2-dev
       curl ca-certificates python3 procps psmisc
       dpkg-dev man-db systemd
       # PyJWT for the JWT interoperability test (run with /usr/bin/python3)
@@ -14,6 +15,8 @@ pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansso
       # testssl.sh (with dnsutils, bsdextrautils) runs the TLS scan test; iproute2's `ip`
       # brings up loopback in that test's own network namespace
       testssl.sh iproute2
+      # HTTP/2 to clients (test_h2.sh): curl --http2, nghttp and h2load, the python h2 client
+      nghttp2-client python3-h2
       # wrk drives the keep-alive load of the reload and upgrade tests
       wrk
       # static checks in scripts/lint.sh

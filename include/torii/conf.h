@@ -174,6 +174,15 @@ struct torii_config {
     char *keys_kek_credential;             /* current KEK as a systemd credential name */
     json_t *keys_previous_kek_files;       /* previous KEKs (opening only), paths */
     json_t *keys_previous_kek_credentials; /* previous KEKs, credential names */
+
+    /* HTTP/2 to clients (docs/operations.md, "HTTP/2"). */
+    int http2;                     /* proxy.http2: ALPN h2 offered on the https listener (1) */
+    unsigned h2_max_streams;       /* limits.h2_max_concurrent_streams (100) */
+    size_t h2_max_header_list;     /* limits.h2_max_header_list_size (65536) */
+    size_t h2_header_table;        /* limits.h2_header_table_size: HPACK, both ways (4096) */
+    unsigned h2_max_resets;        /* limits.h2_max_resets: rapid reset budget (200) */
+    unsigned h2_max_control;       /* limits.h2_max_control_frames per second (200) */
+    unsigned h2_max_continuations; /* limits.h2_max_continuations per header block (8) */
 };
 
 /** Problems found in a configuration, one line each ("config: KEY: problem"), in the order

@@ -57,7 +57,28 @@
     X(TORII_METRIC_CERT_PARSE_MAX_SECONDS, "torii_tls_cert_parse_max_seconds", "", "gauge",        \
       "Longest single first-use parse since start")                                                \
     X(TORII_METRIC_CHAIN_PARSE, "torii_pki_chain_parses_total", "", "counter",                     \
-      "PEM certificate chains parsed (the store write path parses each written chain once)")
+      "PEM certificate chains parsed (the store write path parses each written chain once)")       \
+    X(TORII_METRIC_H2_CONNECTIONS, "torii_h2_connections_total", "", "counter",                    \
+      "Client connections that negotiated HTTP/2 (ALPN h2)")                                       \
+    X(TORII_METRIC_H2_STREAMS, "torii_h2_streams_total", "", "counter",                            \
+      "HTTP/2 request streams opened by clients")                                                  \
+    X(TORII_METRIC_H2_RST_SENT, "torii_h2_frames_sent_total", "type=\"rst_stream\"", "counter",    \
+      "HTTP/2 error frames sent to clients, by type")                                              \
+    X(TORII_METRIC_H2_GOAWAY_SENT, "torii_h2_frames_sent_total", "type=\"goaway\"", "counter", "") \
+    X(TORII_METRIC_H2_DEF_MALFORMED, "torii_h2_defences_total", "kind=\"malformed\"", "counter",   \
+      "HTTP/2 defences triggered: malformed requests reset, header lists over the limit "          \
+      "(431), rapid reset, CONTINUATION and control-frame floods (GOAWAY ENHANCE_YOUR_CALM), "     \
+      "streams reset for a flow-control window kept closed")                                       \
+    X(TORII_METRIC_H2_DEF_HEADER_LIST, "torii_h2_defences_total", "kind=\"header_list\"",          \
+      "counter", "")                                                                               \
+    X(TORII_METRIC_H2_DEF_RAPID_RESET, "torii_h2_defences_total", "kind=\"rapid_reset\"",          \
+      "counter", "")                                                                               \
+    X(TORII_METRIC_H2_DEF_CONTINUATION, "torii_h2_defences_total", "kind=\"continuation_flood\"",  \
+      "counter", "")                                                                               \
+    X(TORII_METRIC_H2_DEF_CONTROL_FLOOD, "torii_h2_defences_total", "kind=\"control_flood\"",      \
+      "counter", "")                                                                               \
+    X(TORII_METRIC_H2_DEF_SLOW_READER, "torii_h2_defences_total", "kind=\"slow_reader\"",          \
+      "counter", "")
 
 enum torii_metric {
 #define TORII_METRIC_ENUM(id, fam, lbl, type, help) id,

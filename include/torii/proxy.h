@@ -84,6 +84,7 @@ struct torii_route {
     struct torii_route_jwt *jwt; /* routes[].jwt (jwtroute.h), NULL: none */
     char **upgrades;             /* routes[].upgrades: lower-cased tokens (["websocket"]) */
     size_t n_upgrades;
+    int no_http2; /* routes[].http2 false: ALPN h2 not offered for its names */
 };
 
 struct torii_routes;
@@ -104,6 +105,9 @@ int torii_routes_check(const struct torii_config *cfg, struct torii_routes **out
  * need from the certificate table (borrowed; must outlive the routes): the trust set of each
  * client_auth and the upstream TLS context of each backend with an https target. Main thread,
  * before the routes are published. TORII_EINVAL/TORII_ETLS with the route named in eb. */
+/** torii_tls_h2_cb over a struct torii_routes (arg): 0 when the route serving the TLS server
+ * name (len bytes; NULL: the default route) says http2 false, else 1. Any thread. */
+int torii_routes_h2_allowed(void *arg, const char *name, size_t len);
 int torii_routes_bind_tls(struct torii_routes *r, struct torii_table *table,
                           struct torii_errbuf *eb) TORII_MUST_USE;
 /** NULL accepted. */

@@ -59,6 +59,18 @@ struct torii_stream *torii_stream_accept(struct event_base *base, evutil_socket_
 struct torii_stream *torii_stream_connect(struct event_base *base, const struct sockaddr *sa,
                                           socklen_t salen, SSL *ssl);
 
+/** A pipe: a stream with no socket, for a request source that is not a connection of its own
+ * (an HTTP/2 stream). Input is appended by the owner; torii_stream_flush() calls send(s, arg),
+ * which takes what it can from torii_stream_output() and returns TORII_OK or an error (then
+ * flush fails). ssl_ref (borrowed, may be NULL) is what torii_stream_ssl() returns. Reading
+ * on/off is only recorded (torii_stream_reading); timeouts and shutdown do nothing; no
+ * callback is ever made. NULL on allocation failure. */
+typedef int (*torii_stream_pipe_cb)(struct torii_stream *s, void *arg);
+struct torii_stream *torii_stream_pipe(SSL *ssl_ref, torii_stream_pipe_cb send, void *arg);
+
+/** 1 while the owner has reading enabled. */
+int torii_stream_reading(const struct torii_stream *s);
+
 /** Close the socket and free everything; NULL is accepted. Unsent output is dropped. */
 void torii_stream_free(struct torii_stream *s);
 
@@ -101,7 +113,7 @@ void torii_stream_shutdown(struct torii_stream *s);
  * Takes effect at the next flush. */
 void torii_stream_shutdown_write(struct torii_stream *s);
 
-/** The SSL object (NULL for plain streams); still owned by the stream. */
+/** The SSL object (NULL for plain streams); still owned by the stream (a pipe: its ssl_ref). */
 SSL *torii_stream_ssl(const struct torii_stream *s);
 
 /** 1 once connected (and the TLS handshake is done, for TLS). */

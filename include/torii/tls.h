@@ -85,6 +85,10 @@ typedef void (*torii_tls_on_demand_done_cb)(void *arg, int served);
 /** 1 while the certificate for name may still come (its order is in flight). */
 typedef int (*torii_tls_on_demand_pending_cb)(void *arg, const char *name);
 
+/** HTTP/2 policy by TLS server name (len bytes; NULL: no SNI): 1 when ALPN h2 may be chosen.
+ * Called on worker threads, in the ClientHello pass. */
+typedef int (*torii_tls_h2_cb)(void *arg, const char *name, size_t len);
+
 struct torii_tls_opts {
     struct torii_table *table; /* borrowed */
     int strict_sni;            /* unrecognized_name alert instead of the default certificate */
@@ -97,6 +101,12 @@ struct torii_tls_opts {
      * see it. NULL: acme-tls/1 is never negotiated. */
     torii_tls_acme_alpn_cb acme_alpn;
     void *acme_alpn_arg;
+    /* ALPN (RFC 7301) for every other ClientHello: "h2" when http2 is on, the client offers
+     * it and h2_allowed (NULL: always) agrees for the server name, else "http/1.1" when
+     * offered, else no ALPN. The choice is read with torii_tls_conn_h2. */
+    int http2;
+    torii_tls_h2_cb h2_allowed;
+    void *h2_arg;
     /* A ClientHello naming a host with no certificate of its own, that on_demand says to
      * wait for, is suspended (SSL_CLIENT_HELLO_RETRY; the stream retries it without
      * blocking the worker) until the table has a certificate for the name, or for at most
@@ -117,6 +127,9 @@ SSL *torii_tls_conn_new(struct torii_tls_ctx *tc);
 
 /** Generate a new ticket encryption key; the previous one still decrypts (then re-issues). */
 int torii_tls_ctx_rotate_tickets(struct torii_tls_ctx *tc) TORII_MUST_USE;
+
+/** 1 when the handshake of ssl selected ALPN "h2". */
+int torii_tls_conn_h2(const SSL *ssl);
 
 /** The certificate chosen for this connection (borrowed for the life of the SSL), or NULL. */
 struct torii_tls_cert *torii_tls_conn_cert(const SSL *ssl);

@@ -52,6 +52,13 @@ static void conf_defaults(struct torii_config *c)
     c->header_timeout_ms = 10000;
     c->idle_timeout_ms = 60000;
     c->tunnel_idle_timeout_ms = 300000;
+    c->http2 = 1;
+    c->h2_max_streams = 100;
+    c->h2_max_header_list = 65536;
+    c->h2_header_table = 4096;
+    c->h2_max_resets = 200;
+    c->h2_max_control = 200;
+    c->h2_max_continuations = 8;
     c->max_conns_per_worker = 20000;
     c->renewal_interval_s = 3600;
     c->renewal_threshold_pct = 20;
@@ -113,6 +120,13 @@ static const struct conf_key conf_keys[] = {
     {"limits.idle_timeout_ms", CONF_MS, OFF(idle_timeout_ms), 3600000},
     {"limits.tunnel_idle_timeout_ms", CONF_MS, OFF(tunnel_idle_timeout_ms), 86400000},
     {"limits.max_conns_per_worker", CONF_MS, OFF(max_conns_per_worker), 1000000},
+    {"proxy.http2", CONF_BOOL, OFF(http2), 0},
+    {"limits.h2_max_concurrent_streams", CONF_UINT, OFF(h2_max_streams), 10000},
+    {"limits.h2_max_header_list_size", CONF_SIZE, OFF(h2_max_header_list), 1 << 20},
+    {"limits.h2_header_table_size", CONF_SIZE, OFF(h2_header_table), 1 << 16},
+    {"limits.h2_max_resets", CONF_UINT, OFF(h2_max_resets), 100000},
+    {"limits.h2_max_control_frames", CONF_UINT, OFF(h2_max_control), 100000},
+    {"limits.h2_max_continuations", CONF_UINT, OFF(h2_max_continuations), 1000},
     {"renewal.interval_s", CONF_UINT, OFF(renewal_interval_s), 86400 * 30},
     {"renewal.threshold_pct", CONF_UINT, OFF(renewal_threshold_pct), 99},
     {"renewal.jitter_s", CONF_UINT, OFF(renewal_jitter_s), 86400},
@@ -136,8 +150,9 @@ static const struct conf_key conf_keys[] = {
 };
 
 /* Sections whose members are all listed in conf_keys (so unknown members are errors). */
-static const char *const conf_sections[] = {"listen", "admin", "tls",    "limits",     "renewal",
-                                            "alerts", "debug", "health", "access_log", "keys"};
+static const char *const conf_sections[] = {"listen",     "admin",  "tls",   "limits",
+                                            "renewal",    "alerts", "debug", "health",
+                                            "access_log", "keys",   "proxy"};
 
 static const struct conf_key *conf_find(const char *path)
 {

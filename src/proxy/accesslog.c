@@ -131,8 +131,11 @@ static size_t pc_log_combined(struct proxy_conn *pc, char *line, size_t cap, int
     n += log_clf_slice(line + n, cap - n, x->method);
     n += (size_t)snprintf(line + n, cap - n, " ");
     n += log_clf_slice(line + n, cap - n, x->path);
-    n += (size_t)snprintf(line + n, cap - n, " HTTP/1.%d\" %d %llu \"", x->minor, x->status,
-                          (unsigned long long)x->bytes_out);
+    n += (size_t)snprintf(line + n, cap - n, " HTTP/%s\" %d %llu \"",
+                          pc->h2_child ? "2.0"
+                          : x->minor   ? "1.1"
+                                       : "1.0",
+                          x->status, (unsigned long long)x->bytes_out);
     n += log_clf_slice(line + n, cap - n, x->referer);
     n += (size_t)snprintf(line + n, cap - n, "\" \"");
     n += log_clf_slice(line + n, cap - n, x->ua);
@@ -175,9 +178,13 @@ static size_t pc_log_json(struct proxy_conn *pc, char *line, size_t cap, int64_t
     n += log_json_str(line + n, cap - n, x->target != NULL ? x->target->name : NULL);
     if (n < cap) {
         w = snprintf(
-            line + n, cap - n, ",\"duration_ms\":%.3f,\"upstream_ms\":%.3f}\n",
+            line + n, cap - n,
+            ",\"duration_ms\":%.3f,\"upstream_ms\":%.3f,\"protocol\":\"HTTP/%s\"}\n",
             (double)(end_us - x->t0_us) / 1000.0,
-            x->tu0_us != 0 ? (double)((x->tu1_us ? x->tu1_us : end_us) - x->tu0_us) / 1000.0 : 0.0);
+            x->tu0_us != 0 ? (double)((x->tu1_us ? x->tu1_us : end_us) - x->tu0_us) / 1000.0 : 0.0,
+            pc->h2_child ? "2.0"
+            : x->minor   ? "1.1"
+                         : "1.0");
         n += w > 0 ? (size_t)w : 0;
     }
     return n;

@@ -382,7 +382,8 @@ static void dispatch_route(struct proxy_conn *pc, const struct torii_http_req *r
         return;
     }
     /* tls.strict_host off: a Host the certificate does not name may still be served (a
-     * default route behind an IP, say); the client-certificate check below stays. */
+     * default route behind an IP, say); the client-certificate check below stays. HTTP/2 streams
+     * alike: clients coalescing connections on the certificate's names get 421 when it is on. */
     if (pc->pw->cfg->strict_host && !pc_cert_covers(pc, hn, n)) {
         torii_proxy__local_error(pc, 421, "host not covered by this connection's certificate", 0);
         return;

@@ -39,6 +39,9 @@ int torii_proxy_gen_start(const struct torii_proxy_gen_opts *o, struct torii_pro
     topts.ocsp_staple_arg = o->ocsp_staple_arg;
     topts.acme_alpn = o->acme_alpn;
     topts.acme_alpn_arg = o->acme_alpn_arg;
+    topts.http2 = g->cfg->http2;
+    topts.h2_allowed = torii_routes_h2_allowed;
+    topts.h2_arg = g->routes;
     topts.on_demand = o->on_demand;
     topts.on_demand_done = o->on_demand_done;
     topts.on_demand_pending = o->on_demand_pending;

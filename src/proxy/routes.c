@@ -526,9 +526,24 @@ static int routes_upgrades(json_t *v, struct torii_route *r, const char *where,
     return TORII_OK;
 }
 
+/* routes[].http2 (absent: on). */
+static int routes_http2(json_t *v, struct torii_route *r, const char *where,
+                        struct torii_errbuf *eb)
+{
+    if (v == NULL) {
+        return TORII_OK;
+    }
+    if (!json_is_boolean(v)) {
+        return torii_errf(eb, TORII_EINVAL, "%s.http2: expected true or false", where);
+    }
+    r->no_http2 = json_is_false(v);
+    return TORII_OK;
+}
+
 static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, struct torii_errbuf *eb)
 {
-    static const char *const keys[] = {"hosts", "backend", "client_auth", "jwt", "upgrades", NULL};
+    static const char *const keys[] = {"hosts",    "backend", "client_auth", "jwt",
+                                       "upgrades", "http2",   NULL};
     char where[64];
     char w[96];
     json_t *v;
@@ -555,7 +570,8 @@ static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, stru
         (void)snprintf(w, sizeof(w), "%s.jwt", where);
         TORII_TRY(torii_route_jwt_parse(v, r->index, w, &r->jwt, eb));
     }
-    rc = routes_upgrades(json_object_get(jr, "upgrades"), r, where, eb);
+    TORII_TRY(routes_upgrades(json_object_get(jr, "upgrades"), r, where, eb));
+    rc = routes_http2(json_object_get(jr, "http2"), r, where, eb);
 out:
     return rc;
 }
@@ -776,6 +792,13 @@ const struct torii_tls_client_auth *torii_routes_tls_lookup(void *arg, const cha
     const struct torii_route_client_auth *ca = torii_routes_client_auth(arg, host, len);
 
     return ca != NULL ? &ca->policy : NULL;
+}
+
+int torii_routes_h2_allowed(void *arg, const char *name, size_t len)
+{
+    const struct torii_route *r = torii_routes_match(arg, name, len);
+
+    return r == NULL || !r->no_http2;
 }
 
 int torii_routes_bind_tls(struct torii_routes *rt, struct torii_table *table,

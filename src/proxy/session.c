@@ -356,6 +356,10 @@ static void pc_step(struct proxy_conn *pc)
     struct evbuffer *in = torii_stream_input(pc->st);
     struct evbuffer *out = torii_stream_output(pc->st);
 
+    if (torii_proxy__h2_detect(pc)) {
+        torii_proxy__h2_step(pc); /* ALPN h2: h2.c drives the connection */
+        return;
+    }
     if (pc->phase == PH_TUNNEL) {
         if (!pc->dead) {
             torii_proxy__tunnel_h1_step(pc);
@@ -411,6 +415,8 @@ static void pc_close(struct proxy_conn *pc)
 {
     struct proxy_worker *pw = pc->pw;
 
+    torii_proxy__h2s_child_gone(pc); /* an HTTP/2 stream's child: the stream forgets it */
+    torii_proxy__h2_free(pc);
     /* Counted whatever the access_log setting (torii_proxy__access_log counts, then logs if asked).
      */
     torii_proxy__tunnel_free(pc->tun);
@@ -418,7 +424,7 @@ static void pc_close(struct proxy_conn *pc)
     if (pc->x.active) {
         torii_proxy__access_log(pc);
     }
-    if (!pc->had_request) {
+    if (!pc->had_request && !pc->h2_child) {
         /* Nothing, or only empty lines (ignored, RFC 9112 section 2.2), before the close: a
          * connection outcome, not a request. */
         torii_metrics_inc(TORII_METRIC_CONN_NO_REQUEST);
@@ -428,15 +434,17 @@ static void pc_close(struct proxy_conn *pc)
         evbuffer_free(pc->x.lbody);
         pc->x.lbody = NULL;
     }
-    if (pc->prev != NULL) {
+    if (pc->h2_child) {
+        /* not in pw->conns */
+    } else if (pc->prev != NULL) {
         pc->prev->next = pc->next;
     } else {
         pw->conns = pc->next;
     }
-    if (pc->next != NULL) {
+    if (!pc->h2_child && pc->next != NULL) {
         pc->next->prev = pc->prev;
     }
-    pw->n_conns--;
+    pw->n_conns -= pc->h2_child ? 0 : 1;
     if (pc->timer != NULL) {
         event_free(pc->timer);
     }
@@ -511,8 +519,9 @@ void torii_proxy__run(struct proxy_conn *pc)
     } while (pc->again && !pc->dead);
     pc->busy = 0;
     if (pc->dead) {
+        int child = pc->h2_child;
         pc_close(pc);
-        if (pw->on_conn_closed != NULL) {
+        if (!child && pw->on_conn_closed != NULL) {
             pw->on_conn_closed(pw->on_conn_closed_arg);
         }
     }
@@ -553,7 +562,10 @@ static void pc_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     pc->tmode = PT_NONE;
-    if ((mode == PT_HEADER || mode == PT_BODY) && !pc->x.resp_started && pc->phase != PH_CLOSING) {
+    if (pc->h2 != NULL) {
+        torii_proxy__h2_timer(pc);
+    } else if ((mode == PT_HEADER || mode == PT_BODY) && !pc->x.resp_started
+               && pc->phase != PH_CLOSING) {
         torii_proxy__local_error(pc, 408, "request timeout", 1);
         pc_set_read(pc, 0);
     } else if (mode == PT_DRAIN && pc->phase == PH_DRAIN) {
@@ -619,6 +631,25 @@ void torii_proxy__accept(struct proxy_worker *pw, evutil_socket_t fd, const stru
     pw->n_conns++;
 }
 
+struct proxy_conn *torii_proxy__conn_pipe(struct proxy_conn *parent, struct torii_stream *pipe)
+{
+    struct proxy_conn *pc = torii_xcalloc(1, sizeof(*pc));
+
+    pc->pw = parent->pw;
+    pc->tls = parent->tls;
+    pc->h2_child = 1;
+    memcpy(pc->ip, parent->ip, sizeof(pc->ip));
+    pc->st = pipe;
+    pc->timer = evtimer_new(pc->pw->base, pc_timer_cb, pc);
+    if (pc->timer == NULL) {
+        torii_stream_free(pipe);
+        free(pc);
+        return NULL;
+    }
+    torii_proxy__timer_arm(pc, PT_IDLE, pc->pw->cfg->idle_timeout_ms);
+    return pc;
+}
+
 int torii_proxy__worker_init(struct proxy_worker *pw, struct event_base *base,
                              const struct torii_config *cfg, const struct torii_routes *routes,
                              struct torii_tls_ctx *tls)
@@ -681,7 +712,7 @@ unsigned torii_proxy__worker_clear(struct proxy_worker *pw)
         struct proxy_conn *pc = pw->conns;
         if (pc->phase == PH_TUNNEL) {
             tunnels++; /* long-lived by nature: closed at the deadline, not a cut request */
-        } else if (pc->x.active || pc->phase != PH_HEAD
+        } else if (pc->x.active || pc->phase != PH_HEAD || torii_proxy__h2_busy(pc)
                    || (pc->rp != NULL && torii_http_parser_started(pc->rp))) {
             cut++; /* a request in flight, cut off */
         }

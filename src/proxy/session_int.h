@@ -153,6 +153,12 @@ struct proxy_conn {
     uint64_t drain_budget;                /* PH_DRAIN, CHUNKED: raw bytes still allowed */
     char ip[INET6_ADDRSTRLEN];
     struct proxy_exch x;
+    /* HTTP/2 (h2_int.h): the connection's session when ALPN chose h2, or, for the child
+     * connection of one stream (reading a pipe, not in pw->conns), that stream. */
+    struct proxy_h2 *h2;
+    struct h2_stream *h2s;
+    unsigned h2_checked : 1; /* ALPN looked at once the handshake was done */
+    unsigned h2_child : 1;   /* the child of a stream (h2s, while the stream has it) */
 };
 
 /* ---- session.c: the state machine ---- */
@@ -177,6 +183,27 @@ void torii_proxy__reject(struct proxy_conn *pc);
 /** Step the state machine and flush, until nothing is left to do; frees the connection when
  * it is dead. Safe from nested callbacks (deferred to the outer call). */
 void torii_proxy__run(struct proxy_conn *pc);
+
+/** The child connection of an HTTP/2 stream, over pipe (taken in every case): a connection
+ * of the same worker, peer and TLS session as parent, not listed in pw->conns. NULL on
+ * allocation failure. */
+struct proxy_conn *torii_proxy__conn_pipe(struct proxy_conn *parent, struct torii_stream *pipe);
+
+/* ---- h2.c, h2stream.c: HTTP/2 to clients (h2_int.h) ---- */
+
+/** Once the handshake is done: when ALPN chose h2, set up pc->h2. 1 when pc now speaks
+ * HTTP/2 (or failed: pc->dead), 0 to go on with HTTP/1.1. */
+int torii_proxy__h2_detect(struct proxy_conn *pc);
+/** The state machine step of an HTTP/2 connection (instead of the HTTP/1.1 one). */
+void torii_proxy__h2_step(struct proxy_conn *pc);
+/** The connection's timer fired: idle close, stalled streams. */
+void torii_proxy__h2_timer(struct proxy_conn *pc);
+/** 1 when pc speaks HTTP/2 and has a stream open (a request in flight). */
+int torii_proxy__h2_busy(const struct proxy_conn *pc);
+/** Free pc->h2 and end every stream's child (pc closes). */
+void torii_proxy__h2_free(struct proxy_conn *pc);
+/** A child connection ends (pc_close): its stream forgets it. */
+void torii_proxy__h2s_child_gone(struct proxy_conn *child);
 
 /* ---- admission.c ---- */
 

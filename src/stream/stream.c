@@ -62,6 +62,10 @@ struct torii_stream {
     unsigned wshut : 1;       /* plain: FIN wanted after the output (half-close) */
     unsigned wshut_sent : 1;  /* plain: shutdown(SHUT_WR) done */
     unsigned rd_max : 1;      /* the last read stopped at ST_READ_MAX */
+    /* A pipe (torii_stream_pipe): no socket; the owner moves the bytes. */
+    SSL *ssl_ref;                   /* the connection's SSL, borrowed (torii_stream_ssl) */
+    torii_stream_pipe_cb pipe_send; /* takes what flush would send */
+    void *pipe_arg;
 };
 
 /* ---- the BIO ---------------------------------------------------------------------------- */
@@ -290,6 +294,9 @@ int torii_stream_flush(struct torii_stream *s)
 
     if (s->failed) {
         return TORII_EIO;
+    }
+    if (s->pipe_send != NULL) {
+        return s->pipe_send(s, s->pipe_arg);
     }
     if (s->connecting) {
         return TORII_OK; /* sent once connected */
@@ -689,6 +696,30 @@ struct torii_stream *torii_stream_connect(struct event_base *base, const struct 
     return s;
 }
 
+struct torii_stream *torii_stream_pipe(SSL *ssl_ref, torii_stream_pipe_cb send, void *arg)
+{
+    struct torii_stream *s = torii_xcalloc(1, sizeof(*s));
+
+    s->fd = -1;
+    s->cb = st_nop_cb;
+    s->ssl_ref = ssl_ref;
+    s->pipe_send = send;
+    s->pipe_arg = arg;
+    s->established = 1;
+    s->in = evbuffer_new();
+    s->out = evbuffer_new();
+    if (s->in == NULL || s->out == NULL) {
+        torii_stream_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+int torii_stream_reading(const struct torii_stream *s)
+{
+    return s->reading;
+}
+
 void torii_stream_free(struct torii_stream *s)
 {
     if (s == NULL) {
@@ -789,7 +820,7 @@ void torii_stream_shutdown_write(struct torii_stream *s)
 
 SSL *torii_stream_ssl(const struct torii_stream *s)
 {
-    return s->ssl;
+    return s->ssl != NULL ? s->ssl : s->ssl_ref;
 }
 
 int torii_stream_established(const struct torii_stream *s)

@@ -1,9 +1,10 @@
-/* acmealpn.c - ACME TLS-ALPN-01 (RFC 8737) on the https listener: a ClientHello that offers
- * ALPN "acme-tls/1" for a name with a pending challenge gets the validation certificate
- * (chosen in the client-hello callback, from the ACME challenge table through the
- * listener's acme_alpn callback) and the acme-tls/1 protocol. Every other ClientHello is
- * served as before and never sees a validation certificate; acme-tls/1 is never selected
- * for them. Threads: worker threads (the handshake's). */
+/* acmealpn.c - ALPN on the https listener. ACME TLS-ALPN-01 (RFC 8737): a ClientHello that
+ * offers ALPN "acme-tls/1" for a name with a pending challenge gets the validation
+ * certificate (chosen in the client-hello callback, from the ACME challenge table through
+ * the listener's acme_alpn callback) and the acme-tls/1 protocol. Every other ClientHello
+ * never sees a validation certificate nor acme-tls/1: it gets "h2" (HTTP/2) when the
+ * listener's policy allows it for the server name and the client offers it, else "http/1.1"
+ * when offered, else no ALPN. Threads: worker threads (the handshake's). */
 #include <string.h>
 
 #include <openssl/ssl.h>
@@ -15,9 +16,12 @@
 
 static const unsigned char acme_proto[] = "acme-tls/1";
 #define ACME_PROTO_LEN (sizeof(acme_proto) - 1)
+static const unsigned char h2_proto[] = "h2";
+static const unsigned char h1_proto[] = "http/1.1";
 
-/* 1 when the ALPN protocol list (RFC 7301 3.1, without the 2-byte length) names acme-tls/1. */
-static int acme_alpn_listed(const unsigned char *p, size_t len)
+/* 1 when the ALPN protocol list (RFC 7301 3.1, without the 2-byte length) names proto
+ * (plen bytes); 0 also for a malformed list. */
+static int alpn_listed(const unsigned char *p, size_t len, const unsigned char *proto, size_t plen)
 {
     size_t i = 0;
 
@@ -26,12 +30,17 @@ static int acme_alpn_listed(const unsigned char *p, size_t len)
         if (n == 0 || n > len - i) {
             return 0;
         }
-        if (n == ACME_PROTO_LEN && memcmp(p + i, acme_proto, n) == 0) {
+        if (n == plen && memcmp(p + i, proto, n) == 0) {
             return 1;
         }
         i += n;
     }
     return 0;
+}
+
+static int acme_alpn_listed(const unsigned char *p, size_t len)
+{
+    return alpn_listed(p, len, acme_proto, ACME_PROTO_LEN);
 }
 
 /* 1 when the ClientHello's ALPN extension offers acme-tls/1. */
@@ -80,14 +89,45 @@ int torii_tls__alpn_select(SSL *ssl, const unsigned char **out, unsigned char *o
                            const unsigned char *in, unsigned int inlen, void *arg)
 {
     const struct torii_tls__ex *ex = torii_tls__ex();
+    const struct torii_tls__alpn *pol = arg;
+    const char *sni;
 
-    (void)arg;
-    /* Only a connection that got the validation certificate (no table certificate) speaks
-     * acme-tls/1; everyone else goes on without ALPN, as before. */
-    if (ex == NULL || SSL_get_ex_data(ssl, ex->cert) != NULL || !acme_alpn_listed(in, inlen)) {
+    if (ex == NULL) {
         return SSL_TLSEXT_ERR_NOACK;
     }
-    *out = acme_proto;
-    *outlen = (unsigned char)ACME_PROTO_LEN;
-    return SSL_TLSEXT_ERR_OK;
+    /* Only a connection that got the validation certificate (no table certificate) speaks
+     * acme-tls/1, and nothing else. */
+    if (SSL_get_ex_data(ssl, ex->cert) == NULL) {
+        if (!acme_alpn_listed(in, inlen)) {
+            return SSL_TLSEXT_ERR_NOACK;
+        }
+        *out = acme_proto;
+        *outlen = (unsigned char)ACME_PROTO_LEN;
+        return SSL_TLSEXT_ERR_OK;
+    }
+    sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (pol != NULL && pol->h2 && alpn_listed(in, inlen, h2_proto, sizeof(h2_proto) - 1)
+        && (pol->allowed == NULL || pol->allowed(pol->arg, sni, sni != NULL ? strlen(sni) : 0))) {
+        *out = h2_proto;
+        *outlen = (unsigned char)(sizeof(h2_proto) - 1);
+        return SSL_TLSEXT_ERR_OK;
+    }
+    if (alpn_listed(in, inlen, h1_proto, sizeof(h1_proto) - 1)) {
+        *out = h1_proto;
+        *outlen = (unsigned char)(sizeof(h1_proto) - 1);
+        return SSL_TLSEXT_ERR_OK;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+int torii_tls_conn_h2(const SSL *ssl)
+{
+    const unsigned char *p = NULL;
+    unsigned int len = 0;
+
+    if (ssl == NULL) {
+        return 0;
+    }
+    SSL_get0_alpn_selected(ssl, &p, &len);
+    return len == sizeof(h2_proto) - 1 && memcmp(p, h2_proto, len) == 0;
 }

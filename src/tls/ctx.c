@@ -43,7 +43,8 @@ struct torii_tls_ctx {
     void *ocsp_staple_arg;
     torii_tls_acme_alpn_cb acme_alpn; /* TLS-ALPN-01 validation certificates (acmealpn.c) */
     void *acme_alpn_arg;
-    struct torii_tls__od od; /* on-demand certificates (ondemand.c) */
+    struct torii_tls__alpn alpn; /* h2 / http/1.1 (acmealpn.c) */
+    struct torii_tls__od od;     /* on-demand certificates (ondemand.c) */
     /* Ticket keys: written by the main thread on rotation, read by workers per handshake
      * that issues or resumes a ticket. */
     pthread_rwlock_t tk_lock;
@@ -471,6 +472,9 @@ int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **
     tc->ocsp_staple_arg = opts->ocsp_staple_arg;
     tc->acme_alpn = opts->acme_alpn;
     tc->acme_alpn_arg = opts->acme_alpn_arg;
+    tc->alpn.h2 = opts->http2;
+    tc->alpn.allowed = opts->h2_allowed;
+    tc->alpn.arg = opts->h2_arg;
     tc->od.decide = opts->on_demand;
     tc->od.done = opts->on_demand_done;
     tc->od.pending = opts->on_demand_pending;
@@ -495,9 +499,7 @@ int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **
                                        | SSL_OP_PRIORITIZE_CHACHA);
     (void)SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_client_hello_cb(ctx, tls_client_hello_cb, tc);
-    if (tc->acme_alpn != NULL) {
-        SSL_CTX_set_alpn_select_cb(ctx, torii_tls__alpn_select, tc);
-    }
+    SSL_CTX_set_alpn_select_cb(ctx, torii_tls__alpn_select, &tc->alpn);
     if (tc->ocsp_staple != NULL) {
         (void)SSL_CTX_set_tlsext_status_cb(ctx, tls_status_cb);
         (void)SSL_CTX_set_tlsext_status_arg(ctx, tc);

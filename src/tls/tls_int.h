@@ -63,14 +63,23 @@ int torii_tls__client_auth_apply(SSL *ssl, struct torii_table *table,
 /** Set the verification time of an SSL to the injectable clock (clock.h; exdata.c). */
 void torii_tls__set_verify_time(SSL *ssl);
 
+/* ---- ALPN (acmealpn.c) ---- */
+/** The listener's ALPN policy (the arg of torii_tls__alpn_select). */
+struct torii_tls__alpn {
+    int h2;                  /* proxy.http2 */
+    torii_tls_h2_cb allowed; /* per server name; NULL: always */
+    void *arg;
+};
+
 /* ---- TLS-ALPN-01 (acmealpn.c) ---- */
 
 /** In the client-hello callback, before the table: when the hello offers ALPN acme-tls/1 and
  * cb knows name, install the validation certificate on ssl: 1; 0 when not applicable (an
  * ordinary handshake follows); -1 when the certificate could not be used (logged). */
 int torii_tls__acme_alpn_hello(SSL *ssl, const char *name, torii_tls_acme_alpn_cb cb, void *arg);
-/** SSL_CTX_set_alpn_select_cb callback: acme-tls/1 for a connection that got the validation
- * certificate, no ALPN for every other. */
+/** SSL_CTX_set_alpn_select_cb callback (arg: struct torii_tls__alpn): acme-tls/1 for a
+ * connection that got the validation certificate; for every other, h2 when the policy allows
+ * it and the client offers it, else http/1.1 when offered, else no ALPN. */
 int torii_tls__alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                            const unsigned char *in, unsigned int inlen, void *arg);
 

@@ -34,7 +34,8 @@ sed -i 's/"workers": 2/"workers": 1/' "$T_TMP/torii.json"
 t_start || exit 1
 
 U="https://localhost:$T_HTTPS"
-C=(curl -sk --max-time 20)
+# HTTP/1.1 semantics are tested here (hop-by-hop fields, chunked, close): no ALPN h2.
+C=(curl -sk --http1.1 --max-time 20)
 
 # --- raw client: raw.py PORT tls|plain [wait_s] < request bytes -> response bytes
 # ("<<PAUSE>>" in the input: send no more until the first response bytes arrived (bounded),

@@ -36,7 +36,8 @@ config() {
   \"tls\": {\"strict_host\": false}, \"pki\": {\"public_url\": \"http://localhost\"},
   ${2:-}"
 }
-C=(curl -sk --max-time 60)
+# HTTP/1.1 exchanges (the combined line's protocol, the in-flight count): no ALPN h2.
+C=(curl -sk --http1.1 --max-time 60)
 status_of() { "${C[@]}" -o /dev/null -w '%{http_code}' -H "Host: $1" "https://127.0.0.1:$T_HTTPS$2"; }
 
 # --- 1. SIGTERM with requests in flight: they complete and are logged (a held response and

@@ -1,0 +1,129 @@
+/* h2_int.h - internal to the proxy module: HTTP/2 to clients (RFC 9113) with libnghttp2
+ * (framing, HPACK, flow control), mapped onto the HTTP/1.1 streaming engine (session_int.h).
+ *   h2.c       one client connection that negotiated ALPN h2: the nghttp2 session, its
+ *              callbacks, the defences (rapid reset, CONTINUATION and control-frame floods,
+ *              stalled readers), GOAWAY on drain, reload and idle;
+ *   h2stream.c one stream: the adapter that makes it a request of the engine. The stream's
+ *              request is checked (RFC 9113 section 8) and written as an HTTP/1.1 request
+ *              into a pipe stream (torii_stream_pipe) that a per-stream struct proxy_conn (the
+ *              "child") reads like a client connection: the same admission, routes, pools,
+ *              pumps, header rules and access log. The child's HTTP/1.1 response is parsed
+ *              back out of the pipe into a HEADERS frame and DATA frames;
+ *   h2msg.c    the message checks of a request's fields (pure functions).
+ * Ownership: the connection (struct proxy_conn with pc->h2) owns its struct proxy_h2, which
+ * owns every struct h2_stream, which owns its child proxy_conn (child->h2s points back).
+ * Threads: worker thread only. */
+#ifndef TORII_PROXY_H2_INT_H
+#define TORII_PROXY_H2_INT_H
+
+#include <nghttp2/nghttp2.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/buffer.h>
+
+#include "session_int.h"
+
+struct proxy_h2;
+
+/* One client stream. */
+struct h2_stream {
+    struct proxy_h2 *h;
+    int32_t id;
+    struct proxy_conn *child; /* the engine's view of the request; NULL once gone */
+    struct h2_stream *prev, *next;
+    struct evbuffer *fields; /* regular request fields as HTTP/1.1 lines */
+    struct evbuffer *cookie; /* cookie crumbs joined with "; " (RFC 9113 section 8.2.3) */
+    char *method, *scheme, *authority, *path, *host;
+    size_t hdr_bytes;             /* header list size so far (RFC 9113 section 6.5.2) */
+    int64_t content_length;       /* -1: none */
+    uint64_t unconsumed;          /* DATA bytes not yet returned to flow control */
+    struct torii_http_parser *rp; /* the child's response, parsed back */
+    struct evbuffer *body;        /* response body ready for DATA frames */
+    struct evbuffer *held;        /* request body (framed) held until END_STREAM or H2S_HOLD */
+    int64_t stall_us;             /* since when output waits on the client's window; 0: not */
+    unsigned regular_seen : 1;    /* a regular field came (pseudo-header fields must precede) */
+    unsigned bad : 1;             /* malformed: reset, the rest of the block ignored */
+    unsigned too_big : 1;         /* header list over the limit: answered 431 */
+    unsigned chunked : 1;         /* the request body is framed chunked towards the engine */
+    unsigned req_ended : 1;       /* END_STREAM received */
+    unsigned head_ok : 1;         /* the request head passed the checks */
+    unsigned started : 1;         /* the child was made and got the request head */
+    unsigned resp_head : 1;       /* response HEADERS submitted */
+    unsigned resp_done : 1;       /* the whole response is in body (or was headers only) */
+    unsigned deferred : 1;        /* the DATA provider waits for body */
+    unsigned closed : 1;          /* nghttp2 closed the stream */
+    unsigned kick : 1;            /* the child should run (new input, or room for output) */
+    unsigned head_req : 1;
+    unsigned linked : 1; /* in h->streams */
+};
+
+struct proxy_h2 {
+    struct proxy_conn *pc; /* the client connection */
+    nghttp2_session *s;
+    struct event *kick; /* deferred step of the connection (from a child's events) */
+    struct h2_stream *streams;
+    unsigned n_streams;
+    int64_t last_active_us; /* a stream ended or began */
+    int64_t ctl_sec;        /* control-frame window (second) and its count */
+    unsigned ctl_count;
+    unsigned cont_count;  /* CONTINUATION frames of the current header block */
+    long rst_budget;      /* client resets left before GOAWAY ENHANCE_YOUR_CALM */
+    unsigned goaway : 1;  /* GOAWAY (drain) sent */
+    unsigned closing : 1; /* connection error: close once the GOAWAY is out */
+};
+
+/* ---- h2.c ---- */
+
+/** Schedule a step of the connection (safe from a child's callbacks). */
+void torii_proxy__h2_wake(struct proxy_h2 *h);
+/** The client connection misbehaved (kind: a TORII_METRIC_H2_DEF_* counter): GOAWAY
+ * ENHANCE_YOUR_CALM and close once it is out. */
+void torii_proxy__h2_calm(struct proxy_h2 *h, int metric, const char *what);
+
+/* ---- h2stream.c ---- */
+
+/** A new stream for HEADERS of id (a request). */
+struct h2_stream *torii_proxy__h2s_new(struct proxy_h2 *h, int32_t id);
+/** One header field of the request block (name lower case, checked by nghttp2 first). */
+int torii_proxy__h2s_field(struct h2_stream *st, const uint8_t *name, size_t nlen,
+                           const uint8_t *value, size_t vlen);
+/** The request header block is complete (end_stream: no body): hand it to a child. */
+void torii_proxy__h2s_head_done(struct h2_stream *st, int end_stream);
+/** Request body bytes, and its end. */
+void torii_proxy__h2s_data(struct h2_stream *st, const uint8_t *data, size_t len);
+void torii_proxy__h2s_end(struct h2_stream *st);
+/** Run a kicked child, return consumed input to flow control; then the child goes when its
+ * response is complete. */
+void torii_proxy__h2s_service(struct h2_stream *st);
+/** Reset the stream with code (counted) unless it is closed already. */
+void torii_proxy__h2s_reset(struct h2_stream *st, uint32_t code);
+/** Free the stream and end its child (no access log line if it never answered). */
+void torii_proxy__h2s_free(struct h2_stream *st);
+/** nghttp2 DATA provider read callback of a response. */
+ssize_t torii_proxy__h2s_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
+                              uint32_t *flags, nghttp2_data_source *src, void *arg);
+
+/* ---- h2msg.c ---- */
+
+enum h2_field_kind {
+    H2F_REGULAR = 0,
+    H2F_PSEUDO,    /* a request pseudo-header (:method, :scheme, :authority, :path) */
+    H2F_MALFORMED, /* a stream error (PROTOCOL_ERROR) */
+};
+/** Classify a request field (RFC 9113 section 8.2 and 8.3): names lower-case tokens,
+ * values without NUL, CR, LF or surrounding whitespace, no connection-specific field, TE
+ * only "trailers", only the four request pseudo-headers. *why: a static reason. */
+enum h2_field_kind torii_proxy__h2_field_kind(const uint8_t *name, size_t nlen,
+                                              const uint8_t *value, size_t vlen, const char **why);
+/** 1 for a field that only makes sense on one HTTP/1.1 connection (RFC 9113 section 8.2.2:
+ * connection, keep-alive, proxy-connection, transfer-encoding, upgrade; any case). */
+int torii_proxy__h2_conn_specific(const char *name, size_t n);
+/** The pseudo-header set of a request is complete and consistent (RFC 9113 section
+ * 8.3.1): :method, :scheme "https" and :path present (no CONNECT: refused earlier), :path
+ * starting with '/' (or "*" for OPTIONS), :authority and host agreeing when both are sent.
+ * 0, or -1 with *why. */
+int torii_proxy__h2_pseudo_check(const char *method, const char *scheme, const char *authority,
+                                 const char *path, const char *host, const char **why);
+
+#endif

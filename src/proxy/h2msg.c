@@ -1,0 +1,136 @@
+/* h2msg.c - the HTTP/2 message checks of a request's fields (RFC 9113 section 8.2, 8.3),
+ * made again here whatever nghttp2 checked first, so that nothing an HTTP/1.1 backend could
+ * read as a different message (a smuggled request) leaves an HTTP/2 stream. Pure functions.
+ * Threads: any. */
+#include <string.h>
+#include <strings.h>
+
+#include "h2_int.h"
+
+/* tchar of RFC 9110 section 5.6.2, lower case only (RFC 9113 section 8.2.1). */
+static int h2_name_char(uint8_t c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static int h2_eq(const uint8_t *p, size_t n, const char *s)
+{
+    return strlen(s) == n && memcmp(p, s, n) == 0;
+}
+
+int torii_proxy__h2_conn_specific(const char *name, size_t n)
+{
+    static const char *const names[] = {"connection",        "keep-alive", "proxy-connection",
+                                        "transfer-encoding", "upgrade",    NULL};
+
+    for (size_t i = 0; names[i] != NULL; i++) {
+        if (strlen(names[i]) == n && strncasecmp(name, names[i], n) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int h2_value_ok(const uint8_t *v, size_t n)
+{
+    if (n > 0 && (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t')) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == '\0' || v[i] == '\r' || v[i] == '\n') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static enum h2_field_kind h2_pseudo_kind(const uint8_t *name, size_t nlen, const char **why)
+{
+    static const char *const pseudo[] = {":method", ":scheme", ":authority", ":path", NULL};
+
+    for (size_t i = 0; pseudo[i] != NULL; i++) {
+        if (h2_eq(name, nlen, pseudo[i])) {
+            return H2F_PSEUDO;
+        }
+    }
+    *why = "unknown pseudo-header field";
+    return H2F_MALFORMED;
+}
+
+enum h2_field_kind torii_proxy__h2_field_kind(const uint8_t *name, size_t nlen,
+                                              const uint8_t *value, size_t vlen, const char **why)
+{
+    *why = NULL;
+    if (nlen == 0) {
+        *why = "empty field name";
+        return H2F_MALFORMED;
+    }
+    if (!h2_value_ok(value, vlen)) {
+        *why = "NUL, CR, LF or surrounding whitespace in a field value";
+        return H2F_MALFORMED;
+    }
+    if (name[0] == ':') {
+        return h2_pseudo_kind(name, nlen, why);
+    }
+    for (size_t i = 0; i < nlen; i++) {
+        if (!h2_name_char(name[i])) {
+            *why = "field name not a lower-case token";
+            return H2F_MALFORMED;
+        }
+    }
+    if (torii_proxy__h2_conn_specific((const char *)name, nlen)) {
+        *why = "connection-specific field";
+        return H2F_MALFORMED;
+    }
+    if (h2_eq(name, nlen, "te") && !h2_eq(value, vlen, "trailers")) {
+        *why = "te other than \"trailers\"";
+        return H2F_MALFORMED;
+    }
+    return H2F_REGULAR;
+}
+
+/* Visible ASCII only (no space, no control, nothing above 0x7e): what a request line or Host
+ * field may carry of a pseudo-header value. */
+static int h2_visible(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int h2_token(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        uint8_t c = (uint8_t)*s;
+        if (!h2_name_char(c) && !(c >= 'A' && c <= 'Z')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int torii_proxy__h2_pseudo_check(const char *method, const char *scheme, const char *authority,
+                                 const char *path, const char *host, const char **why)
+{
+    *why = NULL;
+    if (method == NULL || scheme == NULL || path == NULL) {
+        *why = ":method, :scheme or :path missing";
+    } else if (method[0] == '\0' || !h2_token(method)) {
+        *why = ":method is not a token";
+    } else if (strcmp(scheme, "https") != 0) {
+        *why = ":scheme is not https";
+    } else if (path[0] != '/' && !(strcmp(path, "*") == 0 && strcmp(method, "OPTIONS") == 0)) {
+        *why = ":path is not an absolute path";
+    } else if (!h2_visible(path) || (authority != NULL && !h2_visible(authority))
+               || (host != NULL && !h2_visible(host))) {
+        *why = "space or control character in :path, :authority or host";
+    } else if (authority == NULL && host == NULL) {
+        *why = "neither :authority nor host";
+    } else if (authority != NULL && host != NULL && strcasecmp(authority, host) != 0) {
+        *why = ":authority and host differ";
+    }
+    return *why != NULL ? -1 : 0;
+}

@@ -1,0 +1,591 @@
+/* h2stream.c - one HTTP/2 stream as a request of the HTTP/1.1 streaming engine (h2_int.h).
+ * Request: the fields are checked as they come (h2msg.c; nghttp2 checked them first), then
+ * written as one HTTP/1.1 request head into the input of a pipe stream read by a child
+ * struct proxy_conn (torii_proxy__conn_pipe): the engine's own parser, admission (Host,
+ * route, certificate coverage: 421), header rules, pools and pumps apply unchanged. DATA goes
+ * to the same input, raw under a content-length, else re-framed chunked; the flow-control
+ * window is given back only as the engine takes the bytes (bounded buffering per stream).
+ * Response: what the engine writes to the pipe is parsed back with a response parser; the
+ * head becomes a HEADERS frame (connection-specific fields dropped, names lower-cased), the
+ * body is held in st->body (at most PX_HIGH_WM; the rest waits in the pipe, which stops the
+ * engine reading the upstream) and leaves as DATA frames. Worker thread only. */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "h2_int.h"
+#include "torii/log.h"
+#include "torii/mem.h"
+#include "torii/metrics.h"
+#include "torii/stream.h"
+
+#define H2S_IN_LOW   ((size_t)64 * 1024) /* window given back while the input is below */
+#define H2S_HOLD     ((size_t)64 * 1024) /* body held before the request goes on */
+#define H2S_MAX_NAME 256                 /* response field names are lower-cased in a copy */
+
+/* nghttp2_nv wants non-const pointers; nghttp2_submit_response copies what they point to. */
+static uint8_t *h2s_u8(const void *p)
+{
+    return (uint8_t *)(uintptr_t)p;
+}
+
+struct h2_stream *torii_proxy__h2s_new(struct proxy_h2 *h, int32_t id)
+{
+    struct h2_stream *st = torii_xcalloc(1, sizeof(*st));
+
+    st->h = h;
+    st->id = id;
+    st->content_length = -1;
+    st->fields = evbuffer_new();
+    st->cookie = evbuffer_new();
+    st->body = evbuffer_new();
+    st->held = evbuffer_new();
+    if (st->fields == NULL || st->cookie == NULL || st->body == NULL || st->held == NULL
+        || nghttp2_session_set_stream_user_data(h->s, id, st) != 0) {
+        torii_proxy__h2s_free(st);
+        return NULL;
+    }
+    st->next = h->streams;
+    if (h->streams != NULL) {
+        h->streams->prev = st;
+    }
+    h->streams = st;
+    h->n_streams++;
+    st->linked = 1;
+    torii_metrics_inc(TORII_METRIC_H2_STREAMS);
+    return st;
+}
+
+void torii_proxy__h2s_reset(struct h2_stream *st, uint32_t code)
+{
+    if (!st->closed) {
+        (void)nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, code);
+    }
+}
+
+/* Counted as a defence when the RST_STREAM PROTOCOL_ERROR leaves (h2.c). */
+static void h2s_malformed(struct h2_stream *st, const char *why)
+{
+    st->bad = 1;
+    torii_log(TORII_LOG_DEBUG, "h2: stream %d from %s malformed: %s", (int)st->id, st->h->pc->ip,
+              why);
+    torii_proxy__h2s_reset(st, NGHTTP2_PROTOCOL_ERROR);
+}
+
+/* A pseudo-header field: each at most once. */
+static int h2s_pseudo(struct h2_stream *st, const uint8_t *name, size_t nlen, const uint8_t *value,
+                      size_t vlen)
+{
+    char **dst = NULL;
+
+    if (nlen == 7 && memcmp(name, ":method", 7) == 0) {
+        dst = &st->method;
+    } else if (nlen == 7 && memcmp(name, ":scheme", 7) == 0) {
+        dst = &st->scheme;
+    } else if (nlen == 10 && memcmp(name, ":authority", 10) == 0) {
+        dst = &st->authority;
+    } else {
+        dst = &st->path;
+    }
+    if (*dst != NULL) {
+        h2s_malformed(st, "pseudo-header field repeated");
+        return 0;
+    }
+    *dst = torii_xstrndup((const char *)value, vlen);
+    return 0;
+}
+
+/* content-length: digits only; repeated values must agree. */
+static int h2s_content_length(struct h2_stream *st, const uint8_t *v, size_t n)
+{
+    int64_t cl = 0;
+
+    if (n == 0 || n > 18) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit(v[i])) {
+            return -1;
+        }
+        cl = cl * 10 + (v[i] - '0');
+    }
+    if (st->content_length >= 0 && st->content_length != cl) {
+        return -1;
+    }
+    st->content_length = cl;
+    return 0;
+}
+
+/* A regular field: host and cookie are kept apart, te (only "trailers") is not forwarded
+ * (the engine would drop it as hop-by-hop), the rest becomes an HTTP/1.1 line. */
+static int h2s_regular(struct h2_stream *st, const uint8_t *name, size_t nlen, const uint8_t *value,
+                       size_t vlen)
+{
+    st->regular_seen = 1;
+    if (nlen == 4 && memcmp(name, "host", 4) == 0) {
+        if (st->host != NULL) {
+            h2s_malformed(st, "host repeated");
+        } else {
+            st->host = torii_xstrndup((const char *)value, vlen);
+        }
+        return 0;
+    }
+    if (nlen == 2 && memcmp(name, "te", 2) == 0) {
+        return 0;
+    }
+    if (nlen == 6 && memcmp(name, "cookie", 6) == 0) {
+        if ((evbuffer_get_length(st->cookie) > 0 && evbuffer_add(st->cookie, "; ", 2) != 0)
+            || evbuffer_add(st->cookie, value, vlen) != 0) {
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        return 0;
+    }
+    if (nlen == 14 && memcmp(name, "content-length", 14) == 0) {
+        if (h2s_content_length(st, value, vlen) != 0) {
+            h2s_malformed(st, "bad or conflicting content-length");
+        }
+        return 0; /* written once with the framing */
+    }
+    if (evbuffer_add(st->fields, name, nlen) != 0 || evbuffer_add(st->fields, ": ", 2) != 0
+        || evbuffer_add(st->fields, value, vlen) != 0 || evbuffer_add(st->fields, "\r\n", 2) != 0) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    return 0;
+}
+
+int torii_proxy__h2s_field(struct h2_stream *st, const uint8_t *name, size_t nlen,
+                           const uint8_t *value, size_t vlen)
+{
+    const char *why = NULL;
+    enum h2_field_kind kind;
+
+    if (st->bad || st->too_big || st->head_ok) {
+        return 0; /* reset already, or trailers (not forwarded) */
+    }
+    st->hdr_bytes += nlen + vlen + 32;
+    if (st->hdr_bytes > st->h->pc->pw->cfg->h2_max_header_list) {
+        st->too_big = 1;
+        torii_metrics_inc(TORII_METRIC_H2_DEF_HEADER_LIST);
+        return 0;
+    }
+    kind = torii_proxy__h2_field_kind(name, nlen, value, vlen, &why);
+    if (kind == H2F_PSEUDO && st->regular_seen) {
+        kind = H2F_MALFORMED;
+        why = "pseudo-header field after a regular one";
+    }
+    if (kind == H2F_MALFORMED) {
+        h2s_malformed(st, why);
+        return 0;
+    }
+    return kind == H2F_PSEUDO ? h2s_pseudo(st, name, nlen, value, vlen)
+                              : h2s_regular(st, name, nlen, value, vlen);
+}
+
+/* A response of our own, without body, for a request that never reaches the engine. */
+static void h2s_answer(struct h2_stream *st, int status)
+{
+    char code[8];
+    nghttp2_nv nv[2] = {
+        {h2s_u8(":status"), h2s_u8(code), 7, 3, NGHTTP2_NV_FLAG_NONE},
+        {h2s_u8("content-length"), h2s_u8("0"), 14, 1, NGHTTP2_NV_FLAG_NONE},
+    };
+
+    (void)snprintf(code, sizeof(code), "%03d", status);
+    st->resp_head = 1;
+    st->resp_done = 1;
+    if (nghttp2_submit_response(st->h->s, st->id, nv, 2, NULL) != 0) {
+        torii_proxy__h2s_reset(st, NGHTTP2_INTERNAL_ERROR);
+    }
+}
+
+/* The HTTP/1.1 request head of the stream into the child's input. */
+static int h2s_write_head(struct h2_stream *st, struct evbuffer *in)
+{
+    const char *host = st->authority != NULL ? st->authority : st->host;
+    int rc = evbuffer_add_printf(in, "%s %s HTTP/1.1\r\nhost: %s\r\n", st->method, st->path, host);
+
+    if (rc >= 0 && evbuffer_add_buffer(in, st->fields) != 0) {
+        rc = -1;
+    }
+    if (rc >= 0 && evbuffer_get_length(st->cookie) > 0
+        && (evbuffer_add(in, "cookie: ", 8) != 0 || evbuffer_add_buffer(in, st->cookie) != 0
+            || evbuffer_add(in, "\r\n", 2) != 0)) {
+        rc = -1;
+    }
+    if (rc >= 0 && st->content_length >= 0) {
+        rc = evbuffer_add_printf(in, "content-length: %lld\r\n", (long long)st->content_length);
+    } else if (rc >= 0 && st->chunked) {
+        rc = evbuffer_add(in, "transfer-encoding: chunked\r\n", 28) == 0 ? 0 : -1;
+    }
+    if (rc >= 0 && (evbuffer_add(in, "\r\n", 2) != 0 || evbuffer_add_buffer(in, st->held) != 0)) {
+        rc = -1;
+    }
+    return rc >= 0 ? TORII_OK : TORII_ENOMEM;
+}
+
+static int h2s_pipe_send(struct torii_stream *pipe, void *arg);
+static int h2s_resp_body(void *arg, const unsigned char *data, size_t len);
+
+/* The child that serves the request, with the response parser reading it back. */
+static int h2s_start_child(struct h2_stream *st)
+{
+    struct proxy_conn *pc = st->h->pc;
+    struct torii_stream *pipe = torii_stream_pipe(torii_stream_ssl(pc->st), h2s_pipe_send, st);
+
+    if (pipe == NULL || torii_http_parser_new_response(&pc->pw->ulim, &st->rp) != TORII_OK) {
+        torii_stream_free(pipe);
+        return TORII_ENOMEM;
+    }
+    torii_http_parser_set_body_cb(st->rp, h2s_resp_body, st);
+    st->head_req = strcmp(st->method, "HEAD") == 0;
+    torii_http_parser_set_no_body(st->rp, st->head_req);
+    st->child = torii_proxy__conn_pipe(pc, pipe); /* takes pipe */
+    if (st->child == NULL) {
+        return TORII_ENOMEM;
+    }
+    st->child->h2s = st;
+    return h2s_write_head(st, torii_stream_input(pipe));
+}
+
+/* The request goes to a child: its head, and the body held so far. */
+static void h2s_start(struct h2_stream *st)
+{
+    st->started = 1;
+    if (h2s_start_child(st) != TORII_OK) {
+        torii_proxy__h2s_reset(st, NGHTTP2_INTERNAL_ERROR);
+        st->bad = 1;
+        return;
+    }
+    st->kick = 1;
+}
+
+void torii_proxy__h2s_head_done(struct h2_stream *st, int end_stream)
+{
+    const char *why = NULL;
+
+    if (st->bad || st->head_ok) {
+        return;
+    }
+    if (st->too_big) {
+        h2s_answer(st, 431);
+        return;
+    }
+    if (st->method != NULL && strcmp(st->method, "CONNECT") == 0) {
+        h2s_answer(st, 501); /* no tunnels over HTTP/2 here */
+        return;
+    }
+    if (torii_proxy__h2_pseudo_check(st->method, st->scheme, st->authority, st->path, st->host,
+                                     &why)
+        != 0) {
+        h2s_malformed(st, why);
+        return;
+    }
+    st->head_ok = 1;
+    st->req_ended = end_stream ? 1 : 0;
+    st->chunked = st->content_length < 0 && !end_stream;
+    st->h->pc->had_request = 1;
+    if (end_stream) {
+        h2s_start(st);
+    }
+}
+
+/* Give DATA back to flow control once the engine has taken it (or nobody will). */
+static void h2s_give_back(struct h2_stream *st)
+{
+    if (st->unconsumed == 0) {
+        return;
+    }
+    if (!st->closed && st->child != NULL
+        && evbuffer_get_length(torii_stream_input(st->child->st)) >= H2S_IN_LOW) {
+        return;
+    }
+    if (st->closed) {
+        (void)nghttp2_session_consume_connection(st->h->s, (size_t)st->unconsumed);
+    } else {
+        (void)nghttp2_session_consume(st->h->s, st->id, (size_t)st->unconsumed);
+    }
+    st->unconsumed = 0;
+    torii_proxy__h2_wake(st->h);
+}
+
+void torii_proxy__h2s_data(struct h2_stream *st, const uint8_t *data, size_t len)
+{
+    struct evbuffer *in;
+    int rc = 0;
+
+    st->unconsumed += len;
+    if (st->bad || !st->head_ok || (st->started && st->child == NULL)) {
+        h2s_give_back(st); /* reset, or answered: dropped */
+        return;
+    }
+    in = st->started ? torii_stream_input(st->child->st) : st->held;
+    if (st->chunked && len > 0) {
+        rc = evbuffer_add_printf(in, "%zx\r\n", len) < 0 || evbuffer_add(in, data, len) != 0
+             || evbuffer_add(in, "\r\n", 2) != 0;
+    } else if (len > 0) {
+        rc = evbuffer_add(in, data, len) != 0;
+    }
+    if (rc != 0) {
+        torii_proxy__h2s_reset(st, NGHTTP2_INTERNAL_ERROR);
+        st->bad = 1;
+    } else if (!st->started && evbuffer_get_length(st->held) >= H2S_HOLD) {
+        h2s_start(st); /* a large body streams from here on */
+    }
+    st->kick = 1;
+}
+
+void torii_proxy__h2s_end(struct h2_stream *st)
+{
+    struct evbuffer *in;
+
+    if (st->req_ended || st->bad || !st->head_ok) {
+        return;
+    }
+    st->req_ended = 1;
+    in = st->started ? (st->child != NULL ? torii_stream_input(st->child->st) : NULL) : st->held;
+    if (in != NULL && st->chunked && evbuffer_add(in, "0\r\n\r\n", 5) != 0) {
+        torii_proxy__h2s_reset(st, NGHTTP2_INTERNAL_ERROR);
+        st->bad = 1;
+        return;
+    }
+    if (!st->started) {
+        h2s_start(st); /* the whole body passed nghttp2's content-length check */
+    }
+    st->kick = 1;
+}
+
+/* ---- the response, read back from the pipe ---- */
+
+static int h2s_resp_body(void *arg, const unsigned char *data, size_t len)
+{
+    struct h2_stream *st = arg;
+
+    return evbuffer_add(st->body, data, len) == 0 ? TORII_OK : TORII_ENOMEM;
+}
+
+/* The response head as a HEADERS frame; with_body: DATA frames follow. */
+static int h2s_submit_head(struct h2_stream *st, const struct torii_http_resp *r, int with_body)
+{
+    size_t n = 0;
+    nghttp2_nv *nv = torii_xcalloc(r->n_headers + 1, sizeof(*nv));
+    char *names = torii_xcalloc(r->n_headers + 1, H2S_MAX_NAME);
+    char code[8];
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = torii_proxy__h2s_read};
+    int rc;
+
+    (void)snprintf(code, sizeof(code), "%03d", r->status);
+    nv[n++] = (nghttp2_nv){h2s_u8(":status"), h2s_u8(code), 7, 3, NGHTTP2_NV_FLAG_NONE};
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const struct torii_http_header *f = &r->headers[i];
+        char *lc = names + i * H2S_MAX_NAME;
+        if (torii_proxy__h2_conn_specific(f->name.ptr, f->name.len)
+            || f->name.len >= H2S_MAX_NAME) {
+            continue; /* a name that long is refused by the response parser's limits first */
+        }
+        for (size_t k = 0; k < f->name.len; k++) {
+            lc[k] = (char)tolower((unsigned char)f->name.ptr[k]);
+        }
+        nv[n++] = (nghttp2_nv){(uint8_t *)lc, h2s_u8(f->value.ptr), f->name.len, f->value.len,
+                               NGHTTP2_NV_FLAG_NONE};
+    }
+    rc = nghttp2_submit_response(st->h->s, st->id, nv, n, with_body ? &prd : NULL);
+    free(names);
+    free(nv);
+    st->resp_head = 1;
+    return rc == 0 ? TORII_OK : TORII_EIO;
+}
+
+/* One parser event on the child's output. 1: go on, 0: stop, -1: failed. */
+static int h2s_parse_ev(struct h2_stream *st, enum torii_http_parse_ev ev)
+{
+    const struct torii_http_resp *r = torii_http_parser_resp(st->rp);
+
+    if (ev != TORII_HTTP_PARSE_MORE && r == NULL) {
+        return -1; /* an error, or no head: nothing to relay */
+    }
+    switch (ev) {
+    case TORII_HTTP_PARSE_MORE:
+        return 1;
+    case TORII_HTTP_PARSE_HEAD:
+        return h2s_submit_head(st, r, 1) == TORII_OK ? 1 : -1;
+    case TORII_HTTP_PARSE_DONE:
+        if (r->interim) {
+            torii_http_parser_next(st->rp); /* 100 Continue: not relayed */
+            return 1;
+        }
+        if (!st->resp_head && h2s_submit_head(st, r, 0) != TORII_OK) {
+            return -1;
+        }
+        st->resp_done = 1;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* Parse what the child wrote, up to PX_HIGH_WM of body waiting for the client. */
+static int h2s_parse(struct h2_stream *st, struct evbuffer *out)
+{
+    size_t before = evbuffer_get_length(st->body);
+    int go = 1;
+
+    while (go > 0 && !st->resp_done && evbuffer_get_length(st->body) < PX_HIGH_WM) {
+        struct evbuffer_iovec v;
+        size_t used = 0;
+        if (evbuffer_peek(out, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+            break;
+        }
+        go = h2s_parse_ev(st, torii_http_parser_feed(st->rp, v.iov_base, v.iov_len, &used));
+        (void)evbuffer_drain(out, used);
+        if (used == 0 && go > 0) {
+            break;
+        }
+    }
+    if (go < 0) {
+        const char *why = NULL;
+        (void)torii_http_parser_error(st->rp, &why);
+        torii_log(TORII_LOG_WARN, "h2: stream %d from %s: the response could not be relayed: %s",
+                  (int)st->id, st->h->pc->ip, why != NULL ? why : "nghttp2 refused it");
+        torii_proxy__h2s_reset(st, NGHTTP2_INTERNAL_ERROR);
+        st->resp_done = 1;
+        (void)evbuffer_drain(out, evbuffer_get_length(out));
+        return TORII_EIO;
+    }
+    if (st->deferred && (st->resp_done || evbuffer_get_length(st->body) > before)) {
+        st->deferred = 0;
+        (void)nghttp2_session_resume_data(st->h->s, st->id);
+    }
+    torii_proxy__h2_wake(st->h);
+    return TORII_OK;
+}
+
+static int h2s_pipe_send(struct torii_stream *pipe, void *arg)
+{
+    struct h2_stream *st = arg;
+    struct evbuffer *out = torii_stream_output(pipe);
+
+    if (st->child == NULL || st->resp_done) {
+        (void)evbuffer_drain(out, evbuffer_get_length(out)); /* nobody to send it to */
+        return TORII_OK;
+    }
+    if (evbuffer_get_length(out) == 0) {
+        h2s_give_back(st);
+        return TORII_OK;
+    }
+    h2s_give_back(st);
+    return h2s_parse(st, out);
+}
+
+ssize_t torii_proxy__h2s_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
+                              uint32_t *flags, nghttp2_data_source *src, void *arg)
+{
+    struct h2_stream *st = src->ptr;
+    int n;
+
+    (void)s;
+    (void)id;
+    (void)arg;
+    n = evbuffer_remove(st->body, buf, len);
+    if (n < 0) {
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    if (st->resp_done && evbuffer_get_length(st->body) == 0) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        return n;
+    }
+    if (n > 0) {
+        st->kick = st->child != NULL; /* room: parse more of the child's output */
+        return n;
+    }
+    st->deferred = 1;
+    return NGHTTP2_ERR_DEFERRED;
+}
+
+/* ---- the child's life ---- */
+
+static void h2s_child_end(struct h2_stream *st)
+{
+    struct proxy_conn *c = st->child;
+
+    if (c == NULL) {
+        return;
+    }
+    st->child = NULL;
+    c->h2s = NULL;
+    c->dead = 1;
+    torii_proxy__run(c);
+}
+
+void torii_proxy__h2s_child_gone(struct proxy_conn *child)
+{
+    struct h2_stream *st = child->h2s;
+
+    if (st == NULL) {
+        return;
+    }
+    if (!st->resp_done) {
+        (void)h2s_parse(st, torii_stream_output(child->st));
+    }
+    st->child = NULL;
+    child->h2s = NULL;
+    if (!st->resp_done) {
+        torii_proxy__h2s_reset(st, NGHTTP2_INTERNAL_ERROR);
+        st->resp_done = 1;
+    }
+    h2s_give_back(st);
+    torii_proxy__h2_wake(st->h);
+}
+
+void torii_proxy__h2s_service(struct h2_stream *st)
+{
+    st->kick = 0;
+    if (st->child != NULL) {
+        if (!st->resp_done) {
+            (void)h2s_parse(st, torii_stream_output(st->child->st));
+        }
+        torii_proxy__run(st->child); /* may end it: torii_proxy__h2s_child_gone */
+    }
+    h2s_give_back(st);
+    if (st->child != NULL && st->resp_done) {
+        h2s_child_end(st); /* the exchange is over (its access log line is written) */
+    }
+}
+
+void torii_proxy__h2s_free(struct h2_stream *st)
+{
+    struct proxy_h2 *h = st->h;
+
+    h2s_child_end(st);
+    if (st->linked) {
+        if (st->prev != NULL) {
+            st->prev->next = st->next;
+        } else {
+            h->streams = st->next;
+        }
+        if (st->next != NULL) {
+            st->next->prev = st->prev;
+        }
+        h->n_streams--;
+    }
+    if (st->fields != NULL) {
+        evbuffer_free(st->fields);
+    }
+    if (st->cookie != NULL) {
+        evbuffer_free(st->cookie);
+    }
+    if (st->body != NULL) {
+        evbuffer_free(st->body);
+    }
+    if (st->held != NULL) {
+        evbuffer_free(st->held);
+    }
+    torii_http_parser_free(st->rp);
+    free(st->method);
+    free(st->scheme);
+    free(st->authority);
+    free(st->path);
+    free(st->host);
+    free(st);
+}

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# HTTP/2 to clients end to end, through torii to the HTTP/1.1 torii-backend on loopback:
+# ALPN (h2 offered -> h2; http/1.1 only -> http/1.1; a route with http2 false -> http/1.1;
+# no ALPN; acme-tls/1 alone is not answered with h2), curl --http2 (GET, POST with a body,
+# chunked upload, 20 MiB response, HEAD, several requests on one connection, forwarding
+# headers), nghttp and h2load (many concurrent streams), the RFC 9113 section 8 malformed
+# cases of tests/integration/h2_client.py (each a stream or connection error, and the
+# backend sees none of them), 421 for an authority the certificate does not name, 431 for a
+# header list over the limit, rapid reset, CONTINUATION and PING floods (GOAWAY
+# ENHANCE_YOUR_CALM, counters in /metrics), the access log per stream, GOAWAY on reload, a
+# stream whose flow-control window stays closed reset (CANCEL).
+here=$(dirname "$0")
+source "$here/lib.sh"
+PY=/usr/bin/python3
+for bin in nghttp h2load; do
+  command -v "$bin" >/dev/null || { echo "# $bin missing (Debian nghttp2-client)"; exit 77; }
+done
+$PY -c 'import h2' 2>/dev/null || { echo "# python3-h2 missing"; exit 77; }
+
+BK=$(t_free_port)
+t_backend_start "$BK" || { echo "backend did not start"; exit 1; }
+trap 't_backend_stop_all; t_cleanup' EXIT
+
+write_conf() { # write_conf [IDLE_MS]
+  t_config "\"routes\": [
+  {\"hosts\": [\"localhost\"], \"backend\": {\"targets\": [\"127.0.0.1:$BK\"]}},
+  {\"hosts\": [\"*.example.test\"], \"backend\": {\"targets\": [\"127.0.0.1:$BK\"]}},
+  {\"hosts\": [\"noh2.test\"], \"http2\": false, \"backend\": {\"targets\": [\"127.0.0.1:$BK\"]}}
+],
+\"limits\": {\"h2_max_resets\": 100, \"h2_max_control_frames\": 100, \"h2_max_continuations\": 8,
+  \"idle_timeout_ms\": ${1:-60000}},"
+}
+write_conf
+t_start || exit 1
+U="https://localhost:$T_HTTPS"
+C=(curl -sk --max-time 30)
+
+# --- ALPN -------------------------------------------------------------------------------
+alpn() { # alpn SNI PROTOS -> the protocol openssl s_client reports
+  local out
+  out=$(openssl s_client -connect "127.0.0.1:$T_HTTPS" -servername "$1" ${2:+-alpn "$2"} \
+        </dev/null 2>/dev/null)
+  case "$out" in
+    *"ALPN protocol: "*) out=${out#*ALPN protocol: }; echo "${out%%$'\n'*}" ;;
+    *) echo none ;;
+  esac
+}
+check_eq "ALPN: h2 offered -> h2" h2 "$(alpn localhost h2,http/1.1)"
+check_eq "ALPN: http/1.1 only -> http/1.1" http/1.1 "$(alpn localhost http/1.1)"
+check_eq "ALPN: route with http2 false -> http/1.1" http/1.1 "$(alpn noh2.test h2,http/1.1)"
+check_eq "ALPN: none offered -> none" none "$(alpn localhost "")"
+check_eq "ALPN: acme-tls/1 alone, no challenge -> none" none "$(alpn localhost acme-tls/1)"
+
+# --- curl --http2 -----------------------------------------------------------------------
+out=$("${C[@]}" --http2 -w '\n%{http_version} %{http_code}' "$U/echo")
+check_eq "GET over h2" "2 200" "${out##*$'\n'}"
+body=${out%$'\n'*}
+check "backend saw an HTTP/1.1 request" grep -q '"version":"HTTP/1.1"' <<<"$body"
+check "X-Forwarded-Proto https added" grep -q '\["X-Forwarded-Proto","https"\]' <<<"$body"
+check "Forwarded added" grep -q '\["Forwarded","for=127.0.0.1;host=' <<<"$body"
+head -c 3000000 /dev/urandom >"$T_TMP/up"
+want=$(sha256sum "$T_TMP/up" | cut -d' ' -f1)
+out=$("${C[@]}" --http2 --data-binary @"$T_TMP/up" "$U/upload")
+check "POST with a 3 MB body (content-length) arrives whole" grep -q "\"sha256\":\"$want\"" <<<"$out"
+out=$("${C[@]}" --http2 -H 'Transfer-Encoding: chunked' --data-binary @"$T_TMP/up" "$U/upload")
+check "POST without content-length (chunked to the backend) arrives whole" \
+  grep -q "\"sha256\":\"$want\"" <<<"$out"
+got=$("${C[@]}" --http2 "$U/bytes/20971520" | wc -c)
+check_eq "20 MiB response over h2" 20971520 "$got"
+got=$("${C[@]}" --http2 "$U/chunked/100000" | wc -c)
+check_eq "chunked backend response re-framed as DATA" 100000 "$got"
+out=$("${C[@]}" --http2 -I "$U/bytes/10")
+check "HEAD: headers only, content-length kept" grep -qi '^content-length: 10' <<<"$out"
+check "no connection-specific field in the response" \
+  bash -c '! grep -qiE "^(connection|keep-alive|transfer-encoding):" <<<"$1"' _ "$out"
+out=$("${C[@]}" --http2 -w '%{num_connects} ' -o /dev/null -o /dev/null -o /dev/null \
+      "$U/bytes/1" "$U/bytes/2" "$U/bytes/3")
+check_eq "three requests, one connection (keep-alive)" "1 0 0 " "$out"
+
+# --- nghttp / h2load: concurrent streams ------------------------------------------------
+out=$(nghttp -n -s "$U/bytes/100000" "$U/bytes/1000" "$U/echo" "$U/chunked/5000" 2>&1)
+check "nghttp: four concurrent streams on one connection" \
+  bash -c '[ "$(grep -c "/bytes/\|/echo\|/chunked/" <<<"$1")" -ge 4 ]' _ "$out"
+out=$(h2load -n 2000 -c 2 -m 100 "$U/bytes/100" 2>&1)
+check "h2load: 2000 requests, 100 streams per connection, all 2xx" \
+  grep -q "status codes: 2000 2xx" <<<"$out"
+out=$(h2load -n 40 -c 2 -m 20 "$U/bytes/1000000" 2>&1)
+check "h2load: 40 x 1 MB on 40 concurrent streams, all 2xx" grep -q "status codes: 40 2xx" <<<"$out"
+
+# --- malformed requests: a stream or connection error, never the backend ----------------
+seen() { grep -vc ' /stats$' "$T_TMP/backend-$BK.log"; } # requests the backend logged
+before=$(seen)
+for c in connection transfer_encoding upgrade keep_alive proxy_connection te_gzip uppercase \
+         value_cr value_lf value_nul value_space no_path no_method dup_path pseudo_after \
+         unknown_pseudo status_in_request relative_path path_space scheme_http host_differs \
+         cl_short cl_long cl_two; do
+  out=$($PY "$here/h2_client.py" "$T_HTTPS" "malformed:$c" 2>&1)
+  case "$out" in
+    *"RST 1"* | *"GOAWAY 1"*) ok "malformed $c: $out" ;;
+    *) fail "malformed $c: expected RST_STREAM or GOAWAY PROTOCOL_ERROR, got: $out" ;;
+  esac
+done
+check_eq "the backend saw none of the malformed requests" "$before" "$(seen)"
+
+# --- 421, 431 ---------------------------------------------------------------------------
+out=$($PY "$here/h2_client.py" "$T_HTTPS" misdirected app.example.test)
+check "421 for an authority the certificate does not name" grep -q "STATUS 421" <<<"$out"
+out=$($PY "$here/h2_client.py" "$T_HTTPS" biglist)
+check "431 for a header list over the limit" grep -q "STATUS 431" <<<"$out"
+check_eq "the backend saw neither" "$before" "$(seen)"
+
+# --- floods -----------------------------------------------------------------------------
+metric() { # metric NAME{labels}: its value in /metrics (0 when absent)
+  api GET /metrics
+  local v
+  v=$(grep -F "$1 " <<<"$T_BODY" | grep -v '^#' | awk '{print $2}')
+  echo "${v:-0}"
+}
+out=$($PY "$here/h2_client.py" "$T_HTTPS" rapid_reset)
+check "rapid reset: GOAWAY ENHANCE_YOUR_CALM" grep -q "GOAWAY 11" <<<"$out"
+check "rapid reset counted" [ "$(metric 'torii_h2_defences_total{kind="rapid_reset"}')" -ge 1 ]
+out=$($PY "$here/h2_client.py" "$T_HTTPS" continuation)
+check_eq "CONTINUATION flood: GOAWAY ENHANCE_YOUR_CALM" "GOAWAY 11" "$out"
+check "CONTINUATION flood counted" \
+  [ "$(metric 'torii_h2_defences_total{kind="continuation_flood"}')" -ge 1 ]
+out=$($PY "$here/h2_client.py" "$T_HTTPS" ping_flood)
+check_eq "PING flood: GOAWAY ENHANCE_YOUR_CALM" "GOAWAY 11" "$out"
+check "PING flood counted" [ "$(metric 'torii_h2_defences_total{kind="control_flood"}')" -ge 1 ]
+check "malformed requests counted" [ "$(metric 'torii_h2_defences_total{kind="malformed"}')" -ge 20 ]
+check "header list over the limit counted" \
+  [ "$(metric 'torii_h2_defences_total{kind="header_list"}')" -ge 1 ]
+check "h2 connections counted" [ "$(metric torii_h2_connections_total)" -ge 10 ]
+check "the daemon still answers over h2" \
+  bash -c '[ "$(curl -sk --http2 -o /dev/null -w "%{http_version} %{http_code}" "$1")" = "2 200" ]' _ "$U/bytes/5"
+
+# --- access log, one line per stream ----------------------------------------------------
+log_h2() { grep -c '"path":"/bytes/20971520","status":200,.*"protocol":"HTTP/2.0"}' "$T_TMP/torii.log"; }
+check "access log line of an h2 stream (protocol HTTP/2.0)" t_wait_for [ "$(log_h2)" -ge 1 ]
+
+# --- GOAWAY on reload -------------------------------------------------------------------
+$PY "$here/h2_client.py" "$T_HTTPS" get >"$T_TMP/get.out" 2>&1 &
+cpid=$!
+check "a request on a connection that stays open" t_wait_for grep -q END "$T_TMP/get.out"
+kill -HUP "$T_PID"
+wait "$cpid"
+check "reload: the open h2 connection gets GOAWAY NO_ERROR" grep -q "GOAWAY 0" "$T_TMP/get.out"
+check "after the reload: h2 still served" \
+  bash -c '[ "$(curl -sk --http2 -o /dev/null -w "%{http_version} %{http_code}" "$1")" = "2 200" ]' _ "$U/bytes/5"
+
+# --- slow reader: a window kept closed for idle_timeout_ms resets the stream (CANCEL) ----
+write_conf 1000
+kill -HUP "$T_PID"
+check "reload with idle_timeout_ms 1000" t_wait_for grep -q "configuration reloaded (generation 3)" "$T_TMP/torii.log"
+out=$($PY "$here/h2_client.py" "$T_HTTPS" slow_reader)
+case "$out" in
+  *"RST 8"*) ok "slow reader: the stream is reset with CANCEL" ;;
+  *) fail "slow reader: expected RST_STREAM CANCEL, got: $out" ;;
+esac
+check "slow reader counted" [ "$(metric 'torii_h2_defences_total{kind="slow_reader"}')" -ge 1 ]
+
+check "graceful stop" t_stop
+t_done
