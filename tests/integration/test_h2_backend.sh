@@ -83,7 +83,7 @@ check_eq "import torii's client certificate for the backend -> 201" 201 "$T_STAT
 c() { # host curl-args...: curl with that host resolved to the daemon's https listener
   local h=$1
   shift
-  curl -sk --max-time 30 --resolve "$h:$T_HTTPS:127.0.0.1" "$@"
+  curl -sk --http1.1 --max-time 30 --resolve "$h:$T_HTTPS:127.0.0.1" "$@"
 }
 u() { # host path -> URL
   echo "https://$1:$T_HTTPS$2"
