@@ -34,6 +34,18 @@ X509 *torii_pki__x509_lazy_d2i(const unsigned char **pp, long len);
  * now and kept on c. Borrowed from c; NULL when it does not decode. */
 EVP_PKEY *torii_pki__cert_pub(X509 *c);
 
+/** The kinds of decoder kept per thread (pubkey.c). */
+enum torii_pki__dec_kind {
+    TORII_PKI__DEC_PEM_KEYPAIR = 0, /* a PEM private key (unencrypted) */
+    TORII_PKI__DEC_SPKI,            /* a DER SubjectPublicKeyInfo */
+    TORII_PKI__DEC_KINDS
+};
+
+/** Decode data (len bytes) through the calling thread's decoder of that kind: a new
+ * key, or NULL when it does not decode. */
+EVP_PKEY *torii_pki__decode_cached(enum torii_pki__dec_kind kind, const unsigned char *data,
+                                   size_t len);
+
 /** 1 when key (private or public) is the key of certificate c (X509_check_private_key for
  * lazily parsed certificates too). */
 int torii_pki__cert_key_match(X509 *c, EVP_PKEY *key);

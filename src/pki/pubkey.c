@@ -7,11 +7,12 @@
  * no decoder and leaves the key empty; everything else (names, extensions, signature,
  * encoding) is as d2i_X509 leaves it. torii_pki__cert_pub then decodes the key when a
  * question needs it, through a decoder context kept per thread, and keeps it on the
- * certificate (ex_data, freed with it). Code that hands such a certificate to OpenSSL calls
- * that read the key themselves (X509_check_private_key, X509_check_issued, OCSP signing,
- * SSL_CTX) must not: the write path only asks torii_pki__cert_pub, torii_pki__cert_key_match,
- * torii_pki__self_signed and torii_pki__chain_links.
- * Threads: any; a certificate belongs to one thread while its key is decoded. */
+ * certificate (ex_data, freed with it). The per-thread decoders live here too
+ * (torii_pki__decode_cached; x509.c decodes PEM keys through them). Code that hands such a
+ * certificate to OpenSSL calls that read the key themselves (X509_check_private_key,
+ * X509_check_issued, OCSP signing, SSL_CTX) must not: the write path only asks torii_pki__cert_pub,
+ * torii_pki__cert_key_match, torii_pki__self_signed and torii_pki__chain_links. Threads: any; a
+ * certificate belongs to one thread while its key is decoded. */
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -69,74 +70,97 @@ X509 *torii_pki__x509_lazy_d2i(const unsigned char **pp, long len)
     return (X509 *)ASN1_item_d2i_ex(NULL, pp, len, ASN1_ITEM_rptr(X509), pki_lazy_ctx, NULL);
 }
 
-/* A SubjectPublicKeyInfo decoder kept per thread (see pki_key_dec in x509.c for why). */
-struct pki_pub_dec {
+/* Decoders kept per thread: OpenSSL 3.0 builds its decoder chain anew for every decode
+ * (most of a key parse's cost); a context made once and reused decodes the same inputs
+ * several times faster. One per kind (enum torii_pki__dec_kind), made on first use, freed
+ * when the thread exits. */
+struct pki_dec {
     OSSL_DECODER_CTX *ctx;
-    EVP_PKEY *slot;
+    EVP_PKEY *slot; /* where the context puts what it decodes */
 };
 
-static pthread_key_t pki_pub_dec_key;
-static pthread_once_t pki_pub_dec_once = PTHREAD_ONCE_INIT;
-static int pki_pub_dec_ok;
+struct pki_decs {
+    struct pki_dec d[TORII_PKI__DEC_KINDS];
+};
 
-static void pki_pub_dec_free(void *p)
+static pthread_key_t pki_decs_key;
+static pthread_once_t pki_decs_once = PTHREAD_ONCE_INIT;
+static int pki_decs_ok;
+
+static void pki_decs_free(void *p)
 {
-    struct pki_pub_dec *d = p;
+    struct pki_decs *ds = p;
 
-    if (d != NULL) {
-        OSSL_DECODER_CTX_free(d->ctx);
-        EVP_PKEY_free(d->slot);
-        free(d);
+    for (int i = 0; ds != NULL && i < TORII_PKI__DEC_KINDS; i++) {
+        OSSL_DECODER_CTX_free(ds->d[i].ctx);
+        EVP_PKEY_free(ds->d[i].slot);
     }
+    free(ds);
 }
 
-static void pki_pub_dec_init(void)
+static void pki_decs_init(void)
 {
-    pki_pub_dec_ok = pthread_key_create(&pki_pub_dec_key, pki_pub_dec_free) == 0;
+    pki_decs_ok = pthread_key_create(&pki_decs_key, pki_decs_free) == 0;
 }
 
-static struct pki_pub_dec *pki_pub_dec_get(void)
+static struct pki_dec *pki_dec_get(enum torii_pki__dec_kind kind)
 {
-    struct pki_pub_dec *d = NULL;
+    struct pki_decs *ds = NULL;
+    struct pki_dec *d;
 
-    if (pthread_once(&pki_pub_dec_once, pki_pub_dec_init) != 0 || !pki_pub_dec_ok) {
+    if (pthread_once(&pki_decs_once, pki_decs_init) != 0 || !pki_decs_ok) {
         return NULL;
     }
-    d = pthread_getspecific(pki_pub_dec_key);
-    if (d != NULL) {
-        return d;
+    ds = pthread_getspecific(pki_decs_key);
+    if (ds == NULL) {
+        ds = torii_xcalloc(1, sizeof(*ds));
+        if (pthread_setspecific(pki_decs_key, ds) != 0) {
+            free(ds);
+            return NULL;
+        }
     }
-    d = torii_xcalloc(1, sizeof(*d));
-    d->ctx = OSSL_DECODER_CTX_new_for_pkey(&d->slot, "DER", "SubjectPublicKeyInfo", NULL,
-                                           EVP_PKEY_PUBLIC_KEY, NULL, NULL);
-    if (d->ctx == NULL || pthread_setspecific(pki_pub_dec_key, d) != 0) {
-        pki_pub_dec_free(d);
+    d = &ds->d[kind];
+    if (d->ctx == NULL) {
+        d->ctx = kind == TORII_PKI__DEC_PEM_KEYPAIR
+                     ? OSSL_DECODER_CTX_new_for_pkey(&d->slot, "PEM", NULL, NULL, EVP_PKEY_KEYPAIR,
+                                                     NULL, NULL)
+                     : OSSL_DECODER_CTX_new_for_pkey(&d->slot, "DER", "SubjectPublicKeyInfo", NULL,
+                                                     EVP_PKEY_PUBLIC_KEY, NULL, NULL);
         ERR_clear_error();
+    }
+    return d->ctx != NULL ? d : NULL;
+}
+
+EVP_PKEY *torii_pki__decode_cached(enum torii_pki__dec_kind kind, const unsigned char *data,
+                                   size_t len)
+{
+    struct pki_dec *d = pki_dec_get(kind);
+    const unsigned char *p = data;
+    size_t left = len;
+    EVP_PKEY *key = NULL;
+
+    if (d == NULL) {
         return NULL;
     }
-    return d;
+    if (OSSL_DECODER_from_data(d->ctx, &p, &left) == 1) {
+        key = d->slot;
+    } else {
+        EVP_PKEY_free(d->slot);
+    }
+    d->slot = NULL;
+    ERR_clear_error();
+    return key;
 }
 
 /* The key of c's SubjectPublicKeyInfo, decoded now (owned by the caller), or NULL. */
 static EVP_PKEY *pki_pub_decode(X509 *c)
 {
-    struct pki_pub_dec *d = pki_pub_dec_get();
     unsigned char *der = NULL;
     int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(c), &der);
     const unsigned char *p = der;
-    size_t left = n > 0 ? (size_t)n : 0;
-    EVP_PKEY *key = NULL;
+    EVP_PKEY *key = n > 0 ? torii_pki__decode_cached(TORII_PKI__DEC_SPKI, der, (size_t)n) : NULL;
 
-    if (d != NULL && n > 0 && OSSL_DECODER_from_data(d->ctx, &p, &left) == 1 && left == 0) {
-        key = d->slot;
-    } else if (d != NULL) {
-        EVP_PKEY_free(d->slot);
-    }
-    if (d != NULL) {
-        d->slot = NULL;
-    }
     if (key == NULL && n > 0) { /* a key type the cached decoder does not cover */
-        p = der;
         key = d2i_PUBKEY(NULL, &p, n);
     }
     OPENSSL_free(der);

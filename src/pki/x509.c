@@ -15,7 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -258,77 +257,11 @@ static char *pki_pem_clean(const char *b, const char *e, size_t *out_len)
     return o;
 }
 
-/* A PEM key decoder kept per thread: OpenSSL 3.0 builds its decoder chain anew for every
- * PEM_read_bio_PrivateKey (most of a key parse's cost); a context made once and reused
- * decodes the same inputs several times faster. Unencrypted keys only (encrypted ones take
- * the password callback path). Freed when the thread exits. */
-struct pki_key_dec {
-    OSSL_DECODER_CTX *ctx;
-    EVP_PKEY *slot; /* where the context puts what it decodes */
-};
-
-static pthread_key_t pki_dec_key;
-static pthread_once_t pki_dec_once = PTHREAD_ONCE_INIT;
-static int pki_dec_ok;
-
-static void pki_dec_free(void *p)
-{
-    struct pki_key_dec *d = p;
-
-    if (d != NULL) {
-        OSSL_DECODER_CTX_free(d->ctx);
-        EVP_PKEY_free(d->slot);
-        free(d);
-    }
-}
-
-static void pki_dec_init(void)
-{
-    pki_dec_ok = pthread_key_create(&pki_dec_key, pki_dec_free) == 0;
-}
-
-static struct pki_key_dec *pki_dec_get(void)
-{
-    struct pki_key_dec *d = NULL;
-
-    if (pthread_once(&pki_dec_once, pki_dec_init) != 0 || !pki_dec_ok) {
-        return NULL;
-    }
-    d = pthread_getspecific(pki_dec_key);
-    if (d != NULL) {
-        return d;
-    }
-    d = torii_xcalloc(1, sizeof(*d));
-    d->ctx =
-        OSSL_DECODER_CTX_new_for_pkey(&d->slot, "PEM", NULL, NULL, EVP_PKEY_KEYPAIR, NULL, NULL);
-    if (d->ctx == NULL || pthread_setspecific(pki_dec_key, d) != 0) {
-        pki_dec_free(d);
-        ERR_clear_error();
-        return NULL;
-    }
-    return d;
-}
-
 /* An unencrypted PEM key through the thread's decoder; NULL when it does not decode (the
  * caller then takes the general path, which says why). */
 static EVP_PKEY *pki_key_decode_fast(const char *pem, size_t len)
 {
-    struct pki_key_dec *d = pki_dec_get();
-    const unsigned char *p = (const unsigned char *)pem;
-    size_t left = len;
-    EVP_PKEY *key = NULL;
-
-    if (d == NULL) {
-        return NULL;
-    }
-    if (OSSL_DECODER_from_data(d->ctx, &p, &left) == 1) {
-        key = d->slot;
-    } else {
-        EVP_PKEY_free(d->slot);
-    }
-    d->slot = NULL;
-    ERR_clear_error();
-    return key;
+    return torii_pki__decode_cached(TORII_PKI__DEC_PEM_KEYPAIR, (const unsigned char *)pem, len);
 }
 
 /* The first PEM block whose label says PRIVATE KEY in text: [*begin, *close) from its BEGIN
