@@ -113,6 +113,27 @@ int torii_conf_on_demand_allows(const struct torii_conf_on_demand *od, const cha
 /** Free what c->acme owns. */
 void torii_conf_acme_clear(struct torii_conf_acme *a);
 
+/** fleet.etcd (docs/fleet.md), validated by torii_conf_fleet_validate (conf/fleet_conf.c).
+ * Strings are owned; password is a secret (never logged). */
+struct torii_conf_fleet {
+    int enabled;            /* fleet.etcd given */
+    json_t *endpoints;      /* array of "http(s)://host:port" strings, tried in order */
+    char *prefix;           /* key prefix of this fleet in etcd ("/torii/") */
+    char *ca_file;          /* PEM trusted for https:// endpoints; NULL: the system's */
+    char *cert_file;        /* client certificate (PEM) for etcd; with key_file */
+    char *key_file;         /* its private key (PEM) */
+    char *user;             /* etcd user (with password); NULL: no authentication */
+    char *password;         /* a secret: never logged */
+    unsigned timeout_ms;    /* bound on one etcd call (5000) */
+    unsigned max_txn_ops;   /* etcd --max-txn-ops: ops per transaction (128) */
+    unsigned max_txn_bytes; /* etcd --max-request-bytes minus headroom (1048576) */
+    unsigned page_size;     /* keys per range page in a full resync (500) */
+};
+/** Check c->fleet_json into c->fleet; problems appended to errs. */
+void torii_conf_fleet_validate(struct torii_config *c, struct torii_conf_errs *errs);
+/** Free what f owns. */
+void torii_conf_fleet_clear(struct torii_conf_fleet *f);
+
 struct torii_config {
     char *data_dir;        /* "./data", or $STATE_DIRECTORY under systemd */
     unsigned workers;      /* 0 in the file = number of CPUs */
@@ -173,6 +194,8 @@ struct torii_config {
     char *keys_kek_credential;             /* current KEK as a systemd credential name */
     json_t *keys_previous_kek_files;       /* previous KEKs (opening only), paths */
     json_t *keys_previous_kek_credentials; /* previous KEKs, credential names */
+    json_t *fleet_json;                    /* fleet{} as given (parsed into fleet) */
+    struct torii_conf_fleet fleet;
 };
 
 /** Problems found in a configuration, one line each ("config: KEY: problem"), in the order

@@ -36,6 +36,7 @@
 #include <lmdb.h>
 #include <openssl/crypto.h>
 
+#include "store_int.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 
@@ -50,24 +51,6 @@
  * when it read at least STORE_DROP_MIN (see store_map_drop). */
 #define STORE_DROP_EVERY ((size_t)32 << 20)
 #define STORE_DROP_MIN   ((size_t)8 << 20)
-
-struct store_watcher {
-    torii_store_watch_cb cb;
-    void *arg;
-};
-
-struct torii_store {
-    MDB_env *env;
-    MDB_dbi dbi[TORII_STORE_BUCKETS];
-    MDB_dbi meta;
-    size_t max_map_size;
-    int stale_readers_cleared;
-    pthread_mutex_t write_mu;
-    pthread_mutex_t gate;
-    pthread_rwlock_t txn_rw;
-    struct store_watcher watchers[TORII_STORE_WATCHERS_MAX];
-    size_t nwatchers;
-};
 
 /* Per thread: how many store read holds (txn_rw shared) this thread has, across stores. */
 static _Thread_local unsigned store_read_depth;
@@ -86,6 +69,8 @@ typedef int (*store_write_body_cb)(struct torii_store *st, MDB_txn *txn, void *c
 struct store_apply_ctx {
     const struct torii_store_op *ops;
     size_t n;
+    const char *meta_key; /* torii_store_apply_meta: written in the same txn; else NULL */
+    const char *meta_val;
 };
 
 struct store_meta_ctx {
@@ -484,6 +469,9 @@ static int store_expect_differs(const MDB_val *key, const MDB_val *cur,
     return have.json_len > 0 && CRYPTO_memcmp(have.json, op->expect_json, have.json_len) != 0;
 }
 
+static int store_meta_body(struct torii_store *st, MDB_txn *txn, void *vctx, int *mrc,
+                           struct torii_errbuf *eb);
+
 static int store_apply_body(struct torii_store *st, MDB_txn *txn, void *vctx, int *mrc,
                             struct torii_errbuf *eb)
 {
@@ -549,6 +537,10 @@ static int store_apply_body(struct torii_store *st, MDB_txn *txn, void *vctx, in
             rc = store_mdb_fail(eb, e, what, op->rec.id, op->rec.id_len);
             goto out;
         }
+    }
+    if (ctx->meta_key != NULL) {
+        struct store_meta_ctx m = {.key = ctx->meta_key, .val = ctx->meta_val};
+        rc = store_meta_body(st, txn, &m, mrc, eb);
     }
 out:
     return rc;
@@ -794,12 +786,15 @@ void torii_store_free(struct torii_store *st)
 
 /* ---- writes ---- */
 
-int torii_store_apply(struct torii_store *st, const struct torii_store_op *ops, size_t n,
-                      struct torii_errbuf *eb)
+static int store_apply_run(struct torii_store *st, const struct store_apply_ctx *cctx,
+                           struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     bool locked = false;
-    struct store_apply_ctx ctx = {.ops = ops, .n = n};
+    struct store_apply_ctx ctx = *cctx;
+    const struct torii_store_op *ops = ctx.ops;
+    size_t n = ctx.n;
+    size_t klen = 0;
 
     if (st == NULL || (ops == NULL && n > 0)) {
         rc = torii_errf(eb, TORII_EINVAL, "store: apply: NULL argument");
@@ -808,7 +803,12 @@ int torii_store_apply(struct torii_store *st, const struct torii_store_op *ops, 
     for (size_t i = 0; i < n; i++) {
         TORII_TRY(store_op_check(&ops[i], i, eb));
     }
-    if (n == 0) {
+    if (ctx.meta_key != NULL
+        && (ctx.meta_val == NULL || store_cstr_id_check(ctx.meta_key, &klen) != TORII_OK)) {
+        rc = torii_errf(eb, TORII_EINVAL, "store: apply: bad meta key or value");
+        goto out;
+    }
+    if (n == 0 && ctx.meta_key == NULL) {
         goto out;
     }
     TORII_TRY(store_write_lock(st, eb));
@@ -820,6 +820,20 @@ out:
         store_write_unlock(st);
     }
     return rc;
+}
+
+int torii_store_apply(struct torii_store *st, const struct torii_store_op *ops, size_t n,
+                      struct torii_errbuf *eb)
+{
+    struct store_apply_ctx ctx = {.ops = ops, .n = n};
+    return store_apply_run(st, &ctx, eb);
+}
+
+int torii_store_apply_meta(struct torii_store *st, const struct torii_store_op *ops, size_t n,
+                           const char *meta_key, const char *meta_val, struct torii_errbuf *eb)
+{
+    struct store_apply_ctx ctx = {.ops = ops, .n = n, .meta_key = meta_key, .meta_val = meta_val};
+    return store_apply_run(st, &ctx, eb);
 }
 
 int torii_store_put(struct torii_store *st, enum torii_store_bucket b,
