@@ -19,7 +19,9 @@ pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansso
       # the web page's end-to-end test (test_ui.sh) drives Debian's chromium (playwright-core)
       chromium
       # pebble + pebble-challtestsrv: the test ACME CA of the ACME tests
-      pebble)
+      pebble
+      # etcd (server and etcdctl): the three-member cluster of the fleet test (test_fleet.sh)
+      etcd-server etcd-client)
 case "${1:-}" in
   --bench) pkgs+=(haproxy nginx nghttp2-client) ;;
   --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;

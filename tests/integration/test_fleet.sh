@@ -143,19 +143,24 @@ case "$dump" in
 esac
 
 # ---- 100 writes on A: delay until B and C serve each (p50/p99 printed, not asserted)
+# (20 writes in a sanitized build, where timings mean little)
 mkcert lat ec 30 lat.fleet.test
-delays=()
-for k in $(seq 1 100); do
+NW=100; [ "$T_SANITIZED" = 1 ] && NW=20
+delays=() acks=()
+for k in $(seq 1 "$NW"); do
   entity_json "lat$k" lat >"$T_TMP/lat.json"
   t0=$(date +%s%N)
   napi a POST /api/certificates -H 'Content-Type: application/json' --data-binary "@$T_TMP/lat.json"
   [ "$T_STATUS" = 201 ] || { fail "write lat$k on A: $T_STATUS $T_BODY"; break; }
+  acks+=($(( ($(date +%s%N) - t0) / 1000 )))
   wait_fast has_cert b "lat$k" && wait_fast has_cert c "lat$k" || { fail "lat$k reached B and C"; break; }
   delays+=($(( ($(date +%s%N) - t0) / 1000 )))
 done
-read -r p50 p99 < <(printf '%s\n' "${delays[@]}" | sort -n | awk '{v[NR]=$1} END {print v[int(NR*0.5)], v[int(NR*0.99)]}')
-echo "# write on A -> visible on B and C (API GET), 100 writes: p50 ${p50} us, p99 ${p99} us"
-check_eq "100 writes reached B and C" 100 "${#delays[@]}"
+pct() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int(NR*0.5)], v[int(NR*0.99)+0 > 0 ? int(NR*0.99) : 1]}'; }
+read -r a50 a99 < <(pct "${acks[@]}")
+read -r p50 p99 < <(pct "${delays[@]}")
+echo "# $NW writes on A: POST acknowledged p50 ${a50} us p99 ${a99} us; visible on B and C (API GET) p50 ${p50} us p99 ${p99} us"
+check_eq "$NW writes reached B and C" "$NW" "${#delays[@]}"
 
 # ---- concurrent PUTs of one id on two nodes: one 2xx, one 409 (appliers held so both read
 # the same version; the winner's reply waits at most timeout_ms for its own applier)
