@@ -110,6 +110,9 @@ void torii_conf__acme_on_demand(struct torii_conf_on_demand *od, json_t *v,
                                 struct torii_conf_errs *errs);
 /** 1 when name (lower case) matches a pattern of od->allow. Any thread. */
 int torii_conf_on_demand_allows(const struct torii_conf_on_demand *od, const char *name);
+/** 1 when s is a printable string without blanks, quotes or backslashes, 1..max bytes (the
+ * file names, URLs and tokens of acme{} and fleet{}). */
+int torii_conf__token_ok(const char *s, size_t max);
 /** Free what c->acme owns. */
 void torii_conf_acme_clear(struct torii_conf_acme *a);
 

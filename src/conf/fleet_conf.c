@@ -10,27 +10,11 @@
 #include "torii/conf.h"
 #include "torii/mem.h"
 
-/* A printable string without blanks, quotes or backslashes, 1..max bytes. */
-static int conf_fleet_token_ok(const char *s, size_t max)
-{
-    size_t n = s != NULL ? strlen(s) : 0;
-
-    if (n == 0 || n > max) {
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f || s[i] == '"' || s[i] == '\\') {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 static char *conf_fleet_str(json_t *v, const char *key, size_t max, struct torii_conf_errs *errs)
 {
     const char *s = json_string_value(v);
 
-    if (!conf_fleet_token_ok(s, max)) {
+    if (!torii_conf__token_ok(s, max)) {
         torii_conf_errs_addf(errs,
                              "config: fleet.etcd.%s: expected a non-empty string without "
                              "blanks (at most %zu bytes)",
@@ -63,7 +47,7 @@ static void conf_fleet_endpoints(struct torii_conf_fleet *f, json_t *v,
     }
     json_array_foreach (v, i, e) {
         const char *s = json_string_value(e);
-        if (!conf_fleet_token_ok(s, 256)
+        if (!torii_conf__token_ok(s, 256)
             || (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0)) {
             torii_conf_errs_addf(errs,
                                  "config: fleet.etcd.endpoints[%zu]: expected an http:// or "

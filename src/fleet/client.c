@@ -330,3 +330,18 @@ int fleet_stream(struct fleet_client *c, const char *path, const char *body, fle
     }
     return rc;
 }
+
+int fleet_call_json(struct fleet_client *c, const char *path, json_t *req, char **resp,
+                    size_t *resp_len, struct torii_errbuf *eb)
+{
+    char *body = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
+    int rc;
+
+    json_decref(req);
+    if (body == NULL) {
+        return torii_errf(eb, TORII_ENOMEM, "fleet: cannot encode a request to %s", path);
+    }
+    rc = fleet_call(c, path, body, resp, resp_len, eb);
+    torii_secure_free(body, strlen(body));
+    return rc;
+}

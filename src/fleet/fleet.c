@@ -15,6 +15,7 @@
 
 #include "fleet_int.h"
 #include "torii/clock.h"
+#include "torii/daemon.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
@@ -34,35 +35,16 @@ static void fleet_nap_ms(const struct torii_fleet *f, unsigned ms)
 }
 
 /* Test hook (debug.stall_file naming "fleet-apply"): hold the applier, bounded. */
-static int fleet_stall_wanted(const char *path)
-{
-    char buf[32];
-    ssize_t n;
-    int fd = path != NULL && path[0] != '\0' ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-
-    if (fd < 0) {
-        return 0;
-    }
-    n = read(fd, buf, sizeof(buf) - 1);
-    (void)close(fd);
-    if (n <= 0) {
-        return 0;
-    }
-    buf[n] = '\0';
-    buf[strcspn(buf, "\r\n")] = '\0';
-    return strcmp(buf, "fleet-apply") == 0;
-}
-
 static void fleet_stall(const struct torii_fleet *f)
 {
     int64_t until = torii_clock_mono_us() + (int64_t)FLEET_STALL_MAX_S * 1000000;
 
-    if (!fleet_stall_wanted(f->o.stall_file)) {
+    if (!torii_daemon_stall_wanted(f->o.stall_file, "fleet-apply")) {
         return;
     }
     torii_log(TORII_LOG_WARN, "fleet: debug.stall_file: holding the applier");
-    while (fleet_stall_wanted(f->o.stall_file) && torii_clock_mono_us() < until
-           && !atomic_load(&f->stop)) {
+    while (torii_daemon_stall_wanted(f->o.stall_file, "fleet-apply")
+           && torii_clock_mono_us() < until && !atomic_load(&f->stop)) {
         fleet_nap_ms(f, 20);
     }
 }
@@ -107,17 +89,13 @@ static int fleet_range(struct torii_fleet *f, const char *key, size_t klen, int6
                   key != NULL ? fleet_b64(key, klen) : fleet_b64(pfx, strlen(pfx)), "range_end",
                   fleet_b64(f->pfx_end, f->pfx_end_len), "limit", (json_int_t)limit, "revision",
                   (json_int_t)rev, "count_only", count_only);
-    char *body = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
     char *resp = NULL;
     size_t len = 0;
     int rc = TORII_OK;
 
-    json_decref(req);
-    TORII_ENSURE(body != NULL, TORII_ENOMEM);
-    TORII_TRY(fleet_call(&f->cl, "/v3/kv/range", body, &resp, &len, eb));
+    TORII_TRY(fleet_call_json(&f->cl, "/v3/kv/range", req, &resp, &len, eb));
     TORII_TRY(torii_fleet_gw_range_parse(resp, len, out, eb));
 out:
-    free(body);
     if (resp != NULL) {
         torii_secure_free(resp, len);
     }

@@ -38,6 +38,10 @@ void fleet_client_clear(struct fleet_client *c);
 int fleet_call(struct fleet_client *c, const char *path, const char *body, char **resp,
                size_t *resp_len, struct torii_errbuf *eb) TORII_MUST_USE;
 
+/** fleet_call of the JSON request req (taken: released here). */
+int fleet_call_json(struct fleet_client *c, const char *path, json_t *req, char **resp,
+                    size_t *resp_len, struct torii_errbuf *eb) TORII_MUST_USE;
+
 /** A line of a stream; a non-OK return ends the stream with that code. */
 typedef int (*fleet_line_cb)(const char *line, size_t len, void *arg);
 

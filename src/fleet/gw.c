@@ -171,6 +171,19 @@ out:
     return rc;
 }
 
+/* A unary answer: its error (torii_fleet_gw_error's code), or the object and its revision. */
+static int gw_begin(const char *body, size_t len, json_t **root, int64_t *rev,
+                    struct torii_errbuf *eb)
+{
+    int rc = torii_fleet_gw_error(body, len, eb);
+
+    if (rc != TORII_ENOTFOUND) {
+        return rc;
+    }
+    rc = gw_load(body, len, root, eb);
+    return rc == TORII_OK ? gw_header_rev(*root, rev, eb) : rc;
+}
+
 void torii_fleet_range_clear(struct torii_fleet_range *r)
 {
     for (size_t i = 0; r != NULL && i < r->n; i++) {
@@ -209,12 +222,7 @@ int torii_fleet_gw_range_parse(const char *body, size_t len, struct torii_fleet_
     int rc = TORII_OK;
 
     memset(out, 0, sizeof(*out));
-    rc = torii_fleet_gw_error(body, len, eb);
-    if (rc != TORII_ENOTFOUND) {
-        goto out;
-    }
-    TORII_TRY(gw_load(body, len, &root, eb));
-    TORII_TRY(gw_header_rev(root, &out->rev, eb));
+    TORII_TRY(gw_begin(body, len, &root, &out->rev, eb));
     TORII_TRY(gw_range_obj(root, out, eb));
 out:
     json_decref(root);
@@ -274,12 +282,7 @@ int torii_fleet_gw_txn_parse(const char *body, size_t len, struct torii_fleet_tx
     int rc = TORII_OK;
 
     memset(out, 0, sizeof(*out));
-    rc = torii_fleet_gw_error(body, len, eb);
-    if (rc != TORII_ENOTFOUND) {
-        goto out;
-    }
-    TORII_TRY(gw_load(body, len, &root, eb));
-    TORII_TRY(gw_header_rev(root, &out->rev, eb));
+    TORII_TRY(gw_begin(body, len, &root, &out->rev, eb));
     TORII_TRY(gw_bool(root, "succeeded", &out->succeeded, eb));
     TORII_TRY(gw_txn_resps(json_object_get(root, "responses"), out, eb));
 out:

@@ -169,15 +169,12 @@ static int txn_send(struct torii_fleet *f, struct txn_b *t, struct torii_errbuf 
 {
     json_t *req =
         json_pack("{s:O, s:O, s:O}", "compare", t->cmp, "success", t->ok, "failure", t->fail);
-    char *body = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
     struct torii_fleet_txn r = {0};
     char *resp = NULL;
     size_t len = 0;
     int rc = TORII_OK;
 
-    json_decref(req);
-    TORII_ENSURE(body != NULL, TORII_ENOMEM);
-    TORII_TRY(fleet_call(&f->cl, "/v3/kv/txn", body, &resp, &len, eb));
+    TORII_TRY(fleet_call_json(&f->cl, "/v3/kv/txn", req, &resp, &len, eb));
     TORII_TRY(torii_fleet_gw_txn_parse(resp, len, &r, eb));
     if (r.succeeded && t->wait && !fleet_wait_applied(f, r.rev)) {
         torii_log(TORII_LOG_WARN,
@@ -194,9 +191,6 @@ out:
         rc = TORII_EAGAIN;
     }
     torii_fleet_txn_clear(&r);
-    if (body != NULL) {
-        torii_secure_free(body, strlen(body));
-    }
     if (resp != NULL) {
         torii_secure_free(resp, len);
     }

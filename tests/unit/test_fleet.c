@@ -1,18 +1,15 @@
 /* test_fleet.c - the etcd JSON gateway bodies (range, txn, watch events, created, compacted,
  * error bodies) parsed from canned answers, malformed ones refused naming the member; the
- * prefix range end; fleet.etcd in the configuration (defaults, unknown keys, pairs). */
+ * prefix range end. (fleet.etcd in the configuration: test_conf.c.) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
-#include "testfile.h"
-#include "torii/conf.h"
 #include "torii/fleet.h"
 
 /* "/it/c/a" = L2l0L2MvYQ==, "{}" = e30=, "/it/s/k" = L2l0L3Mvaw== */
@@ -229,83 +226,13 @@ static void test_prefix_end(void **state)
     free(e);
 }
 
-/* ---- fleet.etcd in the configuration ---- */
-
-static int check_text(const char *text, struct torii_conf_errs *errs, struct torii_config **cfg)
-{
-    char path[64];
-    int rc;
-
-    assert_int_equal(testfile_write(path, sizeof(path), "conf", text), 0);
-    rc = torii_config_check(path, cfg, errs);
-    (void)unlink(path);
-    return rc;
-}
-
-static void assert_has(const struct torii_conf_errs *errs, const char *fragment)
-{
-    for (size_t i = 0; i < errs->n; i++) {
-        if (strstr(errs->msgs[i], fragment) != NULL) {
-            return;
-        }
-    }
-    for (size_t i = 0; i < errs->n; i++) {
-        print_message("  errs[%zu] = %s\n", i, errs->msgs[i]);
-    }
-    fail_msg("no error contains '%s'", fragment);
-}
-
-static void test_conf(void **state)
-{
-    struct torii_conf_errs errs = {NULL, 0};
-    struct torii_config *cfg = NULL;
-
-    (void)state;
-    assert_int_equal(check_text("{\"fleet\": {\"etcd\": {\"endpoints\": [\"http://127.0.0.1:2379\","
-                                "\"https://127.0.0.1:2479\"]}}}",
-                                &errs, &cfg),
-                     TORII_OK);
-    assert_true(cfg->fleet.enabled);
-    assert_string_equal(cfg->fleet.prefix, "/torii/");
-    assert_int_equal(cfg->fleet.timeout_ms, 5000);
-    assert_int_equal(cfg->fleet.max_txn_ops, 128);
-    assert_int_equal(json_array_size(cfg->fleet.endpoints), 2);
-    torii_config_free(cfg);
-    torii_conf_errs_free(&errs);
-
-    assert_int_equal(check_text("{}", &errs, &cfg), TORII_OK);
-    assert_false(cfg->fleet.enabled);
-    torii_config_free(cfg);
-    torii_conf_errs_free(&errs);
-
-    assert_int_equal(
-        check_text("{\"fleet\": {\"etcd\": {\"endpoints\": [\"127.0.0.1:2379\"], \"user\": \"u\","
-                   " \"cert_file\": \"/c\", \"timeout_ms\": 5, \"bogus\": 1}, \"redis\": {}}}",
-                   &errs, &cfg),
-        TORII_EINVAL);
-    assert_has(&errs, "fleet.etcd.endpoints[0]");
-    assert_has(&errs, "fleet.etcd.user and fleet.etcd.password");
-    assert_has(&errs, "fleet.etcd.cert_file and fleet.etcd.key_file");
-    assert_has(&errs, "fleet.etcd.timeout_ms");
-    assert_has(&errs, "unknown key \"fleet.etcd.bogus\"");
-    assert_has(&errs, "unknown key \"fleet.redis\"");
-    torii_config_free(cfg);
-    torii_conf_errs_free(&errs);
-
-    assert_int_equal(check_text("{\"fleet\": {\"etcd\": {}}}", &errs, &cfg), TORII_EINVAL);
-    assert_has(&errs, "fleet.etcd.endpoints: required");
-    torii_config_free(cfg);
-    torii_conf_errs_free(&errs);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_range),        cmocka_unit_test(test_range_refuses_bad_shapes),
         cmocka_unit_test(test_error_bodies), cmocka_unit_test(test_txn),
         cmocka_unit_test(test_watch),        cmocka_unit_test(test_watch_refuses_bad_shapes),
-        cmocka_unit_test(test_prefix_end),   cmocka_unit_test(test_conf),
+        cmocka_unit_test(test_prefix_end),
     };
-    (void)unsetenv("TORII_ADMIN_TOKEN");
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
