@@ -84,7 +84,15 @@ node_start() {
   t_wait_for curl -sf -o /dev/null -H "Authorization: Bearer $T_TOKEN" \
     "http://${ADDR[$1]}:$T_ADMIN/metrics"
 }
-node_stop() { kill -TERM "${NPID[$1]}" 2>/dev/null; wait "${NPID[$1]}" 2>/dev/null; NPID[$1]=0; }
+# node_stop N: graceful stop; a non-zero exit (a sanitizer report) is counted in NODE_BAD
+NODE_BAD=""
+node_stop() {
+  local st=0
+  kill -TERM "${NPID[$1]}" 2>/dev/null
+  wait "${NPID[$1]}" 2>/dev/null || st=$?
+  NPID[$1]=0
+  if [ "$st" != 0 ]; then NODE_BAD="$NODE_BAD $1:$st"; fi
+}
 napi() { # napi NODE METHOD PATH [curl args] -> T_STATUS, T_BODY
   local n=$1; shift
   local m=$1 p=$2; shift 2
@@ -245,5 +253,6 @@ check "C logged a full resync after the compaction" test "$resync" -ge 2
 check_eq "C holds exactly A's certificates" "$(ids_of a)" "$(ids_of c)"
 
 for n in "${NODES[@]}"; do node_stop "$n"; done
+check_eq "every node exited with status 0 (no sanitizer report)" "" "$NODE_BAD"
 if [ "$T_FAILS" -ne 0 ]; then for n in "${NODES[@]}"; do echo "--- $n"; tail -n 30 "$T_TMP/$n/torii.log"; done; fi
 t_done
