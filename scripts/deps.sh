@@ -30,7 +30,9 @@ pkgs=(build-essential cmake pkg-config libssl-dev openssl libevent-dev libjansso
       libnghttp2-dev nghttp2-server python3-h2 python3-grpcio
       # the bench's smoke test (bench.smoke: scripts/bench.sh --smoke --only-torii): nginx as
       # its backend, h2load for the HTTP/2 rows, the WebSocket echo server and client
-      nginx nghttp2-client python3-websockets)
+      nginx nghttp2-client python3-websockets
+      # etcd (server and etcdctl): the three-member cluster of the fleet test (test_fleet.sh)
+      etcd-server etcd-client)
 case "${1:-}" in
   # the peers of scripts/bench.sh (h2o on its HTTP/2 rows only)
   --bench) pkgs+=(haproxy caddy h2o) ;;

@@ -24,7 +24,7 @@ echo "== long functions and files (over 100 / 1,200 lines)"
 echo "== file cycles inside a module"
 # Files of these modules depend one way (src/proxy's state machine files call each other by
 # design; src/core's log and err, src/conf's two parsers are the known remaining pairs).
-./scripts/include_cycles.sh admin pki tls lifecycle certdb acme pkiboot certstats jwt store \
+./scripts/include_cycles.sh admin pki tls lifecycle certdb acme pkiboot certstats jwt store fleet \
   http stream daemon ctl || status=1
 # Not yet clean under .clang-tidy. Remove a file from this list once it is; never add one.
 tidy_not_yet_clean=(

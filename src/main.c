@@ -24,6 +24,7 @@
 #include "torii/conf.h"
 #include "torii/ctl.h"
 #include "torii/daemon.h"
+#include "torii/fleet.h"
 #include "torii/handover.h"
 #include "torii/log.h"
 #include "torii/mem.h"
@@ -67,6 +68,7 @@ struct app {
     size_t n_upgrade_pids;
     struct torii_routes *routes;                  /* compiled in main() (also for --check-config) */
     struct torii_kek_ring *kek;                   /* keys at rest: NULL when no KEK is set */
+    struct torii_fleet *fleet;                    /* fleet mode (fleet.etcd); NULL: local */
     struct torii_proxy_gen *gen;                  /* the generation new connections get */
     struct torii_proxy_gen *old[APP_MAX_OLD + 1]; /* draining */
     size_t n_old;
@@ -686,6 +688,21 @@ static int app_load_state(struct app *app, struct torii_errbuf *eb)
     return rc;
 }
 
+/* Fleet mode (docs/fleet.md): etcd becomes the source of truth of the certificates, after
+ * this node's own PKI bootstrap (an empty fleet is seeded from this store). */
+static int app_fleet_start(struct app *app, struct torii_errbuf *eb)
+{
+    struct torii_fleet_opts fo = {.conf = &app->cfg->fleet,
+                                  .store = app->store,
+                                  .kek = app->kek,
+                                  .stall_file = app->cfg->debug_stall_file};
+
+    if (!app->cfg->fleet.enabled) {
+        return TORII_OK;
+    }
+    return torii_fleet_start(&fo, &app->fleet, eb);
+}
+
 static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *eb)
 {
     struct torii_store_opts sopts = {.dir = app->cfg->data_dir};
@@ -712,6 +729,7 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
     TORII_TRY(app_load_state(app, eb));
     TORII_TRY(torii_certstats_open(app->store, &app->certstats, eb));
     TORII_TRY(torii_pkiboot_run(app->cfg, app->store, eb));
+    TORII_TRY(app_fleet_start(app, eb));
     TORII_TRY(torii_store_count(app->store, TORII_STORE_CERTS, ncerts));
     TORII_TRY(torii_alerts_new(app->cfg, app->store, &app->alerts, eb));
     app->alerts_cfg = app->cfg;
@@ -855,6 +873,8 @@ static void app_close(struct app *app, struct event **sigs)
     app->acme_chal = NULL;
     torii_acme_od_free(app->acme_od); /* likewise */
     app->acme_od = NULL;
+    torii_fleet_stop(app->fleet); /* after the services (writers), before the store */
+    app->fleet = NULL;
     torii_pki_state_free(app->pki);       /* after every store writer stopped */
     torii_certstats_free(app->certstats); /* likewise */
     torii_store_free(app->store);

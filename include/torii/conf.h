@@ -110,8 +110,32 @@ void torii_conf__acme_on_demand(struct torii_conf_on_demand *od, json_t *v,
                                 struct torii_conf_errs *errs);
 /** 1 when name (lower case) matches a pattern of od->allow. Any thread. */
 int torii_conf_on_demand_allows(const struct torii_conf_on_demand *od, const char *name);
+/** 1 when s is a printable string without blanks, quotes or backslashes, 1..max bytes (the
+ * file names, URLs and tokens of acme{} and fleet{}). */
+int torii_conf__token_ok(const char *s, size_t max);
 /** Free what c->acme owns. */
 void torii_conf_acme_clear(struct torii_conf_acme *a);
+
+/** fleet.etcd (docs/fleet.md), validated by torii_conf_fleet_validate (conf/fleet_conf.c).
+ * Strings are owned; password is a secret (never logged). */
+struct torii_conf_fleet {
+    int enabled;            /* fleet.etcd given */
+    json_t *endpoints;      /* array of "http(s)://host:port" strings, tried in order */
+    char *prefix;           /* key prefix of this fleet in etcd ("/torii/") */
+    char *ca_file;          /* PEM trusted for https:// endpoints; NULL: the system's */
+    char *cert_file;        /* client certificate (PEM) for etcd; with key_file */
+    char *key_file;         /* its private key (PEM) */
+    char *user;             /* etcd user (with password); NULL: no authentication */
+    char *password;         /* a secret: never logged */
+    unsigned timeout_ms;    /* bound on one etcd call (5000) */
+    unsigned max_txn_ops;   /* etcd --max-txn-ops: ops per transaction (128) */
+    unsigned max_txn_bytes; /* etcd --max-request-bytes minus headroom (1048576) */
+    unsigned page_size;     /* keys per range page in a full resync (500) */
+};
+/** Check c->fleet_json into c->fleet; problems appended to errs. */
+void torii_conf_fleet_validate(struct torii_config *c, struct torii_conf_errs *errs);
+/** Free what f owns. */
+void torii_conf_fleet_clear(struct torii_conf_fleet *f);
 
 struct torii_config {
     char *data_dir;        /* "./data", or $STATE_DIRECTORY under systemd */
@@ -183,6 +207,8 @@ struct torii_config {
     unsigned h2_max_resets;        /* limits.h2_max_resets: rapid reset budget (200) */
     unsigned h2_max_control;       /* limits.h2_max_control_frames per second (200) */
     unsigned h2_max_continuations; /* limits.h2_max_continuations per header block (8) */
+    json_t *fleet_json;            /* fleet{} as given (parsed into fleet) */
+    struct torii_conf_fleet fleet;
 };
 
 /** Problems found in a configuration, one line each ("config: KEY: problem"), in the order

@@ -103,4 +103,9 @@ int torii_daemon_harden(struct torii_errbuf *eb) TORII_MUST_USE;
 /** PR_GET_DUMPABLE of the process (0 after torii_daemon_harden); -1 on error. Any thread. */
 int torii_daemon_dumpable(void);
 
+/** Test hook (debug.stall_file): 1 while the file at path (NULL or "": none) names `name`
+ * on its first line. A loop beat (or the fleet's applier, "fleet-apply") blocks while it
+ * does, as a callback stuck in a system call would; callers bound the wait. Any thread. */
+int torii_daemon_stall_wanted(const char *path, const char *name);
+
 #endif

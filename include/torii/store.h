@@ -105,6 +105,35 @@ const struct torii_kek_ring *torii_store_kek(const struct torii_store *st);
 int torii_store_apply(struct torii_store *st, const struct torii_store_op *ops, size_t n,
                       struct torii_errbuf *eb) TORII_MUST_USE;
 
+/** torii_store_apply plus the meta value meta_key = meta_val written in the same durable
+ * transaction (fleet mode records the last etcd revision applied with the records it
+ * brought). n may be 0 (the meta value alone); meta_key NULL: torii_store_apply. Codes as
+ * torii_store_apply. */
+int torii_store_apply_meta(struct torii_store *st, const struct torii_store_op *ops, size_t n,
+                           const char *meta_key, const char *meta_val, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** Write-through of certificate writes (fleet mode, docs/fleet.md). When one is set, certdb
+ * hands the ops of each commit (buckets CERTS and SERIALS) to commit() instead of
+ * torii_store_apply: commit makes them durable in the fleet's source of truth (etcd), which
+ * then brings them back into this store (torii_store_apply_meta from the fleet's watch
+ * thread) before commit returns. commit returns torii_store_apply's codes, plus TORII_EAGAIN
+ * when the source of truth cannot be reached (eb says why). Called from any writer thread. */
+struct torii_store_remote {
+    int (*commit)(void *ctx, const struct torii_store_op *ops, size_t n, struct torii_errbuf *eb);
+    /* 1 when commit can currently reach the source of truth (readiness for writes). */
+    int (*writable)(void *ctx);
+    void *ctx;
+};
+/** Set (r copied; r->ctx borrowed until torii_store_free) or clear (NULL) the write-through.
+ * Call before other threads write to the store. */
+void torii_store_set_remote(struct torii_store *st, const struct torii_store_remote *r);
+/** The write-through, or NULL in local mode. Any thread. */
+const struct torii_store_remote *torii_store_remote_of(const struct torii_store *st);
+/** 1 when certificate writes can currently succeed: always in local mode; in fleet mode when
+ * the source of truth is reachable (/readyz). Any thread. */
+int torii_store_writable(const struct torii_store *st);
+
 /** Convenience wrappers around torii_store_apply with one op (kind REPLACE_IF needs an
  * expected value: use torii_store_apply; torii_store_put refuses it with TORII_EINVAL). */
 int torii_store_put(struct torii_store *st, enum torii_store_bucket b,

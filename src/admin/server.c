@@ -132,7 +132,8 @@ static int admin_health_route(const struct torii_admin *adm, const struct torii_
     if (admin_path_is(req->path, "/healthz")) {
         good = torii_daemon_alive(adm->daemon);
     } else if (admin_path_is(req->path, "/readyz")) {
-        good = torii_daemon_ready(adm->daemon);
+        /* Not ready while certificate writes would be refused (fleet: etcd unreachable). */
+        good = torii_daemon_ready(adm->daemon) && torii_store_writable(adm->ctx.store);
     } else {
         return TORII_ENOTFOUND;
     }

@@ -427,7 +427,10 @@ static int certdb_apply(struct torii_certdb_batch *b, size_t from, size_t to,
                         struct torii_store_op *ops, struct torii_errbuf *eb)
 {
     size_t n = certdb_ops(b, from, to, ops);
-    int rc = torii_store_apply(b->st, ops, n, eb);
+    const struct torii_store_remote *remote = torii_store_remote_of(b->st);
+    /* Fleet mode: etcd is the source of truth; it brings the ops back into the store. */
+    int rc = remote != NULL ? remote->commit(remote->ctx, ops, n, eb)
+                            : torii_store_apply(b->st, ops, n, eb);
 
     if (rc == TORII_EEXIST) {
         rc = torii_errf(eb, TORII_EEXIST, "entity already exists");
@@ -437,7 +440,7 @@ static int certdb_apply(struct torii_certdb_batch *b, size_t from, size_t to,
         rc = torii_errf(eb, TORII_ECONFLICT,
                         "entity changed concurrently (renewed or updated by another request) "
                         "since this request read it; nothing was written: fetch it and retry");
-    } else if (rc != TORII_OK) {
+    } else if (rc != TORII_OK && rc != TORII_EAGAIN) {
         torii_log(TORII_LOG_ERR, "certdb: certificate write failed: %s", eb != NULL ? eb->msg : "");
         if (rc == TORII_EINVAL) {
             rc = TORII_ESTORE; /* the entities were validated: a store refusal is our failure */

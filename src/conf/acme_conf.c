@@ -25,8 +25,7 @@ static int conf_acme_index(const char *s, const char *const *list, size_t n)
     return -1;
 }
 
-/* A printable string without blanks or quotes, 1..max bytes. */
-static int conf_acme_token_ok(const char *s, size_t max)
+int torii_conf__token_ok(const char *s, size_t max)
 {
     size_t n = s != NULL ? strlen(s) : 0;
 
@@ -46,7 +45,7 @@ static char *conf_acme_str(json_t *v, const char *key, size_t max, int url,
 {
     const char *s = json_string_value(v);
 
-    if (!conf_acme_token_ok(s, max)
+    if (!torii_conf__token_ok(s, max)
         || (url && strncmp(s, "https://", 8) != 0 && strncmp(s, "http://", 7) != 0)) {
         torii_conf_errs_addf(errs, "config: acme.%s: expected %s", key,
                              url ? "an http:// or https:// URL"
@@ -67,7 +66,7 @@ static void conf_acme_contacts(struct torii_conf_acme *a, json_t *v, struct tori
     }
     json_array_foreach (v, i, x) {
         const char *s = json_string_value(x);
-        if (!conf_acme_token_ok(s, 256) || strncmp(s, "mailto:", 7) != 0) {
+        if (!torii_conf__token_ok(s, 256) || strncmp(s, "mailto:", 7) != 0) {
             torii_conf_errs_addf(errs, "config: acme.contacts[%zu]: expected a \"mailto:\" URL", i);
             return;
         }

@@ -147,6 +147,7 @@ static const struct conf_key conf_keys[] = {
     {"keys.previous_kek_files", CONF_ARRAY, OFF(keys_previous_kek_files), 0},
     {"keys.previous_kek_credentials", CONF_ARRAY, OFF(keys_previous_kek_credentials), 0},
     {"acme", CONF_OBJECT, OFF(acme_json), 0},
+    {"fleet", CONF_OBJECT, OFF(fleet_json), 0},
 };
 
 /* Sections whose members are all listed in conf_keys (so unknown members are errors). */
@@ -904,6 +905,7 @@ static void conf_validate(struct torii_config *c, struct torii_conf_errs *errs)
     conf_pki_parse(c, errs);
     torii_conf_admin_validate(c, errs);
     torii_conf_acme_validate(c, errs);
+    torii_conf_fleet_validate(c, errs);
     if (c->workers == 0) {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         c->workers = ncpu > 0 ? (unsigned)ncpu : 1;
@@ -1024,6 +1026,8 @@ void torii_config_free(struct torii_config *c)
     json_decref(c->keys_previous_kek_credentials);
     json_decref(c->acme_json);
     torii_conf_acme_clear(&c->acme);
+    json_decref(c->fleet_json);
+    torii_conf_fleet_clear(&c->fleet);
     conf_exporters_free(c);
     free(c);
 }
@@ -1150,5 +1154,6 @@ int torii_config_reload_check(const struct torii_config *cur, const struct torii
                json_equal(cur->acme_json, next->acme_json)
                    || (cur->acme_json == NULL && next->acme_json == NULL),
                "acme");
+    conf_fixed(errs, conf_json_eq(cur->fleet_json, next->fleet_json), "fleet");
     return errs->n > n0 ? TORII_EINVAL : TORII_OK;
 }

@@ -94,13 +94,11 @@ static struct timeval daemon_tv(uint64_t us)
     return tv;
 }
 
-/* Test hook (debug.stall_file): while the file names this loop, block it, as a callback
- * stuck in a system call or a loop would. Bounded to DAEMON_STALL_MAX_S. */
-static int daemon_stall_wanted(const char *path, const char *name)
+int torii_daemon_stall_wanted(const char *path, const char *name)
 {
     char buf[DAEMON_NAME_MAX + 2];
     ssize_t n;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = path != NULL && path[0] != '\0' ? open(path, O_RDONLY | O_CLOEXEC) : -1;
 
     if (fd < 0) {
         return 0;
@@ -121,11 +119,11 @@ static void daemon_stall_hook(const struct torii_daemon_beat *b)
     const struct timespec nap = {.tv_sec = 0, .tv_nsec = 20L * 1000 * 1000};
     int64_t until = torii_clock_mono_us() + (int64_t)DAEMON_STALL_MAX_S * 1000000;
 
-    if (path == NULL || path[0] == '\0' || !daemon_stall_wanted(path, b->name)) {
+    if (path == NULL || path[0] == '\0' || !torii_daemon_stall_wanted(path, b->name)) {
         return;
     }
     torii_log(TORII_LOG_WARN, "daemon: debug.stall_file: blocking %s", b->name);
-    while (daemon_stall_wanted(path, b->name) && torii_clock_mono_us() < until) {
+    while (torii_daemon_stall_wanted(path, b->name) && torii_clock_mono_us() < until) {
         (void)nanosleep(&nap, NULL);
     }
     torii_log(TORII_LOG_WARN, "daemon: debug.stall_file: %s released", b->name);

@@ -36,6 +36,7 @@
 #include <lmdb.h>
 #include <openssl/crypto.h>
 
+#include "store_int.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 
@@ -50,25 +51,6 @@
  * when it read at least STORE_DROP_MIN (see store_map_drop). */
 #define STORE_DROP_EVERY ((size_t)32 << 20)
 #define STORE_DROP_MIN   ((size_t)8 << 20)
-
-struct store_watcher {
-    torii_store_watch_cb cb;
-    void *arg;
-};
-
-struct torii_store {
-    MDB_env *env;
-    MDB_dbi dbi[TORII_STORE_BUCKETS];
-    MDB_dbi meta;
-    size_t max_map_size;
-    int stale_readers_cleared;
-    pthread_mutex_t write_mu;
-    pthread_mutex_t gate;
-    pthread_rwlock_t txn_rw;
-    struct store_watcher watchers[TORII_STORE_WATCHERS_MAX];
-    size_t nwatchers;
-    const struct torii_kek_ring *kek; /* borrowed: torii_store_opts.kek */
-};
 
 /* Per thread: how many store read holds (txn_rw shared) this thread has, across stores. */
 static _Thread_local unsigned store_read_depth;
@@ -87,6 +69,8 @@ typedef int (*store_write_body_cb)(struct torii_store *st, MDB_txn *txn, void *c
 struct store_apply_ctx {
     const struct torii_store_op *ops;
     size_t n;
+    const char *meta_key; /* torii_store_apply_meta: written in the same txn; else NULL */
+    const char *meta_val;
 };
 
 struct store_meta_ctx {
@@ -485,6 +469,9 @@ static int store_expect_differs(const MDB_val *key, const MDB_val *cur,
     return have.json_len > 0 && CRYPTO_memcmp(have.json, op->expect_json, have.json_len) != 0;
 }
 
+static int store_meta_body(struct torii_store *st, MDB_txn *txn, void *vctx, int *mrc,
+                           struct torii_errbuf *eb);
+
 static int store_apply_body(struct torii_store *st, MDB_txn *txn, void *vctx, int *mrc,
                             struct torii_errbuf *eb)
 {
@@ -550,6 +537,10 @@ static int store_apply_body(struct torii_store *st, MDB_txn *txn, void *vctx, in
             rc = store_mdb_fail(eb, e, what, op->rec.id, op->rec.id_len);
             goto out;
         }
+    }
+    if (ctx->meta_key != NULL) {
+        struct store_meta_ctx m = {.key = ctx->meta_key, .val = ctx->meta_val};
+        rc = store_meta_body(st, txn, &m, mrc, eb);
     }
 out:
     return rc;
@@ -655,53 +646,6 @@ out:
     return rc;
 }
 
-static int store_dir_prepare(const char *dir, struct torii_errbuf *eb)
-{
-    struct stat sb;
-    char tmp[128];
-
-    if (mkdir(dir, 0700) == 0) {
-        torii_log(TORII_LOG_INFO, "store: created data directory (dir=%s)", dir);
-    } else if (errno != EEXIST) {
-        int e = errno;
-
-        torii_log(TORII_LOG_ERR, "store: open failed: mkdir: %s (dir=%s)",
-                  store_mdb_strerror(e, tmp, sizeof(tmp)), dir);
-        return torii_errf(eb, TORII_EIO, "store: cannot create %s: %s", dir,
-                          store_mdb_strerror(e, tmp, sizeof(tmp)));
-    }
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        torii_log(TORII_LOG_ERR, "store: open failed: not a directory (dir=%s)", dir);
-        return torii_errf(eb, TORII_EIO, "store: %s is not a directory", dir);
-    }
-    if ((sb.st_mode & 077) != 0) {
-        torii_log(TORII_LOG_WARN, "store: data directory is group/world accessible (dir=%s)", dir);
-    }
-    return TORII_OK;
-}
-
-/* LMDB creates files with the mode we pass, but files from an older run may be looser. */
-static void store_files_tighten(const char *dir)
-{
-    static const char *const names[] = {"data.mdb", "lock.mdb"};
-
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        char path[PATH_MAX];
-        struct stat sb;
-        int n = snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-
-        if (n < 0 || (size_t)n >= sizeof(path) || stat(path, &sb) != 0) {
-            continue;
-        }
-        if ((sb.st_mode & 077) != 0) {
-            torii_log(TORII_LOG_WARN, "store: tightening mode of %s to 0600", path);
-            if (chmod(path, 0600) != 0) {
-                torii_log_errno(TORII_LOG_WARN, "store: chmod %s failed", path);
-            }
-        }
-    }
-}
-
 static void store_locks_init(struct torii_store *st)
 {
     pthread_mutexattr_t ma;
@@ -738,7 +682,7 @@ int torii_store_open(const struct torii_store_opts *opts, struct torii_store **o
                         st->max_map_size);
         goto out;
     }
-    TORII_TRY(store_dir_prepare(opts->dir, eb));
+    TORII_TRY(torii_store__dir_prepare(opts->dir, eb));
 
     mrc = mdb_env_create(&st->env);
     if (mrc == 0) {
@@ -759,7 +703,7 @@ int torii_store_open(const struct torii_store_opts *opts, struct torii_store **o
         goto out;
     }
     TORII_ASSERT(mdb_env_get_maxkeysize(st->env) >= TORII_STORE_ID_MAX);
-    store_files_tighten(opts->dir);
+    torii_store__files_tighten(opts->dir);
 
     mrc = mdb_reader_check(st->env, &dead);
     if (mrc != 0) {
@@ -800,12 +744,15 @@ void torii_store_free(struct torii_store *st)
 
 /* ---- writes ---- */
 
-int torii_store_apply(struct torii_store *st, const struct torii_store_op *ops, size_t n,
-                      struct torii_errbuf *eb)
+static int store_apply_run(struct torii_store *st, const struct store_apply_ctx *cctx,
+                           struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     bool locked = false;
-    struct store_apply_ctx ctx = {.ops = ops, .n = n};
+    struct store_apply_ctx ctx = *cctx;
+    const struct torii_store_op *ops = ctx.ops;
+    size_t n = ctx.n;
+    size_t klen = 0;
 
     if (st == NULL || (ops == NULL && n > 0)) {
         rc = torii_errf(eb, TORII_EINVAL, "store: apply: NULL argument");
@@ -814,7 +761,12 @@ int torii_store_apply(struct torii_store *st, const struct torii_store_op *ops, 
     for (size_t i = 0; i < n; i++) {
         TORII_TRY(store_op_check(&ops[i], i, eb));
     }
-    if (n == 0) {
+    if (ctx.meta_key != NULL
+        && (ctx.meta_val == NULL || store_cstr_id_check(ctx.meta_key, &klen) != TORII_OK)) {
+        rc = torii_errf(eb, TORII_EINVAL, "store: apply: bad meta key or value");
+        goto out;
+    }
+    if (n == 0 && ctx.meta_key == NULL) {
         goto out;
     }
     TORII_TRY(store_write_lock(st, eb));
@@ -826,6 +778,20 @@ out:
         store_write_unlock(st);
     }
     return rc;
+}
+
+int torii_store_apply(struct torii_store *st, const struct torii_store_op *ops, size_t n,
+                      struct torii_errbuf *eb)
+{
+    struct store_apply_ctx ctx = {.ops = ops, .n = n};
+    return store_apply_run(st, &ctx, eb);
+}
+
+int torii_store_apply_meta(struct torii_store *st, const struct torii_store_op *ops, size_t n,
+                           const char *meta_key, const char *meta_val, struct torii_errbuf *eb)
+{
+    struct store_apply_ctx ctx = {.ops = ops, .n = n, .meta_key = meta_key, .meta_val = meta_val};
+    return store_apply_run(st, &ctx, eb);
 }
 
 int torii_store_put(struct torii_store *st, enum torii_store_bucket b,

@@ -2,7 +2,7 @@
  * problem, one entry each), an unreadable file is named with its errno text, acme{} is
  * validated (unknown members, bad values, defaults), no two listeners share an address and port,
  * tls.strict_host, access_log (bool or object with path/format), shutdown_timeout_s, and the keys a
- * reload cannot change. */
+ * reload cannot change; fleet.etcd (defaults, unknown keys, the pairs). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -423,6 +423,42 @@ static void test_keys_section(void **state)
     torii_config_free(cfg);
 }
 
+static void test_fleet_section(void **state)
+{
+    struct torii_conf_errs errs = {NULL, 0};
+    struct torii_config *cfg =
+        load_text("{\"fleet\": {\"etcd\": {\"endpoints\": "
+                  "[\"http://127.0.0.1:2379\", \"https://127.0.0.1:2479\"]}}}");
+
+    (void)state;
+    assert_non_null(cfg);
+    assert_true(cfg->fleet.enabled);
+    assert_string_equal(cfg->fleet.prefix, "/torii/");
+    assert_int_equal(cfg->fleet.timeout_ms, 5000);
+    assert_int_equal(cfg->fleet.max_txn_ops, 128);
+    assert_int_equal(json_array_size(cfg->fleet.endpoints), 2);
+    torii_config_free(cfg);
+    cfg = load_text("{}");
+    assert_false(cfg->fleet.enabled);
+    torii_config_free(cfg);
+
+    assert_int_equal(
+        check_text("{\"fleet\": {\"etcd\": {\"endpoints\": [\"127.0.0.1:2379\"], \"user\": \"u\","
+                   " \"cert_file\": \"/c\", \"timeout_ms\": 5, \"bogus\": 1}, \"redis\": {}}}",
+                   &errs),
+        TORII_EINVAL);
+    assert_has(&errs, "fleet.etcd.endpoints[0]");
+    assert_has(&errs, "fleet.etcd.user and fleet.etcd.password");
+    assert_has(&errs, "fleet.etcd.cert_file and fleet.etcd.key_file");
+    assert_has(&errs, "fleet.etcd.timeout_ms");
+    assert_has(&errs, "unknown key \"fleet.etcd.bogus\"");
+    assert_has(&errs, "unknown key \"fleet.redis\"");
+    torii_conf_errs_free(&errs);
+    assert_int_equal(check_text("{\"fleet\": {\"etcd\": {}}}", &errs), TORII_EINVAL);
+    assert_has(&errs, "fleet.etcd.endpoints: required");
+    torii_conf_errs_free(&errs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -438,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_access_log_and_shutdown_timeout),
         cmocka_unit_test(test_reload_check_names_fixed_keys),
         cmocka_unit_test(test_keys_section),
+        cmocka_unit_test(test_fleet_section),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

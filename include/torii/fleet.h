@@ -1,0 +1,118 @@
+/* fleet.h - fleet mode (docs/fleet.md): etcd is the source of truth of the certificates of a
+ * fleet of torii nodes; this node's LMDB store is its durable local copy.
+ *
+ * Writes: torii_fleet_start installs a write-through on the store (torii_store_set_remote),
+ * so every certdb commit becomes etcd transactions (one per max_txn_ops / max_txn_bytes
+ * slice) guarded per key: create_revision == 0 for creates, value == the text the caller read
+ * for compare-and-swap replaces, existence for replaces and deletes. A commit returns once
+ * the watch brought its revision back into LMDB (bounded by timeout_ms). Private keys are
+ * sealed with the KEK before they leave (fleet mode refuses to start without a KEK).
+ * Reads: a watch thread applies etcd events to LMDB in revision order, each response in one
+ * LMDB transaction that also records the last applied revision (meta "fleet_revision"), and
+ * thereby the certificate table and PKI view (store watchers). It reconnects with backoff and
+ * resumes from that revision + 1, or resyncs fully in pages when etcd compacted it.
+ *
+ * Key layout in etcd: <prefix>c/<cert id> -> entity JSON (keys sealed); <prefix>s/<index
+ * key> -> cert id (the serial index).
+ *
+ * Threads: start/stop on the main thread; the commit hook runs on any writer thread;
+ * torii_fleet_writable from any thread. The JSON gateway functions (torii_fleet_gw_*) are
+ * pure and may be called from any thread.
+ * Ownership: the fleet borrows opts' config, store and KEK ring until torii_fleet_stop;
+ * parsed results are owned by the caller (clear them). */
+#ifndef TORII_FLEET_H
+#define TORII_FLEET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "torii/conf.h"
+#include "torii/err.h"
+#include "torii/store.h"
+
+struct torii_kek_ring;
+struct torii_fleet;
+
+struct torii_fleet_opts {
+    const struct torii_conf_fleet *conf; /* validated fleet.etcd (enabled) */
+    struct torii_store *store;
+    const struct torii_kek_ring *kek; /* required: keys are sealed before they reach etcd */
+    const char *stall_file;           /* debug.stall_file (tests; NULL: none): "fleet-apply" */
+};
+
+/** Start fleet mode: checks the KEK, installs the write-through and starts the watch thread
+ * (which fills or resyncs LMDB, seeds an empty fleet from LMDB once, then follows etcd).
+ * etcd need not be reachable: the node serves from LMDB and refuses writes (TORII_EAGAIN,
+ * 503) until it is. TORII_EINVAL (no KEK; eb says so), TORII_ENOMEM. */
+int torii_fleet_start(const struct torii_fleet_opts *o, struct torii_fleet **out,
+                      struct torii_errbuf *eb) TORII_MUST_USE;
+/** Stop the watch thread and remove the write-through. NULL accepted. */
+void torii_fleet_stop(struct torii_fleet *f);
+
+/* ---- the etcd v3 JSON gateway (gw.c): request bodies and distrustful parsing ---- */
+
+struct torii_fleet_kv {
+    char *key; /* decoded, NUL-terminated (key_len excludes it) */
+    size_t key_len;
+    char *val; /* decoded, NUL-terminated; NULL for a DELETE event or keys_only */
+    size_t val_len;
+    int64_t mod_rev;
+    int64_t create_rev;
+};
+
+/** A range response. */
+struct torii_fleet_range {
+    int64_t rev; /* header.revision */
+    struct torii_fleet_kv *kvs;
+    size_t n;
+    int more;      /* more keys past the limit */
+    int64_t count; /* total keys in the range */
+};
+void torii_fleet_range_clear(struct torii_fleet_range *r);
+
+/** Parse a /v3/kv/range response body. TORII_EPROTO (eb names the member) on anything that is
+ * not the documented shape; an error body is reported as torii_fleet_gw_error does. */
+int torii_fleet_gw_range_parse(const char *body, size_t len, struct torii_fleet_range *out,
+                               struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** A txn response: whether the compares held, the revision, and for each response_range of
+ * the branch taken its key count (-1 for other responses), at most cap of them. */
+struct torii_fleet_txn {
+    int succeeded;
+    int64_t rev;
+    int64_t *counts;
+    size_t n;
+};
+void torii_fleet_txn_clear(struct torii_fleet_txn *t);
+int torii_fleet_gw_txn_parse(const char *body, size_t len, struct torii_fleet_txn *out,
+                             struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** One watch stream message (one line of the stream). */
+struct torii_fleet_event {
+    int deleted; /* 1: DELETE, 0: PUT */
+    struct torii_fleet_kv kv;
+};
+struct torii_fleet_watch {
+    int created;
+    int canceled;
+    int64_t rev;         /* header.revision */
+    int64_t compact_rev; /* > 0: the revision asked for was compacted (etcd's oldest) */
+    struct torii_fleet_event *ev;
+    size_t n;
+};
+void torii_fleet_watch_clear(struct torii_fleet_watch *w);
+int torii_fleet_gw_watch_parse(const char *line, size_t len, struct torii_fleet_watch *out,
+                               struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** An error body ({"error": ..., "code": N, "message": ...}, or {"error": {...}} in a stream):
+ * returns TORII_ENOTFOUND when body is not one; else fills eb with etcd's message and returns
+ * TORII_ECONFLICT for a compacted revision (code 11, "compacted"), TORII_EPERM for
+ * authentication failures (codes 7, 16), TORII_EAGAIN for unavailability (codes 4, 14:
+ * no leader, timeouts) and TORII_EPROTO for the rest. */
+int torii_fleet_gw_error(const char *body, size_t len, struct torii_errbuf *eb) TORII_MUST_USE;
+
+/** The range end of a prefix (the prefix with its last byte incremented; "\0" for all keys
+ * when every byte is 0xff), malloc'd, length in *len. */
+char *torii_fleet_prefix_end(const char *prefix, size_t plen, size_t *len);
+
+#endif

@@ -1,0 +1,39 @@
+/* store_int.h - shared inside the store module: the store object (store.c owns its LMDB
+ * environment and locks; remote.c the fleet write-through). */
+#ifndef TORII_STORE_INT_H
+#define TORII_STORE_INT_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+#include <lmdb.h>
+
+#include "torii/store.h"
+
+struct store_watcher {
+    torii_store_watch_cb cb;
+    void *arg;
+};
+
+struct torii_store {
+    MDB_env *env;
+    MDB_dbi dbi[TORII_STORE_BUCKETS];
+    MDB_dbi meta;
+    size_t max_map_size;
+    int stale_readers_cleared;
+    pthread_mutex_t write_mu;
+    pthread_mutex_t gate;
+    pthread_rwlock_t txn_rw;
+    struct store_watcher watchers[TORII_STORE_WATCHERS_MAX];
+    size_t nwatchers;
+    struct torii_store_remote remote; /* commit == NULL: none (local mode) */
+    const struct torii_kek_ring *kek; /* borrowed: torii_store_opts.kek */
+};
+
+/** Create dir (0700) when missing; TORII_EIO when it cannot be made or is not a directory
+ * (dir.c). Main thread, at open. */
+int torii_store__dir_prepare(const char *dir, struct torii_errbuf *eb);
+/** chmod 0600 the LMDB files of dir that are looser (an older run's). */
+void torii_store__files_tighten(const char *dir);
+
+#endif
