@@ -8,7 +8,8 @@
  *              into a pipe stream (torii_stream_pipe) that a per-stream struct proxy_conn (the
  *              "child") reads like a client connection: the same admission, routes, pools,
  *              pumps, header rules and access log. The child's HTTP/1.1 response is parsed
- *              back out of the pipe into a HEADERS frame and DATA frames;
+ *              back out of the pipe into a HEADERS frame, DATA frames and the trailer
+ *              section of a chunked response as a final HEADERS frame (gRPC's grpc-status);
  *   h2msg.c    the message checks of a request's fields (pure functions).
  * Ownership: the connection (struct proxy_conn with pc->h2) owns its struct proxy_h2, which
  * owns every struct h2_stream, which owns its child proxy_conn (child->h2s points back).
@@ -51,6 +52,7 @@ struct h2_stream {
     unsigned started : 1;         /* the child was made and got the request head */
     unsigned resp_head : 1;       /* response HEADERS submitted */
     unsigned resp_done : 1;       /* the whole response is in body (or was headers only) */
+    unsigned resp_trl : 1;        /* its trailers (in rp) go as HEADERS after the last DATA */
     unsigned deferred : 1;        /* the DATA provider waits for body */
     unsigned closed : 1;          /* nghttp2 closed the stream */
     unsigned kick : 1;            /* the child should run (new input, or room for output) */
@@ -119,6 +121,10 @@ enum h2_field_kind torii_proxy__h2_field_kind(const uint8_t *name, size_t nlen,
 /** 1 for a field that only makes sense on one HTTP/1.1 connection (RFC 9113 section 8.2.2:
  * connection, keep-alive, proxy-connection, transfer-encoding, upgrade; any case). */
 int torii_proxy__h2_conn_specific(const char *name, size_t n);
+/** 1 for a field that may go in the trailers of a response (RFC 9110 section 6.5.1, RFC 9113
+ * section 8.1): never a pseudo-header, a connection-specific field, TE, Trailer, framing
+ * (content-length), routing (host) or authorization; any case. */
+int torii_proxy__h2_trailer_ok(const char *name, size_t n);
 /** The pseudo-header set of a request is complete and consistent (RFC 9113 section
  * 8.3.1): :method, :scheme "https" and :path present (no CONNECT: refused earlier), :path
  * starting with '/' (or "*" for OPTIONS), :authority and host agreeing when both are sent.

@@ -31,6 +31,22 @@ int torii_proxy__h2_conn_specific(const char *name, size_t n)
     return 0;
 }
 
+int torii_proxy__h2_trailer_ok(const char *name, size_t n)
+{
+    static const char *const never[] = {"te",   "trailer",       "content-length",
+                                        "host", "authorization", NULL};
+
+    if (n == 0 || name[0] == ':' || torii_proxy__h2_conn_specific(name, n)) {
+        return 0;
+    }
+    for (size_t i = 0; never[i] != NULL; i++) {
+        if (strlen(never[i]) == n && strncasecmp(name, never[i], n) == 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static int h2_value_ok(const uint8_t *v, size_t n)
 {
     if (n > 0 && (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t')) {

@@ -8,7 +8,9 @@
  * Response: what the engine writes to the pipe is parsed back with a response parser; the
  * head becomes a HEADERS frame (connection-specific fields dropped, names lower-cased), the
  * body is held in st->body (at most PX_HIGH_WM; the rest waits in the pipe, which stops the
- * engine reading the upstream) and leaves as DATA frames. Worker thread only. */
+ * engine reading the upstream) and leaves as DATA frames, the trailer section of a chunked
+ * body as a final HEADERS frame with END_STREAM (nghttp2_submit_trailer from the DATA
+ * provider, whose last DATA then goes without END_STREAM). Worker thread only. */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -118,8 +120,8 @@ static int h2s_content_length(struct h2_stream *st, const uint8_t *v, size_t n)
     return 0;
 }
 
-/* A regular field: host and cookie are kept apart, te (only "trailers") is not forwarded
- * (the engine would drop it as hop-by-hop), the rest becomes an HTTP/1.1 line. */
+/* A regular field: host and cookie are kept apart, the rest (te only as "trailers") becomes an
+ * HTTP/1.1 line. */
 static int h2s_regular(struct h2_stream *st, const uint8_t *name, size_t nlen, const uint8_t *value,
                        size_t vlen)
 {
@@ -133,7 +135,9 @@ static int h2s_regular(struct h2_stream *st, const uint8_t *name, size_t nlen, c
         return 0;
     }
     if (nlen == 2 && memcmp(name, "te", 2) == 0) {
-        return 0;
+        /* only "trailers" (h2msg.c): the engine and an h2c backend learn the client takes them */
+        return evbuffer_add(st->fields, "te: trailers\r\n", 14) == 0 ? 0
+                                                                     : NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     if (nlen == 6 && memcmp(name, "cookie", 6) == 0) {
         if ((evbuffer_get_length(st->cookie) > 0 && evbuffer_add(st->cookie, "; ", 2) != 0)
@@ -415,6 +419,8 @@ static int h2s_parse_ev(struct h2_stream *st, enum torii_http_parse_ev ev)
             torii_http_parser_next(st->rp); /* 100 Continue: not relayed */
             return 1;
         }
+        /* trailers only after a head submitted with its DATA provider */
+        st->resp_trl = st->resp_head && r->n_trailers > 0 && !st->head_req;
         if (!st->resp_head && h2s_submit_head(st, r, 0) != TORII_OK) {
             return -1;
         }
@@ -478,6 +484,47 @@ static int h2s_pipe_send(struct torii_stream *pipe, void *arg)
     return h2s_parse(st, out);
 }
 
+/* The response's trailers as a final HEADERS frame (END_STREAM), from the DATA provider once
+ * the last DATA is out: fields that may not be trailers dropped, the list bounded as a
+ * request's (limits.h2_max_header_list_size). 1: submitted, 0: none to send, -1: failed. */
+static int h2s_trailers(struct h2_stream *st)
+{
+    const struct torii_http_resp *r = torii_http_parser_resp(st->rp);
+    nghttp2_nv *nv;
+    char *names;
+    size_t n = 0, bytes = 0;
+    int rc = 0;
+
+    if (!st->resp_trl || r == NULL || r->n_trailers == 0) {
+        return 0;
+    }
+    nv = torii_xcalloc(r->n_trailers, sizeof(*nv));
+    names = torii_xcalloc(r->n_trailers, H2S_MAX_NAME);
+    for (size_t i = 0; i < r->n_trailers; i++) {
+        const struct torii_http_header *f = &r->trailers[i];
+        char *lc = names + i * H2S_MAX_NAME;
+        if (!torii_proxy__h2_trailer_ok(f->name.ptr, f->name.len) || f->name.len >= H2S_MAX_NAME) {
+            continue;
+        }
+        for (size_t k = 0; k < f->name.len; k++) {
+            lc[k] = (char)tolower((unsigned char)f->name.ptr[k]);
+        }
+        bytes += f->name.len + f->value.len + 32;
+        nv[n++] = (nghttp2_nv){(uint8_t *)lc, h2s_u8(f->value.ptr), f->name.len, f->value.len,
+                               NGHTTP2_NV_FLAG_NONE};
+    }
+    if (bytes > st->h->pc->pw->cfg->h2_max_header_list) {
+        torii_log(TORII_LOG_WARN, "h2: stream %d from %s: response trailers over %zu bytes",
+                  (int)st->id, st->h->pc->ip, st->h->pc->pw->cfg->h2_max_header_list);
+        rc = -1;
+    } else if (n > 0) {
+        rc = nghttp2_submit_trailer(st->h->s, st->id, nv, n) == 0 ? 1 : -1;
+    }
+    free(names);
+    free(nv);
+    return rc;
+}
+
 ssize_t torii_proxy__h2s_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
                               uint32_t *flags, nghttp2_data_source *src, void *arg)
 {
@@ -492,7 +539,15 @@ ssize_t torii_proxy__h2s_read(nghttp2_session *s, int32_t id, uint8_t *buf, size
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     if (st->resp_done && evbuffer_get_length(st->body) == 0) {
+        int trl = h2s_trailers(st);
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (trl != 0) {
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM; /* the trailers end it, or the reset */
+        }
+        if (trl < 0) {
+            torii_proxy__h2s_reset(st, NGHTTP2_INTERNAL_ERROR);
+        }
+        st->resp_trl = 0;
         return n;
     }
     if (n > 0) {

@@ -12,6 +12,8 @@ Cases:
   continuation     HEADERS without END_HEADERS, then 50 empty CONTINUATION frames
   ping_flood       1000 PING frames in one write
   get              one GET /bytes/100, then waits for GOAWAY (reload test) and prints it
+  trailers         GET /trailers (TLS server name: the AUTHORITY's host): prints the status,
+                   "TRAILERS name=value ..." for a trailing HEADERS frame and END
   slow_reader      GET /bytes/4000000 with a stream window of 0 that never opens: waits for
                    the stream's reset
 """
@@ -76,7 +78,8 @@ def connect():
     ctx.verify_mode = ssl.CERT_NONE
     ctx.set_alpn_protocols(["h2"])
     s = socket.create_connection(("127.0.0.1", PORT), timeout=5)
-    s = ctx.wrap_socket(s, server_hostname="localhost")
+    sni = AUTH.rsplit(":", 1)[0] if CASE == "trailers" else "localhost"
+    s = ctx.wrap_socket(s, server_hostname=sni)
     if s.selected_alpn_protocol() != "h2":
         print("NO-H2 %s" % s.selected_alpn_protocol())
         sys.exit(1)
@@ -125,6 +128,9 @@ def pump(sock, conn, stop):
                 seen.append("GOAWAY %d" % ev.error_code)
             elif isinstance(ev, h2.events.ResponseReceived):
                 seen.append("STATUS %s" % dict(ev.headers).get(b":status", b"?").decode())
+            elif isinstance(ev, h2.events.TrailersReceived):
+                seen.append("TRAILERS " + " ".join("%s=%s" % (k.decode(), v.decode())
+                                                   for k, v in ev.headers))
             elif isinstance(ev, h2.events.StreamEnded):
                 seen.append("END")
         if stop(seen):
@@ -210,6 +216,10 @@ def main():
         conn = h2conn(sock)
         conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
         send_request(sock, conn, base("/bytes/4000000"), None)
+        print(" ".join(pump(sock, conn, final)))
+    elif CASE == "trailers":
+        conn = h2conn(sock)
+        send_request(sock, conn, base("/trailers") + [("te", "trailers")], None)
         print(" ".join(pump(sock, conn, final)))
     elif CASE == "get":
         conn = h2conn(sock)

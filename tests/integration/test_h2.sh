@@ -8,7 +8,8 @@
 # backend sees none of them), 421 for an authority the certificate does not name, 431 for a
 # header list over the limit, rapid reset, CONTINUATION and PING floods (GOAWAY
 # ENHANCE_YOUR_CALM, counters in /metrics), the access log per stream, GOAWAY on reload, a
-# stream whose flow-control window stays closed reset (CANCEL).
+# stream whose flow-control window stays closed reset (CANCEL), response trailers of an h2c
+# backend (h2_backend.py) reaching the client as a trailing HEADERS frame (curl, python h2).
 here=$(dirname "$0")
 source "$here/lib.sh"
 PY=/usr/bin/python3
@@ -19,13 +20,20 @@ $PY -c 'import h2' 2>/dev/null || { echo "# python3-h2 missing"; exit 77; }
 
 BK=$(t_free_port)
 t_backend_start "$BK" || { echo "backend did not start"; exit 1; }
-trap 't_backend_stop_all; t_cleanup' EXIT
+H2C=$(t_free_port) # h2_backend.py over h2c: /trailers
+$PY "$here/h2_backend.py" "$H2C" >"$T_TMP/h2c.log" 2>&1 &
+T_BG_PIDS+=($!)
+trap 't_bg_stop; t_backend_stop_all; t_cleanup' EXIT
+t_wait_port "$H2C" || { echo "h2_backend.py did not start"; exit 1; }
+mkcert trl ec 30 trl.test
 
 write_conf() { # write_conf [IDLE_MS]
   t_config "\"routes\": [
   {\"hosts\": [\"localhost\"], \"backend\": {\"targets\": [\"127.0.0.1:$BK\"]}},
   {\"hosts\": [\"*.example.test\"], \"backend\": {\"targets\": [\"127.0.0.1:$BK\"]}},
-  {\"hosts\": [\"noh2.test\"], \"http2\": false, \"backend\": {\"targets\": [\"127.0.0.1:$BK\"]}}
+  {\"hosts\": [\"noh2.test\"], \"http2\": false, \"backend\": {\"targets\": [\"127.0.0.1:$BK\"]}},
+  {\"hosts\": [\"trl.test\"], \"backend\": {\"targets\": [\"http://127.0.0.1:$H2C\"],
+   \"protocol\": \"h2c\"}}
 ],
 \"limits\": {\"h2_max_resets\": 100, \"h2_max_control_frames\": 100, \"h2_max_continuations\": 8,
   \"idle_timeout_ms\": ${1:-60000}},"
@@ -76,6 +84,17 @@ check "no connection-specific field in the response" \
 out=$("${C[@]}" --http2 -w '%{num_connects} ' -o /dev/null -o /dev/null -o /dev/null \
       "$U/bytes/1" "$U/bytes/2" "$U/bytes/3")
 check_eq "three requests, one connection (keep-alive)" "1 0 0 " "$out"
+
+# --- response trailers of an h2c backend: a trailing HEADERS frame ----------------------
+api POST /api/certificates -H 'Content-Type: application/json' -d "$(entity_json trl trl)" >/dev/null
+check_eq "import the trl.test certificate -> 201" 201 "$T_STATUS"
+out=$($PY "$here/h2_client.py" "$T_HTTPS" trailers trl.test 2>&1)
+check_eq "python h2: trailers after the body, then END_STREAM" \
+  "STATUS 200 TRAILERS x-checksum=42 grpc-status=0 END" "$out"
+out=$("${C[@]}" --http2 -D - --resolve "trl.test:$T_HTTPS:127.0.0.1" \
+      "https://trl.test:$T_HTTPS/trailers" | tr -d '\r')
+check "curl --http2: body, then the trailer x-checksum: 42" grep -q '^x-checksum: 42$' <<<"$out"
+check "curl --http2: the trailer grpc-status: 0" grep -q '^grpc-status: 0$' <<<"$out"
 
 # --- nghttp / h2load: concurrent streams ------------------------------------------------
 out=$(nghttp -n -s "$U/bytes/100000" "$U/bytes/1000" "$U/echo" "$U/chunked/5000" 2>&1)

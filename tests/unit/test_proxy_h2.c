@@ -35,6 +35,27 @@ static void test_regular_fields(void **state)
     assert_int_equal(KIND("x-empty", ""), H2F_REGULAR);
 }
 
+#define TRL(n) torii_proxy__h2_trailer_ok((n), strlen(n))
+
+static void test_trailer_fields(void **state)
+{
+    (void)state;
+    assert_int_equal(TRL("grpc-status"), 1);
+    assert_int_equal(TRL("grpc-message"), 1);
+    assert_int_equal(TRL("X-Checksum"), 1);
+    assert_int_equal(TRL(""), 0);
+    assert_int_equal(TRL(":status"), 0);
+    assert_int_equal(TRL("Connection"), 0);
+    assert_int_equal(TRL("keep-alive"), 0);
+    assert_int_equal(TRL("Transfer-Encoding"), 0);
+    assert_int_equal(TRL("upgrade"), 0);
+    assert_int_equal(TRL("TE"), 0);
+    assert_int_equal(TRL("trailer"), 0);
+    assert_int_equal(TRL("content-length"), 0);
+    assert_int_equal(TRL("Host"), 0);
+    assert_int_equal(TRL("grpc-statu"), 1);
+}
+
 static void test_pseudo_fields(void **state)
 {
     (void)state;
@@ -140,9 +161,9 @@ static void test_pipe_stream(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_regular_fields),   cmocka_unit_test(test_pseudo_fields),
-        cmocka_unit_test(test_malformed_fields), cmocka_unit_test(test_pseudo_set),
-        cmocka_unit_test(test_pipe_stream),
+        cmocka_unit_test(test_regular_fields), cmocka_unit_test(test_trailer_fields),
+        cmocka_unit_test(test_pseudo_fields),  cmocka_unit_test(test_malformed_fields),
+        cmocka_unit_test(test_pseudo_set),     cmocka_unit_test(test_pipe_stream),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
