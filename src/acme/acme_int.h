@@ -69,6 +69,9 @@ void acme_net_close(struct acme_client *c);
  * URL and curl's reason) when no answer came; any HTTP status is TORII_OK. */
 int acme_net_do(struct acme_client *c, const char *url, const char *body, int head,
                 struct acme_resp *r, struct torii_errbuf *eb) TORII_MUST_USE;
+/** CURLOPT_HEADERFUNCTION: one response header line into r (acme_resp). Exported for
+ * tests/fuzz/fuzz_acme.c. */
+size_t acme_net_header(char *line, size_t size, size_t nmemb, void *arg);
 
 /* jws.c */
 /** The directory (once per client). */
@@ -111,6 +114,11 @@ int acme_order_run(struct acme_client *c, const json_t *hosts, char **chain_pem,
  * authorization to be valid, then withdraw the answer. */
 int acme_authz_run(struct acme_client *c, const char *authz_url, struct torii_errbuf *eb)
     TORII_MUST_USE;
+/** The challenge of authorization authz to answer (*ch, borrowed): the first of
+ * c->conf->challenges the CA offers; TORII_EUNSUPPORTED naming what it offers otherwise.
+ * Exported for tests/fuzz/fuzz_acme.c. */
+int acme_authz_pick(const struct acme_client *c, const json_t *authz, const json_t **ch,
+                    struct torii_errbuf *eb) TORII_MUST_USE;
 /** Poll url (POST-as-GET) until its status is none of pending/processing/ready-when-waiting;
  * *out is the last object. Honours Retry-After (capped), bounded by c->deadline_ms. */
 int acme_poll(struct acme_client *c, const char *what, const char *url, const char *until,

@@ -94,8 +94,9 @@ static const json_t *acme_chal_pick(const struct acme_client *c, const json_t *a
             continue;
         }
         json_array_foreach (list, i, ch) {
-            if (json_is_string(json_object_get(ch, "token"))
-                && strcmp(json_string_value(json_object_get(ch, "type")), want) == 0) {
+            const char *type = json_string_value(json_object_get(ch, "type"));
+            if (json_is_string(json_object_get(ch, "token")) && type != NULL
+                && strcmp(type, want) == 0) {
                 return ch;
             }
         }
@@ -237,8 +238,9 @@ static void acme_offered(const json_t *authz, char *out, size_t len)
 
     out[0] = '\0';
     json_array_foreach (json_object_get(authz, "challenges"), i, ch) {
+        const char *type = json_string_value(json_object_get(ch, "type"));
         int n = snprintf(out + used, len - used, "%s%s", used > 0 ? ", " : "",
-                         json_string_value(json_object_get(ch, "type")));
+                         type != NULL ? type : "?");
         if (n < 0 || (size_t)n >= len - used) {
             break;
         }
@@ -248,10 +250,12 @@ static void acme_offered(const json_t *authz, char *out, size_t len)
 
 /* The challenge to answer for a pending authorization; TORII_EUNSUPPORTED naming what the CA
  * offers when none of acme.challenges is. */
-static int acme_authz_pick(const struct acme_client *c, const json_t *authz, const json_t **ch,
-                           struct torii_errbuf *eb)
+int acme_authz_pick(const struct acme_client *c, const json_t *authz, const json_t **ch,
+                    struct torii_errbuf *eb)
 {
     char offered[128];
+    const char *name =
+        json_string_value(json_object_get(json_object_get(authz, "identifier"), "value"));
 
     *ch = acme_chal_pick(c, authz);
     if (*ch != NULL) {
@@ -260,7 +264,7 @@ static int acme_authz_pick(const struct acme_client *c, const json_t *authz, con
     acme_offered(authz, offered, sizeof(offered));
     return torii_errf(
         eb, TORII_EUNSUPPORTED, "acme: %s: none of acme.challenges is offered (the CA offers %s%s)",
-        json_string_value(json_object_get(json_object_get(authz, "identifier"), "value")), offered,
+        name != NULL ? name : "(no identifier)", offered,
         json_is_true(json_object_get(authz, "wildcard")) ? "; a wildcard name needs dns-01" : "");
 }
 

@@ -116,7 +116,7 @@ static long acme_net_retry_after(const char *v)
     return n < 0 ? 0 : n;
 }
 
-static size_t acme_net_header(char *line, size_t size, size_t nmemb, void *arg)
+size_t acme_net_header(char *line, size_t size, size_t nmemb, void *arg)
 {
     struct acme_resp *r = arg;
     size_t n = size * nmemb;
