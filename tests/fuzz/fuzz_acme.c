@@ -20,6 +20,7 @@
 
 #include "acme_int.h"
 
+/* NOLINTNEXTLINE(readability-identifier-naming): the name libFuzzer calls */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Results are kept here so that nothing is optimised away (and must-use results are used). */
@@ -115,11 +116,12 @@ static void fuzz_chain(char *pem, size_t len)
     }
 }
 
+/* NOLINTNEXTLINE(readability-identifier-naming): the name libFuzzer calls */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *text;
 
-    if (size < 1 || size > 64 * 1024) {
+    if (size < 1 || size > (size_t)64 * 1024) {
         return 0;
     }
     /* The CA's answer as net.c keeps it: NUL-terminated (and may hold NULs). */

@@ -18,6 +18,7 @@
 
 #include "h2_int.h"
 
+/* NOLINTNEXTLINE(readability-identifier-naming): the name libFuzzer calls */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static volatile int fuzz_sink;
@@ -238,9 +239,10 @@ out:
     fuzz_req_clear(&fc.q);
 }
 
+/* NOLINTNEXTLINE(readability-identifier-naming): the name libFuzzer calls */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1 || size > 64 * 1024) {
+    if (size < 1 || size > (size_t)64 * 1024) {
         return 0;
     }
     if (data[0] & 1) {
