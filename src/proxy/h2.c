@@ -293,6 +293,7 @@ static int h2_session(struct proxy_h2 *h)
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)H2_STREAM_WINDOW},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)cfg->h2_max_header_list},
         {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, (uint32_t)cfg->h2_header_table},
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1}, /* RFC 8441: WebSocket over streams */
     };
     int rc = TORII_OK;
 

@@ -10,6 +10,8 @@
  *              pumps, header rules and access log. The child's HTTP/1.1 response is parsed
  *              back out of the pipe into a HEADERS frame, DATA frames and the trailer
  *              section of a chunked response as a final HEADERS frame (gRPC's grpc-status);
+ *              an RFC 8441 websocket CONNECT is a GET with Upgrade to the child, and after
+ *              its 101 the stream is endpoint A of the child's tunnel (torii_proxy__h2s_tun_ops);
  *   h2msg.c    the message checks of a request's fields (pure functions).
  * Ownership: the connection (struct proxy_conn with pc->h2) owns its struct proxy_h2, which
  * owns every struct h2_stream, which owns its child proxy_conn (child->h2s points back).
@@ -36,6 +38,7 @@ struct h2_stream {
     struct evbuffer *fields; /* regular request fields as HTTP/1.1 lines */
     struct evbuffer *cookie; /* cookie crumbs joined with "; " (RFC 9113 section 8.2.3) */
     char *method, *scheme, *authority, *path, *host;
+    char *protocol;               /* :protocol of an extended CONNECT (RFC 8441) */
     size_t hdr_bytes;             /* header list size so far (RFC 9113 section 6.5.2) */
     int64_t content_length;       /* -1: none */
     uint64_t unconsumed;          /* DATA bytes not yet returned to flow control */
@@ -57,7 +60,10 @@ struct h2_stream {
     unsigned closed : 1;          /* nghttp2 closed the stream */
     unsigned kick : 1;            /* the child should run (new input, or room for output) */
     unsigned head_req : 1;
-    unsigned linked : 1; /* in h->streams */
+    unsigned linked : 1;  /* in h->streams */
+    unsigned ws : 1;      /* extended CONNECT websocket: a GET with Upgrade to the child */
+    unsigned tunnel : 1;  /* the backend switched (101): answered 200, DATA both ways */
+    unsigned tun_eof : 1; /* the backend's EOF was passed on: END_STREAM after body */
 };
 
 struct proxy_h2 {
@@ -110,12 +116,13 @@ ssize_t torii_proxy__h2s_read(nghttp2_session *s, int32_t id, uint8_t *buf, size
 
 enum h2_field_kind {
     H2F_REGULAR = 0,
-    H2F_PSEUDO,    /* a request pseudo-header (:method, :scheme, :authority, :path) */
+    H2F_PSEUDO,    /* a request pseudo-header (:method, :scheme, :authority, :path, :protocol) */
     H2F_MALFORMED, /* a stream error (PROTOCOL_ERROR) */
 };
 /** Classify a request field (RFC 9113 section 8.2 and 8.3): names lower-case tokens,
  * values without NUL, CR, LF or surrounding whitespace, no connection-specific field, TE
- * only "trailers", only the four request pseudo-headers. *why: a static reason. */
+ * only "trailers", only the request pseudo-headers (with RFC 8441's :protocol). *why: a
+ * static reason. */
 enum h2_field_kind torii_proxy__h2_field_kind(const uint8_t *name, size_t nlen,
                                               const uint8_t *value, size_t vlen, const char **why);
 /** 1 for a field that only makes sense on one HTTP/1.1 connection (RFC 9113 section 8.2.2:

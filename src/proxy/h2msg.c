@@ -62,7 +62,8 @@ static int h2_value_ok(const uint8_t *v, size_t n)
 
 static enum h2_field_kind h2_pseudo_kind(const uint8_t *name, size_t nlen, const char **why)
 {
-    static const char *const pseudo[] = {":method", ":scheme", ":authority", ":path", NULL};
+    static const char *const pseudo[] = {":method", ":scheme",   ":authority",
+                                         ":path",   ":protocol", NULL};
 
     for (size_t i = 0; pseudo[i] != NULL; i++) {
         if (h2_eq(name, nlen, pseudo[i])) {

@@ -16,12 +16,15 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "h2_int.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/metrics.h"
 #include "torii/stream.h"
+#include "tunnel.h"
 
 #define H2S_IN_LOW   ((size_t)64 * 1024) /* window given back while the input is below */
 #define H2S_HOLD     ((size_t)64 * 1024) /* body held before the request goes on */
@@ -88,6 +91,8 @@ static int h2s_pseudo(struct h2_stream *st, const uint8_t *name, size_t nlen, co
         dst = &st->scheme;
     } else if (nlen == 10 && memcmp(name, ":authority", 10) == 0) {
         dst = &st->authority;
+    } else if (nlen == 9 && memcmp(name, ":protocol", 9) == 0) {
+        dst = &st->protocol;
     } else {
         dst = &st->path;
     }
@@ -145,6 +150,9 @@ static int h2s_regular(struct h2_stream *st, const uint8_t *name, size_t nlen, c
             return NGHTTP2_ERR_CALLBACK_FAILURE;
         }
         return 0;
+    }
+    if (st->protocol != NULL && nlen == 17 && memcmp(name, "sec-websocket-key", 17) == 0) {
+        return 0; /* none in RFC 8441; ours is generated (h2s_write_head) */
     }
     if (nlen == 14 && memcmp(name, "content-length", 14) == 0) {
         if (h2s_content_length(st, value, vlen) != 0) {
@@ -209,6 +217,19 @@ static int h2s_write_head(struct h2_stream *st, struct evbuffer *in)
 {
     const char *host = st->authority != NULL ? st->authority : st->host;
     int rc = evbuffer_add_printf(in, "%s %s HTTP/1.1\r\nhost: %s\r\n", st->method, st->path, host);
+    unsigned char nonce[16];
+    char key[32];
+
+    if (rc >= 0 && st->ws) { /* RFC 8441 section 5: the HTTP/1.1 handshake of RFC 6455 */
+        rc = RAND_bytes(nonce, sizeof(nonce)) == 1 ? 0 : -1;
+        if (rc == 0) {
+            (void)EVP_EncodeBlock((unsigned char *)key, nonce, sizeof(nonce));
+            rc = evbuffer_add_printf(in,
+                                     "connection: upgrade\r\nupgrade: websocket\r\n"
+                                     "sec-websocket-key: %s\r\n",
+                                     key);
+        }
+    }
 
     if (rc >= 0 && evbuffer_add_buffer(in, st->fields) != 0) {
         rc = -1;
@@ -245,6 +266,7 @@ static int h2s_start_child(struct h2_stream *st)
     torii_http_parser_set_body_cb(st->rp, h2s_resp_body, st);
     st->head_req = strcmp(st->method, "HEAD") == 0;
     torii_http_parser_set_no_body(st->rp, st->head_req);
+    torii_http_parser_allow_switch(st->rp, st->ws);
     st->child = torii_proxy__conn_pipe(pc, pipe); /* takes pipe */
     if (st->child == NULL) {
         return TORII_ENOMEM;
@@ -265,6 +287,26 @@ static void h2s_start(struct h2_stream *st)
     st->kick = 1;
 }
 
+/* CONNECT: only RFC 8441's websocket, which becomes a GET with Upgrade (plain CONNECT: 501,
+ * other protocols: 400). 0 to go on, -1: answered. */
+static int h2s_connect(struct h2_stream *st)
+{
+    if (st->protocol == NULL) {
+        h2s_answer(st, 501); /* no CONNECT tunnels here */
+        return -1;
+    }
+    if (strcmp(st->protocol, "websocket") != 0 || st->authority == NULL) {
+        torii_log(TORII_LOG_DEBUG, "h2: stream %d from %s: extended CONNECT for '%s' refused",
+                  (int)st->id, st->h->pc->ip, st->protocol);
+        h2s_answer(st, 400);
+        return -1;
+    }
+    free(st->method);
+    st->method = torii_xstrndup("GET", 3);
+    st->ws = 1;
+    return 0;
+}
+
 void torii_proxy__h2s_head_done(struct h2_stream *st, int end_stream)
 {
     const char *why = NULL;
@@ -277,7 +319,11 @@ void torii_proxy__h2s_head_done(struct h2_stream *st, int end_stream)
         return;
     }
     if (st->method != NULL && strcmp(st->method, "CONNECT") == 0) {
-        h2s_answer(st, 501); /* no tunnels over HTTP/2 here */
+        if (h2s_connect(st) != 0) {
+            return; /* answered */
+        }
+    } else if (st->protocol != NULL) {
+        h2s_malformed(st, ":protocol without CONNECT");
         return;
     }
     if (torii_proxy__h2_pseudo_check(st->method, st->scheme, st->authority, st->path, st->host,
@@ -288,9 +334,9 @@ void torii_proxy__h2s_head_done(struct h2_stream *st, int end_stream)
     }
     st->head_ok = 1;
     st->req_ended = end_stream ? 1 : 0;
-    st->chunked = st->content_length < 0 && !end_stream;
+    st->chunked = st->content_length < 0 && !end_stream && !st->ws;
     st->h->pc->had_request = 1;
-    if (end_stream) {
+    if (end_stream || st->ws) {
         h2s_start(st);
     }
 }
@@ -379,13 +425,13 @@ static int h2s_submit_head(struct h2_stream *st, const struct torii_http_resp *r
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = torii_proxy__h2s_read};
     int rc;
 
-    (void)snprintf(code, sizeof(code), "%03d", r->status);
+    (void)snprintf(code, sizeof(code), "%03d", st->tunnel ? 200 : r->status);
     nv[n++] = (nghttp2_nv){h2s_u8(":status"), h2s_u8(code), 7, 3, NGHTTP2_NV_FLAG_NONE};
     for (size_t i = 0; i < r->n_headers; i++) {
         const struct torii_http_header *f = &r->headers[i];
         char *lc = names + i * H2S_MAX_NAME;
-        if (torii_proxy__h2_conn_specific(f->name.ptr, f->name.len)
-            || f->name.len >= H2S_MAX_NAME) {
+        if (torii_proxy__h2_conn_specific(f->name.ptr, f->name.len) || f->name.len >= H2S_MAX_NAME
+            || (st->tunnel && torii_slice_eq_ci(f->name, "Sec-WebSocket-Accept"))) {
             continue; /* a name that long is refused by the response parser's limits first */
         }
         for (size_t k = 0; k < f->name.len; k++) {
@@ -419,6 +465,11 @@ static int h2s_parse_ev(struct h2_stream *st, enum torii_http_parse_ev ev)
             torii_http_parser_next(st->rp); /* 100 Continue: not relayed */
             return 1;
         }
+        if (st->ws && r->status == 101) { /* switched: 200, then the tunnel's bytes as DATA */
+            st->tunnel = 1;
+            st->kick = 1;
+            return h2s_submit_head(st, r, 1) == TORII_OK ? 0 : -1;
+        }
         /* trailers only after a head submitted with its DATA provider */
         st->resp_trl = st->resp_head && r->n_trailers > 0 && !st->head_req;
         if (!st->resp_head && h2s_submit_head(st, r, 0) != TORII_OK) {
@@ -431,13 +482,31 @@ static int h2s_parse_ev(struct h2_stream *st, enum torii_http_parse_ev ev)
     }
 }
 
+/* Tunnel bytes the child wrote (after its 101) into the body, up to PX_HIGH_WM; the rest
+ * stays in the pipe, which pauses the tunnel's reading of the backend. */
+static int h2s_tun_take(struct h2_stream *st, struct evbuffer *out)
+{
+    size_t have = evbuffer_get_length(st->body), n = evbuffer_get_length(out);
+
+    if (have < PX_HIGH_WM && n > 0) {
+        n = n < PX_HIGH_WM - have ? n : PX_HIGH_WM - have;
+        if (evbuffer_remove_buffer(out, st->body, n) != (int)n) {
+            return TORII_ENOMEM;
+        }
+    }
+    if (st->tun_eof && evbuffer_get_length(out) == 0) {
+        st->resp_done = 1; /* END_STREAM once the body is out */
+    }
+    return TORII_OK;
+}
+
 /* Parse what the child wrote, up to PX_HIGH_WM of body waiting for the client. */
 static int h2s_parse(struct h2_stream *st, struct evbuffer *out)
 {
     size_t before = evbuffer_get_length(st->body);
     int go = 1;
 
-    while (go > 0 && !st->resp_done && evbuffer_get_length(st->body) < PX_HIGH_WM) {
+    while (go > 0 && !st->resp_done && !st->tunnel && evbuffer_get_length(st->body) < PX_HIGH_WM) {
         struct evbuffer_iovec v;
         size_t used = 0;
         if (evbuffer_peek(out, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
@@ -458,6 +527,9 @@ static int h2s_parse(struct h2_stream *st, struct evbuffer *out)
         st->resp_done = 1;
         (void)evbuffer_drain(out, evbuffer_get_length(out));
         return TORII_EIO;
+    }
+    if (st->tunnel && h2s_tun_take(st, out) != TORII_OK) {
+        return TORII_ENOMEM;
     }
     if (st->deferred && (st->resp_done || evbuffer_get_length(st->body) > before)) {
         st->deferred = 0;
@@ -597,13 +669,16 @@ void torii_proxy__h2s_service(struct h2_stream *st)
 {
     st->kick = 0;
     if (st->child != NULL) {
+        if (st->tunnel && st->req_ended && st->child->phase == PH_TUNNEL) {
+            st->child->peer_eof = 1; /* END_STREAM: half-close towards the backend */
+        }
         if (!st->resp_done) {
             (void)h2s_parse(st, torii_stream_output(st->child->st));
         }
         torii_proxy__run(st->child); /* may end it: torii_proxy__h2s_child_gone */
     }
     h2s_give_back(st);
-    if (st->child != NULL && st->resp_done) {
+    if (st->child != NULL && st->resp_done && !st->tunnel) {
         h2s_child_end(st); /* the exchange is over (its access log line is written) */
     }
 }
@@ -642,5 +717,54 @@ void torii_proxy__h2s_free(struct h2_stream *st)
     free(st->authority);
     free(st->path);
     free(st->host);
+    free(st->protocol);
     free(st);
 }
+
+/* ---- the tunnel endpoint of a child after a 101 (RFC 8441) ---- */
+
+static struct evbuffer *h2s_tun_input(void *c)
+{
+    return torii_stream_input(((struct proxy_conn *)c)->st);
+}
+
+static struct evbuffer *h2s_tun_output(void *c)
+{
+    return torii_stream_output(((struct proxy_conn *)c)->st);
+}
+
+static size_t h2s_tun_unsent(void *c)
+{
+    return torii_stream_unsent(((struct proxy_conn *)c)->st);
+}
+
+static void h2s_tun_read(void *c, int on)
+{
+    torii_stream_read(((struct proxy_conn *)c)->st, on);
+}
+
+static int h2s_tun_flush(void *c)
+{
+    return torii_stream_flush(((struct proxy_conn *)c)->st);
+}
+
+/* The backend's EOF: the stream ends (END_STREAM) after what came before it. */
+static void h2s_tun_shut(void *c)
+{
+    struct h2_stream *st = ((struct proxy_conn *)c)->h2s;
+
+    if (st != NULL) {
+        st->tun_eof = 1;
+        st->kick = 1;
+        torii_proxy__h2_wake(st->h);
+    }
+}
+
+const struct proxy_tun_ops torii_proxy__h2s_tun_ops = {
+    .input = h2s_tun_input,
+    .output = h2s_tun_output,
+    .unsent = h2s_tun_unsent,
+    .read = h2s_tun_read,
+    .flush = h2s_tun_flush,
+    .shut_write = h2s_tun_shut,
+};

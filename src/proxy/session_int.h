@@ -204,6 +204,9 @@ int torii_proxy__h2_busy(const struct proxy_conn *pc);
 void torii_proxy__h2_free(struct proxy_conn *pc);
 /** A child connection ends (pc_close): its stream forgets it. */
 void torii_proxy__h2s_child_gone(struct proxy_conn *child);
+/** Tunnel endpoint ops of a stream's child after a 101 (ctx: the child): its pipe, and the
+ * half-close becomes the stream's END_STREAM (RFC 8441). */
+extern const struct proxy_tun_ops torii_proxy__h2s_tun_ops;
 
 /* ---- admission.c ---- */
 

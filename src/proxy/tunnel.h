@@ -1,5 +1,5 @@
 /* tunnel.h - internal to the proxy module: a bidirectional byte tunnel between two endpoints
- * (after an HTTP/1.1 protocol switch; later an HTTP/2 extended CONNECT stream). The tunnel
+ * (after an HTTP/1.1 protocol switch, or an HTTP/2 extended CONNECT stream: RFC 8441). The tunnel
  * moves bytes both ways without looking at them: from an endpoint's input to the other's
  * output, pausing a side's reading while the other's unsent output is over PX_HIGH_WM and
  * resuming when it drains. An EOF is passed on as a half-close (the other endpoint's

@@ -80,6 +80,9 @@ int torii_proxy__tunnel_begin(struct proxy_conn *pc)
         goto out;
     }
     TORII_TRY(torii_proxy_resp_head_write(out, resp, TORII_PROXY_OUT_NONE, 0, 0, x->minor));
+    if (pc->h2s != NULL) {
+        a = (struct proxy_tun_end){&torii_proxy__h2s_tun_ops, pc}; /* an HTTP/2 stream */
+    }
     TORII_TRY(torii_proxy__tunnel_new(&o, a, b, &pc->tun));
     x->status = resp->status;
     x->resp_started = 1;

@@ -64,7 +64,7 @@ static void test_pseudo_fields(void **state)
     assert_int_equal(KIND(":authority", "a.test"), H2F_PSEUDO);
     assert_int_equal(KIND(":path", "/"), H2F_PSEUDO);
     assert_int_equal(KIND(":status", "200"), H2F_MALFORMED);
-    assert_int_equal(KIND(":protocol", "websocket"), H2F_MALFORMED);
+    assert_int_equal(KIND(":protocol", "websocket"), H2F_PSEUDO);
     assert_int_equal(KIND(":foo", "x"), H2F_MALFORMED);
 }
 
