@@ -2,18 +2,20 @@
  * CA certificates (AIA caIssuers), one DER CRL per CA, the OCSP responder (RFC 6960) and the
  * OCSP staples of certificates issued by our CAs. Fed by the store change feed (and a first
  * load), the state keeps a compact view of every certificate (issuer hash, serial, flags; the
- * JSON is parsed only for CAs, revoked and exposed entities) and publishes an immutable,
- * reference-counted snapshot after each change. Cost: a change touches only the CAs that
- * issued the certificate (O(1) to find, O(log n) to publish; the CRLs of those CAs are
+ * JSON is parsed only for CAs, revoked and exposed entities); OCSP finds a serial through the
+ * serial_fn of its options (certdb's serial index: the state keeps no serial index of its own) and
+ * publishes an immutable, reference-counted snapshot after each change. Cost: a change touches only
+ * the CAs that issued the certificate (O(1) to find, O(log n) to publish; the CRLs of those CAs are
  * rebuilt), the first load is O(1) a record and builds everything once at its publish. A
  * refresher thread re-signs CRLs and staples before their nextUpdate and persists CRL
  * numbers through the meta callbacks.
  * Threads: feed (watch/load callbacks) on the store's writing threads (serialized by the
  * store); start/stop/free on the main thread; the serving calls (jwks, ca, crl, ocsp, staple)
  * on any thread (worker threads included): they take a snapshot reference under a lock held
- * only for a pointer load and a counter increment, never block on I/O and never write the
- * store. Ownership: bodies returned by the serving calls are malloc'd copies the caller
- * frees. */
+ * only for a pointer load and a counter increment and never write the store (OCSP, and the
+ * refresher's staples, read it through the serial_fn: a read transaction, no lock of the
+ * state held by a reader). Ownership: bodies returned by the serving calls are malloc'd copies the
+ * caller frees. */
 #ifndef TORII_PKISTATE_H
 #define TORII_PKISTATE_H
 
@@ -33,6 +35,14 @@ struct torii_pki_state;
 typedef int (*torii_pki_state_meta_get_cb)(void *arg, const char *key, char **val);
 typedef int (*torii_pki_state_meta_put_cb)(void *arg, const char *key, const char *val);
 
+/** The OCSP source of truth (the certdb serial index, set by pkiboot): calls cb(rec, cb_arg)
+ * for every stored certificate whose serial is serial_hex (lower-case, no leading zeros; any
+ * issuer: the state keeps those of the CA asked), with the record's id, entity JSON and TLS
+ * record. Returns TORII_OK (also when there is none), its own failure or cb's. Called from the
+ * OCSP serving calls (any thread) and the refresher (staples, wlock held): store reads only. */
+typedef int (*torii_pki_state_serial_fn)(void *arg, const char *serial_hex, torii_store_iter_cb cb,
+                                         void *cb_arg);
+
 struct torii_pki_state_opts {
     int64_t ocsp_next_update_s;           /* OCSP nextUpdate - thisUpdate; 0 -> 3600 */
     int64_t ocsp_cache_s;                 /* nonce-less responses are reused this long; 0: never */
@@ -43,6 +53,9 @@ struct torii_pki_state_opts {
     /* Keys at rest (borrowed, outlives the state; NULL: none loaded): opens the sealed keys
      * of the CAs (OCSP and CRL signing) and of the exposed JWT key pairs (JWKS). */
     const struct torii_kek_ring *kek;
+    /* Certificates by serial for OCSP and staples (NULL: every serial is unknown). */
+    torii_pki_state_serial_fn serial;
+    void *serial_arg;
 };
 
 /** An empty state. TORII_EINVAL for negative durations. */
@@ -93,8 +106,10 @@ int torii_pki_state_ca_der(struct torii_pki_state *st, const char *id, unsigned 
 /** Current DER CRL of CA `id` (a CA entity with its key). TORII_ENOTFOUND. */
 int torii_pki_state_crl(struct torii_pki_state *st, const char *id, unsigned char **body,
                         size_t *len) TORII_MUST_USE;
-/** Answer a DER OCSPRequest: status computed now from the snapshot (good, revoked with time
- * and reason, unknown for serials we never issued), signed by the issuing CA, nonce echoed.
+/** Answer a DER OCSPRequest: status computed now from the certificates the serial_fn
+ * returns for each CertID's serial, issued by the CA asked (good, revoked with time and
+ * reason, unknown for serials we never issued; of several copies a revoked one, else the
+ * one valid longest), signed by the issuing CA, nonce echoed.
  * Responses to nonce-less requests are cached per CA for ocsp_cache_s and dropped on any
  * change of that CA's certificates. Always a DER OCSPResponse (malformedRequest,
  * unauthorized... included) unless TORII_ENOMEM/TORII_ETLS. */
@@ -111,7 +126,7 @@ int torii_pki_state_staple_cb(void *st, const char *id, unsigned char **body, si
 
 /** Counts for tests and diagnostics. */
 struct torii_pki_state_stat {
-    size_t certs;   /* entries in the view */
+    size_t certs;   /* certificates issued by a signing CA */
     size_t cas;     /* CA entities */
     size_t signers; /* CA entities with a usable key */
     size_t staples; /* staples held */

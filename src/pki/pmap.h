@@ -1,11 +1,11 @@
 /* pmap.h - a persistent hash map (hash array mapped trie, 32-way, path copying) for the PKI
- * state's snapshots (state_serial.c, state_snap.c): a snapshot keeps the root it was published
- * with, and the writer's next change copies only the nodes on one path (O(log32 n)), never the
- * whole map. Nodes a snapshot can reach are never written: a node is changed in place only while
- * the writer holds its one reference (refcount 1 on it and on every node above it). Threads: the
- * map handle (struct torii_pki__pmap) and put/del are writer-only (the state's wlock); a shared
- * root (torii_pki__pmap_share) and the leaves under it are immutable, readable from any thread
- * (immutable after publish), released with torii_pki__pmap_node_unref. Ownership: leaves are
+ * state's snapshots (the staples, state_index.c and state_snap.c): a snapshot keeps the root it was
+ * published with, and the writer's next change copies only the nodes on one path (O(log32 n)),
+ * never the whole map. Nodes a snapshot can reach are never written: a node is changed in place
+ * only while the writer holds its one reference (refcount 1 on it and on every node above it).
+ * Threads: the map handle (struct torii_pki__pmap) and put/del are writer-only (the state's wlock);
+ * a shared root (torii_pki__pmap_share) and the leaves under it are immutable, readable from any
+ * thread (immutable after publish), released with torii_pki__pmap_node_unref. Ownership: leaves are
  * reference counted; the map holds one reference per node that lists the leaf, and calls the leaf's
  * free_fn when the last goes. Not to be included by other modules. */
 #ifndef TORII_PKI_PMAP_H

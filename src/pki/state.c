@@ -161,7 +161,6 @@ void torii_pki_state_free(struct torii_pki_state *st)
     free(st->grps);
     free(st->cas);
     free(st->rec);
-    torii_pki__pmap_clear(&st->view);
     torii_pki__pmap_clear(&st->staples);
     torii_pki__blob_unref(st->jwks);
     torii_jwt_keyset_unref(st->jwt_keys);

@@ -146,7 +146,6 @@ void torii_pki__snap_unref(struct pki_snap *s)
     torii_pki__blob_unref(s->jwks);
     torii_jwt_keyset_unref(s->jwt_keys);
     torii_pki__snap_cas_unref(s->cas);
-    torii_pki__pmap_node_unref(s->certs);
     torii_pki__pmap_node_unref(s->staples);
     free(s);
 }

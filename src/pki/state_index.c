@@ -226,7 +226,7 @@ static void pending_offer(struct torii_pki_state *st, struct pki_ent *e)
 /* ---- attach / detach ------------------------------------------------------------------------ */
 
 /* The CA part of e joins its subject group and the CA list. A group's first signer brings
- * its certificates into the serial view and queues them for staples. */
+ * its certificates into the signed count and queues them for staples. */
 static void ca_attach(struct torii_pki_state *st, struct pki_ent *e)
 {
     struct pki_group *g = state_grp_get(st, e->ca->subject_hash);
@@ -241,11 +241,11 @@ static void ca_attach(struct torii_pki_state *st, struct pki_ent *e)
     *pp = e;
     if (e->ca->signer != NULL && g->n_signers++ == 0) {
         for (struct pki_ent *m = g->live; m != NULL; m = m->m_next) {
-            torii_pki__view_add(st, m);
+            st->n_signed++;
             pending_offer(st, m);
         }
         for (struct pki_ent *m = g->revoked; m != NULL; m = m->m_next) {
-            torii_pki__view_add(st, m);
+            st->n_signed++;
         }
         st->next_full_ms = 0; /* their staples' due times are not known to the refresher */
     }
@@ -275,10 +275,10 @@ static void ca_detach(struct torii_pki_state *st, struct pki_ent *e)
     e->ca->grp_next = NULL;
     if (e->ca->signer != NULL && --g->n_signers == 0) {
         for (struct pki_ent *m = g->live; m != NULL; m = m->m_next) {
-            torii_pki__view_remove(st, m);
+            st->n_signed--;
         }
         for (struct pki_ent *m = g->revoked; m != NULL; m = m->m_next) {
-            torii_pki__view_remove(st, m);
+            st->n_signed--;
         }
     }
     while (st->cas[i] != e) {
@@ -303,7 +303,7 @@ static void member_attach(struct torii_pki_state *st, struct pki_ent *e)
     }
     *head = e;
     if (g->n_signers > 0) {
-        torii_pki__view_add(st, e);
+        st->n_signed++;
         pending_offer(st, e);
     }
     state_touch_group(st, g);
@@ -315,7 +315,7 @@ static void member_detach(struct torii_pki_state *st, struct pki_ent *e)
 
     state_touch_group(st, g);
     if (g->n_signers > 0) {
-        torii_pki__view_remove(st, e);
+        st->n_signed--;
     }
     if (e->m_prev != NULL) {
         e->m_prev->m_next = e->m_next;
@@ -478,7 +478,6 @@ struct pki_ent *torii_pki__ent_build(struct torii_pki_state *st, const struct to
         __builtin_prefetch(&st->grps[state_grp_hash(st, (const unsigned char *)cr->issuer_hash.ptr)
                                      & st->grps_mask]);
     }
-    e->seq = ++st->next_seq;
     e->flags = cr->flags;
     e->not_after_ms = cr->not_after_ms;
     if (has_issuer) {
@@ -518,7 +517,7 @@ struct pki_ent *torii_pki__ent_build(struct torii_pki_state *st, const struct to
 
 /* Replace (ent != NULL) or remove entry id. Caller holds wlock. Work: O(1) for a certificate;
  * a CA that becomes its group's first signer (or stops being its last) also brings the
- * group's certificates into (out of) the serial view. */
+ * group's certificates into (out of) the signed count and the staple candidates. */
 void torii_pki__state_apply(struct torii_pki_state *st, const char *id, size_t id_len,
                             struct pki_ent *ent)
 {

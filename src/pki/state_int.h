@@ -3,16 +3,15 @@
  *   state_blob.c    - shared pieces: blobs, OCSP response caches, signers, snapshot release
  *   state_index.c   - writer-side index: entries by id, groups by name hash, lists, records,
  *                     the staples map
- *   state_serial.c  - the OCSP serial view (issuer hash + serial -> status), on its own
  *   state_snap.c    - snapshot rebuilds (CRL, JWKS, JWT keys, CAs) and publish
  *   state_read.c    - readers: JWKS, CA, CRL, OCSP, staples, stats
  *   state_refresh.c - the refresher thread (CRL and staple re-signing, CRL number persistence)
  *   state.c         - lifecycle and the store feed (watch/load callbacks)
  * Dependencies between these files go one way (scripts/include_cycles.sh): state.c ->
- * refresh -> read, snap -> index -> serial, blob.
- * Threads: functions named *_locked, and every writer-side helper (index, serial view add or
- * remove, staples, rebuilds) need wlock held; the reader helpers (view find, snap OCSP) any
- * thread with a snapshot reference; blob/cache/signer/snapshot references any thread.
+ * refresh -> read, snap -> index, blob.
+ * Threads: functions named *_locked, and every writer-side helper (index, staples, rebuilds)
+ * need wlock held; the reader helper (snap OCSP) any thread with a snapshot reference;
+ * blob/cache/signer/snapshot references any thread.
  *
  * Writer side (wlock): one compact entry per certificate id, in a growing hash table. The
  * TLS record gives flags, notAfter, issuer-name hash and serial without parsing JSON; the
@@ -25,17 +24,16 @@
  * generation; any change of a certificate it issued marks the CRL for rebuild and replaces
  * the cache (a fresh cache only when readers saw the old one).
  * Reader side: an immutable snapshot, reference counted: the JWKS bytes, the CAs (an array
- * shared until a CA changes), and two persistent maps (pmap.h): the serial view (issuer hash
- * + serial -> status, for certificates issued by one of our signing CAs) and the staples (id
- * -> DER). A change copies one path of a map, not the map, so a publish costs O(log n) plus
- * the CAs that changed; publish swaps the snapshot pointer under snap_lock, which readers hold
- * only to load the pointer and take a reference. Blobs (DER, JSON text) are shared by
- * reference between snapshots.
- * First load: records are applied without publishing (torii_pki_state_load_cb), each in O(1);
- * the one publish after it builds the JWKS and the CRLs once.
- * CRL numbers (RFC 5280 5.2.3) are max(previous + 1, now in ms): monotonic across restarts
- * even when the persisted value was lost, and persisted by the refresher thread (a watcher
- * must not write the store). Staples are signed by the refresher, never on a handshake: new
+ * shared until a CA changes), and a persistent map (pmap.h) of the staples (id -> DER). OCSP
+ * keeps no serial index: it asks the serial_fn of the options (certdb's serial index) for the
+ * records of a serial and keeps those issued by the CA asked. A change copies one path of a map,
+ * not the map, so a publish costs O(log n) plus the CAs that changed; publish swaps the snapshot
+ * pointer under snap_lock, which readers hold only to load the pointer and take a reference. Blobs
+ * (DER, JSON text) are shared by reference between snapshots. First load: records are applied
+ * without publishing (torii_pki_state_load_cb), each in O(1); the one publish after it builds the
+ * JWKS and the CRLs once. CRL numbers (RFC 5280 5.2.3) are max(previous + 1, now in ms): monotonic
+ * across restarts even when the persisted value was lost, and persisted by the refresher thread (a
+ * watcher must not write the store). Staples are signed by the refresher, never on a handshake: new
  * candidates (served certificates issued by a signing CA, without a staple) are queued and
  * signed on the next wake-up; a full pass over the candidates re-signs what is due. */
 #ifndef TORII_PKI_STATE_INT_H
@@ -117,9 +115,8 @@ struct snap_cas {
     struct snap_ca ca[];
 };
 
-/* One record of the serial view. */
+/* The OCSP status of one stored record of a serial (state_read.c). */
 struct view_val {
-    uint64_t seq; /* the entry it comes from */
     int revoked;
     int reason;
     int64_t revoked_at_ms;
@@ -139,8 +136,9 @@ struct pki_snap {
     struct pki_blob *jwks;
     struct torii_jwt_keyset *jwt_keys; /* verification keys of the exposed entities */
     struct snap_cas *cas;
-    struct torii_pki__pmap_node *certs; /* serial view */
-    size_t n_certs;                     /* records in it */
+    size_t n_certs; /* certificates issued by a signing CA (stat) */
+    torii_pki_state_serial_fn serial;
+    void *serial_arg;
     struct torii_pki__pmap_node *staples;
     size_t n_staples;
     int64_t ocsp_next_update_s;
@@ -173,7 +171,6 @@ struct pki_ca {
 struct pki_ent {
     struct pki_ent *next; /* id table chain */
     uint64_t h;           /* hash of id */
-    uint64_t seq;         /* unique per entry (serial view records) */
     struct pki_group *grp;
     struct pki_ent *m_prev; /* issuer group: live or revoked list */
     struct pki_ent *m_next;
@@ -227,9 +224,7 @@ struct torii_pki_state {
     size_t cap_cas;
     struct pki_ent *exposed; /* exposed entries */
     struct pki_ent *pending; /* candidates waiting for their first staple */
-    uint64_t next_seq;
-    struct torii_pki__pmap view; /* serial view (writer's current root) */
-    size_t n_view;
+    size_t n_signed;         /* entries issued by a signing CA (stat.certs) */
     struct torii_pki__pmap staples;
     int jwks_dirty;
     struct pki_blob *jwks;             /* writer's current document */
@@ -296,15 +291,6 @@ void torii_pki__staple_del(struct torii_pki_state *st, const struct pki_ent *e);
 /** Rebuild what is dirty (JWKS, JWT keys, CRLs, CA array) and swap in a new snapshot. wlock
  * held. */
 void torii_pki__state_publish_locked(struct torii_pki_state *st);
-
-/* ---- state_serial.c: the OCSP serial view --------------------------------------------- */
-
-/** Add (remove) e's record to (from) the writer's serial view. wlock held. */
-void torii_pki__view_add(struct torii_pki_state *st, const struct pki_ent *e);
-void torii_pki__view_remove(struct torii_pki_state *st, const struct pki_ent *e);
-/** The status record of (issuer hash, serial) in snapshot s, or NULL. Any thread holding s. */
-const struct view_val *torii_pki__view_find(const struct pki_snap *s, const unsigned char *issuer,
-                                            const char *serial_hex);
 
 /* ---- state_read.c ----------------------------------------------------------------------- */
 

@@ -70,6 +70,56 @@ struct ocsp_lookup_ctx {
     int64_t now_ms;
 };
 
+/* The records of one serial issued by one CA, as the serial_fn returns them. */
+struct serial_pick {
+    const unsigned char *issuer; /* subject hash of the CA asked */
+    struct torii_certrec *cr;    /* decode scratch */
+    int found;
+    struct view_val best;
+};
+
+/* The revocation time and reason of a revoked record (its JSON); left 0 when unreadable. */
+static void serial_revoked(const struct torii_store_rec *rec, struct view_val *v)
+{
+    json_error_t jerr;
+    json_t *j = rec->json != NULL ? json_loadb(rec->json, rec->json_len, 0, &jerr) : NULL;
+    struct torii_pki_revoked r;
+
+    if (json_is_object(j) && torii_pki_revoked_from_entity(j, &r, NULL) == TORII_OK) {
+        v->revoked_at_ms = r.revoked_at_ms;
+        v->reason = (int)r.reason;
+    }
+    json_decref(j);
+}
+
+/* torii_store_iter_cb over the records of a serial: keep those issued by the CA asked and,
+ * of several (a certificate and its copies), a revoked one first (any copy revoked means the
+ * certificate is), else the one valid longest. */
+static int serial_pick_cb(const struct torii_store_rec *rec, void *arg)
+{
+    struct serial_pick *p = arg;
+    struct view_val v;
+
+    if (rec->aux == NULL || torii_certrec_decode(rec->aux, rec->aux_len, p->cr) != TORII_OK
+        || p->cr->issuer_hash.len != STATE_HASH
+        || memcmp(p->cr->issuer_hash.ptr, p->issuer, STATE_HASH) != 0) {
+        return TORII_OK;
+    }
+    memset(&v, 0, sizeof(v));
+    v.revoked = (p->cr->flags & TORII_CERTREC_REVOKED) != 0;
+    v.not_after_ms = p->cr->not_after_ms;
+    if (v.revoked) {
+        serial_revoked(rec, &v);
+    }
+    if (!p->found) {
+        p->best = v;
+        p->found = 1;
+    } else if (!p->best.revoked && (v.revoked || v.not_after_ms > p->best.not_after_ms)) {
+        p->best = v;
+    }
+    return TORII_OK;
+}
+
 /* Status at request time (RFC 6960 2.2): revoked with the stored time and reason; good while
  * in validity; unknown for serials we never issued and for expired certificates. */
 static int state_ocsp_lookup(void *arg, const struct torii_pki_certid *id,
@@ -78,21 +128,28 @@ static int state_ocsp_lookup(void *arg, const struct torii_pki_certid *id,
     const struct ocsp_lookup_ctx *ctx = arg;
     const struct snap_ca *ca = snap_ca_by_hashes(ctx->s, id->hash_alg, id->name_hash,
                                                  id->name_hash_len, id->key_hash, id->key_hash_len);
-    const struct view_val *c;
+    struct serial_pick p = {0};
+    int rc;
 
     if (ca == NULL) {
         return TORII_OK;
     }
     *signer = &ca->signer->ca;
-    c = torii_pki__view_find(ctx->s, ca->subject_hash, id->serial_hex);
-    if (c == NULL) {
+    if (ctx->s->serial == NULL) {
         return TORII_OK;
     }
-    if (c->revoked) {
+    p.issuer = ca->subject_hash;
+    p.cr = torii_xmalloc(sizeof(*p.cr));
+    rc = ctx->s->serial(ctx->s->serial_arg, id->serial_hex, serial_pick_cb, &p);
+    free(p.cr);
+    if (rc != TORII_OK || !p.found) {
+        return rc;
+    }
+    if (p.best.revoked) {
         ans->status = TORII_PKI_OCSP_REVOKED;
-        ans->revoked_at_ms = c->revoked_at_ms;
-        ans->reason = (enum torii_pki_reason)c->reason;
-    } else if (ctx->now_ms <= c->not_after_ms) {
+        ans->revoked_at_ms = p.best.revoked_at_ms;
+        ans->reason = (enum torii_pki_reason)p.best.reason;
+    } else if (ctx->now_ms <= p.best.not_after_ms) {
         ans->status = TORII_PKI_OCSP_GOOD;
     }
     return TORII_OK;

@@ -273,8 +273,9 @@ void torii_pki__state_publish_locked(struct torii_pki_state *st)
     s->jwt_keys = torii_jwt_keyset_ref(st->jwt_keys);
     atomic_fetch_add_explicit(&st->snap_cas->ref, 1, memory_order_relaxed);
     s->cas = st->snap_cas;
-    s->certs = torii_pki__pmap_share(&st->view);
-    s->n_certs = st->n_view;
+    s->n_certs = st->n_signed;
+    s->serial = st->o.serial;
+    s->serial_arg = st->o.serial_arg;
     s->staples = torii_pki__pmap_share(&st->staples);
     s->n_staples = st->staples.count;
     s->ocsp_next_update_s = st->o.ocsp_next_update_s;

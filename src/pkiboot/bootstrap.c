@@ -236,6 +236,35 @@ static int boot_each_cert(void *src, torii_store_iter_cb cb, void *cb_arg)
     return torii_certdb_foreach(src, cb, cb_arg);
 }
 
+/* The state's serial_fn: every certificate under the certdb serial index's key serial_hex
+ * (all issuers; the state keeps the CA asked), each as a store record with its TLS record. A
+ * certificate deleted between the index read and its own is skipped. */
+static int boot_serial(void *arg, const char *serial_hex, torii_store_iter_cb cb, void *cb_arg)
+{
+    char **ids = NULL;
+    size_t n = 0;
+    int rc = torii_certdb_serial_lookup_all(arg, NULL, serial_hex, &ids, &n);
+
+    if (rc == TORII_ENOTFOUND) {
+        return TORII_OK;
+    }
+    for (size_t i = 0; rc == TORII_OK && i < n; i++) {
+        struct torii_certdb_entry e = {0};
+        struct torii_store_rec rec;
+
+        rc = torii_certdb_get(arg, ids[i], TORII_CERTDB_WITH_AUX, &e, NULL);
+        if (rc == TORII_OK) {
+            rec = (struct torii_store_rec){ids[i], strlen(ids[i]), e.text, e.len, e.aux, e.aux_len};
+            rc = cb(&rec, cb_arg);
+        } else if (rc == TORII_ENOTFOUND) {
+            rc = TORII_OK;
+        }
+        torii_certdb_entry_clear(&e);
+    }
+    torii_certdb_ids_free(ids, n);
+    return rc;
+}
+
 static int64_t boot_pki_int(const struct torii_config *cfg, const char *k)
 {
     const json_t *v = json_object_get(cfg->pki, k);
@@ -256,6 +285,8 @@ int torii_pkiboot_state_open(const struct torii_config *cfg, struct torii_store 
         .meta_put = boot_meta_put,
         .meta_arg = store,
         .kek = torii_store_kek(store),
+        .serial = boot_serial,
+        .serial_arg = store,
     };
 
     rc = torii_pki_state_new(&o, &st);

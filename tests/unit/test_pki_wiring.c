@@ -32,6 +32,85 @@ struct fx {
     json_t *leaf;
 };
 
+/* The serial source the state's OCSP asks (in the daemon, certdb's serial index): the records
+ * fed so far, by id, with their leaf serial. One state per test; readers run concurrently. */
+struct src_rec {
+    char *id;
+    char serial[TORII_PKI_SERIAL_HEX_MAX];
+    char *json;
+    unsigned char *aux;
+    size_t aux_len;
+};
+static struct {
+    pthread_mutex_t lock;
+    struct src_rec v[128];
+    size_t n;
+} g_src = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void src_drop(size_t i)
+{
+    free(g_src.v[i].id);
+    free(g_src.v[i].json);
+    torii_secure_free(g_src.v[i].aux, g_src.v[i].aux_len);
+    g_src.v[i] = g_src.v[--g_src.n];
+}
+
+static void src_del(const char *id)
+{
+    (void)pthread_mutex_lock(&g_src.lock);
+    for (size_t i = 0; i < g_src.n; i++) {
+        if (strcmp(g_src.v[i].id, id) == 0) {
+            src_drop(i);
+            break;
+        }
+    }
+    (void)pthread_mutex_unlock(&g_src.lock);
+}
+
+static void src_put(const json_t *e, const char *text, const unsigned char *aux, size_t aux_len)
+{
+    const char *id = json_string_value(json_object_get(e, "id"));
+    struct src_rec r = {.id = torii_xstrdup(id), .json = torii_xstrdup(text), .aux_len = aux_len};
+
+    src_del(id);
+    if (torii_pki_cert_serial_hex(e, r.serial, sizeof(r.serial), NULL) != TORII_OK) {
+        r.serial[0] = '\0';
+    }
+    r.aux = torii_xmalloc(aux_len);
+    memcpy(r.aux, aux, aux_len);
+    (void)pthread_mutex_lock(&g_src.lock);
+    assert_true(g_src.n < sizeof(g_src.v) / sizeof(g_src.v[0]));
+    g_src.v[g_src.n++] = r;
+    (void)pthread_mutex_unlock(&g_src.lock);
+}
+
+static void src_reset(void)
+{
+    (void)pthread_mutex_lock(&g_src.lock);
+    while (g_src.n > 0) {
+        src_drop(0);
+    }
+    (void)pthread_mutex_unlock(&g_src.lock);
+}
+
+static int src_serial(void *arg, const char *serial_hex, torii_store_iter_cb cb, void *cb_arg)
+{
+    int rc = TORII_OK;
+
+    (void)arg;
+    (void)pthread_mutex_lock(&g_src.lock);
+    for (size_t i = 0; rc == TORII_OK && i < g_src.n; i++) {
+        const struct src_rec *r = &g_src.v[i];
+        if (strcmp(r->serial, serial_hex) == 0) {
+            rc = cb(&(struct torii_store_rec){r->id, strlen(r->id), r->json, strlen(r->json),
+                                              r->aux, r->aux_len},
+                    cb_arg);
+        }
+    }
+    (void)pthread_mutex_unlock(&g_src.lock);
+    return rc;
+}
+
 static void feed(struct torii_pki_state *st, enum torii_store_op_kind kind, const json_t *e)
 {
     const char *id = json_string_value(json_object_get(e, "id"));
@@ -42,19 +121,33 @@ static void feed(struct torii_pki_state *st, enum torii_store_op_kind kind, cons
 
     assert_int_equal(torii_certrec_build(e, &aux, &aux_len, NULL), TORII_OK);
     rec = (struct torii_store_rec){id, strlen(id), text, strlen(text), aux, aux_len};
+    if (kind == TORII_STORE_DELETE) {
+        src_del(id);
+    } else {
+        src_put(e, text, aux, aux_len);
+    }
     torii_pki_state_watch_cb(kind, TORII_STORE_CERTS, &rec, st);
     free(text);
     torii_secure_free(aux, aux_len);
 }
 
+static void del_id(struct torii_pki_state *st, const char *id)
+{
+    struct torii_store_rec rec = {id, strlen(id), NULL, 0, NULL, 0};
+
+    src_del(id);
+    torii_pki_state_watch_cb(TORII_STORE_DELETE, TORII_STORE_CERTS, &rec, st);
+}
+
 static int setup(void **state)
 {
     struct fx *f = torii_xcalloc(1, sizeof(*f));
-    struct torii_pki_state_opts o = {.ocsp_cache_s = 60};
+    struct torii_pki_state_opts o = {.ocsp_cache_s = 60, .serial = src_serial};
     struct torii_pki_opts po = {.now_ms = torii_clock_now_ms(), .id = "ca"};
     json_t *q = json_pack("{s:s}", "subject", "CN=unit CA");
     json_t *lq = json_pack("{s:[s]}", "hosts", "unit.example.test");
 
+    src_reset();
     assert_int_equal(torii_pki_state_new(&o, &f->st), TORII_OK);
     assert_int_equal(torii_pki_ca_create(q, &po, &f->ca, NULL), TORII_OK);
     po.id = "leaf";
@@ -72,6 +165,7 @@ static int teardown(void **state)
     struct fx *f = *state;
 
     torii_pki_state_free(f->st);
+    src_reset();
     json_decref(f->ca);
     json_decref(f->leaf);
     free(f);
@@ -170,8 +264,7 @@ static void test_pki_state_ocsp_good_revoked_unknown(void **state)
     assert_int_equal(ocsp_status(f, 0, &reason), V_OCSP_CERTSTATUS_REVOKED);
     assert_int_equal(reason, OCSP_REVOKED_STATUS_KEYCOMPROMISE);
     assert_true(crl_number(f) > n1);
-    torii_pki_state_watch_cb(TORII_STORE_DELETE, TORII_STORE_CERTS,
-                             &(struct torii_store_rec){"leaf", 4, NULL, 0, NULL, 0}, f->st);
+    del_id(f->st, "leaf");
     assert_int_equal(ocsp_status(f, 0, &reason), V_OCSP_CERTSTATUS_UNKNOWN);
 }
 
@@ -273,16 +366,10 @@ static void load(struct torii_pki_state *st, const json_t *e)
 
     assert_int_equal(torii_certrec_build(e, &aux, &aux_len, NULL), TORII_OK);
     rec = (struct torii_store_rec){id, strlen(id), text, strlen(text), aux, aux_len};
+    src_put(e, text, aux, aux_len);
     assert_int_equal(torii_pki_state_load_cb(&rec, st), TORII_OK);
     free(text);
     torii_secure_free(aux, aux_len);
-}
-
-static void del_id(struct torii_pki_state *st, const char *id)
-{
-    struct torii_store_rec rec = {id, strlen(id), NULL, 0, NULL, 0};
-
-    torii_pki_state_watch_cb(TORII_STORE_DELETE, TORII_STORE_CERTS, &rec, st);
 }
 
 static void set_revoked(json_t *e, int revoked)
@@ -299,9 +386,10 @@ static void set_revoked(json_t *e, int revoked)
 
 static struct torii_pki_state *new_state(void)
 {
-    struct torii_pki_state_opts o = {.ocsp_cache_s = 60};
+    struct torii_pki_state_opts o = {.ocsp_cache_s = 60, .serial = src_serial};
     struct torii_pki_state *st = NULL;
 
+    src_reset();
     assert_int_equal(torii_pki_state_new(&o, &st), TORII_OK);
     return st;
 }
@@ -743,5 +831,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test(test_pki_state_readers_during_changes),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+
+    src_reset();
+    return failed;
 }
