@@ -540,6 +540,28 @@ static int routes_http2(json_t *v, struct torii_route *r, const char *where,
     return TORII_OK;
 }
 
+/* The optional members of a route after its backend: client_auth, jwt, upgrades, http2. */
+static int routes_options(json_t *jr, struct torii_route *r, const char *where,
+                          struct torii_errbuf *eb)
+{
+    char w[96];
+    json_t *v;
+    int rc = TORII_OK;
+
+    if ((v = json_object_get(jr, "client_auth")) != NULL) {
+        (void)snprintf(w, sizeof(w), "%s.client_auth", where);
+        TORII_TRY(routes_client_auth(v, &r->client_auth, w, eb));
+    }
+    if ((v = json_object_get(jr, "jwt")) != NULL) {
+        (void)snprintf(w, sizeof(w), "%s.jwt", where);
+        TORII_TRY(torii_route_jwt_parse(v, r->index, w, &r->jwt, eb));
+    }
+    TORII_TRY(routes_upgrades(json_object_get(jr, "upgrades"), r, where, eb));
+    rc = routes_http2(json_object_get(jr, "http2"), r, where, eb);
+out:
+    return rc;
+}
+
 static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, struct torii_errbuf *eb)
 {
     static const char *const keys[] = {"hosts",    "backend", "client_auth", "jwt",
@@ -561,17 +583,7 @@ static int routes_one(json_t *jr, struct torii_route *r, size_t *n_targets, stru
     }
     (void)snprintf(w, sizeof(w), "%s.backend", where);
     TORII_TRY(routes_backend(v, &r->backend, n_targets, w, eb));
-    v = json_object_get(jr, "client_auth");
-    if (v != NULL) {
-        (void)snprintf(w, sizeof(w), "%s.client_auth", where);
-        TORII_TRY(routes_client_auth(v, &r->client_auth, w, eb));
-    }
-    if ((v = json_object_get(jr, "jwt")) != NULL) {
-        (void)snprintf(w, sizeof(w), "%s.jwt", where);
-        TORII_TRY(torii_route_jwt_parse(v, r->index, w, &r->jwt, eb));
-    }
-    TORII_TRY(routes_upgrades(json_object_get(jr, "upgrades"), r, where, eb));
-    rc = routes_http2(json_object_get(jr, "http2"), r, where, eb);
+    rc = routes_options(jr, r, where, eb);
 out:
     return rc;
 }
