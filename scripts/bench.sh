@@ -132,51 +132,12 @@ FILL=$BIN/tests/torii-fill
 HZ=$(getconf CLK_TCK)
 TOKEN=bench-token-0123456789
 T_START=$(date +%s)
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/bench/proc.sh
+. scripts/bench/proc.sh
 
-# CPU ticks (user+system) of a process and its children (nginx workers).
-cpu_ticks() {
-  local total=0 p
-  for p in $1 $(pgrep -P "$1" || true); do
-    [ -r /proc/$p/stat ] || continue
-    total=$((total + $(awk '{print $14 + $15}' /proc/$p/stat)))
-  done
-  echo $total
-}
-# CPU time in ns of a process, every thread, and its children (exact, unlike clock ticks: for
-# the short first-use passes). Threads that exited are not counted (none do during a pass).
-cpu_ns() {
-  local total=0 p f v rest
-  for p in $1 $(pgrep -P "$1" || true); do
-    for f in /proc/"$p"/task/*/schedstat; do
-      v=0
-      { read -r v rest < "$f"; } 2>/dev/null || v=0
-      total=$((total + v))
-    done
-  done
-  echo $total
-}
-# Running (not exited, not a zombie waiting to be reaped).
-running() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
-# Stop a process: TERM, up to 30 s, then KILL; reaped.
-stop_pid() {
-  local i
-  kill -TERM "$1" 2>/dev/null || true
-  for i in $(seq 1 300); do running "$1" || break; sleep 0.1; done
-  kill -9 "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
 # torii's /metrics text (admin listener of the running torii, bearer token); empty on failure.
 prom() { curl -sf --max-time 5 -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ADMIN_PORT/metrics" || true; }
 promval() { echo "$1" | awk -v n="$2" '$1 == n { print $2; f = 1; exit } END { if (!f) print 0 }'; }
-rss_kb() {
-  local total=0 p
-  for p in $1 $(pgrep -P "$1" || true); do
-    [ -r /proc/$p/status ] || continue
-    total=$((total + $(awk '/^VmRSS/ {print $2}' /proc/$p/status)))
-  done
-  echo $total
-}
 # wait_tls PORT T0_NS [MAX_S] [SNI]: wait (at most MAX_S seconds, default 60) until a TLS
 # handshake succeeds on PORT; prints the ms elapsed since T0_NS. Polls from CPU 1 (the proxy's
 # core stays free), every 10 ms for 2 s, then every 100 ms.
@@ -190,20 +151,6 @@ wait_tls() {
   done
   echo "proxy on port $1 did not come up within ${3:-60} s" >&2; return 1
 }
-# settle PID MAX_S: wait until the process uses under 5% of a core over one second (the work
-# it does in the background right after start-up), at most MAX_S seconds. Prints "seconds
-# cpu_seconds": how long it stayed busy and the CPU it used meanwhile.
-settle() {
-  local i=0 first c0 c1
-  first=$(cpu_ns "$1"); c0=$first; c1=$first
-  while [ "$i" -lt "$2" ]; do
-    sleep 1; i=$((i + 1))
-    c1=$(cpu_ns "$1")
-    [ $((c1 - c0)) -lt 50000000 ] && break
-    c0=$c1
-  done
-  awk -v i="$i" -v c=$((c1 - first)) 'BEGIN { printf "%d %.1f\n", i - 1, c / 1e9 }'
-}
 # measure PID PORT HSLOAD-ARGS... -> "cpu_us_per_conn rate"
 measure() {
   local pid=$1 port=$2; shift 2
@@ -215,7 +162,6 @@ measure() {
   awk -v c=$((c1 - c0)) -v hz="$HZ" -v n="$n" -v t="$(echo "$out" | awk '{print $3}')" \
     'BEGIN { printf "%.1f %.0f\n", (n > 0 ? c * 1e6 / hz / n : 0), n / t }'
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # resume_rate PORT: share of RESUME_N sequential connections that resumed, each offering the
 # newest session and using every ticket once (hsload -k -1: a session that brought no new
 # ticket is not offered again). A server that issues no ticket on resumed handshakes scores
@@ -376,7 +322,6 @@ prep_store() { # dir
 }
 # torii's own start-up figure (its "ready" log line), in ms.
 torii_own_start() { grep -o 'start-up [0-9.]* ms' "$1" 2>/dev/null | tail -1 | awk '{print $2}'; }
-rss_split() { awk '/^RssAnon/ {a = $2} /^RssFile/ {f = $2} END {printf "%d %d\n", a, f}' "/proc/$1/status"; }
 
 # start NAME STOREKIND(1|N|B) [TAG] -> sets SPID SPORT STARTMS SDIR (B: the --big store, torii
 # only; TAG: a second instance of the same kind, in its own directory)

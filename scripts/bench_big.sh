@@ -73,30 +73,9 @@ HZ=$(getconf CLK_TCK)
 TOKEN=bench-token-0123456789
 T_START=$(date +%s)
 declare -A R
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+# shellcheck source=scripts/bench/proc.sh
+. scripts/bench/proc.sh
 
-# CPU time in ns of a process, every thread (exact, from schedstat).
-cpu_ns() {
-  local total=0 f v rest
-  for f in /proc/"$1"/task/*/schedstat; do
-    v=0
-    { read -r v rest < "$f"; } 2>/dev/null || v=0
-    total=$((total + v))
-  done
-  echo $total
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-rss_split() { awk '/^RssAnon/ {a = $2} /^RssFile/ {f = $2} END {printf "%d %d\n", a, f}' "/proc/$1/status"; }
-running() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
-stop_pid() {
-  local i
-  kill -TERM "$1" 2>/dev/null || true
-  for i in $(seq 1 300); do running "$1" || break; sleep 0.1; done
-  kill -9 "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
 # wait_tls PORT T0_NS MAX_S: poll (from CPU 1) until a handshake succeeds; prints the ms
 # since T0_NS. Every 10 ms for 2 s, then every 100 ms, at most MAX_S seconds.
 wait_tls() {
@@ -110,20 +89,6 @@ wait_tls() {
   done
   echo "torii on port $1 did not come up within $3 s" >&2; return 1
 }
-# settle PID MAX_S: wait until the process uses under 5% of a core over one second; prints
-# "seconds cpu_seconds" (how long it stayed busy, CPU used meanwhile).
-settle() {
-  local i=0 first c0 c1
-  first=$(cpu_ns "$1"); c0=$first; c1=$first
-  while [ "$i" -lt "$2" ]; do
-    sleep 1; i=$((i + 1))
-    c1=$(cpu_ns "$1")
-    [ $((c1 - c0)) -lt 50000000 ] && break
-    c0=$c1
-  done
-  awk -v i="$i" -v c=$((c1 - first)) 'BEGIN { printf "%d %.1f\n", i - 1, c / 1e9 }'
-}
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # measure PID PORT HSLOAD-ARGS... -> "cpu_us_per_conn rate"
 measure() {
   local pid=$1 port=$2 c0 c1 out n; shift 2
