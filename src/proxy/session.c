@@ -707,9 +707,10 @@ unsigned torii_proxy__worker_clear(struct proxy_worker *pw)
 {
     unsigned cut = 0;
     unsigned tunnels = 0;
+    struct proxy_conn *pc = pw->conns;
 
-    while (pw->conns != NULL) {
-        struct proxy_conn *pc = pw->conns;
+    while (pc != NULL) {
+        struct proxy_conn *next = pc->next; /* pc_close unlinks pc from pw->conns */
         if (pc->phase == PH_TUNNEL) {
             tunnels++; /* long-lived by nature: closed at the deadline, not a cut request */
         } else if (pc->x.active || pc->phase != PH_HEAD || torii_proxy__h2_busy(pc)
@@ -718,6 +719,7 @@ unsigned torii_proxy__worker_clear(struct proxy_worker *pw)
         }
         pc->x.active = 0; /* no access log line at shutdown */
         pc_close(pc);
+        pc = next;
     }
     if (tunnels > 0) {
         torii_log(TORII_LOG_NOTICE, "proxy: %u tunnel%s closed at the drain deadline", tunnels,
