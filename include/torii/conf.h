@@ -137,6 +137,12 @@ void torii_conf_fleet_validate(struct torii_config *c, struct torii_conf_errs *e
 /** Free what f owns. */
 void torii_conf_fleet_clear(struct torii_conf_fleet *f);
 
+/** Check c->exporters into c->exporter_list (the enabled entries, defaults filled in;
+ * conf/exporters_conf.c); each bad entry's first problem appended to errs. */
+void torii_conf_exporters_validate(struct torii_config *c, struct torii_conf_errs *errs);
+/** Free c->exporter_list and what it owns; n_exporters becomes 0. */
+void torii_conf_exporters_clear(struct torii_config *c);
+
 struct torii_config {
     char *data_dir;        /* "./data", or $STATE_DIRECTORY under systemd */
     unsigned workers;      /* 0 in the file = number of CPUs */

@@ -25,9 +25,16 @@ static void conf_set_str(char **dst, const char *val)
     *dst = val ? torii_xstrdup(val) : NULL;
 }
 
+/* The environment's value of name, or NULL. */
+static const char *conf_env(const char *name)
+{
+    /* NOLINTNEXTLINE(concurrency-mt-unsafe): torii never calls setenv, so getenv only reads */
+    return getenv(name);
+}
+
 static void conf_defaults(struct torii_config *c)
 {
-    const char *state = getenv("STATE_DIRECTORY"); /* systemd StateDirectory= */
+    const char *state = conf_env("STATE_DIRECTORY"); /* systemd StateDirectory= */
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
     conf_set_str(&c->data_dir, state && state[0] ? state : "./data");
@@ -86,6 +93,8 @@ struct conf_key {
 };
 
 #define OFF(f) offsetof(struct torii_config, f)
+/* A day in seconds, wide enough for the products of the bounds below. */
+#define CONF_DAY_S 86400LL
 
 static const struct conf_key conf_keys[] = {
     {"data_dir", CONF_STR, OFF(data_dir), 0},
@@ -111,7 +120,7 @@ static const struct conf_key conf_keys[] = {
     {"tls.default_cert", CONF_STR, OFF(default_cert), 0},
     {"tls.strict_sni", CONF_BOOL, OFF(strict_sni), 0},
     {"tls.strict_host", CONF_BOOL, OFF(strict_host), 0},
-    {"tls.ticket_rotate_s", CONF_UINT, OFF(ticket_rotate_s), 86400 * 7},
+    {"tls.ticket_rotate_s", CONF_UINT, OFF(ticket_rotate_s), 7 * CONF_DAY_S},
     {"limits.max_header_bytes", CONF_SIZE, OFF(max_header_bytes), 1 << 20},
     {"limits.max_headers", CONF_SIZE, OFF(max_headers), 10000},
     {"limits.max_target", CONF_SIZE, OFF(max_target), 1 << 20},
@@ -127,15 +136,15 @@ static const struct conf_key conf_keys[] = {
     {"limits.h2_max_resets", CONF_UINT, OFF(h2_max_resets), 100000},
     {"limits.h2_max_control_frames", CONF_UINT, OFF(h2_max_control), 100000},
     {"limits.h2_max_continuations", CONF_UINT, OFF(h2_max_continuations), 1000},
-    {"renewal.interval_s", CONF_UINT, OFF(renewal_interval_s), 86400 * 30},
+    {"renewal.interval_s", CONF_UINT, OFF(renewal_interval_s), 30 * CONF_DAY_S},
     {"renewal.threshold_pct", CONF_UINT, OFF(renewal_threshold_pct), 99},
     {"renewal.jitter_s", CONF_UINT, OFF(renewal_jitter_s), 86400},
     {"renewal.initial_delay_s", CONF_UINT, OFF(renewal_initial_delay_s), 86400},
     {"renewal.retry_min_s", CONF_UINT, OFF(renewal_retry_min_s), 86400},
-    {"renewal.retry_max_s", CONF_UINT, OFF(renewal_retry_max_s), 86400 * 7},
+    {"renewal.retry_max_s", CONF_UINT, OFF(renewal_retry_max_s), 7 * CONF_DAY_S},
     {"renewal.delete_expired_copies", CONF_BOOL, OFF(renewal_delete_expired_copies), 0},
     {"alerts.almost_expired_days", CONF_UINT, OFF(alerts_almost_expired_days), 3650},
-    {"alerts.repeat_s", CONF_UINT, OFF(alerts_repeat_s), 86400 * 30},
+    {"alerts.repeat_s", CONF_UINT, OFF(alerts_repeat_s), 30 * CONF_DAY_S},
     {"debug.clock_hook", CONF_BOOL, OFF(debug_clock_hook), 0},
     {"debug.stall_file", CONF_STR, OFF(debug_stall_file), 0},
     {"health.public_path", CONF_STR, OFF(health_public_path), 0},
@@ -332,301 +341,6 @@ static void conf_apply_json(struct torii_config *c, json_t *root, struct torii_c
     }
 }
 
-/* ---- exporters[] ------------------------------------------------------------------- */
-
-static void conf_exporter_clear(struct torii_conf_exporter *e)
-{
-    free(e->name);
-    for (size_t i = 0; i < e->n_alerts; i++) {
-        free(e->alerts[i]);
-    }
-    free(e->alerts);
-    free(e->url);
-    for (size_t i = 0; i < e->n_headers; i++) {
-        free(e->headers[i]);
-    }
-    free(e->headers);
-    free(e->trusted_ca);
-    free(e->client_cert);
-    free(e->path);
-    memset(e, 0, sizeof(*e));
-}
-
-static void conf_exporters_free(struct torii_config *c)
-{
-    for (size_t i = 0; i < c->n_exporters; i++) {
-        conf_exporter_clear(&c->exporter_list[i]);
-    }
-    TORII_FREE(c->exporter_list);
-    c->n_exporters = 0;
-}
-
-/* Members allowed per exporter type (besides "//" comments). */
-static int conf_exporter_member_ok(enum torii_conf_exporter_type t, const char *k)
-{
-    static const char *const common[] = {"type", "name", "enabled", "alerts", "queue_size"};
-    static const char *const webhook[] = {"url",          "headers",      "tls",
-                                          "batch_size",   "batch_ms",     "timeout_ms",
-                                          "retry_min_ms", "retry_max_ms", "max_retries"};
-
-    for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++) {
-        if (strcmp(common[i], k) == 0) {
-            return 1;
-        }
-    }
-    if (t == TORII_CONF_EXPORTER_WEBHOOK) {
-        for (size_t i = 0; i < sizeof(webhook) / sizeof(webhook[0]); i++) {
-            if (strcmp(webhook[i], k) == 0) {
-                return 1;
-            }
-        }
-    }
-    return t == TORII_CONF_EXPORTER_FILE && strcmp(k, "path") == 0;
-}
-
-static int conf_uint_member(const json_t *o, const char *k, unsigned min, unsigned max,
-                            unsigned *out, const char *where, struct torii_errbuf *eb)
-{
-    const json_t *v = json_object_get(o, k);
-    json_int_t n;
-
-    if (v == NULL) {
-        return TORII_OK;
-    }
-    if (!json_is_integer(v) || (n = json_integer_value(v)) < (json_int_t)min
-        || n > (json_int_t)max) {
-        return torii_errf(eb, TORII_EINVAL, "config: %s.%s: expected an integer from %u to %u",
-                          where, k, min, max);
-    }
-    *out = (unsigned)n;
-    return TORII_OK;
-}
-
-static int conf_str_member(const json_t *o, const char *k, char **out, const char *where,
-                           struct torii_errbuf *eb)
-{
-    const json_t *v = json_object_get(o, k);
-
-    if (v == NULL) {
-        return TORII_OK;
-    }
-    if (!json_is_string(v) || json_string_length(v) == 0) {
-        return torii_errf(eb, TORII_EINVAL, "config: %s.%s: expected a non-empty string", where, k);
-    }
-    conf_set_str(out, json_string_value(v));
-    return TORII_OK;
-}
-
-static int conf_alert_type_ok(const char *s)
-{
-    static const char *const types[] = {TORII_CONF_ALERT_TYPES};
-
-    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-        if (strcmp(types[i], s) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static int conf_exporter_alerts(const json_t *o, struct torii_conf_exporter *e, const char *where,
-                                struct torii_errbuf *eb)
-{
-    const json_t *v = json_object_get(o, "alerts");
-    size_t i;
-    json_t *it;
-
-    if (v == NULL) {
-        return TORII_OK;
-    }
-    if (!json_is_array(v) || json_array_size(v) == 0) {
-        return torii_errf(eb, TORII_EINVAL,
-                          "config: %s.alerts: expected a non-empty array of alert types", where);
-    }
-    e->alerts = torii_xcalloc(json_array_size(v) + 1, sizeof(char *));
-    json_array_foreach (v, i, it) {
-        if (!json_is_string(it) || !conf_alert_type_ok(json_string_value(it))) {
-            return torii_errf(eb, TORII_EINVAL, "config: %s.alerts[%zu]: unknown alert type", where,
-                              i);
-        }
-        e->alerts[e->n_alerts++] = torii_xstrdup(json_string_value(it));
-    }
-    return TORII_OK;
-}
-
-static int conf_header_ok(const char *name, const char *value)
-{
-    if (name[0] == '\0') {
-        return 0;
-    }
-    for (const char *p = name; *p != '\0'; p++) {
-        if (*p <= ' ' || *p >= 127 || *p == ':') {
-            return 0;
-        }
-    }
-    for (const char *p = value; *p != '\0'; p++) {
-        if (*p == '\r' || *p == '\n') {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-static int conf_exporter_webhook(json_t *o, struct torii_conf_exporter *e, const char *where,
-                                 struct torii_errbuf *eb)
-{
-    json_t *hdrs = json_object_get(o, "headers");
-    json_t *tls = json_object_get(o, "tls");
-    const char *k;
-    json_t *v;
-    int rc = TORII_OK;
-
-    TORII_TRY(conf_str_member(o, "url", &e->url, where, eb));
-    TORII_ENSURE(
-        e->url != NULL
-            && (strncmp(e->url, "http://", 7) == 0 || strncmp(e->url, "https://", 8) == 0),
-        torii_errf(eb, TORII_EINVAL, "config: %s.url: expected an http:// or https:// URL", where));
-    if (hdrs != NULL) {
-        TORII_ENSURE(json_is_object(hdrs),
-                     torii_errf(eb, TORII_EINVAL, "config: %s.headers: expected an object", where));
-        e->headers = torii_xcalloc(json_object_size(hdrs) + 1, sizeof(char *));
-        json_object_foreach (hdrs, k, v) {
-            size_t n;
-            TORII_ENSURE(
-                json_is_string(v) && conf_header_ok(k, json_string_value(v)),
-                torii_errf(eb, TORII_EINVAL, "config: %s.headers.%.64s: bad header", where, k));
-            n = strlen(k) + json_string_length(v) + 3;
-            e->headers[e->n_headers] = torii_xmalloc(n);
-            (void)snprintf(e->headers[e->n_headers], n, "%s: %s", k, json_string_value(v));
-            e->n_headers++;
-        }
-    }
-    if (tls != NULL) {
-        TORII_ENSURE(json_is_object(tls),
-                     torii_errf(eb, TORII_EINVAL, "config: %s.tls: expected an object", where));
-        json_object_foreach (tls, k, v) {
-            TORII_ENSURE(
-                conf_is_comment(k) || strcmp(k, "trusted_ca") == 0 || strcmp(k, "client_cert") == 0
-                    || strcmp(k, "verify") == 0,
-                torii_errf(eb, TORII_EINVAL, "config: %s.tls: unknown key \"%.64s\"", where, k));
-        }
-        TORII_TRY(conf_str_member(tls, "trusted_ca", &e->trusted_ca, where, eb));
-        TORII_TRY(conf_str_member(tls, "client_cert", &e->client_cert, where, eb));
-        if ((v = json_object_get(tls, "verify")) != NULL) {
-            TORII_ENSURE(
-                json_is_boolean(v),
-                torii_errf(eb, TORII_EINVAL, "config: %s.tls.verify: expected a boolean", where));
-            e->tls_verify = json_is_true(v);
-        }
-    }
-    TORII_TRY(conf_uint_member(o, "batch_size", 1, 10000, &e->batch_size, where, eb));
-    TORII_TRY(conf_uint_member(o, "batch_ms", 0, 600000, &e->batch_ms, where, eb));
-    TORII_TRY(conf_uint_member(o, "timeout_ms", 100, 600000, &e->timeout_ms, where, eb));
-    TORII_TRY(conf_uint_member(o, "retry_min_ms", 10, 3600000, &e->retry_min_ms, where, eb));
-    TORII_TRY(conf_uint_member(o, "retry_max_ms", 10, 86400000, &e->retry_max_ms, where, eb));
-    TORII_TRY(conf_uint_member(o, "max_retries", 0, 1000000, &e->max_retries, where, eb));
-    TORII_ENSURE(e->retry_min_ms <= e->retry_max_ms,
-                 torii_errf(eb, TORII_EINVAL,
-                            "config: %s: retry_min_ms must not exceed retry_max_ms", where));
-out:
-    return rc;
-}
-
-/* One exporters[i]; *skip set when "enabled": false. */
-static int conf_exporter_parse(json_t *o, size_t idx, struct torii_conf_exporter *e, int *skip,
-                               struct torii_errbuf *eb)
-{
-    static const char *const tnames[] = {"webhook", "file", "log"};
-    char where[32];
-    const json_t *t = json_object_get(o, "type");
-    const json_t *en = json_object_get(o, "enabled");
-    unsigned qs = 1000;
-    const char *k;
-    json_t *v;
-    size_t ti;
-    int rc = TORII_OK;
-
-    (void)snprintf(where, sizeof(where), "exporters[%zu]", idx);
-    *skip = 0;
-    TORII_ENSURE(json_is_object(o),
-                 torii_errf(eb, TORII_EINVAL, "config: %s: expected an object", where));
-    for (ti = 0; ti < 3; ti++) {
-        if (json_is_string(t) && strcmp(json_string_value(t), tnames[ti]) == 0) {
-            break;
-        }
-    }
-    TORII_ENSURE(ti < 3,
-                 torii_errf(eb, TORII_EINVAL,
-                            "config: %s.type: expected \"webhook\", \"file\" or \"log\"", where));
-    e->type = (enum torii_conf_exporter_type)ti;
-    json_object_foreach (o, k, v) {
-        TORII_ENSURE(conf_is_comment(k) || conf_exporter_member_ok(e->type, k),
-                     torii_errf(eb, TORII_EINVAL, "config: %s: unknown key \"%.64s\" for type %s",
-                                where, k, tnames[ti]));
-    }
-    TORII_ENSURE(en == NULL || json_is_boolean(en),
-                 torii_errf(eb, TORII_EINVAL, "config: %s.enabled: expected a boolean", where));
-    *skip = en != NULL && json_is_false(en);
-    e->tls_verify = 1;
-    e->batch_size = 100;
-    e->batch_ms = 1000;
-    e->timeout_ms = 10000;
-    e->retry_min_ms = 1000;
-    e->retry_max_ms = 60000;
-    e->max_retries = 10;
-    TORII_TRY(conf_str_member(o, "name", &e->name, where, eb));
-    if (e->name == NULL) {
-        char def[48];
-        (void)snprintf(def, sizeof(def), "%s-%zu", tnames[ti], idx);
-        e->name = torii_xstrdup(def);
-    }
-    TORII_TRY(conf_exporter_alerts(o, e, where, eb));
-    TORII_TRY(conf_uint_member(o, "queue_size", 1, 1000000, &qs, where, eb));
-    e->queue_size = qs;
-    if (e->type == TORII_CONF_EXPORTER_WEBHOOK) {
-        TORII_TRY(conf_exporter_webhook(o, e, where, eb));
-    } else if (e->type == TORII_CONF_EXPORTER_FILE) {
-        TORII_TRY(conf_str_member(o, "path", &e->path, where, eb));
-        TORII_ENSURE(
-            e->path != NULL,
-            torii_errf(eb, TORII_EINVAL, "config: %s.path: required for a file exporter", where));
-    }
-out:
-    return rc;
-}
-
-/* Every exporter is checked; each bad one is noted (its first problem). */
-static void conf_exporters_parse(struct torii_config *c, struct torii_conf_errs *errs)
-{
-    struct torii_errbuf eb = {{0}};
-    size_t n = json_array_size(c->exporters);
-    size_t i;
-    json_t *o;
-
-    conf_exporters_free(c);
-    if (n == 0) {
-        return;
-    }
-    c->exporter_list = torii_xcalloc(n, sizeof(*c->exporter_list));
-    json_array_foreach (c->exporters, i, o) {
-        struct torii_conf_exporter *e = &c->exporter_list[c->n_exporters];
-        int skip = 0;
-        int rc = conf_exporter_parse(o, i, e, &skip, &eb);
-        for (size_t j = 0; rc == TORII_OK && !skip && j < c->n_exporters; j++) {
-            if (strcmp(c->exporter_list[j].name, e->name) == 0) {
-                rc =
-                    torii_errf(&eb, TORII_EINVAL,
-                               "config: exporters[%zu].name: duplicate name \"%.64s\"", i, e->name);
-            }
-        }
-        if (conf_note(errs, rc, &eb) != TORII_OK || skip) {
-            conf_exporter_clear(e);
-            continue;
-        }
-        c->n_exporters++;
-    }
-}
-
 /* ---- pki{} ------------------------------------------------------------------------ */
 
 /* pki.ca_key values: the key of the first-start CAs. */
@@ -748,10 +462,11 @@ static void conf_pki_parse(struct torii_config *c, struct torii_conf_errs *errs)
     if (json_object_get(pki, "ca_key") == NULL) {
         (void)json_object_set_new(pki, "ca_key", json_string("ecdsa-p384"));
     }
-    (void)conf_note(errs, conf_pki_uint(pki, "ocsp_next_update_s", 60, 7 * 86400, 3600, &eb), &eb);
-    (void)conf_note(errs, conf_pki_uint(pki, "ocsp_cache_s", 0, 3600, 60, &eb), &eb);
-    (void)conf_note(errs, conf_pki_uint(pki, "crl_next_update_s", 300, 365 * 86400, 86400, &eb),
+    (void)conf_note(errs, conf_pki_uint(pki, "ocsp_next_update_s", 60, 7 * CONF_DAY_S, 3600, &eb),
                     &eb);
+    (void)conf_note(errs, conf_pki_uint(pki, "ocsp_cache_s", 0, 3600, 60, &eb), &eb);
+    (void)conf_note(
+        errs, conf_pki_uint(pki, "crl_next_update_s", 300, 365 * CONF_DAY_S, 86400, &eb), &eb);
     json_decref(c->pki);
     c->pki = pki;
 }
@@ -901,7 +616,7 @@ static void conf_validate(struct torii_config *c, struct torii_conf_errs *errs)
                          c->health_public_path);
         torii_conf_errs_add(errs, eb.msg);
     }
-    conf_exporters_parse(c, errs);
+    torii_conf_exporters_validate(c, errs);
     conf_pki_parse(c, errs);
     torii_conf_admin_validate(c, errs);
     torii_conf_acme_validate(c, errs);
@@ -924,14 +639,16 @@ static json_t *conf_read_file(const char *path, struct torii_conf_errs *errs)
 
     if (f == NULL) {
         (void)conf_note(
-            errs, torii_errf(&eb, TORII_EINVAL, "config: %s: %s", path, strerror(errno)), &eb);
+            errs, torii_errf(&eb, TORII_EINVAL, "config: %s: %s", path, torii_errno_text(errno).s),
+            &eb);
         return NULL;
     }
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        (void)conf_note(errs,
-                        torii_errf(&eb, TORII_EINVAL, "config: %s: %s", path,
-                                   S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file"),
-                        &eb);
+        (void)conf_note(
+            errs,
+            torii_errf(&eb, TORII_EINVAL, "config: %s: %s", path,
+                       S_ISDIR(st.st_mode) ? torii_errno_text(EISDIR).s : "not a regular file"),
+            &eb);
         goto out;
     }
     root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
@@ -964,7 +681,7 @@ int torii_config_check(const char *path, struct torii_config **out, struct torii
         conf_apply_json(c, root, errs);
         json_decref(root);
     }
-    env = getenv("TORII_ADMIN_TOKEN");
+    env = conf_env("TORII_ADMIN_TOKEN");
     if (env != NULL && env[0] != '\0') {
         conf_set_str(&c->admin_token, env);
     }
@@ -1028,7 +745,7 @@ void torii_config_free(struct torii_config *c)
     torii_conf_acme_clear(&c->acme);
     json_decref(c->fleet_json);
     torii_conf_fleet_clear(&c->fleet);
-    conf_exporters_free(c);
+    torii_conf_exporters_clear(c);
     free(c);
 }
 
