@@ -529,7 +529,8 @@ static void app_on_rotate(evutil_socket_t fd, short what, void *arg)
 static int app_make_data_dir(const char *dir, struct torii_errbuf *eb)
 {
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        return torii_errf(eb, TORII_EIO, "cannot create data dir %s: %s", dir, strerror(errno));
+        return torii_errf(eb, TORII_EIO, "cannot create data dir %s: %s", dir,
+                          torii_errno_text(errno).s);
     }
     return TORII_OK;
 }
@@ -703,9 +704,10 @@ static int app_fleet_start(struct app *app, struct torii_errbuf *eb)
     return torii_fleet_start(&fo, &app->fleet, eb);
 }
 
-static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *eb)
+/* The daemon handle and the data dir; unless upgrading, the instance lock and a probe of the
+ * listen addresses. */
+static int app_open_instance(struct app *app, struct torii_errbuf *eb)
 {
-    struct torii_store_opts sopts = {.dir = app->cfg->data_dir};
     int rc = TORII_OK;
 
     TORII_TRY(torii_daemon_new(app->cfg, &app->daemon, eb));
@@ -716,25 +718,77 @@ static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *
         TORII_TRY(torii_daemon_lock(app->daemon, app->cfg->data_dir, eb));
         TORII_TRY(app_probe_listeners(app->cfg, eb));
     }
+out:
+    return rc;
+}
+
+/* The KEK ring and the store sealed with it, migrated from an older torii's layout. */
+static int app_open_store(struct app *app, struct torii_errbuf *eb)
+{
+    struct torii_store_opts sopts = {.dir = app->cfg->data_dir};
+    int rc = TORII_OK;
+
     TORII_TRY(torii_admin_kek_load(app->cfg, &app->kek, eb));
     app_kek_notice(app);
     sopts.kek = app->kek; /* certdb seals every key it writes with it */
     TORII_TRY(torii_store_open(&sopts, &app->store, eb));
     TORII_TRY(torii_certdb_migrate(app->store, eb)); /* stores written by an older torii */
+out:
+    return rc;
+}
+
+/* The certificate table, the ACME challenge answers and on-demand decisions the listeners
+ * read, and the store watch that keeps them current. */
+static int app_open_table(struct app *app)
+{
+    int rc = TORII_OK;
+
     TORII_TRY(torii_table_new_src(&(struct torii_table_src){app_cert_load, app}, &app->table));
     TORII_TRY(torii_acme_chal_new(&app->acme_chal));
     app->acme_od = app->cfg->acme.enabled ? torii_acme_od_new(&app->cfg->acme.on_demand) : NULL;
     torii_table_set_default(app->table, app->cfg->default_cert);
     TORII_TRY(torii_store_watch(app->store, app_on_store_change, app));
+out:
+    return rc;
+}
+
+/* The state read from the store (table, PKI, certificate gauges), the PKI bootstrap and the
+ * fleet; *ncerts the certificates stored then. */
+static int app_open_certs(struct app *app, size_t *ncerts, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
     TORII_TRY(app_load_state(app, eb));
     TORII_TRY(torii_certstats_open(app->store, &app->certstats, eb));
     TORII_TRY(torii_pkiboot_run(app->cfg, app->store, eb));
     TORII_TRY(app_fleet_start(app, eb));
     TORII_TRY(torii_store_count(app->store, TORII_STORE_CERTS, ncerts));
+out:
+    return rc;
+}
+
+/* The alerts (raised on store changes) and the access log. */
+static int app_open_outputs(struct app *app, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
     TORII_TRY(torii_alerts_new(app->cfg, app->store, &app->alerts, eb));
     app->alerts_cfg = app->cfg;
     TORII_TRY(torii_alerts_watch_store(app->alerts, app->store));
     TORII_TRY(torii_log_access_open(app->cfg->access_log_path, eb));
+out:
+    return rc;
+}
+
+static int app_open_state(struct app *app, size_t *ncerts, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
+    TORII_TRY(app_open_instance(app, eb));
+    TORII_TRY(app_open_store(app, eb));
+    TORII_TRY(app_open_table(app));
+    TORII_TRY(app_open_certs(app, ncerts, eb));
+    TORII_TRY(app_open_outputs(app, eb));
 out:
     return rc;
 }
@@ -787,6 +841,42 @@ static int app_check_inherited(const struct app *app, const struct torii_listen_
     return TORII_OK;
 }
 
+/* The listening sockets' source: with --upgrade, the running torii's (*conn, in: checked
+ * against this configuration); otherwise a fresh hand-over socket for a successor. */
+static int app_serve_sockets(struct app *app, int *conn, struct torii_listen_socks *in,
+                             struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
+    if (app->upgrade) {
+        TORII_TRY(torii_handover_take(app->cfg->data_dir, conn, in, eb));
+        TORII_TRY(app_check_inherited(app, in, eb));
+    } else {
+        TORII_TRY(torii_handover_listen(app->cfg->data_dir, &app->ho_fd, eb));
+    }
+out:
+    return rc;
+}
+
+/* --upgrade, once serving on the n inherited sockets: tell the predecessor (conn), take the
+ * data-dir lock it releases, then listen for a successor of our own. */
+static int app_serve_upgraded(struct app *app, int conn, size_t n, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
+    if (conn >= 0) {
+        TORII_TRY(torii_handover_serving(conn, eb));
+        torii_log(TORII_LOG_NOTICE, "main: upgrade: took over %zu listening sockets (pid %ld)", n,
+                  (long)getpid());
+        TORII_TRY(torii_daemon_lock_wait(app->daemon, app->cfg->data_dir, APP_LOCK_WAIT_MS, eb));
+    }
+    if (app->upgrade) {
+        TORII_TRY(torii_handover_listen(app->cfg->data_dir, &app->ho_fd, eb));
+    }
+out:
+    return rc;
+}
+
 /* The first generation and the services; with --upgrade, on the running torii's sockets. */
 static int app_serve(struct app *app, struct torii_errbuf *eb)
 {
@@ -794,24 +884,11 @@ static int app_serve(struct app *app, struct torii_errbuf *eb)
     int conn = -1;
     int rc = TORII_OK;
 
-    if (app->upgrade) {
-        TORII_TRY(torii_handover_take(app->cfg->data_dir, &conn, &in, eb));
-        TORII_TRY(app_check_inherited(app, &in, eb));
-    } else {
-        TORII_TRY(torii_handover_listen(app->cfg->data_dir, &app->ho_fd, eb));
-    }
+    TORII_TRY(app_serve_sockets(app, &conn, &in, eb));
     TORII_TRY(app_gen_start(app, app->cfg, 0, app->routes, &in, &app->gen, eb));
     app->routes = NULL; /* the generation's now */
     TORII_TRY(app_services_start(app, eb));
-    if (conn >= 0) {
-        TORII_TRY(torii_handover_serving(conn, eb));
-        torii_log(TORII_LOG_NOTICE, "main: upgrade: took over %zu listening sockets (pid %ld)",
-                  in.n, (long)getpid());
-        TORII_TRY(torii_daemon_lock_wait(app->daemon, app->cfg->data_dir, APP_LOCK_WAIT_MS, eb));
-    }
-    if (app->upgrade) {
-        TORII_TRY(torii_handover_listen(app->cfg->data_dir, &app->ho_fd, eb));
-    }
+    TORII_TRY(app_serve_upgraded(app, conn, in.n, eb));
     app->ho_ev = event_new(app->base, app->ho_fd, EV_READ | EV_PERSIST, app_on_handover, app);
     TORII_ENSURE(app->ho_ev != NULL && event_add(app->ho_ev, NULL) == 0, TORII_ENOMEM);
 out:
