@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # Static checks on the tree: clang-format (dry run), the banned-function grep, cppcheck, no
 # function over 100 lines nor file over 1,200, no file cycle inside the listed modules, and
-# clang-tidy (.clang-tidy) on every src/ file except the "not yet clean" list below, two files
-# at a time. Usage: scripts/lint.sh [--tidy-all] (--tidy-all: clang-tidy on every src/ file,
-# the list included, to see what is left).
+# clang-tidy (.clang-tidy) on every src/ file, two processes at a time. Usage: scripts/lint.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0
@@ -26,23 +24,10 @@ echo "== file cycles inside a module"
 # design; src/core's log and err, src/conf's two parsers are the known remaining pairs).
 ./scripts/include_cycles.sh admin pki tls lifecycle certdb acme pkiboot certstats jwt store fleet \
   http stream daemon ctl || status=1
-# Not yet clean under .clang-tidy. Remove a file from this list once it is; never add one.
-tidy_not_yet_clean=(
-  # concurrency-mt-unsafe (strerror: use torii_errno_text from core), over the complexity
-  # threshold.
-  src/main.c
-)
 echo "== clang-tidy"
-for f in "${tidy_not_yet_clean[@]}"; do
-  [ -f "$f" ] || { echo "lint.sh: $f is in tidy_not_yet_clean but does not exist"; status=1; }
-done
 if command -v clang-tidy >/dev/null; then
   cmake -S . -B build-tidy -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null || status=1
   tidy_files=$(git ls-files 'src/*.c')
-  if [ "${1:-}" != "--tidy-all" ]; then
-    skip=$(printf '%s\n' "${tidy_not_yet_clean[@]}")
-    tidy_files=$(grep -vxF "$skip" <<<"$tidy_files" || true)
-  fi
   # clang-tidy's "N warnings generated." counts the diagnostics it filtered out: noise.
   tidy_run() {
     local out rc=0
