@@ -58,6 +58,13 @@ static void tk_nap_ms(const struct torii_fleet_tickets *t, unsigned ms)
     }
 }
 
+/* Nap for *backoff ms, then double it (up to TK_BACKOFF_MAX_MS). */
+static void tk_back_off(const struct torii_fleet_tickets *t, unsigned *backoff)
+{
+    tk_nap_ms(t, *backoff);
+    *backoff = *backoff * 2 > TK_BACKOFF_MAX_MS ? TK_BACKOFF_MAX_MS : *backoff * 2;
+}
+
 /* Test hook (debug.stall_file): "fleet-tickets" holds rotations, "fleet-tickets-watch" the
  * watch, "fleet-tickets-all" both. */
 static int tk_held(const struct torii_fleet_tickets *t, const char *what)
@@ -226,8 +233,7 @@ static void *tk_watch_thread(void *arg)
             torii_log(TORII_LOG_WARN, "fleet: session ticket keys: %s; retrying in %u ms",
                       eb.msg[0] != '\0' ? eb.msg : torii_strerror(rc), backoff);
         }
-        tk_nap_ms(t, backoff);
-        backoff = backoff * 2 > TK_BACKOFF_MAX_MS ? TK_BACKOFF_MAX_MS : backoff * 2;
+        tk_back_off(t, &backoff);
     }
     return NULL;
 }
@@ -336,8 +342,7 @@ static void *tk_rotate_thread(void *arg)
             torii_log(TORII_LOG_WARN,
                       "fleet: session ticket keys not rotated: %s; retrying in %u ms",
                       eb.msg[0] != '\0' ? eb.msg : torii_strerror(rc), backoff);
-            tk_nap_ms(t, backoff);
-            backoff = backoff * 2 > TK_BACKOFF_MAX_MS ? TK_BACKOFF_MAX_MS : backoff * 2;
+            tk_back_off(t, &backoff);
             continue;
         }
         backoff = TK_BACKOFF_MIN_MS;
