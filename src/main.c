@@ -66,10 +66,12 @@ struct app {
      * waited for by whoever started them. */
     pid_t upgrade_pids[APP_MAX_UPGRADES];
     size_t n_upgrade_pids;
-    struct torii_routes *routes;                  /* compiled in main() (also for --check-config) */
-    struct torii_kek_ring *kek;                   /* keys at rest: NULL when no KEK is set */
-    struct torii_fleet *fleet;                    /* fleet mode (fleet.etcd); NULL: local */
-    struct torii_proxy_gen *gen;                  /* the generation new connections get */
+    struct torii_routes *routes;               /* compiled in main() (also for --check-config) */
+    struct torii_kek_ring *kek;                /* keys at rest: NULL when no KEK is set */
+    struct torii_fleet *fleet;                 /* fleet mode (fleet.etcd); NULL: local */
+    struct torii_fleet_tickets *fleet_tickets; /* fleet mode: the shared ticket keys */
+    struct torii_tls_tickets *tickets; /* fleet mode: every generation's ticket keys; NULL: own */
+    struct torii_proxy_gen *gen;       /* the generation new connections get */
     struct torii_proxy_gen *old[APP_MAX_OLD + 1]; /* draining */
     size_t n_old;
     unsigned gen_seq;
@@ -394,6 +396,7 @@ static int app_gen_start(struct app *app, struct torii_config *cfg, int own_cfg,
         .inherit = inherit,
         .daemon = app->daemon,
         .pki = app->pki,
+        .tickets = app->tickets,
         .id = ++app->gen_seq,
     };
 
@@ -413,6 +416,7 @@ static void app_gen_publish(struct app *app, struct torii_proxy_gen *g)
     if (torii_log_level_parse(cfg->log_level, &lvl) == TORII_OK) {
         torii_log_set_level(lvl);
     }
+    torii_fleet_tickets_period(app->fleet_tickets, cfg->ticket_rotate_s);
     (void)event_del(app->rotate);
     if (cfg->ticket_rotate_s != 0 && event_add(app->rotate, &rot) != 0) {
         torii_log(TORII_LOG_ERR, "main: cannot schedule session ticket rotation");
@@ -520,6 +524,9 @@ static void app_on_rotate(evutil_socket_t fd, short what, void *arg)
     struct app *app = arg;
     (void)fd;
     (void)what;
+    if (app->tickets != NULL) {
+        return; /* fleet mode: the fleet rotates the shared keys */
+    }
     if (app->gen != NULL
         && torii_tls_ctx_rotate_tickets(torii_proxy_gen_tls(app->gen)) != TORII_OK) {
         torii_log(TORII_LOG_ERR, "main: session ticket key rotation failed");
@@ -691,17 +698,33 @@ static int app_load_state(struct app *app, struct torii_errbuf *eb)
 
 /* Fleet mode (docs/fleet.md): etcd becomes the source of truth of the certificates, after
  * this node's own PKI bootstrap (an empty fleet is seeded from this store). */
+static int app_tickets_install(void *arg, const struct torii_tls_ticket_keys *ks)
+{
+    return torii_tls_tickets_install(arg, ks);
+}
+
 static int app_fleet_start(struct app *app, struct torii_errbuf *eb)
 {
     struct torii_fleet_opts fo = {.conf = &app->cfg->fleet,
                                   .store = app->store,
                                   .kek = app->kek,
                                   .stall_file = app->cfg->debug_stall_file};
+    struct torii_fleet_tickets_opts to = {.period_s = app->cfg->ticket_rotate_s,
+                                          .install = app_tickets_install};
+    int rc = TORII_OK;
 
     if (!app->cfg->fleet.enabled) {
         return TORII_OK;
     }
-    return torii_fleet_start(&fo, &app->fleet, eb);
+    TORII_TRY(torii_fleet_start(&fo, &app->fleet, eb));
+    /* Session tickets resume on every node: one key set shared by all generations. */
+    TORII_ENSURE(torii_tls_tickets_new(&app->tickets) == TORII_OK,
+                 torii_errf(eb, TORII_EIO, "cannot make a session ticket key"));
+    to.fleet = app->fleet;
+    to.arg = app->tickets;
+    TORII_TRY(torii_fleet_tickets_start(&to, &app->fleet_tickets, eb));
+out:
+    return rc;
 }
 
 /* The daemon handle and the data dir; unless upgrading, the instance lock and a probe of the
@@ -950,6 +973,10 @@ static void app_close(struct app *app, struct event **sigs)
     app->acme_chal = NULL;
     torii_acme_od_free(app->acme_od); /* likewise */
     app->acme_od = NULL;
+    torii_fleet_tickets_stop(app->fleet_tickets); /* its hook fills app->tickets */
+    app->fleet_tickets = NULL;
+    torii_tls_tickets_free(app->tickets); /* after the generations */
+    app->tickets = NULL;
     torii_fleet_stop(app->fleet); /* after the services (writers), before the store */
     app->fleet = NULL;
     torii_pki_state_free(app->pki);       /* after every store writer stopped */

@@ -13,7 +13,8 @@
  * resumes from that revision + 1, or resyncs fully in pages when etcd compacted it.
  *
  * Key layout in etcd: <prefix>c/<cert id> -> entity JSON (keys sealed); <prefix>s/<index
- * key> -> cert id (the serial index).
+ * key> -> cert id (the serial index); <prefix>t/keys -> the session ticket key set, sealed
+ * (torii_fleet_tickets_*).
  *
  * Threads: start/stop on the main thread; the commit hook runs on any writer thread;
  * torii_fleet_writable from any thread. The JSON gateway functions (torii_fleet_gw_*) are
@@ -29,6 +30,7 @@
 #include "torii/conf.h"
 #include "torii/err.h"
 #include "torii/store.h"
+#include "torii/tls.h"
 
 struct torii_kek_ring;
 struct torii_fleet;
@@ -48,6 +50,60 @@ int torii_fleet_start(const struct torii_fleet_opts *o, struct torii_fleet **out
                       struct torii_errbuf *eb) TORII_MUST_USE;
 /** Stop the watch thread and remove the write-through. NULL accepted. */
 void torii_fleet_stop(struct torii_fleet *f);
+
+/* ---- shared session ticket keys (tickets.c, tickets_set.c) ----
+ * One key set for the whole fleet at <prefix>t/keys, sealed with the KEK: every node installs
+ * it (through the hook) and follows it with a watch; a set older than period_s is rotated by
+ * one node with a compare-and-swap on its mod_revision (losers adopt the winner's set).
+ * Threads: start/period/stop on the main thread; the hook is called on the module's threads
+ * (one call at a time) and must not block. Ownership: the fleet is borrowed and must outlive
+ * the tickets (stop them first); keys handed to the hook are borrowed for the call. */
+
+struct torii_fleet_tickets;
+
+/** Install a key set (k[0] current) in the TLS contexts; TORII_OK when taken. */
+typedef int (*torii_fleet_tickets_cb)(void *arg, const struct torii_tls_ticket_keys *ks);
+
+struct torii_fleet_tickets_opts {
+    struct torii_fleet *fleet; /* started */
+    unsigned period_s;         /* tls.ticket_rotate_s; 0: made once, never rotated */
+    torii_fleet_tickets_cb install;
+    void *arg;
+};
+
+/** Start following (and rotating) the fleet's ticket keys; etcd need not be reachable (the
+ * hook is called once a set is read). TORII_EINVAL (eb says why), TORII_ENOMEM. */
+int torii_fleet_tickets_start(const struct torii_fleet_tickets_opts *o,
+                              struct torii_fleet_tickets **out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+/** A new rotation period (a reload of tls.ticket_rotate_s). NULL accepted. */
+void torii_fleet_tickets_period(struct torii_fleet_tickets *t, unsigned period_s);
+/** Stop the threads, wipe the keys held. NULL accepted. */
+void torii_fleet_tickets_stop(struct torii_fleet_tickets *t);
+
+/** A key set as stored: the keys and when the current one was made (Unix ms). */
+struct torii_fleet_ticket_set {
+    struct torii_tls_ticket_keys keys;
+    int64_t created_ms;
+};
+
+/** The stored value of a set for etcd key rec[0..rec_len): {"v":1,"keys":"TKEK:<base64>"},
+ * the envelope sealing created_ms and the keys under kek's current KEK for record id rec.
+ * *out malloc'd, NUL-terminated (holds no clear key byte). TORII_EINVAL for a set without
+ * 1 or 2 keys or a creation time; torii_kek_seal's codes. */
+int torii_fleet_tickets_encode(const struct torii_kek_ring *kek, const char *rec, size_t rec_len,
+                               const struct torii_fleet_ticket_set *s, char **out,
+                               struct torii_errbuf *eb) TORII_MUST_USE;
+/** Parse and open a stored value (distrusted: read from etcd). TORII_EPROTO (eb names the
+ * member or the length) for anything but the shape above, 1 or 2 keys with distinct names
+ * and a positive creation time; torii_kek_open's codes (another KEK, altered, another key).
+ * *out is wiped on failure. */
+int torii_fleet_tickets_decode(const struct torii_kek_ring *kek, const char *rec, size_t rec_len,
+                               const char *val, size_t len, struct torii_fleet_ticket_set *out,
+                               struct torii_errbuf *eb) TORII_MUST_USE;
+/** 1 when a set created at created_ms is due for rotation at now_ms (period_s 0: never; a
+ * set from more than a period in the future is due too). */
+int torii_fleet_tickets_due(int64_t created_ms, unsigned period_s, int64_t now_ms);
 
 /* ---- the etcd v3 JSON gateway (gw.c): request bodies and distrustful parsing ---- */
 

@@ -341,8 +341,9 @@ struct torii_proxy_gen_opts {
     unsigned on_demand_wait_ms;
     const struct torii_listen_socks *inherit; /* sockets to take over, or NULL */
     struct torii_daemon *daemon;              /* each worker loop's beat (NULL: none) */
-    struct torii_pki_state *pki; /* borrowed: PKI public paths and JWT keys (NULL: none) */
-    unsigned id;                 /* for the logs */
+    struct torii_pki_state *pki;       /* borrowed: PKI public paths and JWT keys (NULL: none) */
+    struct torii_tls_tickets *tickets; /* borrowed: shared ticket keys (tls.h); NULL: own */
+    unsigned id;                       /* for the logs */
 };
 
 /** Bind the routes' TLS, make the TLS context, start the workers. On failure nothing is

@@ -1,6 +1,7 @@
 /* tls.h - TLS contexts. (1) The listener: one SSL_CTX shared by every worker and
  * certificate; TLS 1.2 and 1.3 only, Mozilla "intermediate" ciphers, one stateless session
- * ticket per handshake (keys rotated by torii_tls_ctx_rotate_tickets); a client-hello
+ * ticket per handshake (keys rotated by torii_tls_ctx_rotate_tickets, or a shared set
+ * installed from outside with torii_tls_tickets_install); a client-hello
  * callback selects the certificate from the table (table.h) by SNI and applies the route's
  * client-certificate policy (edge mTLS). (2) Trust sets: CAs named by table ids, refreshed
  * when those entries change. (3) Upstream contexts: client TLS to backends, verifying them
@@ -116,6 +117,11 @@ struct torii_tls_opts {
     torii_tls_on_demand_pending_cb on_demand_pending; /* required with on_demand */
     void *on_demand_arg;
     unsigned on_demand_wait_ms;
+    /* Session ticket keys shared with other contexts and filled from outside (fleet mode:
+     * the fleet's key set, installed with torii_tls_tickets_install); borrowed, must outlive
+     * the context. NULL: the context makes its own key, rotated by
+     * torii_tls_ctx_rotate_tickets. */
+    struct torii_tls_tickets *tickets;
 };
 
 int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **out,
@@ -125,8 +131,34 @@ void torii_tls_ctx_free(struct torii_tls_ctx *tc);
 /** A new server SSL for one accepted connection; NULL on failure (OpenSSL errors drained). */
 SSL *torii_tls_conn_new(struct torii_tls_ctx *tc);
 
-/** Generate a new ticket encryption key; the previous one still decrypts (then re-issues). */
+/** Generate a new ticket encryption key; the previous one still decrypts (then re-issues).
+ * On a context given opts.tickets this rotates that shared set (fleet mode never does). */
 int torii_tls_ctx_rotate_tickets(struct torii_tls_ctx *tc) TORII_MUST_USE;
+
+/* ---- session ticket keys supplied from outside (fleet mode, docs/fleet.md) ---- */
+
+/* One ticket key: name (16 bytes, sent in clear in every ticket) | AES-256-CBC key (32) |
+ * HMAC-SHA256 key (32). Secret: never logged, wiped after use. */
+#define TORII_TLS_TICKET_KEY_LEN 80
+
+/** A key set: k[0] encrypts new tickets, k[1] (when n == 2) still decrypts older ones. */
+struct torii_tls_ticket_keys {
+    unsigned char k[2][TORII_TLS_TICKET_KEY_LEN];
+    size_t n; /* 1 or 2 */
+};
+
+/** A ticket key set that several listener contexts share (torii_tls_opts.tickets). */
+struct torii_tls_tickets;
+
+/** A shared set holding one fresh random key (used until a set is installed). TORII_EIO when
+ * the random generator fails. Main thread. */
+int torii_tls_tickets_new(struct torii_tls_tickets **out) TORII_MUST_USE;
+/** Wipe and free; NULL accepted. After every context using it is freed. */
+void torii_tls_tickets_free(struct torii_tls_tickets *t);
+/** Replace the keys of t by ks (copied) for the next handshakes. TORII_EINVAL when ks->n is
+ * not 1 or 2, or both keys have the same name. Any thread. */
+int torii_tls_tickets_install(struct torii_tls_tickets *t, const struct torii_tls_ticket_keys *ks)
+    TORII_MUST_USE;
 
 /** 1 when the handshake of ssl selected ALPN "h2". */
 int torii_tls_conn_h2(const SSL *ssl);

@@ -47,6 +47,7 @@ int torii_proxy_gen_start(const struct torii_proxy_gen_opts *o, struct torii_pro
     topts.on_demand_pending = o->on_demand_pending;
     topts.on_demand_arg = o->on_demand_arg;
     topts.on_demand_wait_ms = o->on_demand_wait_ms;
+    topts.tickets = o->tickets;
     TORII_TRY(torii_tls_ctx_new(&topts, &g->tls, eb));
     wopts = (struct torii_workers_opts){.cfg = g->cfg,
                                         .table = o->table,

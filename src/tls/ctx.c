@@ -33,6 +33,13 @@ struct tls_ticket_key {
     int set;
 };
 
+/* Ticket keys: written on rotation or installation, read by workers per handshake that
+ * issues or resumes a ticket. */
+struct torii_tls_tickets {
+    pthread_rwlock_t lock;
+    struct tls_ticket_key tk[TLS_TICKET_KEYS]; /* tk[0] is current */
+};
+
 struct torii_tls_ctx {
     SSL_CTX *ctx;
     struct torii_table *table;
@@ -43,12 +50,10 @@ struct torii_tls_ctx {
     void *ocsp_staple_arg;
     torii_tls_acme_alpn_cb acme_alpn; /* TLS-ALPN-01 validation certificates (acmealpn.c) */
     void *acme_alpn_arg;
-    struct torii_tls__alpn alpn; /* h2 / http/1.1 (acmealpn.c) */
-    struct torii_tls__od od;     /* on-demand certificates (ondemand.c) */
-    /* Ticket keys: written by the main thread on rotation, read by workers per handshake
-     * that issues or resumes a ticket. */
-    pthread_rwlock_t tk_lock;
-    struct tls_ticket_key tk[TLS_TICKET_KEYS]; /* tk[0] is current */
+    struct torii_tls__alpn alpn;      /* h2 / http/1.1 (acmealpn.c) */
+    struct torii_tls__od od;          /* on-demand certificates (ondemand.c) */
+    struct torii_tls_tickets *tk;     /* the keys in use: own_tk, or borrowed (opts.tickets) */
+    struct torii_tls_tickets *own_tk; /* NULL when borrowed */
 };
 
 int torii_tls_parse_sni(const unsigned char *ext, size_t len, const char **name, size_t *name_len)
@@ -345,32 +350,41 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
     return r;
 }
 
+/* The key of ts named key_name (its slot in *slot), or NULL. Under ts->lock. */
+static const struct tls_ticket_key *tls_ticket_find(const struct torii_tls_tickets *ts,
+                                                    const unsigned char key_name[16], int *slot)
+{
+    for (*slot = 0; *slot < TLS_TICKET_KEYS; (*slot)++) {
+        if (ts->tk[*slot].set && CRYPTO_memcmp(ts->tk[*slot].name, key_name, 16) == 0) {
+            return &ts->tk[*slot];
+        }
+    }
+    return NULL;
+}
+
 static int tls_ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[16],
                              EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
 {
     struct torii_tls_ctx *tc = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), torii_tls__ex()->ctx);
+    struct torii_tls_tickets *ts = NULL;
     const struct tls_ticket_key *k = NULL;
     OSSL_PARAM params[3];
     static char digest[] = "SHA256";
     int rc = -1; /* OpenSSL's convention for this callback: -1 error, 0 no key */
     int slot = 0;
 
-    if (tc == NULL || pthread_rwlock_rdlock(&tc->tk_lock) != 0) {
+    if (tc == NULL || pthread_rwlock_rdlock(&tc->tk->lock) != 0) {
         return -1;
     }
+    ts = tc->tk;
     if (enc) {
-        k = &tc->tk[0];
+        k = &ts->tk[0];
         if (!k->set || RAND_bytes(iv, 16) != 1) {
             goto out;
         }
         memcpy(key_name, k->name, 16);
     } else {
-        for (slot = 0; slot < TLS_TICKET_KEYS; slot++) {
-            if (tc->tk[slot].set && CRYPTO_memcmp(tc->tk[slot].name, key_name, 16) == 0) {
-                k = &tc->tk[slot];
-                break;
-            }
-        }
+        k = tls_ticket_find(ts, key_name, &slot);
         if (k == NULL) {
             rc = 0; /* unknown key: full handshake */
             goto out;
@@ -399,11 +413,12 @@ static int tls_ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char
         rc = slot == 0 && SSL_version(ssl) < TLS1_3_VERSION ? 1 : 2;
     }
 out:
-    (void)pthread_rwlock_unlock(&tc->tk_lock);
+    (void)pthread_rwlock_unlock(&ts->lock);
     return rc;
 }
 
-int torii_tls_ctx_rotate_tickets(struct torii_tls_ctx *tc)
+/* Rotate the keys of ts: a fresh current key, the current one becomes the previous. */
+static int tls_tickets_rotate(struct torii_tls_tickets *ts)
 {
     struct tls_ticket_key fresh;
     int rc = TORII_OK;
@@ -415,16 +430,73 @@ int torii_tls_ctx_rotate_tickets(struct torii_tls_ctx *tc)
         goto out;
     }
     fresh.set = 1;
-    if (pthread_rwlock_wrlock(&tc->tk_lock) != 0) {
+    if (pthread_rwlock_wrlock(&ts->lock) != 0) {
         rc = TORII_EIO;
         goto out;
     }
-    tc->tk[1] = tc->tk[0];
-    tc->tk[0] = fresh;
-    (void)pthread_rwlock_unlock(&tc->tk_lock);
+    ts->tk[1] = ts->tk[0];
+    ts->tk[0] = fresh;
+    (void)pthread_rwlock_unlock(&ts->lock);
 out:
     OPENSSL_cleanse(&fresh, sizeof(fresh));
     return rc;
+}
+
+int torii_tls_ctx_rotate_tickets(struct torii_tls_ctx *tc)
+{
+    return tls_tickets_rotate(tc->tk);
+}
+
+int torii_tls_tickets_new(struct torii_tls_tickets **out)
+{
+    struct torii_tls_tickets *ts = torii_xcalloc(1, sizeof(*ts));
+    int rc = TORII_OK;
+
+    *out = NULL;
+    if (pthread_rwlock_init(&ts->lock, NULL) != 0) {
+        free(ts);
+        return TORII_EIO;
+    }
+    TORII_TRY(tls_tickets_rotate(ts));
+    *out = ts;
+    ts = NULL;
+out:
+    torii_tls_tickets_free(ts);
+    return rc;
+}
+
+void torii_tls_tickets_free(struct torii_tls_tickets *ts)
+{
+    if (ts == NULL) {
+        return;
+    }
+    (void)pthread_rwlock_destroy(&ts->lock);
+    OPENSSL_cleanse(ts->tk, sizeof(ts->tk));
+    free(ts);
+}
+
+int torii_tls_tickets_install(struct torii_tls_tickets *ts, const struct torii_tls_ticket_keys *ks)
+{
+    struct tls_ticket_key tk[TLS_TICKET_KEYS] = {0};
+
+    if (ks->n < 1 || ks->n > TLS_TICKET_KEYS
+        || (ks->n == 2 && CRYPTO_memcmp(ks->k[0], ks->k[1], sizeof(tk[0].name)) == 0)) {
+        return TORII_EINVAL;
+    }
+    for (size_t i = 0; i < ks->n; i++) {
+        memcpy(tk[i].name, ks->k[i], sizeof(tk[i].name));
+        memcpy(tk[i].aes, ks->k[i] + sizeof(tk[i].name), sizeof(tk[i].aes));
+        memcpy(tk[i].hmac, ks->k[i] + sizeof(tk[i].name) + sizeof(tk[i].aes), sizeof(tk[i].hmac));
+        tk[i].set = 1;
+    }
+    if (pthread_rwlock_wrlock(&ts->lock) != 0) {
+        OPENSSL_cleanse(tk, sizeof(tk));
+        return TORII_EIO;
+    }
+    memcpy(ts->tk, tk, sizeof(tk));
+    (void)pthread_rwlock_unlock(&ts->lock);
+    OPENSSL_cleanse(tk, sizeof(tk));
+    return TORII_OK;
 }
 
 /* OCSP stapling (RFC 6066 8): the staple kept for the chosen certificate, if any. */
@@ -463,7 +535,11 @@ int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **
     ctx = SSL_CTX_new(TLS_server_method());
     TORII_ENSURE(ctx != NULL, torii_errbuf_ossl(eb, "tls: SSL_CTX_new"));
     tc = torii_xcalloc(1, sizeof(*tc));
-    TORII_ENSURE(pthread_rwlock_init(&tc->tk_lock, NULL) == 0, TORII_EIO);
+    if (opts->tickets == NULL) {
+        TORII_ENSURE(torii_tls_tickets_new(&tc->own_tk) == TORII_OK,
+                     torii_errf(eb, TORII_EIO, "tls: cannot make a session ticket key"));
+    }
+    tc->tk = opts->tickets != NULL ? opts->tickets : tc->own_tk;
     tc->table = opts->table;
     tc->strict_sni = opts->strict_sni;
     tc->client_auth_lookup = opts->client_auth_lookup;
@@ -506,7 +582,6 @@ int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **
     }
     tc->ctx = ctx;
     ctx = NULL;
-    TORII_TRY(torii_tls_ctx_rotate_tickets(tc));
     *out = tc;
     tc = NULL;
 out:
@@ -521,8 +596,7 @@ void torii_tls_ctx_free(struct torii_tls_ctx *tc)
         return;
     }
     SSL_CTX_free(tc->ctx);
-    (void)pthread_rwlock_destroy(&tc->tk_lock);
-    OPENSSL_cleanse(tc->tk, sizeof(tc->tk));
+    torii_tls_tickets_free(tc->own_tk);
     free(tc);
 }
 

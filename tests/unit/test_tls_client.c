@@ -606,6 +606,87 @@ static void test_resumed_handshake_issues_a_new_ticket(void **state)
     }
 }
 
+/* Session ticket keys supplied from outside (fleet mode): a session issued by one context
+ * resumes on another that holds the same set, also once that set was rotated (the key is the
+ * previous one), not after two rotations, and never across contexts with their own keys. */
+static int resumes_on(struct fx *f, struct torii_tls_ctx *on, SSL_SESSION *sess, SSL_SESSION **out)
+{
+    struct torii_tls_ctx *keep = f->tc;
+    int reused = -1;
+
+    f->tc = on;
+    assert_int_equal(edge(f, "plain.example", NULL, NULL, sess, out, &reused, NULL),
+                     TORII_TLS_CLIENT_NONE);
+    f->tc = keep;
+    return reused;
+}
+
+static void tickets_key(struct torii_tls_ticket_keys *ks, size_t i, unsigned char fill)
+{
+    memset(ks->k[i], fill, TORII_TLS_TICKET_KEY_LEN);
+    ks->k[i][0] = (unsigned char)(fill ^ 0x5a); /* the name differs from the other bytes */
+}
+
+static void test_shared_ticket_keys_resume_across_contexts(void **state)
+{
+    struct fx *f = *state;
+    struct torii_tls_opts o = {.table = f->t};
+    struct torii_tls_tickets *ha = NULL;
+    struct torii_tls_tickets *hb = NULL;
+    struct torii_tls_ctx *ca = NULL;
+    struct torii_tls_ctx *cb = NULL;
+    struct torii_tls_ticket_keys ks = {.n = 1};
+    SSL_SESSION *s_own = NULL;
+    SSL_SESSION *s_a = NULL;
+
+    /* Control: two contexts with their own keys do not resume each other's sessions. */
+    assert_int_equal(resumes_on(f, f->tc, NULL, &s_own), 0);
+    assert_int_equal(torii_tls_ctx_new(&o, &ca, NULL), TORII_OK);
+    assert_int_equal(resumes_on(f, ca, s_own, NULL), 0);
+    torii_tls_ctx_free(ca);
+    /* Two holders, each with its own random key, then the same set installed in both. */
+    assert_int_equal(torii_tls_tickets_new(&ha), TORII_OK);
+    assert_int_equal(torii_tls_tickets_new(&hb), TORII_OK);
+    o.tickets = ha;
+    assert_int_equal(torii_tls_ctx_new(&o, &ca, NULL), TORII_OK);
+    o.tickets = hb;
+    assert_int_equal(torii_tls_ctx_new(&o, &cb, NULL), TORII_OK);
+    assert_int_equal(resumes_on(f, ca, NULL, &s_a), 0);
+    assert_int_equal(resumes_on(f, cb, s_a, NULL), 0); /* different keys so far */
+    SSL_SESSION_free(s_a);
+    tickets_key(&ks, 0, 0x11);
+    assert_int_equal(torii_tls_tickets_install(ha, &ks), TORII_OK);
+    assert_int_equal(torii_tls_tickets_install(hb, &ks), TORII_OK);
+    assert_int_equal(resumes_on(f, ca, NULL, &s_a), 0);
+    assert_int_equal(resumes_on(f, cb, s_a, NULL), 1);
+    /* Rotated: K2 current, K1 previous: the K1 ticket still resumes. */
+    ks.n = 2;
+    memcpy(ks.k[1], ks.k[0], TORII_TLS_TICKET_KEY_LEN);
+    tickets_key(&ks, 0, 0x22);
+    assert_int_equal(torii_tls_tickets_install(hb, &ks), TORII_OK);
+    assert_int_equal(resumes_on(f, cb, s_a, NULL), 1);
+    /* Rotated again: K1 is gone, a full handshake. */
+    memcpy(ks.k[1], ks.k[0], TORII_TLS_TICKET_KEY_LEN);
+    tickets_key(&ks, 0, 0x33);
+    assert_int_equal(torii_tls_tickets_install(hb, &ks), TORII_OK);
+    assert_int_equal(resumes_on(f, cb, s_a, NULL), 0);
+    /* Malformed sets are refused and change nothing. */
+    ks.n = 0;
+    assert_int_equal(torii_tls_tickets_install(hb, &ks), TORII_EINVAL);
+    ks.n = 3;
+    assert_int_equal(torii_tls_tickets_install(hb, &ks), TORII_EINVAL);
+    ks.n = 2;
+    memcpy(ks.k[1], ks.k[0], TORII_TLS_TICKET_KEY_LEN);
+    assert_int_equal(torii_tls_tickets_install(hb, &ks), TORII_EINVAL);
+    SSL_SESSION_free(s_a);
+    SSL_SESSION_free(s_own);
+    torii_tls_ctx_free(ca);
+    torii_tls_ctx_free(cb);
+    torii_tls_tickets_free(ha);
+    torii_tls_tickets_free(hb);
+    torii_tls_tickets_free(NULL);
+}
+
 /* Client side of a HelloRetryRequest: counts the ClientHellos sent and, when rename is set,
  * switches the server name once the first ServerHello (the HRR) arrives, so that the second
  * ClientHello names another host. */
@@ -960,6 +1041,7 @@ int main(void)
         T(test_client_auth_trusted_ca_replaced_applies_to_next_handshake),
         T(test_client_auth_sessions_never_cross_policies),
         T(test_resumed_handshake_issues_a_new_ticket),
+        T(test_shared_ticket_keys_resume_across_contexts),
         T(test_hello_retry_keeps_the_first_choice),
         T(test_hello_retry_with_another_name_refused),
         cmocka_unit_test(test_parse_versions_finds_tls13),
