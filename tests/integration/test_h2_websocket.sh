@@ -72,13 +72,9 @@ check_eq "access log: a 101 line with the tunnel's bytes each way" ok "$big"
 $PY "$here/h2_ws_client.py" "$T_HTTPS" drain "$T_TMP/stopped" >"$T_TMP/drain.out" 2>&1 &
 KA=$!
 t_wait_for test -e "$T_TMP/stopped.ready"
-kill -TERM "$T_PID"
-touch "$T_TMP/stopped"
-wait "$T_PID"
-st=$?
-T_PID=""
-wait "$KA"
-ka=$?
+t_stop_during "$KA" "$T_TMP/stopped"
+st=$T_STOP_ST
+ka=$T_STOP_CLIENT
 check_eq "graceful stop with a websocket stream open: the daemon exits 0" 0 "$st"
 check "the stream carried messages after the stop, then was closed ($(cat "$T_TMP/drain.out"))" \
   test "$ka" -eq 0
