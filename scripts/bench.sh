@@ -33,9 +33,10 @@
 # posted to POST /api/certificates/_bulk, BULK_LINES (2,000) NDJSON lines a request, into an
 # empty store: wall time of the whole import and torii's CPU time per certificate.
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii]
-#                         [--only-jwt] [--only-bulk] [--bulk N|0] [--smoke] [--bin DIR]
+#                         [--only-jwt] [--only-h2] [--only-bulk] [--bulk N|0] [--smoke] [--bin DIR]
 #   --idle N: idle connections opened for the memory rows (default 2,000);
 #   --big 0 skips the large store; --only-torii skips the peers (torii's figures only);
+#   --only-h2 runs the HTTP/2 rows alone (1 certificate, every peer);
 #   --only-jwt runs the JWT row alone; --only-bulk the bulk-import row alone; --bulk 0 skips it;
 #   --smoke: 1 round of 1 s, 20 certificates, 100 idle connections, no large store, 100 bulk
 #   certificates (checks that every row runs, not a measurement); --bin DIR: use the torii,
@@ -52,10 +53,11 @@ BIG=100000
 ONLY_TORII=0
 ONLY_JWT=0
 ONLY_BULK=0
+ONLY_H2=0
 NBULK=10000
 BULK_LINES=2000
 usage() {
-  echo "usage: $0 [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii] [--only-jwt]" \
+  echo "usage: $0 [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii] [--only-jwt] [--only-h2]" \
     "[--only-bulk] [--bulk N|0] [--smoke] [--bin DIR] [--idle N]" >&2
   exit 2
 }
@@ -69,6 +71,7 @@ while [ $# -gt 0 ]; do
     --big) num "$1" "${2:-}"; BIG=$2; shift 2 ;;
     --only-torii) ONLY_TORII=1; shift ;;
     --only-jwt) ONLY_TORII=1; ONLY_JWT=1; shift ;;
+    --only-h2) ONLY_H2=1; shift ;;
     --only-bulk) ONLY_TORII=1; ONLY_BULK=1; shift ;;
     --bulk) num "$1" "${2:-}"; NBULK=$2; shift 2 ;;
     --smoke) SMOKE=1; ROUNDS=1; SECS=1; NCERTS=20; IDLEN=100; BIG=0; NBULK=100; BULK_LINES=50; RESUME_N=50
@@ -471,6 +474,13 @@ if [ "$ONLY_JWT" = 1 ]; then
   echo "== torii, JWT at the edge (--only-jwt; median of $ROUNDS rounds of ${SECS}s)"
   jwt_bench
   jwt_report
+  footer
+  exit 0
+fi
+if [ "$ONLY_H2" = 1 ]; then
+  ACME=0
+  phase_one
+  main_report
   footer
   exit 0
 fi

@@ -55,6 +55,9 @@ phase_one() {
   mapfile -t ka < <(only torii toriiacme haproxy nginx caddy -- "${UP[@]}")
   mapfile -t h1 < <(only torii haproxy nginx caddy -- "${UP[@]}")
   mapfile -t h2 < <(only torii haproxy nginx caddy h2o -- "${UP[@]}")
+  if [ "$ONLY_H2" = 1 ]; then
+    ka=(); h1=() # --only-h2: the HTTP/2 rows alone
+  fi
   row1 m_ka ka.cpu "keep-alive CPU us/req" "${ka[@]}"
   row1 m_full full.cpu "full handshake CPU us/conn" "${ka[@]}"
   row1 m_resumed resumed.cpu "resumed handshake CPU us/conn" "${h1[@]}"

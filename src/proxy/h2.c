@@ -133,8 +133,11 @@ static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_
 
     (void)flags;
     (void)arg;
-    if (st == NULL || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) {
-        return 0; /* request trailers are not forwarded (docs/operations.md) */
+    if (st == NULL || f->hd.type != NGHTTP2_HEADERS) {
+        return 0;
+    }
+    if (f->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        return torii_proxy__h2s_trailer(st, name, nlen, value, vlen); /* after the body */
     }
     return torii_proxy__h2s_field(st, name, nlen, value, vlen);
 }
@@ -500,9 +503,21 @@ void torii_proxy__h2_timer(struct proxy_conn *pc)
     h2_stalls(h, now, limit);
 }
 
-int torii_proxy__h2_busy(const struct proxy_conn *pc)
+unsigned torii_proxy__h2_busy(const struct proxy_conn *pc, unsigned *tunnels)
 {
-    return pc->h2 != NULL && pc->h2->n_streams > 0;
+    unsigned n = 0;
+
+    if (pc->h2 == NULL) {
+        return 0;
+    }
+    for (const struct h2_stream *st = pc->h2->streams; st != NULL; st = st->next) {
+        if (st->tunnel) {
+            (*tunnels)++; /* a websocket stream after its 200: long-lived, like an HTTP/1.1 one */
+        } else {
+            n++;
+        }
+    }
+    return n;
 }
 
 void torii_proxy__h2_free(struct proxy_conn *pc)

@@ -45,6 +45,8 @@ struct h2_stream {
     struct torii_http_parser *rp; /* the child's response, parsed back */
     struct evbuffer *body;        /* response body ready for DATA frames */
     struct evbuffer *held;        /* request body (framed) held until END_STREAM or H2S_HOLD */
+    struct evbuffer *trailers;    /* request trailer fields as HTTP/1.1 lines, or NULL */
+    size_t trl_bytes;             /* trailer section size so far (as hdr_bytes) */
     int64_t stall_us;             /* since when output waits on the client's window; 0: not */
     unsigned regular_seen : 1;    /* a regular field came (pseudo-header fields must precede) */
     unsigned bad : 1;             /* malformed: reset, the rest of the block ignored */
@@ -64,6 +66,7 @@ struct h2_stream {
     unsigned ws : 1;      /* extended CONNECT websocket: a GET with Upgrade to the child */
     unsigned tunnel : 1;  /* the backend switched (101): answered 200, DATA both ways */
     unsigned tun_eof : 1; /* the backend's EOF was passed on: END_STREAM after body */
+    unsigned expect : 1;  /* expect: 100-continue: the child starts at once, its 100 relayed */
 };
 
 struct proxy_h2 {
@@ -96,6 +99,11 @@ struct h2_stream *torii_proxy__h2s_new(struct proxy_h2 *h, int32_t id);
 /** One header field of the request block (name lower case, checked by nghttp2 first). */
 int torii_proxy__h2s_field(struct h2_stream *st, const uint8_t *name, size_t nlen,
                            const uint8_t *value, size_t vlen);
+/** One field of the request's trailer section (a HEADERS frame after the head): checked as
+ * a head's field; the fields torii_proxy__h2_trailer_ok allows go in the last chunk of the
+ * request towards the engine (docs/operations.md, HTTP/2). */
+int torii_proxy__h2s_trailer(struct h2_stream *st, const uint8_t *name, size_t nlen,
+                             const uint8_t *value, size_t vlen);
 /** The request header block is complete (end_stream: no body): hand it to a child. */
 void torii_proxy__h2s_head_done(struct h2_stream *st, int end_stream);
 /** Request body bytes, and its end. */

@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 #include <openssl/evp.h>
@@ -154,6 +155,10 @@ static int h2s_regular(struct h2_stream *st, const uint8_t *name, size_t nlen, c
     if (st->protocol != NULL && nlen == 17 && memcmp(name, "sec-websocket-key", 17) == 0) {
         return 0; /* none in RFC 8441; ours is generated (h2s_write_head) */
     }
+    if (nlen == 6 && memcmp(name, "expect", 6) == 0 && vlen == 12
+        && strncasecmp((const char *)value, "100-continue", 12) == 0) {
+        st->expect = 1; /* the body waits for the engine's 100: no holding (head_done) */
+    }
     if (nlen == 14 && memcmp(name, "content-length", 14) == 0) {
         if (h2s_content_length(st, value, vlen) != 0) {
             h2s_malformed(st, "bad or conflicting content-length");
@@ -174,7 +179,7 @@ int torii_proxy__h2s_field(struct h2_stream *st, const uint8_t *name, size_t nle
     enum h2_field_kind kind;
 
     if (st->bad || st->too_big || st->head_ok) {
-        return 0; /* reset already, or trailers (not forwarded) */
+        return 0; /* reset already, or the head is complete */
     }
     st->hdr_bytes += nlen + vlen + 32;
     if (st->hdr_bytes > st->h->pc->pw->cfg->h2_max_header_list) {
@@ -193,6 +198,40 @@ int torii_proxy__h2s_field(struct h2_stream *st, const uint8_t *name, size_t nle
     }
     return kind == H2F_PSEUDO ? h2s_pseudo(st, name, nlen, value, vlen)
                               : h2s_regular(st, name, nlen, value, vlen);
+}
+
+int torii_proxy__h2s_trailer(struct h2_stream *st, const uint8_t *name, size_t nlen,
+                             const uint8_t *value, size_t vlen)
+{
+    const char *why = NULL;
+
+    if (st->bad || !st->head_ok || st->req_ended) {
+        return 0; /* reset or answered already */
+    }
+    st->trl_bytes += nlen + vlen + 32;
+    if (st->trl_bytes > st->h->pc->pw->cfg->h2_max_header_list) {
+        torii_metrics_inc(TORII_METRIC_H2_DEF_HEADER_LIST);
+        h2s_malformed(st, "trailer section over limits.h2_max_header_list_size");
+        return 0;
+    }
+    if (torii_proxy__h2_field_kind(name, nlen, value, vlen, &why) != H2F_REGULAR) {
+        h2s_malformed(st, why != NULL ? why : "pseudo-header field in trailers");
+        return 0;
+    }
+    if (!torii_proxy__h2_trailer_ok((const char *)name, nlen)) {
+        torii_log(TORII_LOG_DEBUG, "h2: stream %d from %s: trailer field '%.*s' not forwarded",
+                  (int)st->id, st->h->pc->ip, (int)(nlen < 64 ? nlen : 64), (const char *)name);
+        return 0;
+    }
+    if (st->trailers == NULL && (st->trailers = evbuffer_new()) == NULL) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (evbuffer_add(st->trailers, name, nlen) != 0 || evbuffer_add(st->trailers, ": ", 2) != 0
+        || evbuffer_add(st->trailers, value, vlen) != 0
+        || evbuffer_add(st->trailers, "\r\n", 2) != 0) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    return 0;
 }
 
 /* A response of our own, without body, for a request that never reaches the engine. */
@@ -336,7 +375,7 @@ void torii_proxy__h2s_head_done(struct h2_stream *st, int end_stream)
     st->req_ended = end_stream ? 1 : 0;
     st->chunked = st->content_length < 0 && !end_stream && !st->ws;
     st->h->pc->had_request = 1;
-    if (end_stream || st->ws) {
+    if (end_stream || st->ws || st->expect) {
         h2s_start(st);
     }
 }
@@ -386,6 +425,55 @@ void torii_proxy__h2s_data(struct h2_stream *st, const uint8_t *data, size_t len
     st->kick = 1;
 }
 
+/* The request had trailers and a content-length, its body still held: it goes chunked
+ * instead (one chunk), the only HTTP/1.1 framing with a trailer section. */
+static int h2s_rechunk(struct h2_stream *st)
+{
+    size_t n = evbuffer_get_length(st->held);
+    char sz[24];
+    int k = snprintf(sz, sizeof(sz), "%zx\r\n", n);
+
+    st->chunked = 1;
+    st->content_length = -1;
+    if (n == 0) {
+        return TORII_OK;
+    }
+    if (k <= 0 || evbuffer_prepend(st->held, sz, (size_t)k) != 0
+        || evbuffer_add(st->held, "\r\n", 2) != 0) {
+        return TORII_ENOMEM;
+    }
+    return TORII_OK;
+}
+
+/* The end of a chunked request body into in: the last chunk with the trailer fields kept. A
+ * content-length body already under way cannot carry them: they are dropped, logged. */
+static int h2s_last_chunk(struct h2_stream *st, struct evbuffer *in)
+{
+    size_t ntrl = st->trailers != NULL ? evbuffer_get_length(st->trailers) : 0;
+
+    if (ntrl > 0 && !st->chunked && !st->started && !st->ws && h2s_rechunk(st) != TORII_OK) {
+        return TORII_ENOMEM;
+    }
+    if (!st->chunked) {
+        if (ntrl > 0) {
+            torii_log(TORII_LOG_NOTICE,
+                      "h2: stream %d from %s: request trailers not forwarded (a content-length "
+                      "body over %zu bytes was already under way)",
+                      (int)st->id, st->h->pc->ip, H2S_HOLD);
+        }
+        return TORII_OK;
+    }
+    if (in == NULL) {
+        return TORII_OK;
+    }
+    if (evbuffer_add(in, "0\r\n", 3) != 0
+        || (ntrl > 0 && evbuffer_add_buffer(in, st->trailers) != 0)
+        || evbuffer_add(in, "\r\n", 2) != 0) {
+        return TORII_ENOMEM;
+    }
+    return TORII_OK;
+}
+
 void torii_proxy__h2s_end(struct h2_stream *st)
 {
     struct evbuffer *in;
@@ -395,7 +483,7 @@ void torii_proxy__h2s_end(struct h2_stream *st)
     }
     st->req_ended = 1;
     in = st->started ? (st->child != NULL ? torii_stream_input(st->child->st) : NULL) : st->held;
-    if (in != NULL && st->chunked && evbuffer_add(in, "0\r\n\r\n", 5) != 0) {
+    if (h2s_last_chunk(st, in) != TORII_OK) {
         torii_proxy__h2s_reset(st, NGHTTP2_INTERNAL_ERROR);
         st->bad = 1;
         return;
@@ -415,17 +503,14 @@ static int h2s_resp_body(void *arg, const unsigned char *data, size_t len)
     return evbuffer_add(st->body, data, len) == 0 ? TORII_OK : TORII_ENOMEM;
 }
 
-/* The response head as a HEADERS frame; with_body: DATA frames follow. */
-static int h2s_submit_head(struct h2_stream *st, const struct torii_http_resp *r, int with_body)
+/* The fields of a response head as nv (names lower-cased into names, H2S_MAX_NAME each,
+ * the status into code): connection-specific fields dropped. Returns the count. */
+static size_t h2s_head_nv(const struct h2_stream *st, const struct torii_http_resp *r,
+                          nghttp2_nv *nv, char *names, char *code)
 {
     size_t n = 0;
-    nghttp2_nv *nv = torii_xcalloc(r->n_headers + 1, sizeof(*nv));
-    char *names = torii_xcalloc(r->n_headers + 1, H2S_MAX_NAME);
-    char code[8];
-    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = torii_proxy__h2s_read};
-    int rc;
 
-    (void)snprintf(code, sizeof(code), "%03d", st->tunnel ? 200 : r->status);
+    (void)snprintf(code, 8, "%03d", st->tunnel ? 200 : r->status);
     nv[n++] = (nghttp2_nv){h2s_u8(":status"), h2s_u8(code), 7, 3, NGHTTP2_NV_FLAG_NONE};
     for (size_t i = 0; i < r->n_headers; i++) {
         const struct torii_http_header *f = &r->headers[i];
@@ -440,10 +525,28 @@ static int h2s_submit_head(struct h2_stream *st, const struct torii_http_resp *r
         nv[n++] = (nghttp2_nv){(uint8_t *)lc, h2s_u8(f->value.ptr), f->name.len, f->value.len,
                                NGHTTP2_NV_FLAG_NONE};
     }
-    rc = nghttp2_submit_response(st->h->s, st->id, nv, n, with_body ? &prd : NULL);
+    return n;
+}
+
+/* The response head as a HEADERS frame; with_body: DATA frames follow. An interim (1xx)
+ * head is a HEADERS frame of its own before the final one (RFC 9113 section 8.1). */
+static int h2s_submit_head(struct h2_stream *st, const struct torii_http_resp *r, int with_body)
+{
+    nghttp2_nv *nv = torii_xcalloc(r->n_headers + 1, sizeof(*nv));
+    char *names = torii_xcalloc(r->n_headers + 1, H2S_MAX_NAME);
+    char code[8];
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = torii_proxy__h2s_read};
+    size_t n = h2s_head_nv(st, r, nv, names, code);
+    int rc;
+
+    if (r->interim) {
+        rc = nghttp2_submit_headers(st->h->s, NGHTTP2_FLAG_NONE, st->id, NULL, nv, n, NULL);
+    } else {
+        rc = nghttp2_submit_response(st->h->s, st->id, nv, n, with_body ? &prd : NULL);
+        st->resp_head = 1;
+    }
     free(names);
     free(nv);
-    st->resp_head = 1;
     return rc == 0 ? TORII_OK : TORII_EIO;
 }
 
@@ -461,9 +564,12 @@ static int h2s_parse_ev(struct h2_stream *st, enum torii_http_parse_ev ev)
     case TORII_HTTP_PARSE_HEAD:
         return h2s_submit_head(st, r, 1) == TORII_OK ? 1 : -1;
     case TORII_HTTP_PARSE_DONE:
-        if (r->interim) {
-            torii_http_parser_next(st->rp); /* 100 Continue: not relayed */
-            return 1;
+        if (r->interim) { /* the engine's 100 (Expect) or the upstream's 103...: relayed */
+            int rc = h2s_submit_head(st, r, 0);
+            torii_http_parser_next(st->rp);
+            torii_http_parser_set_no_body(st->rp, st->head_req);
+            torii_http_parser_allow_switch(st->rp, st->ws);
+            return rc == TORII_OK ? 1 : -1;
         }
         if (st->ws && r->status == 101) { /* switched: 200, then the tunnel's bytes as DATA */
             st->tunnel = 1;
@@ -710,6 +816,9 @@ void torii_proxy__h2s_free(struct h2_stream *st)
     }
     if (st->held != NULL) {
         evbuffer_free(st->held);
+    }
+    if (st->trailers != NULL) {
+        evbuffer_free(st->trailers);
     }
     torii_http_parser_free(st->rp);
     free(st->method);

@@ -354,15 +354,23 @@ static int pump_resp_eof_body(struct proxy_conn *pc, struct evbuffer *in, struct
     return TORII_OK;
 }
 
-/* The response parser reached the end of a message: a 1xx is dropped, else the response is
- * complete (its head written first when it had no body, the last chunk when re-framed). */
+/* The response parser reached the end of a message: a 1xx is relayed (interim.c), else the
+ * response is complete (its head written first when it had no body, the last chunk when
+ * re-framed). */
 static int pump_resp_done(struct proxy_conn *pc, struct evbuffer *out)
 {
     struct proxy_exch *x = &pc->x;
     const struct torii_http_resp *resp = torii_http_parser_resp(pc->up->parser);
 
     if (resp->interim) {
-        /* 1xx: we answered 100 ourselves, and no other is forwarded. */
+        int rc = torii_proxy__interim(pc, resp);
+        if (rc == TORII_EPROTO) {
+            torii_proxy__up_fail(pc, 502, "too many interim (1xx) responses from upstream");
+            return TORII_OK;
+        }
+        if (rc != TORII_OK) {
+            return rc;
+        }
         torii_http_parser_next(pc->up->parser);
         torii_http_parser_set_no_body(pc->up->parser, x->head_req);
         return TORII_OK;

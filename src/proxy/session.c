@@ -713,7 +713,7 @@ unsigned torii_proxy__worker_clear(struct proxy_worker *pw)
         struct proxy_conn *next = pc->next; /* pc_close unlinks pc from pw->conns */
         if (pc->phase == PH_TUNNEL) {
             tunnels++; /* long-lived by nature: closed at the deadline, not a cut request */
-        } else if (pc->x.active || pc->phase != PH_HEAD || torii_proxy__h2_busy(pc)
+        } else if (torii_proxy__h2_busy(pc, &tunnels) > 0 || pc->x.active || pc->phase != PH_HEAD
                    || (pc->rp != NULL && torii_http_parser_started(pc->rp))) {
             cut++; /* a request in flight, cut off */
         }

@@ -10,6 +10,7 @@
  *   pump.c      bytes of bodies: request body -> upstream (or the local buffer, or dropped),
  *               response -> client (head rewrite, Content-Length moved, chunked re-framed);
  *   pool.c      upstream connections: the idle pool and the passive health of each target;
+ *   interim.c   1xx responses of an upstream relayed to the client;
  *   h2up*.c     HTTP/2 upstreams (backend.protocol h2/h2c) behind the same interface
  *               (h2up_int.h);
  *   accesslog.c the access log line (json or combined) and the status metric.
@@ -34,12 +35,13 @@
 #include "torii/proxy.h"
 #include "torii/stream.h"
 
-#define PX_HIGH_WM   ((size_t)512 * 1024) /* stop reading the other side above this */
-#define PX_LOW_WM    ((size_t)128 * 1024) /* resume below this */
-#define PX_DOWN_MS   10000                /* a failed target is skipped this long */
-#define PX_LINGER_MS 1000
-#define PX_DRAIN_MAX ((uint64_t)1024 * 1024) /* request body dropped after an early answer */
-#define PX_DRAIN_MS  5000                    /* ... within this long, else close */
+#define PX_HIGH_WM     ((size_t)512 * 1024) /* stop reading the other side above this */
+#define PX_LOW_WM      ((size_t)128 * 1024) /* resume below this */
+#define PX_DOWN_MS     10000                /* a failed target is skipped this long */
+#define PX_LINGER_MS   1000
+#define PX_DRAIN_MAX   ((uint64_t)1024 * 1024) /* request body dropped after an early answer */
+#define PX_DRAIN_MS    5000                    /* ... within this long, else close */
+#define PX_MAX_INTERIM 8 /* 1xx responses relayed per exchange (interim.c); more: 502 */
 
 enum pc_phase {
     PH_HEAD = 0, /* reading a request head (or idle between requests) */
@@ -103,7 +105,8 @@ struct proxy_exch {
     enum torii_proxy_out_framing out;
     int resp_started; /* bytes of the response written to the client */
     int retried;
-    int grpc; /* the request's content-type is application/grpc* (gRPC error answers) */
+    int grpc;    /* the request's content-type is application/grpc* (gRPC error answers) */
+    int interim; /* 1xx responses relayed to the client (interim.c) */
     int status;
     uint64_t bytes_in, bytes_out;
     int64_t t0_us, tu0_us, tu1_us;
@@ -198,8 +201,9 @@ int torii_proxy__h2_detect(struct proxy_conn *pc);
 void torii_proxy__h2_step(struct proxy_conn *pc);
 /** The connection's timer fired: idle close, stalled streams. */
 void torii_proxy__h2_timer(struct proxy_conn *pc);
-/** 1 when pc speaks HTTP/2 and has a stream open (a request in flight). */
-int torii_proxy__h2_busy(const struct proxy_conn *pc);
+/** The streams of pc (0 unless it speaks HTTP/2) with a request in flight; the streams that
+ * became tunnels (RFC 8441 websocket after its 200) are added to *tunnels instead. */
+unsigned torii_proxy__h2_busy(const struct proxy_conn *pc, unsigned *tunnels);
 /** Free pc->h2 and end every stream's child (pc closes). */
 void torii_proxy__h2_free(struct proxy_conn *pc);
 /** A child connection ends (pc_close): its stream forgets it. */
@@ -265,6 +269,13 @@ void torii_proxy__drain_stop(struct proxy_conn *pc);
 void torii_proxy__pump_resp(struct proxy_conn *pc);
 /** The response is complete: end the exchange (upstream pooled when it can be). */
 void torii_proxy__resp_complete(struct proxy_conn *pc);
+
+/* ---- interim.c ---- */
+
+/** The upstream's 1xx response (not 101) to the client before the final one: TORII_OK
+ * (relayed, or not for this client: a 100, an HTTP/1.0 client), TORII_EPROTO past
+ * PX_MAX_INTERIM (the caller answers 502), TORII_ENOMEM. */
+int torii_proxy__interim(struct proxy_conn *pc, const struct torii_http_resp *resp) TORII_MUST_USE;
 
 /* ---- tunnel_h1.c: HTTP/1.1 protocol switches ---- */
 

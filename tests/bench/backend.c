@@ -4,7 +4,9 @@
  *   GET  /bytes/N       N bytes (Content-Length)
  *   GET  /chunked/N     N bytes, chunked, with a trailer
  *   GET  /eof/N         N bytes, close-delimited (no framing)
- *   *    /upload        reads the body (Content-Length or chunked): {"len":N,"sha256":"..."}
+ *   *    /upload        reads the body (Content-Length or chunked):
+ *                       {"len":N,"sha256":"...","trailers":"name: value|..."}
+ *   GET  /hints/N       N interim 103 Early Hints responses (Link: </hint-I.css>), then 200
  *   GET  /sleep/MS      waits MS milliseconds, then 200
  *   GET  /reset         promises 1 MB, sends 1000 bytes, then resets the connection
  *   GET  /status/N      answers status N with no body
@@ -126,7 +128,24 @@ static int bk_read_line(struct bk_conn *c, char *line, size_t cap)
     }
 }
 
-static int bk_read_chunked(struct bk_conn *c, EVP_MD_CTX *md, uint64_t *total)
+/* A trailer line appended to trl ("|" between lines; quotes and backslashes dropped). */
+static void bk_trailer_add(char *trl, size_t cap, const char *line)
+{
+    size_t at = strlen(trl);
+
+    if (at > 0 && at + 1 < cap) {
+        trl[at++] = '|';
+    }
+    for (; *line != '\0' && at + 1 < cap; line++) {
+        if (*line != '"' && *line != '\\') {
+            trl[at++] = *line;
+        }
+    }
+    trl[at] = '\0';
+}
+
+static int bk_read_chunked(struct bk_conn *c, EVP_MD_CTX *md, uint64_t *total, char *trl,
+                           size_t cap)
 {
     char line[1024];
 
@@ -151,6 +170,9 @@ static int bk_read_chunked(struct bk_conn *c, EVP_MD_CTX *md, uint64_t *total)
     do { /* trailers */
         if (bk_read_line(c, line, sizeof(line)) != 0) {
             return -1;
+        }
+        if (line[0] != '\0') {
+            bk_trailer_add(trl, cap, line);
         }
     } while (line[0] != '\0');
     return 0;
@@ -263,6 +285,7 @@ static int bk_serve_one(struct bk_conn *c)
     int is_chunked;
     int has_cl;
     uint64_t clen;
+    char trl[512] = "";
 
     while ((end = bk_find_end(c->buf, c->len)) == NULL) {
         if (bk_fill(c) <= 0) {
@@ -335,7 +358,7 @@ static int bk_serve_one(struct bk_conn *c)
     }
     (void)EVP_DigestInit_ex(md, EVP_sha256(), NULL);
     if (is_chunked) {
-        if (bk_read_chunked(c, md, &body) != 0) {
+        if (bk_read_chunked(c, md, &body, trl, sizeof(trl)) != 0) {
             goto out;
         }
     } else if (has_cl) {
@@ -346,12 +369,12 @@ static int bk_serve_one(struct bk_conn *c)
     }
     (void)EVP_DigestFinal_ex(md, dig, &dl);
     if (strcmp(path, "/upload") == 0) {
-        char res[160];
+        char res[800];
         int n = snprintf(res, sizeof(res), "{\"len\":%llu,\"sha256\":\"", (unsigned long long)body);
         for (unsigned i = 0; i < dl; i++) {
             n += snprintf(res + n, sizeof(res) - (size_t)n, "%02x", dig[i]);
         }
-        n += snprintf(res + n, sizeof(res) - (size_t)n, "\"}");
+        n += snprintf(res + n, sizeof(res) - (size_t)n, "\",\"trailers\":\"%s\"}", trl);
         rc = bk_respond(c->fd, 200, "", res, (size_t)n, !keep) == 0 && keep;
     } else if (strncmp(path, "/bytes/", 7) == 0 || strncmp(path, "/chunked/", 9) == 0) {
         int ch = path[1] == 'c';
@@ -393,6 +416,17 @@ static int bk_serve_one(struct bk_conn *c)
         rc = bk_write_all(c->fd, head, (size_t)l) == 0 && keep;
     } else if (strcmp(path, "/early") == 0) {
         rc = keep; /* answered before the body */
+    } else if (strncmp(path, "/hints/", 7) == 0) {
+        long k = strtol(path + 7, NULL, 10);
+        rc = 1;
+        for (long i = 0; rc && i < k && i < 100; i++) {
+            char hint[96];
+            int l = snprintf(
+                hint, sizeof(hint),
+                "HTTP/1.1 103 Early Hints\r\nLink: </hint-%ld.css>; rel=preload\r\n\r\n", i);
+            rc = bk_write_all(c->fd, hint, (size_t)l) == 0;
+        }
+        rc = rc && bk_respond(c->fd, 200, "", "{\"hinted\":true}", 15, !keep) == 0 && keep;
     } else if (strcmp(path, "/badframe") == 0) {
         static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
                                    "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";

@@ -9,6 +9,7 @@ Paths:
   /big?n=N          N bytes of a pattern
   /trailers         200, body "body\n", trailers x-checksum: 42 and grpc-status: 0
   /headers          the request's fields as JSON
+  /reqtrailers      once the request ends: JSON {"len": body bytes, "trailers": [[name, value]...]}
   /hold?ms=N        200 "held\n" after N ms (keeps streams open at the same time)
   /goaway           200 "bye\n", then GOAWAY; the connection closes once its streams end
   /hang             never answers (deadline tests)
@@ -42,6 +43,7 @@ class Conn:
         self.timers = []  # (at, stream id, callable)
         self.echo = set()
         self.stalled = set()
+        self.rtrl = {}  # /reqtrailers stream id -> [body bytes, trailer fields]
         self.goaway = False
 
     def send_headers(self, sid, status, extra=(), end=False):
@@ -96,6 +98,8 @@ class Conn:
             n = int(q.get("n", "0"))
             self.send_headers(sid, 200, [("content-length", str(n))])
             self.queue(sid, (b"0123456789abcdef" * (n // 16 + 1))[:n])
+        elif base == "/reqtrailers":
+            self.rtrl[sid] = [0, []]
         elif base == "/trailers":
             self.send_headers(sid, 200, [("content-type", "application/grpc")])
             self.queue(sid, b"body\n", trailers=[("x-checksum", "42"), ("grpc-status", "0")])
@@ -137,12 +141,20 @@ class Conn:
     def event(self, ev):
         if isinstance(ev, h2.events.RequestReceived):
             self.request(ev.stream_id, ev.headers)
+        elif isinstance(ev, h2.events.TrailersReceived) and ev.stream_id in self.rtrl:
+            self.rtrl[ev.stream_id][1] += [list(f) for f in ev.headers]
         elif isinstance(ev, h2.events.DataReceived):
+            if ev.stream_id in self.rtrl:
+                self.rtrl[ev.stream_id][0] += len(ev.data)
             if ev.stream_id in self.echo:
                 self.queue(ev.stream_id, ev.data, end=False)
             if ev.flow_controlled_length and ev.stream_id not in self.stalled:
                 self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
         elif isinstance(ev, h2.events.StreamEnded):
+            if ev.stream_id in self.rtrl:
+                n, trl = self.rtrl.pop(ev.stream_id)
+                self.send_headers(ev.stream_id, 200, [("content-type", "application/json")])
+                self.queue(ev.stream_id, json.dumps({"len": n, "trailers": trl}).encode())
             if ev.stream_id in self.echo:
                 self.echo.discard(ev.stream_id)
                 self.queue(ev.stream_id, b"", end=True)

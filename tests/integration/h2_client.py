@@ -14,6 +14,15 @@ Cases:
   get              one GET /bytes/100, then waits for GOAWAY (reload test) and prints it
   trailers         GET /trailers (TLS server name: the AUTHORITY's host): prints the status,
                    "TRAILERS name=value ..." for a trailing HEADERS frame and END
+  reqtrailers:PATH POST PATH (TLS server name: the AUTHORITY's host), body "hello" in DATA
+                   without content-length, then a trailing HEADERS x-sum: 42, grpc-meta: a b
+                   and host/authorization (which must not pass): prints the status, the
+                   response body and END
+  reqtrailers_cl:PATH  the same with content-length: 5
+  reqtrailers_pseudo   a trailing HEADERS with a pseudo-header field (malformed)
+  hints            GET /hints/2: prints "INFO 103" per interim response, then the status
+  expect           POST /upload with expect: 100-continue and content-length 5, the body sent
+                   only after an interim 100 came: prints what came, the body and END
   slow_reader      GET /bytes/4000000 with a stream window of 0 that never opens: waits for
                    the stream's reset
 """
@@ -34,6 +43,7 @@ PORT = int(sys.argv[1])
 CASE = sys.argv[2]
 AUTH = sys.argv[3] if len(sys.argv) > 3 else "localhost:%d" % PORT
 DEADLINE = time.time() + 30
+BODY = []  # DATA received (reqtrailers)
 
 
 def base(path="/echo", method="GET"):
@@ -78,7 +88,7 @@ def connect():
     ctx.verify_mode = ssl.CERT_NONE
     ctx.set_alpn_protocols(["h2"])
     s = socket.create_connection(("127.0.0.1", PORT), timeout=5)
-    sni = AUTH.rsplit(":", 1)[0] if CASE == "trailers" else "localhost"
+    sni = AUTH.rsplit(":", 1)[0] if CASE.startswith(("trailers", "reqtrailers")) else "localhost"
     s = ctx.wrap_socket(s, server_hostname=sni)
     if s.selected_alpn_protocol() != "h2":
         print("NO-H2 %s" % s.selected_alpn_protocol())
@@ -126,11 +136,17 @@ def pump(sock, conn, stop):
                 seen.append("RST %d" % ev.error_code)
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 seen.append("GOAWAY %d" % ev.error_code)
+            elif isinstance(ev, h2.events.InformationalResponseReceived):
+                seen.append("INFO %s" % dict(ev.headers).get(b":status", b"?").decode())
+                if CASE == "hints":
+                    seen.append(dict(ev.headers).get(b"link", b"-").decode())
             elif isinstance(ev, h2.events.ResponseReceived):
                 seen.append("STATUS %s" % dict(ev.headers).get(b":status", b"?").decode())
             elif isinstance(ev, h2.events.TrailersReceived):
                 seen.append("TRAILERS " + " ".join("%s=%s" % (k.decode(), v.decode())
                                                    for k, v in ev.headers))
+            elif isinstance(ev, h2.events.DataReceived):
+                BODY.append(ev.data)
             elif isinstance(ev, h2.events.StreamEnded):
                 seen.append("END")
         if stop(seen):
@@ -221,6 +237,37 @@ def main():
         conn = h2conn(sock)
         send_request(sock, conn, base("/trailers") + [("te", "trailers")], None)
         print(" ".join(pump(sock, conn, final)))
+    elif CASE.startswith("reqtrailers"):
+        conn = h2conn(sock)
+        kind, _, path = CASE.partition(":")
+        hdrs = base(path or "/upload", "POST")
+        if kind == "reqtrailers_cl":
+            hdrs.append(("content-length", "5"))
+        conn.send_headers(1, hdrs, end_stream=False)
+        conn.send_data(1, b"hello", end_stream=False)
+        trl = [("x-sum", "42"), ("grpc-meta", "a b"), ("host", "evil.test"),
+               ("authorization", "Bearer x")]
+        if kind == "reqtrailers_pseudo":
+            trl = [(":path", "/smuggled")] + trl
+        conn.send_headers(1, trl, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        seen = pump(sock, conn, final)
+        print(" ".join(seen[:-1] + [b"".join(BODY).decode(errors="replace")] + seen[-1:]))
+    elif CASE == "hints":
+        conn = h2conn(sock)
+        send_request(sock, conn, base("/hints/2"), None)
+        print(" ".join(pump(sock, conn, final)))
+    elif CASE == "expect":
+        conn = h2conn(sock)
+        conn.send_headers(1, base("/upload", "POST") + [("expect", "100-continue"),
+                                                       ("content-length", "5")])
+        sock.sendall(conn.data_to_send())
+        seen = pump(sock, conn, lambda s: final(s) or "INFO 100" in s)
+        if "INFO 100" in seen:
+            conn.send_data(1, b"hello", end_stream=True)
+            sock.sendall(conn.data_to_send())
+            seen += pump(sock, conn, final)
+        print(" ".join(seen[:-1] + [b"".join(BODY).decode(errors="replace")] + seen[-1:]))
     elif CASE == "get":
         conn = h2conn(sock)
         send_request(sock, conn, base("/bytes/100"), None)

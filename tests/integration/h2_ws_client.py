@@ -15,6 +15,10 @@ Cases:
   connect     plain CONNECT (no :protocol): prints the status
   plain       extended CONNECT /plain (the backend answers 200 with the request head as
               JSON): a normal response; prints the handshake fields the backend saw
+  drain       (third argument FLAG instead of AUTHORITY) extended CONNECT /echo, FLAG.ready
+              written once it is up; echoes go on (one every 0.3 s, so no idle timeout ends
+              it) until the connection ends; FLAG appears when the daemon was told to stop.
+              Succeeds when echoes still came after the stop and the connection then ended
 Prints what it saw; exits 0 when it saw what it should. Every wait is bounded (30 s); nothing
 is timed.
 """
@@ -35,7 +39,8 @@ import h2.settings
 
 PORT = int(sys.argv[1])
 CASE = sys.argv[2]
-AUTH = sys.argv[3] if len(sys.argv) > 3 else "localhost:%d" % PORT
+ARG3 = sys.argv[3] if len(sys.argv) > 3 else None
+AUTH = ARG3 if ARG3 is not None and CASE != "drain" else "localhost:%d" % PORT
 DEADLINE = time.time() + 30
 
 
@@ -72,6 +77,14 @@ def ws_parse(buf):
     return op, buf[off:off + n], buf[off + n:]
 
 
+def keep_streams_after_goaway():
+    """python-h2 closes the whole connection on GOAWAY; RFC 9113 section 6.8 keeps the
+    streams up to its last stream id going: stay open after it (the drain case)."""
+    sm = h2.connection.H2ConnectionStateMachine
+    key = (h2.connection.ConnectionState.CLIENT_OPEN, h2.connection.ConnectionInputs.RECV_GOAWAY)
+    sm._transitions[key] = (None, h2.connection.ConnectionState.CLIENT_OPEN)
+
+
 class Client:
     def __init__(self):
         ctx = ssl.create_default_context()
@@ -96,6 +109,7 @@ class Client:
         self.ended = set()
         self.reset = {}
         self.closed = False
+        self.goaway = None
 
     def flush(self):
         out = self.c.data_to_send()
@@ -128,6 +142,8 @@ class Client:
                 self.ended.add(ev.stream_id)
             elif isinstance(ev, h2.events.StreamReset):
                 self.reset[ev.stream_id] = ev.error_code
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                self.goaway = ev.error_code
         self.flush()
 
     def wait(self, cond):
@@ -260,6 +276,28 @@ def case_plain(cl):
     return ok
 
 
+def case_drain(cl, flag):
+    keep_streams_after_goaway()
+    if not cl.connect(1, "/echo") or cl.status.get(1) != "200":
+        fail("CONNECT /echo: %r" % cl.status)
+    open(flag + ".ready", "w").close()
+    n_after = 0
+    for _ in range(1000):
+        stopped = os.path.exists(flag)
+        try:
+            cl.send(1, ws_frame(1, b"m"))
+        except (OSError, h2.exceptions.ProtocolError):
+            break
+        f = cl.frame(1)
+        if f != (1, b"m"):
+            break
+        n_after += stopped
+        time.sleep(0.3)  # pacing only (an echo every 0.3 s keeps the tunnel busy)
+    gone = cl.wait(lambda: False) is False and (cl.closed or 1 in cl.ended or 1 in cl.reset)
+    print("echoes after the stop: %d GOAWAY: %s ended: %s" % (n_after, cl.goaway, gone))
+    return n_after > 0 and cl.goaway == 0 and gone
+
+
 def main():
     cl = Client()
     if CASE == "echo":
@@ -274,6 +312,8 @@ def main():
         ok = case_status(cl, "/echo", None)
     elif CASE == "plain":
         ok = case_plain(cl)
+    elif CASE == "drain":
+        ok = case_drain(cl, ARG3)
     else:
         print("unknown case %s" % CASE)
         sys.exit(2)

@@ -107,6 +107,19 @@ t_start() {
 }
 
 # Graceful stop; returns the daemon's exit status (sanitizer reports make it non-zero).
+# t_stop_during CLIENT_PID FLAG: a graceful stop while a client runs: the client is told by
+# FLAG (created once SIGTERM is sent); waits for both. Sets T_STOP_ST (the daemon's exit
+# status) and T_STOP_CLIENT (the client's).
+t_stop_during() {
+  kill -TERM "$T_PID"
+  touch "$2"
+  wait "$T_PID"
+  T_STOP_ST=$?
+  T_PID=""
+  wait "$1"
+  T_STOP_CLIENT=$?
+}
+
 t_stop() {
   local st=0
   kill -TERM "$T_PID" 2>/dev/null

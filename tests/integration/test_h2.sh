@@ -9,7 +9,12 @@
 # header list over the limit, rapid reset, CONTINUATION and PING floods (GOAWAY
 # ENHANCE_YOUR_CALM, counters in /metrics), the access log per stream, GOAWAY on reload, a
 # stream whose flow-control window stays closed reset (CANCEL), response trailers of an h2c
-# backend (h2_backend.py) reaching the client as a trailing HEADERS frame (curl, python h2).
+# backend (h2_backend.py) reaching the client as a trailing HEADERS frame (curl, python h2);
+# request trailers of a python h2 client reaching an HTTP/1.1 backend in the last chunk (with
+# and without content-length) and an h2c backend as a trailing HEADERS frame; a pseudo-header
+# field in request trailers reset, the backend seeing nothing; 1xx: 103 Early Hints of the
+# HTTP/1.1 backend relayed to HTTP/1.1 and HTTP/2 clients (not to HTTP/1.0 ones, at most 8,
+# then 502), 100 Continue for Expect: 100-continue from HTTP/1.1 and HTTP/2 clients.
 here=$(dirname "$0")
 source "$here/lib.sh"
 PY=/usr/bin/python3
@@ -95,6 +100,46 @@ out=$("${C[@]}" --http2 -D - --resolve "trl.test:$T_HTTPS:127.0.0.1" \
       "https://trl.test:$T_HTTPS/trailers" | tr -d '\r')
 check "curl --http2: body, then the trailer x-checksum: 42" grep -q '^x-checksum: 42$' <<<"$out"
 check "curl --http2: the trailer grpc-status: 0" grep -q '^grpc-status: 0$' <<<"$out"
+
+# --- request trailers: the last chunk to an HTTP/1.1 backend, a trailing HEADERS to h2c ---
+out=$($PY "$here/h2_client.py" "$T_HTTPS" reqtrailers:/upload 2>&1)
+check "request trailers, no content-length: the HTTP/1.1 backend reads them in the last chunk ($out)" \
+  grep -qF '"len":5,' <<<"$out"
+check "... exactly x-sum and grpc-meta (host, authorization filtered)" \
+  grep -qF '"trailers":"x-sum: 42|grpc-meta: a b"}' <<<"$out"
+out=$($PY "$here/h2_client.py" "$T_HTTPS" reqtrailers_cl:/upload 2>&1)
+check "request trailers with content-length (body held): re-framed chunked, trailers passed ($out)" \
+  grep -qF '"len":5,"sha256":"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824","trailers":"x-sum: 42|grpc-meta: a b"}' <<<"$out"
+out=$($PY "$here/h2_client.py" "$T_HTTPS" reqtrailers:/reqtrailers "trl.test:$T_HTTPS" 2>&1)
+check_eq "request trailers to an h2c backend: a trailing HEADERS frame" \
+  'STATUS 200 {"len": 5, "trailers": [["x-sum", "42"], ["grpc-meta", "a b"]]} END' "$out"
+before=$(grep -vc ' /stats$' "$T_TMP/backend-$BK.log")
+out=$($PY "$here/h2_client.py" "$T_HTTPS" reqtrailers_pseudo:/upload 2>&1)
+check "a pseudo-header field in request trailers: RST_STREAM PROTOCOL_ERROR ($out)" \
+  grep -q "RST 1" <<<"$out"
+check_eq "... and the backend saw nothing of it" "$before" "$(grep -vc ' /stats$' "$T_TMP/backend-$BK.log")"
+
+# --- 1xx: 103 Early Hints of an HTTP/1.1 backend relayed, 100 Continue to Expect ----------
+out=$("${C[@]}" --http1.1 -D - -o /dev/null "$U/hints/2" | tr -d '\r')
+check_eq "HTTP/1.1 client: two 103 Early Hints relayed before the 200" \
+  "HTTP/1.1 103 Early Hints|Link: </hint-0.css>; rel=preload|HTTP/1.1 103 Early Hints|Link: </hint-1.css>; rel=preload|HTTP/1.1 200 X" \
+  "$(grep -E '^(HTTP/|Link:)' <<<"$out" | paste -sd '|')"
+out=$("${C[@]}" --http1.0 -D - -o /dev/null "$U/hints/2" | tr -d '\r')
+check_eq "HTTP/1.0 client: no 1xx (RFC 9110 section 15.2), the 200 (the backend says \"X\")" "HTTP/1.1 200 X" \
+  "$(grep -E '^HTTP/' <<<"$out" | paste -sd '|')"
+out=$("${C[@]}" --http1.1 -D - -o /dev/null "$U/hints/9" | tr -d '\r')
+check_eq "more than 8 interim responses: 8 relayed, then 502" "8 HTTP/1.1 502 Bad Gateway" \
+  "$(grep -c '^HTTP/1.1 103' <<<"$out") $(grep '^HTTP/1.1 5' <<<"$out")"
+out=$($PY "$here/h2_client.py" "$T_HTTPS" hints 2>&1)
+check_eq "HTTP/2 client: the 103s as HEADERS frames before the response" \
+  "INFO 103 </hint-0.css>; rel=preload INFO 103 </hint-1.css>; rel=preload STATUS 200 END" "$out"
+out=$("${C[@]}" --http1.1 --expect100-timeout 60 -H 'Expect: 100-continue' -D - \
+      --data-binary @"$T_TMP/up" "$U/upload" | tr -d '\r')
+check "HTTP/1.1 client, Expect: 100-continue: 100 Continue, then the body arrives whole" \
+  bash -c 'grep -q "^HTTP/1.1 100 Continue$" <<<"$1" && grep -q "\"sha256\":\"$2\"" <<<"$1"' _ "$out" "$want"
+out=$($PY "$here/h2_client.py" "$T_HTTPS" expect 2>&1)
+check "HTTP/2 client, expect: 100-continue: an interim 100, then the body goes ($out)" \
+  grep -qF 'INFO 100 STATUS 200 {"len":5,"sha256":"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"' <<<"$out"
 
 # --- nghttp / h2load: concurrent streams ------------------------------------------------
 out=$(nghttp -n -s "$U/bytes/100000" "$U/bytes/1000" "$U/echo" "$U/chunked/5000" 2>&1)

@@ -8,7 +8,9 @@
 # (GET, Upgrade, a generated 16-byte key, version/protocol/extensions passed on); a backend
 # answering 200 relayed as a normal response; refused: a route without websocket in
 # upgrades (400, the backend sees nothing), :protocol other than websocket (400) and a plain
-# CONNECT (501); the access log and the tunnel counters.
+# CONNECT (501); the access log and the tunnel counters; then a websocket stream kept through a
+# graceful stop until the drain deadline closes it, counted as a tunnel (as an HTTP/1.1 one
+# is), not as a connection cut with a request in flight.
 here=$(dirname "$0")
 source "$here/lib.sh"
 PY=/usr/bin/python3
@@ -21,7 +23,7 @@ WS_PID=$!
 trap 'kill "$WS_PID" 2>/dev/null; wait "$WS_PID" 2>/dev/null; t_cleanup' EXIT
 t_wait_for curl -s -o /dev/null "http://127.0.0.1:$WS/count" || { echo "ws backend did not start"; exit 1; }
 
-t_config "\"tls\": {\"strict_host\": false},
+t_config "\"tls\": {\"strict_host\": false}, \"shutdown_timeout_s\": 3,
   \"access_log\": {\"path\": \"$T_TMP/access.log\"},
   \"routes\": [
     {\"hosts\": [\"localhost\"], \"backend\": {\"targets\": [\"127.0.0.1:$WS\"]}},
@@ -64,4 +66,21 @@ for ln in sys.stdin:
         print("ok")
 ' <"$T_TMP/access.log")
 check_eq "access log: a 101 line with the tunnel's bytes each way" ok "$big"
+
+# --- graceful stop with a 3 s drain deadline: the websocket stream still carries messages
+# after SIGTERM, then the deadline closes it: logged as a tunnel, not as a cut connection.
+$PY "$here/h2_ws_client.py" "$T_HTTPS" drain "$T_TMP/stopped" >"$T_TMP/drain.out" 2>&1 &
+KA=$!
+t_wait_for test -e "$T_TMP/stopped.ready"
+t_stop_during "$KA" "$T_TMP/stopped"
+st=$T_STOP_ST
+ka=$T_STOP_CLIENT
+check_eq "graceful stop with a websocket stream open: the daemon exits 0" 0 "$st"
+check "the stream carried messages after the stop, then was closed ($(cat "$T_TMP/drain.out"))" \
+  test "$ka" -eq 0
+log=$(cat "$T_TMP/torii.log")
+check "the drain deadline closed the websocket stream as a tunnel" \
+  grep -q "proxy: 1 tunnel closed at the drain deadline" <<<"$log"
+check "... and did not count it as a connection cut with a request in flight" \
+  test -z "$(grep "cut [0-9]* connection" <<<"$log")"
 t_done

@@ -89,13 +89,9 @@ t_start || exit 1
 "$PY" "$here/ws_driver.py" drain "$T_HTTPS" "$T_TMP/stopped" >"$T_TMP/keepalive.out" 2>&1 &
 KA=$!
 t_wait_for test -e "$T_TMP/stopped.ready"
-kill -TERM "$T_PID"
-touch "$T_TMP/stopped"
-wait "$T_PID"
-st=$?
-T_PID=""
-wait "$KA"
-ka=$?
+t_stop_during "$KA" "$T_TMP/stopped"
+st=$T_STOP_ST
+ka=$T_STOP_CLIENT
 check_eq "graceful stop with a tunnel open: the daemon exits 0 after the drain deadline" 0 "$st"
 check "the tunnel carried messages after the stop, then was closed ($(cat "$T_TMP/keepalive.out"))" test "$ka" -eq 0
 log=$(cat "$T_TMP/torii.log")
