@@ -22,7 +22,8 @@ struct certdb_sop {
 struct certdb_item {
     enum torii_store_op_kind kind; /* CREATE, REPLACE_IF or DELETE */
     char *id;
-    char *text; /* the new JSON (wiped); NULL for DELETE */
+    char *text;  /* the new JSON (wiped); NULL for DELETE */
+    json_t *ent; /* what text parses to (a copy of the prepared entity), for the watchers */
     struct torii_cert_prepared prep;
     char *expect; /* REPLACE_IF: the JSON read (wiped) */
     size_t expect_len;
@@ -59,6 +60,7 @@ static void certdb_item_clear(struct certdb_item *it)
     if (it->text != NULL) {
         torii_secure_free(it->text, strlen(it->text));
     }
+    json_decref(it->ent);
     torii_secure_free(it->expect, it->expect_len);
     torii_cert_prepared_clear(&it->prep);
     for (size_t i = 0; i < it->n_sop; i++) {
@@ -245,6 +247,10 @@ static int certdb_item_prepare(const struct torii_store *st, struct certdb_item 
     it->id = torii_xstrdup(id);
     it->text = json_dumps(entity, JSON_COMPACT);
     TORII_ENSURE(it->text != NULL, TORII_ENOMEM);
+    /* A copy: the caller may change its entity before the commit. Cheaper than the watchers
+     * parsing text again at the commit, on the thread that holds the store's write lock. */
+    it->ent = json_deep_copy(entity);
+    TORII_ENSURE(it->ent != NULL, TORII_ENOMEM);
 out:
     return rc;
 }
@@ -444,6 +450,7 @@ static size_t certdb_ops(const struct torii_certdb_batch *b, size_t from, size_t
             ops[k].rec.json_len = strlen(it->text);
             ops[k].rec.aux = it->prep.aux;
             ops[k].rec.aux_len = it->prep.aux_len;
+            ops[k].parsed = it->ent;
         }
         if (it->kind == TORII_STORE_REPLACE_IF) {
             ops[k].expect_json = it->expect;
