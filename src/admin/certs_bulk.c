@@ -143,6 +143,30 @@ static json_t *certs_bulk_error(int rc, const char *msg, const char *id)
     return res;
 }
 
+/* A failed line: its result (reported as out of memory when even that cannot be made). */
+static void certs_bulk_fail(struct certs_bulk_line *l, int rc, const char *msg)
+{
+    l->res = certs_bulk_error(rc, msg, l->id);
+    if (l->res == NULL) {
+        l->res = json_null();
+    }
+}
+
+/* One NDJSON input line into the JSON object *in (the caller decrefs it); l->id from its "id". */
+static int certs_bulk_parse(const char *line, size_t len, json_t **in, struct certs_bulk_line *l,
+                            struct torii_errbuf *eb)
+{
+    int rc = admin_certs_parse_json(line, len, in, eb);
+
+    if (rc == TORII_OK && !json_is_object(*in)) {
+        rc = torii_errf(eb, TORII_EINVAL, "each line must be a JSON object");
+    }
+    if (rc == TORII_OK && json_is_string(json_object_get(*in, "id"))) {
+        l->id = torii_xstrdup(certs_jstr(*in, "id"));
+    }
+    return rc;
+}
+
 /* One NDJSON input line: parsed and queued into b, or failed (l->res, reference 2.5 shapes). */
 static void certs_bulk_line(struct torii_admin_ctx *ctx, struct torii_certdb_batch *b,
                             const char *method, const char *line, size_t len, int enrich,
@@ -150,25 +174,17 @@ static void certs_bulk_line(struct torii_admin_ctx *ctx, struct torii_certdb_bat
 {
     struct torii_errbuf eb = {{0}};
     json_t *in = NULL;
-    int rc = admin_certs_parse_json(line, len, &in, &eb);
+    int rc;
 
     memset(l, 0, sizeof(*l));
     l->verb = "updated";
     l->status = 200;
-    if (rc == TORII_OK && !json_is_object(in)) {
-        rc = torii_errf(&eb, TORII_EINVAL, "each line must be a JSON object");
-    }
+    rc = certs_bulk_parse(line, len, &in, l, &eb);
     if (rc == TORII_OK) {
-        if (json_is_string(json_object_get(in, "id"))) {
-            l->id = torii_xstrdup(certs_jstr(in, "id"));
-        }
         rc = certs_bulk_exec(ctx, b, method, in, enrich, l, &eb);
     }
     if (rc != TORII_OK) {
-        l->res = certs_bulk_error(rc, eb.msg, l->id);
-        if (l->res == NULL) {
-            l->res = json_null(); /* reported as out of memory */
-        }
+        certs_bulk_fail(l, rc, eb.msg);
     }
     json_decref(in);
 }
@@ -189,23 +205,19 @@ struct certs_bulk_pool {
 };
 
 /* One POST line parsed and prepared (l->prep), or failed (l->res): what certs_bulk_line and
- * certs_bulk_exec do before queueing, on any thread. */
+ * certs_bulk_exec do before queueing, on any thread. l->id ends as the entity's id (the one
+ * generated when it had none). */
 static void certs_bulk_prep_line(const struct torii_store *st, const struct torii_slice *line,
                                  int enrich, struct certs_bulk_line *l)
 {
     struct torii_errbuf eb = {{0}};
     json_t *in = NULL;
-    int rc = admin_certs_parse_json(line->ptr, line->len, &in, &eb);
+    int rc;
 
     l->verb = "created";
     l->status = 201;
-    if (rc == TORII_OK && !json_is_object(in)) {
-        rc = torii_errf(&eb, TORII_EINVAL, "each line must be a JSON object");
-    }
+    rc = certs_bulk_parse(line->ptr, line->len, &in, l, &eb);
     if (rc == TORII_OK) {
-        if (json_is_string(json_object_get(in, "id"))) {
-            l->id = torii_xstrdup(certs_jstr(in, "id"));
-        }
         rc = admin_certs_op_prepare_create(st, in, enrich, &l->prep, &eb);
         if (json_is_string(json_object_get(in, "id"))) {
             free(l->id);
@@ -213,10 +225,7 @@ static void certs_bulk_prep_line(const struct torii_store *st, const struct tori
         }
     }
     if (rc != TORII_OK) {
-        l->res = certs_bulk_error(rc, eb.msg, l->id);
-        if (l->res == NULL) {
-            l->res = json_null(); /* reported as out of memory */
-        }
+        certs_bulk_fail(l, rc, eb.msg);
     }
     json_decref(in);
 }
@@ -281,10 +290,7 @@ static void certs_bulk_queue_prepared(struct torii_certdb_batch *b, struct certs
     l->item = torii_certdb_batch_size(b);
     rc = torii_certdb_batch_create_prepared(b, &l->prep, NULL, &eb);
     if (rc != TORII_OK) {
-        l->res = certs_bulk_error(rc, eb.msg, l->id);
-        if (l->res == NULL) {
-            l->res = json_null(); /* reported as out of memory */
-        }
+        certs_bulk_fail(l, rc, eb.msg);
     }
 }
 
