@@ -96,6 +96,8 @@ struct torii_certdb_batch *torii_certdb_batch_new(struct torii_store *st);
 void torii_certdb_batch_free(struct torii_certdb_batch *b);
 /** Items queued so far; the next queued item gets this index. */
 size_t torii_certdb_batch_size(const struct torii_certdb_batch *b);
+/** The store b writes to (borrowed). */
+struct torii_store *torii_certdb_batch_store(const struct torii_certdb_batch *b);
 
 /** torii_certdb_get as the batch will leave the store: what earlier items of b queued
  * shadows the store. */
@@ -109,6 +111,29 @@ int torii_certdb_batch_get(struct torii_certdb_batch *b, const char *id, unsigne
 int torii_certdb_batch_create(struct torii_certdb_batch *b, json_t *entity,
                               const struct torii_cert_prep_opts *o, uint32_t *flags,
                               struct torii_errbuf *eb) TORII_MUST_USE;
+
+/* A creation in two steps, so that the preparation (the costly part: parsing the chain and
+ * key, checking the signatures) of many entities can run on several threads while queueing
+ * stays in order on the batch's thread (the `_bulk` pool). */
+struct torii_certdb_prep;
+
+/** The preparation step of torii_certdb_batch_create: entity prepared in place as o says (its
+ * "id" must be set, by the caller or by normalize), with its stored JSON text, TLS record and
+ * serial index keys. Reads nothing from the store (st only lends its KEK ring), so any
+ * thread may call it, concurrently with other preparations and with the batch's thread, as
+ * long as no two threads touch the same entity. TORII_EINVAL (eb says why). *out (only on
+ * success) is the caller's: torii_certdb_batch_create_prepared, or torii_certdb_prep_free. */
+int torii_certdb_prepare(const struct torii_store *st, json_t *entity,
+                         const struct torii_cert_prep_opts *o, struct torii_certdb_prep **out,
+                         struct torii_errbuf *eb) TORII_MUST_USE;
+/** Free (wiping what it holds); NULL accepted. */
+void torii_certdb_prep_free(struct torii_certdb_prep *p);
+
+/** The queueing step: *p (taken, whatever the result; set to NULL) queued into b as
+ * torii_certdb_batch_create queues it: TORII_EEXIST ("entity already exists") when the id
+ * exists in the store or earlier in b. The batch's thread only. */
+int torii_certdb_batch_create_prepared(struct torii_certdb_batch *b, struct torii_certdb_prep **p,
+                                       uint32_t *flags, struct torii_errbuf *eb) TORII_MUST_USE;
 
 /** Queue the replacement of what `read` returned (torii_certdb_batch_get, with aux when o
  * keeps the key) by entity, only if the stored JSON is still read->text at commit

@@ -45,7 +45,8 @@ int torii_certstats_load_cb(const struct torii_store_rec *rec, void *arg);
  * now_ms (usable, not revoked, from <= now < to). No entity is parsed. */
 void torii_certstats_write(struct torii_certstats *cs, int64_t now_ms, struct torii_prom *out);
 
-/** Entities parsed so far (each write of a certificate, and the first load): tests. */
+/** Entities parsed so far (each write of a certificate, unless its writer handed it parsed
+ * (torii_store_watch_parsed: certdb does), and the first load): tests. */
 uint64_t torii_certstats_parses(struct torii_certstats *cs);
 
 #endif

@@ -83,6 +83,10 @@ struct torii_store_op {
      * (expect_json_len may be 0). */
     const char *expect_json;
     size_t expect_json_len;
+    /* Optional (NULL: none): what rec.json parses to, made by the writer that had it parsed
+     * anyway (certdb: a jansson json_t object), so that watchers need not parse it again
+     * (torii_store_watch_parsed). Borrowed for the call; must be equal to rec.json. */
+    const void *parsed;
 };
 
 /** Open (creating if needed) the store; records the schema version on first open and fails
@@ -173,6 +177,10 @@ int torii_store_count(struct torii_store *st, enum torii_store_bucket b, size_t 
  * write lock. For DELETE, json/aux are NULL. */
 typedef void (*torii_store_watch_cb)(enum torii_store_op_kind kind, enum torii_store_bucket b,
                                      const struct torii_store_rec *rec, void *arg);
+/** Inside a watch callback: the op's `parsed` (what rec->json parses to, as its writer
+ * handed it; borrowed for the callback), or NULL (the watcher parses rec->json itself). NULL
+ * outside a callback. The writing thread. */
+const void *torii_store_watch_parsed(void);
 /** Register a watcher (at most TORII_STORE_WATCHERS_MAX, else TORII_ETOOBIG). Call before other
  * threads use the store. A watcher may read the store but must not write to it (TORII_EPERM). */
 int torii_store_watch(struct torii_store *st, torii_store_watch_cb cb, void *arg) TORII_MUST_USE;

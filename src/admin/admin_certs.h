@@ -4,7 +4,9 @@
  *   certs_write.c  - the write operations both use (create, replace, patch through certdb)
  * Dependencies go one way: routes_certs.c -> certs_bulk.c -> certs_write.c.
  * Ownership: entities passed in are borrowed and prepared in place; *out results are owned by
- * the caller. Threads: admin thread only. Not to be included outside src/admin (and tests). */
+ * the caller. Threads: admin thread only, but for admin_certs_parse_json and
+ * admin_certs_op_prepare_create (any thread: the `_bulk` pool runs them). Not to be included
+ * outside src/admin (and tests). */
 #ifndef TORII_ADMIN_CERTS_H
 #define TORII_ADMIN_CERTS_H
 
@@ -38,7 +40,13 @@ int admin_certs_commit(struct torii_certdb_batch *b, const char *id, struct tori
 
 /* Operations shared by the single and bulk endpoints: each queues into b and says why in eb. */
 
-/** Queue the creation of entity (an id is generated when it has none). */
+/** The preparation of a creation (torii_certdb_prepare) after the API's own checks (an id is
+ * generated when entity has none): no store read, no batch, so the `_bulk` pool runs it on
+ * its threads (any thread; one entity per thread). */
+int admin_certs_op_prepare_create(const struct torii_store *st, json_t *entity, int enrich,
+                                  struct torii_certdb_prep **out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+/** Queue the creation of entity (an id is generated when it has none): prepare, then queue. */
 int admin_certs_op_create(struct torii_certdb_batch *b, json_t *entity, int enrich, uint32_t *flags,
                           struct torii_errbuf *eb) TORII_MUST_USE;
 /** Queue the replacement of id by entity (compare-and-swap on what b reads); id must not

@@ -35,6 +35,9 @@ struct torii_admin_ctx {
     struct torii_certstats *certstats; /* borrowed; NULL: /metrics without certificates */
     struct torii_acme *acme;           /* borrowed; NULL: the ACME routes answer 503 */
     const struct admin_rmw_seam *seam; /* borrowed; tests only, NULL in production */
+    /* Threads preparing the lines of a `_bulk` POST (certs_bulk.c); 0 (production): one per
+     * CPU the process may run on, at most 8. */
+    unsigned bulk_threads;
 };
 
 #define ADMIN_REPLY_MAX_HEADERS 8

@@ -2,7 +2,20 @@
  * reference 2.5; admin_certs.h). Every line is queued into one certdb batch, in order (a later
  * line sees an earlier one's effect), and committed in one durable transaction per request; a
  * failed line does not stop the others (certdb's TORII_CERTDB_PER_ITEM). Each input line gets
- * one result line, in order. Threads: admin thread only. */
+ * one result line, in order.
+ * POST lines are prepared first (parsed, checked, chain and key parsed, signatures checked,
+ * record built: torii_certdb_prepare, which reads nothing from the store) by a bounded pool:
+ * the admin thread and up to CERTS_BULK_THREADS_MAX - 1 threads started for the request, one
+ * per CPU the process may run on; then the admin thread queues them in input order (the id
+ * checks and index entries need the order), as it queues the lines of the other methods. The
+ * results are those of queueing line after line, byte for byte: a line's preparation depends
+ * on that line alone. Threads: admin thread; the pool's threads run certs_bulk_prep_line
+ * only, each on lines of its own, and are joined before the batch is queued. */
+/* glibc feature macro (sched_getaffinity, CPU_COUNT): its name is not ours to choose */
+#define _GNU_SOURCE /* NOLINT(readability-identifier-naming) */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,10 +100,11 @@ struct certs_bulk_line {
     const char *verb;
     int status;
     size_t item;
+    struct torii_certdb_prep *prep; /* POST: prepared by the pool, until queued */
 };
 
-/* Queue one bulk operation of a parsed line object into b. l->id is the line's id (replaced
- * by the generated one on create). */
+/* Queue one PUT, PATCH or DELETE of a parsed line object into b (POST lines go through the
+ * pool: certs_bulk_prep_line). l->id is the line's id. */
 static int certs_bulk_exec(struct torii_admin_ctx *ctx, struct torii_certdb_batch *b,
                            const char *method, json_t *in, int enrich, struct certs_bulk_line *l,
                            struct torii_errbuf *eb)
@@ -99,16 +113,6 @@ static int certs_bulk_exec(struct torii_admin_ctx *ctx, struct torii_certdb_batc
     int rc = TORII_OK;
 
     l->item = torii_certdb_batch_size(b);
-    if (strcmp(method, "POST") == 0) {
-        rc = admin_certs_op_create(b, in, enrich, NULL, eb);
-        if (json_is_string(json_object_get(in, "id"))) {
-            free(l->id);
-            l->id = torii_xstrdup(certs_jstr(in, "id"));
-        }
-        l->status = 201;
-        l->verb = "created";
-        return rc;
-    }
     if (l->id == NULL || !admin_req_id_ok(l->id, CERTS_ID_MAX)) {
         return torii_errf(eb, TORII_EINVAL, "id: missing or invalid");
     }
@@ -139,6 +143,30 @@ static json_t *certs_bulk_error(int rc, const char *msg, const char *id)
     return res;
 }
 
+/* A failed line: its result (reported as out of memory when even that cannot be made). */
+static void certs_bulk_fail(struct certs_bulk_line *l, int rc, const char *msg)
+{
+    l->res = certs_bulk_error(rc, msg, l->id);
+    if (l->res == NULL) {
+        l->res = json_null();
+    }
+}
+
+/* One NDJSON input line into the JSON object *in (the caller decrefs it); l->id from its "id". */
+static int certs_bulk_parse(const char *line, size_t len, json_t **in, struct certs_bulk_line *l,
+                            struct torii_errbuf *eb)
+{
+    int rc = admin_certs_parse_json(line, len, in, eb);
+
+    if (rc == TORII_OK && !json_is_object(*in)) {
+        rc = torii_errf(eb, TORII_EINVAL, "each line must be a JSON object");
+    }
+    if (rc == TORII_OK && json_is_string(json_object_get(*in, "id"))) {
+        l->id = torii_xstrdup(certs_jstr(*in, "id"));
+    }
+    return rc;
+}
+
 /* One NDJSON input line: parsed and queued into b, or failed (l->res, reference 2.5 shapes). */
 static void certs_bulk_line(struct torii_admin_ctx *ctx, struct torii_certdb_batch *b,
                             const char *method, const char *line, size_t len, int enrich,
@@ -146,27 +174,145 @@ static void certs_bulk_line(struct torii_admin_ctx *ctx, struct torii_certdb_bat
 {
     struct torii_errbuf eb = {{0}};
     json_t *in = NULL;
-    int rc = admin_certs_parse_json(line, len, &in, &eb);
+    int rc;
 
     memset(l, 0, sizeof(*l));
     l->verb = "updated";
     l->status = 200;
-    if (rc == TORII_OK && !json_is_object(in)) {
-        rc = torii_errf(&eb, TORII_EINVAL, "each line must be a JSON object");
-    }
+    rc = certs_bulk_parse(line, len, &in, l, &eb);
     if (rc == TORII_OK) {
-        if (json_is_string(json_object_get(in, "id"))) {
-            l->id = torii_xstrdup(certs_jstr(in, "id"));
-        }
         rc = certs_bulk_exec(ctx, b, method, in, enrich, l, &eb);
     }
     if (rc != TORII_OK) {
-        l->res = certs_bulk_error(rc, eb.msg, l->id);
-        if (l->res == NULL) {
-            l->res = json_null(); /* reported as out of memory */
-        }
+        certs_bulk_fail(l, rc, eb.msg);
     }
     json_decref(in);
+}
+
+/* ---- the preparation pool (POST) ---- */
+
+#define CERTS_BULK_THREADS_MAX 8
+/* Fewer lines than this per thread are not worth a thread. */
+#define CERTS_BULK_LINES_PER_THREAD 16
+
+struct certs_bulk_pool {
+    const struct torii_store *st;
+    const struct torii_slice *lines;
+    struct certs_bulk_line *ls;
+    size_t n;
+    int enrich;
+    atomic_size_t next; /* the next line to prepare */
+};
+
+/* One POST line parsed and prepared (l->prep), or failed (l->res): what certs_bulk_line and
+ * certs_bulk_exec do before queueing, on any thread. l->id ends as the entity's id (the one
+ * generated when it had none). */
+static void certs_bulk_prep_line(const struct torii_store *st, const struct torii_slice *line,
+                                 int enrich, struct certs_bulk_line *l)
+{
+    struct torii_errbuf eb = {{0}};
+    json_t *in = NULL;
+    int rc;
+
+    l->verb = "created";
+    l->status = 201;
+    rc = certs_bulk_parse(line->ptr, line->len, &in, l, &eb);
+    if (rc == TORII_OK) {
+        rc = admin_certs_op_prepare_create(st, in, enrich, &l->prep, &eb);
+        if (json_is_string(json_object_get(in, "id"))) {
+            free(l->id);
+            l->id = torii_xstrdup(certs_jstr(in, "id"));
+        }
+    }
+    if (rc != TORII_OK) {
+        certs_bulk_fail(l, rc, eb.msg);
+    }
+    json_decref(in);
+}
+
+static void *certs_bulk_pool_main(void *arg)
+{
+    struct certs_bulk_pool *p = arg;
+
+    for (;;) {
+        size_t i = atomic_fetch_add(&p->next, 1);
+
+        if (i >= p->n) {
+            return NULL;
+        }
+        certs_bulk_prep_line(p->st, &p->lines[i], p->enrich, &p->ls[i]);
+    }
+}
+
+/* Threads for n lines: want (0: one per CPU this process may run on), at most
+ * CERTS_BULK_THREADS_MAX, at least one, no more than the lines keep busy. */
+static unsigned certs_bulk_threads(unsigned want, size_t n)
+{
+    cpu_set_t set;
+    size_t useful = n / CERTS_BULK_LINES_PER_THREAD;
+
+    if (want == 0) {
+        CPU_ZERO(&set);
+        want = sched_getaffinity(0, sizeof(set), &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
+    }
+    want = want > CERTS_BULK_THREADS_MAX ? CERTS_BULK_THREADS_MAX : want;
+    want = (size_t)want > useful ? (unsigned)useful : want;
+    return want == 0 ? 1 : want;
+}
+
+/* Prepare every POST line: the admin thread and the threads started here take lines one by
+ * one until none is left; all are joined before returning. A thread that cannot be started
+ * leaves its share to the others. */
+static void certs_bulk_prepare_all(struct certs_bulk_pool *p, unsigned threads)
+{
+    pthread_t tid[CERTS_BULK_THREADS_MAX];
+    unsigned started = 0;
+
+    while (started + 1 < threads
+           && pthread_create(&tid[started], NULL, certs_bulk_pool_main, p) == 0) {
+        started++;
+    }
+    (void)certs_bulk_pool_main(p);
+    for (unsigned k = 0; k < started; k++) {
+        (void)pthread_join(tid[k], NULL);
+    }
+}
+
+/* Queue a prepared POST line into b, in input order. */
+static void certs_bulk_queue_prepared(struct torii_certdb_batch *b, struct certs_bulk_line *l)
+{
+    struct torii_errbuf eb = {{0}};
+    int rc;
+
+    if (l->res != NULL) {
+        return;
+    }
+    l->item = torii_certdb_batch_size(b);
+    rc = torii_certdb_batch_create_prepared(b, &l->prep, NULL, &eb);
+    if (rc != TORII_OK) {
+        certs_bulk_fail(l, rc, eb.msg);
+    }
+}
+
+/* Every line queued into b, in order: POST lines prepared by the pool first. */
+static void certs_bulk_queue(struct torii_admin_ctx *ctx, struct torii_certdb_batch *b,
+                             const char *method, const struct torii_slice *lines, size_t n,
+                             int enrich, struct certs_bulk_line *ls)
+{
+    struct certs_bulk_pool pool = {
+        .st = ctx->store, .lines = lines, .ls = ls, .n = n, .enrich = enrich};
+
+    if (strcmp(method, "POST") != 0) {
+        for (size_t i = 0; i < n; i++) {
+            certs_bulk_line(ctx, b, method, lines[i].ptr, lines[i].len, enrich, &ls[i]);
+        }
+        return;
+    }
+    atomic_init(&pool.next, 0);
+    certs_bulk_prepare_all(&pool, certs_bulk_threads(ctx->bulk_threads, n));
+    for (size_t i = 0; i < n; i++) {
+        certs_bulk_queue_prepared(b, &ls[i]);
+    }
 }
 
 /* The result of a queued line once b is committed. */
@@ -231,9 +377,7 @@ static void certs_bulk_run(struct torii_admin_ctx *ctx, const struct torii_http_
         certs_bulk_split((const char *)req->body, req->body != NULL ? req->body_len : 0, &lines);
     struct certs_bulk_line *ls = torii_xcalloc(n + 1, sizeof(*ls));
 
-    for (size_t i = 0; i < n; i++) {
-        certs_bulk_line(ctx, b, req->method, lines[i].ptr, lines[i].len, enrich, &ls[i]);
-    }
+    certs_bulk_queue(ctx, b, req->method, lines, n, enrich, ls);
     if (torii_certdb_batch_commit(b, TORII_CERTDB_PER_ITEM, &eb) != TORII_OK) {
         torii_log(TORII_LOG_ERR, "admin: bulk commit failed: %s", eb.msg); /* not expected */
     }
@@ -246,6 +390,7 @@ static void certs_bulk_run(struct torii_admin_ctx *ctx, const struct torii_http_
         }
         certs_buf_add_json(out, res);
         free(ls[i].id);
+        torii_certdb_prep_free(ls[i].prep);
     }
     free(ls);
     free(lines);

@@ -139,8 +139,8 @@ static struct torii_cert_prep_opts certs_prep_opts(int enrich, const struct tori
 
 /* ---- operations shared by the single and bulk endpoints (eb always says why) ---- */
 
-int admin_certs_op_create(struct torii_certdb_batch *b, json_t *entity, int enrich, uint32_t *flags,
-                          struct torii_errbuf *eb)
+int admin_certs_op_prepare_create(const struct torii_store *st, json_t *entity, int enrich,
+                                  struct torii_certdb_prep **out, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     json_t *id = json_object_get(entity, "id");
@@ -156,9 +156,18 @@ int admin_certs_op_create(struct torii_certdb_batch *b, json_t *entity, int enri
         TORII_TRY(torii_uuid_id(CERTS_ID_PREFIX, gen, sizeof(gen)));
         TORII_ENSURE(json_object_set_new(entity, "id", json_string(gen)) == 0, TORII_ENOMEM);
     }
-    TORII_TRY(torii_certdb_batch_create(b, entity, &o, flags, eb));
+    TORII_TRY(torii_certdb_prepare(st, entity, &o, out, eb));
 out:
     return rc;
+}
+
+int admin_certs_op_create(struct torii_certdb_batch *b, json_t *entity, int enrich, uint32_t *flags,
+                          struct torii_errbuf *eb)
+{
+    struct torii_certdb_prep *p = NULL;
+    int rc = admin_certs_op_prepare_create(torii_certdb_batch_store(b), entity, enrich, &p, eb);
+
+    return rc == TORII_OK ? torii_certdb_batch_create_prepared(b, &p, flags, eb) : rc;
 }
 
 /* id must not point into entity (its "id" member is replaced). */

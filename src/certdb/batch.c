@@ -22,7 +22,8 @@ struct certdb_sop {
 struct certdb_item {
     enum torii_store_op_kind kind; /* CREATE, REPLACE_IF or DELETE */
     char *id;
-    char *text; /* the new JSON (wiped); NULL for DELETE */
+    char *text;  /* the new JSON (wiped); NULL for DELETE */
+    json_t *ent; /* what text parses to (a copy of the prepared entity), for the watchers */
     struct torii_cert_prepared prep;
     char *expect; /* REPLACE_IF: the JSON read (wiped) */
     size_t expect_len;
@@ -59,6 +60,7 @@ static void certdb_item_clear(struct certdb_item *it)
     if (it->text != NULL) {
         torii_secure_free(it->text, strlen(it->text));
     }
+    json_decref(it->ent);
     torii_secure_free(it->expect, it->expect_len);
     torii_cert_prepared_clear(&it->prep);
     for (size_t i = 0; i < it->n_sop; i++) {
@@ -85,6 +87,11 @@ void torii_certdb_batch_free(struct torii_certdb_batch *b)
 size_t torii_certdb_batch_size(const struct torii_certdb_batch *b)
 {
     return b->n;
+}
+
+struct torii_store *torii_certdb_batch_store(const struct torii_certdb_batch *b)
+{
+    return b->st;
 }
 
 /* The item that last wrote id in b, or NULL. */
@@ -221,9 +228,8 @@ static struct certdb_item *certdb_push(struct torii_certdb_batch *b, struct cert
 /* Prepare entity into it (id, text, record). Keys at rest: the store's KEK ring opens a
  * sealed key and seals a clear one (torii_cert_prepare), whatever ring o names, so that no
  * writer can store a key in clear while a KEK is loaded. */
-static int certdb_item_prepare(const struct torii_certdb_batch *b, struct certdb_item *it,
-                               json_t *entity, const struct torii_cert_prep_opts *o,
-                               struct torii_errbuf *eb)
+static int certdb_item_prepare(const struct torii_store *st, struct certdb_item *it, json_t *entity,
+                               const struct torii_cert_prep_opts *o, struct torii_errbuf *eb)
 {
     struct torii_cert_prep_opts po = {.mode = TORII_CERT_PREP_AS_IS};
     int rc = TORII_OK;
@@ -232,7 +238,7 @@ static int certdb_item_prepare(const struct torii_certdb_batch *b, struct certdb
     if (o != NULL) {
         po = *o;
     }
-    po.kek = torii_store_kek(b->st);
+    po.kek = torii_store_kek(st);
     TORII_ENSURE(json_is_object(entity),
                  torii_errf(eb, TORII_EINVAL, "certificate entity must be a JSON object"));
     TORII_TRY(torii_cert_prepare(entity, &po, &it->prep, eb));
@@ -241,7 +247,66 @@ static int certdb_item_prepare(const struct torii_certdb_batch *b, struct certdb
     it->id = torii_xstrdup(id);
     it->text = json_dumps(entity, JSON_COMPACT);
     TORII_ENSURE(it->text != NULL, TORII_ENOMEM);
+    /* A copy: the caller may change its entity before the commit. Cheaper than the watchers
+     * parsing text again at the commit, on the thread that holds the store's write lock. */
+    it->ent = json_deep_copy(entity);
+    TORII_ENSURE(it->ent != NULL, TORII_ENOMEM);
 out:
+    return rc;
+}
+
+/* A creation prepared apart from its batch (torii_certdb_prepare): the item without its
+ * index ops, and the index keys the entity gets. */
+struct torii_certdb_prep {
+    struct certdb_item it;
+    struct certdb_keys keys;
+};
+
+void torii_certdb_prep_free(struct torii_certdb_prep *p)
+{
+    if (p != NULL) {
+        certdb_item_clear(&p->it);
+        free(p);
+    }
+}
+
+int torii_certdb_prepare(const struct torii_store *st, json_t *entity,
+                         const struct torii_cert_prep_opts *o, struct torii_certdb_prep **out,
+                         struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    struct torii_certdb_prep *p = torii_xcalloc(1, sizeof(*p));
+
+    TORII_TRY(certdb_item_prepare(st, &p->it, entity, o, eb));
+    certdb_keys_of(entity, p->it.id, p->it.prep.serial_hex, &p->keys);
+    *out = p;
+    p = NULL;
+out:
+    torii_certdb_prep_free(p);
+    return rc;
+}
+
+int torii_certdb_batch_create_prepared(struct torii_certdb_batch *b, struct torii_certdb_prep **pp,
+                                       uint32_t *flags, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+    struct torii_certdb_prep *p = *pp;
+    struct certdb_keys none;
+    int ex;
+
+    *pp = NULL;
+    memset(&none, 0, sizeof(none));
+    ex = certdb_exists(b, p->it.id);
+    TORII_ENSURE(ex == 0, ex > 0 ? torii_errf(eb, TORII_EEXIST, "entity already exists")
+                                 : torii_errf(eb, -ex, "store: read failed"));
+    p->it.kind = TORII_STORE_CREATE;
+    certdb_index(b, &p->it, &none, &p->keys);
+    if (flags != NULL) {
+        *flags = p->it.prep.flags;
+    }
+    (void)certdb_push(b, &p->it);
+out:
+    torii_certdb_prep_free(p);
     return rc;
 }
 
@@ -249,28 +314,10 @@ int torii_certdb_batch_create(struct torii_certdb_batch *b, json_t *entity,
                               const struct torii_cert_prep_opts *o, uint32_t *flags,
                               struct torii_errbuf *eb)
 {
-    int rc = TORII_OK;
-    struct certdb_item it;
-    struct certdb_keys none;
-    struct certdb_keys keys;
-    int ex;
+    struct torii_certdb_prep *p = NULL;
+    int rc = torii_certdb_prepare(b->st, entity, o, &p, eb);
 
-    memset(&it, 0, sizeof(it));
-    memset(&none, 0, sizeof(none));
-    TORII_TRY(certdb_item_prepare(b, &it, entity, o, eb));
-    ex = certdb_exists(b, it.id);
-    TORII_ENSURE(ex == 0, ex > 0 ? torii_errf(eb, TORII_EEXIST, "entity already exists")
-                                 : torii_errf(eb, -ex, "store: read failed"));
-    it.kind = TORII_STORE_CREATE;
-    certdb_keys_of(entity, it.id, it.prep.serial_hex, &keys);
-    certdb_index(b, &it, &none, &keys);
-    if (flags != NULL) {
-        *flags = it.prep.flags;
-    }
-    (void)certdb_push(b, &it);
-out:
-    certdb_item_clear(&it);
-    return rc;
+    return rc == TORII_OK ? torii_certdb_batch_create_prepared(b, &p, flags, eb) : rc;
 }
 
 int torii_certdb_batch_replace(struct torii_certdb_batch *b, const struct torii_certdb_entry *read,
@@ -283,7 +330,7 @@ int torii_certdb_batch_replace(struct torii_certdb_batch *b, const struct torii_
     struct certdb_keys keys;
 
     memset(&it, 0, sizeof(it));
-    TORII_TRY(certdb_item_prepare(b, &it, entity, o, eb));
+    TORII_TRY(certdb_item_prepare(b->st, &it, entity, o, eb));
     it.kind = TORII_STORE_REPLACE_IF;
     it.expect = torii_xstrndup(read->text, read->len);
     it.expect_len = read->len;
@@ -403,6 +450,7 @@ static size_t certdb_ops(const struct torii_certdb_batch *b, size_t from, size_t
             ops[k].rec.json_len = strlen(it->text);
             ops[k].rec.aux = it->prep.aux;
             ops[k].rec.aux_len = it->prep.aux_len;
+            ops[k].parsed = it->ent;
         }
         if (it->kind == TORII_STORE_REPLACE_IF) {
             ops[k].expect_json = it->expect;

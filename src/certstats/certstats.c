@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,10 +203,13 @@ static void cs_drop(struct torii_certstats *cs, char *id)
     }
 }
 
-/* The one parse of a written entity. 0 when it is not a JSON object. */
-static int cs_entry_of(const struct torii_store_rec *rec, struct cs_entry *out)
+/* The one parse of a written entity (none when its writer handed it parsed: a watch callback
+ * of a certdb write). 0 when it is not a JSON object. */
+static int cs_entry_of(const struct torii_store_rec *rec, const json_t *parsed,
+                       struct cs_entry *out)
 {
-    json_t *e = json_loadb(rec->json, rec->json_len, 0, NULL);
+    json_t *e = parsed != NULL ? json_incref((json_t *)(uintptr_t)parsed)
+                               : json_loadb(rec->json, rec->json_len, 0, NULL);
     const char *dom = json_string_value(json_object_get(e, "domain"));
     int ok = json_is_object(e);
 
@@ -224,14 +228,15 @@ static void cs_apply(struct torii_certstats *cs, enum torii_store_op_kind kind,
                      const struct torii_store_rec *rec)
 {
     char *id = torii_xstrndup(rec->id, rec->id_len);
+    const json_t *parsed = torii_store_watch_parsed();
     struct cs_entry e = {0};
     int keep = 0;
 
     if (kind != TORII_STORE_DELETE && rec->json != NULL) {
-        keep = cs_entry_of(rec, &e);
+        keep = cs_entry_of(rec, parsed, &e);
     }
     (void)pthread_mutex_lock(&cs->lock);
-    if (kind != TORII_STORE_DELETE) {
+    if (kind != TORII_STORE_DELETE && parsed == NULL) {
         cs->parses++;
     }
     if (keep) {
@@ -269,7 +274,7 @@ static int cs_load_one(const struct torii_store_rec *rec, void *arg)
     if (atomic_load_explicit(&cs->stop, memory_order_relaxed)) {
         return TORII_EAGAIN; /* stopped: free is waiting */
     }
-    if (rec->json == NULL || !cs_entry_of(rec, &e)) {
+    if (rec->json == NULL || !cs_entry_of(rec, NULL, &e)) {
         return TORII_OK;
     }
     id = torii_xstrndup(rec->id, rec->id_len);

@@ -38,6 +38,8 @@ EVP_PKEY *torii_pki__cert_pub(X509 *c);
 enum torii_pki__dec_kind {
     TORII_PKI__DEC_PEM_KEYPAIR = 0, /* a PEM private key (unencrypted) */
     TORII_PKI__DEC_SPKI,            /* a DER SubjectPublicKeyInfo */
+    TORII_PKI__DEC_P8_EC,           /* a DER PrivateKeyInfo of an EC key */
+    TORII_PKI__DEC_P8_RSA,          /* a DER PrivateKeyInfo of an RSA key */
     TORII_PKI__DEC_KINDS
 };
 

@@ -257,10 +257,102 @@ static char *pki_pem_clean(const char *b, const char *e, size_t *out_len)
     return o;
 }
 
-/* An unencrypted PEM key through the thread's decoder; NULL when it does not decode (the
+#define PKI_P8_BEGIN "-----BEGIN PRIVATE KEY-----\n"
+#define PKI_P8_END   "-----END PRIVATE KEY-----\n"
+
+static int pki_b64_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+'
+           || c == '/';
+}
+
+/* 1 when [s, e) is canonical PEM base64: lines of 4..64 characters of the standard alphabet,
+ * each a multiple of 4 long and ending in '\n', '=' only as the (one or two characters of)
+ * padding at the end of the last line. */
+static int pki_b64_lines_ok(const char *s, const char *e)
+{
+    size_t col = 0;
+    int pad = 0;
+
+    for (const char *p = s; p < e; p++) {
+        unsigned char c = (unsigned char)*p;
+
+        if (c == '\n') {
+            if (col == 0 || col % 4 != 0 || (pad > 0 && p + 1 != e)) {
+                return 0;
+            }
+            col = 0;
+        } else if (++col > 64 || (c == '=' ? ++pad > 2 : !pki_b64_char(c) || pad > 0)) {
+            return 0;
+        }
+    }
+    return s < e && col == 0;
+}
+
+/* The key type of a DER PrivateKeyInfo that a decoder told its type decodes as the PEM reader
+ * would: RSA, or EC on a NIST named curve; TORII_PKI__DEC_KINDS for anything else. */
+static enum torii_pki__dec_kind pki_p8_kind(const unsigned char *der, size_t len)
+{
+    const unsigned char *p = der;
+    PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)len);
+    const ASN1_OBJECT *oid = NULL;
+    const X509_ALGOR *alg = NULL;
+    const void *pval = NULL;
+    int ptype = 0;
+    int curve = NID_undef;
+    enum torii_pki__dec_kind kind = TORII_PKI__DEC_KINDS;
+
+    if (p8 != NULL && p == der + len && PKCS8_pkey_get0(&oid, NULL, NULL, &alg, p8) == 1) {
+        X509_ALGOR_get0(NULL, &ptype, &pval, alg);
+        curve = ptype == V_ASN1_OBJECT ? OBJ_obj2nid(pval) : NID_undef;
+        if (OBJ_obj2nid(oid) == NID_rsaEncryption) {
+            kind = TORII_PKI__DEC_P8_RSA;
+        } else if (OBJ_obj2nid(oid) == NID_X9_62_id_ecPublicKey
+                   && (curve == NID_X9_62_prime256v1 || curve == NID_secp384r1
+                       || curve == NID_secp521r1)) {
+            kind = TORII_PKI__DEC_P8_EC;
+        }
+    }
+    PKCS8_PRIV_KEY_INFO_free(p8);
+    return kind;
+}
+
+/* A canonical unencrypted "PRIVATE KEY" block (PKCS#8) of an RSA or NIST-curve EC key: its
+ * DER decoded here and handed to the thread's decoder of that key type, which does the work
+ * of the PEM decoder's chain in half the time. NULL for any other block. */
+static EVP_PKEY *pki_key_decode_p8(const char *pem, size_t len)
+{
+    const size_t nb = sizeof(PKI_P8_BEGIN) - 1;
+    const size_t ne = sizeof(PKI_P8_END) - 1;
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    EVP_PKEY *key = NULL;
+    enum torii_pki__dec_kind kind;
+
+    if (len <= nb + ne || memcmp(pem, PKI_P8_BEGIN, nb) != 0
+        || memcmp(pem + len - ne, PKI_P8_END, ne) != 0
+        || !pki_b64_lines_ok(pem + nb, pem + len - ne)
+        || torii_b64_decode_mime(pem + nb, len - nb - ne, &der, &der_len) != TORII_OK) {
+        return NULL;
+    }
+    kind = pki_p8_kind(der, der_len);
+    if (kind != TORII_PKI__DEC_KINDS) {
+        key = torii_pki__decode_cached(kind, der, der_len);
+    }
+    torii_secure_free(der, der_len);
+    ERR_clear_error();
+    return key;
+}
+
+/* An unencrypted PEM key through the thread's decoders; NULL when it does not decode (the
  * caller then takes the general path, which says why). */
 static EVP_PKEY *pki_key_decode_fast(const char *pem, size_t len)
 {
+    EVP_PKEY *key = pki_key_decode_p8(pem, len);
+
+    if (key != NULL) {
+        return key;
+    }
     return torii_pki__decode_cached(TORII_PKI__DEC_PEM_KEYPAIR, (const unsigned char *)pem, len);
 }
 

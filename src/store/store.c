@@ -546,6 +546,14 @@ out:
     return rc;
 }
 
+/* The op whose watchers run on this thread: its `parsed` (torii_store_watch_parsed). */
+static _Thread_local const void *store_watch_parsed;
+
+const void *torii_store_watch_parsed(void)
+{
+    return store_watch_parsed;
+}
+
 static void store_notify(struct torii_store *st, const struct torii_store_op *ops, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -560,9 +568,11 @@ static void store_notify(struct torii_store *st, const struct torii_store_op *op
             rec.aux = NULL;
             rec.aux_len = 0;
         }
+        store_watch_parsed = ops[i].kind != TORII_STORE_DELETE ? ops[i].parsed : NULL;
         for (size_t w = 0; w < st->nwatchers; w++) {
             st->watchers[w].cb(kind, ops[i].bucket, &rec, st->watchers[w].arg);
         }
+        store_watch_parsed = NULL;
     }
 }
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "torii/certstats.h"
 #include "torii/metrics.h"
@@ -167,6 +168,34 @@ static void test_follows_the_store(void **state)
     assert_int_equal(torii_certstats_parses(f->cs), before + 3);
 }
 
+/* A write whose writer handed the entity parsed (as certdb does) is not parsed again: the
+ * gauges come from what it handed. */
+static void test_takes_the_parsed_entity_of_a_write(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t before = torii_certstats_parses(f->cs);
+    char json[256];
+    json_t *parsed = NULL;
+    struct torii_store_op op = {.kind = TORII_STORE_PUT, .bucket = TORII_STORE_CERTS};
+    char *text;
+
+    entity_json(json, sizeof(json), "handed.test", 1, 0);
+    parsed = json_loads(json, 0, NULL);
+    assert_non_null(parsed);
+    op.rec =
+        (struct torii_store_rec){.id = "h1", .id_len = 2, .json = json, .json_len = strlen(json)};
+    op.parsed = parsed;
+    assert_int_equal(torii_store_apply(f->st, &op, 1, NULL), TORII_OK);
+    json_decref(parsed);
+    assert_int_equal(torii_certstats_parses(f->cs), before);
+    text = scrape(f->cs, NOW_MS);
+    assert_has(text, "torii_certificate_valid{id=\"h1\",domain=\"handed.test\"} 1\n");
+    free(text);
+    op.parsed = NULL; /* the same write without it is parsed */
+    assert_int_equal(torii_store_apply(f->st, &op, 1, NULL), TORII_OK);
+    assert_int_equal(torii_certstats_parses(f->cs), before + 1);
+}
+
 #define N_RACE  3000
 #define N_BATCH 50
 
@@ -249,6 +278,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_scrapes_do_not_parse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follows_the_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_takes_the_parsed_entity_of_a_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_feed_during_load, setup, teardown),
     };
 

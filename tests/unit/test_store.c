@@ -522,6 +522,47 @@ static void test_store_watchers_see_ops_in_order_after_commit(void **state)
     assert_string_equal(w.ids[3], "o1");
 }
 
+/* What each watch callback saw of torii_store_watch_parsed, in order. */
+struct parsed_log {
+    const void *seen[4];
+    size_t n;
+};
+
+static void watch_parsed_cb(enum torii_store_op_kind kind, enum torii_store_bucket b,
+                            const struct torii_store_rec *rec, void *arg)
+{
+    struct parsed_log *l = arg;
+
+    (void)kind;
+    (void)b;
+    (void)rec;
+    if (l->n < 4) {
+        l->seen[l->n++] = torii_store_watch_parsed();
+    }
+}
+
+static void test_store_watchers_get_the_parsed_form_the_writer_handed(void **state)
+{
+    struct fixture *f = *state;
+    struct parsed_log l = {{0}, 0};
+    int parsed_a = 1; /* stands for a parsed value: only the pointer is handed over */
+    struct torii_store_op ops[3] = {
+        {.kind = TORII_STORE_PUT, .bucket = TORII_STORE_CERTS, .rec = mkrec("a", "1")},
+        {.kind = TORII_STORE_PUT, .bucket = TORII_STORE_CERTS, .rec = mkrec("b", "2")},
+        {.kind = TORII_STORE_DELETE, .bucket = TORII_STORE_CERTS, .rec = mkrec("a", NULL)},
+    };
+
+    ops[0].parsed = &parsed_a;
+    ops[2].parsed = &parsed_a; /* a delete has no JSON: watchers get NULL */
+    assert_int_equal(torii_store_watch(f->st, watch_parsed_cb, &l), TORII_OK);
+    assert_int_equal(torii_store_apply(f->st, ops, 3, NULL), TORII_OK);
+    assert_int_equal(l.n, 3);
+    assert_ptr_equal(l.seen[0], &parsed_a);
+    assert_null(l.seen[1]);
+    assert_null(l.seen[2]);
+    assert_null(torii_store_watch_parsed()); /* outside a callback */
+}
+
 static void test_store_watch_limit_returns_etoobig(void **state)
 {
     struct fixture *f = *state;
@@ -1373,6 +1414,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_watchers_see_ops_in_order_after_commit, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_store_watchers_get_the_parsed_form_the_writer_handed,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_watch_limit_returns_etoobig, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_write_from_callbacks_returns_eperm, setup,
                                         teardown),
