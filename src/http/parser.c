@@ -1182,29 +1182,19 @@ void torii_http_parser_next(struct torii_http_parser *p)
     parser_clear_request(p);
 }
 
-/* Field storage above this stays with a parser kept for reuse only while it is in use. */
-#define PARSER_KEEP_BYTES ((size_t)4096)
-
-static void store_trim(struct field_store *fs)
-{
-    if (fs->cap > PARSER_KEEP_BYTES || fs->cap_recs * sizeof(*fs->recs) > PARSER_KEEP_BYTES) {
-        store_free(fs);
-        fs->cap = 0;
-        fs->cap_recs = 0;
-    }
-}
-
 void torii_http_parser_reset(struct torii_http_parser *p)
 {
+    struct field_store *fs[2] = {&p->head, &p->trl};
+
     parser_clear_request(p);
     llhttp_reset(&p->ll);
-    p->no_body = 0;
-    p->allow_switch = 0;
-    p->failed = 0;
-    p->err_status = 0;
+    p->no_body = p->allow_switch = p->failed = p->err_status = 0;
     p->err_msg = NULL;
-    p->body_cb = NULL;
-    p->body_arg = NULL;
-    store_trim(&p->head);
-    store_trim(&p->trl);
+    torii_http_parser_set_body_cb(p, NULL, NULL);
+    for (size_t i = 0; i < 2; i++) { /* a parser kept for reuse keeps up to 4 KiB of storage */
+        if (fs[i]->cap > 4096 || fs[i]->cap_recs > 4096 / sizeof(*fs[i]->recs)) {
+            store_free(fs[i]);
+            fs[i]->cap = fs[i]->cap_recs = 0;
+        }
+    }
 }
