@@ -35,6 +35,9 @@
 # pinned on that row: its preparation pool runs on every CPU).
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii]
 #                         [--only-jwt] [--only-h2] [--only-bulk] [--bulk N|0] [--smoke] [--bin DIR]
+#                         [--only-core]
+#   --only-core: torii and HAProxy only, the keep-alive, full/resumed handshake and idle
+#   memory rows only (the issue-14 item-5 figures; a few minutes);
 #   --idle N: idle connections opened for the memory rows (default 2,000);
 #   --big 0 skips the large store; --only-torii skips the peers (torii's figures only);
 #   --only-h2 runs the HTTP/2 rows alone (1 certificate, every peer);
@@ -55,11 +58,12 @@ ONLY_TORII=0
 ONLY_JWT=0
 ONLY_BULK=0
 ONLY_H2=0
+ONLY_CORE=0
 NBULK=10000
 BULK_LINES=2000
 usage() {
   echo "usage: $0 [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii] [--only-jwt] [--only-h2]" \
-    "[--only-bulk] [--bulk N|0] [--smoke] [--bin DIR] [--idle N]" >&2
+    "[--only-bulk] [--bulk N|0] [--smoke] [--bin DIR] [--idle N] [--only-core]" >&2
   exit 2
 }
 num() { [[ "${2:-}" =~ ^[0-9]+$ ]] || { echo "$1 needs a number" >&2; usage; }; }
@@ -74,6 +78,7 @@ while [ $# -gt 0 ]; do
     --only-jwt) ONLY_TORII=1; ONLY_JWT=1; shift ;;
     --only-h2) ONLY_H2=1; shift ;;
     --only-bulk) ONLY_TORII=1; ONLY_BULK=1; shift ;;
+    --only-core) ONLY_CORE=1; shift ;;
     --bulk) num "$1" "${2:-}"; NBULK=$2; shift 2 ;;
     --smoke) SMOKE=1; ROUNDS=1; SECS=1; NCERTS=20; IDLEN=100; BIG=0; NBULK=100; BULK_LINES=50; RESUME_N=50
              shift ;;
@@ -473,6 +478,13 @@ if [ "$ONLY_BULK" = 1 ]; then
 fi
 prep_store "$B/one"
 $FILL "$B/one" 1 "$B/pem1" >/dev/null
+if [ "$ONLY_CORE" = 1 ]; then
+  ACME=0
+  phase_core
+  core_report
+  footer
+  exit 0
+fi
 if [ "$ONLY_JWT" = 1 ]; then
   echo "== torii, JWT at the edge (--only-jwt; median of $ROUNDS rounds of ${SECS}s)"
   jwt_bench

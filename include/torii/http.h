@@ -159,6 +159,9 @@ int torii_http_parser_idle(const struct torii_http_parser *p);
 int torii_http_parser_error(const struct torii_http_parser *p, const char **msg);
 /** After DONE: forget the request (frees its storage) and get ready for the next one. */
 void torii_http_parser_next(struct torii_http_parser *p);
+/** Between messages (not started): make p as a new parser of its kind with the same limits,
+ * for another connection (no body callback; storage above 4 KiB released). */
+void torii_http_parser_reset(struct torii_http_parser *p);
 
 /* ---- response writer ------------------------------------------------------------------- */
 

@@ -65,6 +65,7 @@ phase_one() {
   row1 m_mib mib.mbs "1 MiB MB/s per core" "${h1[@]}"
   row1 m_lat lat.p99 "latency p99 us" "${h1[@]}"
   row1 m_idle idle.kb "KB per idle TLS conn" "${h1[@]}"
+  row1 m_idlereq idlereq.kb "KB per idle conn after 1 request" "${h1[@]}"
   row1 m_h2_s1 h2s1.cpu "h2 1 stream CPU us/req" "${h2[@]}"
   row1 m_h2_s100 h2s100.cpu "h2 100 streams CPU us/req" "${h2[@]}"
   row1 m_h2_conn h2conn.cpu "h2 new conn CPU us/conn" "${h2[@]}"
@@ -73,6 +74,34 @@ phase_one() {
   stop_all "${UP[@]}"
   # the single figure the torii-only sections below compare with
   R[torii.full.cpu]=$(cell torii full.cpu)
+}
+
+# phase_core: torii and HAProxy (or torii alone with --only-torii), 1 certificate, the rows of
+# the keep-alive and handshake goals only (--only-core).
+phase_core() {
+  local all=(torii)
+  [ "$ONLY_TORII" = 1 ] || all+=(haproxy)
+  echo "== core rows: ${all[*]} (one worker each on CPU 0), $ROUNDS interleaved rounds of ${SECS}s"
+  start_all 1 "${all[@]}"
+  row1 m_ka ka.cpu "keep-alive CPU us/req" "${UP[@]}"
+  row1 m_full full.cpu "full handshake CPU us/conn" "${UP[@]}"
+  row1 m_resumed resumed.cpu "resumed handshake CPU us/conn" "${UP[@]}"
+  row1 m_idle idle.kb "KB per idle TLS conn" "${UP[@]}"
+  row1 m_idlereq idlereq.kb "KB per idle conn after 1 request" "${UP[@]}"
+  stop_all "${UP[@]}"
+}
+core_report() {
+  local COLS=(torii haproxy)
+  [ "$ONLY_TORII" = 1 ] && COLS=(torii)
+  echo
+  echo "torii vs HAProxy, same run: $ROUNDS rounds of ${SECS}s; t/peer per round, median (min-max)"
+  table_head
+  trow "keep-alive 100-byte responses: CPU us/req" ka.cpu
+  trow "full TLS handshake + 1 request: CPU us/conn" full.cpu
+  trow "resumed handshake + 1 request: CPU us/conn" resumed.cpu
+  trow "RSS KB per idle TLS connection ($IDLEN open)" idle.kb
+  trow "RSS KB per idle conn after 1 request ($IDLEN open)" idlereq.kb
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 # m_many_start NAME ROUND: a start on a fresh copy of the NCERTS store: time to the first
@@ -136,6 +165,7 @@ main_report() {
   trow "latency p99 us at a fixed rate" lat.p99
   trow "  (achieved rate, req/s)" lat.rate
   trow "RSS KB per idle TLS connection ($IDLEN open)" idle.kb
+  trow "RSS KB per idle conn after 1 request ($IDLEN open)" idlereq.kb
   trow "full TLS handshake + 1 request: CPU us/conn" full.cpu
   trow "full handshakes/s (client-bound, higher better)" full.rate
   trow "resumed handshake + 1 request: CPU us/conn" resumed.cpu

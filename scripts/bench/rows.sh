@@ -47,6 +47,7 @@ fresh_idle() { # name tls|h2 -> IDLE_KB
   stop_proxy
 }
 m_idle() { fresh_idle "$1" tls; R[$1.idle.kb.$2]=$IDLE_KB; }
+m_idlereq() { fresh_idle "$1" req; R[$1.idlereq.kb.$2]=$IDLE_KB; }
 
 # ---- HTTP/2 (h2load on CPU 1). torii's cells say "n/a (no h2)" until it offers ALPN h2.
 offers_h2() { # port -> 0 when the TLS server there selects ALPN h2
@@ -106,9 +107,10 @@ m_ws() {
   R[$1.ws.rate.$2]=$(awk -v n="$n" -v t="$SECS" 'BEGIN { printf "%.0f", n / t }')
 }
 
-# idle_conns PID PORT COUNT tls|h2 -> KB of RSS per idle connection: COUNT connections from
-# CPU 1, each a finished TLS handshake (h2: ALPN h2, the connection preface and SETTINGS both
-# ways, no stream), held open while the proxy's RSS is read.
+# idle_conns PID PORT COUNT tls|req|h2 -> KB of RSS per idle connection: COUNT connections
+# from CPU 1, each a finished TLS handshake (req: then one HTTP/1.1 keep-alive request and its
+# whole response; h2: ALPN h2, the connection preface and SETTINGS both ways, no stream), held
+# open while the proxy's RSS is read.
 idle_conns() {
   local pid=$1 port=$2 n=$3 r0 r1 py got
   r0=$(rss_kb "$pid")
@@ -131,8 +133,14 @@ async def main():
                     w.write(PREFACE); await w.drain()
                     await asyncio.wait_for(r.read(9), 10)  # the server's SETTINGS header
                     w.write(ACK); await w.drain()
+                if mode == "req":
+                    w.write(b"GET / HTTP/1.1\r\nHost: h0.bench.test\r\n\r\n"); await w.drain()
+                    head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 10)
+                    cl = [l for l in head.lower().split(b"\r\n") if l.startswith(b"content-length:")]
+                    await asyncio.wait_for(r.readexactly(int(cl[0].split(b":")[1])), 10)
                 conns.append((r, w))
-            except (OSError, asyncio.TimeoutError):
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, IndexError,
+                    ValueError):
                 pass
     await asyncio.gather(*[one() for _ in range(n)])
     open(flag, "w").write(str(len(conns)))

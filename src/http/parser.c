@@ -1181,3 +1181,20 @@ void torii_http_parser_next(struct torii_http_parser *p)
 {
     parser_clear_request(p);
 }
+
+void torii_http_parser_reset(struct torii_http_parser *p)
+{
+    struct field_store *fs[2] = {&p->head, &p->trl};
+
+    parser_clear_request(p);
+    llhttp_reset(&p->ll);
+    p->no_body = p->allow_switch = p->failed = p->err_status = 0;
+    p->err_msg = NULL;
+    torii_http_parser_set_body_cb(p, NULL, NULL);
+    for (size_t i = 0; i < 2; i++) { /* a parser kept for reuse keeps up to 4 KiB of storage */
+        if (fs[i]->cap > 4096 || fs[i]->cap_recs > 4096 / sizeof(*fs[i]->recs)) {
+            store_free(fs[i]);
+            fs[i]->cap = fs[i]->cap_recs = 0;
+        }
+    }
+}

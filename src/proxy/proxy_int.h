@@ -26,6 +26,8 @@ struct proxy_target_state {
     uint32_t n_h2;
 };
 
+#define PX_RP_FREE 64 /* request parsers a worker keeps for reuse (rpcache.c) */
+
 struct proxy_worker {
     struct event_base *base;
     const struct torii_config *cfg;
@@ -50,6 +52,9 @@ struct proxy_worker {
     int64_t log_sec;
     char log_time[32];
     char log_clf[40];
+    /* request parsers given back by connections idle between requests (rpcache.c) */
+    struct torii_http_parser *rp_free[PX_RP_FREE];
+    unsigned n_rp_free;
 };
 
 /** Set up / tear down the proxy state of a worker (pool, health, well-known). */

@@ -242,14 +242,11 @@ static void pc_read_heads(struct proxy_conn *pc)
 {
     struct evbuffer *in = torii_stream_input(pc->st);
 
-    /* The parser comes with the first bytes: a connection that never sends a request (a
-     * pre-connect, a handshake-only client) does not carry one. */
-    if (pc->rp == NULL && evbuffer_get_length(in) > 0) {
-        if (torii_http_parser_new(&pc->pw->lim, &pc->rp) != TORII_OK) {
-            pc->dead = 1;
-            return;
-        }
-        torii_http_parser_set_body_cb(pc->rp, torii_proxy__req_body_cb, pc);
+    /* The parser comes with the first bytes of a request and goes back to the worker when
+     * the connection is idle again (rpcache.c): an idle connection does not carry one. */
+    if (pc->rp == NULL && evbuffer_get_length(in) > 0 && torii_proxy__rp_take(pc) != TORII_OK) {
+        pc->dead = 1;
+        return;
     }
 
     while (pc->phase == PH_HEAD && !pc->dead) {
@@ -317,6 +314,7 @@ static void pc_settle_head(struct proxy_conn *pc)
 {
     pc_set_read(pc, evbuffer_get_length(torii_stream_output(pc->st)) < PX_HIGH_WM);
     if (pc->rp == NULL || !torii_http_parser_started(pc->rp)) {
+        torii_proxy__rp_put(pc);
         if (pc->peer_eof || (pc->pw->draining == TORII_PROXY_DRAIN_STOP && pc->had_request)) {
             pc->dead = 1; /* stopping: an idle keep-alive connection closes at once */
         } else if (pc->tmode != PT_IDLE) {
@@ -726,6 +724,7 @@ unsigned torii_proxy__worker_clear(struct proxy_worker *pw)
                   tunnels == 1 ? "" : "s");
     }
     torii_proxy__pool_clear(pw);
+    torii_proxy__rp_clear(pw);
     TORII_FREE(pw->targets);
     TORII_FREE(pw->rr);
     torii_wellknown_free(pw->wk);

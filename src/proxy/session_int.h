@@ -250,6 +250,16 @@ size_t torii_proxy__up_unsent(struct proxy_upstream *up);
 void torii_proxy__up_read(struct proxy_upstream *up, int on);
 int torii_proxy__up_flush(struct proxy_upstream *up) TORII_MUST_USE;
 
+/* ---- rpcache.c ---- */
+
+/** Give pc a request parser (one the worker kept, else a new one). TORII_OK or TORII_ENOMEM. */
+int torii_proxy__rp_take(struct proxy_conn *pc) TORII_MUST_USE;
+/** pc is idle between requests (PH_HEAD, nothing started, no input): its parser goes back to
+ * the worker (or is freed beyond PX_RP_FREE). Otherwise nothing. */
+void torii_proxy__rp_put(struct proxy_conn *pc);
+/** Free the parsers the worker keeps (worker tear-down). */
+void torii_proxy__rp_clear(struct proxy_worker *pw);
+
 /* ---- pump.c ---- */
 
 /** The last chunk and the trailers that may pass (RFC 9110 section 6.5.1) into out. */

@@ -39,6 +39,21 @@ check_eq "TLS 1.3 client with RSA sigalgs gets the RSA certificate" "$(serial_of
 check_eq "TLS 1.3 client with RSA sigalgs and only TLS 1.2 ECDSA suites: RSA" "$(serial_of r1)" \
   "$(served k.example.test '-sigalgs RSA-PSS+SHA256 -cipher ECDHE-ECDSA-AES128-GCM-SHA256')"
 
+# TLS 1.3 suites in the server's order (Mozilla intermediate): AES-128-GCM for a client that
+# lists AES-256-GCM first (OpenSSL's default), the others still taken when offered alone.
+suite() { # s_client args -> the negotiated cipher
+  local out
+  out=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:$T_HTTPS" -servername k.example.test \
+        -tls1_3 "$@" 2>/dev/null)
+  sed -n 's/^New, TLSv1.3, Cipher is //p' <<<"$out"
+}
+check_eq "TLS 1.3: AES-128-GCM chosen over the client's AES-256-GCM first" TLS_AES_128_GCM_SHA256 \
+  "$(suite -ciphersuites TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256)"
+check_eq "TLS 1.3: AES-256-GCM when offered alone" TLS_AES_256_GCM_SHA384 \
+  "$(suite -ciphersuites TLS_AES_256_GCM_SHA384)"
+check_eq "TLS 1.3: ChaCha20 for a client that lists it first" TLS_CHACHA20_POLY1305_SHA256 \
+  "$(suite -ciphersuites TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256)"
+
 # A CA certificate (CA:TRUE, keyUsage digitalSignature+keyCertSign, no EKU: the TLS server
 # purpose check alone would accept it) is stored but never served for its names; the API
 # response says why, and sending that response back is accepted (the field is dropped).

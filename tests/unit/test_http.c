@@ -222,6 +222,42 @@ static void test_parser_pipeline_stops_per_request(void **state)
     torii_http_parser_free(p);
 }
 
+/* A parser reset after a rejected request, then after a request with a large head, parses the
+ * next request as a new parser would (the one a worker hands to another connection). */
+static void test_parser_reset_is_like_new(void **state)
+{
+    static const char bad[] = "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n";
+    static const char good[] = "GET /next HTTP/1.1\r\nHost: b\r\n\r\n";
+    struct torii_http_limits lim;
+    struct torii_http_parser *p = NULL;
+    char big[8192];
+    size_t used = 0;
+    int n;
+
+    (void)state;
+    torii_http_limits_default(&lim);
+    assert_int_equal(torii_http_parser_new(&lim, &p), TORII_OK);
+    assert_int_equal(torii_http_parser_feed(p, bad, sizeof(bad) - 1, &used),
+                     TORII_HTTP_PARSE_ERROR);
+    assert_int_not_equal(torii_http_parser_error(p, NULL), 0);
+    torii_http_parser_reset(p);
+    assert_int_equal(torii_http_parser_error(p, NULL), 0);
+    assert_true(torii_http_parser_idle(p));
+    n = snprintf(big, sizeof(big), "GET /big HTTP/1.1\r\nHost: a\r\nX-Big: %06000d\r\n\r\n", 7);
+    assert_true(n > 6000 && (size_t)n < sizeof(big));
+    assert_int_equal(torii_http_parser_feed(p, big, (size_t)n, &used), TORII_HTTP_PARSE_DONE);
+    assert_int_equal(torii_http_parser_req(p)->n_headers, 2);
+    torii_http_parser_next(p);
+    torii_http_parser_reset(p); /* drops the 8 KiB field buffer */
+    assert_int_equal(torii_http_parser_feed(p, good, sizeof(good) - 1, &used),
+                     TORII_HTTP_PARSE_DONE);
+    assert_int_equal(used, sizeof(good) - 1);
+    assert_int_equal(torii_http_parser_req(p)->n_headers, 1);
+    assert_memory_equal(torii_http_parser_req(p)->path.ptr, "/next", 5);
+    assert_null(torii_http_req_header(torii_http_parser_req(p), "x-big"));
+    torii_http_parser_free(p);
+}
+
 static void test_parser_http10_keepalive_flags(void **state)
 {
     static const char close10[] = "GET / HTTP/1.0\r\n\r\n";
@@ -1000,6 +1036,7 @@ int main(void)
         cmocka_unit_test(test_parser_get_fields_split),
         cmocka_unit_test(test_parser_chunked_trailers_bytewise),
         cmocka_unit_test(test_parser_chunk_line_limit),
+        cmocka_unit_test(test_parser_reset_is_like_new),
         cmocka_unit_test(test_parser_empty_lines_before_request),
         cmocka_unit_test(test_parser_pipeline_stops_per_request),
         cmocka_unit_test(test_parser_http10_keepalive_flags),

@@ -552,6 +552,44 @@ static void test_keepalive_reuses_pooled_backend_connection(void **state)
     fx_free(f);
 }
 
+/* A connection idle between requests gives its request parser back to the worker; the next
+ * request of any connection takes it (reset: nothing of the previous request shows). */
+static void test_idle_connection_gives_parser_back(void **state)
+{
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    struct fx *f = fx_new("", 0);
+    struct client c;
+    struct client c2;
+    char big[8192];
+    size_t from_b;
+
+    (void)state;
+    fx_connect(f, &c, 1, "app.test");
+    assert_int_equal(f->pw.n_rp_free, 0);
+    exchange(f, &c, 0, "GET /1 HTTP/1.1\r\nHost: app.test\r\n\r\n", ok);
+    assert_int_equal(f->pw.n_rp_free, 1);
+    fx_connect(f, &c2, 1, "app.test");
+    (void)snprintf(big, sizeof(big), "GET /2 HTTP/1.1\r\nHost: app.test\r\nX-Big: %06000d\r\n\r\n",
+                   7);
+    exchange(f, &c2, 0, big, ok);
+    assert_non_null(strstr(f->be.in[0].d, "X-Big: 000"));
+    assert_int_equal(f->pw.n_rp_free, 1); /* the same parser, taken and given back */
+    /* A head in progress keeps its parser until the request is complete. */
+    from_b = f->be.in[0].n;
+    client_send(&c, "GET /3 HTTP/1.1\r\nHo");
+    RUN_UNTIL(f, &c, f->pw.n_rp_free == 0);
+    client_send(&c, "st: app.test\r\n\r\n");
+    RUN_UNTIL(f, &c, has_request(&f->be, 0, from_b));
+    assert_non_null(strstr(f->be.in[0].d + from_b, "GET /3 HTTP/1.1\r\n"));
+    assert_null(strstr(f->be.in[0].d + from_b, "X-Big"));
+    backend_send(&f->be, 0, ok);
+    RUN_UNTIL(f, &c, f->pw.n_rp_free == 1);
+    client_close(&c);
+    client_close(&c2);
+    RUN_UNTIL(f, &c, f->pw.n_conns == 0);
+    fx_free(f);
+}
+
 static void test_chunked_bodies_pumped_both_ways(void **state)
 {
     struct fx *f = fx_new("", 0);
@@ -828,6 +866,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_proxied_and_answered),
         cmocka_unit_test(test_keepalive_reuses_pooled_backend_connection),
+        cmocka_unit_test(test_idle_connection_gives_parser_back),
         cmocka_unit_test(test_chunked_bodies_pumped_both_ways),
         cmocka_unit_test(test_close_delimited_response_rechunked_for_http11),
         cmocka_unit_test(test_pipelined_requests_answered_in_order),
