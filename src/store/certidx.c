@@ -25,6 +25,9 @@ int torii_store__idx_follow(struct torii_store *st, MDB_txn *txn, const struct t
     unsigned char *val = NULL;
     int e;
 
+    if (op->bucket != TORII_STORE_CERTS) {
+        return TORII_OK;
+    }
     if (st->certidx == NULL) {
         e = store_del_any(txn, st->meta, TORII_STORE_CERTIDX_DONE,
                           strlen(TORII_STORE_CERTIDX_DONE));
@@ -46,4 +49,16 @@ int torii_store__idx_follow(struct torii_store *st, MDB_txn *txn, const struct t
         return torii_store__mdb_fail(eb, e, "index", op->rec.id, op->rec.id_len);
     }
     return TORII_OK;
+}
+
+int torii_store__idx_follow_all(struct torii_store *st, MDB_txn *txn,
+                                const struct torii_store_op *ops, size_t n, int *mrc,
+                                struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
+    for (size_t i = 0; i < n && rc == TORII_OK; i++) { /* in op order: the last one wins */
+        rc = torii_store__idx_follow(st, txn, &ops[i], mrc, eb);
+    }
+    return rc;
 }

@@ -538,10 +538,8 @@ static int store_apply_body(struct torii_store *st, MDB_txn *txn, void *vctx, in
             rc = torii_store__mdb_fail(eb, e, what, op->rec.id, op->rec.id_len);
             goto out;
         }
-        if (op->bucket == TORII_STORE_CERTS) {
-            TORII_TRY(torii_store__idx_follow(st, txn, op, mrc, eb));
-        }
     }
+    TORII_TRY(torii_store__idx_follow_all(st, txn, ctx->ops, ctx->n, mrc, eb));
     if (ctx->meta_key != NULL) {
         struct store_meta_ctx m = {.key = ctx->meta_key, .val = ctx->meta_val};
         rc = store_meta_body(st, txn, &m, mrc, eb);

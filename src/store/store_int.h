@@ -46,5 +46,9 @@ int torii_store__mdb_fail(struct torii_errbuf *eb, int mrc, const char *what, co
 /** The index follows CERTS op in txn (certidx.c); on an LMDB failure *mrc is set. */
 int torii_store__idx_follow(struct torii_store *st, MDB_txn *txn, const struct torii_store_op *op,
                             int *mrc, struct torii_errbuf *eb);
+/** torii_store__idx_follow for each of ops, in order. */
+int torii_store__idx_follow_all(struct torii_store *st, MDB_txn *txn,
+                                const struct torii_store_op *ops, size_t n, int *mrc,
+                                struct torii_errbuf *eb);
 
 #endif
