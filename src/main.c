@@ -155,9 +155,26 @@ static void app_on_store_change(enum torii_store_op_kind kind, enum torii_store_
     }
 }
 
-static int app_load_one(const struct torii_store_rec *rec, void *arg)
+/* Start-up: a certificate from certdb's compact index (its record's summary: names, dates,
+ * flags, issuer+serial; the record and key are read at first use). */
+static int app_load_one(const struct torii_certdb_idx *ix, void *arg)
 {
-    app_on_store_change(TORII_STORE_PUT, TORII_STORE_CERTS, rec, arg);
+    struct app *app = arg;
+    struct torii_errbuf eb = {{0}};
+    char id[512];
+
+    if (ix->id_len >= sizeof(id)) {
+        return TORII_OK;
+    }
+    memcpy(id, ix->id, ix->id_len);
+    id[ix->id_len] = '\0';
+    if (ix->sum == NULL) {
+        (void)torii_errf(&eb, TORII_EINVAL, "no certificate record that decodes");
+    }
+    if (ix->sum == NULL
+        || torii_table_update(app->table, id, ix->sum, ix->sum_len, NULL, &eb) != TORII_OK) {
+        torii_log(TORII_LOG_WARN, "main: certificate not served: %s (id=%s)", eb.msg, id);
+    }
     return TORII_OK;
 }
 
@@ -178,7 +195,7 @@ static void *app_table_load_main(void *arg)
     if (torii_store_count(l->app->store, TORII_STORE_CERTS, &n) == TORII_OK) {
         torii_table_reserve(l->app->table, n);
     }
-    l->rc = torii_certdb_foreach(l->app->store, app_load_one, l->app);
+    l->rc = torii_certdb_idx_foreach(l->app->store, app_load_one, l->app);
     torii_table_reader_unregister();
     return NULL;
 }
@@ -748,7 +765,7 @@ out:
 /* The KEK ring and the store sealed with it, migrated from an older torii's layout. */
 static int app_open_store(struct app *app, struct torii_errbuf *eb)
 {
-    struct torii_store_opts sopts = {.dir = app->cfg->data_dir};
+    struct torii_store_opts sopts = {.dir = app->cfg->data_dir, .certidx = torii_certdb_idx_derive};
     int rc = TORII_OK;
 
     TORII_TRY(torii_admin_kek_load(app->cfg, &app->kek, eb));

@@ -202,11 +202,68 @@ int torii_certdb_create_all(struct torii_store *st, const json_t *entities, stru
 /* ---- store format ---- */
 
 /** Bring a store written by an older torii up to date (idempotent, one scan the first time):
- * index entries missing for stored certificates (the serial-only keys, written since
+ * the compact index built when it is missing or stale (torii_certdb_idx_rebuild); index
+ * entries missing for stored certificates (the serial-only keys, written since
  * certdb schema 2) are added, and every certificate's id joins its keys' id lists (schema 3:
  * schema 2 kept only the newest writer of a key). Call once after torii_store_open, before other
  * threads use the store. TORII_OK, or the store's failure. */
 int torii_certdb_migrate(struct torii_store *st, struct torii_errbuf *eb) TORII_MUST_USE;
+
+/* ---- compact index (compact.c) ---- */
+
+/* What the index keeps of the entity (xflags). */
+#define TORII_CERTDB_IDX_JSON       (1u << 0)  /* the entity JSON parsed (an object) */
+#define TORII_CERTDB_IDX_VALID      (1u << 1)  /* "valid": true */
+#define TORII_CERTDB_IDX_REVOKED    (1u << 2)  /* "revoked": true */
+#define TORII_CERTDB_IDX_EXPOSED    (1u << 3)  /* "exposed": true */
+#define TORII_CERTDB_IDX_CA         (1u << 4)  /* "ca": true */
+#define TORII_CERTDB_IDX_AUTORENEW  (1u << 5)  /* "autoRenew": true */
+#define TORII_CERTDB_IDX_ACME       (1u << 6)  /* "letsEncrypt": true */
+#define TORII_CERTDB_IDX_COPY       (1u << 7)  /* metadata.untilExpiration (true or "true") */
+#define TORII_CERTDB_IDX_MD_EXPIRED (1u << 8)  /* metadata.expired */
+#define TORII_CERTDB_IDX_MD_ALMOST  (1u << 9)  /* metadata.almostExpired */
+#define TORII_CERTDB_IDX_HAS_FROM   (1u << 10) /* "from" is an integer */
+#define TORII_CERTDB_IDX_HAS_TO     (1u << 11) /* "to" is an integer */
+
+/** One certificate's index entry, decoded; every pointer borrows from the stored value. */
+struct torii_certdb_idx {
+    const char *id; /* not NUL-terminated */
+    size_t id_len;
+    unsigned xflags; /* TORII_CERTDB_IDX_* */
+    int64_t from_ms; /* the entity's "from" and "to" (0 when not integers) */
+    int64_t to_ms;
+    const char *domain; /* the entity's "domain" (not NUL-terminated; may be empty) */
+    size_t domain_len;
+    /* The TLS record's summary (torii_certrec_summary; the whole record for a version 1
+     * record); NULL/0 when the record does not decode. */
+    const unsigned char *sum;
+    size_t sum_len;
+};
+
+/** The store's derive function (torii_store_opts.certidx): the index value of a certificate
+ * record; parsed (borrowed; NULL: rec->json is parsed here) is what rec->json parses to, a
+ * json_t handed on by the writer (torii_store_op.parsed). Any thread; pure. */
+int torii_certdb_idx_derive(const struct torii_store_rec *rec, const void *parsed,
+                            unsigned char **out, size_t *out_len) TORII_MUST_USE;
+/** Decode an index value (stored under id). TORII_EINVAL when malformed. */
+int torii_certdb_idx_decode(const char *id, size_t id_len, const unsigned char *v, size_t len,
+                            struct torii_certdb_idx *out) TORII_MUST_USE;
+/** 1 when the store's index matches its certificates (TORII_STORE_CERTIDX_DONE). */
+int torii_certdb_idx_complete(struct torii_store *st);
+
+typedef int (*torii_certdb_idx_cb)(const struct torii_certdb_idx *ix, void *arg);
+/** cb for every certificate's index entry, in id order, in one read transaction (cb may read
+ * the store, not write it). A store whose index is not complete is served by deriving each
+ * entry from the certificates themselves (one full scan: correct, not fast). Returns
+ * TORII_OK, cb's first non-OK value, or the store's failure. */
+int torii_certdb_idx_foreach(struct torii_store *st, torii_certdb_idx_cb cb, void *arg)
+    TORII_MUST_USE;
+
+/** Build the index of a store that has none or a stale one (torii_certdb_migrate calls it):
+ * one scan of the certificates, a transaction per 4,096 with the cursor in meta
+ * (TORII_STORE_CERTIDX_CURSOR: an interrupted rebuild resumes there), logged; nothing to do
+ * when complete. Only before other threads write the store. TORII_OK or the store's codes. */
+int torii_certdb_idx_rebuild(struct torii_store *st, struct torii_errbuf *eb) TORII_MUST_USE;
 
 /* ---- keys at rest over the whole store (rekey.c) ---- */
 

@@ -42,6 +42,7 @@
 /** Decoded view of a record; the slices point into the blob it was decoded from. */
 struct torii_certrec {
     uint32_t version; /* 1 (legacy, no issuer/serial), 2 (legacy, key copy) or 3 */
+    int summary;      /* 1: a summary (torii_certrec_summary): n_chain is 0 */
     uint32_t flags;
     int64_t not_before_ms;
     int64_t not_after_ms;
@@ -73,15 +74,22 @@ int torii_certrec_drop_key(const unsigned char *rec, size_t len, unsigned char *
  * the chain does not parse, TORII_ENOMEM. */
 int torii_certrec_sni_warnings(const json_t *entity, json_t **out) TORII_MUST_USE;
 
-/** Decode a record (no allocation; rec is large, keep it off small stacks). Version 2
- * records (what torii_certrec_build writes) and legacy version 1 records (written before
- * the issuer hash and serial were added; both slices are then empty) are accepted.
- * TORII_EINVAL on a truncated or malformed blob (bad magic/version, counts over the
+/** Decode a record (no allocation; rec is large, keep it off small stacks). Version 3
+ * records (what torii_certrec_build writes), summaries (torii_certrec_summary) and legacy version 1
+ * records (written before the issuer hash and serial were added; both slices are then empty) are
+ * accepted. TORII_EINVAL on a truncated or malformed blob (bad magic/version, counts over the
  * TORII_CERTREC_MAX_* limits, lengths past the end, an issuer hash or serial of the wrong
  * size or shape, trailing bytes); *rec is then unspecified. Format: see src/pki/certrec.c.
  * key_der.len is 0 without HAS_KEY and in version 3 records. */
 int torii_certrec_decode(const unsigned char *buf, size_t len, struct torii_certrec *rec)
     TORII_MUST_USE;
+
+/** The summary of a version 2 or 3 record: the same record without its chain (n_chain 0,
+ * summary 1 once decoded), for certdb's compact index: what the TLS table and the PKI view
+ * read at start-up. *out is malloc'd. TORII_ENOTFOUND for a version 1 record (no issuer hash
+ * and serial: keep the whole record) or a summary; TORII_EINVAL when rec does not decode. */
+int torii_certrec_summary(const unsigned char *rec, size_t len, unsigned char **out,
+                          size_t *out_len) TORII_MUST_USE;
 
 /** The record's flags (TORII_CERTREC_*) read from its header; 0 for a blob that is not a
  * record. No allocation, no parse. */

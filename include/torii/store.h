@@ -9,10 +9,11 @@
  * copies the caller frees; records handed to iterator and watch callbacks are borrowed for
  * the duration of the callback only.
  * Files: the LMDB env lives directly in opts->dir (created 0700): <dir>/data.mdb and
- * <dir>/lock.mdb, mode 0600. Layout: one named DB per bucket ("certs", "serials", "acme"),
- * key = id bytes (no NUL, 1..511 bytes), value = [u32 json_len, little-endian][json][aux], where
- * aux runs to the end of the value; plus DB "meta": key -> string value (no NUL), holding
- * "schema_version" = decimal TORII_STORE_SCHEMA_VERSION, written on first open. */
+ * <dir>/lock.mdb, mode 0600. Layout: one named DB per bucket ("certs", "serials", "acme",
+ * "certidx"), key = id bytes (no NUL, 1..511 bytes), value = [u32 json_len,
+ * little-endian][json][aux], where aux runs to the end of the value; plus DB "meta": key -> string
+ * value (no NUL), holding "schema_version" = decimal TORII_STORE_SCHEMA_VERSION, written on first
+ * open. */
 #ifndef TORII_STORE_H
 #define TORII_STORE_H
 
@@ -28,6 +29,10 @@ enum torii_store_bucket {
     TORII_STORE_CERTS = 0, /* certificate entities: JSON + aux = TLS record (pki.h) */
     TORII_STORE_SERIALS,   /* "<issuer id>:<serial hex>" -> cert id (aux unused) */
     TORII_STORE_ACME,      /* ACME account and orders */
+    /* certdb's compact index (certdb.h): id -> what start-up and the renewer read of a
+     * certificate, derived from each TORII_STORE_CERTS write in the same transaction by
+     * torii_store_opts.certidx; written otherwise only by torii_certdb_migrate. */
+    TORII_STORE_CERTIDX,
     TORII_STORE_BUCKETS
 };
 
@@ -38,6 +43,20 @@ enum torii_store_bucket {
 #define TORII_STORE_WATCHERS_MAX 8
 
 struct torii_kek_ring;
+struct torii_store_rec;
+
+/** Derive the TORII_STORE_CERTIDX value of a certificate record being written (json and aux
+ * as given to the store; parsed: the op's torii_store_op.parsed, what rec->json parses to, or
+ * NULL): *out malloc'd (the store frees it). TORII_OK, or TORII_ENOMEM. */
+typedef int (*torii_store_derive_fn)(const struct torii_store_rec *rec, const void *parsed,
+                                     unsigned char **out, size_t *out_len);
+
+/** Meta key present while TORII_STORE_CERTIDX matches TORII_STORE_CERTS; a CERTS write by a
+ * store opened without torii_store_opts.certidx removes it (and TORII_STORE_CERTIDX_CURSOR) in
+ * the same transaction, so the index is rebuilt (torii_certdb_migrate) rather than trusted. */
+#define TORII_STORE_CERTIDX_DONE "certidx_complete"
+/** Meta key: the last id the index rebuild has done (resumable). */
+#define TORII_STORE_CERTIDX_CURSOR "certidx_cursor"
 
 struct torii_store_opts {
     const char *dir;         /* directory for the LMDB env; created 0700 if missing */
@@ -48,6 +67,10 @@ struct torii_store_opts {
      * with the handle so that certdb seals every key it writes and every key user that is
      * given the store opens keys with the same ring (torii_store_kek). */
     const struct torii_kek_ring *kek;
+    /* certdb's compact index (torii_certdb_idx_derive): every CERTS op also writes or deletes
+     * the id's TORII_STORE_CERTIDX entry, in the same transaction. NULL: the index is marked
+     * stale instead (TORII_STORE_CERTIDX_DONE). */
+    torii_store_derive_fn certidx;
 };
 
 /** A record. id and json are not NUL-terminated (use id_len/json_len); id_len must be 1..511
@@ -207,6 +230,11 @@ int torii_store_stat_get(struct torii_store *st, struct torii_store_stat *out) T
  * multi-process setups). *cleared (may be NULL) gets the count. Returns TORII_OK, TORII_ESTORE,
  * TORII_EINVAL. */
 int torii_store_reader_check(struct torii_store *st, int *cleared) TORII_MUST_USE;
+
+/** Remove every record of bucket b in one durable transaction; no watcher runs (certdb's
+ * index rebuild). TORII_OK, TORII_EINVAL, the codes of torii_store_apply. */
+int torii_store_clear(struct torii_store *st, enum torii_store_bucket b, struct torii_errbuf *eb)
+    TORII_MUST_USE;
 
 /** Rewrite <dir>/data.mdb without its free pages (compact.c), replacing it atomically: bytes
  * of replaced or deleted records (e.g. keys before they were sealed) leave the file. Only

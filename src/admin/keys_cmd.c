@@ -113,7 +113,7 @@ static int keys_rekey(const struct torii_config *cfg, const struct keys_args *a,
 {
     int rc = TORII_OK;
     struct torii_store *st = NULL;
-    struct torii_store_opts so = {.dir = cfg->data_dir};
+    struct torii_store_opts so = {.dir = cfg->data_dir, .certidx = torii_certdb_idx_derive};
     unsigned crash_after = (unsigned)a->crash_after;
     struct torii_certdb_rekey_opts ro = {.kek = ring,
                                          .rewrap = a->rewrap,

@@ -387,7 +387,8 @@ int torii_certdb_batch_put_record(struct torii_certdb_batch *b, const json_t *en
     memset(&it, 0, sizeof(it));
     memset(&none, 0, sizeof(none));
     TORII_ENSURE(id != NULL && id[0] != '\0', torii_errf(eb, TORII_EINVAL, "entity without an id"));
-    TORII_ENSURE(aux != NULL && torii_certrec_decode(aux, aux_len, rec) == TORII_OK,
+    TORII_ENSURE(aux != NULL && torii_certrec_decode(aux, aux_len, rec) == TORII_OK
+                     && !rec->summary,
                  torii_errf(eb, TORII_EINVAL, "record of '%.200s' does not decode", id));
     it.kind = TORII_STORE_PUT;
     it.id = torii_xstrdup(id);

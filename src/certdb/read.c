@@ -286,7 +286,7 @@ static int certdb_meta_mark(struct torii_store *st, struct torii_errbuf *eb)
     return rc == TORII_OK ? torii_store_meta_put(st, CERTDB_LISTS_KEY, CERTDB_LISTS, eb) : rc;
 }
 
-int torii_certdb_migrate(struct torii_store *st, struct torii_errbuf *eb)
+static int certdb_serial_migrate(struct torii_store *st, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
     int schema = certdb_meta_is(st, CERTDB_SCHEMA_KEY, CERTDB_SCHEMA);
@@ -311,4 +311,11 @@ int torii_certdb_migrate(struct torii_store *st, struct torii_errbuf *eb)
 out:
     json_decref(m.puts);
     return rc;
+}
+
+int torii_certdb_migrate(struct torii_store *st, struct torii_errbuf *eb)
+{
+    int rc = certdb_serial_migrate(st, eb);
+
+    return rc == TORII_OK ? torii_certdb_idx_rebuild(st, eb) : rc;
 }

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "torii/certdb.h"
 #include "torii/clock.h"
 #include "torii/log.h"
 #include "torii/mem.h"
@@ -263,8 +264,9 @@ int torii_certstats_load_cb(const struct torii_store_rec *rec, void *arg)
     return TORII_OK;
 }
 
-/* The loader's callback: what the feed has written meanwhile is newer and stays. */
-static int cs_load_one(const struct torii_store_rec *rec, void *arg)
+/* The loader's callback, over certdb's compact index (no entity parsed): what the feed has
+ * written meanwhile is newer and stays. */
+static int cs_load_one(const struct torii_certdb_idx *ix, void *arg)
 {
     struct torii_certstats *cs = arg;
     char *id = NULL;
@@ -274,10 +276,15 @@ static int cs_load_one(const struct torii_store_rec *rec, void *arg)
     if (atomic_load_explicit(&cs->stop, memory_order_relaxed)) {
         return TORII_EAGAIN; /* stopped: free is waiting */
     }
-    if (rec->json == NULL || !cs_entry_of(rec, NULL, &e)) {
+    if ((ix->xflags & TORII_CERTDB_IDX_JSON) == 0) {
         return TORII_OK;
     }
-    id = torii_xstrndup(rec->id, rec->id_len);
+    e.domain = torii_xstrndup(ix->domain, ix->domain_len);
+    e.from_ms = ix->from_ms;
+    e.to_ms = ix->to_ms;
+    e.usable = (ix->xflags & (TORII_CERTDB_IDX_VALID | TORII_CERTDB_IDX_REVOKED))
+               == TORII_CERTDB_IDX_VALID;
+    id = torii_xstrndup(ix->id, ix->id_len);
     (void)pthread_mutex_lock(&cs->lock);
     cs->parses++;
     size_t at = cs_slot(cs, id, torii_hash64(cs->seed, id, strlen(id)), &found);
@@ -320,7 +327,7 @@ static void *cs_loader(void *arg)
     (void)pthread_mutex_lock(&cs->lock);
     st = cs->st;
     (void)pthread_mutex_unlock(&cs->lock);
-    rc = torii_store_foreach(st, TORII_STORE_CERTS, cs_load_one, cs);
+    rc = torii_certdb_idx_foreach(st, cs_load_one, cs);
     if (rc != TORII_OK && !atomic_load(&cs->stop)) {
         torii_log(TORII_LOG_ERR, "metrics: cannot load the certificates: %s", torii_strerror(rc));
     }

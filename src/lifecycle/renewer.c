@@ -227,7 +227,22 @@ struct renew_scan {
     size_t cap;
     int64_t now;
     const struct torii_renew_policy *pol;
+    struct torii_store *store;
+    int del_copies; /* renewal_delete_expired_copies */
+    int repeat;     /* alerts_repeat_s > 0 */
+    size_t seen;    /* certificates in the index */
 };
+
+static enum torii_renew_state renew_stored_idx(unsigned xf)
+{
+    if ((xf & TORII_CERTDB_IDX_MD_EXPIRED) != 0) {
+        return TORII_RENEW_STATE_EXPIRED;
+    }
+    if ((xf & TORII_CERTDB_IDX_MD_ALMOST) != 0) {
+        return TORII_RENEW_STATE_ALMOST_EXPIRED;
+    }
+    return TORII_RENEW_STATE_OK;
+}
 
 static int renew_md_true(const json_t *e, const char *k)
 {
@@ -246,34 +261,80 @@ static enum torii_renew_state renew_stored_state(const json_t *e)
     return TORII_RENEW_STATE_OK;
 }
 
-static int renew_scan_cb(const struct torii_store_rec *rec, void *arg)
+/* torii_renew_due_of from the compact index (the same rule, no entity). */
+static enum torii_renew_due renew_due_idx(const struct torii_certdb_idx *ix, int64_t now,
+                                          const struct torii_renew_policy *p)
+{
+    unsigned xf = ix->xflags;
+    unsigned need =
+        TORII_CERTDB_IDX_AUTORENEW | TORII_CERTDB_IDX_HAS_FROM | TORII_CERTDB_IDX_HAS_TO;
+
+    if ((xf & need) != need || (xf & (TORII_CERTDB_IDX_REVOKED | TORII_CERTDB_IDX_COPY)) != 0
+        || !torii_renew_in_last_pct(ix->from_ms, ix->to_ms, now, p->threshold_pct)) {
+        return TORII_RENEW_NOT_DUE;
+    }
+    return (xf & TORII_CERTDB_IDX_ACME) != 0 ? TORII_RENEW_DUE_ACME : TORII_RENEW_DUE;
+}
+
+/* 1 when renew_cycle_item would act on it (renew, delete, flag, alert): the others are not
+ * kept, and their entities are never read. */
+static int renew_item_acts(const struct renew_scan *s, const struct renew_item *it, int acme)
+{
+    enum torii_renew_state st;
+
+    if (it->copy) {
+        return it->to <= s->now && s->del_copies;
+    }
+    if (acme || it->due != TORII_RENEW_NOT_DUE) {
+        return 1;
+    }
+    if (it->revoked) {
+        return 0;
+    }
+    st = torii_renew_state_of(it->from, it->to, s->now, s->pol);
+    if (st == TORII_RENEW_STATE_NOT_YET_VALID) {
+        st = TORII_RENEW_STATE_OK;
+    }
+    return st != it->stored
+           || (s->repeat
+               && (st == TORII_RENEW_STATE_EXPIRED || st == TORII_RENEW_STATE_ALMOST_EXPIRED));
+}
+
+/* A cycle's scan, over certdb's compact index: only the entities of letsEncrypt certificates
+ * (the ACME due rule reads them) are loaded. */
+static int renew_scan_cb(const struct torii_certdb_idx *ix, void *arg)
 {
     struct renew_scan *s = arg;
-    json_t *e = json_loadb(rec->json, rec->json_len, 0, NULL);
-    struct renew_item *it;
+    unsigned xf = ix->xflags;
+    struct renew_item it = {0};
+    int acme;
 
-    if (!json_is_object(e)) {
-        json_decref(e);
+    if ((xf & TORII_CERTDB_IDX_JSON) == 0) {
         return TORII_OK; /* not ours to judge; the admin API reports it */
+    }
+    s->seen++;
+    it.from = ix->from_ms;
+    it.to = ix->to_ms;
+    it.copy = (xf & TORII_CERTDB_IDX_COPY) != 0;
+    it.revoked = (xf & TORII_CERTDB_IDX_REVOKED) != 0;
+    it.due = renew_due_idx(ix, s->now, s->pol);
+    it.stored = renew_stored_idx(xf);
+    acme = (xf & (TORII_CERTDB_IDX_ACME | TORII_CERTDB_IDX_AUTORENEW))
+               == (TORII_CERTDB_IDX_ACME | TORII_CERTDB_IDX_AUTORENEW)
+           && !it.copy && !it.revoked;
+    if (!renew_item_acts(s, &it, acme)) {
+        return TORII_OK;
+    }
+    it.id = torii_xstrndup(ix->id, ix->id_len);
+    if (acme && torii_certdb_load(s->store, it.id, &it.acme_ent, NULL) != TORII_OK) {
+        free(it.id);
+        return TORII_OK; /* deleted since: nothing to renew */
     }
     if (s->n == s->cap) {
         s->cap = s->cap ? s->cap * 2 : 64;
         s->v = torii_xrealloc(s->v, s->cap * sizeof(*s->v));
     }
-    it = &s->v[s->n++];
-    memset(it, 0, sizeof(*it));
-    it->id = torii_xstrndup(rec->id, rec->id_len);
-    it->from = json_integer_value(json_object_get(e, "from"));
-    it->to = json_integer_value(json_object_get(e, "to"));
-    it->copy = torii_renew_is_copy(e);
-    it->revoked = json_is_true(json_object_get(e, "revoked"));
-    it->due = torii_renew_due_of(e, s->now, s->pol);
-    it->stored = renew_stored_state(e);
-    if (json_is_true(json_object_get(e, "letsEncrypt"))
-        && json_is_true(json_object_get(e, "autoRenew")) && !it->copy && !it->revoked) {
-        it->acme_ent = json_incref(e);
-    }
-    json_decref(e);
+    s->v[s->n++] = it;
     return TORII_OK;
 }
 
@@ -596,14 +657,18 @@ static void renew_cycle_item(struct torii_renewer *r, const struct renew_item *i
 /* One full cycle; returns the summary (never NULL unless OOM). */
 static json_t *renew_cycle(struct torii_renewer *r)
 {
-    struct renew_scan s = {NULL, 0, 0, torii_clock_now_ms(), &r->pol};
+    struct renew_scan s = {.now = torii_clock_now_ms(),
+                           .pol = &r->pol,
+                           .store = r->store,
+                           .del_copies = r->cfg->renewal_delete_expired_copies,
+                           .repeat = r->cfg->alerts_repeat_s != 0};
     json_t *res = renew_result_new();
     int rc;
 
     if (res == NULL) {
         return NULL;
     }
-    rc = torii_certdb_foreach(r->store, renew_scan_cb, &s);
+    rc = torii_certdb_idx_foreach(r->store, renew_scan_cb, &s);
     if (rc != TORII_OK) {
         torii_log(TORII_LOG_ERR, "renew: cannot scan the store: %s", torii_strerror(rc));
     }
@@ -614,7 +679,7 @@ static json_t *renew_cycle(struct torii_renewer *r)
                       || json_array_size(json_object_get(res, "failed")) > 0
                   ? TORII_LOG_NOTICE
                   : TORII_LOG_DEBUG,
-              "renew: cycle done (certificates=%zu renewed=%zu failed=%zu flagged=%zu)", s.n,
+              "renew: cycle done (certificates=%zu renewed=%zu failed=%zu flagged=%zu)", s.seen,
               json_array_size(json_object_get(res, "renewed")),
               json_array_size(json_object_get(res, "failed")),
               json_array_size(json_object_get(res, "flagged")));

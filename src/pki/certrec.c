@@ -20,6 +20,8 @@
  *              u32 sn_len (0 or 3..64), sn_len bytes          the leaf's serialNumber as a
  *                                                             DER INTEGER; 0 iff ih_len is 0
  *                                                             (a serial too long to index)
+ * A summary (torii_certrec_summary: certdb's compact index) is a version 3 record with
+ * reserved = 1 and n_chain = 0: no chain, only what selection and the PKI view read.
  * Version 2 is the same with key_len = the length of a copy of the key (i2d_PrivateKey DER)
  * when HAS_KEY is set; version 1 is version 2 without the last two fields. Both still decode
  * (stores written by older versions keep working; version 1 certificates are not in the
@@ -41,6 +43,7 @@
 #define PKI_REC_V2       2u
 #define PKI_REC_V1       1u
 #define PKI_REC_HDR      40u
+#define PKI_REC_SUMMARY  1u /* the reserved field of a summary */
 #define PKI_REC_NAME_MAX 255u
 #define PKI_REC_MAX_DER  (1u << 20)
 
@@ -589,14 +592,16 @@ static int pki_read_header(const unsigned char *buf, size_t len, struct torii_ce
         return TORII_EINVAL;
     }
     version = pki_get_u16(buf + 4);
-    if (version < PKI_REC_V1 || version > PKI_REC_VERSION || pki_get_u16(buf + 6) != 0) {
+    rec->summary = pki_get_u16(buf + 6) == PKI_REC_SUMMARY && version == PKI_REC_VERSION;
+    if (version < PKI_REC_V1 || version > PKI_REC_VERSION
+        || (pki_get_u16(buf + 6) != 0 && !rec->summary)) {
         return TORII_EINVAL;
     }
     rec->version = version;
     rec->n_names = pki_get_u32(buf + 32);
     rec->n_chain = pki_get_u32(buf + 36);
-    if (rec->n_names > TORII_CERTREC_MAX_NAMES || rec->n_chain < 1
-        || rec->n_chain > TORII_CERTREC_MAX_CHAIN) {
+    if (rec->n_names > TORII_CERTREC_MAX_NAMES || rec->n_chain < (rec->summary ? 0u : 1u)
+        || rec->n_chain > (rec->summary ? 0u : TORII_CERTREC_MAX_CHAIN)) {
         return TORII_EINVAL;
     }
     rec->flags = pki_get_u32(buf + 8);
@@ -690,5 +695,44 @@ int torii_certrec_drop_key(const unsigned char *rec, size_t len, unsigned char *
     }
 out:
     free(cr);
+    return rc;
+}
+
+/* The summary's size and bytes: rec's header, names and identity, no chain, no key. */
+static size_t pki_sum_size(const struct torii_certrec *rec)
+{
+    size_t total = PKI_REC_HDR + 4 + 4 + rec->issuer_hash.len + 4 + rec->serial.len;
+
+    for (uint32_t i = 0; i < rec->n_names; i++) {
+        total += 4 + rec->names[i].len;
+    }
+    return total;
+}
+
+int torii_certrec_summary(const unsigned char *blob, size_t len, unsigned char **out,
+                          size_t *out_len)
+{
+    int rc = TORII_OK;
+    struct torii_certrec *rec = torii_xmalloc(sizeof(*rec));
+    unsigned char *p;
+
+    TORII_TRY(torii_certrec_decode(blob, len, rec));
+    TORII_ENSURE(rec->version >= PKI_REC_V2 && !rec->summary, TORII_ENOTFOUND);
+    *out_len = pki_sum_size(rec);
+    *out = torii_xmalloc(*out_len);
+    memcpy(*out, blob, PKI_REC_HDR);
+    pki_put_u16(*out + 4, PKI_REC_VERSION);
+    pki_put_u16(*out + 6, PKI_REC_SUMMARY);
+    pki_put_u32(*out + 36, 0);
+    p = *out + PKI_REC_HDR;
+    for (uint32_t i = 0; i < rec->n_names; i++) {
+        p = pki_put_bytes(p, rec->names[i].ptr, rec->names[i].len);
+    }
+    p = pki_put_u32(p, 0); /* no key bytes */
+    p = pki_put_bytes(p, rec->issuer_hash.ptr, rec->issuer_hash.len);
+    p = pki_put_bytes(p, rec->serial.ptr, rec->serial.len);
+    TORII_ASSERT((size_t)(p - *out) == *out_len);
+out:
+    free(rec);
     return rc;
 }

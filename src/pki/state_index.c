@@ -454,7 +454,8 @@ struct pki_ent *torii_pki__ent_build(struct torii_pki_state *st, const struct to
     if (rec->aux == NULL || rec->id_len == 0) {
         return NULL;
     }
-    if (torii_certrec_decode(rec->aux, rec->aux_len, cr) != TORII_OK || cr->n_chain == 0) {
+    if (torii_certrec_decode(rec->aux, rec->aux_len, cr) != TORII_OK
+        || (cr->n_chain == 0 && !cr->summary)) {
         return NULL;
     }
     if (cr->issuer_hash.len == STATE_HASH && cr->serial.len > 0

@@ -231,9 +231,43 @@ static int boot_meta_put(void *arg, const char *key, const char *val)
     return torii_store_meta_put(arg, key, val, NULL);
 }
 
+struct boot_each {
+    struct torii_store *store;
+    torii_store_iter_cb cb;
+    void *cb_arg;
+};
+
+/* One certificate for the PKI view from certdb's compact index: its record's summary, or,
+ * for the few whose entity the view reads (CA, revoked, exposed), the stored record. */
+static int boot_each_idx(const struct torii_certdb_idx *ix, void *arg)
+{
+    struct boot_each *b = arg;
+    struct torii_store_rec rec = {ix->id, ix->id_len, NULL, 0, ix->sum, ix->sum_len};
+    struct torii_certdb_entry e = {0};
+    uint32_t f = ix->sum != NULL ? torii_certrec_flags(ix->sum, ix->sum_len) : 0;
+    char id[TORII_STORE_ID_MAX + 1];
+    int rc;
+
+    if ((f & (TORII_CERTREC_CA | TORII_CERTREC_REVOKED)) == 0
+        && (ix->xflags & TORII_CERTDB_IDX_EXPOSED) == 0) {
+        return b->cb(&rec, b->cb_arg);
+    }
+    memcpy(id, ix->id, ix->id_len);
+    id[ix->id_len] = '\0';
+    rc = torii_certdb_get(b->store, id, TORII_CERTDB_WITH_AUX, &e, NULL);
+    if (rc == TORII_OK) {
+        rec = (struct torii_store_rec){ix->id, ix->id_len, e.text, e.len, e.aux, e.aux_len};
+        rc = b->cb(&rec, b->cb_arg);
+    }
+    torii_certdb_entry_clear(&e);
+    return rc == TORII_ENOTFOUND ? TORII_OK : rc;
+}
+
 static int boot_each_cert(void *src, torii_store_iter_cb cb, void *cb_arg)
 {
-    return torii_certdb_foreach(src, cb, cb_arg);
+    struct boot_each b = {src, cb, cb_arg};
+
+    return torii_certdb_idx_foreach(src, boot_each_idx, &b);
 }
 
 /* The state's serial_fn: every certificate under the certdb serial index's key serial_hex

@@ -59,6 +59,7 @@ static const char *const store_bucket_names[TORII_STORE_BUCKETS] = {
     [TORII_STORE_CERTS] = "certs",
     [TORII_STORE_SERIALS] = "serials",
     [TORII_STORE_ACME] = "acme",
+    [TORII_STORE_CERTIDX] = "certidx",
 };
 
 /* A write transaction body: returns a TORII_* code; on an LMDB failure it sets *mrc to the
@@ -102,7 +103,7 @@ static int store_fail_code(int mrc)
     return mrc == EIO ? TORII_EIO : TORII_ESTORE;
 }
 
-static int store_mdb_fail(struct torii_errbuf *eb, int mrc, const char *what, const char *id,
+int torii_store__mdb_fail(struct torii_errbuf *eb, int mrc, const char *what, const char *id,
                           size_t id_len)
 {
     char tmp[128];
@@ -378,7 +379,7 @@ static int store_write_run(struct torii_store *st, store_write_body_cb body, voi
             /* Commit can need pages too (free list), so it can also report MAP_FULL. */
             mrc = mdb_txn_commit(txn);
             if (mrc != 0) {
-                rc = store_mdb_fail(eb, mrc, "commit", NULL, 0);
+                rc = torii_store__mdb_fail(eb, mrc, "commit", NULL, 0);
             }
         } else {
             mdb_txn_abort(txn);
@@ -395,7 +396,7 @@ out:
 
 /* ---- records ---- */
 
-static int store_rec_write(MDB_txn *txn, MDB_dbi dbi, const struct torii_store_rec *rec,
+int torii_store__rec_write(MDB_txn *txn, MDB_dbi dbi, const struct torii_store_rec *rec,
                            unsigned flags)
 {
     MDB_val key = {.mv_size = rec->id_len, .mv_data = (void *)(uintptr_t)rec->id};
@@ -489,10 +490,10 @@ static int store_apply_body(struct torii_store *st, MDB_txn *txn, void *vctx, in
 
         switch (op->kind) {
         case TORII_STORE_PUT:
-            e = store_rec_write(txn, dbi, &op->rec, 0);
+            e = torii_store__rec_write(txn, dbi, &op->rec, 0);
             break;
         case TORII_STORE_CREATE:
-            e = store_rec_write(txn, dbi, &op->rec, MDB_NOOVERWRITE);
+            e = torii_store__rec_write(txn, dbi, &op->rec, MDB_NOOVERWRITE);
             if (e == MDB_KEYEXIST) {
                 (void)torii_log_escape(op->rec.id, op->rec.id_len, esc, sizeof(esc));
                 rc = torii_errf(eb, TORII_EEXIST, "store: %s/%s already exists",
@@ -503,7 +504,7 @@ static int store_apply_body(struct torii_store *st, MDB_txn *txn, void *vctx, in
         case TORII_STORE_REPLACE:
             e = mdb_get(txn, dbi, &key, &cur);
             if (e == 0) {
-                e = store_rec_write(txn, dbi, &op->rec, 0);
+                e = torii_store__rec_write(txn, dbi, &op->rec, 0);
             }
             break;
         case TORII_STORE_REPLACE_IF:
@@ -515,7 +516,7 @@ static int store_apply_body(struct torii_store *st, MDB_txn *txn, void *vctx, in
                 goto out;
             }
             if (e == 0) {
-                e = store_rec_write(txn, dbi, &op->rec, 0);
+                e = torii_store__rec_write(txn, dbi, &op->rec, 0);
             }
             break;
         case TORII_STORE_DELETE:
@@ -534,10 +535,11 @@ static int store_apply_body(struct torii_store *st, MDB_txn *txn, void *vctx, in
         }
         if (e != 0) {
             *mrc = e;
-            rc = store_mdb_fail(eb, e, what, op->rec.id, op->rec.id_len);
+            rc = torii_store__mdb_fail(eb, e, what, op->rec.id, op->rec.id_len);
             goto out;
         }
     }
+    TORII_TRY(torii_store__idx_follow_all(st, txn, ctx->ops, ctx->n, mrc, eb));
     if (ctx->meta_key != NULL) {
         struct store_meta_ctx m = {.key = ctx->meta_key, .val = ctx->meta_val};
         rc = store_meta_body(st, txn, &m, mrc, eb);
@@ -611,7 +613,7 @@ static int store_init_body(struct torii_store *st, MDB_txn *txn, void *ctx, int 
     e = mdb_dbi_open(txn, STORE_META_DB, MDB_CREATE, &st->meta);
     if (e != 0) {
         *mrc = e;
-        rc = store_mdb_fail(eb, e, "open", STORE_META_DB, strlen(STORE_META_DB));
+        rc = torii_store__mdb_fail(eb, e, "open", STORE_META_DB, strlen(STORE_META_DB));
         goto out;
     }
     e = mdb_get(txn, st->meta, &key, &val);
@@ -640,15 +642,15 @@ static int store_init_body(struct torii_store *st, MDB_txn *txn, void *ctx, int 
     }
     if (e != 0) {
         *mrc = e;
-        rc = store_mdb_fail(eb, e, "open", STORE_SCHEMA_KEY, strlen(STORE_SCHEMA_KEY));
+        rc = torii_store__mdb_fail(eb, e, "open", STORE_SCHEMA_KEY, strlen(STORE_SCHEMA_KEY));
         goto out;
     }
     for (int b = 0; b < TORII_STORE_BUCKETS; b++) {
         e = mdb_dbi_open(txn, store_bucket_names[b], MDB_CREATE, &st->dbi[b]);
         if (e != 0) {
             *mrc = e;
-            rc =
-                store_mdb_fail(eb, e, "open", store_bucket_names[b], strlen(store_bucket_names[b]));
+            rc = torii_store__mdb_fail(eb, e, "open", store_bucket_names[b],
+                                       strlen(store_bucket_names[b]));
             goto out;
         }
     }
@@ -687,6 +689,7 @@ int torii_store_open(const struct torii_store_opts *opts, struct torii_store **o
     store_locks_init(st);
     st->max_map_size = opts->max_map_size ? opts->max_map_size : STORE_DEFAULT_MAX_MAP;
     st->kek = opts->kek;
+    st->certidx = opts->certidx;
     if (initial > st->max_map_size) {
         rc = torii_errf(eb, TORII_EINVAL, "store: initial_map_size %zu > max_map_size %zu", initial,
                         st->max_map_size);
@@ -860,7 +863,7 @@ int torii_store_get(struct torii_store *st, enum torii_store_bucket b, const cha
         goto out;
     }
     if (mrc != 0) {
-        rc = store_mdb_fail(NULL, mrc, "get", id, len);
+        rc = torii_store__mdb_fail(NULL, mrc, "get", id, len);
         goto out;
     }
     if (store_rec_decode(&key, &data, &rec) != TORII_OK) {
@@ -975,7 +978,7 @@ int torii_store_foreach_from(struct torii_store *st, enum torii_store_bucket b, 
     TORII_TRY(store_txn_begin(st, MDB_RDONLY, &txn, NULL));
     mrc = mdb_cursor_open(txn, st->dbi[b], &cur);
     if (mrc != 0) {
-        rc = store_mdb_fail(NULL, mrc, "foreach", NULL, 0);
+        rc = torii_store__mdb_fail(NULL, mrc, "foreach", NULL, 0);
         goto out;
     }
     for (;;) {
@@ -987,7 +990,7 @@ int torii_store_foreach_from(struct torii_store *st, enum torii_store_bucket b, 
             break;
         }
         if (mrc != 0) {
-            rc = store_mdb_fail(NULL, mrc, "foreach", NULL, 0);
+            rc = torii_store__mdb_fail(NULL, mrc, "foreach", NULL, 0);
             goto out;
         }
         if (store_rec_decode(&key, &data, &rec) != TORII_OK) {
@@ -1028,7 +1031,7 @@ int torii_store_count(struct torii_store *st, enum torii_store_bucket b, size_t 
     TORII_TRY(store_txn_begin(st, MDB_RDONLY, &txn, NULL));
     mrc = mdb_stat(txn, st->dbi[b], &ms);
     if (mrc != 0) {
-        rc = store_mdb_fail(NULL, mrc, "count", NULL, 0);
+        rc = torii_store__mdb_fail(NULL, mrc, "count", NULL, 0);
         goto out;
     }
     *out = ms.ms_entries;
@@ -1077,7 +1080,7 @@ int torii_store_meta_get(struct torii_store *st, const char *key, char **val_out
         goto out;
     }
     if (mrc != 0) {
-        rc = store_mdb_fail(NULL, mrc, "meta get", key, len);
+        rc = torii_store__mdb_fail(NULL, mrc, "meta get", key, len);
         goto out;
     }
     val = torii_xstrndup(v.mv_data, v.mv_size);
@@ -1102,7 +1105,7 @@ static int store_meta_body(struct torii_store *st, MDB_txn *txn, void *vctx, int
 
     if (e != 0) {
         *mrc = e;
-        return store_mdb_fail(eb, e, "meta put", ctx->key, k.mv_size);
+        return torii_store__mdb_fail(eb, e, "meta put", ctx->key, k.mv_size);
     }
     return TORII_OK;
 }
@@ -1173,4 +1176,33 @@ int torii_store_reader_check(struct torii_store *st, int *cleared)
         *cleared = dead;
     }
     return TORII_OK;
+}
+
+/* ---- clear ---- */
+static int store_clear_body(struct torii_store *st, MDB_txn *txn, void *vctx, int *mrc,
+                            struct torii_errbuf *eb)
+{
+    const enum torii_store_bucket *b = vctx;
+    int e = mdb_drop(txn, st->dbi[*b], 0);
+
+    if (e != 0) {
+        *mrc = e;
+        return torii_store__mdb_fail(eb, e, "clear", store_bucket_names[*b],
+                                     strlen(store_bucket_names[*b]));
+    }
+    return TORII_OK;
+}
+
+int torii_store_clear(struct torii_store *st, enum torii_store_bucket b, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
+    if (st == NULL || !store_bucket_ok(b)) {
+        return torii_errf(eb, TORII_EINVAL, "store: clear: bad argument");
+    }
+    TORII_TRY(store_write_lock(st, eb));
+    rc = store_write_run(st, store_clear_body, &b, eb);
+    store_write_unlock(st);
+out:
+    return rc;
 }

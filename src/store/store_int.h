@@ -28,6 +28,7 @@ struct torii_store {
     size_t nwatchers;
     struct torii_store_remote remote; /* commit == NULL: none (local mode) */
     const struct torii_kek_ring *kek; /* borrowed: torii_store_opts.kek */
+    torii_store_derive_fn certidx;    /* torii_store_opts.certidx (NULL: index marked stale) */
 };
 
 /** Create dir (0700) when missing; TORII_EIO when it cannot be made or is not a directory
@@ -35,5 +36,19 @@ struct torii_store {
 int torii_store__dir_prepare(const char *dir, struct torii_errbuf *eb);
 /** chmod 0600 the LMDB files of dir that are looser (an older run's). */
 void torii_store__files_tighten(const char *dir);
+
+/** Write rec into dbi as the store lays it out (store.h); the LMDB code (store.c). */
+int torii_store__rec_write(MDB_txn *txn, MDB_dbi dbi, const struct torii_store_rec *rec,
+                           unsigned flags);
+/** Log and report an LMDB failure mrc of `what` on id (may be NULL) (store.c). */
+int torii_store__mdb_fail(struct torii_errbuf *eb, int mrc, const char *what, const char *id,
+                          size_t id_len);
+/** The index follows CERTS op in txn (certidx.c); on an LMDB failure *mrc is set. */
+int torii_store__idx_follow(struct torii_store *st, MDB_txn *txn, const struct torii_store_op *op,
+                            int *mrc, struct torii_errbuf *eb);
+/** torii_store__idx_follow for each of ops, in order. */
+int torii_store__idx_follow_all(struct torii_store *st, MDB_txn *txn,
+                                const struct torii_store_op *ops, size_t n, int *mrc,
+                                struct torii_errbuf *eb);
 
 #endif

@@ -499,6 +499,9 @@ int torii_tls__cert_new(const struct torii_table_src *src, const char *id, const
     TORII_ENSURE(rec_len > 0, torii_errf(eb, TORII_EINVAL, "tls: empty certificate record"));
     TORII_ENSURE(torii_certrec_decode(rec, rec_len, cr) == TORII_OK,
                  torii_errf(eb, TORII_EINVAL, "tls: malformed certificate record"));
+    /* A summary (certdb's index) has no chain: only a source can give the materials. */
+    TORII_ENSURE(!cr->summary || (src != NULL && src->load != NULL && !has_key),
+                 torii_errf(eb, TORII_EINVAL, "tls: a record summary needs the table's source"));
     parts_names(&pt, cr, id);
     parts_serial_key(&pt, cr);
     c = cert_alloc(id, id_len, cr, &pt);
@@ -512,7 +515,7 @@ int torii_tls__cert_new(const struct torii_table_src *src, const char *id, const
     } else {
         c->src = src;
     }
-    if (cr->n_chain == 0) {
+    if (cr->n_chain == 0 && !cr->summary) {
         /* Nothing to serve with, whatever the flags claim. */
         c->attr.flags &= ~(uint32_t)TORII_CERTREC_HAS_KEY;
     }

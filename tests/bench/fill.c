@@ -468,6 +468,7 @@ int main(int argc, char **argv)
         return 1;
     }
     so.dir = argv[ndjson ? 2 : 1];
+    so.certidx = torii_certdb_idx_derive; /* certdb's compact index follows */
     if (!ndjson && torii_store_open(&so, &st, &eb) != TORII_OK) {
         fill_die("store", &eb);
     }
