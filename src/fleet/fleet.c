@@ -305,7 +305,8 @@ int torii_fleet_start(const struct torii_fleet_opts *o, struct torii_fleet **out
     f = torii_xcalloc(1, sizeof(*f));
     f->o = *o;
     TORII_TRY(fleet_client_init(&f->cl, o->conf, eb));
-    TORII_ENSURE(pthread_mutex_init(&f->mu, NULL) == 0 && pthread_cond_init(&f->cv, NULL) == 0,
+    TORII_ENSURE(pthread_mutex_init(&f->mu, NULL) == 0 && pthread_cond_init(&f->cv, NULL) == 0
+                     && pthread_mutex_init(&f->rev_mu, NULL) == 0,
                  torii_errf(eb, TORII_ENOMEM, "fleet: mutex init failed"));
     f->pfx_end = torii_fleet_prefix_end(o->conf->prefix, strlen(o->conf->prefix), &f->pfx_end_len);
     f->applied = fleet_applied_rev(o->store);
@@ -314,6 +315,7 @@ int torii_fleet_start(const struct torii_fleet_opts *o, struct torii_fleet **out
     TORII_ENSURE(pthread_create(&f->thr, NULL, fleet_thread, f) == 0,
                  torii_errf(eb, TORII_ENOMEM, "fleet: cannot start the watch thread"));
     f->started = 1;
+    TORII_TRY(fleet_elect_start(f, eb));
     torii_log(TORII_LOG_NOTICE,
               "fleet: etcd mode, prefix %s, %zu endpoints, local copy at "
               "revision %" PRId64,
@@ -334,6 +336,7 @@ void torii_fleet_stop(struct torii_fleet *f)
     (void)pthread_mutex_lock(&f->mu);
     (void)pthread_cond_broadcast(&f->cv);
     (void)pthread_mutex_unlock(&f->mu);
+    fleet_elect_stop(f); /* revokes the job lease: other nodes take the jobs at once */
     if (f->started) {
         (void)pthread_join(f->thr, NULL);
     }
@@ -341,6 +344,8 @@ void torii_fleet_stop(struct torii_fleet *f)
     fleet_client_clear(&f->cl);
     (void)pthread_cond_destroy(&f->cv);
     (void)pthread_mutex_destroy(&f->mu);
+    (void)pthread_mutex_destroy(&f->rev_mu);
+    fleet_revs_clear(&f->revs);
     free(f->pfx_end);
     free(f);
 }
