@@ -154,7 +154,6 @@ int torii_fleet_gw_lease_parse(const char *body, size_t len, int64_t *id, int64_
     if (rc != TORII_ENOTFOUND) {
         return rc;
     }
-    rc = TORII_OK;
     root = body != NULL ? json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
     o = json_object_get(root, "result") != NULL ? json_object_get(root, "result") : root;
     TORII_ENSURE(json_is_object(o),
@@ -340,13 +339,7 @@ static void elect_wait(struct torii_fleet *f, unsigned ms)
 {
     struct timespec until;
 
-    (void)clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)(ms / 1000);
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    fleet_deadline(ms, &until);
     (void)pthread_mutex_lock(&f->el.mu);
     while (!f->el.wake && !atomic_load(&f->stop)) {
         if (pthread_cond_timedwait(&f->el.cv, &f->el.mu, &until) != 0) {

@@ -49,18 +49,23 @@ static void fleet_stall(const struct torii_fleet *f)
     }
 }
 
+void fleet_deadline(unsigned ms, struct timespec *until)
+{
+    (void)clock_gettime(CLOCK_REALTIME, until);
+    until->tv_sec += (time_t)(ms / 1000);
+    until->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until->tv_nsec >= 1000000000L) {
+        until->tv_sec++;
+        until->tv_nsec -= 1000000000L;
+    }
+}
+
 int fleet_wait_applied(struct torii_fleet *f, int64_t rev)
 {
     struct timespec until;
     int ok;
 
-    (void)clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += f->o.conf->timeout_ms / 1000;
-    until.tv_nsec += (long)(f->o.conf->timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    fleet_deadline(f->o.conf->timeout_ms, &until);
     (void)pthread_mutex_lock(&f->mu);
     while (f->applied < rev && !atomic_load(&f->stop)) {
         if (pthread_cond_timedwait(&f->cv, &f->mu, &until) != 0) {

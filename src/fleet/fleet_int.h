@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -149,6 +150,9 @@ struct torii_fleet {
     struct fleet_revs revs; /* certificate id -> mod_revision applied (under rev_mu) */
     struct fleet_elect el;
 };
+
+/** *until = now + ms on CLOCK_REALTIME (the clock of pthread_cond_timedwait). */
+void fleet_deadline(unsigned ms, struct timespec *until);
 
 /** Wait (bounded by timeout_ms) until the revision rev is applied locally; 1 when it is. */
 int fleet_wait_applied(struct torii_fleet *f, int64_t rev);

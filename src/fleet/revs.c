@@ -38,20 +38,23 @@ static size_t revs_slot(const struct fleet_revs *m, uint64_t h)
 
 static void revs_grow(struct fleet_revs *m)
 {
-    struct fleet_revs g = {.cap = m->cap == 0 ? REVS_MIN_CAP : m->cap * 2, .n = m->n};
+    size_t cap = m->cap == 0 ? REVS_MIN_CAP : m->cap * 2;
+    uint64_t *h = torii_xcalloc(cap, sizeof(*h));
+    int64_t *rev = torii_xcalloc(cap, sizeof(*rev));
+    const struct fleet_revs g = {.h = h, .rev = rev, .cap = cap};
 
-    g.h = torii_xcalloc(g.cap, sizeof(*g.h));
-    g.rev = torii_xcalloc(g.cap, sizeof(*g.rev));
     for (size_t i = 0; i < m->cap; i++) {
         if (m->h[i] != 0) {
             size_t j = revs_slot(&g, m->h[i]);
-            g.h[j] = m->h[i];
-            g.rev[j] = m->rev[i];
+            h[j] = m->h[i];
+            rev[j] = m->rev[i];
         }
     }
     free(m->h);
     free(m->rev);
-    *m = g;
+    m->h = h;
+    m->rev = rev;
+    m->cap = cap;
 }
 
 void fleet_revs_set(struct fleet_revs *m, const char *id, size_t len, int64_t rev)
