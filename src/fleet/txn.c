@@ -271,7 +271,7 @@ static int txn_fenced_out(int job, struct torii_errbuf *eb)
 static int txn_compares(struct torii_fleet *f, const struct txn_b *t, json_t **cmp, int *job,
                         int64_t *fence, struct torii_errbuf *eb)
 {
-    int64_t now = 0;
+    int64_t cur = 0;
 
     *job = -1;
     *cmp = json_copy(t->cmp);
@@ -280,7 +280,7 @@ static int txn_compares(struct torii_fleet *f, const struct txn_b *t, json_t **c
         *job = -1;
         return TORII_OK;
     }
-    if (!torii_fleet_job_held(f, torii_fleet_job_name(*job), &now) || now != *fence) {
+    if (!torii_fleet_job_held(f, torii_fleet_job_name(*job), &cur) || cur != *fence) {
         return txn_fenced_out(*job, eb);
     }
     (void)json_array_append_new(

@@ -117,11 +117,12 @@ check_eq "renewal counters of the three nodes sum to 4" 4 "$sum"
 check_eq "only the leader renewed" 4 "$(renewals "$first")"
 
 # ---- the leader killed -9: a survivor takes the job, renews the next due certificate once
+t0=$(date +%s%N)
 kill -9 "${NPID[$first]}"; wait "${NPID[$first]}" 2>/dev/null; NPID[$first]=0
 alive=(); for n in "${NODES[@]}"; do [ "$n" != "$first" ] && alive+=("$n"); done
 check "a survivor holds job renewal after the lease expired" t_wait_for has_leader
 second=$(leader_node)
-echo "# job renewal taken over by node $second"
+echo "# job renewal taken over by node $second $(( ($(date +%s%N) - t0) / 1000000 )) ms after the kill (lease TTL 3 s)"
 base=0; for n in "${alive[@]}"; do base=$((base + $(renewals "$n"))); done
 late=$(issue "${alive[0]}" late.fleet.test 2) || fail "issue late on ${alive[0]}"
 check "${alive[1]} has the late certificate" t_wait_for has_cert "${alive[1]}" "$late"
