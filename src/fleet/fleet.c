@@ -341,10 +341,12 @@ void torii_fleet_stop(struct torii_fleet *f)
     (void)pthread_mutex_lock(&f->mu);
     (void)pthread_cond_broadcast(&f->cv);
     (void)pthread_mutex_unlock(&f->mu);
-    fleet_elect_stop(f); /* revokes the job lease: other nodes take the jobs at once */
     if (f->started) {
         (void)pthread_join(f->thr, NULL);
     }
+    /* After the watch thread (it wakes the elect thread): revokes the job lease, so other
+     * nodes take the jobs at once. */
+    fleet_elect_stop(f);
     torii_store_set_remote(f->o.store, NULL);
     fleet_client_clear(&f->cl);
     (void)pthread_cond_destroy(&f->cv);
