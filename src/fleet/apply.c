@@ -179,8 +179,11 @@ static void apply_del(struct torii_fleet *f, struct apply_set *s, enum torii_sto
     apply_note_rev(s, b, id, 0);
 }
 
-/* Commit the set (recording rev as the last applied revision when > 0) and its certificates'
- * revisions, under rev_mu: a compare-and-swap reads the local copy and its revision as one. */
+/* Commit the set (recording rev as the last applied revision when > 0), then its
+ * certificates' revisions: a copy is in LMDB before its revision is recorded, and a
+ * compare-and-swap reads the revision before the copy (txn.c), so it never pairs an older
+ * copy with a newer revision (at worst a newer copy with an older revision: a 409). No lock is
+ * held across the store's commit and its watchers. */
 static int apply_commit(struct torii_fleet *f, struct apply_set *s, int64_t rev,
                         struct torii_errbuf *eb)
 {
@@ -188,8 +191,8 @@ static int apply_commit(struct torii_fleet *f, struct apply_set *s, int64_t rev,
     int rc;
 
     (void)snprintf(val, sizeof(val), "%" PRId64, rev);
-    (void)pthread_mutex_lock(&f->rev_mu);
     rc = torii_store_apply_meta(f->o.store, s->ops, s->n, rev > 0 ? FLEET_META_REV : NULL, val, eb);
+    (void)pthread_mutex_lock(&f->rev_mu);
     for (size_t i = 0; i < s->nrevs && rc == TORII_OK; i++) {
         fleet_revs_set(&f->revs, s->revs[i].id, strlen(s->revs[i].id), s->revs[i].rev);
     }

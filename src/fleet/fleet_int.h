@@ -144,8 +144,8 @@ struct torii_fleet {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int64_t applied; /* last revision applied to LMDB (guarded by mu) */
-    /* Held while the applier commits to LMDB and records revs, and while a commit reads the
-     * local copy and its revision: the pair a compare-and-swap sends is consistent. */
+    /* Guards revs. The applier records a revision after its copy is in LMDB, a commit reads
+     * the revision before the copy (apply.c, txn.c). */
     pthread_mutex_t rev_mu;
     struct fleet_revs revs; /* certificate id -> mod_revision applied (under rev_mu) */
     struct fleet_elect el;

@@ -159,10 +159,11 @@ static int txn_expect_rev(struct torii_fleet *f, const struct torii_store_op *op
     size_t cur_len = 0;
     int rc = TORII_OK;
 
+    /* The revision first, then the copy: the applier writes them in the other order. */
     (void)pthread_mutex_lock(&f->rev_mu);
-    rc = torii_store_get(f->o.store, TORII_STORE_CERTS, id, &cur, &cur_len, NULL, NULL);
     *rev = fleet_revs_get(&f->revs, op->rec.id, op->rec.id_len);
     (void)pthread_mutex_unlock(&f->rev_mu);
+    rc = torii_store_get(f->o.store, TORII_STORE_CERTS, id, &cur, &cur_len, NULL, NULL);
     TORII_ENSURE(rc != TORII_ENOTFOUND,
                  torii_errf(eb, TORII_ENOTFOUND, "fleet: the entity %.64s is not here", id));
     TORII_TRY(rc);
