@@ -26,6 +26,7 @@
 #include "torii/daemon.h"
 #include "torii/fleet.h"
 #include "torii/handover.h"
+#include "torii/jobgate.h"
 #include "torii/log.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
@@ -69,6 +70,7 @@ struct app {
     struct torii_routes *routes;               /* compiled in main() (also for --check-config) */
     struct torii_kek_ring *kek;                /* keys at rest: NULL when no KEK is set */
     struct torii_fleet *fleet;                 /* fleet mode (fleet.etcd); NULL: local */
+    struct torii_job_gate job_gate;            /* the fleet's one doer per job */
     struct torii_fleet_tickets *fleet_tickets; /* fleet mode: the shared ticket keys */
     struct torii_tls_tickets *tickets; /* fleet mode: every generation's ticket keys; NULL: own */
     struct torii_proxy_gen *gen;       /* the generation new connections get */
@@ -566,12 +568,19 @@ static int app_services_start(struct app *app, struct torii_errbuf *eb)
     struct torii_admin_opts ao = {.cfg = app->cfg, .store = app->store, .daemon = app->daemon};
     struct torii_renewer_opts ro = {.cfg = app->cfg, .store = app->store, .alerts = app->alerts};
     struct torii_renew_acme hook = {app_acme_due, app_acme_renew, NULL};
+    const struct torii_job_gate *gate = NULL; /* a single node does every job */
 
+    if (app->fleet != NULL) {
+        torii_fleet_job_gate(app->fleet, &app->job_gate);
+        gate = &app->job_gate;
+    }
+    ro.gate = gate;
     if (app->cfg->acme.enabled) {
         struct torii_acme_opts aco = {.conf = &app->cfg->acme,
                                       .store = app->store,
                                       .chal = app->acme_chal,
-                                      .od = app->acme_od};
+                                      .od = app->acme_od,
+                                      .gate = gate};
         TORII_TRY(torii_acme_start(&aco, &app->acme, eb));
         hook.arg = app->acme;
         ro.acme = &hook;

@@ -17,6 +17,7 @@
 
 #include "torii/conf.h"
 #include "torii/err.h"
+#include "torii/jobgate.h"
 #include "torii/store.h"
 
 /* ---- challenge answers ----
@@ -60,6 +61,10 @@ struct torii_acme_opts {
     struct torii_store *store;
     struct torii_acme_chal *chal;
     struct torii_acme_od *od; /* on-demand decisions (torii_acme_od_new); NULL: off */
+    /* One doer per job (jobgate.h; NULL: a single node, always): orders run, are accepted
+     * (torii_acme_submit) and start on demand only while job "acme" is this node's; the
+     * ACME thread's writes carry the job's fence. Borrowed, outlives the service. */
+    const struct torii_job_gate *gate;
 };
 
 /** Start the ACME thread (idle until a job comes). TORII_EINVAL when acme is not enabled. */
@@ -88,7 +93,8 @@ int torii_acme_hosts_parse(const json_t *body, json_t **out, struct torii_errbuf
 
 /** Queue an order for hosts (borrowed, parsed by torii_acme_hosts_parse); cert_id names the
  * stored entity to update in place (renewal), NULL for a new one. *job_id (33 bytes) gets the
- * job's id. TORII_EAGAIN when too many jobs are queued (retry later). */
+ * job's id. TORII_EAGAIN when too many jobs are queued (retry later), or when another node of
+ * the fleet does job "acme" (eb says so: submit to that node). */
 int torii_acme_submit(struct torii_acme *a, const json_t *hosts, const char *cert_id,
                       char job_id[33], struct torii_errbuf *eb) TORII_MUST_USE;
 

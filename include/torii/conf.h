@@ -131,6 +131,7 @@ struct torii_conf_fleet {
     unsigned max_txn_ops;   /* etcd --max-txn-ops: ops per transaction (128) */
     unsigned max_txn_bytes; /* etcd --max-request-bytes minus headroom (1048576) */
     unsigned page_size;     /* keys per range page in a full resync (500) */
+    unsigned lease_ttl_s;   /* TTL of this node's job lease (10): one doer per job */
 };
 /** Check c->fleet_json into c->fleet; problems appended to errs. */
 void torii_conf_fleet_validate(struct torii_config *c, struct torii_conf_errs *errs);

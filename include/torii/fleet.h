@@ -3,8 +3,10 @@
  *
  * Writes: torii_fleet_start installs a write-through on the store (torii_store_set_remote),
  * so every certdb commit becomes etcd transactions (one per max_txn_ops / max_txn_bytes
- * slice) guarded per key: create_revision == 0 for creates, value == the text the caller read
- * for compare-and-swap replaces, existence for replaces and deletes. A commit returns once
+ * slice) guarded per key: create_revision == 0 for creates, mod_revision == the revision of
+ * this node's copy (which must be the text the caller read) for compare-and-swap replaces,
+ * existence for replaces and deletes, plus the job's fence for writes made under a job gate
+ * (one doer per job, below). A commit returns once
  * the watch brought its revision back into LMDB (bounded by timeout_ms). Private keys are
  * sealed with the KEK before they leave (fleet mode refuses to start without a KEK).
  * Reads: a watch thread applies etcd events to LMDB in revision order, each response in one
@@ -26,6 +28,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 #include "torii/conf.h"
 #include "torii/err.h"
@@ -104,6 +108,74 @@ int torii_fleet_tickets_decode(const struct torii_kek_ring *kek, const char *rec
 /** 1 when a set created at created_ms is due for rotation at now_ms (period_s 0: never; a
  * set from more than a period in the future is due too). */
 int torii_fleet_tickets_due(int64_t created_ms, unsigned period_s, int64_t now_ms);
+
+/* ---- one doer per job (elect.c, docs/fleet.md "Jobs") ----
+ * Each node holds one etcd lease (fleet.etcd.lease_ttl_s, kept alive every TTL/3) and
+ * contends for every job: a transaction creates <prefix>l/<job> (value: the node's name) with
+ * the lease attached, only when the key is absent (create_revision == 0). The node that
+ * created it holds the job until its lease ends (crash, partition: etcd deletes the key after
+ * the TTL; a clean stop revokes the lease at once). Others poll every TTL/3 and are woken by
+ * the watch when the key is deleted, then take over. Fencing: held() turns false as soon as
+ * the lease's local deadline (send time of the last successful grant or keepalive + TTL)
+ * passes, before etcd can expire it; writes made under the gate carry a compare on the leader
+ * key's create_revision (the fence), so a deposed leader's write fails. */
+
+struct torii_job_gate;
+
+/** 1 when this node holds job now ("renewal", "acme", "crl", "tickets"; 0 for any other),
+ * with *fence_rev (may be NULL) = the create_revision of <prefix>l/<job>: writes of the job
+ * compare it (etcd compare target CREATE, EQUAL) to fail once the node was deposed. f NULL (a
+ * single node): 1, fence 0. Any thread. */
+int torii_fleet_job_held(struct torii_fleet *f, const char *job, int64_t *fence_rev);
+
+/** The jobgate.h gate of this node: enter/held ask torii_fleet_job_held, and enter fences the
+ * calling thread's certificate writes (fleet_commit adds the compare) until leave. */
+void torii_fleet_job_gate(struct torii_fleet *f, struct torii_job_gate *out);
+
+/* The election state machine (pure; the elect thread drives it under a mutex). */
+#define TORII_FLEET_JOBS 4
+struct torii_fleet_elect {
+    int64_t lease;                   /* lease ID; 0: none */
+    int64_t deadline_us;             /* monotonic: the lease is ours before this instant */
+    int64_t fence[TORII_FLEET_JOBS]; /* create_revision of the job's key when held; 0: not */
+};
+/** Index of a job name, -1 when unknown. */
+int torii_fleet_job_index(const char *job);
+/** Name of job index i (0..TORII_FLEET_JOBS-1). */
+const char *torii_fleet_job_name(int i);
+/** A grant or keepalive answer for lease id with ttl_s, for a request sent at sent_us. A new
+ * lease drops every job (their keys went with the old one); ttl_s <= 0 (the lease is gone)
+ * or an answer for another lease drops the lease and every job. */
+void torii_fleet_elect_lease(struct torii_fleet_elect *e, int64_t id, int64_t ttl_s,
+                             int64_t sent_us);
+/** Drop the lease and every job once now_us reaches the deadline. */
+void torii_fleet_elect_expire(struct torii_fleet_elect *e, int64_t now_us);
+/** The key of job was seen with create_rev (0: absent): a held job whose key is gone or was
+ * created again (by another node) is lost. */
+void torii_fleet_elect_seen(struct torii_fleet_elect *e, int job, int64_t create_rev);
+/** 1 when the node should try to take job now: a live lease, job not held, its key absent. */
+int torii_fleet_elect_should_try(const struct torii_fleet_elect *e, int job, int64_t create_rev,
+                                 int64_t now_us);
+/** The acquisition transaction won: job held with fence create_rev (ignored without a lease). */
+void torii_fleet_elect_won(struct torii_fleet_elect *e, int job, int64_t create_rev);
+/** 1 when job is held at now_us (live lease before its deadline); *fence (may be NULL). */
+int torii_fleet_elect_held(const struct torii_fleet_elect *e, int job, int64_t now_us,
+                           int64_t *fence);
+
+/** The key of job under prefix: "<prefix>l/<job>" (malloc'd). */
+char *torii_fleet_job_key(const char *prefix, const char *job);
+/** The /v3/kv/txn request that takes job: compare create_revision == 0, put the node's name
+ * with the lease attached, else read the key. A new object. */
+json_t *torii_fleet_elect_acquire_req(const char *prefix, const char *job, const char *node,
+                                      int64_t lease);
+/** The compare that fences a write with job's fence: create_revision of the job's key equals
+ * fence. A new object. */
+json_t *torii_fleet_elect_fence_cmp(const char *prefix, const char *job, int64_t fence);
+/** Parse a /v3/lease/grant or /v3/lease/keepalive answer (the latter wrapped in "result"):
+ * *id and *ttl_s (0 when etcd says the lease is gone). Error bodies as torii_fleet_gw_error;
+ * TORII_EPROTO for anything else malformed. */
+int torii_fleet_gw_lease_parse(const char *body, size_t len, int64_t *id, int64_t *ttl_s,
+                               struct torii_errbuf *eb) TORII_MUST_USE;
 
 /* ---- the etcd v3 JSON gateway (gw.c): request bodies and distrustful parsing ---- */
 

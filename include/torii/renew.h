@@ -30,6 +30,7 @@
 #include "torii/alert.h"
 #include "torii/conf.h"
 #include "torii/err.h"
+#include "torii/jobgate.h"
 #include "torii/store.h"
 
 struct torii_kek_ring;
@@ -133,6 +134,11 @@ struct torii_renewer_opts {
     /* The ACME hook (copied; its arg must outlive the thread); NULL: letsEncrypt
      * certificates are logged and skipped. */
     const struct torii_renew_acme *acme;
+    /* One doer per job (jobgate.h; NULL: a single node, always): the automatic cycle renews,
+     * flags and deletes copies only while job "renewal" is this node's, and hands letsEncrypt
+     * certificates to the ACME hook only while job "acme" is; asked before each certificate.
+     * Explicit requests (torii_renewer_request with id or ids) are not gated. */
+    const struct torii_job_gate *gate;
 };
 
 /** Start the renewal thread (own event_base). First run after renewal.initial_delay_s, then

@@ -168,6 +168,9 @@ void acme_od_metrics(const struct torii_acme_od *od, struct torii_prom *p);
 /** service.c: queue an on-demand order for name (the caller holds the name's entry). */
 int acme_submit_on_demand(struct torii_acme *a, const char *name, struct torii_errbuf *eb)
     TORII_MUST_USE;
+/** service.c: 1 when this node may order (jobgate.h job "acme"; always without a gate). Any
+ * thread. */
+int acme_doer(const struct torii_acme *a);
 
 /* store.c */
 /** THE one write of an issued certificate, through certdb: chain and key (PEM) as a

@@ -218,7 +218,10 @@ int torii_acme_on_demand(struct torii_acme_od *od, const char *name)
         return 0;
     }
     (void)pthread_mutex_lock(&od->mu);
-    d = od->acme != NULL ? od_decide_locked(od, name, now_ms, &e) : ACME_OD_DENIED;
+    /* In a fleet only the node doing job "acme" orders (the others serve the default
+     * certificate, as when issuance is not possible yet). */
+    d = od->acme != NULL && acme_doer(od->acme) ? od_decide_locked(od, name, now_ms, &e)
+                                                : ACME_OD_DENIED;
     if (e != NULL && acme_submit_on_demand(od->acme, name, &eb) != TORII_OK) {
         e->st = OD_FAILED; /* the queue is full: like a failure, for a while */
         e->until_ms = now_ms + (int64_t)od->conf->failure_ttl_s * 1000;

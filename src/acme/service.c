@@ -74,6 +74,14 @@ static int acme_service_sleep(void *arg, int64_t ms)
     return stopping ? TORII_EAGAIN : TORII_OK;
 }
 
+/* In a fleet, another node does job "acme" (jobgate.h). */
+static int acme_not_doer(struct torii_errbuf *eb)
+{
+    return torii_errf(eb, TORII_EAGAIN,
+                      "acme: another node of the fleet runs the ACME orders (job \"acme\"): "
+                      "submit the order to it");
+}
+
 /* Run one job on the ACME thread; the outcome goes into the job (under the mutex). */
 static void acme_job_run(struct torii_acme *a, struct acme_job *j)
 {
@@ -85,15 +93,17 @@ static void acme_job_run(struct torii_acme *a, struct acme_job *j)
 
     a->client.deadline_ms =
         torii_clock_mono_us() / 1000 + (int64_t)a->o.conf->order_timeout_s * 1000;
-    rc = j->on_demand
-             ? acme_od_ask(&a->client, a->od, json_string_value(json_array_get(j->hosts, 0)), &eb)
-             : TORII_OK;
+    rc = torii_job_enter(a->o.gate, TORII_JOB_ACME) ? TORII_OK : acme_not_doer(&eb);
+    if (rc == TORII_OK && j->on_demand) {
+        rc = acme_od_ask(&a->client, a->od, json_string_value(json_array_get(j->hosts, 0)), &eb);
+    }
     if (rc == TORII_OK) {
         rc = acme_order_run(&a->client, j->hosts, &chain, &key, &eb);
     }
     if (rc == TORII_OK) {
         rc = acme_store_issued(a->o.store, j->cert_id, j->hosts, chain, key, &cert_id, &eb);
     }
+    torii_job_leave(a->o.gate);
     if (rc != TORII_OK && eb.msg[0] == '\0') {
         (void)snprintf(eb.msg, sizeof(eb.msg), "acme: %s", torii_strerror(rc));
     }
@@ -299,6 +309,11 @@ int acme_submit_on_demand(struct torii_acme *a, const char *name, struct torii_e
     return acme_queue(a, j, NULL, eb);
 }
 
+int acme_doer(const struct torii_acme *a)
+{
+    return torii_job_held(a->o.gate, TORII_JOB_ACME);
+}
+
 const struct torii_acme_od *torii_acme__od(const struct torii_acme *a)
 {
     return a->od;
@@ -310,6 +325,7 @@ int torii_acme_submit(struct torii_acme *a, const json_t *hosts, const char *cer
     int rc = TORII_OK;
     struct acme_job *j = torii_xcalloc(1, sizeof(*j));
 
+    TORII_ENSURE(torii_job_held(a->o.gate, TORII_JOB_ACME), acme_not_doer(eb));
     TORII_TRY(torii_rand_alnum(j->id, 32));
     j->hosts = json_deep_copy(hosts);
     TORII_ENSURE(j->hosts != NULL, TORII_ENOMEM);

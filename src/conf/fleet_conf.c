@@ -92,6 +92,8 @@ static void conf_fleet_member(struct torii_conf_fleet *f, const char *k, json_t 
         conf_fleet_uint(&f->max_txn_bytes, v, k, 65536, 1u << 30, errs);
     } else if (strcmp(k, "page_size") == 0) {
         conf_fleet_uint(&f->page_size, v, k, 1, 100000, errs);
+    } else if (strcmp(k, "lease_ttl_s") == 0) {
+        conf_fleet_uint(&f->lease_ttl_s, v, k, 2, 300, errs);
     } else if (strncmp(k, "//", 2) != 0) {
         torii_conf_errs_addf(errs, "config: unknown key \"fleet.etcd.%.64s\"", k);
     }
@@ -142,6 +144,7 @@ void torii_conf_fleet_validate(struct torii_config *c, struct torii_conf_errs *e
     f->max_txn_ops = 128;
     f->max_txn_bytes = 1u << 20;
     f->page_size = 500;
+    f->lease_ttl_s = 10;
     if (c->fleet_json == NULL) {
         return;
     }

@@ -20,6 +20,11 @@ struct apply_set {
     unsigned char **aux; /* per op: the record built (freed with the set) */
     size_t n;
     json_t *state; /* "c/<id>" or "s/<key>" -> true (exists) / false, as the set leaves it */
+    struct apply_rev {
+        const char *id;
+        int64_t rev; /* etcd mod_revision; 0: deleted */
+    } * revs;        /* what fleet->revs records once the set is committed */
+    size_t nrevs;
 };
 
 int fleet_key_local(const char *prefix, const char *k, size_t klen, enum torii_store_bucket *b,
@@ -42,11 +47,21 @@ int fleet_key_local(const char *prefix, const char *k, size_t klen, enum torii_s
     return 1;
 }
 
+/* Whether k is a job key of the election ("<prefix>l/..."). */
+static int fleet_key_is_job(const char *prefix, const char *k, size_t klen)
+{
+    size_t plen = strlen(prefix);
+
+    return klen > plen + 2 && memcmp(k, prefix, plen) == 0 && k[plen] == 'l' && k[plen + 1] == '/';
+}
+
 static void apply_set_init(struct apply_set *s, size_t cap)
 {
     s->ops = torii_xcalloc(cap + 1, sizeof(*s->ops));
     s->aux = torii_xcalloc(cap + 1, sizeof(*s->aux));
+    s->revs = torii_xcalloc(cap + 1, sizeof(*s->revs));
     s->n = 0;
+    s->nrevs = 0;
     s->state = json_object();
     TORII_ASSERT(s->state != NULL);
 }
@@ -58,6 +73,7 @@ static void apply_set_clear(struct apply_set *s)
     }
     free(s->ops);
     free(s->aux);
+    free(s->revs);
     json_decref(s->state);
     memset(s, 0, sizeof(*s));
 }
@@ -109,9 +125,18 @@ static void apply_record(struct torii_fleet *f, const char *id, const char *val,
     json_decref(e);
 }
 
-/* Queue a put of (b, id) = val, unless the store already holds exactly val. */
+/* Note the revision of certificate id once the set is committed. */
+static void apply_note_rev(struct apply_set *s, enum torii_store_bucket b, const char *id,
+                           int64_t rev)
+{
+    if (b == TORII_STORE_CERTS) {
+        s->revs[s->nrevs++] = (struct apply_rev){id, rev};
+    }
+}
+
+/* Queue a put of (b, id) = val at revision rev, unless the store already holds exactly val. */
 static void apply_put(struct torii_fleet *f, struct apply_set *s, enum torii_store_bucket b,
-                      const char *id, const char *val, size_t len)
+                      const char *id, const char *val, size_t len, int64_t rev)
 {
     char *cur = NULL;
     size_t cur_len = 0;
@@ -123,6 +148,7 @@ static void apply_put(struct torii_fleet *f, struct apply_set *s, enum torii_sto
         torii_secure_free(cur, cur_len);
     }
     apply_mark(s, b, id, 1);
+    apply_note_rev(s, b, id, rev);
     if (same) {
         return;
     }
@@ -150,20 +176,28 @@ static void apply_del(struct torii_fleet *f, struct apply_set *s, enum torii_sto
         torii_secure_free(cur, cur_len);
     }
     apply_mark(s, b, id, 0);
+    apply_note_rev(s, b, id, 0);
 }
 
+/* Commit the set (recording rev as the last applied revision when > 0), then its
+ * certificates' revisions: a copy is in LMDB before its revision is recorded, and a
+ * compare-and-swap reads the revision before the copy (txn.c), so it never pairs an older
+ * copy with a newer revision (at worst a newer copy with an older revision: a 409). No lock is
+ * held across the store's commit and its watchers. */
 static int apply_commit(struct torii_fleet *f, struct apply_set *s, int64_t rev,
                         struct torii_errbuf *eb)
 {
     char val[32];
     int rc;
 
-    if (rev <= 0) {
-        return torii_store_apply(f->o.store, s->ops, s->n, eb);
-    }
     (void)snprintf(val, sizeof(val), "%" PRId64, rev);
-    rc = torii_store_apply_meta(f->o.store, s->ops, s->n, FLEET_META_REV, val, eb);
-    if (rc == TORII_OK) {
+    rc = torii_store_apply_meta(f->o.store, s->ops, s->n, rev > 0 ? FLEET_META_REV : NULL, val, eb);
+    (void)pthread_mutex_lock(&f->rev_mu);
+    for (size_t i = 0; i < s->nrevs && rc == TORII_OK; i++) {
+        fleet_revs_set(&f->revs, s->revs[i].id, strlen(s->revs[i].id), s->revs[i].rev);
+    }
+    (void)pthread_mutex_unlock(&f->rev_mu);
+    if (rc == TORII_OK && rev > 0) {
         (void)pthread_mutex_lock(&f->mu);
         f->applied = rev;
         (void)pthread_cond_broadcast(&f->cv);
@@ -177,6 +211,7 @@ int fleet_apply_events(struct torii_fleet *f, const struct torii_fleet_event *ev
 {
     struct apply_set s;
     int64_t applied;
+    int jobs = 0;
     int rc;
 
     (void)pthread_mutex_lock(&f->mu);
@@ -186,6 +221,7 @@ int fleet_apply_events(struct torii_fleet *f, const struct torii_fleet_event *ev
     for (size_t i = 0; i < n; i++) {
         enum torii_store_bucket b;
         const char *id;
+        jobs |= fleet_key_is_job(f->o.conf->prefix, ev[i].kv.key, ev[i].kv.key_len);
         if (ev[i].kv.mod_rev <= applied
             || !fleet_key_local(f->o.conf->prefix, ev[i].kv.key, ev[i].kv.key_len, &b, &id)) {
             continue; /* a replay after a reconnect, or not a key of ours */
@@ -193,11 +229,14 @@ int fleet_apply_events(struct torii_fleet *f, const struct torii_fleet_event *ev
         if (ev[i].deleted) {
             apply_del(f, &s, b, id);
         } else {
-            apply_put(f, &s, b, id, ev[i].kv.val, ev[i].kv.val_len);
+            apply_put(f, &s, b, id, ev[i].kv.val, ev[i].kv.val_len, ev[i].kv.mod_rev);
         }
     }
     rc = rev > applied ? apply_commit(f, &s, rev, eb) : TORII_OK;
     apply_set_clear(&s);
+    if (jobs) {
+        fleet_elect_wake(f); /* a job key was taken or let go: the election looks now */
+    }
     return rc;
 }
 
@@ -215,7 +254,7 @@ int fleet_apply_page(struct torii_fleet *f, const struct torii_fleet_kv *kvs, si
             continue;
         }
         (void)json_object_set_new(seen, id - 2, json_true());
-        apply_put(f, &s, b, id, kvs[i].val, kvs[i].val_len);
+        apply_put(f, &s, b, id, kvs[i].val, kvs[i].val_len, kvs[i].mod_rev);
     }
     rc = apply_commit(f, &s, 0, eb);
     apply_set_clear(&s);

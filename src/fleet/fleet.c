@@ -49,18 +49,23 @@ static void fleet_stall(const struct torii_fleet *f)
     }
 }
 
+void fleet_deadline(unsigned ms, struct timespec *until)
+{
+    (void)clock_gettime(CLOCK_REALTIME, until);
+    until->tv_sec += (time_t)(ms / 1000);
+    until->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until->tv_nsec >= 1000000000L) {
+        until->tv_sec++;
+        until->tv_nsec -= 1000000000L;
+    }
+}
+
 int fleet_wait_applied(struct torii_fleet *f, int64_t rev)
 {
     struct timespec until;
     int ok;
 
-    (void)clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += f->o.conf->timeout_ms / 1000;
-    until.tv_nsec += (long)(f->o.conf->timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    fleet_deadline(f->o.conf->timeout_ms, &until);
     (void)pthread_mutex_lock(&f->mu);
     while (f->applied < rev && !atomic_load(&f->stop)) {
         if (pthread_cond_timedwait(&f->cv, &f->mu, &until) != 0) {
@@ -305,7 +310,8 @@ int torii_fleet_start(const struct torii_fleet_opts *o, struct torii_fleet **out
     f = torii_xcalloc(1, sizeof(*f));
     f->o = *o;
     TORII_TRY(fleet_client_init(&f->cl, o->conf, eb));
-    TORII_ENSURE(pthread_mutex_init(&f->mu, NULL) == 0 && pthread_cond_init(&f->cv, NULL) == 0,
+    TORII_ENSURE(pthread_mutex_init(&f->mu, NULL) == 0 && pthread_cond_init(&f->cv, NULL) == 0
+                     && pthread_mutex_init(&f->rev_mu, NULL) == 0,
                  torii_errf(eb, TORII_ENOMEM, "fleet: mutex init failed"));
     f->pfx_end = torii_fleet_prefix_end(o->conf->prefix, strlen(o->conf->prefix), &f->pfx_end_len);
     f->applied = fleet_applied_rev(o->store);
@@ -314,6 +320,7 @@ int torii_fleet_start(const struct torii_fleet_opts *o, struct torii_fleet **out
     TORII_ENSURE(pthread_create(&f->thr, NULL, fleet_thread, f) == 0,
                  torii_errf(eb, TORII_ENOMEM, "fleet: cannot start the watch thread"));
     f->started = 1;
+    TORII_TRY(fleet_elect_start(f, eb));
     torii_log(TORII_LOG_NOTICE,
               "fleet: etcd mode, prefix %s, %zu endpoints, local copy at "
               "revision %" PRId64,
@@ -337,10 +344,15 @@ void torii_fleet_stop(struct torii_fleet *f)
     if (f->started) {
         (void)pthread_join(f->thr, NULL);
     }
+    /* After the watch thread (it wakes the elect thread): revokes the job lease, so other
+     * nodes take the jobs at once. */
+    fleet_elect_stop(f);
     torii_store_set_remote(f->o.store, NULL);
     fleet_client_clear(&f->cl);
     (void)pthread_cond_destroy(&f->cv);
     (void)pthread_mutex_destroy(&f->mu);
+    (void)pthread_mutex_destroy(&f->rev_mu);
+    fleet_revs_clear(&f->revs);
     free(f->pfx_end);
     free(f);
 }

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -86,6 +87,49 @@ int fleet_commit(void *ctx, const struct torii_store_op *ops, size_t n, struct t
 /** Seed an empty fleet prefix from the local store (puts in transactions of max_txn_ops). */
 int fleet_seed(struct torii_fleet *f, struct torii_errbuf *eb) TORII_MUST_USE;
 
+/** gw.c's int64 member reader (a decimal string or an integer; absent is 0). */
+int fleet_gw_i64(const json_t *o, const char *k, int64_t *out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/* ---- revs.c: the etcd mod_revision of each certificate as applied to LMDB ---- */
+
+/** id -> mod_revision, keyed by a 64-bit hash of the id (open addressing). A collision can
+ * only make a compare-and-swap fail (409), never let a stale write through: see revs.c. */
+struct fleet_revs {
+    uint64_t *h; /* 0: empty slot */
+    int64_t *rev;
+    size_t cap; /* power of two, or 0 */
+    size_t n;
+};
+/** Record rev (0: forget) for id. */
+void fleet_revs_set(struct fleet_revs *m, const char *id, size_t len, int64_t rev);
+/** The recorded revision of id; 0 when none. */
+int64_t fleet_revs_get(const struct fleet_revs *m, const char *id, size_t len);
+void fleet_revs_clear(struct fleet_revs *m);
+
+/* ---- elect.c: one doer per job ---- */
+
+struct fleet_elect {
+    pthread_t thr;
+    int started;
+    pthread_mutex_t mu; /* guards st and wake */
+    pthread_cond_t cv;
+    int wake;
+    struct torii_fleet_elect st;
+    char node[192]; /* this node's name, the value of the keys it holds */
+};
+
+int fleet_elect_start(struct torii_fleet *f, struct torii_errbuf *eb) TORII_MUST_USE;
+/** Stop the elect thread (revoking the lease: others take over at once). */
+void fleet_elect_stop(struct torii_fleet *f);
+/** The watch saw a change of a job key: poll now. */
+void fleet_elect_wake(struct torii_fleet *f);
+/** 1 when the calling thread's writes are fenced by a job of f (jobgate enter): *job, *fence. */
+int fleet_elect_fenced(const struct torii_fleet *f, int *job, int64_t *fence);
+/** A fenced write failed: 1 when the job's key no longer has the fence (the job is then
+ * dropped locally), 0 when it still has it or etcd could not say. */
+int fleet_elect_fence_lost(struct torii_fleet *f, int job, int64_t fence);
+
 /* ---- fleet.c: the node ---- */
 
 struct torii_fleet {
@@ -100,7 +144,15 @@ struct torii_fleet {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int64_t applied; /* last revision applied to LMDB (guarded by mu) */
+    /* Guards revs. The applier records a revision after its copy is in LMDB, a commit reads
+     * the revision before the copy (apply.c, txn.c). */
+    pthread_mutex_t rev_mu;
+    struct fleet_revs revs; /* certificate id -> mod_revision applied (under rev_mu) */
+    struct fleet_elect el;
 };
+
+/** *until = now + ms on CLOCK_REALTIME (the clock of pthread_cond_timedwait). */
+void fleet_deadline(unsigned ms, struct timespec *until);
 
 /** Wait (bounded by timeout_ms) until the revision rev is applied locally; 1 when it is. */
 int fleet_wait_applied(struct torii_fleet *f, int64_t rev);

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "fleet_int.h"
 #include "torii/codec.h"
 #include "torii/fleet.h"
 #include "torii/mem.h"
@@ -57,6 +58,11 @@ static int gw_i64(const json_t *o, const char *k, int64_t *out, struct torii_err
     }
     *out = (int64_t)x;
     return TORII_OK;
+}
+
+int fleet_gw_i64(const json_t *o, const char *k, int64_t *out, struct torii_errbuf *eb)
+{
+    return gw_i64(o, k, out, eb);
 }
 
 /* A boolean member; absent is 0. */

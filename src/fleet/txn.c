@@ -1,8 +1,11 @@
 /* txn.c - a certdb commit as etcd transactions (/v3/kv/txn). Each certificate op is guarded
- * by a compare on its key: create_revision == 0 for a create, value == the JSON the caller
- * read for a compare-and-swap replace (the same test the local store makes), existence for a
- * plain replace or delete; index entries ride along unguarded. When the compares fail, the
- * failure branch reads which keys exist, so the caller gets EEXIST, ENOTFOUND or ECONFLICT.
+ * by a compare on its key: create_revision == 0 for a create; for a compare-and-swap replace,
+ * mod_revision == the revision at which this node's copy was applied (revs.c), once the copy
+ * is checked to be the JSON the caller read; existence for a plain replace or delete; index
+ * entries ride along unguarded. A write made under a job gate (jobgate.h) also compares the
+ * job key's create_revision with the fence, so a deposed doer's write fails. When the
+ * compares fail, the failure branch reads which keys exist, so the caller gets EEXIST,
+ * ENOTFOUND or ECONFLICT.
  * A commit larger than max_txn_ops or max_txn_bytes is split between certificates: each
  * slice is atomic, the whole is not (docs/fleet.md). Values leave with their private key
  * sealed under the KEK. Also: seeding an empty fleet from the local store.
@@ -23,6 +26,7 @@ struct txn_b {
     json_t *cmp;
     json_t *ok;
     json_t *fail;
+    json_t *keys;                        /* base64 key -> its index in ok */
     enum torii_store_op_kind kind[1024]; /* per compare: the op it guards */
     size_t bytes;
     int wait; /* wait for the watch to apply a committed txn (not while seeding) */
@@ -85,20 +89,20 @@ out:
     return rc;
 }
 
-static void txn_cmp(struct txn_b *t, json_t *key, enum torii_store_op_kind kind, const char *expect,
-                    size_t expect_len)
+static void txn_cmp(struct txn_b *t, json_t *key, enum torii_store_op_kind kind, int64_t mod_rev)
 {
     json_t *c = json_pack("{s:O}", "key", key);
+    char rev[32];
 
     if (kind == TORII_STORE_CREATE) {
         (void)json_object_set_new(c, "target", json_string("CREATE"));
         (void)json_object_set_new(c, "result", json_string("EQUAL"));
         (void)json_object_set_new(c, "create_revision", json_string("0"));
     } else if (kind == TORII_STORE_REPLACE_IF) {
-        (void)json_object_set_new(c, "target", json_string("VALUE"));
+        (void)snprintf(rev, sizeof(rev), "%" PRId64, mod_rev);
+        (void)json_object_set_new(c, "target", json_string("MOD"));
         (void)json_object_set_new(c, "result", json_string("EQUAL"));
-        (void)json_object_set_new(c, "value", fleet_b64(expect, expect_len));
-        t->bytes += expect_len * 4 / 3;
+        (void)json_object_set_new(c, "mod_revision", json_string(rev));
     } else {
         (void)json_object_set_new(c, "target", json_string("CREATE"));
         (void)json_object_set_new(c, "result", json_string("NOT_EQUAL"));
@@ -110,26 +114,113 @@ static void txn_cmp(struct txn_b *t, json_t *key, enum torii_store_op_kind kind,
         t->fail, json_pack("{s:{s:O, s:b}}", "request_range", "key", key, "keys_only", 1));
 }
 
+static int txn_changed(const char *id, struct torii_errbuf *eb)
+{
+    return torii_errf(eb, TORII_ECONFLICT,
+                      "fleet: the entity %.64s changed since it was read (compare-and-swap)", id);
+}
+
+/* The mod_revision of certificate id in etcd, whose value must be op's expected JSON. */
+static int txn_etcd_rev(struct torii_fleet *f, const struct torii_store_op *op, const char *id,
+                        int64_t *rev, struct torii_errbuf *eb)
+{
+    struct torii_fleet_range r = {0};
+    json_t *key = txn_key(f, op);
+    char *resp = NULL;
+    size_t len = 0;
+    int rc = TORII_OK;
+
+    TORII_TRY(
+        fleet_call_json(&f->cl, "/v3/kv/range", json_pack("{s:O}", "key", key), &resp, &len, eb));
+    TORII_TRY(torii_fleet_gw_range_parse(resp, len, &r, eb));
+    TORII_ENSURE(r.n == 1,
+                 torii_errf(eb, TORII_ENOTFOUND, "fleet: the entity %.64s is not in etcd", id));
+    TORII_ENSURE(r.kvs[0].val_len == op->expect_json_len
+                     && memcmp(r.kvs[0].val, op->expect_json, op->expect_json_len) == 0,
+                 txn_changed(id, eb));
+    *rev = r.kvs[0].mod_rev;
+out:
+    torii_fleet_range_clear(&r);
+    if (resp != NULL) {
+        torii_secure_free(resp, len);
+    }
+    json_decref(key);
+    return rc;
+}
+
+/* The mod_revision a compare-and-swap replace of op sends: the revision of this node's copy,
+ * which must be the JSON the caller read; a copy never applied since start is looked up in
+ * etcd (same test on etcd's value). TORII_ECONFLICT when the caller read an older version. */
+static int txn_expect_rev(struct torii_fleet *f, const struct torii_store_op *op, int64_t *rev,
+                          struct torii_errbuf *eb)
+{
+    char *id = torii_xstrndup(op->rec.id, op->rec.id_len);
+    char *cur = NULL;
+    size_t cur_len = 0;
+    int rc = TORII_OK;
+
+    /* The revision first, then the copy: the applier writes them in the other order. */
+    (void)pthread_mutex_lock(&f->rev_mu);
+    *rev = fleet_revs_get(&f->revs, op->rec.id, op->rec.id_len);
+    (void)pthread_mutex_unlock(&f->rev_mu);
+    rc = torii_store_get(f->o.store, TORII_STORE_CERTS, id, &cur, &cur_len, NULL, NULL);
+    TORII_ENSURE(rc != TORII_ENOTFOUND,
+                 torii_errf(eb, TORII_ENOTFOUND, "fleet: the entity %.64s is not here", id));
+    TORII_TRY(rc);
+    TORII_ENSURE(cur_len == op->expect_json_len && memcmp(cur, op->expect_json, cur_len) == 0,
+                 txn_changed(id, eb));
+    if (*rev <= 0) {
+        TORII_TRY(txn_etcd_rev(f, op, id, rev, eb));
+    }
+out:
+    if (cur != NULL) {
+        torii_secure_free(cur, cur_len);
+    }
+    free(id);
+    return rc;
+}
+
+/* Add the success op req on key. A later op on a key this transaction already writes replaces
+ * the earlier one: etcd refuses a txn that writes a key twice, and the local store, applying
+ * ops in order, keeps the last (a renewal rewrites the old serial's index entry twice: for the
+ * renewed entity, then for its copy). */
+static void txn_op(struct txn_b *t, json_t *key, json_t *req)
+{
+    const char *k = json_string_value(key);
+    const json_t *at = json_object_get(t->keys, k);
+
+    if (at != NULL) {
+        (void)json_array_set_new(t->ok, (size_t)json_integer_value(at), req);
+        return;
+    }
+    (void)json_object_set_new(t->keys, k, json_integer((json_int_t)json_array_size(t->ok)));
+    (void)json_array_append_new(t->ok, req);
+}
+
 /* Add op to t (its compare, its success op). */
-static int txn_add(const struct torii_fleet *f, struct txn_b *t, const struct torii_store_op *op,
+static int txn_add(struct torii_fleet *f, struct txn_b *t, const struct torii_store_op *op,
                    struct torii_errbuf *eb)
 {
     json_t *key = txn_key(f, op);
     char *val = NULL;
+    int64_t rev = 0;
     int rc = TORII_OK;
 
+    if (op->bucket == TORII_STORE_CERTS && op->kind == TORII_STORE_REPLACE_IF) {
+        TORII_TRY(txn_expect_rev(f, op, &rev, eb));
+    }
     t->bytes += 64 + (op->rec.id_len + strlen(f->o.conf->prefix)) * 3;
     if (op->kind == TORII_STORE_DELETE) {
-        (void)json_array_append_new(t->ok,
-                                    json_pack("{s:{s:O}}", "request_delete_range", "key", key));
+        txn_op(t, key, json_pack("{s:{s:O}}", "request_delete_range", "key", key));
     } else {
         TORII_TRY(txn_sealed(f, op, &val, eb));
-        (void)json_array_append_new(t->ok, json_pack("{s:{s:O, s:o}}", "request_put", "key", key,
-                                                     "value", fleet_b64(val, strlen(val))));
+        txn_op(t, key,
+               json_pack("{s:{s:O, s:o}}", "request_put", "key", key, "value",
+                         fleet_b64(val, strlen(val))));
         t->bytes += strlen(val) * 4 / 3;
     }
     if (op->bucket == TORII_STORE_CERTS && op->kind != TORII_STORE_PUT) {
-        txn_cmp(t, key, op->kind, op->expect_json, op->expect_json_len);
+        txn_cmp(t, key, op->kind, rev);
     }
 out:
     if (val != NULL) {
@@ -144,9 +235,11 @@ static void txn_reset(struct txn_b *t)
     json_decref(t->cmp);
     json_decref(t->ok);
     json_decref(t->fail);
+    json_decref(t->keys);
     t->cmp = json_array();
     t->ok = json_array();
     t->fail = json_array();
+    t->keys = json_object();
     t->bytes = 0;
 }
 
@@ -164,16 +257,52 @@ static int txn_why(const struct txn_b *t, const struct torii_fleet_txn *r, struc
     return torii_errf(eb, TORII_ECONFLICT, "fleet: the entity changed in etcd since it was read");
 }
 
+static int txn_fenced_out(int job, struct torii_errbuf *eb)
+{
+    torii_log(TORII_LOG_WARN, "fleet: a write of job %s refused: this node no longer does it",
+              torii_fleet_job_name(job));
+    return torii_errf(eb, TORII_ECONFLICT,
+                      "fleet: this node no longer does job %s (another node took it, or its lease "
+                      "ended): the write is refused",
+                      torii_fleet_job_name(job));
+}
+
+/* The compares of t, plus the fence when the calling thread writes for a job (jobgate.h);
+ * *job is then its index, else -1. TORII_ECONFLICT when the job is no longer held here. */
+static int txn_compares(struct torii_fleet *f, const struct txn_b *t, json_t **cmp, int *job,
+                        int64_t *fence, struct torii_errbuf *eb)
+{
+    int64_t cur = 0;
+
+    *job = -1;
+    *cmp = json_copy(t->cmp);
+    TORII_ASSERT(*cmp != NULL);
+    if (!fleet_elect_fenced(f, job, fence)) {
+        *job = -1;
+        return TORII_OK;
+    }
+    if (!torii_fleet_job_held(f, torii_fleet_job_name(*job), &cur) || cur != *fence) {
+        return txn_fenced_out(*job, eb);
+    }
+    (void)json_array_append_new(
+        *cmp, torii_fleet_elect_fence_cmp(f->o.conf->prefix, torii_fleet_job_name(*job), *fence));
+    return TORII_OK;
+}
+
 /* Send t as one txn; on success wait for the watch to bring it into the store. */
 static int txn_send(struct torii_fleet *f, struct txn_b *t, struct torii_errbuf *eb)
 {
-    json_t *req =
-        json_pack("{s:O, s:O, s:O}", "compare", t->cmp, "success", t->ok, "failure", t->fail);
+    json_t *cmp = NULL;
+    json_t *req = NULL;
     struct torii_fleet_txn r = {0};
     char *resp = NULL;
     size_t len = 0;
+    int64_t fence = 0;
+    int job = -1;
     int rc = TORII_OK;
 
+    TORII_TRY(txn_compares(f, t, &cmp, &job, &fence, eb));
+    req = json_pack("{s:O, s:O, s:O}", "compare", cmp, "success", t->ok, "failure", t->fail);
     TORII_TRY(fleet_call_json(&f->cl, "/v3/kv/txn", req, &resp, &len, eb));
     TORII_TRY(torii_fleet_gw_txn_parse(resp, len, &r, eb));
     if (r.succeeded && t->wait && !fleet_wait_applied(f, r.rev)) {
@@ -185,7 +314,11 @@ static int txn_send(struct torii_fleet *f, struct txn_b *t, struct torii_errbuf 
     if (!r.succeeded) {
         rc = txn_why(t, &r, eb);
     }
+    if (rc == TORII_ECONFLICT && job >= 0 && fleet_elect_fence_lost(f, job, fence)) {
+        rc = txn_fenced_out(job, eb);
+    }
 out:
+    json_decref(cmp);
     if (rc == TORII_EPROTO || rc == TORII_EPERM) {
         torii_log(TORII_LOG_ERR, "%s", eb != NULL ? eb->msg : "fleet: etcd txn failed");
         rc = TORII_EAGAIN;
@@ -226,8 +359,8 @@ static int txn_full(const struct txn_b *t, size_t g, size_t max_ops, size_t max_
     return n > 0 && (n + g > max_ops || t->bytes > max_bytes / 2);
 }
 
-static int txn_add_group(const struct torii_fleet *f, struct txn_b *t,
-                         const struct torii_store_op *ops, size_t g, struct torii_errbuf *eb)
+static int txn_add_group(struct torii_fleet *f, struct txn_b *t, const struct torii_store_op *ops,
+                         size_t g, struct torii_errbuf *eb)
 {
     int rc = TORII_OK;
 
@@ -243,7 +376,8 @@ static int txn_run(struct torii_fleet *f, const struct torii_store_op *ops, size
 {
     const struct torii_conf_fleet *c = f->o.conf;
     struct txn_b t = {.wait = wait};
-    size_t max_ops = c->max_txn_ops < 1024 ? c->max_txn_ops : 1024;
+    /* One compare short of the limit: room for a job's fence. */
+    size_t max_ops = (c->max_txn_ops < 1024 ? c->max_txn_ops : 1024) - 1;
     int rc = TORII_OK;
 
     TORII_TRY(txn_bucket_check(ops, n, eb));
@@ -264,6 +398,7 @@ out:
     json_decref(t.cmp);
     json_decref(t.ok);
     json_decref(t.fail);
+    json_decref(t.keys);
     return rc;
 }
 

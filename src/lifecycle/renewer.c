@@ -201,9 +201,10 @@ struct torii_renewer {
     int started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct renew_req *reqs;       /* under mu; LIFO is fine, each is independent */
-    int stopped;                  /* under mu */
-    struct torii_renew_acme acme; /* letsEncrypt certificates (none: skipped); set at start */
+    struct renew_req *reqs;            /* under mu; LIFO is fine, each is independent */
+    int stopped;                       /* under mu */
+    struct torii_renew_acme acme;      /* letsEncrypt certificates (none: skipped); set at start */
+    const struct torii_job_gate *gate; /* one doer per job (NULL: always this node) */
     /* Renewal thread only. */
     json_t *failures; /* id -> {"attempts": n, "next": ms} */
     json_t *alerted;  /* id -> {"state": n, "at": ms} */
@@ -580,23 +581,63 @@ static int renew_acme_item(struct torii_renewer *r, const struct torii_renew_acm
     return 1;
 }
 
+/* The expiry state of a live certificate, stored when it changed; standing alerts repeat. */
+static void renew_flag_item(struct torii_renewer *r, const struct renew_item *it, int64_t now,
+                            json_t *res)
+{
+    struct torii_errbuf eb = {{0}};
+    enum torii_renew_state st = torii_renew_state_of(it->from, it->to, now, &r->pol);
+    int written = -1;
+    int rc;
+
+    if (st == TORII_RENEW_STATE_NOT_YET_VALID) {
+        st = TORII_RENEW_STATE_OK;
+    }
+    if (st == it->stored) {
+        renew_repeat(r, it, st, now);
+        return;
+    }
+    rc = torii_renew__flag(r->store, r->alerts, it->id, now, &r->pol, NULL, &written, &eb);
+    if (rc == TORII_ECONFLICT) {
+        torii_log(TORII_LOG_NOTICE,
+                  "renew: certificate keeps changing, expiry state left for the next run "
+                  "(id=%s)",
+                  it->id);
+    } else if (rc != TORII_OK) {
+        torii_log(TORII_LOG_WARN, "renew: cannot store the expiry state: %s (id=%s)", eb.msg,
+                  it->id);
+    } else if (written == TORII_RENEW_STATE_EXPIRED
+               || written == TORII_RENEW_STATE_ALMOST_EXPIRED) {
+        (void)json_object_set_new(r->alerted, it->id,
+                                  json_pack("{s:i, s:I}", "state", written, "at", (json_int_t)now));
+        renew_result_add(res, "flagged", it->id, "state",
+                         written == TORII_RENEW_STATE_EXPIRED ? "expired" : "almostExpired");
+    } else if (written == TORII_RENEW_STATE_OK) {
+        (void)json_object_del(r->alerted, it->id);
+    }
+}
+
+/* One certificate of a cycle. In a fleet, one node does each job (jobgate.h), asked for each
+ * certificate: a node that lost the job stops at once, and its writes carry the fence. */
 static void renew_cycle_item(struct torii_renewer *r, const struct renew_item *it, int64_t now,
                              json_t *res)
 {
     struct torii_errbuf eb = {{0}};
-    enum torii_renew_state st;
+    int mine = torii_job_enter(r->gate, TORII_JOB_RENEWAL);
     int rc;
 
     if (it->copy) {
-        if (it->to <= now && r->cfg->renewal_delete_expired_copies) {
+        if (mine && it->to <= now && r->cfg->renewal_delete_expired_copies) {
             renew_delete_copy(r, it, res);
         }
         return;
     }
     if (it->acme_ent != NULL && r->acme.due != NULL) {
-        if (renew_acme_item(r, &r->acme, it, now, res)) {
+        if (torii_job_held(r->gate, TORII_JOB_ACME) && renew_acme_item(r, &r->acme, it, now, res)) {
             return; /* fresh validity */
         }
+    } else if (!mine) {
+        return; /* another node of the fleet does job renewal */
     } else if (it->due == TORII_RENEW_DUE_ACME) {
         torii_log(TORII_LOG_INFO, "renew: due but Let's Encrypt: left to ACME (id=%s)", it->id);
         renew_result_add(res, "skipped", it->id, "reason", "letsEncrypt (ACME)");
@@ -611,46 +652,16 @@ static void renew_cycle_item(struct torii_renewer *r, const struct renew_item *i
             renew_result_add(res, "renewed", it->id, NULL, NULL);
             return; /* fresh validity; flags were cleared by the renewal */
         } else if (rc == TORII_ECONFLICT) {
-            /* Changed under us (the API wrote it): not a failure, no backoff; its expiry
-             * state below is judged on what was written. */
+            /* Changed under us (the API wrote it, or this node lost the job): not a failure,
+             * no backoff; its expiry state below is judged on what was written. */
             renew_result_add(res, "skipped", it->id, "reason", eb.msg);
         } else {
             renew_failed(r, it->id, now, eb.msg);
             renew_result_add(res, "failed", it->id, "error", eb.msg);
         }
     }
-    if (it->revoked) {
-        return;
-    }
-    st = torii_renew_state_of(it->from, it->to, now, &r->pol);
-    if (st == TORII_RENEW_STATE_NOT_YET_VALID) {
-        st = TORII_RENEW_STATE_OK;
-    }
-    if (st != it->stored) {
-        int written = -1;
-
-        memset(&eb, 0, sizeof(eb));
-        rc = torii_renew__flag(r->store, r->alerts, it->id, now, &r->pol, NULL, &written, &eb);
-        if (rc == TORII_ECONFLICT) {
-            torii_log(TORII_LOG_NOTICE,
-                      "renew: certificate keeps changing, expiry state left for the next run "
-                      "(id=%s)",
-                      it->id);
-        } else if (rc != TORII_OK) {
-            torii_log(TORII_LOG_WARN, "renew: cannot store the expiry state: %s (id=%s)", eb.msg,
-                      it->id);
-        } else if (written == TORII_RENEW_STATE_EXPIRED
-                   || written == TORII_RENEW_STATE_ALMOST_EXPIRED) {
-            (void)json_object_set_new(
-                r->alerted, it->id,
-                json_pack("{s:i, s:I}", "state", written, "at", (json_int_t)now));
-            renew_result_add(res, "flagged", it->id, "state",
-                             written == TORII_RENEW_STATE_EXPIRED ? "expired" : "almostExpired");
-        } else if (written == TORII_RENEW_STATE_OK) {
-            (void)json_object_del(r->alerted, it->id);
-        }
-    } else {
-        renew_repeat(r, it, st, now);
+    if (!it->revoked && mine) {
+        renew_flag_item(r, it, now, res);
     }
 }
 
@@ -675,6 +686,7 @@ static json_t *renew_cycle(struct torii_renewer *r)
     for (size_t i = 0; i < s.n; i++) {
         renew_cycle_item(r, &s.v[i], s.now, res);
     }
+    torii_job_leave(r->gate);
     torii_log(json_array_size(json_object_get(res, "renewed")) > 0
                       || json_array_size(json_object_get(res, "failed")) > 0
                   ? TORII_LOG_NOTICE
@@ -885,6 +897,7 @@ int torii_renewer_start(const struct torii_renewer_opts *o, struct torii_renewer
     r->cfg = cfg;
     r->store = o->store;
     r->alerts = o->alerts;
+    r->gate = o->gate;
     if (o->acme != NULL) {
         r->acme = *o->acme;
     }
