@@ -171,40 +171,57 @@ out:
     return rc;
 }
 
+/* The kind and key (NUL-terminated) of an etcd key suffix "h/<token>" or "t/<name>"; -1 for
+ * anything torii_fleet_chal_suffix would not make. */
+static int chal_sfx_parse(const char *sfx, size_t slen, char key[TORII_ACME_KEY_MAX + 1])
+{
+    int kind = -1;
+
+    if (slen > 2 && slen <= CHAL_SFX_MAX && sfx[1] == '/') {
+        kind = sfx[0] == 'h' ? CHAL_HTTP01 : sfx[0] == 't' ? CHAL_ALPN : -1;
+    }
+    if (kind < 0 || !chal_key_ok(kind, sfx + 2, slen - 2)) {
+        return -1;
+    }
+    memcpy(key, sfx + 2, slen - 2);
+    key[slen - 2] = '\0';
+    return kind;
+}
+
+/* An HTTP-01 value: the token's key authorization into the table. */
+static int chal_apply_http01(struct torii_acme_chal *table, const char *token,
+                             const unsigned char *val, size_t vlen, struct torii_errbuf *eb)
+{
+    char *v;
+    int rc;
+
+    if (val == NULL || !chal_keyauth_ok(token, (const char *)val, vlen)) {
+        return torii_errf(eb, TORII_EINVAL,
+                          "fleet: acme answer h/%s: not a key authorization of the token", token);
+    }
+    v = torii_xstrndup((const char *)val, vlen);
+    rc = chal_table_put(table, "http-01", token, v, NULL, 0, eb);
+    free(v);
+    return rc;
+}
+
 int torii_fleet_chal_apply(struct torii_acme_chal *table, const struct torii_kek_ring *kek,
                            const char *sfx, size_t slen, const unsigned char *val, size_t vlen,
                            int deleted, struct torii_errbuf *eb)
 {
-    int kind = slen > 2 && sfx[1] == '/' ? (sfx[0] == 'h'   ? CHAL_HTTP01
-                                            : sfx[0] == 't' ? CHAL_ALPN
-                                                            : -1)
-                                         : -1;
-    const char *type = kind == CHAL_HTTP01 ? "http-01" : "tls-alpn-01";
     char key[TORII_ACME_KEY_MAX + 1];
-    char *v = NULL;
-    int rc = TORII_OK;
+    int kind = chal_sfx_parse(sfx, slen, key);
 
-    TORII_ENSURE(kind >= 0 && slen <= CHAL_SFX_MAX && chal_key_ok(kind, sfx + 2, slen - 2),
-                 torii_errf(eb, TORII_EINVAL, "fleet: acme answer: unexpected key a/%.*s",
-                            (int)(slen > 80 ? 80 : slen), sfx));
-    memcpy(key, sfx + 2, slen - 2);
-    key[slen - 2] = '\0';
+    if (kind < 0) {
+        return torii_errf(eb, TORII_EINVAL, "fleet: acme answer: unexpected key a/%.*s",
+                          (int)(slen > 80 ? 80 : slen), sfx);
+    }
     if (deleted) {
-        torii_acme_chal_drop(table, type, key);
-        goto out;
+        torii_acme_chal_drop(table, kind == CHAL_HTTP01 ? "http-01" : "tls-alpn-01", key);
+        return TORII_OK;
     }
-    if (kind == CHAL_ALPN) {
-        TORII_TRY(chal_apply_alpn(table, kek, key, val, vlen, eb));
-        goto out;
-    }
-    TORII_ENSURE(val != NULL && chal_keyauth_ok(key, (const char *)val, vlen),
-                 torii_errf(eb, TORII_EINVAL,
-                            "fleet: acme answer h/%s: not a key authorization of the token", key));
-    v = torii_xstrndup((const char *)val, vlen);
-    rc = chal_table_put(table, type, key, v, NULL, 0, eb);
-out:
-    free(v);
-    return rc;
+    return kind == CHAL_HTTP01 ? chal_apply_http01(table, key, val, vlen, eb)
+                               : chal_apply_alpn(table, kek, key, val, vlen, eb);
 }
 
 /* ---- the node: etcd requests ---- */

@@ -57,6 +57,16 @@ static int local_has(struct torii_acme_chal *ch, const char *token)
     return torii_acme_chal_http01(ch, token, strlen(token), out, sizeof(out)) == TORII_OK;
 }
 
+/* A client with share (NULL: none), its order's deadline left_ms from now, an empty table. */
+static void client_init(struct acme_client *c, const struct torii_acme_share *share,
+                        int64_t left_ms)
+{
+    memset(c, 0, sizeof(*c));
+    c->share = share;
+    c->deadline_ms = torii_clock_mono_us() / 1000 + left_ms;
+    assert_int_equal(torii_acme_chal_new(&c->chal), TORII_OK);
+}
+
 static void test_publish_shares(void **state)
 {
     struct fake_share f = {0};
@@ -65,10 +75,7 @@ static void test_publish_shares(void **state)
     struct torii_errbuf eb = {{0}};
 
     (void)state;
-    memset(&c, 0, sizeof(c));
-    c.share = &share;
-    c.deadline_ms = torii_clock_mono_us() / 1000 + 120000;
-    assert_int_equal(torii_acme_chal_new(&c.chal), TORII_OK);
+    client_init(&c, &share, 120000);
     assert_int_equal(acme_chal_publish(&c, "http-01", "tok", "tok.th", NULL, 0, &eb), TORII_OK);
     assert_true(local_has(c.chal, "tok"));
     assert_int_equal(f.published, 1);
@@ -91,10 +98,7 @@ static void test_publish_failure_leaves_nothing(void **state)
     struct torii_errbuf eb = {{0}};
 
     (void)state;
-    memset(&c, 0, sizeof(c));
-    c.share = &share;
-    c.deadline_ms = torii_clock_mono_us() / 1000 - 5000; /* past: the margin alone */
-    assert_int_equal(torii_acme_chal_new(&c.chal), TORII_OK);
+    client_init(&c, &share, -5000); /* past: the margin alone */
     assert_int_equal(acme_chal_publish(&c, "http-01", "tok", "tok.th", NULL, 0, &eb), TORII_EAGAIN);
     assert_string_equal(eb.msg, "fake: etcd unreachable");
     assert_int_equal(f.ttl_s, ACME_SHARE_MARGIN_S);
@@ -108,8 +112,7 @@ static void test_local_only(void **state)
     struct torii_errbuf eb = {{0}};
 
     (void)state;
-    memset(&c, 0, sizeof(c));
-    assert_int_equal(torii_acme_chal_new(&c.chal), TORII_OK);
+    client_init(&c, NULL, 0);
     assert_int_equal(acme_chal_publish(&c, "http-01", "tok", "tok.th", NULL, 0, &eb), TORII_OK);
     assert_true(local_has(c.chal, "tok"));
     acme_chal_withdraw(&c, "http-01", "tok");
@@ -127,9 +130,7 @@ static void test_table_full_named(void **state)
     char tok[16];
 
     (void)state;
-    memset(&c, 0, sizeof(c));
-    c.share = &share;
-    assert_int_equal(torii_acme_chal_new(&c.chal), TORII_OK);
+    client_init(&c, &share, 0);
     for (int i = 0; i < TORII_ACME_CHAL_MAX; i++) {
         (void)snprintf(tok, sizeof(tok), "t%d", i);
         assert_int_equal(torii_acme_chal_put(c.chal, "http-01", tok, "v", NULL, 0), TORII_OK);
