@@ -110,9 +110,15 @@ for n in a b c; do
   check "node $n serves the certificate ordered on B" t_wait_for serves "$n" alpn.fleet.test "$aserial"
 done
 check "nothing left under /it/a/ in etcd" t_wait_for etcd_clean
-out=$(echo | timeout 10 openssl s_client -connect "127.0.0.4:$T_HTTPS" -servername alpn.fleet.test \
-  -alpn acme-tls/1 2>&1)
-check "after the order: C no longer negotiates acme-tls/1" grep -q 'No ALPN negotiated' <<<"$out"
+no_acme_alpn() { # no_acme_alpn NODE: NODE does not negotiate acme-tls/1 for alpn.fleet.test
+  local out
+  out=$(echo | timeout 10 openssl s_client -connect "${ADDR[$1]}:$T_HTTPS" -servername alpn.fleet.test \
+    -alpn acme-tls/1 2>&1)
+  grep -q 'No ALPN negotiated' <<<"$out"
+}
+for n in a b c; do
+  check "after the order: node $n no longer negotiates acme-tls/1" t_wait_for no_acme_alpn "$n"
+done
 
 for n in a b c; do node_stop "$n"; done
 check_eq "nodes stopped cleanly" "" "$NODE_BAD"
