@@ -72,8 +72,10 @@ struct app {
     struct torii_fleet *fleet;                 /* fleet mode (fleet.etcd); NULL: local */
     struct torii_job_gate job_gate;            /* the fleet's one doer per job */
     struct torii_fleet_tickets *fleet_tickets; /* fleet mode: the shared ticket keys */
-    struct torii_tls_tickets *tickets; /* fleet mode: every generation's ticket keys; NULL: own */
-    struct torii_proxy_gen *gen;       /* the generation new connections get */
+    struct torii_tls_tickets *tickets;   /* fleet mode: every generation's ticket keys; NULL: own */
+    struct torii_proxy_gen *gen;         /* the generation new connections get */
+    struct torii_fleet_chal *fleet_chal; /* fleet + acme: shared challenge answers */
+    struct torii_acme_share acme_share;  /* the ACME service's hook onto fleet_chal */
     struct torii_proxy_gen *old[APP_MAX_OLD + 1]; /* draining */
     size_t n_old;
     unsigned gen_seq;
@@ -580,7 +582,8 @@ static int app_services_start(struct app *app, struct torii_errbuf *eb)
                                       .store = app->store,
                                       .chal = app->acme_chal,
                                       .od = app->acme_od,
-                                      .gate = gate};
+                                      .gate = gate,
+                                      .share = app->fleet_chal != NULL ? &app->acme_share : NULL};
         TORII_TRY(torii_acme_start(&aco, &app->acme, eb));
         hook.arg = app->acme;
         ro.acme = &hook;
@@ -723,7 +726,8 @@ static int app_load_state(struct app *app, struct torii_errbuf *eb)
 }
 
 /* Fleet mode (docs/fleet.md): etcd becomes the source of truth of the certificates, after
- * this node's own PKI bootstrap (an empty fleet is seeded from this store). */
+ * this node's own PKI bootstrap (an empty fleet is seeded from this store); with acme{}, the
+ * challenge answers are shared too (the ACME service gets acme_share). */
 static int app_tickets_install(void *arg, const struct torii_tls_ticket_keys *ks)
 {
     return torii_tls_tickets_install(arg, ks);
@@ -737,6 +741,8 @@ static int app_fleet_start(struct app *app, struct torii_errbuf *eb)
                                   .stall_file = app->cfg->debug_stall_file};
     struct torii_fleet_tickets_opts to = {.period_s = app->cfg->ticket_rotate_s,
                                           .install = app_tickets_install};
+    struct torii_fleet_chal_opts co = {
+        .conf = &app->cfg->fleet, .kek = app->kek, .table = app->acme_chal};
     int rc = TORII_OK;
 
     if (!app->cfg->fleet.enabled) {
@@ -749,6 +755,12 @@ static int app_fleet_start(struct app *app, struct torii_errbuf *eb)
     to.fleet = app->fleet;
     to.arg = app->tickets;
     TORII_TRY(torii_fleet_tickets_start(&to, &app->fleet_tickets, eb));
+    if (app->cfg->acme.enabled) { /* any node may answer the CA (docs/fleet.md) */
+        TORII_TRY(torii_fleet_chal_start(&co, &app->fleet_chal, eb));
+        app->acme_share = (struct torii_acme_share){.ctx = app->fleet_chal,
+                                                    .publish = torii_fleet_chal_publish,
+                                                    .withdraw = torii_fleet_chal_withdraw};
+    }
 out:
     return rc;
 }
@@ -995,6 +1007,8 @@ static void app_close(struct app *app, struct event **sigs)
     torii_routes_free(app->routes);
     app->routes = NULL;
     torii_table_free(app->table);
+    torii_fleet_chal_stop(app->fleet_chal); /* it fills acme_chal: stopped before */
+    app->fleet_chal = NULL;
     torii_acme_chal_free(app->acme_chal); /* after the workers and the ACME thread */
     app->acme_chal = NULL;
     torii_acme_od_free(app->acme_od); /* likewise */

@@ -23,7 +23,9 @@
 /* ---- challenge answers ----
  * What the listeners answer while a challenge is pending: the key authorization of an
  * HTTP-01 token, and the validation certificate of a TLS-ALPN-01 name (a TLS record, pki.h).
- * A mutex guards the table; lookups copy out. */
+ * Filled by this node's ACME thread and, in fleet mode, by the fleet's challenge watch with
+ * the answers of the other nodes (torii_acme_share). A mutex guards the table; lookups copy
+ * out and count the answers given (torii_acme_chal_answered). */
 
 struct torii_acme_chal;
 
@@ -47,10 +49,29 @@ int torii_acme_chal_alpn(struct torii_acme_chal *ch, const char *name, unsigned 
 
 /** Publish (type "http-01": key = token, value = key authorization; "tls-alpn-01": key = name,
  * rec = validation record) or withdraw (torii_acme_chal_drop) an answer. TORII_ETOOBIG when
- * the table is full, TORII_EINVAL for an over-long key or value. ACME thread. */
+ * the table is full, TORII_EINVAL for an over-long key or value. The ACME thread and the
+ * fleet's challenge watch. */
 int torii_acme_chal_put(struct torii_acme_chal *ch, const char *type, const char *key,
                         const char *value, const unsigned char *rec, size_t rec_len) TORII_MUST_USE;
 void torii_acme_chal_drop(struct torii_acme_chal *ch, const char *type, const char *key);
+/** Lookups the table answered since it was made: out[0] HTTP-01, out[1] TLS-ALPN-01 (the
+ * CA's validation requests that reached this node). Any thread. */
+void torii_acme_chal_answered(struct torii_acme_chal *ch, uint64_t out[2]);
+
+/* ---- sharing the answers (fleet mode) ----
+ * A node that publishes an answer in its table also hands it to share->publish, which
+ * returns once every node can learn it (fleet: committed in etcd, src/fleet/chal.c), before
+ * the CA is told to validate; share->withdraw follows the local withdrawal, whatever the
+ * outcome. ttl_s bounds the life of a shared answer whose node dies (the order's remaining
+ * time). A publish error fails the challenge (the local answer is withdrawn). Both are
+ * called on the ACME thread only. */
+struct torii_acme_share {
+    void *ctx;
+    int (*publish)(void *ctx, const char *type, const char *key, const char *value,
+                   const unsigned char *rec, size_t rec_len, int64_t ttl_s,
+                   struct torii_errbuf *eb);
+    void (*withdraw)(void *ctx, const char *type, const char *key);
+};
 
 /* ---- the service ---- */
 
@@ -65,6 +86,7 @@ struct torii_acme_opts {
      * (torii_acme_submit) and start on demand only while job "acme" is this node's; the
      * ACME thread's writes carry the job's fence. Borrowed, outlives the service. */
     const struct torii_job_gate *gate;
+    const struct torii_acme_share *share; /* answers shared with a fleet; NULL: local only */
 };
 
 /** Start the ACME thread (idle until a job comes). TORII_EINVAL when acme is not enabled. */
@@ -153,7 +175,8 @@ int torii_acme_ari_due(const struct torii_conf_acme *conf, const char *chain_pem
 
 /* ---- metrics ---- */
 
-/** Counters for /metrics: orders by outcome ("valid", "invalid"), challenge failures by type. */
+/** Counters for /metrics: orders by outcome ("valid", "invalid"), challenge failures by type.
+ * /metrics also has torii_acme_challenge_answers_total{type} (torii_acme_chal_answered). */
 struct torii_acme_counts {
     uint64_t orders_valid;
     uint64_t orders_invalid;

@@ -239,6 +239,65 @@ int torii_fleet_gw_watch_parse(const char *line, size_t len, struct torii_fleet_
  * no leader, timeouts) and TORII_EPROTO for the rest. */
 int torii_fleet_gw_error(const char *body, size_t len, struct torii_errbuf *eb) TORII_MUST_USE;
 
+/* ---- shared ACME challenge answers (chal.c) ----
+ * In fleet mode every node's challenge table (acme.h) also holds the answers the other nodes
+ * publish, so the CA may reach any node behind the load balancer. An answer lives in etcd at
+ * <prefix>a/h/<token> (HTTP-01: the key authorization) or <prefix>a/t/<name> (TLS-ALPN-01:
+ * the validation record sealed with the KEK for "acme-alpn:<name>"), attached to a lease of
+ * the order's remaining time, so a dead node's answers expire. A watch thread of its own
+ * (on <prefix>a/ only) reads the answers present, then follows their changes into the
+ * table; after a broken stream it reads them again and drops those gone meanwhile.
+ * Threads: start/stop on the main thread (stop before the table is freed); publish and
+ * withdraw on the ACME thread (the torii_acme_share hook); the pure functions on any.
+ * Ownership: borrows opts' config, KEK ring and table until torii_fleet_chal_stop. */
+
+struct torii_acme_chal;
+struct torii_fleet_chal;
+
+struct torii_fleet_chal_opts {
+    const struct torii_conf_fleet *conf; /* validated fleet.etcd (enabled) */
+    const struct torii_kek_ring *kek;    /* required: validation keys reach etcd sealed */
+    struct torii_acme_chal *table;       /* the table the listeners answer from */
+};
+
+/** Start the challenge watch (etcd need not be reachable: it retries with backoff).
+ * TORII_EINVAL (no KEK), TORII_ENOMEM. */
+int torii_fleet_chal_start(const struct torii_fleet_chal_opts *o, struct torii_fleet_chal **out,
+                           struct torii_errbuf *eb) TORII_MUST_USE;
+/** Stop the watch thread; answers still published expire with their leases. NULL accepted. */
+void torii_fleet_chal_stop(struct torii_fleet_chal *c);
+
+/** torii_acme_share.publish (ctx: the torii_fleet_chal): the answer into etcd under a lease of
+ * ttl_s seconds; returns once etcd committed it (and, bounded by timeout_ms, once this node's
+ * challenge watch saw it come back). TORII_EINVAL for a key that is not a token or a DNS
+ * name, TORII_EAGAIN when etcd is unreachable; eb names the answer. */
+int torii_fleet_chal_publish(void *ctx, const char *type, const char *key, const char *value,
+                             const unsigned char *rec, size_t rec_len, int64_t ttl_s,
+                             struct torii_errbuf *eb) TORII_MUST_USE;
+/** torii_acme_share.withdraw: revoke the answer's lease (etcd deletes it; every node drops
+ * it). A failure is logged: the answer then expires with its lease. */
+void torii_fleet_chal_withdraw(void *ctx, const char *type, const char *key);
+
+/** The etcd key suffix of an answer ("h/<token>" for "http-01", "t/<name>" for
+ * "tls-alpn-01") into out. TORII_EINVAL for another type, a token that is not base64url, a
+ * name that is not a lower-case DNS name, or one too long for out. Pure. */
+int torii_fleet_chal_suffix(const char *type, const char *key, char *out, size_t cap)
+    TORII_MUST_USE;
+/** The etcd value of an answer: the key authorization (HTTP-01), or rec sealed with the
+ * current KEK for "acme-alpn:<key>" (TLS-ALPN-01). *out malloc'd. Pure. */
+int torii_fleet_chal_value(const struct torii_kek_ring *kek, const char *type, const char *key,
+                           const char *value, const unsigned char *rec, size_t rec_len,
+                           unsigned char **out, size_t *out_len, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+/** One etcd event of the suffix sfx[0..slen) into table: a PUT publishes the answer (a
+ * TLS-ALPN-01 record opened with the KEK), a DELETE withdraws it. TORII_EINVAL for a suffix
+ * that torii_fleet_chal_suffix would not make or a malformed value; torii_kek_open's codes
+ * for a record that does not open (sealed for another name, altered, unknown KEK);
+ * torii_acme_chal_put's otherwise. Any thread. */
+int torii_fleet_chal_apply(struct torii_acme_chal *table, const struct torii_kek_ring *kek,
+                           const char *sfx, size_t slen, const unsigned char *val, size_t vlen,
+                           int deleted, struct torii_errbuf *eb) TORII_MUST_USE;
+
 /** The range end of a prefix (the prefix with its last byte incremented; "\0" for all keys
  * when every byte is 0xff), malloc'd, length in *len. */
 char *torii_fleet_prefix_end(const char *prefix, size_t plen, size_t *len);

@@ -44,9 +44,10 @@ typedef int (*acme_sleep_fn)(void *arg, int64_t ms);
 
 /** One client: a curl handle, the directory, the nonce pool and the account. */
 struct acme_client {
-    const struct torii_conf_acme *conf; /* borrowed */
-    struct torii_store *store;          /* borrowed */
-    struct torii_acme_chal *chal;       /* borrowed */
+    const struct torii_conf_acme *conf;   /* borrowed */
+    struct torii_store *store;            /* borrowed */
+    struct torii_acme_chal *chal;         /* borrowed */
+    const struct torii_acme_share *share; /* borrowed; NULL: answers stay local */
     acme_sleep_fn sleep;
     void *sleep_arg;
     const int *stop; /* read atomically: non-zero aborts a transfer in progress */
@@ -109,6 +110,16 @@ int acme_account(struct acme_client *c, struct torii_errbuf *eb) TORII_MUST_USE;
 int acme_order_run(struct acme_client *c, const json_t *hosts, char **chain_pem, char **key_pem,
                    struct torii_errbuf *eb) TORII_MUST_USE;
 
+/* chal.c */
+#define ACME_SHARE_MARGIN_S 60 /* a shared answer outlives its order's deadline by this */
+/** An answer into the local table, then to c->share (fleet: every node learns it before this
+ * returns, bounded); a share failure drops the local answer. eb names type and key. */
+int acme_chal_publish(struct acme_client *c, const char *type, const char *key, const char *value,
+                      const unsigned char *rec, size_t rec_len, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+/** Withdraw an answer from the local table, then from c->share. */
+void acme_chal_withdraw(struct acme_client *c, const char *type, const char *key);
+
 /* challenge.c */
 /** Make the chosen challenge of one authorization answerable, tell the CA, wait for the
  * authorization to be valid, then withdraw the answer. */
@@ -141,6 +152,8 @@ int acme_chain_pick(struct acme_client *c, struct acme_resp *r, char **out, stru
 const struct torii_acme_od *torii_acme__od(const struct torii_acme *a);
 /** The validated acme{} the service runs with. */
 const struct torii_conf_acme *torii_acme__conf(const struct torii_acme *a);
+/** The challenge table the service publishes to. */
+struct torii_acme_chal *torii_acme__chal(const struct torii_acme *a);
 
 /* ondemand.c */
 /** On-demand decisions and handshake outcomes, as counted for /metrics. */

@@ -1,12 +1,15 @@
 /* chal.c - the table of pending challenge answers (acme.h): HTTP-01 key authorizations by
- * token and TLS-ALPN-01 validation records by name, published by the ACME thread and read by
- * the listeners. A mutex guards it; it is tiny (an order's names) and read only for
- * /.well-known/acme-challenge/ requests and acme-tls/1 handshakes. */
+ * token and TLS-ALPN-01 validation records by name, published by the ACME thread (and, in
+ * fleet mode, by the fleet's challenge watch) and read by the listeners. A mutex guards it; it
+ * is tiny (the names of the orders in flight) and read only for /.well-known/acme-challenge/
+ * requests and acme-tls/1 handshakes. Also the ACME thread's publish/withdraw, which hand an
+ * answer to the fleet hook (torii_acme_share) after the local table. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "acme_int.h"
+#include "torii/clock.h"
 #include "torii/mem.h"
 
 struct chal_entry {
@@ -21,6 +24,7 @@ struct chal_entry {
 struct torii_acme_chal {
     pthread_mutex_t mu;
     struct chal_entry e[TORII_ACME_CHAL_MAX];
+    uint64_t answered[2]; /* lookups answered: http-01, tls-alpn-01 (atomic) */
 };
 
 int torii_acme_chal_new(struct torii_acme_chal **out)
@@ -79,6 +83,7 @@ int torii_acme_chal_http01(struct torii_acme_chal *ch, const char *token, size_t
     e = chal_find(ch, 0, token, len);
     if (e != NULL && strlen(e->value) < out_len) {
         memcpy(out, e->value, strlen(e->value) + 1);
+        __atomic_fetch_add(&ch->answered[0], 1, __ATOMIC_RELAXED);
         rc = TORII_OK;
     }
     (void)pthread_mutex_unlock(&ch->mu);
@@ -100,6 +105,7 @@ int torii_acme_chal_alpn(struct torii_acme_chal *ch, const char *name, unsigned 
         *rec_out = torii_xmalloc(e->rec_len);
         memcpy(*rec_out, e->rec, e->rec_len);
         *rec_len = e->rec_len;
+        __atomic_fetch_add(&ch->answered[1], 1, __ATOMIC_RELAXED);
         rc = TORII_OK;
     }
     (void)pthread_mutex_unlock(&ch->mu);
@@ -151,4 +157,47 @@ void torii_acme_chal_drop(struct torii_acme_chal *ch, const char *type, const ch
         chal_entry_clear(e);
     }
     (void)pthread_mutex_unlock(&ch->mu);
+}
+
+void torii_acme_chal_answered(struct torii_acme_chal *ch, uint64_t out[2])
+{
+    for (size_t i = 0; i < 2; i++) {
+        out[i] = ch != NULL ? __atomic_load_n(&ch->answered[i], __ATOMIC_RELAXED) : 0;
+    }
+}
+
+/* Seconds left before the order's deadline, plus a margin: how long a shared answer may
+ * outlive a node that died with it. */
+static int64_t acme_chal_ttl_s(const struct acme_client *c)
+{
+    int64_t left = c->deadline_ms - torii_clock_mono_us() / 1000;
+
+    return (left > 0 ? left / 1000 : 0) + ACME_SHARE_MARGIN_S;
+}
+
+int acme_chal_publish(struct acme_client *c, const char *type, const char *key, const char *value,
+                      const unsigned char *rec, size_t rec_len, struct torii_errbuf *eb)
+{
+    int rc = torii_acme_chal_put(c->chal, type, key, value, rec, rec_len);
+
+    if (rc != TORII_OK) {
+        return torii_errf(eb, rc, "acme: cannot hold the %s answer for %.64s: %s", type, key,
+                          rc == TORII_ETOOBIG ? "the challenge table is full" : torii_strerror(rc));
+    }
+    if (c->share == NULL || c->share->publish == NULL) {
+        return TORII_OK;
+    }
+    rc = c->share->publish(c->share->ctx, type, key, value, rec, rec_len, acme_chal_ttl_s(c), eb);
+    if (rc != TORII_OK) {
+        torii_acme_chal_drop(c->chal, type, key);
+    }
+    return rc;
+}
+
+void acme_chal_withdraw(struct acme_client *c, const char *type, const char *key)
+{
+    torii_acme_chal_drop(c->chal, type, key);
+    if (c->share != NULL && c->share->withdraw != NULL) {
+        c->share->withdraw(c->share->ctx, type, key);
+    }
 }

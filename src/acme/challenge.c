@@ -139,7 +139,7 @@ static int acme_answer_alpn(struct acme_client *c, const struct acme_answer *a,
     int rc = torii_pki_acme_alpn_record(a->name, md, &rec, &rec_len, eb);
 
     if (rc == TORII_OK) {
-        rc = torii_acme_chal_put(c->chal, a->type, a->name, NULL, rec, rec_len);
+        rc = acme_chal_publish(c, a->type, a->name, NULL, rec, rec_len, eb);
     }
     torii_secure_free(rec, rec_len);
     return rc;
@@ -154,7 +154,7 @@ static int acme_answer_publish(struct acme_client *c, struct acme_answer *a,
 
     TORII_TRY(acme_keyauth_digest(a->keyauth, md, &b64));
     if (strcmp(a->type, "http-01") == 0) {
-        TORII_TRY(torii_acme_chal_put(c->chal, a->type, a->token, a->keyauth, NULL, 0));
+        TORII_TRY(acme_chal_publish(c, a->type, a->token, a->keyauth, NULL, 0, eb));
     } else if (strcmp(a->type, "dns-01") == 0) {
         (void)snprintf(a->txt_name, sizeof(a->txt_name), "_acme-challenge.%s", a->name);
         TORII_TRY(acme_hook_run(c->conf, "set", a->txt_name, b64, eb));
@@ -179,8 +179,7 @@ static void acme_answer_withdraw(struct acme_client *c, const struct acme_answer
             torii_log(TORII_LOG_WARN, "%s (the TXT record may be left behind)", eb.msg);
         }
     } else {
-        torii_acme_chal_drop(c->chal, a->type,
-                             strcmp(a->type, "http-01") == 0 ? a->token : a->name);
+        acme_chal_withdraw(c, a->type, strcmp(a->type, "http-01") == 0 ? a->token : a->name);
     }
 }
 

@@ -188,6 +188,7 @@ int torii_acme_start(const struct torii_acme_opts *o, struct torii_acme **out,
     a->client.conf = o->conf;
     a->client.store = o->store;
     a->client.chal = o->chal;
+    a->client.share = o->share;
     a->client.sleep = acme_service_sleep;
     a->client.sleep_arg = a;
     a->client.counts = &a->counts;
@@ -383,6 +384,11 @@ void torii_acme_counts_get(const struct torii_acme *a, struct torii_acme_counts 
 const struct torii_conf_acme *torii_acme__conf(const struct torii_acme *a)
 {
     return a->o.conf;
+}
+
+struct torii_acme_chal *torii_acme__chal(const struct torii_acme *a)
+{
+    return a->o.chal;
 }
 
 /* The state of job_id; -1 when unknown. Mutex held. */

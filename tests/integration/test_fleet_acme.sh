@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# test_fleet_acme.sh - shared ACME challenge answers in a fleet (docs/fleet.md): three etcd
+# members, three nodes (A 127.0.0.2, B .3, C .4) and Pebble, whose DNS (pebble-challtestsrv)
+# sends every name to B unless told otherwise. An HTTP-01 order started on A is validated by
+# Pebble against B (B's access log and answer counter show the CA's request; A's and C's show
+# none), the certificate is valid and served by all three nodes, and the answer is withdrawn
+# everywhere (404 on every node, nothing left under the prefix in etcd). A TLS-ALPN-01 order
+# started on B is validated against C (its name resolves to C): C's counter, not B's.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_fleet.sh"
+source "$(dirname "$(realpath "$0")")/pebble.sh"
+trap 'pebble_stop; fleet_cleanup' EXIT
+
+pebble_begin
+check "challtestsrv: every name resolves to node B (127.0.0.3)" \
+  curl -sf -o /dev/null -d '{"ip": "127.0.0.3"}' "http://127.0.0.1:$P_CHALL/set-default-ipv4"
+check "challtestsrv: alpn.fleet.test resolves to node C (127.0.0.4)" \
+  curl -sf -o /dev/null -d '{"host": "alpn.fleet.test", "addresses": ["127.0.0.4"]}' \
+  "http://127.0.0.1:$P_CHALL/add-a"
+
+# A and C answer HTTP-01 when they order, B TLS-ALPN-01; every node has acme{}, so every node
+# follows the shared answers. Each node has its own access log.
+fleet_conf_extra() {
+  local chal='"http-01"'
+  [ "$1" = b ] && chal='"tls-alpn-01"'
+  cat <<JSON
+  "acme": {"directory_url": "$P_DIR_URL", "ca_bundle": "$P_CA", "challenges": [$chal]},
+  "access_log": {"path": "$T_TMP/$1/access.log"},
+JSON
+}
+fleet_up
+
+# order NODE NAME: a synchronous order on NODE's API (bounded by curl's -m 180)
+order() {
+  local out
+  out=$(curl -s -m 180 -X POST -H "Authorization: Bearer $T_TOKEN" -H 'Content-Type: application/json' \
+    -w '\n%{http_code}' -d "{\"host\": \"$2\"}" "http://${ADDR[$1]}:$T_ADMIN/api/pki/certs/_letsencrypt")
+  T_STATUS=${out##*$'\n'}
+  T_BODY=${out%$'\n'*}
+}
+# answers NODE TYPE: torii_acme_challenge_answers_total{type=TYPE} on NODE
+answers() {
+  napi "$1" GET /metrics
+  local line
+  line=$(grep -F "torii_acme_challenge_answers_total{type=\"$2\"}" <<<"$T_BODY" || true)
+  printf '%s' "${line##* }"
+}
+http01_status() { # http01_status NODE TOKEN
+  curl -s -o /dev/null -w '%{http_code}' -m 10 "http://${ADDR[$1]}:$T_HTTP/.well-known/acme-challenge/$2"
+}
+answer_gone() { [ "$(http01_status "$1" "$2")" = 404 ]; }
+etcd_answers() { ectl get /it/a/ --prefix --keys-only 2>&1; }
+etcd_clean() { local o; o=$(etcd_answers) && [ -z "$o" ]; }
+
+# ---- HTTP-01: ordered on A, validated against B
+for n in a b c; do
+  check_eq "before: node $n answered no http-01 challenge" 0 "$(answers "$n" http-01)"
+done
+order a shared.fleet.test
+check_eq "HTTP-01 order on A: 200" 200 "$T_STATUS"
+[ "$T_STATUS" = 200 ] || { echo "# $T_BODY"; tail -20 "$T_TMP/a/torii.log"; }
+acme_check_chain "HTTP-01 via B" shared "$T_BODY"
+serial=$(openssl x509 -in "$T_TMP/shared.crt" -noout -serial | sed 's/serial=//')
+for n in a b c; do
+  check "node $n serves the certificate ordered on A" t_wait_for serves "$n" shared.fleet.test "$serial"
+done
+
+# challenge_requests NODE: "token status" of each acme-challenge request in NODE's access log
+challenge_requests() {
+  python3 - "$T_TMP/$1/access.log" <<'PY'
+import json, sys
+try:
+    lines = open(sys.argv[1]).read().splitlines()
+except OSError:
+    lines = []
+for l in lines:
+    try:
+        d = json.loads(l)
+    except ValueError:
+        continue
+    p = d.get("path", "")
+    if p.startswith("/.well-known/acme-challenge/"):
+        print(p.rsplit("/", 1)[1], d.get("status"))
+PY
+}
+read -r token tstatus < <(challenge_requests b; echo)
+check "B's access log has the CA's HTTP-01 request" test -n "$token"
+check_eq "B answered it" 200 "$tstatus"
+check "B's counter: the CA reached B" test "$(answers b http-01)" -ge 1
+check_eq "A's counter: the CA never reached A" 0 "$(answers a http-01)"
+check_eq "C's counter: nor C" 0 "$(answers c http-01)"
+for n in a c; do
+  check_eq "node $n's access log has no acme-challenge request" "" "$(challenge_requests "$n")"
+done
+for n in a b c; do
+  check "the answer is withdrawn on node $n (404)" t_wait_for answer_gone "$n" "$token"
+done
+check "nothing left under /it/a/ in etcd" t_wait_for etcd_clean
+
+# ---- TLS-ALPN-01: ordered on B, validated against C
+order b alpn.fleet.test
+check_eq "TLS-ALPN-01 order on B: 200" 200 "$T_STATUS"
+[ "$T_STATUS" = 200 ] || { echo "# $T_BODY"; tail -20 "$T_TMP/b/torii.log"; }
+acme_check_chain "TLS-ALPN-01 via C" alpn "$T_BODY"
+aserial=$(openssl x509 -in "$T_TMP/alpn.crt" -noout -serial | sed 's/serial=//')
+check "C's counter: the CA's acme-tls/1 handshake reached C" test "$(answers c tls-alpn-01)" -ge 1
+check_eq "B's counter: not B" 0 "$(answers b tls-alpn-01)"
+check_eq "A's counter: nor A" 0 "$(answers a tls-alpn-01)"
+for n in a b c; do
+  check "node $n serves the certificate ordered on B" t_wait_for serves "$n" alpn.fleet.test "$aserial"
+done
+check "nothing left under /it/a/ in etcd" t_wait_for etcd_clean
+no_acme_alpn() { # no_acme_alpn NODE: NODE does not negotiate acme-tls/1 for alpn.fleet.test
+  local out
+  out=$(echo | timeout 10 openssl s_client -connect "${ADDR[$1]}:$T_HTTPS" -servername alpn.fleet.test \
+    -alpn acme-tls/1 2>&1)
+  grep -q 'No ALPN negotiated' <<<"$out"
+}
+for n in a b c; do
+  check "after the order: node $n no longer negotiates acme-tls/1" t_wait_for no_acme_alpn "$n"
+done
+
+for n in a b c; do node_stop "$n"; done
+check_eq "nodes stopped cleanly" "" "$NODE_BAD"
+t_done
