@@ -160,25 +160,54 @@ static int fleet_resync(struct torii_fleet *f, struct torii_errbuf *eb)
 }
 
 /* A node that never synced: seed an empty fleet from LMDB (once), then fill from etcd. */
-static int fleet_first_sync(struct torii_fleet *f, struct torii_errbuf *eb)
+/* How many certificates the fleet holds (<prefix>c/ only: job, ticket and ACME answer keys
+ * do not make a fleet non-empty), in *count. */
+static int fleet_count_certs(struct torii_fleet *f, int64_t *count, struct torii_errbuf *eb)
 {
     struct torii_fleet_range r = {0};
+    size_t plen = strlen(f->o.conf->prefix);
+    char *key = torii_xmalloc(plen + 3);
+    size_t end_len = 0;
+    char *end = NULL;
+    json_t *req = NULL;
+    char *resp = NULL;
+    size_t len = 0;
+    int rc = TORII_OK;
+
+    memcpy(key, f->o.conf->prefix, plen);
+    memcpy(key + plen, "c/", 3);
+    end = torii_fleet_prefix_end(key, plen + 2, &end_len);
+    req = json_pack("{s:o, s:o, s:b}", "key", fleet_b64(key, plen + 2), "range_end",
+                    fleet_b64(end, end_len), "count_only", 1);
+    TORII_TRY(fleet_call_json(&f->cl, "/v3/kv/range", req, &resp, &len, eb));
+    TORII_TRY(torii_fleet_gw_range_parse(resp, len, &r, eb));
+    *count = r.count;
+out:
+    free(resp);
+    free(end);
+    free(key);
+    torii_fleet_range_clear(&r);
+    return rc;
+}
+
+static int fleet_first_sync(struct torii_fleet *f, struct torii_errbuf *eb)
+{
+    int64_t count = 0;
     size_t local = 0;
     int rc = TORII_OK;
 
-    TORII_TRY(fleet_range(f, NULL, 0, 0, 0, 1, &r, eb));
+    TORII_TRY(fleet_count_certs(f, &count, eb));
     TORII_TRY(torii_store_count(f->o.store, TORII_STORE_CERTS, &local));
-    if (r.count == 0 && local > 0) {
+    if (count == 0 && local > 0) {
         TORII_TRY(fleet_seed(f, eb));
     } else if (local > 0) {
         torii_log(TORII_LOG_NOTICE,
-                  "fleet: joining a fleet of %" PRId64 " keys: this node's "
+                  "fleet: joining a fleet of %" PRId64 " certificates: this node's "
                   "%zu local certificates are replaced by the fleet's",
-                  r.count, local);
+                  count, local);
     }
     TORII_TRY(fleet_resync(f, eb));
 out:
-    torii_fleet_range_clear(&r);
     return rc;
 }
 

@@ -127,7 +127,7 @@ wait_fast() {
 }
 
 # fleet_up: a KEK, the three etcd members, node A (it seeds an empty fleet) then B and C, each
-# checked ready.
+# checked ready; a test may define fleet_after_a, run once A is ready and before B and C start.
 fleet_up() {
   head -c 32 /dev/urandom >"$T_TMP/kek"; chmod 600 "$T_TMP/kek"
   for i in 0 1 2; do etcd_start "$i"; done
@@ -135,7 +135,23 @@ fleet_up() {
   for n in "${NODES[@]}"; do node_conf "$n"; done
   node_start a
   check "node A is ready (it seeded the empty fleet)" t_wait_for ready_is a 200
+  if declare -F fleet_after_a >/dev/null; then fleet_after_a; fi
   for n in b c; do node_start "$n"; done
   check "node B ready (filled from etcd)" t_wait_for ready_is b 200
   check "node C ready (filled from etcd)" t_wait_for ready_is c 200
+}
+
+# job_doer JOB: the node (a, b or c) holding JOB (docs/fleet.md "Jobs"), from the pid in the
+# value of <prefix>l/<job>; nothing when no running node holds it.
+job_doer() {
+  local v n
+  v=$(ectl get "/it/l/$1" --print-value-only 2>/dev/null) || return 0
+  for n in "${NODES[@]}"; do
+    if [ "${NPID[$n]:-0}" != 0 ] && [ "$v" != "${v% pid ${NPID[$n]}}" ]; then echo "$n"; fi
+  done
+}
+job_doer_is() { [ "$(job_doer "$1")" = "$2" ]; } # job_doer_is JOB NODE
+job_doer_in() { # job_doer_in JOB NODE...: one of the NODEs holds JOB
+  local d; d=$(job_doer "$1"); shift
+  [ -n "$d" ] && [[ " $* " == *" $d "* ]]
 }

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # test_fleet_acme.sh - shared ACME challenge answers in a fleet (docs/fleet.md): three etcd
 # members, three nodes (A 127.0.0.2, B .3, C .4) and Pebble, whose DNS (pebble-challtestsrv)
-# sends every name to B unless told otherwise. An HTTP-01 order started on A is validated by
-# Pebble against B (B's access log and answer counter show the CA's request; A's and C's show
-# none), the certificate is valid and served by all three nodes, and the answer is withdrawn
-# everywhere (404 on every node, nothing left under the prefix in etcd). A TLS-ALPN-01 order
-# started on B is validated against C (its name resolves to C): C's counter, not B's.
+# sends every name to B unless told otherwise. Orders run on the node holding the job "acme"
+# (one doer per job): A takes it before B and C start. An HTTP-01 order started on A is
+# validated by Pebble against B (B's access log and answer counter show the CA's request; A's
+# and C's show none), the certificate is valid and served by all three nodes, and the answer
+# is withdrawn everywhere (404 on every node, nothing left under the prefix in etcd). A is
+# then stopped, the job moves to B or C, and a TLS-ALPN-01 order started on that doer is
+# validated against the other one (its name resolves there): that node's counter, not the
+# doer's.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_fleet.sh"
 source "$(dirname "$(realpath "$0")")/pebble.sh"
@@ -14,21 +17,20 @@ trap 'pebble_stop; fleet_cleanup' EXIT
 pebble_begin
 check "challtestsrv: every name resolves to node B (127.0.0.3)" \
   curl -sf -o /dev/null -d '{"ip": "127.0.0.3"}' "http://127.0.0.1:$P_CHALL/set-default-ipv4"
-check "challtestsrv: alpn.fleet.test resolves to node C (127.0.0.4)" \
-  curl -sf -o /dev/null -d '{"host": "alpn.fleet.test", "addresses": ["127.0.0.4"]}' \
-  "http://127.0.0.1:$P_CHALL/add-a"
 
-# A and C answer HTTP-01 when they order, B TLS-ALPN-01; every node has acme{}, so every node
+# A answers HTTP-01 when it orders, B and C TLS-ALPN-01; every node has acme{}, so every node
 # follows the shared answers. Each node has its own access log.
 fleet_conf_extra() {
-  local chal='"http-01"'
-  [ "$1" = b ] && chal='"tls-alpn-01"'
+  local chal='"tls-alpn-01"'
+  [ "$1" = a ] && chal='"http-01"'
   cat <<JSON
   "acme": {"directory_url": "$P_DIR_URL", "ca_bundle": "$P_CA", "challenges": [$chal]},
   "access_log": {"path": "$T_TMP/$1/access.log"},
 JSON
 }
+fleet_after_a() { check "node A holds the job acme (alone)" t_wait_for job_doer_is acme a; }
 fleet_up
+check_eq "A still holds the job acme with B and C up" a "$(job_doer acme)"
 
 # order NODE NAME: a synchronous order on NODE's API (bounded by curl's -m 180)
 order() {
@@ -97,17 +99,25 @@ for n in a b c; do
 done
 check "nothing left under /it/a/ in etcd" t_wait_for etcd_clean
 
-# ---- TLS-ALPN-01: ordered on B, validated against C
-order b alpn.fleet.test
-check_eq "TLS-ALPN-01 order on B: 200" 200 "$T_STATUS"
-[ "$T_STATUS" = 200 ] || { echo "# $T_BODY"; tail -20 "$T_TMP/b/torii.log"; }
-acme_check_chain "TLS-ALPN-01 via C" alpn "$T_BODY"
+# ---- TLS-ALPN-01: A stopped, the job moves to B or C; ordered on that doer, validated
+# against the other one
+node_stop a
+check "the job acme moved to B or C" t_wait_for job_doer_in acme b c
+D=$(job_doer acme)
+if [ "$D" = b ]; then E=c; else E=b; fi
+echo "# acme doer: $D, validated against: $E"
+check "challtestsrv: alpn.fleet.test resolves to node $E" \
+  curl -sf -o /dev/null -d "{\"host\": \"alpn.fleet.test\", \"addresses\": [\"${ADDR[$E]}\"]}" \
+  "http://127.0.0.1:$P_CHALL/add-a"
+order "$D" alpn.fleet.test
+check_eq "TLS-ALPN-01 order on the doer $D: 200" 200 "$T_STATUS"
+[ "$T_STATUS" = 200 ] || { echo "# $T_BODY"; tail -20 "$T_TMP/$D/torii.log"; }
+acme_check_chain "TLS-ALPN-01 via $E" alpn "$T_BODY"
 aserial=$(openssl x509 -in "$T_TMP/alpn.crt" -noout -serial | sed 's/serial=//')
-check "C's counter: the CA's acme-tls/1 handshake reached C" test "$(answers c tls-alpn-01)" -ge 1
-check_eq "B's counter: not B" 0 "$(answers b tls-alpn-01)"
-check_eq "A's counter: nor A" 0 "$(answers a tls-alpn-01)"
-for n in a b c; do
-  check "node $n serves the certificate ordered on B" t_wait_for serves "$n" alpn.fleet.test "$aserial"
+check "$E's counter: the CA's acme-tls/1 handshake reached $E" test "$(answers "$E" tls-alpn-01)" -ge 1
+check_eq "$D's counter: not the doer" 0 "$(answers "$D" tls-alpn-01)"
+for n in b c; do
+  check "node $n serves the certificate ordered on $D" t_wait_for serves "$n" alpn.fleet.test "$aserial"
 done
 check "nothing left under /it/a/ in etcd" t_wait_for etcd_clean
 no_acme_alpn() { # no_acme_alpn NODE: NODE does not negotiate acme-tls/1 for alpn.fleet.test
@@ -116,10 +126,10 @@ no_acme_alpn() { # no_acme_alpn NODE: NODE does not negotiate acme-tls/1 for alp
     -alpn acme-tls/1 2>&1)
   grep -q 'No ALPN negotiated' <<<"$out"
 }
-for n in a b c; do
+for n in b c; do
   check "after the order: node $n no longer negotiates acme-tls/1" t_wait_for no_acme_alpn "$n"
 done
 
-for n in a b c; do node_stop "$n"; done
+for n in b c; do node_stop "$n"; done
 check_eq "nodes stopped cleanly" "" "$NODE_BAD"
 t_done
