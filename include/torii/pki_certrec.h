@@ -62,7 +62,7 @@ int torii_certrec_build(const json_t *entity, unsigned char **out, size_t *out_l
 
 /** A record without the key copy of a version 1 or 2 record: *out (malloc'd) is the same
  * record as version 3 (key type and flags kept, no key bytes); *out = NULL when rec holds no
- * key bytes (nothing to drop). TORII_EINVAL when rec does not decode. */
+ * key bytes (nothing to drop). TORII_EINVAL when blob does not decode. */
 int torii_certrec_drop_key(const unsigned char *rec, size_t len, unsigned char **out,
                            size_t *out_len) TORII_MUST_USE;
 
@@ -87,8 +87,8 @@ int torii_certrec_decode(const unsigned char *buf, size_t len, struct torii_cert
 /** The summary of a version 2 or 3 record: the same record without its chain (n_chain 0,
  * summary 1 once decoded), for certdb's compact index: what the TLS table and the PKI view
  * read at start-up. *out is malloc'd. TORII_ENOTFOUND for a version 1 record (no issuer hash
- * and serial: keep the whole record) or a summary; TORII_EINVAL when rec does not decode. */
-int torii_certrec_summary(const unsigned char *rec, size_t len, unsigned char **out,
+ * and serial: keep the whole record) or a summary; TORII_EINVAL when blob does not decode. */
+int torii_certrec_summary(const unsigned char *blob, size_t len, unsigned char **out,
                           size_t *out_len) TORII_MUST_USE;
 
 /** The record's flags (TORII_CERTREC_*) read from its header; 0 for a blob that is not a

@@ -21,6 +21,7 @@
 
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 
 #include <errno.h>
@@ -362,6 +363,20 @@ out:
     return rc;
 }
 
+/* LMDB reports a short write as EIO: one that hit a full file system (less than a megabyte
+ * left where the store lives) is told as ENOSPC, so a full disk stays a 507, not a 503. */
+static int store_commit_errno(struct torii_store *st, int mrc)
+{
+    const char *path = NULL;
+    struct statvfs vfs;
+
+    if (mrc != EIO || mdb_env_get_path(st->env, &path) != 0 || path == NULL
+        || statvfs(path, &vfs) != 0) {
+        return mrc;
+    }
+    return (uint64_t)vfs.f_bavail * vfs.f_frsize < (1u << 20) ? ENOSPC : mrc;
+}
+
 /* Run body in one write txn, growing the map and retrying on MDB_MAP_FULL. The caller holds
  * write_mu (or is torii_store_open, before the store is shared). */
 static int store_write_run(struct torii_store *st, store_write_body_cb body, void *ctx,
@@ -377,7 +392,7 @@ static int store_write_run(struct torii_store *st, store_write_body_cb body, voi
         rc = body(st, txn, ctx, &mrc, eb);
         if (rc == TORII_OK) {
             /* Commit can need pages too (free list), so it can also report MAP_FULL. */
-            mrc = mdb_txn_commit(txn);
+            mrc = store_commit_errno(st, mdb_txn_commit(txn));
             if (mrc != 0) {
                 rc = torii_store__mdb_fail(eb, mrc, "commit", NULL, 0);
             }
