@@ -43,11 +43,8 @@
 
 #define STORE_DEFAULT_MAP_SIZE ((size_t)64 << 20)
 #define STORE_DEFAULT_MAX_MAP  ((size_t)64 << 30)
-#define STORE_HDR_LEN          4u
 #define STORE_META_DB          "meta"
 #define STORE_SCHEMA_KEY       "schema_version"
-/* Room for an id escaped by torii_log_escape (truncated for long ids). */
-#define STORE_ESC_LEN 160
 /* A foreach hands back its mapped pages every STORE_DROP_EVERY bytes read, and at the end
  * when it read at least STORE_DROP_MIN (see store_map_drop). */
 #define STORE_DROP_EVERY ((size_t)32 << 20)
@@ -81,50 +78,6 @@ struct store_meta_ctx {
 };
 
 /* ---- small helpers ---- */
-
-static const char *store_mdb_strerror(int mrc, char *buf, size_t len)
-{
-    if (mrc > 0) {
-        /* errno value: mdb_strerror would call the non-reentrant strerror. */
-        if (strerror_r(mrc, buf, len) != 0) {
-            (void)snprintf(buf, len, "errno %d", mrc);
-        }
-        return buf;
-    }
-    return mdb_strerror(mrc);
-}
-
-/* The TORII_* code of an LMDB failure: a full or failing disk is told apart from the rest,
- * so the admin API can answer 507 or 503 instead of 500. */
-static int store_fail_code(int mrc)
-{
-    if (mrc == ENOSPC || mrc == EDQUOT) {
-        return TORII_ENOSPC;
-    }
-    return mrc == EIO ? TORII_EIO : TORII_ESTORE;
-}
-
-int torii_store__mdb_fail(struct torii_errbuf *eb, int mrc, const char *what, const char *id,
-                          size_t id_len)
-{
-    char tmp[128];
-    char esc[STORE_ESC_LEN];
-    const char *why = store_mdb_strerror(mrc, tmp, sizeof(tmp));
-    int code = store_fail_code(mrc);
-
-    if (id == NULL) {
-        /* MAP_FULL is retried after growth; the runner logs it if growth is impossible. */
-        if (mrc != MDB_MAP_FULL) {
-            torii_log(TORII_LOG_ERR, "store: %s failed: %s", what, why);
-        }
-        return torii_errf(eb, code, "store: %s failed: %s", what, why);
-    }
-    (void)torii_log_escape(id, id_len, esc, sizeof(esc));
-    if (mrc != MDB_MAP_FULL) {
-        torii_log(TORII_LOG_ERR, "store: %s failed: %s (id=%s)", what, why, esc);
-    }
-    return torii_errf(eb, code, "store: %s failed: %s (id=%s)", what, why, esc);
-}
 
 static int store_id_check(const char *id, size_t id_len, struct torii_errbuf *eb)
 {
@@ -270,7 +223,7 @@ static int store_map_adopt(struct torii_store *st, struct torii_errbuf *eb)
     mrc = mdb_env_set_mapsize(st->env, 0);
     store_resize_exit(st);
     if (mrc != 0) {
-        const char *why = store_mdb_strerror(mrc, tmp, sizeof(tmp));
+        const char *why = torii_store__mdb_strerror(mrc, tmp, sizeof(tmp));
 
         torii_log(TORII_LOG_ERR, "store: map resize adoption failed: %s", why);
         rc = torii_errf(eb, TORII_ESTORE, "store: map resize adoption failed: %s", why);
@@ -299,7 +252,7 @@ static int store_txn_begin(struct torii_store *st, unsigned flags, MDB_txn **out
         }
         store_read_exit(st);
         if (mrc != MDB_MAP_RESIZED) {
-            const char *why = store_mdb_strerror(mrc, tmp, sizeof(tmp));
+            const char *why = torii_store__mdb_strerror(mrc, tmp, sizeof(tmp));
 
             torii_log(TORII_LOG_ERR, "store: txn begin failed: %s", why);
             rc = torii_errf(eb, TORII_ESTORE, "store: txn begin failed: %s", why);
@@ -350,7 +303,7 @@ static int store_map_grow(struct torii_store *st, struct torii_errbuf *eb)
     next = cur > st->max_map_size / 2 ? st->max_map_size : cur * 2;
     mrc = mdb_env_set_mapsize(st->env, next);
     if (mrc != 0) {
-        const char *why = store_mdb_strerror(mrc, tmp, sizeof(tmp));
+        const char *why = torii_store__mdb_strerror(mrc, tmp, sizeof(tmp));
 
         torii_log(TORII_LOG_ERR, "store: map grow failed: %s (map_size=%zu next=%zu)", why, cur,
                   next);
@@ -411,56 +364,6 @@ out:
 
 /* ---- records ---- */
 
-int torii_store__rec_write(MDB_txn *txn, MDB_dbi dbi, const struct torii_store_rec *rec,
-                           unsigned flags)
-{
-    MDB_val key = {.mv_size = rec->id_len, .mv_data = (void *)(uintptr_t)rec->id};
-    MDB_val data = {.mv_size = STORE_HDR_LEN + rec->json_len + rec->aux_len, .mv_data = NULL};
-    unsigned char *p;
-    uint32_t jl = (uint32_t)rec->json_len;
-    int mrc;
-
-    /* MDB_RESERVE: write straight into the map, so no heap copy of a private key exists. */
-    mrc = mdb_put(txn, dbi, &key, &data, flags | MDB_RESERVE);
-    if (mrc != 0) {
-        return mrc;
-    }
-    p = data.mv_data;
-    p[0] = (unsigned char)(jl & 0xffu);
-    p[1] = (unsigned char)((jl >> 8) & 0xffu);
-    p[2] = (unsigned char)((jl >> 16) & 0xffu);
-    p[3] = (unsigned char)((jl >> 24) & 0xffu);
-    if (rec->json_len > 0) {
-        memcpy(p + STORE_HDR_LEN, rec->json, rec->json_len);
-    }
-    if (rec->aux_len > 0) {
-        memcpy(p + STORE_HDR_LEN + rec->json_len, rec->aux, rec->aux_len);
-    }
-    return 0;
-}
-
-/* Borrowed view of a stored value: rec points into the map until the txn ends. */
-static int store_rec_decode(const MDB_val *key, const MDB_val *data, struct torii_store_rec *rec)
-{
-    const unsigned char *p = data->mv_data;
-    size_t jl;
-
-    if (data->mv_size < STORE_HDR_LEN) {
-        return TORII_ESTORE;
-    }
-    jl = (size_t)p[0] | ((size_t)p[1] << 8) | ((size_t)p[2] << 16) | ((size_t)p[3] << 24);
-    if (jl > data->mv_size - STORE_HDR_LEN) {
-        return TORII_ESTORE;
-    }
-    rec->id = key->mv_data;
-    rec->id_len = key->mv_size;
-    rec->json = (const char *)(p + STORE_HDR_LEN);
-    rec->json_len = jl;
-    rec->aux_len = data->mv_size - STORE_HDR_LEN - jl;
-    rec->aux = rec->aux_len > 0 ? p + STORE_HDR_LEN + jl : NULL;
-    return TORII_OK;
-}
-
 static void store_log_corrupt(enum torii_store_bucket b, const char *id, size_t id_len)
 {
     char esc[STORE_ESC_LEN];
@@ -476,7 +379,7 @@ static int store_expect_differs(const MDB_val *key, const MDB_val *cur,
 {
     struct torii_store_rec have;
 
-    if (store_rec_decode(key, cur, &have) != TORII_OK) {
+    if (torii_store__rec_decode(key, cur, &have) != TORII_OK) {
         return 1;
     }
     if (have.json_len != op->expect_json_len) {
@@ -724,7 +627,7 @@ int torii_store_open(const struct torii_store_opts *opts, struct torii_store **o
         mrc = mdb_env_open(st->env, opts->dir, MDB_NOTLS, 0600);
     }
     if (mrc != 0) {
-        const char *why = store_mdb_strerror(mrc, tmp, sizeof(tmp));
+        const char *why = torii_store__mdb_strerror(mrc, tmp, sizeof(tmp));
 
         torii_log(TORII_LOG_ERR, "store: open failed: %s (dir=%s)", why, opts->dir);
         rc = torii_errf(eb, TORII_ESTORE, "store: open %s failed: %s", opts->dir, why);
@@ -735,7 +638,7 @@ int torii_store_open(const struct torii_store_opts *opts, struct torii_store **o
 
     mrc = mdb_reader_check(st->env, &dead);
     if (mrc != 0) {
-        const char *why = store_mdb_strerror(mrc, tmp, sizeof(tmp));
+        const char *why = torii_store__mdb_strerror(mrc, tmp, sizeof(tmp));
 
         torii_log(TORII_LOG_ERR, "store: open failed: reader check: %s (dir=%s)", why, opts->dir);
         rc = torii_errf(eb, TORII_ESTORE, "store: reader check failed: %s", why);
@@ -881,7 +784,7 @@ int torii_store_get(struct torii_store *st, enum torii_store_bucket b, const cha
         rc = torii_store__mdb_fail(NULL, mrc, "get", id, len);
         goto out;
     }
-    if (store_rec_decode(&key, &data, &rec) != TORII_OK) {
+    if (torii_store__rec_decode(&key, &data, &rec) != TORII_OK) {
         store_log_corrupt(b, id, len);
         rc = TORII_ESTORE;
         goto out;
@@ -1008,7 +911,7 @@ int torii_store_foreach_from(struct torii_store *st, enum torii_store_bucket b, 
             rc = torii_store__mdb_fail(NULL, mrc, "foreach", NULL, 0);
             goto out;
         }
-        if (store_rec_decode(&key, &data, &rec) != TORII_OK) {
+        if (torii_store__rec_decode(&key, &data, &rec) != TORII_OK) {
             store_log_corrupt(b, key.mv_data, key.mv_size);
             rc = TORII_ESTORE;
             goto out;
@@ -1181,7 +1084,7 @@ int torii_store_reader_check(struct torii_store *st, int *cleared)
     mrc = mdb_reader_check(st->env, &dead);
     if (mrc != 0) {
         torii_log(TORII_LOG_ERR, "store: reader check failed: %s",
-                  store_mdb_strerror(mrc, tmp, sizeof(tmp)));
+                  torii_store__mdb_strerror(mrc, tmp, sizeof(tmp)));
         return TORII_ESTORE;
     }
     if (dead > 0) {

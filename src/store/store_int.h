@@ -37,10 +37,20 @@ int torii_store__dir_prepare(const char *dir, struct torii_errbuf *eb);
 /** chmod 0600 the LMDB files of dir that are looser (an older run's). */
 void torii_store__files_tighten(const char *dir);
 
-/** Write rec into dbi as the store lays it out (store.h); the LMDB code (store.c). */
+/* The record layout: a 4-byte little-endian json length, then json, then aux. */
+#define STORE_HDR_LEN 4u
+/* Room for an id escaped by torii_log_escape (truncated for long ids). */
+#define STORE_ESC_LEN 160
+
+/** Write rec into dbi as the store lays it out (store.h); the LMDB code (rec.c). */
 int torii_store__rec_write(MDB_txn *txn, MDB_dbi dbi, const struct torii_store_rec *rec,
                            unsigned flags);
-/** Log and report an LMDB failure mrc of `what` on id (may be NULL) (store.c). */
+/** Borrowed view of a stored value: rec points into the map until the txn ends; TORII_ESTORE
+ * when the value is shorter than its header says (rec.c). */
+int torii_store__rec_decode(const MDB_val *key, const MDB_val *data, struct torii_store_rec *rec);
+/** The text of an LMDB code or errno value mrc (buf holds an errno text) (rec.c). */
+const char *torii_store__mdb_strerror(int mrc, char *buf, size_t len);
+/** Log and report an LMDB failure mrc of `what` on id (may be NULL) (rec.c). */
 int torii_store__mdb_fail(struct torii_errbuf *eb, int mrc, const char *what, const char *id,
                           size_t id_len);
 /** The index follows CERTS op in txn (certidx.c); on an LMDB failure *mrc is set. */
