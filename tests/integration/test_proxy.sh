@@ -23,7 +23,7 @@ trap 't_backend_stop_all; t_cleanup' EXIT
 
 t_config "\"routes\": [
   {\"hosts\": [\"localhost\"], \"backend\": {\"targets\": [\"127.0.0.1:$BK1\"],
-   \"timeouts\": {\"connect_ms\": 1000, \"read_ms\": 1500, \"idle_ms\": 30000}}},
+   \"timeouts\": {\"connect_ms\": 1000, \"read_ms\": 8000, \"idle_ms\": 30000}}},
   {\"hosts\": [\"*.example.test\"], \"backend\": {\"targets\": [\"http://127.0.0.1:$BK2\"]}},
   {\"hosts\": [\"127.0.0.1\"], \"backend\": {\"targets\": [\"127.0.0.1:$DEAD\"],
    \"timeouts\": {\"connect_ms\": 500}}}
@@ -157,8 +157,8 @@ check_eq "421: no route for this Host" 421 \
 check_eq "502: backend down" 502 "$("${C[@]}" -o /dev/null -w '%{http_code}' "https://127.0.0.1:$T_HTTPS/x")"
 body=$("${C[@]}" "https://127.0.0.1:$T_HTTPS/x")
 check "502 body is JSON" grep -q '"error"' <<<"$body"
-# (read_ms is 1.5 s; the backend would answer after 60 s, beyond curl's 20 s: only the
-# proxy's deadline can produce the answer)
+# (read_ms is 8 s, room for a 20 MiB upload on a crowded machine; the backend would answer
+# after 60 s, beyond curl's 20 s: only the proxy's deadline can produce the answer)
 check_eq "504: backend too slow" 504 "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/sleep/60000")"
 check_eq "proxy still serves after 504" 200 "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/bytes/1")"
 check_eq "400: absolute-form authority differs from Host" 400 \
