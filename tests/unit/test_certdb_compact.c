@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "testpki.h"
+#include "teststore.h"
 #include "torii/certdb.h"
 #include "torii/clock.h"
 #include "torii/mem.h"
@@ -23,23 +24,22 @@
 #include "torii/store.h"
 
 struct fx {
-    char dir[64];
-    struct torii_store *st;
+    struct teststore ts; /* the directory and the store (reopened with or without the index) */
 };
 
 static void fx_open(struct fx *f, int with_index)
 {
-    struct torii_store_opts o = {.dir = f->dir, .initial_map_size = 8u << 20};
+    struct torii_store_opts o = {.dir = f->ts.dir, .initial_map_size = 8u << 20};
     struct torii_errbuf eb = {{0}};
 
     o.certidx = with_index ? torii_certdb_idx_derive : NULL;
-    assert_int_equal(torii_store_open(&o, &f->st, &eb), TORII_OK);
+    assert_int_equal(torii_store_open(&o, &f->ts.st, &eb), TORII_OK);
 }
 
 static void fx_reopen(struct fx *f, int with_index)
 {
-    torii_store_free(f->st);
-    f->st = NULL;
+    torii_store_free(f->ts.st);
+    f->ts.st = NULL;
     fx_open(f, with_index);
 }
 
@@ -48,10 +48,9 @@ static int setup(void **state)
     struct fx *f = torii_xcalloc(1, sizeof(*f));
     struct torii_errbuf eb = {{0}};
 
-    (void)snprintf(f->dir, sizeof(f->dir), "/tmp/torii-certidx-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    fx_open(f, 1);
-    assert_int_equal(torii_certdb_migrate(f->st, &eb), TORII_OK); /* empty: complete at once */
+    assert_int_equal(teststore_open(&f->ts, "certidx", 8u << 20, &eb), TORII_OK);
+    fx_reopen(f, 1);
+    assert_int_equal(torii_certdb_migrate(f->ts.st, &eb), TORII_OK); /* empty: complete at once */
     *state = f;
     return 0;
 }
@@ -59,11 +58,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    char cmd[128];
 
-    torii_store_free(f->st);
-    (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(teststore_remove(&f->ts, NULL, 0), 0);
     free(f);
     return 0;
 }
@@ -97,7 +93,7 @@ static void create(struct fx *f, const char *id, const char *name)
     struct torii_errbuf eb = {{0}};
     json_t *e = leaf(id, name);
 
-    assert_int_equal(torii_certdb_create(f->st, e, &o, NULL, &eb), TORII_OK);
+    assert_int_equal(torii_certdb_create(f->ts.st, e, &o, NULL, &eb), TORII_OK);
     json_decref(e);
 }
 
@@ -106,7 +102,7 @@ static int idx_get(struct fx *f, const char *id, struct torii_certdb_idx *ix, un
 {
     char *json = NULL;
     size_t vlen = 0;
-    int rc = torii_store_get(f->st, TORII_STORE_CERTIDX, id, &json, NULL, val, &vlen);
+    int rc = torii_store_get(f->ts.st, TORII_STORE_CERTIDX, id, &json, NULL, val, &vlen);
 
     free(json);
     if (rc == TORII_ENOTFOUND) {
@@ -127,7 +123,7 @@ static void assert_entry_matches(struct fx *f, const char *id)
     unsigned char *val = NULL;
     const char *dom;
 
-    assert_int_equal(torii_certdb_get(f->st, id, TORII_CERTDB_WITH_AUX, &rd, NULL), TORII_OK);
+    assert_int_equal(torii_certdb_get(f->ts.st, id, TORII_CERTDB_WITH_AUX, &rd, NULL), TORII_OK);
     assert_true(idx_get(f, id, &ix, &val));
     assert_int_equal(torii_certrec_decode(rd.aux, rd.aux_len, full), TORII_OK);
     assert_int_equal(torii_certrec_decode(ix.sum, ix.sum_len, sum), TORII_OK);
@@ -161,13 +157,13 @@ static void test_written_with_each_certificate(void **state)
     struct torii_certdb_idx ix;
     unsigned char *val = NULL;
 
-    assert_true(torii_certdb_idx_complete(f->st));
+    assert_true(torii_certdb_idx_complete(f->ts.st));
     create(f, "a", "a.idx.test");
     create(f, "b", "b.idx.test");
     assert_entry_matches(f, "a");
     assert_entry_matches(f, "b");
-    assert_true(torii_certdb_idx_complete(f->st)); /* writes with the derive keep it so */
-    assert_int_equal(torii_certdb_delete(f->st, "a", NULL), TORII_OK);
+    assert_true(torii_certdb_idx_complete(f->ts.st)); /* writes with the derive keep it so */
+    assert_int_equal(torii_certdb_delete(f->ts.st, "a", NULL), TORII_OK);
     assert_false(idx_get(f, "a", &ix, &val));
     assert_entry_matches(f, "b");
 }
@@ -203,7 +199,7 @@ static void test_replace_rewrites_the_entry(void **state)
     assert_true(idx_get(f, "r", &ix, &val));
     assert_int_equal(ix.xflags & (TORII_CERTDB_IDX_AUTORENEW | TORII_CERTDB_IDX_COPY), 0);
     free(val);
-    assert_int_equal(torii_certdb_update(f->st, "r", &rmw, edit_revoke, NULL, &eb), TORII_OK);
+    assert_int_equal(torii_certdb_update(f->ts.st, "r", &rmw, edit_revoke, NULL, &eb), TORII_OK);
     assert_true(idx_get(f, "r", &ix, &val));
     assert_int_equal(ix.xflags & (TORII_CERTDB_IDX_AUTORENEW | TORII_CERTDB_IDX_COPY),
                      TORII_CERTDB_IDX_AUTORENEW | TORII_CERTDB_IDX_COPY);
@@ -223,18 +219,18 @@ static void test_fleet_apply_path_keeps_the_index(void **state)
     struct torii_errbuf eb = {{0}};
 
     create(f, "src", "fleet.idx.test");
-    assert_int_equal(torii_certdb_get(f->st, "src", TORII_CERTDB_WITH_AUX, &rd, NULL), TORII_OK);
+    assert_int_equal(torii_certdb_get(f->ts.st, "src", TORII_CERTDB_WITH_AUX, &rd, NULL), TORII_OK);
     op.rec = (struct torii_store_rec){"copy", 4, rd.text, rd.len, rd.aux, rd.aux_len};
-    assert_int_equal(torii_store_apply_meta(f->st, &op, 1, "fleet_rev", "7", &eb), TORII_OK);
+    assert_int_equal(torii_store_apply_meta(f->ts.st, &op, 1, "fleet_rev", "7", &eb), TORII_OK);
     assert_true(idx_get(f, "copy", &ix, &val));
     assert_non_null(ix.sum);
     assert_int_equal(torii_certrec_flags(ix.sum, ix.sum_len),
                      torii_certrec_flags(rd.aux, rd.aux_len));
     free(val);
     op.kind = TORII_STORE_DELETE;
-    assert_int_equal(torii_store_apply_meta(f->st, &op, 1, "fleet_rev", "8", &eb), TORII_OK);
+    assert_int_equal(torii_store_apply_meta(f->ts.st, &op, 1, "fleet_rev", "8", &eb), TORII_OK);
     assert_false(idx_get(f, "copy", &ix, &val));
-    assert_true(torii_certdb_idx_complete(f->st));
+    assert_true(torii_certdb_idx_complete(f->ts.st));
     torii_certdb_entry_clear(&rd);
 }
 
@@ -251,7 +247,7 @@ static size_t idx_count(struct fx *f)
 {
     size_t n = 0;
 
-    assert_int_equal(torii_certdb_idx_foreach(f->st, count_cb, &n), TORII_OK);
+    assert_int_equal(torii_certdb_idx_foreach(f->ts.st, count_cb, &n), TORII_OK);
     return n;
 }
 
@@ -267,15 +263,15 @@ static void test_stale_store_is_rebuilt(void **state)
     create(f, "old1", "old1.idx.test");
     fx_reopen(f, 0);
     create(f, "old2", "old2.idx.test");
-    assert_int_equal(torii_certdb_delete(f->st, "old1", NULL), TORII_OK);
-    assert_false(torii_certdb_idx_complete(f->st));
+    assert_int_equal(torii_certdb_delete(f->ts.st, "old1", NULL), TORII_OK);
+    assert_false(torii_certdb_idx_complete(f->ts.st));
     fx_reopen(f, 1);
     assert_true(idx_get(f, "old1", &ix, &val)); /* stale: old1 is gone, its entry is not */
     free(val);
     assert_false(idx_get(f, "old2", &ix, &val));
     assert_int_equal(idx_count(f), 1); /* derived from the certificates: old2 only */
-    assert_int_equal(torii_certdb_migrate(f->st, &eb), TORII_OK);
-    assert_true(torii_certdb_idx_complete(f->st));
+    assert_int_equal(torii_certdb_migrate(f->ts.st, &eb), TORII_OK);
+    assert_true(torii_certdb_idx_complete(f->ts.st));
     assert_false(idx_get(f, "old1", &ix, &val));
     assert_entry_matches(f, "old2");
     assert_int_equal(idx_count(f), 1);
@@ -302,10 +298,10 @@ static void test_rebuild_resumes_from_the_cursor(void **state)
     /* "done" up to "m", with an entry the rebuild must not touch (it is before the cursor) */
     assert_int_equal(torii_certdb_idx_derive(&none, NULL, &mval, &mlen), TORII_OK);
     mark.rec = (struct torii_store_rec){"m", 1, NULL, 0, mval, mlen};
-    assert_int_equal(torii_store_apply_meta(f->st, &mark, 1, TORII_STORE_CERTIDX_CURSOR, "m", &eb),
-                     TORII_OK);
-    assert_int_equal(torii_certdb_idx_rebuild(f->st, &eb), TORII_OK);
-    assert_true(torii_certdb_idx_complete(f->st));
+    assert_int_equal(
+        torii_store_apply_meta(f->ts.st, &mark, 1, TORII_STORE_CERTIDX_CURSOR, "m", &eb), TORII_OK);
+    assert_int_equal(torii_certdb_idx_rebuild(f->ts.st, &eb), TORII_OK);
+    assert_true(torii_certdb_idx_complete(f->ts.st));
     assert_true(idx_get(f, "m", &ix, &val));
     assert_null(ix.sum); /* kept as the interrupted run left it */
     free(val);
@@ -357,11 +353,11 @@ static void test_summary_is_not_a_stored_record(void **state)
     struct torii_errbuf eb = {{0}};
 
     create(f, "s", "s.idx.test");
-    assert_int_equal(torii_certdb_get(f->st, "s", TORII_CERTDB_WITH_AUX, &rd, NULL), TORII_OK);
+    assert_int_equal(torii_certdb_get(f->ts.st, "s", TORII_CERTDB_WITH_AUX, &rd, NULL), TORII_OK);
     assert_int_equal(torii_certrec_summary(rd.aux, rd.aux_len, &sum, &slen), TORII_OK);
     assert_true(slen < rd.aux_len);
     assert_int_equal(torii_certrec_summary(sum, slen, &again, &alen), TORII_ENOTFOUND);
-    b = torii_certdb_batch_new(f->st);
+    b = torii_certdb_batch_new(f->ts.st);
     assert_int_equal(torii_certdb_batch_put_record(b, rd.ent, sum, slen, &eb), TORII_EINVAL);
     assert_int_equal(torii_certdb_batch_size(b), 0);
     torii_certdb_batch_free(b);
