@@ -158,6 +158,10 @@ void torii_conf_fleet_validate(struct torii_config *c, struct torii_conf_errs *e
     if (!f->enabled) {
         torii_conf_errs_addf(errs, "config: fleet: expected an \"etcd\" member (the only fleet "
                                    "backend)");
+    } else if (c->keys_kek_file == NULL && c->keys_kek_credential == NULL) {
+        torii_conf_errs_addf(errs, "config: fleet.etcd needs keys.kek_file or "
+                                   "keys.kek_credential: private keys reach etcd only sealed "
+                                   "with the KEK");
     }
 }
 

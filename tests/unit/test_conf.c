@@ -427,8 +427,8 @@ static void test_fleet_section(void **state)
 {
     struct torii_conf_errs errs = {NULL, 0};
     struct torii_config *cfg =
-        load_text("{\"fleet\": {\"etcd\": {\"endpoints\": "
-                  "[\"http://127.0.0.1:2379\", \"https://127.0.0.1:2479\"]}}}");
+        load_text("{\"keys\": {\"kek_file\": \"/etc/torii/kek\"}, \"fleet\": {\"etcd\": "
+                  "{\"endpoints\": [\"http://127.0.0.1:2379\", \"https://127.0.0.1:2479\"]}}}");
 
     (void)state;
     assert_non_null(cfg);
@@ -456,6 +456,12 @@ static void test_fleet_section(void **state)
     torii_conf_errs_free(&errs);
     assert_int_equal(check_text("{\"fleet\": {\"etcd\": {}}}", &errs), TORII_EINVAL);
     assert_has(&errs, "fleet.etcd.endpoints: required");
+    torii_conf_errs_free(&errs);
+    /* a fleet without a KEK is refused by the check, not only at start */
+    assert_int_equal(
+        check_text("{\"fleet\": {\"etcd\": {\"endpoints\": [\"http://127.0.0.1:2379\"]}}}", &errs),
+        TORII_EINVAL);
+    assert_has(&errs, "fleet.etcd needs keys.kek_file or keys.kek_credential");
     torii_conf_errs_free(&errs);
 }
 
