@@ -738,7 +738,8 @@ static int app_fleet_start(struct app *app, struct torii_errbuf *eb)
     struct torii_fleet_opts fo = {.conf = &app->cfg->fleet,
                                   .store = app->store,
                                   .kek = app->kek,
-                                  .stall_file = app->cfg->debug_stall_file};
+                                  .stall_file = app->cfg->debug_stall_file,
+                                  .pki = app->pki};
     struct torii_fleet_tickets_opts to = {.period_s = app->cfg->ticket_rotate_s,
                                           .install = app_tickets_install};
     struct torii_fleet_chal_opts co = {

@@ -16,7 +16,9 @@
  *
  * Key layout in etcd: <prefix>c/<cert id> -> entity JSON (keys sealed); <prefix>s/<index
  * key> -> cert id (the serial index); <prefix>t/keys -> the session ticket key set, sealed
- * (torii_fleet_tickets_*).
+ * (torii_fleet_tickets_*); <prefix>r/<CA id> -> the CA's current DER CRL (crl.c);
+ * <prefix>w/<name> -> an on-demand wish (wish.c); <prefix>l/<job> -> a job's doer (elect.c);
+ * <prefix>a/ -> ACME challenge answers (chal.c).
  *
  * Threads: start/stop on the main thread; the commit hook runs on any writer thread;
  * torii_fleet_writable from any thread. The JSON gateway functions (torii_fleet_gw_*) are
@@ -38,12 +40,16 @@
 
 struct torii_kek_ring;
 struct torii_fleet;
+struct torii_pki_state;
 
 struct torii_fleet_opts {
     const struct torii_conf_fleet *conf; /* validated fleet.etcd (enabled) */
     struct torii_store *store;
     const struct torii_kek_ring *kek; /* required: keys are sealed before they reach etcd */
     const char *stall_file;           /* debug.stall_file (tests; NULL: none): "fleet-apply" */
+    /* The PKI view (borrowed; NULL: CRLs not shared): its CRLs are signed by the doer of job
+     * "crl" and stored at <prefix>r/<CA id> (crl.c), every node serving the stored ones. */
+    struct torii_pki_state *pki;
 };
 
 /** Start fleet mode: checks the KEK, installs the write-through and starts the watch thread

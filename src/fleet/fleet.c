@@ -226,6 +226,7 @@ static int fleet_on_line(const char *line, size_t len, void *arg)
                   f->applied + 1, w.compact_rev);
         rc = TORII_ECONFLICT;
     } else if (rc == TORII_OK && w.created) {
+        fleet_crl_load(f);
         atomic_store(&f->up, 1);
         torii_log(TORII_LOG_NOTICE, "fleet: following etcd from revision %" PRId64, f->applied + 1);
     } else if (rc == TORII_OK && w.n > 0) {
@@ -344,6 +345,7 @@ int torii_fleet_start(const struct torii_fleet_opts *o, struct torii_fleet **out
                  torii_errf(eb, TORII_ENOMEM, "fleet: mutex init failed"));
     f->pfx_end = torii_fleet_prefix_end(o->conf->prefix, strlen(o->conf->prefix), &f->pfx_end_len);
     f->applied = fleet_applied_rev(o->store);
+    TORII_TRY(fleet_crl_start(f, eb)); /* before the watch thread, which feeds it */
     r.ctx = f;
     torii_store_set_remote(o->store, &r);
     TORII_ENSURE(pthread_create(&f->thr, NULL, fleet_thread, f) == 0,
@@ -373,6 +375,7 @@ void torii_fleet_stop(struct torii_fleet *f)
     if (f->started) {
         (void)pthread_join(f->thr, NULL);
     }
+    fleet_crl_stop(f); /* waits for a CRL publish in flight */
     /* After the watch thread (it wakes the elect thread): revokes the job lease, so other
      * nodes take the jobs at once. */
     fleet_elect_stop(f);

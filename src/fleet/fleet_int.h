@@ -130,6 +130,24 @@ int fleet_elect_fenced(const struct torii_fleet *f, int *job, int64_t *fence);
  * dropped locally), 0 when it still has it or etcd could not say. */
 int fleet_elect_fence_lost(struct torii_fleet *f, int job, int64_t fence);
 
+/* ---- crl.c: the CRLs of the fleet (<prefix>r/<CA id> -> DER) ---- */
+
+struct fleet_crls {
+    pthread_mutex_t mu;
+    json_t *seen; /* CA id -> [mod_revision, CRL number] as last seen in etcd (mu) */
+};
+
+/** Share the PKI view's CRLs (opts.pki; nothing without one). */
+int fleet_crl_start(struct torii_fleet *f, struct torii_errbuf *eb) TORII_MUST_USE;
+/** Stop sharing (waits for a publish in flight). */
+void fleet_crl_stop(struct torii_fleet *f);
+/** A key seen by the watch or a resync page (any key: others are ignored), applied after the
+ * certificates of the same response: a CRL is adopted by the PKI view. Watch thread. */
+void fleet_crl_seen(struct torii_fleet *f, const struct torii_fleet_kv *kv, int deleted);
+/** The watch (re)started: read every stored CRL (those of CAs not applied yet come again
+ * through the watch). Watch thread. */
+void fleet_crl_load(struct torii_fleet *f);
+
 /* ---- fleet.c: the node ---- */
 
 struct torii_fleet {
@@ -149,6 +167,7 @@ struct torii_fleet {
     pthread_mutex_t rev_mu;
     struct fleet_revs revs; /* certificate id -> mod_revision applied (under rev_mu) */
     struct fleet_elect el;
+    struct fleet_crls crls;
 };
 
 /** *until = now + ms on CLOCK_REALTIME (the clock of pthread_cond_timedwait). */
