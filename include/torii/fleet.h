@@ -41,6 +41,8 @@
 struct torii_kek_ring;
 struct torii_fleet;
 struct torii_pki_state;
+struct torii_acme_od;
+struct torii_acme_wishes;
 
 struct torii_fleet_opts {
     const struct torii_conf_fleet *conf; /* validated fleet.etcd (enabled) */
@@ -50,6 +52,9 @@ struct torii_fleet_opts {
     /* The PKI view (borrowed; NULL: CRLs not shared): its CRLs are signed by the doer of job
      * "crl" and stored at <prefix>r/<CA id> (crl.c), every node serving the stored ones. */
     struct torii_pki_state *pki;
+    /* On-demand decisions (borrowed; NULL: acme.on_demand off): names the other nodes forward
+     * are decided on by the doer of job "acme" (wish.c). */
+    struct torii_acme_od *od;
 };
 
 /** Start fleet mode: checks the KEK, installs the write-through and starts the watch thread
@@ -137,6 +142,13 @@ int torii_fleet_job_held(struct torii_fleet *f, const char *job, int64_t *fence_
 /** The jobgate.h gate of this node: enter/held ask torii_fleet_job_held, and enter fences the
  * calling thread's certificate writes (fleet_commit adds the compare) until leave. */
 void torii_fleet_job_gate(struct torii_fleet *f, struct torii_job_gate *out);
+
+/** The acme.h wishes hook of this node (opts.od set; else *out is zeroed): forward() puts
+ * <prefix>w/<name> (created only when absent, attached to the node's lease, so it goes with
+ * the node), done() removes it once the doer's order ended. The doer of job "acme" hands each
+ * wish to torii_acme_on_demand_wish and removes the refused ones at once (logged; counted in
+ * the on-demand decisions). Hooks never block: a thread of the fleet does the requests. */
+void torii_fleet_wishes(struct torii_fleet *f, struct torii_acme_wishes *out);
 
 /* The election state machine (pure; the elect thread drives it under a mutex). */
 #define TORII_FLEET_JOBS 4

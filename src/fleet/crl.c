@@ -195,16 +195,22 @@ void fleet_crl_load(struct torii_fleet *f)
 
 int fleet_crl_start(struct torii_fleet *f, struct torii_errbuf *eb)
 {
-    struct torii_pki_crl_share sh = {crl_signer, crl_publish, f};
-
     f->crls.seen = json_object();
     if (f->crls.seen == NULL || pthread_mutex_init(&f->crls.mu, NULL) != 0) {
+        json_decref(f->crls.seen);
+        f->crls.seen = NULL;
         return torii_errf(eb, TORII_ENOMEM, "fleet: cannot set up the CRL sharing");
     }
+    return TORII_OK;
+}
+
+void fleet_crl_share(struct torii_fleet *f)
+{
+    struct torii_pki_crl_share sh = {crl_signer, crl_publish, f};
+
     if (f->o.pki != NULL) {
         torii_pki_state_crl_share(f->o.pki, &sh);
     }
-    return TORII_OK;
 }
 
 void fleet_crl_stop(struct torii_fleet *f)

@@ -326,11 +326,29 @@ static int fleet_check_kek(const struct torii_fleet_opts *o, struct torii_errbuf
     return TORII_OK;
 }
 
+/* The election, the wishes and the CRLs, then the write-through and the watch thread that
+ * feeds them; the CRLs are shared once it runs. */
+static int fleet_threads_start(struct torii_fleet *f, struct torii_errbuf *eb)
+{
+    struct torii_store_remote r = {.commit = fleet_commit, .writable = fleet_writable, .ctx = f};
+    int rc = TORII_OK;
+
+    TORII_TRY(fleet_elect_start(f, eb));
+    TORII_TRY(fleet_wish_start(f, eb));
+    TORII_TRY(fleet_crl_start(f, eb));
+    torii_store_set_remote(f->o.store, &r);
+    TORII_ENSURE(pthread_create(&f->thr, NULL, fleet_thread, f) == 0,
+                 torii_errf(eb, TORII_ENOMEM, "fleet: cannot start the watch thread"));
+    f->started = 1;
+    fleet_crl_share(f);
+out:
+    return rc;
+}
+
 int torii_fleet_start(const struct torii_fleet_opts *o, struct torii_fleet **out,
                       struct torii_errbuf *eb)
 {
     struct torii_fleet *f = NULL;
-    struct torii_store_remote r = {.commit = fleet_commit, .writable = fleet_writable};
     int rc = TORII_OK;
 
     *out = NULL;
@@ -345,13 +363,7 @@ int torii_fleet_start(const struct torii_fleet_opts *o, struct torii_fleet **out
                  torii_errf(eb, TORII_ENOMEM, "fleet: mutex init failed"));
     f->pfx_end = torii_fleet_prefix_end(o->conf->prefix, strlen(o->conf->prefix), &f->pfx_end_len);
     f->applied = fleet_applied_rev(o->store);
-    TORII_TRY(fleet_crl_start(f, eb)); /* before the watch thread, which feeds it */
-    r.ctx = f;
-    torii_store_set_remote(o->store, &r);
-    TORII_ENSURE(pthread_create(&f->thr, NULL, fleet_thread, f) == 0,
-                 torii_errf(eb, TORII_ENOMEM, "fleet: cannot start the watch thread"));
-    f->started = 1;
-    TORII_TRY(fleet_elect_start(f, eb));
+    TORII_TRY(fleet_threads_start(f, eb));
     torii_log(TORII_LOG_NOTICE,
               "fleet: etcd mode, prefix %s, %zu endpoints, local copy at "
               "revision %" PRId64,
@@ -376,6 +388,7 @@ void torii_fleet_stop(struct torii_fleet *f)
         (void)pthread_join(f->thr, NULL);
     }
     fleet_crl_stop(f); /* waits for a CRL publish in flight */
+    fleet_wish_stop(f);
     /* After the watch thread (it wakes the elect thread): revokes the job lease, so other
      * nodes take the jobs at once. */
     fleet_elect_stop(f);
