@@ -159,38 +159,19 @@ void fleet_crl_seen(struct torii_fleet *f, const struct torii_fleet_kv *kv, int 
 
 void fleet_crl_load(struct torii_fleet *f)
 {
-    size_t klen = 0;
-    char *key = NULL;
-    char *end = NULL;
-    size_t end_len = 0;
-    char *resp = NULL;
-    size_t len = 0;
     struct torii_fleet_range r = {0};
     struct torii_errbuf eb = {{0}};
-    int rc;
 
     if (f->o.pki == NULL) {
         return;
     }
-    key = crl_key(f, "", &klen);
-    end = torii_fleet_prefix_end(key, klen, &end_len);
-    rc = fleet_call_json(&f->cl, "/v3/kv/range",
-                         json_pack("{s:o, s:o, s:I}", "key", fleet_b64(key, klen), "range_end",
-                                   fleet_b64(end, end_len), "limit", (json_int_t)CRL_RANGE_LIMIT),
-                         &resp, &len, &eb);
-    if (rc == TORII_OK) {
-        rc = torii_fleet_gw_range_parse(resp, len, &r, &eb);
-    }
-    for (size_t i = 0; rc == TORII_OK && i < r.n; i++) {
-        fleet_crl_seen(f, &r.kvs[i], 0);
-    }
-    if (rc != TORII_OK) {
+    if (fleet_range_sub(f, 'r', CRL_RANGE_LIMIT, 0, &r, &eb) != TORII_OK) {
         torii_log(TORII_LOG_WARN, "fleet: the fleet's CRLs not read: %s", eb.msg);
     }
+    for (size_t i = 0; i < r.n; i++) {
+        fleet_crl_seen(f, &r.kvs[i], 0);
+    }
     torii_fleet_range_clear(&r);
-    free(resp);
-    free(end);
-    free(key);
 }
 
 int fleet_crl_start(struct torii_fleet *f, struct torii_errbuf *eb)

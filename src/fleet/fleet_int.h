@@ -206,6 +206,10 @@ struct torii_fleet {
     struct fleet_wishes *wishes; /* with opts.od; NULL otherwise */
 };
 
+/** The keys under <prefix><sub>/ (at most limit; keys_only: no values), read now. */
+int fleet_range_sub(struct torii_fleet *f, char sub, unsigned limit, int keys_only,
+                    struct torii_fleet_range *out, struct torii_errbuf *eb) TORII_MUST_USE;
+
 /** *until = now + ms on CLOCK_REALTIME (the clock of pthread_cond_timedwait). */
 void fleet_deadline(unsigned ms, struct timespec *until);
 

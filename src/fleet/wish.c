@@ -174,33 +174,16 @@ static void wish_run(struct torii_fleet *f, const struct fleet_wish_item *it)
 /* The doer reads the wishes present (made before it took the job). */
 static void wish_load(struct torii_fleet *f)
 {
-    size_t klen = 0;
-    char *key = wish_key(f, "", &klen);
-    size_t end_len = 0;
-    char *end = torii_fleet_prefix_end(key, klen, &end_len);
     struct torii_fleet_range r = {0};
     struct torii_errbuf eb = {{0}};
-    char *resp = NULL;
-    size_t len = 0;
-    int rc = fleet_call_json(&f->cl, "/v3/kv/range",
-                             json_pack("{s:o, s:o, s:I, s:b}", "key", fleet_b64(key, klen),
-                                       "range_end", fleet_b64(end, end_len), "limit",
-                                       (json_int_t)WISH_RANGE_LIMIT, "keys_only", 1),
-                             &resp, &len, &eb);
 
-    if (rc == TORII_OK) {
-        rc = torii_fleet_gw_range_parse(resp, len, &r, &eb);
-    }
-    for (size_t i = 0; rc == TORII_OK && i < r.n; i++) {
-        fleet_wish_seen(f, &r.kvs[i], 0);
-    }
-    if (rc != TORII_OK) {
+    if (fleet_range_sub(f, 'w', WISH_RANGE_LIMIT, 1, &r, &eb) != TORII_OK) {
         torii_log(TORII_LOG_WARN, "fleet: on-demand wishes not read: %s", eb.msg);
     }
+    for (size_t i = 0; i < r.n; i++) {
+        fleet_wish_seen(f, &r.kvs[i], 0);
+    }
     torii_fleet_range_clear(&r);
-    free(resp);
-    free(end);
-    free(key);
 }
 
 /* The next item into *it (1), waiting at most a second (0: none). */

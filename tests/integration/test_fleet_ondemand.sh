@@ -17,25 +17,7 @@ pebble_begin
 check "challtestsrv: every name resolves to node B (127.0.0.3)" \
   curl -sf -o /dev/null -d '{"ip": "127.0.0.3"}' "http://127.0.0.1:$P_CHALL/set-default-ipv4"
 
-ASK_PORT=$(t_free_port)
-python3 - "$ASK_PORT" "$T_TMP/ask.log" >"$T_TMP/ask-server.log" 2>&1 <<'PY' &
-import http.server, sys, urllib.parse
-port, log = int(sys.argv[1]), sys.argv[2]
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        name = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query).get("domain", [""])[0]
-        with open(log, "a") as f:
-            f.write(name + "\n")
-        self.send_response(403 if name.startswith("no-") or not name else 200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
-PY
-P_PIDS+=($!)
-t_wait_port "$ASK_PORT" || { echo "ask server did not start"; exit 1; }
-touch "$T_TMP/ask.log"
+ask_server_start || { echo "ask server did not start"; exit 1; }
 
 # wait_ms and the idle timer far above an issuance against Pebble: a slow machine waits
 # longer, never fails. B also allows *.other.test, which A (the doer) does not.
