@@ -76,6 +76,7 @@ struct app {
     struct torii_proxy_gen *gen;         /* the generation new connections get */
     struct torii_fleet_chal *fleet_chal; /* fleet + acme: shared challenge answers */
     struct torii_acme_share acme_share;  /* the ACME service's hook onto fleet_chal */
+    struct torii_acme_wishes acme_wishes;         /* fleet: on-demand names for the doer */
     struct torii_proxy_gen *old[APP_MAX_OLD + 1]; /* draining */
     size_t n_old;
     unsigned gen_seq;
@@ -574,6 +575,7 @@ static int app_services_start(struct app *app, struct torii_errbuf *eb)
 
     if (app->fleet != NULL) {
         torii_fleet_job_gate(app->fleet, &app->job_gate);
+        torii_fleet_wishes(app->fleet, &app->acme_wishes);
         gate = &app->job_gate;
     }
     ro.gate = gate;
@@ -583,7 +585,8 @@ static int app_services_start(struct app *app, struct torii_errbuf *eb)
                                       .chal = app->acme_chal,
                                       .od = app->acme_od,
                                       .gate = gate,
-                                      .share = app->fleet_chal != NULL ? &app->acme_share : NULL};
+                                      .share = app->fleet_chal != NULL ? &app->acme_share : NULL,
+                                      .wishes = app->fleet != NULL ? &app->acme_wishes : NULL};
         TORII_TRY(torii_acme_start(&aco, &app->acme, eb));
         hook.arg = app->acme;
         ro.acme = &hook;
@@ -738,7 +741,9 @@ static int app_fleet_start(struct app *app, struct torii_errbuf *eb)
     struct torii_fleet_opts fo = {.conf = &app->cfg->fleet,
                                   .store = app->store,
                                   .kek = app->kek,
-                                  .stall_file = app->cfg->debug_stall_file};
+                                  .stall_file = app->cfg->debug_stall_file,
+                                  .pki = app->pki,
+                                  .od = app->acme_od};
     struct torii_fleet_tickets_opts to = {.period_s = app->cfg->ticket_rotate_s,
                                           .install = app_tickets_install};
     struct torii_fleet_chal_opts co = {

@@ -73,6 +73,18 @@ struct torii_acme_share {
     void (*withdraw)(void *ctx, const char *type, const char *key);
 };
 
+/* ---- on-demand wishes (fleet mode, docs/fleet.md "Jobs") ----
+ * A node that does not do job "acme" forwards the on-demand names its handshakes ask for to
+ * the node that does: forward() is called on a worker thread under the decision lock and
+ * must not block (it queues). The doer hands each wish it receives to
+ * torii_acme_on_demand_wish, and done() tells it when the order for a wished name ended (the
+ * ACME thread, under the decision lock, must not block either). */
+struct torii_acme_wishes {
+    void *ctx;
+    int (*forward)(void *ctx, const char *name);
+    void (*done)(void *ctx, const char *name, int ok);
+};
+
 /* ---- the service ---- */
 
 struct torii_acme;
@@ -86,7 +98,8 @@ struct torii_acme_opts {
      * (torii_acme_submit) and start on demand only while job "acme" is this node's; the
      * ACME thread's writes carry the job's fence. Borrowed, outlives the service. */
     const struct torii_job_gate *gate;
-    const struct torii_acme_share *share; /* answers shared with a fleet; NULL: local only */
+    const struct torii_acme_share *share;   /* answers shared with a fleet; NULL: local only */
+    const struct torii_acme_wishes *wishes; /* fleet: on-demand names for the doer; NULL: none */
 };
 
 /** Start the ACME thread (idle until a job comes). TORII_EINVAL when acme is not enabled. */
@@ -140,13 +153,26 @@ struct torii_acme_od *torii_acme_od_new(const struct torii_conf_on_demand *conf)
 /** NULL accepted. Main thread, after the workers and the service stopped. */
 void torii_acme_od_free(struct torii_acme_od *od);
 /** A handshake names `name` (lower case), which has no certificate: 1 when it should wait
- * for one (an order for it started now, or one is in flight), 0 when it gets the default
- * certificate (no service, name not allowed, failed recently, rate-limited). Never blocks on
+ * for one (an order for it started now, or one is in flight; in a fleet, on a node that does
+ * not do job "acme": the name forwarded to the doer, whose certificate replication brings),
+ * 0 when it gets the default certificate (no service, name not allowed, failed recently,
+ * rate-limited). Never blocks on
  * the network (the ask URL is asked by the ACME thread). Any thread (workers); NULL: 0. */
 int torii_acme_on_demand(struct torii_acme_od *od, const char *name);
 /** 1 while an order for name is in flight (or has just succeeded and its certificate is on
  * its way to the table): a waiting handshake keeps waiting. Any thread; NULL: 0. */
 int torii_acme_on_demand_pending(struct torii_acme_od *od, const char *name);
+enum torii_acme_wish {
+    TORII_ACME_WISH_ORDERED, /* an order started or is in flight: done() follows */
+    TORII_ACME_WISH_SERVED,  /* an order for it succeeded moments ago */
+    TORII_ACME_WISH_REFUSED, /* nothing is ordered; *why names the decision */
+};
+/** Another node's wish for name (torii_acme_wishes), on the doer of job "acme": the policy of a
+ * handshake here (allow-list, failed recently, rate limits; the ask URL is asked before the
+ * order, and its refusal ends it: done(ok 0)). Counted in the on-demand decisions. Any
+ * thread; NULL od: refused. */
+enum torii_acme_wish torii_acme_on_demand_wish(struct torii_acme_od *od, const char *name,
+                                               const char **why);
 /** A waiting handshake ended: served its new certificate (1) or the default one at its
  * deadline (0); counted for /metrics. Any thread; NULL accepted. */
 void torii_acme_on_demand_outcome(struct torii_acme_od *od, int served);

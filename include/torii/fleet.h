@@ -16,7 +16,9 @@
  *
  * Key layout in etcd: <prefix>c/<cert id> -> entity JSON (keys sealed); <prefix>s/<index
  * key> -> cert id (the serial index); <prefix>t/keys -> the session ticket key set, sealed
- * (torii_fleet_tickets_*).
+ * (torii_fleet_tickets_*); <prefix>r/<CA id> -> the CA's current DER CRL (crl.c);
+ * <prefix>w/<name> -> an on-demand wish (wish.c); <prefix>l/<job> -> a job's doer (elect.c);
+ * <prefix>a/ -> ACME challenge answers (chal.c).
  *
  * Threads: start/stop on the main thread; the commit hook runs on any writer thread;
  * torii_fleet_writable from any thread. The JSON gateway functions (torii_fleet_gw_*) are
@@ -38,12 +40,21 @@
 
 struct torii_kek_ring;
 struct torii_fleet;
+struct torii_pki_state;
+struct torii_acme_od;
+struct torii_acme_wishes;
 
 struct torii_fleet_opts {
     const struct torii_conf_fleet *conf; /* validated fleet.etcd (enabled) */
     struct torii_store *store;
     const struct torii_kek_ring *kek; /* required: keys are sealed before they reach etcd */
     const char *stall_file;           /* debug.stall_file (tests; NULL: none): "fleet-apply" */
+    /* The PKI view (borrowed; NULL: CRLs not shared): its CRLs are signed by the doer of job
+     * "crl" and stored at <prefix>r/<CA id> (crl.c), every node serving the stored ones. */
+    struct torii_pki_state *pki;
+    /* On-demand decisions (borrowed; NULL: acme.on_demand off): names the other nodes forward
+     * are decided on by the doer of job "acme" (wish.c). */
+    struct torii_acme_od *od;
 };
 
 /** Start fleet mode: checks the KEK, installs the write-through and starts the watch thread
@@ -131,6 +142,13 @@ int torii_fleet_job_held(struct torii_fleet *f, const char *job, int64_t *fence_
 /** The jobgate.h gate of this node: enter/held ask torii_fleet_job_held, and enter fences the
  * calling thread's certificate writes (fleet_commit adds the compare) until leave. */
 void torii_fleet_job_gate(struct torii_fleet *f, struct torii_job_gate *out);
+
+/** The acme.h wishes hook of this node (opts.od set; else *out is zeroed): forward() puts
+ * <prefix>w/<name> (created only when absent, attached to the node's lease, so it goes with
+ * the node), done() removes it once the doer's order ended. The doer of job "acme" hands each
+ * wish to torii_acme_on_demand_wish and removes the refused ones at once (logged; counted in
+ * the on-demand decisions). Hooks never block: a thread of the fleet does the requests. */
+void torii_fleet_wishes(struct torii_fleet *f, struct torii_acme_wishes *out);
 
 /* The election state machine (pure; the elect thread drives it under a mutex). */
 #define TORII_FLEET_JOBS 4

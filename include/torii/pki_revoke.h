@@ -63,6 +63,13 @@ int torii_pki_crl_build(const json_t *ca_entity, const struct torii_kek_ring *ke
                         unsigned char **der, size_t *der_len, struct torii_errbuf *eb)
     TORII_MUST_USE;
 
+/** Check a DER CRL received from elsewhere (a fleet's signer) against the CA certificate
+ * ca_cert (DER): a v2 CRL whose issuer is the CA's subject, signed by its key, with a
+ * cRLNumber, which goes to *number. TORII_EINVAL (eb says which check failed) otherwise.
+ * Pure; any thread. */
+int torii_pki_crl_check(const unsigned char *ca_cert, size_t ca_len, const unsigned char *der,
+                        size_t der_len, uint64_t *number, struct torii_errbuf *eb) TORII_MUST_USE;
+
 enum torii_pki_ocsp_status {
     TORII_PKI_OCSP_GOOD = 0,
     TORII_PKI_OCSP_REVOKED = 1,

@@ -124,6 +124,40 @@ int torii_pki_state_staple(struct torii_pki_state *st, const char *id, unsigned 
 int torii_pki_state_staple_cb(void *st, const char *id, unsigned char **body, size_t *len)
     TORII_MUST_USE;
 
+/* ---- CRLs shared by a fleet (docs/fleet.md, "Jobs"; src/pki/state_share.c) ----
+ * Without a share (a single node) every node signs and serves its own CRLs, numbered
+ * max(previous + 1, now in ms) and persisted through meta_put. With one, a CRL is signed only
+ * while signer() says so (the fleet's job "crl"), numbered above every CRL adopted, and handed
+ * to publish() by the refresher thread; it is served only once adopted: every node, the
+ * signer included, serves the CRL the fleet stored (torii_pki_state_crl_adopt), so all
+ * answer with the same bytes for the same number. The refresher asks signer() at least once a
+ * second: a node that becomes the signer re-signs every CRL at once. */
+struct torii_pki_crl_share {
+    /* 1 while this node signs the fleet's CRLs. Any thread, never blocks. */
+    int (*signer)(void *ctx);
+    /* Store the CRL of CA ca_id, numbered number, for the fleet; TORII_OK once stored (the
+     * state adopts it then), TORII_ECONFLICT when a CRL with that number or a higher one is
+     * stored or this node no longer signs, else a failure (retried a second later). The
+     * refresher thread, no lock of the state held; bounded by the fleet's timeout. */
+    int (*publish)(void *ctx, const char *ca_id, uint64_t number, const unsigned char *der,
+                   size_t len, struct torii_errbuf *eb);
+    void *ctx;
+};
+
+/** Use sh (copied; ctx borrowed until the share is removed) from now on: the CRLs this node
+ * built alone are no longer served (until one is adopted, a CRL path answers 404). NULL
+ * removes it, once no publish is in flight (the CRLs then stay as adopted). Main thread. */
+void torii_pki_state_crl_share(struct torii_pki_state *st, const struct torii_pki_crl_share *sh);
+
+/** The fleet's CRL of CA ca_id (DER, distrusted): checked against the CA's certificate
+ * (torii_pki_crl_check) and served from now on when its number is above the one served;
+ * *number gets its number (may be NULL). TORII_ENOTFOUND when no CA ca_id is known (yet),
+ * TORII_EEXIST when its number is not above the one served (nothing changes), TORII_EINVAL
+ * when it does not check. Any thread (takes the feed lock: not from a store watcher). */
+int torii_pki_state_crl_adopt(struct torii_pki_state *st, const char *ca_id,
+                              const unsigned char *der, size_t len, uint64_t *number,
+                              struct torii_errbuf *eb) TORII_MUST_USE;
+
 /** Counts for tests and diagnostics. */
 struct torii_pki_state_stat {
     size_t certs;   /* certificates issued by a signing CA */

@@ -164,13 +164,16 @@ enum acme_od_decision {
     ACME_OD_FAILED_RECENTLY,
     ACME_OD_RATE_LIMITED,
     ACME_OD_ASK_REFUSED,
-    ACME_OD_SERVED,   /* a waiting handshake got its new certificate */
-    ACME_OD_FALLBACK, /* a waiting handshake reached its deadline: default certificate */
+    ACME_OD_SERVED,    /* a waiting handshake got its new certificate */
+    ACME_OD_FALLBACK,  /* a waiting handshake reached its deadline: default certificate */
+    ACME_OD_FORWARDED, /* fleet: the name forwarded to the doer of job "acme" */
     ACME_OD_N
 };
 struct torii_prom;
-/** The service that on-demand orders go to (NULL: none; decisions say no). Main thread. */
-void acme_od_attach(struct torii_acme_od *od, struct torii_acme *a);
+/** The service that on-demand orders go to (NULL: none; decisions say no) and the fleet's
+ * wishes hook (NULL: none). Main thread. */
+void acme_od_attach(struct torii_acme_od *od, struct torii_acme *a,
+                    const struct torii_acme_wishes *wishes);
 void acme_od_count(struct torii_acme_od *od, enum acme_od_decision d);
 /** ACME thread: the on-demand order for name ended. */
 void acme_od_done(struct torii_acme_od *od, const char *name, int ok, int64_t now_ms);

@@ -8,6 +8,10 @@
  *     the registered domain is taken as the last two labels) ("rate_limited");
  *   - else an order starts ("started"); on the ACME thread it first asks
  *     GET <ask>?domain=<name>, which must answer 200 ("ask_refused" otherwise).
+ * In a fleet, a node that does not do job "acme" forwards an allowed name to the doer
+ * through the wishes hook once per OD_GRACE_MS ("forwarded"; handshakes meanwhile wait for
+ * the certificate the doer orders); the doer decides on each wish as on a handshake
+ * (torii_acme_on_demand_wish) and reports the end of its order through the hook.
  * Decisions come from worker threads (TLS client-hello callback) and take only a mutex over
  * small fixed tables; nothing here waits for the network except acme_od_ask (ACME thread). */
 #include <pthread.h>
@@ -27,7 +31,7 @@
 
 /* OD_ISSUED: the order succeeded; for OD_GRACE_MS waiting handshakes keep waiting for the
  * certificate to reach the table (the store's watcher puts it there). */
-enum od_state { OD_FREE = 0, OD_PENDING, OD_FAILED, OD_ISSUED };
+enum od_state { OD_FREE = 0, OD_PENDING, OD_FAILED, OD_ISSUED, OD_FORWARDED };
 #define OD_GRACE_MS 5000
 
 struct od_name {
@@ -46,6 +50,7 @@ struct torii_acme_od {
     const struct torii_conf_on_demand *conf;
     pthread_mutex_t mu;
     struct torii_acme *acme; /* under mu: the running service (NULL: none, nothing starts) */
+    const struct torii_acme_wishes *wishes; /* under mu: the fleet's hook (NULL: none) */
     struct od_name names[OD_NAMES];
     struct od_domain domains[OD_DOMAINS];
     int64_t global_window_ms; /* start of the current minute */
@@ -54,8 +59,8 @@ struct torii_acme_od {
 };
 
 static const char *const od_decision_names[ACME_OD_N] = {
-    "started",      "joined",      "denied", "failed_recently",
-    "rate_limited", "ask_refused", "served", "fallback"};
+    "started",     "joined", "denied",   "failed_recently", "rate_limited",
+    "ask_refused", "served", "fallback", "forwarded"};
 
 struct torii_acme_od *torii_acme_od_new(const struct torii_conf_on_demand *conf)
 {
@@ -72,11 +77,13 @@ struct torii_acme_od *torii_acme_od_new(const struct torii_conf_on_demand *conf)
     return od;
 }
 
-void acme_od_attach(struct torii_acme_od *od, struct torii_acme *a)
+void acme_od_attach(struct torii_acme_od *od, struct torii_acme *a,
+                    const struct torii_acme_wishes *wishes)
 {
     if (od != NULL) {
         (void)pthread_mutex_lock(&od->mu);
         od->acme = a;
+        od->wishes = wishes;
         (void)pthread_mutex_unlock(&od->mu);
     }
 }
@@ -206,33 +213,94 @@ static enum acme_od_decision od_decide_locked(struct torii_acme_od *od, const ch
     return ACME_OD_STARTED;
 }
 
+/* On the doer: the decision for name, its order queued when one must start. Under mu. */
+static enum acme_od_decision od_order_locked(struct torii_acme_od *od, const char *name,
+                                             int64_t now_ms)
+{
+    struct torii_errbuf eb = {{0}};
+    struct od_name *e = NULL;
+    enum acme_od_decision d = od_decide_locked(od, name, now_ms, &e);
+
+    if (e != NULL && acme_submit_on_demand(od->acme, name, &eb) != TORII_OK) {
+        e->st = OD_FAILED; /* the queue is full: like a failure, for a while */
+        e->until_ms = now_ms + (int64_t)od->conf->failure_ttl_s * 1000;
+        d = ACME_OD_RATE_LIMITED;
+    }
+    return d;
+}
+
+/* On another node of a fleet: name forwarded to the doer once per OD_GRACE_MS; handshakes
+ * wait meanwhile. Under mu (forward() only queues). */
+static enum acme_od_decision od_forward_locked(struct torii_acme_od *od, const char *name,
+                                               int64_t now_ms)
+{
+    struct od_name *e = od_find(od, name);
+
+    if (e != NULL && e->st == OD_FORWARDED && e->until_ms > now_ms) {
+        return ACME_OD_JOINED;
+    }
+    e = e != NULL && e->st != OD_PENDING ? e : od_slot(od, now_ms);
+    if (e == NULL || od->wishes->forward(od->wishes->ctx, name) != TORII_OK) {
+        return ACME_OD_RATE_LIMITED;
+    }
+    (void)snprintf(e->name, sizeof(e->name), "%s", name);
+    e->st = OD_FORWARDED;
+    e->until_ms = now_ms + OD_GRACE_MS;
+    return ACME_OD_FORWARDED;
+}
+
 int torii_acme_on_demand(struct torii_acme_od *od, const char *name)
 {
     int64_t now_ms = torii_clock_mono_us() / 1000;
-    struct torii_errbuf eb = {{0}};
-    struct od_name *e = NULL;
-    enum acme_od_decision d;
+    enum acme_od_decision d = ACME_OD_DENIED;
 
     if (od == NULL || strlen(name) >= OD_NAME || !torii_conf_on_demand_allows(od->conf, name)) {
         acme_od_count(od, ACME_OD_DENIED);
         return 0;
     }
     (void)pthread_mutex_lock(&od->mu);
-    /* In a fleet only the node doing job "acme" orders (the others serve the default
-     * certificate, as when issuance is not possible yet). */
-    d = od->acme != NULL && acme_doer(od->acme) ? od_decide_locked(od, name, now_ms, &e)
-                                                : ACME_OD_DENIED;
-    if (e != NULL && acme_submit_on_demand(od->acme, name, &eb) != TORII_OK) {
-        e->st = OD_FAILED; /* the queue is full: like a failure, for a while */
-        e->until_ms = now_ms + (int64_t)od->conf->failure_ttl_s * 1000;
-        d = ACME_OD_RATE_LIMITED;
+    /* In a fleet only the node doing job "acme" orders; the others forward the name to it
+     * (without a fleet's hook they serve the default certificate). */
+    if (od->acme != NULL && acme_doer(od->acme)) {
+        d = od_order_locked(od, name, now_ms);
+    } else if (od->acme != NULL && od->wishes != NULL && od->wishes->forward != NULL) {
+        d = od_forward_locked(od, name, now_ms);
     }
     (void)pthread_mutex_unlock(&od->mu);
     acme_od_count(od, d);
-    if (d == ACME_OD_STARTED) {
-        torii_log(TORII_LOG_NOTICE, "acme: on-demand order for %s", name);
+    if (d == ACME_OD_STARTED || d == ACME_OD_FORWARDED) {
+        torii_log(TORII_LOG_NOTICE, "acme: on-demand %s for %s",
+                  d == ACME_OD_STARTED ? "order" : "wish forwarded to the fleet's doer", name);
     }
-    return d == ACME_OD_STARTED || d == ACME_OD_JOINED;
+    return d == ACME_OD_STARTED || d == ACME_OD_JOINED || d == ACME_OD_FORWARDED;
+}
+
+enum torii_acme_wish torii_acme_on_demand_wish(struct torii_acme_od *od, const char *name,
+                                               const char **why)
+{
+    int64_t now_ms = torii_clock_mono_us() / 1000;
+    enum acme_od_decision d = ACME_OD_DENIED;
+    const struct od_name *e;
+    int issued = 0;
+
+    if (od != NULL && strlen(name) < OD_NAME && torii_conf_on_demand_allows(od->conf, name)) {
+        (void)pthread_mutex_lock(&od->mu);
+        if (od->acme != NULL && acme_doer(od->acme)) {
+            d = od_order_locked(od, name, now_ms);
+            e = od_find(od, name);
+            issued = d == ACME_OD_JOINED && e != NULL && e->st == OD_ISSUED;
+        }
+        (void)pthread_mutex_unlock(&od->mu);
+    }
+    acme_od_count(od, d);
+    *why = od_decision_names[d];
+    if (d == ACME_OD_STARTED) {
+        torii_log(TORII_LOG_NOTICE, "acme: on-demand order for %s (a wish of another node)", name);
+    }
+    if (d != ACME_OD_STARTED && d != ACME_OD_JOINED) {
+        return TORII_ACME_WISH_REFUSED;
+    }
+    return issued ? TORII_ACME_WISH_SERVED : TORII_ACME_WISH_ORDERED;
 }
 
 void acme_od_done(struct torii_acme_od *od, const char *name, int ok, int64_t now_ms)
@@ -247,6 +315,9 @@ void acme_od_done(struct torii_acme_od *od, const char *name, int ok, int64_t no
     if (e != NULL) {
         e->st = ok ? OD_ISSUED : OD_FAILED;
         e->until_ms = now_ms + (ok ? OD_GRACE_MS : (int64_t)od->conf->failure_ttl_s * 1000);
+    }
+    if (od->wishes != NULL && od->wishes->done != NULL) {
+        od->wishes->done(od->wishes->ctx, name, ok); /* a wish for name is served or refused */
     }
     (void)pthread_mutex_unlock(&od->mu);
 }
@@ -293,7 +364,9 @@ int torii_acme_on_demand_pending(struct torii_acme_od *od, const char *name)
     }
     (void)pthread_mutex_lock(&od->mu);
     e = od_find(od, name);
-    pending = e != NULL && (e->st == OD_PENDING || (e->st == OD_ISSUED && e->until_ms > now_ms));
+    pending = e != NULL
+              && (e->st == OD_PENDING
+                  || ((e->st == OD_ISSUED || e->st == OD_FORWARDED) && e->until_ms > now_ms));
     (void)pthread_mutex_unlock(&od->mu);
     return pending;
 }

@@ -203,7 +203,7 @@ int torii_acme_start(const struct torii_acme_opts *o, struct torii_acme **out,
     TORII_ENSURE(pthread_create(&a->th, NULL, acme_thread, a) == 0,
                  torii_errf(eb, TORII_ENOMEM, "acme: cannot start the ACME thread"));
     a->started = 1;
-    acme_od_attach(a->od, a);
+    acme_od_attach(a->od, a, o->wishes);
     *out = a;
     a = NULL;
 out:
@@ -219,7 +219,7 @@ void torii_acme_cancel(struct torii_acme *a)
     if (a == NULL) {
         return;
     }
-    acme_od_attach(a->od, NULL); /* no new on-demand order from now on */
+    acme_od_attach(a->od, NULL, NULL); /* no new on-demand order from now on */
     (void)pthread_mutex_lock(&a->mu);
     __atomic_store_n(&a->stop, 1, __ATOMIC_RELAXED);
     (void)pthread_cond_broadcast(&a->cv);

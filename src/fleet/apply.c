@@ -234,6 +234,12 @@ int fleet_apply_events(struct torii_fleet *f, const struct torii_fleet_event *ev
     }
     rc = rev > applied ? apply_commit(f, &s, rev, eb) : TORII_OK;
     apply_set_clear(&s);
+    for (size_t i = 0; rc == TORII_OK && i < n; i++) { /* after the certificates they name */
+        if (ev[i].kv.mod_rev > applied) {
+            fleet_crl_seen(f, &ev[i].kv, ev[i].deleted);
+            fleet_wish_seen(f, &ev[i].kv, ev[i].deleted);
+        }
+    }
     if (jobs) {
         fleet_elect_wake(f); /* a job key was taken or let go: the election looks now */
     }

@@ -20,7 +20,7 @@
 #include "torii/pki.h"
 
 #define CHAL_SFX_MAX     (2 + TORII_ACME_KEY_MAX)
-#define CHAL_NAME_MAX    253
+#define CHAL_NAME_MAX    FLEET_NAME_MAX
 #define CHAL_RANGE_LIMIT (4 * TORII_ACME_CHAL_MAX)
 #define CHAL_BACKOFF_MIN 100
 #define CHAL_BACKOFF_MAX 5000
@@ -55,8 +55,7 @@ static int chal_is_token(const char *s, size_t len)
     return 1;
 }
 
-/* A lower-case DNS name: [a-z0-9-] labels separated by single dots, 1..253 characters. */
-static int chal_is_name(const char *s, size_t len)
+int fleet_is_dns_name(const char *s, size_t len)
 {
     if (len == 0 || len > CHAL_NAME_MAX || s[0] == '.' || s[len - 1] == '.') {
         return 0;
@@ -74,7 +73,7 @@ static int chal_is_name(const char *s, size_t len)
 
 static int chal_key_ok(int kind, const char *key, size_t len)
 {
-    return kind == CHAL_HTTP01 ? chal_is_token(key, len) : chal_is_name(key, len);
+    return kind == CHAL_HTTP01 ? chal_is_token(key, len) : fleet_is_dns_name(key, len);
 }
 
 int torii_fleet_chal_suffix(const char *type, const char *key, char *out, size_t cap)

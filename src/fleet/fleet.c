@@ -107,6 +107,32 @@ out:
     return rc;
 }
 
+int fleet_range_sub(struct torii_fleet *f, char sub, unsigned limit, int keys_only,
+                    struct torii_fleet_range *out, struct torii_errbuf *eb)
+{
+    size_t plen = strlen(f->o.conf->prefix);
+    char *key = torii_xmalloc(plen + 3);
+    size_t end_len = 0;
+    char *end = NULL;
+    char *resp = NULL;
+    size_t len = 0;
+    int rc = TORII_OK;
+
+    (void)snprintf(key, plen + 3, "%s%c/", f->o.conf->prefix, sub);
+    end = torii_fleet_prefix_end(key, plen + 2, &end_len);
+    TORII_TRY(fleet_call_json(&f->cl, "/v3/kv/range",
+                              json_pack("{s:o, s:o, s:I, s:b}", "key", fleet_b64(key, plen + 2),
+                                        "range_end", fleet_b64(end, end_len), "limit",
+                                        (json_int_t)limit, "keys_only", keys_only),
+                              &resp, &len, eb));
+    TORII_TRY(torii_fleet_gw_range_parse(resp, len, out, eb));
+out:
+    free(resp);
+    free(end);
+    free(key);
+    return rc;
+}
+
 /* One full resync in pages at one revision. TORII_ECONFLICT: that revision was compacted
  * meanwhile (start again). */
 static int fleet_resync_once(struct torii_fleet *f, struct torii_errbuf *eb)
@@ -226,6 +252,7 @@ static int fleet_on_line(const char *line, size_t len, void *arg)
                   f->applied + 1, w.compact_rev);
         rc = TORII_ECONFLICT;
     } else if (rc == TORII_OK && w.created) {
+        fleet_crl_load(f);
         atomic_store(&f->up, 1);
         torii_log(TORII_LOG_NOTICE, "fleet: following etcd from revision %" PRId64, f->applied + 1);
     } else if (rc == TORII_OK && w.n > 0) {
@@ -325,11 +352,29 @@ static int fleet_check_kek(const struct torii_fleet_opts *o, struct torii_errbuf
     return TORII_OK;
 }
 
+/* The election, the wishes and the CRLs, then the write-through and the watch thread that
+ * feeds them; the CRLs are shared once it runs. */
+static int fleet_threads_start(struct torii_fleet *f, struct torii_errbuf *eb)
+{
+    struct torii_store_remote r = {.commit = fleet_commit, .writable = fleet_writable, .ctx = f};
+    int rc = TORII_OK;
+
+    TORII_TRY(fleet_elect_start(f, eb));
+    TORII_TRY(fleet_wish_start(f, eb));
+    TORII_TRY(fleet_crl_start(f, eb));
+    torii_store_set_remote(f->o.store, &r);
+    TORII_ENSURE(pthread_create(&f->thr, NULL, fleet_thread, f) == 0,
+                 torii_errf(eb, TORII_ENOMEM, "fleet: cannot start the watch thread"));
+    f->started = 1;
+    fleet_crl_share(f);
+out:
+    return rc;
+}
+
 int torii_fleet_start(const struct torii_fleet_opts *o, struct torii_fleet **out,
                       struct torii_errbuf *eb)
 {
     struct torii_fleet *f = NULL;
-    struct torii_store_remote r = {.commit = fleet_commit, .writable = fleet_writable};
     int rc = TORII_OK;
 
     *out = NULL;
@@ -344,12 +389,7 @@ int torii_fleet_start(const struct torii_fleet_opts *o, struct torii_fleet **out
                  torii_errf(eb, TORII_ENOMEM, "fleet: mutex init failed"));
     f->pfx_end = torii_fleet_prefix_end(o->conf->prefix, strlen(o->conf->prefix), &f->pfx_end_len);
     f->applied = fleet_applied_rev(o->store);
-    r.ctx = f;
-    torii_store_set_remote(o->store, &r);
-    TORII_ENSURE(pthread_create(&f->thr, NULL, fleet_thread, f) == 0,
-                 torii_errf(eb, TORII_ENOMEM, "fleet: cannot start the watch thread"));
-    f->started = 1;
-    TORII_TRY(fleet_elect_start(f, eb));
+    TORII_TRY(fleet_threads_start(f, eb));
     torii_log(TORII_LOG_NOTICE,
               "fleet: etcd mode, prefix %s, %zu endpoints, local copy at "
               "revision %" PRId64,
@@ -373,6 +413,8 @@ void torii_fleet_stop(struct torii_fleet *f)
     if (f->started) {
         (void)pthread_join(f->thr, NULL);
     }
+    fleet_crl_stop(f); /* waits for a CRL publish in flight */
+    fleet_wish_stop(f);
     /* After the watch thread (it wakes the elect thread): revokes the job lease, so other
      * nodes take the jobs at once. */
     fleet_elect_stop(f);

@@ -130,6 +130,59 @@ int fleet_elect_fenced(const struct torii_fleet *f, int *job, int64_t *fence);
  * dropped locally), 0 when it still has it or etcd could not say. */
 int fleet_elect_fence_lost(struct torii_fleet *f, int job, int64_t fence);
 
+/* ---- crl.c: the CRLs of the fleet (<prefix>r/<CA id> -> DER) ---- */
+
+struct fleet_crls {
+    pthread_mutex_t mu;
+    json_t *seen; /* CA id -> [mod_revision, CRL number] as last seen in etcd (mu) */
+};
+
+/** Set up the CRL sharing (before the watch thread). */
+int fleet_crl_start(struct torii_fleet *f, struct torii_errbuf *eb) TORII_MUST_USE;
+/** Share the PKI view's CRLs from now on (opts.pki; nothing without one). */
+void fleet_crl_share(struct torii_fleet *f);
+/** Stop sharing (waits for a publish in flight). */
+void fleet_crl_stop(struct torii_fleet *f);
+/** A key seen by the watch or a resync page (any key: others are ignored), applied after the
+ * certificates of the same response: a CRL is adopted by the PKI view. Watch thread. */
+void fleet_crl_seen(struct torii_fleet *f, const struct torii_fleet_kv *kv, int deleted);
+/** The watch (re)started: read every stored CRL (those of CAs not applied yet come again
+ * through the watch). Watch thread. */
+void fleet_crl_load(struct torii_fleet *f);
+
+/* ---- wish.c: on-demand wishes (<prefix>w/<name> -> the wishing node) ---- */
+
+#define FLEET_NAME_MAX   253 /* a DNS name */
+#define FLEET_WISH_QUEUE 256
+
+/** 1 when s[0..len) is a lower-case DNS name: [a-z0-9-] labels separated by single dots,
+ * 1..FLEET_NAME_MAX characters (chal.c). */
+int fleet_is_dns_name(const char *s, size_t len);
+
+struct fleet_wish_item {
+    int op; /* wish.c's WISH_* */
+    int ok;
+    char name[FLEET_NAME_MAX + 1];
+};
+
+struct fleet_wishes {
+    pthread_t thr;
+    int started;
+    pthread_mutex_t mu; /* guards q, head, n */
+    pthread_cond_t cv;
+    struct fleet_wish_item q[FLEET_WISH_QUEUE];
+    size_t head;
+    size_t n;
+    int held; /* the wish thread: job acme was this node's at its last look */
+};
+
+/** Start the wish thread (opts.od; nothing without one). */
+int fleet_wish_start(struct torii_fleet *f, struct torii_errbuf *eb) TORII_MUST_USE;
+void fleet_wish_stop(struct torii_fleet *f);
+/** A key seen by the watch (others ignored): on the doer of job acme, a new wish is decided
+ * on. Watch thread. */
+void fleet_wish_seen(struct torii_fleet *f, const struct torii_fleet_kv *kv, int deleted);
+
 /* ---- fleet.c: the node ---- */
 
 struct torii_fleet {
@@ -149,7 +202,13 @@ struct torii_fleet {
     pthread_mutex_t rev_mu;
     struct fleet_revs revs; /* certificate id -> mod_revision applied (under rev_mu) */
     struct fleet_elect el;
+    struct fleet_crls crls;
+    struct fleet_wishes *wishes; /* with opts.od; NULL otherwise */
 };
+
+/** The keys under <prefix><sub>/ (at most limit; keys_only: no values), read now. */
+int fleet_range_sub(struct torii_fleet *f, char sub, unsigned limit, int keys_only,
+                    struct torii_fleet_range *out, struct torii_errbuf *eb) TORII_MUST_USE;
 
 /** *until = now + ms on CLOCK_REALTIME (the clock of pthread_cond_timedwait). */
 void fleet_deadline(unsigned ms, struct timespec *until);

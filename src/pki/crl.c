@@ -284,3 +284,46 @@ out:
     torii_pki__ca_clear(&ca);
     return rc;
 }
+
+/* The cRLNumber of crl into *number. */
+static int crl_number_of(const X509_CRL *crl, uint64_t *number, struct torii_errbuf *eb)
+{
+    ASN1_INTEGER *num = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+    int rc = TORII_OK;
+
+    TORII_ENSURE(num != NULL && ASN1_INTEGER_get_uint64(number, num) == 1,
+                 torii_errf(eb, TORII_EINVAL, "crl: no usable cRLNumber"));
+out:
+    ASN1_INTEGER_free(num);
+    return rc;
+}
+
+int torii_pki_crl_check(const unsigned char *ca_cert, size_t ca_len, const unsigned char *der,
+                        size_t der_len, uint64_t *number, struct torii_errbuf *eb)
+{
+    const unsigned char *p = ca_cert;
+    X509 *ca = ca_cert != NULL ? d2i_X509(NULL, &p, (long)ca_len) : NULL;
+    X509_CRL *crl = NULL;
+    EVP_PKEY *pub;
+    int rc = TORII_OK;
+
+    TORII_ENSURE(ca != NULL && p == ca_cert + ca_len,
+                 torii_errf(eb, TORII_EINVAL, "crl: the CA certificate does not parse"));
+    p = der;
+    crl = der != NULL && der_len < 0x7fffffff ? d2i_X509_CRL(NULL, &p, (long)der_len) : NULL;
+    TORII_ENSURE(crl != NULL && p == der + der_len,
+                 torii_errf(eb, TORII_EINVAL, "crl: not a DER CRL (%zu bytes)", der_len));
+    TORII_ENSURE(X509_CRL_get_version(crl) == X509_CRL_VERSION_2
+                     && X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) == 0,
+                 torii_errf(eb, TORII_EINVAL, "crl: not a v2 CRL issued by this CA"));
+    pub = X509_get0_pubkey(ca);
+    TORII_ENSURE(
+        pub != NULL && X509_CRL_verify(crl, pub) == 1,
+        torii_errf(eb, TORII_EINVAL, "crl: the signature does not verify with the CA's key"));
+    rc = crl_number_of(crl, number, eb);
+out:
+    ERR_clear_error();
+    X509_CRL_free(crl);
+    X509_free(ca);
+    return rc;
+}

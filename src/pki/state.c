@@ -92,6 +92,57 @@ void torii_pki_state_publish(struct torii_pki_state *st)
     torii_pki__state_publish_locked(st);
     (void)pthread_mutex_unlock(&st->wlock);
 }
+/* ---- CRLs shared by a fleet ----------------------------------------------------------------- */
+
+void torii_pki_state_crl_share(struct torii_pki_state *st, const struct torii_pki_crl_share *sh)
+{
+    state_feed_lock(st);
+    while (st->share_calls > 0) { /* a publish in flight still uses the old ctx */
+        (void)pthread_cond_wait(&st->share_idle, &st->wlock);
+    }
+    st->share = sh != NULL ? *sh : (struct torii_pki_crl_share){NULL, NULL, NULL};
+    st->has_share = st->share.signer != NULL && st->share.publish != NULL;
+    st->crl_signer = 0;
+    for (size_t i = 0; st->has_share && i < st->n_cas; i++) {
+        struct pki_ca *c = st->cas[i]->ca; /* only the fleet's CRLs are served from now on */
+        torii_pki__blob_unref(c->crl);
+        c->crl = NULL;
+        c->crl_adopted = 0;
+        st->cas_dirty = 1;
+    }
+    if (st->has_share) {
+        torii_pki__state_publish_locked(st);
+    }
+    (void)pthread_cond_signal(&st->wake);
+    (void)pthread_mutex_unlock(&st->wlock);
+}
+
+int torii_pki_state_crl_adopt(struct torii_pki_state *st, const char *ca_id,
+                              const unsigned char *der, size_t len, uint64_t *number,
+                              struct torii_errbuf *eb)
+{
+    size_t id_len = strlen(ca_id);
+    struct pki_ent **pp;
+    struct pki_ca *c;
+    uint64_t n = 0;
+    int rc = TORII_OK;
+
+    state_feed_lock(st);
+    pp = torii_pki__state_find(st, ca_id, id_len, torii_hash64(st->seed, ca_id, id_len));
+    c = *pp != NULL ? (*pp)->ca : NULL;
+    TORII_ENSURE(c != NULL && c->der != NULL,
+                 torii_errf(eb, TORII_ENOTFOUND, "pki: no CA %.80s for its CRL", ca_id));
+    TORII_TRY(torii_pki_crl_check(c->der->data, c->der->len, der, len, &n, eb));
+    if (number != NULL) {
+        *number = n;
+    }
+    TORII_ENSURE(n > c->crl_adopted, TORII_EEXIST);
+    torii_pki__crl_install(st, c, torii_pki__blob_new(der, len), n);
+out:
+    (void)pthread_mutex_unlock(&st->wlock);
+    return rc;
+}
+
 /* ---- lifecycle ----------------------------------------------------------------------------- */
 
 int torii_pki_state_new(const struct torii_pki_state_opts *o, struct torii_pki_state **out)
@@ -125,6 +176,7 @@ int torii_pki_state_new(const struct torii_pki_state_opts *o, struct torii_pki_s
     TORII_ASSERT(pthread_condattr_init(&ca) == 0);
     TORII_ASSERT(pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0);
     TORII_ASSERT(pthread_cond_init(&st->wake, &ca) == 0);
+    TORII_ASSERT(pthread_cond_init(&st->share_idle, NULL) == 0);
     (void)pthread_condattr_destroy(&ca);
     st->jwks_dirty = 1;
     *out = st;
@@ -167,6 +219,7 @@ void torii_pki_state_free(struct torii_pki_state *st)
     torii_pki__snap_cas_unref(st->snap_cas);
     torii_pki__snap_unref(st->snap);
     (void)pthread_cond_destroy(&st->wake);
+    (void)pthread_cond_destroy(&st->share_idle);
     (void)pthread_mutex_destroy(&st->snap_lock);
     (void)pthread_mutex_destroy(&st->wlock);
     free(st);

@@ -42,6 +42,7 @@ void torii_pki__ent_free(struct pki_ent *e)
         torii_pki__signer_unref(e->ca->signer);
         torii_pki__blob_unref(e->ca->der);
         torii_pki__blob_unref(e->ca->crl);
+        torii_pki__blob_unref(e->ca->crl_pend);
         torii_pki__cache_unref(e->ca->cache);
         free(e->ca);
     }
@@ -533,6 +534,11 @@ void torii_pki__state_apply(struct torii_pki_state *st, const char *id, size_t i
         if (old != NULL && old->ca != NULL) {
             ent->ca->crl_number = old->ca->crl_number;
             ent->ca->crl_number_loaded = old->ca->crl_number_loaded;
+            if (st->has_share) { /* the fleet's CRL stays served until the next one */
+                ent->ca->crl = torii_pki__blob_ref(old->ca->crl);
+                ent->ca->crl_adopted = old->ca->crl_adopted;
+                ent->ca->crl_dirty = 1;
+            }
         }
         ca_attach(st, ent);
     }

@@ -8,7 +8,8 @@
  *   state_refresh.c - the refresher thread (CRL and staple re-signing, CRL number persistence)
  *   state.c         - lifecycle and the store feed (watch/load callbacks)
  * Dependencies between these files go one way (scripts/include_cycles.sh): state.c ->
- * refresh -> read, snap -> index, blob.
+ * refresh -> read, snap -> index, blob. A fleet's shared CRLs (pkistate.h) are adopted in
+ * state.c, signed in state_snap.c and handed to the fleet in state_refresh.c.
  * Threads: functions named *_locked, and every writer-side helper (index, staples, rebuilds)
  * need wlock held; the reader helper (snap OCSP) any thread with a snapshot reference;
  * blob/cache/signer/snapshot references any thread.
@@ -164,6 +165,11 @@ struct pki_ca {
     uint64_t crl_number;
     int64_t crl_refresh_ms;
     struct pki_blob *crl;
+    /* Shared CRLs (st->has_share): crl is the adopted one, numbered crl_adopted; a CRL this
+     * node signed waits in crl_pend (crl_pend_number) until the refresher published it. */
+    uint64_t crl_adopted;
+    struct pki_blob *crl_pend;
+    uint64_t crl_pend_number;
     struct pki_cache *cache;
     int cache_shared; /* a published snapshot holds cache: replace it, never reuse it */
 };
@@ -241,6 +247,11 @@ struct torii_pki_state {
     pthread_t thread;
     int thread_started;
     int stop;
+    int has_share; /* CRLs shared by a fleet (pkistate.h; share set once, under wlock) */
+    struct torii_pki_crl_share share;
+    int crl_signer;            /* refresher: share.signer() at its last look */
+    int share_calls;           /* the refresher is inside share.publish (wlock released) */
+    pthread_cond_t share_idle; /* signalled when share_calls drops to 0 */
 };
 
 /* ---- state_blob.c: blobs, caches, signers, snapshot release (any thread) ----------------- */
@@ -288,6 +299,12 @@ void torii_pki__staple_del(struct torii_pki_state *st, const struct pki_ent *e);
 
 /* ---- state_snap.c ------------------------------------------------------------------------ */
 
+/** Serve crl (a reference, taken), numbered n, as the fleet's CRL of c, and publish. wlock
+ * held. */
+void torii_pki__crl_install(struct torii_pki_state *st, struct pki_ca *c, struct pki_blob *crl,
+                            uint64_t n);
+/** 1 when this node signs CRLs: no share, or the share's signer() says so. wlock held. */
+int torii_pki__crl_signer(const struct torii_pki_state *st);
 /** Rebuild what is dirty (JWKS, JWT keys, CRLs, CA array) and swap in a new snapshot. wlock
  * held. */
 void torii_pki__state_publish_locked(struct torii_pki_state *st);

@@ -223,7 +223,181 @@ void torii_pki_state_refresh(struct torii_pki_state *st, int64_t now_ms)
 struct persist_item {
     char key[sizeof(STATE_META_PREFIX) + TORII_STORE_ID_MAX];
     char val[24];
+    struct pki_blob *crl; /* shared CRLs: the CRL to publish (a reference) */
+    uint64_t number;
 };
+
+/* The CA id of an item (its key after the prefix). */
+static const char *persist_id(const struct persist_item *it)
+{
+    return it->key + strlen(STATE_META_PREFIX);
+}
+
+/* The CRLs to persist (their numbers) or, shared, to publish; *n of them. wlock held. */
+static struct persist_item *state_persist_collect(struct torii_pki_state *st, size_t *n)
+{
+    struct persist_item *items = NULL;
+
+    *n = 0;
+    for (size_t i = 0; i < st->n_cas; i++) {
+        struct pki_ca *c = st->cas[i]->ca;
+        struct persist_item *it;
+        if (!c->crl_persist || (st->has_share && c->crl_pend == NULL)) {
+            continue;
+        }
+        c->crl_persist = 0;
+        items = torii_xrealloc(items, (*n + 1) * sizeof(*items));
+        it = &items[(*n)++];
+        (void)snprintf(it->key, sizeof(it->key), STATE_META_PREFIX "%s", st->cas[i]->id);
+        it->number = st->has_share ? c->crl_pend_number : c->crl_number;
+        (void)snprintf(it->val, sizeof(it->val), "%llu", (unsigned long long)it->number);
+        it->crl = st->has_share ? torii_pki__blob_ref(c->crl_pend) : NULL;
+    }
+    return items;
+}
+
+/* A published CRL is served (unless a newer one was adopted meanwhile); a CRL that could not be
+ * published is signed again at the next pass (1: retry soon). wlock held. */
+static int state_published(struct torii_pki_state *st, const struct persist_item *it, int rc)
+{
+    const char *id = persist_id(it);
+    struct pki_ent **pp =
+        torii_pki__state_find(st, id, strlen(id), torii_hash64(st->seed, id, strlen(id)));
+    struct pki_ca *c = *pp != NULL ? (*pp)->ca : NULL;
+
+    if (c == NULL || c->crl_pend_number != it->number) {
+        return 0; /* replaced meanwhile: its own publish follows */
+    }
+    torii_pki__blob_unref(c->crl_pend);
+    c->crl_pend = NULL;
+    if (rc == TORII_OK && it->number > c->crl_adopted) {
+        torii_pki__crl_install(st, c, torii_pki__blob_ref(it->crl), it->number);
+    } else if (rc != TORII_OK) {
+        c->crl_dirty = 1;
+    }
+    return rc != TORII_OK;
+}
+
+/* Persist the numbers (meta_put) or publish the shared CRLs, outside wlock: a store write or an
+ * etcd request must never wait for a watcher holding wlock. Returns 1 when a publish failed
+ * (retry soon). wlock held on entry and exit. */
+static int state_persist(struct torii_pki_state *st)
+{
+    size_t n = 0;
+    struct persist_item *items = state_persist_collect(st, &n);
+    int *rcs = n > 0 ? torii_xcalloc(n, sizeof(*rcs)) : NULL;
+    struct torii_pki_crl_share sh = st->share; /* as collected: attach waits for share_calls */
+    int shared = st->has_share;
+    int retry = 0;
+
+    if (n == 0 || (!shared && st->o.meta_put == NULL)) {
+        goto out;
+    }
+    st->share_calls++;
+    (void)pthread_mutex_unlock(&st->wlock);
+    for (size_t i = 0; i < n; i++) {
+        struct torii_errbuf eb = {{0}};
+        if (!shared) {
+            rcs[i] = st->o.meta_put(st->o.meta_arg, items[i].key, items[i].val);
+        } else {
+            rcs[i] = sh.publish(sh.ctx, persist_id(&items[i]), items[i].number, items[i].crl->data,
+                                items[i].crl->len, &eb);
+        }
+        if (rcs[i] != TORII_OK) {
+            torii_log(TORII_LOG_WARN, "pki: CRL %llu of CA %s not %s: %s",
+                      (unsigned long long)items[i].number, persist_id(&items[i]),
+                      shared ? "stored for the fleet" : "number persisted",
+                      eb.msg[0] != '\0' ? eb.msg : torii_strerror(rcs[i]));
+        }
+    }
+    (void)pthread_mutex_lock(&st->wlock);
+    if (--st->share_calls == 0) {
+        (void)pthread_cond_broadcast(&st->share_idle);
+    }
+    for (size_t i = 0; shared && st->has_share && i < n; i++) {
+        retry |= state_published(st, &items[i], rcs[i]);
+    }
+out:
+    for (size_t i = 0; i < n; i++) {
+        torii_pki__blob_unref(items[i].crl);
+    }
+    free(rcs);
+    free(items);
+    return retry;
+}
+
+/* Shared CRLs: a node that just became the signer re-signs every CRL (numbered above the
+ * fleet's); a retry due re-signs the dirty ones. 1 when CRLs were re-signed (to publish).
+ * wlock held. */
+static int state_share_look(struct torii_pki_state *st, int retry)
+{
+    int signer;
+
+    if (!st->has_share) {
+        return 0;
+    }
+    signer = st->share.signer(st->share.ctx);
+    if (signer && !st->crl_signer) {
+        for (size_t i = 0; i < st->n_cas; i++) {
+            st->cas[i]->ca->crl_dirty = 1;
+        }
+        retry = 1;
+    }
+    st->crl_signer = signer;
+    if (retry && signer) {
+        torii_pki__state_publish_locked(st);
+        return 1;
+    }
+    return 0;
+}
+
+/* Wait until woken or the next full pass is due (STATE_REFRESH_MAX_MS); with shared CRLs in
+ * slices of at most a second, looking at the signer between them. 1 when the full pass is
+ * due. wlock held. */
+static int state_wait(struct torii_pki_state *st, int retry)
+{
+    int64_t until = torii_clock_mono_us() + (int64_t)STATE_REFRESH_MAX_MS * 1000;
+
+    for (int i = 0; i < STATE_REFRESH_MAX_MS / 1000 + 1 && !st->stop; i++) {
+        int64_t left = until - torii_clock_mono_us();
+        int64_t slice = st->has_share && left > 1000000 ? 1000000 : left;
+        struct timespec ts;
+        if (left <= 0) {
+            return 1;
+        }
+        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)(slice / 1000000);
+        ts.tv_nsec += (long)(slice % 1000000) * 1000;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (pthread_cond_timedwait(&st->wake, &st->wlock, &ts) != ETIMEDOUT) {
+            return 0;
+        }
+        if (state_share_look(st, retry)) {
+            return 0; /* the refresher's loop publishes them */
+        }
+        retry = 0;
+    }
+    return 1;
+}
+
+/* Between staple batches, a waiting feed call (a store writer, blocked in its watcher) goes
+ * first: wait for its publish, which signals us (bounded, in case it does not publish). A
+ * plain unlock/lock would just take the mutex back. wlock held. */
+static void state_yield(struct torii_pki_state *st)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += STATE_YIELD_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    (void)pthread_cond_timedwait(&st->wake, &st->wlock, &ts);
+}
 
 static void *state_thread(void *arg)
 {
@@ -232,63 +406,30 @@ static void *state_thread(void *arg)
 
     (void)pthread_mutex_lock(&st->wlock);
     while (!st->stop) {
-        struct persist_item *items = NULL;
-        size_t n = 0;
-        struct timespec ts;
         int64_t now_ms = torii_clock_now_ms();
         /* A full pass when woken by the clock, when something is due, and at least every
          * STATE_REFRESH_MAX_MS however often publishes wake us; else the queue only. */
         int full = timed_out || now_ms >= st->next_full_ms || now_ms < st->last_full_ms
                    || now_ms - st->last_full_ms >= STATE_REFRESH_MAX_MS;
-        int more = state_refresh_locked(st, now_ms, full);
+        int more;
+        int retry;
 
-        for (size_t i = 0; i < st->n_cas; i++) {
-            const struct pki_ent *c = st->cas[i];
-            if (!c->ca->crl_persist) {
-                continue;
-            }
-            c->ca->crl_persist = 0;
-            items = torii_xrealloc(items, (n + 1) * sizeof(*items));
-            (void)snprintf(items[n].key, sizeof(items[n].key), STATE_META_PREFIX "%s", c->id);
-            (void)snprintf(items[n].val, sizeof(items[n].val), "%llu",
-                           (unsigned long long)c->ca->crl_number);
-            n++;
-        }
-        if (n > 0 && st->o.meta_put != NULL) {
-            /* Outside wlock: a store write must never wait for a watcher holding wlock. */
-            (void)pthread_mutex_unlock(&st->wlock);
-            for (size_t i = 0; i < n; i++) {
-                if (st->o.meta_put(st->o.meta_arg, items[i].key, items[i].val) != TORII_OK) {
-                    torii_log(TORII_LOG_WARN, "pki: CRL number not persisted (key=%s)",
-                              items[i].key);
-                }
-            }
-            (void)pthread_mutex_lock(&st->wlock);
-        }
-        free(items);
+        (void)state_share_look(st, 0);
+        more = state_refresh_locked(st, now_ms, full);
+        retry = state_persist(st);
         timed_out = 0;
         if (more && atomic_load_explicit(&st->writers_waiting, memory_order_relaxed) > 0) {
-            /* Between batches, a waiting feed call (a store writer, blocked in its watcher)
-             * goes first: wait for its publish, which signals us (bounded, in case it does
-             * not publish). A plain unlock/lock would just take the mutex back. */
-            (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += STATE_YIELD_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            (void)pthread_cond_timedwait(&st->wake, &st->wlock, &ts);
+            state_yield(st);
         }
         if (more || st->stop) {
             continue;
         }
-        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += STATE_REFRESH_MAX_MS / 1000;
-        timed_out = pthread_cond_timedwait(&st->wake, &st->wlock, &ts) == ETIMEDOUT;
+        timed_out = state_wait(st, retry);
     }
     (void)pthread_mutex_unlock(&st->wlock);
     return NULL;
 }
+
 int torii_pki_state_start(struct torii_pki_state *st)
 {
     int err = pthread_create(&st->thread, NULL, state_thread, st);

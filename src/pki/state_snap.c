@@ -34,7 +34,43 @@ static void state_load_crl_number(struct torii_pki_state *st, struct pki_ent *e)
     free(val);
 }
 
-/* The CRL of signer e: the revoked certificates of its subject group (not e itself). */
+int torii_pki__crl_signer(const struct torii_pki_state *st)
+{
+    return !st->has_share || st->share.signer(st->share.ctx);
+}
+
+void torii_pki__crl_install(struct torii_pki_state *st, struct pki_ca *c, struct pki_blob *crl,
+                            uint64_t n)
+{
+    torii_pki__blob_unref(c->crl);
+    c->crl = crl;
+    c->crl_adopted = n;
+    if (n > c->crl_number) {
+        c->crl_number = n;
+    }
+    c->crl_refresh_ms = torii_clock_now_ms() + st->o.crl_next_update_s * 1000 / 2;
+    st->cas_dirty = 1;
+    torii_pki__state_publish_locked(st);
+}
+
+/* A CRL built: served at once (a single node), or held until the fleet stored it. */
+static void state_crl_built(struct torii_pki_state *st, struct pki_ca *ca, uint64_t number,
+                            unsigned char *der, size_t der_len, int64_t now_ms)
+{
+    struct pki_blob **slot = st->has_share ? &ca->crl_pend : &ca->crl;
+
+    torii_pki__blob_unref(*slot);
+    *slot = torii_pki__blob_new(der, der_len);
+    if (st->has_share) {
+        ca->crl_pend_number = number;
+    }
+    ca->crl_number = number;
+    ca->crl_persist = 1;
+    ca->crl_refresh_ms = now_ms + st->o.crl_next_update_s * 1000 / 2;
+}
+
+/* The CRL of signer e: the revoked certificates of its subject group (not e itself). A node
+ * of a fleet that does not sign keeps serving the fleet's. */
 static void state_build_crl(struct torii_pki_state *st, struct pki_ent *e, int64_t now_ms)
 {
     struct pki_ca *ca = e->ca;
@@ -46,6 +82,10 @@ static void state_build_crl(struct torii_pki_state *st, struct pki_ent *e, int64
     struct torii_errbuf eb = {{0}};
     uint64_t number;
 
+    if (!torii_pki__crl_signer(st) || (!ca->crl_dirty && ca->crl_pend != NULL)) {
+        ca->crl_dirty = 0;
+        return;
+    }
     if (!ca->crl_number_loaded) {
         state_load_crl_number(st, e);
     }
@@ -72,11 +112,7 @@ static void state_build_crl(struct torii_pki_state *st, struct pki_ent *e, int64
         != TORII_OK) {
         torii_log(TORII_LOG_WARN, "pki: CRL not built: %s (ca=%s)", eb.msg, e->id);
     } else {
-        torii_pki__blob_unref(ca->crl);
-        ca->crl = torii_pki__blob_new(der, der_len);
-        ca->crl_number = number;
-        ca->crl_persist = 1;
-        ca->crl_refresh_ms = now_ms + st->o.crl_next_update_s * 1000 / 2;
+        state_crl_built(st, ca, number, der, der_len, now_ms);
     }
     ca->crl_dirty = 0;
     free(der);

@@ -1,7 +1,8 @@
 # lib_fleet.sh - the harness of the fleet tests (sourced after lib.sh): a three-member etcd
 # cluster on loopback ports (data on tmpfs when there is one) and three torii nodes a, b, c on
 # 127.0.0.2, .3, .4 sharing one KEK. A test may define fleet_conf_extra N, printing extra
-# top-level members of node N's configuration (each followed by a comma).
+# top-level members of node N's configuration (each followed by a comma), and set
+# FLEET_LEASE_TTL (seconds) for a short job lease (a doer killed -9 is replaced sooner).
 # Exits 0 with "skip" when etcd is not installed.
 if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
   echo "skip - etcd-server / etcd-client not installed (scripts/deps.sh installs them)"
@@ -70,7 +71,7 @@ node_conf() { # node_conf N
   "debug": {"stall_file": "$T_TMP/$n/stall"},
 $(if declare -F fleet_conf_extra >/dev/null; then fleet_conf_extra "$n"; fi)
   "fleet": {"etcd": {"endpoints": [$(printf '"http://127.0.0.1:%s",' "${E_CLIENT[@]}" | sed 's/,$//')],
-                     "prefix": "/it/", "timeout_ms": 2000, "page_size": 7}}
+                     "prefix": "/it/", "timeout_ms": 2000, "page_size": 7${FLEET_LEASE_TTL:+, \"lease_ttl_s\": $FLEET_LEASE_TTL}}}
 }
 JSON
 }

@@ -153,3 +153,36 @@ acme_job_poll() {
   done
   printf '%s' "$st"
 }
+
+# ask_server_start: the on-demand ask endpoint on ASK_PORT (set here): 200 unless the name
+# starts with "no-"; every question logged in $T_TMP/ask.log. "twice.*" waits (bounded:
+# 25 s) for $T_TMP/ask.log.release.
+ask_server_start() {
+  ASK_PORT=$(t_free_port)
+  python3 - "$ASK_PORT" "$T_TMP/ask.log" >"$T_TMP/ask-server.log" 2>&1 <<'PY' &
+import http.server, os, sys, time, urllib.parse
+port, log = int(sys.argv[1]), sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        name = q.get("domain", [""])[0]
+        with open(log, "a") as f:
+            f.write(name + "\n")
+        # "twice.*" waits for the test's release file: the order stays pending while the
+        # second handshake arrives, so it has to join the first (bounded: 25 s).
+        if name.startswith("twice."):
+            for _ in range(250):
+                if os.path.exists(log + ".release"):
+                    break
+                time.sleep(0.1)
+        self.send_response(403 if name.startswith("no-") or not name else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+PY
+  P_PIDS+=($!)
+  touch "$T_TMP/ask.log"
+  t_wait_port "$ASK_PORT"
+}

@@ -11,33 +11,7 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$(realpath "$0")")/pebble.sh"
 pebble_begin
 
-# The ask endpoint: 200 unless the name starts with "no-"; every question logged.
-ASK_PORT=$(t_free_port)
-python3 - "$ASK_PORT" "$T_TMP/ask.log" >"$T_TMP/ask-server.log" 2>&1 <<'PY' &
-import http.server, os, sys, time, urllib.parse
-port, log = int(sys.argv[1]), sys.argv[2]
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
-        name = q.get("domain", [""])[0]
-        with open(log, "a") as f:
-            f.write(name + "\n")
-        # "twice.*" waits for the test's release file: the order stays pending while the
-        # second handshake arrives, so it has to join the first (bounded: 25 s).
-        if name.startswith("twice."):
-            for _ in range(250):
-                if os.path.exists(log + ".release"):
-                    break
-                time.sleep(0.1)
-        self.send_response(403 if name.startswith("no-") or not name else 200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
-PY
-P_PIDS+=($!)
-t_wait_port "$ASK_PORT" || { echo "ask server did not start"; exit 1; }
+ask_server_start || { echo "ask server did not start"; exit 1; }
 
 # domain_per_hour 3: the three orders below (shop1, no-thanks, twice) use od.test's hour.
 # wait_ms (and the idle timer that also bounds a handshake) far above an issuance against

@@ -490,6 +490,50 @@ static void test_crl_signed_by_ca_lists_revoked(void **state)
     X509_free(inter);
 }
 
+/* DER of the leaf of entity e. */
+static size_t leaf_der(const json_t *e, unsigned char **out)
+{
+    X509 *x = leaf_of(e);
+    int n = i2d_X509(x, out);
+
+    X509_free(x);
+    assert_true(n > 0);
+    return (size_t)n;
+}
+
+/* A CRL received from elsewhere (a fleet's signer) is checked against the CA certificate: its
+ * number comes out; another CA's, an altered one, or bytes that are not a CRL are refused. */
+static void test_crl_check_number_issuer_signature(void **state)
+{
+    struct torii_errbuf eb = {{0}};
+    unsigned char *der = NULL;
+    unsigned char *inter = NULL;
+    unsigned char *root = NULL;
+    size_t len = 0;
+    size_t inter_len = leaf_der(fx->inter, &inter);
+    size_t root_len = leaf_der(fx->root, &root);
+    uint64_t n = 0;
+
+    (void)state;
+    assert_int_equal(torii_pki_crl_build(fx->inter, NULL, NULL, 0, 1796581702781ULL,
+                                         torii_clock_now_ms(), 60, &der, &len, &eb),
+                     TORII_OK);
+    assert_int_equal(torii_pki_crl_check(inter, inter_len, der, len, &n, &eb), TORII_OK);
+    assert_true(n == 1796581702781ULL);
+    assert_int_equal(torii_pki_crl_check(root, root_len, der, len, &n, &eb), TORII_EINVAL);
+    assert_non_null(strstr(eb.msg, "issued by this CA"));
+    der[len - 1] ^= 0x01; /* the signature's last byte */
+    assert_int_equal(torii_pki_crl_check(inter, inter_len, der, len, &n, &eb), TORII_EINVAL);
+    assert_non_null(strstr(eb.msg, "signature"));
+    assert_int_equal(torii_pki_crl_check(inter, inter_len, der, len - 1, &n, &eb), TORII_EINVAL);
+    assert_int_equal(torii_pki_crl_check(inter, inter_len, inter, inter_len, &n, &eb),
+                     TORII_EINVAL);
+    assert_int_equal(torii_pki_crl_check(der, len, inter, inter_len, &n, &eb), TORII_EINVAL);
+    free(der);
+    OPENSSL_free(inter);
+    OPENSSL_free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -500,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_ocsp_unauthorized_and_internal_error),
         cmocka_unit_test(test_reason_parse),
         cmocka_unit_test(test_crl_signed_by_ca_lists_revoked),
+        cmocka_unit_test(test_crl_check_number_issuer_signature),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -813,6 +813,109 @@ static void test_pki_state_readers_during_changes(void **state)
     many_clear(&m);
 }
 
+/* ---- CRLs shared by a fleet (pkistate.h: torii_pki_state_crl_share / _adopt) ---- */
+
+static struct {
+    pthread_mutex_t lock;
+    atomic_int signer;
+    int calls;
+    uint64_t number;
+    unsigned char *der;
+    size_t len;
+} g_share = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int share_signer(void *ctx)
+{
+    (void)ctx;
+    return atomic_load(&g_share.signer);
+}
+
+static int share_publish(void *ctx, const char *ca_id, uint64_t number, const unsigned char *der,
+                         size_t len, struct torii_errbuf *eb)
+{
+    (void)ctx;
+    (void)eb;
+    assert_string_equal(ca_id, "ca");
+    (void)pthread_mutex_lock(&g_share.lock);
+    g_share.calls++;
+    g_share.number = number;
+    free(g_share.der);
+    g_share.der = torii_xmalloc(len);
+    memcpy(g_share.der, der, len);
+    g_share.len = len;
+    (void)pthread_mutex_unlock(&g_share.lock);
+    return TORII_OK;
+}
+
+/* 1 when the state serves exactly der[0..len) as the CRL of "ca". */
+static int serves_crl(struct torii_pki_state *st, const unsigned char *der, size_t len)
+{
+    unsigned char *got = NULL;
+    size_t n = 0;
+    int same = torii_pki_state_crl(st, "ca", &got, &n) == TORII_OK && n == len
+               && memcmp(got, der, len) == 0;
+
+    free(got);
+    return same;
+}
+
+/* A node that does not sign serves only what it adopted (checked, numbers only going up); the
+ * signer's refresher hands the CRLs it signs to publish() and serves them once stored. */
+static void test_pki_state_shared_crls(void **state)
+{
+    struct fx *f = *state;
+    struct torii_pki_crl_share sh = {share_signer, share_publish, NULL};
+    struct torii_errbuf eb = {{0}};
+    int64_t now = torii_clock_now_ms();
+    unsigned char *d5 = NULL, *d4 = NULL, *other = NULL;
+    size_t l5 = 0, l4 = 0, lo = 0;
+    json_t *ca2 = make_ca("ca2");
+    unsigned char *none = NULL;
+    size_t none_len = 0;
+    uint64_t n = 0;
+    int published = 0;
+
+    atomic_store(&g_share.signer, 0);
+    assert_int_equal(torii_pki_crl_build(f->ca, NULL, NULL, 0, 5, now, 60, &d5, &l5, &eb),
+                     TORII_OK);
+    assert_int_equal(torii_pki_crl_build(f->ca, NULL, NULL, 0, 4, now, 60, &d4, &l4, &eb),
+                     TORII_OK);
+    assert_int_equal(torii_pki_crl_build(ca2, NULL, NULL, 0, 9, now, 60, &other, &lo, &eb),
+                     TORII_OK);
+    assert_true(crl_number(f) > 0); /* alone: its own CRL */
+    torii_pki_state_crl_share(f->st, &sh);
+    assert_int_equal(torii_pki_state_crl(f->st, "ca", &none, &none_len), TORII_ENOTFOUND);
+    assert_int_equal(torii_pki_state_crl_adopt(f->st, "ca", d5, l5, &n, &eb), TORII_OK);
+    assert_true(n == 5 && serves_crl(f->st, d5, l5));
+    assert_int_equal(torii_pki_state_crl_adopt(f->st, "ca", d5, l5, &n, &eb), TORII_EEXIST);
+    assert_int_equal(torii_pki_state_crl_adopt(f->st, "ca", d4, l4, &n, &eb), TORII_EEXIST);
+    assert_int_equal(torii_pki_state_crl_adopt(f->st, "ca", other, lo, &n, &eb), TORII_EINVAL);
+    assert_int_equal(torii_pki_state_crl_adopt(f->st, "nope", d5, l5, &n, &eb), TORII_ENOTFOUND);
+    set_revoked(f->leaf, 1); /* not the signer: the fleet's CRL stays served */
+    feed(f->st, TORII_STORE_REPLACE, f->leaf);
+    assert_true(serves_crl(f->st, d5, l5));
+    atomic_store(&g_share.signer, 1); /* the signer: its refresher signs and publishes */
+    assert_int_equal(torii_pki_state_start(f->st), TORII_OK);
+    for (int i = 0; i < 3000 && !published; i++) { /* bounded: 30 s */
+        const struct timespec step = {0, 10L * 1000 * 1000};
+        (void)nanosleep(&step, NULL);
+        (void)pthread_mutex_lock(&g_share.lock);
+        published = g_share.calls > 0 && serves_crl(f->st, g_share.der, g_share.len);
+        (void)pthread_mutex_unlock(&g_share.lock);
+    }
+    assert_true(published); /* served once stored */
+    assert_true(g_share.number > 5);
+    assert_true(crl_lists(f->st, "ca", f->leaf));
+    torii_pki_state_crl_share(f->st, NULL);
+    free(g_share.der);
+    g_share.der = NULL;
+    g_share.calls = 0;
+    free(d5);
+    free(d4);
+    free(other);
+    json_decref(ca2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -830,6 +933,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pki_state_jwks_follows_exposed_in_id_order, setup,
                                         teardown),
         cmocka_unit_test(test_pki_state_readers_during_changes),
+        cmocka_unit_test_setup_teardown(test_pki_state_shared_crls, setup, teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
 
