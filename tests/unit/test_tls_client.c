@@ -606,6 +606,62 @@ static void test_resumed_handshake_issues_a_new_ticket(void **state)
     }
 }
 
+/* The certificate chosen in the client-hello callback is installed only when the handshake
+ * needs it: a full handshake serves it, a resumed one (no Certificate message) never
+ * installs it, yet still knows which certificate the connection was chosen for. */
+static int served_cert(struct fx *f, SSL_SESSION *sess_in, SSL_SESSION **sess_out, int *installed)
+{
+    SSL *c = client_new(f, "plain.example", NULL, NULL);
+    SSL *s = server_new(f);
+    int reused = -1;
+
+    if (sess_in != NULL) {
+        assert_int_equal(SSL_set_session(c, sess_in), 1);
+    }
+    assert_true(handshake(c, s));
+    reused = SSL_session_reused(s);
+    *installed = SSL_get_certificate(s) != NULL;
+    assert_non_null(torii_tls_conn_cert(s));
+    if (!reused) {
+        X509 *peer = SSL_get1_peer_certificate(c);
+        assert_non_null(peer);
+        assert_int_equal(X509_cmp(peer, SSL_get_certificate(s)), 0);
+        X509_free(peer);
+    }
+    if (sess_out != NULL) {
+        *sess_out = SSL_get1_session(c);
+    }
+    SSL_set_shutdown(c, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_free(c);
+    SSL_free(s);
+    return reused;
+}
+
+static void test_resumed_handshake_installs_no_certificate(void **state)
+{
+    struct fx *f = *state;
+    SSL_SESSION *s1 = NULL;
+    SSL_SESSION *s2 = NULL;
+    int installed = -1;
+
+    assert_int_equal(served_cert(f, NULL, &s1, &installed), 0);
+    assert_int_equal(installed, 1);
+    assert_int_equal(served_cert(f, s1, &s2, &installed), 1);
+    assert_int_equal(installed, 0);
+    /* TLS 1.2: the same through a session ticket. */
+    SSL_SESSION_free(s1);
+    SSL_SESSION_free(s2);
+    s1 = NULL;
+    s2 = NULL;
+    assert_int_equal(SSL_CTX_set_max_proto_version(f->client_ctx, TLS1_2_VERSION), 1);
+    assert_int_equal(served_cert(f, NULL, &s1, &installed), 0);
+    assert_int_equal(installed, 1);
+    assert_int_equal(served_cert(f, s1, &s2, &installed), 1);
+    assert_int_equal(installed, 0);
+    SSL_SESSION_free(s1);
+    SSL_SESSION_free(s2);
+}
+
 /* Session ticket keys supplied from outside (fleet mode): a session issued by one context
  * resumes on another that holds the same set, also once that set was rotated (the key is the
  * previous one), not after two rotations, and never across contexts with their own keys. */
@@ -1041,6 +1097,7 @@ int main(void)
         T(test_client_auth_trusted_ca_replaced_applies_to_next_handshake),
         T(test_client_auth_sessions_never_cross_policies),
         T(test_resumed_handshake_issues_a_new_ticket),
+        T(test_resumed_handshake_installs_no_certificate),
         T(test_shared_ticket_keys_resume_across_contexts),
         T(test_hello_retry_keeps_the_first_choice),
         T(test_hello_retry_with_another_name_refused),
