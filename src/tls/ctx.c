@@ -41,6 +41,7 @@ struct tls_ticket_key {
 struct torii_tls_tickets {
     pthread_rwlock_t lock;
     struct tls_ticket_key tk[TLS_TICKET_KEYS]; /* tk[0] is current */
+    EVP_CIPHER *aes; /* AES-256-CBC, fetched once: EVP_aes_256_cbc() is fetched on each use */
 };
 
 struct torii_tls_ctx {
@@ -215,6 +216,15 @@ static int tls_hello_query(SSL *ssl, struct torii_sni_query *q)
     return tls_hello_suites(ssl, q);
 }
 
+static void tls_cert_unusable(const struct torii_tls_cert *cert)
+{
+    char errs[200];
+
+    torii_ossl_errors(errs, sizeof(errs));
+    torii_log(TORII_LOG_WARN, "tls: cannot use certificate: %s (id=%s)", errs,
+              torii_tls_cert_id(cert));
+}
+
 /* On-demand certificates: 1 to suspend the hello, 0 to go on, -1 on failure. */
 static int tls_hello_on_demand(SSL *ssl, const struct torii_tls_ctx *tc,
                                const struct torii_sni_query *q, enum torii_sni_match match)
@@ -235,9 +245,6 @@ static int tls_client_hello_select(SSL *ssl, int *al, void *arg)
     struct torii_sni_query q = {0};
     struct torii_tls_cert *cert = NULL;
     enum torii_sni_match match = TORII_SNI_DEFAULT;
-    X509 *leaf;
-    EVP_PKEY *key;
-    STACK_OF(X509) * chain;
 
     if (tls_hello_query(ssl, &q) != TORII_OK) {
         *al = SSL_AD_DECODE_ERROR;
@@ -274,13 +281,11 @@ static int tls_client_hello_select(SSL *ssl, int *al, void *arg)
         *al = SSL_AD_UNRECOGNIZED_NAME;
         return SSL_CLIENT_HELLO_ERROR;
     }
-    if (torii_tls_cert_get(cert, &leaf, &key, &chain) != TORII_OK
-        || SSL_use_cert_and_key(ssl, leaf, key, chain, 1) != 1
+    /* Parsed (first use) and checked here; installed by tls_cert_cb, once OpenSSL knows the
+     * handshake needs it (not resumed). */
+    if (torii_tls_cert_get(cert, NULL, NULL, NULL) != TORII_OK
         || SSL_set_ex_data(ssl, ex->cert, cert) != 1) {
-        char errs[200];
-        torii_ossl_errors(errs, sizeof(errs));
-        torii_log(TORII_LOG_WARN, "tls: cannot use certificate: %s (id=%s)", errs,
-                  torii_tls_cert_id(cert));
+        tls_cert_unusable(cert);
         torii_tls_cert_unref(cert);
         *al = SSL_AD_INTERNAL_ERROR;
         return SSL_CLIENT_HELLO_ERROR;
@@ -353,6 +358,31 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
     return r;
 }
 
+/* Installs the certificate the client-hello callback chose. OpenSSL calls this only for a
+ * handshake that is not resumed: a resumption (ticket) sends no certificate, so it skips the
+ * install and its checks (security level of each certificate, key against leaf: already
+ * true of every table certificate, see torii_sni_usable). Nothing to do for a connection
+ * that got its certificate elsewhere (TLS-ALPN-01) or got one installed by an earlier call
+ * (a second ClientHello after HelloRetryRequest). */
+static int tls_cert_cb(SSL *ssl, void *arg)
+{
+    struct torii_tls_cert *cert = torii_tls_conn_cert(ssl);
+    X509 *leaf;
+    EVP_PKEY *key;
+    STACK_OF(X509) * chain;
+
+    (void)arg;
+    if (cert == NULL || SSL_get_certificate(ssl) != NULL) {
+        return 1;
+    }
+    if (torii_tls_cert_get(cert, &leaf, &key, &chain) == TORII_OK
+        && SSL_use_cert_and_key(ssl, leaf, key, chain, 1) == 1) {
+        return 1;
+    }
+    tls_cert_unusable(cert);
+    return 0; /* internal_error alert */
+}
+
 /* The key of ts named key_name (its slot in *slot), or NULL. Under ts->lock. */
 static const struct tls_ticket_key *tls_ticket_find(const struct torii_tls_tickets *ts,
                                                     const unsigned char key_name[16], int *slot)
@@ -401,12 +431,12 @@ static int tls_ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char
         goto out;
     }
     if (enc) {
-        if (EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1) {
+        if (EVP_EncryptInit_ex(cctx, ts->aes, NULL, k->aes, iv) != 1) {
             goto out;
         }
         rc = 1;
     } else {
-        if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1) {
+        if (EVP_DecryptInit_ex(cctx, ts->aes, NULL, k->aes, iv) != 1) {
             goto out;
         }
         /* 2: valid, and issue a new ticket. TLS 1.3 clients use a ticket once (RFC 8446
@@ -460,6 +490,8 @@ int torii_tls_tickets_new(struct torii_tls_tickets **out)
         free(ts);
         return TORII_EIO;
     }
+    ts->aes = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+    TORII_ENSURE(ts->aes != NULL, TORII_EIO);
     TORII_TRY(tls_tickets_rotate(ts));
     *out = ts;
     ts = NULL;
@@ -475,6 +507,7 @@ void torii_tls_tickets_free(struct torii_tls_tickets *ts)
     }
     (void)pthread_rwlock_destroy(&ts->lock);
     OPENSSL_cleanse(ts->tk, sizeof(ts->tk));
+    EVP_CIPHER_free(ts->aes);
     free(ts);
 }
 
@@ -579,6 +612,7 @@ int torii_tls_ctx_new(const struct torii_tls_opts *opts, struct torii_tls_ctx **
                                        | SSL_OP_PRIORITIZE_CHACHA);
     (void)SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_client_hello_cb(ctx, tls_client_hello_cb, tc);
+    SSL_CTX_set_cert_cb(ctx, tls_cert_cb, NULL);
     SSL_CTX_set_alpn_select_cb(ctx, torii_tls__alpn_select, &tc->alpn);
     if (tc->ocsp_staple != NULL) {
         (void)SSL_CTX_set_tlsext_status_cb(ctx, tls_status_cb);

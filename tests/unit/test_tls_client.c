@@ -204,13 +204,14 @@ static SSL *server_new(struct fx *f)
     return s;
 }
 
-/* Edge handshake on sni with a client certificate; returns the verdict (-1: handshake failed).
- * *sess_out (may be NULL) gets the client's session; sess_in (may be NULL) is offered;
- * *reused tells whether it was resumed. */
-static int edge(struct fx *f, const char *sni, const struct kc *cert, const struct kc *extra,
-                SSL_SESSION *sess_in, SSL_SESSION **sess_out, int *reused, const char **reason)
+/* Handshake of client c with a new server connection, sess_in (may be NULL) offered; then
+ * probe(c, s, arg) gives the result (-1 when the handshake failed) and *sess_out (may be
+ * NULL) the client's session. Frees both connections. */
+typedef int (*pair_probe)(SSL *c, SSL *s, void *arg);
+
+static int pair(struct fx *f, SSL *c, SSL_SESSION *sess_in, SSL_SESSION **sess_out,
+                pair_probe probe, void *arg)
 {
-    SSL *c = client_new(f, sni, cert, extra);
     SSL *s = server_new(f);
     int v = -1;
 
@@ -218,10 +219,7 @@ static int edge(struct fx *f, const char *sni, const struct kc *cert, const stru
         assert_int_equal(SSL_set_session(c, sess_in), 1);
     }
     if (handshake(c, s)) {
-        v = (int)torii_tls_conn_client_verdict(s, reason);
-        if (reused != NULL) {
-            *reused = SSL_session_reused(s);
-        }
+        v = probe(c, s, arg);
         if (sess_out != NULL) {
             *sess_out = SSL_get1_session(c);
         }
@@ -231,6 +229,33 @@ static int edge(struct fx *f, const char *sni, const struct kc *cert, const stru
     SSL_free(c);
     SSL_free(s);
     return v;
+}
+
+struct edge_out {
+    int *reused;
+    const char **reason;
+};
+
+static int edge_probe(SSL *c, SSL *s, void *arg)
+{
+    struct edge_out *o = arg;
+
+    (void)c;
+    if (o->reused != NULL) {
+        *o->reused = SSL_session_reused(s);
+    }
+    return (int)torii_tls_conn_client_verdict(s, o->reason);
+}
+
+/* Edge handshake on sni with a client certificate; returns the verdict (-1: handshake failed).
+ * *sess_out (may be NULL) gets the client's session; sess_in (may be NULL) is offered;
+ * *reused tells whether it was resumed. */
+static int edge(struct fx *f, const char *sni, const struct kc *cert, const struct kc *extra,
+                SSL_SESSION *sess_in, SSL_SESSION **sess_out, int *reused, const char **reason)
+{
+    struct edge_out o = {reused, reason};
+
+    return pair(f, client_new(f, sni, cert, extra), sess_in, sess_out, edge_probe, &o);
 }
 
 /* ---- fixtures ---- */
@@ -603,6 +628,55 @@ static void test_resumed_handshake_issues_a_new_ticket(void **state)
     }
     for (int i = 0; i < 6; i++) {
         SSL_SESSION_free(used[i]);
+    }
+}
+
+/* The certificate chosen in the client-hello callback is installed only when the handshake
+ * needs it: a full handshake serves it, a resumed one (no Certificate message) never
+ * installs it, yet still knows which certificate the connection was chosen for. */
+static int served_probe(SSL *c, SSL *s, void *arg)
+{
+    int *installed = arg;
+    int reused = SSL_session_reused(s);
+
+    *installed = SSL_get_certificate(s) != NULL;
+    assert_non_null(torii_tls_conn_cert(s));
+    if (!reused) {
+        X509 *peer = SSL_get1_peer_certificate(c);
+        assert_non_null(peer);
+        assert_int_equal(X509_cmp(peer, SSL_get_certificate(s)), 0);
+        X509_free(peer);
+    }
+    return reused;
+}
+
+/* 1 when resumed, 0 for a full handshake; *installed: the server connection holds a
+ * certificate. */
+static int served_cert(struct fx *f, SSL_SESSION *sess_in, SSL_SESSION **sess_out, int *installed)
+{
+    return pair(f, client_new(f, "plain.example", NULL, NULL), sess_in, sess_out, served_probe,
+                installed);
+}
+
+static void test_resumed_handshake_installs_no_certificate(void **state)
+{
+    struct fx *f = *state;
+    /* TLS 1.3, then TLS 1.2 (a session ticket too) */
+    const int versions[] = {TLS1_3_VERSION, TLS1_2_VERSION};
+
+    for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+        SSL_SESSION *s1 = NULL;
+        SSL_SESSION *s2 = NULL;
+        int installed = -1;
+
+        assert_int_equal(SSL_CTX_set_max_proto_version(f->client_ctx, versions[i]), 1);
+        assert_int_equal(served_cert(f, NULL, &s1, &installed), 0);
+        assert_int_equal(installed, 1);
+        assert_int_equal(SSL_SESSION_get_protocol_version(s1), versions[i]);
+        assert_int_equal(served_cert(f, s1, &s2, &installed), 1);
+        assert_int_equal(installed, 0);
+        SSL_SESSION_free(s1);
+        SSL_SESSION_free(s2);
     }
 }
 
@@ -1041,6 +1115,7 @@ int main(void)
         T(test_client_auth_trusted_ca_replaced_applies_to_next_handshake),
         T(test_client_auth_sessions_never_cross_policies),
         T(test_resumed_handshake_issues_a_new_ticket),
+        T(test_resumed_handshake_installs_no_certificate),
         T(test_shared_ticket_keys_resume_across_contexts),
         T(test_hello_retry_keeps_the_first_choice),
         T(test_hello_retry_with_another_name_refused),
