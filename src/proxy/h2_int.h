@@ -12,7 +12,8 @@
  *              section of a chunked response as a final HEADERS frame (gRPC's grpc-status);
  *              an RFC 8441 websocket CONNECT is a GET with Upgrade to the child, and after
  *              its 101 the stream is endpoint A of the child's tunnel (torii_proxy__h2s_tun_ops);
- *   h2msg.c    the message checks of a request's fields (pure functions).
+ *   h2msg.c    the message checks of a request's fields (pure functions);
+ *   h2cache.c  ended streams and children kept per worker for the next stream.
  * Ownership: the connection (struct proxy_conn with pc->h2) owns its struct proxy_h2, which
  * owns every struct h2_stream, which owns its child proxy_conn (child->h2s points back).
  * Threads: worker thread only. */
@@ -119,6 +120,15 @@ void torii_proxy__h2s_free(struct h2_stream *st);
 /** nghttp2 DATA provider read callback of a response. */
 ssize_t torii_proxy__h2s_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
                               uint32_t *flags, nghttp2_data_source *src, void *arg);
+
+/* ---- h2cache.c ---- */
+
+/** A cleared stream with its four buffers (empty) and, when it had one, its response parser
+ * (reset): from the worker's free list, else new. NULL on allocation failure. */
+struct h2_stream *torii_proxy__h2s_shell(struct proxy_worker *pw);
+/** Take back a stream whose strings, trailers and child are already gone: its buffers are
+ * drained and its parser reset for the free list (freed when the list is full). */
+void torii_proxy__h2s_shell_put(struct proxy_worker *pw, struct h2_stream *st);
 
 /* ---- h2msg.c ---- */
 

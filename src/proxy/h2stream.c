@@ -39,17 +39,15 @@ static uint8_t *h2s_u8(const void *p)
 
 struct h2_stream *torii_proxy__h2s_new(struct proxy_h2 *h, int32_t id)
 {
-    struct h2_stream *st = torii_xcalloc(1, sizeof(*st));
+    struct h2_stream *st = torii_proxy__h2s_shell(h->pc->pw);
 
+    if (st == NULL) {
+        return NULL;
+    }
     st->h = h;
     st->id = id;
     st->content_length = -1;
-    st->fields = evbuffer_new();
-    st->cookie = evbuffer_new();
-    st->body = evbuffer_new();
-    st->held = evbuffer_new();
-    if (st->fields == NULL || st->cookie == NULL || st->body == NULL || st->held == NULL
-        || nghttp2_session_set_stream_user_data(h->s, id, st) != 0) {
+    if (nghttp2_session_set_stream_user_data(h->s, id, st) != 0) {
         torii_proxy__h2s_free(st);
         return NULL;
     }
@@ -298,7 +296,8 @@ static int h2s_start_child(struct h2_stream *st)
     struct proxy_conn *pc = st->h->pc;
     struct torii_stream *pipe = torii_stream_pipe(torii_stream_ssl(pc->st), h2s_pipe_send, st);
 
-    if (pipe == NULL || torii_http_parser_new_response(&pc->pw->ulim, &st->rp) != TORII_OK) {
+    if (pipe == NULL
+        || (st->rp == NULL && torii_http_parser_new_response(&pc->pw->ulim, &st->rp) != TORII_OK)) {
         torii_stream_free(pipe);
         return TORII_ENOMEM;
     }
@@ -805,29 +804,21 @@ void torii_proxy__h2s_free(struct h2_stream *st)
         }
         h->n_streams--;
     }
-    if (st->fields != NULL) {
-        evbuffer_free(st->fields);
-    }
-    if (st->cookie != NULL) {
-        evbuffer_free(st->cookie);
-    }
-    if (st->body != NULL) {
-        evbuffer_free(st->body);
-    }
-    if (st->held != NULL) {
-        evbuffer_free(st->held);
-    }
     if (st->trailers != NULL) {
         evbuffer_free(st->trailers);
     }
-    torii_http_parser_free(st->rp);
     free(st->method);
     free(st->scheme);
     free(st->authority);
     free(st->path);
     free(st->host);
     free(st->protocol);
-    free(st);
+    torii_proxy__h2s_shell_put(h->pc->pw, st); /* its buffers and parser serve another */
+}
+
+struct proxy_conn *torii_proxy__tls_conn(struct proxy_conn *pc)
+{
+    return pc->h2s != NULL ? pc->h2s->h->pc : pc;
 }
 
 /* ---- the tunnel endpoint of a child after a 101 (RFC 8441) ---- */

@@ -172,6 +172,10 @@ check "421 for an authority the certificate does not name" grep -q "STATUS 421" 
 out=$($PY "$here/h2_client.py" "$T_HTTPS" biglist)
 check "431 for a header list over the limit" grep -q "STATUS 431" <<<"$out"
 check_eq "the backend saw neither" "$before" "$(seen)"
+# the certificate check is cached per connection, for all its streams: per authority
+out=$($PY "$here/h2_client.py" "$T_HTTPS" misdirected_mix app.example.test)
+check_eq "one connection: localhost 200, another authority 421, localhost 200 again" \
+  "STATUS 200 END STATUS 421 END STATUS 200 END" "$out"
 
 # --- floods -----------------------------------------------------------------------------
 metric() { # metric NAME{labels}: its value in /metrics (0 when absent)
