@@ -132,6 +132,28 @@ void torii_proxy__h2s_shell_put(struct proxy_worker *pw, struct h2_stream *st);
 
 /* ---- h2msg.c ---- */
 
+#define H2_NV_STACK    32   /* fields of a HEADERS frame built without allocation */
+#define H2_NAMES_STACK 2048 /* bytes of their lower-cased names, likewise */
+
+/* The fields of a HEADERS frame being built: nghttp2_nv entries and lower-cased copies of
+ * the names, on the stack for a usual head, allocated beyond (torii_proxy__h2_nv_*). */
+struct h2_nvbuf {
+    nghttp2_nv *nv;
+    size_t n;
+    char *names;
+    size_t used;
+    nghttp2_nv nv_s[H2_NV_STACK];
+    char names_s[H2_NAMES_STACK];
+};
+/** Room for extra entries plus the n fields of f (their names). */
+void torii_proxy__h2_nv_init(struct h2_nvbuf *b, const struct torii_http_header *f, size_t n,
+                             size_t extra);
+/** One more entry: the name lower-cased into b, the value borrowed (copied by nghttp2 when
+ * the frame is submitted). Within the room given to torii_proxy__h2_nv_init. */
+void torii_proxy__h2_nv_add(struct h2_nvbuf *b, struct torii_slice name, struct torii_slice value);
+/** Free what torii_proxy__h2_nv_init allocated. */
+void torii_proxy__h2_nv_free(struct h2_nvbuf *b);
+
 enum h2_field_kind {
     H2F_REGULAR = 0,
     H2F_PSEUDO,    /* a request pseudo-header (:method, :scheme, :authority, :path, :protocol) */

@@ -1,10 +1,12 @@
 /* h2cache.c - what an HTTP/2 stream costs to set up, kept for the next stream (h2_int.h):
  * an ended stream leaves its struct h2_stream with its four evbuffers and its response
  * parser, and its child leaves its struct proxy_conn with its timer event, in two per-worker
- * free lists of at most PX_H2_FREE each, shared by every connection of the worker. A stream
- * with 100 streams per connection (or one stream at a time on many connections) then costs
- * no allocation for these. Nothing of a request survives: the buffers are drained, the
- * parser reset, the structures cleared. The lists are freed with the worker
+ * free lists of at most PX_H2_FREE each, shared by every connection of the worker: a new
+ * stream (100 at a time on one connection, or one at a time on many) then costs no
+ * allocation for these. Nothing of a request survives: the buffers are drained, the
+ * parser reset, the structures cleared (a child's timer event may stay pending, with no
+ * mode: it then fires for nothing, and the next stream arms it without an event_add). The
+ * lists are freed with the worker
  * (torii_proxy__h2_cache_clear). Worker thread only. */
 #include <string.h>
 
@@ -95,6 +97,7 @@ struct proxy_conn *torii_proxy__h2c_take(struct proxy_worker *pw)
 {
     struct proxy_conn *pc = pw->h2c_free;
     struct event *timer;
+    int64_t fire;
 
     if (pc == NULL) {
         return NULL;
@@ -102,8 +105,10 @@ struct proxy_conn *torii_proxy__h2c_take(struct proxy_worker *pw)
     pw->h2c_free = pc->next;
     pw->n_h2c_free--;
     timer = pc->timer;
+    fire = pc->t_fire_us;
     memset(pc, 0, sizeof(*pc));
     pc->timer = timer;
+    pc->t_fire_us = fire; /* still pending: arming a later deadline costs no event_add */
     return pc;
 }
 
@@ -112,7 +117,9 @@ int torii_proxy__h2c_put(struct proxy_worker *pw, struct proxy_conn *pc)
     if (pw->n_h2c_free >= PX_H2_FREE || pc->timer == NULL) {
         return 0;
     }
-    (void)event_del(pc->timer);
+    /* Its timer event stays as it is: firing in the list it finds no mode and does nothing
+     * (session.c), and the next stream's deadline is usually later (timer_arm). */
+    pc->tmode = PT_NONE;
     pc->next = pw->h2c_free;
     pw->h2c_free = pc;
     pw->n_h2c_free++;

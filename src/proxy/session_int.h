@@ -194,11 +194,12 @@ struct proxy_conn *torii_proxy__conn_pipe(struct proxy_conn *parent, struct tori
 
 /* ---- h2.c, h2stream.c, h2cache.c: HTTP/2 to clients (h2_int.h) ---- */
 
-/** A stream child kept by the worker (cleared, its timer event kept and not pending), or
- * NULL when none is kept. */
+/** A stream child kept by the worker (cleared; its timer event kept, maybe still pending
+ * at t_fire_us), or NULL when none is kept. */
 struct proxy_conn *torii_proxy__h2c_take(struct proxy_worker *pw);
-/** Keep a closed stream child (everything but its timer event already freed) for the next
- * stream: 1, or 0 when the list is full (the caller frees it). */
+/** Keep a closed stream child (everything but its timer event already freed; the timer's
+ * mode set to none, the event left as it is) for the next stream: 1, or 0 when the list is
+ * full (the caller frees it). */
 int torii_proxy__h2c_put(struct proxy_worker *pw, struct proxy_conn *pc);
 /** Free the kept streams and children (the worker stops). */
 void torii_proxy__h2_cache_clear(struct proxy_worker *pw);

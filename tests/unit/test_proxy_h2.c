@@ -234,7 +234,8 @@ static void nop_timer(evutil_socket_t fd, short what, void *arg)
     (void)arg;
 }
 
-/* A closed stream child is kept cleared with its timer, no longer pending; PX_H2_FREE at most. */
+/* A closed stream child is kept cleared with its timer, left pending without a mode (the
+ * next stream arms it without an event_add); PX_H2_FREE at most. */
 static void test_stream_children_kept(void **state)
 {
     struct event_base *base = event_base_new();
@@ -256,11 +257,13 @@ static void test_stream_children_kept(void **state)
         assert_int_equal(event_add(pcs[i]->timer, &tv), 0);
         pcs[i]->dead = 1;
         pcs[i]->tmode = PT_IDLE;
+        pcs[i]->t_fire_us = 1000 + (int64_t)i;
     }
     for (size_t i = 0; i < PX_H2_FREE + 1; i++) {
         if (torii_proxy__h2c_put(&pw, pcs[i])) {
             kept++;
-            assert_false(event_pending(pcs[i]->timer, EV_TIMEOUT, NULL));
+            assert_int_equal(pcs[i]->tmode, PT_NONE);
+            assert_true(event_pending(pcs[i]->timer, EV_TIMEOUT, NULL));
         } else {
             event_free(pcs[i]->timer);
             free(pcs[i]);
@@ -274,6 +277,7 @@ static void test_stream_children_kept(void **state)
         assert_ptr_equal(pc->timer, pcs[PX_H2_FREE - 1]->timer);
         assert_int_equal(pc->dead, 0);
         assert_int_equal(pc->tmode, PT_NONE);
+        assert_int_equal(pc->t_fire_us, 1000 + PX_H2_FREE - 1);
         assert_null(pc->next);
         assert_int_equal(torii_proxy__h2c_put(&pw, pc), 1);
     }
