@@ -39,7 +39,9 @@ struct h2_stream {
     struct evbuffer *fields; /* regular request fields as HTTP/1.1 lines */
     struct evbuffer *cookie; /* cookie crumbs joined with "; " (RFC 9113 section 8.2.3) */
     char *method, *scheme, *authority, *path, *host;
-    char *protocol;               /* :protocol of an extended CONNECT (RFC 8441) */
+    char *protocol; /* :protocol of an extended CONNECT (RFC 8441) */
+    char strs[256]; /* the strings above while they fit (h2s_str), else malloc */
+    size_t strs_used;
     size_t hdr_bytes;             /* header list size so far (RFC 9113 section 6.5.2) */
     int64_t content_length;       /* -1: none */
     uint64_t unconsumed;          /* DATA bytes not yet returned to flow control */

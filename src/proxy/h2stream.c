@@ -78,6 +78,29 @@ static void h2s_malformed(struct h2_stream *st, const char *why)
     torii_proxy__h2s_reset(st, NGHTTP2_PROTOCOL_ERROR);
 }
 
+/* A copy of a pseudo-header field's or host's value (NUL-terminated): in st->strs while it
+ * fits, else allocated. */
+static char *h2s_str(struct h2_stream *st, const void *v, size_t n)
+{
+    char *p;
+
+    if (n >= sizeof(st->strs) - st->strs_used) {
+        return torii_xstrndup(v, n);
+    }
+    p = st->strs + st->strs_used;
+    memcpy(p, v, n);
+    p[n] = '\0';
+    st->strs_used += n + 1;
+    return p;
+}
+
+static void h2s_str_free(struct h2_stream *st, char *p)
+{
+    if (p != NULL && (uintptr_t)p - (uintptr_t)st->strs >= sizeof(st->strs)) {
+        free(p); /* not in st->strs */
+    }
+}
+
 /* A pseudo-header field: each at most once. */
 static int h2s_pseudo(struct h2_stream *st, const uint8_t *name, size_t nlen, const uint8_t *value,
                       size_t vlen)
@@ -99,7 +122,7 @@ static int h2s_pseudo(struct h2_stream *st, const uint8_t *name, size_t nlen, co
         h2s_malformed(st, "pseudo-header field repeated");
         return 0;
     }
-    *dst = torii_xstrndup((const char *)value, vlen);
+    *dst = h2s_str(st, value, vlen);
     return 0;
 }
 
@@ -134,7 +157,7 @@ static int h2s_regular(struct h2_stream *st, const uint8_t *name, size_t nlen, c
         if (st->host != NULL) {
             h2s_malformed(st, "host repeated");
         } else {
-            st->host = torii_xstrndup((const char *)value, vlen);
+            st->host = h2s_str(st, value, vlen);
         }
         return 0;
     }
@@ -345,8 +368,8 @@ static int h2s_connect(struct h2_stream *st)
         h2s_answer(st, 400);
         return -1;
     }
-    free(st->method);
-    st->method = torii_xstrndup("GET", 3);
+    h2s_str_free(st, st->method);
+    st->method = h2s_str(st, "GET", 3);
     st->ws = 1;
     return 0;
 }
@@ -796,12 +819,12 @@ void torii_proxy__h2s_free(struct h2_stream *st)
     if (st->trailers != NULL) {
         evbuffer_free(st->trailers);
     }
-    free(st->method);
-    free(st->scheme);
-    free(st->authority);
-    free(st->path);
-    free(st->host);
-    free(st->protocol);
+    h2s_str_free(st, st->method);
+    h2s_str_free(st, st->scheme);
+    h2s_str_free(st, st->authority);
+    h2s_str_free(st, st->path);
+    h2s_str_free(st, st->host);
+    h2s_str_free(st, st->protocol);
     torii_proxy__h2s_shell_put(h->pc->pw, st); /* its buffers and parser serve another */
 }
 

@@ -71,6 +71,11 @@ body=${out%$'\n'*}
 check "backend saw an HTTP/1.1 request" grep -q '"version":"HTTP/1.1"' <<<"$body"
 check "X-Forwarded-Proto https added" grep -q '\["X-Forwarded-Proto","https"\]' <<<"$body"
 check "Forwarded added" grep -q '\["Forwarded","for=127.0.0.1;host=' <<<"$body"
+# a :path over the stream's inline string room (256 bytes), then a short one, one connection
+long="/echo?q=$(head -c 300 /dev/zero | tr '\0' q)"
+out=$("${C[@]}" --http2 "$U$long" "$U/echo?short")
+check "a 307-byte :path reaches the backend whole" grep -qF "\"path\":\"$long\"" <<<"$out"
+check "then a short one on the same connection" grep -qF '"path":"/echo?short"' <<<"$out"
 head -c 3000000 /dev/urandom >"$T_TMP/up"
 want=$(sha256sum "$T_TMP/up" | cut -d' ' -f1)
 out=$("${C[@]}" --http2 --data-binary @"$T_TMP/up" "$U/upload")
