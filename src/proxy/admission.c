@@ -18,9 +18,11 @@
 #include "torii/mem.h"
 #include "torii/stream.h"
 
-/* Does the connection's certificate cover host? Cached per connection (one Host usually). */
-static int pc_cert_covers(struct proxy_conn *pc, const char *host, size_t len)
+/* Does the connection's certificate cover host? Cached per TLS connection (one Host usually;
+ * the streams of an HTTP/2 connection share the cache). */
+static int pc_cert_covers(struct proxy_conn *req_pc, const char *host, size_t len)
 {
+    struct proxy_conn *pc = torii_proxy__tls_conn(req_pc);
     SSL *ssl = torii_stream_ssl(pc->st);
     struct torii_tls_cert *cert = ssl != NULL ? torii_tls_conn_cert(ssl) : NULL;
     X509 *leaf = NULL;
@@ -56,6 +58,7 @@ static int pc_cert_covers(struct proxy_conn *pc, const char *host, size_t len)
  * Returns 0 to go on, or the status answered. */
 static int pc_client_auth(struct proxy_conn *pc, const struct torii_route *route)
 {
+    struct proxy_conn *tc = torii_proxy__tls_conn(pc);
     SSL *ssl = torii_stream_ssl(pc->st);
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     /* the route whose policy the handshake applied (the default route's without SNI) */
@@ -70,19 +73,19 @@ static int pc_client_auth(struct proxy_conn *pc, const struct torii_route *route
             pc, 421, "client certificate policy differs: connect with this host as SNI", 0);
         return 421;
     }
-    if (!pc->certs_done) {
-        pc->certs_done = 1;
-        pc->verdict = (int)torii_tls_conn_client_verdict(ssl, &why);
-        if (pc->verdict == TORII_TLS_CLIENT_VERIFIED
-            && torii_tls_client_cert_headers(ssl, &pc->client_cert, &pc->client_cert_chain)
+    if (!tc->certs_done) { /* once per TLS connection (an HTTP/2 one: for all its streams) */
+        tc->certs_done = 1;
+        tc->verdict = (int)torii_tls_conn_client_verdict(ssl, &why);
+        if (tc->verdict == TORII_TLS_CLIENT_VERIFIED
+            && torii_tls_client_cert_headers(ssl, &tc->client_cert, &tc->client_cert_chain)
                    != TORII_OK) {
-            pc->verdict = TORII_TLS_CLIENT_REJECTED;
+            tc->verdict = TORII_TLS_CLIENT_REJECTED;
         }
         ERR_clear_error();
     }
-    if (pc->verdict == TORII_TLS_CLIENT_REJECTED
+    if (tc->verdict == TORII_TLS_CLIENT_REJECTED
         || (route->client_auth.mode == TORII_TLS_CLIENT_AUTH_REQUIRED
-            && pc->verdict != TORII_TLS_CLIENT_VERIFIED)) {
+            && tc->verdict != TORII_TLS_CLIENT_VERIFIED)) {
         torii_proxy__local_error(pc, 403, "client certificate not accepted", 0);
         return 403;
     }

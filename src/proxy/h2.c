@@ -374,12 +374,13 @@ static void h2_recv(struct proxy_h2 *h)
     }
 }
 
-/* Frames into the connection's output, up to PX_HIGH_WM unsent. */
+/* Frames into the connection's output, up to PX_HIGH_WM unsent; a pass with nothing queued
+ * (nghttp2_session_want_write) asks nghttp2 nothing. */
 static void h2_send(struct proxy_h2 *h)
 {
     struct evbuffer *out = torii_stream_output(h->pc->st);
 
-    while (torii_stream_unsent(h->pc->st) < PX_HIGH_WM) {
+    while (torii_stream_unsent(h->pc->st) < PX_HIGH_WM && nghttp2_session_want_write(h->s)) {
         const uint8_t *data = NULL;
         ssize_t n = nghttp2_session_mem_send(h->s, &data);
         if (n < 0) {

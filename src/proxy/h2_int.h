@@ -12,7 +12,8 @@
  *              section of a chunked response as a final HEADERS frame (gRPC's grpc-status);
  *              an RFC 8441 websocket CONNECT is a GET with Upgrade to the child, and after
  *              its 101 the stream is endpoint A of the child's tunnel (torii_proxy__h2s_tun_ops);
- *   h2msg.c    the message checks of a request's fields (pure functions).
+ *   h2msg.c    the message checks of a request's fields (pure functions);
+ *   h2cache.c  ended streams and children kept per worker for the next stream.
  * Ownership: the connection (struct proxy_conn with pc->h2) owns its struct proxy_h2, which
  * owns every struct h2_stream, which owns its child proxy_conn (child->h2s points back).
  * Threads: worker thread only. */
@@ -38,7 +39,9 @@ struct h2_stream {
     struct evbuffer *fields; /* regular request fields as HTTP/1.1 lines */
     struct evbuffer *cookie; /* cookie crumbs joined with "; " (RFC 9113 section 8.2.3) */
     char *method, *scheme, *authority, *path, *host;
-    char *protocol;               /* :protocol of an extended CONNECT (RFC 8441) */
+    char *protocol; /* :protocol of an extended CONNECT (RFC 8441) */
+    char strs[256]; /* the strings above while they fit (h2s_str), else malloc */
+    size_t strs_used;
     size_t hdr_bytes;             /* header list size so far (RFC 9113 section 6.5.2) */
     int64_t content_length;       /* -1: none */
     uint64_t unconsumed;          /* DATA bytes not yet returned to flow control */
@@ -120,7 +123,38 @@ void torii_proxy__h2s_free(struct h2_stream *st);
 ssize_t torii_proxy__h2s_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
                               uint32_t *flags, nghttp2_data_source *src, void *arg);
 
+/* ---- h2cache.c ---- */
+
+/** A cleared stream with its four buffers (empty) and, when it had one, its response parser
+ * (reset): from the worker's free list, else new. NULL on allocation failure. */
+struct h2_stream *torii_proxy__h2s_shell(struct proxy_worker *pw);
+/** Take back a stream whose strings, trailers and child are already gone: its buffers are
+ * drained and its parser reset for the free list (freed when the list is full). */
+void torii_proxy__h2s_shell_put(struct proxy_worker *pw, struct h2_stream *st);
+
 /* ---- h2msg.c ---- */
+
+#define H2_NV_STACK    32   /* fields of a HEADERS frame built without allocation */
+#define H2_NAMES_STACK 2048 /* bytes of their lower-cased names, likewise */
+
+/* The fields of a HEADERS frame being built: nghttp2_nv entries and lower-cased copies of
+ * the names, on the stack for a usual head, allocated beyond (torii_proxy__h2_nv_*). */
+struct h2_nvbuf {
+    nghttp2_nv *nv;
+    size_t n;
+    char *names;
+    size_t used;
+    nghttp2_nv nv_s[H2_NV_STACK];
+    char names_s[H2_NAMES_STACK];
+};
+/** Room for extra entries plus the n fields of f (their names). */
+void torii_proxy__h2_nv_init(struct h2_nvbuf *b, const struct torii_http_header *f, size_t n,
+                             size_t extra);
+/** One more entry: the name lower-cased into b, the value borrowed (copied by nghttp2 when
+ * the frame is submitted). Within the room given to torii_proxy__h2_nv_init. */
+void torii_proxy__h2_nv_add(struct h2_nvbuf *b, struct torii_slice name, struct torii_slice value);
+/** Free what torii_proxy__h2_nv_init allocated. */
+void torii_proxy__h2_nv_free(struct h2_nvbuf *b);
 
 enum h2_field_kind {
     H2F_REGULAR = 0,

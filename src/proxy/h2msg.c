@@ -1,11 +1,50 @@
 /* h2msg.c - the HTTP/2 message checks of a request's fields (RFC 9113 section 8.2, 8.3),
  * made again here whatever nghttp2 checked first, so that nothing an HTTP/1.1 backend could
- * read as a different message (a smuggled request) leaves an HTTP/2 stream. Pure functions.
- * Threads: any. */
+ * read as a different message (a smuggled request) leaves an HTTP/2 stream. Pure functions;
+ * and the field list of a response HEADERS frame (struct h2_nvbuf). Threads: any. */
 #include <string.h>
 #include <strings.h>
 
 #include "h2_int.h"
+#include "torii/mem.h"
+
+void torii_proxy__h2_nv_init(struct h2_nvbuf *b, const struct torii_http_header *f, size_t n,
+                             size_t extra)
+{
+    size_t bytes = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        bytes += f[i].name.len;
+    }
+    b->n = 0;
+    b->used = 0;
+    b->nv = n + extra <= H2_NV_STACK ? b->nv_s : torii_xcalloc(n + extra, sizeof(*b->nv));
+    b->names = bytes <= sizeof(b->names_s) ? b->names_s : torii_xcalloc(1, bytes);
+}
+
+void torii_proxy__h2_nv_add(struct h2_nvbuf *b, struct torii_slice name, struct torii_slice value)
+{
+    char *lc = b->names + b->used;
+
+    for (size_t k = 0; k < name.len; k++) {
+        char c = name.ptr[k];
+        lc[k] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+    }
+    b->used += name.len;
+    /* nghttp2_nv wants non-const pointers; nghttp2 copies what they point to */
+    b->nv[b->n++] = (nghttp2_nv){(uint8_t *)lc, (uint8_t *)(uintptr_t)value.ptr, name.len,
+                                 value.len, NGHTTP2_NV_FLAG_NONE};
+}
+
+void torii_proxy__h2_nv_free(struct h2_nvbuf *b)
+{
+    if (b->nv != b->nv_s) {
+        free(b->nv);
+    }
+    if (b->names != b->names_s) {
+        free(b->names);
+    }
+}
 
 /* tchar of RFC 9110 section 5.6.2, lower case only (RFC 9113 section 8.2.1). */
 static int h2_name_char(uint8_t c)

@@ -29,7 +29,7 @@
 
 #define H2S_IN_LOW   ((size_t)64 * 1024) /* window given back while the input is below */
 #define H2S_HOLD     ((size_t)64 * 1024) /* body held before the request goes on */
-#define H2S_MAX_NAME 256                 /* response field names are lower-cased in a copy */
+#define H2S_MAX_NAME 256                 /* longer response field names are not relayed */
 
 /* nghttp2_nv wants non-const pointers; nghttp2_submit_response copies what they point to. */
 static uint8_t *h2s_u8(const void *p)
@@ -39,17 +39,15 @@ static uint8_t *h2s_u8(const void *p)
 
 struct h2_stream *torii_proxy__h2s_new(struct proxy_h2 *h, int32_t id)
 {
-    struct h2_stream *st = torii_xcalloc(1, sizeof(*st));
+    struct h2_stream *st = torii_proxy__h2s_shell(h->pc->pw);
 
+    if (st == NULL) {
+        return NULL;
+    }
     st->h = h;
     st->id = id;
     st->content_length = -1;
-    st->fields = evbuffer_new();
-    st->cookie = evbuffer_new();
-    st->body = evbuffer_new();
-    st->held = evbuffer_new();
-    if (st->fields == NULL || st->cookie == NULL || st->body == NULL || st->held == NULL
-        || nghttp2_session_set_stream_user_data(h->s, id, st) != 0) {
+    if (nghttp2_session_set_stream_user_data(h->s, id, st) != 0) {
         torii_proxy__h2s_free(st);
         return NULL;
     }
@@ -80,6 +78,29 @@ static void h2s_malformed(struct h2_stream *st, const char *why)
     torii_proxy__h2s_reset(st, NGHTTP2_PROTOCOL_ERROR);
 }
 
+/* A copy of a pseudo-header field's or host's value (NUL-terminated): in st->strs while it
+ * fits, else allocated. */
+static char *h2s_str(struct h2_stream *st, const void *v, size_t n)
+{
+    char *p;
+
+    if (n >= sizeof(st->strs) - st->strs_used) {
+        return torii_xstrndup(v, n);
+    }
+    p = st->strs + st->strs_used;
+    memcpy(p, v, n);
+    p[n] = '\0';
+    st->strs_used += n + 1;
+    return p;
+}
+
+static void h2s_str_free(struct h2_stream *st, char *p)
+{
+    if (p != NULL && (uintptr_t)p - (uintptr_t)st->strs >= sizeof(st->strs)) {
+        free(p); /* not in st->strs */
+    }
+}
+
 /* A pseudo-header field: each at most once. */
 static int h2s_pseudo(struct h2_stream *st, const uint8_t *name, size_t nlen, const uint8_t *value,
                       size_t vlen)
@@ -101,7 +122,7 @@ static int h2s_pseudo(struct h2_stream *st, const uint8_t *name, size_t nlen, co
         h2s_malformed(st, "pseudo-header field repeated");
         return 0;
     }
-    *dst = torii_xstrndup((const char *)value, vlen);
+    *dst = h2s_str(st, value, vlen);
     return 0;
 }
 
@@ -136,7 +157,7 @@ static int h2s_regular(struct h2_stream *st, const uint8_t *name, size_t nlen, c
         if (st->host != NULL) {
             h2s_malformed(st, "host repeated");
         } else {
-            st->host = torii_xstrndup((const char *)value, vlen);
+            st->host = h2s_str(st, value, vlen);
         }
         return 0;
     }
@@ -255,10 +276,14 @@ static void h2s_answer(struct h2_stream *st, int status)
 static int h2s_write_head(struct h2_stream *st, struct evbuffer *in)
 {
     const char *host = st->authority != NULL ? st->authority : st->host;
-    int rc = evbuffer_add_printf(in, "%s %s HTTP/1.1\r\nhost: %s\r\n", st->method, st->path, host);
+    const char *line[] = {st->method, " ", st->path, " HTTP/1.1\r\nhost: ", host, "\r\n"};
+    int rc = 0;
     unsigned char nonce[16];
     char key[32];
 
+    for (size_t i = 0; i < sizeof(line) / sizeof(line[0]) && rc == 0; i++) {
+        rc = evbuffer_add(in, line[i], strlen(line[i]));
+    }
     if (rc >= 0 && st->ws) { /* RFC 8441 section 5: the HTTP/1.1 handshake of RFC 6455 */
         rc = RAND_bytes(nonce, sizeof(nonce)) == 1 ? 0 : -1;
         if (rc == 0) {
@@ -279,7 +304,9 @@ static int h2s_write_head(struct h2_stream *st, struct evbuffer *in)
         rc = -1;
     }
     if (rc >= 0 && st->content_length >= 0) {
-        rc = evbuffer_add_printf(in, "content-length: %lld\r\n", (long long)st->content_length);
+        char cl[48];
+        int k = snprintf(cl, sizeof(cl), "content-length: %lld\r\n", (long long)st->content_length);
+        rc = k > 0 && (size_t)k < sizeof(cl) ? evbuffer_add(in, cl, (size_t)k) : -1;
     } else if (rc >= 0 && st->chunked) {
         rc = evbuffer_add(in, "transfer-encoding: chunked\r\n", 28) == 0 ? 0 : -1;
     }
@@ -298,7 +325,8 @@ static int h2s_start_child(struct h2_stream *st)
     struct proxy_conn *pc = st->h->pc;
     struct torii_stream *pipe = torii_stream_pipe(torii_stream_ssl(pc->st), h2s_pipe_send, st);
 
-    if (pipe == NULL || torii_http_parser_new_response(&pc->pw->ulim, &st->rp) != TORII_OK) {
+    if (pipe == NULL
+        || (st->rp == NULL && torii_http_parser_new_response(&pc->pw->ulim, &st->rp) != TORII_OK)) {
         torii_stream_free(pipe);
         return TORII_ENOMEM;
     }
@@ -340,8 +368,8 @@ static int h2s_connect(struct h2_stream *st)
         h2s_answer(st, 400);
         return -1;
     }
-    free(st->method);
-    st->method = torii_xstrndup("GET", 3);
+    h2s_str_free(st, st->method);
+    st->method = h2s_str(st, "GET", 3);
     st->ws = 1;
     return 0;
 }
@@ -503,50 +531,41 @@ static int h2s_resp_body(void *arg, const unsigned char *data, size_t len)
     return evbuffer_add(st->body, data, len) == 0 ? TORII_OK : TORII_ENOMEM;
 }
 
-/* The fields of a response head as nv (names lower-cased into names, H2S_MAX_NAME each,
- * the status into code): connection-specific fields dropped. Returns the count. */
-static size_t h2s_head_nv(const struct h2_stream *st, const struct torii_http_resp *r,
-                          nghttp2_nv *nv, char *names, char *code)
+/* The fields of a response head into b (the status into code): connection-specific fields
+ * dropped. */
+static void h2s_head_nv(const struct h2_stream *st, const struct torii_http_resp *r,
+                        struct h2_nvbuf *b, char *code)
 {
-    size_t n = 0;
-
     (void)snprintf(code, 8, "%03d", st->tunnel ? 200 : r->status);
-    nv[n++] = (nghttp2_nv){h2s_u8(":status"), h2s_u8(code), 7, 3, NGHTTP2_NV_FLAG_NONE};
+    b->nv[b->n++] = (nghttp2_nv){h2s_u8(":status"), h2s_u8(code), 7, 3, NGHTTP2_NV_FLAG_NONE};
     for (size_t i = 0; i < r->n_headers; i++) {
         const struct torii_http_header *f = &r->headers[i];
-        char *lc = names + i * H2S_MAX_NAME;
         if (torii_proxy__h2_conn_specific(f->name.ptr, f->name.len) || f->name.len >= H2S_MAX_NAME
             || (st->tunnel && torii_slice_eq_ci(f->name, "Sec-WebSocket-Accept"))) {
             continue; /* a name that long is refused by the response parser's limits first */
         }
-        for (size_t k = 0; k < f->name.len; k++) {
-            lc[k] = (char)tolower((unsigned char)f->name.ptr[k]);
-        }
-        nv[n++] = (nghttp2_nv){(uint8_t *)lc, h2s_u8(f->value.ptr), f->name.len, f->value.len,
-                               NGHTTP2_NV_FLAG_NONE};
+        torii_proxy__h2_nv_add(b, f->name, f->value);
     }
-    return n;
 }
 
 /* The response head as a HEADERS frame; with_body: DATA frames follow. An interim (1xx)
  * head is a HEADERS frame of its own before the final one (RFC 9113 section 8.1). */
 static int h2s_submit_head(struct h2_stream *st, const struct torii_http_resp *r, int with_body)
 {
-    nghttp2_nv *nv = torii_xcalloc(r->n_headers + 1, sizeof(*nv));
-    char *names = torii_xcalloc(r->n_headers + 1, H2S_MAX_NAME);
+    struct h2_nvbuf b;
     char code[8];
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = torii_proxy__h2s_read};
-    size_t n = h2s_head_nv(st, r, nv, names, code);
     int rc;
 
+    torii_proxy__h2_nv_init(&b, r->headers, r->n_headers, 1);
+    h2s_head_nv(st, r, &b, code);
     if (r->interim) {
-        rc = nghttp2_submit_headers(st->h->s, NGHTTP2_FLAG_NONE, st->id, NULL, nv, n, NULL);
+        rc = nghttp2_submit_headers(st->h->s, NGHTTP2_FLAG_NONE, st->id, NULL, b.nv, b.n, NULL);
     } else {
-        rc = nghttp2_submit_response(st->h->s, st->id, nv, n, with_body ? &prd : NULL);
+        rc = nghttp2_submit_response(st->h->s, st->id, b.nv, b.n, with_body ? &prd : NULL);
         st->resp_head = 1;
     }
-    free(names);
-    free(nv);
+    torii_proxy__h2_nv_free(&b);
     return rc == 0 ? TORII_OK : TORII_EIO;
 }
 
@@ -668,38 +687,30 @@ static int h2s_pipe_send(struct torii_stream *pipe, void *arg)
 static int h2s_trailers(struct h2_stream *st)
 {
     const struct torii_http_resp *r = torii_http_parser_resp(st->rp);
-    nghttp2_nv *nv;
-    char *names;
-    size_t n = 0, bytes = 0;
+    struct h2_nvbuf b;
+    size_t bytes = 0;
     int rc = 0;
 
     if (!st->resp_trl || r == NULL || r->n_trailers == 0) {
         return 0;
     }
-    nv = torii_xcalloc(r->n_trailers, sizeof(*nv));
-    names = torii_xcalloc(r->n_trailers, H2S_MAX_NAME);
+    torii_proxy__h2_nv_init(&b, r->trailers, r->n_trailers, 0);
     for (size_t i = 0; i < r->n_trailers; i++) {
         const struct torii_http_header *f = &r->trailers[i];
-        char *lc = names + i * H2S_MAX_NAME;
         if (!torii_proxy__h2_trailer_ok(f->name.ptr, f->name.len) || f->name.len >= H2S_MAX_NAME) {
             continue;
         }
-        for (size_t k = 0; k < f->name.len; k++) {
-            lc[k] = (char)tolower((unsigned char)f->name.ptr[k]);
-        }
         bytes += f->name.len + f->value.len + 32;
-        nv[n++] = (nghttp2_nv){(uint8_t *)lc, h2s_u8(f->value.ptr), f->name.len, f->value.len,
-                               NGHTTP2_NV_FLAG_NONE};
+        torii_proxy__h2_nv_add(&b, f->name, f->value);
     }
     if (bytes > st->h->pc->pw->cfg->h2_max_header_list) {
         torii_log(TORII_LOG_WARN, "h2: stream %d from %s: response trailers over %zu bytes",
                   (int)st->id, st->h->pc->ip, st->h->pc->pw->cfg->h2_max_header_list);
         rc = -1;
-    } else if (n > 0) {
-        rc = nghttp2_submit_trailer(st->h->s, st->id, nv, n) == 0 ? 1 : -1;
+    } else if (b.n > 0) {
+        rc = nghttp2_submit_trailer(st->h->s, st->id, b.nv, b.n) == 0 ? 1 : -1;
     }
-    free(names);
-    free(nv);
+    torii_proxy__h2_nv_free(&b);
     return rc;
 }
 
@@ -805,29 +816,21 @@ void torii_proxy__h2s_free(struct h2_stream *st)
         }
         h->n_streams--;
     }
-    if (st->fields != NULL) {
-        evbuffer_free(st->fields);
-    }
-    if (st->cookie != NULL) {
-        evbuffer_free(st->cookie);
-    }
-    if (st->body != NULL) {
-        evbuffer_free(st->body);
-    }
-    if (st->held != NULL) {
-        evbuffer_free(st->held);
-    }
     if (st->trailers != NULL) {
         evbuffer_free(st->trailers);
     }
-    torii_http_parser_free(st->rp);
-    free(st->method);
-    free(st->scheme);
-    free(st->authority);
-    free(st->path);
-    free(st->host);
-    free(st->protocol);
-    free(st);
+    h2s_str_free(st, st->method);
+    h2s_str_free(st, st->scheme);
+    h2s_str_free(st, st->authority);
+    h2s_str_free(st, st->path);
+    h2s_str_free(st, st->host);
+    h2s_str_free(st, st->protocol);
+    torii_proxy__h2s_shell_put(h->pc->pw, st); /* its buffers and parser serve another */
+}
+
+struct proxy_conn *torii_proxy__tls_conn(struct proxy_conn *pc)
+{
+    return pc->h2s != NULL ? pc->h2s->h->pc : pc;
 }
 
 /* ---- the tunnel endpoint of a child after a 101 (RFC 8441) ---- */

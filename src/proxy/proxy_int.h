@@ -26,7 +26,10 @@ struct proxy_target_state {
     uint32_t n_h2;
 };
 
-#define PX_RP_FREE 64 /* request parsers a worker keeps for reuse (rpcache.c) */
+#define PX_RP_FREE 64  /* request parsers a worker keeps for reuse (rpcache.c) */
+#define PX_H2_FREE 128 /* HTTP/2 stream shells and stream children kept for reuse (h2cache.c) */
+
+struct h2_stream;
 
 struct proxy_worker {
     struct event_base *base;
@@ -55,6 +58,12 @@ struct proxy_worker {
     /* request parsers given back by connections idle between requests (rpcache.c) */
     struct torii_http_parser *rp_free[PX_RP_FREE];
     unsigned n_rp_free;
+    /* HTTP/2 streams and their child connections, ended, kept with their buffers, parsers
+     * and timer for the next stream of any connection of this worker (h2cache.c) */
+    struct h2_stream *h2s_free; /* linked by next */
+    unsigned n_h2s_free;
+    struct proxy_conn *h2c_free; /* linked by next */
+    unsigned n_h2c_free;
 };
 
 /** Set up / tear down the proxy state of a worker (pool, health, well-known). */

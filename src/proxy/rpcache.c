@@ -35,6 +35,14 @@ void torii_proxy__rp_put(struct proxy_conn *pc)
         return;
     }
     pc->rp = NULL;
+    torii_proxy__rp_give(pw, p);
+}
+
+void torii_proxy__rp_give(struct proxy_worker *pw, struct torii_http_parser *p)
+{
+    if (p == NULL) {
+        return;
+    }
     if (pw->n_rp_free < PX_RP_FREE) {
         torii_http_parser_reset(p);
         pw->rp_free[pw->n_rp_free++] = p;

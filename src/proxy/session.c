@@ -443,9 +443,6 @@ static void pc_close(struct proxy_conn *pc)
         pc->next->prev = pc->prev;
     }
     pw->n_conns -= pc->h2_child ? 0 : 1;
-    if (pc->timer != NULL) {
-        event_free(pc->timer);
-    }
     /* close_notify when all was written and the client still listens: without it, OpenSSL
      * clients treat the EOF as an error and drop the session instead of resuming it. Never
      * blocks; never after a truncated response (it would make the truncation look clean). */
@@ -456,11 +453,21 @@ static void pc_close(struct proxy_conn *pc)
         }
     }
     torii_stream_free(pc->st);
-    torii_http_parser_free(pc->rp);
     free(pc->cov_host);
     free(pc->client_cert);
     free(pc->client_cert_chain);
     free(pc->jwt_hdrs);
+    if (pc->h2_child) { /* its parser and itself serve the next stream (h2cache.c) */
+        torii_proxy__rp_give(pw, pc->rp);
+        if (torii_proxy__h2c_put(pw, pc)) {
+            return;
+        }
+    } else {
+        torii_http_parser_free(pc->rp);
+    }
+    if (pc->timer != NULL) {
+        event_free(pc->timer);
+    }
     free(pc);
 }
 
@@ -631,19 +638,22 @@ void torii_proxy__accept(struct proxy_worker *pw, evutil_socket_t fd, const stru
 
 struct proxy_conn *torii_proxy__conn_pipe(struct proxy_conn *parent, struct torii_stream *pipe)
 {
-    struct proxy_conn *pc = torii_xcalloc(1, sizeof(*pc));
+    struct proxy_conn *pc = torii_proxy__h2c_take(parent->pw); /* its timer kept */
 
+    if (pc == NULL) {
+        pc = torii_xcalloc(1, sizeof(*pc));
+        pc->timer = evtimer_new(parent->pw->base, pc_timer_cb, pc);
+        if (pc->timer == NULL) {
+            torii_stream_free(pipe);
+            free(pc);
+            return NULL;
+        }
+    }
     pc->pw = parent->pw;
     pc->tls = parent->tls;
     pc->h2_child = 1;
     memcpy(pc->ip, parent->ip, sizeof(pc->ip));
     pc->st = pipe;
-    pc->timer = evtimer_new(pc->pw->base, pc_timer_cb, pc);
-    if (pc->timer == NULL) {
-        torii_stream_free(pipe);
-        free(pc);
-        return NULL;
-    }
     torii_proxy__timer_arm(pc, PT_IDLE, pc->pw->cfg->idle_timeout_ms);
     return pc;
 }
@@ -725,6 +735,7 @@ unsigned torii_proxy__worker_clear(struct proxy_worker *pw)
     }
     torii_proxy__pool_clear(pw);
     torii_proxy__rp_clear(pw);
+    torii_proxy__h2_cache_clear(pw);
     TORII_FREE(pw->targets);
     TORII_FREE(pw->rr);
     torii_wellknown_free(pw->wk);

@@ -192,7 +192,20 @@ void torii_proxy__run(struct proxy_conn *pc);
  * allocation failure. */
 struct proxy_conn *torii_proxy__conn_pipe(struct proxy_conn *parent, struct torii_stream *pipe);
 
-/* ---- h2.c, h2stream.c: HTTP/2 to clients (h2_int.h) ---- */
+/* ---- h2.c, h2stream.c, h2cache.c: HTTP/2 to clients (h2_int.h) ---- */
+
+/** A stream child kept by the worker (cleared; its timer event kept, maybe still pending
+ * at t_fire_us), or NULL when none is kept. */
+struct proxy_conn *torii_proxy__h2c_take(struct proxy_worker *pw);
+/** Keep a closed stream child (everything but its timer event already freed; the timer's
+ * mode set to none, the event left as it is) for the next stream: 1, or 0 when the list is
+ * full (the caller frees it). */
+int torii_proxy__h2c_put(struct proxy_worker *pw, struct proxy_conn *pc);
+/** Free the kept streams and children (the worker stops). */
+void torii_proxy__h2_cache_clear(struct proxy_worker *pw);
+/** The connection whose TLS session a request came on: pc, or for a stream child the
+ * HTTP/2 connection of its stream (its per-connection caches serve every stream). */
+struct proxy_conn *torii_proxy__tls_conn(struct proxy_conn *pc);
 
 /** Once the handshake is done: when ALPN chose h2, set up pc->h2. 1 when pc now speaks
  * HTTP/2 (or failed: pc->dead), 0 to go on with HTTP/1.1. */
@@ -257,6 +270,9 @@ int torii_proxy__rp_take(struct proxy_conn *pc) TORII_MUST_USE;
 /** pc is idle between requests (PH_HEAD, nothing started, no input): its parser goes back to
  * the worker (or is freed beyond PX_RP_FREE). Otherwise nothing. */
 void torii_proxy__rp_put(struct proxy_conn *pc);
+/** A parser nobody uses any more (p may be NULL, or stopped mid-message): reset and kept by
+ * the worker, or freed beyond PX_RP_FREE. */
+void torii_proxy__rp_give(struct proxy_worker *pw, struct torii_http_parser *p);
 /** Free the parsers the worker keeps (worker tear-down). */
 void torii_proxy__rp_clear(struct proxy_worker *pw);
 

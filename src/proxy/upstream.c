@@ -104,6 +104,7 @@ int torii_proxy__forward(struct proxy_conn *pc, const struct torii_http_req *req
                          struct torii_slice host, int allow_pool)
 {
     struct proxy_exch *x = &pc->x;
+    const struct proxy_conn *tc = torii_proxy__tls_conn(pc); /* its client certificate */
     struct torii_proxy_fwd fwd;
     struct proxy_upstream *up = NULL;
     int rc;
@@ -119,12 +120,12 @@ int torii_proxy__forward(struct proxy_conn *pc, const struct torii_http_req *req
     fwd.client_ip = pc->ip;
     fwd.https = pc->tls;
     fwd.host = host;
-    if (pc->client_cert != NULL && pc->verdict == TORII_TLS_CLIENT_VERIFIED) {
-        fwd.client_cert.ptr = pc->client_cert;
-        fwd.client_cert.len = strlen(pc->client_cert);
-        if (pc->client_cert_chain != NULL) {
-            fwd.client_cert_chain.ptr = pc->client_cert_chain;
-            fwd.client_cert_chain.len = strlen(pc->client_cert_chain);
+    if (tc->client_cert != NULL && tc->verdict == TORII_TLS_CLIENT_VERIFIED) {
+        fwd.client_cert.ptr = tc->client_cert;
+        fwd.client_cert.len = strlen(tc->client_cert);
+        if (tc->client_cert_chain != NULL) {
+            fwd.client_cert_chain.ptr = tc->client_cert_chain;
+            fwd.client_cert_chain.len = strlen(tc->client_cert_chain);
         }
     }
     fwd.body = x->req_body;

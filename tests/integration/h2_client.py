@@ -7,6 +7,8 @@ Prints one line per outcome, e.g. "RST 1" (RST_STREAM PROTOCOL_ERROR), "GOAWAY 1
 Cases:
   malformed:NAME   one request built to break one RFC 9113 section 8 rule (see MALFORMED)
   misdirected      GET for an authority the connection's certificate does not name
+  misdirected_mix  on one connection, one stream after the other: GET for localhost, for
+                   AUTHORITY (not named by the certificate), for localhost again
   biglist          a header list over limits.h2_max_header_list_size
   rapid_reset      1000 HEADERS + RST_STREAM pairs in one write
   continuation     HEADERS without END_HEADERS, then 50 empty CONTINUATION frames
@@ -207,6 +209,14 @@ def main():
             hdrs += [("x-big-%d" % i, "v" * 1000) for i in range(100)]
         send_request(sock, conn, hdrs, None)
         print(" ".join(pump(sock, conn, final)))
+    elif CASE == "misdirected_mix":
+        conn = h2conn(sock)
+        seen = []
+        for i, auth in enumerate(("localhost:%d" % PORT, AUTH, "localhost:%d" % PORT)):
+            hdrs = [(k, auth if k == ":authority" else v) for k, v in base()]
+            send_request(sock, conn, hdrs, None, sid=1 + 2 * i)
+            seen += pump(sock, conn, final)
+        print(" ".join(seen))
     elif CASE == "rapid_reset":
         conn = h2conn(sock)
         for i in range(1000):

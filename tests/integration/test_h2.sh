@@ -71,6 +71,11 @@ body=${out%$'\n'*}
 check "backend saw an HTTP/1.1 request" grep -q '"version":"HTTP/1.1"' <<<"$body"
 check "X-Forwarded-Proto https added" grep -q '\["X-Forwarded-Proto","https"\]' <<<"$body"
 check "Forwarded added" grep -q '\["Forwarded","for=127.0.0.1;host=' <<<"$body"
+# a :path over the stream's inline string room (256 bytes), then a short one, one connection
+long="/echo?q=$(head -c 300 /dev/zero | tr '\0' q)"
+out=$("${C[@]}" --http2 "$U$long" "$U/echo?short")
+check "a 307-byte :path reaches the backend whole" grep -qF "\"path\":\"$long\"" <<<"$out"
+check "then a short one on the same connection" grep -qF '"path":"/echo?short"' <<<"$out"
 head -c 3000000 /dev/urandom >"$T_TMP/up"
 want=$(sha256sum "$T_TMP/up" | cut -d' ' -f1)
 out=$("${C[@]}" --http2 --data-binary @"$T_TMP/up" "$U/upload")
@@ -172,6 +177,10 @@ check "421 for an authority the certificate does not name" grep -q "STATUS 421" 
 out=$($PY "$here/h2_client.py" "$T_HTTPS" biglist)
 check "431 for a header list over the limit" grep -q "STATUS 431" <<<"$out"
 check_eq "the backend saw neither" "$before" "$(seen)"
+# the certificate check is cached per connection, for all its streams: per authority
+out=$($PY "$here/h2_client.py" "$T_HTTPS" misdirected_mix app.example.test)
+check_eq "one connection: localhost 200, another authority 421, localhost 200 again" \
+  "STATUS 200 END STATUS 421 END STATUS 200 END" "$out"
 
 # --- floods -----------------------------------------------------------------------------
 metric() { # metric NAME{labels}: its value in /metrics (0 when absent)

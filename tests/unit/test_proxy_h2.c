@@ -1,6 +1,8 @@
 /* test_proxy_h2.c - the HTTP/2 message checks of src/proxy/h2msg.c (RFC 9113 section 8.2
- * and 8.3), one case per rule, and the pipe stream (torii_stream_pipe) that carries an
- * HTTP/2 stream's request into the HTTP/1.1 engine. */
+ * and 8.3), one case per rule, the pipe stream (torii_stream_pipe) that carries an
+ * HTTP/2 stream's request into the HTTP/1.1 engine, and the per-worker free lists of ended
+ * streams and stream children (src/proxy/h2cache.c): reuse, nothing of the last request
+ * left, the bound. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +11,7 @@
 
 #include <cmocka.h>
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "h2_int.h"
 #include "torii/stream.h"
@@ -158,12 +161,140 @@ static void test_pipe_stream(void **state)
     torii_stream_free(s);
 }
 
+/* An ended stream comes back cleared: its buffers empty, its parser reset from the middle of
+ * a response, no field of the last request. */
+static void test_stream_shell_reused(void **state)
+{
+    static const char partial[] = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: b\r\n";
+    struct proxy_worker pw;
+    struct h2_stream *st;
+    struct h2_stream *again;
+    size_t used = 0;
+
+    (void)state;
+    memset(&pw, 0, sizeof(pw));
+    torii_http_limits_default(&pw.ulim);
+    st = torii_proxy__h2s_shell(&pw);
+    assert_non_null(st);
+    assert_null(st->rp);
+    assert_int_equal(torii_http_parser_new_response(&pw.ulim, &st->rp), TORII_OK);
+    assert_int_equal(torii_http_parser_feed(st->rp, partial, sizeof(partial) - 1, &used),
+                     TORII_HTTP_PARSE_MORE);
+    assert_true(torii_http_parser_started(st->rp));
+    assert_int_equal(evbuffer_add(st->body, "body", 4), 0);
+    assert_int_equal(evbuffer_add(st->fields, "x: y\r\n", 6), 0);
+    assert_int_equal(evbuffer_add(st->held, "held", 4), 0);
+    st->id = 7;
+    st->resp_done = 1;
+    torii_proxy__h2s_shell_put(&pw, st);
+    assert_int_equal(pw.n_h2s_free, 1);
+
+    again = torii_proxy__h2s_shell(&pw);
+    assert_ptr_equal(again, st);
+    assert_int_equal(pw.n_h2s_free, 0);
+    assert_int_equal(again->id, 0);
+    assert_int_equal(again->resp_done, 0);
+    assert_null(again->method);
+    assert_int_equal(evbuffer_get_length(again->body), 0);
+    assert_int_equal(evbuffer_get_length(again->fields), 0);
+    assert_int_equal(evbuffer_get_length(again->held), 0);
+    assert_non_null(again->rp);
+    assert_false(torii_http_parser_started(again->rp));
+    assert_null(torii_http_parser_resp(again->rp));
+    torii_proxy__h2s_shell_put(&pw, again);
+    torii_proxy__h2_cache_clear(&pw);
+    assert_int_equal(pw.n_h2s_free, 0);
+    assert_null(pw.h2s_free);
+}
+
+/* At most PX_H2_FREE ended streams are kept; the rest are freed. */
+static void test_stream_shells_bounded(void **state)
+{
+    struct proxy_worker pw;
+    struct h2_stream *sts[PX_H2_FREE + 5];
+
+    (void)state;
+    memset(&pw, 0, sizeof(pw));
+    for (size_t i = 0; i < PX_H2_FREE + 5; i++) {
+        sts[i] = torii_proxy__h2s_shell(&pw);
+        assert_non_null(sts[i]);
+    }
+    for (size_t i = 0; i < PX_H2_FREE + 5; i++) {
+        torii_proxy__h2s_shell_put(&pw, sts[i]);
+    }
+    assert_int_equal(pw.n_h2s_free, PX_H2_FREE);
+    torii_proxy__h2_cache_clear(&pw);
+    assert_int_equal(pw.n_h2s_free, 0);
+}
+
+static void nop_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+/* A closed stream child is kept cleared with its timer, left pending without a mode (the
+ * next stream arms it without an event_add); PX_H2_FREE at most. */
+static void test_stream_children_kept(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct proxy_worker pw;
+    struct proxy_conn *pcs[PX_H2_FREE + 1];
+    struct timeval tv = {10, 0};
+    unsigned kept = 0;
+
+    (void)state;
+    assert_non_null(base);
+    memset(&pw, 0, sizeof(pw));
+    pw.base = base;
+    assert_null(torii_proxy__h2c_take(&pw));
+    for (size_t i = 0; i < PX_H2_FREE + 1; i++) {
+        pcs[i] = calloc(1, sizeof(*pcs[i]));
+        assert_non_null(pcs[i]);
+        pcs[i]->timer = evtimer_new(base, nop_timer, pcs[i]);
+        assert_non_null(pcs[i]->timer);
+        assert_int_equal(event_add(pcs[i]->timer, &tv), 0);
+        pcs[i]->dead = 1;
+        pcs[i]->tmode = PT_IDLE;
+        pcs[i]->t_fire_us = 1000 + (int64_t)i;
+    }
+    for (size_t i = 0; i < PX_H2_FREE + 1; i++) {
+        if (torii_proxy__h2c_put(&pw, pcs[i])) {
+            kept++;
+            assert_int_equal(pcs[i]->tmode, PT_NONE);
+            assert_true(event_pending(pcs[i]->timer, EV_TIMEOUT, NULL));
+        } else {
+            event_free(pcs[i]->timer);
+            free(pcs[i]);
+        }
+    }
+    assert_int_equal(kept, PX_H2_FREE);
+    assert_int_equal(pw.n_h2c_free, PX_H2_FREE);
+    {
+        struct proxy_conn *pc = torii_proxy__h2c_take(&pw);
+        assert_ptr_equal(pc, pcs[PX_H2_FREE - 1]); /* the last kept, first out */
+        assert_ptr_equal(pc->timer, pcs[PX_H2_FREE - 1]->timer);
+        assert_int_equal(pc->dead, 0);
+        assert_int_equal(pc->tmode, PT_NONE);
+        assert_int_equal(pc->t_fire_us, 1000 + PX_H2_FREE - 1);
+        assert_null(pc->next);
+        assert_int_equal(torii_proxy__h2c_put(&pw, pc), 1);
+    }
+    torii_proxy__h2_cache_clear(&pw);
+    assert_int_equal(pw.n_h2c_free, 0);
+    assert_null(pw.h2c_free);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_regular_fields), cmocka_unit_test(test_trailer_fields),
-        cmocka_unit_test(test_pseudo_fields),  cmocka_unit_test(test_malformed_fields),
-        cmocka_unit_test(test_pseudo_set),     cmocka_unit_test(test_pipe_stream),
+        cmocka_unit_test(test_regular_fields),       cmocka_unit_test(test_trailer_fields),
+        cmocka_unit_test(test_pseudo_fields),        cmocka_unit_test(test_malformed_fields),
+        cmocka_unit_test(test_pseudo_set),           cmocka_unit_test(test_pipe_stream),
+        cmocka_unit_test(test_stream_shell_reused),  cmocka_unit_test(test_stream_shells_bounded),
+        cmocka_unit_test(test_stream_children_kept),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
