@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "torii/err.h"
 
@@ -39,8 +40,26 @@ int torii_rand_alnum(char *out, size_t n) TORII_MUST_USE;
 /** "<prefix><uuid v4>" into out (size >= strlen(prefix)+37). */
 int torii_uuid_id(const char *prefix, char *out, size_t outlen) TORII_MUST_USE;
 
-/** Case-insensitive ASCII compare of a slice with a C string. */
-int torii_slice_eq_ci(struct torii_slice s, const char *lit);
+/** Case-insensitive ASCII compare of a slice with a C string. Inline: the header rules of
+ * the proxy call it a few dozen times per request, and for a literal the compiler knows its
+ * length, so most calls end at the length compare. */
+static inline int torii_slice_eq_ci(struct torii_slice s, const char *lit)
+{
+    size_t n = strlen(lit);
+
+    if (s.len != n) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned a = (unsigned char)s.ptr[i];
+        unsigned b = (unsigned char)lit[i];
+        /* Equal, or the same letter in the other case. */
+        if (a != b && ((a | 0x20u) != (b | 0x20u) || (a | 0x20u) - 'a' > 25u)) {
+            return 0;
+        }
+    }
+    return 1;
+}
 
 /** A 64-bit hash of len bytes under a seed (FNV-1a, then a 64-bit finalizer so the high bits
  * are as mixed as the low ones: split-ordered hash tables use the bit-reversed value). For

@@ -3,8 +3,9 @@
  * epoll changes per exchange as possible:
  *   - reads happen while reading is enabled, one readiness at a time (level-triggered), and
  *     a short read means "drained for now", so no read is made just to learn EAGAIN;
- *   - TLS records are encrypted into one buffer and written with one writev, so a response
- *     of many records costs a few system calls, not one per record;
+ *   - TLS records are encrypted into one buffer and written with one system call (send, or
+ *     writev when the buffer holds several chains), so a response of many records costs a
+ *     few system calls, not one per record;
  *   - writes are optimistic: torii_stream_flush() writes at once and arms the write event
  *     only when the socket is full, so a keep-alive exchange makes no epoll_ctl at all.
  * Plaintext goes through two evbuffers owned by the stream (torii_stream_input/_output);

@@ -3,7 +3,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -111,10 +110,4 @@ int torii_uuid_id(const char *prefix, char *out, size_t outlen)
         return TORII_EINVAL;
     }
     return TORII_OK;
-}
-
-int torii_slice_eq_ci(struct torii_slice s, const char *lit)
-{
-    size_t n = strlen(lit);
-    return s.len == n && strncasecmp(s.ptr, lit, n) == 0;
 }

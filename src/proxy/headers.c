@@ -308,38 +308,70 @@ static void req_head_emit(struct hdr_out *o, const struct torii_http_req *req,
     out_put(o, "\r\n", 2);
 }
 
-/* Measure, reserve one contiguous region, write, commit. */
-static int hdr_commit(struct evbuffer *out, struct hdr_out *o)
+/* A head is written once into a reserved region sized by a quick upper bound of its length
+ * (guess); should the bound be short, the emit measured the exact length and runs again into
+ * a region of that size. */
+typedef void (*hdr_emit_fn)(struct hdr_out *o, const void *arg);
+
+static int hdr_write(struct evbuffer *out, size_t guess, hdr_emit_fn emit, const void *arg)
 {
     struct evbuffer_iovec v;
+    struct hdr_out o = {0};
 
-    if (evbuffer_reserve_space(out, (ev_ssize_t)o->len, &v, 1) != 1 || v.iov_len < o->len) {
-        return TORII_ENOMEM;
+    for (int pass = 0; pass < 2; pass++) {
+        if (evbuffer_reserve_space(out, (ev_ssize_t)guess, &v, 1) != 1 || v.iov_len < guess) {
+            return TORII_ENOMEM;
+        }
+        o.p = v.iov_base;
+        o.cap = v.iov_len;
+        o.len = 0;
+        emit(&o, arg);
+        if (o.len <= o.cap) {
+            v.iov_len = o.len;
+            return evbuffer_commit_space(out, &v, 1) == 0 ? TORII_OK : TORII_ENOMEM;
+        }
+        guess = o.len; /* nothing was committed: the second reservation replaces the first */
     }
-    o->p = v.iov_base;
-    o->cap = o->len;
-    return TORII_OK;
+    return TORII_ENOMEM;
+}
+
+/* Every field as received, with its ": " and CRLF: what a head that keeps them all takes. */
+static size_t hdr_fields_len(const struct torii_http_header *h, size_t n)
+{
+    size_t len = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        len += h[i].name.len + h[i].value.len + 4;
+    }
+    return len;
+}
+
+struct req_emit_arg {
+    const struct torii_http_req *req;
+    const struct torii_proxy_fwd *fwd;
+    struct hdr_tokens tok;
+};
+
+static void req_emit_cb(struct hdr_out *o, const void *arg)
+{
+    const struct req_emit_arg *a = arg;
+
+    req_head_emit(o, a->req, a->fwd, &a->tok);
 }
 
 int torii_proxy_req_head_write(struct evbuffer *out, const struct torii_http_req *req,
                                const struct torii_proxy_fwd *fwd)
 {
-    struct hdr_tokens tok;
-    struct hdr_out o = {0};
-    struct evbuffer_iovec v;
-    size_t need;
+    struct req_emit_arg a = {.req = req, .fwd = fwd};
+    /* The request line, the fields, Host three times (one quoted and escaped), the client
+     * address twice, and the fixed names and framing lines (under 256 bytes). */
+    size_t guess = strlen(req->method) + req->target.len
+                   + hdr_fields_len(req->headers, req->n_headers) + 4 * fwd->host.len
+                   + 2 * strlen(fwd->client_ip) + fwd->upgrade.len + fwd->client_cert.len
+                   + fwd->client_cert_chain.len + fwd->extra.len + 320;
 
-    hdr_conn_tokens(req->headers, req->n_headers, &tok);
-    req_head_emit(&o, req, fwd, &tok);
-    need = o.len;
-    if (hdr_commit(out, &o) != TORII_OK) {
-        return TORII_ENOMEM;
-    }
-    o.len = 0;
-    req_head_emit(&o, req, fwd, &tok);
-    v.iov_base = o.p;
-    v.iov_len = need;
-    return evbuffer_commit_space(out, &v, 1) == 0 ? TORII_OK : TORII_ENOMEM;
+    hdr_conn_tokens(req->headers, req->n_headers, &a.tok);
+    return hdr_write(out, guess, req_emit_cb, &a);
 }
 
 static const struct torii_slice *hdr_find(const struct torii_http_header *h, size_t n,
@@ -401,26 +433,37 @@ static void resp_head_emit(struct hdr_out *o, const struct torii_http_resp *resp
     out_put(o, "\r\n", 2);
 }
 
+struct resp_emit_arg {
+    const struct torii_http_resp *resp;
+    enum torii_proxy_out_framing framing;
+    uint64_t length;
+    int close;
+    int client_minor;
+    struct hdr_tokens tok;
+};
+
+static void resp_emit_cb(struct hdr_out *o, const void *arg)
+{
+    const struct resp_emit_arg *a = arg;
+
+    resp_head_emit(o, a->resp, a->framing, a->length, a->close, a->client_minor, &a->tok);
+}
+
 int torii_proxy_resp_head_write(struct evbuffer *out, const struct torii_http_resp *resp,
                                 enum torii_proxy_out_framing framing, uint64_t length, int close,
                                 int client_minor)
 {
-    struct hdr_tokens tok;
-    struct hdr_out o = {0};
-    struct evbuffer_iovec v;
-    size_t need;
+    struct resp_emit_arg a = {.resp = resp,
+                              .framing = framing,
+                              .length = length,
+                              .close = close,
+                              .client_minor = client_minor};
+    /* The status line (a reason of ours is under 64 bytes), the fields, and the framing and
+     * connection lines of ours (under 128 bytes). */
+    size_t guess = resp->reason.len + hdr_fields_len(resp->headers, resp->n_headers) + 256;
 
-    hdr_conn_tokens(resp->headers, resp->n_headers, &tok);
-    resp_head_emit(&o, resp, framing, length, close, client_minor, &tok);
-    need = o.len;
-    if (hdr_commit(out, &o) != TORII_OK) {
-        return TORII_ENOMEM;
-    }
-    o.len = 0;
-    resp_head_emit(&o, resp, framing, length, close, client_minor, &tok);
-    v.iov_base = o.p;
-    v.iov_len = need;
-    return evbuffer_commit_space(out, &v, 1) == 0 ? TORII_OK : TORII_ENOMEM;
+    hdr_conn_tokens(resp->headers, resp->n_headers, &a.tok);
+    return hdr_write(out, guess, resp_emit_cb, &a);
 }
 
 static int hdr_reg_char(unsigned char c)

@@ -3,13 +3,13 @@
  * while output is blocked or a connect is in progress). TLS goes through a BIO of our own:
  * its read side is recv() on the socket that remembers a short read (the socket is drained:
  * the next read would only say EAGAIN, so it says so without the system call); its write
- * side appends records to tls_out, which torii_stream_flush() sends with writev. */
+ * side appends records to tls_out, which torii_stream_flush() sends with one send() (writev
+ * when the buffer holds several chains). */
 #include "torii/stream.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -23,7 +23,7 @@
 #include "torii/log.h"
 #include "torii/mem.h"
 
-#define ST_PLAIN_READ ((size_t)65536 - 256) /* one readv; fits a 64 KiB evbuffer chain */
+#define ST_PLAIN_READ ((size_t)65536 - 256) /* one recv; fits a 64 KiB evbuffer chain */
 #define ST_TLS_READ   ((size_t)16384 - 256) /* one SSL_read; fits a 16 KiB chain */
 #define ST_READ_MAX   ((size_t)256 * 1024)  /* plaintext taken per readiness */
 #define ST_RECORD     ((size_t)16384)       /* TLS record payload */
@@ -233,6 +233,24 @@ static int st_drained(const struct torii_stream *s, size_t before)
     return now <= s->lowat && now < before;
 }
 
+/* One system call for what buf holds: send() when it is one contiguous chain (the usual
+ * case: one TLS record, one head; it skips the vector and file layers of writev), else
+ * evbuffer_write's writev. What was sent is drained. */
+static ssize_t st_send_once(struct torii_stream *s, struct evbuffer *buf, size_t len)
+{
+    struct evbuffer_iovec v;
+    ssize_t n;
+
+    if (evbuffer_peek(buf, -1, NULL, &v, 1) != 1 || v.iov_len != len) {
+        return evbuffer_write(buf, s->fd);
+    }
+    n = send(s->fd, v.iov_base, len, MSG_NOSIGNAL);
+    if (n > 0) {
+        (void)evbuffer_drain(buf, (size_t)n);
+    }
+    return n;
+}
+
 /* Write buf to the socket until it is empty or the socket is full. 1 = blocked, 0 = all
  * sent, -1 = failed. A partial write means the socket is full: no second try. */
 static int st_send(struct torii_stream *s, struct evbuffer *buf)
@@ -240,7 +258,7 @@ static int st_send(struct torii_stream *s, struct evbuffer *buf)
     size_t len;
 
     while ((len = evbuffer_get_length(buf)) > 0) {
-        int n = evbuffer_write(buf, s->fd);
+        ssize_t n = st_send_once(s, buf, len);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
                 return 1;
@@ -338,7 +356,7 @@ int torii_stream_flush(struct torii_stream *s)
 
 /* ---- reading ---------------------------------------------------------------------------- */
 
-/* One readv into the input. Returns the mask to report. */
+/* One recv into the input. Returns the mask to report. */
 static int st_read_plain(struct torii_stream *s)
 {
     struct evbuffer_iovec v;
@@ -347,7 +365,7 @@ static int st_read_plain(struct torii_stream *s)
     if (evbuffer_reserve_space(s->in, (ssize_t)ST_PLAIN_READ, &v, 1) < 1) {
         return TORII_STREAM_ERROR;
     }
-    n = readv(s->fd, (struct iovec *)(void *)&v, 1);
+    n = recv(s->fd, v.iov_base, v.iov_len, 0);
     if (n > 0) {
         v.iov_len = (size_t)n;
         return evbuffer_commit_space(s->in, &v, 1) == 0 ? TORII_STREAM_READ : TORII_STREAM_ERROR;

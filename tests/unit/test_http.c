@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -19,6 +20,7 @@
 
 #include "torii/http.h"
 #include "torii/log.h"
+#include "torii/mem.h"
 
 /* ---- parser-level helpers -------------------------------------------------------------- */
 
@@ -750,6 +752,74 @@ static void test_conn_max_requests_closes(void **state)
     fx_close(&f);
 }
 
+/* torii_slice_eq_ci (inline, ASCII) agrees with strncasecmp in the C locale on every pair
+ * of bytes, and a length difference or an embedded NUL is never equal. */
+static void test_slice_eq_ci_matches_strncasecmp(void **state)
+{
+    (void)state;
+    for (unsigned a = 0; a < 256; a++) {
+        for (unsigned b = 1; b < 256; b++) {
+            char sa[1] = {(char)a};
+            char lit[2] = {(char)b, '\0'};
+            int want = strncasecmp(sa, lit, 1) == 0;
+            assert_int_equal(torii_slice_eq_ci((struct torii_slice){sa, 1}, lit), want);
+        }
+    }
+    assert_true(torii_slice_eq_ci((struct torii_slice){"cOnTeNt-LeNgTh", 14}, "Content-Length"));
+    assert_false(torii_slice_eq_ci((struct torii_slice){"Content-Lengths", 15}, "Content-Length"));
+    assert_false(torii_slice_eq_ci((struct torii_slice){"Host", 3}, "Host"));
+    assert_false(torii_slice_eq_ci((struct torii_slice){"Ho\0t", 4}, "Host"));
+    assert_false(torii_slice_eq_ci((struct torii_slice){"[", 1}, "{"));
+    assert_true(torii_slice_eq_ci((struct torii_slice){"", 0}, ""));
+}
+
+/* One head through a new parser: its outcome (DONE or ERROR). */
+static enum torii_http_parse_ev parse_one_head(const char *raw, size_t len)
+{
+    struct torii_http_limits lim;
+    struct torii_http_parser *p = NULL;
+    enum torii_http_parse_ev ev;
+    size_t used = 0;
+
+    torii_http_limits_default(&lim);
+    assert_int_equal(torii_http_parser_new(&lim, &p), TORII_OK);
+    ev = torii_http_parser_feed(p, raw, len, &used);
+    torii_http_parser_free(p);
+    return ev;
+}
+
+/* Every byte value at every offset of a long field name and a long field value (both sides
+ * of the scanner's 8-byte words) is judged the same: a value takes HTAB, SP, VCHAR and
+ * obs-text; a name takes tchar, and ':' ends it. */
+static void test_parser_byte_in_long_runs(void **state)
+{
+    static const char tchar_extra[] = "!#$%&'*+-.^_`|~";
+
+    (void)state;
+    for (unsigned b = 0; b < 256; b++) {
+        int name_ok = (b >= '0' && b <= '9') || ((b | 0x20u) >= 'a' && (b | 0x20u) <= 'z')
+                      || (b != 0 && strchr(tchar_extra, (int)b) != NULL) || b == ':';
+        int value_ok = b == '\t' || (b >= 0x20 && b != 0x7f);
+        for (size_t off = 2; off < 20; off++) {
+            static const char pre[] = "GET / HTTP/1.1\r\nHost: a\r\n";
+            const size_t np = sizeof(pre) - 1;
+            char raw[96];
+            char name[] = "X-aaaaaaaaaaaaaaaaaaaa: v\r\n\r\n";
+            char value[] = "X-V: vvvvvvvvvvvvvvvvvvvvvv\r\n\r\n";
+
+            name[off] = (char)b;
+            memcpy(raw, pre, np);
+            memcpy(raw + np, name, sizeof(name) - 1);
+            assert_int_equal(parse_one_head(raw, np + sizeof(name) - 1),
+                             name_ok ? TORII_HTTP_PARSE_DONE : TORII_HTTP_PARSE_ERROR);
+            value[5 + off] = (char)b;
+            memcpy(raw + np, value, sizeof(value) - 1);
+            assert_int_equal(parse_one_head(raw, np + sizeof(value) - 1),
+                             value_ok ? TORII_HTTP_PARSE_DONE : TORII_HTTP_PARSE_ERROR);
+        }
+    }
+}
+
 static void test_response_write_drops_bad_headers(void **state)
 {
     struct evbuffer *b = evbuffer_new();
@@ -1052,6 +1122,8 @@ int main(void)
         cmocka_unit_test(test_conn_idle_timeout_closes),
         cmocka_unit_test(test_conn_empty_line_then_close),
         cmocka_unit_test(test_conn_max_requests_closes),
+        cmocka_unit_test(test_slice_eq_ci_matches_strncasecmp),
+        cmocka_unit_test(test_parser_byte_in_long_runs),
         cmocka_unit_test(test_response_write_drops_bad_headers),
         cmocka_unit_test(test_corpus_parser_statuses),
         cmocka_unit_test(test_corpus_conn_replies_and_closes),
