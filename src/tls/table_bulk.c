@@ -281,7 +281,7 @@ int torii_table_bulk_begin(struct torii_table *t, size_t hint, struct torii_tabl
     b->t = t;
     b->temporary = temporary;
     b->cap = hint > 0 && hint < BULK_HINT_MAX ? hint : 1024;
-    b->certs = torii_xmalloc(b->cap * sizeof(*b->certs));
+    b->certs = torii_xmalloc(b->cap * sizeof(struct torii_tls_cert *));
     *out = b;
     return TORII_OK;
 }
@@ -299,7 +299,7 @@ int torii_table_bulk_add(struct torii_table_bulk *b, const char *id, const unsig
     TORII_TRY(torii_tls__cert_new(&b->t->src, id, rec, rec_len, NULL, &c, eb));
     if (b->n == b->cap) {
         b->cap *= 2;
-        b->certs = torii_xrealloc(b->certs, b->cap * sizeof(*b->certs));
+        b->certs = torii_xrealloc(b->certs, b->cap * sizeof(struct torii_tls_cert *));
     }
     b->certs[b->n++] = c;
     b->n_names += c->n_names;
