@@ -227,7 +227,9 @@ stop_pid "$SPID"
 FIRSTN=$((BIG - 1 < 300 ? BIG - 1 : 300))
 if start_torii "$BIGDIR"; then
   R[start]=$STARTMS
-  R[startcpu]=$(awk -v c="$(cpu_ns "$SPID")" 'BEGIN { printf "%.1f", c / 1e9 }')
+  # /proc/PID/stat's utime+stime: it counts the threads that have exited (the table's loader),
+  # which cpu_ns (live threads' schedstat) does not.
+  R[startcpu]=$(awk -v c="$(cpu_ticks "$SPID")" -v hz="$HZ" 'BEGIN { printf "%.2f", c / hz }')
   R[own]=$(torii_own_start "$SDIR/log")
   R[rss]=$(rss_kb "$SPID")
   read -r "R[rss_anon]" "R[rss_file]" < <(rss_split "$SPID")
@@ -238,6 +240,7 @@ if start_torii "$BIGDIR"; then
   read -r "R[warm.ms]" "R[warm.cpu]" < <(pass "$SPID" "$SPORT" $((BIG - FIRSTN)) "$FIRSTN")
   taskset -c 1 $HSLOAD -p "$SPORT" -n "$WARM" -t 300 -q -S 'h%d.bench.test' -r "$BIG" -w >/dev/null
   R[rss_warm]=$(rss_kb "$SPID")
+  read -r "R[warm_anon]" "R[warm_file]" < <(rss_split "$SPID")
   cpus=(); fixed=(); rates=()
   for _ in $(seq 1 "$ROUNDS"); do
     read -r c r < <(measure "$SPID" "$SPORT" -S 'h%d.bench.test' -r "$WARM"); cpus+=("$c"); rates+=("$r")
@@ -271,6 +274,7 @@ row "RSS MB once idle" "$(mb "$(v rss_settled)")"
 row "first handshake of an unused cert: proxy CPU us/conn" "$(v first.cpu)"
 row "same names again (warm): proxy CPU us/conn" "$(v warm.cpu)"
 row "RSS MB after $WARM random-SNI handshakes (warm-up)" "$(mb "$(v rss_warm)")"
+row "  of which anonymous / file-backed MB (LMDB map pages)" "$(mb "$(v warm_anon)") / $(mb "$(v warm_file)")"
 row "random SNI over the $WARM used names: CPU us/conn" "$(v cpu)"
 row "  one name, same process, interleaved: CPU us/conn" "$(v fixed)"
 row "  torii with 1 certificate: CPU us/conn" "$(v one.cpu)"

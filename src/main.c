@@ -161,10 +161,11 @@ static void app_on_store_change(enum torii_store_op_kind kind, enum torii_store_
 }
 
 /* Start-up: a certificate from certdb's compact index (its record's summary: names, dates,
- * flags, issuer+serial; the record and key are read at first use). */
+ * flags, issuer+serial; the record and key are read at first use), into the table's first
+ * load (torii_table_bulk_*: published at once when the scan ends). */
 static int app_load_one(const struct torii_certdb_idx *ix, void *arg)
 {
-    struct app *app = arg;
+    struct torii_table_bulk *bulk = arg;
     struct torii_errbuf eb = {{0}};
     char id[512];
 
@@ -176,8 +177,7 @@ static int app_load_one(const struct torii_certdb_idx *ix, void *arg)
     if (ix->sum == NULL) {
         (void)torii_errf(&eb, TORII_EINVAL, "no certificate record that decodes");
     }
-    if (ix->sum == NULL
-        || torii_table_update(app->table, id, ix->sum, ix->sum_len, NULL, &eb) != TORII_OK) {
+    if (ix->sum == NULL || torii_table_bulk_add(bulk, id, ix->sum, ix->sum_len, &eb) != TORII_OK) {
         torii_log(TORII_LOG_WARN, "main: certificate not served: %s (id=%s)", eb.msg, id);
     }
     return TORII_OK;
@@ -194,13 +194,18 @@ struct app_table_load {
 static void *app_table_load_main(void *arg)
 {
     struct app_table_load *l = arg;
+    struct torii_table_bulk *bulk = NULL;
     size_t n = 0;
 
     torii_table_reader_register(); /* once, not once per update (writers need it) */
-    if (torii_store_count(l->app->store, TORII_STORE_CERTS, &n) == TORII_OK) {
-        torii_table_reserve(l->app->table, n);
+    if (torii_store_count(l->app->store, TORII_STORE_CERTS, &n) != TORII_OK) {
+        n = 0; /* only a size hint */
     }
-    l->rc = torii_certdb_idx_foreach(l->app->store, app_load_one, l->app);
+    l->rc = torii_table_bulk_begin(l->app->table, n, &bulk);
+    if (l->rc == TORII_OK) {
+        l->rc = torii_certdb_idx_foreach(l->app->store, app_load_one, bulk);
+        (void)torii_table_bulk_end(bulk); /* what was read is served even when the scan failed */
+    }
     torii_table_reader_unregister();
     return NULL;
 }

@@ -56,6 +56,9 @@ struct torii_pki_state_opts {
     /* Certificates by serial for OCSP and staples (NULL: every serial is unknown). */
     torii_pki_state_serial_fn serial;
     void *serial_arg;
+    /* Certificates the first load will bring (the store's count; 0: unknown): the id and
+     * group tables start at that size instead of doubling their way up to it. */
+    size_t expected;
 };
 
 /** An empty state. TORII_EINVAL for negative durations. */

@@ -88,6 +88,21 @@ int torii_table_update(struct torii_table *t, const char *id, const unsigned cha
  * Any thread; a writer. NULL accepted. */
 void torii_table_reserve(struct torii_table *t, size_t n);
 
+/** The first load of an empty table (start-up), much cheaper than one update per certificate
+ * at a million certificates: begin takes the writer lock (other writers wait until end) and
+ * TORII_EEXIST when the table is not empty; add builds a certificate as torii_table_update
+ * does without a key (errors as there, that certificate left out) but publishes nothing; end
+ * fills the hash tables in one pass each, sized first, and publishes everything at once
+ * (returns the table's size). A repeated id: the last one added wins. hint: the expected
+ * count (0: unknown). begin, add and end on one thread; end must follow every successful
+ * begin; readers may run meanwhile and see the table as it was before begin. */
+struct torii_table_bulk;
+int torii_table_bulk_begin(struct torii_table *t, size_t hint, struct torii_table_bulk **out)
+    TORII_MUST_USE;
+int torii_table_bulk_add(struct torii_table_bulk *b, const char *id, const unsigned char *rec,
+                         size_t rec_len, struct torii_errbuf *eb) TORII_MUST_USE;
+size_t torii_table_bulk_end(struct torii_table_bulk *b);
+
 /** Name the default certificate (by id, copied; may be set before the certificate exists;
  * NULL clears it). It is looked up at select time, so updates of that id apply at once. */
 void torii_table_set_default(struct torii_table *t, const char *id);

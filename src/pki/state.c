@@ -165,10 +165,10 @@ int torii_pki_state_new(const struct torii_pki_state_opts *o, struct torii_pki_s
         ERR_clear_error();
         st->seed = (uint64_t)torii_clock_mono_us() ^ (uint64_t)(uintptr_t)st;
     }
-    st->ids = torii_xcalloc(STATE_BUCKETS_MIN, sizeof(struct pki_ent *));
-    st->ids_mask = STATE_BUCKETS_MIN - 1;
-    st->grps = torii_xcalloc(STATE_BUCKETS_MIN, sizeof(struct pki_group *));
-    st->grps_mask = STATE_BUCKETS_MIN - 1;
+    st->ids_mask = torii_pki__state_buckets(o->expected) - 1;
+    st->ids = torii_xcalloc(st->ids_mask + 1, sizeof(struct pki_ent *));
+    st->grps_mask = st->ids_mask;
+    st->grps = torii_xcalloc(st->grps_mask + 1, sizeof(struct pki_group *));
     st->rec = torii_xmalloc(sizeof(*st->rec));
     atomic_init(&st->writers_waiting, 0);
     TORII_ASSERT(pthread_mutex_init(&st->wlock, NULL) == 0);

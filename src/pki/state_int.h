@@ -55,13 +55,26 @@
 #include "torii/pki.h"
 #include "torii/pkistate.h"
 
-#define STATE_BUCKETS_MIN    1024 /* initial size of the id and group tables (powers of 2) */
+#define STATE_BUCKETS_MIN    1024       /* initial size of the id and group tables (powers of 2) */
+#define STATE_BUCKETS_MAX    (1u << 24) /* largest initial size (opts.expected beyond: grown) */
 #define STATE_CACHE_SLOTS    64
 #define STATE_STAPLE_BATCH   32
 #define STATE_REFRESH_MAX_MS 30000
 #define STATE_YIELD_MS       100 /* longest wait for a feed call between staple batches */
 #define STATE_HASH           32  /* SHA-256 */
 #define STATE_META_PREFIX    "pki.crl_number."
+
+/** The initial bucket count of the id and group tables for `expected` entries: the smallest
+ * power of two >= expected, within [STATE_BUCKETS_MIN, STATE_BUCKETS_MAX]. */
+static inline size_t torii_pki__state_buckets(size_t expected)
+{
+    size_t n = STATE_BUCKETS_MIN;
+
+    while (n < expected && n < STATE_BUCKETS_MAX) {
+        n *= 2;
+    }
+    return n;
+}
 
 /* ---- shared blobs ---------------------------------------------------------------------- */
 

@@ -323,6 +323,9 @@ int torii_pkiboot_state_open(const struct torii_config *cfg, struct torii_store 
         .serial_arg = store,
     };
 
+    if (torii_store_count(store, TORII_STORE_CERTS, &o.expected) != TORII_OK) {
+        o.expected = 0; /* only a size hint */
+    }
     rc = torii_pki_state_new(&o, &st);
     TORII_ENSURE(rc == TORII_OK, torii_errf(eb, rc, "pki: bad state options"));
     rc = torii_store_watch(store, torii_pki_state_watch_cb, st);

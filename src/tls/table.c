@@ -82,47 +82,6 @@ static void grace_acquire(void)
 /* Per thread: this thread is registered with liburcu through this module. */
 static _Thread_local int reader_registered;
 
-struct name_node {
-    struct cds_lfht_node ht;
-    struct rcu_head rcu;
-    atomic_ulong pub_hash; /* stored last (release): publishes the fields below */
-    uint32_t key_len;
-    uint32_t n;
-    const struct torii_sni_attr *cands[]; /* &cert->attr, one reference each; then the key */
-};
-
-struct default_id {
-    struct rcu_head rcu;
-    unsigned long hash;
-    size_t len;
-    char id[];
-};
-
-struct torii_table {
-    struct torii_table_src src; /* load == NULL: no source (every update passes its materials) */
-    struct cds_lfht *names;
-    struct cds_lfht *ids;
-    struct cds_lfht *serials;
-    _Atomic(struct default_id *) def;
-    pthread_mutex_t lock; /* serializes writers */
-    atomic_size_t count;
-    uint64_t seed;
-    /* Writer side (t->lock): nodes in names and serials, and the bucket counts each table was
-     * last grown to by table_fit (ids: count). */
-    size_t n_names;
-    size_t n_serials;
-    unsigned long names_size;
-    unsigned long ids_size;
-    unsigned long serials_size;
-    size_t reserved; /* torii_table_reserve: until the table holds that many */
-};
-
-struct lookup_key {
-    const char *ptr;
-    size_t len;
-    unsigned long hash;
-};
-
 static struct torii_tls_cert *cert_of(const struct torii_sni_attr *a)
 {
     return caa_container_of(a, struct torii_tls_cert, attr);
@@ -131,13 +90,6 @@ static struct torii_tls_cert *cert_of(const struct torii_sni_attr *a)
 static const char *node_key(const struct name_node *n)
 {
     return (const char *)&n->cands[n->n];
-}
-
-/* ---- hashing ---- */
-
-static unsigned long table_hash(const struct torii_table *t, const char *s, size_t len)
-{
-    return (unsigned long)torii_hash64(t->seed, s, len);
 }
 
 /* ---- nodes ---- */
@@ -177,7 +129,7 @@ static int id_match(struct cds_lfht_node *node, const void *key)
     return c->id_len == k->len && memcmp(c->data, k->ptr, k->len) == 0;
 }
 
-static struct name_node *name_node_new(const struct lookup_key *k, size_t n)
+struct name_node *torii_tls__name_node_new(const struct lookup_key *k, size_t n)
 {
     /* The key goes after the n candidates: a node is published only once it holds all n. */
     struct name_node *node =
@@ -227,7 +179,7 @@ static void defer_free(struct rcu_head *head, void (*fn)(struct rcu_head *))
 
 /* liburcu requires writers (cds_lfht_add/del/replace, call_rcu) to be registered threads;
  * register a thread for the duration of one call when it is not a reader already. */
-static int writer_enter(void)
+int torii_tls__writer_enter(void)
 {
     if (reader_registered) {
         return 0;
@@ -237,7 +189,7 @@ static int writer_enter(void)
     return 1;
 }
 
-static void writer_leave(int temporary)
+void torii_tls__writer_leave(int temporary)
 {
     if (temporary) {
         rcu_unregister_thread();
@@ -251,7 +203,7 @@ static void key_apply(struct torii_table *t, struct cds_lfht *ht, struct torii_s
                       const struct torii_tls_cert *gone, struct torii_tls_cert *added)
 {
     size_t *nodes = &t->n_names;
-    struct lookup_key k = {name.ptr, name.len, table_hash(t, name.ptr, name.len)};
+    struct lookup_key k = {name.ptr, name.len, torii_tls__table_hash(t, name.ptr, name.len)};
     struct cds_lfht_iter iter;
     struct name_node *old = NULL;
     struct name_node *node = NULL;
@@ -273,7 +225,7 @@ static void key_apply(struct torii_table *t, struct cds_lfht *ht, struct torii_s
         }
         return;
     }
-    node = name_node_new(&k, keep + (added != NULL));
+    node = torii_tls__name_node_new(&k, keep + (added != NULL));
     for (size_t i = 0; old != NULL && i < old->n; i++) {
         struct torii_tls_cert *c = cert_of(old->cands[i]);
         if (c != gone) {
@@ -337,7 +289,7 @@ static void serial_apply(struct torii_table *t, struct torii_tls_cert *oc,
      * the ids table keeps alive until after the grace period. */
     if (nc != NULL && nc->skey_len > 0) {
         struct torii_slice nk = torii_tls__cert_skey(nc);
-        unsigned long h = table_hash(t, nk.ptr, nk.len);
+        unsigned long h = torii_tls__table_hash(t, nk.ptr, nk.len);
         atomic_store_explicit(&nc->spub_hash, h, memory_order_release);
         cds_lfht_add(t->serials, h, &nc->sht);
         t->n_serials++;
@@ -376,7 +328,7 @@ static void id_apply(struct torii_table *t, const struct lookup_key *k, struct c
  * took 0.4 s to 10 s for the same store). So the writer grows each table itself, at once,
  * to at least one bucket per two nodes; shrinking stays liburcu's (lazy, on deletes). Called
  * under t->lock, registered, outside any read-side section (cds_lfht_resize's rules). */
-static void table_fit(struct cds_lfht *ht, size_t nodes, unsigned long *size, size_t reserved)
+void torii_tls__table_fit(struct cds_lfht *ht, size_t nodes, unsigned long *size, size_t reserved)
 {
     unsigned long want = *size;
 
@@ -416,9 +368,9 @@ int torii_table_update(struct torii_table *t, const char *id, const unsigned cha
     }
     k.ptr = id;
     k.len = strlen(id);
-    k.hash = table_hash(t, id, k.len);
+    k.hash = torii_tls__table_hash(t, id, k.len);
 
-    temporary = writer_enter();
+    temporary = torii_tls__writer_enter();
     TORII_ASSERT(pthread_mutex_lock(&t->lock) == 0);
     rcu_read_lock();
     cds_lfht_lookup(t->ids, k.hash, id_match, &k, &iter);
@@ -434,12 +386,12 @@ int torii_table_update(struct torii_table *t, const char *id, const unsigned cha
     if (atomic_load_explicit(&t->count, memory_order_relaxed) >= t->reserved) {
         t->reserved = 0; /* reached: the usual rule from now on */
     }
-    table_fit(t->names, t->n_names, &t->names_size, t->reserved);
-    table_fit(t->ids, atomic_load_explicit(&t->count, memory_order_relaxed), &t->ids_size,
-              t->reserved);
-    table_fit(t->serials, t->n_serials, &t->serials_size, t->reserved);
+    torii_tls__table_fit(t->names, t->n_names, &t->names_size, t->reserved);
+    torii_tls__table_fit(t->ids, atomic_load_explicit(&t->count, memory_order_relaxed),
+                         &t->ids_size, t->reserved);
+    torii_tls__table_fit(t->serials, t->n_serials, &t->serials_size, t->reserved);
     TORII_ASSERT(pthread_mutex_unlock(&t->lock) == 0);
-    writer_leave(temporary);
+    torii_tls__writer_leave(temporary);
 out:
     torii_tls_cert_unref(nc);
     return rc;
@@ -452,14 +404,15 @@ void torii_table_reserve(struct torii_table *t, size_t n)
     if (t == NULL) {
         return;
     }
-    temporary = writer_enter();
+    temporary = torii_tls__writer_enter();
     TORII_ASSERT(pthread_mutex_lock(&t->lock) == 0);
     t->reserved = n;
-    table_fit(t->names, t->n_names, &t->names_size, n);
-    table_fit(t->ids, atomic_load_explicit(&t->count, memory_order_relaxed), &t->ids_size, n);
-    table_fit(t->serials, t->n_serials, &t->serials_size, n);
+    torii_tls__table_fit(t->names, t->n_names, &t->names_size, n);
+    torii_tls__table_fit(t->ids, atomic_load_explicit(&t->count, memory_order_relaxed),
+                         &t->ids_size, n);
+    torii_tls__table_fit(t->serials, t->n_serials, &t->serials_size, n);
     TORII_ASSERT(pthread_mutex_unlock(&t->lock) == 0);
-    writer_leave(temporary);
+    torii_tls__writer_leave(temporary);
 }
 
 void torii_table_set_default(struct torii_table *t, const char *id)
@@ -476,16 +429,16 @@ void torii_table_set_default(struct torii_table *t, const char *id)
         d = torii_xmalloc(sizeof(*d) + len + 1);
         memcpy(d->id, id, len + 1);
         d->len = len;
-        d->hash = table_hash(t, id, len);
+        d->hash = torii_tls__table_hash(t, id, len);
     }
-    temporary = writer_enter();
+    temporary = torii_tls__writer_enter();
     TORII_ASSERT(pthread_mutex_lock(&t->lock) == 0);
     old = atomic_exchange_explicit(&t->def, d, memory_order_acq_rel);
     if (old != NULL) {
         defer_free(&old->rcu, default_free_cb);
     }
     TORII_ASSERT(pthread_mutex_unlock(&t->lock) == 0);
-    writer_leave(temporary);
+    torii_tls__writer_leave(temporary);
 }
 
 /* ---- readers ---- */
@@ -510,7 +463,7 @@ void torii_table_reader_unregister(void)
 static struct torii_tls_cert *lookup_name(struct torii_table *t, const char *key, size_t len,
                                           const struct torii_sni_query *q)
 {
-    struct lookup_key k = {key, len, table_hash(t, key, len)};
+    struct lookup_key k = {key, len, torii_tls__table_hash(t, key, len)};
     struct cds_lfht_iter iter;
 
     cds_lfht_lookup(t->names, k.hash, name_match, &k, &iter);
@@ -602,7 +555,7 @@ int torii_table_get(struct torii_table *t, const char *id, struct torii_tls_cert
     }
     k.ptr = id;
     k.len = strlen(id);
-    k.hash = table_hash(t, id, k.len);
+    k.hash = torii_tls__table_hash(t, id, k.len);
     rcu_read_lock();
     cds_lfht_lookup(t->ids, k.hash, id_match, &k, &iter);
     struct cds_lfht_node *hn = cds_lfht_iter_get_node(&iter);
@@ -636,7 +589,7 @@ int torii_table_issuer_serial(struct torii_table *t, const X509 *x, int *revoked
     if (rc == TORII_OK) {
         k.ptr = (const char *)key;
         k.len = len;
-        k.hash = table_hash(t, k.ptr, len);
+        k.hash = torii_tls__table_hash(t, k.ptr, len);
         rcu_read_lock();
         cds_lfht_lookup(t->serials, k.hash, serial_match, &k, &iter);
         for (struct cds_lfht_node *hn = cds_lfht_iter_get_node(&iter);
@@ -714,7 +667,7 @@ void torii_table_free(struct torii_table *t)
     if (t == NULL) {
         return;
     }
-    temporary = writer_enter();
+    temporary = torii_tls__writer_enter();
     rcu_read_lock();
     cds_lfht_for_each_entry(t->names, &iter, nn, ht)
     {
@@ -739,7 +692,7 @@ void torii_table_free(struct torii_table *t)
     synchronize_rcu();
     rcu_barrier();
     grace_acquire();
-    writer_leave(temporary);
+    torii_tls__writer_leave(temporary);
     free(atomic_load_explicit(&t->def, memory_order_acquire));
     if (cds_lfht_destroy(t->names, NULL) != 0 || cds_lfht_destroy(t->ids, NULL) != 0
         || cds_lfht_destroy(t->serials, NULL) != 0) {

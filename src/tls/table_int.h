@@ -1,11 +1,14 @@
-/* table_int.h - the certificate object of the TLS table, shared by table.c (the hash tables,
- * RCU publication) and table_cert.c (building a certificate from its record, its materials
- * at first use); no other file includes it. table.c -> table_cert.c, never the other way.
- * Threads: torii_tls__cert_new on the writer; the rest as in table.h.
+/* table_int.h - the internals of the TLS table, shared by table.c (the hash tables, RCU
+ * publication), table_bulk.c (the first load of an empty table, in hash order) and
+ * table_cert.c (building a certificate from its record, its materials at first use); no
+ * other file includes it. table.c and table_bulk.c -> table_cert.c, never the other way.
+ * Threads: torii_tls__cert_new on the writer; the writer helpers under the table's lock; the
+ * rest as in table.h.
  * Ownership: a certificate is reference counted (torii_tls_cert_ref/unref, table.h). */
 #ifndef TORII_TABLE_INT_H
 #define TORII_TABLE_INT_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -13,6 +16,7 @@
 #include <urcu.h>
 #include <urcu/rculfhash.h>
 
+#include "torii/mem.h"
 #include "torii/table.h"
 
 struct tls_parsed;
@@ -96,5 +100,64 @@ static inline void torii_tls__name_first(struct torii_tls__name_it *it,
     it->next = c != NULL ? c->data + c->id_len + 1 : NULL;
     torii_tls__name_step(it);
 }
+
+/* ---- the table itself (table.c; table_bulk.c fills an empty one) ---- */
+
+struct name_node {
+    struct cds_lfht_node ht;
+    struct rcu_head rcu;
+    atomic_ulong pub_hash; /* stored last (release): publishes the fields below */
+    uint32_t key_len;
+    uint32_t n;
+    const struct torii_sni_attr *cands[]; /* &cert->attr, one reference each; then the key */
+};
+
+struct default_id {
+    struct rcu_head rcu;
+    unsigned long hash;
+    size_t len;
+    char id[];
+};
+
+struct torii_table {
+    struct torii_table_src src; /* load == NULL: no source (every update passes its materials) */
+    struct cds_lfht *names;
+    struct cds_lfht *ids;
+    struct cds_lfht *serials;
+    _Atomic(struct default_id *) def;
+    pthread_mutex_t lock; /* serializes writers */
+    atomic_size_t count;
+    uint64_t seed;
+    /* Writer side (t->lock): nodes in names and serials, and the bucket counts each table was
+     * last grown to by table_fit (ids: count). */
+    size_t n_names;
+    size_t n_serials;
+    unsigned long names_size;
+    unsigned long ids_size;
+    unsigned long serials_size;
+    size_t reserved; /* torii_table_reserve: until the table holds that many */
+};
+
+struct lookup_key {
+    const char *ptr;
+    size_t len;
+    unsigned long hash;
+};
+
+static inline unsigned long torii_tls__table_hash(const struct torii_table *t, const char *s,
+                                                  size_t len)
+{
+    return (unsigned long)torii_hash64(t->seed, s, len);
+}
+
+/** A name node for key k with room for n candidates (none yet, not published). */
+struct name_node *torii_tls__name_node_new(const struct lookup_key *k, size_t n);
+/** Register the calling thread with liburcu for one writer call when it is not a reader;
+ * returns what torii_tls__writer_leave needs. */
+int torii_tls__writer_enter(void);
+void torii_tls__writer_leave(int temporary);
+/** Grow ht at once to at least one bucket per two of `nodes` (never below `reserved`); under
+ * t->lock, registered, outside any read-side section. */
+void torii_tls__table_fit(struct cds_lfht *ht, size_t nodes, unsigned long *size, size_t reserved);
 
 #endif
