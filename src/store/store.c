@@ -206,6 +206,17 @@ static void store_write_unlock(struct torii_store *st)
 
 /* ---- transactions and map size ---- */
 
+/* The map is about to be replaced (caller holds the exclusive hold): forget the span the
+ * gets read, it would name addresses of the old map. */
+static void store_got_reset(struct torii_store *st)
+{
+    TORII_ASSERT(pthread_mutex_lock(&st->got_mu) == 0);
+    st->got.lo = 0;
+    st->got.hi = 0;
+    st->got_n = 0;
+    TORII_ASSERT(pthread_mutex_unlock(&st->got_mu) == 0);
+}
+
 /* Another process grew the map: adopt its size (needs no txn active in this process). */
 static int store_map_adopt(struct torii_store *st, struct torii_errbuf *eb)
 {
@@ -220,6 +231,7 @@ static int store_map_adopt(struct torii_store *st, struct torii_errbuf *eb)
         goto out;
     }
     store_resize_enter(st);
+    store_got_reset(st);
     mrc = mdb_env_set_mapsize(st->env, 0);
     store_resize_exit(st);
     if (mrc != 0) {
@@ -301,6 +313,7 @@ static int store_map_grow(struct torii_store *st, struct torii_errbuf *eb)
         goto out;
     }
     next = cur > st->max_map_size / 2 ? st->max_map_size : cur * 2;
+    store_got_reset(st);
     mrc = mdb_env_set_mapsize(st->env, next);
     if (mrc != 0) {
         const char *why = torii_store__mdb_strerror(mrc, tmp, sizeof(tmp));
@@ -586,6 +599,7 @@ static void store_locks_init(struct torii_store *st)
     TORII_ASSERT(pthread_mutexattr_destroy(&ma) == 0);
     TORII_ASSERT(pthread_mutex_init(&st->gate, NULL) == 0);
     TORII_ASSERT(pthread_rwlock_init(&st->txn_rw, NULL) == 0);
+    TORII_ASSERT(pthread_mutex_init(&st->got_mu, NULL) == 0);
 }
 
 int torii_store_open(const struct torii_store_opts *opts, struct torii_store **out,
@@ -668,6 +682,7 @@ void torii_store_free(struct torii_store *st)
     /* Closing the env also closes the DBI handles. */
     mdb_env_close(st->env);
     TORII_ASSERT(pthread_rwlock_destroy(&st->txn_rw) == 0);
+    TORII_ASSERT(pthread_mutex_destroy(&st->got_mu) == 0);
     TORII_ASSERT(pthread_mutex_destroy(&st->gate) == 0);
     TORII_ASSERT(pthread_mutex_destroy(&st->write_mu) == 0);
     free(st);
@@ -757,6 +772,22 @@ int torii_store_delete(struct torii_store *st, enum torii_store_bucket b, const 
 
 /* ---- reads ---- */
 
+static void store_got_note(struct torii_store *st, const MDB_val *k, const MDB_val *v);
+
+/* mdb_get, through a cursor so that key, too, points into the map: at the key in its leaf
+ * page (MDB_SET_KEY), which store_got_note counts as read. */
+static int store_get_node(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data)
+{
+    MDB_cursor *cur = NULL;
+    int mrc = mdb_cursor_open(txn, dbi, &cur);
+
+    if (mrc == 0) {
+        mrc = mdb_cursor_get(cur, key, data, MDB_SET_KEY);
+        mdb_cursor_close(cur);
+    }
+    return mrc;
+}
+
 int torii_store_get(struct torii_store *st, enum torii_store_bucket b, const char *id,
                     char **json_out, size_t *json_len, unsigned char **aux_out, size_t *aux_len)
 {
@@ -775,7 +806,7 @@ int torii_store_get(struct torii_store *st, enum torii_store_bucket b, const cha
     TORII_TRY(store_txn_begin(st, MDB_RDONLY, &txn, NULL));
     key.mv_size = len;
     key.mv_data = (void *)(uintptr_t)id;
-    mrc = mdb_get(txn, st->dbi[b], &key, &data);
+    mrc = store_get_node(txn, st->dbi[b], &key, &data);
     if (mrc == MDB_NOTFOUND) {
         rc = TORII_ENOTFOUND;
         goto out;
@@ -798,6 +829,7 @@ int torii_store_get(struct torii_store *st, enum torii_store_bucket b, const cha
         aux = torii_xmalloc(rec.aux_len);
         memcpy(aux, rec.aux, rec.aux_len);
     }
+    store_got_note(st, &key, &data);
     *json_out = json;
     json = NULL;
     if (json_len != NULL) {
@@ -819,12 +851,6 @@ out:
     free(aux);
     return rc;
 }
-
-/* The part of the map a scan has read: [lo, hi). */
-struct store_span {
-    uintptr_t lo;
-    uintptr_t hi;
-};
 
 static void store_span_add(struct store_span *sp, const void *p, size_t len)
 {
@@ -865,6 +891,25 @@ static void store_map_drop(struct torii_store *st, struct store_span *sp)
     }
     sp->lo = 0;
     sp->hi = 0;
+}
+
+/* Single-record reads (a certificate's first handshake, API reads) map pages too, and
+ * fault-around maps the cached pages near each one (its leaf page and its value's overflow
+ * pages, 16 pages each): ~75 KB of RSS per certificate read at 1M. Every STORE_GOT_DROP reads,
+ * the span they touched (leaf keys and values) is dropped. Caller holds a read hold,
+ * so the span is in the current map (a remap resets it: store_got_reset). */
+#define STORE_GOT_DROP 64u
+
+static void store_got_note(struct torii_store *st, const MDB_val *k, const MDB_val *v)
+{
+    TORII_ASSERT(pthread_mutex_lock(&st->got_mu) == 0);
+    store_span_add(&st->got, k->mv_data, k->mv_size);
+    store_span_add(&st->got, v->mv_data, v->mv_size);
+    if (++st->got_n >= STORE_GOT_DROP) {
+        store_map_drop(st, &st->got);
+        st->got_n = 0;
+    }
+    TORII_ASSERT(pthread_mutex_unlock(&st->got_mu) == 0);
 }
 
 int torii_store_foreach(struct torii_store *st, enum torii_store_bucket b, torii_store_iter_cb cb,

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <lmdb.h>
 
@@ -13,6 +14,12 @@
 struct store_watcher {
     torii_store_watch_cb cb;
     void *arg;
+};
+
+/* A part of the map that reads have touched: [lo, hi); hi == 0: none. */
+struct store_span {
+    uintptr_t lo;
+    uintptr_t hi;
 };
 
 struct torii_store {
@@ -29,6 +36,10 @@ struct torii_store {
     struct torii_store_remote remote; /* commit == NULL: none (local mode) */
     const struct torii_kek_ring *kek; /* borrowed: torii_store_opts.kek */
     torii_store_derive_fn certidx;    /* torii_store_opts.certidx (NULL: index marked stale) */
+    pthread_mutex_t got_mu;           /* guards got and got_n */
+    struct store_span got;            /* the map torii_store_get read since the last drop; reset
+                                       * when the map is replaced (under the exclusive hold) */
+    unsigned got_n;                   /* torii_store_get reads since the last drop */
 };
 
 /** Create dir (0700) when missing; TORII_EIO when it cannot be made or is not a directory

@@ -18,36 +18,94 @@ case "$T_LDD" in
   *libasan* | *libtsan* | *libubsan*) T_SANITIZED=1 ;;
 esac
 
-t_cleanup() {
-  if [ -n "$T_PID" ] && kill -0 "$T_PID" 2>/dev/null; then
-    kill -9 "$T_PID" 2>/dev/null
-  fi
-  rm -rf "$T_TMP"
-}
-trap t_cleanup EXIT
-
-# Three free loopback ports, below the kernel's ephemeral range (see t_free_port).
-read -r T_HTTPS T_HTTP T_ADMIN < <(python3 - <<'PY'
-import random, socket
+# t_ports N: N free TCP ports on 127.0.0.1 for the test's listeners, printed on one line.
+# Chosen below the kernel's ephemeral range (ip_local_port_range): a port the kernel picked
+# (bind to 0) is one it may hand out again at once as the source port of some client's
+# connection, and the daemon's bind would then fail now and then. Random in [the range's
+# start - 12000, its start), checked free with a bind, and reserved in T_PORTS_DIR (a file
+# per port holding this test's pid, created with O_EXCL): tests running at the same time
+# (ctest -j, two checkouts) never pick the same port in the time between the choice and the
+# listener's bind. A file whose pid is gone is taken over; t_cleanup releases this test's.
+T_PORTS_DIR=${T_PORTS_DIR:-/tmp/torii-test-ports}
+t_ports() {
+  python3 - "$1" "$$" "$T_PORTS_DIR" <<'PY'
+import os, random, socket, sys
+want, owner, d = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+os.makedirs(d, exist_ok=True)
 try:
     with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
         lo = int(f.read().split()[0])
 except (OSError, ValueError, IndexError):
     lo = 32768
 lo = max(lo, 13024)
-socks = []
+
+def holder_alive(path):
+    try:
+        with open(path) as f:
+            os.kill(int(f.read().strip() or "0"), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+def reserve(port):
+    path = os.path.join(d, str(port))
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if holder_alive(path):
+                return False
+            try:
+                os.unlink(path)  # its test is gone
+            except OSError:
+                pass
+            continue
+        os.write(fd, owner.encode())
+        os.close(fd)
+        return True
+    return False
+
+got = []
 for _ in range(600):
-    if len(socks) == 3:
+    if len(got) == want:
         break
+    port = random.randrange(lo - 12000, lo)
+    if port in got or not reserve(port):
+        continue
     s = socket.socket()
     try:
-        s.bind(("127.0.0.1", random.randrange(lo - 12000, lo)))
-        socks.append(s)
+        s.bind(("127.0.0.1", port))
+        got.append(port)
     except OSError:
+        os.unlink(os.path.join(d, str(port)))
+    finally:
         s.close()
-print(*[s.getsockname()[1] for s in socks])
+if len(got) < want:
+    raise SystemExit("t_ports: no %d free ports found in 600 tries" % want)
+print(*got)
 PY
-)
+}
+
+# Release the ports this test reserved (t_ports).
+t_ports_release() {
+  local f
+  for f in "$T_PORTS_DIR"/*; do
+    [ -f "$f" ] && [ "$(cat "$f" 2>/dev/null)" = "$$" ] && rm -f "$f"
+  done
+  return 0
+}
+
+t_cleanup() {
+  if [ -n "$T_PID" ] && kill -0 "$T_PID" 2>/dev/null; then
+    kill -9 "$T_PID" 2>/dev/null
+  fi
+  rm -rf "$T_TMP"
+  t_ports_release
+}
+trap t_cleanup EXIT
+
+# Three free loopback ports (see t_ports).
+read -r T_HTTPS T_HTTP T_ADMIN < <(t_ports 3)
 
 ok()   { T_PASSES=$((T_PASSES + 1)); echo "ok   - $*"; }
 fail() { T_FAILS=$((T_FAILS + 1)); echo "FAIL - $*"; }
@@ -214,36 +272,8 @@ t_done() {
 
 # --- helpers for lifecycle tests (alerts receiver, fake clock) ---
 
-# A free loopback port.
-# A free TCP port on 127.0.0.1 for a listener of the test, chosen below the kernel's
-# ephemeral range (ip_local_port_range): a port the kernel picked (bind to 0) is one it may
-# hand out again at once as the source port of some client's connection, and the daemon's
-# bind would then fail now and then. Random in [the range's start - 12000, its start), and
-# checked free with a bind (SO_REUSEADDR off) before it is printed.
-t_free_port() {
-  python3 - <<'PY'
-import random, socket
-try:
-    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-        lo = int(f.read().split()[0])
-except (OSError, ValueError, IndexError):
-    lo = 32768
-lo = max(lo, 13024)
-for _ in range(200):
-    port = random.randrange(lo - 12000, lo)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    finally:
-        s.close()
-    print(port)
-    break
-else:
-    raise SystemExit("t_free_port: no free port found in 200 tries")
-PY
-}
+# A free loopback port, reserved for this test (see t_ports).
+t_free_port() { t_ports 1; }
 
 # HTTP receiver on 127.0.0.1:$1 appending each POST body as one line to $2 (answers 200).
 T_RECV_PID=""
