@@ -214,6 +214,8 @@ static void store_got_reset(struct torii_store *st)
     st->got.lo = 0;
     st->got.hi = 0;
     st->got_n = 0;
+    st->map.lo = 0;
+    st->map.hi = 0;
     TORII_ASSERT(pthread_mutex_unlock(&st->got_mu) == 0);
 }
 
@@ -893,10 +895,37 @@ static void store_map_drop(struct torii_store *st, struct store_span *sp)
     sp->hi = 0;
 }
 
-/* Single-record reads (a certificate's first handshake, API reads) map pages too, and
- * fault-around maps the cached pages near each one (its leaf page and its value's overflow
- * pages, 16 pages each): ~75 KB of RSS per certificate read at 1M. Every STORE_GOT_DROP reads,
- * the span they touched (leaf keys and values) is dropped. Caller holds a read hold,
+/* The mapping that holds p (the map: LMDB maps it whole, in one piece), from
+ * /proc/self/maps; false when it cannot be told. */
+static bool store_map_find(const void *p, struct store_span *out)
+{
+    char line[512];
+    uintptr_t a = (uintptr_t)p;
+    bool found = false;
+    FILE *mf = fopen("/proc/self/maps", "re");
+
+    while (mf != NULL && !found && fgets(line, sizeof(line), mf) != NULL) {
+        char *end = NULL;
+        uintptr_t lo = (uintptr_t)strtoull(line, &end, 16);
+        uintptr_t hi = *end == '-' ? (uintptr_t)strtoull(end + 1, NULL, 16) : 0;
+
+        if (a >= lo && a < hi) {
+            out->lo = lo;
+            out->hi = hi;
+            found = true;
+        }
+    }
+    if (mf != NULL) {
+        (void)fclose(mf);
+    }
+    return found;
+}
+
+/* Single-record reads (a certificate's first handshake, API reads) map pages too, and the
+ * kernel maps the cached pages near each fault with it (fault-around, whole large folios):
+ * ~75 KB of RSS per certificate read at 1M, spread over the whole file. Every STORE_GOT_DROP
+ * reads, the whole map is dropped (only its span of the reads when the map's extent cannot
+ * be told): the hot branch pages come back with a few minor faults. Caller holds a read hold,
  * so the span is in the current map (a remap resets it: store_got_reset). */
 #define STORE_GOT_DROP 64u
 
@@ -906,7 +935,16 @@ static void store_got_note(struct torii_store *st, const MDB_val *k, const MDB_v
     store_span_add(&st->got, k->mv_data, k->mv_size);
     store_span_add(&st->got, v->mv_data, v->mv_size);
     if (++st->got_n >= STORE_GOT_DROP) {
-        store_map_drop(st, &st->got);
+        struct store_span all = st->map;
+
+        if (all.hi != 0 || store_map_find(v->mv_data, &st->map)) {
+            all = st->map;
+            store_map_drop(st, &all);
+            st->got.lo = 0;
+            st->got.hi = 0;
+        } else {
+            store_map_drop(st, &st->got);
+        }
         st->got_n = 0;
     }
     TORII_ASSERT(pthread_mutex_unlock(&st->got_mu) == 0);

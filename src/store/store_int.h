@@ -40,6 +40,8 @@ struct torii_store {
     struct store_span got;            /* the map torii_store_get read since the last drop; reset
                                        * when the map is replaced (under the exclusive hold) */
     unsigned got_n;                   /* torii_store_get reads since the last drop */
+    struct store_span map;            /* the map's whole mapping, from /proc/self/maps; hi == 0:
+                                       * not known yet (reset with got) */
 };
 
 /** Create dir (0700) when missing; TORII_EIO when it cannot be made or is not a directory
