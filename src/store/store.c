@@ -895,32 +895,6 @@ static void store_map_drop(struct torii_store *st, struct store_span *sp)
     sp->hi = 0;
 }
 
-/* The mapping that holds p (the map: LMDB maps it whole, in one piece), from
- * /proc/self/maps; false when it cannot be told. */
-static bool store_map_find(const void *p, struct store_span *out)
-{
-    char line[512];
-    uintptr_t a = (uintptr_t)p;
-    bool found = false;
-    FILE *mf = fopen("/proc/self/maps", "re");
-
-    while (mf != NULL && !found && fgets(line, sizeof(line), mf) != NULL) {
-        char *end = NULL;
-        uintptr_t lo = (uintptr_t)strtoull(line, &end, 16);
-        uintptr_t hi = *end == '-' ? (uintptr_t)strtoull(end + 1, NULL, 16) : 0;
-
-        if (a >= lo && a < hi) {
-            out->lo = lo;
-            out->hi = hi;
-            found = true;
-        }
-    }
-    if (mf != NULL) {
-        (void)fclose(mf);
-    }
-    return found;
-}
-
 /* Single-record reads (a certificate's first handshake, API reads) map pages too, and the
  * kernel maps the cached pages near each fault with it (fault-around, whole large folios):
  * ~75 KB of RSS per certificate read at 1M, spread over the whole file. Every STORE_GOT_DROP
@@ -937,7 +911,7 @@ static void store_got_note(struct torii_store *st, const MDB_val *k, const MDB_v
     if (++st->got_n >= STORE_GOT_DROP) {
         struct store_span all = st->map;
 
-        if (all.hi != 0 || store_map_find(v->mv_data, &st->map)) {
+        if (all.hi != 0 || torii_store__map_find(v->mv_data, &st->map)) {
             all = st->map;
             store_map_drop(st, &all);
             st->got.lo = 0;

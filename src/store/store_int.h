@@ -4,6 +4,7 @@
 #define TORII_STORE_INT_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,9 @@ struct torii_store {
                                        * not known yet (reset with got) */
 };
 
+/** The mapping of this process that holds p (the LMDB map is one mapping), from
+ * /proc/self/maps, in *out; false when it cannot be told (mapfind.c). Any thread. */
+bool torii_store__map_find(const void *p, struct store_span *out);
 /** Create dir (0700) when missing; TORII_EIO when it cannot be made or is not a directory
  * (dir.c). Main thread, at open. */
 int torii_store__dir_prepare(const char *dir, struct torii_errbuf *eb);
