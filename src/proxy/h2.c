@@ -302,7 +302,8 @@ static int h2_session(struct proxy_h2 *h)
 
     TORII_TRY(h2_callbacks(&cb));
     TORII_TRY(h2_options(cfg, &opt));
-    TORII_ENSURE(nghttp2_session_server_new2(&h->s, cb, h, opt) == 0, TORII_ENOMEM);
+    TORII_ENSURE(torii_proxy__h2mem_server_new(&h->mem, &h->pc->pw->h2mem, &h->s, cb, h, opt) == 0,
+                 TORII_ENOMEM);
     TORII_ENSURE(nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]))
                      == 0,
                  TORII_ENOMEM);
@@ -381,18 +382,13 @@ static void h2_send(struct proxy_h2 *h)
     struct evbuffer *out = torii_stream_output(h->pc->st);
 
     while (torii_stream_unsent(h->pc->st) < PX_HIGH_WM && nghttp2_session_want_write(h->s)) {
-        const uint8_t *data = NULL;
-        ssize_t n = nghttp2_session_mem_send(h->s, &data);
+        ssize_t n = torii_proxy__h2mem_send(&h->mem, h->s, out);
         if (n < 0) {
             h->pc->dead = 1;
             return;
         }
         if (n == 0) {
             break;
-        }
-        if (evbuffer_add(out, data, (size_t)n) != 0) {
-            h->pc->dead = 1;
-            return;
         }
     }
 }

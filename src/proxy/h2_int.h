@@ -26,6 +26,7 @@
 
 #include <event2/buffer.h>
 
+#include "h2mem_int.h"
 #include "session_int.h"
 
 struct proxy_h2;
@@ -75,6 +76,7 @@ struct h2_stream {
 struct proxy_h2 {
     struct proxy_conn *pc; /* the client connection */
     nghttp2_session *s;
+    struct h2mem mem;   /* the allocator of s (h2mem.c) */
     struct event *kick; /* deferred step of the connection (from a child's events) */
     struct h2_stream *streams;
     unsigned n_streams;

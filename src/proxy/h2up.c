@@ -28,6 +28,7 @@ struct h2up_conn {
     const struct torii_route_target *t;
     struct torii_stream *st;
     nghttp2_session *ng;
+    struct h2mem mem;            /* the allocator of ng (h2mem.c) */
     struct h2up_conn *next;      /* the target's list */
     struct h2up_stream *streams; /* attached streams (h2up_stream.c links them) */
     uint32_t n_streams;
@@ -199,8 +200,7 @@ static int hc_send_frames(struct h2up_conn *hc)
     struct evbuffer *o = torii_stream_output(hc->st);
 
     for (int i = 0; i < H2UP_PASSES && torii_stream_unsent(hc->st) < PX_HIGH_WM; i++) {
-        const uint8_t *data = NULL;
-        ssize_t n = nghttp2_session_mem_send(hc->ng, &data);
+        ssize_t n = torii_proxy__h2mem_send(&hc->mem, hc->ng, o);
 
         if (n < 0) {
             torii_log(TORII_LOG_WARN, "proxy: HTTP/2 to backend %s: %s", hc->t->name,
@@ -209,9 +209,6 @@ static int hc_send_frames(struct h2up_conn *hc)
         }
         if (n == 0) {
             break;
-        }
-        if (evbuffer_add(o, data, (size_t)n) != 0) {
-            return TORII_ENOMEM;
         }
     }
     return torii_stream_flush(hc->st);
@@ -370,7 +367,7 @@ static int hc_session(struct h2up_conn *hc)
     nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, hc_on_not_sent);
     /* Response DATA is credited back as the client takes it (h2up_stream.c). */
     nghttp2_option_set_no_auto_window_update(opt, 1);
-    if (nghttp2_session_client_new2(&hc->ng, cbs, hc, opt) != 0) {
+    if (torii_proxy__h2mem_client_new(&hc->mem, &hc->pw->h2mem, &hc->ng, cbs, hc, opt) != 0) {
         goto out;
     }
     if (nghttp2_submit_settings(hc->ng, NGHTTP2_FLAG_NONE, iv, 2) != 0

@@ -10,6 +10,7 @@
 
 #include <event2/event.h>
 
+#include "h2mem_int.h"
 #include "torii/http.h"
 #include "torii/proxy.h"
 
@@ -64,6 +65,7 @@ struct proxy_worker {
     unsigned n_h2s_free;
     struct proxy_conn *h2c_free; /* linked by next */
     unsigned n_h2c_free;
+    struct h2mem_pool h2mem; /* the nghttp2 sessions' shared frame buffer (h2mem.c) */
 };
 
 /** Set up / tear down the proxy state of a worker (pool, health, well-known). */

@@ -736,6 +736,7 @@ unsigned torii_proxy__worker_clear(struct proxy_worker *pw)
     torii_proxy__pool_clear(pw);
     torii_proxy__rp_clear(pw);
     torii_proxy__h2_cache_clear(pw);
+    torii_proxy__h2mem_pool_clear(&pw->h2mem);
     TORII_FREE(pw->targets);
     TORII_FREE(pw->rr);
     torii_wellknown_free(pw->wk);
