@@ -18,7 +18,7 @@
 #include <openssl/x509.h>
 
 #include "testpki.h"
-#include "torii/clock.h"
+#include "testtable.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
 #include "torii/table.h"
@@ -90,15 +90,10 @@ static void entry(size_t j, char *id, size_t cap, const struct rec **r)
 /* The id selected for name, or "" when none. */
 static void sel_id(struct torii_table *t, const char *name, char *out, size_t cap)
 {
-    struct torii_sni_query q = {.name = name,
-                                .name_len = strlen(name),
-                                .ecdsa_ok = 1,
-                                .rsa_ok = 1,
-                                .now_ms = torii_clock_now_ms()};
-    struct torii_tls_cert *c = NULL;
+    struct torii_tls_cert *c = testtable_select(t, name);
 
     out[0] = '\0';
-    if (torii_table_select(t, &q, &c, NULL) == TORII_OK) {
+    if (c != NULL) {
         (void)snprintf(out, cap, "%s", torii_tls_cert_id(c));
         torii_tls_cert_unref(c);
     }

@@ -19,7 +19,7 @@
 #include <openssl/x509v3.h>
 
 #include "testpki.h"
-#include "torii/clock.h"
+#include "testtable.h"
 #include "torii/mem.h"
 #include "torii/pki.h"
 #include "torii/table.h"
@@ -107,18 +107,6 @@ static void src_put(struct fake_src *s, struct torii_table *t, const char *id, c
     assert_int_equal(torii_table_update(t, id, e->rec, e->len, NULL, &eb), TORII_OK);
 }
 
-static struct torii_tls_cert *sel(struct torii_table *t, const char *name)
-{
-    struct torii_sni_query q = {.name = name,
-                                .name_len = strlen(name),
-                                .ecdsa_ok = 1,
-                                .rsa_ok = 1,
-                                .now_ms = torii_clock_now_ms()};
-    struct torii_tls_cert *c = NULL;
-
-    return torii_table_select(t, &q, &c, NULL) == TORII_OK ? c : NULL;
-}
-
 struct fixture {
     struct fake_src src;
     struct torii_table *t;
@@ -162,7 +150,7 @@ static void test_src_first_use_loads_once(void **state)
     STACK_OF(X509) *chain = NULL;
 
     src_put(&f->src, f->t, "a", "a.test", 1);
-    struct torii_tls_cert *c = sel(f->t, "a.test");
+    struct torii_tls_cert *c = testtable_select(f->t, "a.test");
     assert_non_null(c);
     assert_int_equal(f->src.loads, 0); /* selection reads nothing */
     assert_int_equal(torii_tls_cert_get(c, &leaf, &key, &chain), TORII_OK);
@@ -180,20 +168,20 @@ static void test_src_replace_reads_again_delete_removes(void **state)
     X509 *leaf = NULL;
 
     src_put(&f->src, f->t, "a", "a.test", 1);
-    struct torii_tls_cert *c = sel(f->t, "a.test");
+    struct torii_tls_cert *c = testtable_select(f->t, "a.test");
     assert_non_null(c);
     assert_int_equal(torii_tls_cert_get(c, NULL, NULL, NULL), TORII_OK);
     torii_tls_cert_unref(c);
     src_put(&f->src, f->t, "a", "b.test", 1); /* same id, another name */
-    assert_null(sel(f->t, "a.test"));
-    c = sel(f->t, "b.test");
+    assert_null(testtable_select(f->t, "a.test"));
+    c = testtable_select(f->t, "b.test");
     assert_non_null(c);
     assert_int_equal(torii_tls_cert_get(c, &leaf, NULL, NULL), TORII_OK);
     assert_int_equal(f->src.loads, 2);
     assert_int_equal(X509_check_host(leaf, "b.test", 0, 0, NULL), 1);
     torii_tls_cert_unref(c);
     assert_int_equal(torii_table_update(f->t, "a", NULL, 0, NULL, NULL), TORII_OK);
-    assert_null(sel(f->t, "b.test"));
+    assert_null(testtable_select(f->t, "b.test"));
     assert_int_equal(torii_table_size(f->t), 0);
 }
 
@@ -204,7 +192,7 @@ static void test_src_lost_certificate_fails_once(void **state)
 
     src_put(&f->src, f->t, "gone", "gone.test", 1);
     (void)snprintf(f->src.v[0].id, sizeof(f->src.v[0].id), "renamed"); /* the source lost it */
-    struct torii_tls_cert *c = sel(f->t, "gone.test");
+    struct torii_tls_cert *c = testtable_select(f->t, "gone.test");
     assert_non_null(c);
     assert_int_equal(torii_tls_cert_get(c, NULL, NULL, NULL), TORII_ETLS);
     assert_int_equal(torii_tls_cert_get(c, NULL, NULL, NULL), TORII_ETLS);
@@ -219,7 +207,7 @@ static void test_src_record_without_key_not_served(void **state)
 
     src_put(&f->src, f->t, "nokey", "nokey.test", 0);
     assert_int_equal(torii_table_size(f->t), 1);
-    assert_null(sel(f->t, "nokey.test"));
+    assert_null(testtable_select(f->t, "nokey.test"));
     assert_int_equal(f->src.loads, 0);
 }
 
@@ -230,7 +218,7 @@ static void test_src_leaf_dup_and_eager_update(void **state)
     struct torii_errbuf eb = {{0}};
 
     src_put(&f->src, f->t, "a", "a.test", 1);
-    struct torii_tls_cert *c = sel(f->t, "a.test");
+    struct torii_tls_cert *c = testtable_select(f->t, "a.test");
     assert_non_null(c);
     assert_int_equal(torii_tls_cert_leaf_dup(c, &leaf), TORII_OK);
     assert_int_equal(f->src.loads, 1);
@@ -240,7 +228,7 @@ static void test_src_leaf_dup_and_eager_update(void **state)
     struct torii_pki_key_src key = {"a", f->src.v[0].key_pem, NULL, NULL};
     assert_int_equal(torii_table_update(f->t, "a", f->src.v[0].rec, f->src.v[0].len, &key, &eb),
                      TORII_OK);
-    c = sel(f->t, "a.test");
+    c = testtable_select(f->t, "a.test");
     assert_non_null(c);
     assert_int_equal(torii_tls_cert_get(c, NULL, NULL, NULL), TORII_OK);
     assert_int_equal(f->src.loads, 1);
@@ -277,7 +265,7 @@ static void test_src_shared_names_replace_delete(void **state)
         put_shared(f->t, i, 10 + (i % 50)); /* s49, s99, ... expire last (59 days) */
     }
     put_shared(f->t, 7, 90); /* replaced: now the latest */
-    struct torii_tls_cert *c = sel(f->t, "x.shared.test");
+    struct torii_tls_cert *c = testtable_select(f->t, "x.shared.test");
     assert_non_null(c);
     assert_string_equal(torii_tls_cert_id(c), "s7");
     torii_tls_cert_unref(c);
@@ -288,7 +276,7 @@ static void test_src_shared_names_replace_delete(void **state)
     assert_int_equal(torii_table_size(f->t), N_SHARED - (N_SHARED + 2) / 3);
     for (int i = 0; i < N_SHARED; i++) {
         (void)snprintf(name, sizeof(name), "n%d.own.test", i);
-        c = sel(f->t, name);
+        c = testtable_select(f->t, name);
         if (i % 3 == 0) {
             assert_null(c);
             continue;
@@ -298,7 +286,7 @@ static void test_src_shared_names_replace_delete(void **state)
         assert_string_equal(torii_tls_cert_id(c), name);
         torii_tls_cert_unref(c);
     }
-    c = sel(f->t, "x.shared.test");
+    c = testtable_select(f->t, "x.shared.test");
     assert_non_null(c);
     assert_string_equal(torii_tls_cert_id(c), "s7"); /* 7 % 3 != 0: still there */
     torii_tls_cert_unref(c);
