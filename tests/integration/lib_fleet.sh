@@ -142,6 +142,18 @@ fleet_up() {
   check "node C ready (filled from etcd)" t_wait_for ready_is c 200
 }
 
+# fleet_pebble_up: Pebble and its DNS (pebble.sh) for the ACME fleet tests, every name
+# resolving to node B (127.0.0.3) unless a test says otherwise; the EXIT trap stops Pebble,
+# then the fleet. Skips the test (exit 77) when Pebble is not installed.
+fleet_pebble_up() {
+  # shellcheck source=tests/integration/pebble.sh
+  source "$(dirname "$(realpath "${BASH_SOURCE[0]}")")/pebble.sh"
+  trap 'pebble_stop; fleet_cleanup' EXIT
+  pebble_begin
+  check "challtestsrv: every name resolves to node B (127.0.0.3)" \
+    curl -sf -o /dev/null -d '{"ip": "127.0.0.3"}' "http://127.0.0.1:$P_CHALL/set-default-ipv4"
+}
+
 # job_doer JOB: the node (a, b or c) holding JOB (docs/fleet.md "Jobs"), from the pid in the
 # value of <prefix>l/<job>; nothing when no running node holds it.
 job_doer() {

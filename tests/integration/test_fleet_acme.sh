@@ -11,12 +11,7 @@
 # doer's.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_fleet.sh"
-source "$(dirname "$(realpath "$0")")/pebble.sh"
-trap 'pebble_stop; fleet_cleanup' EXIT
-
-pebble_begin
-check "challtestsrv: every name resolves to node B (127.0.0.3)" \
-  curl -sf -o /dev/null -d '{"ip": "127.0.0.3"}' "http://127.0.0.1:$P_CHALL/set-default-ipv4"
+fleet_pebble_up
 
 # A answers HTTP-01 when it orders, B and C TLS-ALPN-01; every node has acme{}, so every node
 # follows the shared answers. Each node has its own access log.

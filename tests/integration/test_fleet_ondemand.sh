@@ -10,12 +10,7 @@
 # allow-list it is not in, refuses it (denied, logged) and removes the wish: nothing ordered.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_fleet.sh"
-source "$(dirname "$(realpath "$0")")/pebble.sh"
-trap 'pebble_stop; fleet_cleanup' EXIT
-
-pebble_begin
-check "challtestsrv: every name resolves to node B (127.0.0.3)" \
-  curl -sf -o /dev/null -d '{"ip": "127.0.0.3"}' "http://127.0.0.1:$P_CHALL/set-default-ipv4"
+fleet_pebble_up
 
 ask_server_start || { echo "ask server did not start"; exit 1; }
 
