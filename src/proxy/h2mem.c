@@ -19,6 +19,13 @@ int torii_proxy__h2mem_proven(void)
     return v != NULL && v->version_num >= H2MEM_PROVEN_MIN && v->version_num <= H2MEM_PROVEN_MAX;
 }
 
+/* What nghttp2_session_*_new3 takes besides the allocator. */
+struct h2mem_new_args {
+    const nghttp2_session_callbacks *cb;
+    void *user;
+    const nghttp2_option *opt;
+};
+
 /* After the worker's end, the pool goes with the last block it lent. */
 static void h2mem_pool_done(struct h2mem_pool *pool)
 {
@@ -152,18 +159,6 @@ static void h2mem_init(struct h2mem *m, struct h2mem_pool *pool)
     m->creating = 1;
 }
 
-int torii_proxy__h2mem_server_new(struct h2mem *m, struct h2mem_pool *pool, nghttp2_session **out,
-                                  const nghttp2_session_callbacks *cb, void *user,
-                                  const nghttp2_option *opt)
-{
-    int rv;
-
-    h2mem_init(m, pool);
-    rv = nghttp2_session_server_new3(out, cb, user, opt, &m->mem);
-    m->creating = 0;
-    return rv;
-}
-
 /* The client's first send is the preface nghttp2 wrote into the first chunk at creation:
  * taken now, before another session packs a frame there, and emitted by the first
  * torii_proxy__h2mem_send. */
@@ -183,16 +178,16 @@ static int h2mem_take_preface(struct h2mem *m, nghttp2_session *s)
     return 0;
 }
 
-int torii_proxy__h2mem_client_new(struct h2mem *m, struct h2mem_pool *pool, nghttp2_session **out,
-                                  const nghttp2_session_callbacks *cb, void *user,
-                                  const nghttp2_option *opt)
+static int h2mem_session_new(struct h2mem *m, struct h2mem_pool *pool, nghttp2_session **out,
+                             const struct h2mem_new_args *a, int server)
 {
     int rv;
 
     h2mem_init(m, pool);
-    rv = nghttp2_session_client_new3(out, cb, user, opt, &m->mem);
+    rv = server ? nghttp2_session_server_new3(out, a->cb, a->user, a->opt, &m->mem)
+                : nghttp2_session_client_new3(out, a->cb, a->user, a->opt, &m->mem);
     m->creating = 0;
-    if (rv == 0 && m->shared != NULL) {
+    if (rv == 0 && !server && m->shared != NULL) {
         rv = h2mem_take_preface(m, *out);
         if (rv != 0) {
             nghttp2_session_del(*out);
@@ -200,6 +195,24 @@ int torii_proxy__h2mem_client_new(struct h2mem *m, struct h2mem_pool *pool, nght
         }
     }
     return rv;
+}
+
+int torii_proxy__h2mem_server_new(struct h2mem *m, struct h2mem_pool *pool, nghttp2_session **out,
+                                  const nghttp2_session_callbacks *cb, void *user,
+                                  const nghttp2_option *opt)
+{
+    const struct h2mem_new_args a = {cb, user, opt};
+
+    return h2mem_session_new(m, pool, out, &a, 1);
+}
+
+int torii_proxy__h2mem_client_new(struct h2mem *m, struct h2mem_pool *pool, nghttp2_session **out,
+                                  const nghttp2_session_callbacks *cb, void *user,
+                                  const nghttp2_option *opt)
+{
+    const struct h2mem_new_args a = {cb, user, opt};
+
+    return h2mem_session_new(m, pool, out, &a, 0);
 }
 
 /* The send itself: the lender recorded while nghttp2 packs and returns, the bytes copied. */

@@ -119,7 +119,8 @@ static nghttp2_session_callbacks *callbacks(void)
     return cb;
 }
 
-static void peer_server(struct peer *p, struct h2mem *m, struct h2mem_pool *pool)
+/* A server (or client) session with empty SETTINGS queued: on the pool when m is given. */
+static void peer_new(struct peer *p, struct h2mem *m, struct h2mem_pool *pool, int server)
 {
     nghttp2_session_callbacks *cb = callbacks();
 
@@ -128,26 +129,13 @@ static void peer_server(struct peer *p, struct h2mem *m, struct h2mem_pool *pool
     p->out = evbuffer_new();
     assert_non_null(p->out);
     if (m != NULL) {
-        assert_int_equal(torii_proxy__h2mem_server_new(m, pool, &p->s, cb, p, NULL), 0);
+        assert_int_equal(server ? torii_proxy__h2mem_server_new(m, pool, &p->s, cb, p, NULL)
+                                : torii_proxy__h2mem_client_new(m, pool, &p->s, cb, p, NULL),
+                         0);
     } else {
-        assert_int_equal(nghttp2_session_server_new(&p->s, cb, p), 0);
-    }
-    nghttp2_session_callbacks_del(cb);
-    assert_int_equal(nghttp2_submit_settings(p->s, NGHTTP2_FLAG_NONE, NULL, 0), 0);
-}
-
-static void peer_client(struct peer *p, struct h2mem *m, struct h2mem_pool *pool)
-{
-    nghttp2_session_callbacks *cb = callbacks();
-
-    memset(p, 0, sizeof(*p));
-    p->m = m;
-    p->out = evbuffer_new();
-    assert_non_null(p->out);
-    if (m != NULL) {
-        assert_int_equal(torii_proxy__h2mem_client_new(m, pool, &p->s, cb, p, NULL), 0);
-    } else {
-        assert_int_equal(nghttp2_session_client_new(&p->s, cb, p), 0);
+        assert_int_equal(server ? nghttp2_session_server_new(&p->s, cb, p)
+                                : nghttp2_session_client_new(&p->s, cb, p),
+                         0);
     }
     nghttp2_session_callbacks_del(cb);
     assert_int_equal(nghttp2_submit_settings(p->s, NGHTTP2_FLAG_NONE, NULL, 0), 0);
@@ -171,7 +159,7 @@ static struct evbuffer *client_bytes(void)
     };
     struct evbuffer *b = evbuffer_new();
 
-    peer_client(&c, NULL, NULL);
+    peer_new(&c, NULL, NULL, 0);
     for (int i = 0; i < N_REQS; i++) {
         assert_true(nghttp2_submit_request(c.s, NULL, nv, 4, NULL, NULL) > 0);
     }
@@ -235,8 +223,8 @@ static void run_servers(struct h2mem_pool *pool, int nest)
     struct evbuffer *req = client_bytes();
 
     for (int i = 0; i < N_PAIRS; i++) {
-        peer_server(&pooled[i], &mems[i], pool);
-        peer_server(&ref[i], NULL, NULL);
+        peer_new(&pooled[i], &mems[i], pool, 1);
+        peer_new(&ref[i], NULL, NULL, 1);
         all[2 * i] = &pooled[i];
         all[2 * i + 1] = &ref[i];
     }
@@ -314,14 +302,14 @@ static void test_clients(void **state)
     (void)state;
     skip_unless_proven();
     for (int i = 0; i < 2; i++) {
-        peer_client(&pc[i], &mc[i], &pool);
-        peer_client(&rc[i], NULL, NULL);
+        peer_new(&pc[i], &mc[i], &pool, 0);
+        peer_new(&rc[i], NULL, NULL, 0);
         for (int r = 0; r < N_REQS; r++) {
             assert_true(nghttp2_submit_request(pc[i].s, NULL, nv, 4, NULL, NULL) > 0);
             assert_true(nghttp2_submit_request(rc[i].s, NULL, nv, 4, NULL, NULL) > 0);
         }
     }
-    peer_server(&srv, &ms, &pool); /* packs its frames over the clients' first chunk */
+    peer_new(&srv, &ms, &pool, 1); /* packs its frames over the clients' first chunk */
     feed(&srv, req);
     drive((struct peer *[]){&srv}, 1);
     assert_int_equal(pool.users, 3);
@@ -350,7 +338,7 @@ static void idle_sessions(struct h2mem_pool *pool, struct h2mem *mems, struct pe
     assert_int_equal(evbuffer_remove_buffer(client, pre, NGHTTP2_CLIENT_MAGIC_LEN + 9),
                      NGHTTP2_CLIENT_MAGIC_LEN + 9);
     for (int i = 0; i < N_IDLE; i++) {
-        peer_server(&ps[i], pool != NULL ? &mems[i] : NULL, pool);
+        peer_new(&ps[i], pool != NULL ? &mems[i] : NULL, pool, 1);
         feed(&ps[i], pre);
         drive((struct peer *[]){&ps[i]}, 1);
         evbuffer_drain(ps[i].out, evbuffer_get_length(ps[i].out));
@@ -387,7 +375,7 @@ static void test_idle_bytes(void **state)
     (void)state;
     skip_unless_proven();
     plain = idle_bytes(NULL, NULL, ps);
-    peer_server(&ps[0], &mems[0], &pool); /* the pool's buffer exists before the count */
+    peer_new(&ps[0], &mems[0], &pool, 1); /* the pool's buffer exists before the count */
     peer_free(&ps[0]);
     assert_non_null(pool.frame);
     pooled = idle_bytes(&pool, mems, ps);
