@@ -187,7 +187,9 @@ static int h2mem_session_new(struct h2mem *m, struct h2mem_pool *pool, nghttp2_s
     rv = server ? nghttp2_session_server_new3(out, a->cb, a->user, a->opt, &m->mem)
                 : nghttp2_session_client_new3(out, a->cb, a->user, a->opt, &m->mem);
     m->creating = 0;
-    if (rv == 0 && !server && m->shared != NULL) {
+    if (rv != 0) {
+        *out = NULL; /* nghttp2 leaves the freed session there */
+    } else if (!server && m->shared != NULL) {
         rv = h2mem_take_preface(m, *out);
         if (rv != 0) {
             nghttp2_session_del(*out);
