@@ -90,6 +90,12 @@ size_t torii_stream_unsent(const struct torii_stream *s);
 /** Enable or disable reading (no system call when the state does not change). */
 void torii_stream_read(struct torii_stream *s, int on);
 
+/** Enable reading, and read in this loop iteration without waiting for the socket to be
+ * reported readable: for an accepted socket whose first bytes are known to be there
+ * (TCP_DEFER_ACCEPT), it saves a round through epoll. When nothing is there, the read costs
+ * one recv that says EAGAIN and the stream waits as usual. */
+void torii_stream_read_ready(struct torii_stream *s);
+
 /** Read timeout (no input for read_ms while reading is enabled) and write timeout (no progress
  * for write_ms while output is blocked); 0 = none. A torii_stream_connect stream: while
  * connecting, the smaller non-zero one bounds the whole connect and handshake (an accepted

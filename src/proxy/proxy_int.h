@@ -82,7 +82,15 @@ unsigned torii_proxy__worker_clear(struct proxy_worker *pw);
  * after a request are closed now. Loop thread. */
 void torii_proxy__worker_drain(struct proxy_worker *pw, int mode);
 
-/** Serve a new client connection on fd (taken in every case). tls: the https listener. */
+/** Sets the options of a listening socket: TCP_NODELAY (inherited by the accepted sockets),
+ * and for the https listener (tls) TCP_DEFER_ACCEPT, which torii_proxy__accept relies on to
+ * read at once. addr names the socket in the error. Any thread. */
+int torii_proxy__listen_opts(evutil_socket_t fd, int tls, const char *addr, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
+/** Serve a new client connection on fd (taken in every case). tls: the https listener, whose
+ * connections are read at once, in this loop iteration (its listener defers the accept until
+ * the first bytes came). */
 void torii_proxy__accept(struct proxy_worker *pw, evutil_socket_t fd, const struct sockaddr *sa,
                          int tls);
 

@@ -600,12 +600,11 @@ void torii_proxy__accept(struct proxy_worker *pw, evutil_socket_t fd, const stru
 {
     struct proxy_conn *pc = torii_xcalloc(1, sizeof(*pc));
     SSL *ssl = NULL;
-    int one = 1;
 
     pc->pw = pw;
     pc->tls = tls ? 1 : 0;
     px_peer_ip(sa, pc->ip, sizeof(pc->ip));
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* TCP_NODELAY comes from the listener (torii_proxy__listen_opts). */
     if (tls && (ssl = torii_tls_conn_new(pw->tls)) == NULL) {
         evutil_closesocket(fd);
         free(pc);
@@ -626,7 +625,11 @@ void torii_proxy__accept(struct proxy_worker *pw, evutil_socket_t fd, const stru
     torii_stream_set_lowat(pc->st, PX_LOW_WM);
     /* A client that stops reading our output is dropped after the idle timeout. */
     torii_stream_timeouts(pc->st, 0, pw->cfg->idle_timeout_ms);
-    torii_stream_read(pc->st, 1);
+    if (tls) {
+        torii_stream_read_ready(pc->st); /* TCP_DEFER_ACCEPT: the ClientHello is there */
+    } else {
+        torii_stream_read(pc->st, 1);
+    }
     torii_proxy__timer_arm(pc, PT_IDLE, pw->cfg->idle_timeout_ms);
     pc->next = pw->conns;
     if (pw->conns != NULL) {

@@ -167,6 +167,28 @@ static void worker_accept_error(struct evconnlistener *lev, void *arg)
     }
 }
 
+/* Options of a listening socket, bound here or inherited over a binary upgrade (set again: an
+ * older binary may not have set them). TCP_NODELAY: accepted sockets inherit it on Linux, so
+ * no connection needs its own setsockopt. TCP_DEFER_ACCEPT (https only): the kernel hands a
+ * connection over once its first bytes (the ClientHello) are there, so the worker wakes once
+ * per new connection, not twice, and reads it at once (torii_proxy__accept). A client that
+ * connects and sends nothing waits in the kernel, for about WORKER_DEFER_S, then is handed
+ * over like any other (its handshake deadline starts then). Plain HTTP keeps the immediate
+ * hand-over: its clients are counted and timed from the connect. */
+#define WORKER_DEFER_S 1
+
+int torii_proxy__listen_opts(evutil_socket_t fd, int tls, const char *addr, struct torii_errbuf *eb)
+{
+    int one = 1;
+    int defer = WORKER_DEFER_S;
+
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0
+        || (tls && setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer)) != 0)) {
+        return torii_errf(eb, TORII_EIO, "setsockopt(%s): %s", addr, torii_errno_text(errno).s);
+    }
+    return TORII_OK;
+}
+
 /* Bound socket with SO_REUSEPORT, so each worker has its own accept queue. */
 static int worker_bind(const char *addr, evutil_socket_t *out, struct torii_errbuf *eb)
 {
@@ -287,6 +309,10 @@ static int worker_listen(struct torii_workers *ws, struct worker *w, struct tori
         TORII_TRY(worker_inherited(ws, i, w->index, addrs[i], &fd, eb));
         if (fd < 0) {
             TORII_TRY(worker_bind(addrs[i], &fd, eb));
+        }
+        if ((rc = torii_proxy__listen_opts(fd, i == WORKER_HTTPS, addrs[i], eb)) != TORII_OK) {
+            (void)close(fd);
+            goto out;
         }
         w->lev[i] = evconnlistener_new(w->base, cbs[i], w, LEV_OPT_CLOSE_ON_FREE, -1, fd);
         if (w->lev[i] == NULL) {

@@ -61,6 +61,7 @@ struct torii_stream {
     unsigned shut_sent : 1;   /* close_notify queued */
     unsigned wshut : 1;       /* plain: FIN wanted after the output (half-close) */
     unsigned wshut_sent : 1;  /* plain: shutdown(SHUT_WR) done */
+    unsigned fin_sent : 1;    /* TLS, accepted: shutdown(SHUT_WR) after close_notify */
     unsigned rd_max : 1;      /* the last read stopped at ST_READ_MAX */
     /* A pipe (torii_stream_pipe): no socket; the owner moves the bytes. */
     SSL *ssl_ref;                   /* the connection's SSL, borrowed (torii_stream_ssl) */
@@ -235,8 +236,8 @@ static int st_drained(const struct torii_stream *s, size_t before)
 
 /* One system call for what buf holds: send() when it is one contiguous chain (the usual
  * case: one TLS record, one head; it skips the vector and file layers of writev), else
- * evbuffer_write's writev. What was sent is drained. */
-static ssize_t st_send_once(struct torii_stream *s, struct evbuffer *buf, size_t len)
+ * evbuffer_write's writev. What was sent is drained. more: MSG_MORE (send() only). */
+static ssize_t st_send_once(struct torii_stream *s, struct evbuffer *buf, size_t len, int more)
 {
     struct evbuffer_iovec v;
     ssize_t n;
@@ -244,7 +245,7 @@ static ssize_t st_send_once(struct torii_stream *s, struct evbuffer *buf, size_t
     if (evbuffer_peek(buf, -1, NULL, &v, 1) != 1 || v.iov_len != len) {
         return evbuffer_write(buf, s->fd);
     }
-    n = send(s->fd, v.iov_base, len, MSG_NOSIGNAL);
+    n = send(s->fd, v.iov_base, len, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
     if (n > 0) {
         (void)evbuffer_drain(buf, (size_t)n);
     }
@@ -252,13 +253,15 @@ static ssize_t st_send_once(struct torii_stream *s, struct evbuffer *buf, size_t
 }
 
 /* Write buf to the socket until it is empty or the socket is full. 1 = blocked, 0 = all
- * sent, -1 = failed. A partial write means the socket is full: no second try. */
-static int st_send(struct torii_stream *s, struct evbuffer *buf)
+ * sent, -1 = failed. A partial write means the socket is full: no second try. more: the
+ * caller ends the sending side right after (st_send_fin), so the kernel may hold the last
+ * segment for the FIN to join it; bytes held behind a full socket go out with its ACKs. */
+static int st_send(struct torii_stream *s, struct evbuffer *buf, int more)
 {
     size_t len;
 
     while ((len = evbuffer_get_length(buf)) > 0) {
-        ssize_t n = st_send_once(s, buf, len);
+        ssize_t n = st_send_once(s, buf, len, more);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
                 return 1;
@@ -270,6 +273,21 @@ static int st_send(struct torii_stream *s, struct evbuffer *buf)
         }
     }
     return 0;
+}
+
+/* An accepted TLS stream whose close_notify is queued: nothing can follow it, so the TCP
+ * sending side ends with it, and the FIN leaves in the same segment as the last records (one
+ * packet less than the FIN of the close that follows). Its own connections' peers (outbound)
+ * are left to the close. 1 when the FIN is due with this send. */
+static int st_fin_due(const struct torii_stream *s)
+{
+    return s->shut_sent && !s->fin_sent && !s->outbound;
+}
+
+static void st_send_fin(struct torii_stream *s)
+{
+    s->fin_sent = 1;
+    (void)shutdown(s->fd, SHUT_WR); /* the peer may be gone: nothing to tell it */
 }
 
 /* Encrypt plaintext into records until tls_out holds ST_TLS_OUT. A record takes the first
@@ -320,7 +338,7 @@ int torii_stream_flush(struct torii_stream *s)
         return TORII_OK; /* sent once connected */
     }
     if (s->ssl == NULL) {
-        blocked = st_send(s, s->out);
+        blocked = st_send(s, s->out, 0);
         if (blocked == 0 && s->wshut && !s->wshut_sent) {
             s->wshut_sent = 1;
             (void)shutdown(s->fd, SHUT_WR); /* the peer may be gone: nothing to tell it */
@@ -338,7 +356,10 @@ int torii_stream_flush(struct torii_stream *s)
                 (void)SSL_shutdown(s->ssl); /* close_notify into tls_out */
                 ERR_clear_error();
             }
-            blocked = st_send(s, s->tls_out);
+            blocked = st_send(s, s->tls_out, st_fin_due(s));
+            if (blocked == 0 && st_fin_due(s)) {
+                st_send_fin(s);
+            }
         } while (blocked == 0 && rc == TORII_OK && s->established
                  && evbuffer_get_length(s->out) > 0);
     }
@@ -533,7 +554,7 @@ static void st_read_cb(evutil_socket_t fd, short ev, void *arg)
         what |= TORII_STREAM_ERROR;
     }
     if (s->ssl != NULL && (what & TORII_STREAM_ERROR)) {
-        (void)st_send(s, s->tls_out); /* the alert that says why, best effort */
+        (void)st_send(s, s->tls_out, 0); /* the alert that says why, best effort */
     } else if (s->ssl != NULL && (!(what & TORII_STREAM_READ) || (what & TORII_STREAM_CONNECTED))
                && torii_stream_flush(s) != TORII_OK) {
         /* Handshake flights, and output that waited for the handshake. With application
@@ -799,6 +820,14 @@ void torii_stream_read(struct torii_stream *s, int on)
     st_rev_update(s);
     if (on && s->ssl != NULL && SSL_has_pending(s->ssl)) {
         event_active(s->rev, EV_READ, 1); /* records already read from the socket */
+    }
+}
+
+void torii_stream_read_ready(struct torii_stream *s)
+{
+    torii_stream_read(s, 1);
+    if (s->reading && s->rev != NULL) {
+        event_active(s->rev, EV_READ, 1);
     }
 }
 

@@ -155,12 +155,41 @@ t_stop
 check_eq "graceful stop exits 0" 0 $?
 
 # Strict SNI: unknown names get an unrecognized_name alert, no SNI still gets the default.
-t_config '"tls": {"strict_sni": true},'
+# (A short idle timeout for the silent client below.)
+t_config '"tls": {"strict_sni": true}, "limits": {"idle_timeout_ms": 1000},'
 t_start || exit 1
 out=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:$T_HTTPS" -servername nope.example.test 2>&1)
 check "strict SNI: unknown name -> unrecognized_name alert" sh -c "echo \"\$0\" | grep -qi 'unrecognized name'" "$out"
 check_eq "strict SNI: known name still served" "$(serial_of e1)" "$(served k.example.test)"
 check_eq "strict SNI: no SNI gets the default" "$default_serial" "$(served "")"
+# The https listener defers the accept until the ClientHello is there (TCP_DEFER_ACCEPT): a
+# client that connects and says nothing is still handed over (after about a second) and
+# closed by the idle timeout, and one that speaks late gets its handshake.
+silent=$(python3 - "$T_HTTPS" <<'PY'
+import socket, ssl, sys, time
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port))
+t0 = time.time()
+closed = False
+s.settimeout(0.2)
+while not closed and time.time() - t0 < 60:
+    try:
+        closed = s.recv(1) == b""
+    except socket.timeout:
+        pass
+    except ConnectionResetError:
+        closed = True
+c = socket.create_connection(("127.0.0.1", port))
+time.sleep(0.3)
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+t = ctx.wrap_socket(c, server_hostname="k.example.test")
+print("closed" if closed else "open", t.version())
+PY
+)
+check_eq "silent client closed by the idle timeout; a late ClientHello still served" \
+  "closed TLSv1.3" "$silent"
 t_stop
 check_eq "graceful stop exits 0" 0 $?
 
