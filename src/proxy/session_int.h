@@ -219,6 +219,18 @@ void torii_proxy__h2_timer(struct proxy_conn *pc);
 unsigned torii_proxy__h2_busy(const struct proxy_conn *pc, unsigned *tunnels);
 /** Free pc->h2 and end every stream's child (pc closes). */
 void torii_proxy__h2_free(struct proxy_conn *pc);
+/** The child's upstream response head (parsed; framing as the response pump chose it, length
+ * for LENGTH): the stream submits it as HEADERS (with_body: DATA follows), the fields kept by
+ * torii_proxy_resp_fields; the body then goes raw into the child's output (never chunked).
+ * *bytes gets the size of the fields as HTTP/1.1 lines (the access log's bytes_out). */
+int torii_proxy__h2s_resp_head(struct proxy_conn *child, const struct torii_http_resp *resp,
+                               enum torii_proxy_out_framing framing, uint64_t length, int with_body,
+                               size_t *bytes) TORII_MUST_USE;
+/** The trailer fields of that response (copied: sent after the last DATA). */
+int torii_proxy__h2s_resp_trailers(struct proxy_conn *child, const struct torii_http_resp *resp)
+    TORII_MUST_USE;
+/** That response is complete: the stream ends once the child's output is taken. */
+void torii_proxy__h2s_resp_end(struct proxy_conn *child);
 /** A child connection ends (pc_close): its stream forgets it. */
 void torii_proxy__h2s_child_gone(struct proxy_conn *child);
 /** Tunnel endpoint ops of a stream's child after a 101 (ctx: the child): its pipe, and the
