@@ -323,23 +323,20 @@ static int h2s_resp_body(void *arg, const unsigned char *data, size_t len);
 static int h2s_start_child(struct h2_stream *st)
 {
     struct proxy_conn *pc = st->h->pc;
-    struct torii_stream *pipe = torii_stream_pipe(torii_stream_ssl(pc->st), h2s_pipe_send, st);
 
-    if (pipe == NULL
-        || (st->rp == NULL && torii_http_parser_new_response(&pc->pw->ulim, &st->rp) != TORII_OK)) {
-        torii_stream_free(pipe);
+    if (st->rp == NULL && torii_http_parser_new_response(&pc->pw->ulim, &st->rp) != TORII_OK) {
         return TORII_ENOMEM;
     }
     torii_http_parser_set_body_cb(st->rp, h2s_resp_body, st);
     st->head_req = strcmp(st->method, "HEAD") == 0;
     torii_http_parser_set_no_body(st->rp, st->head_req);
     torii_http_parser_allow_switch(st->rp, st->ws);
-    st->child = torii_proxy__conn_pipe(pc, pipe); /* takes pipe */
+    st->child = torii_proxy__conn_pipe(pc, h2s_pipe_send, st);
     if (st->child == NULL) {
         return TORII_ENOMEM;
     }
     st->child->h2s = st;
-    return h2s_write_head(st, torii_stream_input(pipe));
+    return h2s_write_head(st, torii_stream_input(st->child->st));
 }
 
 /* The request goes to a child: its head, and the body held so far. */
@@ -753,6 +750,19 @@ ssize_t torii_proxy__h2s_read(nghttp2_session *s, int32_t id, uint8_t *buf, size
 
 /* ---- the upstream's response handed over by the child (no HTTP/1.1 text between) ---- */
 
+/* The decimal digits of v at the end of b (24 bytes; snprintf costs a thousand instructions,
+ * this runs per response): their offset in b. */
+static size_t h2s_digits(char b[24], uint64_t v)
+{
+    size_t k = 24;
+
+    do {
+        b[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return k;
+}
+
 struct h2s_head_ctx {
     struct h2_nvbuf *b;
     size_t bytes;
@@ -776,8 +786,9 @@ int torii_proxy__h2s_resp_head(struct proxy_conn *child, const struct torii_http
     struct h2_nvbuf b;
     struct h2s_head_ctx c = {&b, 0};
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = torii_proxy__h2s_read};
-    char code[8], cl[24];
-    int k, rc;
+    char code[24], cl[24];
+    size_t k;
+    int rc;
 
     /* What the engine wrote before (its 100 Continue, an interim response) goes first. */
     if (h2s_parse(st, torii_stream_output(child->st)) != TORII_OK) {
@@ -786,14 +797,15 @@ int torii_proxy__h2s_resp_head(struct proxy_conn *child, const struct torii_http
     st->direct = 1;
     st->resp_head = 1;
     torii_proxy__h2_nv_init(&b, resp->headers, resp->n_headers, 2);
-    (void)snprintf(code, sizeof(code), "%03d", resp->status);
-    b.nv[b.n++] = (nghttp2_nv){h2s_u8(":status"), h2s_u8(code), 7, 3, NGHTTP2_NV_FLAG_NONE};
+    k = h2s_digits(code, (uint64_t)(resp->status > 0 ? resp->status : 0)); /* 3 digits */
+    b.nv[b.n++] = (nghttp2_nv){h2s_u8(":status"), h2s_u8(code + k), 7, sizeof(code) - k,
+                               NGHTTP2_NV_FLAG_NONE};
     torii_proxy_resp_fields(resp, framing, h2s_head_field, &c);
     if (framing == TORII_PROXY_OUT_LENGTH) {
-        k = snprintf(cl, sizeof(cl), "%llu", (unsigned long long)length);
-        b.nv[b.n++] =
-            (nghttp2_nv){h2s_u8("content-length"), h2s_u8(cl), 14, (size_t)k, NGHTTP2_NV_FLAG_NONE};
-        c.bytes += 18 + (size_t)k;
+        k = h2s_digits(cl, length);
+        b.nv[b.n++] = (nghttp2_nv){h2s_u8("content-length"), h2s_u8(cl + k), 14, sizeof(cl) - k,
+                                   NGHTTP2_NV_FLAG_NONE};
+        c.bytes += 18 + sizeof(cl) - k;
     }
     rc = nghttp2_submit_response(st->h->s, st->id, b.nv, b.n, with_body ? &prd : NULL);
     torii_proxy__h2_nv_free(&b);

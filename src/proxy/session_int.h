@@ -187,19 +187,21 @@ void torii_proxy__reject(struct proxy_conn *pc);
  * it is dead. Safe from nested callbacks (deferred to the outer call). */
 void torii_proxy__run(struct proxy_conn *pc);
 
-/** The child connection of an HTTP/2 stream, over pipe (taken in every case): a connection
- * of the same worker, peer and TLS session as parent, not listed in pw->conns. NULL on
- * allocation failure. */
-struct proxy_conn *torii_proxy__conn_pipe(struct proxy_conn *parent, struct torii_stream *pipe);
+/** The child connection of an HTTP/2 stream, over a pipe stream (torii_stream_pipe: send,
+ * arg; a kept child's pipe rearmed): a connection of the same worker, peer and TLS session as
+ * parent, not listed in pw->conns. NULL on allocation failure. */
+struct proxy_conn *torii_proxy__conn_pipe(struct proxy_conn *parent, torii_stream_pipe_cb send,
+                                          void *arg);
 
 /* ---- h2.c, h2stream.c, h2cache.c: HTTP/2 to clients (h2_int.h) ---- */
 
 /** A stream child kept by the worker (cleared; its timer event kept, maybe still pending
- * at t_fire_us), or NULL when none is kept. */
+ * at t_fire_us, and its pipe stream if it had one, to be rearmed), or NULL when none is
+ * kept. */
 struct proxy_conn *torii_proxy__h2c_take(struct proxy_worker *pw);
-/** Keep a closed stream child (everything but its timer event already freed; the timer's
- * mode set to none, the event left as it is) for the next stream: 1, or 0 when the list is
- * full (the caller frees it). */
+/** Keep a closed stream child (everything but its timer event and pipe stream already freed;
+ * the timer's mode set to none, the event left as it is) for the next stream: 1, or 0 when
+ * the list is full (the caller frees it). */
 int torii_proxy__h2c_put(struct proxy_worker *pw, struct proxy_conn *pc);
 /** Free the kept streams and children (the worker stops). */
 void torii_proxy__h2_cache_clear(struct proxy_worker *pw);

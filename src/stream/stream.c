@@ -733,6 +733,24 @@ struct torii_stream *torii_stream_pipe(SSL *ssl_ref, torii_stream_pipe_cb send, 
     return s;
 }
 
+void torii_stream_pipe_rearm(struct torii_stream *s, SSL *ssl_ref, torii_stream_pipe_cb send,
+                             void *arg)
+{
+    struct evbuffer *in = s->in, *out = s->out;
+
+    (void)evbuffer_drain(in, evbuffer_get_length(in));
+    (void)evbuffer_drain(out, evbuffer_get_length(out));
+    memset(s, 0, sizeof(*s));
+    s->fd = -1;
+    s->cb = st_nop_cb;
+    s->ssl_ref = ssl_ref;
+    s->pipe_send = send;
+    s->pipe_arg = arg;
+    s->established = 1;
+    s->in = in;
+    s->out = out;
+}
+
 int torii_stream_reading(const struct torii_stream *s)
 {
     return s->reading;
