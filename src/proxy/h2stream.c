@@ -773,7 +773,8 @@ static void h2s_head_field(void *arg, const struct torii_http_header *f)
     struct h2s_head_ctx *c = arg;
 
     c->bytes += f->name.len + f->value.len + 4;
-    if (!torii_proxy__h2_conn_specific(f->name.ptr, f->name.len) && f->name.len < H2S_MAX_NAME) {
+    /* the connection-specific fields are hop-by-hop: torii_proxy_resp_fields dropped them */
+    if (f->name.len < H2S_MAX_NAME) {
         torii_proxy__h2_nv_add(c->b, f->name, f->value);
     }
 }
