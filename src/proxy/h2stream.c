@@ -5,7 +5,10 @@
  * route, certificate coverage: 421), header rules, pools and pumps apply unchanged. DATA goes
  * to the same input, raw under a content-length, else re-framed chunked; the flow-control
  * window is given back only as the engine takes the bytes (bounded buffering per stream).
- * Response: what the engine writes to the pipe is parsed back with a response parser; the
+ * Response: a backend's final response is handed over by the child as parsed
+ * (torii_proxy__h2s_resp_head, _resp_trailers, _resp_end: no HTTP/1.1 text between), its body
+ * written raw into the pipe; what the engine writes itself (local answers, 1xx, 101) is parsed
+ * back with a response parser. The
  * head becomes a HEADERS frame (connection-specific fields dropped, names lower-cased), the
  * body is held in st->body (at most PX_HIGH_WM; the rest waits in the pipe, which stops the
  * engine reading the upstream) and leaves as DATA frames, the trailer section of a chunked
