@@ -206,6 +206,15 @@ int torii_proxy_resp_head_write(struct evbuffer *out, const struct torii_http_re
                                 enum torii_proxy_out_framing framing, uint64_t length, int close,
                                 int client_minor) TORII_MUST_USE;
 
+typedef void (*torii_proxy_field_cb)(void *arg, const struct torii_http_header *h);
+/** The fields of resp that torii_proxy_resp_head_write keeps with that framing (the same
+ * rules: hop-by-hop and framing fields dropped, the upstream's Content-Length kept for
+ * framing NONE), in order, each passed to cb: for a client that takes the head as fields
+ * (HTTP/2), which then adds its own framing. */
+void torii_proxy_resp_fields(const struct torii_http_resp *resp,
+                             enum torii_proxy_out_framing framing, torii_proxy_field_cb cb,
+                             void *arg);
+
 /* ---- /.well-known/ hook ----------------------------------------------------------------- */
 
 /* Contract: torii answers /.well-known/ paths itself, on both listeners and for any Host,

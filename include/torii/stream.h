@@ -69,6 +69,11 @@ struct torii_stream *torii_stream_connect(struct event_base *base, const struct 
 typedef int (*torii_stream_pipe_cb)(struct torii_stream *s, void *arg);
 struct torii_stream *torii_stream_pipe(SSL *ssl_ref, torii_stream_pipe_cb send, void *arg);
 
+/** A pipe made by torii_stream_pipe, used again for another source: its buffers emptied, its
+ * state as new, with these arguments. */
+void torii_stream_pipe_rearm(struct torii_stream *s, SSL *ssl_ref, torii_stream_pipe_cb send,
+                             void *arg);
+
 /** 1 while the owner has reading enabled. */
 int torii_stream_reading(const struct torii_stream *s);
 

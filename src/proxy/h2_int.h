@@ -10,6 +10,8 @@
  *              pumps, header rules and access log. The child's HTTP/1.1 response is parsed
  *              back out of the pipe into a HEADERS frame, DATA frames and the trailer
  *              section of a chunked response as a final HEADERS frame (gRPC's grpc-status);
+ *              an upstream's final response skips that: the child hands its parsed head
+ *              and trailers over (torii_proxy__h2s_resp_*) and writes the body raw;
  *              an RFC 8441 websocket CONNECT is a GET with Upgrade to the child, and after
  *              its 101 the stream is endpoint A of the child's tunnel (torii_proxy__h2s_tun_ops);
  *   h2msg.c    the message checks of a request's fields (pure functions);
@@ -43,34 +45,39 @@ struct h2_stream {
     char *protocol; /* :protocol of an extended CONNECT (RFC 8441) */
     char strs[256]; /* the strings above while they fit (h2s_str), else malloc */
     size_t strs_used;
-    size_t hdr_bytes;             /* header list size so far (RFC 9113 section 6.5.2) */
-    int64_t content_length;       /* -1: none */
-    uint64_t unconsumed;          /* DATA bytes not yet returned to flow control */
-    struct torii_http_parser *rp; /* the child's response, parsed back */
-    struct evbuffer *body;        /* response body ready for DATA frames */
-    struct evbuffer *held;        /* request body (framed) held until END_STREAM or H2S_HOLD */
-    struct evbuffer *trailers;    /* request trailer fields as HTTP/1.1 lines, or NULL */
-    size_t trl_bytes;             /* trailer section size so far (as hdr_bytes) */
-    int64_t stall_us;             /* since when output waits on the client's window; 0: not */
-    unsigned regular_seen : 1;    /* a regular field came (pseudo-header fields must precede) */
-    unsigned bad : 1;             /* malformed: reset, the rest of the block ignored */
-    unsigned too_big : 1;         /* header list over the limit: answered 431 */
-    unsigned chunked : 1;         /* the request body is framed chunked towards the engine */
-    unsigned req_ended : 1;       /* END_STREAM received */
-    unsigned head_ok : 1;         /* the request head passed the checks */
-    unsigned started : 1;         /* the child was made and got the request head */
-    unsigned resp_head : 1;       /* response HEADERS submitted */
-    unsigned resp_done : 1;       /* the whole response is in body (or was headers only) */
-    unsigned resp_trl : 1;        /* its trailers (in rp) go as HEADERS after the last DATA */
-    unsigned deferred : 1;        /* the DATA provider waits for body */
-    unsigned closed : 1;          /* nghttp2 closed the stream */
-    unsigned kick : 1;            /* the child should run (new input, or room for output) */
+    size_t hdr_bytes;               /* header list size so far (RFC 9113 section 6.5.2) */
+    int64_t content_length;         /* -1: none */
+    uint64_t unconsumed;            /* DATA bytes not yet returned to flow control */
+    struct torii_http_parser *rp;   /* the child's response, parsed back */
+    struct evbuffer *body;          /* response body ready for DATA frames */
+    struct evbuffer *held;          /* request body (framed) held until END_STREAM or H2S_HOLD */
+    struct evbuffer *trailers;      /* request trailer fields as HTTP/1.1 lines, or NULL */
+    size_t trl_bytes;               /* trailer section size so far (as hdr_bytes) */
+    int64_t stall_us;               /* since when output waits on the client's window; 0: not */
+    struct torii_http_header *rtrl; /* direct: the response's trailer fields, copied; or NULL */
+    size_t n_rtrl;
+    unsigned regular_seen : 1; /* a regular field came (pseudo-header fields must precede) */
+    unsigned bad : 1;          /* malformed: reset, the rest of the block ignored */
+    unsigned too_big : 1;      /* header list over the limit: answered 431 */
+    unsigned chunked : 1;      /* the request body is framed chunked towards the engine */
+    unsigned req_ended : 1;    /* END_STREAM received */
+    unsigned head_ok : 1;      /* the request head passed the checks */
+    unsigned started : 1;      /* the child was made and got the request head */
+    unsigned resp_head : 1;    /* response HEADERS submitted */
+    unsigned resp_done : 1;    /* the whole response is in body (or was headers only) */
+    unsigned resp_trl : 1;     /* its trailers (in rp) go as HEADERS after the last DATA */
+    unsigned deferred : 1;     /* the DATA provider waits for body */
+    unsigned closed : 1;       /* nghttp2 closed the stream */
+    unsigned kick : 1;         /* the child should run (new input, or room for output) */
     unsigned head_req : 1;
-    unsigned linked : 1;  /* in h->streams */
-    unsigned ws : 1;      /* extended CONNECT websocket: a GET with Upgrade to the child */
-    unsigned tunnel : 1;  /* the backend switched (101): answered 200, DATA both ways */
-    unsigned tun_eof : 1; /* the backend's EOF was passed on: END_STREAM after body */
-    unsigned expect : 1;  /* expect: 100-continue: the child starts at once, its 100 relayed */
+    unsigned linked : 1;   /* in h->streams */
+    unsigned ws : 1;       /* extended CONNECT websocket: a GET with Upgrade to the child */
+    unsigned tunnel : 1;   /* the backend switched (101): answered 200, DATA both ways */
+    unsigned tun_eof : 1;  /* the backend's EOF was passed on: END_STREAM after body */
+    unsigned expect : 1;   /* expect: 100-continue: the child starts at once, its 100 relayed */
+    unsigned direct : 1;   /* the child handed over the upstream's parsed response head: the
+                            * pipe then carries its body raw (no re-parse) */
+    unsigned resp_end : 1; /* direct: the child's response ended; done once the pipe is empty */
 };
 
 struct proxy_h2 {

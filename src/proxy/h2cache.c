@@ -1,6 +1,7 @@
 /* h2cache.c - what an HTTP/2 stream costs to set up, kept for the next stream (h2_int.h):
  * an ended stream leaves its struct h2_stream with its four evbuffers and its response
- * parser, and its child leaves its struct proxy_conn with its timer event, in two per-worker
+ * parser, and its child leaves its struct proxy_conn with its timer event and its pipe stream
+ * (rearmed for the next stream, torii_stream_pipe_rearm), in two per-worker
  * free lists of at most PX_H2_FREE each, shared by every connection of the worker: a new
  * stream (100 at a time on one connection, or one at a time on many) then costs no
  * allocation for these. Nothing of a request survives: the buffers are drained, the
@@ -15,6 +16,7 @@
 
 #include "h2_int.h"
 #include "torii/mem.h"
+#include "torii/stream.h"
 
 /* The buffers and the parser a stream keeps across reuse. */
 struct h2s_kept {
@@ -97,6 +99,7 @@ struct proxy_conn *torii_proxy__h2c_take(struct proxy_worker *pw)
 {
     struct proxy_conn *pc = pw->h2c_free;
     struct event *timer;
+    struct torii_stream *pipe;
     int64_t fire;
 
     if (pc == NULL) {
@@ -105,9 +108,11 @@ struct proxy_conn *torii_proxy__h2c_take(struct proxy_worker *pw)
     pw->h2c_free = pc->next;
     pw->n_h2c_free--;
     timer = pc->timer;
+    pipe = pc->st;
     fire = pc->t_fire_us;
     memset(pc, 0, sizeof(*pc));
     pc->timer = timer;
+    pc->st = pipe;
     pc->t_fire_us = fire; /* still pending: arming a later deadline costs no event_add */
     return pc;
 }
@@ -141,6 +146,7 @@ void torii_proxy__h2_cache_clear(struct proxy_worker *pw)
         struct proxy_conn *pc = pw->h2c_free;
         pw->h2c_free = pc->next;
         event_free(pc->timer);
+        torii_stream_free(pc->st);
         free(pc);
     }
     pw->n_h2c_free = 0;

@@ -5,7 +5,10 @@
  * route, certificate coverage: 421), header rules, pools and pumps apply unchanged. DATA goes
  * to the same input, raw under a content-length, else re-framed chunked; the flow-control
  * window is given back only as the engine takes the bytes (bounded buffering per stream).
- * Response: what the engine writes to the pipe is parsed back with a response parser; the
+ * Response: a backend's final response is handed over by the child as parsed
+ * (torii_proxy__h2s_resp_head, _resp_trailers, _resp_end: no HTTP/1.1 text between), its body
+ * written raw into the pipe; what the engine writes itself (local answers, 1xx, 101) is parsed
+ * back with a response parser. The
  * head becomes a HEADERS frame (connection-specific fields dropped, names lower-cased), the
  * body is held in st->body (at most PX_HIGH_WM; the rest waits in the pipe, which stops the
  * engine reading the upstream) and leaves as DATA frames, the trailer section of a chunked
@@ -323,23 +326,20 @@ static int h2s_resp_body(void *arg, const unsigned char *data, size_t len);
 static int h2s_start_child(struct h2_stream *st)
 {
     struct proxy_conn *pc = st->h->pc;
-    struct torii_stream *pipe = torii_stream_pipe(torii_stream_ssl(pc->st), h2s_pipe_send, st);
 
-    if (pipe == NULL
-        || (st->rp == NULL && torii_http_parser_new_response(&pc->pw->ulim, &st->rp) != TORII_OK)) {
-        torii_stream_free(pipe);
+    if (st->rp == NULL && torii_http_parser_new_response(&pc->pw->ulim, &st->rp) != TORII_OK) {
         return TORII_ENOMEM;
     }
     torii_http_parser_set_body_cb(st->rp, h2s_resp_body, st);
     st->head_req = strcmp(st->method, "HEAD") == 0;
     torii_http_parser_set_no_body(st->rp, st->head_req);
     torii_http_parser_allow_switch(st->rp, st->ws);
-    st->child = torii_proxy__conn_pipe(pc, pipe); /* takes pipe */
+    st->child = torii_proxy__conn_pipe(pc, h2s_pipe_send, st);
     if (st->child == NULL) {
         return TORII_ENOMEM;
     }
     st->child->h2s = st;
-    return h2s_write_head(st, torii_stream_input(pipe));
+    return h2s_write_head(st, torii_stream_input(st->child->st));
 }
 
 /* The request goes to a child: its head, and the body held so far. */
@@ -607,9 +607,10 @@ static int h2s_parse_ev(struct h2_stream *st, enum torii_http_parse_ev ev)
     }
 }
 
-/* Tunnel bytes the child wrote (after its 101) into the body, up to PX_HIGH_WM; the rest
- * stays in the pipe, which pauses the tunnel's reading of the backend. */
-static int h2s_tun_take(struct h2_stream *st, struct evbuffer *out)
+/* Raw bytes the child wrote (tunnel bytes after its 101, or the body of a response handed
+ * over directly) into the body, up to PX_HIGH_WM; the rest stays in the pipe, which pauses
+ * the child's reading of the backend. */
+static int h2s_raw_take(struct h2_stream *st, struct evbuffer *out)
 {
     size_t have = evbuffer_get_length(st->body), n = evbuffer_get_length(out);
 
@@ -619,8 +620,9 @@ static int h2s_tun_take(struct h2_stream *st, struct evbuffer *out)
             return TORII_ENOMEM;
         }
     }
-    if (st->tun_eof && evbuffer_get_length(out) == 0) {
-        st->resp_done = 1; /* END_STREAM once the body is out */
+    if ((st->tun_eof || st->resp_end) && evbuffer_get_length(out) == 0) {
+        st->resp_done = 1; /* END_STREAM (or the trailers) once the body is out */
+        st->resp_trl = st->resp_end && st->n_rtrl > 0 && !st->head_req;
     }
     return TORII_OK;
 }
@@ -631,7 +633,8 @@ static int h2s_parse(struct h2_stream *st, struct evbuffer *out)
     size_t before = evbuffer_get_length(st->body);
     int go = 1;
 
-    while (go > 0 && !st->resp_done && !st->tunnel && evbuffer_get_length(st->body) < PX_HIGH_WM) {
+    while (go > 0 && !st->resp_done && !st->tunnel && !st->direct
+           && evbuffer_get_length(st->body) < PX_HIGH_WM) {
         struct evbuffer_iovec v;
         size_t used = 0;
         if (evbuffer_peek(out, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
@@ -653,7 +656,7 @@ static int h2s_parse(struct h2_stream *st, struct evbuffer *out)
         (void)evbuffer_drain(out, evbuffer_get_length(out));
         return TORII_EIO;
     }
-    if (st->tunnel && h2s_tun_take(st, out) != TORII_OK) {
+    if ((st->tunnel || st->direct) && !st->resp_done && h2s_raw_take(st, out) != TORII_OK) {
         return TORII_ENOMEM;
     }
     if (st->deferred && (st->resp_done || evbuffer_get_length(st->body) > before)) {
@@ -673,11 +676,10 @@ static int h2s_pipe_send(struct torii_stream *pipe, void *arg)
         (void)evbuffer_drain(out, evbuffer_get_length(out)); /* nobody to send it to */
         return TORII_OK;
     }
-    if (evbuffer_get_length(out) == 0) {
-        h2s_give_back(st);
+    h2s_give_back(st);
+    if (evbuffer_get_length(out) == 0 && !st->resp_end) {
         return TORII_OK;
     }
-    h2s_give_back(st);
     return h2s_parse(st, out);
 }
 
@@ -686,17 +688,19 @@ static int h2s_pipe_send(struct torii_stream *pipe, void *arg)
  * request's (limits.h2_max_header_list_size). 1: submitted, 0: none to send, -1: failed. */
 static int h2s_trailers(struct h2_stream *st)
 {
-    const struct torii_http_resp *r = torii_http_parser_resp(st->rp);
+    const struct torii_http_resp *r = st->direct ? NULL : torii_http_parser_resp(st->rp);
+    const struct torii_http_header *t = st->direct ? st->rtrl : r != NULL ? r->trailers : NULL;
+    size_t n = st->direct ? st->n_rtrl : r != NULL ? r->n_trailers : 0;
     struct h2_nvbuf b;
     size_t bytes = 0;
     int rc = 0;
 
-    if (!st->resp_trl || r == NULL || r->n_trailers == 0) {
+    if (!st->resp_trl || n == 0) {
         return 0;
     }
-    torii_proxy__h2_nv_init(&b, r->trailers, r->n_trailers, 0);
-    for (size_t i = 0; i < r->n_trailers; i++) {
-        const struct torii_http_header *f = &r->trailers[i];
+    torii_proxy__h2_nv_init(&b, t, n, 0);
+    for (size_t i = 0; i < n; i++) {
+        const struct torii_http_header *f = &t[i];
         if (!torii_proxy__h2_trailer_ok(f->name.ptr, f->name.len) || f->name.len >= H2S_MAX_NAME) {
             continue;
         }
@@ -745,6 +749,117 @@ ssize_t torii_proxy__h2s_read(nghttp2_session *s, int32_t id, uint8_t *buf, size
     }
     st->deferred = 1;
     return NGHTTP2_ERR_DEFERRED;
+}
+
+/* ---- the upstream's response handed over by the child (no HTTP/1.1 text between) ---- */
+
+/* The decimal digits of v at the end of b (24 bytes; snprintf costs a thousand instructions,
+ * this runs per response): their offset in b. */
+static size_t h2s_digits(char b[24], uint64_t v)
+{
+    size_t k = 24;
+
+    do {
+        b[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return k;
+}
+
+struct h2s_head_ctx {
+    struct h2_nvbuf *b;
+    size_t bytes;
+};
+
+static void h2s_head_field(void *arg, const struct torii_http_header *f)
+{
+    struct h2s_head_ctx *c = arg;
+
+    c->bytes += f->name.len + f->value.len + 4;
+    /* the connection-specific fields are hop-by-hop: torii_proxy_resp_fields dropped them */
+    if (f->name.len < H2S_MAX_NAME) {
+        torii_proxy__h2_nv_add(c->b, f->name, f->value);
+    }
+}
+
+int torii_proxy__h2s_resp_head(struct proxy_conn *child, const struct torii_http_resp *resp,
+                               enum torii_proxy_out_framing framing, uint64_t length, int with_body,
+                               size_t *bytes)
+{
+    struct h2_stream *st = child->h2s;
+    struct h2_nvbuf b;
+    struct h2s_head_ctx c = {&b, 0};
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = torii_proxy__h2s_read};
+    char code[24], cl[24];
+    size_t k;
+    int rc;
+
+    /* What the engine wrote before (its 100 Continue, an interim response) goes first. */
+    if (h2s_parse(st, torii_stream_output(child->st)) != TORII_OK) {
+        return TORII_EIO;
+    }
+    st->direct = 1;
+    st->resp_head = 1;
+    torii_proxy__h2_nv_init(&b, resp->headers, resp->n_headers, 2);
+    k = h2s_digits(code, (uint64_t)(resp->status > 0 ? resp->status : 0)); /* 3 digits */
+    b.nv[b.n++] = (nghttp2_nv){h2s_u8(":status"), h2s_u8(code + k), 7, sizeof(code) - k,
+                               NGHTTP2_NV_FLAG_NONE};
+    torii_proxy_resp_fields(resp, framing, h2s_head_field, &c);
+    if (framing == TORII_PROXY_OUT_LENGTH) {
+        k = h2s_digits(cl, length);
+        b.nv[b.n++] = (nghttp2_nv){h2s_u8("content-length"), h2s_u8(cl + k), 14, sizeof(cl) - k,
+                                   NGHTTP2_NV_FLAG_NONE};
+        c.bytes += 18 + sizeof(cl) - k;
+    }
+    rc = nghttp2_submit_response(st->h->s, st->id, b.nv, b.n, with_body ? &prd : NULL);
+    torii_proxy__h2_nv_free(&b);
+    *bytes = c.bytes + 19; /* and a status line */
+    if (rc != 0) {
+        torii_log(TORII_LOG_WARN, "h2: stream %d from %s: the response could not be relayed: %s",
+                  (int)st->id, st->h->pc->ip, nghttp2_strerror(rc));
+        return TORII_EIO;
+    }
+    if (!with_body) {
+        st->resp_end = 1;
+    }
+    torii_proxy__h2_wake(st->h);
+    return TORII_OK;
+}
+
+int torii_proxy__h2s_resp_trailers(struct proxy_conn *child, const struct torii_http_resp *resp)
+{
+    struct h2_stream *st = child->h2s;
+    size_t n = resp->n_trailers, bytes = n * sizeof(*st->rtrl);
+    char *p;
+
+    for (size_t i = 0; i < n; i++) {
+        bytes += resp->trailers[i].name.len + resp->trailers[i].value.len;
+    }
+    free(st->rtrl);
+    st->rtrl = torii_xcalloc(1, bytes > 0 ? bytes : 1);
+    p = (char *)(st->rtrl + n);
+    for (size_t i = 0; i < n; i++) {
+        const struct torii_http_header *f = &resp->trailers[i];
+        memcpy(p, f->name.ptr, f->name.len);
+        st->rtrl[i].name = (struct torii_slice){p, f->name.len};
+        p += f->name.len;
+        memcpy(p, f->value.ptr, f->value.len);
+        st->rtrl[i].value = (struct torii_slice){p, f->value.len};
+        p += f->value.len;
+    }
+    st->n_rtrl = n;
+    return TORII_OK;
+}
+
+void torii_proxy__h2s_resp_end(struct proxy_conn *child)
+{
+    struct h2_stream *st = child->h2s;
+
+    if (st->direct) {
+        st->resp_end = 1;
+        st->kick = 1;
+        torii_proxy__h2_wake(st->h);
+    }
 }
 
 /* ---- the child's life ---- */
@@ -825,6 +940,7 @@ void torii_proxy__h2s_free(struct h2_stream *st)
     h2s_str_free(st, st->path);
     h2s_str_free(st, st->host);
     h2s_str_free(st, st->protocol);
+    free(st->rtrl);
     torii_proxy__h2s_shell_put(h->pc->pw, st); /* its buffers and parser serve another */
 }
 

@@ -385,6 +385,32 @@ static const struct torii_slice *hdr_find(const struct torii_http_header *h, siz
     return NULL;
 }
 
+/* A field of resp that a proxied response keeps: not hop-by-hop, except for HEAD and 304
+ * (framing NONE) the upstream's Content-Length, which describes the representation. */
+static int resp_field_kept(const struct torii_http_resp *resp, struct torii_slice name,
+                           enum torii_proxy_out_framing framing, const struct hdr_tokens *tok)
+{
+    if (!hdr_hop(name, tok)) {
+        return 1;
+    }
+    return framing == TORII_PROXY_OUT_NONE && resp->status != 204 && resp->status != 101
+           && torii_slice_eq_ci(name, "Content-Length");
+}
+
+void torii_proxy_resp_fields(const struct torii_http_resp *resp,
+                             enum torii_proxy_out_framing framing, torii_proxy_field_cb cb,
+                             void *arg)
+{
+    struct hdr_tokens tok;
+
+    hdr_conn_tokens(resp->headers, resp->n_headers, &tok);
+    for (size_t i = 0; i < resp->n_headers; i++) {
+        if (resp_field_kept(resp, resp->headers[i].name, framing, &tok)) {
+            cb(arg, &resp->headers[i]);
+        }
+    }
+}
+
 static void resp_head_emit(struct hdr_out *o, const struct torii_http_resp *resp,
                            enum torii_proxy_out_framing framing, uint64_t length, int close,
                            int client_minor, const struct hdr_tokens *tok)
@@ -400,12 +426,8 @@ static void resp_head_emit(struct hdr_out *o, const struct torii_http_resp *resp
     out_put(o, "\r\n", 2);
     for (size_t i = 0; i < resp->n_headers; i++) {
         const struct torii_http_header *h = &resp->headers[i];
-        if (hdr_hop(h->name, tok)) {
-            /* HEAD and 304: the upstream's Content-Length describes the representation. */
-            if (!(framing == TORII_PROXY_OUT_NONE && resp->status != 204 && resp->status != 101
-                  && torii_slice_eq_ci(h->name, "Content-Length"))) {
-                continue;
-            }
+        if (!resp_field_kept(resp, h->name, framing, tok)) {
+            continue;
         }
         out_slice(o, h->name);
         out_put(o, ": ", 2);

@@ -28,7 +28,7 @@ struct proxy_target_state {
 };
 
 #define PX_RP_FREE 64  /* request parsers a worker keeps for reuse (rpcache.c) */
-#define PX_H2_FREE 128 /* HTTP/2 stream shells and stream children kept for reuse (h2cache.c) */
+#define PX_H2_FREE 256 /* HTTP/2 stream shells and stream children kept for reuse (h2cache.c) */
 
 struct h2_stream;
 

@@ -280,6 +280,9 @@ void torii_proxy__resp_complete(struct proxy_conn *pc)
                    && pc->phase == PH_WAIT && !pc->up_eof && !pc->up_err;
 
     x->tu1_us = torii_clock_mono_us();
+    if (pc->h2s != NULL) {
+        torii_proxy__h2s_resp_end(pc);
+    }
     if (pc->phase == PH_BODY && !torii_proxy__can_drain(pc)) {
         /* Answered before the whole request body arrived, and the rest cannot be skipped
          * (torii_proxy__can_drain): this connection ends after the response. Otherwise the
@@ -290,7 +293,28 @@ void torii_proxy__resp_complete(struct proxy_conn *pc)
     torii_proxy__exchange_end(pc, reusable);
 }
 
-static int pc_resp_head(struct proxy_conn *pc)
+/* The response head towards an HTTP/2 stream's child: handed to the stream as parsed (no
+ * HTTP/1.1 text to parse back), the body then raw (CLOSE: neither re-framed nor ended by a
+ * last chunk; the stream frames it). */
+static int pc_resp_head_h2(struct proxy_conn *pc, const struct torii_http_resp *resp, uint64_t len,
+                           int with_body)
+{
+    struct proxy_exch *x = &pc->x;
+    size_t bytes = 0;
+
+    if (torii_proxy__h2s_resp_head(pc, resp, x->out, len, with_body, &bytes) != TORII_OK) {
+        return TORII_ENOMEM;
+    }
+    if (x->out == TORII_PROXY_OUT_CHUNKED) {
+        x->out = TORII_PROXY_OUT_CLOSE;
+    }
+    x->bytes_out += bytes;
+    return TORII_OK;
+}
+
+/* with_body: a body follows the head (the parser's HEAD event), else the response is
+ * complete. */
+static int pc_resp_head(struct proxy_conn *pc, int with_body)
 {
     struct proxy_exch *x = &pc->x;
     struct proxy_upstream *up = pc->up;
@@ -317,7 +341,12 @@ static int pc_resp_head(struct proxy_conn *pc)
         || pc->peer_eof || pc->pw->draining) {
         x->keep = 0;
     }
-    if (torii_proxy_resp_head_write(out, resp, x->out, len, !x->keep, x->minor) != TORII_OK) {
+    if (pc->h2s != NULL) {
+        if (pc_resp_head_h2(pc, resp, len, with_body) != TORII_OK) {
+            return TORII_ENOMEM;
+        }
+    } else if (torii_proxy_resp_head_write(out, resp, x->out, len, !x->keep, x->minor)
+               != TORII_OK) {
         return TORII_ENOMEM;
     }
     x->status = resp->status;
@@ -378,7 +407,7 @@ static int pump_resp_done(struct proxy_conn *pc, struct evbuffer *out)
     if (resp->status == 101) {
         return torii_proxy__tunnel_begin(pc); /* switched protocols: no message end */
     }
-    if (x->rs == RS_HEAD && pc_resp_head(pc) != TORII_OK) {
+    if (x->rs == RS_HEAD && pc_resp_head(pc, 0) != TORII_OK) {
         return TORII_ENOMEM;
     }
     if (x->out == TORII_PROXY_OUT_CHUNKED) {
@@ -387,6 +416,9 @@ static int pump_resp_done(struct proxy_conn *pc, struct evbuffer *out)
             return TORII_ENOMEM;
         }
         x->bytes_out += evbuffer_get_length(out) - before;
+    } else if (pc->h2s != NULL && resp->n_trailers > 0
+               && torii_proxy__h2s_resp_trailers(pc, resp) != TORII_OK) {
+        return TORII_ENOMEM;
     }
     torii_proxy__resp_complete(pc);
     return TORII_OK;
@@ -428,7 +460,7 @@ static enum pump_step pump_resp_parsed(struct proxy_conn *pc, struct evbuffer *i
     ev = torii_http_parser_feed(pc->up->parser, v.iov_base, v.iov_len, &used);
     (void)evbuffer_drain(in, used);
     if (ev == TORII_HTTP_PARSE_HEAD) {
-        rc = pc_resp_head(pc);
+        rc = pc_resp_head(pc, 1);
     } else if (ev == TORII_HTTP_PARSE_DONE) {
         rc = pump_resp_done(pc, out);
     } else if (ev != TORII_HTTP_PARSE_MORE) {

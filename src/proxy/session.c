@@ -452,12 +452,11 @@ static void pc_close(struct proxy_conn *pc)
             ERR_clear_error(); /* the peer is gone: nothing to tell it */
         }
     }
-    torii_stream_free(pc->st);
     free(pc->cov_host);
     free(pc->client_cert);
     free(pc->client_cert_chain);
     free(pc->jwt_hdrs);
-    if (pc->h2_child) { /* its parser and itself serve the next stream (h2cache.c) */
+    if (pc->h2_child) { /* its parser, pipe and itself serve the next stream (h2cache.c) */
         torii_proxy__rp_give(pw, pc->rp);
         if (torii_proxy__h2c_put(pw, pc)) {
             return;
@@ -465,6 +464,7 @@ static void pc_close(struct proxy_conn *pc)
     } else {
         torii_http_parser_free(pc->rp);
     }
+    torii_stream_free(pc->st);
     if (pc->timer != NULL) {
         event_free(pc->timer);
     }
@@ -639,24 +639,31 @@ void torii_proxy__accept(struct proxy_worker *pw, evutil_socket_t fd, const stru
     pw->n_conns++;
 }
 
-struct proxy_conn *torii_proxy__conn_pipe(struct proxy_conn *parent, struct torii_stream *pipe)
+struct proxy_conn *torii_proxy__conn_pipe(struct proxy_conn *parent, torii_stream_pipe_cb send,
+                                          void *arg)
 {
-    struct proxy_conn *pc = torii_proxy__h2c_take(parent->pw); /* its timer kept */
+    struct proxy_conn *pc = torii_proxy__h2c_take(parent->pw); /* its timer and pipe kept */
+    SSL *ssl = torii_stream_ssl(parent->st);
 
     if (pc == NULL) {
         pc = torii_xcalloc(1, sizeof(*pc));
         pc->timer = evtimer_new(parent->pw->base, pc_timer_cb, pc);
         if (pc->timer == NULL) {
-            torii_stream_free(pipe);
             free(pc);
             return NULL;
         }
+    }
+    if (pc->st != NULL) {
+        torii_stream_pipe_rearm(pc->st, ssl, send, arg);
+    } else if ((pc->st = torii_stream_pipe(ssl, send, arg)) == NULL) {
+        event_free(pc->timer);
+        free(pc);
+        return NULL;
     }
     pc->pw = parent->pw;
     pc->tls = parent->tls;
     pc->h2_child = 1;
     memcpy(pc->ip, parent->ip, sizeof(pc->ip));
-    pc->st = pipe;
     torii_proxy__timer_arm(pc, PT_IDLE, pc->pw->cfg->idle_timeout_ms);
     return pc;
 }

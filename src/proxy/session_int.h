@@ -187,19 +187,21 @@ void torii_proxy__reject(struct proxy_conn *pc);
  * it is dead. Safe from nested callbacks (deferred to the outer call). */
 void torii_proxy__run(struct proxy_conn *pc);
 
-/** The child connection of an HTTP/2 stream, over pipe (taken in every case): a connection
- * of the same worker, peer and TLS session as parent, not listed in pw->conns. NULL on
- * allocation failure. */
-struct proxy_conn *torii_proxy__conn_pipe(struct proxy_conn *parent, struct torii_stream *pipe);
+/** The child connection of an HTTP/2 stream, over a pipe stream (torii_stream_pipe: send,
+ * arg; a kept child's pipe rearmed): a connection of the same worker, peer and TLS session as
+ * parent, not listed in pw->conns. NULL on allocation failure. */
+struct proxy_conn *torii_proxy__conn_pipe(struct proxy_conn *parent, torii_stream_pipe_cb send,
+                                          void *arg);
 
 /* ---- h2.c, h2stream.c, h2cache.c: HTTP/2 to clients (h2_int.h) ---- */
 
 /** A stream child kept by the worker (cleared; its timer event kept, maybe still pending
- * at t_fire_us), or NULL when none is kept. */
+ * at t_fire_us, and its pipe stream if it had one, to be rearmed), or NULL when none is
+ * kept. */
 struct proxy_conn *torii_proxy__h2c_take(struct proxy_worker *pw);
-/** Keep a closed stream child (everything but its timer event already freed; the timer's
- * mode set to none, the event left as it is) for the next stream: 1, or 0 when the list is
- * full (the caller frees it). */
+/** Keep a closed stream child (everything but its timer event and pipe stream already freed;
+ * the timer's mode set to none, the event left as it is) for the next stream: 1, or 0 when
+ * the list is full (the caller frees it). */
 int torii_proxy__h2c_put(struct proxy_worker *pw, struct proxy_conn *pc);
 /** Free the kept streams and children (the worker stops). */
 void torii_proxy__h2_cache_clear(struct proxy_worker *pw);
@@ -219,6 +221,18 @@ void torii_proxy__h2_timer(struct proxy_conn *pc);
 unsigned torii_proxy__h2_busy(const struct proxy_conn *pc, unsigned *tunnels);
 /** Free pc->h2 and end every stream's child (pc closes). */
 void torii_proxy__h2_free(struct proxy_conn *pc);
+/** The child's upstream response head (parsed; framing as the response pump chose it, length
+ * for LENGTH): the stream submits it as HEADERS (with_body: DATA follows), the fields kept by
+ * torii_proxy_resp_fields; the body then goes raw into the child's output (never chunked).
+ * *bytes gets the size of the fields as HTTP/1.1 lines (the access log's bytes_out). */
+int torii_proxy__h2s_resp_head(struct proxy_conn *child, const struct torii_http_resp *resp,
+                               enum torii_proxy_out_framing framing, uint64_t length, int with_body,
+                               size_t *bytes) TORII_MUST_USE;
+/** The trailer fields of that response (copied: sent after the last DATA). */
+int torii_proxy__h2s_resp_trailers(struct proxy_conn *child, const struct torii_http_resp *resp)
+    TORII_MUST_USE;
+/** That response is complete: the stream ends once the child's output is taken. */
+void torii_proxy__h2s_resp_end(struct proxy_conn *child);
 /** A child connection ends (pc_close): its stream forgets it. */
 void torii_proxy__h2s_child_gone(struct proxy_conn *child);
 /** Tunnel endpoint ops of a stream's child after a 101 (ctx: the child): its pipe, and the

@@ -735,16 +735,22 @@ struct torii_stream *torii_stream_connect(struct event_base *base, const struct 
     return s;
 }
 
-struct torii_stream *torii_stream_pipe(SSL *ssl_ref, torii_stream_pipe_cb send, void *arg)
+/* A cleared stream becomes a pipe (its buffers set by the caller). */
+static void st_pipe_set(struct torii_stream *s, SSL *ssl_ref, torii_stream_pipe_cb send, void *arg)
 {
-    struct torii_stream *s = torii_xcalloc(1, sizeof(*s));
-
     s->fd = -1;
     s->cb = st_nop_cb;
     s->ssl_ref = ssl_ref;
     s->pipe_send = send;
     s->pipe_arg = arg;
     s->established = 1;
+}
+
+struct torii_stream *torii_stream_pipe(SSL *ssl_ref, torii_stream_pipe_cb send, void *arg)
+{
+    struct torii_stream *s = torii_xcalloc(1, sizeof(*s));
+
+    st_pipe_set(s, ssl_ref, send, arg);
     s->in = evbuffer_new();
     s->out = evbuffer_new();
     if (s->in == NULL || s->out == NULL) {
@@ -752,6 +758,19 @@ struct torii_stream *torii_stream_pipe(SSL *ssl_ref, torii_stream_pipe_cb send, 
         return NULL;
     }
     return s;
+}
+
+void torii_stream_pipe_rearm(struct torii_stream *s, SSL *ssl_ref, torii_stream_pipe_cb send,
+                             void *arg)
+{
+    struct evbuffer *in = s->in, *out = s->out;
+
+    (void)evbuffer_drain(in, evbuffer_get_length(in));
+    (void)evbuffer_drain(out, evbuffer_get_length(out));
+    memset(s, 0, sizeof(*s));
+    st_pipe_set(s, ssl_ref, send, arg);
+    s->in = in;
+    s->out = out;
 }
 
 int torii_stream_reading(const struct torii_stream *s)

@@ -161,6 +161,93 @@ static void test_pipe_stream(void **state)
     torii_stream_free(s);
 }
 
+/* A pipe used again (a kept stream child's, h2cache.c) comes back as new: both buffers
+ * emptied, reading off, no shutdown, the new send callback and argument. */
+static void test_pipe_rearm(void **state)
+{
+    int rc_old = TORII_EIO;
+    int rc_new = TORII_OK;
+    struct torii_stream *s = torii_stream_pipe(NULL, pipe_send, &rc_old);
+    struct evbuffer *in;
+    struct evbuffer *out;
+
+    (void)state;
+    assert_non_null(s);
+    in = torii_stream_input(s);
+    out = torii_stream_output(s);
+    torii_stream_read(s, 1);
+    torii_stream_shutdown(s);
+    assert_int_equal(evbuffer_add(in, "left", 4), 0);
+    assert_int_equal(evbuffer_add(out, "unsent", 6), 0);
+    torii_stream_pipe_rearm(s, NULL, pipe_send, &rc_new);
+    assert_ptr_equal(torii_stream_input(s), in); /* the same buffers, kept */
+    assert_ptr_equal(torii_stream_output(s), out);
+    assert_int_equal(evbuffer_get_length(in), 0);
+    assert_int_equal(torii_stream_unsent(s), 0);
+    assert_int_equal(torii_stream_reading(s), 0);
+    assert_true(torii_stream_established(s));
+    pipe_sent = 0;
+    assert_int_equal(evbuffer_add(out, "abc", 3), 0);
+    assert_int_equal(torii_stream_flush(s), TORII_OK); /* the new argument: rc_new */
+    assert_int_equal(pipe_sent, 3);
+    torii_stream_free(s);
+}
+
+struct kept_fields {
+    char names[8][32];
+    size_t n;
+};
+
+static void kept_field(void *arg, const struct torii_http_header *h)
+{
+    struct kept_fields *k = arg;
+
+    assert_true(k->n < 8 && h->name.len < 32);
+    memcpy(k->names[k->n], h->name.ptr, h->name.len);
+    k->names[k->n++][h->name.len] = '\0';
+}
+
+#define HF(n, v)                                                                                   \
+    {                                                                                              \
+        {n, sizeof(n) - 1},                                                                        \
+        {                                                                                          \
+            v, sizeof(v) - 1                                                                       \
+        }                                                                                          \
+    }
+
+/* The fields an HTTP/2 stream gets from a parsed response (torii_proxy_resp_fields): those
+ * the HTTP/1.1 head writer keeps, in order; the upstream's Content-Length only for a response
+ * without body of ours (HEAD, 304), never for a 204. */
+static void test_resp_fields(void **state)
+{
+    const struct torii_http_header h[] = {
+        HF("Content-Type", "text/plain"),
+        HF("Connection", "close, X-Hop"),
+        HF("X-Hop", "1"),
+        HF("Keep-Alive", "timeout=5"),
+        HF("Content-Length", "5"),
+        HF("Transfer-Encoding", "chunked"),
+        HF("TE", "trailers"),
+        HF("X-End", "2"),
+    };
+    struct torii_http_resp r = {.status = 200, .headers = h, .n_headers = 8};
+    struct kept_fields k = {0};
+
+    (void)state;
+    torii_proxy_resp_fields(&r, TORII_PROXY_OUT_LENGTH, kept_field, &k);
+    assert_int_equal(k.n, 2);
+    assert_string_equal(k.names[0], "Content-Type");
+    assert_string_equal(k.names[1], "X-End");
+    memset(&k, 0, sizeof(k));
+    torii_proxy_resp_fields(&r, TORII_PROXY_OUT_NONE, kept_field, &k);
+    assert_int_equal(k.n, 3);
+    assert_string_equal(k.names[1], "Content-Length");
+    memset(&k, 0, sizeof(k));
+    r.status = 204;
+    torii_proxy_resp_fields(&r, TORII_PROXY_OUT_NONE, kept_field, &k);
+    assert_int_equal(k.n, 2);
+}
+
 /* An ended stream comes back cleared: its buffers empty, its parser reset from the middle of
  * a response, no field of the last request. */
 static void test_stream_shell_reused(void **state)
@@ -294,7 +381,8 @@ int main(void)
         cmocka_unit_test(test_pseudo_fields),        cmocka_unit_test(test_malformed_fields),
         cmocka_unit_test(test_pseudo_set),           cmocka_unit_test(test_pipe_stream),
         cmocka_unit_test(test_stream_shell_reused),  cmocka_unit_test(test_stream_shells_bounded),
-        cmocka_unit_test(test_stream_children_kept),
+        cmocka_unit_test(test_stream_children_kept), cmocka_unit_test(test_pipe_rearm),
+        cmocka_unit_test(test_resp_fields),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
