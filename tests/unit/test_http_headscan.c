@@ -273,6 +273,20 @@ static void test_cases(void **state)
     }
 }
 
+/* tpl with its "%c" replaced by the byte c (NUL included). */
+static void check_tpl(const struct torii_http_limits *lim, const char *tpl, int c, int response)
+{
+    char buf[256];
+    const char *pct = strstr(tpl, "%c");
+    size_t pre = (size_t)(pct - tpl);
+    size_t post = strlen(pct + 2);
+
+    memcpy(buf, tpl, pre);
+    buf[pre] = (char)c;
+    memcpy(buf + pre + 1, pct + 2, post);
+    check_same(lim, buf, pre + 1 + post, response, 0);
+}
+
 /* Every byte value at each place of a head: method, target, name, value, reason. */
 static void test_every_byte(void **state)
 {
@@ -293,28 +307,15 @@ static void test_every_byte(void **state)
         "HTTP/1.1 200 OK\r\nContent-Length: 1%c\r\n\r\nx",
     };
     struct torii_http_limits lim;
-    char buf[256];
 
     (void)state;
     torii_http_limits_default(&lim);
     for (int c = 0; c < 256; c++) {
         for (size_t i = 0; i < sizeof(req_tpl) / sizeof(req_tpl[0]); i++) {
-            const char *pct = strstr(req_tpl[i], "%c");
-            size_t pre = (size_t)(pct - req_tpl[i]);
-            size_t post = strlen(pct + 2);
-            memcpy(buf, req_tpl[i], pre);
-            buf[pre] = (char)c;
-            memcpy(buf + pre + 1, pct + 2, post);
-            check_same(&lim, buf, pre + 1 + post, 0, 0);
+            check_tpl(&lim, req_tpl[i], c, 0);
         }
         for (size_t i = 0; i < sizeof(resp_tpl) / sizeof(resp_tpl[0]); i++) {
-            const char *pct = strstr(resp_tpl[i], "%c");
-            size_t pre = (size_t)(pct - resp_tpl[i]);
-            size_t post = strlen(pct + 2);
-            memcpy(buf, resp_tpl[i], pre);
-            buf[pre] = (char)c;
-            memcpy(buf + pre + 1, pct + 2, post);
-            check_same(&lim, buf, pre + 1 + post, 1, 0);
+            check_tpl(&lim, resp_tpl[i], c, 1);
         }
     }
 }
