@@ -288,6 +288,10 @@ defaults
 frontend fe
   bind 127.0.0.1:$2 ssl $3 alpn h2,http/1.1
   maxconn 100000
+  http-request set-header X-Forwarded-For %[src]
+  http-request set-header X-Forwarded-Proto https
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request set-header Forwarded for=%[src];host=%[req.hdr(host)];proto=https
   default_backend be
 backend be
   http-reuse always
@@ -308,7 +312,10 @@ nginx_conf() { # dir port pemdir nservers
       echo "server { listen 127.0.0.1:$2 ssl http2$ds; server_name h$i.bench.test;"
       echo "  ssl_certificate $3/h$i.pem; ssl_certificate_key $3/h$i.pem;"
       echo "  location / { proxy_pass http://bk; proxy_http_version 1.1; proxy_read_timeout 600s;"
-      echo "    proxy_set_header Upgrade \$http_upgrade; proxy_set_header Connection \$bench_conn; } }"
+      echo "    proxy_set_header Upgrade \$http_upgrade; proxy_set_header Connection \$bench_conn;"
+      echo "    proxy_set_header X-Forwarded-For \$remote_addr; proxy_set_header X-Forwarded-Proto https;"
+      echo "    proxy_set_header X-Forwarded-Host \$host;"
+      echo "    proxy_set_header Forwarded \"for=\$remote_addr;host=\$host;proto=https\"; } }"
     done
     echo "}"
   } > "$1/nginx.conf"

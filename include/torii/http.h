@@ -140,6 +140,14 @@ int torii_http_parser_started(const struct torii_http_parser *p);
 void torii_http_parser_free(struct torii_http_parser *p);
 /** Route body bytes to cb (NULL: buffer them, the default). */
 void torii_http_parser_set_body_cb(struct torii_http_parser *p, torii_http_body_cb cb, void *arg);
+/** on: the owner moves every Content-Length body itself after HEAD and never feeds it (it
+ * calls torii_http_parser_body_taken()). Lets a head with such a body be read in one pass
+ * (src/http/headscan.c) like a head without one; what is accepted or rejected does not
+ * change. Off by default and after torii_http_parser_reset(). */
+void torii_http_parser_set_body_moved(struct torii_http_parser *p, int on);
+/** on (the default): complete ordinary heads are read in one pass; off: always by the full
+ * parser (tests compare the two). */
+void torii_http_parser_set_one_pass(struct torii_http_parser *p, int on);
 
 /** Feed len bytes; *consumed is how many were used. Stops (returning the event) right after
  * the head of a request with a body, and right after a complete request, so pipelined bytes

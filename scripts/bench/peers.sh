@@ -7,6 +7,8 @@
 # files as the other peers (load_files: each PEM holds the chain and the key). Caddy 2.6 has
 # no fallback for an SNI it holds no certificate for (wrk sends the URL's 127.0.0.1): the
 # certificate_selection by tag makes it serve h0's certificate there, as the others do.
+# Forwarding fields: Caddy sets X-Forwarded-For/-Proto/-Host itself; Forwarded is added so
+# that every proxy sends the backend the same four fields torii adds (scripts/bench.sh).
 caddy_conf() {
   local i sep=""
   {
@@ -18,6 +20,8 @@ caddy_conf() {
     echo '   "automatic_https": {"disable": true}, "tls_connection_policies": [{"default_sni": "h0.bench.test",'
     echo '     "certificate_selection": {"any_tag": ["bench"]}}],'
     echo "   \"routes\": [{\"handle\": [{\"handler\": \"reverse_proxy\","
+    echo "                 \"headers\": {\"request\": {\"set\": {\"Forwarded\":"
+    echo "                   [\"for={http.request.remote.host};host={http.request.host};proto=https\"]}}},"
     echo "                 \"upstreams\": [{\"dial\": \"127.0.0.1:$BK\"}]}]}]}}},"
     echo '  "tls": {"certificates": {"load_files": ['
     for i in $(seq 0 $(($4 - 1))); do

@@ -95,6 +95,9 @@ struct torii_http_parser {
     int last_chunk;  /* the last chunk (size 0) was seen: trailers follow */
     int msg_done;
     int expect_continue;
+    int body_moved;  /* the owner moves Content-Length bodies (torii_http_parser_body_taken) */
+    int ll_closed;   /* llhttp ended a message that does not keep the connection */
+    int no_one_pass; /* torii_http_parser_set_one_pass(p, 0) */
 
     int failed;
     int err_status;
@@ -483,131 +486,6 @@ static int on_header_value_complete(llhttp_t *ll)
     return 0;
 }
 
-static int has_token(struct torii_slice v, const char *tok)
-{
-    size_t i = 0;
-
-    while (i < v.len) {
-        size_t s;
-        size_t e;
-        while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t' || v.ptr[i] == ',')) {
-            i++;
-        }
-        s = i;
-        while (i < v.len && v.ptr[i] != ',') {
-            i++;
-        }
-        e = i;
-        while (e > s && (v.ptr[e - 1] == ' ' || v.ptr[e - 1] == '\t')) {
-            e--;
-        }
-        if (e > s) {
-            struct torii_slice t = {v.ptr + s, e - s};
-            if (torii_slice_eq_ci(t, tok)) {
-                return 1;
-            }
-        }
-    }
-    return 0;
-}
-
-/* Content-Length = 1*DIGIT; a list of identical values collapses (RFC 9110 section 8.6).
- * Returns TORII_OK with *val, TORII_EINVAL otherwise. */
-static int parse_content_length(struct torii_slice v, int *seen, uint64_t *val)
-{
-    size_t i = 0;
-
-    for (;;) {
-        uint64_t n = 0;
-        size_t digits = 0;
-        while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t')) {
-            i++;
-        }
-        while (i < v.len && v.ptr[i] >= '0' && v.ptr[i] <= '9') {
-            if (++digits > 18) {
-                return TORII_EINVAL; /* > 10^18: far past any limit, and no overflow */
-            }
-            n = n * 10 + (uint64_t)(v.ptr[i] - '0');
-            i++;
-        }
-        if (digits == 0) {
-            return TORII_EINVAL;
-        }
-        if (*seen && n != *val) {
-            return TORII_EINVAL;
-        }
-        *seen = 1;
-        *val = n;
-        while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t')) {
-            i++;
-        }
-        if (i == v.len) {
-            return TORII_OK;
-        }
-        if (v.ptr[i] != ',') {
-            return TORII_EINVAL;
-        }
-        i++;
-    }
-}
-
-static void split_target(struct torii_http_req *req)
-{
-    static const char slash[] = "/";
-    const char *t = req->target.ptr;
-    size_t len = req->target.len;
-    size_t ps = 0;
-    size_t pe;
-
-    if (len > 0 && t[0] != '/' && !(len == 1 && t[0] == '*')) {
-        /* absolute-form: skip "scheme://authority" */
-        const char *sep = memchr(t, ':', len);
-        ps = sep != NULL ? (size_t)(sep - t) + 1 : len;
-        while (ps < len && t[ps] == '/') {
-            ps++;
-        }
-        while (ps < len && t[ps] != '/' && t[ps] != '?') {
-            ps++;
-        }
-    }
-    pe = ps;
-    while (pe < len && t[pe] != '?') {
-        pe++;
-    }
-    req->path.ptr = t + ps;
-    req->path.len = pe - ps;
-    if (req->path.len == 0) {
-        req->path.ptr = slash;
-        req->path.len = 1;
-    }
-    if (pe < len) {
-        req->query.ptr = t + pe + 1;
-        req->query.len = len - pe - 1;
-    } else {
-        req->query.ptr = t + len;
-        req->query.len = 0;
-    }
-}
-
-static int target_form_ok(const struct torii_http_req *req, uint8_t method)
-{
-    struct torii_slice t = req->target;
-
-    if (t.len == 0) {
-        return 0;
-    }
-    if (t.ptr[0] == '/') {
-        return 1;
-    }
-    if (t.len == 1 && t.ptr[0] == '*') {
-        return method == HTTP_OPTIONS;
-    }
-    if (t.len > 7 && torii_slice_eq_ci((struct torii_slice){t.ptr, 7}, "http://")) {
-        return 1;
-    }
-    return t.len > 8 && torii_slice_eq_ci((struct torii_slice){t.ptr, 8}, "https://");
-}
-
 /* What head_policy needs from the header fields of a request. */
 struct head_fields {
     size_t n_host;
@@ -635,7 +513,7 @@ static int head_fields_scan(struct torii_http_parser *p, struct head_fields *f)
             f->te = &h->value;
         } else if (torii_slice_eq_ci(h->name, "Content-Length")) {
             f->n_cl++;
-            if (parse_content_length(h->value, &f->cl_seen, &f->cl) != TORII_OK) {
+            if (http_parse_content_length(h->value, &f->cl_seen, &f->cl) != TORII_OK) {
                 return parser_fail(p, 400, "invalid Content-Length");
             }
         } else if (torii_slice_eq_ci(h->name, "Expect")) {
@@ -644,8 +522,8 @@ static int head_fields_scan(struct torii_http_parser *p, struct head_fields *f)
             }
             f->expect = &h->value;
         } else if (torii_slice_eq_ci(h->name, "Connection")) {
-            f->conn_close |= has_token(h->value, "close");
-            f->conn_keep |= has_token(h->value, "keep-alive");
+            f->conn_close |= http_has_token(h->value, "close");
+            f->conn_keep |= http_has_token(h->value, "keep-alive");
         }
     }
     return 0;
@@ -659,7 +537,7 @@ static int head_framing_check(struct torii_http_parser *p, const struct head_fie
     if (p->ll.method == HTTP_CONNECT) {
         return parser_fail(p, 501, "CONNECT not supported");
     }
-    if (!target_form_ok(req, p->ll.method)) {
+    if (!http_target_form_ok(req, p->ll.method == HTTP_OPTIONS)) {
         return parser_fail(p, 400, "invalid request-target");
     }
     if (f->n_host > 1) {
@@ -745,12 +623,12 @@ static int resp_policy(struct torii_http_parser *p)
             te = &h->value;
         } else if (torii_slice_eq_ci(h->name, "Content-Length")) {
             n_cl++;
-            if (parse_content_length(h->value, &cl_seen, &cl) != TORII_OK) {
+            if (http_parse_content_length(h->value, &cl_seen, &cl) != TORII_OK) {
                 return parser_fail(p, 502, "invalid Content-Length from upstream");
             }
         } else if (torii_slice_eq_ci(h->name, "Connection")) {
-            conn_close |= has_token(h->value, "close");
-            conn_keep |= has_token(h->value, "keep-alive");
+            conn_close |= http_has_token(h->value, "close");
+            conn_keep |= http_has_token(h->value, "keep-alive");
         }
     }
     if (r->status == 101 && !p->allow_switch) {
@@ -845,7 +723,7 @@ static int on_headers_complete(llhttp_t *ll)
     p->req.method = llhttp_method_name((llhttp_method_t)ll->method);
     p->req.target.ptr = p->head.buf != NULL ? p->head.buf + p->url_off : "";
     p->req.target.len = p->url_len;
-    split_target(&p->req);
+    http_split_target(&p->req);
     p->req.version_minor = ll->http_minor;
     p->req.headers = p->head.arr;
     p->req.n_headers = p->head.n;
@@ -943,6 +821,7 @@ static int on_message_complete(llhttp_t *ll)
     p->req.body_len = p->body_len;
     p->msg_done = 1;
     p->mode = SCAN_OFF;
+    p->ll_closed = !llhttp_should_keep_alive(ll);
     return HPE_PAUSED;
 }
 
@@ -1047,6 +926,7 @@ void torii_http_parser_body_taken(struct torii_http_parser *p, uint64_t n)
     /* llhttp is left mid-body: start it over for the next message (same type, callbacks
      * and strictness). */
     llhttp_reset(&p->ll);
+    p->ll_closed = 0;
     store_build(&p->trl);
     p->body_len = (size_t)n;
     p->req.body = NULL;
@@ -1081,6 +961,75 @@ void torii_http_parser_set_body_cb(struct torii_http_parser *p, torii_http_body_
     p->body_arg = arg;
 }
 
+void torii_http_parser_set_body_moved(struct torii_http_parser *p, int on)
+{
+    p->body_moved = on != 0;
+}
+
+void torii_http_parser_set_one_pass(struct torii_http_parser *p, int on)
+{
+    p->no_one_pass = !on;
+}
+
+/* Record a head read by http_head_scan as llhttp's callbacks would have, then apply the same
+ * policy (on_headers_complete) and end the message when it has no body. */
+static enum torii_http_parse_ev parser_fast_commit(struct torii_http_parser *p, const char *d,
+                                                   const struct http_fast_head *h, size_t *consumed)
+{
+    int v;
+
+    p->started = 1;
+    p->mode = SCAN_OFF;
+    p->sec_bytes = h->head_len;
+    p->n_fields = h->n;
+    p->in_url = 1;
+    p->url_off = p->head.len;
+    p->url_len = h->line_len;
+    (void)store_append(&p->head, d + h->line_off, h->line_len);
+    for (size_t i = 0; i < h->n; i++) {
+        struct field_rec *r = store_new_rec(p->fs);
+        r->name_len = h->f[i].name_len;
+        (void)store_append(p->fs, d + h->f[i].name_off, h->f[i].name_len);
+        r->val_off = p->fs->len;
+        r->val_len = h->f[i].val_len;
+        (void)store_append(p->fs, d + h->f[i].val_off, h->f[i].val_len);
+    }
+    p->ll.method = h->method;
+    p->ll.http_major = 1;
+    p->ll.http_minor = 1;
+    p->ll.status_code = h->status;
+    v = on_headers_complete(&p->ll);
+    if (v < 0) {
+        return TORII_HTTP_PARSE_ERROR; /* nothing consumed, as when llhttp stops there */
+    }
+    *consumed = h->head_len;
+    if (v == HPE_PAUSED) {
+        return TORII_HTTP_PARSE_HEAD;
+    }
+    (void)on_message_complete(&p->ll);
+    p->ll_closed = 0; /* HTTP/1.1 without Connection: close (the reader's subset) */
+    return TORII_HTTP_PARSE_DONE;
+}
+
+/* A message that starts at d: read its head in one pass when it is complete and ordinary
+ * (headscan.c). Returns -1 when the full parser must read it instead; nothing is changed
+ * then. */
+static int parser_fast(struct torii_http_parser *p, const char *d, size_t len, size_t *consumed)
+{
+    struct http_fast_head h;
+
+    if (p->no_one_pass || p->mode != SCAN_HEAD || p->sec_bytes != 0 || p->ll_closed
+        || !http_head_scan(d, len, p->response, &h) || h.head_len >= p->lim.max_header_bytes
+        || h.n > p->lim.max_headers || h.line_len > (p->response ? 1024 : p->lim.max_target)) {
+        return -1;
+    }
+    /* A body llhttp would have to read: only when the owner moves it itself. */
+    if (h.cl > 0 && !p->body_moved && !(p->response && p->no_body)) {
+        return -1;
+    }
+    return (int)parser_fast_commit(p, d, &h, consumed);
+}
+
 static void fail_from_llhttp(struct torii_http_parser *p, llhttp_errno_t e)
 {
     if (p->failed) {
@@ -1106,6 +1055,12 @@ enum torii_http_parse_ev torii_http_parser_feed(struct torii_http_parser *p, con
     }
     if (p->msg_done) {
         return TORII_HTTP_PARSE_DONE;
+    }
+    if (len > 0) {
+        int fast = parser_fast(p, data, len, consumed);
+        if (fast >= 0) {
+            return (enum torii_http_parse_ev)fast;
+        }
     }
     while (off < len) {
         size_t n = len - off;
@@ -1189,6 +1144,7 @@ void torii_http_parser_reset(struct torii_http_parser *p)
     parser_clear_request(p);
     llhttp_reset(&p->ll);
     p->no_body = p->allow_switch = p->failed = p->err_status = 0;
+    p->body_moved = p->ll_closed = 0;
     p->err_msg = NULL;
     torii_http_parser_set_body_cb(p, NULL, NULL);
     for (size_t i = 0; i < 2; i++) { /* a parser kept for reuse keeps up to 4 KiB of storage */

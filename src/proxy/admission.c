@@ -60,12 +60,16 @@ static int pc_client_auth(struct proxy_conn *pc, const struct torii_route *route
 {
     struct proxy_conn *tc = torii_proxy__tls_conn(pc);
     SSL *ssl = torii_stream_ssl(pc->st);
-    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    /* the route whose policy the handshake applied (the default route's without SNI) */
-    const struct torii_route *sr =
-        torii_routes_match(pc->pw->routes, sni, sni != NULL ? strlen(sni) : 0);
+    const struct torii_route *sr;
     const char *why = NULL;
 
+    if (!tc->sni_route_known) { /* the SNI is the connection's: matched once */
+        const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+        tc->sni_route = torii_routes_match(pc->pw->routes, sni, sni != NULL ? strlen(sni) : 0);
+        tc->sni_route_known = 1;
+    }
+    /* the route whose policy the handshake applied (the default route's without SNI) */
+    sr = tc->sni_route;
     if (sr != route
         && (route->client_auth.mode != TORII_TLS_CLIENT_AUTH_NONE
             || (sr != NULL && sr->client_auth.mode != TORII_TLS_CLIENT_AUTH_NONE))) {

@@ -20,11 +20,13 @@ struct hdr_tokens {
 static void hdr_list_tokens(const struct torii_http_header *h, size_t n, const char *name,
                             struct hdr_tokens *out)
 {
+    size_t name_len = strlen(name);
+
     out->n = 0;
     for (size_t i = 0; i < n; i++) {
         struct torii_slice v = h[i].value;
         size_t j = 0;
-        if (!torii_slice_eq_ci(h[i].name, name)) {
+        if (h[i].name.len != name_len || !torii_slice_eq_ci(h[i].name, name)) {
             continue;
         }
         while (j < v.len) {

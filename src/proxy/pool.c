@@ -119,6 +119,7 @@ static int upstream_new(struct proxy_worker *pw, const struct torii_route *r,
     up->be = &r->backend;
     up->t = t;
     TORII_TRY(torii_http_parser_new_response(&pw->ulim, &up->parser));
+    torii_http_parser_set_body_moved(up->parser, 1); /* pump.c moves Content-Length bodies */
     if (t->tls) {
         TORII_ENSURE(r->backend.tls_ctx != NULL, TORII_ETLS);
         ssl = torii_tls_upstream_conn_new(r->backend.tls_ctx, t->host);

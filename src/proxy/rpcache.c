@@ -22,6 +22,7 @@ int torii_proxy__rp_take(struct proxy_conn *pc)
         return TORII_ENOMEM;
     }
     torii_http_parser_set_body_cb(pc->rp, torii_proxy__req_body_cb, pc);
+    torii_http_parser_set_body_moved(pc->rp, 1); /* pump.c moves Content-Length bodies */
     return TORII_OK;
 }
 

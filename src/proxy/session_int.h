@@ -142,8 +142,10 @@ struct proxy_conn {
     unsigned up_err : 1;
     unsigned up_timeout : 1;
     unsigned certs_done : 1;
-    unsigned had_request : 1; /* at least one request was answered (or rejected) and counted */
+    unsigned sni_route_known : 1; /* sni_route is set (once per TLS connection) */
+    unsigned had_request : 1;     /* at least one request was answered (or rejected) and counted */
     int verdict;
+    const struct torii_route *sni_route; /* the route of the SNI (NULL: none), pc_client_auth */
     char *cov_host; /* last Host checked against the certificate, and the outcome */
     int cov_ok;
     char *client_cert; /* RFC 9440 values, computed once per connection */

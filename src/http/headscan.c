@@ -1,0 +1,326 @@
+/* headscan.c - the one-pass reader of a complete, ordinary message head (http_head_scan), and
+ * the field-value helpers it shares with the full parser (parser.c).
+ * The full parser reads a head twice (its section scanner, then llhttp) and copies every
+ * span through callbacks; most heads are short, complete in one read and plain. This reader
+ * takes such a head in one pass and hands its spans to the parser, which records them and
+ * applies the same policy as for a head read by llhttp. It accepts a strict subset of what
+ * the scanner and llhttp (strict mode) both accept, and gives up (returns 0) at the first
+ * byte outside it, before anything is recorded: the full parser then reads the same bytes
+ * from the start, so what is accepted, rejected and reported never depends on which path
+ * read a head (tests/unit/test_http_headscan.c feeds both the same heads).
+ * The subset: HTTP/1.1; a request line of a common method, an origin-form target of URL
+ * characters without '#' and one SP each side; a status line of 200-599 with a reason of
+ * visible characters and spaces; field names of tchar; values of visible characters and
+ * spaces; no Transfer-Encoding, Upgrade or Proxy-Connection field; at most one
+ * Content-Length, of digits only (a response must have one); Connection only as
+ * "keep-alive". Also the small helpers both readers' policy uses (field values, the
+ * request-target). Pure functions, any thread. */
+#include <string.h>
+
+#include <llhttp.h>
+
+#include "http_int.h"
+
+/* Byte classes of the one-pass reader (bits). */
+enum hs_class {
+    HS_TCHAR = 1, /* a field-name byte (RFC 9110 tchar) */
+    HS_VALUE = 2, /* a field-value or reason byte: VCHAR or SP */
+    HS_URL = 4,   /* a request-target byte: alphanumeric or one of -._~!$&'()*+,;=:@/?% */
+};
+
+static const unsigned char hs_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 7, 2, 3, 7, 7, 7, 7, 6, 6, 7, 7, 6, 7, 7, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 2, 6, 2, 6,
+    6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 2, 2, 2, 3, 7,
+    3, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 2, 3, 2, 7, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+static size_t hs_run(const char *d, size_t i, size_t len, unsigned k)
+{
+    while (i < len && (hs_class[(unsigned char)d[i]] & k) != 0) {
+        i++;
+    }
+    return i;
+}
+
+/* hs_run(d, i, len, HS_VALUE), eight bytes at a time while none of them ends the run (a byte
+ * under 0x20 or over 0x7e); the byte loop finds where it ends. */
+static size_t hs_value_run(const char *d, size_t i, size_t len)
+{
+    const uint64_t ones = 0x0101010101010101ULL;
+    const uint64_t highs = 0x8080808080808080ULL;
+
+    while (len - i >= 8) {
+        uint64_t x;
+        memcpy(&x, d + i, sizeof(x));
+        if ((((x - ones * 0x20) & ~x) | ((x + ones) | x)) & highs) {
+            break;
+        }
+        i += 8;
+    }
+    return hs_run(d, i, len, HS_VALUE);
+}
+
+static int hs_name_is(const char *n, size_t len, const char *name)
+{
+    return strlen(name) == len && torii_slice_eq_ci((struct torii_slice){n, len}, name);
+}
+
+/* "METHOD SP origin-form SP HTTP/1.1 CRLF": the offset after it, 0 outside the subset. */
+static size_t hs_request_line(const char *d, size_t len, struct http_fast_head *h)
+{
+    static const struct {
+        const char *s;
+        size_t n;
+        uint8_t method;
+    } methods[] = {{"GET ", 4, HTTP_GET},       {"HEAD ", 5, HTTP_HEAD},
+                   {"POST ", 5, HTTP_POST},     {"PUT ", 4, HTTP_PUT},
+                   {"DELETE ", 7, HTTP_DELETE}, {"OPTIONS ", 8, HTTP_OPTIONS},
+                   {"PATCH ", 6, HTTP_PATCH}};
+    size_t i = 0;
+    size_t e;
+
+    for (size_t m = 0; m < sizeof(methods) / sizeof(methods[0]); m++) {
+        if (len > methods[m].n && memcmp(d, methods[m].s, methods[m].n) == 0) {
+            h->method = methods[m].method;
+            i = methods[m].n;
+            break;
+        }
+    }
+    if (i == 0 || d[i] != '/') {
+        return 0;
+    }
+    e = hs_run(d, i, len, HS_URL);
+    if (len - e < 11 || memcmp(d + e, " HTTP/1.1\r\n", 11) != 0) {
+        return 0;
+    }
+    h->line_off = i;
+    h->line_len = e - i;
+    return e + 11;
+}
+
+/* "HTTP/1.1 SP 3DIGIT SP reason CRLF" with a status of 200-599: the offset after it, or 0. */
+static size_t hs_status_line(const char *d, size_t len, struct http_fast_head *h)
+{
+    size_t e;
+
+    if (len < 14 || memcmp(d, "HTTP/1.1 ", 9) != 0 || d[9] < '2' || d[9] > '5' || d[10] < '0'
+        || d[10] > '9' || d[11] < '0' || d[11] > '9' || d[12] != ' ') {
+        return 0;
+    }
+    h->status = (uint16_t)((d[9] - '0') * 100 + (d[10] - '0') * 10 + (d[11] - '0'));
+    e = hs_value_run(d, 13, len);
+    if (e == 13 || len - e < 2 || d[e] != '\r' || d[e + 1] != '\n') {
+        return 0;
+    }
+    h->line_off = 13;
+    h->line_len = e - 13;
+    return e + 2;
+}
+
+/* The fields that change the framing or the connection: 1 to go on, 0 outside the subset. */
+static int hs_special(struct http_fast_head *h, const char *n, size_t nl, const char *v, size_t vl)
+{
+    switch (nl) {
+    case 7:
+        return !hs_name_is(n, nl, "Upgrade");
+    case 10:
+        return !hs_name_is(n, nl, "Connection") || hs_name_is(v, vl, "keep-alive");
+    case 14:
+        if (!hs_name_is(n, nl, "Content-Length")) {
+            return 1;
+        }
+        if (h->has_cl || vl == 0 || vl > 18) {
+            return 0;
+        }
+        h->has_cl = 1;
+        for (size_t i = 0; i < vl; i++) {
+            if (v[i] < '0' || v[i] > '9') {
+                return 0;
+            }
+            h->cl = h->cl * 10 + (uint64_t)(v[i] - '0');
+        }
+        return 1;
+    case 16:
+        return !hs_name_is(n, nl, "Proxy-Connection");
+    case 17:
+        return !hs_name_is(n, nl, "Transfer-Encoding");
+    default:
+        return 1;
+    }
+}
+
+/* Field lines up to and with the empty line, from i: the head's length, or 0. */
+static size_t hs_fields(const char *d, size_t i, size_t len, struct http_fast_head *h)
+{
+    while (i < len) {
+        size_t ne;
+        size_t vs;
+        size_t ve;
+
+        if (d[i] == '\r') {
+            return len - i >= 2 && d[i + 1] == '\n' ? i + 2 : 0;
+        }
+        ne = hs_run(d, i, len, HS_TCHAR);
+        if (ne == i || ne >= len || d[ne] != ':' || h->n == HTTP_FAST_MAX_FIELDS) {
+            return 0;
+        }
+        vs = ne + 1;
+        while (vs < len && d[vs] == ' ') {
+            vs++;
+        }
+        ve = hs_value_run(d, vs, len);
+        if (len - ve < 2 || d[ve] != '\r' || d[ve + 1] != '\n') {
+            return 0;
+        }
+        h->f[h->n].name_off = i;
+        h->f[h->n].name_len = ne - i;
+        h->f[h->n].val_off = vs;
+        h->f[h->n].val_len = ve - vs; /* trailing spaces kept: the parser trims them */
+        if (!hs_special(h, d + i, ne - i, d + vs, ve - vs)) {
+            return 0;
+        }
+        h->n++;
+        i = ve + 2;
+    }
+    return 0;
+}
+
+int http_head_scan(const char *d, size_t len, int response, struct http_fast_head *h)
+{
+    size_t i;
+
+    memset(h, 0, sizeof(*h));
+    i = response ? hs_status_line(d, len, h) : hs_request_line(d, len, h);
+    if (i == 0 || (h->head_len = hs_fields(d, i, len, h)) == 0) {
+        return 0;
+    }
+    return !response || h->has_cl;
+}
+
+int http_has_token(struct torii_slice v, const char *tok)
+{
+    size_t i = 0;
+
+    while (i < v.len) {
+        size_t s;
+        size_t e;
+        while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t' || v.ptr[i] == ',')) {
+            i++;
+        }
+        s = i;
+        while (i < v.len && v.ptr[i] != ',') {
+            i++;
+        }
+        e = i;
+        while (e > s && (v.ptr[e - 1] == ' ' || v.ptr[e - 1] == '\t')) {
+            e--;
+        }
+        if (e > s) {
+            struct torii_slice tk = {v.ptr + s, e - s};
+            if (torii_slice_eq_ci(tk, tok)) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+int http_parse_content_length(struct torii_slice v, int *seen, uint64_t *val)
+{
+    size_t i = 0;
+
+    for (;;) {
+        uint64_t n = 0;
+        size_t digits = 0;
+        while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t')) {
+            i++;
+        }
+        while (i < v.len && v.ptr[i] >= '0' && v.ptr[i] <= '9') {
+            if (++digits > 18) {
+                return TORII_EINVAL; /* > 10^18: far past any limit, and no overflow */
+            }
+            n = n * 10 + (uint64_t)(v.ptr[i] - '0');
+            i++;
+        }
+        if (digits == 0) {
+            return TORII_EINVAL;
+        }
+        if (*seen && n != *val) {
+            return TORII_EINVAL;
+        }
+        *seen = 1;
+        *val = n;
+        while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t')) {
+            i++;
+        }
+        if (i == v.len) {
+            return TORII_OK;
+        }
+        if (v.ptr[i] != ',') {
+            return TORII_EINVAL;
+        }
+        i++;
+    }
+}
+
+void http_split_target(struct torii_http_req *req)
+{
+    static const char slash[] = "/";
+    const char *t = req->target.ptr;
+    size_t len = req->target.len;
+    size_t ps = 0;
+    size_t pe;
+
+    if (len > 0 && t[0] != '/' && !(len == 1 && t[0] == '*')) {
+        /* absolute-form: skip "scheme://authority" */
+        const char *sep = memchr(t, ':', len);
+        ps = sep != NULL ? (size_t)(sep - t) + 1 : len;
+        while (ps < len && t[ps] == '/') {
+            ps++;
+        }
+        while (ps < len && t[ps] != '/' && t[ps] != '?') {
+            ps++;
+        }
+    }
+    pe = ps;
+    while (pe < len && t[pe] != '?') {
+        pe++;
+    }
+    req->path.ptr = t + ps;
+    req->path.len = pe - ps;
+    if (req->path.len == 0) {
+        req->path.ptr = slash;
+        req->path.len = 1;
+    }
+    if (pe < len) {
+        req->query.ptr = t + pe + 1;
+        req->query.len = len - pe - 1;
+    } else {
+        req->query.ptr = t + len;
+        req->query.len = 0;
+    }
+}
+
+int http_target_form_ok(const struct torii_http_req *req, int options)
+{
+    struct torii_slice t = req->target;
+
+    if (t.len == 0) {
+        return 0;
+    }
+    if (t.ptr[0] == '/') {
+        return 1;
+    }
+    if (t.len == 1 && t.ptr[0] == '*') {
+        return options;
+    }
+    if (t.len > 7 && torii_slice_eq_ci((struct torii_slice){t.ptr, 7}, "http://")) {
+        return 1;
+    }
+    return t.len > 8 && torii_slice_eq_ci((struct torii_slice){t.ptr, 8}, "https://");
+}
