@@ -40,6 +40,8 @@ struct http_fast_head {
  * the head then). response: a status line instead of a request line. */
 int http_head_scan(const char *d, size_t len, int response, struct http_fast_head *h);
 
+/* fields.c: field values and the request-target, for both head readers' policy. */
+
 /** 1 when the comma-separated list v holds tok (case-insensitive). */
 int http_has_token(struct torii_slice v, const char *tok);
 
