@@ -105,7 +105,7 @@ void torii_stream_read_ready(struct torii_stream *s);
  * for write_ms while output is blocked); 0 = none. A torii_stream_connect stream: while
  * connecting, the smaller non-zero one bounds the whole connect and handshake (an accepted
  * stream's handshake is bounded by its owner). TIMEOUT is reported, the stream stays usable.
- */
+ * A new value replaces the old one for good: one set back to 0 does not come back later. */
 void torii_stream_timeouts(struct torii_stream *s, uint32_t read_ms, uint32_t write_ms);
 
 /** WRITE is reported when blocked output drains to at most lowat bytes (default 0). */

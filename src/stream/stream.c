@@ -63,6 +63,8 @@ struct torii_stream {
     unsigned wshut_sent : 1;  /* plain: shutdown(SHUT_WR) done */
     unsigned fin_sent : 1;    /* TLS, accepted: shutdown(SHUT_WR) after close_notify */
     unsigned rd_max : 1;      /* the last read stopped at ST_READ_MAX */
+    unsigned rev_timed : 1;   /* rev was added with a timeout since it was last assigned */
+    unsigned wev_timed : 1;   /* the same for wev */
     /* A pipe (torii_stream_pipe): no socket; the owner moves the bytes. */
     SSL *ssl_ref;                   /* the connection's SSL, borrowed (torii_stream_ssl) */
     torii_stream_pipe_cb pipe_send; /* takes what flush would send */
@@ -165,13 +167,45 @@ static uint32_t st_connect_ms(const struct torii_stream *s)
     return s->read_ms;
 }
 
+/* Add a persistent event with a timeout of ms (0: none); *timed says whether it has one now.
+ * libevent keeps the period a persistent event was last added with and sets it again after
+ * each activation, even once the event is added with none (event_add(NULL) only cancels the
+ * pending expiry): a backend connection whose connect deadline gave way to no timeout still
+ * timed out after that long without input. Going to none re-assigns the event, which forgets
+ * the period. Returns 1 when it did (a pending activation, if any, went with it). */
+static int st_event_add(struct event *ev, uint32_t ms, unsigned *timed)
+{
+    struct event_base *base = NULL;
+    evutil_socket_t fd = -1;
+    short what = 0;
+    event_callback_fn cb = NULL;
+    void *arg = NULL;
+    struct timeval tv;
+    int reassigned = 0;
+
+    if (ms != 0) {
+        st_tv(&tv, ms);
+        (void)event_add(ev, &tv);
+        *timed = 1;
+        return 0;
+    }
+    if (*timed) {
+        event_get_assignment(ev, &base, &fd, &what, &cb, &arg);
+        (void)event_del(ev);
+        reassigned = event_assign(ev, base, fd, what, cb, arg) == 0;
+        *timed = !reassigned;
+    }
+    (void)event_add(ev, NULL);
+    return reassigned;
+}
+
 /* Add or remove rev to match what is wanted; re-adding only changes the timeout. */
 static void st_rev_update(struct torii_stream *s)
 {
     int connecting = s->outbound && !s->established;
     int want = !s->rd_done && (s->reading || connecting);
     uint32_t ms = connecting ? st_connect_ms(s) : s->read_ms;
-    struct timeval tv;
+    unsigned timed = s->rev_timed;
 
     if (s->rev == NULL) {
         return;
@@ -180,11 +214,10 @@ static void st_rev_update(struct torii_stream *s)
         if (s->rev_on && s->rev_ms == ms) {
             return;
         }
-        if (s->rev_on && ms == 0) {
-            (void)event_del(s->rev); /* event_add(NULL) would keep the old timeout */
+        if (st_event_add(s->rev, ms, &timed) && s->ssl != NULL && SSL_has_pending(s->ssl)) {
+            event_active(s->rev, EV_READ, 1); /* records already read: the socket will not say */
         }
-        st_tv(&tv, ms);
-        (void)event_add(s->rev, ms != 0 ? &tv : NULL);
+        s->rev_timed = timed;
         s->rev_on = 1;
         s->rev_ms = ms;
     } else if (s->rev_on) {
@@ -199,17 +232,15 @@ static void st_write_cb(evutil_socket_t fd, short ev, void *arg);
  * TORII_ENOMEM when it cannot be made. */
 static int st_wev_set(struct torii_stream *s, int on)
 {
-    struct timeval tv;
-    uint32_t ms;
+    unsigned timed = s->wev_timed;
 
     if (on && s->wev == NULL
         && (s->wev = event_new(s->base, s->fd, EV_WRITE | EV_PERSIST, st_write_cb, s)) == NULL) {
         return TORII_ENOMEM;
     }
     if (on && !s->wev_on) {
-        ms = s->connecting ? st_connect_ms(s) : s->write_ms;
-        st_tv(&tv, ms);
-        (void)event_add(s->wev, ms != 0 ? &tv : NULL);
+        (void)st_event_add(s->wev, s->connecting ? st_connect_ms(s) : s->write_ms, &timed);
+        s->wev_timed = timed;
         s->wev_on = 1;
     } else if (!on && s->wev_on) {
         (void)event_del(s->wev);
