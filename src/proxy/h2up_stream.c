@@ -7,7 +7,8 @@
  * Content-Length when the backend gave one, else chunked with the trailers in the last chunk;
  * DATA is credited back to the backend only while in is below PX_HIGH_WM (else once the
  * client took it below PX_LOW_WM), so a slow client holds back its own stream only.
- * Timers: connect / read inactivity (backend.timeouts) as for HTTP/1.1, and the gRPC deadline
+ * Timers: connect / read inactivity (backend.timeouts) as for HTTP/1.1 (read_ms also bounds
+ * an upload the backend's flow control holds, like the write timeout), and the gRPC deadline
  * of the request's grpc-timeout: a gRPC answer with grpc-status 4 (DEADLINE_EXCEEDED), in the
  * trailers when the response had started. A stream reset after a gRPC response started ends
  * it with grpc-status 14 (UNAVAILABLE) rather than a truncated body. Worker thread only. */
@@ -192,8 +193,10 @@ static void st_timer_cb(evutil_socket_t fd, short what, void *arg)
     if (s->resp_end || pc == NULL) {
         return;
     }
-    if (s->credit > 0) {
-        s->active_us = now; /* we hold the backend back (slow client): not its silence */
+    if (s->credit > 0 || (!s->req_end && (s->deferred || evbuffer_get_length(s->out) == 0))) {
+        /* We hold the backend back (slow client), or the request body waits for the client:
+         * not the backend's silence. A body stalled for lack of window is. */
+        s->active_us = now;
     }
     if (s->deadline_us > 0 && now >= s->deadline_us) {
         st_deadline(s);
@@ -376,6 +379,9 @@ ssize_t torii_h2up__read_body(struct h2up_stream *s, uint8_t *buf, size_t length
     if (s->req_kind == TORII_HTTP_BODY_LENGTH) {
         s->req_left -= n;
         s->req_end = s->req_left == 0;
+    }
+    if (n > 0) {
+        s->active_us = torii_clock_mono_us(); /* the backend's window took body bytes */
     }
     if (before >= PX_HIGH_WM && evbuffer_get_length(s->out) < PX_HIGH_WM) {
         s->woken = 1;

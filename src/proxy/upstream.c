@@ -22,9 +22,9 @@ void torii_proxy__up_timeouts(struct proxy_conn *pc)
         return;
     }
     if (up->h2 != NULL) {
-        torii_h2up__timeouts(up->h2, !up->connected         ? up->be->connect_ms
-                                     : pc->phase == PH_BODY ? 0
-                                                            : up->be->read_ms);
+        /* While the client uploads, read_ms bounds a stall of the body's DATA (the backend
+         * grants no window), as the write timeout does below (h2up_stream.c). */
+        torii_h2up__timeouts(up->h2, up->connected ? up->be->read_ms : up->be->connect_ms);
         return;
     }
     if (!up->connected) {

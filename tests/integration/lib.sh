@@ -95,9 +95,14 @@ t_ports_release() {
   return 0
 }
 
+# T_KEEP_DIR (optional, for diagnosing a failure): where t_cleanup copies the daemon's log
+# (<test>.<pid>.log) before the temporary directory goes.
 t_cleanup() {
   if [ -n "$T_PID" ] && kill -0 "$T_PID" 2>/dev/null; then
     kill -9 "$T_PID" 2>/dev/null
+  fi
+  if [ -n "${T_KEEP_DIR:-}" ] && [ -f "$T_TMP/torii.log" ]; then
+    cp "$T_TMP/torii.log" "$T_KEEP_DIR/$(basename "$0" .sh).$$.log" 2>/dev/null || true
   fi
   rm -rf "$T_TMP"
   t_ports_release

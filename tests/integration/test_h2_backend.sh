@@ -6,8 +6,10 @@
 # 40 concurrent requests multiplexed on a few backend connections, trailers relayed in the
 # last chunk, GOAWAY (the next requests go to a fresh connection), a dead backend (gRPC:
 # 200 + grpc-status 14, plain: 502), the grpc-timeout deadline (grpc-status 4), a stream reset
-# mid-response (grpc-status 14 in the trailers), a TLS backend without ALPN h2 (502), and a
-# real gRPC server (python3-grpcio) answering a unary call an HTTP/1.1 client sends.
+# mid-response (grpc-status 14 in the trailers), a TLS backend without ALPN h2 (502), a
+# real gRPC server (python3-grpcio) answering a unary call an HTTP/1.1 client sends, an upload
+# the backend grants no window cut after read_ms (504), and a response slower than connect_ms
+# on a fresh backend connection (200: the connect deadline ends with the connect).
 here=$(dirname "$0")
 source "$here/lib.sh"
 trap 't_bg_stop; t_cleanup' EXIT
@@ -28,7 +30,7 @@ DEAD=$(t_free_port)
 GRPC=$(t_free_port)  # grpc_driver.py serve (python3-grpcio), h2c
 
 mkca bca "Backend CA"
-mkcert edge ec 30 h2c.test,h2s.test,h2m.test,ngc.test,ngs.test,noalpn.test,dead.test,grpc.test
+mkcert edge ec 30 h2c.test,h2s.test,h2m.test,ngc.test,ngs.test,noalpn.test,dead.test,grpc.test,stall.test,fresh.test
 mkleaf bk "backend" bca 'subjectAltName=DNS:backend.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth'
 mkca cca "Client CA"
 mkleaf up1 "torii upstream" cca 'extendedKeyUsage=clientAuth'
@@ -63,6 +65,8 @@ TLS=', "tls": {"trusted_ca": "bca"}'
 t_config "\"routes\": [
   $(route h2c.test "http://127.0.0.1:$H2C" h2c ', "timeouts": {"read_ms": 20000, "idle_ms": 600000}')
   $(route h2s.test "https://127.0.0.1:$H2S" h2 "$TLS")
+  $(route stall.test "https://127.0.0.1:$H2S" h2 "$TLS"', "timeouts": {"read_ms": 2000}')
+  $(route fresh.test "https://127.0.0.1:$H2S" h2 "$TLS"', "timeouts": {"connect_ms": 1500}')
   $(route h2m.test "https://127.0.0.1:$H2M" h2 ', "tls": {"trusted_ca": "bca", "client_cert": "up1"}')
   $(route ngc.test "http://127.0.0.1:$NGC" h2c)
   $(route ngs.test "https://127.0.0.1:$NGS" h2 "$TLS")
@@ -133,12 +137,13 @@ check "h2c: the backend's Content-Length kept" grep -qi '^content-length: 1000' 
 cat >"$T_TMP/slow.py" <<'PY'
 import json, socket, ssl, sys, time
 port, mode = int(sys.argv[1]), sys.argv[2]
+host = sys.argv[3] if len(sys.argv) > 3 else "h2c.test"
 N = 32 << 20
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
 def conn():
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    return ctx.wrap_socket(s, server_hostname="h2c.test")
+    return ctx.wrap_socket(s, server_hostname=host)
 def sent():  # DATA bytes the backend has sent, through torii
     c = conn()
     c.sendall(b"GET /stats HTTP/1.1\r\nHost: h2c.test\r\nConnection: close\r\n\r\n")
@@ -174,14 +179,14 @@ if mode == "down":
     print("total", got)
 else:
     s = conn()
-    s.sendall(b"POST /stall HTTP/1.1\r\nHost: h2c.test\r\nContent-Length: %d\r\n\r\n" % N)
+    s.sendall(b"POST /stall HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n" % (host.encode(), N))
     s.settimeout(2)
     chunk = b"x" * 65536
     total = 0
     while total < N:
         try:
             total += s.send(chunk)
-        except (socket.timeout, ssl.SSLWantWriteError, TimeoutError):
+        except OSError:  # blocked for 2 s (a timeout), or torii gave up on the upload first
             break
     print("accepted", total)
 PY
@@ -190,7 +195,12 @@ held=$(sed -n 's/^held //p' <<<"$out")
 check "download to a client that stops reading: the backend held at ${held:-?} of 32 MiB (< 12 MiB)" \
   test "${held:-999999999}" -lt $((12 << 20))
 check_eq "... and the whole 32 MiB arrives once it reads again" "total $((32 << 20))" "$(grep '^total' <<<"$out")"
-out=$($PY "$T_TMP/slow.py" "$T_HTTPS" up 2>&1)
+# A response slower than the route's connect_ms (1.5 s) on a fresh backend connection: the
+# connect deadline must end with the connect (in the background while the next steps run).
+c fresh.test -o /dev/null -w '%{http_code} %{time_total}' "$(u fresh.test '/hold?ms=3000')" \
+  >"$T_TMP/fresh.txt" &
+fresh_pid=$!
+out=$($PY "$T_TMP/slow.py" "$T_HTTPS" up stall.test 2>&1)
 acc=$(sed -n 's/^accepted //p' <<<"$out")
 check "upload to a backend that grants no window: ${acc:-?} bytes of 32 MiB taken (< 16 MiB)" \
   test "${acc:-999999999}" -lt $((16 << 20))
@@ -247,6 +257,19 @@ out=$(c grpc.test --raw -H 'Content-Type: application/grpc' -H 'TE: trailers' \
   --data-binary @"$T_TMP/grpc.req" "$(u grpc.test /torii.test.Echo/Unary)" | od -An -c | tr -s ' \n' ' ')
 check "grpcio server: the message comes back through torii" grep -q '\\0 \\0 \\0 \\0 005 h e l l o' <<<"$out"
 check "grpcio server: grpc-status 0 in the trailers" grep -q 'g r p c - s t a t u s : 0' <<<"$out"
+wait "$fresh_pid"
+read -r fresh_code fresh_s <"$T_TMP/fresh.txt"
+check_eq "a 3 s response on a fresh backend connection (connect_ms 1.5 s): 200, after ${fresh_s:-?} s" \
+  200 "${fresh_code:-none}"
+# The stalled upload: nothing moved for read_ms (2 s), so torii gave up on it (504; the client
+# had left) and nothing is left in flight for the stop below.
+stall_log() { grep -o '"path":"/stall","status":[0-9]*,[^}]*"duration_ms":[0-9]*' "$T_TMP/torii.log"; }
+t_wait_for stall_log >/dev/null
+stall=$(stall_log)
+check "the stalled upload ended with a 504 (${stall:-no access log line yet})" \
+  grep -q '"status":504' <<<"$stall"
+stall_ms=$(sed -n 's/.*"duration_ms":\([0-9]*\).*/\1/p' <<<"$stall")
+check "... not before read_ms (${stall_ms:-?} ms >= 2000)" test "${stall_ms:-0}" -ge 2000
 check_eq "the daemon still serves after all that" "hello h2" \
   "$(c h2c.test "$(u h2c.test /hello)")"
 
