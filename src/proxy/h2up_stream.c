@@ -193,7 +193,9 @@ static void st_timer_cb(evutil_socket_t fd, short what, void *arg)
     if (s->resp_end || pc == NULL) {
         return;
     }
-    if (s->credit > 0 || (!s->req_end && (s->deferred || evbuffer_get_length(s->out) == 0))) {
+    if (s->credit > 0
+        || (!s->req_end
+            && (s->deferred || evbuffer_get_length(s->out) + evbuffer_get_length(s->body) == 0))) {
         /* We hold the backend back (slow client), or the request body waits for the client:
          * not the backend's silence. A body stalled for lack of window is. */
         s->active_us = now;

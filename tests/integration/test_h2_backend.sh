@@ -30,7 +30,7 @@ DEAD=$(t_free_port)
 GRPC=$(t_free_port)  # grpc_driver.py serve (python3-grpcio), h2c
 
 mkca bca "Backend CA"
-mkcert edge ec 30 h2c.test,h2s.test,h2m.test,ngc.test,ngs.test,noalpn.test,dead.test,grpc.test,stall.test,fresh.test
+mkcert edge ec 30 h2c.test,h2s.test,h2m.test,ngc.test,ngs.test,noalpn.test,dead.test,grpc.test,stall.test,fresh.test,trickle.test
 mkleaf bk "backend" bca 'subjectAltName=DNS:backend.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth'
 mkca cca "Client CA"
 mkleaf up1 "torii upstream" cca 'extendedKeyUsage=clientAuth'
@@ -65,7 +65,8 @@ TLS=', "tls": {"trusted_ca": "bca"}'
 t_config "\"routes\": [
   $(route h2c.test "http://127.0.0.1:$H2C" h2c ', "timeouts": {"read_ms": 20000, "idle_ms": 600000}')
   $(route h2s.test "https://127.0.0.1:$H2S" h2 "$TLS")
-  $(route stall.test "https://127.0.0.1:$H2S" h2 "$TLS"', "timeouts": {"read_ms": 2000}')
+  $(route stall.test "https://127.0.0.1:$H2S" h2 "$TLS"', "timeouts": {"read_ms": 3000}')
+  $(route trickle.test "https://127.0.0.1:$H2S" h2 "$TLS"', "timeouts": {"read_ms": 3000}')
   $(route fresh.test "https://127.0.0.1:$H2S" h2 "$TLS"', "timeouts": {"connect_ms": 1500}')
   $(route h2m.test "https://127.0.0.1:$H2M" h2 ', "tls": {"trusted_ca": "bca", "client_cert": "up1"}')
   $(route ngc.test "http://127.0.0.1:$NGC" h2c)
@@ -177,6 +178,22 @@ if mode == "down":
             break
         got += len(b)
     print("total", got)
+elif mode == "trickle":  # a body slower than read_ms (3 s): 2 bytes, 3.5 s apart
+    s = conn()
+    s.sendall(b"POST /reqtrailers HTTP/1.1\r\nHost: %s\r\nContent-Length: 2\r\n"
+              b"Connection: close\r\n\r\n" % host.encode())
+    for _ in range(2):
+        time.sleep(3.5)  # the client's slowness under test, not a wait for torii
+        s.sendall(b"x")
+    s.settimeout(60)
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    body = out.split(b"\r\n\r\n", 1)[-1]  # chunked: the JSON is in the first chunk
+    print(out.split(b"\r\n", 1)[0].decode(), "len 2" if b'"len": 2,' in body else body)
 else:
     s = conn()
     s.sendall(b"POST /stall HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n" % (host.encode(), N))
@@ -200,6 +217,10 @@ check_eq "... and the whole 32 MiB arrives once it reads again" "total $((32 << 
 c fresh.test -o /dev/null -w '%{http_code} %{time_total}' "$(u fresh.test '/hold?ms=3000')" \
   >"$T_TMP/fresh.txt" &
 fresh_pid=$!
+# A client that uploads slower than read_ms (3 s): not the backend's silence. (Its own route:
+# the stalled upload below holds its connection's window, which stalls every stream on it.)
+$PY "$T_TMP/slow.py" "$T_HTTPS" trickle trickle.test >"$T_TMP/trickle.txt" 2>&1 &
+trickle_pid=$!
 out=$($PY "$T_TMP/slow.py" "$T_HTTPS" up stall.test 2>&1)
 acc=$(sed -n 's/^accepted //p' <<<"$out")
 check "upload to a backend that grants no window: ${acc:-?} bytes of 32 MiB taken (< 16 MiB)" \
@@ -261,7 +282,10 @@ wait "$fresh_pid"
 read -r fresh_code fresh_s <"$T_TMP/fresh.txt"
 check_eq "a 3 s response on a fresh backend connection (connect_ms 1.5 s): 200, after ${fresh_s:-?} s" \
   200 "${fresh_code:-none}"
-# The stalled upload: nothing moved for read_ms (2 s), so torii gave up on it (504; the client
+wait "$trickle_pid"
+check "an upload slower than read_ms (a byte every 3.5 s) is not cut: $(cat "$T_TMP/trickle.txt")" \
+  grep -q '^HTTP/1.1 200 OK len 2$' "$T_TMP/trickle.txt"
+# The stalled upload: nothing moved for read_ms (3 s), so torii gave up on it (504; the client
 # had left) and nothing is left in flight for the stop below.
 stall_log() { grep -o '"path":"/stall","status":[0-9]*,[^}]*"duration_ms":[0-9]*' "$T_TMP/torii.log"; }
 t_wait_for stall_log >/dev/null
@@ -269,7 +293,7 @@ stall=$(stall_log)
 check "the stalled upload ended with a 504 (${stall:-no access log line yet})" \
   grep -q '"status":504' <<<"$stall"
 stall_ms=$(sed -n 's/.*"duration_ms":\([0-9]*\).*/\1/p' <<<"$stall")
-check "... not before read_ms (${stall_ms:-?} ms >= 2000)" test "${stall_ms:-0}" -ge 2000
+check "... not before read_ms (${stall_ms:-?} ms >= 3000)" test "${stall_ms:-0}" -ge 3000
 check_eq "the daemon still serves after all that" "hello h2" \
   "$(c h2c.test "$(u h2c.test /hello)")"
 
