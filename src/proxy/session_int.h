@@ -164,6 +164,8 @@ struct proxy_conn {
     struct h2_stream *h2s;
     unsigned h2_checked : 1; /* ALPN looked at once the handshake was done */
     unsigned h2_child : 1;   /* the child of a stream (h2s, while the stream has it) */
+    unsigned head_given : 2; /* a child's request head its parser took as parts (h2req.c): the
+                              * enum torii_http_parse_ev to dispatch at the next step; 0: none */
 };
 
 /* ---- session.c: the state machine ---- */
