@@ -105,6 +105,7 @@ struct proxy_conn *torii_proxy__h2c_take(struct proxy_worker *pw)
     struct proxy_conn *pc = pw->h2c_free;
     struct event *timer;
     struct torii_stream *pipe;
+    struct torii_http_parser *rp;
     int64_t fire;
 
     if (pc == NULL) {
@@ -114,11 +115,16 @@ struct proxy_conn *torii_proxy__h2c_take(struct proxy_worker *pw)
     pw->n_h2c_free--;
     timer = pc->timer;
     pipe = pc->st;
+    rp = pc->rp;
     fire = pc->t_fire_us;
     memset(pc, 0, sizeof(*pc));
     pc->timer = timer;
     pc->st = pipe;
+    pc->rp = rp;
     pc->t_fire_us = fire; /* still pending: arming a later deadline costs no event_add */
+    if (rp != NULL) {
+        torii_proxy__rp_arm(pc);
+    }
     return pc;
 }
 
@@ -130,6 +136,9 @@ int torii_proxy__h2c_put(struct proxy_worker *pw, struct proxy_conn *pc)
     /* Its timer event stays as it is: firing in the list it finds no mode and does nothing
      * (session.c), and the next stream's deadline is usually later (timer_arm). */
     pc->tmode = PT_NONE;
+    if (pc->rp != NULL) {
+        torii_http_parser_reset(pc->rp); /* it may have stopped mid-message */
+    }
     pc->next = pw->h2c_free;
     pw->h2c_free = pc;
     pw->n_h2c_free++;
@@ -152,6 +161,7 @@ void torii_proxy__h2_cache_clear(struct proxy_worker *pw)
         pw->h2c_free = pc->next;
         event_free(pc->timer);
         torii_stream_free(pc->st);
+        torii_http_parser_free(pc->rp);
         free(pc);
     }
     pw->n_h2c_free = 0;

@@ -464,10 +464,10 @@ static void pc_close(struct proxy_conn *pc)
     free(pc->client_cert_chain);
     free(pc->jwt_hdrs);
     if (pc->h2_child) { /* its parser, pipe and itself serve the next stream (h2cache.c) */
-        torii_proxy__rp_give(pw, pc->rp);
         if (torii_proxy__h2c_put(pw, pc)) {
             return;
         }
+        torii_proxy__rp_give(pw, pc->rp);
     } else {
         torii_http_parser_free(pc->rp);
     }
