@@ -149,6 +149,19 @@ void torii_http_parser_set_body_moved(struct torii_http_parser *p, int on);
  * parser (tests compare the two). */
 void torii_http_parser_set_one_pass(struct torii_http_parser *p, int on);
 
+/** A request head given as parts instead of bytes (an HTTP/2 stream's request towards the
+ * engine), read as if written "method SP target SP HTTP/1.1 CRLF", then "name: value CRLF"
+ * per field (names and values as given) and CRLF, and fed: when that text is within what
+ * the one-pass reader takes (src/http/headscan.c) and the parser is at the start of a
+ * message, the head is recorded and judged by the same policy as if fed (f copied), *ev gets
+ * the event the feed would have returned (HEAD, DONE or ERROR) and *head_bytes the size of
+ * the text: TORII_OK. Otherwise TORII_EAGAIN and nothing changed (the caller feeds the text). */
+#define TORII_HTTP_PARTS_MAX 32 /* fields of a head torii_http_parser_head_parts may take */
+int torii_http_parser_head_parts(struct torii_http_parser *p, const char *method,
+                                 struct torii_slice target, const struct torii_http_header *f,
+                                 size_t n, enum torii_http_parse_ev *ev, size_t *head_bytes)
+    TORII_MUST_USE;
+
 /** Feed len bytes; *consumed is how many were used. Stops (returning the event) right after
  * the head of a request with a body, and right after a complete request, so pipelined bytes
  * stay with the caller. After ERROR every further call returns ERROR and consumes nothing. */

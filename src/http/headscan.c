@@ -12,7 +12,8 @@
  * visible characters and spaces; field names of tchar; values of visible characters and
  * spaces; no Transfer-Encoding, Upgrade or Proxy-Connection field; at most one
  * Content-Length, of digits only (a response must have one); Connection only as
- * "keep-alive". Pure functions, any thread. */
+ * "keep-alive". http_parts_scan applies the same subset to a head given as parts (an HTTP/2
+ * stream's), as if written as text. Pure functions, any thread. */
 #include <string.h>
 
 #include <llhttp.h>
@@ -68,24 +69,26 @@ static int hs_name_is(const char *n, size_t len, const char *name)
     return strlen(name) == len && torii_slice_eq_ci((struct torii_slice){n, len}, name);
 }
 
+/* The methods of the subset: llhttp's method and the name with its SP. */
+static const struct {
+    const char *s;
+    size_t n;
+    uint8_t method;
+} hs_methods[] = {{"GET ", 4, HTTP_GET},       {"HEAD ", 5, HTTP_HEAD},
+                  {"POST ", 5, HTTP_POST},     {"PUT ", 4, HTTP_PUT},
+                  {"DELETE ", 7, HTTP_DELETE}, {"OPTIONS ", 8, HTTP_OPTIONS},
+                  {"PATCH ", 6, HTTP_PATCH}};
+
 /* "METHOD SP origin-form SP HTTP/1.1 CRLF": the offset after it, 0 outside the subset. */
 static size_t hs_request_line(const char *d, size_t len, struct http_fast_head *h)
 {
-    static const struct {
-        const char *s;
-        size_t n;
-        uint8_t method;
-    } methods[] = {{"GET ", 4, HTTP_GET},       {"HEAD ", 5, HTTP_HEAD},
-                   {"POST ", 5, HTTP_POST},     {"PUT ", 4, HTTP_PUT},
-                   {"DELETE ", 7, HTTP_DELETE}, {"OPTIONS ", 8, HTTP_OPTIONS},
-                   {"PATCH ", 6, HTTP_PATCH}};
     size_t i = 0;
     size_t e;
 
-    for (size_t m = 0; m < sizeof(methods) / sizeof(methods[0]); m++) {
-        if (len > methods[m].n && memcmp(d, methods[m].s, methods[m].n) == 0) {
-            h->method = methods[m].method;
-            i = methods[m].n;
+    for (size_t m = 0; m < sizeof(hs_methods) / sizeof(hs_methods[0]); m++) {
+        if (len > hs_methods[m].n && memcmp(d, hs_methods[m].s, hs_methods[m].n) == 0) {
+            h->method = hs_methods[m].method;
+            i = hs_methods[m].n;
             break;
         }
     }
@@ -198,4 +201,36 @@ int http_head_scan(const char *d, size_t len, int response, struct http_fast_hea
         return 0;
     }
     return !response || h->has_cl;
+}
+
+int http_parts_scan(const char *method, struct torii_slice target,
+                    const struct torii_http_header *f, size_t n, struct http_fast_head *h)
+{
+    size_t ml = strlen(method);
+    size_t m = 0;
+
+    memset(h, 0, sizeof(*h));
+    while (m < sizeof(hs_methods) / sizeof(hs_methods[0])
+           && (hs_methods[m].n != ml + 1 || memcmp(method, hs_methods[m].s, ml) != 0)) {
+        m++;
+    }
+    if (m == sizeof(hs_methods) / sizeof(hs_methods[0]) || target.len == 0 || target.ptr[0] != '/'
+        || hs_run(target.ptr, 0, target.len, HS_URL) != target.len || n > HTTP_FAST_MAX_FIELDS) {
+        return 0;
+    }
+    h->method = hs_methods[m].method;
+    h->line_len = target.len;
+    h->head_len = ml + 1 + target.len + 11 + 2; /* "M SP target SP HTTP/1.1 CRLF" ... CRLF */
+    for (size_t i = 0; i < n; i++) {
+        const struct torii_http_header *x = &f[i];
+        if (x->name.len == 0 || hs_run(x->name.ptr, 0, x->name.len, HS_TCHAR) != x->name.len
+            || (x->value.len > 0 && x->value.ptr[0] == ' ')
+            || hs_value_run(x->value.ptr, 0, x->value.len) != x->value.len
+            || !hs_special(h, x->name.ptr, x->name.len, x->value.ptr, x->value.len)) {
+            return 0;
+        }
+        h->head_len += x->name.len + 2 + x->value.len + 2; /* "name: value CRLF" */
+    }
+    h->n = n;
+    return 1;
 }

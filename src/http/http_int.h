@@ -19,7 +19,7 @@ int http_write_error(struct evbuffer *out, int status, const char *msg, int vers
                      int close) TORII_MUST_USE;
 
 /** At most this many fields in a head read by http_head_scan (more: the full parser). */
-#define HTTP_FAST_MAX_FIELDS 32
+#define HTTP_FAST_MAX_FIELDS TORII_HTTP_PARTS_MAX
 
 /** A head read in one pass (headscan.c): offsets into the bytes given to http_head_scan. */
 struct http_fast_head {
@@ -39,6 +39,13 @@ struct http_fast_head {
  * (filled into *h), 0 otherwise (incomplete, or a byte outside it: the full parser reads
  * the head then). response: a status line instead of a request line. */
 int http_head_scan(const char *d, size_t len, int response, struct http_fast_head *h);
+
+/** http_head_scan for a request head given as parts, as if written "method SP target SP
+ * HTTP/1.1 CRLF", then "name: value CRLF" per field and CRLF: 1 when that text is within the
+ * subset (h: method, line_len, the framing fields, n, and head_len the size of the text; no
+ * offsets), 0 otherwise. */
+int http_parts_scan(const char *method, struct torii_slice target,
+                    const struct torii_http_header *f, size_t n, struct http_fast_head *h);
 
 /* fields.c: field values and the request-target, for both head readers' policy. */
 

@@ -971,13 +971,11 @@ void torii_http_parser_set_one_pass(struct torii_http_parser *p, int on)
     p->no_one_pass = !on;
 }
 
-/* Record a head read by http_head_scan as llhttp's callbacks would have, then apply the same
- * policy (on_headers_complete) and end the message when it has no body. */
-static enum torii_http_parse_ev parser_fast_commit(struct torii_http_parser *p, const char *d,
-                                                   const struct http_fast_head *h, size_t *consumed)
+/* A head read in one pass (http_head_scan, http_parts_scan) is recorded as llhttp's callbacks
+ * would have (target or reason, each field), then judged by the same policy (commit_end). */
+static void commit_begin(struct torii_http_parser *p, const struct http_fast_head *h,
+                         const char *line)
 {
-    int v;
-
     p->started = 1;
     p->mode = SCAN_OFF;
     p->sec_bytes = h->head_len;
@@ -985,15 +983,26 @@ static enum torii_http_parse_ev parser_fast_commit(struct torii_http_parser *p, 
     p->in_url = 1;
     p->url_off = p->head.len;
     p->url_len = h->line_len;
-    (void)store_append(&p->head, d + h->line_off, h->line_len);
-    for (size_t i = 0; i < h->n; i++) {
-        struct field_rec *r = store_new_rec(p->fs);
-        r->name_len = h->f[i].name_len;
-        (void)store_append(p->fs, d + h->f[i].name_off, h->f[i].name_len);
-        r->val_off = p->fs->len;
-        r->val_len = h->f[i].val_len;
-        (void)store_append(p->fs, d + h->f[i].val_off, h->f[i].val_len);
-    }
+    (void)store_append(&p->head, line, h->line_len);
+}
+
+static void commit_field(struct torii_http_parser *p, const char *n, size_t nl, const char *v,
+                         size_t vl)
+{
+    struct field_rec *r = store_new_rec(p->fs);
+
+    r->name_len = nl;
+    (void)store_append(p->fs, n, nl);
+    r->val_off = p->fs->len;
+    r->val_len = vl;
+    (void)store_append(p->fs, v, vl);
+}
+
+static enum torii_http_parse_ev commit_end(struct torii_http_parser *p,
+                                           const struct http_fast_head *h, size_t *consumed)
+{
+    int v;
+
     p->ll.method = h->method;
     p->ll.http_major = 1;
     p->ll.http_minor = 1;
@@ -1011,6 +1020,40 @@ static enum torii_http_parse_ev parser_fast_commit(struct torii_http_parser *p, 
     return TORII_HTTP_PARSE_DONE;
 }
 
+/* The one-pass reader may take the head h (within the limits, no body llhttp would have to
+ * read), and p is at the start of a message (parser_fast_state). */
+static int parser_fast_ok(const struct torii_http_parser *p, const struct http_fast_head *h)
+{
+    return h->head_len < p->lim.max_header_bytes && h->n <= p->lim.max_headers
+           && h->line_len <= (p->response ? 1024 : p->lim.max_target)
+           && (h->cl == 0 || p->body_moved || (p->response && p->no_body));
+}
+
+static int parser_fast_state(const struct torii_http_parser *p)
+{
+    return !p->no_one_pass && !p->failed && !p->msg_done && p->mode == SCAN_HEAD
+           && p->sec_bytes == 0 && !p->ll_closed;
+}
+
+int torii_http_parser_head_parts(struct torii_http_parser *p, const char *method,
+                                 struct torii_slice target, const struct torii_http_header *f,
+                                 size_t n, enum torii_http_parse_ev *ev, size_t *head_bytes)
+{
+    struct http_fast_head h;
+
+    if (p->response || !parser_fast_state(p) || !http_parts_scan(method, target, f, n, &h)
+        || !parser_fast_ok(p, &h)) {
+        return TORII_EAGAIN;
+    }
+    commit_begin(p, &h, target.ptr);
+    for (size_t i = 0; i < n; i++) {
+        commit_field(p, f[i].name.ptr, f[i].name.len, f[i].value.ptr, f[i].value.len);
+    }
+    *head_bytes = 0; /* nothing consumed on ERROR */
+    *ev = commit_end(p, &h, head_bytes);
+    return TORII_OK;
+}
+
 /* A message that starts at d: read its head in one pass when it is complete and ordinary
  * (headscan.c). Returns -1 when the full parser must read it instead; nothing is changed
  * then. */
@@ -1018,16 +1061,15 @@ static int parser_fast(struct torii_http_parser *p, const char *d, size_t len, s
 {
     struct http_fast_head h;
 
-    if (p->no_one_pass || p->mode != SCAN_HEAD || p->sec_bytes != 0 || p->ll_closed
-        || !http_head_scan(d, len, p->response, &h) || h.head_len >= p->lim.max_header_bytes
-        || h.n > p->lim.max_headers || h.line_len > (p->response ? 1024 : p->lim.max_target)) {
+    if (!parser_fast_state(p) || !http_head_scan(d, len, p->response, &h)
+        || !parser_fast_ok(p, &h)) {
         return -1;
     }
-    /* A body llhttp would have to read: only when the owner moves it itself. */
-    if (h.cl > 0 && !p->body_moved && !(p->response && p->no_body)) {
-        return -1;
+    commit_begin(p, &h, d + h.line_off);
+    for (size_t i = 0; i < h.n; i++) {
+        commit_field(p, d + h.f[i].name_off, h.f[i].name_len, d + h.f[i].val_off, h.f[i].val_len);
     }
-    return (int)parser_fast_commit(p, d, &h, consumed);
+    return (int)commit_end(p, &h, consumed);
 }
 
 static void fail_from_llhttp(struct torii_http_parser *p, llhttp_errno_t e)

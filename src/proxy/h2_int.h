@@ -14,6 +14,9 @@
  *              and trailers over (torii_proxy__h2s_resp_*) and writes the body raw;
  *              an RFC 8441 websocket CONNECT is a GET with Upgrade to the child, and after
  *              its 101 the stream is endpoint A of the child's tunnel (torii_proxy__h2s_tun_ops);
+ *   h2req.c    the request head towards the child: the stream's fields, handed over as
+ *              parts the child's parser takes without text (torii_http_parser_head_parts)
+ *              when the head is an ordinary one, else written as HTTP/1.1 text;
  *   h2msg.c    the message checks of a request's fields (pure functions);
  *   h2cache.c  ended streams and children kept per worker for the next stream.
  * Ownership: the connection (struct proxy_conn with pc->h2) owns its struct proxy_h2, which
@@ -33,14 +36,26 @@
 
 struct proxy_h2;
 
+/* The regular fields of a request as they came (names lower case): their bytes and spans
+ * (offsets into buf), kept with the stream's shell (h2cache.c). */
+struct h2s_span {
+    uint32_t name_off, name_len, val_off, val_len;
+};
+struct h2s_fields {
+    char *buf;
+    size_t len, cap;
+    struct h2s_span *span;
+    size_t n, cap_span;
+};
+
 /* One client stream. */
 struct h2_stream {
     struct proxy_h2 *h;
     int32_t id;
     struct proxy_conn *child; /* the engine's view of the request; NULL once gone */
     struct h2_stream *prev, *next;
-    struct evbuffer *fields; /* regular request fields as HTTP/1.1 lines */
-    struct evbuffer *cookie; /* cookie crumbs joined with "; " (RFC 9113 section 8.2.3) */
+    struct h2s_fields *fields; /* the regular request fields (h2req.c) */
+    struct evbuffer *cookie;   /* cookie crumbs joined with "; " (RFC 9113 section 8.2.3) */
     char *method, *scheme, *authority, *path, *host;
     char *protocol; /* :protocol of an extended CONNECT (RFC 8441) */
     char strs[256]; /* the strings above while they fit (h2s_str), else malloc */
@@ -132,10 +147,24 @@ void torii_proxy__h2s_free(struct h2_stream *st);
 ssize_t torii_proxy__h2s_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
                               uint32_t *flags, nghttp2_data_source *src, void *arg);
 
+/* ---- h2req.c ---- */
+
+/** Append a field (name, value copied). TORII_OK or TORII_ENOMEM. */
+int torii_proxy__h2f_add(struct h2s_fields *f, const void *name, size_t nlen, const void *value,
+                         size_t vlen) TORII_MUST_USE;
+/** Forget the fields (storage kept). */
+void torii_proxy__h2f_clear(struct h2s_fields *f);
+/** NULL accepted. */
+void torii_proxy__h2f_free(struct h2s_fields *f);
+/** The request head of st (checked) to its new child, then the body held so far: as parts
+ * the child's parser takes at once (its event runs at the child's next step: pc->head_given),
+ * or as HTTP/1.1 text into the child's input. TORII_OK or TORII_ENOMEM. */
+int torii_proxy__h2s_give_head(struct h2_stream *st) TORII_MUST_USE;
+
 /* ---- h2cache.c ---- */
 
-/** A cleared stream with its four buffers (empty) and, when it had one, its response parser
- * (reset): from the worker's free list, else new. NULL on allocation failure. */
+/** A cleared stream with its three buffers and its field store (empty) and, when it had one, its
+ * response parser (reset): from the worker's free list, else new. NULL on allocation failure. */
 struct h2_stream *torii_proxy__h2s_shell(struct proxy_worker *pw);
 /** Take back a stream whose strings, trailers and child are already gone: its buffers are
  * drained and its parser reset for the free list (freed when the list is full). */
@@ -162,6 +191,9 @@ void torii_proxy__h2_nv_init(struct h2_nvbuf *b, const struct torii_http_header 
 /** One more entry: the name lower-cased into b, the value borrowed (copied by nghttp2 when
  * the frame is submitted). Within the room given to torii_proxy__h2_nv_init. */
 void torii_proxy__h2_nv_add(struct h2_nvbuf *b, struct torii_slice name, struct torii_slice value);
+/** The decimal digits of v at the end of b (snprintf costs a thousand instructions; this runs
+ * per request and response): their offset in b. */
+size_t torii_proxy__h2_digits(char b[24], uint64_t v);
 /** Free what torii_proxy__h2_nv_init allocated. */
 void torii_proxy__h2_nv_free(struct h2_nvbuf *b);
 

@@ -197,3 +197,14 @@ int torii_proxy__h2_pseudo_check(const char *method, const char *scheme, const c
     }
     return *why != NULL ? -1 : 0;
 }
+
+size_t torii_proxy__h2_digits(char b[24], uint64_t v)
+{
+    size_t k = 24;
+
+    do {
+        b[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return k;
+}

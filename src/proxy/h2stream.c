@@ -20,8 +20,6 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include "h2_int.h"
 #include "torii/log.h"
@@ -166,8 +164,9 @@ static int h2s_regular(struct h2_stream *st, const uint8_t *name, size_t nlen, c
     }
     if (nlen == 2 && memcmp(name, "te", 2) == 0) {
         /* only "trailers" (h2msg.c): the engine and an h2c backend learn the client takes them */
-        return evbuffer_add(st->fields, "te: trailers\r\n", 14) == 0 ? 0
-                                                                     : NGHTTP2_ERR_CALLBACK_FAILURE;
+        return torii_proxy__h2f_add(st->fields, "te", 2, "trailers", 8) == TORII_OK
+                   ? 0
+                   : NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     if (nlen == 6 && memcmp(name, "cookie", 6) == 0) {
         if ((evbuffer_get_length(st->cookie) > 0 && evbuffer_add(st->cookie, "; ", 2) != 0)
@@ -189,11 +188,9 @@ static int h2s_regular(struct h2_stream *st, const uint8_t *name, size_t nlen, c
         }
         return 0; /* written once with the framing */
     }
-    if (evbuffer_add(st->fields, name, nlen) != 0 || evbuffer_add(st->fields, ": ", 2) != 0
-        || evbuffer_add(st->fields, value, vlen) != 0 || evbuffer_add(st->fields, "\r\n", 2) != 0) {
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
-    }
-    return 0;
+    return torii_proxy__h2f_add(st->fields, name, nlen, value, vlen) == TORII_OK
+               ? 0
+               : NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
 int torii_proxy__h2s_field(struct h2_stream *st, const uint8_t *name, size_t nlen,
@@ -275,50 +272,6 @@ static void h2s_answer(struct h2_stream *st, int status)
     }
 }
 
-/* The HTTP/1.1 request head of the stream into the child's input. */
-static int h2s_write_head(struct h2_stream *st, struct evbuffer *in)
-{
-    const char *host = st->authority != NULL ? st->authority : st->host;
-    const char *line[] = {st->method, " ", st->path, " HTTP/1.1\r\nhost: ", host, "\r\n"};
-    int rc = 0;
-    unsigned char nonce[16];
-    char key[32];
-
-    for (size_t i = 0; i < sizeof(line) / sizeof(line[0]) && rc == 0; i++) {
-        rc = evbuffer_add(in, line[i], strlen(line[i]));
-    }
-    if (rc >= 0 && st->ws) { /* RFC 8441 section 5: the HTTP/1.1 handshake of RFC 6455 */
-        rc = RAND_bytes(nonce, sizeof(nonce)) == 1 ? 0 : -1;
-        if (rc == 0) {
-            (void)EVP_EncodeBlock((unsigned char *)key, nonce, sizeof(nonce));
-            rc = evbuffer_add_printf(in,
-                                     "connection: upgrade\r\nupgrade: websocket\r\n"
-                                     "sec-websocket-key: %s\r\n",
-                                     key);
-        }
-    }
-
-    if (rc >= 0 && evbuffer_add_buffer(in, st->fields) != 0) {
-        rc = -1;
-    }
-    if (rc >= 0 && evbuffer_get_length(st->cookie) > 0
-        && (evbuffer_add(in, "cookie: ", 8) != 0 || evbuffer_add_buffer(in, st->cookie) != 0
-            || evbuffer_add(in, "\r\n", 2) != 0)) {
-        rc = -1;
-    }
-    if (rc >= 0 && st->content_length >= 0) {
-        char cl[48];
-        int k = snprintf(cl, sizeof(cl), "content-length: %lld\r\n", (long long)st->content_length);
-        rc = k > 0 && (size_t)k < sizeof(cl) ? evbuffer_add(in, cl, (size_t)k) : -1;
-    } else if (rc >= 0 && st->chunked) {
-        rc = evbuffer_add(in, "transfer-encoding: chunked\r\n", 28) == 0 ? 0 : -1;
-    }
-    if (rc >= 0 && (evbuffer_add(in, "\r\n", 2) != 0 || evbuffer_add_buffer(in, st->held) != 0)) {
-        rc = -1;
-    }
-    return rc >= 0 ? TORII_OK : TORII_ENOMEM;
-}
-
 static int h2s_pipe_send(struct torii_stream *pipe, void *arg);
 static int h2s_resp_body(void *arg, const unsigned char *data, size_t len);
 
@@ -339,7 +292,7 @@ static int h2s_start_child(struct h2_stream *st)
         return TORII_ENOMEM;
     }
     st->child->h2s = st;
-    return h2s_write_head(st, torii_stream_input(st->child->st));
+    return torii_proxy__h2s_give_head(st);
 }
 
 /* The request goes to a child: its head, and the body held so far. */
@@ -753,19 +706,6 @@ ssize_t torii_proxy__h2s_read(nghttp2_session *s, int32_t id, uint8_t *buf, size
 
 /* ---- the upstream's response handed over by the child (no HTTP/1.1 text between) ---- */
 
-/* The decimal digits of v at the end of b (24 bytes; snprintf costs a thousand instructions,
- * this runs per response): their offset in b. */
-static size_t h2s_digits(char b[24], uint64_t v)
-{
-    size_t k = 24;
-
-    do {
-        b[--k] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    return k;
-}
-
 struct h2s_head_ctx {
     struct h2_nvbuf *b;
     size_t bytes;
@@ -801,12 +741,13 @@ int torii_proxy__h2s_resp_head(struct proxy_conn *child, const struct torii_http
     st->direct = 1;
     st->resp_head = 1;
     torii_proxy__h2_nv_init(&b, resp->headers, resp->n_headers, 2);
-    k = h2s_digits(code, (uint64_t)(resp->status > 0 ? resp->status : 0)); /* 3 digits */
+    k = torii_proxy__h2_digits(code,
+                               (uint64_t)(resp->status > 0 ? resp->status : 0)); /* 3 digits */
     b.nv[b.n++] = (nghttp2_nv){h2s_u8(":status"), h2s_u8(code + k), 7, sizeof(code) - k,
                                NGHTTP2_NV_FLAG_NONE};
     torii_proxy_resp_fields(resp, framing, h2s_head_field, &c);
     if (framing == TORII_PROXY_OUT_LENGTH) {
-        k = h2s_digits(cl, length);
+        k = torii_proxy__h2_digits(cl, length);
         b.nv[b.n++] = (nghttp2_nv){h2s_u8("content-length"), h2s_u8(cl + k), 14, sizeof(cl) - k,
                                    NGHTTP2_NV_FLAG_NONE};
         c.bytes += 18 + sizeof(cl) - k;

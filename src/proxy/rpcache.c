@@ -2,7 +2,8 @@
  * flight. A connection idle between requests gives its parser back to its worker, which keeps
  * up to PX_RP_FREE of them for the next request of any of its connections: an idle
  * keep-alive connection costs no parser (issue 14, memory per idle connection), and a busy
- * one costs no allocation per request. Worker thread only. */
+ * one costs no allocation per request. (An HTTP/2 stream's child keeps its parser when the
+ * child is kept for the next stream, h2cache.c.) Worker thread only. */
 #include <event2/buffer.h>
 
 #include "session_int.h"
@@ -21,9 +22,14 @@ int torii_proxy__rp_take(struct proxy_conn *pc)
     } else if (torii_http_parser_new(&pw->lim, &pc->rp) != TORII_OK) {
         return TORII_ENOMEM;
     }
+    torii_proxy__rp_arm(pc);
+    return TORII_OK;
+}
+
+void torii_proxy__rp_arm(struct proxy_conn *pc)
+{
     torii_http_parser_set_body_cb(pc->rp, torii_proxy__req_body_cb, pc);
     torii_http_parser_set_body_moved(pc->rp, 1); /* pump.c moves Content-Length bodies */
-    return TORII_OK;
 }
 
 void torii_proxy__rp_put(struct proxy_conn *pc)
@@ -31,8 +37,9 @@ void torii_proxy__rp_put(struct proxy_conn *pc)
     struct proxy_worker *pw = pc->pw;
     struct torii_http_parser *p = pc->rp;
 
-    if (p == NULL || pc->phase != PH_HEAD || pc->x.active || torii_http_parser_started(p)
-        || evbuffer_get_length(torii_stream_input(pc->st)) > 0) {
+    /* a stream's child ends with its one request and keeps its parser (h2cache.c) */
+    if (p == NULL || pc->h2_child || pc->phase != PH_HEAD || pc->x.active
+        || torii_http_parser_started(p) || evbuffer_get_length(torii_stream_input(pc->st)) > 0) {
         return;
     }
     pc->rp = NULL;

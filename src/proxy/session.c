@@ -237,10 +237,31 @@ void torii_proxy__reject(struct proxy_conn *pc)
                              msg != NULL ? msg : "malformed request", 1);
 }
 
-/* Parse request heads; dispatches each one. */
+/* The parser read a request head (HEAD, DONE), or failed: dispatch, or reject. */
+static void pc_head_event(struct proxy_conn *pc, enum torii_http_parse_ev ev)
+{
+    uint64_t len = 0;
+    enum torii_http_body_kind kind;
+
+    if (ev == TORII_HTTP_PARSE_ERROR) {
+        torii_proxy__reject(pc);
+    } else if (ev != TORII_HTTP_PARSE_MORE) {
+        kind = torii_http_parser_body(pc->rp, &len);
+        torii_proxy__dispatch(pc, torii_http_parser_req(pc->rp), kind, len);
+    }
+}
+
+/* Parse request heads; dispatches each one (first the head an HTTP/2 stream gave its child
+ * as parts, h2req.c). */
 static void pc_read_heads(struct proxy_conn *pc)
 {
     struct evbuffer *in = torii_stream_input(pc->st);
+
+    if (pc->head_given != 0) {
+        enum torii_http_parse_ev ev = (enum torii_http_parse_ev)pc->head_given;
+        pc->head_given = 0;
+        pc_head_event(pc, ev);
+    }
 
     /* The parser comes with the first bytes of a request and goes back to the worker when
      * the connection is idle again (rpcache.c): an idle connection does not carry one. */
@@ -260,21 +281,7 @@ static void pc_read_heads(struct proxy_conn *pc)
         ev = torii_http_parser_feed(pc->rp, v.iov_base, v.iov_len, &used);
         (void)evbuffer_drain(in, used);
         pc->head_bytes += used;
-        switch (ev) {
-        case TORII_HTTP_PARSE_MORE:
-            break;
-        case TORII_HTTP_PARSE_HEAD:
-        case TORII_HTTP_PARSE_DONE: {
-            uint64_t len = 0;
-            enum torii_http_body_kind kind = torii_http_parser_body(pc->rp, &len);
-            torii_proxy__dispatch(pc, torii_http_parser_req(pc->rp), kind, len);
-            break;
-        }
-        case TORII_HTTP_PARSE_ERROR:
-        default:
-            torii_proxy__reject(pc);
-            break;
-        }
+        pc_head_event(pc, ev);
     }
 }
 
@@ -457,10 +464,10 @@ static void pc_close(struct proxy_conn *pc)
     free(pc->client_cert_chain);
     free(pc->jwt_hdrs);
     if (pc->h2_child) { /* its parser, pipe and itself serve the next stream (h2cache.c) */
-        torii_proxy__rp_give(pw, pc->rp);
         if (torii_proxy__h2c_put(pw, pc)) {
             return;
         }
+        torii_proxy__rp_give(pw, pc->rp);
     } else {
         torii_http_parser_free(pc->rp);
     }

@@ -164,6 +164,8 @@ struct proxy_conn {
     struct h2_stream *h2s;
     unsigned h2_checked : 1; /* ALPN looked at once the handshake was done */
     unsigned h2_child : 1;   /* the child of a stream (h2s, while the stream has it) */
+    unsigned head_given : 2; /* a child's request head its parser took as parts (h2req.c): the
+                              * enum torii_http_parse_ev to dispatch at the next step; 0: none */
 };
 
 /* ---- session.c: the state machine ---- */
@@ -198,12 +200,12 @@ struct proxy_conn *torii_proxy__conn_pipe(struct proxy_conn *parent, torii_strea
 /* ---- h2.c, h2stream.c, h2cache.c: HTTP/2 to clients (h2_int.h) ---- */
 
 /** A stream child kept by the worker (cleared; its timer event kept, maybe still pending
- * at t_fire_us, and its pipe stream if it had one, to be rearmed), or NULL when none is
- * kept. */
+ * at t_fire_us, its pipe stream if it had one, to be rearmed, and its request parser if it
+ * had one, reset and armed), or NULL when none is kept. */
 struct proxy_conn *torii_proxy__h2c_take(struct proxy_worker *pw);
-/** Keep a closed stream child (everything but its timer event and pipe stream already freed;
- * the timer's mode set to none, the event left as it is) for the next stream: 1, or 0 when
- * the list is full (the caller frees it). */
+/** Keep a closed stream child (everything but its timer event, pipe stream and request parser
+ * already freed; the timer's mode set to none, the event left as it is; the parser reset) for
+ * the next stream: 1, or 0 when the list is full (the caller frees it). */
 int torii_proxy__h2c_put(struct proxy_worker *pw, struct proxy_conn *pc);
 /** Free the kept streams and children (the worker stops). */
 void torii_proxy__h2_cache_clear(struct proxy_worker *pw);
@@ -283,6 +285,8 @@ int torii_proxy__up_flush(struct proxy_upstream *up) TORII_MUST_USE;
 
 /** Give pc a request parser (one the worker kept, else a new one). TORII_OK or TORII_ENOMEM. */
 int torii_proxy__rp_take(struct proxy_conn *pc) TORII_MUST_USE;
+/** pc's parser (pc->rp, reset) feeds pc's request body sinks, as one from torii_proxy__rp_take. */
+void torii_proxy__rp_arm(struct proxy_conn *pc);
 /** pc is idle between requests (PH_HEAD, nothing started, no input): its parser goes back to
  * the worker (or is freed beyond PX_RP_FREE). Otherwise nothing. */
 void torii_proxy__rp_put(struct proxy_conn *pc);

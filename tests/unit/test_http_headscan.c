@@ -5,7 +5,9 @@
  * (hand-written cases, every byte value at each place of a head, and seeded random mutations of
  * valid heads), requests and responses, one message or two pipelined, must give the same events,
  * bytes consumed, request or response, body framing and errors both ways. The owner moves
- * Content-Length bodies itself, as the proxy does (torii_http_parser_set_body_moved). */
+ * Content-Length bodies itself, as the proxy does (torii_http_parser_set_body_moved). A head
+ * given as parts (torii_http_parser_head_parts, an HTTP/2 stream's) must read as its text
+ * read by the full parser, whether the parts are taken or not. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -78,16 +80,22 @@ static void tr_head(struct trace *t, const struct torii_http_parser *p, int resp
     }
 }
 
-/* One message (or the error) from data[*off..len), fed whole. Returns 0 when a message
- * ended and another may follow, -1 otherwise. */
-static int parse_one(struct torii_http_parser *p, const char *data, size_t len, size_t *off,
-                     int response, struct trace *t)
+/* One message (or the error) from data[*off..len), fed whole; given (>= 0): the event of the
+ * first step, its head already taken (torii_http_parser_head_parts, given_used bytes), instead
+ * of a feed. Returns 0 when a message ended and another may follow, -1 otherwise. */
+static int parse_from(struct torii_http_parser *p, const char *data, size_t len, size_t *off,
+                      int response, struct trace *t, int given, size_t given_used)
 {
     for (int guard = 0; guard < 100; guard++) {
         size_t end = len;
-        size_t used = 0;
+        size_t used = given_used;
         const char *msg = NULL;
-        enum torii_http_parse_ev ev = torii_http_parser_feed(p, data + *off, end - *off, &used);
+        enum torii_http_parse_ev ev =
+            given >= 0 ? (enum torii_http_parse_ev)given
+                       : torii_http_parser_feed(p, data + *off, end - *off, &used);
+
+        given = -1;
+        given_used = 0;
 
         *off += used;
         if (ev == TORII_HTTP_PARSE_ERROR) {
@@ -116,6 +124,12 @@ static int parse_one(struct torii_http_parser *p, const char *data, size_t len, 
     }
     fail_msg("parse did not end");
     return -1;
+}
+
+static int parse_one(struct torii_http_parser *p, const char *data, size_t len, size_t *off,
+                     int response, struct trace *t)
+{
+    return parse_from(p, data, len, off, response, t, -1, 0);
 }
 
 static void parse_trace(const struct torii_http_limits *lim, const char *data, size_t len,
@@ -395,6 +409,237 @@ static void test_mutations(void **state)
     }
 }
 
+/* ---- a head given as parts (torii_http_parser_head_parts, an HTTP/2 stream's) ---------- */
+
+#define PARTS_MAX_FIELDS 40
+
+/* One head as parts: method, target, fields and a body (its text: parts_text). */
+struct parts {
+    const char *method;
+    struct torii_slice target;
+    struct torii_http_header f[PARTS_MAX_FIELDS];
+    size_t n;
+    const char *body;
+};
+
+static unsigned long n_parts;
+static unsigned long n_parts_taken;
+
+/* The text the parts stand for: "method SP target SP HTTP/1.1", "name: value" lines, body. */
+static size_t parts_text(const struct parts *m, char *buf, size_t cap)
+{
+    size_t n = (size_t)snprintf(buf, cap, "%s %.*s HTTP/1.1\r\n", m->method, (int)m->target.len,
+                                m->target.ptr);
+
+    for (size_t i = 0; i < m->n; i++) {
+        assert_true(n + m->f[i].name.len + m->f[i].value.len + 8 < cap);
+        memcpy(buf + n, m->f[i].name.ptr, m->f[i].name.len);
+        n += m->f[i].name.len;
+        memcpy(buf + n, ": ", 2);
+        memcpy(buf + n + 2, m->f[i].value.ptr, m->f[i].value.len);
+        n += 2 + m->f[i].value.len;
+        memcpy(buf + n, "\r\n", 2);
+        n += 2;
+    }
+    n += (size_t)snprintf(buf + n, cap - n, "\r\n%s", m->body != NULL ? m->body : "");
+    return n;
+}
+
+/* The parts against their text read by the full parser: taken, the same events, request,
+ * framing, errors and bytes; not taken, the parser unchanged (the text fed to it afterwards
+ * reads the same). Returns 1 when they were taken. */
+static int check_parts_lim(const struct torii_http_limits *lim, const struct parts *m)
+{
+    static struct trace full;
+    static struct trace got;
+    static char text[OUT_MAX];
+    size_t len = parts_text(m, text, sizeof(text));
+    struct torii_http_parser *p = NULL;
+    enum torii_http_parse_ev ev = TORII_HTTP_PARSE_MORE;
+    size_t used = 7;
+    size_t off = 0;
+    int more;
+    int rc;
+
+    parse_trace(lim, text, len, 0, 0, 0, &full);
+    assert_int_equal(torii_http_parser_new(lim, &p), TORII_OK);
+    torii_http_parser_set_body_moved(p, 1);
+    got.len = 0;
+    got.s[0] = '\0';
+    rc = torii_http_parser_head_parts(p, m->method, m->target, m->f, m->n, &ev, &used);
+    if (rc == TORII_OK) {
+        assert_true(ev == TORII_HTTP_PARSE_HEAD || ev == TORII_HTTP_PARSE_DONE
+                    || ev == TORII_HTTP_PARSE_ERROR);
+        more = parse_from(p, text, len, &off, 0, &got, (int)ev, used);
+        n_parts_taken++;
+    } else {
+        assert_int_equal(rc, TORII_EAGAIN);
+        assert_false(torii_http_parser_started(p));
+        more = parse_one(p, text, len, &off, 0, &got);
+    }
+    for (int i = 1; i < 3 && more == 0 && off < len; i++) { /* what follows, as parse_trace */
+        more = parse_one(p, text, len, &off, 0, &got);
+    }
+    torii_http_parser_free(p);
+    if (got.len != full.len || memcmp(got.s, full.s, got.len) != 0) {
+        print_error("text (%zu bytes): %.*s\nparts (%s): %s\nfull: %s\n", len, (int)len, text,
+                    rc == TORII_OK ? "taken" : "not taken", got.s, full.s);
+        fail();
+    }
+    n_parts++;
+    return rc == TORII_OK;
+}
+
+static int check_parts(const struct parts *m)
+{
+    struct torii_http_limits lim;
+
+    torii_http_limits_default(&lim);
+    return check_parts_lim(&lim, m);
+}
+
+static struct torii_slice sl(const char *s)
+{
+    return (struct torii_slice){s, strlen(s)};
+}
+
+/* The parts of "GET /a?b HTTP/1.1" with host a.test and the fields given (name, value). */
+static void parts_base(struct parts *m, const char *method, const char *target,
+                       const char *const *nv, size_t n)
+{
+    memset(m, 0, sizeof(*m));
+    m->method = method;
+    m->target = sl(target);
+    m->f[m->n++] = (struct torii_http_header){sl("host"), sl("a.test")};
+    for (size_t i = 0; i + 1 < 2 * n; i += 2) {
+        m->f[m->n++] = (struct torii_http_header){sl(nv[i]), sl(nv[i + 1])};
+    }
+}
+
+/* Hand cases: methods, targets, framing and connection fields, odd names and values. */
+static void test_parts_cases(void **state)
+{
+    static const char *const methods[] = {"GET",   "HEAD",  "POST",    "PUT", "DELETE", "OPTIONS",
+                                          "PATCH", "TRACE", "CONNECT", "get", "G T",    ""};
+    static const char *const targets[] = {"/",    "/a/b?x=1&y=%41",  "*",     "",  "/a#f",
+                                          "/a b", "http://a.test/x", "/\x80", "a", "//x"};
+    static const char *const fields[][2] = {
+        {"user-agent", "h2load nghttp2/1.52.0"},
+        {"content-length", "0"},
+        {"content-length", "5"},
+        {"content-length", "01"},
+        {"content-length", "1,1"},
+        {"content-length", "+1"},
+        {"content-length", ""},
+        {"content-length", "99999999999999999999"},
+        {"transfer-encoding", "chunked"},
+        {"connection", "keep-alive"},
+        {"connection", "close"},
+        {"upgrade", "websocket"},
+        {"proxy-connection", "close"},
+        {"expect", "100-continue"},
+        {"expect", "nothing"},
+        {"host", "b.test"},
+        {"te", "trailers"},
+        {"cookie", "a=b; c=d"},
+        {"x-empty", ""},
+        {"x-tab", "a\tb"},
+        {"x-obs", "\x80\xff"},
+        {"x-sp", " lead"},
+        {"x-sp", "trail "},
+        {"X-Up", "v"},
+        {"x bad", "v"},
+        {"x:bad", "v"},
+        {"", "v"},
+    };
+    struct parts m;
+
+    (void)state;
+    parts_base(&m, "GET", "/a?b", NULL, 0);
+    assert_true(check_parts(&m)); /* the usual head is taken */
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        for (size_t t = 0; t < sizeof(targets) / sizeof(targets[0]); t++) {
+            parts_base(&m, methods[i], targets[t], NULL, 0);
+            (void)check_parts(&m);
+        }
+    }
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        for (size_t j = 0; j < sizeof(fields) / sizeof(fields[0]); j += 3) {
+            const char *nv[] = {fields[i][0], fields[i][1], fields[j][0], fields[j][1]};
+            parts_base(&m, "POST", "/", nv, 2);
+            m.body = "hello";
+            (void)check_parts(&m);
+        }
+    }
+    parts_base(&m, "GET", "/", NULL, 0);
+    m.n = 0; /* no host */
+    (void)check_parts(&m);
+}
+
+/* Every byte value in the target, a name and a value; 30 to 34 fields (the one-pass reader
+ * takes at most TORII_HTTP_PARTS_MAX). */
+static void test_parts_bytes(void **state)
+{
+    static const char *const at[] = {"/a%cb", "x%cy", "v%cw"};
+    char b[3][8];
+    struct parts m;
+
+    (void)state;
+    for (int c = 0; c < 256; c++) {
+        for (size_t k = 0; k < 3; k++) {
+            const char *pct = strstr(at[k], "%c");
+            size_t pre = (size_t)(pct - at[k]);
+            const char *nv[] = {"x", "v"};
+            memcpy(b[k], at[k], pre);
+            b[k][pre] = (char)c;
+            memcpy(b[k] + pre + 1, pct + 2, strlen(pct + 2) + 1);
+            parts_base(&m, "GET", k == 0 ? "/" : "/", nv, 1);
+            if (k == 0) {
+                m.target = (struct torii_slice){b[0], 4};
+            } else if (k == 1) {
+                m.f[1].name = (struct torii_slice){b[1], 3};
+            } else {
+                m.f[1].value = (struct torii_slice){b[2], 3};
+            }
+            (void)check_parts(&m);
+        }
+    }
+    for (size_t n = 30; n <= 34; n++) {
+        parts_base(&m, "GET", "/", NULL, 0);
+        while (m.n < n) {
+            m.f[m.n++] = (struct torii_http_header){sl("x-many"), sl("v")};
+        }
+        assert_int_equal(check_parts(&m), n <= TORII_HTTP_PARTS_MAX);
+    }
+}
+
+/* The limits, at, under and over: max_headers, max_target, max_header_bytes. */
+static void test_parts_limits(void **state)
+{
+    static const char pad[] = "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv";
+    char target[16];
+    struct torii_http_limits lim;
+    struct parts m;
+
+    (void)state;
+    torii_http_limits_default(&lim);
+    lim.max_headers = 3;
+    lim.max_target = 8;
+    lim.max_header_bytes = 64;
+    for (size_t nf = 1; nf <= 5; nf++) {
+        for (int tl = 1; tl <= 10; tl++) {
+            for (size_t vl = 0; vl < 24; vl++) {
+                (void)snprintf(target, sizeof(target), "/%.*s", tl - 1, "aaaaaaaaaaaa");
+                parts_base(&m, "GET", target, NULL, 0);
+                while (m.n < nf) {
+                    m.f[m.n++] = (struct torii_http_header){sl("x-f"), {pad, vl}};
+                }
+                (void)check_parts_lim(&lim, &m);
+            }
+        }
+    }
+}
+
 /* The reader itself on the bench's two heads (wrk's request, nginx's response). */
 static void test_scan(void **state)
 {
@@ -427,14 +672,19 @@ static void test_count(void **state)
      * and a good part of it went through the one-pass reader */
     assert_true(n_checked > 20000 + 256 * 12 + 300);
     assert_true(n_fast > 2000);
+    /* and the parts: most taken, a good part not */
+    assert_true(n_parts > 256 * 3 + 1000);
+    assert_true(n_parts_taken > 500 && n_parts_taken < n_parts - 300);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cases),  cmocka_unit_test(test_every_byte),
-        cmocka_unit_test(test_limits), cmocka_unit_test(test_mutations),
-        cmocka_unit_test(test_scan),   cmocka_unit_test(test_count),
+        cmocka_unit_test(test_cases),       cmocka_unit_test(test_every_byte),
+        cmocka_unit_test(test_limits),      cmocka_unit_test(test_mutations),
+        cmocka_unit_test(test_scan),        cmocka_unit_test(test_parts_cases),
+        cmocka_unit_test(test_parts_bytes), cmocka_unit_test(test_parts_limits),
+        cmocka_unit_test(test_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -269,7 +269,7 @@ static void test_stream_shell_reused(void **state)
                      TORII_HTTP_PARSE_MORE);
     assert_true(torii_http_parser_started(st->rp));
     assert_int_equal(evbuffer_add(st->body, "body", 4), 0);
-    assert_int_equal(evbuffer_add(st->fields, "x: y\r\n", 6), 0);
+    assert_int_equal(torii_proxy__h2f_add(st->fields, "x", 1, "y", 1), TORII_OK);
     assert_int_equal(evbuffer_add(st->held, "held", 4), 0);
     st->id = 7;
     st->resp_done = 1;
@@ -283,7 +283,8 @@ static void test_stream_shell_reused(void **state)
     assert_int_equal(again->resp_done, 0);
     assert_null(again->method);
     assert_int_equal(evbuffer_get_length(again->body), 0);
-    assert_int_equal(evbuffer_get_length(again->fields), 0);
+    assert_int_equal(again->fields->n, 0);
+    assert_int_equal(again->fields->len, 0);
     assert_int_equal(evbuffer_get_length(again->held), 0);
     assert_non_null(again->rp);
     assert_false(torii_http_parser_started(again->rp));
@@ -374,15 +375,81 @@ static void test_stream_children_kept(void **state)
     event_base_free(base);
 }
 
+/* A kept stream child keeps its request parser: reset (it may have stopped mid-message) and
+ * armed again when taken; an idle stream child never gives it to the worker's pool. */
+static void test_stream_child_parser_kept(void **state)
+{
+    static const char part[] = "GET / HTTP/1.1\r\nHost: a\r\nX-Half: ";
+    struct event_base *base = event_base_new();
+    struct proxy_worker pw;
+    struct proxy_conn *pc = calloc(1, sizeof(*pc));
+    struct torii_http_parser *rp;
+    size_t used = 0;
+
+    (void)state;
+    assert_non_null(base);
+    assert_non_null(pc);
+    memset(&pw, 0, sizeof(pw));
+    pw.base = base;
+    torii_http_limits_default(&pw.lim);
+    pc->pw = &pw;
+    pc->h2_child = 1;
+    pc->timer = evtimer_new(base, nop_timer, pc);
+    assert_non_null(pc->timer);
+    assert_int_equal(torii_proxy__rp_take(pc), TORII_OK);
+    rp = pc->rp;
+    torii_proxy__rp_put(pc); /* idle, but a stream's child: kept */
+    assert_ptr_equal(pc->rp, rp);
+    assert_int_equal(pw.n_rp_free, 0);
+    assert_int_equal(torii_http_parser_feed(rp, part, sizeof(part) - 1, &used),
+                     TORII_HTTP_PARSE_MORE);
+    assert_true(torii_http_parser_started(rp));
+    assert_int_equal(torii_proxy__h2c_put(&pw, pc), 1);
+    assert_false(torii_http_parser_started(rp)); /* reset */
+    pc = torii_proxy__h2c_take(&pw);
+    assert_non_null(pc);
+    assert_ptr_equal(pc->rp, rp);
+    assert_int_equal(pw.n_rp_free, 0);
+    {
+        static const char post[] = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                                   "\r\n3\r\nabc\r\n0\r\n\r\n";
+        size_t off = 0;
+        /* armed: a chunked body goes to the child's sink callback (its request body pump) */
+        assert_int_equal(torii_http_parser_feed(rp, post, sizeof(post) - 1, &used),
+                         TORII_HTTP_PARSE_HEAD);
+        off = used;
+        pc->x.req_body = TORII_HTTP_BODY_CHUNKED;
+        pc->x.lbody = evbuffer_new();
+        assert_non_null(pc->x.lbody);
+        pc->phase = PH_LOCAL;
+        assert_int_equal(torii_http_parser_feed(rp, post + off, sizeof(post) - 1 - off, &used),
+                         TORII_HTTP_PARSE_DONE);
+        assert_int_equal(evbuffer_get_length(pc->x.lbody), 3);
+        evbuffer_free(pc->x.lbody);
+        pc->x.lbody = NULL;
+    }
+    assert_int_equal(torii_proxy__h2c_put(&pw, pc), 1);
+    torii_proxy__h2_cache_clear(&pw); /* frees the parser with the child */
+    assert_int_equal(pw.n_h2c_free, 0);
+    torii_proxy__rp_clear(&pw);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_regular_fields),       cmocka_unit_test(test_trailer_fields),
-        cmocka_unit_test(test_pseudo_fields),        cmocka_unit_test(test_malformed_fields),
-        cmocka_unit_test(test_pseudo_set),           cmocka_unit_test(test_pipe_stream),
-        cmocka_unit_test(test_stream_shell_reused),  cmocka_unit_test(test_stream_shells_bounded),
-        cmocka_unit_test(test_stream_children_kept), cmocka_unit_test(test_pipe_rearm),
+        cmocka_unit_test(test_regular_fields),
+        cmocka_unit_test(test_trailer_fields),
+        cmocka_unit_test(test_pseudo_fields),
+        cmocka_unit_test(test_malformed_fields),
+        cmocka_unit_test(test_pseudo_set),
+        cmocka_unit_test(test_pipe_stream),
+        cmocka_unit_test(test_stream_shell_reused),
+        cmocka_unit_test(test_stream_shells_bounded),
+        cmocka_unit_test(test_stream_children_kept),
+        cmocka_unit_test(test_pipe_rearm),
         cmocka_unit_test(test_resp_fields),
+        cmocka_unit_test(test_stream_child_parser_kept),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
