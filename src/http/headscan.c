@@ -13,6 +13,7 @@
  * spaces; no Transfer-Encoding, Upgrade or Proxy-Connection field; at most one
  * Content-Length, of digits only (a response must have one); Connection only as
  * "keep-alive". Pure functions, any thread. */
+#include <stddef.h>
 #include <string.h>
 
 #include <llhttp.h>
@@ -192,7 +193,9 @@ int http_head_scan(const char *d, size_t len, int response, struct http_fast_hea
 {
     size_t i;
 
-    memset(h, 0, sizeof(*h));
+    /* Everything but the field table (about 1 KiB), whose entries below h->n are written
+     * before they are read: two heads per keep-alive request clear 80 bytes, not 2 KiB. */
+    memset(h, 0, offsetof(struct http_fast_head, f));
     i = response ? hs_status_line(d, len, h) : hs_request_line(d, len, h);
     if (i == 0 || (h->head_len = hs_fields(d, i, len, h)) == 0) {
         return 0;
