@@ -14,6 +14,7 @@
  * Content-Length, of digits only (a response must have one); Connection only as
  * "keep-alive". http_parts_scan applies the same subset to a head given as parts (an HTTP/2
  * stream's), as if written as text. Pure functions, any thread. */
+#include <stddef.h>
 #include <string.h>
 
 #include <llhttp.h>
@@ -195,7 +196,9 @@ int http_head_scan(const char *d, size_t len, int response, struct http_fast_hea
 {
     size_t i;
 
-    memset(h, 0, sizeof(*h));
+    /* Everything but the field table (about 1 KiB), whose entries below h->n are written
+     * before they are read: two heads per keep-alive request clear 80 bytes, not 2 KiB. */
+    memset(h, 0, offsetof(struct http_fast_head, f));
     i = response ? hs_status_line(d, len, h) : hs_request_line(d, len, h);
     if (i == 0 || (h->head_len = hs_fields(d, i, len, h)) == 0) {
         return 0;
@@ -209,7 +212,7 @@ int http_parts_scan(const char *method, struct torii_slice target,
     size_t ml = strlen(method);
     size_t m = 0;
 
-    memset(h, 0, sizeof(*h));
+    memset(h, 0, offsetof(struct http_fast_head, f)); /* f stays unused: the parts are f */
     while (m < sizeof(hs_methods) / sizeof(hs_methods[0])
            && (hs_methods[m].n != ml + 1 || memcmp(method, hs_methods[m].s, ml) != 0)) {
         m++;

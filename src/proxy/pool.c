@@ -94,13 +94,14 @@ const struct torii_route_target *torii_proxy__target_pick(struct proxy_worker *p
 {
     const struct torii_route_backend *be = &r->backend;
     unsigned start = pw->rr[r->index]++;
-    int64_t now = px_now_ms();
+    int64_t now = 0; /* read once, and only when a target has been marked down */
 
     TORII_ASSERT(be->n_targets > 0); /* routes.c refuses an empty targets array */
 
     for (size_t i = 0; i < be->n_targets; i++) {
         const struct torii_route_target *t = &be->targets[(start + i) % be->n_targets];
-        if (pw->targets[t->index].down_until_ms <= now) {
+        int64_t until = pw->targets[t->index].down_until_ms;
+        if (until == 0 || until <= (now != 0 ? now : (now = px_now_ms()))) {
             return t;
         }
     }

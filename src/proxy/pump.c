@@ -279,7 +279,10 @@ void torii_proxy__resp_complete(struct proxy_conn *pc)
     int reusable = resp != NULL && resp->keep_alive && x->resp_body != TORII_HTTP_BODY_EOF
                    && pc->phase == PH_WAIT && !pc->up_eof && !pc->up_err;
 
-    x->tu1_us = torii_clock_mono_us();
+    if (pc->pw->cfg->access_log) {
+        x->tu1_us = torii_clock_mono_us(); /* read by the access log only (it falls back to
+                                            * the end of the exchange) */
+    }
     if (pc->h2s != NULL) {
         torii_proxy__h2s_resp_end(pc);
     }
