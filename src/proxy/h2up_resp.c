@@ -1,8 +1,9 @@
 /* h2up_resp.c - the response side of a stream to an HTTP/2 backend: HEADERS, DATA and the
  * stream's end written into its in buffer as an HTTP/1.1 response for the session's response
- * parser (1xx dropped; Content-Length kept when the backend gave one, else chunked with the
- * trailers in the last chunk), DATA credited back to the backend as in drains, and what the
- * connection tells the stream (up, closed, failed). Worker thread only. */
+ * parser (1xx dropped; Content-Length kept when the backend gave one, 0 when its HEADERS ended
+ * the stream, else chunked with the trailers in the last chunk), DATA credited back to the backend
+ * as in drains, and what the connection tells the stream (up, closed, failed). Worker thread only.
+ */
 #include <stdio.h>
 #include <string.h>
 
@@ -40,16 +41,20 @@ int torii_h2up__on_header(struct h2up_stream *s, const nghttp2_frame *f, const u
     return torii_h2up__field_line(s->hdrs, n, v) == TORII_OK ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
-/* The final response head: status line, fields, our framing. */
-static int rs_head(struct h2up_stream *s)
+/* The final response head: status line, fields, our framing. end: the HEADERS frame ended
+ * the stream (no body, no trailers: gRPC's Trailers-Only form), framed as Content-Length 0 so
+ * that an HTTP/2 client gets it as one HEADERS frame with END_STREAM again. */
+static int rs_head(struct h2up_stream *s, int end)
 {
     int no_body = s->head_req || s->status == 204 || s->status == 304;
+    int zero = end && !no_body && !s->resp_len;
 
-    if (no_body) {
+    if (no_body || zero) {
         s->resp_len = 1; /* nothing follows the head, no last chunk either */
     }
     if (torii_h2up__status_line(s->in, s->status) != TORII_OK
         || evbuffer_add_buffer(s->in, s->hdrs) != 0
+        || (zero && evbuffer_add(s->in, "content-length: 0\r\n", 19) != 0)
         || (!s->resp_len && evbuffer_add(s->in, "transfer-encoding: chunked\r\n", 28) != 0)
         || evbuffer_add(s->in, "\r\n", 2) != 0) {
         return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -94,7 +99,7 @@ int torii_h2up__on_frame(struct h2up_stream *s, const nghttp2_frame *f)
         return 0;
     }
     if (f->hd.type == NGHTTP2_HEADERS && !s->resp_head) {
-        rc = rs_head(s);
+        rc = rs_head(s, (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0);
     } else if (f->hd.type == NGHTTP2_HEADERS) {
         rc = evbuffer_add_buffer(s->trl, s->hdrs) == 0 ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
     }

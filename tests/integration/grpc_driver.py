@@ -109,6 +109,10 @@ def call(target, name, ca, dead):
     code = code_of(lambda: slow(b"", timeout=0.5))
     check("deadline: DEADLINE_EXCEEDED (got %s after %.1f s)" % (code, time.time() - t0),
           code == grpc.StatusCode.DEADLINE_EXCEEDED)
+    # An error the backend answers in one HEADERS frame (Trailers-Only) must reach the client
+    # in that form: split into HEADERS + an empty DATA, grpc-core reads UNKNOWN instead.
+    code = code_of(lambda: ch.unary_unary("/%s/Nope" % SVC)(b"x", timeout=20))
+    check("unknown method: UNIMPLEMENTED (got %s)" % code, code == grpc.StatusCode.UNIMPLEMENTED)
     if dead:
         dch = channel(target, dead, ca)
         code = code_of(lambda: dch.unary_unary("/%s/Unary" % SVC)(b"x", timeout=20))
