@@ -118,8 +118,15 @@ fi
 B=$(mktemp -d /tmp/torii-bench.XXXXXX)
 PIDS=()
 cleanup() {
-  # Children first (nginx workers would outlive a killed master), then the processes.
-  for p in "${PIDS[@]}"; do pkill -9 -P "$p" 2>/dev/null || true; kill -9 "$p" 2>/dev/null || true; done
+  # The process first, then the children it had (killed first, nginx's master would start a
+  # new worker in their place, and that one would outlive it).
+  local p kids
+  for p in "${PIDS[@]}"; do
+    kids=$(pgrep -P "$p" || true)
+    kill -9 "$p" 2>/dev/null || true
+    # shellcheck disable=SC2086
+    [ -z "$kids" ] || kill -9 $kids 2>/dev/null || true
+  done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   # nginx workers and the idle-connection client: only processes whose command line holds
   # this run's private directory.
