@@ -5,8 +5,8 @@
 # about 15 minutes on an idle 2-core machine, estimated; much longer on a loaded one, see
 # docs/operations.md), every process stopped at the end.
 # Every row is measured in ROUNDS rounds, the proxies interleaved inside each round (torii,
-# torii+acme, HAProxy, nginx, Caddy, torii, ...) so that a drift of the shared machine hits
-# all alike; a ratio is computed per round (torii / peer) and printed as median (min-max).
+# torii+acme, HAProxy, nginx, Caddy; the order reversed every other round) so that a drift of
+# the shared machine hits all alike; a ratio is computed per round (torii / peer) and printed as median (min-max).
 # Compares the proxies' own CPU time per unit of work (see shared peer notes: one client core
 # cannot saturate a proxy with full handshakes).
 # Metrics: keep-alive requests (CPU per request), 1 MiB responses (MB/s per core), latency at

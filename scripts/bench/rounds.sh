@@ -3,12 +3,17 @@
 # and the table of medians and of per-round ratios. Results live in R[NAME.KEY.ROUND]; a
 # value that is not a number (e.g. "n/a (no h2)") is a marker printed as is.
 
-# rounds FN NAME...: ROUNDS rounds; in each, FN NAME ROUND for every NAME in turn (torii,
-# HAProxy, nginx, Caddy, torii, ...), so that a drift of the machine hits every proxy alike.
+# rounds FN NAME...: ROUNDS rounds; in each, FN NAME ROUND for every NAME in turn, the order
+# reversed every other round (torii, HAProxy, nginx; nginx, HAProxy, torii; torii, ...), so
+# that a drift of the machine hits every proxy alike and no proxy always goes first.
 rounds() {
-  local fn=$1 r n; shift
+  local fn=$1 r i; shift
+  local names=("$@")
   for r in $(seq 1 "$ROUNDS"); do
-    for n in "$@"; do "$fn" "$n" "$r"; done
+    for i in "${!names[@]}"; do
+      if ((r % 2 == 0)); then i=$((${#names[@]} - 1 - i)); fi
+      "$fn" "${names[$i]}" "$r"
+    done
   done
 }
 # stat3: numbers on stdin -> "median min max" (lower median), nothing when there are none.
