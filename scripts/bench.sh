@@ -35,9 +35,11 @@
 # pinned on that row: its preparation pool runs on every CPU).
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii]
 #                         [--only-jwt] [--only-h2] [--only-bulk] [--bulk N|0] [--smoke] [--bin DIR]
-#                         [--only-core]
+#                         [--only-core] [--only-instr]
 #   --only-core: torii and HAProxy only, the keep-alive, full/resumed handshake and idle
 #   memory rows only (the issue-14 item-5 figures; a few minutes);
+#   --only-instr: torii and HAProxy under valgrind's callgrind, user instructions per request
+#   on the keep-alive and HTTP/2 rows' workloads (load-independent; about 10 minutes);
 #   --idle N: idle connections opened for the memory rows (default 2,000);
 #   --big 0 skips the large store; --only-torii skips the peers (torii's figures only);
 #   --only-h2 runs the HTTP/2 rows alone (1 certificate, every peer);
@@ -59,11 +61,13 @@ ONLY_JWT=0
 ONLY_BULK=0
 ONLY_H2=0
 ONLY_CORE=0
+ONLY_INSTR=0
+VG=""
 NBULK=10000
 BULK_LINES=2000
 usage() {
   echo "usage: $0 [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii] [--only-jwt] [--only-h2]" \
-    "[--only-bulk] [--bulk N|0] [--smoke] [--bin DIR] [--idle N] [--only-core]" >&2
+    "[--only-bulk] [--bulk N|0] [--smoke] [--bin DIR] [--idle N] [--only-core] [--only-instr]" >&2
   exit 2
 }
 num() { [[ "${2:-}" =~ ^[0-9]+$ ]] || { echo "$1 needs a number" >&2; usage; }; }
@@ -79,6 +83,7 @@ while [ $# -gt 0 ]; do
     --only-h2) ONLY_H2=1; shift ;;
     --only-bulk) ONLY_TORII=1; ONLY_BULK=1; shift ;;
     --only-core) ONLY_CORE=1; shift ;;
+    --only-instr) ONLY_INSTR=1; shift ;;
     --bulk) num "$1" "${2:-}"; NBULK=$2; shift 2 ;;
     --smoke) SMOKE=1; ROUNDS=1; SECS=1; NCERTS=20; IDLEN=100; BIG=0; NBULK=100; BULK_LINES=50; RESUME_N=50
              shift ;;
@@ -145,6 +150,8 @@ FILL=$BIN/tests/torii-fill
 . scripts/bench/rows.sh
 # shellcheck source=scripts/bench/phases.sh
 . scripts/bench/phases.sh
+# shellcheck source=scripts/bench/instr.sh
+. scripts/bench/instr.sh
 HZ=$(getconf CLK_TCK)
 TOKEN=bench-token-0123456789
 T_START=$(date +%s)
@@ -357,13 +364,15 @@ start_proxy() {
       if [ "$name" = toriiacme ]; then torii_conf "$dir" "$SPORT" "$(acme_json)"
       else torii_conf "$dir" "$SPORT"; fi
       t0=$(date +%s%N)
-      taskset -c 0 $TORII -c "$dir/torii.json" 2>>"$dir/log" &
+      # shellcheck disable=SC2086
+      taskset -c 0 $VG $TORII -c "$dir/torii.json" 2>>"$dir/log" &
       SPID=$! ;;
     haproxy)
       if [ "$kind" = 1 ]; then haproxy_conf "$dir/h.cfg" "$SPORT" "crt $B/pem1/h0.pem"
       else haproxy_conf "$dir/h.cfg" "$SPORT" "crt-list $B/pemN/list.txt"; fi
       t0=$(date +%s%N)
-      taskset -c 0 haproxy -db -f "$dir/h.cfg" >>"$dir/log" 2>&1 &
+      # shellcheck disable=SC2086
+      taskset -c 0 $VG haproxy -db -f "$dir/h.cfg" >>"$dir/log" 2>&1 &
       SPID=$! ;;
     nginx)
       if [ "$kind" = 1 ]; then nginx_conf "$dir" "$SPORT" "$B/pem1" 1
@@ -492,6 +501,12 @@ if [ "$ONLY_BULK" = 1 ]; then
 fi
 prep_store "$B/one"
 $FILL "$B/one" 1 "$B/pem1" >/dev/null
+if [ "$ONLY_INSTR" = 1 ]; then
+  phase_instr
+  instr_report
+  footer
+  exit 0
+fi
 if [ "$ONLY_CORE" = 1 ]; then
   ACME=0
   phase_core
