@@ -1,20 +1,21 @@
 /* parser.c - the request parser: bytes in, events out, no I/O.
  * Three layers, in the order a byte meets them:
- *  1. our section scanner (parser_scan.c), over the head, the trailer section and each
- *     chunk-size line: CRLF line endings (no bare CR or LF), no NUL or other control bytes in
- *     field lines, no obs-fold, a non-empty field name with no whitespace before the colon
- *     (RFC 9112 sections 2.2, 5.1, 5.2; RFC 9110 section 5.1), and the size limits (431; a
- *     chunk-size line, with its extensions, of at most TORII_HTTP_MAX_CHUNK_LINE bytes, else
- *     400: RFC 9112 section 7.1.1). Empty lines before a request line are skipped (RFC 9112
- *     section 2.2) and do not start a request. It runs before llhttp so llhttp's build mode
- *     cannot loosen these rules.
+ *  1. our section scanner (parser_scan.c, with torii_http_parser_feed, which runs it and
+ *     llhttp in turn), over the head, the trailer section and each chunk-size line: CRLF line
+ *     endings (no bare CR or LF), no NUL or other control bytes in field lines, no obs-fold, a
+ *     non-empty field name with no whitespace before the colon (RFC 9112 sections 2.2, 5.1,
+ *     5.2; RFC 9110 section 5.1), and the size limits (431; a chunk-size line, with its
+ *     extensions, of at most TORII_HTTP_MAX_CHUNK_LINE bytes, else 400: RFC 9112 section
+ *     7.1.1). Empty lines before a request line are skipped (RFC 9112 section 2.2) and do not
+ *     start a request. It runs before llhttp so llhttp's build mode cannot loosen these
+ *     rules.
  *  2. llhttp (HTTP_REQUEST, no lenient flag): request line, tokens, chunked framing,
  *     Content-Length syntax and duplicates. Any error it reports is a 400 (501 for a bad
  *     Transfer-Encoding list).
- *  3. policy on the complete head (http_head_policy, parser_policy.c): version, Host,
+ *  3. policy on the complete head (head_policy, parser_policy.c): version, Host,
  *     Content-Length vs Transfer-Encoding, Expect, request-target form, body limits.
  * This file holds the field store, llhttp's callbacks, the one-pass commit (a head read by
- * headscan.c) and the public API; the layout is in parser_int.h.
+ * headscan.c) and the rest of the public API; the layout is in parser_int.h.
  * llhttp is paused after the head of a request with a body, after each chunk (so the scanner
  * can take the next chunk-size line), after the last chunk (so the scanner can take the
  * trailer section) and after each request, so pipelined bytes are never
@@ -67,7 +68,7 @@ static struct field_rec *store_new_rec(struct field_store *fs)
     return &fs->recs[fs->n++];
 }
 
-static void store_build(struct field_store *fs)
+void http_store_build(struct field_store *fs)
 {
     /* The array keeps its capacity across requests: no allocation per request. */
     if (fs->cap_arr < fs->n || fs->arr == NULL) {
@@ -193,69 +194,6 @@ static int on_header_value_complete(llhttp_t *ll)
     return 0;
 }
 
-static int resp_headers_complete(struct torii_http_parser *p)
-{
-    llhttp_t *ll = &p->ll;
-    int v;
-
-    store_build(&p->head);
-    memset(&p->resp, 0, sizeof(p->resp));
-    p->resp.status = ll->status_code;
-    p->resp.reason.ptr = p->head.buf != NULL ? p->head.buf + p->url_off : "";
-    p->resp.reason.len = p->url_len;
-    p->resp.version_minor = ll->http_minor;
-    p->resp.headers = p->head.arr;
-    p->resp.n_headers = p->head.n;
-    v = http_resp_policy(p);
-    if (v < 0) {
-        return -1;
-    }
-    ll->upgrade = 0;
-    p->head_ready = 1;
-    p->fs = &p->trl;
-    p->last = LAST_NONE;
-    if (p->body_kind == TORII_HTTP_BODY_CHUNKED) {
-        http_section_begin(p, SCAN_CHUNK); /* the first chunk-size line */
-    }
-    return v;
-}
-
-static int on_headers_complete(llhttp_t *ll)
-{
-    struct torii_http_parser *p = from_ll(ll);
-    int has_body = 0;
-
-    if (p->response) {
-        return resp_headers_complete(p);
-    }
-
-    store_build(&p->head);
-    memset(&p->req, 0, sizeof(p->req));
-    p->req.method = llhttp_method_name((llhttp_method_t)ll->method);
-    p->req.target.ptr = p->head.buf != NULL ? p->head.buf + p->url_off : "";
-    p->req.target.len = p->url_len;
-    http_split_target(&p->req);
-    p->req.version_minor = ll->http_minor;
-    p->req.headers = p->head.arr;
-    p->req.n_headers = p->head.n;
-    if (http_head_policy(p, &has_body) != 0) {
-        return -1;
-    }
-    /* No protocol switch: a request carrying Upgrade is answered as plain HTTP/1.1. */
-    ll->upgrade = 0;
-    p->head_ready = 1;
-    p->fs = &p->trl;
-    p->last = LAST_NONE;
-    if (p->body_kind == TORII_HTTP_BODY_CHUNKED) {
-        http_section_begin(p, SCAN_CHUNK); /* the first chunk-size line */
-    }
-    if (has_body) {
-        p->head_pause = 1;
-        return HPE_PAUSED;
-    }
-    return 0;
-}
-
 static int on_body(llhttp_t *ll, const char *at, size_t len)
 {
     struct torii_http_parser *p = from_ll(ll);
@@ -323,7 +261,7 @@ static int on_message_complete(llhttp_t *ll)
 {
     struct torii_http_parser *p = from_ll(ll);
 
-    store_build(&p->trl);
+    http_store_build(&p->trl);
     p->req.trailers = p->trl.arr;
     p->req.n_trailers = p->trl.n;
     p->resp.trailers = p->trl.arr;
@@ -342,7 +280,7 @@ static const llhttp_settings_t parser_settings = {
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_header_value_complete = on_header_value_complete,
-    .on_headers_complete = on_headers_complete,
+    .on_headers_complete = http_on_headers_complete,
     .on_body = on_body,
     .on_chunk_header = on_chunk_header,
     .on_chunk_complete = on_chunk_complete,
@@ -438,7 +376,7 @@ void torii_http_parser_body_taken(struct torii_http_parser *p, uint64_t n)
      * and strictness). */
     llhttp_reset(&p->ll);
     p->ll_closed = 0;
-    store_build(&p->trl);
+    http_store_build(&p->trl);
     p->body_len = (size_t)n;
     p->req.body = NULL;
     p->req.body_len = (size_t)n;
@@ -518,7 +456,7 @@ static enum torii_http_parse_ev commit_end(struct torii_http_parser *p,
     p->ll.http_major = 1;
     p->ll.http_minor = 1;
     p->ll.status_code = h->status;
-    v = on_headers_complete(&p->ll);
+    v = http_on_headers_complete(&p->ll);
     if (v < 0) {
         return TORII_HTTP_PARSE_ERROR; /* nothing consumed, as when llhttp stops there */
     }
@@ -565,10 +503,8 @@ int torii_http_parser_head_parts(struct torii_http_parser *p, const char *method
     return TORII_OK;
 }
 
-/* A message that starts at d: read its head in one pass when it is complete and ordinary
- * (headscan.c). Returns -1 when the full parser must read it instead; nothing is changed
- * then. */
-static int parser_fast(struct torii_http_parser *p, const char *d, size_t len, size_t *consumed)
+/* The one-pass reader's entry (parser_int.h). */
+int http_parser_fast(struct torii_http_parser *p, const char *d, size_t len, size_t *consumed)
 {
     struct http_fast_head h;
 
@@ -581,82 +517,6 @@ static int parser_fast(struct torii_http_parser *p, const char *d, size_t len, s
         commit_field(p, d + h.f[i].name_off, h.f[i].name_len, d + h.f[i].val_off, h.f[i].val_len);
     }
     return (int)commit_end(p, &h, consumed);
-}
-
-static void fail_from_llhttp(struct torii_http_parser *p, llhttp_errno_t e)
-{
-    if (p->failed) {
-        return;
-    }
-    if (e == HPE_INVALID_TRANSFER_ENCODING) {
-        (void)http_parser_fail(p, 501, "unsupported transfer coding");
-        return;
-    }
-    /* llhttp reasons are static strings. */
-    const char *why = llhttp_get_error_reason(&p->ll);
-    (void)http_parser_fail(p, 400, why != NULL ? why : "malformed request");
-}
-
-enum torii_http_parse_ev torii_http_parser_feed(struct torii_http_parser *p, const char *data,
-                                                size_t len, size_t *consumed)
-{
-    size_t off = 0;
-
-    *consumed = 0;
-    if (p->failed) {
-        return TORII_HTTP_PARSE_ERROR;
-    }
-    if (p->msg_done) {
-        return TORII_HTTP_PARSE_DONE;
-    }
-    if (len > 0) {
-        int fast = parser_fast(p, data, len, consumed);
-        if (fast >= 0) {
-            return (enum torii_http_parse_ev)fast;
-        }
-    }
-    while (off < len) {
-        size_t n = len - off;
-        int end = 0;
-        llhttp_errno_t e;
-
-        if (p->mode != SCAN_OFF) {
-            n = http_scan_section(p, data + off, n, &end);
-            if (p->failed) {
-                *consumed = off;
-                return TORII_HTTP_PARSE_ERROR;
-            }
-        }
-        p->head_pause = 0;
-        p->trailer_pause = 0;
-        p->chunk_pause = 0;
-        e = llhttp_execute(&p->ll, data + off, n);
-        if (e == HPE_OK) {
-            off += n;
-            continue;
-        }
-        if (e != HPE_PAUSED) {
-            fail_from_llhttp(p, e);
-            *consumed = off;
-            return TORII_HTTP_PARSE_ERROR;
-        }
-        off = (size_t)(llhttp_get_error_pos(&p->ll) - data);
-        llhttp_resume(&p->ll);
-        *consumed = off;
-        if (p->msg_done) {
-            return TORII_HTTP_PARSE_DONE;
-        }
-        if (p->head_pause) {
-            return TORII_HTTP_PARSE_HEAD;
-        }
-        if (p->trailer_pause) {
-            http_section_begin(p, SCAN_TRAILER);
-        } else if (p->chunk_pause) {
-            http_section_begin(p, SCAN_CHUNK);
-        }
-    }
-    *consumed = off;
-    return TORII_HTTP_PARSE_MORE;
 }
 
 const struct torii_http_req *torii_http_parser_req(const struct torii_http_parser *p)

@@ -1,10 +1,11 @@
 /* parser_int.h - internal to the request/response parser (parser.c, parser_scan.c,
- * parser_policy.c): the parser's layout and the calls between its three layers. parser.c holds
- * the field store, the llhttp callbacks, the one-pass commit and the public API; parser_scan.c
- * the section scanner (layer 1); parser_policy.c the policy on a complete head (layer 3).
+ * parser_policy.c): the parser's layout and the calls between its parts. parser.c holds the
+ * field store, the llhttp callbacks, the one-pass commit and most of the public API;
+ * parser_scan.c torii_http_parser_feed and the section scanner (layer 1); parser_policy.c the
+ * complete head and our policy on it (layer 3).
  * Threads: the thread that owns the parser (one at a time), like every torii_http_parser call.
- * Ownership: every function borrows p; failures are recorded in p (http_parser_fail), not
- * returned as codes. Not to be included outside these three files. */
+ * Ownership: every function borrows p (or fs); failures are recorded in p
+ * (http_parser_fail), not returned as codes. Not to be included outside these three files. */
 #ifndef TORII_HTTP_PARSER_INT_H
 #define TORII_HTTP_PARSER_INT_H
 
@@ -94,29 +95,42 @@ struct torii_http_parser {
     int err_status;
     const char *err_msg;
 };
+
+/* parser.c */
+
 /** Record the first failure of p (status and a static message); later ones are dropped.
  * Returns -1, for `return http_parser_fail(...)`. */
 int http_parser_fail(struct torii_http_parser *p, int status, const char *msg);
 
-/* parser_scan.c: the section scanner. */
+/** The head recorded in fs as slices (field values without OWS around them, RFC 9110 section
+ * 5.5) in fs->arr; fs->arr keeps its capacity across messages. */
+void http_store_build(struct field_store *fs);
 
-/** Start scanning a section of kind mode (SCAN_OFF: none; body bytes go to llhttp alone). */
-void http_section_begin(struct torii_http_parser *p, enum scan_mode mode);
+/** A message that starts at d: read its head in one pass when it is complete and ordinary
+ * (headscan.c), as torii_http_parser_feed returns it (*consumed set). Returns -1 when the full
+ * parser must read it instead; nothing is changed then. */
+int http_parser_fast(struct torii_http_parser *p, const char *d, size_t len, size_t *consumed);
 
-/** Scan up to len bytes of the current section at d. Returns how many belong to it (stopping
- * after the LF of its empty line, which sets *end; a chunk-size line ends the scan without
- * *end), or fails p (http_parser_fail) at the first bad byte and returns the bytes before it. */
-size_t http_scan_section(struct torii_http_parser *p, const char *d, size_t len, int *end);
+/* The section scanner (parser_scan.c, with torii_http_parser_feed). */
 
-/* parser_policy.c: our rules on a complete head (p->req or p->resp filled from the head). */
+/** Start scanning a section of kind mode (SCAN_OFF: none; body bytes go to llhttp alone).
+ * Inline: every message starts a section. */
+static inline void http_section_begin(struct torii_http_parser *p, enum scan_mode mode)
+{
+    p->mode = mode;
+    p->sec_bytes = 0;
+    p->line_len = 0;
+    p->n_fields = 0;
+    p->line_no = 0;
+    p->saw_cr = 0;
+    p->colon_seen = 0;
+}
 
-/** A request head: version, Host, framing, Expect, target form, body limits; sets the body
- * kind, keep-alive and, for a Content-Length body kept in memory, the body buffer. *has_body:
- * a body follows. Returns 0, or -1 after http_parser_fail. */
-int http_head_policy(struct torii_http_parser *p, int *has_body);
+/* The complete head (parser_policy.c). */
 
-/** A response head (RFC 9112 section 6.3). Returns the llhttp on_headers_complete verdict:
- * 0 go on, 1 no body, HPE_PAUSED pause (a body follows), or -1 after http_parser_fail. */
-int http_resp_policy(struct torii_http_parser *p);
+/** llhttp's on_headers_complete, also called by the one-pass commit: fills p->req (or p->resp)
+ * from the recorded head and applies our rules. Returns 0 go on, 1 no body (response mode),
+ * HPE_PAUSED when a body follows (p->head_pause set), or -1 after http_parser_fail. */
+int http_on_headers_complete(llhttp_t *ll);
 
 #endif

@@ -1,13 +1,14 @@
-/* parser_policy.c - layer 3 of the parser (parser.c tells the three): our rules on a complete
- * request head (version, Host, Content-Length vs Transfer-Encoding, Expect, request-target
- * form, body limits) and on a complete response head (RFC 9112 section 6.3). Both head
- * readers (llhttp's callbacks and the one-pass commit) end here.
+/* parser_policy.c - layer 3 of the parser (parser.c tells the three): a complete head becomes
+ * the request (or response) and meets our rules: version, Host, Content-Length vs
+ * Transfer-Encoding, Expect, request-target form and body limits for a request; RFC 9112
+ * section 6.3 for a response. Both head readers (llhttp's callbacks and the one-pass commit)
+ * end here, in http_on_headers_complete.
  * Threads: the thread that owns the parser. */
 #include <stdlib.h>
 
 #include "parser_int.h"
 
-/* What http_head_policy needs from the header fields of a request. */
+/* What head_policy needs from the header fields of a request. */
 struct head_fields {
     size_t n_host;
     size_t n_te;
@@ -83,7 +84,7 @@ static int head_framing_check(struct torii_http_parser *p, const struct head_fie
 }
 
 /* Our rules on a complete head. Returns 0 or calls http_parser_fail (returns -1). */
-int http_head_policy(struct torii_http_parser *p, int *has_body)
+static int head_policy(struct torii_http_parser *p, int *has_body)
 {
     const struct torii_http_req *req = &p->req;
     struct head_fields f = {0};
@@ -124,7 +125,7 @@ int http_head_policy(struct torii_http_parser *p, int *has_body)
 
 /* Our rules on a complete response head (RFC 9112 section 6.3). Returns the llhttp
  * on_headers_complete verdict: 0 go on, 1 no body, HPE_PAUSED pause (body follows), or -1. */
-int http_resp_policy(struct torii_http_parser *p)
+static int resp_policy(struct torii_http_parser *p)
 {
     struct torii_http_resp *r = &p->resp;
     size_t n_te = 0;
@@ -202,4 +203,67 @@ int http_resp_policy(struct torii_http_parser *p)
     r->keep_alive = 0;
     p->head_pause = 1;
     return HPE_PAUSED;
+}
+
+static int resp_headers_complete(struct torii_http_parser *p)
+{
+    llhttp_t *ll = &p->ll;
+    int v;
+
+    http_store_build(&p->head);
+    memset(&p->resp, 0, sizeof(p->resp));
+    p->resp.status = ll->status_code;
+    p->resp.reason.ptr = p->head.buf != NULL ? p->head.buf + p->url_off : "";
+    p->resp.reason.len = p->url_len;
+    p->resp.version_minor = ll->http_minor;
+    p->resp.headers = p->head.arr;
+    p->resp.n_headers = p->head.n;
+    v = resp_policy(p);
+    if (v < 0) {
+        return -1;
+    }
+    ll->upgrade = 0;
+    p->head_ready = 1;
+    p->fs = &p->trl;
+    p->last = LAST_NONE;
+    if (p->body_kind == TORII_HTTP_BODY_CHUNKED) {
+        http_section_begin(p, SCAN_CHUNK); /* the first chunk-size line */
+    }
+    return v;
+}
+
+int http_on_headers_complete(llhttp_t *ll)
+{
+    struct torii_http_parser *p = ll->data;
+    int has_body = 0;
+
+    if (p->response) {
+        return resp_headers_complete(p);
+    }
+
+    http_store_build(&p->head);
+    memset(&p->req, 0, sizeof(p->req));
+    p->req.method = llhttp_method_name((llhttp_method_t)ll->method);
+    p->req.target.ptr = p->head.buf != NULL ? p->head.buf + p->url_off : "";
+    p->req.target.len = p->url_len;
+    http_split_target(&p->req);
+    p->req.version_minor = ll->http_minor;
+    p->req.headers = p->head.arr;
+    p->req.n_headers = p->head.n;
+    if (head_policy(p, &has_body) != 0) {
+        return -1;
+    }
+    /* No protocol switch: a request carrying Upgrade is answered as plain HTTP/1.1. */
+    ll->upgrade = 0;
+    p->head_ready = 1;
+    p->fs = &p->trl;
+    p->last = LAST_NONE;
+    if (p->body_kind == TORII_HTTP_BODY_CHUNKED) {
+        http_section_begin(p, SCAN_CHUNK); /* the first chunk-size line */
+    }
+    if (has_body) {
+        p->head_pause = 1;
+        return HPE_PAUSED;
+    }
+    return 0;
 }

@@ -1,21 +1,12 @@
-/* parser_scan.c - layer 1 of the parser (parser.c tells the three): the section scanner over a
- * head, a trailer section and each chunk-size line. CRLF line endings, no NUL or other control
- * bytes, no obs-fold, field-name shape and the size limits, before llhttp sees the bytes.
- * Threads: the thread that owns the parser. No allocation, no I/O. */
+/* parser_scan.c - bytes in: torii_http_parser_feed, which offers a message to the one-pass
+ * reader first, then runs layer 1 of the parser (parser.c tells the three) and llhttp in turn;
+ * and layer 1 itself, the section scanner over a head, a trailer section and each chunk-size
+ * line: CRLF line endings, no NUL or other control bytes, no obs-fold, field-name shape and the
+ * size limits, before llhttp sees the bytes.
+ * Threads: the thread that owns the parser. No I/O. */
 #include <string.h>
 
 #include "parser_int.h"
-
-void http_section_begin(struct torii_http_parser *p, enum scan_mode mode)
-{
-    p->mode = mode;
-    p->sec_bytes = 0;
-    p->line_len = 0;
-    p->n_fields = 0;
-    p->line_no = 0;
-    p->saw_cr = 0;
-    p->colon_seen = 0;
-}
 
 /* Scan head or trailer bytes. Returns how many bytes belong to the section (stopping after
  * the LF of its empty line, which sets *end), or sets p->failed at the first bad byte. */
@@ -179,7 +170,7 @@ static enum scan_step scan_crlf(struct torii_http_parser *p, unsigned char c, in
     return STEP_BYTE;
 }
 
-size_t http_scan_section(struct torii_http_parser *p, const char *d, size_t len, int *end)
+static size_t scan_section(struct torii_http_parser *p, const char *d, size_t len, int *end)
 {
     if (p->mode == SCAN_CHUNK) {
         return scan_chunk_line(p, d, len);
@@ -220,4 +211,80 @@ size_t http_scan_section(struct torii_http_parser *p, const char *d, size_t len,
         p->line_len++;
     }
     return len;
+}
+
+static void fail_from_llhttp(struct torii_http_parser *p, llhttp_errno_t e)
+{
+    if (p->failed) {
+        return;
+    }
+    if (e == HPE_INVALID_TRANSFER_ENCODING) {
+        (void)http_parser_fail(p, 501, "unsupported transfer coding");
+        return;
+    }
+    /* llhttp reasons are static strings. */
+    const char *why = llhttp_get_error_reason(&p->ll);
+    (void)http_parser_fail(p, 400, why != NULL ? why : "malformed request");
+}
+
+enum torii_http_parse_ev torii_http_parser_feed(struct torii_http_parser *p, const char *data,
+                                                size_t len, size_t *consumed)
+{
+    size_t off = 0;
+
+    *consumed = 0;
+    if (p->failed) {
+        return TORII_HTTP_PARSE_ERROR;
+    }
+    if (p->msg_done) {
+        return TORII_HTTP_PARSE_DONE;
+    }
+    if (len > 0) {
+        int fast = http_parser_fast(p, data, len, consumed);
+        if (fast >= 0) {
+            return (enum torii_http_parse_ev)fast;
+        }
+    }
+    while (off < len) {
+        size_t n = len - off;
+        int end = 0;
+        llhttp_errno_t e;
+
+        if (p->mode != SCAN_OFF) {
+            n = scan_section(p, data + off, n, &end);
+            if (p->failed) {
+                *consumed = off;
+                return TORII_HTTP_PARSE_ERROR;
+            }
+        }
+        p->head_pause = 0;
+        p->trailer_pause = 0;
+        p->chunk_pause = 0;
+        e = llhttp_execute(&p->ll, data + off, n);
+        if (e == HPE_OK) {
+            off += n;
+            continue;
+        }
+        if (e != HPE_PAUSED) {
+            fail_from_llhttp(p, e);
+            *consumed = off;
+            return TORII_HTTP_PARSE_ERROR;
+        }
+        off = (size_t)(llhttp_get_error_pos(&p->ll) - data);
+        llhttp_resume(&p->ll);
+        *consumed = off;
+        if (p->msg_done) {
+            return TORII_HTTP_PARSE_DONE;
+        }
+        if (p->head_pause) {
+            return TORII_HTTP_PARSE_HEAD;
+        }
+        if (p->trailer_pause) {
+            http_section_begin(p, SCAN_TRAILER);
+        } else if (p->chunk_pause) {
+            http_section_begin(p, SCAN_CHUNK);
+        }
+    }
+    *consumed = off;
+    return TORII_HTTP_PARSE_MORE;
 }
