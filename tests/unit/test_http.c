@@ -18,6 +18,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "testclock.h"
 #include "torii/http.h"
 #include "torii/log.h"
 #include "torii/mem.h"
@@ -366,19 +367,12 @@ static void fx_close(struct fx *f)
     event_base_free(f->base);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Run the loop until cond(f) holds or ms pass. */
 static void fx_run(struct fx *f, int (*cond)(struct fx *, int), int arg, int ms)
 {
-    int64_t end = now_ms() + ms;
+    int64_t end = testclock_now_ms() + ms;
 
-    while (now_ms() < end) {
+    while (testclock_now_ms() < end) {
         (void)event_base_loop(f->base, EVLOOP_NONBLOCK);
         if (cond != NULL && cond(f, arg)) {
             return;
