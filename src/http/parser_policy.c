@@ -205,6 +205,19 @@ static int resp_policy(struct torii_http_parser *p)
     return HPE_PAUSED;
 }
 
+/* The head is complete and accepted: what follows is a body or the next message, and fields
+ * seen from now on are trailers. */
+static void head_done(struct torii_http_parser *p)
+{
+    p->ll.upgrade = 0;
+    p->head_ready = 1;
+    p->fs = &p->trl;
+    p->last = LAST_NONE;
+    if (p->body_kind == TORII_HTTP_BODY_CHUNKED) {
+        http_section_begin(p, SCAN_CHUNK); /* the first chunk-size line */
+    }
+}
+
 static int resp_headers_complete(struct torii_http_parser *p)
 {
     llhttp_t *ll = &p->ll;
@@ -222,13 +235,7 @@ static int resp_headers_complete(struct torii_http_parser *p)
     if (v < 0) {
         return -1;
     }
-    ll->upgrade = 0;
-    p->head_ready = 1;
-    p->fs = &p->trl;
-    p->last = LAST_NONE;
-    if (p->body_kind == TORII_HTTP_BODY_CHUNKED) {
-        http_section_begin(p, SCAN_CHUNK); /* the first chunk-size line */
-    }
+    head_done(p);
     return v;
 }
 
@@ -253,14 +260,9 @@ int http_on_headers_complete(llhttp_t *ll)
     if (head_policy(p, &has_body) != 0) {
         return -1;
     }
-    /* No protocol switch: a request carrying Upgrade is answered as plain HTTP/1.1. */
-    ll->upgrade = 0;
-    p->head_ready = 1;
-    p->fs = &p->trl;
-    p->last = LAST_NONE;
-    if (p->body_kind == TORII_HTTP_BODY_CHUNKED) {
-        http_section_begin(p, SCAN_CHUNK); /* the first chunk-size line */
-    }
+    /* No protocol switch (head_done clears llhttp's upgrade): a request carrying Upgrade is
+     * answered as plain HTTP/1.1. */
+    head_done(p);
     if (has_body) {
         p->head_pause = 1;
         return HPE_PAUSED;
