@@ -5,6 +5,7 @@
  * end here, in http_on_headers_complete.
  * Threads: the thread that owns the parser. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "parser_int.h"
 
