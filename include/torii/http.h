@@ -69,6 +69,55 @@ struct torii_http_req {
 /** First header with that name (case-insensitive), or NULL. */
 const struct torii_slice *torii_http_req_header(const struct torii_http_req *req, const char *name);
 
+/** A walk over the elements of a comma-separated field value (RFC 9110 section 5.6.1), e.g.
+ * Connection or Upgrade: each element without the OWS (SP, HTAB) around it, empty elements
+ * skipped. Quotes mean nothing to it (a comma inside a quoted-string splits). Set it up with
+ * torii_http_list_init; it borrows the value. Any thread (no state but the struct). */
+struct torii_http_list {
+    struct torii_slice v;
+    size_t i; /* offset of the next unread byte of v */
+};
+
+/** Start a walk over v (borrowed for the walk). */
+static inline void torii_http_list_init(struct torii_http_list *it, struct torii_slice v)
+{
+    it->v = v;
+    it->i = 0;
+}
+
+/** The next non-empty element into *tok (a slice of the value): 1, or 0 at the end (then
+ * every later call returns 0). Inline: the parser's policy walks Connection per request. */
+static inline int torii_http_list_next(struct torii_http_list *it, struct torii_slice *tok)
+{
+    const char *v = it->v.ptr;
+    size_t len = it->v.len;
+    size_t i = it->i;
+
+    while (i < len) {
+        size_t s;
+        size_t e;
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) {
+            i++;
+        }
+        s = i;
+        while (i < len && v[i] != ',') {
+            i++;
+        }
+        e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t')) {
+            e--;
+        }
+        if (e > s) {
+            it->i = i;
+            tok->ptr = v + s;
+            tok->len = e - s;
+            return 1;
+        }
+    }
+    it->i = i;
+    return 0;
+}
+
 /** A response head parsed by a response-mode parser (the upstream side of the proxy). */
 struct torii_http_resp {
     int status;

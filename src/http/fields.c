@@ -7,27 +7,13 @@
 
 int http_has_token(struct torii_slice v, const char *tok)
 {
-    size_t i = 0;
+    struct torii_http_list it;
+    struct torii_slice el;
 
-    while (i < v.len) {
-        size_t s;
-        size_t e;
-        while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t' || v.ptr[i] == ',')) {
-            i++;
-        }
-        s = i;
-        while (i < v.len && v.ptr[i] != ',') {
-            i++;
-        }
-        e = i;
-        while (e > s && (v.ptr[e - 1] == ' ' || v.ptr[e - 1] == '\t')) {
-            e--;
-        }
-        if (e > s) {
-            struct torii_slice tk = {v.ptr + s, e - s};
-            if (torii_slice_eq_ci(tk, tok)) {
-                return 1;
-            }
+    torii_http_list_init(&it, v);
+    while (torii_http_list_next(&it, &el)) {
+        if (torii_slice_eq_ci(el, tok)) {
+            return 1;
         }
     }
     return 0;

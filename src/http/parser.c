@@ -1,18 +1,21 @@
 /* parser.c - the request parser: bytes in, events out, no I/O.
  * Three layers, in the order a byte meets them:
- *  1. our section scanner, over the head, the trailer section and each chunk-size line:
- *     CRLF line endings (no bare CR or LF), no NUL or other control bytes in field lines, no
- *     obs-fold, a non-empty field name with no whitespace before the colon (RFC 9112 sections
- *     2.2, 5.1, 5.2; RFC 9110 section 5.1), and the size limits (431; a chunk-size line, with
- *     its extensions, of at most TORII_HTTP_MAX_CHUNK_LINE bytes, else 400: RFC 9112 section
+ *  1. our section scanner (parser_scan.c, with torii_http_parser_feed, which runs it and
+ *     llhttp in turn), over the head, the trailer section and each chunk-size line: CRLF line
+ *     endings (no bare CR or LF), no NUL or other control bytes in field lines, no obs-fold, a
+ *     non-empty field name with no whitespace before the colon (RFC 9112 sections 2.2, 5.1,
+ *     5.2; RFC 9110 section 5.1), and the size limits (431; a chunk-size line, with its
+ *     extensions, of at most TORII_HTTP_MAX_CHUNK_LINE bytes, else 400: RFC 9112 section
  *     7.1.1). Empty lines before a request line are skipped (RFC 9112 section 2.2) and do not
  *     start a request. It runs before llhttp so llhttp's build mode cannot loosen these
  *     rules.
  *  2. llhttp (HTTP_REQUEST, no lenient flag): request line, tokens, chunked framing,
  *     Content-Length syntax and duplicates. Any error it reports is a 400 (501 for a bad
  *     Transfer-Encoding list).
- *  3. policy on the complete head (head_policy): version, Host, Content-Length vs
- *     Transfer-Encoding, Expect, request-target form, body limits.
+ *  3. policy on the complete head (head_policy, parser_policy.c): version, Host,
+ *     Content-Length vs Transfer-Encoding, Expect, request-target form, body limits.
+ * This file holds the field store, llhttp's callbacks, the one-pass commit (a head read by
+ * headscan.c) and the rest of the public API; the layout is in parser_int.h.
  * llhttp is paused after the head of a request with a body, after each chunk (so the scanner
  * can take the next chunk-size line), after the last chunk (so the scanner can take the
  * trailer section) and after each request, so pipelined bytes are never
@@ -21,90 +24,11 @@
 
 #include <llhttp.h>
 
-#include "http_int.h"
+#include "parser_int.h"
 #include "torii/http.h"
 #include "torii/mem.h"
 
-enum scan_mode {
-    SCAN_OFF = 0, /* body bytes: llhttp alone */
-    SCAN_HEAD,    /* request line + field lines + empty line */
-    SCAN_TRAILER, /* trailer field lines + empty line */
-    SCAN_CHUNK,   /* one chunk-size line (size, extensions, CRLF): its length only */
-};
-
-enum last_cb {
-    LAST_NONE = 0,
-    LAST_NAME,
-    LAST_VALUE,
-};
-
-/* Fields are recorded as offsets while their bytes arrive (the buffer may move), and turned
- * into slices once the section is complete and the buffer no longer grows. */
-struct field_rec {
-    size_t name_off, name_len, val_off, val_len;
-};
-
-struct field_store {
-    char *buf;
-    size_t len, cap;
-    struct field_rec *recs;
-    size_t n, cap_recs;
-    struct torii_http_header *arr;
-    size_t cap_arr;
-};
-
-struct torii_http_parser {
-    llhttp_t ll;
-    struct torii_http_limits lim;
-    int response;     /* parses responses (HTTP_RESPONSE) */
-    int no_body;      /* response mode: the request was HEAD */
-    int allow_switch; /* response mode: the request asked for a protocol switch (101 ok) */
-
-    /* Section scanner. */
-    enum scan_mode mode;
-    size_t sec_bytes;
-    size_t line_len;
-    size_t n_fields;
-    unsigned line_no;
-    int saw_cr;
-    int colon_seen;
-    int started;
-
-    /* Head and trailers, as received. */
-    struct field_store head;
-    struct field_store trl;
-    struct field_store *fs;
-    enum last_cb last;
-    size_t url_off, url_len;
-    int in_url;
-
-    /* Body. */
-    unsigned char *body;
-    size_t body_len, body_cap;
-    torii_http_body_cb body_cb;
-    void *body_arg;
-
-    struct torii_http_req req;
-    struct torii_http_resp resp;
-    enum torii_http_body_kind body_kind;
-    uint64_t body_length;
-    int head_ready;
-    int head_pause;
-    int trailer_pause;
-    int chunk_pause; /* a chunk ended: the scanner takes the next chunk-size line */
-    int last_chunk;  /* the last chunk (size 0) was seen: trailers follow */
-    int msg_done;
-    int expect_continue;
-    int body_moved;  /* the owner moves Content-Length bodies (torii_http_parser_body_taken) */
-    int ll_closed;   /* llhttp ended a message that does not keep the connection */
-    int no_one_pass; /* torii_http_parser_set_one_pass(p, 0) */
-
-    int failed;
-    int err_status;
-    const char *err_msg;
-};
-
-static int parser_fail(struct torii_http_parser *p, int status, const char *msg)
+int http_parser_fail(struct torii_http_parser *p, int status, const char *msg)
 {
     if (!p->failed) {
         p->failed = 1;
@@ -144,7 +68,7 @@ static struct field_rec *store_new_rec(struct field_store *fs)
     return &fs->recs[fs->n++];
 }
 
-static void store_build(struct field_store *fs)
+void http_store_build(struct field_store *fs)
 {
     /* The array keeps its capacity across requests: no allocation per request. */
     if (fs->cap_arr < fs->n || fs->arr == NULL) {
@@ -185,222 +109,6 @@ static void store_free(struct field_store *fs)
     fs->cap_arr = 0;
 }
 
-static void section_begin(struct torii_http_parser *p, enum scan_mode mode)
-{
-    p->mode = mode;
-    p->sec_bytes = 0;
-    p->line_len = 0;
-    p->n_fields = 0;
-    p->line_no = 0;
-    p->saw_cr = 0;
-    p->colon_seen = 0;
-}
-
-/* Scan head or trailer bytes. Returns how many bytes belong to the section (stopping after
- * the LF of its empty line, which sets *end), or sets p->failed at the first bad byte. */
-enum scan_run {
-    RUN_LINE = 1,  /* the request line: anything but controls */
-    RUN_NAME = 2,  /* a field name: and neither ':' nor whitespace */
-    RUN_VALUE = 4, /* a field value: anything but controls other than HTAB */
-};
-
-/* For each byte, the runs it ends (bits of enum scan_run): controls end every run but HTAB
- * does not end a value; ':' and SP end a name. */
-static const unsigned char scan_stop[256] = {
-    7, 7, 7, 7, 7, 7, 7, 7, 7, 3, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
-    2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-};
-
-/* Length of the run at d (at most max bytes) of bytes that need no decision of the scanner:
- * it stops at the first byte that ends the part or may be an error. */
-static size_t scan_plain_run(const char *d, size_t max, enum scan_run kind)
-{
-    size_t i = 0;
-
-    while (i < max && !(scan_stop[(unsigned char)d[i]] & kind)) {
-        i++;
-    }
-    return i;
-}
-
-/* A chunk-size line (size, extensions, CRLF): llhttp checks its syntax, the scanner bounds its
- * length (RFC 9112 section 7.1.1: extensions are unbounded otherwise). Returns the bytes up to
- * and including its LF, or sets p->failed. */
-static size_t scan_chunk_line(struct torii_http_parser *p, const char *d, size_t len)
-{
-    size_t room = TORII_HTTP_MAX_CHUNK_LINE - p->line_len;
-    size_t n = len < room ? len : room;
-    const char *lf = n > 0 ? memchr(d, '\n', n) : NULL;
-
-    if (lf != NULL) {
-        p->mode = SCAN_OFF;
-        return (size_t)(lf - d) + 1;
-    }
-    p->line_len += n;
-    if (n < len) {
-        (void)parser_fail(p, 400, "chunk-size line too long (chunk extensions)");
-    }
-    return n;
-}
-
-/* One byte of a request line or a field line that is neither CR nor LF: -1 (p->failed set)
- * when the scanner rejects it. */
-static int scan_line_byte(struct torii_http_parser *p, unsigned char c, int field_line)
-{
-    if (c == '\0') {
-        return parser_fail(p, 400, "NUL in request head");
-    }
-    if (!field_line) {
-        if (c < 0x20 || c == 0x7f) {
-            return parser_fail(p, 400, "control character in request line");
-        }
-        return 0;
-    }
-    if (p->line_len == 0) {
-        if (c == ' ' || c == '\t') {
-            return parser_fail(p, 400, "obsolete line folding");
-        }
-        if (++p->n_fields > p->lim.max_headers) {
-            return parser_fail(p, 431,
-                               p->mode == SCAN_TRAILER ? "too many trailer fields"
-                                                       : "too many header fields");
-        }
-    }
-    if (p->colon_seen) {
-        if ((c < 0x20 && c != '\t') || c == 0x7f) {
-            return parser_fail(p, 400, "control character in field value");
-        }
-        return 0;
-    }
-    if (c == ':') {
-        if (p->line_len == 0) {
-            return parser_fail(p, 400, "empty header field name"); /* RFC 9110 section 5.1 */
-        }
-        p->colon_seen = 1;
-    } else if (c == ' ' || c == '\t') {
-        return parser_fail(p, 400, "whitespace before colon");
-    }
-    return 0;
-}
-
-/* The end of a line (its LF after a CR). Returns 1 when it ends the section, 0 to go on, -1
- * when the line is rejected. */
-static int scan_line_end(struct torii_http_parser *p, int field_line, int lead)
-{
-    if (p->line_len == 0) {
-        if (lead) {
-            return 0; /* empty line before the request line (RFC 9112 section 2.2) */
-        }
-        p->mode = SCAN_OFF;
-        return 1;
-    }
-    if (field_line && !p->colon_seen) {
-        return parser_fail(p, 400, "header field without colon");
-    }
-    p->line_no++;
-    p->line_len = 0;
-    p->colon_seen = 0;
-    return 0;
-}
-
-/* Fast path: a run of plain bytes in the middle of the request line, a name or a value,
- * within the section's byte budget. Returns its length. */
-static size_t scan_fast_run(struct torii_http_parser *p, const char *d, size_t len, int field_line)
-{
-    size_t room = p->lim.max_header_bytes - p->sec_bytes;
-    enum scan_run kind = !field_line ? RUN_LINE : p->colon_seen ? RUN_VALUE : RUN_NAME;
-    size_t run = scan_plain_run(d, len < room ? len : room, kind);
-
-    p->sec_bytes += run;
-    p->line_len += run;
-    return run;
-}
-
-enum scan_step {
-    STEP_FAIL = -1, /* stop before this byte: failed */
-    STEP_BYTE = 0,  /* an ordinary byte of the line */
-    STEP_NEXT = 1,  /* consumed: go on with the next byte */
-    STEP_END = 2,   /* stop after this byte: the section is complete */
-};
-
-/* The line-ending handling of byte c (CR LF, and the bare forms). */
-static enum scan_step scan_crlf(struct torii_http_parser *p, unsigned char c, int field_line,
-                                int lead)
-{
-    int r;
-
-    if (p->saw_cr) {
-        if (c != '\n') {
-            (void)parser_fail(p, 400, "bare CR in request head");
-            return STEP_FAIL;
-        }
-        p->saw_cr = 0;
-        r = scan_line_end(p, field_line, lead);
-        return r == 0 ? STEP_NEXT : r > 0 ? STEP_END : STEP_FAIL;
-    }
-    if (c == '\r') {
-        p->saw_cr = 1;
-        return STEP_NEXT;
-    }
-    if (c == '\n') {
-        if (lead && !p->response) {
-            return STEP_NEXT; /* a bare LF empty line before a request: what `echo` sends */
-        }
-        (void)parser_fail(p, 400, "bare LF in request head");
-        return STEP_FAIL;
-    }
-    return STEP_BYTE;
-}
-
-static size_t scan_section(struct torii_http_parser *p, const char *d, size_t len, int *end)
-{
-    if (p->mode == SCAN_CHUNK) {
-        return scan_chunk_line(p, d, len);
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c;
-        int field_line = p->mode == SCAN_TRAILER || p->line_no > 0;
-        /* Nothing but empty lines so far before the request line: they start no request. */
-        int lead = p->mode == SCAN_HEAD && p->line_no == 0 && p->line_len == 0;
-        enum scan_step step;
-
-        p->started |= p->response;
-        if (!p->saw_cr && p->line_len > 0 && p->sec_bytes < p->lim.max_header_bytes) {
-            i += scan_fast_run(p, d + i, len - i, field_line);
-            if (i == len) {
-                break;
-            }
-        }
-        c = (unsigned char)d[i];
-        if (++p->sec_bytes > p->lim.max_header_bytes) {
-            (void)parser_fail(p, 431,
-                              p->mode == SCAN_TRAILER ? "trailer section too large"
-                                                      : "request header section too large");
-            return i;
-        }
-        step = scan_crlf(p, c, field_line, lead);
-        if (step == STEP_NEXT) {
-            continue;
-        }
-        if (step != STEP_BYTE) {
-            *end = step == STEP_END;
-            return step == STEP_END ? i + 1 : i;
-        }
-        p->started = 1;
-        if (scan_line_byte(p, c, field_line) != 0) {
-            return i;
-        }
-        p->line_len++;
-    }
-    return len;
-}
-
 static struct torii_http_parser *from_ll(llhttp_t *ll)
 {
     return ll->data;
@@ -418,7 +126,7 @@ static int on_url(llhttp_t *ll, const char *at, size_t len)
         p->url_len = 0;
     }
     if (len > p->lim.max_target - p->url_len) {
-        return parser_fail(p, 414, "request-target too long");
+        return http_parser_fail(p, 414, "request-target too long");
     }
     p->url_len += len;
     return store_append(&p->head, at, len);
@@ -435,7 +143,7 @@ static int on_status(llhttp_t *ll, const char *at, size_t len)
         p->url_len = 0;
     }
     if (len > 1024 - p->url_len) {
-        return parser_fail(p, 502, "reason phrase too long");
+        return http_parser_fail(p, 502, "reason phrase too long");
     }
     p->url_len += len;
     return store_append(&p->head, at, len);
@@ -462,7 +170,7 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t len)
     struct field_rec *r;
 
     if (p->fs->n == 0) {
-        return parser_fail(p, 400, "header value without name");
+        return http_parser_fail(p, 400, "header value without name");
     }
     r = &p->fs->recs[p->fs->n - 1];
     if (p->last != LAST_VALUE) {
@@ -486,275 +194,16 @@ static int on_header_value_complete(llhttp_t *ll)
     return 0;
 }
 
-/* What head_policy needs from the header fields of a request. */
-struct head_fields {
-    size_t n_host;
-    size_t n_te;
-    size_t n_cl;
-    int cl_seen;
-    uint64_t cl;
-    const struct torii_slice *te;
-    const struct torii_slice *expect;
-    int conn_close;
-    int conn_keep;
-};
-
-/* Collect the fields into f. Returns 0 or calls parser_fail (returns -1). */
-static int head_fields_scan(struct torii_http_parser *p, struct head_fields *f)
-{
-    const struct torii_http_req *req = &p->req;
-
-    for (size_t i = 0; i < req->n_headers; i++) {
-        const struct torii_http_header *h = &req->headers[i];
-        if (torii_slice_eq_ci(h->name, "Host")) {
-            f->n_host++;
-        } else if (torii_slice_eq_ci(h->name, "Transfer-Encoding")) {
-            f->n_te++;
-            f->te = &h->value;
-        } else if (torii_slice_eq_ci(h->name, "Content-Length")) {
-            f->n_cl++;
-            if (http_parse_content_length(h->value, &f->cl_seen, &f->cl) != TORII_OK) {
-                return parser_fail(p, 400, "invalid Content-Length");
-            }
-        } else if (torii_slice_eq_ci(h->name, "Expect")) {
-            if (f->expect != NULL) {
-                return parser_fail(p, 417, "unsupported expectation");
-            }
-            f->expect = &h->value;
-        } else if (torii_slice_eq_ci(h->name, "Connection")) {
-            f->conn_close |= http_has_token(h->value, "close");
-            f->conn_keep |= http_has_token(h->value, "keep-alive");
-        }
-    }
-    return 0;
-}
-
-/* Method, target form, Host and message framing. Returns 0 or calls parser_fail. */
-static int head_framing_check(struct torii_http_parser *p, const struct head_fields *f)
-{
-    const struct torii_http_req *req = &p->req;
-
-    if (p->ll.method == HTTP_CONNECT) {
-        return parser_fail(p, 501, "CONNECT not supported");
-    }
-    if (!http_target_form_ok(req, p->ll.method == HTTP_OPTIONS)) {
-        return parser_fail(p, 400, "invalid request-target");
-    }
-    if (f->n_host > 1) {
-        return parser_fail(p, 400, "duplicate Host header");
-    }
-    if (f->n_host == 0 && req->version_minor == 1) {
-        return parser_fail(p, 400, "missing Host header");
-    }
-    if (f->n_te > 0 && f->n_cl > 0) {
-        return parser_fail(p, 400, "both Content-Length and Transfer-Encoding");
-    }
-    if (f->n_te > 0 && req->version_minor == 0) {
-        return parser_fail(p, 400, "Transfer-Encoding in an HTTP/1.0 request");
-    }
-    if (f->n_te > 1 || (f->te != NULL && !torii_slice_eq_ci(*f->te, "chunked"))) {
-        return parser_fail(p, 501, "unsupported transfer coding");
-    }
-    if (f->cl > p->lim.max_body) {
-        return parser_fail(p, 413, "request body too large");
-    }
-    return 0;
-}
-
-/* Our rules on a complete head. Returns 0 or calls parser_fail (returns -1). */
-static int head_policy(struct torii_http_parser *p, int *has_body)
-{
-    const struct torii_http_req *req = &p->req;
-    struct head_fields f = {0};
-
-    if (req->target.len == 0) {
-        return parser_fail(p, 400, "empty request-target"); /* "CONNECT \r\n": no version either */
-    }
-    if (p->ll.http_major != 1 || p->ll.http_minor > 1) {
-        return parser_fail(p, 505, "HTTP version not supported");
-    }
-    if (head_fields_scan(p, &f) != 0 || head_framing_check(p, &f) != 0) {
-        return -1;
-    }
-    *has_body = f.te != NULL || f.cl > 0;
-    p->body_kind = f.te != NULL ? TORII_HTTP_BODY_CHUNKED
-                   : f.cl > 0   ? TORII_HTTP_BODY_LENGTH
-                                : TORII_HTTP_BODY_NONE;
-    p->body_length = f.te != NULL ? 0 : f.cl;
-    if (f.expect != NULL && req->version_minor == 1) {
-        /* An HTTP/1.0 client cannot know 100 Continue: ignore (RFC 9110 section 10.1.1). */
-        if (!torii_slice_eq_ci(*f.expect, "100-continue")) {
-            return parser_fail(p, 417, "unsupported expectation");
-        }
-        p->expect_continue = *has_body;
-    }
-    /* RFC 9112 section 9.3. */
-    p->req.keep_alive = req->version_minor == 1 ? !f.conn_close : f.conn_keep && !f.conn_close;
-    if (f.cl > 0 && p->body_cb == NULL) {
-        p->body = malloc((size_t)f.cl);
-        if (p->body == NULL) {
-            return parser_fail(p, 500, "out of memory");
-        }
-        p->body_cap = (size_t)f.cl;
-    }
-    return 0;
-}
-
-/* Our rules on a complete response head (RFC 9112 section 6.3). Returns the llhttp
- * on_headers_complete verdict: 0 go on, 1 no body, HPE_PAUSED pause (body follows), or -1. */
-static int resp_policy(struct torii_http_parser *p)
-{
-    struct torii_http_resp *r = &p->resp;
-    size_t n_te = 0;
-    size_t n_cl = 0;
-    int cl_seen = 0;
-    uint64_t cl = 0;
-    const struct torii_slice *te = NULL;
-    int conn_close = 0;
-    int conn_keep = 0;
-
-    if (p->ll.http_major != 1 || p->ll.http_minor > 1) {
-        return parser_fail(p, 502, "upstream HTTP version not supported");
-    }
-    for (size_t i = 0; i < r->n_headers; i++) {
-        const struct torii_http_header *h = &r->headers[i];
-        if (torii_slice_eq_ci(h->name, "Transfer-Encoding")) {
-            n_te++;
-            te = &h->value;
-        } else if (torii_slice_eq_ci(h->name, "Content-Length")) {
-            n_cl++;
-            if (http_parse_content_length(h->value, &cl_seen, &cl) != TORII_OK) {
-                return parser_fail(p, 502, "invalid Content-Length from upstream");
-            }
-        } else if (torii_slice_eq_ci(h->name, "Connection")) {
-            conn_close |= http_has_token(h->value, "close");
-            conn_keep |= http_has_token(h->value, "keep-alive");
-        }
-    }
-    if (r->status == 101 && !p->allow_switch) {
-        return parser_fail(p, 502, "protocol switch not requested");
-    }
-    if (r->status == 101) {
-        r->keep_alive = 0; /* the connection now carries the other protocol */
-        p->body_kind = TORII_HTTP_BODY_NONE;
-        return 1;
-    }
-    if (r->status < 100 || r->status > 599) {
-        return parser_fail(p, 502, "invalid status code from upstream");
-    }
-    if (n_te > 0 && n_cl > 0) {
-        return parser_fail(p, 502, "both Content-Length and Transfer-Encoding from upstream");
-    }
-    if (n_te > 1 || (te != NULL && !torii_slice_eq_ci(*te, "chunked"))
-        || (te != NULL && r->version_minor == 0)) {
-        return parser_fail(p, 502, "unsupported transfer coding from upstream");
-    }
-    r->keep_alive = r->version_minor == 1 ? !conn_close : conn_keep && !conn_close;
-    p->body_length = 0;
-    if (r->status < 200) {
-        r->interim = 1;
-        p->body_kind = TORII_HTTP_BODY_NONE;
-        return 1;
-    }
-    /* RFC 9110 sections 9.3.2, 15.3.5, 15.4.5: no content, whatever the framing says. */
-    if (p->no_body || r->status == 204 || r->status == 304) {
-        p->body_kind = TORII_HTTP_BODY_NONE;
-        return 1;
-    }
-    if (te != NULL) {
-        p->body_kind = TORII_HTTP_BODY_CHUNKED;
-        p->head_pause = 1;
-        return HPE_PAUSED;
-    }
-    if (cl_seen) {
-        if (cl == 0) {
-            p->body_kind = TORII_HTTP_BODY_NONE;
-            return 0;
-        }
-        p->body_kind = TORII_HTTP_BODY_LENGTH;
-        p->body_length = cl;
-        p->head_pause = 1;
-        return HPE_PAUSED;
-    }
-    p->body_kind = TORII_HTTP_BODY_EOF;
-    r->keep_alive = 0;
-    p->head_pause = 1;
-    return HPE_PAUSED;
-}
-
-static int resp_headers_complete(struct torii_http_parser *p)
-{
-    llhttp_t *ll = &p->ll;
-    int v;
-
-    store_build(&p->head);
-    memset(&p->resp, 0, sizeof(p->resp));
-    p->resp.status = ll->status_code;
-    p->resp.reason.ptr = p->head.buf != NULL ? p->head.buf + p->url_off : "";
-    p->resp.reason.len = p->url_len;
-    p->resp.version_minor = ll->http_minor;
-    p->resp.headers = p->head.arr;
-    p->resp.n_headers = p->head.n;
-    v = resp_policy(p);
-    if (v < 0) {
-        return -1;
-    }
-    ll->upgrade = 0;
-    p->head_ready = 1;
-    p->fs = &p->trl;
-    p->last = LAST_NONE;
-    if (p->body_kind == TORII_HTTP_BODY_CHUNKED) {
-        section_begin(p, SCAN_CHUNK); /* the first chunk-size line */
-    }
-    return v;
-}
-
-static int on_headers_complete(llhttp_t *ll)
-{
-    struct torii_http_parser *p = from_ll(ll);
-    int has_body = 0;
-
-    if (p->response) {
-        return resp_headers_complete(p);
-    }
-
-    store_build(&p->head);
-    memset(&p->req, 0, sizeof(p->req));
-    p->req.method = llhttp_method_name((llhttp_method_t)ll->method);
-    p->req.target.ptr = p->head.buf != NULL ? p->head.buf + p->url_off : "";
-    p->req.target.len = p->url_len;
-    http_split_target(&p->req);
-    p->req.version_minor = ll->http_minor;
-    p->req.headers = p->head.arr;
-    p->req.n_headers = p->head.n;
-    if (head_policy(p, &has_body) != 0) {
-        return -1;
-    }
-    /* No protocol switch: a request carrying Upgrade is answered as plain HTTP/1.1. */
-    ll->upgrade = 0;
-    p->head_ready = 1;
-    p->fs = &p->trl;
-    p->last = LAST_NONE;
-    if (p->body_kind == TORII_HTTP_BODY_CHUNKED) {
-        section_begin(p, SCAN_CHUNK); /* the first chunk-size line */
-    }
-    if (has_body) {
-        p->head_pause = 1;
-        return HPE_PAUSED;
-    }
-    return 0;
-}
-
 static int on_body(llhttp_t *ll, const char *at, size_t len)
 {
     struct torii_http_parser *p = from_ll(ll);
 
     if (len > p->lim.max_body - p->body_len) {
-        return parser_fail(p, 413, "request body too large");
+        return http_parser_fail(p, 413, "request body too large");
     }
     if (p->body_cb != NULL) {
         if (p->body_cb(p->body_arg, (const unsigned char *)at, len) != TORII_OK) {
-            return parser_fail(p, 500, "request body rejected");
+            return http_parser_fail(p, 500, "request body rejected");
         }
         p->body_len += len;
         return 0;
@@ -770,7 +219,7 @@ static int on_body(llhttp_t *ll, const char *at, size_t len)
         }
         nb = realloc(p->body, ncap);
         if (nb == NULL) {
-            return parser_fail(p, 500, "out of memory");
+            return http_parser_fail(p, 500, "out of memory");
         }
         p->body = nb;
         p->body_cap = ncap;
@@ -790,7 +239,7 @@ static int on_chunk_header(llhttp_t *ll)
         return HPE_PAUSED;
     }
     if (ll->content_length > (uint64_t)(p->lim.max_body - p->body_len)) {
-        return parser_fail(p, 413, "request body too large");
+        return http_parser_fail(p, 413, "request body too large");
     }
     return 0;
 }
@@ -812,7 +261,7 @@ static int on_message_complete(llhttp_t *ll)
 {
     struct torii_http_parser *p = from_ll(ll);
 
-    store_build(&p->trl);
+    http_store_build(&p->trl);
     p->req.trailers = p->trl.arr;
     p->req.n_trailers = p->trl.n;
     p->resp.trailers = p->trl.arr;
@@ -831,7 +280,7 @@ static const llhttp_settings_t parser_settings = {
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_header_value_complete = on_header_value_complete,
-    .on_headers_complete = on_headers_complete,
+    .on_headers_complete = http_on_headers_complete,
     .on_body = on_body,
     .on_chunk_header = on_chunk_header,
     .on_chunk_complete = on_chunk_complete,
@@ -864,7 +313,7 @@ static void parser_clear_request(struct torii_http_parser *p)
     p->msg_done = 0;
     p->expect_continue = 0;
     p->started = 0;
-    section_begin(p, SCAN_HEAD);
+    http_section_begin(p, SCAN_HEAD);
 }
 
 static struct torii_http_parser *parser_make(const struct torii_http_limits *lim, int response)
@@ -927,7 +376,7 @@ void torii_http_parser_body_taken(struct torii_http_parser *p, uint64_t n)
      * and strictness). */
     llhttp_reset(&p->ll);
     p->ll_closed = 0;
-    store_build(&p->trl);
+    http_store_build(&p->trl);
     p->body_len = (size_t)n;
     p->req.body = NULL;
     p->req.body_len = (size_t)n;
@@ -1007,7 +456,7 @@ static enum torii_http_parse_ev commit_end(struct torii_http_parser *p,
     p->ll.http_major = 1;
     p->ll.http_minor = 1;
     p->ll.status_code = h->status;
-    v = on_headers_complete(&p->ll);
+    v = http_on_headers_complete(&p->ll);
     if (v < 0) {
         return TORII_HTTP_PARSE_ERROR; /* nothing consumed, as when llhttp stops there */
     }
@@ -1054,10 +503,8 @@ int torii_http_parser_head_parts(struct torii_http_parser *p, const char *method
     return TORII_OK;
 }
 
-/* A message that starts at d: read its head in one pass when it is complete and ordinary
- * (headscan.c). Returns -1 when the full parser must read it instead; nothing is changed
- * then. */
-static int parser_fast(struct torii_http_parser *p, const char *d, size_t len, size_t *consumed)
+/* The one-pass reader's entry (parser_int.h). */
+int http_parser_fast(struct torii_http_parser *p, const char *d, size_t len, size_t *consumed)
 {
     struct http_fast_head h;
 
@@ -1070,82 +517,6 @@ static int parser_fast(struct torii_http_parser *p, const char *d, size_t len, s
         commit_field(p, d + h.f[i].name_off, h.f[i].name_len, d + h.f[i].val_off, h.f[i].val_len);
     }
     return (int)commit_end(p, &h, consumed);
-}
-
-static void fail_from_llhttp(struct torii_http_parser *p, llhttp_errno_t e)
-{
-    if (p->failed) {
-        return;
-    }
-    if (e == HPE_INVALID_TRANSFER_ENCODING) {
-        (void)parser_fail(p, 501, "unsupported transfer coding");
-        return;
-    }
-    /* llhttp reasons are static strings. */
-    const char *why = llhttp_get_error_reason(&p->ll);
-    (void)parser_fail(p, 400, why != NULL ? why : "malformed request");
-}
-
-enum torii_http_parse_ev torii_http_parser_feed(struct torii_http_parser *p, const char *data,
-                                                size_t len, size_t *consumed)
-{
-    size_t off = 0;
-
-    *consumed = 0;
-    if (p->failed) {
-        return TORII_HTTP_PARSE_ERROR;
-    }
-    if (p->msg_done) {
-        return TORII_HTTP_PARSE_DONE;
-    }
-    if (len > 0) {
-        int fast = parser_fast(p, data, len, consumed);
-        if (fast >= 0) {
-            return (enum torii_http_parse_ev)fast;
-        }
-    }
-    while (off < len) {
-        size_t n = len - off;
-        int end = 0;
-        llhttp_errno_t e;
-
-        if (p->mode != SCAN_OFF) {
-            n = scan_section(p, data + off, n, &end);
-            if (p->failed) {
-                *consumed = off;
-                return TORII_HTTP_PARSE_ERROR;
-            }
-        }
-        p->head_pause = 0;
-        p->trailer_pause = 0;
-        p->chunk_pause = 0;
-        e = llhttp_execute(&p->ll, data + off, n);
-        if (e == HPE_OK) {
-            off += n;
-            continue;
-        }
-        if (e != HPE_PAUSED) {
-            fail_from_llhttp(p, e);
-            *consumed = off;
-            return TORII_HTTP_PARSE_ERROR;
-        }
-        off = (size_t)(llhttp_get_error_pos(&p->ll) - data);
-        llhttp_resume(&p->ll);
-        *consumed = off;
-        if (p->msg_done) {
-            return TORII_HTTP_PARSE_DONE;
-        }
-        if (p->head_pause) {
-            return TORII_HTTP_PARSE_HEAD;
-        }
-        if (p->trailer_pause) {
-            section_begin(p, SCAN_TRAILER);
-        } else if (p->chunk_pause) {
-            section_begin(p, SCAN_CHUNK);
-        }
-    }
-    *consumed = off;
-    return TORII_HTTP_PARSE_MORE;
 }
 
 const struct torii_http_req *torii_http_parser_req(const struct torii_http_parser *p)

@@ -6,6 +6,7 @@
 
 #include <event2/buffer.h>
 
+#include "torii/http.h"
 #include "torii/mem.h"
 #include "torii/proxy.h"
 
@@ -24,29 +25,15 @@ static void hdr_list_tokens(const struct torii_http_header *h, size_t n, const c
 
     out->n = 0;
     for (size_t i = 0; i < n; i++) {
-        struct torii_slice v = h[i].value;
-        size_t j = 0;
+        struct torii_http_list it;
+        struct torii_slice tok;
         if (h[i].name.len != name_len || !torii_slice_eq_ci(h[i].name, name)) {
             continue;
         }
-        while (j < v.len) {
-            size_t s;
-            size_t e;
-            while (j < v.len && (v.ptr[j] == ' ' || v.ptr[j] == '\t' || v.ptr[j] == ',')) {
-                j++;
-            }
-            s = j;
-            while (j < v.len && v.ptr[j] != ',') {
-                j++;
-            }
-            e = j;
-            while (e > s && (v.ptr[e - 1] == ' ' || v.ptr[e - 1] == '\t')) {
-                e--;
-            }
-            if (e > s && out->n < HDR_MAX_CONN_TOKENS) {
-                out->t[out->n].ptr = v.ptr + s;
-                out->t[out->n].len = e - s;
-                out->n++;
+        torii_http_list_init(&it, h[i].value);
+        while (torii_http_list_next(&it, &tok)) {
+            if (out->n < HDR_MAX_CONN_TOKENS) {
+                out->t[out->n++] = tok;
             }
         }
     }

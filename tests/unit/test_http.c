@@ -18,6 +18,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "testclock.h"
 #include "torii/http.h"
 #include "torii/log.h"
 #include "torii/mem.h"
@@ -366,19 +367,12 @@ static void fx_close(struct fx *f)
     event_base_free(f->base);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Run the loop until cond(f) holds or ms pass. */
 static void fx_run(struct fx *f, int (*cond)(struct fx *, int), int arg, int ms)
 {
-    int64_t end = now_ms() + ms;
+    int64_t end = testclock_now_ms() + ms;
 
-    while (now_ms() < end) {
+    while (testclock_now_ms() < end) {
         (void)event_base_loop(f->base, EVLOOP_NONBLOCK);
         if (cond != NULL && cond(f, arg)) {
             return;
@@ -773,6 +767,117 @@ static void test_slice_eq_ci_matches_strncasecmp(void **state)
     assert_true(torii_slice_eq_ci((struct torii_slice){"", 0}, ""));
 }
 
+/* The elements torii_http_list_next finds in v, joined by '|' into out; each must lie inside
+ * v. Returns how many. */
+static size_t list_join(const char *v, char *out, size_t cap)
+{
+    struct torii_http_list it;
+    struct torii_slice tok = {NULL, 0};
+    struct torii_slice sv = {v, strlen(v)};
+    size_t used = 0;
+    size_t n = 0;
+
+    out[0] = '\0';
+    torii_http_list_init(&it, sv);
+    while (n < 64 && torii_http_list_next(&it, &tok)) {
+        assert_true(tok.len > 0 && tok.ptr >= v && tok.ptr + tok.len <= v + sv.len);
+        assert_true(used + tok.len + 2 <= cap);
+        if (n > 0) {
+            out[used++] = '|';
+        }
+        memcpy(out + used, tok.ptr, tok.len);
+        used += tok.len;
+        out[used] = '\0';
+        n++;
+    }
+    assert_false(torii_http_list_next(&it, &tok)); /* the end stays the end */
+    return n;
+}
+
+static void test_list_iterator_elements(void **state)
+{
+    /* value, elements joined by '|', count */
+    static const struct {
+        const char *v, *want;
+        size_t n;
+    } cases[] = {
+        {"", "", 0},
+        {",", "", 0},
+        {" , ,\t,, ", "", 0},
+        {"\t", "", 0},
+        {"a", "a", 1},
+        {",a,", "a", 1},
+        {"close", "close", 1},
+        {"keep-alive, Upgrade", "keep-alive|Upgrade", 2},
+        {"a,\tb", "a|b", 2},
+        {"a\t,b ", "a|b", 2},
+        {"x ,  ,y\t\t", "x|y", 2},
+        {"a b, c", "a b|c", 2},         /* inner whitespace stays in the element */
+        {"\"a,b\", c", "\"a|b\"|c", 3}, /* quotes mean nothing: the comma splits */
+        {"a;q=1 , b", "a;q=1|b", 2},
+    };
+    char out[128];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = list_join(cases[i].v, out, sizeof(out));
+        assert_string_equal(out, cases[i].want);
+        assert_int_equal(n, cases[i].n);
+    }
+}
+
+/* The value's length bounds the walk, not a NUL: a slice cut short of its string. */
+static void test_list_iterator_slice_bound(void **state)
+{
+    struct torii_http_list it;
+    struct torii_slice tok;
+    static const char v[] = "gzip, br";
+
+    (void)state;
+    torii_http_list_init(&it, (struct torii_slice){v, 6});
+    assert_true(torii_http_list_next(&it, &tok));
+    assert_int_equal(tok.len, 4);
+    assert_memory_equal(tok.ptr, "gzip", 4);
+    assert_false(torii_http_list_next(&it, &tok));
+    torii_http_list_init(&it, (struct torii_slice){v, 7});
+    assert_true(torii_http_list_next(&it, &tok));
+    assert_true(torii_http_list_next(&it, &tok));
+    assert_int_equal(tok.len, 1);
+    assert_memory_equal(tok.ptr, "b", 1);
+    assert_false(torii_http_list_next(&it, &tok));
+}
+
+/* Connection tokens as the request policy reads them (through the list walk): the full parser
+ * and the one-pass reader agree. */
+static void test_parser_connection_list_tokens(void **state)
+{
+    static const char *const raws[] = {
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: ,\t close ,,\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: closed\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: x\r\nConnection: te,CLOSE\r\n\r\n",
+        "GET / HTTP/1.0\r\nConnection: upgrade ,keep-alive\t\r\n\r\n",
+        "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
+        "GET / HTTP/1.0\r\nConnection: keep-alive-x\r\n\r\n",
+    };
+    static const int want[] = {0, 1, 0, 1, 0, 0};
+    struct torii_http_limits lim;
+
+    (void)state;
+    torii_http_limits_default(&lim);
+    for (size_t i = 0; i < sizeof(raws) / sizeof(raws[0]); i++) {
+        for (int one_pass = 0; one_pass < 2; one_pass++) {
+            struct torii_http_parser *p = NULL;
+            size_t used = 0;
+            assert_int_equal(torii_http_parser_new(&lim, &p), TORII_OK);
+            torii_http_parser_set_one_pass(p, one_pass);
+            assert_int_equal(torii_http_parser_feed(p, raws[i], strlen(raws[i]), &used),
+                             TORII_HTTP_PARSE_DONE);
+            assert_int_equal(torii_http_parser_req(p)->keep_alive, want[i]);
+            torii_http_parser_free(p);
+        }
+    }
+}
+
 /* One head through a new parser: its outcome (DONE or ERROR). */
 static enum torii_http_parse_ev parse_one_head(const char *raw, size_t len)
 {
@@ -1123,6 +1228,9 @@ int main(void)
         cmocka_unit_test(test_conn_empty_line_then_close),
         cmocka_unit_test(test_conn_max_requests_closes),
         cmocka_unit_test(test_slice_eq_ci_matches_strncasecmp),
+        cmocka_unit_test(test_list_iterator_elements),
+        cmocka_unit_test(test_list_iterator_slice_bound),
+        cmocka_unit_test(test_parser_connection_list_tokens),
         cmocka_unit_test(test_parser_byte_in_long_runs),
         cmocka_unit_test(test_response_write_drops_bad_headers),
         cmocka_unit_test(test_corpus_parser_statuses),

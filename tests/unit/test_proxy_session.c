@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -35,6 +34,7 @@
 #include <openssl/ssl.h>
 
 #include "proxy_int.h"
+#include "testclock.h"
 #include "testfile.h"
 #include "testpki.h"
 #include "torii/conf.h"
@@ -51,14 +51,6 @@
 #define BE_MAX       4
 
 /* ---- time and the loop -------------------------------------------------------------------- */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void break_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -386,8 +378,8 @@ static void fx_connect(struct fx *f, struct client *c, int tls, const char *sni)
 /* Step the loop, the client and the backend until cond holds (bounded by TEST_WAIT_MS). */
 #define RUN_UNTIL(f, c, cond)                                                                      \
     do {                                                                                           \
-        int64_t end_ = now_ms() + TEST_WAIT_MS;                                                    \
-        while (!(cond) && now_ms() < end_) {                                                       \
+        int64_t end_ = testclock_now_ms() + TEST_WAIT_MS;                                          \
+        while (!(cond) && testclock_now_ms() < end_) {                                             \
             client_pump(c);                                                                        \
             backend_pump(&(f)->be);                                                                \
             loop_once((f)->base);                                                                  \

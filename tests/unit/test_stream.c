@@ -41,20 +41,13 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "testclock.h"
 #include "torii/log.h"
 #include "torii/stream.h"
 
 #define MiB ((size_t)1024 * 1024)
 
 /* ---- time and loop helpers ---------------------------------------------------------------- */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void ms_to_tv(struct timeval *tv, int64_t ms)
 {
@@ -85,19 +78,19 @@ static void loop_once(struct event_base *base, int64_t ms)
 /* Run base until cond holds or ms have passed; the caller asserts cond afterwards. */
 #define RUN_UNTIL(base, cond, ms)                                                                  \
     do {                                                                                           \
-        int64_t run_end_ = now_ms() + (ms);                                                        \
-        while (!(cond) && now_ms() < run_end_) {                                                   \
-            loop_once((base), run_end_ - now_ms());                                                \
+        int64_t run_end_ = testclock_now_ms() + (ms);                                              \
+        while (!(cond) && testclock_now_ms() < run_end_) {                                         \
+            loop_once((base), run_end_ - testclock_now_ms());                                      \
         }                                                                                          \
     } while (0)
 
 /* Run base for ms, whatever happens. */
 static void run_for(struct event_base *base, int64_t ms)
 {
-    int64_t end = now_ms() + ms;
+    int64_t end = testclock_now_ms() + ms;
 
-    while (now_ms() < end) {
-        loop_once(base, end - now_ms());
+    while (testclock_now_ms() < end) {
+        loop_once(base, end - testclock_now_ms());
     }
 }
 
@@ -434,7 +427,7 @@ static void side_cb(struct torii_stream *s, int what, void *arg)
     }
     if (what & TORII_STREAM_TIMEOUT) {
         if (sd->n_timeout++ == 0) {
-            sd->first_timeout_ms = now_ms();
+            sd->first_timeout_ms = testclock_now_ms();
         }
     }
     if (what & TORII_STREAM_EOF) {
@@ -572,7 +565,7 @@ static int fx_teardown(void **state)
 static void fx_pair_on(struct fx *fx, int tls, struct event_base *base_a, struct event_base *base_b)
 {
     evutil_socket_t fd;
-    int64_t end = now_ms() + 3000;
+    int64_t end = testclock_now_ms() + 3000;
 
     fx->a.tls = fx->b.tls = tls;
     fx->a.s = torii_stream_connect(base_a, (const struct sockaddr *)&fx->addr, sizeof(fx->addr),
@@ -587,8 +580,9 @@ static void fx_pair_on(struct fx *fx, int tls, struct event_base *base_a, struct
     if (tls) {
         side_read(&fx->b, 1); /* an accepted stream's handshake runs on its reads */
     }
-    while ((fx->a.n_connected == 0 || !torii_stream_established(fx->b.s)) && now_ms() < end) {
-        loop_once(base_a, base_a == base_b ? end - now_ms() : 1);
+    while ((fx->a.n_connected == 0 || !torii_stream_established(fx->b.s))
+           && testclock_now_ms() < end) {
+        loop_once(base_a, base_a == base_b ? end - testclock_now_ms() : 1);
         if (base_b != base_a) {
             loop_once(base_b, 1);
         }
@@ -775,7 +769,7 @@ static void test_plain_read_timeout_reports_timeout_and_stays_usable(void **stat
 
     fx_pair(fx, 0);
     torii_stream_timeouts(fx->b.s, 80, 0);
-    t0 = now_ms();
+    t0 = testclock_now_ms();
     side_read(&fx->b, 1);
     RUN_UNTIL(fx->base, fx->b.n_timeout > 0, 2000);
     assert_int_equal(fx->b.n_timeout, 1);
@@ -840,13 +834,13 @@ static void test_plain_write_timeout_then_write_when_drained(void **state)
     assert_int_equal(torii_stream_flush(fx->a.s), TORII_OK);
     assert_true(torii_stream_unsent(fx->a.s) > 0);
     assert_true(torii_stream_unsent(fx->a.s) <= total);
-    t0 = now_ms();
+    t0 = testclock_now_ms();
     RUN_UNTIL(fx->base, fx->a.n_timeout > 0, 2000);
     assert_int_equal(fx->a.n_timeout, 1);
     assert_true(fx->a.first_timeout_ms - t0 >= 90);
     assert_int_equal(fx->a.n_write, 0);
     /* The peer drains everything: WRITE, and nothing unsent. */
-    while (drained < total && now_ms() - t0 < 5000) {
+    while (drained < total && testclock_now_ms() - t0 < 5000) {
         drained += recv_drain(fx->raw);
         loop_once(fx->base, 1);
     }
@@ -878,7 +872,7 @@ static void test_plain_connect_timeout_reports_timeout_once(void **state)
     assert_non_null(fx->a.s);
     torii_stream_setcb(fx->a.s, side_cb, &fx->a);
     torii_stream_timeouts(fx->a.s, 150, 100);
-    t0 = now_ms();
+    t0 = testclock_now_ms();
     RUN_UNTIL(fx->base, fx->a.n_cb > 0, 2000);
     run_for(fx->base, 30);
     if (fx->a.events & TORII_STREAM_CONNECTED) {
@@ -1234,8 +1228,8 @@ static void test_tls_write_reported_when_read_event_drains_output(void **state)
     side_read(&fx->a, 1);
     /* b reads all that reached its socket (a's loop does not run meanwhile). */
     side_read(&fx->b, 1);
-    end = now_ms() + 2000;
-    while (now_ms() < end) {
+    end = testclock_now_ms() + 2000;
+    while (testclock_now_ms() < end) {
         size_t before = fx->b.rcvd;
         run_for(fx->base2, 20);
         if (fx->b.rcvd == before) {
@@ -1249,8 +1243,8 @@ static void test_tls_write_reported_when_read_event_drains_output(void **state)
     assert_int_equal(torii_stream_flush(fx->b.s), TORII_OK);
     assert_int_equal(torii_stream_unsent(fx->b.s), 0);
     /* Now both loops, until all arrived and WRITE came (or 3 s). */
-    end = now_ms() + 3000;
-    while ((fx->b.rcvd < queued || fx->a.n_write == 0) && now_ms() < end) {
+    end = testclock_now_ms() + 3000;
+    while ((fx->b.rcvd < queued || fx->a.n_write == 0) && testclock_now_ms() < end) {
         loop_once(fx->base, 1);
         loop_once(fx->base2, 1);
     }
@@ -1349,7 +1343,7 @@ static void stamp_cb(evutil_socket_t fd, short ev, void *arg)
 
     (void)fd;
     (void)ev;
-    *at = now_ms();
+    *at = testclock_now_ms();
 }
 
 /* A record that arrives in two parts: while the rest is on its way, the event loop must keep
@@ -1399,7 +1393,7 @@ static void test_tls_partial_record_does_not_stall_loop(void **state)
     fx->timer = evtimer_new(fx->base2, stamp_cb, &fired);
     assert_non_null(fx->timer);
     assert_int_equal(evtimer_add(fx->timer, &tv), 0);
-    t0 = now_ms();
+    t0 = testclock_now_ms();
     cpu0 = clock();
     assert_int_equal(pthread_create(&fx->th, NULL, late_send_main, &fx->ls), 0);
     fx->th_started = 1;
@@ -1409,7 +1403,7 @@ static void test_tls_partial_record_does_not_stall_loop(void **state)
     RUN_UNTIL(fx->base2, fired != 0, 1000);
     cpu_s = (double)(clock() - cpu0) / CLOCKS_PER_SEC;
     print_message("partial record: 20 ms timer fired after %lld ms; %.2f s CPU in %lld ms\n",
-                  (long long)(fired - t0), cpu_s, (long long)(now_ms() - t0));
+                  (long long)(fired - t0), cpu_s, (long long)(testclock_now_ms() - t0));
     assert_int_equal(c->rcvd, sizeof(msg));
     assert_memory_equal(evbuffer_pullup(c->got, -1), msg, sizeof(msg));
     assert_int_equal(c->n_error + c->n_eof, 0);

@@ -18,7 +18,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -27,6 +26,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "testclock.h"
 #include "testpki.h"
 #include "torii/stream.h"
 
@@ -45,14 +45,6 @@ struct fx {
     int n_cb;
     struct evbuffer *got;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void stream_cb(struct torii_stream *s, int what, void *arg)
 {
@@ -156,10 +148,10 @@ static int raw_handshake(struct fx *fx)
 /* Drive both handshakes until both ends are done (bounded). */
 static void handshake(struct fx *fx)
 {
-    int64_t end = now_ms() + WAIT_MS;
+    int64_t end = testclock_now_ms() + WAIT_MS;
     int done = 0;
 
-    while ((!done || !torii_stream_established(fx->s)) && now_ms() < end) {
+    while ((!done || !torii_stream_established(fx->s)) && testclock_now_ms() < end) {
         done = done || raw_handshake(fx);
         assert_int_not_equal(event_base_loop(fx->base, EVLOOP_NONBLOCK), -1);
         if (!done || !torii_stream_established(fx->s)) {
@@ -185,10 +177,10 @@ static ssize_t raw_peek_after_wait(struct fx *fx)
  * appended to out. */
 static void raw_read_to_close_notify(struct fx *fx, char *out, size_t cap)
 {
-    int64_t end = now_ms() + WAIT_MS;
+    int64_t end = testclock_now_ms() + WAIT_MS;
     size_t n = 0;
 
-    while (now_ms() < end) {
+    while (testclock_now_ms() < end) {
         int r = SSL_read(fx->raw_ssl, out + n, (int)(cap - n - 1));
         if (r > 0) {
             n += (size_t)r;
@@ -243,8 +235,8 @@ static void test_read_ready_without_input_waits_for_it(void **state)
     assert_int_equal(fx->n_cb, 0); /* nothing to report: no EOF, no error */
     assert_int_equal(torii_stream_reading(fx->s), 1);
     assert_int_equal(send(fx->raw, "late", 4, MSG_NOSIGNAL), 4);
-    end = now_ms() + WAIT_MS;
-    while (evbuffer_get_length(fx->got) < 4 && now_ms() < end) {
+    end = testclock_now_ms() + WAIT_MS;
+    while (evbuffer_get_length(fx->got) < 4 && testclock_now_ms() < end) {
         assert_int_not_equal(event_base_loop(fx->base, EVLOOP_ONCE | EVLOOP_NONBLOCK), -1);
         struct pollfd p = {.fd = fx->raw, .events = 0};
         (void)poll(&p, 1, 5);
@@ -279,7 +271,7 @@ static void test_outbound_close_notify_leaves_the_fin_to_the_close(void **state)
 {
     struct fx *fx = *state;
     char got[64];
-    int64_t end = now_ms() + WAIT_MS;
+    int64_t end = testclock_now_ms() + WAIT_MS;
 
     fx->s = torii_stream_connect(fx->base, (struct sockaddr *)&fx->addr, sizeof(fx->addr),
                                  SSL_new(fx->cctx));
@@ -290,7 +282,7 @@ static void test_outbound_close_notify_leaves_the_fin_to_the_close(void **state)
     assert_non_null(fx->raw_ssl);
     assert_int_equal(SSL_set_fd(fx->raw_ssl, fx->raw), 1);
     SSL_set_accept_state(fx->raw_ssl);
-    while (!(fx->events & TORII_STREAM_CONNECTED) && now_ms() < end) {
+    while (!(fx->events & TORII_STREAM_CONNECTED) && testclock_now_ms() < end) {
         (void)raw_handshake(fx);
         assert_int_not_equal(event_base_loop(fx->base, EVLOOP_ONCE | EVLOOP_NONBLOCK), -1);
         struct pollfd p = {.fd = fx->raw, .events = POLLIN};

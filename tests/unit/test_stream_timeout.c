@@ -21,13 +21,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "testclock.h"
 #include "torii/stream.h"
 
 #define OLD_MS   100                        /* the timeout that is set, then cleared */
@@ -43,14 +43,6 @@ struct fx {
     struct torii_stream *s;
     int n_timeout, n_connected, n_read, n_bad;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void stream_cb(struct torii_stream *s, int what, void *arg)
 {
@@ -68,10 +60,10 @@ static void stream_cb(struct torii_stream *s, int what, void *arg)
 /* Run the loop in passes of at most 20 ms until *flag != 0 or ms have passed. */
 static void run_until(struct fx *fx, const int *flag, int64_t ms)
 {
-    int64_t end = now_ms() + ms;
+    int64_t end = testclock_now_ms() + ms;
     struct timeval tv = {0, 20000};
 
-    while ((flag == NULL || *flag == 0) && now_ms() < end) {
+    while ((flag == NULL || *flag == 0) && testclock_now_ms() < end) {
         assert_int_equal(event_base_loopexit(fx->base, &tv), 0);
         assert_int_not_equal(event_base_dispatch(fx->base), -1);
     }
@@ -166,10 +158,10 @@ static void test_read_timeout_set_again_fires(void **state)
     fx->n_read = 0;
     peer_says(fx);
     torii_stream_timeouts(fx->s, OLD_MS, 0);
-    t0 = now_ms();
+    t0 = testclock_now_ms();
     run_until(fx, &fx->n_timeout, WAIT_MS);
     assert_int_equal(fx->n_timeout, 1);
-    assert_true(now_ms() - t0 >= OLD_MS - 10);
+    assert_true(testclock_now_ms() - t0 >= OLD_MS - 10);
 }
 
 /* Fill the output until the socket blocks (the peer does not read). */
@@ -186,9 +178,9 @@ static void peer_takes_some(struct fx *fx)
 {
     static unsigned char sink[65536];
     size_t before = torii_stream_unsent(fx->s);
-    int64_t end = now_ms() + WAIT_MS;
+    int64_t end = testclock_now_ms() + WAIT_MS;
 
-    while (torii_stream_unsent(fx->s) == before && now_ms() < end) {
+    while (torii_stream_unsent(fx->s) == before && testclock_now_ms() < end) {
         (void)recv(fx->raw, sink, sizeof(sink), MSG_DONTWAIT);
         run_until(fx, NULL, 20);
     }
