@@ -432,13 +432,20 @@ static void h2_recv(struct proxy_h2 *h)
 }
 
 /* Frames into the connection's output, up to PX_HIGH_WM unsent; a pass with nothing queued
- * (nghttp2_session_want_write) asks nghttp2 nothing. */
+ * (nghttp2_session_want_write) asks nghttp2 nothing. The unsent count is read before the
+ * first send, grown by what each send appends (only this loop writes the connection's
+ * output), and read again before stopping at the mark. */
 static void h2_send(struct proxy_h2 *h)
 {
     struct evbuffer *out = torii_stream_output(h->pc->st);
+    size_t unsent = SIZE_MAX; /* not read yet */
 
-    while (torii_stream_unsent(h->pc->st) < PX_HIGH_WM && nghttp2_session_want_write(h->s)) {
-        ssize_t n = torii_proxy__h2mem_send(&h->mem, h->s, out);
+    while (nghttp2_session_want_write(h->s)) {
+        ssize_t n;
+        if (unsent >= PX_HIGH_WM && (unsent = torii_stream_unsent(h->pc->st)) >= PX_HIGH_WM) {
+            break;
+        }
+        n = torii_proxy__h2mem_send(&h->mem, h->s, out);
         if (n < 0) {
             h->pc->dead = 1;
             return;
@@ -446,6 +453,7 @@ static void h2_send(struct proxy_h2 *h)
         if (n == 0) {
             break;
         }
+        unsent += (size_t)n;
     }
 }
 
