@@ -92,6 +92,14 @@ static void h2_wakes_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+int torii_proxy__h2_wake_init(struct proxy_worker *pw)
+{
+    if (pw->h2_wake_ev == NULL) {
+        pw->h2_wake_ev = event_new(pw->base, -1, 0, h2_wakes_cb, pw);
+    }
+    return pw->h2_wake_ev != NULL ? TORII_OK : TORII_ENOMEM;
+}
+
 void torii_proxy__h2_wake_clear(struct proxy_worker *pw)
 {
     while (pw->h2_woken != NULL) {
@@ -389,10 +397,7 @@ int torii_proxy__h2_detect(struct proxy_conn *pc)
     h->rst_budget = (long)pc->pw->cfg->h2_max_resets;
     h->last_active_us = torii_clock_mono_us();
     pc->h2 = h;
-    if (pc->pw->h2_wake_ev == NULL) {
-        pc->pw->h2_wake_ev = event_new(pc->pw->base, -1, 0, h2_wakes_cb, pc->pw);
-    }
-    if (pc->pw->h2_wake_ev == NULL || h2_session(h) != TORII_OK) {
+    if (torii_proxy__h2_wake_init(pc->pw) != TORII_OK || h2_session(h) != TORII_OK) {
         torii_log(TORII_LOG_WARN, "h2: cannot set up a session (client=%s)", pc->ip);
         pc->dead = 1;
         return 1;

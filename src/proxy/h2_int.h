@@ -117,6 +117,9 @@ struct proxy_h2 {
 /** Schedule a step of the connection (safe from a child's callbacks): the connections woken
  * during a loop turn are stepped together, oldest first, by one event of the worker. */
 void torii_proxy__h2_wake(struct proxy_h2 *h);
+/** Make the worker's wake event if it has none (each HTTP/2 connection's set-up). TORII_OK
+ * or TORII_ENOMEM. */
+int torii_proxy__h2_wake_init(struct proxy_worker *pw) TORII_MUST_USE;
 /** Free the worker's wake event (the worker stops; no connection is left). */
 void torii_proxy__h2_wake_clear(struct proxy_worker *pw);
 /** The client connection misbehaved (kind: a TORII_METRIC_H2_DEF_* counter): GOAWAY
