@@ -31,22 +31,84 @@
 #define H2_STREAM_WINDOW ((int32_t)256 * 1024) /* SETTINGS_INITIAL_WINDOW_SIZE */
 #define H2_CONN_WINDOW   ((int32_t)1024 * 1024)
 
-void torii_proxy__h2_wake(struct proxy_h2 *h)
+/* Bound on the connections one wake event steps; the rest go at its next run (same turn). */
+#define H2_WAKES_PER_RUN 1024
+
+static void h2_unwake(struct proxy_worker *pw, struct proxy_h2 *h)
 {
-    if (h->pc->busy) {
-        h->pc->again = 1; /* the connection is stepping: one more round */
+    if (h->wake_prev != NULL) {
+        h->wake_prev->wake_next = h->wake_next;
     } else {
-        event_active(h->kick, EV_READ, 0);
+        pw->h2_woken = h->wake_next;
     }
+    if (h->wake_next != NULL) {
+        h->wake_next->wake_prev = h->wake_prev;
+    } else {
+        pw->h2_woken_last = h->wake_prev;
+    }
+    h->wake_prev = h->wake_next = NULL;
+    h->woken = 0;
 }
 
-static void h2_kick_cb(evutil_socket_t fd, short what, void *arg)
+/* One event per worker instead of one per connection: a child's response, body or end
+ * wakes its connection, and every connection woken in a loop turn is stepped in one
+ * callback (one event activation per turn, not per response). */
+void torii_proxy__h2_wake(struct proxy_h2 *h)
 {
-    struct proxy_h2 *h = arg;
+    struct proxy_worker *pw = h->pc->pw;
+
+    if (h->pc->busy) {
+        h->pc->again = 1; /* the connection is stepping: one more round */
+        return;
+    }
+    if (h->woken) {
+        return;
+    }
+    h->woken = 1;
+    h->wake_next = NULL;
+    h->wake_prev = pw->h2_woken_last;
+    if (pw->h2_woken_last != NULL) {
+        pw->h2_woken_last->wake_next = h;
+    } else {
+        pw->h2_woken = h;
+        event_active(pw->h2_wake_ev, EV_READ, 0);
+    }
+    pw->h2_woken_last = h;
+}
+
+static void h2_wakes_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_worker *pw = arg;
 
     (void)fd;
     (void)what;
-    torii_proxy__run(h->pc);
+    for (unsigned i = 0; i < H2_WAKES_PER_RUN && pw->h2_woken != NULL; i++) {
+        struct proxy_h2 *h = pw->h2_woken;
+        h2_unwake(pw, h);
+        torii_proxy__run(h->pc); /* may free h, or wake others (appended) */
+    }
+    if (pw->h2_woken != NULL) {
+        event_active(pw->h2_wake_ev, EV_READ, 0);
+    }
+}
+
+int torii_proxy__h2_wake_init(struct proxy_worker *pw)
+{
+    if (pw->h2_wake_ev == NULL) {
+        pw->h2_wake_ev = event_new(pw->base, -1, 0, h2_wakes_cb, pw);
+    }
+    return pw->h2_wake_ev != NULL ? TORII_OK : TORII_ENOMEM;
+}
+
+void torii_proxy__h2_wake_clear(struct proxy_worker *pw)
+{
+    while (pw->h2_woken != NULL) {
+        h2_unwake(pw, pw->h2_woken);
+    }
+    if (pw->h2_wake_ev != NULL) {
+        event_free(pw->h2_wake_ev);
+        pw->h2_wake_ev = NULL;
+    }
 }
 
 void torii_proxy__h2_calm(struct proxy_h2 *h, int metric, const char *what)
@@ -335,8 +397,7 @@ int torii_proxy__h2_detect(struct proxy_conn *pc)
     h->rst_budget = (long)pc->pw->cfg->h2_max_resets;
     h->last_active_us = torii_clock_mono_us();
     pc->h2 = h;
-    h->kick = event_new(pc->pw->base, -1, 0, h2_kick_cb, h);
-    if (h->kick == NULL || h2_session(h) != TORII_OK) {
+    if (torii_proxy__h2_wake_init(pc->pw) != TORII_OK || h2_session(h) != TORII_OK) {
         torii_log(TORII_LOG_WARN, "h2: cannot set up a session (client=%s)", pc->ip);
         pc->dead = 1;
         return 1;
@@ -376,13 +437,20 @@ static void h2_recv(struct proxy_h2 *h)
 }
 
 /* Frames into the connection's output, up to PX_HIGH_WM unsent; a pass with nothing queued
- * (nghttp2_session_want_write) asks nghttp2 nothing. */
+ * (nghttp2_session_want_write) asks nghttp2 nothing. The unsent count is read before the
+ * first send, grown by what each send appends (only this loop writes the connection's
+ * output), and read again before stopping at the mark. */
 static void h2_send(struct proxy_h2 *h)
 {
     struct evbuffer *out = torii_stream_output(h->pc->st);
+    size_t unsent = SIZE_MAX; /* not read yet */
 
-    while (torii_stream_unsent(h->pc->st) < PX_HIGH_WM && nghttp2_session_want_write(h->s)) {
-        ssize_t n = torii_proxy__h2mem_send(&h->mem, h->s, out);
+    while (nghttp2_session_want_write(h->s)) {
+        ssize_t n;
+        if (unsent >= PX_HIGH_WM && (unsent = torii_stream_unsent(h->pc->st)) >= PX_HIGH_WM) {
+            break;
+        }
+        n = torii_proxy__h2mem_send(&h->mem, h->s, out);
         if (n < 0) {
             h->pc->dead = 1;
             return;
@@ -390,6 +458,7 @@ static void h2_send(struct proxy_h2 *h)
         if (n == 0) {
             break;
         }
+        unsent += (size_t)n;
     }
 }
 
@@ -528,8 +597,8 @@ void torii_proxy__h2_free(struct proxy_conn *pc)
         torii_proxy__h2s_free(h->streams);
     }
     nghttp2_session_del(h->s);
-    if (h->kick != NULL) {
-        event_free(h->kick);
+    if (h->woken) {
+        h2_unwake(pc->pw, h);
     }
     free(h);
     pc->h2 = NULL;

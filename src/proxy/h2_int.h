@@ -98,8 +98,8 @@ struct h2_stream {
 struct proxy_h2 {
     struct proxy_conn *pc; /* the client connection */
     nghttp2_session *s;
-    struct h2mem mem;   /* the allocator of s (h2mem.c) */
-    struct event *kick; /* deferred step of the connection (from a child's events) */
+    struct h2mem mem;                       /* the allocator of s (h2mem.c) */
+    struct proxy_h2 *wake_prev, *wake_next; /* in pw->h2_woken while woken */
     struct h2_stream *streams;
     unsigned n_streams;
     int64_t last_active_us; /* a stream ended or began */
@@ -109,12 +109,19 @@ struct proxy_h2 {
     long rst_budget;      /* client resets left before GOAWAY ENHANCE_YOUR_CALM */
     unsigned goaway : 1;  /* GOAWAY (drain) sent */
     unsigned closing : 1; /* connection error: close once the GOAWAY is out */
+    unsigned woken : 1;   /* in pw->h2_woken: a step is due at the worker's wake event */
 };
 
 /* ---- h2.c ---- */
 
-/** Schedule a step of the connection (safe from a child's callbacks). */
+/** Schedule a step of the connection (safe from a child's callbacks): the connections woken
+ * during a loop turn are stepped together, oldest first, by one event of the worker. */
 void torii_proxy__h2_wake(struct proxy_h2 *h);
+/** Make the worker's wake event if it has none (each HTTP/2 connection's set-up). TORII_OK
+ * or TORII_ENOMEM. */
+int torii_proxy__h2_wake_init(struct proxy_worker *pw) TORII_MUST_USE;
+/** Free the worker's wake event (the worker stops; no connection is left). */
+void torii_proxy__h2_wake_clear(struct proxy_worker *pw);
 /** The client connection misbehaved (kind: a TORII_METRIC_H2_DEF_* counter): GOAWAY
  * ENHANCE_YOUR_CALM and close once it is out. */
 void torii_proxy__h2_calm(struct proxy_h2 *h, int metric, const char *what);

@@ -165,4 +165,5 @@ void torii_proxy__h2_cache_clear(struct proxy_worker *pw)
         free(pc);
     }
     pw->n_h2c_free = 0;
+    torii_proxy__h2_wake_clear(pw);
 }

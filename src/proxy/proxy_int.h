@@ -31,6 +31,7 @@ struct proxy_target_state {
 #define PX_H2_FREE 256 /* HTTP/2 stream shells and stream children kept for reuse (h2cache.c) */
 
 struct h2_stream;
+struct proxy_h2;
 
 struct proxy_worker {
     struct event_base *base;
@@ -66,6 +67,10 @@ struct proxy_worker {
     struct proxy_conn *h2c_free; /* linked by next */
     unsigned n_h2c_free;
     struct h2mem_pool h2mem; /* the nghttp2 sessions' shared frame buffer (h2mem.c) */
+    /* HTTP/2 connections woken by their streams' children, stepped together once per loop
+     * turn by one event (h2.c: torii_proxy__h2_wake); linked by wake_next, oldest first */
+    struct event *h2_wake_ev;
+    struct proxy_h2 *h2_woken, *h2_woken_last;
 };
 
 /** Set up / tear down the proxy state of a worker (pool, health, well-known). */

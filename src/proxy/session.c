@@ -492,7 +492,7 @@ static void pc_flush(struct proxy_conn *pc)
         pc->dead = 1;
         return;
     }
-    after = torii_stream_unsent(pc->st);
+    after = before > 0 ? torii_stream_unsent(pc->st) : 0; /* (nothing can have gone) */
     if (after < before
         && ((before >= PX_HIGH_WM && after < PX_HIGH_WM)
             || (after == 0 && pc->phase == PH_CLOSING))) {
@@ -507,8 +507,7 @@ static void pc_flush(struct proxy_conn *pc)
         pc->again = 1;
         return;
     }
-    after = torii_proxy__up_unsent(pc->up);
-    if (before >= PX_HIGH_WM && after < PX_HIGH_WM) {
+    if (before >= PX_HIGH_WM && torii_proxy__up_unsent(pc->up) < PX_HIGH_WM) {
         pc->again = 1;
     }
 }

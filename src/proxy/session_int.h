@@ -207,7 +207,7 @@ struct proxy_conn *torii_proxy__h2c_take(struct proxy_worker *pw);
  * already freed; the timer's mode set to none, the event left as it is; the parser reset) for
  * the next stream: 1, or 0 when the list is full (the caller frees it). */
 int torii_proxy__h2c_put(struct proxy_worker *pw, struct proxy_conn *pc);
-/** Free the kept streams and children (the worker stops). */
+/** Free the kept streams and children, and the HTTP/2 wake event (the worker stops). */
 void torii_proxy__h2_cache_clear(struct proxy_worker *pw);
 /** The connection whose TLS session a request came on: pc, or for a stream child the
  * HTTP/2 connection of its stream (its per-connection caches serve every stream). */

@@ -375,6 +375,71 @@ static void test_stream_children_kept(void **state)
     event_base_free(base);
 }
 
+/* The worker's wake list: connections woken in a turn are stepped once each, oldest first,
+ * by one event; a second wake of a queued connection adds nothing; a connection freed while
+ * queued leaves the list (ASan: no use after free); a wake while the connection steps asks
+ * it for one more round instead. The connections are marked busy, so that a step only sets
+ * `again` (what torii_proxy__run does for a connection already stepping). */
+static void test_wake_batched(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct proxy_worker pw;
+    struct proxy_conn *pcs[3];
+    struct proxy_h2 *hs[3];
+
+    (void)state;
+    assert_non_null(base);
+    memset(&pw, 0, sizeof(pw));
+    pw.base = base;
+    assert_int_equal(torii_proxy__h2_wake_init(&pw), TORII_OK);
+    for (int i = 0; i < 3; i++) {
+        pcs[i] = calloc(1, sizeof(*pcs[i]));
+        hs[i] = calloc(1, sizeof(*hs[i]));
+        assert_non_null(pcs[i]);
+        assert_non_null(hs[i]);
+        pcs[i]->pw = &pw;
+        pcs[i]->h2 = hs[i];
+        hs[i]->pc = pcs[i];
+    }
+    torii_proxy__h2_wake(hs[0]);
+    assert_true(event_pending(pw.h2_wake_ev, EV_READ, NULL)); /* active, once */
+    torii_proxy__h2_wake(hs[1]);
+    torii_proxy__h2_wake(hs[2]);
+    torii_proxy__h2_wake(hs[0]);
+    assert_ptr_equal(pw.h2_woken, hs[0]);
+    assert_ptr_equal(hs[0]->wake_next, hs[1]);
+    assert_ptr_equal(hs[1]->wake_next, hs[2]);
+    assert_null(hs[2]->wake_next);
+    assert_ptr_equal(pw.h2_woken_last, hs[2]);
+    torii_proxy__h2_free(pcs[1]); /* freed while queued */
+    assert_null(pcs[1]->h2);
+    assert_ptr_equal(hs[0]->wake_next, hs[2]);
+    assert_ptr_equal(hs[2]->wake_prev, hs[0]);
+    for (int i = 0; i < 3; i++) {
+        pcs[i]->busy = 1;
+    }
+    assert_true(event_base_loop(base, EVLOOP_NONBLOCK) >= 0); /* 1: nothing left pending */
+    assert_null(pw.h2_woken);
+    assert_null(pw.h2_woken_last);
+    assert_int_equal(pcs[0]->again, 1);
+    assert_int_equal(pcs[1]->again, 0);
+    assert_int_equal(pcs[2]->again, 1);
+    assert_int_equal(hs[0]->woken, 0);
+    assert_int_equal(hs[2]->woken, 0);
+    pcs[2]->again = 0;
+    torii_proxy__h2_wake(hs[2]); /* busy: one more round, not queued */
+    assert_int_equal(pcs[2]->again, 1);
+    assert_null(pw.h2_woken);
+    assert_false(event_pending(pw.h2_wake_ev, EV_READ, NULL));
+    for (int i = 0; i < 3; i++) {
+        free(pcs[i]->h2);
+        free(pcs[i]);
+    }
+    torii_proxy__h2_cache_clear(&pw);
+    assert_null(pw.h2_wake_ev);
+    event_base_free(base);
+}
+
 /* A kept stream child keeps its request parser: reset (it may have stopped mid-message) and
  * armed again when taken; an idle stream child never gives it to the worker's pool. */
 static void test_stream_child_parser_kept(void **state)
@@ -450,6 +515,7 @@ int main(void)
         cmocka_unit_test(test_pipe_rearm),
         cmocka_unit_test(test_resp_fields),
         cmocka_unit_test(test_stream_child_parser_kept),
+        cmocka_unit_test(test_wake_batched),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
