@@ -6,7 +6,8 @@
 # docs/operations.md), every process stopped at the end.
 # Every row is measured in ROUNDS rounds, the proxies interleaved inside each round (torii,
 # torii+acme, HAProxy, nginx, Caddy; the order reversed every other round) so that a drift of
-# the shared machine hits all alike; a ratio is computed per round (torii / peer) and printed as median (min-max).
+# the shared machine hits all alike; a ratio is computed per round (torii / peer) and printed
+# as median (min-max).
 # Compares the proxies' own CPU time per unit of work (see shared peer notes: one client core
 # cannot saturate a proxy with full handshakes).
 # Metrics: keep-alive requests (CPU per request), 1 MiB responses (MB/s per core), latency at
@@ -39,7 +40,7 @@
 #   --only-core: torii and HAProxy only, the keep-alive, full/resumed handshake and idle
 #   memory rows only (the issue-14 item-5 figures; a few minutes);
 #   --only-instr: torii and HAProxy under valgrind's callgrind, user instructions per request
-#   on the keep-alive and HTTP/2 rows' workloads (load-independent; about 10 minutes);
+#   on the keep-alive and HTTP/2 rows' workloads (load-independent; about 2 minutes);
 #   --idle N: idle connections opened for the memory rows (default 2,000);
 #   --big 0 skips the large store; --only-torii skips the peers (torii's figures only);
 #   --only-h2 runs the HTTP/2 rows alone (1 certificate, every peer);
