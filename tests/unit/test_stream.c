@@ -448,6 +448,7 @@ struct late_send {
     const unsigned char *p;
     size_t len;
     unsigned delay_ms;
+    int64_t sent_ms; /* when the thread sent the rest (read after pthread_join) */
 };
 
 struct rawtls {
@@ -768,14 +769,14 @@ static void test_plain_read_timeout_reports_timeout_and_stays_usable(void **stat
     int64_t t0;
 
     fx_pair(fx, 0);
-    torii_stream_timeouts(fx->b.s, 80, 0);
+    /* t0 before the deadline is armed: the lower bound holds however slow the machine. */
     t0 = testclock_now_ms();
+    torii_stream_timeouts(fx->b.s, 80, 0);
     side_read(&fx->b, 1);
     RUN_UNTIL(fx->base, fx->b.n_timeout > 0, 2000);
     assert_int_equal(fx->b.n_timeout, 1);
     assert_int_equal(fx->b.events, TORII_STREAM_TIMEOUT);
     assert_true(fx->b.first_timeout_ms - t0 >= 70);
-    assert_true(fx->b.first_timeout_ms - t0 < 1000);
     /* Still usable: data arrives. */
     exchange(fx, &fx->a, &fx->b, "late but welcome");
     /* No timeout while reading is off. */
@@ -829,12 +830,12 @@ static void test_plain_write_timeout_then_write_when_drained(void **state)
     fx->raw = tcp_accept(fx->lfd);
     RUN_UNTIL(fx->base, fx->a.n_connected > 0, 2000);
     assert_int_equal(fx->a.n_connected, 1);
+    t0 = testclock_now_ms(); /* before the deadline is armed (see the read timeout test) */
     torii_stream_timeouts(fx->a.s, 0, 100);
     assert_int_equal(evbuffer_add(torii_stream_output(fx->a.s), fx->data, total), 0);
     assert_int_equal(torii_stream_flush(fx->a.s), TORII_OK);
     assert_true(torii_stream_unsent(fx->a.s) > 0);
     assert_true(torii_stream_unsent(fx->a.s) <= total);
-    t0 = testclock_now_ms();
     RUN_UNTIL(fx->base, fx->a.n_timeout > 0, 2000);
     assert_int_equal(fx->a.n_timeout, 1);
     assert_true(fx->a.first_timeout_ms - t0 >= 90);
@@ -871,8 +872,8 @@ static void test_plain_connect_timeout_reports_timeout_once(void **state)
     fx->a.s = torii_stream_connect(fx->base, (const struct sockaddr *)&full, sizeof(full), NULL);
     assert_non_null(fx->a.s);
     torii_stream_setcb(fx->a.s, side_cb, &fx->a);
+    t0 = testclock_now_ms(); /* before the deadline is armed (see the read timeout test) */
     torii_stream_timeouts(fx->a.s, 150, 100);
-    t0 = testclock_now_ms();
     RUN_UNTIL(fx->base, fx->a.n_cb > 0, 2000);
     run_for(fx->base, 30);
     if (fx->a.events & TORII_STREAM_CONNECTED) {
@@ -1328,11 +1329,12 @@ static void rawtls_start(struct fx *fx, struct event_base *base)
 
 static void *late_send_main(void *arg)
 {
-    const struct late_send *ls = arg;
+    struct late_send *ls = arg;
     struct timespec ts = {(time_t)(ls->delay_ms / 1000), (long)(ls->delay_ms % 1000) * 1000000};
 
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
+    ls->sent_ms = testclock_now_ms();
     (void)send(ls->fd, ls->p, ls->len, MSG_NOSIGNAL);
     return NULL;
 }
@@ -1408,8 +1410,10 @@ static void test_tls_partial_record_does_not_stall_loop(void **state)
     assert_memory_equal(evbuffer_pullup(c->got, -1), msg, sizeof(msg));
     assert_int_equal(c->n_error + c->n_eof, 0);
     assert_true(fired != 0);
-    assert_true(fired - t0 < 500); /* the loop went on while the record was incomplete */
-    assert_true(cpu_s < 0.5);      /* and did not spin */
+    /* The loop went on while the record was incomplete: the timer fired before the rest was
+     * sent (an order of events, not a duration, so a slow machine does not change it). */
+    assert_true(fired < fx->ls.sent_ms);
+    assert_true(cpu_s < 0.5); /* and did not spin */
 }
 
 /* A server that sends 0.5-RTT data right behind its handshake flight: the client's read gives
