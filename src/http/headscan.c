@@ -65,9 +65,10 @@ static size_t hs_value_run(const char *d, size_t i, size_t len)
     return hs_run(d, i, len, HS_VALUE);
 }
 
-static int hs_name_is(const char *n, size_t len, const char *name)
+/* torii_slice_eq_ci compares the lengths first; inlined, a literal's length is a constant. */
+static inline int hs_name_is(const char *n, size_t len, const char *name)
 {
-    return strlen(name) == len && torii_slice_eq_ci((struct torii_slice){n, len}, name);
+    return torii_slice_eq_ci((struct torii_slice){n, len}, name);
 }
 
 /* The methods of the subset: llhttp's method and the name with its SP. */

@@ -432,7 +432,9 @@ static void commit_begin(struct torii_http_parser *p, const struct http_fast_hea
     p->in_url = 1;
     p->url_off = p->head.len;
     p->url_len = h->line_len;
-    (void)store_append(&p->head, line, h->line_len);
+    if (line != NULL) {
+        (void)store_append(&p->head, line, h->line_len);
+    }
 }
 
 static void commit_field(struct torii_http_parser *p, const char *n, size_t nl, const char *v,
@@ -445,6 +447,30 @@ static void commit_field(struct torii_http_parser *p, const char *n, size_t nl, 
     r->val_off = p->fs->len;
     r->val_len = vl;
     (void)store_append(p->fs, v, vl);
+}
+
+/* A head read as text (http_head_scan): its bytes copied at once, the target or reason and
+ * each field recorded as offsets into the copy, the spans commit_begin and commit_field would
+ * have copied one by one. At the start of a message the fields go to the head's store. */
+static void commit_text(struct torii_http_parser *p, const struct http_fast_head *h, const char *d)
+{
+    struct field_store *fs = &p->head;
+    size_t base = fs->len;
+
+    commit_begin(p, h, NULL);
+    p->url_off = base + h->line_off;
+    (void)store_append(fs, d, h->head_len);
+    if (fs->cap_recs - fs->n < h->n) {
+        fs->cap_recs = fs->n + h->n > 16 ? fs->n + h->n : 16;
+        fs->recs = torii_xrealloc(fs->recs, fs->cap_recs * sizeof(*fs->recs));
+    }
+    for (size_t i = 0; i < h->n; i++) {
+        struct field_rec *r = &fs->recs[fs->n++];
+        r->name_off = base + h->f[i].name_off;
+        r->name_len = h->f[i].name_len;
+        r->val_off = base + h->f[i].val_off;
+        r->val_len = h->f[i].val_len;
+    }
 }
 
 static enum torii_http_parse_ev commit_end(struct torii_http_parser *p,
@@ -512,10 +538,7 @@ int http_parser_fast(struct torii_http_parser *p, const char *d, size_t len, siz
         || !parser_fast_ok(p, &h)) {
         return -1;
     }
-    commit_begin(p, &h, d + h.line_off);
-    for (size_t i = 0; i < h.n; i++) {
-        commit_field(p, d + h.f[i].name_off, h.f[i].name_len, d + h.f[i].val_off, h.f[i].val_len);
-    }
+    commit_text(p, &h, d);
     return (int)commit_end(p, &h, consumed);
 }
 
