@@ -66,47 +66,38 @@ static int hdr_eq(struct torii_slice a, struct torii_slice b)
     return 1;
 }
 
-/* Hop-by-hop or framing: never forwarded as is, in either direction. The first letter
- * filters most fields before any string compare. */
+/* Hop-by-hop or framing: never forwarded as is, in either direction. The length filters
+ * most fields before any string compare. */
 static int hdr_hop(struct torii_slice n, const struct hdr_tokens *tok)
 {
-    unsigned char c = n.len > 0 ? (unsigned char)(n.ptr[0] | 0x20) : 0;
+    int hop = 0;
 
-    switch (c) {
-    case 'c':
-        if (torii_slice_eq_ci(n, "Connection") || torii_slice_eq_ci(n, "Content-Length")) {
-            return 1;
-        }
+    switch (n.len) {
+    case 2:
+        hop = torii_slice_eq_ci(n, "TE");
         break;
-    case 'k':
-        if (torii_slice_eq_ci(n, "Keep-Alive")) {
-            return 1;
-        }
+    case 7:
+        hop = torii_slice_eq_ci(n, "Upgrade");
         break;
-    case 'p':
-        if (torii_slice_eq_ci(n, "Proxy-Connection")) {
-            return 1;
-        }
+    case 10:
+        hop = torii_slice_eq_ci(n, "Connection") || torii_slice_eq_ci(n, "Keep-Alive");
         break;
-    case 't':
-        if (torii_slice_eq_ci(n, "TE") || torii_slice_eq_ci(n, "Transfer-Encoding")) {
-            return 1;
-        }
+    case 14:
+        hop = torii_slice_eq_ci(n, "Content-Length");
         break;
-    case 'u':
-        if (torii_slice_eq_ci(n, "Upgrade")) {
-            return 1;
-        }
+    case 16:
+        hop = torii_slice_eq_ci(n, "Proxy-Connection");
+        break;
+    case 17:
+        hop = torii_slice_eq_ci(n, "Transfer-Encoding");
         break;
     default:
         break;
     }
-    for (size_t i = 0; i < tok->n; i++) {
-        if (hdr_eq(n, tok->t[i])) {
-            return 1;
-        }
+    for (size_t i = 0; !hop && i < tok->n; i++) {
+        hop = hdr_eq(n, tok->t[i]);
     }
-    return 0;
+    return hop;
 }
 
 /* Request-only drops: fields we answer (Expect), replace (forwarding, client certificate) or
@@ -189,14 +180,38 @@ static void out_u64(struct hdr_out *o, uint64_t v)
     out_put(o, b + i, sizeof(b) - i);
 }
 
+/* RFC 9110 tchar. */
+static int hdr_tchar(unsigned char c)
+{
+    if ((unsigned)(c | 0x20) - 'a' < 26u || (unsigned)c - '0' < 10u) {
+        return 1;
+    }
+    switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 static int hdr_tchar_only(struct torii_slice s)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-
     for (size_t i = 0; i < s.len; i++) {
-        unsigned char c = (unsigned char)s.ptr[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c != 0 && strchr(extra, c) != NULL))) {
+        if (!hdr_tchar((unsigned char)s.ptr[i])) {
             return 0;
         }
     }
@@ -204,9 +219,12 @@ static int hdr_tchar_only(struct torii_slice s)
 }
 
 /* RFC 7239 section 4: a value that is not a token goes in a quoted-string. Host values come
- * from our own validation (no '"' or '\\'), but escape anyway. */
+ * from our own validation (no '"' or '\\'), but escape anyway: the runs between those bytes
+ * go out whole. */
 static void out_fwd_value(struct hdr_out *o, struct torii_slice v)
 {
+    size_t run = 0;
+
     if (hdr_tchar_only(v)) {
         out_slice(o, v);
         return;
@@ -214,10 +232,12 @@ static void out_fwd_value(struct hdr_out *o, struct torii_slice v)
     out_put(o, "\"", 1);
     for (size_t i = 0; i < v.len; i++) {
         if (v.ptr[i] == '"' || v.ptr[i] == '\\') {
+            out_put(o, v.ptr + run, i - run);
             out_put(o, "\\", 1);
+            run = i; /* the byte itself opens the next run */
         }
-        out_put(o, v.ptr + i, 1);
     }
+    out_put(o, v.ptr + run, v.len - run);
     out_put(o, "\"", 1);
 }
 
@@ -351,7 +371,7 @@ static void req_emit_cb(struct hdr_out *o, const void *arg)
 int torii_proxy_req_head_write(struct evbuffer *out, const struct torii_http_req *req,
                                const struct torii_proxy_fwd *fwd)
 {
-    struct req_emit_arg a = {.req = req, .fwd = fwd};
+    struct req_emit_arg a; /* a.tok is filled below (its n first), not cleared */
     /* The request line, the fields, Host three times (one quoted and escaped), the client
      * address twice, and the fixed names and framing lines (under 256 bytes). */
     size_t guess = strlen(req->method) + req->target.len
@@ -359,6 +379,8 @@ int torii_proxy_req_head_write(struct evbuffer *out, const struct torii_http_req
                    + 2 * strlen(fwd->client_ip) + fwd->upgrade.len + fwd->client_cert.len
                    + fwd->client_cert_chain.len + fwd->extra.len + 320;
 
+    a.req = req;
+    a.fwd = fwd;
     hdr_conn_tokens(req->headers, req->n_headers, &a.tok);
     return hdr_write(out, guess, req_emit_cb, &a);
 }
@@ -464,15 +486,16 @@ int torii_proxy_resp_head_write(struct evbuffer *out, const struct torii_http_re
                                 enum torii_proxy_out_framing framing, uint64_t length, int close,
                                 int client_minor)
 {
-    struct resp_emit_arg a = {.resp = resp,
-                              .framing = framing,
-                              .length = length,
-                              .close = close,
-                              .client_minor = client_minor};
+    struct resp_emit_arg a; /* a.tok is filled below (its n first), not cleared */
     /* The status line (a reason of ours is under 64 bytes), the fields, and the framing and
      * connection lines of ours (under 128 bytes). */
     size_t guess = resp->reason.len + hdr_fields_len(resp->headers, resp->n_headers) + 256;
 
+    a.resp = resp;
+    a.framing = framing;
+    a.length = length;
+    a.close = close;
+    a.client_minor = client_minor;
     hdr_conn_tokens(resp->headers, resp->n_headers, &a.tok);
     return hdr_write(out, guess, resp_emit_cb, &a);
 }
