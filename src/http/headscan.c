@@ -48,7 +48,9 @@ static size_t hs_run(const char *d, size_t i, size_t len, unsigned k)
 }
 
 /* hs_run(d, i, len, HS_VALUE), eight bytes at a time while none of them ends the run (a byte
- * under 0x20 or over 0x7e); the byte loop finds where it ends. */
+ * under 0x20 or over 0x7e). In the mask, the lowest flagged byte is exact (no borrow or carry
+ * comes from the bytes below it), so on a little-endian machine its index is where the run
+ * ends; elsewhere, and for the last bytes, the byte loop finds it. */
 static size_t hs_value_run(const char *d, size_t i, size_t len)
 {
     const uint64_t ones = 0x0101010101010101ULL;
@@ -56,9 +58,15 @@ static size_t hs_value_run(const char *d, size_t i, size_t len)
 
     while (len - i >= 8) {
         uint64_t x;
+        uint64_t m;
         memcpy(&x, d + i, sizeof(x));
-        if ((((x - ones * 0x20) & ~x) | ((x + ones) | x)) & highs) {
+        m = (((x - ones * 0x20) & ~x) | ((x + ones) | x)) & highs;
+        if (m != 0) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return i + (size_t)__builtin_ctzll(m) / 8;
+#else
             break;
+#endif
         }
         i += 8;
     }

@@ -45,6 +45,21 @@ static void hdr_conn_tokens(const struct torii_http_header *h, size_t n, struct 
     hdr_list_tokens(h, n, "Connection", out);
 }
 
+/* The same, for hdr_hop: without "keep-alive", which names Keep-Alive, a field hdr_hop drops
+ * anyway; the usual "Connection: keep-alive" then lists nothing to compare each field with. */
+static void hdr_hop_tokens(const struct torii_http_header *h, size_t n, struct hdr_tokens *out)
+{
+    size_t k = 0;
+
+    hdr_conn_tokens(h, n, out);
+    for (size_t i = 0; i < out->n; i++) {
+        if (!torii_slice_eq_ci(out->t[i], "keep-alive")) {
+            out->t[k++] = out->t[i];
+        }
+    }
+    out->n = k;
+}
+
 static int hdr_eq(struct torii_slice a, struct torii_slice b)
 {
     if (a.len != b.len) {
@@ -381,7 +396,7 @@ int torii_proxy_req_head_write(struct evbuffer *out, const struct torii_http_req
 
     a.req = req;
     a.fwd = fwd;
-    hdr_conn_tokens(req->headers, req->n_headers, &a.tok);
+    hdr_hop_tokens(req->headers, req->n_headers, &a.tok);
     return hdr_write(out, guess, req_emit_cb, &a);
 }
 
@@ -414,7 +429,7 @@ void torii_proxy_resp_fields(const struct torii_http_resp *resp,
 {
     struct hdr_tokens tok;
 
-    hdr_conn_tokens(resp->headers, resp->n_headers, &tok);
+    hdr_hop_tokens(resp->headers, resp->n_headers, &tok);
     for (size_t i = 0; i < resp->n_headers; i++) {
         if (resp_field_kept(resp, resp->headers[i].name, framing, &tok)) {
             cb(arg, &resp->headers[i]);
@@ -496,7 +511,7 @@ int torii_proxy_resp_head_write(struct evbuffer *out, const struct torii_http_re
     a.length = length;
     a.close = close;
     a.client_minor = client_minor;
-    hdr_conn_tokens(resp->headers, resp->n_headers, &a.tok);
+    hdr_hop_tokens(resp->headers, resp->n_headers, &a.tok);
     return hdr_write(out, guess, resp_emit_cb, &a);
 }
 
