@@ -541,16 +541,24 @@ static size_t host_ip_literal_end(struct torii_slice host)
     return end > 2 ? end : 0;
 }
 
-/* A registered name up to ':' or the end: its length, 0 when empty or malformed. */
-static size_t host_reg_name_end(struct torii_slice host)
+/* A registered name up to ':' or the end, lower-cased into out as it is checked (at most
+ * TORII_SNI_NAME_MAX + 1 bytes: a trailing dot goes later): its length, 0 when empty,
+ * malformed or longer than any name. */
+static size_t host_reg_name_copy(struct torii_slice host, char *out)
 {
     size_t end = 0;
 
     while (end < host.len && host.ptr[end] != ':') {
-        if (!hdr_reg_char((unsigned char)host.ptr[end])) {
+        unsigned char c = (unsigned char)host.ptr[end];
+        if ((unsigned)c - 'A' < 26u) {
+            c = (unsigned char)(c | 0x20);
+        } else if (!hdr_reg_char(c)) {
             return 0;
         }
-        end++;
+        if (end > TORII_SNI_NAME_MAX) {
+            return 0;
+        }
+        out[end++] = (char)c;
     }
     return end;
 }
@@ -575,28 +583,29 @@ static int host_port_ok(struct torii_slice host, size_t end)
 
 int torii_proxy_host_parse(struct torii_slice host, char *out)
 {
+    int literal;
     size_t end;
-    size_t n = 0;
 
     if (host.len == 0 || host.len > TORII_SNI_NAME_MAX + 6) {
         return TORII_EINVAL;
     }
-    end = host.ptr[0] == '[' ? host_ip_literal_end(host) : host_reg_name_end(host);
+    literal = host.ptr[0] == '[';
+    end = literal ? host_ip_literal_end(host) : host_reg_name_copy(host, out);
     if (end == 0 || !host_port_ok(host, end)) {
         return TORII_EINVAL;
     }
-    if (host.ptr[end - 1] == '.' && host.ptr[0] != '[') {
+    if (!literal && host.ptr[end - 1] == '.') {
         end--;
     }
     if (end == 0 || end > TORII_SNI_NAME_MAX) {
         return TORII_EINVAL;
     }
-    for (size_t i = 0; i < end; i++) {
+    for (size_t i = 0; literal && i < end; i++) {
         char c = host.ptr[i];
-        out[n++] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+        out[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
     }
-    out[n] = '\0';
-    return (int)n;
+    out[end] = '\0';
+    return (int)end;
 }
 
 /* ---- upgrades (RFC 9110 section 7.8, RFC 6455 section 4.1) ------------------------------ */
