@@ -17,49 +17,6 @@ struct hdr_tokens {
     size_t n;
 };
 
-/* Collect the comma-separated tokens of every field called name. */
-static void hdr_list_tokens(const struct torii_http_header *h, size_t n, const char *name,
-                            struct hdr_tokens *out)
-{
-    size_t name_len = strlen(name);
-
-    out->n = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct torii_http_list it;
-        struct torii_slice tok;
-        if (h[i].name.len != name_len || !torii_slice_eq_ci(h[i].name, name)) {
-            continue;
-        }
-        torii_http_list_init(&it, h[i].value);
-        while (torii_http_list_next(&it, &tok)) {
-            if (out->n < HDR_MAX_CONN_TOKENS) {
-                out->t[out->n++] = tok;
-            }
-        }
-    }
-}
-
-/* Collect the field names listed in every Connection field. */
-static void hdr_conn_tokens(const struct torii_http_header *h, size_t n, struct hdr_tokens *out)
-{
-    hdr_list_tokens(h, n, "Connection", out);
-}
-
-/* The same, for hdr_hop: without "keep-alive", which names Keep-Alive, a field hdr_hop drops
- * anyway; the usual "Connection: keep-alive" then lists nothing to compare each field with. */
-static void hdr_hop_tokens(const struct torii_http_header *h, size_t n, struct hdr_tokens *out)
-{
-    size_t k = 0;
-
-    hdr_conn_tokens(h, n, out);
-    for (size_t i = 0; i < out->n; i++) {
-        if (!torii_slice_eq_ci(out->t[i], "keep-alive")) {
-            out->t[k++] = out->t[i];
-        }
-    }
-    out->n = k;
-}
-
 static int hdr_eq(struct torii_slice a, struct torii_slice b)
 {
     if (a.len != b.len) {
@@ -79,6 +36,47 @@ static int hdr_eq(struct torii_slice a, struct torii_slice b)
         }
     }
     return 1;
+}
+
+/* Collect the comma-separated tokens of every field called name. */
+static void hdr_list_tokens(const struct torii_http_header *h, size_t n, struct torii_slice name,
+                            struct hdr_tokens *out)
+{
+    out->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct torii_http_list it;
+        struct torii_slice tok;
+        if (h[i].name.len != name.len || !hdr_eq(h[i].name, name)) {
+            continue;
+        }
+        torii_http_list_init(&it, h[i].value);
+        while (torii_http_list_next(&it, &tok)) {
+            if (out->n < HDR_MAX_CONN_TOKENS) {
+                out->t[out->n++] = tok;
+            }
+        }
+    }
+}
+
+/* Collect the field names listed in every Connection field. */
+static void hdr_conn_tokens(const struct torii_http_header *h, size_t n, struct hdr_tokens *out)
+{
+    hdr_list_tokens(h, n, (struct torii_slice){"Connection", 10}, out);
+}
+
+/* The same, for hdr_hop: without "keep-alive", which names Keep-Alive, a field hdr_hop drops
+ * anyway; the usual "Connection: keep-alive" then lists nothing to compare each field with. */
+static void hdr_hop_tokens(const struct torii_http_header *h, size_t n, struct hdr_tokens *out)
+{
+    size_t k = 0;
+
+    hdr_conn_tokens(h, n, out);
+    for (size_t i = 0; i < out->n; i++) {
+        if (!torii_slice_eq_ci(out->t[i], "keep-alive")) {
+            out->t[k++] = out->t[i];
+        }
+    }
+    out->n = k;
 }
 
 /* Hop-by-hop or framing: never forwarded as is, in either direction. The length filters
@@ -679,7 +677,7 @@ void torii_proxy_upgrade_decide(const struct torii_http_req *req, enum torii_htt
     int listed = 0;
 
     memset(v, 0, sizeof(*v));
-    hdr_list_tokens(req->headers, req->n_headers, "Upgrade", &t);
+    hdr_list_tokens(req->headers, req->n_headers, (struct torii_slice){"Upgrade", 7}, &t);
     for (size_t i = 0; i < t.n; i++) {
         if (!torii_slice_eq_ci(t.t[i], "h2c")) { /* never: HTTP/2 is offered by ALPN only */
             tok = t.t[i];
