@@ -47,6 +47,27 @@ static size_t hs_run(const char *d, size_t i, size_t len, unsigned k)
     return i;
 }
 
+/* hs_run(d, i, len, HS_TCHAR), four bytes a step while four are left (field names). */
+static size_t hs_name_run(const char *d, size_t i, size_t len)
+{
+    while (len - i >= 4) {
+        if ((hs_class[(unsigned char)d[i]] & HS_TCHAR) == 0) {
+            return i;
+        }
+        if ((hs_class[(unsigned char)d[i + 1]] & HS_TCHAR) == 0) {
+            return i + 1;
+        }
+        if ((hs_class[(unsigned char)d[i + 2]] & HS_TCHAR) == 0) {
+            return i + 2;
+        }
+        if ((hs_class[(unsigned char)d[i + 3]] & HS_TCHAR) == 0) {
+            return i + 3;
+        }
+        i += 4;
+    }
+    return hs_run(d, i, len, HS_TCHAR);
+}
+
 /* hs_run(d, i, len, HS_VALUE), eight bytes at a time while none of them ends the run (a byte
  * under 0x20 or over 0x7e). In the mask, the lowest flagged byte is exact (no borrow or carry
  * comes from the bytes below it), so on a little-endian machine its index is where the run
@@ -176,7 +197,7 @@ static size_t hs_fields(const char *d, size_t i, size_t len, struct http_fast_he
         if (d[i] == '\r') {
             return len - i >= 2 && d[i + 1] == '\n' ? i + 2 : 0;
         }
-        ne = hs_run(d, i, len, HS_TCHAR);
+        ne = hs_name_run(d, i, len);
         if (ne == i || ne >= len || d[ne] != ':' || h->n == HTTP_FAST_MAX_FIELDS) {
             return 0;
         }

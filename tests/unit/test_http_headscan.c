@@ -334,8 +334,9 @@ static void test_every_byte(void **state)
     }
 }
 
-/* Every byte value at each place of the first 24 bytes of a long field value and reason: the
- * eight-byte steps of the value reader end at every offset of a word. */
+/* Every byte value at each place of the first 24 bytes of a long field value, reason and
+ * field name: the steps of the value (eight bytes) and name (four) readers end at every
+ * offset of a word. */
 static void test_value_words(void **state)
 {
     struct torii_http_limits lim;
@@ -353,6 +354,10 @@ static void test_value_words(void **state)
                            "HTTP/1.1 200 %.*s%%cwwwwwwwwwww\r\nContent-Length: 1\r\n\r\nx", k,
                            "OOOOOOOOOOOOOOOOOOOOOOOO");
             check_tpl(&lim, tpl, c, 1);
+            (void)snprintf(tpl, sizeof(tpl),
+                           "GET / HTTP/1.1\r\nHost: a\r\n%.*s%%cNNNNNNNNN: v\r\n\r\n", k,
+                           "NNNNNNNNNNNNNNNNNNNNNNNN");
+            check_tpl(&lim, tpl, c, 0);
         }
     }
 }
