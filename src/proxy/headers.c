@@ -38,10 +38,14 @@ static int hdr_eq(struct torii_slice a, struct torii_slice b)
     return 1;
 }
 
-/* Collect the comma-separated tokens of every field called name. */
+/* Collect the comma-separated tokens of every field called name (the first
+ * HDR_MAX_CONN_TOKENS); for_hop: without "keep-alive", which names Keep-Alive, a field hdr_hop
+ * drops anyway (it still counts towards the limit). */
 static void hdr_list_tokens(const struct torii_http_header *h, size_t n, struct torii_slice name,
-                            struct hdr_tokens *out)
+                            int for_hop, struct hdr_tokens *out)
 {
+    size_t seen = 0;
+
     out->n = 0;
     for (size_t i = 0; i < n; i++) {
         struct torii_http_list it;
@@ -51,8 +55,11 @@ static void hdr_list_tokens(const struct torii_http_header *h, size_t n, struct 
         }
         torii_http_list_init(&it, h[i].value);
         while (torii_http_list_next(&it, &tok)) {
-            if (out->n < HDR_MAX_CONN_TOKENS) {
-                out->t[out->n++] = tok;
+            if (seen < HDR_MAX_CONN_TOKENS) {
+                seen++;
+                if (!for_hop || !torii_slice_eq_ci(tok, "keep-alive")) {
+                    out->t[out->n++] = tok;
+                }
             }
         }
     }
@@ -61,22 +68,14 @@ static void hdr_list_tokens(const struct torii_http_header *h, size_t n, struct 
 /* Collect the field names listed in every Connection field. */
 static void hdr_conn_tokens(const struct torii_http_header *h, size_t n, struct hdr_tokens *out)
 {
-    hdr_list_tokens(h, n, (struct torii_slice){"Connection", 10}, out);
+    hdr_list_tokens(h, n, (struct torii_slice){"Connection", 10}, 0, out);
 }
 
-/* The same, for hdr_hop: without "keep-alive", which names Keep-Alive, a field hdr_hop drops
- * anyway; the usual "Connection: keep-alive" then lists nothing to compare each field with. */
+/* The same, for hdr_hop: the usual "Connection: keep-alive" then lists nothing to compare
+ * each field with. */
 static void hdr_hop_tokens(const struct torii_http_header *h, size_t n, struct hdr_tokens *out)
 {
-    size_t k = 0;
-
-    hdr_conn_tokens(h, n, out);
-    for (size_t i = 0; i < out->n; i++) {
-        if (!torii_slice_eq_ci(out->t[i], "keep-alive")) {
-            out->t[k++] = out->t[i];
-        }
-    }
-    out->n = k;
+    hdr_list_tokens(h, n, (struct torii_slice){"Connection", 10}, 1, out);
 }
 
 /* Hop-by-hop or framing: never forwarded as is, in either direction. The length filters
@@ -172,12 +171,31 @@ static void out_slice(struct hdr_out *o, struct torii_slice s)
     out_put(o, s.ptr, s.len);
 }
 
+/* "name: value" and CRLF, with one bound check. */
+static void out_line(struct hdr_out *o, struct torii_slice name, struct torii_slice v)
+{
+    size_t n = name.len + v.len + 4;
+
+    if (o->p != NULL && o->len + n <= o->cap) {
+        char *w = o->p + o->len;
+        if (name.len > 0) {
+            memcpy(w, name.ptr, name.len);
+        }
+        w += name.len;
+        w[0] = ':';
+        w[1] = ' ';
+        if (v.len > 0) {
+            memcpy(w + 2, v.ptr, v.len);
+        }
+        w[2 + v.len] = '\r';
+        w[3 + v.len] = '\n';
+    }
+    o->len += n;
+}
+
 static void out_field(struct hdr_out *o, const char *name, struct torii_slice v)
 {
-    out_str(o, name);
-    out_put(o, ": ", 2);
-    out_slice(o, v);
-    out_put(o, "\r\n", 2);
+    out_line(o, (struct torii_slice){name, strlen(name)}, v);
 }
 
 /* Decimal digits of v (snprintf costs a thousand instructions; this runs per response). */
@@ -283,10 +301,7 @@ static void req_head_emit(struct hdr_out *o, const struct torii_http_req *req,
         if (hdr_hop(h->name, tok) || hdr_req_drop(h->name) || hdr_listed(h->name, fwd)) {
             continue;
         }
-        out_slice(o, h->name);
-        out_put(o, ": ", 2);
-        out_slice(o, h->value);
-        out_put(o, "\r\n", 2);
+        out_line(o, h->name, h->value);
     }
     if (fwd->body == TORII_HTTP_BODY_LENGTH) {
         out_str(o, "Content-Length: ");
@@ -453,10 +468,7 @@ static void resp_head_emit(struct hdr_out *o, const struct torii_http_resp *resp
         if (!resp_field_kept(resp, h->name, framing, tok)) {
             continue;
         }
-        out_slice(o, h->name);
-        out_put(o, ": ", 2);
-        out_slice(o, h->value);
-        out_put(o, "\r\n", 2);
+        out_line(o, h->name, h->value);
     }
     if (framing == TORII_PROXY_OUT_LENGTH) {
         out_str(o, "Content-Length: ");
@@ -677,7 +689,7 @@ void torii_proxy_upgrade_decide(const struct torii_http_req *req, enum torii_htt
     int listed = 0;
 
     memset(v, 0, sizeof(*v));
-    hdr_list_tokens(req->headers, req->n_headers, (struct torii_slice){"Upgrade", 7}, &t);
+    hdr_list_tokens(req->headers, req->n_headers, (struct torii_slice){"Upgrade", 7}, 0, &t);
     for (size_t i = 0; i < t.n; i++) {
         if (!torii_slice_eq_ci(t.t[i], "h2c")) { /* never: HTTP/2 is offered by ALPN only */
             tok = t.t[i];
