@@ -5,18 +5,19 @@
 
 #include "http_int.h"
 
-int http_has_token(struct torii_slice v, const char *tok)
+void http_conn_tokens(struct torii_slice v, int *has_close, int *has_keep)
 {
     struct torii_http_list it;
     struct torii_slice el;
 
     torii_http_list_init(&it, v);
     while (torii_http_list_next(&it, &el)) {
-        if (torii_slice_eq_ci(el, tok)) {
-            return 1;
+        if (torii_slice_eq_ci(el, "close")) {
+            *has_close = 1;
+        } else if (torii_slice_eq_ci(el, "keep-alive")) {
+            *has_keep = 1;
         }
     }
-    return 0;
 }
 
 int http_parse_content_length(struct torii_slice v, int *seen, uint64_t *val)

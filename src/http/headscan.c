@@ -47,8 +47,31 @@ static size_t hs_run(const char *d, size_t i, size_t len, unsigned k)
     return i;
 }
 
+/* hs_run(d, i, len, HS_TCHAR), four bytes a step while four are left (field names). */
+static size_t hs_name_run(const char *d, size_t i, size_t len)
+{
+    while (len - i >= 4) {
+        if ((hs_class[(unsigned char)d[i]] & HS_TCHAR) == 0) {
+            return i;
+        }
+        if ((hs_class[(unsigned char)d[i + 1]] & HS_TCHAR) == 0) {
+            return i + 1;
+        }
+        if ((hs_class[(unsigned char)d[i + 2]] & HS_TCHAR) == 0) {
+            return i + 2;
+        }
+        if ((hs_class[(unsigned char)d[i + 3]] & HS_TCHAR) == 0) {
+            return i + 3;
+        }
+        i += 4;
+    }
+    return hs_run(d, i, len, HS_TCHAR);
+}
+
 /* hs_run(d, i, len, HS_VALUE), eight bytes at a time while none of them ends the run (a byte
- * under 0x20 or over 0x7e); the byte loop finds where it ends. */
+ * under 0x20 or over 0x7e). In the mask, the lowest flagged byte is exact (no borrow or carry
+ * comes from the bytes below it), so on a little-endian machine its index is where the run
+ * ends; elsewhere, and for the last bytes, the byte loop finds it. */
 static size_t hs_value_run(const char *d, size_t i, size_t len)
 {
     const uint64_t ones = 0x0101010101010101ULL;
@@ -56,18 +79,25 @@ static size_t hs_value_run(const char *d, size_t i, size_t len)
 
     while (len - i >= 8) {
         uint64_t x;
+        uint64_t m;
         memcpy(&x, d + i, sizeof(x));
-        if ((((x - ones * 0x20) & ~x) | ((x + ones) | x)) & highs) {
+        m = (((x - ones * 0x20) & ~x) | ((x + ones) | x)) & highs;
+        if (m != 0) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return i + (size_t)__builtin_ctzll(m) / 8;
+#else
             break;
+#endif
         }
         i += 8;
     }
     return hs_run(d, i, len, HS_VALUE);
 }
 
-static int hs_name_is(const char *n, size_t len, const char *name)
+/* torii_slice_eq_ci compares the lengths first; inlined, a literal's length is a constant. */
+static inline int hs_name_is(const char *n, size_t len, const char *name)
 {
-    return strlen(name) == len && torii_slice_eq_ci((struct torii_slice){n, len}, name);
+    return torii_slice_eq_ci((struct torii_slice){n, len}, name);
 }
 
 /* The methods of the subset: llhttp's method and the name with its SP. */
@@ -167,7 +197,7 @@ static size_t hs_fields(const char *d, size_t i, size_t len, struct http_fast_he
         if (d[i] == '\r') {
             return len - i >= 2 && d[i + 1] == '\n' ? i + 2 : 0;
         }
-        ne = hs_run(d, i, len, HS_TCHAR);
+        ne = hs_name_run(d, i, len);
         if (ne == i || ne >= len || d[ne] != ':' || h->n == HTTP_FAST_MAX_FIELDS) {
             return 0;
         }

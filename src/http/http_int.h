@@ -49,8 +49,10 @@ int http_parts_scan(const char *method, struct torii_slice target,
 
 /* fields.c: field values and the request-target, for both head readers' policy. */
 
-/** 1 when the comma-separated list v holds tok (case-insensitive). */
-int http_has_token(struct torii_slice v, const char *tok);
+/** The tokens of a Connection value v (a comma-separated list, case-insensitive): *has_close
+ * set to 1 when it holds "close", *has_keep when it holds "keep-alive" (else left as they are:
+ * several Connection fields accumulate). */
+void http_conn_tokens(struct torii_slice v, int *has_close, int *has_keep);
 
 /** Content-Length = 1*DIGIT; a list of identical values collapses (RFC 9110 section 8.6).
  * seen and val carry an earlier field's value. TORII_OK with *val, else TORII_EINVAL. */

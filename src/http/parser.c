@@ -68,14 +68,23 @@ static struct field_rec *store_new_rec(struct field_store *fs)
     return &fs->recs[fs->n++];
 }
 
-void http_store_build(struct field_store *fs)
+/* Room for n entries in fs->arr. The array keeps its capacity across requests: no allocation
+ * per request. */
+static void store_arr_reserve(struct field_store *fs, size_t n)
 {
-    /* The array keeps its capacity across requests: no allocation per request. */
-    if (fs->cap_arr < fs->n || fs->arr == NULL) {
-        fs->cap_arr = fs->n > 16 ? fs->n : 16;
+    if (fs->cap_arr < n || fs->arr == NULL) {
+        fs->cap_arr = n > 16 ? n : 16;
         free(fs->arr);
         fs->arr = torii_xcalloc(fs->cap_arr, sizeof(*fs->arr));
     }
+}
+
+void http_store_build(struct field_store *fs)
+{
+    if (fs->arr_ready) {
+        return;
+    }
+    store_arr_reserve(fs, fs->n);
     for (size_t i = 0; i < fs->n; i++) {
         const struct field_rec *r = &fs->recs[i];
         size_t vl = r->val_len;
@@ -99,6 +108,7 @@ static void store_reset(struct field_store *fs)
 {
     fs->len = 0;
     fs->n = 0;
+    fs->arr_ready = 0;
 }
 
 static void store_free(struct field_store *fs)
@@ -432,7 +442,9 @@ static void commit_begin(struct torii_http_parser *p, const struct http_fast_hea
     p->in_url = 1;
     p->url_off = p->head.len;
     p->url_len = h->line_len;
-    (void)store_append(&p->head, line, h->line_len);
+    if (line != NULL) {
+        (void)store_append(&p->head, line, h->line_len);
+    }
 }
 
 static void commit_field(struct torii_http_parser *p, const char *n, size_t nl, const char *v,
@@ -445,6 +457,37 @@ static void commit_field(struct torii_http_parser *p, const char *n, size_t nl, 
     r->val_off = p->fs->len;
     r->val_len = vl;
     (void)store_append(p->fs, v, vl);
+}
+
+/* A head read as text (http_head_scan): its bytes copied at once, the target or reason and
+ * each field pointing into the copy, the array http_store_build would have made of the spans
+ * commit_begin and commit_field copy one by one (values without their trailing spaces; the
+ * reader's subset has no leading ones and no tabs). The head's store is empty at the start of
+ * a message. */
+static void commit_text(struct torii_http_parser *p, const struct http_fast_head *h, const char *d)
+{
+    struct field_store *fs = &p->head;
+    const char *b;
+
+    commit_begin(p, h, NULL);
+    p->url_off = h->line_off;
+    store_reset(fs);
+    (void)store_append(fs, d, h->head_len);
+    store_arr_reserve(fs, h->n);
+    b = fs->buf;
+    for (size_t i = 0; i < h->n; i++) {
+        struct torii_http_header *f = &fs->arr[i];
+        size_t vl = h->f[i].val_len;
+        while (vl > 0 && b[h->f[i].val_off + vl - 1] == ' ') {
+            vl--;
+        }
+        f->name.ptr = b + h->f[i].name_off;
+        f->name.len = h->f[i].name_len;
+        f->value.ptr = b + h->f[i].val_off;
+        f->value.len = vl;
+    }
+    fs->n = h->n;
+    fs->arr_ready = 1;
 }
 
 static enum torii_http_parse_ev commit_end(struct torii_http_parser *p,
@@ -512,10 +555,7 @@ int http_parser_fast(struct torii_http_parser *p, const char *d, size_t len, siz
         || !parser_fast_ok(p, &h)) {
         return -1;
     }
-    commit_begin(p, &h, d + h.line_off);
-    for (size_t i = 0; i < h.n; i++) {
-        commit_field(p, d + h.f[i].name_off, h.f[i].name_len, d + h.f[i].val_off, h.f[i].val_len);
-    }
+    commit_text(p, &h, d);
     return (int)commit_end(p, &h, consumed);
 }
 

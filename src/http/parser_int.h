@@ -43,6 +43,7 @@ struct field_store {
     size_t n, cap_recs;
     struct torii_http_header *arr;
     size_t cap_arr;
+    int arr_ready; /* arr holds the n fields already (commit_text): no recs, nothing to build */
 };
 
 struct torii_http_parser {

@@ -45,8 +45,7 @@ static int head_fields_scan(struct torii_http_parser *p, struct head_fields *f)
             }
             f->expect = &h->value;
         } else if (torii_slice_eq_ci(h->name, "Connection")) {
-            f->conn_close |= http_has_token(h->value, "close");
-            f->conn_keep |= http_has_token(h->value, "keep-alive");
+            http_conn_tokens(h->value, &f->conn_close, &f->conn_keep);
         }
     }
     return 0;
@@ -151,8 +150,7 @@ static int resp_policy(struct torii_http_parser *p)
                 return http_parser_fail(p, 502, "invalid Content-Length from upstream");
             }
         } else if (torii_slice_eq_ci(h->name, "Connection")) {
-            conn_close |= http_has_token(h->value, "close");
-            conn_keep |= http_has_token(h->value, "keep-alive");
+            http_conn_tokens(h->value, &conn_close, &conn_keep);
         }
     }
     if (r->status == 101 && !p->allow_switch) {

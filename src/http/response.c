@@ -23,8 +23,10 @@ void torii_http_limits_default(struct torii_http_limits *lim)
 
 const struct torii_slice *torii_http_req_header(const struct torii_http_req *req, const char *name)
 {
+    size_t len = strlen(name); /* once: most fields end at the length compare */
+
     for (size_t i = 0; i < req->n_headers; i++) {
-        if (torii_slice_eq_ci(req->headers[i].name, name)) {
+        if (req->headers[i].name.len == len && torii_slice_eq_ci(req->headers[i].name, name)) {
             return &req->headers[i].value;
         }
     }

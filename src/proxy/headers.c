@@ -17,34 +17,6 @@ struct hdr_tokens {
     size_t n;
 };
 
-/* Collect the comma-separated tokens of every field called name. */
-static void hdr_list_tokens(const struct torii_http_header *h, size_t n, const char *name,
-                            struct hdr_tokens *out)
-{
-    size_t name_len = strlen(name);
-
-    out->n = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct torii_http_list it;
-        struct torii_slice tok;
-        if (h[i].name.len != name_len || !torii_slice_eq_ci(h[i].name, name)) {
-            continue;
-        }
-        torii_http_list_init(&it, h[i].value);
-        while (torii_http_list_next(&it, &tok)) {
-            if (out->n < HDR_MAX_CONN_TOKENS) {
-                out->t[out->n++] = tok;
-            }
-        }
-    }
-}
-
-/* Collect the field names listed in every Connection field. */
-static void hdr_conn_tokens(const struct torii_http_header *h, size_t n, struct hdr_tokens *out)
-{
-    hdr_list_tokens(h, n, "Connection", out);
-}
-
 static int hdr_eq(struct torii_slice a, struct torii_slice b)
 {
     if (a.len != b.len) {
@@ -66,47 +38,78 @@ static int hdr_eq(struct torii_slice a, struct torii_slice b)
     return 1;
 }
 
-/* Hop-by-hop or framing: never forwarded as is, in either direction. The first letter
- * filters most fields before any string compare. */
+/* Collect the comma-separated tokens of every field called name (the first
+ * HDR_MAX_CONN_TOKENS); for_hop: without "keep-alive", which names Keep-Alive, a field hdr_hop
+ * drops anyway (it still counts towards the limit). */
+static void hdr_list_tokens(const struct torii_http_header *h, size_t n, struct torii_slice name,
+                            int for_hop, struct hdr_tokens *out)
+{
+    size_t seen = 0;
+
+    out->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct torii_http_list it;
+        struct torii_slice tok;
+        if (h[i].name.len != name.len || !hdr_eq(h[i].name, name)) {
+            continue;
+        }
+        torii_http_list_init(&it, h[i].value);
+        while (torii_http_list_next(&it, &tok)) {
+            if (seen < HDR_MAX_CONN_TOKENS) {
+                seen++;
+                if (!for_hop || !torii_slice_eq_ci(tok, "keep-alive")) {
+                    out->t[out->n++] = tok;
+                }
+            }
+        }
+    }
+}
+
+/* Collect the field names listed in every Connection field. */
+static void hdr_conn_tokens(const struct torii_http_header *h, size_t n, struct hdr_tokens *out)
+{
+    hdr_list_tokens(h, n, (struct torii_slice){"Connection", 10}, 0, out);
+}
+
+/* The same, for hdr_hop: the usual "Connection: keep-alive" then lists nothing to compare
+ * each field with. */
+static void hdr_hop_tokens(const struct torii_http_header *h, size_t n, struct hdr_tokens *out)
+{
+    hdr_list_tokens(h, n, (struct torii_slice){"Connection", 10}, 1, out);
+}
+
+/* Hop-by-hop or framing: never forwarded as is, in either direction. The length filters
+ * most fields before any string compare. */
 static int hdr_hop(struct torii_slice n, const struct hdr_tokens *tok)
 {
-    unsigned char c = n.len > 0 ? (unsigned char)(n.ptr[0] | 0x20) : 0;
+    int hop = 0;
 
-    switch (c) {
-    case 'c':
-        if (torii_slice_eq_ci(n, "Connection") || torii_slice_eq_ci(n, "Content-Length")) {
-            return 1;
-        }
+    switch (n.len) {
+    case 2:
+        hop = torii_slice_eq_ci(n, "TE");
         break;
-    case 'k':
-        if (torii_slice_eq_ci(n, "Keep-Alive")) {
-            return 1;
-        }
+    case 7:
+        hop = torii_slice_eq_ci(n, "Upgrade");
         break;
-    case 'p':
-        if (torii_slice_eq_ci(n, "Proxy-Connection")) {
-            return 1;
-        }
+    case 10:
+        hop = torii_slice_eq_ci(n, "Connection") || torii_slice_eq_ci(n, "Keep-Alive");
         break;
-    case 't':
-        if (torii_slice_eq_ci(n, "TE") || torii_slice_eq_ci(n, "Transfer-Encoding")) {
-            return 1;
-        }
+    case 14:
+        hop = torii_slice_eq_ci(n, "Content-Length");
         break;
-    case 'u':
-        if (torii_slice_eq_ci(n, "Upgrade")) {
-            return 1;
-        }
+    case 16:
+        hop = torii_slice_eq_ci(n, "Proxy-Connection");
+        break;
+    case 17:
+        hop = torii_slice_eq_ci(n, "Transfer-Encoding");
         break;
     default:
         break;
     }
-    for (size_t i = 0; i < tok->n; i++) {
-        if (hdr_eq(n, tok->t[i])) {
-            return 1;
-        }
+    for (size_t i = 0; !hop && i < tok->n; i++) {
+        hop = hdr_eq(n, tok->t[i]);
     }
-    return 0;
+    return hop;
 }
 
 /* Request-only drops: fields we answer (Expect), replace (forwarding, client certificate) or
@@ -168,12 +171,31 @@ static void out_slice(struct hdr_out *o, struct torii_slice s)
     out_put(o, s.ptr, s.len);
 }
 
+/* "name: value" and CRLF, with one bound check. */
+static void out_line(struct hdr_out *o, struct torii_slice name, struct torii_slice v)
+{
+    size_t n = name.len + v.len + 4;
+
+    if (o->p != NULL && o->len + n <= o->cap) {
+        char *w = o->p + o->len;
+        if (name.len > 0) {
+            memcpy(w, name.ptr, name.len);
+        }
+        w += name.len;
+        w[0] = ':';
+        w[1] = ' ';
+        if (v.len > 0) {
+            memcpy(w + 2, v.ptr, v.len);
+        }
+        w[2 + v.len] = '\r';
+        w[3 + v.len] = '\n';
+    }
+    o->len += n;
+}
+
 static void out_field(struct hdr_out *o, const char *name, struct torii_slice v)
 {
-    out_str(o, name);
-    out_put(o, ": ", 2);
-    out_slice(o, v);
-    out_put(o, "\r\n", 2);
+    out_line(o, (struct torii_slice){name, strlen(name)}, v);
 }
 
 /* Decimal digits of v (snprintf costs a thousand instructions; this runs per response). */
@@ -189,14 +211,38 @@ static void out_u64(struct hdr_out *o, uint64_t v)
     out_put(o, b + i, sizeof(b) - i);
 }
 
+/* RFC 9110 tchar. */
+static int hdr_tchar(unsigned char c)
+{
+    if ((unsigned)(c | 0x20) - 'a' < 26u || (unsigned)c - '0' < 10u) {
+        return 1;
+    }
+    switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 static int hdr_tchar_only(struct torii_slice s)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-
     for (size_t i = 0; i < s.len; i++) {
-        unsigned char c = (unsigned char)s.ptr[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c != 0 && strchr(extra, c) != NULL))) {
+        if (!hdr_tchar((unsigned char)s.ptr[i])) {
             return 0;
         }
     }
@@ -204,9 +250,12 @@ static int hdr_tchar_only(struct torii_slice s)
 }
 
 /* RFC 7239 section 4: a value that is not a token goes in a quoted-string. Host values come
- * from our own validation (no '"' or '\\'), but escape anyway. */
+ * from our own validation (no '"' or '\\'), but escape anyway: the runs between those bytes
+ * go out whole. */
 static void out_fwd_value(struct hdr_out *o, struct torii_slice v)
 {
+    size_t run = 0;
+
     if (hdr_tchar_only(v)) {
         out_slice(o, v);
         return;
@@ -214,10 +263,12 @@ static void out_fwd_value(struct hdr_out *o, struct torii_slice v)
     out_put(o, "\"", 1);
     for (size_t i = 0; i < v.len; i++) {
         if (v.ptr[i] == '"' || v.ptr[i] == '\\') {
+            out_put(o, v.ptr + run, i - run);
             out_put(o, "\\", 1);
+            run = i; /* the byte itself opens the next run */
         }
-        out_put(o, v.ptr + i, 1);
     }
+    out_put(o, v.ptr + run, v.len - run);
     out_put(o, "\"", 1);
 }
 
@@ -250,10 +301,7 @@ static void req_head_emit(struct hdr_out *o, const struct torii_http_req *req,
         if (hdr_hop(h->name, tok) || hdr_req_drop(h->name) || hdr_listed(h->name, fwd)) {
             continue;
         }
-        out_slice(o, h->name);
-        out_put(o, ": ", 2);
-        out_slice(o, h->value);
-        out_put(o, "\r\n", 2);
+        out_line(o, h->name, h->value);
     }
     if (fwd->body == TORII_HTTP_BODY_LENGTH) {
         out_str(o, "Content-Length: ");
@@ -351,7 +399,7 @@ static void req_emit_cb(struct hdr_out *o, const void *arg)
 int torii_proxy_req_head_write(struct evbuffer *out, const struct torii_http_req *req,
                                const struct torii_proxy_fwd *fwd)
 {
-    struct req_emit_arg a = {.req = req, .fwd = fwd};
+    struct req_emit_arg a; /* a.tok is filled below (its n first), not cleared */
     /* The request line, the fields, Host three times (one quoted and escaped), the client
      * address twice, and the fixed names and framing lines (under 256 bytes). */
     size_t guess = strlen(req->method) + req->target.len
@@ -359,7 +407,9 @@ int torii_proxy_req_head_write(struct evbuffer *out, const struct torii_http_req
                    + 2 * strlen(fwd->client_ip) + fwd->upgrade.len + fwd->client_cert.len
                    + fwd->client_cert_chain.len + fwd->extra.len + 320;
 
-    hdr_conn_tokens(req->headers, req->n_headers, &a.tok);
+    a.req = req;
+    a.fwd = fwd;
+    hdr_hop_tokens(req->headers, req->n_headers, &a.tok);
     return hdr_write(out, guess, req_emit_cb, &a);
 }
 
@@ -392,7 +442,7 @@ void torii_proxy_resp_fields(const struct torii_http_resp *resp,
 {
     struct hdr_tokens tok;
 
-    hdr_conn_tokens(resp->headers, resp->n_headers, &tok);
+    hdr_hop_tokens(resp->headers, resp->n_headers, &tok);
     for (size_t i = 0; i < resp->n_headers; i++) {
         if (resp_field_kept(resp, resp->headers[i].name, framing, &tok)) {
             cb(arg, &resp->headers[i]);
@@ -418,10 +468,7 @@ static void resp_head_emit(struct hdr_out *o, const struct torii_http_resp *resp
         if (!resp_field_kept(resp, h->name, framing, tok)) {
             continue;
         }
-        out_slice(o, h->name);
-        out_put(o, ": ", 2);
-        out_slice(o, h->value);
-        out_put(o, "\r\n", 2);
+        out_line(o, h->name, h->value);
     }
     if (framing == TORII_PROXY_OUT_LENGTH) {
         out_str(o, "Content-Length: ");
@@ -464,16 +511,17 @@ int torii_proxy_resp_head_write(struct evbuffer *out, const struct torii_http_re
                                 enum torii_proxy_out_framing framing, uint64_t length, int close,
                                 int client_minor)
 {
-    struct resp_emit_arg a = {.resp = resp,
-                              .framing = framing,
-                              .length = length,
-                              .close = close,
-                              .client_minor = client_minor};
+    struct resp_emit_arg a; /* a.tok is filled below (its n first), not cleared */
     /* The status line (a reason of ours is under 64 bytes), the fields, and the framing and
      * connection lines of ours (under 128 bytes). */
     size_t guess = resp->reason.len + hdr_fields_len(resp->headers, resp->n_headers) + 256;
 
-    hdr_conn_tokens(resp->headers, resp->n_headers, &a.tok);
+    a.resp = resp;
+    a.framing = framing;
+    a.length = length;
+    a.close = close;
+    a.client_minor = client_minor;
+    hdr_hop_tokens(resp->headers, resp->n_headers, &a.tok);
     return hdr_write(out, guess, resp_emit_cb, &a);
 }
 
@@ -503,16 +551,24 @@ static size_t host_ip_literal_end(struct torii_slice host)
     return end > 2 ? end : 0;
 }
 
-/* A registered name up to ':' or the end: its length, 0 when empty or malformed. */
-static size_t host_reg_name_end(struct torii_slice host)
+/* A registered name up to ':' or the end, lower-cased into out as it is checked (at most
+ * TORII_SNI_NAME_MAX + 1 bytes: a trailing dot goes later): its length, 0 when empty,
+ * malformed or longer than any name. */
+static size_t host_reg_name_copy(struct torii_slice host, char *out)
 {
     size_t end = 0;
 
     while (end < host.len && host.ptr[end] != ':') {
-        if (!hdr_reg_char((unsigned char)host.ptr[end])) {
+        unsigned char c = (unsigned char)host.ptr[end];
+        if ((unsigned)c - 'A' < 26u) {
+            c = (unsigned char)(c | 0x20);
+        } else if (!hdr_reg_char(c)) {
             return 0;
         }
-        end++;
+        if (end > TORII_SNI_NAME_MAX) {
+            return 0;
+        }
+        out[end++] = (char)c;
     }
     return end;
 }
@@ -537,28 +593,29 @@ static int host_port_ok(struct torii_slice host, size_t end)
 
 int torii_proxy_host_parse(struct torii_slice host, char *out)
 {
+    int literal;
     size_t end;
-    size_t n = 0;
 
     if (host.len == 0 || host.len > TORII_SNI_NAME_MAX + 6) {
         return TORII_EINVAL;
     }
-    end = host.ptr[0] == '[' ? host_ip_literal_end(host) : host_reg_name_end(host);
+    literal = host.ptr[0] == '[';
+    end = literal ? host_ip_literal_end(host) : host_reg_name_copy(host, out);
     if (end == 0 || !host_port_ok(host, end)) {
         return TORII_EINVAL;
     }
-    if (host.ptr[end - 1] == '.' && host.ptr[0] != '[') {
+    if (!literal && host.ptr[end - 1] == '.') {
         end--;
     }
     if (end == 0 || end > TORII_SNI_NAME_MAX) {
         return TORII_EINVAL;
     }
-    for (size_t i = 0; i < end; i++) {
+    for (size_t i = 0; literal && i < end; i++) {
         char c = host.ptr[i];
-        out[n++] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+        out[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
     }
-    out[n] = '\0';
-    return (int)n;
+    out[end] = '\0';
+    return (int)end;
 }
 
 /* ---- upgrades (RFC 9110 section 7.8, RFC 6455 section 4.1) ------------------------------ */
@@ -632,7 +689,7 @@ void torii_proxy_upgrade_decide(const struct torii_http_req *req, enum torii_htt
     int listed = 0;
 
     memset(v, 0, sizeof(*v));
-    hdr_list_tokens(req->headers, req->n_headers, "Upgrade", &t);
+    hdr_list_tokens(req->headers, req->n_headers, (struct torii_slice){"Upgrade", 7}, 0, &t);
     for (size_t i = 0; i < t.n; i++) {
         if (!torii_slice_eq_ci(t.t[i], "h2c")) { /* never: HTTP/2 is offered by ALPN only */
             tok = t.t[i];

@@ -150,7 +150,11 @@ void torii_proxy__exchange_end(struct proxy_conn *pc, int up_reusable)
     torii_http_parser_next(pc->rp);
     if (keep) {
         pc->phase = PH_HEAD;
-        pc->again = 1; /* pipelined input may wait */
+        /* Pipelined input (or the head an HTTP/2 stream gave its child) waits: one more pass
+         * reads it. Otherwise this pass goes on to settle the idle connection. */
+        if (pc->head_given != 0 || evbuffer_get_length(torii_stream_input(pc->st)) > 0) {
+            pc->again = 1;
+        }
         torii_proxy__timer_arm(pc, PT_NONE, 0);
     } else {
         pc->phase = PH_CLOSING;
@@ -483,14 +487,16 @@ static void pc_close(struct proxy_conn *pc)
  * then the state machine steps again. */
 static void pc_flush(struct proxy_conn *pc)
 {
-    size_t before = torii_stream_unsent(pc->st);
+    size_t before = 0;
     size_t after;
 
-    if (pc->phase == PH_WAIT && evbuffer_get_length(torii_stream_output(pc->st)) == 0) {
-        before = 0; /* waiting for the response: what TLS queued (a ticket) goes with it */
-    } else if (torii_stream_flush(pc->st) != TORII_OK) {
-        pc->dead = 1;
-        return;
+    /* Waiting for the response with nothing to send: what TLS queued (a ticket) goes with it. */
+    if (pc->phase != PH_WAIT || evbuffer_get_length(torii_stream_output(pc->st)) > 0) {
+        before = torii_stream_unsent(pc->st);
+        if (torii_stream_flush(pc->st) != TORII_OK) {
+            pc->dead = 1;
+            return;
+        }
     }
     after = before > 0 ? torii_stream_unsent(pc->st) : 0; /* (nothing can have gone) */
     if (after < before

@@ -334,6 +334,34 @@ static void test_every_byte(void **state)
     }
 }
 
+/* Every byte value at each place of the first 24 bytes of a long field value, reason and
+ * field name: the steps of the value (eight bytes) and name (four) readers end at every
+ * offset of a word. */
+static void test_value_words(void **state)
+{
+    struct torii_http_limits lim;
+    char tpl[160];
+
+    (void)state;
+    torii_http_limits_default(&lim);
+    for (int k = 0; k < 24; k++) {
+        for (int c = 0; c < 256; c++) {
+            (void)snprintf(tpl, sizeof(tpl),
+                           "GET / HTTP/1.1\r\nHost: a\r\nX: %.*s%%cwwwwwwwwwww\r\n\r\n", k,
+                           "vvvvvvvvvvvvvvvvvvvvvvvv");
+            check_tpl(&lim, tpl, c, 0);
+            (void)snprintf(tpl, sizeof(tpl),
+                           "HTTP/1.1 200 %.*s%%cwwwwwwwwwww\r\nContent-Length: 1\r\n\r\nx", k,
+                           "OOOOOOOOOOOOOOOOOOOOOOOO");
+            check_tpl(&lim, tpl, c, 1);
+            (void)snprintf(tpl, sizeof(tpl),
+                           "GET / HTTP/1.1\r\nHost: a\r\n%.*s%%cNNNNNNNNN: v\r\n\r\n", k,
+                           "NNNNNNNNNNNNNNNNNNNNNNNN");
+            check_tpl(&lim, tpl, c, 0);
+        }
+    }
+}
+
 /* The limits: at, under and over max_headers, max_target and max_header_bytes. */
 static void test_limits(void **state)
 {
@@ -684,7 +712,7 @@ int main(void)
         cmocka_unit_test(test_limits),      cmocka_unit_test(test_mutations),
         cmocka_unit_test(test_scan),        cmocka_unit_test(test_parts_cases),
         cmocka_unit_test(test_parts_bytes), cmocka_unit_test(test_parts_limits),
-        cmocka_unit_test(test_count),
+        cmocka_unit_test(test_count),       cmocka_unit_test(test_value_words),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -282,6 +282,29 @@ static void test_host_parse_validates_and_normalizes(void **state)
     assert_true(torii_proxy_host_parse((struct torii_slice){":80", 3}, out) < 0);
 }
 
+/* Names at the length limit, with and without a trailing dot and a port. */
+static void test_host_parse_lengths(void **state)
+{
+    char out[TORII_SNI_NAME_MAX + 1];
+    char in[TORII_SNI_NAME_MAX + 8];
+    size_t max = TORII_SNI_NAME_MAX;
+
+    (void)state;
+    memset(in, 'A', sizeof(in));
+    memcpy(in + max, ".:1", 3);
+    assert_int_equal(torii_proxy_host_parse((struct torii_slice){in, max}, out), (int)max);
+    assert_int_equal(strlen(out), max);
+    assert_true(out[0] == 'a' && out[max - 1] == 'a');
+    assert_int_equal(torii_proxy_host_parse((struct torii_slice){in, max + 1}, out), (int)max);
+    assert_int_equal(torii_proxy_host_parse((struct torii_slice){in, max + 3}, out), (int)max);
+    in[max] = 'A';
+    assert_true(torii_proxy_host_parse((struct torii_slice){in, max + 1}, out) < 0);
+    memcpy(in + max + 1, ".:1", 3);
+    assert_true(torii_proxy_host_parse((struct torii_slice){in, max + 2}, out) < 0);
+    assert_true(torii_proxy_host_parse((struct torii_slice){in, max + 4}, out) < 0);
+    assert_true(torii_proxy_host_parse((struct torii_slice){in, max + 6}, out) < 0);
+}
+
 #define H(n, v)                                                                                    \
     {                                                                                              \
         {n, sizeof(n) - 1},                                                                        \
@@ -557,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_routes_default_route),
         cmocka_unit_test(test_routes_config_errors_not_silent),
         cmocka_unit_test(test_host_parse_validates_and_normalizes),
+        cmocka_unit_test(test_host_parse_lengths),
         cmocka_unit_test(test_req_head_drops_hop_by_hop_and_replaces_forwarding),
         cmocka_unit_test(test_resp_head_reframes),
         cmocka_unit_test(test_response_parser_framing),
