@@ -580,11 +580,15 @@ static int h2s_raw_take(struct h2_stream *st, struct evbuffer *out)
     return TORII_OK;
 }
 
-/* Parse what the child wrote, up to PX_HIGH_WM of body waiting for the client. */
+/* Parse what the child wrote, up to PX_HIGH_WM of body waiting for the client. The
+ * connection is woken only when that made progress (bytes taken from the pipe, the response
+ * complete): a pass that found nothing new (the service of a kicked stream, before its child
+ * runs) asks for no other step. */
 static int h2s_parse(struct h2_stream *st, struct evbuffer *out)
 {
-    size_t before = evbuffer_get_length(st->body);
-    int go = 1;
+    size_t before = evbuffer_get_length(st->body), pending = evbuffer_get_length(out);
+    unsigned done = st->resp_done;
+    int go = 1, moved;
 
     while (go > 0 && !st->resp_done && !st->tunnel && !st->direct
            && evbuffer_get_length(st->body) < PX_HIGH_WM) {
@@ -612,11 +616,15 @@ static int h2s_parse(struct h2_stream *st, struct evbuffer *out)
     if ((st->tunnel || st->direct) && !st->resp_done && h2s_raw_take(st, out) != TORII_OK) {
         return TORII_ENOMEM;
     }
+    moved = st->resp_done != done || evbuffer_get_length(out) != pending;
     if (st->deferred && (st->resp_done || evbuffer_get_length(st->body) > before)) {
         st->deferred = 0;
+        moved = 1; /* resumed: a step sends it */
         (void)nghttp2_session_resume_data(st->h->s, st->id);
     }
-    torii_proxy__h2_wake(st->h);
+    if (moved) {
+        torii_proxy__h2_wake(st->h);
+    }
     return TORII_OK;
 }
 
