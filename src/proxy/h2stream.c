@@ -634,7 +634,10 @@ static int h2s_pipe_send(struct torii_stream *pipe, void *arg)
     struct evbuffer *out = torii_stream_output(pipe);
 
     if (st->child == NULL || st->resp_done) {
-        (void)evbuffer_drain(out, evbuffer_get_length(out)); /* nobody to send it to */
+        size_t n = evbuffer_get_length(out); /* usually none: the child is ending */
+        if (n > 0) {
+            (void)evbuffer_drain(out, n); /* nobody to send it to */
+        }
         return TORII_OK;
     }
     h2s_give_back(st);
