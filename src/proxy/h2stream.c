@@ -859,7 +859,9 @@ void torii_proxy__h2s_service(struct h2_stream *st)
         if (!st->resp_done) {
             (void)h2s_parse(st, torii_stream_output(st->child->st));
         }
-        torii_proxy__run(st->child); /* may end it: torii_proxy__h2s_child_gone */
+        if (!st->resp_done || st->tunnel) {
+            torii_proxy__run(st->child); /* may end it: torii_proxy__h2s_child_gone */
+        } /* else its exchange ended (access log, upstream back to the pool): it ends below */
     }
     h2s_give_back(st);
     if (st->child != NULL && st->resp_done && !st->tunnel) {
