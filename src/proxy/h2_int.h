@@ -93,6 +93,7 @@ struct h2_stream {
     unsigned direct : 1;   /* the child handed over the upstream's parsed response head: the
                             * pipe then carries its body raw (no re-parse) */
     unsigned resp_end : 1; /* direct: the child's response ended; done once the pipe is empty */
+    unsigned rp_fed : 1;   /* rp was fed (a response written by the engine): reset it for reuse */
 };
 
 struct proxy_h2 {

@@ -93,8 +93,8 @@ void torii_proxy__h2s_shell_put(struct proxy_worker *pw, struct h2_stream *st)
         free(st);
         return;
     }
-    if (k.rp != NULL) {
-        torii_http_parser_reset(k.rp);
+    if (k.rp != NULL && st->rp_fed) {
+        torii_http_parser_reset(k.rp); /* else as it was reset (its settings are set anew) */
     }
     st->next = pw->h2s_free;
     pw->h2s_free = st;

@@ -46,23 +46,27 @@ static int h2_has8(uint64_t w, uint8_t c)
     return ((x - H2_ONES) & ~x & H2_HIGHS) != 0;
 }
 
-/* n bytes of src lower-cased into dst. */
+/* n bytes of src lower-cased into dst: 8 at a time, the last 8 overlapping the ones before
+ * (lower-casing twice changes nothing); a name under 8 bytes one by one. */
 static void h2_lower(char *dst, const char *src, size_t n)
 {
     uint64_t w;
-    size_t k = 0;
 
-    for (; k + 8 <= n; k += 8) {
+    if (n < 8) {
+        for (size_t k = 0; k < n; k++) {
+            char c = src[k];
+            dst[k] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+        }
+        return;
+    }
+    for (size_t k = 0; k + 8 < n; k += 8) {
         memcpy(&w, src + k, 8);
         w = h2_lower8(w);
         memcpy(dst + k, &w, 8);
     }
-    if (k < n) {
-        w = 0;
-        memcpy(&w, src + k, n - k);
-        w = h2_lower8(w);
-        memcpy(dst + k, &w, n - k);
-    }
+    memcpy(&w, src + n - 8, 8);
+    w = h2_lower8(w);
+    memcpy(dst + n - 8, &w, 8);
 }
 
 void torii_proxy__h2_nv_add(struct h2_nvbuf *b, struct torii_slice name, struct torii_slice value)

@@ -597,6 +597,7 @@ static int h2s_parse(struct h2_stream *st, struct evbuffer *out)
         if (evbuffer_peek(out, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
             break;
         }
+        st->rp_fed = 1;
         go = h2s_parse_ev(st, torii_http_parser_feed(st->rp, v.iov_base, v.iov_len, &used));
         (void)evbuffer_drain(out, used);
         if (used == 0 && go > 0) {
