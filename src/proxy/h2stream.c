@@ -875,6 +875,9 @@ void torii_proxy__h2s_free(struct h2_stream *st)
     struct proxy_h2 *h = st->h;
 
     h2s_child_end(st);
+    if (h->cur == st) {
+        h->cur = NULL;
+    }
     if (st->linked) {
         if (st->prev != NULL) {
             st->prev->next = st->next;
