@@ -565,15 +565,16 @@ static int h2s_parse_ev(struct h2_stream *st, enum torii_http_parse_ev ev)
  * the child's reading of the backend. */
 static int h2s_raw_take(struct h2_stream *st, struct evbuffer *out)
 {
-    size_t have = evbuffer_get_length(st->body), n = evbuffer_get_length(out);
+    size_t have = evbuffer_get_length(st->body), n = evbuffer_get_length(out), left = n;
 
     if (have < PX_HIGH_WM && n > 0) {
         n = n < PX_HIGH_WM - have ? n : PX_HIGH_WM - have;
         if (evbuffer_remove_buffer(out, st->body, n) != (int)n) {
             return TORII_ENOMEM;
         }
+        left -= n;
     }
-    if ((st->tun_eof || st->resp_end) && evbuffer_get_length(out) == 0) {
+    if ((st->tun_eof || st->resp_end) && left == 0) {
         st->resp_done = 1; /* END_STREAM (or the trailers) once the body is out */
         st->resp_trl = st->resp_end && st->n_rtrl > 0 && !st->head_req;
     }
@@ -747,7 +748,8 @@ int torii_proxy__h2s_resp_head(struct proxy_conn *child, const struct torii_http
     int rc;
 
     /* What the engine wrote before (its 100 Continue, an interim response) goes first. */
-    if (h2s_parse(st, torii_stream_output(child->st)) != TORII_OK) {
+    if (evbuffer_get_length(torii_stream_output(child->st)) > 0
+        && h2s_parse(st, torii_stream_output(child->st)) != TORII_OK) {
         return TORII_EIO;
     }
     st->direct = 1;
