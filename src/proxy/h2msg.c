@@ -106,7 +106,7 @@ int torii_proxy__h2_conn_specific(const char *name, size_t n)
 {
     const char *want;
 
-    switch (n) { /* the length rules out most names before any compare */
+    switch (n) { /* the length and the first letter rule out most names before any compare */
     case 7:
         want = "upgrade";
         break;
@@ -122,7 +122,7 @@ int torii_proxy__h2_conn_specific(const char *name, size_t n)
     default:
         return 0;
     }
-    return strncasecmp(name, want, n) == 0;
+    return (name[0] | 0x20) == want[0] && strncasecmp(name, want, n) == 0;
 }
 
 int torii_proxy__h2_trailer_ok(const char *name, size_t n)
