@@ -170,9 +170,20 @@ static int h2_on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, voi
     return ctl && h2_control_frame(h) != 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
-static struct h2_stream *h2_stream_of(nghttp2_session *s, int32_t id)
+/* The stream of id: the one of the last callback when it is the same (the fields of a header
+ * block come one callback each), else nghttp2's look-up (a hash map). */
+static struct h2_stream *h2_stream_of(struct proxy_h2 *h, int32_t id)
 {
-    return nghttp2_session_get_stream_user_data(s, id);
+    struct h2_stream *st = h->cur;
+
+    if (st != NULL && st->id == id) {
+        return st;
+    }
+    st = nghttp2_session_get_stream_user_data(h->s, id);
+    if (st != NULL) {
+        h->cur = st;
+    }
+    return st;
 }
 
 static int h2_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *arg)
@@ -191,10 +202,10 @@ static int h2_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void 
 static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
                         size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *arg)
 {
-    struct h2_stream *st = h2_stream_of(s, f->hd.stream_id);
+    struct h2_stream *st = h2_stream_of(arg, f->hd.stream_id);
 
     (void)flags;
-    (void)arg;
+    (void)s;
     if (st == NULL || f->hd.type != NGHTTP2_HEADERS) {
         return 0;
     }
@@ -209,14 +220,13 @@ static int h2_on_invalid_header(nghttp2_session *s, const nghttp2_frame *f, cons
                                 size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags,
                                 void *arg)
 {
-    struct h2_stream *st = h2_stream_of(s, f->hd.stream_id);
+    struct h2_stream *st = h2_stream_of(arg, f->hd.stream_id);
 
     (void)name;
     (void)nlen;
     (void)value;
     (void)vlen;
     (void)flags;
-    (void)arg;
     if (st != NULL && !st->bad) {
         st->bad = 1;
         (void)nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id,
@@ -241,9 +251,10 @@ static int h2_on_rst(struct proxy_h2 *h, struct h2_stream *st)
 static int h2_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 {
     struct proxy_h2 *h = arg;
-    struct h2_stream *st = h2_stream_of(s, f->hd.stream_id);
+    struct h2_stream *st = h2_stream_of(h, f->hd.stream_id);
     int end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
 
+    (void)s;
     switch (f->hd.type) {
     case NGHTTP2_HEADERS:
         if (st != NULL && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
@@ -268,10 +279,9 @@ static int h2_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ar
 static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
                       size_t len, void *arg)
 {
-    struct h2_stream *st = h2_stream_of(s, id);
+    struct h2_stream *st = h2_stream_of(arg, id);
 
     (void)flags;
-    (void)arg;
     if (st == NULL) {
         (void)nghttp2_session_consume_connection(s, len);
         return 0;
@@ -282,12 +292,14 @@ static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8
 
 static int h2_on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *arg)
 {
-    struct h2_stream *st = h2_stream_of(s, id);
+    struct proxy_h2 *h = arg;
+    struct h2_stream *st = h2_stream_of(h, id);
 
     (void)code;
-    (void)arg;
+    (void)s;
     if (st != NULL) {
         st->closed = 1; /* freed by the next sweep, outside nghttp2 */
+        h->cur = NULL;  /* nghttp2 forgets it: later frames of id find no stream, as before */
     }
     return 0;
 }

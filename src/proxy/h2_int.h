@@ -93,6 +93,7 @@ struct h2_stream {
     unsigned direct : 1;   /* the child handed over the upstream's parsed response head: the
                             * pipe then carries its body raw (no re-parse) */
     unsigned resp_end : 1; /* direct: the child's response ended; done once the pipe is empty */
+    unsigned rp_fed : 1;   /* rp was fed (a response written by the engine): reset it for reuse */
 };
 
 struct proxy_h2 {
@@ -101,6 +102,7 @@ struct proxy_h2 {
     struct h2mem mem;                       /* the allocator of s (h2mem.c) */
     struct proxy_h2 *wake_prev, *wake_next; /* in pw->h2_woken while woken */
     struct h2_stream *streams;
+    struct h2_stream *cur; /* the stream of the last callback (h2.c); NULL once closed or freed */
     unsigned n_streams;
     int64_t last_active_us; /* a stream ended or began */
     int64_t ctl_sec;        /* control-frame window (second) and its count */

@@ -81,10 +81,11 @@ void torii_proxy__h2s_shell_put(struct proxy_worker *pw, struct h2_stream *st)
         torii_proxy__h2f_clear(st->fields);
     }
     for (size_t i = 0; i < 3; i++) {
+        size_t n = b[i] != NULL ? evbuffer_get_length(b[i]) : 0;
         if (b[i] == NULL) {
             whole = 0;
-        } else {
-            (void)evbuffer_drain(b[i], evbuffer_get_length(b[i]));
+        } else if (n > 0) { /* usually empty by now */
+            (void)evbuffer_drain(b[i], n);
         }
     }
     if (!whole || pw->n_h2s_free >= PX_H2_FREE) {
@@ -92,8 +93,8 @@ void torii_proxy__h2s_shell_put(struct proxy_worker *pw, struct h2_stream *st)
         free(st);
         return;
     }
-    if (k.rp != NULL) {
-        torii_http_parser_reset(k.rp);
+    if (k.rp != NULL && st->rp_fed) {
+        torii_http_parser_reset(k.rp); /* else as it was reset (its settings are set anew) */
     }
     st->next = pw->h2s_free;
     pw->h2s_free = st;

@@ -22,14 +22,58 @@ void torii_proxy__h2_nv_init(struct h2_nvbuf *b, const struct torii_http_header 
     b->names = bytes <= sizeof(b->names_s) ? b->names_s : torii_xcalloc(1, bytes);
 }
 
+/* Bytes of 8 at once (SWAR: each byte of a 64-bit word a lane; names and values are short,
+ * a loop per byte costs several instructions per byte). */
+#define H2_ONES  0x0101010101010101ULL
+#define H2_HIGHS 0x8080808080808080ULL
+
+/* Upper-case ASCII letters of the 8 bytes of w lower-cased, every other byte unchanged. */
+static uint64_t h2_lower8(uint64_t w)
+{
+    uint64_t low7 = w & ~H2_HIGHS;                     /* each byte below 0x80 */
+    uint64_t ge_a = low7 + H2_ONES * (0x80 - 'A');     /* high bit: byte >= 'A' */
+    uint64_t gt_z = low7 + H2_ONES * (0x80 - 'Z' - 1); /* high bit: byte > 'Z' */
+    uint64_t upper = ge_a & ~gt_z & ~w & H2_HIGHS;     /* 'A'..'Z', no byte >= 0x80 */
+
+    return w | (upper >> 2); /* 0x80 >> 2 = 0x20, the case bit */
+}
+
+/* 1 when one of the 8 bytes of w equals c. */
+static int h2_has8(uint64_t w, uint8_t c)
+{
+    uint64_t x = w ^ (H2_ONES * c);
+
+    return ((x - H2_ONES) & ~x & H2_HIGHS) != 0;
+}
+
+/* n bytes of src lower-cased into dst: 8 at a time, the last 8 overlapping the ones before
+ * (lower-casing twice changes nothing); a name under 8 bytes one by one. */
+static void h2_lower(char *dst, const char *src, size_t n)
+{
+    uint64_t w;
+
+    if (n < 8) {
+        for (size_t k = 0; k < n; k++) {
+            char c = src[k];
+            dst[k] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+        }
+        return;
+    }
+    for (size_t k = 0; k + 8 < n; k += 8) {
+        memcpy(&w, src + k, 8);
+        w = h2_lower8(w);
+        memcpy(dst + k, &w, 8);
+    }
+    memcpy(&w, src + n - 8, 8);
+    w = h2_lower8(w);
+    memcpy(dst + n - 8, &w, 8);
+}
+
 void torii_proxy__h2_nv_add(struct h2_nvbuf *b, struct torii_slice name, struct torii_slice value)
 {
     char *lc = b->names + b->used;
 
-    for (size_t k = 0; k < name.len; k++) {
-        char c = name.ptr[k];
-        lc[k] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-    }
+    h2_lower(lc, name.ptr, name.len);
     b->used += name.len;
     /* nghttp2_nv wants non-const pointers; nghttp2 copies what they point to */
     b->nv[b->n++] = (nghttp2_nv){(uint8_t *)lc, (uint8_t *)(uintptr_t)value.ptr, name.len,
@@ -55,26 +99,30 @@ static int h2_name_char(uint8_t c)
     return c != 0 && strchr("!#$%&'*+.^_`|~", c) != NULL;
 }
 
-static int h2_eq(const uint8_t *p, size_t n, const char *s)
-{
-    return strlen(s) == n && memcmp(p, s, n) == 0;
-}
+/* p[0..n) is the string literal s (its length known at compile time). */
+#define H2_IS(p, n, s) ((n) == sizeof(s) - 1 && memcmp((p), (s), sizeof(s) - 1) == 0)
 
 int torii_proxy__h2_conn_specific(const char *name, size_t n)
 {
-    static const char *const names[] = {"connection",        "keep-alive", "proxy-connection",
-                                        "transfer-encoding", "upgrade",    NULL};
-    char c = n > 0 ? (char)(name[0] | 0x20) : 0;
+    const char *want;
 
-    if (c != 'c' && c != 'k' && c != 'p' && c != 't' && c != 'u') {
-        return 0; /* the first letter rules out most names before any compare */
+    switch (n) { /* the length and the first letter rule out most names before any compare */
+    case 7:
+        want = "upgrade";
+        break;
+    case 10:
+        want = (name[0] | 0x20) == 'c' ? "connection" : "keep-alive";
+        break;
+    case 16:
+        want = "proxy-connection";
+        break;
+    case 17:
+        want = "transfer-encoding";
+        break;
+    default:
+        return 0;
     }
-    for (size_t i = 0; names[i] != NULL; i++) {
-        if (strlen(names[i]) == n && strncasecmp(name, names[i], n) == 0) {
-            return 1;
-        }
-    }
-    return 0;
+    return (name[0] | 0x20) == want[0] && strncasecmp(name, want, n) == 0;
 }
 
 int torii_proxy__h2_trailer_ok(const char *name, size_t n)
@@ -95,10 +143,19 @@ int torii_proxy__h2_trailer_ok(const char *name, size_t n)
 
 static int h2_value_ok(const uint8_t *v, size_t n)
 {
+    uint64_t w;
+    size_t i = 0;
+
     if (n > 0 && (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t')) {
         return 0;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (; i + 8 <= n; i += 8) { /* no NUL, CR or LF: 8 bytes a test */
+        memcpy(&w, v + i, 8);
+        if (h2_has8(w, '\0') || h2_has8(w, '\r') || h2_has8(w, '\n')) {
+            return 0;
+        }
+    }
+    for (; i < n; i++) {
         if (v[i] == '\0' || v[i] == '\r' || v[i] == '\n') {
             return 0;
         }
@@ -108,13 +165,10 @@ static int h2_value_ok(const uint8_t *v, size_t n)
 
 static enum h2_field_kind h2_pseudo_kind(const uint8_t *name, size_t nlen, const char **why)
 {
-    static const char *const pseudo[] = {":method", ":scheme",   ":authority",
-                                         ":path",   ":protocol", NULL};
-
-    for (size_t i = 0; pseudo[i] != NULL; i++) {
-        if (h2_eq(name, nlen, pseudo[i])) {
-            return H2F_PSEUDO;
-        }
+    if (H2_IS(name, nlen, ":method") || H2_IS(name, nlen, ":scheme")
+        || H2_IS(name, nlen, ":authority") || H2_IS(name, nlen, ":path")
+        || H2_IS(name, nlen, ":protocol")) {
+        return H2F_PSEUDO;
     }
     *why = "unknown pseudo-header field";
     return H2F_MALFORMED;
@@ -145,7 +199,7 @@ enum h2_field_kind torii_proxy__h2_field_kind(const uint8_t *name, size_t nlen,
         *why = "connection-specific field";
         return H2F_MALFORMED;
     }
-    if (h2_eq(name, nlen, "te") && !h2_eq(value, vlen, "trailers")) {
+    if (H2_IS(name, nlen, "te") && !H2_IS(value, vlen, "trailers")) {
         *why = "te other than \"trailers\"";
         return H2F_MALFORMED;
     }
@@ -168,7 +222,7 @@ static int h2_token(const char *s)
 {
     for (; *s != '\0'; s++) {
         uint8_t c = (uint8_t)*s;
-        if (!h2_name_char(c) && !(c >= 'A' && c <= 'Z')) {
+        if (!(c >= 'A' && c <= 'Z') && !h2_name_char(c)) { /* methods are upper case */
             return 0;
         }
     }

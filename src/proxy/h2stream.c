@@ -565,26 +565,31 @@ static int h2s_parse_ev(struct h2_stream *st, enum torii_http_parse_ev ev)
  * the child's reading of the backend. */
 static int h2s_raw_take(struct h2_stream *st, struct evbuffer *out)
 {
-    size_t have = evbuffer_get_length(st->body), n = evbuffer_get_length(out);
+    size_t have = evbuffer_get_length(st->body), n = evbuffer_get_length(out), left = n;
 
     if (have < PX_HIGH_WM && n > 0) {
         n = n < PX_HIGH_WM - have ? n : PX_HIGH_WM - have;
         if (evbuffer_remove_buffer(out, st->body, n) != (int)n) {
             return TORII_ENOMEM;
         }
+        left -= n;
     }
-    if ((st->tun_eof || st->resp_end) && evbuffer_get_length(out) == 0) {
+    if ((st->tun_eof || st->resp_end) && left == 0) {
         st->resp_done = 1; /* END_STREAM (or the trailers) once the body is out */
         st->resp_trl = st->resp_end && st->n_rtrl > 0 && !st->head_req;
     }
     return TORII_OK;
 }
 
-/* Parse what the child wrote, up to PX_HIGH_WM of body waiting for the client. */
+/* Parse what the child wrote, up to PX_HIGH_WM of body waiting for the client. The
+ * connection is woken only when that made progress (bytes taken from the pipe, the response
+ * complete): a pass that found nothing new (the service of a kicked stream, before its child
+ * runs) asks for no other step. */
 static int h2s_parse(struct h2_stream *st, struct evbuffer *out)
 {
-    size_t before = evbuffer_get_length(st->body);
-    int go = 1;
+    size_t before = evbuffer_get_length(st->body), pending = evbuffer_get_length(out);
+    unsigned done = st->resp_done;
+    int go = 1, moved;
 
     while (go > 0 && !st->resp_done && !st->tunnel && !st->direct
            && evbuffer_get_length(st->body) < PX_HIGH_WM) {
@@ -593,6 +598,7 @@ static int h2s_parse(struct h2_stream *st, struct evbuffer *out)
         if (evbuffer_peek(out, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
             break;
         }
+        st->rp_fed = 1;
         go = h2s_parse_ev(st, torii_http_parser_feed(st->rp, v.iov_base, v.iov_len, &used));
         (void)evbuffer_drain(out, used);
         if (used == 0 && go > 0) {
@@ -612,11 +618,15 @@ static int h2s_parse(struct h2_stream *st, struct evbuffer *out)
     if ((st->tunnel || st->direct) && !st->resp_done && h2s_raw_take(st, out) != TORII_OK) {
         return TORII_ENOMEM;
     }
+    moved = st->resp_done != done || evbuffer_get_length(out) != pending;
     if (st->deferred && (st->resp_done || evbuffer_get_length(st->body) > before)) {
         st->deferred = 0;
+        moved = 1; /* resumed: a step sends it */
         (void)nghttp2_session_resume_data(st->h->s, st->id);
     }
-    torii_proxy__h2_wake(st->h);
+    if (moved) {
+        torii_proxy__h2_wake(st->h);
+    }
     return TORII_OK;
 }
 
@@ -626,7 +636,10 @@ static int h2s_pipe_send(struct torii_stream *pipe, void *arg)
     struct evbuffer *out = torii_stream_output(pipe);
 
     if (st->child == NULL || st->resp_done) {
-        (void)evbuffer_drain(out, evbuffer_get_length(out)); /* nobody to send it to */
+        size_t n = evbuffer_get_length(out); /* usually none: the child is ending */
+        if (n > 0) {
+            (void)evbuffer_drain(out, n); /* nobody to send it to */
+        }
         return TORII_OK;
     }
     h2s_give_back(st);
@@ -735,7 +748,8 @@ int torii_proxy__h2s_resp_head(struct proxy_conn *child, const struct torii_http
     int rc;
 
     /* What the engine wrote before (its 100 Continue, an interim response) goes first. */
-    if (h2s_parse(st, torii_stream_output(child->st)) != TORII_OK) {
+    if (evbuffer_get_length(torii_stream_output(child->st)) > 0
+        && h2s_parse(st, torii_stream_output(child->st)) != TORII_OK) {
         return TORII_EIO;
     }
     st->direct = 1;
@@ -848,7 +862,9 @@ void torii_proxy__h2s_service(struct h2_stream *st)
         if (!st->resp_done) {
             (void)h2s_parse(st, torii_stream_output(st->child->st));
         }
-        torii_proxy__run(st->child); /* may end it: torii_proxy__h2s_child_gone */
+        if (!st->resp_done || st->tunnel) {
+            torii_proxy__run(st->child); /* may end it: torii_proxy__h2s_child_gone */
+        } /* else its exchange ended (access log, upstream back to the pool): it ends below */
     }
     h2s_give_back(st);
     if (st->child != NULL && st->resp_done && !st->tunnel) {
@@ -861,6 +877,9 @@ void torii_proxy__h2s_free(struct h2_stream *st)
     struct proxy_h2 *h = st->h;
 
     h2s_child_end(st);
+    if (h->cur == st) {
+        h->cur = NULL;
+    }
     if (st->linked) {
         if (st->prev != NULL) {
             st->prev->next = st->next;

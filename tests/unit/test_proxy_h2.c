@@ -90,6 +90,57 @@ static void test_malformed_fields(void **state)
     assert_int_equal(kind("x-a", "1\0002", 3), H2F_MALFORMED);
     assert_int_equal(KIND("x-a", " lead"), H2F_MALFORMED);
     assert_int_equal(KIND("x-a", "trail\t"), H2F_MALFORMED);
+    /* the value is tested 8 bytes at a time: a bad byte in every lane and in the tail */
+    for (size_t at = 1; at < 19; at++) {
+        char v[20] = "abcdefghijklmnopqrs";
+        const char bad[3] = {'\0', '\r', '\n'};
+        for (size_t k = 0; k < 3; k++) {
+            v[at] = bad[k];
+            assert_int_equal(kind("x-a", v, 19), H2F_MALFORMED);
+        }
+    }
+    assert_int_equal(KIND("x-a", "\x80\xff\x0e\x0c\x0b\x09\x8d\x8a\xc3\xa9 x"), H2F_REGULAR);
+    assert_int_equal(KIND("connectio", "x"), H2F_REGULAR);
+    assert_int_equal(KIND("keep-alivE", "x"), H2F_MALFORMED);
+    assert_int_equal(KIND("xonnection", "x"), H2F_REGULAR);
+    assert_int_equal(KIND(":method2", "GET"), H2F_MALFORMED);
+}
+
+/* Names of a response HEADERS frame are lower-cased 8 bytes at a time: only A-Z change. */
+static void test_nv_lower(void **state)
+{
+    const char *in[] = {"Content-Type",
+                        "X-ABCDEFGHIJKLMNOPQRSTUVWXYZ@[`{~",
+                        "ETag",
+                        "\xc3\x89\xc1\xda-Z",
+                        "a",
+                        "Location",
+                        "Content-Encoding"};
+    const char *want[] = {"content-type",
+                          "x-abcdefghijklmnopqrstuvwxyz@[`{~",
+                          "etag",
+                          "\xc3\x89\xc1\xda-z",
+                          "a",
+                          "location",
+                          "content-encoding"};
+    struct torii_http_header f[7];
+    struct h2_nvbuf b;
+
+    (void)state;
+    for (size_t i = 0; i < 7; i++) {
+        f[i].name = (struct torii_slice){in[i], strlen(in[i])};
+        f[i].value = (struct torii_slice){"v", 1};
+    }
+    torii_proxy__h2_nv_init(&b, f, 7, 0);
+    for (size_t i = 0; i < 7; i++) {
+        torii_proxy__h2_nv_add(&b, f[i].name, f[i].value);
+    }
+    assert_int_equal(b.n, 7);
+    for (size_t i = 0; i < 7; i++) {
+        assert_int_equal(b.nv[i].namelen, strlen(want[i]));
+        assert_memory_equal(b.nv[i].name, want[i], strlen(want[i]));
+    }
+    torii_proxy__h2_nv_free(&b);
 }
 
 static int pseudo(const char *m, const char *s, const char *a, const char *p, const char *h)
@@ -268,6 +319,7 @@ static void test_stream_shell_reused(void **state)
     assert_int_equal(torii_http_parser_feed(st->rp, partial, sizeof(partial) - 1, &used),
                      TORII_HTTP_PARSE_MORE);
     assert_true(torii_http_parser_started(st->rp));
+    st->rp_fed = 1; /* as h2s_parse marks it: only a fed parser is reset */
     assert_int_equal(evbuffer_add(st->body, "body", 4), 0);
     assert_int_equal(torii_proxy__h2f_add(st->fields, "x", 1, "y", 1), TORII_OK);
     assert_int_equal(evbuffer_add(st->held, "held", 4), 0);
@@ -289,6 +341,7 @@ static void test_stream_shell_reused(void **state)
     assert_non_null(again->rp);
     assert_false(torii_http_parser_started(again->rp));
     assert_null(torii_http_parser_resp(again->rp));
+    assert_int_equal(again->rp_fed, 0);
     torii_proxy__h2s_shell_put(&pw, again);
     torii_proxy__h2_cache_clear(&pw);
     assert_int_equal(pw.n_h2s_free, 0);
@@ -507,6 +560,7 @@ int main(void)
         cmocka_unit_test(test_trailer_fields),
         cmocka_unit_test(test_pseudo_fields),
         cmocka_unit_test(test_malformed_fields),
+        cmocka_unit_test(test_nv_lower),
         cmocka_unit_test(test_pseudo_set),
         cmocka_unit_test(test_pipe_stream),
         cmocka_unit_test(test_stream_shell_reused),
