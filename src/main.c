@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 
 #include "main_int.h"
+#include "torii/blkcache.h"
 #include "torii/clock.h"
 #include "torii/ctl.h"
 #include "torii/log.h"
@@ -116,7 +117,14 @@ int main(int argc, char **argv)
     enum torii_log_level lvl;
     int rc;
 
-    /* First of all: no core dump may carry a key or a KEK out of this process. */
+    /* Before any OpenSSL or libevent call: their allocations go through the workers' block
+     * caches (torii/blkcache.h); a refusal leaves them on malloc, which works the same. */
+    rc = torii_blkcache_hooks_install();
+    if (rc != TORII_OK && rc != TORII_EUNSUPPORTED) {
+        torii_log(TORII_LOG_WARN, "main: allocator hooks not installed (%s): plain malloc",
+                  torii_strerror(rc));
+    }
+    /* Then, before anything else: no core dump may carry a key or a KEK out of this process. */
     if (torii_daemon_harden(&heb) != TORII_OK) {
         (void)fprintf(stderr, "torii: %s\n", heb.msg);
         return 1;

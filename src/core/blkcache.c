@@ -1,0 +1,259 @@
+/* blkcache.c - the per-thread block cache and the allocation hooks of OpenSSL and libevent
+ * (include/torii/blkcache.h says why they are process-wide and who calls what). */
+#include "torii/blkcache.h"
+
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <openssl/crypto.h>
+
+/* AddressSanitizer builds keep OpenSSL and libevent on plain malloc (blkcache.h). */
+#if defined(__SANITIZE_ADDRESS__)
+#define BLKCACHE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BLKCACHE_ASAN 1
+#endif
+#endif
+#ifndef BLKCACHE_ASAN
+#define BLKCACHE_ASAN 0
+#endif
+
+#define BLKCACHE_DEFAULT_BYTES ((size_t)512 * 1024)
+#define BLKCACHE_DEFAULT_PER   128u
+/* Classes below BLKCACHE_DIRECT (usable sizes up to 2,024 bytes: nghttp2's stream blocks,
+ * libevent's small chains) have a slot each; the larger ones (up to
+ * TORII_BLKCACHE_MAX_BLOCK) share 2^BLKCACHE_HASH_BITS slots by a hash of the class: a slot
+ * holds one class at a time, taken by the first block given back while it is empty. A worker
+ * uses a handful of large sizes (record buffers, chain sizes, frame chunks), so two of them
+ * rarely meet; when they do, the later one's blocks are freed as without a cache. */
+#define BLKCACHE_DIRECT    128u
+#define BLKCACHE_HASH_BITS 6u
+#define BLKCACHE_SLOTS     (BLKCACHE_DIRECT + (1u << BLKCACHE_HASH_BITS))
+#define BLKCACHE_MAX_CLASS ((TORII_BLKCACHE_MAX_BLOCK + 8) / 16)
+
+/* The blocks of one class, a list linked through their first bytes. */
+struct blkcache_slot {
+    void *head;
+    uint32_t k; /* the class of the blocks in head (meaningful while head is not NULL) */
+    uint32_t n; /* blocks in head */
+};
+
+struct torii_blkcache {
+    struct blkcache_slot slot[BLKCACHE_SLOTS];
+    size_t max_bytes;
+    uint32_t max_per_class;
+    struct torii_blkcache_stats st;
+};
+
+/* The calling thread's cache (a proxy worker's), NULL on every other thread. */
+static _Thread_local struct torii_blkcache *blkcache_mine;
+
+static struct blkcache_slot *blkcache_slot(struct torii_blkcache *c, size_t k)
+{
+    uint32_t h;
+
+    if (k < BLKCACHE_DIRECT) {
+        return &c->slot[k];
+    }
+    h = ((uint32_t)k * 0x9e3779b1u) >> (32u - BLKCACHE_HASH_BITS); /* Fibonacci hashing */
+    return &c->slot[BLKCACHE_DIRECT + h];
+}
+
+int torii_blkcache_new(const struct torii_blkcache_opts *o, struct torii_blkcache **out)
+{
+    struct torii_blkcache *c = calloc(1, sizeof(*c));
+
+    *out = NULL;
+    if (c == NULL) {
+        return TORII_ENOMEM;
+    }
+    c->max_bytes = o != NULL && o->max_bytes != 0 ? o->max_bytes : BLKCACHE_DEFAULT_BYTES;
+    c->max_per_class = o != NULL && o->max_per_class != 0 ? o->max_per_class : BLKCACHE_DEFAULT_PER;
+    *out = c;
+    return TORII_OK;
+}
+
+void torii_blkcache_clear(struct torii_blkcache *c)
+{
+    for (size_t i = 0; i < BLKCACHE_SLOTS; i++) {
+        struct blkcache_slot *s = &c->slot[i];
+        while (s->head != NULL) {
+            void *p = s->head;
+            memcpy(&s->head, p, sizeof(void *));
+            free(p);
+        }
+        s->n = 0;
+    }
+    c->st.bytes = 0;
+    c->st.blocks = 0;
+}
+
+void torii_blkcache_free(struct torii_blkcache *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    torii_blkcache_clear(c);
+    free(c);
+}
+
+void *torii_blkcache_get(struct torii_blkcache *c, size_t size)
+{
+    size_t k = (size + 23) / 16; /* every block of class k holds 16 k - 8 >= size bytes */
+    struct blkcache_slot *s;
+    void *p;
+
+    if (k > BLKCACHE_MAX_CLASS) {
+        c->st.misses++;
+        return NULL;
+    }
+    s = blkcache_slot(c, k);
+    if (s->head == NULL || s->k != k) {
+        c->st.misses++;
+        return NULL;
+    }
+    p = s->head;
+    memcpy(&s->head, p, sizeof(void *));
+    s->n--;
+    c->st.bytes -= 16 * k;
+    c->st.blocks--;
+    c->st.hits++;
+    return p;
+}
+
+int torii_blkcache_put(struct torii_blkcache *c, void *p)
+{
+    size_t k = (malloc_usable_size(p) + 8) / 16; /* usable >= 16 k - 8 */
+    struct blkcache_slot *s;
+
+    if (k < 1 || k > BLKCACHE_MAX_CLASS) {
+        c->st.refused++;
+        return 0;
+    }
+    s = blkcache_slot(c, k);
+    if ((s->head != NULL && s->k != k) || s->n >= c->max_per_class
+        || c->st.bytes + 16 * k > c->max_bytes) {
+        c->st.refused++;
+        return 0;
+    }
+    memcpy(p, &s->head, sizeof(void *));
+    s->head = p;
+    s->k = (uint32_t)k;
+    s->n++;
+    c->st.bytes += 16 * k;
+    c->st.blocks++;
+    return 1;
+}
+
+void torii_blkcache_stats(const struct torii_blkcache *c, struct torii_blkcache_stats *out)
+{
+    *out = c->st;
+}
+
+/* ---- the calling thread's cache ---- */
+
+int torii_blkcache_attach(const struct torii_blkcache_opts *o)
+{
+    struct torii_blkcache *c = NULL;
+    int rc;
+
+    if (blkcache_mine != NULL) {
+        return TORII_EEXIST;
+    }
+    rc = torii_blkcache_new(o, &c);
+    if (rc == TORII_OK) {
+        blkcache_mine = c;
+    }
+    return rc;
+}
+
+void torii_blkcache_detach(void)
+{
+    struct torii_blkcache *c = blkcache_mine;
+
+    blkcache_mine = NULL; /* the frees below go to glibc */
+    torii_blkcache_free(c);
+}
+
+struct torii_blkcache *torii_blkcache_current(void)
+{
+    return blkcache_mine;
+}
+
+void *torii_blkcache_malloc(size_t size)
+{
+    struct torii_blkcache *c = blkcache_mine;
+    void *p = c != NULL ? torii_blkcache_get(c, size) : NULL;
+
+    return p != NULL ? p : malloc(size);
+}
+
+void torii_blkcache_release(void *p)
+{
+    struct torii_blkcache *c = blkcache_mine;
+
+    if (p != NULL && (c == NULL || !torii_blkcache_put(c, p))) {
+        free(p);
+    }
+}
+
+void *torii_blkcache_realloc(void *p, size_t size)
+{
+    if (p == NULL) {
+        return torii_blkcache_malloc(size);
+    }
+    if (size == 0) {
+        torii_blkcache_release(p);
+        return NULL;
+    }
+    return realloc(p, size);
+}
+
+/* ---- the process-wide hooks ---- */
+
+/* OpenSSL's own allocator answers NULL to a request of 0 bytes (crypto/mem.c): kept so. */
+static void *blkcache_ossl_malloc(size_t num, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    return num == 0 ? NULL : torii_blkcache_malloc(num);
+}
+
+static void *blkcache_ossl_realloc(void *p, size_t num, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    if (num == 0) {
+        torii_blkcache_release(p);
+        return NULL;
+    }
+    return torii_blkcache_realloc(p, num);
+}
+
+static void blkcache_ossl_free(void *p, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    torii_blkcache_release(p);
+}
+
+int torii_blkcache_hooks_install(void)
+{
+    int rc = TORII_OK;
+
+    if (BLKCACHE_ASAN) {
+        return TORII_EUNSUPPORTED;
+    }
+    if (CRYPTO_set_mem_functions(blkcache_ossl_malloc, blkcache_ossl_realloc, blkcache_ossl_free)
+        != 1) {
+        rc = TORII_EIO;
+    }
+    /* libevent returns nothing: it takes them (its allocator is replaceable in Debian's
+     * build, EVENT__DISABLE_MM_REPLACEMENT unset) and uses them from its next allocation. */
+    event_set_mem_functions(torii_blkcache_malloc, torii_blkcache_realloc, torii_blkcache_release);
+    return rc;
+}
