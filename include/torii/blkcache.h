@@ -12,9 +12,12 @@
  * connection closed at stop) simply goes back to glibc.
  *
  * Bounds: a cache keeps blocks of usable size <= TORII_BLKCACHE_MAX_BLOCK only, at most
- * max_per_class blocks of one class and max_bytes in all (struct torii_blkcache_opts); a
- * block refused is freed at once. Nothing of a connection is kept: an idle connection holds
- * what it held before (the cache holds blocks no connection uses, bounded per worker).
+ * max_per_class blocks and a quarter of max_bytes of one class, and max_bytes in all (struct
+ * torii_blkcache_opts); a block refused is freed at once. A full cache frees blocks of the
+ * other classes in turn to keep the newest one, so the classes a worker stopped asking for
+ * (after a burst of handshakes) drain and the hot ones stay. Nothing of a connection is kept: an
+ * idle connection holds what it held before (the cache holds blocks no connection uses, bounded per
+ * worker).
  *
  * Why process-wide hooks: OpenSSL (CRYPTO_set_mem_functions) and libevent
  * (event_set_mem_functions) take one allocator for the whole process and nothing per SSL,
@@ -49,9 +52,10 @@
 
 #include "torii/err.h"
 
-/** The largest usable size a cache keeps (OpenSSL's record buffers are ~17 KB, libevent's
- * chains are powers of two, nghttp2's frame chunks 16 KB). */
-#define TORII_BLKCACHE_MAX_BLOCK ((size_t)64 * 1024 - 8)
+/** The largest usable size a cache keeps: OpenSSL's record buffers are ~17 KB, nghttp2's
+ * frame chunks 16 KB, libevent's chains powers of two, up to the 64 KiB chain of a plain
+ * read (src/stream: 65,536 bytes, 65,544 usable). */
+#define TORII_BLKCACHE_MAX_BLOCK ((size_t)66 * 1024 - 8)
 
 /** Bounds of a cache; 0 in a field: its default. */
 struct torii_blkcache_opts {
@@ -66,6 +70,7 @@ struct torii_blkcache_stats {
     unsigned long hits;    /* requests served from the cache */
     unsigned long misses;  /* requests the cache could not serve (the caller mallocs) */
     unsigned long refused; /* blocks given back and not kept (too large, a bound reached) */
+    unsigned long evicted; /* blocks kept, then freed to make room for others */
 };
 
 struct torii_blkcache;
@@ -79,8 +84,9 @@ void torii_blkcache_free(struct torii_blkcache *c);
 /** A block of at least size bytes from c (contents undefined), or NULL when c keeps none of
  * that class (the caller then mallocs). */
 void *torii_blkcache_get(struct torii_blkcache *c, size_t size);
-/** Keep p (a malloc block no longer used, not NULL) in c: 1, or 0 when it is too large or a
- * bound is reached (the caller then frees it). */
+/** Keep p (a malloc block no longer used, not NULL) in c: 1 (blocks of other classes may be
+ * freed to make room), or 0 when it is too large or a bound of its class is reached (the
+ * caller then frees it). */
 int torii_blkcache_put(struct torii_blkcache *c, void *p);
 /** Free every block c keeps (c stays usable). */
 void torii_blkcache_clear(struct torii_blkcache *c);

@@ -24,12 +24,17 @@
 
 #define BLKCACHE_DEFAULT_BYTES ((size_t)512 * 1024)
 #define BLKCACHE_DEFAULT_PER   128u
+/* One class keeps at most max_bytes / BLKCACHE_CLASS_SHARE: a class given back more often
+ * than asked for (blocks that grew by realloc, or came from another thread) cannot take the
+ * whole cache. */
+#define BLKCACHE_CLASS_SHARE 4u
 /* Classes below BLKCACHE_DIRECT (usable sizes up to 2,024 bytes: nghttp2's stream blocks,
  * libevent's small chains) have a slot each; the larger ones (up to
  * TORII_BLKCACHE_MAX_BLOCK) share 2^BLKCACHE_HASH_BITS slots by a hash of the class: a slot
  * holds one class at a time, taken by the first block given back while it is empty. A worker
  * uses a handful of large sizes (record buffers, chain sizes, frame chunks), so two of them
- * rarely meet; when they do, the later one's blocks are freed as without a cache. */
+ * rarely meet; when they do, a block of the other class given back is freed and takes one
+ * of the holder's with it, so a class no longer given back leaves the slot soon. */
 #define BLKCACHE_DIRECT    128u
 #define BLKCACHE_HASH_BITS 6u
 #define BLKCACHE_SLOTS     (BLKCACHE_DIRECT + (1u << BLKCACHE_HASH_BITS))
@@ -46,6 +51,7 @@ struct torii_blkcache {
     struct blkcache_slot slot[BLKCACHE_SLOTS];
     size_t max_bytes;
     uint32_t max_per_class;
+    size_t hand; /* the next slot to lose a block when the cache is full */
     struct torii_blkcache_stats st;
 };
 
@@ -125,26 +131,70 @@ void *torii_blkcache_get(struct torii_blkcache *c, size_t size)
     return p;
 }
 
+/* Take the head block of s out of the cache and free it. */
+static void blkcache_drop(struct torii_blkcache *c, struct blkcache_slot *s)
+{
+    void *p = s->head;
+
+    memcpy(&s->head, p, sizeof(void *));
+    s->n--;
+    c->st.bytes -= 16 * (size_t)s->k;
+    c->st.blocks--;
+    c->st.evicted++;
+    free(p);
+}
+
+/* Room for one more block: a block of another slot than keep is freed, the slots taken in
+ * turn (a clock hand), so the classes no longer asked for drain while the hot ones, given
+ * back as fast as they are taken, stay. 0 when no other slot keeps anything. */
+static int blkcache_evict(struct torii_blkcache *c, const struct blkcache_slot *keep)
+{
+    for (size_t i = 0; i < BLKCACHE_SLOTS; i++) {
+        struct blkcache_slot *s = &c->slot[c->hand];
+        c->hand = (c->hand + 1) % BLKCACHE_SLOTS;
+        if (s != keep && s->head != NULL) {
+            blkcache_drop(c, s);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int blkcache_refuse(struct torii_blkcache *c)
+{
+    c->st.refused++;
+    return 0;
+}
+
 int torii_blkcache_put(struct torii_blkcache *c, void *p)
 {
     size_t k = (malloc_usable_size(p) + 8) / 16; /* usable >= 16 k - 8 */
+    size_t size = 16 * k;
     struct blkcache_slot *s;
 
     if (k < 1 || k > BLKCACHE_MAX_CLASS) {
-        c->st.refused++;
-        return 0;
+        return blkcache_refuse(c);
     }
     s = blkcache_slot(c, k);
-    if ((s->head != NULL && s->k != k) || s->n >= c->max_per_class
-        || c->st.bytes + 16 * k > c->max_bytes) {
-        c->st.refused++;
-        return 0;
+    if (s->head != NULL && s->k != k) {
+        /* Another class holds the slot: it loses a block, so one no longer given back
+         * leaves the slot to this one in a few rounds. */
+        blkcache_drop(c, s);
+        return blkcache_refuse(c);
+    }
+    if (s->n >= c->max_per_class || (s->n + 1) * size > c->max_bytes / BLKCACHE_CLASS_SHARE) {
+        return blkcache_refuse(c);
+    }
+    while (c->st.bytes + size > c->max_bytes) {
+        if (!blkcache_evict(c, s)) {
+            return blkcache_refuse(c);
+        }
     }
     memcpy(p, &s->head, sizeof(void *));
     s->head = p;
     s->k = (uint32_t)k;
     s->n++;
-    c->st.bytes += 16 * k;
+    c->st.bytes += size;
     c->st.blocks++;
     return 1;
 }

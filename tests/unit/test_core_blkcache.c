@@ -24,6 +24,7 @@
 /* Sizes of 16 k + 8 bytes are exactly a glibc block's usable size, so a block comes back
  * for the same request under every allocator (glibc, or a sanitizer's exact sizes). */
 #define REC_SIZE 17000 /* about an OpenSSL record buffer */
+#define X_SIZE   8200  /* N_BLOCKS of them fit in one class's share of a default cache */
 
 /* What torii_blkcache_hooks_install answered, first thing in main. */
 static int hooks_rc = TORII_EIO;
@@ -114,25 +115,25 @@ static void test_classes(void **state)
 }
 
 /* Large classes share hashed slots: whatever two of them meet, a block is only ever served
- * for a size it holds, and a block refused is the caller's (freed here). */
+ * for a size it holds, every block still kept is served back for its own size, and a block
+ * refused is the caller's (freed here). */
 static void test_shared_slots(void **state)
 {
     struct torii_blkcache *c = cache_new((size_t)8 << 20, 4);
     void *kept[256] = {NULL};
-    size_t n_kept = 0, n_all;
+    size_t n_all = 0, n_served = 0;
 
     (void)state;
-    for (size_t size = 2056; size <= TORII_BLKCACHE_MAX_BLOCK && n_kept < 256; size += 240) {
+    for (size_t size = 2056; size <= TORII_BLKCACHE_MAX_BLOCK && n_all < 256; size += 240) {
         void *b = malloc(size);
         assert_non_null(b);
         if (torii_blkcache_put(c, b)) {
-            kept[n_kept++] = b;
+            kept[n_all++] = b;
         } else {
             free(b);
         }
     }
-    assert_true(n_kept > 0);
-    n_all = n_kept;
+    assert_true(cache_blocks(c) > 0);
     for (size_t size = 2056; size <= TORII_BLKCACHE_MAX_BLOCK; size += 240) {
         void *b = torii_blkcache_get(c, size);
         int was_kept = 0;
@@ -145,52 +146,56 @@ static void test_shared_slots(void **state)
         }
         assert_true(was_kept);
         free(b);
-        n_kept--;
+        n_served++;
     }
-    assert_int_equal(n_kept, 0); /* every block kept was served back for its own size */
-    assert_int_equal(cache_blocks(c), 0);
+    assert_true(n_served > 0);
+    assert_int_equal(cache_blocks(c), 0); /* every block kept was served back for its size */
     torii_blkcache_free(c);
 }
 
-/* The bounds: too large, count per class, bytes in all; refused blocks are counted. */
+/* The bounds: too large, count per class, a quarter of the bytes per class, bytes in all
+ * (the newest block kept, older ones of other classes freed for it). */
 static void test_bounds(void **state)
 {
-    struct torii_blkcache *c = cache_new(4096, 3);
+    struct torii_blkcache *c = cache_new(8192, 3);
     struct torii_blkcache_stats st;
-    void *big = malloc(TORII_BLKCACHE_MAX_BLOCK + 4096);
-    size_t n = 0;
+    void *big = malloc(TORII_BLKCACHE_MAX_BLOCK + 4096), *last = NULL;
 
     (void)state;
     assert_non_null(big);
     assert_int_equal(torii_blkcache_put(c, big), 0);
     free(big);
     for (int i = 0; i < 10; i++) {
-        void *b = malloc(64);
+        void *b = malloc(72);
         assert_non_null(b);
         if (!torii_blkcache_put(c, b)) {
             free(b);
         }
     }
     assert_int_equal(cache_blocks(c), 3); /* max_per_class */
+    big = malloc(2040);                   /* a quarter of 8192 */
+    assert_non_null(big);
+    assert_int_equal(torii_blkcache_put(c, big), 1);
+    big = malloc(2040);
+    assert_non_null(big);
+    assert_int_equal(torii_blkcache_put(c, big), 0); /* its class holds its share */
+    free(big);
     for (int i = 0; i < 10; i++) {
-        void *b = malloc(1000 + (size_t)i * 100); /* a class each */
-        assert_non_null(b);
-        if (torii_blkcache_put(c, b)) {
-            n++;
-        } else {
-            free(b);
-        }
+        last = malloc(1000 + (size_t)i * 100); /* a class each */
+        assert_non_null(last);
+        assert_int_equal(torii_blkcache_put(c, last), 1); /* kept, older ones freed */
+        torii_blkcache_stats(c, &st);
+        assert_true(st.bytes <= 8192);
     }
-    torii_blkcache_stats(c, &st);
-    assert_true(n > 0 && n < 10);
-    assert_true(st.bytes <= 4096);
-    assert_true(st.bytes + 16 * ((1900 + 8) / 16) > 4096); /* full, not refused early */
-    assert_int_equal(st.refused, 1 + 7 + (10 - n));
+    assert_true(st.evicted > 0);
+    assert_int_equal(st.refused, 1 + 7 + 1);
+    assert_ptr_equal(torii_blkcache_get(c, malloc_usable_size(last)), last);
+    free(last);
     torii_blkcache_clear(c);
     torii_blkcache_stats(c, &st);
     assert_int_equal(st.bytes, 0);
     assert_int_equal(st.blocks, 0);
-    assert_null(torii_blkcache_get(c, 64));
+    assert_null(torii_blkcache_get(c, 72));
     torii_blkcache_free(c);
     torii_blkcache_free(NULL);
 }
@@ -250,8 +255,8 @@ static void *xthread_release(void *arg)
         x->blocks[i] = NULL;
     }
     for (int i = 0; x->cached && i < N_BLOCKS; i++) {
-        x->blocks[i] = torii_blkcache_malloc(REC_SIZE); /* from this thread's cache */
-        memset(x->blocks[i], 'x', REC_SIZE);
+        x->blocks[i] = torii_blkcache_malloc(X_SIZE); /* from this thread's cache */
+        memset(x->blocks[i], 'x', X_SIZE);
     }
     if (x->cached) {
         torii_blkcache_stats(torii_blkcache_current(), &st);
@@ -272,7 +277,7 @@ static void test_cross_thread(void **state)
     assert_int_equal(torii_blkcache_attach(NULL), TORII_OK);
     for (int cached = 0; cached <= 1; cached++) {
         for (int i = 0; i < N_BLOCKS; i++) {
-            x.blocks[i] = torii_blkcache_malloc(REC_SIZE);
+            x.blocks[i] = torii_blkcache_malloc(X_SIZE);
             assert_non_null(x.blocks[i]);
         }
         x.cached = cached;
