@@ -51,7 +51,8 @@ struct torii_blkcache {
     struct blkcache_slot slot[BLKCACHE_SLOTS];
     size_t max_bytes;
     uint32_t max_per_class;
-    size_t hand; /* the next slot to lose a block when the cache is full */
+    size_t class_bytes; /* max_bytes / BLKCACHE_CLASS_SHARE */
+    size_t hand;        /* the next slot to lose a block when the cache is full */
     struct torii_blkcache_stats st;
 };
 
@@ -79,6 +80,7 @@ int torii_blkcache_new(const struct torii_blkcache_opts *o, struct torii_blkcach
     }
     c->max_bytes = o != NULL && o->max_bytes != 0 ? o->max_bytes : BLKCACHE_DEFAULT_BYTES;
     c->max_per_class = o != NULL && o->max_per_class != 0 ? o->max_per_class : BLKCACHE_DEFAULT_PER;
+    c->class_bytes = c->max_bytes / BLKCACHE_CLASS_SHARE;
     *out = c;
     return TORII_OK;
 }
@@ -107,7 +109,9 @@ void torii_blkcache_free(struct torii_blkcache *c)
     free(c);
 }
 
-void *torii_blkcache_get(struct torii_blkcache *c, size_t size)
+/* The hot paths below are static inline, so that the hooks (one call per allocation of
+ * OpenSSL and libevent, a dozen and more per request) run them without further calls. */
+static inline void *blkcache_take(struct torii_blkcache *c, size_t size)
 {
     size_t k = (size + 23) / 16; /* every block of class k holds 16 k - 8 >= size bytes */
     struct blkcache_slot *s;
@@ -129,6 +133,11 @@ void *torii_blkcache_get(struct torii_blkcache *c, size_t size)
     c->st.blocks--;
     c->st.hits++;
     return p;
+}
+
+void *torii_blkcache_get(struct torii_blkcache *c, size_t size)
+{
+    return blkcache_take(c, size);
 }
 
 /* Take the head block of s out of the cache and free it. */
@@ -166,7 +175,25 @@ static int blkcache_refuse(struct torii_blkcache *c)
     return 0;
 }
 
-int torii_blkcache_put(struct torii_blkcache *c, void *p)
+/* The slow end of a put: a slot held by another class, or a full cache (blkcache_keep). */
+__attribute__((noinline)) static int blkcache_keep_slow(struct torii_blkcache *c,
+                                                        struct blkcache_slot *s, size_t size)
+{
+    if (s->head != NULL && s->k != size / 16) {
+        /* Another class holds the slot: it loses a block, so one no longer given back
+         * leaves the slot to this one in a few rounds. */
+        blkcache_drop(c, s);
+        return blkcache_refuse(c);
+    }
+    while (c->st.bytes + size > c->max_bytes) {
+        if (!blkcache_evict(c, s)) {
+            return blkcache_refuse(c);
+        }
+    }
+    return 1;
+}
+
+static inline int blkcache_keep(struct torii_blkcache *c, void *p)
 {
     size_t k = (malloc_usable_size(p) + 8) / 16; /* usable >= 16 k - 8 */
     size_t size = 16 * k;
@@ -176,19 +203,12 @@ int torii_blkcache_put(struct torii_blkcache *c, void *p)
         return blkcache_refuse(c);
     }
     s = blkcache_slot(c, k);
-    if (s->head != NULL && s->k != k) {
-        /* Another class holds the slot: it loses a block, so one no longer given back
-         * leaves the slot to this one in a few rounds. */
-        blkcache_drop(c, s);
+    if (s->n >= c->max_per_class || (s->n + 1) * size > c->class_bytes) {
         return blkcache_refuse(c);
     }
-    if (s->n >= c->max_per_class || (s->n + 1) * size > c->max_bytes / BLKCACHE_CLASS_SHARE) {
-        return blkcache_refuse(c);
-    }
-    while (c->st.bytes + size > c->max_bytes) {
-        if (!blkcache_evict(c, s)) {
-            return blkcache_refuse(c);
-        }
+    if (((s->head != NULL && s->k != k) || c->st.bytes + size > c->max_bytes)
+        && !blkcache_keep_slow(c, s, size)) {
+        return 0;
     }
     memcpy(p, &s->head, sizeof(void *));
     s->head = p;
@@ -197,6 +217,11 @@ int torii_blkcache_put(struct torii_blkcache *c, void *p)
     c->st.bytes += size;
     c->st.blocks++;
     return 1;
+}
+
+int torii_blkcache_put(struct torii_blkcache *c, void *p)
+{
+    return blkcache_keep(c, p);
 }
 
 void torii_blkcache_stats(const struct torii_blkcache *c, struct torii_blkcache_stats *out)
@@ -234,21 +259,31 @@ struct torii_blkcache *torii_blkcache_current(void)
     return blkcache_mine;
 }
 
-void *torii_blkcache_malloc(size_t size)
+static inline void *blkcache_alloc(size_t size)
 {
     struct torii_blkcache *c = blkcache_mine;
-    void *p = c != NULL ? torii_blkcache_get(c, size) : NULL;
+    void *p = c != NULL ? blkcache_take(c, size) : NULL;
 
     return p != NULL ? p : malloc(size);
 }
 
-void torii_blkcache_release(void *p)
+static inline void blkcache_give(void *p)
 {
     struct torii_blkcache *c = blkcache_mine;
 
-    if (p != NULL && (c == NULL || !torii_blkcache_put(c, p))) {
+    if (p != NULL && (c == NULL || !blkcache_keep(c, p))) {
         free(p);
     }
+}
+
+void *torii_blkcache_malloc(size_t size)
+{
+    return blkcache_alloc(size);
+}
+
+void torii_blkcache_release(void *p)
+{
+    blkcache_give(p);
 }
 
 void *torii_blkcache_realloc(void *p, size_t size)
@@ -270,7 +305,7 @@ static void *blkcache_ossl_malloc(size_t num, const char *file, int line)
 {
     (void)file;
     (void)line;
-    return num == 0 ? NULL : torii_blkcache_malloc(num);
+    return num == 0 ? NULL : blkcache_alloc(num);
 }
 
 static void *blkcache_ossl_realloc(void *p, size_t num, const char *file, int line)
@@ -288,7 +323,7 @@ static void blkcache_ossl_free(void *p, const char *file, int line)
 {
     (void)file;
     (void)line;
-    torii_blkcache_release(p);
+    blkcache_give(p);
 }
 
 int torii_blkcache_hooks_install(void)
