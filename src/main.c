@@ -108,6 +108,18 @@ static void app_self_exe(const char *argv0, char *out, size_t len)
     }
 }
 
+/* Before any OpenSSL or libevent call: their allocations go through the workers' block
+ * caches (torii/blkcache.h); a refusal leaves them on malloc, which works the same. */
+static void app_alloc_hooks(void)
+{
+    int rc = torii_blkcache_hooks_install();
+
+    if (rc != TORII_OK && rc != TORII_EUNSUPPORTED) {
+        torii_log(TORII_LOG_WARN, "main: allocator hooks not installed (%s): plain malloc",
+                  torii_strerror(rc));
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct app app = {0};
@@ -117,13 +129,7 @@ int main(int argc, char **argv)
     enum torii_log_level lvl;
     int rc;
 
-    /* Before any OpenSSL or libevent call: their allocations go through the workers' block
-     * caches (torii/blkcache.h); a refusal leaves them on malloc, which works the same. */
-    rc = torii_blkcache_hooks_install();
-    if (rc != TORII_OK && rc != TORII_EUNSUPPORTED) {
-        torii_log(TORII_LOG_WARN, "main: allocator hooks not installed (%s): plain malloc",
-                  torii_strerror(rc));
-    }
+    app_alloc_hooks();
     /* Then, before anything else: no core dump may carry a key or a KEK out of this process. */
     if (torii_daemon_harden(&heb) != TORII_OK) {
         (void)fprintf(stderr, "torii: %s\n", heb.msg);

@@ -66,7 +66,9 @@ static struct blkcache_slot *blkcache_slot(struct torii_blkcache *c, size_t k)
     if (k < BLKCACHE_DIRECT) {
         return &c->slot[k];
     }
-    h = ((uint32_t)k * 0x9e3779b1u) >> (32u - BLKCACHE_HASH_BITS); /* Fibonacci hashing */
+    /* Fibonacci hashing: the top bits of a 32-bit product (the mask only says so). */
+    h = (((uint32_t)k * 0x9e3779b1u) >> (32u - BLKCACHE_HASH_BITS))
+        & ((1u << BLKCACHE_HASH_BITS) - 1);
     return &c->slot[BLKCACHE_DIRECT + h];
 }
 

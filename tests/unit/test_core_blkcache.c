@@ -23,8 +23,8 @@
 #define N_BLOCKS 8
 /* Sizes of 16 k + 8 bytes are exactly a glibc block's usable size, so a block comes back
  * for the same request under every allocator (glibc, or a sanitizer's exact sizes). */
-#define REC_SIZE 17000 /* about an OpenSSL record buffer */
-#define X_SIZE   8200  /* N_BLOCKS of them fit in one class's share of a default cache */
+#define REC_SIZE ((size_t)17000) /* about an OpenSSL record buffer */
+#define X_SIZE   ((size_t)8200)  /* N_BLOCKS of them fit in one class's share of a default cache */
 
 /* What torii_blkcache_hooks_install answered, first thing in main. */
 static int hooks_rc = TORII_EIO;
