@@ -12,7 +12,7 @@
  * connection closed at stop) simply goes back to glibc.
  *
  * Bounds: a cache keeps blocks of usable size <= TORII_BLKCACHE_MAX_BLOCK only, at most
- * max_per_class blocks and a quarter of max_bytes of one class, and max_bytes in all (struct
+ * max_per_class blocks and half of max_bytes of one class, and max_bytes in all (struct
  * torii_blkcache_opts); a block refused is freed at once. A full cache frees blocks of the
  * other classes in turn to keep the newest one, so the classes a worker stopped asking for
  * (after a burst of handshakes) drain and the hot ones stay. Nothing of a connection is kept: an
@@ -59,7 +59,7 @@
 
 /** Bounds of a cache; 0 in a field: its default. */
 struct torii_blkcache_opts {
-    size_t max_bytes;       /* blocks kept, counted as 16 x class (default 512 KiB) */
+    size_t max_bytes;       /* blocks kept, counted as 16 x class (default 1 MiB) */
     unsigned max_per_class; /* blocks of one class kept (default 128) */
 };
 

@@ -22,12 +22,12 @@
 #define BLKCACHE_ASAN 0
 #endif
 
-#define BLKCACHE_DEFAULT_BYTES ((size_t)512 * 1024)
+#define BLKCACHE_DEFAULT_BYTES ((size_t)1024 * 1024)
 #define BLKCACHE_DEFAULT_PER   128u
 /* One class keeps at most max_bytes / BLKCACHE_CLASS_SHARE: a class given back more often
  * than asked for (blocks that grew by realloc, or came from another thread) cannot take the
  * whole cache. */
-#define BLKCACHE_CLASS_SHARE 4u
+#define BLKCACHE_CLASS_SHARE 2u
 /* Classes below BLKCACHE_DIRECT (usable sizes up to 2,024 bytes: nghttp2's stream blocks,
  * libevent's small chains) have a slot each; the larger ones (up to
  * TORII_BLKCACHE_MAX_BLOCK) share 2^BLKCACHE_HASH_BITS slots by a hash of the class: a slot
