@@ -183,7 +183,7 @@ static void test_bounds(void **state)
     assert_int_equal(torii_blkcache_put(c, big), 0); /* its class holds its share */
     free(big);
     for (int i = 0; i < 10; i++) {
-        last = malloc(1000 + (size_t)i * 100); /* a class each */
+        last = malloc(1000 + (size_t)i * 96); /* a class each */
         assert_non_null(last);
         assert_int_equal(torii_blkcache_put(c, last), 1); /* kept, older ones freed */
         torii_blkcache_stats(c, &st);
