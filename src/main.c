@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 
 #include "main_int.h"
+#include "torii/blkcache.h"
 #include "torii/clock.h"
 #include "torii/ctl.h"
 #include "torii/log.h"
@@ -107,6 +108,18 @@ static void app_self_exe(const char *argv0, char *out, size_t len)
     }
 }
 
+/* Before any OpenSSL or libevent call: their allocations go through the workers' block
+ * caches (torii/blkcache.h); a refusal leaves them on malloc, which works the same. */
+static void app_alloc_hooks(void)
+{
+    int rc = torii_blkcache_hooks_install();
+
+    if (rc != TORII_OK && rc != TORII_EUNSUPPORTED) {
+        torii_log(TORII_LOG_WARN, "main: allocator hooks not installed (%s): plain malloc",
+                  torii_strerror(rc));
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct app app = {0};
@@ -116,7 +129,8 @@ int main(int argc, char **argv)
     enum torii_log_level lvl;
     int rc;
 
-    /* First of all: no core dump may carry a key or a KEK out of this process. */
+    app_alloc_hooks();
+    /* Then, before anything else: no core dump may carry a key or a KEK out of this process. */
     if (torii_daemon_harden(&heb) != TORII_OK) {
         (void)fprintf(stderr, "torii: %s\n", heb.msg);
         return 1;

@@ -2,11 +2,11 @@
  * chunk from one buffer of the worker, and its stream map and HPACK rings from the worker's
  * page arena (h2pages.c); and the send that copies each frame out at once (h2mem_int.h says
  * why that is safe). Worker thread only. */
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "h2mem_int.h"
+#include "torii/blkcache.h"
 #include "torii/mem.h"
 
 /* nghttp2 versions whose source the proof in h2mem_int.h was made on: 1.52.x. */
@@ -18,48 +18,6 @@ int torii_proxy__h2mem_proven(void)
     const nghttp2_info *v = nghttp2_version(0);
 
     return v != NULL && v->version_num >= H2MEM_PROVEN_MIN && v->version_num <= H2MEM_PROVEN_MAX;
-}
-
-/* ---- the block cache (h2mem_int.h) ---- */
-
-void *torii_proxy__h2mem_cache_get(struct h2mem_cache *c, size_t size)
-{
-    size_t k = (size + 23) / 16; /* every block of class k holds 16 k - 8 >= size bytes */
-    void *p;
-
-    if (k >= H2MEM_CLASSES || c->head[k] == NULL) {
-        return NULL;
-    }
-    p = c->head[k];
-    memcpy(&c->head[k], p, sizeof(void *));
-    c->bytes -= 16 * k;
-    c->hits++;
-    return p;
-}
-
-int torii_proxy__h2mem_cache_put(struct h2mem_cache *c, void *ptr)
-{
-    size_t k = (malloc_usable_size(ptr) + 8) / 16; /* usable >= 16 k - 8 */
-
-    if (k >= H2MEM_CLASSES || k < 1 || c->bytes + 16 * k > H2MEM_CACHE_BYTES) {
-        return 0;
-    }
-    memcpy(ptr, &c->head[k], sizeof(void *));
-    c->head[k] = ptr;
-    c->bytes += 16 * k;
-    return 1;
-}
-
-void torii_proxy__h2mem_cache_clear(struct h2mem_cache *c)
-{
-    for (size_t k = 0; k < H2MEM_CLASSES; k++) {
-        while (c->head[k] != NULL) {
-            void *p = c->head[k];
-            memcpy(&c->head[k], p, sizeof(void *));
-            free(p);
-        }
-    }
-    c->bytes = 0;
 }
 
 /* What nghttp2_session_*_new3 takes besides the allocator. */
@@ -90,7 +48,6 @@ static void *h2mem_malloc(size_t size, void *ud)
 {
     struct h2mem *m = ud;
     int i = m->rings[0] == NULL ? 0 : 1;
-    void *p;
 
     if (size == H2MEM_RING && h2mem_lends(m) && m->rings[i] == NULL && !m->got_rings) {
         m->rings[i] = torii_proxy__h2pages_ring(&m->pool->pages);
@@ -99,8 +56,7 @@ static void *h2mem_malloc(size_t size, void *ud)
             return m->rings[i];
         }
     }
-    p = torii_proxy__h2mem_cache_get(&m->pool->cache, size);
-    return p != NULL ? p : malloc(size);
+    return torii_blkcache_malloc(size);
 }
 
 static void *h2mem_calloc(size_t n, size_t size, void *ud)
@@ -143,11 +99,8 @@ static void h2mem_free(void *ptr, void *ud)
 {
     struct h2mem *m = ud;
 
-    if (ptr == NULL || h2mem_give_back(m, ptr)) {
-        return;
-    }
-    if (m->pool->closed || !torii_proxy__h2mem_cache_put(&m->pool->cache, ptr)) {
-        free(ptr);
+    if (ptr != NULL && !h2mem_give_back(m, ptr)) {
+        torii_blkcache_release(ptr); /* the worker's block cache (torii/blkcache.h) */
     }
 }
 
@@ -182,7 +135,7 @@ static void *h2mem_realloc(void *ptr, size_t size, void *ud)
         }
     }
     if (lent == 0) {
-        return realloc(ptr, size);
+        return torii_blkcache_realloc(ptr, size);
     }
     p = malloc(size); /* a lent block grown (not done by 1.52): a private copy */
     if (p != NULL) {
@@ -320,6 +273,5 @@ void torii_proxy__h2mem_pool_clear(struct h2mem_pool *pool)
         return;
     }
     pool->closed = 1;
-    torii_proxy__h2mem_cache_clear(&pool->cache);
     h2mem_pool_done(pool);
 }

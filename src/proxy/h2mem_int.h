@@ -35,9 +35,10 @@
  * the nghttp2 versions whose source was read (torii_proxy__h2mem_proven); else every session
  * has its own chunk, as with the default allocator.
  * Lending happens only while a session is created (the blocks named above, once each), and
- * only on a proven version; everything else is malloc/calloc/realloc/free, small blocks
- * through the worker's block cache (struct h2mem_cache; any version: it relies on nothing
- * but malloc_usable_size).
+ * only on a proven version; everything else is malloc/calloc/realloc/free, malloc and free
+ * through the worker thread's block cache (torii/blkcache.h: nghttp2 1.52 allocates and
+ * frees about five blocks per stream: its stream, outbound items, the header buffer; any
+ * version: the cache relies on nothing but malloc_usable_size).
  * Ownership: the pool belongs to its worker (struct proxy_worker), a struct h2mem to the
  * owner of its session and must outlive nghttp2_session_del. Threads: worker thread only. */
 #ifndef TORII_PROXY_H2MEM_INT_H
@@ -77,20 +78,6 @@ struct h2pages {
     unsigned long out;         /* pages and slots handed out, not yet back */
 };
 
-/* Small blocks the sessions freed, kept for their next allocations (h2mem.c): nghttp2 1.52
- * allocates and frees about five per stream (its stream, outbound items, the header
- * buffer). A block is filed by its usable size (malloc_usable_size), in 16-byte classes;
- * a request is served from the class whose every block holds it. Each class is a list
- * linked through the blocks' first bytes. At most H2MEM_CACHE_BYTES per worker. */
-#define H2MEM_CACHE_MAX   536 /* the largest usable size kept */
-#define H2MEM_CLASSES     ((H2MEM_CACHE_MAX + 8) / 16 + 1)
-#define H2MEM_CACHE_BYTES ((size_t)64 * 1024)
-struct h2mem_cache {
-    void *head[H2MEM_CLASSES];
-    size_t bytes;       /* kept, counted as 16 x class */
-    unsigned long hits; /* allocations served from the cache */
-};
-
 /* One per worker; all zero is a pool not yet used. */
 struct h2mem_pool {
     uint8_t *frame;       /* the shared first chunk, allocated with the first session */
@@ -98,7 +85,6 @@ struct h2mem_pool {
     unsigned users;       /* sessions whose first chunk is frame */
     unsigned long nested; /* sends while another session's frame was being returned */
     struct h2pages pages; /* the sessions' stream maps and HPACK rings */
-    struct h2mem_cache cache;
     unsigned decided : 1; /* share below is known */
     unsigned share : 1;   /* torii_proxy__h2mem_proven() */
     unsigned closed : 1;  /* the worker ended: frame goes with its last user */
@@ -149,14 +135,6 @@ int torii_proxy__h2mem_client_new(struct h2mem *m, struct h2mem_pool *pool, nght
  * number, 0 when nghttp2 has nothing to send, or a negative nghttp2 error. The only way
  * torii sends frames of such a session. */
 ssize_t torii_proxy__h2mem_send(struct h2mem *m, nghttp2_session *s, struct evbuffer *out);
-/** A block of at least size bytes from the cache c (contents undefined), or NULL when it
- * holds none of that size (the caller then mallocs). */
-void *torii_proxy__h2mem_cache_get(struct h2mem_cache *c, size_t size);
-/** Keep ptr (a malloc'd block no longer used) in c: 1, or 0 when it is too large or c full
- * (the caller then frees it). */
-int torii_proxy__h2mem_cache_put(struct h2mem_cache *c, void *ptr);
-/** Free every block c keeps. */
-void torii_proxy__h2mem_cache_clear(struct h2mem_cache *c);
 /** The worker ends: the pool's buffer is freed now, or with the last session still using it
  * (no new session shares it). NULL accepted. */
 void torii_proxy__h2mem_pool_clear(struct h2mem_pool *pool);

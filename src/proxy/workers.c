@@ -19,6 +19,7 @@
 #include <openssl/err.h>
 
 #include "proxy_int.h"
+#include "torii/blkcache.h"
 #include "torii/daemon.h"
 #include "torii/http.h"
 #include "torii/log.h"
@@ -260,13 +261,19 @@ static void worker_drain_cb(evutil_socket_t fd, short what, void *arg)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    int rc = torii_blkcache_attach(NULL); /* this thread's freed blocks, for its next ones */
 
+    if (rc != TORII_OK) {
+        torii_log(TORII_LOG_WARN, "proxy: worker %u: no block cache (%s), plain malloc", w->index,
+                  torii_strerror(rc));
+    }
     torii_table_reader_register();
     if (event_base_dispatch(w->base) < 0) {
         torii_log(TORII_LOG_ERR, "proxy: worker %u: event loop failed", w->index);
     }
     torii_daemon_beat_ended(w->beat);
     torii_table_reader_unregister();
+    torii_blkcache_detach();
     atomic_fetch_sub(&w->owner->n_running, 1);
     return NULL;
 }

@@ -4,7 +4,8 @@
  * HEADERS + CONTINUATION while the others pack theirs: back-pressure), with SETTINGS,
  * requests, responses with DATA and header blocks that need CONTINUATION, a send from
  * another session's callback (the guard), and the bytes each emits compared with those of
- * the same session on nghttp2's default allocator. Also the bytes an idle session holds. */
+ * the same session on nghttp2's default allocator; the blocks of streams coming back from the
+ * thread's block cache (torii/blkcache.h). Also the bytes an idle session holds. */
 #include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <event2/buffer.h>
 
 #include "h2mem_int.h"
+#include "torii/blkcache.h"
 
 #define N_PAIRS   3
 #define N_REQS    3
@@ -283,92 +285,27 @@ static void test_not_shared(void **state)
     torii_proxy__h2mem_pool_clear(&pool);
 }
 
-/* The block cache alone: a block is handed out only once it was put back and at most once
- * (never while live), a request is served only by a block that holds it, a block too large
- * or beyond H2MEM_CACHE_BYTES is refused, and clear frees everything kept (LeakSanitizer). */
-static void test_block_cache(void **state)
-{
-    struct h2mem_cache c = {0};
-    unsigned char *live[8], *got[8], *big;
-    size_t n_put = 0;
-
-    (void)state;
-    assert_null(torii_proxy__h2mem_cache_get(&c, 152));
-    for (int i = 0; i < 8; i++) {
-        live[i] = malloc(152);
-        assert_non_null(live[i]);
-        memset(live[i], 'a' + i, 152);
-    }
-    for (int i = 0; i < 4; i++) {
-        assert_int_equal(torii_proxy__h2mem_cache_put(&c, live[i]), 1);
-    }
-    for (int i = 0; i < 4; i++) {
-        got[i] = torii_proxy__h2mem_cache_get(&c, 140 + (size_t)i);
-        assert_non_null(got[i]);
-        assert_true(malloc_usable_size(got[i]) >= 140 + (size_t)i);
-        for (int j = 0; j < i; j++) {
-            assert_ptr_not_equal(got[i], got[j]); /* not handed out twice */
-        }
-        int was_put = 0;
-        for (int j = 0; j < 4; j++) {
-            was_put |= got[i] == live[j];
-        }
-        assert_true(was_put); /* never one still live (live[4..7]) */
-        memset(got[i], 'z', 140);
-    }
-    assert_null(torii_proxy__h2mem_cache_get(&c, 152)); /* all four out again */
-    for (int i = 4; i < 8; i++) {
-        for (int k = 0; k < 152; k++) {
-            assert_int_equal(live[i][k], 'a' + i); /* the live blocks untouched */
-        }
-    }
-    assert_int_equal(torii_proxy__h2mem_cache_put(&c, got[0]), 1);
-    assert_null(torii_proxy__h2mem_cache_get(&c, 400)); /* a larger class: none */
-    big = malloc(4000);
-    assert_non_null(big);
-    assert_int_equal(torii_proxy__h2mem_cache_put(&c, big), 0); /* too large: the caller frees */
-    free(big);
-    for (int i = 0; i < 100000; i++) {
-        unsigned char *b = malloc(504);
-        assert_non_null(b);
-        if (!torii_proxy__h2mem_cache_put(&c, b)) {
-            free(b);
-            break;
-        }
-        n_put++;
-    }
-    assert_true(n_put > 0);
-    assert_true(c.bytes <= H2MEM_CACHE_BYTES);
-    assert_true(c.bytes + 16 * H2MEM_CLASSES > H2MEM_CACHE_BYTES); /* full, not refused early */
-    torii_proxy__h2mem_cache_clear(&c);
-    assert_int_equal(c.bytes, 0);
-    for (size_t k = 0; k < H2MEM_CLASSES; k++) {
-        assert_null(c.head[k]);
-    }
-    for (int i = 1; i < 4; i++) {
-        free(got[i]);
-    }
-    for (int i = 4; i < 8; i++) {
-        free(live[i]);
-    }
-}
-
 /* Sessions with streams on a pool, twice: the second round's stream blocks come from what the
  * first freed, the frames stay byte for byte those of sessions on the default allocator
  * (run_servers), and the pool's end frees what it kept. */
 static void test_streams_reuse_blocks(void **state)
 {
     struct h2mem_pool pool = {0};
+    struct torii_blkcache_stats st;
     unsigned long first;
 
     (void)state;
+    assert_int_equal(torii_blkcache_attach(NULL), TORII_OK); /* as a worker thread */
     run_servers(&pool, 0);
-    first = pool.cache.hits;
-    assert_true(pool.cache.bytes > 0);
+    torii_blkcache_stats(torii_blkcache_current(), &st);
+    first = st.hits;
+    assert_true(st.bytes > 0);
     run_servers(&pool, 1);
-    assert_true(pool.cache.hits > first);
+    torii_blkcache_stats(torii_blkcache_current(), &st);
+    assert_true(st.hits > first);
     torii_proxy__h2mem_pool_clear(&pool);
-    assert_int_equal(pool.cache.bytes, 0);
+    torii_blkcache_detach(); /* frees what it kept (LeakSanitizer) */
+    assert_null(torii_blkcache_current());
 }
 
 /* Client sessions (backends): created, then another session packs frames before their
@@ -533,10 +470,10 @@ static void test_idle_pages(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_servers_interleaved), cmocka_unit_test(test_send_from_callback),
-        cmocka_unit_test(test_not_shared),          cmocka_unit_test(test_clients),
-        cmocka_unit_test(test_idle_bytes),          cmocka_unit_test(test_idle_pages),
-        cmocka_unit_test(test_block_cache),         cmocka_unit_test(test_streams_reuse_blocks),
+        cmocka_unit_test(test_servers_interleaved),  cmocka_unit_test(test_send_from_callback),
+        cmocka_unit_test(test_not_shared),           cmocka_unit_test(test_clients),
+        cmocka_unit_test(test_idle_bytes),           cmocka_unit_test(test_idle_pages),
+        cmocka_unit_test(test_streams_reuse_blocks),
     };
 
     for (size_t i = 0; i < sizeof(big_value); i++) {
