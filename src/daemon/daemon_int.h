@@ -32,8 +32,13 @@ struct torii_daemon {
     _Atomic int alive;          /* every beat moved at the last check */
     _Atomic int64_t checked_us; /* monotonic time of the last check */
     int stuck_logged;           /* main thread */
+    int64_t judged_us;          /* main thread: when the beats were last compared */
     size_t n_beats;
     struct torii_daemon_beat beats[DAEMON_BEATS_MAX];
 };
+
+/* One liveness check at monotonic time now_us (the main loop's check timer; unit tests call it
+ * with chosen times). Main thread. */
+void torii_daemon__check(struct torii_daemon *d, int64_t now_us);
 
 #endif

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
+#include "daemon_int.h"
 #include "torii/daemon.h"
 
 static struct torii_config test_cfg; /* only debug_stall_file is read (NULL) */
@@ -157,6 +158,44 @@ static void test_beats(void **state)
     event_base_free(main_base);
 }
 
+/* The check's judgement, at chosen times (no timer, no machine speed): a check that comes
+ * early after a late one (libevent keeps a persistent timer on its schedule) does not call a
+ * loop stuck for a beat it had no time to make; a full period without a beat does. */
+static void test_check_after_late_check(void **state)
+{
+    const int64_t s = 1000000; /* the default check period: 1 s, beats every 250 ms */
+    const int64_t t = 100 * s;
+    struct event_base *base = event_base_new();
+    struct torii_daemon *d = NULL;
+    struct torii_daemon_beat *b = NULL;
+    struct torii_errbuf eb = {{0}};
+
+    (void)state;
+    assert_non_null(base);
+    unsetenv("WATCHDOG_USEC");
+    assert_int_equal(torii_daemon_new(&test_cfg, &d, &eb), TORII_OK);
+    assert_int_equal(torii_daemon_check_period_us(d), (uint64_t)s);
+    assert_int_equal(torii_daemon_beat_attach(d, base, "worker", &b), TORII_OK);
+    atomic_fetch_add(&b->count, 1);
+    torii_daemon__check(d, t);
+    assert_int_equal(atomic_load(&d->alive), 1);
+    atomic_fetch_add(&b->count, 1);
+    torii_daemon__check(d, t + s + 900000); /* 0.9 s late: the beat moved */
+    assert_int_equal(atomic_load(&d->alive), 1);
+    torii_daemon__check(d, t + 2 * s); /* on schedule, 0.1 s after: too soon to tell */
+    assert_int_equal(atomic_load(&d->alive), 1);
+    torii_daemon__check(d, t + 3 * s); /* 1.1 s without a beat: stuck */
+    assert_int_equal(atomic_load(&d->alive), 0);
+    atomic_fetch_add(&b->count, 1);
+    torii_daemon__check(d, t + 3 * s + 100000); /* too soon: still the last judgement */
+    assert_int_equal(atomic_load(&d->alive), 0);
+    torii_daemon__check(d, t + 4 * s); /* it beat again */
+    assert_int_equal(atomic_load(&d->alive), 1);
+    torii_daemon_beat_detach(b);
+    torii_daemon_free(d);
+    event_base_free(base);
+}
+
 /* Hardening, in a child (it would make this test process undumpable too): no core file
  * size, not dumpable; the child reports through its exit status. */
 static void test_harden(void **state)
@@ -187,8 +226,11 @@ static void test_harden(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_lock_twice),   cmocka_unit_test(test_probe),
-        cmocka_unit_test(test_watchdog_env), cmocka_unit_test(test_beats),
+        cmocka_unit_test(test_lock_twice),
+        cmocka_unit_test(test_probe),
+        cmocka_unit_test(test_watchdog_env),
+        cmocka_unit_test(test_beats),
+        cmocka_unit_test(test_check_after_late_check),
         cmocka_unit_test(test_harden),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
