@@ -5,8 +5,9 @@
 # for each build and the time of each stage. Usage: scripts/test.sh [--quick] (--quick: the
 # normal build only).
 # Time: the lint (clang-tidy: CPU-bound) runs in the background during the release stage,
-# whose integration tests mostly wait on the daemon, and ctest runs twice as many tests at
-# once as there are CPUs (tests/CMakeLists.txt: none depends on the machine's speed).
+# whose integration tests mostly wait on the daemon, and ctest runs tests side by side: twice
+# as many as there are CPUs in the release build, as many as CPUs in the sanitizer builds
+# (several times the CPU per test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
@@ -18,7 +19,8 @@ lint_log=$(mktemp /tmp/torii-lint.XXXXXX)
 lint_pid=$!
 # An early exit (a configure error under set -e) stops the lint too.
 trap 'kill "$lint_pid" 2>/dev/null || true; rm -f "$lint_log"' EXIT
-# run_suite DIR TARGET CTEST_ARGS CMAKE_ARGS...: configure and build TARGET in DIR, run ctest.
+# run_suite DIR TARGET CTEST_ARGS CMAKE_ARGS...: configure and build TARGET in DIR, run ctest
+# (test_jobs tests at once).
 run_suite() {
   local dir=$1 target=$2 ctest_args=$3 start=$SECONDS; shift 3
   cmake -S . -B "$dir" -DTORII_WERROR=ON "$@" >/dev/null
@@ -39,6 +41,7 @@ if [ "$lint_status" != 0 ]; then
   status=1
 fi
 if [ "${1:-}" != "--quick" ]; then
+  test_jobs=$jobs
   echo "== build: ASan + UBSan"
   run_suite build-asan all "" -DCMAKE_BUILD_TYPE=Debug -DTORII_SANITIZE=address,undefined
   echo "== build: ThreadSanitizer (the tests that run threads: ctest -L threads)"
