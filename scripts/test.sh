@@ -4,8 +4,8 @@
 # build, then a short deterministic libFuzzer run of every fuzz target. Prints ctest's summary
 # for each build and the time of each stage. Usage: scripts/test.sh [--quick] (--quick: the
 # normal build only).
-# Time: the lint (clang-tidy: CPU-bound) runs in the background during the release stage,
-# whose integration tests mostly wait on the daemon, and ctest runs tests side by side: twice
+# Time: the lint (clang-tidy: CPU-bound) runs in the background at the lowest priority during
+# the release stage, whose integration tests mostly wait on the daemon, and ctest runs tests side by side: twice
 # as many as there are CPUs in the release build, as many as CPUs in the sanitizer builds
 # (several times the CPU per test).
 set -euo pipefail
@@ -15,7 +15,8 @@ jobs=$(nproc)
 test_jobs=$((jobs * 2))
 status=0
 lint_log=$(mktemp /tmp/torii-lint.XXXXXX)
-./scripts/lint.sh >"$lint_log" 2>&1 &
+# At the lowest priority: it takes the CPU the tests leave idle and does not slow them.
+nice -n 19 ./scripts/lint.sh >"$lint_log" 2>&1 &
 lint_pid=$!
 # An early exit (a configure error under set -e) stops the lint too.
 trap 'kill "$lint_pid" 2>/dev/null || true; rm -f "$lint_log"' EXIT
