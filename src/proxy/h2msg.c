@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "h2_int.h"
+#include "h2up_int.h"
 #include "torii/mem.h"
 
 void torii_proxy__h2_nv_init(struct h2_nvbuf *b, const struct torii_http_header *f, size_t n,
@@ -27,17 +28,6 @@ void torii_proxy__h2_nv_init(struct h2_nvbuf *b, const struct torii_http_header 
 #define H2_ONES  0x0101010101010101ULL
 #define H2_HIGHS 0x8080808080808080ULL
 
-/* Upper-case ASCII letters of the 8 bytes of w lower-cased, every other byte unchanged. */
-static uint64_t h2_lower8(uint64_t w)
-{
-    uint64_t low7 = w & ~H2_HIGHS;                     /* each byte below 0x80 */
-    uint64_t ge_a = low7 + H2_ONES * (0x80 - 'A');     /* high bit: byte >= 'A' */
-    uint64_t gt_z = low7 + H2_ONES * (0x80 - 'Z' - 1); /* high bit: byte > 'Z' */
-    uint64_t upper = ge_a & ~gt_z & ~w & H2_HIGHS;     /* 'A'..'Z', no byte >= 0x80 */
-
-    return w | (upper >> 2); /* 0x80 >> 2 = 0x20, the case bit */
-}
-
 /* 1 when one of the 8 bytes of w equals c. */
 static int h2_has8(uint64_t w, uint8_t c)
 {
@@ -46,34 +36,11 @@ static int h2_has8(uint64_t w, uint8_t c)
     return ((x - H2_ONES) & ~x & H2_HIGHS) != 0;
 }
 
-/* n bytes of src lower-cased into dst: 8 at a time, the last 8 overlapping the ones before
- * (lower-casing twice changes nothing); a name under 8 bytes one by one. */
-static void h2_lower(char *dst, const char *src, size_t n)
-{
-    uint64_t w;
-
-    if (n < 8) {
-        for (size_t k = 0; k < n; k++) {
-            char c = src[k];
-            dst[k] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-        }
-        return;
-    }
-    for (size_t k = 0; k + 8 < n; k += 8) {
-        memcpy(&w, src + k, 8);
-        w = h2_lower8(w);
-        memcpy(dst + k, &w, 8);
-    }
-    memcpy(&w, src + n - 8, 8);
-    w = h2_lower8(w);
-    memcpy(dst + n - 8, &w, 8);
-}
-
 void torii_proxy__h2_nv_add(struct h2_nvbuf *b, struct torii_slice name, struct torii_slice value)
 {
     char *lc = b->names + b->used;
 
-    h2_lower(lc, name.ptr, name.len);
+    (void)torii_h2up__lower(lc, name);
     b->used += name.len;
     /* nghttp2_nv wants non-const pointers; nghttp2 copies what they point to */
     b->nv[b->n++] = (nghttp2_nv){(uint8_t *)lc, (uint8_t *)(uintptr_t)value.ptr, name.len,

@@ -144,7 +144,8 @@ int torii_h2up__req_nv(const struct torii_http_req *req, int tls, nghttp2_nv **n
  * is a pseudo-header or connection-specific. TORII_OK or TORII_ENOMEM. */
 int torii_h2up__field_line(struct evbuffer *out, struct torii_slice name, struct torii_slice value)
     TORII_MUST_USE;
-/** name lower-cased into dst (name.len bytes; HTTP/2 field names are lower case); dst. */
+/** name lower-cased into dst (name.len bytes, not overlapping name; HTTP/2 field names are
+ * lower case); dst. The one lower-casing of field names, both directions. */
 const char *torii_h2up__lower(char *dst, struct torii_slice name);
 /** The HTTP/1.1 status line of status into out. TORII_OK or TORII_ENOMEM. */
 int torii_h2up__status_line(struct evbuffer *out, int status) TORII_MUST_USE;
