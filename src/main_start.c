@@ -311,7 +311,8 @@ static int app_fleet_start(struct app *app, struct torii_errbuf *eb)
                                   .kek = app->kek,
                                   .stall_file = app->cfg->debug_stall_file,
                                   .pki = app->pki,
-                                  .od = app->acme_od};
+                                  .od = app->acme_od,
+                                  .acme_answers = app->cfg->acme.enabled};
     struct torii_fleet_tickets_opts to = {.period_s = app->cfg->ticket_rotate_s,
                                           .install = app_tickets_install};
     struct torii_fleet_chal_opts co = {
@@ -328,6 +329,7 @@ static int app_fleet_start(struct app *app, struct torii_errbuf *eb)
     to.fleet = app->fleet;
     to.arg = app->tickets;
     TORII_TRY(torii_fleet_tickets_start(&to, &app->fleet_tickets, eb));
+    co.fleet = app->fleet;
     if (app->cfg->acme.enabled) { /* any node may answer the CA (docs/fleet.md) */
         TORII_TRY(torii_fleet_chal_start(&co, &app->fleet_chal, eb));
         app->acme_share = (struct torii_acme_share){.ctx = app->fleet_chal,

@@ -55,6 +55,10 @@ struct torii_fleet_opts {
     /* On-demand decisions (borrowed; NULL: acme.on_demand off): names the other nodes forward
      * are decided on by the doer of job "acme" (wish.c). */
     struct torii_acme_od *od;
+    /* 1 when this node follows the shared ACME answers (acme{} on, torii_fleet_chal_start
+     * follows): its member key says so, and the doers of ACME orders wait for its
+     * acknowledgements (chal_ack.c). */
+    int acme_answers;
 };
 
 /** Start fleet mode: checks the KEK, installs the write-through and starts the watch thread
@@ -204,6 +208,7 @@ struct torii_fleet_kv {
     size_t val_len;
     int64_t mod_rev;
     int64_t create_rev;
+    int64_t lease; /* the lease the key is attached to; 0: none */
 };
 
 /** A range response. */
@@ -257,6 +262,33 @@ int torii_fleet_gw_watch_parse(const char *line, size_t len, struct torii_fleet_
  * no leader, timeouts) and TORII_EPROTO for the rest. */
 int torii_fleet_gw_error(const char *body, size_t len, struct torii_errbuf *eb) TORII_MUST_USE;
 
+/* ---- the member registry (members.c) ----
+ * Each node keeps <prefix>m/<id> = {"name": "<host> pid <pid>", "acme": true|false} attached
+ * to its job lease (the elect thread puts it after each grant), so the key lives as long as
+ * the node's lease: a node stopped cleanly leaves at once, a crashed or cut-off one after
+ * lease_ttl_s. id: 16 random [A-Za-z0-9] characters drawn at start. "acme": the node follows
+ * the shared ACME answers. Values read back are untrusted. The pure functions: any thread. */
+
+#define TORII_FLEET_ID_LEN   16
+#define TORII_FLEET_NODE_MAX 191
+
+struct torii_fleet_member {
+    char id[TORII_FLEET_ID_LEN + 1];
+    char name[TORII_FLEET_NODE_MAX + 1];
+    int acme;
+};
+
+/** 1 when s[0..len) is a node id: TORII_FLEET_ID_LEN characters [A-Za-z0-9]. */
+int torii_fleet_id_ok(const char *s, size_t len);
+/** The value of a member key, {"name":...,"acme":...} (malloc'd; NULL on allocation failure). */
+char *torii_fleet_member_value(const char *name, int acme);
+/** A member key's id (the key past "<prefix>m/", idlen bytes) and value (vlen bytes, untrusted)
+ * into *out. TORII_EPROTO (eb says why) for an id that is not one, or a value other than an
+ * object of exactly "name" (1..TORII_FLEET_NODE_MAX printable ASCII) and "acme" (a boolean). */
+int torii_fleet_member_parse(const char *id, size_t idlen, const char *val, size_t vlen,
+                             struct torii_fleet_member *out, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+
 /* ---- shared ACME challenge answers (chal.c) ----
  * In fleet mode every node's challenge table (acme.h) also holds the answers the other nodes
  * publish, so the CA may reach any node behind the load balancer. An answer lives in etcd at
@@ -274,6 +306,7 @@ struct torii_fleet_chal;
 
 struct torii_fleet_chal_opts {
     const struct torii_conf_fleet *conf; /* validated fleet.etcd (enabled) */
+    struct torii_fleet *fleet;           /* this node, started (its member id; borrowed) */
     const struct torii_kek_ring *kek;    /* required: validation keys reach etcd sealed */
     struct torii_acme_chal *table;       /* the table the listeners answer from */
 };
@@ -286,9 +319,11 @@ int torii_fleet_chal_start(const struct torii_fleet_chal_opts *o, struct torii_f
 void torii_fleet_chal_stop(struct torii_fleet_chal *c);
 
 /** torii_acme_share.publish (ctx: the torii_fleet_chal): the answer into etcd under a lease of
- * ttl_s seconds; returns once etcd committed it (and, bounded by timeout_ms, once this node's
- * challenge watch saw it come back). TORII_EINVAL for a key that is not a token or a DNS
- * name, TORII_EAGAIN when etcd is unreachable; eb names the answer. */
+ * ttl_s seconds; returns once etcd committed it and every live member that follows the
+ * answers (this node included) acknowledged it (chal_ack.c), or once timeout_ms passed (a
+ * warning names the members that did not confirm; the CA is then told anyway). TORII_EINVAL
+ * for a key that is not a token or a DNS name, TORII_EAGAIN when etcd is unreachable; eb
+ * names the answer. */
 int torii_fleet_chal_publish(void *ctx, const char *type, const char *key, const char *value,
                              const unsigned char *rec, size_t rec_len, int64_t ttl_s,
                              struct torii_errbuf *eb) TORII_MUST_USE;
@@ -315,6 +350,32 @@ int torii_fleet_chal_value(const struct torii_kek_ring *kek, const char *type, c
 int torii_fleet_chal_apply(struct torii_acme_chal *table, const struct torii_kek_ring *kek,
                            const char *sfx, size_t slen, const unsigned char *val, size_t vlen,
                            int deleted, struct torii_errbuf *eb) TORII_MUST_USE;
+
+/* Acknowledgements (chal_ack.c): each node's challenge watch, once it put an answer of
+ * revision R in its table, writes <prefix>k/<suffix>/<node id> = "R" (decimal) attached to the
+ * answer's own lease, so the acknowledgements go with the answer (withdrawn or expired). */
+
+/** A node's acknowledgement: its id and the revision of the answer it holds. */
+struct torii_fleet_ack {
+    char id[TORII_FLEET_ID_LEN + 1];
+    int64_t rev;
+};
+
+/** The etcd key "<prefix>k/<sfx>/<id>" (id "": the prefix of sfx's acknowledgements),
+ * malloc'd. */
+char *torii_fleet_chal_ack_key(const char *prefix, const char *sfx, const char *id);
+/** An acknowledgement read from etcd (untrusted): id = the key past "<prefix>k/<sfx>/" (idlen
+ * bytes), val its value, into *out. TORII_EPROTO for an id that is not a node id or a value
+ * that is not a positive decimal revision (1..19 digits). */
+int torii_fleet_chal_ack_parse(const char *id, size_t idlen, const char *val, size_t vlen,
+                               struct torii_fleet_ack *out) TORII_MUST_USE;
+/** Which nodes have not acknowledged revision rev (an acknowledgement of rev or later counts):
+ * the members m[0..n) with acme set, and this node (self) whatever its member key says or
+ * even without one. Their indices into missing (at most cap; index n stands for self when it
+ * is not among m); returns how many are missing (0: every one acknowledged). Pure. */
+size_t torii_fleet_chal_unacked(const struct torii_fleet_member *m, size_t n, const char *self,
+                                const struct torii_fleet_ack *acks, size_t na, int64_t rev,
+                                size_t *missing, size_t cap);
 
 /** The range end of a prefix (the prefix with its last byte incremented; "\0" for all keys
  * when every byte is 0xff), malloc'd, length in *len. */

@@ -225,23 +225,6 @@ int torii_fleet_chal_apply(struct torii_acme_chal *table, const struct torii_kek
 
 /* ---- the node: etcd requests ---- */
 
-struct torii_fleet_chal {
-    struct torii_fleet_chal_opts o;
-    struct fleet_client cl;
-    char *pfx; /* <prefix>a/ */
-    size_t pfx_len;
-    char *pfx_end;
-    size_t pfx_end_len;
-    pthread_t thr;
-    int started;
-    atomic_int stop;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int64_t seen;    /* highest revision the watch brought back (mu) */
-    json_t *leases;  /* suffix -> lease id: the answers this node published (mu) */
-    json_t *learned; /* suffix -> true: answers the table holds from etcd (watch thread) */
-};
-
 /* POST req (taken) to path; the answer parsed as a JSON object into *out. */
 static int chal_call(struct torii_fleet_chal *c, const char *path, json_t *req, json_t **out,
                      struct torii_errbuf *eb)
@@ -325,7 +308,7 @@ out:
 
 /* ---- the node: the watch thread ---- */
 
-static void chal_nap_ms(const struct torii_fleet_chal *c, unsigned ms)
+void fleet_chal_nap_ms(const struct torii_fleet_chal *c, unsigned ms)
 {
     const struct timespec step = {.tv_sec = 0, .tv_nsec = 20L * 1000 * 1000};
 
@@ -334,39 +317,8 @@ static void chal_nap_ms(const struct torii_fleet_chal *c, unsigned ms)
     }
 }
 
-static void chal_seen(struct torii_fleet_chal *c, int64_t rev)
-{
-    (void)pthread_mutex_lock(&c->mu);
-    if (rev > c->seen) {
-        c->seen = rev;
-        (void)pthread_cond_broadcast(&c->cv);
-    }
-    (void)pthread_mutex_unlock(&c->mu);
-}
-
-/* Wait (bounded by timeout_ms, in 50 ms steps) until the watch brought revision rev back. */
-static int chal_wait_seen(struct torii_fleet_chal *c, int64_t rev)
-{
-    int64_t until = torii_clock_mono_us() + (int64_t)c->o.conf->timeout_ms * 1000;
-    int ok;
-
-    (void)pthread_mutex_lock(&c->mu);
-    while (c->seen < rev && !atomic_load(&c->stop) && torii_clock_mono_us() < until) {
-        struct timespec ts;
-        (void)clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50L * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        (void)pthread_cond_timedwait(&c->cv, &c->mu, &ts);
-    }
-    ok = c->seen >= rev;
-    (void)pthread_mutex_unlock(&c->mu);
-    return ok;
-}
-
-/* One etcd key of ours (under pfx) into the table; learned follows. */
+/* One etcd key of ours (under pfx) into the table; learned follows, and an answer put in the
+ * table is acknowledged. */
 static void chal_event(struct torii_fleet_chal *c, const struct torii_fleet_kv *kv, int deleted)
 {
     struct torii_errbuf eb = {{0}};
@@ -387,6 +339,7 @@ static void chal_event(struct torii_fleet_chal *c, const struct torii_fleet_kv *
         (void)json_object_deln(c->learned, sfx, slen);
     } else {
         (void)json_object_setn_new(c->learned, sfx, slen, json_true());
+        fleet_chal_ack(c, sfx, slen, kv);
     }
 }
 
@@ -461,7 +414,6 @@ static int chal_on_line(const char *line, size_t len, void *arg)
     struct torii_fleet_chal *c = arg;
     struct torii_fleet_watch w = {0};
     struct torii_errbuf eb = {{0}};
-    int64_t last = 0;
     int rc = torii_fleet_gw_watch_parse(line, len, &w, &eb);
 
     if (rc == TORII_OK && (w.compact_rev > 0 || w.canceled)) {
@@ -469,9 +421,7 @@ static int chal_on_line(const char *line, size_t len, void *arg)
     } else if (rc == TORII_OK) {
         for (size_t i = 0; i < w.n; i++) {
             chal_event(c, &w.ev[i].kv, w.ev[i].deleted);
-            last = w.ev[i].kv.mod_rev > last ? w.ev[i].kv.mod_rev : last;
         }
-        chal_seen(c, last);
     } else {
         torii_log(TORII_LOG_ERR, "fleet: acme answers watch: %s", eb.msg);
     }
@@ -488,7 +438,6 @@ static int chal_cycle(struct torii_fleet_chal *c, struct torii_errbuf *eb)
     int rc = TORII_OK;
 
     TORII_TRY(chal_load(c, &rev, eb));
-    chal_seen(c, rev);
     req = json_pack("{s:{s:o, s:o, s:I}}", "create_request", "key", fleet_b64(c->pfx, c->pfx_len),
                     "range_end", fleet_b64(c->pfx_end, c->pfx_end_len), "start_revision",
                     (json_int_t)rev + 1);
@@ -518,7 +467,7 @@ static void *chal_thread(void *arg)
             torii_log(TORII_LOG_WARN, "fleet: acme answers watch: %s; retrying in %u ms",
                       eb.msg[0] != '\0' ? eb.msg : torii_strerror(rc), backoff);
         }
-        chal_nap_ms(c, backoff);
+        fleet_chal_nap_ms(c, backoff);
         backoff = backoff * 2 > CHAL_BACKOFF_MAX ? CHAL_BACKOFF_MAX : backoff * 2;
     }
     return NULL;
@@ -532,7 +481,7 @@ int torii_fleet_chal_start(const struct torii_fleet_chal_opts *o, struct torii_f
     int rc = TORII_OK;
 
     *out = NULL;
-    TORII_ENSURE(pfx != NULL && o->conf->enabled && o->table != NULL,
+    TORII_ENSURE(pfx != NULL && o->conf->enabled && o->table != NULL && o->fleet != NULL,
                  torii_errf(eb, TORII_EINVAL, "fleet: not configured"));
     TORII_ENSURE(torii_kek_ring_count(o->kek) > 0,
                  torii_errf(eb, TORII_EINVAL,
@@ -544,7 +493,7 @@ int torii_fleet_chal_start(const struct torii_fleet_chal_opts *o, struct torii_f
     c->learned = json_object();
     TORII_ENSURE(c->leases != NULL && c->learned != NULL, TORII_ENOMEM);
     TORII_TRY(fleet_client_init(&c->cl, o->conf, eb));
-    TORII_ENSURE(pthread_mutex_init(&c->mu, NULL) == 0 && pthread_cond_init(&c->cv, NULL) == 0,
+    TORII_ENSURE(pthread_mutex_init(&c->mu, NULL) == 0,
                  torii_errf(eb, TORII_ENOMEM, "fleet: mutex init failed"));
     c->pfx_len = strlen(pfx) + 2;
     c->pfx = torii_xmalloc(c->pfx_len + 1);
@@ -569,7 +518,6 @@ void torii_fleet_chal_stop(struct torii_fleet_chal *c)
     if (c->started) {
         (void)pthread_join(c->thr, NULL);
     }
-    (void)pthread_cond_destroy(&c->cv);
     (void)pthread_mutex_destroy(&c->mu);
     fleet_client_clear(&c->cl);
     json_decref(c->leases);
@@ -650,12 +598,7 @@ int torii_fleet_chal_publish(void *ctx, const char *type, const char *key, const
     TORII_ENSURE(rc == TORII_OK,
                  torii_errf(eb, rc, "fleet: cannot share the acme %s answer %s with the fleet: %s",
                             type, sfx, e.msg));
-    if (!chal_wait_seen(c, rev)) {
-        torii_log(TORII_LOG_WARN,
-                  "fleet: acme answer %s committed at revision %" PRId64
-                  " but not yet back through this node's watch after %u ms",
-                  sfx, rev, c->o.conf->timeout_ms);
-    }
+    fleet_chal_wait_acked(c, sfx, rev);
 out:
     torii_secure_free(val, vlen);
     return rc;

@@ -299,6 +299,26 @@ static void elect_report_lost(const struct torii_fleet_elect *before,
     }
 }
 
+/* The member key goes with each new lease (members.c); a failed put is tried again next tick. */
+static void elect_register(struct torii_fleet *f)
+{
+    struct torii_errbuf eb = {{0}};
+    int64_t lease;
+
+    (void)pthread_mutex_lock(&f->el.mu);
+    lease = f->el.st.lease;
+    (void)pthread_mutex_unlock(&f->el.mu);
+    if (lease == 0 || lease == f->el.registered) {
+        return;
+    }
+    if (fleet_member_register(f, lease, &eb) == TORII_OK) {
+        f->el.registered = lease;
+    } else {
+        torii_log(TORII_LOG_WARN, "fleet: cannot register this node as a member (%s): retrying",
+                  eb.msg);
+    }
+}
+
 /* Lease, poll, take what is free. 0 when etcd could not be reached (eb says why). */
 static int elect_tick(struct torii_fleet *f, struct torii_errbuf *eb)
 {
@@ -316,6 +336,7 @@ static int elect_tick(struct torii_fleet *f, struct torii_errbuf *eb)
     (void)pthread_mutex_unlock(&f->el.mu);
     rc = lease == 0 ? elect_grant(f, eb) : elect_keepalive(f, lease, eb);
     if (rc == TORII_OK) {
+        elect_register(f);
         rc = elect_poll(f, seen, eb);
     }
     (void)pthread_mutex_lock(&f->el.mu);
@@ -414,6 +435,11 @@ int fleet_elect_start(struct torii_fleet *f, struct torii_errbuf *eb)
         (void)snprintf(host, sizeof(host), "torii");
     }
     (void)snprintf(f->el.node, sizeof(f->el.node), "%s pid %ld", host, (long)getpid());
+    if (torii_rand_alnum(f->el.id, TORII_FLEET_ID_LEN) != TORII_OK) {
+        (void)pthread_cond_destroy(&f->el.cv);
+        (void)pthread_mutex_destroy(&f->el.mu);
+        return torii_errf(eb, TORII_ENOMEM, "fleet: no random bytes for the node's id");
+    }
     if (pthread_create(&f->el.thr, NULL, elect_thread, f) != 0) {
         (void)pthread_cond_destroy(&f->el.cv);
         (void)pthread_mutex_destroy(&f->el.mu);

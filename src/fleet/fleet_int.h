@@ -116,7 +116,9 @@ struct fleet_elect {
     pthread_cond_t cv;
     int wake;
     struct torii_fleet_elect st;
-    char node[192]; /* this node's name, the value of the keys it holds */
+    char node[192];                  /* this node's name, the value of the keys it holds */
+    char id[TORII_FLEET_ID_LEN + 1]; /* this node's member id (drawn at start; then read-only) */
+    int64_t registered;              /* the lease the member key was put with (elect thread only) */
 };
 
 int fleet_elect_start(struct torii_fleet *f, struct torii_errbuf *eb) TORII_MUST_USE;
@@ -129,6 +131,51 @@ int fleet_elect_fenced(const struct torii_fleet *f, int *job, int64_t *fence);
 /** A fenced write failed: 1 when the job's key no longer has the fence (the job is then
  * dropped locally), 0 when it still has it or etcd could not say. */
 int fleet_elect_fence_lost(struct torii_fleet *f, int job, int64_t fence);
+
+/* ---- members.c: the member registry, and two plain requests ---- */
+
+#define FLEET_MEMBERS_MAX 256 /* members (and acknowledgements of one answer) read at most */
+
+/** Put key = val[0..vlen) attached to lease (0: none). */
+int fleet_kv_put(struct fleet_client *cl, const char *key, const void *val, size_t vlen,
+                 int64_t lease, struct torii_errbuf *eb) TORII_MUST_USE;
+/** The keys under pfx (at most limit, with their values), read now. */
+int fleet_kv_range_prefix(struct fleet_client *cl, const char *pfx, unsigned limit,
+                          struct torii_fleet_range *out, struct torii_errbuf *eb) TORII_MUST_USE;
+/** Put this node's member key, attached to lease. Elect thread. */
+int fleet_member_register(struct torii_fleet *f, int64_t lease, struct torii_errbuf *eb)
+    TORII_MUST_USE;
+/** The members registered under prefix (malformed ones are logged and left out): *out
+ * (malloc'd, room for *n + 1), *n. */
+int fleet_members_read(struct fleet_client *cl, const char *prefix, struct torii_fleet_member **out,
+                       size_t *n, struct torii_errbuf *eb) TORII_MUST_USE;
+
+/* ---- chal.c, chal_ack.c: the shared ACME answers and their acknowledgements ---- */
+
+struct torii_fleet_chal {
+    struct torii_fleet_chal_opts o;
+    struct fleet_client cl;
+    char *pfx; /* <prefix>a/ */
+    size_t pfx_len;
+    char *pfx_end;
+    size_t pfx_end_len;
+    pthread_t thr;
+    int started;
+    atomic_int stop;
+    pthread_mutex_t mu;
+    json_t *leases;  /* suffix -> lease id: the answers this node published (mu) */
+    json_t *learned; /* suffix -> true: answers the table holds from etcd (watch thread) */
+};
+
+/** Sleep ms in 20 ms steps, less once c is stopping. */
+void fleet_chal_nap_ms(const struct torii_fleet_chal *c, unsigned ms);
+/** The answer sfx[0..slen) of kv (with its revision and lease) is in this node's table: write
+ * this node's acknowledgement (a failure is logged). Watch thread. */
+void fleet_chal_ack(struct torii_fleet_chal *c, const char *sfx, size_t slen,
+                    const struct torii_fleet_kv *kv);
+/** Wait (bounded by timeout_ms) until every live member following the answers acknowledged
+ * revision rev of this node's answer sfx; a warning names those that did not. ACME thread. */
+void fleet_chal_wait_acked(struct torii_fleet_chal *c, const char *sfx, int64_t rev);
 
 /* ---- crl.c: the CRLs of the fleet (<prefix>r/<CA id> -> DER) ---- */
 

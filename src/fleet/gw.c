@@ -115,6 +115,7 @@ static int gw_kv(const json_t *o, struct torii_fleet_kv *kv, int with_value,
                  torii_errf(eb, TORII_EPROTO, "etcd: a kv has no key or a key with a NUL"));
     TORII_TRY(gw_i64(o, "mod_revision", &kv->mod_rev, eb));
     TORII_TRY(gw_i64(o, "create_revision", &kv->create_rev, eb));
+    TORII_TRY(gw_i64(o, "lease", &kv->lease, eb));
     if (with_value) {
         TORII_TRY(gw_b64(o, "value", 1, &kv->val, &kv->val_len, eb));
     }
