@@ -9,6 +9,11 @@
 # then stopped, the job moves to B or C, and a TLS-ALPN-01 order started on that doer is
 # validated against the other one (its name resolves there): that node's counter, not the
 # doer's.
+# The doer tells the CA to validate only once every member following the answers acknowledged
+# the answer (<prefix>k/, docs/fleet.md): its log says so for each answer. With C stopped
+# (SIGSTOP) while A publishes, A waits for C (bounded by timeout_ms) and names C in a warning
+# before letting the CA try; the job lease is long (60 s) so that C stays a member of the
+# fleet throughout, however slow the machine.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_fleet.sh"
 fleet_pebble_up
@@ -23,9 +28,15 @@ fleet_conf_extra() {
   "access_log": {"path": "$T_TMP/$1/access.log"},
 JSON
 }
+FLEET_LEASE_TTL=60
 fleet_after_a() { check "node A holds the job acme (alone)" t_wait_for job_doer_is acme a; }
 fleet_up
 check_eq "A still holds the job acme with B and C up" a "$(job_doer acme)"
+members_acme() { # the number of member keys that follow the answers
+  ectl get /it/m/ --prefix --print-value-only 2>/dev/null | grep -c '"acme":true'
+}
+members_are() { [ "$(members_acme)" = "$1" ]; }
+check "three members following the answers in etcd (/it/m/)" t_wait_for members_are 3
 
 # order NODE NAME: a synchronous order on NODE's API (bounded by curl's -m 180)
 order() {
@@ -46,7 +57,12 @@ http01_status() { # http01_status NODE TOKEN
   curl -s -o /dev/null -w '%{http_code}' -m 10 "http://${ADDR[$1]}:$T_HTTP/.well-known/acme-challenge/$2"
 }
 answer_gone() { [ "$(http01_status "$1" "$2")" = 404 ]; }
-etcd_answers() { ectl get /it/a/ --prefix --keys-only 2>&1; }
+etcd_answers() { ectl get /it/a/ --prefix --keys-only 2>&1; ectl get /it/k/ --prefix --keys-only 2>&1; }
+# confirmed NODE SFX COUNT: NODE's log says every member (COUNT) acknowledged its answer SFX
+confirmed() {
+  grep -F "fleet: acme answer $2 (revision" "$T_TMP/$1/torii.log" \
+    | grep -qF "confirmed by every member following the answers ($3)"
+}
 etcd_clean() { local o; o=$(etcd_answers) && [ -z "$o" ]; }
 
 # ---- HTTP-01: ordered on A, validated against B
@@ -92,7 +108,28 @@ done
 for n in a b c; do
   check "the answer is withdrawn on node $n (404)" t_wait_for answer_gone "$n" "$token"
 done
-check "nothing left under /it/a/ in etcd" t_wait_for etcd_clean
+check "nothing left under /it/a/ nor /it/k/ in etcd" t_wait_for etcd_clean
+check "A told the CA only once A, B and C had acknowledged h/$token" confirmed a "h/$token" 3
+check_eq "A warned about no member" "" "$(grep 'not confirmed after' "$T_TMP/a/torii.log")"
+
+# ---- C stopped while A publishes: A waits for C's acknowledgement, names C, and goes on
+kill -STOP "${NPID[c]}"
+order a stalled.fleet.test
+kill -CONT "${NPID[c]}"
+check_eq "HTTP-01 order on A with C stopped: 200 (B answered the CA)" 200 "$T_STATUS"
+[ "$T_STATUS" = 200 ] || { echo "# $T_BODY"; tail -20 "$T_TMP/a/torii.log"; }
+stalled=$(grep 'not confirmed after' "$T_TMP/a/torii.log" || true)
+echo "# $stalled"
+check "A waited timeout_ms for C, then named C in a warning" \
+  grep -q "not confirmed after 2000 ms by [^;]*pid ${NPID[c]} (" <<<"$stalled"
+check_eq "the warning names C only (B and A confirmed)" 1 "$(grep -o ' pid [0-9]* (' <<<"$stalled" | wc -l)"
+read -r token2 _ < <(challenge_requests b | grep -v "^$token " || true; echo)
+check "B's access log has the CA's request for the second token" test -n "$token2"
+for n in a b c; do
+  check "stalled answer withdrawn on node $n (404; C once resumed)" t_wait_for answer_gone "$n" "$token2"
+done
+check "nothing left under /it/a/ nor /it/k/ in etcd (C's late acknowledgement went nowhere)" \
+  t_wait_for etcd_clean
 
 # ---- TLS-ALPN-01: A stopped, the job moves to B or C; ordered on that doer, validated
 # against the other one
@@ -114,7 +151,9 @@ check_eq "$D's counter: not the doer" 0 "$(answers "$D" tls-alpn-01)"
 for n in b c; do
   check "node $n serves the certificate ordered on $D" t_wait_for serves "$n" alpn.fleet.test "$aserial"
 done
-check "nothing left under /it/a/ in etcd" t_wait_for etcd_clean
+check "nothing left under /it/a/ nor /it/k/ in etcd" t_wait_for etcd_clean
+check "$D told the CA only once $D and $E had acknowledged t/alpn.fleet.test (A left)" \
+  confirmed "$D" t/alpn.fleet.test 2
 no_acme_alpn() { # no_acme_alpn NODE: NODE does not negotiate acme-tls/1 for alpn.fleet.test
   local out
   out=$(echo | timeout 10 openssl s_client -connect "${ADDR[$1]}:$T_HTTPS" -servername alpn.fleet.test \
