@@ -18,7 +18,8 @@
  * key> -> cert id (the serial index); <prefix>t/keys -> the session ticket key set, sealed
  * (torii_fleet_tickets_*); <prefix>r/<CA id> -> the CA's current DER CRL (crl.c);
  * <prefix>w/<name> -> an on-demand wish (wish.c); <prefix>l/<job> -> a job's doer (elect.c);
- * <prefix>a/ -> ACME challenge answers (chal.c).
+ * <prefix>a/ -> ACME challenge answers (chal.c); <prefix>k/ -> their acknowledgements
+ * (chal_ack.c); <prefix>m/<node id> -> a member of the fleet (members.c).
  *
  * Threads: start/stop on the main thread; the commit hook runs on any writer thread;
  * torii_fleet_writable from any thread. The JSON gateway functions (torii_fleet_gw_*) are
@@ -296,7 +297,9 @@ int torii_fleet_member_parse(const char *id, size_t idlen, const char *val, size
  * the validation record sealed with the KEK for "acme-alpn:<name>"), attached to a lease of
  * the order's remaining time, so a dead node's answers expire. A watch thread of its own
  * (on <prefix>a/ only) reads the answers present, then follows their changes into the
- * table; after a broken stream it reads them again and drops those gone meanwhile.
+ * table, acknowledging each answer it holds (<prefix>k/, below); after a broken stream it
+ * reads them again and drops those gone meanwhile. The publisher waits for the
+ * acknowledgements of every live member following the answers before it returns.
  * Threads: start/stop on the main thread (stop before the table is freed); publish and
  * withdraw on the ACME thread (the torii_acme_share hook); the pure functions on any.
  * Ownership: borrows opts' config, KEK ring and table until torii_fleet_chal_stop. */

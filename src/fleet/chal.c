@@ -2,8 +2,9 @@
  * under <prefix>a/ with a lease, and a watch thread of its own that keeps the local challenge
  * table holding every node's answers. One cycle of the thread: read the answers present
  * (dropping those learned before and gone meanwhile), then watch from the next revision until
- * the stream breaks; retried with backoff (100 ms doubling to 5 s). The pure parts (etcd key
- * suffixes, values, applying one event) come first.
+ * the stream breaks; retried with backoff (100 ms doubling to 5 s). Each answer put in the
+ * table is acknowledged, and a publish waits for every member's acknowledgement
+ * (chal_ack.c). The pure parts (etcd key suffixes, values, applying one event) come first.
  * Threads: start/stop on the main thread; the watch thread; publish/withdraw on the ACME
  * thread. */
 #include <inttypes.h>
