@@ -60,8 +60,9 @@ void torii_acme_chal_answered(struct torii_acme_chal *ch, uint64_t out[2]);
 
 /* ---- sharing the answers (fleet mode) ----
  * A node that publishes an answer in its table also hands it to share->publish, which
- * returns once every node can learn it (fleet: committed in etcd, src/fleet/chal.c), before
- * the CA is told to validate; share->withdraw follows the local withdrawal, whatever the
+ * returns once every node holds it (fleet: committed in etcd and acknowledged by every live
+ * member following the answers, or timeout_ms passed; src/fleet/chal.c, chal_ack.c),
+ * before the CA is told to validate; share->withdraw follows the local withdrawal, whatever the
  * outcome. ttl_s bounds the life of a shared answer whose node dies (the order's remaining
  * time). A publish error fails the challenge (the local answer is withdrawn). Both are
  * called on the ACME thread only. */

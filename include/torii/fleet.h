@@ -302,7 +302,8 @@ int torii_fleet_member_parse(const char *id, size_t idlen, const char *val, size
  * acknowledgements of every live member following the answers before it returns.
  * Threads: start/stop on the main thread (stop before the table is freed); publish and
  * withdraw on the ACME thread (the torii_acme_share hook); the pure functions on any.
- * Ownership: borrows opts' config, KEK ring and table until torii_fleet_chal_stop. */
+ * Ownership: borrows opts' config, KEK ring, table and fleet until torii_fleet_chal_stop
+ * (stop it before the fleet). */
 
 struct torii_acme_chal;
 struct torii_fleet_chal;
