@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "fleet_int.h"
 #include "torii/acme.h"
@@ -308,15 +307,6 @@ out:
 }
 
 /* ---- the node: the watch thread ---- */
-
-void fleet_chal_nap_ms(const struct torii_fleet_chal *c, unsigned ms)
-{
-    const struct timespec step = {.tv_sec = 0, .tv_nsec = 20L * 1000 * 1000};
-
-    for (unsigned waited = 0; waited < ms && !atomic_load(&c->stop); waited += 20) {
-        (void)nanosleep(&step, NULL);
-    }
-}
 
 /* One etcd key of ours (under pfx) into the table; learned follows, and an answer put in the
  * table is acknowledged. */

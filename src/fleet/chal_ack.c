@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fleet_int.h"
 #include "torii/clock.h"
@@ -96,6 +97,15 @@ size_t torii_fleet_chal_unacked(const struct torii_fleet_member *m, size_t n, co
 }
 
 /* ---- the node ---- */
+
+void fleet_chal_nap_ms(const struct torii_fleet_chal *c, unsigned ms)
+{
+    const struct timespec step = {.tv_sec = 0, .tv_nsec = 20L * 1000 * 1000};
+
+    for (unsigned waited = 0; waited < ms && !atomic_load(&c->stop); waited += 20) {
+        (void)nanosleep(&step, NULL);
+    }
+}
 
 void fleet_chal_ack(struct torii_fleet_chal *c, const char *sfx, size_t slen,
                     const struct torii_fleet_kv *kv)
