@@ -367,18 +367,12 @@ static void chal_forget_gone(struct torii_fleet_chal *c, json_t *present)
 /* Read the answers present: into the table, the gone ones out; *rev the range's revision. */
 static int chal_load(struct torii_fleet_chal *c, int64_t *rev, struct torii_errbuf *eb)
 {
-    json_t *req =
-        json_pack("{s:o, s:o, s:I}", "key", fleet_b64(c->pfx, c->pfx_len), "range_end",
-                  fleet_b64(c->pfx_end, c->pfx_end_len), "limit", (json_int_t)CHAL_RANGE_LIMIT);
     json_t *present = json_object();
     struct torii_fleet_range r = {0};
-    char *resp = NULL;
-    size_t len = 0;
     int rc = TORII_OK;
 
     TORII_ENSURE(present != NULL, TORII_ENOMEM);
-    TORII_TRY(fleet_call_json(&c->cl, "/v3/kv/range", req, &resp, &len, eb));
-    TORII_TRY(torii_fleet_gw_range_parse(resp, len, &r, eb));
+    TORII_TRY(fleet_kv_range_prefix(&c->cl, c->pfx, CHAL_RANGE_LIMIT, 0, &r, eb));
     if (r.more) {
         torii_log(TORII_LOG_WARN, "fleet: more than %d acme answers in etcd: only the first read",
                   CHAL_RANGE_LIMIT);
@@ -394,9 +388,6 @@ static int chal_load(struct torii_fleet_chal *c, int64_t *rev, struct torii_errb
 out:
     torii_fleet_range_clear(&r);
     json_decref(present);
-    if (resp != NULL) {
-        torii_secure_free(resp, len);
-    }
     return rc;
 }
 

@@ -143,7 +143,7 @@ static int ack_read(struct torii_fleet_chal *c, const char *sfx, struct torii_fl
 
     *acks = NULL;
     *na = 0;
-    TORII_TRY(fleet_kv_range_prefix(&c->cl, pfx, FLEET_MEMBERS_MAX, &r, eb));
+    TORII_TRY(fleet_kv_range_prefix(&c->cl, pfx, FLEET_MEMBERS_MAX, 0, &r, eb));
     *acks = torii_xcalloc(r.n + 1, sizeof(**acks));
     for (size_t i = 0; i < r.n; i++) {
         const struct torii_fleet_kv *kv = &r.kvs[i];
@@ -170,7 +170,7 @@ static int ack_look(struct torii_fleet_chal *c, const char *sfx, int64_t rev,
     size_t na = 0;
     int rc = TORII_OK;
 
-    TORII_TRY(fleet_members_read(&c->cl, c->o.conf->prefix, m, n, eb));
+    TORII_TRY(fleet_members_read(c->o.fleet, m, n, eb));
     TORII_TRY(ack_read(c, sfx, &acks, &na, eb));
     *nmiss = torii_fleet_chal_unacked(*m, *n, c->o.fleet->el.id, acks, na, rev, missing,
                                       FLEET_MEMBERS_MAX + 1);

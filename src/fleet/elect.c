@@ -230,20 +230,11 @@ out:
 static int elect_poll(struct torii_fleet *f, int64_t seen[TORII_FLEET_JOBS],
                       struct torii_errbuf *eb)
 {
-    char *k = torii_fleet_job_key(f->o.conf->prefix, "");
-    size_t klen = strlen(k);
-    size_t elen = 0;
-    char *end = torii_fleet_prefix_end(k, klen, &elen);
+    size_t klen = strlen(f->o.conf->prefix) + 2; /* "<prefix>l/" */
     struct torii_fleet_range r = {0};
-    char *resp = NULL;
-    size_t len = 0;
     int rc = TORII_OK;
 
-    TORII_TRY(fleet_call_json(&f->cl, "/v3/kv/range",
-                              json_pack("{s:o, s:o, s:b}", "key", fleet_b64(k, klen), "range_end",
-                                        fleet_b64(end, elen), "keys_only", 1),
-                              &resp, &len, eb));
-    TORII_TRY(torii_fleet_gw_range_parse(resp, len, &r, eb));
+    TORII_TRY(fleet_range_sub(f, 'l', 0, 1, &r, eb));
     for (size_t i = 0; i < r.n; i++) {
         int job = r.kvs[i].key_len > klen ? torii_fleet_job_index(r.kvs[i].key + klen) : -1;
         if (job >= 0) {
@@ -252,9 +243,6 @@ static int elect_poll(struct torii_fleet *f, int64_t seen[TORII_FLEET_JOBS],
     }
 out:
     torii_fleet_range_clear(&r);
-    free(resp);
-    free(end);
-    free(k);
     return rc;
 }
 

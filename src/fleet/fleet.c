@@ -107,32 +107,6 @@ out:
     return rc;
 }
 
-int fleet_range_sub(struct torii_fleet *f, char sub, unsigned limit, int keys_only,
-                    struct torii_fleet_range *out, struct torii_errbuf *eb)
-{
-    size_t plen = strlen(f->o.conf->prefix);
-    char *key = torii_xmalloc(plen + 3);
-    size_t end_len = 0;
-    char *end = NULL;
-    char *resp = NULL;
-    size_t len = 0;
-    int rc = TORII_OK;
-
-    (void)snprintf(key, plen + 3, "%s%c/", f->o.conf->prefix, sub);
-    end = torii_fleet_prefix_end(key, plen + 2, &end_len);
-    TORII_TRY(fleet_call_json(&f->cl, "/v3/kv/range",
-                              json_pack("{s:o, s:o, s:I, s:b}", "key", fleet_b64(key, plen + 2),
-                                        "range_end", fleet_b64(end, end_len), "limit",
-                                        (json_int_t)limit, "keys_only", keys_only),
-                              &resp, &len, eb));
-    TORII_TRY(torii_fleet_gw_range_parse(resp, len, out, eb));
-out:
-    free(resp);
-    free(end);
-    free(key);
-    return rc;
-}
-
 /* One full resync in pages at one revision. TORII_ECONFLICT: that revision was compacted
  * meanwhile (start again). */
 static int fleet_resync_once(struct torii_fleet *f, struct torii_errbuf *eb)

@@ -132,23 +132,26 @@ int fleet_elect_fenced(const struct torii_fleet *f, int *job, int64_t *fence);
  * dropped locally), 0 when it still has it or etcd could not say. */
 int fleet_elect_fence_lost(struct torii_fleet *f, int job, int64_t fence);
 
-/* ---- members.c: the member registry, and two plain requests ---- */
+/* ---- members.c: the member registry, and the plain requests (put, ranges) ---- */
 
 #define FLEET_MEMBERS_MAX 256 /* members (and acknowledgements of one answer) read at most */
 
 /** Put key = val[0..vlen) attached to lease (0: none). */
 int fleet_kv_put(struct fleet_client *cl, const char *key, const void *val, size_t vlen,
                  int64_t lease, struct torii_errbuf *eb) TORII_MUST_USE;
-/** The keys under pfx (at most limit, with their values), read now. */
-int fleet_kv_range_prefix(struct fleet_client *cl, const char *pfx, unsigned limit,
+/** The keys under pfx (at most limit; keys_only: no values), read now. */
+int fleet_kv_range_prefix(struct fleet_client *cl, const char *pfx, unsigned limit, int keys_only,
                           struct torii_fleet_range *out, struct torii_errbuf *eb) TORII_MUST_USE;
+/** The keys under <prefix><sub>/ (at most limit; keys_only: no values), read now. */
+int fleet_range_sub(struct torii_fleet *f, char sub, unsigned limit, int keys_only,
+                    struct torii_fleet_range *out, struct torii_errbuf *eb) TORII_MUST_USE;
 /** Put this node's member key, attached to lease. Elect thread. */
 int fleet_member_register(struct torii_fleet *f, int64_t lease, struct torii_errbuf *eb)
     TORII_MUST_USE;
-/** The members registered under prefix (malformed ones are logged and left out): *out
- * (malloc'd, room for *n + 1), *n. */
-int fleet_members_read(struct fleet_client *cl, const char *prefix, struct torii_fleet_member **out,
-                       size_t *n, struct torii_errbuf *eb) TORII_MUST_USE;
+/** The members registered now (malformed ones are logged and left out): *out (malloc'd,
+ * room for *n + 1), *n. Any thread. */
+int fleet_members_read(struct torii_fleet *f, struct torii_fleet_member **out, size_t *n,
+                       struct torii_errbuf *eb) TORII_MUST_USE;
 
 /* ---- chal.c, chal_ack.c: the shared ACME answers and their acknowledgements ---- */
 
@@ -252,10 +255,6 @@ struct torii_fleet {
     struct fleet_crls crls;
     struct fleet_wishes *wishes; /* with opts.od; NULL otherwise */
 };
-
-/** The keys under <prefix><sub>/ (at most limit; keys_only: no values), read now. */
-int fleet_range_sub(struct torii_fleet *f, char sub, unsigned limit, int keys_only,
-                    struct torii_fleet_range *out, struct torii_errbuf *eb) TORII_MUST_USE;
 
 /** *until = now + ms on CLOCK_REALTIME (the clock of pthread_cond_timedwait). */
 void fleet_deadline(unsigned ms, struct timespec *until);

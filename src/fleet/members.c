@@ -2,8 +2,8 @@
  * {"name": "<host> pid <pid>", "acme": true|false} attached to its job lease (elect.c puts it
  * after each grant), so the key lives exactly as long as the node's lease. The id is drawn at
  * start (16 random [A-Za-z0-9] characters). Values read back are untrusted: parsed strictly.
- * Also the two plain etcd requests the registry and the challenge acknowledgements share: a
- * put under a lease, and a range over a prefix.
+ * Also the plain etcd requests of the module's threads: a put under a lease, and a range over
+ * a prefix or over one of the fleet's key families (<prefix><sub>/).
  * Threads: the elect thread registers; any thread reads (each caller its own client). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,7 +98,7 @@ int fleet_kv_put(struct fleet_client *cl, const char *key, const void *val, size
     return rc;
 }
 
-int fleet_kv_range_prefix(struct fleet_client *cl, const char *pfx, unsigned limit,
+int fleet_kv_range_prefix(struct fleet_client *cl, const char *pfx, unsigned limit, int keys_only,
                           struct torii_fleet_range *out, struct torii_errbuf *eb)
 {
     size_t plen = strlen(pfx);
@@ -109,35 +109,40 @@ int fleet_kv_range_prefix(struct fleet_client *cl, const char *pfx, unsigned lim
     int rc = TORII_OK;
 
     TORII_TRY(fleet_call_json(cl, "/v3/kv/range",
-                              json_pack("{s:o, s:o, s:I}", "key", fleet_b64(pfx, plen), "range_end",
-                                        fleet_b64(end, elen), "limit", (json_int_t)limit),
+                              json_pack("{s:o, s:o, s:I, s:b}", "key", fleet_b64(pfx, plen),
+                                        "range_end", fleet_b64(end, elen), "limit",
+                                        (json_int_t)limit, "keys_only", keys_only),
                               &resp, &len, eb));
     rc = torii_fleet_gw_range_parse(resp, len, out, eb);
 out:
-    free(resp);
+    if (resp != NULL) {
+        torii_secure_free(resp, len); /* values may be sealed records */
+    }
     free(end);
     return rc;
 }
 
-/* "<prefix>m/" (malloc'd). */
-static char *member_pfx(const char *prefix)
+int fleet_range_sub(struct torii_fleet *f, char sub, unsigned limit, int keys_only,
+                    struct torii_fleet_range *out, struct torii_errbuf *eb)
 {
-    size_t n = strlen(prefix) + 3;
-    char *k = torii_xmalloc(n);
+    size_t n = strlen(f->o.conf->prefix) + 3;
+    char *key = torii_xmalloc(n);
+    int rc;
 
-    (void)snprintf(k, n, "%s%c/", prefix, MEMBER_SUB);
-    return k;
+    (void)snprintf(key, n, "%s%c/", f->o.conf->prefix, sub);
+    rc = fleet_kv_range_prefix(&f->cl, key, limit, keys_only, out, eb);
+    free(key);
+    return rc;
 }
 
 int fleet_member_register(struct torii_fleet *f, int64_t lease, struct torii_errbuf *eb)
 {
-    char *pfx = member_pfx(f->o.conf->prefix);
-    size_t klen = strlen(pfx) + TORII_FLEET_ID_LEN + 1;
+    size_t klen = strlen(f->o.conf->prefix) + 3 + TORII_FLEET_ID_LEN;
     char *k = torii_xmalloc(klen);
     char *v = torii_fleet_member_value(f->el.node, f->o.acme_answers);
     int rc = TORII_OK;
 
-    (void)snprintf(k, klen, "%s%s", pfx, f->el.id);
+    (void)snprintf(k, klen, "%s%c/%s", f->o.conf->prefix, MEMBER_SUB, f->el.id);
     TORII_ENSURE(v != NULL, TORII_ENOMEM);
     TORII_TRY(fleet_kv_put(&f->cl, k, v, strlen(v), lease, eb));
     torii_log(TORII_LOG_INFO, "fleet: this node (%s) is member %s of the fleet", f->el.node,
@@ -145,21 +150,19 @@ int fleet_member_register(struct torii_fleet *f, int64_t lease, struct torii_err
 out:
     free(v);
     free(k);
-    free(pfx);
     return rc;
 }
 
-int fleet_members_read(struct fleet_client *cl, const char *prefix, struct torii_fleet_member **out,
-                       size_t *n, struct torii_errbuf *eb)
+int fleet_members_read(struct torii_fleet *f, struct torii_fleet_member **out, size_t *n,
+                       struct torii_errbuf *eb)
 {
-    char *pfx = member_pfx(prefix);
-    size_t plen = strlen(pfx);
+    size_t plen = strlen(f->o.conf->prefix) + 2; /* "<prefix>m/" */
     struct torii_fleet_range r = {0};
     int rc = TORII_OK;
 
     *out = NULL;
     *n = 0;
-    TORII_TRY(fleet_kv_range_prefix(cl, pfx, FLEET_MEMBERS_MAX, &r, eb));
+    TORII_TRY(fleet_range_sub(f, MEMBER_SUB, FLEET_MEMBERS_MAX, 0, &r, eb));
     *out = torii_xcalloc(r.n + 1, sizeof(**out));
     for (size_t i = 0; i < r.n; i++) {
         struct torii_errbuf e = {{0}};
@@ -175,6 +178,5 @@ int fleet_members_read(struct fleet_client *cl, const char *prefix, struct torii
     }
 out:
     torii_fleet_range_clear(&r);
-    free(pfx);
     return rc;
 }
