@@ -132,7 +132,7 @@ void fleet_chal_ack(struct torii_fleet_chal *c, const char *sfx, size_t slen,
     free(s);
 }
 
-/* This node's acknowledgements of sfx as read now: *acks (malloc'd), *na. */
+/* The acknowledgements of sfx as read now (malformed ones left out): *acks (malloc'd), *na. */
 static int ack_read(struct torii_fleet_chal *c, const char *sfx, struct torii_fleet_ack **acks,
                     size_t *na, struct torii_errbuf *eb)
 {
@@ -216,6 +216,7 @@ void fleet_chal_wait_acked(struct torii_fleet_chal *c, const char *sfx, int64_t 
         m = NULL;
         n = 0;
         if (ack_look(c, sfx, rev, &m, &n, missing, &nmiss, &eb) != TORII_OK) {
+            nmiss = 0; /* who is missing is not known this time */
             (void)snprintf(why, sizeof(why), " (etcd: %s)", eb.msg);
         } else if (nmiss == 0) {
             torii_log(TORII_LOG_INFO,
