@@ -104,6 +104,18 @@ static int gw_b64(const json_t *o, const char *k, int want_empty, char **out, si
     return TORII_OK;
 }
 
+/* The revisions and the lease of a kv. */
+static int gw_kv_ints(const json_t *o, struct torii_fleet_kv *kv, struct torii_errbuf *eb)
+{
+    int rc = TORII_OK;
+
+    TORII_TRY(gw_i64(o, "mod_revision", &kv->mod_rev, eb));
+    TORII_TRY(gw_i64(o, "create_revision", &kv->create_rev, eb));
+    TORII_TRY(gw_i64(o, "lease", &kv->lease, eb));
+out:
+    return rc;
+}
+
 static int gw_kv(const json_t *o, struct torii_fleet_kv *kv, int with_value,
                  struct torii_errbuf *eb)
 {
@@ -113,9 +125,7 @@ static int gw_kv(const json_t *o, struct torii_fleet_kv *kv, int with_value,
     TORII_TRY(gw_b64(o, "key", 0, &kv->key, &kv->key_len, eb));
     TORII_ENSURE(kv->key != NULL && kv->key_len > 0 && memchr(kv->key, 0, kv->key_len) == NULL,
                  torii_errf(eb, TORII_EPROTO, "etcd: a kv has no key or a key with a NUL"));
-    TORII_TRY(gw_i64(o, "mod_revision", &kv->mod_rev, eb));
-    TORII_TRY(gw_i64(o, "create_revision", &kv->create_rev, eb));
-    TORII_TRY(gw_i64(o, "lease", &kv->lease, eb));
+    TORII_TRY(gw_kv_ints(o, kv, eb));
     if (with_value) {
         TORII_TRY(gw_b64(o, "value", 1, &kv->val, &kv->val_len, eb));
     }
