@@ -319,7 +319,7 @@ static void dispatch_begin(struct proxy_conn *pc, const struct torii_http_req *r
 
     memset(x, 0, sizeof(*x));
     x->active = 1;
-    x->t0_us = torii_clock_mono_us();
+    x->t0_us = torii_proxy__now_us(pc->pw);
     x->minor = req->version_minor;
     x->keep = req->keep_alive;
     x->head_req = strcmp(req->method, "HEAD") == 0;

@@ -31,86 +31,6 @@
 #define H2_STREAM_WINDOW ((int32_t)256 * 1024) /* SETTINGS_INITIAL_WINDOW_SIZE */
 #define H2_CONN_WINDOW   ((int32_t)1024 * 1024)
 
-/* Bound on the connections one wake event steps; the rest go at its next run (same turn). */
-#define H2_WAKES_PER_RUN 1024
-
-static void h2_unwake(struct proxy_worker *pw, struct proxy_h2 *h)
-{
-    if (h->wake_prev != NULL) {
-        h->wake_prev->wake_next = h->wake_next;
-    } else {
-        pw->h2_woken = h->wake_next;
-    }
-    if (h->wake_next != NULL) {
-        h->wake_next->wake_prev = h->wake_prev;
-    } else {
-        pw->h2_woken_last = h->wake_prev;
-    }
-    h->wake_prev = h->wake_next = NULL;
-    h->woken = 0;
-}
-
-/* One event per worker instead of one per connection: a child's response, body or end
- * wakes its connection, and every connection woken in a loop turn is stepped in one
- * callback (one event activation per turn, not per response). */
-void torii_proxy__h2_wake(struct proxy_h2 *h)
-{
-    struct proxy_worker *pw = h->pc->pw;
-
-    if (h->pc->busy) {
-        h->pc->again = 1; /* the connection is stepping: one more round */
-        return;
-    }
-    if (h->woken) {
-        return;
-    }
-    h->woken = 1;
-    h->wake_next = NULL;
-    h->wake_prev = pw->h2_woken_last;
-    if (pw->h2_woken_last != NULL) {
-        pw->h2_woken_last->wake_next = h;
-    } else {
-        pw->h2_woken = h;
-        event_active(pw->h2_wake_ev, EV_READ, 0);
-    }
-    pw->h2_woken_last = h;
-}
-
-static void h2_wakes_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct proxy_worker *pw = arg;
-
-    (void)fd;
-    (void)what;
-    for (unsigned i = 0; i < H2_WAKES_PER_RUN && pw->h2_woken != NULL; i++) {
-        struct proxy_h2 *h = pw->h2_woken;
-        h2_unwake(pw, h);
-        torii_proxy__run(h->pc); /* may free h, or wake others (appended) */
-    }
-    if (pw->h2_woken != NULL) {
-        event_active(pw->h2_wake_ev, EV_READ, 0);
-    }
-}
-
-int torii_proxy__h2_wake_init(struct proxy_worker *pw)
-{
-    if (pw->h2_wake_ev == NULL) {
-        pw->h2_wake_ev = event_new(pw->base, -1, 0, h2_wakes_cb, pw);
-    }
-    return pw->h2_wake_ev != NULL ? TORII_OK : TORII_ENOMEM;
-}
-
-void torii_proxy__h2_wake_clear(struct proxy_worker *pw)
-{
-    while (pw->h2_woken != NULL) {
-        h2_unwake(pw, pw->h2_woken);
-    }
-    if (pw->h2_wake_ev != NULL) {
-        event_free(pw->h2_wake_ev);
-        pw->h2_wake_ev = NULL;
-    }
-}
-
 void torii_proxy__h2_calm(struct proxy_h2 *h, int metric, const char *what)
 {
     if (h->closing) {
@@ -125,7 +45,7 @@ void torii_proxy__h2_calm(struct proxy_h2 *h, int metric, const char *what)
 /* SETTINGS, PING, PRIORITY and empty DATA frames in the current second. 0, or -1: flood. */
 static int h2_control_frame(struct proxy_h2 *h)
 {
-    int64_t sec = torii_clock_mono_us() / 1000000;
+    int64_t sec = torii_proxy__now_us(h->pc->pw) / 1000000;
 
     if (sec != h->ctl_sec) {
         h->ctl_sec = sec;
@@ -194,7 +114,7 @@ static int h2_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void 
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) {
         return 0; /* trailers */
     }
-    h->last_active_us = torii_clock_mono_us();
+    h->last_active_us = torii_proxy__now_us(h->pc->pw);
     return torii_proxy__h2s_new(h, f->hd.stream_id) != NULL ? 0
                                                             : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
@@ -299,7 +219,8 @@ static int h2_on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, voi
     (void)s;
     if (st != NULL) {
         st->closed = 1; /* freed by the next sweep, outside nghttp2 */
-        h->cur = NULL;  /* nghttp2 forgets it: later frames of id find no stream, as before */
+        torii_proxy__h2s_due(st);
+        h->cur = NULL; /* nghttp2 forgets it: later frames of id find no stream, as before */
     }
     return 0;
 }
@@ -474,20 +395,28 @@ static void h2_send(struct proxy_h2 *h)
     }
 }
 
-/* Streams that want their child run, and streams nghttp2 closed. */
+/* Streams that want their child run, and streams nghttp2 closed: those marked due, and
+ * those their service marks in turn (a bounded number of rounds; the rest wait for the next
+ * sweep, as marks made after it do). */
+#define H2_SWEEP_ROUNDS 8
 static void h2_sweep(struct proxy_h2 *h)
 {
-    struct h2_stream *next;
-
-    for (struct h2_stream *st = h->streams; st != NULL; st = next) {
-        next = st->next;
-        if (st->kick) {
-            torii_proxy__h2s_service(st);
-        }
-        if (st->closed) {
-            torii_proxy__h2s_service(st); /* the connection window of its last DATA */
-            torii_proxy__h2s_free(st);
-            h->last_active_us = torii_clock_mono_us();
+    for (unsigned round = 0; round < H2_SWEEP_ROUNDS && h->due != NULL; round++) {
+        struct h2_stream *st = h->due;
+        h->due = NULL;
+        while (st != NULL) {
+            struct h2_stream *next = st->due_next;
+            st->due_next = NULL;
+            st->due = 0;
+            if (st->kick) {
+                torii_proxy__h2s_service(st);
+            }
+            if (st->closed) {
+                torii_proxy__h2s_service(st); /* the connection window of its last DATA */
+                torii_proxy__h2s_free(st);
+                h->last_active_us = torii_proxy__now_us(h->pc->pw);
+            }
+            st = next;
         }
     }
 }
@@ -605,13 +534,12 @@ void torii_proxy__h2_free(struct proxy_conn *pc)
     if (h == NULL) {
         return;
     }
+    h->due = NULL; /* every stream goes */
     while (h->streams != NULL) {
         torii_proxy__h2s_free(h->streams);
     }
     nghttp2_session_del(h->s);
-    if (h->woken) {
-        h2_unwake(pc->pw, h);
-    }
+    torii_proxy__h2_unqueue(h);
     free(h);
     pc->h2 = NULL;
 }

@@ -54,8 +54,9 @@ struct h2_stream {
     int32_t id;
     struct proxy_conn *child; /* the engine's view of the request; NULL once gone */
     struct h2_stream *prev, *next;
-    struct h2s_fields *fields; /* the regular request fields (h2req.c) */
-    struct evbuffer *cookie;   /* cookie crumbs joined with "; " (RFC 9113 section 8.2.3) */
+    struct h2_stream *due_next; /* in h->due while due */
+    struct h2s_fields *fields;  /* the regular request fields (h2req.c) */
+    struct evbuffer *cookie;    /* cookie crumbs joined with "; " (RFC 9113 section 8.2.3) */
     char *method, *scheme, *authority, *path, *host;
     char *protocol; /* :protocol of an extended CONNECT (RFC 8441) */
     char strs[256]; /* the strings above while they fit (h2s_str), else malloc */
@@ -84,6 +85,7 @@ struct h2_stream {
     unsigned deferred : 1;     /* the DATA provider waits for body */
     unsigned closed : 1;       /* nghttp2 closed the stream */
     unsigned kick : 1;         /* the child should run (new input, or room for output) */
+    unsigned due : 1;          /* in h->due: kicked or closed, the next sweep looks at it */
     unsigned head_req : 1;
     unsigned linked : 1;   /* in h->streams */
     unsigned ws : 1;       /* extended CONNECT websocket: a GET with Upgrade to the child */
@@ -96,12 +98,19 @@ struct h2_stream {
     unsigned rp_fed : 1;   /* rp was fed (a response written by the engine): reset it for reuse */
 };
 
+/* A connection's place in one of the worker's queues (h2queue.c; struct h2q). */
+struct h2q_link {
+    struct proxy_h2 *prev, *next;
+    unsigned in : 1; /* queued */
+};
+
 struct proxy_h2 {
     struct proxy_conn *pc; /* the client connection */
     nghttp2_session *s;
-    struct h2mem mem;                       /* the allocator of s (h2mem.c) */
-    struct proxy_h2 *wake_prev, *wake_next; /* in pw->h2_woken while woken */
+    struct h2mem mem;         /* the allocator of s (h2mem.c) */
+    struct h2q_link q[H2Q_N]; /* in pw->h2q[kind] while queued */
     struct h2_stream *streams;
+    struct h2_stream *due; /* the streams kicked or closed since the last sweep (by due_next) */
     struct h2_stream *cur; /* the stream of the last callback (h2.c); NULL once closed or freed */
     unsigned n_streams;
     int64_t last_active_us; /* a stream ended or began */
@@ -111,18 +120,19 @@ struct proxy_h2 {
     long rst_budget;      /* client resets left before GOAWAY ENHANCE_YOUR_CALM */
     unsigned goaway : 1;  /* GOAWAY (drain) sent */
     unsigned closing : 1; /* connection error: close once the GOAWAY is out */
-    unsigned woken : 1;   /* in pw->h2_woken: a step is due at the worker's wake event */
 };
 
-/* ---- h2.c ---- */
+/* ---- h2queue.c ---- */
 
 /** Schedule a step of the connection (safe from a child's callbacks): the connections woken
  * during a loop turn are stepped together, oldest first, by one event of the worker. */
 void torii_proxy__h2_wake(struct proxy_h2 *h);
-/** Make the worker's wake event if it has none (each HTTP/2 connection's set-up). TORII_OK
- * or TORII_ENOMEM. */
+/** Take the connection out of the worker's queues (it is being freed). */
+void torii_proxy__h2_unqueue(struct proxy_h2 *h);
+/** Make the worker's wake and flush events if it has none (each HTTP/2 connection's
+ * set-up). TORII_OK or TORII_ENOMEM. */
 int torii_proxy__h2_wake_init(struct proxy_worker *pw) TORII_MUST_USE;
-/** Free the worker's wake event (the worker stops; no connection is left). */
+/** Free the worker's queues' events (the worker stops; no connection is left). */
 void torii_proxy__h2_wake_clear(struct proxy_worker *pw);
 /** The client connection misbehaved (kind: a TORII_METRIC_H2_DEF_* counter): GOAWAY
  * ENHANCE_YOUR_CALM and close once it is out. */
@@ -145,6 +155,10 @@ void torii_proxy__h2s_head_done(struct h2_stream *st, int end_stream);
 /** Request body bytes, and its end. */
 void torii_proxy__h2s_data(struct h2_stream *st, const uint8_t *data, size_t len);
 void torii_proxy__h2s_end(struct h2_stream *st);
+/** The stream wants its child run (kick), or nghttp2 closed it: the next sweep of the
+ * connection (h2.c) services it, without walking the other streams. */
+void torii_proxy__h2s_kick(struct h2_stream *st);
+void torii_proxy__h2s_due(struct h2_stream *st);
 /** Run a kicked child, return consumed input to flow control; then the child goes when its
  * response is complete. */
 void torii_proxy__h2s_service(struct h2_stream *st);

@@ -63,6 +63,21 @@ struct h2_stream *torii_proxy__h2s_new(struct proxy_h2 *h, int32_t id)
     return st;
 }
 
+void torii_proxy__h2s_due(struct h2_stream *st)
+{
+    if (!st->due) {
+        st->due = 1;
+        st->due_next = st->h->due;
+        st->h->due = st;
+    }
+}
+
+void torii_proxy__h2s_kick(struct h2_stream *st)
+{
+    st->kick = 1;
+    torii_proxy__h2s_due(st);
+}
+
 void torii_proxy__h2s_reset(struct h2_stream *st, uint32_t code)
 {
     if (!st->closed) {
@@ -304,7 +319,7 @@ static void h2s_start(struct h2_stream *st)
         st->bad = 1;
         return;
     }
-    st->kick = 1;
+    torii_proxy__h2s_kick(st);
 }
 
 /* CONNECT: only RFC 8441's websocket, which becomes a GET with Upgrade (plain CONNECT: 501,
@@ -403,7 +418,7 @@ void torii_proxy__h2s_data(struct h2_stream *st, const uint8_t *data, size_t len
     } else if (!st->started && evbuffer_get_length(st->held) >= H2S_HOLD) {
         h2s_start(st); /* a large body streams from here on */
     }
-    st->kick = 1;
+    torii_proxy__h2s_kick(st);
 }
 
 /* The request had trailers and a content-length, its body still held: it goes chunked
@@ -472,7 +487,7 @@ void torii_proxy__h2s_end(struct h2_stream *st)
     if (!st->started) {
         h2s_start(st); /* the whole body passed nghttp2's content-length check */
     }
-    st->kick = 1;
+    torii_proxy__h2s_kick(st);
 }
 
 /* ---- the response, read back from the pipe ---- */
@@ -545,7 +560,7 @@ static int h2s_parse_ev(struct h2_stream *st, enum torii_http_parse_ev ev)
         }
         if (st->ws && r->status == 101) { /* switched: 200, then the tunnel's bytes as DATA */
             st->tunnel = 1;
-            st->kick = 1;
+            torii_proxy__h2s_kick(st);
             return h2s_submit_head(st, r, 1) == TORII_OK ? 0 : -1;
         }
         /* trailers only after a head submitted with its DATA provider */
@@ -710,7 +725,9 @@ ssize_t torii_proxy__h2s_read(nghttp2_session *s, int32_t id, uint8_t *buf, size
         return n;
     }
     if (n > 0) {
-        st->kick = st->child != NULL; /* room: parse more of the child's output */
+        if (st->child != NULL) {
+            torii_proxy__h2s_kick(st); /* room: parse more of the child's output */
+        }
         return n;
     }
     st->deferred = 1;
@@ -812,7 +829,7 @@ void torii_proxy__h2s_resp_end(struct proxy_conn *child)
 
     if (st->direct) {
         st->resp_end = 1;
-        st->kick = 1;
+        torii_proxy__h2s_kick(st);
         torii_proxy__h2_wake(st->h);
     }
 }
@@ -880,6 +897,12 @@ void torii_proxy__h2s_free(struct h2_stream *st)
     if (h->cur == st) {
         h->cur = NULL;
     }
+    for (struct h2_stream **pp = &h->due; st->due && *pp != NULL; pp = &(*pp)->due_next) {
+        if (*pp == st) { /* marked again by its own last service */
+            *pp = st->due_next;
+            st->due = 0;
+        }
+    }
     if (st->linked) {
         if (st->prev != NULL) {
             st->prev->next = st->next;
@@ -943,7 +966,7 @@ static void h2s_tun_shut(void *c)
 
     if (st != NULL) {
         st->tun_eof = 1;
-        st->kick = 1;
+        torii_proxy__h2s_kick(st);
         torii_proxy__h2_wake(st->h);
     }
 }

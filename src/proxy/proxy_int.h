@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "h2mem_int.h"
+#include "torii/clock.h"
 #include "torii/http.h"
 #include "torii/proxy.h"
 
@@ -32,6 +33,13 @@ struct proxy_target_state {
 
 struct h2_stream;
 struct proxy_h2;
+
+/* A queue of HTTP/2 client connections (h2queue.c), linked through their struct h2q_link. */
+enum h2q_kind { H2Q_WAKE, H2Q_FLUSH, H2Q_N };
+struct proxy_h2;
+struct h2q {
+    struct proxy_h2 *first, *last;
+};
 
 struct proxy_worker {
     struct event_base *base;
@@ -67,11 +75,33 @@ struct proxy_worker {
     struct proxy_conn *h2c_free; /* linked by next */
     unsigned n_h2c_free;
     struct h2mem_pool h2mem; /* the nghttp2 sessions' shared frame buffer (h2mem.c) */
-    /* HTTP/2 connections woken by their streams' children, stepped together once per loop
-     * turn by one event (h2.c: torii_proxy__h2_wake); linked by wake_next, oldest first */
+    /* HTTP/2 connections queued (h2queue.c): woken by their streams' children, stepped
+     * together once per loop turn by h2_wake_ev; holding output, sent by h2_flush_ev at the
+     * loop's idle priority (or h2_flush_timer); oldest first */
     struct event *h2_wake_ev;
-    struct proxy_h2 *h2_woken, *h2_woken_last;
+    struct event *h2_flush_ev; /* NULL: the base has no idle priority, nothing is held */
+    struct event *h2_flush_timer;
+    struct h2q h2q[H2Q_N];
+    /* the time read once per outermost torii_proxy__run (torii_proxy__now_us); 0: not yet */
+    int64_t now_us;
+    unsigned run_depth; /* torii_proxy__run calls under way (nested: an HTTP/2 stream's child) */
+    unsigned h2_flushing : 1;   /* in the flush event: outputs are sent, not held */
+    unsigned h2_hold_tried : 1; /* the flush events were tried (made or not) */
 };
+
+/** The monotonic clock (microseconds) for timestamps and timers: read once per outermost
+ * torii_proxy__run and kept until it returns (the HTTP/2 connection's step and its streams'
+ * children share one reading), read anew outside a run. Worker thread. */
+static inline int64_t torii_proxy__now_us(struct proxy_worker *pw)
+{
+    if (pw->run_depth == 0) {
+        return torii_clock_mono_us();
+    }
+    if (pw->now_us == 0) {
+        pw->now_us = torii_clock_mono_us();
+    }
+    return pw->now_us;
+}
 
 /** Set up / tear down the proxy state of a worker (pool, health, well-known). */
 int torii_proxy__worker_init(struct proxy_worker *pw, struct event_base *base,

@@ -280,8 +280,8 @@ void torii_proxy__resp_complete(struct proxy_conn *pc)
                    && pc->phase == PH_WAIT && !pc->up_eof && !pc->up_err;
 
     if (pc->pw->cfg->access_log) {
-        x->tu1_us = torii_clock_mono_us(); /* read by the access log only (it falls back to
-                                            * the end of the exchange) */
+        x->tu1_us = torii_proxy__now_us(pc->pw); /* read by the access log only (it falls back to
+                                                  * the end of the exchange) */
     }
     if (pc->h2s != NULL) {
         torii_proxy__h2s_resp_end(pc);

@@ -83,7 +83,7 @@ void torii_proxy__timer_arm(struct proxy_conn *pc, enum pc_timer mode, uint32_t 
         pc->tmode = PT_NONE;
         return;
     }
-    now = torii_clock_mono_us();
+    now = torii_proxy__now_us(pc->pw);
     pc->t_deadline_us = now + (int64_t)ms * 1000;
     if (pc->t_fire_us != 0 && pc->t_fire_us <= pc->t_deadline_us) {
         return;
@@ -223,7 +223,7 @@ void torii_proxy__reject(struct proxy_conn *pc)
     if (!pc->x.active) {
         memset(&pc->x, 0, sizeof(pc->x));
         pc->x.active = 1;
-        pc->x.t0_us = torii_clock_mono_us();
+        pc->x.t0_us = torii_proxy__now_us(pc->pw);
         pc->x.minor = req != NULL ? req->version_minor : 1;
         pc->x.bytes_in = pc->head_bytes;
         if (req != NULL) {
@@ -490,8 +490,10 @@ static void pc_flush(struct proxy_conn *pc)
     size_t before = 0;
     size_t after;
 
-    /* Waiting for the response with nothing to send: what TLS queued (a ticket) goes with it. */
-    if (pc->phase != PH_WAIT || evbuffer_get_length(torii_stream_output(pc->st)) > 0) {
+    /* Waiting for the response with nothing to send: what TLS queued (a ticket) goes with it.
+     * HTTP/2: frames are held while the loop has other work (h2queue.c). */
+    if ((pc->phase != PH_WAIT || evbuffer_get_length(torii_stream_output(pc->st)) > 0)
+        && (pc->h2 == NULL || !torii_proxy__h2_hold(pc))) {
         before = torii_stream_unsent(pc->st);
         if (torii_stream_flush(pc->st) != TORII_OK) {
             pc->dead = 1;
@@ -527,6 +529,9 @@ void torii_proxy__run(struct proxy_conn *pc)
         return;
     }
     pc->busy = 1;
+    if (pw->run_depth++ == 0) {
+        pw->now_us = 0; /* read again, once, when needed */
+    }
     do {
         pc->again = 0;
         pc_step(pc);
@@ -534,6 +539,7 @@ void torii_proxy__run(struct proxy_conn *pc)
             pc_flush(pc);
         }
     } while (pc->again && !pc->dead);
+    pw->run_depth--;
     pc->busy = 0;
     if (pc->dead) {
         int child = pc->h2_child;

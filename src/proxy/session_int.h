@@ -220,6 +220,11 @@ int torii_proxy__h2_detect(struct proxy_conn *pc);
 void torii_proxy__h2_step(struct proxy_conn *pc);
 /** The connection's timer fired: idle close, stalled streams. */
 void torii_proxy__h2_timer(struct proxy_conn *pc);
+/** Called instead of sending an HTTP/2 connection's output (h2queue.c): 1 when it is held,
+ * to be sent when the worker's loop has nothing else ready (or after at most a millisecond);
+ * 0 when it is to be sent now (nothing queued, a full record's worth, closing, the flush
+ * itself, or a base without the idle priority). */
+int torii_proxy__h2_hold(struct proxy_conn *pc);
 /** The streams of pc (0 unless it speaks HTTP/2) with a request in flight; the streams that
  * became tunnels (RFC 8441 websocket after its 200) are added to *tunnels instead. */
 unsigned torii_proxy__h2_busy(const struct proxy_conn *pc, unsigned *tunnels);

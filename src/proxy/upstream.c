@@ -142,7 +142,7 @@ int torii_proxy__forward(struct proxy_conn *pc, const struct torii_http_req *req
     torii_http_parser_allow_switch(pc->up->parser, x->upgrade.len > 0);
     x->rs = RS_HEAD;
     if (x->tu0_us == 0) {
-        x->tu0_us = torii_clock_mono_us();
+        x->tu0_us = torii_proxy__now_us(pc->pw);
     }
     return TORII_OK;
 }

@@ -340,6 +340,10 @@ static int worker_setup(struct torii_workers *ws, struct worker *w, struct torii
     w->owner = ws;
     w->base = event_base_new();
     TORII_ENSURE(w->base != NULL, torii_errf(eb, TORII_ENOMEM, "proxy: event_base_new failed"));
+    /* Three priorities, every event at the middle one (the default) but HTTP/2's held
+     * output, sent at the lowest when nothing else is ready (h2queue.c). */
+    TORII_ENSURE(event_base_priority_init(w->base, 3) == 0,
+                 torii_errf(eb, TORII_ENOMEM, "proxy: event_base_priority_init failed"));
     w->stop_ev = event_new(w->base, -1, 0, worker_stop_cb, w);
     w->backoff_ev = evtimer_new(w->base, worker_backoff_cb, w);
     w->drain_ev = event_new(w->base, -1, 0, worker_drain_cb, w);

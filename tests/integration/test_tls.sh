@@ -129,12 +129,12 @@ check_eq "session ticket resumes" 1 "$reused"
 # session (and never one twice, RFC 8446 C.4) resumes every time. The request closes the
 # connection, so s_client has read the ticket (sent before the answer) when it ends.
 creq() { printf 'GET / HTTP/1.1\r\nHost: k.example.test\r\nConnection: close\r\n\r\n'; }
-creq | timeout 10 openssl s_client -connect "127.0.0.1:$T_HTTPS" -servername k.example.test \
+creq | timeout 60 openssl s_client -connect "127.0.0.1:$T_HTTPS" -servername k.example.test \
   -tls1_3 -ign_eof -sess_out "$T_TMP/chain0.pem" >/dev/null 2>&1
 chain_reused=0
 chain_new=0
 for i in 1 2 3 4 5; do
-  out=$(creq | timeout 10 openssl s_client -connect "127.0.0.1:$T_HTTPS" \
+  out=$(creq | timeout 60 openssl s_client -connect "127.0.0.1:$T_HTTPS" \
         -servername k.example.test -tls1_3 -ign_eof -sess_in "$T_TMP/chain$((i - 1)).pem" \
         -sess_out "$T_TMP/chain$i.pem" 2>/dev/null)
   if echo "$out" | grep -q '^Reused'; then chain_reused=$((chain_reused + 1)); fi

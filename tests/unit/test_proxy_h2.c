@@ -459,30 +459,30 @@ static void test_wake_batched(void **state)
     torii_proxy__h2_wake(hs[1]);
     torii_proxy__h2_wake(hs[2]);
     torii_proxy__h2_wake(hs[0]);
-    assert_ptr_equal(pw.h2_woken, hs[0]);
-    assert_ptr_equal(hs[0]->wake_next, hs[1]);
-    assert_ptr_equal(hs[1]->wake_next, hs[2]);
-    assert_null(hs[2]->wake_next);
-    assert_ptr_equal(pw.h2_woken_last, hs[2]);
+    assert_ptr_equal(pw.h2q[H2Q_WAKE].first, hs[0]);
+    assert_ptr_equal(hs[0]->q[H2Q_WAKE].next, hs[1]);
+    assert_ptr_equal(hs[1]->q[H2Q_WAKE].next, hs[2]);
+    assert_null(hs[2]->q[H2Q_WAKE].next);
+    assert_ptr_equal(pw.h2q[H2Q_WAKE].last, hs[2]);
     torii_proxy__h2_free(pcs[1]); /* freed while queued */
     assert_null(pcs[1]->h2);
-    assert_ptr_equal(hs[0]->wake_next, hs[2]);
-    assert_ptr_equal(hs[2]->wake_prev, hs[0]);
+    assert_ptr_equal(hs[0]->q[H2Q_WAKE].next, hs[2]);
+    assert_ptr_equal(hs[2]->q[H2Q_WAKE].prev, hs[0]);
     for (int i = 0; i < 3; i++) {
         pcs[i]->busy = 1;
     }
     assert_true(event_base_loop(base, EVLOOP_NONBLOCK) >= 0); /* 1: nothing left pending */
-    assert_null(pw.h2_woken);
-    assert_null(pw.h2_woken_last);
+    assert_null(pw.h2q[H2Q_WAKE].first);
+    assert_null(pw.h2q[H2Q_WAKE].last);
     assert_int_equal(pcs[0]->again, 1);
     assert_int_equal(pcs[1]->again, 0);
     assert_int_equal(pcs[2]->again, 1);
-    assert_int_equal(hs[0]->woken, 0);
-    assert_int_equal(hs[2]->woken, 0);
+    assert_int_equal(hs[0]->q[H2Q_WAKE].in, 0);
+    assert_int_equal(hs[2]->q[H2Q_WAKE].in, 0);
     pcs[2]->again = 0;
     torii_proxy__h2_wake(hs[2]); /* busy: one more round, not queued */
     assert_int_equal(pcs[2]->again, 1);
-    assert_null(pw.h2_woken);
+    assert_null(pw.h2q[H2Q_WAKE].first);
     assert_false(event_pending(pw.h2_wake_ev, EV_READ, NULL));
     for (int i = 0; i < 3; i++) {
         free(pcs[i]->h2);
