@@ -36,11 +36,13 @@
 # pinned on that row: its preparation pool runs on every CPU).
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii]
 #                         [--only-jwt] [--only-h2] [--only-bulk] [--bulk N|0] [--smoke] [--bin DIR]
-#                         [--only-core] [--only-instr]
+#                         [--only-core] [--only-instr] [--only-sys]
 #   --only-core: torii and HAProxy only, the keep-alive, full/resumed handshake and idle
 #   memory rows only (the issue-14 item-5 figures; a few minutes);
 #   --only-instr: torii and HAProxy under valgrind's callgrind, user instructions per request
 #   on the keep-alive and HTTP/2 rows' workloads (load-independent; about 2 minutes);
+#   --only-sys: torii and HAProxy, system calls (recv, send, epoll_wait) and context switches
+#   per request on the same workloads, counted by perf stat (under a minute);
 #   --idle N: idle connections opened for the memory rows (default 2,000);
 #   --big 0 skips the large store; --only-torii skips the peers (torii's figures only);
 #   --only-h2 runs the HTTP/2 rows alone (1 certificate, every peer);
@@ -63,12 +65,14 @@ ONLY_BULK=0
 ONLY_H2=0
 ONLY_CORE=0
 ONLY_INSTR=0
+ONLY_SYS=0
 VG=""
 NBULK=10000
 BULK_LINES=2000
 usage() {
   echo "usage: $0 [--rounds N] [--seconds S] [--certs N] [--big N|0] [--only-torii] [--only-jwt] [--only-h2]" \
-    "[--only-bulk] [--bulk N|0] [--smoke] [--bin DIR] [--idle N] [--only-core] [--only-instr]" >&2
+    "[--only-bulk] [--bulk N|0] [--smoke] [--bin DIR] [--idle N] [--only-core] [--only-instr]" \
+    "[--only-sys]" >&2
   exit 2
 }
 num() { [[ "${2:-}" =~ ^[0-9]+$ ]] || { echo "$1 needs a number" >&2; usage; }; }
@@ -85,6 +89,7 @@ while [ $# -gt 0 ]; do
     --only-bulk) ONLY_TORII=1; ONLY_BULK=1; shift ;;
     --only-core) ONLY_CORE=1; shift ;;
     --only-instr) ONLY_INSTR=1; shift ;;
+    --only-sys) ONLY_SYS=1; shift ;;
     --bulk) num "$1" "${2:-}"; NBULK=$2; shift 2 ;;
     --smoke) SMOKE=1; ROUNDS=1; SECS=1; NCERTS=20; IDLEN=100; BIG=0; NBULK=100; BULK_LINES=50; RESUME_N=50
              shift ;;
@@ -153,6 +158,8 @@ FILL=$BIN/tests/torii-fill
 . scripts/bench/phases.sh
 # shellcheck source=scripts/bench/instr.sh
 . scripts/bench/instr.sh
+# shellcheck source=scripts/bench/sys.sh
+. scripts/bench/sys.sh
 HZ=$(getconf CLK_TCK)
 TOKEN=bench-token-0123456789
 T_START=$(date +%s)
@@ -505,6 +512,12 @@ $FILL "$B/one" 1 "$B/pem1" >/dev/null
 if [ "$ONLY_INSTR" = 1 ]; then
   phase_instr
   instr_report
+  footer
+  exit 0
+fi
+if [ "$ONLY_SYS" = 1 ]; then
+  phase_sys
+  sys_report
   footer
   exit 0
 fi
