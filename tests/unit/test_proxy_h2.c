@@ -493,6 +493,48 @@ static void test_wake_batched(void **state)
     event_base_free(base);
 }
 
+/* The connection's due list (what h2_sweep visits): a stream marked twice is listed once, a
+ * kick marks it too, and a stream freed while listed (marked again by its own last service)
+ * leaves the list wherever it is in it (ASan: no use after free). */
+static void test_due_list(void **state)
+{
+    struct proxy_worker pw;
+    struct proxy_conn pc;
+    struct proxy_h2 h;
+    struct h2_stream *st[3];
+
+    (void)state;
+    memset(&pw, 0, sizeof(pw));
+    memset(&pc, 0, sizeof(pc));
+    memset(&h, 0, sizeof(h));
+    pc.pw = &pw;
+    h.pc = &pc;
+    for (int i = 0; i < 3; i++) {
+        st[i] = torii_proxy__h2s_shell(&pw);
+        assert_non_null(st[i]);
+        st[i]->h = &h;
+    }
+    torii_proxy__h2s_due(st[0]);
+    torii_proxy__h2s_kick(st[1]);
+    torii_proxy__h2s_due(st[0]);
+    torii_proxy__h2s_due(st[2]);
+    assert_ptr_equal(h.due, st[2]);
+    assert_ptr_equal(st[2]->due_next, st[1]);
+    assert_ptr_equal(st[1]->due_next, st[0]);
+    assert_null(st[0]->due_next);
+    assert_int_equal(st[1]->kick, 1);
+    assert_int_equal(st[0]->kick, 0);
+    torii_proxy__h2s_free(st[1]); /* in the middle */
+    assert_ptr_equal(h.due, st[2]);
+    assert_ptr_equal(st[2]->due_next, st[0]);
+    torii_proxy__h2s_free(st[2]); /* the first */
+    assert_ptr_equal(h.due, st[0]);
+    torii_proxy__h2s_free(st[0]); /* the last one */
+    assert_null(h.due);
+    torii_proxy__h2_cache_clear(&pw);
+    assert_int_equal(pw.n_h2s_free, 0);
+}
+
 /* A kept stream child keeps its request parser: reset (it may have stopped mid-message) and
  * armed again when taken; an idle stream child never gives it to the worker's pool. */
 static void test_stream_child_parser_kept(void **state)
@@ -570,6 +612,7 @@ int main(void)
         cmocka_unit_test(test_resp_fields),
         cmocka_unit_test(test_stream_child_parser_kept),
         cmocka_unit_test(test_wake_batched),
+        cmocka_unit_test(test_due_list),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
