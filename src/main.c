@@ -44,6 +44,7 @@ static int app_run(struct app *app)
     TORII_TRY(torii_app_serve(app, &eb));
     TORII_TRY(torii_daemon_watch(app->daemon, app->base));
     torii_daemon_set_state(app->daemon, TORII_DAEMON_READY);
+    torii_blkcache_heap_trim(); /* what start-up freed goes back, whatever the kept top */
     torii_log(TORII_LOG_NOTICE,
               "main: torii %s ready: %zu certificates, start-up %.1f ms (admin=%s data=%s)",
               TORII_VERSION, ncerts, (double)(torii_clock_mono_us() - t0) / 1000.0,
@@ -110,12 +111,20 @@ static void app_self_exe(const char *argv0, char *out, size_t len)
 
 /* Before any OpenSSL or libevent call: their allocations go through the workers' block
  * caches (torii/blkcache.h); a refusal leaves them on malloc, which works the same. */
+/* Free memory an arena keeps at its top (torii_blkcache_heap_keep). */
+#define APP_HEAP_KEEP ((size_t)8 * 1024 * 1024)
+
 static void app_alloc_hooks(void)
 {
     int rc = torii_blkcache_hooks_install();
 
     if (rc != TORII_OK && rc != TORII_EUNSUPPORTED) {
         torii_log(TORII_LOG_WARN, "main: allocator hooks not installed (%s): plain malloc",
+                  torii_strerror(rc));
+    }
+    rc = torii_blkcache_heap_keep(APP_HEAP_KEEP);
+    if (rc != TORII_OK && rc != TORII_EUNSUPPORTED) {
+        torii_log(TORII_LOG_WARN, "main: the heap's trim threshold was refused (%s)",
                   torii_strerror(rc));
     }
 }

@@ -1,14 +1,16 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # R: the result table of scripts/bench.sh
-# scripts/bench/sys.sh - sourced by scripts/bench.sh (--only-sys): the system calls and context
-# switches per request of torii and HAProxy, counted by `perf stat` on the kernel's syscall
+# scripts/bench/sys.sh - sourced by scripts/bench.sh (--only-sys): the system calls, context
+# switches and page faults per request of torii and HAProxy, counted by `perf stat` on the kernel's syscall
 # tracepoints while h2load (CPU 1) sends SYS_N requests of each workload of --only-instr
 # (keep-alive, HTTP/2 at 1 and 100 streams per connection) after a warm-up. How often a proxy
 # turns its loop (epoll_wait) and how many sends its responses take is where two proxies with
 # the same kernel work per exchange part; the counts move little with the machine's load,
-# though a proxy that finds more work ready per turn makes fewer of them.
+# though a proxy that finds more work ready per turn makes fewer of them. SYS_PERF=PREFIX also
+# records a CPU profile of each workload (perf record, DWARF call graphs) in PREFIX-NAME-KEY.data.
 SYS_N=${SYS_N:-40000}
-SYS_EV="raw_syscalls:sys_enter,context-switches,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read"
+SYS_EV="raw_syscalls:sys_enter,context-switches,minor-faults,syscalls:sys_enter_recvfrom"
+SYS_EV+=",syscalls:sys_enter_read"
 SYS_EV+=",syscalls:sys_enter_sendto,syscalls:sys_enter_writev,syscalls:sys_enter_write"
 SYS_EV+=",syscalls:sys_enter_epoll_wait"
 # sys_count FILE EVENT...: the sum of the counts perf stat -x, wrote for these events.
@@ -31,6 +33,12 @@ m_sys() {
     ok=$(perf stat -x, -e "$SYS_EV" -p "$SPID" -o "$f" -- taskset -c 1 timeout 600 h2load -t1 \
          -n "$SYS_N" $a --connect-to="127.0.0.1:$SPORT" "https://h0.bench.test:$SPORT/" 2>&1 \
          | grep -c "$SYS_N succeeded" || true)
+    if [ -n "${SYS_PERF:-}" ]; then # a CPU profile of the same workload: SYS_PERF-NAME-KEY.data
+      # shellcheck disable=SC2086
+      perf record -q -e cpu-clock -F 4000 --call-graph dwarf,16384 -p "$SPID" \
+        -o "$SYS_PERF-$name-$key.data" -- taskset -c 1 timeout 600 h2load -t1 -n "$SYS_N" $a \
+        --connect-to="127.0.0.1:$SPORT" "https://h0.bench.test:$SPORT/" >/dev/null 2>&1 || true
+    fi
     if [ "$ok" != 1 ] || [ ! -s "$f" ]; then R[$name.sys.$key.all]="failed"; continue; fi
     R[$name.sys.$key.all]=$(sys_count "$f" raw_syscalls:sys_enter)
     R[$name.sys.$key.recv]=$(sys_count "$f" syscalls:sys_enter_recvfrom syscalls:sys_enter_read)
@@ -38,6 +46,7 @@ m_sys() {
                              syscalls:sys_enter_write)
     R[$name.sys.$key.epw]=$(sys_count "$f" syscalls:sys_enter_epoll_wait)
     R[$name.sys.$key.cs]=$(sys_count "$f" context-switches)
+    R[$name.sys.$key.pf]=$(sys_count "$f" minor-faults)
   done
   stop_proxy
 }
@@ -57,11 +66,11 @@ sys_report() {
   local -A wl=([ka]="keep-alive HTTP/1.1, 50 conns" [h2s1]="HTTP/2, 1 stream per conn (20)"
                [h2s100]="HTTP/2, 100 streams per conn (2)")
   local -A ml=([all]="system calls" [recv]="recv/read" [send]="send/writev/write"
-               [epw]="epoll_wait" [cs]="context switches")
+               [epw]="epoll_wait" [cs]="context switches" [pf]="page faults")
   echo
   printf '%-56s %10s %10s\n' "per request (perf stat)" torii haproxy
   for key in ka h2s1 h2s100; do
-    for m in all recv send epw cs; do
+    for m in all recv send epw cs pf; do
       printf '%-56s %10s %10s\n' "${wl[$key]}: ${ml[$m]}" "$(sys_per "$(v torii.sys.$key.$m)")" \
         "$(sys_per "$(v haproxy.sys.$key.$m)")"
     done

@@ -2,6 +2,7 @@
  * (include/torii/blkcache.h says why they are process-wide and who calls what). */
 #include "torii/blkcache.h"
 
+#include <limits.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -343,4 +344,19 @@ int torii_blkcache_hooks_install(void)
      * build, EVENT__DISABLE_MM_REPLACEMENT unset) and uses them from its next allocation. */
     event_set_mem_functions(torii_blkcache_malloc, torii_blkcache_realloc, torii_blkcache_release);
     return rc;
+}
+
+int torii_blkcache_heap_keep(size_t bytes)
+{
+    if (BLKCACHE_ASAN) {
+        return TORII_EUNSUPPORTED;
+    }
+    return bytes <= INT_MAX && mallopt(M_TRIM_THRESHOLD, (int)bytes) == 1 ? TORII_OK : TORII_EINVAL;
+}
+
+void torii_blkcache_heap_trim(void)
+{
+    if (!BLKCACHE_ASAN) {
+        (void)malloc_trim(0);
+    }
 }
