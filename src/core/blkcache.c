@@ -351,7 +351,11 @@ int torii_blkcache_heap_keep(size_t bytes)
     if (BLKCACHE_ASAN) {
         return TORII_EUNSUPPORTED;
     }
-    return bytes <= INT_MAX && mallopt(M_TRIM_THRESHOLD, (int)bytes) == 1 ? TORII_OK : TORII_EINVAL;
+    if (bytes > INT_MAX) {
+        return TORII_EINVAL;
+    }
+    /* NOLINTNEXTLINE(concurrency-mt-unsafe): main only, before any other thread exists */
+    return mallopt(M_TRIM_THRESHOLD, (int)bytes) == 1 ? TORII_OK : TORII_EINVAL;
 }
 
 void torii_blkcache_heap_trim(void)
