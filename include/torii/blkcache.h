@@ -120,7 +120,8 @@ int torii_blkcache_hooks_install(void) TORII_MUST_USE;
  * holds several MiB of buffers at once and frees them a moment later: with the default, its
  * arena gave the pages back (madvise) and faulted them in again at the next burst, about 2.5 %
  * of the worker's CPU with 200 HTTP/2 streams in flight. TORII_OK, or TORII_EUNSUPPORTED in an
- * AddressSanitizer build (its allocator ignores it). main only, before other threads exist. */
+ * AddressSanitizer or ThreadSanitizer build (their allocators ignore it). main only, before other
+ * threads exist. */
 int torii_blkcache_heap_keep(size_t bytes) TORII_MUST_USE;
 /** Give the free memory of every arena back to the kernel now (malloc_trim): after start-up,
  * whose temporary allocations the kept top would otherwise hold. Any thread. */

@@ -22,6 +22,17 @@
 #ifndef BLKCACHE_ASAN
 #define BLKCACHE_ASAN 0
 #endif
+/* ThreadSanitizer builds keep the hooks, but their allocator is not glibc's either. */
+#if defined(__SANITIZE_THREAD__)
+#define BLKCACHE_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define BLKCACHE_TSAN 1
+#endif
+#endif
+#ifndef BLKCACHE_TSAN
+#define BLKCACHE_TSAN 0
+#endif
 
 #define BLKCACHE_DEFAULT_BYTES ((size_t)1024 * 1024)
 #define BLKCACHE_DEFAULT_PER   128u
@@ -348,8 +359,8 @@ int torii_blkcache_hooks_install(void)
 
 int torii_blkcache_heap_keep(size_t bytes)
 {
-    if (BLKCACHE_ASAN) {
-        return TORII_EUNSUPPORTED;
+    if (BLKCACHE_ASAN || BLKCACHE_TSAN) {
+        return TORII_EUNSUPPORTED; /* their allocators ignore glibc's settings */
     }
     if (bytes > INT_MAX) {
         return TORII_EINVAL;
@@ -360,7 +371,7 @@ int torii_blkcache_heap_keep(size_t bytes)
 
 void torii_blkcache_heap_trim(void)
 {
-    if (!BLKCACHE_ASAN) {
+    if (!BLKCACHE_ASAN && !BLKCACHE_TSAN) {
         (void)malloc_trim(0);
     }
 }

@@ -901,6 +901,7 @@ void torii_proxy__h2s_free(struct h2_stream *st)
         if (*pp == st) { /* marked again by its own last service */
             *pp = st->due_next;
             st->due = 0;
+            break;
         }
     }
     if (st->linked) {
