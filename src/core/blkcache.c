@@ -33,6 +33,12 @@
 #ifndef BLKCACHE_TSAN
 #define BLKCACHE_TSAN 0
 #endif
+/* glibc's allocator serves malloc (not a sanitizer's): its settings apply. */
+#if BLKCACHE_ASAN || BLKCACHE_TSAN
+#define BLKCACHE_GLIBC 0
+#else
+#define BLKCACHE_GLIBC 1
+#endif
 
 #define BLKCACHE_DEFAULT_BYTES ((size_t)1024 * 1024)
 #define BLKCACHE_DEFAULT_PER   128u
@@ -359,8 +365,8 @@ int torii_blkcache_hooks_install(void)
 
 int torii_blkcache_heap_keep(size_t bytes)
 {
-    if (BLKCACHE_ASAN || BLKCACHE_TSAN) {
-        return TORII_EUNSUPPORTED; /* their allocators ignore glibc's settings */
+    if (!BLKCACHE_GLIBC) {
+        return TORII_EUNSUPPORTED; /* a sanitizer's allocator ignores glibc's settings */
     }
     if (bytes > INT_MAX) {
         return TORII_EINVAL;
@@ -371,7 +377,7 @@ int torii_blkcache_heap_keep(size_t bytes)
 
 void torii_blkcache_heap_trim(void)
 {
-    if (!BLKCACHE_ASAN && !BLKCACHE_TSAN) {
+    if (BLKCACHE_GLIBC) {
         (void)malloc_trim(0);
     }
 }
