@@ -1,13 +1,13 @@
-/* h2queue.c - the worker's two queues of HTTP/2 client connections (h2_int.h):
- *   - woken: a child's response, body or end wakes its connection; every connection woken in
- *     a loop turn is stepped, oldest first, by one event at the loop's normal priority (one
- *     activation per turn, not per response);
- *   - unflushed: a connection whose step queued frames while some of its streams are still
- *     open holds them (below H2_HOLD_MAX bytes) until the loop has nothing else to run. One event
- * at the loop's idle priority sends them all, so the responses of the streams that complete over
- * several back-to-back turns leave in one TLS record and one send(), as a loop that runs its ready
- * work before its I/O would send them. A timer (H2_HOLD_US) bounds the hold when the loop never
- * idles. Worker thread only. */
+/* h2queue.c - the worker's two queues of HTTP/2 client connections (h2_int.h).
+ * Woken: a child's response, body or end wakes its connection; every connection woken in a
+ * loop turn is stepped, oldest first, by one event at the loop's normal priority (one
+ * activation per turn, not per response).
+ * Unflushed: a connection whose step queued frames while some of its streams are still open
+ * holds them (below H2_HOLD_MAX bytes) until the loop has nothing else to run. One event at
+ * the loop's idle priority sends them all, so the responses of the streams that complete over
+ * back-to-back turns leave in one TLS record and one send(), as a loop that runs its ready
+ * work before its I/O would send them. A timer (H2_HOLD_US) bounds the hold when the loop
+ * never idles. Worker thread only. */
 #include <event2/event.h>
 
 #include "h2_int.h"
